@@ -1,0 +1,27 @@
+// Single-precision GEMM on row-major operands with arbitrary leading dimensions:
+//   C[m×n] = epilogue(alpha · op(A) · op(B) + beta · C)
+// op(A) is m×k: A is stored m×k (lda >= k), or k×m when trans_a (lda >= m).
+// op(B) is k×n: B is stored k×n (ldb >= n), or n×k when trans_b (ldb >= k).
+// beta == 0 means C is write-only (NaNs in C are not propagated). The epilogue adds bias[j] to
+// every row and then applies the activation, fused into the write-back.
+#pragma once
+
+#include <cstdint>
+
+namespace densitron {
+
+enum class EpilogueAct : int { kNone = 0, kRelu = 1, kSigmoid = 2, kTanh = 3 };
+
+struct GemmEpilogue {
+  const float* bias = nullptr;  // n values, or nullptr
+  EpilogueAct act = EpilogueAct::kNone;
+};
+
+// Threads: get_num_threads() from cpu.h; products too small to gain run on one thread.
+// The K dimension is never split across threads, so results are bitwise identical for any
+// thread count.
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+           int64_t ldc, const GemmEpilogue& epilogue = GemmEpilogue());
+
+}  // namespace densitron
