@@ -1,0 +1,224 @@
+// Blocked SGEMM (BLIS loop order): for each NC block of columns, each KC block of k, pack the
+// B panel; for each MC block of rows pack the A block; then run the microkernel over the
+// MR × NR tiles. Operands already in a layout the kernels read (small ones) are not packed.
+// Threads split C into disjoint row or column ranges; K is never split, so every element is
+// summed in the same order whatever the thread count.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
+#include "densitron/cpu.h"
+#include "densitron/gemm.h"
+#include "gemm/kernel_info.h"
+
+namespace densitron {
+namespace {
+
+using gemm::KernelInfo;
+using gemm::UkernelArgs;
+
+struct Problem {
+  int64_t m, n, k;
+  float alpha, beta;
+  // op(A)(i, p) = a[i·a_rs + p·a_cs]; op(B)(p, j) = b[p·b_rs + j·b_cs]
+  const float* a;
+  int64_t a_rs, a_cs;
+  const float* b;
+  int64_t b_rs, b_cs;
+  float* c;
+  int64_t ldc;
+  GemmEpilogue ep;
+};
+
+// Grow-only, 64-byte aligned scratch owned by the calling thread (OpenMP's pool threads
+// persist, so after the first call no product allocates).
+class Scratch {
+ public:
+  ~Scratch() { std::free(ptr_); }
+  float* get(size_t floats) {
+    if (floats > cap_) {
+      std::free(ptr_);
+      const size_t bytes = ((floats * sizeof(float) + 63) / 64) * 64;
+      ptr_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (ptr_ == nullptr) throw std::bad_alloc();
+      cap_ = floats;
+    }
+    return ptr_;
+  }
+
+ private:
+  float* ptr_ = nullptr;
+  size_t cap_ = 0;
+};
+
+thread_local Scratch t_pack_a;
+thread_local Scratch t_pack_b;
+
+int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
+
+// Computes C[i0:i1, j0:j1] on the calling thread.
+void gemm_block(const KernelInfo& ki, const Problem& pr, int64_t i0, int64_t i1, int64_t j0,
+                int64_t j1) {
+  const int64_t mr = ki.mr, nr = ki.nr;
+  const int64_t m = i1 - i0, n = j1 - j0;
+  // Pack an operand only when its tiles are re-read often enough to repay the copy, or when
+  // the kernels cannot read it as stored (op(B) with strided columns).
+  const bool pack_b = pr.b_cs != 1 || m > 4 * mr;
+  const bool pack_a = n > 4 * nr;
+  const int64_t kc_max = std::min(ki.kc, pr.k);
+  float* bp = pack_b ? t_pack_b.get(kc_max * round_up(std::min(ki.nc, n), nr)) : nullptr;
+  float* ap = pack_a ? t_pack_a.get(kc_max * round_up(std::min(ki.mc, m), mr)) : nullptr;
+
+  UkernelArgs args;
+  args.alpha = pr.alpha;
+  args.ldc = pr.ldc;
+  for (int64_t jc = j0; jc < j1; jc += ki.nc) {
+    const int64_t nb = std::min(ki.nc, j1 - jc);
+    for (int64_t pc = 0; pc < pr.k; pc += ki.kc) {
+      const int64_t kb = std::min(ki.kc, pr.k - pc);
+      const bool last = pc + kb == pr.k;
+      args.k = kb;
+      args.beta = pc == 0 ? pr.beta : 1.0f;
+      args.last_k_block = last;
+      args.act = last ? static_cast<int>(pr.ep.act) : 0;
+      const float* b_block = pr.b + pc * pr.b_rs + jc * pr.b_cs;
+      if (pack_b) {
+        for (int64_t jr = 0; jr < nb; jr += nr) {
+          gemm::pack_b_panel(std::min(nr, nb - jr), kb, b_block + jr * pr.b_cs, pr.b_rs,
+                             pr.b_cs, nr, bp + jr * kb);
+        }
+      }
+      for (int64_t ic = i0; ic < i1; ic += ki.mc) {
+        const int64_t mb = std::min(ki.mc, i1 - ic);
+        const float* a_block = pr.a + ic * pr.a_rs + pc * pr.a_cs;
+        if (pack_a) {
+          for (int64_t ir = 0; ir < mb; ir += mr) {
+            gemm::pack_a_panel(std::min(mr, mb - ir), kb, a_block + ir * pr.a_rs, pr.a_rs,
+                               pr.a_cs, mr, ap + ir * kb);
+          }
+        }
+        gemm::UkernelFn kernel;
+        if (pack_a) {
+          kernel = ki.ukernel_a_kmajor;
+          args.a_rs = 1;
+          args.a_cs = mr;
+        } else if (pr.a_rs == 1) {
+          kernel = ki.ukernel_a_kmajor;
+          args.a_rs = 1;
+          args.a_cs = pr.a_cs;
+        } else {
+          kernel = ki.ukernel_a_rowmajor;
+          args.a_rs = pr.a_rs;
+          args.a_cs = 1;
+        }
+        args.b_rs = pack_b ? nr : pr.b_rs;
+        for (int64_t jr = 0; jr < nb; jr += nr) {
+          args.n = std::min(nr, nb - jr);
+          args.b = pack_b ? bp + jr * kb : b_block + jr;
+          args.bias = (last && pr.ep.bias != nullptr) ? pr.ep.bias + jc + jr : nullptr;
+          for (int64_t ir = 0; ir < mb; ir += mr) {
+            args.m = std::min(mr, mb - ir);
+            args.a = pack_a ? ap + ir * kb : a_block + ir * pr.a_rs;
+            args.c = pr.c + (ic + ir) * pr.ldc + jc + jr;
+            kernel(&args);
+          }
+        }
+      }
+    }
+  }
+}
+
+float activate(float x, EpilogueAct act) {
+  switch (act) {
+    case EpilogueAct::kRelu: return x > 0.0f ? x : 0.0f;
+    case EpilogueAct::kSigmoid: return 1.0f / (1.0f + std::exp(-x));
+    case EpilogueAct::kTanh: return std::tanh(x);
+    default: return x;
+  }
+}
+
+// k == 0 or alpha == 0: C = epilogue(beta·C).
+void scale_c(const Problem& pr) {
+  for (int64_t i = 0; i < pr.m; ++i) {
+    float* c = pr.c + i * pr.ldc;
+    for (int64_t j = 0; j < pr.n; ++j) {
+      float x = pr.beta == 0.0f ? 0.0f : pr.beta * c[j];
+      if (pr.ep.bias != nullptr) x += pr.ep.bias[j];
+      c[j] = activate(x, pr.ep.act);
+    }
+  }
+}
+
+// Work below which one thread is faster than forking (multiply-adds).
+constexpr double kMinWorkPerThread = 64.0 * 64.0 * 64.0;
+
+void check(bool ok, const char* what) {
+  if (!ok) throw std::invalid_argument(std::string("sgemm: ") + what);
+}
+
+}  // namespace
+
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+           int64_t ldc, const GemmEpilogue& epilogue) {
+  check(m >= 0 && n >= 0 && k >= 0, "m, n and k must be >= 0");
+  check(ldc >= std::max<int64_t>(n, 1), "ldc must be >= max(n, 1)");
+  check(lda >= std::max<int64_t>(trans_a ? m : k, 1), "lda too small for op(A)");
+  check(ldb >= std::max<int64_t>(trans_b ? k : n, 1), "ldb too small for op(B)");
+  if (m == 0 || n == 0) return;
+
+  Problem pr;
+  pr.m = m;
+  pr.n = n;
+  pr.k = k;
+  pr.alpha = alpha;
+  pr.beta = beta;
+  pr.a = a;
+  pr.a_rs = trans_a ? 1 : lda;
+  pr.a_cs = trans_a ? lda : 1;
+  pr.b = b;
+  pr.b_rs = trans_b ? 1 : ldb;
+  pr.b_cs = trans_b ? ldb : 1;
+  pr.c = c;
+  pr.ldc = ldc;
+  pr.ep = epilogue;
+  if (k == 0 || alpha == 0.0f) {
+    scale_c(pr);
+    return;
+  }
+
+  const KernelInfo& ki = *gemm::active_kernel_info();
+  const double work = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+  int nt = get_num_threads();
+  nt = static_cast<int>(std::min<double>(nt, std::max(1.0, work / kMinWorkPerThread)));
+  // Split along whichever of M (in MR steps) or N (in NR steps) gives more, evener parts.
+  const int64_t m_tiles = (m + ki.mr - 1) / ki.mr;
+  const int64_t n_tiles = (n + ki.nr - 1) / ki.nr;
+  const bool split_m = m_tiles >= n_tiles;
+  nt = static_cast<int>(std::min<int64_t>(nt, split_m ? m_tiles : n_tiles));
+  if (nt <= 1) {
+    gemm_block(ki, pr, 0, m, 0, n);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num();
+    const int64_t tiles = split_m ? m_tiles : n_tiles;
+    const int64_t step = split_m ? ki.mr : ki.nr;
+    const int64_t lo = std::min(tiles * t / nt * step, split_m ? m : n);
+    const int64_t hi = std::min(tiles * (t + 1) / nt * step, split_m ? m : n);
+    if (lo < hi) {
+      if (split_m) {
+        gemm_block(ki, pr, lo, hi, 0, n);
+      } else {
+        gemm_block(ki, pr, 0, m, lo, hi);
+      }
+    }
+  }
+}
+
+}  // namespace densitron

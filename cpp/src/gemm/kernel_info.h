@@ -1,0 +1,67 @@
+// Private GEMM contract between the blocked loops (gemm.cc), the packing routines (pack.cc) and
+// the per-ISA microkernels (ukernel_<isa>.cc). Plain C declarations and PODs only: this header is
+// included by files compiled with AVX2/AVX-512 flags, so it must hold no inline or template code.
+//
+// A microkernel computes one tile of at most mr × nr elements of C:
+//   acc[i][j] = Σ_{p<k} A(i, p) · B(p, j),  A(i, p) = a[i·a_rs + p·a_cs],  B(p, j) = b[p·b_rs + j]
+//   C[i][j]   = alpha·acc + beta·C   (beta == 0: C is not read), then, when last_k_block:
+//   C[i][j]   = act(C[i][j] + bias[j])
+// for i < m (<= mr) and j < n (<= nr). B's columns are contiguous; columns j >= n are never read.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace densitron {
+namespace gemm {
+
+struct UkernelArgs {
+  int64_t k;
+  const float* a;
+  int64_t a_rs;  // distance between rows of op(A) in the tile
+  int64_t a_cs;  // distance between consecutive k of op(A)
+  const float* b;
+  int64_t b_rs;  // distance between consecutive k of op(B); columns are unit-stride
+  float* c;
+  int64_t ldc;
+  int64_t m;  // rows of the tile to compute (1..mr)
+  int64_t n;  // columns of the tile to compute (1..nr)
+  float alpha;
+  float beta;
+  const float* bias;  // n values or nullptr; applied only when last_k_block
+  int act;            // EpilogueAct as int; applied only when last_k_block
+  int last_k_block;
+};
+
+typedef void (*UkernelFn)(const UkernelArgs* args);
+
+// Blocking sizes and kernels of one ISA. mr × nr is the register tile; kc, mc, nc the cache
+// blocks (kc·nr floats of B stay in L1, mc·kc floats of A in L2, kc·nc floats of B in L3).
+struct KernelInfo {
+  const char* name;
+  int64_t mr, nr, kc, mc, nc;
+  UkernelFn ukernel_a_kmajor;  // A packed or trans_a: a_rs == 1 (a_cs any)
+  UkernelFn ukernel_a_rowmajor;  // A plain, unpacked: a_cs == 1 (a_rs any)
+};
+
+// One KernelInfo per ISA (ukernel_<isa>.cc); dispatch.cc picks the active one.
+extern const KernelInfo kKernelInfoGeneric;
+#if defined(DENSITRON_X86)
+extern const KernelInfo kKernelInfoAvx2;
+extern const KernelInfo kKernelInfoAvx512;
+#endif
+
+// The table of the ISA in use (cpu.h's active_isa()).
+const KernelInfo* active_kernel_info();
+
+// Packing (pack.cc). Packed panels are k-major with zero-padded tails:
+//   A panel: dst[p·mr + i] = op(A)(i, p) for i < mr (zero for i >= m)
+//   B panel: dst[p·nr + j] = op(B)(p, j) for j < nr (zero for j >= n)
+// op(A)(i, p) = a[i·rs + p·cs]; op(B)(p, j) = b[p·rs + j·cs].
+void pack_a_panel(int64_t m, int64_t k, const float* a, int64_t rs, int64_t cs, int64_t mr,
+                  float* dst);
+void pack_b_panel(int64_t n, int64_t k, const float* b, int64_t rs, int64_t cs, int64_t nr,
+                  float* dst);
+
+}  // namespace gemm
+}  // namespace densitron

@@ -1,0 +1,44 @@
+"""Low-level operations on NumPy arrays, run by densitron's C++ engine."""
+
+import numpy as np
+
+from densitron import _core
+
+__all__ = ["matmul"]
+
+_NUMERIC_KINDS = "biuf"
+
+
+def _as_float32_matrix(x, name):
+    if type(x) is np.ndarray and x.dtype == np.float32:
+        return x  # _core reads any row stride and copies other layouts itself
+    if isinstance(x, np.ndarray) and x.dtype.kind not in _NUMERIC_KINDS:
+        raise TypeError(
+            f"`{name}` must be a real numeric array. Received: {name}.dtype={x.dtype}"
+        )
+    try:
+        arr = np.ascontiguousarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise TypeError(
+            f"`{name}` must be convertible to a float32 array. Received: {name}={x!r:.80}"
+        ) from e
+    return arr
+
+
+def matmul(a, b, transpose_a=False, transpose_b=False, out=None):
+    """Matrix product op(a) @ op(b) in float32.
+
+    Args:
+        a: 2-D array; with `transpose_a=True` it is passed as stored (k × m) and used
+            transposed.
+        b: 2-D array; with `transpose_b=True` it is passed as stored (n × k).
+        transpose_a: use aᵀ.
+        transpose_b: use bᵀ.
+        out: optional float32 array of shape (m, n) with unit column stride to write into.
+
+    Returns:
+        The (m, n) float32 product (`out` when given).
+    """
+    a = _as_float32_matrix(a, "a")
+    b = _as_float32_matrix(b, "b")
+    return _core.matmul(a, b, bool(transpose_a), bool(transpose_b), out)
