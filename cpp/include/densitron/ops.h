@@ -28,15 +28,15 @@ enum class Loss : int {
 // Sum over the rows of the per-sample loss (Keras's formula), and, when grad != nullptr, the
 // gradient of (sum / scale_rows) with respect to the prediction p (rows × cols).
 // y: rows × cols targets, or rows × 1 integer class ids for the sparse loss.
-// When fused_softmax_logits is set, grad receives the gradient with respect to the logits of
-// a softmax whose output is p (exact when no probability is clipped).
+// When fused_logits is set, grad receives the gradient with respect to the logits z of the
+// output activation instead: p = softmax(z) for the categorical losses, p = sigmoid(z) for
+// binary cross-entropy (exact when no probability is clipped).
 double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t rows,
-                             int64_t cols, float* grad, double scale_rows,
-                             bool fused_softmax_logits);
+                             int64_t cols, float* grad, double scale_rows, bool fused_logits);
 
 enum class AccuracyKind : int { kCategorical = 0, kSparseCategorical = 1, kBinary = 2 };
-// Number of correct rows.
-int64_t accuracy_count(AccuracyKind kind, const float* p, const float* y, int64_t rows,
-                       int64_t cols, float threshold);
+// Sum over rows of the per-row accuracy (binary accuracy is a mean over the last axis).
+double accuracy_sum(AccuracyKind kind, const float* p, const float* y, int64_t rows,
+                    int64_t cols, float threshold);
 
 }  // namespace densitron

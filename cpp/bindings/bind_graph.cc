@@ -1,0 +1,215 @@
+// Binds the graph executor: converts and checks arrays, releases the GIL, calls. The Python
+// layer validates user input with Keras-style messages; the checks here only keep a wrong call
+// from touching memory it does not own.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "densitron/graph.h"
+
+namespace py = pybind11;
+using densitron::Graph;
+
+namespace {
+
+using FloatArray = py::array_t<float, py::array::c_style>;
+
+const float* checked_rows(const py::handle& obj, int64_t width, int64_t rows, const char* what) {
+  if (!py::isinstance<FloatArray>(obj))
+    throw py::type_error(std::string(what) + " must be C-contiguous float32 arrays");
+  auto a = py::reinterpret_borrow<FloatArray>(obj);
+  const int64_t size = static_cast<int64_t>(a.size());
+  if (size != rows * width)
+    throw py::value_error(std::string(what) + ": expected " + std::to_string(rows) + " rows of " +
+                          std::to_string(width) + " values. Received: " + std::to_string(size) +
+                          " values");
+  return a.data();
+}
+
+int64_t rows_of(const py::list& xs) {
+  if (xs.empty()) throw py::value_error("at least one input array is required");
+  return static_cast<int64_t>(py::reinterpret_borrow<py::array>(xs[0]).shape(0));
+}
+
+class PyGraph {
+ public:
+  PyGraph(const py::list& nodes, const py::list& params, std::vector<int> inputs,
+          std::vector<int> outputs) {
+    std::vector<densitron::NodeSpec> specs;
+    for (const py::handle& h : nodes) {
+      auto t = h.cast<std::tuple<int, std::vector<int>, int64_t, int, int, int>>();
+      densitron::NodeSpec s;
+      s.op = static_cast<densitron::OpType>(std::get<0>(t));
+      s.inputs = std::get<1>(t);
+      s.width = std::get<2>(t);
+      s.activation = static_cast<densitron::Activation>(std::get<3>(t));
+      s.kernel = std::get<4>(t);
+      s.bias = std::get<5>(t);
+      specs.push_back(std::move(s));
+    }
+    std::vector<densitron::ParamSpec> ps;
+    for (const py::handle& h : params) {
+      if (!py::isinstance<FloatArray>(h))
+        throw py::type_error("parameters must be C-contiguous float32 arrays");
+      auto a = py::reinterpret_borrow<FloatArray>(h);
+      if (!a.writeable()) throw py::value_error("parameters must be writeable");
+      densitron::ParamSpec p;
+      p.data = a.mutable_data();
+      p.size = static_cast<int64_t>(a.size());
+      ps.push_back(p);
+      keep_alive_.append(a);
+    }
+    graph_ = std::make_unique<Graph>(std::move(specs), std::move(ps), std::move(inputs),
+                                     std::move(outputs));
+  }
+
+  void compile(const py::list& outputs, const py::dict& opt, std::vector<bool> trainable) {
+    std::vector<densitron::OutputSpec> specs;
+    target_widths_.clear();
+    for (const py::handle& h : outputs) {
+      auto t = h.cast<std::tuple<int, int, float, int64_t, py::list>>();
+      densitron::OutputSpec o;
+      o.node = std::get<0>(t);
+      o.loss = static_cast<densitron::Loss>(std::get<1>(t));
+      o.loss_weight = std::get<2>(t);
+      o.target_width = std::get<3>(t);
+      for (const py::handle& m : std::get<4>(t)) {
+        auto mt = m.cast<std::tuple<bool, int, float, int>>();
+        densitron::MetricSpec ms;
+        ms.is_accuracy = std::get<0>(mt);
+        ms.accuracy = static_cast<densitron::AccuracyKind>(std::get<1>(mt));
+        ms.threshold = std::get<2>(mt);
+        ms.loss = static_cast<densitron::Loss>(std::get<3>(mt));
+        o.metrics.push_back(ms);
+      }
+      target_widths_.push_back(o.target_width);
+      specs.push_back(std::move(o));
+    }
+    densitron::OptimizerConfig c;
+    c.kind = static_cast<densitron::OptimizerKind>(opt["kind"].cast<int>());
+    c.learning_rate = opt["learning_rate"].cast<float>();
+    c.momentum = opt["momentum"].cast<float>();
+    c.nesterov = opt["nesterov"].cast<bool>();
+    c.rho = opt["rho"].cast<float>();
+    c.centered = opt["centered"].cast<bool>();
+    c.epsilon = opt["epsilon"].cast<float>();
+    c.beta_1 = opt["beta_1"].cast<float>();
+    c.beta_2 = opt["beta_2"].cast<float>();
+    c.amsgrad = opt["amsgrad"].cast<bool>();
+    c.weight_decay = opt["weight_decay"].cast<float>();
+    graph_->compile(std::move(specs), c, std::move(trainable));
+  }
+
+  densitron::DataRefs data_refs(const py::list& xs, const py::list& ys) const {
+    densitron::DataRefs d;
+    d.rows = rows_of(xs);
+    const auto& in = graph_->input_nodes();
+    if (xs.size() != in.size()) throw py::value_error("wrong number of input arrays");
+    if (ys.size() != target_widths_.size()) throw py::value_error("wrong number of targets");
+    for (size_t k = 0; k < in.size(); ++k)
+      d.x.push_back(checked_rows(xs[k], graph_->node_width(in[k]), d.rows, "x"));
+    for (size_t k = 0; k < target_widths_.size(); ++k)
+      d.y.push_back(checked_rows(ys[k], target_widths_[k], d.rows, "y"));
+    return d;
+  }
+
+  static py::tuple totals(const densitron::RunTotals& t) {
+    return py::make_tuple(t.rows, t.loss_sum, t.output_loss_sums, t.metric_sums);
+  }
+
+  py::tuple train_batches(const py::list& xs, const py::list& ys, const py::object& perm,
+                          int64_t batch_size, int64_t first_batch, int64_t num_batches) {
+    if (!graph_->compiled()) throw py::value_error("the graph is not compiled");
+    if (batch_size < 1 || first_batch < 0 || num_batches < 0)
+      throw py::value_error("batch_size must be >= 1 and batch indices >= 0");
+    densitron::DataRefs d = data_refs(xs, ys);
+    const int64_t* p = nullptr;
+    py::array_t<int64_t, py::array::c_style> perm_arr;
+    if (!perm.is_none()) {
+      perm_arr = py::reinterpret_borrow<py::array_t<int64_t, py::array::c_style>>(perm);
+      if (!py::isinstance<py::array_t<int64_t, py::array::c_style>>(perm) ||
+          static_cast<int64_t>(perm_arr.size()) != d.rows)
+        throw py::value_error("perm must be a C-contiguous int64 array with one entry per row");
+      p = perm_arr.data();
+      const int64_t lo = std::min(first_batch * batch_size, d.rows);
+      const int64_t hi = std::min((first_batch + num_batches) * batch_size, d.rows);
+      for (int64_t i = lo; i < hi; ++i)
+        if (p[i] < 0 || p[i] >= d.rows) throw py::value_error("perm entry out of range");
+    }
+    densitron::RunTotals t;
+    {
+      py::gil_scoped_release release;
+      t = graph_->train_batches(d, p, batch_size, first_batch, num_batches);
+    }
+    return totals(t);
+  }
+
+  py::tuple evaluate(const py::list& xs, const py::list& ys, int64_t batch_size) {
+    if (!graph_->compiled()) throw py::value_error("the graph is not compiled");
+    if (batch_size < 1) throw py::value_error("batch_size must be >= 1");
+    densitron::DataRefs d = data_refs(xs, ys);
+    densitron::RunTotals t;
+    {
+      py::gil_scoped_release release;
+      t = graph_->evaluate(d, batch_size);
+    }
+    return totals(t);
+  }
+
+  py::list predict(const py::list& xs, int64_t batch_size) {
+    if (batch_size < 1) throw py::value_error("batch_size must be >= 1");
+    const auto& in = graph_->input_nodes();
+    if (xs.size() != in.size()) throw py::value_error("wrong number of input arrays");
+    const int64_t rows = rows_of(xs);
+    std::vector<const float*> x;
+    for (size_t k = 0; k < in.size(); ++k)
+      x.push_back(checked_rows(xs[k], graph_->node_width(in[k]), rows, "x"));
+    py::list result;
+    std::vector<float*> out;
+    for (int node : graph_->output_nodes()) {
+      FloatArray a({static_cast<py::ssize_t>(rows),
+                    static_cast<py::ssize_t>(graph_->node_width(node))});
+      out.push_back(a.mutable_data());
+      result.append(a);
+    }
+    {
+      py::gil_scoped_release release;
+      graph_->predict(x, rows, batch_size, out);
+    }
+    return result;
+  }
+
+  Graph& graph() { return *graph_; }
+
+ private:
+  std::unique_ptr<Graph> graph_;
+  py::list keep_alive_;
+  std::vector<int64_t> target_widths_;
+};
+
+}  // namespace
+
+void bind_graph(py::module_& m) {
+  py::class_<PyGraph>(m, "Graph")
+      .def(py::init<const py::list&, const py::list&, std::vector<int>, std::vector<int>>(),
+           py::arg("nodes"), py::arg("params"), py::arg("inputs"), py::arg("outputs"))
+      .def("compile", &PyGraph::compile, py::arg("outputs"), py::arg("optimizer"),
+           py::arg("trainable"))
+      .def("train_batches", &PyGraph::train_batches, py::arg("xs"), py::arg("ys"),
+           py::arg("perm"), py::arg("batch_size"), py::arg("first_batch"),
+           py::arg("num_batches"))
+      .def("evaluate", &PyGraph::evaluate, py::arg("xs"), py::arg("ys"), py::arg("batch_size"))
+      .def("predict", &PyGraph::predict, py::arg("xs"), py::arg("batch_size"))
+      .def_property(
+          "learning_rate", [](PyGraph& g) { return g.graph().learning_rate(); },
+          [](PyGraph& g, float lr) { g.graph().set_learning_rate(lr); })
+      .def_property(
+          "iterations", [](PyGraph& g) { return g.graph().iterations(); },
+          [](PyGraph& g, int64_t it) { g.graph().set_iterations(it); });
+}

@@ -1,0 +1,129 @@
+// The graph executor: a DAG of nodes in topological order, run forward, loss, backward,
+// optimizer update and metrics for a batch in one call. Node buffers are sized once for the
+// largest batch seen and reused; nothing is allocated per step. Parameters live in caller-owned
+// float32 buffers (the Python Variables); gradients and optimizer slots live here.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+#include "densitron/ops.h"
+#include "densitron/optim.h"
+
+namespace densitron {
+
+enum class OpType : int { kInput = 0, kDense = 1, kActivation = 2, kAdd = 3, kConcatenate = 4 };
+
+struct NodeSpec {
+  OpType op = OpType::kInput;
+  std::vector<int> inputs;  // indices of earlier nodes
+  int64_t width = 0;        // features per sample of this node's output
+  Activation activation = Activation::kLinear;
+  int kernel = -1;  // Dense: parameter index of the (in, units) kernel
+  int bias = -1;    // Dense: parameter index of the (units,) bias, or -1
+};
+
+struct ParamSpec {
+  float* data = nullptr;
+  int64_t size = 0;
+  bool trainable = true;
+};
+
+struct MetricSpec {
+  bool is_accuracy = true;
+  AccuracyKind accuracy = AccuracyKind::kCategorical;
+  float threshold = 0.5f;
+  Loss loss = Loss::kMeanSquaredError;  // when !is_accuracy: a loss-shaped metric (mse, mae...)
+};
+
+struct OutputSpec {
+  int node = -1;
+  Loss loss = Loss::kMeanSquaredError;
+  float loss_weight = 1.0f;
+  int64_t target_width = 0;  // columns of y for this output (1 for sparse labels)
+  std::vector<MetricSpec> metrics;
+};
+
+// Whole-array data for a run: one row-major array per model input and per output target,
+// each with `rows` rows.
+struct DataRefs {
+  std::vector<const float*> x;
+  std::vector<const float*> y;
+  int64_t rows = 0;
+};
+
+struct RunTotals {
+  int64_t rows = 0;
+  double loss_sum = 0.0;                  // Σ_rows Σ_outputs weight·loss
+  std::vector<double> output_loss_sums;   // Σ_rows loss, per output
+  std::vector<double> metric_sums;        // Σ_rows metric, outputs' metrics in order
+};
+
+class Graph {
+ public:
+  Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::vector<int> inputs,
+        std::vector<int> outputs);
+
+  void compile(std::vector<OutputSpec> outputs, const OptimizerConfig& optimizer,
+               std::vector<bool> trainable);
+  bool compiled() const { return compiled_; }
+  void set_learning_rate(float lr) { optimizer_.learning_rate = lr; }
+  float learning_rate() const { return optimizer_.learning_rate; }
+  int64_t iterations() const { return iterations_; }
+  void set_iterations(int64_t it) { iterations_ = it; }
+
+  // Trains on batches first_batch .. first_batch+num_batches-1 of the epoch whose sample order
+  // is perm (nullptr: natural order); the last batch may be partial.
+  RunTotals train_batches(const DataRefs& data, const int64_t* perm, int64_t batch_size,
+                          int64_t first_batch, int64_t num_batches);
+  RunTotals evaluate(const DataRefs& data, int64_t batch_size);
+  // out[k] receives rows × width(output k).
+  void predict(const std::vector<const float*>& x, int64_t rows, int64_t batch_size,
+               const std::vector<float*>& out);
+
+  int64_t node_width(int node) const { return nodes_[node].width; }
+  const std::vector<int>& output_nodes() const { return outputs_; }
+  const std::vector<int>& input_nodes() const { return inputs_; }
+  int num_metrics() const;
+
+ private:
+  void ensure_capacity(int64_t rows);
+  void bind_inputs(const std::vector<const float*>& x, const int64_t* rows_idx, int64_t start,
+                   int64_t count);
+  void forward(int64_t batch);
+  double loss_and_grad(const DataRefs& data, const int64_t* rows_idx, int64_t start,
+                       int64_t batch, double* output_losses, bool with_grad);
+  void gather_targets(const DataRefs& data, int k, const int64_t* rows_idx, int64_t start,
+                      int64_t batch);
+  void metrics(int64_t batch, double* sums);
+  void backward(int64_t batch);
+  void update();
+
+  std::vector<NodeSpec> nodes_;
+  std::vector<ParamSpec> params_;
+  std::vector<int> inputs_, outputs_;
+  std::vector<int> consumers_;    // per node: how many nodes read it
+  std::vector<bool> fused_;       // per node: its gradient arrives w.r.t. pre-activation
+
+  bool compiled_ = false;
+  std::vector<OutputSpec> output_specs_;
+  OptimizerConfig optimizer_;
+  int64_t iterations_ = 0;
+
+  int64_t capacity_ = 0;
+  std::vector<std::vector<float>> out_buf_, grad_buf_;
+  std::vector<const float*> out_;  // per node: its output for this batch (row stride = width)
+  std::vector<bool> grad_ready_;
+  std::vector<std::vector<float>> target_buf_;  // per output: gathered targets
+  std::vector<const float*> target_;
+
+  std::vector<int64_t> grad_offset_;  // per parameter, into grads_
+  std::vector<float> grads_;
+  std::vector<bool> param_grad_ready_;
+  std::vector<float> slots_;
+  int slot_count_ = 0;
+  std::mutex mutex_;
+};
+
+}  // namespace densitron

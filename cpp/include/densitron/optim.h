@@ -1,0 +1,33 @@
+// Optimizer updates over flat float32 buffers, exactly Keras's formulas (see KERAS_SEMANTICS.md).
+// Slots start at zero and are owned by the caller; step counts start at 1.
+#pragma once
+
+#include <cstdint>
+
+namespace densitron {
+
+enum class OptimizerKind : int { kSgd = 0, kRmsprop = 1, kAdam = 2 };
+
+struct OptimizerConfig {
+  OptimizerKind kind = OptimizerKind::kRmsprop;
+  float learning_rate = 0.001f;
+  float momentum = 0.0f;  // SGD, RMSprop
+  bool nesterov = false;  // SGD
+  float rho = 0.9f;       // RMSprop
+  bool centered = false;  // RMSprop
+  float epsilon = 1e-7f;  // RMSprop, Adam
+  float beta_1 = 0.9f;    // Adam
+  float beta_2 = 0.999f;  // Adam
+  bool amsgrad = false;   // Adam
+  float weight_decay = 0.0f;  // decoupled (AdamW-style): w -= lr·wd·w before the step
+};
+
+// Number of float slots per parameter element the optimizer needs.
+int optimizer_slot_count(const OptimizerConfig& config);
+
+// Updates n weights w from gradients g; slots points at slot_count(config) arrays of n floats.
+// step is the 1-based iteration number.
+void optimizer_update(const OptimizerConfig& config, int64_t step, float* w, const float* g,
+                      float* const* slots, int64_t n);
+
+}  // namespace densitron

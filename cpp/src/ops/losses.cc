@@ -1,0 +1,156 @@
+// Keras's losses on probabilities, per sample summed over a batch, with their gradients.
+// Cross-entropies normalise p over the last axis, clip to [eps, 1-eps] (eps = 1e-7) and take
+// -Σ y·log p; the elementwise losses are means over the last axis. Gradients are of
+// (Σ_rows loss) / scale_rows, so a batch mean is scale_rows = batch size.
+#include <algorithm>
+#include <cmath>
+
+#include "densitron/ops.h"
+
+namespace densitron {
+namespace {
+
+constexpr float kEps = 1e-7f;
+constexpr float kOneMinusEps = 1.0f - kEps;
+
+inline float clip_prob(float p) { return std::min(std::max(p, kEps), kOneMinusEps); }
+inline bool in_clip_range(float p) { return p >= kEps && p <= kOneMinusEps; }
+
+// One row of categorical cross-entropy. `label` >= 0 selects the sparse form (y one-hot at
+// label); otherwise y holds the row's targets.
+double crossentropy_row(const float* p, const float* y, int64_t label, int64_t cols, float* g,
+                        float inv_scale, bool fused_softmax) {
+  float sum = 0.0f;
+  for (int64_t j = 0; j < cols; ++j) sum += p[j];
+  const float inv_sum = 1.0f / sum;
+  double loss = 0.0;
+  if (label >= 0) {
+    loss = -std::log(static_cast<double>(clip_prob(p[label] * inv_sum)));
+  } else {
+    for (int64_t j = 0; j < cols; ++j) {
+      if (y[j] != 0.0f) loss -= y[j] * std::log(static_cast<double>(clip_prob(p[j] * inv_sum)));
+    }
+  }
+  if (g == nullptr) return loss;
+  if (fused_softmax) {
+    // d/dz of -Σ y log softmax(z) = p·Σy - y.
+    if (label >= 0) {
+      for (int64_t j = 0; j < cols; ++j) g[j] = p[j] * inv_scale;
+      g[label] -= inv_scale;
+    } else {
+      float ysum = 0.0f;
+      for (int64_t j = 0; j < cols; ++j) ysum += y[j];
+      for (int64_t j = 0; j < cols; ++j) g[j] = (p[j] * ysum - y[j]) * inv_scale;
+    }
+    return loss;
+  }
+  // q = p / Σp, dL/dq_j = -y_j / q_j where q_j is not clipped; dL/dp = (dL/dq - <dL/dq, q>) / Σp.
+  float dot = 0.0f;
+  for (int64_t j = 0; j < cols; ++j) {
+    const float yj = label >= 0 ? (j == label ? 1.0f : 0.0f) : y[j];
+    const float q = p[j] * inv_sum;
+    const float gq = (yj != 0.0f && in_clip_range(q)) ? -yj / q : 0.0f;
+    g[j] = gq;
+    dot += gq * q;
+  }
+  for (int64_t j = 0; j < cols; ++j) g[j] = (g[j] - dot) * inv_sum * inv_scale;
+  return loss;
+}
+
+}  // namespace
+
+double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t rows,
+                             int64_t cols, float* grad, double scale_rows, bool fused_logits) {
+  const float inv_scale = static_cast<float>(1.0 / scale_rows);
+  const float inv_cols = 1.0f / static_cast<float>(cols);
+  double total = 0.0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* pr = p + r * cols;
+    float* gr = grad ? grad + r * cols : nullptr;
+    switch (loss) {
+      case Loss::kCategoricalCrossentropy:
+        total += crossentropy_row(pr, y + r * cols, -1, cols, gr, inv_scale, fused_logits);
+        break;
+      case Loss::kSparseCategoricalCrossentropy: {
+        int64_t label = static_cast<int64_t>(y[r]);
+        label = std::min<int64_t>(std::max<int64_t>(label, 0), cols - 1);  // validated upstream
+        total += crossentropy_row(pr, nullptr, label, cols, gr, inv_scale, fused_logits);
+        break;
+      }
+      case Loss::kBinaryCrossentropy: {
+        const float* yr = y + r * cols;
+        double row = 0.0;
+        for (int64_t j = 0; j < cols; ++j) {
+          const double pc = clip_prob(pr[j]);
+          row -= yr[j] * std::log(pc) + (1.0 - yr[j]) * std::log(1.0 - pc);
+          if (gr == nullptr) continue;
+          if (fused_logits) {  // through a sigmoid: (p - y)
+            gr[j] = (pr[j] - yr[j]) * inv_cols * inv_scale;
+          } else {
+            const float pj = pr[j];
+            gr[j] = in_clip_range(pj) ? (pj - yr[j]) / (pj * (1.0f - pj)) * inv_cols * inv_scale
+                                      : 0.0f;
+          }
+        }
+        total += row / cols;
+        break;
+      }
+      case Loss::kMeanSquaredError: {
+        const float* yr = y + r * cols;
+        double row = 0.0;
+        for (int64_t j = 0; j < cols; ++j) {
+          const float d = pr[j] - yr[j];
+          row += static_cast<double>(d) * d;
+          if (gr) gr[j] = 2.0f * d * inv_cols * inv_scale;
+        }
+        total += row / cols;
+        break;
+      }
+      case Loss::kMeanAbsoluteError: {
+        const float* yr = y + r * cols;
+        double row = 0.0;
+        for (int64_t j = 0; j < cols; ++j) {
+          const float d = pr[j] - yr[j];
+          row += std::fabs(static_cast<double>(d));
+          if (gr) gr[j] = (d > 0.0f ? 1.0f : (d < 0.0f ? -1.0f : 0.0f)) * inv_cols * inv_scale;
+        }
+        total += row / cols;
+        break;
+      }
+    }
+  }
+  return total;
+}
+
+double accuracy_sum(AccuracyKind kind, const float* p, const float* y, int64_t rows,
+                    int64_t cols, float threshold) {
+  double correct = 0.0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* pr = p + r * cols;
+    switch (kind) {
+      case AccuracyKind::kCategorical:
+      case AccuracyKind::kSparseCategorical: {
+        const int64_t pred = std::max_element(pr, pr + cols) - pr;
+        int64_t truth;
+        if (kind == AccuracyKind::kSparseCategorical) {
+          truth = static_cast<int64_t>(y[r]);
+        } else {
+          const float* yr = y + r * cols;
+          truth = std::max_element(yr, yr + cols) - yr;
+        }
+        correct += pred == truth ? 1.0 : 0.0;
+        break;
+      }
+      case AccuracyKind::kBinary: {
+        const float* yr = y + r * cols;
+        int64_t hits = 0;
+        for (int64_t j = 0; j < cols; ++j) hits += ((pr[j] > threshold ? 1.0f : 0.0f) == yr[j]);
+        correct += static_cast<double>(hits) / cols;
+        break;
+      }
+    }
+  }
+  return correct;
+}
+
+}  // namespace densitron

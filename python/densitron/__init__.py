@@ -1,0 +1,43 @@
+"""densitron: a neural-network engine with Keras's API and a fast C++ core for the CPU."""
+
+from densitron import _core
+from densitron._core import cpu_info, get_num_threads, set_num_threads
+from densitron import (
+    activations,
+    backend,
+    callbacks,
+    datasets,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    models,
+    ops,
+    optimizers,
+    utils,
+)
+from densitron.layers import Input
+from densitron.models import Model, Sequential
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Input",
+    "Model",
+    "Sequential",
+    "activations",
+    "backend",
+    "callbacks",
+    "cpu_info",
+    "datasets",
+    "get_num_threads",
+    "initializers",
+    "layers",
+    "losses",
+    "metrics",
+    "models",
+    "ops",
+    "optimizers",
+    "set_num_threads",
+    "utils",
+]

@@ -1,0 +1,101 @@
+"""Callback base class, the list that dispatches to callbacks, History and ProgbarLogger."""
+
+from densitron.utils.progbar import Progbar
+
+
+class Callback:
+    def __init__(self):
+        self.model = None
+        self.params = {}
+
+    def set_model(self, model):
+        self.model = model
+
+    def set_params(self, params):
+        self.params = params
+
+    def on_train_begin(self, logs=None): ...
+    def on_train_end(self, logs=None): ...
+    def on_epoch_begin(self, epoch, logs=None): ...
+    def on_epoch_end(self, epoch, logs=None): ...
+    def on_train_batch_begin(self, batch, logs=None): ...
+    def on_train_batch_end(self, batch, logs=None): ...
+    def on_test_begin(self, logs=None): ...
+    def on_test_end(self, logs=None): ...
+    def on_predict_begin(self, logs=None): ...
+    def on_predict_end(self, logs=None): ...
+
+    def _wants_batches(self):
+        """True when a subclass overrides a per-batch hook: the fit loop then runs batch by batch."""
+        base = Callback
+        return any(
+            getattr(type(self), name) is not getattr(base, name)
+            for name in ("on_train_batch_begin", "on_train_batch_end")
+        )
+
+
+class History(Callback):
+    def __init__(self):
+        super().__init__()
+        self.history = {}
+        self.epoch = []
+
+    def on_train_begin(self, logs=None):
+        self.epoch = []
+        self.history = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for k, v in (logs or {}).items():
+            self.history.setdefault(k, []).append(v)
+        if self.model is not None:
+            self.model.history = self
+
+
+class ProgbarLogger(Callback):
+    """Prints "Epoch i/N" and Keras's bar (verbose 1) or one line per epoch (verbose 2)."""
+
+    def __init__(self):
+        super().__init__()
+        self._bar = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        verbose = self.params.get("verbose", 1)
+        if verbose:
+            print(f"Epoch {epoch + 1}/{self.params['epochs']}", flush=True)
+            self._bar = Progbar(self.params.get("steps"), verbose=verbose)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._bar is not None:
+            self._bar.update(batch + 1, _display(logs), finalize=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._bar is not None:
+            self._bar.update(self.params.get("steps"), _display(logs), finalize=True)
+            self._bar = None
+
+
+def _display(logs):
+    return sorted((logs or {}).items())
+
+
+class CallbackList:
+    def __init__(self, callbacks, model, params):
+        self.callbacks = list(callbacks)
+        for c in self.callbacks:
+            c.set_model(model)
+            c.set_params(params)
+
+    def wants_batches(self):
+        return any(c._wants_batches() for c in self.callbacks
+                   if not isinstance(c, (ProgbarLogger, History)))
+
+    def __getattr__(self, hook):
+        if not hook.startswith("on_"):
+            raise AttributeError(hook)
+
+        def call(*args, **kwargs):
+            for c in self.callbacks:
+                getattr(c, hook)(*args, **kwargs)
+
+        return call

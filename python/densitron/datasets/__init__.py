@@ -1,0 +1,5 @@
+"""Small real datasets shipped inside the package, loaded as Keras datasets are."""
+
+from densitron.datasets import digits
+
+__all__ = ["digits"]

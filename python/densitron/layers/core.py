@@ -1,0 +1,104 @@
+"""Dense and Activation: the C++ engine runs Dense as one GEMM with bias and activation fused."""
+
+import numpy as np
+
+from densitron import activations, initializers
+from densitron.layers.layer import Layer
+
+
+def _check_2d(layer, input_shape):
+    if isinstance(input_shape, list):
+        raise ValueError(
+            f"Layer {layer.name} expects a single input tensor. "
+            f"Received: {len(input_shape)} inputs with shapes {input_shape}"
+        )
+    if len(input_shape) != 2:
+        raise ValueError(
+            f"Input 0 of layer \"{layer.name}\" is incompatible with the layer: expected "
+            f"ndim=2 (batch, features), found ndim={len(input_shape)}. Full shape received: "
+            f"{tuple(input_shape)}"
+        )
+
+
+class Dense(Layer):
+    """output = activation(dot(input, kernel) + bias); kernel (in, units), bias (units,)."""
+
+    def __init__(self, units, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
+            raise ValueError(
+                "Received an invalid value for `units`, expected a positive integer. "
+                f"Received: units={units!r}"
+            )
+        for arg, value in (("kernel_regularizer", kernel_regularizer),
+                           ("bias_regularizer", bias_regularizer),
+                           ("activity_regularizer", activity_regularizer),
+                           ("kernel_constraint", kernel_constraint),
+                           ("bias_constraint", bias_constraint)):
+            if value is not None:
+                raise ValueError(
+                    f"Dense `{arg}` is not supported by densitron yet. Received: {arg}={value!r}"
+                )
+        self.units = int(units)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel = None
+        self.bias = None
+
+    def _check_inputs(self, input_shape):
+        _check_2d(self, input_shape)
+        if self.built and input_shape[-1] != self.kernel.shape[0]:
+            raise ValueError(
+                f"Input 0 of layer \"{self.name}\" is incompatible with the layer: expected axis "
+                f"-1 of input shape to have value {self.kernel.shape[0]}, but received input "
+                f"with shape {tuple(input_shape)}"
+            )
+
+    def build(self, input_shape):
+        in_features = int(input_shape[-1])
+        self.kernel = self.add_weight((in_features, self.units), self.kernel_initializer, "kernel")
+        if self.use_bias:
+            self.bias = self.add_weight((self.units,), self.bias_initializer, "bias")
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "activation": activations.serialize(self.activation),
+                "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": None,
+                "bias_regularizer": None,
+                "activity_regularizer": None,
+                "kernel_constraint": None,
+                "bias_constraint": None,
+            }
+        )
+        return config
+
+
+class Activation(Layer):
+    """Applies an activation function to its input."""
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+
+    def _check_inputs(self, input_shape):
+        _check_2d(self, input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config["activation"] = activations.serialize(self.activation)
+        return config

@@ -1,0 +1,72 @@
+"""InputLayer and Input(): the symbolic entry points of a functional model."""
+
+from densitron.layers.layer import KerasTensor, Layer, Node
+
+
+class InputLayer(Layer):
+    def __init__(self, shape=None, batch_size=None, dtype=None, name=None, **kwargs):
+        super().__init__(name=name or None, **_input_name_kwargs(name, kwargs))
+        shape = _check_shape(shape)
+        self.shape = shape
+        self.batch_size = batch_size
+        self.built = True
+        node = Node(self, [], [])
+        self.output = KerasTensor((batch_size,) + shape, name=self.name, node=node, index=0)
+        node.outputs.append(self.output)
+        self._inbound_nodes.append(node)
+
+    def get_config(self):
+        return {
+            "batch_shape": (self.batch_size,) + self.shape,
+            "dtype": "float32",
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        shape = tuple(config["batch_shape"])[1:]
+        return cls(shape=shape, batch_size=config["batch_shape"][0], name=config.get("name"))
+
+
+def _input_name_kwargs(name, kwargs):
+    if kwargs:
+        raise TypeError(f"Unrecognized keyword arguments passed to InputLayer: {kwargs}")
+    return {}
+
+
+def _check_shape(shape):
+    if shape is None:
+        raise ValueError("You must pass a `shape` argument to Input. Received: shape=None")
+    if isinstance(shape, int):
+        shape = (shape,)
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise TypeError(
+            f"Argument `shape` must be a tuple of integers. Received: shape={shape!r}"
+        ) from None
+    for d in shape:
+        if d is None or isinstance(d, bool) or not isinstance(d, int) or d < 1:
+            raise ValueError(
+                "Argument `shape` must be a tuple of positive integers (densitron needs every "
+                f"feature dimension known). Received: shape={shape!r}"
+            )
+    if len(shape) != 1:
+        raise ValueError(
+            "densitron models take flat feature vectors for now: `shape` must have one "
+            f"dimension, e.g. shape=(784,). Received: shape={shape!r}"
+        )
+    return shape
+
+
+def Input(shape=None, batch_size=None, dtype=None, name=None, **kwargs):
+    """Returns a symbolic tensor that starts a functional model: `Input(shape=(784,))`."""
+    if "batch_shape" in kwargs:
+        batch_shape = kwargs.pop("batch_shape")
+        batch_size, shape = batch_shape[0], tuple(batch_shape[1:])
+    if dtype not in (None, "float32", "float64", "float16"):
+        raise ValueError(
+            f"densitron models compute in float32; Input takes float dtypes. Received: dtype={dtype!r}"
+        )
+    layer = InputLayer(shape=shape, batch_size=batch_size, name=name, **kwargs)
+    return layer.output

@@ -1,0 +1,201 @@
+"""Layer base class, symbolic tensors and the nodes that link them into a graph.
+
+Calling a layer on KerasTensors records a Node (layer, input tensors, output tensors); a Model
+walks these nodes back from its outputs. Calling a layer on arrays runs it through the engine."""
+
+import numpy as np
+
+from densitron.utils.naming import to_snake_case, uniquify
+from densitron.variables import Variable
+
+
+class KerasTensor:
+    """A symbolic tensor: a shape with a free batch dimension, and the node that made it."""
+
+    def __init__(self, shape, name=None, node=None, index=0):
+        self.shape = tuple(shape)
+        self.dtype = "float32"
+        self.name = name
+        self._node = node
+        self._index = index
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __repr__(self):
+        return f"<KerasTensor shape={self.shape}, dtype=float32, name={self.name}>"
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError(
+            "A symbolic KerasTensor cannot be converted to a NumPy array: it has no value until "
+            f"a model runs. Received: {self!r}"
+        )
+
+
+class Node:
+    """One call of a layer: its input tensors and output tensors."""
+
+    def __init__(self, layer, inputs, outputs):
+        self.layer = layer
+        self.inputs = list(inputs)
+        self.outputs = list(outputs)
+
+
+def _is_array_like(x):
+    return isinstance(x, (np.ndarray, list, tuple, float, int, np.generic)) or hasattr(
+        x, "__array__"
+    )
+
+
+class Layer:
+    """Base of every layer: naming, weights, building on first call, symbolic and eager calls."""
+
+    def __init__(self, name=None, trainable=True, dtype=None, input_shape=None, input_dim=None,
+                 **kwargs):
+        if kwargs:
+            raise TypeError(
+                f"Unrecognized keyword arguments passed to {type(self).__name__}: {kwargs}"
+            )
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"Argument `name` must be a string. Received: name={name!r}")
+        self.name = name or uniquify(to_snake_case(type(self).__name__))
+        self._trainable = bool(trainable)
+        self.built = False
+        self._weights = []
+        self._inbound_nodes = []
+        self._eager_models = {}
+        if input_dim is not None and input_shape is None:
+            input_shape = (input_dim,)
+        self._input_shape_arg = tuple(input_shape) if input_shape is not None else None
+
+    # --- weights -------------------------------------------------------------------------
+    def add_weight(self, shape, initializer, name, trainable=True):
+        value = initializer(tuple(shape))
+        var = Variable(value, name=name, trainable=trainable, path=f"{self.name}/{name}")
+        self._weights.append(var)
+        return var
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._trainable = bool(value)
+
+    @property
+    def weights(self):
+        return list(self._weights)
+
+    @property
+    def trainable_weights(self):
+        return [w for w in self._weights if w.trainable and self._trainable]
+
+    @property
+    def non_trainable_weights(self):
+        return [w for w in self._weights if not (w.trainable and self._trainable)]
+
+    def get_weights(self):
+        return [w.numpy() for w in self._weights]
+
+    def set_weights(self, weights):
+        weights = list(weights)
+        if len(weights) != len(self._weights):
+            raise ValueError(
+                f"You called `set_weights(weights)` on layer '{self.name}' with a weight list "
+                f"of length {len(weights)}, but the layer was expecting {len(self._weights)} "
+                f"weights. Received: weights of length {len(weights)}"
+            )
+        for var, value in zip(self._weights, weights):
+            value = np.asarray(value)
+            if value.shape != var.shape:
+                raise ValueError(
+                    f"Layer {self.name} weight shape {var.shape} is not compatible with "
+                    f"provided weight shape {value.shape}. Received: weight of shape {value.shape}"
+                )
+        for var, value in zip(self._weights, weights):
+            var.assign(value)
+
+    def count_params(self):
+        return int(sum(int(np.prod(w.shape)) for w in self._weights))
+
+    # --- building and calling ------------------------------------------------------------
+    def build(self, input_shape):
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def _check_inputs(self, inputs):
+        """Validates the symbolic input shapes; raises ValueError naming the layer."""
+
+    def __call__(self, inputs, *args, **kwargs):
+        if args or kwargs:
+            raise TypeError(
+                f"Layer {self.name} takes only its inputs when called on tensors. "
+                f"Received: args={args}, kwargs={kwargs}"
+            )
+        flat = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if flat and all(isinstance(t, KerasTensor) for t in flat):
+            return self._symbolic_call(inputs, flat)
+        if any(isinstance(t, KerasTensor) for t in flat):
+            raise TypeError(
+                f"Layer {self.name} was called on a mix of symbolic tensors and other values. "
+                f"Received: inputs={inputs!r}"
+            )
+        if flat and all(_is_array_like(t) and not isinstance(t, Layer) for t in flat):
+            return self._eager_call(inputs)
+        raise TypeError(
+            f"Layer {self.name} must be called on a KerasTensor (from `Input()` or another "
+            f"layer) or on an array. Received: inputs={inputs!r} (of type "
+            f"{type(inputs).__name__})"
+        )
+
+    def _symbolic_call(self, inputs, flat):
+        shapes = [t.shape for t in flat]
+        arg = shapes if isinstance(inputs, (list, tuple)) else shapes[0]
+        self._check_inputs(arg)
+        if not self.built:
+            self.build(arg)
+            self.built = True
+        out_shape = self.compute_output_shape(arg)
+        node = Node(self, flat, [])
+        out = KerasTensor(out_shape, name=self.name, node=node, index=0)
+        node.outputs.append(out)
+        self._inbound_nodes.append(node)
+        return out
+
+    def _eager_call(self, inputs):
+        from densitron.layers.input_layer import Input
+        from densitron.models.functional import Functional
+
+        flat = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        arrays = [np.asarray(t, dtype=np.float32) for t in flat]
+        for a in arrays:
+            if a.ndim != 2:
+                raise ValueError(
+                    f"Layer {self.name} expects 2-D inputs (batch, features) when called on "
+                    f"arrays. Received: input with shape {a.shape}"
+                )
+        key = tuple(a.shape[1:] for a in arrays)
+        model = self._eager_models.get(key)
+        if model is None:
+            tensors = [Input(shape=a.shape[1:]) for a in arrays]
+            out = self(tensors if isinstance(inputs, (list, tuple)) else tensors[0])
+            model = Functional(tensors, out, name=f"{self.name}_eager", _is_eager_wrapper=True)
+            self._eager_models[key] = model
+        return model.predict(arrays if len(arrays) > 1 else arrays[0], verbose=0)
+
+    # --- config --------------------------------------------------------------------------
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, "dtype": "float32"}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config.pop("dtype", None)
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}, built={self.built}>"

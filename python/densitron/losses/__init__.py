@@ -1,0 +1,108 @@
+"""Losses by Keras name; the C++ engine computes them (reduction: mean over the batch)."""
+
+# Engine ids: must match densitron::Loss in cpp/include/densitron/ops.h.
+_CCE, _SCCE, _BCE, _MSE, _MAE = 0, 1, 2, 3, 4
+
+
+class Loss:
+    _engine_id = None
+    _default_name = None
+
+    def __init__(self, name=None, reduction="sum_over_batch_size"):
+        if reduction != "sum_over_batch_size":
+            raise ValueError(
+                "densitron losses reduce with 'sum_over_batch_size' (the Keras default). "
+                f"Received: reduction={reduction!r}"
+            )
+        self.name = name or self._default_name
+        self.reduction = reduction
+
+    def get_config(self):
+        return {"name": self.name, "reduction": self.reduction}
+
+
+class _ProbabilisticLoss(Loss):
+    def __init__(self, from_logits=False, name=None, reduction="sum_over_batch_size", **kwargs):
+        super().__init__(name=name, reduction=reduction)
+        if from_logits:
+            raise ValueError(
+                f"{type(self).__name__}(from_logits=True) is not supported by densitron yet: "
+                "end the model with a softmax (or sigmoid) activation instead, which the engine "
+                f"fuses with the loss. Received: from_logits={from_logits!r}"
+            )
+        label_smoothing = kwargs.pop("label_smoothing", 0.0)
+        if label_smoothing:
+            raise ValueError(
+                f"label_smoothing is not supported by densitron yet. "
+                f"Received: label_smoothing={label_smoothing!r}"
+            )
+        kwargs.pop("axis", None)
+        if kwargs:
+            raise TypeError(f"Unrecognized keyword arguments: {kwargs}")
+        self.from_logits = False
+
+
+class CategoricalCrossentropy(_ProbabilisticLoss):
+    _engine_id = _CCE
+    _default_name = "categorical_crossentropy"
+
+
+class SparseCategoricalCrossentropy(_ProbabilisticLoss):
+    _engine_id = _SCCE
+    _default_name = "sparse_categorical_crossentropy"
+
+
+class BinaryCrossentropy(_ProbabilisticLoss):
+    _engine_id = _BCE
+    _default_name = "binary_crossentropy"
+
+
+class MeanSquaredError(Loss):
+    _engine_id = _MSE
+    _default_name = "mean_squared_error"
+
+
+class MeanAbsoluteError(Loss):
+    _engine_id = _MAE
+    _default_name = "mean_absolute_error"
+
+
+_BY_NAME = {
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "binary_crossentropy": BinaryCrossentropy,
+    "mean_squared_error": MeanSquaredError,
+    "mse": MeanSquaredError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "mae": MeanAbsoluteError,
+}
+
+
+def get(identifier):
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, str):
+        cls = _BY_NAME.get(identifier)
+        if cls is None:
+            raise ValueError(
+                f"Could not interpret loss identifier. Expected one of {sorted(_BY_NAME)}. "
+                f"Received: loss={identifier!r}"
+            )
+        return cls()
+    if isinstance(identifier, type) and issubclass(identifier, Loss):
+        return identifier()
+    raise ValueError(
+        "densitron computes losses in its C++ engine: pass a loss name or a "
+        f"densitron.losses class instance. Received: loss={identifier!r}"
+    )
+
+
+__all__ = [
+    "BinaryCrossentropy",
+    "CategoricalCrossentropy",
+    "Loss",
+    "MeanAbsoluteError",
+    "MeanSquaredError",
+    "SparseCategoricalCrossentropy",
+    "get",
+]

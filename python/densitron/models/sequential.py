@@ -1,0 +1,121 @@
+"""Sequential: a stack of single-input layers, built into the same engine graph as the
+equivalent functional model (on the first call with data when no input shape is given)."""
+
+import numpy as np
+
+from densitron.layers.input_layer import Input, InputLayer
+from densitron.layers.layer import KerasTensor, Layer
+from densitron.models.functional import Functional
+from densitron.trainers import data as data_mod
+from densitron.utils.naming import uniquify
+
+
+class Sequential(Functional):
+    def __init__(self, layers=None, trainable=True, name=None):
+        Layer.__init__(self, name=name or uniquify("sequential"), trainable=trainable)
+        self._init_trainer()
+        self._eager_wrapper = False
+        self._layers = []
+        self._input_tensor = None
+        self.built = False
+        if layers is not None:
+            if not isinstance(layers, (list, tuple)):
+                raise TypeError(f"`layers` must be a list of layers. Received: layers={layers!r}")
+            for layer in layers:
+                self.add(layer, rebuild=False)
+            self._maybe_build()
+
+    def add(self, layer, rebuild=True):
+        if isinstance(layer, KerasTensor) and isinstance(layer._node.layer, InputLayer):
+            layer = layer._node.layer
+        if isinstance(layer, InputLayer):
+            if self._layers or self._input_tensor is not None:
+                raise ValueError("An Input can only be the first entry of a Sequential model. "
+                                 f"Received: {layer!r} after other layers")
+            self._input_tensor = layer.output
+        elif isinstance(layer, Layer):
+            if isinstance(layer, Functional):
+                raise ValueError("Nesting models inside a Sequential is not supported by "
+                                 f"densitron yet. Received: layer={layer.name!r}")
+            if any(existing.name == layer.name for existing in self._layers):
+                raise ValueError(
+                    "All layers added to a Sequential model should have unique names. Name "
+                    f"'{layer.name}' is already the name of a layer in this model. "
+                    f"Received: layer={layer!r}"
+                )
+            self._layers.append(layer)
+        else:
+            raise TypeError(
+                "The added layer must be an instance of class Layer. "
+                f"Received: layer={layer!r} of type {type(layer)}."
+            )
+        self.built = False
+        self._engine_compiled = False
+        self.__dict__.pop("_compiled_losses", None)
+        if rebuild:
+            self._maybe_build()
+
+    def pop(self):
+        if not self._layers:
+            raise IndexError("There are no layers in the model.")
+        layer = self._layers.pop()
+        self.built = False
+        self._engine_compiled = False
+        self.__dict__.pop("_compiled_losses", None)
+        self._maybe_build()
+        return layer
+
+    def _input_shape_known(self):
+        if self._input_tensor is not None:
+            return self._input_tensor.shape[1:]
+        if self._layers and self._layers[0]._input_shape_arg is not None:
+            return self._layers[0]._input_shape_arg
+        return None
+
+    def _maybe_build(self, shape=None):
+        shape = shape if shape is not None else self._input_shape_known()
+        if shape is None or not self._layers:
+            return
+        if self._input_tensor is None:
+            self._input_tensor = Input(shape=tuple(shape))
+        x = self._input_tensor
+        for layer in self._layers:
+            x = layer(x)
+        self._build_graph(self._input_tensor, x)
+
+    def _ensure_built(self):
+        if not self.built:
+            raise ValueError(
+                f"Sequential model '{self.name}' has not been built yet: give its first layer an "
+                "input (e.g. `Input(shape=(784,))` as the first entry) or call it on data. "
+                "Received: a model with no input shape"
+            )
+
+    def _ensure_built_from(self, x):
+        if self.built:
+            return
+        if not self._layers:
+            raise ValueError("A Sequential model needs at least one layer. Received: no layers")
+        if x is None:
+            raise ValueError("`x` is required. Received: x=None")
+        a = data_mod._as_numeric_array(x, "x")
+        if a.ndim < 2:
+            raise ValueError(f"Expected `x` of shape (samples, features). "
+                             f"Received: x with shape {np.shape(a)}")
+        self._maybe_build(a.shape[1:])
+
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    @property
+    def inputs(self):
+        return self.__dict__.get("inputs")
+
+    @inputs.setter
+    def inputs(self, value):
+        self.__dict__["inputs"] = value
+
+    def summary(self, *args, **kwargs):
+        self._ensure_built()
+        super().summary(*args, **kwargs)

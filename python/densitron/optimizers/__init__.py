@@ -1,0 +1,5 @@
+"""Optimizers with Keras's names, arguments and update formulas (run by the C++ engine)."""
+
+from densitron.optimizers.optimizer import SGD, Adam, AdamW, Optimizer, RMSprop, get
+
+__all__ = ["SGD", "Adam", "AdamW", "Optimizer", "RMSprop", "get"]

@@ -1,0 +1,175 @@
+"""Optimizer objects: hyperparameters and the step count. The update itself runs in C++ over
+the parameters in place, as the formulas in Keras 3 define it."""
+
+import numbers
+
+_SGD, _RMSPROP, _ADAM = 0, 1, 2  # densitron::OptimizerKind
+
+
+def _check_number(name, value, lo=0.0, lo_inclusive=True, hi=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"Argument `{name}` must be a number. Received: {name}={value!r}")
+    ok = value >= lo if lo_inclusive else value > lo
+    if hi is not None:
+        ok = ok and value <= hi
+    if not ok:
+        bound = f"{'>=' if lo_inclusive else '>'} {lo}" + (f" and <= {hi}" if hi is not None else "")
+        raise ValueError(f"Argument `{name}` must be {bound}. Received: {name}={value!r}")
+    return float(value)
+
+
+class Optimizer:
+    _kind = None
+
+    def __init__(self, learning_rate, name, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, **kwargs):
+        kwargs.pop("use_ema", None)
+        kwargs.pop("loss_scale_factor", None)
+        kwargs.pop("gradient_accumulation_steps", None)
+        if kwargs:
+            raise TypeError(f"Unrecognized keyword arguments passed to {type(self).__name__}: "
+                            f"{kwargs}")
+        for arg, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
+                           ("global_clipnorm", global_clipnorm)):
+            if value is not None:
+                raise ValueError(f"`{arg}` is not supported by densitron yet. "
+                                 f"Received: {arg}={value!r}")
+        self.name = name
+        self._learning_rate = _check_number("learning_rate", learning_rate)
+        self.weight_decay = None if weight_decay is None else _check_number("weight_decay",
+                                                                            weight_decay)
+        self._graphs = []  # compiled engine graphs that use this optimizer
+        self._iterations = 0
+
+    @property
+    def learning_rate(self):
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        self._learning_rate = _check_number("learning_rate", value)
+        for g in self._graphs:
+            g.learning_rate = self._learning_rate
+
+    @property
+    def iterations(self):
+        if self._graphs:
+            return self._graphs[-1].iterations
+        return self._iterations
+
+    def _engine_config(self):
+        config = {
+            "kind": self._kind,
+            "learning_rate": self._learning_rate,
+            "momentum": 0.0,
+            "nesterov": False,
+            "rho": 0.9,
+            "centered": False,
+            "epsilon": 1e-7,
+            "beta_1": 0.9,
+            "beta_2": 0.999,
+            "amsgrad": False,
+            "weight_decay": self.weight_decay or 0.0,
+        }
+        config.update(self._engine_extra())
+        return config
+
+    def _engine_extra(self):
+        return {}
+
+    def _attach(self, graph):
+        self._graphs = [g for g in self._graphs if g is not graph] + [graph]
+
+    def get_config(self):
+        return {"name": self.name, "learning_rate": self._learning_rate,
+                "weight_decay": self.weight_decay}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+class SGD(Optimizer):
+    """velocity = momentum * velocity - lr * g; w += velocity (nesterov: w += m*v - lr*g)."""
+
+    _kind = _SGD
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name="SGD", **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        self.momentum = _check_number("momentum", momentum, 0.0, True, 1.0)
+        self.nesterov = bool(nesterov)
+
+    def _engine_extra(self):
+        return {"momentum": self.momentum, "nesterov": self.nesterov}
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class RMSprop(Optimizer):
+    """Keras's RMSprop: epsilon inside the square root."""
+
+    _kind = _RMSPROP
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
+                 name="rmsprop", **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        self.rho = _check_number("rho", rho, 0.0, True, 1.0)
+        self.momentum = _check_number("momentum", momentum, 0.0, True, 1.0)
+        self.epsilon = _check_number("epsilon", epsilon)
+        self.centered = bool(centered)
+
+    def _engine_extra(self):
+        return {"rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
+                "centered": self.centered}
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
+                "epsilon": self.epsilon, "centered": self.centered}
+
+
+class Adam(Optimizer):
+    _kind = _ADAM
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 amsgrad=False, name="adam", **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        self.beta_1 = _check_number("beta_1", beta_1, 0.0, True, 1.0)
+        self.beta_2 = _check_number("beta_2", beta_2, 0.0, True, 1.0)
+        self.epsilon = _check_number("epsilon", epsilon)
+        self.amsgrad = bool(amsgrad)
+
+    def _engine_extra(self):
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
+                "amsgrad": self.amsgrad}
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon, "amsgrad": self.amsgrad}
+
+
+class AdamW(Adam):
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-7, amsgrad=False, name="adamw", **kwargs):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, name,
+                         weight_decay=weight_decay, **kwargs)
+
+
+_BY_NAME = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
+
+
+def get(identifier):
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str):
+        cls = _BY_NAME.get(identifier.lower())
+        if cls is None:
+            raise ValueError(
+                f"Could not interpret optimizer identifier. Expected one of {sorted(_BY_NAME)}. "
+                f"Received: optimizer={identifier!r}"
+            )
+        return cls()
+    raise ValueError(
+        "Could not interpret optimizer identifier: pass a name or a densitron.optimizers "
+        f"instance. Received: optimizer={identifier!r}"
+    )

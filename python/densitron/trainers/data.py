@@ -1,0 +1,168 @@
+"""Turns user data into the engine's form once per call: C-contiguous float32 arrays, one per
+model input and per output target, all with the same number of rows. Every check raises a
+ValueError or TypeError that names the argument and what was received."""
+
+import numpy as np
+
+from densitron import losses as losses_mod
+
+
+def _as_numeric_array(value, arg):
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"`{arg}` must be a numeric array. Received: {arg}={value!r}")
+    try:
+        a = np.asarray(value)
+    except Exception as e:  # ragged lists and the like
+        raise ValueError(f"`{arg}` could not be read as an array ({e}). "
+                         f"Received: {arg} of type {type(value).__name__}") from None
+    if a.dtype.kind not in "biuf":
+        raise TypeError(
+            f"`{arg}` must hold numbers (bool, integer or float). "
+            f"Received: {arg} with dtype {a.dtype}"
+        )
+    return a
+
+
+def _to_float32(a):
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _check_finite(a, arg):
+    if a.size and np.isnan(a.min()):
+        raise ValueError(
+            f"`{arg}` contains NaN values; densitron refuses to train or evaluate on them "
+            f"(the loss would become NaN). Received: {arg} with NaN at row "
+            f"{int(np.argwhere(np.isnan(a))[0][0])}"
+        )
+
+
+def _split_structure(value, names, arg):
+    """Splits x (or y) into one entry per model input (output): array, list/tuple or dict."""
+    n = len(names)
+    if isinstance(value, dict):
+        missing = [k for k in names if k not in value]
+        extra = [k for k in value if k not in names]
+        if missing or extra:
+            raise ValueError(
+                f"`{arg}` as a dict must have exactly the keys {names}. "
+                f"Received: keys {sorted(value)}"
+            )
+        return [value[k] for k in names]
+    if isinstance(value, (list, tuple)) and n > 1:
+        if len(value) != n:
+            raise ValueError(
+                f"The model has {n} {'inputs' if arg == 'x' else 'outputs'}, so `{arg}` must "
+                f"be a list of {n} arrays. Received: a list of {len(value)} entries"
+            )
+        return list(value)
+    if n > 1:
+        raise ValueError(
+            f"The model has {n} {'inputs' if arg == 'x' else 'outputs'}, so `{arg}` must be a "
+            f"list or dict of {n} arrays. Received: {arg} of type {type(value).__name__}"
+        )
+    return [value]
+
+
+def standardize_x(model, x, arg="x"):
+    """Returns a list of (rows, width) float32 arrays, one per model input."""
+    if x is None:
+        raise ValueError(f"`{arg}` is required. Received: {arg}=None")
+    parts = _split_structure(x, model._input_names, arg)
+    out = []
+    for k, (part, width) in enumerate(zip(parts, model._input_widths)):
+        name = arg if len(parts) == 1 else f"{arg}[{k}]"
+        a = _as_numeric_array(part, name)
+        if a.ndim == 1 and width == 1:
+            a = a.reshape(-1, 1)
+        if a.ndim != 2 or a.shape[1] != width:
+            raise ValueError(
+                f"Input {k} of model \"{model.name}\" is incompatible: expected shape "
+                f"(None, {width}), but received input with shape {a.shape}. "
+                f"Received: {name} with shape {a.shape}"
+            )
+        if a.shape[0] == 0:
+            raise ValueError(
+                f"Expected `{name}` to hold at least one sample. Received: {name} with shape "
+                f"{a.shape}"
+            )
+        a = _to_float32(a)
+        _check_finite(a, name)
+        out.append(a)
+    return out
+
+
+def standardize_y(model, y, arg="y"):
+    """Returns a list of float32 target arrays, one per output, shaped for the engine."""
+    if y is None:
+        raise ValueError(f"`{arg}` is required for training and evaluation. Received: {arg}=None")
+    parts = _split_structure(y, model._output_names, arg)
+    out = []
+    for k, part in enumerate(parts):
+        name = arg if len(parts) == 1 else f"{arg}[{k}]"
+        loss = model._compiled_losses[k]
+        width = model._output_widths[k]
+        a = _as_numeric_array(part, name)
+        if a.shape[:1] == (0,):
+            raise ValueError(f"Expected `{name}` to hold at least one sample. "
+                             f"Received: {name} with shape {a.shape}")
+        if isinstance(loss, losses_mod.SparseCategoricalCrossentropy):
+            if not (a.ndim == 1 or (a.ndim == 2 and a.shape[1] == 1)):
+                raise ValueError(
+                    f"sparse_categorical_crossentropy takes integer class ids of shape (N,) or "
+                    f"(N, 1). Received: {name} with shape {a.shape}"
+                )
+            a = a.reshape(-1, 1)
+            if a.dtype.kind == "f":
+                _check_finite(a, name)
+                if np.any(a != np.floor(a)):
+                    raise ValueError(f"Class ids in `{name}` must be integers. "
+                                     f"Received: non-integer values in {name}")
+            lo, hi = a.min(), a.max()
+            if lo < 0 or hi >= width:
+                raise ValueError(
+                    f"Class ids in `{name}` must lie in [0, {width}) for an output of width "
+                    f"{width}. Received: values from {lo} to {hi}"
+                )
+            out.append(_to_float32(a))
+            continue
+        if a.ndim == 1 and width == 1:
+            a = a.reshape(-1, 1)
+        if a.ndim != 2 or a.shape[1] != width:
+            raise ValueError(
+                f"Arguments `target` and `output` must have the same shape. target.shape="
+                f"{a.shape}, output.shape=(None, {width}). Received: {name} with shape {a.shape}"
+            )
+        a = _to_float32(a)
+        _check_finite(a, name)
+        out.append(a)
+    return out
+
+
+def check_cardinality(xs, ys):
+    rows = {a.shape[0] for a in xs + ys}
+    if len(rows) > 1:
+        xs_sizes = ", ".join(str(a.shape[0]) for a in xs)
+        ys_sizes = ", ".join(str(a.shape[0]) for a in ys)
+        raise ValueError(
+            "Data cardinality is ambiguous. Make sure all arrays contain the same number of "
+            f"samples. Received: 'x' sizes: {xs_sizes}, 'y' sizes: {ys_sizes}"
+        )
+    return rows.pop()
+
+
+def check_batch_size(batch_size, arg="batch_size"):
+    if batch_size is None:
+        return 32
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(f"`{arg}` must be a positive integer. Received: {arg}={batch_size!r}")
+    if batch_size < 1:
+        raise ValueError(f"`{arg}` must be a positive integer. Received: {arg}={batch_size}")
+    return int(batch_size)
+
+
+def check_verbose(verbose):
+    if verbose == "auto":
+        return 1
+    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
+        raise ValueError(f"`verbose` must be 'auto', 0, 1 or 2. Received: verbose={verbose!r}")
+    return int(verbose)

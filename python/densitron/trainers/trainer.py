@@ -1,0 +1,323 @@
+"""compile / fit / evaluate / predict. Python owns the loop over epochs and the callbacks; the
+engine runs whole runs of batches per call (forward, loss, backward, update, metrics) with the
+GIL released, so Python's cost is per call, not per batch."""
+
+import math
+import time
+
+import numpy as np
+
+from densitron import losses as losses_mod
+from densitron import metrics as metrics_mod
+from densitron import optimizers as optimizers_mod
+from densitron.callbacks import CallbackList, History, ProgbarLogger
+from densitron.trainers import data as data_mod
+from densitron.utils.progbar import Progbar
+from densitron.utils.rng import global_generator
+
+_TARGET_CALL_SECONDS = 0.05  # the bar refreshes at most this often, so batches group per call
+
+
+def _per_output(value, names, arg, convert):
+    n = len(names)
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in names]
+        if unknown:
+            raise ValueError(f"Unknown output names in `{arg}`: {unknown}. Expected names in "
+                             f"{names}. Received: {arg}={value!r}")
+        return [convert(value[k]) if k in value else None for k in names]
+    if isinstance(value, (list, tuple)) and n > 1 and len(value) == n and not all(
+        isinstance(v, str) for v in value if arg == "metrics"
+    ):
+        return [convert(v) for v in value]
+    if isinstance(value, (list, tuple)) and arg == "loss":
+        if len(value) != n:
+            raise ValueError(f"`loss` as a list must have one entry per output ({n}). "
+                             f"Received: loss={value!r}")
+        return [convert(v) for v in value]
+    return [convert(value) for _ in names]
+
+
+class Trainer:
+    """Mixed into Functional: the Keras training API."""
+
+    def _init_trainer(self):
+        self.compiled = False
+        self.optimizer = None
+        self.loss = None
+        self.history = None
+        self.stop_training = False
+        self._compile_metrics = None
+        self._engine_compiled = False
+
+    # --- compile -------------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
+                weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
+                jit_compile="auto", auto_scale_loss=True):
+        if loss is None:
+            raise ValueError(
+                "densitron needs a loss to train: pass e.g. loss='categorical_crossentropy'. "
+                "Received: loss=None"
+            )
+        if weighted_metrics:
+            raise ValueError("`weighted_metrics` is not supported by densitron yet. "
+                             f"Received: weighted_metrics={weighted_metrics!r}")
+        self.optimizer = optimizers_mod.get(optimizer)
+        self.loss = loss
+        self._pending_loss = loss
+        self._pending_loss_weights = loss_weights
+        self._compile_metrics = metrics
+        self.compiled = True
+        self._engine_compiled = False
+        if self.built:
+            self._resolve_losses()
+
+    def _resolve_losses(self):
+        names = self._output_names
+        losses = _per_output(self._pending_loss, names, "loss", losses_mod.get)
+        if any(v is None for v in losses):
+            raise ValueError(f"Every output needs a loss. Received: loss={self._pending_loss!r}")
+        weights = self._pending_loss_weights
+        if weights is None:
+            weights = [1.0] * len(names)
+        elif isinstance(weights, dict):
+            weights = [float(weights.get(k, 1.0)) for k in names]
+        else:
+            weights = list(weights) if isinstance(weights, (list, tuple)) else [weights]
+            if len(weights) != len(names):
+                raise ValueError(f"`loss_weights` must have one entry per output ({len(names)}). "
+                                 f"Received: loss_weights={self._pending_loss_weights!r}")
+        self._compiled_losses = losses
+        self._loss_weights = [float(w) for w in weights]
+
+    def _resolve_metrics(self, ys_raw_shapes):
+        """Resolves metric names against the first targets seen, as Keras does."""
+        names = self._output_names
+        metrics = self._compile_metrics or []
+        if isinstance(metrics, dict):
+            per_output = [metrics.get(k) or [] for k in names]
+        elif (len(names) > 1 and isinstance(metrics, (list, tuple)) and metrics
+              and all(isinstance(m, (list, tuple)) for m in metrics)):
+            per_output = [list(m) for m in metrics]
+        else:
+            per_output = [list(metrics) for _ in names]
+        per_output = [[m] if isinstance(m, str) else list(m) for m in per_output]
+        self._metric_names = []
+        specs = []
+        for k, out_metrics in enumerate(per_output):
+            shape = ys_raw_shapes[k]
+            ndim = len(shape)
+            last = shape[-1] if ndim > 1 else 1
+            out_specs = []
+            for m in out_metrics:
+                display, spec = metrics_mod.resolve(m, self._compiled_losses[k], ndim, last,
+                                                    self._output_widths[k])
+                prefix = f"{names[k]}_" if len(names) > 1 else ""
+                self._metric_names.append(prefix + display)
+                out_specs.append(spec)
+            specs.append(out_specs)
+        return specs
+
+    def _ensure_engine(self, y_parts):
+        if not self.compiled:
+            raise ValueError("You must call `compile()` before using the model for training or "
+                             "evaluation. Received: a model that is not compiled")
+        self._ensure_built()
+        if self._engine_compiled:
+            return
+        if not hasattr(self, "_compiled_losses"):
+            self._resolve_losses()
+        shapes = [np.shape(p) for p in y_parts]
+        metric_specs = self._resolve_metrics(shapes)
+        outputs = []
+        for k, node in enumerate(self._engine_outputs):
+            loss = self._compiled_losses[k]
+            width = 1 if isinstance(loss, losses_mod.SparseCategoricalCrossentropy) else \
+                self._output_widths[k]
+            outputs.append((node, loss._engine_id, self._loss_weights[k], width, metric_specs[k]))
+        trainable = self._param_trainable_flags()
+        self._graph.compile(outputs, self.optimizer._engine_config(), trainable)
+        self.optimizer._attach(self._graph)
+        self._engine_compiled = True
+
+    # --- logs ----------------------------------------------------------------------------
+    def _logs_from_totals(self, rows, loss_sum, output_loss_sums, metric_sums):
+        logs = {"loss": float(loss_sum / rows)}
+        if len(self._output_names) > 1:
+            for name, s in zip(self._output_names, output_loss_sums):
+                logs[f"{name}_loss"] = float(s / rows)
+        for name, s in zip(self._metric_names, metric_sums):
+            logs[name] = float(s / rows)
+        return logs
+
+    # --- fit -----------------------------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None,
+            validation_steps=None, validation_batch_size=None, validation_freq=1):
+        for arg, value in (("class_weight", class_weight), ("sample_weight", sample_weight),
+                           ("steps_per_epoch", steps_per_epoch)):
+            if value is not None:
+                raise ValueError(f"`{arg}` is not supported by densitron yet. "
+                                 f"Received: {arg}={value!r}")
+        if not self.compiled:
+            raise ValueError("You must call `compile()` before using the model for training. "
+                             "Received: fit() on a model that is not compiled")
+        batch_size = data_mod.check_batch_size(batch_size)
+        verbose = data_mod.check_verbose(verbose)
+        for arg, value in (("epochs", epochs), ("initial_epoch", initial_epoch),
+                           ("validation_freq", validation_freq)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"`{arg}` must be a non-negative integer. "
+                                 f"Received: {arg}={value!r}")
+        if validation_freq < 1:
+            raise ValueError(f"`validation_freq` must be >= 1. Received: "
+                             f"validation_freq={validation_freq}")
+        if isinstance(validation_split, bool) or not isinstance(
+                validation_split, (int, float, np.floating)) or not 0 <= validation_split < 1:
+            raise ValueError("`validation_split` must be a float in [0, 1). "
+                             f"Received: validation_split={validation_split!r}")
+        self._ensure_built_from(x)
+        xs = data_mod.standardize_x(self, x)
+        if not hasattr(self, "_compiled_losses"):
+            self._resolve_losses()
+        y_parts = self._y_parts(y)
+        ys = data_mod.standardize_y(self, y)
+        rows = data_mod.check_cardinality(xs, ys)
+        self._ensure_engine(y_parts)
+
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("`validation_data` must be a tuple (x_val, y_val). "
+                                 f"Received: validation_data of type "
+                                 f"{type(validation_data).__name__}")
+            vx = data_mod.standardize_x(self, validation_data[0], "validation_data[0]")
+            vy = data_mod.standardize_y(self, validation_data[1], "validation_data[1]")
+            data_mod.check_cardinality(vx, vy)
+            val = (vx, vy)
+        elif validation_split:
+            split_at = int(math.floor(rows * (1.0 - validation_split)))
+            if split_at == 0 or split_at == rows:
+                raise ValueError(
+                    f"`validation_split` leaves no {'training' if split_at == 0 else 'validation'}"
+                    f" samples. Received: validation_split={validation_split} with {rows} samples"
+                )
+            val = ([a[split_at:] for a in xs], [a[split_at:] for a in ys])
+            xs, ys = [a[:split_at] for a in xs], [a[:split_at] for a in ys]
+            rows = split_at
+        val_batch = data_mod.check_batch_size(validation_batch_size or batch_size,
+                                              "validation_batch_size")
+
+        steps = -(-rows // batch_size)
+        history = History()
+        cbs = list(callbacks or [])
+        if verbose:
+            cbs.insert(0, ProgbarLogger())
+        cbs.append(history)
+        params = {"verbose": verbose, "epochs": epochs, "steps": steps}
+        cb = CallbackList(cbs, self, params)
+        per_batch = cb.wants_batches()
+        self.stop_training = False
+        cb.on_train_begin()
+        logs = {}
+        for epoch in range(initial_epoch, epochs):
+            cb.on_epoch_begin(epoch)
+            perm = global_generator().permutation(rows).astype(np.int64) if shuffle else None
+            totals = [0, 0.0, np.zeros(len(self._output_names)), np.zeros(len(self._metric_names))]
+            done = 0
+            chunk = 1
+            while done < steps:
+                n = 1 if per_batch else min(chunk, steps - done)
+                if per_batch:
+                    cb.on_train_batch_begin(done)
+                t0 = time.perf_counter()
+                r, loss_sum, out_sums, met_sums = self._graph.train_batches(
+                    xs, ys, perm, batch_size, done, n)
+                elapsed = time.perf_counter() - t0
+                done += n
+                totals[0] += r
+                totals[1] += loss_sum
+                totals[2] += out_sums
+                totals[3] += met_sums
+                logs = self._logs_from_totals(*totals)
+                cb.on_train_batch_end(done - 1, logs)
+                if verbose == 1:
+                    per = elapsed / n
+                    chunk = max(1, int(_TARGET_CALL_SECONDS / max(per, 1e-7)))
+                else:
+                    chunk = steps
+                if self.stop_training:
+                    break
+            if val is not None and (epoch + 1) % validation_freq == 0:
+                val_logs = self._run_evaluate(val[0], val[1], val_batch)
+                logs.update({f"val_{k}": v for k, v in val_logs.items()})
+            cb.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        cb.on_train_end(logs)
+        self.history = history
+        return history
+
+    def _y_parts(self, y):
+        return data_mod._split_structure(y, self._output_names, "y") if y is not None else []
+
+    # --- evaluate ------------------------------------------------------------------------
+    def _run_evaluate(self, xs, ys, batch_size):
+        r, loss_sum, out_sums, met_sums = self._graph.evaluate(xs, ys, batch_size)
+        return self._logs_from_totals(r, loss_sum, np.asarray(out_sums), np.asarray(met_sums))
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, callbacks=None, return_dict=False):
+        if sample_weight is not None:
+            raise ValueError("`sample_weight` is not supported by densitron yet. "
+                             f"Received: sample_weight={sample_weight!r}")
+        if not self.compiled:
+            raise ValueError("You must call `compile()` before using the model for evaluation. "
+                             "Received: evaluate() on a model that is not compiled")
+        batch_size = data_mod.check_batch_size(batch_size)
+        verbose = data_mod.check_verbose(verbose)
+        self._ensure_built_from(x)
+        xs = data_mod.standardize_x(self, x)
+        if not hasattr(self, "_compiled_losses"):
+            self._resolve_losses()
+        y_parts = self._y_parts(y)
+        ys = data_mod.standardize_y(self, y)
+        rows = data_mod.check_cardinality(xs, ys)
+        self._ensure_engine(y_parts)
+        bar = Progbar(-(-rows // batch_size), verbose=verbose)
+        logs = self._run_evaluate(xs, ys, batch_size)
+        bar.update(bar.target, sorted(logs.items()), finalize=True)
+        if return_dict:
+            return logs
+        values = [logs["loss"]] + [logs[k] for k in logs if k != "loss"]
+        return values[0] if len(values) == 1 else values
+
+    # --- predict -------------------------------------------------------------------------
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        batch_size = data_mod.check_batch_size(batch_size)
+        verbose = data_mod.check_verbose(verbose)
+        self._ensure_built_from(x)
+        xs = data_mod.standardize_x(self, x)
+        bar = Progbar(-(-xs[0].shape[0] // batch_size), verbose=verbose)
+        outs = self._graph.predict(xs, batch_size)
+        bar.update(bar.target, finalize=True)
+        return outs[0] if len(outs) == 1 else outs
+
+    def train_on_batch(self, x, y):
+        """One training step on the given batch; returns the loss (and metrics)."""
+        self._ensure_built_from(x)
+        xs = data_mod.standardize_x(self, x)
+        if not hasattr(self, "_compiled_losses"):
+            if not self.compiled:
+                raise ValueError("You must call `compile()` before using the model for "
+                                 "training. Received: a model that is not compiled")
+            self._resolve_losses()
+        y_parts = self._y_parts(y)
+        ys = data_mod.standardize_y(self, y)
+        rows = data_mod.check_cardinality(xs, ys)
+        self._ensure_engine(y_parts)
+        r, loss_sum, out_sums, met_sums = self._graph.train_batches(xs, ys, None, rows, 0, 1)
+        logs = self._logs_from_totals(r, loss_sum, np.asarray(out_sums), np.asarray(met_sums))
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values

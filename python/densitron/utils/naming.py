@@ -1,0 +1,21 @@
+"""Keras-style unique object names: dense, dense_1, dense_2, ..."""
+
+import re
+
+_counts = {}
+
+
+def to_snake_case(name):
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+def uniquify(base):
+    n = _counts.get(base, 0)
+    _counts[base] = n + 1
+    return base if n == 0 else f"{base}_{n}"
+
+
+def clear_session():
+    """Resets the name counters, as `keras.backend.clear_session()` does."""
+    _counts.clear()

@@ -1,0 +1,64 @@
+"""model.summary(): Keras's table of layers, output shapes and parameter counts."""
+
+import math
+
+
+def _size_str(n_params):
+    size = n_params * 4.0
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.2f} {unit}"
+        size /= 1024
+
+
+def _rows(model):
+    from densitron.layers.input_layer import InputLayer
+    from densitron.models.sequential import Sequential
+
+    sequential = isinstance(model, Sequential)
+    rows = []
+    index = {id(n): n for n in model._nodes}
+    for node in model._nodes:
+        layer = node.layer
+        if sequential and isinstance(layer, InputLayer):
+            continue
+        shape = str(tuple(node.outputs[0].shape))
+        connected = ", ".join(
+            f"{t._node.layer.name}[0][0]" for t in node.inputs if id(t._node) in index
+        ) or "-"
+        rows.append((f"{layer.name} ({type(layer).__name__})", shape,
+                     f"{layer.count_params():,}", connected))
+    return rows, not sequential
+
+
+def print_summary(model, print_fn=None):
+    print_fn = print_fn or print
+    rows, functional = _rows(model)
+    headers = ["Layer (type)", "Output Shape", "Param #"] + (["Connected to"] if functional else [])
+    rows = [r if functional else r[:3] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) + 2 for i, h in enumerate(headers)]
+    widths = [max(w, m) for w, m in zip(widths, [33, 24, 15, 20])]
+
+    def line(left, mid, right, fill):
+        return left + mid.join(fill * w for w in widths) + right
+
+    def cells(values, border):
+        parts = []
+        for i, (v, w) in enumerate(zip(values, widths)):
+            parts.append(" " + (v.rjust(w - 2) if i == 2 else v.ljust(w - 2)) + " ")
+        return border + border.join(parts) + border
+
+    print_fn(f'Model: "{model.name}"')
+    print_fn(line("┏", "┳", "┓", "━"))
+    print_fn(cells(headers, "┃"))
+    print_fn(line("┡", "╇", "┩", "━"))
+    for i, r in enumerate(rows):
+        print_fn(cells(r, "│"))
+        if i < len(rows) - 1:
+            print_fn(line("├", "┼", "┤", "─"))
+    print_fn(line("└", "┴", "┘", "─"))
+    total = model.count_params()
+    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
+    print_fn(f" Total params: {total:,} ({_size_str(total)})")
+    print_fn(f" Trainable params: {trainable:,} ({_size_str(trainable)})")
+    print_fn(f" Non-trainable params: {total - trainable:,} ({_size_str(total - trainable)})")
