@@ -91,6 +91,11 @@ class PyGraph {
       target_widths_.push_back(o.target_width);
       specs.push_back(std::move(o));
     }
+    densitron::OptimizerConfig c = optimizer_config(opt);
+    graph_->compile(std::move(specs), c, std::move(trainable));
+  }
+
+  static densitron::OptimizerConfig optimizer_config(const py::dict& opt) {
     densitron::OptimizerConfig c;
     c.kind = static_cast<densitron::OptimizerKind>(opt["kind"].cast<int>());
     c.learning_rate = opt["learning_rate"].cast<float>();
@@ -103,7 +108,7 @@ class PyGraph {
     c.beta_2 = opt["beta_2"].cast<float>();
     c.amsgrad = opt["amsgrad"].cast<bool>();
     c.weight_decay = opt["weight_decay"].cast<float>();
-    graph_->compile(std::move(specs), c, std::move(trainable));
+    return c;
   }
 
   densitron::DataRefs data_refs(const py::list& xs, const py::list& ys) const {
@@ -162,6 +167,28 @@ class PyGraph {
     return totals(t);
   }
 
+  py::tuple gradients(const py::list& xs, const py::list& ys) {
+    if (!graph_->compiled()) throw py::value_error("the graph is not compiled");
+    densitron::DataRefs d = data_refs(xs, ys);
+    std::vector<float> flat;
+    densitron::RunTotals t;
+    {
+      py::gil_scoped_release release;
+      t = graph_->gradients(d, &flat);
+    }
+    py::list grads;
+    size_t offset = 0;
+    for (const py::handle& h : keep_alive_) {
+      auto param = py::reinterpret_borrow<py::array>(h);
+      std::vector<py::ssize_t> shape(param.shape(), param.shape() + param.ndim());
+      FloatArray g(shape);
+      std::copy(flat.begin() + offset, flat.begin() + offset + param.size(), g.mutable_data());
+      offset += param.size();
+      grads.append(g);
+    }
+    return py::make_tuple(totals(t), grads);
+  }
+
   py::list predict(const py::list& xs, int64_t batch_size) {
     if (batch_size < 1) throw py::value_error("batch_size must be >= 1");
     const auto& in = graph_->input_nodes();
@@ -195,7 +222,38 @@ class PyGraph {
 
 }  // namespace
 
+// One optimizer step on a flat float32 buffer, for tests against Keras's formulas.
+void optimizer_update(const py::dict& opt, int64_t step, const py::object& w_obj,
+                      const py::object& g_obj, const py::list& slots) {
+  if (!py::isinstance<FloatArray>(w_obj) || !py::isinstance<FloatArray>(g_obj))
+    throw py::type_error("w and g must be C-contiguous float32 arrays");
+  auto w = py::reinterpret_borrow<FloatArray>(w_obj);
+  auto g = py::reinterpret_borrow<FloatArray>(g_obj);
+  densitron::OptimizerConfig c = PyGraph::optimizer_config(opt);
+  const int count = densitron::optimizer_slot_count(c);
+  if (static_cast<int>(slots.size()) != count)
+    throw py::value_error("expected " + std::to_string(count) + " slot arrays. Received: " +
+                          std::to_string(slots.size()));
+  if (g.size() != w.size() || !w.writeable())
+    throw py::value_error("w must be writeable and g the same size as w");
+  std::vector<float*> ptrs;
+  for (const py::handle& h : slots) {
+    if (!py::isinstance<FloatArray>(h)) throw py::type_error("slots must be float32 arrays");
+    auto a = py::reinterpret_borrow<FloatArray>(h);
+    if (a.size() != w.size() || !a.writeable())
+      throw py::value_error("slots must be writeable and the same size as w");
+    ptrs.push_back(a.mutable_data());
+  }
+  if (step < 1) throw py::value_error("step starts at 1");
+  densitron::optimizer_update(c, step, w.mutable_data(), g.data(), ptrs.data(), w.size());
+}
+
 void bind_graph(py::module_& m) {
+  m.def("_optimizer_update", &optimizer_update, py::arg("config"), py::arg("step"), py::arg("w"),
+        py::arg("g"), py::arg("slots"));
+  m.def("_optimizer_slot_count", [](const py::dict& opt) {
+    return densitron::optimizer_slot_count(PyGraph::optimizer_config(opt));
+  });
   py::class_<PyGraph>(m, "Graph")
       .def(py::init<const py::list&, const py::list&, std::vector<int>, std::vector<int>>(),
            py::arg("nodes"), py::arg("params"), py::arg("inputs"), py::arg("outputs"))
@@ -205,6 +263,7 @@ void bind_graph(py::module_& m) {
            py::arg("perm"), py::arg("batch_size"), py::arg("first_batch"),
            py::arg("num_batches"))
       .def("evaluate", &PyGraph::evaluate, py::arg("xs"), py::arg("ys"), py::arg("batch_size"))
+      .def("gradients", &PyGraph::gradients, py::arg("xs"), py::arg("ys"))
       .def("predict", &PyGraph::predict, py::arg("xs"), py::arg("batch_size"))
       .def_property(
           "learning_rate", [](PyGraph& g) { return g.graph().learning_rate(); },

@@ -78,6 +78,9 @@ class Graph {
   RunTotals train_batches(const DataRefs& data, const int64_t* perm, int64_t batch_size,
                           int64_t first_batch, int64_t num_batches);
   RunTotals evaluate(const DataRefs& data, int64_t batch_size);
+  // Forward, loss and backward over all rows as one batch, without an update: grads receives
+  // the gradient of every parameter, concatenated in parameter order (zeros where frozen).
+  RunTotals gradients(const DataRefs& data, std::vector<float>* grads);
   // out[k] receives rows × width(output k).
   void predict(const std::vector<const float*>& x, int64_t rows, int64_t batch_size,
                const std::vector<float*>& out);

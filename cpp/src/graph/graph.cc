@@ -396,6 +396,29 @@ RunTotals Graph::evaluate(const DataRefs& data, int64_t batch_size) {
   return t;
 }
 
+RunTotals Graph::gradients(const DataRefs& data, std::vector<float>* grads) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!compiled_) throw std::logic_error("the graph is not compiled");
+  RunTotals t;
+  t.output_loss_sums.assign(output_specs_.size(), 0.0);
+  t.metric_sums.assign(num_metrics(), 0.0);
+  ensure_capacity(data.rows);
+  bind_inputs(data.x, nullptr, 0, data.rows);
+  forward(data.rows);
+  std::fill(grad_ready_.begin(), grad_ready_.end(), false);
+  t.loss_sum = loss_and_grad(data, nullptr, 0, data.rows, t.output_loss_sums.data(), true);
+  metrics(data.rows, t.metric_sums.data());
+  backward(data.rows);
+  t.rows = data.rows;
+  grads->assign(grads_.size(), 0.0f);
+  for (size_t p = 0; p < params_.size(); ++p) {
+    if (!param_grad_ready_[p]) continue;
+    std::copy(grads_.begin() + grad_offset_[p], grads_.begin() + grad_offset_[p] + params_[p].size,
+              grads->begin() + grad_offset_[p]);
+  }
+  return t;
+}
+
 void Graph::predict(const std::vector<const float*>& x, int64_t rows, int64_t batch_size,
                     const std::vector<float*>& out) {
   std::lock_guard<std::mutex> lock(mutex_);

@@ -69,6 +69,7 @@ class Trainer:
         self._compile_metrics = metrics
         self.compiled = True
         self._engine_compiled = False
+        self.__dict__.pop("_compiled_losses", None)
         if self.built:
             self._resolve_losses()
 
@@ -177,14 +178,7 @@ class Trainer:
                 validation_split, (int, float, np.floating)) or not 0 <= validation_split < 1:
             raise ValueError("`validation_split` must be a float in [0, 1). "
                              f"Received: validation_split={validation_split!r}")
-        self._ensure_built_from(x)
-        xs = data_mod.standardize_x(self, x)
-        if not hasattr(self, "_compiled_losses"):
-            self._resolve_losses()
-        y_parts = self._y_parts(y)
-        ys = data_mod.standardize_y(self, y)
-        rows = data_mod.check_cardinality(xs, ys)
-        self._ensure_engine(y_parts)
+        xs, ys, rows = self._prepare_xy(x, y)
 
         val = None
         if validation_data is not None:
@@ -259,8 +253,26 @@ class Trainer:
         self.history = history
         return history
 
-    def _y_parts(self, y):
-        return data_mod._split_structure(y, self._output_names, "y") if y is not None else []
+    def _prepare_xy(self, x, y):
+        """Validates and converts x and y once; compiles the engine on first use."""
+        if not self.compiled:
+            raise ValueError("You must call `compile()` before using the model for training or "
+                             "evaluation. Received: a model that is not compiled")
+        self._ensure_built_from(x)
+        xs = data_mod.standardize_x(self, x)
+        if not hasattr(self, "_compiled_losses"):
+            self._resolve_losses()
+        y_parts = data_mod._split_structure(y, self._output_names, "y") if y is not None else []
+        ys = data_mod.standardize_y(self, y)
+        rows = data_mod.check_cardinality(xs, ys)
+        self._ensure_engine(y_parts)
+        return xs, ys, rows
+
+    def _compute_gradients(self, x, y):
+        """The gradient of the loss on (x, y) as one batch, per weight; no update."""
+        xs, ys, _ = self._prepare_xy(x, y)
+        _, grads = self._graph.gradients(xs, ys)
+        return grads
 
     # --- evaluate ------------------------------------------------------------------------
     def _run_evaluate(self, xs, ys, batch_size):
@@ -277,14 +289,7 @@ class Trainer:
                              "Received: evaluate() on a model that is not compiled")
         batch_size = data_mod.check_batch_size(batch_size)
         verbose = data_mod.check_verbose(verbose)
-        self._ensure_built_from(x)
-        xs = data_mod.standardize_x(self, x)
-        if not hasattr(self, "_compiled_losses"):
-            self._resolve_losses()
-        y_parts = self._y_parts(y)
-        ys = data_mod.standardize_y(self, y)
-        rows = data_mod.check_cardinality(xs, ys)
-        self._ensure_engine(y_parts)
+        xs, ys, rows = self._prepare_xy(x, y)
         bar = Progbar(-(-rows // batch_size), verbose=verbose)
         logs = self._run_evaluate(xs, ys, batch_size)
         bar.update(bar.target, sorted(logs.items()), finalize=True)
@@ -306,17 +311,7 @@ class Trainer:
 
     def train_on_batch(self, x, y):
         """One training step on the given batch; returns the loss (and metrics)."""
-        self._ensure_built_from(x)
-        xs = data_mod.standardize_x(self, x)
-        if not hasattr(self, "_compiled_losses"):
-            if not self.compiled:
-                raise ValueError("You must call `compile()` before using the model for "
-                                 "training. Received: a model that is not compiled")
-            self._resolve_losses()
-        y_parts = self._y_parts(y)
-        ys = data_mod.standardize_y(self, y)
-        rows = data_mod.check_cardinality(xs, ys)
-        self._ensure_engine(y_parts)
+        xs, ys, rows = self._prepare_xy(x, y)
         r, loss_sum, out_sums, met_sums = self._graph.train_batches(xs, ys, None, rows, 0, 1)
         logs = self._logs_from_totals(r, loss_sum, np.asarray(out_sums), np.asarray(met_sums))
         values = list(logs.values())

@@ -1,0 +1,128 @@
+"""A float64 NumPy re-implementation of dense networks, Keras's losses and optimizers: the
+reference the engine is tested against."""
+
+import numpy as np
+
+EPS = 1e-7
+
+
+def act_forward(name, z):
+    if name == "linear":
+        return z
+    if name == "relu":
+        return np.maximum(z, 0.0)
+    if name == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-z))
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "softmax":
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    raise KeyError(name)
+
+
+def act_backward(name, z, h, dh):
+    if name == "linear":
+        return dh
+    if name == "relu":
+        return dh * (z > 0)
+    if name == "sigmoid":
+        return dh * h * (1.0 - h)
+    if name == "tanh":
+        return dh * (1.0 - h * h)
+    if name == "softmax":
+        return h * (dh - (dh * h).sum(axis=1, keepdims=True))
+    raise KeyError(name)
+
+
+def loss_and_grad(loss, p, y):
+    """Mean loss over the batch and its gradient with respect to p (Keras's formulas)."""
+    b = p.shape[0]
+    if loss in ("categorical_crossentropy", "sparse_categorical_crossentropy"):
+        if loss == "sparse_categorical_crossentropy":
+            y = np.eye(p.shape[1])[y.reshape(-1).astype(int)]
+        s = p.sum(axis=1, keepdims=True)
+        q = p / s
+        qc = np.clip(q, EPS, 1 - EPS)
+        per = -(y * np.log(qc)).sum(axis=1)
+        inside = (q >= EPS) & (q <= 1 - EPS)
+        dq = np.where(inside, -y / q, 0.0)
+        dp = (dq - (dq * q).sum(axis=1, keepdims=True)) / s
+        return per.mean(), dp / b
+    if loss == "binary_crossentropy":
+        pc = np.clip(p, EPS, 1 - EPS)
+        per = -(y * np.log(pc) + (1 - y) * np.log(1 - pc)).mean(axis=1)
+        dp = (p - y) / (p * (1 - p)) / p.shape[1]
+        return per.mean(), dp / b
+    if loss == "mean_squared_error":
+        return ((p - y) ** 2).mean(axis=1).mean(), 2 * (p - y) / p.shape[1] / b
+    if loss == "mean_absolute_error":
+        return np.abs(p - y).mean(axis=1).mean(), np.sign(p - y) / p.shape[1] / b
+    raise KeyError(loss)
+
+
+def mlp_step(weights, activations, x, y, loss):
+    """weights: [W0, b0, W1, b1, ...]; returns (output, loss, grads) in float64."""
+    h = x.astype(np.float64)
+    cache = []
+    for i, act in enumerate(activations):
+        w, b = weights[2 * i].astype(np.float64), weights[2 * i + 1].astype(np.float64)
+        z = h @ w + b
+        out = act_forward(act, z)
+        cache.append((h, z, out))
+        h = out
+    value, dh = loss_and_grad(loss, h, y.astype(np.float64))
+    grads = [None] * len(weights)
+    for i in reversed(range(len(activations))):
+        h_in, z, out = cache[i]
+        dz = act_backward(activations[i], z, out, dh)
+        grads[2 * i] = h_in.T @ dz
+        grads[2 * i + 1] = dz.sum(axis=0)
+        dh = dz @ weights[2 * i].astype(np.float64).T
+    return h, value, grads
+
+
+def rmsprop(w, g, state, lr=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False):
+    v = state.setdefault("v", np.zeros_like(w))
+    v[...] = rho * v + (1 - rho) * g * g
+    denom = v
+    if centered:
+        a = state.setdefault("a", np.zeros_like(w))
+        a[...] = rho * a + (1 - rho) * g
+        denom = v - a * a
+    inc = lr * g / np.sqrt(denom + epsilon)
+    if momentum > 0:
+        m = state.setdefault("m", np.zeros_like(w))
+        m[...] = momentum * m + inc
+        return w - m
+    return w - inc
+
+
+def sgd(w, g, state, lr=0.01, momentum=0.0, nesterov=False):
+    if momentum == 0:
+        return w - lr * g
+    m = state.setdefault("m", np.zeros_like(w))
+    m[...] = momentum * m - lr * g
+    return w + momentum * m - lr * g if nesterov else w + m
+
+
+def adam(w, g, state, step, lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False,
+         weight_decay=0.0):
+    w = w - lr * weight_decay * w
+    m = state.setdefault("m", np.zeros_like(w))
+    v = state.setdefault("v", np.zeros_like(w))
+    m[...] = m + (g - m) * (1 - beta_1)
+    v[...] = v + (g * g - v) * (1 - beta_2)
+    alpha = lr * np.sqrt(1 - beta_2**step) / (1 - beta_1**step)
+    vv = v
+    if amsgrad:
+        vh = state.setdefault("vhat", np.zeros_like(w))
+        vh[...] = np.maximum(vh, v)
+        vv = vh
+    return w - alpha * m / (np.sqrt(vv) + epsilon)
+
+
+def rel_err(actual, expected):
+    expected = np.asarray(expected, dtype=np.float64)
+    scale = max(np.abs(expected).max(), 1e-12)
+    return float(np.abs(np.asarray(actual, dtype=np.float64) - expected).max() / scale)
