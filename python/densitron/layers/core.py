@@ -15,8 +15,8 @@ def _check_2d(layer, input_shape):
     if len(input_shape) != 2:
         raise ValueError(
             f"Input 0 of layer \"{layer.name}\" is incompatible with the layer: expected "
-            f"ndim=2 (batch, features), found ndim={len(input_shape)}. Full shape received: "
-            f"{tuple(input_shape)}"
+            f"ndim=2 (batch, features), found ndim={len(input_shape)}. "
+            f"Received: input_shape={tuple(input_shape)}"
         )
 
 
@@ -56,7 +56,7 @@ class Dense(Layer):
             raise ValueError(
                 f"Input 0 of layer \"{self.name}\" is incompatible with the layer: expected axis "
                 f"-1 of input shape to have value {self.kernel.shape[0]}, but received input "
-                f"with shape {tuple(input_shape)}"
+                f"with shape {tuple(input_shape)}. Received: input_shape={tuple(input_shape)}"
             )
 
     def build(self, input_shape):

@@ -30,7 +30,7 @@ class InputLayer(Layer):
 
 def _input_name_kwargs(name, kwargs):
     if kwargs:
-        raise TypeError(f"Unrecognized keyword arguments passed to InputLayer: {kwargs}")
+        raise TypeError(f"Unrecognized keyword arguments passed to InputLayer. Received: kwargs={kwargs}")
     return {}
 
 

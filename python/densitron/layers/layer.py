@@ -55,7 +55,8 @@ class Layer:
                  **kwargs):
         if kwargs:
             raise TypeError(
-                f"Unrecognized keyword arguments passed to {type(self).__name__}: {kwargs}"
+                f"Unrecognized keyword arguments passed to {type(self).__name__}. "
+                f"Received: kwargs={kwargs}"
             )
         if name is not None and not isinstance(name, str):
             raise TypeError(f"Argument `name` must be a string. Received: name={name!r}")

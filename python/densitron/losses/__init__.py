@@ -38,7 +38,7 @@ class _ProbabilisticLoss(Loss):
             )
         kwargs.pop("axis", None)
         if kwargs:
-            raise TypeError(f"Unrecognized keyword arguments: {kwargs}")
+            raise TypeError(f"Unrecognized keyword arguments. Received: kwargs={kwargs}")
         self.from_logits = False
 
 

@@ -265,7 +265,8 @@ class Functional(Trainer, Layer):
         print_summary(self, print_fn=print_fn)
 
     def get_config(self):
-        raise NotImplementedError("Model.get_config is not implemented in densitron yet.")
+        raise NotImplementedError("Model.get_config is not implemented in densitron yet "
+                                  "(planned with the full Functional API).")
 
 
 Model = Functional

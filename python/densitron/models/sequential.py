@@ -57,7 +57,7 @@ class Sequential(Functional):
 
     def pop(self):
         if not self._layers:
-            raise IndexError("There are no layers in the model.")
+            raise IndexError("There are no layers in the model. Received: pop() on an empty model")
         layer = self._layers.pop()
         self.built = False
         self._engine_compiled = False

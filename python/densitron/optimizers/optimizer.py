@@ -27,8 +27,8 @@ class Optimizer:
         kwargs.pop("loss_scale_factor", None)
         kwargs.pop("gradient_accumulation_steps", None)
         if kwargs:
-            raise TypeError(f"Unrecognized keyword arguments passed to {type(self).__name__}: "
-                            f"{kwargs}")
+            raise TypeError(f"Unrecognized keyword arguments passed to {type(self).__name__}. "
+                            f"Received: kwargs={kwargs}")
         for arg, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
                            ("global_clipnorm", global_clipnorm)):
             if value is not None:

@@ -1,0 +1,251 @@
+"""Bad input raises a ValueError or TypeError naming the argument and what was received;
+unusual but valid arrays (float64, int, Fortran order, strided, read-only) just work."""
+
+import numpy as np
+import pytest
+
+from densitron import layers, optimizers
+from densitron.layers import Dense, Input
+from densitron.models import Model, Sequential
+
+
+def seed_model(compile=True, width=20):
+    inputs = Input(shape=(width,))
+    x = Dense(8, activation="relu")(inputs)
+    model = Model(inputs, Dense(3, activation="softmax")(x))
+    if compile:
+        model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def data(rows=40, width=20, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(rows, width)).astype(np.float32),
+            np.eye(3, dtype=np.float32)[rng.integers(0, 3, rows)])
+
+
+def raises(exc, *fragments):
+    """pytest.raises that also checks the message names the argument and what was received."""
+    class _Ctx:
+        def __enter__(self):
+            self.ctx = pytest.raises(exc)
+            self.info = self.ctx.__enter__()
+            return self.info
+
+        def __exit__(self, *a):
+            handled = self.ctx.__exit__(*a)
+            msg = str(self.info.value)
+            assert "Received" in msg, msg
+            for f in fragments:
+                assert f in msg, (f, msg)
+            return handled
+
+    return _Ctx()
+
+
+def test_mismatched_rows():
+    x, y = data()
+    with raises(ValueError, "cardinality", "40", "39"):
+        seed_model().fit(x, y[:39], verbose=0)
+
+
+def test_feature_count_mismatch():
+    x, y = data(width=21)
+    with raises(ValueError, "(None, 20)", "(40, 21)"):
+        seed_model().fit(x, y, verbose=0)
+    with raises(ValueError, "(40, 21)"):
+        seed_model().predict(x, verbose=0)
+
+
+def test_wrong_rank():
+    x, y = data()
+    with raises(ValueError, "shape (40, 4, 5)"):
+        seed_model().fit(x.reshape(40, 4, 5), y, verbose=0)
+    with raises(ValueError, "shape (20,)"):
+        seed_model().predict(x[0], verbose=0)
+    with raises(ValueError, "target", "(40, 3, 1)"):
+        seed_model().fit(x, y[:, :, None], verbose=0)
+
+
+def test_non_numeric_dtype():
+    x, y = data()
+    with raises(TypeError, "x", "dtype"):
+        seed_model().fit(x.astype(str), y, verbose=0)
+    with raises(TypeError, "x", "dtype"):
+        seed_model().fit(x.astype(object), y, verbose=0)
+    with raises(TypeError, "y", "dtype"):
+        seed_model().fit(x, y.astype("U3"), verbose=0)
+    with raises(TypeError, "x"):
+        seed_model().fit("not an array", y, verbose=0)
+
+
+def test_empty_x():
+    x, y = data()
+    with raises(ValueError, "at least one sample", "(0, 20)"):
+        seed_model().fit(x[:0], y[:0], verbose=0)
+    with raises(ValueError, "(0, 20)"):
+        seed_model().predict(x[:0], verbose=0)
+
+
+def test_nan_is_an_error():
+    x, y = data()
+    x[5, 3] = np.nan
+    with raises(ValueError, "NaN", "row 5"):
+        seed_model().fit(x, y, verbose=0)
+    y2 = y.copy()
+    y2[7, 0] = np.nan
+    with raises(ValueError, "NaN"):
+        seed_model().fit(data()[0], y2, verbose=0)
+
+
+def test_unknown_names():
+    with raises(ValueError, "optimizer='adamax2'"):
+        seed_model(compile=False).compile(optimizer="adamax2", loss="mse")
+    with raises(ValueError, "loss='crossentropy_typo'"):
+        seed_model(compile=False).compile(optimizer="sgd", loss="crossentropy_typo")
+    with raises(ValueError, "activation='rellu'"):
+        Dense(3, activation="rellu")
+    with raises(ValueError, "activation='rellu'"):
+        layers.Activation("rellu")
+    x, y = data()
+    model = seed_model(compile=False)
+    model.compile(loss="categorical_crossentropy", metrics=["accuracyy"])
+    with raises(ValueError, "metric='accuracyy'"):
+        model.fit(x, y, verbose=0)
+    with raises(ValueError, "initializer='glorot'"):
+        Dense(3, kernel_initializer="glorot")
+
+
+def test_fit_or_evaluate_before_compile():
+    x, y = data()
+    with raises(ValueError, "compile()"):
+        seed_model(compile=False).fit(x, y, verbose=0)
+    with raises(ValueError, "compile()"):
+        seed_model(compile=False).evaluate(x, y, verbose=0)
+    with raises(ValueError, "compile()"):
+        seed_model(compile=False).train_on_batch(x, y)
+    # predict needs no compile
+    assert seed_model(compile=False).predict(x, verbose=0).shape == (40, 3)
+
+
+def test_bad_batch_size_and_arguments():
+    x, y = data()
+    with raises(ValueError, "batch_size=0"):
+        seed_model().fit(x, y, batch_size=0, verbose=0)
+    with raises(ValueError, "batch_size=-3"):
+        seed_model().predict(x, batch_size=-3, verbose=0)
+    with raises(TypeError, "batch_size=2.5"):
+        seed_model().evaluate(x, y, batch_size=2.5, verbose=0)
+    with raises(ValueError, "epochs=-1"):
+        seed_model().fit(x, y, epochs=-1, verbose=0)
+    with raises(ValueError, "verbose=3"):
+        seed_model().fit(x, y, verbose=3)
+    with raises(ValueError, "validation_split=1.5"):
+        seed_model().fit(x, y, validation_split=1.5, verbose=0)
+    with raises(ValueError, "units=0"):
+        Dense(0)
+    with raises(ValueError, "units='8'"):
+        Dense("8")
+    with raises(ValueError, "learning_rate=-0.1"):
+        optimizers.RMSprop(learning_rate=-0.1)
+    with raises(ValueError, "shape=(0,)"):
+        Input(shape=(0,))
+    with raises(ValueError, "shape=None"):
+        Input()
+
+
+def test_layer_called_on_non_tensor():
+    with raises(TypeError, "inputs="):
+        Dense(3)("hello")
+    with raises(TypeError, "inputs="):
+        Dense(3)(Dense(2))
+    with raises(TypeError, "inputs="):
+        Dense(3)(None)
+
+
+def test_outputs_that_do_not_depend_on_the_inputs():
+    a, b = Input(shape=(4,)), Input(shape=(4,))
+    out = Dense(2)(b)
+    with raises(ValueError, "Graph disconnected"):
+        Model(inputs=a, outputs=out)
+    with raises(ValueError, "not connected"):
+        Model(inputs=[a, b], outputs=out)
+    with raises(ValueError, "output"):
+        Model(inputs=a, outputs=a)
+    with raises(TypeError, "outputs"):
+        Model(inputs=a, outputs=np.zeros((2, 2)))
+    with raises(TypeError, "inputs"):
+        Model(inputs="x", outputs=out)
+
+
+def test_layer_wrong_width_or_rank_at_graph_build_time():
+    d = Dense(3)
+    d(Input(shape=(4,)))
+    with raises(ValueError, "dense", "expected axis -1", "(None, 5)"):
+        d(Input(shape=(5,)))
+    with raises(ValueError, "(None, 4)", "(None, 5)"):
+        layers.Add()([Input(shape=(4,)), Input(shape=(5,))])
+
+
+def test_sparse_labels_validated():
+    inputs = Input(shape=(20,))
+    model = Model(inputs, Dense(3, activation="softmax")(inputs))
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, _ = data()
+    with raises(ValueError, "[0, 3)", "to 3"):
+        model.fit(x, np.arange(40) % 4, verbose=0)
+    with raises(ValueError, "integers"):
+        model.fit(x, np.full(40, 0.5), verbose=0)
+    h = model.fit(x, np.arange(40) % 3, verbose=0)
+    assert "accuracy" in h.history
+
+
+def test_sequential_bad_add():
+    model = Sequential()
+    with raises(TypeError, "layer="):
+        model.add("dense")
+    model.add(Dense(2, name="d"))
+    with raises(ValueError, "unique names"):
+        model.add(Dense(2, name="d"))
+
+
+@pytest.mark.parametrize("variant", ["float64", "int", "fortran", "strided", "readonly", "list"])
+def test_unusual_arrays_just_work(variant):
+    x, y = data()
+    ref_model = seed_model()
+    weights = ref_model.get_weights()
+    expected = ref_model.predict(x, verbose=0)
+    if variant == "float64":
+        xv = x.astype(np.float64)
+    elif variant == "int":
+        x = np.round(x * 3).astype(np.float32)
+        expected = ref_model.predict(x, verbose=0)
+        xv = x.astype(np.int32)
+    elif variant == "fortran":
+        xv = np.asfortranarray(x)
+    elif variant == "strided":
+        big = np.zeros((80, 40), np.float32)
+        big[::2, ::2] = x
+        xv = big[::2, ::2]
+    elif variant == "readonly":
+        xv = x.copy()
+        xv.setflags(write=False)
+    else:
+        xv = x.tolist()
+    np.testing.assert_allclose(ref_model.predict(xv, verbose=0), expected, rtol=1e-6, atol=1e-7)
+    ref_model.fit(xv, y, epochs=1, verbose=0)
+    ref_model.set_weights(weights)
+    assert np.isfinite(ref_model.evaluate(xv, y, verbose=0)[0])
+
+
+def test_set_weights_checks_shapes_and_keeps_old_values():
+    model = seed_model()
+    old = model.get_weights()
+    bad = [w.copy() for w in old]
+    bad[2] = np.zeros((3, 8))
+    with raises(ValueError, "(3, 8)"):
+        model.set_weights(bad)
+    with raises(ValueError, "length 2"):
+        model.set_weights(old[:2])
+    for a, b in zip(model.get_weights(), old):
+        assert np.array_equal(a, b)
