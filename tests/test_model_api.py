@@ -1,0 +1,250 @@
+"""The Keras model API around the engine: layers, weights, summary, calls, fit options,
+History, progress output, callbacks."""
+
+import numpy as np
+import pytest
+
+import densitron
+from densitron import callbacks, layers
+from densitron.layers import Dense, Input
+from densitron.models import Model, Sequential
+
+
+def seed_model():
+    inputs = Input(shape=(784,))
+    x = Dense(64, activation="relu")(inputs)
+    x = Dense(64, activation="relu")(x)
+    return Model(inputs=inputs, outputs=Dense(10, activation="softmax")(x))
+
+
+def toy(rows=64, width=6, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, width)).astype(np.float32)
+    y = np.eye(classes, dtype=np.float32)[np.argmax(x[:, :classes], axis=1)]
+    return x, y
+
+
+def toy_model(width=6, classes=3):
+    inputs = Input(shape=(width,))
+    h = Dense(16, activation="tanh")(inputs)
+    model = Model(inputs, Dense(classes, activation="softmax")(h))
+    model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def test_layers_weights_and_counts_in_keras_order():
+    model = seed_model()
+    assert [type(layer).__name__ for layer in model.layers] == [
+        "InputLayer", "Dense", "Dense", "Dense"]
+    assert [layer.name for layer in model.layers] == ["input_layer", "dense", "dense_1", "dense_2"]
+    shapes = [w.shape for w in model.get_weights()]
+    assert shapes == [(784, 64), (64,), (64, 64), (64,), (64, 10), (10,)]
+    assert model.count_params() == 784 * 64 + 64 + 64 * 64 + 64 + 64 * 10 + 10 == 55050
+    assert model.get_layer("dense_1") is model.layers[2]
+    assert model.get_layer(index=-1).units == 10
+    with pytest.raises(ValueError, match="Received: name='nope'"):
+        model.get_layer("nope")
+    assert model.inputs[0].shape == (None, 784) and model.outputs[0].shape == (None, 10)
+    seq = Sequential([Input(shape=(784,)), Dense(64), Dense(10)])
+    assert [layer.name for layer in seq.layers] == ["dense_3", "dense_4"]  # no InputLayer
+
+
+def test_glorot_uniform_and_zeros_initialization():
+    model = seed_model()
+    kernel, bias = model.get_weights()[:2]
+    limit = np.sqrt(6.0 / (784 + 64))
+    assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.9 * limit
+    assert abs(kernel.std() - limit / np.sqrt(3)) < 0.05 * limit
+    assert not bias.any()
+
+
+def test_set_weights_round_trip_and_changes_predictions():
+    a, b = seed_model(), seed_model()
+    x = np.random.default_rng(0).random((5, 784), dtype=np.float32)
+    assert not np.allclose(a.predict(x, verbose=0), b.predict(x, verbose=0))
+    b.set_weights(a.get_weights())
+    np.testing.assert_array_equal(a.predict(x, verbose=0), b.predict(x, verbose=0))
+    np.testing.assert_array_equal(a(x), a.predict(x, verbose=0))  # calling the model on arrays
+    layer = a.layers[1]
+    np.testing.assert_allclose(layer(x), np.maximum(x @ layer.kernel.numpy(), 0), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_summary_matches_keras_layout(capsys):
+    seed_model().summary()
+    out = capsys.readouterr().out
+    assert out.startswith('Model: "functional"')
+    for fragment in ["Layer (type)", "Output Shape", "Param #", "Connected to",
+                     "input_layer (InputLayer)", "dense (Dense)", "(None, 64)", "50,240",
+                     "4,160", "650", "Total params: 55,050 (215.04 KB)",
+                     "Trainable params: 55,050 (215.04 KB)", "Non-trainable params: 0 (0.00 B)"]:
+        assert fragment in out, fragment
+    Sequential([Input(shape=(3,)), Dense(2)]).summary()
+    out = capsys.readouterr().out
+    assert 'Model: "sequential"' in out and "Connected to" not in out
+
+
+def test_fit_verbose_modes(capsys):
+    x, y = toy()
+    model = toy_model()
+    model.fit(x, y, epochs=2, batch_size=16, verbose=1)
+    out = capsys.readouterr().out
+    assert "Epoch 1/2" in out and "Epoch 2/2" in out
+    assert "4/4 ━━━━━━━━━━━━━━━━━━━━" in out and "- accuracy: " in out and "- loss: " in out
+    model.fit(x, y, epochs=2, batch_size=16, verbose=2)
+    out = capsys.readouterr().out
+    assert "Epoch 2/2" in out and "4/4 - " in out and "━" not in out
+    model.fit(x, y, epochs=2, verbose=0)
+    assert capsys.readouterr().out == ""
+
+
+def test_history_validation_split_and_data():
+    x, y = toy(rows=100)
+    model = toy_model()
+    h = model.fit(x, y, epochs=3, batch_size=10, validation_split=0.2, verbose=0)
+    assert sorted(h.history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
+    assert h.params["steps"] == 8  # 80 training rows
+    assert all(len(v) == 3 for v in h.history.values())
+    # validation uses the last 20% of rows, unshuffled: evaluate reproduces it exactly
+    val = model.evaluate(x[80:], y[80:], verbose=0, return_dict=True)
+    assert val["loss"] == pytest.approx(h.history["val_loss"][-1], rel=1e-6)
+    h2 = model.fit(x[:80], y[:80], validation_data=(x[80:], y[80:]), epochs=1, verbose=0)
+    assert "val_loss" in h2.history
+    assert model.history is h2
+
+
+def test_epoch_metrics_are_sample_weighted_means():
+    x, y = toy(rows=50)
+    model = toy_model()
+    weights = model.get_weights()
+    # no shuffle, one epoch with a partial last batch: the epoch loss is the mean over samples
+    losses = []
+    for start in range(0, 50, 16):
+        losses.append(model.evaluate(x[start:start + 16], y[start:start + 16], verbose=0)[0])
+    model.set_weights(weights)
+    model.compile(optimizer=densitron.optimizers.SGD(learning_rate=0.0), loss="categorical_crossentropy",
+                  metrics=["accuracy"])
+    h = model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    sizes = [16, 16, 16, 2]
+    assert h.history["loss"][0] == pytest.approx(np.dot(losses, sizes) / 50, rel=1e-6)
+
+
+def test_evaluate_and_predict_return_shapes():
+    x, y = toy()
+    model = toy_model()
+    loss, acc = model.evaluate(x, y, verbose=0)
+    assert 0 <= acc <= 1 and loss > 0
+    d = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert list(d) == ["loss", "accuracy"] and d["loss"] == pytest.approx(loss)
+    p = model.predict(x, batch_size=7, verbose=0)
+    assert p.shape == (64, 3) and p.dtype == np.float32
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(p, model.predict(x, batch_size=64, verbose=0))
+    nometric = Model(model.inputs, model.outputs)
+    nometric.compile(loss="categorical_crossentropy")
+    assert isinstance(nometric.evaluate(x, y, verbose=0), float)
+
+
+def test_accuracy_resolution_by_shapes():
+    x, y = toy()
+    labels = np.argmax(y, axis=1)
+    for target, loss in ((y, "categorical_crossentropy"),
+                         (labels, "sparse_categorical_crossentropy"),
+                         (labels[:, None], "sparse_categorical_crossentropy")):
+        model = toy_model()
+        model.compile(loss=loss, metrics=["accuracy"])
+        acc = model.evaluate(x, target, verbose=0)[1]
+        expected = np.mean(np.argmax(model.predict(x, verbose=0), 1) == labels)
+        assert acc == pytest.approx(expected)
+    inputs = Input(shape=(6,))
+    binary = Model(inputs, Dense(1, activation="sigmoid")(inputs))
+    binary.compile(loss="binary_crossentropy", metrics=["accuracy"])
+    yb = (x[:, 0] > 0).astype(np.float32)
+    acc = binary.evaluate(x, yb, verbose=0)[1]
+    assert acc == pytest.approx(np.mean((binary.predict(x, verbose=0)[:, 0] > 0.5) == yb))
+
+
+def test_callbacks_see_batches_and_epochs_and_can_stop():
+    x, y = toy(rows=40)
+    seen = {"batches": [], "epochs": []}
+
+    class Recorder(callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen["batches"].append(batch)
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen["epochs"].append((epoch, sorted(logs)))
+            if epoch == 1:
+                self.model.stop_training = True
+
+    toy_model().fit(x, y, batch_size=10, epochs=5, callbacks=[Recorder()], verbose=0)
+    assert seen["batches"] == [0, 1, 2, 3, 0, 1, 2, 3]
+    assert seen["epochs"] == [(0, ["accuracy", "loss"]), (1, ["accuracy", "loss"])]
+
+
+def test_shuffle_changes_order_but_not_data():
+    x, y = toy(rows=64)
+    densitron.utils.set_random_seed(5)
+    a = toy_model()
+    w0 = a.get_weights()
+    a.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    b = toy_model()
+    b.set_weights(w0)
+    b.fit(x, y, batch_size=8, epochs=1, shuffle=True, verbose=0)
+    assert not np.array_equal(a.get_weights()[0], b.get_weights()[0])
+    c = toy_model()
+    c.set_weights(w0)
+    c.fit(x, y, batch_size=64, epochs=1, shuffle=True, verbose=0)  # one batch: order-free
+    d = toy_model()
+    d.set_weights(w0)
+    d.fit(x, y, batch_size=64, epochs=1, shuffle=False, verbose=0)
+    np.testing.assert_allclose(c.get_weights()[0], d.get_weights()[0], rtol=1e-5, atol=1e-6)
+
+
+def test_multi_input_multi_output_model_trains():
+    a, b = Input(shape=(4,), name="a"), Input(shape=(3,), name="b")
+    h = layers.Concatenate()([Dense(8, activation="relu")(a), Dense(8, activation="relu")(b)])
+    out1 = Dense(2, activation="softmax", name="cls")(h)
+    out2 = Dense(1, name="reg")(h)
+    model = Model([a, b], [out1, out2])
+    model.compile(optimizer="adam", loss=["categorical_crossentropy", "mse"],
+                  loss_weights=[1.0, 0.5], metrics=[["accuracy"], []])
+    rng = np.random.default_rng(0)
+    xa, xb = rng.normal(size=(64, 4)), rng.normal(size=(64, 3))
+    y1 = np.eye(2)[(xa[:, 0] > 0).astype(int)]
+    y2 = xb[:, :1] * 2
+    h = model.fit({"a": xa, "b": xb}, [y1, y2], epochs=20, batch_size=16, verbose=0)
+    assert set(h.history) == {"loss", "cls_loss", "reg_loss", "cls_accuracy"}
+    assert h.history["loss"][-1] < h.history["loss"][0]
+    total = h.history["cls_loss"][-1] + 0.5 * h.history["reg_loss"][-1]
+    assert h.history["loss"][-1] == pytest.approx(total, rel=1e-6)
+    p1, p2 = model.predict([xa, xb], verbose=0)
+    assert p1.shape == (64, 2) and p2.shape == (64, 1)
+
+
+def test_num_threads_and_cpu_info():
+    info = densitron.cpu_info()
+    assert info["isa"] in ("generic", "avx2", "avx512")
+    before = densitron.get_num_threads()
+    densitron.set_num_threads(1)
+    assert densitron.get_num_threads() == 1
+    densitron.set_num_threads(before)
+    with pytest.raises(ValueError):
+        densitron.set_num_threads(0)
+
+
+def test_threads_do_not_change_training_results():
+    x = np.random.default_rng(0).random((256, 784), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[np.arange(256) % 10]
+    results = []
+    before = densitron.get_num_threads()
+    for threads in (1, 2):
+        densitron.set_num_threads(threads)
+        densitron.utils.set_random_seed(3)
+        model = seed_model()
+        model.compile(optimizer="rmsprop", loss="categorical_crossentropy")
+        model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+        results.append(model.get_weights())
+    densitron.set_num_threads(before)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
