@@ -38,8 +38,9 @@ __m256 exp_ps(__m256 x) {
   const __m256i ni = _mm256_cvtps_epi32(n);
   const __m256i h1 = _mm256_srai_epi32(ni, 1);
   const __m256i h2 = _mm256_sub_epi32(ni, h1);
-  const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h1, _mm256_set1_epi32(127)), 23));
-  const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h2, _mm256_set1_epi32(127)), 23));
+  const __m256i bias = _mm256_set1_epi32(127);
+  const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h1, bias), 23));
+  const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h2, bias), 23));
   return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
 }
 
@@ -133,10 +134,20 @@ void tile(const UkernelArgs& p) {
     float* c = p.c + i * p.ldc;
 #pragma GCC unroll 2
     for (int v = 0; v < kVecs; ++v) {
+      // vmaskmov stores are slow (microcoded on AMD): full vectors use plain loads/stores.
+      const bool whole = full || v + 1 < kVecs;
       __m256 x = _mm256_mul_ps(alpha, acc[i][v]);
-      if (use_beta) x = _mm256_fmadd_ps(beta, _mm256_maskload_ps(c + 8 * v, mask[v]), x);
+      if (use_beta) {
+        const __m256 c0 =
+            whole ? _mm256_loadu_ps(c + 8 * v) : _mm256_maskload_ps(c + 8 * v, mask[v]);
+        x = _mm256_fmadd_ps(beta, c0, x);
+      }
       if (last) x = activate(_mm256_add_ps(x, bias[v]), act);
-      _mm256_maskstore_ps(c + 8 * v, mask[v], x);
+      if (whole) {
+        _mm256_storeu_ps(c + 8 * v, x);
+      } else {
+        _mm256_maskstore_ps(c + 8 * v, mask[v], x);
+      }
     }
   }
 }

@@ -81,6 +81,14 @@ void tile(const UkernelArgs& p) {
   }
   const bool full = n == 16 * kVecs;
 
+  // Start fetching the C tile now so the write-back does not wait on it.
+#pragma GCC unroll 16
+  for (int i = 0; i < kRows; ++i) {
+    const char* row = reinterpret_cast<const char*>(p.c + i * p.ldc);
+    _mm_prefetch(row, _MM_HINT_T0);
+    _mm_prefetch(row + 64 * kVecs - 1, _MM_HINT_T0);
+  }
+
   const float* a = p.a;
   const float* b = p.b;
   const int64_t k = p.k, b_rs = p.b_rs, a_rs = p.a_rs, a_cs = p.a_cs;
@@ -128,10 +136,21 @@ void tile(const UkernelArgs& p) {
     float* c = p.c + i * p.ldc;
 #pragma GCC unroll 4
     for (int v = 0; v < kVecs; ++v) {
+      // Masked stores are slow on some cores (AMD), above all across cache lines: full
+      // vectors use plain loads and stores.
+      const bool whole = full || v + 1 < kVecs;
       __m512 x = _mm512_mul_ps(alpha, acc[i][v]);
-      if (use_beta) x = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(mask[v], c + 16 * v), x);
+      if (use_beta) {
+        const __m512 c0 =
+            whole ? _mm512_loadu_ps(c + 16 * v) : _mm512_maskz_loadu_ps(mask[v], c + 16 * v);
+        x = _mm512_fmadd_ps(beta, c0, x);
+      }
       if (last) x = activate(_mm512_add_ps(x, bias[v]), act);
-      _mm512_mask_storeu_ps(c + 16 * v, mask[v], x);
+      if (whole) {
+        _mm512_storeu_ps(c + 16 * v, x);
+      } else {
+        _mm512_mask_storeu_ps(c + 16 * v, mask[v], x);
+      }
     }
   }
 }
