@@ -41,4 +41,5 @@ def matmul(a, b, transpose_a=False, transpose_b=False, out=None):
     """
     a = _as_float32_matrix(a, "a")
     b = _as_float32_matrix(b, "b")
+    # Positional: pybind11's keyword matching costs more than a small product.
     return _core.matmul(a, b, bool(transpose_a), bool(transpose_b), out)

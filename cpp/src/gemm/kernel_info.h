@@ -34,14 +34,18 @@ struct UkernelArgs {
 };
 
 typedef void (*UkernelFn)(const UkernelArgs* args);
+typedef void (*PackBTransFn)(int64_t n, int64_t k, const float* b, int64_t ldb, float* dst);
 
 // Blocking sizes and kernels of one ISA. mr × nr is the register tile; kc, mc, nc the cache
 // blocks (kc·nr floats of B stay in L1, mc·kc floats of A in L2, kc·nc floats of B in L3).
 struct KernelInfo {
   const char* name;
   int64_t mr, nr, kc, mc, nc;
-  UkernelFn ukernel_a_kmajor;  // A packed or trans_a: a_rs == 1 (a_cs any)
+  UkernelFn ukernel_a_kmajor;    // A packed or trans_a: a_rs == 1 (a_cs any)
   UkernelFn ukernel_a_rowmajor;  // A plain, unpacked: a_cs == 1 (a_rs any)
+  // Optional SIMD packing of one B panel stored transposed (op(B)(p, j) = b[j·ldb + p]) into
+  // dst[p·nr + j], zero for j >= n; nullptr: pack_b_panel.
+  PackBTransFn pack_b_trans;
 };
 
 // One KernelInfo per ISA (ukernel_<isa>.cc); dispatch.cc picks the active one.

@@ -172,7 +172,64 @@ void ukernel(const UkernelArgs* p) {
   kTiles[p->m - 1][(p->n - 1) / 16](*p);
 }
 
+// In-register transpose of 16 rows of 16 floats (unpack, shuffle, two 128-bit lane shuffles).
+void transpose_16x16(__m512 (&r)[16]) {
+  __m512 t[16], u[16];
+#pragma GCC unroll 8
+  for (int g = 0; g < 8; ++g) {
+    t[2 * g] = _mm512_unpacklo_ps(r[2 * g], r[2 * g + 1]);
+    t[2 * g + 1] = _mm512_unpackhi_ps(r[2 * g], r[2 * g + 1]);
+  }
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; ++g) {
+    u[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+    u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+  }
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {
+    t[c] = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);
+    t[4 + c] = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xDD);
+    t[8 + c] = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
+    t[12 + c] = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xDD);
+  }
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {
+    r[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
+    r[8 + c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xDD);
+    r[4 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0x88);
+    r[12 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0xDD);
+  }
+}
+
 }  // namespace
+
+// dst[p·32 + j] = b[j·ldb + p] for j < n (zero for n <= j < 32), p < k: 16×16 blocks.
+void sgemm_pack_b_trans_32_avx512(int64_t n, int64_t k, const float* b, int64_t ldb,
+                                  float* dst) {
+  for (int64_t p0 = 0; p0 < k; p0 += 16) {
+    const int64_t kk = k - p0 < 16 ? k - p0 : 16;
+    const __mmask16 kmask = kk == 16 ? __mmask16(0xFFFF) : __mmask16((1u << kk) - 1u);
+    for (int64_t j0 = 0; j0 < kNr; j0 += 16) {
+      const int64_t rows = n - j0 < 0 ? 0 : (n - j0 < 16 ? n - j0 : 16);
+      __m512 r[16];
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i) {
+        r[i] = i < rows ? _mm512_maskz_loadu_ps(kmask, b + (j0 + i) * ldb + p0)
+                        : _mm512_setzero_ps();
+      }
+      transpose_16x16(r);
+      float* d = dst + p0 * kNr + j0;
+      if (kk == 16) {
+#pragma GCC unroll 16
+        for (int q = 0; q < 16; ++q) _mm512_storeu_ps(d + q * kNr, r[q]);
+      } else {
+        for (int64_t q = 0; q < kk; ++q) _mm512_storeu_ps(d + q * kNr, r[q]);
+      }
+    }
+  }
+}
 
 void sgemm_ukernel_8x32_avx512(const UkernelArgs* p) { ukernel<false>(p); }
 void sgemm_ukernel_8x32_avx512_rowa(const UkernelArgs* p) { ukernel<true>(p); }
@@ -181,7 +238,7 @@ void sgemm_ukernel_8x32_avx512_rowa(const UkernelArgs* p) { ukernel<true>(p); }
 // nc·kc·4 = 4 MiB of B in the shared L3.
 extern const KernelInfo kKernelInfoAvx512 = {
     "avx512", kMr, kNr, /*kc=*/256, /*mc=*/256, /*nc=*/4096,
-    sgemm_ukernel_8x32_avx512, sgemm_ukernel_8x32_avx512_rowa};
+    sgemm_ukernel_8x32_avx512, sgemm_ukernel_8x32_avx512_rowa, sgemm_pack_b_trans_32_avx512};
 
 }  // namespace gemm
 }  // namespace densitron
