@@ -53,6 +53,18 @@ def time_calls(fn, calls):
     return (time.perf_counter() - t0) / calls
 
 
+def settled_time(fn, calls):
+    # Both libraries keep their worker threads spinning for a while after a call (OpenBLAS for
+    # about 0.1 s); on two cores those spinners would steal the other side's cores. Let them go
+    # idle, warm this side up, then time it.
+    time.sleep(SETTLE_SECONDS)
+    time_calls(fn, min(calls, 20))
+    return time_calls(fn, calls)
+
+
+SETTLE_SECONDS = 0.15
+
+
 def measure(name, m, k, n, ta, tb, repeats, budget):
     rng = np.random.default_rng(0)
     a = rng.uniform(-1, 1, (k, m) if ta else (m, k)).astype(np.float32)
@@ -75,8 +87,8 @@ def measure(name, m, k, n, ta, tb, repeats, budget):
     calls = max(1, int(budget / max(est, 1e-7)))
     td, tn = [], []
     for _ in range(repeats):  # interleaved so both sides see the same machine state
-        td.append(time_calls(run_densitron, calls))
-        tn.append(time_calls(run_numpy, calls))
+        td.append(settled_time(run_densitron, calls))
+        tn.append(settled_time(run_numpy, calls))
     flops = 2.0 * m * n * k
     return flops / statistics.median(td) * 1e-9, flops / statistics.median(tn) * 1e-9
 
@@ -96,10 +108,9 @@ def main():
     args = parser.parse_args()
 
     print(f"densitron.cpu_info(): {densitron.cpu_info()}")
-    print(
-        "OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s"
-        % (os.environ.get("OPENBLAS_CORETYPE", "<unset>"), os.environ.get("OPENBLAS_L2_SIZE", "<unset>"))
-    )
+    coretype = os.environ.get("OPENBLAS_CORETYPE", "<unset>")
+    l2_size = os.environ.get("OPENBLAS_L2_SIZE", "<unset>")
+    print(f"OPENBLAS_CORETYPE={coretype} OPENBLAS_L2_SIZE={l2_size}")
     if threadpoolctl is not None:
         for info in threadpoolctl.threadpool_info():
             if info.get("user_api") == "blas":

@@ -7,6 +7,9 @@ from densitron import _core
 __all__ = ["matmul"]
 
 _NUMERIC_KINDS = "biuf"
+_ndarray = np.ndarray
+_FLOAT32 = np.dtype(np.float32)
+_core_matmul = _core.matmul
 
 
 def _as_float32_matrix(x, name):
@@ -39,7 +42,10 @@ def matmul(a, b, transpose_a=False, transpose_b=False, out=None):
     Returns:
         The (m, n) float32 product (`out` when given).
     """
-    a = _as_float32_matrix(a, "a")
-    b = _as_float32_matrix(b, "b")
+    # Fast path first: a small product costs less than a few Python calls.
+    if a.__class__ is not _ndarray or a.dtype is not _FLOAT32:
+        a = _as_float32_matrix(a, "a")
+    if b.__class__ is not _ndarray or b.dtype is not _FLOAT32:
+        b = _as_float32_matrix(b, "b")
     # Positional: pybind11's keyword matching costs more than a small product.
-    return _core.matmul(a, b, bool(transpose_a), bool(transpose_b), out)
+    return _core_matmul(a, b, transpose_a, transpose_b, out)
