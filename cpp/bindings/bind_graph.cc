@@ -39,29 +39,53 @@ int64_t rows_of(const py::list& xs) {
 
 class PyGraph {
  public:
+  // nodes: (op, inputs, width, last_dim, activation, (negative_slope, max_value, threshold,
+  //         alpha), params, fattrs, iattrs)
+  // params: (array, rows, cols, l1, l2, constraint, c_min, c_max, c_rate, c_axis)
   PyGraph(const py::list& nodes, const py::list& params, std::vector<int> inputs,
           std::vector<int> outputs) {
     std::vector<densitron::NodeSpec> specs;
     for (const py::handle& h : nodes) {
-      auto t = h.cast<std::tuple<int, std::vector<int>, int64_t, int, int, int>>();
+      auto t = h.cast<py::tuple>();
+      if (t.size() != 9) throw py::value_error("node specs have 9 fields");
       densitron::NodeSpec s;
-      s.op = static_cast<densitron::OpType>(std::get<0>(t));
-      s.inputs = std::get<1>(t);
-      s.width = std::get<2>(t);
-      s.activation = static_cast<densitron::Activation>(std::get<3>(t));
-      s.kernel = std::get<4>(t);
-      s.bias = std::get<5>(t);
+      s.op = static_cast<densitron::OpType>(t[0].cast<int>());
+      s.inputs = t[1].cast<std::vector<int>>();
+      s.width = t[2].cast<int64_t>();
+      s.last_dim = t[3].cast<int64_t>();
+      s.activation = static_cast<densitron::Activation>(t[4].cast<int>());
+      auto ap = t[5].cast<std::tuple<float, float, float, float>>();
+      s.act_params.negative_slope = std::get<0>(ap);
+      s.act_params.max_value = std::get<1>(ap);
+      s.act_params.threshold = std::get<2>(ap);
+      s.act_params.alpha = std::get<3>(ap);
+      s.params = t[6].cast<std::vector<int>>();
+      s.fattrs = t[7].cast<std::vector<double>>();
+      s.iattrs = t[8].cast<std::vector<int64_t>>();
       specs.push_back(std::move(s));
     }
     std::vector<densitron::ParamSpec> ps;
     for (const py::handle& h : params) {
-      if (!py::isinstance<FloatArray>(h))
+      auto t = h.cast<py::tuple>();
+      if (t.size() != 10) throw py::value_error("parameter specs have 10 fields");
+      py::object arr = t[0];
+      if (!py::isinstance<FloatArray>(arr))
         throw py::type_error("parameters must be C-contiguous float32 arrays");
-      auto a = py::reinterpret_borrow<FloatArray>(h);
+      auto a = py::reinterpret_borrow<FloatArray>(arr);
       if (!a.writeable()) throw py::value_error("parameters must be writeable");
       densitron::ParamSpec p;
       p.data = a.mutable_data();
       p.size = static_cast<int64_t>(a.size());
+      p.rows = t[1].cast<int64_t>();
+      p.cols = t[2].cast<int64_t>();
+      if (p.rows * p.cols != p.size) throw py::value_error("parameter rows × cols != size");
+      p.l1 = t[3].cast<float>();
+      p.l2 = t[4].cast<float>();
+      p.constraint = static_cast<densitron::ConstraintKind>(t[5].cast<int>());
+      p.c_min = t[6].cast<float>();
+      p.c_max = t[7].cast<float>();
+      p.c_rate = t[8].cast<float>();
+      p.c_axis = t[9].cast<int>();
       ps.push_back(p);
       keep_alive_.append(a);
     }

@@ -5,11 +5,25 @@ import numpy as np
 
 
 class Variable:
-    def __init__(self, value, name, trainable=True, path=None):
+    def __init__(self, value, name, trainable=True, path=None, regularizer=None,
+                 constraint=None):
         self._value = np.array(value, dtype=np.float32, order="C", copy=True)
         self.name = name
         self.path = path or name
         self.trainable = trainable
+        self.regularizer = regularizer
+        self.constraint = constraint
+
+    def engine_spec(self):
+        """(array, rows, cols, l1, l2, constraint kind, min, max, rate, axis) for the engine."""
+        shape = self._value.shape
+        rows, cols = (shape[0], int(np.prod(shape[1:]))) if len(shape) >= 2 else (
+            int(np.prod(shape)), 1)
+        reg = self.regularizer
+        l1, l2 = (reg.l1, reg.l2) if reg is not None else (0.0, 0.0)
+        con = self.constraint.engine_spec() if self.constraint is not None else (0, 0.0, 0.0,
+                                                                                  1.0, 0)
+        return (self._value, rows, cols, float(l1), float(l2), *con)
 
     @property
     def shape(self):

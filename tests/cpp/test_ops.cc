@@ -41,7 +41,7 @@ TEST_P(ActivationTest, ForwardMatchesDoubleAndBackwardMatchesFiniteDifferences) 
     for (int64_t cols : {1, 7, 15, 16, 17, 33}) {
       std::vector<float> x = random_vec(rows * cols, static_cast<unsigned>(rows * 100 + cols));
       std::vector<float> y = x;
-      activation_forward(act, y.data(), rows, cols, cols);
+      activation_forward(act, ActivationParams(), x.data(), y.data(), rows, cols);
       for (int64_t r = 0; r < rows; ++r) {
         double mx = -1e30, sum = 0;
         for (int64_t j = 0; j < cols; ++j) mx = std::max(mx, double(x[r * cols + j]));
@@ -56,7 +56,8 @@ TEST_P(ActivationTest, ForwardMatchesDoubleAndBackwardMatchesFiniteDifferences) 
       // backward: d/dx of Σ w ⊙ act(x), against central differences in double
       std::vector<float> w = random_vec(rows * cols, 7);
       std::vector<float> dz(rows * cols);
-      activation_backward(act, y.data(), w.data(), dz.data(), rows, cols);
+      activation_backward(act, ActivationParams(), x.data(), y.data(), w.data(), dz.data(), rows,
+                          cols);
       for (int64_t i = 0; i < rows * cols; ++i) {
         if (act == Activation::kRelu && std::fabs(x[i]) < 1e-2) continue;  // the kink
         const double h = 1e-3;
@@ -64,7 +65,7 @@ TEST_P(ActivationTest, ForwardMatchesDoubleAndBackwardMatchesFiniteDifferences) 
         for (int s = 0; s < 2; ++s) {
           std::vector<float> xp = x;
           xp[i] += s == 0 ? h : -h;
-          activation_forward(act, xp.data(), rows, cols, cols);
+          activation_forward(act, ActivationParams(), xp.data(), xp.data(), rows, cols);
           double acc = 0;
           for (int64_t k = 0; k < rows * cols; ++k) acc += double(w[k]) * xp[k];
           f[s] = acc;
@@ -98,7 +99,7 @@ TEST(Losses, CrossentropyMatchesKerasFormulaAndFusedGradient) {
   const int64_t rows = 4, cols = 5;
   std::vector<float> z = random_vec(rows * cols, 11);
   std::vector<float> p = z;
-  activation_forward(Activation::kSoftmax, p.data(), rows, cols, cols);
+  activation_forward(Activation::kSoftmax, ActivationParams(), p.data(), p.data(), rows, cols);
   std::vector<float> y(rows * cols, 0.0f), labels(rows);
   for (int64_t r = 0; r < rows; ++r) {
     y[r * cols + (r * 2) % cols] = 1.0f;

@@ -1,7 +1,10 @@
 // The graph executor: a DAG of nodes in topological order, run forward, loss, backward,
-// optimizer update and metrics for a batch in one call. Node buffers are sized once for the
-// largest batch seen and reused; nothing is allocated per step. Parameters live in caller-owned
-// float32 buffers (the Python Variables); gradients and optimizer slots live here.
+// optimizer update and metrics for runs of batches in one call. Every node's output is a
+// row-major block of batch × width floats (width = the product of its per-sample shape; ops
+// that work on the last axis see rows = batch·width/last_dim of last_dim values). Node buffers
+// are sized once for the largest batch seen and reused; nothing is allocated per step.
+// Parameters live in caller-owned float32 buffers (the Python Variables); gradients and
+// optimizer slots live here.
 #pragma once
 
 #include <cstdint>
@@ -13,21 +16,50 @@
 
 namespace densitron {
 
-enum class OpType : int { kInput = 0, kDense = 1, kActivation = 2, kAdd = 3, kConcatenate = 4 };
+enum class OpType : int {
+  kInput = 0,
+  kDense = 1,         // params {kernel (in, units), bias or -1}; activation fused
+  kActivation = 2,
+  kAdd = 3,
+  kConcatenate = 4,   // i {blocks per sample}: joins each input's block-th slices
+  kSubtract = 5,
+  kMultiply = 6,
+  kAverage = 7,
+  kMaximum = 8,
+  kMinimum = 9,
+  kDropout = 10,        // f {rate}, i {seed}; identity outside training
+  kGaussianNoise = 11,  // f {stddev}, i {seed}; identity outside training
+  kBatchNorm = 12,      // params {gamma|-1, beta|-1, moving_mean, moving_var}, f {momentum, eps}
+  kLayerNorm = 13,      // params {gamma|-1, beta|-1}, f {eps}
+  kReshape = 14,        // Flatten, Reshape, Identity: the same values, a new shape
+  kEmbedding = 15,      // params {table (input_dim, output_dim)}; input holds integer ids
+};
 
 struct NodeSpec {
   OpType op = OpType::kInput;
   std::vector<int> inputs;  // indices of earlier nodes
-  int64_t width = 0;        // features per sample of this node's output
+  int64_t width = 0;        // values per sample of this node's output
+  int64_t last_dim = 0;     // size of the output's last axis (0: width)
   Activation activation = Activation::kLinear;
-  int kernel = -1;  // Dense: parameter index of the (in, units) kernel
-  int bias = -1;    // Dense: parameter index of the (units,) bias, or -1
+  ActivationParams act_params;
+  std::vector<int> params;     // op-specific parameter indices (-1: absent)
+  std::vector<double> fattrs;  // op-specific float attributes
+  std::vector<int64_t> iattrs; // op-specific integer attributes
 };
+
+enum class ConstraintKind : int { kNone = 0, kMaxNorm = 1, kMinMaxNorm = 2, kNonNeg = 3,
+                                  kUnitNorm = 4 };
 
 struct ParamSpec {
   float* data = nullptr;
   int64_t size = 0;
   bool trainable = true;
+  // Shape as (rows, cols) for norm constraints: a vector is (1, size) with axis 0 taken whole.
+  int64_t rows = 1, cols = 1;
+  float l1 = 0.0f, l2 = 0.0f;  // regularization added to the loss
+  ConstraintKind constraint = ConstraintKind::kNone;
+  float c_min = 0.0f, c_max = 0.0f, c_rate = 1.0f;
+  int c_axis = 0;
 };
 
 struct MetricSpec {
@@ -41,7 +73,7 @@ struct OutputSpec {
   int node = -1;
   Loss loss = Loss::kMeanSquaredError;
   float loss_weight = 1.0f;
-  int64_t target_width = 0;  // columns of y for this output (1 for sparse labels)
+  int64_t target_width = 0;  // values per sample of y for this output (1 for sparse labels)
   std::vector<MetricSpec> metrics;
 };
 
@@ -55,7 +87,7 @@ struct DataRefs {
 
 struct RunTotals {
   int64_t rows = 0;
-  double loss_sum = 0.0;                  // Σ_rows Σ_outputs weight·loss
+  double loss_sum = 0.0;                  // Σ_batches rows·(Σ_outputs weight·mean loss + reg)
   std::vector<double> output_loss_sums;   // Σ_rows loss, per output
   std::vector<double> metric_sums;        // Σ_rows metric, outputs' metrics in order
 };
@@ -94,32 +126,46 @@ class Graph {
   void ensure_capacity(int64_t rows);
   void bind_inputs(const std::vector<const float*>& x, const int64_t* rows_idx, int64_t start,
                    int64_t count);
-  void forward(int64_t batch);
+  void forward(int64_t batch, bool training);
+  void forward_node(int i, int64_t batch, bool training);
   double loss_and_grad(const DataRefs& data, const int64_t* rows_idx, int64_t start,
                        int64_t batch, double* output_losses, bool with_grad);
   void gather_targets(const DataRefs& data, int k, const int64_t* rows_idx, int64_t start,
                       int64_t batch);
   void metrics(int64_t batch, double* sums);
   void backward(int64_t batch);
+  void backward_node(int i, int64_t batch);
+  double regularization(bool with_grad);
   void update();
+  void check_embedding_ids(int64_t batch);
+  float* param(int node, int slot) const;
+  float* param_grad(int p, bool* accumulate);
+  // The gradient buffer of node `in` for a contribution of n values: *accumulate tells whether
+  // to add to it (another consumer already wrote) or overwrite; nullptr when `in` needs none.
+  float* grad_target(int in, bool* accumulate);
 
   std::vector<NodeSpec> nodes_;
   std::vector<ParamSpec> params_;
   std::vector<int> inputs_, outputs_;
-  std::vector<int> consumers_;    // per node: how many nodes read it
-  std::vector<bool> fused_;       // per node: its gradient arrives w.r.t. pre-activation
+  std::vector<int> consumers_;       // per node: how many nodes read it
+  std::vector<bool> fused_;          // per node: its gradient arrives w.r.t. pre-activation
+  std::vector<bool> requires_grad_;  // per node: a trainable parameter lies at or before it
+  std::vector<bool> keeps_input_;    // per node: activation backward needs its input (pre_)
 
   bool compiled_ = false;
   std::vector<OutputSpec> output_specs_;
   OptimizerConfig optimizer_;
   int64_t iterations_ = 0;
+  bool update_stats_ = true;  // training forwards move BatchNormalization's statistics
 
   int64_t capacity_ = 0;
-  std::vector<std::vector<float>> out_buf_, grad_buf_;
-  std::vector<const float*> out_;  // per node: its output for this batch (row stride = width)
+  std::vector<std::vector<float>> out_buf_, grad_buf_, pre_buf_, aux_buf_;
+  std::vector<const float*> out_;  // per node: its output for this batch
   std::vector<bool> grad_ready_;
   std::vector<std::vector<float>> target_buf_;  // per output: gathered targets
   std::vector<const float*> target_;
+  std::vector<float> scratch_;
+  std::vector<double> dscratch_;  // per-feature sums of BatchNormalization
 
   std::vector<int64_t> grad_offset_;  // per parameter, into grads_
   std::vector<float> grads_;

@@ -1,19 +1,53 @@
 // Row-wise activations, losses and reductions over row-major float32 matrices (rows × cols).
-// Pure functions over pointers and sizes; the backward of every activation is expressed through
-// the forward's output y, so the executor keeps only outputs.
+// Pure functions over pointers and sizes. Backwards use the forward's output y, plus the input
+// x for the few activations whose derivative cannot be written through y.
 #pragma once
 
 #include <cstdint>
 
 namespace densitron {
 
-enum class Activation : int { kLinear = 0, kRelu = 1, kSigmoid = 2, kTanh = 3, kSoftmax = 4 };
+enum class Activation : int {
+  kLinear = 0,
+  kRelu = 1,
+  kSigmoid = 2,
+  kTanh = 3,
+  kSoftmax = 4,  // over the last axis (each row)
+  kLeakyRelu = 5,
+  kRelu6 = 6,
+  kElu = 7,
+  kSelu = 8,
+  kGelu = 9,         // exact, with erf
+  kGeluApprox = 10,  // tanh approximation
+  kSilu = 11,        // x·sigmoid(x), alias swish
+  kSoftplus = 12,
+  kSoftsign = 13,
+  kHardSigmoid = 14,
+  kHardSilu = 15,
+  kLogSoftmax = 16,  // over the last axis
+  kExponential = 17,
+  kMish = 18,
+};
 
-// y = act(x) in place over a rows × cols block with row stride ld.
-void activation_forward(Activation act, float* y, int64_t rows, int64_t cols, int64_t ld);
-// dz = dy ⊙ act'(x), with act' expressed through y = act(x). dz may alias dy.
-void activation_backward(Activation act, const float* y, const float* dy, float* dz,
-                         int64_t rows, int64_t cols);
+// Parameters of the parameterised activations (Keras's arguments and defaults).
+struct ActivationParams {
+  float negative_slope = 0.0f;  // relu (default 0), leaky_relu (Keras default 0.2)
+  float max_value = -1.0f;      // relu: < 0 means no upper bound
+  float threshold = 0.0f;       // relu
+  float alpha = 1.0f;           // elu
+};
+
+// True when the backward needs the input x as well as the output y (gelu, silu, mish, a relu
+// with a threshold, slope or cap, ...); otherwise x may be passed as nullptr.
+bool activation_needs_input(Activation act, const ActivationParams& p);
+
+// y = act(x) over rows × cols, row-major with row stride cols; y may equal x (in place).
+void activation_forward(Activation act, const ActivationParams& p, const float* x, float* y,
+                        int64_t rows, int64_t cols);
+// dx = dy ⊙ act'(x) (a Jacobian-vector product per row for the softmaxes). y = act(x) is always
+// given; x only when activation_needs_input(act), else it may be nullptr. dx may alias dy.
+void activation_backward(Activation act, const ActivationParams& p, const float* x,
+                         const float* y, const float* dy, float* dx, int64_t rows, int64_t cols);
 // col_sums[j] (+)= Σ_i x[i, j]
 void column_sums(const float* x, int64_t rows, int64_t cols, float* col_sums, bool accumulate);
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <stdexcept>
 
 #include "densitron/ops.h"
 
@@ -23,38 +24,72 @@ void softmax_row(float* y, int64_t cols) {
 
 }  // namespace
 
-void activation_forward(Activation act, float* y, int64_t rows, int64_t cols, int64_t ld) {
-  assert(ld >= cols);
-  for (int64_t i = 0; i < rows; ++i) {
-    float* r = y + i * ld;
-    switch (act) {
-      case Activation::kLinear:
-        return;
-      case Activation::kRelu:
-        for (int64_t j = 0; j < cols; ++j) r[j] = r[j] > 0.0f ? r[j] : 0.0f;
-        break;
-      case Activation::kSigmoid:
-        for (int64_t j = 0; j < cols; ++j) r[j] = 1.0f / (1.0f + std::exp(-r[j]));
-        break;
-      case Activation::kTanh:
-        for (int64_t j = 0; j < cols; ++j) r[j] = std::tanh(r[j]);
-        break;
-      case Activation::kSoftmax:
-        if (cols > 0) softmax_row(r, cols);
-        break;
-    }
+bool activation_needs_input(Activation act, const ActivationParams& p) {
+  switch (act) {
+    case Activation::kGelu:
+    case Activation::kGeluApprox:
+    case Activation::kSilu:
+    case Activation::kMish:
+    case Activation::kHardSilu:
+      return true;
+    case Activation::kRelu:  // with a threshold, slope or cap, y alone is ambiguous
+      return p.threshold != 0.0f || p.negative_slope != 0.0f || p.max_value >= 0.0f;
+    default:
+      return false;
   }
 }
 
-void activation_backward(Activation act, const float* y, const float* dy, float* dz,
-                         int64_t rows, int64_t cols) {
+void activation_forward(Activation act, const ActivationParams& p, const float* x, float* y,
+                        int64_t rows, int64_t cols) {
+  const int64_t n = rows * cols;
+  switch (act) {
+    case Activation::kLinear:
+      if (x != y) std::copy(x, x + n, y);
+      return;
+    case Activation::kRelu:
+      for (int64_t i = 0; i < n; ++i) {
+        float v = x[i];
+        v = v >= p.threshold ? v : p.negative_slope * (v - p.threshold);
+        if (p.max_value >= 0.0f && v > p.max_value) v = p.max_value;
+        y[i] = v;
+      }
+      return;
+    case Activation::kSigmoid:
+      for (int64_t i = 0; i < n; ++i) y[i] = 1.0f / (1.0f + std::exp(-x[i]));
+      return;
+    case Activation::kTanh:
+      for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
+      return;
+    case Activation::kSoftmax:
+      for (int64_t r = 0; r < rows; ++r) {
+        if (x != y) std::copy(x + r * cols, x + (r + 1) * cols, y + r * cols);
+        if (cols > 0) softmax_row(y + r * cols, cols);
+      }
+      return;
+    default:
+      throw std::invalid_argument("activation not implemented in the engine yet");
+  }
+}
+
+void activation_backward(Activation act, const ActivationParams& p, const float* x,
+                         const float* y, const float* dy, float* dz, int64_t rows,
+                         int64_t cols) {
   const int64_t n = rows * cols;
   switch (act) {
     case Activation::kLinear:
       if (dz != dy) std::copy(dy, dy + n, dz);
       return;
     case Activation::kRelu:
-      for (int64_t i = 0; i < n; ++i) dz[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+      if (x == nullptr) {  // plain relu: y > 0 exactly where x > 0
+        for (int64_t i = 0; i < n; ++i) dz[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+        return;
+      }
+      for (int64_t i = 0; i < n; ++i) {
+        const float v = x[i];
+        float d = v >= p.threshold ? 1.0f : p.negative_slope;
+        if (p.max_value >= 0.0f && y[i] >= p.max_value && v >= p.threshold) d = 0.0f;
+        dz[i] = dy[i] * d;
+      }
       return;
     case Activation::kSigmoid:
       for (int64_t i = 0; i < n; ++i) dz[i] = dy[i] * y[i] * (1.0f - y[i]);
@@ -72,6 +107,8 @@ void activation_backward(Activation act, const float* y, const float* dy, float*
         for (int64_t j = 0; j < cols; ++j) dzr[j] = yr[j] * (dyr[j] - dot);
       }
       return;
+    default:
+      throw std::invalid_argument("activation not implemented in the engine yet");
   }
 }
 

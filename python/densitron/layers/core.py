@@ -1,21 +1,22 @@
-"""Dense and Activation: the C++ engine runs Dense as one GEMM with bias and activation fused."""
+"""Dense, Activation and Identity. The engine runs Dense as one GEMM over the last axis with
+bias and activation fused into the write-back."""
 
 import numpy as np
 
-from densitron import activations, initializers
-from densitron.layers.layer import Layer
+from densitron import activations, constraints, initializers, regularizers
+from densitron.layers.layer import Layer, engine_node
 
 
-def _check_2d(layer, input_shape):
+def _check_single(layer, input_shape, min_rank=2):
     if isinstance(input_shape, list):
         raise ValueError(
-            f"Layer {layer.name} expects a single input tensor. "
+            f"Layer \"{layer.name}\" expects a single input tensor. "
             f"Received: {len(input_shape)} inputs with shapes {input_shape}"
         )
-    if len(input_shape) != 2:
+    if len(input_shape) < min_rank:
         raise ValueError(
             f"Input 0 of layer \"{layer.name}\" is incompatible with the layer: expected "
-            f"ndim=2 (batch, features), found ndim={len(input_shape)}. "
+            f"min_ndim={min_rank}, found ndim={len(input_shape)}. "
             f"Received: input_shape={tuple(input_shape)}"
         )
 
@@ -33,25 +34,23 @@ class Dense(Layer):
                 "Received an invalid value for `units`, expected a positive integer. "
                 f"Received: units={units!r}"
             )
-        for arg, value in (("kernel_regularizer", kernel_regularizer),
-                           ("bias_regularizer", bias_regularizer),
-                           ("activity_regularizer", activity_regularizer),
-                           ("kernel_constraint", kernel_constraint),
-                           ("bias_constraint", bias_constraint)):
-            if value is not None:
-                raise ValueError(
-                    f"Dense `{arg}` is not supported by densitron yet. Received: {arg}={value!r}"
-                )
+        if activity_regularizer is not None:
+            raise ValueError("`activity_regularizer` is not supported by densitron yet. "
+                             f"Received: activity_regularizer={activity_regularizer!r}")
         self.units = int(units)
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
         self.kernel = None
         self.bias = None
 
     def _check_inputs(self, input_shape):
-        _check_2d(self, input_shape)
+        _check_single(self, input_shape)
         if self.built and input_shape[-1] != self.kernel.shape[0]:
             raise ValueError(
                 f"Input 0 of layer \"{self.name}\" is incompatible with the layer: expected axis "
@@ -61,13 +60,22 @@ class Dense(Layer):
 
     def build(self, input_shape):
         in_features = int(input_shape[-1])
-        self.kernel = self.add_weight((in_features, self.units), self.kernel_initializer, "kernel")
+        self.kernel = self.add_weight((in_features, self.units), self.kernel_initializer,
+                                      "kernel", regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
         if self.use_bias:
-            self.bias = self.add_weight((self.units,), self.bias_initializer, "bias")
+            self.bias = self.add_weight((self.units,), self.bias_initializer, "bias",
+                                        regularizer=self.bias_regularizer,
+                                        constraint=self.bias_constraint)
         self.built = True
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
+
+    def _engine_node(self, node, param_index):
+        bias = param_index[id(self.bias)] if self.use_bias else -1
+        return engine_node(1, node, activation=self.activation,
+                           params=[param_index[id(self.kernel)], bias])
 
     def get_config(self):
         config = super().get_config()
@@ -78,11 +86,10 @@ class Dense(Layer):
                 "use_bias": self.use_bias,
                 "kernel_initializer": initializers.serialize(self.kernel_initializer),
                 "bias_initializer": initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": None,
-                "bias_regularizer": None,
-                "activity_regularizer": None,
-                "kernel_constraint": None,
-                "bias_constraint": None,
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+                "kernel_constraint": constraints.serialize(self.kernel_constraint),
+                "bias_constraint": constraints.serialize(self.bias_constraint),
             }
         )
         return config
@@ -96,9 +103,22 @@ class Activation(Layer):
         self.activation = activations.get(activation)
 
     def _check_inputs(self, input_shape):
-        _check_2d(self, input_shape)
+        _check_single(self, input_shape)
+
+    def _engine_node(self, node, param_index):
+        return engine_node(2, node, activation=self.activation)
 
     def get_config(self):
         config = super().get_config()
         config["activation"] = activations.serialize(self.activation)
         return config
+
+
+class Identity(Layer):
+    """Returns its input unchanged."""
+
+    def _check_inputs(self, input_shape):
+        _check_single(self, input_shape)
+
+    def _engine_node(self, node, param_index):
+        return engine_node(14, node)

@@ -15,6 +15,11 @@ class InputLayer(Layer):
         node.outputs.append(self.output)
         self._inbound_nodes.append(node)
 
+    def _engine_node(self, node, param_index):
+        from densitron.layers.layer import engine_node
+
+        return engine_node(0, node)
+
     def get_config(self):
         return {
             "batch_shape": (self.batch_size,) + self.shape,
@@ -51,11 +56,9 @@ def _check_shape(shape):
                 "Argument `shape` must be a tuple of positive integers (densitron needs every "
                 f"feature dimension known). Received: shape={shape!r}"
             )
-    if len(shape) != 1:
-        raise ValueError(
-            "densitron models take flat feature vectors for now: `shape` must have one "
-            f"dimension, e.g. shape=(784,). Received: shape={shape!r}"
-        )
+    if len(shape) < 1:
+        raise ValueError("`shape` must have at least one dimension besides the batch, e.g. "
+                         f"shape=(784,). Received: shape={shape!r}")
     return shape
 
 
@@ -64,9 +67,9 @@ def Input(shape=None, batch_size=None, dtype=None, name=None, **kwargs):
     if "batch_shape" in kwargs:
         batch_shape = kwargs.pop("batch_shape")
         batch_size, shape = batch_shape[0], tuple(batch_shape[1:])
-    if dtype not in (None, "float32", "float64", "float16"):
-        raise ValueError(
-            f"densitron models compute in float32; Input takes float dtypes. Received: dtype={dtype!r}"
-        )
+    if dtype is not None and str(dtype) not in ("float32", "float64", "float16", "int32",
+                                                 "int64", "int16", "int8", "uint8", "bool"):
+        raise ValueError("densitron models compute in float32 and take numeric inputs. "
+                         f"Received: dtype={dtype!r}")
     layer = InputLayer(shape=shape, batch_size=batch_size, name=name, **kwargs)
     return layer.output

@@ -71,9 +71,11 @@ class Layer:
         self._input_shape_arg = tuple(input_shape) if input_shape is not None else None
 
     # --- weights -------------------------------------------------------------------------
-    def add_weight(self, shape, initializer, name, trainable=True):
+    def add_weight(self, shape, initializer, name, trainable=True, regularizer=None,
+                   constraint=None):
         value = initializer(tuple(shape))
-        var = Variable(value, name=name, trainable=trainable, path=f"{self.name}/{name}")
+        var = Variable(value, name=name, trainable=trainable, path=f"{self.name}/{name}",
+                       regularizer=regularizer, constraint=constraint)
         self._weights.append(var)
         return var
 
@@ -200,3 +202,23 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def shape_width(shape):
+    """Values per sample of a (None, ...) shape."""
+    return int(np.prod(shape[1:])) if len(shape) > 1 else 1
+
+
+def engine_node(op, node, activation=None, params=(), fattrs=(), iattrs=()):
+    """The engine's description of one layer call: (op, width, last_dim, activation id,
+    activation params, params, fattrs, iattrs); the executor adds the input indices."""
+    from densitron import activations
+
+    out = node.outputs[0].shape
+    activation = activation or activations.linear
+    if hasattr(activations, "engine_spec"):
+        act_id, act_params = activations.engine_spec(activation)
+    else:  # the five original activations take no parameters
+        act_id, act_params = activations.engine_id(activation), (0.0, -1.0, 0.0, 1.0)
+    return (op, shape_width(out), int(out[-1]) if len(out) > 1 else 1, act_id, act_params,
+            list(params), [float(f) for f in fattrs], [int(i) for i in iattrs])

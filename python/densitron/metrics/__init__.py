@@ -21,18 +21,18 @@ _LOSS_METRICS = {
 }
 
 
-def resolve_accuracy(loss, y_true_ndim, y_true_last, y_pred_last):
-    """Keras's choice for 'accuracy': by shapes, then by the loss."""
+def resolve_accuracy(loss, y_true_ndim, y_true_last, y_pred_ndim, y_pred_last):
+    """Keras's choice for 'accuracy': by the shapes of y_true and y_pred."""
     if y_pred_last == 1:
         return _BINARY
     if isinstance(loss, losses.SparseCategoricalCrossentropy):
         return _SPARSE
-    if y_true_ndim < 2 or (y_true_last == 1 and y_pred_last > 1):
+    if y_true_ndim < y_pred_ndim or (y_true_last == 1 and y_pred_last > 1):
         return _SPARSE
     return _CATEGORICAL
 
 
-def resolve(name, loss, y_true_ndim, y_true_last, y_pred_last):
+def resolve(name, loss, y_true_ndim, y_true_last, y_pred_ndim, y_pred_last):
     """Returns (display name, engine spec tuple (is_accuracy, kind, threshold, loss_id))."""
     if not isinstance(name, str):
         raise ValueError(
@@ -40,7 +40,8 @@ def resolve(name, loss, y_true_ndim, y_true_last, y_pred_last):
             f"'accuracy' or 'mse'. Received: metric={name!r}"
         )
     if name in ("accuracy", "acc"):
-        return name, (True, resolve_accuracy(loss, y_true_ndim, y_true_last, y_pred_last), 0.5, 0)
+        return name, (True, resolve_accuracy(loss, y_true_ndim, y_true_last, y_pred_ndim,
+                                                     y_pred_last), 0.5, 0)
     if name in _ACCURACIES:
         return name, (True, _ACCURACIES[name], 0.5, 0)
     if name in _LOSS_METRICS:

@@ -1,19 +1,15 @@
 """Functional models: a DAG of layer calls from Input tensors to outputs, handed whole to the
 C++ graph executor."""
 
+import math
+
 import numpy as np
 
 from densitron import _core
-from densitron import activations
-from densitron.layers.core import Activation, Dense
 from densitron.layers.input_layer import InputLayer
 from densitron.layers.layer import KerasTensor, Layer
-from densitron.layers.merging import Add, Concatenate
 from densitron.trainers.trainer import Trainer
 from densitron.utils.naming import uniquify
-
-# Engine op ids: must match densitron::OpType in cpp/include/densitron/graph.h.
-_OP_INPUT, _OP_DENSE, _OP_ACTIVATION, _OP_ADD, _OP_CONCAT = 0, 1, 2, 3, 4
 
 
 def _flatten_structure(value, arg):
@@ -119,55 +115,91 @@ class Functional(Trainer, Layer):
                 seen.add(id(node.layer))
                 layers.append(node.layer)
         self._all_layers = layers
+        names = [layer.name for layer in layers]
+        for name in set(names):
+            if names.count(name) > 1:
+                raise ValueError(
+                    f"The name \"{name}\" is used {names.count(name)} times in the model. All "
+                    f"layer names should be unique. Received: layers named {names}"
+                )
         self._input_names = in_keys or [t._node.layer.name for t in in_list]
         self._output_names = out_keys or [t._node.layer.name for t in out_list]
-        self._input_widths = [t.shape[-1] for t in in_list]
-        self._output_widths = [t.shape[-1] for t in out_list]
+        self._input_shapes = [tuple(t.shape[1:]) for t in in_list]
+        self._output_shapes = [tuple(t.shape[1:]) for t in out_list]
+        self._input_widths = [math.prod(s) for s in self._input_shapes]
+        self._output_widths = [math.prod(s) for s in self._output_shapes]
+        self._output_last = [s[-1] for s in self._output_shapes]
         self._make_engine_graph()
         self.built = True
 
-    def _make_engine_graph(self):
-        index = {id(n): i for i, n in enumerate(self._nodes)}
-        params, param_index = [], {}
-        for layer in self._all_layers:
-            for v in layer.weights:
-                param_index[id(v)] = len(params)
-                params.append(v)
-        specs = []
+    def _emit_engine_nodes(self, specs, input_indices, param_index):
+        """Appends this model's layer calls to `specs` (nested models expanded in place) with
+        its inputs bound to `input_indices`; returns the indices of its outputs."""
+        local = {id(t._node): i for t, i in zip(self.inputs, input_indices)}
         for node in self._nodes:
+            if id(node) in local:
+                continue
+            ins = [local[id(t._node)] for t in node.inputs]
             layer = node.layer
-            ins = [index[id(t._node)] for t in node.inputs]
-            width = int(node.outputs[0].shape[-1])
-            if isinstance(layer, InputLayer):
-                specs.append((_OP_INPUT, [], width, 0, -1, -1))
-            elif isinstance(layer, Dense):
-                bias = param_index[id(layer.bias)] if layer.use_bias else -1
-                specs.append((_OP_DENSE, ins, width, activations.engine_id(layer.activation),
-                              param_index[id(layer.kernel)], bias))
-            elif isinstance(layer, Activation):
-                specs.append((_OP_ACTIVATION, ins, width, activations.engine_id(layer.activation),
-                              -1, -1))
-            elif isinstance(layer, Add):
-                specs.append((_OP_ADD, ins, width, 0, -1, -1))
-            elif isinstance(layer, Concatenate):
-                specs.append((_OP_CONCAT, ins, width, 0, -1, -1))
-            else:
+            if isinstance(layer, Functional):
+                local[id(node)] = layer._emit_engine_nodes(specs, ins, param_index)[0]
+                continue
+            if not hasattr(layer, "_engine_node"):
                 raise ValueError(
                     f"densitron runs models in its C++ engine, which has no kernel for layer "
-                    f"\"{layer.name}\" of type {type(layer).__name__} yet. "
+                    f"\"{layer.name}\" of type {type(layer).__name__}. "
                     f"Received: a model containing {type(layer).__name__}"
                 )
+            op, width, last, act, act_params, params, fattrs, iattrs = layer._engine_node(
+                node, param_index)
+            specs.append((op, ins, width, last, act, act_params, params, fattrs, iattrs))
+            local[id(node)] = len(specs) - 1
+        return [local[id(t._node)] for t in self.outputs]
+
+    def _make_engine_graph(self):
+        params, param_index = [], {}
+        for v in self.weights:
+            if id(v) not in param_index:
+                param_index[id(v)] = len(params)
+                params.append(v)
+        specs = [t._node.layer._engine_node(t._node, param_index) for t in self.inputs]
+        specs = [(s[0], [], *s[1:]) for s in specs]
+        self._engine_outputs = self._emit_engine_nodes(specs, list(range(len(self.inputs))),
+                                                       param_index)
         self._params = params
-        self._engine_outputs = [index[id(t._node)] for t in self.outputs]
-        self._graph = _core.Graph(specs, [v.value for v in params],
+        self._graph = _core.Graph(specs, [v.engine_spec() for v in params],
                                   list(range(len(self.inputs))), self._engine_outputs)
 
     def _param_trainable_flags(self):
         flags = {}
-        for layer in self._all_layers:
-            for v in layer.weights:
-                flags[id(v)] = bool(v.trainable and layer.trainable and self.trainable)
-        return [flags[id(v)] for v in self._params]
+
+        def walk(model, enclosing):
+            for layer in model.layers:
+                on = enclosing and layer.trainable
+                if isinstance(layer, Functional):
+                    walk(layer, on)
+                    continue
+                for v in layer.weights:
+                    flags[id(v)] = flags.get(id(v), False) or bool(v.trainable and on)
+
+        walk(self, self.trainable)
+        return [flags.get(id(v), False) for v in self._params]
+
+    # --- used as a layer inside another model ---------------------------------------------
+    def _check_inputs(self, input_shape):
+        shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+        expected = [t.shape for t in self.inputs]
+        if len(self.outputs) != 1:
+            raise ValueError(f"Model \"{self.name}\" has {len(self.outputs)} outputs: "
+                             "densitron nests single-output models only for now. "
+                             f"Received: a call of \"{self.name}\"")
+        if len(shapes) != len(expected) or any(
+                tuple(a[1:]) != tuple(b[1:]) for a, b in zip(shapes, expected)):
+            raise ValueError(f"Model \"{self.name}\" expects inputs of shapes {expected}. "
+                             f"Received: input shapes {shapes}")
+
+    def compute_output_shape(self, input_shape):
+        return self.outputs[0].shape
 
     def _ensure_built(self):
         pass
@@ -182,7 +214,13 @@ class Functional(Trainer, Layer):
 
     @property
     def weights(self):
-        return [w for layer in self.layers for w in layer.weights]
+        seen, out = set(), []
+        for layer in self.layers:
+            for w in layer.weights:
+                if id(w) not in seen:
+                    seen.add(id(w))
+                    out.append(w)
+        return out
 
     @property
     def trainable_weights(self):
@@ -249,10 +287,7 @@ class Functional(Trainer, Layer):
     def __call__(self, inputs, *args, **kwargs):
         flat = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         if any(isinstance(t, KerasTensor) for t in flat):
-            raise ValueError(
-                "Calling a model on symbolic tensors (a model used as a layer) is not supported "
-                f"by densitron yet. Received: inputs={inputs!r}"
-            )
+            return Layer.__call__(self, inputs, *args, **kwargs)
         if kwargs.get("training"):
             raise ValueError("densitron runs `model(x)` in inference mode. "
                              "Received: training=True")

@@ -69,15 +69,15 @@ def standardize_x(model, x, arg="x"):
         raise ValueError(f"`{arg}` is required. Received: {arg}=None")
     parts = _split_structure(x, model._input_names, arg)
     out = []
-    for k, (part, width) in enumerate(zip(parts, model._input_widths)):
+    for k, (part, shape) in enumerate(zip(parts, model._input_shapes)):
         name = arg if len(parts) == 1 else f"{arg}[{k}]"
         a = _as_numeric_array(part, name)
-        if a.ndim == 1 and width == 1:
+        if a.ndim == 1 and shape == (1,):
             a = a.reshape(-1, 1)
-        if a.ndim != 2 or a.shape[1] != width:
+        if a.ndim < 1 or tuple(a.shape[1:]) != shape:
             raise ValueError(
                 f"Input {k} of model \"{model.name}\" is incompatible: expected shape "
-                f"(None, {width}), but received input with shape {a.shape}. "
+                f"{(None, *shape)}, but received input with shape {a.shape}. "
                 f"Received: {name} with shape {a.shape}"
             )
         if a.shape[0] == 0:
@@ -85,7 +85,7 @@ def standardize_x(model, x, arg="x"):
                 f"Expected `{name}` to hold at least one sample. Received: {name} with shape "
                 f"{a.shape}"
             )
-        a = _to_float32(a)
+        a = _to_float32(a.reshape(a.shape[0], -1))
         _check_finite(a, name)
         out.append(a)
     return out
@@ -100,39 +100,41 @@ def standardize_y(model, y, arg="y"):
     for k, part in enumerate(parts):
         name = arg if len(parts) == 1 else f"{arg}[{k}]"
         loss = model._compiled_losses[k]
-        width = model._output_widths[k]
+        shape = model._output_shapes[k]
         a = _as_numeric_array(part, name)
-        if a.shape[:1] == (0,):
+        if a.ndim == 0 or a.shape[0] == 0:
             raise ValueError(f"Expected `{name}` to hold at least one sample. "
                              f"Received: {name} with shape {a.shape}")
         if isinstance(loss, losses_mod.SparseCategoricalCrossentropy):
-            if not (a.ndim == 1 or (a.ndim == 2 and a.shape[1] == 1)):
+            lead = shape[:-1]
+            if tuple(a.shape[1:]) not in (lead, lead + (1,)):
                 raise ValueError(
-                    f"sparse_categorical_crossentropy takes integer class ids of shape (N,) or "
-                    f"(N, 1). Received: {name} with shape {a.shape}"
+                    f"sparse_categorical_crossentropy takes integer class ids of shape "
+                    f"{(None, *lead)} or {(None, *lead, 1)} for an output of shape "
+                    f"{(None, *shape)}. Received: {name} with shape {a.shape}"
                 )
-            a = a.reshape(-1, 1)
+            a = a.reshape(a.shape[0], -1)
             if a.dtype.kind == "f":
                 _check_finite(a, name)
                 if np.any(a != np.floor(a)):
                     raise ValueError(f"Class ids in `{name}` must be integers. "
                                      f"Received: non-integer values in {name}")
             lo, hi = a.min(), a.max()
-            if lo < 0 or hi >= width:
+            if lo < 0 or hi >= shape[-1]:
                 raise ValueError(
-                    f"Class ids in `{name}` must lie in [0, {width}) for an output of width "
-                    f"{width}. Received: values from {lo} to {hi}"
+                    f"Class ids in `{name}` must lie in [0, {shape[-1]}) for an output with "
+                    f"{shape[-1]} classes. Received: values from {lo} to {hi}"
                 )
             out.append(_to_float32(a))
             continue
-        if a.ndim == 1 and width == 1:
+        if a.ndim == 1 and shape == (1,):
             a = a.reshape(-1, 1)
-        if a.ndim != 2 or a.shape[1] != width:
+        if tuple(a.shape[1:]) != shape:
             raise ValueError(
                 f"Arguments `target` and `output` must have the same shape. target.shape="
-                f"{a.shape}, output.shape=(None, {width}). Received: {name} with shape {a.shape}"
+                f"{a.shape}, output.shape={(None, *shape)}. Received: {name} with shape {a.shape}"
             )
-        a = _to_float32(a)
+        a = _to_float32(a.reshape(a.shape[0], -1))
         _check_finite(a, name)
         out.append(a)
     return out

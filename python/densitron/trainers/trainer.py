@@ -112,7 +112,8 @@ class Trainer:
             out_specs = []
             for m in out_metrics:
                 display, spec = metrics_mod.resolve(m, self._compiled_losses[k], ndim, last,
-                                                    self._output_widths[k])
+                                                    len(self._output_shapes[k]) + 1,
+                                                    self._output_last[k])
                 prefix = f"{names[k]}_" if len(names) > 1 else ""
                 self._metric_names.append(prefix + display)
                 out_specs.append(spec)
@@ -133,8 +134,9 @@ class Trainer:
         outputs = []
         for k, node in enumerate(self._engine_outputs):
             loss = self._compiled_losses[k]
-            width = 1 if isinstance(loss, losses_mod.SparseCategoricalCrossentropy) else \
-                self._output_widths[k]
+            width = self._output_widths[k]
+            if isinstance(loss, losses_mod.SparseCategoricalCrossentropy):
+                width //= self._output_last[k]  # one class id per row of the last axis
             outputs.append((node, loss._engine_id, self._loss_weights[k], width, metric_specs[k]))
         trainable = self._param_trainable_flags()
         self._graph.compile(outputs, self.optimizer._engine_config(), trainable)

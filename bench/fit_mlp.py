@@ -1,0 +1,298 @@
+"""End-to-end training benchmark: one epoch of the seed model (784-64-64-10, relu, softmax,
+RMSprop, categorical cross-entropy, accuracy, verbose=0) on 60,000×784 float32 synthetic data,
+and `predict` on all rows, for densitron next to the same training step in plain NumPy (always),
+PyTorch (an idiomatic eager loop with torch.optim.RMSprop(lr=1e-3, alpha=0.9, eps=1e-7)) and
+Keras 3 (on whichever backend is installed) when importable. Runs are interleaved and repeated;
+medians and ratios are printed.
+
+Peers: `pip install torch==2.13.0` (a CPU build that lies on this machine's disk) and
+`pip install keras jax` (Keras on JAX). Peak FLOP rate: `--peak-gflops`, or it is read from the
+`fma_peak` program if a C++ benchmark build exists (cmake -DDENSITRON_BUILD_BENCH=ON).
+
+    python bench/fit_mlp.py [--batch-sizes 32 128 512] [--repeats 3] [--rows 60000] [--threads 2]
+"""
+
+import argparse
+import glob
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+LAYERS = [(784, 64), (64, 64), (64, 10)]
+
+
+def flops_per_sample():
+    fwd = sum(2 * i * o for i, o in LAYERS)
+    dw = fwd
+    dx = sum(2 * i * o for i, o in LAYERS[1:])  # no gradient into the input
+    return fwd + dw + dx, fwd
+
+
+def make_data(rows, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((rows, 784), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, rows)]
+    return x, y
+
+
+def init_params(seed=0):
+    rng = np.random.default_rng(seed)
+    params = []
+    for i, o in LAYERS:
+        limit = np.sqrt(6.0 / (i + o))
+        params += [rng.uniform(-limit, limit, (i, o)).astype(np.float32), np.zeros(o, np.float32)]
+    return params
+
+
+# --- peers ---------------------------------------------------------------------------------
+class NumpyPeer:
+    name = "numpy"
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+        self.params = init_params()
+        self.slots = [np.zeros_like(p) for p in self.params]
+        self.rng = np.random.default_rng(1)
+
+    def epoch(self, batch):
+        x, y = self.x, self.y
+        w1, b1, w2, b2, w3, b3 = self.params
+        perm = self.rng.permutation(len(x))
+        lr, rho, eps = np.float32(1e-3), np.float32(0.9), np.float32(1e-7)
+        for s in range(0, len(x), batch):
+            idx = perm[s:s + batch]
+            xb, yb = x[idx], y[idx]
+            h1 = np.maximum(xb @ w1 + b1, 0)
+            h2 = np.maximum(h1 @ w2 + b2, 0)
+            z = h2 @ w3 + b3
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            p = e / e.sum(axis=1, keepdims=True)
+            dz = (p - yb) / np.float32(len(idx))
+            dh2 = (dz @ w3.T) * (h2 > 0)
+            dh1 = (dh2 @ w2.T) * (h1 > 0)
+            grads = [xb.T @ dh1, dh1.sum(0), h1.T @ dh2, dh2.sum(0), h2.T @ dz, dz.sum(0)]
+            for w, g, v in zip(self.params, grads, self.slots):
+                v *= rho
+                v += (1 - rho) * g * g
+                w -= lr * g / np.sqrt(v + eps)
+
+    def predict(self):
+        w1, b1, w2, b2, w3, b3 = self.params
+        out = []
+        for s in range(0, len(self.x), 32):
+            xb = self.x[s:s + 32]
+            z = np.maximum(np.maximum(xb @ w1 + b1, 0) @ w2 + b2, 0) @ w3 + b3
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            out.append(e / e.sum(axis=1, keepdims=True))
+        return np.concatenate(out)
+
+
+class DensitronPeer:
+    name = "densitron"
+
+    def __init__(self, x, y):
+        from densitron.layers import Dense, Input
+        from densitron.models import Model
+
+        inputs = Input(shape=(784,))
+        h = Dense(64, activation="relu")(inputs)
+        h = Dense(64, activation="relu")(h)
+        self.model = Model(inputs, Dense(10, activation="softmax")(h))
+        self.model.compile(optimizer="rmsprop", loss="categorical_crossentropy",
+                           metrics=["accuracy"])
+        self.x, self.y = x, y
+
+    def epoch(self, batch):
+        self.model.fit(self.x, self.y, batch_size=batch, epochs=1, verbose=0)
+
+    def predict(self):
+        return self.model.predict(self.x, batch_size=32, verbose=0)
+
+
+class TorchPeer:
+    name = "pytorch"
+
+    def __init__(self, x, y, threads):
+        import torch
+
+        torch.set_num_threads(threads)
+        self.torch = torch
+        self.model = torch.nn.Sequential(
+            torch.nn.Linear(784, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(),
+            torch.nn.Linear(64, 10))
+        self.opt = torch.optim.RMSprop(self.model.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
+        self.loss = torch.nn.CrossEntropyLoss()
+        self.x = torch.from_numpy(x)
+        self.y = torch.from_numpy(y.argmax(1).astype(np.int64))
+
+    def epoch(self, batch):
+        torch = self.torch
+        perm = torch.randperm(len(self.x))
+        correct = 0
+        for s in range(0, len(self.x), batch):
+            idx = perm[s:s + batch]
+            xb, yb = self.x[idx], self.y[idx]
+            self.opt.zero_grad()
+            logits = self.model(xb)
+            loss = self.loss(logits, yb)
+            loss.backward()
+            self.opt.step()
+            correct += (logits.argmax(1) == yb).sum()  # the accuracy metric, as Keras tracks it
+
+    def predict(self):
+        torch = self.torch
+        with torch.inference_mode():
+            return torch.cat([torch.softmax(self.model(self.x[s:s + 32]), 1)
+                              for s in range(0, len(self.x), 32)]).numpy()
+
+
+class KerasPeer:
+    name = "keras"
+
+    def __init__(self, x, y):
+        import keras
+
+        self.backend = keras.backend.backend()
+        inputs = keras.Input(shape=(784,))
+        h = keras.layers.Dense(64, activation="relu")(inputs)
+        h = keras.layers.Dense(64, activation="relu")(h)
+        self.model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(h))
+        self.model.compile(optimizer="rmsprop", loss="categorical_crossentropy",
+                           metrics=["accuracy"])
+        self.x, self.y = x, y
+        self.model.fit(x[:256], y[:256], batch_size=32, epochs=1, verbose=0)  # compile/trace
+
+    def epoch(self, batch):
+        self.model.fit(self.x, self.y, batch_size=batch, epochs=1, verbose=0)
+
+    def predict(self):
+        return self.model.predict(self.x, batch_size=32, verbose=0)
+
+
+def measure_peak(args):
+    if args.peak_gflops:
+        return args.peak_gflops
+    here = os.path.dirname(os.path.abspath(__file__))
+    for exe in sorted(glob.glob(os.path.join(here, "..", "build", "*", "fma_peak"))):
+        try:
+            out = subprocess.run([exe], capture_output=True, text=True, timeout=120).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        best = [float(v) for v in re.findall(r"([0-9.]+)\s*GFLOP/s", out)]
+        if best:
+            return max(best)
+    return None
+
+
+def memory_probe(rows, batch):
+    """Peak RSS growth of one epoch of fit beyond the arrays, measured in a fresh process."""
+    code = f"""
+import resource, numpy as np, densitron
+from densitron.layers import Dense, Input
+from densitron.models import Model
+rng = np.random.default_rng(0)
+x = rng.random(({rows}, 784), dtype=np.float32)
+y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, {rows})]
+i = Input(shape=(784,)); h = Dense(64, activation='relu')(i); h = Dense(64, activation='relu')(h)
+m = Model(i, Dense(10, activation='softmax')(h))
+m.compile(optimizer='rmsprop', loss='categorical_crossentropy', metrics=['accuracy'])
+m.predict(x[:64], verbose=0)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+m.fit(x, y, batch_size={batch}, epochs=1, verbose=0)
+after_f32 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after_f32 - before) / 1024.0)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 512])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=60000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--peers", nargs="+", default=["numpy", "pytorch", "keras"])
+    parser.add_argument("--peak-gflops", type=float, default=None)
+    parser.add_argument("--no-memory", action="store_true")
+    args = parser.parse_args()
+
+    import densitron
+
+    densitron.set_num_threads(args.threads)
+    x, y = make_data(args.rows)
+    peers = [DensitronPeer(x, y)]
+    if "numpy" in args.peers:
+        peers.append(NumpyPeer(x, y))
+    if "pytorch" in args.peers:
+        try:
+            peers.append(TorchPeer(x, y, args.threads))
+        except ImportError:
+            print("pytorch: not installed (pip install torch==2.13.0)")
+    if "keras" in args.peers:
+        try:
+            peers.append(KerasPeer(x, y))
+        except ImportError:
+            print("keras: not installed (pip install keras jax)")
+    info = densitron.cpu_info()
+    print(f"densitron {densitron.__version__}: ISA {info['isa']}, {info['num_threads']} threads; "
+          f"{args.rows}x784 float32, median of {args.repeats} interleaved runs")
+    for p in peers:
+        if p.name == "keras":
+            print(f"keras backend: {p.backend}")
+    peak = measure_peak(args)
+    train_flops, fwd_flops = flops_per_sample()
+
+    for p in peers:  # warm-up: caches, thread pools, lazy compilation
+        p.epoch(4096) if p.name != "numpy" else None
+    results = {}
+    for batch in args.batch_sizes:
+        times = {p.name: [] for p in peers}
+        for _ in range(args.repeats):
+            for p in peers:
+                t0 = time.perf_counter()
+                p.epoch(batch)
+                times[p.name].append(time.perf_counter() - t0)
+        results[batch] = {k: statistics.median(v) for k, v in times.items()}
+    pred = {p.name: [] for p in peers}
+    for _ in range(args.repeats):
+        for p in peers:
+            t0 = time.perf_counter()
+            p.predict()
+            pred[p.name].append(time.perf_counter() - t0)
+    pred = {k: statistics.median(v) for k, v in pred.items()}
+
+    names = [p.name for p in peers]
+    print()
+    print(f"{'batch':>6} " + " ".join(f"{n + ' s':>12}" for n in names)
+          + " " + " ".join(f"{n + '/densitron':>18}" for n in names[1:])
+          + f" {'samples/s':>11} {'GFLOP/s':>8}" + (f" {'%peak':>6}" if peak else ""))
+    for batch, r in results.items():
+        d = r["densitron"]
+        gflops = train_flops * args.rows / d / 1e9
+        line = f"{batch:>6} " + " ".join(f"{r[n]:>12.4f}" for n in names)
+        line += " " + " ".join(f"{r[n] / d:>18.2f}" for n in names[1:])
+        line += f" {args.rows / d:>11.0f} {gflops:>8.1f}"
+        if peak:
+            line += f" {100 * gflops / peak:>5.1f}%"
+        print(line)
+    d = pred["densitron"]
+    line = f"{'pred':>6} " + " ".join(f"{pred[n]:>12.4f}" for n in names)
+    line += " " + " ".join(f"{pred[n] / d:>18.2f}" for n in names[1:])
+    line += f" {args.rows / d:>11.0f} {fwd_flops * args.rows / d / 1e9:>8.1f}"
+    print(line)
+    print(f"\ntraining step: {train_flops * args.rows / 1e9:.2f} GFLOP per epoch"
+          + (f"; FMA peak {peak:.0f} GFLOP/s" if peak else "; FMA peak unknown (--peak-gflops)"))
+    if not args.no_memory:
+        grow = memory_probe(args.rows, args.batch_sizes[0])
+        print(f"peak RSS growth during fit (beyond the arrays): {grow:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Weight constraints (Keras's names, arguments and formulas), applied by the engine to a
+weight after every optimizer update."""
+
+# Engine ids: must match densitron::ConstraintKind in cpp/include/densitron/graph.h.
+_MAX_NORM, _MIN_MAX_NORM, _NON_NEG, _UNIT_NORM = 1, 2, 3, 4
+
+
+class Constraint:
+    _engine_id = 0
+
+    def engine_spec(self):
+        """(kind, min, max, rate, axis) for the engine."""
+        return (self._engine_id, 0.0, 0.0, 1.0, 0)
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _axis(axis):
+    if axis in (0, 1, -1):
+        return 1 if axis == -1 else axis
+    raise ValueError(f"densitron's norm constraints take axis 0 or 1 (-1). Received: axis={axis!r}")
+
+
+class MaxNorm(Constraint):
+    _engine_id = _MAX_NORM
+
+    def __init__(self, max_value=2, axis=0):
+        self.max_value, self.axis = float(max_value), _axis(axis)
+
+    def engine_spec(self):
+        return (self._engine_id, 0.0, self.max_value, 1.0, self.axis)
+
+    def get_config(self):
+        return {"max_value": self.max_value, "axis": self.axis}
+
+
+class MinMaxNorm(Constraint):
+    _engine_id = _MIN_MAX_NORM
+
+    def __init__(self, min_value=0.0, max_value=1.0, rate=1.0, axis=0):
+        self.min_value, self.max_value = float(min_value), float(max_value)
+        self.rate, self.axis = float(rate), _axis(axis)
+
+    def engine_spec(self):
+        return (self._engine_id, self.min_value, self.max_value, self.rate, self.axis)
+
+    def get_config(self):
+        return {"min_value": self.min_value, "max_value": self.max_value, "rate": self.rate,
+                "axis": self.axis}
+
+
+class NonNeg(Constraint):
+    _engine_id = _NON_NEG
+
+
+class UnitNorm(Constraint):
+    _engine_id = _UNIT_NORM
+
+    def __init__(self, axis=0):
+        self.axis = _axis(axis)
+
+    def engine_spec(self):
+        return (self._engine_id, 0.0, 0.0, 1.0, self.axis)
+
+    def get_config(self):
+        return {"axis": self.axis}
+
+
+max_norm = MaxNorm
+min_max_norm = MinMaxNorm
+non_neg = NonNeg
+unit_norm = UnitNorm
+_BY_NAME = {"max_norm": MaxNorm, "min_max_norm": MinMaxNorm, "non_neg": NonNeg,
+            "unit_norm": UnitNorm, "MaxNorm": MaxNorm, "MinMaxNorm": MinMaxNorm,
+            "NonNeg": NonNeg, "UnitNorm": UnitNorm}
+
+
+def serialize(constraint):
+    if constraint is None:
+        return None
+    return {"class_name": type(constraint).__name__, "config": constraint.get_config()}
+
+
+def get(identifier):
+    if identifier is None or isinstance(identifier, Constraint):
+        return identifier
+    if isinstance(identifier, str) and identifier in _BY_NAME:
+        return _BY_NAME[identifier]()
+    if isinstance(identifier, dict) and identifier.get("class_name") in _BY_NAME:
+        return _BY_NAME[identifier["class_name"]].from_config(identifier.get("config", {}))
+    raise ValueError(
+        "Could not interpret constraint identifier: densitron's engine runs max_norm, "
+        "min_max_norm, non_neg and unit_norm (names or densitron.constraints objects). "
+        f"Received: constraint={identifier!r}"
+    )

@@ -1,0 +1,60 @@
+"""Embedding: integer ids to rows of a trainable table."""
+
+import numpy as np
+
+from densitron import constraints, initializers, regularizers
+from densitron.layers.layer import Layer, engine_node
+
+
+class Embedding(Layer):
+    """(batch, ...) integer ids in [0, input_dim) → (batch, ..., output_dim)."""
+
+    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
+                 embeddings_regularizer=None, embeddings_constraint=None, mask_zero=False,
+                 **kwargs):
+        kwargs.pop("input_length", None)
+        super().__init__(**kwargs)
+        for arg, value in (("input_dim", input_dim), ("output_dim", output_dim)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"Received an invalid value for `{arg}`, expected a positive "
+                                 f"integer. Received: {arg}={value!r}")
+        if mask_zero:
+            raise ValueError("`mask_zero` is not supported by densitron yet. "
+                             f"Received: mask_zero={mask_zero!r}")
+        self.input_dim, self.output_dim = int(input_dim), int(output_dim)
+        if embeddings_initializer == "uniform":
+            embeddings_initializer = initializers.RandomUniform(-0.05, 0.05)
+        self.embeddings_initializer = initializers.get(embeddings_initializer)
+        self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
+        self.embeddings_constraint = constraints.get(embeddings_constraint)
+        self.embeddings = None
+
+    def _check_inputs(self, input_shape):
+        if isinstance(input_shape, list):
+            raise ValueError(f"Layer \"{self.name}\" expects a single input. "
+                             f"Received: input_shape={input_shape}")
+
+    def build(self, input_shape):
+        self.embeddings = self.add_weight((self.input_dim, self.output_dim),
+                                          self.embeddings_initializer, "embeddings",
+                                          regularizer=self.embeddings_regularizer,
+                                          constraint=self.embeddings_constraint)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.output_dim,)
+
+    def _engine_node(self, node, param_index):
+        return engine_node(15, node, params=[param_index[id(self.embeddings)]],
+                           iattrs=[self.input_dim])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "input_dim": self.input_dim,
+            "output_dim": self.output_dim,
+            "embeddings_initializer": initializers.serialize(self.embeddings_initializer),
+            "embeddings_regularizer": regularizers.serialize(self.embeddings_regularizer),
+            "embeddings_constraint": constraints.serialize(self.embeddings_constraint),
+            "mask_zero": False,
+        }

@@ -1,0 +1,131 @@
+"""BatchNormalization and LayerNormalization over the last axis."""
+
+from densitron import constraints, initializers, regularizers
+from densitron.layers.layer import Layer, engine_node
+
+
+def _check_axis(layer, axis, input_shape):
+    if axis not in (-1, len(input_shape) - 1):
+        raise ValueError(f"densitron's {type(layer).__name__} normalizes over the last axis. "
+                         f"Received: axis={axis}")
+
+
+class _Normalization(Layer):
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
+                 gamma_regularizer=None, beta_constraint=None, gamma_constraint=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(axis, (list, tuple)):
+            axis = axis[0] if len(axis) == 1 else axis
+        if not isinstance(axis, int):
+            raise ValueError(f"densitron normalizes over one axis, the last. Received: axis={axis}")
+        self.axis = axis
+        self.epsilon = float(epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.beta_constraint = constraints.get(beta_constraint)
+        self.gamma_constraint = constraints.get(gamma_constraint)
+        self.gamma = self.beta = None
+
+    def _check_inputs(self, input_shape):
+        if isinstance(input_shape, list):
+            raise ValueError(f"Layer \"{self.name}\" expects a single input. "
+                             f"Received: input_shape={input_shape}")
+        if len(input_shape) < 2:
+            raise ValueError(f"Layer \"{self.name}\" expects inputs of rank >= 2. "
+                             f"Received: input_shape={input_shape}")
+        _check_axis(self, self.axis, input_shape)
+
+    def _build_affine(self, dim):
+        if self.scale:
+            self.gamma = self.add_weight((dim,), self.gamma_initializer, "gamma",
+                                         regularizer=self.gamma_regularizer,
+                                         constraint=self.gamma_constraint)
+        if self.center:
+            self.beta = self.add_weight((dim,), self.beta_initializer, "beta",
+                                        regularizer=self.beta_regularizer,
+                                        constraint=self.beta_constraint)
+
+    def _affine_params(self, param_index):
+        return [param_index[id(self.gamma)] if self.scale else -1,
+                param_index[id(self.beta)] if self.center else -1]
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "axis": self.axis,
+            "epsilon": self.epsilon,
+            "center": self.center,
+            "scale": self.scale,
+            "beta_initializer": initializers.serialize(self.beta_initializer),
+            "gamma_initializer": initializers.serialize(self.gamma_initializer),
+            "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+            "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
+            "beta_constraint": constraints.serialize(self.beta_constraint),
+            "gamma_constraint": constraints.serialize(self.gamma_constraint),
+        }
+
+
+class BatchNormalization(_Normalization):
+    """Batch statistics in training (moving averages updated with `momentum`), the moving
+    statistics in inference. Weights: gamma, beta, moving_mean, moving_variance."""
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones",
+                 moving_mean_initializer="zeros", moving_variance_initializer="ones",
+                 beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
+                 gamma_constraint=None, synchronized=False, **kwargs):
+        super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer,
+                         beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint,
+                         **kwargs)
+        self.momentum = float(momentum)
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+
+    def build(self, input_shape):
+        dim = int(input_shape[-1])
+        self._build_affine(dim)
+        self.moving_mean = self.add_weight((dim,), self.moving_mean_initializer, "moving_mean",
+                                           trainable=False)
+        self.moving_variance = self.add_weight((dim,), self.moving_variance_initializer,
+                                               "moving_variance", trainable=False)
+        self.built = True
+
+    def _engine_node(self, node, param_index):
+        params = self._affine_params(param_index) + [param_index[id(self.moving_mean)],
+                                                     param_index[id(self.moving_variance)]]
+        return engine_node(12, node, params=params, fattrs=[self.momentum, self.epsilon])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "momentum": self.momentum,
+            "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
+            "moving_variance_initializer": initializers.serialize(
+                self.moving_variance_initializer),
+        }
+
+
+class LayerNormalization(_Normalization):
+    """Normalizes each sample over its last axis; weights gamma, beta."""
+
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, rms_scaling=False,
+                 beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
+                 gamma_regularizer=None, beta_constraint=None, gamma_constraint=None, **kwargs):
+        if rms_scaling:
+            raise ValueError("`rms_scaling` is not supported by densitron yet. "
+                             f"Received: rms_scaling={rms_scaling!r}")
+        super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer,
+                         beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint,
+                         **kwargs)
+
+    def build(self, input_shape):
+        self._build_affine(int(input_shape[-1]))
+        self.built = True
+
+    def _engine_node(self, node, param_index):
+        return engine_node(13, node, params=self._affine_params(param_index),
+                           fattrs=[self.epsilon])

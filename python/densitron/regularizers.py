@@ -1,0 +1,82 @@
+"""Weight regularizers (Keras's names and defaults): a penalty added to the loss, its gradient
+added to the weight's, both computed by the engine."""
+
+
+class Regularizer:
+    l1 = 0.0
+    l2 = 0.0
+
+    def __call__(self, x):
+        import numpy as np
+
+        x = np.asarray(x, dtype=np.float64)
+        return self.l1 * np.abs(x).sum() + self.l2 * np.square(x).sum()
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _check(name, value):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"Value for argument `{name}` should be a number. "
+                         f"Received: {name}={value!r}") from None
+    if value < 0:
+        raise ValueError(f"Value for argument `{name}` should be non-negative. "
+                         f"Received: {name}={value}")
+    return value
+
+
+class L1(Regularizer):
+    def __init__(self, l1=0.01):
+        self.l1 = _check("l1", l1)
+
+    def get_config(self):
+        return {"l1": self.l1}
+
+
+class L2(Regularizer):
+    def __init__(self, l2=0.01):
+        self.l2 = _check("l2", l2)
+
+    def get_config(self):
+        return {"l2": self.l2}
+
+
+class L1L2(Regularizer):
+    def __init__(self, l1=0.0, l2=0.0):
+        self.l1 = _check("l1", l1)
+        self.l2 = _check("l2", l2)
+
+    def get_config(self):
+        return {"l1": self.l1, "l2": self.l2}
+
+
+l1 = L1
+l2 = L2
+l1_l2 = L1L2
+_BY_NAME = {"l1": L1, "l2": L2, "l1_l2": L1L2, "L1": L1, "L2": L2, "L1L2": L1L2}
+
+
+def serialize(regularizer):
+    if regularizer is None:
+        return None
+    return {"class_name": type(regularizer).__name__, "config": regularizer.get_config()}
+
+
+def get(identifier):
+    if identifier is None or isinstance(identifier, Regularizer):
+        return identifier
+    if isinstance(identifier, str) and identifier in _BY_NAME:
+        return _BY_NAME[identifier]()
+    if isinstance(identifier, dict) and identifier.get("class_name") in _BY_NAME:
+        return _BY_NAME[identifier["class_name"]].from_config(identifier.get("config", {}))
+    raise ValueError(
+        "Could not interpret regularizer identifier: densitron's engine runs l1, l2 and l1_l2 "
+        f"(names or densitron.regularizers objects). Received: regularizer={identifier!r}"
+    )
