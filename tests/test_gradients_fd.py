@@ -1,19 +1,25 @@
-"""Every backward against central finite differences of the engine's own loss: each activation,
-each loss, merges (Add, Concatenate), standalone Activation layers and a layer shared by two
-branches (its gradients summed)."""
+"""Every backward against central finite differences of the engine's own training-mode loss:
+each activation, each loss, every merge, Dropout, GaussianNoise, the normalizations, reshapes,
+Embedding, regularizers, and a layer shared by two branches (its gradients summed)."""
 
 import numpy as np
 import pytest
 
+import densitron
 from densitron import layers, optimizers
 from densitron.models import Model
 
 
 def fd_check(model, x, y, loss, h=1e-3, rtol=2e-2, atol=2e-3):
+    """Analytic gradients against central differences of the training-mode loss."""
     model.compile(optimizer=optimizers.SGD(), loss=loss)
     grads = model._compute_gradients(x, y)
     weights = model.get_weights()
+    trainable = {id(v) for v in model.trainable_weights}
     for wi, w in enumerate(weights):
+        if id(model.weights[wi]) not in trainable:
+            assert not np.any(grads[wi]), "frozen weights get no gradient"
+            continue
         numeric = np.zeros(w.shape)
         for idx in np.ndindex(w.shape):
             vals = []
@@ -21,7 +27,7 @@ def fd_check(model, x, y, loss, h=1e-3, rtol=2e-2, atol=2e-3):
                 pert = [v.copy() for v in weights]
                 pert[wi][idx] = np.float32(w[idx] + sign * h)
                 model.set_weights(pert)
-                vals.append(model.evaluate(x, y, batch_size=len(x), verbose=0))
+                vals.append(model._compute_gradients(x, y, return_loss=True)[1])
             step = float(np.float32(w[idx] + h)) - float(np.float32(w[idx] - h))
             numeric[idx] = (vals[0] - vals[1]) / step
         model.set_weights(weights)
@@ -91,3 +97,114 @@ def test_dag_with_merges_and_shared_layer():
     model = Model(inp, out)
     assert len(model.get_weights()) == 8  # shared weights counted once
     fd_check(model, rng.normal(size=(6, 5)), rng.normal(size=(6, 2)), "mse")
+
+
+@pytest.mark.parametrize("merge", ["Add", "Subtract", "Multiply", "Average", "Maximum",
+                                   "Minimum", "Concatenate"])
+def test_merge_backward(merge):
+    rng = np.random.default_rng(5)
+    inp = layers.Input(shape=(3,))
+    a = layers.Dense(4, activation="tanh", bias_initializer="random_normal")(inp)
+    b = layers.Dense(4, bias_initializer="random_normal")(inp)
+    c = layers.Dense(4, activation="sigmoid")(inp)
+    ins = [a, b] if merge == "Subtract" else [a, b, c]
+    out = layers.Dense(2)(getattr(layers, merge)()(ins))
+    fd_check(Model(inp, out), rng.normal(size=(6, 3)), rng.normal(size=(6, 2)), "mse")
+
+
+@pytest.mark.parametrize("layer", [
+    lambda: layers.Dropout(0.4, seed=3),
+    lambda: layers.GaussianNoise(0.3, seed=3),
+    lambda: layers.BatchNormalization(),
+    lambda: layers.BatchNormalization(center=False),
+    lambda: layers.LayerNormalization(),
+    lambda: layers.LayerNormalization(scale=False),
+    lambda: layers.Identity(),
+])
+def test_single_input_layer_backward(layer):
+    rng = np.random.default_rng(6)
+    inp = layers.Input(shape=(4,))
+    h = layers.Dense(5, activation="tanh", bias_initializer="random_normal")(inp)
+    lay = layer()
+    h = lay(h)
+    out = layers.Dense(3)(h)
+    model = Model(inp, out)
+    if isinstance(lay, (layers.BatchNormalization, layers.LayerNormalization)):
+        w = model.get_weights()  # non-trivial gamma and beta
+        for i, v in enumerate(model.weights):
+            if v.name in ("gamma", "beta"):
+                w[i] = rng.normal(size=v.shape).astype(np.float32)
+        model.set_weights(w)
+    fd_check(model, rng.normal(size=(7, 4)), rng.normal(size=(7, 3)), "mse")
+
+
+def test_rank3_dense_reshape_flatten_concatenate_backward():
+    rng = np.random.default_rng(7)
+    inp = layers.Input(shape=(6,))
+    h = layers.Reshape((3, 2))(layers.Dense(6, activation="tanh")(inp))
+    h = layers.Dense(4, activation="relu", bias_initializer="random_normal")(h)  # on the last axis
+    h2 = layers.Dense(2)(h)
+    h = layers.Concatenate(axis=1)([h, layers.Dense(4)(h)])  # (6, 4): a middle axis
+    h = layers.LayerNormalization()(h)
+    out = layers.Dense(2)(layers.Flatten()(h))
+    model = Model(inp, [out, layers.Flatten()(h2)])
+    assert model.outputs[1].shape == (None, 6)
+    model.compile(optimizer="sgd", loss="mse")
+    rng2 = np.random.default_rng(8)
+    x = rng2.normal(size=(5, 6))
+    ys = [rng2.normal(size=(5, 2)), rng2.normal(size=(5, 6))]
+    grads = model._compute_gradients(x, ys)
+    weights = model.get_weights()
+    for wi in (0, 2, 4):
+        w = weights[wi]
+        numeric = np.zeros(w.shape)
+        for idx in np.ndindex(w.shape):
+            vals = []
+            for sign in (1, -1):
+                pert = [v.copy() for v in weights]
+                pert[wi][idx] = np.float32(w[idx] + sign * 1e-3)
+                model.set_weights(pert)
+                vals.append(model._compute_gradients(x, ys, return_loss=True)[1])
+            numeric[idx] = (vals[0] - vals[1]) / (float(np.float32(w[idx] + 1e-3))
+                                                  - float(np.float32(w[idx] - 1e-3)))
+        model.set_weights(weights)
+        np.testing.assert_allclose(grads[wi], numeric, rtol=2e-2, atol=2e-3)
+
+
+def test_embedding_backward():
+    rng = np.random.default_rng(9)
+    inp = layers.Input(shape=(3,), dtype="int32")
+    h = layers.Flatten()(layers.Embedding(6, 2)(inp))
+    out = layers.Dense(2, activation="tanh")(h)
+    ids = rng.integers(0, 6, (5, 3))
+    fd_check(Model(inp, out), ids, rng.normal(size=(5, 2)), "mse")
+
+
+def test_regularizers_enter_loss_and_gradient():
+    rng = np.random.default_rng(10)
+    inp = layers.Input(shape=(3,))
+    d = layers.Dense(2, kernel_regularizer=densitron.regularizers.L1L2(l1=0.01, l2=0.02),
+                     bias_regularizer="l2", bias_initializer="random_normal")
+    model = Model(inp, d(inp))
+    x, y = rng.normal(size=(4, 3)), rng.normal(size=(4, 2))
+    fd_check(model, x, y, "mse")
+    k, b = model.get_weights()
+    data_loss = np.mean((x @ k + b - y) ** 2)
+    reg = 0.01 * np.abs(k).sum() + 0.02 * (k ** 2).sum() + 0.01 * (b ** 2).sum()
+    model.compile(optimizer="sgd", loss="mse")
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(data_loss + reg, rel=1e-5)
+
+
+def test_frozen_layers_get_no_update():
+    rng = np.random.default_rng(11)
+    inp = layers.Input(shape=(3,))
+    frozen = layers.Dense(4, trainable=False)
+    out = layers.Dense(2)(frozen(inp))
+    model = Model(inp, out)
+    before = model.get_weights()
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(rng.normal(size=(8, 3)), rng.normal(size=(8, 2)), epochs=2, verbose=0)
+    after = model.get_weights()
+    assert np.array_equal(before[0], after[0]) and np.array_equal(before[1], after[1])
+    assert not np.array_equal(before[2], after[2])
+    assert len(model.trainable_weights) == 2 and len(model.non_trainable_weights) == 2

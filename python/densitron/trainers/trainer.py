@@ -270,11 +270,12 @@ class Trainer:
         self._ensure_engine(y_parts)
         return xs, ys, rows
 
-    def _compute_gradients(self, x, y):
-        """The gradient of the loss on (x, y) as one batch, per weight; no update."""
+    def _compute_gradients(self, x, y, return_loss=False):
+        """The gradient of the training-mode loss on (x, y) as one batch, per weight; no
+        update, and BatchNormalization's moving statistics stay as they are."""
         xs, ys, _ = self._prepare_xy(x, y)
-        _, grads = self._graph.gradients(xs, ys)
-        return grads
+        (rows, loss_sum, _, _), grads = self._graph.gradients(xs, ys)
+        return (grads, loss_sum / rows) if return_loss else grads
 
     # --- evaluate ------------------------------------------------------------------------
     def _run_evaluate(self, xs, ys, batch_size):

@@ -1,0 +1,193 @@
+"""Layer behaviour beyond gradients: training vs inference, randomness, moving statistics,
+constraints, nested models, graph-build errors, configs."""
+
+import numpy as np
+import pytest
+
+import densitron
+from densitron import constraints, layers
+from densitron.models import Model, Sequential
+
+
+def _training_loss(model, x, y):
+    """The training-mode loss (Dropout and noise active), without an update."""
+    return model._compute_gradients(x, y, return_loss=True)[1]
+
+
+def test_dropout_keeps_expected_fraction_and_scale_only_in_training():
+    x = np.ones((50, 400), np.float32)
+    zeros = np.zeros_like(x)
+
+    def model_for(seed, loss):
+        inp = layers.Input(shape=(400,))
+        m = Model(inp, layers.Dropout(0.25, seed=seed)(inp))
+        m.compile(optimizer="sgd", loss=loss)
+        return m
+
+    m = model_for(3, "mse")
+    np.testing.assert_array_equal(m.predict(x, verbose=0), x)  # inference: identity
+    # With all-ones input the training output is s on a kept fraction f, else 0:
+    # mean |out| = f·s and mean out² = f·s², so f = mae²/mse and s = mse/mae.
+    mse = _training_loss(m, x, zeros)
+    mae = _training_loss(model_for(3, "mae"), x, zeros)
+    kept, scale = mae**2 / mse, mse / mae
+    assert kept == pytest.approx(0.75, abs=0.02)
+    assert scale == pytest.approx(1 / 0.75, rel=1e-5)
+    # the same seed draws the same mask; another seed another
+    assert _training_loss(model_for(3, "mse"), x, zeros) == mse
+    assert _training_loss(model_for(4, "mse"), x, zeros) != mse
+
+
+def test_gaussian_noise_stddev_in_training_only():
+    inp = layers.Input(shape=(500,))
+    m = Model(inp, layers.GaussianNoise(0.5, seed=2)(inp))
+    x = np.zeros((40, 500), np.float32)
+    np.testing.assert_array_equal(m.predict(x, verbose=0), x)
+    m.compile(optimizer="sgd", loss="mse")
+    assert _training_loss(m, x, x) == pytest.approx(0.25, rel=0.03)  # E[noise²] = stddev²
+
+
+def test_batch_normalization_training_vs_inference():
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(64, 3)) * [1.0, 2.0, 0.5] + [3.0, -1.0, 0.0]).astype(np.float32)
+    inp = layers.Input(shape=(3,))
+    bn = layers.BatchNormalization(momentum=0.9)
+    model = Model(inp, bn(inp))
+    assert [w.name for w in model.weights] == ["gamma", "beta", "moving_mean", "moving_variance"]
+    assert len(model.trainable_weights) == 2
+    # inference with fresh statistics (mean 0, var 1): y = x / sqrt(1 + eps)
+    np.testing.assert_allclose(model.predict(x, verbose=0), x / np.sqrt(1 + 1e-3), rtol=1e-5)
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, np.zeros_like(x), batch_size=64, epochs=1, shuffle=False, verbose=0)
+    gamma, beta, mm, mv = model.get_weights()
+    np.testing.assert_allclose(mm, 0.1 * x.mean(0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(mv, 0.9 + 0.1 * x.var(0), rtol=1e-4)
+    # training mode uses the batch statistics: the normalized batch has mean 0, variance ~1
+    loss = _training_loss(model, x, np.zeros_like(x))
+    xhat = (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-3)
+    expected = np.mean((gamma * xhat + beta) ** 2)
+    assert loss == pytest.approx(expected, rel=1e-4)
+    # inference uses the moving statistics
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               gamma * (x - mm) / np.sqrt(mv + 1e-3) + beta, rtol=1e-4,
+                               atol=1e-5)
+
+
+def test_layer_normalization_forward():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, 5)).astype(np.float32) * 3 + 1
+    inp = layers.Input(shape=(5,))
+    model = Model(inp, layers.LayerNormalization()(inp))
+    mean, var = x.mean(1, keepdims=True), x.var(1, keepdims=True)
+    np.testing.assert_allclose(model.predict(x, verbose=0), (x - mean) / np.sqrt(var + 1e-3),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_merges_forward():
+    rng = np.random.default_rng(2)
+    a, b, c = (rng.normal(size=(4, 3)).astype(np.float32) for _ in range(3))
+    ia, ib, ic = (layers.Input(shape=(3,)) for _ in range(3))
+    for cls, ref in ((layers.Add, a + b + c), (layers.Multiply, a * b * c),
+                     (layers.Average, (a + b + c) / 3), (layers.Maximum, np.maximum(np.maximum(a, b), c)),
+                     (layers.Minimum, np.minimum(np.minimum(a, b), c)),
+                     (layers.Concatenate, np.concatenate([a, b, c], axis=1))):
+        m = Model([ia, ib, ic], cls()([ia, ib, ic]))
+        np.testing.assert_allclose(m.predict([a, b, c], verbose=0), ref, rtol=1e-6)
+    m = Model([ia, ib], layers.Subtract()([ia, ib]))
+    np.testing.assert_allclose(m.predict([a, b], verbose=0), a - b)
+
+
+def test_embedding_forward_and_bad_ids():
+    inp = layers.Input(shape=(4,), dtype="int32")
+    emb = layers.Embedding(10, 3)
+    model = Model(inp, emb(inp))
+    ids = np.array([[0, 1, 9, 3], [2, 2, 2, 2]])
+    table = emb.embeddings.numpy()
+    np.testing.assert_array_equal(model.predict(ids, verbose=0).reshape(2, 4, 3), table[ids])
+    assert model.outputs[0].shape == (None, 4, 3)
+    with pytest.raises(ValueError, match="input_dim=10"):
+        model.predict(np.array([[0, 1, 10, 3]]), verbose=0)
+    with pytest.raises(ValueError, match="input_dim=10"):
+        model.predict(np.array([[0, 1, -1, 3]]), verbose=0)
+
+
+def test_constraints_hold_after_updates():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(32, 5)) * 10, rng.normal(size=(32, 4)) * 10
+    inp = layers.Input(shape=(5,))
+    cases = [constraints.MaxNorm(0.5), constraints.NonNeg(), constraints.UnitNorm(),
+             constraints.MinMaxNorm(0.2, 0.3), constraints.UnitNorm(axis=1)]
+    for c in cases:
+        d = layers.Dense(4, kernel_constraint=c)
+        model = Model(inp, d(inp))
+        model.compile(optimizer=densitron.optimizers.SGD(learning_rate=0.1), loss="mse")
+        model.fit(x, y, epochs=2, verbose=0)
+        k = d.kernel.numpy()
+        axis = getattr(c, "axis", 0)
+        norms = np.sqrt((k ** 2).sum(axis=axis))
+        if isinstance(c, constraints.MaxNorm):
+            assert norms.max() <= 0.5 + 1e-5
+        elif isinstance(c, constraints.NonNeg):
+            assert k.min() >= 0
+        elif isinstance(c, constraints.UnitNorm):
+            np.testing.assert_allclose(norms, 1.0, rtol=1e-5)
+        else:
+            assert norms.min() >= 0.2 - 1e-5 and norms.max() <= 0.3 + 1e-5
+
+
+def test_nested_model_as_layer_shares_weights_and_freezes():
+    rng = np.random.default_rng(4)
+    inner_in = layers.Input(shape=(3,))
+    inner = Model(inner_in, layers.Dense(4, activation="tanh", name="inner_dense")(inner_in),
+                  name="encoder")
+    outer_in = layers.Input(shape=(3,))
+    out = layers.Dense(2, name="head")(inner(outer_in))
+    model = Model(outer_in, out)
+    assert [type(layer).__name__ for layer in model.layers] == ["InputLayer", "Functional", "Dense"]
+    assert len(model.get_weights()) == 4
+    x = rng.normal(size=(5, 3)).astype(np.float32)
+    k, b = inner.get_weights()
+    hk, hb = model.get_layer("head").get_weights()
+    np.testing.assert_allclose(model.predict(x, verbose=0), np.tanh(x @ k + b) @ hk + hb,
+                               rtol=1e-5, atol=1e-6)
+    inner.trainable = False
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, rng.normal(size=(5, 2)), epochs=3, verbose=0)
+    np.testing.assert_array_equal(inner.get_weights()[0], k)  # frozen through the outer model
+    assert not np.array_equal(model.get_layer("head").get_weights()[0], hk)
+    inner.trainable = True
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, rng.normal(size=(5, 2)), epochs=3, verbose=0)
+    assert not np.array_equal(inner.get_weights()[0], k)  # the inner model trained through it
+
+
+def test_graph_build_errors_name_layers_and_shapes():
+    a, b = layers.Input(shape=(4,)), layers.Input(shape=(5,))
+    with pytest.raises(ValueError, match=r"Received: input shapes \[\(None, 4\), \(None, 5\)\]"):
+        layers.Multiply()([a, b])
+    with pytest.raises(ValueError, match="Concatenate"):
+        layers.Concatenate(axis=1)([layers.Input(shape=(2, 3)), layers.Input(shape=(2, 4))])
+    with pytest.raises(ValueError, match="at least 2 inputs"):
+        layers.Add()([a])
+    with pytest.raises(ValueError, match="exactly 2 inputs"):
+        layers.Subtract()([a, a, a])
+    with pytest.raises(ValueError, match="used 2 times"):
+        Model(a, layers.Dense(2, name="same")(layers.Dense(2, name="same")(a)))
+    with pytest.raises(ValueError, match=r"\(3, 3\)"):
+        layers.Reshape((3, 3))(a)
+    with pytest.raises(ValueError, match="normalizes over the last axis"):
+        layers.BatchNormalization(axis=0)(a)
+
+
+def test_sequential_with_new_layers_trains():
+    rng = np.random.default_rng(5)
+    model = Sequential([layers.Input(shape=(8,)), layers.Dense(16, activation="relu"),
+                        layers.BatchNormalization(), layers.Dropout(0.2),
+                        layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=densitron.optimizers.Adam(0.01),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = rng.normal(size=(256, 8)).astype(np.float32)
+    y = np.argmax(x[:, :3], axis=1)
+    h = model.fit(x, y, epochs=30, batch_size=32, verbose=0)
+    assert h.history["accuracy"][-1] > 0.8
+    assert model.evaluate(x, y, verbose=0)[1] > 0.85
