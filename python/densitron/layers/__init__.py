@@ -10,6 +10,26 @@ from densitron.layers.normalization import BatchNormalization, LayerNormalizatio
 from densitron.layers.regularization import Dropout, GaussianNoise
 from densitron.layers.reshaping import Flatten, Reshape
 
+
+
+def deserialize(config):
+    """A layer (or model) from {"class_name": ..., "config": {...}}."""
+    from densitron import models
+
+    registry = {name: globals()[name] for name in __all__ if name not in ("Input", "KerasTensor")}
+    registry.update({"Functional": models.Functional, "Model": models.Functional,
+                     "Sequential": models.Sequential})
+    cls = registry.get(config.get("class_name"))
+    if cls is None:
+        raise ValueError(f"Unknown layer class: {config.get('class_name')!r}. "
+                         f"Received: config={config!r}")
+    return cls.from_config(config["config"])
+
+
+def serialize(layer):
+    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+
+
 __all__ = ["Activation", "Add", "Average", "BatchNormalization", "Concatenate", "Dense",
            "Dropout", "Embedding", "Flatten", "GaussianNoise", "Identity", "Input", "InputLayer",
            "KerasTensor", "Layer", "LayerNormalization", "Maximum", "Minimum", "Multiply",

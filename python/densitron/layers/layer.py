@@ -164,6 +164,7 @@ class Layer:
             self.built = True
         out_shape = self.compute_output_shape(arg)
         node = Node(self, flat, [])
+        node.is_list = isinstance(inputs, (list, tuple))
         out = KerasTensor(out_shape, name=self.name, node=node, index=0)
         node.outputs.append(out)
         self._inbound_nodes.append(node)

@@ -300,8 +300,75 @@ class Functional(Trainer, Layer):
         print_summary(self, print_fn=print_fn)
 
     def get_config(self):
-        raise NotImplementedError("Model.get_config is not implemented in densitron yet "
-                                  "(planned with the full Functional API).")
+        """Plain JSON-able description of the graph: each layer's config and the calls that
+        link them (Keras's layout: inbound_nodes as [layer_name, node_index, tensor_index])."""
+        nodes_of = {}
+        for node in self._nodes:
+            nodes_of.setdefault(id(node.layer), []).append(node)
+        ref = {}
+        for layer in self.layers:
+            for index, node in enumerate(nodes_of[id(layer)]):
+                ref[id(node)] = [layer.name, index, 0]
+        layer_configs = []
+        for layer in self.layers:
+            inbound = []
+            for node in nodes_of[id(layer)]:
+                if not node.inputs:
+                    continue
+                args = [ref[id(t._node)] for t in node.inputs]
+                inbound.append({"args": args, "is_list": bool(getattr(node, "is_list", False))})
+            layer_configs.append({
+                "class_name": type(layer).__name__,
+                "name": layer.name,
+                "config": layer.get_config(),
+                "inbound_nodes": inbound,
+            })
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "layers": layer_configs,
+            "input_layers": [ref[id(t._node)] for t in self.inputs],
+            "output_layers": [ref[id(t._node)] for t in self.outputs],
+            "input_keys": self._input_keys,
+            "output_keys": self._output_keys,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        from densitron.layers import deserialize
+
+        created = {}
+        for lc in config["layers"]:
+            created[lc["name"]] = deserialize(lc)
+        tensors = {}
+        for name, layer in created.items():
+            if isinstance(layer, InputLayer):
+                tensors[(name, 0)] = layer.output
+        pending = [(lc["name"], i, node) for lc in config["layers"]
+                   for i, node in enumerate(lc["inbound_nodes"])]
+        while pending:
+            progressed = False
+            for item in list(pending):
+                name, index, node = item
+                keys = [(a[0], a[1]) for a in node["args"]]
+                if all(k in tensors for k in keys):
+                    args = [tensors[k] for k in keys]
+                    out = created[name](args if node["is_list"] else args[0])
+                    tensors[(name, index)] = out
+                    pending.remove(item)
+                    progressed = True
+            if not progressed:
+                raise ValueError("The config's layer calls cannot be resolved: some call reads a "
+                                 f"tensor no layer makes. Received: pending calls {pending}")
+        inputs = [tensors[(a[0], a[1])] for a in config["input_layers"]]
+        outputs = [tensors[(a[0], a[1])] for a in config["output_layers"]]
+        if config.get("input_keys"):
+            inputs = dict(zip(config["input_keys"], inputs))
+        if config.get("output_keys"):
+            outputs = dict(zip(config["output_keys"], outputs))
+        model = cls(inputs, outputs, name=config.get("name"))
+        model.trainable = config.get("trainable", True)
+        return model
 
 
 Model = Functional

@@ -116,6 +116,29 @@ class Sequential(Functional):
     def inputs(self, value):
         self.__dict__["inputs"] = value
 
+    def get_config(self):
+        from densitron.layers import serialize
+
+        shape = self._input_shape_known()
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "layers": [serialize(layer) for layer in self._layers],
+            "build_input_shape": [None, *shape] if shape is not None else None,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        from densitron.layers import deserialize
+
+        stack = [deserialize(c) for c in config["layers"]]
+        shape = config.get("build_input_shape")
+        if shape:
+            stack.insert(0, InputLayer(shape=tuple(shape[1:])))
+        model = cls(stack, name=config.get("name"))
+        model.trainable = config.get("trainable", True)
+        return model
+
     def summary(self, *args, **kwargs):
         self._ensure_built()
         super().summary(*args, **kwargs)
