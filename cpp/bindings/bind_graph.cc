@@ -289,6 +289,19 @@ void bind_graph(py::module_& m) {
       .def("evaluate", &PyGraph::evaluate, py::arg("xs"), py::arg("ys"), py::arg("batch_size"))
       .def("gradients", &PyGraph::gradients, py::arg("xs"), py::arg("ys"))
       .def("predict", &PyGraph::predict, py::arg("xs"), py::arg("batch_size"))
+      .def("set_profiling", [](PyGraph& g, bool on) { g.graph().set_profiling(on); })
+      .def("reset_profile", [](PyGraph& g) { g.graph().reset_profile(); })
+      .def("profile",
+           [](PyGraph& g) {
+             const std::vector<double> p = g.graph().profile();
+             py::dict d;
+             d["gather"] = p[Graph::kProfGather];
+             d["gemm"] = p[Graph::kProfGemm];
+             d["elementwise"] = p[Graph::kProfElementwise];
+             d["loss"] = p[Graph::kProfLoss];
+             d["optimizer"] = p[Graph::kProfOptimizer];
+             return d;
+           })
       .def_property(
           "learning_rate", [](PyGraph& g) { return g.graph().learning_rate(); },
           [](PyGraph& g, float lr) { g.graph().set_learning_rate(lr); })

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <vector>
 
+#include "densitron/gemm.h"
 #include "densitron/ops.h"
 #include "densitron/optim.h"
 
@@ -117,6 +118,13 @@ class Graph {
   void predict(const std::vector<const float*>& x, int64_t rows, int64_t batch_size,
                const std::vector<float*>& out);
 
+  // Step profile: seconds spent per category since the last reset, when enabled.
+  enum ProfileCategory { kProfGather = 0, kProfGemm, kProfElementwise, kProfLoss, kProfOptimizer,
+                         kProfCount };
+  void set_profiling(bool on) { profiling_ = on; }
+  void reset_profile();
+  std::vector<double> profile() const;
+
   int64_t node_width(int node) const { return nodes_[node].width; }
   const std::vector<int>& output_nodes() const { return outputs_; }
   const std::vector<int>& input_nodes() const { return inputs_; }
@@ -139,6 +147,10 @@ class Graph {
   void update();
   void check_embedding_ids(int64_t batch);
   float* param(int node, int slot) const;
+  void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+            const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+            const GemmEpilogue* ep = nullptr);
+  void add_time(ProfileCategory c, double seconds) { prof_[c] += seconds; }
   float* param_grad(int p, bool* accumulate);
   // The gradient buffer of node `in` for a contribution of n values: *accumulate tells whether
   // to add to it (another consumer already wrote) or overwrite; nullptr when `in` needs none.
@@ -172,6 +184,8 @@ class Graph {
   std::vector<bool> param_grad_ready_;
   std::vector<float> slots_;
   int slot_count_ = 0;
+  bool profiling_ = false;
+  double prof_[kProfCount] = {};
   std::mutex mutex_;
 };
 

@@ -6,6 +6,7 @@
 #include "densitron/graph.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -66,6 +67,25 @@ bool is_merge(OpType op) {
 }
 
 [[noreturn]] void bad(const std::string& what) { throw std::invalid_argument(what); }
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Adds the time of a scope to a profile slot when profiling is on (one clock read otherwise
+// skipped entirely).
+class ProfileScope {
+ public:
+  ProfileScope(bool on, double* slot) : slot_(on ? slot : nullptr), t0_(on ? now_seconds() : 0) {}
+  ~ProfileScope() {
+    if (slot_) *slot_ += now_seconds() - t0_;
+  }
+
+ private:
+  double* slot_;
+  double t0_;
+};
 
 }  // namespace
 
@@ -275,6 +295,7 @@ void Graph::ensure_capacity(int64_t rows) {
 
 void Graph::bind_inputs(const std::vector<const float*>& x, const int64_t* rows_idx,
                         int64_t start, int64_t count) {
+  ProfileScope scope(profiling_, &prof_[kProfGather]);
   for (size_t k = 0; k < inputs_.size(); ++k) {
     const int node = inputs_[k];
     const int64_t w = nodes_[node].width;
@@ -300,6 +321,25 @@ void Graph::gather_targets(const DataRefs& data, int k, const int64_t* rows_idx,
   for (int64_t r = 0; r < batch; ++r)
     std::memcpy(buf + r * w, data.y[k] + rows_idx[start + r] * w, w * sizeof(float));
   target_[k] = buf;
+}
+
+void Graph::reset_profile() {
+  for (double& v : prof_) v = 0.0;
+}
+
+std::vector<double> Graph::profile() const { return std::vector<double>(prof_, prof_ + kProfCount); }
+
+void Graph::gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+                 const GemmEpilogue* ep) {
+  // GEMM time is moved from the enclosing node's elementwise slot to the GEMM slot.
+  const double t0 = profiling_ ? now_seconds() : 0.0;
+  sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc, ep ? *ep : GemmEpilogue());
+  if (profiling_) {
+    const double dt = now_seconds() - t0;
+    prof_[kProfGemm] += dt;
+    prof_[kProfElementwise] -= dt;
+  }
 }
 
 float* Graph::param(int node, int slot) const {
@@ -332,6 +372,7 @@ void Graph::forward(int64_t batch, bool training) {
 }
 
 void Graph::forward_node(int i, int64_t batch, bool training) {
+  ProfileScope scope(profiling_, &prof_[kProfElementwise]);
   const NodeSpec& node = nodes_[i];
   float* y = out_buf_[i].data();
   const int64_t w = node.width, last = node.last_dim;
@@ -348,13 +389,13 @@ void Graph::forward_node(int i, int64_t batch, bool training) {
       const bool fusable = epilogue_for(node.activation, node.act_params, &fused_act);
       if (keeps_input_[i]) {
         float* z = pre_buf_[i].data();
-        sgemm(false, false, rows, last, in_last, 1.0f, x, in_last, param(i, 0), last, 0.0f, z,
-              last, ep);
+        gemm(false, false, rows, last, in_last, x, in_last, param(i, 0), last, 0.0f, z, last,
+             &ep);
         activation_forward(node.activation, node.act_params, z, y, rows, last);
       } else {
         if (fusable) ep.act = fused_act;
-        sgemm(false, false, rows, last, in_last, 1.0f, x, in_last, param(i, 0), last, 0.0f, y,
-              last, ep);
+        gemm(false, false, rows, last, in_last, x, in_last, param(i, 0), last, 0.0f, y, last,
+             &ep);
         if (!fusable) activation_forward(node.activation, node.act_params, y, y, rows, last);
       }
       break;
@@ -521,7 +562,11 @@ double Graph::loss_and_grad(const DataRefs& data, const int64_t* rows_idx, int64
     const OutputSpec& o = output_specs_[k];
     const NodeSpec& node = nodes_[o.node];
     const int64_t sub_rows = node.width / node.last_dim;  // loss rows per sample
-    gather_targets(data, static_cast<int>(k), rows_idx, start, batch);
+    {
+      ProfileScope scope(profiling_, &prof_[kProfGather]);
+      gather_targets(data, static_cast<int>(k), rows_idx, start, batch);
+    }
+    ProfileScope scope(profiling_, &prof_[kProfLoss]);
     float* g = nullptr;
     if (with_grad) {
       g = grad_buf_[o.node].data();
@@ -539,6 +584,7 @@ double Graph::loss_and_grad(const DataRefs& data, const int64_t* rows_idx, int64
 }
 
 void Graph::metrics(int64_t batch, double* sums) {
+  ProfileScope scope(profiling_, &prof_[kProfLoss]);
   int m = 0;
   for (size_t k = 0; k < output_specs_.size(); ++k) {
     const OutputSpec& o = output_specs_[k];
@@ -579,6 +625,7 @@ void Graph::backward(int64_t batch) {
 }
 
 void Graph::backward_node(int i, int64_t batch) {
+  ProfileScope scope(profiling_, &prof_[kProfElementwise]);
   const NodeSpec& node = nodes_[i];
   float* dy = grad_buf_[i].data();
   const int64_t w = node.width, last = node.last_dim;
@@ -596,12 +643,12 @@ void Graph::backward_node(int i, int64_t batch) {
                             rows, last);
       const int64_t in_last = nodes_[in].last_dim;
       if (float* gw = param_grad(node.params[0], &acc))
-        sgemm(true, false, in_last, last, rows, 1.0f, x, in_last, dy, last, acc ? 1.0f : 0.0f,
-              gw, last);
+        gemm(true, false, in_last, last, rows, x, in_last, dy, last, acc ? 1.0f : 0.0f, gw,
+             last);
       if (float* gb = param_grad(node.params[1], &acc)) column_sums(dy, rows, last, gb, acc);
       if (float* gx = grad_target(in, &acc))
-        sgemm(false, true, rows, in_last, last, 1.0f, dy, last, param(i, 0), last,
-              acc ? 1.0f : 0.0f, gx, in_last);
+        gemm(false, true, rows, in_last, last, dy, last, param(i, 0), last, acc ? 1.0f : 0.0f,
+             gx, in_last);
       return;
     }
     case OpType::kActivation: {
@@ -765,6 +812,7 @@ void Graph::backward_node(int i, int64_t batch) {
 }
 
 double Graph::regularization(bool with_grad) {
+  ProfileScope scope(profiling_, &prof_[kProfOptimizer]);
   double total = 0.0;
   for (size_t p = 0; p < params_.size(); ++p) {
     const ParamSpec& ps = params_[p];
@@ -830,6 +878,7 @@ void apply_constraint(const ParamSpec& ps) {
 }  // namespace
 
 void Graph::update() {
+  ProfileScope scope(profiling_, &prof_[kProfOptimizer]);
   ++iterations_;
   const size_t total = grads_.size();
   float* slot_ptrs[4];

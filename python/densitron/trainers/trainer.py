@@ -309,7 +309,10 @@ class Trainer:
         xs = data_mod.standardize_x(self, x)
         bar = Progbar(-(-xs[0].shape[0] // batch_size), verbose=verbose)
         outs = self._graph.predict(xs, batch_size)
+        outs = [o.reshape((o.shape[0], *shape)) for o, shape in zip(outs, self._output_shapes)]
         bar.update(bar.target, finalize=True)
+        if self._output_keys:
+            return dict(zip(self._output_keys, outs))
         return outs[0] if len(outs) == 1 else outs
 
     def train_on_batch(self, x, y):
