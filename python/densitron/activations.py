@@ -1,66 +1,284 @@
-"""Activations by Keras name. Each function computes on NumPy arrays (for direct use) and
-carries the engine id under which the C++ core runs it inside a layer."""
+"""Activations by Keras name, with Keras 3's signatures and formulas (keras/src/activations,
+NumPy backend). Each function computes on NumPy arrays in float64 and returns the input's float
+dtype (float32 for non-float input); inside a layer the C++ engine runs it, under the id and
+parameters `engine_spec` gives."""
+
+import functools
+import inspect
+import math
 
 import numpy as np
 
 # Engine ids: must match densitron::Activation in cpp/include/densitron/ops.h.
-_LINEAR, _RELU, _SIGMOID, _TANH, _SOFTMAX = 0, 1, 2, 3, 4
+_ENGINE_IDS = {
+    "linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4, "leaky_relu": 5, "relu6": 6,
+    "elu": 7, "selu": 8, "gelu": 9, "silu": 11, "softplus": 12, "softsign": 13,
+    "hard_sigmoid": 14, "hard_silu": 15, "log_softmax": 16, "exponential": 17, "mish": 18,
+}
+_GELU_APPROX = 10
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
 
 
-def linear(x):
-    return np.asarray(x)
+def _in(x):
+    """x as float64 for the math, and the dtype to return."""
+    x = np.asarray(x)
+    dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.dtype("float32")
+    return x.astype(np.float64), dtype
 
 
-def relu(x):
-    return np.maximum(np.asarray(x), 0)
+def _out(y, dtype):
+    return np.asarray(y).astype(dtype, copy=False)
+
+
+def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
+    """max(x, 0) by default; Keras's ReLU: x for x > threshold else 0, clipped to
+    [0, max_value] when given, minus negative_slope·max(threshold - x, 0)."""
+    x, dtype = _in(x)
+    if negative_slope != 0.0 and max_value is None and threshold == 0:
+        return _out(np.maximum(x, negative_slope * x), dtype)
+    y = np.where(x > threshold, x, 0.0) if threshold != 0 else np.maximum(x, 0.0)
+    if max_value is not None:
+        y = np.clip(y, 0.0, max_value)
+    if negative_slope != 0.0:
+        y = y - negative_slope * np.maximum(threshold - x, 0.0)
+    return _out(y, dtype)
+
+
+def leaky_relu(x, negative_slope=0.2):
+    x, dtype = _in(x)
+    return _out(np.maximum(x, negative_slope * x), dtype)
+
+
+def relu6(x):
+    x, dtype = _in(x)
+    return _out(np.minimum(np.maximum(x, 0.0), 6.0), dtype)
+
+
+def elu(x, alpha=1.0):
+    """x for x >= 0, alpha·(exp(x) - 1) below."""
+    x, dtype = _in(x)
+    return _out(np.where(x >= 0, x, alpha * np.expm1(np.minimum(x, 0.0))), dtype)
+
+
+def selu(x):
+    """scale·elu(x, alpha) with alpha = 1.67326324, scale = 1.05070098."""
+    x, dtype = _in(x)
+    e = np.where(x >= 0, x, _SELU_ALPHA * np.expm1(np.minimum(x, 0.0)))
+    return _out(_SELU_SCALE * e, dtype)
+
+
+_erfc = np.vectorize(math.erfc, otypes=[np.float64])
+
+
+def gelu(x, approximate=False):
+    """x·Φ(x) = x·(1 + erf(x/√2))/2; approximate: x·(1 + tanh(√(2/π)(x + 0.044715x³)))/2."""
+    x, dtype = _in(x)
+    if approximate:
+        z = np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)
+        return _out(x * _sigmoid(2.0 * z), dtype)  # (1 + tanh z)/2 = sigmoid(2z)
+    return _out(0.5 * x * _erfc(-x / np.sqrt(2.0)), dtype)  # 1 + erf(t) = erfc(-t)
+
+
+def _sigmoid(x):
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def silu(x):
+    """x·sigmoid(x)."""
+    x, dtype = _in(x)
+    return _out(x * _sigmoid(x), dtype)
+
+
+swish = silu
+
+
+def _softplus(x):
+    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def softplus(x):
+    """log(exp(x) + 1)."""
+    x, dtype = _in(x)
+    return _out(_softplus(x), dtype)
+
+
+def softsign(x):
+    """x / (|x| + 1)."""
+    x, dtype = _in(x)
+    return _out(x / (np.abs(x) + 1.0), dtype)
 
 
 def sigmoid(x):
-    x = np.asarray(x)
-    return 1.0 / (1.0 + np.exp(-x))
+    """1 / (1 + exp(-x))."""
+    x, dtype = _in(x)
+    return _out(_sigmoid(x), dtype)
+
+
+def hard_sigmoid(x):
+    """relu6(x + 3) / 6."""
+    x, dtype = _in(x)
+    return _out(np.minimum(np.maximum(x + 3.0, 0.0), 6.0) / 6.0, dtype)
+
+
+def hard_silu(x):
+    """x·hard_sigmoid(x)."""
+    x, dtype = _in(x)
+    return _out(x * (np.minimum(np.maximum(x + 3.0, 0.0), 6.0) / 6.0), dtype)
+
+
+hard_swish = hard_silu
 
 
 def tanh(x):
-    return np.tanh(np.asarray(x))
+    x, dtype = _in(x)
+    return _out(np.tanh(x), dtype)
 
 
 def softmax(x, axis=-1):
-    x = np.asarray(x)
+    """exp(x) / Σ exp(x) along axis, with the maximum subtracted first."""
+    x, dtype = _in(x)
     e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)
+    return _out(e / np.sum(e, axis=axis, keepdims=True), dtype)
 
 
-for _fn, _id in ((linear, _LINEAR), (relu, _RELU), (sigmoid, _SIGMOID), (tanh, _TANH),
-                 (softmax, _SOFTMAX)):
-    _fn._engine_id = _id
+def log_softmax(x, axis=-1):
+    """x - max - log Σ exp(x - max) along axis."""
+    x, dtype = _in(x)
+    s = x - np.max(x, axis=axis, keepdims=True)
+    return _out(s - np.log(np.sum(np.exp(s), axis=axis, keepdims=True)), dtype)
 
-_BY_NAME = {"linear": linear, "relu": relu, "sigmoid": sigmoid, "tanh": tanh, "softmax": softmax}
+
+def exponential(x):
+    x, dtype = _in(x)
+    return _out(np.exp(x), dtype)
 
 
-def serialize(activation):
-    return activation.__name__
+def mish(x):
+    """x·tanh(softplus(x))."""
+    x, dtype = _in(x)
+    return _out(x * np.tanh(_softplus(x)), dtype)
+
+
+def linear(x):
+    """The identity."""
+    return x
+
+
+_BY_NAME = {
+    fn.__name__: fn
+    for fn in (relu, leaky_relu, relu6, elu, selu, gelu, silu, softplus, softsign, sigmoid,
+               hard_sigmoid, hard_silu, tanh, softmax, log_softmax, exponential, mish, linear)
+}
+_ALIASES = {"swish": silu, "hard_swish": hard_silu}
+_FUNCTIONS = {id(fn): name for name, fn in _BY_NAME.items()}
+
+for _name, _fn in _BY_NAME.items():
+    _fn._engine_id = _ENGINE_IDS[_name]
+
+
+def _valid_names():
+    return sorted(list(_BY_NAME) + list(_ALIASES))
+
+
+def _base(fn):
+    """(name, keyword arguments) of one of this module's functions or a partial of one."""
+    kwargs = {}
+    if isinstance(fn, functools.partial):
+        if fn.args:
+            raise ValueError("An activation given as functools.partial must bind keyword "
+                             f"arguments only. Received: activation={fn!r}")
+        kwargs = dict(fn.keywords)
+        fn = fn.func
+    name = _FUNCTIONS.get(id(fn))
+    if name is None:
+        raise ValueError(
+            "densitron runs activations inside its C++ engine, so an activation must be one of "
+            f"{_valid_names()} (a name, a densitron.activations function, or a "
+            f"functools.partial of one with keyword arguments). Received: activation={fn!r}"
+        )
+    params = inspect.signature(fn).parameters
+    for key in kwargs:
+        if key == "x" or key not in params:
+            raise ValueError(f"Activation {name!r} has no argument {key!r}; it takes "
+                             f"{[p for p in params if p != 'x']}. Received: {key}={kwargs[key]!r}")
+    return name, kwargs
 
 
 def get(identifier):
-    """Returns the activation function for a name, None, or one of this module's functions."""
+    """The activation for None (linear), a Keras name, one of this module's functions, a
+    functools.partial of one with keyword arguments, or a dict from `serialize`."""
     if identifier is None:
         return linear
     if isinstance(identifier, str):
-        fn = _BY_NAME.get(identifier)
+        fn = _BY_NAME.get(identifier) or _ALIASES.get(identifier)
         if fn is None:
             raise ValueError(
                 f"Could not interpret activation function identifier: {identifier!r}. "
-                f"Expected one of {sorted(_BY_NAME)}. Received: activation={identifier!r}"
+                f"Expected one of {_valid_names()}. Received: activation={identifier!r}"
             )
         return fn
-    if callable(identifier) and hasattr(identifier, "_engine_id"):
+    if isinstance(identifier, dict) and identifier.get("class_name") == "function":
+        fn = get(identifier.get("config"))
+        kwargs = identifier.get("kwargs") or {}
+        return functools.partial(fn, **kwargs) if kwargs else fn
+    if callable(identifier):
+        _base(identifier)  # raises for anything the engine cannot run
         return identifier
     raise ValueError(
-        "densitron runs activations inside its C++ engine, so an activation must be one of "
-        f"{sorted(_BY_NAME)} (a name or densitron.activations function). "
+        "Could not interpret activation function identifier. An activation must be None, a "
+        f"name among {_valid_names()}, or a densitron.activations function. "
         f"Received: activation={identifier!r}"
     )
 
 
+def serialize(activation):
+    """The Keras name; for a partial, {"class_name": "function", "config": name, "kwargs": {...}}."""
+    name, kwargs = _base(activation)
+    if not kwargs:
+        return name
+    return {"class_name": "function", "config": name, "kwargs": kwargs}
+
+
+def _param(kwargs, key, default):
+    value = kwargs.get(key, default)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"Activation argument {key} must be a number. "
+                         f"Received: {key}={value!r}") from None
+
+
+def engine_spec(fn):
+    """(engine id, (negative_slope, max_value or -1.0, threshold, alpha)): what the C++ executor
+    runs for this activation. The engine normalises the softmaxes over the last axis only."""
+    name, kwargs = _base(fn)
+    slope, max_value, threshold, alpha = 0.0, -1.0, 0.0, 1.0
+    engine = _ENGINE_IDS[name]
+    if name == "relu":
+        slope = _param(kwargs, "negative_slope", 0.0)
+        threshold = _param(kwargs, "threshold", 0.0)
+        if kwargs.get("max_value") is not None:
+            max_value = _param(kwargs, "max_value", None)
+            if max_value < 0:
+                raise ValueError("relu's max_value must be None or >= 0. "
+                                 f"Received: max_value={kwargs['max_value']!r}")
+    elif name == "leaky_relu":
+        slope = _param(kwargs, "negative_slope", 0.2)
+    elif name == "elu":
+        alpha = _param(kwargs, "alpha", 1.0)
+    elif name == "gelu":
+        if kwargs.get("approximate", False):
+            engine = _GELU_APPROX
+    elif name in ("softmax", "log_softmax"):
+        axis = kwargs.get("axis", -1)
+        if axis != -1:
+            raise ValueError(f"densitron computes {name} over the last axis only. "
+                             f"Received: axis={axis!r}")
+    return engine, (slope, max_value, threshold, alpha)
+
+
 def engine_id(fn):
-    return fn._engine_id
+    return engine_spec(fn)[0]

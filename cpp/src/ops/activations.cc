@@ -1,39 +1,175 @@
-// Row-wise activations over row-major float32 blocks. Backward passes are written through the
-// forward output y (relu: y > 0, sigmoid: y(1-y), tanh: 1-y², softmax: y ⊙ (dy - <dy, y>)).
+// Every Keras activation, forward and backward, over row-major float32 blocks (rows × cols, row
+// stride cols). The elementwise ones run over the flat array in per-thread chunks; softmax and
+// log_softmax normalise each row. The kernels come from the table for the active ISA
+// (elementwise_kernels.h). Backwards are written through y where y determines act'(x):
+// sigmoid y(1-y), tanh 1-y², elu y+alpha for y < 0, softplus 1-exp(-y), softsign (1-|y|)²,
+// exponential y, softmax y ⊙ (dy - <dy, y>), log_softmax dy - exp(y)·Σdy.
 #include <algorithm>
-#include <cassert>
 #include <cmath>
 #include <stdexcept>
+#include <string>
 
+#include "densitron/cpu.h"
 #include "densitron/ops.h"
+#include "ops/elementwise_kernels.h"
 
 namespace densitron {
+
+static_assert(static_cast<int>(Activation::kLinear) == 0 && static_cast<int>(Activation::kRelu) == 1 &&
+                  static_cast<int>(Activation::kSigmoid) == 2 &&
+                  static_cast<int>(Activation::kTanh) == 3 &&
+                  static_cast<int>(Activation::kLeakyRelu) == 5 &&
+                  static_cast<int>(Activation::kRelu6) == 6 &&
+                  static_cast<int>(Activation::kElu) == 7 &&
+                  static_cast<int>(Activation::kSelu) == 8 &&
+                  static_cast<int>(Activation::kGelu) == 9 &&
+                  static_cast<int>(Activation::kGeluApprox) == 10 &&
+                  static_cast<int>(Activation::kSilu) == 11 &&
+                  static_cast<int>(Activation::kSoftplus) == 12 &&
+                  static_cast<int>(Activation::kSoftsign) == 13 &&
+                  static_cast<int>(Activation::kHardSigmoid) == 14 &&
+                  static_cast<int>(Activation::kHardSilu) == 15 &&
+                  static_cast<int>(Activation::kExponential) == 17 &&
+                  static_cast<int>(Activation::kMish) == 18,
+              "elementwise_body.inc mirrors densitron::Activation");
+
+const ElementwiseKernels* elementwise_kernels() {
+#if defined(DENSITRON_X86)
+  switch (active_isa()) {
+    case Isa::kAvx512:
+      return elementwise_kernels_avx512();
+    case Isa::kAvx2:
+      return elementwise_kernels_avx2();
+    case Isa::kGeneric:
+      break;
+  }
+#endif
+  return elementwise_kernels_generic();
+}
+
+void parallel_chunks(int64_t n, int64_t min_chunk, void (*fn)(void*, int64_t, int64_t),
+                     void* ctx) {
+  const int64_t by_size = n / std::max<int64_t>(min_chunk, 1);
+  const int nt = static_cast<int>(std::min<int64_t>(get_num_threads(), by_size));
+  if (nt <= 1) {
+    fn(ctx, 0, n);
+    return;
+  }
+  constexpr int64_t kLine = 16;  // floats per 64-byte line: chunks never share a line
+  const int64_t per = (n / nt + kLine - 1) / kLine * kLine;
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int t = 0; t < nt; ++t) {
+    const int64_t b = std::min(n, t * per);
+    const int64_t e = t == nt - 1 ? n : std::min(n, b + per);
+    if (b < e) fn(ctx, b, e);
+  }
+}
+
 namespace {
 
-void softmax_row(float* y, int64_t cols) {
-  float mx = y[0];
-  for (int64_t j = 1; j < cols; ++j) mx = std::max(mx, y[j]);
-  float sum = 0.0f;
-  for (int64_t j = 0; j < cols; ++j) {
-    y[j] = std::exp(y[j] - mx);
-    sum += y[j];
-  }
-  const float inv = 1.0f / sum;
-  for (int64_t j = 0; j < cols; ++j) y[j] *= inv;
+// Elements per thread below which threading costs more than it brings (~L2-sized chunks).
+constexpr int64_t kMinChunk = 1 << 16;
+
+struct Call {
+  const ElementwiseKernels* k;
+  int act;
+  float prm[4];
+  const float* x;
+  const float* y;
+  const float* dy;
+  float* out;
+  int64_t cols;
+};
+
+void fill_params(Call& c, const ActivationParams& p) {
+  c.prm[0] = p.negative_slope;
+  c.prm[1] = p.max_value;
+  c.prm[2] = p.threshold;
+  c.prm[3] = p.alpha;
 }
+
+void forward_chunk(void* ctx, int64_t b, int64_t e) {
+  const Call& c = *static_cast<const Call*>(ctx);
+  c.k->act_forward(c.act, c.prm, c.x + b, c.out + b, e - b);
+}
+
+void backward_chunk(void* ctx, int64_t b, int64_t e) {
+  const Call& c = *static_cast<const Call*>(ctx);
+  c.k->act_backward(c.act, c.prm, c.x != nullptr ? c.x + b : nullptr, c.y + b, c.dy + b,
+                    c.out + b, e - b);
+}
+
+void softmax_rows(void* ctx, int64_t b, int64_t e) {
+  const Call& c = *static_cast<const Call*>(ctx);
+  const int64_t n = c.cols;
+  for (int64_t r = b; r < e; ++r) {
+    const float* x = c.x + r * n;
+    float* y = c.out + r * n;
+    const float m = c.k->row_max(x, n);
+    const float s = c.k->exp_shift_sum(x, y, n, m);
+    c.k->scale(y, n, 1.0f / s);
+  }
+}
+
+void log_softmax_rows(void* ctx, int64_t b, int64_t e) {
+  const Call& c = *static_cast<const Call*>(ctx);
+  const int64_t n = c.cols;
+  for (int64_t r = b; r < e; ++r) {
+    const float* x = c.x + r * n;
+    const float m = c.k->row_max(x, n);
+    const float s = c.k->exp_shift_sum(x, nullptr, n, m);
+    c.k->shift2(x, c.out + r * n, n, m, std::log(s));  // (x - max) - log Σ exp(x - max)
+  }
+}
+
+void softmax_jvp_rows(void* ctx, int64_t b, int64_t e) {
+  const Call& c = *static_cast<const Call*>(ctx);
+  const int64_t n = c.cols;
+  for (int64_t r = b; r < e; ++r) {
+    const float* y = c.y + r * n;
+    const float* dy = c.dy + r * n;
+    c.k->softmax_jvp(y, dy, c.out + r * n, n, c.k->dot(dy, y, n));
+  }
+}
+
+void log_softmax_jvp_rows(void* ctx, int64_t b, int64_t e) {
+  const Call& c = *static_cast<const Call*>(ctx);
+  const int64_t n = c.cols;
+  for (int64_t r = b; r < e; ++r) {
+    const float* dy = c.dy + r * n;
+    c.k->log_softmax_jvp(c.y + r * n, dy, c.out + r * n, n, c.k->sum(dy, n));
+  }
+}
+
+void check_act(Activation act) {
+  const int a = static_cast<int>(act);
+  if (a < 0 || a > static_cast<int>(Activation::kMish)) {
+    throw std::invalid_argument("unknown activation id " + std::to_string(a));
+  }
+}
+
+int64_t rows_per_chunk(int64_t cols) { return std::max<int64_t>(1, kMinChunk / std::max<int64_t>(cols, 1)); }
 
 }  // namespace
 
 bool activation_needs_input(Activation act, const ActivationParams& p) {
   switch (act) {
+    case Activation::kRelu:
+      if (p.negative_slope != 0.0f && p.max_value < 0.0f && p.threshold == 0.0f) {
+        return p.negative_slope < 0.0f || p.negative_slope > 1.0f;  // leaky form
+      }
+      // y > 0 (and y < max_value) marks where x passes only without a slope or negative threshold
+      return p.negative_slope != 0.0f || p.threshold < 0.0f;
+    case Activation::kLeakyRelu:
+      return p.negative_slope < 0.0f || p.negative_slope > 1.0f;
+    case Activation::kElu:
+      return !(p.alpha > 0.0f);
     case Activation::kGelu:
     case Activation::kGeluApprox:
     case Activation::kSilu:
-    case Activation::kMish:
     case Activation::kHardSilu:
+    case Activation::kMish:
       return true;
-    case Activation::kRelu:  // with a threshold, slope or cap, y alone is ambiguous
-      return p.threshold != 0.0f || p.negative_slope != 0.0f || p.max_value >= 0.0f;
     default:
       return false;
   }
@@ -41,75 +177,36 @@ bool activation_needs_input(Activation act, const ActivationParams& p) {
 
 void activation_forward(Activation act, const ActivationParams& p, const float* x, float* y,
                         int64_t rows, int64_t cols) {
-  const int64_t n = rows * cols;
-  switch (act) {
-    case Activation::kLinear:
-      if (x != y) std::copy(x, x + n, y);
-      return;
-    case Activation::kRelu:
-      for (int64_t i = 0; i < n; ++i) {
-        float v = x[i];
-        v = v >= p.threshold ? v : p.negative_slope * (v - p.threshold);
-        if (p.max_value >= 0.0f && v > p.max_value) v = p.max_value;
-        y[i] = v;
-      }
-      return;
-    case Activation::kSigmoid:
-      for (int64_t i = 0; i < n; ++i) y[i] = 1.0f / (1.0f + std::exp(-x[i]));
-      return;
-    case Activation::kTanh:
-      for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
-      return;
-    case Activation::kSoftmax:
-      for (int64_t r = 0; r < rows; ++r) {
-        if (x != y) std::copy(x + r * cols, x + (r + 1) * cols, y + r * cols);
-        if (cols > 0) softmax_row(y + r * cols, cols);
-      }
-      return;
-    default:
-      throw std::invalid_argument("activation not implemented in the engine yet");
+  check_act(act);
+  Call c{elementwise_kernels(), static_cast<int>(act), {}, x, nullptr, nullptr, y, cols};
+  fill_params(c, p);
+  if (act == Activation::kSoftmax || act == Activation::kLogSoftmax) {
+    if (cols == 0) return;
+    parallel_chunks(rows, rows_per_chunk(cols),
+                    act == Activation::kSoftmax ? softmax_rows : log_softmax_rows, &c);
+    return;
   }
+  parallel_chunks(rows * cols, kMinChunk, forward_chunk, &c);
 }
 
 void activation_backward(Activation act, const ActivationParams& p, const float* x,
-                         const float* y, const float* dy, float* dz, int64_t rows,
+                         const float* y, const float* dy, float* dx, int64_t rows,
                          int64_t cols) {
-  const int64_t n = rows * cols;
-  switch (act) {
-    case Activation::kLinear:
-      if (dz != dy) std::copy(dy, dy + n, dz);
-      return;
-    case Activation::kRelu:
-      if (x == nullptr) {  // plain relu: y > 0 exactly where x > 0
-        for (int64_t i = 0; i < n; ++i) dz[i] = y[i] > 0.0f ? dy[i] : 0.0f;
-        return;
-      }
-      for (int64_t i = 0; i < n; ++i) {
-        const float v = x[i];
-        float d = v >= p.threshold ? 1.0f : p.negative_slope;
-        if (p.max_value >= 0.0f && y[i] >= p.max_value && v >= p.threshold) d = 0.0f;
-        dz[i] = dy[i] * d;
-      }
-      return;
-    case Activation::kSigmoid:
-      for (int64_t i = 0; i < n; ++i) dz[i] = dy[i] * y[i] * (1.0f - y[i]);
-      return;
-    case Activation::kTanh:
-      for (int64_t i = 0; i < n; ++i) dz[i] = dy[i] * (1.0f - y[i] * y[i]);
-      return;
-    case Activation::kSoftmax:
-      for (int64_t r = 0; r < rows; ++r) {
-        const float* yr = y + r * cols;
-        const float* dyr = dy + r * cols;
-        float* dzr = dz + r * cols;
-        float dot = 0.0f;
-        for (int64_t j = 0; j < cols; ++j) dot += dyr[j] * yr[j];
-        for (int64_t j = 0; j < cols; ++j) dzr[j] = yr[j] * (dyr[j] - dot);
-      }
-      return;
-    default:
-      throw std::invalid_argument("activation not implemented in the engine yet");
+  check_act(act);
+  if (activation_needs_input(act, p) && x == nullptr) {
+    throw std::invalid_argument("activation backward needs the input x");
   }
+  // With x given, the forms through x are used only where y is not enough.
+  Call c{elementwise_kernels(), static_cast<int>(act), {}, activation_needs_input(act, p) ? x : nullptr,
+         y, dy, dx, cols};
+  fill_params(c, p);
+  if (act == Activation::kSoftmax || act == Activation::kLogSoftmax) {
+    if (cols == 0) return;
+    parallel_chunks(rows, rows_per_chunk(cols),
+                    act == Activation::kSoftmax ? softmax_jvp_rows : log_softmax_jvp_rows, &c);
+    return;
+  }
+  parallel_chunks(rows * cols, kMinChunk, backward_chunk, &c);
 }
 
 }  // namespace densitron

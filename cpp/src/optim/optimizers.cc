@@ -1,7 +1,12 @@
-// SGD, RMSprop and Adam as Keras 3 defines them; one pass over each parameter buffer.
+// SGD, RMSprop and Adam as Keras 3 defines them (optim.h): one pass over each parameter buffer,
+// weight decay fused into the same pass, vectorised for the active ISA (elementwise_kernels.h)
+// and split across threads for large buffers. Elementwise, so the result does not depend on the
+// thread count.
+#include <algorithm>
 #include <cmath>
 
 #include "densitron/optim.h"
+#include "ops/elementwise_kernels.h"
 
 namespace densitron {
 
@@ -19,63 +24,31 @@ int optimizer_slot_count(const OptimizerConfig& c) {
 
 namespace {
 
-void sgd(const OptimizerConfig& c, float* w, const float* g, float* const* slots, int64_t n) {
-  const float lr = c.learning_rate;
-  if (c.momentum == 0.0f) {
-    for (int64_t i = 0; i < n; ++i) w[i] -= lr * g[i];
-    return;
-  }
-  float* m = slots[0];
-  const float mu = c.momentum;
-  for (int64_t i = 0; i < n; ++i) {
-    m[i] = mu * m[i] - lr * g[i];
-    w[i] += c.nesterov ? mu * m[i] - lr * g[i] : m[i];
-  }
-}
+// Elements per thread below which a parallel region costs more than it saves.
+constexpr int64_t kMinChunk = 1 << 15;
 
-void rmsprop(const OptimizerConfig& c, float* w, const float* g, float* const* slots,
-             int64_t n) {
-  const float lr = c.learning_rate, rho = c.rho, eps = c.epsilon, mu = c.momentum;
-  float* v = slots[0];
-  float* a = c.centered ? slots[1] : nullptr;
-  float* b = mu != 0.0f ? slots[c.centered ? 2 : 1] : nullptr;
-  for (int64_t i = 0; i < n; ++i) {
-    const float gi = g[i];
-    v[i] = rho * v[i] + (1.0f - rho) * gi * gi;
-    float denom = v[i];
-    if (a) {
-      a[i] = rho * a[i] + (1.0f - rho) * gi;
-      denom -= a[i] * a[i];
-    }
-    const float inc = lr * gi / std::sqrt(denom + eps);
-    if (b) {
-      b[i] = mu * b[i] + inc;
-      w[i] -= b[i];
-    } else {
-      w[i] -= inc;
-    }
-  }
-}
+struct Update {
+  const ElementwiseKernels* k;
+  OptimizerKind kind;
+  OptimArgs a;
+  float* w;
+  const float* g;
+  float* s[3];
+};
 
-void adam(const OptimizerConfig& c, int64_t step, float* w, const float* g, float* const* slots,
-          int64_t n) {
-  const double t = static_cast<double>(step);
-  const float alpha = static_cast<float>(c.learning_rate * std::sqrt(1.0 - std::pow(c.beta_2, t)) /
-                                         (1.0 - std::pow(c.beta_1, t)));
-  const float b1 = c.beta_1, b2 = c.beta_2, eps = c.epsilon;
-  float* m = slots[0];
-  float* v = slots[1];
-  float* vhat = c.amsgrad ? slots[2] : nullptr;
-  for (int64_t i = 0; i < n; ++i) {
-    const float gi = g[i];
-    m[i] += (gi - m[i]) * (1.0f - b1);
-    v[i] += (gi * gi - v[i]) * (1.0f - b2);
-    float vv = v[i];
-    if (vhat) {
-      vhat[i] = vhat[i] > vv ? vhat[i] : vv;
-      vv = vhat[i];
-    }
-    w[i] -= alpha * m[i] / (std::sqrt(vv) + eps);
+void update_chunk(void* ctx, int64_t b, int64_t e) {
+  const Update& u = *static_cast<const Update*>(ctx);
+  auto at = [b](float* p) { return p != nullptr ? p + b : nullptr; };
+  switch (u.kind) {
+    case OptimizerKind::kSgd:
+      u.k->sgd(&u.a, u.w + b, u.g + b, at(u.s[0]), e - b);
+      return;
+    case OptimizerKind::kRmsprop:
+      u.k->rmsprop(&u.a, u.w + b, u.g + b, at(u.s[0]), at(u.s[1]), at(u.s[2]), e - b);
+      return;
+    case OptimizerKind::kAdam:
+      u.k->adam(&u.a, u.w + b, u.g + b, at(u.s[0]), at(u.s[1]), at(u.s[2]), e - b);
+      return;
   }
 }
 
@@ -83,21 +56,38 @@ void adam(const OptimizerConfig& c, int64_t step, float* w, const float* g, floa
 
 void optimizer_update(const OptimizerConfig& c, int64_t step, float* w, const float* g,
                       float* const* slots, int64_t n) {
-  if (c.weight_decay != 0.0f) {
-    const float k = c.learning_rate * c.weight_decay;
-    for (int64_t i = 0; i < n; ++i) w[i] -= k * w[i];
-  }
+  Update u{elementwise_kernels(), c.kind, {}, w, g, {nullptr, nullptr, nullptr}};
+  OptimArgs& a = u.a;
+  a.learning_rate = c.learning_rate;
+  a.momentum = c.momentum;
+  a.rho = c.rho;
+  a.epsilon = c.epsilon;
+  a.beta_1 = c.beta_1;
+  a.beta_2 = c.beta_2;
+  a.decay = c.weight_decay != 0.0f ? c.learning_rate * c.weight_decay : 0.0f;
+  a.nesterov = c.nesterov ? 1 : 0;
+  a.centered = c.centered ? 1 : 0;
+  a.amsgrad = c.amsgrad ? 1 : 0;
   switch (c.kind) {
     case OptimizerKind::kSgd:
-      sgd(c, w, g, slots, n);
-      return;
-    case OptimizerKind::kRmsprop:
-      rmsprop(c, w, g, slots, n);
-      return;
-    case OptimizerKind::kAdam:
-      adam(c, step, w, g, slots, n);
-      return;
+      if (c.momentum != 0.0f) u.s[0] = slots[0];
+      break;
+    case OptimizerKind::kRmsprop:  // slots: v, then the centered average, then momentum
+      u.s[0] = slots[0];
+      if (c.centered) u.s[1] = slots[1];
+      if (c.momentum != 0.0f) u.s[2] = slots[c.centered ? 2 : 1];
+      break;
+    case OptimizerKind::kAdam: {
+      const double t = static_cast<double>(step);
+      a.alpha = static_cast<float>(c.learning_rate * std::sqrt(1.0 - std::pow(c.beta_2, t)) /
+                                   (1.0 - std::pow(c.beta_1, t)));
+      u.s[0] = slots[0];
+      u.s[1] = slots[1];
+      if (c.amsgrad) u.s[2] = slots[2];
+      break;
+    }
   }
+  parallel_chunks(n, kMinChunk, update_chunk, &u);
 }
 
 }  // namespace densitron

@@ -1,0 +1,56 @@
+// The elementwise kernels (activations, softmax rows, optimizer updates) for AVX-512F/DQ/BW/VL:
+// 16 lanes, masked tails, vscalefps for 2^k. Compiled with AVX-512 flags; includes nothing but
+// <immintrin.h>, <cstdint> and plain declarations (see elementwise_body.inc).
+// GCC 12 warns about _mm512_undefined_ps() inside its own intrinsics.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "ops/elementwise_kernels.h"
+
+namespace densitron {
+namespace {
+
+constexpr int64_t kW = 16;
+using V = __m512;
+using M = __mmask16;
+
+inline V vset(float f) { return _mm512_set1_ps(f); }
+inline V vload(const float* p) { return _mm512_loadu_ps(p); }
+inline void vstore(float* p, V v) { _mm512_storeu_ps(p, v); }
+inline M tail_mask(int64_t n) { return static_cast<M>((1u << n) - 1u); }
+inline V vload_n(const float* p, int64_t n, float fill) {
+  return _mm512_mask_loadu_ps(vset(fill), tail_mask(n), p);
+}
+inline void vstore_n(float* p, V v, int64_t n) { _mm512_mask_storeu_ps(p, tail_mask(n), v); }
+inline V vfma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+inline V vmax(V a, V b) { return _mm512_max_ps(a, b); }
+inline V vmin(V a, V b) { return _mm512_min_ps(a, b); }
+inline V vsqrt(V a) { return _mm512_sqrt_ps(a); }
+inline V vround(V a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+inline V vscale2(V p, V k) { return _mm512_scalef_ps(p, k); }
+inline V vand_bits(V a, uint32_t m) {
+  return _mm512_castsi512_ps(
+      _mm512_and_si512(_mm512_castps_si512(a), _mm512_set1_epi32(static_cast<int>(m))));
+}
+inline V vxor(V a, V b) {
+  return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(a), _mm512_castps_si512(b)));
+}
+inline M lt(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+inline M le(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ); }
+inline M gt(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+inline M ge(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
+inline M mand(M a, M b) { return static_cast<M>(a & b); }
+inline V sel(M m, V t, V f) { return _mm512_mask_blend_ps(m, f, t); }
+inline float hsum(V a) { return _mm512_reduce_add_ps(a); }
+inline float hmax(V a) { return _mm512_reduce_max_ps(a); }
+
+}  // namespace
+
+#include "ops/elementwise_body.inc"
+
+const ElementwiseKernels* elementwise_kernels_avx512() { return &kKernels; }
+
+}  // namespace densitron

@@ -1,0 +1,53 @@
+// The per-ISA table of elementwise kernels: activations over flat arrays, the row pieces of the
+// softmaxes, and the optimizer updates. One table per ISA (generic, avx2, avx512), all built from
+// elementwise_body.inc. Plain declarations only: the ISA-flagged files include this header.
+#pragma once
+
+#include <cstdint>
+
+namespace densitron {
+
+// Optimizer constants for one update; decay = learning_rate·weight_decay (0 for none).
+struct OptimArgs {
+  float learning_rate, momentum, rho, epsilon, beta_1, beta_2, alpha, decay;
+  int nesterov, centered, amsgrad;
+};
+
+struct ElementwiseKernels {
+  // act: densitron::Activation value; prm: {negative_slope, max_value, threshold, alpha}.
+  // Not for the softmaxes, which are built from the row pieces below.
+  void (*act_forward)(int act, const float* prm, const float* x, float* y, int64_t n);
+  // x may be nullptr when activation_needs_input() is false.
+  void (*act_backward)(int act, const float* prm, const float* x, const float* y,
+                       const float* dy, float* dx, int64_t n);
+  float (*row_max)(const float* x, int64_t n);
+  // Σ exp(x - c); also stores the terms into y when y != nullptr.
+  float (*exp_shift_sum)(const float* x, float* y, int64_t n, float c);
+  void (*scale)(float* y, int64_t n, float s);                              // y *= s
+  void (*shift2)(const float* x, float* y, int64_t n, float c1, float c2);  // y = (x - c1) - c2
+  float (*sum)(const float* x, int64_t n);
+  float (*dot)(const float* a, const float* b, int64_t n);
+  // softmax: dx = y ⊙ (dy - d);  log_softmax: dx = dy - exp(y)·s
+  void (*softmax_jvp)(const float* y, const float* dy, float* dx, int64_t n, float d);
+  void (*log_softmax_jvp)(const float* y, const float* dy, float* dx, int64_t n, float s);
+  void (*sgd)(const OptimArgs* a, float* w, const float* g, float* m, int64_t n);
+  // a (centered) and b (momentum) may be nullptr.
+  void (*rmsprop)(const OptimArgs* a, float* w, const float* g, float* v, float* avg, float* b,
+                  int64_t n);
+  // vhat may be nullptr (no amsgrad).
+  void (*adam)(const OptimArgs* a, float* w, const float* g, float* m, float* v, float* vhat,
+               int64_t n);
+};
+
+const ElementwiseKernels* elementwise_kernels_generic();
+const ElementwiseKernels* elementwise_kernels_avx2();
+const ElementwiseKernels* elementwise_kernels_avx512();
+// The table for densitron::active_isa().
+const ElementwiseKernels* elementwise_kernels();
+
+// Runs fn(ctx, begin, end) over [0, n) split into per-thread chunks of whole 64-byte lines; a
+// single call on the calling thread when n < 2·min_chunk or one thread is configured.
+void parallel_chunks(int64_t n, int64_t min_chunk, void (*fn)(void* ctx, int64_t b, int64_t e),
+                     void* ctx);
+
+}  // namespace densitron
