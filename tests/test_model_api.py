@@ -248,3 +248,22 @@ def test_threads_do_not_change_training_results():
     densitron.set_num_threads(before)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+def test_fit_profile_reports_every_category(capsys):
+    x, y = toy(rows=256)
+    model = toy_model()
+    h = model.fit(x, y, batch_size=32, epochs=2, verbose=2, profile=True)
+    p = h.profile
+    for key in ("gemm", "elementwise", "loss", "optimizer", "gather", "overhead"):
+        assert p[key] >= 0.0, key
+    assert p["steps"] == 16
+    assert p["gemm"] > 0 and p["optimizer"] > 0 and p["loss"] > 0
+    engine = sum(p[k] for k in ("gemm", "elementwise", "loss", "optimizer", "gather"))
+    assert engine <= p["total"] * 1.01  # no time counted twice
+    assert p["overhead"] == pytest.approx(p["total"] - engine, abs=1e-9)
+    out = capsys.readouterr().out
+    assert "Step profile: 16 steps" in out and "GEMM" in out and "optimizer" in out
+    # profiling is off again afterwards
+    h2 = model.fit(x, y, epochs=1, verbose=0)
+    assert not hasattr(h2, "profile")

@@ -138,6 +138,8 @@ class Graph {
   void forward_node(int i, int64_t batch, bool training);
   double loss_and_grad(const DataRefs& data, const int64_t* rows_idx, int64_t start,
                        int64_t batch, double* output_losses, bool with_grad);
+  void prefetch_rows(const DataRefs& data, const int64_t* rows_idx, int64_t start,
+                     int64_t count);
   void gather_targets(const DataRefs& data, int k, const int64_t* rows_idx, int64_t start,
                       int64_t batch);
   void metrics(int64_t batch, double* sums);
