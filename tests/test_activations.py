@@ -1,0 +1,215 @@
+"""densitron.activations: each function against float64 references written element by element
+with the math module, get/serialize/engine_spec round trips and errors, engine ids against the
+C++ enum, the engine's activations (through a model) against the NumPy functions, and, when
+Keras is installed, against keras.activations under the NumPy backend."""
+
+import functools
+import math
+import os
+import pathlib
+import re
+
+import numpy as np
+import pytest
+
+from densitron import activations, layers
+from densitron.models import Model
+
+X = np.concatenate([np.linspace(-12, 12, 481), [-0.0, 0.0, 1e-8, -1e-8, 3.0, -3.0, 6.0, 40, -40]])
+
+
+def _sig(v):
+    return 1 / (1 + math.exp(-v)) if v >= 0 else math.exp(v) / (1 + math.exp(v))
+
+
+def _softplus(v):
+    return max(v, 0.0) + math.log1p(math.exp(-abs(v)))
+
+
+SCALAR_REFS = {
+    "relu": lambda v: max(v, 0.0),
+    "leaky_relu": lambda v: v if v > 0 else 0.2 * v,
+    "relu6": lambda v: min(max(v, 0.0), 6.0),
+    "elu": lambda v: v if v >= 0 else math.expm1(v),
+    "selu": lambda v: 1.0507009873554805 * (v if v >= 0 else 1.6732632423543772 * math.expm1(v)),
+    "gelu": lambda v: 0.5 * v * math.erfc(-v / math.sqrt(2)),
+    "silu": lambda v: v * _sig(v),
+    "swish": lambda v: v * _sig(v),
+    "softplus": _softplus,
+    "softsign": lambda v: v / (1 + abs(v)),
+    "sigmoid": _sig,
+    "hard_sigmoid": lambda v: 0.0 if v <= -3 else 1.0 if v >= 3 else v / 6 + 0.5,
+    "hard_silu": lambda v: v * (0.0 if v <= -3 else 1.0 if v >= 3 else v / 6 + 0.5),
+    "hard_swish": lambda v: v * (0.0 if v <= -3 else 1.0 if v >= 3 else v / 6 + 0.5),
+    "tanh": math.tanh,
+    "exponential": math.exp,
+    "mish": lambda v: v * math.tanh(_softplus(v)),
+    "linear": lambda v: v,
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCALAR_REFS))
+def test_functions_match_float64_references(name):
+    fn = activations.get(name)
+    want = np.array([SCALAR_REFS[name](float(v)) for v in X])
+    np.testing.assert_allclose(fn(X), want, rtol=1e-13, atol=1e-300)
+    x32 = X.astype(np.float32)
+    got32 = fn(x32)
+    assert got32.dtype == np.float32
+    want32 = np.array([SCALAR_REFS[name](float(v)) for v in x32])
+    np.testing.assert_allclose(got32, want32, rtol=2e-7, atol=1e-37)
+
+
+def test_gelu_approximate():
+    z = np.sqrt(2 / np.pi) * (X + 0.044715 * X**3)
+    want = 0.5 * X * (1 + np.tanh(z))
+    np.testing.assert_allclose(activations.gelu(X, approximate=True), want, rtol=1e-9,
+                               atol=1e-15)
+
+
+def test_relu_keras_examples_and_arguments():
+    x = np.array([-10, -5, 0.0, 5, 10])
+    np.testing.assert_array_equal(activations.relu(x), [0, 0, 0, 5, 10])
+    np.testing.assert_array_equal(activations.relu(x, negative_slope=0.5), [-5, -2.5, 0, 5, 10])
+    np.testing.assert_array_equal(activations.relu(x, max_value=5.0), [0, 0, 0, 5, 5])
+    np.testing.assert_array_equal(activations.relu(x, threshold=5.0), [0, 0, 0, 0, 10])
+    # every argument at once: x·(x > t) clipped to [0, max], minus slope·relu(t - x)
+    x = np.linspace(-4, 8, 97)
+    want = np.clip(np.where(x > 1.0, x, 0), 0, 3.0) - 0.1 * np.maximum(1.0 - x, 0)
+    np.testing.assert_allclose(activations.relu(x, 0.1, 3.0, 1.0), want)
+    # a negative threshold lets (threshold, 0) through, and a cap clips it back to 0
+    np.testing.assert_allclose(activations.relu(np.array([-0.5]), threshold=-1.0), [-0.5])
+    np.testing.assert_allclose(
+        activations.relu(np.array([-0.5]), threshold=-1.0, max_value=2.0), [0.0])
+    np.testing.assert_allclose(activations.leaky_relu(np.array([-1.0, 2.0]), 0.3), [-0.3, 2.0])
+    np.testing.assert_allclose(activations.elu(np.array([-1.0, 2.0]), alpha=2.0),
+                               [2 * math.expm1(-1), 2.0])
+
+
+def test_softmax_and_log_softmax_axes():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 4, 5)) * 5
+    x[0, 0, 0] = 800.0  # exp overflows without the max subtraction
+    for axis in (-1, 0, 1):
+        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        want = e / e.sum(axis=axis, keepdims=True)
+        np.testing.assert_allclose(activations.softmax(x, axis=axis), want, rtol=1e-13)
+        shifted = x - x.max(axis=axis, keepdims=True)
+        want_log = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+        np.testing.assert_allclose(activations.log_softmax(x, axis=axis), want_log, rtol=1e-13)
+
+
+def test_get_and_serialize_round_trips():
+    assert activations.get(None) is activations.linear
+    assert activations.get("swish") is activations.silu
+    assert activations.get("hard_swish") is activations.hard_silu
+    for name in ("relu", "gelu", "softmax", "log_softmax", "mish", "linear"):
+        fn = activations.get(name)
+        assert activations.serialize(fn) == name
+        assert activations.get(activations.serialize(fn)) is fn
+        assert activations.get(fn) is fn
+    capped = functools.partial(activations.relu, max_value=6.0, negative_slope=0.1)
+    assert activations.get(capped) is capped
+    config = activations.serialize(capped)
+    assert config == {"class_name": "function", "config": "relu",
+                      "kwargs": {"max_value": 6.0, "negative_slope": 0.1}}
+    back = activations.get(config)
+    np.testing.assert_array_equal(back(X), capped(X))
+    assert activations.engine_spec(back) == activations.engine_spec(capped)
+
+
+def test_get_errors():
+    with pytest.raises(ValueError, match=r"Received: activation='nope'$") as e:
+        activations.get("nope")
+    assert "'relu'" in str(e.value) and "'swish'" in str(e.value)
+    with pytest.raises(ValueError, match=r"Received: activation=.*lambda.*$"):
+        activations.get(lambda x: x)
+    with pytest.raises(ValueError, match=r"Received: activation=3$"):
+        activations.get(3)
+    with pytest.raises(ValueError, match="keyword arguments only"):
+        activations.get(functools.partial(activations.relu, 0.1))
+    with pytest.raises(ValueError, match="no argument 'alpha'"):
+        activations.get(functools.partial(activations.relu, alpha=2.0))
+    with pytest.raises(ValueError, match="Received: activation="):
+        activations.get(functools.partial(np.tanh))
+
+
+def _cpp_enum():
+    header = pathlib.Path(__file__).parents[1] / "cpp" / "include" / "densitron" / "ops.h"
+    body = re.search(r"enum class Activation : int \{(.*?)\};", header.read_text(), re.S).group(1)
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"k(\w+) = (\d+)", body)}
+
+
+def test_engine_ids_equal_the_cpp_enum():
+    enum = _cpp_enum()
+    camel = {"relu6": "Relu6", "silu": "Silu", "gelu": "Gelu", "selu": "Selu", "elu": "Elu"}
+    for name in activations._BY_NAME:
+        key = camel.get(name, "".join(p.capitalize() for p in name.split("_")))
+        assert activations.engine_id(activations.get(name)) == enum[key], name
+    gelu_approx = functools.partial(activations.gelu, approximate=True)
+    assert activations.engine_id(gelu_approx) == enum["GeluApprox"]
+
+
+def test_engine_spec_parameters():
+    spec = activations.engine_spec
+    assert spec(activations.relu) == (1, (0.0, -1.0, 0.0, 1.0))
+    assert spec(functools.partial(activations.relu, max_value=6.0)) == (1, (0.0, 6.0, 0.0, 1.0))
+    assert spec(functools.partial(activations.relu, negative_slope=0.3, threshold=0.5)) == (
+        1, (0.3, -1.0, 0.5, 1.0))
+    assert spec(activations.leaky_relu) == (5, (0.2, -1.0, 0.0, 1.0))
+    assert spec(functools.partial(activations.leaky_relu, negative_slope=0.01))[1][0] == 0.01
+    assert spec(functools.partial(activations.elu, alpha=0.5)) == (7, (0.0, -1.0, 0.0, 0.5))
+    assert spec(functools.partial(activations.gelu, approximate=False))[0] == 9
+    assert spec(functools.partial(activations.softmax, axis=-1))[0] == 4
+    for fn in (activations.softmax, activations.log_softmax):
+        with pytest.raises(ValueError, match=r"last axis only. Received: axis=1$"):
+            spec(functools.partial(fn, axis=1))
+    with pytest.raises(ValueError, match=r"Received: max_value=-2.0$"):
+        spec(functools.partial(activations.relu, max_value=-2.0))
+
+
+ENGINE_CASES = [
+    *sorted(activations._BY_NAME),
+    functools.partial(activations.relu, max_value=2.5),
+    functools.partial(activations.relu, threshold=0.7),
+    functools.partial(activations.relu, threshold=-0.7, negative_slope=0.2),
+    functools.partial(activations.relu, negative_slope=0.1, max_value=3.0, threshold=0.5),
+    functools.partial(activations.relu, negative_slope=0.25),
+    functools.partial(activations.leaky_relu, negative_slope=0.05),
+    functools.partial(activations.elu, alpha=0.4),
+    functools.partial(activations.gelu, approximate=True),
+]
+
+
+@pytest.mark.parametrize("act", ENGINE_CASES, ids=str)
+def test_engine_forward_matches_the_numpy_functions(act):
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=(37, 19)) * 3).astype(np.float32)
+    inp = layers.Input(shape=(19,))
+    model = Model(inp, layers.Activation(act)(inp))
+    got = model.predict(x, verbose=0)
+    want = activations.get(act)(x.astype(np.float64))
+    np.testing.assert_allclose(got, want, rtol=3e-6, atol=1e-6)
+
+
+KERAS_NAMES = ["relu", "leaky_relu", "relu6", "elu", "selu", "gelu", "silu", "swish", "softplus",
+               "softsign", "sigmoid", "hard_sigmoid", "hard_silu", "hard_swish", "tanh",
+               "softmax", "log_softmax", "exponential", "mish", "linear"]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_against_keras_numpy_backend():
+    os.environ.setdefault("KERAS_BACKEND", "numpy")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "numpy":
+        pytest.skip(f"Keras runs with the {keras.backend.backend()!r} backend")
+    x = (np.random.default_rng(4).normal(size=(8, 13)) * 4).astype(np.float32)
+    for name in KERAS_NAMES:
+        want = np.asarray(getattr(keras.activations, name)(x))
+        np.testing.assert_allclose(activations.get(name)(x), want, rtol=2e-6, atol=2e-7,
+                                   err_msg=name)
+    kw = dict(negative_slope=0.1, max_value=3.0, threshold=0.5)
+    np.testing.assert_allclose(activations.relu(x, **kw), keras.activations.relu(x, **kw),
+                               rtol=2e-6, atol=2e-7)
+    np.testing.assert_allclose(activations.gelu(x, approximate=True),
+                               keras.activations.gelu(x, approximate=True), rtol=2e-6, atol=2e-7)
