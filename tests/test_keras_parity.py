@@ -414,24 +414,16 @@ def _shared_two_tower(ns):
 
 def test_multi_input_multi_output_shared_layer():
     kmodel, dmodel = check_parity(_shared_two_tower, [_x(10, 6, seed=8), _x(10, 6, seed=9)],
-                                  check_layers=False)
+                                  check_layers=True)
     # The shared layer owns one kernel and one bias, listed once.
     assert len(dmodel.get_weights()) == len(kmodel.get_weights()) == 8
 
 
-_LAYER_ORDER_REASON = (
-    "model.layers order: Keras sorts a functional model's layers by decreasing graph depth "
-    "(distance to the outputs; ties in traversal order from the outputs; InputLayers are not "
-    "forced first; keras/src/ops/function.py map_graph), while densitron lists the model "
-    "inputs first and then layers in DFS post-order from the outputs "
-    "(python/densitron/models/functional.py, Functional._build_graph, 'Engine order' block "
-    "that builds self._all_layers). ")
+# model.layers order: Keras sorts a functional model's layers by decreasing graph depth
+# (distance to the outputs; ties in traversal order from the outputs; InputLayers are not forced
+# first; keras/src/ops/function.py map_graph). get_weights() follows that order.
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=_LAYER_ORDER_REASON + (
-    "Here Keras: [a, b, shared, side, cat, sum, probs, score]; densitron: "
-    "[a, b, shared, side, cat, probs, sum, score] (get_weights happens to agree: 'sum' has no "
-    "weights)."))
 def test_multi_input_multi_output_shared_layer_layers_order():
     _check_layers(_shared_two_tower(KERAS), _shared_two_tower(DENS))
 
@@ -447,12 +439,9 @@ def _deep_and_shallow(ns):
 
 
 def test_deep_and_shallow_outputs():
-    check_parity(_deep_and_shallow, [_x(5, 4, seed=11), _x(5, 3, seed=12)], check_layers=False)
+    check_parity(_deep_and_shallow, [_x(5, 4, seed=11), _x(5, 3, seed=12)], check_layers=True)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=_LAYER_ORDER_REASON + (
-    "Here Keras: [b, from_b, mid, a, deep, from_a]; densitron: "
-    "[a, b, from_b, mid, deep, from_a] (get_weights happens to agree)."))
 def test_deep_and_shallow_outputs_layers_order():
     _check_layers(_deep_and_shallow(KERAS), _deep_and_shallow(DENS))
 
@@ -473,12 +462,6 @@ def _branches_of_different_depth(ns):
 _DEPTH_XS = [_x(5, 4, seed=15), _x(5, 3, seed=16)]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=_LAYER_ORDER_REASON + (
-    "Here the weight order differs too, so weights do not move between the frameworks: Keras "
-    "get_weights() = [y1/kernel (3,5), y1/bias, y2/kernel (5,6), y2/bias, x1/kernel (4,2), "
-    "x1/bias, y3/kernel (6,7), y3/bias]; densitron = [x1/kernel (4,2), x1/bias, y1/kernel, "
-    "y1/bias, y2/kernel, y2/bias, y3/kernel, y3/bias]; weight 0: densitron (4, 2) vs Keras "
-    "(3, 5)."))
 def test_weight_order_follows_keras_depth_order():
     kmodel = _branches_of_different_depth(KERAS)
     # The order itself, stated (Keras 3.15.1): set_weights between the frameworks relies on it.

@@ -27,8 +27,9 @@ def _flatten_structure(value, arg):
 
 
 def _topological_nodes(outputs):
-    """Nodes reachable from the outputs, each after the nodes it reads (iterative DFS)."""
-    order, state = [], {}
+    """Nodes reachable from the outputs, each after the nodes it reads (iterative DFS), and
+    each layer's index in the DFS's first-visit order (the order Keras breaks ties by)."""
+    order, state, first_visit = [], {}, {}
     for out in outputs:
         stack = [(out._node, False)]
         while stack:
@@ -42,11 +43,27 @@ def _topological_nodes(outputs):
             if key in state:
                 continue
             state[key] = "open"
+            first_visit.setdefault(id(node.layer), len(first_visit))
             stack.append((node, True))
             for t in reversed(node.inputs):
                 if id(t._node) not in state:
                     stack.append((t._node, False))
-    return order
+    return order, first_visit
+
+
+def _layers_in_keras_order(nodes, first_visit):
+    """Keras's `model.layers` order: by depth (calls between a layer and the outputs, the
+    largest over its calls), deepest first, ties by first visit from the outputs."""
+    node_depth, layer_depth, layers = {}, {}, {}
+    for node in reversed(nodes):
+        depth = max(node_depth.setdefault(id(node), 0), layer_depth.get(id(node.layer), 0))
+        layer_depth[id(node.layer)] = depth
+        layers[id(node.layer)] = node.layer
+        node_depth[id(node)] = depth
+        for t in node.inputs:
+            node_depth[id(t._node)] = max(depth + 1, node_depth.get(id(t._node), 0))
+    keys = sorted(layers, key=lambda k: (-layer_depth[k], first_visit[k]))
+    return [layers[k] for k in keys]
 
 
 class Functional(Trainer, Layer):
@@ -87,7 +104,7 @@ class Functional(Trainer, Layer):
                     "Every model output must depend on the inputs through at least one layer. "
                     f"Received: an output that is the input tensor {t.name!r}"
                 )
-        nodes = _topological_nodes(out_list)
+        nodes, first_visit = _topological_nodes(out_list)
         input_ids = {id(t._node) for t in in_list}
         for node in nodes:
             if isinstance(node.layer, InputLayer) and id(node) not in input_ids:
@@ -109,11 +126,7 @@ class Functional(Trainer, Layer):
         self.inputs = in_list
         self.outputs = out_list
         self._input_keys, self._output_keys = in_keys, out_keys
-        layers, seen = [], set()
-        for node in ordered:
-            if id(node.layer) not in seen:
-                seen.add(id(node.layer))
-                layers.append(node.layer)
+        layers = _layers_in_keras_order(nodes, first_visit)
         self._all_layers = layers
         names = [layer.name for layer in layers]
         for name in set(names):
