@@ -1,6 +1,8 @@
 """Weight constraints (Keras's names, arguments and formulas), applied by the engine to a
 weight after every optimizer update."""
 
+from densitron.utils import serialization
+
 # Engine ids: must match densitron::ConstraintKind in cpp/include/densitron/graph.h.
 _MAX_NORM, _MIN_MAX_NORM, _NON_NEG, _UNIT_NORM = 1, 2, 3, 4
 
@@ -81,20 +83,10 @@ _BY_NAME = {"max_norm": MaxNorm, "min_max_norm": MinMaxNorm, "non_neg": NonNeg,
 
 
 def serialize(constraint):
-    if constraint is None:
-        return None
-    return {"class_name": type(constraint).__name__, "config": constraint.get_config()}
+    return serialization.serialize(constraint)
 
 
 def get(identifier):
-    if identifier is None or isinstance(identifier, Constraint):
-        return identifier
-    if isinstance(identifier, str) and identifier in _BY_NAME:
-        return _BY_NAME[identifier]()
-    if isinstance(identifier, dict) and identifier.get("class_name") in _BY_NAME:
-        return _BY_NAME[identifier["class_name"]].from_config(identifier.get("config", {}))
-    raise ValueError(
-        "Could not interpret constraint identifier: densitron's engine runs max_norm, "
-        "min_max_norm, non_neg and unit_norm (names or densitron.constraints objects). "
-        f"Received: constraint={identifier!r}"
-    )
+    return serialization.get(
+        identifier, Constraint, _BY_NAME, "constraint",
+        "max_norm, min_max_norm, non_neg and unit_norm (names or densitron.constraints objects)")

@@ -1,14 +1,16 @@
 """Weight regularizers (Keras's names and defaults): a penalty added to the loss, its gradient
 added to the weight's, both computed by the engine."""
 
+import numpy as np
+
+from densitron.utils import serialization
+
 
 class Regularizer:
     l1 = 0.0
     l2 = 0.0
 
     def __call__(self, x):
-        import numpy as np
-
         x = np.asarray(x, dtype=np.float64)
         return self.l1 * np.abs(x).sum() + self.l2 * np.square(x).sum()
 
@@ -64,19 +66,9 @@ _BY_NAME = {"l1": L1, "l2": L2, "l1_l2": L1L2, "L1": L1, "L2": L2, "L1L2": L1L2}
 
 
 def serialize(regularizer):
-    if regularizer is None:
-        return None
-    return {"class_name": type(regularizer).__name__, "config": regularizer.get_config()}
+    return serialization.serialize(regularizer)
 
 
 def get(identifier):
-    if identifier is None or isinstance(identifier, Regularizer):
-        return identifier
-    if isinstance(identifier, str) and identifier in _BY_NAME:
-        return _BY_NAME[identifier]()
-    if isinstance(identifier, dict) and identifier.get("class_name") in _BY_NAME:
-        return _BY_NAME[identifier["class_name"]].from_config(identifier.get("config", {}))
-    raise ValueError(
-        "Could not interpret regularizer identifier: densitron's engine runs l1, l2 and l1_l2 "
-        f"(names or densitron.regularizers objects). Received: regularizer={identifier!r}"
-    )
+    return serialization.get(identifier, Regularizer, _BY_NAME, "regularizer",
+                             "l1, l2 and l1_l2 (names or densitron.regularizers objects)")

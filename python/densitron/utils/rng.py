@@ -1,7 +1,5 @@
 """The process-wide random state behind initializers and shuffling."""
 
-import random
-
 import numpy as np
 
 _state = {"generator": np.random.default_rng()}
@@ -19,6 +17,8 @@ def set_random_seed(seed):
         )
     if seed < 0:
         raise ValueError(f"Expected `seed` to be non-negative. Received: seed={seed}")
+    import random  # imported here: it pulls in hashlib, a cost `import densitron` need not pay
+
     random.seed(int(seed))
     np.random.seed(int(seed) % (2**32))
     _state["generator"] = np.random.default_rng(int(seed))

@@ -1,0 +1,22 @@
+"""Shared by the small registries (regularizers, constraints): Keras-style serialization and
+lookup by name, instance or {"class_name", "config"} dict."""
+
+
+def serialize(obj):
+    if obj is None:
+        return None
+    return {"class_name": type(obj).__name__, "config": obj.get_config()}
+
+
+def get(identifier, base, by_name, kind, supported):
+    """Returns an instance for `identifier`; ValueError naming `kind` for anything else."""
+    if identifier is None or isinstance(identifier, base):
+        return identifier
+    if isinstance(identifier, str) and identifier in by_name:
+        return by_name[identifier]()
+    if isinstance(identifier, dict) and identifier.get("class_name") in by_name:
+        return by_name[identifier["class_name"]].from_config(identifier.get("config", {}))
+    raise ValueError(
+        f"Could not interpret {kind} identifier: densitron's engine runs {supported}. "
+        f"Received: {kind}={identifier!r}"
+    )
