@@ -18,24 +18,21 @@ from densitron.utils.rng import global_generator
 _TARGET_CALL_SECONDS = 0.05  # the bar refreshes at most this often, so batches group per call
 
 
-def _per_output(value, names, arg, convert):
-    n = len(names)
-    if isinstance(value, dict):
-        unknown = [k for k in value if k not in names]
-        if unknown:
-            raise ValueError(f"Unknown output names in `{arg}`: {unknown}. Expected names in "
-                             f"{names}. Received: {arg}={value!r}")
-        return [convert(value[k]) if k in value else None for k in names]
-    if isinstance(value, (list, tuple)) and n > 1 and len(value) == n and not all(
-        isinstance(v, str) for v in value if arg == "metrics"
-    ):
-        return [convert(v) for v in value]
-    if isinstance(value, (list, tuple)) and arg == "loss":
-        if len(value) != n:
-            raise ValueError(f"`loss` as a list must have one entry per output ({n}). "
-                             f"Received: loss={value!r}")
-        return [convert(v) for v in value]
-    return [convert(value) for _ in names]
+def _losses_per_output(loss, names):
+    """One loss object per output from a single loss, a list (one per output) or a dict."""
+    if isinstance(loss, dict):
+        unknown = [k for k in loss if k not in names]
+        missing = [k for k in names if k not in loss]
+        if unknown or missing:
+            raise ValueError(f"`loss` as a dict needs exactly one entry per output {names}. "
+                             f"Received: loss={loss!r}")
+        return [losses_mod.get(loss[k]) for k in names]
+    if isinstance(loss, (list, tuple)):
+        if len(loss) != len(names):
+            raise ValueError(f"`loss` as a list must have one entry per output ({len(names)}). "
+                             f"Received: loss={loss!r}")
+        return [losses_mod.get(v) for v in loss]
+    return [losses_mod.get(loss) for _ in names]
 
 
 _PROFILE_ROWS = [
@@ -102,9 +99,7 @@ class Trainer:
 
     def _resolve_losses(self):
         names = self._output_names
-        losses = _per_output(self._pending_loss, names, "loss", losses_mod.get)
-        if any(v is None for v in losses):
-            raise ValueError(f"Every output needs a loss. Received: loss={self._pending_loss!r}")
+        losses = _losses_per_output(self._pending_loss, names)
         weights = self._pending_loss_weights
         if weights is None:
             weights = [1.0] * len(names)
