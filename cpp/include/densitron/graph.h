@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "densitron/gemm.h"
@@ -131,32 +132,37 @@ class Graph {
   int num_metrics() const;
 
  private:
+  enum class Mode { kTrain, kEvaluate, kPredict, kGradients };
+  // One thread's view of one batch inside a run.
+  struct Step {
+    int ith = 0, nth = 1;
+    int64_t batch = 0;
+    bool training = false;
+  };
+
+  RunTotals run(Mode mode, const DataRefs& data, const int64_t* perm, int64_t batch_size,
+                int64_t first_batch, int64_t num_batches, const std::vector<float*>* out);
+  int threads_for(int64_t batch) const;
   void ensure_capacity(int64_t rows);
-  void bind_inputs(const std::vector<const float*>& x, const int64_t* rows_idx, int64_t start,
-                   int64_t count);
-  void forward(int64_t batch, bool training);
-  void forward_node(int i, int64_t batch, bool training);
-  double loss_and_grad(const DataRefs& data, const int64_t* rows_idx, int64_t start,
-                       int64_t batch, double* output_losses, bool with_grad);
-  void prefetch_rows(const DataRefs& data, const int64_t* rows_idx, int64_t start,
-                     int64_t count);
-  void gather_targets(const DataRefs& data, int k, const int64_t* rows_idx, int64_t start,
-                      int64_t batch);
-  void metrics(int64_t batch, double* sums);
-  void backward(int64_t batch);
-  void backward_node(int i, int64_t batch);
-  double regularization(bool with_grad);
-  void update();
-  void check_embedding_ids(int64_t batch);
+  void check_embedding_ids(const std::vector<const float*>& x, int64_t rows) const;
+  void begin_batch(const Step& st, const std::vector<const float*>& x, const DataRefs* data,
+                   const int64_t* perm, int64_t start, int64_t batch, int64_t next_count);
+  void forward(const Step& st);
+  void forward_node(const Step& st, int i);
+  double loss_and_metrics(const Step& st, double* output_losses, double* metric_sums,
+                          bool with_grad);
+  void backward(const Step& st);
+  void backward_node(const Step& st, int i);
+  double regularize_and_update(const Step& st, bool apply);
+  void finish_update(const Step& st);
+  double regularization_value() const;
   float* param(int node, int slot) const;
-  void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-            const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+  float* param_grad(int p);
+  bool param_grad_wanted(int p) const;
+  bool accumulates(int in, int node, int slot) const;
+  void gemm(const Step& st, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a,
+            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
             const GemmEpilogue* ep = nullptr);
-  void add_time(ProfileCategory c, double seconds) { prof_[c] += seconds; }
-  float* param_grad(int p, bool* accumulate);
-  // The gradient buffer of node `in` for a contribution of n values: *accumulate tells whether
-  // to add to it (another consumer already wrote) or overwrite; nullptr when `in` needs none.
-  float* grad_target(int in, bool* accumulate);
 
   std::vector<NodeSpec> nodes_;
   std::vector<ParamSpec> params_;
@@ -165,6 +171,13 @@ class Graph {
   std::vector<bool> fused_;          // per node: its gradient arrives w.r.t. pre-activation
   std::vector<bool> requires_grad_;  // per node: a trainable parameter lies at or before it
   std::vector<bool> keeps_input_;    // per node: activation backward needs its input (pre_)
+  // The backward plan (fixed at compile): nodes that receive a gradient; the (node, input
+  // slot) that writes each node's gradient first ({-1, 0}: the loss), later writers add; the
+  // node that writes each parameter's gradient first (-1: none).
+  std::vector<bool> has_grad_;
+  std::vector<std::pair<int, int>> first_writer_;
+  std::vector<int> param_first_writer_;
+  bool has_constraints_ = false;
 
   bool compiled_ = false;
   std::vector<OutputSpec> output_specs_;
@@ -175,15 +188,12 @@ class Graph {
   int64_t capacity_ = 0;
   std::vector<std::vector<float>> out_buf_, grad_buf_, pre_buf_, aux_buf_;
   std::vector<const float*> out_;  // per node: its output for this batch
-  std::vector<bool> grad_ready_;
   std::vector<std::vector<float>> target_buf_;  // per output: gathered targets
   std::vector<const float*> target_;
   std::vector<float> scratch_;
-  std::vector<double> dscratch_;  // per-feature sums of BatchNormalization
 
   std::vector<int64_t> grad_offset_;  // per parameter, into grads_
   std::vector<float> grads_;
-  std::vector<bool> param_grad_ready_;
   std::vector<float> slots_;
   int slot_count_ = 0;
   bool profiling_ = false;

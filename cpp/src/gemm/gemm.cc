@@ -166,65 +166,104 @@ void check(bool ok, const char* what) {
   if (!ok) throw std::invalid_argument(std::string("sgemm: ") + what);
 }
 
+// How a product is shared: nt threads, each a contiguous range of MR-row (or NR-column) tiles.
+struct Split {
+  int nt;
+  bool split_m;
+  int64_t tiles, step, extent;
+};
+
+Split plan_split(const KernelInfo& ki, const Problem& pr, int max_threads) {
+  const double work =
+      static_cast<double>(pr.m) * static_cast<double>(pr.n) * static_cast<double>(pr.k);
+  int nt = static_cast<int>(std::min<double>(max_threads, std::max(1.0, work / kMinWorkPerThread)));
+  // Split along whichever of M (in MR steps) or N (in NR steps) gives more, evener parts.
+  const int64_t m_tiles = (pr.m + ki.mr - 1) / ki.mr;
+  const int64_t n_tiles = (pr.n + ki.nr - 1) / ki.nr;
+  Split sp;
+  sp.split_m = m_tiles >= n_tiles;
+  sp.tiles = sp.split_m ? m_tiles : n_tiles;
+  sp.step = sp.split_m ? ki.mr : ki.nr;
+  sp.extent = sp.split_m ? pr.m : pr.n;
+  sp.nt = static_cast<int>(std::min<int64_t>(nt, sp.tiles));
+  return sp;
+}
+
+// Thread t's share of the product under `sp` (nothing when t >= sp.nt).
+void run_share(const KernelInfo& ki, const Problem& pr, const Split& sp, int t) {
+  if (t >= sp.nt) return;
+  const int64_t lo = std::min(sp.tiles * t / sp.nt * sp.step, sp.extent);
+  const int64_t hi = std::min(sp.tiles * (t + 1) / sp.nt * sp.step, sp.extent);
+  if (lo >= hi) return;
+  if (sp.split_m) {
+    gemm_block(ki, pr, lo, hi, 0, pr.n);
+  } else {
+    gemm_block(ki, pr, 0, pr.m, lo, hi);
+  }
+}
+
+// Validates the arguments and fills *pr; false when there is nothing to compute.
+bool make_problem(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                  int64_t ldc, const GemmEpilogue& epilogue, Problem* pr) {
+  check(m >= 0 && n >= 0 && k >= 0, "m, n and k must be >= 0");
+  check(ldc >= std::max<int64_t>(n, 1), "ldc must be >= max(n, 1)");
+  check(lda >= std::max<int64_t>(trans_a ? m : k, 1), "lda too small for op(A)");
+  check(ldb >= std::max<int64_t>(trans_b ? k : n, 1), "ldb too small for op(B)");
+  if (m == 0 || n == 0) return false;
+  pr->m = m;
+  pr->n = n;
+  pr->k = k;
+  pr->alpha = alpha;
+  pr->beta = beta;
+  pr->a = a;
+  pr->a_rs = trans_a ? 1 : lda;
+  pr->a_cs = trans_a ? lda : 1;
+  pr->b = b;
+  pr->b_rs = trans_b ? 1 : ldb;
+  pr->b_cs = trans_b ? ldb : 1;
+  pr->c = c;
+  pr->ldc = ldc;
+  pr->ep = epilogue;
+  return true;
+}
+
 }  // namespace
 
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
            const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
            int64_t ldc, const GemmEpilogue& epilogue) {
-  check(m >= 0 && n >= 0 && k >= 0, "m, n and k must be >= 0");
-  check(ldc >= std::max<int64_t>(n, 1), "ldc must be >= max(n, 1)");
-  check(lda >= std::max<int64_t>(trans_a ? m : k, 1), "lda too small for op(A)");
-  check(ldb >= std::max<int64_t>(trans_b ? k : n, 1), "ldb too small for op(B)");
-  if (m == 0 || n == 0) return;
-
   Problem pr;
-  pr.m = m;
-  pr.n = n;
-  pr.k = k;
-  pr.alpha = alpha;
-  pr.beta = beta;
-  pr.a = a;
-  pr.a_rs = trans_a ? 1 : lda;
-  pr.a_cs = trans_a ? lda : 1;
-  pr.b = b;
-  pr.b_rs = trans_b ? 1 : ldb;
-  pr.b_cs = trans_b ? ldb : 1;
-  pr.c = c;
-  pr.ldc = ldc;
-  pr.ep = epilogue;
+  if (!make_problem(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue,
+                    &pr))
+    return;
   if (k == 0 || alpha == 0.0f) {
     scale_c(pr);
     return;
   }
-
   const KernelInfo& ki = *gemm::active_kernel_info();
-  const double work = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
-  int nt = get_num_threads();
-  nt = static_cast<int>(std::min<double>(nt, std::max(1.0, work / kMinWorkPerThread)));
-  // Split along whichever of M (in MR steps) or N (in NR steps) gives more, evener parts.
-  const int64_t m_tiles = (m + ki.mr - 1) / ki.mr;
-  const int64_t n_tiles = (n + ki.nr - 1) / ki.nr;
-  const bool split_m = m_tiles >= n_tiles;
-  nt = static_cast<int>(std::min<int64_t>(nt, split_m ? m_tiles : n_tiles));
-  if (nt <= 1) {
+  const Split sp = plan_split(ki, pr, get_num_threads());
+  if (sp.nt <= 1) {
     gemm_block(ki, pr, 0, m, 0, n);
     return;
   }
-#pragma omp parallel num_threads(nt)
-  {
-    const int t = omp_get_thread_num();
-    const int64_t tiles = split_m ? m_tiles : n_tiles;
-    const int64_t step = split_m ? ki.mr : ki.nr;
-    const int64_t lo = std::min(tiles * t / nt * step, split_m ? m : n);
-    const int64_t hi = std::min(tiles * (t + 1) / nt * step, split_m ? m : n);
-    if (lo < hi) {
-      if (split_m) {
-        gemm_block(ki, pr, lo, hi, 0, n);
-      } else {
-        gemm_block(ki, pr, 0, m, lo, hi);
-      }
-    }
+#pragma omp parallel num_threads(sp.nt)
+  run_share(ki, pr, sp, omp_get_thread_num());
+}
+
+void sgemm_share(int ith, int nth, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                 float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
+                 float beta, float* c, int64_t ldc, const GemmEpilogue& epilogue) {
+  Problem pr;
+  if (!make_problem(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue,
+                    &pr))
+    return;
+  if (k == 0 || alpha == 0.0f) {
+    if (ith == 0) scale_c(pr);
+    return;
   }
+  const KernelInfo& ki = *gemm::active_kernel_info();
+  run_share(ki, pr, plan_split(ki, pr, nth), ith);
 }
 
 }  // namespace densitron

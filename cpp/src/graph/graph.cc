@@ -1,8 +1,11 @@
 // Graph executor: forward in node order, loss on the outputs, backward in reverse order with
 // gradients summed where a node feeds several consumers, regularization, then one optimizer pass
 // per parameter and its constraint. Buffers grow only when a larger batch arrives; a step
-// allocates nothing. Random ops (Dropout, GaussianNoise) draw from a counter-based hash of
-// (seed, step, element), so results do not depend on the thread count.
+// allocates nothing. A run of batches is one OpenMP parallel region: every op splits its work
+// into per-thread shares (rows, columns or GEMM tiles; never the summation order) and the
+// threads meet at a barrier between ops, so a step costs no fork/join. Random ops (Dropout,
+// GaussianNoise) draw from a counter-based hash of (seed, step, element), so results do not
+// depend on the thread count.
 #include "densitron/graph.h"
 
 #include <algorithm>
@@ -12,6 +15,9 @@
 #include <stdexcept>
 #include <string>
 
+#include <omp.h>
+
+#include "densitron/cpu.h"
 #include "densitron/gemm.h"
 
 namespace densitron {
@@ -61,9 +67,28 @@ void put(float* dst, const float* src, int64_t n, bool accumulate) {
   }
 }
 
-bool is_merge(OpType op) {
-  return op == OpType::kAdd || op == OpType::kSubtract || op == OpType::kMultiply ||
-         op == OpType::kAverage || op == OpType::kMaximum || op == OpType::kMinimum;
+// Thread ith's share [lo, hi) of n items: contiguous chunks of `align` items, and no more
+// threads than n / min_items allows (the rest get nothing).
+struct Share {
+  int64_t lo, hi;
+};
+
+Share share_of(int64_t n, int ith, int nth, int64_t min_items = 1, int64_t align = 1) {
+  const int64_t useful = std::max<int64_t>(1, std::min<int64_t>(nth, n / std::max<int64_t>(min_items, 1)));
+  if (ith >= useful) return {n, n};
+  const int64_t chunks = (n + align - 1) / align;
+  const int64_t lo = std::min(n, chunks * ith / useful * align);
+  const int64_t hi = std::min(n, chunks * (ith + 1) / useful * align);
+  return {lo, hi};
+}
+
+// Elementwise work below this many values per thread is not worth splitting.
+constexpr int64_t kMinElementsPerThread = 2048;
+
+inline void sync(int nth) {
+  if (nth > 1) {
+#pragma omp barrier
+  }
 }
 
 [[noreturn]] void bad(const std::string& what) { throw std::invalid_argument(what); }
@@ -183,6 +208,7 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
         if (param_size(node.params[0]) != node.iattrs[0] * node.last_dim)
           bad("Embedding table size");
         if (in0->width * node.last_dim != node.width) bad("Embedding output width");
+        if (in0->op != OpType::kInput) bad("Embedding must read a model Input directly");
         break;
     }
   }
@@ -195,7 +221,6 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
   pre_buf_.resize(n);
   aux_buf_.resize(n);
   out_.assign(n, nullptr);
-  grad_ready_.assign(n, false);
   fused_.assign(n, false);
   requires_grad_.assign(n, false);
   keeps_input_.assign(n, false);
@@ -211,7 +236,6 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
     total += params_[p].size;
   }
   grads_.assign(total, 0.0f);
-  param_grad_ready_.assign(params_.size(), false);
 }
 
 int Graph::num_metrics() const {
@@ -232,29 +256,62 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
     const bool sparse = outputs[k].loss == Loss::kSparseCategoricalCrossentropy;
     if (outputs[k].target_width != (sparse ? sub_rows : node.width)) bad("target width");
   }
+  const int n = static_cast<int>(nodes_.size());
+  std::vector<int> loss_count(n, 0);
+  for (const OutputSpec& o : outputs) loss_count[o.node]++;
+  for (int c : loss_count)
+    if (c > 1) bad("a node can carry one loss");
   output_specs_ = std::move(outputs);
   optimizer_ = optimizer;
   for (size_t p = 0; p < params_.size(); ++p) params_[p].trainable = trainable[p];
+
   // requires_grad: some trainable parameter lies at or before the node.
-  for (size_t i = 0; i < nodes_.size(); ++i) {
+  for (int i = 0; i < n; ++i) {
     const NodeSpec& node = nodes_[i];
     bool rg = false;
     for (int in : node.inputs) rg = rg || requires_grad_[in];
-    if (node.op != OpType::kBatchNorm) {
-      for (int p : node.params) rg = rg || (p >= 0 && params_[p].trainable);
-    } else {
-      for (int s = 0; s < 2; ++s) rg = rg || (node.params[s] >= 0 && params_[node.params[s]].trainable);
-    }
+    const size_t own = node.op == OpType::kBatchNorm ? 2 : node.params.size();
+    for (size_t s = 0; s < own; ++s)
+      rg = rg || (node.params[s] >= 0 && params_[node.params[s]].trainable);
     requires_grad_[i] = rg;
   }
+  // The backward plan, fixed for every step: which nodes receive a gradient, and who writes
+  // each gradient first (later writers accumulate).
+  has_grad_.assign(n, false);
+  first_writer_.assign(n, {-2, 0});  // {-1, 0}: the loss writes first
+  for (int i = n - 1; i >= 0; --i) {
+    if (loss_count[i] > 0) {
+      has_grad_[i] = true;
+      first_writer_[i] = {-1, 0};
+    }
+    if (!has_grad_[i] || nodes_[i].op == OpType::kEmbedding) continue;
+    const std::vector<int>& ins = nodes_[i].inputs;
+    for (size_t s = 0; s < ins.size(); ++s) {
+      const int in = ins[s];
+      if (!requires_grad_[in]) continue;
+      if (!has_grad_[in]) first_writer_[in] = {i, static_cast<int>(s)};
+      has_grad_[in] = true;
+    }
+  }
+  param_first_writer_.assign(params_.size(), -1);
+  for (int i = n - 1; i >= 0; --i) {
+    if (!has_grad_[i]) continue;
+    const NodeSpec& node = nodes_[i];
+    const size_t own = node.op == OpType::kBatchNorm ? 2 : node.params.size();
+    for (size_t s = 0; s < own; ++s) {
+      const int p = node.params[s];
+      if (p >= 0 && params_[p].trainable && param_first_writer_[p] < 0) param_first_writer_[p] = i;
+    }
+  }
+  has_constraints_ = false;
+  for (const ParamSpec& ps : params_)
+    has_constraints_ = has_constraints_ || ps.constraint != ConstraintKind::kNone;
   // A softmax (sigmoid) output read by nothing else hands the loss gradient straight to its
   // logits: the cross-entropy and the activation's Jacobian collapse to p - y.
   std::fill(fused_.begin(), fused_.end(), false);
-  std::vector<int> loss_count(nodes_.size(), 0);
-  for (const OutputSpec& o : output_specs_) loss_count[o.node]++;
   for (const OutputSpec& o : output_specs_) {
     const NodeSpec& node = nodes_[o.node];
-    if (consumers_[o.node] != 0 || loss_count[o.node] != 1) continue;
+    if (consumers_[o.node] != 0) continue;
     if (node.op != OpType::kDense && node.op != OpType::kActivation) continue;
     const bool categorical = o.loss == Loss::kCategoricalCrossentropy ||
                              o.loss == Loss::kSparseCategoricalCrossentropy;
@@ -271,6 +328,10 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
   compiled_ = true;
 }
 
+bool Graph::accumulates(int in, int node, int slot) const {
+  return !(first_writer_[in].first == node && first_writer_[in].second == slot);
+}
+
 void Graph::ensure_capacity(int64_t rows) {
   if (rows <= capacity_) return;
   int64_t scratch = 0;
@@ -280,12 +341,11 @@ void Graph::ensure_capacity(int64_t rows) {
     out_buf_[i].resize(n);
     if (node.op != OpType::kInput) grad_buf_[i].resize(n);
     if (keeps_input_[i]) pre_buf_[i].resize(n);
-    if (node.op == OpType::kBatchNorm) {
-      aux_buf_[i].resize(2 * node.last_dim);
-      dscratch_.resize(std::max<size_t>(dscratch_.size(), 2 * node.last_dim));
-    }
+    if (node.op == OpType::kBatchNorm) aux_buf_[i].resize(2 * node.last_dim);
     if (node.op == OpType::kLayerNorm) aux_buf_[i].resize(2 * rows * node.width / node.last_dim);
-    if (is_merge(node.op) || node.op == OpType::kActivation) scratch = std::max(scratch, n);
+    if (node.op == OpType::kMultiply || node.op == OpType::kMaximum ||
+        node.op == OpType::kMinimum)
+      scratch = std::max(scratch, n);
   }
   scratch_.resize(scratch);
   for (size_t k = 0; k < output_specs_.size(); ++k)
@@ -293,65 +353,23 @@ void Graph::ensure_capacity(int64_t rows) {
   capacity_ = rows;
 }
 
-void Graph::bind_inputs(const std::vector<const float*>& x, const int64_t* rows_idx,
-                        int64_t start, int64_t count) {
-  ProfileScope scope(profiling_, &prof_[kProfGather]);
-  for (size_t k = 0; k < inputs_.size(); ++k) {
-    const int node = inputs_[k];
-    const int64_t w = nodes_[node].width;
-    if (rows_idx == nullptr) {  // contiguous rows: read the caller's array in place
-      out_[node] = x[k] + start * w;
-      continue;
-    }
-    float* buf = out_buf_[node].data();
-    for (int64_t r = 0; r < count; ++r)
-      std::memcpy(buf + r * w, x[k] + rows_idx[start + r] * w, w * sizeof(float));
-    out_[node] = buf;
-  }
-}
-
-void Graph::prefetch_rows(const DataRefs& data, const int64_t* rows_idx, int64_t start,
-                          int64_t count) {
-  // Random rows of a large array miss every cache level; asking for the next batch's rows
-  // while this one computes hides most of that latency.
-  if (rows_idx == nullptr || count <= 0) return;
-  ProfileScope scope(profiling_, &prof_[kProfGather]);
-  for (size_t k = 0; k < inputs_.size(); ++k) {
-    const int64_t bytes = nodes_[inputs_[k]].width * static_cast<int64_t>(sizeof(float));
-    for (int64_t r = 0; r < count; ++r) {
-      const char* row = reinterpret_cast<const char*>(data.x[k] + rows_idx[start + r] *
-                                                      nodes_[inputs_[k]].width);
-      for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(row + off, 0, 2);
-    }
-  }
-}
-
-void Graph::gather_targets(const DataRefs& data, int k, const int64_t* rows_idx, int64_t start,
-                           int64_t batch) {
-  const int64_t w = output_specs_[k].target_width;
-  if (rows_idx == nullptr) {
-    target_[k] = data.y[k] + start * w;
-    return;
-  }
-  float* buf = target_buf_[k].data();
-  for (int64_t r = 0; r < batch; ++r)
-    std::memcpy(buf + r * w, data.y[k] + rows_idx[start + r] * w, w * sizeof(float));
-  target_[k] = buf;
-}
-
 void Graph::reset_profile() {
   for (double& v : prof_) v = 0.0;
 }
 
-std::vector<double> Graph::profile() const { return std::vector<double>(prof_, prof_ + kProfCount); }
+std::vector<double> Graph::profile() const {
+  return std::vector<double>(prof_, prof_ + kProfCount);
+}
 
-void Graph::gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
-                 const GemmEpilogue* ep) {
+void Graph::gemm(const Step& st, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                 const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                 int64_t ldc, const GemmEpilogue* ep) {
   // GEMM time is moved from the enclosing node's elementwise slot to the GEMM slot.
-  const double t0 = profiling_ ? now_seconds() : 0.0;
-  sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc, ep ? *ep : GemmEpilogue());
-  if (profiling_) {
+  const bool timed = profiling_ && st.ith == 0;
+  const double t0 = timed ? now_seconds() : 0.0;
+  sgemm_share(st.ith, st.nth, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc,
+              ep ? *ep : GemmEpilogue());
+  if (timed) {
     const double dt = now_seconds() - t0;
     prof_[kProfGemm] += dt;
     prof_[kProfElementwise] -= dt;
@@ -363,12 +381,22 @@ float* Graph::param(int node, int slot) const {
   return p >= 0 ? params_[p].data : nullptr;
 }
 
-void Graph::check_embedding_ids(int64_t batch) {
-  for (size_t i = 0; i < nodes_.size(); ++i) {
-    const NodeSpec& node = nodes_[i];
+float* Graph::param_grad(int p) {
+  return grads_.data() + grad_offset_[p];
+}
+
+bool Graph::param_grad_wanted(int p) const {
+  return p >= 0 && params_[p].trainable && param_first_writer_[p] >= 0;
+}
+
+void Graph::check_embedding_ids(const std::vector<const float*>& x, int64_t rows) const {
+  for (const NodeSpec& node : nodes_) {
     if (node.op != OpType::kEmbedding) continue;
-    const float* ids = out_[node.inputs[0]];
-    const int64_t n = batch * nodes_[node.inputs[0]].width;
+    const int in = node.inputs[0];
+    size_t k = 0;
+    while (k < inputs_.size() && inputs_[k] != in) ++k;
+    const float* ids = x[k];
+    const int64_t n = rows * nodes_[in].width;
     const float limit = static_cast<float>(node.iattrs[0]);
     for (int64_t j = 0; j < n; ++j) {
       const float v = ids[j];
@@ -379,23 +407,85 @@ void Graph::check_embedding_ids(int64_t batch) {
   }
 }
 
-void Graph::forward(int64_t batch, bool training) {
-  check_embedding_ids(batch);
+// --- one batch ---------------------------------------------------------------------------
+
+void Graph::begin_batch(const Step& st, const std::vector<const float*>& x,
+                        const DataRefs* data, const int64_t* perm, int64_t start,
+                        int64_t batch, int64_t next_count) {
+  ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfGather]);
+  if (st.ith == 0) {
+    for (size_t k = 0; k < inputs_.size(); ++k) {
+      const int node = inputs_[k];
+      out_[node] = perm ? out_buf_[node].data() : x[k] + start * nodes_[node].width;
+    }
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      const NodeSpec& node = nodes_[i];
+      if (node.op == OpType::kInput) continue;
+      const bool noop_random = (node.op == OpType::kDropout || node.op == OpType::kGaussianNoise) &&
+                               (!st.training || node.fattrs[0] == 0.0);
+      out_[i] = (node.op == OpType::kReshape || noop_random) ? out_[node.inputs[0]]
+                                                              : out_buf_[i].data();
+    }
+    if (data != nullptr) {
+      for (size_t k = 0; k < output_specs_.size(); ++k)
+        target_[k] = perm ? target_buf_[k].data()
+                          : data->y[k] + start * output_specs_[k].target_width;
+    }
+  }
+  if (perm != nullptr) {
+    // Each thread copies its share of the batch rows; then asks for the next batch's rows,
+    // which miss every cache level, while this one computes.
+    const Share sh = share_of(batch, st.ith, st.nth, 4);
+    for (size_t k = 0; k < inputs_.size(); ++k) {
+      const int64_t w = nodes_[inputs_[k]].width;
+      float* buf = out_buf_[inputs_[k]].data();
+      for (int64_t r = sh.lo; r < sh.hi; ++r)
+        std::memcpy(buf + r * w, x[k] + perm[start + r] * w, w * sizeof(float));
+    }
+    if (data != nullptr) {
+      for (size_t k = 0; k < output_specs_.size(); ++k) {
+        const int64_t w = output_specs_[k].target_width;
+        for (int64_t r = sh.lo; r < sh.hi; ++r)
+          std::memcpy(target_buf_[k].data() + r * w, data->y[k] + perm[start + r] * w,
+                      w * sizeof(float));
+      }
+    }
+    const Share nx = share_of(next_count, st.ith, st.nth, 4);
+    for (size_t k = 0; k < inputs_.size(); ++k) {
+      const int64_t bytes = nodes_[inputs_[k]].width * static_cast<int64_t>(sizeof(float));
+      for (int64_t r = nx.lo; r < nx.hi; ++r) {
+        const char* row = reinterpret_cast<const char*>(
+            x[k] + perm[start + batch + r] * nodes_[inputs_[k]].width);
+        for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(row + off, 0, 2);
+      }
+    }
+  }
+  sync(st.nth);
+}
+
+void Graph::forward(const Step& st) {
   for (size_t i = 0; i < nodes_.size(); ++i) {
-    if (nodes_[i].op == OpType::kInput) continue;  // bound by bind_inputs
-    forward_node(static_cast<int>(i), batch, training);
+    const OpType op = nodes_[i].op;
+    if (op == OpType::kInput || op == OpType::kReshape) continue;
+    if (out_[i] != out_buf_[i].data()) continue;  // an identity this step (Dropout in inference)
+    forward_node(st, static_cast<int>(i));
+    sync(st.nth);
   }
 }
 
-void Graph::forward_node(int i, int64_t batch, bool training) {
-  ProfileScope scope(profiling_, &prof_[kProfElementwise]);
+void Graph::forward_node(const Step& st, int i) {
+  ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfElementwise]);
   const NodeSpec& node = nodes_[i];
+  const int ith = st.ith, nth = st.nth;
   float* y = out_buf_[i].data();
   const int64_t w = node.width, last = node.last_dim;
-  const int64_t n = batch * w, rows = n / last;
+  const int64_t n = st.batch * w, rows = n / last;
   const float* x = out_[node.inputs[0]];
+  const Share el = share_of(n, ith, nth, kMinElementsPerThread, 16);
+  const Share rw = share_of(rows, ith, nth, std::max<int64_t>(1, kMinElementsPerThread / last));
   switch (node.op) {
     case OpType::kInput:
+    case OpType::kReshape:
       return;
     case OpType::kDense: {
       const int64_t in_last = nodes_[node.inputs[0]].last_dim;
@@ -403,95 +493,96 @@ void Graph::forward_node(int i, int64_t batch, bool training) {
       ep.bias = param(i, 1);
       EpilogueAct fused_act;
       const bool fusable = epilogue_for(node.activation, node.act_params, &fused_act);
-      if (keeps_input_[i]) {
-        float* z = pre_buf_[i].data();
-        gemm(false, false, rows, last, in_last, x, in_last, param(i, 0), last, 0.0f, z, last,
+      if (fusable && !keeps_input_[i]) {
+        ep.act = fused_act;
+        gemm(st, false, false, rows, last, in_last, x, in_last, param(i, 0), last, 0.0f, y, last,
              &ep);
-        activation_forward(node.activation, node.act_params, z, y, rows, last);
-      } else {
-        if (fusable) ep.act = fused_act;
-        gemm(false, false, rows, last, in_last, x, in_last, param(i, 0), last, 0.0f, y, last,
-             &ep);
-        if (!fusable) activation_forward(node.activation, node.act_params, y, y, rows, last);
+        return;
       }
-      break;
+      float* z = keeps_input_[i] ? pre_buf_[i].data() : y;
+      gemm(st, false, false, rows, last, in_last, x, in_last, param(i, 0), last, 0.0f, z, last,
+           &ep);
+      sync(nth);
+      if (rw.lo < rw.hi)
+        activation_forward(node.activation, node.act_params, z + rw.lo * last, y + rw.lo * last,
+                           rw.hi - rw.lo, last);
+      return;
     }
     case OpType::kActivation:
-      activation_forward(node.activation, node.act_params, x, y, rows, last);
-      break;
-    case OpType::kReshape:
-      out_[i] = x;
+      if (rw.lo < rw.hi)
+        activation_forward(node.activation, node.act_params, x + rw.lo * last, y + rw.lo * last,
+                           rw.hi - rw.lo, last);
       return;
     case OpType::kDropout: {
       const float rate = static_cast<float>(node.fattrs[0]);
-      if (!training || rate == 0.0f) {
-        out_[i] = x;
-        return;
-      }
       const float scale = 1.0f / (1.0f - rate);
       const uint64_t seed = static_cast<uint64_t>(node.iattrs[0]);
-      for (int64_t j = 0; j < n; ++j)
+      for (int64_t j = el.lo; j < el.hi; ++j)
         y[j] = hash_uniform(seed, iterations_, j) >= rate ? x[j] * scale : 0.0f;
-      break;
+      return;
     }
     case OpType::kGaussianNoise: {
       const float stddev = static_cast<float>(node.fattrs[0]);
-      if (!training || stddev == 0.0f) {
-        out_[i] = x;
-        return;
-      }
       const uint64_t seed = static_cast<uint64_t>(node.iattrs[0]);
-      for (int64_t j = 0; j < n; ++j) {
+      for (int64_t j = el.lo; j < el.hi; ++j) {
         const float u1 = hash_uniform(seed, iterations_, 2 * j);
         const float u2 = hash_uniform(seed, iterations_, 2 * j + 1);
-        const float z = std::sqrt(-2.0f * std::log(u1)) * std::cos(6.2831853f * u2);
-        y[j] = x[j] + stddev * z;
+        y[j] = x[j] + stddev * std::sqrt(-2.0f * std::log(u1)) * std::cos(6.2831853f * u2);
       }
-      break;
+      return;
     }
     case OpType::kAdd:
     case OpType::kAverage:
-      std::memcpy(y, x, n * sizeof(float));
-      for (size_t k = 1; k < node.inputs.size(); ++k) add_into(y, out_[node.inputs[k]], n);
-      if (node.op == OpType::kAverage) {
-        const float inv = 1.0f / static_cast<float>(node.inputs.size());
-        for (int64_t j = 0; j < n; ++j) y[j] *= inv;
-      }
-      break;
-    case OpType::kSubtract: {
-      const float* b = out_[node.inputs[1]];
-      for (int64_t j = 0; j < n; ++j) y[j] = x[j] - b[j];
-      break;
-    }
+    case OpType::kSubtract:
     case OpType::kMultiply:
     case OpType::kMaximum:
-    case OpType::kMinimum:
-      std::memcpy(y, x, n * sizeof(float));
+    case OpType::kMinimum: {
+      if (el.lo >= el.hi) return;
+      const int64_t len = el.hi - el.lo;
+      float* yy = y + el.lo;
+      std::memcpy(yy, x + el.lo, len * sizeof(float));
       for (size_t k = 1; k < node.inputs.size(); ++k) {
-        const float* b = out_[node.inputs[k]];
-        if (node.op == OpType::kMultiply) {
-          for (int64_t j = 0; j < n; ++j) y[j] *= b[j];
-        } else if (node.op == OpType::kMaximum) {
-          for (int64_t j = 0; j < n; ++j) y[j] = b[j] > y[j] ? b[j] : y[j];
-        } else {
-          for (int64_t j = 0; j < n; ++j) y[j] = b[j] < y[j] ? b[j] : y[j];
+        const float* b = out_[node.inputs[k]] + el.lo;
+        switch (node.op) {
+          case OpType::kSubtract:
+            for (int64_t j = 0; j < len; ++j) yy[j] -= b[j];
+            break;
+          case OpType::kMultiply:
+            for (int64_t j = 0; j < len; ++j) yy[j] *= b[j];
+            break;
+          case OpType::kMaximum:
+            for (int64_t j = 0; j < len; ++j) yy[j] = b[j] > yy[j] ? b[j] : yy[j];
+            break;
+          case OpType::kMinimum:
+            for (int64_t j = 0; j < len; ++j) yy[j] = b[j] < yy[j] ? b[j] : yy[j];
+            break;
+          default:
+            add_into(yy, b, len);
         }
       }
-      break;
+      if (node.op == OpType::kAverage) {
+        const float inv = 1.0f / static_cast<float>(node.inputs.size());
+        for (int64_t j = 0; j < len; ++j) yy[j] *= inv;
+      }
+      return;
+    }
     case OpType::kConcatenate: {
       const int64_t blocks = node.iattrs[0];
       const int64_t block_w = w / blocks;
+      const Share bl = share_of(st.batch * blocks, ith, nth, 8);
       int64_t col = 0;
       for (int in : node.inputs) {
         const int64_t iw = nodes_[in].width / blocks;
         const float* src = out_[in];
-        for (int64_t r = 0; r < batch * blocks; ++r)
+        for (int64_t r = bl.lo; r < bl.hi; ++r)
           std::memcpy(y + r * block_w + col, src + r * iw, iw * sizeof(float));
         col += iw;
       }
-      break;
+      return;
     }
     case OpType::kBatchNorm: {
+      // Each thread owns a range of features: statistics over all rows, then normalization.
+      const Share cs = share_of(last, ith, nth, 16, 16);
       const float* gamma = param(i, 0);
       const float* beta = param(i, 1);
       float* mm = param(i, 2);
@@ -499,48 +590,40 @@ void Graph::forward_node(int i, int64_t batch, bool training) {
       const float eps = static_cast<float>(node.fattrs[1]);
       float* mean = aux_buf_[i].data();
       float* inv = mean + last;
-      if (training) {
-        double* sum = dscratch_.data();
-        double* sq = sum + last;
-        std::fill(sum, sum + 2 * last, 0.0);
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t c = 0; c < last; ++c) sum[c] += x[r * last + c];
-        for (int64_t c = 0; c < last; ++c) mean[c] = static_cast<float>(sum[c] / rows);
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t c = 0; c < last; ++c) {
-            const double d = x[r * last + c] - mean[c];
-            sq[c] += d * d;
-          }
-        const float momentum = static_cast<float>(node.fattrs[0]);
-        for (int64_t c = 0; c < last; ++c) {
-          const float var = static_cast<float>(sq[c] / rows);
+      for (int64_t c = cs.lo; c < cs.hi; ++c) {
+        if (st.training) {
+          double sum = 0.0, sq = 0.0;
+          for (int64_t r = 0; r < rows; ++r) sum += x[r * last + c];
+          const double mu = sum / rows;
+          for (int64_t r = 0; r < rows; ++r) sq += (x[r * last + c] - mu) * (x[r * last + c] - mu);
+          const float var = static_cast<float>(sq / rows);
+          mean[c] = static_cast<float>(mu);
           inv[c] = 1.0f / std::sqrt(var + eps);
           if (update_stats_) {
+            const float momentum = static_cast<float>(node.fattrs[0]);
             mm[c] = mm[c] * momentum + mean[c] * (1.0f - momentum);
             mv[c] = mv[c] * momentum + var * (1.0f - momentum);
           }
-        }
-      } else {
-        for (int64_t c = 0; c < last; ++c) {
+        } else {
           mean[c] = mm[c];
           inv[c] = 1.0f / std::sqrt(mv[c] + eps);
         }
       }
       for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = 0; c < last; ++c) {
+        for (int64_t c = cs.lo; c < cs.hi; ++c) {
           float v = (x[r * last + c] - mean[c]) * inv[c];
           if (gamma) v *= gamma[c];
           if (beta) v += beta[c];
           y[r * last + c] = v;
         }
-      break;
+      return;
     }
     case OpType::kLayerNorm: {
       const float* gamma = param(i, 0);
       const float* beta = param(i, 1);
       const float eps = static_cast<float>(node.fattrs[0]);
       float* stats = aux_buf_[i].data();
-      for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t r = rw.lo; r < rw.hi; ++r) {
         const float* xr = x + r * last;
         double sum = 0.0, sq = 0.0;
         for (int64_t c = 0; c < last; ++c) sum += xr[c];
@@ -558,137 +641,128 @@ void Graph::forward_node(int i, int64_t batch, bool training) {
           yr[c] = v;
         }
       }
-      break;
+      return;
     }
     case OpType::kEmbedding: {
       const float* table = param(i, 0);
-      const int64_t ids = batch * nodes_[node.inputs[0]].width;
-      for (int64_t j = 0; j < ids; ++j)
+      const Share ids = share_of(st.batch * nodes_[node.inputs[0]].width, ith, nth,
+                                 std::max<int64_t>(1, kMinElementsPerThread / last));
+      for (int64_t j = ids.lo; j < ids.hi; ++j)
         std::memcpy(y + j * last, table + static_cast<int64_t>(x[j]) * last, last * sizeof(float));
-      break;
+      return;
     }
   }
-  out_[i] = y;
 }
 
-double Graph::loss_and_grad(const DataRefs& data, const int64_t* rows_idx, int64_t start,
-                            int64_t batch, double* output_losses, bool with_grad) {
-  double total = 0.0;
-  for (size_t k = 0; k < output_specs_.size(); ++k) {
-    const OutputSpec& o = output_specs_[k];
-    const NodeSpec& node = nodes_[o.node];
-    const int64_t sub_rows = node.width / node.last_dim;  // loss rows per sample
-    {
-      ProfileScope scope(profiling_, &prof_[kProfGather]);
-      gather_targets(data, static_cast<int>(k), rows_idx, start, batch);
-    }
-    ProfileScope scope(profiling_, &prof_[kProfLoss]);
-    float* g = nullptr;
-    if (with_grad) {
-      g = grad_buf_[o.node].data();
-      grad_ready_[o.node] = true;
-    }
-    const double rows = static_cast<double>(batch * sub_rows);
-    const double sum = loss_forward_backward(o.loss, out_[o.node], target_[k], batch * sub_rows,
-                                             node.last_dim, g, rows / o.loss_weight,
-                                             fused_[o.node]) /
-                       static_cast<double>(sub_rows);
-    output_losses[k] += sum;
-    total += o.loss_weight * sum;
-  }
-  return total;
-}
-
-void Graph::metrics(int64_t batch, double* sums) {
+double Graph::loss_and_metrics(const Step& st, double* output_losses, double* metric_sums,
+                               bool with_grad) {
   ProfileScope scope(profiling_, &prof_[kProfLoss]);
+  double total = 0.0;
   int m = 0;
   for (size_t k = 0; k < output_specs_.size(); ++k) {
     const OutputSpec& o = output_specs_[k];
     const NodeSpec& node = nodes_[o.node];
-    const int64_t sub_rows = node.width / node.last_dim;
-    const int64_t rows = batch * sub_rows, cols = node.last_dim;
+    const int64_t sub_rows = node.width / node.last_dim;  // loss rows per sample
+    const int64_t rows = st.batch * sub_rows, cols = node.last_dim;
+    float* g = with_grad ? grad_buf_[o.node].data() : nullptr;
+    const double sum = loss_forward_backward(o.loss, out_[o.node], target_[k], rows, cols, g,
+                                             static_cast<double>(rows) / o.loss_weight,
+                                             fused_[o.node]) /
+                       static_cast<double>(sub_rows);
+    output_losses[k] += sum;
+    total += o.loss_weight * sum;
     for (const MetricSpec& spec : o.metrics) {
-      const double s = spec.is_accuracy
+      const double v = spec.is_accuracy
                            ? accuracy_sum(spec.accuracy, out_[o.node], target_[k], rows, cols,
                                           spec.threshold)
                            : loss_forward_backward(spec.loss, out_[o.node], target_[k], rows,
                                                    cols, nullptr, 1.0, false);
-      sums[m++] += s / static_cast<double>(sub_rows);
+      metric_sums[m++] += v / static_cast<double>(sub_rows);
     }
   }
+  return total;
 }
 
-float* Graph::grad_target(int in, bool* accumulate) {
-  if (!requires_grad_[in]) return nullptr;
-  *accumulate = grad_ready_[in];
-  grad_ready_[in] = true;
-  return grad_buf_[in].data();
-}
-
-float* Graph::param_grad(int p, bool* accumulate) {
-  if (p < 0 || !params_[p].trainable) return nullptr;
-  *accumulate = param_grad_ready_[p];
-  param_grad_ready_[p] = true;
-  return grads_.data() + grad_offset_[p];
-}
-
-void Graph::backward(int64_t batch) {
-  std::fill(param_grad_ready_.begin(), param_grad_ready_.end(), false);
+void Graph::backward(const Step& st) {
   for (int i = static_cast<int>(nodes_.size()) - 1; i >= 0; --i) {
-    if (!grad_ready_[i] || nodes_[i].op == OpType::kInput) continue;
-    backward_node(i, batch);
+    if (!has_grad_[i] || nodes_[i].op == OpType::kInput) continue;
+    backward_node(st, i);
+    sync(st.nth);
   }
 }
 
-void Graph::backward_node(int i, int64_t batch) {
-  ProfileScope scope(profiling_, &prof_[kProfElementwise]);
+void Graph::backward_node(const Step& st, int i) {
+  ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfElementwise]);
   const NodeSpec& node = nodes_[i];
+  const int ith = st.ith, nth = st.nth;
   float* dy = grad_buf_[i].data();
   const int64_t w = node.width, last = node.last_dim;
-  const int64_t n = batch * w, rows = n / last;
+  const int64_t n = st.batch * w, rows = n / last;
   const int in = node.inputs[0];
   const float* x = out_[in];
+  const Share el = share_of(n, ith, nth, kMinElementsPerThread, 16);
+  const Share rw = share_of(rows, ith, nth, std::max<int64_t>(1, kMinElementsPerThread / last));
+  // The gradient buffer of input slot s, or nullptr when that input takes none.
+  auto target = [&](size_t s, bool* acc) -> float* {
+    const int src = node.inputs[s];
+    if (!requires_grad_[src]) return nullptr;
+    *acc = accumulates(src, i, static_cast<int>(s));
+    return grad_buf_[src].data();
+  };
   bool acc = false;
   switch (node.op) {
     case OpType::kInput:
       return;
     case OpType::kDense: {
-      if (!fused_[i])
-        activation_backward(node.activation, node.act_params,
-                            keeps_input_[i] ? pre_buf_[i].data() : nullptr, out_[i], dy, dy,
-                            rows, last);
+      if (!fused_[i] && node.activation != Activation::kLinear) {
+        if (rw.lo < rw.hi)
+          activation_backward(node.activation, node.act_params,
+                              keeps_input_[i] ? pre_buf_[i].data() + rw.lo * last : nullptr,
+                              out_[i] + rw.lo * last, dy + rw.lo * last, dy + rw.lo * last,
+                              rw.hi - rw.lo, last);
+        sync(nth);
+      }
       const int64_t in_last = nodes_[in].last_dim;
-      if (float* gw = param_grad(node.params[0], &acc))
-        gemm(true, false, in_last, last, rows, x, in_last, dy, last, acc ? 1.0f : 0.0f, gw,
-             last);
-      if (float* gb = param_grad(node.params[1], &acc)) column_sums(dy, rows, last, gb, acc);
-      if (float* gx = grad_target(in, &acc))
-        gemm(false, true, rows, in_last, last, dy, last, param(i, 0), last, acc ? 1.0f : 0.0f,
-             gx, in_last);
+      const int kp = node.params[0], bp = node.params[1];
+      if (param_grad_wanted(kp))
+        gemm(st, true, false, in_last, last, rows, x, in_last, dy, last,
+             param_first_writer_[kp] == i ? 0.0f : 1.0f, param_grad(kp), last);
+      if (param_grad_wanted(bp)) {
+        const Share cs = share_of(last, ith, nth, 64, 16);
+        float* gb = param_grad(bp);
+        if (param_first_writer_[bp] == i) std::fill(gb + cs.lo, gb + cs.hi, 0.0f);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = cs.lo; c < cs.hi; ++c) gb[c] += dy[r * last + c];
+      }
+      if (float* gx = target(0, &acc))
+        gemm(st, false, true, rows, in_last, last, dy, last, param(i, 0), last,
+             acc ? 1.0f : 0.0f, gx, in_last);
       return;
     }
     case OpType::kActivation: {
-      if (!requires_grad_[in]) return;
+      float* gx = target(0, &acc);
+      if (!gx || rw.lo >= rw.hi) return;
+      float* d = dy + rw.lo * last;
       if (!fused_[i]) {
         const bool need_x = activation_needs_input(node.activation, node.act_params);
-        activation_backward(node.activation, node.act_params, need_x ? x : nullptr, out_[i], dy,
-                            dy, rows, last);
+        activation_backward(node.activation, node.act_params, need_x ? x + rw.lo * last : nullptr,
+                            out_[i] + rw.lo * last, d, d, rw.hi - rw.lo, last);
       }
-      float* gx = grad_target(in, &acc);
-      put(gx, dy, n, acc);
+      put(gx + rw.lo * last, d, (rw.hi - rw.lo) * last, acc);
       return;
     }
     case OpType::kReshape:
     case OpType::kGaussianNoise:
-      if (float* gx = grad_target(in, &acc)) put(gx, dy, n, acc);
+      if (float* gx = target(0, &acc))
+        if (el.lo < el.hi) put(gx + el.lo, dy + el.lo, el.hi - el.lo, acc);
       return;
     case OpType::kDropout: {
-      float* gx = grad_target(in, &acc);
+      float* gx = target(0, &acc);
       if (!gx) return;
       const float rate = static_cast<float>(node.fattrs[0]);
       const float scale = 1.0f / (1.0f - rate);
       const uint64_t seed = static_cast<uint64_t>(node.iattrs[0]);
-      for (int64_t j = 0; j < n; ++j) {
+      for (int64_t j = el.lo; j < el.hi; ++j) {
         const float v = (rate == 0.0f || hash_uniform(seed, iterations_, j) >= rate)
                             ? dy[j] * scale : 0.0f;
         gx[j] = acc ? gx[j] + v : v;
@@ -696,59 +770,54 @@ void Graph::backward_node(int i, int64_t batch) {
       return;
     }
     case OpType::kAdd:
-    case OpType::kAverage: {
-      const float s = node.op == OpType::kAverage ? 1.0f / node.inputs.size() : 1.0f;
-      for (int k : node.inputs) {
-        float* gx = grad_target(k, &acc);
-        if (!gx) continue;
-        for (int64_t j = 0; j < n; ++j) gx[j] = (acc ? gx[j] : 0.0f) + s * dy[j];
-      }
-      return;
-    }
+    case OpType::kAverage:
     case OpType::kSubtract: {
-      if (float* gx = grad_target(node.inputs[0], &acc)) put(gx, dy, n, acc);
-      if (float* gx = grad_target(node.inputs[1], &acc))
-        for (int64_t j = 0; j < n; ++j) gx[j] = (acc ? gx[j] : 0.0f) - dy[j];
+      const float avg = node.op == OpType::kAverage ? 1.0f / node.inputs.size() : 1.0f;
+      for (size_t s = 0; s < node.inputs.size(); ++s) {
+        float* gx = target(s, &acc);
+        if (!gx) continue;
+        const float f = (node.op == OpType::kSubtract && s == 1) ? -1.0f : avg;
+        for (int64_t j = el.lo; j < el.hi; ++j) gx[j] = (acc ? gx[j] : 0.0f) + f * dy[j];
+      }
       return;
     }
     case OpType::kMultiply:
     case OpType::kMaximum:
     case OpType::kMinimum: {
       const size_t m = node.inputs.size();
-      for (size_t k = 0; k < m; ++k) {
-        float* gx = grad_target(node.inputs[k], &acc);
+      float* c = scratch_.data();
+      for (size_t s = 0; s < m; ++s) {
+        float* gx = target(s, &acc);
         if (!gx) continue;
-        float* c = scratch_.data();
-        if (node.op == OpType::kMultiply) {
-          std::memcpy(c, dy, n * sizeof(float));
-          for (size_t q = 0; q < m; ++q) {
-            if (q == k) continue;
-            const float* b = out_[node.inputs[q]];
-            for (int64_t j = 0; j < n; ++j) c[j] *= b[j];
-          }
-        } else {
-          // The gradient goes to the first input that holds the max (min).
-          for (int64_t j = 0; j < n; ++j) {
+        for (int64_t j = el.lo; j < el.hi; ++j) {
+          float v = dy[j];
+          if (node.op == OpType::kMultiply) {
+            for (size_t q = 0; q < m; ++q)
+              if (q != s) v *= out_[node.inputs[q]][j];
+          } else {
+            // The gradient goes to the first input that holds the max (min).
             size_t arg = 0;
             for (size_t q = 1; q < m; ++q) {
-              const float v = out_[node.inputs[q]][j], best = out_[node.inputs[arg]][j];
-              if (node.op == OpType::kMaximum ? v > best : v < best) arg = q;
+              const float a = out_[node.inputs[q]][j], best = out_[node.inputs[arg]][j];
+              if (node.op == OpType::kMaximum ? a > best : a < best) arg = q;
             }
-            c[j] = arg == k ? dy[j] : 0.0f;
+            if (arg != s) v = 0.0f;
           }
+          c[j] = v;
         }
-        put(gx, c, n, acc);
+        if (el.lo < el.hi) put(gx + el.lo, c + el.lo, el.hi - el.lo, acc);
       }
       return;
     }
     case OpType::kConcatenate: {
       const int64_t blocks = node.iattrs[0];
       const int64_t block_w = w / blocks;
+      const Share bl = share_of(st.batch * blocks, ith, nth, 8);
       int64_t col = 0;
-      for (int k : node.inputs) {
-        const int64_t iw = nodes_[k].width / blocks;
-        if (float* gx = grad_target(k, &acc))
-          for (int64_t r = 0; r < batch * blocks; ++r)
+      for (size_t s = 0; s < node.inputs.size(); ++s) {
+        const int64_t iw = nodes_[node.inputs[s]].width / blocks;
+        if (float* gx = target(s, &acc))
+          for (int64_t r = bl.lo; r < bl.hi; ++r)
             put(gx + r * iw, dy + r * block_w + col, iw, acc);
         col += iw;
       }
@@ -761,40 +830,41 @@ void Graph::backward_node(int i, int64_t batch) {
       const float* stats = aux_buf_[i].data();
       auto mean_of = [&](int64_t r, int64_t c) { return bn ? stats[c] : stats[2 * r]; };
       auto inv_of = [&](int64_t r, int64_t c) { return bn ? stats[last + c] : stats[2 * r + 1]; };
-      bool acc_g = false, acc_b = false;
-      float* gg = param_grad(node.params[0], &acc_g);
-      float* gb = param_grad(node.params[1], &acc_b);
-      if (gg && !acc_g) std::fill(gg, gg + last, 0.0f);
-      if (gb && !acc_b) std::fill(gb, gb + last, 0.0f);
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = 0; c < last; ++c) {
-          const float xhat = (x[r * last + c] - mean_of(r, c)) * inv_of(r, c);
-          if (gg) gg[c] += dy[r * last + c] * xhat;
-          if (gb) gb[c] += dy[r * last + c];
-        }
-      float* gx = grad_target(in, &acc);
+      // gamma and beta: sums over rows, each thread a range of features.
+      const Share cs = share_of(last, ith, nth, 16, 16);
+      const int gp = node.params[0], bp = node.params[1];
+      float* gg = param_grad_wanted(gp) ? param_grad(gp) : nullptr;
+      float* gb = param_grad_wanted(bp) ? param_grad(bp) : nullptr;
+      if (gg && param_first_writer_[gp] == i) std::fill(gg + cs.lo, gg + cs.hi, 0.0f);
+      if (gb && param_first_writer_[bp] == i) std::fill(gb + cs.lo, gb + cs.hi, 0.0f);
+      if (gg || gb)
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = cs.lo; c < cs.hi; ++c) {
+            const float d = dy[r * last + c];
+            if (gg) gg[c] += d * (x[r * last + c] - mean_of(r, c)) * inv_of(r, c);
+            if (gb) gb[c] += d;
+          }
+      float* gx = target(0, &acc);
       if (!gx) return;
       if (bn) {
-        double* sum_dy = dscratch_.data();
-        double* sum_dy_xhat = sum_dy + last;
-        std::fill(sum_dy, sum_dy + 2 * last, 0.0);
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t c = 0; c < last; ++c) {
+        for (int64_t c = cs.lo; c < cs.hi; ++c) {
+          double sum_dy = 0.0, sum_dy_xhat = 0.0;
+          for (int64_t r = 0; r < rows; ++r) {
             const float d = dy[r * last + c];
-            sum_dy[c] += d;
-            sum_dy_xhat[c] += d * (x[r * last + c] - stats[c]) * stats[last + c];
+            sum_dy += d;
+            sum_dy_xhat += d * (x[r * last + c] - stats[c]) * stats[last + c];
           }
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t c = 0; c < last; ++c) {
+          const float g = (gamma ? gamma[c] : 1.0f) * stats[last + c];
+          const float a = static_cast<float>(sum_dy / rows);
+          const float b = static_cast<float>(sum_dy_xhat / rows);
+          for (int64_t r = 0; r < rows; ++r) {
             const float xhat = (x[r * last + c] - stats[c]) * stats[last + c];
-            const float g = gamma ? gamma[c] : 1.0f;
-            const float v = g * stats[last + c] *
-                            (dy[r * last + c] - static_cast<float>(sum_dy[c] / rows) -
-                             xhat * static_cast<float>(sum_dy_xhat[c] / rows));
+            const float v = g * (dy[r * last + c] - a - xhat * b);
             gx[r * last + c] = acc ? gx[r * last + c] + v : v;
           }
+        }
       } else {
-        for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t r = rw.lo; r < rw.hi; ++r) {
           const float m = stats[2 * r], inv = stats[2 * r + 1];
           double s1 = 0.0, s2 = 0.0;
           for (int64_t c = 0; c < last; ++c) {
@@ -814,41 +884,23 @@ void Graph::backward_node(int i, int64_t batch) {
       return;
     }
     case OpType::kEmbedding: {
-      float* gt = param_grad(node.params[0], &acc);
-      if (!gt) return;
-      if (!acc) std::fill(gt, gt + params_[node.params[0]].size, 0.0f);
-      const int64_t ids = batch * nodes_[in].width;
+      const int tp = node.params[0];
+      if (!param_grad_wanted(tp)) return;
+      // Each thread owns a range of the table's columns, so repeated ids never collide.
+      const Share cs = share_of(last, ith, nth, 16, 16);
+      float* gt = param_grad(tp);
+      const int64_t table_rows = node.iattrs[0];
+      if (param_first_writer_[tp] == i)
+        for (int64_t r = 0; r < table_rows; ++r)
+          std::fill(gt + r * last + cs.lo, gt + r * last + cs.hi, 0.0f);
+      const int64_t ids = st.batch * nodes_[in].width;
       for (int64_t j = 0; j < ids; ++j) {
         float* row = gt + static_cast<int64_t>(x[j]) * last;
-        for (int64_t c = 0; c < last; ++c) row[c] += dy[j * last + c];
+        for (int64_t c = cs.lo; c < cs.hi; ++c) row[c] += dy[j * last + c];
       }
       return;
     }
   }
-}
-
-double Graph::regularization(bool with_grad) {
-  ProfileScope scope(profiling_, &prof_[kProfOptimizer]);
-  double total = 0.0;
-  for (size_t p = 0; p < params_.size(); ++p) {
-    const ParamSpec& ps = params_[p];
-    if (ps.l1 == 0.0f && ps.l2 == 0.0f) continue;
-    double a = 0.0, b = 0.0;
-    for (int64_t j = 0; j < ps.size; ++j) {
-      a += std::fabs(ps.data[j]);
-      b += static_cast<double>(ps.data[j]) * ps.data[j];
-    }
-    total += ps.l1 * a + ps.l2 * b;
-    if (!with_grad || !ps.trainable) continue;
-    bool acc = false;
-    float* g = param_grad(static_cast<int>(p), &acc);
-    for (int64_t j = 0; j < ps.size; ++j) {
-      const float w = ps.data[j];
-      const float r = ps.l1 * (w > 0.0f ? 1.0f : (w < 0.0f ? -1.0f : 0.0f)) + 2.0f * ps.l2 * w;
-      g[j] = acc ? g[j] + r : r;
-    }
-  }
-  return total;
 }
 
 namespace {
@@ -893,90 +945,174 @@ void apply_constraint(const ParamSpec& ps) {
 
 }  // namespace
 
-void Graph::update() {
-  ProfileScope scope(profiling_, &prof_[kProfOptimizer]);
-  ++iterations_;
+// Regularization (loss share returned, gradient added) and, when `apply`, the optimizer step
+// and constraints: each thread a range of every parameter's elements.
+double Graph::regularize_and_update(const Step& st, bool apply) {
+  ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfOptimizer]);
+  double reg = 0.0;
   const size_t total = grads_.size();
   float* slot_ptrs[4];
   for (size_t p = 0; p < params_.size(); ++p) {
-    if (!params_[p].trainable || !param_grad_ready_[p]) continue;
+    const ParamSpec& ps = params_[p];
+    const bool regularized = ps.l1 != 0.0f || ps.l2 != 0.0f;
+    const bool has_grad = ps.trainable && (param_first_writer_[p] >= 0 || regularized);
+    if (!regularized && !(apply && has_grad)) continue;
+    const Share sh = share_of(ps.size, st.ith, st.nth, 4096, 16);
+    if (sh.lo >= sh.hi) continue;
     const int64_t off = grad_offset_[p];
-    for (int s = 0; s < slot_count_; ++s) slot_ptrs[s] = slots_.data() + s * total + off;
-    optimizer_update(optimizer_, iterations_, params_[p].data, grads_.data() + off, slot_ptrs,
-                     params_[p].size);
-    if (params_[p].constraint != ConstraintKind::kNone) apply_constraint(params_[p]);
+    float* g = grads_.data() + off;
+    if (regularized) {
+      double a = 0.0, b = 0.0;
+      const bool first = param_first_writer_[p] < 0;  // no gradient from the graph
+      for (int64_t j = sh.lo; j < sh.hi; ++j) {
+        const float wv = ps.data[j];
+        a += std::fabs(wv);
+        b += static_cast<double>(wv) * wv;
+        if (!ps.trainable) continue;
+        const float r = ps.l1 * (wv > 0.0f ? 1.0f : (wv < 0.0f ? -1.0f : 0.0f)) + 2.0f * ps.l2 * wv;
+        g[j] = first ? r : g[j] + r;
+      }
+      reg += ps.l1 * a + ps.l2 * b;
+    }
+    if (!apply || !has_grad) continue;
+    for (int s = 0; s < slot_count_; ++s) slot_ptrs[s] = slots_.data() + s * total + off + sh.lo;
+    optimizer_update(optimizer_, iterations_ + 1, ps.data + sh.lo, g + sh.lo, slot_ptrs,
+                     sh.hi - sh.lo);
   }
+  return reg;
+}
+
+void Graph::finish_update(const Step& st) {
+  sync(st.nth);  // every share of every parameter is updated
+  if (st.ith == 0) {
+    if (has_constraints_) {
+      ProfileScope scope(profiling_, &prof_[kProfOptimizer]);
+      for (const ParamSpec& ps : params_)
+        if (ps.trainable && ps.constraint != ConstraintKind::kNone) apply_constraint(ps);
+    }
+    ++iterations_;
+  }
+}
+
+// --- runs of batches ---------------------------------------------------------------------
+
+int Graph::threads_for(int64_t batch) const {
+  // Splitting a step pays only when its products are large enough to outweigh the barriers
+  // between ops (~1 µs each): about a million multiply-adds per step.
+  double macs = 0.0;
+  for (const NodeSpec& node : nodes_)
+    if (node.op == OpType::kDense)
+      macs += 3.0 * static_cast<double>(batch) * nodes_[node.inputs[0]].width * node.last_dim;
+  const int by_work = static_cast<int>(std::max(1.0, macs / 1.0e6));
+  return std::max(1, std::min(get_num_threads(), by_work));
+}
+
+RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64_t batch_size,
+                     int64_t first_batch, int64_t num_batches, const std::vector<float*>* out) {
+  RunTotals t;
+  t.output_loss_sums.assign(output_specs_.size(), 0.0);
+  t.metric_sums.assign(num_metrics(), 0.0);
+  const int64_t begin = std::min(first_batch * batch_size, data.rows);
+  const int64_t end = std::min((first_batch + num_batches) * batch_size, data.rows);
+  if (begin >= end) return t;
+  ensure_capacity(std::min(batch_size, end - begin));
+  check_embedding_ids(data.x, data.rows);
+  const bool training = mode == Mode::kTrain || mode == Mode::kGradients;
+  update_stats_ = mode == Mode::kTrain;
+  const double reg_eval = mode == Mode::kEvaluate ? regularization_value() : 0.0;
+  std::vector<double> reg_share(64, 0.0);
+
+  auto body = [&](int ith, int nth) {
+    for (int64_t start = begin; start < end; start += batch_size) {
+      Step st;
+      st.ith = ith;
+      st.nth = nth;
+      st.batch = std::min(batch_size, end - start);
+      st.training = training;
+      const int64_t next = std::min(batch_size, end - (start + st.batch));
+      begin_batch(st, data.x, mode == Mode::kPredict ? nullptr : &data, perm, start, st.batch,
+                  std::max<int64_t>(next, 0));
+      forward(st);
+      if (mode == Mode::kPredict) {
+        const Share rs = share_of(st.batch, ith, nth, 64);
+        for (size_t k = 0; k < outputs_.size(); ++k) {
+          const int64_t w = nodes_[outputs_[k]].width;
+          if (rs.lo < rs.hi)
+            std::memcpy((*out)[k] + (start + rs.lo) * w, out_[outputs_[k]] + rs.lo * w,
+                        (rs.hi - rs.lo) * w * sizeof(float));
+        }
+        sync(nth);
+        continue;
+      }
+      if (ith == 0) {
+        t.loss_sum += loss_and_metrics(st, t.output_loss_sums.data(), t.metric_sums.data(),
+                                       training) +
+                      reg_eval * static_cast<double>(st.batch);
+        t.rows += st.batch;
+      }
+      sync(nth);
+      if (!training) continue;
+      backward(st);
+      reg_share[ith] = regularize_and_update(st, mode == Mode::kTrain);
+      if (mode == Mode::kTrain) {
+        finish_update(st);
+      } else {
+        sync(nth);
+      }
+      if (ith == 0) {
+        double reg = 0.0;
+        for (int k = 0; k < nth; ++k) reg += reg_share[k];
+        t.loss_sum += reg * static_cast<double>(st.batch);
+      }
+    }
+  };
+  const int nt = std::min(threads_for(std::min(batch_size, end - begin)), 64);
+  if (nt <= 1) {
+    body(0, 1);
+  } else {
+#pragma omp parallel num_threads(nt)
+    body(omp_get_thread_num(), omp_get_num_threads());
+  }
+  return t;
+}
+
+double Graph::regularization_value() const {
+  double total = 0.0;
+  for (const ParamSpec& ps : params_) {
+    if (ps.l1 == 0.0f && ps.l2 == 0.0f) continue;
+    double a = 0.0, b = 0.0;
+    for (int64_t j = 0; j < ps.size; ++j) {
+      a += std::fabs(ps.data[j]);
+      b += static_cast<double>(ps.data[j]) * ps.data[j];
+    }
+    total += ps.l1 * a + ps.l2 * b;
+  }
+  return total;
 }
 
 RunTotals Graph::train_batches(const DataRefs& data, const int64_t* perm, int64_t batch_size,
                                int64_t first_batch, int64_t num_batches) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!compiled_) throw std::logic_error("the graph is not compiled");
-  RunTotals t;
-  t.output_loss_sums.assign(output_specs_.size(), 0.0);
-  t.metric_sums.assign(num_metrics(), 0.0);
-  ensure_capacity(std::min(batch_size, data.rows));
-  update_stats_ = true;
-  for (int64_t b = first_batch; b < first_batch + num_batches; ++b) {
-    const int64_t start = b * batch_size;
-    if (start >= data.rows) break;
-    const int64_t batch = std::min(batch_size, data.rows - start);
-    bind_inputs(data.x, perm, start, batch);
-    const int64_t next = start + batch;
-    prefetch_rows(data, perm, next, std::min(batch_size, data.rows - next));
-    forward(batch, true);
-    std::fill(grad_ready_.begin(), grad_ready_.end(), false);
-    const double loss = loss_and_grad(data, perm, start, batch, t.output_loss_sums.data(), true);
-    metrics(batch, t.metric_sums.data());
-    backward(batch);
-    const double reg = regularization(true);
-    t.loss_sum += loss + reg * static_cast<double>(batch);
-    update();
-    t.rows += batch;
-  }
-  return t;
+  return run(Mode::kTrain, data, perm, batch_size, first_batch, num_batches, nullptr);
 }
 
 RunTotals Graph::evaluate(const DataRefs& data, int64_t batch_size) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!compiled_) throw std::logic_error("the graph is not compiled");
-  RunTotals t;
-  t.output_loss_sums.assign(output_specs_.size(), 0.0);
-  t.metric_sums.assign(num_metrics(), 0.0);
-  ensure_capacity(std::min(batch_size, data.rows));
-  const double reg = regularization(false);
-  for (int64_t start = 0; start < data.rows; start += batch_size) {
-    const int64_t batch = std::min(batch_size, data.rows - start);
-    bind_inputs(data.x, nullptr, start, batch);
-    forward(batch, false);
-    t.loss_sum += loss_and_grad(data, nullptr, start, batch, t.output_loss_sums.data(), false) +
-                  reg * static_cast<double>(batch);
-    metrics(batch, t.metric_sums.data());
-    t.rows += batch;
-  }
-  return t;
+  return run(Mode::kEvaluate, data, nullptr, batch_size, 0, (data.rows + batch_size - 1) / batch_size,
+             nullptr);
 }
 
 RunTotals Graph::gradients(const DataRefs& data, std::vector<float>* grads) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!compiled_) throw std::logic_error("the graph is not compiled");
-  RunTotals t;
-  t.output_loss_sums.assign(output_specs_.size(), 0.0);
-  t.metric_sums.assign(num_metrics(), 0.0);
-  ensure_capacity(data.rows);
-  update_stats_ = false;  // a pure function of the weights: moving statistics stay
-  bind_inputs(data.x, nullptr, 0, data.rows);
-  forward(data.rows, true);
-  std::fill(grad_ready_.begin(), grad_ready_.end(), false);
-  t.loss_sum = loss_and_grad(data, nullptr, 0, data.rows, t.output_loss_sums.data(), true);
-  metrics(data.rows, t.metric_sums.data());
-  backward(data.rows);
-  t.loss_sum += regularization(true) * static_cast<double>(data.rows);
-  t.rows = data.rows;
+  RunTotals t = run(Mode::kGradients, data, nullptr, data.rows, 0, 1, nullptr);
   grads->assign(grads_.size(), 0.0f);
   for (size_t p = 0; p < params_.size(); ++p) {
-    if (!param_grad_ready_[p]) continue;
-    std::copy(grads_.begin() + grad_offset_[p], grads_.begin() + grad_offset_[p] + params_[p].size,
+    const ParamSpec& ps = params_[p];
+    if (!ps.trainable || (param_first_writer_[p] < 0 && ps.l1 == 0.0f && ps.l2 == 0.0f)) continue;
+    std::copy(grads_.begin() + grad_offset_[p], grads_.begin() + grad_offset_[p] + ps.size,
               grads->begin() + grad_offset_[p]);
   }
   return t;
@@ -985,16 +1121,10 @@ RunTotals Graph::gradients(const DataRefs& data, std::vector<float>* grads) {
 void Graph::predict(const std::vector<const float*>& x, int64_t rows, int64_t batch_size,
                     const std::vector<float*>& out) {
   std::lock_guard<std::mutex> lock(mutex_);
-  ensure_capacity(std::min(batch_size, rows));
-  for (int64_t start = 0; start < rows; start += batch_size) {
-    const int64_t batch = std::min(batch_size, rows - start);
-    bind_inputs(x, nullptr, start, batch);
-    forward(batch, false);
-    for (size_t k = 0; k < outputs_.size(); ++k) {
-      const int64_t w = nodes_[outputs_[k]].width;
-      std::memcpy(out[k] + start * w, out_[outputs_[k]], batch * w * sizeof(float));
-    }
-  }
+  DataRefs data;
+  data.x = x;
+  data.rows = rows;
+  run(Mode::kPredict, data, nullptr, batch_size, 0, (rows + batch_size - 1) / batch_size, &out);
 }
 
 }  // namespace densitron
