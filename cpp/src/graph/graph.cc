@@ -85,6 +85,9 @@ Share share_of(int64_t n, int ith, int nth, int64_t min_items = 1, int64_t align
 // Elementwise work below this many values per thread is not worth splitting.
 constexpr int64_t kMinElementsPerThread = 2048;
 
+// Multiply-adds per step and thread below which the executor runs a step on fewer threads.
+constexpr double kMacsPerThread = 24.0e6;
+
 inline void sync(int nth) {
   if (nth > 1) {
 #pragma omp barrier
@@ -997,13 +1000,15 @@ void Graph::finish_update(const Step& st) {
 // --- runs of batches ---------------------------------------------------------------------
 
 int Graph::threads_for(int64_t batch) const {
-  // Splitting a step pays only when its products are large enough to outweigh the barriers
-  // between ops (~1 µs each): about a million multiply-adds per step.
+  // Splitting a step pays only when its products outweigh the barriers between ops and the
+  // weights' cache lines moving between cores after every update: measured on the seed model
+  // (2 cores), one thread is as fast up to ~20M multiply-adds a step (batch 128), two threads
+  // win from ~80M (batch 512).
   double macs = 0.0;
   for (const NodeSpec& node : nodes_)
     if (node.op == OpType::kDense)
       macs += 3.0 * static_cast<double>(batch) * nodes_[node.inputs[0]].width * node.last_dim;
-  const int by_work = static_cast<int>(std::max(1.0, macs / 1.0e6));
+  const int by_work = static_cast<int>(std::max(1.0, macs / kMacsPerThread));
   return std::max(1, std::min(get_num_threads(), by_work));
 }
 
