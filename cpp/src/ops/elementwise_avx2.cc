@@ -31,6 +31,12 @@ inline V vfma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
 inline V vmax(V a, V b) { return _mm256_max_ps(a, b); }
 inline V vmin(V a, V b) { return _mm256_min_ps(a, b); }
 inline V vsqrt(V a) { return _mm256_sqrt_ps(a); }
+// 1/sqrt(a) for finite a > 0: the 12-bit estimate and one Newton step (~2 ulps).
+inline V vrsqrt(V a) {
+  const V y = _mm256_rsqrt_ps(a);
+  return _mm256_mul_ps(y, _mm256_fnmadd_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), a),
+                                           _mm256_mul_ps(y, y), _mm256_set1_ps(1.5f)));
+}
 inline V vround(V a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 inline V pow2i(V k) {  // 2^k for integral k in [-126, 127]
   const __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127));

@@ -36,6 +36,7 @@ inline V vfma(V a, V b, V c) { return a * b + c; }
 inline V vmax(V a, V b) { return a > b ? a : b; }
 inline V vmin(V a, V b) { return a < b ? a : b; }
 inline V vsqrt(V a) { return std::sqrt(a); }
+inline V vrsqrt(V a) { return 1.0f / std::sqrt(a); }
 inline V vround(V a) { return std::nearbyint(a); }
 inline V pow2i(int k) { return from_bits(static_cast<uint32_t>(k + 127) << 23); }
 inline V vscale2(V p, V k) {
