@@ -37,13 +37,14 @@ def build_mlp(hidden_acts, out_act, widths):
 
 
 @pytest.mark.parametrize("loss", sorted(LOSS_SETUPS))
-def test_one_step_matches_numpy(loss):
+@pytest.mark.parametrize("in_width", [13, 600])  # 600: the first kernel is cut into row blocks
+def test_one_step_matches_numpy(loss, in_width):
     out_act, out_w = LOSS_SETUPS[loss]
     rng = np.random.default_rng(7)
     hidden = ["tanh", "relu"]
-    widths = [13, 17, 9, out_w]
+    widths = [in_width, 64, 9, out_w]
     model = build_mlp(hidden, out_act, widths)
-    x = rng.normal(size=(11, 13)).astype(np.float32)
+    x = rng.normal(size=(11, in_width)).astype(np.float32)
     y = make_targets(loss, rng, 11, out_w)
     model.compile(optimizer=optimizers.RMSprop(learning_rate=0.01), loss=loss)
     w0 = model.get_weights()

@@ -87,6 +87,11 @@ struct DataRefs {
   int64_t rows = 0;
 };
 
+// A contiguous range [lo, hi) of items: one thread's share of an op's work.
+struct Share {
+  int64_t lo, hi;
+};
+
 struct RunTotals {
   int64_t rows = 0;
   double loss_sum = 0.0;                  // Σ_batches rows·(Σ_outputs weight·mean loss + reg)
@@ -156,6 +161,13 @@ class Graph {
   double regularize_and_update(const Step& st, bool apply);
   void finish_update(const Step& st);
   double regularization_value() const;
+  double update_share(size_t p, Share sh, bool regularized, bool apply);
+  void forward_dense_split(const Step& st, int i);
+  void backward_dense_split(const Step& st, int i);
+  Share k_part(int i, int part) const;
+  void local_gemm(const Step& st, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                  int64_t ldc);
   float* param(int node, int slot) const;
   float* param_grad(int p);
   bool param_grad_wanted(int p) const;
@@ -178,6 +190,13 @@ class Graph {
   std::vector<std::pair<int, int>> first_writer_;
   std::vector<int> param_first_writer_;
   bool has_constraints_ = false;
+  // Dense nodes whose kernel is tall (many input features) are cut into ksplit_ row blocks:
+  // block b's partial product, its kernel gradient and its optimizer update all belong to
+  // thread b mod nth, so the largest weights stay in one core's cache from step to step. The
+  // block count depends on the shapes only, so results are the same for any thread count.
+  std::vector<int> ksplit_;            // per node (1: not cut)
+  std::vector<int> gather_split_;      // per input node: column blocks its batch is copied in
+  std::vector<int> kernel_split_node_; // per parameter: the cut Dense it is the kernel of, or -1
 
   bool compiled_ = false;
   std::vector<OutputSpec> output_specs_;
@@ -186,7 +205,7 @@ class Graph {
   bool update_stats_ = true;  // training forwards move BatchNormalization's statistics
 
   int64_t capacity_ = 0;
-  std::vector<std::vector<float>> out_buf_, grad_buf_, pre_buf_, aux_buf_;
+  std::vector<std::vector<float>> out_buf_, grad_buf_, pre_buf_, aux_buf_, partial_buf_;
   std::vector<const float*> out_;  // per node: its output for this batch
   std::vector<std::vector<float>> target_buf_;  // per output: gathered targets
   std::vector<const float*> target_;

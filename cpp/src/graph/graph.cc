@@ -69,10 +69,6 @@ void put(float* dst, const float* src, int64_t n, bool accumulate) {
 
 // Thread ith's share [lo, hi) of n items: contiguous chunks of `align` items, and no more
 // threads than n / min_items allows (the rest get nothing).
-struct Share {
-  int64_t lo, hi;
-};
-
 Share share_of(int64_t n, int ith, int nth, int64_t min_items = 1, int64_t align = 1) {
   const int64_t useful = std::max<int64_t>(1, std::min<int64_t>(nth, n / std::max<int64_t>(min_items, 1)));
   if (ith >= useful) return {n, n};
@@ -86,7 +82,10 @@ Share share_of(int64_t n, int ith, int nth, int64_t min_items = 1, int64_t align
 constexpr int64_t kMinElementsPerThread = 2048;
 
 // Multiply-adds per step and thread below which the executor runs a step on fewer threads.
-constexpr double kMacsPerThread = 24.0e6;
+constexpr double kMacsPerThread = 2.0e6;
+
+// Row blocks a tall kernel is cut into at most (fixed, independent of the thread count).
+constexpr int kMaxSplit = 4;
 
 inline void sync(int nth) {
   if (nth > 1) {
@@ -222,15 +221,31 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
   out_buf_.resize(n);
   grad_buf_.resize(n);
   pre_buf_.resize(n);
+  partial_buf_.resize(n);
   aux_buf_.resize(n);
   out_.assign(n, nullptr);
   fused_.assign(n, false);
   requires_grad_.assign(n, false);
   keeps_input_.assign(n, false);
+  ksplit_.assign(n, 1);
+  gather_split_.assign(n, 1);
+  kernel_split_node_.assign(params_.size(), -1);
   for (int i = 0; i < n; ++i) {
     const NodeSpec& node = nodes_[i];
     keeps_input_[i] = node.op == OpType::kDense &&
                       activation_needs_input(node.activation, node.act_params);
+    if (node.op != OpType::kDense) continue;
+    const NodeSpec& in = nodes_[node.inputs[0]];
+    if (in.width != in.last_dim) continue;  // rank-2 inputs only
+    // A tall kernel is cut into row blocks over its input features; see ksplit_ in graph.h.
+    const int64_t k = in.last_dim;
+    if (k >= 256 && k * node.last_dim >= 16384)
+      ksplit_[i] = static_cast<int>(std::min<int64_t>(kMaxSplit, k / 128));
+    if (ksplit_[i] > 1) {
+      kernel_split_node_[node.params[0]] = i;
+      if (in.op == OpType::kInput && gather_split_[node.inputs[0]] == 1)
+        gather_split_[node.inputs[0]] = ksplit_[i];
+    }
   }
   int64_t total = 0;
   grad_offset_.resize(params_.size());
@@ -331,6 +346,11 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
   compiled_ = true;
 }
 
+Share Graph::k_part(int i, int part) const {
+  const int64_t k = nodes_[nodes_[i].inputs[0]].last_dim;
+  return share_of(k, part, ksplit_[i], 1, 16);
+}
+
 bool Graph::accumulates(int in, int node, int slot) const {
   return !(first_writer_[in].first == node && first_writer_[in].second == slot);
 }
@@ -344,6 +364,7 @@ void Graph::ensure_capacity(int64_t rows) {
     out_buf_[i].resize(n);
     if (node.op != OpType::kInput) grad_buf_[i].resize(n);
     if (keeps_input_[i]) pre_buf_[i].resize(n);
+    if (ksplit_[i] > 1) partial_buf_[i].resize(static_cast<size_t>(ksplit_[i]) * n);
     if (node.op == OpType::kBatchNorm) aux_buf_[i].resize(2 * node.last_dim);
     if (node.op == OpType::kLayerNorm) aux_buf_[i].resize(2 * rows * node.width / node.last_dim);
     if (node.op == OpType::kMultiply || node.op == OpType::kMaximum ||
@@ -372,6 +393,19 @@ void Graph::gemm(const Step& st, bool ta, bool tb, int64_t m, int64_t n, int64_t
   const double t0 = timed ? now_seconds() : 0.0;
   sgemm_share(st.ith, st.nth, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc,
               ep ? *ep : GemmEpilogue());
+  if (timed) {
+    const double dt = now_seconds() - t0;
+    prof_[kProfGemm] += dt;
+    prof_[kProfElementwise] -= dt;
+  }
+}
+
+void Graph::local_gemm(const Step& st, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                       const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                       float* c, int64_t ldc) {
+  const bool timed = profiling_ && st.ith == 0;
+  const double t0 = timed ? now_seconds() : 0.0;
+  sgemm_share(0, 1, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
   if (timed) {
     const double dt = now_seconds() - t0;
     prof_[kProfGemm] += dt;
@@ -440,10 +474,23 @@ void Graph::begin_batch(const Step& st, const std::vector<const float*>& x,
     // which miss every cache level, while this one computes.
     const Share sh = share_of(batch, st.ith, st.nth, 4);
     for (size_t k = 0; k < inputs_.size(); ++k) {
-      const int64_t w = nodes_[inputs_[k]].width;
-      float* buf = out_buf_[inputs_[k]].data();
-      for (int64_t r = sh.lo; r < sh.hi; ++r)
-        std::memcpy(buf + r * w, x[k] + perm[start + r] * w, w * sizeof(float));
+      const int node = inputs_[k];
+      const int64_t w = nodes_[node].width;
+      float* buf = out_buf_[node].data();
+      const int parts = gather_split_[node];
+      if (parts == 1) {
+        for (int64_t r = sh.lo; r < sh.hi; ++r)
+          std::memcpy(buf + r * w, x[k] + perm[start + r] * w, w * sizeof(float));
+        continue;
+      }
+      // Each thread copies the feature columns of the row blocks of the kernel it owns, so
+      // the first layer's partial products read only what their own core wrote.
+      for (int part = st.ith; part < parts; part += st.nth) {
+        const Share cs = share_of(w, part, parts, 1, 16);
+        for (int64_t r = 0; r < batch; ++r)
+          std::memcpy(buf + r * w + cs.lo, x[k] + perm[start + r] * w + cs.lo,
+                      (cs.hi - cs.lo) * sizeof(float));
+      }
     }
     if (data != nullptr) {
       for (size_t k = 0; k < output_specs_.size(); ++k) {
@@ -492,6 +539,10 @@ void Graph::forward_node(const Step& st, int i) {
       return;
     case OpType::kDense: {
       const int64_t in_last = nodes_[node.inputs[0]].last_dim;
+      if (ksplit_[i] > 1) {
+        forward_dense_split(st, i);
+        return;
+      }
       GemmEpilogue ep;
       ep.bias = param(i, 1);
       EpilogueAct fused_act;
@@ -657,6 +708,71 @@ void Graph::forward_node(const Step& st, int i) {
   }
 }
 
+// A Dense whose kernel is cut into ksplit_ row blocks over its input features: block b's
+// partial product X[:, K_b]·W[K_b, :] is computed by thread b mod nth, then the partials are
+// summed in block order with the bias and the activation applied. The summation order depends
+// on the block count only, never on the thread count.
+void Graph::forward_dense_split(const Step& st, int i) {
+  const NodeSpec& node = nodes_[i];
+  const int in = node.inputs[0];
+  const int64_t in_last = nodes_[in].last_dim, units = node.last_dim, rows = st.batch;
+  const int parts = ksplit_[i];
+  const float* x = out_[in];
+  const float* w = param(i, 0);
+  float* partial = partial_buf_[i].data();
+  for (int part = st.ith; part < parts; part += st.nth) {
+    const Share ks = k_part(i, part);
+    local_gemm(st, false, false, rows, units, ks.hi - ks.lo, x + ks.lo, in_last,
+               w + ks.lo * units, units, 0.0f, partial + part * rows * units, units);
+  }
+  sync(st.nth);
+  const float* bias = param(i, 1);
+  float* y = out_buf_[i].data();
+  float* z = keeps_input_[i] ? pre_buf_[i].data() : y;
+  const Share rw = share_of(rows, st.ith, st.nth, std::max<int64_t>(1, 256 / units));
+  for (int64_t r = rw.lo; r < rw.hi; ++r) {
+    float* zr = z + r * units;
+    const float* p0 = partial + r * units;
+    for (int64_t c = 0; c < units; ++c) zr[c] = p0[c];
+    for (int part = 1; part < parts; ++part) add_into(zr, p0 + part * rows * units, units);
+    if (bias) add_into(zr, bias, units);
+  }
+  if (rw.lo < rw.hi)
+    activation_forward(node.activation, node.act_params, z + rw.lo * units, y + rw.lo * units,
+                       rw.hi - rw.lo, units);
+}
+
+void Graph::backward_dense_split(const Step& st, int i) {
+  const NodeSpec& node = nodes_[i];
+  const int in = node.inputs[0];
+  const int64_t in_last = nodes_[in].last_dim, units = node.last_dim, rows = st.batch;
+  const int parts = ksplit_[i];
+  const float* x = out_[in];
+  float* dy = grad_buf_[i].data();
+  const int kp = node.params[0], bp = node.params[1];
+  const bool want_w = param_grad_wanted(kp);
+  bool acc_x = false;
+  float* gx = requires_grad_[in] ? grad_buf_[in].data() : nullptr;
+  if (gx) acc_x = accumulates(in, i, 0);
+  for (int part = st.ith; part < parts; part += st.nth) {
+    const Share ks = k_part(i, part);
+    if (want_w)
+      local_gemm(st, true, false, ks.hi - ks.lo, units, rows, x + ks.lo, in_last, dy, units,
+                 param_first_writer_[kp] == i ? 0.0f : 1.0f, param_grad(kp) + ks.lo * units,
+                 units);
+    if (gx)
+      local_gemm(st, false, true, rows, ks.hi - ks.lo, units, dy, units, param(i, 0) + ks.lo * units,
+                 units, acc_x ? 1.0f : 0.0f, gx + ks.lo, in_last);
+  }
+  if (param_grad_wanted(bp)) {
+    const Share cs = share_of(units, st.ith, st.nth, 64, 16);
+    float* gb = param_grad(bp);
+    if (param_first_writer_[bp] == i) std::fill(gb + cs.lo, gb + cs.hi, 0.0f);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = cs.lo; c < cs.hi; ++c) gb[c] += dy[r * units + c];
+  }
+}
+
 double Graph::loss_and_metrics(const Step& st, double* output_losses, double* metric_sums,
                                bool with_grad) {
   ProfileScope scope(profiling_, &prof_[kProfLoss]);
@@ -724,6 +840,10 @@ void Graph::backward_node(const Step& st, int i) {
                               out_[i] + rw.lo * last, dy + rw.lo * last, dy + rw.lo * last,
                               rw.hi - rw.lo, last);
         sync(nth);
+      }
+      if (ksplit_[i] > 1) {
+        backward_dense_split(st, i);
+        return;
       }
       const int64_t in_last = nodes_[in].last_dim;
       const int kp = node.params[0], bp = node.params[1];
@@ -953,35 +1073,55 @@ void apply_constraint(const ParamSpec& ps) {
 double Graph::regularize_and_update(const Step& st, bool apply) {
   ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfOptimizer]);
   double reg = 0.0;
-  const size_t total = grads_.size();
-  float* slot_ptrs[4];
   for (size_t p = 0; p < params_.size(); ++p) {
     const ParamSpec& ps = params_[p];
     const bool regularized = ps.l1 != 0.0f || ps.l2 != 0.0f;
     const bool has_grad = ps.trainable && (param_first_writer_[p] >= 0 || regularized);
     if (!regularized && !(apply && has_grad)) continue;
-    const Share sh = share_of(ps.size, st.ith, st.nth, 4096, 16);
-    if (sh.lo >= sh.hi) continue;
-    const int64_t off = grad_offset_[p];
-    float* g = grads_.data() + off;
-    if (regularized) {
-      double a = 0.0, b = 0.0;
-      const bool first = param_first_writer_[p] < 0;  // no gradient from the graph
-      for (int64_t j = sh.lo; j < sh.hi; ++j) {
-        const float wv = ps.data[j];
-        a += std::fabs(wv);
-        b += static_cast<double>(wv) * wv;
-        if (!ps.trainable) continue;
-        const float r = ps.l1 * (wv > 0.0f ? 1.0f : (wv < 0.0f ? -1.0f : 0.0f)) + 2.0f * ps.l2 * wv;
-        g[j] = first ? r : g[j] + r;
+    const int split_node = kernel_split_node_[p];
+    const int parts = split_node >= 0 ? ksplit_[split_node] : 1;
+    for (int part = 0; part < parts; ++part) {
+      Share sh;
+      if (parts > 1) {  // the row blocks this thread computed the gradient of
+        if (part % st.nth != st.ith) continue;
+        const Share ks = k_part(split_node, part);
+        sh = {ks.lo * ps.cols, ks.hi * ps.cols};
+      } else {
+        sh = share_of(ps.size, st.ith, st.nth, 4096, 16);
       }
-      reg += ps.l1 * a + ps.l2 * b;
+      reg += update_share(p, sh, regularized, apply && has_grad);
     }
-    if (!apply || !has_grad) continue;
-    for (int s = 0; s < slot_count_; ++s) slot_ptrs[s] = slots_.data() + s * total + off + sh.lo;
-    optimizer_update(optimizer_, iterations_ + 1, ps.data + sh.lo, g + sh.lo, slot_ptrs,
-                     sh.hi - sh.lo);
   }
+  return reg;
+}
+
+// One range of one parameter: its regularization (value returned, gradient added) and, when
+// `apply`, the optimizer step.
+double Graph::update_share(size_t p, Share sh, bool regularized, bool apply) {
+  if (sh.lo >= sh.hi) return 0.0;
+  const ParamSpec& ps = params_[p];
+  const int64_t off = grad_offset_[p];
+  float* g = grads_.data() + off;
+  double reg = 0.0;
+  if (regularized) {
+    double a = 0.0, b = 0.0;
+    const bool first = param_first_writer_[p] < 0;  // no gradient from the graph
+    for (int64_t j = sh.lo; j < sh.hi; ++j) {
+      const float wv = ps.data[j];
+      a += std::fabs(wv);
+      b += static_cast<double>(wv) * wv;
+      if (!ps.trainable) continue;
+      const float r = ps.l1 * (wv > 0.0f ? 1.0f : (wv < 0.0f ? -1.0f : 0.0f)) + 2.0f * ps.l2 * wv;
+      g[j] = first ? r : g[j] + r;
+    }
+    reg = ps.l1 * a + ps.l2 * b;
+  }
+  if (!apply) return reg;
+  float* slot_ptrs[4];
+  for (int s = 0; s < slot_count_; ++s)
+    slot_ptrs[s] = slots_.data() + s * grads_.size() + off + sh.lo;
+  optimizer_update(optimizer_, iterations_ + 1, ps.data + sh.lo, g + sh.lo, slot_ptrs,
+                   sh.hi - sh.lo);
   return reg;
 }
 
@@ -1000,10 +1140,9 @@ void Graph::finish_update(const Step& st) {
 // --- runs of batches ---------------------------------------------------------------------
 
 int Graph::threads_for(int64_t batch) const {
-  // Splitting a step pays only when its products outweigh the barriers between ops and the
-  // weights' cache lines moving between cores after every update: measured on the seed model
-  // (2 cores), one thread is as fast up to ~20M multiply-adds a step (batch 128), two threads
-  // win from ~80M (batch 512).
+  // Splitting a step pays once its products outweigh the barriers between ops (~0.3 µs each
+  // on this 2-core machine): measured on the seed model, two threads win from batch 32
+  // (~5M multiply-adds a step) up.
   double macs = 0.0;
   for (const NodeSpec& node : nodes_)
     if (node.op == OpType::kDense)
