@@ -189,23 +189,28 @@ def measure_peak(args):
     return None
 
 
-def memory_probe(rows, batch):
-    """Peak RSS growth of one epoch of fit beyond the arrays, measured in a fresh process."""
+def memory_probe(rows, batch, dtype):
+    """Peak RSS growth of one epoch of fit beyond the arrays themselves, in a fresh process:
+    the peak is reset (Linux clear_refs) once the data exist, then read after fit."""
     code = f"""
-import resource, numpy as np, densitron
+import numpy as np, densitron
 from densitron.layers import Dense, Input
 from densitron.models import Model
+def status(key):
+    for line in open('/proc/self/status'):
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024.0
 rng = np.random.default_rng(0)
-x = rng.random(({rows}, 784), dtype=np.float32)
+x = rng.random(({rows}, 784), dtype=np.float32).astype('{dtype}')
 y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, {rows})]
 i = Input(shape=(784,)); h = Dense(64, activation='relu')(i); h = Dense(64, activation='relu')(h)
 m = Model(i, Dense(10, activation='softmax')(h))
 m.compile(optimizer='rmsprop', loss='categorical_crossentropy', metrics=['accuracy'])
-m.predict(x[:64], verbose=0)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-m.fit(x, y, batch_size={batch}, epochs=1, verbose=0)
-after_f32 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print((after_f32 - before) / 1024.0)
+m.predict(x[:64].astype('float32'), verbose=0)
+before = status('VmRSS')
+open('/proc/self/clear_refs', 'w').write('5')
+m.fit(x, y, batch_size={batch}, epochs=2, verbose=0)
+print(status('VmHWM') - before)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -290,8 +295,10 @@ def main():
     print(f"\ntraining step: {train_flops * args.rows / 1e9:.2f} GFLOP per epoch"
           + (f"; FMA peak {peak:.0f} GFLOP/s" if peak else "; FMA peak unknown (--peak-gflops)"))
     if not args.no_memory:
-        grow = memory_probe(args.rows, args.batch_sizes[0])
-        print(f"peak RSS growth during fit (beyond the arrays): {grow:.1f} MB")
+        for dtype in ("float32", "float64"):
+            grow = memory_probe(args.rows, args.batch_sizes[0], dtype)
+            print(f"peak RSS growth during 2 epochs of fit on {dtype} x "
+                  f"({args.rows * 784 * np.dtype(dtype).itemsize / 1e6:.0f} MB): {grow:.1f} MB")
 
 
 if __name__ == "__main__":
