@@ -26,11 +26,13 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
 
 // Thread ith's share (of nth) of the same product, for callers already inside a parallel
 // region: every thread of the region calls it with the same arguments; shares are disjoint
-// ranges of C, no thread is forked, and the caller synchronises before reading C. Products too
-// small to split are computed by the first threads only. Bitwise equal to sgemm.
+// ranges of C, no thread is forked, and the caller synchronises before reading C. Products
+// with less than min_work_per_thread multiply-adds per thread (0: sgemm's own threshold) are
+// computed by the first threads only. Bitwise equal to sgemm.
 void sgemm_share(int ith, int nth, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                  float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
                  float beta, float* c, int64_t ldc,
-                 const GemmEpilogue& epilogue = GemmEpilogue());
+                 const GemmEpilogue& epilogue = GemmEpilogue(),
+                 double min_work_per_thread = 0.0);
 
 }  // namespace densitron

@@ -173,10 +173,11 @@ struct Split {
   int64_t tiles, step, extent;
 };
 
-Split plan_split(const KernelInfo& ki, const Problem& pr, int max_threads) {
+Split plan_split(const KernelInfo& ki, const Problem& pr, int max_threads,
+                 double min_work = kMinWorkPerThread) {
   const double work =
       static_cast<double>(pr.m) * static_cast<double>(pr.n) * static_cast<double>(pr.k);
-  int nt = static_cast<int>(std::min<double>(max_threads, std::max(1.0, work / kMinWorkPerThread)));
+  int nt = static_cast<int>(std::min<double>(max_threads, std::max(1.0, work / min_work)));
   // Split along whichever of M (in MR steps) or N (in NR steps) gives more, evener parts.
   const int64_t m_tiles = (pr.m + ki.mr - 1) / ki.mr;
   const int64_t n_tiles = (pr.n + ki.nr - 1) / ki.nr;
@@ -253,7 +254,8 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
 
 void sgemm_share(int ith, int nth, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                  float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
-                 float beta, float* c, int64_t ldc, const GemmEpilogue& epilogue) {
+                 float beta, float* c, int64_t ldc, const GemmEpilogue& epilogue,
+                 double min_work_per_thread) {
   Problem pr;
   if (!make_problem(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue,
                     &pr))
@@ -263,7 +265,10 @@ void sgemm_share(int ith, int nth, bool trans_a, bool trans_b, int64_t m, int64_
     return;
   }
   const KernelInfo& ki = *gemm::active_kernel_info();
-  run_share(ki, pr, plan_split(ki, pr, nth), ith);
+  run_share(ki, pr,
+            plan_split(ki, pr, nth,
+                       min_work_per_thread > 0.0 ? min_work_per_thread : kMinWorkPerThread),
+            ith);
 }
 
 }  // namespace densitron

@@ -78,8 +78,10 @@ Share share_of(int64_t n, int ith, int nth, int64_t min_items = 1, int64_t align
   return {lo, hi};
 }
 
-// Elementwise work below this many values per thread is not worth splitting.
-constexpr int64_t kMinElementsPerThread = 2048;
+// Inside a run the threads already meet between ops, so splitting costs no fork: elementwise
+// work is split from this many values per thread, GEMMs from this many multiply-adds.
+constexpr int64_t kMinElementsPerThread = 512;
+constexpr double kMinGemmWorkPerThread = 16384.0;
 
 // Multiply-adds per step and thread below which the executor runs a step on fewer threads.
 constexpr double kMacsPerThread = 2.0e6;
@@ -392,7 +394,7 @@ void Graph::gemm(const Step& st, bool ta, bool tb, int64_t m, int64_t n, int64_t
   const bool timed = profiling_ && st.ith == 0;
   const double t0 = timed ? now_seconds() : 0.0;
   sgemm_share(st.ith, st.nth, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc,
-              ep ? *ep : GemmEpilogue());
+              ep ? *ep : GemmEpilogue(), kMinGemmWorkPerThread);
   if (timed) {
     const double dt = now_seconds() - t0;
     prof_[kProfGemm] += dt;
@@ -1086,6 +1088,10 @@ double Graph::regularize_and_update(const Step& st, bool apply) {
         if (part % st.nth != st.ith) continue;
         const Share ks = k_part(split_node, part);
         sh = {ks.lo * ps.cols, ks.hi * ps.cols};
+      } else if (ps.size < 4096 * st.nth) {
+        // Small parameters go whole to the last thread, which has less GEMM work than the
+        // first (thread 0 also computes the loss).
+        sh = st.ith == st.nth - 1 ? Share{0, ps.size} : Share{0, 0};
       } else {
         sh = share_of(ps.size, st.ith, st.nth, 4096, 16);
       }
