@@ -22,6 +22,7 @@ LAYERS = [
     lambda: layers.Embedding(10, 4),
     lambda: layers.Concatenate(axis=1),
     lambda: layers.Add(),
+    lambda: layers.Softmax(axis=1),
 ]
 
 

@@ -208,3 +208,18 @@ def test_frozen_layers_get_no_update():
     assert np.array_equal(before[0], after[0]) and np.array_equal(before[1], after[1])
     assert not np.array_equal(before[2], after[2])
     assert len(model.trainable_weights) == 2 and len(model.non_trainable_weights) == 2
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_softmax_over_a_middle_axis_backward(log):
+    import functools
+
+    rng = np.random.default_rng(12)
+    inp = layers.Input(shape=(5,))
+    h = layers.Reshape((3, 4))(layers.Dense(12, bias_initializer="random_normal")(inp))
+    if log:
+        h = layers.Activation(functools.partial(densitron.activations.log_softmax, axis=1))(h)
+    else:
+        h = layers.Softmax(axis=1)(h)
+    out = layers.Dense(2)(layers.Flatten()(h))
+    fd_check(Model(inp, out), rng.normal(size=(4, 5)), rng.normal(size=(4, 2)), "mse")

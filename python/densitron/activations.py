@@ -251,9 +251,21 @@ def _param(kwargs, key, default):
                          f"Received: {key}={value!r}") from None
 
 
-def engine_spec(fn):
+def softmax_axis(fn):
+    """The axis a softmax or log_softmax normalises over (-1 by default); None for others."""
+    name, kwargs = _base(fn)
+    if name not in ("softmax", "log_softmax"):
+        return None
+    axis = kwargs.get("axis", -1)
+    if isinstance(axis, bool) or not isinstance(axis, int):
+        raise ValueError(f"densitron normalises {name} over one axis. Received: axis={axis!r}")
+    return axis
+
+
+def engine_spec(fn, allow_axis=False):
     """(engine id, (negative_slope, max_value or -1.0, threshold, alpha)): what the C++ executor
-    runs for this activation. The engine normalises the softmaxes over the last axis only."""
+    runs for this activation. The softmaxes' axis is passed separately (see softmax_axis) by the
+    layers that support it (`allow_axis`); otherwise only the last axis is accepted."""
     name, kwargs = _base(fn)
     slope, max_value, threshold, alpha = 0.0, -1.0, 0.0, 1.0
     engine = _ENGINE_IDS[name]
@@ -274,7 +286,7 @@ def engine_spec(fn):
             engine = _GELU_APPROX
     elif name in ("softmax", "log_softmax"):
         axis = kwargs.get("axis", -1)
-        if axis != -1:
+        if axis != -1 and not allow_axis:
             raise ValueError(f"densitron computes {name} over the last axis only. "
                              f"Received: axis={axis!r}")
     return engine, (slope, max_value, threshold, alpha)

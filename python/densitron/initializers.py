@@ -134,6 +134,46 @@ class VarianceScaling(Initializer):
         }
 
 
+class Orthogonal(Initializer):
+    """A random orthogonal matrix (rows or columns orthonormal) times `gain`; shapes of rank
+    above 2 are flattened to (prod(shape[:-1]), shape[-1])."""
+
+    def __init__(self, gain=1.0, seed=None):
+        self.gain, self.seed = gain, seed
+
+    def __call__(self, shape, dtype=None):
+        shape = tuple(shape)
+        if len(shape) < 2:
+            raise ValueError("The tensor to initialize must be at least two-dimensional. "
+                             f"Received: shape={shape} of rank {len(shape)}.")
+        rows, cols = math.prod(shape[:-1]), shape[-1]
+        a = make_generator(self.seed).normal(size=(max(rows, cols), min(rows, cols)))
+        q, r = np.linalg.qr(a)
+        q *= np.sign(np.diag(r))
+        if rows < cols:
+            q = q.T
+        return (self.gain * q).reshape(shape).astype(np.float32)
+
+    def get_config(self):
+        return {"gain": self.gain, "seed": self.seed}
+
+
+class Identity(Initializer):
+    """`gain` times the identity matrix (2-D shapes only)."""
+
+    def __init__(self, gain=1.0):
+        self.gain = gain
+
+    def __call__(self, shape, dtype=None):
+        if len(shape) != 2:
+            raise ValueError("Identity matrix initializer can only be used for 2D matrices. "
+                             f"Received: shape={shape} of rank {len(shape)}.")
+        return (self.gain * np.eye(*shape)).astype(np.float32)
+
+    def get_config(self):
+        return {"gain": self.gain}
+
+
 def _variance_scaling(name, scale, mode, distribution):
     class _Init(VarianceScaling):
         def __init__(self, seed=None):
@@ -167,6 +207,8 @@ _BY_NAME = {
     "he_normal": HeNormal,
     "lecun_uniform": LecunUniform,
     "lecun_normal": LecunNormal,
+    "orthogonal": Orthogonal,
+    "identity": Identity,
 }
 _CLASS_NAMES = {cls.__name__: cls for cls in _BY_NAME.values()}
 

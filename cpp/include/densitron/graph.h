@@ -21,7 +21,7 @@ namespace densitron {
 enum class OpType : int {
   kInput = 0,
   kDense = 1,         // params {kernel (in, units), bias or -1}; activation fused
-  kActivation = 2,
+  kActivation = 2,     // i {} or, for a softmax over a middle axis, {outer, length, inner}
   kAdd = 3,
   kConcatenate = 4,   // i {blocks per sample}: joins each input's block-th slices
   kSubtract = 5,
@@ -163,6 +163,8 @@ class Graph {
   double regularization_value() const;
   double update_share(size_t p, Share sh, bool regularized, bool apply);
   void forward_dense_split(const Step& st, int i);
+  void softmax_axis(const Step& st, int i, const float* x, const float* y, const float* dy,
+                    float* gx, bool accumulate = false);
   void backward_dense_split(const Step& st, int i);
   Share k_part(int i, int part) const;
   void local_gemm(const Step& st, bool ta, bool tb, int64_t m, int64_t n, int64_t k,

@@ -164,6 +164,10 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
       case OpType::kReshape:
         need_inputs(1);
         if (in0->width != node.width) bad("elementwise node width mismatch");
+        if (node.op == OpType::kActivation && !node.iattrs.empty() &&
+            (node.iattrs.size() != 3 || node.iattrs[0] * node.iattrs[1] * node.iattrs[2] != node.width ||
+             (node.activation != Activation::kSoftmax && node.activation != Activation::kLogSoftmax)))
+          bad("an axis is given only to softmax and log_softmax, as (outer, length, inner)");
         if ((node.op == OpType::kDropout || node.op == OpType::kGaussianNoise) &&
             (node.fattrs.size() != 1 || node.iattrs.size() != 1))
           bad("Dropout/GaussianNoise attributes");
@@ -333,6 +337,7 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
     const NodeSpec& node = nodes_[o.node];
     if (consumers_[o.node] != 0) continue;
     if (node.op != OpType::kDense && node.op != OpType::kActivation) continue;
+    if (!node.iattrs.empty()) continue;  // a softmax over a middle axis
     const bool categorical = o.loss == Loss::kCategoricalCrossentropy ||
                              o.loss == Loss::kSparseCategoricalCrossentropy;
     if ((categorical && node.activation == Activation::kSoftmax) ||
@@ -565,6 +570,10 @@ void Graph::forward_node(const Step& st, int i) {
       return;
     }
     case OpType::kActivation:
+      if (!node.iattrs.empty()) {
+        softmax_axis(st, i, x, y, nullptr, nullptr);
+        return;
+      }
       if (rw.lo < rw.hi)
         activation_forward(node.activation, node.act_params, x + rw.lo * last, y + rw.lo * last,
                            rw.hi - rw.lo, last);
@@ -775,6 +784,46 @@ void Graph::backward_dense_split(const Step& st, int i) {
   }
 }
 
+// Softmax or log_softmax over a middle axis: the output is (outer, len, inner) per sample and
+// each (outer, inner) pair is normalised over len values inner apart. Forward when dy is
+// nullptr (x → y); otherwise the backward from y and dy into gx.
+void Graph::softmax_axis(const Step& st, int i, const float* x, const float* y, const float* dy,
+                         float* gx, bool accumulate) {
+  const NodeSpec& node = nodes_[i];
+  const int64_t len = node.iattrs[1], inner = node.iattrs[2];
+  const int64_t groups = st.batch * node.iattrs[0];
+  const bool log = node.activation == Activation::kLogSoftmax;
+  const Share gs = share_of(groups, st.ith, st.nth, 1);
+  float* yo = out_buf_[i].data();
+  for (int64_t g = gs.lo; g < gs.hi; ++g) {
+    for (int64_t c = 0; c < inner; ++c) {
+      const int64_t base = g * len * inner + c;
+      if (dy == nullptr) {
+        float mx = x[base];
+        for (int64_t j = 1; j < len; ++j) mx = std::max(mx, x[base + j * inner]);
+        double sum = 0.0;
+        for (int64_t j = 0; j < len; ++j) sum += std::exp(static_cast<double>(x[base + j * inner] - mx));
+        const float lse = static_cast<float>(std::log(sum));
+        for (int64_t j = 0; j < len; ++j) {
+          const float v = x[base + j * inner] - mx - lse;
+          yo[base + j * inner] = log ? v : std::exp(v);
+        }
+        continue;
+      }
+      // softmax: dx = y (dy - Σ dy·y); log_softmax: dx = dy - softmax Σ dy
+      double dot = 0.0;
+      for (int64_t j = 0; j < len; ++j)
+        dot += log ? dy[base + j * inner] : dy[base + j * inner] * y[base + j * inner];
+      for (int64_t j = 0; j < len; ++j) {
+        const int64_t k = base + j * inner;
+        const float v = log ? dy[k] - std::exp(y[k]) * static_cast<float>(dot)
+                            : y[k] * (dy[k] - static_cast<float>(dot));
+        gx[k] = accumulate ? gx[k] + v : v;
+      }
+    }
+  }
+}
+
 double Graph::loss_and_metrics(const Step& st, double* output_losses, double* metric_sums,
                                bool with_grad) {
   ProfileScope scope(profiling_, &prof_[kProfLoss]);
@@ -866,6 +915,10 @@ void Graph::backward_node(const Step& st, int i) {
     }
     case OpType::kActivation: {
       float* gx = target(0, &acc);
+      if (gx && !node.iattrs.empty()) {
+        softmax_axis(st, i, nullptr, out_[i], dy, gx, acc);
+        return;
+      }
       if (!gx || rw.lo >= rw.hi) return;
       float* d = dy + rw.lo * last;
       if (!fused_[i]) {

@@ -1,6 +1,6 @@
 """Layers with Keras's names and arguments."""
 
-from densitron.layers.core import Activation, Dense, Identity
+from densitron.layers.core import Activation, Dense, Identity, Softmax
 from densitron.layers.embedding import Embedding
 from densitron.layers.input_layer import Input, InputLayer
 from densitron.layers.layer import KerasTensor, Layer
@@ -33,4 +33,4 @@ def serialize(layer):
 __all__ = ["Activation", "Add", "Average", "BatchNormalization", "Concatenate", "Dense",
            "Dropout", "Embedding", "Flatten", "GaussianNoise", "Identity", "Input", "InputLayer",
            "KerasTensor", "Layer", "LayerNormalization", "Maximum", "Minimum", "Multiply",
-           "Reshape", "Subtract"]
+           "Reshape", "Softmax", "Subtract"]

@@ -1,6 +1,8 @@
 """Dense, Activation and Identity. The engine runs Dense as one GEMM over the last axis with
 bias and activation fused into the write-back."""
 
+import functools
+
 import numpy as np
 
 from densitron import activations, constraints, initializers, regularizers
@@ -112,6 +114,24 @@ class Activation(Layer):
         config = super().get_config()
         config["activation"] = activations.serialize(self.activation)
         return config
+
+
+class Softmax(Layer):
+    """Softmax over `axis` (any axis but the batch's)."""
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = axis
+        self.activation = functools.partial(activations.softmax, axis=axis)
+
+    def _check_inputs(self, input_shape):
+        _check_single(self, input_shape)
+
+    def _engine_node(self, node, param_index):
+        return engine_node(2, node, activation=self.activation)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
 
 
 class Identity(Layer):

@@ -217,9 +217,16 @@ def engine_node(op, node, activation=None, params=(), fattrs=(), iattrs=()):
 
     out = node.outputs[0].shape
     activation = activation or activations.linear
-    if hasattr(activations, "engine_spec"):
-        act_id, act_params = activations.engine_spec(activation)
-    else:  # the five original activations take no parameters
-        act_id, act_params = activations.engine_id(activation), (0.0, -1.0, 0.0, 1.0)
+    act_id, act_params = activations.engine_spec(activation, allow_axis=op == 2)
+    iattrs = [int(i) for i in iattrs]
+    axis = activations.softmax_axis(activation)
+    if axis is not None:
+        rank = len(out)
+        axis = axis + rank if axis < 0 else axis
+        if not 1 <= axis < rank:
+            raise ValueError(f"Invalid softmax axis for an output of rank {rank} (the batch axis "
+                             f"cannot be normalised over). Received: axis={axis}")
+        if axis != rank - 1:  # the engine normalises over a middle axis as (outer, len, inner)
+            iattrs = [int(np.prod(out[1:axis])), int(out[axis]), int(np.prod(out[axis + 1:]))]
     return (op, shape_width(out), int(out[-1]) if len(out) > 1 else 1, act_id, act_params,
-            list(params), [float(f) for f in fattrs], [int(i) for i in iattrs])
+            list(params), [float(f) for f in fattrs], iattrs)

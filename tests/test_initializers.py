@@ -1,0 +1,67 @@
+"""Initializers: Keras's formulas, seeds and errors."""
+
+import math
+
+import numpy as np
+import pytest
+
+from densitron import initializers
+
+
+@pytest.mark.parametrize("name,scale,mode,uniform", [
+    ("glorot_uniform", 1.0, "fan_avg", True), ("glorot_normal", 1.0, "fan_avg", False),
+    ("he_uniform", 2.0, "fan_in", True), ("he_normal", 2.0, "fan_in", False),
+    ("lecun_uniform", 1.0, "fan_in", True), ("lecun_normal", 1.0, "fan_in", False),
+])
+def test_variance_scaling_family(name, scale, mode, uniform):
+    init = initializers.get(name)
+    init.seed = 3
+    w = init((400, 300))
+    fan = {"fan_in": 400, "fan_avg": 350}[mode]
+    var = scale / fan
+    if uniform:
+        limit = math.sqrt(3 * var)
+        assert np.abs(w).max() <= limit and np.abs(w).max() > 0.99 * limit
+    else:  # truncated at two standard deviations of the untruncated normal
+        std = math.sqrt(var) / 0.87962566103423978
+        assert np.abs(w).max() <= 2 * std + 1e-6
+    assert w.var() == pytest.approx(var, rel=0.05)
+    assert w.dtype == np.float32
+
+
+def test_seeded_initializers_repeat():
+    for cls in (initializers.RandomNormal, initializers.RandomUniform,
+                initializers.TruncatedNormal, initializers.GlorotUniform,
+                initializers.Orthogonal):
+        a, b = cls(seed=5)((6, 4)), cls(seed=5)((6, 4))
+        np.testing.assert_array_equal(a, b)
+        assert not np.array_equal(a, cls(seed=6)((6, 4)))
+
+
+@pytest.mark.parametrize("shape", [(8, 5), (5, 8), (2, 3, 4)])
+def test_orthogonal(shape):
+    w = initializers.Orthogonal(gain=2.0, seed=1)(shape).reshape(-1, shape[-1]).astype(np.float64)
+    small = min(w.shape)
+    gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+    np.testing.assert_allclose(gram, 4.0 * np.eye(small), atol=1e-5)
+    with pytest.raises(ValueError, match="Received: shape=\\(3,\\)"):
+        initializers.Orthogonal()((3,))
+
+
+def test_identity_zeros_ones_constant():
+    np.testing.assert_array_equal(initializers.get("identity")((3, 4)), np.eye(3, 4))
+    np.testing.assert_array_equal(initializers.Identity(gain=0.5)((2, 2)), 0.5 * np.eye(2))
+    with pytest.raises(ValueError, match="Received: shape"):
+        initializers.Identity()((2, 2, 2))
+    assert not initializers.get("zeros")((3,)).any()
+    assert (initializers.get("ones")((3,)) == 1).all()
+    assert (initializers.Constant(2.5)((2, 2)) == 2.5).all()
+
+
+def test_unknown_initializer_and_round_trip():
+    with pytest.raises(ValueError, match="Received: initializer='glorot'"):
+        initializers.get("glorot")
+    for name in ("orthogonal", "identity", "he_normal", "variance_scaling", "constant"):
+        init = initializers.get(name)
+        again = initializers.deserialize(initializers.serialize(init))
+        assert type(again) is type(init) and again.get_config() == init.get_config()
