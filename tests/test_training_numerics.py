@@ -122,3 +122,45 @@ def test_fit_trains_through_every_optimizer():
         model.compile(optimizer=name, loss="binary_crossentropy", metrics=["accuracy"])
         h = model.fit(x, y, epochs=8, verbose=0)
         assert h.history["loss"][-1] < h.history["loss"][0], name
+
+
+def test_multi_input_multi_output_shared_layer_step_matches_numpy():
+    rng = np.random.default_rng(21)
+    a, b = layers.Input(shape=(4,), name="a"), layers.Input(shape=(4,), name="b")
+    shared = layers.Dense(3, activation="tanh", name="shared", bias_initializer="random_normal")
+    h1, h2 = shared(a), shared(b)
+    cls = layers.Dense(2, activation="softmax", name="cls")(layers.Concatenate()([h1, h2]))
+    reg = layers.Dense(1, name="reg", bias_initializer="random_normal")(h2)
+    model = Model([a, b], [cls, reg])
+    model.compile(optimizer=optimizers.SGD(learning_rate=0.1),
+                  loss=["categorical_crossentropy", "mse"], loss_weights=[1.0, 0.5])
+    n = 9
+    x1, x2 = rng.normal(size=(n, 4)), rng.normal(size=(n, 4))
+    y1 = np.eye(2)[rng.integers(0, 2, n)]
+    y2 = rng.normal(size=(n, 1))
+    w = {name: [v.astype(np.float64) for v in model.get_layer(name).get_weights()]
+         for name in ("shared", "cls", "reg")}
+    (W, bb), (V, d), (U, e) = w["shared"], w["cls"], w["reg"]
+
+    h1r, h2r = np.tanh(x1 @ W + bb), np.tanh(x2 @ W + bb)
+    c = np.concatenate([h1r, h2r], axis=1)
+    logits = c @ V + d
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    q = h2r @ U + e
+    loss = -(y1 * np.log(p)).sum(1).mean() + 0.5 * ((q - y2) ** 2).mean()
+    dl = (p - y1) / n
+    dq = 0.5 * 2 * (q - y2) / n
+    dc = dl @ V.T
+    dh2 = dc[:, 3:] + dq @ U.T
+    dz1, dz2 = dc[:, :3] * (1 - h1r ** 2), dh2 * (1 - h2r ** 2)
+    expected = {
+        "shared": [W - 0.1 * (x1.T @ dz1 + x2.T @ dz2), bb - 0.1 * (dz1.sum(0) + dz2.sum(0))],
+        "cls": [V - 0.1 * (c.T @ dl), d - 0.1 * dl.sum(0)],
+        "reg": [U - 0.1 * (h2r.T @ dq), e - 0.1 * dq.sum(0)],
+    }
+    assert model.evaluate([x1, x2], [y1, y2], verbose=0)[0] == pytest.approx(loss, rel=1e-5)
+    model.train_on_batch([x1, x2], [y1, y2])
+    for name, values in expected.items():
+        for got, want in zip(model.get_layer(name).get_weights(), values):
+            assert rel_err(got, want) < 1e-5, name
