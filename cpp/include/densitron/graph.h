@@ -143,6 +143,12 @@ class Graph {
     int ith = 0, nth = 1;
     int64_t batch = 0;
     bool training = false;
+    // The next batch's rows, requested a slice at a time (see prefetch_next).
+    const std::vector<const float*>* x = nullptr;
+    const int64_t* next_rows = nullptr;
+    int64_t next_count = 0;
+    int pf_chunks = 1;
+    mutable int pf_done = 0;
   };
 
   RunTotals run(Mode mode, const DataRefs& data, const int64_t* perm, int64_t batch_size,
@@ -152,6 +158,7 @@ class Graph {
   void check_embedding_ids(const std::vector<const float*>& x, int64_t rows) const;
   void begin_batch(const Step& st, const std::vector<const float*>& x, const DataRefs* data,
                    const int64_t* perm, int64_t start, int64_t batch, int64_t next_count);
+  void prefetch_next(const Step& st);
   void forward(const Step& st);
   void forward_node(const Step& st, int i);
   double loss_and_metrics(const Step& st, double* output_losses, double* metric_sums,

@@ -477,8 +477,7 @@ void Graph::begin_batch(const Step& st, const std::vector<const float*>& x,
     }
   }
   if (perm != nullptr) {
-    // Each thread copies its share of the batch rows; then asks for the next batch's rows,
-    // which miss every cache level, while this one computes.
+    // Each thread copies its share of the batch rows (prefetched during the last step).
     const Share sh = share_of(batch, st.ith, st.nth, 4);
     for (size_t k = 0; k < inputs_.size(); ++k) {
       const int node = inputs_[k];
@@ -507,17 +506,33 @@ void Graph::begin_batch(const Step& st, const std::vector<const float*>& x,
                       w * sizeof(float));
       }
     }
-    const Share nx = share_of(next_count, st.ith, st.nth, 4);
-    for (size_t k = 0; k < inputs_.size(); ++k) {
-      const int64_t bytes = nodes_[inputs_[k]].width * static_cast<int64_t>(sizeof(float));
-      for (int64_t r = nx.lo; r < nx.hi; ++r) {
-        const char* row = reinterpret_cast<const char*>(
-            x[k] + perm[start + batch + r] * nodes_[inputs_[k]].width);
-        for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(row + off, 0, 2);
+  }
+  prefetch_next(st);
+  sync(st.nth);
+}
+
+// Random rows of a large array miss every cache level. The next batch's rows are requested a
+// slice at a time between the ops of this step (all at once would overflow the miss queues),
+// each thread the columns or rows it will copy itself.
+void Graph::prefetch_next(const Step& st) {
+  if (st.next_rows == nullptr || st.pf_done >= st.pf_chunks) return;
+  const Share cr = share_of(st.next_count, st.pf_done++, st.pf_chunks);
+  for (size_t k = 0; k < inputs_.size(); ++k) {
+    const int node = inputs_[k];
+    const int64_t w = nodes_[node].width;
+    const int parts = gather_split_[node];
+    const Share own = share_of(st.next_count, st.ith, st.nth, 4);
+    for (int part = parts == 1 ? 0 : st.ith; part < parts; part += parts == 1 ? 1 : st.nth) {
+      const Share cs = parts == 1 ? Share{0, w} : share_of(w, part, parts, 1, 16);
+      const int64_t lo = parts == 1 ? std::max(cr.lo, own.lo) : cr.lo;
+      const int64_t hi = parts == 1 ? std::min(cr.hi, own.hi) : cr.hi;
+      for (int64_t r = lo; r < hi; ++r) {
+        const char* row = reinterpret_cast<const char*>((*st.x)[k] + st.next_rows[r] * w + cs.lo);
+        for (int64_t off = 0; off < (cs.hi - cs.lo) * 4; off += 64)
+          __builtin_prefetch(row + off, 0, 2);
       }
     }
   }
-  sync(st.nth);
 }
 
 void Graph::forward(const Step& st) {
@@ -526,6 +541,7 @@ void Graph::forward(const Step& st) {
     if (op == OpType::kInput || op == OpType::kReshape) continue;
     if (out_[i] != out_buf_[i].data()) continue;  // an identity this step (Dropout in inference)
     forward_node(st, static_cast<int>(i));
+    prefetch_next(st);
     sync(st.nth);
   }
 }
@@ -857,6 +873,7 @@ void Graph::backward(const Step& st) {
   for (int i = static_cast<int>(nodes_.size()) - 1; i >= 0; --i) {
     if (!has_grad_[i] || nodes_[i].op == OpType::kInput) continue;
     backward_node(st, i);
+    prefetch_next(st);
     sync(st.nth);
   }
 }
@@ -1224,6 +1241,12 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   update_stats_ = mode == Mode::kTrain;
   const double reg_eval = mode == Mode::kEvaluate ? regularization_value() : 0.0;
   std::vector<double> reg_share(64, 0.0);
+  int pf_chunks = 1;  // slices the next batch's prefetch is spread over: one per op of a step
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    const OpType op = nodes_[i].op;
+    if (op != OpType::kInput && op != OpType::kReshape) ++pf_chunks;
+    if (training && has_grad_[i] && op != OpType::kInput) ++pf_chunks;
+  }
 
   auto body = [&](int ith, int nth) {
     for (int64_t start = begin; start < end; start += batch_size) {
@@ -1233,6 +1256,12 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
       st.batch = std::min(batch_size, end - start);
       st.training = training;
       const int64_t next = std::min(batch_size, end - (start + st.batch));
+      if (perm != nullptr && next > 0) {
+        st.x = &data.x;
+        st.next_rows = perm + start + st.batch;
+        st.next_count = next;
+        st.pf_chunks = pf_chunks;
+      }
       begin_batch(st, data.x, mode == Mode::kPredict ? nullptr : &data, perm, start, st.batch,
                   std::max<int64_t>(next, 0));
       forward(st);
