@@ -191,3 +191,9 @@ def test_sequential_with_new_layers_trains():
     h = model.fit(x, y, epochs=30, batch_size=32, verbose=0)
     assert h.history["accuracy"][-1] > 0.8
     assert model.evaluate(x, y, verbose=0)[1] > 0.85
+
+
+def test_embedding_must_read_an_input():
+    inp = layers.Input(shape=(3,))
+    with pytest.raises(ValueError, match="must read integer ids straight from an `Input`"):
+        Model(inp, layers.Embedding(5, 2)(layers.Dense(3)(inp)))

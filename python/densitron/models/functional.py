@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from densitron import _core
+from densitron.layers.embedding import Embedding
 from densitron.layers.input_layer import InputLayer
 from densitron.layers.layer import KerasTensor, Layer
 from densitron.trainers.trainer import Trainer
@@ -162,6 +163,13 @@ class Functional(Trainer, Layer):
                     f"densitron runs models in its C++ engine, which has no kernel for layer "
                     f"\"{layer.name}\" of type {type(layer).__name__}. "
                     f"Received: a model containing {type(layer).__name__}"
+                )
+            if isinstance(layer, Embedding) and not isinstance(node.inputs[0]._node.layer,
+                                                               InputLayer):
+                raise ValueError(
+                    f"Layer \"{layer.name}\" (Embedding) must read integer ids straight from an "
+                    f"`Input`. Received: input from layer "
+                    f"\"{node.inputs[0]._node.layer.name}\""
                 )
             op, width, last, act, act_params, params, fattrs, iattrs = layer._engine_node(
                 node, param_index)

@@ -15,7 +15,10 @@ from densitron.trainers import data as data_mod
 from densitron.utils.progbar import Progbar
 from densitron.utils.rng import global_generator
 
-_TARGET_CALL_SECONDS = 0.05  # the bar refreshes at most this often, so batches group per call
+# Batches are grouped into engine calls of about this long: the progress bar refreshes at most
+# every 0.05 s; silent runs use longer calls, still short enough for Ctrl-C to stop promptly.
+_CALL_SECONDS_VERBOSE = 0.05
+_CALL_SECONDS_SILENT = 0.25
 
 
 def _losses_per_output(loss, names):
@@ -271,11 +274,8 @@ class Trainer:
                 totals[3] += met_sums
                 logs = self._logs_from_totals(*totals)
                 cb.on_train_batch_end(done - 1, logs)
-                if verbose == 1:
-                    per = elapsed / n
-                    chunk = max(1, int(_TARGET_CALL_SECONDS / max(per, 1e-7)))
-                else:
-                    chunk = steps
+                target = _CALL_SECONDS_VERBOSE if verbose == 1 else _CALL_SECONDS_SILENT
+                chunk = max(1, int(target / max(elapsed / n, 1e-7)))
                 if self.stop_training:
                     break
             train_seconds += time.perf_counter() - epoch_start
