@@ -12,8 +12,15 @@ fi
 
 python3 -m pip install -q ".[test]"
 
-# Run pytest from outside the source tree so the installed package is the one tested.
 python3 -m pytest -q -p no:cacheprovider --rootdir=. tests
+
+# The engine's numerics again on the other kernel paths this CPU can run.
+for isa in generic avx2; do
+  if [ "$isa" = generic ] || grep -qw avx2 /proc/cpuinfo; then
+    DENSITRON_ISA=$isa python3 -m pytest -q -p no:cacheprovider --rootdir=. \
+      tests/test_training_numerics.py tests/test_gradients_fd.py tests/test_threads.py
+  fi
+done
 
 # C++ kernel tests (ctest), with the benchmarks compiled so they keep building.
 GENERATOR=()
