@@ -23,13 +23,19 @@ import time
 
 import numpy as np
 
-LAYERS = [(784, 64), (64, 64), (64, 10)]
+HIDDEN = [64, 64]  # --hidden: the seed model's; other widths and depths for comparison
+
+
+def layer_sizes():
+    widths = [784, *HIDDEN, 10]
+    return list(zip(widths[:-1], widths[1:]))
 
 
 def flops_per_sample():
-    fwd = sum(2 * i * o for i, o in LAYERS)
+    layers = layer_sizes()
+    fwd = sum(2 * i * o for i, o in layers)
     dw = fwd
-    dx = sum(2 * i * o for i, o in LAYERS[1:])  # no gradient into the input
+    dx = sum(2 * i * o for i, o in layers[1:])  # no gradient into the input
     return fwd + dw + dx, fwd
 
 
@@ -43,7 +49,7 @@ def make_data(rows, seed=0):
 def init_params(seed=0):
     rng = np.random.default_rng(seed)
     params = []
-    for i, o in LAYERS:
+    for i, o in layer_sizes():
         limit = np.sqrt(6.0 / (i + o))
         params += [rng.uniform(-limit, limit, (i, o)).astype(np.float32), np.zeros(o, np.float32)]
     return params
@@ -61,32 +67,37 @@ class NumpyPeer:
 
     def epoch(self, batch):
         x, y = self.x, self.y
-        w1, b1, w2, b2, w3, b3 = self.params
+        ws, bs = self.params[0::2], self.params[1::2]
         perm = self.rng.permutation(len(x))
         lr, rho, eps = np.float32(1e-3), np.float32(0.9), np.float32(1e-7)
         for s in range(0, len(x), batch):
             idx = perm[s:s + batch]
             xb, yb = x[idx], y[idx]
-            h1 = np.maximum(xb @ w1 + b1, 0)
-            h2 = np.maximum(h1 @ w2 + b2, 0)
-            z = h2 @ w3 + b3
+            hs = [xb]
+            for w, b in zip(ws[:-1], bs[:-1]):
+                hs.append(np.maximum(hs[-1] @ w + b, 0))
+            z = hs[-1] @ ws[-1] + bs[-1]
             e = np.exp(z - z.max(axis=1, keepdims=True))
             p = e / e.sum(axis=1, keepdims=True)
             dz = (p - yb) / np.float32(len(idx))
-            dh2 = (dz @ w3.T) * (h2 > 0)
-            dh1 = (dh2 @ w2.T) * (h1 > 0)
-            grads = [xb.T @ dh1, dh1.sum(0), h1.T @ dh2, dh2.sum(0), h2.T @ dz, dz.sum(0)]
+            grads = [None] * len(self.params)
+            for k in range(len(ws) - 1, -1, -1):
+                grads[2 * k], grads[2 * k + 1] = hs[k].T @ dz, dz.sum(0)
+                if k > 0:
+                    dz = (dz @ ws[k].T) * (hs[k] > 0)
             for w, g, v in zip(self.params, grads, self.slots):
                 v *= rho
                 v += (1 - rho) * g * g
                 w -= lr * g / np.sqrt(v + eps)
 
     def predict(self):
-        w1, b1, w2, b2, w3, b3 = self.params
+        ws, bs = self.params[0::2], self.params[1::2]
         out = []
         for s in range(0, len(self.x), 32):
-            xb = self.x[s:s + 32]
-            z = np.maximum(np.maximum(xb @ w1 + b1, 0) @ w2 + b2, 0) @ w3 + b3
+            h = self.x[s:s + 32]
+            for w, b in zip(ws[:-1], bs[:-1]):
+                h = np.maximum(h @ w + b, 0)
+            z = h @ ws[-1] + bs[-1]
             e = np.exp(z - z.max(axis=1, keepdims=True))
             out.append(e / e.sum(axis=1, keepdims=True))
         return np.concatenate(out)
@@ -100,8 +111,9 @@ class DensitronPeer:
         from densitron.models import Model
 
         inputs = Input(shape=(784,))
-        h = Dense(64, activation="relu")(inputs)
-        h = Dense(64, activation="relu")(h)
+        h = inputs
+        for units in HIDDEN:
+            h = Dense(units, activation="relu")(h)
         self.model = Model(inputs, Dense(10, activation="softmax")(h))
         self.model.compile(optimizer="rmsprop", loss="categorical_crossentropy",
                            metrics=["accuracy"])
@@ -122,9 +134,10 @@ class TorchPeer:
 
         torch.set_num_threads(threads)
         self.torch = torch
-        self.model = torch.nn.Sequential(
-            torch.nn.Linear(784, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(),
-            torch.nn.Linear(64, 10))
+        mods = []
+        for i, o in layer_sizes()[:-1]:
+            mods += [torch.nn.Linear(i, o), torch.nn.ReLU()]
+        self.model = torch.nn.Sequential(*mods, torch.nn.Linear(*layer_sizes()[-1]))
         self.opt = torch.optim.RMSprop(self.model.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
         self.loss = torch.nn.CrossEntropyLoss()
         self.x = torch.from_numpy(x)
@@ -159,8 +172,9 @@ class KerasPeer:
 
         self.backend = keras.backend.backend()
         inputs = keras.Input(shape=(784,))
-        h = keras.layers.Dense(64, activation="relu")(inputs)
-        h = keras.layers.Dense(64, activation="relu")(h)
+        h = inputs
+        for units in HIDDEN:
+            h = keras.layers.Dense(units, activation="relu")(h)
         self.model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(h))
         self.model.compile(optimizer="rmsprop", loss="categorical_crossentropy",
                            metrics=["accuracy"])
@@ -226,7 +240,10 @@ def main():
     parser.add_argument("--peers", nargs="+", default=["numpy", "pytorch", "keras"])
     parser.add_argument("--peak-gflops", type=float, default=None)
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64],
+                        help="hidden layer widths (default: the seed model's 64 64)")
     args = parser.parse_args()
+    HIDDEN[:] = args.hidden
 
     import densitron
 
@@ -247,7 +264,8 @@ def main():
             print("keras: not installed (pip install keras jax)")
     info = densitron.cpu_info()
     print(f"densitron {densitron.__version__}: ISA {info['isa']}, {info['num_threads']} threads; "
-          f"{args.rows}x784 float32, median of {args.repeats} interleaved runs")
+          f"{args.rows}x784 float32, layers 784-{'-'.join(map(str, HIDDEN))}-10, "
+          f"median of {args.repeats} interleaved runs")
     for p in peers:
         if p.name == "keras":
             print(f"keras backend: {p.backend}")
