@@ -1,0 +1,55 @@
+"""Type stub for densitron._core, the C++ engine (cpp/bindings)."""
+
+from typing import Any
+
+import numpy as np
+
+def cpu_info() -> dict[str, Any]: ...
+def get_num_threads() -> int: ...
+def set_num_threads(n: int) -> None: ...
+def _set_isa(name: str) -> None: ...
+def matmul(
+    a: np.ndarray,
+    b: np.ndarray,
+    transpose_a: bool = False,
+    transpose_b: bool = False,
+    out: np.ndarray | None = None,
+) -> np.ndarray: ...
+def _optimizer_update(
+    config: dict[str, Any], step: int, w: np.ndarray, g: np.ndarray, slots: list[np.ndarray]
+) -> None: ...
+def _optimizer_slot_count(config: dict[str, Any]) -> int: ...
+
+# (rows, loss sum, per-output loss sums, metric sums)
+_Totals = tuple[int, float, list[float], list[float]]
+
+class Graph:
+    # nodes: (op, inputs, width, last_dim, activation, (negative_slope, max_value, threshold,
+    #         alpha), params, fattrs, iattrs)
+    # params: (array, rows, cols, l1, l2, constraint, c_min, c_max, c_rate, c_axis)
+    def __init__(
+        self, nodes: list[tuple], params: list[tuple], inputs: list[int], outputs: list[int]
+    ) -> None: ...
+    # outputs: (node, loss, loss_weight, target_width, [(is_accuracy, kind, threshold, loss)])
+    def compile(
+        self, outputs: list[tuple], optimizer: dict[str, Any], trainable: list[bool]
+    ) -> None: ...
+    def train_batches(
+        self,
+        xs: list[np.ndarray],
+        ys: list[np.ndarray],
+        perm: np.ndarray | None,
+        batch_size: int,
+        first_batch: int,
+        num_batches: int,
+    ) -> _Totals: ...
+    def evaluate(self, xs: list[np.ndarray], ys: list[np.ndarray], batch_size: int) -> _Totals: ...
+    def gradients(
+        self, xs: list[np.ndarray], ys: list[np.ndarray]
+    ) -> tuple[_Totals, list[np.ndarray]]: ...
+    def predict(self, xs: list[np.ndarray], batch_size: int) -> list[np.ndarray]: ...
+    def set_profiling(self, on: bool) -> None: ...
+    def reset_profile(self) -> None: ...
+    def profile(self) -> dict[str, float]: ...
+    learning_rate: float
+    iterations: int
