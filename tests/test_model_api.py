@@ -267,3 +267,25 @@ def test_fit_profile_reports_every_category(capsys):
     # profiling is off again afterwards
     h2 = model.fit(x, y, epochs=1, verbose=0)
     assert not hasattr(h2, "profile")
+
+
+def test_dict_outputs_losses_weights_and_metrics():
+    rng = np.random.default_rng(1)
+    inp = Input(shape=(5,), name="features")
+    h = Dense(8, activation="relu")(inp)
+    model = Model({"features": inp},
+                  {"kind": Dense(3, activation="softmax")(h), "size": Dense(1)(h)})
+    model.compile(optimizer="adam",
+                  loss={"kind": "sparse_categorical_crossentropy", "size": "mae"},
+                  loss_weights={"kind": 2.0, "size": 1.0},
+                  metrics={"kind": ["accuracy"], "size": ["mse"]})
+    x = rng.normal(size=(40, 5))
+    y = {"kind": rng.integers(0, 3, 40), "size": rng.normal(size=(40, 1))}
+    h = model.fit({"features": x}, y, epochs=2, verbose=0)
+    assert set(h.history) == {"loss", "kind_loss", "size_loss", "kind_accuracy", "size_mse"}
+    total = 2.0 * h.history["kind_loss"][-1] + h.history["size_loss"][-1]
+    assert h.history["loss"][-1] == pytest.approx(total, rel=1e-6)
+    out = model.predict({"features": x}, verbose=0)
+    assert set(out) == {"kind", "size"} and out["kind"].shape == (40, 3)
+    with pytest.raises(ValueError, match="Received: loss="):
+        model.compile(loss={"kind": "mse"})
