@@ -139,7 +139,6 @@ def test_single_input_layer_backward(layer):
 
 
 def test_rank3_dense_reshape_flatten_concatenate_backward():
-    rng = np.random.default_rng(7)
     inp = layers.Input(shape=(6,))
     h = layers.Reshape((3, 2))(layers.Dense(6, activation="tanh")(inp))
     h = layers.Dense(4, activation="relu", bias_initializer="random_normal")(h)  # on the last axis

@@ -88,7 +88,8 @@ def test_merges_forward():
     a, b, c = (rng.normal(size=(4, 3)).astype(np.float32) for _ in range(3))
     ia, ib, ic = (layers.Input(shape=(3,)) for _ in range(3))
     for cls, ref in ((layers.Add, a + b + c), (layers.Multiply, a * b * c),
-                     (layers.Average, (a + b + c) / 3), (layers.Maximum, np.maximum(np.maximum(a, b), c)),
+                     (layers.Average, (a + b + c) / 3),
+                     (layers.Maximum, np.maximum(np.maximum(a, b), c)),
                      (layers.Minimum, np.minimum(np.minimum(a, b), c)),
                      (layers.Concatenate, np.concatenate([a, b, c], axis=1))):
         m = Model([ia, ib, ic], cls()([ia, ib, ic]))

@@ -122,7 +122,8 @@ def test_epoch_metrics_are_sample_weighted_means():
     for start in range(0, 50, 16):
         losses.append(model.evaluate(x[start:start + 16], y[start:start + 16], verbose=0)[0])
     model.set_weights(weights)
-    model.compile(optimizer=densitron.optimizers.SGD(learning_rate=0.0), loss="categorical_crossentropy",
+    model.compile(optimizer=densitron.optimizers.SGD(learning_rate=0.0),
+                  loss="categorical_crossentropy",
                   metrics=["accuracy"])
     h = model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
     sizes = [16, 16, 16, 2]

@@ -69,7 +69,8 @@ def test_one_step_matches_numpy(loss, in_width):
 def test_keras_golden_rmsprop():
     # loss = w^2 / 2 through MSE on one input of 1/sqrt(2): the gradient is w.
     inp = layers.Input(shape=(1,))
-    out = layers.Dense(1, use_bias=False, kernel_initializer=densitron.initializers.Constant(10.0))(inp)
+    ten = densitron.initializers.Constant(10.0)
+    out = layers.Dense(1, use_bias=False, kernel_initializer=ten)(inp)
     model = Model(inp, out)
     model.compile(optimizer=optimizers.RMSprop(learning_rate=0.1), loss="mse")
     x = np.array([[np.sqrt(0.5)]], dtype=np.float64)

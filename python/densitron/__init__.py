@@ -1,6 +1,6 @@
 """densitron: a neural-network engine with Keras's API and a fast C++ core for the CPU."""
 
-from densitron import _core
+from densitron import _core  # noqa: F401  (densitron._core: the engine)
 from densitron._core import cpu_info, get_num_threads, set_num_threads
 from densitron import (
     activations,

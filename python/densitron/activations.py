@@ -235,7 +235,8 @@ def get(identifier):
 
 
 def serialize(activation):
-    """The Keras name; for a partial, {"class_name": "function", "config": name, "kwargs": {...}}."""
+    """The Keras name; for a partial,
+    {"class_name": "function", "config": name, "kwargs": {...}}."""
     name, kwargs = _base(activation)
     if not kwargs:
         return name

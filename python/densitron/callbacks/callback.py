@@ -26,7 +26,7 @@ class Callback:
     def on_predict_end(self, logs=None): ...
 
     def _wants_batches(self):
-        """True when a subclass overrides a per-batch hook: the fit loop then runs batch by batch."""
+        """True when a subclass overrides a per-batch hook: fit then runs batch by batch."""
         base = Callback
         return any(
             getattr(type(self), name) is not getattr(base, name)

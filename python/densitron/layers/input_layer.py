@@ -35,7 +35,8 @@ class InputLayer(Layer):
 
 def _input_name_kwargs(name, kwargs):
     if kwargs:
-        raise TypeError(f"Unrecognized keyword arguments passed to InputLayer. Received: kwargs={kwargs}")
+        raise TypeError("Unrecognized keyword arguments passed to InputLayer. "
+                        f"Received: kwargs={kwargs}")
     return {}
 
 

@@ -47,6 +47,7 @@ def resolve(name, loss, y_true_ndim, y_true_last, y_pred_ndim, y_pred_last):
     if name in _LOSS_METRICS:
         return name, (False, 0, 0.5, losses.get(_LOSS_METRICS[name])._engine_id)
     raise ValueError(
-        f"Unknown metric name. Expected one of {sorted(['accuracy', 'acc', *_ACCURACIES, *_LOSS_METRICS])}. "
+        "Unknown metric name. Expected one of "
+        f"{sorted(['accuracy', 'acc', *_ACCURACIES, *_LOSS_METRICS])}. "
         f"Received: metric={name!r}"
     )

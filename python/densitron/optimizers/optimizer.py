@@ -13,7 +13,9 @@ def _check_number(name, value, lo=0.0, lo_inclusive=True, hi=None):
     if hi is not None:
         ok = ok and value <= hi
     if not ok:
-        bound = f"{'>=' if lo_inclusive else '>'} {lo}" + (f" and <= {hi}" if hi is not None else "")
+        bound = f"{'>=' if lo_inclusive else '>'} {lo}"
+        if hi is not None:
+            bound += f" and <= {hi}"
         raise ValueError(f"Argument `{name}` must be {bound}. Received: {name}={value!r}")
     return float(value)
 

@@ -1,4 +1,5 @@
-"""Keras's progress bar: "k/N ━━━━━━━━━━━━━━━━━━━━ 2s 3ms/step - accuracy: 0.9012 - loss: 0.3121"."""
+"""Keras's progress bar:
+"k/N ━━━━━━━━━━━━━━━━━━━━ 2s 3ms/step - accuracy: 0.9012 - loss: 0.3121"."""
 
 import sys
 import time
