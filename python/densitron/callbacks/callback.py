@@ -25,8 +25,14 @@ class Callback:
     def on_predict_begin(self, logs=None): ...
     def on_predict_end(self, logs=None): ...
 
+    # A callback whose per-batch hook is fine being called once per group of batches (the
+    # engine runs groups of ~0.25 s) sets this, so fit need not run batch by batch for it.
+    _chunked_batches_ok = False
+
     def _wants_batches(self):
         """True when a subclass overrides a per-batch hook: fit then runs batch by batch."""
+        if self._chunked_batches_ok:
+            return False
         base = Callback
         return any(
             getattr(type(self), name) is not getattr(base, name)

@@ -1,0 +1,198 @@
+"""Callbacks that steer training, with Keras's names, arguments and rules: EarlyStopping,
+ReduceLROnPlateau, LearningRateScheduler, TerminateOnNaN, LambdaCallback."""
+
+import math
+import warnings
+
+import numpy as np
+
+from densitron.callbacks.callback import Callback
+
+
+def _resolve_mode(mode, monitor, name):
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"{name} mode must be one of 'auto', 'min', 'max'. Received: mode={mode!r}")
+    if mode == "auto":
+        maximize = any(k in monitor for k in ("acc", "auc", "precision", "recall"))
+        return "max" if maximize else "min"
+    return mode
+
+
+class _Monitor(Callback):
+    """Shared by the plateau callbacks: reads a monitored value and judges improvement."""
+
+    def __init__(self, monitor, mode, min_delta, name):
+        super().__init__()
+        self.monitor = monitor
+        self.mode = _resolve_mode(mode, monitor, name)
+        self.min_delta = abs(float(min_delta))
+
+    def _current(self, logs):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            warnings.warn(
+                f"{type(self).__name__} is conditioned on metric `{self.monitor}` which is not "
+                f"available. Available metrics are: {','.join(sorted(logs or {}))}.",
+                stacklevel=3,
+            )
+        return value
+
+    def _better(self, current, reference):
+        if reference is None:
+            return True
+        if self.mode == "min":
+            return current + self.min_delta < reference
+        return current - self.min_delta > reference
+
+
+class EarlyStopping(_Monitor):
+    """Stops training when `monitor` has stopped improving for `patience` epochs."""
+
+    def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto",
+                 baseline=None, restore_best_weights=False, start_from_epoch=0):
+        super().__init__(monitor, mode, min_delta, "EarlyStopping")
+        self.patience = int(patience)
+        self.verbose = verbose
+        self.baseline = baseline
+        self.restore_best_weights = restore_best_weights
+        self.start_from_epoch = int(start_from_epoch)
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = None
+        self.best_weights = None
+        self.best_epoch = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = self._current(logs)
+        if current is None or epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = self.model.get_weights()
+        self.wait += 1
+        if self._better(current, self.best):
+            self.best = current
+            self.best_epoch = epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._better(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose > 0:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose > 0:
+                print("Restoring model weights from the end of the best epoch: "
+                      f"{self.best_epoch + 1}.")
+            self.model.set_weights(self.best_weights)
+
+
+class ReduceLROnPlateau(_Monitor):
+    """Multiplies the learning rate by `factor` when `monitor` has stopped improving."""
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
+                 min_delta=1e-4, cooldown=0, min_lr=0.0, **kwargs):
+        super().__init__(monitor, mode, min_delta, "ReduceLROnPlateau")
+        if factor >= 1.0:
+            raise ValueError("ReduceLROnPlateau does not support a factor >= 1.0. "
+                             f"Received: factor={factor}")
+        self.factor, self.patience, self.verbose = float(factor), int(patience), verbose
+        self.cooldown, self.min_lr = int(cooldown), float(min_lr)
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.cooldown_counter = 0
+        self.best = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+        current = self._current(logs)
+        if current is None:
+            return
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._better(current, self.best):
+            self.best = current
+            self.wait = 0
+        elif self.cooldown_counter <= 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                old = float(self.model.optimizer.learning_rate)
+                if old > self.min_lr:
+                    new = max(old * self.factor, self.min_lr)
+                    self.model.optimizer.learning_rate = new
+                    if self.verbose > 0:
+                        print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate "
+                              f"to {new}.")
+                    self.cooldown_counter = self.cooldown
+                    self.wait = 0
+
+
+class LearningRateScheduler(Callback):
+    """Sets the learning rate at the start of every epoch to schedule(epoch, lr)."""
+
+    def __init__(self, schedule, verbose=0):
+        super().__init__()
+        if not callable(schedule):
+            raise ValueError(f"`schedule` must be callable. Received: schedule={schedule!r}")
+        self.schedule = schedule
+        self.verbose = verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        lr = float(self.model.optimizer.learning_rate)
+        try:
+            lr = self.schedule(epoch, lr)
+        except TypeError:  # a schedule of the epoch alone
+            lr = self.schedule(epoch)
+        if isinstance(lr, bool) or not isinstance(lr, (float, int, np.floating, np.integer)):
+            raise ValueError("The output of the `schedule` function should be a float. "
+                             f"Received: {lr!r}")
+        self.model.optimizer.learning_rate = float(lr)
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+
+
+class TerminateOnNaN(Callback):
+    """Stops training when the loss becomes NaN or infinite. The engine runs batches in groups,
+    so the check happens after each group (at most ~0.25 s of training late)."""
+
+    _chunked_batches_ok = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            print(f"Batch {batch}: Invalid loss, terminating training")
+            self.model.stop_training = True
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions: on_epoch_begin(epoch, logs), on_epoch_end(epoch, logs),
+    on_train_begin(logs), on_train_end(logs), on_train_batch_begin(batch, logs),
+    on_train_batch_end(batch, logs)."""
+
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None,
+                 on_train_end=None, on_train_batch_begin=None, on_train_batch_end=None, **kwargs):
+        super().__init__()
+        hooks = {"on_epoch_begin": on_epoch_begin, "on_epoch_end": on_epoch_end,
+                 "on_train_begin": on_train_begin, "on_train_end": on_train_end,
+                 "on_train_batch_begin": on_train_batch_begin,
+                 "on_train_batch_end": on_train_batch_end, **kwargs}
+        for name, fn in hooks.items():
+            if fn is not None:
+                setattr(self, name, fn)
+        self._batch_hooks = on_train_batch_begin is not None or on_train_batch_end is not None
+
+    def _wants_batches(self):
+        return self._batch_hooks
