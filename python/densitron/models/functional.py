@@ -320,6 +320,23 @@ class Functional(Trainer, Layer):
 
         print_summary(self, print_fn=print_fn)
 
+    def save(self, filepath, overwrite=True):
+        """Saves config, compile arguments and weights to a `.keras` zip (densitron's own
+        layout); a failed save leaves an existing file intact."""
+        from densitron import saving
+
+        saving.save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath, overwrite=True):
+        from densitron import saving
+
+        saving.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath):
+        from densitron import saving
+
+        saving.load_weights(self, filepath)
+
     def get_config(self):
         """Plain JSON-able description of the graph: each layer's config and the calls that
         link them (Keras's layout: inbound_nodes as [layer_name, node_index, tensor_index])."""

@@ -1,0 +1,165 @@
+"""Saving and loading whole models and weights.
+
+`model.save("m.keras")` writes a zip holding the model's config, its compile arguments and its
+weights (NumPy's .npz inside, in `get_weights()` order); `densitron.models.load_model` rebuilds
+it. `save_weights` / `load_weights` take ".weights.npz" (or ".weights.h5" when h5py is
+installed). Every file is written beside its target and moved into place only when complete, so
+a failed save leaves the old file intact. The format is densitron's own: Keras cannot read it."""
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+
+def _atomic_write(filepath, write, overwrite):
+    filepath = os.fspath(filepath)
+    if not overwrite and os.path.exists(filepath):
+        raise FileExistsError(f"{filepath} exists and overwrite=False. "
+                              f"Received: filepath={filepath!r}")
+    directory = os.path.dirname(os.path.abspath(filepath))
+    fd, tmp = tempfile.mkstemp(prefix=".densitron-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, filepath)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _npz_bytes(weights):
+    buf = io.BytesIO()
+    np.savez(buf, **{f"w{i:04d}": w for i, w in enumerate(weights)})
+    return buf.getvalue()
+
+
+def _npz_weights(data):
+    with np.load(io.BytesIO(data)) as z:
+        return [z[k] for k in sorted(z.files)]
+
+
+def _compile_config(model):
+    if not model.compiled:
+        return None
+    opt = model.optimizer
+    loss = model.loss
+    def loss_name(v):
+        return v if isinstance(v, str) else getattr(v, "name", None)
+    if isinstance(loss, dict):
+        loss = {k: loss_name(v) for k, v in loss.items()}
+    elif isinstance(loss, (list, tuple)):
+        loss = [loss_name(v) for v in loss]
+    else:
+        loss = loss_name(loss)
+    return {
+        "optimizer": {"class_name": type(opt).__name__, "config": opt.get_config()},
+        "loss": loss,
+        "loss_weights": model._pending_loss_weights,
+        "metrics": model._compile_metrics,
+    }
+
+
+def save_model(model, filepath, overwrite=True):
+    filepath = os.fspath(filepath)
+    if not filepath.endswith(".keras"):
+        raise ValueError("The filename must end in `.keras`. "
+                         f"Received: filepath={filepath!r}")
+    config = {
+        "class_name": type(model).__name__,
+        "config": model.get_config(),
+        "compile_config": _compile_config(model),
+    }
+    payload = json.dumps(config).encode()
+    weights = _npz_bytes(model.get_weights())
+    from densitron import __version__
+
+    meta = json.dumps({"densitron_version": __version__, "format_version": FORMAT_VERSION})
+
+    def write(f):
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            z.writestr("metadata.json", meta)
+            z.writestr("config.json", payload)
+            z.writestr("model.weights.npz", weights)
+
+    _atomic_write(filepath, write, overwrite)
+
+
+def load_model(filepath, compile=True):
+    """Rebuilds a model saved with `model.save(...)`, with its weights (and compiled)."""
+    from densitron import layers, optimizers
+
+    filepath = os.fspath(filepath)
+    if not os.path.exists(filepath):
+        raise ValueError(f"File not found: filepath={filepath}. Please ensure the file is an "
+                         f"accessible `.keras` zip file. Received: filepath={filepath!r}")
+    try:
+        with zipfile.ZipFile(filepath) as z:
+            config = json.loads(z.read("config.json"))
+            weights = _npz_weights(z.read("model.weights.npz"))
+    except (zipfile.BadZipFile, KeyError, ValueError) as e:
+        raise ValueError(f"{filepath} is not a model saved by densitron ({e}). "
+                         f"Received: filepath={filepath!r}") from None
+    model = layers.deserialize(config)
+    model.set_weights(weights)
+    cc = config.get("compile_config")
+    if compile and cc:
+        opt_cfg = cc["optimizer"]
+        opt_cls = getattr(optimizers, opt_cfg["class_name"])
+        model.compile(optimizer=opt_cls.from_config(opt_cfg["config"]), loss=cc["loss"],
+                      loss_weights=cc["loss_weights"], metrics=cc["metrics"])
+    return model
+
+
+def save_weights(model, filepath, overwrite=True):
+    filepath = os.fspath(filepath)
+    weights = model.get_weights()
+    if filepath.endswith(".weights.npz"):
+        _atomic_write(filepath, lambda f: f.write(_npz_bytes(weights)), overwrite)
+        return
+    if filepath.endswith(".weights.h5"):
+        h5py = _h5py()
+
+        def write(f):
+            with h5py.File(f, "w") as h:
+                for i, (v, w) in enumerate(zip(model.weights, weights)):
+                    h.create_dataset(f"{i:04d}", data=w).attrs["path"] = v.path
+
+        _atomic_write(filepath, write, overwrite)
+        return
+    raise ValueError("The filename must end in `.weights.npz` (or `.weights.h5` with h5py "
+                     f"installed). Received: filepath={filepath!r}")
+
+
+def load_weights(model, filepath):
+    filepath = os.fspath(filepath)
+    if not os.path.exists(filepath):
+        raise ValueError(f"File not found. Received: filepath={filepath!r}")
+    if filepath.endswith(".weights.npz"):
+        with open(filepath, "rb") as f:
+            weights = _npz_weights(f.read())
+    elif filepath.endswith(".weights.h5"):
+        h5py = _h5py()
+        with h5py.File(filepath, "r") as h:
+            weights = [h[k][()] for k in sorted(h.keys())]
+    else:
+        raise ValueError("The filename must end in `.weights.npz` or `.weights.h5`. "
+                         f"Received: filepath={filepath!r}")
+    model.set_weights(weights)
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError("Saving to `.weights.h5` needs h5py: `pip install h5py`, or use a "
+                          "`.weights.npz` filename.") from None
+    return h5py

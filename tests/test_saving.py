@@ -1,0 +1,101 @@
+"""model.save / load_model / save_weights / load_weights, and a failed save keeping the old
+file intact."""
+
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+import densitron
+from densitron import layers
+from densitron.models import Model, Sequential, load_model
+
+
+def trained_model():
+    rng = np.random.default_rng(0)
+    a, b = layers.Input(shape=(5,), name="a"), layers.Input(shape=(3,), name="b")
+    shared = layers.Dense(6, activation="relu", name="shared")
+    h = layers.Concatenate()([shared(layers.Dense(6)(a)), shared(layers.Dense(6)(b))])
+    h = layers.Dropout(0.2)(layers.BatchNormalization()(h))
+    out = {"cls": layers.Dense(3, activation="softmax", name="cls")(h),
+           "val": layers.Dense(1, name="val")(h)}
+    model = Model({"a": a, "b": b}, out)
+    model.compile(optimizer=densitron.optimizers.Adam(0.01),
+                  loss={"cls": "sparse_categorical_crossentropy", "val": "mse"},
+                  loss_weights={"cls": 1.0, "val": 0.5}, metrics={"cls": ["accuracy"]})
+    x = {"a": rng.normal(size=(64, 5)), "b": rng.normal(size=(64, 3))}
+    y = {"cls": rng.integers(0, 3, 64), "val": rng.normal(size=(64, 1))}
+    model.fit(x, y, epochs=2, verbose=0)
+    return model, x, y
+
+
+def test_save_and_load_model_round_trip(tmp_path):
+    model, x, y = trained_model()
+    path = tmp_path / "model.keras"
+    model.save(path)
+    assert zipfile.is_zipfile(path)
+    clone = load_model(path)
+    assert [lay.name for lay in clone.layers] == [lay.name for lay in model.layers]
+    for p, q in zip(model.predict(x, verbose=0).values(), clone.predict(x, verbose=0).values()):
+        np.testing.assert_array_equal(p, q)
+    assert clone.evaluate(x, y, verbose=0, return_dict=True) == pytest.approx(
+        model.evaluate(x, y, verbose=0, return_dict=True))
+    clone.fit(x, y, epochs=1, verbose=0)  # compiled and trainable again
+    uncompiled = load_model(path, compile=False)
+    assert not uncompiled.compiled
+
+
+def test_sequential_and_weights_files(tmp_path):
+    seq = Sequential([layers.Input(shape=(4,)), layers.Dense(3, activation="tanh"),
+                      layers.Dense(2)])
+    seq.save(tmp_path / "seq.keras")
+    clone = load_model(tmp_path / "seq.keras")
+    data = np.random.rand(5, 4)
+    np.testing.assert_array_equal(clone.predict(data, verbose=0), seq.predict(data, verbose=0))
+    other = Sequential([layers.Input(shape=(4,)), layers.Dense(3, activation="tanh"),
+                        layers.Dense(2)])
+    seq.save_weights(tmp_path / "w.weights.npz")
+    other.load_weights(tmp_path / "w.weights.npz")
+    np.testing.assert_array_equal(other.predict(data, verbose=0), seq.predict(data, verbose=0))
+    pytest.importorskip("h5py")
+    third = Sequential([layers.Input(shape=(4,)), layers.Dense(3, activation="tanh"),
+                        layers.Dense(2)])
+    seq.save_weights(tmp_path / "w.weights.h5")
+    third.load_weights(tmp_path / "w.weights.h5")
+    np.testing.assert_array_equal(third.predict(data, verbose=0), seq.predict(data, verbose=0))
+
+
+def test_failed_save_leaves_the_old_file_intact(tmp_path, monkeypatch):
+    model, _, _ = trained_model()
+    path = tmp_path / "model.keras"
+    model.save(path)
+    before = path.read_bytes()
+    real = zipfile.ZipFile.writestr
+
+    def failing(self, name, data, *args, **kwargs):
+        if name == "model.weights.npz":
+            raise OSError("disk full")
+        return real(self, name, data, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", failing)
+    with pytest.raises(OSError, match="disk full"):
+        model.save(path)
+    assert path.read_bytes() == before
+    assert [f for f in os.listdir(tmp_path) if f != "model.keras"] == []  # no temp left
+
+
+def test_saving_errors(tmp_path):
+    model, _, _ = trained_model()
+    with pytest.raises(ValueError, match="Received: filepath="):
+        model.save(tmp_path / "model.h5")
+    with pytest.raises(ValueError, match="Received: filepath="):
+        model.save_weights(tmp_path / "w.bin")
+    with pytest.raises(ValueError, match="Received: filepath="):
+        load_model(tmp_path / "missing.keras")
+    (tmp_path / "junk.keras").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a model saved by densitron"):
+        load_model(tmp_path / "junk.keras")
+    model.save(tmp_path / "m.keras")
+    with pytest.raises(FileExistsError):
+        model.save(tmp_path / "m.keras", overwrite=False)
