@@ -23,7 +23,7 @@ def model_and_data(lr=0.01):
 
 def test_early_stopping_patience_and_restore_best_weights(capsys):
     model, x, y = model_and_data(lr=0.0)  # nothing improves: stops after `patience` epochs
-    es = callbacks.EarlyStopping(monitor="loss", patience=2, verbose=1)
+    es = callbacks.EarlyStopping(monitor="loss", patience=2, verbose=1, min_delta=1e-6)
     h = model.fit(x, y, epochs=20, verbose=0, callbacks=[es])
     assert len(h.history["loss"]) == 3 and es.stopped_epoch == 2
     assert "Epoch 3: early stopping" in capsys.readouterr().out

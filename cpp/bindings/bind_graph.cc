@@ -135,7 +135,8 @@ class PyGraph {
     return c;
   }
 
-  densitron::DataRefs data_refs(const py::list& xs, const py::list& ys) const {
+  densitron::DataRefs data_refs(const py::list& xs, const py::list& ys,
+                                const py::object& ws = py::none()) const {
     densitron::DataRefs d;
     d.rows = rows_of(xs);
     const auto& in = graph_->input_nodes();
@@ -145,6 +146,13 @@ class PyGraph {
       d.x.push_back(checked_rows(xs[k], graph_->node_width(in[k]), d.rows, "x"));
     for (size_t k = 0; k < target_widths_.size(); ++k)
       d.y.push_back(checked_rows(ys[k], target_widths_[k], d.rows, "y"));
+    if (!ws.is_none()) {
+      const py::list wl = ws.cast<py::list>();
+      if (wl.size() != target_widths_.size())
+        throw py::value_error("one sample-weight entry (or None) per output is required");
+      for (const py::handle& h : wl)
+        d.w.push_back(h.is_none() ? nullptr : checked_rows(h, 1, d.rows, "sample_weight"));
+    }
     return d;
   }
 
@@ -153,11 +161,12 @@ class PyGraph {
   }
 
   py::tuple train_batches(const py::list& xs, const py::list& ys, const py::object& perm,
-                          int64_t batch_size, int64_t first_batch, int64_t num_batches) {
+                          int64_t batch_size, int64_t first_batch, int64_t num_batches,
+                          const py::object& ws) {
     if (!graph_->compiled()) throw py::value_error("the graph is not compiled");
     if (batch_size < 1 || first_batch < 0 || num_batches < 0)
       throw py::value_error("batch_size must be >= 1 and batch indices >= 0");
-    densitron::DataRefs d = data_refs(xs, ys);
+    densitron::DataRefs d = data_refs(xs, ys, ws);
     const int64_t* p = nullptr;
     py::array_t<int64_t, py::array::c_style> perm_arr;
     if (!perm.is_none()) {
@@ -179,10 +188,11 @@ class PyGraph {
     return totals(t);
   }
 
-  py::tuple evaluate(const py::list& xs, const py::list& ys, int64_t batch_size) {
+  py::tuple evaluate(const py::list& xs, const py::list& ys, int64_t batch_size,
+                     const py::object& ws) {
     if (!graph_->compiled()) throw py::value_error("the graph is not compiled");
     if (batch_size < 1) throw py::value_error("batch_size must be >= 1");
-    densitron::DataRefs d = data_refs(xs, ys);
+    densitron::DataRefs d = data_refs(xs, ys, ws);
     densitron::RunTotals t;
     {
       py::gil_scoped_release release;
@@ -285,8 +295,9 @@ void bind_graph(py::module_& m) {
            py::arg("trainable"))
       .def("train_batches", &PyGraph::train_batches, py::arg("xs"), py::arg("ys"),
            py::arg("perm"), py::arg("batch_size"), py::arg("first_batch"),
-           py::arg("num_batches"))
-      .def("evaluate", &PyGraph::evaluate, py::arg("xs"), py::arg("ys"), py::arg("batch_size"))
+           py::arg("num_batches"), py::arg("sample_weights") = py::none())
+      .def("evaluate", &PyGraph::evaluate, py::arg("xs"), py::arg("ys"), py::arg("batch_size"),
+           py::arg("sample_weights") = py::none())
       .def("gradients", &PyGraph::gradients, py::arg("xs"), py::arg("ys"))
       .def("predict", &PyGraph::predict, py::arg("xs"), py::arg("batch_size"))
       .def("set_profiling", [](PyGraph& g, bool on) { g.graph().set_profiling(on); })

@@ -84,6 +84,7 @@ struct OutputSpec {
 struct DataRefs {
   std::vector<const float*> x;
   std::vector<const float*> y;
+  std::vector<const float*> w;  // per output: one sample weight per row, or nullptr (or empty)
   int64_t rows = 0;
 };
 
@@ -113,7 +114,8 @@ class Graph {
   void set_iterations(int64_t it) { iterations_ = it; }
 
   // Trains on batches first_batch .. first_batch+num_batches-1 of the epoch whose sample order
-  // is perm (nullptr: natural order); the last batch may be partial.
+  // is perm (nullptr: natural order); the last batch may be partial. Returns the epoch's
+  // running totals: a call with first_batch > 0 continues the previous call's.
   RunTotals train_batches(const DataRefs& data, const int64_t* perm, int64_t batch_size,
                           int64_t first_batch, int64_t num_batches);
   RunTotals evaluate(const DataRefs& data, int64_t batch_size);
@@ -152,7 +154,8 @@ class Graph {
   };
 
   RunTotals run(Mode mode, const DataRefs& data, const int64_t* perm, int64_t batch_size,
-                int64_t first_batch, int64_t num_batches, const std::vector<float*>* out);
+                int64_t first_batch, int64_t num_batches, const std::vector<float*>* out,
+                const RunTotals* carry = nullptr);
   int threads_for(int64_t batch) const;
   void ensure_capacity(int64_t rows);
   void check_embedding_ids(const std::vector<const float*>& x, int64_t rows) const;
@@ -211,6 +214,7 @@ class Graph {
   std::vector<OutputSpec> output_specs_;
   OptimizerConfig optimizer_;
   int64_t iterations_ = 0;
+  RunTotals epoch_totals_;
   bool update_stats_ = true;  // training forwards move BatchNormalization's statistics
 
   int64_t capacity_ = 0;
@@ -218,6 +222,8 @@ class Graph {
   std::vector<const float*> out_;  // per node: its output for this batch
   std::vector<std::vector<float>> target_buf_;  // per output: gathered targets
   std::vector<const float*> target_;
+  std::vector<std::vector<float>> weight_buf_;  // per output: gathered sample weights
+  std::vector<const float*> weight_;
   std::vector<float> scratch_;
 
   std::vector<int64_t> grad_offset_;  // per parameter, into grads_

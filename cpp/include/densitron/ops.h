@@ -57,6 +57,10 @@ enum class Loss : int {
   kBinaryCrossentropy = 2,
   kMeanSquaredError = 3,
   kMeanAbsoluteError = 4,
+  // from_logits=True: the prediction holds logits (softmax/sigmoid applied inside the loss)
+  kCategoricalCrossentropyLogits = 5,
+  kSparseCategoricalCrossentropyLogits = 6,
+  kBinaryCrossentropyLogits = 7,
 };
 
 // Sum over the rows of the per-sample loss (Keras's formula), and, when grad != nullptr, the
@@ -64,9 +68,11 @@ enum class Loss : int {
 // y: rows × cols targets, or rows × 1 integer class ids for the sparse loss.
 // When fused_logits is set, grad receives the gradient with respect to the logits z of the
 // output activation instead: p = softmax(z) for the categorical losses, p = sigmoid(z) for
-// binary cross-entropy (exact when no probability is clipped).
+// binary cross-entropy (exact when no probability is clipped). `weights`, when given, holds a
+// sample weight for every rows_per_weight consecutive rows, scaling their loss and gradient.
 double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t rows,
-                             int64_t cols, float* grad, double scale_rows, bool fused_logits);
+                             int64_t cols, float* grad, double scale_rows, bool fused_logits,
+                             const float* weights = nullptr, int64_t rows_per_weight = 1);
 
 enum class AccuracyKind : int { kCategorical = 0, kSparseCategorical = 1, kBinary = 2 };
 // Sum over rows of the per-row accuracy (binary accuracy is a mean over the last axis).

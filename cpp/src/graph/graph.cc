@@ -277,7 +277,8 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
     const NodeSpec& node = nodes_[outputs_[k]];
     const int64_t sub_rows = node.width / node.last_dim;
     if (outputs[k].node != outputs_[k]) bad("output spec order");
-    const bool sparse = outputs[k].loss == Loss::kSparseCategoricalCrossentropy;
+    const bool sparse = outputs[k].loss == Loss::kSparseCategoricalCrossentropy ||
+                        outputs[k].loss == Loss::kSparseCategoricalCrossentropyLogits;
     if (outputs[k].target_width != (sparse ? sub_rows : node.width)) bad("target width");
   }
   const int n = static_cast<int>(nodes_.size());
@@ -349,6 +350,8 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
   iterations_ = 0;
   target_buf_.assign(output_specs_.size(), {});
   target_.assign(output_specs_.size(), nullptr);
+  weight_buf_.assign(output_specs_.size(), {});
+  weight_.assign(output_specs_.size(), nullptr);
   capacity_ = 0;  // target buffers are sized with the node buffers
   compiled_ = true;
 }
@@ -379,8 +382,10 @@ void Graph::ensure_capacity(int64_t rows) {
       scratch = std::max(scratch, n);
   }
   scratch_.resize(scratch);
-  for (size_t k = 0; k < output_specs_.size(); ++k)
+  for (size_t k = 0; k < output_specs_.size(); ++k) {
     target_buf_[k].resize(rows * output_specs_[k].target_width);
+    weight_buf_[k].resize(rows);
+  }
   capacity_ = rows;
 }
 
@@ -471,9 +476,12 @@ void Graph::begin_batch(const Step& st, const std::vector<const float*>& x,
                                                               : out_buf_[i].data();
     }
     if (data != nullptr) {
-      for (size_t k = 0; k < output_specs_.size(); ++k)
+      for (size_t k = 0; k < output_specs_.size(); ++k) {
         target_[k] = perm ? target_buf_[k].data()
                           : data->y[k] + start * output_specs_[k].target_width;
+        const float* sw = k < data->w.size() ? data->w[k] : nullptr;
+        weight_[k] = sw == nullptr ? nullptr : (perm ? weight_buf_[k].data() : sw + start);
+      }
     }
   }
   if (perm != nullptr) {
@@ -504,6 +512,9 @@ void Graph::begin_batch(const Step& st, const std::vector<const float*>& x,
         for (int64_t r = sh.lo; r < sh.hi; ++r)
           std::memcpy(target_buf_[k].data() + r * w, data->y[k] + perm[start + r] * w,
                       w * sizeof(float));
+        const float* sw = k < data->w.size() ? data->w[k] : nullptr;
+        if (sw != nullptr)
+          for (int64_t r = sh.lo; r < sh.hi; ++r) weight_buf_[k][r] = sw[perm[start + r]];
       }
     }
   }
@@ -853,7 +864,7 @@ double Graph::loss_and_metrics(const Step& st, double* output_losses, double* me
     float* g = with_grad ? grad_buf_[o.node].data() : nullptr;
     const double sum = loss_forward_backward(o.loss, out_[o.node], target_[k], rows, cols, g,
                                              static_cast<double>(rows) / o.loss_weight,
-                                             fused_[o.node]) /
+                                             fused_[o.node], weight_[k], sub_rows) /
                        static_cast<double>(sub_rows);
     output_losses[k] += sum;
     total += o.loss_weight * sum;
@@ -1228,10 +1239,15 @@ int Graph::threads_for(int64_t batch) const {
 }
 
 RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64_t batch_size,
-                     int64_t first_batch, int64_t num_batches, const std::vector<float*>* out) {
+                     int64_t first_batch, int64_t num_batches, const std::vector<float*>* out,
+                     const RunTotals* carry) {
   RunTotals t;
-  t.output_loss_sums.assign(output_specs_.size(), 0.0);
-  t.metric_sums.assign(num_metrics(), 0.0);
+  if (carry != nullptr) {
+    t = *carry;
+  } else {
+    t.output_loss_sums.assign(output_specs_.size(), 0.0);
+    t.metric_sums.assign(num_metrics(), 0.0);
+  }
   const int64_t begin = std::min(first_batch * batch_size, data.rows);
   const int64_t end = std::min((first_batch + num_batches) * batch_size, data.rows);
   if (begin >= end) return t;
@@ -1326,7 +1342,13 @@ RunTotals Graph::train_batches(const DataRefs& data, const int64_t* perm, int64_
                                int64_t first_batch, int64_t num_batches) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!compiled_) throw std::logic_error("the graph is not compiled");
-  return run(Mode::kTrain, data, perm, batch_size, first_batch, num_batches, nullptr);
+  // An epoch's totals carry over between the calls that make it up, so they are summed batch
+  // by batch in one order however fit groups its batches into calls.
+  const bool continues = first_batch > 0 && epoch_totals_.output_loss_sums.size() ==
+                                                output_specs_.size();
+  epoch_totals_ = run(Mode::kTrain, data, perm, batch_size, first_batch, num_batches, nullptr,
+                      continues ? &epoch_totals_ : nullptr);
+  return epoch_totals_;
 }
 
 RunTotals Graph::evaluate(const DataRefs& data, int64_t batch_size) {

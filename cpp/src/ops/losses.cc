@@ -57,16 +57,51 @@ double crossentropy_row(const float* p, const float* y, int64_t label, int64_t c
   return loss;
 }
 
+// Cross-entropy on logits z: -Σ y·log_softmax(z) (Keras's from_logits=True, no clipping);
+// gradient softmax(z)·Σy - y. `label` >= 0 selects the sparse form.
+double crossentropy_logits_row(const float* z, const float* y, int64_t label, int64_t cols,
+                               float* g, float inv_scale) {
+  float mx = z[0];
+  for (int64_t j = 1; j < cols; ++j) mx = std::max(mx, z[j]);
+  double sum = 0.0;
+  for (int64_t j = 0; j < cols; ++j) sum += std::exp(static_cast<double>(z[j] - mx));
+  const double lse = mx + std::log(sum);
+  double loss = 0.0, ysum = 0.0;
+  if (label >= 0) {
+    loss = lse - z[label];
+    ysum = 1.0;
+  } else {
+    for (int64_t j = 0; j < cols; ++j) {
+      if (y[j] == 0.0f) continue;
+      loss -= y[j] * (z[j] - lse);
+      ysum += y[j];
+    }
+  }
+  if (g == nullptr) return loss;
+  for (int64_t j = 0; j < cols; ++j) {
+    const double sm = std::exp(z[j] - lse);
+    const double yj = label >= 0 ? (j == label ? 1.0 : 0.0) : y[j];
+    g[j] = static_cast<float>(sm * ysum - yj) * inv_scale;
+  }
+  return loss;
+}
+
 }  // namespace
 
 double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t rows,
-                             int64_t cols, float* grad, double scale_rows, bool fused_logits) {
-  const float inv_scale = static_cast<float>(1.0 / scale_rows);
+                             int64_t cols, float* grad, double scale_rows, bool fused_logits,
+                             const float* weights, int64_t rows_per_weight) {
+  const float base_scale = static_cast<float>(1.0 / scale_rows);
   const float inv_cols = 1.0f / static_cast<float>(cols);
   double total = 0.0;
   for (int64_t r = 0; r < rows; ++r) {
     const float* pr = p + r * cols;
     float* gr = grad ? grad + r * cols : nullptr;
+    // A row's sample weight scales its loss and its gradient (Keras's sum_over_batch_size
+    // still divides by the row count, not by the weights' sum).
+    const float w = weights ? weights[r / rows_per_weight] : 1.0f;
+    const float inv_scale = base_scale * w;
+    const double before = total;
     switch (loss) {
       case Loss::kCategoricalCrossentropy:
         total += crossentropy_row(pr, y + r * cols, -1, cols, gr, inv_scale, fused_logits);
@@ -117,7 +152,29 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
         total += row / cols;
         break;
       }
+      case Loss::kCategoricalCrossentropyLogits:
+        total += crossentropy_logits_row(pr, y + r * cols, -1, cols, gr, inv_scale);
+        break;
+      case Loss::kSparseCategoricalCrossentropyLogits: {
+        int64_t label = static_cast<int64_t>(y[r]);
+        label = std::min<int64_t>(std::max<int64_t>(label, 0), cols - 1);  // validated upstream
+        total += crossentropy_logits_row(pr, nullptr, label, cols, gr, inv_scale);
+        break;
+      }
+      case Loss::kBinaryCrossentropyLogits: {
+        // max(z, 0) - z·y + log(1 + exp(-|z|)); gradient sigmoid(z) - y
+        const float* yr = y + r * cols;
+        double row = 0.0;
+        for (int64_t j = 0; j < cols; ++j) {
+          const double z = pr[j];
+          row += std::max(z, 0.0) - z * yr[j] + std::log1p(std::exp(-std::fabs(z)));
+          if (gr) gr[j] = static_cast<float>(1.0 / (1.0 + std::exp(-z)) - yr[j]) * inv_cols * inv_scale;
+        }
+        total += row / cols;
+        break;
+      }
     }
+    if (weights != nullptr) total = before + (total - before) * w;
   }
   return total;
 }

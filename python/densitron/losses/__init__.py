@@ -2,6 +2,7 @@
 
 # Engine ids: must match densitron::Loss in cpp/include/densitron/ops.h.
 _CCE, _SCCE, _BCE, _MSE, _MAE = 0, 1, 2, 3, 4
+_LOGITS = {_CCE: 5, _SCCE: 6, _BCE: 7}  # the same losses on logits (from_logits=True)
 
 
 class Loss:
@@ -22,24 +23,30 @@ class Loss:
 
 
 class _ProbabilisticLoss(Loss):
+    """Cross-entropies: on probabilities (clipped to [eps, 1-eps], as Keras), or on logits with
+    `from_logits=True` (softmax or sigmoid applied inside the loss, without clipping)."""
+
     def __init__(self, from_logits=False, name=None, reduction="sum_over_batch_size", **kwargs):
         super().__init__(name=name, reduction=reduction)
-        if from_logits:
-            raise ValueError(
-                f"{type(self).__name__}(from_logits=True) is not supported by densitron yet: "
-                "end the model with a softmax (or sigmoid) activation instead, which the engine "
-                f"fuses with the loss. Received: from_logits={from_logits!r}"
-            )
         label_smoothing = kwargs.pop("label_smoothing", 0.0)
         if label_smoothing:
             raise ValueError(
                 f"label_smoothing is not supported by densitron yet. "
                 f"Received: label_smoothing={label_smoothing!r}"
             )
-        kwargs.pop("axis", None)
+        axis = kwargs.pop("axis", -1)
+        if axis != -1:
+            raise ValueError(f"densitron's cross-entropies reduce over the last axis. "
+                             f"Received: axis={axis!r}")
+        kwargs.pop("ignore_class", None)
         if kwargs:
             raise TypeError(f"Unrecognized keyword arguments. Received: kwargs={kwargs}")
-        self.from_logits = False
+        self.from_logits = bool(from_logits)
+        if self.from_logits:
+            self._engine_id = _LOGITS[type(self)._engine_id]
+
+    def get_config(self):
+        return {**super().get_config(), "from_logits": self.from_logits}
 
 
 class CategoricalCrossentropy(_ProbabilisticLoss):

@@ -140,6 +140,61 @@ def standardize_y(model, y, arg="y"):
     return out
 
 
+def standardize_sample_weight(model, sample_weight, rows, arg="sample_weight"):
+    """None, or one float32 (rows,) array (or None) per output: a single array applies to
+    every output; a list or dict gives one per output."""
+    if sample_weight is None:
+        return None
+    names = model._output_names
+    if isinstance(sample_weight, dict) or (isinstance(sample_weight, (list, tuple))
+                                           and len(names) > 1 and len(sample_weight) == len(names)
+                                           and not np.isscalar(sample_weight[0])):
+        parts = _split_structure(sample_weight, names, arg)
+    else:
+        parts = [sample_weight] * len(names)
+    out = []
+    for k, part in enumerate(parts):
+        if part is None:
+            out.append(None)
+            continue
+        name = arg if len(parts) == 1 else f"{arg}[{k}]"
+        a = _as_numeric_array(part, name)
+        if a.ndim == 2 and a.shape[1] == 1:
+            a = a[:, 0]
+        if a.shape != (rows,):
+            raise ValueError(f"`{name}` must hold one weight per sample: shape ({rows},). "
+                             f"Received: {name} with shape {a.shape}")
+        a = _to_float32(a)
+        _check_finite(a, name)
+        out.append(a)
+    return out
+
+
+def class_weights_to_sample_weights(model, class_weight, ys):
+    """Keras's class_weight: each sample weighted by its class's entry (1 when absent)."""
+    if not isinstance(class_weight, dict):
+        raise ValueError("`class_weight` must be a dict mapping class indices to weights. "
+                         f"Received: class_weight={class_weight!r}")
+    if len(ys) != 1:
+        raise ValueError("`class_weight` is only supported for models with a single output. "
+                         f"Received: a model with {len(ys)} outputs")
+    y = ys[0]
+    if isinstance(model._compiled_losses[0], losses_mod.SparseCategoricalCrossentropy):
+        classes = y[:, 0]
+    elif y.shape[1] > 1:
+        classes = np.argmax(y, axis=1)
+    else:
+        classes = np.round(y[:, 0])
+    classes = classes.astype(np.int64)
+    table = np.ones(max(int(classes.max()), max(class_weight, default=0)) + 1, np.float32)
+    for c, w in class_weight.items():
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0:
+            raise ValueError("`class_weight` keys must be non-negative class indices. "
+                             f"Received: class_weight key {c!r}")
+        table[int(c)] = float(w)
+    return [np.ascontiguousarray(table[classes])]
+
+
 def check_cardinality(xs, ys):
     rows = {a.shape[0] for a in xs + ys}
     if len(rows) > 1:

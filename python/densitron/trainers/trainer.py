@@ -188,11 +188,13 @@ class Trainer:
         time goes — GEMM, elementwise ops and activations, loss and metrics, optimizer, data
         gathering, framework overhead — and stores it in `history.profile` (printed unless
         verbose=0)."""
-        for arg, value in (("class_weight", class_weight), ("sample_weight", sample_weight),
-                           ("steps_per_epoch", steps_per_epoch)):
-            if value is not None:
-                raise ValueError(f"`{arg}` is not supported by densitron yet. "
-                                 f"Received: {arg}={value!r}")
+        if steps_per_epoch is not None:
+            raise ValueError("`steps_per_epoch` is not supported by densitron yet (it trains on "
+                             f"arrays, one pass per epoch). Received: steps_per_epoch="
+                             f"{steps_per_epoch!r}")
+        if class_weight is not None and sample_weight is not None:
+            raise ValueError("You cannot use `class_weight` and `sample_weight` at the same "
+                             "time. Received: both")
         if not self.compiled:
             raise ValueError("You must call `compile()` before using the model for training. "
                              "Received: fit() on a model that is not compiled")
@@ -211,17 +213,24 @@ class Trainer:
             raise ValueError("`validation_split` must be a float in [0, 1). "
                              f"Received: validation_split={validation_split!r}")
         xs, ys, rows = self._prepare_xy(x, y)
+        if class_weight is not None:
+            sws = data_mod.class_weights_to_sample_weights(self, class_weight, ys)
+        else:
+            sws = data_mod.standardize_sample_weight(self, sample_weight, rows)
 
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("`validation_data` must be a tuple (x_val, y_val). "
-                                 f"Received: validation_data of type "
+                raise ValueError("`validation_data` must be a tuple (x_val, y_val) or (x_val, "
+                                 "y_val, sample_weight_val). Received: validation_data of type "
                                  f"{type(validation_data).__name__}")
             vx = data_mod.standardize_x(self, validation_data[0], "validation_data[0]")
             vy = data_mod.standardize_y(self, validation_data[1], "validation_data[1]")
-            data_mod.check_cardinality(vx, vy)
-            val = (vx, vy)
+            vrows = data_mod.check_cardinality(vx, vy)
+            vw = data_mod.standardize_sample_weight(
+                self, validation_data[2] if len(validation_data) == 3 else None, vrows,
+                "validation_data[2]")
+            val = (vx, vy, vw)
         elif validation_split:
             split_at = int(math.floor(rows * (1.0 - validation_split)))
             if split_at == 0 or split_at == rows:
@@ -229,8 +238,12 @@ class Trainer:
                     f"`validation_split` leaves no {'training' if split_at == 0 else 'validation'}"
                     f" samples. Received: validation_split={validation_split} with {rows} samples"
                 )
-            val = ([a[split_at:] for a in xs], [a[split_at:] for a in ys])
-            xs, ys = [a[:split_at] for a in xs], [a[:split_at] for a in ys]
+            def cut(arrays, lo, hi):
+                return None if arrays is None else [
+                    a if a is None else a[lo:hi] for a in arrays]
+
+            val = (cut(xs, split_at, rows), cut(ys, split_at, rows), cut(sws, split_at, rows))
+            xs, ys, sws = cut(xs, 0, split_at), cut(ys, 0, split_at), cut(sws, 0, split_at)
             rows = split_at
         val_batch = data_mod.check_batch_size(validation_batch_size or batch_size,
                                               "validation_batch_size")
@@ -256,7 +269,6 @@ class Trainer:
             cb.on_epoch_begin(epoch)
             epoch_start = time.perf_counter()
             perm = global_generator().permutation(rows).astype(np.int64) if shuffle else None
-            totals = [0, 0.0, np.zeros(len(self._output_names)), np.zeros(len(self._metric_names))]
             done = 0
             chunk = 1
             while done < steps:
@@ -264,15 +276,10 @@ class Trainer:
                 if per_batch:
                     cb.on_train_batch_begin(done)
                 t0 = time.perf_counter()
-                r, loss_sum, out_sums, met_sums = self._graph.train_batches(
-                    xs, ys, perm, batch_size, done, n)
+                totals = self._graph.train_batches(xs, ys, perm, batch_size, done, n, sws)
                 elapsed = time.perf_counter() - t0
                 done += n
-                totals[0] += r
-                totals[1] += loss_sum
-                totals[2] += out_sums
-                totals[3] += met_sums
-                logs = self._logs_from_totals(*totals)
+                logs = self._logs_from_totals(*totals)  # the epoch's running totals
                 cb.on_train_batch_end(done - 1, logs)
                 target = _CALL_SECONDS_VERBOSE if verbose == 1 else _CALL_SECONDS_SILENT
                 chunk = max(1, int(target / max(elapsed / n, 1e-7)))
@@ -281,7 +288,7 @@ class Trainer:
             train_seconds += time.perf_counter() - epoch_start
             total_steps += done
             if val is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = self._run_evaluate(val[0], val[1], val_batch)
+                val_logs = self._run_evaluate(val[0], val[1], val_batch, val[2])
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
             cb.on_epoch_end(epoch, logs)
             if self.stop_training:
@@ -326,24 +333,22 @@ class Trainer:
         cap = max(1, (32 << 20) // (4 * max(values_per_row, 1)))
         return max(batch_size, min(512, cap))
 
-    def _run_evaluate(self, xs, ys, batch_size):
-        r, loss_sum, out_sums, met_sums = self._graph.evaluate(xs, ys,
-                                                               self._inference_batch(batch_size))
+    def _run_evaluate(self, xs, ys, batch_size, sample_weights=None):
+        r, loss_sum, out_sums, met_sums = self._graph.evaluate(
+            xs, ys, self._inference_batch(batch_size), sample_weights)
         return self._logs_from_totals(r, loss_sum, np.asarray(out_sums), np.asarray(met_sums))
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  steps=None, callbacks=None, return_dict=False):
-        if sample_weight is not None:
-            raise ValueError("`sample_weight` is not supported by densitron yet. "
-                             f"Received: sample_weight={sample_weight!r}")
         if not self.compiled:
             raise ValueError("You must call `compile()` before using the model for evaluation. "
                              "Received: evaluate() on a model that is not compiled")
         batch_size = data_mod.check_batch_size(batch_size)
         verbose = data_mod.check_verbose(verbose)
         xs, ys, rows = self._prepare_xy(x, y)
+        sws = data_mod.standardize_sample_weight(self, sample_weight, rows)
         bar = Progbar(-(-rows // batch_size), verbose=verbose)
-        logs = self._run_evaluate(xs, ys, batch_size)
+        logs = self._run_evaluate(xs, ys, batch_size, sws)
         bar.update(bar.target, sorted(logs.items()), finalize=True)
         if return_dict:
             return logs

@@ -1,0 +1,88 @@
+"""sample_weight, class_weight and from_logits=True, against NumPy float64 references."""
+
+import numpy as np
+import pytest
+from reference import rel_err
+
+from densitron import layers, losses, optimizers
+from densitron.models import Model
+
+
+def linear_model(width, units, act=None):
+    inp = layers.Input(shape=(width,))
+    return Model(inp, layers.Dense(units, activation=act, bias_initializer="random_normal")(inp))
+
+
+def log_softmax(z):
+    z = z - z.max(1, keepdims=True)
+    return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+
+@pytest.mark.parametrize("kind", ["cce", "scce", "bce"])
+def test_from_logits_loss_and_gradient(kind):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(9, 5))
+    units = 1 if kind == "bce" else 4
+    model = linear_model(5, units)
+    loss = {"cce": losses.CategoricalCrossentropy(from_logits=True),
+            "scce": losses.SparseCategoricalCrossentropy(from_logits=True),
+            "bce": losses.BinaryCrossentropy(from_logits=True)}[kind]
+    model.compile(optimizer="sgd", loss=loss)
+    k, b = (w.astype(np.float64) for w in model.get_weights())
+    z = x @ k + b
+    if kind == "bce":
+        y = rng.integers(0, 2, (9, 1)).astype(float)
+        ref = np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))))
+        dz = (1 / (1 + np.exp(-z)) - y) / 9
+        target = y
+    else:
+        labels = rng.integers(0, 4, 9)
+        onehot = np.eye(4)[labels]
+        ref = -(onehot * log_softmax(z)).sum(1).mean()
+        dz = (np.exp(log_softmax(z)) - onehot) / 9
+        target = labels if kind == "scce" else onehot
+    assert model.evaluate(x, target, verbose=0) == pytest.approx(ref, rel=1e-5)
+    gk, gb = model._compute_gradients(x, target)
+    assert rel_err(gk, x.T @ dz) < 1e-5 and rel_err(gb, dz.sum(0)) < 1e-5
+    assert loss.get_config()["from_logits"] is True
+
+
+def test_sample_weight_scales_loss_and_gradient_like_keras():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(8, 3)), rng.normal(size=(8, 2))
+    sw = rng.uniform(0, 2, 8)
+    model = linear_model(3, 2)
+    model.compile(optimizer=optimizers.SGD(learning_rate=0.1), loss="mse")
+    k, b = (w.astype(np.float64) for w in model.get_weights())
+    err = x @ k + b - y
+    # sum_over_batch_size: Σ w_i·loss_i / N (not divided by Σw)
+    ref = np.sum(sw * (err ** 2).mean(1)) / 8
+    assert model.evaluate(x, y, sample_weight=sw, verbose=0) == pytest.approx(ref, rel=1e-5)
+    model.fit(x, y, sample_weight=sw, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    d = sw[:, None] * 2 * err / 2 / 8
+    assert rel_err(model.get_weights()[0], k - 0.1 * x.T @ d) < 1e-5
+    with pytest.raises(ValueError, match=r"Received: sample_weight with shape \(7,\)"):
+        model.fit(x, y, sample_weight=sw[:7], verbose=0)
+
+
+def test_class_weight_matches_the_equivalent_sample_weight():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    labels = rng.integers(0, 3, 64)
+    results = []
+    for kwargs in ({"class_weight": {0: 1.0, 1: 3.0, 2: 0.5}},
+                   {"sample_weight": np.array([1.0, 3.0, 0.5])[labels]}):
+        model = linear_model(4, 3, "softmax")
+        model.set_weights([np.full((4, 3), 0.1, np.float32), np.zeros(3, np.float32)])
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        h = model.fit(x, labels, epochs=2, shuffle=False, verbose=0, **kwargs)
+        results.append((h.history["loss"], model.get_weights()))
+    assert results[0][0] == results[1][0]
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_array_equal(a, b)
+    model = linear_model(4, 3, "softmax")
+    model.compile(loss="sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="at the same time"):
+        model.fit(x, labels, class_weight={0: 1.0}, sample_weight=np.ones(64), verbose=0)
+    with pytest.raises(ValueError, match="Received: class_weight="):
+        model.fit(x, labels, class_weight=[1.0, 2.0], verbose=0)
