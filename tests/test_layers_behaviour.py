@@ -198,3 +198,20 @@ def test_embedding_must_read_an_input():
     inp = layers.Input(shape=(3,))
     with pytest.raises(ValueError, match="must read integer ids straight from an `Input`"):
         Model(inp, layers.Embedding(5, 2)(layers.Dense(3)(inp)))
+
+
+def test_activation_layers_and_to_categorical():
+    x = np.linspace(-3, 8, 23, dtype=np.float32).reshape(1, 23)
+    inp = layers.Input(shape=(23,))
+    for layer, ref in ((layers.ReLU(max_value=6.0), np.clip(x, 0, 6)),
+                       (layers.ReLU(negative_slope=0.1), np.where(x > 0, x, 0.1 * x)),
+                       (layers.LeakyReLU(), np.where(x > 0, x, 0.3 * x)),
+                       (layers.ELU(alpha=0.5), np.where(x > 0, x, 0.5 * (np.exp(x) - 1)))):
+        out = Model(inp, layer(inp)).predict(x, verbose=0)
+        np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+        assert type(layer).from_config(layer.get_config()).get_config() == layer.get_config()
+    np.testing.assert_array_equal(densitron.utils.to_categorical([0, 2, 1], 4),
+                                  np.eye(4, dtype=np.float32)[[0, 2, 1]])
+    assert densitron.utils.to_categorical(np.array([[1], [0]])).shape == (2, 2)
+    with pytest.raises(ValueError, match="num_classes=2"):
+        densitron.utils.to_categorical([0, 2], 2)

@@ -1,6 +1,6 @@
 """Layers with Keras's names and arguments."""
 
-from densitron.layers.core import Activation, Dense, Identity, Softmax
+from densitron.layers.core import ELU, Activation, Dense, Identity, LeakyReLU, ReLU, Softmax
 from densitron.layers.embedding import Embedding
 from densitron.layers.input_layer import Input, InputLayer
 from densitron.layers.layer import KerasTensor, Layer
@@ -30,7 +30,7 @@ def serialize(layer):
     return {"class_name": type(layer).__name__, "config": layer.get_config()}
 
 
-__all__ = ["Activation", "Add", "Average", "BatchNormalization", "Concatenate", "Dense",
+__all__ = ["ELU", "LeakyReLU", "ReLU", "Activation", "Add", "Average", "BatchNormalization", "Concatenate", "Dense",
            "Dropout", "Embedding", "Flatten", "GaussianNoise", "Identity", "Input", "InputLayer",
            "KerasTensor", "Layer", "LayerNormalization", "Maximum", "Minimum", "Multiply",
            "Reshape", "Softmax", "Subtract"]

@@ -134,6 +134,58 @@ class Softmax(Layer):
         return {**super().get_config(), "axis": self.axis}
 
 
+class _ActivationLayer(Layer):
+    """A layer that applies one parameterised activation (Keras's ReLU, LeakyReLU, ELU)."""
+
+    def _check_inputs(self, input_shape):
+        _check_single(self, input_shape)
+
+    def _engine_node(self, node, param_index):
+        return engine_node(2, node, activation=self.activation)
+
+
+class ReLU(_ActivationLayer):
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if max_value is not None and max_value < 0:
+            raise ValueError("max_value of a ReLU layer cannot be a negative value. "
+                             f"Received: max_value={max_value}")
+        if negative_slope is None or negative_slope < 0:
+            raise ValueError("negative_slope of a ReLU layer cannot be a negative value. "
+                             f"Received: negative_slope={negative_slope}")
+        self.max_value, self.negative_slope, self.threshold = max_value, negative_slope, threshold
+        self.activation = functools.partial(activations.relu, negative_slope=negative_slope,
+                                            max_value=max_value, threshold=threshold)
+
+    def get_config(self):
+        return {**super().get_config(), "max_value": self.max_value,
+                "negative_slope": self.negative_slope, "threshold": self.threshold}
+
+
+class LeakyReLU(_ActivationLayer):
+    def __init__(self, negative_slope=0.3, **kwargs):
+        super().__init__(**kwargs)
+        if negative_slope is None or negative_slope < 0:
+            raise ValueError("The negative_slope value of a Leaky ReLU layer cannot be None or "
+                             f"negative. Received: negative_slope={negative_slope}")
+        self.negative_slope = negative_slope
+        self.activation = functools.partial(activations.leaky_relu,
+                                            negative_slope=negative_slope)
+
+    def get_config(self):
+        return {**super().get_config(), "negative_slope": self.negative_slope}
+
+
+class ELU(_ActivationLayer):
+    def __init__(self, alpha=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha = alpha
+        self.activation = functools.partial(activations.elu, alpha=alpha)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha}
+
+
 class Identity(Layer):
     """Returns its input unchanged."""
 

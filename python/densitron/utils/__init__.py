@@ -1,7 +1,29 @@
 """Utilities: seeding, session state, progress bars."""
 
+import numpy as np
+
 from densitron.utils.naming import clear_session
 from densitron.utils.progbar import Progbar
 from densitron.utils.rng import set_random_seed
 
-__all__ = ["Progbar", "clear_session", "set_random_seed"]
+
+
+def to_categorical(x, num_classes=None):
+    """Class ids (any shape of integers) to one-hot float32 rows, as keras.utils does."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biu" and not (x.dtype.kind == "f" and np.all(x == np.round(x))):
+        raise ValueError(f"`x` must hold integer class ids. Received: x with dtype {x.dtype}")
+    x = x.astype(np.int64)
+    if x.ndim > 1 and x.shape[-1] == 1:
+        x = x[..., 0]
+    if x.size and x.min() < 0:
+        raise ValueError(f"Class ids must be >= 0. Received: a class id of {x.min()}")
+    if num_classes is None:
+        num_classes = int(x.max()) + 1 if x.size else 0
+    elif x.size and x.max() >= num_classes:
+        raise ValueError(f"Class ids must be < num_classes={num_classes}. "
+                         f"Received: a class id of {x.max()}")
+    return np.eye(num_classes, dtype=np.float32)[x]
+
+
+__all__ = ["Progbar", "clear_session", "set_random_seed", "to_categorical"]
