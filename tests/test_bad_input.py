@@ -249,3 +249,9 @@ def test_set_weights_checks_shapes_and_keeps_old_values():
         model.set_weights(old[:2])
     for a, b in zip(model.get_weights(), old):
         assert np.array_equal(a, b)
+
+
+def test_callbacks_must_be_callbacks():
+    x, y = data()
+    with raises(TypeError, "callbacks"):
+        seed_model().fit(x, y, callbacks=[5], verbose=0)

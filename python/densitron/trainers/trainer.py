@@ -10,7 +10,7 @@ import numpy as np
 from densitron import losses as losses_mod
 from densitron import metrics as metrics_mod
 from densitron import optimizers as optimizers_mod
-from densitron.callbacks import CallbackList, History, ProgbarLogger
+from densitron.callbacks import Callback, CallbackList, History, ProgbarLogger
 from densitron.trainers import data as data_mod
 from densitron.utils.progbar import Progbar
 from densitron.utils.rng import global_generator
@@ -251,6 +251,10 @@ class Trainer:
         steps = -(-rows // batch_size)
         history = History()
         cbs = list(callbacks or [])
+        for c in cbs:
+            if not isinstance(c, Callback):
+                raise TypeError("`callbacks` must be a list of densitron.callbacks.Callback "
+                                f"instances. Received: {c!r} of type {type(c).__name__}")
         if verbose:
             cbs.insert(0, ProgbarLogger())
         cbs.append(history)
