@@ -1,7 +1,7 @@
 """densitron: a neural-network engine with Keras's API and a fast C++ core for the CPU."""
 
 from densitron import _core  # noqa: F401  (densitron._core: the engine)
-from densitron._core import cpu_info, get_num_threads, set_num_threads
+from densitron._core import cpu_info, get_num_threads
 from densitron import (
     activations,
     backend,
@@ -20,6 +20,17 @@ from densitron.layers import Input
 from densitron.models import Model, Sequential
 
 __version__ = "0.1.0"
+
+
+def set_num_threads(n):
+    """Threads the engine uses (default: OpenMP's, honouring OMP_NUM_THREADS)."""
+    import numbers
+
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"`n` must be a positive integer. Received: n={n!r}")
+    if n < 1:
+        raise ValueError(f"`n` must be a positive integer. Received: n={n}")
+    _core.set_num_threads(int(n))
 
 __all__ = [
     "Input",

@@ -121,11 +121,19 @@ class Softmax(Layer):
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
-        self.axis = axis
-        self.activation = functools.partial(activations.softmax, axis=axis)
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise ValueError(f"`axis` must be an integer. Received: axis={axis!r}")
+        self.axis = int(axis)
+        self.activation = functools.partial(activations.softmax, axis=self.axis)
 
     def _check_inputs(self, input_shape):
         _check_single(self, input_shape)
+        rank = len(input_shape)
+        axis = self.axis + rank if self.axis < 0 else self.axis
+        if not 1 <= axis < rank:
+            raise ValueError(f"Layer \"{self.name}\" cannot normalise over axis {self.axis} of "
+                             f"inputs of rank {rank} (the batch axis included). "
+                             f"Received: input_shape={tuple(input_shape)}")
 
     def _engine_node(self, node, param_index):
         return engine_node(2, node, activation=self.activation)

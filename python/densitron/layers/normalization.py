@@ -4,6 +4,17 @@ from densitron import constraints, initializers, regularizers
 from densitron.layers.layer import Layer, engine_node
 
 
+def _positive_float(name, value, allow_zero=False):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a number. Received: {name}={value!r}") from None
+    if v < 0 or (v == 0 and not allow_zero) or v != v:
+        raise ValueError(f"`{name}` must be {'>= 0' if allow_zero else '> 0'}. "
+                         f"Received: {name}={value!r}")
+    return v
+
+
 def _check_axis(layer, axis, input_shape):
     if axis not in (-1, len(input_shape) - 1):
         raise ValueError(f"densitron's {type(layer).__name__} normalizes over the last axis. "
@@ -20,7 +31,7 @@ class _Normalization(Layer):
         if not isinstance(axis, int):
             raise ValueError(f"densitron normalizes over one axis, the last. Received: axis={axis}")
         self.axis = axis
-        self.epsilon = float(epsilon)
+        self.epsilon = _positive_float("epsilon", epsilon)
         self.center, self.scale = bool(center), bool(scale)
         self.beta_initializer = initializers.get(beta_initializer)
         self.gamma_initializer = initializers.get(gamma_initializer)
@@ -81,7 +92,9 @@ class BatchNormalization(_Normalization):
         super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer,
                          beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint,
                          **kwargs)
-        self.momentum = float(momentum)
+        self.momentum = _positive_float("momentum", momentum, allow_zero=True)
+        if self.momentum > 1.0:
+            raise ValueError(f"`momentum` must be in [0, 1]. Received: momentum={momentum!r}")
         self.moving_mean_initializer = initializers.get(moving_mean_initializer)
         self.moving_variance_initializer = initializers.get(moving_variance_initializer)
 
