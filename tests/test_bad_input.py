@@ -4,6 +4,7 @@ unusual but valid arrays (float64, int, Fortran order, strided, read-only) just 
 import numpy as np
 import pytest
 
+import densitron
 from densitron import layers, optimizers
 from densitron.layers import Dense, Input
 from densitron.models import Model, Sequential
@@ -255,3 +256,40 @@ def test_callbacks_must_be_callbacks():
     x, y = data()
     with raises(TypeError, "callbacks"):
         seed_model().fit(x, y, callbacks=[5], verbose=0)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Dense(3, activation=5),
+    lambda: Dense(3, kernel_initializer=7),
+    lambda: Dense(3, kernel_regularizer="l3"),
+    lambda: Dense(3, kernel_constraint=lambda w: w),
+    lambda: layers.Concatenate(axis=0)([Input(shape=(2,)), Input(shape=(2,))]),
+    lambda: layers.Reshape((-1, -1)),
+    lambda: layers.Embedding(0, 3),
+    lambda: layers.BatchNormalization(momentum="x"),
+    lambda: layers.BatchNormalization(epsilon=-1),
+    lambda: layers.LayerNormalization(epsilon="e"),
+    lambda: layers.Dropout(1.0),
+    lambda: layers.GaussianNoise(-1),
+    lambda: Input(shape=(3, None)),
+    lambda: Input(shape="3"),
+    lambda: Input(shape=(3,), dtype="complex64"),
+    lambda: layers.Add()([Input(shape=(2,)), "x"]),
+    lambda: layers.Softmax(axis=0)(Input(shape=(3,))),
+    lambda: layers.Softmax(axis=5)(Input(shape=(3,))),
+    lambda: layers.ReLU(max_value=-1),
+    lambda: layers.Activation(lambda x: x),
+    lambda: optimizers.SGD(momentum=2),
+    lambda: optimizers.Adam(beta_1="x"),
+    lambda: optimizers.RMSprop(clipnorm=1.0),
+    lambda: densitron.losses.CategoricalCrossentropy(label_smoothing=0.1),
+    lambda: densitron.set_num_threads(-1),
+    lambda: densitron.set_num_threads("2"),
+    lambda: densitron.utils.set_random_seed(-5),
+    lambda: densitron.utils.set_random_seed(1.5),
+    lambda: densitron.datasets.digits.load_data(test_split=1.5),
+])
+def test_bad_arguments_raise_with_received(make):
+    with pytest.raises((ValueError, TypeError)) as info:
+        make()
+    assert "Received" in str(info.value), str(info.value)
