@@ -64,3 +64,30 @@ def test_one_and_two_threads_bitwise_equal():
     for a, b in zip(g1, g2):
         np.testing.assert_array_equal(a, b)
     assert np.isfinite(h1["loss"]).all()
+
+
+def test_forked_child_runs_single_threaded_instead_of_hanging():
+    # GNU OpenMP's pool does not survive fork(); a child must still compute (on one thread).
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import os, numpy as np, densitron
+        from densitron.layers import Dense, Input
+        from densitron.models import Model
+        densitron.set_num_threads(2)
+        x = np.random.rand(2048, 784).astype(np.float32)
+        i = Input(shape=(784,))
+        m = Model(i, Dense(10)(Dense(256, activation="relu")(i)))
+        ref = m.predict(x, verbose=0)
+        pid = os.fork()
+        if pid == 0:
+            ok = np.array_equal(m.predict(x, verbose=0), ref) and densitron.get_num_threads() == 1
+            os._exit(0 if ok else 3)
+        _, status = os.waitpid(pid, 0)
+        print("child status", os.waitstatus_to_exitcode(status))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert "child status 0" in out.stdout, out.stdout + out.stderr

@@ -1,6 +1,10 @@
 // The number of threads the kernels use. Defaults to OpenMP's (omp_get_max_threads(), which
 // honours OMP_NUM_THREADS) read at first use; set_num_threads overrides it for the process.
+// GNU OpenMP's thread pool does not survive fork(): a child process that entered a parallel
+// region would hang. So a forked child runs everything on its one thread (every parallel region
+// here is entered only with more than one thread).
 #include <omp.h>
+#include <pthread.h>
 
 #include <atomic>
 #include <stdexcept>
@@ -11,6 +15,14 @@
 namespace densitron {
 namespace {
 std::atomic<int> g_num_threads{0};  // 0: not read yet
+std::atomic<bool> g_forked{false};
+
+void on_fork_child() {
+  g_forked.store(true, std::memory_order_relaxed);
+  g_num_threads.store(1, std::memory_order_relaxed);
+}
+
+const int g_atfork_registered = pthread_atfork(nullptr, nullptr, on_fork_child);
 }  // namespace
 
 int get_num_threads() {
@@ -28,6 +40,7 @@ void set_num_threads(int n) {
     throw std::invalid_argument("num_threads must be >= 1. Received: num_threads=" +
                                 std::to_string(n));
   }
+  if (g_forked.load(std::memory_order_relaxed)) return;  // a forked child stays on one thread
   g_num_threads.store(n, std::memory_order_relaxed);
   omp_set_num_threads(n);
 }
