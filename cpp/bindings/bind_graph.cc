@@ -311,6 +311,7 @@ void bind_graph(py::module_& m) {
              d["elementwise"] = p[Graph::kProfElementwise];
              d["loss"] = p[Graph::kProfLoss];
              d["optimizer"] = p[Graph::kProfOptimizer];
+             d["barrier_waits"] = g.graph().barrier_waits();
              return d;
            })
       .def_property(

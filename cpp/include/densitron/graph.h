@@ -132,6 +132,11 @@ class Graph {
   void set_profiling(bool on) { profiling_ = on; }
   void reset_profile();
   std::vector<double> profile() const;
+  // Seconds each thread spent waiting for the others at barriers (profiling only).
+  static constexpr int kMaxProfiledThreads = 8;
+  std::vector<double> barrier_waits() const {
+    return std::vector<double>(wait_, wait_ + kMaxProfiledThreads);
+  }
 
   int64_t node_width(int node) const { return nodes_[node].width; }
   const std::vector<int>& output_nodes() const { return outputs_; }
@@ -162,6 +167,7 @@ class Graph {
   void begin_batch(const Step& st, const std::vector<const float*>& x, const DataRefs* data,
                    const int64_t* perm, int64_t start, int64_t batch, int64_t next_count);
   void prefetch_next(const Step& st);
+  void barrier(const Step& st);
   void forward(const Step& st);
   void forward_node(const Step& st, int i);
   double loss_and_metrics(const Step& st, double* output_losses, double* metric_sums,
@@ -232,6 +238,7 @@ class Graph {
   int slot_count_ = 0;
   bool profiling_ = false;
   double prof_[kProfCount] = {};
+  double wait_[kMaxProfiledThreads] = {};
   std::mutex mutex_;
 };
 

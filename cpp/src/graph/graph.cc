@@ -89,11 +89,6 @@ constexpr double kMacsPerThread = 2.0e6;
 // Row blocks a tall kernel is cut into at most (fixed, independent of the thread count).
 constexpr int kMaxSplit = 4;
 
-inline void sync(int nth) {
-  if (nth > 1) {
-#pragma omp barrier
-  }
-}
 
 [[noreturn]] void bad(const std::string& what) { throw std::invalid_argument(what); }
 
@@ -391,6 +386,17 @@ void Graph::ensure_capacity(int64_t rows) {
 
 void Graph::reset_profile() {
   for (double& v : prof_) v = 0.0;
+  for (double& v : wait_) v = 0.0;
+}
+
+// All threads of the run meet here between ops. When profiling, each thread's time waiting
+// for the others is recorded: the step's load imbalance.
+void Graph::barrier(const Step& st) {
+  if (st.nth <= 1) return;
+  const bool timed = profiling_ && st.ith < kMaxProfiledThreads;
+  const double t0 = timed ? now_seconds() : 0.0;
+#pragma omp barrier
+  if (timed) wait_[st.ith] += now_seconds() - t0;
 }
 
 std::vector<double> Graph::profile() const {
@@ -519,7 +525,7 @@ void Graph::begin_batch(const Step& st, const std::vector<const float*>& x,
     }
   }
   prefetch_next(st);
-  sync(st.nth);
+  barrier(st);
 }
 
 // Random rows of a large array miss every cache level. The next batch's rows are requested a
@@ -553,7 +559,7 @@ void Graph::forward(const Step& st) {
     if (out_[i] != out_buf_[i].data()) continue;  // an identity this step (Dropout in inference)
     forward_node(st, static_cast<int>(i));
     prefetch_next(st);
-    sync(st.nth);
+    barrier(st);
   }
 }
 
@@ -590,7 +596,7 @@ void Graph::forward_node(const Step& st, int i) {
       float* z = keeps_input_[i] ? pre_buf_[i].data() : y;
       gemm(st, false, false, rows, last, in_last, x, in_last, param(i, 0), last, 0.0f, z, last,
            &ep);
-      sync(nth);
+      barrier(st);
       if (rw.lo < rw.hi)
         activation_forward(node.activation, node.act_params, z + rw.lo * last, y + rw.lo * last,
                            rw.hi - rw.lo, last);
@@ -763,7 +769,7 @@ void Graph::forward_dense_split(const Step& st, int i) {
     local_gemm(st, false, false, rows, units, ks.hi - ks.lo, x + ks.lo, in_last,
                w + ks.lo * units, units, 0.0f, partial + part * rows * units, units);
   }
-  sync(st.nth);
+  barrier(st);
   const float* bias = param(i, 1);
   float* y = out_buf_[i].data();
   float* z = keeps_input_[i] ? pre_buf_[i].data() : y;
@@ -885,7 +891,7 @@ void Graph::backward(const Step& st) {
     if (!has_grad_[i] || nodes_[i].op == OpType::kInput) continue;
     backward_node(st, i);
     prefetch_next(st);
-    sync(st.nth);
+    barrier(st);
   }
 }
 
@@ -918,7 +924,7 @@ void Graph::backward_node(const Step& st, int i) {
                               keeps_input_[i] ? pre_buf_[i].data() + rw.lo * last : nullptr,
                               out_[i] + rw.lo * last, dy + rw.lo * last, dy + rw.lo * last,
                               rw.hi - rw.lo, last);
-        sync(nth);
+        barrier(st);
       }
       if (ksplit_[i] > 1) {
         backward_dense_split(st, i);
@@ -1213,7 +1219,7 @@ double Graph::update_share(size_t p, Share sh, bool regularized, bool apply) {
 }
 
 void Graph::finish_update(const Step& st) {
-  sync(st.nth);  // every share of every parameter is updated
+  barrier(st);  // every share of every parameter is updated
   if (st.ith == 0) {
     if (has_constraints_) {
       ProfileScope scope(profiling_, &prof_[kProfOptimizer]);
@@ -1289,7 +1295,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
             std::memcpy((*out)[k] + (start + rs.lo) * w, out_[outputs_[k]] + rs.lo * w,
                         (rs.hi - rs.lo) * w * sizeof(float));
         }
-        sync(nth);
+        barrier(st);
         continue;
       }
       if (ith == 0) {
@@ -1298,14 +1304,14 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
                       reg_eval * static_cast<double>(st.batch);
         t.rows += st.batch;
       }
-      sync(nth);
+      barrier(st);
       if (!training) continue;
       backward(st);
       reg_share[ith] = regularize_and_update(st, mode == Mode::kTrain);
       if (mode == Mode::kTrain) {
         finish_update(st);
       } else {
-        sync(nth);
+        barrier(st);
       }
       if (ith == 0) {
         double reg = 0.0;

@@ -52,7 +52,9 @@ def _profile_report(engine, wall, steps, print_it):
     """Seconds per category over the training loop; overhead = wall time the engine did not
     account for."""
     report = dict(engine)
-    report["overhead"] = max(0.0, wall - sum(engine.values()))
+    waits = report.pop("barrier_waits")
+    report["overhead"] = max(0.0, wall - sum(report.values()))
+    report["barrier_waits"] = [w for w in waits if w > 0.0]
     report["total"] = wall
     report["steps"] = steps
     if print_it:
@@ -62,6 +64,10 @@ def _profile_report(engine, wall, steps, print_it):
             sec = report[key]
             print(f"  {label:<50} {sec:8.4f} s {100 * sec / max(wall, 1e-12):5.1f}% "
                   f"{sec / max(steps, 1) * 1e6:8.1f} us/step")
+        if report["barrier_waits"]:
+            waits = ", ".join(f"{w / max(steps, 1) * 1e6:.1f}" for w in report["barrier_waits"])
+            print(f"  (threads waiting for each other, us/step per thread: {waits}; thread 0's "
+                  "wait is inside the rows above)")
     return report
 
 
