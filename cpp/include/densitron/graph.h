@@ -168,7 +168,9 @@ class Graph {
                    const int64_t* perm, int64_t start, int64_t batch, int64_t next_count);
   void prefetch_next(const Step& st);
   void barrier(const Step& st);
-  void forward(const Step& st);
+  void plan_solo(int64_t batch, int nth, bool training);
+  int first_backward_node() const;
+  void forward(const Step& st, bool then_solo);
   void forward_node(const Step& st, int i);
   double loss_and_metrics(const Step& st, double* output_losses, double* metric_sums,
                           bool with_grad);
@@ -208,6 +210,8 @@ class Graph {
   std::vector<std::pair<int, int>> first_writer_;
   std::vector<int> param_first_writer_;
   bool has_constraints_ = false;
+  // Per run: nodes whose forward (backward) is done whole by thread 0, see plan_solo.
+  std::vector<bool> solo_fwd_, solo_bwd_;
   // Dense nodes whose kernel is tall (many input features) are cut into ksplit_ row blocks:
   // block b's partial product, its kernel gradient and its optimizer update all belong to
   // thread b mod nth, so the largest weights stay in one core's cache from step to step. The

@@ -552,14 +552,53 @@ void Graph::prefetch_next(const Step& st) {
   }
 }
 
-void Graph::forward(const Step& st) {
-  for (size_t i = 0; i < nodes_.size(); ++i) {
-    const OpType op = nodes_[i].op;
-    if (op == OpType::kInput || op == OpType::kReshape) continue;
-    if (out_[i] != out_buf_[i].data()) continue;  // an identity this step (Dropout in inference)
-    forward_node(st, static_cast<int>(i));
+// Nodes too small to split run whole on thread 0 ("solo"); a run of consecutive solo work
+// (for example the output layer, the loss and its backward) needs no barrier inside it.
+void Graph::plan_solo(int64_t batch, int nth, bool training) {
+  const size_t n = nodes_.size();
+  solo_fwd_.assign(n, false);
+  solo_bwd_.assign(n, false);
+  if (nth <= 1) return;
+  for (size_t i = 0; i < n; ++i) {
+    const NodeSpec& node = nodes_[i];
+    const double values = static_cast<double>(batch) * node.width;
+    bool small = values < 2.0 * kMinElementsPerThread;
+    if (node.op == OpType::kDense) {
+      const double macs = values * nodes_[node.inputs[0]].last_dim;
+      small = small && ksplit_[i] == 1 && macs < 2.0 * kMinGemmWorkPerThread;
+    }
+    if (node.op == OpType::kEmbedding || node.op == OpType::kBatchNorm) small = false;
+    solo_fwd_[i] = small;
+    solo_bwd_[i] = small && training;
+  }
+}
+
+void Graph::forward(const Step& st, bool then_solo) {
+  Step solo = st;
+  solo.ith = 0;
+  solo.nth = 1;
+  // The executed nodes, to know whether the next one is solo too.
+  int prev = -1;
+  for (size_t i = 0; i <= nodes_.size(); ++i) {
+    int cur = -1;
+    if (i < nodes_.size()) {
+      const OpType op = nodes_[i].op;
+      if (op == OpType::kInput || op == OpType::kReshape) continue;
+      if (out_[i] != out_buf_[i].data()) continue;  // an identity this step (inference Dropout)
+      cur = static_cast<int>(i);
+    }
+    if (prev >= 0) {
+      const bool next_solo = cur >= 0 ? solo_fwd_[cur] : then_solo;
+      if (!(solo_fwd_[prev] && next_solo)) barrier(st);
+    }
+    if (cur < 0) break;
+    if (!solo_fwd_[cur]) {
+      forward_node(st, cur);
+    } else if (st.ith == 0) {
+      forward_node(solo, cur);
+    }
     prefetch_next(st);
-    barrier(st);
+    prev = cur;
   }
 }
 
@@ -887,12 +926,33 @@ double Graph::loss_and_metrics(const Step& st, double* output_losses, double* me
 }
 
 void Graph::backward(const Step& st) {
-  for (int i = static_cast<int>(nodes_.size()) - 1; i >= 0; --i) {
-    if (!has_grad_[i] || nodes_[i].op == OpType::kInput) continue;
-    backward_node(st, i);
+  Step solo = st;
+  solo.ith = 0;
+  solo.nth = 1;
+  int prev = -1;
+  for (int i = static_cast<int>(nodes_.size()) - 1; i >= -1; --i) {
+    int cur = -1;
+    if (i >= 0) {
+      if (!has_grad_[i] || nodes_[i].op == OpType::kInput) continue;
+      cur = i;
+    }
+    if (prev >= 0 && !(solo_bwd_[prev] && cur >= 0 && solo_bwd_[cur])) barrier(st);
+    if (cur < 0) break;
+    if (!solo_bwd_[cur]) {
+      backward_node(st, cur);
+    } else if (st.ith == 0) {
+      backward_node(solo, cur);
+    }
     prefetch_next(st);
-    barrier(st);
+    prev = cur;
   }
+}
+
+// The first node the backward pass runs, or -1.
+int Graph::first_backward_node() const {
+  for (int i = static_cast<int>(nodes_.size()) - 1; i >= 0; --i)
+    if (has_grad_[i] && nodes_[i].op != OpType::kInput) return i;
+  return -1;
 }
 
 void Graph::backward_node(const Step& st, int i) {
@@ -1286,7 +1346,9 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
       }
       begin_batch(st, data.x, mode == Mode::kPredict ? nullptr : &data, perm, start, st.batch,
                   std::max<int64_t>(next, 0));
-      forward(st);
+      // The loss runs on thread 0: with a solo last node before it and a solo first backward
+      // node after it, no barrier separates them.
+      forward(st, mode != Mode::kPredict);
       if (mode == Mode::kPredict) {
         const Share rs = share_of(st.batch, ith, nth, 64);
         for (size_t k = 0; k < outputs_.size(); ++k) {
@@ -1304,7 +1366,8 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
                       reg_eval * static_cast<double>(st.batch);
         t.rows += st.batch;
       }
-      barrier(st);
+      const int first_bwd = training ? first_backward_node() : -1;
+      if (!(first_bwd >= 0 && solo_bwd_[first_bwd])) barrier(st);
       if (!training) continue;
       backward(st);
       reg_share[ith] = regularize_and_update(st, mode == Mode::kTrain);
@@ -1321,6 +1384,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
     }
   };
   const int nt = std::min(threads_for(std::min(batch_size, end - begin)), 64);
+  plan_solo(std::min(batch_size, end - begin), nt, training);
   if (nt <= 1) {
     body(0, 1);
   } else {
