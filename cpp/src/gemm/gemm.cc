@@ -71,7 +71,8 @@ void gemm_block(const KernelInfo& ki, const Problem& pr, int64_t i0, int64_t i1,
   const bool pack_a = n > 4 * nr;
   const int64_t kc_max = std::min(ki.kc, pr.k);
   float* bp = pack_b ? t_pack_b.get(kc_max * round_up(std::min(ki.nc, n), nr)) : nullptr;
-  float* ap = pack_a ? t_pack_a.get(kc_max * round_up(std::min(ki.mc, m), mr)) : nullptr;
+  // A gets 16 floats of slack for pack_a_rows's whole-vector stores.
+  float* ap = pack_a ? t_pack_a.get(kc_max * round_up(std::min(ki.mc, m), mr) + 16) : nullptr;
 
   UkernelArgs args;
   args.alpha = pr.alpha;
@@ -102,8 +103,13 @@ void gemm_block(const KernelInfo& ki, const Problem& pr, int64_t i0, int64_t i1,
         const float* a_block = pr.a + ic * pr.a_rs + pc * pr.a_cs;
         if (pack_a) {
           for (int64_t ir = 0; ir < mb; ir += mr) {
-            gemm::pack_a_panel(std::min(mr, mb - ir), kb, a_block + ir * pr.a_rs, pr.a_rs,
-                               pr.a_cs, mr, ap + ir * kb);
+            const int64_t rows = std::min(mr, mb - ir);
+            if (pr.a_cs == 1 && ki.pack_a_rows != nullptr) {
+              ki.pack_a_rows(rows, kb, a_block + ir * pr.a_rs, pr.a_rs, ap + ir * kb);
+            } else {
+              gemm::pack_a_panel(rows, kb, a_block + ir * pr.a_rs, pr.a_rs, pr.a_cs, mr,
+                                 ap + ir * kb);
+            }
           }
         }
         gemm::UkernelFn kernel;

@@ -35,6 +35,7 @@ struct UkernelArgs {
 
 typedef void (*UkernelFn)(const UkernelArgs* args);
 typedef void (*PackBTransFn)(int64_t n, int64_t k, const float* b, int64_t ldb, float* dst);
+typedef void (*PackARowsFn)(int64_t m, int64_t k, const float* a, int64_t lda, float* dst);
 
 // Blocking sizes and kernels of one ISA. mr × nr is the register tile; kc, mc, nc the cache
 // blocks (kc·nr floats of B stay in L1, mc·kc floats of A in L2, kc·nc floats of B in L3).
@@ -46,6 +47,10 @@ struct KernelInfo {
   // Optional SIMD packing of one B panel stored transposed (op(B)(p, j) = b[j·ldb + p]) into
   // dst[p·nr + j], zero for j >= n; nullptr: pack_b_panel.
   PackBTransFn pack_b_trans;
+  // Optional SIMD packing of one A panel stored row-major (op(A)(i, p) = a[i·lda + p]) into
+  // dst[p·mr + i], zero for i >= m; may write up to 16 floats past dst[k·mr] (the caller leaves
+  // that slack); nullptr: pack_a_panel.
+  PackARowsFn pack_a_rows;
 };
 
 // One KernelInfo per ISA (ukernel_<isa>.cc); dispatch.cc picks the active one.

@@ -176,7 +176,8 @@ void sgemm_ukernel_6x16_avx2_rowa(const UkernelArgs* p) { ukernel<true>(p); }
 // nc·kc·4 = 4 MiB of B in L3.
 extern const KernelInfo kKernelInfoAvx2 = {
     "avx2", kMr, kNr, /*kc=*/256, /*mc=*/144, /*nc=*/4080,
-    sgemm_ukernel_6x16_avx2, sgemm_ukernel_6x16_avx2_rowa, nullptr};
+    sgemm_ukernel_6x16_avx2, sgemm_ukernel_6x16_avx2_rowa, nullptr,
+    nullptr};
 
 }  // namespace gemm
 }  // namespace densitron
