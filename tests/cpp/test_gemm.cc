@@ -3,6 +3,7 @@
 // than the matrix (the padding must stay untouched), fused epilogues, and 1 vs 2 threads
 // bitwise equal.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -288,6 +289,24 @@ TEST_P(GemmIsaTest, OneAndTwoThreadsBitwiseEqual) {
       ASSERT_EQ(std::memcmp(op1.c.data(), op2.c.data(), op1.c.size() * sizeof(float)), 0)
           << describe(cs);
     }
+  }
+}
+
+TEST_P(GemmIsaTest, CalledFromInsideAParallelRegion) {
+  // Each thread of an outer region runs its own product large enough to want two threads;
+  // the nested region gets fewer threads than planned and must still compute all of C.
+  IsaScope scope(GetParam());
+  std::mt19937 rng(4);
+  set_num_threads(2);
+  Case cs{false, false, 300, 200, 300, 1.0f, 0.0f, 0, true, EpilogueAct::kNone};
+  Operands ref = make_operands(cs, rng);
+  run(cs, ref);
+  std::vector<Operands> ops(2, ref);
+  for (auto& op : ops) std::fill(op.c.begin(), op.c.end(), 0.0f);
+#pragma omp parallel num_threads(2)
+  run(cs, ops[omp_get_thread_num()]);
+  for (const auto& op : ops) {
+    ASSERT_EQ(std::memcmp(op.c.data(), ref.c.data(), ref.c.size() * sizeof(float)), 0);
   }
 }
 

@@ -60,17 +60,31 @@ thread_local Scratch t_pack_b;
 
 int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
 
-// Computes C[i0:i1, j0:j1] on the calling thread.
+// Floats of the packed B block of an n-column range.
+int64_t packed_b_floats(const KernelInfo& ki, const Problem& pr, int64_t n) {
+  return std::min(ki.kc, pr.k) * round_up(std::min(ki.nc, n), ki.nr);
+}
+
+// A packed B block shared by the nth threads of a parallel region: each packs its share of
+// the panels into buf, and barriers separate packing from use.
+struct SharedB {
+  float* buf;
+  int ith, nth;
+};
+
+// Computes C[i0:i1, j0:j1] on the calling thread. With `shared`, every thread of the region
+// calls this with the same j0, j1 and its own rows (possibly none), and B is packed jointly.
 void gemm_block(const KernelInfo& ki, const Problem& pr, int64_t i0, int64_t i1, int64_t j0,
-                int64_t j1) {
+                int64_t j1, const SharedB* shared = nullptr) {
   const int64_t mr = ki.mr, nr = ki.nr;
   const int64_t m = i1 - i0, n = j1 - j0;
   // Pack an operand only when its tiles are re-read often enough to repay the copy, or when
   // the kernels cannot read it as stored (op(B) with strided columns).
-  const bool pack_b = pr.b_cs != 1 || m > 4 * mr;
+  const bool pack_b = shared != nullptr || pr.b_cs != 1 || m > 4 * mr;
   const bool pack_a = n > 4 * nr;
   const int64_t kc_max = std::min(ki.kc, pr.k);
-  float* bp = pack_b ? t_pack_b.get(kc_max * round_up(std::min(ki.nc, n), nr)) : nullptr;
+  float* bp = shared != nullptr ? shared->buf
+                                : (pack_b ? t_pack_b.get(packed_b_floats(ki, pr, n)) : nullptr);
   // A gets 16 floats of slack for pack_a_rows's whole-vector stores.
   float* ap = pack_a ? t_pack_a.get(kc_max * round_up(std::min(ki.mc, m), mr) + 16) : nullptr;
 
@@ -88,14 +102,26 @@ void gemm_block(const KernelInfo& ki, const Problem& pr, int64_t i0, int64_t i1,
       args.act = last ? static_cast<int>(pr.ep.act) : 0;
       const float* b_block = pr.b + pc * pr.b_rs + jc * pr.b_cs;
       if (pack_b) {
-        for (int64_t jr = 0; jr < nb; jr += nr) {
-          const int64_t n_panel = std::min(nr, nb - jr);
+        const int64_t panels = (nb + nr - 1) / nr;
+        int64_t q0 = 0, q1 = panels;
+        if (shared != nullptr) {
+          if (jc != j0 || pc != 0) {
+#pragma omp barrier
+          }
+          q0 = panels * shared->ith / shared->nth;
+          q1 = panels * (shared->ith + 1) / shared->nth;
+        }
+        for (int64_t q = q0; q < q1; ++q) {
+          const int64_t jr = q * nr, n_panel = std::min(nr, nb - jr);
           if (pr.b_rs == 1 && ki.pack_b_trans != nullptr) {
             ki.pack_b_trans(n_panel, kb, b_block + jr * pr.b_cs, pr.b_cs, bp + jr * kb);
           } else {
             gemm::pack_b_panel(n_panel, kb, b_block + jr * pr.b_cs, pr.b_rs, pr.b_cs, nr,
                                bp + jr * kb);
           }
+        }
+        if (shared != nullptr) {
+#pragma omp barrier
         }
       }
       for (int64_t ic = i0; ic < i1; ic += ki.mc) {
@@ -196,11 +222,17 @@ Split plan_split(const KernelInfo& ki, const Problem& pr, int max_threads,
   return sp;
 }
 
-// Thread t's share of the product under `sp` (nothing when t >= sp.nt).
-void run_share(const KernelInfo& ki, const Problem& pr, const Split& sp, int t) {
+// Thread t's share of the product under `sp` (nothing when t >= sp.nt). With `shared`, all
+// sp.nt threads take part (row split only).
+void run_share(const KernelInfo& ki, const Problem& pr, const Split& sp, int t,
+               const SharedB* shared = nullptr) {
   if (t >= sp.nt) return;
   const int64_t lo = std::min(sp.tiles * t / sp.nt * sp.step, sp.extent);
   const int64_t hi = std::min(sp.tiles * (t + 1) / sp.nt * sp.step, sp.extent);
+  if (shared != nullptr) {
+    gemm_block(ki, pr, lo, hi, 0, pr.n, shared);
+    return;
+  }
   if (lo >= hi) return;
   if (sp.split_m) {
     gemm_block(ki, pr, lo, hi, 0, pr.n);
@@ -254,8 +286,23 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
     gemm_block(ki, pr, 0, m, 0, n);
     return;
   }
+  // Row shares of a product whose B is worth packing pack it once, jointly, instead of each
+  // thread packing all of it.
+  const bool share_b = sp.split_m && pr.n > 4 * ki.nr && pr.k > ki.kc / 4 &&
+                       (pr.b_cs != 1 || pr.m / sp.nt > 4 * ki.mr);
+  float* shared_buf = share_b ? t_pack_b.get(packed_b_floats(ki, pr, pr.n)) : nullptr;
 #pragma omp parallel num_threads(sp.nt)
-  run_share(ki, pr, sp, omp_get_thread_num());
+  {
+    const int t = omp_get_thread_num();
+    if (omp_get_num_threads() != sp.nt) {  // fewer threads granted (nested region): one does all
+      if (t == 0) gemm_block(ki, pr, 0, m, 0, n);
+    } else if (share_b) {
+      const SharedB shared{shared_buf, t, sp.nt};
+      run_share(ki, pr, sp, t, &shared);
+    } else {
+      run_share(ki, pr, sp, t);
+    }
+  }
 }
 
 void sgemm_share(int ith, int nth, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
