@@ -39,9 +39,11 @@ __m512 exp_ps(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
-__m512 activate(__m512 x, int act) {
+// kAct: EpilogueAct as int, a template parameter so the write-back has no branch per vector.
+template <int kAct>
+inline __attribute__((always_inline)) __m512 activate(__m512 x) {
   const __m512 one = _mm512_set1_ps(1.0f);
-  switch (act) {
+  switch (kAct) {
     case 1:  // relu
       return _mm512_max_ps(x, _mm512_setzero_ps());
     case 2:  // sigmoid: 1 / (1 + e^-x)
@@ -62,6 +64,45 @@ __m512 activate(__m512 x, int act) {
     }
     default:
       return x;
+  }
+}
+
+// C = act(alpha·acc + beta·C + bias) for one tile; kBeta false: C is not read.
+template <int kRows, int kVecs, int kAct, bool kBeta>
+inline __attribute__((always_inline)) void write_back(const __m512 (&acc)[kRows][kVecs],
+                                                      const UkernelArgs& p,
+                                                      const __mmask16 (&mask)[kVecs], bool full,
+                                                      bool last) {
+  const __m512 alpha = _mm512_set1_ps(p.alpha);
+  const __m512 beta = _mm512_set1_ps(p.beta);
+  const bool add_bias = last && p.bias != nullptr;
+  __m512 bias[kVecs];
+#pragma GCC unroll 4
+  for (int v = 0; v < kVecs; ++v) {
+    bias[v] = add_bias ? _mm512_maskz_loadu_ps(mask[v], p.bias + 16 * v) : _mm512_setzero_ps();
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < kRows; ++i) {
+    float* c = p.c + i * p.ldc;
+#pragma GCC unroll 4
+    for (int v = 0; v < kVecs; ++v) {
+      // Masked stores are slow on some cores (AMD), above all across cache lines: full
+      // vectors use plain loads and stores.
+      const bool whole = full || v + 1 < kVecs;
+      __m512 x = _mm512_mul_ps(alpha, acc[i][v]);
+      if (kBeta) {
+        const __m512 c0 =
+            whole ? _mm512_loadu_ps(c + 16 * v) : _mm512_maskz_loadu_ps(mask[v], c + 16 * v);
+        x = _mm512_fmadd_ps(beta, c0, x);
+      }
+      if (add_bias) x = _mm512_add_ps(x, bias[v]);
+      x = activate<kAct>(x);
+      if (whole) {
+        _mm512_storeu_ps(c + 16 * v, x);
+      } else {
+        _mm512_mask_storeu_ps(c + 16 * v, mask[v], x);
+      }
+    }
   }
 }
 
@@ -122,37 +163,21 @@ void tile(const UkernelArgs& p) {
     }
   }
 
-  const __m512 alpha = _mm512_set1_ps(p.alpha);
-  const __m512 beta = _mm512_set1_ps(p.beta);
-  const bool use_beta = p.beta != 0.0f;
   const bool last = p.last_k_block != 0;
-  __m512 bias[kVecs];
-#pragma GCC unroll 4
-  for (int v = 0; v < kVecs; ++v) {
-    bias[v] = (last && p.bias != nullptr) ? _mm512_maskz_loadu_ps(mask[v], p.bias + 16 * v)
-                                           : _mm512_setzero_ps();
-  }
   const int act = last ? p.act : 0;
-#pragma GCC unroll 16
-  for (int i = 0; i < kRows; ++i) {
-    float* c = p.c + i * p.ldc;
-#pragma GCC unroll 4
-    for (int v = 0; v < kVecs; ++v) {
-      // Masked stores are slow on some cores (AMD), above all across cache lines: full
-      // vectors use plain loads and stores.
-      const bool whole = full || v + 1 < kVecs;
-      __m512 x = _mm512_mul_ps(alpha, acc[i][v]);
-      if (use_beta) {
-        const __m512 c0 =
-            whole ? _mm512_loadu_ps(c + 16 * v) : _mm512_maskz_loadu_ps(mask[v], c + 16 * v);
-        x = _mm512_fmadd_ps(beta, c0, x);
-      }
-      if (last) x = activate(_mm512_add_ps(x, bias[v]), act);
-      if (whole) {
-        _mm512_storeu_ps(c + 16 * v, x);
-      } else {
-        _mm512_mask_storeu_ps(c + 16 * v, mask[v], x);
-      }
+  if (p.beta != 0.0f) {
+    switch (act) {
+      case 1: write_back<kRows, kVecs, 1, true>(acc, p, mask, full, last); break;
+      case 2: write_back<kRows, kVecs, 2, true>(acc, p, mask, full, last); break;
+      case 3: write_back<kRows, kVecs, 3, true>(acc, p, mask, full, last); break;
+      default: write_back<kRows, kVecs, 0, true>(acc, p, mask, full, last); break;
+    }
+  } else {
+    switch (act) {
+      case 1: write_back<kRows, kVecs, 1, false>(acc, p, mask, full, last); break;
+      case 2: write_back<kRows, kVecs, 2, false>(acc, p, mask, full, last); break;
+      case 3: write_back<kRows, kVecs, 3, false>(acc, p, mask, full, last); break;
+      default: write_back<kRows, kVecs, 0, false>(acc, p, mask, full, last); break;
     }
   }
 }
