@@ -79,10 +79,12 @@ void gemm_block(const KernelInfo& ki, const Problem& pr, int64_t i0, int64_t i1,
   const int64_t mr = ki.mr, nr = ki.nr;
   const int64_t m = i1 - i0, n = j1 - j0;
   // Pack an operand only when its tiles are re-read often enough to repay the copy, or when
-  // the kernels cannot read it as stored (op(B) with strided columns).
-  const bool pack_b = shared != nullptr || pr.b_cs != 1 || m > 4 * mr;
-  const bool pack_a = n > 4 * nr;
+  // the kernels cannot read it as stored (op(B) with strided columns). A B block whose rows
+  // span at most 32 KiB stays in L1 as stored, without set conflicts: read in place.
   const int64_t kc_max = std::min(ki.kc, pr.k);
+  const bool b_fits_l1 = kc_max * pr.b_rs * static_cast<int64_t>(sizeof(float)) <= 32 * 1024;
+  const bool pack_b = shared != nullptr || pr.b_cs != 1 || (m > 4 * mr && !b_fits_l1);
+  const bool pack_a = n > 4 * nr;
   float* bp = shared != nullptr ? shared->buf
                                 : (pack_b ? t_pack_b.get(packed_b_floats(ki, pr, n)) : nullptr);
   // A gets 16 floats of slack for pack_a_rows's whole-vector stores.
