@@ -44,9 +44,11 @@ __m256 exp_ps(__m256 x) {
   return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
 }
 
-__m256 activate(__m256 x, int act) {
+// kAct: EpilogueAct as int, a template parameter so the write-back has no branch per vector.
+template <int kAct>
+inline __attribute__((always_inline)) __m256 activate(__m256 x) {
   const __m256 one = _mm256_set1_ps(1.0f);
-  switch (act) {
+  switch (kAct) {
     case 1:  // relu
       return _mm256_max_ps(x, _mm256_setzero_ps());
     case 2:  // sigmoid: 1 / (1 + e^-x)
@@ -65,6 +67,44 @@ __m256 activate(__m256 x, int act) {
     }
     default:
       return x;
+  }
+}
+
+// C = act(alpha·acc + beta·C + bias) for one tile; kBeta false: C is not read.
+template <int kRows, int kVecs, int kAct, bool kBeta>
+inline __attribute__((always_inline)) void write_back(const __m256 (&acc)[kRows][kVecs],
+                                                      const UkernelArgs& p,
+                                                      const __m256i (&mask)[kVecs], bool full,
+                                                      bool last) {
+  const __m256 alpha = _mm256_set1_ps(p.alpha);
+  const __m256 beta = _mm256_set1_ps(p.beta);
+  const bool add_bias = last && p.bias != nullptr;
+  __m256 bias[kVecs];
+#pragma GCC unroll 2
+  for (int v = 0; v < kVecs; ++v) {
+    bias[v] = add_bias ? _mm256_maskload_ps(p.bias + 8 * v, mask[v]) : _mm256_setzero_ps();
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < kRows; ++i) {
+    float* c = p.c + i * p.ldc;
+#pragma GCC unroll 2
+    for (int v = 0; v < kVecs; ++v) {
+      // vmaskmov stores are slow (microcoded on AMD): full vectors use plain loads/stores.
+      const bool whole = full || v + 1 < kVecs;
+      __m256 x = _mm256_mul_ps(alpha, acc[i][v]);
+      if (kBeta) {
+        const __m256 c0 =
+            whole ? _mm256_loadu_ps(c + 8 * v) : _mm256_maskload_ps(c + 8 * v, mask[v]);
+        x = _mm256_fmadd_ps(beta, c0, x);
+      }
+      if (add_bias) x = _mm256_add_ps(x, bias[v]);
+      x = activate<kAct>(x);
+      if (whole) {
+        _mm256_storeu_ps(c + 8 * v, x);
+      } else {
+        _mm256_maskstore_ps(c + 8 * v, mask[v], x);
+      }
+    }
   }
 }
 
@@ -118,36 +158,21 @@ void tile(const UkernelArgs& p) {
     }
   }
 
-  const __m256 alpha = _mm256_set1_ps(p.alpha);
-  const __m256 beta = _mm256_set1_ps(p.beta);
-  const bool use_beta = p.beta != 0.0f;
   const bool last = p.last_k_block != 0;
-  __m256 bias[kVecs];
-#pragma GCC unroll 2
-  for (int v = 0; v < kVecs; ++v) {
-    bias[v] = (last && p.bias != nullptr) ? _mm256_maskload_ps(p.bias + 8 * v, mask[v])
-                                           : _mm256_setzero_ps();
-  }
   const int act = last ? p.act : 0;
-#pragma GCC unroll 8
-  for (int i = 0; i < kRows; ++i) {
-    float* c = p.c + i * p.ldc;
-#pragma GCC unroll 2
-    for (int v = 0; v < kVecs; ++v) {
-      // vmaskmov stores are slow (microcoded on AMD): full vectors use plain loads/stores.
-      const bool whole = full || v + 1 < kVecs;
-      __m256 x = _mm256_mul_ps(alpha, acc[i][v]);
-      if (use_beta) {
-        const __m256 c0 =
-            whole ? _mm256_loadu_ps(c + 8 * v) : _mm256_maskload_ps(c + 8 * v, mask[v]);
-        x = _mm256_fmadd_ps(beta, c0, x);
-      }
-      if (last) x = activate(_mm256_add_ps(x, bias[v]), act);
-      if (whole) {
-        _mm256_storeu_ps(c + 8 * v, x);
-      } else {
-        _mm256_maskstore_ps(c + 8 * v, mask[v], x);
-      }
+  if (p.beta != 0.0f) {
+    switch (act) {
+      case 1: write_back<kRows, kVecs, 1, true>(acc, p, mask, full, last); break;
+      case 2: write_back<kRows, kVecs, 2, true>(acc, p, mask, full, last); break;
+      case 3: write_back<kRows, kVecs, 3, true>(acc, p, mask, full, last); break;
+      default: write_back<kRows, kVecs, 0, true>(acc, p, mask, full, last); break;
+    }
+  } else {
+    switch (act) {
+      case 1: write_back<kRows, kVecs, 1, false>(acc, p, mask, full, last); break;
+      case 2: write_back<kRows, kVecs, 2, false>(acc, p, mask, full, last); break;
+      case 3: write_back<kRows, kVecs, 3, false>(acc, p, mask, full, last); break;
+      default: write_back<kRows, kVecs, 0, false>(acc, p, mask, full, last); break;
     }
   }
 }
