@@ -262,6 +262,7 @@ void sgemm_pack_b_trans_32_avx512(int64_t n, int64_t k, const float* b, int64_t 
 // block transposed in registers and stored as whole vectors in increasing p, so the 16 - mr
 // lanes past a column are overwritten by the next one (the last spills into the caller's slack).
 void sgemm_pack_a_rows_avx512(int64_t m, int64_t k, const float* a, int64_t lda, float* dst) {
+  static_assert(kMr <= 16, "a column of the panel must fit one vector");
   for (int64_t p0 = 0; p0 < k; p0 += 16) {
     const int64_t kk = k - p0 < 16 ? k - p0 : 16;
     const __mmask16 kmask = kk == 16 ? __mmask16(0xFFFF) : __mmask16((1u << kk) - 1u);
