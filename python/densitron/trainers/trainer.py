@@ -275,12 +275,12 @@ class Trainer:
         total_steps = 0
         cb.on_train_begin()
         logs = {}
+        chunk = 8  # batches per engine call, adapted to the measured step time below
         for epoch in range(initial_epoch, epochs):
             cb.on_epoch_begin(epoch)
             epoch_start = time.perf_counter()
             perm = global_generator().permutation(rows).astype(np.int64) if shuffle else None
             done = 0
-            chunk = 1
             while done < steps:
                 n = 1 if per_batch else min(chunk, steps - done)
                 if per_batch:
