@@ -279,7 +279,7 @@ def main():
         times = {p.name: [] for p in peers}
         for _ in range(args.repeats):
             for p in peers:
-                time.sleep(0.3)  # let the previous library's spinning worker threads go idle
+                time.sleep(0.1)  # let the previous library's spinning worker threads go idle
                 t0 = time.perf_counter()
                 p.epoch(batch)
                 times[p.name].append(time.perf_counter() - t0)
@@ -287,7 +287,7 @@ def main():
     pred = {p.name: [] for p in peers}
     for _ in range(args.repeats):
         for p in peers:
-            time.sleep(0.3)
+            time.sleep(0.1)
             t0 = time.perf_counter()
             p.predict()
             pred[p.name].append(time.perf_counter() - t0)
