@@ -165,7 +165,7 @@ class Graph {
   void ensure_capacity(int64_t rows);
   void check_embedding_ids(const std::vector<const float*>& x, int64_t rows) const;
   void begin_batch(const Step& st, const std::vector<const float*>& x, const DataRefs* data,
-                   const int64_t* perm, int64_t start, int64_t batch, int64_t next_count);
+                   const int64_t* perm, int64_t start, int64_t batch);
   void prefetch_next(const Step& st);
   void barrier(const Step& st);
   void plan_solo(int64_t batch, int nth, bool training);

@@ -466,7 +466,7 @@ void Graph::check_embedding_ids(const std::vector<const float*>& x, int64_t rows
 
 void Graph::begin_batch(const Step& st, const std::vector<const float*>& x,
                         const DataRefs* data, const int64_t* perm, int64_t start,
-                        int64_t batch, int64_t next_count) {
+                        int64_t batch) {
   ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfGather]);
   if (st.ith == 0) {
     for (size_t k = 0; k < inputs_.size(); ++k) {
@@ -1344,8 +1344,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
         st.next_count = next;
         st.pf_chunks = pf_chunks;
       }
-      begin_batch(st, data.x, mode == Mode::kPredict ? nullptr : &data, perm, start, st.batch,
-                  std::max<int64_t>(next, 0));
+      begin_batch(st, data.x, mode == Mode::kPredict ? nullptr : &data, perm, start, st.batch);
       // The loss runs on thread 0: with a solo last node before it and a solo first backward
       // node after it, no barrier separates them.
       forward(st, mode != Mode::kPredict);
