@@ -24,11 +24,12 @@ double crossentropy_row(const float* p, const float* y, int64_t label, int64_t c
   for (int64_t j = 0; j < cols; ++j) sum += p[j];
   const float inv_sum = 1.0f / sum;
   double loss = 0.0;
+  // float32 logarithms, as Keras computes; rows are summed in double.
   if (label >= 0) {
-    loss = -std::log(static_cast<double>(clip_prob(p[label] * inv_sum)));
+    loss = -std::log(clip_prob(p[label] * inv_sum));
   } else {
     for (int64_t j = 0; j < cols; ++j) {
-      if (y[j] != 0.0f) loss -= y[j] * std::log(static_cast<double>(clip_prob(p[j] * inv_sum)));
+      if (y[j] != 0.0f) loss -= y[j] * std::log(clip_prob(p[j] * inv_sum));
     }
   }
   if (g == nullptr) return loss;
@@ -116,8 +117,8 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
         const float* yr = y + r * cols;
         double row = 0.0;
         for (int64_t j = 0; j < cols; ++j) {
-          const double pc = clip_prob(pr[j]);
-          row -= yr[j] * std::log(pc) + (1.0 - yr[j]) * std::log(1.0 - pc);
+          const float pc = clip_prob(pr[j]);
+          row -= yr[j] * std::log(pc) + (1.0f - yr[j]) * std::log(1.0f - pc);
           if (gr == nullptr) continue;
           if (fused_logits) {  // through a sigmoid: (p - y)
             gr[j] = (pr[j] - yr[j]) * inv_cols * inv_scale;
