@@ -129,7 +129,11 @@ py::array matmul(const py::object& a_obj, const py::object& b_obj, bool transpos
                             "that overlaps an input");
     }
   }
-  {
+  // Releasing the GIL costs about as much as a 64³ product: small ones keep it.
+  if (static_cast<double>(m) * n * k < 64.0 * 64.0 * 64.0) {
+    densitron::sgemm(transpose_a, transpose_b, m, n, k, 1.0f, a.data, a.ld, b.data, b.ld, 0.0f,
+                     c.data, c.ld);
+  } else {
     py::gil_scoped_release release;
     densitron::sgemm(transpose_a, transpose_b, m, n, k, 1.0f, a.data, a.ld, b.data, b.ld, 0.0f,
                      c.data, c.ld);
