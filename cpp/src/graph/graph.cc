@@ -69,6 +69,13 @@ void put(float* dst, const float* src, int64_t n, bool accumulate) {
 
 // Thread ith's share [lo, hi) of n items: contiguous chunks of `align` items, and no more
 // threads than n / min_items allows (the rest get nothing).
+// The row blocks of a cut kernel that thread ith owns: a contiguous range of the blocks, so
+// its columns of the batch are one contiguous run per row.
+inline void owned_parts(int parts, int ith, int nth, int* lo, int* hi) {
+  *lo = parts * ith / nth;
+  *hi = parts * (ith + 1) / nth;
+}
+
 Share share_of(int64_t n, int ith, int nth, int64_t min_items = 1, int64_t align = 1) {
   const int64_t useful = std::max<int64_t>(1, std::min<int64_t>(nth, n / std::max<int64_t>(min_items, 1)));
   if (ith >= useful) return {n, n};
@@ -76,6 +83,15 @@ Share share_of(int64_t n, int ith, int nth, int64_t min_items = 1, int64_t align
   const int64_t lo = std::min(n, chunks * ith / useful * align);
   const int64_t hi = std::min(n, chunks * (ith + 1) / useful * align);
   return {lo, hi};
+}
+
+// The columns [lo, hi) of a width-w input whose kernel is cut into `parts` row blocks that
+// thread ith of nth owns (and copies from the batch).
+Share owned_columns(int64_t w, int parts, int ith, int nth) {
+  int p0, p1;
+  owned_parts(parts, ith, nth, &p0, &p1);
+  if (p0 >= p1) return {w, w};
+  return {share_of(w, p0, parts, 1, 16).lo, share_of(w, p1 - 1, parts, 1, 16).hi};
 }
 
 // Inside a run the threads already meet between ops, so splitting costs no fork: elementwise
@@ -505,12 +521,11 @@ void Graph::begin_batch(const Step& st, const std::vector<const float*>& x,
       }
       // Each thread copies the feature columns of the row blocks of the kernel it owns, so
       // the first layer's partial products read only what their own core wrote.
-      for (int part = st.ith; part < parts; part += st.nth) {
-        const Share cs = share_of(w, part, parts, 1, 16);
+      const Share cs = owned_columns(w, parts, st.ith, st.nth);
+      if (cs.lo < cs.hi)
         for (int64_t r = 0; r < batch; ++r)
           std::memcpy(buf + r * w + cs.lo, x[k] + perm[start + r] * w + cs.lo,
                       (cs.hi - cs.lo) * sizeof(float));
-      }
     }
     if (data != nullptr) {
       for (size_t k = 0; k < output_specs_.size(); ++k) {
@@ -539,15 +554,13 @@ void Graph::prefetch_next(const Step& st) {
     const int64_t w = nodes_[node].width;
     const int parts = gather_split_[node];
     const Share own = share_of(st.next_count, st.ith, st.nth, 4);
-    for (int part = parts == 1 ? 0 : st.ith; part < parts; part += parts == 1 ? 1 : st.nth) {
-      const Share cs = parts == 1 ? Share{0, w} : share_of(w, part, parts, 1, 16);
-      const int64_t lo = parts == 1 ? std::max(cr.lo, own.lo) : cr.lo;
-      const int64_t hi = parts == 1 ? std::min(cr.hi, own.hi) : cr.hi;
-      for (int64_t r = lo; r < hi; ++r) {
-        const char* row = reinterpret_cast<const char*>((*st.x)[k] + st.next_rows[r] * w + cs.lo);
-        for (int64_t off = 0; off < (cs.hi - cs.lo) * 4; off += 64)
-          __builtin_prefetch(row + off, 0, 2);
-      }
+    const Share cs = parts == 1 ? Share{0, w} : owned_columns(w, parts, st.ith, st.nth);
+    const int64_t lo = parts == 1 ? std::max(cr.lo, own.lo) : cr.lo;
+    const int64_t hi = parts == 1 ? std::min(cr.hi, own.hi) : cr.hi;
+    for (int64_t r = lo; r < hi && cs.lo < cs.hi; ++r) {
+      const char* row = reinterpret_cast<const char*>((*st.x)[k] + st.next_rows[r] * w + cs.lo);
+      for (int64_t off = 0; off < (cs.hi - cs.lo) * 4; off += 64)
+        __builtin_prefetch(row + off, 0, 2);
     }
   }
 }
@@ -803,7 +816,9 @@ void Graph::forward_dense_split(const Step& st, int i) {
   const float* x = out_[in];
   const float* w = param(i, 0);
   float* partial = partial_buf_[i].data();
-  for (int part = st.ith; part < parts; part += st.nth) {
+  int p0, p1;
+  owned_parts(parts, st.ith, st.nth, &p0, &p1);
+  for (int part = p0; part < p1; ++part) {
     const Share ks = k_part(i, part);
     local_gemm(st, false, false, rows, units, ks.hi - ks.lo, x + ks.lo, in_last,
                w + ks.lo * units, units, 0.0f, partial + part * rows * units, units);
@@ -837,7 +852,9 @@ void Graph::backward_dense_split(const Step& st, int i) {
   bool acc_x = false;
   float* gx = requires_grad_[in] ? grad_buf_[in].data() : nullptr;
   if (gx) acc_x = accumulates(in, i, 0);
-  for (int part = st.ith; part < parts; part += st.nth) {
+  int p0, p1;
+  owned_parts(parts, st.ith, st.nth, &p0, &p1);
+  for (int part = p0; part < p1; ++part) {
     const Share ks = k_part(i, part);
     if (want_w)
       local_gemm(st, true, false, ks.hi - ks.lo, units, rows, x + ks.lo, in_last, dy, units,
@@ -1232,7 +1249,9 @@ double Graph::regularize_and_update(const Step& st, bool apply) {
     for (int part = 0; part < parts; ++part) {
       Share sh;
       if (parts > 1) {  // the row blocks this thread computed the gradient of
-        if (part % st.nth != st.ith) continue;
+        int p0, p1;
+        owned_parts(parts, st.ith, st.nth, &p0, &p1);
+        if (part < p0 || part >= p1) continue;
         const Share ks = k_part(split_node, part);
         sh = {ks.lo * ps.cols, ks.hi * ps.cols};
       } else if (ps.size < 4096 * st.nth) {
