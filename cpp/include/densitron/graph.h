@@ -168,7 +168,10 @@ class Graph {
                    const int64_t* perm, int64_t start, int64_t batch);
   void prefetch_next(const Step& st);
   void barrier(const Step& st);
-  void plan_solo(int64_t batch, int nth, bool training);
+  void plan_step(int64_t batch, int nth, bool training);
+  template <typename Fn>
+  void run_nodes(const Step& st, const std::vector<int>& order, const std::vector<bool>& solo,
+                 bool then_solo, Fn&& fn);
   int first_backward_node() const;
   void forward(const Step& st, bool then_solo);
   void forward_node(const Step& st, int i);
@@ -210,8 +213,9 @@ class Graph {
   std::vector<std::pair<int, int>> first_writer_;
   std::vector<int> param_first_writer_;
   bool has_constraints_ = false;
-  // Per run: nodes whose forward (backward) is done whole by thread 0, see plan_solo.
+  // Per run (plan_step): nodes whose forward (backward) is done whole by thread 0.
   std::vector<bool> solo_fwd_, solo_bwd_;
+  std::vector<int> fwd_order_, bwd_order_;  // per run: the nodes a step runs, in order
   // Dense nodes whose kernel is tall (many input features) are cut into ksplit_ row blocks:
   // block b's partial product, its kernel gradient and its optimizer update all belong to
   // thread b mod nth, so the largest weights stay in one core's cache from step to step. The

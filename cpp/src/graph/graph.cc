@@ -567,10 +567,25 @@ void Graph::prefetch_next(const Step& st) {
 
 // Nodes too small to split run whole on thread 0 ("solo"); a run of consecutive solo work
 // (for example the output layer, the loss and its backward) needs no barrier inside it.
-void Graph::plan_solo(int64_t batch, int nth, bool training) {
+void Graph::plan_step(int64_t batch, int nth, bool training) {
   const size_t n = nodes_.size();
   solo_fwd_.assign(n, false);
   solo_bwd_.assign(n, false);
+  // The nodes a step runs: forward skips inputs and the identities of this mode (reshapes,
+  // Dropout and noise outside training); backward visits every node that takes a gradient.
+  fwd_order_.clear();
+  bwd_order_.clear();
+  for (size_t i = 0; i < n; ++i) {
+    const NodeSpec& node = nodes_[i];
+    const bool random = node.op == OpType::kDropout || node.op == OpType::kGaussianNoise;
+    if (node.op == OpType::kInput || node.op == OpType::kReshape ||
+        (random && (!training || node.fattrs[0] == 0.0)))
+      continue;
+    fwd_order_.push_back(static_cast<int>(i));
+  }
+  if (training)
+    for (int i = static_cast<int>(n) - 1; i >= 0; --i)
+      if (has_grad_[i] && nodes_[i].op != OpType::kInput) bwd_order_.push_back(i);
   if (nth <= 1) return;
   for (size_t i = 0; i < n; ++i) {
     const NodeSpec& node = nodes_[i];
@@ -586,33 +601,31 @@ void Graph::plan_solo(int64_t batch, int nth, bool training) {
   }
 }
 
-void Graph::forward(const Step& st, bool then_solo) {
-  Step solo = st;
-  solo.ith = 0;
-  solo.nth = 1;
-  // The executed nodes, to know whether the next one is solo too.
-  int prev = -1;
-  for (size_t i = 0; i <= nodes_.size(); ++i) {
-    int cur = -1;
-    if (i < nodes_.size()) {
-      const OpType op = nodes_[i].op;
-      if (op == OpType::kInput || op == OpType::kReshape) continue;
-      if (out_[i] != out_buf_[i].data()) continue;  // an identity this step (inference Dropout)
-      cur = static_cast<int>(i);
-    }
-    if (prev >= 0) {
-      const bool next_solo = cur >= 0 ? solo_fwd_[cur] : then_solo;
-      if (!(solo_fwd_[prev] && next_solo)) barrier(st);
-    }
-    if (cur < 0) break;
-    if (!solo_fwd_[cur]) {
-      forward_node(st, cur);
+// Runs `order`'s nodes with `fn(step, node)`: a solo node by thread 0 alone, the others by
+// every thread; threads meet between nodes except between consecutive solo ones (`then_solo`:
+// whether what follows the last node is solo too).
+template <typename Fn>
+void Graph::run_nodes(const Step& st, const std::vector<int>& order,
+                      const std::vector<bool>& solo, bool then_solo, Fn&& fn) {
+  Step alone = st;
+  alone.ith = 0;
+  alone.nth = 1;
+  for (size_t k = 0; k < order.size(); ++k) {
+    const int i = order[k];
+    if (!solo[i]) {
+      fn(st, i);
     } else if (st.ith == 0) {
-      forward_node(solo, cur);
+      fn(alone, i);
     }
     prefetch_next(st);
-    prev = cur;
+    const bool next_solo = k + 1 < order.size() ? solo[order[k + 1]] : then_solo;
+    if (!(solo[i] && next_solo)) barrier(st);
   }
+}
+
+void Graph::forward(const Step& st, bool then_solo) {
+  run_nodes(st, fwd_order_, solo_fwd_, then_solo,
+            [this](const Step& s, int i) { forward_node(s, i); });
 }
 
 void Graph::forward_node(const Step& st, int i) {
@@ -943,34 +956,12 @@ double Graph::loss_and_metrics(const Step& st, double* output_losses, double* me
 }
 
 void Graph::backward(const Step& st) {
-  Step solo = st;
-  solo.ith = 0;
-  solo.nth = 1;
-  int prev = -1;
-  for (int i = static_cast<int>(nodes_.size()) - 1; i >= -1; --i) {
-    int cur = -1;
-    if (i >= 0) {
-      if (!has_grad_[i] || nodes_[i].op == OpType::kInput) continue;
-      cur = i;
-    }
-    if (prev >= 0 && !(solo_bwd_[prev] && cur >= 0 && solo_bwd_[cur])) barrier(st);
-    if (cur < 0) break;
-    if (!solo_bwd_[cur]) {
-      backward_node(st, cur);
-    } else if (st.ith == 0) {
-      backward_node(solo, cur);
-    }
-    prefetch_next(st);
-    prev = cur;
-  }
+  run_nodes(st, bwd_order_, solo_bwd_, false,
+            [this](const Step& s, int i) { backward_node(s, i); });
 }
 
 // The first node the backward pass runs, or -1.
-int Graph::first_backward_node() const {
-  for (int i = static_cast<int>(nodes_.size()) - 1; i >= 0; --i)
-    if (has_grad_[i] && nodes_[i].op != OpType::kInput) return i;
-  return -1;
-}
+int Graph::first_backward_node() const { return bwd_order_.empty() ? -1 : bwd_order_[0]; }
 
 void Graph::backward_node(const Step& st, int i) {
   ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfElementwise]);
@@ -1402,7 +1393,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
     }
   };
   const int nt = std::min(threads_for(std::min(batch_size, end - begin)), 64);
-  plan_solo(std::min(batch_size, end - begin), nt, training);
+  plan_step(std::min(batch_size, end - begin), nt, training);
   if (nt <= 1) {
     body(0, 1);
   } else {
