@@ -88,11 +88,15 @@ def test_empty_x():
         seed_model().predict(x[:0], verbose=0)
 
 
-def test_nan_is_an_error():
+def test_nan_is_an_error_in_training_and_evaluation_but_passes_through_predict():
     x, y = data()
     x[5, 3] = np.nan
     with raises(ValueError, "NaN", "row 5"):
         seed_model().fit(x, y, verbose=0)
+    with raises(ValueError, "NaN", "row 5"):
+        seed_model().evaluate(x, y, verbose=0)
+    p = seed_model().predict(x, verbose=0)
+    assert np.isnan(p[5]).all() and np.isfinite(np.delete(p, 5, axis=0)).all()
     y2 = y.copy()
     y2[7, 0] = np.nan
     with raises(ValueError, "NaN"):

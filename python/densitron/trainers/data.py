@@ -63,8 +63,9 @@ def _split_structure(value, names, arg):
     return [value]
 
 
-def standardize_x(model, x, arg="x"):
-    """Returns a list of (rows, width) float32 arrays, one per model input."""
+def standardize_x(model, x, arg="x", reject_nan=True):
+    """Returns a list of (rows, width) float32 arrays, one per model input. Training and
+    evaluation refuse NaN (`reject_nan`); prediction passes it through to NaN outputs."""
     if x is None:
         raise ValueError(f"`{arg}` is required. Received: {arg}=None")
     parts = _split_structure(x, model._input_names, arg)
@@ -86,7 +87,8 @@ def standardize_x(model, x, arg="x"):
                 f"{a.shape}"
             )
         a = _to_float32(a.reshape(a.shape[0], -1))
-        _check_finite(a, name)
+        if reject_nan:
+            _check_finite(a, name)
         out.append(a)
     return out
 

@@ -370,7 +370,7 @@ class Trainer:
         batch_size = data_mod.check_batch_size(batch_size)
         verbose = data_mod.check_verbose(verbose)
         self._ensure_built_from(x)
-        xs = data_mod.standardize_x(self, x)
+        xs = data_mod.standardize_x(self, x, reject_nan=False)  # NaN rows give NaN outputs
         bar = Progbar(-(-xs[0].shape[0] // batch_size), verbose=verbose)
         outs = self._graph.predict(xs, self._inference_batch(batch_size))
         outs = [o.reshape((o.shape[0], *shape)) for o, shape in zip(outs, self._output_shapes)]
