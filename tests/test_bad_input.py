@@ -297,3 +297,15 @@ def test_bad_arguments_raise_with_received(make):
     with pytest.raises((ValueError, TypeError)) as info:
         make()
     assert "Received" in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("act", ["linear", "relu", "sigmoid", "tanh", "softmax", "gelu", "elu",
+                                 "selu", "softplus", "leaky_relu", "relu6", "silu", "mish",
+                                 "hard_sigmoid", "log_softmax", "exponential"])
+def test_nan_propagates_through_every_activation_in_predict(act):
+    x = np.random.default_rng(0).random((3, 4)).astype(np.float32)
+    x[1, 2] = np.nan
+    inp = Input(shape=(4,))
+    p = Model(inp, Dense(5, activation=act)(inp)).predict(x, verbose=0)
+    assert np.isnan(p[1]).all()  # as Keras: a NaN input never turns into a finite output
+    assert np.isfinite(p[[0, 2]]).all()

@@ -173,7 +173,7 @@ void gemm_block(const KernelInfo& ki, const Problem& pr, int64_t i0, int64_t i1,
 
 float activate(float x, EpilogueAct act) {
   switch (act) {
-    case EpilogueAct::kRelu: return x > 0.0f ? x : 0.0f;
+    case EpilogueAct::kRelu: return x < 0.0f ? 0.0f : x;  // NaN stays NaN
     case EpilogueAct::kSigmoid: return 1.0f / (1.0f + std::exp(-x));
     case EpilogueAct::kTanh: return std::tanh(x);
     default: return x;

@@ -22,7 +22,8 @@ constexpr int kNv = kNr / 8;
 
 // exp(x): 2^n · P(r), |r| <= ln2/2, degree-6 polynomial; x clamped so 2^n stays normal.
 __m256 exp_ps(__m256 x) {
-  x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.3f)), _mm256_set1_ps(-87.3f));
+  // Clamped with x as the second operand, which min/max return when it is NaN: NaN stays NaN.
+  x = _mm256_max_ps(_mm256_set1_ps(-87.3f), _mm256_min_ps(_mm256_set1_ps(88.3f), x));
   const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
@@ -50,7 +51,7 @@ inline __attribute__((always_inline)) __m256 activate(__m256 x) {
   const __m256 one = _mm256_set1_ps(1.0f);
   switch (kAct) {
     case 1:  // relu
-      return _mm256_max_ps(x, _mm256_setzero_ps());
+      return _mm256_max_ps(_mm256_setzero_ps(), x);  // relu(NaN) = NaN, as Keras
     case 2:  // sigmoid: 1 / (1 + e^-x)
       return _mm256_div_ps(one, _mm256_add_ps(one, exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), x))));
     case 3: {  // tanh: sign(x)·(1 - e)/(1 + e), e = e^(-2|x|); odd Taylor series near 0

@@ -24,7 +24,8 @@ constexpr int kNv = kNr / 16;
 
 // exp(x) for x in float range: 2^n · P(r), |r| <= ln2/2, degree-6 polynomial (~1 ulp).
 __m512 exp_ps(__m512 x) {
-  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.5f)), _mm512_set1_ps(-88.0f));
+  // Clamped with x as the second operand, which min/max return when it is NaN: NaN stays NaN.
+  x = _mm512_max_ps(_mm512_set1_ps(-88.0f), _mm512_min_ps(_mm512_set1_ps(88.5f), x));
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
@@ -45,7 +46,7 @@ inline __attribute__((always_inline)) __m512 activate(__m512 x) {
   const __m512 one = _mm512_set1_ps(1.0f);
   switch (kAct) {
     case 1:  // relu
-      return _mm512_max_ps(x, _mm512_setzero_ps());
+      return _mm512_max_ps(_mm512_setzero_ps(), x);  // relu(NaN) = NaN, as Keras
     case 2:  // sigmoid: 1 / (1 + e^-x)
       return _mm512_div_ps(one, _mm512_add_ps(one, exp_ps(_mm512_sub_ps(_mm512_setzero_ps(), x))));
     case 3: {  // tanh: sign(x)·(1 - e)/(1 + e), e = e^(-2|x|); odd Taylor series near 0

@@ -14,7 +14,7 @@ constexpr int kNr = 16;
 
 float activate(float x, int act) {
   switch (act) {
-    case static_cast<int>(EpilogueAct::kRelu): return x > 0.0f ? x : 0.0f;
+    case static_cast<int>(EpilogueAct::kRelu): return x < 0.0f ? 0.0f : x;  // NaN stays NaN
     case static_cast<int>(EpilogueAct::kSigmoid): return 1.0f / (1.0f + std::exp(-x));
     case static_cast<int>(EpilogueAct::kTanh): return std::tanh(x);
     default: return x;
