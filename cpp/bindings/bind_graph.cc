@@ -283,6 +283,18 @@ void optimizer_update(const py::dict& opt, int64_t step, const py::object& w_obj
 }
 
 void bind_graph(py::module_& m) {
+  m.def(
+      "_first_nan",
+      [](const py::object& obj) -> int64_t {
+        if (!py::isinstance<FloatArray>(obj))
+          throw py::type_error("_first_nan takes a C-contiguous float32 array");
+        auto a = py::reinterpret_borrow<FloatArray>(obj);
+        const float* p = a.data();
+        const int64_t n = static_cast<int64_t>(a.size());
+        py::gil_scoped_release release;
+        return densitron::first_nan(p, n);
+      },
+      py::arg("array"), "Flat index of the first NaN in a float32 array, or -1.");
   m.def("_optimizer_update", &optimizer_update, py::arg("config"), py::arg("step"), py::arg("w"),
         py::arg("g"), py::arg("slots"));
   m.def("_optimizer_slot_count", [](const py::dict& opt) {

@@ -95,6 +95,17 @@ TEST(ColumnSums, MatchDoubleWithAccumulate) {
   }
 }
 
+TEST(FirstNan, FindsTheFirstNanInSmallAndThreadedScans) {
+  for (int64_t n : {int64_t{1}, int64_t{17}, int64_t{1000}, int64_t{3} << 20}) {
+    std::vector<float> x(n, 1.5f);
+    EXPECT_EQ(first_nan(x.data(), n), -1);
+    for (int64_t pos : {n - 1, n / 2, int64_t{0}}) {
+      x[pos] = std::nanf("");
+      EXPECT_EQ(first_nan(x.data(), n), pos) << "n=" << n;
+    }
+  }
+}
+
 TEST(Losses, CrossentropyMatchesKerasFormulaAndFusedGradient) {
   const int64_t rows = 4, cols = 5;
   std::vector<float> z = random_vec(rows * cols, 11);

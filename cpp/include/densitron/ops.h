@@ -50,6 +50,8 @@ void activation_backward(Activation act, const ActivationParams& p, const float*
                          const float* y, const float* dy, float* dx, int64_t rows, int64_t cols);
 // col_sums[j] (+)= Σ_i x[i, j]
 void column_sums(const float* x, int64_t rows, int64_t cols, float* col_sums, bool accumulate);
+// Index of the first NaN among n values, or -1 (threaded for large arrays).
+int64_t first_nan(const float* x, int64_t n);
 
 enum class Loss : int {
   kCategoricalCrossentropy = 0,

@@ -4,6 +4,7 @@ ValueError or TypeError that names the argument and what was received."""
 
 import numpy as np
 
+from densitron import _core
 from densitron import losses as losses_mod
 
 
@@ -28,11 +29,19 @@ def _to_float32(a):
 
 
 def _check_finite(a, arg):
-    if a.size and np.isnan(a.min()):
+    """NaN is refused in training data: one threaded C++ read of the array (float32 arrays
+    here are C-contiguous, converted by _to_float32)."""
+    if not a.size:
+        return
+    if a.dtype == np.float32 and a.flags.c_contiguous:
+        index = _core._first_nan(a)
+    else:
+        index = int(np.argmax(np.isnan(a.ravel()))) if np.isnan(a.min()) else -1
+    if index >= 0:
         raise ValueError(
             f"`{arg}` contains NaN values; densitron refuses to train or evaluate on them "
             f"(the loss would become NaN). Received: {arg} with NaN at row "
-            f"{int(np.argwhere(np.isnan(a))[0][0])}"
+            f"{index // max(1, a.size // a.shape[0])}"
         )
 
 
