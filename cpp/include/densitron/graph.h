@@ -175,8 +175,11 @@ class Graph {
   int first_backward_node() const;
   void forward(const Step& st, bool then_solo);
   void forward_node(const Step& st, int i);
-  double loss_and_metrics(const Step& st, double* output_losses, double* metric_sums,
-                          bool with_grad);
+  // The batch's samples form kLossBlocks fixed blocks for the loss: their sums add up in
+  // block order, the same for any thread count.
+  static constexpr int kLossBlocks = 4;
+  void loss_blocks(const Step& st, int b0, int b1, bool with_grad);
+  double sum_loss_blocks(RunTotals* t) const;
   void backward(const Step& st);
   void backward_node(const Step& st, int i);
   double regularize_and_update(const Step& st, bool apply);
@@ -216,6 +219,8 @@ class Graph {
   // Per run (plan_step): nodes whose forward (backward) is done whole by thread 0.
   std::vector<bool> solo_fwd_, solo_bwd_;
   std::vector<int> fwd_order_, bwd_order_;  // per run: the nodes a step runs, in order
+  bool loss_solo_ = true;                    // per run: the loss is small, thread 0 does it
+  std::vector<double> loss_part_, metric_part_;  // per loss block and output / metric
   // Dense nodes whose kernel is tall (many input features) are cut into ksplit_ row blocks:
   // block b's partial product, its kernel gradient and its optimizer update all belong to
   // thread b mod nth, so the largest weights stay in one core's cache from step to step. The

@@ -926,31 +926,57 @@ void Graph::softmax_axis(const Step& st, int i, const float* x, const float* y, 
   }
 }
 
-double Graph::loss_and_metrics(const Step& st, double* output_losses, double* metric_sums,
-                               bool with_grad) {
-  ProfileScope scope(profiling_, &prof_[kProfLoss]);
-  double total = 0.0;
-  int m = 0;
-  for (size_t k = 0; k < output_specs_.size(); ++k) {
-    const OutputSpec& o = output_specs_[k];
-    const NodeSpec& node = nodes_[o.node];
-    const int64_t sub_rows = node.width / node.last_dim;  // loss rows per sample
-    const int64_t rows = st.batch * sub_rows, cols = node.last_dim;
-    float* g = with_grad ? grad_buf_[o.node].data() : nullptr;
-    const double sum = loss_forward_backward(o.loss, out_[o.node], target_[k], rows, cols, g,
-                                             static_cast<double>(rows) / o.loss_weight,
-                                             fused_[o.node], weight_[k], sub_rows) /
-                       static_cast<double>(sub_rows);
-    output_losses[k] += sum;
-    total += o.loss_weight * sum;
-    for (const MetricSpec& spec : o.metrics) {
-      const double v = spec.is_accuracy
-                           ? accuracy_sum(spec.accuracy, out_[o.node], target_[k], rows, cols,
-                                          spec.threshold)
-                           : loss_forward_backward(spec.loss, out_[o.node], target_[k], rows,
-                                                   cols, nullptr, 1.0, false);
-      metric_sums[m++] += v / static_cast<double>(sub_rows);
+// The loss and metrics of blocks [b0, b1) of the batch's samples, each block's sums kept apart
+// (loss_part_, metric_part_) so that they add up in block order whatever thread did which.
+void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
+  ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfLoss]);
+  const size_t nout = output_specs_.size(), nmet = static_cast<size_t>(num_metrics());
+  for (int b = b0; b < b1; ++b) {
+    const Share sb = share_of(st.batch, b, kLossBlocks);
+    int m = 0;
+    for (size_t k = 0; k < nout; ++k) {
+      const OutputSpec& o = output_specs_[k];
+      const NodeSpec& node = nodes_[o.node];
+      const int64_t sub_rows = node.width / node.last_dim;  // loss rows per sample
+      const int64_t cols = node.last_dim, r0 = sb.lo * sub_rows;
+      const int64_t rows = (sb.hi - sb.lo) * sub_rows, all_rows = st.batch * sub_rows;
+      const float* p = out_[o.node] + r0 * cols;
+      const int64_t tw = o.target_width / sub_rows;  // target values per loss row
+      const float* y = target_[k] + r0 * tw;
+      const float* w = weight_[k] ? weight_[k] + sb.lo : nullptr;
+      float* g = with_grad ? grad_buf_[o.node].data() + r0 * cols : nullptr;
+      loss_part_[b * nout + k] =
+          rows == 0 ? 0.0
+                    : loss_forward_backward(o.loss, p, y, rows, cols, g,
+                                            static_cast<double>(all_rows) / o.loss_weight,
+                                            fused_[o.node], w, sub_rows) /
+                          static_cast<double>(sub_rows);
+      for (const MetricSpec& spec : o.metrics) {
+        const double v =
+            rows == 0 ? 0.0
+            : spec.is_accuracy
+                ? accuracy_sum(spec.accuracy, p, y, rows, cols, spec.threshold)
+                : loss_forward_backward(spec.loss, p, y, rows, cols, nullptr, 1.0, false);
+        metric_part_[b * nmet + m++] = v / static_cast<double>(sub_rows);
+      }
     }
+  }
+}
+
+// Adds the blocks' sums to the run's totals in block order; returns the weighted loss sum.
+double Graph::sum_loss_blocks(RunTotals* t) const {
+  const size_t nout = output_specs_.size(), nmet = static_cast<size_t>(num_metrics());
+  double total = 0.0;
+  for (size_t k = 0; k < nout; ++k) {
+    double sum = 0.0;
+    for (int b = 0; b < kLossBlocks; ++b) sum += loss_part_[b * nout + k];
+    t->output_loss_sums[k] += sum;
+    total += output_specs_[k].loss_weight * sum;
+  }
+  for (size_t m = 0; m < nmet; ++m) {
+    double sum = 0.0;
+    for (int b = 0; b < kLossBlocks; ++b) sum += metric_part_[b * nmet + m];
+    t->metric_sums[m] += sum;
   }
   return total;
 }
@@ -1357,7 +1383,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
       begin_batch(st, data.x, mode == Mode::kPredict ? nullptr : &data, perm, start, st.batch);
       // The loss runs on thread 0: with a solo last node before it and a solo first backward
       // node after it, no barrier separates them.
-      forward(st, mode != Mode::kPredict);
+      forward(st, mode != Mode::kPredict && loss_solo_);
       if (mode == Mode::kPredict) {
         const Share rs = share_of(st.batch, ith, nth, 64);
         for (size_t k = 0; k < outputs_.size(); ++k) {
@@ -1369,14 +1395,20 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
         barrier(st);
         continue;
       }
+      // The loss in fixed sample blocks: all of them on thread 0 when small ("solo"),
+      // otherwise each thread a range of blocks, then a barrier.
+      if (loss_solo_) {
+        if (ith == 0) loss_blocks(st, 0, kLossBlocks, training);
+      } else {
+        loss_blocks(st, kLossBlocks * ith / nth, kLossBlocks * (ith + 1) / nth, training);
+        barrier(st);
+      }
       if (ith == 0) {
-        t.loss_sum += loss_and_metrics(st, t.output_loss_sums.data(), t.metric_sums.data(),
-                                       training) +
-                      reg_eval * static_cast<double>(st.batch);
+        t.loss_sum += sum_loss_blocks(&t) + reg_eval * static_cast<double>(st.batch);
         t.rows += st.batch;
       }
       const int first_bwd = training ? first_backward_node() : -1;
-      if (!(first_bwd >= 0 && solo_bwd_[first_bwd])) barrier(st);
+      if (loss_solo_ && !(first_bwd >= 0 && solo_bwd_[first_bwd])) barrier(st);
       if (!training) continue;
       backward(st);
       reg_share[ith] = regularize_and_update(st, mode == Mode::kTrain);
@@ -1394,6 +1426,12 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   };
   const int nt = std::min(threads_for(std::min(batch_size, end - begin)), 64);
   plan_step(std::min(batch_size, end - begin), nt, training);
+  loss_part_.assign(static_cast<size_t>(kLossBlocks) * output_specs_.size(), 0.0);
+  metric_part_.assign(static_cast<size_t>(kLossBlocks) * num_metrics(), 0.0);
+  int64_t loss_values = 0;
+  for (const OutputSpec& o : output_specs_) loss_values += nodes_[o.node].width;
+  loss_solo_ = nt <= 1 || std::min(batch_size, end - begin) * loss_values <
+                              2 * kMinElementsPerThread;
   if (nt <= 1) {
     body(0, 1);
   } else {
