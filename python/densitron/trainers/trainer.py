@@ -97,7 +97,6 @@ class Trainer:
                              f"Received: weighted_metrics={weighted_metrics!r}")
         self.optimizer = optimizers_mod.get(optimizer)
         self.loss = loss
-        self._pending_loss = loss
         self._pending_loss_weights = loss_weights
         self._compile_metrics = metrics
         self.compiled = True
@@ -108,7 +107,7 @@ class Trainer:
 
     def _resolve_losses(self):
         names = self._output_names
-        losses = _losses_per_output(self._pending_loss, names)
+        losses = _losses_per_output(self.loss, names)
         weights = self._pending_loss_weights
         if weights is None:
             weights = [1.0] * len(names)
