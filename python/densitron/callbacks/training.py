@@ -11,7 +11,8 @@ from densitron.callbacks.callback import Callback
 
 def _resolve_mode(mode, monitor, name):
     if mode not in ("auto", "min", "max"):
-        raise ValueError(f"{name} mode must be one of 'auto', 'min', 'max'. Received: mode={mode!r}")
+        raise ValueError(f"{name} mode must be one of 'auto', 'min', 'max'. "
+                         f"Received: mode={mode!r}")
     if mode == "auto":
         maximize = any(k in monitor for k in ("acc", "auc", "precision", "recall"))
         return "max" if maximize else "min"

@@ -30,7 +30,7 @@ def serialize(layer):
     return {"class_name": type(layer).__name__, "config": layer.get_config()}
 
 
-__all__ = ["ELU", "LeakyReLU", "ReLU", "Activation", "Add", "Average", "BatchNormalization", "Concatenate", "Dense",
+__all__ = ["ELU", "Activation", "Add", "Average", "BatchNormalization", "Concatenate", "Dense",
            "Dropout", "Embedding", "Flatten", "GaussianNoise", "Identity", "Input", "InputLayer",
-           "KerasTensor", "Layer", "LayerNormalization", "Maximum", "Minimum", "Multiply",
-           "Reshape", "Softmax", "Subtract"]
+           "KerasTensor", "Layer", "LayerNormalization", "LeakyReLU", "Maximum", "Minimum",
+           "Multiply", "ReLU", "Reshape", "Softmax", "Subtract"]
