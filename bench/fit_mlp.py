@@ -5,15 +5,24 @@ PyTorch (an idiomatic eager loop with torch.optim.RMSprop(lr=1e-3, alpha=0.9, ep
 Keras 3 (on whichever backend is installed) when importable. Runs are interleaved and repeated;
 medians and ratios are printed.
 
+Each framework runs in its own worker process (this script with --worker NAME), so the thread
+pools of one (OpenBLAS, torch's OpenMP, XLA's Eigen pool) share no process with densitron's
+OpenMP threads. The parent still interleaves the runs in time (per batch size, per repeat, one
+timed epoch of each framework in turn, then `predict` the same way), sending one command a line
+on the worker's stdin; the worker times only the epoch or predict call and replies with the
+seconds. --same-process keeps everything in one process instead, for comparison.
+
 Peers: `pip install torch==2.13.0` (a CPU build that lies on this machine's disk) and
 `pip install keras jax` (Keras on JAX). Peak FLOP rate: `--peak-gflops`, or it is read from the
 `fma_peak` program if a C++ benchmark build exists (cmake -DDENSITRON_BUILD_BENCH=ON).
 
     python bench/fit_mlp.py [--batch-sizes 32 128 512] [--repeats 3] [--rows 60000] [--threads 2]
+                            [--same-process]
 """
 
 import argparse
 import glob
+import json
 import os
 import re
 import statistics
@@ -194,7 +203,8 @@ def measure_peak(args):
     here = os.path.dirname(os.path.abspath(__file__))
     for exe in sorted(glob.glob(os.path.join(here, "..", "build", "*", "fma_peak"))):
         try:
-            out = subprocess.run([exe], capture_output=True, text=True, timeout=120).stdout
+            out = subprocess.run([exe], capture_output=True, text=True, timeout=120,
+                                 check=False).stdout
         except (OSError, subprocess.SubprocessError):
             continue
         best = [float(v) for v in re.findall(r"([0-9.]+)\s*GFLOP/s", out)]
@@ -230,7 +240,188 @@ print(status('VmHWM') - before)
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def main():
+# --- running the peers ----------------------------------------------------------------------
+MISSING = {"pytorch": "pytorch: not installed (pip install torch==2.13.0)",
+           "keras": "keras: not installed (pip install keras jax)"}
+
+
+def make_peer(name, x, y, threads):
+    """Build one framework's model and warm it up; ImportError if the framework is missing."""
+    if name == "densitron":
+        import densitron
+
+        densitron.set_num_threads(threads)
+        peer = DensitronPeer(x, y)
+    elif name == "numpy":
+        peer = NumpyPeer(x, y)
+    elif name == "pytorch":
+        peer = TorchPeer(x, y, threads)
+    else:
+        peer = KerasPeer(x, y)
+    if name != "numpy":
+        peer.epoch(4096)  # warm-up: caches, thread pools, lazy compilation
+    return peer
+
+
+def peer_info(peer):
+    """What the header reports about a peer, as plain data a worker can send as JSON."""
+    if peer.name == "densitron":
+        import densitron
+
+        cpu = densitron.cpu_info()
+        return {"version": densitron.__version__, "isa": cpu["isa"],
+                "num_threads": cpu["num_threads"]}
+    if peer.name == "keras":
+        return {"backend": peer.backend}
+    return {}
+
+
+def timed(run, *args):
+    t0 = time.perf_counter()
+    run(*args)
+    return time.perf_counter() - t0
+
+
+class InProcess:
+    """A peer in this process (--same-process), timed the way a worker times it."""
+
+    def __init__(self, name, data, threads):
+        self.name = name
+        self.peer = make_peer(name, *data, threads)
+        self.info = peer_info(self.peer)
+
+    def epoch(self, batch):
+        return timed(self.peer.epoch, batch)
+
+    def predict(self):
+        return timed(self.peer.predict)
+
+    def close(self):
+        pass
+
+
+def worker_env(name, threads):
+    env = dict(os.environ)
+    if name == "numpy":  # OpenBLAS sizes its pool when numpy is imported: only the env reaches it
+        env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(threads)
+    # Keras/JAX keeps its defaults: no XLA_FLAGS, as we know of no flag for an N-thread pool.
+    return env
+
+
+class Worker:
+    """A peer in its own process, driven one command a line: 'epoch B', 'predict', 'quit'.
+
+    The worker replies 'ready {info}' (or 'missing {error}') once built and warmed up, then the
+    seconds of each timed run. Its stderr is ours, so its tracebacks show up here."""
+
+    def __init__(self, name, args):
+        self.name = name
+        cmd = [sys.executable, os.path.abspath(__file__), "--worker", name,
+               "--rows", str(args.rows), "--threads", str(args.threads),
+               "--hidden", *map(str, args.hidden)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, env=worker_env(name, args.threads))
+        status, _, rest = self._reply().partition(" ")
+        if status == "missing":
+            self.close()
+            raise ImportError(rest)
+        self.info = json.loads(rest)
+
+    def epoch(self, batch):
+        return self._ask(f"epoch {batch}")
+
+    def predict(self):
+        return self._ask("predict")
+
+    def close(self):
+        if self.proc.poll() is None:
+            self._send("quit")
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def _ask(self, command):
+        self._send(command)
+        return float(self._reply())
+
+    def _send(self, command):
+        try:
+            self.proc.stdin.write(command + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # the worker died; _reply reports it
+
+    def _reply(self):
+        line = self.proc.stdout.readline()
+        if not line:  # EOF: the worker exited instead of answering
+            code = self.proc.wait()
+            raise RuntimeError(f"{self.name} worker exited with code {code} "
+                               "(its error, if any, is above)")
+        return line.strip()
+
+
+def serve(args):
+    """The worker side of Worker: build one peer, then time runs on command until 'quit' (or
+    EOF, so a worker never outlives its parent by more than the run in progress)."""
+    # Replies go to a private copy of stdout; stdout itself becomes stderr so that whatever a
+    # framework prints cannot be mistaken for a reply.
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    try:
+        peer = make_peer(args.worker, *make_data(args.rows), args.threads)
+    except ImportError as e:
+        print(f"missing {e}".replace("\n", " "), file=replies)
+        return
+    print("ready " + json.dumps(peer_info(peer)), file=replies)
+    while line := sys.stdin.readline():
+        command, *operands = line.split()
+        if command == "quit":
+            break
+        if command == "epoch":
+            seconds = timed(peer.epoch, int(operands[0]))
+        elif command == "predict":
+            seconds = timed(peer.predict)
+        else:
+            raise ValueError(f"unknown command {line!r}")
+        print(repr(seconds), file=replies)
+
+
+def start_peers(args):
+    """densitron first, then the requested peers in the usual order; missing ones dropped."""
+    data = make_data(args.rows) if args.same_process else None  # one copy, shared in-process
+    peers = []
+    for name in ["densitron"] + [n for n in ("numpy", "pytorch", "keras") if n in args.peers]:
+        try:
+            peers.append(InProcess(name, data, args.threads) if args.same_process
+                         else Worker(name, args))
+        except ImportError:
+            if name not in MISSING:
+                raise
+            print(MISSING[name])
+    return peers
+
+
+def run_interleaved(peers, args):
+    """Median seconds per peer: of an epoch per batch size, and of predict."""
+    results = {}
+    for batch in args.batch_sizes:
+        times = {p.name: [] for p in peers}
+        for _ in range(args.repeats):
+            for p in peers:
+                time.sleep(0.1)  # let the previous library's spinning worker threads go idle
+                times[p.name].append(p.epoch(batch))
+        results[batch] = {k: statistics.median(v) for k, v in times.items()}
+    pred = {p.name: [] for p in peers}
+    for _ in range(args.repeats):
+        for p in peers:
+            time.sleep(0.1)
+            pred[p.name].append(p.predict())
+    return results, {k: statistics.median(v) for k, v in pred.items()}
+
+
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 512])
@@ -242,56 +433,40 @@ def main():
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64],
                         help="hidden layer widths (default: the seed model's 64 64)")
-    args = parser.parse_args()
+    parser.add_argument("--same-process", action="store_true",
+                        help="run all frameworks in this process (the old way, for comparison)")
+    parser.add_argument("--worker", choices=["densitron", "numpy", "pytorch", "keras"],
+                        help=argparse.SUPPRESS)  # internal: serve one framework to the parent
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
     HIDDEN[:] = args.hidden
+    if args.worker:
+        serve(args)
+        return
 
-    import densitron
+    peers = start_peers(args)
+    try:
+        report(peers, args)
+    finally:
+        for p in peers:
+            p.close()
 
-    densitron.set_num_threads(args.threads)
-    x, y = make_data(args.rows)
-    peers = [DensitronPeer(x, y)]
-    if "numpy" in args.peers:
-        peers.append(NumpyPeer(x, y))
-    if "pytorch" in args.peers:
-        try:
-            peers.append(TorchPeer(x, y, args.threads))
-        except ImportError:
-            print("pytorch: not installed (pip install torch==2.13.0)")
-    if "keras" in args.peers:
-        try:
-            peers.append(KerasPeer(x, y))
-        except ImportError:
-            print("keras: not installed (pip install keras jax)")
-    info = densitron.cpu_info()
-    print(f"densitron {densitron.__version__}: ISA {info['isa']}, {info['num_threads']} threads; "
+
+def report(peers, args):
+    info = peers[0].info
+    where = "all in one process" if args.same_process else "one process per framework"
+    print(f"densitron {info['version']}: ISA {info['isa']}, {info['num_threads']} threads; "
           f"{args.rows}x784 float32, layers 784-{'-'.join(map(str, HIDDEN))}-10, "
-          f"median of {args.repeats} interleaved runs")
+          f"median of {args.repeats} interleaved runs ({where})")
     for p in peers:
         if p.name == "keras":
-            print(f"keras backend: {p.backend}")
+            print(f"keras backend: {p.info['backend']}")
     peak = measure_peak(args)
     train_flops, fwd_flops = flops_per_sample()
-
-    for p in peers:  # warm-up: caches, thread pools, lazy compilation
-        p.epoch(4096) if p.name != "numpy" else None
-    results = {}
-    for batch in args.batch_sizes:
-        times = {p.name: [] for p in peers}
-        for _ in range(args.repeats):
-            for p in peers:
-                time.sleep(0.1)  # let the previous library's spinning worker threads go idle
-                t0 = time.perf_counter()
-                p.epoch(batch)
-                times[p.name].append(time.perf_counter() - t0)
-        results[batch] = {k: statistics.median(v) for k, v in times.items()}
-    pred = {p.name: [] for p in peers}
-    for _ in range(args.repeats):
-        for p in peers:
-            time.sleep(0.1)
-            t0 = time.perf_counter()
-            p.predict()
-            pred[p.name].append(time.perf_counter() - t0)
-    pred = {k: statistics.median(v) for k, v in pred.items()}
+    results, pred = run_interleaved(peers, args)
 
     names = [p.name for p in peers]
     print()
