@@ -91,3 +91,36 @@ def test_forked_child_runs_single_threaded_instead_of_hanging():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert "child status 0" in out.stdout, out.stdout + out.stderr
+
+
+def seed_run(threads, x, y, sw):
+    before = densitron.get_num_threads()
+    densitron.set_num_threads(threads)
+    try:
+        densitron.utils.clear_session()
+        densitron.utils.set_random_seed(3)
+        inputs = layers.Input(shape=(784,))
+        h = layers.Dense(64, activation="relu")(inputs)
+        h = layers.Dense(64, activation="relu")(h)
+        model = Model(inputs, layers.Dense(10, activation="softmax")(h))
+        model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+        hist = model.fit(x, y, batch_size=32, epochs=2, sample_weight=sw, verbose=0).history
+        return model.get_weights(), hist
+    finally:
+        densitron.set_num_threads(before)
+
+
+def test_shuffled_seed_model_gathers_ahead_bitwise_equal():
+    # At batch 32 the output layer and the loss run on thread 0 alone; meanwhile the other
+    # thread copies the next shuffled batch's rows (inputs, targets, sample weights) ahead.
+    rng = np.random.default_rng(4)
+    rows = 32 * 23 + 7  # a short last batch
+    x = rng.random((rows, 784), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, rows)]
+    sw = rng.uniform(0.5, 2.0, rows).astype(np.float32)
+    w1, h1 = seed_run(1, x, y, sw)
+    w2, h2 = seed_run(2, x, y, sw)
+    for a, b in zip(w1, w2):
+        np.testing.assert_array_equal(a, b)
+    assert h1 == h2
+    assert h1["loss"][1] < h1["loss"][0]

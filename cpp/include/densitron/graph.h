@@ -7,6 +7,7 @@
 // optimizer slots live here.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <utility>
@@ -150,12 +151,15 @@ class Graph {
     int ith = 0, nth = 1;
     int64_t batch = 0;
     bool training = false;
-    // The next batch's rows, requested a slice at a time (see prefetch_next).
-    const std::vector<const float*>* x = nullptr;
+    // The next batch's rows (shuffled runs): requested a slice at a time (see prefetch_next)
+    // and copied by idle threads into the other parity's buffers (see solo_barrier).
+    const DataRefs* data = nullptr;
     const int64_t* next_rows = nullptr;
     int64_t next_count = 0;
+    int parity = 0;  // which of the two gather buffers this batch uses
     int pf_chunks = 1;
     mutable int pf_done = 0;
+    int64_t* windows = nullptr;  // this thread's count of solo windows passed in the run
   };
 
   RunTotals run(Mode mode, const DataRefs& data, const int64_t* perm, int64_t batch_size,
@@ -167,7 +171,13 @@ class Graph {
   void begin_batch(const Step& st, const std::vector<const float*>& x, const DataRefs* data,
                    const int64_t* perm, int64_t start, int64_t batch);
   void prefetch_next(const Step& st);
+  float* gathered_x(int parity, size_t k);
+  float* gathered_target(int parity, size_t k);
+  float* gathered_weight(int parity, size_t k);
+  void copy_rows(const DataRefs& data, int parity, const int64_t* src, int64_t lo, int64_t hi);
+  void gather_in_window(const Step& st, int64_t window);
   void barrier(const Step& st);
+  void solo_barrier(const Step& st);
   void plan_step(int64_t batch, int nth, bool training);
   template <typename Fn>
   void run_nodes(const Step& st, const std::vector<int>& order, const std::vector<bool>& solo,
@@ -243,6 +253,14 @@ class Graph {
   std::vector<const float*> target_;
   std::vector<std::vector<float>> weight_buf_;  // per output: gathered sample weights
   std::vector<const float*> weight_;
+  // Shuffled runs gather each batch into one of two buffer sets by parity: the nodes' own
+  // (out_buf_, target_buf_, weight_buf_) or these, per input and per output. While thread 0
+  // runs a chain of solo ops the other threads copy rows of the next batch ahead of time,
+  // claimed one by one through claimed_[parity]; thread 0 counts the chains in window_end_.
+  std::vector<std::vector<float>> stage_x_, stage_target_, stage_weight_;
+  std::atomic<int64_t> claimed_[2] = {};
+  std::atomic<int64_t> window_end_{0};
+  bool has_window_ = false;  // per run: a solo chain leaves threads idle, and rows are shuffled
   std::vector<float> scratch_;
 
   std::vector<int64_t> grad_offset_;  // per parameter, into grads_

@@ -236,6 +236,7 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
   for (int o : outputs_)
     if (o < 0 || o >= n) bad("graph output out of range");
   out_buf_.resize(n);
+  stage_x_.resize(inputs_.size());
   grad_buf_.resize(n);
   pre_buf_.resize(n);
   partial_buf_.resize(n);
@@ -363,6 +364,8 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
   target_.assign(output_specs_.size(), nullptr);
   weight_buf_.assign(output_specs_.size(), {});
   weight_.assign(output_specs_.size(), nullptr);
+  stage_target_.assign(output_specs_.size(), {});
+  stage_weight_.assign(output_specs_.size(), {});
   capacity_ = 0;  // target buffers are sized with the node buffers
   compiled_ = true;
 }
@@ -393,9 +396,12 @@ void Graph::ensure_capacity(int64_t rows) {
       scratch = std::max(scratch, n);
   }
   scratch_.resize(scratch);
+  for (size_t k = 0; k < inputs_.size(); ++k) stage_x_[k].resize(rows * nodes_[inputs_[k]].width);
   for (size_t k = 0; k < output_specs_.size(); ++k) {
     target_buf_[k].resize(rows * output_specs_[k].target_width);
     weight_buf_[k].resize(rows);
+    stage_target_[k].resize(rows * output_specs_[k].target_width);
+    stage_weight_[k].resize(rows);
   }
   capacity_ = rows;
 }
@@ -484,10 +490,11 @@ void Graph::begin_batch(const Step& st, const std::vector<const float*>& x,
                         const DataRefs* data, const int64_t* perm, int64_t start,
                         int64_t batch) {
   ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfGather]);
+  const int par = st.parity;
   if (st.ith == 0) {
     for (size_t k = 0; k < inputs_.size(); ++k) {
       const int node = inputs_[k];
-      out_[node] = perm ? out_buf_[node].data() : x[k] + start * nodes_[node].width;
+      out_[node] = perm ? gathered_x(par, k) : x[k] + start * nodes_[node].width;
     }
     for (size_t i = 0; i < nodes_.size(); ++i) {
       const NodeSpec& node = nodes_[i];
@@ -499,43 +506,50 @@ void Graph::begin_batch(const Step& st, const std::vector<const float*>& x,
     }
     if (data != nullptr) {
       for (size_t k = 0; k < output_specs_.size(); ++k) {
-        target_[k] = perm ? target_buf_[k].data()
+        target_[k] = perm ? gathered_target(par, k)
                           : data->y[k] + start * output_specs_[k].target_width;
         const float* sw = k < data->w.size() ? data->w[k] : nullptr;
-        weight_[k] = sw == nullptr ? nullptr : (perm ? weight_buf_[k].data() : sw + start);
+        weight_[k] = sw == nullptr ? nullptr : (perm ? gathered_weight(par, k) : sw + start);
       }
     }
+    claimed_[par ^ 1].store(0, std::memory_order_relaxed);  // the next batch's, see solo_barrier
   }
   if (perm != nullptr) {
-    // Each thread copies its share of the batch rows (prefetched during the last step).
-    const Share sh = share_of(batch, st.ith, st.nth, 4);
-    for (size_t k = 0; k < inputs_.size(); ++k) {
-      const int node = inputs_[k];
-      const int64_t w = nodes_[node].width;
-      float* buf = out_buf_[node].data();
-      const int parts = gather_split_[node];
-      if (parts == 1) {
-        for (int64_t r = sh.lo; r < sh.hi; ++r)
-          std::memcpy(buf + r * w, x[k] + perm[start + r] * w, w * sizeof(float));
-        continue;
+    // Rows copied ahead by idle threads during the last step are in place; every thread copies
+    // a share of the rest.
+    const int64_t* src = perm + start;
+    const int64_t done = std::min(claimed_[par].load(std::memory_order_relaxed), batch);
+    if (done > 0) {
+      const Share sh = share_of(batch - done, st.ith, st.nth, 4);
+      copy_rows(*data, par, src, done + sh.lo, done + sh.hi);
+    } else {
+      const Share sh = share_of(batch, st.ith, st.nth, 4);
+      for (size_t k = 0; k < inputs_.size(); ++k) {
+        const int64_t w = nodes_[inputs_[k]].width;
+        float* buf = gathered_x(par, k);
+        const int parts = gather_split_[inputs_[k]];
+        if (parts == 1) {
+          for (int64_t r = sh.lo; r < sh.hi; ++r)
+            std::memcpy(buf + r * w, x[k] + src[r] * w, w * sizeof(float));
+          continue;
+        }
+        // Each thread copies the feature columns of the row blocks of the kernel it owns, so
+        // the first layer's partial products read only what their own core wrote.
+        const Share cs = owned_columns(w, parts, st.ith, st.nth);
+        if (cs.lo < cs.hi)
+          for (int64_t r = 0; r < batch; ++r)
+            std::memcpy(buf + r * w + cs.lo, x[k] + src[r] * w + cs.lo,
+                        (cs.hi - cs.lo) * sizeof(float));
       }
-      // Each thread copies the feature columns of the row blocks of the kernel it owns, so
-      // the first layer's partial products read only what their own core wrote.
-      const Share cs = owned_columns(w, parts, st.ith, st.nth);
-      if (cs.lo < cs.hi)
-        for (int64_t r = 0; r < batch; ++r)
-          std::memcpy(buf + r * w + cs.lo, x[k] + perm[start + r] * w + cs.lo,
-                      (cs.hi - cs.lo) * sizeof(float));
-    }
-    if (data != nullptr) {
       for (size_t k = 0; k < output_specs_.size(); ++k) {
         const int64_t w = output_specs_[k].target_width;
+        float* ty = gathered_target(par, k);
         for (int64_t r = sh.lo; r < sh.hi; ++r)
-          std::memcpy(target_buf_[k].data() + r * w, data->y[k] + perm[start + r] * w,
-                      w * sizeof(float));
+          std::memcpy(ty + r * w, data->y[k] + src[r] * w, w * sizeof(float));
         const float* sw = k < data->w.size() ? data->w[k] : nullptr;
+        float* tw = gathered_weight(par, k);
         if (sw != nullptr)
-          for (int64_t r = sh.lo; r < sh.hi; ++r) weight_buf_[k][r] = sw[perm[start + r]];
+          for (int64_t r = sh.lo; r < sh.hi; ++r) tw[r] = sw[src[r]];
       }
     }
   }
@@ -543,26 +557,87 @@ void Graph::begin_batch(const Step& st, const std::vector<const float*>& x,
   barrier(st);
 }
 
+float* Graph::gathered_x(int parity, size_t k) {
+  return parity ? stage_x_[k].data() : out_buf_[inputs_[k]].data();
+}
+
+float* Graph::gathered_target(int parity, size_t k) {
+  return parity ? stage_target_[k].data() : target_buf_[k].data();
+}
+
+float* Graph::gathered_weight(int parity, size_t k) {
+  return parity ? stage_weight_[k].data() : weight_buf_[k].data();
+}
+
+// Whole rows [lo, hi) of a batch whose source rows are src[]: inputs, targets, sample weights.
+void Graph::copy_rows(const DataRefs& data, int parity, const int64_t* src, int64_t lo,
+                      int64_t hi) {
+  for (size_t k = 0; k < inputs_.size(); ++k) {
+    const int64_t w = nodes_[inputs_[k]].width;
+    float* buf = gathered_x(parity, k);
+    for (int64_t r = lo; r < hi; ++r)
+      std::memcpy(buf + r * w, data.x[k] + src[r] * w, w * sizeof(float));
+  }
+  for (size_t k = 0; k < output_specs_.size(); ++k) {
+    const int64_t w = output_specs_[k].target_width;
+    float* ty = gathered_target(parity, k);
+    for (int64_t r = lo; r < hi; ++r)
+      std::memcpy(ty + r * w, data.y[k] + src[r] * w, w * sizeof(float));
+    const float* sw = k < data.w.size() ? data.w[k] : nullptr;
+    float* tw = gathered_weight(parity, k);
+    if (sw != nullptr)
+      for (int64_t r = lo; r < hi; ++r) tw[r] = sw[src[r]];
+  }
+}
+
 // Random rows of a large array miss every cache level. The next batch's rows are requested a
-// slice at a time between the ops of this step (all at once would overflow the miss queues),
-// each thread the columns or rows it will copy itself.
+// slice at a time between the ops of this step (all at once would overflow the miss queues).
+// With solo windows (has_window_) whole rows are requested, every thread every nth row, for
+// they are copied by whichever thread claims them (see solo_barrier); otherwise each thread
+// requests the rows or columns it copies itself in begin_batch.
 void Graph::prefetch_next(const Step& st) {
   if (st.next_rows == nullptr || st.pf_done >= st.pf_chunks) return;
   const Share cr = share_of(st.next_count, st.pf_done++, st.pf_chunks);
   for (size_t k = 0; k < inputs_.size(); ++k) {
     const int node = inputs_[k];
     const int64_t w = nodes_[node].width;
-    const int parts = gather_split_[node];
+    const int parts = has_window_ ? 1 : gather_split_[node];
     const Share own = share_of(st.next_count, st.ith, st.nth, 4);
     const Share cs = parts == 1 ? Share{0, w} : owned_columns(w, parts, st.ith, st.nth);
-    const int64_t lo = parts == 1 ? std::max(cr.lo, own.lo) : cr.lo;
-    const int64_t hi = parts == 1 ? std::min(cr.hi, own.hi) : cr.hi;
+    const int64_t lo = parts == 1 && !has_window_ ? std::max(cr.lo, own.lo) : cr.lo;
+    const int64_t hi = parts == 1 && !has_window_ ? std::min(cr.hi, own.hi) : cr.hi;
     for (int64_t r = lo; r < hi && cs.lo < cs.hi; ++r) {
-      const char* row = reinterpret_cast<const char*>((*st.x)[k] + st.next_rows[r] * w + cs.lo);
+      if (has_window_ && r % st.nth != st.ith) continue;
+      const char* row = reinterpret_cast<const char*>(st.data->x[k] + st.next_rows[r] * w + cs.lo);
       for (int64_t off = 0; off < (cs.hi - cs.lo) * 4; off += 64)
         __builtin_prefetch(row + off, 0, 2);
     }
   }
+}
+
+// While thread 0 runs a chain of solo ops, the others copy rows of the next batch, claimed
+// one at a time, until thread 0 ends the chain (window number `window`).
+void Graph::gather_in_window(const Step& st, int64_t window) {
+  if (st.next_rows == nullptr) return;
+  std::atomic<int64_t>& claimed = claimed_[st.parity ^ 1];
+  while (window_end_.load(std::memory_order_acquire) < window) {
+    const int64_t r = claimed.fetch_add(1, std::memory_order_relaxed);
+    if (r >= st.next_count) return;
+    copy_rows(*st.data, st.parity ^ 1, st.next_rows, r, r + 1);
+  }
+}
+
+// The barrier that ends a chain of solo ops: thread 0 marks the chain's end, the others use
+// the wait to gather ahead.
+void Graph::solo_barrier(const Step& st) {
+  if (st.nth <= 1) return;
+  const int64_t window = ++*st.windows;
+  if (st.ith == 0) {
+    window_end_.store(window, std::memory_order_release);
+  } else {
+    gather_in_window(st, window);
+  }
+  barrier(st);
 }
 
 // Nodes too small to split run whole on thread 0 ("solo"); a run of consecutive solo work
@@ -619,7 +694,11 @@ void Graph::run_nodes(const Step& st, const std::vector<int>& order,
     }
     prefetch_next(st);
     const bool next_solo = k + 1 < order.size() ? solo[order[k + 1]] : then_solo;
-    if (!(solo[i] && next_solo)) barrier(st);
+    if (!solo[i]) {
+      barrier(st);
+    } else if (!next_solo) {
+      solo_barrier(st);
+    }
   }
 }
 
@@ -1359,23 +1438,39 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   update_stats_ = mode == Mode::kTrain;
   const double reg_eval = mode == Mode::kEvaluate ? regularization_value() : 0.0;
   std::vector<double> reg_share(64, 0.0);
+  const int nt = std::min(threads_for(std::min(batch_size, end - begin)), 64);
+  plan_step(std::min(batch_size, end - begin), nt, training);
+  int64_t loss_values = 0;
+  for (const OutputSpec& o : output_specs_) loss_values += nodes_[o.node].width;
+  loss_solo_ = nt <= 1 || std::min(batch_size, end - begin) * loss_values <
+                              2 * kMinElementsPerThread;
   int pf_chunks = 1;  // slices the next batch's prefetch is spread over: one per op of a step
   for (size_t i = 0; i < nodes_.size(); ++i) {
     const OpType op = nodes_[i].op;
     if (op != OpType::kInput && op != OpType::kReshape) ++pf_chunks;
     if (training && has_grad_[i] && op != OpType::kInput) ++pf_chunks;
   }
+  bool any_solo = mode != Mode::kPredict && loss_solo_;
+  for (int i : fwd_order_) any_solo = any_solo || solo_fwd_[i];
+  for (int i : bwd_order_) any_solo = any_solo || solo_bwd_[i];
+  has_window_ = nt > 1 && perm != nullptr && any_solo;
+  claimed_[0].store(0);
+  claimed_[1].store(0);
+  window_end_.store(0);
 
   auto body = [&](int ith, int nth) {
+    int64_t windows = 0;
     for (int64_t start = begin; start < end; start += batch_size) {
       Step st;
       st.ith = ith;
       st.nth = nth;
       st.batch = std::min(batch_size, end - start);
       st.training = training;
+      st.data = &data;
+      st.parity = static_cast<int>(((start - begin) / batch_size) & 1);
+      st.windows = &windows;
       const int64_t next = std::min(batch_size, end - (start + st.batch));
       if (perm != nullptr && next > 0) {
-        st.x = &data.x;
         st.next_rows = perm + start + st.batch;
         st.next_count = next;
         st.pf_chunks = pf_chunks;
@@ -1408,7 +1503,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
         t.rows += st.batch;
       }
       const int first_bwd = training ? first_backward_node() : -1;
-      if (loss_solo_ && !(first_bwd >= 0 && solo_bwd_[first_bwd])) barrier(st);
+      if (loss_solo_ && !(first_bwd >= 0 && solo_bwd_[first_bwd])) solo_barrier(st);
       if (!training) continue;
       backward(st);
       reg_share[ith] = regularize_and_update(st, mode == Mode::kTrain);
@@ -1424,14 +1519,8 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
       }
     }
   };
-  const int nt = std::min(threads_for(std::min(batch_size, end - begin)), 64);
-  plan_step(std::min(batch_size, end - begin), nt, training);
   loss_part_.assign(static_cast<size_t>(kLossBlocks) * output_specs_.size(), 0.0);
   metric_part_.assign(static_cast<size_t>(kLossBlocks) * num_metrics(), 0.0);
-  int64_t loss_values = 0;
-  for (const OutputSpec& o : output_specs_) loss_values += nodes_[o.node].width;
-  loss_solo_ = nt <= 1 || std::min(batch_size, end - begin) * loss_values <
-                              2 * kMinElementsPerThread;
   if (nt <= 1) {
     body(0, 1);
   } else {
