@@ -192,6 +192,21 @@ def test_engine_forward_matches_the_numpy_functions(act):
     np.testing.assert_allclose(got, want, rtol=3e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("act", ENGINE_CASES, ids=str)
+def test_dense_activation_matches_the_numpy_functions(act):
+    # A Dense applies some activations in its GEMM's write-back, the others in a pass after.
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(37, 19)).astype(np.float32)
+    inp = layers.Input(shape=(19,))
+    dense = layers.Dense(13, activation=act)
+    model = Model(inp, dense(inp))
+    w, b = dense.get_weights()
+    dense.set_weights([w * 3, rng.normal(size=b.shape).astype(np.float32)])
+    w, b = dense.get_weights()
+    want = activations.get(act)(x.astype(np.float64) @ w + b)
+    np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=3e-5, atol=3e-5)
+
+
 KERAS_NAMES = ["relu", "leaky_relu", "relu6", "elu", "selu", "gelu", "silu", "swish", "softplus",
                "softsign", "sigmoid", "hard_sigmoid", "hard_silu", "hard_swish", "tanh",
                "softmax", "log_softmax", "exponential", "mish", "linear"]

@@ -228,6 +228,7 @@ class Graph {
   bool has_constraints_ = false;
   // Per run (plan_step): nodes whose forward (backward) is done whole by thread 0.
   std::vector<bool> solo_fwd_, solo_bwd_;
+  std::vector<int> update_owner_;  // per run and parameter: the thread updating it whole, or -1
   std::vector<int> fwd_order_, bwd_order_;  // per run: the nodes a step runs, in order
   bool loss_solo_ = true;                    // per run: the loss is small, thread 0 does it
   std::vector<double> loss_part_, metric_part_;  // per loss block and output / metric

@@ -28,9 +28,9 @@ bool epilogue_for(Activation act, const ActivationParams& p, EpilogueAct* out) {
     case Activation::kLinear:
       *out = EpilogueAct::kNone;
       return true;
-    case Activation::kRelu:
+    case Activation::kRelu:  // the plain max(x, 0) only: no slope, cap or threshold
       *out = EpilogueAct::kRelu;
-      return !activation_needs_input(act, p);
+      return p.negative_slope == 0.0f && p.max_value < 0.0f && p.threshold == 0.0f;
     case Activation::kSigmoid:
       *out = EpilogueAct::kSigmoid;
       return true;
@@ -101,6 +101,9 @@ constexpr double kMinGemmWorkPerThread = 16384.0;
 
 // Multiply-adds per step and thread below which the executor runs a step on fewer threads.
 constexpr double kMacsPerThread = 2.0e6;
+
+// Parameter elements per thread below which an optimizer update is not shared out.
+constexpr int64_t kMinUpdatePerThread = 2048;
 
 // Row blocks a tall kernel is cut into at most (fixed, independent of the thread count).
 constexpr int kMaxSplit = 4;
@@ -661,6 +664,40 @@ void Graph::plan_step(int64_t batch, int nth, bool training) {
   if (training)
     for (int i = static_cast<int>(n) - 1; i >= 0; --i)
       if (has_grad_[i] && nodes_[i].op != OpType::kInput) bwd_order_.push_back(i);
+  // The optimizer's work per thread: the row blocks of cut kernels go with their owners,
+  // other large parameters are shared out, and small ones go whole to the least loaded thread
+  // (largest first).
+  update_owner_.assign(params_.size(), -1);
+  std::vector<int64_t> load(std::max(nth, 1), 0);
+  std::vector<size_t> small;
+  for (size_t p = 0; p < params_.size(); ++p) {
+    const ParamSpec& ps = params_[p];
+    const int split_node = kernel_split_node_[p];
+    if (split_node >= 0) {
+      for (int part = 0; part < ksplit_[split_node]; ++part) {
+        int p0, p1;
+        for (int t = 0; t < nth; ++t) {
+          owned_parts(ksplit_[split_node], t, nth, &p0, &p1);
+          const Share ks = k_part(split_node, part);
+          if (part >= p0 && part < p1) load[t] += (ks.hi - ks.lo) * ps.cols;
+        }
+      }
+    } else if (ps.size < kMinUpdatePerThread * nth) {
+      small.push_back(p);
+    } else {
+      for (int t = 0; t < nth; ++t) {
+        const Share sh = share_of(ps.size, t, nth, kMinUpdatePerThread, 16);
+        load[t] += sh.hi - sh.lo;
+      }
+    }
+  }
+  std::stable_sort(small.begin(), small.end(),
+                   [this](size_t a, size_t b) { return params_[a].size > params_[b].size; });
+  for (size_t p : small) {
+    const int t = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
+    update_owner_[p] = t;
+    load[t] += params_[p].size;
+  }
   if (nth <= 1) return;
   for (size_t i = 0; i < n; ++i) {
     const NodeSpec& node = nodes_[i];
@@ -1350,12 +1387,10 @@ double Graph::regularize_and_update(const Step& st, bool apply) {
         if (part < p0 || part >= p1) continue;
         const Share ks = k_part(split_node, part);
         sh = {ks.lo * ps.cols, ks.hi * ps.cols};
-      } else if (ps.size < 4096 * st.nth) {
-        // Small parameters go whole to the last thread, which has less GEMM work than the
-        // first (thread 0 also computes the loss).
-        sh = st.ith == st.nth - 1 ? Share{0, ps.size} : Share{0, 0};
+      } else if (update_owner_[p] >= 0) {
+        sh = st.ith == update_owner_[p] ? Share{0, ps.size} : Share{0, 0};
       } else {
-        sh = share_of(ps.size, st.ith, st.nth, 4096, 16);
+        sh = share_of(ps.size, st.ith, st.nth, kMinUpdatePerThread, 16);
       }
       reg += update_share(p, sh, regularized, apply && has_grad);
     }
