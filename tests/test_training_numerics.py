@@ -66,6 +66,28 @@ def test_one_step_matches_numpy(loss, in_width):
         assert rel_err(w_new - w_old, expected - w_old) < 2e-3
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("hidden", [["sigmoid", "relu", "tanh"], ["relu", "tanh", "sigmoid"]])
+def test_activation_derivative_in_the_input_gradient_gemm(hidden, threads):
+    # Each hidden Dense is read by one Dense only, whose input-gradient GEMM applies the
+    # hidden activation's derivative as it writes; the 300-wide one feeds a kernel cut into
+    # row blocks. Batch 64 splits the products across threads.
+    rng = np.random.default_rng(8)
+    before = densitron.get_num_threads()
+    densitron.set_num_threads(threads)
+    try:
+        model = build_mlp(hidden, "softmax", [7, 300, 64, 48, 5])
+        x = rng.normal(size=(64, 7)).astype(np.float32)
+        y = make_targets("categorical_crossentropy", rng, 64, 5)
+        model.compile(optimizer="sgd", loss="categorical_crossentropy")
+        _, _, grads_ref = mlp_step(model.get_weights(), hidden + ["softmax"], x, y,
+                                   "categorical_crossentropy")
+        for g, gr in zip(model._compute_gradients(x, y), grads_ref):
+            assert rel_err(g, gr) < 1e-5
+    finally:
+        densitron.set_num_threads(before)
+
+
 def test_keras_golden_rmsprop():
     # loss = w^2 / 2 through MSE on one input of 1/sqrt(2): the gradient is w.
     inp = layers.Input(shape=(1,))

@@ -53,6 +53,7 @@ struct Case {
   int64_t pad = 0;  // extra columns in every leading dimension
   bool bias = false;
   EpilogueAct act = EpilogueAct::kNone;
+  EpilogueAct dact = EpilogueAct::kNone;  // backward epilogue: C · dact'(Y)
 };
 
 std::string describe(const Case& c) {
@@ -60,7 +61,8 @@ std::string describe(const Case& c) {
          " m=" + std::to_string(c.m) + " n=" + std::to_string(c.n) + " k=" + std::to_string(c.k) +
          " alpha=" + std::to_string(c.alpha) + " beta=" + std::to_string(c.beta) +
          " pad=" + std::to_string(c.pad) + " bias=" + std::to_string(c.bias) +
-         " act=" + std::to_string(static_cast<int>(c.act)) + " isa=" + isa_name(active_isa());
+         " act=" + std::to_string(static_cast<int>(c.act)) +
+         " dact=" + std::to_string(static_cast<int>(c.dact)) + " isa=" + isa_name(active_isa());
 }
 
 double activate_ref(double x, EpilogueAct act) {
@@ -72,11 +74,20 @@ double activate_ref(double x, EpilogueAct act) {
   }
 }
 
+double derivative_ref(double y, EpilogueAct act) {
+  switch (act) {
+    case EpilogueAct::kRelu: return y > 0 ? 1 : 0;
+    case EpilogueAct::kSigmoid: return y * (1 - y);
+    case EpilogueAct::kTanh: return 1 - y * y;
+    default: return 1;
+  }
+}
+
 constexpr float kSentinel = -12345.0f;
 
 struct Operands {
-  std::vector<float> a, b, c, bias;
-  int64_t lda, ldb, ldc;
+  std::vector<float> a, b, c, bias, y;
+  int64_t lda, ldb, ldc, ldy;
 };
 
 Operands make_operands(const Case& cs, std::mt19937& rng) {
@@ -101,6 +112,18 @@ Operands make_operands(const Case& cs, std::mt19937& rng) {
     op.bias.resize(cs.n);
     for (auto& v : op.bias) v = dist(rng);
   }
+  // Y as the activation's output: relu's has exact zeros, sigmoid's lies in (0, 1).
+  op.ldy = cs.n + cs.pad + 2;
+  if (cs.dact != EpilogueAct::kNone) {
+    op.y.assign(cs.m * op.ldy, std::numeric_limits<float>::quiet_NaN());
+    for (int64_t i = 0; i < cs.m; ++i)
+      for (int64_t j = 0; j < cs.n; ++j) {
+        const float v = dist(rng);
+        op.y[i * op.ldy + j] = cs.dact == EpilogueAct::kRelu      ? (v < 0.0f ? 0.0f : v)
+                               : cs.dact == EpilogueAct::kSigmoid ? 0.5f + 0.5f * v
+                                                                  : v;
+      }
+  }
   return op;
 }
 
@@ -108,6 +131,11 @@ void run(const Case& cs, Operands& op) {
   GemmEpilogue ep;
   ep.bias = cs.bias ? op.bias.data() : nullptr;
   ep.act = cs.act;
+  if (cs.dact != EpilogueAct::kNone) {
+    ep.dact_y = op.y.data();
+    ep.ldy = op.ldy;
+    ep.dact = cs.dact;
+  }
   sgemm(cs.ta, cs.tb, cs.m, cs.n, cs.k, cs.alpha, op.a.data(), op.lda, op.b.data(), op.ldb,
         cs.beta, op.c.data(), op.ldc, ep);
 }
@@ -139,6 +167,11 @@ void check_case(const Case& cs, std::mt19937& rng) {
         scale += std::fabs(op.bias[j]);
       }
       ref = activate_ref(ref, cs.act);
+      if (cs.dact != EpilogueAct::kNone) {
+        const double d = derivative_ref(op.y[i * op.ldy + j], cs.dact);
+        ref *= d;
+        scale *= std::fabs(d);
+      }
       const double tol = 2.0 * (cs.k + 8) * eps * scale + 4 * eps;
       const float got = op.c[i * op.ldc + j];
       if (!(std::fabs(got - ref) <= tol)) {
@@ -250,6 +283,23 @@ TEST_P(GemmIsaTest, FusedEpilogues) {
       }
 }
 
+TEST_P(GemmIsaTest, FusedBackwardEpilogue) {
+  // dX = (dY·Wᵀ) ⊙ act'(Y): every derivative, transpose, tail, beta, several K blocks, k = 0.
+  IsaScope scope(GetParam());
+  std::mt19937 rng(12);
+  const gemm::KernelInfo& ki = *gemm::active_kernel_info();
+  for (EpilogueAct dact : {EpilogueAct::kRelu, EpilogueAct::kSigmoid, EpilogueAct::kTanh})
+    for (int t = 0; t < 4; ++t)
+      for (int64_t m : {int64_t{1}, ki.mr + 1, int64_t{33}})
+        for (int64_t n : {int64_t{10}, ki.nr + 1, int64_t{64}})
+          for (int64_t k : {int64_t{0}, int64_t{17}, ki.kc + 3})
+            for (float beta : {0.0f, 0.5f}) {
+              Case cs{t & 1 ? true : false, t & 2 ? true : false, m, n, k, 1.0f, beta, 2};
+              cs.dact = dact;
+              check_case(cs, rng);
+            }
+}
+
 TEST_P(GemmIsaTest, ActivationsOnLargeInputs) {
   // Saturating inputs must give finite, correctly rounded-at-the-limit outputs.
   IsaScope scope(GetParam());
@@ -279,7 +329,7 @@ TEST_P(GemmIsaTest, OneAndTwoThreadsBitwiseEqual) {
   for (const auto& s : shapes) {
     for (int t = 0; t < 4; ++t) {
       Case cs{t & 1 ? true : false, t & 2 ? true : false, s[0], s[1], s[2], 1.0f, 0.5f, 1, true,
-              EpilogueAct::kSigmoid};
+              EpilogueAct::kSigmoid, t & 1 ? EpilogueAct::kRelu : EpilogueAct::kTanh};
       Operands op1 = make_operands(cs, rng);
       Operands op2 = op1;
       set_num_threads(1);

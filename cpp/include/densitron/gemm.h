@@ -3,7 +3,10 @@
 // op(A) is m×k: A is stored m×k (lda >= k), or k×m when trans_a (lda >= m).
 // op(B) is k×n: B is stored k×n (ldb >= n), or n×k when trans_b (ldb >= k).
 // beta == 0 means C is write-only (NaNs in C are not propagated). The epilogue adds bias[j] to
-// every row and then applies the activation, fused into the write-back.
+// every row and then applies the activation, fused into the write-back. For a backward
+// product it can instead scale C by an activation's derivative taken from that activation's
+// output Y (m×n, row stride ldy): C ⊙ act'(Y), with relu' = (Y > 0), sigmoid' = Y·(1 − Y),
+// tanh' = 1 − Y², exactly as the engine's activation backward computes them.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +18,9 @@ enum class EpilogueAct : int { kNone = 0, kRelu = 1, kSigmoid = 2, kTanh = 3 };
 struct GemmEpilogue {
   const float* bias = nullptr;  // n values, or nullptr
   EpilogueAct act = EpilogueAct::kNone;
+  const float* dact_y = nullptr;  // Y for the derivative, or nullptr (applied after act)
+  int64_t ldy = 0;
+  EpilogueAct dact = EpilogueAct::kNone;
 };
 
 // Threads: get_num_threads() from cpu.h; products too small to gain run on one thread.

@@ -203,7 +203,8 @@ class Graph {
   Share k_part(int i, int part) const;
   void local_gemm(const Step& st, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
                   const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-                  int64_t ldc);
+                  int64_t ldc, const GemmEpilogue* ep = nullptr);
+  GemmEpilogue input_grad_epilogue(int i, int64_t col0) const;
   float* param(int node, int slot) const;
   float* param_grad(int p);
   bool param_grad_wanted(int p) const;
@@ -217,6 +218,9 @@ class Graph {
   std::vector<int> inputs_, outputs_;
   std::vector<int> consumers_;       // per node: how many nodes read it
   std::vector<bool> fused_;          // per node: its gradient arrives w.r.t. pre-activation
+  // per Dense node: its only consumer, a Dense, applies this node's activation derivative in
+  // the epilogue of its input-gradient GEMM, so the gradient arrives w.r.t. pre-activation
+  std::vector<bool> dact_by_consumer_;
   std::vector<bool> requires_grad_;  // per node: a trainable parameter lies at or before it
   std::vector<bool> keeps_input_;    // per node: activation backward needs its input (pre_)
   // The backward plan (fixed at compile): nodes that receive a gradient; the (node, input

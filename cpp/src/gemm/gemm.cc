@@ -93,6 +93,8 @@ void gemm_block(const KernelInfo& ki, const Problem& pr, int64_t i0, int64_t i1,
   UkernelArgs args;
   args.alpha = pr.alpha;
   args.ldc = pr.ldc;
+  args.ldy = pr.ep.ldy;
+  args.dact = static_cast<int>(pr.ep.dact);
   for (int64_t jc = j0; jc < j1; jc += ki.nc) {
     const int64_t nb = std::min(ki.nc, j1 - jc);
     for (int64_t pc = 0; pc < pr.k; pc += ki.kc) {
@@ -163,6 +165,8 @@ void gemm_block(const KernelInfo& ki, const Problem& pr, int64_t i0, int64_t i1,
             args.m = std::min(mr, mb - ir);
             args.a = pack_a ? ap + ir * kb : a_block + ir * pr.a_rs;
             args.c = pr.c + (ic + ir) * pr.ldc + jc + jr;
+            args.dact_y = (last && pr.ep.dact_y != nullptr)
+                              ? pr.ep.dact_y + (ic + ir) * pr.ep.ldy + jc + jr : nullptr;
             kernel(&args);
           }
         }
@@ -180,6 +184,15 @@ float activate(float x, EpilogueAct act) {
   }
 }
 
+float scale_by_derivative(float g, float y, EpilogueAct act) {
+  switch (act) {
+    case EpilogueAct::kRelu: return y > 0.0f ? g : 0.0f;
+    case EpilogueAct::kSigmoid: return g * (y * (1.0f - y));
+    case EpilogueAct::kTanh: return g * (1.0f - y * y);
+    default: return g;
+  }
+}
+
 // k == 0 or alpha == 0: C = epilogue(beta·C).
 void scale_c(const Problem& pr) {
   for (int64_t i = 0; i < pr.m; ++i) {
@@ -187,7 +200,10 @@ void scale_c(const Problem& pr) {
     for (int64_t j = 0; j < pr.n; ++j) {
       float x = pr.beta == 0.0f ? 0.0f : pr.beta * c[j];
       if (pr.ep.bias != nullptr) x += pr.ep.bias[j];
-      c[j] = activate(x, pr.ep.act);
+      x = activate(x, pr.ep.act);
+      if (pr.ep.dact_y != nullptr)
+        x = scale_by_derivative(x, pr.ep.dact_y[i * pr.ep.ldy + j], pr.ep.dact);
+      c[j] = x;
     }
   }
 }
@@ -251,6 +267,8 @@ bool make_problem(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
   check(ldc >= std::max<int64_t>(n, 1), "ldc must be >= max(n, 1)");
   check(lda >= std::max<int64_t>(trans_a ? m : k, 1), "lda too small for op(A)");
   check(ldb >= std::max<int64_t>(trans_b ? k : n, 1), "ldb too small for op(B)");
+  check(epilogue.dact_y == nullptr || epilogue.ldy >= std::max<int64_t>(n, 1),
+        "ldy must be >= max(n, 1)");
   if (m == 0 || n == 0) return false;
   pr->m = m;
   pr->n = n;

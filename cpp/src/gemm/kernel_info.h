@@ -5,7 +5,7 @@
 // A microkernel computes one tile of at most mr × nr elements of C:
 //   acc[i][j] = Σ_{p<k} A(i, p) · B(p, j),  A(i, p) = a[i·a_rs + p·a_cs],  B(p, j) = b[p·b_rs + j]
 //   C[i][j]   = alpha·acc + beta·C   (beta == 0: C is not read), then, when last_k_block:
-//   C[i][j]   = act(C[i][j] + bias[j])
+//   C[i][j]   = act(C[i][j] + bias[j]) · dact'(Y[i][j]),  Y[i][j] = dact_y[i·ldy + j]
 // for i < m (<= mr) and j < n (<= nr). B's columns are contiguous; columns j >= n are never read.
 #pragma once
 
@@ -31,6 +31,9 @@ struct UkernelArgs {
   const float* bias;  // n values or nullptr; applied only when last_k_block
   int act;            // EpilogueAct as int; applied only when last_k_block
   int last_k_block;
+  const float* dact_y;  // the tile's Y or nullptr; applied only when last_k_block
+  int64_t ldy;
+  int dact;             // EpilogueAct as int: whose derivative scales C
 };
 
 typedef void (*UkernelFn)(const UkernelArgs* args);

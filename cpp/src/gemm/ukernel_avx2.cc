@@ -71,7 +71,22 @@ inline __attribute__((always_inline)) __m256 activate(__m256 x) {
   }
 }
 
-// C = act(alpha·acc + beta·C + bias) for one tile; kBeta false: C is not read.
+// g · act'(y) for act as int (see gemm.h), the same operations as the engine's backward.
+inline __attribute__((always_inline)) __m256 scale_by_derivative(__m256 g, __m256 y, int act) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  switch (act) {
+    case 1:
+      return _mm256_and_ps(_mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_GT_OQ), g);
+    case 2:
+      return _mm256_mul_ps(g, _mm256_mul_ps(y, _mm256_sub_ps(one, y)));
+    case 3:
+      return _mm256_mul_ps(g, _mm256_sub_ps(one, _mm256_mul_ps(y, y)));
+    default:
+      return g;
+  }
+}
+
+// C = act(alpha·acc + beta·C + bias) · dact'(Y) for one tile; kBeta false: C is not read.
 template <int kRows, int kVecs, int kAct, bool kBeta>
 inline __attribute__((always_inline)) void write_back(const __m256 (&acc)[kRows][kVecs],
                                                       const UkernelArgs& p,
@@ -80,6 +95,7 @@ inline __attribute__((always_inline)) void write_back(const __m256 (&acc)[kRows]
   const __m256 alpha = _mm256_set1_ps(p.alpha);
   const __m256 beta = _mm256_set1_ps(p.beta);
   const bool add_bias = last && p.bias != nullptr;
+  const int dact = last && p.dact_y != nullptr ? p.dact : 0;
   __m256 bias[kVecs];
 #pragma GCC unroll 2
   for (int v = 0; v < kVecs; ++v) {
@@ -100,6 +116,11 @@ inline __attribute__((always_inline)) void write_back(const __m256 (&acc)[kRows]
       }
       if (add_bias) x = _mm256_add_ps(x, bias[v]);
       x = activate<kAct>(x);
+      if (dact != 0) {
+        const float* y = p.dact_y + i * p.ldy + 8 * v;
+        x = scale_by_derivative(x, whole ? _mm256_loadu_ps(y) : _mm256_maskload_ps(y, mask[v]),
+                                dact);
+      }
       if (whole) {
         _mm256_storeu_ps(c + 8 * v, x);
       } else {

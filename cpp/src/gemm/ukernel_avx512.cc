@@ -68,7 +68,22 @@ inline __attribute__((always_inline)) __m512 activate(__m512 x) {
   }
 }
 
-// C = act(alpha·acc + beta·C + bias) for one tile; kBeta false: C is not read.
+// g · act'(y) for act as int (see gemm.h), the same operations as the engine's backward.
+inline __attribute__((always_inline)) __m512 scale_by_derivative(__m512 g, __m512 y, int act) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  switch (act) {
+    case 1:
+      return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GT_OQ), g);
+    case 2:
+      return _mm512_mul_ps(g, _mm512_mul_ps(y, _mm512_sub_ps(one, y)));
+    case 3:
+      return _mm512_mul_ps(g, _mm512_sub_ps(one, _mm512_mul_ps(y, y)));
+    default:
+      return g;
+  }
+}
+
+// C = act(alpha·acc + beta·C + bias) · dact'(Y) for one tile; kBeta false: C is not read.
 template <int kRows, int kVecs, int kAct, bool kBeta>
 inline __attribute__((always_inline)) void write_back(const __m512 (&acc)[kRows][kVecs],
                                                       const UkernelArgs& p,
@@ -77,6 +92,7 @@ inline __attribute__((always_inline)) void write_back(const __m512 (&acc)[kRows]
   const __m512 alpha = _mm512_set1_ps(p.alpha);
   const __m512 beta = _mm512_set1_ps(p.beta);
   const bool add_bias = last && p.bias != nullptr;
+  const int dact = last && p.dact_y != nullptr ? p.dact : 0;
   __m512 bias[kVecs];
 #pragma GCC unroll 4
   for (int v = 0; v < kVecs; ++v) {
@@ -98,6 +114,11 @@ inline __attribute__((always_inline)) void write_back(const __m512 (&acc)[kRows]
       }
       if (add_bias) x = _mm512_add_ps(x, bias[v]);
       x = activate<kAct>(x);
+      if (dact != 0) {
+        const float* y = p.dact_y + i * p.ldy + 16 * v;
+        x = scale_by_derivative(x, whole ? _mm512_loadu_ps(y) : _mm512_maskz_loadu_ps(mask[v], y),
+                                dact);
+      }
       if (whole) {
         _mm512_storeu_ps(c + 16 * v, x);
       } else {

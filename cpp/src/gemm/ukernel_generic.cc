@@ -21,6 +21,16 @@ float activate(float x, int act) {
   }
 }
 
+// g · act'(y), act'(y) from the activation's output (see gemm.h).
+float scale_by_derivative(float g, float y, int act) {
+  switch (act) {
+    case static_cast<int>(EpilogueAct::kRelu): return y > 0.0f ? g : 0.0f;
+    case static_cast<int>(EpilogueAct::kSigmoid): return g * (y * (1.0f - y));
+    case static_cast<int>(EpilogueAct::kTanh): return g * (1.0f - y * y);
+    default: return g;
+  }
+}
+
 void write_back(const UkernelArgs& p, const float (&acc)[kMr][kNr]) {
   for (int64_t i = 0; i < p.m; ++i) {
     float* c = p.c + i * p.ldc;
@@ -30,6 +40,7 @@ void write_back(const UkernelArgs& p, const float (&acc)[kMr][kNr]) {
       if (p.last_k_block) {
         if (p.bias != nullptr) x += p.bias[j];
         x = activate(x, p.act);
+        if (p.dact_y != nullptr) x = scale_by_derivative(x, p.dact_y[i * p.ldy + j], p.dact);
       }
       c[j] = x;
     }

@@ -360,6 +360,20 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
         (o.loss == Loss::kBinaryCrossentropy && node.activation == Activation::kSigmoid))
       fused_[o.node] = true;
   }
+  // A Dense read only by another Dense, with an activation the GEMM epilogue knows (relu,
+  // sigmoid, tanh): the reader's input-gradient GEMM applies the derivative as it writes.
+  dact_by_consumer_.assign(n, false);
+  for (int i = 0; i < n; ++i) {
+    if (nodes_[i].op != OpType::kDense) continue;
+    const int in = nodes_[i].inputs[0];
+    const NodeSpec& src = nodes_[in];
+    EpilogueAct act;
+    dact_by_consumer_[in] = src.op == OpType::kDense && !fused_[in] && consumers_[in] == 1 &&
+                            has_grad_[in] && first_writer_[in] == std::make_pair(i, 0) &&
+                            !keeps_input_[in] &&
+                            epilogue_for(src.activation, src.act_params, &act) &&
+                            act != EpilogueAct::kNone;
+  }
   slot_count_ = optimizer_slot_count(optimizer_);
   slots_.assign(static_cast<size_t>(slot_count_) * grads_.size(), 0.0f);
   iterations_ = 0;
@@ -445,15 +459,28 @@ void Graph::gemm(const Step& st, bool ta, bool tb, int64_t m, int64_t n, int64_t
 
 void Graph::local_gemm(const Step& st, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
                        const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
-                       float* c, int64_t ldc) {
+                       float* c, int64_t ldc, const GemmEpilogue* ep) {
   const bool timed = profiling_ && st.ith == 0;
   const double t0 = timed ? now_seconds() : 0.0;
-  sgemm_share(0, 1, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+  sgemm_share(0, 1, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc,
+              ep ? *ep : GemmEpilogue());
   if (timed) {
     const double dt = now_seconds() - t0;
     prof_[kProfGemm] += dt;
     prof_[kProfElementwise] -= dt;
   }
+}
+
+// The epilogue of Dense i's input-gradient GEMM (columns from col0 of the input on): its
+// input's activation derivative when that is fused there (dact_by_consumer_), else none.
+GemmEpilogue Graph::input_grad_epilogue(int i, int64_t col0) const {
+  GemmEpilogue ep;
+  const int in = nodes_[i].inputs[0];
+  if (!dact_by_consumer_[in]) return ep;
+  epilogue_for(nodes_[in].activation, nodes_[in].act_params, &ep.dact);
+  ep.dact_y = out_[in] + col0;
+  ep.ldy = nodes_[in].last_dim;
+  return ep;
 }
 
 float* Graph::param(int node, int slot) const {
@@ -989,9 +1016,11 @@ void Graph::backward_dense_split(const Step& st, int i) {
       local_gemm(st, true, false, ks.hi - ks.lo, units, rows, x + ks.lo, in_last, dy, units,
                  param_first_writer_[kp] == i ? 0.0f : 1.0f, param_grad(kp) + ks.lo * units,
                  units);
-    if (gx)
+    if (gx) {
+      const GemmEpilogue ep = input_grad_epilogue(i, ks.lo);
       local_gemm(st, false, true, rows, ks.hi - ks.lo, units, dy, units, param(i, 0) + ks.lo * units,
-                 units, acc_x ? 1.0f : 0.0f, gx + ks.lo, in_last);
+                 units, acc_x ? 1.0f : 0.0f, gx + ks.lo, in_last, &ep);
+    }
   }
   if (param_grad_wanted(bp)) {
     const Share cs = share_of(units, st.ith, st.nth, 64, 16);
@@ -1128,7 +1157,7 @@ void Graph::backward_node(const Step& st, int i) {
     case OpType::kInput:
       return;
     case OpType::kDense: {
-      if (!fused_[i] && node.activation != Activation::kLinear) {
+      if (!fused_[i] && !dact_by_consumer_[i] && node.activation != Activation::kLinear) {
         if (rw.lo < rw.hi)
           activation_backward(node.activation, node.act_params,
                               keeps_input_[i] ? pre_buf_[i].data() + rw.lo * last : nullptr,
@@ -1152,9 +1181,11 @@ void Graph::backward_node(const Step& st, int i) {
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t c = cs.lo; c < cs.hi; ++c) gb[c] += dy[r * last + c];
       }
-      if (float* gx = target(0, &acc))
+      if (float* gx = target(0, &acc)) {
+        const GemmEpilogue ep = input_grad_epilogue(i, 0);
         gemm(st, false, true, rows, in_last, last, dy, last, param(i, 0), last,
-             acc ? 1.0f : 0.0f, gx, in_last);
+             acc ? 1.0f : 0.0f, gx, in_last, &ep);
+      }
       return;
     }
     case OpType::kActivation: {
