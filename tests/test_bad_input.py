@@ -101,6 +101,48 @@ def test_nan_is_an_error_in_training_and_evaluation_but_passes_through_predict()
     y2[7, 0] = np.nan
     with raises(ValueError, "NaN"):
         seed_model().fit(data()[0], y2, verbose=0)
+    with raises(ValueError, "NaN", "row 5"):  # checked up front when not shuffled
+        seed_model().fit(x, y, shuffle=False, verbose=0)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_nan_met_while_gathering_stops_before_its_batch(threads):
+    # Shuffled training checks rows as the engine gathers them: fit stops before the batch
+    # holding the NaN, so every update came from clean batches and the weights stay finite.
+    rng = np.random.default_rng(5)
+    before = densitron.get_num_threads()
+    densitron.set_num_threads(threads)
+    try:
+        x = rng.random((32 * 40, 784), dtype=np.float32)
+        y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, len(x))]
+        x[1000, 700] = np.nan
+        inp = Input(shape=(784,))
+        h = Dense(64, activation="relu")(Dense(64, activation="relu")(inp))
+        model = Model(inp, Dense(10, activation="softmax")(h))
+        model.compile(optimizer="rmsprop", loss="categorical_crossentropy")
+        w0 = model.get_weights()
+        with raises(ValueError, "`x` contains NaN", "row 1000"):
+            model.fit(x, y, batch_size=32, epochs=3, verbose=0)
+        w1 = model.get_weights()
+        assert all(np.isfinite(w).all() for w in w1)
+        assert any(not np.array_equal(a, b) for a, b in zip(w0, w1))  # earlier batches trained
+    finally:
+        densitron.set_num_threads(before)
+
+
+def test_nan_in_a_second_input_or_the_validation_split_is_named():
+    rng = np.random.default_rng(6)
+    a, b = Input(shape=(3,)), Input(shape=(4,))
+    model = Model([a, b], Dense(1)(layers.Concatenate()([a, b])))
+    model.compile(optimizer="sgd", loss="mse")
+    xa, xb, y = rng.normal(size=(50, 3)), rng.normal(size=(50, 4)), rng.normal(size=(50, 1))
+    xb[17, 2] = np.nan
+    with raises(ValueError, "`x[1]` contains NaN", "row 17"):
+        model.fit([xa, xb], y, batch_size=8, verbose=0)
+    xb[17, 2] = 0.0
+    xa[45, 0] = np.nan  # in the last 20% that validation_split holds out
+    with raises(ValueError, "`x[0]` contains NaN", "row 45"):
+        model.fit([xa, xb], y, validation_split=0.2, verbose=0)
 
 
 def test_unknown_names():

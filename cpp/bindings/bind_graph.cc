@@ -185,7 +185,10 @@ class PyGraph {
       py::gil_scoped_release release;
       t = graph_->train_batches(d, p, batch_size, first_batch, num_batches);
     }
-    return totals(t);
+    // A NaN met while gathering shuffled inputs stopped the run: (input index, row).
+    py::object nan = py::none();
+    if (t.nan_row >= 0) nan = py::make_tuple(t.nan_input, t.nan_row);
+    return py::make_tuple(t.rows, t.loss_sum, t.output_loss_sums, t.metric_sums, nan);
   }
 
   py::tuple evaluate(const py::list& xs, const py::list& ys, int64_t batch_size,

@@ -43,7 +43,9 @@ class Graph:
         batch_size: int,
         first_batch: int,
         num_batches: int,
-    ) -> _Totals: ...
+        sample_weights: list[np.ndarray | None] | None = None,
+    ) -> tuple[int, float, list[float], list[float], tuple[int, int] | None]: ...
+    # the last item: (input index, row) of a NaN met while gathering shuffled rows, or None
     def evaluate(self, xs: list[np.ndarray], ys: list[np.ndarray], batch_size: int) -> _Totals: ...
     def gradients(
         self, xs: list[np.ndarray], ys: list[np.ndarray]

@@ -6,6 +6,7 @@
 #include <random>
 #include <vector>
 
+#include "densitron/cpu.h"
 #include "densitron/ops.h"
 #include "densitron/optim.h"
 
@@ -104,6 +105,27 @@ TEST(FirstNan, FindsTheFirstNanInSmallAndThreadedScans) {
       EXPECT_EQ(first_nan(x.data(), n), pos) << "n=" << n;
     }
   }
+}
+
+TEST(CopyHasNan, CopiesAndFlagsANanAtEveryPositionOnEveryIsa) {
+  const Isa saved = active_isa();
+  for (Isa isa : {Isa::kGeneric, Isa::kAvx2, Isa::kAvx512}) {
+    if (!isa_supported(isa)) continue;
+    set_active_isa(isa);
+    for (int64_t n : {int64_t{1}, int64_t{7}, int64_t{16}, int64_t{33}, int64_t{784}}) {
+      std::vector<float> src = random_vec(n, 7), dst(n + 1, -1.0f);
+      ASSERT_FALSE(copy_has_nan(src.data(), dst.data(), n)) << isa_name(isa) << " n=" << n;
+      for (int64_t j = 0; j < n; ++j) ASSERT_EQ(dst[j], src[j]);
+      ASSERT_EQ(dst[n], -1.0f) << "wrote past the end";
+      for (int64_t pos = 0; pos < n; pos += (n > 40 ? 97 : 1)) {
+        std::vector<float> bad = src;
+        bad[pos] = std::nanf("");
+        EXPECT_TRUE(copy_has_nan(bad.data(), dst.data(), n))
+            << isa_name(isa) << " n=" << n << " pos=" << pos;
+      }
+    }
+  }
+  set_active_isa(saved);
 }
 
 TEST(Losses, CrossentropyMatchesKerasFormulaAndFusedGradient) {

@@ -99,6 +99,10 @@ struct RunTotals {
   double loss_sum = 0.0;                  // Σ_batches rows·(Σ_outputs weight·mean loss + reg)
   std::vector<double> output_loss_sums;   // Σ_rows loss, per output
   std::vector<double> metric_sums;        // Σ_rows metric, outputs' metrics in order
+  // Shuffled training checks input rows for NaN as it gathers them and stops before the
+  // first batch holding one: the input's index and the row, or -1.
+  int nan_input = -1;
+  int64_t nan_row = -1;
 };
 
 class Graph {
@@ -175,6 +179,7 @@ class Graph {
   float* gathered_target(int parity, size_t k);
   float* gathered_weight(int parity, size_t k);
   void copy_rows(const DataRefs& data, int parity, const int64_t* src, int64_t lo, int64_t hi);
+  void copy_input(int parity, size_t k, const float* src, float* dst, int64_t n, int64_t row);
   void gather_in_window(const Step& st, int64_t window);
   void barrier(const Step& st);
   void solo_barrier(const Step& st);
@@ -265,6 +270,9 @@ class Graph {
   std::vector<std::vector<float>> stage_x_, stage_target_, stage_weight_;
   std::atomic<int64_t> claimed_[2] = {};
   std::atomic<int64_t> window_end_{0};
+  // Per parity: the first NaN met while gathering that batch's inputs, as row·inputs + input
+  // (-1: none); written before the batch's first barrier, read after it.
+  std::atomic<int64_t> nan_code_[2] = {};
   bool has_window_ = false;  // per run: a solo chain leaves threads idle, and rows are shuffled
   std::vector<float> scratch_;
 

@@ -52,6 +52,8 @@ void activation_backward(Activation act, const ActivationParams& p, const float*
 void column_sums(const float* x, int64_t rows, int64_t cols, float* col_sums, bool accumulate);
 // Index of the first NaN among n values, or -1 (threaded for large arrays).
 int64_t first_nan(const float* x, int64_t n);
+// dst = src (n values); returns whether src holds a NaN. SIMD, one thread.
+bool copy_has_nan(const float* src, float* dst, int64_t n);
 
 enum class Loss : int {
   kCategoricalCrossentropy = 0,

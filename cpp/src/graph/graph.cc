@@ -560,7 +560,7 @@ void Graph::begin_batch(const Step& st, const std::vector<const float*>& x,
         const int parts = gather_split_[inputs_[k]];
         if (parts == 1) {
           for (int64_t r = sh.lo; r < sh.hi; ++r)
-            std::memcpy(buf + r * w, x[k] + src[r] * w, w * sizeof(float));
+            copy_input(par, k, x[k] + src[r] * w, buf + r * w, w, src[r]);
           continue;
         }
         // Each thread copies the feature columns of the row blocks of the kernel it owns, so
@@ -568,8 +568,8 @@ void Graph::begin_batch(const Step& st, const std::vector<const float*>& x,
         const Share cs = owned_columns(w, parts, st.ith, st.nth);
         if (cs.lo < cs.hi)
           for (int64_t r = 0; r < batch; ++r)
-            std::memcpy(buf + r * w + cs.lo, x[k] + src[r] * w + cs.lo,
-                        (cs.hi - cs.lo) * sizeof(float));
+            copy_input(par, k, x[k] + src[r] * w + cs.lo, buf + r * w + cs.lo, cs.hi - cs.lo,
+                       src[r]);
       }
       for (size_t k = 0; k < output_specs_.size(); ++k) {
         const int64_t w = output_specs_[k].target_width;
@@ -599,6 +599,16 @@ float* Graph::gathered_weight(int parity, size_t k) {
   return parity ? stage_weight_[k].data() : weight_buf_[k].data();
 }
 
+// n values of input k's source row `row` into the gather buffer, noting a NaN among them.
+void Graph::copy_input(int parity, size_t k, const float* src, float* dst, int64_t n,
+                       int64_t row) {
+  if (!copy_has_nan(src, dst, n)) return;
+  int64_t none = -1;
+  nan_code_[parity].compare_exchange_strong(
+      none, row * static_cast<int64_t>(inputs_.size()) + static_cast<int64_t>(k),
+      std::memory_order_relaxed);
+}
+
 // Whole rows [lo, hi) of a batch whose source rows are src[]: inputs, targets, sample weights.
 void Graph::copy_rows(const DataRefs& data, int parity, const int64_t* src, int64_t lo,
                       int64_t hi) {
@@ -606,7 +616,7 @@ void Graph::copy_rows(const DataRefs& data, int parity, const int64_t* src, int6
     const int64_t w = nodes_[inputs_[k]].width;
     float* buf = gathered_x(parity, k);
     for (int64_t r = lo; r < hi; ++r)
-      std::memcpy(buf + r * w, data.x[k] + src[r] * w, w * sizeof(float));
+      copy_input(parity, k, data.x[k] + src[r] * w, buf + r * w, w, src[r]);
   }
   for (size_t k = 0; k < output_specs_.size(); ++k) {
     const int64_t w = output_specs_[k].target_width;
@@ -1522,8 +1532,11 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   has_window_ = nt > 1 && perm != nullptr && any_solo;
   claimed_[0].store(0);
   claimed_[1].store(0);
+  nan_code_[0].store(-1);
+  nan_code_[1].store(-1);
   window_end_.store(0);
 
+  int64_t stop_code = -1;
   auto body = [&](int ith, int nth) {
     int64_t windows = 0;
     for (int64_t start = begin; start < end; start += batch_size) {
@@ -1542,6 +1555,13 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
         st.pf_chunks = pf_chunks;
       }
       begin_batch(st, data.x, mode == Mode::kPredict ? nullptr : &data, perm, start, st.batch);
+      // A NaN among the gathered inputs stops the run before this batch trains (every
+      // thread reads the same code: it was written before begin_batch's barrier).
+      const int64_t nan_code = nan_code_[st.parity].load(std::memory_order_relaxed);
+      if (nan_code >= 0) {
+        if (ith == 0) stop_code = nan_code;
+        break;
+      }
       // The loss runs on thread 0: with a solo last node before it and a solo first backward
       // node after it, no barrier separates them.
       forward(st, mode != Mode::kPredict && loss_solo_);
@@ -1592,6 +1612,11 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   } else {
 #pragma omp parallel num_threads(nt)
     body(omp_get_thread_num(), omp_get_num_threads());
+  }
+  if (stop_code >= 0) {
+    const int64_t inputs = static_cast<int64_t>(inputs_.size());
+    t.nan_input = static_cast<int>(stop_code % inputs);
+    t.nan_row = stop_code / inputs;
   }
   return t;
 }

@@ -5,6 +5,7 @@
 
 #include "densitron/cpu.h"
 #include "densitron/ops.h"
+#include "ops/elementwise_kernels.h"
 
 namespace densitron {
 
@@ -35,6 +36,10 @@ int64_t first_nan(const float* x, int64_t n) {
       }
   }
   return first < n ? first : -1;
+}
+
+bool copy_has_nan(const float* src, float* dst, int64_t n) {
+  return elementwise_kernels()->copy_has_nan(src, dst, n);
 }
 
 }  // namespace densitron

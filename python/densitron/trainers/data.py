@@ -28,7 +28,7 @@ def _to_float32(a):
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-def _check_finite(a, arg):
+def _check_finite(a, arg, first_row=0):
     """NaN is refused in training data: one threaded C++ read of the array (float32 arrays
     here are C-contiguous, converted by _to_float32)."""
     if not a.size:
@@ -38,11 +38,14 @@ def _check_finite(a, arg):
     else:
         index = int(np.argmax(np.isnan(a.ravel()))) if np.isnan(a.min()) else -1
     if index >= 0:
-        raise ValueError(
-            f"`{arg}` contains NaN values; densitron refuses to train or evaluate on them "
-            f"(the loss would become NaN). Received: {arg} with NaN at row "
-            f"{index // max(1, a.size // a.shape[0])}"
-        )
+        raise nan_error(arg, first_row + index // max(1, a.size // a.shape[0]))
+
+
+def nan_error(arg, row):
+    return ValueError(
+        f"`{arg}` contains NaN values; densitron refuses to train or evaluate on them "
+        f"(the loss would become NaN). Received: {arg} with NaN at row {row}"
+    )
 
 
 def _split_structure(value, names, arg):
@@ -74,7 +77,8 @@ def _split_structure(value, names, arg):
 
 def standardize_x(model, x, arg="x", reject_nan=True):
     """Returns a list of (rows, width) float32 arrays, one per model input. Training and
-    evaluation refuse NaN (`reject_nan`); prediction passes it through to NaN outputs."""
+    evaluation refuse NaN (`reject_nan`); prediction passes it through to NaN outputs, and
+    shuffled training checks the rows as the engine gathers them."""
     if x is None:
         raise ValueError(f"`{arg}` is required. Received: {arg}=None")
     parts = _split_structure(x, model._input_names, arg)

@@ -217,7 +217,10 @@ class Trainer:
                 validation_split, (int, float, np.floating)) or not 0 <= validation_split < 1:
             raise ValueError("`validation_split` must be a float in [0, 1). "
                              f"Received: validation_split={validation_split!r}")
-        xs, ys, rows = self._prepare_xy(x, y)
+        # Shuffled training checks x for NaN in the engine as it gathers each batch's rows
+        # (stopping before a batch that holds one), instead of a pass over all of x per call.
+        gathered_nan_check = bool(shuffle)
+        xs, ys, rows = self._prepare_xy(x, y, reject_x_nan=not gathered_nan_check)
         if class_weight is not None:
             sws = data_mod.class_weights_to_sample_weights(self, class_weight, ys)
         else:
@@ -248,6 +251,9 @@ class Trainer:
                     a if a is None else a[lo:hi] for a in arrays]
 
             val = (cut(xs, split_at, rows), cut(ys, split_at, rows), cut(sws, split_at, rows))
+            if gathered_nan_check:
+                for k, a in enumerate(val[0]):
+                    data_mod._check_finite(a, "x" if len(val[0]) == 1 else f"x[{k}]", split_at)
             xs, ys, sws = cut(xs, 0, split_at), cut(ys, 0, split_at), cut(sws, 0, split_at)
             rows = split_at
         val_batch = data_mod.check_batch_size(validation_batch_size or batch_size,
@@ -285,8 +291,10 @@ class Trainer:
                 if per_batch:
                     cb.on_train_batch_begin(done)
                 t0 = time.perf_counter()
-                totals = self._graph.train_batches(xs, ys, perm, batch_size, done, n, sws)
+                *totals, nan = self._graph.train_batches(xs, ys, perm, batch_size, done, n, sws)
                 elapsed = time.perf_counter() - t0
+                if nan is not None:
+                    raise data_mod.nan_error("x" if len(xs) == 1 else f"x[{nan[0]}]", nan[1])
                 done += n
                 logs = self._logs_from_totals(*totals)  # the epoch's running totals
                 cb.on_train_batch_end(done - 1, logs)
@@ -310,13 +318,13 @@ class Trainer:
         self.history = history
         return history
 
-    def _prepare_xy(self, x, y):
+    def _prepare_xy(self, x, y, reject_x_nan=True):
         """Validates and converts x and y once; compiles the engine on first use."""
         if not self.compiled:
             raise ValueError("You must call `compile()` before using the model for training or "
                              "evaluation. Received: a model that is not compiled")
         self._ensure_built_from(x)
-        xs = data_mod.standardize_x(self, x)
+        xs = data_mod.standardize_x(self, x, reject_nan=reject_x_nan)
         if not hasattr(self, "_compiled_losses"):
             self._resolve_losses()
         y_parts = data_mod._split_structure(y, self._output_names, "y") if y is not None else []
@@ -381,7 +389,7 @@ class Trainer:
     def train_on_batch(self, x, y):
         """One training step on the given batch; returns the loss (and metrics)."""
         xs, ys, rows = self._prepare_xy(x, y)
-        r, loss_sum, out_sums, met_sums = self._graph.train_batches(xs, ys, None, rows, 0, 1)
+        r, loss_sum, out_sums, met_sums, _ = self._graph.train_batches(xs, ys, None, rows, 0, 1)
         logs = self._logs_from_totals(r, loss_sum, np.asarray(out_sums), np.asarray(met_sums))
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
