@@ -284,7 +284,9 @@ class Trainer:
         for epoch in range(initial_epoch, epochs):
             cb.on_epoch_begin(epoch)
             epoch_start = time.perf_counter()
-            perm = global_generator().permutation(rows).astype(np.int64) if shuffle else None
+            perm = None
+            if shuffle:  # int64 already on 64-bit platforms: no copy
+                perm = global_generator().permutation(rows).astype(np.int64, copy=False)
             done = 0
             while done < steps:
                 n = 1 if per_batch else min(chunk, steps - done)
