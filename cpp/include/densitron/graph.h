@@ -164,6 +164,7 @@ class Graph {
     int pf_chunks = 1;
     mutable int pf_done = 0;
     int64_t* windows = nullptr;  // this thread's count of solo windows passed in the run
+    int* sense = nullptr;        // this thread's phase of the run's barrier (see barrier)
   };
 
   RunTotals run(Mode mode, const DataRefs& data, const int64_t* perm, int64_t batch_size,
@@ -270,6 +271,13 @@ class Graph {
   std::vector<std::vector<float>> stage_x_, stage_target_, stage_weight_;
   std::atomic<int64_t> claimed_[2] = {};
   std::atomic<int64_t> window_end_{0};
+  // The run's barrier, sense-reversing: the threads count in, the last flips the sense the
+  // others spin on. About 30 ns on this machine where an OpenMP barrier takes 250-400 ns.
+  struct alignas(64) SpinBarrier {
+    std::atomic<int> arrived{0};
+    alignas(64) std::atomic<int> sense{0};
+  };
+  SpinBarrier spin_;
   // Per parity: the first NaN met while gathering that batch's inputs, as row·inputs + input
   // (-1: none); written before the batch's first barrier, read after it.
   std::atomic<int64_t> nan_code_[2] = {};

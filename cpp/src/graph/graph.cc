@@ -14,6 +14,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include <omp.h>
 
@@ -110,6 +111,12 @@ constexpr int kMaxSplit = 4;
 
 
 [[noreturn]] void bad(const std::string& what) { throw std::invalid_argument(what); }
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
 
 double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
@@ -430,11 +437,26 @@ void Graph::reset_profile() {
 
 // All threads of the run meet here between ops. When profiling, each thread's time waiting
 // for the others is recorded: the step's load imbalance.
+// Every thread of a run's region calls it the same number of times. A waiter spins, then
+// yields its core once the wait grows long (an oversubscribed machine).
 void Graph::barrier(const Step& st) {
   if (st.nth <= 1) return;
   const bool timed = profiling_ && st.ith < kMaxProfiledThreads;
   const double t0 = timed ? now_seconds() : 0.0;
-#pragma omp barrier
+  const int phase = (*st.sense ^= 1);
+  if (spin_.arrived.fetch_add(1, std::memory_order_acq_rel) == st.nth - 1) {
+    spin_.arrived.store(0, std::memory_order_relaxed);
+    spin_.sense.store(phase, std::memory_order_release);
+  } else {
+    constexpr int kSpinsBeforeYield = 512;  // ~10 µs of pauses
+    for (int spins = 0; spin_.sense.load(std::memory_order_acquire) != phase; ++spins) {
+      if (spins < kSpinsBeforeYield) {
+        cpu_relax();
+      } else {
+        std::this_thread::yield();
+      }
+    }
+  }
   if (timed) wait_[st.ith] += now_seconds() - t0;
 }
 
@@ -1530,6 +1552,8 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   for (int i : fwd_order_) any_solo = any_solo || solo_fwd_[i];
   for (int i : bwd_order_) any_solo = any_solo || solo_bwd_[i];
   has_window_ = nt > 1 && perm != nullptr && any_solo;
+  spin_.arrived.store(0);
+  spin_.sense.store(0);
   claimed_[0].store(0);
   claimed_[1].store(0);
   nan_code_[0].store(-1);
@@ -1539,6 +1563,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   int64_t stop_code = -1;
   auto body = [&](int ith, int nth) {
     int64_t windows = 0;
+    int sense = 0;
     for (int64_t start = begin; start < end; start += batch_size) {
       Step st;
       st.ith = ith;
@@ -1548,6 +1573,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
       st.data = &data;
       st.parity = static_cast<int>(((start - begin) / batch_size) & 1);
       st.windows = &windows;
+      st.sense = &sense;
       const int64_t next = std::min(batch_size, end - (start + st.batch));
       if (perm != nullptr && next > 0) {
         st.next_rows = perm + start + st.batch;
