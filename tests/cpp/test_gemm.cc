@@ -328,8 +328,10 @@ TEST_P(GemmIsaTest, OneAndTwoThreadsBitwiseEqual) {
                                {1000, 10, 100}};
   for (const auto& s : shapes) {
     for (int t = 0; t < 4; ++t) {
+      // Forward (sigmoid) and backward (relu', tanh') epilogues in turn.
       Case cs{t & 1 ? true : false, t & 2 ? true : false, s[0], s[1], s[2], 1.0f, 0.5f, 1, true,
-              EpilogueAct::kSigmoid, t & 1 ? EpilogueAct::kRelu : EpilogueAct::kTanh};
+              t == 0 ? EpilogueAct::kSigmoid : EpilogueAct::kNone,
+              t == 0 ? EpilogueAct::kNone : (t & 1 ? EpilogueAct::kRelu : EpilogueAct::kTanh)};
       Operands op1 = make_operands(cs, rng);
       Operands op2 = op1;
       set_num_threads(1);
@@ -390,6 +392,16 @@ TEST(Gemm, RejectsBadArguments) {
   EXPECT_THROW(sgemm(false, true, 2, 2, 2, 1, a.data(), 2, b.data(), 1, 0, c.data(), 2),
                std::invalid_argument);
   EXPECT_THROW(sgemm(false, false, 2, 2, 2, 1, a.data(), 2, b.data(), 2, 0, c.data(), 1),
+               std::invalid_argument);
+  GemmEpilogue ep;  // the backward epilogue: Y's stride, and no forward activation with it
+  ep.dact_y = a.data();
+  ep.dact = EpilogueAct::kRelu;
+  ep.ldy = 1;
+  EXPECT_THROW(sgemm(false, false, 2, 2, 2, 1, a.data(), 2, b.data(), 2, 0, c.data(), 2, ep),
+               std::invalid_argument);
+  ep.ldy = 2;
+  ep.act = EpilogueAct::kTanh;
+  EXPECT_THROW(sgemm(false, false, 2, 2, 2, 1, a.data(), 2, b.data(), 2, 0, c.data(), 2, ep),
                std::invalid_argument);
 }
 

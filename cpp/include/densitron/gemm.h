@@ -18,7 +18,7 @@ enum class EpilogueAct : int { kNone = 0, kRelu = 1, kSigmoid = 2, kTanh = 3 };
 struct GemmEpilogue {
   const float* bias = nullptr;  // n values, or nullptr
   EpilogueAct act = EpilogueAct::kNone;
-  const float* dact_y = nullptr;  // Y for the derivative, or nullptr (applied after act)
+  const float* dact_y = nullptr;  // Y for the derivative, or nullptr (act must be kNone)
   int64_t ldy = 0;
   EpilogueAct dact = EpilogueAct::kNone;
 };

@@ -269,6 +269,8 @@ bool make_problem(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
   check(ldb >= std::max<int64_t>(trans_b ? k : n, 1), "ldb too small for op(B)");
   check(epilogue.dact_y == nullptr || epilogue.ldy >= std::max<int64_t>(n, 1),
         "ldy must be >= max(n, 1)");
+  check(epilogue.dact_y == nullptr || epilogue.act == EpilogueAct::kNone,
+        "the backward epilogue (dact_y) excludes a forward activation");
   if (m == 0 || n == 0) return false;
   pr->m = m;
   pr->n = n;

@@ -69,9 +69,10 @@ inline __attribute__((always_inline)) __m512 activate(__m512 x) {
 }
 
 // g · act'(y) for act as int (see gemm.h), the same operations as the engine's backward.
-inline __attribute__((always_inline)) __m512 scale_by_derivative(__m512 g, __m512 y, int act) {
+template <int kDact>
+inline __attribute__((always_inline)) __m512 scale_by_derivative(__m512 g, __m512 y) {
   const __m512 one = _mm512_set1_ps(1.0f);
-  switch (act) {
+  switch (kDact) {
     case 1:
       return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GT_OQ), g);
     case 2:
@@ -83,7 +84,8 @@ inline __attribute__((always_inline)) __m512 scale_by_derivative(__m512 g, __m51
   }
 }
 
-// C = act(alpha·acc + beta·C + bias) · dact'(Y) for one tile; kBeta false: C is not read.
+// C = act(alpha·acc + beta·C + bias) for one tile, kAct in 0..3; or, for kAct = 4 + d, the
+// backward epilogue C = (alpha·acc + beta·C + bias) · d'(Y). kBeta false: C is not read.
 template <int kRows, int kVecs, int kAct, bool kBeta>
 inline __attribute__((always_inline)) void write_back(const __m512 (&acc)[kRows][kVecs],
                                                       const UkernelArgs& p,
@@ -92,7 +94,7 @@ inline __attribute__((always_inline)) void write_back(const __m512 (&acc)[kRows]
   const __m512 alpha = _mm512_set1_ps(p.alpha);
   const __m512 beta = _mm512_set1_ps(p.beta);
   const bool add_bias = last && p.bias != nullptr;
-  const int dact = last && p.dact_y != nullptr ? p.dact : 0;
+  constexpr int kFwd = kAct < 4 ? kAct : 0, kDact = kAct < 4 ? 0 : kAct - 4;
   __m512 bias[kVecs];
 #pragma GCC unroll 4
   for (int v = 0; v < kVecs; ++v) {
@@ -113,11 +115,11 @@ inline __attribute__((always_inline)) void write_back(const __m512 (&acc)[kRows]
         x = _mm512_fmadd_ps(beta, c0, x);
       }
       if (add_bias) x = _mm512_add_ps(x, bias[v]);
-      x = activate<kAct>(x);
-      if (dact != 0) {
+      x = activate<kFwd>(x);
+      if (kDact != 0) {
         const float* y = p.dact_y + i * p.ldy + 16 * v;
-        x = scale_by_derivative(x, whole ? _mm512_loadu_ps(y) : _mm512_maskz_loadu_ps(mask[v], y),
-                                dact);
+        const __m512 yv = whole ? _mm512_loadu_ps(y) : _mm512_maskz_loadu_ps(mask[v], y);
+        x = scale_by_derivative<kDact>(x, yv);
       }
       if (whole) {
         _mm512_storeu_ps(c + 16 * v, x);
@@ -186,12 +188,16 @@ void tile(const UkernelArgs& p) {
   }
 
   const bool last = p.last_k_block != 0;
-  const int act = last ? p.act : 0;
+  // The backward epilogue (dact_y) excludes a forward activation (checked by sgemm).
+  const int act = !last ? 0 : (p.dact_y != nullptr ? 4 + p.dact : p.act);
   if (p.beta != 0.0f) {
     switch (act) {
       case 1: write_back<kRows, kVecs, 1, true>(acc, p, mask, full, last); break;
       case 2: write_back<kRows, kVecs, 2, true>(acc, p, mask, full, last); break;
       case 3: write_back<kRows, kVecs, 3, true>(acc, p, mask, full, last); break;
+      case 5: write_back<kRows, kVecs, 5, true>(acc, p, mask, full, last); break;
+      case 6: write_back<kRows, kVecs, 6, true>(acc, p, mask, full, last); break;
+      case 7: write_back<kRows, kVecs, 7, true>(acc, p, mask, full, last); break;
       default: write_back<kRows, kVecs, 0, true>(acc, p, mask, full, last); break;
     }
   } else {
@@ -199,6 +205,9 @@ void tile(const UkernelArgs& p) {
       case 1: write_back<kRows, kVecs, 1, false>(acc, p, mask, full, last); break;
       case 2: write_back<kRows, kVecs, 2, false>(acc, p, mask, full, last); break;
       case 3: write_back<kRows, kVecs, 3, false>(acc, p, mask, full, last); break;
+      case 5: write_back<kRows, kVecs, 5, false>(acc, p, mask, full, last); break;
+      case 6: write_back<kRows, kVecs, 6, false>(acc, p, mask, full, last); break;
+      case 7: write_back<kRows, kVecs, 7, false>(acc, p, mask, full, last); break;
       default: write_back<kRows, kVecs, 0, false>(acc, p, mask, full, last); break;
     }
   }
