@@ -435,10 +435,10 @@ void Graph::reset_profile() {
   for (double& v : wait_) v = 0.0;
 }
 
-// All threads of the run meet here between ops. When profiling, each thread's time waiting
-// for the others is recorded: the step's load imbalance.
-// Every thread of a run's region calls it the same number of times. A waiter spins, then
-// yields its core once the wait grows long (an oversubscribed machine).
+// All threads of the run meet here between ops (each calls it the same number of times). A
+// waiter spins, then yields its core once the wait grows long (an oversubscribed machine).
+// When profiling, each thread's time waiting for the others is recorded: the step's load
+// imbalance.
 void Graph::barrier(const Step& st) {
   if (st.nth <= 1) return;
   const bool timed = profiling_ && st.ith < kMaxProfiledThreads;
