@@ -1451,7 +1451,9 @@ double Graph::regularize_and_update(const Step& st, bool apply) {
         const Share ks = k_part(split_node, part);
         sh = {ks.lo * ps.cols, ks.hi * ps.cols};
       } else if (update_owner_[p] >= 0) {
-        sh = st.ith == update_owner_[p] ? Share{0, ps.size} : Share{0, 0};
+        // (a region granted fewer threads than planned, as OMP_DYNAMIC allows, gives the
+        // missing threads' parameters to its last one)
+        sh = st.ith == std::min(update_owner_[p], st.nth - 1) ? Share{0, ps.size} : Share{0, 0};
       } else {
         sh = share_of(ps.size, st.ith, st.nth, kMinUpdatePerThread, 16);
       }
