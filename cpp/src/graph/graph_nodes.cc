@@ -1,0 +1,548 @@
+// The executor's per-op work: each node's forward and backward on a thread's share of the
+// batch, the cut-kernel (row block) forms of Dense, and softmax over a middle axis.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "densitron/graph.h"
+#include "graph/graph_util.h"
+
+namespace densitron {
+
+using namespace graph_detail;  // NOLINT: the graph sources' private helpers
+
+// The epilogue of Dense i's input-gradient GEMM (columns from col0 of the input on): its
+// input's activation derivative when that is fused there (dact_by_consumer_), else none.
+GemmEpilogue Graph::input_grad_epilogue(int i, int64_t col0) const {
+  GemmEpilogue ep;
+  const int in = nodes_[i].inputs[0];
+  if (!dact_by_consumer_[in]) return ep;
+  epilogue_for(nodes_[in].activation, nodes_[in].act_params, &ep.dact);
+  ep.dact_y = out_[in] + col0;
+  ep.ldy = nodes_[in].last_dim;
+  return ep;
+}
+
+void Graph::forward_node(const Step& st, int i) {
+  ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfElementwise]);
+  const NodeSpec& node = nodes_[i];
+  const int ith = st.ith, nth = st.nth;
+  float* y = out_buf_[i].data();
+  const int64_t w = node.width, last = node.last_dim;
+  const int64_t n = st.batch * w, rows = n / last;
+  const float* x = out_[node.inputs[0]];
+  const Share el = share_of(n, ith, nth, kMinElementsPerThread, 16);
+  const Share rw = share_of(rows, ith, nth, std::max<int64_t>(1, kMinElementsPerThread / last));
+  switch (node.op) {
+    case OpType::kInput:
+    case OpType::kReshape:
+      return;
+    case OpType::kDense: {
+      const int64_t in_last = nodes_[node.inputs[0]].last_dim;
+      if (ksplit_[i] > 1) {
+        forward_dense_split(st, i);
+        return;
+      }
+      GemmEpilogue ep;
+      ep.bias = param(i, 1);
+      EpilogueAct fused_act;
+      const bool fusable = epilogue_for(node.activation, node.act_params, &fused_act);
+      if (fusable && !keeps_input_[i]) {
+        ep.act = fused_act;
+        gemm(st, false, false, rows, last, in_last, x, in_last, param(i, 0), last, 0.0f, y, last,
+             &ep);
+        return;
+      }
+      float* z = keeps_input_[i] ? pre_buf_[i].data() : y;
+      gemm(st, false, false, rows, last, in_last, x, in_last, param(i, 0), last, 0.0f, z, last,
+           &ep);
+      barrier(st);
+      if (rw.lo < rw.hi)
+        activation_forward(node.activation, node.act_params, z + rw.lo * last, y + rw.lo * last,
+                           rw.hi - rw.lo, last);
+      return;
+    }
+    case OpType::kActivation:
+      if (!node.iattrs.empty()) {
+        softmax_axis(st, i, x, y, nullptr, nullptr);
+        return;
+      }
+      if (rw.lo < rw.hi)
+        activation_forward(node.activation, node.act_params, x + rw.lo * last, y + rw.lo * last,
+                           rw.hi - rw.lo, last);
+      return;
+    case OpType::kDropout: {
+      const float rate = static_cast<float>(node.fattrs[0]);
+      const float scale = 1.0f / (1.0f - rate);
+      const uint64_t seed = static_cast<uint64_t>(node.iattrs[0]);
+      for (int64_t j = el.lo; j < el.hi; ++j)
+        y[j] = hash_uniform(seed, iterations_, j) >= rate ? x[j] * scale : 0.0f;
+      return;
+    }
+    case OpType::kGaussianNoise: {
+      const float stddev = static_cast<float>(node.fattrs[0]);
+      const uint64_t seed = static_cast<uint64_t>(node.iattrs[0]);
+      for (int64_t j = el.lo; j < el.hi; ++j) {
+        const float u1 = hash_uniform(seed, iterations_, 2 * j);
+        const float u2 = hash_uniform(seed, iterations_, 2 * j + 1);
+        y[j] = x[j] + stddev * std::sqrt(-2.0f * std::log(u1)) * std::cos(6.2831853f * u2);
+      }
+      return;
+    }
+    case OpType::kAdd:
+    case OpType::kAverage:
+    case OpType::kSubtract:
+    case OpType::kMultiply:
+    case OpType::kMaximum:
+    case OpType::kMinimum: {
+      if (el.lo >= el.hi) return;
+      const int64_t len = el.hi - el.lo;
+      float* yy = y + el.lo;
+      std::memcpy(yy, x + el.lo, len * sizeof(float));
+      for (size_t k = 1; k < node.inputs.size(); ++k) {
+        const float* b = out_[node.inputs[k]] + el.lo;
+        switch (node.op) {
+          case OpType::kSubtract:
+            for (int64_t j = 0; j < len; ++j) yy[j] -= b[j];
+            break;
+          case OpType::kMultiply:
+            for (int64_t j = 0; j < len; ++j) yy[j] *= b[j];
+            break;
+          case OpType::kMaximum:
+            for (int64_t j = 0; j < len; ++j) yy[j] = b[j] > yy[j] ? b[j] : yy[j];
+            break;
+          case OpType::kMinimum:
+            for (int64_t j = 0; j < len; ++j) yy[j] = b[j] < yy[j] ? b[j] : yy[j];
+            break;
+          default:
+            add_into(yy, b, len);
+        }
+      }
+      if (node.op == OpType::kAverage) {
+        const float inv = 1.0f / static_cast<float>(node.inputs.size());
+        for (int64_t j = 0; j < len; ++j) yy[j] *= inv;
+      }
+      return;
+    }
+    case OpType::kConcatenate: {
+      const int64_t blocks = node.iattrs[0];
+      const int64_t block_w = w / blocks;
+      const Share bl = share_of(st.batch * blocks, ith, nth, 8);
+      int64_t col = 0;
+      for (int in : node.inputs) {
+        const int64_t iw = nodes_[in].width / blocks;
+        const float* src = out_[in];
+        for (int64_t r = bl.lo; r < bl.hi; ++r)
+          std::memcpy(y + r * block_w + col, src + r * iw, iw * sizeof(float));
+        col += iw;
+      }
+      return;
+    }
+    case OpType::kBatchNorm: {
+      // Each thread owns a range of features: statistics over all rows, then normalization.
+      const Share cs = share_of(last, ith, nth, 16, 16);
+      const float* gamma = param(i, 0);
+      const float* beta = param(i, 1);
+      float* mm = param(i, 2);
+      float* mv = param(i, 3);
+      const float eps = static_cast<float>(node.fattrs[1]);
+      float* mean = aux_buf_[i].data();
+      float* inv = mean + last;
+      for (int64_t c = cs.lo; c < cs.hi; ++c) {
+        if (st.training) {
+          double sum = 0.0, sq = 0.0;
+          for (int64_t r = 0; r < rows; ++r) sum += x[r * last + c];
+          const double mu = sum / rows;
+          for (int64_t r = 0; r < rows; ++r) sq += (x[r * last + c] - mu) * (x[r * last + c] - mu);
+          const float var = static_cast<float>(sq / rows);
+          mean[c] = static_cast<float>(mu);
+          inv[c] = 1.0f / std::sqrt(var + eps);
+          if (update_stats_) {
+            const float momentum = static_cast<float>(node.fattrs[0]);
+            mm[c] = mm[c] * momentum + mean[c] * (1.0f - momentum);
+            mv[c] = mv[c] * momentum + var * (1.0f - momentum);
+          }
+        } else {
+          mean[c] = mm[c];
+          inv[c] = 1.0f / std::sqrt(mv[c] + eps);
+        }
+      }
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = cs.lo; c < cs.hi; ++c) {
+          float v = (x[r * last + c] - mean[c]) * inv[c];
+          if (gamma) v *= gamma[c];
+          if (beta) v += beta[c];
+          y[r * last + c] = v;
+        }
+      return;
+    }
+    case OpType::kLayerNorm: {
+      const float* gamma = param(i, 0);
+      const float* beta = param(i, 1);
+      const float eps = static_cast<float>(node.fattrs[0]);
+      float* stats = aux_buf_[i].data();
+      for (int64_t r = rw.lo; r < rw.hi; ++r) {
+        const float* xr = x + r * last;
+        double sum = 0.0, sq = 0.0;
+        for (int64_t c = 0; c < last; ++c) sum += xr[c];
+        const double mean = sum / last;
+        for (int64_t c = 0; c < last; ++c) sq += (xr[c] - mean) * (xr[c] - mean);
+        const float m = static_cast<float>(mean);
+        const float inv = 1.0f / std::sqrt(static_cast<float>(sq / last) + eps);
+        stats[2 * r] = m;
+        stats[2 * r + 1] = inv;
+        float* yr = y + r * last;
+        for (int64_t c = 0; c < last; ++c) {
+          float v = (xr[c] - m) * inv;
+          if (gamma) v *= gamma[c];
+          if (beta) v += beta[c];
+          yr[c] = v;
+        }
+      }
+      return;
+    }
+    case OpType::kEmbedding: {
+      const float* table = param(i, 0);
+      const Share ids = share_of(st.batch * nodes_[node.inputs[0]].width, ith, nth,
+                                 std::max<int64_t>(1, kMinElementsPerThread / last));
+      for (int64_t j = ids.lo; j < ids.hi; ++j)
+        std::memcpy(y + j * last, table + static_cast<int64_t>(x[j]) * last, last * sizeof(float));
+      return;
+    }
+  }
+}
+
+// A Dense whose kernel is cut into ksplit_ row blocks over its input features: block b's
+// partial product X[:, K_b]·W[K_b, :] is computed by thread b mod nth, then the partials are
+// summed in block order with the bias and the activation applied. The summation order depends
+// on the block count only, never on the thread count.
+void Graph::forward_dense_split(const Step& st, int i) {
+  const NodeSpec& node = nodes_[i];
+  const int in = node.inputs[0];
+  const int64_t in_last = nodes_[in].last_dim, units = node.last_dim, rows = st.batch;
+  const int parts = ksplit_[i];
+  const float* x = out_[in];
+  const float* w = param(i, 0);
+  float* partial = partial_buf_[i].data();
+  int p0, p1;
+  owned_parts(parts, st.ith, st.nth, &p0, &p1);
+  for (int part = p0; part < p1; ++part) {
+    const Share ks = k_part(i, part);
+    local_gemm(st, false, false, rows, units, ks.hi - ks.lo, x + ks.lo, in_last,
+               w + ks.lo * units, units, 0.0f, partial + part * rows * units, units);
+  }
+  barrier(st);
+  const float* bias = param(i, 1);
+  float* y = out_buf_[i].data();
+  float* z = keeps_input_[i] ? pre_buf_[i].data() : y;
+  const Share rw = share_of(rows, st.ith, st.nth, std::max<int64_t>(1, 256 / units));
+  for (int64_t r = rw.lo; r < rw.hi; ++r) {
+    float* zr = z + r * units;
+    const float* p0 = partial + r * units;
+    for (int64_t c = 0; c < units; ++c) zr[c] = p0[c];
+    for (int part = 1; part < parts; ++part) add_into(zr, p0 + part * rows * units, units);
+    if (bias) add_into(zr, bias, units);
+  }
+  if (rw.lo < rw.hi)
+    activation_forward(node.activation, node.act_params, z + rw.lo * units, y + rw.lo * units,
+                       rw.hi - rw.lo, units);
+}
+
+void Graph::backward_dense_split(const Step& st, int i) {
+  const NodeSpec& node = nodes_[i];
+  const int in = node.inputs[0];
+  const int64_t in_last = nodes_[in].last_dim, units = node.last_dim, rows = st.batch;
+  const int parts = ksplit_[i];
+  const float* x = out_[in];
+  float* dy = grad_buf_[i].data();
+  const int kp = node.params[0], bp = node.params[1];
+  const bool want_w = param_grad_wanted(kp);
+  bool acc_x = false;
+  float* gx = requires_grad_[in] ? grad_buf_[in].data() : nullptr;
+  if (gx) acc_x = accumulates(in, i, 0);
+  int p0, p1;
+  owned_parts(parts, st.ith, st.nth, &p0, &p1);
+  for (int part = p0; part < p1; ++part) {
+    const Share ks = k_part(i, part);
+    if (want_w)
+      local_gemm(st, true, false, ks.hi - ks.lo, units, rows, x + ks.lo, in_last, dy, units,
+                 param_first_writer_[kp] == i ? 0.0f : 1.0f, param_grad(kp) + ks.lo * units,
+                 units);
+    if (gx) {
+      const GemmEpilogue ep = input_grad_epilogue(i, ks.lo);
+      local_gemm(st, false, true, rows, ks.hi - ks.lo, units, dy, units, param(i, 0) + ks.lo * units,
+                 units, acc_x ? 1.0f : 0.0f, gx + ks.lo, in_last, &ep);
+    }
+  }
+  if (param_grad_wanted(bp)) {
+    const Share cs = share_of(units, st.ith, st.nth, 64, 16);
+    float* gb = param_grad(bp);
+    if (param_first_writer_[bp] == i) std::fill(gb + cs.lo, gb + cs.hi, 0.0f);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = cs.lo; c < cs.hi; ++c) gb[c] += dy[r * units + c];
+  }
+}
+
+// Softmax or log_softmax over a middle axis: the output is (outer, len, inner) per sample and
+// each (outer, inner) pair is normalised over len values inner apart. Forward when dy is
+// nullptr (x → y); otherwise the backward from y and dy into gx.
+void Graph::softmax_axis(const Step& st, int i, const float* x, const float* y, const float* dy,
+                         float* gx, bool accumulate) {
+  const NodeSpec& node = nodes_[i];
+  const int64_t len = node.iattrs[1], inner = node.iattrs[2];
+  const int64_t groups = st.batch * node.iattrs[0];
+  const bool log = node.activation == Activation::kLogSoftmax;
+  const Share gs = share_of(groups, st.ith, st.nth, 1);
+  float* yo = out_buf_[i].data();
+  for (int64_t g = gs.lo; g < gs.hi; ++g) {
+    for (int64_t c = 0; c < inner; ++c) {
+      const int64_t base = g * len * inner + c;
+      if (dy == nullptr) {
+        float mx = x[base];
+        for (int64_t j = 1; j < len; ++j) mx = std::max(mx, x[base + j * inner]);
+        double sum = 0.0;
+        for (int64_t j = 0; j < len; ++j) sum += std::exp(static_cast<double>(x[base + j * inner] - mx));
+        const float lse = static_cast<float>(std::log(sum));
+        for (int64_t j = 0; j < len; ++j) {
+          const float v = x[base + j * inner] - mx - lse;
+          yo[base + j * inner] = log ? v : std::exp(v);
+        }
+        continue;
+      }
+      // softmax: dx = y (dy - Σ dy·y); log_softmax: dx = dy - softmax Σ dy
+      double dot = 0.0;
+      for (int64_t j = 0; j < len; ++j)
+        dot += log ? dy[base + j * inner] : dy[base + j * inner] * y[base + j * inner];
+      for (int64_t j = 0; j < len; ++j) {
+        const int64_t k = base + j * inner;
+        const float v = log ? dy[k] - std::exp(y[k]) * static_cast<float>(dot)
+                            : y[k] * (dy[k] - static_cast<float>(dot));
+        gx[k] = accumulate ? gx[k] + v : v;
+      }
+    }
+  }
+}
+
+void Graph::backward_node(const Step& st, int i) {
+  ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfElementwise]);
+  const NodeSpec& node = nodes_[i];
+  const int ith = st.ith, nth = st.nth;
+  float* dy = grad_buf_[i].data();
+  const int64_t w = node.width, last = node.last_dim;
+  const int64_t n = st.batch * w, rows = n / last;
+  const int in = node.inputs[0];
+  const float* x = out_[in];
+  const Share el = share_of(n, ith, nth, kMinElementsPerThread, 16);
+  const Share rw = share_of(rows, ith, nth, std::max<int64_t>(1, kMinElementsPerThread / last));
+  // The gradient buffer of input slot s, or nullptr when that input takes none.
+  auto target = [&](size_t s, bool* acc) -> float* {
+    const int src = node.inputs[s];
+    if (!requires_grad_[src]) return nullptr;
+    *acc = accumulates(src, i, static_cast<int>(s));
+    return grad_buf_[src].data();
+  };
+  bool acc = false;
+  switch (node.op) {
+    case OpType::kInput:
+      return;
+    case OpType::kDense: {
+      if (!fused_[i] && !dact_by_consumer_[i] && node.activation != Activation::kLinear) {
+        if (rw.lo < rw.hi)
+          activation_backward(node.activation, node.act_params,
+                              keeps_input_[i] ? pre_buf_[i].data() + rw.lo * last : nullptr,
+                              out_[i] + rw.lo * last, dy + rw.lo * last, dy + rw.lo * last,
+                              rw.hi - rw.lo, last);
+        barrier(st);
+      }
+      if (ksplit_[i] > 1) {
+        backward_dense_split(st, i);
+        return;
+      }
+      const int64_t in_last = nodes_[in].last_dim;
+      const int kp = node.params[0], bp = node.params[1];
+      if (param_grad_wanted(kp))
+        gemm(st, true, false, in_last, last, rows, x, in_last, dy, last,
+             param_first_writer_[kp] == i ? 0.0f : 1.0f, param_grad(kp), last);
+      if (param_grad_wanted(bp)) {
+        const Share cs = share_of(last, ith, nth, 64, 16);
+        float* gb = param_grad(bp);
+        if (param_first_writer_[bp] == i) std::fill(gb + cs.lo, gb + cs.hi, 0.0f);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = cs.lo; c < cs.hi; ++c) gb[c] += dy[r * last + c];
+      }
+      if (float* gx = target(0, &acc)) {
+        const GemmEpilogue ep = input_grad_epilogue(i, 0);
+        gemm(st, false, true, rows, in_last, last, dy, last, param(i, 0), last,
+             acc ? 1.0f : 0.0f, gx, in_last, &ep);
+      }
+      return;
+    }
+    case OpType::kActivation: {
+      float* gx = target(0, &acc);
+      if (gx && !node.iattrs.empty()) {
+        softmax_axis(st, i, nullptr, out_[i], dy, gx, acc);
+        return;
+      }
+      if (!gx || rw.lo >= rw.hi) return;
+      float* d = dy + rw.lo * last;
+      if (!fused_[i]) {
+        const bool need_x = activation_needs_input(node.activation, node.act_params);
+        activation_backward(node.activation, node.act_params, need_x ? x + rw.lo * last : nullptr,
+                            out_[i] + rw.lo * last, d, d, rw.hi - rw.lo, last);
+      }
+      put(gx + rw.lo * last, d, (rw.hi - rw.lo) * last, acc);
+      return;
+    }
+    case OpType::kReshape:
+    case OpType::kGaussianNoise:
+      if (float* gx = target(0, &acc))
+        if (el.lo < el.hi) put(gx + el.lo, dy + el.lo, el.hi - el.lo, acc);
+      return;
+    case OpType::kDropout: {
+      float* gx = target(0, &acc);
+      if (!gx) return;
+      const float rate = static_cast<float>(node.fattrs[0]);
+      const float scale = 1.0f / (1.0f - rate);
+      const uint64_t seed = static_cast<uint64_t>(node.iattrs[0]);
+      for (int64_t j = el.lo; j < el.hi; ++j) {
+        const float v = (rate == 0.0f || hash_uniform(seed, iterations_, j) >= rate)
+                            ? dy[j] * scale : 0.0f;
+        gx[j] = acc ? gx[j] + v : v;
+      }
+      return;
+    }
+    case OpType::kAdd:
+    case OpType::kAverage:
+    case OpType::kSubtract: {
+      const float avg = node.op == OpType::kAverage ? 1.0f / node.inputs.size() : 1.0f;
+      for (size_t s = 0; s < node.inputs.size(); ++s) {
+        float* gx = target(s, &acc);
+        if (!gx) continue;
+        const float f = (node.op == OpType::kSubtract && s == 1) ? -1.0f : avg;
+        for (int64_t j = el.lo; j < el.hi; ++j) gx[j] = (acc ? gx[j] : 0.0f) + f * dy[j];
+      }
+      return;
+    }
+    case OpType::kMultiply:
+    case OpType::kMaximum:
+    case OpType::kMinimum: {
+      const size_t m = node.inputs.size();
+      float* c = scratch_.data();
+      for (size_t s = 0; s < m; ++s) {
+        float* gx = target(s, &acc);
+        if (!gx) continue;
+        for (int64_t j = el.lo; j < el.hi; ++j) {
+          float v = dy[j];
+          if (node.op == OpType::kMultiply) {
+            for (size_t q = 0; q < m; ++q)
+              if (q != s) v *= out_[node.inputs[q]][j];
+          } else {
+            // The gradient goes to the first input that holds the max (min).
+            size_t arg = 0;
+            for (size_t q = 1; q < m; ++q) {
+              const float a = out_[node.inputs[q]][j], best = out_[node.inputs[arg]][j];
+              if (node.op == OpType::kMaximum ? a > best : a < best) arg = q;
+            }
+            if (arg != s) v = 0.0f;
+          }
+          c[j] = v;
+        }
+        if (el.lo < el.hi) put(gx + el.lo, c + el.lo, el.hi - el.lo, acc);
+      }
+      return;
+    }
+    case OpType::kConcatenate: {
+      const int64_t blocks = node.iattrs[0];
+      const int64_t block_w = w / blocks;
+      const Share bl = share_of(st.batch * blocks, ith, nth, 8);
+      int64_t col = 0;
+      for (size_t s = 0; s < node.inputs.size(); ++s) {
+        const int64_t iw = nodes_[node.inputs[s]].width / blocks;
+        if (float* gx = target(s, &acc))
+          for (int64_t r = bl.lo; r < bl.hi; ++r)
+            put(gx + r * iw, dy + r * block_w + col, iw, acc);
+        col += iw;
+      }
+      return;
+    }
+    case OpType::kBatchNorm:
+    case OpType::kLayerNorm: {
+      const bool bn = node.op == OpType::kBatchNorm;
+      const float* gamma = param(i, 0);
+      const float* stats = aux_buf_[i].data();
+      auto mean_of = [&](int64_t r, int64_t c) { return bn ? stats[c] : stats[2 * r]; };
+      auto inv_of = [&](int64_t r, int64_t c) { return bn ? stats[last + c] : stats[2 * r + 1]; };
+      // gamma and beta: sums over rows, each thread a range of features.
+      const Share cs = share_of(last, ith, nth, 16, 16);
+      const int gp = node.params[0], bp = node.params[1];
+      float* gg = param_grad_wanted(gp) ? param_grad(gp) : nullptr;
+      float* gb = param_grad_wanted(bp) ? param_grad(bp) : nullptr;
+      if (gg && param_first_writer_[gp] == i) std::fill(gg + cs.lo, gg + cs.hi, 0.0f);
+      if (gb && param_first_writer_[bp] == i) std::fill(gb + cs.lo, gb + cs.hi, 0.0f);
+      if (gg || gb)
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = cs.lo; c < cs.hi; ++c) {
+            const float d = dy[r * last + c];
+            if (gg) gg[c] += d * (x[r * last + c] - mean_of(r, c)) * inv_of(r, c);
+            if (gb) gb[c] += d;
+          }
+      float* gx = target(0, &acc);
+      if (!gx) return;
+      if (bn) {
+        for (int64_t c = cs.lo; c < cs.hi; ++c) {
+          double sum_dy = 0.0, sum_dy_xhat = 0.0;
+          for (int64_t r = 0; r < rows; ++r) {
+            const float d = dy[r * last + c];
+            sum_dy += d;
+            sum_dy_xhat += d * (x[r * last + c] - stats[c]) * stats[last + c];
+          }
+          const float g = (gamma ? gamma[c] : 1.0f) * stats[last + c];
+          const float a = static_cast<float>(sum_dy / rows);
+          const float b = static_cast<float>(sum_dy_xhat / rows);
+          for (int64_t r = 0; r < rows; ++r) {
+            const float xhat = (x[r * last + c] - stats[c]) * stats[last + c];
+            const float v = g * (dy[r * last + c] - a - xhat * b);
+            gx[r * last + c] = acc ? gx[r * last + c] + v : v;
+          }
+        }
+      } else {
+        for (int64_t r = rw.lo; r < rw.hi; ++r) {
+          const float m = stats[2 * r], inv = stats[2 * r + 1];
+          double s1 = 0.0, s2 = 0.0;
+          for (int64_t c = 0; c < last; ++c) {
+            const float dxhat = dy[r * last + c] * (gamma ? gamma[c] : 1.0f);
+            s1 += dxhat;
+            s2 += dxhat * (x[r * last + c] - m) * inv;
+          }
+          const float a = static_cast<float>(s1 / last), b = static_cast<float>(s2 / last);
+          for (int64_t c = 0; c < last; ++c) {
+            const float xhat = (x[r * last + c] - m) * inv;
+            const float dxhat = dy[r * last + c] * (gamma ? gamma[c] : 1.0f);
+            const float v = inv * (dxhat - a - xhat * b);
+            gx[r * last + c] = acc ? gx[r * last + c] + v : v;
+          }
+        }
+      }
+      return;
+    }
+    case OpType::kEmbedding: {
+      const int tp = node.params[0];
+      if (!param_grad_wanted(tp)) return;
+      // Each thread owns a range of the table's columns, so repeated ids never collide.
+      const Share cs = share_of(last, ith, nth, 16, 16);
+      float* gt = param_grad(tp);
+      const int64_t table_rows = node.iattrs[0];
+      if (param_first_writer_[tp] == i)
+        for (int64_t r = 0; r < table_rows; ++r)
+          std::fill(gt + r * last + cs.lo, gt + r * last + cs.hi, 0.0f);
+      const int64_t ids = st.batch * nodes_[in].width;
+      for (int64_t j = 0; j < ids; ++j) {
+        float* row = gt + static_cast<int64_t>(x[j]) * last;
+        for (int64_t c = cs.lo; c < cs.hi; ++c) row[c] += dy[j * last + c];
+      }
+      return;
+    }
+  }
+}
+
+}  // namespace densitron

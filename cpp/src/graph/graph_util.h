@@ -1,0 +1,135 @@
+// Private to the graph executor's sources (graph.cc, graph_nodes.cc): work shares, the GEMM
+// epilogue an activation maps to, hashing for the random layers, timing, and the executor's
+// tuning constants.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "densitron/gemm.h"
+#include "densitron/graph.h"
+#include "densitron/ops.h"
+
+namespace densitron {
+namespace graph_detail {
+
+// The GEMM epilogue that computes activation `act` exactly, when there is one.
+inline bool epilogue_for(Activation act, const ActivationParams& p, EpilogueAct* out) {
+  switch (act) {
+    case Activation::kLinear:
+      *out = EpilogueAct::kNone;
+      return true;
+    case Activation::kRelu:  // the plain max(x, 0) only: no slope, cap or threshold
+      *out = EpilogueAct::kRelu;
+      return p.negative_slope == 0.0f && p.max_value < 0.0f && p.threshold == 0.0f;
+    case Activation::kSigmoid:
+      *out = EpilogueAct::kSigmoid;
+      return true;
+    case Activation::kTanh:
+      *out = EpilogueAct::kTanh;
+      return true;
+    default:
+      return false;
+  }
+}
+
+// SplitMix64's finalizer.
+inline uint64_t mix64(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+// Uniform in (0, 1) from (seed, step, index).
+inline float hash_uniform(uint64_t seed, uint64_t step, uint64_t index) {
+  const uint64_t h = mix64(seed ^ mix64(step * 0x632be59bd9b4e019ull ^ mix64(index)));
+  return (static_cast<float>(h >> 40) + 0.5f) * (1.0f / 16777216.0f);
+}
+
+inline void add_into(float* dst, const float* src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
+}
+
+inline void put(float* dst, const float* src, int64_t n, bool accumulate) {
+  if (accumulate) {
+    add_into(dst, src, n);
+  } else {
+    std::memcpy(dst, src, n * sizeof(float));
+  }
+}
+
+// The row blocks of a cut kernel that thread ith owns: a contiguous range of the blocks, so
+// its columns of the batch are one contiguous run per row.
+inline void owned_parts(int parts, int ith, int nth, int* lo, int* hi) {
+  *lo = parts * ith / nth;
+  *hi = parts * (ith + 1) / nth;
+}
+
+// Thread ith's share [lo, hi) of n items: contiguous chunks of `align` items, and no more
+// threads than n / min_items allows (the rest get nothing).
+inline Share share_of(int64_t n, int ith, int nth, int64_t min_items = 1, int64_t align = 1) {
+  const int64_t useful = std::max<int64_t>(1, std::min<int64_t>(nth, n / std::max<int64_t>(min_items, 1)));
+  if (ith >= useful) return {n, n};
+  const int64_t chunks = (n + align - 1) / align;
+  const int64_t lo = std::min(n, chunks * ith / useful * align);
+  const int64_t hi = std::min(n, chunks * (ith + 1) / useful * align);
+  return {lo, hi};
+}
+
+// The columns [lo, hi) of a width-w input whose kernel is cut into `parts` row blocks that
+// thread ith of nth owns (and copies from the batch).
+inline Share owned_columns(int64_t w, int parts, int ith, int nth) {
+  int p0, p1;
+  owned_parts(parts, ith, nth, &p0, &p1);
+  if (p0 >= p1) return {w, w};
+  return {share_of(w, p0, parts, 1, 16).lo, share_of(w, p1 - 1, parts, 1, 16).hi};
+}
+
+// Inside a run the threads already meet between ops, so splitting costs no fork: elementwise
+// work is split from this many values per thread, GEMMs from this many multiply-adds.
+constexpr int64_t kMinElementsPerThread = 512;
+constexpr double kMinGemmWorkPerThread = 16384.0;
+
+// Multiply-adds per step and thread below which the executor runs a step on fewer threads.
+constexpr double kMacsPerThread = 2.0e6;
+
+// Parameter elements per thread below which an optimizer update is not shared out.
+constexpr int64_t kMinUpdatePerThread = 2048;
+
+// Row blocks a tall kernel is cut into at most (fixed, independent of the thread count).
+constexpr int kMaxSplit = 4;
+
+[[noreturn]] inline void bad(const std::string& what) { throw std::invalid_argument(what); }
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+inline double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Adds the time of a scope to a profile slot when profiling is on (one clock read otherwise
+// skipped entirely).
+class ProfileScope {
+ public:
+  ProfileScope(bool on, double* slot) : slot_(on ? slot : nullptr), t0_(on ? now_seconds() : 0) {}
+  ~ProfileScope() {
+    if (slot_) *slot_ += now_seconds() - t0_;
+  }
+
+ private:
+  double* slot_;
+  double t0_;
+};
+
+}  // namespace graph_detail
+}  // namespace densitron
