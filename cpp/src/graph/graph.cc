@@ -228,13 +228,16 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
     }
   }
   param_first_writer_.assign(params_.size(), -1);
+  param_writers_.assign(params_.size(), 0);
   for (int i = n - 1; i >= 0; --i) {
     if (!has_grad_[i]) continue;
     const NodeSpec& node = nodes_[i];
     const size_t own = node.op == OpType::kBatchNorm ? 2 : node.params.size();
     for (size_t s = 0; s < own; ++s) {
       const int p = node.params[s];
-      if (p >= 0 && params_[p].trainable && param_first_writer_[p] < 0) param_first_writer_[p] = i;
+      if (p < 0 || !params_[p].trainable) continue;
+      if (param_first_writer_[p] < 0) param_first_writer_[p] = i;
+      param_writers_[p]++;
     }
   }
   has_constraints_ = false;
@@ -793,6 +796,7 @@ double Graph::regularize_and_update(const Step& st, bool apply) {
     const bool regularized = ps.l1 != 0.0f || ps.l2 != 0.0f;
     const bool has_grad = ps.trainable && (param_first_writer_[p] >= 0 || regularized);
     if (!regularized && !(apply && has_grad)) continue;
+    if (apply && update_in_backward_[p]) continue;  // done block by block in the backward
     const int split_node = kernel_split_node_[p];
     const int parts = split_node >= 0 ? ksplit_[split_node] : 1;
     for (int part = 0; part < parts; ++part) {
@@ -907,6 +911,11 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   for (int i : fwd_order_) any_solo = any_solo || solo_fwd_[i];
   for (int i : bwd_order_) any_solo = any_solo || solo_bwd_[i];
   has_window_ = nt > 1 && perm != nullptr && any_solo;
+  update_in_backward_.assign(params_.size(), false);
+  for (size_t p = 0; p < params_.size() && mode == Mode::kTrain; ++p)
+    update_in_backward_[p] = kernel_split_node_[p] >= 0 && params_[p].trainable &&
+                             param_writers_[p] == 1 &&
+                             param_first_writer_[p] == kernel_split_node_[p];
   spin_.arrived.store(0);
   spin_.sense.store(0);
   claimed_[0].store(0);
@@ -973,7 +982,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
       if (loss_solo_ && !(first_bwd >= 0 && solo_bwd_[first_bwd])) solo_barrier(st);
       if (!training) continue;
       backward(st);
-      reg_share[ith] = regularize_and_update(st, mode == Mode::kTrain);
+      reg_share[ith] = regularize_and_update(st, mode == Mode::kTrain) + st.fused_reg;
       if (mode == Mode::kTrain) {
         finish_update(st);
       } else {
