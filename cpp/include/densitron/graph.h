@@ -239,11 +239,11 @@ class Graph {
   bool has_constraints_ = false;
   // Per run (plan_step): nodes whose forward (backward) is done whole by thread 0.
   std::vector<bool> solo_fwd_, solo_bwd_;
-  std::vector<int> update_owner_;
+  std::vector<int> update_owner_;  // per run and parameter: the thread updating it whole, or -1
   // per run and parameter: a cut kernel with one gradient writer, each of whose row blocks its
   // owner updates right after computing that block's gradient, while it is in cache
   std::vector<bool> update_in_backward_;
-  std::vector<int> param_writers_;  // per parameter: how many nodes write its gradient  // per run and parameter: the thread updating it whole, or -1
+  std::vector<int> param_writers_;  // per parameter: how many nodes write its gradient
   std::vector<int> fwd_order_, bwd_order_;  // per run: the nodes a step runs, in order
   bool loss_solo_ = true;                    // per run: the loss is small, thread 0 does it
   std::vector<double> loss_part_, metric_part_;  // per loss block and output / metric
