@@ -312,12 +312,9 @@ void Graph::ensure_capacity(int64_t rows) {
       scratch = std::max(scratch, n);
   }
   scratch_.resize(scratch);
-  for (size_t k = 0; k < inputs_.size(); ++k) stage_x_[k].resize(rows * nodes_[inputs_[k]].width);
   for (size_t k = 0; k < output_specs_.size(); ++k) {
     target_buf_[k].resize(rows * output_specs_[k].target_width);
     weight_buf_[k].resize(rows);
-    stage_target_[k].resize(rows * output_specs_[k].target_width);
-    stage_weight_[k].resize(rows);
   }
   capacity_ = rows;
 }
@@ -912,7 +909,18 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   bool any_solo = mode != Mode::kPredict && loss_solo_;
   for (int i : fwd_order_) any_solo = any_solo || solo_fwd_[i];
   for (int i : bwd_order_) any_solo = any_solo || solo_bwd_[i];
-  has_window_ = nt > 1 && perm != nullptr && any_solo;
+  has_window_ = nt > 1 && perm != nullptr && any_solo && end - begin > batch_size;
+  if (has_window_) {  // the second set of gather buffers, batch-sized, only when used
+    const int64_t rows = std::min(batch_size, end - begin);
+    for (size_t k = 0; k < inputs_.size(); ++k)
+      if (static_cast<int64_t>(stage_x_[k].size()) < rows * nodes_[inputs_[k]].width)
+        stage_x_[k].resize(rows * nodes_[inputs_[k]].width);
+    for (size_t k = 0; k < output_specs_.size(); ++k)
+      if (static_cast<int64_t>(stage_weight_[k].size()) < rows) {
+        stage_target_[k].resize(rows * output_specs_[k].target_width);
+        stage_weight_[k].resize(rows);
+      }
+  }
   update_in_backward_.assign(params_.size(), false);
   for (size_t p = 0; p < params_.size() && mode == Mode::kTrain; ++p)
     update_in_backward_[p] = kernel_split_node_[p] >= 0 && params_[p].trainable &&
@@ -937,7 +945,9 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
       st.batch = std::min(batch_size, end - start);
       st.training = training;
       st.data = &data;
-      st.parity = static_cast<int>(((start - begin) / batch_size) & 1);
+      // Batches alternate between the two gather buffers only when the next one is gathered
+      // ahead; otherwise every batch uses the nodes' own.
+      st.parity = has_window_ ? static_cast<int>(((start - begin) / batch_size) & 1) : 0;
       st.windows = &windows;
       st.sense = &sense;
       const int64_t next = std::min(batch_size, end - (start + st.batch));
