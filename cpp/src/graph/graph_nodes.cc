@@ -39,7 +39,9 @@ void Graph::forward_node(const Step& st, int i) {
       return;
     case OpType::kDense: {
       const int64_t in_last = nodes_[node.inputs[0]].last_dim;
-      if (ksplit_[i] > 1) {
+      // Training keeps each block of a cut kernel on its owner's core; inference has no
+      // update to keep local, and whole rows avoid summing the partial products.
+      if (ksplit_[i] > 1 && st.training) {
         forward_dense_split(st, i);
         return;
       }
