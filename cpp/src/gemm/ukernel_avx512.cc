@@ -130,6 +130,24 @@ inline __attribute__((always_inline)) void write_back(const __m512 (&acc)[kRows]
   }
 }
 
+// write_back for a run-time epilogue: act in 0..3, or 4 + d for the derivative d (see above).
+template <int kRows, int kVecs, bool kBeta>
+inline __attribute__((always_inline)) void write_back_as(int act,
+                                                         const __m512 (&acc)[kRows][kVecs],
+                                                         const UkernelArgs& p,
+                                                         const __mmask16 (&mask)[kVecs],
+                                                         bool full, bool last) {
+  switch (act) {
+    case 1: write_back<kRows, kVecs, 1, kBeta>(acc, p, mask, full, last); break;
+    case 2: write_back<kRows, kVecs, 2, kBeta>(acc, p, mask, full, last); break;
+    case 3: write_back<kRows, kVecs, 3, kBeta>(acc, p, mask, full, last); break;
+    case 5: write_back<kRows, kVecs, 5, kBeta>(acc, p, mask, full, last); break;
+    case 6: write_back<kRows, kVecs, 6, kBeta>(acc, p, mask, full, last); break;
+    case 7: write_back<kRows, kVecs, 7, kBeta>(acc, p, mask, full, last); break;
+    default: write_back<kRows, kVecs, 0, kBeta>(acc, p, mask, full, last); break;
+  }
+}
+
 // kRows × (16·kVecs) tile. kRowMajorA: A(i, p) = a[i·a_rs + p]; else a[p·a_cs + i].
 template <int kRows, int kVecs, bool kRowMajorA>
 void tile(const UkernelArgs& p) {
@@ -191,25 +209,9 @@ void tile(const UkernelArgs& p) {
   // The backward epilogue (dact_y) excludes a forward activation (checked by sgemm).
   const int act = !last ? 0 : (p.dact_y != nullptr ? 4 + p.dact : p.act);
   if (p.beta != 0.0f) {
-    switch (act) {
-      case 1: write_back<kRows, kVecs, 1, true>(acc, p, mask, full, last); break;
-      case 2: write_back<kRows, kVecs, 2, true>(acc, p, mask, full, last); break;
-      case 3: write_back<kRows, kVecs, 3, true>(acc, p, mask, full, last); break;
-      case 5: write_back<kRows, kVecs, 5, true>(acc, p, mask, full, last); break;
-      case 6: write_back<kRows, kVecs, 6, true>(acc, p, mask, full, last); break;
-      case 7: write_back<kRows, kVecs, 7, true>(acc, p, mask, full, last); break;
-      default: write_back<kRows, kVecs, 0, true>(acc, p, mask, full, last); break;
-    }
+    write_back_as<kRows, kVecs, true>(act, acc, p, mask, full, last);
   } else {
-    switch (act) {
-      case 1: write_back<kRows, kVecs, 1, false>(acc, p, mask, full, last); break;
-      case 2: write_back<kRows, kVecs, 2, false>(acc, p, mask, full, last); break;
-      case 3: write_back<kRows, kVecs, 3, false>(acc, p, mask, full, last); break;
-      case 5: write_back<kRows, kVecs, 5, false>(acc, p, mask, full, last); break;
-      case 6: write_back<kRows, kVecs, 6, false>(acc, p, mask, full, last); break;
-      case 7: write_back<kRows, kVecs, 7, false>(acc, p, mask, full, last); break;
-      default: write_back<kRows, kVecs, 0, false>(acc, p, mask, full, last); break;
-    }
+    write_back_as<kRows, kVecs, false>(act, acc, p, mask, full, last);
   }
 }
 
