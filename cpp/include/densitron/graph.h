@@ -181,6 +181,8 @@ class Graph {
   float* gathered_target(int parity, size_t k);
   float* gathered_weight(int parity, size_t k);
   void copy_rows(const DataRefs& data, int parity, const int64_t* src, int64_t lo, int64_t hi);
+  void copy_targets(const DataRefs& data, int parity, const int64_t* src, int64_t lo,
+                    int64_t hi);
   void copy_input(int parity, size_t k, const float* src, float* dst, int64_t n, int64_t row);
   void gather_in_window(const Step& st, int64_t window);
   void barrier(const Step& st);
@@ -212,6 +214,7 @@ class Graph {
                   const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                   int64_t ldc, const GemmEpilogue* ep = nullptr);
   GemmEpilogue input_grad_epilogue(int i, int64_t col0) const;
+  void charge_from_elementwise(const Step& st, double t0, ProfileCategory to);
   float* param(int node, int slot) const;
   float* param_grad(int p);
   bool param_grad_wanted(int p) const;

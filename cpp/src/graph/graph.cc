@@ -357,29 +357,27 @@ void Graph::gemm(const Step& st, bool ta, bool tb, int64_t m, int64_t n, int64_t
                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                  int64_t ldc, const GemmEpilogue* ep) {
   // GEMM time is moved from the enclosing node's elementwise slot to the GEMM slot.
-  const bool timed = profiling_ && st.ith == 0;
-  const double t0 = timed ? now_seconds() : 0.0;
+  const double t0 = profiling_ && st.ith == 0 ? now_seconds() : 0.0;
   sgemm_share(st.ith, st.nth, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc,
               ep ? *ep : GemmEpilogue(), kMinGemmWorkPerThread);
-  if (timed) {
-    const double dt = now_seconds() - t0;
-    prof_[kProfGemm] += dt;
-    prof_[kProfElementwise] -= dt;
-  }
+  charge_from_elementwise(st, t0, kProfGemm);
+}
+
+// Inside a node's elementwise profile scope: moves the time since t0 to slot `to`.
+void Graph::charge_from_elementwise(const Step& st, double t0, ProfileCategory to) {
+  if (!profiling_ || st.ith != 0) return;
+  const double dt = now_seconds() - t0;
+  prof_[to] += dt;
+  prof_[kProfElementwise] -= dt;
 }
 
 void Graph::local_gemm(const Step& st, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
                        const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
                        float* c, int64_t ldc, const GemmEpilogue* ep) {
-  const bool timed = profiling_ && st.ith == 0;
-  const double t0 = timed ? now_seconds() : 0.0;
+  const double t0 = profiling_ && st.ith == 0 ? now_seconds() : 0.0;
   sgemm_share(0, 1, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc,
               ep ? *ep : GemmEpilogue());
-  if (timed) {
-    const double dt = now_seconds() - t0;
-    prof_[kProfGemm] += dt;
-    prof_[kProfElementwise] -= dt;
-  }
+  charge_from_elementwise(st, t0, kProfGemm);
 }
 
 float* Graph::param(int node, int slot) const {
@@ -470,16 +468,7 @@ void Graph::begin_batch(const Step& st, const std::vector<const float*>& x,
             copy_input(par, k, x[k] + src[r] * w + cs.lo, buf + r * w + cs.lo, cs.hi - cs.lo,
                        src[r]);
       }
-      for (size_t k = 0; k < output_specs_.size(); ++k) {
-        const int64_t w = output_specs_[k].target_width;
-        float* ty = gathered_target(par, k);
-        for (int64_t r = sh.lo; r < sh.hi; ++r)
-          std::memcpy(ty + r * w, data->y[k] + src[r] * w, w * sizeof(float));
-        const float* sw = k < data->w.size() ? data->w[k] : nullptr;
-        float* tw = gathered_weight(par, k);
-        if (sw != nullptr)
-          for (int64_t r = sh.lo; r < sh.hi; ++r) tw[r] = sw[src[r]];
-      }
+      copy_targets(*data, par, src, sh.lo, sh.hi);
     }
   }
   prefetch_next(st);
@@ -517,6 +506,12 @@ void Graph::copy_rows(const DataRefs& data, int parity, const int64_t* src, int6
     for (int64_t r = lo; r < hi; ++r)
       copy_input(parity, k, data.x[k] + src[r] * w, buf + r * w, w, src[r]);
   }
+  copy_targets(data, parity, src, lo, hi);
+}
+
+// The targets and sample weights of rows [lo, hi) of a batch whose source rows are src[].
+void Graph::copy_targets(const DataRefs& data, int parity, const int64_t* src, int64_t lo,
+                         int64_t hi) {
   for (size_t k = 0; k < output_specs_.size(); ++k) {
     const int64_t w = output_specs_[k].target_width;
     float* ty = gathered_target(parity, k);

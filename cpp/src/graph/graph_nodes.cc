@@ -275,16 +275,11 @@ void Graph::backward_dense_split(const Step& st, int i) {
     local_gemm(st, true, false, ks.hi - ks.lo, units, rows, x + ks.lo, in_last, dy, units,
                param_first_writer_[kp] == i ? 0.0f : 1.0f, param_grad(kp) + ks.lo * units, units);
     if (update_in_backward_[kp]) {  // the optimizer step of this block while it is in cache
-      const bool timed = profiling_ && st.ith == 0;
-      const double t0 = timed ? now_seconds() : 0.0;
+      const double t0 = profiling_ && st.ith == 0 ? now_seconds() : 0.0;
       const ParamSpec& ps = params_[kp];
       st.fused_reg += update_share(static_cast<size_t>(kp), Share{ks.lo * units, ks.hi * units},
                                    ps.l1 != 0.0f || ps.l2 != 0.0f, true);
-      if (timed) {  // optimizer time, not the enclosing node's
-        const double dt = now_seconds() - t0;
-        prof_[kProfOptimizer] += dt;
-        prof_[kProfElementwise] -= dt;
-      }
+      charge_from_elementwise(st, t0, kProfOptimizer);
     }
   }
   if (param_grad_wanted(bp)) {
