@@ -10,6 +10,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 def _fresh_session():
     import densitron
 
+    threads = densitron.get_num_threads()
     densitron.utils.clear_session()
     densitron.utils.set_random_seed(1234)
     yield
+    densitron.set_num_threads(threads)  # tests set their own thread counts freely

@@ -31,25 +31,21 @@ def big_dag():
 
 
 def run(threads, seed=11):
-    before = densitron.get_num_threads()
     densitron.set_num_threads(threads)
-    try:
-        densitron.utils.clear_session()
-        densitron.utils.set_random_seed(seed)
-        model = big_dag()
-        model.compile(optimizer="adam", loss=["categorical_crossentropy", "mse"],
-                      metrics=[["accuracy"], ["mae"]])
-        rng = np.random.default_rng(0)
-        x = [rng.normal(size=(256, 96)).astype(np.float32), rng.integers(0, 50, (256, 6))]
-        y = [np.eye(10, dtype=np.float32)[rng.integers(0, 10, 256)],
-             rng.normal(size=(256, 3)).astype(np.float32)]
-        hist = model.fit(x, y, batch_size=64, epochs=2, verbose=0).history
-        pred = model.predict(x, batch_size=100, verbose=0)
-        ev = model.evaluate(x, y, batch_size=50, verbose=0)
-        grads = model._compute_gradients(x, y)
-        return model.get_weights(), hist, pred, ev, grads
-    finally:
-        densitron.set_num_threads(before)
+    densitron.utils.clear_session()
+    densitron.utils.set_random_seed(seed)
+    model = big_dag()
+    model.compile(optimizer="adam", loss=["categorical_crossentropy", "mse"],
+                  metrics=[["accuracy"], ["mae"]])
+    rng = np.random.default_rng(0)
+    x = [rng.normal(size=(256, 96)).astype(np.float32), rng.integers(0, 50, (256, 6))]
+    y = [np.eye(10, dtype=np.float32)[rng.integers(0, 10, 256)],
+         rng.normal(size=(256, 3)).astype(np.float32)]
+    hist = model.fit(x, y, batch_size=64, epochs=2, verbose=0).history
+    pred = model.predict(x, batch_size=100, verbose=0)
+    ev = model.evaluate(x, y, batch_size=50, verbose=0)
+    grads = model._compute_gradients(x, y)
+    return model.get_weights(), hist, pred, ev, grads
 
 
 def test_one_and_two_threads_bitwise_equal():
@@ -94,22 +90,18 @@ def test_forked_child_runs_single_threaded_instead_of_hanging():
 
 
 def seed_run(threads, x, y, sw):
-    before = densitron.get_num_threads()
     densitron.set_num_threads(threads)
-    try:
-        densitron.utils.clear_session()
-        densitron.utils.set_random_seed(3)
-        inputs = layers.Input(shape=(784,))
-        h = layers.Dense(64, activation="relu")(inputs)
-        h = layers.Dense(64, activation="relu")(h)
-        model = Model(inputs, layers.Dense(10, activation="softmax")(h))
-        model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
-        hist = model.fit(x, y, batch_size=32, epochs=2, sample_weight=sw, verbose=0).history
-        # inference takes whole rows through the cut first kernel
-        pred = model.predict(x, batch_size=64, verbose=0)
-        return model.get_weights() + [pred], hist
-    finally:
-        densitron.set_num_threads(before)
+    densitron.utils.clear_session()
+    densitron.utils.set_random_seed(3)
+    inputs = layers.Input(shape=(784,))
+    h = layers.Dense(64, activation="relu")(inputs)
+    h = layers.Dense(64, activation="relu")(h)
+    model = Model(inputs, layers.Dense(10, activation="softmax")(h))
+    model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+    hist = model.fit(x, y, batch_size=32, epochs=2, sample_weight=sw, verbose=0).history
+    # inference takes whole rows through the cut first kernel
+    pred = model.predict(x, batch_size=64, verbose=0)
+    return model.get_weights() + [pred], hist
 
 
 def test_shuffled_seed_model_gathers_ahead_bitwise_equal():

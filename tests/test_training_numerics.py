@@ -73,19 +73,15 @@ def test_activation_derivative_in_the_input_gradient_gemm(hidden, threads):
     # hidden activation's derivative as it writes; the 300-wide one feeds a kernel cut into
     # row blocks. Batch 64 splits the products across threads.
     rng = np.random.default_rng(8)
-    before = densitron.get_num_threads()
     densitron.set_num_threads(threads)
-    try:
-        model = build_mlp(hidden, "softmax", [7, 300, 64, 48, 5])
-        x = rng.normal(size=(64, 7)).astype(np.float32)
-        y = make_targets("categorical_crossentropy", rng, 64, 5)
-        model.compile(optimizer="sgd", loss="categorical_crossentropy")
-        _, _, grads_ref = mlp_step(model.get_weights(), hidden + ["softmax"], x, y,
-                                   "categorical_crossentropy")
-        for g, gr in zip(model._compute_gradients(x, y), grads_ref):
-            assert rel_err(g, gr) < 1e-5
-    finally:
-        densitron.set_num_threads(before)
+    model = build_mlp(hidden, "softmax", [7, 300, 64, 48, 5])
+    x = rng.normal(size=(64, 7)).astype(np.float32)
+    y = make_targets("categorical_crossentropy", rng, 64, 5)
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    _, _, grads_ref = mlp_step(model.get_weights(), hidden + ["softmax"], x, y,
+                               "categorical_crossentropy")
+    for g, gr in zip(model._compute_gradients(x, y), grads_ref):
+        assert rel_err(g, gr) < 1e-5
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -93,31 +89,27 @@ def test_cut_kernel_updated_block_by_block_with_regularizer_and_constraint(threa
     # A 600-wide input cuts the first kernel into row blocks; each block's optimizer step
     # (with its L2 term) runs right after the block's gradient, then max_norm applies.
     rng = np.random.default_rng(9)
-    before = densitron.get_num_threads()
     densitron.set_num_threads(threads)
-    try:
-        inp = layers.Input(shape=(600,))
-        h = layers.Dense(64, activation="tanh", kernel_regularizer=densitron.regularizers.L2(0.01),
-                         kernel_constraint=densitron.constraints.MaxNorm(0.5))(inp)
-        model = Model(inp, layers.Dense(5, activation="softmax")(h))
-        x = rng.normal(size=(48, 600)).astype(np.float32)
-        y = make_targets("categorical_crossentropy", rng, 48, 5)
-        model.compile(optimizer=optimizers.RMSprop(learning_rate=0.01),
-                      loss="categorical_crossentropy")
-        w0 = model.get_weights()
-        _, loss_ref, grads = mlp_step(w0, ["tanh", "softmax"], x, y, "categorical_crossentropy")
-        k0 = w0[0].astype(np.float64)
-        grads[0] = grads[0] + 2 * 0.01 * k0
-        loss_ref += 0.01 * (k0 ** 2).sum()
-        assert abs(model.train_on_batch(x, y) - loss_ref) / loss_ref < 1e-5
-        expected = [rmsprop(w.astype(np.float64), g, {}, lr=0.01) for w, g in zip(w0, grads)]
-        norms = np.sqrt((expected[0] ** 2).sum(axis=0, keepdims=True))
-        expected[0] = expected[0] * np.clip(norms, 0, 0.5) / (norms + 1e-7)
-        assert (norms > 0.5).any()  # the constraint acts
-        for got, want in zip(model.get_weights(), expected):
-            assert rel_err(got, want) < 1e-5
-    finally:
-        densitron.set_num_threads(before)
+    inp = layers.Input(shape=(600,))
+    h = layers.Dense(64, activation="tanh", kernel_regularizer=densitron.regularizers.L2(0.01),
+                     kernel_constraint=densitron.constraints.MaxNorm(0.5))(inp)
+    model = Model(inp, layers.Dense(5, activation="softmax")(h))
+    x = rng.normal(size=(48, 600)).astype(np.float32)
+    y = make_targets("categorical_crossentropy", rng, 48, 5)
+    model.compile(optimizer=optimizers.RMSprop(learning_rate=0.01),
+                  loss="categorical_crossentropy")
+    w0 = model.get_weights()
+    _, loss_ref, grads = mlp_step(w0, ["tanh", "softmax"], x, y, "categorical_crossentropy")
+    k0 = w0[0].astype(np.float64)
+    grads[0] = grads[0] + 2 * 0.01 * k0
+    loss_ref += 0.01 * (k0 ** 2).sum()
+    assert abs(model.train_on_batch(x, y) - loss_ref) / loss_ref < 1e-5
+    expected = [rmsprop(w.astype(np.float64), g, {}, lr=0.01) for w, g in zip(w0, grads)]
+    norms = np.sqrt((expected[0] ** 2).sum(axis=0, keepdims=True))
+    expected[0] = expected[0] * np.clip(norms, 0, 0.5) / (norms + 1e-7)
+    assert (norms > 0.5).any()  # the constraint acts
+    for got, want in zip(model.get_weights(), expected):
+        assert rel_err(got, want) < 1e-5
 
 
 def test_keras_golden_rmsprop():
