@@ -118,3 +118,47 @@ def test_shuffled_seed_model_gathers_ahead_bitwise_equal():
         np.testing.assert_array_equal(a, b)
     assert h1 == h2
     assert h1["loss"][1] < h1["loss"][0]
+
+
+def narrow_run(threads, hidden, batch, x, y, profile=False):
+    densitron.set_num_threads(threads)
+    densitron.utils.clear_session()
+    densitron.utils.set_random_seed(7)
+    inputs = layers.Input(shape=(784,))
+    h = inputs
+    for units in hidden:
+        h = layers.Dense(units, activation="relu")(h)
+    model = Model(inputs, layers.Dense(10, activation="softmax")(h))
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    hist = model.fit(x, y, batch_size=batch, epochs=2, verbose=0, profile=profile)
+    return model, hist
+
+
+def test_steps_of_half_a_million_multiply_adds_take_two_threads():
+    # Two threads from ~0.5M multiply-adds a step (forward and backward); the profile lists the
+    # barrier waits of each thread only when the step was split.
+    rng = np.random.default_rng(8)
+    x = rng.random((200, 784), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 200)]
+    split = {}
+    for hidden, batch in [((16,), 16), ((32, 32), 32), ((64, 64), 4), ((16,), 8), ((32, 32), 2)]:
+        _, hist = narrow_run(2, hidden, batch, x, y, profile=True)
+        split[(hidden, batch)] = len(hist.profile["barrier_waits"])
+    assert split == {((16,), 16): 2, ((32, 32), 32): 2, ((64, 64), 4): 2, ((16,), 8): 0,
+                     ((32, 32), 2): 0}
+
+
+def test_narrow_models_small_batches_bitwise_equal():
+    # Small steps that now split across two threads (first kernel cut or not, gather ahead
+    # with a few rows a batch, a short last batch) give the one-thread results bit for bit.
+    rng = np.random.default_rng(9)
+    rows = 16 * 12 + 5
+    x = rng.random((rows, 784), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, rows)]
+    for hidden, batch in [((16,), 16), ((32, 32), 8), ((64, 64), 4)]:
+        m1, h1 = narrow_run(1, hidden, batch, x, y)
+        m2, h2 = narrow_run(2, hidden, batch, x, y)
+        for a, b in zip(m1.get_weights(), m2.get_weights()):
+            np.testing.assert_array_equal(a, b)
+        assert h1.history == h2.history
+        assert h1.history["loss"][1] < h1.history["loss"][0]

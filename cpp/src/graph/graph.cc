@@ -859,14 +859,19 @@ void Graph::finish_update(const Step& st) {
 // --- runs of batches ---------------------------------------------------------------------
 
 int Graph::threads_for(int64_t batch) const {
-  // Splitting a step pays once its products outweigh the barriers between ops (~0.3 µs each
-  // on this 2-core machine): measured on the seed model, two threads win from batch 32
-  // (~5M multiply-adds a step) up.
+  // Splitting a step pays once its work outweighs the barriers between ops and the traffic
+  // between cores. Measured here (2 cores, processes alternated): two threads win 1.3-1.6x
+  // from about 0.6M multiply-adds a step (784-16-10 at batch 16, 784-8-10 at batch 32, the
+  // seed model at batch 4 to 16, 784-32-32-10 at batch 32) and lose around 0.3M (784-16-10 at
+  // batch 8: 0.9x; 784-32-32-10 at batch 2: 0.55x, though 1.35x at batch 4). Beyond two
+  // threads, one per 2M.
   double macs = 0.0;
   for (const NodeSpec& node : nodes_)
     if (node.op == OpType::kDense)
       macs += 3.0 * static_cast<double>(batch) * nodes_[node.inputs[0]].width * node.last_dim;
-  const int by_work = static_cast<int>(std::max(1.0, macs / kMacsPerThread));
+  const int by_work = macs < kMacsForTwoThreads
+                          ? 1
+                          : std::max(2, static_cast<int>(macs / kMacsPerThread));
   return std::max(1, std::min(get_num_threads(), by_work));
 }
 

@@ -95,7 +95,9 @@ inline Share owned_columns(int64_t w, int parts, int ith, int nth) {
 constexpr int64_t kMinElementsPerThread = 512;
 constexpr double kMinGemmWorkPerThread = 16384.0;
 
-// Multiply-adds per step and thread below which the executor runs a step on fewer threads.
+// Multiply-adds per step (forward and backward) from which a step runs on two threads, and
+// per thread beyond two.
+constexpr double kMacsForTwoThreads = 0.5e6;
 constexpr double kMacsPerThread = 2.0e6;
 
 // Parameter elements per thread below which an optimizer update is not shared out.
