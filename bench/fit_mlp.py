@@ -14,7 +14,10 @@ seconds. --same-process keeps everything in one process instead, for comparison.
 
 Peers: `pip install torch==2.13.0` (a CPU build that lies on this machine's disk) and
 `pip install keras jax` (Keras on JAX). Peak FLOP rate: `--peak-gflops`, or it is read from the
-`fma_peak` program if a C++ benchmark build exists (cmake -DDENSITRON_BUILD_BENCH=ON).
+`fma_peak` program if a C++ benchmark build exists (cmake -DDENSITRON_BUILD_BENCH=ON). With
+the peak known, a last table gives each ratio's ceiling: the ratio an engine running the
+step's FLOPs at 100% of the peak would reach against the same peer time. Where a target ratio
+exceeds its ceiling (wide layers, where the peers are GEMM-bound too), no engine can meet it.
 
     python bench/fit_mlp.py [--batch-sizes 32 128 512] [--repeats 3] [--rows 60000] [--threads 2]
                             [--same-process]
@@ -493,6 +496,15 @@ def report(peers, args, peak):
     print(line)
     print(f"\ntraining step: {train_flops * args.rows / 1e9:.2f} GFLOP per epoch"
           + (f"; FMA peak {peak:.0f} GFLOP/s" if peak else "; FMA peak unknown (--peak-gflops)"))
+    if peak and len(names) > 1:
+        # The hardware's bound on each ratio: what an engine doing nothing but FMAs at the
+        # peak rate would reach against the same peer time.
+        print("\nceiling: the peer/densitron ratio at 100% of the FMA peak (peer s / floor s)")
+        print(f"{'batch':>6} {'floor s':>12} " + " ".join(f"{n + '/floor':>18}" for n in names[1:]))
+        floors = [(batch, train_flops * args.rows / 1e9 / peak, r) for batch, r in results.items()]
+        floors.append(("pred", fwd_flops * args.rows / 1e9 / peak, pred))
+        for batch, floor, r in floors:
+            print(f"{batch:>6} {floor:>12.4f} " + " ".join(f"{r[n] / floor:>18.2f}" for n in names[1:]))
     if not args.no_memory:
         for dtype in ("float32", "float64"):
             grow = memory_probe(args.rows, args.batch_sizes[0], dtype)
