@@ -162,3 +162,18 @@ def test_narrow_models_small_batches_bitwise_equal():
             np.testing.assert_array_equal(a, b)
         assert h1.history == h2.history
         assert h1.history["loss"][1] < h1.history["loss"][0]
+
+
+def test_column_split_gather_bitwise_equal():
+    # Without a solo op (batch 100) each thread gathers the feature columns of the first
+    # kernel's row blocks it owns, requesting rows ahead of the copy; a short last batch too.
+    rng = np.random.default_rng(10)
+    rows = 100 * 5 + 37
+    x = rng.random((rows, 784), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, rows)]
+    m1, h1 = narrow_run(1, (64, 64), 100, x, y)
+    m2, h2 = narrow_run(2, (64, 64), 100, x, y, profile=True)
+    assert len(h2.profile["barrier_waits"]) == 2  # the step was split
+    for a, b in zip(m1.get_weights(), m2.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert h1.history == h2.history

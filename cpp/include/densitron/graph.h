@@ -180,7 +180,10 @@ class Graph {
   float* gathered_x(int parity, size_t k);
   float* gathered_target(int parity, size_t k);
   float* gathered_weight(int parity, size_t k);
-  void copy_rows(const DataRefs& data, int parity, const int64_t* src, int64_t lo, int64_t hi);
+  void copy_rows(const DataRefs& data, int parity, const int64_t* src, int64_t lo, int64_t hi,
+                 int64_t count);
+  void gather_input(int parity, size_t k, const float* x, const int64_t* src, int64_t lo,
+                    int64_t hi, int64_t limit, int64_t c0, int64_t c1);
   void copy_targets(const DataRefs& data, int parity, const int64_t* src, int64_t lo,
                     int64_t hi);
   void copy_input(int parity, size_t k, const float* src, float* dst, int64_t n, int64_t row);

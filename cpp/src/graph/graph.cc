@@ -448,25 +448,20 @@ void Graph::begin_batch(const Step& st, const std::vector<const float*>& x,
     const int64_t done = std::min(claimed_[par].load(std::memory_order_relaxed), batch);
     if (done > 0) {
       const Share sh = share_of(batch - done, st.ith, st.nth, 4);
-      copy_rows(*data, par, src, done + sh.lo, done + sh.hi);
+      copy_rows(*data, par, src, done + sh.lo, done + sh.hi, batch);
     } else {
       const Share sh = share_of(batch, st.ith, st.nth, 4);
       for (size_t k = 0; k < inputs_.size(); ++k) {
         const int64_t w = nodes_[inputs_[k]].width;
-        float* buf = gathered_x(par, k);
         const int parts = gather_split_[inputs_[k]];
         if (parts == 1) {
-          for (int64_t r = sh.lo; r < sh.hi; ++r)
-            copy_input(par, k, x[k] + src[r] * w, buf + r * w, w, src[r]);
+          gather_input(par, k, x[k], src, sh.lo, sh.hi, sh.hi, 0, w);
           continue;
         }
         // Each thread copies the feature columns of the row blocks of the kernel it owns, so
         // the first layer's partial products read only what their own core wrote.
         const Share cs = owned_columns(w, parts, st.ith, st.nth);
-        if (cs.lo < cs.hi)
-          for (int64_t r = 0; r < batch; ++r)
-            copy_input(par, k, x[k] + src[r] * w + cs.lo, buf + r * w + cs.lo, cs.hi - cs.lo,
-                       src[r]);
+        if (cs.lo < cs.hi) gather_input(par, k, x[k], src, 0, batch, batch, cs.lo, cs.hi);
       }
       copy_targets(*data, par, src, sh.lo, sh.hi);
     }
@@ -497,15 +492,30 @@ void Graph::copy_input(int parity, size_t k, const float* src, float* dst, int64
       std::memory_order_relaxed);
 }
 
-// Whole rows [lo, hi) of a batch whose source rows are src[]: inputs, targets, sample weights.
-void Graph::copy_rows(const DataRefs& data, int parity, const int64_t* src, int64_t lo,
-                      int64_t hi) {
-  for (size_t k = 0; k < inputs_.size(); ++k) {
-    const int64_t w = nodes_[inputs_[k]].width;
-    float* buf = gathered_x(parity, k);
-    for (int64_t r = lo; r < hi; ++r)
-      copy_input(parity, k, data.x[k] + src[r] * w, buf + r * w, w, src[r]);
+// Columns [c0, c1) of rows [lo, hi) of input k (source row src[r] of x) into the gather
+// buffer. Random rows miss every cache level: each row is requested whole before its copy, and
+// the row kGatherAhead further on with it, so the rows' memory latencies overlap. On the seed
+// model this took thread 0's gathering from 8.0 to 4.7 ms an epoch at batch 128 (the epoch
+// 6% faster) and from 8.5 to 4.8 ms at batch 512. Rows up to `limit` of the batch may be
+// requested (another thread may copy them).
+void Graph::gather_input(int parity, size_t k, const float* x, const int64_t* src, int64_t lo,
+                         int64_t hi, int64_t limit, int64_t c0, int64_t c1) {
+  const int64_t w = nodes_[inputs_[k]].width, n = c1 - c0;
+  float* buf = gathered_x(parity, k);
+  for (int64_t r = lo; r < std::min(hi, lo + kGatherAhead); ++r)
+    prefetch_floats(x + src[r] * w + c0, n);
+  for (int64_t r = lo; r < hi; ++r) {
+    if (r + kGatherAhead < limit) prefetch_floats(x + src[r + kGatherAhead] * w + c0, n);
+    copy_input(parity, k, x + src[r] * w + c0, buf + r * w + c0, n, src[r]);
   }
+}
+
+// Whole rows [lo, hi) of a batch of `count` rows whose source rows are src[]: inputs, targets,
+// sample weights.
+void Graph::copy_rows(const DataRefs& data, int parity, const int64_t* src, int64_t lo,
+                      int64_t hi, int64_t count) {
+  for (size_t k = 0; k < inputs_.size(); ++k)
+    gather_input(parity, k, data.x[k], src, lo, hi, count, 0, nodes_[inputs_[k]].width);
   copy_targets(data, parity, src, lo, hi);
 }
 
@@ -557,7 +567,7 @@ void Graph::gather_in_window(const Step& st, int64_t window) {
   while (window_end_.load(std::memory_order_acquire) < window) {
     const int64_t r = claimed.fetch_add(1, std::memory_order_relaxed);
     if (r >= st.next_count) return;
-    copy_rows(*st.data, st.parity ^ 1, st.next_rows, r, r + 1);
+    copy_rows(*st.data, st.parity ^ 1, st.next_rows, r, r + 1, st.next_count);
   }
 }
 
