@@ -137,6 +137,9 @@ def test_nan_in_a_second_input_or_the_validation_split_is_named():
     xb[17, 2] = np.nan
     with raises(ValueError, "`x[1]` contains NaN", "row 17"):
         model.fit([xa, xb], y, batch_size=8, verbose=0)
+    # evaluate checks the rows as the engine gathers them, in passes of many batches
+    with raises(ValueError, "`x[1]` contains NaN", "row 17"):
+        model.evaluate([xa, xb], y, batch_size=8, verbose=0)
     xb[17, 2] = 0.0
     xa[45, 0] = np.nan  # in the last 20% that validation_split holds out
     with raises(ValueError, "`x[0]` contains NaN", "row 45"):

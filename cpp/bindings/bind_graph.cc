@@ -192,16 +192,18 @@ class PyGraph {
   }
 
   py::tuple evaluate(const py::list& xs, const py::list& ys, int64_t batch_size,
-                     const py::object& ws) {
+                     const py::object& ws, bool check_nan) {
     if (!graph_->compiled()) throw py::value_error("the graph is not compiled");
     if (batch_size < 1) throw py::value_error("batch_size must be >= 1");
     densitron::DataRefs d = data_refs(xs, ys, ws);
     densitron::RunTotals t;
     {
       py::gil_scoped_release release;
-      t = graph_->evaluate(d, batch_size);
+      t = graph_->evaluate(d, batch_size, check_nan);
     }
-    return totals(t);
+    py::object nan = py::none();  // (input index, row) of a NaN that stopped the run
+    if (t.nan_row >= 0) nan = py::make_tuple(t.nan_input, t.nan_row);
+    return py::make_tuple(t.rows, t.loss_sum, t.output_loss_sums, t.metric_sums, nan);
   }
 
   py::tuple gradients(const py::list& xs, const py::list& ys) {
@@ -312,7 +314,7 @@ void bind_graph(py::module_& m) {
            py::arg("perm"), py::arg("batch_size"), py::arg("first_batch"),
            py::arg("num_batches"), py::arg("sample_weights") = py::none())
       .def("evaluate", &PyGraph::evaluate, py::arg("xs"), py::arg("ys"), py::arg("batch_size"),
-           py::arg("sample_weights") = py::none())
+           py::arg("sample_weights") = py::none(), py::arg("check_nan") = false)
       .def("gradients", &PyGraph::gradients, py::arg("xs"), py::arg("ys"))
       .def("predict", &PyGraph::predict, py::arg("xs"), py::arg("batch_size"))
       .def("set_profiling", [](PyGraph& g, bool on) { g.graph().set_profiling(on); })

@@ -123,7 +123,9 @@ class Graph {
   // running totals: a call with first_batch > 0 continues the previous call's.
   RunTotals train_batches(const DataRefs& data, const int64_t* perm, int64_t batch_size,
                           int64_t first_batch, int64_t num_batches);
-  RunTotals evaluate(const DataRefs& data, int64_t batch_size);
+  // check_nan: the rows are gathered in order and checked for NaN on the way; a NaN stops the
+  // run before its batch (RunTotals::nan_input, nan_row).
+  RunTotals evaluate(const DataRefs& data, int64_t batch_size, bool check_nan = false);
   // Forward, loss and backward over all rows as one batch, without an update: grads receives
   // the gradient of every parameter, concatenated in parameter order (zeros where frozen).
   RunTotals gradients(const DataRefs& data, std::vector<float>* grads);

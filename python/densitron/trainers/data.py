@@ -78,7 +78,8 @@ def _split_structure(value, names, arg):
 def standardize_x(model, x, arg="x", reject_nan=True):
     """Returns a list of (rows, width) float32 arrays, one per model input. Training and
     evaluation refuse NaN (`reject_nan`); prediction passes it through to NaN outputs, and
-    shuffled training checks the rows as the engine gathers them."""
+    `fit` and `evaluate` leave the check to the engine, which makes it as it gathers the
+    rows."""
     if x is None:
         raise ValueError(f"`{arg}` is required. Received: {arg}=None")
     parts = _split_structure(x, model._input_names, arg)

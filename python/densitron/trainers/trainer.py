@@ -354,9 +354,12 @@ class Trainer:
         cap = max(1, (32 << 20) // (4 * max(values_per_row, 1)))
         return max(batch_size, min(512, cap))
 
-    def _run_evaluate(self, xs, ys, batch_size, sample_weights=None):
-        r, loss_sum, out_sums, met_sums = self._graph.evaluate(
-            xs, ys, self._inference_batch(batch_size), sample_weights)
+    def _run_evaluate(self, xs, ys, batch_size, sample_weights=None, check_x_nan=False):
+        """check_x_nan: the engine checks x's rows for NaN as it reads them (ValueError)."""
+        r, loss_sum, out_sums, met_sums, nan = self._graph.evaluate(
+            xs, ys, self._inference_batch(batch_size), sample_weights, check_x_nan)
+        if nan is not None:
+            raise data_mod.nan_error("x" if len(xs) == 1 else f"x[{nan[0]}]", nan[1])
         return self._logs_from_totals(r, loss_sum, np.asarray(out_sums), np.asarray(met_sums))
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
@@ -366,10 +369,10 @@ class Trainer:
                              "Received: evaluate() on a model that is not compiled")
         batch_size = data_mod.check_batch_size(batch_size)
         verbose = data_mod.check_verbose(verbose)
-        xs, ys, rows = self._prepare_xy(x, y)
+        xs, ys, rows = self._prepare_xy(x, y, reject_x_nan=False)
         sws = data_mod.standardize_sample_weight(self, sample_weight, rows)
         bar = Progbar(-(-rows // batch_size), verbose=verbose)
-        logs = self._run_evaluate(xs, ys, batch_size, sws)
+        logs = self._run_evaluate(xs, ys, batch_size, sws, check_x_nan=True)
         bar.update(bar.target, sorted(logs.items()), finalize=True)
         if return_dict:
             return logs
