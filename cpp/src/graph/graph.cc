@@ -550,11 +550,9 @@ void Graph::prefetch_next(const Step& st) {
     const Share cs = parts == 1 ? Share{0, w} : owned_columns(w, parts, st.ith, st.nth);
     const int64_t lo = parts == 1 && !has_window_ ? std::max(cr.lo, own.lo) : cr.lo;
     const int64_t hi = parts == 1 && !has_window_ ? std::min(cr.hi, own.hi) : cr.hi;
-    for (int64_t r = lo; r < hi && cs.lo < cs.hi; ++r) {
+    for (int64_t r = lo; r < hi; ++r) {
       if (has_window_ && r % st.nth != st.ith) continue;
-      const char* row = reinterpret_cast<const char*>(st.data->x[k] + st.next_rows[r] * w + cs.lo);
-      for (int64_t off = 0; off < (cs.hi - cs.lo) * 4; off += 64)
-        __builtin_prefetch(row + off, 0, 2);
+      prefetch_floats<2>(st.data->x[k] + st.next_rows[r] * w + cs.lo, cs.hi - cs.lo);
     }
   }
 }
