@@ -209,7 +209,7 @@ class Graph {
   double regularize_and_update(const Step& st, bool apply);
   void finish_update(const Step& st);
   double regularization_value() const;
-  double update_share(size_t p, Share sh, bool regularized, bool apply);
+  double update_share(size_t p, Share sh, bool regularized, bool apply, float* g = nullptr);
   void forward_dense_split(const Step& st, int i);
   void softmax_axis(const Step& st, int i, const float* x, const float* y, const float* dy,
                     float* gx, bool accumulate = false);
@@ -296,6 +296,7 @@ class Graph {
   std::atomic<int64_t> nan_code_[2] = {};
   bool has_window_ = false;  // per run: a solo chain leaves threads idle, and rows are shuffled
   std::vector<float> scratch_;
+  std::vector<std::vector<float>> block_grad_;  // per thread: a cut kernel block's gradient
 
   std::vector<int64_t> grad_offset_;  // per parameter, into grads_
   std::vector<float> grads_;

@@ -272,13 +272,17 @@ void Graph::backward_dense_split(const Step& st, int i) {
                  units, acc_x ? 1.0f : 0.0f, gx + ks.lo, in_last, &ep);
     }
     if (!want_w) continue;
+    // A block updated right here needs its gradient only until then: it goes to the thread's
+    // scratch, one block's worth, instead of the gradient buffer.
+    float* gw = update_in_backward_[kp] ? block_grad_[st.ith].data()
+                                        : param_grad(kp) + ks.lo * units;
     local_gemm(st, true, false, ks.hi - ks.lo, units, rows, x + ks.lo, in_last, dy, units,
-               param_first_writer_[kp] == i ? 0.0f : 1.0f, param_grad(kp) + ks.lo * units, units);
+               param_first_writer_[kp] == i ? 0.0f : 1.0f, gw, units);
     if (update_in_backward_[kp]) {  // the optimizer step of this block while it is in cache
       const double t0 = profiling_ && st.ith == 0 ? now_seconds() : 0.0;
       const ParamSpec& ps = params_[kp];
       st.fused_reg += update_share(static_cast<size_t>(kp), Share{ks.lo * units, ks.hi * units},
-                                   ps.l1 != 0.0f || ps.l2 != 0.0f, true);
+                                   ps.l1 != 0.0f || ps.l2 != 0.0f, true, gw);
       charge_from_elementwise(st, t0, kProfOptimizer);
     }
   }
