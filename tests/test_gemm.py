@@ -60,7 +60,10 @@ def test_matmul_tail_sweep(isa, transpose_a, transpose_b):
                 assert_close(got, a, b, transpose_a, transpose_b)
 
 
-@pytest.mark.parametrize("shape", [(255, 257, 300), (32, 64, 784), (784, 64, 32), (300, 10, 64)])
+# Wide products with a transposed A read it in place (rows 100 or 255 floats apart) or pack it
+# (512 floats apart, where reading in place would crowd a few L1 sets).
+@pytest.mark.parametrize("shape", [(255, 257, 300), (32, 64, 784), (784, 64, 32), (300, 10, 64),
+                                   (100, 300, 33), (512, 160, 40)])
 def test_matmul_larger_shapes(isa, shape):
     m, n, k = shape
     rng = np.random.default_rng(1)
