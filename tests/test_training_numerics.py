@@ -61,7 +61,10 @@ def test_one_step_matches_numpy(loss, in_width):
     model.train_on_batch(x, y)
     for w_new, w_old, g in zip(model.get_weights(), w0, grads_ref):
         expected = rmsprop(w_old.astype(np.float64), g, {}, lr=0.01)
-        assert rel_err(w_new, expected) < 1e-5
+        # RMSprop's first step is lr·g / (sqrt(1 - rho)·|g| + eps): where |g| is small it
+        # magnifies the float32 rounding of g. Over 30 initial seeds the 600-wide MSE case
+        # reaches 0.6-3.5e-5 here, with either row-block cut of its first kernel.
+        assert rel_err(w_new, expected) < 6e-5
         # the step itself, not just the weights, agrees
         assert rel_err(w_new - w_old, expected - w_old) < 2e-3
 

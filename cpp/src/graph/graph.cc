@@ -288,7 +288,7 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
 
 Share Graph::k_part(int i, int part) const {
   const int64_t k = nodes_[nodes_[i].inputs[0]].last_dim;
-  return share_of(k, part, ksplit_[i], 1, 16);
+  return share_of(k, part, ksplit_[i], 1, kPartAlign);
 }
 
 bool Graph::accumulates(int in, int node, int slot) const {
