@@ -87,18 +87,21 @@ def test_activation_derivative_in_the_input_gradient_gemm(hidden, threads):
         assert rel_err(g, gr) < 1e-5
 
 
+@pytest.mark.parametrize("rows", [48, 300])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_cut_kernel_updated_block_by_block_with_regularizer_and_constraint(threads):
+def test_cut_kernel_updated_block_by_block_with_regularizer_and_constraint(threads, rows):
     # A 600-wide input cuts the first kernel into row blocks; each block's optimizer step
-    # (with its L2 term) runs right after the block's gradient, then max_norm applies.
+    # (with its L2 term) runs on the block's rows as the gradient GEMM finishes them, then
+    # max_norm applies. 300 rows exceed the GEMM's k block: the rows come from C, not from the
+    # GEMM's small buffer.
     rng = np.random.default_rng(9)
     densitron.set_num_threads(threads)
     inp = layers.Input(shape=(600,))
     h = layers.Dense(64, activation="tanh", kernel_regularizer=densitron.regularizers.L2(0.01),
                      kernel_constraint=densitron.constraints.MaxNorm(0.5))(inp)
     model = Model(inp, layers.Dense(5, activation="softmax")(h))
-    x = rng.normal(size=(48, 600)).astype(np.float32)
-    y = make_targets("categorical_crossentropy", rng, 48, 5)
+    x = rng.normal(size=(rows, 600)).astype(np.float32)
+    y = make_targets("categorical_crossentropy", rng, rows, 5)
     model.compile(optimizer=optimizers.RMSprop(learning_rate=0.01),
                   loss="categorical_crossentropy")
     w0 = model.get_weights()

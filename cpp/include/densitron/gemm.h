@@ -21,6 +21,15 @@ struct GemmEpilogue {
   const float* dact_y = nullptr;  // Y for the derivative, or nullptr (act must be kNone)
   int64_t ldy = 0;
   EpilogueAct dact = EpilogueAct::kNone;
+  // When set, every finished block of whole rows of C, [row0, row0 + rows) × all n columns, is
+  // handed to rows_done(rows_ctx, row0, rows, c, ldc) as soon as it is computed, on the thread
+  // that computed it (threads then split C by rows only). c points to those rows, which the
+  // callee may modify; they are in C itself or, when beta == 0 and the product allows it, in a
+  // small buffer of the thread's that stays in L1, with C left unwritten. So a caller that
+  // consumes the rows in rows_done (the graph's kernel-gradient products, consumed by the
+  // optimizer) must not read C afterwards.
+  void (*rows_done)(void* ctx, int64_t row0, int64_t rows, float* c, int64_t ldc) = nullptr;
+  void* rows_ctx = nullptr;
 };
 
 // Threads: get_num_threads() from cpu.h; products too small to gain run on one thread.

@@ -168,6 +168,7 @@ class Graph {
     int64_t* windows = nullptr;  // this thread's count of solo windows passed in the run
     int* sense = nullptr;        // this thread's phase of the run's barrier (see barrier)
     mutable double fused_reg = 0.0;  // regularization of the updates done in the backward
+    OptimizerStep opt{};             // this step's optimizer update, prepared once
   };
 
   RunTotals run(Mode mode, const DataRefs& data, const int64_t* perm, int64_t batch_size,
@@ -209,7 +210,10 @@ class Graph {
   double regularize_and_update(const Step& st, bool apply);
   void finish_update(const Step& st);
   double regularization_value() const;
-  double update_share(size_t p, Share sh, bool regularized, bool apply, float* g = nullptr);
+  double update_share(const Step& st, size_t p, Share sh, bool regularized, bool apply,
+                      float* g = nullptr);
+  struct BlockUpdate;
+  static void update_rows(void* ctx, int64_t row0, int64_t rows, float* g, int64_t ldg);
   void forward_dense_split(const Step& st, int i);
   void softmax_axis(const Step& st, int i, const float* x, const float* y, const float* dy,
                     float* gx, bool accumulate = false);
@@ -296,7 +300,7 @@ class Graph {
   std::atomic<int64_t> nan_code_[2] = {};
   bool has_window_ = false;  // per run: a solo chain leaves threads idle, and rows are shuffled
   std::vector<float> scratch_;
-  std::vector<std::vector<float>> block_grad_;  // per thread: a cut kernel block's gradient
+  std::vector<std::vector<float>> block_grad_;  // per thread: a cut kernel block's gradient C
 
   std::vector<int64_t> grad_offset_;  // per parameter, into grads_
   std::vector<float> grads_;

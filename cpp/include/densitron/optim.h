@@ -22,6 +22,27 @@ struct OptimizerConfig {
   float weight_decay = 0.0f;  // decoupled (AdamW-style): w -= lr·wd·w before the step
 };
 
+// Optimizer constants for one update; decay = learning_rate·weight_decay (0 for none).
+struct OptimArgs {
+  float learning_rate, momentum, rho, epsilon, beta_1, beta_2, alpha, decay;
+  int nesterov, centered, amsgrad;
+};
+
+// One step's update prepared once (its constants computed, the active ISA's kernel chosen)
+// and then applied piece by piece on the calling thread, without forking: the graph executor
+// updates each block of rows of a kernel as soon as its gradient is computed. A plain
+// aggregate, as is OptimArgs: the ISA-flagged kernel files include this header.
+struct OptimizerStep {
+  OptimizerKind kind;
+  OptimArgs args;
+  const void* kernels;  // the ISA's elementwise kernel table
+  int slot[3];          // which of the caller's slot arrays each kernel slot reads, or -1
+};
+OptimizerStep prepare_optimizer_step(const OptimizerConfig& config, int64_t step);
+// As optimizer_update with the prepared step, on the calling thread only.
+void apply_optimizer_step(const OptimizerStep& s, float* w, const float* g, float* const* slots,
+                          int64_t n);
+
 // Number of float slots per parameter element the optimizer needs.
 int optimizer_slot_count(const OptimizerConfig& config);
 

@@ -57,6 +57,7 @@ class Scratch {
 
 thread_local Scratch t_pack_a;
 thread_local Scratch t_pack_b;
+thread_local Scratch t_rows;  // the rows_done buffer: one MR-row panel of C
 
 int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
 
@@ -94,6 +95,12 @@ void gemm_block(const KernelInfo& ki, const Problem& pr, int64_t i0, int64_t i1,
                                 : (pack_b ? t_pack_b.get(packed_b_floats(ki, pr, n)) : nullptr);
   // A gets 16 floats of slack for pack_a_rows's whole-vector stores.
   float* ap = pack_a ? t_pack_a.get(kc_max * round_up(std::min(ki.mc, m), mr) + 16) : nullptr;
+
+  // rows_done: whole rows are handed over as they finish. With one k block, one column block
+  // and beta == 0, C is never read, so each panel goes to a small per-thread buffer instead.
+  const bool rows_done = pr.ep.rows_done != nullptr;
+  const bool to_buffer = rows_done && pr.k <= ki.kc && n <= ki.nc && pr.beta == 0.0f;
+  float* panel = to_buffer ? t_rows.get(mr * n) : nullptr;
 
   UkernelArgs args;
   args.alpha = pr.alpha;
@@ -167,6 +174,29 @@ void gemm_block(const KernelInfo& ki, const Problem& pr, int64_t i0, int64_t i1,
         // which the hardware prefetchers, following eight strided rows, do not do in time
         // (predict of 784-32-32-10 10% faster, of 784-64-64-10 3%).
         const bool prefetch_a = !pack_a && pr.a_cs == 1 && mb > 4 * mr;
+        if (rows_done && last) {
+          // Row panel by row panel, each handed over once all its columns are done (in the
+          // thread's panel buffer when C is not needed, else in C).
+          for (int64_t ir = 0; ir < mb; ir += mr) {
+            args.m = std::min(mr, mb - ir);
+            args.a = pack_a ? ap + ir * kb : a_block + ir * pr.a_rs;
+            float* c_rows = to_buffer ? panel : pr.c + (ic + ir) * pr.ldc;
+            const int64_t ldc = to_buffer ? n : pr.ldc;
+            args.ldc = ldc;
+            for (int64_t jr = 0; jr < nb; jr += nr) {
+              args.n = std::min(nr, nb - jr);
+              args.b = pack_b ? bp + jr * kb : b_block + jr;
+              args.bias = pr.ep.bias != nullptr ? pr.ep.bias + jc + jr : nullptr;
+              args.c = c_rows + (to_buffer ? jc - j0 : jc) + jr;
+              args.dact_y = pr.ep.dact_y != nullptr
+                                ? pr.ep.dact_y + (ic + ir) * pr.ep.ldy + jc + jr : nullptr;
+              kernel(&args);
+            }
+            if (jc + nb == j1) pr.ep.rows_done(pr.ep.rows_ctx, ic + ir, args.m, c_rows, ldc);
+          }
+          args.ldc = pr.ldc;
+          continue;
+        }
         for (int64_t jr = 0; jr < nb; jr += nr) {
           args.n = std::min(nr, nb - jr);
           args.b = pack_b ? bp + jr * kb : b_block + jr;
@@ -249,7 +279,7 @@ Split plan_split(const KernelInfo& ki, const Problem& pr, int max_threads,
   const int64_t m_tiles = (pr.m + ki.mr - 1) / ki.mr;
   const int64_t n_tiles = (pr.n + ki.nr - 1) / ki.nr;
   Split sp;
-  sp.split_m = m_tiles >= n_tiles;
+  sp.split_m = m_tiles >= n_tiles || pr.ep.rows_done != nullptr;  // rows_done: whole rows
   sp.tiles = sp.split_m ? m_tiles : n_tiles;
   sp.step = sp.split_m ? ki.mr : ki.nr;
   sp.extent = sp.split_m ? pr.m : pr.n;
@@ -317,6 +347,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
     return;
   if (k == 0 || alpha == 0.0f) {
     scale_c(pr);
+    if (epilogue.rows_done != nullptr) epilogue.rows_done(epilogue.rows_ctx, 0, m, c, ldc);
     return;
   }
   const KernelInfo& ki = *gemm::active_kernel_info();
@@ -353,7 +384,9 @@ void sgemm_share(int ith, int nth, bool trans_a, bool trans_b, int64_t m, int64_
                     &pr))
     return;
   if (k == 0 || alpha == 0.0f) {
-    if (ith == 0) scale_c(pr);
+    if (ith != 0) return;
+    scale_c(pr);
+    if (epilogue.rows_done != nullptr) epilogue.rows_done(epilogue.rows_ctx, 0, m, c, ldc);
     return;
   }
   const KernelInfo& ki = *gemm::active_kernel_info();

@@ -816,7 +816,7 @@ double Graph::regularize_and_update(const Step& st, bool apply) {
       } else {
         sh = share_of(ps.size, st.ith, st.nth, kMinUpdatePerThread, 16);
       }
-      reg += update_share(p, sh, regularized, apply && has_grad);
+      reg += update_share(st, p, sh, regularized, apply && has_grad);
     }
   }
   return reg;
@@ -825,7 +825,8 @@ double Graph::regularize_and_update(const Step& st, bool apply) {
 // One range of one parameter: its regularization (value returned, gradient added) and, when
 // `apply`, the optimizer step. The range's gradient is at gblock when given (a cut kernel's
 // block, computed into its thread's scratch), else in the gradient buffer.
-double Graph::update_share(size_t p, Share sh, bool regularized, bool apply, float* gblock) {
+double Graph::update_share(const Step& st, size_t p, Share sh, bool regularized, bool apply,
+                           float* gblock) {
   if (sh.lo >= sh.hi) return 0.0;
   const ParamSpec& ps = params_[p];
   const int64_t off = grad_offset_[p];
@@ -848,8 +849,7 @@ double Graph::update_share(size_t p, Share sh, bool regularized, bool apply, flo
   float* slot_ptrs[4];
   for (int s = 0; s < slot_count_; ++s)
     slot_ptrs[s] = slots_.data() + s * grads_.size() + off + sh.lo;
-  optimizer_update(optimizer_, iterations_ + 1, ps.data + sh.lo, g, slot_ptrs,
-                   sh.hi - sh.lo);
+  apply_optimizer_step(st.opt, ps.data + sh.lo, g, slot_ptrs, sh.hi - sh.lo);
   return reg;
 }
 
@@ -930,10 +930,11 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
         stage_weight_[k].resize(rows);
       }
   }
-  // Cut kernels updated block by block in the backward; each block's gradient goes to its
-  // thread's scratch, sized here for the largest block: one block's gradient in the core's
-  // cache at a time instead of all of its blocks' (784-256-256-10 at batch 32: 4-5% faster;
-  // 128 wide and batch 128 neutral).
+  // Cut kernels updated block by block in the backward: the gradient GEMM hands each few rows
+  // to the optimizer as it finishes them (update_rows), from a small buffer in L1 when the
+  // batch fits one k block, else from the thread's scratch, sized here for the largest block.
+  // Never through the gradient buffer (784-256-256-10 at batch 32: 4-5% faster with the
+  // scratch, 1-2% more with the rows handed over; the seed model 1-4% more).
   update_in_backward_.assign(params_.size(), false);
   int64_t block_grad = 0;
   for (size_t p = 0; p < params_.size() && mode == Mode::kTrain; ++p) {
@@ -983,6 +984,8 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
         st.pf_chunks = pf_chunks;
       }
       begin_batch(st, data.x, mode == Mode::kPredict ? nullptr : &data, perm, start, st.batch);
+      // (after begin_batch's barrier: thread 0 counted the previous step before it)
+      if (mode == Mode::kTrain) st.opt = prepare_optimizer_step(optimizer_, iterations_ + 1);
       // A NaN among the gathered inputs stops the run before this batch trains (every
       // thread reads the same code: it was written before begin_batch's barrier).
       const int64_t nan_code = nan_code_[st.parity].load(std::memory_order_relaxed);

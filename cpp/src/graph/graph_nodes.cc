@@ -1,6 +1,7 @@
 // The executor's per-op work: each node's forward and backward on a thread's share of the
 // batch, the cut-kernel (row block) forms of Dense, and softmax over a middle axis.
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <cstring>
 
@@ -250,6 +251,35 @@ void Graph::forward_dense_split(const Step& st, int i) {
                        rw.hi - rw.lo, units);
 }
 
+// A cut kernel block's rows, updated by update_rows as their gradient is computed.
+struct Graph::BlockUpdate {
+  Graph* graph;
+  const Step* st;
+  int p;          // the kernel parameter
+  int64_t row0;   // the block's first row in the kernel
+  int64_t cols;
+};
+
+void Graph::update_rows(void* ctx, int64_t row0, int64_t rows, float* g, int64_t ldg) {
+  const BlockUpdate& bu = *static_cast<const BlockUpdate*>(ctx);
+  Graph& graph = *bu.graph;
+  const Step& st = *bu.st;
+  const double t0 = graph.profiling_ && st.ith == 0 ? now_seconds() : 0.0;
+  const ParamSpec& ps = graph.params_[bu.p];
+  const bool regularized = ps.l1 != 0.0f || ps.l2 != 0.0f;
+  // The rows are contiguous: the block's C and the GEMM's row buffer both have ld == cols.
+  assert(ldg == bu.cols);
+  (void)ldg;
+  const int64_t lo = (bu.row0 + row0) * bu.cols;
+  st.fused_reg += graph.update_share(st, static_cast<size_t>(bu.p),
+                                     Share{lo, lo + rows * bu.cols}, regularized, true, g);
+  if (graph.profiling_ && st.ith == 0) {  // inside the GEMM's time: moved to the optimizer's
+    const double dt = now_seconds() - t0;
+    graph.prof_[kProfOptimizer] += dt;
+    graph.prof_[kProfGemm] -= dt;
+  }
+}
+
 void Graph::backward_dense_split(const Step& st, int i) {
   const NodeSpec& node = nodes_[i];
   const int in = node.inputs[0];
@@ -272,19 +302,21 @@ void Graph::backward_dense_split(const Step& st, int i) {
                  units, acc_x ? 1.0f : 0.0f, gx + ks.lo, in_last, &ep);
     }
     if (!want_w) continue;
-    // A block updated right here needs its gradient only until then: it goes to the thread's
-    // scratch, one block's worth, instead of the gradient buffer.
-    float* gw = update_in_backward_[kp] ? block_grad_[st.ith].data()
-                                        : param_grad(kp) + ks.lo * units;
-    local_gemm(st, true, false, ks.hi - ks.lo, units, rows, x + ks.lo, in_last, dy, units,
-               param_first_writer_[kp] == i ? 0.0f : 1.0f, gw, units);
-    if (update_in_backward_[kp]) {  // the optimizer step of this block while it is in cache
-      const double t0 = profiling_ && st.ith == 0 ? now_seconds() : 0.0;
-      const ParamSpec& ps = params_[kp];
-      st.fused_reg += update_share(static_cast<size_t>(kp), Share{ks.lo * units, ks.hi * units},
-                                   ps.l1 != 0.0f || ps.l2 != 0.0f, true, gw);
-      charge_from_elementwise(st, t0, kProfOptimizer);
+    if (!update_in_backward_[kp]) {
+      local_gemm(st, true, false, ks.hi - ks.lo, units, rows, x + ks.lo, in_last, dy, units,
+                 param_first_writer_[kp] == i ? 0.0f : 1.0f, param_grad(kp) + ks.lo * units,
+                 units);
+      continue;
     }
+    // The block's optimizer step, a few rows at a time as the GEMM finishes them (update_rows):
+    // the gradient is consumed while in L1 and never stored (the thread's scratch backs the
+    // products that cannot hand rows over without it).
+    BlockUpdate bu{this, &st, kp, ks.lo, units};
+    GemmEpilogue ep;
+    ep.rows_done = update_rows;
+    ep.rows_ctx = &bu;
+    local_gemm(st, true, false, ks.hi - ks.lo, units, rows, x + ks.lo, in_last, dy, units, 0.0f,
+               block_grad_[st.ith].data(), units, &ep);
   }
   if (param_grad_wanted(bp)) {
     const Share cs = share_of(units, st.ith, st.nth, 64, 16);

@@ -5,13 +5,9 @@
 
 #include <cstdint>
 
-namespace densitron {
+#include "densitron/optim.h"  // OptimArgs
 
-// Optimizer constants for one update; decay = learning_rate·weight_decay (0 for none).
-struct OptimArgs {
-  float learning_rate, momentum, rho, epsilon, beta_1, beta_2, alpha, decay;
-  int nesterov, centered, amsgrad;
-};
+namespace densitron {
 
 struct ElementwiseKernels {
   // act: densitron::Activation value; prm: {negative_slope, max_value, threshold, alpha}.

@@ -28,36 +28,39 @@ namespace {
 constexpr int64_t kMinChunk = 1 << 15;
 
 struct Update {
-  const ElementwiseKernels* k;
-  OptimizerKind kind;
-  OptimArgs a;
+  const OptimizerStep* s;
   float* w;
   const float* g;
-  float* s[3];
+  float* const* slots;
 };
 
 void update_chunk(void* ctx, int64_t b, int64_t e) {
   const Update& u = *static_cast<const Update*>(ctx);
-  auto at = [b](float* p) { return p != nullptr ? p + b : nullptr; };
-  switch (u.kind) {
+  float* at[3];
+  for (int k = 0; k < 3; ++k) at[k] = u.s->slot[k] >= 0 ? u.slots[u.s->slot[k]] + b : nullptr;
+  const ElementwiseKernels* k = static_cast<const ElementwiseKernels*>(u.s->kernels);
+  const OptimArgs* a = &u.s->args;
+  switch (u.s->kind) {
     case OptimizerKind::kSgd:
-      u.k->sgd(&u.a, u.w + b, u.g + b, at(u.s[0]), e - b);
+      k->sgd(a, u.w + b, u.g + b, at[0], e - b);
       return;
     case OptimizerKind::kRmsprop:
-      u.k->rmsprop(&u.a, u.w + b, u.g + b, at(u.s[0]), at(u.s[1]), at(u.s[2]), e - b);
+      k->rmsprop(a, u.w + b, u.g + b, at[0], at[1], at[2], e - b);
       return;
     case OptimizerKind::kAdam:
-      u.k->adam(&u.a, u.w + b, u.g + b, at(u.s[0]), at(u.s[1]), at(u.s[2]), e - b);
+      k->adam(a, u.w + b, u.g + b, at[0], at[1], at[2], e - b);
       return;
   }
 }
 
 }  // namespace
 
-void optimizer_update(const OptimizerConfig& c, int64_t step, float* w, const float* g,
-                      float* const* slots, int64_t n) {
-  Update u{elementwise_kernels(), c.kind, {}, w, g, {nullptr, nullptr, nullptr}};
-  OptimArgs& a = u.a;
+OptimizerStep prepare_optimizer_step(const OptimizerConfig& c, int64_t step) {
+  OptimizerStep s{};
+  s.slot[0] = s.slot[1] = s.slot[2] = -1;
+  s.kind = c.kind;
+  s.kernels = elementwise_kernels();
+  OptimArgs& a = s.args;
   a.learning_rate = c.learning_rate;
   a.momentum = c.momentum;
   a.rho = c.rho;
@@ -70,23 +73,36 @@ void optimizer_update(const OptimizerConfig& c, int64_t step, float* w, const fl
   a.amsgrad = c.amsgrad ? 1 : 0;
   switch (c.kind) {
     case OptimizerKind::kSgd:
-      if (c.momentum != 0.0f) u.s[0] = slots[0];
+      if (c.momentum != 0.0f) s.slot[0] = 0;
       break;
     case OptimizerKind::kRmsprop:  // slots: v, then the centered average, then momentum
-      u.s[0] = slots[0];
-      if (c.centered) u.s[1] = slots[1];
-      if (c.momentum != 0.0f) u.s[2] = slots[c.centered ? 2 : 1];
+      s.slot[0] = 0;
+      if (c.centered) s.slot[1] = 1;
+      if (c.momentum != 0.0f) s.slot[2] = c.centered ? 2 : 1;
       break;
     case OptimizerKind::kAdam: {
       const double t = static_cast<double>(step);
       a.alpha = static_cast<float>(c.learning_rate * std::sqrt(1.0 - std::pow(c.beta_2, t)) /
                                    (1.0 - std::pow(c.beta_1, t)));
-      u.s[0] = slots[0];
-      u.s[1] = slots[1];
-      if (c.amsgrad) u.s[2] = slots[2];
+      s.slot[0] = 0;
+      s.slot[1] = 1;
+      if (c.amsgrad) s.slot[2] = 2;
       break;
     }
   }
+  return s;
+}
+
+void apply_optimizer_step(const OptimizerStep& s, float* w, const float* g, float* const* slots,
+                          int64_t n) {
+  Update u{&s, w, g, slots};
+  update_chunk(&u, 0, n);
+}
+
+void optimizer_update(const OptimizerConfig& c, int64_t step, float* w, const float* g,
+                      float* const* slots, int64_t n) {
+  const OptimizerStep s = prepare_optimizer_step(c, step);
+  Update u{&s, w, g, slots};
   parallel_chunks(n, kMinChunk, update_chunk, &u);
 }
 
