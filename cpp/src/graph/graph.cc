@@ -823,8 +823,9 @@ double Graph::regularize_and_update(const Step& st, bool apply) {
 }
 
 // One range of one parameter: its regularization (value returned, gradient added) and, when
-// `apply`, the optimizer step. The range's gradient is at gblock when given (a cut kernel's
-// block, computed into its thread's scratch), else in the gradient buffer.
+// `apply`, the optimizer step. The range's gradient is at gblock when given (rows of a cut
+// kernel's block, handed over by its gradient GEMM: see update_rows), else in the gradient
+// buffer.
 double Graph::update_share(const Step& st, size_t p, Share sh, bool regularized, bool apply,
                            float* gblock) {
   if (sh.lo >= sh.hi) return 0.0;
