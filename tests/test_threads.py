@@ -177,3 +177,35 @@ def test_column_split_gather_bitwise_equal():
     for a, b in zip(m1.get_weights(), m2.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert h1.history == h2.history
+
+
+def cut_run(threads, width, x, y):
+    densitron.set_num_threads(threads)
+    densitron.utils.clear_session()
+    densitron.utils.set_random_seed(12)
+    inputs = layers.Input(shape=(width,))
+    h = layers.Dense(48, activation="relu")(inputs)
+    model = Model(inputs, layers.Dense(5, activation="softmax")(h))
+    model.compile(optimizer="rmsprop", loss="categorical_crossentropy")
+    hist = model.fit(x, y, batch_size=256, epochs=2, verbose=0, profile=True)
+    return model, hist
+
+
+def test_cut_kernel_partial_sums_bitwise_equal():
+    # The partial products of a cut kernel add up in a fixed tree: a thread owning both blocks
+    # of a pair adds them in its GEMM, other pairs are added in the final pass, so 1 to 4
+    # threads (more than this machine's cores, fine for a test) agree bit for bit. 200 inputs:
+    # three blocks; 784: four; 2100: four longer than the GEMM's k block, never added in the
+    # GEMM. Two threads own a pair each of 784's blocks, three split its first pair.
+    rng = np.random.default_rng(11)
+    for width in (200, 784, 2100):
+        x = rng.normal(size=(256 * 2 + 9, width)).astype(np.float32)
+        y = np.eye(5, dtype=np.float32)[rng.integers(0, 5, len(x))]
+        m1, h1 = cut_run(1, width, x, y)
+        assert h1.history["loss"][1] < h1.history["loss"][0]
+        for threads in (2, 3, 4):
+            m, h = cut_run(threads, width, x, y)
+            assert len(h.profile["barrier_waits"]) > 1  # the step was split
+            for a, b in zip(m1.get_weights(), m.get_weights()):
+                np.testing.assert_array_equal(a, b)
+            assert h1.history == h.history

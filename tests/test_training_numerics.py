@@ -37,7 +37,8 @@ def build_mlp(hidden_acts, out_act, widths):
 
 
 @pytest.mark.parametrize("loss", sorted(LOSS_SETUPS))
-@pytest.mark.parametrize("in_width", [13, 600])  # 600: the first kernel is cut into row blocks
+# 600: the first kernel is cut into row blocks; 2100: into blocks longer than the GEMM's k block
+@pytest.mark.parametrize("in_width", [13, 600, 2100])
 def test_one_step_matches_numpy(loss, in_width):
     out_act, out_w = LOSS_SETUPS[loss]
     rng = np.random.default_rng(7)

@@ -32,6 +32,10 @@ struct GemmEpilogue {
   void* rows_ctx = nullptr;
 };
 
+// The k extent the active ISA's kernels sum in one pass: C = beta·C + A·B with k at most this
+// adds each finished dot product to beta·C once (with beta = 1, exactly fl(C + A·B)).
+int64_t sgemm_k_block();
+
 // Threads: get_num_threads() from cpu.h; products too small to gain run on one thread.
 // The K dimension is never split across threads, so results are bitwise identical for any
 // thread count.

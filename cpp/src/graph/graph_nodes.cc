@@ -217,8 +217,10 @@ void Graph::forward_node(const Step& st, int i) {
 
 // A Dense whose kernel is cut into ksplit_ row blocks over its input features: block b's
 // partial product X[:, K_b]·W[K_b, :] is computed by thread b mod nth, then the partials are
-// summed in block order with the bias and the activation applied. The summation order depends
-// on the block count only, never on the thread count.
+// summed with the bias and the activation applied. The sum is a fixed tree, whatever the
+// thread count: each even block with the next, (p0 + p1) + (p2 + p3) + ..., then the bias. A
+// thread that owns both blocks of a pair adds the second onto the first in its GEMM (beta 1,
+// one k block: the same rounded sum), so the final pass reads one buffer for that pair.
 void Graph::forward_dense_split(const Step& st, int i) {
   const NodeSpec& node = nodes_[i];
   const int in = node.inputs[0];
@@ -227,12 +229,26 @@ void Graph::forward_dense_split(const Step& st, int i) {
   const float* x = out_[in];
   const float* w = param(i, 0);
   float* partial = partial_buf_[i].data();
+  const int64_t k_block = sgemm_k_block();
+  // Whether block q (odd) is added onto block q - 1 in the GEMM: one owner, one k block.
+  auto paired = [&](int q) {
+    if ((q & 1) == 0 || q >= parts) return false;
+    const Share ks = k_part(i, q);
+    int lo, hi;
+    for (int t = 0; t < st.nth; ++t) {
+      owned_parts(parts, t, st.nth, &lo, &hi);
+      if (q >= lo && q < hi) return q - 1 >= lo && ks.hi - ks.lo <= k_block;
+    }
+    return false;
+  };
   int p0, p1;
   owned_parts(parts, st.ith, st.nth, &p0, &p1);
   for (int part = p0; part < p1; ++part) {
     const Share ks = k_part(i, part);
+    const bool onto = paired(part);
     local_gemm(st, false, false, rows, units, ks.hi - ks.lo, x + ks.lo, in_last,
-               w + ks.lo * units, units, 0.0f, partial + part * rows * units, units);
+               w + ks.lo * units, units, onto ? 1.0f : 0.0f,
+               partial + (onto ? part - 1 : part) * rows * units, units);
   }
   barrier(st);
   const float* bias = param(i, 1);
@@ -241,9 +257,22 @@ void Graph::forward_dense_split(const Step& st, int i) {
   const Share rw = share_of(rows, st.ith, st.nth, std::max<int64_t>(1, 256 / units));
   for (int64_t r = rw.lo; r < rw.hi; ++r) {
     float* zr = z + r * units;
-    const float* p0 = partial + r * units;
-    for (int64_t c = 0; c < units; ++c) zr[c] = p0[c];
-    for (int part = 1; part < parts; ++part) add_into(zr, p0 + part * rows * units, units);
+    const float* p = partial + r * units;
+    for (int part = 0; part < parts; part += 2) {
+      const float* a = p + part * rows * units;
+      const float* b = part + 1 < parts && !paired(part + 1) ? a + rows * units : nullptr;
+      if (part == 0) {
+        if (b != nullptr) {
+          for (int64_t c = 0; c < units; ++c) zr[c] = a[c] + b[c];
+        } else {
+          std::memcpy(zr, a, units * sizeof(float));
+        }
+      } else if (b != nullptr) {
+        for (int64_t c = 0; c < units; ++c) zr[c] += a[c] + b[c];
+      } else {
+        add_into(zr, a, units);
+      }
+    }
     if (bias) add_into(zr, bias, units);
   }
   if (rw.lo < rw.hi)
