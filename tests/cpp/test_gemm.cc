@@ -381,7 +381,7 @@ TEST_P(GemmIsaTest, AgreesWithGenericTwin) {
 // rows_done hands over every row of C exactly once, whole and bitwise equal to what the same
 // product writes into C: from the per-thread panel buffer (one k block, beta 0; C untouched)
 // or from C itself (several k blocks, beta != 0, or more columns than one column block), on
-// one or two threads, with a row tail and the backward epilogue.
+// one or two threads (also packing B jointly), with a row tail and the backward epilogue.
 struct RowsSink {
   int64_t n;
   std::vector<float> rows;  // m × n, filled by rows_done
@@ -404,6 +404,7 @@ TEST_P(GemmIsaTest, RowsDoneHandsOverEveryRowOnce) {
   struct Shape { int64_t m, n, k; float beta; bool into_c; };
   const Shape shapes[] = {{ki.mr * 5 + 3, 2 * ki.nr + 5, 32, 0.0f, false},
                           {196, 256, 32, 0.0f, false},
+                          {300, 200, 100, 0.0f, false},  // two threads pack B jointly
                           {ki.mr * 3 + 1, 70, ki.kc + 9, 0.0f, true},
                           {37, 41, 20, 0.5f, true},
                           {9, ki.nc + 3, 5, 0.0f, true},
