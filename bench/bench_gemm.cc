@@ -1,8 +1,10 @@
-// SGEMM throughput (GFLOP/s) per ISA and thread count: square sizes 64..2048 and the seed
+// SGEMM throughput (GFLOP/s) per ISA and thread count: square sizes 64..2048, the seed
 // model's Dense training products at batch 32 and 256 (m×k×n):
 //   fwd  X·W      B×784×64, B×64×64, B×64×10
 //   dW   Xᵀ·dY    784×B×64 (X passed as stored, trans_a)
 //   dX   dY·Wᵀ    B×64×784 (W passed as stored, trans_b)
+// and one row block of a 784×256 kernel cut in four (what each thread computes of
+// 784-256-256-10's first layer): fwd B×196×256, dW 196×B×256 (Xᵀ read in place).
 // Run: bench_gemm [--benchmark_filter=...]; GFLOPS is the "FLOPS" counter.
 #include <benchmark/benchmark.h>
 
@@ -73,6 +75,10 @@ std::vector<Shape> shapes() {
                    EpilogueAct::kNone, false});
     out.push_back({"dX_" + bs + "x64x64", bsz, 64, 64, false, true, EpilogueAct::kNone, false});
     out.push_back({"fwd_" + bs + "x64x10", bsz, 64, 10, false, false, EpilogueAct::kNone, false});
+    out.push_back({"fwd_block_" + bs + "x196x256", bsz, 196, 256, false, false,
+                   EpilogueAct::kNone, false});
+    out.push_back({"dW_block_" + bs + "_196x" + bs + "x256", 196, bsz, 256, true, false,
+                   EpilogueAct::kNone, false});
   }
   return out;
 }
