@@ -223,7 +223,8 @@ class Graph {
                   const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                   int64_t ldc, const GemmEpilogue* ep = nullptr);
   GemmEpilogue input_grad_epilogue(int i, int64_t col0) const;
-  void charge_from_elementwise(const Step& st, double t0, ProfileCategory to);
+  void charge_time(const Step& st, double t0, ProfileCategory to,
+                   ProfileCategory from = kProfElementwise);
   float* param(int node, int slot) const;
   float* param_grad(int p);
   bool param_grad_wanted(int p) const;

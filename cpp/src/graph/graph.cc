@@ -360,15 +360,16 @@ void Graph::gemm(const Step& st, bool ta, bool tb, int64_t m, int64_t n, int64_t
   const double t0 = profiling_ && st.ith == 0 ? now_seconds() : 0.0;
   sgemm_share(st.ith, st.nth, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc,
               ep ? *ep : GemmEpilogue(), kMinGemmWorkPerThread);
-  charge_from_elementwise(st, t0, kProfGemm);
+  charge_time(st, t0, kProfGemm);
 }
 
-// Inside a node's elementwise profile scope: moves the time since t0 to slot `to`.
-void Graph::charge_from_elementwise(const Step& st, double t0, ProfileCategory to) {
+// Moves the time since t0 from slot `from` (by default a node's elementwise scope, which
+// encloses it) to slot `to`.
+void Graph::charge_time(const Step& st, double t0, ProfileCategory to, ProfileCategory from) {
   if (!profiling_ || st.ith != 0) return;
   const double dt = now_seconds() - t0;
   prof_[to] += dt;
-  prof_[kProfElementwise] -= dt;
+  prof_[from] -= dt;
 }
 
 void Graph::local_gemm(const Step& st, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
@@ -377,7 +378,7 @@ void Graph::local_gemm(const Step& st, bool ta, bool tb, int64_t m, int64_t n, i
   const double t0 = profiling_ && st.ith == 0 ? now_seconds() : 0.0;
   sgemm_share(0, 1, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc,
               ep ? *ep : GemmEpilogue());
-  charge_from_elementwise(st, t0, kProfGemm);
+  charge_time(st, t0, kProfGemm);
 }
 
 float* Graph::param(int node, int slot) const {

@@ -229,23 +229,22 @@ void Graph::forward_dense_split(const Step& st, int i) {
   const float* x = out_[in];
   const float* w = param(i, 0);
   float* partial = partial_buf_[i].data();
+  // paired[q]: block q (odd) is added onto block q - 1 in the GEMM: one owner, one k block.
   const int64_t k_block = sgemm_k_block();
-  // Whether block q (odd) is added onto block q - 1 in the GEMM: one owner, one k block.
-  auto paired = [&](int q) {
-    if ((q & 1) == 0 || q >= parts) return false;
-    const Share ks = k_part(i, q);
+  bool paired[kMaxSplit + 1] = {};
+  for (int t = 0; t < st.nth; ++t) {
     int lo, hi;
-    for (int t = 0; t < st.nth; ++t) {
-      owned_parts(parts, t, st.nth, &lo, &hi);
-      if (q >= lo && q < hi) return q - 1 >= lo && ks.hi - ks.lo <= k_block;
+    owned_parts(parts, t, st.nth, &lo, &hi);
+    for (int q = lo + 1; q < hi; ++q) {
+      const Share ks = k_part(i, q);
+      paired[q] = (q & 1) == 1 && ks.hi - ks.lo <= k_block;
     }
-    return false;
-  };
+  }
   int p0, p1;
   owned_parts(parts, st.ith, st.nth, &p0, &p1);
   for (int part = p0; part < p1; ++part) {
     const Share ks = k_part(i, part);
-    const bool onto = paired(part);
+    const bool onto = paired[part];
     local_gemm(st, false, false, rows, units, ks.hi - ks.lo, x + ks.lo, in_last,
                w + ks.lo * units, units, onto ? 1.0f : 0.0f,
                partial + (onto ? part - 1 : part) * rows * units, units);
@@ -260,7 +259,7 @@ void Graph::forward_dense_split(const Step& st, int i) {
     const float* p = partial + r * units;
     for (int part = 0; part < parts; part += 2) {
       const float* a = p + part * rows * units;
-      const float* b = part + 1 < parts && !paired(part + 1) ? a + rows * units : nullptr;
+      const float* b = part + 1 < parts && !paired[part + 1] ? a + rows * units : nullptr;
       if (part == 0) {
         if (b != nullptr) {
           for (int64_t c = 0; c < units; ++c) zr[c] = a[c] + b[c];
@@ -302,11 +301,7 @@ void Graph::update_rows(void* ctx, int64_t row0, int64_t rows, float* g, int64_t
   const int64_t lo = (bu.row0 + row0) * bu.cols;
   st.fused_reg += graph.update_share(st, static_cast<size_t>(bu.p),
                                      Share{lo, lo + rows * bu.cols}, regularized, true, g);
-  if (graph.profiling_ && st.ith == 0) {  // inside the GEMM's time: moved to the optimizer's
-    const double dt = now_seconds() - t0;
-    graph.prof_[kProfOptimizer] += dt;
-    graph.prof_[kProfGemm] -= dt;
-  }
+  graph.charge_time(st, t0, kProfOptimizer, kProfGemm);  // it ran inside the GEMM's time
 }
 
 void Graph::backward_dense_split(const Step& st, int i) {
