@@ -6,7 +6,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -222,24 +221,6 @@ void gemm_block(const KernelInfo& ki, const Problem& pr, int64_t i0, int64_t i1,
   }
 }
 
-float activate(float x, EpilogueAct act) {
-  switch (act) {
-    case EpilogueAct::kRelu: return x < 0.0f ? 0.0f : x;  // NaN stays NaN
-    case EpilogueAct::kSigmoid: return 1.0f / (1.0f + std::exp(-x));
-    case EpilogueAct::kTanh: return std::tanh(x);
-    default: return x;
-  }
-}
-
-float scale_by_derivative(float g, float y, EpilogueAct act) {
-  switch (act) {
-    case EpilogueAct::kRelu: return y > 0.0f ? g : 0.0f;
-    case EpilogueAct::kSigmoid: return g * (y * (1.0f - y));
-    case EpilogueAct::kTanh: return g * (1.0f - y * y);
-    default: return g;
-  }
-}
-
 // k == 0 or alpha == 0: C = epilogue(beta·C).
 void scale_c(const Problem& pr) {
   for (int64_t i = 0; i < pr.m; ++i) {
@@ -247,10 +228,9 @@ void scale_c(const Problem& pr) {
     for (int64_t j = 0; j < pr.n; ++j) {
       float x = pr.beta == 0.0f ? 0.0f : pr.beta * c[j];
       if (pr.ep.bias != nullptr) x += pr.ep.bias[j];
-      x = activate(x, pr.ep.act);
-      if (pr.ep.dact_y != nullptr)
-        x = scale_by_derivative(x, pr.ep.dact_y[i * pr.ep.ldy + j], pr.ep.dact);
-      c[j] = x;
+      c[j] = gemm::epilogue_value(x, static_cast<int>(pr.ep.act),
+                                  pr.ep.dact_y ? pr.ep.dact_y + i * pr.ep.ldy + j : nullptr,
+                                  static_cast<int>(pr.ep.dact));
     }
   }
 }

@@ -66,6 +66,10 @@ extern const KernelInfo kKernelInfoAvx512;
 // The table of the ISA in use (cpu.h's active_isa()).
 const KernelInfo* active_kernel_info();
 
+// The scalar epilogue of one element after bias (ukernel_generic.cc): act(x), then times
+// dact'(*dact_y) when dact_y is given. The portable kernel's write-back and sgemm's k == 0 path.
+float epilogue_value(float x, int act, const float* dact_y, int dact);
+
 // Packing (pack.cc). Packed panels are k-major with zero-padded tails:
 //   A panel: dst[p·mr + i] = op(A)(i, p) for i < mr (zero for i >= m)
 //   B panel: dst[p·nr + j] = op(B)(p, j) for j < nr (zero for j >= n)

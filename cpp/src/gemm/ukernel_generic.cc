@@ -31,6 +31,15 @@ float scale_by_derivative(float g, float y, int act) {
   }
 }
 
+}  // namespace
+
+float epilogue_value(float x, int act, const float* dact_y, int dact) {
+  x = activate(x, act);
+  return dact_y != nullptr ? scale_by_derivative(x, *dact_y, dact) : x;
+}
+
+namespace {
+
 void write_back(const UkernelArgs& p, const float (&acc)[kMr][kNr]) {
   for (int64_t i = 0; i < p.m; ++i) {
     float* c = p.c + i * p.ldc;
@@ -39,8 +48,7 @@ void write_back(const UkernelArgs& p, const float (&acc)[kMr][kNr]) {
       if (p.beta != 0.0f) x = p.beta * c[j] + x;
       if (p.last_k_block) {
         if (p.bias != nullptr) x += p.bias[j];
-        x = activate(x, p.act);
-        if (p.dact_y != nullptr) x = scale_by_derivative(x, p.dact_y[i * p.ldy + j], p.dact);
+        x = epilogue_value(x, p.act, p.dact_y ? p.dact_y + i * p.ldy + j : nullptr, p.dact);
       }
       c[j] = x;
     }
