@@ -264,6 +264,8 @@ TEST_P(GemmIsaTest, LargePackedPathsAndNoAlphaK) {
   // k == 0 and alpha == 0: C = epilogue(beta·C).
   check_case({false, false, 9, 11, 0, 1.0f, 0.5f, 1, true, EpilogueAct::kRelu}, rng);
   check_case({true, true, 9, 11, 4, 0.0f, 0.0f, 0, true, EpilogueAct::kTanh}, rng);
+  check_case({false, true, 9, 11, 0, 1.0f, 0.5f, 1, true, EpilogueAct::kNone,
+              EpilogueAct::kSigmoid}, rng);  // and the backward epilogue
 }
 
 TEST_P(GemmIsaTest, FusedEpilogues) {
