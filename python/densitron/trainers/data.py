@@ -48,6 +48,16 @@ def nan_error(arg, row):
     )
 
 
+def input_name(k, count, arg="x"):
+    """How the user names input k of count: `x`, or `x[k]` for a model with several."""
+    return arg if count == 1 else f"{arg}[{k}]"
+
+
+def engine_nan_error(xs, nan):
+    """The error for the engine's report of a NaN met while gathering rows: (input, row)."""
+    return nan_error(input_name(nan[0], len(xs)), nan[1])
+
+
 def _split_structure(value, names, arg):
     """Splits x (or y) into one entry per model input (output): array, list/tuple or dict."""
     n = len(names)
@@ -85,7 +95,7 @@ def standardize_x(model, x, arg="x", reject_nan=True):
     parts = _split_structure(x, model._input_names, arg)
     out = []
     for k, (part, shape) in enumerate(zip(parts, model._input_shapes)):
-        name = arg if len(parts) == 1 else f"{arg}[{k}]"
+        name = input_name(k, len(parts), arg)
         a = _as_numeric_array(part, name)
         if a.ndim == 1 and shape == (1,):
             a = a.reshape(-1, 1)
@@ -114,7 +124,7 @@ def standardize_y(model, y, arg="y"):
     parts = _split_structure(y, model._output_names, arg)
     out = []
     for k, part in enumerate(parts):
-        name = arg if len(parts) == 1 else f"{arg}[{k}]"
+        name = input_name(k, len(parts), arg)
         loss = model._compiled_losses[k]
         shape = model._output_shapes[k]
         a = _as_numeric_array(part, name)
@@ -173,7 +183,7 @@ def standardize_sample_weight(model, sample_weight, rows, arg="sample_weight"):
         if part is None:
             out.append(None)
             continue
-        name = arg if len(parts) == 1 else f"{arg}[{k}]"
+        name = input_name(k, len(parts), arg)
         a = _as_numeric_array(part, name)
         if a.ndim == 2 and a.shape[1] == 1:
             a = a[:, 0]

@@ -253,7 +253,7 @@ class Trainer:
 
             val = (cut(xs, split_at, rows), cut(ys, split_at, rows), cut(sws, split_at, rows))
             for k, a in enumerate(val[0]):
-                data_mod._check_finite(a, "x" if len(val[0]) == 1 else f"x[{k}]", split_at)
+                data_mod._check_finite(a, data_mod.input_name(k, len(val[0])), split_at)
             xs, ys, sws = cut(xs, 0, split_at), cut(ys, 0, split_at), cut(sws, 0, split_at)
             rows = split_at
         val_batch = data_mod.check_batch_size(validation_batch_size or batch_size,
@@ -298,7 +298,7 @@ class Trainer:
                 *totals, nan = self._graph.train_batches(xs, ys, perm, batch_size, done, n, sws)
                 elapsed = time.perf_counter() - t0
                 if nan is not None:
-                    raise data_mod.nan_error("x" if len(xs) == 1 else f"x[{nan[0]}]", nan[1])
+                    raise data_mod.engine_nan_error(xs, nan)
                 done += n
                 logs = self._logs_from_totals(*totals)  # the epoch's running totals
                 cb.on_train_batch_end(done - 1, logs)
@@ -361,7 +361,7 @@ class Trainer:
         r, loss_sum, out_sums, met_sums, nan = self._graph.evaluate(
             xs, ys, self._inference_batch(batch_size), sample_weights, check_x_nan)
         if nan is not None:
-            raise data_mod.nan_error("x" if len(xs) == 1 else f"x[{nan[0]}]", nan[1])
+            raise data_mod.engine_nan_error(xs, nan)
         return self._logs_from_totals(r, loss_sum, np.asarray(out_sums), np.asarray(met_sums))
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
