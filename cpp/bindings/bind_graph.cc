@@ -160,6 +160,14 @@ class PyGraph {
     return py::make_tuple(t.rows, t.loss_sum, t.output_loss_sums, t.metric_sums);
   }
 
+  // The totals of a run that checks the rows it gathers, and last the (input index, row) of a
+  // NaN that stopped it, or None.
+  static py::tuple totals_and_nan(const densitron::RunTotals& t) {
+    py::object nan = py::none();
+    if (t.nan_row >= 0) nan = py::make_tuple(t.nan_input, t.nan_row);
+    return py::make_tuple(t.rows, t.loss_sum, t.output_loss_sums, t.metric_sums, nan);
+  }
+
   py::tuple train_batches(const py::list& xs, const py::list& ys, const py::object& perm,
                           int64_t batch_size, int64_t first_batch, int64_t num_batches,
                           const py::object& ws) {
@@ -185,10 +193,7 @@ class PyGraph {
       py::gil_scoped_release release;
       t = graph_->train_batches(d, p, batch_size, first_batch, num_batches);
     }
-    // A NaN met while gathering shuffled inputs stopped the run: (input index, row).
-    py::object nan = py::none();
-    if (t.nan_row >= 0) nan = py::make_tuple(t.nan_input, t.nan_row);
-    return py::make_tuple(t.rows, t.loss_sum, t.output_loss_sums, t.metric_sums, nan);
+    return totals_and_nan(t);
   }
 
   py::tuple evaluate(const py::list& xs, const py::list& ys, int64_t batch_size,
@@ -201,9 +206,7 @@ class PyGraph {
       py::gil_scoped_release release;
       t = graph_->evaluate(d, batch_size, check_nan);
     }
-    py::object nan = py::none();  // (input index, row) of a NaN that stopped the run
-    if (t.nan_row >= 0) nan = py::make_tuple(t.nan_input, t.nan_row);
-    return py::make_tuple(t.rows, t.loss_sum, t.output_loss_sums, t.metric_sums, nan);
+    return totals_and_nan(t);
   }
 
   py::tuple gradients(const py::list& xs, const py::list& ys) {
