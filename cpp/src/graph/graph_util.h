@@ -83,7 +83,7 @@ inline Share share_of(int64_t n, int ith, int nth, int64_t min_items = 1, int64_
 
 // Row blocks of a cut kernel start at multiples of this many rows. Eight, not sixteen: a
 // 784-row kernel is then cut 192/200/192/200, and two threads get 392 rows each instead of
-// 384 and 400 (thread 1 waited 5% of each first-layer op for thread 0).
+// 384 and 400 (thread 0 waited 5% of each first-layer op for thread 1).
 constexpr int64_t kPartAlign = 8;
 
 // The columns [lo, hi) of a width-w input whose kernel is cut into `parts` row blocks that
