@@ -2,6 +2,7 @@
 // over sizes with tails; activation backwards against central finite differences.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -180,6 +181,87 @@ TEST(Optimizers, SgdMomentumMatchesFormulaOverSteps) {
       EXPECT_NEAR(w[i], wr[i], 1e-5);
     }
   }
+}
+
+// The graph applies an update a few rows at a time as a gradient GEMM hands them over, or in
+// per-thread shares: an element's result must not depend on where a chunk starts or ends,
+// whether it falls in a whole vector or a partial one.
+TEST(Optimizers, UpdateAppliedInChunksEqualsWholeOnEveryIsa) {
+  const Isa saved = active_isa();
+  std::vector<OptimizerConfig> configs(7);
+  configs[0].kind = OptimizerKind::kRmsprop;
+  configs[1].kind = OptimizerKind::kRmsprop;
+  configs[1].momentum = 0.9f;
+  configs[1].centered = true;
+  configs[2].kind = OptimizerKind::kAdam;
+  configs[3].kind = OptimizerKind::kAdam;
+  configs[3].amsgrad = true;
+  configs[3].weight_decay = 0.004f;
+  configs[4].kind = OptimizerKind::kSgd;
+  configs[4].momentum = 0.9f;
+  configs[5].kind = OptimizerKind::kSgd;
+  configs[5].momentum = 0.9f;
+  configs[5].nesterov = true;
+  configs[6].kind = OptimizerKind::kSgd;
+  const int64_t n = 643;
+  for (Isa isa : {Isa::kGeneric, Isa::kAvx2, Isa::kAvx512}) {
+    if (!isa_supported(isa)) continue;
+    set_active_isa(isa);
+    for (size_t c = 0; c < configs.size(); ++c) {
+      const OptimizerStep step = prepare_optimizer_step(configs[c], 3);
+      for (int64_t chunk : {int64_t{7}, int64_t{60}, int64_t{100}}) {
+        std::vector<float> w = random_vec(n, 1), g = random_vec(n, 2, 0.01f);
+        std::vector<std::vector<float>> slots(3);
+        for (int s = 0; s < 3; ++s) {
+          slots[s] = random_vec(n, 3 + s, 1e-3f);
+          for (float& v : slots[s]) v = std::fabs(v);  // second moments are non-negative
+        }
+        std::vector<float> w2 = w;
+        std::vector<std::vector<float>> slots2 = slots;
+        float* whole[3] = {slots[0].data(), slots[1].data(), slots[2].data()};
+        apply_optimizer_step(step, w.data(), g.data(), whole, n);
+        for (int64_t lo = 0; lo < n; lo += chunk) {
+          const int64_t len = std::min(chunk, n - lo);
+          float* part[3] = {slots2[0].data() + lo, slots2[1].data() + lo, slots2[2].data() + lo};
+          apply_optimizer_step(step, w2.data() + lo, g.data() + lo, part, len);
+        }
+        for (int64_t j = 0; j < n; ++j)
+          ASSERT_EQ(w2[j], w[j]) << isa_name(isa) << " config " << c << " chunk " << chunk
+                                 << " j " << j;
+        for (int s = 0; s < 3; ++s)
+          for (int64_t j = 0; j < n; ++j) ASSERT_EQ(slots2[s][j], slots[s][j]);
+      }
+    }
+  }
+  set_active_isa(saved);
+}
+
+TEST(Activations, AppliedInChunksEqualWholeOnEveryIsa) {
+  const Isa saved = active_isa();
+  const int64_t n = 643;
+  for (Isa isa : {Isa::kGeneric, Isa::kAvx2, Isa::kAvx512}) {
+    if (!isa_supported(isa)) continue;
+    set_active_isa(isa);
+    for (Activation act : {Activation::kSigmoid, Activation::kTanh, Activation::kGelu,
+                           Activation::kSilu, Activation::kElu, Activation::kSoftplus}) {
+      const std::vector<float> x = random_vec(n, 5, 4.0f), dy = random_vec(n, 6);
+      std::vector<float> y(n), y2(n), dx(n), dx2(n);
+      activation_forward(act, ActivationParams(), x.data(), y.data(), 1, n);
+      activation_backward(act, ActivationParams(), x.data(), y.data(), dy.data(), dx.data(), 1, n);
+      for (int64_t lo = 0; lo < n; lo += 37) {
+        const int64_t len = std::min<int64_t>(37, n - lo);
+        activation_forward(act, ActivationParams(), x.data() + lo, y2.data() + lo, 1, len);
+        activation_backward(act, ActivationParams(), x.data() + lo, y.data() + lo,
+                            dy.data() + lo, dx2.data() + lo, 1, len);
+      }
+      for (int64_t j = 0; j < n; ++j) {
+        ASSERT_EQ(y2[j], y[j]) << isa_name(isa) << " act " << static_cast<int>(act) << " j " << j;
+        ASSERT_EQ(dx2[j], dx[j]) << isa_name(isa) << " act " << static_cast<int>(act)
+                                 << " j " << j;
+      }
+    }
+  }
+  set_active_isa(saved);
 }
 
 }  // namespace
