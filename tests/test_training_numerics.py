@@ -119,6 +119,44 @@ def test_cut_kernel_updated_block_by_block_with_regularizer_and_constraint(threa
         assert rel_err(got, want) < 1e-5
 
 
+@pytest.mark.parametrize("rows", [40, 300])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_hidden_kernels_updated_in_backward_with_regularizers_and_constraint(threads, rows):
+    # Kernels too narrow to cut, each written by one Dense, take their optimizer step in the
+    # backward, after the barrier that ends their input gradient (the product reading the
+    # kernel), a few rows at a time as their gradient GEMM finishes them; their L1/L2 terms
+    # are added there, then max_norm applies. 300 rows exceed the GEMM's k block, so the rows
+    # come from C rather than from the GEMM's small buffer.
+    rng = np.random.default_rng(11)
+    densitron.set_num_threads(threads)
+    reg = densitron.regularizers
+    inp = layers.Input(shape=(24,))
+    h = layers.Dense(64, activation="relu")(inp)
+    h = layers.Dense(64, activation="tanh", kernel_regularizer=reg.L2(0.01),
+                     kernel_constraint=densitron.constraints.MaxNorm(0.5))(h)
+    h = layers.Dense(40, activation="relu", kernel_regularizer=reg.L1(0.001))(h)
+    model = Model(inp, layers.Dense(5, activation="softmax")(h))
+    x = rng.normal(size=(rows, 24)).astype(np.float32)
+    y = make_targets("categorical_crossentropy", rng, rows, 5)
+    model.compile(optimizer=optimizers.RMSprop(learning_rate=0.01, momentum=0.5),
+                  loss="categorical_crossentropy")
+    w0 = model.get_weights()
+    acts = ["relu", "tanh", "relu", "softmax"]
+    _, loss_ref, grads = mlp_step(w0, acts, x, y, "categorical_crossentropy")
+    k1, k2 = w0[2].astype(np.float64), w0[4].astype(np.float64)
+    grads[2] = grads[2] + 2 * 0.01 * k1
+    grads[4] = grads[4] + 0.001 * np.sign(k2)
+    loss_ref += 0.01 * (k1 ** 2).sum() + 0.001 * np.abs(k2).sum()
+    assert abs(model.train_on_batch(x, y) - loss_ref) / loss_ref < 1e-5
+    expected = [rmsprop(w.astype(np.float64), g, {}, lr=0.01, momentum=0.5)
+                for w, g in zip(w0, grads)]
+    norms = np.sqrt((expected[2] ** 2).sum(axis=0, keepdims=True))
+    expected[2] = expected[2] * np.clip(norms, 0, 0.5) / (norms + 1e-7)
+    assert (norms > 0.5).any()  # the constraint acts
+    for got, want in zip(model.get_weights(), expected):
+        assert rel_err(got, want) < 6e-5
+
+
 def test_keras_golden_rmsprop():
     # loss = w^2 / 2 through MSE on one input of 1/sqrt(2): the gradient is w.
     inp = layers.Input(shape=(1,))

@@ -168,6 +168,9 @@ class Graph {
     int64_t* windows = nullptr;  // this thread's count of solo windows passed in the run
     int* sense = nullptr;        // this thread's phase of the run's barrier (see barrier)
     mutable double fused_reg = 0.0;  // regularization of the updates done in the backward
+    // A Dense node whose kernel gradient and update wait for the barrier after its input
+    // gradient product (see deferred_kernel_update), or -1.
+    mutable int deferred = -1;
     OptimizerStep opt{};             // this step's optimizer update, prepared once
   };
 
@@ -213,6 +216,7 @@ class Graph {
   double update_share(const Step& st, size_t p, Share sh, bool regularized, bool apply,
                       float* g = nullptr);
   struct BlockUpdate;
+  void deferred_kernel_update(const Step& st);
   static void update_rows(void* ctx, int64_t row0, int64_t rows, float* g, int64_t ldg);
   void forward_dense_split(const Step& st, int i);
   void softmax_axis(const Step& st, int i, const float* x, const float* y, const float* dy,
@@ -253,8 +257,11 @@ class Graph {
   // Per run (plan_step): nodes whose forward (backward) is done whole by thread 0.
   std::vector<bool> solo_fwd_, solo_bwd_;
   std::vector<int> update_owner_;  // per run and parameter: the thread updating it whole, or -1
-  // per run and parameter: a cut kernel with one gradient writer, each of whose row blocks its
-  // owner updates right after computing that block's gradient, while it is in cache
+  // per run and parameter: a kernel updated in the backward as its gradient is computed, a few
+  // rows at a time, while they are in cache: a cut kernel with one gradient writer, each row
+  // block by its owner right after the block's gradient; another Dense kernel with one writer
+  // by the threads sharing its gradient product, after the barrier that ends the node's input
+  // gradient (the kernel's last reader in the step)
   std::vector<bool> update_in_backward_;
   std::vector<int> param_writers_;  // per parameter: how many nodes write its gradient
   std::vector<int> fwd_order_, bwd_order_;  // per run: the nodes a step runs, in order

@@ -655,7 +655,8 @@ void Graph::plan_step(int64_t batch, int nth, bool training) {
 
 // Runs `order`'s nodes with `fn(step, node)`: a solo node by thread 0 alone, the others by
 // every thread; threads meet between nodes except between consecutive solo ones (`then_solo`:
-// whether what follows the last node is solo too).
+// whether what follows the last node is solo too). A kernel update the previous node deferred
+// past that meeting (Step::deferred) runs first, on every thread.
 template <typename Fn>
 void Graph::run_nodes(const Step& st, const std::vector<int>& order,
                       const std::vector<bool>& solo, bool then_solo, Fn&& fn) {
@@ -664,6 +665,7 @@ void Graph::run_nodes(const Step& st, const std::vector<int>& order,
   alone.nth = 1;
   for (size_t k = 0; k < order.size(); ++k) {
     const int i = order[k];
+    deferred_kernel_update(st);
     if (!solo[i]) {
       fn(st, i);
     } else if (st.ith == 0) {
@@ -742,6 +744,7 @@ double Graph::sum_loss_blocks(RunTotals* t) const {
 void Graph::backward(const Step& st) {
   run_nodes(st, bwd_order_, solo_bwd_, false,
             [this](const Step& s, int i) { backward_node(s, i); });
+  deferred_kernel_update(st);
 }
 
 // The first node the backward pass runs, or -1.
@@ -943,7 +946,16 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
     update_in_backward_[p] = kernel_split_node_[p] >= 0 && params_[p].trainable &&
                              param_writers_[p] == 1 &&
                              param_first_writer_[p] == kernel_split_node_[p];
-    if (update_in_backward_[p]) {
+    // Other Dense kernels with one gradient writer (not a solo node) are updated in the
+    // backward too: their gradient GEMM runs after the barrier that ends the node's input
+    // gradient product, the last read of the kernel, and hands its rows to the optimizer
+    // (deferred_kernel_update).
+    const int writer = param_first_writer_[p];
+    if (kernel_split_node_[p] < 0 && writer >= 0 && params_[p].trainable &&
+        param_writers_[p] == 1 && nodes_[writer].op == OpType::kDense &&
+        nodes_[writer].params[0] == static_cast<int>(p) && !solo_bwd_[writer])
+      update_in_backward_[p] = true;
+    if (update_in_backward_[p] && kernel_split_node_[p] >= 0) {
       const int node = kernel_split_node_[p];
       for (int part = 0; part < ksplit_[node]; ++part) {
         const Share ks = k_part(node, part);

@@ -304,6 +304,26 @@ void Graph::update_rows(void* ctx, int64_t row0, int64_t rows, float* g, int64_t
   graph.charge_time(st, t0, kProfOptimizer, kProfGemm);  // it ran inside the GEMM's time
 }
 
+// The kernel gradient of st.deferred, a Dense node whose backward left it for after the
+// barrier that ended its input gradient product: every thread computes rows of it, each few
+// rows handed to the optimizer as they finish (update_rows), never stored whole.
+void Graph::deferred_kernel_update(const Step& st) {
+  const int i = st.deferred;
+  if (i < 0) return;
+  st.deferred = -1;
+  ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfElementwise]);
+  const NodeSpec& node = nodes_[i];
+  const int64_t last = node.last_dim, rows = st.batch * node.width / last;
+  const int64_t in_last = nodes_[node.inputs[0]].last_dim;
+  const int kp = node.params[0];
+  BlockUpdate bu{this, &st, kp, 0, last};
+  GemmEpilogue ep;
+  ep.rows_done = update_rows;
+  ep.rows_ctx = &bu;
+  gemm(st, true, false, in_last, last, rows, out_[node.inputs[0]], in_last,
+       grad_buf_[i].data(), last, 0.0f, param_grad(kp), last, &ep);
+}
+
 void Graph::backward_dense_split(const Step& st, int i) {
   const NodeSpec& node = nodes_[i];
   const int in = node.inputs[0];
@@ -428,9 +448,12 @@ void Graph::backward_node(const Step& st, int i) {
       }
       const int64_t in_last = nodes_[in].last_dim;
       const int kp = node.params[0], bp = node.params[1];
-      if (param_grad_wanted(kp))
+      if (param_grad_wanted(kp) && update_in_backward_[kp]) {
+        st.deferred = i;  // after the barrier that ends the input gradient, which reads kp
+      } else if (param_grad_wanted(kp)) {
         gemm(st, true, false, in_last, last, rows, x, in_last, dy, last,
              param_first_writer_[kp] == i ? 0.0f : 1.0f, param_grad(kp), last);
+      }
       if (param_grad_wanted(bp)) {
         const Share cs = share_of(last, ith, nth, 64, 16);
         float* gb = param_grad(bp);
