@@ -217,6 +217,7 @@ class Graph {
                       float* g = nullptr);
   struct BlockUpdate;
   void deferred_kernel_update(const Step& st);
+  void dense_bias_grad(const Step& st, int i, const float* dy, int64_t rows);
   static void update_rows(void* ctx, int64_t row0, int64_t rows, float* g, int64_t ldg);
   void forward_dense_split(const Step& st, int i);
   void softmax_axis(const Step& st, int i, const float* x, const float* y, const float* dy,

@@ -331,7 +331,7 @@ void Graph::backward_dense_split(const Step& st, int i) {
   const int parts = ksplit_[i];
   const float* x = out_[in];
   float* dy = grad_buf_[i].data();
-  const int kp = node.params[0], bp = node.params[1];
+  const int kp = node.params[0];
   const bool want_w = param_grad_wanted(kp);
   bool acc_x = false;
   float* gx = requires_grad_[in] ? grad_buf_[in].data() : nullptr;
@@ -362,13 +362,21 @@ void Graph::backward_dense_split(const Step& st, int i) {
     local_gemm(st, true, false, ks.hi - ks.lo, units, rows, x + ks.lo, in_last, dy, units, 0.0f,
                block_grad_[st.ith].data(), units, &ep);
   }
-  if (param_grad_wanted(bp)) {
-    const Share cs = share_of(units, st.ith, st.nth, 64, 16);
-    float* gb = param_grad(bp);
-    if (param_first_writer_[bp] == i) std::fill(gb + cs.lo, gb + cs.hi, 0.0f);
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = cs.lo; c < cs.hi; ++c) gb[c] += dy[r * units + c];
-  }
+  dense_bias_grad(st, i, dy, rows);
+}
+
+// Dense node i's bias gradient, the column sums of its dy (rows × units), each thread a share
+// of the columns.
+void Graph::dense_bias_grad(const Step& st, int i, const float* dy, int64_t rows) {
+  const int bp = nodes_[i].params[1];
+  if (!param_grad_wanted(bp)) return;
+  const int64_t units = nodes_[i].last_dim;
+  const Share cs = share_of(units, st.ith, st.nth, 64, 16);
+  if (cs.lo >= cs.hi) return;
+  float* gb = param_grad(bp);
+  if (param_first_writer_[bp] == i) std::fill(gb + cs.lo, gb + cs.hi, 0.0f);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = cs.lo; c < cs.hi; ++c) gb[c] += dy[r * units + c];
 }
 
 // Softmax or log_softmax over a middle axis: the output is (outer, len, inner) per sample and
@@ -447,20 +455,14 @@ void Graph::backward_node(const Step& st, int i) {
         return;
       }
       const int64_t in_last = nodes_[in].last_dim;
-      const int kp = node.params[0], bp = node.params[1];
+      const int kp = node.params[0];
       if (param_grad_wanted(kp) && update_in_backward_[kp]) {
         st.deferred = i;  // after the barrier that ends the input gradient, which reads kp
       } else if (param_grad_wanted(kp)) {
         gemm(st, true, false, in_last, last, rows, x, in_last, dy, last,
              param_first_writer_[kp] == i ? 0.0f : 1.0f, param_grad(kp), last);
       }
-      if (param_grad_wanted(bp)) {
-        const Share cs = share_of(last, ith, nth, 64, 16);
-        float* gb = param_grad(bp);
-        if (param_first_writer_[bp] == i) std::fill(gb + cs.lo, gb + cs.hi, 0.0f);
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t c = cs.lo; c < cs.hi; ++c) gb[c] += dy[r * last + c];
-      }
+      dense_bias_grad(st, i, dy, rows);
       if (float* gx = target(0, &acc)) {
         const GemmEpilogue ep = input_grad_epilogue(i, 0);
         gemm(st, false, true, rows, in_last, last, dy, last, param(i, 0), last,
