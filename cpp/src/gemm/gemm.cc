@@ -130,6 +130,8 @@ void gemm_block(const KernelInfo& ki, const Problem& pr, int64_t i0, int64_t i1,
           const int64_t jr = q * nr, n_panel = std::min(nr, nb - jr);
           if (pr.b_rs == 1 && ki.pack_b_trans != nullptr) {
             ki.pack_b_trans(n_panel, kb, b_block + jr * pr.b_cs, pr.b_cs, bp + jr * kb);
+          } else if (pr.b_cs == 1 && ki.pack_b_rows != nullptr) {
+            ki.pack_b_rows(n_panel, kb, b_block + jr, pr.b_rs, bp + jr * kb);
           } else {
             gemm::pack_b_panel(n_panel, kb, b_block + jr * pr.b_cs, pr.b_rs, pr.b_cs, nr,
                                bp + jr * kb);

@@ -38,6 +38,7 @@ struct UkernelArgs {
 
 typedef void (*UkernelFn)(const UkernelArgs* args);
 typedef void (*PackBTransFn)(int64_t n, int64_t k, const float* b, int64_t ldb, float* dst);
+typedef void (*PackBRowsFn)(int64_t n, int64_t k, const float* b, int64_t ldb, float* dst);
 typedef void (*PackARowsFn)(int64_t m, int64_t k, const float* a, int64_t lda, float* dst);
 
 // Blocking sizes and kernels of one ISA. mr × nr is the register tile; kc, mc, nc the cache
@@ -50,6 +51,9 @@ struct KernelInfo {
   // Optional SIMD packing of one B panel stored transposed (op(B)(p, j) = b[j·ldb + p]) into
   // dst[p·nr + j], zero for j >= n; nullptr: pack_b_panel.
   PackBTransFn pack_b_trans;
+  // Optional SIMD packing of one B panel stored row-major (op(B)(p, j) = b[p·ldb + j]) into
+  // dst[p·nr + j], zero for j >= n; nullptr: pack_b_panel.
+  PackBRowsFn pack_b_rows;
   // Optional SIMD packing of one A panel stored row-major (op(A)(i, p) = a[i·lda + p]) into
   // dst[p·mr + i], zero for i >= m; may write up to 16 floats past dst[k·mr] (the caller leaves
   // that slack); nullptr: pack_a_panel.

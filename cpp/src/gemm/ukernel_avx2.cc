@@ -227,6 +227,20 @@ void ukernel(const UkernelArgs* p) {
 
 }  // namespace
 
+// dst[p·nr + j] = b[p·ldb + j] for j < n (zero for n <= j < nr), p < k: two vectors a row
+// (instead of a libc memcpy call per 64-byte row).
+void sgemm_pack_b_rows_16_avx2(int64_t n, int64_t k, const float* b, int64_t ldb, float* dst) {
+  static_assert(kNr == 16, "a row of the panel is two vectors");
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), lane);
+  const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n) - 8), lane);
+  for (int64_t p = 0; p < k; ++p) {
+    const float* s = b + p * ldb;
+    _mm256_storeu_ps(dst + p * kNr, _mm256_maskload_ps(s, m0));
+    _mm256_storeu_ps(dst + p * kNr + 8, _mm256_maskload_ps(s + 8, m1));
+  }
+}
+
 void sgemm_ukernel_6x16_avx2(const UkernelArgs* p) { ukernel<false>(p); }
 void sgemm_ukernel_6x16_avx2_rowa(const UkernelArgs* p) { ukernel<true>(p); }
 
@@ -234,7 +248,7 @@ void sgemm_ukernel_6x16_avx2_rowa(const UkernelArgs* p) { ukernel<true>(p); }
 // nc·kc·4 = 4 MiB of B in L3.
 extern const KernelInfo kKernelInfoAvx2 = {
     "avx2", kMr, kNr, /*kc=*/256, /*mc=*/144, /*nc=*/4080,
-    sgemm_ukernel_6x16_avx2, sgemm_ukernel_6x16_avx2_rowa, nullptr,
+    sgemm_ukernel_6x16_avx2, sgemm_ukernel_6x16_avx2_rowa, nullptr, sgemm_pack_b_rows_16_avx2,
     nullptr};
 
 }  // namespace gemm

@@ -100,7 +100,7 @@ void sgemm_ukernel_4x16_generic_rowa(const UkernelArgs* p) { ukernel<true>(p); }
 // kc·nr·4 = 16 KiB of B in L1; mc·kc·4 = 128 KiB of A in L2; nc·kc·4 = 4 MiB of B in L3.
 extern const KernelInfo kKernelInfoGeneric = {
     "generic", kMr, kNr, /*kc=*/256, /*mc=*/128, /*nc=*/4096,
-    sgemm_ukernel_4x16_generic, sgemm_ukernel_4x16_generic_rowa, nullptr,
+    sgemm_ukernel_4x16_generic, sgemm_ukernel_4x16_generic_rowa, nullptr, nullptr,
     nullptr};
 
 }  // namespace gemm
