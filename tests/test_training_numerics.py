@@ -159,20 +159,20 @@ def test_hidden_kernels_updated_in_backward_with_regularizers_and_constraint(thr
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_rank3_dense_kernels_updated_in_backward(threads):
-    # Dense over the last axis of (batch, 4, 6): the kernel gradient sums over batch·4 rows,
-    # and the deferred update runs on them. MSE averages over the last axis, then over the
-    # rest, so the step equals the 2-D one on the flattened rows.
+    # Dense over the last axis of (batch, 4, 64): the kernel gradient sums over batch·4 rows,
+    # and the deferred update (64×64 kernels, large enough) runs on them. MSE averages over the
+    # last axis, then over the rest, so the step equals the 2-D one on the flattened rows.
     rng = np.random.default_rng(12)
     densitron.set_num_threads(threads)
-    inp = layers.Input(shape=(4, 6))
-    h = layers.Dense(48, activation="relu")(inp)
-    h = layers.Dense(32, activation="tanh")(h)
+    inp = layers.Input(shape=(4, 64))
+    h = layers.Dense(64, activation="relu")(inp)
+    h = layers.Dense(64, activation="tanh")(h)
     model = Model(inp, layers.Dense(5)(h))
-    x = rng.normal(size=(40, 4, 6)).astype(np.float32)
+    x = rng.normal(size=(40, 4, 64)).astype(np.float32)
     y = rng.normal(size=(40, 4, 5)).astype(np.float32)
     model.compile(optimizer=optimizers.RMSprop(learning_rate=0.01), loss="mse")
     w0 = model.get_weights()
-    _, loss_ref, grads = mlp_step(w0, ["relu", "tanh", "linear"], x.reshape(160, 6),
+    _, loss_ref, grads = mlp_step(w0, ["relu", "tanh", "linear"], x.reshape(160, 64),
                                   y.reshape(160, 5), "mean_squared_error")
     assert abs(model.train_on_batch(x, y) - loss_ref) / loss_ref < 1e-5
     for got, w, g in zip(model.get_weights(), w0, grads):

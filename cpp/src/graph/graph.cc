@@ -950,12 +950,14 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
     // backward too: their gradient GEMM runs after the barrier that ends the node's input
     // gradient product, the last read of the kernel, and hands its rows to the optimizer
     // (deferred_kernel_update). 784-64-64-64-64-10 at batch 32: 3-4% faster; wider or at
-    // batch 128 about the same. (Biases stay in the update pass after the backward: updating
-    // them as their gradient is summed, on the thread that sums it, was 1-3% slower.)
+    // batch 128 about the same. Kernels small enough to go whole to one thread's update stay
+    // in the update pass (784-32-32-10 at batch 128: 3% slower deferred), and so do biases
+    // (updating them as their gradient is summed, on the thread that sums it: 1-3% slower).
     const int writer = param_first_writer_[p];
     if (kernel_split_node_[p] < 0 && writer >= 0 && params_[p].trainable &&
         param_writers_[p] == 1 && nodes_[writer].op == OpType::kDense &&
-        nodes_[writer].params[0] == static_cast<int>(p) && !solo_bwd_[writer])
+        nodes_[writer].params[0] == static_cast<int>(p) && !solo_bwd_[writer] &&
+        params_[p].size >= kMinUpdatePerThread * nt)
       update_in_backward_[p] = true;
     if (update_in_backward_[p] && kernel_split_node_[p] >= 0) {
       const int node = kernel_split_node_[p];
