@@ -88,6 +88,13 @@ def test_activation_derivative_in_the_input_gradient_gemm(hidden, threads):
         assert rel_err(g, gr) < 1e-5
 
 
+def max_norm(w, limit):
+    """Keras's MaxNorm on a kernel: each column (axis 0) scaled to a norm of at most limit."""
+    norms = np.sqrt((w ** 2).sum(axis=0, keepdims=True))
+    assert (norms > limit).any()  # the constraint acts
+    return w * np.clip(norms, 0, limit) / (norms + 1e-7)
+
+
 @pytest.mark.parametrize("rows", [48, 300])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_cut_kernel_updated_block_by_block_with_regularizer_and_constraint(threads, rows):
@@ -112,9 +119,7 @@ def test_cut_kernel_updated_block_by_block_with_regularizer_and_constraint(threa
     loss_ref += 0.01 * (k0 ** 2).sum()
     assert abs(model.train_on_batch(x, y) - loss_ref) / loss_ref < 1e-5
     expected = [rmsprop(w.astype(np.float64), g, {}, lr=0.01) for w, g in zip(w0, grads)]
-    norms = np.sqrt((expected[0] ** 2).sum(axis=0, keepdims=True))
-    expected[0] = expected[0] * np.clip(norms, 0, 0.5) / (norms + 1e-7)
-    assert (norms > 0.5).any()  # the constraint acts
+    expected[0] = max_norm(expected[0], 0.5)
     for got, want in zip(model.get_weights(), expected):
         assert rel_err(got, want) < 1e-5
 
@@ -122,11 +127,12 @@ def test_cut_kernel_updated_block_by_block_with_regularizer_and_constraint(threa
 @pytest.mark.parametrize("rows", [40, 300])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_hidden_kernels_updated_in_backward_with_regularizers_and_constraint(threads, rows):
-    # Kernels too narrow to cut, each written by one Dense, take their optimizer step in the
-    # backward, after the barrier that ends their input gradient (the product reading the
-    # kernel), a few rows at a time as their gradient GEMM finishes them; their L1/L2 terms
-    # are added there, then max_norm applies. 300 rows exceed the GEMM's k block, so the rows
-    # come from C rather than from the GEMM's small buffer.
+    # Kernels too narrow to cut but large enough to share between the threads' updates (the
+    # 64x64 one; the 64x40 one too on one thread), each written by one Dense, take their
+    # optimizer step in the backward, after the barrier that ends their input gradient (the
+    # product reading the kernel), a few rows at a time as their gradient GEMM finishes them;
+    # their L1/L2 terms are added there, then max_norm applies. 300 rows exceed the GEMM's k
+    # block, so the rows come from C rather than from the GEMM's small buffer.
     rng = np.random.default_rng(11)
     densitron.set_num_threads(threads)
     reg = densitron.regularizers
@@ -150,9 +156,7 @@ def test_hidden_kernels_updated_in_backward_with_regularizers_and_constraint(thr
     assert abs(model.train_on_batch(x, y) - loss_ref) / loss_ref < 1e-5
     expected = [rmsprop(w.astype(np.float64), g, {}, lr=0.01, momentum=0.5)
                 for w, g in zip(w0, grads)]
-    norms = np.sqrt((expected[2] ** 2).sum(axis=0, keepdims=True))
-    expected[2] = expected[2] * np.clip(norms, 0, 0.5) / (norms + 1e-7)
-    assert (norms > 0.5).any()  # the constraint acts
+    expected[2] = max_norm(expected[2], 0.5)
     for got, want in zip(model.get_weights(), expected):
         assert rel_err(got, want) < 6e-5
 
