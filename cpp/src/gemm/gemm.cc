@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "cpu/prefetch.h"
 #include "densitron/cpu.h"
 #include "densitron/gemm.h"
 #include "gemm/kernel_info.h"
@@ -178,45 +179,40 @@ void gemm_block(const KernelInfo& ki, const Problem& pr, int64_t i0, int64_t i1,
         // which the hardware prefetchers, following eight strided rows, do not do in time
         // (predict of 784-32-32-10 10% faster, of 784-64-64-10 3%).
         const bool prefetch_a = !pack_a && pr.a_cs == 1 && mb > 4 * mr;
+        // Points args at the tile of rows ir.. and columns jr.. of this block: its A rows, B
+        // panel and, on the last k block, its bias and Y.
+        auto place = [&](int64_t ir, int64_t jr) {
+          args.m = std::min(mr, mb - ir);
+          args.n = std::min(nr, nb - jr);
+          args.a = pack_a ? ap + ir * kb : a_block + ir * pr.a_rs;
+          args.b = pack_b ? bp + jr * kb : b_block + jr;
+          args.bias = (last && pr.ep.bias != nullptr) ? pr.ep.bias + jc + jr : nullptr;
+          args.dact_y = (last && pr.ep.dact_y != nullptr)
+                            ? pr.ep.dact_y + (ic + ir) * pr.ep.ldy + jc + jr : nullptr;
+        };
         if (rows_done && last) {
           // Row panel by row panel, each handed over once all its columns are done (in the
           // thread's panel buffer when C is not needed, else in C).
           for (int64_t ir = 0; ir < mb; ir += mr) {
-            args.m = std::min(mr, mb - ir);
-            args.a = pack_a ? ap + ir * kb : a_block + ir * pr.a_rs;
             float* c_rows = to_buffer ? panel : pr.c + (ic + ir) * pr.ldc;
-            const int64_t ldc = to_buffer ? n : pr.ldc;
-            args.ldc = ldc;
+            args.ldc = to_buffer ? n : pr.ldc;
             for (int64_t jr = 0; jr < nb; jr += nr) {
-              args.n = std::min(nr, nb - jr);
-              args.b = pack_b ? bp + jr * kb : b_block + jr;
-              args.bias = pr.ep.bias != nullptr ? pr.ep.bias + jc + jr : nullptr;
+              place(ir, jr);
               args.c = c_rows + (to_buffer ? jc - j0 : jc) + jr;
-              args.dact_y = pr.ep.dact_y != nullptr
-                                ? pr.ep.dact_y + (ic + ir) * pr.ep.ldy + jc + jr : nullptr;
               kernel(&args);
             }
-            if (jc + nb == j1) pr.ep.rows_done(pr.ep.rows_ctx, ic + ir, args.m, c_rows, ldc);
+            if (jc + nb == j1) pr.ep.rows_done(pr.ep.rows_ctx, ic + ir, args.m, c_rows, args.ldc);
           }
           args.ldc = pr.ldc;
           continue;
         }
         for (int64_t jr = 0; jr < nb; jr += nr) {
-          args.n = std::min(nr, nb - jr);
-          args.b = pack_b ? bp + jr * kb : b_block + jr;
-          args.bias = (last && pr.ep.bias != nullptr) ? pr.ep.bias + jc + jr : nullptr;
           for (int64_t ir = 0; ir < mb; ir += mr) {
-            args.m = std::min(mr, mb - ir);
-            args.a = pack_a ? ap + ir * kb : a_block + ir * pr.a_rs;
+            place(ir, jr);
             args.c = pr.c + (ic + ir) * pr.ldc + jc + jr;
-            args.dact_y = (last && pr.ep.dact_y != nullptr)
-                              ? pr.ep.dact_y + (ic + ir) * pr.ep.ldy + jc + jr : nullptr;
             if (prefetch_a && jr == 0 && ir + mr < mb) {
-              const int64_t rows = std::min(mr, mb - ir - mr);
-              for (int64_t i = 0; i < rows; ++i) {
-                const char* row = reinterpret_cast<const char*>(a_block + (ir + mr + i) * pr.a_rs);
-                for (int64_t off = 0; off < kb * 4; off += 64) __builtin_prefetch(row + off, 0, 3);
-              }
+              for (int64_t i = ir + mr; i < std::min(ir + 2 * mr, mb); ++i)
+                prefetch_floats(a_block + i * pr.a_rs, kb);
             }
             kernel(&args);
           }

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "cpu/prefetch.h"
 #include "densitron/gemm.h"
 #include "densitron/graph.h"
 #include "densitron/ops.h"
@@ -94,16 +95,6 @@ inline Share owned_columns(int64_t w, int parts, int ith, int nth) {
   if (p0 >= p1) return {w, w};
   return {share_of(w, p0, parts, 1, kPartAlign).lo,
           share_of(w, p1 - 1, parts, 1, kPartAlign).hi};
-}
-
-// Requests the n floats at p from memory (every cache line they touch), with
-// __builtin_prefetch's temporal locality kLocality (3: all cache levels, 2: from L2 out).
-template <int kLocality = 3>
-inline void prefetch_floats(const float* p, int64_t n) {
-  if (n <= 0) return;
-  const uintptr_t end = reinterpret_cast<uintptr_t>(p + n);
-  for (uintptr_t a = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63}; a < end; a += 64)
-    __builtin_prefetch(reinterpret_cast<const void*>(a), 0, kLocality);
 }
 
 // Source rows a gather requests ahead of the one it copies (2, 4 and 8 measured: 4 as good as
