@@ -943,26 +943,27 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   update_in_backward_.assign(params_.size(), false);
   int64_t block_grad = 0;
   for (size_t p = 0; p < params_.size() && mode == Mode::kTrain; ++p) {
-    update_in_backward_[p] = kernel_split_node_[p] >= 0 && params_[p].trainable &&
-                             param_writers_[p] == 1 &&
-                             param_first_writer_[p] == kernel_split_node_[p];
-    // Other Dense kernels with one gradient writer (not a solo node) are updated in the
-    // backward too: their gradient GEMM runs after the barrier that ends the node's input
-    // gradient product, the last read of the kernel, and hands its rows to the optimizer
-    // (deferred_kernel_update). 784-64-64-64-64-10 at batch 32: 3-4% faster; wider or at
-    // batch 128 about the same. Kernels small enough to go whole to one thread's update stay
-    // in the update pass (784-32-32-10 at batch 128: 3% slower deferred), and so do biases
-    // (updating them as their gradient is summed, on the thread that sums it: 1-3% slower).
-    const int writer = param_first_writer_[p];
-    if (kernel_split_node_[p] < 0 && writer >= 0 && params_[p].trainable &&
-        param_writers_[p] == 1 && nodes_[writer].op == OpType::kDense &&
-        nodes_[writer].params[0] == static_cast<int>(p) && !solo_bwd_[writer] &&
-        params_[p].size >= kMinUpdatePerThread * nt)
-      update_in_backward_[p] = true;
-    if (update_in_backward_[p] && kernel_split_node_[p] >= 0) {
-      const int node = kernel_split_node_[p];
-      for (int part = 0; part < ksplit_[node]; ++part) {
-        const Share ks = k_part(node, part);
+    const int writer = param_first_writer_[p], cut = kernel_split_node_[p];
+    const bool one_writer = params_[p].trainable && param_writers_[p] == 1 && writer >= 0;
+    if (cut >= 0) {
+      update_in_backward_[p] = one_writer && writer == cut;
+    } else {
+      // Other Dense kernels with one gradient writer (not a solo node) are updated in the
+      // backward too: their gradient GEMM runs after the barrier that ends the node's input
+      // gradient product, the last read of the kernel, and hands its rows to the optimizer
+      // (deferred_kernel_update). 784-64-64-64-64-10 at batch 32: 3-4% faster; wider or at
+      // batch 128 about the same. Kernels small enough to go whole to one thread's update
+      // stay in the update pass (784-32-32-10 at batch 128: 3% slower deferred), and so do
+      // biases (updating them as their gradient is summed, on the thread that sums it: 1-3%
+      // slower).
+      update_in_backward_[p] = one_writer && nodes_[writer].op == OpType::kDense &&
+                               nodes_[writer].params[0] == static_cast<int>(p) &&
+                               !solo_bwd_[writer] &&
+                               params_[p].size >= kMinUpdatePerThread * nt;
+    }
+    if (update_in_backward_[p] && cut >= 0) {
+      for (int part = 0; part < ksplit_[cut]; ++part) {
+        const Share ks = k_part(cut, part);
         block_grad = std::max(block_grad, (ks.hi - ks.lo) * params_[p].cols);
       }
     }

@@ -279,13 +279,21 @@ void Graph::forward_dense_split(const Step& st, int i) {
                        rw.hi - rw.lo, units);
 }
 
-// A cut kernel block's rows, updated by update_rows as their gradient is computed.
+// Rows of a kernel (a cut kernel's block, or a whole kernel from row 0), updated by
+// update_rows as their gradient GEMM finishes them.
 struct Graph::BlockUpdate {
   Graph* graph;
   const Step* st;
   int p;          // the kernel parameter
   int64_t row0;   // the block's first row in the kernel
   int64_t cols;
+  // The gradient GEMM's epilogue that hands its rows to update_rows.
+  GemmEpilogue epilogue() {
+    GemmEpilogue ep;
+    ep.rows_done = update_rows;
+    ep.rows_ctx = this;
+    return ep;
+  }
 };
 
 void Graph::update_rows(void* ctx, int64_t row0, int64_t rows, float* g, int64_t ldg) {
@@ -317,9 +325,7 @@ void Graph::deferred_kernel_update(const Step& st) {
   const int64_t in_last = nodes_[node.inputs[0]].last_dim;
   const int kp = node.params[0];
   BlockUpdate bu{this, &st, kp, 0, last};
-  GemmEpilogue ep;
-  ep.rows_done = update_rows;
-  ep.rows_ctx = &bu;
+  const GemmEpilogue ep = bu.epilogue();
   gemm(st, true, false, in_last, last, rows, out_[node.inputs[0]], in_last,
        grad_buf_[i].data(), last, 0.0f, param_grad(kp), last, &ep);
 }
@@ -356,9 +362,7 @@ void Graph::backward_dense_split(const Step& st, int i) {
     // the gradient is consumed while in L1 and never stored (the thread's scratch backs the
     // products that cannot hand rows over without it).
     BlockUpdate bu{this, &st, kp, ks.lo, units};
-    GemmEpilogue ep;
-    ep.rows_done = update_rows;
-    ep.rows_ctx = &bu;
+    const GemmEpilogue ep = bu.epilogue();
     local_gemm(st, true, false, ks.hi - ks.lo, units, rows, x + ks.lo, in_last, dy, units, 0.0f,
                block_grad_[st.ith].data(), units, &ep);
   }
