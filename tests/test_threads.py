@@ -144,6 +144,8 @@ def test_steps_of_half_a_million_multiply_adds_take_two_threads():
     for hidden, batch in [((16,), 16), ((32, 32), 32), ((64, 64), 4), ((16,), 8), ((32, 32), 2)]:
         _, hist = narrow_run(2, hidden, batch, x, y, profile=True)
         split[(hidden, batch)] = len(hist.profile["barrier_waits"])
+        # thread 0's waiting is its own row, then only
+        assert (hist.profile["wait"] > 0.0) == (split[(hidden, batch)] > 0), (hidden, batch)
     assert split == {((16,), 16): 2, ((32, 32), 32): 2, ((64, 64), 4): 2, ((16,), 8): 0,
                      ((32, 32), 2): 0}
 

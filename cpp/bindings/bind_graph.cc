@@ -331,6 +331,8 @@ void bind_graph(py::module_& m) {
              d["elementwise"] = p[Graph::kProfElementwise];
              d["loss"] = p[Graph::kProfLoss];
              d["optimizer"] = p[Graph::kProfOptimizer];
+             d["wait"] = p[Graph::kProfWait];
+             d["run"] = p[Graph::kProfRun];
              d["barrier_waits"] = g.graph().barrier_waits();
              return d;
            })

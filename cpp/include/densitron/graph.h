@@ -133,9 +133,12 @@ class Graph {
   void predict(const std::vector<const float*>& x, int64_t rows, int64_t batch_size,
                const std::vector<float*>& out);
 
-  // Step profile: seconds spent per category since the last reset, when enabled.
+  // Step profile: seconds thread 0 spent per category since the last reset, when enabled.
+  // kProfWait: waiting for the other threads at barriers (taken out of the category it
+  // interrupted); kProfRun: the runs whole, from their set-up to the join of their threads
+  // (what the categories leave of it is scheduling: barriers' own cost, prefetch, set-up).
   enum ProfileCategory { kProfGather = 0, kProfGemm, kProfElementwise, kProfLoss, kProfOptimizer,
-                         kProfCount };
+                         kProfWait, kProfRun, kProfCount };
   void set_profiling(bool on) { profiling_ = on; }
   void reset_profile();
   std::vector<double> profile() const;
@@ -317,6 +320,7 @@ class Graph {
   int slot_count_ = 0;
   bool profiling_ = false;
   double prof_[kProfCount] = {};
+  double* prof_open_ = nullptr;  // thread 0's innermost open ProfileScope's slot, or nullptr
   double wait_[kMaxProfiledThreads] = {};
   std::mutex mutex_;
 };

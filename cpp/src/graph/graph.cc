@@ -327,7 +327,7 @@ void Graph::reset_profile() {
 // All threads of the run meet here between ops (each calls it the same number of times). A
 // waiter spins, then yields its core once the wait grows long (an oversubscribed machine).
 // When profiling, each thread's time waiting for the others is recorded: the step's load
-// imbalance.
+// imbalance (thread 0's also as kProfWait, out of the category it interrupted).
 void Graph::barrier(const Step& st) {
   if (st.nth <= 1) return;
   const bool timed = profiling_ && st.ith < kMaxProfiledThreads;
@@ -346,7 +346,12 @@ void Graph::barrier(const Step& st) {
       }
     }
   }
-  if (timed) wait_[st.ith] += now_seconds() - t0;
+  if (!timed) return;
+  const double dt = now_seconds() - t0;
+  wait_[st.ith] += dt;
+  if (st.ith != 0) return;
+  prof_[kProfWait] += dt;
+  if (prof_open_ != nullptr) *prof_open_ -= dt;
 }
 
 std::vector<double> Graph::profile() const {
@@ -417,7 +422,7 @@ void Graph::check_embedding_ids(const std::vector<const float*>& x, int64_t rows
 void Graph::begin_batch(const Step& st, const std::vector<const float*>& x,
                         const DataRefs* data, const int64_t* perm, int64_t start,
                         int64_t batch) {
-  ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfGather]);
+  ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfGather], &prof_open_);
   const int par = st.parity;
   if (st.ith == 0) {
     for (size_t k = 0; k < inputs_.size(); ++k) {
@@ -689,7 +694,7 @@ void Graph::forward(const Step& st, bool then_solo) {
 // The loss and metrics of blocks [b0, b1) of the batch's samples, each block's sums kept apart
 // (loss_part_, metric_part_) so that they add up in block order whatever thread did which.
 void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
-  ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfLoss]);
+  ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfLoss], &prof_open_);
   const size_t nout = output_specs_.size(), nmet = static_cast<size_t>(num_metrics());
   for (int b = b0; b < b1; ++b) {
     const Share sb = share_of(st.batch, b, kLossBlocks);
@@ -795,7 +800,7 @@ void apply_constraint(const ParamSpec& ps) {
 // Regularization (loss share returned, gradient added) and, when `apply`, the optimizer step
 // and constraints: each thread a range of every parameter's elements.
 double Graph::regularize_and_update(const Step& st, bool apply) {
-  ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfOptimizer]);
+  ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfOptimizer], &prof_open_);
   double reg = 0.0;
   for (size_t p = 0; p < params_.size(); ++p) {
     const ParamSpec& ps = params_[p];
@@ -862,7 +867,7 @@ void Graph::finish_update(const Step& st) {
   barrier(st);  // every share of every parameter is updated
   if (st.ith == 0) {
     if (has_constraints_) {
-      ProfileScope scope(profiling_, &prof_[kProfOptimizer]);
+      ProfileScope scope(profiling_, &prof_[kProfOptimizer], &prof_open_);
       for (const ParamSpec& ps : params_)
         if (ps.trainable && ps.constraint != ConstraintKind::kNone) apply_constraint(ps);
     }
@@ -902,6 +907,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   const int64_t begin = std::min(first_batch * batch_size, data.rows);
   const int64_t end = std::min((first_batch + num_batches) * batch_size, data.rows);
   if (begin >= end) return t;
+  ProfileScope whole(profiling_, &prof_[kProfRun], nullptr);  // not open: barriers leave it
   ensure_capacity(std::min(batch_size, end - begin));
   check_embedding_ids(data.x, data.rows);
   const bool training = mode == Mode::kTrain || mode == Mode::kGradients;

@@ -25,7 +25,7 @@ GemmEpilogue Graph::input_grad_epilogue(int i, int64_t col0) const {
 }
 
 void Graph::forward_node(const Step& st, int i) {
-  ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfElementwise]);
+  ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfElementwise], &prof_open_);
   const NodeSpec& node = nodes_[i];
   const int ith = st.ith, nth = st.nth;
   float* y = out_buf_[i].data();
@@ -319,7 +319,7 @@ void Graph::deferred_kernel_update(const Step& st) {
   const int i = st.deferred;
   if (i < 0) return;
   st.deferred = -1;
-  ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfElementwise]);
+  ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfElementwise], &prof_open_);
   const NodeSpec& node = nodes_[i];
   const int64_t last = node.last_dim, rows = st.batch * node.width / last;
   const int64_t in_last = nodes_[node.inputs[0]].last_dim;
@@ -424,7 +424,7 @@ void Graph::softmax_axis(const Step& st, int i, const float* x, const float* y, 
 }
 
 void Graph::backward_node(const Step& st, int i) {
-  ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfElementwise]);
+  ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfElementwise], &prof_open_);
   const NodeSpec& node = nodes_[i];
   const int ith = st.ith, nth = st.nth;
   float* dy = grad_buf_[i].data();

@@ -131,16 +131,26 @@ inline double now_seconds() {
 }
 
 // Adds the time of a scope to a profile slot when profiling is on (one clock read otherwise
-// skipped entirely).
+// skipped entirely), and, given `open`, marks the slot open in *open meanwhile, so a barrier
+// inside can take its wait out of it.
 class ProfileScope {
  public:
-  ProfileScope(bool on, double* slot) : slot_(on ? slot : nullptr), t0_(on ? now_seconds() : 0) {}
+  ProfileScope(bool on, double* slot, double** open)
+      : slot_(on ? slot : nullptr), open_(on ? open : nullptr), t0_(on ? now_seconds() : 0) {
+    if (!open_) return;
+    outer_ = *open_;
+    *open_ = slot_;
+  }
   ~ProfileScope() {
-    if (slot_) *slot_ += now_seconds() - t0_;
+    if (!slot_) return;
+    *slot_ += now_seconds() - t0_;
+    if (open_) *open_ = outer_;
   }
 
  private:
   double* slot_;
+  double** open_;
+  double* outer_ = nullptr;
   double t0_;
 };
 

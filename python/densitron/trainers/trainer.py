@@ -44,16 +44,20 @@ _PROFILE_ROWS = [
     ("loss", "loss and metrics"),
     ("optimizer", "optimizer and regularization"),
     ("gather", "data gathering (batch rows, targets)"),
+    ("wait", "waiting for the other threads (load imbalance)"),
+    ("scheduling", "engine scheduling (barriers, prefetch, set-up)"),
     ("overhead", "framework overhead (Python, bindings, callbacks)"),
 ]
 
 
 def _profile_report(engine, wall, steps, print_it):
-    """Seconds per category over the training loop; overhead = wall time the engine did not
-    account for."""
+    """Seconds per category over the training loop, as thread 0 spent them. scheduling = the
+    engine's runs less their categories; overhead = wall time outside the engine's runs."""
     report = dict(engine)
     waits = report.pop("barrier_waits")
-    report["overhead"] = max(0.0, wall - sum(report.values()))
+    run = report.pop("run")
+    report["scheduling"] = max(0.0, run - sum(report.values()))
+    report["overhead"] = max(0.0, wall - run)
     report["barrier_waits"] = [w for w in waits if w > 0.0]
     report["total"] = wall
     report["steps"] = steps
@@ -67,7 +71,7 @@ def _profile_report(engine, wall, steps, print_it):
         if report["barrier_waits"]:
             waits = ", ".join(f"{w / max(steps, 1) * 1e6:.1f}" for w in report["barrier_waits"])
             print(f"  (threads waiting for each other, us/step per thread: {waits}; thread 0's "
-                  "wait is inside the rows above)")
+                  "is the waiting row above)")
     return report
 
 
@@ -191,8 +195,8 @@ class Trainer:
             profile=False):
         """Keras's fit. `profile=True` (densitron's own) measures where the training steps'
         time goes — GEMM, elementwise ops and activations, loss and metrics, optimizer, data
-        gathering, framework overhead — and stores it in `history.profile` (printed unless
-        verbose=0)."""
+        gathering, waiting between threads, engine scheduling, framework overhead — and stores
+        it in `history.profile` (printed unless verbose=0)."""
         if steps_per_epoch is not None:
             raise ValueError("`steps_per_epoch` is not supported by densitron yet (it trains on "
                              f"arrays, one pass per epoch). Received: steps_per_epoch="
@@ -309,7 +313,11 @@ class Trainer:
             train_seconds += time.perf_counter() - epoch_start
             total_steps += done
             if val is not None and (epoch + 1) % validation_freq == 0:
+                if profile:  # the profile covers the training steps only
+                    self._graph.set_profiling(False)
                 val_logs = self._run_evaluate(val[0], val[1], val_batch, val[2])
+                if profile:
+                    self._graph.set_profiling(True)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
             cb.on_epoch_end(epoch, logs)
             if self.stop_training:
