@@ -329,7 +329,10 @@ def test_callbacks_must_be_callbacks():
     lambda: optimizers.SGD(momentum=2),
     lambda: optimizers.Adam(beta_1="x"),
     lambda: optimizers.RMSprop(clipnorm=1.0),
-    lambda: densitron.losses.CategoricalCrossentropy(label_smoothing=0.1),
+    lambda: densitron.losses.CategoricalCrossentropy(label_smoothing=1.5),
+    lambda: densitron.losses.BinaryCrossentropy(label_smoothing=-0.1),
+    lambda: densitron.losses.CategoricalCrossentropy(label_smoothing="0.1"),
+    lambda: densitron.losses.SparseCategoricalCrossentropy(label_smoothing=0.1),  # as Keras
     lambda: densitron.set_num_threads(-1),
     lambda: densitron.set_num_threads("2"),
     lambda: densitron.utils.set_random_seed(-5),

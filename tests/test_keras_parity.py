@@ -570,6 +570,36 @@ def test_evaluate_loss_and_accuracy(loss, units, activation):
     np.testing.assert_allclose(dlogs["accuracy"], klogs["accuracy"], rtol=1e-6, atol=1e-7)
 
 
+SMOOTHING_CASES = [
+    # loss class, output units, output activation, from_logits
+    ("CategoricalCrossentropy", 4, "softmax", False),
+    ("CategoricalCrossentropy", 4, None, True),
+    ("BinaryCrossentropy", 3, "sigmoid", False),
+    ("BinaryCrossentropy", 3, None, True),
+]
+
+
+@pytest.mark.parametrize("cls,units,activation,from_logits", SMOOTHING_CASES,
+                         ids=[f"{c[0]}-logits{c[3]}" for c in SMOOTHING_CASES])
+def test_evaluate_label_smoothing(cls, units, activation, from_logits):
+    # The loss sees smoothed targets, the accuracy the targets as given (binary accuracy would
+    # count no hit on 0.05 / 0.95).
+    kmodel = _classifier(KERAS, units, activation)
+    dmodel = _classifier(DENS, units, activation)
+    _check_weights_move(kmodel, dmodel)
+    x = _x(50, 6, seed=28)
+    loss = "binary_crossentropy" if cls == "BinaryCrossentropy" else "categorical_crossentropy"
+    y = _labels(loss, 50, units, seed=29)
+    for model, losses in ((kmodel, keras.losses), (dmodel, densitron.losses)):
+        model.compile(optimizer="rmsprop", metrics=["accuracy"],
+                      loss=getattr(losses, cls)(from_logits=from_logits, label_smoothing=0.1))
+    klogs = kmodel.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    dlogs = dmodel.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    np.testing.assert_allclose(dlogs["loss"], klogs["loss"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dlogs["accuracy"], klogs["accuracy"], rtol=1e-6, atol=1e-7)
+    assert dlogs["accuracy"] > 0.0
+
+
 @pytest.mark.parametrize("loss", ["categorical_crossentropy", "binary_crossentropy"])
 # Keras's numpy sigmoid computes 1 / (1 + exp(-x)), which overflows (to the right limit, 0)
 # for x < -88 and warns; densitron computes in C++ and never goes through NumPy here.

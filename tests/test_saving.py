@@ -46,6 +46,35 @@ def test_save_and_load_model_round_trip(tmp_path):
     assert not uncompiled.compiled
 
 
+@pytest.mark.parametrize("loss", [
+    densitron.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1),
+    densitron.losses.BinaryCrossentropy,  # a class, uninstantiated
+    [densitron.losses.BinaryCrossentropy(label_smoothing=0.3)],
+])
+def test_loss_objects_keep_their_arguments_through_save(tmp_path, loss):
+    # A loss given as an object is saved with its config, not by name: from_logits and
+    # label_smoothing would otherwise change the reloaded model's loss.
+    rng = np.random.default_rng(3)
+    inputs = layers.Input(shape=(4,))
+    model = Model(inputs, layers.Dense(3)(inputs))
+    model.compile(optimizer="rmsprop", loss=loss)
+    x = rng.normal(size=(20, 4)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 20)]
+    model.save(tmp_path / "m.keras")
+    clone = load_model(tmp_path / "m.keras")
+    assert clone.evaluate(x, y, verbose=0) == model.evaluate(x, y, verbose=0)
+    first = clone.loss[0] if isinstance(clone.loss, list) else clone.loss
+    want = densitron.losses.get(loss[0] if isinstance(loss, list) else loss)
+    assert first.get_config() == want.get_config()
+
+
+def test_bad_serialized_loss_raises():
+    with pytest.raises(ValueError, match="Received: class_name='Huber'"):
+        densitron.losses.get({"class_name": "Huber", "config": {}})
+    with pytest.raises(ValueError, match="Received"):
+        densitron.losses.get({"class_name": "MeanSquaredError", "config": 3})
+
+
 def test_sequential_and_weights_files(tmp_path):
     seq = Sequential([layers.Input(shape=(4,)), layers.Dense(3, activation="tanh"),
                       layers.Dense(2)])

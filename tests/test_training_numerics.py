@@ -70,6 +70,31 @@ def test_one_step_matches_numpy(loss, in_width):
         assert rel_err(w_new - w_old, expected - w_old) < 2e-3
 
 
+@pytest.mark.parametrize("loss,smoothed", [
+    ("categorical_crossentropy", lambda y, s: y * (1 - s) + s / y.shape[1]),
+    ("binary_crossentropy", lambda y, s: y * (1 - s) + s / 2),
+])
+def test_label_smoothing_step_matches_numpy_on_smoothed_targets(loss, smoothed):
+    # Keras's label_smoothing: the step (loss, gradients through the fused softmax or sigmoid,
+    # update) is the NumPy step on the smoothed targets; the model is fed the targets as given.
+    out_act, out_w = LOSS_SETUPS[loss]
+    rng = np.random.default_rng(14)
+    model = build_mlp(["relu"], out_act, [20, 16, out_w])
+    x = rng.normal(size=(33, 20)).astype(np.float32)
+    y = make_targets(loss, rng, 33, out_w)
+    cls = {"categorical_crossentropy": densitron.losses.CategoricalCrossentropy,
+           "binary_crossentropy": densitron.losses.BinaryCrossentropy}[loss]
+    model.compile(optimizer=optimizers.RMSprop(learning_rate=0.01),
+                  loss=cls(label_smoothing=0.2))
+    w0 = model.get_weights()
+    _, loss_ref, grads = mlp_step(w0, ["relu", out_act], x, smoothed(y.astype(np.float64), 0.2),
+                                  loss)
+    assert abs(model.evaluate(x, y, verbose=0) - loss_ref) / loss_ref < 1e-5
+    assert abs(model.train_on_batch(x, y) - loss_ref) / loss_ref < 1e-5
+    for got, w, g in zip(model.get_weights(), w0, grads):
+        assert rel_err(got, rmsprop(w.astype(np.float64), g, {}, lr=0.01)) < 6e-5
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("hidden", [["sigmoid", "relu", "tanh"], ["relu", "tanh", "sigmoid"]])
 def test_activation_derivative_in_the_input_gradient_gemm(hidden, threads):

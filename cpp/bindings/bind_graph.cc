@@ -97,12 +97,13 @@ class PyGraph {
     std::vector<densitron::OutputSpec> specs;
     target_widths_.clear();
     for (const py::handle& h : outputs) {
-      auto t = h.cast<std::tuple<int, int, float, int64_t, py::list>>();
+      auto t = h.cast<std::tuple<int, int, float, int64_t, py::list, float>>();
       densitron::OutputSpec o;
       o.node = std::get<0>(t);
       o.loss = static_cast<densitron::Loss>(std::get<1>(t));
       o.loss_weight = std::get<2>(t);
       o.target_width = std::get<3>(t);
+      o.label_smoothing = std::get<5>(t);
       for (const py::handle& m : std::get<4>(t)) {
         auto mt = m.cast<std::tuple<bool, int, float, int>>();
         densitron::MetricSpec ms;

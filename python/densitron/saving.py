@@ -50,16 +50,16 @@ def _npz_weights(data):
 def _compile_config(model):
     if not model.compiled:
         return None
+    from densitron import losses
+
     opt = model.optimizer
     loss = model.loss
-    def loss_name(v):
-        return v if isinstance(v, str) else getattr(v, "name", None)
     if isinstance(loss, dict):
-        loss = {k: loss_name(v) for k, v in loss.items()}
+        loss = {k: losses.serialize(v) for k, v in loss.items()}
     elif isinstance(loss, (list, tuple)):
-        loss = [loss_name(v) for v in loss]
+        loss = [losses.serialize(v) for v in loss]
     else:
-        loss = loss_name(loss)
+        loss = losses.serialize(loss)
     return {
         "optimizer": {"class_name": type(opt).__name__, "config": opt.get_config()},
         "loss": loss,
@@ -93,6 +93,21 @@ def save_model(model, filepath, overwrite=True):
     _atomic_write(filepath, write, overwrite)
 
 
+def _saved_loss(loss):
+    """compile's `loss` from its saved form: names as they are, serialized objects rebuilt,
+    in a list or per-output dict too."""
+    from densitron import losses
+
+    def one(v):
+        return losses.deserialize(v) if isinstance(v, dict) else v
+
+    if isinstance(loss, dict) and "class_name" not in loss:
+        return {k: one(v) for k, v in loss.items()}
+    if isinstance(loss, list):
+        return [one(v) for v in loss]
+    return one(loss)
+
+
 def load_model(filepath, compile=True):
     """Rebuilds a model saved with `model.save(...)`, with its weights (and compiled)."""
     from densitron import layers, optimizers
@@ -114,8 +129,9 @@ def load_model(filepath, compile=True):
     if compile and cc:
         opt_cfg = cc["optimizer"]
         opt_cls = getattr(optimizers, opt_cfg["class_name"])
-        model.compile(optimizer=opt_cls.from_config(opt_cfg["config"]), loss=cc["loss"],
-                      loss_weights=cc["loss_weights"], metrics=cc["metrics"])
+        model.compile(optimizer=opt_cls.from_config(opt_cfg["config"]),
+                      loss=_saved_loss(cc["loss"]), loss_weights=cc["loss_weights"],
+                      metrics=cc["metrics"])
     return model
 
 

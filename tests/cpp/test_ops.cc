@@ -154,6 +154,52 @@ TEST(Losses, CrossentropyMatchesKerasFormulaAndFusedGradient) {
   }
 }
 
+// Keras's label smoothing: the loss and its gradient (fused or not) on targets y are those on
+// y·(1 - s) + s/k (k: classes, or 2 for the binary cross-entropy), and s = 0 changes nothing.
+TEST(Losses, LabelSmoothingEqualsTheLossOnSmoothedTargets) {
+  const int64_t rows = 6, cols = 4;
+  const float s = 0.2f;
+  std::vector<float> z = random_vec(rows * cols, 12), soft = z, sig = z;
+  activation_forward(Activation::kSoftmax, ActivationParams(), z.data(), soft.data(), rows,
+                     cols);
+  activation_forward(Activation::kSigmoid, ActivationParams(), z.data(), sig.data(), rows, cols);
+  std::vector<float> y(rows * cols, 0.0f);
+  for (int64_t r = 0; r < rows; ++r) y[r * cols + (r * 3) % cols] = 1.0f;
+  struct Case { Loss loss; const std::vector<float>* p; bool fused; float k; };
+  const Case cases[] = {{Loss::kCategoricalCrossentropy, &soft, false, float(cols)},
+                        {Loss::kCategoricalCrossentropy, &soft, true, float(cols)},
+                        {Loss::kCategoricalCrossentropyLogits, &z, false, float(cols)},
+                        {Loss::kBinaryCrossentropy, &sig, false, 2.0f},
+                        {Loss::kBinaryCrossentropy, &sig, true, 2.0f},
+                        {Loss::kBinaryCrossentropyLogits, &z, false, 2.0f}};
+  for (const Case& c : cases) {
+    std::vector<float> ys(y.size());
+    for (size_t i = 0; i < y.size(); ++i) ys[i] = y[i] * (1.0f - s) + s / c.k;
+    std::vector<float> g(y.size()), gs(y.size()), g0(y.size()), gd(y.size());
+    const double got = loss_forward_backward(c.loss, c.p->data(), y.data(), rows, cols, g.data(),
+                                             rows, c.fused, nullptr, 1, s);
+    const double want = loss_forward_backward(c.loss, c.p->data(), ys.data(), rows, cols,
+                                              gs.data(), rows, c.fused);
+    EXPECT_NEAR(got, want, 1e-5 * std::fabs(want)) << static_cast<int>(c.loss);
+    for (size_t i = 0; i < g.size(); ++i)
+      EXPECT_NEAR(g[i], gs[i], 1e-6) << static_cast<int>(c.loss) << " fused " << c.fused;
+    // s = 0: bitwise the loss without smoothing.
+    const double plain = loss_forward_backward(c.loss, c.p->data(), y.data(), rows, cols,
+                                               gd.data(), rows, c.fused);
+    EXPECT_EQ(loss_forward_backward(c.loss, c.p->data(), y.data(), rows, cols, g0.data(), rows,
+                                    c.fused, nullptr, 1, 0.0f),
+              plain);
+    EXPECT_EQ(g0, gd);
+  }
+  // The categorical one against its formula in double: -Σ_j (y_j (1 - s) + s/k) log p_j.
+  double ref = 0.0;
+  for (int64_t i = 0; i < rows * cols; ++i)
+    ref -= (y[i] * (1.0 - s) + s / cols) * std::log(static_cast<double>(soft[i]));
+  EXPECT_NEAR(loss_forward_backward(Loss::kCategoricalCrossentropy, soft.data(), y.data(), rows,
+                                    cols, nullptr, rows, false, nullptr, 1, s),
+              ref, 1e-5 * ref);
+}
+
 TEST(Optimizers, RmspropGoldenKerasValue) {
   OptimizerConfig c;
   c.kind = OptimizerKind::kRmsprop;

@@ -78,6 +78,7 @@ struct OutputSpec {
   float loss_weight = 1.0f;
   int64_t target_width = 0;  // values per sample of y for this output (1 for sparse labels)
   std::vector<MetricSpec> metrics;
+  float label_smoothing = 0.0f;  // of the loss's targets (not the metrics'), see ops.h
 };
 
 // Whole-array data for a run: one row-major array per model input and per output target,

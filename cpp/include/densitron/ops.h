@@ -74,9 +74,12 @@ enum class Loss : int {
 // output activation instead: p = softmax(z) for the categorical losses, p = sigmoid(z) for
 // binary cross-entropy (exact when no probability is clipped). `weights`, when given, holds a
 // sample weight for every rows_per_weight consecutive rows, scaling their loss and gradient.
+// label_smoothing s (Keras's, the dense cross-entropies only) replaces y by y·(1 - s) + s/cols
+// for the categorical ones and by y·(1 - s) + s/2 for the binary one.
 double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t rows,
                              int64_t cols, float* grad, double scale_rows, bool fused_logits,
-                             const float* weights = nullptr, int64_t rows_per_weight = 1);
+                             const float* weights = nullptr, int64_t rows_per_weight = 1,
+                             float label_smoothing = 0.0f);
 
 enum class AccuracyKind : int { kCategorical = 0, kSparseCategorical = 1, kBinary = 2 };
 // Sum over rows of the per-row accuracy (binary accuracy is a mean over the last axis).

@@ -714,7 +714,7 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
           rows == 0 ? 0.0
                     : loss_forward_backward(o.loss, p, y, rows, cols, g,
                                             static_cast<double>(all_rows) / o.loss_weight,
-                                            fused_[o.node], w, sub_rows) /
+                                            fused_[o.node], w, sub_rows, o.label_smoothing) /
                           static_cast<double>(sub_rows);
       for (const MetricSpec& spec : o.metrics) {
         const double v =

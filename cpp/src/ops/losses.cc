@@ -16,10 +16,18 @@ constexpr float kOneMinusEps = 1.0f - kEps;
 inline float clip_prob(float p) { return std::min(std::max(p, kEps), kOneMinusEps); }
 inline bool in_clip_range(float p) { return p >= kEps && p <= kOneMinusEps; }
 
+// Keras's label smoothing of a target: y·(1 - s) + s/k, with k = classes for the categorical
+// cross-entropies and k = 2 for the binary one. s = 0 leaves y exactly as it is.
+struct Smoothing {
+  float keep = 1.0f, add = 0.0f;
+  Smoothing(float s, int64_t k) : keep(1.0f - s), add(s / static_cast<float>(k)) {}
+  float operator()(float y) const { return y * keep + add; }
+};
+
 // One row of categorical cross-entropy. `label` >= 0 selects the sparse form (y one-hot at
-// label); otherwise y holds the row's targets.
+// label); otherwise y holds the row's targets, smoothed by `sm`.
 double crossentropy_row(const float* p, const float* y, int64_t label, int64_t cols, float* g,
-                        float inv_scale, bool fused_softmax) {
+                        float inv_scale, bool fused_softmax, const Smoothing& sm) {
   float sum = 0.0f;
   for (int64_t j = 0; j < cols; ++j) sum += p[j];
   const float inv_sum = 1.0f / sum;
@@ -29,7 +37,8 @@ double crossentropy_row(const float* p, const float* y, int64_t label, int64_t c
     loss = -std::log(clip_prob(p[label] * inv_sum));
   } else {
     for (int64_t j = 0; j < cols; ++j) {
-      if (y[j] != 0.0f) loss -= y[j] * std::log(clip_prob(p[j] * inv_sum));
+      const float yj = sm(y[j]);
+      if (yj != 0.0f) loss -= yj * std::log(clip_prob(p[j] * inv_sum));
     }
   }
   if (g == nullptr) return loss;
@@ -40,15 +49,15 @@ double crossentropy_row(const float* p, const float* y, int64_t label, int64_t c
       g[label] -= inv_scale;
     } else {
       float ysum = 0.0f;
-      for (int64_t j = 0; j < cols; ++j) ysum += y[j];
-      for (int64_t j = 0; j < cols; ++j) g[j] = (p[j] * ysum - y[j]) * inv_scale;
+      for (int64_t j = 0; j < cols; ++j) ysum += sm(y[j]);
+      for (int64_t j = 0; j < cols; ++j) g[j] = (p[j] * ysum - sm(y[j])) * inv_scale;
     }
     return loss;
   }
   // q = p / Σp, dL/dq_j = -y_j / q_j where q_j is not clipped; dL/dp = (dL/dq - <dL/dq, q>) / Σp.
   float dot = 0.0f;
   for (int64_t j = 0; j < cols; ++j) {
-    const float yj = label >= 0 ? (j == label ? 1.0f : 0.0f) : y[j];
+    const float yj = label >= 0 ? (j == label ? 1.0f : 0.0f) : sm(y[j]);
     const float q = p[j] * inv_sum;
     const float gq = (yj != 0.0f && in_clip_range(q)) ? -yj / q : 0.0f;
     g[j] = gq;
@@ -59,9 +68,10 @@ double crossentropy_row(const float* p, const float* y, int64_t label, int64_t c
 }
 
 // Cross-entropy on logits z: -Σ y·log_softmax(z) (Keras's from_logits=True, no clipping);
-// gradient softmax(z)·Σy - y. `label` >= 0 selects the sparse form.
+// gradient softmax(z)·Σy - y. `label` >= 0 selects the sparse form; otherwise y is smoothed
+// by `sm`.
 double crossentropy_logits_row(const float* z, const float* y, int64_t label, int64_t cols,
-                               float* g, float inv_scale) {
+                               float* g, float inv_scale, const Smoothing& sm) {
   float mx = z[0];
   for (int64_t j = 1; j < cols; ++j) mx = std::max(mx, z[j]);
   double sum = 0.0;
@@ -73,16 +83,17 @@ double crossentropy_logits_row(const float* z, const float* y, int64_t label, in
     ysum = 1.0;
   } else {
     for (int64_t j = 0; j < cols; ++j) {
-      if (y[j] == 0.0f) continue;
-      loss -= y[j] * (z[j] - lse);
-      ysum += y[j];
+      const float yj = sm(y[j]);
+      if (yj == 0.0f) continue;
+      loss -= yj * (z[j] - lse);
+      ysum += yj;
     }
   }
   if (g == nullptr) return loss;
   for (int64_t j = 0; j < cols; ++j) {
-    const double sm = std::exp(z[j] - lse);
-    const double yj = label >= 0 ? (j == label ? 1.0 : 0.0) : y[j];
-    g[j] = static_cast<float>(sm * ysum - yj) * inv_scale;
+    const double soft = std::exp(z[j] - lse);
+    const double yj = label >= 0 ? (j == label ? 1.0 : 0.0) : sm(y[j]);
+    g[j] = static_cast<float>(soft * ysum - yj) * inv_scale;
   }
   return loss;
 }
@@ -91,9 +102,11 @@ double crossentropy_logits_row(const float* z, const float* y, int64_t label, in
 
 double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t rows,
                              int64_t cols, float* grad, double scale_rows, bool fused_logits,
-                             const float* weights, int64_t rows_per_weight) {
+                             const float* weights, int64_t rows_per_weight,
+                             float label_smoothing) {
   const float base_scale = static_cast<float>(1.0 / scale_rows);
   const float inv_cols = 1.0f / static_cast<float>(cols);
+  const Smoothing classes(label_smoothing, cols), binary(label_smoothing, 2);
   double total = 0.0;
   for (int64_t r = 0; r < rows; ++r) {
     const float* pr = p + r * cols;
@@ -105,26 +118,28 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
     const double before = total;
     switch (loss) {
       case Loss::kCategoricalCrossentropy:
-        total += crossentropy_row(pr, y + r * cols, -1, cols, gr, inv_scale, fused_logits);
+        total += crossentropy_row(pr, y + r * cols, -1, cols, gr, inv_scale, fused_logits,
+                                  classes);
         break;
       case Loss::kSparseCategoricalCrossentropy: {
         int64_t label = static_cast<int64_t>(y[r]);
         label = std::min<int64_t>(std::max<int64_t>(label, 0), cols - 1);  // validated upstream
-        total += crossentropy_row(pr, nullptr, label, cols, gr, inv_scale, fused_logits);
+        total += crossentropy_row(pr, nullptr, label, cols, gr, inv_scale, fused_logits,
+                                  classes);
         break;
       }
       case Loss::kBinaryCrossentropy: {
         const float* yr = y + r * cols;
         double row = 0.0;
         for (int64_t j = 0; j < cols; ++j) {
-          const float pc = clip_prob(pr[j]);
-          row -= yr[j] * std::log(pc) + (1.0f - yr[j]) * std::log(1.0f - pc);
+          const float pc = clip_prob(pr[j]), yj = binary(yr[j]);
+          row -= yj * std::log(pc) + (1.0f - yj) * std::log(1.0f - pc);
           if (gr == nullptr) continue;
           if (fused_logits) {  // through a sigmoid: (p - y)
-            gr[j] = (pr[j] - yr[j]) * inv_cols * inv_scale;
+            gr[j] = (pr[j] - yj) * inv_cols * inv_scale;
           } else {
             const float pj = pr[j];
-            gr[j] = in_clip_range(pj) ? (pj - yr[j]) / (pj * (1.0f - pj)) * inv_cols * inv_scale
+            gr[j] = in_clip_range(pj) ? (pj - yj) / (pj * (1.0f - pj)) * inv_cols * inv_scale
                                       : 0.0f;
           }
         }
@@ -154,12 +169,12 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
         break;
       }
       case Loss::kCategoricalCrossentropyLogits:
-        total += crossentropy_logits_row(pr, y + r * cols, -1, cols, gr, inv_scale);
+        total += crossentropy_logits_row(pr, y + r * cols, -1, cols, gr, inv_scale, classes);
         break;
       case Loss::kSparseCategoricalCrossentropyLogits: {
         int64_t label = static_cast<int64_t>(y[r]);
         label = std::min<int64_t>(std::max<int64_t>(label, 0), cols - 1);  // validated upstream
-        total += crossentropy_logits_row(pr, nullptr, label, cols, gr, inv_scale);
+        total += crossentropy_logits_row(pr, nullptr, label, cols, gr, inv_scale, classes);
         break;
       }
       case Loss::kBinaryCrossentropyLogits: {
@@ -168,8 +183,9 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
         double row = 0.0;
         for (int64_t j = 0; j < cols; ++j) {
           const double z = pr[j];
-          row += std::max(z, 0.0) - z * yr[j] + std::log1p(std::exp(-std::fabs(z)));
-          if (gr) gr[j] = static_cast<float>(1.0 / (1.0 + std::exp(-z)) - yr[j]) * inv_cols * inv_scale;
+          const float yj = binary(yr[j]);
+          row += std::max(z, 0.0) - z * yj + std::log1p(std::exp(-std::fabs(z)));
+          if (gr) gr[j] = static_cast<float>(1.0 / (1.0 + std::exp(-z)) - yj) * inv_cols * inv_scale;
         }
         total += row / cols;
         break;

@@ -1,5 +1,7 @@
 """Losses by Keras name; the C++ engine computes them (reduction: mean over the batch)."""
 
+import numpy as np
+
 # Engine ids: must match densitron::Loss in cpp/include/densitron/ops.h.
 _CCE, _SCCE, _BCE, _MSE, _MAE = 0, 1, 2, 3, 4
 _LOGITS = {_CCE: 5, _SCCE: 6, _BCE: 7}  # the same losses on logits (from_logits=True)
@@ -28,12 +30,6 @@ class _ProbabilisticLoss(Loss):
 
     def __init__(self, from_logits=False, name=None, reduction="sum_over_batch_size", **kwargs):
         super().__init__(name=name, reduction=reduction)
-        label_smoothing = kwargs.pop("label_smoothing", 0.0)
-        if label_smoothing:
-            raise ValueError(
-                f"label_smoothing is not supported by densitron yet. "
-                f"Received: label_smoothing={label_smoothing!r}"
-            )
         axis = kwargs.pop("axis", -1)
         if axis != -1:
             raise ValueError(f"densitron's cross-entropies reduce over the last axis. "
@@ -49,7 +45,28 @@ class _ProbabilisticLoss(Loss):
         return {**super().get_config(), "from_logits": self.from_logits}
 
 
-class CategoricalCrossentropy(_ProbabilisticLoss):
+class _SmoothedLoss(_ProbabilisticLoss):
+    """The dense cross-entropies, which take Keras's `label_smoothing` s: the loss sees the
+    targets as y·(1 - s) + s/classes (categorical) or y·(1 - s) + s/2 (binary); metrics see
+    them as given."""
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, name=None,
+                 reduction="sum_over_batch_size", **kwargs):
+        super().__init__(from_logits=from_logits, name=name, reduction=reduction, **kwargs)
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing,
+                                                               (int, float, np.number)):
+            raise TypeError("`label_smoothing` must be a number in [0, 1]. "
+                            f"Received: label_smoothing={label_smoothing!r}")
+        if not 0.0 <= float(label_smoothing) <= 1.0:
+            raise ValueError("`label_smoothing` must be in [0, 1]. "
+                             f"Received: label_smoothing={label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+class CategoricalCrossentropy(_SmoothedLoss):
     _engine_id = _CCE
     _default_name = "categorical_crossentropy"
 
@@ -59,7 +76,7 @@ class SparseCategoricalCrossentropy(_ProbabilisticLoss):
     _default_name = "sparse_categorical_crossentropy"
 
 
-class BinaryCrossentropy(_ProbabilisticLoss):
+class BinaryCrossentropy(_SmoothedLoss):
     _engine_id = _BCE
     _default_name = "binary_crossentropy"
 
@@ -74,6 +91,9 @@ class MeanAbsoluteError(Loss):
     _default_name = "mean_absolute_error"
 
 
+_CLASSES = {c.__name__: c for c in (CategoricalCrossentropy, SparseCategoricalCrossentropy,
+                                     BinaryCrossentropy, MeanSquaredError, MeanAbsoluteError)}
+
 _BY_NAME = {
     "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
@@ -85,9 +105,33 @@ _BY_NAME = {
 }
 
 
+def serialize(loss):
+    """A loss as saved in a model file: its name when given by name, else Keras's
+    {"class_name", "config"} form (so from_logits and label_smoothing survive)."""
+    if isinstance(loss, str) or loss is None:
+        return loss
+    loss = get(loss)  # a Loss class given uninstantiated too
+    return {"class_name": type(loss).__name__, "config": loss.get_config()}
+
+
+def deserialize(config):
+    """The loss of `serialize`'s {"class_name", "config"} form."""
+    if not isinstance(config, dict) or not isinstance(config.get("config", {}), dict):
+        raise ValueError("A serialized loss is a dict with 'class_name' and 'config'. "
+                         f"Received: config={config!r}")
+    name = config.get("class_name")
+    cls = _CLASSES.get(name)
+    if cls is None:
+        raise ValueError(f"Unknown loss class. Expected one of {sorted(_CLASSES)}. "
+                         f"Received: class_name={name!r}")
+    return cls(**config.get("config", {}))
+
+
 def get(identifier):
     if isinstance(identifier, Loss):
         return identifier
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
     if isinstance(identifier, str):
         cls = _BY_NAME.get(identifier)
         if cls is None:
@@ -111,5 +155,7 @@ __all__ = [
     "MeanAbsoluteError",
     "MeanSquaredError",
     "SparseCategoricalCrossentropy",
+    "deserialize",
     "get",
+    "serialize",
 ]

@@ -171,7 +171,8 @@ class Trainer:
             width = self._output_widths[k]
             if isinstance(loss, losses_mod.SparseCategoricalCrossentropy):
                 width //= self._output_last[k]  # one class id per row of the last axis
-            outputs.append((node, loss._engine_id, self._loss_weights[k], width, metric_specs[k]))
+            outputs.append((node, loss._engine_id, self._loss_weights[k], width, metric_specs[k],
+                            getattr(loss, "label_smoothing", 0.0)))
         trainable = self._param_trainable_flags()
         self._graph.compile(outputs, self.optimizer._engine_config(), trainable)
         self.optimizer._attach(self._graph)
