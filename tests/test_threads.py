@@ -2,6 +2,7 @@
 bitwise identical for 1 and 2 threads, for every kind of node, in training and inference."""
 
 import numpy as np
+import pytest
 
 import densitron
 from densitron import layers
@@ -211,3 +212,26 @@ def test_cut_kernel_partial_sums_bitwise_equal():
             for a, b in zip(m1.get_weights(), m.get_weights()):
                 np.testing.assert_array_equal(a, b)
             assert h1.history == h.history
+
+
+@pytest.mark.parametrize("clip", [{"clipnorm": 0.05}, {"global_clipnorm": 0.05}])
+def test_gradient_norm_clipping_bitwise_equal(clip):
+    # The norms are summed in fixed blocks of the parameters, whatever the thread count.
+    rng = np.random.default_rng(16)
+    x = rng.normal(size=(300, 784)).astype(np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 300)]
+    results = []
+    for threads in (1, 2):
+        densitron.set_num_threads(threads)
+        densitron.utils.clear_session()
+        densitron.utils.set_random_seed(17)
+        inputs = layers.Input(shape=(784,))
+        h = layers.Dense(64, activation="relu")(inputs)
+        model = Model(inputs, layers.Dense(10, activation="softmax")(h))
+        model.compile(optimizer=densitron.optimizers.RMSprop(**clip),
+                      loss="categorical_crossentropy")
+        hist = model.fit(x, y, batch_size=64, epochs=2, verbose=0)
+        results.append((model.get_weights(), hist.history))
+    for a, b in zip(results[0][0], results[1][0]):
+        np.testing.assert_array_equal(a, b)
+    assert results[0][1] == results[1][1]

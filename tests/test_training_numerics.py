@@ -254,6 +254,50 @@ def test_optimizer_matches_keras_formula(case):
         assert rel_err(w, w_ref) < 1e-5
 
 
+def clip_reference(grads, kind, c):
+    """Keras's gradient clipping of one step's gradients (float64)."""
+    if kind == "clipvalue":
+        return [np.clip(g, -c, c) for g in grads]
+    if kind == "clipnorm":
+        return [g * c / max(np.sqrt((g ** 2).sum()), c) for g in grads]
+    n = np.sqrt(sum((g ** 2).sum() for g in grads))
+    return [g * c * min(1 / n, 1 / c) for g in grads]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("kind", ["clipvalue", "clipnorm", "global_clipnorm"])
+def test_gradient_clipping_step_matches_numpy(kind, threads):
+    # SGD's step is linear in g, so the weights show the clipped gradient itself. The L2 term
+    # is clipped with the rest; the 600x64 kernel is cut into row blocks and its norm summed
+    # over several fixed blocks; c is set from the gradients so that it binds for some.
+    rng = np.random.default_rng(15)
+    densitron.set_num_threads(threads)
+    inp = layers.Input(shape=(600,))
+    h = layers.Dense(64, activation="tanh",
+                     kernel_regularizer=densitron.regularizers.L2(0.01))(inp)
+    model = Model(inp, layers.Dense(5, activation="softmax")(h))
+    x = rng.normal(size=(40, 600)).astype(np.float32)
+    y = make_targets("categorical_crossentropy", rng, 40, 5)
+    w0 = model.get_weights()
+    _, loss_ref, grads = mlp_step(w0, ["tanh", "softmax"], x, y, "categorical_crossentropy")
+    grads[0] = grads[0] + 2 * 0.01 * w0[0].astype(np.float64)
+    loss_ref += 0.01 * (w0[0].astype(np.float64) ** 2).sum()
+    norms = sorted(np.sqrt((g ** 2).sum()) for g in grads)
+    c = {"clipvalue": 0.5 * max(np.abs(g).max() for g in grads),
+         "clipnorm": 0.5 * (norms[1] + norms[2]),  # two of the four clipped
+         "global_clipnorm": 0.5 * np.sqrt(sum(n ** 2 for n in norms))}[kind]
+    model.compile(optimizer=optimizers.SGD(learning_rate=0.1, **{kind: c}),
+                  loss="categorical_crossentropy")
+    assert abs(model.train_on_batch(x, y) - loss_ref) / loss_ref < 1e-5
+    for got, w, g, gc in zip(model.get_weights(), w0, grads, clip_reference(grads, kind, c)):
+        want = w.astype(np.float64) - 0.1 * gc
+        assert rel_err(got - w, want - w) < 1e-4
+        binds = {"clipvalue": np.abs(g).max() > c, "clipnorm": np.sqrt((g ** 2).sum()) > c,
+                 "global_clipnorm": True}[kind]
+        if binds:
+            assert rel_err(got - w, -0.1 * g) > 1e-2  # the clipping took effect
+
+
 def test_fit_trains_through_every_optimizer():
     rng = np.random.default_rng(3)
     x = rng.normal(size=(256, 8)).astype(np.float32)

@@ -133,6 +133,9 @@ class PyGraph {
     c.beta_2 = opt["beta_2"].cast<float>();
     c.amsgrad = opt["amsgrad"].cast<bool>();
     c.weight_decay = opt["weight_decay"].cast<float>();
+    c.clipnorm = opt["clipnorm"].cast<float>();
+    c.clipvalue = opt["clipvalue"].cast<float>();
+    c.global_clipnorm = opt["global_clipnorm"].cast<float>();
     return c;
   }
 

@@ -215,6 +215,10 @@ class Graph {
   void backward(const Step& st);
   void backward_node(const Step& st, int i);
   double regularize_and_update(const Step& st, bool apply);
+  template <typename Fn>
+  void for_each_update_share(const Step& st, bool apply, Fn&& fn) const;
+  bool clips_by_norm() const;
+  void clip_by_norm(const Step& st);
   void finish_update(const Step& st);
   double regularization_value() const;
   double update_share(const Step& st, size_t p, Share sh, bool regularized, bool apply,
@@ -268,6 +272,11 @@ class Graph {
   // by the threads sharing its gradient product, after the barrier that ends the node's input
   // gradient (the kernel's last reader in the step)
   std::vector<bool> update_in_backward_;
+  // Gradient clipping by norm (clipnorm, global_clipnorm): the gradients' squared sums in
+  // fixed blocks of parameter elements, {parameter, range} each, summed in block order, so
+  // the norms are the same for any thread count.
+  std::vector<std::pair<int, Share>> clip_blocks_;
+  std::vector<double> clip_sums_;
   std::vector<int> param_writers_;  // per parameter: how many nodes write its gradient
   std::vector<int> fwd_order_, bwd_order_;  // per run: the nodes a step runs, in order
   bool loss_solo_ = true;                    // per run: the loss is small, thread 0 does it

@@ -20,6 +20,13 @@ struct OptimizerConfig {
   float beta_2 = 0.999f;  // Adam
   bool amsgrad = false;   // Adam
   float weight_decay = 0.0f;  // decoupled (AdamW-style): w -= lr·wd·w before the step
+  // Keras's gradient clipping, of the gradients the graph hands to the step (at most one set;
+  // 0: off). clipvalue clamps each element to [-v, v]; clipnorm scales each parameter's
+  // gradient g to g·c / max(‖g‖, c); global_clipnorm scales all of them by
+  // c·min(1/N, 1/c), N the norm of all gradients together. Only the graph applies them.
+  float clipvalue = 0.0f;
+  float clipnorm = 0.0f;
+  float global_clipnorm = 0.0f;
 };
 
 // Optimizer constants for one update; decay = learning_rate·weight_decay (0 for none).

@@ -798,10 +798,76 @@ void apply_constraint(const ParamSpec& ps) {
 }  // namespace
 
 // Regularization (loss share returned, gradient added) and, when `apply`, the optimizer step
-// and constraints: each thread a range of every parameter's elements.
+// and constraints: each thread a range of every parameter's elements. Clipping by norm needs
+// every gradient whole first: regularization, then the norms, then the steps.
 double Graph::regularize_and_update(const Step& st, bool apply) {
   ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfOptimizer], &prof_open_);
   double reg = 0.0;
+  const bool by_norm = apply && clips_by_norm();
+  for_each_update_share(st, apply, [&](size_t p, Share sh, bool regularized, bool step) {
+    reg += update_share(st, p, sh, regularized, step && !by_norm);
+  });
+  if (!by_norm) return reg;
+  barrier(st);  // every gradient complete, regularization included
+  clip_by_norm(st);
+  for_each_update_share(st, apply, [&](size_t p, Share sh, bool, bool step) {
+    if (step) update_share(st, p, sh, false, true);
+  });
+  return reg;
+}
+
+bool Graph::clips_by_norm() const {
+  return optimizer_.clipnorm > 0.0f || optimizer_.global_clipnorm > 0.0f;
+}
+
+// Scales the gradients as Keras's clipnorm (each parameter's: g·c / max(‖g‖, c)) or
+// global_clipnorm (all of them: g·c·min(1/N, 1/c), NaN when N is not finite), each thread its
+// update shares. The squared sums are taken in fixed blocks, every nth by this thread, and
+// added in block order by every thread alike.
+void Graph::clip_by_norm(const Step& st) {
+  for (size_t b = st.ith; b < clip_blocks_.size(); b += st.nth) {
+    const auto& [p, r] = clip_blocks_[b];
+    const float* g = grads_.data() + grad_offset_[p];
+    double sum = 0.0;
+    for (int64_t j = r.lo; j < r.hi; ++j) sum += static_cast<double>(g[j]) * g[j];
+    clip_sums_[b] = sum;
+  }
+  barrier(st);
+  const bool global = optimizer_.global_clipnorm > 0.0f;
+  const float c = global ? optimizer_.global_clipnorm : optimizer_.clipnorm;
+  // The norm of parameter p's blocks, or of all blocks when p < 0.
+  auto norm = [&](int p) {
+    double sum = 0.0;
+    for (size_t b = 0; b < clip_blocks_.size(); ++b)
+      if (p < 0 || clip_blocks_[b].first == p) sum += clip_sums_[b];
+    return static_cast<float>(std::sqrt(sum));
+  };
+  float scale = 1.0f;
+  if (global) {
+    const float n = norm(-1);
+    scale = c * std::min(1.0f / n, 1.0f / c) + (n - n);
+  }
+  int last = -1;
+  float denom = c;
+  for_each_update_share(st, true, [&](size_t p, Share sh, bool, bool step) {
+    if (!step) return;
+    float* g = grads_.data() + grad_offset_[p];
+    if (global) {
+      for (int64_t j = sh.lo; j < sh.hi; ++j) g[j] *= scale;
+      return;
+    }
+    if (static_cast<int>(p) != last) {
+      last = static_cast<int>(p);
+      denom = std::max(norm(last), c);  // NaN stays NaN
+    }
+    for (int64_t j = sh.lo; j < sh.hi; ++j) g[j] = g[j] * c / denom;
+  });
+}
+
+// Calls fn(p, share, regularized, step) for every range of every parameter this thread
+// regularizes or updates (step: whether it takes an optimizer step here, when `apply`).
+template <typename Fn>
+void Graph::for_each_update_share(const Step& st, bool apply, Fn&& fn) const {
   for (size_t p = 0; p < params_.size(); ++p) {
     const ParamSpec& ps = params_[p];
     const bool regularized = ps.l1 != 0.0f || ps.l2 != 0.0f;
@@ -825,10 +891,9 @@ double Graph::regularize_and_update(const Step& st, bool apply) {
       } else {
         sh = share_of(ps.size, st.ith, st.nth, kMinUpdatePerThread, 16);
       }
-      reg += update_share(st, p, sh, regularized, apply && has_grad);
+      fn(p, sh, regularized, apply && has_grad);
     }
   }
-  return reg;
 }
 
 // One range of one parameter: its regularization (value returned, gradient added) and, when
@@ -856,6 +921,10 @@ double Graph::update_share(const Step& st, size_t p, Share sh, bool regularized,
     reg = ps.l1 * a + ps.l2 * b;
   }
   if (!apply) return reg;
+  if (const float v = optimizer_.clipvalue; v > 0.0f) {
+    for (int64_t j = 0; j < sh.hi - sh.lo; ++j)  // NaN stays NaN
+      g[j] = g[j] < -v ? -v : (g[j] > v ? v : g[j]);
+  }
   float* slot_ptrs[4];
   for (int s = 0; s < slot_count_; ++s)
     slot_ptrs[s] = slots_.data() + s * grads_.size() + off + sh.lo;
@@ -948,7 +1017,19 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   // scratch, 1-2% more with the rows handed over; the seed model 1-4% more).
   update_in_backward_.assign(params_.size(), false);
   int64_t block_grad = 0;
-  for (size_t p = 0; p < params_.size() && mode == Mode::kTrain; ++p) {
+  clip_blocks_.clear();
+  if (mode == Mode::kTrain && clips_by_norm()) {
+    // The norms need every gradient whole: no update in the backward.
+    for (size_t p = 0; p < params_.size(); ++p) {
+      const ParamSpec& ps = params_[p];
+      const bool regularized = ps.l1 != 0.0f || ps.l2 != 0.0f;
+      if (!ps.trainable || (param_first_writer_[p] < 0 && !regularized)) continue;
+      for (int64_t lo = 0; lo < ps.size; lo += kClipBlock)
+        clip_blocks_.push_back({static_cast<int>(p), Share{lo, std::min(ps.size, lo + kClipBlock)}});
+    }
+    clip_sums_.assign(clip_blocks_.size(), 0.0);
+  }
+  for (size_t p = 0; p < params_.size() && mode == Mode::kTrain && !clips_by_norm(); ++p) {
     const int writer = param_first_writer_[p], cut = kernel_split_node_[p];
     const bool one_writer = params_[p].trainable && param_writers_[p] == 1 && writer >= 0;
     if (cut >= 0) {

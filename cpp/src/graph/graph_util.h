@@ -114,6 +114,9 @@ constexpr double kMacsPerThread = 2.0e6;
 // Parameter elements per thread below which an optimizer update is not shared out.
 constexpr int64_t kMinUpdatePerThread = 2048;
 
+// Parameter elements per block of the gradient norms of clipnorm and global_clipnorm.
+constexpr int64_t kClipBlock = 16384;
+
 // Row blocks a tall kernel is cut into at most (fixed, independent of the thread count).
 constexpr int kMaxSplit = 4;
 

@@ -31,11 +31,16 @@ class Optimizer:
         if kwargs:
             raise TypeError(f"Unrecognized keyword arguments passed to {type(self).__name__}. "
                             f"Received: kwargs={kwargs}")
-        for arg, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
-                           ("global_clipnorm", global_clipnorm)):
-            if value is not None:
-                raise ValueError(f"`{arg}` is not supported by densitron yet. "
-                                 f"Received: {arg}={value!r}")
+        # Keras's gradient clipping, applied to each step's gradients (regularization
+        # included) before the update: at most one of the three; None or 0 leaves it off.
+        if sum(v is not None for v in (clipnorm, clipvalue, global_clipnorm)) > 1:
+            raise ValueError("Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be "
+                             f"set. Received: clipnorm={clipnorm}, clipvalue={clipvalue}, "
+                             f"global_clipnorm={global_clipnorm}")
+        self.clipnorm = None if clipnorm is None else _check_number("clipnorm", clipnorm)
+        self.clipvalue = None if clipvalue is None else _check_number("clipvalue", clipvalue)
+        self.global_clipnorm = (None if global_clipnorm is None
+                                else _check_number("global_clipnorm", global_clipnorm))
         self.name = name
         self._learning_rate = _check_number("learning_rate", learning_rate)
         self.weight_decay = None if weight_decay is None else _check_number("weight_decay",
@@ -72,6 +77,9 @@ class Optimizer:
             "beta_2": 0.999,
             "amsgrad": False,
             "weight_decay": self.weight_decay or 0.0,
+            "clipnorm": self.clipnorm or 0.0,
+            "clipvalue": self.clipvalue or 0.0,
+            "global_clipnorm": self.global_clipnorm or 0.0,
         }
         config.update(self._engine_extra())
         return config
@@ -84,7 +92,8 @@ class Optimizer:
 
     def get_config(self):
         return {"name": self.name, "learning_rate": self._learning_rate,
-                "weight_decay": self.weight_decay}
+                "weight_decay": self.weight_decay, "clipnorm": self.clipnorm,
+                "clipvalue": self.clipvalue, "global_clipnorm": self.global_clipnorm}
 
     @classmethod
     def from_config(cls, config):
