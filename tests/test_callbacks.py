@@ -1,10 +1,13 @@
 """Training callbacks with Keras's rules."""
 
+import csv
 import math
+import os
 
 import numpy as np
 import pytest
 
+import densitron
 from densitron import callbacks, optimizers
 from densitron.layers import Dense, Input
 from densitron.models import Model
@@ -92,3 +95,83 @@ def test_lambda_callback_batch_hooks_run_per_batch():
     cb = callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: batches.append(b))
     model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[cb])
     assert batches == [0, 1, 2, 3]
+
+
+def test_model_checkpoint_best_only_saves_improvements(tmp_path, capsys):
+    # val_loss falls then rises (the learning rate jumps): the file holds the best epoch's model.
+    model, x, y = model_and_data(lr=0.05)
+    path = tmp_path / "best.keras"
+    ckpt = callbacks.ModelCheckpoint(path, monitor="val_loss", save_best_only=True, verbose=1)
+
+    class Spy(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 2:
+                model.optimizer.learning_rate = 50.0  # diverges from here
+    h = model.fit(x, y, epochs=6, verbose=0, validation_split=0.25, callbacks=[ckpt, Spy()])
+    losses = h.history["val_loss"]
+    best = int(np.argmin(losses))
+    assert ckpt.best == pytest.approx(losses[best])
+    clone = densitron.models.load_model(path)
+    xv, yv = x[96:], y[96:]
+    assert clone.evaluate(xv, yv, verbose=0)[0] == pytest.approx(losses[best], rel=1e-6)
+    out = capsys.readouterr().out
+    assert f"Epoch {best + 1}: val_loss improved from" in out
+    assert "did not improve from" in out  # the diverged epochs
+
+
+def test_model_checkpoint_every_epoch_formatted_paths_and_weights(tmp_path):
+    model, x, y = model_and_data()
+    ckpt = callbacks.ModelCheckpoint(tmp_path / "sub" / "w-{epoch:02d}-{loss:.3f}.weights.npz",
+                                     save_weights_only=True)
+    assert not ckpt._wants_batches()  # saving per epoch keeps the engine's batch groups
+    h = model.fit(x, y, epochs=3, verbose=0, callbacks=[ckpt])
+    names = sorted(os.listdir(tmp_path / "sub"))
+    assert names == [f"w-{e + 1:02d}-{h.history['loss'][e]:.3f}.weights.npz" for e in range(3)]
+    other, _, _ = model_and_data()
+    other.load_weights(tmp_path / "sub" / names[-1])
+    for a, b in zip(other.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_model_checkpoint_save_freq_in_batches(tmp_path):
+    model, x, y = model_and_data()  # 128 rows, batch 32: 4 batches an epoch
+    ckpt = callbacks.ModelCheckpoint(tmp_path / "e{epoch}-b{batch}.keras", save_freq=3)
+    model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[ckpt])
+    # batches seen 3 and 6 of 8: epoch 1 batch 3, epoch 2 batch 2
+    assert sorted(os.listdir(tmp_path)) == ["e1-b3.keras", "e2-b2.keras"]
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: callbacks.ModelCheckpoint(p / "m.h5"),
+    lambda p: callbacks.ModelCheckpoint(p / "m.keras", save_weights_only=True),
+    lambda p: callbacks.ModelCheckpoint(p / "m.keras", save_freq="batch"),
+    lambda p: callbacks.ModelCheckpoint(p / "m.keras", mode="best"),
+    lambda p: callbacks.CSVLogger(p / "log.csv", separator=";;"),
+])
+def test_file_callbacks_reject_bad_arguments(tmp_path, make):
+    with pytest.raises(ValueError, match="Received"):
+        make(tmp_path)
+
+
+def test_model_checkpoint_unknown_format_field(tmp_path):
+    model, x, y = model_and_data()
+    ckpt = callbacks.ModelCheckpoint(tmp_path / "{nope}.keras")
+    with pytest.raises(KeyError, match="nope"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[ckpt])
+
+
+def test_csv_logger_rows_and_append(tmp_path):
+    model, x, y = model_and_data()
+    path = tmp_path / "log.csv"
+    h = model.fit(x, y, epochs=2, verbose=0, callbacks=[callbacks.CSVLogger(path)])
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
+    assert [r[0] for r in rows[1:]] == ["0", "1"]
+    assert float(rows[2][2]) == pytest.approx(h.history["loss"][1])
+    assert rows[1][3] == "NA"
+    model.fit(x, y, epochs=1, verbose=0, validation_split=0.25,
+              callbacks=[callbacks.CSVLogger(path, separator=";", append=True)])
+    with open(path) as f:
+        lines = f.read().splitlines()
+    assert len(lines) == 4 and lines[3].startswith("0;")  # no second header

@@ -1,0 +1,171 @@
+"""Callbacks that write files, with Keras's names, arguments and rules: ModelCheckpoint and
+CSVLogger."""
+
+import csv
+import os
+import warnings
+
+import numpy as np
+
+from densitron.callbacks.callback import Callback
+from densitron.callbacks.training import _resolve_mode
+
+_WEIGHTS_SUFFIXES = (".weights.h5", ".weights.npz")
+
+
+class ModelCheckpoint(Callback):
+    """Saves the model (or its weights) at the end of every epoch or every `save_freq`
+    batches; with `save_best_only`, only when `monitor` improved. `filepath` may hold
+    `str.format` fields: `{epoch}` (1-based), `{batch}` with an integer `save_freq`, and any
+    log, e.g. "ckpt-{epoch:02d}-{val_loss:.3f}.keras". Files are replaced atomically."""
+
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
+                 save_weights_only=False, mode="auto", save_freq="epoch",
+                 initial_value_threshold=None):
+        super().__init__()
+        self.filepath = os.fspath(filepath)
+        self.monitor = monitor
+        self.verbose = verbose
+        self.save_best_only = bool(save_best_only)
+        self.save_weights_only = bool(save_weights_only)
+        self.mode = _resolve_mode(mode, monitor, "ModelCheckpoint")
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int)
+                                     or save_freq < 1):
+            raise ValueError("Unrecognized save_freq: expected 'epoch' or a positive integer "
+                             f"(batches). Received: save_freq={save_freq!r}")
+        self.save_freq = save_freq
+        if self.save_weights_only and not self.filepath.endswith(_WEIGHTS_SUFFIXES):
+            raise ValueError("When using `save_weights_only=True` in `ModelCheckpoint`, the "
+                             "filepath must end in `.weights.h5` (Keras weights format) or "
+                             f"`.weights.npz`. Received: filepath={self.filepath}")
+        if not self.save_weights_only and not self.filepath.endswith(".keras"):
+            raise ValueError("The filepath provided must end in `.keras` (Keras model format). "
+                             f"Received: filepath={self.filepath}")
+        self.best = initial_value_threshold
+        self._epoch = 0
+        self._batches_since_save = 0
+
+    # Per-batch saving needs the per-batch hook; saving per epoch does not.
+    def _wants_batches(self):
+        return self.save_freq != "epoch"
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        self._batches_since_save += 1
+        if self._batches_since_save >= self.save_freq:
+            self._batches_since_save = 0
+            self._save(self._epoch, batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.save_freq == "epoch":
+            self._save(epoch, None, logs)
+
+    def _path(self, epoch, batch, logs):
+        fields = dict(logs or {})
+        fields["epoch"] = epoch + 1
+        if batch is not None:
+            fields.setdefault("batch", batch + 1)
+        try:
+            return self.filepath.format(**fields)
+        except (KeyError, IndexError) as e:
+            raise KeyError(f'Failed to format this callback filepath: "{self.filepath}". '
+                           f"Reason: {e!r}. Received: logs with keys {sorted(logs or {})}"
+                           ) from None
+
+    def _improved(self, current):
+        if self.best is None:
+            return True
+        return current < self.best if self.mode == "min" else current > self.best
+
+    def _save(self, epoch, batch, logs):
+        path = self._path(epoch, batch, logs)
+        if self.save_best_only:
+            current = (logs or {}).get(self.monitor)
+            if current is None:
+                warnings.warn(f"Can save best model only with {self.monitor} available.",
+                              stacklevel=3)
+            elif not self._improved(current):
+                if self.verbose > 0:
+                    best = "None" if self.best is None else f"{self.best:.5f}"
+                    print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best}")
+                return
+            else:
+                if self.verbose > 0:
+                    best = "None" if self.best is None else f"{self.best:.5f}"
+                    print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {best} to "
+                          f"{current:.5f}, saving model to {path}")
+                self.best = current
+        elif self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: saving model to {path}")
+        if os.path.isdir(path):
+            raise IsADirectoryError("Please specify a non-directory filepath for "
+                                    f"ModelCheckpoint. Received: filepath={path}")
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        if self.save_weights_only:
+            self.model.save_weights(path, overwrite=True)
+        else:
+            self.model.save(path, overwrite=True)
+
+
+class CSVLogger(Callback):
+    """Streams each epoch's logs to a CSV file: a header `epoch,<log names sorted>`, then one
+    row an epoch, flushed as it is written. `append=True` continues an existing file."""
+
+    def __init__(self, filename, separator=",", append=False):
+        super().__init__()
+        self.filename = os.fspath(filename)
+        if not isinstance(separator, str) or len(separator) != 1:
+            raise ValueError("`separator` must be a single character. "
+                             f"Received: separator={separator!r}")
+        self.sep = separator
+        self.append = bool(append)
+        self._file = None
+        self._writer = None
+        self._keys = None
+
+    def on_train_begin(self, logs=None):
+        header = True
+        if self.append and os.path.exists(self.filename):
+            with open(self.filename) as f:
+                header = not f.readline()
+        self._close()
+        self._file = open(self.filename, "a" if self.append else "w", newline="")
+        self._header = header
+        self._writer = None
+        self._keys = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self._keys is None:
+            self._keys = sorted(logs)
+            # Without validation this epoch, leave room for the validation logs of later ones.
+            if self._keys and not any(k.startswith("val_") for k in self._keys):
+                self._keys += [f"val_{k}" for k in self._keys]
+        if self._writer is None:
+            self._writer = csv.writer(self._file, delimiter=self.sep)
+            if self._header:
+                self._writer.writerow(["epoch"] + self._keys)
+        self._writer.writerow([epoch] + [_csv_value(logs.get(k, "NA")) for k in self._keys])
+        self._file.flush()
+
+    def on_train_end(self, logs=None):
+        self._close()
+
+    def _close(self):
+        if self._file is not None and not self._file.closed:
+            self._file.close()
+        self._writer = None
+
+
+def _csv_value(v):
+    if isinstance(v, str):
+        return v
+    if isinstance(v, np.ndarray) and v.ndim > 0 or isinstance(v, (list, tuple)):
+        return "[" + ", ".join(map(str, np.ravel(v))) + "]"
+    return v
