@@ -636,3 +636,34 @@ def test_evaluate_multi_output():
     assert sorted(dlogs) == sorted(klogs)
     for key in klogs:
         np.testing.assert_allclose(dlogs[key], klogs[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+SCHEDULES = [
+    ("ExponentialDecay", dict(initial_learning_rate=0.1, decay_steps=7, decay_rate=0.8)),
+    ("ExponentialDecay", dict(initial_learning_rate=0.1, decay_steps=7, decay_rate=0.8,
+                              staircase=True)),
+    ("InverseTimeDecay", dict(initial_learning_rate=0.05, decay_steps=3, decay_rate=0.5)),
+    ("InverseTimeDecay", dict(initial_learning_rate=0.05, decay_steps=3, decay_rate=0.5,
+                              staircase=True)),
+    ("PolynomialDecay", dict(initial_learning_rate=0.1, decay_steps=40, power=2.0)),
+    ("PolynomialDecay", dict(initial_learning_rate=0.1, decay_steps=40, end_learning_rate=0.01,
+                             power=0.5, cycle=True)),
+    ("PiecewiseConstantDecay", dict(boundaries=[5, 20, 60], values=[1.0, 0.5, 0.1, 0.01])),
+    ("CosineDecay", dict(initial_learning_rate=0.1, decay_steps=50, alpha=0.1)),
+    ("CosineDecay", dict(initial_learning_rate=0.0, decay_steps=50, warmup_target=0.2,
+                         warmup_steps=10)),
+    ("CosineDecayRestarts", dict(initial_learning_rate=0.1, first_decay_steps=10)),
+    ("CosineDecayRestarts", dict(initial_learning_rate=0.1, first_decay_steps=10, t_mul=1.0,
+                                 m_mul=0.5, alpha=0.05)),
+]
+
+
+@pytest.mark.parametrize("name,kwargs", SCHEDULES, ids=[f"{n}-{i}" for i, (n, _) in
+                                                        enumerate(SCHEDULES)])
+def test_learning_rate_schedules_match_keras(name, kwargs):
+    ours = getattr(densitron.optimizers.schedules, name)(**kwargs)
+    theirs = getattr(keras.optimizers.schedules, name)(**kwargs)
+    for step in [0, 1, 2, 3, 5, 6, 7, 9, 10, 11, 19, 20, 21, 29, 30, 39, 40, 41, 59, 60, 61, 75,
+                 100, 150, 1000]:
+        np.testing.assert_allclose(ours(step), float(theirs(step)), rtol=2e-6, atol=1e-9,
+                                   err_msg=f"step {step}")

@@ -68,6 +68,21 @@ def test_loss_objects_keep_their_arguments_through_save(tmp_path, loss):
     assert first.get_config() == want.get_config()
 
 
+def test_optimizer_schedule_survives_save(tmp_path):
+    rng = np.random.default_rng(4)
+    inputs = layers.Input(shape=(4,))
+    model = Model(inputs, layers.Dense(2)(inputs))
+    schedule = densitron.optimizers.schedules.CosineDecay(0.1, 50, alpha=0.2, warmup_target=0.3,
+                                                          warmup_steps=5)
+    model.compile(optimizer=densitron.optimizers.Adam(schedule), loss="mse")
+    x, y = rng.normal(size=(40, 4)), rng.normal(size=(40, 2))
+    model.fit(x, y, batch_size=8, verbose=0)
+    model.save(tmp_path / "m.keras")
+    clone = load_model(tmp_path / "m.keras")
+    assert isinstance(clone.optimizer._schedule, densitron.optimizers.schedules.CosineDecay)
+    assert clone.optimizer.get_config() == model.optimizer.get_config()
+
+
 def test_bad_serialized_loss_raises():
     with pytest.raises(ValueError, match="Received: class_name='Huber'"):
         densitron.losses.get({"class_name": "Huber", "config": {}})

@@ -298,6 +298,54 @@ def test_gradient_clipping_step_matches_numpy(kind, threads):
             assert rel_err(got - w, -0.1 * g) > 1e-2  # the clipping took effect
 
 
+@pytest.mark.parametrize("make", [
+    lambda lr: optimizers.SGD(learning_rate=lr, momentum=0.5),
+    lambda lr: optimizers.Adam(learning_rate=lr),
+    lambda lr: optimizers.AdamW(learning_rate=lr, weight_decay=0.1),
+])
+def test_schedule_runs_step_by_step_inside_the_engine(make):
+    # fit runs the 12 steps of an epoch in one engine call; the schedule's rate must change at
+    # every step exactly as when the rate is set by hand before each train_on_batch.
+    schedule = optimizers.schedules.ExponentialDecay(0.05, decay_steps=3, decay_rate=0.5)
+    rng = np.random.default_rng(18)
+    x = rng.normal(size=(96, 8)).astype(np.float32)
+    y = make_targets("categorical_crossentropy", rng, 96, 3)
+    models = []
+    for _ in range(2):
+        densitron.utils.set_random_seed(19)
+        models.append(build_mlp(["relu"], "softmax", [8, 16, 3]))
+    scheduled, by_hand = models
+    scheduled.compile(optimizer=make(schedule), loss="categorical_crossentropy")
+    by_hand.compile(optimizer=make(1.0), loss="categorical_crossentropy")
+    scheduled.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    for step in range(12):
+        by_hand.optimizer.learning_rate = schedule(step)
+        by_hand.train_on_batch(x[8 * step:8 * step + 8], y[8 * step:8 * step + 8])
+    for a, b in zip(scheduled.get_weights(), by_hand.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert scheduled.optimizer.iterations == 12
+    assert scheduled.optimizer.learning_rate == schedule(12)
+    assert abs(schedule(12) - 0.05 * 0.5 ** 4) < 1e-9
+    with pytest.raises(TypeError, match="not settable"):
+        scheduled.optimizer.learning_rate = 0.1
+
+
+def test_schedules_refuse_python_code_and_bad_arguments():
+    class Custom(optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            return 0.1 / (step + 1)
+    with pytest.raises(ValueError, match="Received: learning_rate="):
+        optimizers.SGD(learning_rate=Custom())
+    with pytest.raises(ValueError, match="Received: learning_rate="):
+        optimizers.SGD(learning_rate=lambda: 0.1)
+    with pytest.raises(ValueError, match="decay_steps"):
+        optimizers.schedules.ExponentialDecay(0.1, decay_steps=0, decay_rate=0.5)
+    with pytest.raises(ValueError, match="Received: boundaries"):
+        optimizers.schedules.PiecewiseConstantDecay([1, 2], [0.1, 0.2])
+    with pytest.raises(TypeError, match="Received: decay_rate"):
+        optimizers.schedules.InverseTimeDecay(0.1, 10, decay_rate="fast")
+
+
 def test_fit_trains_through_every_optimizer():
     rng = np.random.default_rng(3)
     x = rng.normal(size=(256, 8)).astype(np.float32)

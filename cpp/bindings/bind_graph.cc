@@ -136,7 +136,33 @@ class PyGraph {
     c.clipnorm = opt["clipnorm"].cast<float>();
     c.clipvalue = opt["clipvalue"].cast<float>();
     c.global_clipnorm = opt["global_clipnorm"].cast<float>();
+    if (opt.contains("schedule")) c.schedule = lr_schedule(opt["schedule"].cast<py::dict>());
     return c;
+  }
+
+  // A schedule's engine form (densitron.optimizers.schedules: `_engine_config`).
+  static densitron::LrScheduleConfig lr_schedule(const py::dict& d) {
+    densitron::LrScheduleConfig s;
+    s.kind = static_cast<densitron::LrSchedule>(d["kind"].cast<int>());
+    s.initial = d["initial"].cast<float>();
+    s.decay_steps = d["decay_steps"].cast<float>();
+    s.decay_rate = d["decay_rate"].cast<float>();
+    s.end = d["end"].cast<float>();
+    s.power = d["power"].cast<float>();
+    s.alpha = d["alpha"].cast<float>();
+    s.staircase = d["staircase"].cast<bool>();
+    s.cycle = d["cycle"].cast<bool>();
+    s.warmup = d["warmup"].cast<bool>();
+    s.warmup_target = d["warmup_target"].cast<float>();
+    s.warmup_steps = d["warmup_steps"].cast<float>();
+    s.t_mul = d["t_mul"].cast<float>();
+    s.m_mul = d["m_mul"].cast<float>();
+    s.boundaries = d["boundaries"].cast<std::vector<int64_t>>();
+    s.values = d["values"].cast<std::vector<float>>();
+    if (s.kind == densitron::LrSchedule::kPiecewiseConstantDecay &&
+        s.values.size() != s.boundaries.size() + 1)
+      throw py::value_error("a piecewise schedule needs one value more than boundaries");
+    return s;
   }
 
   densitron::DataRefs data_refs(const py::list& xs, const py::list& ys,
@@ -309,6 +335,12 @@ void bind_graph(py::module_& m) {
       py::arg("array"), "Flat index of the first NaN in a float32 array, or -1.");
   m.def("_optimizer_update", &optimizer_update, py::arg("config"), py::arg("step"), py::arg("w"),
         py::arg("g"), py::arg("slots"));
+  m.def(
+      "_scheduled_learning_rate",
+      [](const py::dict& schedule, int64_t iterations) {
+        return densitron::scheduled_learning_rate(PyGraph::lr_schedule(schedule), iterations);
+      },
+      py::arg("schedule"), py::arg("iterations"));
   m.def("_optimizer_slot_count", [](const py::dict& opt) {
     return densitron::optimizer_slot_count(PyGraph::optimizer_config(opt));
   });

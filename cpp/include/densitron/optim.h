@@ -3,10 +3,42 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace densitron {
 
 enum class OptimizerKind : int { kSgd = 0, kRmsprop = 1, kAdam = 2 };
+
+// Keras's learning-rate schedules (keras.optimizers.schedules), by their arguments' names.
+enum class LrSchedule : int {
+  kConstant = 0,
+  kExponentialDecay,        // initial·rate^(t/steps), floored exponent when staircase
+  kInverseTimeDecay,        // initial / (1 + rate·t/steps), floored when staircase
+  kPolynomialDecay,         // (initial - end)·(1 - t/steps)^power + end, cycle
+  kPiecewiseConstantDecay,  // values[i] for t in (boundaries[i-1], boundaries[i]]
+  kCosineDecay,             // cosine to alpha·initial, with an optional linear warmup
+  kCosineDecayRestarts,     // SGDR: periods growing by t_mul, peaks scaled by m_mul
+};
+
+struct LrScheduleConfig {
+  LrSchedule kind = LrSchedule::kConstant;
+  float initial = 0.0f;  // initial_learning_rate
+  float decay_steps = 1.0f;  // (first_decay_steps for the restarts)
+  float decay_rate = 0.0f;
+  float end = 0.0f;  // end_learning_rate
+  float power = 1.0f;
+  float alpha = 0.0f;
+  bool staircase = false, cycle = false;
+  bool warmup = false;  // CosineDecay with a warmup_target
+  float warmup_target = 0.0f, warmup_steps = 0.0f;
+  float t_mul = 2.0f, m_mul = 1.0f;
+  std::vector<int64_t> boundaries;  // as Keras compares them with the integer step
+  std::vector<float> values;
+};
+
+// The schedule's learning rate at `iterations` steps done (Keras calls it with the optimizer's
+// iteration count before the update), computed in float32 as Keras does.
+float scheduled_learning_rate(const LrScheduleConfig& s, int64_t iterations);
 
 struct OptimizerConfig {
   OptimizerKind kind = OptimizerKind::kRmsprop;
@@ -27,6 +59,8 @@ struct OptimizerConfig {
   float clipvalue = 0.0f;
   float clipnorm = 0.0f;
   float global_clipnorm = 0.0f;
+  // A schedule other than kConstant replaces learning_rate, step by step.
+  LrScheduleConfig schedule;
 };
 
 // Optimizer constants for one update; decay = learning_rate·weight_decay (0 for none).
@@ -45,6 +79,7 @@ struct OptimizerStep {
   const void* kernels;  // the ISA's elementwise kernel table
   int slot[3];          // which of the caller's slot arrays each kernel slot reads, or -1
 };
+// step: 1-based (the update's own number).
 OptimizerStep prepare_optimizer_step(const OptimizerConfig& config, int64_t step);
 // As optimizer_update with the prepared step, on the calling thread only.
 void apply_optimizer_step(const OptimizerStep& s, float* w, const float* g, float* const* slots,

@@ -55,19 +55,85 @@ void update_chunk(void* ctx, int64_t b, int64_t e) {
 
 }  // namespace
 
+float scheduled_learning_rate(const LrScheduleConfig& s, int64_t iterations) {
+  // float32 throughout, in the order of Keras's ops.
+  const float t = static_cast<float>(iterations);
+  const float pi = 3.14159265358979323846f;
+  switch (s.kind) {
+    case LrSchedule::kConstant:
+      return s.initial;
+    case LrSchedule::kExponentialDecay: {
+      float p = t / s.decay_steps;
+      if (s.staircase) p = std::floor(p);
+      return s.initial * std::pow(s.decay_rate, p);
+    }
+    case LrSchedule::kInverseTimeDecay: {
+      float p = t / s.decay_steps;
+      if (s.staircase) p = std::floor(p);
+      return s.initial / (1.0f + s.decay_rate * p);
+    }
+    case LrSchedule::kPolynomialDecay: {
+      float steps = s.decay_steps, step = t;
+      if (s.cycle) {
+        steps *= t == 0.0f ? 1.0f : std::ceil(t / s.decay_steps);
+      } else {
+        step = std::min(step, steps);
+      }
+      const float p = step / steps;
+      return (s.initial - s.end) * std::pow(1.0f - p, s.power) + s.end;
+    }
+    case LrSchedule::kPiecewiseConstantDecay: {
+      // values[0] up to and including boundaries[0], values[i] in (b[i-1], b[i]], the last
+      // value after the last boundary.
+      size_t i = 0;
+      while (i < s.boundaries.size() && iterations > s.boundaries[i]) ++i;
+      return s.values[i];
+    }
+    case LrSchedule::kCosineDecay: {
+      auto decay = [&](float step, float from) {
+        const float cosine = 0.5f * (1.0f + std::cos(pi * (step / s.decay_steps)));
+        return from * ((1.0f - s.alpha) * cosine + s.alpha);
+      };
+      if (!s.warmup) return decay(std::min(t, s.decay_steps), s.initial);
+      const float step = std::min(t, s.decay_steps + s.warmup_steps);
+      if (step < s.warmup_steps)
+        return (s.warmup_target - s.initial) * (step / s.warmup_steps) + s.initial;
+      return decay(step - s.warmup_steps, s.warmup_target);
+    }
+    case LrSchedule::kCosineDecayRestarts: {
+      float fraction = t / s.decay_steps, restart;
+      if (s.t_mul == 1.0f) {
+        restart = std::floor(fraction);
+        fraction -= restart;
+      } else {
+        restart = std::floor(std::log(1.0f - fraction * (1.0f - s.t_mul)) / std::log(s.t_mul));
+        const float done = (1.0f - std::pow(s.t_mul, restart)) / (1.0f - s.t_mul);
+        fraction = (fraction - done) / std::pow(s.t_mul, restart);
+      }
+      const float cosine =
+          0.5f * std::pow(s.m_mul, restart) * (1.0f + std::cos(pi * fraction));
+      return s.initial * ((1.0f - s.alpha) * cosine + s.alpha);
+    }
+  }
+  return s.initial;
+}
+
 OptimizerStep prepare_optimizer_step(const OptimizerConfig& c, int64_t step) {
+  const float lr = c.schedule.kind != LrSchedule::kConstant
+                       ? scheduled_learning_rate(c.schedule, step - 1)
+                       : c.learning_rate;
   OptimizerStep s{};
   s.slot[0] = s.slot[1] = s.slot[2] = -1;
   s.kind = c.kind;
   s.kernels = elementwise_kernels();
   OptimArgs& a = s.args;
-  a.learning_rate = c.learning_rate;
+  a.learning_rate = lr;
   a.momentum = c.momentum;
   a.rho = c.rho;
   a.epsilon = c.epsilon;
   a.beta_1 = c.beta_1;
   a.beta_2 = c.beta_2;
-  a.decay = c.weight_decay != 0.0f ? c.learning_rate * c.weight_decay : 0.0f;
+  a.decay = c.weight_decay != 0.0f ? lr * c.weight_decay : 0.0f;
   a.nesterov = c.nesterov ? 1 : 0;
   a.centered = c.centered ? 1 : 0;
   a.amsgrad = c.amsgrad ? 1 : 0;
@@ -82,7 +148,7 @@ OptimizerStep prepare_optimizer_step(const OptimizerConfig& c, int64_t step) {
       break;
     case OptimizerKind::kAdam: {
       const double t = static_cast<double>(step);
-      a.alpha = static_cast<float>(c.learning_rate * std::sqrt(1.0 - std::pow(c.beta_2, t)) /
+      a.alpha = static_cast<float>(lr * std::sqrt(1.0 - std::pow(c.beta_2, t)) /
                                    (1.0 - std::pow(c.beta_1, t)));
       s.slot[0] = 0;
       s.slot[1] = 1;

@@ -3,6 +3,8 @@ the parameters in place, as the formulas in Keras 3 define it."""
 
 import numbers
 
+from densitron.optimizers import schedules
+
 _SGD, _RMSPROP, _ADAM = 0, 1, 2  # densitron::OptimizerKind
 
 
@@ -18,6 +20,25 @@ def _check_number(name, value, lo=0.0, lo_inclusive=True, hi=None):
             bound += f" and <= {hi}"
         raise ValueError(f"Argument `{name}` must be {bound}. Received: {name}={value!r}")
     return float(value)
+
+
+def _schedule_of(learning_rate):
+    """The schedule a `learning_rate` argument names (an object or its serialized form), or
+    None for a number."""
+    if isinstance(learning_rate, dict):
+        return schedules.deserialize(learning_rate)
+    if isinstance(learning_rate, schedules.LearningRateSchedule):
+        if type(learning_rate).__call__ is not schedules.LearningRateSchedule.__call__ or \
+                type(learning_rate) not in schedules._CLASSES.values():
+            raise ValueError("densitron evaluates learning-rate schedules in its engine, so only "
+                             f"its own are supported: {sorted(schedules._CLASSES)}. Received: "
+                             f"learning_rate={learning_rate!r}")
+        return learning_rate
+    if callable(learning_rate):
+        raise ValueError("densitron evaluates learning-rate schedules in its engine: pass a "
+                         "number or one of densitron.optimizers.schedules. Received: "
+                         f"learning_rate={learning_rate!r}")
+    return None
 
 
 class Optimizer:
@@ -42,7 +63,9 @@ class Optimizer:
         self.global_clipnorm = (None if global_clipnorm is None
                                 else _check_number("global_clipnorm", global_clipnorm))
         self.name = name
-        self._learning_rate = _check_number("learning_rate", learning_rate)
+        self._schedule = _schedule_of(learning_rate)
+        self._learning_rate = (self._schedule(0) if self._schedule is not None
+                               else _check_number("learning_rate", learning_rate))
         self.weight_decay = None if weight_decay is None else _check_number("weight_decay",
                                                                             weight_decay)
         self._graphs = []  # compiled engine graphs that use this optimizer
@@ -50,10 +73,17 @@ class Optimizer:
 
     @property
     def learning_rate(self):
+        """The rate of the next step (with a schedule: its value at `iterations`)."""
+        if self._schedule is not None:
+            return self._schedule(self.iterations)
         return self._learning_rate
 
     @learning_rate.setter
     def learning_rate(self, value):
+        if self._schedule is not None:
+            raise TypeError("This optimizer was created with a `LearningRateSchedule` object as "
+                            "its `learning_rate` constructor argument, hence its learning rate "
+                            f"is not settable. Received: learning_rate={value!r}")
         self._learning_rate = _check_number("learning_rate", value)
         for g in self._graphs:
             g.learning_rate = self._learning_rate
@@ -81,6 +111,8 @@ class Optimizer:
             "clipvalue": self.clipvalue or 0.0,
             "global_clipnorm": self.global_clipnorm or 0.0,
         }
+        if self._schedule is not None:
+            config["schedule"] = self._schedule._engine_config()
         config.update(self._engine_extra())
         return config
 
@@ -91,7 +123,9 @@ class Optimizer:
         self._graphs = [g for g in self._graphs if g is not graph] + [graph]
 
     def get_config(self):
-        return {"name": self.name, "learning_rate": self._learning_rate,
+        lr = (schedules.serialize(self._schedule) if self._schedule is not None
+              else self._learning_rate)
+        return {"name": self.name, "learning_rate": lr,
                 "weight_decay": self.weight_decay, "clipnorm": self.clipnorm,
                 "clipvalue": self.clipvalue, "global_clipnorm": self.global_clipnorm}
 
