@@ -570,6 +570,34 @@ def test_evaluate_loss_and_accuracy(loss, units, activation):
     np.testing.assert_allclose(dlogs["accuracy"], klogs["accuracy"], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("loss,units,activation", EVAL_CASES[:4],
+                         ids=[f"{c[0]}-{c[1]}" for c in EVAL_CASES[:4]])
+def test_evaluate_weighted_metrics(loss, units, activation):
+    # Keras's names (a weighted metric named like a plain one gets "weighted_" before it) and
+    # values (sums of weight·value over the sum of the weights), with and without weights.
+    kmodel = _classifier(KERAS, units, activation)
+    dmodel = _classifier(DENS, units, activation)
+    _check_weights_move(kmodel, dmodel)
+    x = _x(61, 6, seed=30)
+    y = _labels(loss, 61, units, seed=31)
+    w = np.random.default_rng(32).random(61).astype(np.float32)
+    w[:5] = 0.0
+    weighted = ["accuracy", loss] + ([] if loss.startswith("sparse") else ["mse"])
+    for model in (kmodel, dmodel):
+        model.compile(optimizer="rmsprop", loss=loss, metrics=["accuracy"],
+                      weighted_metrics=weighted)
+    for sample_weight in (w, None):
+        klogs = kmodel.evaluate(x, y, batch_size=16, sample_weight=sample_weight, verbose=0,
+                                return_dict=True)
+        dlogs = dmodel.evaluate(x, y, batch_size=16, sample_weight=sample_weight, verbose=0,
+                                return_dict=True)
+        assert sorted(dlogs) == sorted(klogs)
+        for key in klogs:
+            np.testing.assert_allclose(dlogs[key], klogs[key], rtol=1e-5, atol=1e-6,
+                                       err_msg=key)
+    assert dlogs["weighted_accuracy"] == dlogs["accuracy"]  # no weights: the same
+
+
 SMOOTHING_CASES = [
     # loss class, output units, output activation, from_logits
     ("CategoricalCrossentropy", 4, "softmax", False),

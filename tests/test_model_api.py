@@ -324,3 +324,34 @@ def test_inference_results_do_not_depend_on_batch_size():
         assert acc == pytest.approx(np.mean(ref.argmax(1) == y.argmax(1)))
         assert loss == pytest.approx(model.evaluate(x, y, batch_size=2500, verbose=0)[0],
                                      rel=1e-12)
+
+
+def test_weighted_metrics_in_fit_with_class_weight_and_multi_output_names():
+    # class_weight becomes sample weights: the weighted accuracy is the weighted mean of the
+    # per-sample hits. Two outputs: names carry the output's prefix.
+    x, y = toy(rows=96)
+    model = toy_model()
+    model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"],
+                  weighted_metrics=["accuracy"])
+    cw = {0: 1.0, 1: 3.0, 2: 0.5}
+    h = model.fit(x, y, batch_size=32, epochs=1, class_weight=cw, shuffle=False, verbose=0)
+    assert sorted(h.history) == ["accuracy", "loss", "weighted_accuracy"]
+    # the weights and hits of the epoch's steps, recomputed: the model after the epoch is not
+    # the one each batch saw, so check the relation on evaluate instead
+    w = np.array([cw[c] for c in np.argmax(y, axis=1)], dtype=np.float32)
+    logs = model.evaluate(x, y, sample_weight=w, verbose=0, return_dict=True)
+    hits = np.argmax(model.predict(x, verbose=0), axis=1) == np.argmax(y, axis=1)
+    assert logs["weighted_accuracy"] == pytest.approx((w * hits).sum() / w.sum(), rel=1e-6)
+    assert logs["accuracy"] == pytest.approx(hits.mean(), rel=1e-6)
+    with pytest.raises(ValueError, match="Received instead: weighted_metrics='accuracy'"):
+        model.compile(optimizer="rmsprop", loss="mse", weighted_metrics="accuracy")
+
+    a = Input(shape=(6,), name="a")
+    h1 = Dense(8, activation="relu")(a)
+    two = Model(a, {"p": Dense(3, activation="softmax", name="p")(h1),
+                    "q": Dense(1, name="q")(h1)})
+    two.compile(optimizer="rmsprop", loss={"p": "categorical_crossentropy", "q": "mse"},
+                metrics={"p": ["accuracy"]}, weighted_metrics={"p": ["accuracy"], "q": ["mae"]})
+    logs = two.evaluate(x, {"p": y, "q": x[:, :1]}, verbose=0, return_dict=True)
+    assert sorted(logs) == ["loss", "p_accuracy", "p_loss", "p_weighted_accuracy", "q_loss",
+                            "q_mae"]

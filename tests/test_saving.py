@@ -83,6 +83,22 @@ def test_optimizer_schedule_survives_save(tmp_path):
     assert clone.optimizer.get_config() == model.optimizer.get_config()
 
 
+def test_weighted_metrics_survive_save(tmp_path):
+    rng = np.random.default_rng(5)
+    inputs = layers.Input(shape=(4,))
+    model = Model(inputs, layers.Dense(3, activation="softmax")(inputs))
+    model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"],
+                  weighted_metrics=["accuracy"])
+    x = rng.normal(size=(30, 4)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 30)]
+    w = rng.random(30).astype(np.float32)
+    model.save(tmp_path / "m.keras")
+    clone = load_model(tmp_path / "m.keras")
+    want = model.evaluate(x, y, sample_weight=w, verbose=0, return_dict=True)
+    assert clone.evaluate(x, y, sample_weight=w, verbose=0, return_dict=True) == want
+    assert "weighted_accuracy" in want
+
+
 def test_bad_serialized_loss_raises():
     with pytest.raises(ValueError, match="Received: class_name='Huber'"):
         densitron.losses.get({"class_name": "Huber", "config": {}})

@@ -105,12 +105,13 @@ class PyGraph {
       o.target_width = std::get<3>(t);
       o.label_smoothing = std::get<5>(t);
       for (const py::handle& m : std::get<4>(t)) {
-        auto mt = m.cast<std::tuple<bool, int, float, int>>();
+        auto mt = m.cast<std::tuple<bool, int, float, int, bool>>();
         densitron::MetricSpec ms;
         ms.is_accuracy = std::get<0>(mt);
         ms.accuracy = static_cast<densitron::AccuracyKind>(std::get<1>(mt));
         ms.threshold = std::get<2>(mt);
         ms.loss = static_cast<densitron::Loss>(std::get<3>(mt));
+        ms.weighted = std::get<4>(mt);
         o.metrics.push_back(ms);
       }
       target_widths_.push_back(o.target_width);
@@ -187,7 +188,7 @@ class PyGraph {
   }
 
   static py::tuple totals(const densitron::RunTotals& t) {
-    return py::make_tuple(t.rows, t.loss_sum, t.output_loss_sums, t.metric_sums);
+    return py::make_tuple(t.rows, t.loss_sum, t.output_loss_sums, t.metric_sums, t.weight_sums);
   }
 
   // The totals of a run that checks the rows it gathers, and last the (input index, row) of a
@@ -195,7 +196,8 @@ class PyGraph {
   static py::tuple totals_and_nan(const densitron::RunTotals& t) {
     py::object nan = py::none();
     if (t.nan_row >= 0) nan = py::make_tuple(t.nan_input, t.nan_row);
-    return py::make_tuple(t.rows, t.loss_sum, t.output_loss_sums, t.metric_sums, nan);
+    return py::make_tuple(t.rows, t.loss_sum, t.output_loss_sums, t.metric_sums, t.weight_sums,
+                          nan);
   }
 
   py::tuple train_batches(const py::list& xs, const py::list& ys, const py::object& perm,

@@ -20,9 +20,10 @@ def _optimizer_update(
 ) -> None: ...
 def _optimizer_slot_count(config: dict[str, Any]) -> int: ...
 def _first_nan(array: np.ndarray) -> int: ...
+def _scheduled_learning_rate(schedule: dict[str, Any], iterations: int) -> float: ...
 
-# (rows, loss sum, per-output loss sums, metric sums)
-_Totals = tuple[int, float, list[float], list[float]]
+# (rows, loss sum, per-output loss sums, metric sums, per-output sample-weight sums)
+_Totals = tuple[int, float, list[float], list[float], list[float]]
 
 class Graph:
     # nodes: (op, inputs, width, last_dim, activation, (negative_slope, max_value, threshold,
@@ -31,7 +32,8 @@ class Graph:
     def __init__(
         self, nodes: list[tuple], params: list[tuple], inputs: list[int], outputs: list[int]
     ) -> None: ...
-    # outputs: (node, loss, loss_weight, target_width, [(is_accuracy, kind, threshold, loss)])
+    # outputs: (node, loss, loss_weight, target_width,
+    #           [(is_accuracy, kind, threshold, loss, weighted)], label_smoothing)
     def compile(
         self, outputs: list[tuple], optimizer: dict[str, Any], trainable: list[bool]
     ) -> None: ...
@@ -44,7 +46,7 @@ class Graph:
         first_batch: int,
         num_batches: int,
         sample_weights: list[np.ndarray | None] | None = None,
-    ) -> tuple[int, float, list[float], list[float], tuple[int, int] | None]: ...
+    ) -> tuple[int, float, list[float], list[float], list[float], tuple[int, int] | None]: ...
     # the last item: (input index, row) of a NaN met while gathering shuffled rows, or None
     def evaluate(self, xs: list[np.ndarray], ys: list[np.ndarray], batch_size: int) -> _Totals: ...
     def gradients(

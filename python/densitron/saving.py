@@ -65,6 +65,7 @@ def _compile_config(model):
         "loss": loss,
         "loss_weights": model._pending_loss_weights,
         "metrics": model._compile_metrics,
+        "weighted_metrics": getattr(model, "_compile_weighted_metrics", None),
     }
 
 
@@ -131,7 +132,7 @@ def load_model(filepath, compile=True):
         opt_cls = getattr(optimizers, opt_cfg["class_name"])
         model.compile(optimizer=opt_cls.from_config(opt_cfg["config"]),
                       loss=_saved_loss(cc["loss"]), loss_weights=cc["loss_weights"],
-                      metrics=cc["metrics"])
+                      metrics=cc["metrics"], weighted_metrics=cc.get("weighted_metrics"))
     return model
 
 

@@ -70,6 +70,7 @@ struct MetricSpec {
   AccuracyKind accuracy = AccuracyKind::kCategorical;
   float threshold = 0.5f;
   Loss loss = Loss::kMeanSquaredError;  // when !is_accuracy: a loss-shaped metric (mse, mae...)
+  bool weighted = false;  // Keras's weighted_metrics: each row's value times its sample weight
 };
 
 struct OutputSpec {
@@ -100,6 +101,7 @@ struct RunTotals {
   double loss_sum = 0.0;                  // Σ_batches rows·(Σ_outputs weight·mean loss + reg)
   std::vector<double> output_loss_sums;   // Σ_rows loss, per output
   std::vector<double> metric_sums;        // Σ_rows metric, outputs' metrics in order
+  std::vector<double> weight_sums;        // Σ_rows sample weight per output (rows without)
   // Shuffled training checks input rows for NaN as it gathers them and stops before the
   // first batch holding one: the input's index and the row, or -1.
   int nan_input = -1;

@@ -82,8 +82,10 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
                              float label_smoothing = 0.0f);
 
 enum class AccuracyKind : int { kCategorical = 0, kSparseCategorical = 1, kBinary = 2 };
-// Sum over rows of the per-row accuracy (binary accuracy is a mean over the last axis).
+// Sum over rows of the per-row accuracy (binary accuracy is a mean over the last axis), each
+// row's times the sample weight weights[r / rows_per_weight] when weights are given.
 double accuracy_sum(AccuracyKind kind, const float* p, const float* y, int64_t rows,
-                    int64_t cols, float threshold);
+                    int64_t cols, float threshold, const float* weights = nullptr,
+                    int64_t rows_per_weight = 1);
 
 }  // namespace densitron

@@ -717,11 +717,13 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
                                             fused_[o.node], w, sub_rows, o.label_smoothing) /
                           static_cast<double>(sub_rows);
       for (const MetricSpec& spec : o.metrics) {
+        const float* mw = spec.weighted ? w : nullptr;
         const double v =
             rows == 0 ? 0.0
             : spec.is_accuracy
-                ? accuracy_sum(spec.accuracy, p, y, rows, cols, spec.threshold)
-                : loss_forward_backward(spec.loss, p, y, rows, cols, nullptr, 1.0, false);
+                ? accuracy_sum(spec.accuracy, p, y, rows, cols, spec.threshold, mw, sub_rows)
+                : loss_forward_backward(spec.loss, p, y, rows, cols, nullptr, 1.0, false, mw,
+                                        sub_rows);
         metric_part_[b * nmet + m++] = v / static_cast<double>(sub_rows);
       }
     }
@@ -972,6 +974,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   } else {
     t.output_loss_sums.assign(output_specs_.size(), 0.0);
     t.metric_sums.assign(num_metrics(), 0.0);
+    t.weight_sums.assign(output_specs_.size(), 0.0);
   }
   const int64_t begin = std::min(first_batch * batch_size, data.rows);
   const int64_t end = std::min((first_batch + num_batches) * batch_size, data.rows);
@@ -1124,6 +1127,14 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
       if (ith == 0) {
         t.loss_sum += sum_loss_blocks(&t) + reg_eval * static_cast<double>(st.batch);
         t.rows += st.batch;
+        for (size_t k = 0; k < output_specs_.size(); ++k) {
+          double sw = static_cast<double>(st.batch);
+          if (weight_[k] != nullptr) {
+            sw = 0.0;
+            for (int64_t r = 0; r < st.batch; ++r) sw += weight_[k][r];
+          }
+          t.weight_sums[k] += sw;
+        }
       }
       const int first_bwd = training ? first_backward_node() : -1;
       if (loss_solo_ && !(first_bwd >= 0 && solo_bwd_[first_bwd])) solo_barrier(st);

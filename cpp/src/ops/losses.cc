@@ -197,10 +197,12 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
 }
 
 double accuracy_sum(AccuracyKind kind, const float* p, const float* y, int64_t rows,
-                    int64_t cols, float threshold) {
+                    int64_t cols, float threshold, const float* weights,
+                    int64_t rows_per_weight) {
   double correct = 0.0;
   for (int64_t r = 0; r < rows; ++r) {
     const float* pr = p + r * cols;
+    const double before = correct;
     switch (kind) {
       case AccuracyKind::kCategorical:
       case AccuracyKind::kSparseCategorical: {
@@ -223,6 +225,7 @@ double accuracy_sum(AccuracyKind kind, const float* p, const float* y, int64_t r
         break;
       }
     }
+    if (weights != nullptr) correct = before + (correct - before) * weights[r / rows_per_weight];
   }
   return correct;
 }

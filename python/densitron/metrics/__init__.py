@@ -32,6 +32,11 @@ def resolve_accuracy(loss, y_true_ndim, y_true_last, y_pred_ndim, y_pred_last):
     return _CATEGORICAL
 
 
+def display_name(name):
+    """The log name of a metric given by name (the name itself)."""
+    return name if isinstance(name, str) else repr(name)
+
+
 def resolve(name, loss, y_true_ndim, y_true_last, y_pred_ndim, y_pred_last):
     """Returns (display name, engine spec tuple (is_accuracy, kind, threshold, loss_id))."""
     if not isinstance(name, str):

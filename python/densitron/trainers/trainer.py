@@ -96,13 +96,15 @@ class Trainer:
                 "densitron needs a loss to train: pass e.g. loss='categorical_crossentropy'. "
                 "Received: loss=None"
             )
-        if weighted_metrics:
-            raise ValueError("`weighted_metrics` is not supported by densitron yet. "
-                             f"Received: weighted_metrics={weighted_metrics!r}")
+        for arg, value in (("metrics", metrics), ("weighted_metrics", weighted_metrics)):
+            if value is not None and not isinstance(value, (list, tuple, dict)):
+                raise ValueError(f"Expected `{arg}` argument to be a list, tuple, or dict. "
+                                 f"Received instead: {arg}={value!r} of type {type(value)}")
         self.optimizer = optimizers_mod.get(optimizer)
         self.loss = loss
         self._pending_loss_weights = loss_weights
         self._compile_metrics = metrics
+        self._compile_weighted_metrics = weighted_metrics
         self.compiled = True
         self._engine_compiled = False
         self.__dict__.pop("_compiled_losses", None)
@@ -125,10 +127,9 @@ class Trainer:
         self._compiled_losses = losses
         self._loss_weights = [float(w) for w in weights]
 
-    def _resolve_metrics(self, ys_raw_shapes):
-        """Resolves metric names against the first targets seen, as Keras does."""
+    def _metrics_per_output(self, metrics):
         names = self._output_names
-        metrics = self._compile_metrics or []
+        metrics = metrics or []
         if isinstance(metrics, dict):
             per_output = [metrics.get(k) or [] for k in names]
         elif (len(names) > 1 and isinstance(metrics, (list, tuple)) and metrics
@@ -136,21 +137,41 @@ class Trainer:
             per_output = [list(m) for m in metrics]
         else:
             per_output = [list(metrics) for _ in names]
-        per_output = [[m] if isinstance(m, str) else list(m) for m in per_output]
-        self._metric_names = []
+        return [[m] if isinstance(m, str) else list(m) for m in per_output]
+
+    def _resolve_metrics(self, ys_raw_shapes):
+        """Resolves metric names against the first targets seen, as Keras does. Weighted
+        metrics (sample weights applied, divided by their sum) take their plain name unless a
+        metric has it, then "weighted_" before it, as Keras names them."""
+        names = self._output_names
+        plain = self._metrics_per_output(self._compile_metrics)
+        weighted = self._metrics_per_output(getattr(self, "_compile_weighted_metrics", None))
+        prefix = [f"{n}_" if len(names) > 1 else "" for n in names]
+        taken = {prefix[k] + metrics_mod.display_name(m)
+                 for k in range(len(names)) for m in plain[k]}
+        self._metric_names, self._metric_weighted, self._metric_output = [], [], []
         specs = []
-        for k, out_metrics in enumerate(per_output):
+        for k in range(len(names)):
             shape = ys_raw_shapes[k]
             ndim = len(shape)
             last = shape[-1] if ndim > 1 else 1
             out_specs = []
-            for m in out_metrics:
-                display, spec = metrics_mod.resolve(m, self._compiled_losses[k], ndim, last,
-                                                    len(self._output_shapes[k]) + 1,
-                                                    self._output_last[k])
-                prefix = f"{names[k]}_" if len(names) > 1 else ""
-                self._metric_names.append(prefix + display)
-                out_specs.append(spec)
+            for is_weighted, out_metrics in ((False, plain[k]), (True, weighted[k])):
+                for m in out_metrics:
+                    display, spec = metrics_mod.resolve(m, self._compiled_losses[k], ndim, last,
+                                                        len(self._output_shapes[k]) + 1,
+                                                        self._output_last[k])
+                    name = prefix[k] + display
+                    if is_weighted and name in taken:
+                        name = prefix[k] + "weighted_" + display
+                    if name in self._metric_names:
+                        raise ValueError(f"The metric {name!r} is listed twice. Received: "
+                                         f"metrics={self._compile_metrics!r}, weighted_metrics="
+                                         f"{getattr(self, '_compile_weighted_metrics', None)!r}")
+                    self._metric_names.append(name)
+                    self._metric_weighted.append(is_weighted)
+                    self._metric_output.append(k)
+                    out_specs.append((*spec, is_weighted))
             specs.append(out_specs)
         return specs
 
@@ -179,13 +200,16 @@ class Trainer:
         self._engine_compiled = True
 
     # --- logs ----------------------------------------------------------------------------
-    def _logs_from_totals(self, rows, loss_sum, output_loss_sums, metric_sums):
+    def _logs_from_totals(self, rows, loss_sum, output_loss_sums, metric_sums, weight_sums):
         logs = {"loss": float(loss_sum / rows)}
         if len(self._output_names) > 1:
             for name, s in zip(self._output_names, output_loss_sums):
                 logs[f"{name}_loss"] = float(s / rows)
-        for name, s in zip(self._metric_names, metric_sums):
-            logs[name] = float(s / rows)
+        for name, s, w, k in zip(self._metric_names, metric_sums, self._metric_weighted,
+                                 self._metric_output):
+            # A weighted metric is a weighted mean (0 when the weights sum to 0, as Keras).
+            total = weight_sums[k] if w else rows
+            logs[name] = float(s / total) if total != 0 else 0.0
         return logs
 
     # --- fit -----------------------------------------------------------------------------
@@ -350,7 +374,7 @@ class Trainer:
         """The gradient of the training-mode loss on (x, y) as one batch, per weight; no
         update, and BatchNormalization's moving statistics stay as they are."""
         xs, ys, _ = self._prepare_xy(x, y)
-        (rows, loss_sum, _, _), grads = self._graph.gradients(xs, ys)
+        (rows, loss_sum, _, _, _), grads = self._graph.gradients(xs, ys)
         return (grads, loss_sum / rows) if return_loss else grads
 
     # --- evaluate ------------------------------------------------------------------------
@@ -367,11 +391,11 @@ class Trainer:
 
     def _run_evaluate(self, xs, ys, batch_size, sample_weights=None, check_x_nan=False):
         """check_x_nan: the engine checks x's rows for NaN as it reads them (ValueError)."""
-        r, loss_sum, out_sums, met_sums, nan = self._graph.evaluate(
-            xs, ys, self._inference_batch(batch_size), sample_weights, check_x_nan)
+        *totals, nan = self._graph.evaluate(xs, ys, self._inference_batch(batch_size),
+                                            sample_weights, check_x_nan)
         if nan is not None:
             raise data_mod.engine_nan_error(xs, nan)
-        return self._logs_from_totals(r, loss_sum, np.asarray(out_sums), np.asarray(met_sums))
+        return self._logs_from_totals(*totals)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  steps=None, callbacks=None, return_dict=False):
@@ -407,7 +431,7 @@ class Trainer:
     def train_on_batch(self, x, y):
         """One training step on the given batch; returns the loss (and metrics)."""
         xs, ys, rows = self._prepare_xy(x, y)
-        r, loss_sum, out_sums, met_sums, _ = self._graph.train_batches(xs, ys, None, rows, 0, 1)
-        logs = self._logs_from_totals(r, loss_sum, np.asarray(out_sums), np.asarray(met_sums))
+        *totals, _ = self._graph.train_batches(xs, ys, None, rows, 0, 1)
+        logs = self._logs_from_totals(*totals)
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
