@@ -87,6 +87,7 @@ def _display(logs):
 
 class CallbackList:
     def __init__(self, callbacks, model, params):
+        self.params = params  # shared with every callback
         self.callbacks = list(callbacks)
         for c in self.callbacks:
             c.set_model(model)

@@ -12,6 +12,7 @@ from densitron import metrics as metrics_mod
 from densitron import optimizers as optimizers_mod
 from densitron.callbacks import Callback, CallbackList, History, ProgbarLogger
 from densitron.trainers import data as data_mod
+from densitron.trainers import sources
 from densitron.utils.progbar import Progbar
 from densitron.utils.rng import global_generator
 
@@ -222,26 +223,21 @@ class Trainer:
         time goes — GEMM, elementwise ops and activations, loss and metrics, optimizer, data
         gathering, waiting between threads, engine scheduling, framework overhead — and stores
         it in `history.profile` (printed unless verbose=0)."""
+        if sources.is_batch_source(x):
+            return self._fit_source(x, y, epochs, verbose, callbacks, validation_split,
+                                    validation_data, class_weight, sample_weight, initial_epoch,
+                                    steps_per_epoch, validation_steps, validation_batch_size,
+                                    validation_freq, profile, batch_size)
         if steps_per_epoch is not None:
-            raise ValueError("`steps_per_epoch` is not supported by densitron yet (it trains on "
-                             f"arrays, one pass per epoch). Received: steps_per_epoch="
-                             f"{steps_per_epoch!r}")
+            raise ValueError("`steps_per_epoch` is supported for batches from a PyDataset or a "
+                             "generator; arrays train one pass per epoch. Received: "
+                             f"steps_per_epoch={steps_per_epoch!r}")
         if class_weight is not None and sample_weight is not None:
             raise ValueError("You cannot use `class_weight` and `sample_weight` at the same "
                              "time. Received: both")
-        if not self.compiled:
-            raise ValueError("You must call `compile()` before using the model for training. "
-                             "Received: fit() on a model that is not compiled")
+        self._check_fit_args(epochs, initial_epoch, validation_freq)
         batch_size = data_mod.check_batch_size(batch_size)
         verbose = data_mod.check_verbose(verbose)
-        for arg, value in (("epochs", epochs), ("initial_epoch", initial_epoch),
-                           ("validation_freq", validation_freq)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"`{arg}` must be a non-negative integer. "
-                                 f"Received: {arg}={value!r}")
-        if validation_freq < 1:
-            raise ValueError(f"`validation_freq` must be >= 1. Received: "
-                             f"validation_freq={validation_freq}")
         if isinstance(validation_split, bool) or not isinstance(
                 validation_split, (int, float, np.floating)) or not 0 <= validation_split < 1:
             raise ValueError("`validation_split` must be a float in [0, 1). "
@@ -258,17 +254,7 @@ class Trainer:
 
         val = None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("`validation_data` must be a tuple (x_val, y_val) or (x_val, "
-                                 "y_val, sample_weight_val). Received: validation_data of type "
-                                 f"{type(validation_data).__name__}")
-            vx = data_mod.standardize_x(self, validation_data[0], "validation_data[0]")
-            vy = data_mod.standardize_y(self, validation_data[1], "validation_data[1]")
-            vrows = data_mod.check_cardinality(vx, vy)
-            vw = data_mod.standardize_sample_weight(
-                self, validation_data[2] if len(validation_data) == 3 else None, vrows,
-                "validation_data[2]")
-            val = (vx, vy, vw)
+            val = self._validation_arrays(validation_data, validation_steps)
         elif validation_split:
             split_at = int(math.floor(rows * (1.0 - validation_split)))
             if split_at == 0 or split_at == rows:
@@ -290,16 +276,7 @@ class Trainer:
 
         steps = -(-rows // batch_size)
         history = History()
-        cbs = list(callbacks or [])
-        for c in cbs:
-            if not isinstance(c, Callback):
-                raise TypeError("`callbacks` must be a list of densitron.callbacks.Callback "
-                                f"instances. Received: {c!r} of type {type(c).__name__}")
-        if verbose:
-            cbs.insert(0, ProgbarLogger())
-        cbs.append(history)
-        params = {"verbose": verbose, "epochs": epochs, "steps": steps}
-        cb = CallbackList(cbs, self, params)
+        cb = self._callback_list(callbacks, history, verbose, epochs, steps)
         per_batch = cb.wants_batches()
         self.stop_training = False
         if profile:
@@ -340,7 +317,7 @@ class Trainer:
             if val is not None and (epoch + 1) % validation_freq == 0:
                 if profile:  # the profile covers the training steps only
                     self._graph.set_profiling(False)
-                val_logs = self._run_evaluate(val[0], val[1], val_batch, val[2])
+                val_logs = self._validate(val, val_batch)
                 if profile:
                     self._graph.set_profiling(True)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
@@ -354,6 +331,140 @@ class Trainer:
                                               print_it=verbose != 0)
         self.history = history
         return history
+
+    def _check_fit_args(self, epochs, initial_epoch, validation_freq):
+        if not self.compiled:
+            raise ValueError("You must call `compile()` before using the model for training. "
+                             "Received: fit() on a model that is not compiled")
+        for arg, value in (("epochs", epochs), ("initial_epoch", initial_epoch),
+                           ("validation_freq", validation_freq)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"`{arg}` must be a non-negative integer. "
+                                 f"Received: {arg}={value!r}")
+        if validation_freq < 1:
+            raise ValueError(f"`validation_freq` must be >= 1. Received: "
+                             f"validation_freq={validation_freq}")
+
+    def _callback_list(self, callbacks, history, verbose, epochs, steps):
+        cbs = list(callbacks or [])
+        for c in cbs:
+            if not isinstance(c, Callback):
+                raise TypeError("`callbacks` must be a list of densitron.callbacks.Callback "
+                                f"instances. Received: {c!r} of type {type(c).__name__}")
+        if verbose:
+            cbs.insert(0, ProgbarLogger())
+        cbs.append(history)
+        params = {"verbose": verbose, "epochs": epochs, "steps": steps}
+        return CallbackList(cbs, self, params)
+
+    def _validation_arrays(self, validation_data, validation_steps):
+        """(x, y, sample_weight) arrays of `validation_data`, or a BatchSource of it."""
+        if sources.is_batch_source(validation_data):
+            return sources.BatchSource(validation_data, validation_steps, "validation_data",
+                                       "validation_steps")
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("`validation_data` must be a tuple (x_val, y_val) or (x_val, "
+                             "y_val, sample_weight_val), a PyDataset or a generator. Received: "
+                             f"validation_data of type {type(validation_data).__name__}")
+        vx = data_mod.standardize_x(self, validation_data[0], "validation_data[0]")
+        vy = data_mod.standardize_y(self, validation_data[1], "validation_data[1]")
+        vrows = data_mod.check_cardinality(vx, vy)
+        vw = data_mod.standardize_sample_weight(
+            self, validation_data[2] if len(validation_data) == 3 else None, vrows,
+            "validation_data[2]")
+        return (vx, vy, vw)
+
+    def _validate(self, val, val_batch):
+        """Validation logs of arrays or of a BatchSource's batches."""
+        if not isinstance(val, sources.BatchSource):
+            return self._run_evaluate(val[0], val[1], val_batch, val[2])
+        return self._evaluate_source(val)
+
+    def _batch_arrays(self, batch, arg, class_weight=None):
+        """One batch of a source as the engine's arrays: xs, ys, sample weights, rows."""
+        bx, by, bw = sources.unpack(batch, arg)
+        if by is None:
+            raise ValueError(f"Each batch of `{arg}` must hold targets: (x, y) or (x, y, "
+                             f"sample_weight). Received: a batch of x alone")
+        xs, ys, rows = self._prepare_xy(bx, by)
+        if class_weight is not None:
+            if bw is not None:
+                raise ValueError("You cannot use `class_weight` with batches that hold sample "
+                                 "weights. Received: both")
+            sws = data_mod.class_weights_to_sample_weights(self, class_weight, ys)
+        else:
+            sws = data_mod.standardize_sample_weight(self, bw, rows)
+        return xs, ys, sws, rows
+
+    def _fit_source(self, x, y, epochs, verbose, callbacks, validation_split, validation_data,
+                    class_weight, sample_weight, initial_epoch, steps_per_epoch,
+                    validation_steps, validation_batch_size, validation_freq, profile,
+                    batch_size):
+        """fit on batches from a PyDataset or a generator: one engine call per batch."""
+        for arg, value in (("y", y), ("sample_weight", sample_weight),
+                           ("batch_size", batch_size)):
+            if value is not None:
+                raise ValueError(f"`{arg}` is not supported when `x` is a PyDataset or a "
+                                 f"generator: its batches hold it. Received: {arg}={value!r}")
+        if validation_split:
+            raise ValueError("`validation_split` is only supported for arrays, not for a "
+                             "PyDataset or a generator. Received: "
+                             f"validation_split={validation_split!r}")
+        self._check_fit_args(epochs, initial_epoch, validation_freq)
+        if profile:
+            raise ValueError("`profile=True` is supported for arrays only. Received: "
+                             "profile=True with a PyDataset or a generator")
+        verbose = data_mod.check_verbose(verbose)
+        source = sources.BatchSource(x, steps_per_epoch, "x", "steps_per_epoch")
+        val = None if validation_data is None else self._validation_arrays(validation_data,
+                                                                           validation_steps)
+        val_batch = data_mod.check_batch_size(validation_batch_size, "validation_batch_size")
+        history = History()
+        cb = self._callback_list(callbacks, history, verbose, epochs, source.steps)
+        self.stop_training = False
+        cb.on_train_begin()
+        logs = {}
+        for epoch in range(initial_epoch, epochs):
+            cb.on_epoch_begin(epoch)
+            totals, done = None, 0
+            for batch in source.batches():
+                xs, ys, sws, rows = self._batch_arrays(batch, "x", class_weight)
+                cb.on_train_batch_begin(done)
+                *step, _ = self._graph.train_batches(xs, ys, None, rows, 0, 1, sws)
+                totals = sources.add_totals(totals, step)
+                logs = self._logs_from_totals(*totals)
+                cb.on_train_batch_end(done, logs)
+                done += 1
+                if self.stop_training:
+                    break
+            if totals is None:  # the generator had nothing left
+                source.warn_ran_out()
+                break
+            cb.params["steps"] = cb.params["steps"] or done
+            source.end_epoch()
+            if val is not None and (epoch + 1) % validation_freq == 0:
+                logs.update({f"val_{k}": v for k, v in self._validate(val, val_batch).items()})
+            cb.on_epoch_end(epoch, logs)
+            if source.ran_out:
+                source.warn_ran_out()
+            if self.stop_training or source.ran_out:
+                break
+        cb.on_train_end(logs)
+        self.history = history
+        return history
+
+    def _evaluate_source(self, source):
+        """Logs of evaluate over a BatchSource's batches."""
+        totals = None
+        for batch in source.batches():
+            xs, ys, sws, rows = self._batch_arrays(batch, source.arg)
+            *step, nan = self._graph.evaluate(xs, ys, self._inference_batch(rows), sws, False)
+            totals = sources.add_totals(totals, step)
+        source.end_epoch()
+        if totals is None:
+            raise ValueError(f"`{source.arg}` gave no batches to evaluate. Received: an "
+                             "exhausted generator")
+        return self._logs_from_totals(*totals)
 
     def _prepare_xy(self, x, y, reject_x_nan=True):
         """Validates and converts x and y once; compiles the engine on first use."""
@@ -402,6 +513,19 @@ class Trainer:
         if not self.compiled:
             raise ValueError("You must call `compile()` before using the model for evaluation. "
                              "Received: evaluate() on a model that is not compiled")
+        if sources.is_batch_source(x):
+            for arg, value in (("y", y), ("sample_weight", sample_weight),
+                               ("batch_size", batch_size)):
+                if value is not None:
+                    raise ValueError(f"`{arg}` is not supported when `x` is a PyDataset or a "
+                                     f"generator: its batches hold it. Received: {arg}={value!r}")
+            verbose = data_mod.check_verbose(verbose)
+            logs = self._evaluate_source(sources.BatchSource(x, steps, "x", "steps"))
+            Progbar(None, verbose=verbose).update(1, sorted(logs.items()), finalize=True)
+            if return_dict:
+                return logs
+            values = [logs["loss"]] + [logs[k] for k in logs if k != "loss"]
+            return values[0] if len(values) == 1 else values
         batch_size = data_mod.check_batch_size(batch_size)
         verbose = data_mod.check_verbose(verbose)
         xs, ys, rows = self._prepare_xy(x, y, reject_x_nan=False)
@@ -416,6 +540,23 @@ class Trainer:
 
     # --- predict -------------------------------------------------------------------------
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        if sources.is_batch_source(x):
+            if batch_size is not None:
+                raise ValueError("`batch_size` is not supported when `x` is a PyDataset or a "
+                                 f"generator: its batches hold it. Received: "
+                                 f"batch_size={batch_size!r}")
+            source = sources.BatchSource(x, steps, "x", "steps")
+            parts = [self.predict(sources.unpack(b, "x")[0], batch_size=None, verbose=0)
+                     for b in source.batches()]
+            source.end_epoch()
+            if not parts:
+                raise ValueError("`x` gave no batches to predict. Received: an exhausted "
+                                 "generator")
+            if isinstance(parts[0], dict):
+                return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            if isinstance(parts[0], list):
+                return [np.concatenate(o) for o in zip(*parts)]
+            return np.concatenate(parts)
         batch_size = data_mod.check_batch_size(batch_size)
         verbose = data_mod.check_verbose(verbose)
         self._ensure_built_from(x)

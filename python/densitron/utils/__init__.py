@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from densitron.utils.dataset import PyDataset
 from densitron.utils.naming import clear_session
 from densitron.utils.progbar import Progbar
 from densitron.utils.rng import set_random_seed
@@ -26,4 +27,4 @@ def to_categorical(x, num_classes=None):
     return np.eye(num_classes, dtype=np.float32)[x]
 
 
-__all__ = ["Progbar", "clear_session", "set_random_seed", "to_categorical"]
+__all__ = ["Progbar", "PyDataset", "clear_session", "set_random_seed", "to_categorical"]

@@ -1,0 +1,89 @@
+"""Batches from Python: a PyDataset (or any sequence of batches with __len__ and __getitem__)
+or an iterator such as a generator, each batch an (x, y) or (x, y, sample_weight) tuple (x
+alone for predict), as Keras takes them. The engine runs each batch in its own call."""
+
+import warnings
+
+import numpy as np
+
+
+def is_batch_source(x):
+    """True for a PyDataset-like sequence of batches or an iterator; False for array data
+    (arrays, lists, tuples, dicts, and objects NumPy can convert, such as DataFrames)."""
+    if x is None or isinstance(x, (np.ndarray, list, tuple, dict, str, bytes, int, float)):
+        return False
+    if hasattr(x, "__array__") or hasattr(x, "__array_interface__"):
+        return False
+    if hasattr(x, "__next__"):
+        return True
+    return hasattr(x, "__getitem__") and hasattr(x, "__len__")
+
+
+def unpack(batch, arg):
+    """(x, y, sample_weight) of one batch; a list or tuple of 1 to 3 items, or x alone."""
+    if isinstance(batch, (list, tuple)):
+        if not 1 <= len(batch) <= 3:
+            raise ValueError(f"A batch of `{arg}` must be (x,), (x, y) or (x, y, sample_weight)"
+                             f". Received: a {type(batch).__name__} of {len(batch)} items")
+        batch = tuple(batch) + (None,) * (3 - len(batch))
+        return batch
+    return batch, None, None
+
+
+class BatchSource:
+    """One epoch's batches at a time: `steps` of them (all of a sequence's when None; an
+    iterator's until it ends when None)."""
+
+    def __init__(self, data, steps, arg, steps_arg):
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)
+                                  or steps < 1):
+            raise ValueError(f"`{steps_arg}` must be a positive integer or None. "
+                             f"Received: {steps_arg}={steps!r}")
+        self.data, self.arg, self.steps_arg = data, arg, steps_arg
+        self.iterator = data if hasattr(data, "__next__") else None
+        self.steps = steps
+        if self.iterator is None:
+            n = len(data)
+            if n < 1:
+                raise ValueError(f"`{arg}` holds no batches. Received: len({arg}) = {n}")
+            self.steps = n if steps is None else steps
+        self.ran_out = False
+
+    def batches(self):
+        if self.iterator is None:
+            if hasattr(self.data, "on_epoch_begin"):
+                self.data.on_epoch_begin()
+            n = len(self.data)
+            for i in range(self.steps):
+                yield self.data[i % n]
+            return
+        done = 0
+        while self.steps is None or done < self.steps:
+            try:
+                batch = next(self.iterator)
+            except StopIteration:
+                # short of `steps`, or empty: a generator used up by the epochs before
+                self.ran_out = self.steps is not None or done == 0
+                return
+            done += 1
+            yield batch
+
+    def warn_ran_out(self):
+        warnings.warn("Your input ran out of data; interrupting training. Make sure that "
+                      f"`{self.arg}` can generate at least `{self.steps_arg}` batches per epoch "
+                      "for every epoch.", stacklevel=3)
+
+    def end_epoch(self):
+        if self.iterator is None and hasattr(self.data, "on_epoch_end"):
+            self.data.on_epoch_end()
+
+
+def add_totals(acc, totals):
+    """Sums the engine's (rows, loss, output losses, metrics, weights) totals of calls."""
+    if acc is None:
+        return [totals[0], totals[1]] + [np.asarray(t, dtype=np.float64) for t in totals[2:]]
+    acc[0] += totals[0]
+    acc[1] += totals[1]
+    for k in range(2, 5):
+        acc[k] = acc[k] + np.asarray(totals[k], dtype=np.float64)
+    return acc

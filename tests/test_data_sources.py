@@ -1,0 +1,138 @@
+"""fit, evaluate and predict on batches from a PyDataset or a generator, as Keras takes them."""
+
+import numpy as np
+import pytest
+
+import densitron
+from densitron import callbacks
+from densitron.layers import Dense, Input
+from densitron.models import Model
+from densitron.utils import PyDataset
+
+
+def data(rows=100, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, 6)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[np.argmax(x[:, :3], axis=1)]
+    return x, y
+
+
+def model(seed=1):
+    densitron.utils.set_random_seed(seed)
+    inputs = Input(shape=(6,))
+    m = Model(inputs, Dense(3, activation="softmax")(Dense(8, activation="relu")(inputs)))
+    m.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+    return m
+
+
+class Batches(PyDataset):
+    def __init__(self, x, y, batch_size, weights=None):
+        super().__init__(workers=2)
+        self.x, self.y, self.bs, self.w = x, y, batch_size, weights
+        self.epochs_seen = 0
+
+    def __len__(self):
+        return -(-len(self.x) // self.bs)
+
+    def __getitem__(self, i):
+        s = slice(i * self.bs, (i + 1) * self.bs)
+        if self.w is None:
+            return self.x[s], self.y[s]
+        return self.x[s], self.y[s], self.w[s]
+
+    def on_epoch_end(self):
+        self.epochs_seen += 1
+
+
+def test_pydataset_trains_exactly_as_the_same_arrays_unshuffled():
+    # The same 32-row batches in the same order (the last one short): the same weights bit for
+    # bit and the same logs; validation from a PyDataset too.
+    x, y = data()
+    xv, yv = data(40, seed=2)
+    a, b = model(), model()
+    ha = a.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0, validation_data=(xv, yv))
+    ds = Batches(x, y, 32)
+    hb = b.fit(ds, epochs=3, verbose=0, validation_data=Batches(xv, yv, 40))
+    for p, q in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(p, q)
+    assert sorted(ha.history) == sorted(hb.history)
+    for k in ha.history:
+        np.testing.assert_allclose(hb.history[k], ha.history[k], rtol=1e-12, err_msg=k)
+    assert ds.epochs_seen == 3
+    assert b.evaluate(Batches(xv, yv, 7), verbose=0) == pytest.approx(
+        a.evaluate(xv, yv, verbose=0), rel=1e-6)
+    np.testing.assert_array_equal(b.predict(Batches(xv, yv, 7), verbose=0),
+                                  a.predict(xv, verbose=0))
+
+
+def test_generator_with_steps_per_epoch_and_validation_steps():
+    x, y = data()
+    drawn = []
+
+    def endless(bs):
+        i = 0
+        while i < 200:  # ends, so that a run ignoring the steps fails instead of hanging
+            lo = (i * bs) % 96
+            drawn.append(lo)
+            yield x[lo:lo + bs], y[lo:lo + bs]
+            i += 1
+
+    m = model()
+    h = m.fit(endless(16), steps_per_epoch=5, epochs=2, verbose=0,
+              validation_data=endless(8), validation_steps=3)
+    assert len(h.history["loss"]) == 2 and "val_accuracy" in h.history
+    assert len(drawn) == 2 * 5 + 2 * 3  # nothing drawn beyond the steps asked for
+    assert m.optimizer.iterations == 10
+
+
+def test_generator_without_steps_runs_until_exhausted_then_stops():
+    x, y = data()
+    gen = ((x[i:i + 25], y[i:i + 25]) for i in range(0, 100, 25))
+    m = model()
+    with pytest.warns(UserWarning, match="ran out of data"):
+        h = m.fit(gen, epochs=3, verbose=0)
+    assert len(h.history["loss"]) == 1 and m.optimizer.iterations == 4
+
+
+def test_sample_weights_and_class_weight_in_batches():
+    x, y = data()
+    w = np.linspace(0.0, 2.0, 100).astype(np.float32)
+    a, b = model(), model()
+    a.fit(x, y, sample_weight=w, batch_size=50, shuffle=False, epochs=2, verbose=0)
+    b.fit(Batches(x, y, 50, w), epochs=2, verbose=0)
+    for p, q in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(p, q)
+    c, d = model(), model()
+    cw = {0: 2.0, 1: 0.5}
+    c.fit(x, y, class_weight=cw, batch_size=50, shuffle=False, verbose=0)
+    d.fit(Batches(x, y, 50), class_weight=cw, verbose=0)
+    for p, q in zip(c.get_weights(), d.get_weights()):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_progress_bar_and_callbacks_see_the_batches(capsys):
+    x, y = data()
+    seen = []
+    cb = callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(b))
+    model().fit(Batches(x, y, 20), epochs=1, verbose=1, callbacks=[cb])
+    assert seen == [0, 1, 2, 3, 4]
+    assert "5/5" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, x, y: m.fit(Batches(x, y, 10), y, verbose=0),
+    lambda m, x, y: m.fit(Batches(x, y, 10), batch_size=10, verbose=0),
+    lambda m, x, y: m.fit(Batches(x, y, 10), validation_split=0.2, verbose=0),
+    lambda m, x, y: m.fit(iter([x[:10]]), verbose=0),  # no targets
+    lambda m, x, y: m.fit(iter([(x[:10], y[:10], None, None)]), verbose=0),
+    lambda m, x, y: m.fit(Batches(x, y, 10), steps_per_epoch=0, verbose=0),
+    lambda m, x, y: m.fit(x, y, steps_per_epoch=3, verbose=0),  # arrays
+    lambda m, x, y: m.evaluate(Batches(x, y, 10), y, verbose=0),
+    lambda m, x, y: m.predict(Batches(x, y, 10), batch_size=4, verbose=0),
+    lambda m, x, y: m.evaluate(iter([]), verbose=0),
+    lambda m, x, y: m.fit(Batches(x[:0], y[:0], 10), verbose=0),
+])
+def test_bad_sources_raise_with_received(call):
+    x, y = data()
+    with pytest.raises(ValueError, match="Received"):
+        call(model(), x, y)
