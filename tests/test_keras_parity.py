@@ -695,3 +695,54 @@ def test_learning_rate_schedules_match_keras(name, kwargs):
                  100, 150, 1000]:
         np.testing.assert_allclose(ours(step), float(theirs(step)), rtol=2e-6, atol=1e-9,
                                    err_msg=f"step {step}")
+
+
+def _nested_with_bn(ns):
+    inner_in = ns.Input(shape=(6,), name="t_in")
+    inner = ns.Model(inner_in, ns.layers.Dense(5, activation="tanh", name="t_d")(inner_in),
+                     name="tower")
+    inputs = ns.Input(shape=(6,), name="x")
+    h = ns.layers.BatchNormalization(name="bn")(inner(inputs))
+    h = ns.layers.Dropout(0.3, name="drop")(h)
+    h = ns.layers.Dense(4, activation="relu", name="d1")(h)
+    return ns.Model(inputs, ns.layers.Dense(3, activation="softmax", name="d2")(h), name="m")
+
+
+def _repeated_classes(ns):  # the file numbers layers by class: dense, dense_1, ...
+    inputs = ns.Input(shape=(6,), name="x")
+    h = ns.layers.Dense(7, activation="relu", name="first")(inputs)
+    h = ns.layers.LayerNormalization(name="ln")(h)
+    h = ns.layers.Dense(5, activation="relu", name="second")(h)
+    h = ns.layers.Activation("tanh", name="act")(h)
+    return ns.Model(inputs, ns.layers.Dense(2, name="third")(h), name="m")
+
+
+@pytest.mark.parametrize("build", [_seed_functional, _seed_sequential, _nested,
+                                   _nested_with_bn, _repeated_classes])
+def test_weights_h5_files_move_between_keras_and_densitron(build, tmp_path):
+    pytest.importorskip("h5py")
+    x = _mnist_like(20) if build in (_seed_functional, _seed_sequential) else _x(20, 6)
+    # Keras writes, densitron reads
+    kmodel, dmodel = build(KERAS), build(DENS)
+    kmodel.set_weights(_random_weights(kmodel, seed=5))
+    kmodel.save_weights(tmp_path / "k.weights.h5")
+    dmodel.load_weights(tmp_path / "k.weights.h5")
+    _assert_close(*_predict_both(kmodel, dmodel, x))
+    # densitron writes, Keras reads
+    kmodel2, dmodel2 = build(KERAS), build(DENS)
+    dmodel2.set_weights(_random_weights(kmodel2, seed=6))
+    dmodel2.save_weights(tmp_path / "d.weights.h5")
+    kmodel2.load_weights(tmp_path / "d.weights.h5")
+    _assert_close(*_predict_both(kmodel2, dmodel2, x))
+
+
+def test_weights_h5_of_another_architecture_is_refused(tmp_path):
+    pytest.importorskip("h5py")
+    kmodel = _seed_functional(KERAS)
+    kmodel.save_weights(tmp_path / "k.weights.h5")
+    dmodel = _repeated_classes(DENS)
+    before = dmodel.get_weights()
+    with pytest.raises(ValueError, match="Received: filepath="):
+        dmodel.load_weights(tmp_path / "k.weights.h5")
+    for a, b in zip(dmodel.get_weights(), before):  # nothing half-loaded
+        np.testing.assert_array_equal(a, b)

@@ -99,6 +99,18 @@ def test_weighted_metrics_survive_save(tmp_path):
     assert "weighted_accuracy" in want
 
 
+def test_weights_h5_of_the_first_densitron_layout_still_load(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    seq = Sequential([layers.Input(shape=(4,)), layers.Dense(3), layers.Dense(2)])
+    weights = [np.random.rand(*w.shape).astype(np.float32) for w in seq.get_weights()]
+    with h5py.File(tmp_path / "old.weights.h5", "w") as h:  # one dataset per weight, numbered
+        for i, w in enumerate(weights):
+            h.create_dataset(f"{i:04d}", data=w)
+    seq.load_weights(tmp_path / "old.weights.h5")
+    for a, b in zip(seq.get_weights(), weights):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_bad_serialized_loss_raises():
     with pytest.raises(ValueError, match="Received: class_name='Huber'"):
         densitron.losses.get({"class_name": "Huber", "config": {}})

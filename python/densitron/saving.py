@@ -9,6 +9,7 @@ a failed save leaves the old file intact. The format is densitron's own: Keras c
 import io
 import json
 import os
+import re
 import tempfile
 import zipfile
 
@@ -146,9 +147,16 @@ def save_weights(model, filepath, overwrite=True):
         h5py = _h5py()
 
         def write(f):
+            # Keras's layout, so that Keras's load_weights reads the file: each layer's
+            # variables under layers/<path>/vars/<i>.
             with h5py.File(f, "w") as h:
-                for i, (v, w) in enumerate(zip(model.weights, weights)):
-                    h.create_dataset(f"{i:04d}", data=w).attrs["path"] = v.path
+                for path, layer in _keras_layer_paths(model):
+                    group = h.create_group(f"{path}/vars")
+                    group.attrs["name"] = layer.name
+                    if not _is_model(layer):
+                        for i, w in enumerate(layer.get_weights()):
+                            group.create_dataset(str(i), data=w)
+                h.create_group("vars").attrs["name"] = model.name
 
         _atomic_write(filepath, write, overwrite)
         return
@@ -166,11 +174,69 @@ def load_weights(model, filepath):
     elif filepath.endswith(".weights.h5"):
         h5py = _h5py()
         with h5py.File(filepath, "r") as h:
-            weights = [h[k][()] for k in sorted(h.keys())]
+            if "layers" in h:  # Keras's layout (Keras's files and densitron's since 0.1)
+                _load_keras_h5(model, h, filepath)
+                return
+            weights = [h[k][()] for k in sorted(h.keys())]  # densitron's first layout
     else:
         raise ValueError("The filename must end in `.weights.npz` or `.weights.h5`. "
                          f"Received: filepath={filepath!r}")
     model.set_weights(weights)
+
+
+def _is_model(layer):
+    from densitron.models.functional import Functional
+
+    return isinstance(layer, Functional)
+
+
+def _keras_snake_case(name):
+    """Keras's snake-casing of a class name (Dense -> dense, ReLU -> re_lu)."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _keras_layer_paths(model, prefix="layers"):
+    """(path, layer) of every layer as Keras's weight files address it: by its class within its
+    model, numbered when repeated (dense, dense_1, ...; not by layer name), and a nested
+    model's layers below the model's own path."""
+    used = {}
+    for layer in model.layers:
+        name = _keras_snake_case(type(layer).__name__)
+        if name in used:
+            used[name] += 1
+            name = f"{name}_{used[name]}"
+        else:
+            used[name] = 0
+        path = f"{prefix}/{name}"
+        yield path, layer
+        if _is_model(layer):
+            yield from _keras_layer_paths(layer, f"{path}/layers")
+
+
+def _load_keras_h5(model, h, filepath):
+    """Every layer's weights from a Keras-layout file, checked before any is set."""
+    found = []
+    for path, layer in _keras_layer_paths(model):
+        if _is_model(layer):
+            continue
+        want = layer.get_weights()
+        group = h.get(f"{path}/vars")
+        got = [] if group is None else [group[str(i)][()] for i in range(len(group))]
+        if len(got) != len(want):
+            raise ValueError(f"Layer '{layer.name}' expected {len(want)} variables, but "
+                             f"received {len(got)} variables during loading (at {path}). "
+                             f"Received: filepath={filepath!r}")
+        for w, g in zip(want, got):
+            if w.shape != g.shape:
+                raise ValueError(f"Layer '{layer.name}' expected a variable of shape {w.shape}"
+                                 f", but received one of shape {g.shape} (at {path}). "
+                                 f"Received: filepath={filepath!r}")
+        found.append((layer, got))
+    for layer, got in found:
+        if got:
+            layer.set_weights(got)
 
 
 def _h5py():
