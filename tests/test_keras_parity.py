@@ -746,3 +746,82 @@ def test_weights_h5_of_another_architecture_is_refused(tmp_path):
         dmodel.load_weights(tmp_path / "k.weights.h5")
     for a, b in zip(dmodel.get_weights(), before):  # nothing half-loaded
         np.testing.assert_array_equal(a, b)
+
+
+def _dict_io(ns):
+    a = ns.Input(shape=(6,), name="a")
+    b = ns.Input(shape=(3,), name="b")
+    h = ns.layers.Concatenate(name="cat")([ns.layers.Dense(4, name="da")(a), b])
+    return ns.Model({"a": a, "b": b}, {"cls": ns.layers.Dense(3, activation="softmax",
+                                                              name="cls")(h),
+                                       "val": ns.layers.Dense(1, name="val")(h)}, name="m")
+
+
+KERAS_FILE_CASES = [
+    (_seed_functional, lambda: _mnist_like(12)),
+    (_seed_sequential, lambda: _mnist_like(12)),
+    (_nested, lambda: _x(12, 6)),
+    (_nested_with_bn, lambda: _x(12, 6)),
+    (_repeated_classes, lambda: _x(12, 6)),
+    (_shared_two_tower, lambda: [_x(12, 6, seed=8), _x(12, 6, seed=9)]),
+    (_dict_io, lambda: {"a": _x(12, 6, seed=3), "b": _x(12, 3, seed=4)}),
+]
+
+
+def _predictions(model, x):
+    out = model.predict(x, verbose=0)
+    if isinstance(out, dict):
+        return [out[k] for k in sorted(out)]
+    return out if isinstance(out, list) else [out]
+
+
+@pytest.mark.parametrize("build,make_x", KERAS_FILE_CASES,
+                         ids=[c[0].__name__.strip("_") for c in KERAS_FILE_CASES])
+def test_keras_files_move_between_keras_and_densitron(build, make_x, tmp_path):
+    # model.save writes Keras's .keras layout: Keras's load_model rebuilds the same model with
+    # the same weights, and densitron's load_model reads a file Keras wrote.
+    pytest.importorskip("h5py")
+    x = make_x()
+    dmodel = build(DENS)
+    kmodel = build(KERAS)
+    dmodel.set_weights(_random_weights(kmodel, seed=7))
+    dmodel.save(tmp_path / "d.keras")
+    kclone = keras.models.load_model(tmp_path / "d.keras")
+    assert _layer_signature(kclone) == _layer_signature(kmodel) or build is _seed_sequential
+    _assert_close(_predictions(kclone, x), _predictions(dmodel, x))
+
+    kmodel.set_weights(_random_weights(kmodel, seed=8))
+    kmodel.save(tmp_path / "k.keras")
+    dclone = densitron.models.load_model(tmp_path / "k.keras")
+    _assert_close(_predictions(kmodel, x), _predictions(dclone, x))
+
+
+def test_keras_files_keep_the_compile_arguments(tmp_path):
+    pytest.importorskip("h5py")
+    x = _x(30, 6, seed=5)
+    y = _labels("categorical_crossentropy", 30, 4, seed=6)
+    dmodel = _classifier(DENS, 4, "softmax")
+    dmodel.compile(optimizer=densitron.optimizers.Adam(
+        densitron.optimizers.schedules.ExponentialDecay(0.01, 10, 0.5), clipnorm=1.0),
+        loss=densitron.losses.CategoricalCrossentropy(label_smoothing=0.1),
+        metrics=["accuracy"], weighted_metrics=["mse"])
+    dmodel.save(tmp_path / "d.keras")
+    kclone = keras.models.load_model(tmp_path / "d.keras")
+    assert type(kclone.optimizer).__name__ == "Adam" and kclone.optimizer.clipnorm == 1.0
+    klogs = kclone.evaluate(x, y, verbose=0, return_dict=True)
+    dlogs = dmodel.evaluate(x, y, verbose=0, return_dict=True)
+    assert sorted(klogs) == sorted(dlogs)
+    for key in klogs:
+        np.testing.assert_allclose(dlogs[key], klogs[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+    kmodel = _classifier(KERAS, 4, "softmax")
+    kmodel.compile(optimizer=keras.optimizers.RMSprop(0.01, momentum=0.5),
+                   loss=keras.losses.CategoricalCrossentropy(from_logits=False),
+                   metrics=["accuracy"])
+    kmodel.save(tmp_path / "k.keras")
+    dclone = densitron.models.load_model(tmp_path / "k.keras")
+    assert dclone.optimizer.get_config()["momentum"] == 0.5
+    klogs = kmodel.evaluate(x, y, verbose=0, return_dict=True)
+    dlogs = dclone.evaluate(x, y, verbose=0, return_dict=True)
+    for key in klogs:
+        np.testing.assert_allclose(dlogs[key], klogs[key], rtol=1e-5, atol=1e-6, err_msg=key)

@@ -111,6 +111,32 @@ def test_weights_h5_of_the_first_densitron_layout_still_load(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_model_files_of_the_first_densitron_layout_still_load(tmp_path):
+    # densitron's own config and a .npz of get_weights(), as model.save wrote them before the
+    # Keras layout.
+    import io
+    import json
+
+    model, x, y = trained_model()
+    config = {"class_name": "Functional", "config": model.get_config(),
+              "compile_config": {"optimizer": {"class_name": "Adam",
+                                               "config": model.optimizer.get_config()},
+                                 "loss": {"cls": "sparse_categorical_crossentropy",
+                                          "val": "mse"},
+                                 "loss_weights": {"cls": 1.0, "val": 0.5},
+                                 "metrics": {"cls": ["accuracy"]}}}
+    buf = io.BytesIO()
+    np.savez(buf, **{f"w{i:04d}": w for i, w in enumerate(model.get_weights())})
+    with zipfile.ZipFile(tmp_path / "old.keras", "w") as z:
+        z.writestr("config.json", json.dumps(config))
+        z.writestr("model.weights.npz", buf.getvalue())
+    clone = load_model(tmp_path / "old.keras")
+    for p, q in zip(model.predict(x, verbose=0).values(), clone.predict(x, verbose=0).values()):
+        np.testing.assert_array_equal(p, q)
+    assert clone.evaluate(x, y, verbose=0, return_dict=True) == pytest.approx(
+        model.evaluate(x, y, verbose=0, return_dict=True))
+
+
 def test_bad_serialized_loss_raises():
     with pytest.raises(ValueError, match="Received: class_name='Huber'"):
         densitron.losses.get({"class_name": "Huber", "config": {}})
@@ -146,7 +172,7 @@ def test_failed_save_leaves_the_old_file_intact(tmp_path, monkeypatch):
     real = zipfile.ZipFile.writestr
 
     def failing(self, name, data, *args, **kwargs):
-        if name == "model.weights.npz":
+        if name == "model.weights.h5":
             raise OSError("disk full")
         return real(self, name, data, *args, **kwargs)
 
@@ -166,8 +192,26 @@ def test_saving_errors(tmp_path):
     with pytest.raises(ValueError, match="Received: filepath="):
         load_model(tmp_path / "missing.keras")
     (tmp_path / "junk.keras").write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="not a model saved by densitron"):
+    with pytest.raises(ValueError, match="not a Keras or densitron model file"):
         load_model(tmp_path / "junk.keras")
     model.save(tmp_path / "m.keras")
     with pytest.raises(FileExistsError):
         model.save(tmp_path / "m.keras", overwrite=False)
+
+
+def test_keras_configs_densitron_cannot_honour_are_refused():
+    from densitron import keras_format
+
+    bn = {"module": "keras.layers", "class_name": "BatchNormalization",
+          "config": {"name": "bn", "synchronized": True}}
+    with pytest.raises(ValueError, match="`synchronized`=True. Received: config="):
+        keras_format.from_keras(bn)
+    init = {"module": "keras.layers", "class_name": "Dense",
+            "config": {"name": "d", "units": 2, "kernel_initializer": {
+                "module": "keras.initializers", "class_name": "GlorotUniform",
+                "config": {"seed": None, "input_axes": [0]}}}}
+    with pytest.raises(ValueError, match="`input_axes`"):
+        keras_format.from_keras(init)
+    opt = {"optimizer": {"class_name": "Adam", "config": {"use_ema": True}}, "loss": "mse"}
+    with pytest.raises(ValueError, match="`use_ema`=True"):
+        keras_format.compile_from_keras(opt)

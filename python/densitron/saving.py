@@ -1,21 +1,25 @@
 """Saving and loading whole models and weights.
 
-`model.save("m.keras")` writes a zip holding the model's config, its compile arguments and its
-weights (NumPy's .npz inside, in `get_weights()` order); `densitron.models.load_model` rebuilds
-it. `save_weights` / `load_weights` take ".weights.npz" (or ".weights.h5" when h5py is
-installed). Every file is written beside its target and moved into place only when complete, so
-a failed save leaves the old file intact. The format is densitron's own: Keras cannot read it."""
+`model.save("m.keras")` writes Keras's .keras zip: the model and compile configs in Keras's
+serialized form (keras_format.py) and the weights in Keras's model.weights.h5 layout, so
+`keras.models.load_model` reads it; `densitron.models.load_model` reads those files, Keras's
+own, and densitron's first layout (its own config and a .npz of the weights).
+`save_weights` / `load_weights` take ".weights.npz" or ".weights.h5" (Keras's layout). Every
+file is written beside its target and moved into place only when complete, so a failed save
+leaves the old file intact."""
 
 import io
 import json
 import os
 import re
 import tempfile
+import time
 import zipfile
 
 import numpy as np
 
-FORMAT_VERSION = 1
+# The Keras release whose .keras layout model.save writes (KERAS_SEMANTICS.md: Keras 3.15).
+KERAS_FORMAT_VERSION = "3.15.1"
 
 
 def _atomic_write(filepath, write, overwrite):
@@ -75,22 +79,22 @@ def save_model(model, filepath, overwrite=True):
     if not filepath.endswith(".keras"):
         raise ValueError("The filename must end in `.keras`. "
                          f"Received: filepath={filepath!r}")
-    config = {
-        "class_name": type(model).__name__,
-        "config": model.get_config(),
-        "compile_config": _compile_config(model),
-    }
-    payload = json.dumps(config).encode()
-    weights = _npz_bytes(model.get_weights())
-    from densitron import __version__
+    # Keras's .keras layout: Keras's load_model reads it (config.json in Keras's serialized
+    # form, the weights in its model.weights.h5 layout).
+    from densitron import __version__, keras_format
 
-    meta = json.dumps({"densitron_version": __version__, "format_version": FORMAT_VERSION})
+    config = keras_format.to_keras(model)
+    config["compile_config"] = keras_format.compile_to_keras(_compile_config(model))
+    payload = json.dumps(config).encode()
+    weights = _keras_h5_bytes(model)
+    meta = json.dumps({"keras_version": KERAS_FORMAT_VERSION, "densitron_version": __version__,
+                       "date_saved": time.strftime("%Y-%m-%d@%H:%M:%S")})
 
     def write(f):
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
             z.writestr("metadata.json", meta)
             z.writestr("config.json", payload)
-            z.writestr("model.weights.npz", weights)
+            z.writestr("model.weights.h5", weights)
 
     _atomic_write(filepath, write, overwrite)
 
@@ -118,16 +122,28 @@ def load_model(filepath, compile=True):
     if not os.path.exists(filepath):
         raise ValueError(f"File not found: filepath={filepath}. Please ensure the file is an "
                          f"accessible `.keras` zip file. Received: filepath={filepath!r}")
+    from densitron import keras_format
+
     try:
         with zipfile.ZipFile(filepath) as z:
             config = json.loads(z.read("config.json"))
-            weights = _npz_weights(z.read("model.weights.npz"))
+            names = z.namelist()
+            # Keras's layout (Keras's files, and densitron's from 0.1) or densitron's first
+            h5 = z.read("model.weights.h5") if "model.weights.h5" in names else None
+            weights = None if h5 is not None else _npz_weights(z.read("model.weights.npz"))
     except (zipfile.BadZipFile, KeyError, ValueError) as e:
-        raise ValueError(f"{filepath} is not a model saved by densitron ({e}). "
+        raise ValueError(f"{filepath} is not a Keras or densitron model file ({e}). "
                          f"Received: filepath={filepath!r}") from None
-    model = layers.deserialize(config)
-    model.set_weights(weights)
+    keras_layout = "module" in config
+    model = layers.deserialize(keras_format.from_keras(config) if keras_layout else config)
+    if h5 is not None:
+        with _h5py().File(io.BytesIO(h5), "r") as h:
+            _load_keras_h5(model, h, filepath)
+    else:
+        model.set_weights(weights)
     cc = config.get("compile_config")
+    if cc and keras_layout:
+        cc = keras_format.compile_from_keras(cc)
     if compile and cc:
         opt_cfg = cc["optimizer"]
         opt_cls = getattr(optimizers, opt_cfg["class_name"])
@@ -147,16 +163,8 @@ def save_weights(model, filepath, overwrite=True):
         h5py = _h5py()
 
         def write(f):
-            # Keras's layout, so that Keras's load_weights reads the file: each layer's
-            # variables under layers/<path>/vars/<i>.
             with h5py.File(f, "w") as h:
-                for path, layer in _keras_layer_paths(model):
-                    group = h.create_group(f"{path}/vars")
-                    group.attrs["name"] = layer.name
-                    if not _is_model(layer):
-                        for i, w in enumerate(layer.get_weights()):
-                            group.create_dataset(str(i), data=w)
-                h.create_group("vars").attrs["name"] = model.name
+                _write_keras_h5(model, h)
 
         _atomic_write(filepath, write, overwrite)
         return
@@ -182,6 +190,57 @@ def load_weights(model, filepath):
         raise ValueError("The filename must end in `.weights.npz` or `.weights.h5`. "
                          f"Received: filepath={filepath!r}")
     model.set_weights(weights)
+
+
+def _keras_h5_bytes(model):
+    """The model's weights as a Keras-layout h5 file, in memory, with the optimizer's variables
+    when compiled (Keras's load_model expects them)."""
+    buf = io.BytesIO()
+    with _h5py().File(buf, "w") as h:
+        _write_keras_h5(model, h)
+        if model.compiled:
+            _write_keras_optimizer(model, h)
+    return buf.getvalue()
+
+
+def _write_keras_optimizer(model, h):
+    """The optimizer's variables in Keras's order: iterations, the learning rate (unless a
+    schedule gives it), then its slots per trainable variable. densitron keeps its slots in the
+    engine and does not save them: they are written as zeros, so a reloaded optimizer starts
+    its moments afresh (as densitron's own load_model does)."""
+    from densitron import optimizers
+
+    opt = model.optimizer
+    shapes = [tuple(w.numpy().shape) for w in model.trainable_weights]
+
+    def slots(count=1):  # count slot kinds, interleaved per variable
+        return [np.zeros(s, np.float32) for s in shapes for _ in range(count)]
+
+    values = [np.asarray(opt.iterations, np.int64)]
+    if opt._schedule is None:
+        values.append(np.asarray(opt.learning_rate, np.float32))
+    if isinstance(opt, optimizers.Adam):
+        values += slots(2) + (slots() if opt.amsgrad else [])
+    elif isinstance(opt, optimizers.RMSprop):
+        values += slots() + (slots() if opt.momentum else []) + (slots() if opt.centered else [])
+    elif isinstance(opt, optimizers.SGD) and opt.momentum:
+        values += slots()
+    group = h.create_group("optimizer/vars")
+    group.attrs["name"] = opt.name
+    for i, v in enumerate(values):
+        group.create_dataset(str(i), data=v)
+
+
+def _write_keras_h5(model, h):
+    """Keras's layout, which Keras's load_weights and load_model read: each layer's variables
+    under layers/<path>/vars/<i>."""
+    for path, layer in _keras_layer_paths(model):
+        group = h.create_group(f"{path}/vars")
+        group.attrs["name"] = layer.name
+        if not _is_model(layer):
+            for i, w in enumerate(layer.get_weights()):
+                group.create_dataset(str(i), data=w)
+    h.create_group("vars").attrs["name"] = model.name
 
 
 def _is_model(layer):

@@ -1,0 +1,284 @@
+"""Keras's `.keras` config format: densitron's model and compile configs to Keras's serialized
+form (what `keras.models.load_model` reads) and back. The weights travel separately, in
+Keras's `model.weights.h5` layout (see saving.py)."""
+
+# Keras's modules of the objects a densitron config names.
+_LAYER_MODULE = "keras.layers"
+_OBJECT_MODULE = {
+    "initializer": "keras.initializers",
+    "regularizer": "keras.regularizers",
+    "constraint": "keras.constraints",
+}
+_MODEL_ENTRY = {
+    "Functional": ("keras.src.models.functional", "Functional"),
+    "Sequential": ("keras", "Sequential"),
+}
+# Keras layer arguments densitron does not take, with the values that mean "off": dropped when
+# a Keras config holds them so, refused otherwise.
+_KERAS_ONLY = {
+    "quantization_config": None,
+    "synchronized": False,
+    "renorm": False,
+    "renorm_clipping": None,
+    "renorm_momentum": 0.99,
+    "rms_scaling": False,
+    "data_format": "channels_last",
+    "activity_regularizer": None,
+    "sparse": False,
+    "ragged": False,
+    "optional": False,
+    "lora_rank": None,
+    "lora_alpha": None,
+}
+_OPTIMIZER_KERAS_ONLY = {"use_ema": False, "ema_momentum": 0.99, "ema_overwrite_frequency": None,
+                         "loss_scale_factor": None, "gradient_accumulation_steps": None}
+
+
+def _kind_of(key):
+    for kind in _OBJECT_MODULE:
+        if key.endswith(kind):
+            return kind
+    return None
+
+
+# --- densitron -> Keras ------------------------------------------------------------------
+
+def _keras_layer_config(config):
+    out = {}
+    for key, value in config.items():
+        kind = _kind_of(key)
+        if kind is not None and isinstance(value, dict) and "class_name" in value:
+            value = {"module": _OBJECT_MODULE[kind], "class_name": value["class_name"],
+                     "config": value.get("config", {}), "registered_name": None}
+        out[key] = value
+    return out
+
+
+def _keras_tensor(history, shapes):
+    shape = shapes.get(tuple(history[:2]))
+    return {"class_name": "__keras_tensor__",
+            "config": {"shape": list(shape), "dtype": "float32", "keras_history": list(history)}}
+
+
+def _structure(refs, keys):
+    """Keras's input_layers/output_layers: one triple, a list of them, or a dict by key."""
+    if keys:
+        return {k: list(r) for k, r in zip(keys, refs)}
+    if len(refs) == 1:
+        return list(refs[0])
+    return [list(r) for r in refs]
+
+
+def to_keras(model):
+    """Keras's serialized form of a densitron model (without compile_config)."""
+    from densitron.models import Sequential
+
+    if isinstance(model, Sequential):
+        config = model.get_config()
+        shape = config.get("build_input_shape")
+        layers = [_keras_entry(layer) for layer in model.layers]
+        if shape:
+            layers.insert(0, {"module": _LAYER_MODULE, "class_name": "InputLayer",
+                              "config": {"batch_shape": shape, "dtype": "float32",
+                                         "name": model.name + "_input"},
+                              "registered_name": None})
+        return {"module": "keras", "class_name": "Sequential",
+                "config": {"name": config["name"], "trainable": config["trainable"],
+                           "dtype": "float32", "layers": layers, "build_input_shape": shape},
+                "registered_name": None}
+    config = model.get_config()
+    shapes = _output_shapes(model)
+    layers = []
+    for lc, layer in zip(config["layers"], model.layers):
+        entry = _keras_entry(layer)
+        entry["name"] = lc["name"]
+        entry["inbound_nodes"] = [
+            {"args": ([[_keras_tensor(a, shapes) for a in node["args"]]] if node["is_list"]
+                      else [_keras_tensor(a, shapes) for a in node["args"]]),
+             "kwargs": {}}
+            for node in lc["inbound_nodes"]]
+        layers.append(entry)
+    module, registered = _MODEL_ENTRY["Functional"]
+    return {"module": module, "class_name": "Functional",
+            "config": {"name": config["name"], "trainable": config["trainable"],
+                       "layers": layers,
+                       "input_layers": _structure(config["input_layers"], config["input_keys"]),
+                       "output_layers": _structure(config["output_layers"],
+                                                   config["output_keys"])},
+            "registered_name": registered}
+
+
+def _keras_entry(layer):
+    from densitron.models.functional import Functional
+
+    if isinstance(layer, Functional):
+        entry = to_keras(layer)
+        if entry["class_name"] == "Sequential":
+            entry["registered_name"] = None
+        return entry
+    return {"module": _LAYER_MODULE, "class_name": type(layer).__name__,
+            "config": _keras_layer_config(layer.get_config()), "registered_name": None}
+
+
+def _output_shapes(model):
+    """(layer name, node index) -> the shape of that call's output, batch axis None."""
+    shapes = {}
+    nodes_of = {}
+    for node in model._nodes:
+        nodes_of.setdefault(id(node.layer), []).append(node)
+    for layer in model.layers:
+        for index, node in enumerate(nodes_of.get(id(layer), [])):
+            out = node.outputs[0]
+            shapes[(layer.name, index)] = [None, *out.shape[1:]]
+    return shapes
+
+
+def compile_to_keras(cc):
+    """Keras's compile_config from densitron's."""
+    if cc is None:
+        return None
+    opt = dict(cc["optimizer"]["config"])
+    lr = opt.get("learning_rate")
+    if isinstance(lr, dict):
+        opt["learning_rate"] = {"module": "keras.optimizers.schedules", **lr,
+                                "registered_name": None}
+    return {
+        "optimizer": {"module": "keras.optimizers", "class_name": cc["optimizer"]["class_name"],
+                      "config": opt, "registered_name": None},
+        "loss": _map_losses(cc["loss"], lambda v: {"module": "keras.losses", **v,
+                                                   "registered_name": None}),
+        "loss_weights": cc["loss_weights"],
+        "metrics": cc["metrics"],
+        "weighted_metrics": cc.get("weighted_metrics"),
+        "run_eagerly": False,
+        "steps_per_execution": 1,
+        "jit_compile": False,
+    }
+
+
+def _map_losses(loss, fn):
+    if isinstance(loss, dict) and "class_name" in loss:
+        return fn(loss)
+    if isinstance(loss, dict):
+        return {k: _map_losses(v, fn) for k, v in loss.items()}
+    if isinstance(loss, list):
+        return [_map_losses(v, fn) for v in loss]
+    return loss
+
+
+# --- Keras -> densitron ------------------------------------------------------------------
+
+# Keras initializer arguments densitron does not take, with their "off" values.
+_OBJECT_KERAS_ONLY = {"input_axes": None, "output_axes": None}
+
+
+def _without_keras_only(config, table, what):
+    """config less the Keras-only arguments of `table` at their "off" values; any other value
+    of one is refused."""
+    out = {}
+    for key, value in config.items():
+        if key in table:
+            if value != table[key]:
+                raise ValueError(f"densitron cannot load {what} with `{key}`={value!r}. "
+                                 f"Received: config={config!r}")
+            continue
+        out[key] = value
+    return out
+
+
+def _plain(obj):
+    """A Keras serialized object ({"module", "class_name", "config", ...}) as densitron's
+    {"class_name", "config"}."""
+    return {"class_name": obj["class_name"],
+            "config": _without_keras_only(obj.get("config", {}), _OBJECT_KERAS_ONLY,
+                                          f"a {obj['class_name']}")}
+
+
+def _densitron_layer_config(class_name, config):
+    out = {}
+    for key, value in _without_keras_only(config, _KERAS_ONLY, f"a {class_name} layer").items():
+        if key == "dtype" and isinstance(value, dict):
+            value = value.get("config", {}).get("name", "float32")
+        elif isinstance(value, dict) and "class_name" in value and _kind_of(key) is not None:
+            value = _plain(value)
+        out[key] = value
+    return out
+
+
+def _history(tensor, where):
+    if not isinstance(tensor, dict) or tensor.get("class_name") != "__keras_tensor__":
+        raise ValueError(f"densitron loads layer calls on tensors only. Received: {where} "
+                         f"argument {tensor!r}")
+    return list(tensor["config"]["keras_history"])
+
+
+def _refs(structure):
+    """(refs, keys) of Keras's input_layers/output_layers."""
+    if isinstance(structure, dict):
+        return [list(v) for v in structure.values()], list(structure)
+    if structure and not isinstance(structure[0], (list, tuple)):
+        return [list(structure)], None
+    return [list(v) for v in structure], None
+
+
+def from_keras(obj):
+    """densitron's {"class_name", "config"} form of a Keras serialized model or layer."""
+    class_name = obj.get("class_name")
+    config = obj.get("config", {})
+    if class_name == "Functional":
+        layers = []
+        for entry in config["layers"]:
+            layer = from_keras(entry)
+            nodes = []
+            for node in entry.get("inbound_nodes", []):
+                # `training` recorded at graph construction is set again at each run (as in
+                # Keras); other keyword arguments must be unset.
+                if any(v is not None for k, v in node.get("kwargs", {}).items()
+                       if k != "training"):
+                    raise ValueError(f"densitron cannot load the call of layer "
+                                     f"{entry['name']!r} with keyword arguments. Received: "
+                                     f"kwargs={node['kwargs']!r}")
+                args = node["args"]
+                if len(args) == 1 and isinstance(args[0], list):
+                    nodes.append({"args": [_history(t, entry["name"]) for t in args[0]],
+                                  "is_list": True})
+                else:
+                    nodes.append({"args": [_history(t, entry["name"]) for t in args],
+                                  "is_list": False})
+            layers.append({"class_name": layer["class_name"], "name": entry["name"],
+                           "config": layer["config"], "inbound_nodes": nodes})
+        inputs, input_keys = _refs(config["input_layers"])
+        outputs, output_keys = _refs(config["output_layers"])
+        return {"class_name": "Functional",
+                "config": {"name": config["name"], "trainable": config.get("trainable", True),
+                           "layers": layers, "input_layers": inputs, "output_layers": outputs,
+                           "input_keys": input_keys, "output_keys": output_keys}}
+    if class_name == "Sequential":
+        entries = list(config["layers"])
+        shape = config.get("build_input_shape")
+        if entries and entries[0].get("class_name") == "InputLayer":
+            shape = entries.pop(0)["config"]["batch_shape"]
+        return {"class_name": "Sequential",
+                "config": {"name": config["name"], "trainable": config.get("trainable", True),
+                           "layers": [from_keras(e) for e in entries],
+                           "build_input_shape": shape}}
+    return {"class_name": class_name, "config": _densitron_layer_config(class_name, config)}
+
+
+def compile_from_keras(cc):
+    """densitron's compile arguments from Keras's compile_config."""
+    opt = cc["optimizer"]
+    if isinstance(opt, str):
+        opt = {"class_name": opt, "config": {}}
+    config = _without_keras_only(opt.get("config", {}), _OPTIMIZER_KERAS_ONLY, "an optimizer")
+    if isinstance(config.get("learning_rate"), dict):
+        config["learning_rate"] = _plain(config["learning_rate"])
+    return {
+        "optimizer": {"class_name": opt["class_name"], "config": config},
+        "loss": _map_losses(cc.get("loss"), lambda v: {
+            "class_name": v["class_name"],
+            "config": {k: x for k, x in v.get("config", {}).items() if k != "dtype"}}),
+        "loss_weights": cc.get("loss_weights"),
+        "metrics": cc.get("metrics"),
+        "weighted_metrics": cc.get("weighted_metrics"),
+    }
