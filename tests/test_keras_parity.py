@@ -825,3 +825,19 @@ def test_keras_files_keep_the_compile_arguments(tmp_path):
     dlogs = dclone.evaluate(x, y, verbose=0, return_dict=True)
     for key in klogs:
         np.testing.assert_allclose(dlogs[key], klogs[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_keras_files_with_loss_functions_and_foreign_optimizers(tmp_path):
+    pytest.importorskip("h5py")
+    kmodel = _classifier(KERAS, 4, "softmax")
+    kmodel.compile(optimizer="sgd", loss=keras.losses.categorical_crossentropy)
+    kmodel.save(tmp_path / "f.keras")
+    dclone = densitron.models.load_model(tmp_path / "f.keras")
+    x, y = _x(20, 6, seed=9), _labels("categorical_crossentropy", 20, 4, seed=10)
+    np.testing.assert_allclose(dclone.evaluate(x, y, verbose=0),
+                               kmodel.evaluate(x, y, verbose=0), rtol=1e-5)
+    kmodel.compile(optimizer="nadam", loss="mse")
+    kmodel.save(tmp_path / "n.keras")
+    with pytest.raises(ValueError, match="Received: optimizer 'Nadam'"):
+        densitron.models.load_model(tmp_path / "n.keras")
+    densitron.models.load_model(tmp_path / "n.keras", compile=False)  # the model itself loads

@@ -265,6 +265,15 @@ def from_keras(obj):
     return {"class_name": class_name, "config": _densitron_layer_config(class_name, config)}
 
 
+def _plain_loss(loss):
+    """A Keras serialized loss as densitron's: a loss function by its name, a loss object by
+    class and config (less Keras's dtype)."""
+    if loss.get("class_name") == "function":
+        return loss.get("config")
+    return {"class_name": loss["class_name"],
+            "config": {k: v for k, v in loss.get("config", {}).items() if k != "dtype"}}
+
+
 def compile_from_keras(cc):
     """densitron's compile arguments from Keras's compile_config."""
     opt = cc["optimizer"]
@@ -275,9 +284,7 @@ def compile_from_keras(cc):
         config["learning_rate"] = _plain(config["learning_rate"])
     return {
         "optimizer": {"class_name": opt["class_name"], "config": config},
-        "loss": _map_losses(cc.get("loss"), lambda v: {
-            "class_name": v["class_name"],
-            "config": {k: x for k, x in v.get("config", {}).items() if k != "dtype"}}),
+        "loss": _map_losses(cc.get("loss"), _plain_loss),
         "loss_weights": cc.get("loss_weights"),
         "metrics": cc.get("metrics"),
         "weighted_metrics": cc.get("weighted_metrics"),

@@ -146,7 +146,12 @@ def load_model(filepath, compile=True):
         cc = keras_format.compile_from_keras(cc)
     if compile and cc:
         opt_cfg = cc["optimizer"]
-        opt_cls = getattr(optimizers, opt_cfg["class_name"])
+        opt_cls = {c.__name__: c for c in (optimizers.SGD, optimizers.RMSprop, optimizers.Adam,
+                                           optimizers.AdamW)}.get(opt_cfg["class_name"])
+        if opt_cls is None:
+            raise ValueError("densitron has the optimizers SGD, RMSprop, Adam and AdamW; load "
+                             "the model with compile=False and compile it with one of them. "
+                             f"Received: optimizer {opt_cfg['class_name']!r} in {filepath}")
         model.compile(optimizer=opt_cls.from_config(opt_cfg["config"]),
                       loss=_saved_loss(cc["loss"]), loss_weights=cc["loss_weights"],
                       metrics=cc["metrics"], weighted_metrics=cc.get("weighted_metrics"))
