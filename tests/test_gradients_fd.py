@@ -194,6 +194,49 @@ def test_regularizers_enter_loss_and_gradient():
     assert model.evaluate(x, y, verbose=0) == pytest.approx(data_loss + reg, rel=1e-5)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_activity_regularizers_enter_loss_and_gradient(threads):
+    # On a hidden Dense (relu: its gradient is then w.r.t. the output, not fused into the next
+    # product), on a linear one, and on the softmax output (no longer fused with the loss).
+    rng = np.random.default_rng(13)
+    densitron.set_num_threads(threads)
+    reg = densitron.regularizers
+    inp = layers.Input(shape=(4,))
+    h = layers.Dense(5, activation="relu", bias_initializer="random_normal",
+                     activity_regularizer=reg.L1(0.05))(inp)
+    h = layers.Dense(4, activity_regularizer=reg.L2(0.1))(h)
+    out = layers.Dense(3, activation="softmax", activity_regularizer=reg.L1L2(0.01, 0.02))(h)
+    y = np.eye(3)[rng.integers(0, 3, 6)]
+    fd_check(Model(inp, out), rng.normal(size=(6, 4)), y, "categorical_crossentropy")
+
+
+def test_activity_regularization_loss_is_keras_formula():
+    # Keras: each call adds reg(output) / batch size to its batch's loss, and evaluate's loss is
+    # the batch-size-weighted mean, so the activity term is Σ reg over all rows / rows, however
+    # the rows are batched. (Keras's own numpy backend cannot evaluate this: it sums a list.)
+    rng = np.random.default_rng(14)
+    reg = densitron.regularizers
+    inp = layers.Input(shape=(6,))
+    h = layers.Dense(8, activation="relu", activity_regularizer=reg.L1(0.01))(inp)
+    model = Model(inp, layers.Dense(3, activation="softmax",
+                                    activity_regularizer=reg.L2(0.05))(h))
+    model.compile(optimizer="rmsprop", loss="categorical_crossentropy")
+    x = rng.normal(size=(40, 6)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 40)]
+    k1, b1, k2, b2 = [w.astype(np.float64) for w in model.get_weights()]
+    a1 = np.maximum(x @ k1 + b1, 0)
+    z = a1 @ k2 + b2
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    want = (-np.log(np.clip((y * p).sum(axis=1), 1e-7, 1)).mean()
+            + (0.01 * np.abs(a1).sum() + 0.05 * (p ** 2).sum()) / 40)
+    for batch_size in (40, 16):
+        assert model.evaluate(x, y, batch_size=batch_size, verbose=0) == pytest.approx(
+            want, rel=1e-5)
+    assert model.get_layer(model.layers[1].name).get_config()["activity_regularizer"] == {
+        "class_name": "L1", "config": {"l1": 0.01}}
+
+
 def test_frozen_layers_get_no_update():
     rng = np.random.default_rng(11)
     inp = layers.Input(shape=(3,))

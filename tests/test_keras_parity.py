@@ -709,8 +709,10 @@ def _nested_with_bn(ns):
 
 
 def _repeated_classes(ns):  # the file numbers layers by class: dense, dense_1, ...
+    reg = keras.regularizers if ns is KERAS else densitron.regularizers
     inputs = ns.Input(shape=(6,), name="x")
-    h = ns.layers.Dense(7, activation="relu", name="first")(inputs)
+    h = ns.layers.Dense(7, activation="relu", name="first",
+                        activity_regularizer=reg.L1(0.01))(inputs)
     h = ns.layers.LayerNormalization(name="ln")(h)
     h = ns.layers.Dense(5, activation="relu", name="second")(h)
     h = ns.layers.Activation("tanh", name="act")(h)
@@ -841,3 +843,4 @@ def test_keras_files_with_loss_functions_and_foreign_optimizers(tmp_path):
     with pytest.raises(ValueError, match="Received: optimizer 'Nadam'"):
         densitron.models.load_model(tmp_path / "n.keras")
     densitron.models.load_model(tmp_path / "n.keras", compile=False)  # the model itself loads
+

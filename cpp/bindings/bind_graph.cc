@@ -40,14 +40,14 @@ int64_t rows_of(const py::list& xs) {
 class PyGraph {
  public:
   // nodes: (op, inputs, width, last_dim, activation, (negative_slope, max_value, threshold,
-  //         alpha), params, fattrs, iattrs)
+  //         alpha), params, fattrs, iattrs, (activity l1, activity l2))
   // params: (array, rows, cols, l1, l2, constraint, c_min, c_max, c_rate, c_axis)
   PyGraph(const py::list& nodes, const py::list& params, std::vector<int> inputs,
           std::vector<int> outputs) {
     std::vector<densitron::NodeSpec> specs;
     for (const py::handle& h : nodes) {
       auto t = h.cast<py::tuple>();
-      if (t.size() != 9) throw py::value_error("node specs have 9 fields");
+      if (t.size() != 10) throw py::value_error("node specs have 10 fields");
       densitron::NodeSpec s;
       s.op = static_cast<densitron::OpType>(t[0].cast<int>());
       s.inputs = t[1].cast<std::vector<int>>();
@@ -62,6 +62,9 @@ class PyGraph {
       s.params = t[6].cast<std::vector<int>>();
       s.fattrs = t[7].cast<std::vector<double>>();
       s.iattrs = t[8].cast<std::vector<int64_t>>();
+      auto activity = t[9].cast<std::tuple<float, float>>();
+      s.activity_l1 = std::get<0>(activity);
+      s.activity_l2 = std::get<1>(activity);
       specs.push_back(std::move(s));
     }
     std::vector<densitron::ParamSpec> ps;

@@ -23,7 +23,6 @@ _KERAS_ONLY = {
     "renorm_momentum": 0.99,
     "rms_scaling": False,
     "data_format": "channels_last",
-    "activity_regularizer": None,
     "sparse": False,
     "ragged": False,
     "optional": False,
@@ -196,6 +195,8 @@ def _plain(obj):
 
 def _densitron_layer_config(class_name, config):
     out = {}
+    if config.get("activity_regularizer", 0) is None:  # Keras writes it unset for some layers
+        config = {k: v for k, v in config.items() if k != "activity_regularizer"}
     for key, value in _without_keras_only(config, _KERAS_ONLY, f"a {class_name} layer").items():
         if key == "dtype" and isinstance(value, dict):
             value = value.get("config", {}).get("name", "float32")

@@ -48,6 +48,10 @@ struct NodeSpec {
   std::vector<int> params;     // op-specific parameter indices (-1: absent)
   std::vector<double> fattrs;  // op-specific float attributes
   std::vector<int64_t> iattrs; // op-specific integer attributes
+  // Keras's activity regularization of the output (Dense): (l1·Σ|y| + l2·Σy²) / batch size
+  // added to the loss, its gradient to the output's.
+  float activity_l1 = 0.0f, activity_l2 = 0.0f;
+  bool has_activity() const { return activity_l1 != 0.0f || activity_l2 != 0.0f; }
 };
 
 enum class ConstraintKind : int { kNone = 0, kMaxNorm = 1, kMinMaxNorm = 2, kNonNeg = 3,
@@ -228,6 +232,7 @@ class Graph {
   struct BlockUpdate;
   void deferred_kernel_update(const Step& st);
   void dense_bias_grad(const Step& st, int i, const float* dy, int64_t rows);
+  void add_activity_grad(const Step& st, int i, int64_t e0, int64_t e1);
   static void update_rows(void* ctx, int64_t row0, int64_t rows, float* g, int64_t ldg);
   void forward_dense_split(const Step& st, int i);
   void softmax_axis(const Step& st, int i, const float* x, const float* y, const float* dy,
@@ -283,6 +288,8 @@ class Graph {
   std::vector<int> fwd_order_, bwd_order_;  // per run: the nodes a step runs, in order
   bool loss_solo_ = true;                    // per run: the loss is small, thread 0 does it
   std::vector<double> loss_part_, metric_part_;  // per loss block and output / metric
+  std::vector<int> activity_nodes_;              // nodes with an activity regularizer
+  std::vector<double> activity_part_;            // per loss block and activity node
   // Dense nodes whose kernel is tall (many input features) are cut into ksplit_ row blocks:
   // block b's partial product, its kernel gradient and its optimizer update all belong to
   // thread b mod nth, so the largest weights stay in one core's cache from step to step. The

@@ -250,7 +250,7 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
   std::fill(fused_.begin(), fused_.end(), false);
   for (const OutputSpec& o : output_specs_) {
     const NodeSpec& node = nodes_[o.node];
-    if (consumers_[o.node] != 0) continue;
+    if (consumers_[o.node] != 0 || node.has_activity()) continue;
     if (node.op != OpType::kDense && node.op != OpType::kActivation) continue;
     if (!node.iattrs.empty()) continue;  // a softmax over a middle axis
     const bool categorical = o.loss == Loss::kCategoricalCrossentropy ||
@@ -267,12 +267,17 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
     const int in = nodes_[i].inputs[0];
     const NodeSpec& src = nodes_[in];
     EpilogueAct act;
+    // (an activity regularizer's gradient is w.r.t. the output: it needs the plain path)
     dact_by_consumer_[in] = src.op == OpType::kDense && !fused_[in] && consumers_[in] == 1 &&
+                            !src.has_activity() &&
                             has_grad_[in] && first_writer_[in] == std::make_pair(i, 0) &&
                             !keeps_input_[in] &&
                             epilogue_for(src.activation, src.act_params, &act) &&
                             act != EpilogueAct::kNone;
   }
+  activity_nodes_.clear();
+  for (int i = 0; i < n; ++i)
+    if (nodes_[i].has_activity()) activity_nodes_.push_back(i);
   slot_count_ = optimizer_slot_count(optimizer_);
   slots_.assign(static_cast<size_t>(slot_count_) * grads_.size(), 0.0f);
   iterations_ = 0;
@@ -727,6 +732,18 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
         metric_part_[b * nmet + m++] = v / static_cast<double>(sub_rows);
       }
     }
+    // Activity regularization: its sums over the block's samples (the loss takes the
+    // batch's sum over the batch size, added to every row's mean loss: rows·sum/rows).
+    const size_t nact = activity_nodes_.size();
+    for (size_t j = 0; j < nact; ++j) {
+      const NodeSpec& node = nodes_[activity_nodes_[j]];
+      const float* yv = out_[activity_nodes_[j]];
+      double sum = 0.0;
+      for (int64_t e = sb.lo * node.width; e < sb.hi * node.width; ++e)
+        sum += node.activity_l1 * std::fabs(static_cast<double>(yv[e])) +
+               node.activity_l2 * static_cast<double>(yv[e]) * yv[e];
+      activity_part_[b * nact + j] = sum;
+    }
   }
 }
 
@@ -745,6 +762,9 @@ double Graph::sum_loss_blocks(RunTotals* t) const {
     for (int b = 0; b < kLossBlocks; ++b) sum += metric_part_[b * nmet + m];
     t->metric_sums[m] += sum;
   }
+  const size_t nact = activity_nodes_.size();
+  for (size_t j = 0; j < nact; ++j)
+    for (int b = 0; b < kLossBlocks; ++b) total += activity_part_[b * nact + j];
   return total;
 }
 
@@ -1155,6 +1175,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   };
   loss_part_.assign(static_cast<size_t>(kLossBlocks) * output_specs_.size(), 0.0);
   metric_part_.assign(static_cast<size_t>(kLossBlocks) * num_metrics(), 0.0);
+  activity_part_.assign(static_cast<size_t>(kLossBlocks) * activity_nodes_.size(), 0.0);
   if (nt <= 1) {
     body(0, 1);
   } else {

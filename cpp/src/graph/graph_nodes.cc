@@ -369,6 +369,19 @@ void Graph::backward_dense_split(const Step& st, int i) {
   dense_bias_grad(st, i, dy, rows);
 }
 
+// Values [e0, e1) of node i's output gradient get its activity regularizer's:
+// (l1·sign(y) + 2·l2·y) / batch size.
+void Graph::add_activity_grad(const Step& st, int i, int64_t e0, int64_t e1) {
+  const NodeSpec& node = nodes_[i];
+  const float* y = out_[i];
+  float* dy = grad_buf_[i].data();
+  const float scale = 1.0f / static_cast<float>(st.batch);
+  for (int64_t e = e0; e < e1; ++e) {
+    const float sign = y[e] > 0.0f ? 1.0f : (y[e] < 0.0f ? -1.0f : 0.0f);
+    dy[e] += (node.activity_l1 * sign + 2.0f * node.activity_l2 * y[e]) * scale;
+  }
+}
+
 // Dense node i's bias gradient, the column sums of its dy (rows × units), each thread a share
 // of the columns.
 void Graph::dense_bias_grad(const Step& st, int i, const float* dy, int64_t rows) {
@@ -446,12 +459,17 @@ void Graph::backward_node(const Step& st, int i) {
     case OpType::kInput:
       return;
     case OpType::kDense: {
-      if (!fused_[i] && !dact_by_consumer_[i] && node.activation != Activation::kLinear) {
-        if (rw.lo < rw.hi)
-          activation_backward(node.activation, node.act_params,
-                              keeps_input_[i] ? pre_buf_[i].data() + rw.lo * last : nullptr,
-                              out_[i] + rw.lo * last, dy + rw.lo * last, dy + rw.lo * last,
-                              rw.hi - rw.lo, last);
+      const bool act_back = !fused_[i] && !dact_by_consumer_[i] &&
+                            node.activation != Activation::kLinear;
+      if (act_back || node.has_activity()) {
+        if (rw.lo < rw.hi) {
+          if (node.has_activity()) add_activity_grad(st, i, rw.lo * last, rw.hi * last);
+          if (act_back)
+            activation_backward(node.activation, node.act_params,
+                                keeps_input_[i] ? pre_buf_[i].data() + rw.lo * last : nullptr,
+                                out_[i] + rw.lo * last, dy + rw.lo * last, dy + rw.lo * last,
+                                rw.hi - rw.lo, last);
+        }
         barrier(st);
       }
       if (ksplit_[i] > 1) {

@@ -36,9 +36,6 @@ class Dense(Layer):
                 "Received an invalid value for `units`, expected a positive integer. "
                 f"Received: units={units!r}"
             )
-        if activity_regularizer is not None:
-            raise ValueError("`activity_regularizer` is not supported by densitron yet. "
-                             f"Received: activity_regularizer={activity_regularizer!r}")
         self.units = int(units)
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
@@ -46,6 +43,8 @@ class Dense(Layer):
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
+        # Keras's activity regularization: reg(output) / batch size added to the loss.
+        self.activity_regularizer = regularizers.get(activity_regularizer)
         self.kernel_constraint = constraints.get(kernel_constraint)
         self.bias_constraint = constraints.get(bias_constraint)
         self.kernel = None
@@ -76,8 +75,10 @@ class Dense(Layer):
 
     def _engine_node(self, node, param_index):
         bias = param_index[id(self.bias)] if self.use_bias else -1
+        reg = self.activity_regularizer
         return engine_node(1, node, activation=self.activation,
-                           params=[param_index[id(self.kernel)], bias])
+                           params=[param_index[id(self.kernel)], bias],
+                           activity=(reg.l1, reg.l2) if reg is not None else (0.0, 0.0))
 
     def get_config(self):
         config = super().get_config()
@@ -94,6 +95,8 @@ class Dense(Layer):
                 "bias_constraint": constraints.serialize(self.bias_constraint),
             }
         )
+        if self.activity_regularizer is not None:  # as Keras: the key only when set
+            config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         return config
 
 

@@ -210,9 +210,11 @@ def shape_width(shape):
     return int(np.prod(shape[1:])) if len(shape) > 1 else 1
 
 
-def engine_node(op, node, activation=None, params=(), fattrs=(), iattrs=()):
+def engine_node(op, node, activation=None, params=(), fattrs=(), iattrs=(),
+                activity=(0.0, 0.0)):
     """The engine's description of one layer call: (op, width, last_dim, activation id,
-    activation params, params, fattrs, iattrs); the executor adds the input indices."""
+    activation params, params, fattrs, iattrs, (activity l1, l2)); the executor adds the input
+    indices."""
     from densitron import activations
 
     out = node.outputs[0].shape
@@ -229,4 +231,5 @@ def engine_node(op, node, activation=None, params=(), fattrs=(), iattrs=()):
         if axis != rank - 1:  # the engine normalises over a middle axis as (outer, len, inner)
             iattrs = [int(np.prod(out[1:axis])), int(out[axis]), int(np.prod(out[axis + 1:]))]
     return (op, shape_width(out), int(out[-1]) if len(out) > 1 else 1, act_id, act_params,
-            list(params), [float(f) for f in fattrs], iattrs)
+            list(params), [float(f) for f in fattrs], iattrs,
+            (float(activity[0]), float(activity[1])))

@@ -171,9 +171,8 @@ class Functional(Trainer, Layer):
                     f"`Input`. Received: input from layer "
                     f"\"{node.inputs[0]._node.layer.name}\""
                 )
-            op, width, last, act, act_params, params, fattrs, iattrs = layer._engine_node(
-                node, param_index)
-            specs.append((op, ins, width, last, act, act_params, params, fattrs, iattrs))
+            op, *rest = layer._engine_node(node, param_index)
+            specs.append((op, ins, *rest))
             local[id(node)] = len(specs) - 1
         return [local[id(t._node)] for t in self.outputs]
 
