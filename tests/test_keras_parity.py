@@ -844,3 +844,33 @@ def test_keras_files_with_loss_functions_and_foreign_optimizers(tmp_path):
         densitron.models.load_model(tmp_path / "n.keras")
     densitron.models.load_model(tmp_path / "n.keras", compile=False)  # the model itself loads
 
+
+
+@pytest.mark.parametrize("opt", [("RMSprop", {"momentum": 0.5, "centered": True}),
+                                 ("Adam", {"amsgrad": True}), ("SGD", {"momentum": 0.9})])
+def test_optimizer_state_moves_between_keras_and_densitron(opt, tmp_path):
+    # The slots in Keras's own variable order, both ways.
+    pytest.importorskip("h5py")
+    name, kwargs = opt
+    kmodel = _nested_with_bn(KERAS)
+    kmodel.compile(optimizer=getattr(keras.optimizers, name)(**kwargs), loss="mse")
+    kmodel.optimizer.build(kmodel.trainable_variables)
+    rng = np.random.default_rng(40)
+    state = [rng.random(v.shape).astype(np.float32) if v.dtype == "float32" else 7
+             for v in kmodel.optimizer.variables]
+    for v, value in zip(kmodel.optimizer.variables, state):
+        v.assign(value)
+    kmodel.save(tmp_path / "k.keras")
+    dmodel = densitron.models.load_model(tmp_path / "k.keras")
+    iterations, slots = dmodel._optimizer_slots()
+    assert iterations == 7
+    head = 2  # Keras's iterations and learning rate come first
+    assert len(slots) == len(state) - head
+    for got, want in zip(slots, state[head:]):
+        np.testing.assert_array_equal(got, want)
+
+    dmodel.save(tmp_path / "d.keras")
+    kclone = keras.models.load_model(tmp_path / "d.keras")
+    for v, want in zip(kclone.optimizer.variables[head:], state[head:]):
+        np.testing.assert_array_equal(np.asarray(v), want)
+    assert int(np.asarray(kclone.optimizer.iterations)) == 7

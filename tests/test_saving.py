@@ -137,6 +137,39 @@ def test_model_files_of_the_first_densitron_layout_still_load(tmp_path):
         model.evaluate(x, y, verbose=0, return_dict=True))
 
 
+@pytest.mark.parametrize("make", [
+    lambda: densitron.optimizers.RMSprop(0.01),
+    lambda: densitron.optimizers.RMSprop(0.01, momentum=0.5, centered=True),
+    lambda: densitron.optimizers.Adam(0.01, amsgrad=True),
+    lambda: densitron.optimizers.SGD(0.05, momentum=0.9),
+])
+def test_training_resumes_exactly_after_save_and_load(tmp_path, make):
+    # The file keeps the optimizer's step count and slots: two epochs, a save and a load, then
+    # a third equals three epochs in one go, bit for bit.
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(64, 5)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 64)]
+
+    def build():
+        densitron.utils.set_random_seed(8)
+        inputs = layers.Input(shape=(5,))
+        h = layers.Dense(6, activation="relu")(inputs)
+        m = Model(inputs, layers.Dense(3, activation="softmax")(h))
+        m.compile(optimizer=make(), loss="categorical_crossentropy")
+        return m
+
+    straight = build()
+    straight.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
+    first = build()
+    first.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    first.save(tmp_path / "m.keras")
+    resumed = load_model(tmp_path / "m.keras")
+    assert resumed.optimizer.iterations == 8
+    resumed.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(resumed.get_weights(), straight.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_bad_serialized_loss_raises():
     with pytest.raises(ValueError, match="Received: class_name='Huber'"):
         densitron.losses.get({"class_name": "Huber", "config": {}})

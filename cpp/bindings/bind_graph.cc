@@ -325,6 +325,12 @@ void optimizer_update(const py::dict& opt, int64_t step, const py::object& w_obj
   densitron::optimizer_update(c, step, w.mutable_data(), g.data(), ptrs.data(), w.size());
 }
 
+void check_slot(PyGraph& g, int s, int p) {
+  if (s < 0 || s >= g.graph().slot_count() || p < 0 || p >= g.graph().num_params())
+    throw py::index_error("no such optimizer slot or parameter. Received: slot " +
+                          std::to_string(s) + ", parameter " + std::to_string(p));
+}
+
 void bind_graph(py::module_& m) {
   m.def(
       "_first_nan",
@@ -377,6 +383,27 @@ void bind_graph(py::module_& m) {
              d["barrier_waits"] = g.graph().barrier_waits();
              return d;
            })
+      .def(
+          "get_slot",
+          [](PyGraph& g, int s, int p) {
+            check_slot(g, s, p);
+            const int64_t n = g.graph().param_size(p);
+            FloatArray out(n);
+            std::copy(g.graph().slot(s, p), g.graph().slot(s, p) + n, out.mutable_data());
+            return out;
+          },
+          py::arg("slot"), py::arg("param"), "A copy of the optimizer's slot of a parameter.")
+      .def(
+          "set_slot",
+          [](PyGraph& g, int s, int p, const FloatArray& values) {
+            check_slot(g, s, p);
+            if (values.size() != g.graph().param_size(p))
+              throw py::value_error("a slot holds one value per parameter element. Received: " +
+                                    std::to_string(values.size()) + " values");
+            std::copy(values.data(), values.data() + values.size(), g.graph().slot(s, p));
+          },
+          py::arg("slot"), py::arg("param"), py::arg("values"))
+      .def_property_readonly("slot_count", [](PyGraph& g) { return g.graph().slot_count(); })
       .def_property(
           "learning_rate", [](PyGraph& g) { return g.graph().learning_rate(); },
           [](PyGraph& g, float lr) { g.graph().set_learning_rate(lr); })

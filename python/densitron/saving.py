@@ -115,14 +115,14 @@ def _saved_loss(loss):
 
 
 def load_model(filepath, compile=True):
-    """Rebuilds a model saved with `model.save(...)`, with its weights (and compiled)."""
-    from densitron import layers, optimizers
+    """Rebuilds a model saved with `model.save(...)` (or by Keras), with its weights and,
+    when compiled, its optimizer's state."""
+    from densitron import keras_format, layers
 
     filepath = os.fspath(filepath)
     if not os.path.exists(filepath):
         raise ValueError(f"File not found: filepath={filepath}. Please ensure the file is an "
                          f"accessible `.keras` zip file. Received: filepath={filepath!r}")
-    from densitron import keras_format
 
     try:
         with zipfile.ZipFile(filepath) as z:
@@ -136,14 +136,24 @@ def load_model(filepath, compile=True):
                          f"Received: filepath={filepath!r}") from None
     keras_layout = "module" in config
     model = layers.deserialize(keras_format.from_keras(config) if keras_layout else config)
-    if h5 is not None:
-        with _h5py().File(io.BytesIO(h5), "r") as h:
-            _load_keras_h5(model, h, filepath)
-    else:
-        model.set_weights(weights)
     cc = config.get("compile_config")
     if cc and keras_layout:
         cc = keras_format.compile_from_keras(cc)
+    _compile_saved(model, cc, compile, filepath)
+    if h5 is None:
+        model.set_weights(weights)
+        return model
+    with _h5py().File(io.BytesIO(h5), "r") as h:
+        _load_keras_h5(model, h, filepath)
+        if compile and cc:
+            _load_keras_optimizer(model, h, filepath)
+    return model
+
+
+def _compile_saved(model, cc, compile, filepath):
+    """Compiles a loaded model with its saved compile arguments (densitron's form)."""
+    from densitron import optimizers
+
     if compile and cc:
         opt_cfg = cc["optimizer"]
         opt_cls = {c.__name__: c for c in (optimizers.SGD, optimizers.RMSprop, optimizers.Adam,
@@ -155,7 +165,6 @@ def load_model(filepath, compile=True):
         model.compile(optimizer=opt_cls.from_config(opt_cfg["config"]),
                       loss=_saved_loss(cc["loss"]), loss_weights=cc["loss_weights"],
                       metrics=cc["metrics"], weighted_metrics=cc.get("weighted_metrics"))
-    return model
 
 
 def save_weights(model, filepath, overwrite=True):
@@ -209,31 +218,38 @@ def _keras_h5_bytes(model):
 
 
 def _write_keras_optimizer(model, h):
-    """The optimizer's variables in Keras's order: iterations, the learning rate (unless a
-    schedule gives it), then its slots per trainable variable. densitron keeps its slots in the
-    engine and does not save them: they are written as zeros, so a reloaded optimizer starts
-    its moments afresh (as densitron's own load_model does)."""
-    from densitron import optimizers
-
+    """The optimizer's variables as Keras saves them: iterations, the learning rate (unless a
+    schedule gives it), then the slots of each trainable variable, so that training resumes
+    where it stopped, in Keras as in densitron."""
     opt = model.optimizer
-    shapes = [tuple(w.numpy().shape) for w in model.trainable_weights]
-
-    def slots(count=1):  # count slot kinds, interleaved per variable
-        return [np.zeros(s, np.float32) for s in shapes for _ in range(count)]
-
-    values = [np.asarray(opt.iterations, np.int64)]
+    iterations, slots = model._optimizer_slots()
+    values = [np.asarray(iterations, np.int64)]
     if opt._schedule is None:
         values.append(np.asarray(opt.learning_rate, np.float32))
-    if isinstance(opt, optimizers.Adam):
-        values += slots(2) + (slots() if opt.amsgrad else [])
-    elif isinstance(opt, optimizers.RMSprop):
-        values += slots() + (slots() if opt.momentum else []) + (slots() if opt.centered else [])
-    elif isinstance(opt, optimizers.SGD) and opt.momentum:
-        values += slots()
     group = h.create_group("optimizer/vars")
     group.attrs["name"] = opt.name
-    for i, v in enumerate(values):
+    for i, v in enumerate(values + slots):
         group.create_dataset(str(i), data=v)
+
+
+def _load_keras_optimizer(model, h, filepath):
+    """The optimizer state of a Keras-layout file into the compiled model. A file with the
+    step count alone (an optimizer never built, as Keras saves one before training) leaves
+    the slots at zero."""
+    group = h.get("optimizer/vars")
+    if group is None:
+        return
+    values = [group[str(i)][()] for i in range(len(group))]
+    head = 1 if model.optimizer._schedule is not None else 2  # iterations (, learning rate)
+    if len(values) <= head:
+        if values:
+            model._set_optimizer_slots(int(values[0]), model._optimizer_slots()[1])
+        return
+    try:
+        model._set_optimizer_slots(int(values[0]), values[head:])
+    except ValueError as e:
+        raise ValueError(f"{e} (optimizer {model.optimizer.name!r} in {filepath}). Received: "
+                         f"filepath={filepath!r}") from None
 
 
 def _write_keras_h5(model, h):

@@ -124,6 +124,12 @@ class Graph {
   float learning_rate() const { return optimizer_.learning_rate; }
   int64_t iterations() const { return iterations_; }
   void set_iterations(int64_t it) { iterations_ = it; }
+  // The optimizer's state: slot s (optimizer_slot_count of them, in the kernels' order) of
+  // parameter p, size(p) floats, zero after compile.
+  int slot_count() const { return slot_count_; }
+  int num_params() const { return static_cast<int>(params_.size()); }
+  int64_t param_size(int p) const { return params_[p].size; }
+  float* slot(int s, int p) { return slots_.data() + s * grads_.size() + grad_offset_[p]; }
 
   // Trains on batches first_batch .. first_batch+num_batches-1 of the epoch whose sample order
   // is perm (nullptr: natural order); the last batch may be partial. Returns the epoch's

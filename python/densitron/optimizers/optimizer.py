@@ -119,6 +119,12 @@ class Optimizer:
     def _engine_extra(self):
         return {}
 
+    def _keras_slot_blocks(self):
+        """Keras's order of the optimizer's variables after iterations and the learning rate:
+        blocks of the engine's slot indices, each block taken variable by variable (a block of
+        two interleaves them, as Keras's Adam does)."""
+        return []
+
     def _attach(self, graph):
         self._graphs = [g for g in self._graphs if g is not graph] + [graph]
 
@@ -147,6 +153,9 @@ class SGD(Optimizer):
     def _engine_extra(self):
         return {"momentum": self.momentum, "nesterov": self.nesterov}
 
+    def _keras_slot_blocks(self):
+        return [[0]] if self.momentum else []
+
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
@@ -168,6 +177,13 @@ class RMSprop(Optimizer):
         return {"rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
                 "centered": self.centered}
 
+    def _keras_slot_blocks(self):
+        # engine: velocity, then the centered average, then momentum; Keras: velocities,
+        # momentums, average gradients
+        momentum = 2 if self.centered else 1
+        return ([[0]] + ([[momentum]] if self.momentum else [])
+                + ([[1]] if self.centered else []))
+
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
                 "epsilon": self.epsilon, "centered": self.centered}
@@ -187,6 +203,9 @@ class Adam(Optimizer):
     def _engine_extra(self):
         return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
                 "amsgrad": self.amsgrad}
+
+    def _keras_slot_blocks(self):
+        return [[0, 1]] + ([[2]] if self.amsgrad else [])
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,

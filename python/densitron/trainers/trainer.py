@@ -109,6 +109,7 @@ class Trainer:
         self.compiled = True
         self._engine_compiled = False
         self.__dict__.pop("_compiled_losses", None)
+        self.__dict__.pop("_pending_optimizer_state", None)  # a new optimizer starts afresh
         if self.built:
             self._resolve_losses()
 
@@ -199,6 +200,51 @@ class Trainer:
         self._graph.compile(outputs, self.optimizer._engine_config(), trainable)
         self.optimizer._attach(self._graph)
         self._engine_compiled = True
+        state = self.__dict__.pop("_pending_optimizer_state", None)
+        if state is not None:  # from a model file (saving.py): the step count and the slots
+            iterations, slots = state
+            self._graph.iterations = iterations
+            for (s, p), values in slots.items():
+                self._graph.set_slot(s, p, values)
+
+    def _optimizer_slots(self):
+        """The optimizer's state as Keras orders its variables: (iterations, [arrays]) with the
+        slots of each trainable weight (zeros before the engine first runs)."""
+        blocks = self.optimizer._keras_slot_blocks()
+        index = {id(v): p for p, v in enumerate(self._params)}
+        pending = getattr(self, "_pending_optimizer_state", (0, {}))[1]
+
+        def get(s, v):
+            if self._engine_compiled:
+                return self._graph.get_slot(s, index[id(v)]).reshape(v.shape)
+            values = pending.get((s, index[id(v)]))
+            return (np.zeros(v.shape, np.float32) if values is None
+                    else values.reshape(v.shape).copy())
+
+        arrays = [get(s, v) for block in blocks for v in self.trainable_weights for s in block]
+        return self.optimizer.iterations, arrays
+
+    def _set_optimizer_slots(self, iterations, arrays):
+        """The inverse of _optimizer_slots: applied when the engine is compiled (now, if it
+        is). Raises ValueError when the arrays do not fit this model and optimizer."""
+        blocks = self.optimizer._keras_slot_blocks()
+        trainable = self.trainable_weights
+        wanted = [(s, v) for block in blocks for v in trainable for s in block]
+        if len(arrays) != len(wanted) or any(
+                np.shape(a) != tuple(v.shape) for a, (_, v) in zip(arrays, wanted)):
+            raise ValueError(f"The saved optimizer state does not fit this model and optimizer: "
+                             f"expected {len(wanted)} slot arrays. Received: {len(arrays)}")
+        self._ensure_built()
+        index = {id(v): p for p, v in enumerate(self._params)}
+        slots = {(s, index[id(v)]): np.ascontiguousarray(a, np.float32).ravel()
+                 for a, (s, v) in zip(arrays, wanted)}
+        self.optimizer._iterations = int(iterations)
+        if self._engine_compiled:
+            self._graph.iterations = int(iterations)
+            for (s, p), values in slots.items():
+                self._graph.set_slot(s, p, values)
+        else:
+            self._pending_optimizer_state = (int(iterations), slots)
 
     # --- logs ----------------------------------------------------------------------------
     def _logs_from_totals(self, rows, loss_sum, output_loss_sums, metric_sums, weight_sums):
