@@ -237,6 +237,20 @@ def test_activity_regularization_loss_is_keras_formula():
         "class_name": "L1", "config": {"l1": 0.01}}
 
 
+def test_nested_model_with_two_outputs_backward():
+    # Both outputs of the nested model carry gradient: one through a Dense, one to a model
+    # output directly.
+    rng = np.random.default_rng(15)
+    e_in = layers.Input(shape=(4,))
+    enc = Model(e_in, [layers.Dense(3, activation="tanh")(e_in), layers.Dense(2)(e_in)])
+    x = layers.Input(shape=(4,))
+    p, q = enc(x)
+    out = layers.Dense(2)(layers.Concatenate()([p, q]))
+    model = Model(x, [out, q])
+    fd_check(model, rng.normal(size=(5, 4)), [rng.normal(size=(5, 2)), rng.normal(size=(5, 2))],
+             ["mse", "mse"])
+
+
 def test_frozen_layers_get_no_update():
     rng = np.random.default_rng(11)
     inp = layers.Input(shape=(3,))

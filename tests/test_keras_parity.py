@@ -759,6 +759,36 @@ def _dict_io(ns):
                                        "val": ns.layers.Dense(1, name="val")(h)}, name="m")
 
 
+def _nested_two_outputs(ns):
+    # A nested model with two outputs, both read by the outer model (one through a merge).
+    e_in = ns.Input(shape=(6,), name="e_in")
+    enc = ns.Model(e_in, [ns.layers.Dense(5, activation="tanh", name="e_a")(e_in),
+                          ns.layers.Dense(3, name="e_b")(e_in)], name="enc")
+    x = ns.Input(shape=(6,), name="x")
+    p, q = enc(x)
+    o = ns.layers.Dense(2, activation="softmax", name="head")(p)
+    c = ns.layers.Concatenate(name="cat")([q, o])
+    return ns.Model(x, [o, ns.layers.Dense(1, name="score")(c)], name="outer")
+
+
+def test_nested_model_with_two_outputs():
+    kmodel, dmodel = check_parity(_nested_two_outputs, _x(9, 6, seed=35))
+    assert dmodel._output_names == list(kmodel.output_names)
+    x = _x(30, 6, seed=36)
+    ys = [_labels("categorical_crossentropy", 30, 2, seed=37), _x(30, 1, seed=38)]
+    for model in (kmodel, dmodel):
+        model.compile(optimizer="rmsprop", loss=["categorical_crossentropy", "mse"],
+                      loss_weights=[1.0, 0.5])
+    klogs = kmodel.evaluate(x, ys, verbose=0, return_dict=True)
+    dlogs = dmodel.evaluate(x, ys, verbose=0, return_dict=True)
+    assert sorted(klogs) == sorted(dlogs)
+    for key in klogs:
+        np.testing.assert_allclose(dlogs[key], klogs[key], rtol=1e-5, err_msg=key)
+    clone = densitron.models.Model.from_config(dmodel.get_config())
+    clone.set_weights(dmodel.get_weights())
+    _assert_close(_predictions(dmodel, x), _predictions(clone, x))
+
+
 KERAS_FILE_CASES = [
     (_seed_functional, lambda: _mnist_like(12)),
     (_seed_sequential, lambda: _mnist_like(12)),
@@ -767,6 +797,7 @@ KERAS_FILE_CASES = [
     (_repeated_classes, lambda: _x(12, 6)),
     (_shared_two_tower, lambda: [_x(12, 6, seed=8), _x(12, 6, seed=9)]),
     (_dict_io, lambda: {"a": _x(12, 6, seed=3), "b": _x(12, 3, seed=4)}),
+    (_nested_two_outputs, lambda: _x(12, 6, seed=5)),
 ]
 
 

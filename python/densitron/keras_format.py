@@ -54,7 +54,7 @@ def _keras_layer_config(config):
 
 
 def _keras_tensor(history, shapes):
-    shape = shapes.get(tuple(history[:2]))
+    shape = shapes.get(tuple(history[:3]))
     return {"class_name": "__keras_tensor__",
             "config": {"shape": list(shape), "dtype": "float32", "keras_history": list(history)}}
 
@@ -120,15 +120,15 @@ def _keras_entry(layer):
 
 
 def _output_shapes(model):
-    """(layer name, node index) -> the shape of that call's output, batch axis None."""
+    """(layer name, node index, tensor index) -> the shape of that output, batch axis None."""
     shapes = {}
     nodes_of = {}
     for node in model._nodes:
         nodes_of.setdefault(id(node.layer), []).append(node)
     for layer in model.layers:
         for index, node in enumerate(nodes_of.get(id(layer), [])):
-            out = node.outputs[0]
-            shapes[(layer.name, index)] = [None, *out.shape[1:]]
+            for k, out in enumerate(node.outputs):
+                shapes[(layer.name, index, k)] = [None, *out.shape[1:]]
     return shapes
 
 

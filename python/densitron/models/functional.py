@@ -8,7 +8,7 @@ import numpy as np
 from densitron import _core
 from densitron.layers.embedding import Embedding
 from densitron.layers.input_layer import InputLayer
-from densitron.layers.layer import KerasTensor, Layer
+from densitron.layers.layer import KerasTensor, Layer, Node
 from densitron.trainers.trainer import Trainer
 from densitron.utils.naming import uniquify
 
@@ -149,14 +149,16 @@ class Functional(Trainer, Layer):
     def _emit_engine_nodes(self, specs, input_indices, param_index):
         """Appends this model's layer calls to `specs` (nested models expanded in place) with
         its inputs bound to `input_indices`; returns the indices of its outputs."""
-        local = {id(t._node): i for t, i in zip(self.inputs, input_indices)}
+        # engine node of each tensor: (its node, its index among the node's outputs)
+        local = {(id(t._node), t._index): i for t, i in zip(self.inputs, input_indices)}
         for node in self._nodes:
-            if id(node) in local:
+            if (id(node), 0) in local:
                 continue
-            ins = [local[id(t._node)] for t in node.inputs]
+            ins = [local[(id(t._node), t._index)] for t in node.inputs]
             layer = node.layer
             if isinstance(layer, Functional):
-                local[id(node)] = layer._emit_engine_nodes(specs, ins, param_index)[0]
+                for k, out in enumerate(layer._emit_engine_nodes(specs, ins, param_index)):
+                    local[(id(node), k)] = out
                 continue
             if not hasattr(layer, "_engine_node"):
                 raise ValueError(
@@ -173,8 +175,8 @@ class Functional(Trainer, Layer):
                 )
             op, *rest = layer._engine_node(node, param_index)
             specs.append((op, ins, *rest))
-            local[id(node)] = len(specs) - 1
-        return [local[id(t._node)] for t in self.outputs]
+            local[(id(node), 0)] = len(specs) - 1
+        return [local[(id(t._node), t._index)] for t in self.outputs]
 
     def _make_engine_graph(self):
         params, param_index = [], {}
@@ -209,10 +211,6 @@ class Functional(Trainer, Layer):
     def _check_inputs(self, input_shape):
         shapes = input_shape if isinstance(input_shape, list) else [input_shape]
         expected = [t.shape for t in self.inputs]
-        if len(self.outputs) != 1:
-            raise ValueError(f"Model \"{self.name}\" has {len(self.outputs)} outputs: "
-                             "densitron nests single-output models only for now. "
-                             f"Received: a call of \"{self.name}\"")
         if len(shapes) != len(expected) or any(
                 tuple(a[1:]) != tuple(b[1:]) for a, b in zip(shapes, expected)):
             raise ValueError(f"Model \"{self.name}\" expects inputs of shapes {expected}. "
@@ -220,6 +218,20 @@ class Functional(Trainer, Layer):
 
     def compute_output_shape(self, input_shape):
         return self.outputs[0].shape
+
+    def _symbolic_call(self, inputs, flat):
+        """A call inside another model: one output tensor per output of this model (tensor
+        index k of the call's node), in this model's structure (one, a list, or a dict)."""
+        self._check_inputs([t.shape for t in flat] if isinstance(inputs, (list, tuple))
+                           else flat[0].shape)
+        node = Node(self, flat, [])
+        node.is_list = isinstance(inputs, (list, tuple))
+        node.outputs = [KerasTensor(t.shape, name=self.name, node=node, index=k)
+                        for k, t in enumerate(self.outputs)]
+        self._inbound_nodes.append(node)
+        if self._output_keys:
+            return dict(zip(self._output_keys, node.outputs))
+        return node.outputs[0] if len(node.outputs) == 1 else list(node.outputs)
 
     def _ensure_built(self):
         pass
@@ -320,8 +332,8 @@ class Functional(Trainer, Layer):
         print_summary(self, print_fn=print_fn)
 
     def save(self, filepath, overwrite=True):
-        """Saves config, compile arguments and weights to a `.keras` zip (densitron's own
-        layout); a failed save leaves an existing file intact."""
+        """Saves config, compile arguments, weights and the optimizer's state to a `.keras`
+        file in Keras's own format; a failed save leaves an existing file intact."""
         from densitron import saving
 
         saving.save_model(self, filepath, overwrite=overwrite)
@@ -342,17 +354,21 @@ class Functional(Trainer, Layer):
         nodes_of = {}
         for node in self._nodes:
             nodes_of.setdefault(id(node.layer), []).append(node)
-        ref = {}
+        call = {}  # node -> [layer name, node index]
         for layer in self.layers:
             for index, node in enumerate(nodes_of[id(layer)]):
-                ref[id(node)] = [layer.name, index, 0]
+                call[id(node)] = [layer.name, index]
+
+        def ref(t):  # Keras's keras_history: [layer name, node index, tensor index]
+            return [*call[id(t._node)], t._index]
+
         layer_configs = []
         for layer in self.layers:
             inbound = []
             for node in nodes_of[id(layer)]:
                 if not node.inputs:
                     continue
-                args = [ref[id(t._node)] for t in node.inputs]
+                args = [ref(t) for t in node.inputs]
                 inbound.append({"args": args, "is_list": bool(getattr(node, "is_list", False))})
             layer_configs.append({
                 "class_name": type(layer).__name__,
@@ -364,8 +380,8 @@ class Functional(Trainer, Layer):
             "name": self.name,
             "trainable": self.trainable,
             "layers": layer_configs,
-            "input_layers": [ref[id(t._node)] for t in self.inputs],
-            "output_layers": [ref[id(t._node)] for t in self.outputs],
+            "input_layers": [ref(t) for t in self.inputs],
+            "output_layers": [ref(t) for t in self.outputs],
             "input_keys": self._input_keys,
             "output_keys": self._output_keys,
         }
@@ -377,28 +393,35 @@ class Functional(Trainer, Layer):
         created = {}
         for lc in config["layers"]:
             created[lc["name"]] = deserialize(lc)
-        tensors = {}
+        tensors = {}  # (layer name, node index, tensor index) -> tensor
+
+        def key(a):  # a keras_history; densitron's first configs wrote the tensor index as 0
+            return (a[0], a[1], a[2] if len(a) > 2 else 0)
+
         for name, layer in created.items():
             if isinstance(layer, InputLayer):
-                tensors[(name, 0)] = layer.output
+                tensors[(name, 0, 0)] = layer.output
         pending = [(lc["name"], i, node) for lc in config["layers"]
                    for i, node in enumerate(lc["inbound_nodes"])]
         while pending:
             progressed = False
             for item in list(pending):
                 name, index, node = item
-                keys = [(a[0], a[1]) for a in node["args"]]
+                keys = [key(a) for a in node["args"]]
                 if all(k in tensors for k in keys):
                     args = [tensors[k] for k in keys]
                     out = created[name](args if node["is_list"] else args[0])
-                    tensors[(name, index)] = out
+                    outs = (list(out.values()) if isinstance(out, dict)
+                            else out if isinstance(out, list) else [out])
+                    for k, t in enumerate(outs):
+                        tensors[(name, index, k)] = t
                     pending.remove(item)
                     progressed = True
             if not progressed:
                 raise ValueError("The config's layer calls cannot be resolved: some call reads a "
                                  f"tensor no layer makes. Received: pending calls {pending}")
-        inputs = [tensors[(a[0], a[1])] for a in config["input_layers"]]
-        outputs = [tensors[(a[0], a[1])] for a in config["output_layers"]]
+        inputs = [tensors[key(a)] for a in config["input_layers"]]
+        outputs = [tensors[key(a)] for a in config["output_layers"]]
         if config.get("input_keys"):
             inputs = dict(zip(config["input_keys"], inputs))
         if config.get("output_keys"):
