@@ -114,6 +114,7 @@ def test_merge_backward(merge):
 
 @pytest.mark.parametrize("layer", [
     lambda: layers.Dropout(0.4, seed=3),
+    lambda: layers.Dropout(0.4, noise_shape=(1, 5), seed=3),
     lambda: layers.GaussianNoise(0.3, seed=3),
     lambda: layers.BatchNormalization(),
     lambda: layers.BatchNormalization(center=False),

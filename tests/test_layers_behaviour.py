@@ -38,6 +38,38 @@ def test_dropout_keeps_expected_fraction_and_scale_only_in_training():
     assert _training_loss(model_for(4, "mse"), x, zeros) != mse
 
 
+def _dropout_mask(noise_shape, x, seed=5):
+    """The training-mode mask of a Dropout on x (rows of 1), read off the kernel gradient of a
+    Dense after it: with targets far below the outputs every residual has the same sign, so a
+    weight's gradient is zero exactly where every row dropped its input."""
+    inp = layers.Input(shape=x.shape[1:])
+    h = layers.Flatten()(layers.Dropout(0.5, noise_shape=noise_shape, seed=seed)(inp))
+    m = Model(inp, layers.Dense(1, use_bias=False, kernel_initializer="ones")(h))
+    m.compile(optimizer="sgd", loss="mse")
+    return m._compute_gradients(x, np.full((len(x), 1), -1e3, np.float32))[0][:, 0]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_dropout_noise_shape_shares_the_mask(threads):
+    densitron.set_num_threads(threads)
+    one = np.ones((1, 5, 64), np.float32)
+    # one sample: (None, 1, 64) drops whole features at every step, (None, 5, 64) anywhere
+    shared = (_dropout_mask((None, 1, 64), one) != 0).reshape(5, 64)
+    assert all(np.array_equal(row, shared[0]) for row in shared)
+    assert 16 < shared[0].sum() < 48
+    free = (_dropout_mask((None, 5, 64), one) != 0).reshape(5, 64)
+    assert not all(np.array_equal(row, free[0]) for row in free)
+    # (1, None, 64): every sample the same mask, so each weight's gradient sums all rows' equal
+    # residuals or none: one distinct non-zero value; per-sample masks give several
+    three = np.ones((3, 2, 64), np.float32)
+    assert len(set(np.round(_dropout_mask((1, None, 64), three), 3)) - {0.0}) == 1
+    assert len(set(np.round(_dropout_mask((None, None, 64), three), 3)) - {0.0}) > 1
+    with pytest.raises(ValueError, match="Received: noise_shape="):
+        _dropout_mask((None, 2, 64), one)
+    with pytest.raises(ValueError, match="Received: noise_shape="):
+        layers.Dropout(0.5, noise_shape=(None, 0))
+
+
 def test_gaussian_noise_stddev_in_training_only():
     inp = layers.Input(shape=(500,))
     m = Model(inp, layers.GaussianNoise(0.5, seed=2)(inp))

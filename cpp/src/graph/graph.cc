@@ -77,8 +77,17 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
              (node.activation != Activation::kSoftmax && node.activation != Activation::kLogSoftmax)))
           bad("an axis is given only to softmax and log_softmax, as (outer, length, inner)");
         if ((node.op == OpType::kDropout || node.op == OpType::kGaussianNoise) &&
-            (node.fattrs.size() != 1 || node.iattrs.size() != 1))
+            (node.fattrs.size() != 1 || node.iattrs.empty() ||
+             (node.op == OpType::kGaussianNoise && node.iattrs.size() != 1)))
           bad("Dropout/GaussianNoise attributes");
+        if (node.op == OpType::kDropout && node.iattrs.size() > 1) {
+          // a noise_shape: seed, rank flags, the rank - 1 dims after the batch axis
+          int64_t width = 1;
+          for (size_t a = node.iattrs.size() / 2 + 1; a < node.iattrs.size(); ++a)
+            width *= node.iattrs[a];
+          if (node.iattrs.size() % 2 != 0 || node.iattrs.size() < 4 || width != node.width)
+            bad("Dropout's noise_shape attributes");
+        }
         if (node.op == OpType::kDropout && !(node.fattrs[0] >= 0.0 && node.fattrs[0] < 1.0))
           bad("Dropout rate must be in [0, 1)");
         break;

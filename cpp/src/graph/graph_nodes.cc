@@ -79,7 +79,8 @@ void Graph::forward_node(const Step& st, int i) {
       const float scale = 1.0f / (1.0f - rate);
       const uint64_t seed = static_cast<uint64_t>(node.iattrs[0]);
       for (int64_t j = el.lo; j < el.hi; ++j)
-        y[j] = hash_uniform(seed, iterations_, j) >= rate ? x[j] * scale : 0.0f;
+        y[j] = hash_uniform(seed, iterations_, dropout_mask_index(node.iattrs, j)) >= rate
+                   ? x[j] * scale : 0.0f;
       return;
     }
     case OpType::kGaussianNoise: {
@@ -520,7 +521,8 @@ void Graph::backward_node(const Step& st, int i) {
       const float scale = 1.0f / (1.0f - rate);
       const uint64_t seed = static_cast<uint64_t>(node.iattrs[0]);
       for (int64_t j = el.lo; j < el.hi; ++j) {
-        const float v = (rate == 0.0f || hash_uniform(seed, iterations_, j) >= rate)
+        const float v = (rate == 0.0f || hash_uniform(seed, iterations_,
+                                                      dropout_mask_index(node.iattrs, j)) >= rate)
                             ? dy[j] * scale : 0.0f;
         gx[j] = acc ? gx[j] + v : v;
       }

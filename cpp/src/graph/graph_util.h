@@ -52,6 +52,26 @@ inline float hash_uniform(uint64_t seed, uint64_t step, uint64_t index) {
   return (static_cast<float>(h >> 40) + 0.5f) * (1.0f / 16777216.0f);
 }
 
+// The index of Dropout's mask value for element j of a batch: j itself, or with a noise_shape
+// (iattrs: seed, then per axis of the input, batch first, 1 where the mask is shared, then
+// the dims after the batch axis) j's coordinates with the shared axes set to 0, in the
+// input's layout.
+inline uint64_t dropout_mask_index(const std::vector<int64_t>& iattrs, int64_t j) {
+  if (iattrs.size() == 1) return static_cast<uint64_t>(j);
+  const size_t rank = iattrs.size() / 2;  // seed + rank flags + (rank - 1) dims
+  const int64_t* shared = iattrs.data() + 1;
+  const int64_t* dims = iattrs.data() + 1 + rank;
+  int64_t rest = j, index = 0, stride = 1;
+  for (size_t a = rank - 1; a >= 1; --a) {  // sample axes, last first
+    const int64_t c = rest % dims[a - 1];
+    rest /= dims[a - 1];
+    if (!shared[a]) index += c * stride;
+    stride *= dims[a - 1];
+  }
+  if (!shared[0]) index += rest * stride;  // rest: the sample
+  return static_cast<uint64_t>(index);
+}
+
 inline void add_into(float* dst, const float* src, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
 }

@@ -24,18 +24,38 @@ class Dropout(Layer):
             raise ValueError("Invalid value received for argument `rate`. Expected a float value "
                              f"between 0 and 1. Received: rate={rate!r}")
         if noise_shape is not None:
-            raise ValueError("`noise_shape` is not supported by densitron yet. "
-                             f"Received: noise_shape={noise_shape!r}")
+            if not isinstance(noise_shape, (list, tuple)) or not all(
+                    d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool)
+                                  and d >= 1) for d in noise_shape):
+                raise ValueError("`noise_shape` must be a tuple of positive integers or None, "
+                                 f"one per input axis. Received: noise_shape={noise_shape!r}")
+            noise_shape = tuple(None if d is None else int(d) for d in noise_shape)
+        self.noise_shape = noise_shape
         self.rate = float(rate)
         self.seed = seed
         self._engine_seed = _seed(seed)
 
     def _engine_node(self, node, param_index):
-        return engine_node(10, node, fattrs=[self.rate], iattrs=[self._engine_seed])
+        # iattrs: the seed, then with noise_shape the axes along which the mask is shared
+        # (1) or not (0), the batch axis first, then the input's dims after the batch axis.
+        iattrs = [self._engine_seed]
+        if self.noise_shape is not None:
+            shape = node.inputs[0].shape
+            if len(self.noise_shape) != len(shape) or any(
+                    d is not None and d != 1 and d != s
+                    for d, s in zip(self.noise_shape[1:], shape[1:])):
+                raise ValueError(f"`noise_shape` must broadcast to the input: one entry per axis,"
+                                 f" each None, 1 or the axis's size. Received: noise_shape="
+                                 f"{self.noise_shape} for an input of shape {shape}")
+            shared = [int(d == 1 and (k == 0 or s != 1))
+                      for k, (d, s) in enumerate(zip(self.noise_shape, shape))]
+            if any(shared):
+                iattrs += shared + [int(s) for s in shape[1:]]
+        return engine_node(10, node, fattrs=[self.rate], iattrs=iattrs)
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed,
-                "noise_shape": None}
+                "noise_shape": None if self.noise_shape is None else list(self.noise_shape)}
 
 
 class GaussianNoise(Layer):
