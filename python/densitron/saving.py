@@ -11,12 +11,13 @@ leaves the old file intact."""
 import io
 import json
 import os
-import re
 import tempfile
 import time
 import zipfile
 
 import numpy as np
+
+from densitron.utils import naming
 
 # The Keras release whose .keras layout model.save writes (KERAS_SEMANTICS.md: Keras 3.15).
 KERAS_FORMAT_VERSION = "3.15.1"
@@ -270,20 +271,13 @@ def _is_model(layer):
     return isinstance(layer, Functional)
 
 
-def _keras_snake_case(name):
-    """Keras's snake-casing of a class name (Dense -> dense, ReLU -> re_lu)."""
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
 def _keras_layer_paths(model, prefix="layers"):
     """(path, layer) of every layer as Keras's weight files address it: by its class within its
     model, numbered when repeated (dense, dense_1, ...; not by layer name), and a nested
     model's layers below the model's own path."""
     used = {}
     for layer in model.layers:
-        name = _keras_snake_case(type(layer).__name__)
+        name = naming.to_snake_case(type(layer).__name__)
         if name in used:
             used[name] += 1
             name = f"{name}_{used[name]}"

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from densitron.utils import serialization
+
 # Engine ids: must match densitron::Loss in cpp/include/densitron/ops.h.
 _CCE, _SCCE, _BCE, _MSE, _MAE = 0, 1, 2, 3, 4
 _LOGITS = {_CCE: 5, _SCCE: 6, _BCE: 7}  # the same losses on logits (from_logits=True)
@@ -22,6 +24,10 @@ class Loss:
 
     def get_config(self):
         return {"name": self.name, "reduction": self.reduction}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
 
 class _ProbabilisticLoss(Loss):
@@ -110,21 +116,12 @@ def serialize(loss):
     {"class_name", "config"} form (so from_logits and label_smoothing survive)."""
     if isinstance(loss, str) or loss is None:
         return loss
-    loss = get(loss)  # a Loss class given uninstantiated too
-    return {"class_name": type(loss).__name__, "config": loss.get_config()}
+    return serialization.serialize(get(loss))  # a Loss class given uninstantiated too
 
 
 def deserialize(config):
     """The loss of `serialize`'s {"class_name", "config"} form."""
-    if not isinstance(config, dict) or not isinstance(config.get("config", {}), dict):
-        raise ValueError("A serialized loss is a dict with 'class_name' and 'config'. "
-                         f"Received: config={config!r}")
-    name = config.get("class_name")
-    cls = _CLASSES.get(name)
-    if cls is None:
-        raise ValueError(f"Unknown loss class. Expected one of {sorted(_CLASSES)}. "
-                         f"Received: class_name={name!r}")
-    return cls(**config.get("config", {}))
+    return serialization.deserialize(config, _CLASSES, "loss")
 
 
 def get(identifier):

@@ -5,6 +5,7 @@ called with a step count gives the same value."""
 import numbers
 
 from densitron import _core
+from densitron.utils import serialization
 
 # Engine ids: must match densitron::LrSchedule in cpp/include/densitron/optim.h.
 _EXPONENTIAL, _INVERSE_TIME, _POLYNOMIAL, _PIECEWISE, _COSINE, _COSINE_RESTARTS = 1, 2, 3, 4, 5, 6
@@ -194,18 +195,11 @@ _CLASSES = {c.__name__: c for c in (ExponentialDecay, InverseTimeDecay, Polynomi
 
 def serialize(schedule):
     """Keras's {"class_name", "config"} form of a schedule."""
-    return {"class_name": type(schedule).__name__, "config": schedule.get_config()}
+    return serialization.serialize(schedule)
 
 
 def deserialize(config):
-    if not isinstance(config, dict) or not isinstance(config.get("config", {}), dict):
-        raise ValueError("A serialized schedule is a dict with 'class_name' and 'config'. "
-                         f"Received: config={config!r}")
-    cls = _CLASSES.get(config.get("class_name"))
-    if cls is None:
-        raise ValueError(f"Unknown learning rate schedule. Expected one of {sorted(_CLASSES)}. "
-                         f"Received: class_name={config.get('class_name')!r}")
-    return cls.from_config(config.get("config", {}))
+    return serialization.deserialize(config, _CLASSES, "learning rate schedule")
 
 
 __all__ = ["CosineDecay", "CosineDecayRestarts", "ExponentialDecay", "InverseTimeDecay",

@@ -6,8 +6,11 @@ _counts = {}
 
 
 def to_snake_case(name):
+    """Keras's snake-casing of a class name (Dense -> dense, ReLU -> re_lu), for automatic
+    layer names and the paths of Keras's weight files alike."""
+    name = re.sub(r"\W+", "", name)
     name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def uniquify(base):

@@ -1,5 +1,5 @@
-"""Shared by the small registries (regularizers, constraints): Keras-style serialization and
-lookup by name, instance or {"class_name", "config"} dict."""
+"""Shared by the small registries (regularizers, constraints, losses, learning-rate schedules):
+Keras-style serialization and lookup by name, instance or {"class_name", "config"} dict."""
 
 
 def serialize(obj):
@@ -20,3 +20,16 @@ def get(identifier, base, by_name, kind, supported):
         f"Could not interpret {kind} identifier: densitron's engine runs {supported}. "
         f"Received: {kind}={identifier!r}"
     )
+
+
+def deserialize(config, classes, kind):
+    """The instance of a {"class_name", "config"} dict whose class is one of `classes` (by
+    name); ValueError naming `kind` for anything else."""
+    if not isinstance(config, dict) or not isinstance(config.get("config", {}), dict):
+        raise ValueError(f"A serialized {kind} is a dict with 'class_name' and 'config'. "
+                         f"Received: config={config!r}")
+    cls = classes.get(config.get("class_name"))
+    if cls is None:
+        raise ValueError(f"Unknown {kind} class. Expected one of {sorted(classes)}. "
+                         f"Received: class_name={config.get('class_name')!r}")
+    return cls.from_config(config.get("config", {}))
