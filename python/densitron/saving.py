@@ -240,14 +240,12 @@ def _load_keras_optimizer(model, h, filepath):
     group = h.get("optimizer/vars")
     if group is None:
         return
-    values = [group[str(i)][()] for i in range(len(group))]
+    values = _h5_vars(group)
     head = 1 if model.optimizer._schedule is not None else 2  # iterations (, learning rate)
-    if len(values) <= head:
-        if values:
-            model._set_optimizer_slots(int(values[0]), model._optimizer_slots()[1])
+    if not values:
         return
     try:
-        model._set_optimizer_slots(int(values[0]), values[head:])
+        model._set_optimizer_slots(int(values[0]), values[head:] if len(values) > head else None)
     except ValueError as e:
         raise ValueError(f"{e} (optimizer {model.optimizer.name!r} in {filepath}). Received: "
                          f"filepath={filepath!r}") from None
@@ -263,6 +261,11 @@ def _write_keras_h5(model, h):
             for i, w in enumerate(layer.get_weights()):
                 group.create_dataset(str(i), data=w)
     h.create_group("vars").attrs["name"] = model.name
+
+
+def _h5_vars(group):
+    """The datasets "0", "1", ... of a Keras vars group, in order."""
+    return [group[str(i)][()] for i in range(len(group))]
 
 
 def _is_model(layer):
@@ -297,7 +300,7 @@ def _load_keras_h5(model, h, filepath):
             continue
         want = layer.get_weights()
         group = h.get(f"{path}/vars")
-        got = [] if group is None else [group[str(i)][()] for i in range(len(group))]
+        got = [] if group is None else _h5_vars(group)
         if len(got) != len(want):
             raise ValueError(f"Layer '{layer.name}' expected {len(want)} variables, but "
                              f"received {len(got)} variables during loading (at {path}). "

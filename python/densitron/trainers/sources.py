@@ -19,6 +19,15 @@ def is_batch_source(x):
     return hasattr(x, "__getitem__") and hasattr(x, "__len__")
 
 
+def reject_beside(**arguments):
+    """ValueError for any of `arguments` given (not None): with batches from a PyDataset or a
+    generator, the batches hold them."""
+    for arg, value in arguments.items():
+        if value is not None:
+            raise ValueError(f"`{arg}` is not supported when `x` is a PyDataset or a generator: "
+                             f"its batches hold it. Received: {arg}={value!r}")
+
+
 def unpack(batch, arg):
     """(x, y, sample_weight) of one batch; a list or tuple of 1 to 3 items, or x alone."""
     if isinstance(batch, (list, tuple)):

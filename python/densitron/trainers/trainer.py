@@ -201,48 +201,52 @@ class Trainer:
         self.optimizer._attach(self._graph)
         self._engine_compiled = True
         state = self.__dict__.pop("_pending_optimizer_state", None)
-        if state is not None:  # from a model file (saving.py): the step count and the slots
-            iterations, slots = state
-            self._graph.iterations = iterations
-            for (s, p), values in slots.items():
-                self._graph.set_slot(s, p, values)
+        if state is not None:  # from a model file (saving.py)
+            self._apply_optimizer_state(*state)
+
+    def _slot_order(self):
+        """(engine slot, engine parameter, weight) of every optimizer slot array in Keras's
+        order of the optimizer's variables (after iterations and the learning rate)."""
+        self._ensure_built()
+        index = {id(v): p for p, v in enumerate(self._params)}
+        return [(s, index[id(v)], v) for block in self.optimizer._keras_slot_blocks()
+                for v in self.trainable_weights for s in block]
+
+    def _apply_optimizer_state(self, iterations, slots):
+        self._graph.iterations = iterations
+        for (s, p), values in slots.items():
+            self._graph.set_slot(s, p, values)
 
     def _optimizer_slots(self):
         """The optimizer's state as Keras orders its variables: (iterations, [arrays]) with the
         slots of each trainable weight (zeros before the engine first runs)."""
-        blocks = self.optimizer._keras_slot_blocks()
-        index = {id(v): p for p, v in enumerate(self._params)}
         pending = getattr(self, "_pending_optimizer_state", (0, {}))[1]
 
-        def get(s, v):
+        def get(s, p, v):
             if self._engine_compiled:
-                return self._graph.get_slot(s, index[id(v)]).reshape(v.shape)
-            values = pending.get((s, index[id(v)]))
+                return self._graph.get_slot(s, p).reshape(v.shape)
+            values = pending.get((s, p))
             return (np.zeros(v.shape, np.float32) if values is None
                     else values.reshape(v.shape).copy())
 
-        arrays = [get(s, v) for block in blocks for v in self.trainable_weights for s in block]
-        return self.optimizer.iterations, arrays
+        return self.optimizer.iterations, [get(s, p, v) for s, p, v in self._slot_order()]
 
-    def _set_optimizer_slots(self, iterations, arrays):
-        """The inverse of _optimizer_slots: applied when the engine is compiled (now, if it
-        is). Raises ValueError when the arrays do not fit this model and optimizer."""
-        blocks = self.optimizer._keras_slot_blocks()
-        trainable = self.trainable_weights
-        wanted = [(s, v) for block in blocks for v in trainable for s in block]
-        if len(arrays) != len(wanted) or any(
-                np.shape(a) != tuple(v.shape) for a, (_, v) in zip(arrays, wanted)):
+    def _set_optimizer_slots(self, iterations, arrays=None):
+        """The inverse of _optimizer_slots (arrays None: every slot zero), applied when the
+        engine is compiled (now, if it is). Raises ValueError when the arrays do not fit this
+        model and optimizer."""
+        order = self._slot_order()
+        if arrays is None:
+            arrays = [np.zeros(v.shape, np.float32) for _, _, v in order]
+        if len(arrays) != len(order) or any(
+                np.shape(a) != tuple(v.shape) for a, (_, _, v) in zip(arrays, order)):
             raise ValueError(f"The saved optimizer state does not fit this model and optimizer: "
-                             f"expected {len(wanted)} slot arrays. Received: {len(arrays)}")
-        self._ensure_built()
-        index = {id(v): p for p, v in enumerate(self._params)}
-        slots = {(s, index[id(v)]): np.ascontiguousarray(a, np.float32).ravel()
-                 for a, (s, v) in zip(arrays, wanted)}
+                             f"expected {len(order)} slot arrays. Received: {len(arrays)}")
+        slots = {(s, p): np.ascontiguousarray(a, np.float32).ravel()
+                 for a, (s, p, _) in zip(arrays, order)}
         self.optimizer._iterations = int(iterations)
         if self._engine_compiled:
-            self._graph.iterations = int(iterations)
-            for (s, p), values in slots.items():
-                self._graph.set_slot(s, p, values)
+            self._apply_optimizer_state(int(iterations), slots)
         else:
             self._pending_optimizer_state = (int(iterations), slots)
 
@@ -447,11 +451,7 @@ class Trainer:
                     validation_steps, validation_batch_size, validation_freq, profile,
                     batch_size):
         """fit on batches from a PyDataset or a generator: one engine call per batch."""
-        for arg, value in (("y", y), ("sample_weight", sample_weight),
-                           ("batch_size", batch_size)):
-            if value is not None:
-                raise ValueError(f"`{arg}` is not supported when `x` is a PyDataset or a "
-                                 f"generator: its batches hold it. Received: {arg}={value!r}")
+        sources.reject_beside(y=y, sample_weight=sample_weight, batch_size=batch_size)
         if validation_split:
             raise ValueError("`validation_split` is only supported for arrays, not for a "
                              "PyDataset or a generator. Received: "
@@ -559,26 +559,18 @@ class Trainer:
         if not self.compiled:
             raise ValueError("You must call `compile()` before using the model for evaluation. "
                              "Received: evaluate() on a model that is not compiled")
-        if sources.is_batch_source(x):
-            for arg, value in (("y", y), ("sample_weight", sample_weight),
-                               ("batch_size", batch_size)):
-                if value is not None:
-                    raise ValueError(f"`{arg}` is not supported when `x` is a PyDataset or a "
-                                     f"generator: its batches hold it. Received: {arg}={value!r}")
-            verbose = data_mod.check_verbose(verbose)
-            logs = self._evaluate_source(sources.BatchSource(x, steps, "x", "steps"))
-            Progbar(None, verbose=verbose).update(1, sorted(logs.items()), finalize=True)
-            if return_dict:
-                return logs
-            values = [logs["loss"]] + [logs[k] for k in logs if k != "loss"]
-            return values[0] if len(values) == 1 else values
-        batch_size = data_mod.check_batch_size(batch_size)
         verbose = data_mod.check_verbose(verbose)
-        xs, ys, rows = self._prepare_xy(x, y, reject_x_nan=False)
-        sws = data_mod.standardize_sample_weight(self, sample_weight, rows)
-        bar = Progbar(-(-rows // batch_size), verbose=verbose)
-        logs = self._run_evaluate(xs, ys, batch_size, sws, check_x_nan=True)
-        bar.update(bar.target, sorted(logs.items()), finalize=True)
+        if sources.is_batch_source(x):
+            sources.reject_beside(y=y, sample_weight=sample_weight, batch_size=batch_size)
+            bar = Progbar(None, verbose=verbose)
+            logs = self._evaluate_source(sources.BatchSource(x, steps, "x", "steps"))
+        else:
+            batch_size = data_mod.check_batch_size(batch_size)
+            xs, ys, rows = self._prepare_xy(x, y, reject_x_nan=False)
+            sws = data_mod.standardize_sample_weight(self, sample_weight, rows)
+            bar = Progbar(-(-rows // batch_size), verbose=verbose)
+            logs = self._run_evaluate(xs, ys, batch_size, sws, check_x_nan=True)
+        bar.update(bar.target or 1, sorted(logs.items()), finalize=True)
         if return_dict:
             return logs
         values = [logs["loss"]] + [logs[k] for k in logs if k != "loss"]
@@ -587,10 +579,7 @@ class Trainer:
     # --- predict -------------------------------------------------------------------------
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         if sources.is_batch_source(x):
-            if batch_size is not None:
-                raise ValueError("`batch_size` is not supported when `x` is a PyDataset or a "
-                                 f"generator: its batches hold it. Received: "
-                                 f"batch_size={batch_size!r}")
+            sources.reject_beside(batch_size=batch_size)
             source = sources.BatchSource(x, steps, "x", "steps")
             parts = [self.predict(sources.unpack(b, "x")[0], batch_size=None, verbose=0)
                      for b in source.batches()]
