@@ -9,10 +9,7 @@ _OBJECT_MODULE = {
     "regularizer": "keras.regularizers",
     "constraint": "keras.constraints",
 }
-_MODEL_ENTRY = {
-    "Functional": ("keras.src.models.functional", "Functional"),
-    "Sequential": ("keras", "Sequential"),
-}
+_FUNCTIONAL_MODULE = "keras.src.models.functional"
 # Keras layer arguments densitron does not take, with the values that mean "off": dropped when
 # a Keras config holds them so, refused otherwise.
 _KERAS_ONLY = {
@@ -97,39 +94,29 @@ def to_keras(model):
              "kwargs": {}}
             for node in lc["inbound_nodes"]]
         layers.append(entry)
-    module, registered = _MODEL_ENTRY["Functional"]
-    return {"module": module, "class_name": "Functional",
+    return {"module": _FUNCTIONAL_MODULE, "class_name": "Functional",
             "config": {"name": config["name"], "trainable": config["trainable"],
                        "layers": layers,
                        "input_layers": _structure(config["input_layers"], config["input_keys"]),
                        "output_layers": _structure(config["output_layers"],
                                                    config["output_keys"])},
-            "registered_name": registered}
+            "registered_name": "Functional"}
 
 
 def _keras_entry(layer):
     from densitron.models.functional import Functional
 
     if isinstance(layer, Functional):
-        entry = to_keras(layer)
-        if entry["class_name"] == "Sequential":
-            entry["registered_name"] = None
-        return entry
+        return to_keras(layer)
     return {"module": _LAYER_MODULE, "class_name": type(layer).__name__,
             "config": _keras_layer_config(layer.get_config()), "registered_name": None}
 
 
 def _output_shapes(model):
     """(layer name, node index, tensor index) -> the shape of that output, batch axis None."""
-    shapes = {}
-    nodes_of = {}
-    for node in model._nodes:
-        nodes_of.setdefault(id(node.layer), []).append(node)
-    for layer in model.layers:
-        for index, node in enumerate(nodes_of.get(id(layer), [])):
-            for k, out in enumerate(node.outputs):
-                shapes[(layer.name, index, k)] = [None, *out.shape[1:]]
-    return shapes
+    calls = model._call_refs()
+    return {(*calls[id(node)], k): [None, *out.shape[1:]]
+            for node in model._nodes if id(node) in calls for k, out in enumerate(node.outputs)}
 
 
 def compile_to_keras(cc):

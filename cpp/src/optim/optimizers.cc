@@ -59,19 +59,18 @@ float scheduled_learning_rate(const LrScheduleConfig& s, int64_t iterations) {
   // float32 throughout, in the order of Keras's ops.
   const float t = static_cast<float>(iterations);
   const float pi = 3.14159265358979323846f;
+  // The decays' progress t / decay_steps, floored when staircase.
+  const auto progress = [&] {
+    const float p = t / s.decay_steps;
+    return s.staircase ? std::floor(p) : p;
+  };
   switch (s.kind) {
     case LrSchedule::kConstant:
       return s.initial;
-    case LrSchedule::kExponentialDecay: {
-      float p = t / s.decay_steps;
-      if (s.staircase) p = std::floor(p);
-      return s.initial * std::pow(s.decay_rate, p);
-    }
-    case LrSchedule::kInverseTimeDecay: {
-      float p = t / s.decay_steps;
-      if (s.staircase) p = std::floor(p);
-      return s.initial / (1.0f + s.decay_rate * p);
-    }
+    case LrSchedule::kExponentialDecay:
+      return s.initial * std::pow(s.decay_rate, progress());
+    case LrSchedule::kInverseTimeDecay:
+      return s.initial / (1.0f + s.decay_rate * progress());
     case LrSchedule::kPolynomialDecay: {
       float steps = s.decay_steps, step = t;
       if (s.cycle) {

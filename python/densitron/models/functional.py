@@ -348,16 +348,25 @@ class Functional(Trainer, Layer):
 
         saving.load_weights(self, filepath)
 
-    def get_config(self):
-        """Plain JSON-able description of the graph: each layer's config and the calls that
-        link them (Keras's layout: inbound_nodes as [layer_name, node_index, tensor_index])."""
+    def _nodes_by_layer(self):
+        """{id(layer): the layer's calls in this model, in order}."""
         nodes_of = {}
         for node in self._nodes:
             nodes_of.setdefault(id(node.layer), []).append(node)
-        call = {}  # node -> [layer name, node index]
-        for layer in self.layers:
-            for index, node in enumerate(nodes_of[id(layer)]):
-                call[id(node)] = [layer.name, index]
+        return nodes_of
+
+    def _call_refs(self):
+        """{id(node): [layer name, index of the call among its layer's calls]}, the first two
+        items of Keras's keras_history."""
+        nodes_of = self._nodes_by_layer()
+        return {id(node): [layer.name, index] for layer in self.layers
+                for index, node in enumerate(nodes_of.get(id(layer), []))}
+
+    def get_config(self):
+        """Plain JSON-able description of the graph: each layer's config and the calls that
+        link them (Keras's layout: inbound_nodes as [layer_name, node_index, tensor_index])."""
+        nodes_of = self._nodes_by_layer()
+        call = self._call_refs()
 
         def ref(t):  # Keras's keras_history: [layer name, node index, tensor index]
             return [*call[id(t._node)], t._index]

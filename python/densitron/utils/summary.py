@@ -17,18 +17,15 @@ def _rows(model):
 
     sequential = isinstance(model, Sequential)
     rows = []
-    index = {id(n): n for n in model._nodes}
-    calls = {}  # node -> its index among its layer's calls
-    for n in model._nodes:
-        calls[id(n)] = sum(1 for m in calls if index[m].layer is n.layer)
+    calls = model._call_refs()
     for node in model._nodes:
         layer = node.layer
         if sequential and isinstance(layer, InputLayer):
             continue
         shape = str(tuple(node.outputs[0].shape))
         connected = ", ".join(
-            f"{t._node.layer.name}[{calls[id(t._node)]}][{t._index}]" for t in node.inputs
-            if id(t._node) in index
+            "{}[{}][{}]".format(*calls[id(t._node)], t._index) for t in node.inputs
+            if id(t._node) in calls
         ) or "-"
         rows.append((f"{layer.name} ({type(layer).__name__})", shape,
                      f"{layer.count_params():,}", connected))
