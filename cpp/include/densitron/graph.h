@@ -64,6 +64,7 @@ struct ParamSpec {
   // Shape as (rows, cols) for norm constraints: a vector is (1, size) with axis 0 taken whole.
   int64_t rows = 1, cols = 1;
   float l1 = 0.0f, l2 = 0.0f;  // regularization added to the loss
+  bool regularized() const { return l1 != 0.0f || l2 != 0.0f; }
   ConstraintKind constraint = ConstraintKind::kNone;
   float c_min = 0.0f, c_max = 0.0f, c_rate = 1.0f;
   int c_axis = 0;
@@ -254,6 +255,7 @@ class Graph {
   float* param(int node, int slot) const;
   float* param_grad(int p);
   bool param_grad_wanted(int p) const;
+  bool param_has_grad(size_t p) const;
   bool accumulates(int in, int node, int slot) const;
   void gemm(const Step& st, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a,
             int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,

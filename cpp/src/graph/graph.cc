@@ -847,6 +847,11 @@ double Graph::regularize_and_update(const Step& st, bool apply) {
   return reg;
 }
 
+// Whether parameter p takes a gradient: trainable, and written by a node or regularized.
+bool Graph::param_has_grad(size_t p) const {
+  return params_[p].trainable && (param_first_writer_[p] >= 0 || params_[p].regularized());
+}
+
 bool Graph::clips_by_norm() const {
   return optimizer_.clipnorm > 0.0f || optimizer_.global_clipnorm > 0.0f;
 }
@@ -901,8 +906,8 @@ template <typename Fn>
 void Graph::for_each_update_share(const Step& st, bool apply, Fn&& fn) const {
   for (size_t p = 0; p < params_.size(); ++p) {
     const ParamSpec& ps = params_[p];
-    const bool regularized = ps.l1 != 0.0f || ps.l2 != 0.0f;
-    const bool has_grad = ps.trainable && (param_first_writer_[p] >= 0 || regularized);
+    const bool regularized = ps.regularized();
+    const bool has_grad = param_has_grad(p);
     if (!regularized && !(apply && has_grad)) continue;
     if (apply && update_in_backward_[p]) continue;  // done block by block in the backward
     const int split_node = kernel_split_node_[p];
@@ -1053,15 +1058,15 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   if (mode == Mode::kTrain && clips_by_norm()) {
     // The norms need every gradient whole: no update in the backward.
     for (size_t p = 0; p < params_.size(); ++p) {
-      const ParamSpec& ps = params_[p];
-      const bool regularized = ps.l1 != 0.0f || ps.l2 != 0.0f;
-      if (!ps.trainable || (param_first_writer_[p] < 0 && !regularized)) continue;
-      for (int64_t lo = 0; lo < ps.size; lo += kClipBlock)
-        clip_blocks_.push_back({static_cast<int>(p), Share{lo, std::min(ps.size, lo + kClipBlock)}});
+      if (!param_has_grad(p)) continue;
+      const int64_t size = params_[p].size;
+      for (int64_t lo = 0; lo < size; lo += kClipBlock)
+        clip_blocks_.push_back({static_cast<int>(p), Share{lo, std::min(size, lo + kClipBlock)}});
     }
     clip_sums_.assign(clip_blocks_.size(), 0.0);
   }
-  for (size_t p = 0; p < params_.size() && mode == Mode::kTrain && !clips_by_norm(); ++p) {
+  const bool may_update_in_backward = mode == Mode::kTrain && !clips_by_norm();
+  for (size_t p = 0; p < params_.size() && may_update_in_backward; ++p) {
     const int writer = param_first_writer_[p], cut = kernel_split_node_[p];
     const bool one_writer = params_[p].trainable && param_writers_[p] == 1 && writer >= 0;
     if (cut >= 0) {
@@ -1202,7 +1207,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
 double Graph::regularization_value() const {
   double total = 0.0;
   for (const ParamSpec& ps : params_) {
-    if (ps.l1 == 0.0f && ps.l2 == 0.0f) continue;
+    if (!ps.regularized()) continue;
     double a = 0.0, b = 0.0;
     for (int64_t j = 0; j < ps.size; ++j) {
       a += std::fabs(ps.data[j]);
@@ -1247,8 +1252,8 @@ RunTotals Graph::gradients(const DataRefs& data, std::vector<float>* grads) {
   RunTotals t = run(Mode::kGradients, data, nullptr, data.rows, 0, 1, nullptr);
   grads->assign(grads_.size(), 0.0f);
   for (size_t p = 0; p < params_.size(); ++p) {
+    if (!param_has_grad(p)) continue;
     const ParamSpec& ps = params_[p];
-    if (!ps.trainable || (param_first_writer_[p] < 0 && ps.l1 == 0.0f && ps.l2 == 0.0f)) continue;
     std::copy(grads_.begin() + grad_offset_[p], grads_.begin() + grad_offset_[p] + ps.size,
               grads->begin() + grad_offset_[p]);
   }

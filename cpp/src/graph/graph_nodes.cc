@@ -303,7 +303,7 @@ void Graph::update_rows(void* ctx, int64_t row0, int64_t rows, float* g, int64_t
   const Step& st = *bu.st;
   const double t0 = graph.profiling_ && st.ith == 0 ? now_seconds() : 0.0;
   const ParamSpec& ps = graph.params_[bu.p];
-  const bool regularized = ps.l1 != 0.0f || ps.l2 != 0.0f;
+  const bool regularized = ps.regularized();
   // The rows are contiguous: the block's C and the GEMM's row buffer both have ld == cols.
   assert(ldg == bu.cols);
   (void)ldg;
