@@ -8,12 +8,12 @@ import warnings
 import numpy as np
 
 from densitron.callbacks.callback import Callback
-from densitron.callbacks.training import _resolve_mode
+from densitron.callbacks.training import _Monitor
 
 _WEIGHTS_SUFFIXES = (".weights.h5", ".weights.npz")
 
 
-class ModelCheckpoint(Callback):
+class ModelCheckpoint(_Monitor):
     """Saves the model (or its weights) at the end of every epoch or every `save_freq`
     batches; with `save_best_only`, only when `monitor` improved. `filepath` may hold
     `str.format` fields: `{epoch}` (1-based), `{batch}` with an integer `save_freq`, and any
@@ -22,13 +22,11 @@ class ModelCheckpoint(Callback):
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
                  save_weights_only=False, mode="auto", save_freq="epoch",
                  initial_value_threshold=None):
-        super().__init__()
+        super().__init__(monitor, mode, 0, "ModelCheckpoint")
         self.filepath = os.fspath(filepath)
-        self.monitor = monitor
         self.verbose = verbose
         self.save_best_only = bool(save_best_only)
         self.save_weights_only = bool(save_weights_only)
-        self.mode = _resolve_mode(mode, monitor, "ModelCheckpoint")
         if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int)
                                      or save_freq < 1):
             raise ValueError("Unrecognized save_freq: expected 'epoch' or a positive integer "
@@ -76,11 +74,6 @@ class ModelCheckpoint(Callback):
                            f"Reason: {e!r}. Received: logs with keys {sorted(logs or {})}"
                            ) from None
 
-    def _improved(self, current):
-        if self.best is None:
-            return True
-        return current < self.best if self.mode == "min" else current > self.best
-
     def _save(self, epoch, batch, logs):
         path = self._path(epoch, batch, logs)
         if self.save_best_only:
@@ -88,7 +81,7 @@ class ModelCheckpoint(Callback):
             if current is None:
                 warnings.warn(f"Can save best model only with {self.monitor} available.",
                               stacklevel=3)
-            elif not self._improved(current):
+            elif not self._better(current, self.best):
                 if self.verbose > 0:
                     best = "None" if self.best is None else f"{self.best:.5f}"
                     print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best}")
