@@ -664,7 +664,7 @@ void Graph::plan_step(int64_t batch, int nth, bool training) {
     bool small = values < 2.0 * kMinElementsPerThread;
     if (node.op == OpType::kDense) {
       const double macs = values * nodes_[node.inputs[0]].last_dim;
-      small = small && ksplit_[i] == 1 && macs < 2.0 * kMinGemmWorkPerThread;
+      small = small && ksplit_[i] == 1 && macs < kMaxSoloDenseMacs;
     }
     if (node.op == OpType::kEmbedding || node.op == OpType::kBatchNorm) small = false;
     solo_fwd_[i] = small;
