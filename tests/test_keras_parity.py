@@ -517,6 +517,43 @@ def test_nested_model_called_twice():
     check_parity(build, [_x(7, 4, seed=13), _x(7, 4, seed=14)])
 
 
+def _sequential_of_models(ns):
+    # Models as layers of a Sequential: a built functional model, then a Sequential without an
+    # input shape, built by the call (Keras's Sequential._maybe_rebuild takes the first one's
+    # input shape).
+    base_in = ns.Input(shape=(6,), name="base_x")
+    base = ns.Model(base_in, ns.layers.Dense(5, activation="relu", name="base_d")(base_in),
+                    name="base")
+    block = ns.Sequential([ns.layers.Dense(4, activation="tanh", name="block_d")], name="block")
+    return ns.Sequential([base, block, ns.layers.Dense(2, activation="softmax", name="head")],
+                         name="stack")
+
+
+def test_models_inside_a_sequential():
+    kmodel, dmodel = check_parity(_sequential_of_models, _x(11, 6, seed=41))
+    # (the same variables in the same order; Keras's paths also carry the build's name scope)
+    assert [v.path.split("/")[-2:] for v in dmodel.weights] == [
+        v.path.split("/")[-2:] for v in kmodel.weights]
+    assert dmodel.input_shape == kmodel.input_shape == (None, 6)
+    x, y = _x(40, 6, seed=42), _labels("categorical_crossentropy", 40, 2, seed=43)
+    for model in (kmodel, dmodel):
+        model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["accuracy"])
+    klogs = kmodel.evaluate(x, y, verbose=0, return_dict=True)
+    dlogs = dmodel.evaluate(x, y, verbose=0, return_dict=True)
+    for key in klogs:
+        np.testing.assert_allclose(dlogs[key], klogs[key], rtol=1e-5, err_msg=key)
+    clone = densitron.models.Sequential.from_config(dmodel.get_config())
+    clone.set_weights(dmodel.get_weights())
+    _assert_close(_predictions(dmodel, x), _predictions(clone, x))
+
+
+def test_a_sequential_refuses_a_model_of_two_inputs():
+    a, b = densitron.Input(shape=(4,)), densitron.Input(shape=(4,))
+    pair = densitron.Model([a, b], densitron.layers.Add()([a, b]), name="pair")
+    with pytest.raises(ValueError, match=r"expects inputs of shapes .*Received: input shapes"):
+        densitron.Sequential([densitron.Input(shape=(4,)), pair, densitron.layers.Dense(2)])
+
+
 # --- evaluate: losses and accuracy -----------------------------------------------------------
 
 def _classifier(ns, out_units, activation):
@@ -720,7 +757,7 @@ def _repeated_classes(ns):  # the file numbers layers by class: dense, dense_1, 
 
 
 @pytest.mark.parametrize("build", [_seed_functional, _seed_sequential, _nested,
-                                   _nested_with_bn, _repeated_classes])
+                                   _nested_with_bn, _repeated_classes, _sequential_of_models])
 def test_weights_h5_files_move_between_keras_and_densitron(build, tmp_path):
     pytest.importorskip("h5py")
     x = _mnist_like(20) if build in (_seed_functional, _seed_sequential) else _x(20, 6)
@@ -798,6 +835,7 @@ KERAS_FILE_CASES = [
     (_shared_two_tower, lambda: [_x(12, 6, seed=8), _x(12, 6, seed=9)]),
     (_dict_io, lambda: {"a": _x(12, 6, seed=3), "b": _x(12, 3, seed=4)}),
     (_nested_two_outputs, lambda: _x(12, 6, seed=5)),
+    (_sequential_of_models, lambda: _x(12, 6, seed=6)),
 ]
 
 

@@ -34,9 +34,6 @@ class Sequential(Functional):
                                  f"Received: {layer!r} after other layers")
             self._input_tensor = layer.output
         elif isinstance(layer, Layer):
-            if isinstance(layer, Functional):
-                raise ValueError("Nesting models inside a Sequential is not supported by "
-                                 f"densitron yet. Received: layer={layer.name!r}")
             if any(existing.name == layer.name for existing in self._layers):
                 raise ValueError(
                     "All layers added to a Sequential model should have unique names. Name "
@@ -68,8 +65,13 @@ class Sequential(Functional):
     def _input_shape_known(self):
         if self._input_tensor is not None:
             return self._input_tensor.shape[1:]
-        if self._layers and self._layers[0]._input_shape_arg is not None:
-            return self._layers[0]._input_shape_arg
+        if not self._layers:
+            return None
+        first = self._layers[0]
+        if first._input_shape_arg is not None:
+            return first._input_shape_arg
+        if isinstance(first, Functional) and first.inputs and len(first.inputs) == 1:
+            return first.inputs[0].shape[1:]
         return None
 
     def _maybe_build(self, shape=None):
@@ -82,6 +84,14 @@ class Sequential(Functional):
         for layer in self._layers:
             x = layer(x)
         self._build_graph(self._input_tensor, x)
+
+    def _symbolic_call(self, inputs, flat):
+        # called on a tensor before it has an input shape (a Sequential nested in another
+        # model): the tensor gives it one, as in Keras
+        if not self.built and len(flat) == 1 and flat[0].shape is not None:
+            self._maybe_build(flat[0].shape[1:])
+        self._ensure_built()
+        return super()._symbolic_call(inputs, flat)
 
     def _ensure_built(self):
         if not self.built:
