@@ -126,7 +126,7 @@ def test_progress_bar_and_callbacks_see_the_batches(capsys):
     lambda m, x, y: m.fit(iter([x[:10]]), verbose=0),  # no targets
     lambda m, x, y: m.fit(iter([(x[:10], y[:10], None, None)]), verbose=0),
     lambda m, x, y: m.fit(Batches(x, y, 10), steps_per_epoch=0, verbose=0),
-    lambda m, x, y: m.fit(x, y, steps_per_epoch=3, verbose=0),  # arrays
+    lambda m, x, y: m.fit(x, y, steps_per_epoch=0, verbose=0),  # arrays
     lambda m, x, y: m.evaluate(Batches(x, y, 10), y, verbose=0),
     lambda m, x, y: m.predict(Batches(x, y, 10), batch_size=4, verbose=0),
     lambda m, x, y: m.evaluate(iter([]), verbose=0),

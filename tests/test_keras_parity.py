@@ -9,6 +9,7 @@ nor any other framework computes anything these tests compare.
 """
 
 import os
+import warnings
 
 os.environ.setdefault("KERAS_BACKEND", "numpy")
 
@@ -545,6 +546,30 @@ def test_models_inside_a_sequential():
     clone = densitron.models.Sequential.from_config(dmodel.get_config())
     clone.set_weights(dmodel.get_weights())
     _assert_close(_predictions(dmodel, x), _predictions(clone, x))
+
+
+@pytest.mark.parametrize("batch_size,steps", [(8, 2), (8, 4), (None, 3), (8, 9)])
+def test_steps_over_arrays_in_evaluate_and_predict(batch_size, steps):
+    # Keras reads the first `steps` batches of arrays (all rows when batch_size is not given:
+    # it is then ceil(rows / steps)); more steps than batches warn and read every row.
+    kmodel, dmodel = check_parity(_nested, _x(5, 6))
+    x, y = _x(30, 6, seed=44), _labels("categorical_crossentropy", 30, 2, seed=45)
+    for model in (kmodel, dmodel):
+        model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["accuracy"])
+    outs = []
+    for model in (kmodel, dmodel):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            p = model.predict(x, batch_size=batch_size, steps=steps, verbose=0)
+            logs = model.evaluate(x, y, batch_size=batch_size, steps=steps, verbose=0,
+                                  return_dict=True)
+        outs.append((p, logs, sum("ran out of data" in str(w.message) for w in caught)))
+    (kp, klogs, kwarned), (dp, dlogs, dwarned) = outs
+    assert dp.shape == kp.shape
+    _assert_close([kp], [dp])
+    for key in klogs:
+        np.testing.assert_allclose(dlogs[key], klogs[key], rtol=1e-5, err_msg=key)
+    assert (dwarned > 0) == (kwarned > 0)
 
 
 def test_a_sequential_refuses_a_model_of_two_inputs():

@@ -205,7 +205,7 @@ class PyGraph {
 
   py::tuple train_batches(const py::list& xs, const py::list& ys, const py::object& perm,
                           int64_t batch_size, int64_t first_batch, int64_t num_batches,
-                          const py::object& ws) {
+                          const py::object& ws, bool continue_totals) {
     if (!graph_->compiled()) throw py::value_error("the graph is not compiled");
     if (batch_size < 1 || first_batch < 0 || num_batches < 0)
       throw py::value_error("batch_size must be >= 1 and batch indices >= 0");
@@ -226,7 +226,7 @@ class PyGraph {
     densitron::RunTotals t;
     {
       py::gil_scoped_release release;
-      t = graph_->train_batches(d, p, batch_size, first_batch, num_batches);
+      t = graph_->train_batches(d, p, batch_size, first_batch, num_batches, continue_totals);
     }
     return totals_and_nan(t);
   }
@@ -362,7 +362,8 @@ void bind_graph(py::module_& m) {
            py::arg("trainable"))
       .def("train_batches", &PyGraph::train_batches, py::arg("xs"), py::arg("ys"),
            py::arg("perm"), py::arg("batch_size"), py::arg("first_batch"),
-           py::arg("num_batches"), py::arg("sample_weights") = py::none())
+           py::arg("num_batches"), py::arg("sample_weights") = py::none(),
+           py::arg("continue_totals") = false)
       .def("evaluate", &PyGraph::evaluate, py::arg("xs"), py::arg("ys"), py::arg("batch_size"),
            py::arg("sample_weights") = py::none(), py::arg("check_nan") = false)
       .def("gradients", &PyGraph::gradients, py::arg("xs"), py::arg("ys"))

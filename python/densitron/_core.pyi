@@ -46,7 +46,9 @@ class Graph:
         first_batch: int,
         num_batches: int,
         sample_weights: list[np.ndarray | None] | None = None,
+        continue_totals: bool = False,
     ) -> tuple[int, float, list[float], list[float], list[float], tuple[int, int] | None]: ...
+    # continue_totals: the totals returned add this call's batches to the previous call's
     # the last item: (input index, row) of a NaN met while gathering shuffled rows, or None
     def evaluate(self, xs: list[np.ndarray], ys: list[np.ndarray], batch_size: int) -> _Totals: ...
     def gradients(

@@ -134,9 +134,9 @@ class Graph {
 
   // Trains on batches first_batch .. first_batch+num_batches-1 of the epoch whose sample order
   // is perm (nullptr: natural order); the last batch may be partial. Returns the epoch's
-  // running totals: a call with first_batch > 0 continues the previous call's.
+  // running totals: with continue_totals, the previous call's and this one's.
   RunTotals train_batches(const DataRefs& data, const int64_t* perm, int64_t batch_size,
-                          int64_t first_batch, int64_t num_batches);
+                          int64_t first_batch, int64_t num_batches, bool continue_totals);
   // check_nan: the rows are gathered in order and checked for NaN on the way; a NaN stops the
   // run before its batch (RunTotals::nan_input, nan_row).
   RunTotals evaluate(const DataRefs& data, int64_t batch_size, bool check_nan = false);

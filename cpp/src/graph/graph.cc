@@ -1219,13 +1219,13 @@ double Graph::regularization_value() const {
 }
 
 RunTotals Graph::train_batches(const DataRefs& data, const int64_t* perm, int64_t batch_size,
-                               int64_t first_batch, int64_t num_batches) {
+                               int64_t first_batch, int64_t num_batches, bool continue_totals) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!compiled_) throw std::logic_error("the graph is not compiled");
   // An epoch's totals carry over between the calls that make it up, so they are summed batch
   // by batch in one order however fit groups its batches into calls.
-  const bool continues = first_batch > 0 && epoch_totals_.output_loss_sums.size() ==
-                                                output_specs_.size();
+  const bool continues = continue_totals && epoch_totals_.output_loss_sums.size() ==
+                                                   output_specs_.size();
   epoch_totals_ = run(Mode::kTrain, data, perm, batch_size, first_batch, num_batches, nullptr,
                       continues ? &epoch_totals_ : nullptr);
   return epoch_totals_;

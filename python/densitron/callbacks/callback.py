@@ -101,8 +101,14 @@ class CallbackList:
         if not hook.startswith("on_"):
             raise AttributeError(hook)
 
-        def call(*args, **kwargs):
+        # Every hook gets a logs dict, {} when there are none, as Keras's list passes them (a
+        # LambdaCallback's `lambda epoch, logs: ...` needs the argument).
+        takes_index = hook.endswith(("_epoch_begin", "_epoch_end", "_batch_begin", "_batch_end"))
+
+        def call(*args):
+            index, logs = (args[:1], args[1:]) if takes_index else ((), args)
+            logs = logs[0] if logs and logs[0] is not None else {}
             for c in self.callbacks:
-                getattr(c, hook)(*args, **kwargs)
+                getattr(c, hook)(*index, logs)
 
         return call

@@ -2,6 +2,8 @@
 model input and per output target, all with the same number of rows. Every check raises a
 ValueError or TypeError that names the argument and what was received."""
 
+import warnings
+
 import numpy as np
 
 from densitron import _core
@@ -241,6 +243,43 @@ def check_batch_size(batch_size, arg="batch_size"):
     if batch_size < 1:
         raise ValueError(f"`{arg}` must be a positive integer. Received: {arg}={batch_size}")
     return int(batch_size)
+
+
+def check_steps(steps, arg):
+    """A step count argument: None or a positive integer."""
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer))
+                              or steps < 1):
+        raise ValueError(f"`{arg}` must be a positive integer or None. Received: {arg}={steps!r}")
+    return None if steps is None else int(steps)
+
+
+def batch_for_steps(batch_size, steps, rows, arg="batch_size"):
+    """Rows per batch of arrays, as Keras's array adapter sets it: the given batch size, else
+    enough for `steps` batches to cover the rows, else 32."""
+    if batch_size is None and steps is not None:
+        return max(1, -(-rows // steps))
+    return check_batch_size(batch_size, arg)
+
+
+def head_for_steps(arrays, rows, batch_size, steps):
+    """The arrays cut to their first `steps` batches (Keras's `steps` over arrays), and the
+    batch count; warns as Keras does when there are fewer batches than `steps`."""
+    batches = -(-rows // batch_size)
+    if steps is None:
+        return arrays, batches
+    if steps > batches:
+        warn_ran_out()
+        return arrays, batches
+    keep = min(rows, steps * batch_size)
+    return [None if a is None else [b if b is None else b[:keep] for b in a]
+            for a in arrays], steps
+
+
+def warn_ran_out():
+    warnings.warn("Your input ran out of data; interrupting training. Make sure that your "
+                  "dataset or generator can generate at least `steps_per_epoch * epochs` "
+                  "batches. You may need to use the `.repeat()` function when building your "
+                  "dataset.", stacklevel=3)
 
 
 def check_verbose(verbose):

@@ -6,6 +6,8 @@ import warnings
 
 import numpy as np
 
+from densitron.trainers import data as data_mod
+
 
 def is_batch_source(x):
     """True for a PyDataset-like sequence of batches or an iterator; False for array data
@@ -44,10 +46,7 @@ class BatchSource:
     iterator's until it ends when None)."""
 
     def __init__(self, data, steps, arg, steps_arg):
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)
-                                  or steps < 1):
-            raise ValueError(f"`{steps_arg}` must be a positive integer or None. "
-                             f"Received: {steps_arg}={steps!r}")
+        steps = data_mod.check_steps(steps, steps_arg)
         self.data, self.arg, self.steps_arg = data, arg, steps_arg
         self.iterator = data if hasattr(data, "__next__") else None
         self.steps = steps

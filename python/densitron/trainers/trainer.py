@@ -278,15 +278,13 @@ class Trainer:
                                     validation_data, class_weight, sample_weight, initial_epoch,
                                     steps_per_epoch, validation_steps, validation_batch_size,
                                     validation_freq, profile, batch_size)
-        if steps_per_epoch is not None:
-            raise ValueError("`steps_per_epoch` is supported for batches from a PyDataset or a "
-                             "generator; arrays train one pass per epoch. Received: "
-                             f"steps_per_epoch={steps_per_epoch!r}")
         if class_weight is not None and sample_weight is not None:
             raise ValueError("You cannot use `class_weight` and `sample_weight` at the same "
                              "time. Received: both")
         self._check_fit_args(epochs, initial_epoch, validation_freq)
-        batch_size = data_mod.check_batch_size(batch_size)
+        data_mod.check_batch_size(batch_size)
+        steps_per_epoch = data_mod.check_steps(steps_per_epoch, "steps_per_epoch")
+        validation_steps = data_mod.check_steps(validation_steps, "validation_steps")
         verbose = data_mod.check_verbose(verbose)
         if isinstance(validation_split, bool) or not isinstance(
                 validation_split, (int, float, np.floating)) or not 0 <= validation_split < 1:
@@ -321,10 +319,23 @@ class Trainer:
                 data_mod._check_finite(a, data_mod.input_name(k, len(val[0])), split_at)
             xs, ys, sws = cut(xs, 0, split_at), cut(ys, 0, split_at), cut(sws, 0, split_at)
             rows = split_at
-        val_batch = data_mod.check_batch_size(validation_batch_size or batch_size,
-                                              "validation_batch_size")
+        val_batch = None
+        if val is not None and not isinstance(val, sources.BatchSource):
+            # Keras validates on the first `validation_steps` batches only, the same each time
+            vrows = val[0][0].shape[0]
+            val_batch = data_mod.batch_for_steps(validation_batch_size or batch_size,
+                                                 validation_steps, vrows,
+                                                 "validation_batch_size")
+            val, _ = data_mod.head_for_steps(list(val), vrows, val_batch, validation_steps)
+        elif val is not None:
+            val_batch = data_mod.check_batch_size(validation_batch_size, "validation_batch_size")
 
-        steps = -(-rows // batch_size)
+        # With steps_per_epoch, a pass over the (shuffled) rows runs on over the epochs, as
+        # Keras's epoch iterator does: each epoch takes the next steps_per_epoch batches of it,
+        # and ends early, with Keras's warning, where the pass runs out.
+        batch_size = data_mod.batch_for_steps(batch_size, steps_per_epoch, rows)
+        pass_batches = -(-rows // batch_size)
+        steps = steps_per_epoch or pass_batches
         history = History()
         cb = self._callback_list(callbacks, history, verbose, epochs, steps)
         per_batch = cb.wants_batches()
@@ -338,20 +349,24 @@ class Trainer:
         logs = {}
         chunk = 8  # batches per engine call, adapted to the measured step time below
         in_order = None if shuffle else np.arange(rows, dtype=np.int64)
+        pass_done = 0  # batches of the current pass trained
         for epoch in range(initial_epoch, epochs):
             cb.on_epoch_begin(epoch)
             epoch_start = time.perf_counter()
-            if shuffle:  # int64 already on 64-bit platforms: no copy
-                perm = global_generator().permutation(rows).astype(np.int64, copy=False)
-            else:
-                perm = in_order
+            if pass_done == 0:
+                if shuffle:  # int64 already on 64-bit platforms: no copy
+                    perm = global_generator().permutation(rows).astype(np.int64, copy=False)
+                else:
+                    perm = in_order
+            limit = min(steps, pass_batches - pass_done)
             done = 0
-            while done < steps:
-                n = 1 if per_batch else min(chunk, steps - done)
+            while done < limit:
+                n = 1 if per_batch else min(chunk, limit - done)
                 if per_batch:
                     cb.on_train_batch_begin(done)
                 t0 = time.perf_counter()
-                *totals, nan = self._graph.train_batches(xs, ys, perm, batch_size, done, n, sws)
+                *totals, nan = self._graph.train_batches(xs, ys, perm, batch_size,
+                                                         pass_done + done, n, sws, done > 0)
                 elapsed = time.perf_counter() - t0
                 if nan is not None:
                     raise data_mod.engine_nan_error(xs, nan)
@@ -364,6 +379,11 @@ class Trainer:
                     break
             train_seconds += time.perf_counter() - epoch_start
             total_steps += done
+            if done == limit < steps:
+                data_mod.warn_ran_out()
+            pass_done += done
+            if pass_done >= pass_batches:
+                pass_done = 0
             if val is not None and (epoch + 1) % validation_freq == 0:
                 if profile:  # the profile covers the training steps only
                     self._graph.set_profiling(False)
@@ -565,10 +585,14 @@ class Trainer:
             bar = Progbar(None, verbose=verbose)
             logs = self._evaluate_source(sources.BatchSource(x, steps, "x", "steps"))
         else:
-            batch_size = data_mod.check_batch_size(batch_size)
+            data_mod.check_batch_size(batch_size)
+            steps = data_mod.check_steps(steps, "steps")
             xs, ys, rows = self._prepare_xy(x, y, reject_x_nan=False)
             sws = data_mod.standardize_sample_weight(self, sample_weight, rows)
-            bar = Progbar(-(-rows // batch_size), verbose=verbose)
+            batch_size = data_mod.batch_for_steps(batch_size, steps, rows)
+            (xs, ys, sws), batches = data_mod.head_for_steps([xs, ys, sws], rows, batch_size,
+                                                             steps)
+            bar = Progbar(batches, verbose=verbose)
             logs = self._run_evaluate(xs, ys, batch_size, sws, check_x_nan=True)
         bar.update(bar.target or 1, sorted(logs.items()), finalize=True)
         if return_dict:
@@ -592,11 +616,15 @@ class Trainer:
             if isinstance(parts[0], list):
                 return [np.concatenate(o) for o in zip(*parts)]
             return np.concatenate(parts)
-        batch_size = data_mod.check_batch_size(batch_size)
+        data_mod.check_batch_size(batch_size)
+        steps = data_mod.check_steps(steps, "steps")
         verbose = data_mod.check_verbose(verbose)
         self._ensure_built_from(x)
         xs = data_mod.standardize_x(self, x, reject_nan=False)  # NaN rows give NaN outputs
-        bar = Progbar(-(-xs[0].shape[0] // batch_size), verbose=verbose)
+        rows = xs[0].shape[0]
+        batch_size = data_mod.batch_for_steps(batch_size, steps, rows)
+        (xs,), batches = data_mod.head_for_steps([xs], rows, batch_size, steps)
+        bar = Progbar(batches, verbose=verbose)
         outs = self._graph.predict(xs, self._inference_batch(batch_size))
         outs = [o.reshape((o.shape[0], *shape)) for o, shape in zip(outs, self._output_shapes)]
         bar.update(bar.target, finalize=True)
