@@ -211,6 +211,77 @@ def test_activity_regularizers_enter_loss_and_gradient(threads):
     fd_check(Model(inp, out), rng.normal(size=(6, 4)), y, "categorical_crossentropy")
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_activity_regularizers_on_every_kind_of_layer(threads):
+    # Keras takes activity_regularizer on any layer: an Activation, a LayerNormalization, a
+    # merge, a Reshape, a Dropout and the output softmax Activation (then not fused with the
+    # loss); rows enough that two threads split the elementwise ops.
+    rng = np.random.default_rng(16)
+    densitron.set_num_threads(threads)
+    reg = densitron.regularizers
+    inp = layers.Input(shape=(6,))
+    a = layers.Dense(8, bias_initializer="random_normal")(inp)
+    a = layers.Activation("tanh", activity_regularizer=reg.L1(0.05))(a)
+    b = layers.LayerNormalization(activity_regularizer=reg.L2(0.1))(layers.Dense(8)(inp))
+    m = layers.Add(activity_regularizer=reg.L1L2(0.02, 0.03))([a, b])
+    m = layers.Reshape((2, 4), activity_regularizer=reg.L2(0.04))(m)
+    m = layers.Dropout(0.0, activity_regularizer=reg.L1(0.01))(layers.Flatten()(m))
+    out = layers.Activation("softmax", activity_regularizer=reg.L2(0.2))(layers.Dense(3)(m))
+    y = np.eye(3)[rng.integers(0, 3, 96)]
+    fd_check(Model(inp, out), rng.normal(size=(96, 6)), y, "categorical_crossentropy")
+
+
+def test_activity_regularizers_on_any_layer_split_across_threads_alike():
+    # Large enough for steps on two threads (the finite-difference model above runs on one):
+    # training equals one thread's bit for bit.
+    rng = np.random.default_rng(18)
+    reg = densitron.regularizers
+    inp = layers.Input(shape=(64,))
+    a = layers.Activation("tanh", activity_regularizer=reg.L1(0.05))(layers.Dense(256)(inp))
+    b = layers.LayerNormalization(activity_regularizer=reg.L2(0.1))(layers.Dense(256)(inp))
+    m = layers.Add(activity_regularizer=reg.L1L2(0.02, 0.03))([a, b])
+    out = layers.Activation("softmax", activity_regularizer=reg.L2(0.2))(layers.Dense(10)(m))
+    model = Model(inp, out)
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    x = rng.normal(size=(512, 64)).astype(np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 512)]
+    start = model.get_weights()
+    results = []
+    for threads in (1, 2):
+        densitron.set_num_threads(threads)
+        model.set_weights(start)
+        h = model.fit(x, y, batch_size=128, shuffle=False, verbose=0, profile=True)
+        assert len(h.profile["barrier_waits"]) == (2 if threads == 2 else 0)  # split or not
+        results.append((h.history["loss"], model.get_weights()))
+    (l1, w1), (l2, w2) = results
+    assert l1 == l2
+    for p, q in zip(w1, w2):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_activity_regularization_of_any_layer_is_keras_formula():
+    rng = np.random.default_rng(17)
+    reg = densitron.regularizers
+    inp = layers.Input(shape=(5,))
+    h = layers.Activation("relu", activity_regularizer=reg.L1(0.03))(layers.Dense(6)(inp))
+    out = layers.Dense(2, name="out")(h)
+    model = Model(inp, out)
+    model.compile(optimizer="sgd", loss="mse")
+    x = rng.normal(size=(30, 5)).astype(np.float32)
+    y = rng.normal(size=(30, 2)).astype(np.float32)
+    k1, b1, k2, b2 = [w.astype(np.float64) for w in model.get_weights()]
+    a1 = np.maximum(x @ k1 + b1, 0)
+    want = ((a1 @ k2 + b2 - y) ** 2).mean() + 0.03 * np.abs(a1).sum() / 30
+    assert model.evaluate(x, y, batch_size=8, verbose=0) == pytest.approx(want, rel=1e-5)
+    config = model.layers[2].get_config()
+    assert config["activity_regularizer"] == {"class_name": "L1", "config": {"l1": 0.03}}
+    clone = Model.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    clone.compile(optimizer="sgd", loss="mse")
+    assert clone.evaluate(x, y, verbose=0) == pytest.approx(want, rel=1e-5)
+    assert "activity_regularizer" not in model.get_layer("out").get_config()
+
+
 def test_activity_regularization_loss_is_keras_formula():
     # Keras: each call adds reg(output) / batch size to its batch's loss, and evaluate's loss is
     # the batch-size-weighted mean, so the activity term is Σ reg over all rows / rows, however

@@ -775,9 +775,9 @@ def _repeated_classes(ns):  # the file numbers layers by class: dense, dense_1, 
     inputs = ns.Input(shape=(6,), name="x")
     h = ns.layers.Dense(7, activation="relu", name="first",
                         activity_regularizer=reg.L1(0.01))(inputs)
-    h = ns.layers.LayerNormalization(name="ln")(h)
+    h = ns.layers.LayerNormalization(name="ln", activity_regularizer=reg.L2(0.02))(h)
     h = ns.layers.Dense(5, activation="relu", name="second")(h)
-    h = ns.layers.Activation("tanh", name="act")(h)
+    h = ns.layers.Activation("tanh", name="act", activity_regularizer="l1")(h)
     return ns.Model(inputs, ns.layers.Dense(2, name="third")(h), name="m")
 
 
@@ -798,6 +798,19 @@ def test_weights_h5_files_move_between_keras_and_densitron(build, tmp_path):
     dmodel2.save_weights(tmp_path / "d.weights.h5")
     kmodel2.load_weights(tmp_path / "d.weights.h5")
     _assert_close(*_predict_both(kmodel2, dmodel2, x))
+
+
+def test_activity_regularizers_of_any_layer_move_with_keras_files(tmp_path):
+    pytest.importorskip("h5py")
+    _repeated_classes(DENS).save(tmp_path / "d.keras")
+    kclone = keras.models.load_model(tmp_path / "d.keras")
+    assert kclone.get_layer("act").activity_regularizer.l1 == pytest.approx(0.01)
+    assert kclone.get_layer("ln").activity_regularizer.l2 == pytest.approx(0.02)
+    _repeated_classes(KERAS).save(tmp_path / "k.keras")
+    dclone = densitron.models.load_model(tmp_path / "k.keras")
+    assert dclone.get_layer("act").activity_regularizer.l1 == pytest.approx(0.01)
+    assert dclone.get_layer("ln").activity_regularizer.l2 == pytest.approx(0.02)
+    assert dclone.get_layer("second").activity_regularizer is None
 
 
 def test_weights_h5_of_another_architecture_is_refused(tmp_path):

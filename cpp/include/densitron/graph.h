@@ -48,7 +48,7 @@ struct NodeSpec {
   std::vector<int> params;     // op-specific parameter indices (-1: absent)
   std::vector<double> fattrs;  // op-specific float attributes
   std::vector<int64_t> iattrs; // op-specific integer attributes
-  // Keras's activity regularization of the output (Dense): (l1·Σ|y| + l2·Σy²) / batch size
+  // Keras's activity regularization of the output (any layer): (l1·Σ|y| + l2·Σy²) / batch size
   // added to the loss, its gradient to the output's.
   float activity_l1 = 0.0f, activity_l2 = 0.0f;
   bool has_activity() const { return activity_l1 != 0.0f || activity_l2 != 0.0f; }

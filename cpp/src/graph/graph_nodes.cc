@@ -456,6 +456,12 @@ void Graph::backward_node(const Step& st, int i) {
     return grad_buf_[src].data();
   };
   bool acc = false;
+  // An activity regularizer's gradient joins the output's before the node's own backward reads
+  // it (Dense adds it in its row pass below).
+  if (node.has_activity() && node.op != OpType::kDense) {
+    if (el.lo < el.hi) add_activity_grad(st, i, el.lo, el.hi);
+    barrier(st);
+  }
   switch (node.op) {
     case OpType::kInput:
       return;

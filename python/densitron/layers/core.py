@@ -30,7 +30,7 @@ class Dense(Layer):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(
                 "Received an invalid value for `units`, expected a positive integer. "
@@ -43,8 +43,6 @@ class Dense(Layer):
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
-        # Keras's activity regularization: reg(output) / batch size added to the loss.
-        self.activity_regularizer = regularizers.get(activity_regularizer)
         self.kernel_constraint = constraints.get(kernel_constraint)
         self.bias_constraint = constraints.get(bias_constraint)
         self.kernel = None
@@ -75,10 +73,8 @@ class Dense(Layer):
 
     def _engine_node(self, node, param_index):
         bias = param_index[id(self.bias)] if self.use_bias else -1
-        reg = self.activity_regularizer
         return engine_node(1, node, activation=self.activation,
-                           params=[param_index[id(self.kernel)], bias],
-                           activity=(reg.l1, reg.l2) if reg is not None else (0.0, 0.0))
+                           params=[param_index[id(self.kernel)], bias])
 
     def get_config(self):
         config = super().get_config()
@@ -95,8 +91,6 @@ class Dense(Layer):
                 "bias_constraint": constraints.serialize(self.bias_constraint),
             }
         )
-        if self.activity_regularizer is not None:  # as Keras: the key only when set
-            config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         return config
 
 

@@ -52,7 +52,7 @@ class Layer:
     """Base of every layer: naming, weights, building on first call, symbolic and eager calls."""
 
     def __init__(self, name=None, trainable=True, dtype=None, input_shape=None, input_dim=None,
-                 **kwargs):
+                 activity_regularizer=None, **kwargs):
         if kwargs:
             raise TypeError(
                 f"Unrecognized keyword arguments passed to {type(self).__name__}. "
@@ -61,6 +61,10 @@ class Layer:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"Argument `name` must be a string. Received: name={name!r}")
         self.name = name or uniquify(to_snake_case(type(self).__name__))
+        # Keras's activity regularization, on any layer: reg(output) / batch size joins the loss
+        from densitron import regularizers
+
+        self.activity_regularizer = regularizers.get(activity_regularizer)
         self._trainable = bool(trainable)
         self.built = False
         self._weights = []
@@ -193,7 +197,12 @@ class Layer:
 
     # --- config --------------------------------------------------------------------------
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, "dtype": "float32"}
+        config = {"name": self.name, "trainable": self.trainable, "dtype": "float32"}
+        if self.activity_regularizer is not None:  # as Keras: the key only when set
+            from densitron import regularizers
+
+            config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
+        return config
 
     @classmethod
     def from_config(cls, config):
@@ -210,8 +219,7 @@ def shape_width(shape):
     return int(np.prod(shape[1:])) if len(shape) > 1 else 1
 
 
-def engine_node(op, node, activation=None, params=(), fattrs=(), iattrs=(),
-                activity=(0.0, 0.0)):
+def engine_node(op, node, activation=None, params=(), fattrs=(), iattrs=()):
     """The engine's description of one layer call: (op, width, last_dim, activation id,
     activation params, params, fattrs, iattrs, (activity l1, l2)); the executor adds the input
     indices."""
@@ -230,6 +238,8 @@ def engine_node(op, node, activation=None, params=(), fattrs=(), iattrs=(),
                              f"cannot be normalised over). Received: axis={axis}")
         if axis != rank - 1:  # the engine normalises over a middle axis as (outer, len, inner)
             iattrs = [int(np.prod(out[1:axis])), int(out[axis]), int(np.prod(out[axis + 1:]))]
+    reg = getattr(node.layer, "activity_regularizer", None)
+    activity = (reg.l1, reg.l2) if reg is not None else (0.0, 0.0)
     return (op, shape_width(out), int(out[-1]) if len(out) > 1 else 1, act_id, act_params,
             list(params), [float(f) for f in fattrs], iattrs,
             (float(activity[0]), float(activity[1])))
