@@ -399,6 +399,47 @@ def test_embedding_flatten_dense():
     assert [v.path for v in kmodel.weights][0] == "emb/embeddings"
 
 
+def _text_classifier(ns):
+    # Embedding, then the mean over the sequence: Keras's usual bag-of-embeddings classifier
+    inputs = ns.Input(shape=(8,), dtype="int32", name="ids")
+    h = ns.layers.Embedding(20, 4, name="emb")(inputs)
+    h = ns.layers.GlobalAveragePooling1D(name="mean")(h)
+    return ns.Model(inputs, ns.layers.Dense(2, activation="softmax", name="d")(h), name="m")
+
+
+def _ids(rows, seed=8):
+    return np.random.default_rng(seed).integers(0, 20, size=(rows, 8)).astype(np.int32)
+
+
+def test_embedding_global_average_pooling():
+    check_parity(_text_classifier, _ids(9))
+
+
+def _pooled_sequence(ns):
+    # every global pooling layer and data format over a (steps, features) sequence
+    inputs = ns.Input(shape=(7, 6), name="seq")
+    h = ns.layers.Dense(5, activation="relu", name="d1")(inputs)
+    a = ns.layers.GlobalAveragePooling1D(name="avg")(h)
+    b = ns.layers.GlobalMaxPooling1D(name="max")(h)
+    c = ns.layers.GlobalAveragePooling1D(data_format="channels_first", keepdims=True,
+                                         name="avg_steps")(h)
+    d = ns.layers.GlobalMaxPool1D(data_format="channels_first", name="max_steps")(h)
+    img = ns.layers.Reshape((7, 3, 2), name="img")(inputs)
+    e = ns.layers.GlobalAveragePooling2D(name="avg2d")(img)
+    f = ns.layers.GlobalMaxPooling2D(data_format="channels_first", name="max2d")(img)
+    cat = ns.layers.Concatenate(name="cat")([a, b, ns.layers.Flatten(name="flat")(c), d, e, f])
+    return ns.Model(inputs, ns.layers.Dense(3, activation="softmax", name="out")(cat), name="m")
+
+
+def test_global_pooling_layers():
+    kmodel, dmodel = check_parity(_pooled_sequence, _x(10, 7, 6, seed=46))
+    for layer in kmodel.layers:
+        if "Pool" not in type(layer).__name__:
+            continue
+        assert dmodel.get_layer(layer.name).get_config() == {
+            k: v for k, v in layer.get_config().items() if k != "dtype"} | {"dtype": "float32"}
+
+
 # --- multi-input / multi-output, shared layers, nesting --------------------------------------
 
 def _shared_two_tower(ns):
@@ -874,6 +915,8 @@ KERAS_FILE_CASES = [
     (_dict_io, lambda: {"a": _x(12, 6, seed=3), "b": _x(12, 3, seed=4)}),
     (_nested_two_outputs, lambda: _x(12, 6, seed=5)),
     (_sequential_of_models, lambda: _x(12, 6, seed=6)),
+    (_text_classifier, lambda: _ids(12)),
+    (_pooled_sequence, lambda: _x(12, 7, 6, seed=7)),
 ]
 
 

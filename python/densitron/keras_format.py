@@ -26,6 +26,9 @@ _KERAS_ONLY = {
     "lora_rank": None,
     "lora_alpha": None,
 }
+# Layers that take data_format themselves (both of Keras's values).
+_OWN_DATA_FORMAT = {f"Global{kind}Pooling{rank}D" for kind in ("Average", "Max")
+                    for rank in (1, 2, 3)}
 _OPTIMIZER_KERAS_ONLY = {"use_ema": False, "ema_momentum": 0.99, "ema_overwrite_frequency": None,
                          "loss_scale_factor": None, "gradient_accumulation_steps": None}
 
@@ -184,7 +187,10 @@ def _densitron_layer_config(class_name, config):
     out = {}
     if config.get("activity_regularizer", 0) is None:  # Keras writes it unset for some layers
         config = {k: v for k, v in config.items() if k != "activity_regularizer"}
-    for key, value in _without_keras_only(config, _KERAS_ONLY, f"a {class_name} layer").items():
+    table = _KERAS_ONLY
+    if class_name in _OWN_DATA_FORMAT:
+        table = {k: v for k, v in _KERAS_ONLY.items() if k != "data_format"}
+    for key, value in _without_keras_only(config, table, f"a {class_name} layer").items():
         if key == "dtype" and isinstance(value, dict):
             value = value.get("config", {}).get("name", "float32")
         elif isinstance(value, dict) and "class_name" in value and _kind_of(key) is not None:

@@ -36,6 +36,8 @@ enum class OpType : int {
   kLayerNorm = 13,      // params {gamma|-1, beta|-1}, f {eps}
   kReshape = 14,        // Flatten, Reshape, Identity: the same values, a new shape
   kEmbedding = 15,      // params {table (input_dim, output_dim)}; input holds integer ids
+  kPool = 16,           // i {outer, length, inner, max}: each sample's (outer, length, inner)
+                        // values reduced over length, to their mean (max 0) or maximum (max 1)
 };
 
 struct NodeSpec {
@@ -240,6 +242,7 @@ class Graph {
   void deferred_kernel_update(const Step& st);
   void dense_bias_grad(const Step& st, int i, const float* dy, int64_t rows);
   void add_activity_grad(const Step& st, int i, int64_t e0, int64_t e1);
+  Share pool_share(const Step& st, int i) const;
   static void update_rows(void* ctx, int64_t row0, int64_t rows, float* g, int64_t ldg);
   void forward_dense_split(const Step& st, int i);
   void softmax_axis(const Step& st, int i, const float* x, const float* y, const float* dy,

@@ -127,6 +127,13 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
         if (total != node.width) bad("Concatenate width mismatch");
         break;
       }
+      case OpType::kPool:
+        need_inputs(1);
+        if (node.iattrs.size() != 4 || node.iattrs[0] < 1 || node.iattrs[1] < 1 ||
+            node.iattrs[2] < 1 || node.iattrs[0] * node.iattrs[1] * node.iattrs[2] != in0->width ||
+            node.iattrs[0] * node.iattrs[2] != node.width)
+          bad("pooling attributes: (outer, length, inner, max) of the input's values");
+        break;
       case OpType::kEmbedding:
         need_inputs(1);
         if (node.params.size() != 1 || node.iattrs.size() != 1) bad("Embedding attributes");

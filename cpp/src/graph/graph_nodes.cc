@@ -128,6 +128,29 @@ void Graph::forward_node(const Step& st, int i) {
       }
       return;
     }
+    case OpType::kPool: {
+      // Keras's global pooling: y = mean (or max) over length, in order, of x's (length, inner)
+      // rows of each of the batch's outer groups.
+      const int64_t len = node.iattrs[1], inner = node.iattrs[2];
+      const bool max = node.iattrs[3] != 0;
+      const Share gs = pool_share(st, i);
+      for (int64_t g = gs.lo; g < gs.hi; ++g) {
+        const float* xg = x + g * len * inner;
+        float* yg = y + g * inner;
+        std::memcpy(yg, xg, inner * sizeof(float));
+        for (int64_t j = 1; j < len; ++j) {
+          const float* xr = xg + j * inner;
+          if (max) {
+            for (int64_t c = 0; c < inner; ++c) yg[c] = xr[c] > yg[c] ? xr[c] : yg[c];
+          } else {
+            for (int64_t c = 0; c < inner; ++c) yg[c] += xr[c];
+          }
+        }
+        if (!max)
+          for (int64_t c = 0; c < inner; ++c) yg[c] /= static_cast<float>(len);
+      }
+      return;
+    }
     case OpType::kConcatenate: {
       const int64_t blocks = node.iattrs[0];
       const int64_t block_w = w / blocks;
@@ -370,6 +393,14 @@ void Graph::backward_dense_split(const Step& st, int i) {
   dense_bias_grad(st, i, dy, rows);
 }
 
+// The outer groups of a pooling node's batch this thread reduces.
+Share Graph::pool_share(const Step& st, int i) const {
+  const NodeSpec& node = nodes_[i];
+  const int64_t per_group = node.iattrs[1] * node.iattrs[2];
+  return share_of(st.batch * node.iattrs[0], st.ith, st.nth,
+                  std::max<int64_t>(1, kMinElementsPerThread / per_group));
+}
+
 // Values [e0, e1) of node i's output gradient get its activity regularizer's:
 // (l1·sign(y) + 2·l2·y) / batch size.
 void Graph::add_activity_grad(const Step& st, int i, int64_t e0, int64_t e1) {
@@ -571,6 +602,34 @@ void Graph::backward_node(const Step& st, int i) {
           c[j] = v;
         }
         if (el.lo < el.hi) put(gx + el.lo, c + el.lo, el.hi - el.lo, acc);
+      }
+      return;
+    }
+    case OpType::kPool: {
+      float* gx = target(0, &acc);
+      if (gx == nullptr) return;
+      // The mean's gradient is dy / length everywhere; the max's goes to the values equal to
+      // the maximum, shared equally between ties (as JAX's and TensorFlow's reductions).
+      const int64_t len = node.iattrs[1], inner = node.iattrs[2];
+      const bool max = node.iattrs[3] != 0;
+      const float* yv = out_[i];
+      const Share gs = pool_share(st, i);
+      for (int64_t g = gs.lo; g < gs.hi; ++g) {
+        const float* xg = x + g * len * inner;
+        const float* dg = dy + g * inner;
+        float* gg = gx + g * len * inner;
+        for (int64_t c = 0; c < inner; ++c) {
+          float v = dg[c] / static_cast<float>(len);
+          if (max) {
+            int64_t ties = 0;
+            for (int64_t j = 0; j < len; ++j) ties += xg[j * inner + c] == yv[g * inner + c];
+            v = dg[c] / static_cast<float>(std::max<int64_t>(ties, 1));
+          }
+          for (int64_t j = 0; j < len; ++j) {
+            const float t = !max || xg[j * inner + c] == yv[g * inner + c] ? v : 0.0f;
+            gg[j * inner + c] = acc ? gg[j * inner + c] + t : t;
+          }
+        }
       }
       return;
     }

@@ -7,6 +7,11 @@ from densitron.layers.layer import KerasTensor, Layer
 from densitron.layers.merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply,
                                       Subtract)
 from densitron.layers.normalization import BatchNormalization, LayerNormalization
+from densitron.layers.pooling import (GlobalAveragePooling1D, GlobalAveragePooling2D,
+                                      GlobalAveragePooling3D, GlobalAvgPool1D, GlobalAvgPool2D,
+                                      GlobalAvgPool3D, GlobalMaxPool1D, GlobalMaxPool2D,
+                                      GlobalMaxPool3D, GlobalMaxPooling1D, GlobalMaxPooling2D,
+                                      GlobalMaxPooling3D)
 from densitron.layers.regularization import Dropout, GaussianNoise
 from densitron.layers.reshaping import Flatten, Reshape
 
@@ -31,6 +36,10 @@ def serialize(layer):
 
 
 __all__ = ["ELU", "Activation", "Add", "Average", "BatchNormalization", "Concatenate", "Dense",
-           "Dropout", "Embedding", "Flatten", "GaussianNoise", "Identity", "Input", "InputLayer",
+           "Dropout", "Embedding", "Flatten", "GaussianNoise", "GlobalAveragePooling1D",
+           "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalAvgPool1D", "GlobalAvgPool2D",
+           "GlobalAvgPool3D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D",
+           "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", "Identity", "Input",
+           "InputLayer",
            "KerasTensor", "Layer", "LayerNormalization", "LeakyReLU", "Maximum", "Minimum",
            "Multiply", "ReLU", "Reshape", "Softmax", "Subtract"]
