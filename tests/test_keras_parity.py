@@ -415,6 +415,33 @@ def test_embedding_global_average_pooling():
     check_parity(_text_classifier, _ids(9))
 
 
+def _masked_text_classifier(ns, mask_zero=True):
+    # mask_zero: id 0 is padding; the mask goes through Dense and Dropout and the mean skips it
+    inputs = ns.Input(shape=(8,), dtype="int32", name="ids")
+    h = ns.layers.Embedding(20, 4, mask_zero=mask_zero, name="emb")(inputs)
+    h = ns.layers.Dropout(0.1, name="drop")(ns.layers.Dense(5, activation="relu", name="d1")(h))
+    h = ns.layers.GlobalAveragePooling1D(name="mean")(h)
+    return ns.Model(inputs, ns.layers.Dense(2, activation="softmax", name="d")(h), name="m")
+
+
+def _padded_ids(rows, seed=9):
+    ids = _ids(rows, seed)
+    ids[ids == 0] = 1
+    for r, n in enumerate(np.random.default_rng(seed).integers(1, 9, size=rows)):
+        ids[r, n:] = 0
+    return ids
+
+
+def test_embedding_mask_zero_global_average_pooling():
+    ids = _padded_ids(11)
+    kmodel, dmodel = check_parity(_masked_text_classifier, ids)
+    assert dmodel.get_layer("emb").get_config()["mask_zero"] is True
+    # the mask matters: without it the same weights give other outputs
+    unmasked = _masked_text_classifier(DENS, mask_zero=False)
+    unmasked.set_weights(dmodel.get_weights())
+    assert not np.allclose(unmasked.predict(ids, verbose=0), dmodel.predict(ids, verbose=0))
+
+
 def _pooled_sequence(ns):
     # every global pooling layer and data format over a (steps, features) sequence
     inputs = ns.Input(shape=(7, 6), name="seq")
@@ -916,6 +943,7 @@ KERAS_FILE_CASES = [
     (_nested_two_outputs, lambda: _x(12, 6, seed=5)),
     (_sequential_of_models, lambda: _x(12, 6, seed=6)),
     (_text_classifier, lambda: _ids(12)),
+    (_masked_text_classifier, lambda: _padded_ids(12)),
     (_pooled_sequence, lambda: _x(12, 7, 6, seed=7)),
 ]
 

@@ -115,3 +115,100 @@ def test_config_round_trip_and_aliases():
                       "data_format": "channels_first", "keepdims": True}
     clone = layers.deserialize(layers.serialize(layer))
     assert type(clone) is layers.GlobalMaxPooling1D and clone.get_config() == config
+
+
+# --- Embedding(mask_zero=True): id 0 is padding, left out of GlobalAveragePooling1D's mean ---
+
+def _masked_model(steps=6, vocab=9, units=4, data_format="channels_last"):
+    inp = layers.Input(shape=(steps,), dtype="int32")
+    h = layers.Embedding(vocab, 3, mask_zero=True)(inp)
+    h = layers.Dropout(0.0)(layers.Dense(units, activation="tanh",
+                                         bias_initializer="random_normal")(h))
+    pooled = layers.GlobalAveragePooling1D(data_format=data_format)(h)
+    return Model(inp, layers.Dense(3, activation="softmax")(pooled))
+
+
+def _padded_ids(rows, steps=6, vocab=9, seed=6):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, vocab, size=(rows, steps))
+    for r, n in enumerate(rng.integers(1, steps + 1, size=rows)):
+        ids[r, n:] = 0  # padded after n tokens; a few rows have ids 0 inside too
+    ids[::5, 0] = 0
+    ids[::5, 1] = np.maximum(ids[::5, 1], 1)
+    return ids
+
+
+def test_masked_mean_against_numpy():
+    model = _masked_model()
+    ids = _padded_ids(23)
+    table, k, b, *_ = model.get_weights()
+    h = np.tanh(table[ids].astype(np.float64) @ k + b)
+    keep = (ids != 0)[:, :, None]
+    pooled = (h * keep).sum(axis=1) / keep.sum(axis=1)
+    k2, b2 = model.get_weights()[3:]
+    z = pooled @ k2 + b2
+    want = np.exp(z - z.max(axis=1, keepdims=True))
+    want /= want.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(model.predict(ids, verbose=0), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_masked_mean_backward_against_finite_differences(threads, data_format):
+    rng = np.random.default_rng(7)
+    densitron.set_num_threads(threads)
+    # channels_first pools (batch, steps, units) over the units axis, which Keras's mask (one
+    # entry per step) then covers: units = steps
+    steps = 6 if data_format == "channels_last" else 4
+    model = _masked_model(steps=steps, units=steps, data_format=data_format)
+    ids = _padded_ids(40, steps=steps)
+    fd_check(model, ids, np.eye(3)[rng.integers(0, 3, 40)], "categorical_crossentropy")
+
+
+def test_masked_mean_two_threads_bitwise_like_one():
+    ids = _padded_ids(1024, steps=32, vocab=50, seed=8)
+    y = np.eye(3, dtype=np.float32)[np.random.default_rng(9).integers(0, 3, 1024)]
+    results = []
+    for threads in (1, 2):
+        densitron.set_num_threads(threads)
+        densitron.utils.set_random_seed(10)
+        inp = layers.Input(shape=(32,), dtype="int32")
+        h = layers.Dense(128, activation="relu")(layers.Embedding(50, 64, mask_zero=True)(inp))
+        out = layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling1D()(h))
+        model = Model(inp, out)
+        model.compile(optimizer="adam", loss="categorical_crossentropy")
+        h = model.fit(ids, y, batch_size=256, epochs=2, verbose=0, profile=True)
+        assert len(h.profile["barrier_waits"]) == (2 if threads == 2 else 0)
+        results.append((h.history["loss"], model.get_weights()))
+    assert results[0][0] == results[1][0]
+    for p, q in zip(results[0][1], results[1][1]):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_masks_are_dropped_passed_or_refused_as_keras_does():
+    inp = layers.Input(shape=(5,), dtype="int32")
+    emb = layers.Embedding(7, 3, mask_zero=True)(inp)
+    assert emb._mask is inp
+    assert layers.LayerNormalization()(layers.Dense(2)(emb))._mask is inp  # passed on
+    with pytest.warns(UserWarning, match="destroy the mask"):
+        flat = layers.Flatten()(emb)  # Keras warns and drops it
+    assert flat._mask is None
+    with pytest.warns(UserWarning, match="destroy the mask"):
+        layers.GlobalMaxPooling1D()(emb)
+    assert layers.GlobalAveragePooling1D()(emb)._mask is None  # consumed
+    for call in (lambda: layers.Add()([emb, emb]), lambda: layers.BatchNormalization()(emb),
+                 lambda: layers.Softmax()(emb), lambda: Model(inp, emb)):
+        with pytest.raises(ValueError, match="Received: "):
+            call()
+    with pytest.raises(ValueError, match="Received: "):  # 3 pooled values, 5 mask entries
+        layers.GlobalAveragePooling1D(data_format="channels_first")(emb)
+    inner_in = layers.Input(shape=(5, 3))
+    inner = Model(inner_in, layers.Dense(2)(inner_in))
+    with pytest.raises(ValueError, match="Received: a masked input"):
+        inner(emb)
+
+
+def test_a_fully_padded_row_pools_to_nan_as_keras():
+    model = _masked_model()
+    out = model.predict(np.array([[0, 0, 0, 0, 0, 0], [1, 2, 0, 0, 0, 0]]), verbose=0)
+    assert np.isnan(out[0]).all() and np.isfinite(out[1]).all()

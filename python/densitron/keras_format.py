@@ -206,6 +206,18 @@ def _history(tensor, where):
     return list(tensor["config"]["keras_history"])
 
 
+def _is_mask_op(entry):
+    """Whether a Keras functional layer entry is the ids != 0 op of an Embedding's mask."""
+    nodes = entry.get("inbound_nodes", [])
+    return (entry.get("class_name") == "NotEqual" and len(nodes) == 1 and
+            len(nodes[0].get("args", [])) == 2 and nodes[0]["args"][1] == 0)
+
+
+def _is_mask_of(value, mask_ops):
+    return (isinstance(value, dict) and value.get("class_name") == "__keras_tensor__" and
+            value["config"]["keras_history"][0] in mask_ops)
+
+
 def _refs(structure):
     """(refs, keys) of Keras's input_layers/output_layers."""
     if isinstance(structure, dict):
@@ -220,15 +232,21 @@ def from_keras(obj):
     class_name = obj.get("class_name")
     config = obj.get("config", {})
     if class_name == "Functional":
+        # Keras records Embedding(mask_zero=True)'s mask as a NotEqual(ids, 0) op passed to the
+        # layers that take it (`mask=`); densitron derives masks from mask_zero itself.
+        mask_ops = {e["name"] for e in config["layers"] if _is_mask_op(e)}
         layers = []
         for entry in config["layers"]:
+            if entry["name"] in mask_ops:
+                continue
             layer = from_keras(entry)
             nodes = []
             for node in entry.get("inbound_nodes", []):
                 # `training` recorded at graph construction is set again at each run (as in
-                # Keras); other keyword arguments must be unset.
+                # Keras); a mask recorded from an Embedding is derived again; other keyword
+                # arguments must be unset.
                 if any(v is not None for k, v in node.get("kwargs", {}).items()
-                       if k != "training"):
+                       if k != "training" and not (k == "mask" and _is_mask_of(v, mask_ops))):
                     raise ValueError(f"densitron cannot load the call of layer "
                                      f"{entry['name']!r} with keyword arguments. Received: "
                                      f"kwargs={node['kwargs']!r}")

@@ -36,8 +36,10 @@ enum class OpType : int {
   kLayerNorm = 13,      // params {gamma|-1, beta|-1}, f {eps}
   kReshape = 14,        // Flatten, Reshape, Identity: the same values, a new shape
   kEmbedding = 15,      // params {table (input_dim, output_dim)}; input holds integer ids
-  kPool = 16,           // i {outer, length, inner, max}: each sample's (outer, length, inner)
-                        // values reduced over length, to their mean (max 0) or maximum (max 1)
+  kPool = 16,           // i {outer, length, inner, max[, masked]}: each sample's (outer,
+                        // length, inner) values reduced over length, to their mean (max 0) or
+                        // maximum (max 1); masked: the mean over the steps whose id in input 1
+                        // (a model Input of `length` ids a sample) is not 0
 };
 
 struct NodeSpec {
@@ -243,6 +245,10 @@ class Graph {
   void dense_bias_grad(const Step& st, int i, const float* dy, int64_t rows);
   void add_activity_grad(const Step& st, int i, int64_t e0, int64_t e1);
   Share pool_share(const Step& st, int i) const;
+  const float* pool_mask(int i, int64_t g) const;
+  static bool pool_masked(const NodeSpec& node) {
+    return node.iattrs.size() == 5 && node.iattrs[4] != 0;
+  }
   static void update_rows(void* ctx, int64_t row0, int64_t rows, float* g, int64_t ldg);
   void forward_dense_split(const Step& st, int i);
   void softmax_axis(const Step& st, int i, const float* x, const float* y, const float* dy,

@@ -129,10 +129,15 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
       }
       case OpType::kPool:
         need_inputs(1);
-        if (node.iattrs.size() != 4 || node.iattrs[0] < 1 || node.iattrs[1] < 1 ||
-            node.iattrs[2] < 1 || node.iattrs[0] * node.iattrs[1] * node.iattrs[2] != in0->width ||
+        if (node.iattrs.size() < 4 || node.iattrs.size() > 5 || node.iattrs[0] < 1 ||
+            node.iattrs[1] < 1 || node.iattrs[2] < 1 ||
+            node.iattrs[0] * node.iattrs[1] * node.iattrs[2] != in0->width ||
             node.iattrs[0] * node.iattrs[2] != node.width)
           bad("pooling attributes: (outer, length, inner, max) of the input's values");
+        if (pool_masked(node) != (node.inputs.size() == 2) ||
+            (pool_masked(node) && (node.iattrs[3] != 0 || nodes_[node.inputs[1]].op != OpType::kInput ||
+                                   nodes_[node.inputs[1]].width != node.iattrs[1])))
+          bad("a masked mean pooling reads the ids of a model Input, one per step");
         break;
       case OpType::kEmbedding:
         need_inputs(1);

@@ -131,23 +131,29 @@ void Graph::forward_node(const Step& st, int i) {
     case OpType::kPool: {
       // Keras's global pooling: y = mean (or max) over length, in order, of x's (length, inner)
       // rows of each of the batch's outer groups.
+      // Masked (Embedding(mask_zero=True)): the sum over the steps whose id is not 0, divided
+      // by their count (0/0 when there are none, as Keras).
       const int64_t len = node.iattrs[1], inner = node.iattrs[2];
       const bool max = node.iattrs[3] != 0;
       const Share gs = pool_share(st, i);
       for (int64_t g = gs.lo; g < gs.hi; ++g) {
         const float* xg = x + g * len * inner;
+        const float* keep = pool_mask(i, g);
         float* yg = y + g * inner;
-        std::memcpy(yg, xg, inner * sizeof(float));
-        for (int64_t j = 1; j < len; ++j) {
+        std::fill(yg, yg + inner, 0.0f);
+        if (max) std::memcpy(yg, xg, inner * sizeof(float));
+        float steps = 0.0f;
+        for (int64_t j = max ? 1 : 0; j < len; ++j) {
           const float* xr = xg + j * inner;
           if (max) {
             for (int64_t c = 0; c < inner; ++c) yg[c] = xr[c] > yg[c] ? xr[c] : yg[c];
-          } else {
+          } else if (keep == nullptr || keep[j] != 0.0f) {
             for (int64_t c = 0; c < inner; ++c) yg[c] += xr[c];
+            steps += 1.0f;
           }
         }
         if (!max)
-          for (int64_t c = 0; c < inner; ++c) yg[c] /= static_cast<float>(len);
+          for (int64_t c = 0; c < inner; ++c) yg[c] /= steps;
       }
       return;
     }
@@ -401,6 +407,13 @@ Share Graph::pool_share(const Step& st, int i) const {
                   std::max<int64_t>(1, kMinElementsPerThread / per_group));
 }
 
+// The ids (0: a masked step) of outer group g's sample of a masked pooling node, or nullptr.
+const float* Graph::pool_mask(int i, int64_t g) const {
+  const NodeSpec& node = nodes_[i];
+  if (!pool_masked(node)) return nullptr;
+  return out_[node.inputs[1]] + g / node.iattrs[0] * node.iattrs[1];
+}
+
 // Values [e0, e1) of node i's output gradient get its activity regularizer's:
 // (l1·sign(y) + 2·l2·y) / batch size.
 void Graph::add_activity_grad(const Step& st, int i, int64_t e0, int64_t e1) {
@@ -616,17 +629,25 @@ void Graph::backward_node(const Step& st, int i) {
       const Share gs = pool_share(st, i);
       for (int64_t g = gs.lo; g < gs.hi; ++g) {
         const float* xg = x + g * len * inner;
+        const float* keep = pool_mask(i, g);
         const float* dg = dy + g * inner;
         float* gg = gx + g * len * inner;
+        float steps = static_cast<float>(len);
+        if (keep != nullptr) {
+          steps = 0.0f;
+          for (int64_t j = 0; j < len; ++j) steps += keep[j] != 0.0f ? 1.0f : 0.0f;
+        }
         for (int64_t c = 0; c < inner; ++c) {
-          float v = dg[c] / static_cast<float>(len);
+          float v = dg[c] / steps;
           if (max) {
             int64_t ties = 0;
             for (int64_t j = 0; j < len; ++j) ties += xg[j * inner + c] == yv[g * inner + c];
             v = dg[c] / static_cast<float>(std::max<int64_t>(ties, 1));
           }
           for (int64_t j = 0; j < len; ++j) {
-            const float t = !max || xg[j * inner + c] == yv[g * inner + c] ? v : 0.0f;
+            const bool in = max ? xg[j * inner + c] == yv[g * inner + c]
+                                : keep == nullptr || keep[j] != 0.0f;
+            const float t = in ? v : 0.0f;
             gg[j * inner + c] = acc ? gg[j * inner + c] + t : t;
           }
         }

@@ -25,6 +25,7 @@ def _check_single(layer, input_shape, min_rank=2):
 
 class Dense(Layer):
     """output = activation(dot(input, kernel) + bias); kernel (in, units), bias (units,)."""
+    _mask_rule = "pass"
 
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
@@ -96,6 +97,7 @@ class Dense(Layer):
 
 class Activation(Layer):
     """Applies an activation function to its input."""
+    _mask_rule = "pass"
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
@@ -115,6 +117,7 @@ class Activation(Layer):
 
 class Softmax(Layer):
     """Softmax over `axis` (any axis but the batch's)."""
+    _mask_rule = "refuse"
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
@@ -141,6 +144,7 @@ class Softmax(Layer):
 
 class _ActivationLayer(Layer):
     """A layer that applies one parameterised activation (Keras's ReLU, LeakyReLU, ELU)."""
+    _mask_rule = "pass"
 
     def _check_inputs(self, input_shape):
         _check_single(self, input_shape)
@@ -193,6 +197,7 @@ class ELU(_ActivationLayer):
 
 class Identity(Layer):
     """Returns its input unchanged."""
+    _mask_rule = "pass"
 
     def _check_inputs(self, input_shape):
         _check_single(self, input_shape)

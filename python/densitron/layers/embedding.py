@@ -18,9 +18,9 @@ class Embedding(Layer):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"Received an invalid value for `{arg}`, expected a positive "
                                  f"integer. Received: {arg}={value!r}")
-        if mask_zero:
-            raise ValueError("`mask_zero` is not supported by densitron yet. "
-                             f"Received: mask_zero={mask_zero!r}")
+        # mask_zero: id 0 is padding, masked out of the steps that GlobalAveragePooling1D averages
+        # (the mask goes through per-step layers, as in Keras)
+        self.mask_zero = bool(mask_zero)
         self.input_dim, self.output_dim = int(input_dim), int(output_dim)
         if embeddings_initializer == "uniform":
             embeddings_initializer = initializers.RandomUniform(-0.05, 0.05)
@@ -44,6 +44,9 @@ class Embedding(Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
 
+    def _output_mask(self, node):
+        return node.inputs[0] if self.mask_zero else None
+
     def _engine_node(self, node, param_index):
         return engine_node(15, node, params=[param_index[id(self.embeddings)]],
                            iattrs=[self.input_dim])
@@ -56,5 +59,5 @@ class Embedding(Layer):
             "embeddings_initializer": initializers.serialize(self.embeddings_initializer),
             "embeddings_regularizer": regularizers.serialize(self.embeddings_regularizer),
             "embeddings_constraint": constraints.serialize(self.embeddings_constraint),
-            "mask_zero": False,
+            "mask_zero": self.mask_zero,
         }

@@ -3,6 +3,8 @@
 Calling a layer on KerasTensors records a Node (layer, input tensors, output tensors); a Model
 walks these nodes back from its outputs. Calling a layer on arrays runs it through the engine."""
 
+import warnings
+
 import numpy as np
 
 from densitron.utils.naming import to_snake_case, uniquify
@@ -18,6 +20,9 @@ class KerasTensor:
         self.name = name
         self._node = node
         self._index = index
+        # the ids tensor whose non-zero entries mark this tensor's kept steps (Keras's mask of
+        # Embedding(mask_zero=True)), or None
+        self._mask = None
 
     @property
     def ndim(self):
@@ -170,9 +175,37 @@ class Layer:
         node = Node(self, flat, [])
         node.is_list = isinstance(inputs, (list, tuple))
         out = KerasTensor(out_shape, name=self.name, node=node, index=0)
+        out._mask = self._output_mask(node)
         node.outputs.append(out)
         self._inbound_nodes.append(node)
         return out
+
+    # What a layer does with a mask on its input (from Embedding(mask_zero=True)), as Keras's
+    # supports_masking and call(mask=) decide: "pass" it on unchanged, "drop" it (with Keras's
+    # warning), "consume" it (the layer applies it), or "refuse" (the layer would use it in a
+    # way densitron does not run yet).
+    _mask_rule = "drop"
+
+    def _output_mask(self, node):
+        masks = [t._mask for t in node.inputs if getattr(t, "_mask", None) is not None]
+        if not masks:
+            return None
+        if self._mask_rule == "pass" and len(node.inputs) == 1:
+            return masks[0]
+        if self._mask_rule == "consume" and len(node.inputs) == 1:
+            node.mask = masks[0]
+            return None
+        if self._mask_rule == "drop":
+            warnings.warn(f"Layer '{self.name}' (of type {type(self).__name__}) was passed an "
+                          "input with a mask attached to it. However, this layer does not "
+                          "support masking and will therefore destroy the mask information. "
+                          "Downstream layers will not see the mask.", stacklevel=4)
+            return None
+        raise ValueError(
+            f"Layer \"{self.name}\" ({type(self).__name__}) would use the mask of "
+            "Embedding(mask_zero=True) in its computation, which densitron does not support "
+            "yet (masks go through per-step layers to GlobalAveragePooling1D). "
+            f"Received: a masked input to {type(self).__name__}")
 
     def _eager_call(self, inputs):
         from densitron.layers.input_layer import Input

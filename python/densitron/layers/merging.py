@@ -18,6 +18,7 @@ def _check_list(layer, input_shape, exactly=None):
 
 
 class _Merge(Layer):
+    _mask_rule = "refuse"  # Keras combines the inputs' masks
     _op = None
     _arity = None
 
@@ -63,6 +64,7 @@ class Minimum(_Merge):
 
 class Concatenate(Layer):
     """Joins its inputs along `axis` (all other dimensions equal)."""
+    _mask_rule = "refuse"  # Keras combines the inputs' masks
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)

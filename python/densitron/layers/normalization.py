@@ -83,6 +83,7 @@ class _Normalization(Layer):
 class BatchNormalization(_Normalization):
     """Batch statistics in training (moving averages updated with `momentum`), the moving
     statistics in inference. Weights: gamma, beta, moving_mean, moving_variance."""
+    _mask_rule = "refuse"  # Keras's masked moments
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones",
@@ -124,6 +125,7 @@ class BatchNormalization(_Normalization):
 
 class LayerNormalization(_Normalization):
     """Normalizes each sample over its last axis; weights gamma, beta."""
+    _mask_rule = "pass"
 
     def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, rms_scaling=False,
                  beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,

@@ -48,7 +48,10 @@ class _GlobalPooling(Layer):
         length = math.prod(spatial)
         # each sample as (outer, length, inner), reduced over length
         outer, inner = (1, channels) if self.data_format == "channels_last" else (channels, 1)
-        return engine_node(16, node, iattrs=[outer, length, inner, int(self._max)])
+        iattrs = [outer, length, inner, int(self._max)]
+        if getattr(node, "mask", None) is not None:
+            iattrs.append(1)  # masked: the ids input is appended to the node's inputs
+        return engine_node(16, node, iattrs=iattrs)
 
     def get_config(self):
         config = super().get_config()
@@ -58,6 +61,19 @@ class _GlobalPooling(Layer):
 
 class GlobalAveragePooling1D(_GlobalPooling):
     _rank = 1
+    _mask_rule = "consume"  # the mean over the unmasked steps, as Keras
+
+    def _output_mask(self, node):
+        mask = super()._output_mask(node)
+        kept = getattr(node, "mask", None)
+        if kept is not None:
+            pooled = node.inputs[0].shape[1 if self.data_format == "channels_last" else 2]
+            if kept.shape[1] != pooled:  # Keras's mask would not broadcast either
+                raise ValueError(
+                    f"Layer \"{self.name}\" pools {pooled} values a channel, but its input's "
+                    f"mask has {kept.shape[1]} entries a sample. Received: input shape "
+                    f"{node.inputs[0].shape} with data_format={self.data_format!r}")
+        return mask
 
 
 class GlobalAveragePooling2D(_GlobalPooling):

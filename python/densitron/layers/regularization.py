@@ -17,6 +17,7 @@ def _seed(seed):
 
 class Dropout(Layer):
     """Sets a fraction `rate` of inputs to 0 in training and scales the rest by 1/(1-rate)."""
+    _mask_rule = "pass"
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -60,6 +61,7 @@ class Dropout(Layer):
 
 class GaussianNoise(Layer):
     """Adds zero-centered Gaussian noise of standard deviation `stddev` in training."""
+    _mask_rule = "pass"
 
     def __init__(self, stddev, seed=None, **kwargs):
         super().__init__(**kwargs)

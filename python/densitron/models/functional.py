@@ -100,6 +100,12 @@ class Functional(Trainer, Layer):
         if len({id(t) for t in out_list}) != len(out_list):
             raise ValueError(f"The same output tensor appears twice. Received: outputs={outputs!r}")
         for t in out_list:
+            if t._mask is not None:  # Keras would weight the loss by it
+                raise ValueError(
+                    "A mask of Embedding(mask_zero=True) reaches a model output, where Keras "
+                    "applies it to the loss; densitron does not support that yet (pool the "
+                    f"steps with GlobalAveragePooling1D first). Received: output {t!r}")
+        for t in out_list:
             if isinstance(t._node.layer, InputLayer):
                 raise ValueError(
                     "Every model output must depend on the inputs through at least one layer. "
@@ -155,6 +161,8 @@ class Functional(Trainer, Layer):
             if (id(node), 0) in local:
                 continue
             ins = [local[(id(t._node), t._index)] for t in node.inputs]
+            if getattr(node, "mask", None) is not None:  # the ids whose zeros mask the steps
+                ins.append(local[(id(node.mask._node), node.mask._index)])
             layer = node.layer
             if isinstance(layer, Functional):
                 for k, out in enumerate(layer._emit_engine_nodes(specs, ins, param_index)):
@@ -224,6 +232,11 @@ class Functional(Trainer, Layer):
         index k of the call's node), in this model's structure (one, a list, or a dict)."""
         self._check_inputs([t.shape for t in flat] if isinstance(inputs, (list, tuple))
                            else flat[0].shape)
+        if any(t._mask is not None for t in flat):
+            raise ValueError(
+                f"Model \"{self.name}\" is called on a tensor masked by "
+                "Embedding(mask_zero=True); densitron does not carry masks into nested models "
+                f"yet. Received: a masked input to model \"{self.name}\"")
         node = Node(self, flat, [])
         node.is_list = isinstance(inputs, (list, tuple))
         node.outputs = [KerasTensor(t.shape, name=self.name, node=node, index=k)
