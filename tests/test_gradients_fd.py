@@ -8,6 +8,7 @@ import pytest
 import densitron
 from densitron import layers, optimizers
 from densitron.models import Model
+from test_threads import assert_trains_alike_on_one_and_two_threads
 
 
 def fd_check(model, x, y, loss, h=1e-3, rtol=2e-2, atol=2e-3):
@@ -232,31 +233,23 @@ def test_activity_regularizers_on_every_kind_of_layer(threads):
 
 
 def test_activity_regularizers_on_any_layer_split_across_threads_alike():
-    # Large enough for steps on two threads (the finite-difference model above runs on one):
-    # training equals one thread's bit for bit.
+    # Large enough for steps on two threads (the finite-difference model above runs on one).
     rng = np.random.default_rng(18)
-    reg = densitron.regularizers
-    inp = layers.Input(shape=(64,))
-    a = layers.Activation("tanh", activity_regularizer=reg.L1(0.05))(layers.Dense(256)(inp))
-    b = layers.LayerNormalization(activity_regularizer=reg.L2(0.1))(layers.Dense(256)(inp))
-    m = layers.Add(activity_regularizer=reg.L1L2(0.02, 0.03))([a, b])
-    out = layers.Activation("softmax", activity_regularizer=reg.L2(0.2))(layers.Dense(10)(m))
-    model = Model(inp, out)
-    model.compile(optimizer="sgd", loss="categorical_crossentropy")
     x = rng.normal(size=(512, 64)).astype(np.float32)
     y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 512)]
-    start = model.get_weights()
-    results = []
-    for threads in (1, 2):
-        densitron.set_num_threads(threads)
-        model.set_weights(start)
-        h = model.fit(x, y, batch_size=128, shuffle=False, verbose=0, profile=True)
-        assert len(h.profile["barrier_waits"]) == (2 if threads == 2 else 0)  # split or not
-        results.append((h.history["loss"], model.get_weights()))
-    (l1, w1), (l2, w2) = results
-    assert l1 == l2
-    for p, q in zip(w1, w2):
-        np.testing.assert_array_equal(p, q)
+
+    def build():
+        reg = densitron.regularizers
+        inp = layers.Input(shape=(64,))
+        a = layers.Activation("tanh", activity_regularizer=reg.L1(0.05))(layers.Dense(256)(inp))
+        b = layers.LayerNormalization(activity_regularizer=reg.L2(0.1))(layers.Dense(256)(inp))
+        m = layers.Add(activity_regularizer=reg.L1L2(0.02, 0.03))([a, b])
+        out = layers.Activation("softmax", activity_regularizer=reg.L2(0.2))(layers.Dense(10)(m))
+        model = Model(inp, out)
+        model.compile(optimizer="adam", loss="categorical_crossentropy")
+        return model
+
+    assert_trains_alike_on_one_and_two_threads(build, x, y, batch_size=128, epochs=2)
 
 
 def test_activity_regularization_of_any_layer_is_keras_formula():

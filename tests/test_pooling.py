@@ -9,6 +9,7 @@ import densitron
 from densitron import layers
 from densitron.models import Model
 from test_gradients_fd import fd_check
+from test_threads import assert_trains_alike_on_one_and_two_threads
 
 
 @pytest.mark.parametrize("cls,reduce", [
@@ -55,10 +56,8 @@ def test_two_threads_train_bitwise_like_one():
     rng = np.random.default_rng(4)
     x = rng.normal(size=(512, 16, 32)).astype(np.float32)
     y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 512)]
-    results = []
-    for threads in (1, 2):
-        densitron.set_num_threads(threads)
-        densitron.utils.set_random_seed(5)  # the same initial weights, a fresh optimizer
+
+    def build():
         inp = layers.Input(shape=(16, 32))
         h = layers.Dense(64, activation="relu")(inp)
         a = layers.GlobalAveragePooling1D()(h)
@@ -66,12 +65,9 @@ def test_two_threads_train_bitwise_like_one():
         out = layers.Dense(10, activation="softmax")(layers.Concatenate()([a, b]))
         model = Model(inp, out)
         model.compile(optimizer="adam", loss="categorical_crossentropy")
-        h = model.fit(x, y, batch_size=128, epochs=2, verbose=0, profile=True)
-        assert len(h.profile["barrier_waits"]) == (2 if threads == 2 else 0)  # split or not
-        results.append((h.history["loss"], model.get_weights()))
-    assert results[0][0] == results[1][0]
-    for p, q in zip(results[0][1], results[1][1]):
-        np.testing.assert_array_equal(p, q)
+        return model
+
+    assert_trains_alike_on_one_and_two_threads(build, x, y, batch_size=128, epochs=2)
 
 
 def test_max_gradient_is_shared_between_ties():
@@ -168,21 +164,16 @@ def test_masked_mean_backward_against_finite_differences(threads, data_format):
 def test_masked_mean_two_threads_bitwise_like_one():
     ids = _padded_ids(1024, steps=32, vocab=50, seed=8)
     y = np.eye(3, dtype=np.float32)[np.random.default_rng(9).integers(0, 3, 1024)]
-    results = []
-    for threads in (1, 2):
-        densitron.set_num_threads(threads)
-        densitron.utils.set_random_seed(10)
+
+    def build():
         inp = layers.Input(shape=(32,), dtype="int32")
         h = layers.Dense(128, activation="relu")(layers.Embedding(50, 64, mask_zero=True)(inp))
         out = layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling1D()(h))
         model = Model(inp, out)
         model.compile(optimizer="adam", loss="categorical_crossentropy")
-        h = model.fit(ids, y, batch_size=256, epochs=2, verbose=0, profile=True)
-        assert len(h.profile["barrier_waits"]) == (2 if threads == 2 else 0)
-        results.append((h.history["loss"], model.get_weights()))
-    assert results[0][0] == results[1][0]
-    for p, q in zip(results[0][1], results[1][1]):
-        np.testing.assert_array_equal(p, q)
+        return model
+
+    assert_trains_alike_on_one_and_two_threads(build, ids, y, batch_size=256, epochs=2)
 
 
 def test_masks_are_dropped_passed_or_refused_as_keras_does():

@@ -159,9 +159,5 @@ def test_bad_step_counts_raise(call):
     before = m.get_weights()
     with pytest.raises(ValueError, match="Received: "):
         call(m, x, y)
-    assert_same_weights_list(m.get_weights(), before)
-
-
-def assert_same_weights_list(a, b):
-    for p, q in zip(a, b):
+    for p, q in zip(m.get_weights(), before):
         np.testing.assert_array_equal(p, q)

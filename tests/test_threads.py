@@ -31,6 +31,23 @@ def big_dag():
     return Model([a, ids], [out, reg])
 
 
+def assert_trains_alike_on_one_and_two_threads(build, x, y, **fit_kwargs):
+    """Fits `build()`'s compiled model, built alike after the same seed, on one thread and on
+    two; the second must split its steps (profile) and both must end bitwise equal."""
+    results = []
+    for threads in (1, 2):
+        densitron.set_num_threads(threads)
+        densitron.utils.set_random_seed(10)
+        model = build()
+        h = model.fit(x, y, verbose=0, profile=True, **fit_kwargs)
+        assert len(h.profile["barrier_waits"]) == (2 if threads == 2 else 0)  # split or not
+        results.append((h.history["loss"], model.get_weights()))
+    (loss_1, weights_1), (loss_2, weights_2) = results
+    assert loss_1 == loss_2
+    for p, q in zip(weights_1, weights_2):
+        np.testing.assert_array_equal(p, q)
+
+
 def run(threads, seed=11):
     densitron.set_num_threads(threads)
     densitron.utils.clear_session()
