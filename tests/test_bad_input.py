@@ -160,6 +160,15 @@ def test_unknown_names():
     model.compile(loss="categorical_crossentropy", metrics=["accuracyy"])
     with raises(ValueError, "metric='accuracyy'"):
         model.fit(x, y, verbose=0)
+    for bad, expect in ((object(), "metric=<object"), ({"class_name": "AUC", "config": {}},
+                                                       "class_name='AUC'")):
+        model.compile(loss="categorical_crossentropy", metrics=[bad])
+        with raises(ValueError, expect):
+            model.fit(x, y, verbose=0)
+    with raises(ValueError, "label_smoothing=0.1"):
+        densitron.metrics.CategoricalCrossentropy(label_smoothing=0.1)
+    with raises(ValueError, "threshold='high'"):
+        densitron.metrics.BinaryAccuracy(threshold="high")
     with raises(ValueError, "initializer='glorot'"):
         Dense(3, kernel_initializer="glorot")
 

@@ -728,6 +728,50 @@ def test_evaluate_weighted_metrics(loss, units, activation):
     assert dlogs["weighted_accuracy"] == dlogs["accuracy"]  # no weights: the same
 
 
+def _metric_objects(ns, units, from_logits):
+    m = keras.metrics if ns is KERAS else densitron.metrics
+    if units == 1:  # a sigmoid output
+        return [m.BinaryAccuracy(threshold=0.3), m.BinaryCrossentropy(from_logits=from_logits),
+                m.RootMeanSquaredError(name="rmse"), "MeanAbsoluteError"]
+    return [m.CategoricalAccuracy(name="acc1"), m.CategoricalCrossentropy(from_logits=from_logits),
+            m.RootMeanSquaredError(), m.MeanSquaredError(name="msq"), "BinaryAccuracy",
+            m.MeanAbsoluteError()]
+
+
+@pytest.mark.parametrize("units,activation,from_logits", [(4, "softmax", False),
+                                                          (4, None, True), (1, "sigmoid", False),
+                                                          (1, None, True)])
+def test_evaluate_metric_objects(units, activation, from_logits, tmp_path):
+    # Keras's metric objects and class names: the same log names and values, with and without
+    # sample weights, and after .keras files move both ways.
+    kmodel = _classifier(KERAS, units, activation)
+    dmodel = _classifier(DENS, units, activation)
+    _check_weights_move(kmodel, dmodel)
+    x = _x(53, 6, seed=33)
+    y = _labels("binary_crossentropy" if units == 1 else "categorical_crossentropy", 53, units,
+                seed=34)
+    loss = "binary_crossentropy" if units == 1 else "categorical_crossentropy"
+    for ns, model in ((KERAS, kmodel), (DENS, dmodel)):
+        model.compile(optimizer="sgd", loss=loss, metrics=_metric_objects(ns, units, from_logits),
+                      weighted_metrics=[_metric_objects(ns, units, from_logits)[0]])
+    w = np.random.default_rng(35).random(53).astype(np.float32)
+    klogs = kmodel.evaluate(x, y, batch_size=16, sample_weight=w, verbose=0, return_dict=True)
+    dlogs = dmodel.evaluate(x, y, batch_size=16, sample_weight=w, verbose=0, return_dict=True)
+    assert sorted(dlogs) == sorted(klogs)
+    for key in klogs:
+        np.testing.assert_allclose(dlogs[key], klogs[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    pytest.importorskip("h5py")
+    dmodel.save(tmp_path / "d.keras")
+    kclone = keras.models.load_model(tmp_path / "d.keras")
+    kmodel.save(tmp_path / "k.keras")
+    dclone = densitron.models.load_model(tmp_path / "k.keras")
+    for clone in (kclone, dclone):
+        logs = clone.evaluate(x, y, batch_size=16, sample_weight=w, verbose=0, return_dict=True)
+        assert sorted(logs) == sorted(klogs)
+        for key in klogs:
+            np.testing.assert_allclose(logs[key], klogs[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
 SMOOTHING_CASES = [
     # loss class, output units, output activation, from_logits
     ("CategoricalCrossentropy", 4, "softmax", False),

@@ -1,6 +1,8 @@
-"""Metrics by Keras name, resolved against an output's shapes and computed by the engine."""
+"""Metrics by Keras name or as Keras's metric objects, resolved against an output's shapes
+and computed by the engine: the mean over the samples of a per-sample value."""
 
 from densitron import losses
+from densitron.utils import serialization
 
 # Engine ids: must match densitron::AccuracyKind in cpp/include/densitron/ops.h.
 _CATEGORICAL, _SPARSE, _BINARY = 0, 1, 2
@@ -32,27 +34,174 @@ def resolve_accuracy(loss, y_true_ndim, y_true_last, y_pred_ndim, y_pred_last):
     return _CATEGORICAL
 
 
-def display_name(name):
-    """The log name of a metric given by name (the name itself)."""
-    return name if isinstance(name, str) else repr(name)
+class Metric:
+    """A Keras metric object the engine computes; its logs entry is `name`."""
+
+    _default_name = None
+    _sqrt = False  # the log is the square root of the mean (RootMeanSquaredError)
+
+    def __init__(self, name=None, dtype=None):
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"Argument `name` must be a string. Received: name={name!r}")
+        self.name = name or self._default_name
+
+    def _spec(self):
+        """The engine spec (is_accuracy, kind, threshold, loss_id)."""
+        raise NotImplementedError
+
+    def get_config(self):
+        return {"name": self.name, "dtype": "float32"}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**{k: v for k, v in config.items() if k != "dtype"})
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}>"
+
+
+class _AccuracyMetric(Metric):
+    _kind = None
+
+    def _spec(self):
+        return (True, self._kind, 0.5, 0)
+
+
+class CategoricalAccuracy(_AccuracyMetric):
+    _default_name, _kind = "categorical_accuracy", _CATEGORICAL
+
+
+class SparseCategoricalAccuracy(_AccuracyMetric):
+    _default_name, _kind = "sparse_categorical_accuracy", _SPARSE
+
+
+class BinaryAccuracy(_AccuracyMetric):
+    _default_name, _kind = "binary_accuracy", _BINARY
+
+    def __init__(self, name=None, dtype=None, threshold=0.5):
+        super().__init__(name=name, dtype=dtype)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise ValueError("`threshold` must be a number. Received: "
+                             f"threshold={threshold!r}")
+        self.threshold = float(threshold)
+
+    def _spec(self):
+        return (True, _BINARY, self.threshold, 0)
+
+    def get_config(self):
+        return {**super().get_config(), "threshold": self.threshold}
+
+
+class _LossMetric(Metric):
+    _loss = None
+
+    def _spec(self):
+        return (False, 0, 0.5, self._loss_object()._engine_id)
+
+    def _loss_object(self):
+        return self._loss()
+
+
+class MeanSquaredError(_LossMetric):
+    _default_name, _loss = "mean_squared_error", losses.MeanSquaredError
+
+
+class MeanAbsoluteError(_LossMetric):
+    _default_name, _loss = "mean_absolute_error", losses.MeanAbsoluteError
+
+
+class RootMeanSquaredError(_LossMetric):
+    _default_name, _loss, _sqrt = "root_mean_squared_error", losses.MeanSquaredError, True
+
+
+class _CrossentropyMetric(_LossMetric):
+    def __init__(self, name=None, dtype=None, from_logits=False, label_smoothing=0, axis=-1,
+                 **kwargs):
+        super().__init__(name=name, dtype=dtype)
+        if label_smoothing or axis != -1 or any(v is not None for v in kwargs.values()):
+            raise ValueError(f"{type(self).__name__} as a metric takes `from_logits` only in "
+                             "densitron (no label_smoothing, axis or ignore_class yet). "
+                             f"Received: label_smoothing={label_smoothing!r}, axis={axis!r}, "
+                             f"{kwargs!r}")
+        self.from_logits = bool(from_logits)
+
+    def _loss_object(self):
+        return self._loss(from_logits=self.from_logits)
+
+    def get_config(self):
+        config = {**super().get_config(), "from_logits": self.from_logits}
+        if self._loss is not losses.SparseCategoricalCrossentropy:
+            config["label_smoothing"] = 0
+        return config
+
+
+class CategoricalCrossentropy(_CrossentropyMetric):
+    _default_name, _loss = "categorical_crossentropy", losses.CategoricalCrossentropy
+
+
+class BinaryCrossentropy(_CrossentropyMetric):
+    _default_name, _loss = "binary_crossentropy", losses.BinaryCrossentropy
+
+
+class SparseCategoricalCrossentropy(_CrossentropyMetric):
+    _default_name, _loss = "sparse_categorical_crossentropy", losses.SparseCategoricalCrossentropy
+
+    def __init__(self, name=None, dtype=None, from_logits=False, axis=-1, ignore_class=None):
+        super().__init__(name=name, dtype=dtype, from_logits=from_logits, axis=axis,
+                         ignore_class=ignore_class)
+
+
+_CLASSES = {c.__name__: c for c in (
+    CategoricalAccuracy, SparseCategoricalAccuracy, BinaryAccuracy, MeanSquaredError,
+    MeanAbsoluteError, RootMeanSquaredError, CategoricalCrossentropy, BinaryCrossentropy,
+    SparseCategoricalCrossentropy)}
+
+
+def get(identifier):
+    """A Metric for a metric object, its {"class_name", "config"} form or its class name
+    (with its defaults, named by that string as in Keras's logs); a metric name (such as
+    'accuracy') is returned as is."""
+    if isinstance(identifier, Metric):
+        return identifier
+    if isinstance(identifier, type) and issubclass(identifier, Metric):
+        return identifier()
+    if isinstance(identifier, str):
+        return _CLASSES[identifier](name=identifier) if identifier in _CLASSES else identifier
+    if isinstance(identifier, dict):
+        return serialization.deserialize(identifier, _CLASSES, "metric")
+    raise ValueError(
+        "densitron computes metrics in its C++ engine: pass metric names such as 'accuracy' or "
+        f"densitron.metrics objects ({', '.join(sorted(_CLASSES))}). Received: "
+        f"metric={identifier!r}")
+
+
+def serialize(metric):
+    """A metric name as is, a metric object as {"class_name", "config"}."""
+    return metric if isinstance(metric, str) else serialization.serialize(get(metric))
+
+
+def display_name(metric):
+    """The log name of a metric: its name, or the object's `name`."""
+    metric = get(metric)
+    return metric.name if isinstance(metric, Metric) else metric
 
 
 def resolve(name, loss, y_true_ndim, y_true_last, y_pred_ndim, y_pred_last):
-    """Returns (display name, engine spec tuple (is_accuracy, kind, threshold, loss_id))."""
-    if not isinstance(name, str):
-        raise ValueError(
-            "densitron computes metrics in its C++ engine: pass metric names such as "
-            f"'accuracy' or 'mse'. Received: metric={name!r}"
-        )
+    """Returns (display name, engine spec tuple (is_accuracy, kind, threshold, loss_id), whether
+    the log is the square root of the mean)."""
+    name = get(name)
+    if isinstance(name, Metric):
+        return name.name, name._spec(), name._sqrt
     if name in ("accuracy", "acc"):
         return name, (True, resolve_accuracy(loss, y_true_ndim, y_true_last, y_pred_ndim,
-                                                     y_pred_last), 0.5, 0)
+                                                     y_pred_last), 0.5, 0), False
     if name in _ACCURACIES:
-        return name, (True, _ACCURACIES[name], 0.5, 0)
+        return name, (True, _ACCURACIES[name], 0.5, 0), False
     if name in _LOSS_METRICS:
-        return name, (False, 0, 0.5, losses.get(_LOSS_METRICS[name])._engine_id)
+        return name, (False, 0, 0.5, losses.get(_LOSS_METRICS[name])._engine_id), False
     raise ValueError(
         "Unknown metric name. Expected one of "
-        f"{sorted(['accuracy', 'acc', *_ACCURACIES, *_LOSS_METRICS])}. "
+        f"{sorted(['accuracy', 'acc', *_ACCURACIES, *_LOSS_METRICS])} or a metric class "
+        f"name ({', '.join(sorted(_CLASSES))}). "
         f"Received: metric={name!r}"
     )

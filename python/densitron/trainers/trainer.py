@@ -139,7 +139,9 @@ class Trainer:
             per_output = [list(m) for m in metrics]
         else:
             per_output = [list(metrics) for _ in names]
-        return [[m] if isinstance(m, str) else list(m) for m in per_output]
+        one = (str, metrics_mod.Metric, type, dict)  # one metric (a dict: a serialized one)
+        return [[m] if isinstance(m, one) and not (isinstance(m, dict) and "class_name" not in m)
+                else list(m) for m in per_output]
 
     def _resolve_metrics(self, ys_raw_shapes):
         """Resolves metric names against the first targets seen, as Keras does. Weighted
@@ -152,6 +154,7 @@ class Trainer:
         taken = {prefix[k] + metrics_mod.display_name(m)
                  for k in range(len(names)) for m in plain[k]}
         self._metric_names, self._metric_weighted, self._metric_output = [], [], []
+        self._metric_sqrt = []
         specs = []
         for k in range(len(names)):
             shape = ys_raw_shapes[k]
@@ -160,9 +163,9 @@ class Trainer:
             out_specs = []
             for is_weighted, out_metrics in ((False, plain[k]), (True, weighted[k])):
                 for m in out_metrics:
-                    display, spec = metrics_mod.resolve(m, self._compiled_losses[k], ndim, last,
-                                                        len(self._output_shapes[k]) + 1,
-                                                        self._output_last[k])
+                    display, spec, sqrt = metrics_mod.resolve(
+                        m, self._compiled_losses[k], ndim, last, len(self._output_shapes[k]) + 1,
+                        self._output_last[k])
                     name = prefix[k] + display
                     if is_weighted and name in taken:
                         name = prefix[k] + "weighted_" + display
@@ -173,6 +176,7 @@ class Trainer:
                     self._metric_names.append(name)
                     self._metric_weighted.append(is_weighted)
                     self._metric_output.append(k)
+                    self._metric_sqrt.append(sqrt)
                     out_specs.append((*spec, is_weighted))
             specs.append(out_specs)
         return specs
@@ -256,11 +260,12 @@ class Trainer:
         if len(self._output_names) > 1:
             for name, s in zip(self._output_names, output_loss_sums):
                 logs[f"{name}_loss"] = float(s / rows)
-        for name, s, w, k in zip(self._metric_names, metric_sums, self._metric_weighted,
-                                 self._metric_output):
+        for name, s, w, k, sqrt in zip(self._metric_names, metric_sums, self._metric_weighted,
+                                       self._metric_output, self._metric_sqrt):
             # A weighted metric is a weighted mean (0 when the weights sum to 0, as Keras).
             total = weight_sums[k] if w else rows
-            logs[name] = float(s / total) if total != 0 else 0.0
+            mean = float(s / total) if total != 0 else 0.0
+            logs[name] = math.sqrt(mean) if sqrt else mean
         return logs
 
     # --- fit -----------------------------------------------------------------------------
