@@ -732,10 +732,21 @@ def _metric_objects(ns, units, from_logits):
     m = keras.metrics if ns is KERAS else densitron.metrics
     if units == 1:  # a sigmoid output
         return [m.BinaryAccuracy(threshold=0.3), m.BinaryCrossentropy(from_logits=from_logits),
-                m.RootMeanSquaredError(name="rmse"), "MeanAbsoluteError"]
+                m.RootMeanSquaredError(name="rmse"), "MeanAbsoluteError", m.Precision(name="p"),
+                m.Recall(thresholds=0.3, name="r30"), "Recall"]
     return [m.CategoricalAccuracy(name="acc1"), m.CategoricalCrossentropy(from_logits=from_logits),
             m.RootMeanSquaredError(), m.MeanSquaredError(name="msq"), "BinaryAccuracy",
-            m.MeanAbsoluteError()]
+            m.MeanAbsoluteError(), m.Precision(thresholds=[0.2], name="p20"), "Precision",
+            m.Recall(name="r")]
+
+
+def test_precision_and_recall_are_numbered_as_keras_names_them():
+    keras.backend.clear_session()
+    densitron.utils.clear_session()
+    for m in (keras.metrics, densitron.metrics):
+        names = [m.Precision().name, m.Recall().name, m.Precision().name,
+                 m.Precision(name="p").name]
+        assert names == ["precision", "recall", "precision_1", "p"]
 
 
 @pytest.mark.parametrize("units,activation,from_logits", [(4, "softmax", False),
@@ -753,7 +764,9 @@ def test_evaluate_metric_objects(units, activation, from_logits, tmp_path):
     loss = "binary_crossentropy" if units == 1 else "categorical_crossentropy"
     for ns, model in ((KERAS, kmodel), (DENS, dmodel)):
         model.compile(optimizer="sgd", loss=loss, metrics=_metric_objects(ns, units, from_logits),
-                      weighted_metrics=[_metric_objects(ns, units, from_logits)[0]])
+                      weighted_metrics=[_metric_objects(ns, units, from_logits)[0],
+                                        (keras.metrics if ns is KERAS else densitron.metrics
+                                         ).Precision(name="weighted_precision")])
     w = np.random.default_rng(35).random(53).astype(np.float32)
     klogs = kmodel.evaluate(x, y, batch_size=16, sample_weight=w, verbose=0, return_dict=True)
     dlogs = dmodel.evaluate(x, y, batch_size=16, sample_weight=w, verbose=0, return_dict=True)

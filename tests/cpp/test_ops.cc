@@ -200,6 +200,35 @@ TEST(Losses, LabelSmoothingEqualsTheLossOnSmoothedTargets) {
               ref, 1e-5 * ref);
 }
 
+TEST(Metrics, ConfusionCountsMatchADoubleLoopWithWeights) {
+  // Keras's Precision/Recall counts: p > threshold predicted, y != 0 actual, summed over every
+  // value of a row, each row's count times its sample weight; tails of 1 to 17 columns.
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  for (int64_t cols : {1, 3, 16, 17}) {
+    const int64_t rows = 9;
+    std::vector<float> p(rows * cols), y(rows * cols), w(rows);
+    for (auto& v : p) v = u(rng);
+    for (auto& v : y) v = u(rng) < 0.4f ? 1.0f : 0.0f;
+    for (auto& v : w) v = u(rng);
+    const float t = 0.35f;
+    double tp = 0.0, pp = 0.0, ap = 0.0;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < cols; ++j) {
+        const bool pred = p[r * cols + j] > t, act = y[r * cols + j] != 0.0f;
+        tp += (pred && act) * static_cast<double>(w[r]);
+        pp += pred * static_cast<double>(w[r]);
+        ap += act * static_cast<double>(w[r]);
+      }
+    EXPECT_NEAR(accuracy_sum(AccuracyKind::kTruePositives, p.data(), y.data(), rows, cols, t,
+                             w.data()), tp, 1e-9);
+    EXPECT_NEAR(accuracy_sum(AccuracyKind::kPredictedPositives, p.data(), y.data(), rows, cols,
+                             t, w.data()), pp, 1e-9);
+    EXPECT_NEAR(accuracy_sum(AccuracyKind::kActualPositives, p.data(), y.data(), rows, cols, t,
+                             w.data()), ap, 1e-9);
+  }
+}
+
 TEST(Optimizers, RmspropGoldenKerasValue) {
   OptimizerConfig c;
   c.kind = OptimizerKind::kRmsprop;

@@ -81,9 +81,20 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
                              const float* weights = nullptr, int64_t rows_per_weight = 1,
                              float label_smoothing = 0.0f);
 
-enum class AccuracyKind : int { kCategorical = 0, kSparseCategorical = 1, kBinary = 2 };
-// Sum over rows of the per-row accuracy (binary accuracy is a mean over the last axis), each
-// row's times the sample weight weights[r / rows_per_weight] when weights are given.
+// The counts are Keras's confusion counts at a threshold, summed over a row's values (for
+// Precision = true positives / predicted positives, Recall = true positives / actual
+// positives): predicted positive p > threshold, actual positive y != 0.
+enum class AccuracyKind : int {
+  kCategorical = 0,
+  kSparseCategorical = 1,
+  kBinary = 2,
+  kTruePositives = 3,
+  kPredictedPositives = 4,
+  kActualPositives = 5,
+};
+// Sum over rows of the per-row accuracy (binary accuracy is a mean over the last axis) or
+// count, each row's times the sample weight weights[r / rows_per_weight] when weights are
+// given.
 double accuracy_sum(AccuracyKind kind, const float* p, const float* y, int64_t rows,
                     int64_t cols, float threshold, const float* weights = nullptr,
                     int64_t rows_per_weight = 1);

@@ -224,6 +224,20 @@ double accuracy_sum(AccuracyKind kind, const float* p, const float* y, int64_t r
         correct += static_cast<double>(hits) / cols;
         break;
       }
+      case AccuracyKind::kTruePositives:
+      case AccuracyKind::kPredictedPositives:
+      case AccuracyKind::kActualPositives: {
+        const float* yr = y + r * cols;
+        int64_t count = 0;
+        for (int64_t j = 0; j < cols; ++j) {
+          const bool predicted = pr[j] > threshold, actual = yr[j] != 0.0f;
+          count += kind == AccuracyKind::kTruePositives        ? (predicted && actual)
+                   : kind == AccuracyKind::kPredictedPositives ? predicted
+                                                               : actual;
+        }
+        correct += static_cast<double>(count);
+        break;
+      }
     }
     if (weights != nullptr) correct = before + (correct - before) * weights[r / rows_per_weight];
   }

@@ -3,9 +3,11 @@ and computed by the engine: the mean over the samples of a per-sample value."""
 
 from densitron import losses
 from densitron.utils import serialization
+from densitron.utils.naming import uniquify
 
 # Engine ids: must match densitron::AccuracyKind in cpp/include/densitron/ops.h.
 _CATEGORICAL, _SPARSE, _BINARY = 0, 1, 2
+_TRUE_POSITIVES, _PREDICTED_POSITIVES, _ACTUAL_POSITIVES = 3, 4, 5
 
 _ACCURACIES = {
     "categorical_accuracy": _CATEGORICAL,
@@ -38,7 +40,9 @@ class Metric:
     """A Keras metric object the engine computes; its logs entry is `name`."""
 
     _default_name = None
-    _sqrt = False  # the log is the square root of the mean (RootMeanSquaredError)
+    # The log from the engine's sums of the metric's specs: "mean" (the sum over the rows, or
+    # the weights' sum), "sqrt" (the square root of that mean) or "ratio" (of two sums).
+    _post = "mean"
 
     def __init__(self, name=None, dtype=None):
         if name is not None and not isinstance(name, str):
@@ -48,6 +52,9 @@ class Metric:
     def _spec(self):
         """The engine spec (is_accuracy, kind, threshold, loss_id)."""
         raise NotImplementedError
+
+    def _specs(self):
+        return [self._spec()]
 
     def get_config(self):
         return {"name": self.name, "dtype": "float32"}
@@ -111,7 +118,47 @@ class MeanAbsoluteError(_LossMetric):
 
 
 class RootMeanSquaredError(_LossMetric):
-    _default_name, _loss, _sqrt = "root_mean_squared_error", losses.MeanSquaredError, True
+    _default_name, _loss, _post = "root_mean_squared_error", losses.MeanSquaredError, "sqrt"
+
+
+class _ConfusionRatio(Metric):
+    """Keras's Precision and Recall at one threshold: a ratio of confusion counts over every
+    value (y_pred > threshold is a predicted positive, y_true != 0 an actual one), 0 when the
+    denominator is."""
+
+    _post = "ratio"
+    _denominator = None
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
+        # unnamed ones are numbered as Keras numbers them: precision, precision_1, ...
+        super().__init__(name=name or uniquify(self._default_name), dtype=dtype)
+        if top_k is not None or class_id is not None:
+            raise ValueError(f"{type(self).__name__} takes no `top_k` or `class_id` in "
+                             f"densitron yet. Received: top_k={top_k!r}, class_id={class_id!r}")
+        if isinstance(thresholds, (list, tuple)) and len(thresholds) == 1:
+            thresholds = thresholds[0]
+        if thresholds is not None and (isinstance(thresholds, bool) or
+                                       not isinstance(thresholds, (int, float))):
+            raise ValueError(f"{type(self).__name__} takes one threshold in densitron. "
+                             f"Received: thresholds={thresholds!r}")
+        self.thresholds = thresholds
+        self._threshold = 0.5 if thresholds is None else float(thresholds)
+
+    def _specs(self):
+        return [(True, _TRUE_POSITIVES, self._threshold, 0),
+                (True, self._denominator, self._threshold, 0)]
+
+    def get_config(self):
+        return {**super().get_config(), "thresholds": self.thresholds, "top_k": None,
+                "class_id": None}
+
+
+class Precision(_ConfusionRatio):
+    _default_name, _denominator = "precision", _PREDICTED_POSITIVES
+
+
+class Recall(_ConfusionRatio):
+    _default_name, _denominator = "recall", _ACTUAL_POSITIVES
 
 
 class _CrossentropyMetric(_LossMetric):
@@ -154,7 +201,7 @@ class SparseCategoricalCrossentropy(_CrossentropyMetric):
 _CLASSES = {c.__name__: c for c in (
     CategoricalAccuracy, SparseCategoricalAccuracy, BinaryAccuracy, MeanSquaredError,
     MeanAbsoluteError, RootMeanSquaredError, CategoricalCrossentropy, BinaryCrossentropy,
-    SparseCategoricalCrossentropy)}
+    SparseCategoricalCrossentropy, Precision, Recall)}
 
 
 def get(identifier):
@@ -187,18 +234,18 @@ def display_name(metric):
 
 
 def resolve(name, loss, y_true_ndim, y_true_last, y_pred_ndim, y_pred_last):
-    """Returns (display name, engine spec tuple (is_accuracy, kind, threshold, loss_id), whether
-    the log is the square root of the mean)."""
+    """Returns (display name, engine spec tuples (is_accuracy, kind, threshold, loss_id), how
+    the log follows from their sums: Metric._post)."""
     name = get(name)
     if isinstance(name, Metric):
-        return name.name, name._spec(), name._sqrt
+        return name.name, name._specs(), name._post
     if name in ("accuracy", "acc"):
-        return name, (True, resolve_accuracy(loss, y_true_ndim, y_true_last, y_pred_ndim,
-                                                     y_pred_last), 0.5, 0), False
+        return name, [(True, resolve_accuracy(loss, y_true_ndim, y_true_last, y_pred_ndim,
+                                                      y_pred_last), 0.5, 0)], "mean"
     if name in _ACCURACIES:
-        return name, (True, _ACCURACIES[name], 0.5, 0), False
+        return name, [(True, _ACCURACIES[name], 0.5, 0)], "mean"
     if name in _LOSS_METRICS:
-        return name, (False, 0, 0.5, losses.get(_LOSS_METRICS[name])._engine_id), False
+        return name, [(False, 0, 0.5, losses.get(_LOSS_METRICS[name])._engine_id)], "mean"
     raise ValueError(
         "Unknown metric name. Expected one of "
         f"{sorted(['accuracy', 'acc', *_ACCURACIES, *_LOSS_METRICS])} or a metric class "

@@ -153,9 +153,10 @@ class Trainer:
         prefix = [f"{n}_" if len(names) > 1 else "" for n in names]
         taken = {prefix[k] + metrics_mod.display_name(m)
                  for k in range(len(names)) for m in plain[k]}
-        self._metric_names, self._metric_weighted, self._metric_output = [], [], []
-        self._metric_sqrt = []
+        # per logged metric: (name, output, weighted, its first engine sum, Metric._post)
+        self._metric_logs = []
         specs = []
+        engine_index = 0  # the engine's metric sums run over every output's specs in order
         for k in range(len(names)):
             shape = ys_raw_shapes[k]
             ndim = len(shape)
@@ -163,21 +164,19 @@ class Trainer:
             out_specs = []
             for is_weighted, out_metrics in ((False, plain[k]), (True, weighted[k])):
                 for m in out_metrics:
-                    display, spec, sqrt = metrics_mod.resolve(
+                    display, engine_specs, post = metrics_mod.resolve(
                         m, self._compiled_losses[k], ndim, last, len(self._output_shapes[k]) + 1,
                         self._output_last[k])
                     name = prefix[k] + display
                     if is_weighted and name in taken:
                         name = prefix[k] + "weighted_" + display
-                    if name in self._metric_names:
+                    if name in (entry[0] for entry in self._metric_logs):
                         raise ValueError(f"The metric {name!r} is listed twice. Received: "
                                          f"metrics={self._compile_metrics!r}, weighted_metrics="
                                          f"{getattr(self, '_compile_weighted_metrics', None)!r}")
-                    self._metric_names.append(name)
-                    self._metric_weighted.append(is_weighted)
-                    self._metric_output.append(k)
-                    self._metric_sqrt.append(sqrt)
-                    out_specs.append((*spec, is_weighted))
+                    self._metric_logs.append((name, k, is_weighted, engine_index, post))
+                    engine_index += len(engine_specs)
+                    out_specs.extend((*spec, is_weighted) for spec in engine_specs)
             specs.append(out_specs)
         return specs
 
@@ -260,12 +259,16 @@ class Trainer:
         if len(self._output_names) > 1:
             for name, s in zip(self._output_names, output_loss_sums):
                 logs[f"{name}_loss"] = float(s / rows)
-        for name, s, w, k, sqrt in zip(self._metric_names, metric_sums, self._metric_weighted,
-                                       self._metric_output, self._metric_sqrt):
+        for name, k, weighted, i, post in self._metric_logs:
+            s = metric_sums[i]
+            if post == "ratio":  # Precision, Recall: 0 over 0 is 0, as Keras's divide_no_nan
+                den = metric_sums[i + 1]
+                logs[name] = float(s / den) if den != 0 else 0.0
+                continue
             # A weighted metric is a weighted mean (0 when the weights sum to 0, as Keras).
-            total = weight_sums[k] if w else rows
+            total = weight_sums[k] if weighted else rows
             mean = float(s / total) if total != 0 else 0.0
-            logs[name] = math.sqrt(mean) if sqrt else mean
+            logs[name] = math.sqrt(mean) if post == "sqrt" else mean
         return logs
 
     # --- fit -----------------------------------------------------------------------------
