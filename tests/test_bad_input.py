@@ -165,6 +165,13 @@ def test_unknown_names():
         model.compile(loss="categorical_crossentropy", metrics=[bad])
         with raises(ValueError, expect):
             model.fit(x, y, verbose=0)
+    # A metric that reads a target per predicted value, given class ids (one per row): the
+    # engine would read past the targets. ("accuracy" resolves to the sparse one.)
+    sparse_y = np.argmax(y, axis=1)
+    for metric in ("mse", "binary_accuracy", densitron.metrics.Precision(name="p")):
+        model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy", metric])
+        with raises(ValueError, "same shape", f"y with shape {sparse_y.shape}"):
+            model.evaluate(x, sparse_y, verbose=0)
     with raises(ValueError, "label_smoothing=0.1"):
         densitron.metrics.CategoricalCrossentropy(label_smoothing=0.1)
     with raises(ValueError, "threshold='high'"):

@@ -233,6 +233,16 @@ def display_name(metric):
     return metric.name if isinstance(metric, Metric) else metric
 
 
+def reads_dense_targets(spec):
+    """Whether an engine spec reads a target value for every predicted value (not a class id
+    per row, as the sparse accuracy and cross-entropy do)."""
+    is_accuracy, kind, _, loss_id = spec
+    if is_accuracy:
+        return kind != _SPARSE
+    return loss_id not in (losses.SparseCategoricalCrossentropy._engine_id,
+                           losses.SparseCategoricalCrossentropy(from_logits=True)._engine_id)
+
+
 def resolve(name, loss, y_true_ndim, y_true_last, y_pred_ndim, y_pred_last):
     """Returns (display name, engine spec tuples (is_accuracy, kind, threshold, loss_id), how
     the log follows from their sums: Metric._post)."""

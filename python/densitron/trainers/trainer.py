@@ -168,6 +168,14 @@ class Trainer:
                         m, self._compiled_losses[k], ndim, last, len(self._output_shapes[k]) + 1,
                         self._output_last[k])
                     name = prefix[k] + display
+                    target_values = math.prod(shape[1:])
+                    if (any(metrics_mod.reads_dense_targets(s) for s in engine_specs)
+                            and target_values != math.prod(self._output_shapes[k])):
+                        raise ValueError(
+                            f"Metric {display!r} compares targets and predictions value by "
+                            f"value: they must have the same shape. target.shape={shape}, "
+                            f"output.shape={(None, *self._output_shapes[k])}. Received: y "
+                            f"with shape {shape}")
                     if is_weighted and name in taken:
                         name = prefix[k] + "weighted_" + display
                     if name in (entry[0] for entry in self._metric_logs):
