@@ -122,6 +122,16 @@ def adam(w, g, state, step, lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, am
     return w - alpha * m / (np.sqrt(vv) + epsilon)
 
 
+def adamax(w, g, state, step, lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+           weight_decay=0.0):
+    w = w - lr * weight_decay * w
+    m = state.setdefault("m", np.zeros_like(w))
+    u = state.setdefault("u", np.zeros_like(w))
+    m[...] = m + (g - m) * (1 - beta_1)
+    u[...] = np.maximum(beta_2 * u, np.abs(g))
+    return w - lr * m / ((1 - beta_1**step) * (u + epsilon))
+
+
 def rel_err(actual, expected):
     expected = np.asarray(expected, dtype=np.float64)
     scale = max(np.abs(expected).max(), 1e-12)

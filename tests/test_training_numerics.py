@@ -3,7 +3,7 @@ gradients and the optimizer update, for every loss and activation."""
 
 import numpy as np
 import pytest
-from reference import adam, mlp_step, rel_err, rmsprop, sgd
+from reference import adam, adamax, mlp_step, rel_err, rmsprop, sgd
 
 import densitron
 from densitron import layers, optimizers
@@ -234,6 +234,9 @@ OPTIMIZER_CASES = [
      lambda w, g, s, t: adam(w, g, s, t, lr=0.01, amsgrad=True)),
     (optimizers.AdamW(learning_rate=0.01),
      lambda w, g, s, t: adam(w, g, s, t, lr=0.01, weight_decay=0.004)),
+    (optimizers.Adamax(), lambda w, g, s, t: adamax(w, g, s, t)),
+    (optimizers.Adamax(learning_rate=0.01, beta_1=0.8, epsilon=1e-3, weight_decay=0.01),
+     lambda w, g, s, t: adamax(w, g, s, t, 0.01, 0.8, epsilon=1e-3, weight_decay=0.01)),
 ]
 
 
@@ -350,7 +353,7 @@ def test_fit_trains_through_every_optimizer():
     rng = np.random.default_rng(3)
     x = rng.normal(size=(256, 8)).astype(np.float32)
     y = (x[:, :1] > 0).astype(np.float32)
-    for name in ("sgd", "rmsprop", "adam", "adamw"):
+    for name in ("sgd", "rmsprop", "adam", "adamw", "adamax"):
         inp = layers.Input(shape=(8,))
         out = layers.Dense(1, activation="sigmoid")(layers.Dense(16, activation="relu")(inp))
         model = Model(inp, out)

@@ -407,6 +407,12 @@ void optimizer_ref(const OptimizerConfig& c, int64_t step, std::vector<double>& 
         w[i] -= alpha * s[0][i] / (std::sqrt(v) + c.epsilon);
         break;
       }
+      case OptimizerKind::kAdamax: {  // Keras's formula
+        s[0][i] += (gi - s[0][i]) * (1 - c.beta_1);
+        s[1][i] = std::max(c.beta_2 * s[1][i], std::fabs(gi));
+        w[i] -= lr * s[0][i] / ((1 - std::pow(c.beta_1, double(step))) * (s[1][i] + c.epsilon));
+        break;
+      }
     }
   }
 }
@@ -435,6 +441,11 @@ std::vector<OptimizerConfig> optimizer_configs() {
   c.kind = OptimizerKind::kAdam;
   v.push_back(c);
   c.amsgrad = true;
+  c.weight_decay = 0.004f;
+  v.push_back(c);
+  c = OptimizerConfig();
+  c.kind = OptimizerKind::kAdamax;
+  v.push_back(c);
   c.weight_decay = 0.004f;
   v.push_back(c);
   return v;

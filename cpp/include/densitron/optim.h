@@ -7,7 +7,7 @@
 
 namespace densitron {
 
-enum class OptimizerKind : int { kSgd = 0, kRmsprop = 1, kAdam = 2 };
+enum class OptimizerKind : int { kSgd = 0, kRmsprop = 1, kAdam = 2, kAdamax = 3 };
 
 // Keras's learning-rate schedules (keras.optimizers.schedules), by their arguments' names.
 enum class LrSchedule : int {
@@ -47,9 +47,9 @@ struct OptimizerConfig {
   bool nesterov = false;  // SGD
   float rho = 0.9f;       // RMSprop
   bool centered = false;  // RMSprop
-  float epsilon = 1e-7f;  // RMSprop, Adam
-  float beta_1 = 0.9f;    // Adam
-  float beta_2 = 0.999f;  // Adam
+  float epsilon = 1e-7f;  // RMSprop, Adam, Adamax
+  float beta_1 = 0.9f;    // Adam, Adamax
+  float beta_2 = 0.999f;  // Adam, Adamax
   bool amsgrad = false;   // Adam
   float weight_decay = 0.0f;  // decoupled (AdamW-style): w -= lr·wd·w before the step
   // Keras's gradient clipping, of the gradients the graph hands to the step (at most one set;

@@ -18,6 +18,8 @@ int optimizer_slot_count(const OptimizerConfig& c) {
       return 1 + (c.centered ? 1 : 0) + (c.momentum != 0.0f ? 1 : 0);
     case OptimizerKind::kAdam:
       return c.amsgrad ? 3 : 2;
+    case OptimizerKind::kAdamax:
+      return 2;
   }
   return 0;
 }
@@ -49,6 +51,9 @@ void update_chunk(void* ctx, int64_t b, int64_t e) {
       return;
     case OptimizerKind::kAdam:
       k->adam(a, u.w + b, u.g + b, at[0], at[1], at[2], e - b);
+      return;
+    case OptimizerKind::kAdamax:
+      k->adamax(a, u.w + b, u.g + b, at[0], at[1], e - b);
       return;
   }
 }
@@ -154,6 +159,11 @@ OptimizerStep prepare_optimizer_step(const OptimizerConfig& c, int64_t step) {
       if (c.amsgrad) s.slot[2] = 2;
       break;
     }
+    case OptimizerKind::kAdamax:  // slots: m, u
+      a.alpha = static_cast<float>(lr / (1.0 - std::pow(c.beta_1, static_cast<double>(step))));
+      s.slot[0] = 0;
+      s.slot[1] = 1;
+      break;
   }
   return s;
 }

@@ -5,7 +5,7 @@ import numbers
 
 from densitron.optimizers import schedules
 
-_SGD, _RMSPROP, _ADAM = 0, 1, 2  # densitron::OptimizerKind
+_SGD, _RMSPROP, _ADAM, _ADAMAX = 0, 1, 2, 3  # densitron::OptimizerKind
 
 
 def _check_number(name, value, lo=0.0, lo_inclusive=True, hi=None):
@@ -219,7 +219,30 @@ class AdamW(Adam):
                          weight_decay=weight_decay, **kwargs)
 
 
-_BY_NAME = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
+class Adamax(Optimizer):
+    """Keras's Adamax: Adam with the infinity norm, m / ((1 - beta_1^t)(u + epsilon))."""
+
+    _kind = _ADAMAX
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 name="adamax", **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        self.beta_1 = _check_number("beta_1", beta_1, 0.0, True, 1.0)
+        self.beta_2 = _check_number("beta_2", beta_2, 0.0, True, 1.0)
+        self.epsilon = _check_number("epsilon", epsilon)
+
+    def _engine_extra(self):
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+    def _keras_slot_blocks(self):
+        return [[0, 1]]  # Keras: momentum and norm, variable by variable
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
+
+_BY_NAME = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "adamax": Adamax}
 
 
 def get(identifier):
