@@ -1,6 +1,6 @@
 // Elementwise throughput in GB/s next to STREAM copy and triad measured in the same program:
-// every activation's forward and backward, softmax/log_softmax rows, and the SGD, RMSprop and
-// Adam updates, for arrays of 4 KB to 256 MB (per array). Bytes are the arrays each op must
+// every activation's forward and backward, softmax/log_softmax rows, and the SGD, RMSprop,
+// Adam and Adamax updates, for arrays of 4 KB to 256 MB (per array). Bytes are the arrays each op must
 // touch once (forward: read x, write y; backward: read y or x and dy, write dx; Adam: read w, g,
 // m, v and write w, m, v), the STREAM convention, so "bytes_per_second" is comparable to triad.
 // Run: bench_elementwise --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
@@ -172,6 +172,9 @@ void register_all() {
   densitron::OptimizerConfig adam;
   adam.kind = densitron::OptimizerKind::kAdam;
   benchmark::RegisterBenchmark("adam", optimizer, adam, 7)->Apply(sizes);
+  densitron::OptimizerConfig adamax;
+  adamax.kind = densitron::OptimizerKind::kAdamax;
+  benchmark::RegisterBenchmark("adamax", optimizer, adamax, 7)->Apply(sizes);
 }
 
 }  // namespace
