@@ -1,6 +1,6 @@
 // Elementwise throughput in GB/s next to STREAM copy and triad measured in the same program:
 // every activation's forward and backward, softmax/log_softmax rows, and the SGD, RMSprop,
-// Adam and Adamax updates, for arrays of 4 KB to 256 MB (per array). Bytes are the arrays each op must
+// Adam, Adamax and Adagrad updates, for arrays of 4 KB to 256 MB (per array). Bytes are the arrays each op must
 // touch once (forward: read x, write y; backward: read y or x and dy, write dx; Adam: read w, g,
 // m, v and write w, m, v), the STREAM convention, so "bytes_per_second" is comparable to triad.
 // Run: bench_elementwise --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
@@ -136,8 +136,9 @@ void act_backward(benchmark::State& state, ActCase c) {
 void optimizer(benchmark::State& state, densitron::OptimizerConfig c, int arrays) {
   const int64_t n = state.range(0) / 4;
   std::vector<float> w = random_vector(n, 1), g = random_vector(n, 2);
-  std::vector<std::vector<float>> slots(densitron::optimizer_slot_count(c),
-                                        std::vector<float>(n, 0.0f));
+  std::vector<std::vector<float>> slots;
+  for (int s = 0; s < densitron::optimizer_slot_count(c); ++s)
+    slots.emplace_back(n, densitron::optimizer_slot_initial_value(c, s));
   std::vector<float*> sp;
   for (auto& s : slots) sp.push_back(s.data());
   int64_t step = 1;
@@ -175,6 +176,9 @@ void register_all() {
   densitron::OptimizerConfig adamax;
   adamax.kind = densitron::OptimizerKind::kAdamax;
   benchmark::RegisterBenchmark("adamax", optimizer, adamax, 7)->Apply(sizes);
+  densitron::OptimizerConfig adagrad;
+  adagrad.kind = densitron::OptimizerKind::kAdagrad;
+  benchmark::RegisterBenchmark("adagrad", optimizer, adagrad, 5)->Apply(sizes);
 }
 
 }  // namespace

@@ -132,6 +132,12 @@ def adamax(w, g, state, step, lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
     return w - lr * m / ((1 - beta_1**step) * (u + epsilon))
 
 
+def adagrad(w, g, state, lr=0.001, initial_accumulator_value=0.1, epsilon=1e-7):
+    acc = state.setdefault("acc", np.full_like(w, initial_accumulator_value))
+    acc[...] = acc + g * g
+    return w - lr * g / np.sqrt(acc + epsilon)
+
+
 def rel_err(actual, expected):
     expected = np.asarray(expected, dtype=np.float64)
     scale = max(np.abs(expected).max(), 1e-12)

@@ -3,7 +3,7 @@ gradients and the optimizer update, for every loss and activation."""
 
 import numpy as np
 import pytest
-from reference import adam, adamax, mlp_step, rel_err, rmsprop, sgd
+from reference import adagrad, adam, adamax, mlp_step, rel_err, rmsprop, sgd
 
 import densitron
 from densitron import layers, optimizers
@@ -237,6 +237,9 @@ OPTIMIZER_CASES = [
     (optimizers.Adamax(), lambda w, g, s, t: adamax(w, g, s, t)),
     (optimizers.Adamax(learning_rate=0.01, beta_1=0.8, epsilon=1e-3, weight_decay=0.01),
      lambda w, g, s, t: adamax(w, g, s, t, 0.01, 0.8, epsilon=1e-3, weight_decay=0.01)),
+    (optimizers.Adagrad(learning_rate=0.05), lambda w, g, s, t: adagrad(w, g, s, 0.05)),
+    (optimizers.Adagrad(learning_rate=0.05, initial_accumulator_value=0.5, epsilon=1e-3),
+     lambda w, g, s, t: adagrad(w, g, s, 0.05, 0.5, 1e-3)),
 ]
 
 
@@ -248,7 +251,8 @@ def test_optimizer_matches_keras_formula(case):
     w = rng.normal(size=n).astype(np.float32)
     w_ref = w.astype(np.float64)
     config = opt._engine_config()
-    slots = [np.zeros(n, np.float32) for _ in range(densitron._core._optimizer_slot_count(config))]
+    slots = [np.full(n, opt._slot_initial_value(s), np.float32)  # Adagrad's start at 0.1
+             for s in range(densitron._core._optimizer_slot_count(config))]
     state = {}
     for step in range(1, 6):
         g = rng.normal(size=n).astype(np.float32)
@@ -353,7 +357,7 @@ def test_fit_trains_through_every_optimizer():
     rng = np.random.default_rng(3)
     x = rng.normal(size=(256, 8)).astype(np.float32)
     y = (x[:, :1] > 0).astype(np.float32)
-    for name in ("sgd", "rmsprop", "adam", "adamw", "adamax"):
+    for name in ("sgd", "rmsprop", "adam", "adamw", "adamax", "adagrad"):
         inp = layers.Input(shape=(8,))
         out = layers.Dense(1, activation="sigmoid")(layers.Dense(16, activation="relu")(inp))
         model = Model(inp, out)
@@ -402,3 +406,26 @@ def test_multi_input_multi_output_shared_layer_step_matches_numpy():
     for name, values in expected.items():
         for got, want in zip(model.get_layer(name).get_weights(), values):
             assert rel_err(got, want) < 1e-5, name
+
+
+def test_adagrad_accumulators_start_at_their_initial_value_in_training():
+    # The engine's own slots (not a caller's) start at initial_accumulator_value: one training
+    # step equals Keras's formula from there, and the state reads so before any step.
+    rng = np.random.default_rng(40)
+    inp = layers.Input(shape=(5,))
+    model = Model(inp, layers.Dense(3, activation="tanh")(layers.Dense(4)(inp)))
+    model.compile(optimizer=optimizers.Adagrad(learning_rate=0.1, initial_accumulator_value=0.3),
+                  loss="mse")
+    x = rng.normal(size=(8, 5)).astype(np.float32)
+    y = rng.normal(size=(8, 3)).astype(np.float32)
+    iterations, slots = model._optimizer_slots()
+    assert iterations == 0 and all(np.all(s == np.float32(0.3)) for s in slots)
+    before = model.get_weights()
+    grads = model._compute_gradients(x, y)
+    model.train_on_batch(x, y)
+    for w_new, w, g in zip(model.get_weights(), before, grads):
+        want = adagrad(w.astype(np.float64), g.astype(np.float64), {}, 0.1, 0.3)
+        assert rel_err(w_new, want) < 1e-5
+    _, slots = model._optimizer_slots()
+    for s, g in zip(slots, grads):
+        np.testing.assert_allclose(s, 0.3 + g.astype(np.float64) ** 2, rtol=1e-6)

@@ -136,6 +136,8 @@ class PyGraph {
     c.beta_1 = opt["beta_1"].cast<float>();
     c.beta_2 = opt["beta_2"].cast<float>();
     c.amsgrad = opt["amsgrad"].cast<bool>();
+    if (opt.contains("initial_accumulator"))
+      c.initial_accumulator = opt["initial_accumulator"].cast<float>();
     c.weight_decay = opt["weight_decay"].cast<float>();
     c.clipnorm = opt["clipnorm"].cast<float>();
     c.clipvalue = opt["clipvalue"].cast<float>();

@@ -407,6 +407,11 @@ void optimizer_ref(const OptimizerConfig& c, int64_t step, std::vector<double>& 
         w[i] -= alpha * s[0][i] / (std::sqrt(v) + c.epsilon);
         break;
       }
+      case OptimizerKind::kAdagrad: {  // Keras's formula (the slot starts at 0.1)
+        s[0][i] += gi * gi;
+        w[i] -= lr * gi / std::sqrt(s[0][i] + c.epsilon);
+        break;
+      }
       case OptimizerKind::kAdamax: {  // Keras's formula
         s[0][i] += (gi - s[0][i]) * (1 - c.beta_1);
         s[1][i] = std::max(c.beta_2 * s[1][i], std::fabs(gi));
@@ -448,6 +453,10 @@ std::vector<OptimizerConfig> optimizer_configs() {
   v.push_back(c);
   c.weight_decay = 0.004f;
   v.push_back(c);
+  c = OptimizerConfig();
+  c.kind = OptimizerKind::kAdagrad;
+  c.learning_rate = 0.01f;
+  v.push_back(c);
   return v;
 }
 
@@ -458,8 +467,12 @@ TEST_P(ActivationIsa, OptimizerUpdatesMatchTheScalarFormulas) {
       std::vector<float> w = normal_vec(n, 1, 1.0f);
       std::vector<double> wd(w.begin(), w.end());
       const int ns = optimizer_slot_count(c);
-      std::vector<std::vector<float>> slots(ns, std::vector<float>(n, 0.0f));
+      std::vector<std::vector<float>> slots;
       std::vector<std::vector<double>> sd(3, std::vector<double>(n, 0.0));
+      for (int s = 0; s < ns; ++s) {
+        slots.emplace_back(n, optimizer_slot_initial_value(c, s));
+        sd[s].assign(n, optimizer_slot_initial_value(c, s));
+      }
       std::vector<float*> sp;
       for (auto& s : slots) sp.push_back(s.data());
       for (int64_t step = 1; step <= 3; ++step) {

@@ -1,5 +1,6 @@
 // Optimizer updates over flat float32 buffers, exactly Keras's formulas (see KERAS_SEMANTICS.md).
-// Slots start at zero and are owned by the caller; step counts start at 1.
+// Slots start at optimizer_slot_initial_value (zero but Adagrad's accumulator) and are owned by
+// the caller; step counts start at 1.
 #pragma once
 
 #include <cstdint>
@@ -7,7 +8,7 @@
 
 namespace densitron {
 
-enum class OptimizerKind : int { kSgd = 0, kRmsprop = 1, kAdam = 2, kAdamax = 3 };
+enum class OptimizerKind : int { kSgd = 0, kRmsprop = 1, kAdam = 2, kAdamax = 3, kAdagrad = 4 };
 
 // Keras's learning-rate schedules (keras.optimizers.schedules), by their arguments' names.
 enum class LrSchedule : int {
@@ -47,7 +48,8 @@ struct OptimizerConfig {
   bool nesterov = false;  // SGD
   float rho = 0.9f;       // RMSprop
   bool centered = false;  // RMSprop
-  float epsilon = 1e-7f;  // RMSprop, Adam, Adamax
+  float epsilon = 1e-7f;  // RMSprop, Adam, Adamax, Adagrad
+  float initial_accumulator = 0.1f;  // Adagrad: its slot's first value
   float beta_1 = 0.9f;    // Adam, Adamax
   float beta_2 = 0.999f;  // Adam, Adamax
   bool amsgrad = false;   // Adam
@@ -87,6 +89,8 @@ void apply_optimizer_step(const OptimizerStep& s, float* w, const float* g, floa
 
 // Number of float slots per parameter element the optimizer needs.
 int optimizer_slot_count(const OptimizerConfig& config);
+// The value slot s starts from (Adagrad's accumulator: initial_accumulator; else 0).
+float optimizer_slot_initial_value(const OptimizerConfig& config, int s);
 
 // Updates n weights w from gradients g; slots points at slot_count(config) arrays of n floats.
 // step is the 1-based iteration number.

@@ -300,7 +300,10 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
   for (int i = 0; i < n; ++i)
     if (nodes_[i].has_activity()) activity_nodes_.push_back(i);
   slot_count_ = optimizer_slot_count(optimizer_);
-  slots_.assign(static_cast<size_t>(slot_count_) * grads_.size(), 0.0f);
+  slots_.resize(static_cast<size_t>(slot_count_) * grads_.size());
+  for (int s = 0; s < slot_count_; ++s)
+    std::fill(slots_.begin() + s * grads_.size(), slots_.begin() + (s + 1) * grads_.size(),
+              optimizer_slot_initial_value(optimizer_, s));
   iterations_ = 0;
   target_buf_.assign(output_specs_.size(), {});
   target_.assign(output_specs_.size(), nullptr);

@@ -34,6 +34,7 @@ struct ElementwiseKernels {
   void (*adam)(const OptimArgs* a, float* w, const float* g, float* m, float* v, float* vhat,
                int64_t n);
   void (*adamax)(const OptimArgs* a, float* w, const float* g, float* m, float* u, int64_t n);
+  void (*adagrad)(const OptimArgs* a, float* w, const float* g, float* acc, int64_t n);
   bool (*copy_has_nan)(const float* x, float* y, int64_t n);  // y = x; whether x holds a NaN
 };
 

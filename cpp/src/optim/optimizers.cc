@@ -20,8 +20,14 @@ int optimizer_slot_count(const OptimizerConfig& c) {
       return c.amsgrad ? 3 : 2;
     case OptimizerKind::kAdamax:
       return 2;
+    case OptimizerKind::kAdagrad:
+      return 1;
   }
   return 0;
+}
+
+float optimizer_slot_initial_value(const OptimizerConfig& c, int s) {
+  return c.kind == OptimizerKind::kAdagrad && s == 0 ? c.initial_accumulator : 0.0f;
 }
 
 namespace {
@@ -54,6 +60,9 @@ void update_chunk(void* ctx, int64_t b, int64_t e) {
       return;
     case OptimizerKind::kAdamax:
       k->adamax(a, u.w + b, u.g + b, at[0], at[1], e - b);
+      return;
+    case OptimizerKind::kAdagrad:
+      k->adagrad(a, u.w + b, u.g + b, at[0], e - b);
       return;
   }
 }
@@ -159,6 +168,9 @@ OptimizerStep prepare_optimizer_step(const OptimizerConfig& c, int64_t step) {
       if (c.amsgrad) s.slot[2] = 2;
       break;
     }
+    case OptimizerKind::kAdagrad:  // slot: the accumulator
+      s.slot[0] = 0;
+      break;
     case OptimizerKind::kAdamax:  // slots: m, u
       a.alpha = static_cast<float>(lr / (1.0 - std::pow(c.beta_1, static_cast<double>(step))));
       s.slot[0] = 0;

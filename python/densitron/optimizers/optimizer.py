@@ -5,7 +5,7 @@ import numbers
 
 from densitron.optimizers import schedules
 
-_SGD, _RMSPROP, _ADAM, _ADAMAX = 0, 1, 2, 3  # densitron::OptimizerKind
+_SGD, _RMSPROP, _ADAM, _ADAMAX, _ADAGRAD = 0, 1, 2, 3, 4  # densitron::OptimizerKind
 
 
 def _check_number(name, value, lo=0.0, lo_inclusive=True, hi=None):
@@ -125,6 +125,11 @@ class Optimizer:
         two interleaves them, as Keras's Adam does)."""
         return []
 
+    def _slot_initial_value(self, slot):
+        """The value engine slot `slot` starts from (as the engine's
+        optimizer_slot_initial_value)."""
+        return 0.0
+
     def _attach(self, graph):
         self._graphs = [g for g in self._graphs if g is not graph] + [graph]
 
@@ -242,7 +247,36 @@ class Adamax(Optimizer):
                 "epsilon": self.epsilon}
 
 
-_BY_NAME = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "adamax": Adamax}
+class Adagrad(Optimizer):
+    """Keras's Adagrad: the squared gradients summed from initial_accumulator_value,
+    w -= lr·g / sqrt(accumulator + epsilon)."""
+
+    _kind = _ADAGRAD
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
+                 name="adagrad", **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        self.initial_accumulator_value = _check_number("initial_accumulator_value",
+                                                       initial_accumulator_value)
+        self.epsilon = _check_number("epsilon", epsilon)
+
+    def _engine_extra(self):
+        return {"epsilon": self.epsilon, "initial_accumulator": self.initial_accumulator_value}
+
+    def _keras_slot_blocks(self):
+        return [[0]]
+
+    def _slot_initial_value(self, slot):
+        return self.initial_accumulator_value
+
+    def get_config(self):
+        return {**super().get_config(),
+                "initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}
+
+
+_BY_NAME = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "adamax": Adamax,
+            "adagrad": Adagrad}
 
 
 def get(identifier):

@@ -237,18 +237,19 @@ class Trainer:
             if self._engine_compiled:
                 return self._graph.get_slot(s, p).reshape(v.shape)
             values = pending.get((s, p))
-            return (np.zeros(v.shape, np.float32) if values is None
-                    else values.reshape(v.shape).copy())
+            return (np.full(v.shape, self.optimizer._slot_initial_value(s), np.float32)
+                    if values is None else values.reshape(v.shape).copy())
 
         return self.optimizer.iterations, [get(s, p, v) for s, p, v in self._slot_order()]
 
     def _set_optimizer_slots(self, iterations, arrays=None):
-        """The inverse of _optimizer_slots (arrays None: every slot zero), applied when the
-        engine is compiled (now, if it is). Raises ValueError when the arrays do not fit this
-        model and optimizer."""
+        """The inverse of _optimizer_slots (arrays None: every slot at its initial value),
+        applied when the engine is compiled (now, if it is). Raises ValueError when the arrays
+        do not fit this model and optimizer."""
         order = self._slot_order()
         if arrays is None:
-            arrays = [np.zeros(v.shape, np.float32) for _, _, v in order]
+            arrays = [np.full(v.shape, self.optimizer._slot_initial_value(s), np.float32)
+                      for s, _, v in order]
         if len(arrays) != len(order) or any(
                 np.shape(a) != tuple(v.shape) for a, (_, _, v) in zip(arrays, order)):
             raise ValueError(f"The saved optimizer state does not fit this model and optimizer: "
