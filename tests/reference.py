@@ -138,6 +138,14 @@ def adagrad(w, g, state, lr=0.001, initial_accumulator_value=0.1, epsilon=1e-7):
     return w - lr * g / np.sqrt(acc + epsilon)
 
 
+def lion(w, g, state, lr=0.001, beta_1=0.9, beta_2=0.99, weight_decay=0.0):
+    w = w - lr * weight_decay * w
+    m = state.setdefault("m", np.zeros_like(w))
+    w = w - lr * np.sign(m * beta_1 + g * (1 - beta_1))
+    m[...] = m * beta_2 + g * (1 - beta_2)
+    return w
+
+
 def rel_err(actual, expected):
     expected = np.asarray(expected, dtype=np.float64)
     scale = max(np.abs(expected).max(), 1e-12)

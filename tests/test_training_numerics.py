@@ -3,7 +3,7 @@ gradients and the optimizer update, for every loss and activation."""
 
 import numpy as np
 import pytest
-from reference import adagrad, adam, adamax, mlp_step, rel_err, rmsprop, sgd
+from reference import adagrad, adam, adamax, lion, mlp_step, rel_err, rmsprop, sgd
 
 import densitron
 from densitron import layers, optimizers
@@ -240,6 +240,9 @@ OPTIMIZER_CASES = [
     (optimizers.Adagrad(learning_rate=0.05), lambda w, g, s, t: adagrad(w, g, s, 0.05)),
     (optimizers.Adagrad(learning_rate=0.05, initial_accumulator_value=0.5, epsilon=1e-3),
      lambda w, g, s, t: adagrad(w, g, s, 0.05, 0.5, 1e-3)),
+    (optimizers.Lion(), lambda w, g, s, t: lion(w, g, s)),
+    (optimizers.Lion(learning_rate=0.01, beta_1=0.5, beta_2=0.9, weight_decay=0.01),
+     lambda w, g, s, t: lion(w, g, s, 0.01, 0.5, 0.9, 0.01)),
 ]
 
 
@@ -357,7 +360,7 @@ def test_fit_trains_through_every_optimizer():
     rng = np.random.default_rng(3)
     x = rng.normal(size=(256, 8)).astype(np.float32)
     y = (x[:, :1] > 0).astype(np.float32)
-    for name in ("sgd", "rmsprop", "adam", "adamw", "adamax", "adagrad"):
+    for name in ("sgd", "rmsprop", "adam", "adamw", "adamax", "adagrad", "lion"):
         inp = layers.Input(shape=(8,))
         out = layers.Dense(1, activation="sigmoid")(layers.Dense(16, activation="relu")(inp))
         model = Model(inp, out)

@@ -407,6 +407,12 @@ void optimizer_ref(const OptimizerConfig& c, int64_t step, std::vector<double>& 
         w[i] -= alpha * s[0][i] / (std::sqrt(v) + c.epsilon);
         break;
       }
+      case OptimizerKind::kLion: {  // Keras's formula
+        const double mixed = s[0][i] * c.beta_1 + gi * (1 - c.beta_1);
+        w[i] -= lr * ((mixed > 0) - (mixed < 0));
+        s[0][i] = s[0][i] * c.beta_2 + gi * (1 - c.beta_2);
+        break;
+      }
       case OptimizerKind::kAdagrad: {  // Keras's formula (the slot starts at 0.1)
         s[0][i] += gi * gi;
         w[i] -= lr * gi / std::sqrt(s[0][i] + c.epsilon);
@@ -456,6 +462,12 @@ std::vector<OptimizerConfig> optimizer_configs() {
   c = OptimizerConfig();
   c.kind = OptimizerKind::kAdagrad;
   c.learning_rate = 0.01f;
+  v.push_back(c);
+  c = OptimizerConfig();
+  c.kind = OptimizerKind::kLion;
+  c.beta_2 = 0.99f;
+  v.push_back(c);
+  c.weight_decay = 0.01f;
   v.push_back(c);
   return v;
 }

@@ -8,7 +8,14 @@
 
 namespace densitron {
 
-enum class OptimizerKind : int { kSgd = 0, kRmsprop = 1, kAdam = 2, kAdamax = 3, kAdagrad = 4 };
+enum class OptimizerKind : int {
+  kSgd = 0,
+  kRmsprop = 1,
+  kAdam = 2,
+  kAdamax = 3,
+  kAdagrad = 4,
+  kLion = 5,
+};
 
 // Keras's learning-rate schedules (keras.optimizers.schedules), by their arguments' names.
 enum class LrSchedule : int {
@@ -50,8 +57,8 @@ struct OptimizerConfig {
   bool centered = false;  // RMSprop
   float epsilon = 1e-7f;  // RMSprop, Adam, Adamax, Adagrad
   float initial_accumulator = 0.1f;  // Adagrad: its slot's first value
-  float beta_1 = 0.9f;    // Adam, Adamax
-  float beta_2 = 0.999f;  // Adam, Adamax
+  float beta_1 = 0.9f;    // Adam, Adamax, Lion
+  float beta_2 = 0.999f;  // Adam, Adamax, Lion (whose Keras default is 0.99)
   bool amsgrad = false;   // Adam
   float weight_decay = 0.0f;  // decoupled (AdamW-style): w -= lr·wd·w before the step
   // Keras's gradient clipping, of the gradients the graph hands to the step (at most one set;

@@ -35,6 +35,7 @@ struct ElementwiseKernels {
                int64_t n);
   void (*adamax)(const OptimArgs* a, float* w, const float* g, float* m, float* u, int64_t n);
   void (*adagrad)(const OptimArgs* a, float* w, const float* g, float* acc, int64_t n);
+  void (*lion)(const OptimArgs* a, float* w, const float* g, float* m, int64_t n);
   bool (*copy_has_nan)(const float* x, float* y, int64_t n);  // y = x; whether x holds a NaN
 };
 

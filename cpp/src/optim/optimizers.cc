@@ -21,6 +21,7 @@ int optimizer_slot_count(const OptimizerConfig& c) {
     case OptimizerKind::kAdamax:
       return 2;
     case OptimizerKind::kAdagrad:
+    case OptimizerKind::kLion:
       return 1;
   }
   return 0;
@@ -63,6 +64,9 @@ void update_chunk(void* ctx, int64_t b, int64_t e) {
       return;
     case OptimizerKind::kAdagrad:
       k->adagrad(a, u.w + b, u.g + b, at[0], e - b);
+      return;
+    case OptimizerKind::kLion:
+      k->lion(a, u.w + b, u.g + b, at[0], e - b);
       return;
   }
 }
@@ -169,6 +173,7 @@ OptimizerStep prepare_optimizer_step(const OptimizerConfig& c, int64_t step) {
       break;
     }
     case OptimizerKind::kAdagrad:  // slot: the accumulator
+    case OptimizerKind::kLion:     // slot: the momentum
       s.slot[0] = 0;
       break;
     case OptimizerKind::kAdamax:  // slots: m, u

@@ -5,7 +5,7 @@ import numbers
 
 from densitron.optimizers import schedules
 
-_SGD, _RMSPROP, _ADAM, _ADAMAX, _ADAGRAD = 0, 1, 2, 3, 4  # densitron::OptimizerKind
+_SGD, _RMSPROP, _ADAM, _ADAMAX, _ADAGRAD, _LION = 0, 1, 2, 3, 4, 5  # densitron::OptimizerKind
 
 
 def _check_number(name, value, lo=0.0, lo_inclusive=True, hi=None):
@@ -275,8 +275,32 @@ class Adagrad(Optimizer):
                 "epsilon": self.epsilon}
 
 
+class Lion(Optimizer):
+    """Keras's Lion: w -= lr·sign(beta_1·m + (1 - beta_1)·g), then
+    m = beta_2·m + (1 - beta_2)·g."""
+
+    _kind = _LION
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, name="lion", **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        if isinstance(beta_1, bool) or not isinstance(beta_1, (int, float)) or not 0 < beta_1 <= 1:
+            raise ValueError("Argument `beta_1` must be in the [0, 1] range. Otherwise, the "
+                             f"optimizer degenerates to SignSGD. Received: beta_1={beta_1!r}.")
+        self.beta_1 = float(beta_1)
+        self.beta_2 = _check_number("beta_2", beta_2, 0.0, True, 1.0)
+
+    def _engine_extra(self):
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2}
+
+    def _keras_slot_blocks(self):
+        return [[0]]
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2}
+
+
 _BY_NAME = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "adamax": Adamax,
-            "adagrad": Adagrad}
+            "adagrad": Adagrad, "lion": Lion}
 
 
 def get(identifier):
