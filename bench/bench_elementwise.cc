@@ -1,6 +1,6 @@
 // Elementwise throughput in GB/s next to STREAM copy and triad measured in the same program:
 // every activation's forward and backward, softmax/log_softmax rows, and the SGD, RMSprop,
-// Adam, Adamax, Adagrad and Lion updates, for arrays of 4 KB to 256 MB (per array). Bytes are the arrays each op must
+// Adam, Adamax, Adagrad, Lion and Adadelta updates, for arrays of 4 KB to 256 MB (per array). Bytes are the arrays each op must
 // touch once (forward: read x, write y; backward: read y or x and dy, write dx; Adam: read w, g,
 // m, v and write w, m, v), the STREAM convention, so "bytes_per_second" is comparable to triad.
 // Run: bench_elementwise --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
@@ -182,6 +182,9 @@ void register_all() {
   densitron::OptimizerConfig lion;
   lion.kind = densitron::OptimizerKind::kLion;
   benchmark::RegisterBenchmark("lion", optimizer, lion, 5)->Apply(sizes);
+  densitron::OptimizerConfig adadelta;
+  adadelta.kind = densitron::OptimizerKind::kAdadelta;
+  benchmark::RegisterBenchmark("adadelta", optimizer, adadelta, 7)->Apply(sizes);
 }
 
 }  // namespace

@@ -146,6 +146,15 @@ def lion(w, g, state, lr=0.001, beta_1=0.9, beta_2=0.99, weight_decay=0.0):
     return w
 
 
+def adadelta(w, g, state, lr=0.001, rho=0.95, epsilon=1e-7):
+    acc_g = state.setdefault("acc_g", np.zeros_like(w))
+    acc_d = state.setdefault("acc_d", np.zeros_like(w))
+    acc_g[...] = rho * acc_g + (1 - rho) * g * g
+    d = -np.sqrt(acc_d + epsilon) * g / np.sqrt(acc_g + epsilon)
+    acc_d[...] = rho * acc_d + (1 - rho) * d * d
+    return w + lr * d
+
+
 def rel_err(actual, expected):
     expected = np.asarray(expected, dtype=np.float64)
     scale = max(np.abs(expected).max(), 1e-12)

@@ -1083,7 +1083,8 @@ def test_keras_files_with_loss_functions_and_foreign_optimizers(tmp_path):
 
 @pytest.mark.parametrize("opt", [("RMSprop", {"momentum": 0.5, "centered": True}),
                                  ("Adam", {"amsgrad": True}), ("SGD", {"momentum": 0.9}),
-                                 ("Adamax", {"beta_1": 0.8}), ("Adagrad", {}), ("Lion", {})])
+                                 ("Adamax", {"beta_1": 0.8}), ("Adagrad", {}), ("Lion", {}),
+                                 ("Adadelta", {"rho": 0.9})])
 def test_optimizer_state_moves_between_keras_and_densitron(opt, tmp_path):
     # The slots in Keras's own variable order, both ways.
     pytest.importorskip("h5py")

@@ -173,7 +173,8 @@ def _compile_saved(model, cc, compile, filepath):
         opt_cfg = cc["optimizer"]
         opt_cls = {c.__name__: c for c in (optimizers.SGD, optimizers.RMSprop, optimizers.Adam,
                                            optimizers.AdamW, optimizers.Adamax,
-                                           optimizers.Adagrad, optimizers.Lion)
+                                           optimizers.Adagrad, optimizers.Lion,
+                                           optimizers.Adadelta)
                    }.get(opt_cfg["class_name"])
         if opt_cls is None:
             raise ValueError("densitron has the optimizers SGD, RMSprop, Adam and AdamW; load "

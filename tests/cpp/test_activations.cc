@@ -407,6 +407,13 @@ void optimizer_ref(const OptimizerConfig& c, int64_t step, std::vector<double>& 
         w[i] -= alpha * s[0][i] / (std::sqrt(v) + c.epsilon);
         break;
       }
+      case OptimizerKind::kAdadelta: {  // Keras's formula
+        s[0][i] = c.rho * s[0][i] + (1 - c.rho) * gi * gi;
+        const double d = -std::sqrt(s[1][i] + c.epsilon) * gi / std::sqrt(s[0][i] + c.epsilon);
+        s[1][i] = c.rho * s[1][i] + (1 - c.rho) * d * d;
+        w[i] += lr * d;
+        break;
+      }
       case OptimizerKind::kLion: {  // Keras's formula
         const double mixed = s[0][i] * c.beta_1 + gi * (1 - c.beta_1);
         w[i] -= lr * ((mixed > 0) - (mixed < 0));
@@ -468,6 +475,11 @@ std::vector<OptimizerConfig> optimizer_configs() {
   c.beta_2 = 0.99f;
   v.push_back(c);
   c.weight_decay = 0.01f;
+  v.push_back(c);
+  c = OptimizerConfig();
+  c.kind = OptimizerKind::kAdadelta;
+  c.learning_rate = 1.0f;
+  c.rho = 0.95f;
   v.push_back(c);
   return v;
 }

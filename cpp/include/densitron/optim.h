@@ -15,6 +15,7 @@ enum class OptimizerKind : int {
   kAdamax = 3,
   kAdagrad = 4,
   kLion = 5,
+  kAdadelta = 6,
 };
 
 // Keras's learning-rate schedules (keras.optimizers.schedules), by their arguments' names.
@@ -53,7 +54,7 @@ struct OptimizerConfig {
   float learning_rate = 0.001f;
   float momentum = 0.0f;  // SGD, RMSprop
   bool nesterov = false;  // SGD
-  float rho = 0.9f;       // RMSprop
+  float rho = 0.9f;       // RMSprop, Adadelta (whose Keras default is 0.95)
   bool centered = false;  // RMSprop
   float epsilon = 1e-7f;  // RMSprop, Adam, Adamax, Adagrad
   float initial_accumulator = 0.1f;  // Adagrad: its slot's first value

@@ -19,6 +19,7 @@ int optimizer_slot_count(const OptimizerConfig& c) {
     case OptimizerKind::kAdam:
       return c.amsgrad ? 3 : 2;
     case OptimizerKind::kAdamax:
+    case OptimizerKind::kAdadelta:
       return 2;
     case OptimizerKind::kAdagrad:
     case OptimizerKind::kLion:
@@ -67,6 +68,9 @@ void update_chunk(void* ctx, int64_t b, int64_t e) {
       return;
     case OptimizerKind::kLion:
       k->lion(a, u.w + b, u.g + b, at[0], e - b);
+      return;
+    case OptimizerKind::kAdadelta:
+      k->adadelta(a, u.w + b, u.g + b, at[0], at[1], e - b);
       return;
   }
 }
@@ -175,6 +179,10 @@ OptimizerStep prepare_optimizer_step(const OptimizerConfig& c, int64_t step) {
     case OptimizerKind::kAdagrad:  // slot: the accumulator
     case OptimizerKind::kLion:     // slot: the momentum
       s.slot[0] = 0;
+      break;
+    case OptimizerKind::kAdadelta:  // slots: the accumulated gradients, then deltas
+      s.slot[0] = 0;
+      s.slot[1] = 1;
       break;
     case OptimizerKind::kAdamax:  // slots: m, u
       a.alpha = static_cast<float>(lr / (1.0 - std::pow(c.beta_1, static_cast<double>(step))));

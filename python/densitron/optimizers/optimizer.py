@@ -5,7 +5,8 @@ import numbers
 
 from densitron.optimizers import schedules
 
-_SGD, _RMSPROP, _ADAM, _ADAMAX, _ADAGRAD, _LION = 0, 1, 2, 3, 4, 5  # densitron::OptimizerKind
+# densitron::OptimizerKind
+_SGD, _RMSPROP, _ADAM, _ADAMAX, _ADAGRAD, _LION, _ADADELTA = 0, 1, 2, 3, 4, 5, 6
 
 
 def _check_number(name, value, lo=0.0, lo_inclusive=True, hi=None):
@@ -299,8 +300,29 @@ class Lion(Optimizer):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2}
 
 
+class Adadelta(Optimizer):
+    """Keras's Adadelta: steps of -sqrt(acc_delta + eps)·g / sqrt(acc_grad + eps), both
+    accumulators decaying by rho."""
+
+    _kind = _ADADELTA
+
+    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, name="adadelta", **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        self.rho = _check_number("rho", rho, 0.0, True, 1.0)
+        self.epsilon = _check_number("epsilon", epsilon)
+
+    def _engine_extra(self):
+        return {"rho": self.rho, "epsilon": self.epsilon}
+
+    def _keras_slot_blocks(self):
+        return [[0, 1]]  # Keras: accumulated_grad and accumulated_delta_var, variable by variable
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
+
+
 _BY_NAME = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "adamax": Adamax,
-            "adagrad": Adagrad, "lion": Lion}
+            "adagrad": Adagrad, "lion": Lion, "adadelta": Adadelta}
 
 
 def get(identifier):
