@@ -168,23 +168,24 @@ void register_all() {
   benchmark::RegisterBenchmark("sgd", optimizer, sgd, 3)->Apply(sizes);
   sgd.momentum = 0.9f;
   benchmark::RegisterBenchmark("sgd_momentum", optimizer, sgd, 5)->Apply(sizes);
-  densitron::OptimizerConfig rms;
-  benchmark::RegisterBenchmark("rmsprop", optimizer, rms, 5)->Apply(sizes);
-  densitron::OptimizerConfig adam;
-  adam.kind = densitron::OptimizerKind::kAdam;
-  benchmark::RegisterBenchmark("adam", optimizer, adam, 7)->Apply(sizes);
-  densitron::OptimizerConfig adamax;
-  adamax.kind = densitron::OptimizerKind::kAdamax;
-  benchmark::RegisterBenchmark("adamax", optimizer, adamax, 7)->Apply(sizes);
-  densitron::OptimizerConfig adagrad;
-  adagrad.kind = densitron::OptimizerKind::kAdagrad;
-  benchmark::RegisterBenchmark("adagrad", optimizer, adagrad, 5)->Apply(sizes);
-  densitron::OptimizerConfig lion;
-  lion.kind = densitron::OptimizerKind::kLion;
-  benchmark::RegisterBenchmark("lion", optimizer, lion, 5)->Apply(sizes);
-  densitron::OptimizerConfig adadelta;
-  adadelta.kind = densitron::OptimizerKind::kAdadelta;
-  benchmark::RegisterBenchmark("adadelta", optimizer, adadelta, 7)->Apply(sizes);
+  // name, kind, arrays touched (w and g read, w and every slot written: the STREAM count)
+  const struct {
+    const char* name;
+    densitron::OptimizerKind kind;
+    int arrays;
+  } updates[] = {
+      {"rmsprop", densitron::OptimizerKind::kRmsprop, 5},
+      {"adam", densitron::OptimizerKind::kAdam, 7},
+      {"adamax", densitron::OptimizerKind::kAdamax, 7},
+      {"adagrad", densitron::OptimizerKind::kAdagrad, 5},
+      {"lion", densitron::OptimizerKind::kLion, 5},
+      {"adadelta", densitron::OptimizerKind::kAdadelta, 7},
+  };
+  for (const auto& u : updates) {
+    densitron::OptimizerConfig c;
+    c.kind = u.kind;
+    benchmark::RegisterBenchmark(u.name, optimizer, c, u.arrays)->Apply(sizes);
+  }
 }
 
 }  // namespace
