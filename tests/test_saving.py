@@ -252,3 +252,23 @@ def test_keras_configs_densitron_cannot_honour_are_refused():
     opt = {"optimizer": {"class_name": "Adam", "config": {"use_ema": True}}, "loss": "mse"}
     with pytest.raises(ValueError, match="`use_ema`=True"):
         keras_format.compile_from_keras(opt)
+
+
+def test_metric_objects_survive_a_second_save(tmp_path):
+    # A loaded model holds its metrics in their serialized form; saving it again must keep
+    # them (it failed on the threshold's value before), and a metric class given uninstantiated
+    # is named once ("precision", not "precision_1").
+    densitron.utils.clear_session()
+    inputs = densitron.Input(shape=(4,))
+    model = densitron.Model(inputs, densitron.layers.Dense(1, activation="sigmoid")(inputs))
+    model.compile(optimizer="sgd", loss="binary_crossentropy",
+                  metrics=[densitron.metrics.Precision(thresholds=0.3, name="p"),
+                           densitron.metrics.Recall])
+    rng = np.random.default_rng(9)
+    x, y = rng.random((16, 4)).astype(np.float32), rng.integers(0, 2, (16, 1))
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert sorted(logs) == ["loss", "p", "recall"]
+    model.save(tmp_path / "a.keras")
+    densitron.models.load_model(tmp_path / "a.keras").save(tmp_path / "b.keras")
+    again = densitron.models.load_model(tmp_path / "b.keras")
+    assert again.evaluate(x, y, verbose=0, return_dict=True) == pytest.approx(logs)

@@ -137,11 +137,8 @@ def compile_to_keras(cc):
         "loss": _map_losses(cc["loss"], lambda v: {"module": "keras.losses", **v,
                                                    "registered_name": None}),
         "loss_weights": cc["loss_weights"],
-        "metrics": _map_metrics(cc["metrics"], lambda v: {"module": "keras.metrics", **v,
-                                                          "registered_name": None}),
-        "weighted_metrics": _map_metrics(cc.get("weighted_metrics"),
-                                         lambda v: {"module": "keras.metrics", **v,
-                                                    "registered_name": None}),
+        "metrics": _map_metric_objects(cc["metrics"], _keras_metric),
+        "weighted_metrics": _map_metric_objects(cc.get("weighted_metrics"), _keras_metric),
         "run_eagerly": False,
         "steps_per_execution": 1,
         "jit_compile": False,
@@ -301,17 +298,17 @@ def compile_from_keras(cc):
         "optimizer": {"class_name": opt["class_name"], "config": config},
         "loss": _map_losses(cc.get("loss"), _plain_loss),
         "loss_weights": cc.get("loss_weights"),
-        "metrics": _map_metrics(cc.get("metrics"), _plain),
-        "weighted_metrics": _map_metrics(cc.get("weighted_metrics"), _plain),
+        "metrics": _map_metric_objects(cc.get("metrics"), _plain),
+        "weighted_metrics": _map_metric_objects(cc.get("weighted_metrics"), _plain),
     }
 
 
-def _map_metrics(structure, fn):
+def _keras_metric(metric):
+    return {"module": "keras.metrics", **metric, "registered_name": None}
+
+
+def _map_metric_objects(structure, fn):
     """compile's metrics with fn applied to every serialized metric object (names unchanged)."""
-    if isinstance(structure, dict) and "class_name" in structure:
-        return fn(structure)
-    if isinstance(structure, dict):
-        return {k: _map_metrics(v, fn) for k, v in structure.items()}
-    if isinstance(structure, (list, tuple)):
-        return [_map_metrics(m, fn) for m in structure]
-    return structure
+    from densitron import metrics
+
+    return metrics.map_structure(structure, lambda m: fn(m) if isinstance(m, dict) else m)

@@ -56,7 +56,7 @@ def _npz_weights(data):
 def _compile_config(model):
     if not model.compiled:
         return None
-    from densitron import losses
+    from densitron import losses, metrics
 
     opt = model.optimizer
     loss = model.loss
@@ -70,23 +70,11 @@ def _compile_config(model):
         "optimizer": {"class_name": type(opt).__name__, "config": opt.get_config()},
         "loss": loss,
         "loss_weights": model._pending_loss_weights,
-        "metrics": _serialize_metrics(model._compile_metrics),
-        "weighted_metrics": _serialize_metrics(getattr(model, "_compile_weighted_metrics", None)),
+        # metric objects in their {"class_name", "config"} form
+        "metrics": metrics.map_structure(model._compile_metrics, metrics.serialize),
+        "weighted_metrics": metrics.map_structure(
+            getattr(model, "_compile_weighted_metrics", None), metrics.serialize),
     }
-
-
-def _serialize_metrics(structure):
-    """compile's metrics (a list, a list per output or a dict of them) with metric objects in
-    their {"class_name", "config"} form."""
-    from densitron import metrics
-
-    if structure is None:
-        return None
-    if isinstance(structure, dict):
-        return {k: _serialize_metrics(v) for k, v in structure.items()}
-    if isinstance(structure, (list, tuple)):
-        return [_serialize_metrics(m) for m in structure]
-    return metrics.serialize(structure)
 
 
 def save_model(model, filepath, overwrite=True):

@@ -222,6 +222,28 @@ def get(identifier):
         f"metric={identifier!r}")
 
 
+def is_one(value):
+    """Whether a value in compile's metrics is one metric (a name, a Metric, a Metric class or
+    a serialized {"class_name", "config"}) rather than a list or dict of them."""
+    return (isinstance(value, (str, Metric)) or
+            (isinstance(value, type) and issubclass(value, Metric)) or
+            (isinstance(value, dict) and "class_name" in value))
+
+
+def map_structure(structure, fn):
+    """compile's metrics (one, a list, a list per output, or a dict per output) with fn
+    applied to every single metric."""
+    if structure is None:
+        return None
+    if is_one(structure):
+        return fn(structure)
+    if isinstance(structure, dict):
+        return {k: map_structure(v, fn) for k, v in structure.items()}
+    if isinstance(structure, (list, tuple)):
+        return [map_structure(m, fn) for m in structure]
+    return fn(structure)  # not a metric: fn (get, serialize) says what was received
+
+
 def serialize(metric):
     """A metric name as is, a metric object as {"class_name", "config"}."""
     return metric if isinstance(metric, str) else serialization.serialize(get(metric))

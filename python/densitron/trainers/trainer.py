@@ -104,8 +104,13 @@ class Trainer:
         self.optimizer = optimizers_mod.get(optimizer)
         self.loss = loss
         self._pending_loss_weights = loss_weights
-        self._compile_metrics = metrics
-        self._compile_weighted_metrics = weighted_metrics
+        # a Metric class is instantiated here, once: the logs and a saved config then name the
+        # same object
+        def instantiate(m):
+            return m() if isinstance(m, type) else m
+
+        self._compile_metrics = metrics_mod.map_structure(metrics, instantiate)
+        self._compile_weighted_metrics = metrics_mod.map_structure(weighted_metrics, instantiate)
         self.compiled = True
         self._engine_compiled = False
         self.__dict__.pop("_compiled_losses", None)
@@ -139,9 +144,7 @@ class Trainer:
             per_output = [list(m) for m in metrics]
         else:
             per_output = [list(metrics) for _ in names]
-        one = (str, metrics_mod.Metric, type, dict)  # one metric (a dict: a serialized one)
-        return [[m] if isinstance(m, one) and not (isinstance(m, dict) and "class_name" not in m)
-                else list(m) for m in per_output]
+        return [[m] if metrics_mod.is_one(m) else list(m) for m in per_output]
 
     def _resolve_metrics(self, ys_raw_shapes):
         """Resolves metric names against the first targets seen, as Keras does. Weighted
