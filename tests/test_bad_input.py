@@ -196,6 +196,8 @@ def test_bad_batch_size_and_arguments():
     x, y = data()
     with raises(ValueError, "batch_size=0"):
         seed_model().fit(x, y, batch_size=0, verbose=0)
+    with raises(TypeError, "validation_batch_size='8'"):  # checked with no validation data too
+        seed_model().fit(x, y, validation_batch_size="8", verbose=0)
     with raises(ValueError, "batch_size=-3"):
         seed_model().predict(x, batch_size=-3, verbose=0)
     with raises(TypeError, "batch_size=2.5"):

@@ -140,8 +140,11 @@ void Graph::forward_node(const Step& st, int i) {
         const float* xg = x + g * len * inner;
         const float* keep = pool_mask(i, g);
         float* yg = y + g * inner;
-        std::fill(yg, yg + inner, 0.0f);
-        if (max) std::memcpy(yg, xg, inner * sizeof(float));
+        if (max) {
+          std::memcpy(yg, xg, inner * sizeof(float));
+        } else {
+          std::fill(yg, yg + inner, 0.0f);
+        }
         float steps = 0.0f;
         for (int64_t j = max ? 1 : 0; j < len; ++j) {
           const float* xr = xg + j * inner;

@@ -303,6 +303,7 @@ class Trainer:
                              "time. Received: both")
         self._check_fit_args(epochs, initial_epoch, validation_freq)
         data_mod.check_batch_size(batch_size)
+        data_mod.check_batch_size(validation_batch_size or batch_size, "validation_batch_size")
         steps_per_epoch = data_mod.check_steps(steps_per_epoch, "steps_per_epoch")
         validation_steps = data_mod.check_steps(validation_steps, "validation_steps")
         verbose = data_mod.check_verbose(verbose)
@@ -347,8 +348,6 @@ class Trainer:
                                                  validation_steps, vrows,
                                                  "validation_batch_size")
             val, _ = data_mod.head_for_steps(list(val), vrows, val_batch, validation_steps)
-        elif val is not None:
-            val_batch = data_mod.check_batch_size(validation_batch_size, "validation_batch_size")
 
         # With steps_per_epoch, a pass over the (shuffled) rows runs on over the epochs, as
         # Keras's epoch iterator does: each epoch takes the next steps_per_epoch batches of it,
