@@ -1,8 +1,9 @@
 // Elementwise throughput in GB/s next to STREAM copy and triad measured in the same program:
 // every activation's forward and backward, softmax/log_softmax rows, and the SGD, RMSprop,
-// Adam, Adamax, Adagrad, Lion and Adadelta updates, for arrays of 4 KB to 256 MB (per array). Bytes are the arrays each op must
-// touch once (forward: read x, write y; backward: read y or x and dy, write dx; Adam: read w, g,
-// m, v and write w, m, v), the STREAM convention, so "bytes_per_second" is comparable to triad.
+// Adam, Adamax, Adagrad, Lion and Adadelta updates, for arrays of 4 KB to 256 MB (per array).
+// Bytes are the arrays each op must touch once (forward: read x, write y; backward: read y or x
+// and dy, write dx; Adam: read w, g, m, v and write w, m, v), the STREAM convention, so
+// "bytes_per_second" is comparable to triad.
 // Run: bench_elementwise --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
 //      [--benchmark_filter=...] with OMP_NUM_THREADS as wanted; DENSITRON_ISA picks the path.
 #include <benchmark/benchmark.h>

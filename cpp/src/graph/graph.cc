@@ -135,8 +135,9 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
             node.iattrs[0] * node.iattrs[2] != node.width)
           bad("pooling attributes: (outer, length, inner, max) of the input's values");
         if (pool_masked(node) != (node.inputs.size() == 2) ||
-            (pool_masked(node) && (node.iattrs[3] != 0 || nodes_[node.inputs[1]].op != OpType::kInput ||
-                                   nodes_[node.inputs[1]].width != node.iattrs[1])))
+            (pool_masked(node) &&
+             (node.iattrs[3] != 0 || nodes_[node.inputs[1]].op != OpType::kInput ||
+              nodes_[node.inputs[1]].width != node.iattrs[1])))
           bad("a masked mean pooling reads the ids of a model Input, one per step");
         break;
       case OpType::kEmbedding:
