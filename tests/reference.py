@@ -58,6 +58,51 @@ def loss_and_grad(loss, p, y):
         return ((p - y) ** 2).mean(axis=1).mean(), 2 * (p - y) / p.shape[1] / b
     if loss == "mean_absolute_error":
         return np.abs(p - y).mean(axis=1).mean(), np.sign(p - y) / p.shape[1] / b
+    per, dp = other_loss(loss, p, y)
+    return per.mean(), dp / b
+
+
+def other_loss(loss, p, y, delta=1.0):
+    """Keras's other losses: per-sample values and their gradients in p (rows × cols)."""
+    n = p.shape[1]
+    if loss == "mean_absolute_percentage_error":
+        m = np.maximum(np.abs(y), EPS)
+        return 100 * (np.abs(y - p) / m).mean(axis=1), 100 * np.sign(p - y) / m / n
+    if loss == "mean_squared_logarithmic_error":
+        a = np.maximum(p, EPS) + 1
+        e = np.log(a) - np.log(np.maximum(y, EPS) + 1)
+        return (e * e).mean(axis=1), 2 * e / a * (p > EPS) / n
+    if loss == "cosine_similarity":
+        inv_p = np.minimum(1 / np.sqrt((p * p).sum(axis=1, keepdims=True)), 1 / EPS)
+        inv_y = np.minimum(1 / np.sqrt((y * y).sum(axis=1, keepdims=True)), 1 / EPS)
+        yp = (y * p).sum(axis=1, keepdims=True)
+        return -(yp * inv_y * inv_p)[:, 0], -inv_y * (y - yp * inv_p**2 * p) * inv_p
+    if loss == "huber":
+        e = p - y
+        small = np.abs(e) <= delta
+        per = np.where(small, 0.5 * e * e, delta * np.abs(e) - 0.5 * delta * delta)
+        return per.mean(axis=1), np.where(small, e, delta * np.sign(e)) / n
+    if loss == "log_cosh":
+        e = p - y
+        return np.log(np.cosh(e)).mean(axis=1), np.tanh(e) / n
+    if loss in ("hinge", "squared_hinge"):
+        t = 2 * y - 1 if np.all((y == 0) | (y == 1)) else y
+        m = np.maximum(1 - t * p, 0)
+        if loss == "hinge":
+            return m.mean(axis=1), -t * (m > 0) / n
+        return (m * m).mean(axis=1), -2 * t * m / n
+    if loss == "categorical_hinge":
+        q = (1 - y) * p
+        neg = q.max(axis=1, keepdims=True)
+        per = np.maximum(neg - (y * p).sum(axis=1, keepdims=True) + 1, 0)
+        ties = q == neg
+        dneg = (1 - y) * ties / ties.sum(axis=1, keepdims=True)
+        return per[:, 0], (dneg - y) * (per > 0)
+    if loss == "kl_divergence":
+        yc, pc = np.clip(y, EPS, 1), np.clip(p, EPS, 1)
+        return (yc * np.log(yc / pc)).sum(axis=1), -yc / pc * ((p >= EPS) & (p <= 1))
+    if loss == "poisson":
+        return (p - y * np.log(p + EPS)).mean(axis=1), (1 - y / (p + EPS)) / n
     raise KeyError(loss)
 
 

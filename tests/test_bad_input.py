@@ -353,6 +353,11 @@ def test_callbacks_must_be_callbacks():
     lambda: densitron.losses.BinaryCrossentropy(label_smoothing=-0.1),
     lambda: densitron.losses.CategoricalCrossentropy(label_smoothing="0.1"),
     lambda: densitron.losses.SparseCategoricalCrossentropy(label_smoothing=0.1),  # as Keras
+    lambda: densitron.losses.Huber(delta=0.0),
+    lambda: densitron.losses.Huber(delta=float("nan")),
+    lambda: densitron.losses.Huber(delta="1"),
+    lambda: densitron.losses.CosineSimilarity(axis=0),
+    lambda: densitron.metrics.CosineSimilarity(axis=1),
     lambda: densitron.set_num_threads(-1),
     lambda: densitron.set_num_threads("2"),
     lambda: densitron.utils.set_random_seed(-5),

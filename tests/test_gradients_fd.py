@@ -63,7 +63,17 @@ def test_activation_layer_backward(act):
     ("binary_crossentropy", "tanh_to_unit", 3),
     ("mean_squared_error", "linear", 3),
     ("mean_absolute_error", "linear", 3),
-])
+    ("mean_absolute_percentage_error", "linear", 3),
+    ("mean_squared_logarithmic_error", "softplus", 3),
+    ("cosine_similarity", "linear", 4),
+    (densitron.losses.Huber(delta=0.3), "linear", 3),
+    ("log_cosh", "linear", 3),
+    ("hinge", "linear", 3),
+    ("squared_hinge", "tanh", 3),
+    ("categorical_hinge", "linear", 4),
+    ("kl_divergence", "softmax", 4),
+    ("poisson", "softplus", 3),
+], ids=str)
 def test_loss_backward(loss, out_act, width):
     rng = np.random.default_rng(3)
     inp = layers.Input(shape=(5,))
@@ -78,8 +88,14 @@ def test_loss_backward(loss, out_act, width):
         y = rng.integers(0, width, rows)
     elif loss in ("categorical_crossentropy",):
         y = np.eye(width)[rng.integers(0, width, rows)]
-    elif loss == "binary_crossentropy":
+    elif loss in ("binary_crossentropy", "hinge", "squared_hinge"):
         y = rng.integers(0, 2, (rows, width)).astype(float)
+    elif loss == "categorical_hinge":
+        y = np.eye(width)[rng.integers(0, width, rows)]
+    elif loss == "kl_divergence":
+        y = rng.dirichlet(np.ones(width), rows)
+    elif loss in ("mean_squared_logarithmic_error", "poisson"):
+        y = rng.uniform(0, 3, (rows, width))
     else:
         y = rng.normal(size=(rows, width))
     fd_check(Model(inp, out), rng.normal(size=(rows, 5)), y, loss)
@@ -344,3 +360,22 @@ def test_softmax_over_a_middle_axis_backward(log):
         h = layers.Softmax(axis=1)(h)
     out = layers.Dense(2)(layers.Flatten()(h))
     fd_check(Model(inp, out), rng.normal(size=(4, 5)), rng.normal(size=(4, 2)), "mse")
+
+
+@pytest.mark.parametrize("loss", ["hinge", "cosine_similarity", "categorical_hinge"])
+def test_row_and_batch_losses_train_alike_on_one_and_two_threads(loss):
+    # The loss blocks of a batch split between threads: the hinge loss reads the whole batch's
+    # targets in every block, the row losses (cosine, categorical hinge) whole rows.
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(512, 40)).astype(np.float32)
+    y = rng.integers(0, 2, (512, 16)).astype(np.float32)
+    y[300, 2] = -1.0  # one batch of the hinge's is not converted
+
+    def build():
+        inp = layers.Input(shape=(40,))
+        h = layers.Dense(64, activation="relu")(inp)
+        model = Model(inp, layers.Dense(16)(h))
+        model.compile(optimizer="adam", loss=loss, metrics=["squared_hinge", "poisson"])
+        return model
+
+    assert_trains_alike_on_one_and_two_threads(build, x, y, batch_size=128, epochs=2)

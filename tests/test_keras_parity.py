@@ -785,6 +785,110 @@ def test_evaluate_metric_objects(units, activation, from_logits, tmp_path):
             np.testing.assert_allclose(logs[key], klogs[key], rtol=1e-5, atol=1e-6, err_msg=key)
 
 
+# Keras's other losses: loss name, the metric string of the same formula (None: no metric),
+# the metric class, output units and activation, and the kind of targets.
+OTHER_LOSS_CASES = [
+    ("mape", "MeanAbsolutePercentageError", "mape", "MeanAbsolutePercentageError", 3, None,
+     "away_from_zero"),
+    ("msle", "MeanSquaredLogarithmicError", "msle", "MeanSquaredLogarithmicError", 3,
+     "softplus", "positive"),
+    ("cosine_similarity", "CosineSimilarity", "cosine_similarity", "CosineSimilarity", 4, None,
+     "normal"),
+    ("huber", "Huber", None, None, 3, None, "normal"),
+    ("log_cosh", "LogCosh", "log_cosh_error", "LogCoshError", 3, "tanh", "normal"),
+    ("hinge", "Hinge", "hinge", "Hinge", 3, "tanh", "binary"),
+    ("hinge", "Hinge", "hinge", "Hinge", 3, None, "signs"),
+    ("squared_hinge", "SquaredHinge", "squared_hinge", "SquaredHinge", 3, None, "binary"),
+    ("categorical_hinge", "CategoricalHinge", "categorical_hinge", "CategoricalHinge", 4, None,
+     "one_hot"),
+    ("kl_divergence", "KLDivergence", "kl_divergence", "KLDivergence", 4, "softmax",
+     "distribution"),
+    ("kld", "KLDivergence", None, None, 4, "softmax", "distribution"),
+    ("poisson", "Poisson", "poisson", "Poisson", 3, "softplus", "positive"),
+]
+
+
+def _other_targets(kind, rows, units, seed):
+    rng = np.random.default_rng(seed)
+    if kind == "binary":
+        return rng.integers(0, 2, (rows, units)).astype(np.float32)
+    if kind == "signs":
+        return (2 * rng.integers(0, 2, (rows, units)) - 1).astype(np.float32)
+    if kind == "one_hot":
+        return np.eye(units, dtype=np.float32)[rng.integers(0, units, rows)]
+    if kind == "distribution":
+        return rng.dirichlet(np.ones(units), rows).astype(np.float32)
+    if kind == "positive":
+        return rng.uniform(0, 3, (rows, units)).astype(np.float32)
+    if kind == "away_from_zero":
+        return (rng.uniform(0.5, 2, (rows, units)) * rng.choice([-1, 1], (rows, units))
+                ).astype(np.float32)
+    return rng.normal(size=(rows, units)).astype(np.float32)
+
+
+@pytest.mark.parametrize("loss,loss_cls,metric,metric_cls,units,activation,kind",
+                         OTHER_LOSS_CASES, ids=[f"{c[0]}-{c[6]}" for c in OTHER_LOSS_CASES])
+def test_evaluate_other_losses_and_their_metrics(loss, loss_cls, metric, metric_cls, units,
+                                                 activation, kind, tmp_path):
+    # By name, and as loss and metric objects (weighted too): Keras's log names and values,
+    # also after .keras files move both ways.
+    kmodel = _classifier(KERAS, units, activation)
+    dmodel = _classifier(DENS, units, activation)
+    _check_weights_move(kmodel, dmodel)
+    x = _x(53, 6, seed=36)
+    y = _other_targets(kind, 53, units, seed=37)
+    w = np.random.default_rng(38).random(53).astype(np.float32)
+    for by_object in (False, True):
+        for ns, model in ((KERAS, kmodel), (DENS, dmodel)):
+            mod = keras if ns is KERAS else densitron
+            if by_object:
+                metrics = [getattr(mod.metrics, metric_cls)()] if metric_cls else []
+                model.compile(optimizer="sgd", loss=getattr(mod.losses, loss_cls)(),
+                              metrics=metrics, weighted_metrics=[
+                                  getattr(mod.metrics, metric_cls)(name="w")] if metric_cls
+                              else None)
+            else:
+                model.compile(optimizer="sgd", loss=loss, metrics=[metric] if metric else [])
+        for sample_weight in (None, w):
+            klogs = kmodel.evaluate(x, y, batch_size=16, sample_weight=sample_weight, verbose=0,
+                                    return_dict=True)
+            dlogs = dmodel.evaluate(x, y, batch_size=16, sample_weight=sample_weight, verbose=0,
+                                    return_dict=True)
+            assert sorted(dlogs) == sorted(klogs)
+            for key in klogs:
+                np.testing.assert_allclose(dlogs[key], klogs[key], rtol=1e-5, atol=1e-6,
+                                           err_msg=key)
+    pytest.importorskip("h5py")
+    dmodel.save(tmp_path / "d.keras")
+    kclone = keras.models.load_model(tmp_path / "d.keras")
+    kmodel.save(tmp_path / "k.keras")
+    dclone = densitron.models.load_model(tmp_path / "k.keras")
+    for clone in (kclone, dclone):
+        logs = clone.evaluate(x, y, batch_size=16, sample_weight=w, verbose=0, return_dict=True)
+        assert sorted(logs) == sorted(klogs)
+        for key in klogs:
+            np.testing.assert_allclose(logs[key], klogs[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_hinge_reads_binary_targets_batch_by_batch():
+    # Keras converts {0, 1} targets to {-1, 1} only in batches whose targets are all 0 or 1:
+    # here the first batch of 16 rows holds a -1 and the others do not.
+    kmodel = _classifier(KERAS, 3, "tanh")
+    dmodel = _classifier(DENS, 3, "tanh")
+    _check_weights_move(kmodel, dmodel)
+    x = _x(48, 6, seed=39)
+    y = _other_targets("binary", 48, 3, seed=40)
+    y[3, 1] = -1.0
+    for model in (kmodel, dmodel):
+        model.compile(optimizer="sgd", loss="squared_hinge", metrics=["hinge"])
+    klogs = kmodel.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    dlogs = dmodel.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    whole = dmodel.evaluate(x, y, batch_size=48, verbose=0, return_dict=True)
+    for key in klogs:
+        np.testing.assert_allclose(dlogs[key], klogs[key], rtol=1e-5, atol=1e-6, err_msg=key)
+        assert abs(whole[key] - klogs[key]) > 1e-3  # one batch of all rows converts none
+
+
 SMOOTHING_CASES = [
     # loss class, output units, output activation, from_logits
     ("CategoricalCrossentropy", 4, "softmax", False),

@@ -16,6 +16,16 @@ LOSS_SETUPS = {
     "binary_crossentropy": ("sigmoid", 3),
     "mean_squared_error": ("linear", 3),
     "mean_absolute_error": ("tanh", 3),
+    "mean_absolute_percentage_error": ("linear", 3),
+    "mean_squared_logarithmic_error": ("sigmoid", 3),
+    "cosine_similarity": ("linear", 4),
+    "huber": ("linear", 3),
+    "log_cosh": ("tanh", 3),
+    "hinge": ("tanh", 3),
+    "squared_hinge": ("linear", 3),
+    "categorical_hinge": ("linear", 4),
+    "kl_divergence": ("softmax", 4),
+    "poisson": ("sigmoid", 3),
 }
 
 
@@ -24,8 +34,20 @@ def make_targets(loss, rng, rows, width):
         return np.eye(width, dtype=np.float32)[rng.integers(0, width, rows)]
     if loss == "sparse_categorical_crossentropy":
         return rng.integers(0, width, rows)
-    if loss == "binary_crossentropy":
+    if loss in ("binary_crossentropy", "hinge"):  # hinge: {0, 1} read as {-1, 1}
         return rng.integers(0, 2, (rows, width)).astype(np.float32)
+    if loss == "squared_hinge":
+        return (2 * rng.integers(0, 2, (rows, width)) - 1).astype(np.float32)
+    if loss == "categorical_hinge":
+        return np.eye(width, dtype=np.float32)[rng.integers(0, width, rows)]
+    if loss == "kl_divergence":
+        return rng.dirichlet(np.ones(width), rows).astype(np.float32)
+    if loss == "mean_absolute_percentage_error":
+        # |y| of 20-60: gradients of 100/|y| are then of the other losses' size (with |y| near
+        # 1 the float32 rounding of the 100x larger gradients shows in RMSprop's first step)
+        return rng.uniform(20, 60, (rows, width)).astype(np.float32)
+    if loss in ("mean_squared_logarithmic_error", "poisson"):
+        return rng.uniform(0, 3, (rows, width)).astype(np.float32)
     return rng.normal(size=(rows, width)).astype(np.float32)
 
 

@@ -106,7 +106,7 @@ class PyGraph {
       o.loss = static_cast<densitron::Loss>(std::get<1>(t));
       o.loss_weight = std::get<2>(t);
       o.target_width = std::get<3>(t);
-      o.label_smoothing = std::get<5>(t);
+      o.loss_param = std::get<5>(t);
       for (const py::handle& m : std::get<4>(t)) {
         auto mt = m.cast<std::tuple<bool, int, float, int, bool>>();
         densitron::MetricSpec ms;

@@ -200,6 +200,76 @@ TEST(Losses, LabelSmoothingEqualsTheLossOnSmoothedTargets) {
               ref, 1e-5 * ref);
 }
 
+// Keras's other losses: every gradient against central differences of the loss itself (the
+// loss is summed in double from float terms, so h = 1e-3 leaves errors near 1e-4 of the
+// gradient's scale), away from the kinks (|p - y| of at least 0.05 where a loss has one).
+TEST(Losses, OtherLossGradientsMatchFiniteDifferences) {
+  const int64_t rows = 5, cols = 7;
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> u(0.05f, 0.95f);
+  struct Case { Loss loss; float param; bool signs; };
+  const Case cases[] = {
+      {Loss::kMeanAbsolutePercentageError, 0.0f, false}, {Loss::kMeanSquaredLogarithmicError,
+                                                           0.0f, false},
+      {Loss::kCosineSimilarity, 0.0f, false}, {Loss::kHuber, 1.0f, false},
+      {Loss::kHuber, 0.2f, false}, {Loss::kLogCosh, 0.0f, false}, {Loss::kHinge, 1.0f, false},
+      {Loss::kHinge, 0.0f, true}, {Loss::kSquaredHinge, 1.0f, false},
+      {Loss::kCategoricalHinge, 0.0f, false}, {Loss::kKLDivergence, 0.0f, false},
+      {Loss::kPoisson, 0.0f, false}};
+  for (const Case& c : cases) {
+    std::vector<float> p(rows * cols), y(rows * cols);
+    for (size_t i = 0; i < p.size(); ++i) {
+      p[i] = c.loss == Loss::kHinge || c.loss == Loss::kSquaredHinge ||
+                     c.loss == Loss::kCategoricalHinge
+                 ? 3.0f * u(rng) - 1.5f
+                 : u(rng);
+      y[i] = c.signs ? (u(rng) < 0.5f ? -1.0f : 1.0f)
+             : c.param == 1.0f && c.loss != Loss::kHuber ? (u(rng) < 0.5f ? 0.0f : 1.0f)
+                                                         : u(rng);
+      if (c.loss == Loss::kCategoricalHinge) y[i] = (i % cols) == (i / cols) % cols;
+      while (std::fabs(p[i] - y[i]) < 0.05f || std::fabs(std::fabs(p[i] - y[i]) - 0.2f) < 0.05f ||
+             std::fabs(std::fabs(p[i] * (c.param == 1.0f ? 2 * y[i] - 1 : y[i])) - 1.0f) < 0.05f)
+        p[i] += 0.11f;
+    }
+    std::vector<float> g(p.size());
+    loss_forward_backward(c.loss, p.data(), y.data(), rows, cols, g.data(), rows, false,
+                          nullptr, 1, c.param);
+    double scale = 0.0;
+    for (float v : g) scale = std::max(scale, std::fabs(static_cast<double>(v)));
+    ASSERT_GT(scale, 0.0) << static_cast<int>(c.loss);
+    for (size_t i = 0; i < p.size(); ++i) {
+      const float h = 1e-3f, keep = p[i];
+      p[i] = keep + h;
+      const double up = loss_forward_backward(c.loss, p.data(), y.data(), rows, cols, nullptr,
+                                              rows, false, nullptr, 1, c.param);
+      p[i] = keep - h;
+      const double down = loss_forward_backward(c.loss, p.data(), y.data(), rows, cols, nullptr,
+                                                rows, false, nullptr, 1, c.param);
+      p[i] = keep;
+      const double fd = (up - down) / (2.0 * h) / rows;
+      EXPECT_NEAR(g[i], fd, 2e-3 * scale) << "loss " << static_cast<int>(c.loss) << " i " << i;
+    }
+  }
+}
+
+// Keras's hinge target conversion: {0, 1} targets read as {-1, 1} only when every target
+// value of the batch is 0 or 1.
+TEST(Losses, HingeConvertsBinaryTargetsOfTheWholeBatch) {
+  const std::vector<float> binary = {0, 1, 1, 0}, signs = {-1, 1, 1, -1}, mixed = {0, 1, 0.5, 1};
+  EXPECT_EQ(hinge_targets(binary.data(), 4), 1.0f);
+  EXPECT_EQ(hinge_targets(signs.data(), 4), 0.0f);
+  EXPECT_EQ(hinge_targets(mixed.data(), 4), 0.0f);
+  const std::vector<float> p = {0.3f, -0.4f, 2.0f, 0.1f};
+  EXPECT_EQ(loss_forward_backward(Loss::kHinge, p.data(), binary.data(), 1, 4, nullptr, 1, false,
+                                  nullptr, 1, 1.0f),
+            loss_forward_backward(Loss::kHinge, p.data(), signs.data(), 1, 4, nullptr, 1, false,
+                                  nullptr, 1, 0.0f));
+  // max(1 - t·p, 0) by hand for t = -1, 1, 1, -1: 1.3, 1.4, 0, 1.1; mean 0.95
+  EXPECT_NEAR(loss_forward_backward(Loss::kHinge, p.data(), signs.data(), 1, 4, nullptr, 1,
+                                    false),
+              0.95, 1e-6);
+}
+
 TEST(Metrics, ConfusionCountsMatchADoubleLoopWithWeights) {
   // Keras's Precision/Recall counts: p > threshold predicted, y != 0 actual, summed over every
   // value of a row, each row's count times its sample weight; tails of 1 to 17 columns.

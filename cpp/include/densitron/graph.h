@@ -88,7 +88,9 @@ struct OutputSpec {
   float loss_weight = 1.0f;
   int64_t target_width = 0;  // values per sample of y for this output (1 for sparse labels)
   std::vector<MetricSpec> metrics;
-  float label_smoothing = 0.0f;  // of the loss's targets (not the metrics'), see ops.h
+  // The loss's own argument (label smoothing of the loss's targets, not the metrics'; Huber's
+  // delta), see ops.h; the hinge losses' is decided batch by batch (hinge_targets).
+  float loss_param = 0.0f;
 };
 
 // Whole-array data for a run: one row-major array per model input and per output target,

@@ -65,7 +65,22 @@ enum class Loss : int {
   kCategoricalCrossentropyLogits = 5,
   kSparseCategoricalCrossentropyLogits = 6,
   kBinaryCrossentropyLogits = 7,
+  // Keras's other losses, all on the prediction as it is (no activation fused)
+  kMeanAbsolutePercentageError = 8,
+  kMeanSquaredLogarithmicError = 9,
+  kCosineSimilarity = 10,  // -cos(y, p): the loss; the metric is its negation
+  kHuber = 11,             // param: delta
+  kLogCosh = 12,
+  kHinge = 13,             // param: 1 converts {0, 1} targets to {-1, 1} (see hinge_targets)
+  kSquaredHinge = 14,      // param: as kHinge
+  kCategoricalHinge = 15,
+  kKLDivergence = 16,
+  kPoisson = 17,
 };
+
+// Keras's hinge losses read {0, 1} targets as {-1, 1} when every target value of the batch is
+// 0 or 1: the param of kHinge and kSquaredHinge for a batch whose n targets are y.
+float hinge_targets(const float* y, int64_t n);
 
 // Sum over the rows of the per-sample loss (Keras's formula), and, when grad != nullptr, the
 // gradient of (sum / scale_rows) with respect to the prediction p (rows × cols).
@@ -74,12 +89,13 @@ enum class Loss : int {
 // output activation instead: p = softmax(z) for the categorical losses, p = sigmoid(z) for
 // binary cross-entropy (exact when no probability is clipped). `weights`, when given, holds a
 // sample weight for every rows_per_weight consecutive rows, scaling their loss and gradient.
-// label_smoothing s (Keras's, the dense cross-entropies only) replaces y by y·(1 - s) + s/cols
-// for the categorical ones and by y·(1 - s) + s/2 for the binary one.
+// `param` is the loss's own argument: for the dense cross-entropies Keras's label smoothing s,
+// which replaces y by y·(1 - s) + s/cols for the categorical ones and by y·(1 - s) + s/2 for
+// the binary one; Huber's delta; for the hinge losses whether targets are converted.
 double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t rows,
                              int64_t cols, float* grad, double scale_rows, bool fused_logits,
                              const float* weights = nullptr, int64_t rows_per_weight = 1,
-                             float label_smoothing = 0.0f);
+                             float param = 0.0f);
 
 // The counts are Keras's confusion counts at a threshold, summed over a row's values (for
 // Precision = true positives / predicted positives, Recall = true positives / actual

@@ -740,11 +740,18 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
       const float* y = target_[k] + r0 * tw;
       const float* w = weight_[k] ? weight_[k] + sb.lo : nullptr;
       float* g = with_grad ? grad_buf_[o.node].data() + r0 * cols : nullptr;
+      // Keras's hinge losses look at the whole batch's targets (each block reads them all).
+      const float* ys = target_[k];
+      const int64_t ny = st.batch * o.target_width;
+      auto param = [ys, ny](Loss loss, float own) {
+        return loss == Loss::kHinge || loss == Loss::kSquaredHinge ? hinge_targets(ys, ny) : own;
+      };
       loss_part_[b * nout + k] =
           rows == 0 ? 0.0
                     : loss_forward_backward(o.loss, p, y, rows, cols, g,
                                             static_cast<double>(all_rows) / o.loss_weight,
-                                            fused_[o.node], w, sub_rows, o.label_smoothing) /
+                                            fused_[o.node], w, sub_rows,
+                                            param(o.loss, o.loss_param)) /
                           static_cast<double>(sub_rows);
       for (const MetricSpec& spec : o.metrics) {
         const float* mw = spec.weighted ? w : nullptr;
@@ -753,7 +760,7 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
             : spec.is_accuracy
                 ? accuracy_sum(spec.accuracy, p, y, rows, cols, spec.threshold, mw, sub_rows)
                 : loss_forward_backward(spec.loss, p, y, rows, cols, nullptr, 1.0, false, mw,
-                                        sub_rows);
+                                        sub_rows, param(spec.loss, 0.0f));
         metric_part_[b * nmet + m++] = v / static_cast<double>(sub_rows);
       }
     }

@@ -4,6 +4,7 @@
 // (Σ_rows loss) / scale_rows, so a batch mean is scale_rows = batch size.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "densitron/ops.h"
 
@@ -98,15 +99,81 @@ double crossentropy_logits_row(const float* z, const float* y, int64_t label, in
   return loss;
 }
 
+// A loss that is the mean over the last axis of f(p, y): the row's mean, and when g is given
+// f's derivative in p (which f writes to *d) times inv_cols·inv_scale.
+template <typename F>
+double elementwise_mean_row(const float* p, const float* y, int64_t cols, float* g,
+                            float inv_scale, F f) {
+  const float inv_cols = 1.0f / static_cast<float>(cols);
+  double row = 0.0;
+  for (int64_t j = 0; j < cols; ++j) {
+    float d = 0.0f;
+    row += f(p[j], y[j], &d);
+    if (g) g[j] = d * inv_cols * inv_scale;
+  }
+  return row / static_cast<double>(cols);
+}
+
+// -cos(y, p) with Keras's normalisation x·min(1/sqrt(Σx²), 1/eps); 0 for a zero vector.
+double cosine_row(const float* p, const float* y, int64_t cols, float* g, float inv_scale) {
+  double pp = 0.0, yy = 0.0, yp = 0.0;
+  for (int64_t j = 0; j < cols; ++j) {
+    pp += static_cast<double>(p[j]) * p[j];
+    yy += static_cast<double>(y[j]) * y[j];
+    yp += static_cast<double>(y[j]) * p[j];
+  }
+  constexpr double kMaxInvNorm = 1.0 / static_cast<double>(kEps);
+  const double inv_p = std::min(1.0 / std::sqrt(pp), kMaxInvNorm);
+  const double inv_y = std::min(1.0 / std::sqrt(yy), kMaxInvNorm);
+  if (g) {
+    // Where p's norm is clamped, pn = p/eps is linear in p.
+    const bool clamped = !(1.0 / std::sqrt(pp) < kMaxInvNorm);
+    for (int64_t j = 0; j < cols; ++j) {
+      const double dp = clamped ? y[j] * inv_p : (y[j] - yp * inv_p * inv_p * p[j]) * inv_p;
+      g[j] = static_cast<float>(-inv_y * dp * inv_scale);
+    }
+  }
+  return -yp * inv_y * inv_p;
+}
+
+// max((max_j (1 - y_j)·p_j) - Σ y·p + 1, 0); the max's gradient shared between ties.
+double categorical_hinge_row(const float* p, const float* y, int64_t cols, float* g,
+                             float inv_scale) {
+  float pos = 0.0f, neg = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < cols; ++j) {
+    pos += y[j] * p[j];
+    neg = std::max(neg, (1.0f - y[j]) * p[j]);
+  }
+  const float loss = neg - pos + 1.0f;
+  if (g) {
+    int64_t ties = 0;
+    for (int64_t j = 0; j < cols; ++j) ties += (1.0f - y[j]) * p[j] == neg;
+    const float share = 1.0f / static_cast<float>(ties);
+    for (int64_t j = 0; j < cols; ++j) {
+      const float dneg = (1.0f - y[j]) * p[j] == neg ? (1.0f - y[j]) * share : 0.0f;
+      g[j] = loss > 0.0f ? (dneg - y[j]) * inv_scale : 0.0f;
+    }
+  }
+  return std::max(loss, 0.0f);
+}
+
 }  // namespace
+
+float hinge_targets(const float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (y[i] != 0.0f && y[i] != 1.0f) return 0.0f;
+  return 1.0f;
+}
 
 double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t rows,
                              int64_t cols, float* grad, double scale_rows, bool fused_logits,
-                             const float* weights, int64_t rows_per_weight,
-                             float label_smoothing) {
+                             const float* weights, int64_t rows_per_weight, float param) {
   const float base_scale = static_cast<float>(1.0 / scale_rows);
   const float inv_cols = 1.0f / static_cast<float>(cols);
-  const Smoothing classes(label_smoothing, cols), binary(label_smoothing, 2);
+  const Smoothing classes(param, cols), binary(param, 2);
+  const float delta = param;                    // Huber's
+  const bool to_signs = param != 0.0f;          // the hinge losses': {0, 1} read as {-1, 1}
+  const float log2 = static_cast<float>(std::log(2.0));
   double total = 0.0;
   for (int64_t r = 0; r < rows; ++r) {
     const float* pr = p + r * cols;
@@ -190,6 +257,98 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
         total += row / cols;
         break;
       }
+      case Loss::kMeanAbsolutePercentageError:
+        // 100·|y - p| / max(|y|, eps)
+        total += elementwise_mean_row(pr, y + r * cols, cols, gr, inv_scale,
+                                      [](float pj, float yj, float* d) {
+                                        const float m = std::max(std::fabs(yj), kEps);
+                                        const float e = pj - yj;
+                                        *d = (e > 0.0f ? 100.0f : e < 0.0f ? -100.0f : 0.0f) / m;
+                                        return 100.0 * std::fabs(static_cast<double>(e / m));
+                                      });
+        break;
+      case Loss::kMeanSquaredLogarithmicError:
+        // (log(max(p, eps) + 1) - log(max(y, eps) + 1))²
+        total += elementwise_mean_row(pr, y + r * cols, cols, gr, inv_scale,
+                                      [](float pj, float yj, float* d) {
+                                        const float a = std::max(pj, kEps) + 1.0f;
+                                        const float e = std::log(a) -
+                                                        std::log(std::max(yj, kEps) + 1.0f);
+                                        *d = pj > kEps ? 2.0f * e / a : 0.0f;
+                                        return static_cast<double>(e) * e;
+                                      });
+        break;
+      case Loss::kCosineSimilarity:
+        total += cosine_row(pr, y + r * cols, cols, gr, inv_scale);
+        break;
+      case Loss::kHuber:
+        // e²/2 where |e| <= delta, else delta·|e| - delta²/2 (e = p - y)
+        total += elementwise_mean_row(pr, y + r * cols, cols, gr, inv_scale,
+                                      [delta](float pj, float yj, float* d) {
+                                        const float e = pj - yj, a = std::fabs(e);
+                                        if (a <= delta) {
+                                          *d = e;
+                                          return 0.5 * e * static_cast<double>(e);
+                                        }
+                                        *d = e > 0.0f ? delta : -delta;
+                                        return static_cast<double>(delta * a -
+                                                                   0.5f * delta * delta);
+                                      });
+        break;
+      case Loss::kLogCosh:
+        // x + softplus(-2x) - log 2 (x = p - y), whose derivative is tanh(x)
+        total += elementwise_mean_row(pr, y + r * cols, cols, gr, inv_scale,
+                                      [log2](float pj, float yj, float* d) {
+                                        const float x = pj - yj;
+                                        *d = std::tanh(x);
+                                        const double t = -2.0 * x;
+                                        const double softplus =
+                                            std::max(t, 0.0) + std::log1p(std::exp(-std::fabs(t)));
+                                        return x + softplus - static_cast<double>(log2);
+                                      });
+        break;
+      case Loss::kHinge:
+      case Loss::kSquaredHinge: {
+        // max(1 - y·p, 0), or its square
+        const bool squared = loss == Loss::kSquaredHinge;
+        total += elementwise_mean_row(pr, y + r * cols, cols, gr, inv_scale,
+                                      [to_signs, squared](float pj, float yj, float* d) {
+                                        const float t = to_signs ? 2.0f * yj - 1.0f : yj;
+                                        const float m = std::max(1.0f - t * pj, 0.0f);
+                                        if (squared) {
+                                          *d = -2.0f * t * m;
+                                          return static_cast<double>(m) * m;
+                                        }
+                                        *d = m > 0.0f ? -t : 0.0f;
+                                        return static_cast<double>(m);
+                                      });
+        break;
+      }
+      case Loss::kCategoricalHinge:
+        total += categorical_hinge_row(pr, y + r * cols, cols, gr, inv_scale);
+        break;
+      case Loss::kKLDivergence: {
+        // Σ y·log(y / p), y and p clipped to [eps, 1]: a sum over the last axis, not a mean
+        const float* yr = y + r * cols;
+        double row = 0.0;
+        for (int64_t j = 0; j < cols; ++j) {
+          const float yc = std::min(std::max(yr[j], kEps), 1.0f);
+          const float pc = std::min(std::max(pr[j], kEps), 1.0f);
+          row += static_cast<double>(yc) * std::log(yc / pc);
+          if (gr) gr[j] = pr[j] >= kEps && pr[j] <= 1.0f ? -yc / pc * inv_scale : 0.0f;
+        }
+        total += row;
+        break;
+      }
+      case Loss::kPoisson:
+        // p - y·log(p + eps)
+        total += elementwise_mean_row(pr, y + r * cols, cols, gr, inv_scale,
+                                      [](float pj, float yj, float* d) {
+                                        *d = 1.0f - yj / (pj + kEps);
+                                        return static_cast<double>(pj) -
+                                               static_cast<double>(yj) * std::log(pj + kEps);
+                                      });
+        break;
     }
     if (weights != nullptr) total = before + (total - before) * w;
   }

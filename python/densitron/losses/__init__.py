@@ -7,11 +7,14 @@ from densitron.utils import serialization
 # Engine ids: must match densitron::Loss in cpp/include/densitron/ops.h.
 _CCE, _SCCE, _BCE, _MSE, _MAE = 0, 1, 2, 3, 4
 _LOGITS = {_CCE: 5, _SCCE: 6, _BCE: 7}  # the same losses on logits (from_logits=True)
+_MAPE, _MSLE, _COSINE, _HUBER, _LOG_COSH = 8, 9, 10, 11, 12
+_HINGE, _SQUARED_HINGE, _CATEGORICAL_HINGE, _KLD, _POISSON = 13, 14, 15, 16, 17
 
 
 class Loss:
     _engine_id = None
     _default_name = None
+    _param = 0.0  # the engine's argument of the loss (label smoothing, Huber's delta)
 
     def __init__(self, name=None, reduction="sum_over_batch_size"):
         if reduction != "sum_over_batch_size":
@@ -67,6 +70,7 @@ class _SmoothedLoss(_ProbabilisticLoss):
             raise ValueError("`label_smoothing` must be in [0, 1]. "
                              f"Received: label_smoothing={label_smoothing!r}")
         self.label_smoothing = float(label_smoothing)
+        self._param = self.label_smoothing
 
     def get_config(self):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
@@ -97,18 +101,129 @@ class MeanAbsoluteError(Loss):
     _default_name = "mean_absolute_error"
 
 
-_CLASSES = {c.__name__: c for c in (CategoricalCrossentropy, SparseCategoricalCrossentropy,
-                                     BinaryCrossentropy, MeanSquaredError, MeanAbsoluteError)}
+class MeanAbsolutePercentageError(Loss):
+    """100 · mean(|y - p| / max(|y|, 1e-7)) over the last axis."""
+    _engine_id = _MAPE
+    _default_name = "mean_absolute_percentage_error"
 
+
+class MeanSquaredLogarithmicError(Loss):
+    """mean((log(max(p, 1e-7) + 1) - log(max(y, 1e-7) + 1))²) over the last axis."""
+    _engine_id = _MSLE
+    _default_name = "mean_squared_logarithmic_error"
+
+
+class CosineSimilarity(Loss):
+    """-Σ ŷ·p̂ over the last axis, each vector scaled by min(1/‖v‖, 1e7) as Keras normalizes."""
+    _engine_id = _COSINE
+    _default_name = "cosine_similarity"
+
+    def __init__(self, axis=-1, reduction="sum_over_batch_size", name=None):
+        super().__init__(name=name, reduction=reduction)
+        if axis != -1:
+            raise ValueError("densitron's CosineSimilarity reduces over the last axis. "
+                             f"Received: axis={axis!r}")
+        self.axis = axis
+
+
+class Huber(Loss):
+    """mean(e²/2 where |e| <= delta, else delta·|e| - delta²/2) over the last axis, e = p - y."""
+    _engine_id = _HUBER
+    _default_name = "huber_loss"
+
+    def __init__(self, delta=1.0, reduction="sum_over_batch_size", name=None):
+        super().__init__(name=name, reduction=reduction)
+        if isinstance(delta, bool) or not isinstance(delta, (int, float, np.number)):
+            raise TypeError(f"`delta` must be a positive number. Received: delta={delta!r}")
+        if not (np.isfinite(delta) and delta > 0):
+            raise ValueError(f"`delta` must be a positive number. Received: delta={delta!r}")
+        self.delta = float(delta)
+        self._param = self.delta
+
+    def get_config(self):
+        return {**super().get_config(), "delta": self.delta}
+
+
+class LogCosh(Loss):
+    """mean(log(cosh(p - y))) over the last axis."""
+    _engine_id = _LOG_COSH
+    _default_name = "log_cosh"
+
+
+class Hinge(Loss):
+    """mean(max(1 - y·p, 0)) over the last axis; targets of a batch that are all 0 or 1 are
+    read as -1 and 1, as Keras reads them."""
+    _engine_id = _HINGE
+    _default_name = "hinge"
+
+
+class SquaredHinge(Loss):
+    """mean(max(1 - y·p, 0)²) over the last axis, with Hinge's reading of {0, 1} targets."""
+    _engine_id = _SQUARED_HINGE
+    _default_name = "squared_hinge"
+
+
+class CategoricalHinge(Loss):
+    """max(max((1 - y)·p) - Σ y·p + 1, 0) over the last axis."""
+    _engine_id = _CATEGORICAL_HINGE
+    _default_name = "categorical_hinge"
+
+
+class KLDivergence(Loss):
+    """Σ y·log(y / p) over the last axis, y and p clipped to [1e-7, 1]."""
+    _engine_id = _KLD
+    _default_name = "kl_divergence"
+
+
+class Poisson(Loss):
+    """mean(p - y·log(p + 1e-7)) over the last axis."""
+    _engine_id = _POISSON
+    _default_name = "poisson"
+
+
+_CLASSES = {c.__name__: c for c in (
+    CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryCrossentropy,
+    MeanSquaredError, MeanAbsoluteError, MeanAbsolutePercentageError,
+    MeanSquaredLogarithmicError, CosineSimilarity, Huber, LogCosh, Hinge, SquaredHinge,
+    CategoricalHinge, KLDivergence, Poisson)}
+
+# Keras's loss functions by name, with its aliases; the class names work too, as in Keras.
 _BY_NAME = {
+    **_CLASSES,
     "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "binary_crossentropy": BinaryCrossentropy,
+    "bce": BinaryCrossentropy,
+    "BCE": BinaryCrossentropy,
     "mean_squared_error": MeanSquaredError,
     "mse": MeanSquaredError,
+    "MSE": MeanSquaredError,
     "mean_absolute_error": MeanAbsoluteError,
     "mae": MeanAbsoluteError,
+    "MAE": MeanAbsoluteError,
+    "mean_absolute_percentage_error": MeanAbsolutePercentageError,
+    "mape": MeanAbsolutePercentageError,
+    "MAPE": MeanAbsolutePercentageError,
+    "mean_squared_logarithmic_error": MeanSquaredLogarithmicError,
+    "msle": MeanSquaredLogarithmicError,
+    "MSLE": MeanSquaredLogarithmicError,
+    "cosine_similarity": CosineSimilarity,
+    "huber": Huber,
+    "log_cosh": LogCosh,
+    "hinge": Hinge,
+    "squared_hinge": SquaredHinge,
+    "categorical_hinge": CategoricalHinge,
+    "kl_divergence": KLDivergence,
+    "kld": KLDivergence,
+    "KLD": KLDivergence,
+    "poisson": Poisson,
 }
+
+
+def depends_on_batch(engine_id):
+    """Whether a loss's per-sample values depend on the rest of the batch: the hinge losses
+    read {0, 1} targets as {-1, 1} only when all of the batch's targets are 0 or 1."""
+    return engine_id in (_HINGE, _SQUARED_HINGE)
 
 
 def serialize(loss):
@@ -148,10 +263,20 @@ def get(identifier):
 __all__ = [
     "BinaryCrossentropy",
     "CategoricalCrossentropy",
+    "CategoricalHinge",
+    "CosineSimilarity",
+    "Hinge",
+    "Huber",
+    "KLDivergence",
+    "LogCosh",
     "Loss",
     "MeanAbsoluteError",
+    "MeanAbsolutePercentageError",
     "MeanSquaredError",
+    "MeanSquaredLogarithmicError",
+    "Poisson",
     "SparseCategoricalCrossentropy",
+    "SquaredHinge",
     "deserialize",
     "get",
     "serialize",

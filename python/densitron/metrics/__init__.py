@@ -3,7 +3,7 @@ and computed by the engine: the mean over the samples of a per-sample value."""
 
 from densitron import losses
 from densitron.utils import serialization
-from densitron.utils.naming import uniquify
+from densitron.utils.naming import to_snake_case, uniquify
 
 # Engine ids: must match densitron::AccuracyKind in cpp/include/densitron/ops.h.
 _CATEGORICAL, _SPARSE, _BINARY = 0, 1, 2
@@ -25,6 +25,10 @@ _LOSS_METRICS = {
 }
 
 
+# The names resolved by resolve() itself (by the output's shapes, or as Keras's functions).
+_NAMES = {"accuracy", "acc", *_ACCURACIES, *_LOSS_METRICS}
+
+
 def resolve_accuracy(loss, y_true_ndim, y_true_last, y_pred_ndim, y_pred_last):
     """Keras's choice for 'accuracy': by the shapes of y_true and y_pred."""
     if y_pred_last == 1:
@@ -41,7 +45,8 @@ class Metric:
 
     _default_name = None
     # The log from the engine's sums of the metric's specs: "mean" (the sum over the rows, or
-    # the weights' sum), "sqrt" (the square root of that mean) or "ratio" (of two sums).
+    # the weights' sum), "sqrt" (the square root of that mean), "neg" (that mean negated) or
+    # "ratio" (of two sums).
     _post = "mean"
 
     def __init__(self, name=None, dtype=None):
@@ -119,6 +124,50 @@ class MeanAbsoluteError(_LossMetric):
 
 class RootMeanSquaredError(_LossMetric):
     _default_name, _loss, _post = "root_mean_squared_error", losses.MeanSquaredError, "sqrt"
+
+
+class MeanAbsolutePercentageError(_LossMetric):
+    _default_name, _loss = "mean_absolute_percentage_error", losses.MeanAbsolutePercentageError
+
+
+class MeanSquaredLogarithmicError(_LossMetric):
+    _default_name, _loss = "mean_squared_logarithmic_error", losses.MeanSquaredLogarithmicError
+
+
+class LogCoshError(_LossMetric):
+    _default_name, _loss = "logcosh", losses.LogCosh
+
+
+class Hinge(_LossMetric):
+    _default_name, _loss = "hinge", losses.Hinge
+
+
+class SquaredHinge(_LossMetric):
+    _default_name, _loss = "squared_hinge", losses.SquaredHinge
+
+
+class CategoricalHinge(_LossMetric):
+    _default_name, _loss = "categorical_hinge", losses.CategoricalHinge
+
+
+class KLDivergence(_LossMetric):
+    _default_name, _loss = "kl_divergence", losses.KLDivergence
+
+
+class Poisson(_LossMetric):
+    _default_name, _loss = "poisson", losses.Poisson
+
+
+class CosineSimilarity(_LossMetric):
+    """The mean cosine similarity: the negated mean of the loss's -cos."""
+
+    _default_name, _loss, _post = "cosine_similarity", losses.CosineSimilarity, "neg"
+
+    def __init__(self, name=None, dtype=None, axis=-1):
+        super().__init__(name=name, dtype=dtype)
+        if axis != -1:
+            raise ValueError("densitron's CosineSimilarity reduces over the last axis. "
+                             f"Received: axis={axis!r}")
 
 
 class _ConfusionRatio(Metric):
@@ -201,7 +250,13 @@ class SparseCategoricalCrossentropy(_CrossentropyMetric):
 _CLASSES = {c.__name__: c for c in (
     CategoricalAccuracy, SparseCategoricalAccuracy, BinaryAccuracy, MeanSquaredError,
     MeanAbsoluteError, RootMeanSquaredError, CategoricalCrossentropy, BinaryCrossentropy,
-    SparseCategoricalCrossentropy, Precision, Recall)}
+    SparseCategoricalCrossentropy, Precision, Recall, MeanAbsolutePercentageError,
+    MeanSquaredLogarithmicError, LogCoshError, Hinge, SquaredHinge, CategoricalHinge,
+    KLDivergence, Poisson, CosineSimilarity)}
+# Keras's other metric strings: the class names in snake case, and its aliases.
+_SNAKE = {to_snake_case(name): cls for name, cls in _CLASSES.items()}
+_SNAKE.update({"mape": MeanAbsolutePercentageError, "MAPE": MeanAbsolutePercentageError,
+               "msle": MeanSquaredLogarithmicError, "MSLE": MeanSquaredLogarithmicError})
 
 
 def get(identifier):
@@ -213,7 +268,11 @@ def get(identifier):
     if isinstance(identifier, type) and issubclass(identifier, Metric):
         return identifier()
     if isinstance(identifier, str):
-        return _CLASSES[identifier](name=identifier) if identifier in _CLASSES else identifier
+        if identifier in _CLASSES:
+            return _CLASSES[identifier](name=identifier)
+        if identifier in _SNAKE and identifier not in _NAMES:
+            return _SNAKE[identifier](name=identifier)
+        return identifier
     if isinstance(identifier, dict):
         return serialization.deserialize(identifier, _CLASSES, "metric")
     raise ValueError(
@@ -280,7 +339,7 @@ def resolve(name, loss, y_true_ndim, y_true_last, y_pred_ndim, y_pred_last):
         return name, [(False, 0, 0.5, losses.get(_LOSS_METRICS[name])._engine_id)], "mean"
     raise ValueError(
         "Unknown metric name. Expected one of "
-        f"{sorted(['accuracy', 'acc', *_ACCURACIES, *_LOSS_METRICS])} or a metric class "
+        f"{sorted({*_NAMES, *_SNAKE})} or a metric class "
         f"name ({', '.join(sorted(_CLASSES))}). "
         f"Received: metric={name!r}"
     )
