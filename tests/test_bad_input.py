@@ -172,6 +172,13 @@ def test_unknown_names():
         model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy", metric])
         with raises(ValueError, "same shape", f"y with shape {sparse_y.shape}"):
             model.evaluate(x, sparse_y, verbose=0)
+    # The other way: a metric that reads a class id per row, given one-hot targets (the top-k
+    # one would read a prediction at whatever value it took for the id). Keras raises too.
+    for metric in ("sparse_categorical_accuracy", "sparse_top_k_categorical_accuracy",
+                   densitron.metrics.SparseCategoricalCrossentropy()):
+        model.compile(loss="categorical_crossentropy", metrics=[metric])
+        with raises(ValueError, "one integer class id per row", f"y with shape {y.shape}"):
+            model.evaluate(x, y, verbose=0)
     with raises(ValueError, "label_smoothing=0.1"):
         densitron.metrics.CategoricalCrossentropy(label_smoothing=0.1)
     with raises(ValueError, "threshold='high'"):
@@ -358,6 +365,9 @@ def test_callbacks_must_be_callbacks():
     lambda: densitron.losses.Huber(delta="1"),
     lambda: densitron.losses.CosineSimilarity(axis=0),
     lambda: densitron.metrics.CosineSimilarity(axis=1),
+    lambda: densitron.metrics.TopKCategoricalAccuracy(k=0),
+    lambda: densitron.metrics.TopKCategoricalAccuracy(k=2.5),
+    lambda: densitron.metrics.SparseTopKCategoricalAccuracy(from_sorted_ids=True),
     lambda: densitron.set_num_threads(-1),
     lambda: densitron.set_num_threads("2"),
     lambda: densitron.utils.set_random_seed(-5),

@@ -889,6 +889,36 @@ def test_hinge_reads_binary_targets_batch_by_batch():
         assert abs(whole[key] - klogs[key]) > 1e-3  # one batch of all rows converts none
 
 
+@pytest.mark.parametrize("loss", ["categorical_crossentropy", "sparse_categorical_crossentropy"])
+def test_evaluate_top_k_accuracies(loss):
+    # By string and as objects with k (weighted too), against Keras: 5 classes, so k = 2 and 3
+    # differ from plain accuracy and from each other.
+    kmodel = _classifier(KERAS, 5, "softmax")
+    dmodel = _classifier(DENS, 5, "softmax")
+    _check_weights_move(kmodel, dmodel)
+    x = _x(61, 6, seed=46)
+    y = _labels(loss, 61, 5, seed=47)
+    w = np.random.default_rng(48).random(61).astype(np.float32)
+    sparse = loss.startswith("sparse")
+    for ns, model in ((KERAS, kmodel), (DENS, dmodel)):
+        m = keras.metrics if ns is KERAS else densitron.metrics
+        cls = m.SparseTopKCategoricalAccuracy if sparse else m.TopKCategoricalAccuracy
+        name = ("sparse_" if sparse else "") + "top_k_categorical_accuracy"
+        model.compile(optimizer="sgd", loss=loss,
+                      metrics=["accuracy", name, cls(k=2, name="top2")],
+                      weighted_metrics=[cls(k=3, name="top3")])
+    klogs = kmodel.evaluate(x, y, batch_size=16, sample_weight=w, verbose=0, return_dict=True)
+    dlogs = dmodel.evaluate(x, y, batch_size=16, sample_weight=w, verbose=0, return_dict=True)
+    assert sorted(dlogs) == sorted(klogs)
+    for key in klogs:
+        np.testing.assert_allclose(dlogs[key], klogs[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    assert len({round(dlogs[k], 6) for k in ("accuracy", "top2", "top3")}) == 3
+    clone = densitron.models.Model.from_config(dmodel.get_config())
+    assert clone is not None
+    assert densitron.metrics.get(densitron.metrics.serialize(
+        dmodel._compile_metrics[2])).get_config() == dmodel._compile_metrics[2].get_config()
+
+
 SMOOTHING_CASES = [
     # loss class, output units, output activation, from_logits
     ("CategoricalCrossentropy", 4, "softmax", False),

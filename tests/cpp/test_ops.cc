@@ -299,6 +299,30 @@ TEST(Metrics, ConfusionCountsMatchADoubleLoopWithWeights) {
   }
 }
 
+// Keras's in_top_k: the target is in the top k when fewer than k predictions are strictly
+// higher than its own, so ties count in; a NaN at the target never does; a class id out of
+// range is a miss, not a read past the row.
+TEST(Metrics, TopKCountsTiesInAsKerasDoes) {
+  const int64_t cols = 4;
+  const float nan = std::nanf("");
+  const std::vector<float> p = {0.1f, 0.4f, 0.4f, 0.1f,   // target 3: 3 higher, miss at k=2
+                                0.3f, 0.3f, 0.3f, 0.1f,   // target 2: tie for first, hit
+                                0.5f, 0.2f, 0.2f, 0.1f,   // target 1: 1 higher, hit
+                                0.1f, nan, 0.2f, 0.3f,    // target 1: NaN, miss
+                                0.2f, 0.2f, 0.2f, 0.4f};  // target 9: out of range, miss
+  const std::vector<float> ids = {3, 2, 1, 1, 9};
+  std::vector<float> onehot(4 * cols, 0.0f);
+  for (int64_t r = 0; r < 4; ++r) onehot[r * cols + static_cast<int64_t>(ids[r])] = 1.0f;
+  EXPECT_EQ(accuracy_sum(AccuracyKind::kSparseTopKCategorical, p.data(), ids.data(), 5, cols,
+                         2.0f), 2.0);
+  EXPECT_EQ(accuracy_sum(AccuracyKind::kTopKCategorical, p.data(), onehot.data(), 4, cols, 2.0f),
+            2.0);
+  EXPECT_EQ(accuracy_sum(AccuracyKind::kSparseTopKCategorical, p.data(), ids.data(), 5, cols,
+                         4.0f), 3.0);  // every row but the NaN and the out-of-range id
+  EXPECT_EQ(accuracy_sum(AccuracyKind::kSparseTopKCategorical, p.data(), ids.data(), 5, cols,
+                         1.0f), 1.0);  // only the tie for first
+}
+
 TEST(Optimizers, RmspropGoldenKerasValue) {
   OptimizerConfig c;
   c.kind = OptimizerKind::kRmsprop;

@@ -107,6 +107,11 @@ enum class AccuracyKind : int {
   kTruePositives = 3,
   kPredictedPositives = 4,
   kActualPositives = 5,
+  // Keras's top-k accuracies, k given as the threshold: the target class is among the k
+  // highest predictions when fewer than k predictions are strictly higher than its own (a NaN
+  // prediction for it never is).
+  kTopKCategorical = 6,
+  kSparseTopKCategorical = 7,
 };
 // Sum over rows of the per-row accuracy (binary accuracy is a mean over the last axis) or
 // count, each row's times the sample weight weights[r / rows_per_weight] when weights are

@@ -1,6 +1,8 @@
 """Metrics by Keras name or as Keras's metric objects, resolved against an output's shapes
 and computed by the engine: the mean over the samples of a per-sample value."""
 
+import numpy as np
+
 from densitron import losses
 from densitron.utils import serialization
 from densitron.utils.naming import to_snake_case, uniquify
@@ -8,6 +10,7 @@ from densitron.utils.naming import to_snake_case, uniquify
 # Engine ids: must match densitron::AccuracyKind in cpp/include/densitron/ops.h.
 _CATEGORICAL, _SPARSE, _BINARY = 0, 1, 2
 _TRUE_POSITIVES, _PREDICTED_POSITIVES, _ACTUAL_POSITIVES = 3, 4, 5
+_TOP_K, _SPARSE_TOP_K = 6, 7
 
 _ACCURACIES = {
     "categorical_accuracy": _CATEGORICAL,
@@ -102,6 +105,35 @@ class BinaryAccuracy(_AccuracyMetric):
 
     def get_config(self):
         return {**super().get_config(), "threshold": self.threshold}
+
+
+class TopKCategoricalAccuracy(_AccuracyMetric):
+    """Whether the target class (the argmax of y) is among the k highest predictions, ties
+    counted in as Keras counts them."""
+
+    _default_name, _kind = "top_k_categorical_accuracy", _TOP_K
+
+    def __init__(self, k=5, name=None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"`k` must be a positive integer. Received: k={k!r}")
+        self.k = int(k)
+
+    def _spec(self):
+        return (True, self._kind, float(self.k), 0)
+
+    def get_config(self):
+        return {**super().get_config(), "k": self.k}
+
+
+class SparseTopKCategoricalAccuracy(TopKCategoricalAccuracy):
+    _default_name, _kind = "sparse_top_k_categorical_accuracy", _SPARSE_TOP_K
+
+    def __init__(self, k=5, name=None, dtype=None, from_sorted_ids=False):
+        super().__init__(k=k, name=name, dtype=dtype)
+        if from_sorted_ids:
+            raise ValueError("densitron's SparseTopKCategoricalAccuracy reads scores, not "
+                             "sorted class ids. Received: from_sorted_ids=True")
 
 
 class _LossMetric(Metric):
@@ -252,7 +284,8 @@ _CLASSES = {c.__name__: c for c in (
     MeanAbsoluteError, RootMeanSquaredError, CategoricalCrossentropy, BinaryCrossentropy,
     SparseCategoricalCrossentropy, Precision, Recall, MeanAbsolutePercentageError,
     MeanSquaredLogarithmicError, LogCoshError, Hinge, SquaredHinge, CategoricalHinge,
-    KLDivergence, Poisson, CosineSimilarity)}
+    KLDivergence, Poisson, CosineSimilarity, TopKCategoricalAccuracy,
+    SparseTopKCategoricalAccuracy)}
 # Keras's other metric strings: the class names in snake case, and its aliases.
 _SNAKE = {to_snake_case(name): cls for name, cls in _CLASSES.items()}
 _SNAKE.update({"mape": MeanAbsolutePercentageError, "MAPE": MeanAbsolutePercentageError,
@@ -319,7 +352,7 @@ def reads_dense_targets(spec):
     per row, as the sparse accuracy and cross-entropy do)."""
     is_accuracy, kind, _, loss_id = spec
     if is_accuracy:
-        return kind != _SPARSE
+        return kind not in (_SPARSE, _SPARSE_TOP_K)
     return loss_id not in (losses.SparseCategoricalCrossentropy._engine_id,
                            losses.SparseCategoricalCrossentropy(from_logits=True)._engine_id)
 

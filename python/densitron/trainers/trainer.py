@@ -179,6 +179,14 @@ class Trainer:
                             f"value: they must have the same shape. target.shape={shape}, "
                             f"output.shape={(None, *self._output_shapes[k])}. Received: y "
                             f"with shape {shape}")
+                    ids = math.prod(self._output_shapes[k]) // self._output_last[k]
+                    if (not all(metrics_mod.reads_dense_targets(s) for s in engine_specs)
+                            and target_values != ids):
+                        raise ValueError(
+                            f"Metric {display!r} reads one integer class id per row: targets of "
+                            f"shape {(None, *self._output_shapes[k][:-1])}, or with a last "
+                            f"axis of 1, for an output of shape "
+                            f"{(None, *self._output_shapes[k])}. Received: y with shape {shape}")
                     if is_weighted and name in taken:
                         name = prefix[k] + "weighted_" + display
                     if name in (entry[0] for entry in self._metric_logs):
