@@ -143,8 +143,9 @@ void optimizer(benchmark::State& state, densitron::OptimizerConfig c, int arrays
   std::vector<float*> sp;
   for (auto& s : slots) sp.push_back(s.data());
   int64_t step = 1;
+  densitron::NadamProduct nadam;  // Nadam's product continues step by step, as in training
   for (auto _ : state) {
-    densitron::optimizer_update(c, step++, w.data(), g.data(), sp.data(), n);
+    densitron::optimizer_update(c, step++, w.data(), g.data(), sp.data(), n, &nadam);
     benchmark::DoNotOptimize(w.data());
     benchmark::ClobberMemory();
   }
@@ -181,6 +182,7 @@ void register_all() {
       {"adagrad", densitron::OptimizerKind::kAdagrad, 5},
       {"lion", densitron::OptimizerKind::kLion, 5},
       {"adadelta", densitron::OptimizerKind::kAdadelta, 7},
+      {"nadam", densitron::OptimizerKind::kNadam, 7},
   };
   for (const auto& u : updates) {
     densitron::OptimizerConfig c;

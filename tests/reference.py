@@ -191,6 +191,23 @@ def lion(w, g, state, lr=0.001, beta_1=0.9, beta_2=0.99, weight_decay=0.0):
     return w
 
 
+def nadam(w, g, state, step, lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+          weight_decay=0.0):
+    """Keras's Nadam, its running product of u_t = beta_1·(1 - 0.5·0.96^t) from scratch."""
+    def u(t):
+        return beta_1 * (1 - 0.5 * 0.96**t)
+
+    product = np.prod([u(t) for t in range(1, step + 1)])
+    w = w - lr * weight_decay * w
+    m = state.setdefault("m", np.zeros_like(w))
+    v = state.setdefault("v", np.zeros_like(w))
+    m[...] = m + (g - m) * (1 - beta_1)
+    v[...] = v + (g * g - v) * (1 - beta_2)
+    m_hat = u(step + 1) * m / (1 - product * u(step + 1)) + (1 - u(step)) * g / (1 - product)
+    v_hat = v / (1 - beta_2**step)
+    return w - lr * m_hat / (np.sqrt(v_hat) + epsilon)
+
+
 def adadelta(w, g, state, lr=0.001, rho=0.95, epsilon=1e-7):
     acc_g = state.setdefault("acc_g", np.zeros_like(w))
     acc_d = state.setdefault("acc_d", np.zeros_like(w))

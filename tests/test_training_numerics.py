@@ -3,7 +3,7 @@ gradients and the optimizer update, for every loss and activation."""
 
 import numpy as np
 import pytest
-from reference import (adadelta, adagrad, adam, adamax, lion, mlp_step, rel_err, rmsprop,
+from reference import (adadelta, adagrad, adam, adamax, lion, mlp_step, nadam, rel_err, rmsprop,
                        sgd)
 
 import densitron
@@ -269,6 +269,10 @@ OPTIMIZER_CASES = [
     (optimizers.Adadelta(learning_rate=1.0), lambda w, g, s, t: adadelta(w, g, s, 1.0)),
     (optimizers.Adadelta(learning_rate=0.5, rho=0.8, epsilon=1e-4),
      lambda w, g, s, t: adadelta(w, g, s, 0.5, 0.8, 1e-4)),
+    (optimizers.Nadam(), lambda w, g, s, t: nadam(w, g, s, t)),
+    (optimizers.Nadam(learning_rate=0.01, beta_1=0.8, beta_2=0.9, epsilon=1e-4,
+                      weight_decay=0.01),
+     lambda w, g, s, t: nadam(w, g, s, t, 0.01, 0.8, 0.9, 1e-4, 0.01)),
 ]
 
 
@@ -387,7 +391,7 @@ def test_fit_trains_through_every_optimizer():
     x = rng.normal(size=(256, 8)).astype(np.float32)
     y = (x[:, :1] > 0).astype(np.float32)
     # (not "adadelta": its default rate of 0.001 moves too little in 8 epochs)
-    for name in ("sgd", "rmsprop", "adam", "adamw", "adamax", "adagrad", "lion"):
+    for name in ("sgd", "rmsprop", "adam", "adamw", "adamax", "adagrad", "lion", "nadam"):
         inp = layers.Input(shape=(8,))
         out = layers.Dense(1, activation="sigmoid")(layers.Dense(16, activation="relu")(inp))
         model = Model(inp, out)
@@ -459,3 +463,42 @@ def test_adagrad_accumulators_start_at_their_initial_value_in_training():
     _, slots = model._optimizer_slots()
     for s, g in zip(slots, grads):
         np.testing.assert_allclose(s, 0.3 + g.astype(np.float64) ** 2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_nadam_product_runs_on_through_fits_and_a_reset_step_count(threads):
+    # The engine continues Nadam's running product step by step (a cache per thread): steps
+    # over several fit calls, on one or two threads, and after the step count is set back
+    # (as a load does), equal the formula with the product taken from scratch.
+    densitron.set_num_threads(threads)
+    rng = np.random.default_rng(41)
+    inp = layers.Input(shape=(300,))
+    model = Model(inp, layers.Dense(40)(inp))  # 12k weights: the update is split
+    model.compile(optimizer=optimizers.Nadam(learning_rate=0.01), loss="mse")
+    x = rng.normal(size=(8, 300)).astype(np.float32)
+    y = rng.normal(size=(8, 40)).astype(np.float32)
+    step = 0
+    weights = [w.astype(np.float64) for w in model.get_weights()]
+    states = [{} for _ in weights]
+    for fit_steps in (3, 1, 2):
+        for _ in range(fit_steps):
+            step += 1
+            grads = model._compute_gradients(x, y)
+            model.train_on_batch(x, y)
+            weights = [nadam(w, g.astype(np.float64), s, step, lr=0.01)
+                       for w, g, s in zip(weights, grads, states)]
+            for got, want in zip(model.get_weights(), weights):
+                assert rel_err(got, want) < 1e-5, step
+            # keep the reference on the engine's float32 weights
+            weights = [w.astype(np.float64) for w in model.get_weights()]
+    # the step count set back to 2, with the slots after step 2 (zeros here: from 0)
+    iterations, slots = model._optimizer_slots()
+    assert iterations == 6
+    model._set_optimizer_slots(2, [np.zeros_like(s) for s in slots])
+    states = [{} for _ in weights]  # m and v from zeros, as the slots were set
+    grads = model._compute_gradients(x, y)
+    model.train_on_batch(x, y)
+    want = [nadam(w, g.astype(np.float64), s, 3, lr=0.01)
+            for w, g, s in zip(weights, grads, states)]
+    for got, w in zip(model.get_weights(), want):
+        assert rel_err(got, w) < 1e-5

@@ -354,6 +354,9 @@ void bind_graph(py::module_& m) {
         return densitron::scheduled_learning_rate(PyGraph::lr_schedule(schedule), iterations);
       },
       py::arg("schedule"), py::arg("iterations"));
+  m.def("_nadam_u_product", [](float beta_1, int64_t steps) {
+    return densitron::nadam_u_product(beta_1, steps);
+  }, py::arg("beta_1"), py::arg("steps"));
   m.def("_optimizer_slot_count", [](const py::dict& opt) {
     return densitron::optimizer_slot_count(PyGraph::optimizer_config(opt));
   });

@@ -159,13 +159,11 @@ def _compile_saved(model, cc, compile, filepath):
 
     if compile and cc:
         opt_cfg = cc["optimizer"]
-        opt_cls = {c.__name__: c for c in (optimizers.SGD, optimizers.RMSprop, optimizers.Adam,
-                                           optimizers.AdamW, optimizers.Adamax,
-                                           optimizers.Adagrad, optimizers.Lion,
-                                           optimizers.Adadelta)
-                   }.get(opt_cfg["class_name"])
+        from densitron.optimizers.optimizer import CLASSES
+
+        opt_cls = CLASSES.get(opt_cfg["class_name"])
         if opt_cls is None:
-            raise ValueError("densitron has the optimizers SGD, RMSprop, Adam and AdamW; load "
+            raise ValueError(f"densitron has the optimizers {', '.join(sorted(CLASSES))}; load "
                              "the model with compile=False and compile it with one of them. "
                              f"Received: optimizer {opt_cfg['class_name']!r} in {filepath}")
         model.compile(optimizer=opt_cls.from_config(opt_cfg["config"]),
@@ -232,9 +230,10 @@ def _write_keras_optimizer(model, h):
     values = [np.asarray(iterations, np.int64)]
     if opt._schedule is None:
         values.append(np.asarray(opt.learning_rate, np.float32))
+    trailing = opt._keras_trailing_variables(iterations) if slots else []
     group = h.create_group("optimizer/vars")
     group.attrs["name"] = opt.name
-    for i, v in enumerate(values + slots):
+    for i, v in enumerate(values + slots + trailing):
         group.create_dataset(str(i), data=v)
 
 
@@ -249,8 +248,11 @@ def _load_keras_optimizer(model, h, filepath):
     head = 1 if model.optimizer._schedule is not None else 2  # iterations (, learning rate)
     if not values:
         return
+    # (the variables after the slots, Nadam's product, follow from the step count)
+    tail = len(model.optimizer._keras_trailing_variables(0))
     try:
-        model._set_optimizer_slots(int(values[0]), values[head:] if len(values) > head else None)
+        model._set_optimizer_slots(int(values[0]), values[head:len(values) - tail]
+                                   if len(values) > head + tail else None)
     except ValueError as e:
         raise ValueError(f"{e} (optimizer {model.optimizer.name!r} in {filepath}). Received: "
                          f"filepath={filepath!r}") from None

@@ -431,6 +431,18 @@ void optimizer_ref(const OptimizerConfig& c, int64_t step, std::vector<double>& 
         w[i] -= lr * s[0][i] / ((1 - std::pow(c.beta_1, double(step))) * (s[1][i] + c.epsilon));
         break;
       }
+      case OptimizerKind::kNadam: {  // Keras's formula, its product of u from scratch
+        auto u = [&](int64_t t) { return c.beta_1 * (1 - 0.5 * std::pow(0.96, double(t))); };
+        double product = 1.0;
+        for (int64_t t = 1; t <= step; ++t) product *= u(t);
+        s[0][i] += (gi - s[0][i]) * (1 - c.beta_1);
+        s[1][i] += (gi * gi - s[1][i]) * (1 - c.beta_2);
+        const double m_hat = u(step + 1) * s[0][i] / (1 - product * u(step + 1)) +
+                             (1 - u(step)) * gi / (1 - product);
+        const double v_hat = s[1][i] / (1 - std::pow(c.beta_2, double(step)));
+        w[i] -= lr * m_hat / (std::sqrt(v_hat) + c.epsilon);
+        break;
+      }
     }
   }
 }
@@ -481,6 +493,12 @@ std::vector<OptimizerConfig> optimizer_configs() {
   c.learning_rate = 1.0f;
   c.rho = 0.95f;
   v.push_back(c);
+  c = OptimizerConfig();
+  c.kind = OptimizerKind::kNadam;
+  v.push_back(c);
+  c.beta_1 = 0.8f;
+  c.weight_decay = 0.004f;
+  v.push_back(c);
   return v;
 }
 
@@ -516,6 +534,21 @@ INSTANTIATE_TEST_SUITE_P(Isas, ActivationIsa, ::testing::ValuesIn(isas()),
                          [](const ::testing::TestParamInfo<Isa>& info) {
                            return std::string(isa_name(info.param));
                          });
+
+// Nadam's product of u_t, continued from a cache or computed afresh, is the same float32
+// chain Keras assigns, into the subnormals (where it settles on a few ulps).
+TEST(Optimizer, NadamProductContinuesAsFromScratch) {
+  NadamProduct cache;
+  float chain = 1.0f;
+  for (int64_t t = 1; t <= 3000; ++t) {
+    chain = chain * 0.9f * (1.0f - 0.5f * std::pow(0.96f, static_cast<float>(t)));
+    ASSERT_EQ(nadam_u_product(0.9f, t, &cache), chain) << t;
+    if (t % 97 == 0) ASSERT_EQ(nadam_u_product(0.9f, t), chain) << t;
+  }
+  EXPECT_LT(chain, 1e-44f);
+  EXPECT_EQ(nadam_u_product(0.9f, 3, &cache), nadam_u_product(0.9f, 3));  // back: afresh
+  EXPECT_NE(nadam_u_product(0.5f, 3, &cache), nadam_u_product(0.9f, 3));  // other beta_1
+}
 
 TEST(Activation, NeedsInputExactlyWhereYIsNotEnough) {
   EXPECT_FALSE(activation_needs_input(A::kRelu, {}));

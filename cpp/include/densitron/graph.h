@@ -351,6 +351,7 @@ class Graph {
   bool has_window_ = false;  // per run: a solo chain leaves threads idle, and rows are shuffled
   std::vector<float> scratch_;
   std::vector<std::vector<float>> block_grad_;  // per thread: a cut kernel block's gradient C
+  std::vector<NadamProduct> nadam_products_;     // per thread: Nadam's product, step by step
 
   std::vector<int64_t> grad_offset_;  // per parameter, into grads_
   std::vector<float> grads_;

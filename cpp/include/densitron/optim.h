@@ -16,6 +16,7 @@ enum class OptimizerKind : int {
   kAdagrad = 4,
   kLion = 5,
   kAdadelta = 6,
+  kNadam = 7,
 };
 
 // Keras's learning-rate schedules (keras.optimizers.schedules), by their arguments' names.
@@ -58,8 +59,8 @@ struct OptimizerConfig {
   bool centered = false;  // RMSprop
   float epsilon = 1e-7f;  // RMSprop, Adam, Adamax, Adagrad
   float initial_accumulator = 0.1f;  // Adagrad: its slot's first value
-  float beta_1 = 0.9f;    // Adam, Adamax, Lion
-  float beta_2 = 0.999f;  // Adam, Adamax, Lion (whose Keras default is 0.99)
+  float beta_1 = 0.9f;    // Adam, Adamax, Lion, Nadam
+  float beta_2 = 0.999f;  // Adam, Adamax, Lion (whose Keras default is 0.99), Nadam
   bool amsgrad = false;   // Adam
   float weight_decay = 0.0f;  // decoupled (AdamW-style): w -= lr·wd·w before the step
   // Keras's gradient clipping, of the gradients the graph hands to the step (at most one set;
@@ -74,10 +75,23 @@ struct OptimizerConfig {
 };
 
 // Optimizer constants for one update; decay = learning_rate·weight_decay (0 for none).
+// Nadam's step: m_hat = m_scale·m + g_scale·g, v_hat = v_scale·v.
 struct OptimArgs {
   float learning_rate, momentum, rho, epsilon, beta_1, beta_2, alpha, decay;
+  float m_scale, g_scale, v_scale;
   int nesterov, centered, amsgrad;
 };
+
+// Keras's Nadam keeps the product of its momentum schedule as a variable of its own:
+// u_t = beta_1·(1 - 0.5·0.96^t), multiplied in step by step in float32. The product after
+// `steps` updates, continued from `cache` when it holds an earlier count (else from 1) and
+// left there.
+struct NadamProduct {
+  int64_t steps = 0;
+  float beta_1 = 0.0f;
+  float value = 1.0f;
+};
+float nadam_u_product(float beta_1, int64_t steps, NadamProduct* cache = nullptr);
 
 // One step's update prepared once (its constants computed, the active ISA's kernel chosen)
 // and then applied piece by piece on the calling thread, without forking: the graph executor
@@ -89,8 +103,10 @@ struct OptimizerStep {
   const void* kernels;  // the ISA's elementwise kernel table
   int slot[3];          // which of the caller's slot arrays each kernel slot reads, or -1
 };
-// step: 1-based (the update's own number).
-OptimizerStep prepare_optimizer_step(const OptimizerConfig& config, int64_t step);
+// step: 1-based (the update's own number). Nadam's product continues from `nadam` (see
+// nadam_u_product) when given.
+OptimizerStep prepare_optimizer_step(const OptimizerConfig& config, int64_t step,
+                                     NadamProduct* nadam = nullptr);
 // As optimizer_update with the prepared step, on the calling thread only.
 void apply_optimizer_step(const OptimizerStep& s, float* w, const float* g, float* const* slots,
                           int64_t n);
@@ -101,8 +117,8 @@ int optimizer_slot_count(const OptimizerConfig& config);
 float optimizer_slot_initial_value(const OptimizerConfig& config, int s);
 
 // Updates n weights w from gradients g; slots points at slot_count(config) arrays of n floats.
-// step is the 1-based iteration number.
+// step is the 1-based iteration number; nadam as for prepare_optimizer_step.
 void optimizer_update(const OptimizerConfig& config, int64_t step, float* w, const float* g,
-                      float* const* slots, int64_t n);
+                      float* const* slots, int64_t n, NadamProduct* nadam = nullptr);
 
 }  // namespace densitron

@@ -1116,6 +1116,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
     }
   }
   if (static_cast<int>(block_grad_.size()) < nt) block_grad_.resize(nt);
+  if (static_cast<int>(nadam_products_.size()) < nt) nadam_products_.resize(nt);
   for (int t = 0; t < nt; ++t)
     if (static_cast<int64_t>(block_grad_[t].size()) < block_grad)
       block_grad_[t].resize(block_grad);
@@ -1151,7 +1152,8 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
       }
       begin_batch(st, data.x, mode == Mode::kPredict ? nullptr : &data, perm, start, st.batch);
       // (after begin_batch's barrier: thread 0 counted the previous step before it)
-      if (mode == Mode::kTrain) st.opt = prepare_optimizer_step(optimizer_, iterations_ + 1);
+      if (mode == Mode::kTrain)
+        st.opt = prepare_optimizer_step(optimizer_, iterations_ + 1, &nadam_products_[ith]);
       // A NaN among the gathered inputs stops the run before this batch trains (every
       // thread reads the same code: it was written before begin_batch's barrier).
       const int64_t nan_code = nan_code_[st.parity].load(std::memory_order_relaxed);

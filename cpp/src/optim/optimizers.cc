@@ -20,6 +20,7 @@ int optimizer_slot_count(const OptimizerConfig& c) {
       return c.amsgrad ? 3 : 2;
     case OptimizerKind::kAdamax:
     case OptimizerKind::kAdadelta:
+    case OptimizerKind::kNadam:
       return 2;
     case OptimizerKind::kAdagrad:
     case OptimizerKind::kLion:
@@ -72,7 +73,15 @@ void update_chunk(void* ctx, int64_t b, int64_t e) {
     case OptimizerKind::kAdadelta:
       k->adadelta(a, u.w + b, u.g + b, at[0], at[1], e - b);
       return;
+    case OptimizerKind::kNadam:
+      k->nadam(a, u.w + b, u.g + b, at[0], at[1], e - b);
+      return;
   }
+}
+
+// Keras's u_t in float32: beta_1·(1 - 0.5·0.96^t).
+float nadam_u(float beta_1, int64_t t) {
+  return beta_1 * (1.0f - 0.5f * std::pow(0.96f, static_cast<float>(t)));
 }
 
 }  // namespace
@@ -139,7 +148,21 @@ float scheduled_learning_rate(const LrScheduleConfig& s, int64_t iterations) {
   return s.initial;
 }
 
-OptimizerStep prepare_optimizer_step(const OptimizerConfig& c, int64_t step) {
+float nadam_u_product(float beta_1, int64_t steps, NadamProduct* cache) {
+  NadamProduct p;
+  p.beta_1 = beta_1;
+  if (cache != nullptr && cache->beta_1 == beta_1 && cache->steps <= steps) p = *cache;
+  // As Keras assigns it: (product·beta_1)·(1 - 0.5·0.96^t).
+  for (; p.steps < steps && p.value != 0.0f; ++p.steps)
+    p.value = p.value * beta_1 *
+              (1.0f - 0.5f * std::pow(0.96f, static_cast<float>(p.steps + 1)));
+  p.steps = steps;
+  if (cache != nullptr) *cache = p;
+  return p.value;
+}
+
+OptimizerStep prepare_optimizer_step(const OptimizerConfig& c, int64_t step,
+                                     NadamProduct* nadam) {
   const float lr = c.schedule.kind != LrSchedule::kConstant
                        ? scheduled_learning_rate(c.schedule, step - 1)
                        : c.learning_rate;
@@ -189,6 +212,16 @@ OptimizerStep prepare_optimizer_step(const OptimizerConfig& c, int64_t step) {
       s.slot[0] = 0;
       s.slot[1] = 1;
       break;
+    case OptimizerKind::kNadam: {  // slots: m, v; Keras's scalars in float32
+      const float u_t = nadam_u(c.beta_1, step), u_next = nadam_u(c.beta_1, step + 1);
+      const float product = nadam_u_product(c.beta_1, step, nadam);
+      a.m_scale = u_next / (1.0f - product * u_next);
+      a.g_scale = (1.0f - u_t) / (1.0f - product);
+      a.v_scale = 1.0f / (1.0f - std::pow(c.beta_2, static_cast<float>(step)));
+      s.slot[0] = 0;
+      s.slot[1] = 1;
+      break;
+    }
   }
   return s;
 }
@@ -200,8 +233,8 @@ void apply_optimizer_step(const OptimizerStep& s, float* w, const float* g, floa
 }
 
 void optimizer_update(const OptimizerConfig& c, int64_t step, float* w, const float* g,
-                      float* const* slots, int64_t n) {
-  const OptimizerStep s = prepare_optimizer_step(c, step);
+                      float* const* slots, int64_t n, NadamProduct* nadam) {
+  const OptimizerStep s = prepare_optimizer_step(c, step, nadam);
   Update u{&s, w, g, slots};
   parallel_chunks(n, kMinChunk, update_chunk, &u);
 }

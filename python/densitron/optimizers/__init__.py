@@ -2,7 +2,7 @@
 
 from densitron.optimizers import schedules
 from densitron.optimizers.optimizer import (SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Lion,
-                                            Optimizer, RMSprop, get)
+                                            Nadam, Optimizer, RMSprop, get)
 
-__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "Adamax", "AdamW", "Lion", "Optimizer",
+__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "Adamax", "AdamW", "Lion", "Nadam", "Optimizer",
            "RMSprop", "get", "schedules"]

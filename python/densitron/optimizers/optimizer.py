@@ -3,10 +3,13 @@ the parameters in place, as the formulas in Keras 3 define it."""
 
 import numbers
 
+import numpy as np
+
+from densitron import _core
 from densitron.optimizers import schedules
 
 # densitron::OptimizerKind
-_SGD, _RMSPROP, _ADAM, _ADAMAX, _ADAGRAD, _LION, _ADADELTA = 0, 1, 2, 3, 4, 5, 6
+_SGD, _RMSPROP, _ADAM, _ADAMAX, _ADAGRAD, _LION, _ADADELTA, _NADAM = 0, 1, 2, 3, 4, 5, 6, 7
 
 
 def _check_number(name, value, lo=0.0, lo_inclusive=True, hi=None):
@@ -130,6 +133,11 @@ class Optimizer:
         """The value engine slot `slot` starts from (as the engine's
         optimizer_slot_initial_value)."""
         return 0.0
+
+    def _keras_trailing_variables(self, iterations):
+        """Keras's variables after the slots (Nadam's product), as saved after `iterations`
+        steps; the engine derives them from the step count, so loading skips them."""
+        return []
 
     def _attach(self, graph):
         self._graphs = [g for g in self._graphs if g is not graph] + [graph]
@@ -321,8 +329,36 @@ class Adadelta(Optimizer):
         return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
 
 
+class Nadam(Optimizer):
+    """Keras's Nadam: Adam's moments with Nesterov momentum on the schedule
+    u_t = beta_1·(1 - 0.5·0.96^t), whose running product Keras keeps as a variable."""
+
+    _kind = _NADAM
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 name="nadam", **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        self.beta_1 = _check_number("beta_1", beta_1, 0.0, True, 1.0)
+        self.beta_2 = _check_number("beta_2", beta_2, 0.0, True, 1.0)
+        self.epsilon = _check_number("epsilon", epsilon)
+
+    def _engine_extra(self):
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+    def _keras_slot_blocks(self):
+        return [[0, 1]]  # Keras: momentum and velocity, variable by variable
+
+    def _keras_trailing_variables(self, iterations):
+        return [np.asarray(_core._nadam_u_product(self.beta_1, int(iterations)), np.float32)]
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
+
 _BY_NAME = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "adamax": Adamax,
-            "adagrad": Adagrad, "lion": Lion, "adadelta": Adadelta}
+            "adagrad": Adagrad, "lion": Lion, "adadelta": Adadelta, "nadam": Nadam}
+CLASSES = {cls.__name__: cls for cls in _BY_NAME.values()}
 
 
 def get(identifier):
