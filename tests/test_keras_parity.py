@@ -1255,3 +1255,67 @@ def test_optimizer_state_moves_between_keras_and_densitron(opt, tmp_path):
                 np.float32(1) - np.float32(0.5) * np.float32(0.96) ** np.float32(t))
         np.testing.assert_allclose(variables[-1], product, rtol=1e-6)
     assert int(np.asarray(kclone.optimizer.iterations)) == 7
+
+
+# --- Normalization and Rescaling --------------------------------------------------------------
+
+NORMALIZATION_CASES = [
+    {}, {"axis": None}, {"invert": True}, {"axis": -1, "invert": True},
+    {"mean": [1.0, 2.0, 3.0, 4.0, 5.0], "variance": [1.0, 4.0, 9.0, 16.0, 0.0]},
+    {"mean": 2.0, "variance": 3.0}, {"mean": 2.0, "variance": 3.0, "invert": True},
+]
+
+
+@pytest.mark.parametrize("kwargs", NORMALIZATION_CASES, ids=str)
+def test_normalization_adapts_and_predicts_as_keras(kwargs, tmp_path):
+    # adapt on the same array gives Keras's weights bit for bit, and so do the outputs (the
+    # same float32 operations); the weights move both ways; .keras files both ways.
+    rng = np.random.default_rng(50)
+    x = (rng.normal(size=(200, 5)) * [1, 10, 100, 0.1, 3] + [0, 5, -50, 1, 2]).astype(np.float32)
+    layers = {}
+    models = {}
+    for ns in (KERAS, DENS):
+        layers[ns] = ns.layers.Normalization(**kwargs)
+        if "mean" not in kwargs:
+            layers[ns].adapt(x)
+        models[ns] = ns.Sequential([ns.Input(shape=(5,)), layers[ns], ns.layers.Dense(3)])
+    kmodel, dmodel = models[KERAS], models[DENS]
+    assert [w.shape for w in dmodel.get_weights()] == [w.shape for w in kmodel.get_weights()]
+    for got, want in zip(dmodel.get_weights()[:2], kmodel.get_weights()[:2]):
+        if "mean" not in kwargs:
+            np.testing.assert_array_equal(got, want)
+    dense = _random_weights(keras.Sequential([keras.Input(shape=(5,)), keras.layers.Dense(3)]))
+    for model in (kmodel, dmodel):
+        model.layers[-1].set_weights(dense)
+    np.testing.assert_array_equal(dmodel.predict(x, verbose=0), kmodel.predict(x, verbose=0))
+    np.testing.assert_array_equal(np.asarray(layers[DENS](x)), np.asarray(layers[KERAS](x)))
+    assert dmodel.layers[0].get_config()["axis"] == tuple(kmodel.layers[0].get_config()["axis"])
+    pytest.importorskip("h5py")
+    for model in (kmodel, dmodel):
+        model.compile(optimizer="sgd", loss="mse")
+    dmodel.save(tmp_path / "d.keras")
+    kclone = keras.models.load_model(tmp_path / "d.keras")
+    kmodel.save(tmp_path / "k.keras")
+    dclone = densitron.models.load_model(tmp_path / "k.keras")
+    want = kmodel.predict(x, verbose=0)
+    np.testing.assert_array_equal(kclone.predict(x, verbose=0), want)
+    np.testing.assert_array_equal(dclone.predict(x, verbose=0), want)
+
+
+@pytest.mark.parametrize("kwargs", [{"scale": 1 / 255}, {"scale": 2.0, "offset": -1.0},
+                                    {"scale": [1.0, 2.0, 0.5, -1.0, 3.0], "offset": 0.25}],
+                         ids=str)
+def test_rescaling_matches_keras(kwargs, tmp_path):
+    x = _x(40, 5, seed=51, scale=100.0)
+    kmodel = keras.Sequential([keras.Input(shape=(5,)), keras.layers.Rescaling(**kwargs)])
+    dmodel = densitron.Sequential([densitron.Input(shape=(5,)),
+                                   densitron.layers.Rescaling(**kwargs)])
+    want = kmodel.predict(x, verbose=0)
+    np.testing.assert_allclose(dmodel.predict(x, verbose=0), want, rtol=1e-6, atol=1e-6)
+    pytest.importorskip("h5py")
+    dmodel.save(tmp_path / "d.keras")
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "d.keras").predict(
+        x, verbose=0), want, rtol=1e-6, atol=1e-6)
+    kmodel.save(tmp_path / "k.keras")
+    np.testing.assert_allclose(densitron.models.load_model(tmp_path / "k.keras").predict(
+        x, verbose=0), want, rtol=1e-6, atol=1e-6)

@@ -40,6 +40,10 @@ enum class OpType : int {
                         // length, inner) values reduced over length, to their mean (max 0) or
                         // maximum (max 1); masked: the mean over the steps whose id in input 1
                         // (a model Input of `length` ids a sample) is not 0
+  kStandardize = 17,    // i {invert, features}; params {mean, variance} (then a = mean,
+                        // b = max(sqrt(variance), 1e-7)) or none, with f {a..., b...}: feature
+                        // c = j mod features of each value j is (x - a_c) / b_c, or with invert
+                        // a_c + x·b_c (Keras's Normalization; Rescaling as a_c + x·b_c)
 };
 
 struct NodeSpec {

@@ -140,6 +140,19 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
               nodes_[node.inputs[1]].width != node.iattrs[1])))
           bad("a masked mean pooling reads the ids of a model Input, one per step");
         break;
+      case OpType::kStandardize: {
+        need_inputs(1);
+        if (in0->width != node.width) bad("Normalization width mismatch");
+        const int64_t f = node.iattrs.size() == 2 ? node.iattrs[1] : 0;
+        if (f < 1 || (f != 1 && f != node.last_dim)) bad("Normalization attributes");
+        if (node.params.empty() ? node.fattrs.size() != static_cast<size_t>(2 * f)
+                                : node.params.size() != 2 || !node.fattrs.empty() ||
+                                      node.params[0] < 0 || node.params[1] < 0 ||
+                                      param_size(node.params[0]) != f ||
+                                      param_size(node.params[1]) != f)
+          bad("Normalization takes a mean and a variance of one value per feature");
+        break;
+      }
       case OpType::kEmbedding:
         need_inputs(1);
         if (node.params.size() != 1 || node.iattrs.size() != 1) bad("Embedding attributes");
@@ -228,7 +241,7 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
     const NodeSpec& node = nodes_[i];
     bool rg = false;
     for (int in : node.inputs) rg = rg || requires_grad_[in];
-    const size_t own = node.op == OpType::kBatchNorm ? 2 : node.params.size();
+    const size_t own = trainable_param_slots(node);
     for (size_t s = 0; s < own; ++s)
       rg = rg || (node.params[s] >= 0 && params_[node.params[s]].trainable);
     requires_grad_[i] = rg;
@@ -256,7 +269,7 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
   for (int i = n - 1; i >= 0; --i) {
     if (!has_grad_[i]) continue;
     const NodeSpec& node = nodes_[i];
-    const size_t own = node.op == OpType::kBatchNorm ? 2 : node.params.size();
+    const size_t own = trainable_param_slots(node);
     for (size_t s = 0; s < own; ++s) {
       const int p = node.params[s];
       if (p < 0 || !params_[p].trainable) continue;

@@ -93,6 +93,20 @@ void Graph::forward_node(const Step& st, int i) {
       }
       return;
     }
+    case OpType::kStandardize: {
+      // Keras's Normalization: (x - mean) / max(sqrt(variance), eps), or its inverse.
+      const bool invert = node.iattrs[0] != 0;
+      const int64_t f = node.iattrs[1];
+      const float* mean = node.params.empty() ? nullptr : param(i, 0);
+      const float* var = node.params.empty() ? nullptr : param(i, 1);
+      for (int64_t j = el.lo; j < el.hi; ++j) {
+        const int64_t c = j % f;
+        const float a = mean ? mean[c] : static_cast<float>(node.fattrs[c]);
+        const float b = var ? standardize_scale(var[c]) : static_cast<float>(node.fattrs[f + c]);
+        y[j] = invert ? a + x[j] * b : (x[j] - a) / b;
+      }
+      return;
+    }
     case OpType::kAdd:
     case OpType::kAverage:
     case OpType::kSubtract:
@@ -567,6 +581,20 @@ void Graph::backward_node(const Step& st, int i) {
       if (float* gx = target(0, &acc))
         if (el.lo < el.hi) put(gx + el.lo, dy + el.lo, el.hi - el.lo, acc);
       return;
+    case OpType::kStandardize: {
+      float* gx = target(0, &acc);
+      if (!gx) return;
+      const bool invert = node.iattrs[0] != 0;
+      const int64_t f = node.iattrs[1];
+      const float* var = node.params.empty() ? nullptr : param(i, 1);
+      for (int64_t j = el.lo; j < el.hi; ++j) {
+        const int64_t c = j % f;
+        const float b = var ? standardize_scale(var[c]) : static_cast<float>(node.fattrs[f + c]);
+        const float v = invert ? dy[j] * b : dy[j] / b;
+        gx[j] = acc ? gx[j] + v : v;
+      }
+      return;
+    }
     case OpType::kDropout: {
       float* gx = target(0, &acc);
       if (!gx) return;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
@@ -71,6 +72,17 @@ inline uint64_t dropout_mask_index(const std::vector<int64_t>& iattrs, int64_t j
   if (!shared[0]) index += rest * stride;  // rest: the sample
   return static_cast<uint64_t>(index);
 }
+
+// How many of a node's leading params can be trained (BatchNormalization's moving statistics
+// and Normalization's mean and variance cannot).
+inline size_t trainable_param_slots(const NodeSpec& node) {
+  if (node.op == OpType::kBatchNorm) return 2;
+  if (node.op == OpType::kStandardize) return 0;
+  return node.params.size();
+}
+
+// Normalization's (a, b) of feature c (see OpType::kStandardize).
+inline float standardize_scale(float variance) { return std::max(std::sqrt(variance), 1e-7f); }
 
 inline void add_into(float* dst, const float* src, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] += src[i];

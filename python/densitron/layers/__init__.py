@@ -7,6 +7,7 @@ from densitron.layers.layer import KerasTensor, Layer
 from densitron.layers.merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply,
                                       Subtract)
 from densitron.layers.normalization import BatchNormalization, LayerNormalization
+from densitron.layers.preprocessing import Normalization, Rescaling
 from densitron.layers.pooling import (GlobalAveragePooling1D, GlobalAveragePooling2D,
                                       GlobalAveragePooling3D, GlobalAvgPool1D, GlobalAvgPool2D,
                                       GlobalAvgPool3D, GlobalMaxPool1D, GlobalMaxPool2D,
@@ -42,4 +43,4 @@ __all__ = ["ELU", "Activation", "Add", "Average", "BatchNormalization", "Concate
            "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", "Identity", "Input",
            "InputLayer",
            "KerasTensor", "Layer", "LayerNormalization", "LeakyReLU", "Maximum", "Minimum",
-           "Multiply", "ReLU", "Reshape", "Softmax", "Subtract"]
+           "Multiply", "Normalization", "ReLU", "Reshape", "Rescaling", "Softmax", "Subtract"]

@@ -1,0 +1,242 @@
+"""Keras's Normalization (with adapt) and Rescaling: fixed per-feature affine maps of their
+inputs, run by the engine's standardize op."""
+
+import math
+import numbers
+
+import numpy as np
+
+from densitron import initializers
+from densitron.layers.layer import Layer, engine_node
+
+_STANDARDIZE = 17  # densitron::OpType::kStandardize
+_EPSILON = np.float32(1e-7)  # Keras's backend.epsilon()
+
+
+def _feature_axis(layer, axis, input_shape):
+    """The number of features the layer keeps statistics for: the last axis's size (axis -1 or
+    the last index), or 1 (axis None: one mean and variance for every value)."""
+    rank = len(input_shape)
+    if rank < 2:
+        raise ValueError(f"Layer \"{layer.name}\" expects inputs of rank >= 2 (a batch axis "
+                         f"first). Received: input_shape={tuple(input_shape)}")
+    if axis == ():
+        return 1
+    if axis not in ((-1,), (rank - 1,)):
+        raise ValueError(f"densitron's {type(layer).__name__} keeps statistics for the last "
+                         f"axis, or for all values (axis=None). Received: axis={axis!r}")
+    return int(input_shape[-1])
+
+
+def _batches(data):
+    """Keras's adapt data as a list of float arrays: one array, or the batches of a PyDataset
+    or an iterable (the first element of a tuple batch)."""
+    from densitron.utils import PyDataset
+
+    def first(batch):
+        return batch[0] if isinstance(batch, tuple) else batch
+
+    if isinstance(data, np.ndarray) or (hasattr(data, "__array__") and not
+                                        isinstance(data, (list, tuple, PyDataset))):
+        return np.asarray(data), None
+    if isinstance(data, PyDataset):
+        return None, (first(data[i]) for i in range(len(data)))
+    if hasattr(data, "__iter__"):
+        return None, (first(b) for b in data)
+    raise TypeError(f"`adapt` takes a NumPy array, a densitron.utils.PyDataset or an iterable "
+                    f"of batches. Received: data of type {type(data).__name__}")
+
+
+class Normalization(Layer):
+    """(x - mean) / max(sqrt(variance), 1e-7) per feature of the last axis (axis=-1) or over
+    all values (axis=None), with the statistics given or learned by `adapt`; `invert` maps
+    back. Weights (when adapted): mean, variance, count, none trainable."""
+
+    _mask_rule = "pass"
+
+    def __init__(self, axis=-1, mean=None, variance=None, invert=False, **kwargs):
+        super().__init__(**kwargs)
+        if axis is None:
+            axis = ()
+        elif isinstance(axis, numbers.Integral) and not isinstance(axis, bool):
+            axis = (int(axis),)
+        elif isinstance(axis, (list, tuple)) and all(
+                isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in axis):
+            axis = tuple(int(a) for a in axis)
+        else:
+            raise ValueError(f"`axis` must be an integer, a tuple of integers or None. "
+                             f"Received: axis={axis!r}")
+        self.axis = axis
+        if (mean is None) != (variance is None):
+            raise ValueError("When setting values directly, both `mean` and `variance` must be "
+                             f"set. Received: mean={mean} and variance={variance}")
+        if mean is not None:
+            for name, value in (("mean", mean), ("variance", variance)):
+                a = np.asarray(value)
+                if a.dtype.kind not in "iuf" or a.ndim > 1 or not np.all(np.isfinite(a)):
+                    raise ValueError(f"`{name}` must be a finite number or a list of them, one "
+                                     f"per feature. Received: {name}={value!r}")
+            if np.shape(mean) != np.shape(variance):
+                raise ValueError("When setting values directly, `mean` and `variance` must have "
+                                 f"the same shape. Received: mean shape {np.shape(mean)} and "
+                                 f"variance shape {np.shape(variance)}")
+            if np.any(np.asarray(variance) < 0):
+                raise ValueError(f"`variance` must not be negative. Received: "
+                                 f"variance={variance!r}")
+        self.input_mean = mean
+        self.input_variance = variance
+        self.invert = bool(invert)
+        self.mean = self.variance = self.count = None
+        self._features = None
+
+    def build(self, input_shape):
+        features = _feature_axis(self, self.axis, input_shape)
+        self._features = features
+        self._build_shape = tuple(input_shape)
+        if self.input_mean is None:
+            shape = (features,) if self.axis != () else ()
+            self.mean = self.add_weight(shape, initializers.get("zeros"), "mean",
+                                        trainable=False)
+            self.variance = self.add_weight(shape, initializers.get("ones"), "variance",
+                                            trainable=False)
+            self.count = self.add_weight((), initializers.get("zeros"), "count",
+                                         trainable=False)
+        else:
+            for name, value in (("mean", self.input_mean), ("variance", self.input_variance)):
+                if np.ndim(value) == 1 and np.shape(value)[0] not in (1, features):
+                    raise ValueError(f"`{name}` holds one value per feature: {features} "
+                                     f"values for inputs of shape {tuple(input_shape)}. "
+                                     f"Received: {name} of shape {np.shape(value)}")
+        self.built = True
+
+    def _constants(self):
+        """(a, b) of the engine's op for statistics given to the constructor, in float32 as
+        Keras computes them."""
+        f = self._features
+        mean = np.broadcast_to(np.asarray(self.input_mean, np.float32).reshape(-1), (f,))
+        var = np.broadcast_to(np.asarray(self.input_variance, np.float32).reshape(-1), (f,))
+        return mean, np.maximum(np.sqrt(var), _EPSILON)
+
+    def _engine_node(self, node, param_index):
+        iattrs = [int(self.invert), self._features]
+        if self.input_mean is None:
+            return engine_node(_STANDARDIZE, node, params=[param_index[id(self.mean)],
+                                                            param_index[id(self.variance)]],
+                               iattrs=iattrs)
+        a, b = self._constants()
+        return engine_node(_STANDARDIZE, node, fattrs=[*a.tolist(), *b.tolist()], iattrs=iattrs)
+
+    def adapt(self, data):
+        """Keras's adapt: the mean and variance of `data` (a NumPy array, a PyDataset or an
+        iterable of batches) over every axis but the kept one, as the layer's weights."""
+        if self.input_mean is not None:
+            raise ValueError("This Normalization layer was given its mean and variance; it has "
+                             "nothing to adapt. Received: a call to adapt()")
+        array, batches = _batches(data)
+        if array is not None:
+            if array.dtype.kind not in "iufb":
+                raise TypeError(f"`adapt` takes numeric data. Received: data of dtype "
+                                f"{array.dtype}")
+            self._ensure_adapt_build(array.shape)
+            if array.shape[0] == 0 or not np.all(np.isfinite(array)):
+                raise ValueError(f"`adapt` needs at least one sample and no NaN or infinity. "
+                                 f"Received: data of shape {array.shape}")
+            axes = self._reduce_axes(array.ndim)
+            total_mean, total_var = np.mean(array, axis=axes), np.var(array, axis=axes)
+        else:
+            total_mean = total_var = None
+            total_count = 0
+            for batch in batches:
+                batch = np.asarray(batch, dtype=np.float32)
+                self._ensure_adapt_build(batch.shape)
+                if batch.shape[0] == 0 or not np.all(np.isfinite(batch)):
+                    raise ValueError(f"`adapt` needs samples with no NaN or infinity. "
+                                     f"Received: a batch of shape {batch.shape}")
+                axes = self._reduce_axes(batch.ndim)
+                batch_mean, batch_var = np.mean(batch, axis=axes), np.var(batch, axis=axes)
+                if total_mean is None:
+                    total_mean = np.zeros_like(batch_mean)
+                    total_var = np.zeros_like(batch_var)
+                # Keras's running combination of the batches' moments
+                batch_count = math.prod(batch.shape[a] for a in axes)
+                total_count += batch_count
+                batch_weight = float(batch_count) / total_count
+                existing_weight = 1.0 - batch_weight
+                new_mean = total_mean * existing_weight + batch_mean * batch_weight
+                total_var = ((total_var + (total_mean - new_mean) ** 2) * existing_weight +
+                             (batch_var + (batch_mean - new_mean) ** 2) * batch_weight)
+                total_mean = new_mean
+            if total_mean is None:
+                raise ValueError("adapt() received an empty iterable (no batches). Received: "
+                                 "data with no batches")
+        self.mean.assign(np.asarray(total_mean, np.float32).reshape(self.mean.shape))
+        self.variance.assign(np.asarray(total_var, np.float32).reshape(self.variance.shape))
+
+    def _ensure_adapt_build(self, shape):
+        if not self.built:
+            self.build((None, *shape[1:]))
+        elif len(shape) != len(self._build_shape) or (
+                self.axis != () and shape[-1] != self._features):
+            raise ValueError(f"The layer was built with input_shape={self._build_shape}, but "
+                             f"adapt() is being called with data with an incompatible shape. "
+                             f"Received: data.shape={tuple(shape)}")
+
+    def _reduce_axes(self, rank):
+        return tuple(range(rank)) if self.axis == () else tuple(range(rank - 1))
+
+    def get_config(self):
+        def as_list(v):
+            return np.array(v).tolist()
+
+        return {**super().get_config(), "axis": self.axis, "invert": self.invert,
+                "mean": as_list(self.input_mean), "variance": as_list(self.input_variance)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config.pop("dtype", None)
+        if isinstance(config.get("axis"), list):
+            config["axis"] = tuple(config["axis"])
+        return cls(**config)
+
+
+class Rescaling(Layer):
+    """x·scale + offset (Keras's Rescaling), scale and offset numbers or one per feature of the
+    last axis."""
+
+    _mask_rule = "pass"
+
+    def __init__(self, scale, offset=0.0, **kwargs):
+        super().__init__(**kwargs)
+        for name, value in (("scale", scale), ("offset", offset)):
+            a = np.asarray(value)
+            if a.dtype.kind not in "iuf" or a.ndim > 1 or not np.all(np.isfinite(a)):
+                raise ValueError(f"`{name}` must be a finite number or a list of them, one per "
+                                 f"feature. Received: {name}={value!r}")
+        self.scale = scale
+        self.offset = offset
+        self._features = None
+
+    def build(self, input_shape):
+        features = _feature_axis(self, (-1,), input_shape)
+        for name, value in (("scale", self.scale), ("offset", self.offset)):
+            if np.ndim(value) == 1 and np.shape(value)[0] not in (1, features):
+                raise ValueError(f"`{name}` holds one value per feature: {features} values for "
+                                 f"inputs of shape {tuple(input_shape)}. Received: {name} of "
+                                 f"shape {np.shape(value)}")
+        self._features = features if any(np.ndim(v) == 1 for v in (self.scale, self.offset)) \
+            else 1
+        self.built = True
+
+    def _engine_node(self, node, param_index):
+        f = self._features
+        a = np.broadcast_to(np.asarray(self.offset, np.float32).reshape(-1), (f,))
+        b = np.broadcast_to(np.asarray(self.scale, np.float32).reshape(-1), (f,))
+        return engine_node(_STANDARDIZE, node, fattrs=[*a.tolist(), *b.tolist()],
+                           iattrs=[1, f])
+
+    def get_config(self):
+        def plain(v):
+            return np.array(v).tolist()
+
+        return {**super().get_config(), "scale": plain(self.scale), "offset": plain(self.offset)}

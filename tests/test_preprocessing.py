@@ -1,0 +1,176 @@
+"""Normalization (adapt, the standardize op forward and backward) and Rescaling against NumPy;
+Keras's own numbers are compared in test_keras_parity."""
+
+import numpy as np
+import pytest
+from test_gradients_fd import fd_check
+from test_threads import assert_trains_alike_on_one_and_two_threads
+
+import densitron
+from densitron import layers
+from densitron.models import Model, Sequential
+
+
+def _data(rows=300, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(rows, 4)) * [1, 10, 100, 0.1] + [0, 5, -50, 1]).astype(np.float32)
+
+
+def _standardized(x, mean, var):
+    return (x - mean) / np.maximum(np.sqrt(var), np.float32(1e-7))
+
+
+def test_adapt_on_an_array_gives_numpy_moments_and_outputs():
+    x = _data()
+    norm = layers.Normalization()
+    norm.adapt(x)
+    np.testing.assert_array_equal(norm.mean.numpy(), np.mean(x, axis=0))
+    np.testing.assert_array_equal(norm.variance.numpy(), np.var(x, axis=0))
+    assert [w.name for w in norm.weights] == ["mean", "variance", "count"]
+    assert not norm.trainable_weights
+    np.testing.assert_array_equal(norm(x), _standardized(x, np.mean(x, 0), np.var(x, 0)))
+    # one mean and variance for every value
+    scalar = layers.Normalization(axis=None)
+    scalar.adapt(x)
+    assert scalar.mean.shape == ()
+    np.testing.assert_allclose(scalar(x), (x - x.mean()) / x.std(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["list", "generator", "tuples", "pydataset"])
+def test_adapt_over_batches_combines_their_moments(kind):
+    x = _data(rows=250)
+    batches = [x[i:i + 64] for i in range(0, 250, 64)]
+    if kind == "generator":
+        data = (b for b in batches)
+    elif kind == "tuples":
+        data = [(b, np.zeros(len(b))) for b in batches]
+    elif kind == "pydataset":
+        class Batches(densitron.utils.PyDataset):
+            def __len__(self):
+                return len(batches)
+
+            def __getitem__(self, i):
+                return batches[i], np.zeros(len(batches[i]))
+
+        data = Batches()
+    else:
+        data = batches
+    norm = layers.Normalization()
+    norm.adapt(data)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(norm.mean.numpy(), x64.mean(axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(norm.variance.numpy(), x64.var(axis=0), rtol=1e-5)
+
+
+def test_rank3_inputs_keep_statistics_for_the_last_axis():
+    rng = np.random.default_rng(1)
+    x = (rng.normal(size=(50, 6, 3)) * [1, 2, 3] + [4, 5, 6]).astype(np.float32)
+    norm = layers.Normalization()
+    norm.adapt(x)
+    np.testing.assert_array_equal(norm.mean.numpy(), np.mean(x, axis=(0, 1)))
+    inp = layers.Input(shape=(6, 3))
+    model = Model(inp, norm(inp))
+    np.testing.assert_array_equal(model.predict(x, verbose=0),
+                                  _standardized(x, np.mean(x, (0, 1)), np.var(x, (0, 1))))
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"invert": True}, {"axis": None},
+                                    {"mean": [1.0, -2.0, 0.5, 3.0],
+                                     "variance": [4.0, 0.25, 9.0, 1.0]},
+                                    {"mean": [1.0, -2.0, 0.5, 3.0],
+                                     "variance": [4.0, 0.25, 9.0, 1.0], "invert": True}],
+                         ids=str)
+def test_normalization_backward_between_dense_layers(kwargs):
+    # The input gradient is dy / b (dy·b inverted), checked by finite differences of the loss.
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(7, 5))
+    inp = layers.Input(shape=(5,))
+    h = layers.Dense(4, activation="tanh", bias_initializer="random_normal")(inp)
+    norm = layers.Normalization(**kwargs)
+    if "mean" not in kwargs:
+        norm.adapt(rng.normal(size=(40, 4)).astype(np.float32) * 0.3 + 0.1)
+    out = layers.Dense(2)(norm(h))
+    fd_check(Model(inp, out), x, rng.normal(size=(7, 2)), "mse")
+
+
+def test_rescaling_backward_between_dense_layers():
+    rng = np.random.default_rng(3)
+    inp = layers.Input(shape=(5,))
+    h = layers.Dense(4, activation="tanh")(inp)
+    out = layers.Dense(2)(layers.Rescaling([0.5, -2.0, 3.0, 1.0], offset=0.3)(h))
+    fd_check(Model(inp, out), rng.normal(size=(6, 5)), rng.normal(size=(6, 2)), "mse")
+
+
+def test_fit_leaves_the_statistics_alone_and_threads_agree():
+    x = _data(rows=512)
+    y = (x[:, :1] > 0).astype(np.float32)
+
+    def build():
+        norm = layers.Normalization()
+        norm.adapt(x)
+        model = Sequential([layers.Input(shape=(4,)), norm, layers.Dense(512, activation="relu"),
+                            layers.Dense(256, activation="relu"),
+                            layers.Dense(1, activation="sigmoid")])
+        model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+        return model
+
+    model = build()
+    before = [w.numpy() for w in model.layers[0].weights]
+    history = model.fit(x, y, epochs=5, batch_size=32, verbose=0)
+    for w, b in zip(model.layers[0].weights, before):
+        np.testing.assert_array_equal(w.numpy(), b)
+    assert history.history["accuracy"][-1] > 0.9  # standardized inputs train
+    assert_trains_alike_on_one_and_two_threads(build, x, y, batch_size=128, epochs=2)
+
+
+def test_set_weights_after_compile_reaches_the_engine():
+    x = _data(rows=20)
+    norm = layers.Normalization()
+    model = Sequential([layers.Input(shape=(4,)), norm])
+    np.testing.assert_array_equal(model.predict(x, verbose=0), x)  # not adapted: identity
+    norm.adapt(x)
+    np.testing.assert_array_equal(model.predict(x, verbose=0),
+                                  _standardized(x, np.mean(x, 0), np.var(x, 0)))
+    model.set_weights([np.full(4, 2.0), np.full(4, 4.0), np.zeros(())])
+    np.testing.assert_array_equal(model.predict(x, verbose=0), (x - 2.0) / 2.0)
+
+
+def test_config_round_trip():
+    for layer in (layers.Normalization(axis=None, invert=True),
+                  layers.Normalization(mean=[1.0, 2.0], variance=[3.0, 4.0]),
+                  layers.Rescaling(0.5, offset=[1.0, 2.0])):
+        config = layer.get_config()
+        clone = type(layer).from_config(config)
+        assert clone.get_config() == config
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: layers.Normalization(mean=1.0), "both `mean` and `variance`"),
+    (lambda: layers.Normalization(mean=[1.0, 2.0], variance=[1.0]), "same shape"),
+    (lambda: layers.Normalization(mean=[1.0], variance=[-1.0]), "must not be negative"),
+    (lambda: layers.Normalization(mean="a", variance="b"), "finite number"),
+    (lambda: layers.Normalization(axis="last"), "axis='last'"),
+    (lambda: layers.Normalization(axis=1)(layers.Input(shape=(3, 4))), "axis=(1,)"),
+    (lambda: layers.Normalization(mean=[1.0, 2.0], variance=[1.0, 1.0])(
+        layers.Input(shape=(3,))), "mean of shape (2,)"),
+    (lambda: layers.Normalization(mean=1.0, variance=1.0).adapt(np.ones((3, 2))),
+     "nothing to adapt"),
+    (lambda: layers.Normalization().adapt(np.array([[1.0, np.nan]])), "no NaN"),
+    (lambda: layers.Normalization().adapt(np.zeros((0, 3))), "at least one sample"),
+    (lambda: layers.Normalization().adapt([]), "empty iterable"),
+    (lambda: layers.Normalization().adapt(5), "data of type int"),
+    (lambda: layers.Rescaling("big"), "scale='big'"),
+    (lambda: layers.Rescaling([1.0, 2.0])(layers.Input(shape=(3,))), "scale of shape (2,)"),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_bad_arguments_raise(make, match):
+    with pytest.raises((ValueError, TypeError), match=match.replace("(", r"\(").replace(
+            ")", r"\)").replace("[", r"\[")) as info:
+        make()
+    assert "Received" in str(info.value)
+
+
+def test_adapt_with_another_feature_count_raises():
+    norm = layers.Normalization()
+    norm.adapt(np.ones((4, 3)))
+    with pytest.raises(ValueError, match=r"Received: data.shape=\(4, 2\)"):
+        norm.adapt(np.ones((4, 2)))
