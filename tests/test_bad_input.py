@@ -160,8 +160,8 @@ def test_unknown_names():
     model.compile(loss="categorical_crossentropy", metrics=["accuracyy"])
     with raises(ValueError, "metric='accuracyy'"):
         model.fit(x, y, verbose=0)
-    for bad, expect in ((object(), "metric=<object"), ({"class_name": "AUC", "config": {}},
-                                                       "class_name='AUC'")):
+    for bad, expect in ((object(), "metric=<object"), ({"class_name": "F1Score", "config": {}},
+                                                       "class_name='F1Score'")):
         model.compile(loss="categorical_crossentropy", metrics=[bad])
         with raises(ValueError, expect):
             model.fit(x, y, verbose=0)
@@ -368,6 +368,11 @@ def test_callbacks_must_be_callbacks():
     lambda: densitron.metrics.TopKCategoricalAccuracy(k=0),
     lambda: densitron.metrics.TopKCategoricalAccuracy(k=2.5),
     lambda: densitron.metrics.SparseTopKCategoricalAccuracy(from_sorted_ids=True),
+    lambda: densitron.metrics.AUC(num_thresholds=1),
+    lambda: densitron.metrics.AUC(thresholds=[0.5]),
+    lambda: densitron.metrics.AUC(multi_label=True),
+    lambda: densitron.metrics.AUC(curve="XY"),
+    lambda: densitron.metrics.AUC(summation_method="riemann"),
     lambda: densitron.set_num_threads(-1),
     lambda: densitron.set_num_threads("2"),
     lambda: densitron.utils.set_random_seed(-5),

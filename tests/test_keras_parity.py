@@ -919,6 +919,49 @@ def test_evaluate_top_k_accuracies(loss):
         dmodel._compile_metrics[2])).get_config() == dmodel._compile_metrics[2].get_config()
 
 
+AUC_CASES = [{}, {"curve": "PR"}, {"num_thresholds": 7}, {"summation_method": "minoring"},
+             {"curve": "PR", "summation_method": "majoring"}, {"curve": "PRGAIN"}]
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+@pytest.mark.parametrize("kwargs", AUC_CASES, ids=str)
+def test_evaluate_auc(kwargs, from_logits, tmp_path):
+    # Keras's AUC from the same counts: plain and weighted, on probabilities and on logits,
+    # every curve and summation; by string; after .keras files move both ways.
+    kmodel = _classifier(KERAS, 3, None if from_logits else "sigmoid")
+    dmodel = _classifier(DENS, 3, None if from_logits else "sigmoid")
+    _check_weights_move(kmodel, dmodel)
+    x = _x(150, 6, seed=52)
+    y = _labels("binary_crossentropy", 150, 3, seed=53)
+    w = np.random.default_rng(54).random(150).astype(np.float32)
+    for ns, model in ((KERAS, kmodel), (DENS, dmodel)):
+        m = keras if ns is KERAS else densitron
+        model.compile(optimizer="sgd",
+                      loss=m.losses.BinaryCrossentropy(from_logits=from_logits),
+                      metrics=[m.metrics.AUC(name="a", from_logits=from_logits, **kwargs)]
+                      + ([] if from_logits or kwargs else ["AUC"]),
+                      weighted_metrics=[m.metrics.AUC(name="b", from_logits=from_logits,
+                                                      **kwargs)])
+    with np.errstate(divide="ignore", invalid="ignore"):  # Keras's numpy divide_no_nan warns
+        klogs = kmodel.evaluate(x, y, batch_size=32, sample_weight=w, verbose=0,
+                                return_dict=True)
+    dlogs = dmodel.evaluate(x, y, batch_size=32, sample_weight=w, verbose=0, return_dict=True)
+    assert sorted(dlogs) == sorted(klogs)
+    for key in klogs:
+        np.testing.assert_allclose(dlogs[key], klogs[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    assert 0.0 < abs(dlogs["a"]) < 1.0 and dlogs["a"] != dlogs["b"]
+    if kwargs:
+        return
+    pytest.importorskip("h5py")
+    dmodel.save(tmp_path / "d.keras")
+    kmodel.save(tmp_path / "k.keras")
+    for clone in (keras.models.load_model(tmp_path / "d.keras"),
+                  densitron.models.load_model(tmp_path / "k.keras")):
+        logs = clone.evaluate(x, y, batch_size=32, sample_weight=w, verbose=0, return_dict=True)
+        for key in klogs:
+            np.testing.assert_allclose(logs[key], klogs[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
 SMOOTHING_CASES = [
     # loss class, output units, output activation, from_logits
     ("CategoricalCrossentropy", 4, "softmax", False),

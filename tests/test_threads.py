@@ -252,3 +252,25 @@ def test_gradient_norm_clipping_bitwise_equal(clip):
     for a, b in zip(results[0][0], results[1][0]):
         np.testing.assert_array_equal(a, b)
     assert results[0][1] == results[1][1]
+
+
+def test_auc_counts_alike_on_one_and_two_threads():
+    # An AUC's bucket counts are summed per loss block like every metric: the same logs on one
+    # thread and on two, and through fit (history) as through evaluate.
+    rng = np.random.default_rng(14)
+    x = rng.normal(size=(1000, 20)).astype(np.float32)
+    y = (x[:, :2] + rng.normal(size=(1000, 2)) > 0).astype(np.float32)
+    logs = []
+    for threads in (1, 2):
+        densitron.set_num_threads(threads)
+        densitron.utils.set_random_seed(3)
+        inp = densitron.layers.Input(shape=(20,))
+        h = densitron.layers.Dense(512, activation="relu")(inp)
+        model = densitron.models.Model(inp, densitron.layers.Dense(2, activation="sigmoid")(h))
+        model.compile(optimizer="adam", loss="binary_crossentropy",
+                      metrics=[densitron.metrics.AUC(name="auc"), "accuracy"])
+        history = model.fit(x, y, batch_size=256, epochs=2, verbose=0)
+        logs.append((history.history, model.evaluate(x, y, batch_size=500, verbose=0,
+                                                     return_dict=True)))
+    assert logs[0] == logs[1]
+    assert logs[0][1]["auc"] > 0.8

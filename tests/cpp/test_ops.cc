@@ -323,6 +323,26 @@ TEST(Metrics, TopKCountsTiesInAsKerasDoes) {
                          1.0f), 1.0);  // only the tie for first
 }
 
+// Keras's AUC buckets: max(ceil(p·(n - 1)) - 1, 0) of p clipped to [0, 1], so a value exactly
+// on threshold i/(n - 1) counts below it (Keras's p > threshold); weights per row; a NaN
+// prediction lands in bucket 0, never outside the counts.
+TEST(Metrics, AucBucketsPlaceValuesAsKeras) {
+  const int64_t n = 5;  // thresholds -eps, 0.25, 0.5, 0.75, 1 + eps
+  const std::vector<float> p = {0.0f, 0.25f, 0.26f, 0.5f, 0.9f, 1.0f, -3.0f, 7.0f, std::nanf("")};
+  const std::vector<float> y = {1, 0, 1, 1, 0, 1, 0, 1, 1};
+  const std::vector<float> w = {2, 3, 5};  // one weight per row of 3 values
+  std::vector<double> out(2 * n, 0.0);
+  auc_buckets(p.data(), y.data(), 3, 3, n, false, out.data(), w.data());
+  // buckets: 0->0, 0.25->0, 0.26->1, 0.5->1, 0.9->3, 1->3, -3->0, 7->3, NaN->0
+  const std::vector<double> want = {2 + 5, 2 + 3, 0, 3 + 5, 0,    // positives
+                                    2 + 5, 0, 0, 3, 0};           // negatives
+  EXPECT_EQ(out, want);
+  // logits: sigmoid first (0 -> 0.5: bucket 1), and the counts add to what out held
+  const std::vector<float> z = {0.0f}, one = {1.0f};
+  auc_buckets(z.data(), one.data(), 1, 1, n, true, out.data());
+  EXPECT_EQ(out[1], 2 + 3 + 1.0);
+}
+
 TEST(Optimizers, RmspropGoldenKerasValue) {
   OptimizerConfig c;
   c.kind = OptimizerKind::kRmsprop;

@@ -84,6 +84,12 @@ struct MetricSpec {
   float threshold = 0.5f;
   Loss loss = Loss::kMeanSquaredError;  // when !is_accuracy: a loss-shaped metric (mse, mae...)
   bool weighted = false;  // Keras's weighted_metrics: each row's value times its sample weight
+  // The engine sums the spec keeps: 1, or an AUC's 2n bucket counts.
+  int64_t sums() const {
+    const bool auc = is_accuracy && (accuracy == AccuracyKind::kAucBuckets ||
+                                     accuracy == AccuracyKind::kAucBucketsLogits);
+    return auc ? 2 * static_cast<int64_t>(threshold) : 1;
+  }
 };
 
 struct OutputSpec {

@@ -112,7 +112,20 @@ enum class AccuracyKind : int {
   // prediction for it never is).
   kTopKCategorical = 6,
   kSparseTopKCategorical = 7,
+  // Keras's AUC with evenly spaced thresholds, n of them given as the threshold: not a sum
+  // but 2n of them (auc_buckets); with Logits the predictions go through a sigmoid first.
+  kAucBuckets = 8,
+  kAucBucketsLogits = 9,
 };
+
+// Keras's AUC confusion counts before their cumulative sums: every value p (clipped to [0, 1];
+// through a sigmoid first when `logits`) of the rows falls in bucket
+// max(ceil(p·(n - 1)) - 1, 0), and adds its row's weight (or 1) to positives[bucket] when its
+// target is not 0, else to negatives[bucket]; out holds positives then negatives (2n values)
+// and is added to. A NaN prediction counts in bucket 0.
+void auc_buckets(const float* p, const float* y, int64_t rows, int64_t cols, int64_t n,
+                 bool logits, double* out, const float* weights = nullptr,
+                 int64_t rows_per_weight = 1);
 // Sum over rows of the per-row accuracy (binary accuracy is a mean over the last axis) or
 // count, each row's times the sample weight weights[r / rows_per_weight] when weights are
 // given.

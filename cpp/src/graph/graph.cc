@@ -210,7 +210,8 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
 
 int Graph::num_metrics() const {
   int count = 0;
-  for (const OutputSpec& o : output_specs_) count += static_cast<int>(o.metrics.size());
+  for (const OutputSpec& o : output_specs_)
+    for (const MetricSpec& m : o.metrics) count += static_cast<int>(m.sums());
   return count;
 }
 
@@ -226,6 +227,10 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
     const bool sparse = outputs[k].loss == Loss::kSparseCategoricalCrossentropy ||
                         outputs[k].loss == Loss::kSparseCategoricalCrossentropyLogits;
     if (outputs[k].target_width != (sparse ? sub_rows : node.width)) bad("target width");
+    for (const MetricSpec& m : outputs[k].metrics)
+      if (m.sums() > 1 && !(m.threshold >= 2.0f && m.threshold <= 1e6f &&
+                            m.threshold == std::floor(m.threshold)))
+        bad("an AUC takes 2 to 1e6 thresholds");
   }
   const int n = static_cast<int>(nodes_.size());
   std::vector<int> loss_count(n, 0);
@@ -768,6 +773,14 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
                           static_cast<double>(sub_rows);
       for (const MetricSpec& spec : o.metrics) {
         const float* mw = spec.weighted ? w : nullptr;
+        if (spec.sums() > 1) {  // an AUC's bucket counts, over every value of the block
+          double* out = &metric_part_[b * nmet + m];
+          std::fill(out, out + spec.sums(), 0.0);
+          auc_buckets(p, y, rows, cols, spec.sums() / 2,
+                      spec.accuracy == AccuracyKind::kAucBucketsLogits, out, mw, sub_rows);
+          m += static_cast<int>(spec.sums());
+          continue;
+        }
         const double v =
             rows == 0 ? 0.0
             : spec.is_accuracy

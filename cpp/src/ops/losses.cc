@@ -355,6 +355,23 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
   return total;
 }
 
+void auc_buckets(const float* p, const float* y, int64_t rows, int64_t cols, int64_t n,
+                 bool logits, double* out, const float* weights, int64_t rows_per_weight) {
+  const float scale = static_cast<float>(n - 1);
+  double* negatives = out + n;
+  for (int64_t r = 0; r < rows; ++r) {
+    const double w = weights ? weights[r / rows_per_weight] : 1.0;
+    for (int64_t j = 0; j < cols; ++j) {
+      float v = p[r * cols + j];
+      if (logits) v = 1.0f / (1.0f + std::exp(-v));
+      v = std::min(std::max(v, 0.0f), 1.0f);
+      const float b = std::ceil(v * scale) - 1.0f;
+      const int64_t bucket = b >= 1.0f ? std::min(static_cast<int64_t>(b), n - 1) : 0;
+      (y[r * cols + j] != 0.0f ? out : negatives)[bucket] += w;
+    }
+  }
+}
+
 double accuracy_sum(AccuracyKind kind, const float* p, const float* y, int64_t rows,
                     int64_t cols, float threshold, const float* weights,
                     int64_t rows_per_weight) {
@@ -392,6 +409,9 @@ double accuracy_sum(AccuracyKind kind, const float* p, const float* y, int64_t r
         correct += !std::isnan(at) && static_cast<float>(higher) < threshold ? 1.0 : 0.0;
         break;
       }
+      case AccuracyKind::kAucBuckets:
+      case AccuracyKind::kAucBucketsLogits:
+        break;  // not a sum: auc_buckets
       case AccuracyKind::kBinary: {
         const float* yr = y + r * cols;
         int64_t hits = 0;

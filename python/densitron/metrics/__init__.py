@@ -11,6 +11,7 @@ from densitron.utils.naming import to_snake_case, uniquify
 _CATEGORICAL, _SPARSE, _BINARY = 0, 1, 2
 _TRUE_POSITIVES, _PREDICTED_POSITIVES, _ACTUAL_POSITIVES = 3, 4, 5
 _TOP_K, _SPARSE_TOP_K = 6, 7
+_AUC_BUCKETS, _AUC_BUCKETS_LOGITS = 8, 9
 
 _ACCURACIES = {
     "categorical_accuracy": _CATEGORICAL,
@@ -48,8 +49,8 @@ class Metric:
 
     _default_name = None
     # The log from the engine's sums of the metric's specs: "mean" (the sum over the rows, or
-    # the weights' sum), "sqrt" (the square root of that mean), "neg" (that mean negated) or
-    # "ratio" (of two sums).
+    # the weights' sum), "sqrt" (the square root of that mean), "neg" (that mean negated),
+    # "ratio" (of two sums), or "result": the metric's own _result(sums).
     _post = "mean"
 
     def __init__(self, name=None, dtype=None):
@@ -242,6 +243,95 @@ class Recall(_ConfusionRatio):
     _default_name, _denominator = "recall", _ACTUAL_POSITIVES
 
 
+class AUC(Metric):
+    """Keras's AUC over evenly spaced thresholds (every value of every row counts, as with
+    multi_label=False): the engine keeps each bucket's weighted count of positive and negative
+    targets; the ROC or PR curve and its Riemann sum follow from their cumulative sums as in
+    Keras's result()."""
+
+    _post = "result"
+
+    def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation",
+                 name=None, dtype=None, thresholds=None, multi_label=False, num_labels=None,
+                 label_weights=None, from_logits=False):
+        super().__init__(name=name or uniquify("auc"), dtype=dtype)
+        if thresholds is not None or multi_label or num_labels is not None or (
+                label_weights is not None):
+            raise ValueError("densitron's AUC takes evenly spaced thresholds over all labels "
+                             "together (no `thresholds`, `multi_label`, `num_labels` or "
+                             f"`label_weights` yet). Received: thresholds={thresholds!r}, "
+                             f"multi_label={multi_label!r}, num_labels={num_labels!r}, "
+                             f"label_weights={label_weights!r}")
+        if (isinstance(num_thresholds, bool) or not isinstance(num_thresholds, (int, np.integer))
+                or not 1 < num_thresholds <= 1_000_000):
+            raise ValueError("Argument `num_thresholds` must be an integer > 1. "
+                             f"Received: num_thresholds={num_thresholds!r}")
+        curve = str(curve).upper()
+        if curve not in ("ROC", "PR", "PRGAIN"):
+            raise ValueError(f'Invalid AUC curve value: "{curve}". Expected values are '
+                             f'["PR", "ROC", "PRGAIN"]. Received: curve={curve!r}')
+        method = str(summation_method).lower()
+        if method not in ("interpolation", "majoring", "minoring"):
+            raise ValueError(f'Invalid AUC summation method value: "{summation_method}". '
+                             'Expected values are ["interpolation", "majoring", "minoring"]. '
+                             f"Received: summation_method={summation_method!r}")
+        self.num_thresholds = int(num_thresholds)
+        self.curve = curve
+        self.summation_method = method
+        self.from_logits = bool(from_logits)
+
+    def _specs(self):
+        kind = _AUC_BUCKETS_LOGITS if self.from_logits else _AUC_BUCKETS
+        return [(True, kind, float(self.num_thresholds), 0)]
+
+    def _result(self, sums):
+        """Keras's AUC.result() from the bucket counts (float64)."""
+        n = self.num_thresholds
+        sums = np.asarray(sums[:2 * n], np.float64)
+
+        def above(counts):  # the count of values above each threshold: reverse cumulative sums
+            return np.cumsum(counts[::-1])[::-1]
+
+        tp, fp = above(sums[:n]), above(sums[n:])
+        fn, tn = tp[0] - tp, fp[0] - fp
+
+        def div(a, b):  # divide_no_nan
+            return np.divide(a, b, out=np.zeros_like(a), where=b != 0)
+
+        if self.curve == "PR" and self.summation_method == "interpolation":
+            dtp = tp[:-1] - tp[1:]
+            p = tp + fp
+            dp = p[:-1] - p[1:]
+            slope = div(dtp, np.maximum(dp, 0))
+            intercept = tp[1:] - slope * p[1:]
+            both = (p[:-1] > 0) & (p[1:] > 0)
+            ratio = np.where(both, div(p[:-1], np.maximum(p[1:], 0)), 1.0)
+            return float(np.sum(div(slope * (dtp + intercept * np.log(ratio)),
+                                    np.maximum(tp[1:] + fn[1:], 0))))
+        recall = div(tp, tp + fn)
+        if self.curve == "ROC":
+            x, y = div(fp, fp + tn), recall
+        elif self.curve == "PR":
+            x, y = recall, div(tp, tp + fp)
+        else:  # PRGAIN
+            scale = div(tp + fn, tn + fp)
+            x = np.maximum(np.where(tp == 0, 0.0, 1.0 - scale * div(fn, tp)), 0.0)
+            y = np.where(tp == 0, 1.0, 1.0 - scale * div(fp, tp))
+        if self.summation_method == "interpolation":
+            heights = (y[:-1] + y[1:]) / 2.0
+        elif self.summation_method == "minoring":
+            heights = np.minimum(y[:-1], y[1:])
+        else:
+            heights = np.maximum(y[:-1], y[1:])
+        return float(np.sum((x[:-1] - x[1:]) * heights))
+
+    def get_config(self):
+        return {**super().get_config(), "num_thresholds": self.num_thresholds,
+                "curve": self.curve, "summation_method": self.summation_method,
+                "multi_label": False, "num_labels": None, "label_weights": None,
+                "from_logits": self.from_logits}
+
+
 class _CrossentropyMetric(_LossMetric):
     def __init__(self, name=None, dtype=None, from_logits=False, label_smoothing=0, axis=-1,
                  **kwargs):
@@ -285,7 +375,7 @@ _CLASSES = {c.__name__: c for c in (
     SparseCategoricalCrossentropy, Precision, Recall, MeanAbsolutePercentageError,
     MeanSquaredLogarithmicError, LogCoshError, Hinge, SquaredHinge, CategoricalHinge,
     KLDivergence, Poisson, CosineSimilarity, TopKCategoricalAccuracy,
-    SparseTopKCategoricalAccuracy)}
+    SparseTopKCategoricalAccuracy, AUC)}
 # Keras's other metric strings: the class names in snake case, and its aliases.
 _SNAKE = {to_snake_case(name): cls for name, cls in _CLASSES.items()}
 _SNAKE.update({"mape": MeanAbsolutePercentageError, "MAPE": MeanAbsolutePercentageError,
@@ -347,6 +437,13 @@ def display_name(metric):
     return metric.name if isinstance(metric, Metric) else metric
 
 
+def spec_sums(spec):
+    """How many engine sums a spec keeps: 1, or an AUC's positive and negative count of each
+    bucket (as the engine's MetricSpec::sums)."""
+    is_accuracy, kind, threshold, _ = spec
+    return 2 * int(threshold) if is_accuracy and kind in (_AUC_BUCKETS, _AUC_BUCKETS_LOGITS) else 1
+
+
 def reads_dense_targets(spec):
     """Whether an engine spec reads a target value for every predicted value (not a class id
     per row, as the sparse accuracy and cross-entropy do)."""
@@ -359,10 +456,10 @@ def reads_dense_targets(spec):
 
 def resolve(name, loss, y_true_ndim, y_true_last, y_pred_ndim, y_pred_last):
     """Returns (display name, engine spec tuples (is_accuracy, kind, threshold, loss_id), how
-    the log follows from their sums: Metric._post)."""
+    the log follows from their sums: Metric._post, or a function of the sums from there)."""
     name = get(name)
-    if isinstance(name, Metric):
-        return name.name, name._specs(), name._post
+    if isinstance(name, Metric):  # (an AUC computes its log from its sums itself)
+        return name.name, name._specs(), name._result if name._post == "result" else name._post
     if name in ("accuracy", "acc"):
         return name, [(True, resolve_accuracy(loss, y_true_ndim, y_true_last, y_pred_ndim,
                                                       y_pred_last), 0.5, 0)], "mean"

@@ -194,7 +194,7 @@ class Trainer:
                                          f"metrics={self._compile_metrics!r}, weighted_metrics="
                                          f"{getattr(self, '_compile_weighted_metrics', None)!r}")
                     self._metric_logs.append((name, k, is_weighted, engine_index, post))
-                    engine_index += len(engine_specs)
+                    engine_index += sum(metrics_mod.spec_sums(s) for s in engine_specs)
                     out_specs.extend((*spec, is_weighted) for spec in engine_specs)
             specs.append(out_specs)
         return specs
@@ -285,6 +285,9 @@ class Trainer:
             for name, s in zip(self._output_names, output_loss_sums):
                 logs[f"{name}_loss"] = float(s / rows)
         for name, k, weighted, i, post in self._metric_logs:
+            if callable(post):  # AUC: from its bucket counts
+                logs[name] = post(metric_sums[i:])
+                continue
             s = metric_sums[i]
             if post == "ratio":  # Precision, Recall: 0 over 0 is 0, as Keras's divide_no_nan
                 den = metric_sums[i + 1]
