@@ -717,14 +717,7 @@ def test_evaluate_weighted_metrics(loss, units, activation):
         model.compile(optimizer="rmsprop", loss=loss, metrics=["accuracy"],
                       weighted_metrics=weighted)
     for sample_weight in (w, None):
-        klogs = kmodel.evaluate(x, y, batch_size=16, sample_weight=sample_weight, verbose=0,
-                                return_dict=True)
-        dlogs = dmodel.evaluate(x, y, batch_size=16, sample_weight=sample_weight, verbose=0,
-                                return_dict=True)
-        assert sorted(dlogs) == sorted(klogs)
-        for key in klogs:
-            np.testing.assert_allclose(dlogs[key], klogs[key], rtol=1e-5, atol=1e-6,
-                                       err_msg=key)
+        _, dlogs = _evaluate_alike(kmodel, dmodel, x, y, 16, sample_weight)
     assert dlogs["weighted_accuracy"] == dlogs["accuracy"]  # no weights: the same
 
 
@@ -747,6 +740,34 @@ def test_precision_and_recall_are_numbered_as_keras_names_them():
         names = [m.Precision().name, m.Recall().name, m.Precision().name,
                  m.Precision(name="p").name]
         assert names == ["precision", "recall", "precision_1", "p"]
+
+
+def _evaluate_alike(kmodel, dmodel, x, y, batch_size, sample_weight=None):
+    """Both models' evaluate logs: the same names and values (rtol 1e-5); returns Keras's."""
+    with np.errstate(divide="ignore", invalid="ignore"):  # Keras's numpy divide_no_nan warns
+        klogs = kmodel.evaluate(x, y, batch_size=batch_size, sample_weight=sample_weight,
+                                verbose=0, return_dict=True)
+    dlogs = dmodel.evaluate(x, y, batch_size=batch_size, sample_weight=sample_weight,
+                            verbose=0, return_dict=True)
+    assert sorted(dlogs) == sorted(klogs)
+    for key in klogs:
+        np.testing.assert_allclose(dlogs[key], klogs[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    return klogs, dlogs
+
+
+def _assert_keras_files_keep_logs(kmodel, dmodel, x, y, w, batch_size, klogs, tmp_path):
+    """Each model saved as a .keras file and loaded by the other framework evaluates to
+    Keras's logs: the same names and values."""
+    pytest.importorskip("h5py")
+    dmodel.save(tmp_path / "d.keras")
+    kmodel.save(tmp_path / "k.keras")
+    for clone in (keras.models.load_model(tmp_path / "d.keras"),
+                  densitron.models.load_model(tmp_path / "k.keras")):
+        logs = clone.evaluate(x, y, batch_size=batch_size, sample_weight=w, verbose=0,
+                              return_dict=True)
+        assert sorted(logs) == sorted(klogs)
+        for key in klogs:
+            np.testing.assert_allclose(logs[key], klogs[key], rtol=1e-5, atol=1e-6, err_msg=key)
 
 
 @pytest.mark.parametrize("units,activation,from_logits", [(4, "softmax", False),
@@ -773,16 +794,7 @@ def test_evaluate_metric_objects(units, activation, from_logits, tmp_path):
     assert sorted(dlogs) == sorted(klogs)
     for key in klogs:
         np.testing.assert_allclose(dlogs[key], klogs[key], rtol=1e-5, atol=1e-6, err_msg=key)
-    pytest.importorskip("h5py")
-    dmodel.save(tmp_path / "d.keras")
-    kclone = keras.models.load_model(tmp_path / "d.keras")
-    kmodel.save(tmp_path / "k.keras")
-    dclone = densitron.models.load_model(tmp_path / "k.keras")
-    for clone in (kclone, dclone):
-        logs = clone.evaluate(x, y, batch_size=16, sample_weight=w, verbose=0, return_dict=True)
-        assert sorted(logs) == sorted(klogs)
-        for key in klogs:
-            np.testing.assert_allclose(logs[key], klogs[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    _assert_keras_files_keep_logs(kmodel, dmodel, x, y, w, 16, klogs, tmp_path)
 
 
 # Keras's other losses: loss name, the metric string of the same formula (None: no metric),
@@ -850,24 +862,8 @@ def test_evaluate_other_losses_and_their_metrics(loss, loss_cls, metric, metric_
             else:
                 model.compile(optimizer="sgd", loss=loss, metrics=[metric] if metric else [])
         for sample_weight in (None, w):
-            klogs = kmodel.evaluate(x, y, batch_size=16, sample_weight=sample_weight, verbose=0,
-                                    return_dict=True)
-            dlogs = dmodel.evaluate(x, y, batch_size=16, sample_weight=sample_weight, verbose=0,
-                                    return_dict=True)
-            assert sorted(dlogs) == sorted(klogs)
-            for key in klogs:
-                np.testing.assert_allclose(dlogs[key], klogs[key], rtol=1e-5, atol=1e-6,
-                                           err_msg=key)
-    pytest.importorskip("h5py")
-    dmodel.save(tmp_path / "d.keras")
-    kclone = keras.models.load_model(tmp_path / "d.keras")
-    kmodel.save(tmp_path / "k.keras")
-    dclone = densitron.models.load_model(tmp_path / "k.keras")
-    for clone in (kclone, dclone):
-        logs = clone.evaluate(x, y, batch_size=16, sample_weight=w, verbose=0, return_dict=True)
-        assert sorted(logs) == sorted(klogs)
-        for key in klogs:
-            np.testing.assert_allclose(logs[key], klogs[key], rtol=1e-5, atol=1e-6, err_msg=key)
+            klogs, _ = _evaluate_alike(kmodel, dmodel, x, y, 16, sample_weight)
+    _assert_keras_files_keep_logs(kmodel, dmodel, x, y, w, 16, klogs, tmp_path)
 
 
 def test_hinge_reads_binary_targets_batch_by_batch():
@@ -881,11 +877,9 @@ def test_hinge_reads_binary_targets_batch_by_batch():
     y[3, 1] = -1.0
     for model in (kmodel, dmodel):
         model.compile(optimizer="sgd", loss="squared_hinge", metrics=["hinge"])
-    klogs = kmodel.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
-    dlogs = dmodel.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    klogs, _ = _evaluate_alike(kmodel, dmodel, x, y, 16)
     whole = dmodel.evaluate(x, y, batch_size=48, verbose=0, return_dict=True)
     for key in klogs:
-        np.testing.assert_allclose(dlogs[key], klogs[key], rtol=1e-5, atol=1e-6, err_msg=key)
         assert abs(whole[key] - klogs[key]) > 1e-3  # one batch of all rows converts none
 
 
@@ -907,11 +901,7 @@ def test_evaluate_top_k_accuracies(loss):
         model.compile(optimizer="sgd", loss=loss,
                       metrics=["accuracy", name, cls(k=2, name="top2")],
                       weighted_metrics=[cls(k=3, name="top3")])
-    klogs = kmodel.evaluate(x, y, batch_size=16, sample_weight=w, verbose=0, return_dict=True)
-    dlogs = dmodel.evaluate(x, y, batch_size=16, sample_weight=w, verbose=0, return_dict=True)
-    assert sorted(dlogs) == sorted(klogs)
-    for key in klogs:
-        np.testing.assert_allclose(dlogs[key], klogs[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    _, dlogs = _evaluate_alike(kmodel, dmodel, x, y, 16, w)
     assert len({round(dlogs[k], 6) for k in ("accuracy", "top2", "top3")}) == 3
     clone = densitron.models.Model.from_config(dmodel.get_config())
     assert clone is not None
@@ -942,24 +932,12 @@ def test_evaluate_auc(kwargs, from_logits, tmp_path):
                       + ([] if from_logits or kwargs else ["AUC"]),
                       weighted_metrics=[m.metrics.AUC(name="b", from_logits=from_logits,
                                                       **kwargs)])
-    with np.errstate(divide="ignore", invalid="ignore"):  # Keras's numpy divide_no_nan warns
-        klogs = kmodel.evaluate(x, y, batch_size=32, sample_weight=w, verbose=0,
-                                return_dict=True)
-    dlogs = dmodel.evaluate(x, y, batch_size=32, sample_weight=w, verbose=0, return_dict=True)
-    assert sorted(dlogs) == sorted(klogs)
-    for key in klogs:
-        np.testing.assert_allclose(dlogs[key], klogs[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    klogs, dlogs = _evaluate_alike(kmodel, dmodel, x, y, 32, w)
     assert 0.0 < abs(dlogs["a"]) < 1.0 and dlogs["a"] != dlogs["b"]
     if kwargs:
         return
-    pytest.importorskip("h5py")
-    dmodel.save(tmp_path / "d.keras")
-    kmodel.save(tmp_path / "k.keras")
-    for clone in (keras.models.load_model(tmp_path / "d.keras"),
-                  densitron.models.load_model(tmp_path / "k.keras")):
-        logs = clone.evaluate(x, y, batch_size=32, sample_weight=w, verbose=0, return_dict=True)
-        for key in klogs:
-            np.testing.assert_allclose(logs[key], klogs[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    with np.errstate(divide="ignore", invalid="ignore"):  # Keras's clone evaluates too
+        _assert_keras_files_keep_logs(kmodel, dmodel, x, y, w, 32, klogs, tmp_path)
 
 
 SMOOTHING_CASES = [

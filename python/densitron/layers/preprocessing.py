@@ -133,32 +133,18 @@ class Normalization(Layer):
             raise ValueError("This Normalization layer was given its mean and variance; it has "
                              "nothing to adapt. Received: a call to adapt()")
         array, batches = _batches(data)
-        if array is not None:
-            if array.dtype.kind not in "iufb":
-                raise TypeError(f"`adapt` takes numeric data. Received: data of dtype "
-                                f"{array.dtype}")
-            self._ensure_adapt_build(array.shape)
-            if array.shape[0] == 0 or not np.all(np.isfinite(array)):
-                raise ValueError(f"`adapt` needs at least one sample and no NaN or infinity. "
-                                 f"Received: data of shape {array.shape}")
-            axes = self._reduce_axes(array.ndim)
-            total_mean, total_var = np.mean(array, axis=axes), np.var(array, axis=axes)
+        if array is not None:  # as Keras: NumPy's moments in the array's own precision
+            total_mean, total_var, _ = self._moments(array)
         else:
             total_mean = total_var = None
             total_count = 0
             for batch in batches:
-                batch = np.asarray(batch, dtype=np.float32)
-                self._ensure_adapt_build(batch.shape)
-                if batch.shape[0] == 0 or not np.all(np.isfinite(batch)):
-                    raise ValueError(f"`adapt` needs samples with no NaN or infinity. "
-                                     f"Received: a batch of shape {batch.shape}")
-                axes = self._reduce_axes(batch.ndim)
-                batch_mean, batch_var = np.mean(batch, axis=axes), np.var(batch, axis=axes)
+                batch_mean, batch_var, batch_count = self._moments(
+                    np.asarray(batch, dtype=np.float32))
                 if total_mean is None:
                     total_mean = np.zeros_like(batch_mean)
                     total_var = np.zeros_like(batch_var)
                 # Keras's running combination of the batches' moments
-                batch_count = math.prod(batch.shape[a] for a in axes)
                 total_count += batch_count
                 batch_weight = float(batch_count) / total_count
                 existing_weight = 1.0 - batch_weight
@@ -172,6 +158,19 @@ class Normalization(Layer):
         self.mean.assign(np.asarray(total_mean, np.float32).reshape(self.mean.shape))
         self.variance.assign(np.asarray(total_var, np.float32).reshape(self.variance.shape))
 
+    def _moments(self, data):
+        """The mean, variance and value count of one array of adapt's data, over every axis
+        but the kept one (building the layer from the first)."""
+        if data.dtype.kind not in "iufb":
+            raise TypeError(f"`adapt` takes numeric data. Received: data of dtype {data.dtype}")
+        self._ensure_adapt_build(data.shape)
+        if data.shape[0] == 0 or not np.all(np.isfinite(data)):
+            raise ValueError(f"`adapt` needs at least one sample and no NaN or infinity. "
+                             f"Received: data of shape {data.shape}")
+        axes = tuple(range(data.ndim)) if self.axis == () else tuple(range(data.ndim - 1))
+        return (np.mean(data, axis=axes), np.var(data, axis=axes),
+                math.prod(data.shape[a] for a in axes))
+
     def _ensure_adapt_build(self, shape):
         if not self.built:
             self.build((None, *shape[1:]))
@@ -180,9 +179,6 @@ class Normalization(Layer):
             raise ValueError(f"The layer was built with input_shape={self._build_shape}, but "
                              f"adapt() is being called with data with an incompatible shape. "
                              f"Received: data.shape={tuple(shape)}")
-
-    def _reduce_axes(self, rank):
-        return tuple(range(rank)) if self.axis == () else tuple(range(rank - 1))
 
     def get_config(self):
         def as_list(v):

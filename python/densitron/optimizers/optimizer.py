@@ -203,43 +203,11 @@ class RMSprop(Optimizer):
                 "epsilon": self.epsilon, "centered": self.centered}
 
 
-class Adam(Optimizer):
-    _kind = _ADAM
+class _Moments(Optimizer):
+    """The optimizers with Adam's hyperparameters beta_1, beta_2 and epsilon, and two slots
+    that Keras keeps variable by variable."""
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 amsgrad=False, name="adam", **kwargs):
-        super().__init__(learning_rate, name, **kwargs)
-        self.beta_1 = _check_number("beta_1", beta_1, 0.0, True, 1.0)
-        self.beta_2 = _check_number("beta_2", beta_2, 0.0, True, 1.0)
-        self.epsilon = _check_number("epsilon", epsilon)
-        self.amsgrad = bool(amsgrad)
-
-    def _engine_extra(self):
-        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
-                "amsgrad": self.amsgrad}
-
-    def _keras_slot_blocks(self):
-        return [[0, 1]] + ([[2]] if self.amsgrad else [])
-
-    def get_config(self):
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon, "amsgrad": self.amsgrad}
-
-
-class AdamW(Adam):
-    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-7, amsgrad=False, name="adamw", **kwargs):
-        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, name,
-                         weight_decay=weight_decay, **kwargs)
-
-
-class Adamax(Optimizer):
-    """Keras's Adamax: Adam with the infinity norm, m / ((1 - beta_1^t)(u + epsilon))."""
-
-    _kind = _ADAMAX
-
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 name="adamax", **kwargs):
+    def __init__(self, learning_rate, beta_1, beta_2, epsilon, name, **kwargs):
         super().__init__(learning_rate, name, **kwargs)
         self.beta_1 = _check_number("beta_1", beta_1, 0.0, True, 1.0)
         self.beta_2 = _check_number("beta_2", beta_2, 0.0, True, 1.0)
@@ -249,11 +217,43 @@ class Adamax(Optimizer):
         return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
 
     def _keras_slot_blocks(self):
-        return [[0, 1]]  # Keras: momentum and norm, variable by variable
+        return [[0, 1]]
 
     def get_config(self):
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon}
+        return {**super().get_config(), **self._engine_extra()}
+
+
+class Adam(_Moments):
+    _kind = _ADAM
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 amsgrad=False, name="adam", **kwargs):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, name, **kwargs)
+        self.amsgrad = bool(amsgrad)
+
+    def _engine_extra(self):
+        return {**super()._engine_extra(), "amsgrad": self.amsgrad}
+
+    def _keras_slot_blocks(self):
+        return [[0, 1]] + ([[2]] if self.amsgrad else [])
+
+
+class AdamW(Adam):
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-7, amsgrad=False, name="adamw", **kwargs):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, name,
+                         weight_decay=weight_decay, **kwargs)
+
+
+class Adamax(_Moments):
+    """Keras's Adamax: Adam with the infinity norm, m / ((1 - beta_1^t)(u + epsilon)); Keras's
+    slots: momentum and norm."""
+
+    _kind = _ADAMAX
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 name="adamax", **kwargs):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, name, **kwargs)
 
 
 class Adagrad(Optimizer):
@@ -329,31 +329,19 @@ class Adadelta(Optimizer):
         return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
 
 
-class Nadam(Optimizer):
+class Nadam(_Moments):
     """Keras's Nadam: Adam's moments with Nesterov momentum on the schedule
-    u_t = beta_1·(1 - 0.5·0.96^t), whose running product Keras keeps as a variable."""
+    u_t = beta_1·(1 - 0.5·0.96^t), whose running product Keras keeps as a variable after the
+    slots (momentum and velocity)."""
 
     _kind = _NADAM
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  name="nadam", **kwargs):
-        super().__init__(learning_rate, name, **kwargs)
-        self.beta_1 = _check_number("beta_1", beta_1, 0.0, True, 1.0)
-        self.beta_2 = _check_number("beta_2", beta_2, 0.0, True, 1.0)
-        self.epsilon = _check_number("epsilon", epsilon)
-
-    def _engine_extra(self):
-        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
-
-    def _keras_slot_blocks(self):
-        return [[0, 1]]  # Keras: momentum and velocity, variable by variable
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, name, **kwargs)
 
     def _keras_trailing_variables(self, iterations):
         return [np.asarray(_core._nadam_u_product(self.beta_1, int(iterations)), np.float32)]
-
-    def get_config(self):
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon}
 
 
 _BY_NAME = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "adamax": Adamax,
