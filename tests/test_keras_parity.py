@@ -1340,3 +1340,29 @@ def test_rescaling_matches_keras(kwargs, tmp_path):
     kmodel.save(tmp_path / "k.keras")
     np.testing.assert_allclose(densitron.models.load_model(tmp_path / "k.keras").predict(
         x, verbose=0), want, rtol=1e-6, atol=1e-6)
+
+
+def test_gaussian_dropout_and_activity_regularization_layers(tmp_path):
+    # Inference: both pass values; configs move through .keras files both ways. (Keras's
+    # numpy backend cannot evaluate a model with an activity penalty: it sums a list; the
+    # penalty is tested against its formula in test_layers_behaviour.)
+    def build(ns):
+        inp = ns.Input(shape=(6,), name="x")
+        h = ns.layers.Dense(8, activation="tanh", name="h")(inp)
+        h = ns.layers.ActivityRegularization(l1=0.01, l2=0.05, name="act")(h)
+        h = ns.layers.GaussianDropout(0.3, seed=5, name="gd")(h)
+        return ns.Model(inp, ns.layers.Dense(2, name="out")(h))
+
+    kmodel, dmodel = check_parity(build, _x(9, 6, seed=55))
+    pytest.importorskip("h5py")
+    x = _x(40, 6, seed=56)
+    want = kmodel.predict(x, verbose=0)
+    dmodel.save(tmp_path / "d.keras")
+    kmodel.save(tmp_path / "k.keras")
+    kclone = keras.models.load_model(tmp_path / "d.keras")
+    dclone = densitron.models.load_model(tmp_path / "k.keras")
+    for clone in (kclone, dclone):
+        np.testing.assert_allclose(clone.predict(x, verbose=0), want, rtol=1e-5, atol=1e-6)
+        assert clone.get_layer("gd").rate == 0.3
+        assert (clone.get_layer("act").l1, clone.get_layer("act").l2) == (
+            pytest.approx(0.01), pytest.approx(0.05))

@@ -79,6 +79,29 @@ def test_gaussian_noise_stddev_in_training_only():
     assert _training_loss(m, x, x) == pytest.approx(0.25, rel=0.03)  # E[noise²] = stddev²
 
 
+def test_gaussian_dropout_multiplies_by_noise_in_training_only():
+    # Keras's GaussianDropout: x·n with n ~ N(1, rate / (1 - rate)) in training, x otherwise.
+    inp = layers.Input(shape=(500,))
+    m = Model(inp, layers.GaussianDropout(0.2, seed=2)(inp))
+    x = np.full((40, 500), 2.0, np.float32)
+    np.testing.assert_array_equal(m.predict(x, verbose=0), x)
+    m.compile(optimizer="sgd", loss="mse")
+    # E[(x·n - x)²] = x²·Var(n) = 4 · 0.25
+    assert _training_loss(m, x, x) == pytest.approx(1.0, rel=0.03)
+    assert _training_loss(m, x, np.zeros_like(x)) == pytest.approx(4.0 * 1.25, rel=0.03)
+
+
+def test_activity_regularization_adds_its_penalty_and_passes_values():
+    inp = layers.Input(shape=(3,))
+    m = Model(inp, layers.ActivityRegularization(l1=0.1, l2=0.5)(inp))
+    x = np.array([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]], np.float32)
+    np.testing.assert_array_equal(m.predict(x, verbose=0), x)
+    m.compile(optimizer="sgd", loss="mse")
+    penalty = (0.1 * np.abs(x).sum() + 0.5 * (x ** 2).sum()) / 2  # over the batch size
+    assert _training_loss(m, x, x) == pytest.approx(penalty, rel=1e-6)
+    assert layers.ActivityRegularization(l1=0.1).get_config()["l1"] == 0.1
+
+
 def test_batch_normalization_training_vs_inference():
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(64, 3)) * [1.0, 2.0, 0.5] + [3.0, -1.0, 0.0]).astype(np.float32)

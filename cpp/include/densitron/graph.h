@@ -31,7 +31,8 @@ enum class OpType : int {
   kMaximum = 8,
   kMinimum = 9,
   kDropout = 10,        // f {rate}, i {seed}; identity outside training
-  kGaussianNoise = 11,  // f {stddev}, i {seed}; identity outside training
+  kGaussianNoise = 11,  // f {stddev}, i {seed[, multiplicative]}; identity outside training:
+                        // x + stddev·n, or x·(1 + stddev·n) (GaussianDropout), n ~ N(0, 1)
   kBatchNorm = 12,      // params {gamma|-1, beta|-1, moving_mean, moving_var}, f {momentum, eps}
   kLayerNorm = 13,      // params {gamma|-1, beta|-1}, f {eps}
   kReshape = 14,        // Flatten, Reshape, Identity: the same values, a new shape

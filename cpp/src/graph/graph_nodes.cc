@@ -86,10 +86,10 @@ void Graph::forward_node(const Step& st, int i) {
     case OpType::kGaussianNoise: {
       const float stddev = static_cast<float>(node.fattrs[0]);
       const uint64_t seed = static_cast<uint64_t>(node.iattrs[0]);
+      const bool multiplicative = node.iattrs.size() > 1 && node.iattrs[1] != 0;
       for (int64_t j = el.lo; j < el.hi; ++j) {
-        const float u1 = hash_uniform(seed, iterations_, 2 * j);
-        const float u2 = hash_uniform(seed, iterations_, 2 * j + 1);
-        y[j] = x[j] + stddev * std::sqrt(-2.0f * std::log(u1)) * std::cos(6.2831853f * u2);
+        const float noise = stddev * gaussian_noise(seed, iterations_, j);
+        y[j] = multiplicative ? x[j] * (1.0f + noise) : x[j] + noise;
       }
       return;
     }
@@ -576,8 +576,20 @@ void Graph::backward_node(const Step& st, int i) {
       put(gx + rw.lo * last, d, (rw.hi - rw.lo) * last, acc);
       return;
     }
-    case OpType::kReshape:
     case OpType::kGaussianNoise:
+      if (node.iattrs.size() > 1 && node.iattrs[1] != 0) {  // GaussianDropout: dy·(1 + s·n)
+        float* gx = target(0, &acc);
+        if (!gx) return;
+        const float stddev = static_cast<float>(node.fattrs[0]);
+        const uint64_t seed = static_cast<uint64_t>(node.iattrs[0]);
+        for (int64_t j = el.lo; j < el.hi; ++j) {
+          const float v = dy[j] * (1.0f + stddev * gaussian_noise(seed, iterations_, j));
+          gx[j] = acc ? gx[j] + v : v;
+        }
+        return;
+      }
+      [[fallthrough]];
+    case OpType::kReshape:
       if (float* gx = target(0, &acc))
         if (el.lo < el.hi) put(gx + el.lo, dy + el.lo, el.hi - el.lo, acc);
       return;

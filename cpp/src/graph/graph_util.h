@@ -73,6 +73,13 @@ inline uint64_t dropout_mask_index(const std::vector<int64_t>& iattrs, int64_t j
   return static_cast<uint64_t>(index);
 }
 
+// GaussianNoise's standard normal value for element j of a step (Box-Muller of two hashes).
+inline float gaussian_noise(uint64_t seed, uint64_t step, int64_t j) {
+  const float u1 = hash_uniform(seed, step, 2 * j);
+  const float u2 = hash_uniform(seed, step, 2 * j + 1);
+  return std::sqrt(-2.0f * std::log(u1)) * std::cos(6.2831853f * u2);
+}
+
 // How many of a node's leading params can be trained (BatchNormalization's moving statistics
 // and Normalization's mean and variance cannot).
 inline size_t trainable_param_slots(const NodeSpec& node) {

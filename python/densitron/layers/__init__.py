@@ -13,7 +13,8 @@ from densitron.layers.pooling import (GlobalAveragePooling1D, GlobalAveragePooli
                                       GlobalAvgPool3D, GlobalMaxPool1D, GlobalMaxPool2D,
                                       GlobalMaxPool3D, GlobalMaxPooling1D, GlobalMaxPooling2D,
                                       GlobalMaxPooling3D)
-from densitron.layers.regularization import Dropout, GaussianNoise
+from densitron.layers.regularization import (ActivityRegularization, Dropout, GaussianDropout,
+                                             GaussianNoise)
 from densitron.layers.reshaping import Flatten, Reshape
 
 
@@ -36,8 +37,8 @@ def serialize(layer):
     return {"class_name": type(layer).__name__, "config": layer.get_config()}
 
 
-__all__ = ["ELU", "Activation", "Add", "Average", "BatchNormalization", "Concatenate", "Dense",
-           "Dropout", "Embedding", "Flatten", "GaussianNoise", "GlobalAveragePooling1D",
+__all__ = ["ELU", "Activation", "ActivityRegularization", "Add", "Average", "BatchNormalization", "Concatenate", "Dense",
+           "Dropout", "Embedding", "Flatten", "GaussianDropout", "GaussianNoise", "GlobalAveragePooling1D",
            "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalAvgPool1D", "GlobalAvgPool2D",
            "GlobalAvgPool3D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D",
            "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", "Identity", "Input",

@@ -77,3 +77,46 @@ class GaussianNoise(Layer):
 
     def get_config(self):
         return {**super().get_config(), "stddev": self.stddev, "seed": self.seed}
+
+
+class GaussianDropout(Layer):
+    """Multiplies its inputs by 1-centered Gaussian noise of standard deviation
+    sqrt(rate / (1 - rate)) in training."""
+    _mask_rule = "pass"
+
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ValueError("Invalid value received for argument `rate`. Expected a float value "
+                             f"between 0 and 1 (1 excluded). Received: rate={rate!r}")
+        self.rate = float(rate)
+        self.seed = seed
+        self._engine_seed = _seed(seed)
+
+    def _engine_node(self, node, param_index):
+        stddev = float(np.sqrt(self.rate / (1.0 - self.rate)))
+        return engine_node(11, node, fattrs=[stddev], iattrs=[self._engine_seed, 1])
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+class ActivityRegularization(Layer):
+    """Returns its inputs unchanged and adds l1·Σ|x| + l2·Σx² over the batch, divided by the
+    batch size, to the loss (Keras's activity regularization)."""
+    _mask_rule = "pass"
+
+    def __init__(self, l1=0.0, l2=0.0, **kwargs):
+        from densitron import regularizers
+
+        kwargs.pop("activity_regularizer", None)  # Keras's own config may carry it
+        super().__init__(activity_regularizer=regularizers.L1L2(l1=l1, l2=l2), **kwargs)
+        self.l1, self.l2 = self.activity_regularizer.l1, self.activity_regularizer.l2
+
+    def _engine_node(self, node, param_index):
+        return engine_node(14, node)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("activity_regularizer", None)
+        return {**config, "l1": self.l1, "l2": self.l2}
