@@ -375,6 +375,8 @@ def test_callbacks_must_be_callbacks():
     lambda: densitron.metrics.AUC(multi_label=True),
     lambda: densitron.metrics.AUC(curve="XY"),
     lambda: densitron.metrics.AUC(summation_method="riemann"),
+    lambda: densitron.metrics.R2Score(class_aggregation=None),
+    lambda: densitron.metrics.R2Score(num_regressors=-1),
     lambda: densitron.set_num_threads(-1),
     lambda: densitron.set_num_threads("2"),
     lambda: densitron.utils.set_random_seed(-5),

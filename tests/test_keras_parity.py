@@ -940,6 +940,27 @@ def test_evaluate_auc(kwargs, from_logits, tmp_path):
         _assert_keras_files_keep_logs(kmodel, dmodel, x, y, w, 32, klogs, tmp_path)
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"class_aggregation": "variance_weighted_average"},
+                                    {"num_regressors": 5}], ids=str)
+def test_evaluate_r2_score(kwargs, tmp_path):
+    # Keras's R2Score from per-column sums, plain and weighted, by object and by string.
+    kmodel = _classifier(KERAS, 3, None)
+    dmodel = _classifier(DENS, 3, None)
+    _check_weights_move(kmodel, dmodel)
+    x = _x(90, 6, seed=58)
+    y = (x[:, :3] * [1.0, 2.0, 3.0] + _x(90, 3, seed=59)).astype(np.float32)
+    w = np.random.default_rng(60).random(90).astype(np.float32)
+    for ns, model in ((KERAS, kmodel), (DENS, dmodel)):
+        m = keras.metrics if ns is KERAS else densitron.metrics
+        model.compile(optimizer="sgd", loss="mse",
+                      metrics=[m.R2Score(name="r2", **kwargs)] + ([] if kwargs else ["r2_score"]),
+                      weighted_metrics=[m.R2Score(name="w", **kwargs)])
+    klogs, dlogs = _evaluate_alike(kmodel, dmodel, x, y, 16, w)
+    assert dlogs["r2"] != dlogs["w"]
+    if not kwargs:
+        _assert_keras_files_keep_logs(kmodel, dmodel, x, y, w, 16, klogs, tmp_path)
+
+
 SMOOTHING_CASES = [
     # loss class, output units, output activation, from_logits
     ("CategoricalCrossentropy", 4, "softmax", False),

@@ -343,6 +343,28 @@ TEST(Metrics, AucBucketsPlaceValuesAsKeras) {
   EXPECT_EQ(out[1], 2 + 3 + 1.0);
 }
 
+// Keras's R2Score sums per column: Σ w·y, Σ w·y², Σ w·(y - p)², Σ w, added to what out holds.
+TEST(Metrics, R2SumsPerColumnAgainstADoubleLoop) {
+  std::mt19937 rng(8);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const int64_t rows = 7, cols = 3;
+  std::vector<float> p(rows * cols), y(rows * cols), w(rows);
+  for (auto& v : p) v = nd(rng);
+  for (auto& v : y) v = nd(rng);
+  for (auto& v : w) v = std::fabs(nd(rng));
+  std::vector<double> out(4 * cols, 1.0), want(4 * cols, 1.0);
+  r2_sums(p.data(), y.data(), rows, cols, out.data(), w.data());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const double yv = y[r * cols + c], e = yv - p[r * cols + c], wr = w[r];
+      want[c] += wr * yv;
+      want[cols + c] += wr * yv * yv;
+      want[2 * cols + c] += wr * e * e;
+      want[3 * cols + c] += wr;
+    }
+  for (int64_t i = 0; i < 4 * cols; ++i) EXPECT_NEAR(out[i], want[i], 1e-12) << i;
+}
+
 TEST(Optimizers, RmspropGoldenKerasValue) {
   OptimizerConfig c;
   c.kind = OptimizerKind::kRmsprop;

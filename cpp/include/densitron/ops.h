@@ -116,7 +116,14 @@ enum class AccuracyKind : int {
   // but 2n of them (auc_buckets); with Logits the predictions go through a sigmoid first.
   kAucBuckets = 8,
   kAucBucketsLogits = 9,
+  // Keras's R2Score: 4 sums per column, the columns given as the threshold (r2_sums).
+  kR2Sums = 10,
 };
+
+// Keras's R2Score sums of each column c, added to out (4·cols values): Σ w·y, Σ w·y²,
+// Σ w·(y - p)², Σ w, w the row's weight (or 1).
+void r2_sums(const float* p, const float* y, int64_t rows, int64_t cols, double* out,
+             const float* weights = nullptr, int64_t rows_per_weight = 1);
 
 // Keras's AUC confusion counts before their cumulative sums: every value p (clipped to [0, 1];
 // through a sigmoid first when `logits`) of the rows falls in bucket

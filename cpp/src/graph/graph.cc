@@ -227,10 +227,14 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
     const bool sparse = outputs[k].loss == Loss::kSparseCategoricalCrossentropy ||
                         outputs[k].loss == Loss::kSparseCategoricalCrossentropyLogits;
     if (outputs[k].target_width != (sparse ? sub_rows : node.width)) bad("target width");
-    for (const MetricSpec& m : outputs[k].metrics)
-      if (m.sums() > 1 && !(m.threshold >= 2.0f && m.threshold <= 1e6f &&
-                            m.threshold == std::floor(m.threshold)))
+    for (const MetricSpec& m : outputs[k].metrics) {
+      const bool r2 = m.is_accuracy && m.accuracy == AccuracyKind::kR2Sums;
+      if (r2 && m.threshold != static_cast<float>(node.last_dim))
+        bad("R2Score keeps sums for each column of the output");
+      if (!r2 && m.sums() > 1 && !(m.threshold >= 2.0f && m.threshold <= 1e6f &&
+                                   m.threshold == std::floor(m.threshold)))
         bad("an AUC takes 2 to 1e6 thresholds");
+    }
   }
   const int n = static_cast<int>(nodes_.size());
   std::vector<int> loss_count(n, 0);
@@ -773,11 +777,15 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
                           static_cast<double>(sub_rows);
       for (const MetricSpec& spec : o.metrics) {
         const float* mw = spec.weighted ? w : nullptr;
-        if (spec.sums() > 1) {  // an AUC's bucket counts, over every value of the block
+        if (spec.sums() > 1) {  // an AUC's bucket counts or R2Score's column sums
           double* out = &metric_part_[b * nmet + m];
           std::fill(out, out + spec.sums(), 0.0);
-          auc_buckets(p, y, rows, cols, spec.sums() / 2,
-                      spec.accuracy == AccuracyKind::kAucBucketsLogits, out, mw, sub_rows);
+          if (spec.accuracy == AccuracyKind::kR2Sums) {
+            r2_sums(p, y, rows, cols, out, mw, sub_rows);
+          } else {
+            auc_buckets(p, y, rows, cols, spec.sums() / 2,
+                        spec.accuracy == AccuracyKind::kAucBucketsLogits, out, mw, sub_rows);
+          }
           m += static_cast<int>(spec.sums());
           continue;
         }

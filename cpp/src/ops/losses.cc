@@ -372,6 +372,21 @@ void auc_buckets(const float* p, const float* y, int64_t rows, int64_t cols, int
   }
 }
 
+void r2_sums(const float* p, const float* y, int64_t rows, int64_t cols, double* out,
+             const float* weights, int64_t rows_per_weight) {
+  double *sum = out, *squares = out + cols, *residual = out + 2 * cols, *count = out + 3 * cols;
+  for (int64_t r = 0; r < rows; ++r) {
+    const double w = weights ? weights[r / rows_per_weight] : 1.0;
+    for (int64_t c = 0; c < cols; ++c) {
+      const double yv = y[r * cols + c], e = yv - p[r * cols + c];
+      sum[c] += w * yv;
+      squares[c] += w * yv * yv;
+      residual[c] += w * e * e;
+      count[c] += w;
+    }
+  }
+}
+
 double accuracy_sum(AccuracyKind kind, const float* p, const float* y, int64_t rows,
                     int64_t cols, float threshold, const float* weights,
                     int64_t rows_per_weight) {
@@ -411,7 +426,8 @@ double accuracy_sum(AccuracyKind kind, const float* p, const float* y, int64_t r
       }
       case AccuracyKind::kAucBuckets:
       case AccuracyKind::kAucBucketsLogits:
-        break;  // not a sum: auc_buckets
+      case AccuracyKind::kR2Sums:
+        break;  // not one sum: auc_buckets, r2_sums
       case AccuracyKind::kBinary: {
         const float* yr = y + r * cols;
         int64_t hits = 0;

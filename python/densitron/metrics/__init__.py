@@ -1,6 +1,9 @@
 """Metrics by Keras name or as Keras's metric objects, resolved against an output's shapes
 and computed by the engine: the mean over the samples of a per-sample value."""
 
+import functools
+import warnings
+
 import numpy as np
 
 from densitron import losses
@@ -11,7 +14,7 @@ from densitron.utils.naming import to_snake_case, uniquify
 _CATEGORICAL, _SPARSE, _BINARY = 0, 1, 2
 _TRUE_POSITIVES, _PREDICTED_POSITIVES, _ACTUAL_POSITIVES = 3, 4, 5
 _TOP_K, _SPARSE_TOP_K = 6, 7
-_AUC_BUCKETS, _AUC_BUCKETS_LOGITS = 8, 9
+_AUC_BUCKETS, _AUC_BUCKETS_LOGITS, _R2_SUMS = 8, 9, 10
 
 _ACCURACIES = {
     "categorical_accuracy": _CATEGORICAL,
@@ -64,6 +67,10 @@ class Metric:
 
     def _specs(self):
         return [self._spec()]
+
+    def _specs_for(self, y_pred_ndim, y_pred_last):
+        """The specs for an output of that rank (with the batch axis) and last axis."""
+        return self._specs()
 
     def get_config(self):
         return {"name": self.name, "dtype": "float32"}
@@ -284,7 +291,7 @@ class AUC(Metric):
         kind = _AUC_BUCKETS_LOGITS if self.from_logits else _AUC_BUCKETS
         return [(True, kind, float(self.num_thresholds), 0)]
 
-    def _result(self, sums):
+    def _result(self, sums, rows, columns):
         """Keras's AUC.result() from the bucket counts (float64)."""
         n = self.num_thresholds
         sums = np.asarray(sums[:2 * n], np.float64)
@@ -332,6 +339,63 @@ class AUC(Metric):
                 "from_logits": self.from_logits}
 
 
+class R2Score(Metric):
+    """Keras's R2Score of a (batch, columns) output: 1 - residual / total sum of squares per
+    column, averaged uniformly or by variance; adjusted for num_regressors."""
+
+    _post = "result"
+
+    def __init__(self, class_aggregation="uniform_average", num_regressors=0, name="r2_score",
+                 dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        if class_aggregation not in ("uniform_average", "variance_weighted_average"):
+            raise ValueError("Invalid value for argument `class_aggregation`: densitron's "
+                             "R2Score averages the columns ('uniform_average' or "
+                             "'variance_weighted_average'). Received: "
+                             f"class_aggregation={class_aggregation!r}")
+        if (isinstance(num_regressors, bool) or not isinstance(num_regressors, (int, np.integer))
+                or num_regressors < 0):
+            raise ValueError("Invalid value for argument `num_regressors`. Expected a value "
+                             f">= 0. Received: num_regressors={num_regressors!r}")
+        self.class_aggregation = class_aggregation
+        self.num_regressors = int(num_regressors)
+
+    def _specs_for(self, y_pred_ndim, y_pred_last):
+        if y_pred_ndim != 2:
+            raise ValueError("R2Score expects 2D inputs with shape (batch_size, output_dim). "
+                             f"Received: an output of rank {y_pred_ndim}")
+        return [(True, _R2_SUMS, float(y_pred_last), 0)]
+
+    def _result(self, sums, rows, columns):
+        """Keras's R2Score.result() from each column's sums (float64)."""
+        c = columns
+        total_y, squares, residual, count = np.asarray(sums[:4 * c], np.float64).reshape(4, c)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = total_y / count
+            total = squares - total_y * mean
+            raw = 1.0 - residual / total
+        raw = np.where(np.isinf(raw), 0.0, raw)
+        if self.class_aggregation == "uniform_average":
+            score = float(np.mean(raw))
+        else:
+            score = float(np.sum(total * raw) / np.sum(total))
+        n, p = rows * c, self.num_regressors
+        if p != 0:
+            if p > n - 1:
+                warnings.warn("More independent predictors than datapoints in adjusted R2 "
+                              "score. Falling back to standard R2 score.", stacklevel=2)
+            elif p == n - 1:
+                warnings.warn("Division by zero in Adjusted R2 score. Falling back to "
+                              "standard R2 score.", stacklevel=2)
+            else:
+                score = 1.0 - (1.0 - score) * (n - 1.0) / (n - p - 1.0)
+        return score
+
+    def get_config(self):
+        return {**super().get_config(), "class_aggregation": self.class_aggregation,
+                "num_regressors": self.num_regressors}
+
+
 class _CrossentropyMetric(_LossMetric):
     def __init__(self, name=None, dtype=None, from_logits=False, label_smoothing=0, axis=-1,
                  **kwargs):
@@ -375,7 +439,7 @@ _CLASSES = {c.__name__: c for c in (
     SparseCategoricalCrossentropy, Precision, Recall, MeanAbsolutePercentageError,
     MeanSquaredLogarithmicError, LogCoshError, Hinge, SquaredHinge, CategoricalHinge,
     KLDivergence, Poisson, CosineSimilarity, TopKCategoricalAccuracy,
-    SparseTopKCategoricalAccuracy, AUC)}
+    SparseTopKCategoricalAccuracy, AUC, R2Score)}
 # Keras's other metric strings: the class names in snake case, and its aliases.
 _SNAKE = {to_snake_case(name): cls for name, cls in _CLASSES.items()}
 _SNAKE.update({"mape": MeanAbsolutePercentageError, "MAPE": MeanAbsolutePercentageError,
@@ -441,7 +505,9 @@ def spec_sums(spec):
     """How many engine sums a spec keeps: 1, or an AUC's positive and negative count of each
     bucket (as the engine's MetricSpec::sums)."""
     is_accuracy, kind, threshold, _ = spec
-    return 2 * int(threshold) if is_accuracy and kind in (_AUC_BUCKETS, _AUC_BUCKETS_LOGITS) else 1
+    if is_accuracy and kind in (_AUC_BUCKETS, _AUC_BUCKETS_LOGITS):
+        return 2 * int(threshold)
+    return 4 * int(threshold) if is_accuracy and kind == _R2_SUMS else 1
 
 
 def reads_dense_targets(spec):
@@ -458,8 +524,11 @@ def resolve(name, loss, y_true_ndim, y_true_last, y_pred_ndim, y_pred_last):
     """Returns (display name, engine spec tuples (is_accuracy, kind, threshold, loss_id), how
     the log follows from their sums: Metric._post, or a function of the sums from there)."""
     name = get(name)
-    if isinstance(name, Metric):  # (an AUC computes its log from its sums itself)
-        return name.name, name._specs(), name._result if name._post == "result" else name._post
+    if isinstance(name, Metric):  # (an AUC, R2Score compute their logs from their sums)
+        post = name._post
+        if post == "result":
+            post = functools.partial(name._result, columns=int(y_pred_last))
+        return name.name, name._specs_for(y_pred_ndim, y_pred_last), post
     if name in ("accuracy", "acc"):
         return name, [(True, resolve_accuracy(loss, y_true_ndim, y_true_last, y_pred_ndim,
                                                       y_pred_last), 0.5, 0)], "mean"

@@ -285,8 +285,8 @@ class Trainer:
             for name, s in zip(self._output_names, output_loss_sums):
                 logs[f"{name}_loss"] = float(s / rows)
         for name, k, weighted, i, post in self._metric_logs:
-            if callable(post):  # AUC: from its bucket counts
-                logs[name] = post(metric_sums[i:])
+            if callable(post):  # AUC, R2Score: from their own sums
+                logs[name] = post(metric_sums[i:], rows)
                 continue
             s = metric_sums[i]
             if post == "ratio":  # Precision, Recall: 0 over 0 is 0, as Keras's divide_no_nan
