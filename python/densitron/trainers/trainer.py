@@ -296,7 +296,8 @@ class Trainer:
             # A weighted metric is a weighted mean (0 when the weights sum to 0, as Keras).
             total = weight_sums[k] if weighted else rows
             mean = float(s / total) if total != 0 else 0.0
-            logs[name] = math.sqrt(mean) if post == "sqrt" else -mean if post == "neg" else mean
+            logs[name] = (math.sqrt(mean) if post == "sqrt" else 0.0 - mean if post == "neg"
+                          else mean)  # (0.0 - mean: no -0.0 for a mean of 0)
         return logs
 
     # --- fit -----------------------------------------------------------------------------
