@@ -160,8 +160,8 @@ def test_unknown_names():
     model.compile(loss="categorical_crossentropy", metrics=["accuracyy"])
     with raises(ValueError, "metric='accuracyy'"):
         model.fit(x, y, verbose=0)
-    for bad, expect in ((object(), "metric=<object"), ({"class_name": "F1Score", "config": {}},
-                                                       "class_name='F1Score'")):
+    for bad, expect in ((object(), "metric=<object"), ({"class_name": "IoU", "config": {}},
+                                                       "class_name='IoU'")):
         model.compile(loss="categorical_crossentropy", metrics=[bad])
         with raises(ValueError, expect):
             model.fit(x, y, verbose=0)
@@ -377,6 +377,9 @@ def test_callbacks_must_be_callbacks():
     lambda: densitron.metrics.AUC(summation_method="riemann"),
     lambda: densitron.metrics.R2Score(class_aggregation=None),
     lambda: densitron.metrics.R2Score(num_regressors=-1),
+    lambda: densitron.metrics.F1Score(average="mean"),
+    lambda: densitron.metrics.F1Score(threshold=1.5),
+    lambda: densitron.metrics.FBetaScore(beta=2),
     lambda: densitron.set_num_threads(-1),
     lambda: densitron.set_num_threads("2"),
     lambda: densitron.utils.set_random_seed(-5),

@@ -961,6 +961,30 @@ def test_evaluate_r2_score(kwargs, tmp_path):
         _assert_keras_files_keep_logs(kmodel, dmodel, x, y, w, 16, klogs, tmp_path)
 
 
+@pytest.mark.parametrize("cls,kwargs", [
+    ("F1Score", {}), ("F1Score", {"average": "micro"}), ("F1Score", {"average": "macro"}),
+    ("F1Score", {"average": "weighted", "threshold": 0.3}),
+    ("FBetaScore", {"beta": 2.0, "average": "macro"})], ids=str)
+def test_evaluate_f_scores(cls, kwargs, tmp_path):
+    # Keras's F-scores from per-class counts, plain and weighted; per class (an array) when
+    # not averaged.
+    kmodel = _classifier(KERAS, 4, "softmax")
+    dmodel = _classifier(DENS, 4, "softmax")
+    _check_weights_move(kmodel, dmodel)
+    x = _x(90, 6, seed=61)
+    y = _labels("categorical_crossentropy", 90, 4, seed=62)
+    w = np.random.default_rng(63).random(90).astype(np.float32)
+    for ns, model in ((KERAS, kmodel), (DENS, dmodel)):
+        m = keras.metrics if ns is KERAS else densitron.metrics
+        model.compile(optimizer="sgd", loss="categorical_crossentropy",
+                      metrics=[getattr(m, cls)(name="f", **kwargs)],
+                      weighted_metrics=[getattr(m, cls)(name="w", **kwargs)])
+    klogs, dlogs = _evaluate_alike(kmodel, dmodel, x, y, 16, w)
+    assert np.shape(dlogs["f"]) == (() if kwargs else (4,))
+    if not kwargs:
+        _assert_keras_files_keep_logs(kmodel, dmodel, x, y, w, 16, klogs, tmp_path)
+
+
 SMOOTHING_CASES = [
     # loss class, output units, output activation, from_logits
     ("CategoricalCrossentropy", 4, "softmax", False),

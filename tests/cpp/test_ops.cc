@@ -365,6 +365,29 @@ TEST(Metrics, R2SumsPerColumnAgainstADoubleLoop) {
   for (int64_t i = 0; i < 4 * cols; ++i) EXPECT_NEAR(out[i], want[i], 1e-12) << i;
 }
 
+// Keras's F-score counts: with threshold 0 a prediction is positive where it is its row's
+// maximum (ties both) and |p| > 1e-9; with a threshold where p > threshold.
+TEST(Metrics, FScoreSumsByRowMaximumAndThreshold) {
+  const int64_t cols = 3;
+  const std::vector<float> p = {0.2f, 0.5f, 0.3f,   // max: class 1
+                                0.4f, 0.4f, 0.2f,   // tie: classes 0 and 1
+                                0.0f, 0.0f, 0.0f};  // all 0: none (|p| > 1e-9 fails)
+  const std::vector<float> y = {0, 1, 0, 1, 0, 0, 0, 0, 1};
+  const std::vector<float> w = {1.0f, 2.0f, 4.0f};
+  std::vector<double> out(4 * cols, 0.0);
+  f_score_sums(p.data(), y.data(), 3, cols, 0.0f, out.data(), w.data());
+  const std::vector<double> want = {2, 1, 0,    // tp: row 1 class 0 (w 2), row 0 class 1
+                                    0, 2, 0,    // fp: row 1 class 1
+                                    0, 0, 4,    // fn: row 2 class 2
+                                    2, 1, 4};   // Σ w·y
+  EXPECT_EQ(out, want);
+  std::fill(out.begin(), out.end(), 0.0);
+  f_score_sums(p.data(), y.data(), 3, cols, 0.35f, out.data());
+  // p > 0.35: (0, 1), (1, 0), (1, 1)
+  const std::vector<double> want_t = {1, 1, 0, 0, 1, 0, 0, 0, 1, 1, 1, 1};
+  EXPECT_EQ(out, want_t);
+}
+
 TEST(Optimizers, RmspropGoldenKerasValue) {
   OptimizerConfig c;
   c.kind = OptimizerKind::kRmsprop;

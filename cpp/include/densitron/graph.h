@@ -85,12 +85,14 @@ struct MetricSpec {
   float threshold = 0.5f;
   Loss loss = Loss::kMeanSquaredError;  // when !is_accuracy: a loss-shaped metric (mse, mae...)
   bool weighted = false;  // Keras's weighted_metrics: each row's value times its sample weight
-  // The engine sums the spec keeps: 1, an AUC's 2n bucket counts, or R2Score's 4 per column.
-  int64_t sums() const {
+  // The engine sums the spec keeps for an output of `cols` columns: 1, an AUC's 2n bucket
+  // counts, or R2Score's and the F-scores' 4 per column.
+  int64_t sums(int64_t cols) const {
     if (!is_accuracy) return 1;
     if (accuracy == AccuracyKind::kAucBuckets || accuracy == AccuracyKind::kAucBucketsLogits)
       return 2 * static_cast<int64_t>(threshold);
-    return accuracy == AccuracyKind::kR2Sums ? 4 * static_cast<int64_t>(threshold) : 1;
+    return accuracy == AccuracyKind::kR2Sums || accuracy == AccuracyKind::kFScoreSums ? 4 * cols
+                                                                                      : 1;
   }
 };
 

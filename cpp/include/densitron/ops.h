@@ -116,9 +116,18 @@ enum class AccuracyKind : int {
   // but 2n of them (auc_buckets); with Logits the predictions go through a sigmoid first.
   kAucBuckets = 8,
   kAucBucketsLogits = 9,
-  // Keras's R2Score: 4 sums per column, the columns given as the threshold (r2_sums).
+  // Keras's R2Score: 4 sums per column (r2_sums).
   kR2Sums = 10,
+  // Keras's F-beta scores: 4 sums per column (f_score_sums); the threshold, or 0 for the
+  // row's maximum.
+  kFScoreSums = 11,
 };
+
+// Keras's FBetaScore sums of each column c, added to out (4·cols values): true positives
+// Σ w·ŷ·y, false positives Σ w·ŷ·(1 - y), false negatives Σ w·(1 - ŷ)·y and Σ w·y, where ŷ
+// is 1 when p > threshold, or with threshold 0 when p is its row's maximum and |p| > 1e-9.
+void f_score_sums(const float* p, const float* y, int64_t rows, int64_t cols, float threshold,
+                  double* out, const float* weights = nullptr, int64_t rows_per_weight = 1);
 
 // Keras's R2Score sums of each column c, added to out (4·cols values): Σ w·y, Σ w·y²,
 // Σ w·(y - p)², Σ w, w the row's weight (or 1).

@@ -211,7 +211,8 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
 int Graph::num_metrics() const {
   int count = 0;
   for (const OutputSpec& o : output_specs_)
-    for (const MetricSpec& m : o.metrics) count += static_cast<int>(m.sums());
+    for (const MetricSpec& m : o.metrics)
+      count += static_cast<int>(m.sums(nodes_[o.node].last_dim));
   return count;
 }
 
@@ -228,11 +229,10 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
                         outputs[k].loss == Loss::kSparseCategoricalCrossentropyLogits;
     if (outputs[k].target_width != (sparse ? sub_rows : node.width)) bad("target width");
     for (const MetricSpec& m : outputs[k].metrics) {
-      const bool r2 = m.is_accuracy && m.accuracy == AccuracyKind::kR2Sums;
-      if (r2 && m.threshold != static_cast<float>(node.last_dim))
-        bad("R2Score keeps sums for each column of the output");
-      if (!r2 && m.sums() > 1 && !(m.threshold >= 2.0f && m.threshold <= 1e6f &&
-                                   m.threshold == std::floor(m.threshold)))
+      const bool auc = m.is_accuracy && (m.accuracy == AccuracyKind::kAucBuckets ||
+                                         m.accuracy == AccuracyKind::kAucBucketsLogits);
+      if (auc && !(m.threshold >= 2.0f && m.threshold <= 1e6f &&
+                   m.threshold == std::floor(m.threshold)))
         bad("an AUC takes 2 to 1e6 thresholds");
     }
   }
@@ -777,16 +777,19 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
                           static_cast<double>(sub_rows);
       for (const MetricSpec& spec : o.metrics) {
         const float* mw = spec.weighted ? w : nullptr;
-        if (spec.sums() > 1) {  // an AUC's bucket counts or R2Score's column sums
+        const int64_t sums = spec.sums(cols);
+        if (sums > 1) {  // an AUC's bucket counts, R2Score's or an F-score's column sums
           double* out = &metric_part_[b * nmet + m];
-          std::fill(out, out + spec.sums(), 0.0);
+          std::fill(out, out + sums, 0.0);
           if (spec.accuracy == AccuracyKind::kR2Sums) {
             r2_sums(p, y, rows, cols, out, mw, sub_rows);
+          } else if (spec.accuracy == AccuracyKind::kFScoreSums) {
+            f_score_sums(p, y, rows, cols, spec.threshold, out, mw, sub_rows);
           } else {
-            auc_buckets(p, y, rows, cols, spec.sums() / 2,
+            auc_buckets(p, y, rows, cols, sums / 2,
                         spec.accuracy == AccuracyKind::kAucBucketsLogits, out, mw, sub_rows);
           }
-          m += static_cast<int>(spec.sums());
+          m += static_cast<int>(sums);
           continue;
         }
         const double v =

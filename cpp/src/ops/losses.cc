@@ -387,6 +387,24 @@ void r2_sums(const float* p, const float* y, int64_t rows, int64_t cols, double*
   }
 }
 
+void f_score_sums(const float* p, const float* y, int64_t rows, int64_t cols, float threshold,
+                  double* out, const float* weights, int64_t rows_per_weight) {
+  double *tp = out, *fp = out + cols, *fn = out + 2 * cols, *positives = out + 3 * cols;
+  for (int64_t r = 0; r < rows; ++r) {
+    const double w = weights ? weights[r / rows_per_weight] : 1.0;
+    const float* pr = p + r * cols;
+    const float cut = threshold > 0.0f ? threshold : *std::max_element(pr, pr + cols);
+    for (int64_t c = 0; c < cols; ++c) {
+      const bool on = threshold > 0.0f ? pr[c] > cut : pr[c] >= cut && std::fabs(pr[c]) > 1e-9f;
+      const double yv = y[r * cols + c], yhat = on ? 1.0 : 0.0;
+      tp[c] += w * yhat * yv;
+      fp[c] += w * yhat * (1.0 - yv);
+      fn[c] += w * (1.0 - yhat) * yv;
+      positives[c] += w * yv;
+    }
+  }
+}
+
 double accuracy_sum(AccuracyKind kind, const float* p, const float* y, int64_t rows,
                     int64_t cols, float threshold, const float* weights,
                     int64_t rows_per_weight) {
@@ -427,7 +445,8 @@ double accuracy_sum(AccuracyKind kind, const float* p, const float* y, int64_t r
       case AccuracyKind::kAucBuckets:
       case AccuracyKind::kAucBucketsLogits:
       case AccuracyKind::kR2Sums:
-        break;  // not one sum: auc_buckets, r2_sums
+      case AccuracyKind::kFScoreSums:
+        break;  // not one sum: auc_buckets, r2_sums, f_score_sums
       case AccuracyKind::kBinary: {
         const float* yr = y + r * cols;
         int64_t hits = 0;

@@ -14,7 +14,7 @@ from densitron.utils.naming import to_snake_case, uniquify
 _CATEGORICAL, _SPARSE, _BINARY = 0, 1, 2
 _TRUE_POSITIVES, _PREDICTED_POSITIVES, _ACTUAL_POSITIVES = 3, 4, 5
 _TOP_K, _SPARSE_TOP_K = 6, 7
-_AUC_BUCKETS, _AUC_BUCKETS_LOGITS, _R2_SUMS = 8, 9, 10
+_AUC_BUCKETS, _AUC_BUCKETS_LOGITS, _R2_SUMS, _F_SCORE_SUMS = 8, 9, 10, 11
 
 _ACCURACIES = {
     "categorical_accuracy": _CATEGORICAL,
@@ -364,7 +364,7 @@ class R2Score(Metric):
         if y_pred_ndim != 2:
             raise ValueError("R2Score expects 2D inputs with shape (batch_size, output_dim). "
                              f"Received: an output of rank {y_pred_ndim}")
-        return [(True, _R2_SUMS, float(y_pred_last), 0)]
+        return [(True, _R2_SUMS, 0.0, 0)]
 
     def _result(self, sums, rows, columns):
         """Keras's R2Score.result() from each column's sums (float64)."""
@@ -394,6 +394,67 @@ class R2Score(Metric):
     def get_config(self):
         return {**super().get_config(), "class_aggregation": self.class_aggregation,
                 "num_regressors": self.num_regressors}
+
+
+class FBetaScore(Metric):
+    """Keras's FBetaScore of a (batch, classes) output: a prediction counts as positive above
+    `threshold`, or (threshold None) where it is its row's maximum; per class (average None, an
+    array as the log), or averaged 'micro', 'macro' or 'weighted'."""
+
+    _post = "result"
+
+    def __init__(self, average=None, beta=1.0, threshold=None, name="fbeta_score", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        if average not in (None, "micro", "macro", "weighted"):
+            raise ValueError("Invalid `average` argument value. Expected one of: {None, "
+                             f"'micro', 'macro', 'weighted'}}. Received: average={average!r}")
+        if not isinstance(beta, float) or not beta > 0.0:
+            raise ValueError("Invalid `beta` argument value. It should be a Python float > 0. "
+                             f"Received: beta={beta!r}")
+        if threshold is not None and (not isinstance(threshold, float) or
+                                      not 0.0 < threshold <= 1.0):
+            raise ValueError("Invalid `threshold` argument value. It should be a Python float "
+                             f"with 0 < threshold <= 1. Received: threshold={threshold!r}")
+        self.average = average
+        self.beta = beta
+        self.threshold = threshold
+
+    def _specs_for(self, y_pred_ndim, y_pred_last):
+        if y_pred_ndim != 2:
+            raise ValueError(f"{type(self).__name__} expects 2D inputs with shape (batch_size, "
+                             f"output_dim). Received: an output of rank {y_pred_ndim}")
+        return [(True, _F_SCORE_SUMS, self.threshold or 0.0, 0)]
+
+    def _result(self, sums, rows, columns):
+        """Keras's FBetaScore.result() from each class's counts (float64)."""
+        tp, fp, fn, positives = np.asarray(sums[:4 * columns], np.float64).reshape(4, columns)
+        if self.average == "micro":  # Keras sums over the classes as it counts
+            tp, fp, fn, positives = tp.sum(), fp.sum(), fn.sum(), positives.sum()
+        eps, b2 = 1e-7, self.beta ** 2
+        precision = tp / (tp + fp + eps)
+        recall = tp / (tp + fn + eps)
+        score = precision * recall / (b2 * precision + recall + eps) * (1.0 + b2)
+        if self.average == "weighted":
+            return float(np.sum(score * positives / (np.sum(positives) + eps)))
+        if self.average is not None:
+            return float(np.mean(score))
+        return score.astype(np.float32)
+
+    def get_config(self):
+        return {**super().get_config(), "average": self.average, "beta": self.beta,
+                "threshold": self.threshold}
+
+
+class F1Score(FBetaScore):
+    """Keras's F1Score: FBetaScore with beta 1."""
+
+    def __init__(self, average=None, threshold=None, name="f1_score", dtype=None):
+        super().__init__(average=average, beta=1.0, threshold=threshold, name=name, dtype=dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["beta"]
+        return config
 
 
 class _CrossentropyMetric(_LossMetric):
@@ -439,7 +500,7 @@ _CLASSES = {c.__name__: c for c in (
     SparseCategoricalCrossentropy, Precision, Recall, MeanAbsolutePercentageError,
     MeanSquaredLogarithmicError, LogCoshError, Hinge, SquaredHinge, CategoricalHinge,
     KLDivergence, Poisson, CosineSimilarity, TopKCategoricalAccuracy,
-    SparseTopKCategoricalAccuracy, AUC, R2Score)}
+    SparseTopKCategoricalAccuracy, AUC, R2Score, FBetaScore, F1Score)}
 # Keras's other metric strings: the class names in snake case, and its aliases.
 _SNAKE = {to_snake_case(name): cls for name, cls in _CLASSES.items()}
 _SNAKE.update({"mape": MeanAbsolutePercentageError, "MAPE": MeanAbsolutePercentageError,
@@ -501,13 +562,14 @@ def display_name(metric):
     return metric.name if isinstance(metric, Metric) else metric
 
 
-def spec_sums(spec):
-    """How many engine sums a spec keeps: 1, or an AUC's positive and negative count of each
-    bucket (as the engine's MetricSpec::sums)."""
+def spec_sums(spec, columns):
+    """How many engine sums a spec keeps for an output of `columns` columns: 1, an AUC's
+    positive and negative count of each bucket, or 4 a column for R2Score and the F-scores
+    (as the engine's MetricSpec::sums)."""
     is_accuracy, kind, threshold, _ = spec
     if is_accuracy and kind in (_AUC_BUCKETS, _AUC_BUCKETS_LOGITS):
         return 2 * int(threshold)
-    return 4 * int(threshold) if is_accuracy and kind == _R2_SUMS else 1
+    return 4 * columns if is_accuracy and kind in (_R2_SUMS, _F_SCORE_SUMS) else 1
 
 
 def reads_dense_targets(spec):

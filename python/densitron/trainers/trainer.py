@@ -194,7 +194,8 @@ class Trainer:
                                          f"metrics={self._compile_metrics!r}, weighted_metrics="
                                          f"{getattr(self, '_compile_weighted_metrics', None)!r}")
                     self._metric_logs.append((name, k, is_weighted, engine_index, post))
-                    engine_index += sum(metrics_mod.spec_sums(s) for s in engine_specs)
+                    engine_index += sum(metrics_mod.spec_sums(s, self._output_last[k])
+                                        for s in engine_specs)
                     out_specs.extend((*spec, is_weighted) for spec in engine_specs)
             specs.append(out_specs)
         return specs

@@ -4,8 +4,12 @@
 import sys
 import time
 
+import numpy as np
+
 
 def format_value(v):
+    if np.ndim(v) > 0:  # a per-class log (F1Score with average=None), as a list
+        return "[" + " ".join(format_value(float(e)) for e in np.ravel(v)) + "]"
     return f"{v:.4e}" if abs(v) < 1e-3 and v != 0 else f"{v:.4f}"
 
 
