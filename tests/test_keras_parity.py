@@ -1411,3 +1411,31 @@ def test_gaussian_dropout_and_activity_regularization_layers(tmp_path):
         assert clone.get_layer("gd").rate == 0.3
         assert (clone.get_layer("act").l1, clone.get_layer("act").l2) == (
             pytest.approx(0.01), pytest.approx(0.05))
+
+
+def test_json_architectures_move_between_keras_and_densitron():
+    # to_json / model_from_json both ways: the same layers, shapes and (with the weights
+    # copied) predictions, for a Sequential and a two-output functional model.
+    def functional(ns):
+        inp = ns.Input(shape=(6,), name="x")
+        h = ns.layers.Dense(8, activation="relu", name="h")(inp)
+        return ns.Model(inp, [ns.layers.Dense(2, name="a")(h),
+                              ns.layers.Dense(1, activation="sigmoid", name="b")(h)])
+
+    def sequential(ns):
+        return ns.Sequential([ns.Input(shape=(6,)), ns.layers.Dense(5, activation="tanh"),
+                              ns.layers.Dropout(0.2), ns.layers.Dense(3)], name="seq")
+
+    x = _x(12, 6, seed=64)
+    for build in (functional, sequential):
+        kmodel, dmodel = build(KERAS), build(DENS)
+        kmodel.set_weights(_random_weights(kmodel))
+        dclone = densitron.models.model_from_json(kmodel.to_json())
+        kclone = keras.models.model_from_json(dmodel.to_json())
+        assert [layer.name for layer in dclone.layers] == [layer.name for layer in kmodel.layers]
+        assert [type(layer).__name__ for layer in kclone.layers] == [
+            type(layer).__name__ for layer in dmodel.layers]
+        dclone.set_weights(kmodel.get_weights())
+        _assert_close(_predictions(kmodel, x), _predictions(dclone, x))
+        kclone.set_weights(dclone.get_weights())
+        _assert_close(_predictions(kclone, x), _predictions(dclone, x))

@@ -355,3 +355,36 @@ def test_weighted_metrics_in_fit_with_class_weight_and_multi_output_names():
     logs = two.evaluate(x, {"p": y, "q": x[:, :1]}, verbose=0, return_dict=True)
     assert sorted(logs) == ["loss", "p_accuracy", "p_loss", "p_weighted_accuracy", "q_loss",
                             "q_mae"]
+
+
+def test_clone_model_rebuilds_with_fresh_weights():
+    inp = layers.Input(shape=(4,))
+    h = layers.Dense(8, activation="relu")(inp)
+    model = Model(inp, [layers.Dense(2)(h), layers.Dense(1)(h)])
+    model.compile(optimizer="adam", loss="mse")
+    clone = densitron.models.clone_model(model)
+    assert [layer.name for layer in clone.layers] == [layer.name for layer in model.layers]
+    assert clone.output_shape == model.output_shape and not clone.compiled
+    assert not np.allclose(clone.get_weights()[0], model.get_weights()[0])  # fresh
+    clone.set_weights(model.get_weights())
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    for a, b in zip(model.predict(x, verbose=0), clone.predict(x, verbose=0)):
+        np.testing.assert_array_equal(a, b)
+    clone.layers[1].kernel.assign(np.zeros((4, 8)))  # its own variables
+    assert np.any(model.layers[1].kernel.numpy() != 0)
+    seq = Sequential([layers.Input(shape=(3,)), layers.Dense(2)])
+    assert isinstance(densitron.models.clone_model(seq), Sequential)
+    with pytest.raises(ValueError, match="Received: clone_function="):
+        densitron.models.clone_model(model, clone_function=lambda layer: layer)
+    with pytest.raises(ValueError, match="Received: model="):
+        densitron.models.clone_model("model")
+
+
+def test_model_from_json_round_trip_and_bad_strings():
+    model = Sequential([layers.Input(shape=(3,)), layers.Dense(4, activation="tanh"),
+                        layers.Dense(2)])
+    again = densitron.models.model_from_json(model.to_json(indent=2))
+    assert again.get_config() == model.get_config()
+    for bad in ("{not json", "[1, 2]", 5):
+        with pytest.raises(ValueError, match="Received: json_string="):
+            densitron.models.model_from_json(bad)

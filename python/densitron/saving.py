@@ -153,6 +153,43 @@ def load_model(filepath, compile=True):
     return model
 
 
+def model_from_json(json_string, custom_objects=None):
+    """A new model (fresh weights) from `to_json`'s architecture, or Keras's."""
+    from densitron import keras_format, layers
+
+    if custom_objects:
+        raise ValueError("densitron has no Python-written layers to look up. Received: "
+                         f"custom_objects={custom_objects!r}")
+    try:
+        config = json.loads(json_string)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"`json_string` must hold a model's JSON ({e}). Received: "
+                         f"json_string={str(json_string)[:80]!r}") from None
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ValueError("`json_string` must hold a serialized model. Received: "
+                         f"json_string={str(json_string)[:80]!r}")
+    return layers.deserialize(keras_format.from_keras(config) if "module" in config else config)
+
+
+def clone_model(model, input_tensors=None, clone_function=None, call_function=None,
+                recursive=False, **kwargs):
+    """Keras's clone_model: the same architecture with new layers and freshly initialized
+    weights (use `set_weights(model.get_weights())` to copy them); not compiled."""
+    from densitron import layers
+
+    for name, value in (("input_tensors", input_tensors), ("clone_function", clone_function),
+                        ("call_function", call_function)):
+        if value is not None:
+            raise ValueError(f"densitron's clone_model rebuilds the model from its config "
+                             f"(no `{name}` yet). Received: {name}={value!r}")
+    if kwargs:
+        raise TypeError(f"Unrecognized keyword arguments. Received: kwargs={kwargs}")
+    if not hasattr(model, "get_config") or not hasattr(model, "_nodes"):
+        raise ValueError(f"Expected `model` to be a densitron Model. Received: model={model!r}")
+    return layers.deserialize({"class_name": "Sequential" if type(model).__name__ ==
+                               "Sequential" else "Functional", "config": model.get_config()})
+
+
 def _compile_saved(model, cc, compile, filepath):
     """Compiles a loaded model with its saved compile arguments (densitron's form)."""
     from densitron import optimizers

@@ -2,6 +2,6 @@
 
 from densitron.models.functional import Functional, Model
 from densitron.models.sequential import Sequential
-from densitron.saving import load_model
+from densitron.saving import clone_model, load_model, model_from_json
 
-__all__ = ["Functional", "Model", "Sequential", "load_model"]
+__all__ = ["Functional", "Model", "Sequential", "clone_model", "load_model", "model_from_json"]

@@ -344,6 +344,16 @@ class Functional(Trainer, Layer):
 
         print_summary(self, print_fn=print_fn)
 
+    def to_json(self, **kwargs):
+        """The model's architecture as Keras's JSON (its serialized config, as in a `.keras`
+        file's config.json); `kwargs` go to `json.dumps`. `model_from_json` reads it, and so
+        does Keras's."""
+        import json
+
+        from densitron import keras_format
+
+        return json.dumps(keras_format.to_keras(self), **kwargs)
+
     def save(self, filepath, overwrite=True):
         """Saves config, compile arguments, weights and the optimizer's state to a `.keras`
         file in Keras's own format; a failed save leaves an existing file intact."""
