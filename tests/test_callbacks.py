@@ -1,6 +1,7 @@
 """Training callbacks with Keras's rules."""
 
 import csv
+import json
 import math
 import os
 
@@ -192,3 +193,80 @@ def test_per_class_logs_print_as_lists_and_reach_the_csv(tmp_path, capsys):
     assert np.shape(history.history["f1"][0]) == (3,)
     assert "f1: [" in capsys.readouterr().out
     assert '"[' in (tmp_path / "log.csv").read_text()
+
+
+class _Crash(callbacks.Callback):
+    """Raises at the end of epoch `at`: a run killed after that epoch's backup."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at = at
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.at:
+            raise KeyboardInterrupt("killed")
+
+
+def _backup_model(seed=5):
+    densitron.utils.set_random_seed(seed)
+    inp = Input(shape=(6,))
+    model = Model(inp, Dense(3)(Dense(16, activation="relu")(inp)))
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+def test_backup_and_restore_resumes_where_a_killed_fit_stopped(tmp_path):
+    # Killed after epoch 2's backup, a new fit restores the weights and Adam's state and runs
+    # epochs 3 and 4 only: the same weights, bit for bit, as five epochs without the kill.
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(64, 6)).astype(np.float32)
+    y = rng.normal(size=(64, 3)).astype(np.float32)
+    straight = _backup_model()
+    straight.fit(x, y, epochs=5, batch_size=16, shuffle=False, verbose=0)
+    backup = callbacks.BackupAndRestore(tmp_path / "backup", double_checkpoint=True)
+    killed = _backup_model()
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit(x, y, epochs=5, batch_size=16, shuffle=False, verbose=0,
+                   callbacks=[backup, _Crash(2)])
+    assert (tmp_path / "backup" / "latest.weights.h5").exists()
+    assert json.loads((tmp_path / "backup" / "training_metadata.json").read_text())["epoch"] == 3
+    resumed = _backup_model(seed=99)  # other initial weights: all of them come from the backup
+    history = resumed.fit(x, y, epochs=5, batch_size=16, shuffle=False, verbose=0,
+                          callbacks=[callbacks.BackupAndRestore(tmp_path / "backup")])
+    assert history.epoch == [3, 4]
+    for a, b in zip(resumed.get_weights(), straight.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert not (tmp_path / "backup").exists()  # deleted when fit ends
+    # the next fit starts from epoch 0 again
+    assert resumed.fit(x, y, epochs=1, verbose=0).epoch == [0]
+
+
+def test_backup_and_restore_falls_back_to_the_previous_backup(tmp_path):
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(size=(32, 6)), rng.normal(size=(32, 3))
+    model = _backup_model()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, epochs=4, batch_size=8, verbose=0,
+                  callbacks=[callbacks.BackupAndRestore(tmp_path, double_checkpoint=True),
+                             _Crash(1)])
+    (tmp_path / "latest.weights.h5").write_bytes(b"torn write")
+    history = _backup_model().fit(x, y, epochs=4, batch_size=8, verbose=0,
+                                  callbacks=[callbacks.BackupAndRestore(
+                                      tmp_path, delete_checkpoint=False)])
+    assert history.epoch == [1, 2, 3]  # the previous backup (after epoch 0)
+    assert (tmp_path / "latest.weights.h5").exists()  # kept
+
+
+def test_backup_and_restore_every_n_batches_and_bad_arguments(tmp_path):
+    rng = np.random.default_rng(9)
+    x, y = rng.normal(size=(40, 6)), rng.normal(size=(40, 3))
+    model = _backup_model()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, epochs=3, batch_size=8, verbose=0,
+                  callbacks=[callbacks.BackupAndRestore(tmp_path, save_freq=3), _Crash(0)])
+    meta = json.loads((tmp_path / "training_metadata.json").read_text())
+    assert meta == {"epoch": 0, "batch": 2}  # after batch 3 of epoch 0's 5
+    for bad in ({"backup_dir": ""}, {"backup_dir": tmp_path, "save_freq": 0},
+                {"backup_dir": tmp_path, "save_freq": "batch"}):
+        with pytest.raises(ValueError, match="Received"):
+            callbacks.BackupAndRestore(**bad)

@@ -42,6 +42,27 @@ def _atomic_write(filepath, write, overwrite):
         raise
 
 
+def write_atomically(filepath, write):
+    """Writes a file through write(f) into a temporary beside it, then moves it into place."""
+    _atomic_write(filepath, write, True)
+
+
+def save_state(model, filepath):
+    """The weights and, when compiled, the optimizer's state, in Keras's .weights.h5 layout
+    (the file BackupAndRestore keeps), replaced atomically."""
+    weights = _keras_h5_bytes(model)
+    _atomic_write(filepath, lambda f: f.write(weights), True)
+
+
+def load_state(model, filepath):
+    """The inverse of save_state: the weights, and the optimizer's state when the model is
+    compiled and the file holds it."""
+    with _h5py().File(filepath, "r") as h:
+        _load_keras_h5(model, h, filepath)
+        if model.compiled:
+            _load_keras_optimizer(model, h, filepath)
+
+
 def _npz_bytes(weights):
     buf = io.BytesIO()
     np.savez(buf, **{f"w{i:04d}": w for i, w in enumerate(weights)})

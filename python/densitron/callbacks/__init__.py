@@ -1,10 +1,10 @@
 """Callbacks: hooks into the fit loop, with Keras's names and call order."""
 
 from densitron.callbacks.callback import Callback, CallbackList, History, ProgbarLogger
-from densitron.callbacks.files import CSVLogger, ModelCheckpoint
+from densitron.callbacks.files import BackupAndRestore, CSVLogger, ModelCheckpoint
 from densitron.callbacks.training import (EarlyStopping, LambdaCallback, LearningRateScheduler,
                                           ReduceLROnPlateau, TerminateOnNaN)
 
-__all__ = ["CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback",
+__all__ = ["BackupAndRestore", "CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback",
            "LearningRateScheduler", "ModelCheckpoint", "ProgbarLogger", "ReduceLROnPlateau",
            "TerminateOnNaN"]

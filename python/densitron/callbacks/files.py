@@ -1,8 +1,10 @@
-"""Callbacks that write files, with Keras's names, arguments and rules: ModelCheckpoint and
-CSVLogger."""
+"""Callbacks that write files, with Keras's names, arguments and rules: ModelCheckpoint,
+CSVLogger and BackupAndRestore."""
 
 import csv
+import json
 import os
+import shutil
 import warnings
 
 import numpy as np
@@ -162,3 +164,96 @@ def _csv_value(v):
     if isinstance(v, np.ndarray) and v.ndim > 0 or isinstance(v, (list, tuple)):
         return "[" + ", ".join(map(str, np.ravel(v))) + "]"
     return v
+
+
+class BackupAndRestore(Callback):
+    """Keras's fault-tolerant training: at the end of every epoch (or every `save_freq`
+    batches) the weights and the optimizer's state go to `backup_dir`/latest.weights.h5 (Keras's
+    layout, replaced atomically) and the epoch to training_metadata.json; a `fit` that starts
+    with a backup there restores both and resumes at that epoch. The backup is deleted when
+    `fit` ends (unless `delete_checkpoint=False`); `double_checkpoint` keeps the previous one
+    as a fallback for a backup that cannot be read."""
+
+    def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False,
+                 delete_checkpoint=True):
+        super().__init__()
+        if not backup_dir:
+            raise ValueError(f"Empty `backup_dir` argument passed. Received: "
+                             f"backup_dir={backup_dir!r}")
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int)
+                                     or save_freq < 1):
+            raise ValueError("Invalid value for argument `save_freq`. Expected either 'epoch' "
+                             f"or a positive integer. Received: save_freq={save_freq!r}")
+        self.backup_dir = os.fspath(backup_dir)
+        self.save_freq = save_freq
+        self.double_checkpoint = bool(double_checkpoint)
+        self.delete_checkpoint = bool(delete_checkpoint)
+        self._weights_path = os.path.join(self.backup_dir, "latest.weights.h5")
+        self._metadata_path = os.path.join(self.backup_dir, "training_metadata.json")
+        self._prev_weights_path = self._weights_path + ".bkp"
+        self._prev_metadata_path = self._metadata_path + ".bkp"
+        self._epoch = 0
+        self._batches_since_save = 0
+        self._last_batch = 0
+
+    def _wants_batches(self):
+        return self.save_freq != "epoch"
+
+    def on_train_begin(self, logs=None):
+        try:
+            self._restore()
+        except (OSError, ValueError):
+            if not os.path.exists(self._prev_weights_path):
+                raise
+            shutil.copyfile(self._prev_weights_path, self._weights_path)
+            if os.path.exists(self._prev_metadata_path):
+                shutil.copyfile(self._prev_metadata_path, self._metadata_path)
+            elif os.path.exists(self._metadata_path):
+                os.remove(self._metadata_path)
+            self._restore()
+
+    def _restore(self):
+        from densitron import saving
+
+        if os.path.exists(self._weights_path):
+            saving.load_state(self.model, self._weights_path)
+        if os.path.exists(self._metadata_path):
+            with open(self._metadata_path) as f:
+                metadata = json.load(f)
+            self._epoch = int(metadata["epoch"])
+            self.model._initial_epoch = self._epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._last_batch = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epoch = epoch + 1
+        self._last_batch = 0
+        if self.save_freq == "epoch":
+            self._save()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        self._batches_since_save += 1
+        self._last_batch = batch
+        if self._batches_since_save >= self.save_freq:
+            self._batches_since_save = 0
+            self._save()
+
+    def _save(self):
+        from densitron import saving
+
+        os.makedirs(self.backup_dir, exist_ok=True)
+        if self.double_checkpoint:
+            for path, prev in ((self._weights_path, self._prev_weights_path),
+                               (self._metadata_path, self._prev_metadata_path)):
+                if os.path.exists(path):
+                    shutil.copyfile(path, prev)
+        saving.save_state(self.model, self._weights_path)
+        payload = json.dumps({"epoch": self._epoch, "batch": self._last_batch})
+        saving.write_atomically(self._metadata_path, lambda f: f.write(payload.encode()))
+
+    def on_train_end(self, logs=None):
+        if self.delete_checkpoint and os.path.exists(self.backup_dir):
+            shutil.rmtree(self.backup_dir)

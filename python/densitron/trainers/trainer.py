@@ -383,6 +383,7 @@ class Trainer:
         train_seconds = 0.0
         total_steps = 0
         cb.on_train_begin()
+        initial_epoch = self._restored_initial_epoch(initial_epoch)
         logs = {}
         chunk = 8  # batches per engine call, adapted to the measured step time below
         in_order = None if shuffle else np.arange(rows, dtype=np.int64)
@@ -438,6 +439,12 @@ class Trainer:
                                               print_it=verbose != 0)
         self.history = history
         return history
+
+    def _restored_initial_epoch(self, initial_epoch):
+        """The epoch fit starts from: a BackupAndRestore callback's restored epoch, set in its
+        on_train_begin (Keras's model._initial_epoch), else `initial_epoch`; used once."""
+        restored = self.__dict__.pop("_initial_epoch", None)
+        return restored if restored else initial_epoch
 
     def _check_fit_args(self, epochs, initial_epoch, validation_freq):
         if not self.compiled:
@@ -526,6 +533,7 @@ class Trainer:
         cb = self._callback_list(callbacks, history, verbose, epochs, source.steps)
         self.stop_training = False
         cb.on_train_begin()
+        initial_epoch = self._restored_initial_epoch(initial_epoch)
         logs = {}
         for epoch in range(initial_epoch, epochs):
             cb.on_epoch_begin(epoch)
