@@ -183,6 +183,7 @@ void register_all() {
       {"lion", densitron::OptimizerKind::kLion, 5},
       {"adadelta", densitron::OptimizerKind::kAdadelta, 7},
       {"nadam", densitron::OptimizerKind::kNadam, 7},
+      {"ftrl", densitron::OptimizerKind::kFtrl, 7},
   };
   for (const auto& u : updates) {
     densitron::OptimizerConfig c;

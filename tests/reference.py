@@ -208,6 +208,19 @@ def nadam(w, g, state, step, lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
     return w - lr * m_hat / (np.sqrt(v_hat) + epsilon)
 
 
+def ftrl(w, g, state, lr=0.001, power=-0.5, initial=0.1, l1=0.0, l2=0.0, shrinkage=0.0,
+         beta=0.0):
+    """Keras's Ftrl."""
+    acc = state.setdefault("acc", np.full_like(w, initial))
+    linear = state.setdefault("linear", np.zeros_like(w))
+    l2 = l2 + beta / (2.0 * lr)
+    new_acc = acc + g * g
+    linear[...] = linear + (g + 2 * shrinkage * w) - (new_acc ** -power - acc ** -power) / lr * w
+    quadratic = new_acc ** -power / lr + 2 * l2
+    acc[...] = new_acc
+    return (np.clip(linear, -l1, l1) - linear) / quadratic
+
+
 def adadelta(w, g, state, lr=0.001, rho=0.95, epsilon=1e-7):
     acc_g = state.setdefault("acc_g", np.zeros_like(w))
     acc_d = state.setdefault("acc_d", np.zeros_like(w))

@@ -138,6 +138,13 @@ class PyGraph {
     c.amsgrad = opt["amsgrad"].cast<bool>();
     if (opt.contains("initial_accumulator"))
       c.initial_accumulator = opt["initial_accumulator"].cast<float>();
+    if (opt.contains("lr_power")) {  // Ftrl
+      c.lr_power = opt["lr_power"].cast<float>();
+      c.l1_strength = opt["l1_strength"].cast<float>();
+      c.l2_strength = opt["l2_strength"].cast<float>();
+      c.l2_shrinkage = opt["l2_shrinkage"].cast<float>();
+      c.ftrl_beta = opt["ftrl_beta"].cast<float>();
+    }
     c.weight_decay = opt["weight_decay"].cast<float>();
     c.clipnorm = opt["clipnorm"].cast<float>();
     c.clipvalue = opt["clipvalue"].cast<float>();

@@ -431,6 +431,17 @@ void optimizer_ref(const OptimizerConfig& c, int64_t step, std::vector<double>& 
         w[i] -= lr * s[0][i] / ((1 - std::pow(c.beta_1, double(step))) * (s[1][i] + c.epsilon));
         break;
       }
+      case OptimizerKind::kFtrl: {  // Keras's formula (the accumulator starts at 0.1)
+        const double p = -c.lr_power, l2 = c.l2_strength + c.ftrl_beta / (2.0 * lr);
+        const double na = s[0][i] + gi * gi;
+        s[1][i] += gi + 2 * c.l2_shrinkage * w[i] -
+                   (std::pow(na, p) - std::pow(s[0][i], p)) / lr * w[i];
+        const double clipped = std::min(std::max(s[1][i], double(-c.l1_strength)),
+                                        double(c.l1_strength));
+        w[i] = (clipped - s[1][i]) / (std::pow(na, p) / lr + 2 * l2);
+        s[0][i] = na;
+        break;
+      }
       case OptimizerKind::kNadam: {  // Keras's formula, its product of u from scratch
         auto u = [&](int64_t t) { return c.beta_1 * (1 - 0.5 * std::pow(0.96, double(t))); };
         double product = 1.0;
@@ -492,6 +503,18 @@ std::vector<OptimizerConfig> optimizer_configs() {
   c.kind = OptimizerKind::kAdadelta;
   c.learning_rate = 1.0f;
   c.rho = 0.95f;
+  v.push_back(c);
+  c = OptimizerConfig();
+  c.kind = OptimizerKind::kFtrl;
+  c.learning_rate = 0.05f;
+  v.push_back(c);
+  c.l1_strength = 0.01f;  // a weight can land exactly on 0
+  c.l2_strength = 0.02f;
+  c.l2_shrinkage = 0.03f;
+  c.ftrl_beta = 0.5f;
+  c.weight_decay = 0.01f;
+  v.push_back(c);
+  c.lr_power = -0.3f;  // the scalar path
   v.push_back(c);
   c = OptimizerConfig();
   c.kind = OptimizerKind::kNadam;

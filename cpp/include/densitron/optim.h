@@ -17,6 +17,7 @@ enum class OptimizerKind : int {
   kLion = 5,
   kAdadelta = 6,
   kNadam = 7,
+  kFtrl = 8,
 };
 
 // Keras's learning-rate schedules (keras.optimizers.schedules), by their arguments' names.
@@ -58,7 +59,10 @@ struct OptimizerConfig {
   float rho = 0.9f;       // RMSprop, Adadelta (whose Keras default is 0.95)
   bool centered = false;  // RMSprop
   float epsilon = 1e-7f;  // RMSprop, Adam, Adamax, Adagrad
-  float initial_accumulator = 0.1f;  // Adagrad: its slot's first value
+  float initial_accumulator = 0.1f;  // Adagrad, Ftrl: the accumulator slot's first value
+  // Ftrl: learning_rate_power, l1/l2/l2-shrinkage regularization strengths, beta
+  float lr_power = -0.5f, l1_strength = 0.0f, l2_strength = 0.0f, l2_shrinkage = 0.0f;
+  float ftrl_beta = 0.0f;
   float beta_1 = 0.9f;    // Adam, Adamax, Lion, Nadam
   float beta_2 = 0.999f;  // Adam, Adamax, Lion (whose Keras default is 0.99), Nadam
   bool amsgrad = false;   // Adam
@@ -75,10 +79,12 @@ struct OptimizerConfig {
 };
 
 // Optimizer constants for one update; decay = learning_rate·weight_decay (0 for none).
-// Nadam's step: m_hat = m_scale·m + g_scale·g, v_hat = v_scale·v.
+// Nadam's step: m_hat = m_scale·m + g_scale·g, v_hat = v_scale·v. Ftrl's: power = -lr_power,
+// l1, l2 (with beta / (2·lr) added), shrinkage.
 struct OptimArgs {
   float learning_rate, momentum, rho, epsilon, beta_1, beta_2, alpha, decay;
   float m_scale, g_scale, v_scale;
+  float power, l1, l2, shrinkage;
   int nesterov, centered, amsgrad;
 };
 

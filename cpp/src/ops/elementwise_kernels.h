@@ -37,6 +37,8 @@ struct ElementwiseKernels {
   void (*adagrad)(const OptimArgs* a, float* w, const float* g, float* acc, int64_t n);
   void (*lion)(const OptimArgs* a, float* w, const float* g, float* m, int64_t n);
   void (*nadam)(const OptimArgs* a, float* w, const float* g, float* m, float* v, int64_t n);
+  void (*ftrl)(const OptimArgs* a, float* w, const float* g, float* acc, float* linear,
+               int64_t n);
   void (*adadelta)(const OptimArgs* a, float* w, const float* g, float* acc_g, float* acc_d,
                    int64_t n);
   bool (*copy_has_nan)(const float* x, float* y, int64_t n);  // y = x; whether x holds a NaN

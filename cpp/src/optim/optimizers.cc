@@ -21,6 +21,7 @@ int optimizer_slot_count(const OptimizerConfig& c) {
     case OptimizerKind::kAdamax:
     case OptimizerKind::kAdadelta:
     case OptimizerKind::kNadam:
+    case OptimizerKind::kFtrl:
       return 2;
     case OptimizerKind::kAdagrad:
     case OptimizerKind::kLion:
@@ -30,7 +31,8 @@ int optimizer_slot_count(const OptimizerConfig& c) {
 }
 
 float optimizer_slot_initial_value(const OptimizerConfig& c, int s) {
-  return c.kind == OptimizerKind::kAdagrad && s == 0 ? c.initial_accumulator : 0.0f;
+  const bool accumulator = c.kind == OptimizerKind::kAdagrad || c.kind == OptimizerKind::kFtrl;
+  return accumulator && s == 0 ? c.initial_accumulator : 0.0f;
 }
 
 namespace {
@@ -44,6 +46,23 @@ struct Update {
   const float* g;
   float* const* slots;
 };
+
+// Keras's Ftrl for a learning_rate_power other than -0.5 (the kernels' sqrt): one element at
+// a time with std::pow, the kernels' order of operations otherwise.
+void ftrl_any_power(const OptimArgs* a, float* w, const float* g, float* acc, float* linear,
+                    int64_t n) {
+  const float lr = a->learning_rate, p = a->power;
+  for (int64_t i = 0; i < n; ++i) {
+    float wi = w[i];
+    if (a->decay != 0.0f) wi -= a->decay * wi;
+    const float gi = g[i], na = acc[i] + gi * gi, pn = std::pow(na, p);
+    const float lin =
+        linear[i] + ((gi + 2.0f * a->shrinkage * wi) - (pn - std::pow(acc[i], p)) / lr * wi);
+    linear[i] = lin;
+    w[i] = (std::min(std::max(lin, -a->l1), a->l1) - lin) / (pn / lr + 2.0f * a->l2);
+    acc[i] = na;
+  }
+}
 
 void update_chunk(void* ctx, int64_t b, int64_t e) {
   const Update& u = *static_cast<const Update*>(ctx);
@@ -75,6 +94,13 @@ void update_chunk(void* ctx, int64_t b, int64_t e) {
       return;
     case OptimizerKind::kNadam:
       k->nadam(a, u.w + b, u.g + b, at[0], at[1], e - b);
+      return;
+    case OptimizerKind::kFtrl:
+      if (a->power == 0.5f) {
+        k->ftrl(a, u.w + b, u.g + b, at[0], at[1], e - b);
+      } else {
+        ftrl_any_power(a, u.w + b, u.g + b, at[0], at[1], e - b);
+      }
       return;
   }
 }
@@ -222,6 +248,14 @@ OptimizerStep prepare_optimizer_step(const OptimizerConfig& c, int64_t step,
       s.slot[1] = 1;
       break;
     }
+    case OptimizerKind::kFtrl:  // slots: the accumulator, the linear term
+      a.power = -c.lr_power;
+      a.l1 = c.l1_strength;
+      a.l2 = c.l2_strength + c.ftrl_beta / (2.0f * lr);
+      a.shrinkage = c.l2_shrinkage;
+      s.slot[0] = 0;
+      s.slot[1] = 1;
+      break;
   }
   return s;
 }

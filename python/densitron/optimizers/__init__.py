@@ -1,8 +1,8 @@
 """Optimizers with Keras's names, arguments and update formulas (run by the C++ engine)."""
 
 from densitron.optimizers import schedules
-from densitron.optimizers.optimizer import (SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Lion,
-                                            Nadam, Optimizer, RMSprop, get)
+from densitron.optimizers.optimizer import (SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Ftrl,
+                                            Lion, Nadam, Optimizer, RMSprop, get)
 
-__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "Adamax", "AdamW", "Lion", "Nadam", "Optimizer",
-           "RMSprop", "get", "schedules"]
+__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "Adamax", "AdamW", "Ftrl", "Lion", "Nadam",
+           "Optimizer", "RMSprop", "get", "schedules"]

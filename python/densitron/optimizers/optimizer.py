@@ -9,7 +9,7 @@ from densitron import _core
 from densitron.optimizers import schedules
 
 # densitron::OptimizerKind
-_SGD, _RMSPROP, _ADAM, _ADAMAX, _ADAGRAD, _LION, _ADADELTA, _NADAM = 0, 1, 2, 3, 4, 5, 6, 7
+_SGD, _RMSPROP, _ADAM, _ADAMAX, _ADAGRAD, _LION, _ADADELTA, _NADAM, _FTRL = range(9)
 
 
 def _check_number(name, value, lo=0.0, lo_inclusive=True, hi=None):
@@ -344,8 +344,64 @@ class Nadam(_Moments):
         return [np.asarray(_core._nadam_u_product(self.beta_1, int(iterations)), np.float32)]
 
 
+class Ftrl(Optimizer):
+    """Keras's Ftrl (follow the regularized leader): an accumulator of squared gradients from
+    initial_accumulator_value and a linear term, with L1, L2 and L2-shrinkage strengths and
+    `beta`; the weight is their closed-form minimiser, exactly 0 where |linear| <= l1."""
+
+    _kind = _FTRL
+
+    def __init__(self, learning_rate=0.001, learning_rate_power=-0.5,
+                 initial_accumulator_value=0.1, l1_regularization_strength=0.0,
+                 l2_regularization_strength=0.0, l2_shrinkage_regularization_strength=0.0,
+                 beta=0.0, name="ftrl", **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        for arg, value, sign in (
+                ("initial_accumulator_value", initial_accumulator_value, "positive or zero"),
+                ("learning_rate_power", learning_rate_power, "negative or zero"),
+                ("l1_regularization_strength", l1_regularization_strength, "positive or zero"),
+                ("l2_regularization_strength", l2_regularization_strength, "positive or zero"),
+                ("l2_shrinkage_regularization_strength", l2_shrinkage_regularization_strength,
+                 "positive or zero"), ("beta", beta, "a number")):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
+                raise ValueError(f"`{arg}` must be a number. Received: {arg}={value!r}")
+            if (sign == "negative or zero" and value > 0) or (
+                    sign == "positive or zero" and value < 0):
+                raise ValueError(f"`{arg}` needs to be {sign}. Received: {arg}={value!r}")
+        self.learning_rate_power = float(learning_rate_power)
+        self.initial_accumulator_value = float(initial_accumulator_value)
+        self.l1_regularization_strength = float(l1_regularization_strength)
+        self.l2_regularization_strength = float(l2_regularization_strength)
+        self.l2_shrinkage_regularization_strength = float(l2_shrinkage_regularization_strength)
+        self.beta = float(beta)
+
+    def _engine_extra(self):
+        return {"initial_accumulator": self.initial_accumulator_value,
+                "lr_power": self.learning_rate_power,
+                "l1_strength": self.l1_regularization_strength,
+                "l2_strength": self.l2_regularization_strength,
+                "l2_shrinkage": self.l2_shrinkage_regularization_strength,
+                "ftrl_beta": self.beta}
+
+    def _keras_slot_blocks(self):
+        return [[0, 1]]  # Keras: accumulator and linear, variable by variable
+
+    def _slot_initial_value(self, slot):
+        return self.initial_accumulator_value if slot == 0 else 0.0
+
+    def get_config(self):
+        return {**super().get_config(), "learning_rate_power": self.learning_rate_power,
+                "initial_accumulator_value": self.initial_accumulator_value,
+                "l1_regularization_strength": self.l1_regularization_strength,
+                "l2_regularization_strength": self.l2_regularization_strength,
+                "l2_shrinkage_regularization_strength":
+                    self.l2_shrinkage_regularization_strength,
+                "beta": self.beta}
+
+
 _BY_NAME = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "adamax": Adamax,
-            "adagrad": Adagrad, "lion": Lion, "adadelta": Adadelta, "nadam": Nadam}
+            "adagrad": Adagrad, "lion": Lion, "adadelta": Adadelta, "nadam": Nadam,
+            "ftrl": Ftrl}
 CLASSES = {cls.__name__: cls for cls in _BY_NAME.values()}
 
 
