@@ -179,6 +179,10 @@ def test_unknown_names():
         model.compile(loss="categorical_crossentropy", metrics=[metric])
         with raises(ValueError, "one integer class id per row", f"y with shape {y.shape}"):
             model.evaluate(x, y, verbose=0)
+    model.compile(loss="categorical_crossentropy",
+                  metrics=[densitron.metrics.Precision(class_id=y.shape[1])])
+    with raises(ValueError, f"class_id={y.shape[1]}"):
+        model.evaluate(x, y, verbose=0)
     with raises(ValueError, "label_smoothing=0.1"):
         densitron.metrics.CategoricalCrossentropy(label_smoothing=0.1)
     with raises(ValueError, "threshold='high'"):
@@ -379,6 +383,10 @@ def test_callbacks_must_be_callbacks():
     lambda: densitron.metrics.AUC(curve="XY"),
     lambda: densitron.metrics.AUC(summation_method="riemann"),
     lambda: densitron.metrics.R2Score(class_aggregation=None),
+    lambda: densitron.metrics.Precision(top_k=0),
+    lambda: densitron.metrics.Recall(class_id=-1),
+    lambda: densitron.metrics.Precision(thresholds=[0.5, 1.5]),
+    lambda: densitron.metrics.Recall(thresholds=[]),
     lambda: densitron.metrics.R2Score(num_regressors=-1),
     lambda: densitron.metrics.F1Score(average="mean"),
     lambda: densitron.metrics.F1Score(threshold=1.5),

@@ -985,6 +985,29 @@ def test_evaluate_f_scores(cls, kwargs, tmp_path):
         _assert_keras_files_keep_logs(kmodel, dmodel, x, y, w, 16, klogs, tmp_path)
 
 
+@pytest.mark.parametrize("cls", ["Precision", "Recall"])
+@pytest.mark.parametrize("kwargs", [{"class_id": 2}, {"top_k": 2}, {"top_k": 1, "class_id": 3},
+                                    {"thresholds": [0.3, 0.5, 0.7]},
+                                    {"thresholds": [0.4], "class_id": 0},
+                                    {"top_k": 2, "thresholds": 0.45}], ids=str)
+def test_evaluate_precision_and_recall_with_top_k_class_id_and_thresholds(cls, kwargs):
+    kmodel = _classifier(KERAS, 4, "sigmoid")
+    dmodel = _classifier(DENS, 4, "sigmoid")
+    _check_weights_move(kmodel, dmodel)
+    x = _x(90, 6, seed=65)
+    y = _labels("binary_crossentropy", 90, 4, seed=66)
+    w = np.random.default_rng(67).random(90).astype(np.float32)
+    for ns, model in ((KERAS, kmodel), (DENS, dmodel)):
+        m = keras.metrics if ns is KERAS else densitron.metrics
+        model.compile(optimizer="sgd", loss="binary_crossentropy",
+                      metrics=[getattr(m, cls)(name="m", **kwargs)],
+                      weighted_metrics=[getattr(m, cls)(name="w", **kwargs)])
+    _, dlogs = _evaluate_alike(kmodel, dmodel, x, y, 16, w)
+    several = len(kwargs.get("thresholds", [0])) > 1 if isinstance(
+        kwargs.get("thresholds"), list) else False
+    assert np.shape(dlogs["m"]) == ((3,) if several else ())
+
+
 SMOOTHING_CASES = [
     # loss class, output units, output activation, from_logits
     ("CategoricalCrossentropy", 4, "softmax", False),

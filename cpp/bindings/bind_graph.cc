@@ -108,13 +108,16 @@ class PyGraph {
       o.target_width = std::get<3>(t);
       o.loss_param = std::get<5>(t);
       for (const py::handle& m : std::get<4>(t)) {
-        auto mt = m.cast<std::tuple<bool, int, float, int, bool>>();
+        // (is_accuracy, kind, threshold, loss, class_id, top_k, weighted)
+        auto mt = m.cast<std::tuple<bool, int, float, int, int64_t, int64_t, bool>>();
         densitron::MetricSpec ms;
         ms.is_accuracy = std::get<0>(mt);
         ms.accuracy = static_cast<densitron::AccuracyKind>(std::get<1>(mt));
         ms.threshold = std::get<2>(mt);
         ms.loss = static_cast<densitron::Loss>(std::get<3>(mt));
-        ms.weighted = std::get<4>(mt);
+        ms.class_id = std::get<4>(mt);
+        ms.top_k = std::get<5>(mt);
+        ms.weighted = std::get<6>(mt);
         o.metrics.push_back(ms);
       }
       target_widths_.push_back(o.target_width);

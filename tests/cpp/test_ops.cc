@@ -299,6 +299,24 @@ TEST(Metrics, ConfusionCountsMatchADoubleLoopWithWeights) {
   }
 }
 
+// Keras's Precision/Recall filters: with top_k only a row's k highest values (ties to the
+// lower index) can be predicted positives; with class_id only that column counts.
+TEST(Metrics, ConfusionCountsWithTopKAndClassId) {
+  const int64_t cols = 4;
+  const std::vector<float> p = {0.9f, 0.6f, 0.6f, 0.1f,   // top 2: columns 0 and 1 (tie to 1)
+                                0.2f, 0.3f, 0.8f, 0.7f};  // top 2: columns 2 and 3
+  const std::vector<float> y = {1, 0, 1, 0, 0, 1, 1, 0};
+  const auto count = [&](AccuracyKind kind, float t, int64_t class_id, int64_t top_k) {
+    return accuracy_sum(kind, p.data(), y.data(), 2, cols, t, nullptr, 1, class_id, top_k);
+  };
+  EXPECT_EQ(count(AccuracyKind::kPredictedPositives, -1e10f, -1, 2), 4.0);
+  EXPECT_EQ(count(AccuracyKind::kTruePositives, -1e10f, -1, 2), 2.0);   // (0, 0) and (1, 2)
+  EXPECT_EQ(count(AccuracyKind::kPredictedPositives, 0.75f, -1, 2), 2.0);  // 0.9 and 0.8
+  EXPECT_EQ(count(AccuracyKind::kTruePositives, 0.5f, 2, 0), 2.0);      // column 2 only
+  EXPECT_EQ(count(AccuracyKind::kPredictedPositives, 0.5f, 2, 2), 1.0);  // 0.6 lost the tie
+  EXPECT_EQ(count(AccuracyKind::kActualPositives, 0.5f, 1, 0), 1.0);
+}
+
 // Keras's in_top_k: the target is in the top k when fewer than k predictions are strictly
 // higher than its own, so ties count in; a NaN at the target never does; a class id out of
 // range is a miss, not a read past the row.

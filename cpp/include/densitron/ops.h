@@ -145,8 +145,10 @@ void auc_buckets(const float* p, const float* y, int64_t rows, int64_t cols, int
 // Sum over rows of the per-row accuracy (binary accuracy is a mean over the last axis) or
 // count, each row's times the sample weight weights[r / rows_per_weight] when weights are
 // given.
+// The confusion counts take Keras's `top_k` (> 0: only a row's k highest predictions, ties to
+// the lower index, can be predicted positives) and `class_id` (>= 0: only that column counts).
 double accuracy_sum(AccuracyKind kind, const float* p, const float* y, int64_t rows,
                     int64_t cols, float threshold, const float* weights = nullptr,
-                    int64_t rows_per_weight = 1);
+                    int64_t rows_per_weight = 1, int64_t class_id = -1, int64_t top_k = 0);
 
 }  // namespace densitron

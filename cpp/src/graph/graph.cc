@@ -234,6 +234,7 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
       if (auc && !(m.threshold >= 2.0f && m.threshold <= 1e6f &&
                    m.threshold == std::floor(m.threshold)))
         bad("an AUC takes 2 to 1e6 thresholds");
+      if (m.class_id >= node.last_dim || m.top_k < 0) bad("a metric's class_id or top_k");
     }
   }
   const int n = static_cast<int>(nodes_.size());
@@ -795,7 +796,8 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
         const double v =
             rows == 0 ? 0.0
             : spec.is_accuracy
-                ? accuracy_sum(spec.accuracy, p, y, rows, cols, spec.threshold, mw, sub_rows)
+                ? accuracy_sum(spec.accuracy, p, y, rows, cols, spec.threshold, mw, sub_rows,
+                               spec.class_id, spec.top_k)
                 : loss_forward_backward(spec.loss, p, y, rows, cols, nullptr, 1.0, false, mw,
                                         sub_rows, param(spec.loss, 0.0f));
         metric_part_[b * nmet + m++] = v / static_cast<double>(sub_rows);

@@ -407,7 +407,7 @@ void f_score_sums(const float* p, const float* y, int64_t rows, int64_t cols, fl
 
 double accuracy_sum(AccuracyKind kind, const float* p, const float* y, int64_t rows,
                     int64_t cols, float threshold, const float* weights,
-                    int64_t rows_per_weight) {
+                    int64_t rows_per_weight, int64_t class_id, int64_t top_k) {
   double correct = 0.0;
   for (int64_t r = 0; r < rows; ++r) {
     const float* pr = p + r * cols;
@@ -459,8 +459,16 @@ double accuracy_sum(AccuracyKind kind, const float* p, const float* y, int64_t r
       case AccuracyKind::kActualPositives: {
         const float* yr = y + r * cols;
         int64_t count = 0;
-        for (int64_t j = 0; j < cols; ++j) {
-          const bool predicted = pr[j] > threshold, actual = yr[j] != 0.0f;
+        const int64_t j0 = class_id >= 0 ? std::min(class_id, cols) : 0;
+        const int64_t j1 = class_id >= 0 ? std::min(class_id + 1, cols) : cols;
+        for (int64_t j = j0; j < j1; ++j) {
+          bool in_top = true;
+          if (top_k > 0) {  // Keras's top_k filter: k entries, ties to the lower index
+            int64_t ahead = 0;
+            for (int64_t i = 0; i < cols; ++i) ahead += pr[i] > pr[j] || (i < j && pr[i] == pr[j]);
+            in_top = ahead < top_k;
+          }
+          const bool predicted = in_top && pr[j] > threshold, actual = yr[j] != 0.0f;
           count += kind == AccuracyKind::kTruePositives        ? (predicted && actual)
                    : kind == AccuracyKind::kPredictedPositives ? predicted
                                                                : actual;

@@ -211,35 +211,59 @@ class CosineSimilarity(_LossMetric):
 
 
 class _ConfusionRatio(Metric):
-    """Keras's Precision and Recall at one threshold: a ratio of confusion counts over every
-    value (y_pred > threshold is a predicted positive, y_true != 0 an actual one), 0 when the
-    denominator is."""
+    """Keras's Precision and Recall: a ratio of confusion counts over every value (y_pred >
+    threshold is a predicted positive, y_true != 0 an actual one), 0 when the denominator is;
+    with `top_k` only a row's k highest predictions can be positives, with `class_id` only
+    that column counts; several thresholds give one value each (an array)."""
 
-    _post = "ratio"
     _denominator = None
 
     def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
         # unnamed ones are numbered as Keras numbers them: precision, precision_1, ...
         super().__init__(name=name or uniquify(self._default_name), dtype=dtype)
-        if top_k is not None or class_id is not None:
-            raise ValueError(f"{type(self).__name__} takes no `top_k` or `class_id` in "
-                             f"densitron yet. Received: top_k={top_k!r}, class_id={class_id!r}")
-        if isinstance(thresholds, (list, tuple)) and len(thresholds) == 1:
-            thresholds = thresholds[0]
-        if thresholds is not None and (isinstance(thresholds, bool) or
-                                       not isinstance(thresholds, (int, float))):
-            raise ValueError(f"{type(self).__name__} takes one threshold in densitron. "
+        for arg, value, least in (("top_k", top_k, 1), ("class_id", class_id, 0)):
+            if value is not None and (isinstance(value, bool) or
+                                      not isinstance(value, (int, np.integer)) or value < least):
+                raise ValueError(f"`{arg}` must be an integer >= {least} or None. Received: "
+                                 f"{arg}={value!r}")
+        listed = isinstance(thresholds, (list, tuple))
+        values = list(thresholds) if listed else [thresholds]
+        if not values or any(t is not None and (isinstance(t, bool) or
+                                                not isinstance(t, (int, float)) or
+                                                not 0.0 <= t <= 1.0) for t in values) or (
+                listed and None in values):
+            raise ValueError(f"{type(self).__name__}'s thresholds must be numbers in [0, 1]. "
                              f"Received: thresholds={thresholds!r}")
         self.thresholds = thresholds
-        self._threshold = 0.5 if thresholds is None else float(thresholds)
+        self.top_k = None if top_k is None else int(top_k)
+        self.class_id = None if class_id is None else int(class_id)
+        # Keras's default: 0.5, or with top_k any value (its NEG_INF)
+        default = 0.5 if top_k is None else -1e10
+        self._thresholds = [default if t is None else float(t) for t in values]
+        self._post = "ratio" if len(self._thresholds) == 1 else "result"
 
     def _specs(self):
-        return [(True, _TRUE_POSITIVES, self._threshold, 0),
-                (True, self._denominator, self._threshold, 0)]
+        extra = (-1 if self.class_id is None else self.class_id, self.top_k or 0)
+        return [spec for t in self._thresholds
+                for spec in ((True, _TRUE_POSITIVES, t, 0, *extra),
+                             (True, self._denominator, t, 0, *extra))]
+
+    def _specs_for(self, y_pred_ndim, y_pred_last):
+        if self.class_id is not None and self.class_id >= y_pred_last:
+            raise ValueError(f"`class_id` must be a class of the output's {y_pred_last}. "
+                             f"Received: class_id={self.class_id}")
+        return self._specs()
+
+    def _result(self, sums, rows, columns):
+        """One ratio per threshold (several thresholds), 0 over 0 as 0."""
+        pairs = np.asarray(sums[:2 * len(self._thresholds)], np.float64).reshape(-1, 2)
+        out = np.divide(pairs[:, 0], pairs[:, 1], out=np.zeros(len(pairs)),
+                        where=pairs[:, 1] != 0)
+        return out.astype(np.float32)
 
     def get_config(self):
-        return {**super().get_config(), "thresholds": self.thresholds, "top_k": None,
-                "class_id": None}
+        return {**super().get_config(), "thresholds": self.thresholds, "top_k": self.top_k,
+                "class_id": self.class_id}
 
 
 class Precision(_ConfusionRatio):
@@ -566,7 +590,7 @@ def spec_sums(spec, columns):
     """How many engine sums a spec keeps for an output of `columns` columns: 1, an AUC's
     positive and negative count of each bucket, or 4 a column for R2Score and the F-scores
     (as the engine's MetricSpec::sums)."""
-    is_accuracy, kind, threshold, _ = spec
+    is_accuracy, kind, threshold = spec[:3]
     if is_accuracy and kind in (_AUC_BUCKETS, _AUC_BUCKETS_LOGITS):
         return 2 * int(threshold)
     return 4 * columns if is_accuracy and kind in (_R2_SUMS, _F_SCORE_SUMS) else 1
@@ -575,7 +599,7 @@ def spec_sums(spec, columns):
 def reads_dense_targets(spec):
     """Whether an engine spec reads a target value for every predicted value (not a class id
     per row, as the sparse accuracy and cross-entropy do)."""
-    is_accuracy, kind, _, loss_id = spec
+    is_accuracy, kind, _, loss_id = spec[:4]
     if is_accuracy:
         return kind not in (_SPARSE, _SPARSE_TOP_K)
     return loss_id not in (losses.SparseCategoricalCrossentropy._engine_id,
