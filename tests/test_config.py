@@ -15,6 +15,7 @@ LAYERS = [
     lambda: layers.Dropout(0.3, seed=4),
     lambda: layers.GaussianNoise(0.2, seed=1),
     lambda: layers.GaussianDropout(0.2, seed=1),
+    lambda: layers.AlphaDropout(0.2, noise_shape=(None, 1), seed=1),
     lambda: layers.ActivityRegularization(l1=0.1, l2=0.2),
     lambda: layers.BatchNormalization(momentum=0.9, epsilon=1e-4, center=False),
     lambda: layers.LayerNormalization(epsilon=1e-5),

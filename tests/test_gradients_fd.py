@@ -134,6 +134,7 @@ def test_merge_backward(merge):
     lambda: layers.Dropout(0.4, noise_shape=(1, 5), seed=3),
     lambda: layers.GaussianNoise(0.3, seed=3),
     lambda: layers.GaussianDropout(0.3, seed=3),
+    lambda: layers.AlphaDropout(0.3, seed=3),
     lambda: layers.ActivityRegularization(l1=0.01, l2=0.02),
     lambda: layers.BatchNormalization(),
     lambda: layers.BatchNormalization(center=False),

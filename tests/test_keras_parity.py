@@ -1411,6 +1411,26 @@ def test_rescaling_matches_keras(kwargs, tmp_path):
         x, verbose=0), want, rtol=1e-6, atol=1e-6)
 
 
+def test_spatial_and_alpha_dropout_configs_move_with_keras(tmp_path):
+    def build(ns):
+        inp = ns.Input(shape=(5, 6), name="x")
+        h = ns.layers.Dense(8, activation="selu", name="h")(inp)
+        h = ns.layers.SpatialDropout1D(0.3, seed=2, name="sd")(h)
+        h = ns.layers.AlphaDropout(0.2, seed=3, name="ad")(ns.layers.Flatten(name="f")(h))
+        return ns.Model(inp, ns.layers.Dense(2, name="out")(h))
+
+    kmodel, dmodel = check_parity(build, _x(7, 5, 6, seed=68))
+    pytest.importorskip("h5py")
+    dmodel.save(tmp_path / "d.keras")
+    kmodel.save(tmp_path / "k.keras")
+    x = _x(9, 5, 6, seed=69)
+    want = kmodel.predict(x, verbose=0)
+    for clone in (keras.models.load_model(tmp_path / "d.keras"),
+                  densitron.models.load_model(tmp_path / "k.keras")):
+        np.testing.assert_allclose(clone.predict(x, verbose=0), want, rtol=1e-5, atol=1e-6)
+        assert clone.get_layer("sd").rate == 0.3 and clone.get_layer("ad").rate == 0.2
+
+
 def test_gaussian_dropout_and_activity_regularization_layers(tmp_path):
     # Inference: both pass values; configs move through .keras files both ways. (Keras's
     # numpy backend cannot evaluate a model with an activity penalty: it sums a list; the

@@ -79,6 +79,52 @@ def test_gaussian_noise_stddev_in_training_only():
     assert _training_loss(m, x, x) == pytest.approx(0.25, rel=0.03)  # E[noise²] = stddev²
 
 
+def _spatial_mask(layer, x):
+    """The training-mode mask of a spatial dropout on x (ones), read off a Dense's kernel
+    gradient as _dropout_mask does."""
+    inp = layers.Input(shape=x.shape[1:])
+    h = layers.Flatten()(layer(inp))
+    m = Model(inp, layers.Dense(1, use_bias=False, kernel_initializer="ones")(h))
+    m.compile(optimizer="sgd", loss="mse")
+    return m._compute_gradients(x, np.full((len(x), 1), -1e3, np.float32))[0][:, 0]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_spatial_dropout_drops_whole_channels(threads):
+    densitron.set_num_threads(threads)
+    one = np.ones((1, 6, 64), np.float32)
+    mask = _spatial_mask(layers.SpatialDropout1D(0.5, seed=4), one).reshape(6, 64) != 0
+    assert (mask == mask[0]).all() and 10 < mask[0].sum() < 54  # a channel at every step
+    two = np.ones((1, 3, 4, 32), np.float32)
+    mask = _spatial_mask(layers.SpatialDropout2D(0.5, seed=4), two).reshape(12, 32) != 0
+    assert (mask == mask[0]).all() and 4 < mask[0].sum() < 28
+    first = np.ones((1, 32, 3, 4), np.float32)
+    mask = _spatial_mask(layers.SpatialDropout2D(0.5, data_format="channels_first", seed=4),
+                         first).reshape(32, 12) != 0
+    assert (mask == mask[:, :1]).all() and 4 < mask[:, 0].sum() < 28
+    mask = _spatial_mask(layers.SpatialDropout3D(0.5, seed=4),
+                         np.ones((1, 2, 2, 2, 32), np.float32)).reshape(8, 32) != 0
+    assert (mask == mask[0]).all()
+    with pytest.raises(ValueError, match="expected ndim=3, found ndim=2"):
+        layers.SpatialDropout1D(0.5)(layers.Input(shape=(4,)))
+
+
+def test_alpha_dropout_keeps_mean_and_variance_in_training_only():
+    # Keras's AlphaDropout on x = 0: kept values give b, dropped ones a·alpha' + b; the mean
+    # of y² over many values matches that mixture, and inference passes x unchanged.
+    rate = 0.2
+    inp = layers.Input(shape=(1000,))
+    m = Model(inp, layers.AlphaDropout(rate, seed=2)(inp))
+    x = np.zeros((40, 1000), np.float32)
+    np.testing.assert_array_equal(m.predict(x + 1, verbose=0), x + 1)
+    m.compile(optimizer="sgd", loss="mse")
+    alpha_p = -1.6732632423543772848170429916717 * 1.0507009873554804934193349852946
+    a = ((1 - rate) * (1 + rate * alpha_p ** 2)) ** -0.5
+    b = -a * alpha_p * rate
+    want = (1 - rate) * b ** 2 + rate * (a * alpha_p + b) ** 2
+    assert _training_loss(m, x, x) == pytest.approx(want, rel=0.03)
+
+
 def test_gaussian_dropout_multiplies_by_noise_in_training_only():
     # Keras's GaussianDropout: x·n with n ~ N(1, rate / (1 - rate)) in training, x otherwise.
     inp = layers.Input(shape=(500,))

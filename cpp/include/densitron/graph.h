@@ -30,7 +30,8 @@ enum class OpType : int {
   kAverage = 7,
   kMaximum = 8,
   kMinimum = 9,
-  kDropout = 10,        // f {rate}, i {seed}; identity outside training
+  kDropout = 10,        // f {rate[, a, b, alpha']}, i {seed, ...}; identity outside training;
+                        // x/(1 - rate) or 0, or with a, b (AlphaDropout) a·(x or alpha') + b
   kGaussianNoise = 11,  // f {stddev}, i {seed[, multiplicative]}; identity outside training:
                         // x + stddev·n, or x·(1 + stddev·n) (GaussianDropout), n ~ N(0, 1)
   kBatchNorm = 12,      // params {gamma|-1, beta|-1, moving_mean, moving_var}, f {momentum, eps}

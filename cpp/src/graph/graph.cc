@@ -77,8 +77,11 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
              (node.activation != Activation::kSoftmax && node.activation != Activation::kLogSoftmax)))
           bad("an axis is given only to softmax and log_softmax, as (outer, length, inner)");
         if ((node.op == OpType::kDropout || node.op == OpType::kGaussianNoise) &&
-            (node.fattrs.size() != 1 || node.iattrs.empty() ||
-             (node.op == OpType::kGaussianNoise && node.iattrs.size() > 2)))
+            (node.fattrs.empty() || node.iattrs.empty() ||
+             (node.op == OpType::kGaussianNoise &&
+              (node.iattrs.size() > 2 || node.fattrs.size() != 1)) ||
+             (node.op == OpType::kDropout && node.fattrs.size() != 1 &&
+              node.fattrs.size() != 4)))
           bad("Dropout/GaussianNoise attributes");
         if (node.op == OpType::kDropout && node.iattrs.size() > 1) {
           // a noise_shape: seed, rank flags, the rank - 1 dims after the batch axis

@@ -78,6 +78,14 @@ void Graph::forward_node(const Step& st, int i) {
       const float rate = static_cast<float>(node.fattrs[0]);
       const float scale = 1.0f / (1.0f - rate);
       const uint64_t seed = static_cast<uint64_t>(node.iattrs[0]);
+      if (node.fattrs.size() == 4) {  // AlphaDropout: a·(x or alpha') + b
+        const float a = static_cast<float>(node.fattrs[1]), b = static_cast<float>(node.fattrs[2]);
+        const float dropped = static_cast<float>(node.fattrs[3]);
+        for (int64_t j = el.lo; j < el.hi; ++j)
+          y[j] = a * (hash_uniform(seed, iterations_, dropout_mask_index(node.iattrs, j)) >= rate
+                          ? x[j] : dropped) + b;
+        return;
+      }
       for (int64_t j = el.lo; j < el.hi; ++j)
         y[j] = hash_uniform(seed, iterations_, dropout_mask_index(node.iattrs, j)) >= rate
                    ? x[j] * scale : 0.0f;
@@ -611,7 +619,9 @@ void Graph::backward_node(const Step& st, int i) {
       float* gx = target(0, &acc);
       if (!gx) return;
       const float rate = static_cast<float>(node.fattrs[0]);
-      const float scale = 1.0f / (1.0f - rate);
+      // (AlphaDropout's kept values are scaled by a)
+      const float scale = node.fattrs.size() == 4 ? static_cast<float>(node.fattrs[1])
+                                                  : 1.0f / (1.0f - rate);
       const uint64_t seed = static_cast<uint64_t>(node.iattrs[0]);
       for (int64_t j = el.lo; j < el.hi; ++j) {
         const float v = (rate == 0.0f || hash_uniform(seed, iterations_,

@@ -13,8 +13,9 @@ from densitron.layers.pooling import (GlobalAveragePooling1D, GlobalAveragePooli
                                       GlobalAvgPool3D, GlobalMaxPool1D, GlobalMaxPool2D,
                                       GlobalMaxPool3D, GlobalMaxPooling1D, GlobalMaxPooling2D,
                                       GlobalMaxPooling3D)
-from densitron.layers.regularization import (ActivityRegularization, Dropout, GaussianDropout,
-                                             GaussianNoise)
+from densitron.layers.regularization import (ActivityRegularization, AlphaDropout, Dropout,
+                                             GaussianDropout, GaussianNoise, SpatialDropout1D,
+                                             SpatialDropout2D, SpatialDropout3D)
 from densitron.layers.reshaping import Flatten, Reshape
 
 
@@ -37,11 +38,12 @@ def serialize(layer):
     return {"class_name": type(layer).__name__, "config": layer.get_config()}
 
 
-__all__ = ["ELU", "Activation", "ActivityRegularization", "Add", "Average", "BatchNormalization", "Concatenate", "Dense",
+__all__ = ["ELU", "Activation", "ActivityRegularization", "Add", "AlphaDropout", "Average", "BatchNormalization", "Concatenate", "Dense",
            "Dropout", "Embedding", "Flatten", "GaussianDropout", "GaussianNoise", "GlobalAveragePooling1D",
            "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalAvgPool1D", "GlobalAvgPool2D",
            "GlobalAvgPool3D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D",
            "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", "Identity", "Input",
            "InputLayer",
            "KerasTensor", "Layer", "LayerNormalization", "LeakyReLU", "Maximum", "Minimum",
-           "Multiply", "Normalization", "ReLU", "Reshape", "Rescaling", "Softmax", "Subtract"]
+           "Multiply", "Normalization", "ReLU", "Reshape", "Rescaling", "Softmax", "SpatialDropout1D",
+           "SpatialDropout2D", "SpatialDropout3D", "Subtract"]

@@ -52,7 +52,10 @@ class Dropout(Layer):
                       for k, (d, s) in enumerate(zip(self.noise_shape, shape))]
             if any(shared):
                 iattrs += shared + [int(s) for s in shape[1:]]
-        return engine_node(10, node, fattrs=[self.rate], iattrs=iattrs)
+        return engine_node(10, node, fattrs=self._engine_fattrs(), iattrs=iattrs)
+
+    def _engine_fattrs(self):
+        return [self.rate]
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed,
@@ -120,3 +123,67 @@ class ActivityRegularization(Layer):
         config = super().get_config()
         config.pop("activity_regularizer", None)
         return {**config, "l1": self.l1, "l2": self.l2}
+
+
+class _SpatialDropout(Dropout):
+    """Dropout of whole channels: one mask value per sample and channel, shared over the other
+    axes (Keras's SpatialDropout1D/2D/3D)."""
+    _rank = None
+
+    def __init__(self, rate, data_format=None, seed=None, name=None, dtype=None):
+        super().__init__(rate, seed=seed, name=name, dtype=dtype)
+        if data_format is None:
+            data_format = "channels_last"
+        if data_format not in ("channels_last", "channels_first"):
+            raise ValueError("The `data_format` argument must be one of 'channels_first', "
+                             f"'channels_last'. Received: data_format={data_format!r}")
+        self.data_format = data_format
+
+    def _check_inputs(self, input_shape):
+        if isinstance(input_shape, list) or len(input_shape) != self._rank:
+            raise ValueError(f"Input 0 of layer \"{self.name}\" is incompatible with the layer: "
+                             f"expected ndim={self._rank}, found ndim={len(input_shape)}. "
+                             f"Received: input_shape={input_shape}")
+
+    def _engine_node(self, node, param_index):
+        shape = node.inputs[0].shape
+        ones = [1] * (len(shape) - 2)
+        self.noise_shape = (tuple([None, *ones, shape[-1]]) if self.data_format ==
+                            "channels_last" else tuple([None, shape[1], *ones]))
+        return super()._engine_node(node, param_index)
+
+    def get_config(self):
+        return {"rate": self.rate, "seed": self.seed, "name": self.name, "dtype": "float32"}
+
+
+class SpatialDropout1D(_SpatialDropout):
+    _rank = 3
+
+    def __init__(self, rate, seed=None, name=None, dtype=None):
+        super().__init__(rate, seed=seed, name=name, dtype=dtype)
+
+
+class SpatialDropout2D(_SpatialDropout):
+    _rank = 4
+
+    def get_config(self):
+        return {**super().get_config(), "data_format": self.data_format}
+
+
+class SpatialDropout3D(_SpatialDropout):
+    _rank = 5
+
+    def get_config(self):
+        return {**super().get_config(), "data_format": self.data_format}
+
+
+class AlphaDropout(Dropout):
+    """Keras's AlphaDropout for SELU networks: dropped values become SELU's negative saturation
+    alpha' = -alpha·scale, then a·x + b keeps the mean and variance; identity outside
+    training."""
+    _ALPHA_P = -1.6732632423543772848170429916717 * 1.0507009873554804934193349852946
+
+    def _engine_fattrs(self):
+        rate, alpha_p = self.rate, self._ALPHA_P
+        a = ((1 - rate) * (1 + rate * alpha_p ** 2)) ** -0.5
+        return [rate, a, -a * alpha_p * rate, alpha_p]
