@@ -382,3 +382,15 @@ def test_row_and_batch_losses_train_alike_on_one_and_two_threads(loss):
         return model
 
     assert_trains_alike_on_one_and_two_threads(build, x, y, batch_size=128, epochs=2)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("same_input", [False, True])
+def test_dot_backward(normalize, same_input):
+    # Both inputs get their gradient (summed when one tensor is dotted with itself).
+    rng = np.random.default_rng(13)
+    inp = layers.Input(shape=(4,))
+    a = layers.Dense(5, activation="tanh", bias_initializer="random_normal")(inp)
+    b = a if same_input else layers.Dense(5, bias_initializer="random_normal")(inp)
+    out = layers.Dense(2)(layers.Dot(axes=1, normalize=normalize)([a, b]))
+    fd_check(Model(inp, out), rng.normal(size=(6, 4)), rng.normal(size=(6, 2)), "mse")

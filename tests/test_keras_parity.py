@@ -1483,3 +1483,22 @@ def test_json_architectures_move_between_keras_and_densitron():
         _assert_close(_predictions(kmodel, x), _predictions(dclone, x))
         kclone.set_weights(dclone.get_weights())
         _assert_close(_predictions(kclone, x), _predictions(dclone, x))
+
+
+@pytest.mark.parametrize("shape,axes,normalize", [((8,), 1, False), ((8,), -1, True),
+                                                  ((1, 8), 2, False), ((8, 1), 1, True),
+                                                  ((8,), [1, 1], False)], ids=str)
+def test_dot_matches_keras(shape, axes, normalize, tmp_path):
+    def build(ns):
+        u, v = ns.Input(shape=(5,), name="u"), ns.Input(shape=(5,), name="v")
+        a = ns.layers.Reshape(shape, name="ra")(ns.layers.Dense(8, name="da")(u))
+        b = ns.layers.Reshape(shape, name="rb")(ns.layers.Dense(8, name="db")(v))
+        return ns.Model([u, v], ns.layers.Dot(axes=axes, normalize=normalize, name="dot")([a, b]))
+
+    xs = [_x(6, 5, seed=70), _x(6, 5, seed=71)]
+    kmodel, dmodel = check_parity(build, xs)
+    pytest.importorskip("h5py")
+    dmodel.save(tmp_path / "d.keras")
+    want = kmodel.predict(xs, verbose=0)
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "d.keras").predict(
+        xs, verbose=0), want, rtol=1e-5, atol=1e-6)

@@ -388,3 +388,33 @@ def test_model_from_json_round_trip_and_bad_strings():
     for bad in ("{not json", "[1, 2]", 5):
         with pytest.raises(ValueError, match="Received: json_string="):
             densitron.models.model_from_json(bad)
+
+
+def test_embedding_dot_recommender_trains():
+    # Keras's matrix-factorisation recommender: user and item embeddings, their Dot as the
+    # predicted rating; the rating loss falls well below the ratings' variance.
+    rng = np.random.default_rng(11)
+    users, items, k = 30, 40, 4
+    true_u, true_i = rng.normal(size=(users, k)), rng.normal(size=(items, k))
+    u = rng.integers(0, users, 3000)
+    i = rng.integers(0, items, 3000)
+    r = (true_u[u] * true_i[i]).sum(axis=1).astype(np.float32)
+    ui, ii = layers.Input(shape=(1,)), layers.Input(shape=(1,))
+    ue = layers.Flatten()(layers.Embedding(users, 8)(ui))
+    ie = layers.Flatten()(layers.Embedding(items, 8)(ii))
+    model = Model([ui, ii], layers.Dot(axes=1)([ue, ie]))
+    model.compile(optimizer=densitron.optimizers.Adam(0.02), loss="mse")
+    history = model.fit([u, i], r, epochs=30, batch_size=64, verbose=0)
+    assert history.history["loss"][-1] < 0.1 * r.var()
+
+
+def test_dot_refuses_batched_matrix_products_and_bad_axes():
+    a, b = layers.Input(shape=(3, 4)), layers.Input(shape=(3, 4))
+    with pytest.raises(ValueError, match="no batched matrix products"):
+        layers.Dot(axes=2)([a, b])
+    with pytest.raises(ValueError, match="Incompatible input shapes"):
+        layers.Dot(axes=1)([layers.Input(shape=(4,)), layers.Input(shape=(5,))])
+    with pytest.raises(ValueError, match="Received: axes=0"):
+        layers.Dot(axes=0)([layers.Input(shape=(4,)), layers.Input(shape=(4,))])
+    with pytest.raises(TypeError, match="Received: axes='last'"):
+        layers.Dot(axes="last")

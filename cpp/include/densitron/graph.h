@@ -46,6 +46,8 @@ enum class OpType : int {
                         // b = max(sqrt(variance), 1e-7)) or none, with f {a..., b...}: feature
                         // c = j mod features of each value j is (x - a_c) / b_c, or with invert
                         // a_c + x·b_c (Keras's Normalization; Rescaling as a_c + x·b_c)
+  kDot = 18,            // i {d, normalize}: each sample's d values of its two inputs, summed
+                        // products; normalize: each vector first scaled by min(1/‖v‖, 1e7)
 };
 
 struct NodeSpec {

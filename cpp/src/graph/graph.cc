@@ -156,6 +156,13 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
           bad("Normalization takes a mean and a variance of one value per feature");
         break;
       }
+      case OpType::kDot:
+        need_inputs(2);
+        if (node.inputs.size() != 2 || node.iattrs.size() != 2 || node.iattrs[0] < 1 ||
+            nodes_[node.inputs[0]].width != node.iattrs[0] ||
+            nodes_[node.inputs[1]].width != node.iattrs[0] || node.width != 1)
+          bad("Dot takes two inputs of d values a sample and gives one");
+        break;
       case OpType::kEmbedding:
         need_inputs(1);
         if (node.params.size() != 1 || node.iattrs.size() != 1) bad("Embedding attributes");

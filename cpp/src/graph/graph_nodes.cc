@@ -101,6 +101,24 @@ void Graph::forward_node(const Step& st, int i) {
       }
       return;
     }
+    case OpType::kDot: {
+      // Keras's Dot of two vectors a sample (normalize: of their l2-normalised forms).
+      const int64_t d = node.iattrs[0];
+      const bool normalize = node.iattrs[1] != 0;
+      const float* c = out_[node.inputs[1]];
+      const Share bs = share_of(st.batch, ith, nth, std::max<int64_t>(1, kMinElementsPerThread / d));
+      for (int64_t b = bs.lo; b < bs.hi; ++b) {
+        const float *ab = x + b * d, *cb = c + b * d;
+        float s = 0.0f, aa = 0.0f, cc = 0.0f;
+        for (int64_t j = 0; j < d; ++j) {
+          s += ab[j] * cb[j];
+          aa += ab[j] * ab[j];
+          cc += cb[j] * cb[j];
+        }
+        y[b] = normalize ? s * inverse_norm(aa) * inverse_norm(cc) : s;
+      }
+      return;
+    }
     case OpType::kStandardize: {
       // Keras's Normalization: (x - mean) / max(sqrt(variance), eps), or its inverse.
       const bool invert = node.iattrs[0] != 0;
@@ -601,6 +619,38 @@ void Graph::backward_node(const Step& st, int i) {
       if (float* gx = target(0, &acc))
         if (el.lo < el.hi) put(gx + el.lo, dy + el.lo, el.hi - el.lo, acc);
       return;
+    case OpType::kDot: {
+      // d(a·c)/da = c; normalized, y = S·na·nc with n = min(‖v‖^-1, 1e7):
+      // dy/da_j = nc·(c_j·na - S·na³·a_j), the second term only where na is not clamped.
+      const int64_t d = node.iattrs[0];
+      const bool normalize = node.iattrs[1] != 0;
+      const Share bs = share_of(st.batch, ith, nth, std::max<int64_t>(1, kMinElementsPerThread / d));
+      for (size_t s = 0; s < 2; ++s) {
+        float* gx = target(s, &acc);
+        if (!gx) continue;
+        const float* self = out_[node.inputs[s]];
+        const float* other = out_[node.inputs[1 - s]];
+        for (int64_t b = bs.lo; b < bs.hi; ++b) {
+          const float *sb = self + b * d, *ob = other + b * d;
+          float dot = 0.0f, ss = 0.0f, oo = 0.0f;
+          for (int64_t j = 0; j < d; ++j) {
+            dot += sb[j] * ob[j];
+            ss += sb[j] * sb[j];
+            oo += ob[j] * ob[j];
+          }
+          const float ns = normalize ? inverse_norm(ss) : 1.0f;
+          const float no = normalize ? inverse_norm(oo) : 1.0f;
+          const bool clamped = !(1.0f / std::sqrt(ss) < 1e7f);
+          const float self_term = normalize && !clamped ? dot * ns * ns * ns : 0.0f;
+          float* gb = gx + b * d;
+          for (int64_t j = 0; j < d; ++j) {
+            const float v = dy[b] * no * (ob[j] * ns - self_term * sb[j]);
+            gb[j] = acc ? gb[j] + v : v;
+          }
+        }
+      }
+      return;
+    }
     case OpType::kStandardize: {
       float* gx = target(0, &acc);
       if (!gx) return;

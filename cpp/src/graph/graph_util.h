@@ -80,6 +80,11 @@ inline float gaussian_noise(uint64_t seed, uint64_t step, int64_t j) {
   return std::sqrt(-2.0f * std::log(u1)) * std::cos(6.2831853f * u2);
 }
 
+// Keras's l2 normalisation scale of a vector with squared norm `squares`: min(1/‖v‖, 1/eps).
+inline float inverse_norm(float squares) {
+  return std::min(1.0f / std::sqrt(squares), 1e7f);
+}
+
 // How many of a node's leading params can be trained (BatchNormalization's moving statistics
 // and Normalization's mean and variance cannot).
 inline size_t trainable_param_slots(const NodeSpec& node) {

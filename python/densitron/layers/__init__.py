@@ -4,8 +4,8 @@ from densitron.layers.core import ELU, Activation, Dense, Identity, LeakyReLU, R
 from densitron.layers.embedding import Embedding
 from densitron.layers.input_layer import Input, InputLayer
 from densitron.layers.layer import KerasTensor, Layer
-from densitron.layers.merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply,
-                                      Subtract)
+from densitron.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum,
+                                      Multiply, Subtract)
 from densitron.layers.normalization import BatchNormalization, LayerNormalization
 from densitron.layers.preprocessing import Normalization, Rescaling
 from densitron.layers.pooling import (GlobalAveragePooling1D, GlobalAveragePooling2D,
@@ -38,7 +38,7 @@ def serialize(layer):
     return {"class_name": type(layer).__name__, "config": layer.get_config()}
 
 
-__all__ = ["ELU", "Activation", "ActivityRegularization", "Add", "AlphaDropout", "Average", "BatchNormalization", "Concatenate", "Dense",
+__all__ = ["ELU", "Activation", "ActivityRegularization", "Add", "AlphaDropout", "Average", "BatchNormalization", "Concatenate", "Dense", "Dot",
            "Dropout", "Embedding", "Flatten", "GaussianDropout", "GaussianNoise", "GlobalAveragePooling1D",
            "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalAvgPool1D", "GlobalAvgPool2D",
            "GlobalAvgPool3D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D",

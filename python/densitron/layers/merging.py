@@ -107,3 +107,61 @@ class Concatenate(Layer):
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis}
+
+
+class Dot(Layer):
+    """Keras's Dot of two inputs: the sum of their products along `axes` (normalize: of their
+    l2-normalised forms, the cosine). densitron takes inputs of equal shape whose only axis
+    longer than 1 (after the batch axis) is the one reduced: one value a sample."""
+    _mask_rule = "drop"  # Keras's Dot returns no mask
+
+    def __init__(self, axes, normalize=False, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(axes, bool) or not isinstance(axes, (int, list, tuple)):
+            raise TypeError("Invalid type for argument `axes`: it should be a list or an int. "
+                            f"Received: axes={axes!r}")
+        if isinstance(axes, (list, tuple)) and (
+                len(axes) != 2 or not all(isinstance(a, int) and not isinstance(a, bool)
+                                          for a in axes)):
+            raise ValueError("Invalid format for argument `axes`: it should contain two "
+                             f"integers. Received: axes={axes!r}")
+        self.axes = axes if isinstance(axes, int) else list(axes)
+        self.normalize = bool(normalize)
+
+    def _axes(self, shapes):
+        pair = [self.axes] * 2 if isinstance(self.axes, int) else self.axes
+        return [a % len(s) if a < 0 else a for a, s in zip(pair, shapes)]
+
+    def _check_inputs(self, input_shape):
+        _check_list(self, input_shape, 2)
+        shape1, shape2 = (tuple(s) for s in input_shape)
+        a1, a2 = self._axes([shape1, shape2])
+        if not (0 < a1 < len(shape1) and 0 < a2 < len(shape2)):
+            raise ValueError(f"Invalid `axes` for layer \"{self.name}\" (the batch axis cannot "
+                             f"be reduced). Received: axes={self.axes!r}")
+        if shape1[a1] != shape2[a2]:
+            raise ValueError(f"Incompatible input shapes: axis values {shape1[a1]} (at axis "
+                             f"{a1}) != {shape2[a2]} (at axis {a2}). Full input shapes: "
+                             f"{shape1}, {shape2}. Received: input_shape={input_shape}")
+        if (shape1 != shape2 or a1 != a2 or
+                any(d != 1 for k, d in enumerate(shape1[1:], 1) if k != a1)):
+            raise ValueError(f"densitron's Dot reduces two inputs of the same shape over their "
+                             f"one axis longer than 1 (one value a sample; no batched matrix "
+                             f"products yet). Received: input shapes {shape1} and {shape2}, "
+                             f"axes={self.axes!r}")
+
+    def compute_output_shape(self, input_shape):
+        shape1, shape2 = (list(s) for s in input_shape)
+        a1, a2 = self._axes([shape1, shape2])
+        shape1.pop(a1)
+        shape2.pop(a2)
+        shape2.pop(0)
+        out = shape1 + shape2
+        return tuple(out + [1] if len(out) == 1 else out)
+
+    def _engine_node(self, node, param_index):
+        d = math.prod(node.inputs[0].shape[1:])
+        return engine_node(18, node, iattrs=[d, int(self.normalize)])
+
+    def get_config(self):
+        return {**super().get_config(), "axes": self.axes, "normalize": self.normalize}
