@@ -394,3 +394,11 @@ def test_dot_backward(normalize, same_input):
     b = a if same_input else layers.Dense(5, bias_initializer="random_normal")(inp)
     out = layers.Dense(2)(layers.Dot(axes=1, normalize=normalize)([a, b]))
     fd_check(Model(inp, out), rng.normal(size=(6, 4)), rng.normal(size=(6, 2)), "mse")
+
+
+def test_unit_normalization_backward():
+    rng = np.random.default_rng(14)
+    inp = layers.Input(shape=(4,))
+    h = layers.Dense(5, activation="tanh", bias_initializer="random_normal")(inp)
+    out = layers.Dense(2)(layers.UnitNormalization()(h))
+    fd_check(Model(inp, out), rng.normal(size=(6, 4)), rng.normal(size=(6, 2)), "mse")

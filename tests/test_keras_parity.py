@@ -1502,3 +1502,26 @@ def test_dot_matches_keras(shape, axes, normalize, tmp_path):
     want = kmodel.predict(xs, verbose=0)
     np.testing.assert_allclose(keras.models.load_model(tmp_path / "d.keras").predict(
         xs, verbose=0), want, rtol=1e-5, atol=1e-6)
+
+
+def test_unit_normalization_matches_keras(tmp_path):
+    def build(ns):
+        inp = ns.Input(shape=(3, 6), name="x")
+        h = ns.layers.Dense(5, name="h")(inp)
+        return ns.Model(inp, ns.layers.UnitNormalization(name="un")(h))
+
+    x = _x(8, 3, 6, seed=72)
+    kmodel, dmodel = check_parity(build, x)
+    np.testing.assert_allclose(np.linalg.norm(dmodel.predict(x, verbose=0), axis=-1), 1.0,
+                               rtol=1e-6)
+    # a zero vector stays zero (the inverse of its norm capped at 1e12), as in Keras
+    inp = densitron.Input(shape=(4,))
+    zeros = np.zeros((2, 4), np.float32)
+    np.testing.assert_array_equal(densitron.Model(inp, densitron.layers.UnitNormalization()(
+        inp)).predict(zeros, verbose=0), keras.layers.UnitNormalization()(zeros))
+    pytest.importorskip("h5py")
+    dmodel.save(tmp_path / "d.keras")
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "d.keras").predict(
+        x, verbose=0), kmodel.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="Received: axis=1"):
+        densitron.layers.UnitNormalization(axis=1)(densitron.Input(shape=(3, 6)))

@@ -48,6 +48,7 @@ enum class OpType : int {
                         // a_c + x·b_c (Keras's Normalization; Rescaling as a_c + x·b_c)
   kDot = 18,            // i {d, normalize}: each sample's d values of its two inputs, summed
                         // products; normalize: each vector first scaled by min(1/‖v‖, 1e7)
+  kUnitNorm = 19,       // f {1/eps}: each row of the last axis times min(1/‖row‖, 1/eps)
 };
 
 struct NodeSpec {

@@ -156,6 +156,11 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
           bad("Normalization takes a mean and a variance of one value per feature");
         break;
       }
+      case OpType::kUnitNorm:
+        need_inputs(1);
+        if (in0->width != node.width || node.fattrs.size() != 1 || !(node.fattrs[0] > 0.0))
+          bad("UnitNormalization attributes");
+        break;
       case OpType::kDot:
         need_inputs(2);
         if (node.inputs.size() != 2 || node.iattrs.size() != 2 || node.iattrs[0] < 1 ||

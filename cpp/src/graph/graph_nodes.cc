@@ -101,6 +101,18 @@ void Graph::forward_node(const Step& st, int i) {
       }
       return;
     }
+    case OpType::kUnitNorm: {
+      // Keras's UnitNormalization: x·min(1/‖x‖, 1/eps) over each row of the last axis.
+      const float cap = static_cast<float>(node.fattrs[0]);
+      for (int64_t r = rw.lo; r < rw.hi; ++r) {
+        const float* xr = x + r * last;
+        float squares = 0.0f;
+        for (int64_t j = 0; j < last; ++j) squares += xr[j] * xr[j];
+        const float inv = std::min(1.0f / std::sqrt(squares), cap);
+        for (int64_t j = 0; j < last; ++j) y[r * last + j] = xr[j] * inv;
+      }
+      return;
+    }
     case OpType::kDot: {
       // Keras's Dot of two vectors a sample (normalize: of their l2-normalised forms).
       const int64_t d = node.iattrs[0];
@@ -619,6 +631,29 @@ void Graph::backward_node(const Step& st, int i) {
       if (float* gx = target(0, &acc))
         if (el.lo < el.hi) put(gx + el.lo, dy + el.lo, el.hi - el.lo, acc);
       return;
+    case OpType::kUnitNorm: {
+      // y = x·n, n = ‖x‖^-1: dx = n·(dy - y·(y·dy)); where n is capped, dx = n·dy.
+      float* gx = target(0, &acc);
+      if (!gx) return;
+      const float cap = static_cast<float>(node.fattrs[0]);
+      const float* yv = out_[i];
+      for (int64_t r = rw.lo; r < rw.hi; ++r) {
+        const float *xr = x + r * last, *yr = yv + r * last, *dr = dy + r * last;
+        float squares = 0.0f, ydy = 0.0f;
+        for (int64_t j = 0; j < last; ++j) {
+          squares += xr[j] * xr[j];
+          ydy += yr[j] * dr[j];
+        }
+        const float inv = std::min(1.0f / std::sqrt(squares), cap);
+        const bool capped = !(1.0f / std::sqrt(squares) < cap);
+        float* gr = gx + r * last;
+        for (int64_t j = 0; j < last; ++j) {
+          const float v = inv * (capped ? dr[j] : dr[j] - yr[j] * ydy);
+          gr[j] = acc ? gr[j] + v : v;
+        }
+      }
+      return;
+    }
     case OpType::kDot: {
       // d(a·c)/da = c; normalized, y = S·na·nc with n = min(‖v‖^-1, 1e7):
       // dy/da_j = nc·(c_j·na - S·na³·a_j), the second term only where na is not clamped.

@@ -6,7 +6,8 @@ from densitron.layers.input_layer import Input, InputLayer
 from densitron.layers.layer import KerasTensor, Layer
 from densitron.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum,
                                       Multiply, Subtract)
-from densitron.layers.normalization import BatchNormalization, LayerNormalization
+from densitron.layers.normalization import (BatchNormalization, LayerNormalization,
+                                            UnitNormalization)
 from densitron.layers.preprocessing import Normalization, Rescaling
 from densitron.layers.pooling import (GlobalAveragePooling1D, GlobalAveragePooling2D,
                                       GlobalAveragePooling3D, GlobalAvgPool1D, GlobalAvgPool2D,
@@ -46,4 +47,5 @@ __all__ = ["ELU", "Activation", "ActivityRegularization", "Add", "AlphaDropout",
            "InputLayer",
            "KerasTensor", "Layer", "LayerNormalization", "LeakyReLU", "Maximum", "Minimum",
            "Multiply", "Normalization", "ReLU", "Reshape", "Rescaling", "Softmax", "SpatialDropout1D",
-           "SpatialDropout2D", "SpatialDropout3D", "Subtract"]
+           "SpatialDropout2D", "SpatialDropout3D", "Subtract",
+           "UnitNormalization"]

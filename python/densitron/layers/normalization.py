@@ -144,3 +144,37 @@ class LayerNormalization(_Normalization):
     def _engine_node(self, node, param_index):
         return engine_node(13, node, params=self._affine_params(param_index),
                            fattrs=[self.epsilon])
+
+
+class UnitNormalization(Layer):
+    """Scales each sample's vector along the last axis to unit l2 norm (Keras's
+    ops.normalize with epsilon 1e-12: x·min(1/‖x‖, 1e12))."""
+    _mask_rule = "pass"
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(axis, (list, tuple)):
+            axis = list(axis)
+        elif isinstance(axis, bool) or not isinstance(axis, int):
+            raise TypeError("Invalid value for `axis` argument: expected an int or a list/tuple "
+                            f"of ints. Received: axis={axis!r}")
+        self.axis = axis
+
+    def _check_inputs(self, input_shape):
+        if isinstance(input_shape, list):
+            raise ValueError(f"Layer \"{self.name}\" expects a single input. "
+                             f"Received: input_shape={input_shape}")
+        rank = len(input_shape)
+        axes = self.axis if isinstance(self.axis, list) else [self.axis]
+        if any(not -rank <= a < rank for a in axes):
+            raise ValueError(f"Axis {self.axis} is out of bounds for input shape "
+                             f"{tuple(input_shape)}. Received: axis={self.axis!r}")
+        if [a % rank for a in axes] != [rank - 1]:
+            raise ValueError("densitron's UnitNormalization normalizes over the last axis. "
+                             f"Received: axis={self.axis!r}")
+
+    def _engine_node(self, node, param_index):
+        return engine_node(19, node, fattrs=[1e12])
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
