@@ -418,3 +418,30 @@ def test_dot_refuses_batched_matrix_products_and_bad_axes():
         layers.Dot(axes=0)([layers.Input(shape=(4,)), layers.Input(shape=(4,))])
     with pytest.raises(TypeError, match="Received: axes='last'"):
         layers.Dot(axes="last")
+
+
+def test_batch_methods_match_their_full_counterparts():
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(8, 4)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 8)]
+    model = Sequential([layers.Input(shape=(4,)), layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["accuracy"])
+    assert model.test_on_batch(x, y) == model.evaluate(x, y, batch_size=8, verbose=0)
+    assert model.test_on_batch(x, y, return_dict=True) == model.evaluate(
+        x, y, batch_size=8, verbose=0, return_dict=True)
+    w = rng.random(8).astype(np.float32)
+    assert model.test_on_batch(x, y, sample_weight=w) == model.evaluate(
+        x, y, batch_size=8, sample_weight=w, verbose=0)
+    np.testing.assert_array_equal(model.predict_on_batch(x), model.predict(x, verbose=0))
+    # train_on_batch with sample weights: the step of fit on the same single batch
+    twin = Sequential([layers.Input(shape=(4,)), layers.Dense(3, activation="softmax")])
+    twin.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["accuracy"])
+    twin.set_weights(model.get_weights())
+    logs = model.train_on_batch(x, y, sample_weight=w, return_dict=True)
+    history = twin.fit(x, y, batch_size=8, sample_weight=w, shuffle=False, verbose=0)
+    assert logs["loss"] == pytest.approx(history.history["loss"][0])
+    for a, b in zip(model.get_weights(), twin.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    model.train_on_batch(x, y, class_weight={0: 1.0, 1: 2.0, 2: 0.5})
+    with pytest.raises(ValueError, match="Received: both"):
+        model.train_on_batch(x, y, sample_weight=w, class_weight={0: 1.0})

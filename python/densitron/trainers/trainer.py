@@ -645,10 +645,7 @@ class Trainer:
             bar = Progbar(batches, verbose=verbose)
             logs = self._run_evaluate(xs, ys, batch_size, sws, check_x_nan=True)
         bar.update(bar.target or 1, sorted(logs.items()), finalize=True)
-        if return_dict:
-            return logs
-        values = [logs["loss"]] + [logs[k] for k in logs if k != "loss"]
-        return values[0] if len(values) == 1 else values
+        return self._batch_result(logs, return_dict)
 
     # --- predict -------------------------------------------------------------------------
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
@@ -682,10 +679,42 @@ class Trainer:
             return dict(zip(self._output_keys, outs))
         return outs[0] if len(outs) == 1 else outs
 
-    def train_on_batch(self, x, y):
-        """One training step on the given batch; returns the loss (and metrics)."""
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
+                       return_dict=False):
+        """One training step on the given batch; returns the loss (and metrics), or their
+        dict with `return_dict`."""
+        if class_weight is not None and sample_weight is not None:
+            raise ValueError("You cannot use `class_weight` and `sample_weight` at the same "
+                             "time. Received: both")
         xs, ys, rows = self._prepare_xy(x, y)
-        *totals, _ = self._graph.train_batches(xs, ys, None, rows, 0, 1)
-        logs = self._logs_from_totals(*totals)
-        values = list(logs.values())
+        if class_weight is not None:
+            sws = data_mod.class_weights_to_sample_weights(self, class_weight, ys)
+        else:
+            sws = data_mod.standardize_sample_weight(self, sample_weight, rows)
+        *totals, _ = self._graph.train_batches(xs, ys, None, rows, 0, 1, sws)
+        return self._batch_result(self._logs_from_totals(*totals), return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """The loss (and metrics) of the given batch as one batch, without training; their
+        dict with `return_dict`."""
+        if not self.compiled:
+            raise ValueError("You must call `compile()` before using the model for evaluation. "
+                             "Received: test_on_batch() on a model that is not compiled")
+        xs, ys, rows = self._prepare_xy(x, y)
+        sws = data_mod.standardize_sample_weight(self, sample_weight, rows)
+        return self._batch_result(self._run_evaluate(xs, ys, rows, sws), return_dict)
+
+    def predict_on_batch(self, x):
+        """The model's outputs for x as one batch (inference treats each row on its own, so
+        this is predict's result)."""
+        if sources.is_batch_source(x):
+            raise ValueError("predict_on_batch takes arrays (one batch). Received: x of type "
+                             f"{type(x).__name__}")
+        return self.predict(x, verbose=0)
+
+    @staticmethod
+    def _batch_result(logs, return_dict):
+        if return_dict:
+            return logs
+        values = [logs["loss"]] + [logs[k] for k in logs if k != "loss"]
         return values[0] if len(values) == 1 else values
