@@ -120,14 +120,8 @@ void Graph::forward_node(const Step& st, int i) {
       const float* c = out_[node.inputs[1]];
       const Share bs = share_of(st.batch, ith, nth, std::max<int64_t>(1, kMinElementsPerThread / d));
       for (int64_t b = bs.lo; b < bs.hi; ++b) {
-        const float *ab = x + b * d, *cb = c + b * d;
-        float s = 0.0f, aa = 0.0f, cc = 0.0f;
-        for (int64_t j = 0; j < d; ++j) {
-          s += ab[j] * cb[j];
-          aa += ab[j] * ab[j];
-          cc += cb[j] * cb[j];
-        }
-        y[b] = normalize ? s * inverse_norm(aa) * inverse_norm(cc) : s;
+        const DotSums s = dot_sums(x + b * d, c + b * d, d);
+        y[b] = normalize ? s.ac * inverse_norm(s.aa) * inverse_norm(s.cc) : s.ac;
       }
       return;
     }
@@ -667,16 +661,11 @@ void Graph::backward_node(const Step& st, int i) {
         const float* other = out_[node.inputs[1 - s]];
         for (int64_t b = bs.lo; b < bs.hi; ++b) {
           const float *sb = self + b * d, *ob = other + b * d;
-          float dot = 0.0f, ss = 0.0f, oo = 0.0f;
-          for (int64_t j = 0; j < d; ++j) {
-            dot += sb[j] * ob[j];
-            ss += sb[j] * sb[j];
-            oo += ob[j] * ob[j];
-          }
-          const float ns = normalize ? inverse_norm(ss) : 1.0f;
-          const float no = normalize ? inverse_norm(oo) : 1.0f;
-          const bool clamped = !(1.0f / std::sqrt(ss) < 1e7f);
-          const float self_term = normalize && !clamped ? dot * ns * ns * ns : 0.0f;
+          const DotSums sums = dot_sums(sb, ob, d);  // (ac: the dot, aa: self's, cc: other's)
+          const float ns = normalize ? inverse_norm(sums.aa) : 1.0f;
+          const float no = normalize ? inverse_norm(sums.cc) : 1.0f;
+          const bool clamped = !(1.0f / std::sqrt(sums.aa) < 1e7f);
+          const float self_term = normalize && !clamped ? sums.ac * ns * ns * ns : 0.0f;
           float* gb = gx + b * d;
           for (int64_t j = 0; j < d; ++j) {
             const float v = dy[b] * no * (ob[j] * ns - self_term * sb[j]);

@@ -85,6 +85,20 @@ inline float inverse_norm(float squares) {
   return std::min(1.0f / std::sqrt(squares), 1e7f);
 }
 
+// a·c, a·a and c·c of two d-vectors (Dot's forward and backward).
+struct DotSums {
+  float ac = 0.0f, aa = 0.0f, cc = 0.0f;
+};
+inline DotSums dot_sums(const float* a, const float* c, int64_t d) {
+  DotSums s;
+  for (int64_t j = 0; j < d; ++j) {
+    s.ac += a[j] * c[j];
+    s.aa += a[j] * a[j];
+    s.cc += c[j] * c[j];
+  }
+  return s;
+}
+
 // How many of a node's leading params can be trained (BatchNormalization's moving statistics
 // and Normalization's mean and variance cannot).
 inline size_t trainable_param_slots(const NodeSpec& node) {

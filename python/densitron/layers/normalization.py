@@ -161,9 +161,9 @@ class UnitNormalization(Layer):
         self.axis = axis
 
     def _check_inputs(self, input_shape):
-        if isinstance(input_shape, list):
-            raise ValueError(f"Layer \"{self.name}\" expects a single input. "
-                             f"Received: input_shape={input_shape}")
+        from densitron.layers.core import _check_single
+
+        _check_single(self, input_shape)
         rank = len(input_shape)
         axes = self.axis if isinstance(self.axis, list) else [self.axis]
         if any(not -rank <= a < rank for a in axes):
