@@ -1527,3 +1527,36 @@ def test_unit_normalization_matches_keras(tmp_path):
         x, verbose=0), kmodel.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="Received: axis=1"):
         densitron.layers.UnitNormalization(axis=1)(densitron.Input(shape=(3, 6)))
+
+
+def test_legacy_h5_model_files_move_between_keras_and_densitron(tmp_path):
+    # model.save("m.h5"), Keras's legacy HDF5 format, both ways: predictions, evaluate and the
+    # step count. (Keras's own loader leaves an Adam's slots fresh, as for its own files.)
+    pytest.importorskip("h5py")
+
+    def build(ns):
+        inp = ns.Input(shape=(6,), name="x")
+        h = ns.layers.Dense(8, activation="relu", name="h")(inp)
+        h = ns.layers.BatchNormalization(name="bn")(h)
+        return ns.Model(inp, ns.layers.Dense(3, activation="softmax", name="out")(h))
+
+    kmodel, dmodel = check_parity(build, _x(9, 6, seed=73))
+    for model in (kmodel, dmodel):  # (not "categorical_crossentropy"'s short aliases, which
+        model.compile(optimizer="adam", loss="categorical_crossentropy",  # Keras's own legacy
+                      metrics=["accuracy"])  # loader cannot read back)
+    x, y = _x(30, 6, seed=74), _labels("categorical_crossentropy", 30, 3, seed=75)
+    dmodel.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    kmodel.set_weights(dmodel.get_weights())
+    dmodel.save(tmp_path / "d.h5")
+    kmodel.save(tmp_path / "k.h5")
+    kclone = keras.models.load_model(tmp_path / "d.h5")
+    dclone = densitron.models.load_model(tmp_path / "k.h5")
+    want = kmodel.predict(x, verbose=0)
+    for clone in (kclone, dclone):
+        np.testing.assert_allclose(clone.predict(x, verbose=0), want, rtol=1e-5, atol=1e-6)
+    assert int(np.asarray(kclone.optimizer.iterations)) == 4
+    klogs = kmodel.evaluate(x, y, verbose=0, return_dict=True)
+    for clone in (kclone, dclone):
+        logs = clone.evaluate(x, y, verbose=0, return_dict=True)
+        for key in klogs:
+            np.testing.assert_allclose(logs[key], klogs[key], rtol=1e-5, atol=1e-6, err_msg=key)

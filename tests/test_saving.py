@@ -226,8 +226,11 @@ def test_failed_save_leaves_the_old_file_intact(tmp_path, monkeypatch):
 
 def test_saving_errors(tmp_path):
     model, _, _ = trained_model()
-    with pytest.raises(ValueError, match="Received: filepath="):
-        model.save(tmp_path / "model.h5")
+    with pytest.raises(ValueError, match="`.keras` extension .* `.h5` extension. Received"):
+        model.save(tmp_path / "model.pb")
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    with pytest.raises(ValueError, match="not an HDF5 model file"):
+        load_model(tmp_path / "junk.h5")
     with pytest.raises(ValueError, match="Received: filepath="):
         model.save_weights(tmp_path / "w.bin")
     with pytest.raises(ValueError, match="Received: filepath="):
@@ -238,6 +241,36 @@ def test_saving_errors(tmp_path):
     model.save(tmp_path / "m.keras")
     with pytest.raises(FileExistsError):
         model.save(tmp_path / "m.keras", overwrite=False)
+
+
+def test_legacy_h5_model_files_resume_training_exactly(tmp_path):
+    # Keras's legacy model.save("m.h5"): architecture, compile arguments, weights and the
+    # optimizer's state; two epochs, a save and a load, then a third equals three in one go.
+    rng = np.random.default_rng(16)
+    x = rng.normal(size=(64, 5)).astype(np.float32)
+    y = rng.normal(size=(64, 2)).astype(np.float32)
+
+    def build():
+        densitron.utils.set_random_seed(4)
+        inputs = layers.Input(shape=(5,))
+        h = layers.BatchNormalization()(layers.Dense(8, activation="relu")(inputs))
+        model = Model(inputs, layers.Dense(2)(h))
+        model.compile(optimizer=densitron.optimizers.Adam(0.01), loss="mean_squared_error",
+                      metrics=["mae"])
+        return model
+
+    straight = build()
+    straight.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
+    first = build()
+    first.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    first.save(tmp_path / "m.h5")
+    resumed = load_model(tmp_path / "m.h5")
+    assert resumed.optimizer.iterations == 8
+    assert resumed.evaluate(x, y, verbose=0) == first.evaluate(x, y, verbose=0)
+    resumed.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(resumed.get_weights(), straight.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert not load_model(tmp_path / "m.h5", compile=False).compiled
 
 
 def test_keras_configs_densitron_cannot_honour_are_refused():

@@ -100,9 +100,13 @@ def _compile_config(model):
 
 def save_model(model, filepath, overwrite=True):
     filepath = os.fspath(filepath)
+    if filepath.endswith(".h5") and not filepath.endswith(".weights.h5"):
+        _save_legacy_h5(model, filepath, overwrite)
+        return
     if not filepath.endswith(".keras"):
-        raise ValueError("The filename must end in `.keras`. "
-                         f"Received: filepath={filepath!r}")
+        raise ValueError("Invalid filepath extension for saving. Please add either a `.keras` "
+                         "extension for the native Keras format (recommended) or a `.h5` "
+                         f"extension. Received: filepath={filepath!r}")
     # Keras's .keras layout: Keras's load_model reads it (config.json in Keras's serialized
     # form, the weights in its model.weights.h5 layout).
     from densitron import __version__, keras_format
@@ -147,6 +151,8 @@ def load_model(filepath, compile=True):
     if not os.path.exists(filepath):
         raise ValueError(f"File not found: filepath={filepath}. Please ensure the file is an "
                          f"accessible `.keras` zip file. Received: filepath={filepath!r}")
+    if filepath.endswith(".h5") and not filepath.endswith(".weights.h5"):
+        return _load_legacy_h5(filepath, compile)
 
     try:
         with zipfile.ZipFile(filepath) as z:
@@ -314,6 +320,128 @@ def _load_keras_optimizer(model, h, filepath):
     except ValueError as e:
         raise ValueError(f"{e} (optimizer {model.optimizer.name!r} in {filepath}). Received: "
                          f"filepath={filepath!r}") from None
+
+
+# --- Keras's legacy HDF5 model format (model.save("m.h5")) ------------------------------------
+# Attributes model_config and training_config (JSON) on the file; model_weights/<layer>/ with
+# the layer's weight_names (trainable first, as Keras's legacy order) and their datasets;
+# optimizer_weights/ with weight_names in the optimizer's variable order. Keras's load_model
+# reads densitron's files and densitron reads Keras's.
+
+def _legacy_weights(layer):
+    return layer.trainable_weights + layer.non_trainable_weights
+
+
+def _set_names(group, key, names):
+    group.attrs[key] = np.array([n.encode("utf8") for n in names], dtype=object) if names \
+        else np.zeros((0,), np.float64)
+
+
+def _save_legacy_h5(model, filepath, overwrite):
+    from densitron import keras_format
+
+    h5py = _h5py()
+    config = keras_format.to_keras(model)
+    model_config = {"class_name": config["class_name"], "config": config["config"]}
+    for entry in model_config["config"].get("layers", []):
+        entry.pop("module", None)
+        entry.pop("registered_name", None)
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as h:
+        h.attrs["backend"] = "jax"
+        h.attrs["keras_version"] = KERAS_FORMAT_VERSION
+        h.attrs["model_config"] = json.dumps(model_config).encode("utf8")
+        group = h.create_group("model_weights")
+        _set_names(group, "layer_names", [layer.name for layer in model.layers])
+        group.attrs["backend"] = b"jax"
+        group.attrs["keras_version"] = KERAS_FORMAT_VERSION.encode("utf8")
+        for layer in model.layers:
+            weights = _legacy_weights(layer)
+            names = [w.path for w in weights]
+            layer_group = group.create_group(layer.name)
+            _set_names(layer_group, "weight_names", names)
+            for name, w in zip(names, weights):
+                layer_group.create_dataset(name, data=w.numpy())
+        _set_names(group.create_group("top_level_model_weights"), "weight_names", [])
+        if model.compiled:
+            cc = keras_format.compile_to_keras(_compile_config(model))
+            opt = cc.pop("optimizer")
+            cc["optimizer_config"] = {"class_name": opt["class_name"], "config": opt["config"]}
+            h.attrs["training_config"] = json.dumps(cc).encode("utf8")
+            iterations, slots = model._optimizer_slots()
+            values = [np.asarray(iterations, np.int64)]
+            if model.optimizer._schedule is None:
+                values.append(np.asarray(model.optimizer.learning_rate, np.float32))
+            values += slots + model.optimizer._keras_trailing_variables(iterations)
+            prefix = model.optimizer.name
+            names = [f"{prefix}/iteration"] + ([f"{prefix}/learning_rate"] if len(values) > 1
+                                                and model.optimizer._schedule is None else [])
+            names += [f"{prefix}/variable_{k}" for k in range(len(values) - len(names))]
+            opt_group = h.create_group("optimizer_weights")
+            _set_names(opt_group, "weight_names", names)
+            for name, value in zip(names, values):
+                opt_group.create_dataset(name, data=value)
+    data = buf.getvalue()
+    _atomic_write(filepath, lambda f: f.write(data), overwrite)
+
+
+def _h5_names(group, key):
+    return [n.decode("utf8") if isinstance(n, bytes) else str(n)
+            for n in group.attrs.get(key, [])]
+
+
+def _load_legacy_h5(filepath, compile):
+    from densitron import keras_format, layers
+
+    h5py = _h5py()
+    try:
+        h = h5py.File(filepath, "r")
+    except OSError as e:
+        raise ValueError(f"{filepath} is not an HDF5 model file ({e}). Received: "
+                         f"filepath={filepath!r}") from None
+    with h:
+        raw = h.attrs.get("model_config")
+        if raw is None:
+            raise ValueError(f"No model config found in the file at {filepath}. Received: "
+                             f"filepath={filepath!r}")
+        config = json.loads(raw.decode("utf8") if isinstance(raw, bytes) else raw)
+        model = layers.deserialize(keras_format.from_keras(config))
+        group = h["model_weights"]
+        saved = [n for n in _h5_names(group, "layer_names")
+                 if _h5_names(group[n], "weight_names")]
+        layers_with_weights = [layer for layer in model.layers if _legacy_weights(layer)]
+        if len(saved) != len(layers_with_weights):
+            raise ValueError(f"Layer count mismatch when loading weights from file. Model "
+                             f"expected {len(layers_with_weights)} layers, found {len(saved)} "
+                             f"saved layers. Received: filepath={filepath!r}")
+        for name, layer in zip(saved, layers_with_weights):
+            values = [group[name][w][()] for w in _h5_names(group[name], "weight_names")]
+            weights = _legacy_weights(layer)
+            if len(values) != len(weights) or any(
+                    np.shape(v) != tuple(w.shape) for v, w in zip(values, weights)):
+                raise ValueError(f"The weights of layer {name!r} in {filepath} do not fit "
+                                 f"layer {layer.name!r}. Received: filepath={filepath!r}")
+            for w, v in zip(weights, values):
+                w.assign(v)
+        raw = h.attrs.get("training_config")
+        if not compile or raw is None:
+            return model
+        tc = json.loads(raw.decode("utf8") if isinstance(raw, bytes) else raw)
+        cc = dict(tc, optimizer=tc.get("optimizer_config"))
+        _compile_saved(model, keras_format.compile_from_keras(cc), True, filepath)
+        if "optimizer_weights" in h:
+            og = h["optimizer_weights"]
+            values = [og[n][()] for n in _h5_names(og, "weight_names")]
+            head = 1 if model.optimizer._schedule is not None else 2
+            tail = len(model.optimizer._keras_trailing_variables(0))
+            if values:
+                try:
+                    model._set_optimizer_slots(int(values[0]), values[head:len(values) - tail]
+                                               if len(values) > head + tail else None)
+                except ValueError as e:
+                    raise ValueError(f"{e} (optimizer {model.optimizer.name!r} in "
+                                     f"{filepath}). Received: filepath={filepath!r}") from None
+    return model
 
 
 def _write_keras_h5(model, h):
