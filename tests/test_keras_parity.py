@@ -910,7 +910,10 @@ def test_evaluate_top_k_accuracies(loss):
 
 
 AUC_CASES = [{}, {"curve": "PR"}, {"num_thresholds": 7}, {"summation_method": "minoring"},
-             {"curve": "PR", "summation_method": "majoring"}, {"curve": "PRGAIN"}]
+             {"curve": "PR", "summation_method": "majoring"}, {"curve": "PRGAIN"},
+             {"multi_label": True}, {"multi_label": True, "label_weights": [1.0, 2.0, 0.5]},
+             {"label_weights": [0.2, 1.0, 3.0], "curve": "PR"},
+             {"multi_label": True, "num_labels": 3, "summation_method": "minoring"}]
 
 
 @pytest.mark.parametrize("from_logits", [False, True])

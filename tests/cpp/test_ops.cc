@@ -359,6 +359,16 @@ TEST(Metrics, AucBucketsPlaceValuesAsKeras) {
   const std::vector<float> z = {0.0f}, one = {1.0f};
   auc_buckets(z.data(), one.data(), 1, 1, n, true, out.data());
   EXPECT_EQ(out[1], 2 + 3 + 1.0);
+  // per column: the same counts, kept apart; summed over the columns they are the above
+  std::vector<double> cols(2 * n * 3, 0.0), total(2 * n, 0.0);
+  auc_buckets(p.data(), y.data(), 3, 3, n, false, cols.data(), w.data(), 1, true);
+  for (int64_t c = 0; c < 3; ++c)
+    for (int64_t b = 0; b < n; ++b) {
+      total[b] += cols[c * n + b];
+      total[n + b] += cols[(3 + c) * n + b];
+    }
+  EXPECT_EQ(total, want);
+  EXPECT_EQ(cols[2 * n + 0], 5.0);  // column 2: the NaN (row 2, weight 5), a positive
 }
 
 // Keras's R2Score sums per column: Σ w·y, Σ w·y², Σ w·(y - p)², Σ w, added to what out holds.

@@ -96,6 +96,9 @@ struct MetricSpec {
     if (!is_accuracy) return 1;
     if (accuracy == AccuracyKind::kAucBuckets || accuracy == AccuracyKind::kAucBucketsLogits)
       return 2 * static_cast<int64_t>(threshold);
+    if (accuracy == AccuracyKind::kAucColumnBuckets ||
+        accuracy == AccuracyKind::kAucColumnBucketsLogits)
+      return 2 * static_cast<int64_t>(threshold) * cols;
     return accuracy == AccuracyKind::kR2Sums || accuracy == AccuracyKind::kFScoreSums ? 4 * cols
                                                                                       : 1;
   }

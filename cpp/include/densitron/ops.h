@@ -121,6 +121,9 @@ enum class AccuracyKind : int {
   // Keras's F-beta scores: 4 sums per column (f_score_sums); the threshold, or 0 for the
   // row's maximum.
   kFScoreSums = 11,
+  // The AUC's bucket counts kept for each column apart (multi_label, label_weights): 2n·cols.
+  kAucColumnBuckets = 12,
+  kAucColumnBucketsLogits = 13,
 };
 
 // Keras's FBetaScore sums of each column c, added to out (4·cols values): true positives
@@ -138,10 +141,11 @@ void r2_sums(const float* p, const float* y, int64_t rows, int64_t cols, double*
 // through a sigmoid first when `logits`) of the rows falls in bucket
 // max(ceil(p·(n - 1)) - 1, 0), and adds its row's weight (or 1) to positives[bucket] when its
 // target is not 0, else to negatives[bucket]; out holds positives then negatives (2n values)
-// and is added to. A NaN prediction counts in bucket 0.
+// and is added to. A NaN prediction counts in bucket 0. With per_column, each column c keeps
+// its own: positives at out[c·n + bucket], negatives at out[(cols + c)·n + bucket].
 void auc_buckets(const float* p, const float* y, int64_t rows, int64_t cols, int64_t n,
                  bool logits, double* out, const float* weights = nullptr,
-                 int64_t rows_per_weight = 1);
+                 int64_t rows_per_weight = 1, bool per_column = false);
 // Sum over rows of the per-row accuracy (binary accuracy is a mean over the last axis) or
 // count, each row's times the sample weight weights[r / rows_per_weight] when weights are
 // given.

@@ -245,7 +245,9 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
     if (outputs[k].target_width != (sparse ? sub_rows : node.width)) bad("target width");
     for (const MetricSpec& m : outputs[k].metrics) {
       const bool auc = m.is_accuracy && (m.accuracy == AccuracyKind::kAucBuckets ||
-                                         m.accuracy == AccuracyKind::kAucBucketsLogits);
+                                         m.accuracy == AccuracyKind::kAucBucketsLogits ||
+                                         m.accuracy == AccuracyKind::kAucColumnBuckets ||
+                                         m.accuracy == AccuracyKind::kAucColumnBucketsLogits);
       if (auc && !(m.threshold >= 2.0f && m.threshold <= 1e6f &&
                    m.threshold == std::floor(m.threshold)))
         bad("an AUC takes 2 to 1e6 thresholds");
@@ -802,8 +804,12 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
           } else if (spec.accuracy == AccuracyKind::kFScoreSums) {
             f_score_sums(p, y, rows, cols, spec.threshold, out, mw, sub_rows);
           } else {
-            auc_buckets(p, y, rows, cols, sums / 2,
-                        spec.accuracy == AccuracyKind::kAucBucketsLogits, out, mw, sub_rows);
+            const bool per_column = spec.accuracy == AccuracyKind::kAucColumnBuckets ||
+                                    spec.accuracy == AccuracyKind::kAucColumnBucketsLogits;
+            const bool logits = spec.accuracy == AccuracyKind::kAucBucketsLogits ||
+                                spec.accuracy == AccuracyKind::kAucColumnBucketsLogits;
+            auc_buckets(p, y, rows, cols, static_cast<int64_t>(spec.threshold), logits, out, mw,
+                        sub_rows, per_column);
           }
           m += static_cast<int>(sums);
           continue;

@@ -356,9 +356,10 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
 }
 
 void auc_buckets(const float* p, const float* y, int64_t rows, int64_t cols, int64_t n,
-                 bool logits, double* out, const float* weights, int64_t rows_per_weight) {
+                 bool logits, double* out, const float* weights, int64_t rows_per_weight,
+                 bool per_column) {
   const float scale = static_cast<float>(n - 1);
-  double* negatives = out + n;
+  double* negatives = out + (per_column ? cols * n : n);
   for (int64_t r = 0; r < rows; ++r) {
     const double w = weights ? weights[r / rows_per_weight] : 1.0;
     for (int64_t j = 0; j < cols; ++j) {
@@ -366,7 +367,8 @@ void auc_buckets(const float* p, const float* y, int64_t rows, int64_t cols, int
       if (logits) v = 1.0f / (1.0f + std::exp(-v));
       v = std::min(std::max(v, 0.0f), 1.0f);
       const float b = std::ceil(v * scale) - 1.0f;
-      const int64_t bucket = b >= 1.0f ? std::min(static_cast<int64_t>(b), n - 1) : 0;
+      const int64_t bucket = (b >= 1.0f ? std::min(static_cast<int64_t>(b), n - 1) : 0) +
+                             (per_column ? j * n : 0);
       (y[r * cols + j] != 0.0f ? out : negatives)[bucket] += w;
     }
   }
@@ -446,6 +448,8 @@ double accuracy_sum(AccuracyKind kind, const float* p, const float* y, int64_t r
       case AccuracyKind::kAucBucketsLogits:
       case AccuracyKind::kR2Sums:
       case AccuracyKind::kFScoreSums:
+      case AccuracyKind::kAucColumnBuckets:
+      case AccuracyKind::kAucColumnBucketsLogits:
         break;  // not one sum: auc_buckets, r2_sums, f_score_sums
       case AccuracyKind::kBinary: {
         const float* yr = y + r * cols;

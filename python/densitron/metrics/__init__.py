@@ -15,6 +15,7 @@ _CATEGORICAL, _SPARSE, _BINARY = 0, 1, 2
 _TRUE_POSITIVES, _PREDICTED_POSITIVES, _ACTUAL_POSITIVES = 3, 4, 5
 _TOP_K, _SPARSE_TOP_K = 6, 7
 _AUC_BUCKETS, _AUC_BUCKETS_LOGITS, _R2_SUMS, _F_SCORE_SUMS = 8, 9, 10, 11
+_AUC_COLUMN_BUCKETS, _AUC_COLUMN_BUCKETS_LOGITS = 12, 13
 
 _ACCURACIES = {
     "categorical_accuracy": _CATEGORICAL,
@@ -275,10 +276,11 @@ class Recall(_ConfusionRatio):
 
 
 class AUC(Metric):
-    """Keras's AUC over evenly spaced thresholds (every value of every row counts, as with
-    multi_label=False): the engine keeps each bucket's weighted count of positive and negative
-    targets; the ROC or PR curve and its Riemann sum follow from their cumulative sums as in
-    Keras's result()."""
+    """Keras's AUC over evenly spaced thresholds: the engine keeps each bucket's weighted count
+    of positive and negative targets (for each label apart with `multi_label` or
+    `label_weights`); the ROC or PR curve and its Riemann sum follow from their cumulative sums
+    as in Keras's result(): over every value together, or per label and then averaged
+    (multi_label, weighted by label_weights when given)."""
 
     _post = "result"
 
@@ -286,13 +288,20 @@ class AUC(Metric):
                  name=None, dtype=None, thresholds=None, multi_label=False, num_labels=None,
                  label_weights=None, from_logits=False):
         super().__init__(name=name or uniquify("auc"), dtype=dtype)
-        if thresholds is not None or multi_label or num_labels is not None or (
-                label_weights is not None):
-            raise ValueError("densitron's AUC takes evenly spaced thresholds over all labels "
-                             "together (no `thresholds`, `multi_label`, `num_labels` or "
-                             f"`label_weights` yet). Received: thresholds={thresholds!r}, "
-                             f"multi_label={multi_label!r}, num_labels={num_labels!r}, "
-                             f"label_weights={label_weights!r}")
+        if thresholds is not None:
+            raise ValueError("densitron's AUC takes evenly spaced thresholds (num_thresholds), "
+                             f"not a list yet. Received: thresholds={thresholds!r}")
+        if num_labels is not None and not multi_label:
+            raise ValueError("`num_labels` is needed only when `multi_label` is True. "
+                             f"Received: num_labels={num_labels!r}")
+        if label_weights is not None:
+            lw = np.asarray(label_weights, np.float64)
+            if lw.ndim != 1 or lw.size == 0 or not np.all(np.isfinite(lw)) or np.any(lw < 0):
+                raise ValueError("`label_weights` must be a list of non-negative numbers, one "
+                                 f"per label. Received: label_weights={label_weights!r}")
+        self.multi_label = bool(multi_label)
+        self.num_labels = num_labels
+        self.label_weights = None if label_weights is None else [float(v) for v in lw]
         if (isinstance(num_thresholds, bool) or not isinstance(num_thresholds, (int, np.integer))
                 or not 1 < num_thresholds <= 1_000_000):
             raise ValueError("Argument `num_thresholds` must be an integer > 1. "
@@ -311,19 +320,55 @@ class AUC(Metric):
         self.summation_method = method
         self.from_logits = bool(from_logits)
 
+    def _per_label(self):
+        return self.multi_label or self.label_weights is not None
+
     def _specs(self):
-        kind = _AUC_BUCKETS_LOGITS if self.from_logits else _AUC_BUCKETS
+        if self._per_label():
+            kind = _AUC_COLUMN_BUCKETS_LOGITS if self.from_logits else _AUC_COLUMN_BUCKETS
+        else:
+            kind = _AUC_BUCKETS_LOGITS if self.from_logits else _AUC_BUCKETS
         return [(True, kind, float(self.num_thresholds), 0)]
+
+    def _specs_for(self, y_pred_ndim, y_pred_last):
+        if self.multi_label and y_pred_ndim != 2:
+            raise ValueError("`y_pred` must have rank 2 when `multi_label=True`. Received: an "
+                             f"output of rank {y_pred_ndim}")
+        for arg, count in (("num_labels", self.num_labels),
+                           ("label_weights", None if self.label_weights is None
+                            else len(self.label_weights))):
+            if count is not None and count != y_pred_last:
+                raise ValueError(f"`{arg}` must match the output's {y_pred_last} labels. "
+                                 f"Received: {arg}={getattr(self, arg)!r}")
+        return self._specs()
 
     def _result(self, sums, rows, columns):
         """Keras's AUC.result() from the bucket counts (float64)."""
         n = self.num_thresholds
-        sums = np.asarray(sums[:2 * n], np.float64)
+        if self._per_label():  # (labels, n) positives, then negatives
+            counts = np.asarray(sums[:2 * n * columns], np.float64).reshape(2, columns, n)
+            pos, neg = counts[0].T, counts[1].T  # (n, labels)
+            if not self.multi_label:  # label-weighted counts over all labels together
+                lw = np.asarray(self.label_weights)
+                pos, neg = pos @ lw, neg @ lw
+        else:
+            pos, neg = np.asarray(sums[:n], np.float64), np.asarray(sums[n:2 * n], np.float64)
+        scores = self._curve_area(pos, neg)
+        if not self.multi_label:
+            return float(scores)
+        if self.label_weights is None:
+            return float(np.mean(scores))
+        lw = np.asarray(self.label_weights)
+        total = np.sum(lw)
+        return float(np.sum(scores * lw) / total) if total != 0 else 0.0
+
+    def _curve_area(self, pos, neg):
+        """The area for bucket counts along axis 0 (one column a label, or one vector)."""
 
         def above(counts):  # the count of values above each threshold: reverse cumulative sums
-            return np.cumsum(counts[::-1])[::-1]
+            return np.cumsum(counts[::-1], axis=0)[::-1]
 
-        tp, fp = above(sums[:n]), above(sums[n:])
+        tp, fp = above(pos), above(neg)
         fn, tn = tp[0] - tp, fp[0] - fp
 
         def div(a, b):  # divide_no_nan
@@ -337,8 +382,8 @@ class AUC(Metric):
             intercept = tp[1:] - slope * p[1:]
             both = (p[:-1] > 0) & (p[1:] > 0)
             ratio = np.where(both, div(p[:-1], np.maximum(p[1:], 0)), 1.0)
-            return float(np.sum(div(slope * (dtp + intercept * np.log(ratio)),
-                                    np.maximum(tp[1:] + fn[1:], 0))))
+            return np.sum(div(slope * (dtp + intercept * np.log(ratio)),
+                              np.maximum(tp[1:] + fn[1:], 0)), axis=0)
         recall = div(tp, tp + fn)
         if self.curve == "ROC":
             x, y = div(fp, fp + tn), recall
@@ -354,13 +399,13 @@ class AUC(Metric):
             heights = np.minimum(y[:-1], y[1:])
         else:
             heights = np.maximum(y[:-1], y[1:])
-        return float(np.sum((x[:-1] - x[1:]) * heights))
+        return np.sum((x[:-1] - x[1:]) * heights, axis=0)
 
     def get_config(self):
         return {**super().get_config(), "num_thresholds": self.num_thresholds,
                 "curve": self.curve, "summation_method": self.summation_method,
-                "multi_label": False, "num_labels": None, "label_weights": None,
-                "from_logits": self.from_logits}
+                "multi_label": self.multi_label, "num_labels": self.num_labels,
+                "label_weights": self.label_weights, "from_logits": self.from_logits}
 
 
 class R2Score(Metric):
@@ -593,6 +638,8 @@ def spec_sums(spec, columns):
     is_accuracy, kind, threshold = spec[:3]
     if is_accuracy and kind in (_AUC_BUCKETS, _AUC_BUCKETS_LOGITS):
         return 2 * int(threshold)
+    if is_accuracy and kind in (_AUC_COLUMN_BUCKETS, _AUC_COLUMN_BUCKETS_LOGITS):
+        return 2 * int(threshold) * columns
     return 4 * columns if is_accuracy and kind in (_R2_SUMS, _F_SCORE_SUMS) else 1
 
 
