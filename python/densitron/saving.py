@@ -289,29 +289,31 @@ def _write_keras_optimizer(model, h):
     """The optimizer's variables as Keras saves them: iterations, the learning rate (unless a
     schedule gives it), then the slots of each trainable variable, so that training resumes
     where it stopped, in Keras as in densitron."""
+    group = h.create_group("optimizer/vars")
+    group.attrs["name"] = model.optimizer.name
+    for i, v in enumerate(_optimizer_values(model)):
+        group.create_dataset(str(i), data=v)
+
+
+def _optimizer_values(model):
+    """The optimizer's variables in Keras's order: iterations, the learning rate (unless a
+    schedule gives it), the slots, then any variable Keras keeps after them (Nadam's
+    product)."""
     opt = model.optimizer
     iterations, slots = model._optimizer_slots()
     values = [np.asarray(iterations, np.int64)]
     if opt._schedule is None:
         values.append(np.asarray(opt.learning_rate, np.float32))
-    trailing = opt._keras_trailing_variables(iterations) if slots else []
-    group = h.create_group("optimizer/vars")
-    group.attrs["name"] = opt.name
-    for i, v in enumerate(values + slots + trailing):
-        group.create_dataset(str(i), data=v)
+    return values + slots + (opt._keras_trailing_variables(iterations) if slots else [])
 
 
-def _load_keras_optimizer(model, h, filepath):
-    """The optimizer state of a Keras-layout file into the compiled model. A file with the
-    step count alone (an optimizer never built, as Keras saves one before training) leaves
-    the slots at zero."""
-    group = h.get("optimizer/vars")
-    if group is None:
-        return
-    values = _h5_vars(group)
-    head = 1 if model.optimizer._schedule is not None else 2  # iterations (, learning rate)
+def _restore_optimizer_values(model, values, filepath):
+    """The inverse of _optimizer_values into the compiled model. Values with the step count
+    alone (an optimizer never built, as Keras saves one before training) leave the slots at
+    their initial values."""
     if not values:
         return
+    head = 1 if model.optimizer._schedule is not None else 2  # iterations (, learning rate)
     # (the variables after the slots, Nadam's product, follow from the step count)
     tail = len(model.optimizer._keras_trailing_variables(0))
     try:
@@ -320,6 +322,13 @@ def _load_keras_optimizer(model, h, filepath):
     except ValueError as e:
         raise ValueError(f"{e} (optimizer {model.optimizer.name!r} in {filepath}). Received: "
                          f"filepath={filepath!r}") from None
+
+
+def _load_keras_optimizer(model, h, filepath):
+    """The optimizer state of a Keras-layout file into the compiled model."""
+    group = h.get("optimizer/vars")
+    if group is not None:
+        _restore_optimizer_values(model, _h5_vars(group), filepath)
 
 
 # --- Keras's legacy HDF5 model format (model.save("m.h5")) ------------------------------------
@@ -368,14 +377,10 @@ def _save_legacy_h5(model, filepath, overwrite):
             opt = cc.pop("optimizer")
             cc["optimizer_config"] = {"class_name": opt["class_name"], "config": opt["config"]}
             h.attrs["training_config"] = json.dumps(cc).encode("utf8")
-            iterations, slots = model._optimizer_slots()
-            values = [np.asarray(iterations, np.int64)]
-            if model.optimizer._schedule is None:
-                values.append(np.asarray(model.optimizer.learning_rate, np.float32))
-            values += slots + model.optimizer._keras_trailing_variables(iterations)
+            values = _optimizer_values(model)
             prefix = model.optimizer.name
-            names = [f"{prefix}/iteration"] + ([f"{prefix}/learning_rate"] if len(values) > 1
-                                                and model.optimizer._schedule is None else [])
+            names = [f"{prefix}/iteration"] + ([f"{prefix}/learning_rate"]
+                                                if model.optimizer._schedule is None else [])
             names += [f"{prefix}/variable_{k}" for k in range(len(values) - len(names))]
             opt_group = h.create_group("optimizer_weights")
             _set_names(opt_group, "weight_names", names)
@@ -431,16 +436,8 @@ def _load_legacy_h5(filepath, compile):
         _compile_saved(model, keras_format.compile_from_keras(cc), True, filepath)
         if "optimizer_weights" in h:
             og = h["optimizer_weights"]
-            values = [og[n][()] for n in _h5_names(og, "weight_names")]
-            head = 1 if model.optimizer._schedule is not None else 2
-            tail = len(model.optimizer._keras_trailing_variables(0))
-            if values:
-                try:
-                    model._set_optimizer_slots(int(values[0]), values[head:len(values) - tail]
-                                               if len(values) > head + tail else None)
-                except ValueError as e:
-                    raise ValueError(f"{e} (optimizer {model.optimizer.name!r} in "
-                                     f"{filepath}). Received: filepath={filepath!r}") from None
+            _restore_optimizer_values(model, [og[n][()] for n in _h5_names(og, "weight_names")],
+                                      filepath)
     return model
 
 

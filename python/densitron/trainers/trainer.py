@@ -76,6 +76,12 @@ def _profile_report(engine, wall, steps, print_it):
     return report
 
 
+def _check_one_weighting(class_weight, sample_weight):
+    if class_weight is not None and sample_weight is not None:
+        raise ValueError("You cannot use `class_weight` and `sample_weight` at the same time. "
+                         "Received: both")
+
+
 class Trainer:
     """Mixed into Functional: the Keras training API."""
 
@@ -318,9 +324,7 @@ class Trainer:
                                     validation_data, class_weight, sample_weight, initial_epoch,
                                     steps_per_epoch, validation_steps, validation_batch_size,
                                     validation_freq, profile, batch_size)
-        if class_weight is not None and sample_weight is not None:
-            raise ValueError("You cannot use `class_weight` and `sample_weight` at the same "
-                             "time. Received: both")
+        _check_one_weighting(class_weight, sample_weight)
         self._check_fit_args(epochs, initial_epoch, validation_freq)
         data_mod.check_batch_size(batch_size)
         data_mod.check_batch_size(validation_batch_size or batch_size, "validation_batch_size")
@@ -336,10 +340,7 @@ class Trainer:
         # their rows in order, which costs less than that pass (784-64-64-10 at batch 32: an
         # epoch 10% faster than reading the rows in place after the pass).
         xs, ys, rows = self._prepare_xy(x, y, reject_x_nan=False)
-        if class_weight is not None:
-            sws = data_mod.class_weights_to_sample_weights(self, class_weight, ys)
-        else:
-            sws = data_mod.standardize_sample_weight(self, sample_weight, rows)
+        sws = self._training_weights(class_weight, sample_weight, ys, rows)
 
         val = None
         if validation_data is not None:
@@ -441,6 +442,13 @@ class Trainer:
                                               print_it=verbose != 0)
         self.history = history
         return history
+
+    def _training_weights(self, class_weight, sample_weight, ys, rows):
+        """The per-output sample weights of a training call: from class_weight or
+        sample_weight (see _check_one_weighting), or None."""
+        if class_weight is not None:
+            return data_mod.class_weights_to_sample_weights(self, class_weight, ys)
+        return data_mod.standardize_sample_weight(self, sample_weight, rows)
 
     def _restored_initial_epoch(self, initial_epoch):
         """The epoch fit starts from: a BackupAndRestore callback's restored epoch, set in its
@@ -683,14 +691,9 @@ class Trainer:
                        return_dict=False):
         """One training step on the given batch; returns the loss (and metrics), or their
         dict with `return_dict`."""
-        if class_weight is not None and sample_weight is not None:
-            raise ValueError("You cannot use `class_weight` and `sample_weight` at the same "
-                             "time. Received: both")
+        _check_one_weighting(class_weight, sample_weight)
         xs, ys, rows = self._prepare_xy(x, y)
-        if class_weight is not None:
-            sws = data_mod.class_weights_to_sample_weights(self, class_weight, ys)
-        else:
-            sws = data_mod.standardize_sample_weight(self, sample_weight, rows)
+        sws = self._training_weights(class_weight, sample_weight, ys, rows)
         *totals, _ = self._graph.train_batches(xs, ys, None, rows, 0, 1, sws)
         return self._batch_result(self._logs_from_totals(*totals), return_dict)
 
