@@ -780,11 +780,13 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
       const float* y = target_[k] + r0 * tw;
       const float* w = weight_[k] ? weight_[k] + sb.lo : nullptr;
       float* g = with_grad ? grad_buf_[o.node].data() + r0 * cols : nullptr;
-      // Keras's hinge losses look at the whole batch's targets (each block reads them all).
-      const float* ys = target_[k];
-      const int64_t ny = st.batch * o.target_width;
-      auto param = [ys, ny](Loss loss, float own) {
-        return loss == Loss::kHinge || loss == Loss::kSquaredHinge ? hinge_targets(ys, ny) : own;
+      // Keras's hinge losses look at the whole batch's targets (each block reads them all,
+      // once, for the loss and any hinge metric of this output).
+      float hinge = -1.0f;
+      auto param = [&](Loss loss, float own) {
+        if (loss != Loss::kHinge && loss != Loss::kSquaredHinge) return own;
+        if (hinge < 0.0f) hinge = hinge_targets(target_[k], st.batch * o.target_width);
+        return hinge;
       };
       loss_part_[b * nout + k] =
           rows == 0 ? 0.0

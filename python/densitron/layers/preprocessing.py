@@ -28,9 +28,34 @@ def _feature_axis(layer, axis, input_shape):
     return int(input_shape[-1])
 
 
+def _check_per_feature(name, value):
+    """A constructor's statistic or coefficient: a finite number or a list, one per feature."""
+    a = np.asarray(value)
+    if a.dtype.kind not in "iuf" or a.ndim > 1 or not np.all(np.isfinite(a)):
+        raise ValueError(f"`{name}` must be a finite number or a list of them, one per "
+                         f"feature. Received: {name}={value!r}")
+
+
+def _check_feature_count(name, value, features, input_shape):
+    if np.ndim(value) == 1 and np.shape(value)[0] not in (1, features):
+        raise ValueError(f"`{name}` holds one value per feature: {features} values for inputs "
+                         f"of shape {tuple(input_shape)}. Received: {name} of shape "
+                         f"{np.shape(value)}")
+
+
+def _per_feature(value, features):
+    """A number or a list as `features` float32 values."""
+    return np.broadcast_to(np.asarray(value, np.float32).reshape(-1), (features,))
+
+
+def _plain(value):
+    """A config's number or list (from a NumPy value too), as JSON holds it."""
+    return np.array(value).tolist()
+
+
 def _batches(data):
-    """Keras's adapt data as a list of float arrays: one array, or the batches of a PyDataset
-    or an iterable (the first element of a tuple batch)."""
+    """Keras's adapt data: (one array, None), or (None, an iterator over the batches of a
+    PyDataset or an iterable, the first element of a tuple batch)."""
     from densitron.utils import PyDataset
 
     def first(batch):
@@ -71,11 +96,8 @@ class Normalization(Layer):
             raise ValueError("When setting values directly, both `mean` and `variance` must be "
                              f"set. Received: mean={mean} and variance={variance}")
         if mean is not None:
-            for name, value in (("mean", mean), ("variance", variance)):
-                a = np.asarray(value)
-                if a.dtype.kind not in "iuf" or a.ndim > 1 or not np.all(np.isfinite(a)):
-                    raise ValueError(f"`{name}` must be a finite number or a list of them, one "
-                                     f"per feature. Received: {name}={value!r}")
+            _check_per_feature("mean", mean)
+            _check_per_feature("variance", variance)
             if np.shape(mean) != np.shape(variance):
                 raise ValueError("When setting values directly, `mean` and `variance` must have "
                                  f"the same shape. Received: mean shape {np.shape(mean)} and "
@@ -102,20 +124,15 @@ class Normalization(Layer):
             self.count = self.add_weight((), initializers.get("zeros"), "count",
                                          trainable=False)
         else:
-            for name, value in (("mean", self.input_mean), ("variance", self.input_variance)):
-                if np.ndim(value) == 1 and np.shape(value)[0] not in (1, features):
-                    raise ValueError(f"`{name}` holds one value per feature: {features} "
-                                     f"values for inputs of shape {tuple(input_shape)}. "
-                                     f"Received: {name} of shape {np.shape(value)}")
+            _check_feature_count("mean", self.input_mean, features, input_shape)
+            _check_feature_count("variance", self.input_variance, features, input_shape)
         self.built = True
 
     def _constants(self):
         """(a, b) of the engine's op for statistics given to the constructor, in float32 as
         Keras computes them."""
-        f = self._features
-        mean = np.broadcast_to(np.asarray(self.input_mean, np.float32).reshape(-1), (f,))
-        var = np.broadcast_to(np.asarray(self.input_variance, np.float32).reshape(-1), (f,))
-        return mean, np.maximum(np.sqrt(var), _EPSILON)
+        var = _per_feature(self.input_variance, self._features)
+        return _per_feature(self.input_mean, self._features), np.maximum(np.sqrt(var), _EPSILON)
 
     def _engine_node(self, node, param_index):
         iattrs = [int(self.invert), self._features]
@@ -181,11 +198,8 @@ class Normalization(Layer):
                              f"Received: data.shape={tuple(shape)}")
 
     def get_config(self):
-        def as_list(v):
-            return np.array(v).tolist()
-
         return {**super().get_config(), "axis": self.axis, "invert": self.invert,
-                "mean": as_list(self.input_mean), "variance": as_list(self.input_variance)}
+                "mean": _plain(self.input_mean), "variance": _plain(self.input_variance)}
 
     @classmethod
     def from_config(cls, config):
@@ -204,35 +218,26 @@ class Rescaling(Layer):
 
     def __init__(self, scale, offset=0.0, **kwargs):
         super().__init__(**kwargs)
-        for name, value in (("scale", scale), ("offset", offset)):
-            a = np.asarray(value)
-            if a.dtype.kind not in "iuf" or a.ndim > 1 or not np.all(np.isfinite(a)):
-                raise ValueError(f"`{name}` must be a finite number or a list of them, one per "
-                                 f"feature. Received: {name}={value!r}")
+        _check_per_feature("scale", scale)
+        _check_per_feature("offset", offset)
         self.scale = scale
         self.offset = offset
         self._features = None
 
     def build(self, input_shape):
         features = _feature_axis(self, (-1,), input_shape)
-        for name, value in (("scale", self.scale), ("offset", self.offset)):
-            if np.ndim(value) == 1 and np.shape(value)[0] not in (1, features):
-                raise ValueError(f"`{name}` holds one value per feature: {features} values for "
-                                 f"inputs of shape {tuple(input_shape)}. Received: {name} of "
-                                 f"shape {np.shape(value)}")
+        _check_feature_count("scale", self.scale, features, input_shape)
+        _check_feature_count("offset", self.offset, features, input_shape)
         self._features = features if any(np.ndim(v) == 1 for v in (self.scale, self.offset)) \
             else 1
         self.built = True
 
     def _engine_node(self, node, param_index):
         f = self._features
-        a = np.broadcast_to(np.asarray(self.offset, np.float32).reshape(-1), (f,))
-        b = np.broadcast_to(np.asarray(self.scale, np.float32).reshape(-1), (f,))
+        a, b = _per_feature(self.offset, f), _per_feature(self.scale, f)
         return engine_node(_STANDARDIZE, node, fattrs=[*a.tolist(), *b.tolist()],
                            iattrs=[1, f])
 
     def get_config(self):
-        def plain(v):
-            return np.array(v).tolist()
-
-        return {**super().get_config(), "scale": plain(self.scale), "offset": plain(self.offset)}
+        return {**super().get_config(), "scale": _plain(self.scale),
+                "offset": _plain(self.offset)}
