@@ -32,9 +32,58 @@ const float* checked_rows(const py::handle& obj, int64_t width, int64_t rows, co
   return a.data();
 }
 
+// A sparse input: an object with scipy's CSR attributes `indptr` (int64), `indices` (int32)
+// and `data` (float32), all C-contiguous (densitron.trainers.data.SparseInput).
+bool is_sparse(const py::handle& obj) { return py::hasattr(obj, "indptr"); }
+
 int64_t rows_of(const py::list& xs) {
   if (xs.empty()) throw py::value_error("at least one input array is required");
+  if (is_sparse(xs[0]))
+    return static_cast<int64_t>(py::len(xs[0].attr("indptr"))) - 1;
   return static_cast<int64_t>(py::reinterpret_borrow<py::array>(xs[0]).shape(0));
+}
+
+// The CSR arrays of a sparse input of `rows` rows and `width` columns, checked so that no row
+// reads outside them.
+densitron::SparseRows checked_sparse(const py::handle& obj, int64_t width, int64_t rows) {
+  using I64 = py::array_t<int64_t, py::array::c_style>;
+  using I32 = py::array_t<int32_t, py::array::c_style>;
+  const py::object ip = obj.attr("indptr"), ix = obj.attr("indices"), v = obj.attr("data");
+  if (!py::isinstance<I64>(ip) || !py::isinstance<I32>(ix) || !py::isinstance<FloatArray>(v))
+    throw py::type_error("a sparse x needs C-contiguous int64 indptr, int32 indices and float32 "
+                         "data");
+  auto indptr = py::reinterpret_borrow<I64>(ip);
+  auto indices = py::reinterpret_borrow<I32>(ix);
+  auto values = py::reinterpret_borrow<FloatArray>(v);
+  const int64_t nnz = static_cast<int64_t>(values.size());
+  if (static_cast<int64_t>(indptr.size()) != rows + 1 ||
+      static_cast<int64_t>(indices.size()) != nnz)
+    throw py::value_error("a sparse x needs rows + 1 indptr entries and one index per value");
+  const int64_t* p = indptr.data();
+  if (p[0] != 0 || p[rows] != nnz) throw py::value_error("a sparse x's indptr must run 0..nnz");
+  for (int64_t r = 0; r < rows; ++r)
+    if (p[r + 1] < p[r]) throw py::value_error("a sparse x's indptr must not decrease");
+  const int32_t* c = indices.data();
+  for (int64_t e = 0; e < nnz; ++e)
+    if (c[e] < 0 || c[e] >= width)
+      throw py::value_error("a sparse x's column indices must lie in [0, " +
+                            std::to_string(width) + "). Received: " + std::to_string(c[e]));
+  densitron::SparseRows sp;
+  sp.indptr = p;
+  sp.indices = c;
+  sp.values = values.data();
+  return sp;
+}
+
+// Input k of xs into d: a dense array or a sparse input.
+void add_input(densitron::DataRefs* d, const py::handle& obj, int64_t width) {
+  if (is_sparse(obj)) {
+    d->sparse.resize(d->x.size() + 1);
+    d->sparse.back() = checked_sparse(obj, width, d->rows);
+    d->x.push_back(nullptr);
+  } else {
+    d->x.push_back(checked_rows(obj, width, d->rows, "x"));
+  }
 }
 
 class PyGraph {
@@ -188,8 +237,7 @@ class PyGraph {
     const auto& in = graph_->input_nodes();
     if (xs.size() != in.size()) throw py::value_error("wrong number of input arrays");
     if (ys.size() != target_widths_.size()) throw py::value_error("wrong number of targets");
-    for (size_t k = 0; k < in.size(); ++k)
-      d.x.push_back(checked_rows(xs[k], graph_->node_width(in[k]), d.rows, "x"));
+    for (size_t k = 0; k < in.size(); ++k) add_input(&d, xs[k], graph_->node_width(in[k]));
     for (size_t k = 0; k < target_widths_.size(); ++k)
       d.y.push_back(checked_rows(ys[k], target_widths_[k], d.rows, "y"));
     if (!ws.is_none()) {
@@ -282,10 +330,10 @@ class PyGraph {
     if (batch_size < 1) throw py::value_error("batch_size must be >= 1");
     const auto& in = graph_->input_nodes();
     if (xs.size() != in.size()) throw py::value_error("wrong number of input arrays");
-    const int64_t rows = rows_of(xs);
-    std::vector<const float*> x;
-    for (size_t k = 0; k < in.size(); ++k)
-      x.push_back(checked_rows(xs[k], graph_->node_width(in[k]), rows, "x"));
+    densitron::DataRefs d;
+    d.rows = rows_of(xs);
+    const int64_t rows = d.rows;
+    for (size_t k = 0; k < in.size(); ++k) add_input(&d, xs[k], graph_->node_width(in[k]));
     py::list result;
     std::vector<float*> out;
     for (int node : graph_->output_nodes()) {
@@ -296,7 +344,7 @@ class PyGraph {
     }
     {
       py::gil_scoped_release release;
-      graph_->predict(x, rows, batch_size, out);
+      graph_->predict(d, batch_size, out);
     }
     return result;
   }

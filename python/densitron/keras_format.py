@@ -188,8 +188,10 @@ def _densitron_layer_config(class_name, config):
     if config.get("activity_regularizer", 0) is None:  # Keras writes it unset for some layers
         config = {k: v for k, v in config.items() if k != "activity_regularizer"}
     table = _KERAS_ONLY
-    if class_name in _OWN_DATA_FORMAT:
-        table = {k: v for k, v in _KERAS_ONLY.items() if k != "data_format"}
+    own = "data_format" if class_name in _OWN_DATA_FORMAT else (
+        "sparse" if class_name == "InputLayer" else None)
+    if own is not None:
+        table = {k: v for k, v in _KERAS_ONLY.items() if k != own}
     for key, value in _without_keras_only(config, table, f"a {class_name} layer").items():
         if key == "dtype" and isinstance(value, dict):
             value = value.get("config", {}).get("name", "float32")

@@ -115,13 +115,31 @@ struct OutputSpec {
   float loss_param = 0.0f;
 };
 
+// One model input held as compressed sparse rows (scipy's CSR layout): row r's stored values
+// are values[e] at columns indices[e] for e in [indptr[r], indptr[r + 1]); every other value is
+// zero, and values stored twice at one column add up. The engine writes the rows it gathers
+// out densely, so the rest of a step is the same as for a dense input.
+struct SparseRows {
+  const int64_t* indptr = nullptr;
+  const int32_t* indices = nullptr;
+  const float* values = nullptr;
+};
+
 // Whole-array data for a run: one row-major array per model input and per output target,
-// each with `rows` rows.
+// each with `rows` rows. An input with an entry in `sparse` (indptr set) is read from there,
+// and its x entry is nullptr.
 struct DataRefs {
   std::vector<const float*> x;
+  std::vector<SparseRows> sparse;  // per input, or empty
   std::vector<const float*> y;
   std::vector<const float*> w;  // per output: one sample weight per row, or nullptr (or empty)
   int64_t rows = 0;
+  bool is_sparse(size_t k) const { return k < sparse.size() && sparse[k].indptr != nullptr; }
+  bool any_sparse() const {
+    for (size_t k = 0; k < sparse.size(); ++k)
+      if (is_sparse(k)) return true;
+    return false;
+  }
 };
 
 // A contiguous range [lo, hi) of items: one thread's share of an op's work.
@@ -171,7 +189,8 @@ class Graph {
   // Forward, loss and backward over all rows as one batch, without an update: grads receives
   // the gradient of every parameter, concatenated in parameter order (zeros where frozen).
   RunTotals gradients(const DataRefs& data, std::vector<float>* grads);
-  // out[k] receives rows × width(output k).
+  // out[k] receives rows × width(output k); data's targets and weights are not read.
+  void predict(const DataRefs& data, int64_t batch_size, const std::vector<float*>& out);
   void predict(const std::vector<const float*>& x, int64_t rows, int64_t batch_size,
                const std::vector<float*>& out);
 
@@ -224,17 +243,19 @@ class Graph {
                 const RunTotals* carry = nullptr);
   int threads_for(int64_t batch) const;
   void ensure_capacity(int64_t rows);
-  void check_embedding_ids(const std::vector<const float*>& x, int64_t rows) const;
-  void begin_batch(const Step& st, const std::vector<const float*>& x, const DataRefs* data,
-                   const int64_t* perm, int64_t start, int64_t batch);
+  void check_embedding_ids(const DataRefs& data) const;
+  void begin_batch(const Step& st, const DataRefs& data, bool targets, const int64_t* perm,
+                   int64_t start, int64_t batch);
   void prefetch_next(const Step& st);
   float* gathered_x(int parity, size_t k);
   float* gathered_target(int parity, size_t k);
   float* gathered_weight(int parity, size_t k);
   void copy_rows(const DataRefs& data, int parity, const int64_t* src, int64_t lo, int64_t hi,
                  int64_t count);
-  void gather_input(int parity, size_t k, const float* x, const int64_t* src, int64_t lo,
+  void gather_input(int parity, size_t k, const DataRefs& data, const int64_t* src, int64_t lo,
                     int64_t hi, int64_t limit, int64_t c0, int64_t c1);
+  void gather_sparse(int parity, size_t k, const SparseRows& sp, const int64_t* src,
+                     int64_t lo, int64_t hi, int64_t limit, int64_t c0, int64_t c1);
   void copy_targets(const DataRefs& data, int parity, const int64_t* src, int64_t lo,
                     int64_t hi);
   void copy_input(int parity, size_t k, const float* src, float* dst, int64_t n, int64_t row);

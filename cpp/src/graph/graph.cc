@@ -469,13 +469,18 @@ bool Graph::param_grad_wanted(int p) const {
   return p >= 0 && params_[p].trainable && param_first_writer_[p] >= 0;
 }
 
-void Graph::check_embedding_ids(const std::vector<const float*>& x, int64_t rows) const {
+void Graph::check_embedding_ids(const DataRefs& data) const {
+  const int64_t rows = data.rows;
   for (const NodeSpec& node : nodes_) {
     if (node.op != OpType::kEmbedding) continue;
     const int in = node.inputs[0];
     size_t k = 0;
     while (k < inputs_.size() && inputs_[k] != in) ++k;
-    const float* ids = x[k];
+    if (data.is_sparse(k))
+      throw std::invalid_argument(
+          "An Embedding layer's ids cannot come from a sparse matrix; pass them as a dense "
+          "integer array. Received: a sparse matrix as input " + std::to_string(k));
+    const float* ids = data.x[k];
     const int64_t n = rows * nodes_[in].width;
     const float limit = static_cast<float>(node.iattrs[0]);
     for (int64_t j = 0; j < n; ++j) {
@@ -489,15 +494,14 @@ void Graph::check_embedding_ids(const std::vector<const float*>& x, int64_t rows
 
 // --- one batch ---------------------------------------------------------------------------
 
-void Graph::begin_batch(const Step& st, const std::vector<const float*>& x,
-                        const DataRefs* data, const int64_t* perm, int64_t start,
-                        int64_t batch) {
+void Graph::begin_batch(const Step& st, const DataRefs& data, bool targets,
+                        const int64_t* perm, int64_t start, int64_t batch) {
   ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfGather], &prof_open_);
   const int par = st.parity;
   if (st.ith == 0) {
     for (size_t k = 0; k < inputs_.size(); ++k) {
       const int node = inputs_[k];
-      out_[node] = perm ? gathered_x(par, k) : x[k] + start * nodes_[node].width;
+      out_[node] = perm ? gathered_x(par, k) : data.x[k] + start * nodes_[node].width;
     }
     for (size_t i = 0; i < nodes_.size(); ++i) {
       const NodeSpec& node = nodes_[i];
@@ -507,11 +511,11 @@ void Graph::begin_batch(const Step& st, const std::vector<const float*>& x,
       out_[i] = (node.op == OpType::kReshape || noop_random) ? out_[node.inputs[0]]
                                                               : out_buf_[i].data();
     }
-    if (data != nullptr) {
+    if (targets) {
       for (size_t k = 0; k < output_specs_.size(); ++k) {
         target_[k] = perm ? gathered_target(par, k)
-                          : data->y[k] + start * output_specs_[k].target_width;
-        const float* sw = k < data->w.size() ? data->w[k] : nullptr;
+                          : data.y[k] + start * output_specs_[k].target_width;
+        const float* sw = k < data.w.size() ? data.w[k] : nullptr;
         weight_[k] = sw == nullptr ? nullptr : (perm ? gathered_weight(par, k) : sw + start);
       }
     }
@@ -524,22 +528,22 @@ void Graph::begin_batch(const Step& st, const std::vector<const float*>& x,
     const int64_t done = std::min(claimed_[par].load(std::memory_order_relaxed), batch);
     if (done > 0) {
       const Share sh = share_of(batch - done, st.ith, st.nth, 4);
-      copy_rows(*data, par, src, done + sh.lo, done + sh.hi, batch);
+      copy_rows(data, par, src, done + sh.lo, done + sh.hi, batch);
     } else {
       const Share sh = share_of(batch, st.ith, st.nth, 4);
       for (size_t k = 0; k < inputs_.size(); ++k) {
         const int64_t w = nodes_[inputs_[k]].width;
         const int parts = gather_split_[inputs_[k]];
         if (parts == 1) {
-          gather_input(par, k, x[k], src, sh.lo, sh.hi, sh.hi, 0, w);
+          gather_input(par, k, data, src, sh.lo, sh.hi, sh.hi, 0, w);
           continue;
         }
         // Each thread copies the feature columns of the row blocks of the kernel it owns, so
         // the first layer's partial products read only what their own core wrote.
         const Share cs = owned_columns(w, parts, st.ith, st.nth);
-        if (cs.lo < cs.hi) gather_input(par, k, x[k], src, 0, batch, batch, cs.lo, cs.hi);
+        if (cs.lo < cs.hi) gather_input(par, k, data, src, 0, batch, batch, cs.lo, cs.hi);
       }
-      copy_targets(*data, par, src, sh.lo, sh.hi);
+      copy_targets(data, par, src, sh.lo, sh.hi);
     }
   }
   prefetch_next(st);
@@ -574,8 +578,13 @@ void Graph::copy_input(int parity, size_t k, const float* src, float* dst, int64
 // model this took thread 0's gathering from 8.0 to 4.7 ms an epoch at batch 128 (the epoch
 // 6% faster) and from 8.5 to 4.8 ms at batch 512. Rows up to `limit` of the batch may be
 // requested (another thread may copy them).
-void Graph::gather_input(int parity, size_t k, const float* x, const int64_t* src, int64_t lo,
-                         int64_t hi, int64_t limit, int64_t c0, int64_t c1) {
+void Graph::gather_input(int parity, size_t k, const DataRefs& data, const int64_t* src,
+                         int64_t lo, int64_t hi, int64_t limit, int64_t c0, int64_t c1) {
+  if (data.is_sparse(k)) {
+    gather_sparse(parity, k, data.sparse[k], src, lo, hi, limit, c0, c1);
+    return;
+  }
+  const float* x = data.x[k];
   const int64_t w = nodes_[inputs_[k]].width, n = c1 - c0;
   float* buf = gathered_x(parity, k);
   for (int64_t r = lo; r < std::min(hi, lo + kGatherAhead); ++r)
@@ -586,18 +595,53 @@ void Graph::gather_input(int parity, size_t k, const float* x, const int64_t* sr
   }
 }
 
+// gather_input for a sparse input: columns [c0, c1) of each row written out densely (zeros,
+// then the stored values added in), a NaN among them noted as for dense rows. Each row's
+// entries are requested kGatherAhead rows ahead of their copy.
+void Graph::gather_sparse(int parity, size_t k, const SparseRows& sp, const int64_t* src,
+                          int64_t lo, int64_t hi, int64_t limit, int64_t c0, int64_t c1) {
+  const int64_t w = nodes_[inputs_[k]].width;
+  float* buf = gathered_x(parity, k);
+  auto request = [&](int64_t row) {
+    const int64_t e0 = sp.indptr[row], n = sp.indptr[row + 1] - e0;
+    prefetch_floats(sp.values + e0, n);
+    prefetch_floats(reinterpret_cast<const float*>(sp.indices + e0), n);
+  };
+  for (int64_t r = lo; r < std::min(hi, lo + kGatherAhead); ++r) request(src[r]);
+  for (int64_t r = lo; r < hi; ++r) {
+    if (r + kGatherAhead < limit) request(src[r + kGatherAhead]);
+    const int64_t row = src[r];
+    float* dst = buf + r * w;
+    std::memset(dst + c0, 0, (c1 - c0) * sizeof(float));
+    bool nan = false;
+    for (int64_t e = sp.indptr[row]; e < sp.indptr[row + 1]; ++e) {
+      const int64_t c = sp.indices[e];
+      if (c < c0 || c >= c1) continue;
+      dst[c] += sp.values[e];
+      nan = nan || std::isnan(sp.values[e]);
+    }
+    if (nan) {
+      int64_t none = -1;
+      nan_code_[parity].compare_exchange_strong(
+          none, row * static_cast<int64_t>(inputs_.size()) + static_cast<int64_t>(k),
+          std::memory_order_relaxed);
+    }
+  }
+}
+
 // Whole rows [lo, hi) of a batch of `count` rows whose source rows are src[]: inputs, targets,
 // sample weights.
 void Graph::copy_rows(const DataRefs& data, int parity, const int64_t* src, int64_t lo,
                       int64_t hi, int64_t count) {
   for (size_t k = 0; k < inputs_.size(); ++k)
-    gather_input(parity, k, data.x[k], src, lo, hi, count, 0, nodes_[inputs_[k]].width);
+    gather_input(parity, k, data, src, lo, hi, count, 0, nodes_[inputs_[k]].width);
   copy_targets(data, parity, src, lo, hi);
 }
 
 // The targets and sample weights of rows [lo, hi) of a batch whose source rows are src[].
 void Graph::copy_targets(const DataRefs& data, int parity, const int64_t* src, int64_t lo,
                          int64_t hi) {
+  if (data.y.empty()) return;  // predict
   for (size_t k = 0; k < output_specs_.size(); ++k) {
     const int64_t w = output_specs_[k].target_width;
     float* ty = gathered_target(parity, k);
@@ -626,9 +670,18 @@ void Graph::prefetch_next(const Step& st) {
     const Share cs = parts == 1 ? Share{0, w} : owned_columns(w, parts, st.ith, st.nth);
     const int64_t lo = parts == 1 && !has_window_ ? std::max(cr.lo, own.lo) : cr.lo;
     const int64_t hi = parts == 1 && !has_window_ ? std::min(cr.hi, own.hi) : cr.hi;
+    const bool sparse = st.data->is_sparse(k);
     for (int64_t r = lo; r < hi; ++r) {
       if (has_window_ && r % st.nth != st.ith) continue;
-      prefetch_floats<2>(st.data->x[k] + st.next_rows[r] * w + cs.lo, cs.hi - cs.lo);
+      const int64_t row = st.next_rows[r];
+      if (sparse) {
+        const SparseRows& sp = st.data->sparse[k];
+        const int64_t e0 = sp.indptr[row], n = sp.indptr[row + 1] - e0;
+        prefetch_floats<2>(sp.values + e0, n);
+        prefetch_floats<2>(reinterpret_cast<const float*>(sp.indices + e0), n);
+      } else {
+        prefetch_floats<2>(st.data->x[k] + row * w + cs.lo, cs.hi - cs.lo);
+      }
     }
   }
 }
@@ -1100,7 +1153,14 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   if (begin >= end) return t;
   ProfileScope whole(profiling_, &prof_[kProfRun], nullptr);  // not open: barriers leave it
   ensure_capacity(std::min(batch_size, end - begin));
-  check_embedding_ids(data.x, data.rows);
+  check_embedding_ids(data);
+  // Sparse inputs are always gathered (written out densely), in order when not shuffled.
+  std::vector<int64_t> in_order;
+  if (perm == nullptr && data.any_sparse()) {
+    in_order.resize(data.rows);
+    for (int64_t r = 0; r < data.rows; ++r) in_order[r] = r;
+    perm = in_order.data();
+  }
   const bool training = mode == Mode::kTrain || mode == Mode::kGradients;
   update_stats_ = mode == Mode::kTrain;
   const double reg_eval = mode == Mode::kEvaluate ? regularization_value() : 0.0;
@@ -1212,14 +1272,15 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
         st.next_count = next;
         st.pf_chunks = pf_chunks;
       }
-      begin_batch(st, data.x, mode == Mode::kPredict ? nullptr : &data, perm, start, st.batch);
+      begin_batch(st, data, mode != Mode::kPredict, perm, start, st.batch);
       // (after begin_batch's barrier: thread 0 counted the previous step before it)
       if (mode == Mode::kTrain)
         st.opt = prepare_optimizer_step(optimizer_, iterations_ + 1, &nadam_products_[ith]);
       // A NaN among the gathered inputs stops the run before this batch trains (every
       // thread reads the same code: it was written before begin_batch's barrier).
+      // (predict passes NaN through: its sparse rows are gathered, and noted, too)
       const int64_t nan_code = nan_code_[st.parity].load(std::memory_order_relaxed);
-      if (nan_code >= 0) {
+      if (nan_code >= 0 && mode != Mode::kPredict) {
         if (ith == 0) stop_code = nan_code;
         break;
       }
@@ -1347,13 +1408,18 @@ RunTotals Graph::gradients(const DataRefs& data, std::vector<float>* grads) {
   return t;
 }
 
+void Graph::predict(const DataRefs& data, int64_t batch_size, const std::vector<float*>& out) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  run(Mode::kPredict, data, nullptr, batch_size, 0, (data.rows + batch_size - 1) / batch_size,
+      &out);
+}
+
 void Graph::predict(const std::vector<const float*>& x, int64_t rows, int64_t batch_size,
                     const std::vector<float*>& out) {
-  std::lock_guard<std::mutex> lock(mutex_);
   DataRefs data;
   data.x = x;
   data.rows = rows;
-  run(Mode::kPredict, data, nullptr, batch_size, 0, (rows + batch_size - 1) / batch_size, &out);
+  predict(data, batch_size, out);
 }
 
 }  // namespace densitron

@@ -4,11 +4,19 @@ from densitron.layers.layer import KerasTensor, Layer, Node
 
 
 class InputLayer(Layer):
-    def __init__(self, shape=None, batch_size=None, dtype=None, name=None, **kwargs):
+    def __init__(self, shape=None, batch_size=None, dtype=None, sparse=None, ragged=None,
+                 name=None, **kwargs):
         super().__init__(name=name or None, **_input_name_kwargs(name, kwargs))
         shape = _check_shape(shape)
+        if ragged:
+            raise ValueError("densitron does not support ragged inputs. Received: ragged=True")
+        if sparse not in (None, True, False):
+            raise TypeError(f"`sparse` must be a bool. Received: sparse={sparse!r}")
         self.shape = shape
         self.batch_size = batch_size
+        # Informational, as in Keras: SciPy sparse matrices work as any input of shape
+        # (features,), and so do dense arrays where sparse=True.
+        self.sparse = bool(sparse)
         self.built = True
         node = Node(self, [], [])
         self.output = KerasTensor((batch_size,) + shape, name=self.name, node=node, index=0)
@@ -24,13 +32,16 @@ class InputLayer(Layer):
         return {
             "batch_shape": (self.batch_size,) + self.shape,
             "dtype": "float32",
+            "sparse": self.sparse,
             "name": self.name,
         }
 
     @classmethod
     def from_config(cls, config):
         shape = tuple(config["batch_shape"])[1:]
-        return cls(shape=shape, batch_size=config["batch_shape"][0], name=config.get("name"))
+        return cls(shape=shape, batch_size=config["batch_shape"][0],
+                   sparse=config.get("sparse"), ragged=config.get("ragged"),
+                   name=config.get("name"))
 
 
 def _input_name_kwargs(name, kwargs):
@@ -63,7 +74,8 @@ def _check_shape(shape):
     return shape
 
 
-def Input(shape=None, batch_size=None, dtype=None, name=None, **kwargs):
+def Input(shape=None, batch_size=None, dtype=None, sparse=None, ragged=None, name=None,
+          **kwargs):
     """Returns a symbolic tensor that starts a functional model: `Input(shape=(784,))`."""
     if "batch_shape" in kwargs:
         batch_shape = kwargs.pop("batch_shape")
@@ -72,5 +84,6 @@ def Input(shape=None, batch_size=None, dtype=None, name=None, **kwargs):
                                                  "int64", "int16", "int8", "uint8", "bool"):
         raise ValueError("densitron models compute in float32 and take numeric inputs. "
                          f"Received: dtype={dtype!r}")
-    layer = InputLayer(shape=shape, batch_size=batch_size, name=name, **kwargs)
+    layer = InputLayer(shape=shape, batch_size=batch_size, sparse=sparse, ragged=ragged,
+                       name=name, **kwargs)
     return layer.output

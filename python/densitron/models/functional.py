@@ -9,6 +9,7 @@ from densitron import _core
 from densitron.layers.embedding import Embedding
 from densitron.layers.input_layer import InputLayer
 from densitron.layers.layer import KerasTensor, Layer, Node
+from densitron.trainers import data as data_mod
 from densitron.trainers.trainer import Trainer
 from densitron.utils.naming import uniquify
 
@@ -336,8 +337,8 @@ class Functional(Trainer, Layer):
         if kwargs.get("training"):
             raise ValueError("densitron runs `model(x)` in inference mode. "
                              "Received: training=True")
-        return self.predict(inputs, batch_size=max(1, min(len(np.asarray(flat[0])), 1024)),
-                            verbose=0)
+        rows = data_mod.rows_of(flat[0]) if flat else 0
+        return self.predict(inputs, batch_size=max(1, min(rows, 1024)), verbose=0)
 
     def summary(self, line_length=None, positions=None, print_fn=None, **kwargs):
         from densitron.utils.summary import print_summary

@@ -108,7 +108,7 @@ class Sequential(Functional):
             raise ValueError("A Sequential model needs at least one layer. Received: no layers")
         if x is None:
             raise ValueError("`x` is required. Received: x=None")
-        a = data_mod._as_numeric_array(x, "x")
+        a = x if data_mod.is_sparse(x) else data_mod._as_numeric_array(x, "x")
         if a.ndim < 2:
             raise ValueError(f"Expected `x` of shape (samples, features). "
                              f"Received: x with shape {np.shape(a)}")

@@ -2,6 +2,7 @@
 model input and per output target, all with the same number of rows. Every check raises a
 ValueError or TypeError that names the argument and what was received."""
 
+import sys
 import warnings
 
 import numpy as np
@@ -10,7 +11,79 @@ from densitron import _core
 from densitron import losses as losses_mod
 
 
+def is_sparse(value):
+    """True for a SciPy sparse matrix or array (any format); SciPy is not imported for it."""
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and sparse.issparse(value)
+
+
+class SparseInput:
+    """A sparse model input in the engine's form: SciPy's CSR arrays (int64 `indptr`, int32
+    `indices`, float32 `data`, C-contiguous) and the matrix's `shape`. The engine writes each
+    row out densely as it gathers the batch, so x is never densified whole. A row slice shares
+    the arrays."""
+
+    __slots__ = ("indptr", "indices", "data", "shape")
+
+    def __init__(self, indptr, indices, data, shape):
+        self.indptr, self.indices, self.data, self.shape = indptr, indices, data, shape
+
+    @classmethod
+    def from_scipy(cls, m, arg):
+        if m.ndim != 2:
+            raise ValueError(f"A sparse `{arg}` must be 2-D (samples, features). "
+                             f"Received: {arg} with shape {m.shape}")
+        if m.dtype.kind not in "biuf":
+            raise TypeError(f"`{arg}` must hold numbers (bool, integer or float). "
+                            f"Received: {arg} with dtype {m.dtype}")
+        if m.shape[1] >= 2**31:
+            raise ValueError(f"A sparse `{arg}` may have at most 2**31 - 1 columns. "
+                             f"Received: {arg} with shape {m.shape}")
+        m = m.tocsr()
+        return cls(np.ascontiguousarray(m.indptr, dtype=np.int64),
+                   np.ascontiguousarray(m.indices, dtype=np.int32),
+                   _to_float32(m.data), tuple(int(d) for d in m.shape))
+
+    @property
+    def ndim(self):
+        return 2
+
+    def __getitem__(self, rows):
+        if not isinstance(rows, slice) or rows.step not in (None, 1):
+            raise TypeError("a SparseInput takes row slices only")
+        lo, hi, _ = rows.indices(self.shape[0])
+        hi = max(lo, hi)
+        p = self.indptr[lo:hi + 1]
+        e0, e1 = int(p[0]), int(p[-1])
+        return SparseInput(p - e0, self.indices[e0:e1], self.data[e0:e1],
+                           (hi - lo, self.shape[1]))
+
+    def toarray(self):
+        out = np.zeros(self.shape, dtype=np.float32)
+        rows = np.repeat(np.arange(self.shape[0]), np.diff(self.indptr))
+        np.add.at(out, (rows, self.indices), self.data)
+        return out
+
+    def first_nan_row(self):
+        """The first row holding a stored NaN, or -1."""
+        bad = np.flatnonzero(np.isnan(self.data))
+        if not bad.size:
+            return -1
+        return int(np.searchsorted(self.indptr, bad[0], side="right")) - 1
+
+
+def rows_of(value):
+    """The sample count of one array-like input (sparse matrices included)."""
+    if is_sparse(value) or isinstance(value, SparseInput):
+        return value.shape[0]
+    return len(np.asarray(value))
+
+
 def _as_numeric_array(value, arg):
+    """A NumPy array of numbers; SciPy sparse matrices are made dense (for targets and
+    weights; a sparse x stays sparse, see SparseInput)."""
+    if is_sparse(value):
+        value = value.toarray()
     if isinstance(value, (str, bytes)) or value is None:
         raise TypeError(f"`{arg}` must be a numeric array. Received: {arg}={value!r}")
     try:
@@ -33,6 +106,11 @@ def _to_float32(a):
 def _check_finite(a, arg, first_row=0):
     """NaN is refused in training data: one threaded C++ read of the array (float32 arrays
     here are C-contiguous, converted by _to_float32)."""
+    if isinstance(a, SparseInput):
+        row = a.first_nan_row()
+        if row >= 0:
+            raise nan_error(arg, first_row + row)
+        return
     if not a.size:
         return
     if a.dtype == np.float32 and a.flags.c_contiguous:
@@ -63,7 +141,7 @@ def engine_nan_error(xs, nan):
 def _split_structure(value, names, arg):
     """Splits x (or y) into one entry per model input (output): array, list/tuple or dict."""
     n = len(names)
-    if isinstance(value, dict):
+    if isinstance(value, dict) and not is_sparse(value):  # (SciPy's dok_matrix is a dict)
         missing = [k for k in names if k not in value]
         extra = [k for k in value if k not in names]
         if missing or extra:
@@ -88,16 +166,28 @@ def _split_structure(value, names, arg):
 
 
 def standardize_x(model, x, arg="x", reject_nan=True):
-    """Returns a list of (rows, width) float32 arrays, one per model input. Training and
-    evaluation refuse NaN (`reject_nan`); prediction passes it through to NaN outputs, and
-    `fit` and `evaluate` leave the check to the engine, which makes it as it gathers the
-    rows."""
+    """Returns a list of (rows, width) float32 arrays, one per model input (a SparseInput for
+    a SciPy sparse matrix). Training and evaluation refuse NaN (`reject_nan`); prediction
+    passes it through to NaN outputs, and `fit` and `evaluate` leave the check to the engine,
+    which makes it as it gathers the rows."""
     if x is None:
         raise ValueError(f"`{arg}` is required. Received: {arg}=None")
     parts = _split_structure(x, model._input_names, arg)
     out = []
     for k, (part, shape) in enumerate(zip(parts, model._input_shapes)):
         name = input_name(k, len(parts), arg)
+        if is_sparse(part):
+            a = SparseInput.from_scipy(part, name)
+            if len(shape) != 1 or a.shape[1] != shape[0] or a.shape[0] == 0:
+                raise ValueError(
+                    f"Input {k} of model \"{model.name}\" is incompatible: expected shape "
+                    f"{(None, *shape)}, but received a sparse input with shape {a.shape}. "
+                    f"Received: {name} with shape {a.shape}"
+                )
+            if reject_nan:
+                _check_finite(a, name)
+            out.append(a)
+            continue
         a = _as_numeric_array(part, name)
         if a.ndim == 1 and shape == (1,):
             a = a.reshape(-1, 1)

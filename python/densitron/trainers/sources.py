@@ -14,6 +14,8 @@ def is_batch_source(x):
     (arrays, lists, tuples, dicts, and objects NumPy can convert, such as DataFrames)."""
     if x is None or isinstance(x, (np.ndarray, list, tuple, dict, str, bytes, int, float)):
         return False
+    if data_mod.is_sparse(x):
+        return False
     if hasattr(x, "__array__") or hasattr(x, "__array_interface__"):
         return False
     if hasattr(x, "__next__"):
