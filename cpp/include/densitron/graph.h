@@ -226,6 +226,7 @@ class Graph {
     const DataRefs* data = nullptr;
     const int64_t* next_rows = nullptr;
     int64_t next_count = 0;
+    const int64_t* rows = nullptr;  // this batch's source rows (gathered runs), or nullptr
     int parity = 0;  // which of the two gather buffers this batch uses
     int pf_chunks = 1;
     mutable int pf_done = 0;
@@ -275,6 +276,11 @@ class Graph {
   void loss_blocks(const Step& st, int b0, int b1, bool with_grad);
   double sum_loss_blocks(RunTotals* t) const;
   void backward(const Step& st);
+  // Dense nodes reading a sparse input in place (sparse_direct_): y = x·W + b over the stored
+  // values of each row, and the kernel gradient over them (zero elsewhere).
+  int sparse_input_of(int i) const;
+  void forward_dense_sparse(const Step& st, int i, size_t k);
+  void backward_dense_sparse(const Step& st, int i, size_t k);
   void backward_node(const Step& st, int i);
   double regularize_and_update(const Step& st, bool apply);
   template <typename Fn>
@@ -369,6 +375,13 @@ class Graph {
 
   int64_t capacity_ = 0;
   std::vector<std::vector<float>> out_buf_, grad_buf_, pre_buf_, aux_buf_, partial_buf_;
+  // Per input, for the current run: a sparse input whose every consumer is a Dense node with a
+  // kernel of its own, read in place from the CSR arrays (never written out densely).
+  std::vector<bool> sparse_direct_;
+  const DataRefs* run_data_ = nullptr;
+  // Per (node, thread): the kernel rows whose gradient the thread wrote in the last step, set
+  // back to zero before the next step's (backward_dense_sparse).
+  std::vector<std::vector<int64_t>> sparse_touched_;
   std::vector<const float*> out_;  // per node: its output for this batch
   std::vector<std::vector<float>> target_buf_;  // per output: gathered targets
   std::vector<const float*> target_;

@@ -581,7 +581,7 @@ void Graph::copy_input(int parity, size_t k, const float* src, float* dst, int64
 void Graph::gather_input(int parity, size_t k, const DataRefs& data, const int64_t* src,
                          int64_t lo, int64_t hi, int64_t limit, int64_t c0, int64_t c1) {
   if (data.is_sparse(k)) {
-    gather_sparse(parity, k, data.sparse[k], src, lo, hi, limit, c0, c1);
+    if (!sparse_direct_[k]) gather_sparse(parity, k, data.sparse[k], src, lo, hi, limit, c0, c1);
     return;
   }
   const float* x = data.x[k];
@@ -1237,6 +1237,30 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
       }
     }
   }
+  // Sparse inputs read in place by their Dense consumers: their kernels' gradients are written
+  // whole (zero where the batch has no value) and updated in the update pass.
+  run_data_ = &data;
+  sparse_direct_.assign(inputs_.size(), false);
+  sparse_touched_.assign(nodes_.size() * static_cast<size_t>(nt), {});
+  for (size_t k = 0; k < inputs_.size(); ++k) {
+    if (!data.is_sparse(k)) continue;
+    bool direct = true;
+    for (size_t i = 0; i < nodes_.size() && direct; ++i)
+      for (int in : nodes_[i].inputs)
+        if (in == inputs_[k])
+          direct = nodes_[i].op == OpType::kDense && nodes_[i].inputs.size() == 1 &&
+                   (!training || param_writers_[nodes_[i].params[0]] <= 1);
+    sparse_direct_[k] = direct;
+    if (!direct) continue;
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      if (nodes_[i].op != OpType::kDense || nodes_[i].inputs[0] != inputs_[k]) continue;
+      const int kp = nodes_[i].params[0];
+      if (!training) continue;  // (the parameters' gradient tables exist once compiled)
+      update_in_backward_[kp] = false;
+      if (param_grad_wanted(kp))
+        std::fill(param_grad(kp), param_grad(kp) + params_[kp].size, 0.0f);
+    }
+  }
   if (static_cast<int>(block_grad_.size()) < nt) block_grad_.resize(nt);
   if (static_cast<int>(nadam_products_.size()) < nt) nadam_products_.resize(nt);
   for (int t = 0; t < nt; ++t)
@@ -1266,6 +1290,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
       st.parity = has_window_ ? static_cast<int>(((start - begin) / batch_size) & 1) : 0;
       st.windows = &windows;
       st.sense = &sense;
+      st.rows = perm != nullptr ? perm + start : nullptr;
       const int64_t next = std::min(batch_size, end - (start + st.batch));
       if (perm != nullptr && next > 0) {
         st.next_rows = perm + start + st.batch;

@@ -40,6 +40,10 @@ void Graph::forward_node(const Step& st, int i) {
       return;
     case OpType::kDense: {
       const int64_t in_last = nodes_[node.inputs[0]].last_dim;
+      if (const int k = sparse_input_of(i); k >= 0) {
+        forward_dense_sparse(st, i, static_cast<size_t>(k));
+        return;
+      }
       // Training keeps each block of a cut kernel on its owner's core; inference has no
       // update to keep local, and whole rows avoid summing the partial products.
       if (ksplit_[i] > 1 && st.training) {
@@ -358,6 +362,94 @@ void Graph::forward_dense_split(const Step& st, int i) {
                        rw.hi - rw.lo, units);
 }
 
+// The input index k of a sparse input node i (a Dense node) reads in place this run, or -1.
+int Graph::sparse_input_of(int i) const {
+  const int in = nodes_[i].inputs[0];
+  if (nodes_[in].op != OpType::kInput) return -1;
+  for (size_t k = 0; k < inputs_.size(); ++k)
+    if (inputs_[k] == in) return k < sparse_direct_.size() && sparse_direct_[k] ? static_cast<int>(k) : -1;
+  return -1;
+}
+
+constexpr int64_t kSparseAhead = 8;
+
+// y = act(x·W + b) for a sparse x: each row's stored values times their kernel rows, summed in
+// the order stored (the same for any thread count), then the bias. Rows shared between the
+// threads.
+void Graph::forward_dense_sparse(const Step& st, int i, size_t k) {
+  const NodeSpec& node = nodes_[i];
+  const SparseRows& sp = run_data_->sparse[k];
+  const int64_t units = node.last_dim;
+  const float* w = param(i, 0);
+  const float* bias = param(i, 1);
+  float* y = out_buf_[i].data();
+  float* z = keeps_input_[i] ? pre_buf_[i].data() : y;
+  const Share rw = share_of(st.batch, st.ith, st.nth);
+  for (int64_t r = rw.lo; r < rw.hi; ++r) {
+    const int64_t row = st.rows[r];
+    float* __restrict zr = z + r * units;
+    std::fill(zr, zr + units, 0.0f);
+    const int64_t e1 = sp.indptr[row + 1];
+    for (int64_t e = sp.indptr[row]; e < e1; ++e) {
+      // The kernel rows are read in random order: each is requested kSparseAhead values early.
+      if (e + kSparseAhead < e1)
+        prefetch_floats(w + static_cast<int64_t>(sp.indices[e + kSparseAhead]) * units, units);
+      const float v = sp.values[e];
+      const float* __restrict wr = w + static_cast<int64_t>(sp.indices[e]) * units;
+      for (int64_t c = 0; c < units; ++c) zr[c] += v * wr[c];
+    }
+    if (bias) add_into(zr, bias, units);
+  }
+  if (rw.lo < rw.hi)
+    activation_forward(node.activation, node.act_params, z + rw.lo * units, y + rw.lo * units,
+                       rw.hi - rw.lo, units);
+}
+
+// The kernel gradient xᵀ·dy for a sparse x: only the kernel rows of the batch's stored columns
+// are non-zero. Each thread owns a range of kernel rows (a cut kernel's blocks, as its update
+// takes them), sets the rows it wrote last step back to zero (every row when a regularizer
+// adds to the gradient), then adds each stored value's v·dy row in batch order: the same sums
+// for any thread count. The update pass then steps the whole kernel, as Keras does.
+void Graph::backward_dense_sparse(const Step& st, int i, size_t k) {
+  const NodeSpec& node = nodes_[i];
+  const int64_t units = node.last_dim, rows = st.batch;
+  const float* dy = grad_buf_[i].data();
+  const int kp = node.params[0];
+  if (param_grad_wanted(kp)) {
+    const SparseRows& sp = run_data_->sparse[k];
+    float* g = param_grad(kp);
+    Share own{0, 0};
+    if (ksplit_[i] > 1) {
+      int p0, p1;
+      owned_parts(ksplit_[i], st.ith, st.nth, &p0, &p1);
+      if (p0 < p1) own = {k_part(i, p0).lo, k_part(i, p1 - 1).hi};
+    } else {
+      own = share_of(params_[kp].rows, st.ith, st.nth);
+    }
+    const size_t stride = sparse_touched_.size() / nodes_.size();
+    std::vector<int64_t>& touched = sparse_touched_[static_cast<size_t>(i) * stride + st.ith];
+    if (params_[kp].regularized()) {
+      std::fill(g + own.lo * units, g + own.hi * units, 0.0f);
+    } else {
+      for (int64_t c : touched) std::fill(g + c * units, g + (c + 1) * units, 0.0f);
+    }
+    touched.clear();
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t row = st.rows[r];
+      const float* d = dy + r * units;
+      for (int64_t e = sp.indptr[row]; e < sp.indptr[row + 1]; ++e) {
+        const int64_t c = sp.indices[e];
+        if (c < own.lo || c >= own.hi) continue;
+        touched.push_back(c);
+        const float v = sp.values[e];
+        float* gr = g + c * units;
+        for (int64_t j = 0; j < units; ++j) gr[j] += v * d[j];
+      }
+    }
+  }
+  dense_bias_grad(st, i, dy, rows);
+}
+
 // Rows of a kernel (a cut kernel's block, or a whole kernel from row 0), updated by
 // update_rows as their gradient GEMM finishes them.
 struct Graph::BlockUpdate {
@@ -571,6 +663,10 @@ void Graph::backward_node(const Step& st, int i) {
                                 rw.hi - rw.lo, last);
         }
         barrier(st);
+      }
+      if (const int k = sparse_input_of(i); k >= 0) {
+        backward_dense_sparse(st, i, static_cast<size_t>(k));
+        return;
       }
       if (ksplit_[i] > 1) {
         backward_dense_split(st, i);

@@ -165,11 +165,12 @@ def _split_structure(value, names, arg):
     return [value]
 
 
-def standardize_x(model, x, arg="x", reject_nan=True):
+def standardize_x(model, x, arg="x", reject_nan=True, predicting=False):
     """Returns a list of (rows, width) float32 arrays, one per model input (a SparseInput for
     a SciPy sparse matrix). Training and evaluation refuse NaN (`reject_nan`); prediction
     passes it through to NaN outputs, and `fit` and `evaluate` leave the check to the engine,
-    which makes it as it gathers the rows."""
+    which makes it as it gathers the rows. A sparse x is checked here (its stored values, one
+    pass) except for `predicting`: the engine reads it in place, without gathering it."""
     if x is None:
         raise ValueError(f"`{arg}` is required. Received: {arg}=None")
     parts = _split_structure(x, model._input_names, arg)
@@ -184,7 +185,7 @@ def standardize_x(model, x, arg="x", reject_nan=True):
                     f"{(None, *shape)}, but received a sparse input with shape {a.shape}. "
                     f"Received: {name} with shape {a.shape}"
                 )
-            if reject_nan:
+            if not predicting:
                 _check_finite(a, name)
             out.append(a)
             continue

@@ -675,7 +675,7 @@ class Trainer:
         steps = data_mod.check_steps(steps, "steps")
         verbose = data_mod.check_verbose(verbose)
         self._ensure_built_from(x)
-        xs = data_mod.standardize_x(self, x, reject_nan=False)  # NaN rows give NaN outputs
+        xs = data_mod.standardize_x(self, x, reject_nan=False, predicting=True)  # NaN → NaN
         rows = xs[0].shape[0]
         batch_size = data_mod.batch_for_steps(batch_size, steps, rows)
         (xs,), batches = data_mod.head_for_steps([xs], rows, batch_size, steps)
