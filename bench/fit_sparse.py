@@ -184,8 +184,10 @@ def worker(args):
 
 
 def importable(name):
-    code = f"import {name}"
-    return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+    env = dict(os.environ)
+    env.setdefault("KERAS_BACKEND", "jax")
+    return subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True,
+                          env=env).returncode == 0
 
 
 def main():
@@ -201,8 +203,7 @@ def main():
     if args.worker:
         worker(args)
         return
-    names = ["densitron"] + [p for p in args.peers
-                             if p == "numpy" or importable({"torch": "torch"}.get(p, p))]
+    names = ["densitron"] + [p for p in args.peers if p == "numpy" or importable(p)]
     results = {n: [] for n in names}
     for r in range(args.repeats):
         for n in names:
@@ -210,8 +211,7 @@ def main():
                    "--features", str(args.features), "--density", str(args.density),
                    "--batch-sizes", *map(str, args.batch_sizes)]
             env = dict(os.environ)
-            if n == "keras":
-                env.setdefault("KERAS_BACKEND", "jax")
+            env.setdefault("KERAS_BACKEND", "jax")
             out = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if out.returncode != 0:
                 print(f"{n} failed:\n{out.stderr[-2000:]}", file=sys.stderr)

@@ -366,12 +366,19 @@ bool Graph::accumulates(int in, int node, int slot) const {
 }
 
 void Graph::ensure_capacity(int64_t rows) {
+  // Inputs' gather buffers, per run: none for a sparse input read in place (a 1024-row pass of
+  // 20,000 features would take 82 MB).
+  for (size_t k = 0; k < inputs_.size(); ++k) {
+    const int64_t n = rows * nodes_[inputs_[k]].width;
+    if (!sparse_direct_[k] && static_cast<int64_t>(out_buf_[inputs_[k]].size()) < n)
+      out_buf_[inputs_[k]].resize(n);
+  }
   if (rows <= capacity_) return;
   int64_t scratch = 0;
   for (size_t i = 0; i < nodes_.size(); ++i) {
     const NodeSpec& node = nodes_[i];
     const int64_t n = rows * node.width;
-    out_buf_[i].resize(n);
+    if (node.op != OpType::kInput) out_buf_[i].resize(n);
     if (node.op != OpType::kInput) grad_buf_[i].resize(n);
     if (keeps_input_[i]) pre_buf_[i].resize(n);
     if (ksplit_[i] > 1) partial_buf_[i].resize(static_cast<size_t>(ksplit_[i]) * n);
@@ -1152,16 +1159,30 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   const int64_t end = std::min((first_batch + num_batches) * batch_size, data.rows);
   if (begin >= end) return t;
   ProfileScope whole(profiling_, &prof_[kProfRun], nullptr);  // not open: barriers leave it
-  ensure_capacity(std::min(batch_size, end - begin));
+  const bool training = mode == Mode::kTrain || mode == Mode::kGradients;
   check_embedding_ids(data);
-  // Sparse inputs are always gathered (written out densely), in order when not shuffled.
+  // Sparse inputs read in place by Dense consumers (sparse_direct_) need no gather buffer.
+  run_data_ = &data;
+  sparse_direct_.assign(inputs_.size(), false);
+  for (size_t k = 0; k < inputs_.size(); ++k) {
+    if (!data.is_sparse(k)) continue;
+    bool direct = true;
+    for (size_t i = 0; i < nodes_.size() && direct; ++i)
+      for (int in : nodes_[i].inputs)
+        if (in == inputs_[k])
+          direct = nodes_[i].op == OpType::kDense && nodes_[i].inputs.size() == 1 &&
+                   (!training || param_writers_[nodes_[i].params[0]] <= 1);
+    sparse_direct_[k] = direct;
+  }
+  ensure_capacity(std::min(batch_size, end - begin));
+  // Sparse inputs always run with a row order (gathered or read through it): in order when not
+  // shuffled.
   std::vector<int64_t> in_order;
   if (perm == nullptr && data.any_sparse()) {
     in_order.resize(data.rows);
     for (int64_t r = 0; r < data.rows; ++r) in_order[r] = r;
     perm = in_order.data();
   }
-  const bool training = mode == Mode::kTrain || mode == Mode::kGradients;
   update_stats_ = mode == Mode::kTrain;
   const double reg_eval = mode == Mode::kEvaluate ? regularization_value() : 0.0;
   std::vector<double> reg_share(64, 0.0);
@@ -1184,7 +1205,8 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   if (has_window_) {  // the second set of gather buffers, batch-sized, only when used
     const int64_t rows = std::min(batch_size, end - begin);
     for (size_t k = 0; k < inputs_.size(); ++k)
-      if (static_cast<int64_t>(stage_x_[k].size()) < rows * nodes_[inputs_[k]].width)
+      if (!sparse_direct_[k] &&
+          static_cast<int64_t>(stage_x_[k].size()) < rows * nodes_[inputs_[k]].width)
         stage_x_[k].resize(rows * nodes_[inputs_[k]].width);
     for (size_t k = 0; k < output_specs_.size(); ++k)
       if (static_cast<int64_t>(stage_weight_[k].size()) < rows) {
@@ -1239,19 +1261,9 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   }
   // Sparse inputs read in place by their Dense consumers: their kernels' gradients are written
   // whole (zero where the batch has no value) and updated in the update pass.
-  run_data_ = &data;
-  sparse_direct_.assign(inputs_.size(), false);
   sparse_touched_.assign(nodes_.size() * static_cast<size_t>(nt), {});
   for (size_t k = 0; k < inputs_.size(); ++k) {
-    if (!data.is_sparse(k)) continue;
-    bool direct = true;
-    for (size_t i = 0; i < nodes_.size() && direct; ++i)
-      for (int in : nodes_[i].inputs)
-        if (in == inputs_[k])
-          direct = nodes_[i].op == OpType::kDense && nodes_[i].inputs.size() == 1 &&
-                   (!training || param_writers_[nodes_[i].params[0]] <= 1);
-    sparse_direct_[k] = direct;
-    if (!direct) continue;
+    if (!sparse_direct_[k]) continue;
     for (size_t i = 0; i < nodes_.size(); ++i) {
       if (nodes_[i].op != OpType::kDense || nodes_[i].inputs[0] != inputs_[k]) continue;
       const int kp = nodes_[i].params[0];
