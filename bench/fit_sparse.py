@@ -4,7 +4,7 @@ sigmoid), Adam, binary cross-entropy, accuracy), one epoch at batch 32 and 128, 
 on all rows, for densitron next to the same training step in NumPy with SciPy's sparse
 products (always), PyTorch (`torch.sparse.mm` on each batch's CSR tensor, torch.optim.Adam
 with eps=1e-7) and Keras 3 (its own handling of SciPy matrices, on whichever backend is
-installed) when importable.
+installed; `keras-sparse`: with `Input(sparse=True)`, far slower on JAX) when importable.
 
 Each framework runs in its own worker process, started once per repeat and framework in
 turn (so runs interleave in time); a worker builds the data from the same seed, trains one
@@ -13,7 +13,8 @@ reports the seconds and its peak RSS. Medians over the repeats; ratios are the p
 over densitron's.
 
     python bench/fit_sparse.py [--repeats 3] [--rows 25000] [--features 20000]
-                               [--density 0.005] [--batch-sizes 32 128] [--peers numpy torch keras]
+                               [--density 0.005] [--batch-sizes 32 128]
+                               [--peers numpy torch keras keras-sparse]
 """
 
 import argparse
@@ -27,7 +28,7 @@ import time
 
 import numpy as np
 
-PEERS = ("densitron", "numpy", "torch", "keras")
+PEERS = ("densitron", "numpy", "torch", "keras", "keras-sparse")
 
 
 def make_data(rows, features, density, seed=0):
@@ -65,15 +66,23 @@ class Densitron:
 
 
 class Keras(Densitron):
+    sparse = False
+
     def __init__(self, x, y, features):
         import keras
 
-        inputs = keras.Input((features,), sparse=keras.backend.backend() in ("jax",
-                                                                               "tensorflow"))
+        inputs = keras.Input((features,), sparse=self.sparse)
         h = keras.layers.Dense(64, activation="relu")(inputs)
         self.m = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(h))
         self.m.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
         self.x, self.y = x, y
+
+
+class KerasSparse(Keras):
+    """Keras with `Input(sparse=True)` (JAX or TensorFlow backends): sparse tensors all the
+    way into the first Dense layer."""
+
+    sparse = True
 
 
 class NumpyScipy:
@@ -167,8 +176,8 @@ class Torch:
 
 def worker(args):
     x, y = make_data(args.rows, args.features, args.density)
-    cls = {"densitron": Densitron, "numpy": NumpyScipy, "torch": Torch, "keras": Keras}[
-        args.worker]
+    cls = {"densitron": Densitron, "numpy": NumpyScipy, "torch": Torch, "keras": Keras,
+           "keras-sparse": KerasSparse}[args.worker]
     fw = cls(x, y, args.features)
     fw.epoch(32, x[:2000], y[:2000])
     out = {}
@@ -203,7 +212,8 @@ def main():
     if args.worker:
         worker(args)
         return
-    names = ["densitron"] + [p for p in args.peers if p == "numpy" or importable(p)]
+    names = ["densitron"] + [p for p in args.peers
+                             if p == "numpy" or importable(p.replace("-sparse", ""))]
     results = {n: [] for n in names}
     for r in range(args.repeats):
         for n in names:

@@ -417,3 +417,39 @@ def test_regularized_kernel_and_two_dense_consumers(threads):
     ha = fit(a, x, y, epochs=3, batch_size=16, verbose=0)
     hb = fit(b, x.toarray(), y, epochs=3, batch_size=16, verbose=0)
     assert close_logs(ha, hb) and close_weights(a, b)
+
+
+@pytest.mark.parametrize("optimizer", [
+    "sgd", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "ftrl", "lion", "adamw",
+    {"class_name": "Adam", "config": {"clipnorm": 0.01}},
+    {"class_name": "SGD", "config": {"global_clipnorm": 0.01, "momentum": 0.5}},
+    {"class_name": "RMSprop", "config": {"clipvalue": 0.001}},
+])
+def test_every_optimizer_and_clipping_on_a_sparse_input(optimizer):
+    x, y = sparse_data(rows=120, width=40, seed=12)
+
+    def build():
+        densitron.utils.set_random_seed(13)
+        i = Input((40,))
+        h = Dense(8, activation="relu", use_bias=False)(i)
+        m = Model(i, Dense(3, activation="softmax")(h))
+        opt = optimizer
+        if isinstance(optimizer, dict):
+            opt = getattr(densitron.optimizers, optimizer["class_name"])(**optimizer["config"])
+        m.compile(opt, "sparse_categorical_crossentropy")
+        return m
+
+    a, b = build(), build()
+    ha = fit(a, x, y, epochs=2, batch_size=16, verbose=0)
+    hb = fit(b, x.toarray(), y, epochs=2, batch_size=16, verbose=0)
+    assert close_logs(ha, hb) and close_weights(a, b)
+
+
+def test_frozen_first_layer_on_a_sparse_input():
+    x, y = sparse_data(rows=64, width=30)
+    m = make_model(width=30)
+    m.layers[1].trainable = False
+    m.compile("adam", "sparse_categorical_crossentropy")
+    kernel = m.layers[1].get_weights()[0].copy()
+    fit(m, x, y, epochs=1, batch_size=16, verbose=0)
+    np.testing.assert_array_equal(m.layers[1].get_weights()[0], kernel)
