@@ -19,7 +19,7 @@ for isa in generic avx2; do
   if [ "$isa" = generic ] || grep -qw avx2 /proc/cpuinfo; then
     DENSITRON_ISA=$isa python3 -m pytest -q -p no:cacheprovider --rootdir=. \
       tests/test_training_numerics.py tests/test_gradients_fd.py tests/test_threads.py \
-      tests/test_bad_input.py
+      tests/test_bad_input.py tests/test_sparse_input.py
   fi
 done
 

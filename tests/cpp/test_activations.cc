@@ -553,6 +553,39 @@ TEST_P(ActivationIsa, OptimizerUpdatesMatchTheScalarFormulas) {
   }
 }
 
+// A sparse row times a matrix (the forward of a Dense layer on a sparse input) and axpy (its
+// kernel gradient), against double over widths with tails, entry counts 0..40, repeated
+// columns, and a matrix wider than the product (ldw > n).
+TEST_P(ActivationIsa, SparseRowTimesAndAxpyMatchDouble) {
+  IsaScope scope(GetParam());
+  std::mt19937 rng(5);
+  for (int64_t n : {1, 3, 15, 16, 17, 33, 64, 65, 100, 130}) {
+    for (int64_t nnz : {0, 1, 7, 40}) {
+      const int64_t rows = 50, ldw = n + 3;
+      std::vector<float> w = normal_vec(rows * ldw, 77 + n, 1.0f);
+      std::vector<float> val = normal_vec(nnz, 99 + nnz, 2.0f);
+      std::vector<int32_t> idx(nnz);
+      for (auto& i : idx) i = static_cast<int32_t>(rng() % rows);
+      if (nnz > 1) idx[1] = idx[0];  // a repeated column adds up
+      std::vector<float> out(n + 1, -7.0f);
+      sparse_row_times(idx.data(), val.data(), nnz, w.data(), ldw, out.data(), n);
+      for (int64_t j = 0; j < n; ++j) {
+        double ref = 0.0;
+        for (int64_t e = 0; e < nnz; ++e) ref += double(val[e]) * w[idx[e] * ldw + j];
+        ASSERT_NEAR(out[j], ref, 1e-5 * (1.0 + std::fabs(ref)) * (1 + nnz))
+            << "n=" << n << " nnz=" << nnz << " j=" << j;
+      }
+      ASSERT_EQ(out[n], -7.0f) << "wrote past n";
+      std::vector<float> y = normal_vec(n + 1, 5 + n, 1.0f), x = normal_vec(n, 6 + n, 1.0f);
+      const std::vector<float> y0 = y;
+      axpy(0.37f, x.data(), y.data(), n);
+      for (int64_t j = 0; j < n; ++j)
+        ASSERT_NEAR(y[j], y0[j] + 0.37 * double(x[j]), 1e-6 * (1.0 + std::fabs(y0[j])));
+      ASSERT_EQ(y[n], y0[n]) << "wrote past n";
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Isas, ActivationIsa, ::testing::ValuesIn(isas()),
                          [](const ::testing::TestParamInfo<Isa>& info) {
                            return std::string(isa_name(info.param));

@@ -54,6 +54,13 @@ void column_sums(const float* x, int64_t rows, int64_t cols, float* col_sums, bo
 int64_t first_nan(const float* x, int64_t n);
 // dst = src (n values); returns whether src holds a NaN. SIMD, one thread.
 bool copy_has_nan(const float* src, float* dst, int64_t n);
+// out[j] = Σ_e val[e]·w[idx[e]·ldw + j] for j < n: a sparse row (nnz stored values at columns
+// idx) times the row-major matrix w, the terms added in entry order (fused multiply-adds on
+// the SIMD paths). SIMD, one thread.
+void sparse_row_times(const int32_t* idx, const float* val, int64_t nnz, const float* w,
+                      int64_t ldw, float* out, int64_t n);
+// y += a·x (fused multiply-adds on the SIMD paths). SIMD, one thread.
+void axpy(float a, const float* x, float* y, int64_t n);
 
 enum class Loss : int {
   kCategoricalCrossentropy = 0,

@@ -371,11 +371,9 @@ int Graph::sparse_input_of(int i) const {
   return -1;
 }
 
-constexpr int64_t kSparseAhead = 8;
-
 // y = act(x·W + b) for a sparse x: each row's stored values times their kernel rows, summed in
-// the order stored (the same for any thread count), then the bias. Rows shared between the
-// threads.
+// the order stored (the same for any thread count; sparse_row_times), then the bias. Rows
+// shared between the threads.
 void Graph::forward_dense_sparse(const Step& st, int i, size_t k) {
   const NodeSpec& node = nodes_[i];
   const SparseRows& sp = run_data_->sparse[k];
@@ -387,17 +385,10 @@ void Graph::forward_dense_sparse(const Step& st, int i, size_t k) {
   const Share rw = share_of(st.batch, st.ith, st.nth);
   for (int64_t r = rw.lo; r < rw.hi; ++r) {
     const int64_t row = st.rows[r];
-    float* __restrict zr = z + r * units;
-    std::fill(zr, zr + units, 0.0f);
-    const int64_t e1 = sp.indptr[row + 1];
-    for (int64_t e = sp.indptr[row]; e < e1; ++e) {
-      // The kernel rows are read in random order: each is requested kSparseAhead values early.
-      if (e + kSparseAhead < e1)
-        prefetch_floats(w + static_cast<int64_t>(sp.indices[e + kSparseAhead]) * units, units);
-      const float v = sp.values[e];
-      const float* __restrict wr = w + static_cast<int64_t>(sp.indices[e]) * units;
-      for (int64_t c = 0; c < units; ++c) zr[c] += v * wr[c];
-    }
+    float* zr = z + r * units;
+    const int64_t e0 = sp.indptr[row];
+    sparse_row_times(sp.indices + e0, sp.values + e0, sp.indptr[row + 1] - e0, w, units, zr,
+                     units);
     if (bias) add_into(zr, bias, units);
   }
   if (rw.lo < rw.hi)
@@ -441,9 +432,7 @@ void Graph::backward_dense_sparse(const Step& st, int i, size_t k) {
         const int64_t c = sp.indices[e];
         if (c < own.lo || c >= own.hi) continue;
         touched.push_back(c);
-        const float v = sp.values[e];
-        float* gr = g + c * units;
-        for (int64_t j = 0; j < units; ++j) gr[j] += v * d[j];
+        axpy(sp.values[e], d, g + c * units, units);
       }
     }
   }

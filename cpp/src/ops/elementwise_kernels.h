@@ -42,6 +42,10 @@ struct ElementwiseKernels {
   void (*adadelta)(const OptimArgs* a, float* w, const float* g, float* acc_g, float* acc_d,
                    int64_t n);
   bool (*copy_has_nan)(const float* x, float* y, int64_t n);  // y = x; whether x holds a NaN
+  // out[j] = Σ_e val[e]·w[idx[e]·ldw + j], j < n, terms in entry order (see ops.h)
+  void (*sparse_row_times)(const int32_t* idx, const float* val, int64_t nnz, const float* w,
+                           int64_t ldw, float* out, int64_t n);
+  void (*axpy)(float a, const float* x, float* y, int64_t n);  // y += a·x
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();
