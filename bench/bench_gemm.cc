@@ -4,7 +4,8 @@
 //   dW   Xᵀ·dY    784×B×64 (X passed as stored, trans_a)
 //   dX   dY·Wᵀ    B×64×784 (W passed as stored, trans_b)
 // and one row block of a 784×256 kernel cut in four (what each thread computes of
-// 784-256-256-10's first layer): fwd B×196×256, dW 196×B×256 (Xᵀ read in place).
+// 784-256-256-10's first layer): fwd B×196×256, dW 196×B×256 (Xᵀ read in place); and half of
+// 784-128-10's first layer at batch 128.
 // Run: bench_gemm [--benchmark_filter=...]; GFLOPS is the "FLOPS" counter.
 #include <benchmark/benchmark.h>
 
@@ -80,6 +81,12 @@ std::vector<Shape> shapes() {
     out.push_back({"dW_block_" + bs + "_196x" + bs + "x256", 196, bsz, 256, true, false,
                    EpilogueAct::kNone, false});
   }
+  // What each thread computes of 784-128-10's first layer at batch 128 (the kernel cut in
+  // two): fwd 128×392×128, dW 392×128×128 (Xᵀ read in place).
+  out.push_back({"fwd_block_128x392x128", 128, 392, 128, false, false, EpilogueAct::kNone,
+                 false});
+  out.push_back({"dW_block_128_392x128x128", 392, 128, 128, true, false, EpilogueAct::kNone,
+                 false});
   return out;
 }
 
