@@ -31,6 +31,50 @@ class KerasTensor:
     def __repr__(self):
         return f"<KerasTensor shape={self.shape}, dtype=float32, name={self.name}>"
 
+    # Arithmetic inside a subclassed model's or a composite layer's call(): between two
+    # tensors, the Add, Subtract and Multiply layers; with a number, a Rescaling layer.
+    def _arith(self, other, op, reverse=False):
+        from densitron import layers
+
+        if isinstance(other, KerasTensor):
+            a, b = (other, self) if reverse else (self, other)
+            return {"add": layers.Add, "sub": layers.Subtract, "mul": layers.Multiply}[op]()(
+                [a, b])
+        if isinstance(other, (int, float, np.integer, np.floating)) and not isinstance(
+                other, bool):
+            v = float(other)
+            scale, offset = {"add": (1.0, v), "mul": (v, 0.0),
+                             "sub": (-1.0, v) if reverse else (1.0, -v)}[op]
+            return layers.Rescaling(scale, offset)(self)
+        return NotImplemented
+
+    def __add__(self, other):
+        return self._arith(other, "add")
+
+    def __radd__(self, other):
+        return self._arith(other, "add", reverse=True)
+
+    def __sub__(self, other):
+        return self._arith(other, "sub")
+
+    def __rsub__(self, other):
+        return self._arith(other, "sub", reverse=True)
+
+    def __mul__(self, other):
+        return self._arith(other, "mul")
+
+    def __rmul__(self, other):
+        return self._arith(other, "mul", reverse=True)
+
+    def __truediv__(self, other):
+        if isinstance(other, (int, float, np.integer, np.floating)) and not isinstance(
+                other, bool) and other != 0:
+            return self._arith(1.0 / float(other), "mul")
+        return NotImplemented
+
+    def __neg__(self):
+        return self._arith(-1.0, "mul")
+
     def __array__(self, *args, **kwargs):
         raise TypeError(
             "A symbolic KerasTensor cannot be converted to a NumPy array: it has no value until "
@@ -96,41 +140,50 @@ class Layer:
     def trainable(self, value):
         self._trainable = bool(value)
 
+    def _all_weights(self):
+        """Own weights, then (for a composite layer) its sublayers'."""
+        out = list(self._weights)
+        if _composite(self):
+            for layer in self._sublayers():
+                out += [w for w in layer.weights if all(w is not o for o in out)]
+        return out
+
     @property
     def weights(self):
-        return list(self._weights)
+        return self._all_weights()
 
     @property
     def trainable_weights(self):
-        return [w for w in self._weights if w.trainable and self._trainable]
+        return [w for w in self._all_weights() if w.trainable and self._trainable]
 
     @property
     def non_trainable_weights(self):
-        return [w for w in self._weights if not (w.trainable and self._trainable)]
+        return [w for w in self._all_weights() if not (w.trainable and self._trainable)]
 
     def get_weights(self):
-        return [w.numpy() for w in self._weights]
+        return [w.numpy() for w in self._all_weights()]
 
     def set_weights(self, weights):
         weights = list(weights)
-        if len(weights) != len(self._weights):
+        targets = self._all_weights()
+        if len(weights) != len(targets):
             raise ValueError(
                 f"You called `set_weights(weights)` on layer '{self.name}' with a weight list "
-                f"of length {len(weights)}, but the layer was expecting {len(self._weights)} "
+                f"of length {len(weights)}, but the layer was expecting {len(targets)} "
                 f"weights. Received: weights of length {len(weights)}"
             )
-        for var, value in zip(self._weights, weights):
+        for var, value in zip(targets, weights):
             value = np.asarray(value)
             if value.shape != var.shape:
                 raise ValueError(
                     f"Layer {self.name} weight shape {var.shape} is not compatible with "
                     f"provided weight shape {value.shape}. Received: weight of shape {value.shape}"
                 )
-        for var, value in zip(self._weights, weights):
+        for var, value in zip(targets, weights):
             var.assign(value)
 
     def count_params(self):
-        return int(sum(int(np.prod(w.shape)) for w in self._weights))
+        return int(sum(int(np.prod(w.shape)) for w in self._all_weights()))
 
     # --- building and calling ------------------------------------------------------------
     def build(self, input_shape):
@@ -143,13 +196,21 @@ class Layer:
         """Validates the symbolic input shapes; raises ValueError naming the layer."""
 
     def __call__(self, inputs, *args, **kwargs):
+        training = kwargs.pop("training", None)
         if args or kwargs:
             raise TypeError(
-                f"Layer {self.name} takes only its inputs when called on tensors. "
+                f"Layer {self.name} takes only its inputs (and `training`) when called. "
                 f"Received: args={args}, kwargs={kwargs}"
             )
+        if training is not None:
+            raise ValueError(
+                f"densitron's engine decides the training mode of layer {self.name}: fit "
+                "trains, evaluate and predict infer (inside a model's call(), pass the "
+                f"`training` argument it receives). Received: training={training!r}")
         flat = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         if flat and all(isinstance(t, KerasTensor) for t in flat):
+            if _composite(self):
+                return self._composite_call(inputs, flat)
             return self._symbolic_call(inputs, flat)
         if any(isinstance(t, KerasTensor) for t in flat):
             raise TypeError(
@@ -163,6 +224,46 @@ class Layer:
             f"layer) or on an array. Received: inputs={inputs!r} (of type "
             f"{type(inputs).__name__})"
         )
+
+    def _composite_call(self, inputs, flat):
+        """A layer subclass that defines `call` out of other layers: its call runs on the
+        symbolic tensors, so its sublayers' calls join the graph in its place."""
+        shapes = [t.shape for t in flat]
+        if not self.built:
+            own = len(self._weights)
+            self.build(shapes if isinstance(inputs, (list, tuple)) else shapes[0])
+            self.built = True
+            if len(self._weights) != own:
+                raise ValueError(
+                    f"Layer {self.name} ({type(self).__name__}) creates weights of its own in "
+                    "build(); densitron runs layers written in Python only when their call() "
+                    "is made of densitron layers. Received: weights "
+                    f"{[w.name for w in self._weights[own:]]}")
+        from densitron.models.functional import training_kwarg
+
+        try:
+            out = self.call(inputs, **training_kwarg(self.call))
+        except (TypeError, AttributeError) as e:
+            raise TypeError(
+                f"Layer {self.name} ({type(self).__name__}): densitron runs call() on symbolic "
+                "tensors, so it may only call densitron layers on them (and use +, -, * "
+                f"between tensors or with numbers). Received: {type(e).__name__}: {e}") from e
+        outs = (list(out.values()) if isinstance(out, dict)
+                else list(out) if isinstance(out, (list, tuple)) else [out])
+        if not outs or not all(isinstance(t, KerasTensor) for t in outs):
+            raise TypeError(f"Layer {self.name} ({type(self).__name__}): call() must return "
+                            f"tensors from densitron layers. Received: {out!r}")
+        return out
+
+    def _sublayers(self):
+        """The layers a composite layer holds in its attributes (directly or in lists)."""
+        found = []
+        for value in vars(self).values():
+            items = value if isinstance(value, (list, tuple)) else [value]
+            for v in items:
+                if isinstance(v, Layer) and v is not self and all(v is not f for f in found):
+                    found.append(v)
+        return found
 
     def _symbolic_call(self, inputs, flat):
         shapes = [t.shape for t in flat]
@@ -245,6 +346,13 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def _composite(layer):
+    """A Layer subclass (not a model) that defines call(): a layer made of other layers."""
+    from densitron.models.functional import Functional
+
+    return getattr(type(layer), "call", None) is not None and not isinstance(layer, Functional)
 
 
 def shape_width(shape):

@@ -1,6 +1,7 @@
 """Functional models: a DAG of layer calls from Input tensors to outputs, handed whole to the
 C++ graph executor."""
 
+import inspect
 import math
 
 import numpy as np
@@ -69,10 +70,44 @@ def _layers_in_keras_order(nodes, first_visit):
 
 
 class Functional(Trainer, Layer):
-    def __init__(self, inputs, outputs, name=None, trainable=True, _is_eager_wrapper=False):
+    """Keras's Model. `Model(inputs, outputs)` builds a functional model. A subclass that
+    defines `call(inputs[, training])` out of densitron layers (created in its `__init__`) is
+    built by tracing `call` on symbolic inputs the first time it meets data, is called on a
+    tensor, or `build(input_shape)` runs; from then on it is the functional model of that
+    trace (saved as one, too)."""
+
+    def __init__(self, inputs=None, outputs=None, name=None, trainable=True,
+                 _is_eager_wrapper=False, **kwargs):
+        if inputs is None and outputs is None and defines_call(type(self)):
+            Layer.__init__(self, name=name, trainable=trainable, **kwargs)
+            self._init_trainer()
+            self._eager_wrapper = False
+            self._subclassed = True
+            self._all_layers = []
+            self.built = False
+            return
+        if inputs is None or outputs is None or kwargs:
+            raise TypeError(
+                "A Model takes its `inputs` and `outputs` (functional API), or is a subclass of "
+                "Model that defines `call()`. Received: "
+                f"inputs={inputs!r}, outputs={outputs!r}" + (f", kwargs={kwargs}" if kwargs
+                                                             else ""))
         Layer.__init__(self, name=name or uniquify("functional"), trainable=trainable)
         self._init_trainer()
         self._eager_wrapper = _is_eager_wrapper
+        self._build_graph(inputs, outputs)
+
+    # --- subclassed models ---------------------------------------------------------------
+    def build(self, input_shape):
+        """A subclassed model traces `call` on inputs of `input_shape` (with the batch axis:
+        `(None, 784)`, or a list or dict of such shapes)."""
+        if not getattr(self, "_subclassed", False) or self.built:
+            self.built = True
+            return
+        self._trace(_symbolic_inputs(input_shape))
+
+    def _trace(self, inputs):
+        outputs = self.call(inputs, **training_kwarg(self.call))
         self._build_graph(inputs, outputs)
 
     # --- graph ---------------------------------------------------------------------------
@@ -231,6 +266,9 @@ class Functional(Trainer, Layer):
     def _symbolic_call(self, inputs, flat):
         """A call inside another model: one output tensor per output of this model (tensor
         index k of the call's node), in this model's structure (one, a list, or a dict)."""
+        if getattr(self, "_subclassed", False) and not self.built:
+            self.build([t.shape for t in flat] if isinstance(inputs, (list, tuple))
+                       else flat[0].shape)
         self._check_inputs([t.shape for t in flat] if isinstance(inputs, (list, tuple))
                            else flat[0].shape)
         if any(t._mask is not None for t in flat):
@@ -248,10 +286,17 @@ class Functional(Trainer, Layer):
         return node.outputs[0] if len(node.outputs) == 1 else list(node.outputs)
 
     def _ensure_built(self):
-        pass
+        if not self.built:
+            raise ValueError(
+                f"Model '{self.name}' has not been built yet: call `build(input_shape)` or call "
+                "it on data first. Received: a subclassed model that was never called")
 
     def _ensure_built_from(self, x):
-        pass
+        if self.built:
+            return
+        if x is None:
+            raise ValueError("`x` is required. Received: x=None")
+        self._trace(_symbolic_inputs(_data_shapes(x)))
 
     # --- Keras model API -----------------------------------------------------------------
     @property
@@ -343,6 +388,7 @@ class Functional(Trainer, Layer):
     def summary(self, line_length=None, positions=None, print_fn=None, **kwargs):
         from densitron.utils.summary import print_summary
 
+        self._ensure_built()
         print_summary(self, print_fn=print_fn)
 
     def to_json(self, **kwargs):
@@ -459,9 +505,65 @@ class Functional(Trainer, Layer):
             inputs = dict(zip(config["input_keys"], inputs))
         if config.get("output_keys"):
             outputs = dict(zip(config["output_keys"], outputs))
-        model = cls(inputs, outputs, name=config.get("name"))
+        # (a subclassed model's config is its traced graph: it comes back as a functional one)
+        model = (Functional if defines_call(cls) else cls)(inputs, outputs,
+                                                           name=config.get("name"))
         model.trainable = config.get("trainable", True)
         return model
+
+
+def defines_call(cls):
+    """Whether a Layer or Model subclass defines its own `call` (a subclassed model, or a layer
+    made of other layers)."""
+    return getattr(cls, "call", None) is not None
+
+
+def training_kwarg(call):
+    """{"training": None} when `call` takes a `training` argument: Keras passes it, and
+    densitron's engine decides it (fit trains, evaluate and predict infer)."""
+    try:
+        params = inspect.signature(call).parameters
+    except (TypeError, ValueError):
+        return {}
+    takes = "training" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return {"training": None} if takes else {}
+
+
+def _is_shape(value):
+    return isinstance(value, (tuple, list)) and all(
+        d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool))
+        for d in value)
+
+
+def _symbolic_inputs(input_shape):
+    """Input tensors for shapes with the batch axis: one shape, a list of them or a dict."""
+    from densitron.layers.input_layer import Input
+
+    if isinstance(input_shape, dict):
+        return {k: Input(shape=tuple(v)[1:], name=k) for k, v in input_shape.items()}
+    if _is_shape(input_shape):
+        return Input(shape=tuple(input_shape)[1:])
+    if isinstance(input_shape, (list, tuple)) and all(_is_shape(s) for s in input_shape):
+        return [Input(shape=tuple(s)[1:]) for s in input_shape]
+    raise ValueError("`input_shape` must be a shape with the batch axis, such as (None, 784), "
+                     f"or a list or dict of them. Received: input_shape={input_shape!r}")
+
+
+def _data_shapes(x):
+    """The shapes of x's arrays, in x's structure (an array, a list or tuple of arrays, or a
+    dict of them)."""
+    def shape(a, arg):
+        if data_mod.is_sparse(a):
+            return tuple(a.shape)
+        return data_mod._as_numeric_array(a, arg).shape
+
+    if isinstance(x, dict) and not data_mod.is_sparse(x):
+        return {k: shape(v, f"x[{k!r}]") for k, v in x.items()}
+    if isinstance(x, (list, tuple)) and x and all(
+            isinstance(a, np.ndarray) or data_mod.is_sparse(a) or hasattr(a, "to_numpy")
+            for a in x):
+        return [shape(a, f"x[{k}]") for k, a in enumerate(x)]
+    return shape(x, "x")
 
 
 Model = Functional

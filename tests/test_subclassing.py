@@ -1,0 +1,258 @@
+"""Keras's subclassing API: a Model subclass whose call() is made of densitron layers, and a
+Layer subclass made of other layers, are traced on symbolic inputs into the engine's graph;
+they train, evaluate, predict, nest and save like the equivalent functional models."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "numpy")  # as tests/test_keras_parity.py
+
+import numpy as np
+import pytest
+
+import densitron
+from densitron import layers as L
+from densitron.models import Model
+
+
+def data(rows=120, width=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(rows, width)).astype(np.float32), rng.integers(0, 3, rows)
+
+
+class Residual(L.Layer):
+    """A layer made of layers: x + b(a(x)), then scaled and shifted by numbers."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.a = L.Dense(units, activation="relu")
+        self.b = L.Dense(units)
+
+    def call(self, x):
+        return (x + self.b(self.a(x))) * 0.5 - 1.0
+
+
+class Classifier(Model):
+    def __init__(self, hidden=16, **kwargs):
+        super().__init__(**kwargs)
+        self.first = L.Dense(hidden, activation="relu")
+        self.block = Residual(hidden)
+        self.drop = L.Dropout(0.25, seed=3)
+        self.head = L.Dense(3, activation="softmax")
+
+    def call(self, inputs, training=None):
+        h = self.block(self.first(inputs))
+        return self.head(self.drop(h, training=training))
+
+
+def functional_twin(width=8, hidden=16):
+    inputs = densitron.Input((width,))
+    h = L.Dense(hidden, activation="relu")(inputs)
+    r = L.Dense(hidden)(L.Dense(hidden, activation="relu")(h))
+    h = L.Rescaling(1.0, -1.0)(L.Rescaling(0.5)(L.Add()([h, r])))
+    return Model(inputs, L.Dense(3, activation="softmax")(L.Dropout(0.25, seed=3)(h)))
+
+
+def compile_(m):
+    m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return m
+
+
+def test_subclassed_model_trains_like_its_functional_twin():
+    x, y = data()
+    densitron.utils.set_random_seed(1)
+    sub = compile_(Classifier())
+    sub.build((None, 8))
+    densitron.utils.set_random_seed(1)
+    twin = compile_(functional_twin())
+    for a, b in zip(sub.get_weights(), twin.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    densitron.utils.set_random_seed(2)
+    hs = sub.fit(x, y, epochs=2, batch_size=16, validation_split=0.25, verbose=0)
+    densitron.utils.set_random_seed(2)
+    ht = twin.fit(x, y, epochs=2, batch_size=16, validation_split=0.25, verbose=0)
+    assert hs.history == ht.history
+    assert sub.evaluate(x, y, verbose=0) == twin.evaluate(x, y, verbose=0)
+    np.testing.assert_array_equal(sub.predict(x, verbose=0), twin.predict(x, verbose=0))
+    np.testing.assert_array_equal(sub(x[:3]), twin(x[:3]))
+    assert sub.count_params() == twin.count_params()
+    assert sub.block.count_params() == 2 * (16 * 16 + 16)
+    assert len(sub.block.get_weights()) == 4
+
+
+def test_built_on_first_data_and_by_build():
+    x, y = data()
+    m = compile_(Classifier())
+    assert not m.built and m.layers == [] and m.weights == []
+    with pytest.raises(ValueError, match="not been built.*Received"):
+        m.summary()
+    m.fit(x, y, epochs=1, verbose=0)  # traced on fit's first data
+    assert m.built and m.input_shape == (None, 8)
+    p = Classifier()
+    p.build((None, 8))
+    lines = []
+    p.summary(print_fn=lines.append)
+    assert any("Residual" not in ln and "Add" in ln for ln in lines)
+    p2 = Classifier()
+    assert p2.predict(x[:4], verbose=0).shape == (4, 3)  # traced by predict
+    with pytest.raises(ValueError, match="input_shape.*Received"):
+        Classifier().build("784")
+
+
+def test_several_inputs_and_outputs_as_dicts_and_lists():
+    class TwoHeads(Model):
+        def __init__(self):
+            super().__init__(name="two_heads")
+            self.a = L.Dense(2)
+            self.b = L.Dense(3, activation="softmax")
+            self.cat = L.Concatenate()
+
+        def call(self, inputs):
+            u, v = inputs["u"], inputs["v"]
+            return {"reg": self.a(u), "cls": self.b(self.cat([u, v]))}
+
+    rng = np.random.default_rng(4)
+    x = {"u": rng.normal(size=(30, 3)), "v": rng.normal(size=(30, 5))}
+    y = {"reg": rng.normal(size=(30, 2)), "cls": rng.integers(0, 3, 30)}
+    m = TwoHeads()
+    m.compile("sgd", {"reg": "mse", "cls": "sparse_categorical_crossentropy"})
+    h = m.fit(x, y, epochs=1, verbose=0)
+    assert set(h.history) == {"loss", "reg_loss", "cls_loss"}
+    out = m.predict(x, verbose=0)
+    assert out["reg"].shape == (30, 2) and out["cls"].shape == (30, 3)
+
+    class Pair(Model):
+        def __init__(self):
+            super().__init__()
+            self.d = L.Dense(4)
+
+        def call(self, inputs):
+            left, right = inputs
+            return [self.d(left), self.d(right) * self.d(left)]  # a shared layer, a product
+
+    p = Pair()
+    u = x["u"].astype(np.float32)
+    outs = p.predict([u, 2 * u], verbose=0)
+    assert [o.shape for o in outs] == [(30, 4), (30, 4)]
+    np.testing.assert_allclose(outs[1], p.d(2 * u) * outs[0], rtol=1e-5, atol=1e-6)
+    assert len(p.weights) == 2  # the one shared Dense
+
+
+def test_nested_in_a_functional_model_and_in_sequential():
+    x, y = data()
+
+    class Features(Model):
+        def __init__(self):
+            super().__init__()
+            self.d = L.Dense(5, activation="tanh")
+
+        def call(self, x):
+            return -self.d(x) + 2 * self.d(x)
+
+    inputs = densitron.Input((8,))
+    outer = compile_(Model(inputs, L.Dense(3, activation="softmax")(Features()(inputs))))
+    assert np.isfinite(outer.fit(x, y, epochs=1, verbose=0).history["loss"][0])
+    seq = compile_(densitron.Sequential([densitron.Input((8,)), Residual(8),
+                                         L.Dense(3, activation="softmax")]))
+    assert np.isfinite(seq.fit(x, y, epochs=1, verbose=0).history["loss"][0])
+
+
+def test_saving_a_subclassed_model(tmp_path):
+    x, y = data()
+    m = compile_(Classifier())
+    m.fit(x, y, epochs=1, verbose=0)
+    path = os.path.join(tmp_path, "sub.keras")
+    m.save(path)
+    back = densitron.models.load_model(path)
+    assert type(back).__name__ == "Functional"  # the traced graph
+    np.testing.assert_array_equal(back.predict(x, verbose=0), m.predict(x, verbose=0))
+    wpath = os.path.join(tmp_path, "sub.weights.h5")
+    m.save_weights(wpath)
+    fresh = Classifier()
+    fresh.build((None, 8))
+    fresh.load_weights(wpath)
+    np.testing.assert_array_equal(fresh.predict(x, verbose=0), m.predict(x, verbose=0))
+    clone = Model.from_config(m.get_config())
+    assert type(clone).__name__ == "Functional" and clone.count_params() == m.count_params()
+
+
+def test_subclassing_errors():
+    class Numpy(Model):
+        def __init__(self):
+            super().__init__()
+            self.d = L.Dense(2)
+
+        def call(self, x):
+            return np.exp(self.d(x))
+
+    with pytest.raises(TypeError, match="symbolic.*Received"):
+        Numpy().predict(np.ones((2, 3)), verbose=0)
+
+    class OwnWeights(L.Layer):
+        def build(self, shape):
+            self.w = self.add_weight((shape[-1], 2), densitron.initializers.get("zeros"), "w")
+
+        def call(self, x):
+            return x
+
+    class Holder(Model):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def call(self, x):
+            return self.inner(x)
+
+    with pytest.raises(ValueError, match="weights of its own.*Received"):
+        Holder(OwnWeights()).predict(np.ones((2, 3)), verbose=0)
+
+    class Forced(Model):
+        def __init__(self):
+            super().__init__()
+            self.d = L.Dropout(0.5)
+
+        def call(self, x):
+            return self.d(x, training=True)
+
+    with pytest.raises(ValueError, match="training mode.*Received: training=True"):
+        Forced().predict(np.ones((2, 3)), verbose=0)
+    with pytest.raises(TypeError, match="subclass of Model that defines `call\\(\\)`.*Received"):
+        Model()
+    with pytest.raises(TypeError, match="Received"):
+        Model(inputs=densitron.Input((3,)))
+
+
+def test_same_code_in_keras_predicts_the_same():
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "numpy":
+        pytest.skip("parity tests run Keras on its numpy backend")
+    x, _ = data(rows=10)
+
+    def classes(layers_mod, base_model, base_layer):
+        class Block(base_layer):
+            def __init__(self, units):
+                super().__init__()
+                self.a = layers_mod.Dense(units, activation="relu")
+                self.b = layers_mod.Dense(units)
+
+            def call(self, x):
+                return x + self.b(self.a(x))
+
+        class Net(base_model):
+            def __init__(self):
+                super().__init__()
+                self.first = layers_mod.Dense(6, activation="tanh")
+                self.block = Block(6)
+                self.head = layers_mod.Dense(3, activation="softmax")
+
+            def call(self, inputs, training=None):
+                return self.head(self.block(self.first(inputs)))
+
+        return Net
+
+    ours = classes(L, Model, L.Layer)()
+    ours.build((None, 8))
+    theirs = classes(keras.layers, keras.Model, keras.layers.Layer)()
+    theirs(x[:1])  # builds it (Keras's build() would leave the sublayers unbuilt)
+    theirs.set_weights(ours.get_weights())
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
