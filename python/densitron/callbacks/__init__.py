@@ -2,9 +2,10 @@
 
 from densitron.callbacks.callback import Callback, CallbackList, History, ProgbarLogger
 from densitron.callbacks.files import BackupAndRestore, CSVLogger, ModelCheckpoint
+from densitron.callbacks.tensorboard import TensorBoard
 from densitron.callbacks.training import (EarlyStopping, LambdaCallback, LearningRateScheduler,
                                           ReduceLROnPlateau, TerminateOnNaN)
 
-__all__ = ["BackupAndRestore", "CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback",
-           "LearningRateScheduler", "ModelCheckpoint", "ProgbarLogger", "ReduceLROnPlateau",
-           "TerminateOnNaN"]
+__all__ = ["BackupAndRestore", "CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History",
+           "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "ProgbarLogger",
+           "ReduceLROnPlateau", "TensorBoard", "TerminateOnNaN"]
