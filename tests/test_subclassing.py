@@ -256,3 +256,40 @@ def test_same_code_in_keras_predicts_the_same():
     theirs.set_weights(ours.get_weights())
     np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_lambda_layers(tmp_path):
+    x, y = data()
+    scaled = densitron.Sequential([densitron.Input((8,)), L.Lambda(lambda t: t / 4.0 + 1),
+                                   L.Dense(3, activation="softmax")])
+    compile_(scaled)
+    densitron.utils.set_random_seed(5)
+    scaled.fit(x, y, epochs=1, verbose=0)
+    assert [type(layer).__name__ for layer in scaled.layers] == ["Lambda", "Dense"]
+    # the Dense layer sees x / 4 + 1
+    kernel, bias = scaled.layers[1].get_weights()
+    logits = (x / 4.0 + 1) @ kernel + bias
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(scaled.predict(x, verbose=0),
+                               expected / expected.sum(1, keepdims=True), rtol=1e-5, atol=1e-6)
+    # saved, cloned and sent through JSON as the layers the function made
+    path = os.path.join(tmp_path, "lambda.keras")
+    scaled.save(path)
+    back = densitron.models.load_model(path)
+    assert [type(layer).__name__ for layer in back.layers] == ["InputLayer", "Rescaling",
+                                                              "Rescaling", "Dense"]
+    np.testing.assert_array_equal(back.predict(x, verbose=0), scaled.predict(x, verbose=0))
+    assert densitron.models.clone_model(scaled).count_params() == scaled.count_params()
+    assert densitron.models.model_from_json(scaled.to_json()).count_params() == 27
+
+    a, b = densitron.Input((3,)), densitron.Input((3,))
+    out = L.Lambda(lambda t, k: (t[0] - t[1]) * k, arguments={"k": 2.0})([a, b])
+    pair = Model([a, b], out)
+    u, v = np.ones((2, 3), np.float32), np.full((2, 3), 0.25, np.float32)
+    np.testing.assert_allclose(pair.predict([u, v], verbose=0), (u - v) * 2)
+    with pytest.raises(TypeError, match="symbolic.*Received"):
+        L.Lambda(lambda t: np.tanh(t))(densitron.Input((3,)))
+    with pytest.raises(TypeError, match="callable.*Received"):
+        L.Lambda(3)
+    with pytest.raises(ValueError, match="Lambda.*Received"):
+        L.Lambda.from_config({"name": "l"})

@@ -72,8 +72,8 @@ def to_keras(model):
     """Keras's serialized form of a densitron model (without compile_config)."""
     from densitron.models import Sequential
 
-    if isinstance(model, Sequential):
-        config = model.get_config()
+    config = model.get_config()
+    if isinstance(model, Sequential) and "input_layers" not in config:
         shape = config.get("build_input_shape")
         layers = [_keras_entry(layer) for layer in model.layers]
         if shape:
@@ -85,10 +85,9 @@ def to_keras(model):
                 "config": {"name": config["name"], "trainable": config["trainable"],
                            "dtype": "float32", "layers": layers, "build_input_shape": shape},
                 "registered_name": None}
-    config = model.get_config()
     shapes = _output_shapes(model)
     layers = []
-    for lc, layer in zip(config["layers"], model.layers):
+    for lc, layer in zip(config["layers"], model._all_layers):
         entry = _keras_entry(layer)
         entry["name"] = lc["name"]
         entry["inbound_nodes"] = [

@@ -1,6 +1,7 @@
 """Layers with Keras's names and arguments."""
 
-from densitron.layers.core import ELU, Activation, Dense, Identity, LeakyReLU, ReLU, Softmax
+from densitron.layers.core import (ELU, Activation, Dense, Identity, Lambda, LeakyReLU, ReLU,
+                                   Softmax)
 from densitron.layers.embedding import Embedding
 from densitron.layers.input_layer import Input, InputLayer
 from densitron.layers.layer import KerasTensor, Layer
@@ -45,7 +46,7 @@ __all__ = ["ELU", "Activation", "ActivityRegularization", "Add", "AlphaDropout",
            "GlobalAvgPool3D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D",
            "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", "Identity", "Input",
            "InputLayer",
-           "KerasTensor", "Layer", "LayerNormalization", "LeakyReLU", "Maximum", "Minimum",
+           "KerasTensor", "Lambda", "Layer", "LayerNormalization", "LeakyReLU", "Maximum", "Minimum",
            "Multiply", "Normalization", "ReLU", "Reshape", "Rescaling", "Softmax", "SpatialDropout1D",
            "SpatialDropout2D", "SpatialDropout3D", "Subtract",
            "UnitNormalization"]

@@ -204,3 +204,32 @@ class Identity(Layer):
 
     def _engine_node(self, node, param_index):
         return engine_node(14, node)
+
+
+class Lambda(Layer):
+    """Keras's Lambda: `function(inputs, **arguments)` as a layer. densitron runs the function
+    on the symbolic tensors the layer is called on, so it may combine densitron layers and
+    +, -, * between tensors and with numbers (and / by a number); the layers it makes join the
+    graph in the Lambda's place (a saved model holds those layers, not the function). Other
+    math in the function is refused with a clear error."""
+
+    def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
+        super().__init__(**kwargs)
+        if not callable(function):
+            raise TypeError(f"`function` must be callable. Received: function={function!r}")
+        if mask is not None:
+            raise ValueError(f"densitron's Lambda does not take a `mask`. Received: mask={mask!r}")
+        if arguments is not None and not isinstance(arguments, dict):
+            raise TypeError(f"`arguments` must be a dict. Received: arguments={arguments!r}")
+        self.function = function
+        self.arguments = dict(arguments or {})
+        self.output_shape_arg = output_shape
+
+    def call(self, inputs):
+        return self.function(inputs, **self.arguments)
+
+    @classmethod
+    def from_config(cls, config):
+        raise ValueError("A Lambda layer's function is not stored in configs: densitron saves "
+                         "the layers the function makes instead. Received: a Lambda config "
+                         f"{config!r}")

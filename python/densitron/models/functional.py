@@ -429,7 +429,7 @@ class Functional(Trainer, Layer):
         """{id(node): [layer name, index of the call among its layer's calls]}, the first two
         items of Keras's keras_history."""
         nodes_of = self._nodes_by_layer()
-        return {id(node): [layer.name, index] for layer in self.layers
+        return {id(node): [layer.name, index] for layer in self._all_layers
                 for index, node in enumerate(nodes_of.get(id(layer), []))}
 
     def get_config(self):
@@ -442,7 +442,7 @@ class Functional(Trainer, Layer):
             return [*call[id(t._node)], t._index]
 
         layer_configs = []
-        for layer in self.layers:
+        for layer in self._all_layers:  # the graph's (a Sequential's too)
             inbound = []
             for node in nodes_of[id(layer)]:
                 if not node.inputs:

@@ -128,7 +128,12 @@ class Sequential(Functional):
 
     def get_config(self):
         from densitron.layers import serialize
+        from densitron.layers.layer import _composite
 
+        if self.built and any(_composite(layer) for layer in self._layers):
+            # A layer made of layers (a Lambda, a Layer subclass) is stored as the layers it
+            # made: the config is the traced graph's, and comes back as a functional model.
+            return Functional.get_config(self)
         shape = self._input_shape_known()
         return {
             "name": self.name,
@@ -141,6 +146,8 @@ class Sequential(Functional):
     def from_config(cls, config):
         from densitron.layers import deserialize
 
+        if "input_layers" in config:  # the traced graph of one with composite layers
+            return Functional.from_config(config)
         stack = [deserialize(c) for c in config["layers"]]
         shape = config.get("build_input_shape")
         if shape:
