@@ -308,3 +308,33 @@ def test_metric_objects_survive_a_second_save(tmp_path):
     densitron.models.load_model(tmp_path / "a.keras").save(tmp_path / "b.keras")
     again = densitron.models.load_model(tmp_path / "b.keras")
     assert again.evaluate(x, y, verbose=0, return_dict=True) == pytest.approx(logs)
+
+
+def test_pickle_and_deepcopy_resume_training_exactly():
+    import copy
+    import pickle
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 5)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 64)]
+    inputs = layers.Input((5,))
+    m = Model(inputs, layers.Dense(3, activation="softmax")(layers.Dense(4, activation="relu")(
+        inputs)))
+    m.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
+    m.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    copies = [pickle.loads(pickle.dumps(m)), copy.deepcopy(m)]
+    densitron.utils.set_random_seed(3)
+    m.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    for c in copies:
+        assert c is not m and c.optimizer.iterations == 4
+        densitron.utils.set_random_seed(3)
+        c.fit(x, y, epochs=1, batch_size=16, verbose=0)
+        for a, b in zip(c.get_weights(), m.get_weights()):
+            np.testing.assert_array_equal(a, b)
+    # an unbuilt model is pickled as its Python objects and builds later
+    s = Sequential([layers.Dense(2)])
+    s.compile("sgd", "mse")
+    t = pickle.loads(pickle.dumps(s))
+    assert not t.built and t.compiled
+    t.fit(np.ones((3, 4)), np.zeros((3, 2)), verbose=0)
+    assert t.built

@@ -107,8 +107,14 @@ def save_model(model, filepath, overwrite=True):
         raise ValueError("Invalid filepath extension for saving. Please add either a `.keras` "
                          "extension for the native Keras format (recommended) or a `.h5` "
                          f"extension. Received: filepath={filepath!r}")
-    # Keras's .keras layout: Keras's load_model reads it (config.json in Keras's serialized
-    # form, the weights in its model.weights.h5 layout).
+    _atomic_write(filepath, _keras_zip_writer(model), overwrite)
+
+
+def _keras_zip_writer(model):
+    """A function writing the model as a `.keras` zip into a binary file object: Keras's layout,
+    which Keras's load_model reads (config.json in Keras's serialized form, the weights in its
+    model.weights.h5 layout). Everything is serialized before it returns, so a failure leaves
+    the target untouched."""
     from densitron import __version__, keras_format
 
     config = keras_format.to_keras(model)
@@ -124,7 +130,19 @@ def save_model(model, filepath, overwrite=True):
             z.writestr("config.json", payload)
             z.writestr("model.weights.h5", weights)
 
-    _atomic_write(filepath, write, overwrite)
+    return write
+
+
+def model_to_bytes(model):
+    """The model as the bytes of a `.keras` file (pickling and copying go through this)."""
+    buf = io.BytesIO()
+    _keras_zip_writer(model)(buf)
+    return buf.getvalue()
+
+
+def model_from_bytes(data):
+    """The model of `model_to_bytes`' bytes, compiled, with its weights and optimizer state."""
+    return _load_keras_zip(io.BytesIO(data), True, "a pickled model")
 
 
 def _saved_loss(loss):
@@ -153,9 +171,15 @@ def load_model(filepath, compile=True):
                          f"accessible `.keras` zip file. Received: filepath={filepath!r}")
     if filepath.endswith(".h5") and not filepath.endswith(".weights.h5"):
         return _load_legacy_h5(filepath, compile)
+    return _load_keras_zip(filepath, compile, filepath)
+
+
+def _load_keras_zip(source, compile, filepath):
+    """load_model of a `.keras` zip: a path or a binary file object (`filepath` names it)."""
+    from densitron import keras_format, layers
 
     try:
-        with zipfile.ZipFile(filepath) as z:
+        with zipfile.ZipFile(source) as z:
             config = json.loads(z.read("config.json"))
             names = z.namelist()
             # Keras's layout (Keras's files, and densitron's from 0.1) or densitron's first

@@ -385,6 +385,17 @@ class Functional(Trainer, Layer):
         rows = data_mod.rows_of(flat[0]) if flat else 0
         return self.predict(inputs, batch_size=max(1, min(rows, 1024)), verbose=0)
 
+    def __reduce_ex__(self, protocol):
+        """Pickling (and copy.deepcopy) as Keras 3 does it: a built model through the bytes of
+        a `.keras` file, so the copy has the architecture, weights, compile arguments and
+        optimizer state (a subclassed model comes back as its traced functional model); an
+        unbuilt one (no engine yet) as its Python objects."""
+        from densitron import saving
+
+        if not self.built:
+            return super().__reduce_ex__(protocol)
+        return (saving.model_from_bytes, (saving.model_to_bytes(self),))
+
     def summary(self, line_length=None, positions=None, print_fn=None, **kwargs):
         from densitron.utils.summary import print_summary
 
