@@ -445,3 +445,31 @@ def test_batch_methods_match_their_full_counterparts():
     model.train_on_batch(x, y, class_weight={0: 1.0, 1: 2.0, 2: 0.5})
     with pytest.raises(ValueError, match="Received: both"):
         model.train_on_batch(x, y, sample_weight=w, class_weight={0: 1.0})
+
+
+def test_model_and_layer_input_and_output_tensors():
+    # Keras's feature extraction: a model from another's `input` to a layer's `output`
+    inputs = Input((4,))
+    h = Dense(3, name="hidden")(inputs)
+    m = Model(inputs, Dense(2)(h))
+    assert m.input is inputs and m.output is m.outputs[0]
+    assert m.get_layer("hidden").input is inputs and m.get_layer("hidden").output is h
+    features = Model(m.input, m.get_layer("hidden").output)
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    kernel, bias = m.get_layer("hidden").get_weights()
+    np.testing.assert_allclose(features.predict(x, verbose=0), x @ kernel + bias, rtol=1e-5,
+                               atol=1e-6)
+    # a Sequential rebuilt by add() and pop(): its layers' outputs are those of its graph
+    s = Sequential([Input((4,)), Dense(3, name="a")])
+    s.add(Dense(2))
+    s.add(Dense(5))
+    both = Model(s.input, [s.get_layer("a").output, s.output])
+    assert [o.shape for o in both.predict(x, verbose=0)] == [(5, 3), (5, 5)]
+    s.pop()
+    assert s.output.shape == (None, 2)
+    # several inputs and outputs come as lists, named ones as dicts
+    a, b = Input((2,), name="a"), Input((3,), name="b")
+    pair = Model({"a": a, "b": b}, [Dense(1)(a), Dense(1)(b)])
+    assert pair.input == {"a": a, "b": b} and len(pair.output) == 2
+    with pytest.raises(AttributeError, match="never been called.*Received"):
+        Dense(2).output

@@ -123,6 +123,34 @@ class Layer:
             input_shape = (input_dim,)
         self._input_shape_arg = tuple(input_shape) if input_shape is not None else None
 
+    # --- the tensors of the layer's call --------------------------------------------------
+    def _only_node(self, what):
+        """The layer's first call, as Keras's `layer.output` and `layer.input` read it."""
+        if not self._inbound_nodes:
+            raise AttributeError(f"Layer {self.name} has never been called and thus has no "
+                                 f"defined {what}. Received: a layer with no calls")
+        return self._inbound_nodes[0]
+
+    @property
+    def output(self):
+        """The output tensor of the layer's first call (Keras's `layer.output`)."""
+        if "_output" in self.__dict__:
+            return self.__dict__["_output"]
+        outs = self._only_node("output").outputs
+        return outs[0] if len(outs) == 1 else list(outs)
+
+    @output.setter
+    def output(self, value):
+        self.__dict__["_output"] = value
+
+    @property
+    def input(self):
+        """The input tensor(s) of the layer's first call (Keras's `layer.input`)."""
+        node = self._only_node("input")
+        if not node.inputs:  # an InputLayer: its own tensor
+            return self.output
+        return list(node.inputs) if getattr(node, "is_list", False) else node.inputs[0]
+
     # --- weights -------------------------------------------------------------------------
     def add_weight(self, shape, initializer, name, trainable=True, regularizer=None,
                    constraint=None):

@@ -366,6 +366,26 @@ class Functional(Trainer, Layer):
                          f"{[layer.name for layer in self.layers]}. Received: name={name!r}")
 
     @property
+    def input(self):
+        """The model's input tensor(s), in its inputs' structure (Keras's `model.input`)."""
+        self._ensure_built()
+        if self._input_keys:
+            return dict(zip(self._input_keys, self.inputs))
+        return self.inputs[0] if len(self.inputs) == 1 else list(self.inputs)
+
+    @property
+    def output(self):
+        """The model's output tensor(s), in its outputs' structure (Keras's `model.output`)."""
+        self._ensure_built()
+        if self._output_keys:
+            return dict(zip(self._output_keys, self.outputs))
+        return self.outputs[0] if len(self.outputs) == 1 else list(self.outputs)
+
+    @output.setter
+    def output(self, value):
+        raise AttributeError("A model's `output` is set by its graph. Received: an assignment")
+
+    @property
     def input_shape(self):
         shapes = [t.shape for t in self.inputs]
         return shapes[0] if len(shapes) == 1 else shapes

@@ -80,6 +80,11 @@ class Sequential(Functional):
             return
         if self._input_tensor is None:
             self._input_tensor = Input(shape=tuple(shape))
+        # A rebuild (after add or pop) drops the calls of the graph it replaces, so that a
+        # layer's `output` is its call in this model's graph.
+        stale = {id(n) for n in getattr(self, "_nodes", ())}
+        for layer in self._layers:
+            layer._inbound_nodes = [n for n in layer._inbound_nodes if id(n) not in stale]
         x = self._input_tensor
         for layer in self._layers:
             x = layer(x)
