@@ -473,3 +473,32 @@ def test_model_and_layer_input_and_output_tensors():
     assert pair.input == {"a": a, "b": b} and len(pair.output) == 2
     with pytest.raises(AttributeError, match="never been called.*Received"):
         Dense(2).output
+
+
+def test_learning_rate_variable_idioms_and_normalize():
+    import pickle
+
+    x = np.random.default_rng(1).normal(size=(20, 4)).astype(np.float32)
+    y = np.zeros((20, 2), np.float32)
+    inputs = Input((4,))
+    m = Model(inputs, Dense(2)(inputs))
+    m.compile(densitron.optimizers.SGD(0.1), "mse")
+    m.fit(x, y, epochs=1, verbose=0)
+    lr = m.optimizer.learning_rate
+    assert lr == pytest.approx(0.1) and lr.numpy().dtype == np.float32
+    m.optimizer.learning_rate.assign(0.05)  # Keras 3's variable idiom
+    assert m.optimizer.learning_rate == pytest.approx(0.05)
+    before = m.get_weights()[0].copy()
+    grads = m._compute_gradients(x, y)[0]
+    m.fit(x, y, epochs=1, batch_size=20, verbose=0, shuffle=False)
+    np.testing.assert_allclose(m.get_weights()[0], before - 0.05 * grads, rtol=1e-5, atol=1e-7)
+    assert pickle.loads(pickle.dumps(m.optimizer.learning_rate)) == pytest.approx(0.05)
+    scheduled = densitron.optimizers.SGD(
+        densitron.optimizers.schedules.ExponentialDecay(0.1, 10, 0.5))
+    with pytest.raises(TypeError, match="not settable.*Received"):
+        scheduled.learning_rate.assign(1.0)
+    a = np.array([[3.0, 4.0], [0.0, 0.0], [1.0, -1.0]])
+    np.testing.assert_allclose(densitron.utils.normalize(a),
+                               [[0.6, 0.8], [0, 0], [2 ** -0.5, -(2 ** -0.5)]])
+    np.testing.assert_allclose(densitron.utils.normalize(a, axis=0, order=1),
+                               a / np.abs(a).sum(0))

@@ -45,6 +45,26 @@ def _schedule_of(learning_rate):
     return None
 
 
+class _LearningRate(float):
+    """An optimizer's learning rate as a float, with Keras 3's variable methods: `assign`
+    sets the optimizer's rate (as `optimizer.learning_rate = value` does)."""
+
+    def __new__(cls, value, optimizer):
+        obj = super().__new__(cls, value)
+        obj._optimizer = optimizer
+        return obj
+
+    def assign(self, value):
+        self._optimizer.learning_rate = value
+        return _LearningRate(self._optimizer._learning_rate, self._optimizer)
+
+    def numpy(self):
+        return np.float32(self)
+
+    def __reduce__(self):
+        return float, (float(self),)
+
+
 class Optimizer:
     _kind = None
 
@@ -77,10 +97,11 @@ class Optimizer:
 
     @property
     def learning_rate(self):
-        """The rate of the next step (with a schedule: its value at `iterations`)."""
+        """The rate of the next step (with a schedule: its value at `iterations`): a float
+        that also takes Keras's variable idioms, `.assign(value)` and `.numpy()`."""
         if self._schedule is not None:
-            return self._schedule(self.iterations)
-        return self._learning_rate
+            return _LearningRate(self._schedule(self.iterations), self)
+        return _LearningRate(self._learning_rate, self)
 
     @learning_rate.setter
     def learning_rate(self, value):

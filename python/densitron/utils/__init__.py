@@ -27,4 +27,16 @@ def to_categorical(x, num_classes=None):
     return np.eye(num_classes, dtype=np.float32)[x]
 
 
-__all__ = ["Progbar", "PyDataset", "clear_session", "set_random_seed", "to_categorical"]
+def normalize(x, axis=-1, order=2):
+    """x divided by its `order`-norm along `axis` (zero norms left as 1), as keras.utils does
+    for NumPy arrays."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"`x` must hold numbers. Received: x with dtype {x.dtype}")
+    norm = np.atleast_1d(np.linalg.norm(x, order, axis))
+    norm[norm == 0] = 1
+    return x / np.expand_dims(norm, -1 if axis is None else axis)
+
+
+__all__ = ["Progbar", "PyDataset", "clear_session", "normalize", "set_random_seed",
+           "to_categorical"]
