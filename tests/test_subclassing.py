@@ -293,3 +293,33 @@ def test_lambda_layers(tmp_path):
         L.Lambda(3)
     with pytest.raises(ValueError, match="Lambda.*Received"):
         L.Lambda.from_config({"name": "l"})
+
+
+def test_training_false_turns_dropout_and_noise_off():
+    x, y = data()
+
+    class Quiet(Model):
+        def __init__(self):
+            super().__init__()
+            self.d = L.Dense(3, activation="softmax")
+            self.drop = L.Dropout(0.9)
+            self.noise = L.GaussianNoise(5.0)
+
+        def call(self, inputs, training=None):
+            return self.d(self.noise(self.drop(inputs, training=False), training=False))
+
+    densitron.utils.set_random_seed(6)
+    quiet = compile_(Quiet())
+    quiet.build((None, 8))
+    inputs = densitron.Input((8,))
+    densitron.utils.set_random_seed(6)
+    plain = compile_(Model(inputs, L.Dense(3, activation="softmax")(inputs)))
+    assert [type(layer).__name__ for layer in quiet.layers] == ["InputLayer", "Dense"]
+    plain.set_weights(quiet.get_weights())  # (the noise layers drew seeds before the Dense)
+    densitron.utils.set_random_seed(7)
+    hq = quiet.fit(x, y, epochs=1, verbose=0)
+    densitron.utils.set_random_seed(7)
+    hp = plain.fit(x, y, epochs=1, verbose=0)
+    assert hq.history == hp.history
+    with pytest.raises(ValueError, match="training mode.*Received: training=False"):
+        L.BatchNormalization()(densitron.Input((3,)), training=False)

@@ -230,12 +230,16 @@ class Layer:
                 f"Layer {self.name} takes only its inputs (and `training`) when called. "
                 f"Received: args={args}, kwargs={kwargs}"
             )
+        flat = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if (training is False and getattr(self, "_identity_outside_training", False)
+                and all(isinstance(t, KerasTensor) for t in flat)):
+            return inputs  # Keras: a noise or dropout layer called with training=False
         if training is not None:
             raise ValueError(
                 f"densitron's engine decides the training mode of layer {self.name}: fit "
                 "trains, evaluate and predict infer (inside a model's call(), pass the "
-                f"`training` argument it receives). Received: training={training!r}")
-        flat = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+                "`training` argument it receives; training=False is taken by dropout and "
+                f"noise layers). Received: training={training!r}")
         if flat and all(isinstance(t, KerasTensor) for t in flat):
             if _composite(self):
                 return self._composite_call(inputs, flat)

@@ -17,6 +17,7 @@ def _seed(seed):
 
 class Dropout(Layer):
     """Sets a fraction `rate` of inputs to 0 in training and scales the rest by 1/(1-rate)."""
+    _identity_outside_training = True  # training=False in a call: the input as is
     _mask_rule = "pass"
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
@@ -64,6 +65,7 @@ class Dropout(Layer):
 
 class GaussianNoise(Layer):
     """Adds zero-centered Gaussian noise of standard deviation `stddev` in training."""
+    _identity_outside_training = True  # training=False in a call: the input as is
     _mask_rule = "pass"
 
     def __init__(self, stddev, seed=None, **kwargs):
@@ -85,6 +87,7 @@ class GaussianNoise(Layer):
 class GaussianDropout(Layer):
     """Multiplies its inputs by 1-centered Gaussian noise of standard deviation
     sqrt(rate / (1 - rate)) in training."""
+    _identity_outside_training = True  # training=False in a call: the input as is
     _mask_rule = "pass"
 
     def __init__(self, rate, seed=None, **kwargs):
