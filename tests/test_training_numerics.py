@@ -376,12 +376,12 @@ def test_schedule_runs_step_by_step_inside_the_engine(make):
         scheduled.optimizer.learning_rate = 0.1
 
 
-def test_schedules_refuse_python_code_and_bad_arguments():
-    class Custom(optimizers.schedules.LearningRateSchedule):
-        def __call__(self, step):
-            return 0.1 / (step + 1)
+def test_schedules_refuse_bad_arguments():
+    # (schedules written in Python: tests/test_python_schedules.py)
+    class NoCall(optimizers.schedules.LearningRateSchedule):
+        pass
     with pytest.raises(ValueError, match="Received: learning_rate="):
-        optimizers.SGD(learning_rate=Custom())
+        optimizers.SGD(learning_rate=NoCall())
     with pytest.raises(ValueError, match="Received: learning_rate="):
         optimizers.SGD(learning_rate=lambda: 0.1)
     with pytest.raises(ValueError, match="decay_steps"):

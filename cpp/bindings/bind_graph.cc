@@ -471,6 +471,13 @@ void bind_graph(py::module_& m) {
       .def_property(
           "learning_rate", [](PyGraph& g) { return g.graph().learning_rate(); },
           [](PyGraph& g, float lr) { g.graph().set_learning_rate(lr); })
+      .def(
+          "set_lr_table",
+          [](PyGraph& g, int64_t first, std::vector<float> values) {
+            if (values.empty()) throw py::value_error("the rate table needs a value");
+            g.graph().set_lr_table(first, std::move(values));
+          },
+          py::arg("first"), py::arg("values"))
       .def_property(
           "iterations", [](PyGraph& g) { return g.graph().iterations(); },
           [](PyGraph& g, int64_t it) { g.graph().set_iterations(it); });

@@ -140,9 +140,13 @@ def model_to_bytes(model):
     return buf.getvalue()
 
 
-def model_from_bytes(data):
-    """The model of `model_to_bytes`' bytes, compiled, with its weights and optimizer state."""
-    return _load_keras_zip(io.BytesIO(data), True, "a pickled model")
+def model_from_bytes(data, custom_objects=None):
+    """The model of `model_to_bytes`' bytes, compiled, with its weights and optimizer state
+    (`custom_objects`: the classes of your own it refers to, as for load_model)."""
+    from densitron.utils import serialization
+
+    with serialization.custom_object_scope(custom_objects):
+        return _load_keras_zip(io.BytesIO(data), True, "a pickled model")
 
 
 def _saved_loss(loss):
@@ -160,9 +164,20 @@ def _saved_loss(loss):
     return one(loss)
 
 
-def load_model(filepath, compile=True):
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """Rebuilds a model saved with `model.save(...)` (or by Keras), with its weights and,
-    when compiled, its optimizer's state."""
+    when compiled, its optimizer's state. `custom_objects` ({name: class}) names classes of
+    your own the file refers to (learning-rate schedules written in Python)."""
+    from densitron.utils import serialization
+
+    if custom_objects is not None and not isinstance(custom_objects, dict):
+        raise TypeError("`custom_objects` must be a dict of names to classes. Received: "
+                        f"custom_objects={custom_objects!r}")
+    with serialization.custom_object_scope(custom_objects):
+        return _load_model(filepath, compile)
+
+
+def _load_model(filepath, compile):
     from densitron import keras_format, layers
 
     filepath = os.fspath(filepath)

@@ -528,3 +528,20 @@ TEST(Activations, AppliedInChunksEqualWholeOnEveryIsa) {
 
 }  // namespace
 }  // namespace densitron
+
+// A schedule written in Python reaches the engine as a table of rates: values[k] after
+// first + k steps, the first value before and the last after.
+TEST(LrScheduleTable, ReadsTheRateOfEachStepAndClampsOutside) {
+  densitron::LrScheduleConfig s;
+  s.kind = densitron::LrSchedule::kTable;
+  s.boundaries = {10};
+  s.values = {0.5f, 0.25f, 0.125f};
+  EXPECT_EQ(densitron::scheduled_learning_rate(s, 10), 0.5f);
+  EXPECT_EQ(densitron::scheduled_learning_rate(s, 11), 0.25f);
+  EXPECT_EQ(densitron::scheduled_learning_rate(s, 12), 0.125f);
+  EXPECT_EQ(densitron::scheduled_learning_rate(s, 3), 0.5f);
+  EXPECT_EQ(densitron::scheduled_learning_rate(s, 40), 0.125f);
+  s.values.clear();
+  s.initial = 0.75f;
+  EXPECT_EQ(densitron::scheduled_learning_rate(s, 5), 0.75f);
+}

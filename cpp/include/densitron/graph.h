@@ -168,6 +168,13 @@ class Graph {
                std::vector<bool> trainable);
   bool compiled() const { return compiled_; }
   void set_learning_rate(float lr) { optimizer_.learning_rate = lr; }
+  // The rates of a schedule written in Python for steps first, first + 1, ... (values[k] at
+  // first + k steps done), set before each run of steps (LrSchedule::kTable).
+  void set_lr_table(int64_t first, std::vector<float> values) {
+    optimizer_.schedule.kind = LrSchedule::kTable;
+    optimizer_.schedule.boundaries.assign(1, first);
+    optimizer_.schedule.values = std::move(values);
+  }
   float learning_rate() const { return optimizer_.learning_rate; }
   int64_t iterations() const { return iterations_; }
   void set_iterations(int64_t it) { iterations_ = it; }

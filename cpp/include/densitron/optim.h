@@ -29,6 +29,9 @@ enum class LrSchedule : int {
   kPiecewiseConstantDecay,  // values[i] for t in (boundaries[i-1], boundaries[i]]
   kCosineDecay,             // cosine to alpha·initial, with an optional linear warmup
   kCosineDecayRestarts,     // SGDR: periods growing by t_mul, peaks scaled by m_mul
+  // A schedule written in Python, evaluated there ahead of each run of steps: values[k] at
+  // t = boundaries[0] + k (the first value before, the last after).
+  kTable,
 };
 
 struct LrScheduleConfig {

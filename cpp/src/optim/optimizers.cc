@@ -145,6 +145,12 @@ float scheduled_learning_rate(const LrScheduleConfig& s, int64_t iterations) {
       while (i < s.boundaries.size() && iterations > s.boundaries[i]) ++i;
       return s.values[i];
     }
+    case LrSchedule::kTable: {
+      if (s.values.empty()) return s.initial;
+      const int64_t first = s.boundaries.empty() ? 0 : s.boundaries[0];
+      const int64_t last = static_cast<int64_t>(s.values.size()) - 1;
+      return s.values[std::min(std::max<int64_t>(iterations - first, 0), last)];
+    }
     case LrSchedule::kCosineDecay: {
       auto decay = [&](float step, float from) {
         const float cosine = 0.5f * (1.0f + std::cos(pi * (step / s.decay_steps)));

@@ -414,7 +414,10 @@ class Functional(Trainer, Layer):
 
         if not self.built:
             return super().__reduce_ex__(protocol)
-        return (saving.model_from_bytes, (saving.model_to_bytes(self),))
+        schedule = getattr(getattr(self, "optimizer", None), "_schedule", None)
+        custom = ({type(schedule).__name__: type(schedule)}
+                  if schedule is not None and schedule._in_python else None)
+        return (saving.model_from_bytes, (saving.model_to_bytes(self), custom))
 
     def summary(self, line_length=None, positions=None, print_fn=None, **kwargs):
         from densitron.utils.summary import print_summary

@@ -32,16 +32,16 @@ def _schedule_of(learning_rate):
     if isinstance(learning_rate, dict):
         return schedules.deserialize(learning_rate)
     if isinstance(learning_rate, schedules.LearningRateSchedule):
-        if type(learning_rate).__call__ is not schedules.LearningRateSchedule.__call__ or \
+        if not learning_rate._in_python and \
                 type(learning_rate) not in schedules._CLASSES.values():
-            raise ValueError("densitron evaluates learning-rate schedules in its engine, so only "
-                             f"its own are supported: {sorted(schedules._CLASSES)}. Received: "
+            raise ValueError("A LearningRateSchedule subclass must define `__call__(step)` or be "
+                             f"one of {sorted(schedules._CLASSES)}. Received: "
                              f"learning_rate={learning_rate!r}")
         return learning_rate
     if callable(learning_rate):
-        raise ValueError("densitron evaluates learning-rate schedules in its engine: pass a "
-                         "number or one of densitron.optimizers.schedules. Received: "
-                         f"learning_rate={learning_rate!r}")
+        raise ValueError("A learning rate must be a number or a "
+                         "densitron.optimizers.schedules.LearningRateSchedule (subclass it to "
+                         f"write your own). Received: learning_rate={learning_rate!r}")
     return None
 
 
@@ -88,8 +88,11 @@ class Optimizer:
                                 else _check_number("global_clipnorm", global_clipnorm))
         self.name = name
         self._schedule = _schedule_of(learning_rate)
-        self._learning_rate = (self._schedule(0) if self._schedule is not None
-                               else _check_number("learning_rate", learning_rate))
+        if self._schedule is not None and self._schedule._in_python:
+            self._learning_rate = schedules.python_rate(self._schedule, 0)  # checks it
+        else:
+            self._learning_rate = (self._schedule(0) if self._schedule is not None
+                                   else _check_number("learning_rate", learning_rate))
         self.weight_decay = None if weight_decay is None else _check_number("weight_decay",
                                                                             weight_decay)
         self._graphs = []  # compiled engine graphs that use this optimizer

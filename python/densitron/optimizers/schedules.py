@@ -4,6 +4,8 @@ called with a step count gives the same value."""
 
 import numbers
 
+import numpy as np
+
 from densitron import _core
 from densitron.utils import serialization
 
@@ -20,10 +22,16 @@ def _number(name, value, positive=False):
 
 
 class LearningRateSchedule:
-    """Base of the schedules. densitron runs only its own (the engine computes them); a
-    subclass with its own `__call__` in Python is refused by the optimizers."""
+    """Base of the schedules. densitron's own are computed by the engine at every step; a
+    subclass with its own `__call__(step)` (Keras's way to write a schedule) is evaluated in
+    Python for the steps of each engine run ahead of it (step: the int count of updates done,
+    as Keras passes it; it returns a number)."""
 
     _kind = None
+
+    @property
+    def _in_python(self):
+        return type(self).__call__ is not LearningRateSchedule.__call__
 
     def __call__(self, step):
         if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
@@ -31,6 +39,13 @@ class LearningRateSchedule:
         return _core._scheduled_learning_rate(self._engine_config(), int(step))
 
     def _engine_config(self):
+        if self._in_python:  # LrSchedule::kTable, filled before each run (python_rates)
+            first = float(python_rate(self, 0))
+            return {"kind": 8, "initial": first, "decay_steps": 1.0, "decay_rate": 0.0,
+                    "end": 0.0, "power": 1.0, "alpha": 0.0, "staircase": False,
+                    "cycle": False, "warmup": False, "warmup_target": 0.0,
+                    "warmup_steps": 0.0, "t_mul": 2.0, "m_mul": 1.0, "boundaries": [0],
+                    "values": [first]}
         config = {"kind": self._kind, "initial": 0.0, "decay_steps": 1.0, "decay_rate": 0.0,
                   "end": 0.0, "power": 1.0, "alpha": 0.0, "staircase": False, "cycle": False,
                   "warmup": False, "warmup_target": 0.0, "warmup_steps": 0.0, "t_mul": 2.0,
@@ -42,7 +57,10 @@ class LearningRateSchedule:
         raise NotImplementedError
 
     def get_config(self):
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} must define get_config() to be saved (and from_config, "
+            "unless its config holds its constructor's arguments). Received: a schedule "
+            "without get_config")
 
     @classmethod
     def from_config(cls, config):
@@ -187,6 +205,23 @@ class CosineDecayRestarts(LearningRateSchedule):
         return {"initial_learning_rate": self.initial_learning_rate,
                 "first_decay_steps": self.first_decay_steps, "t_mul": self._t_mul,
                 "m_mul": self._m_mul, "alpha": self.alpha, "name": self.name}
+
+
+def python_rate(schedule, step):
+    """A Python schedule's rate at `step` as a float, with a Keras-style error for anything
+    else."""
+    value = schedule(int(step))
+    try:
+        rate = float(np.asarray(value, dtype=np.float64).reshape(()))
+    except (TypeError, ValueError):
+        raise TypeError(f"A learning-rate schedule must return a number. Received: "
+                        f"{type(schedule).__name__}({step}) = {value!r}") from None
+    return rate
+
+
+def python_rates(schedule, first, count):
+    """float32 rates of a Python schedule for steps first .. first + count - 1."""
+    return np.array([python_rate(schedule, first + k) for k in range(count)], dtype=np.float32)
 
 
 _CLASSES = {c.__name__: c for c in (ExponentialDecay, InverseTimeDecay, PolynomialDecay,

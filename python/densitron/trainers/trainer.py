@@ -10,6 +10,7 @@ import numpy as np
 from densitron import losses as losses_mod
 from densitron import metrics as metrics_mod
 from densitron import optimizers as optimizers_mod
+from densitron.optimizers import schedules as schedules_mod
 from densitron.callbacks import Callback, CallbackList, History, ProgbarLogger
 from densitron.trainers import data as data_mod
 from densitron.trainers import sources
@@ -406,6 +407,7 @@ class Trainer:
                 if per_batch:
                     cb.on_train_batch_begin(done)
                 t0 = time.perf_counter()
+                self._schedule_ahead(n)
                 *totals, nan = self._graph.train_batches(xs, ys, perm, batch_size,
                                                          pass_done + done, n, sws, done > 0)
                 elapsed = time.perf_counter() - t0
@@ -442,6 +444,16 @@ class Trainer:
                                               print_it=verbose != 0)
         self.history = history
         return history
+
+    def _schedule_ahead(self, steps):
+        """A learning-rate schedule written in Python: its rates for the next `steps` updates
+        (Keras calls it with the update count before each update), handed to the engine
+        before the run that makes them."""
+        schedule = getattr(self.optimizer, "_schedule", None)
+        if schedule is None or not schedule._in_python:
+            return
+        first = self._graph.iterations
+        self._graph.set_lr_table(first, schedules_mod.python_rates(schedule, first, steps))
 
     def _training_weights(self, class_weight, sample_weight, ys, rows):
         """The per-output sample weights of a training call: from class_weight or
@@ -551,6 +563,7 @@ class Trainer:
             for batch in source.batches():
                 xs, ys, sws, rows = self._batch_arrays(batch, "x", class_weight)
                 cb.on_train_batch_begin(done)
+                self._schedule_ahead(1)
                 *step, _ = self._graph.train_batches(xs, ys, None, rows, 0, 1, sws)
                 totals = sources.add_totals(totals, step)
                 logs = self._logs_from_totals(*totals)
@@ -694,6 +707,7 @@ class Trainer:
         _check_one_weighting(class_weight, sample_weight)
         xs, ys, rows = self._prepare_xy(x, y)
         sws = self._training_weights(class_weight, sample_weight, ys, rows)
+        self._schedule_ahead(1)
         *totals, _ = self._graph.train_batches(xs, ys, None, rows, 0, 1, sws)
         return self._batch_result(self._logs_from_totals(*totals), return_dict)
 

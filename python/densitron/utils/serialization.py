@@ -2,6 +2,23 @@
 Keras-style serialization and lookup by name, instance or {"class_name", "config"} dict."""
 
 
+import contextlib
+
+# Classes written by the user, by name, that deserialize may build (load_model's
+# custom_objects, as Keras's custom object scope).
+_custom_objects = [{}]
+
+
+@contextlib.contextmanager
+def custom_object_scope(objects):
+    """Within the block, deserialize also finds the classes of `objects` ({name: class})."""
+    _custom_objects.append({**_custom_objects[-1], **dict(objects or {})})
+    try:
+        yield
+    finally:
+        _custom_objects.pop()
+
+
 def serialize(obj):
     if obj is None:
         return None
@@ -28,8 +45,11 @@ def deserialize(config, classes, kind):
     if not isinstance(config, dict) or not isinstance(config.get("config", {}), dict):
         raise ValueError(f"A serialized {kind} is a dict with 'class_name' and 'config'. "
                          f"Received: config={config!r}")
-    cls = classes.get(config.get("class_name"))
+    cls = classes.get(config.get("class_name")) or _custom_objects[-1].get(
+        config.get("class_name"))
     if cls is None:
-        raise ValueError(f"Unknown {kind} class. Expected one of {sorted(classes)}. "
+        raise ValueError(f"Unknown {kind} class. Expected one of {sorted(classes)} (or a "
+                         "class of your own, passed to load_model as "
+                         "`custom_objects={name: class}`). "
                          f"Received: class_name={config.get('class_name')!r}")
     return cls.from_config(config.get("config", {}))
