@@ -323,3 +323,32 @@ def test_training_false_turns_dropout_and_noise_off():
     assert hq.history == hp.history
     with pytest.raises(ValueError, match="training mode.*Received: training=False"):
         L.BatchNormalization()(densitron.Input((3,)), training=False)
+
+
+def test_time_distributed_wraps_per_step_layers():
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(16, 5, 4)).astype(np.float32)
+    y = rng.normal(size=(16, 2)).astype(np.float32)
+
+    def build(wrap):
+        densitron.utils.set_random_seed(9)
+        inputs = densitron.Input((5, 4))
+        dense = L.Dense(3, activation="relu")
+        h = (L.TimeDistributed(dense) if wrap else dense)(inputs)
+        m = Model(inputs, L.Dense(2)(L.GlobalAveragePooling1D()(h)))
+        m.compile("adam", "mse")
+        return m
+
+    a, b = build(True), build(False)
+    densitron.utils.set_random_seed(1)
+    ha = a.fit(x, y, epochs=2, batch_size=4, verbose=0)
+    densitron.utils.set_random_seed(1)
+    hb = b.fit(x, y, epochs=2, batch_size=4, verbose=0)
+    assert ha.history == hb.history
+    td = L.TimeDistributed(L.Dense(3), name="td")
+    back = L.TimeDistributed.from_config(td.get_config())
+    assert isinstance(back.layer, L.Dense) and back.layer.units == 3 and back.name == "td"
+    with pytest.raises(ValueError, match="last axis.*Received"):
+        L.TimeDistributed(L.Flatten())
+    with pytest.raises(ValueError, match="at least 3 dimensions.*Received"):
+        L.TimeDistributed(L.Dense(2))(densitron.Input((3,)))

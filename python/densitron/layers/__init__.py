@@ -1,7 +1,7 @@
 """Layers with Keras's names and arguments."""
 
 from densitron.layers.core import (ELU, Activation, Dense, Identity, Lambda, LeakyReLU, ReLU,
-                                   Softmax)
+                                   Softmax, TimeDistributed)
 from densitron.layers.embedding import Embedding
 from densitron.layers.input_layer import Input, InputLayer
 from densitron.layers.layer import KerasTensor, Layer
@@ -48,5 +48,5 @@ __all__ = ["ELU", "Activation", "ActivityRegularization", "Add", "AlphaDropout",
            "InputLayer",
            "KerasTensor", "Lambda", "Layer", "LayerNormalization", "LeakyReLU", "Maximum", "Minimum",
            "Multiply", "Normalization", "ReLU", "Reshape", "Rescaling", "Softmax", "SpatialDropout1D",
-           "SpatialDropout2D", "SpatialDropout3D", "Subtract",
+           "SpatialDropout2D", "SpatialDropout3D", "Subtract", "TimeDistributed",
            "UnitNormalization"]

@@ -233,3 +233,52 @@ class Lambda(Layer):
         raise ValueError("A Lambda layer's function is not stored in configs: densitron saves "
                          "the layers the function makes instead. Received: a Lambda config "
                          f"{config!r}")
+
+
+class TimeDistributed(Layer):
+    """Keras's TimeDistributed(layer): the layer applied to every step of (batch, steps, ...).
+    densitron's per-step layers (Dense, Activation and the activation layers, Dropout and the
+    noise layers, LayerNormalization, BatchNormalization, UnitNormalization) already act on
+    the last axis of inputs of any rank, so the wrapper calls the layer itself (the layer, not
+    the wrapper, joins the graph and saved files). Other layers are refused."""
+
+    def __init__(self, layer, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(layer, Layer):
+            raise ValueError("Please initialize `TimeDistributed` layer with a `Layer` instance. "
+                             f"Received: layer={layer!r}")
+        from densitron.layers import (BatchNormalization, Dropout, GaussianDropout,
+                                      GaussianNoise, LayerNormalization, UnitNormalization)
+
+        per_step = (Dense, Activation, ReLU, LeakyReLU, ELU, Softmax, Identity, Dropout,
+                    GaussianNoise, GaussianDropout, LayerNormalization, BatchNormalization,
+                    UnitNormalization)
+        if not isinstance(layer, per_step) or (isinstance(layer, Softmax)
+                                               and layer.axis not in (-1,)):
+            raise ValueError(
+                "densitron's TimeDistributed takes layers that act on the last axis of each "
+                f"step ({', '.join(c.__name__ for c in per_step)}). Received: "
+                f"layer={layer!r}")
+        self.layer = layer
+
+    def _check_inputs(self, input_shape):
+        if not isinstance(input_shape, tuple) or len(input_shape) < 3:
+            raise ValueError("`TimeDistributed` Layer should be passed an `input_shape` with at "
+                             f"least 3 dimensions. Received: input_shape={input_shape!r}")
+
+    def call(self, inputs):
+        self._check_inputs(getattr(inputs, "shape", None))
+        return self.layer(inputs)
+
+    @classmethod
+    def from_config(cls, config):
+        from densitron.layers import deserialize
+
+        config = dict(config)
+        config.pop("dtype", None)
+        return cls(deserialize(config.pop("layer")), **config)
+
+    def get_config(self):
+        from densitron.layers import serialize
+
+        return {**super().get_config(), "layer": serialize(self.layer)}
