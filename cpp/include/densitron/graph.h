@@ -285,7 +285,6 @@ class Graph {
   void backward(const Step& st);
   // Dense nodes reading a sparse input in place (sparse_direct_): y = x·W + b over the stored
   // values of each row, and the kernel gradient over them (zero elsewhere).
-  int sparse_input_of(int i) const;
   void forward_dense_sparse(const Step& st, int i, size_t k);
   void backward_dense_sparse(const Step& st, int i, size_t k);
   void backward_node(const Step& st, int i);
@@ -385,6 +384,7 @@ class Graph {
   // Per input, for the current run: a sparse input whose every consumer is a Dense node with a
   // kernel of its own, read in place from the CSR arrays (never written out densely).
   std::vector<bool> sparse_direct_;
+  std::vector<int> sparse_input_;  // per node, this run: the sparse input k it reads in place, or -1
   const DataRefs* run_data_ = nullptr;
   // Per (node, thread): the kernel rows whose gradient the thread wrote in the last step, set
   // back to zero before the next step's (backward_dense_sparse).

@@ -1262,10 +1262,12 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   // Sparse inputs read in place by their Dense consumers: their kernels' gradients are written
   // whole (zero where the batch has no value) and updated in the update pass.
   sparse_touched_.assign(nodes_.size() * static_cast<size_t>(nt), {});
+  sparse_input_.assign(nodes_.size(), -1);
   for (size_t k = 0; k < inputs_.size(); ++k) {
     if (!sparse_direct_[k]) continue;
     for (size_t i = 0; i < nodes_.size(); ++i) {
       if (nodes_[i].op != OpType::kDense || nodes_[i].inputs[0] != inputs_[k]) continue;
+      sparse_input_[i] = static_cast<int>(k);
       const int kp = nodes_[i].params[0];
       if (!training) continue;  // (the parameters' gradient tables exist once compiled)
       update_in_backward_[kp] = false;

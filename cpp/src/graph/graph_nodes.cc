@@ -40,7 +40,7 @@ void Graph::forward_node(const Step& st, int i) {
       return;
     case OpType::kDense: {
       const int64_t in_last = nodes_[node.inputs[0]].last_dim;
-      if (const int k = sparse_input_of(i); k >= 0) {
+      if (const int k = sparse_input_[i]; k >= 0) {
         forward_dense_sparse(st, i, static_cast<size_t>(k));
         return;
       }
@@ -362,15 +362,6 @@ void Graph::forward_dense_split(const Step& st, int i) {
                        rw.hi - rw.lo, units);
 }
 
-// The input index k of a sparse input node i (a Dense node) reads in place this run, or -1.
-int Graph::sparse_input_of(int i) const {
-  const int in = nodes_[i].inputs[0];
-  if (nodes_[in].op != OpType::kInput) return -1;
-  for (size_t k = 0; k < inputs_.size(); ++k)
-    if (inputs_[k] == in) return k < sparse_direct_.size() && sparse_direct_[k] ? static_cast<int>(k) : -1;
-  return -1;
-}
-
 // y = act(x·W + b) for a sparse x: each row's stored values times their kernel rows, summed in
 // the order stored (the same for any thread count; sparse_row_times), then the bias. Rows
 // shared between the threads.
@@ -653,7 +644,7 @@ void Graph::backward_node(const Step& st, int i) {
         }
         barrier(st);
       }
-      if (const int k = sparse_input_of(i); k >= 0) {
+      if (const int k = sparse_input_[i]; k >= 0) {
         backward_dense_sparse(st, i, static_cast<size_t>(k));
         return;
       }
