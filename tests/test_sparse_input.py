@@ -453,3 +453,24 @@ def test_frozen_first_layer_on_a_sparse_input():
     kernel = m.layers[1].get_weights()[0].copy()
     fit(m, x, y, epochs=1, batch_size=16, verbose=0)
     np.testing.assert_array_equal(m.layers[1].get_weights()[0], kernel)
+
+
+@pytest.mark.parametrize("activation,loss,binary", [
+    ("softmax", "sparse_categorical_crossentropy", False),
+    ("sigmoid", "binary_crossentropy", True)])
+def test_linear_classifier_on_a_sparse_input(activation, loss, binary):
+    # the output layer itself reads the sparse input (its activation fused with the loss)
+    x, y = sparse_data(rows=150, width=80, seed=14)
+    y = (y > 0).astype(np.float32) if binary else y
+
+    def build():
+        densitron.utils.set_random_seed(15)
+        inputs = Input((80,))
+        m = Model(inputs, Dense(1 if binary else 3, activation=activation)(inputs))
+        m.compile("adam", loss, metrics=["accuracy"])
+        return m
+
+    a, b = build(), build()
+    ha = fit(a, x, y, epochs=3, batch_size=16, verbose=0)
+    hb = fit(b, x.toarray(), y, epochs=3, batch_size=16, verbose=0)
+    assert close_logs(ha, hb) and close_weights(a, b)
