@@ -402,3 +402,17 @@ def test_unit_normalization_backward():
     h = layers.Dense(5, activation="tanh", bias_initializer="random_normal")(inp)
     out = layers.Dense(2)(layers.UnitNormalization()(h))
     fd_check(Model(inp, out), rng.normal(size=(6, 4)), rng.normal(size=(6, 2)), "mse")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_index_map_layers_backward(threads):
+    # Permute, RepeatVector (one value read by several outputs: its gradient sums them),
+    # Cropping1D (values nobody reads: zero gradient) and ZeroPadding1D
+    densitron.set_num_threads(threads)
+    rng = np.random.default_rng(15)
+    inp = layers.Input(shape=(4, 3))
+    h = layers.Dense(5, activation="tanh", bias_initializer="random_normal")(inp)
+    h = layers.ZeroPadding1D((1, 2))(layers.Cropping1D((1, 0))(layers.Permute((2, 1))(h)))
+    r = layers.RepeatVector(2)(layers.Dense(3)(layers.Flatten()(h)))
+    out = layers.Dense(2)(layers.Flatten()(r))
+    fd_check(Model(inp, out), rng.normal(size=(6, 4, 3)), rng.normal(size=(6, 2)), "mse")

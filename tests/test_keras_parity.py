@@ -309,6 +309,24 @@ def test_flatten_and_reshape():
     check_parity(build, _x(8, 3, 4))
 
 
+def _mixer(ns):
+    """An MLP-Mixer-style block: Dense over features, Permute, Dense over tokens, Permute
+    back; with RepeatVector, Cropping1D and ZeroPadding1D around it."""
+    inputs = ns.Input(shape=(6, 4), name="patches")
+    h = ns.layers.Dense(5, activation="gelu", name="channel_mix")(inputs)
+    t = ns.layers.Permute((2, 1), name="to_tokens")(h)
+    t = ns.layers.Dense(6, activation="gelu", name="token_mix")(t)
+    h = ns.layers.Add(name="skip")([h, ns.layers.Permute((2, 1), name="back")(t)])
+    h = ns.layers.ZeroPadding1D((1, 2), name="pad")(ns.layers.Cropping1D((2, 1), name="crop")(h))
+    v = ns.layers.Dense(3, name="head")(ns.layers.GlobalAveragePooling1D(name="pool")(h))
+    r = ns.layers.RepeatVector(2, name="repeat")(v)
+    return ns.Model(inputs, ns.layers.Flatten(name="flat")(r), name="mixer")
+
+
+def test_permute_repeat_crop_and_pad():
+    check_parity(_mixer, _x(8, 6, 4))
+
+
 def test_identity():
     def build(ns):
         inputs = ns.Input(shape=(5,), name="x")
@@ -1228,6 +1246,7 @@ KERAS_FILE_CASES = [
     (_text_classifier, lambda: _ids(12)),
     (_masked_text_classifier, lambda: _padded_ids(12)),
     (_pooled_sequence, lambda: _x(12, 7, 6, seed=7)),
+    (_mixer, lambda: _x(12, 6, 4, seed=8)),
 ]
 
 

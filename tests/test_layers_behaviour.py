@@ -316,3 +316,47 @@ def test_activation_layers_and_to_categorical():
     assert densitron.utils.to_categorical(np.array([[1], [0]])).shape == (2, 2)
     with pytest.raises(ValueError, match="num_classes=2"):
         densitron.utils.to_categorical([0, 2], 2)
+
+
+def test_an_mlp_mixer_trains_alike_on_one_and_two_threads():
+    from test_threads import assert_trains_alike_on_one_and_two_threads
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(512, 16, 12)).astype(np.float32)  # 16 patches of 12 values
+    y = (x[:, :4, :3].mean(axis=(1, 2)) > 0).astype(np.float32)
+
+    def build():
+        inputs = layers.Input((16, 12))
+        h = layers.Dense(32, activation="gelu")(inputs)
+        for _ in range(2):
+            t = layers.Permute((2, 1))(layers.LayerNormalization()(h))
+            t = layers.Permute((2, 1))(layers.Dense(16, activation="gelu")(t))
+            h = layers.Add()([h, t])
+            c = layers.Dense(32, activation="gelu")(layers.LayerNormalization()(h))
+            h = layers.Add()([h, c])
+        out = layers.Dense(1, activation="sigmoid")(layers.GlobalAveragePooling1D()(h))
+        m = Model(inputs, out)
+        m.compile("adam", "binary_crossentropy", metrics=["accuracy"])
+        return m
+
+    assert_trains_alike_on_one_and_two_threads(build, x, y, epochs=3, batch_size=64)
+    densitron.utils.set_random_seed(10)
+    m = build()
+    h = m.fit(x, y, epochs=6, batch_size=64, verbose=0)
+    assert h.history["loss"][-1] < h.history["loss"][0]
+
+
+def test_index_map_layers_refuse_bad_arguments():
+    for make, exc in ((lambda: layers.Permute((1, 3)), ValueError),
+                      (lambda: layers.Permute("ab"), TypeError),
+                      (lambda: layers.RepeatVector(0), TypeError),
+                      (lambda: layers.Cropping1D((-1, 0)), ValueError),
+                      (lambda: layers.ZeroPadding1D("x"), TypeError),
+                      (lambda: layers.ZeroPadding1D(1, data_format="channels_first"),
+                       ValueError)):
+        with pytest.raises(exc, match="Received"):
+            make()
+    for layer, shape in ((layers.Permute((2, 1)), (3,)), (layers.RepeatVector(2), (3, 4)),
+                         (layers.Cropping1D((2, 2)), (4, 3)), (layers.ZeroPadding1D(1), (3,))):
+        with pytest.raises(ValueError, match="Received"):
+            layer(layers.Input(shape))

@@ -49,6 +49,9 @@ enum class OpType : int {
   kDot = 18,            // i {d, normalize}: each sample's d values of its two inputs, summed
                         // products; normalize: each vector first scaled by min(1/‖v‖, 1e7)
   kUnitNorm = 19,       // f {1/eps}: each row of the last axis times min(1/‖row‖, 1/eps)
+  kIndexMap = 20,       // i {m_0, ..., m_width-1}: value j of each sample is its input's value
+                        // m_j, or 0 where m_j = -1 (Permute, RepeatVector, Cropping1D,
+                        // ZeroPadding1D); the gradient adds each dy_j into m_j
 };
 
 struct NodeSpec {

@@ -156,6 +156,13 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
           bad("Normalization takes a mean and a variance of one value per feature");
         break;
       }
+      case OpType::kIndexMap: {
+        need_inputs(1);
+        if (static_cast<int64_t>(node.iattrs.size()) != node.width) bad("index map size");
+        for (int64_t m : node.iattrs)
+          if (m < -1 || m >= in0->width) bad("index map entries must lie in [-1, input width)");
+        break;
+      }
       case OpType::kUnitNorm:
         need_inputs(1);
         if (in0->width != node.width || node.fattrs.size() != 1 || !(node.fattrs[0] > 0.0))

@@ -105,6 +105,18 @@ void Graph::forward_node(const Step& st, int i) {
       }
       return;
     }
+    case OpType::kIndexMap: {
+      // Each sample's values picked from its input's by the node's map (-1: a zero).
+      const int64_t win = nodes_[node.inputs[0]].width;
+      const int64_t* map = node.iattrs.data();
+      const Share bs = share_of(st.batch, ith, nth, std::max<int64_t>(1, kMinElementsPerThread / w));
+      for (int64_t r = bs.lo; r < bs.hi; ++r) {
+        const float* xr = x + r * win;
+        float* yr = y + r * w;
+        for (int64_t j = 0; j < w; ++j) yr[j] = map[j] < 0 ? 0.0f : xr[map[j]];
+      }
+      return;
+    }
     case OpType::kUnitNorm: {
       // Keras's UnitNormalization: x·min(1/‖x‖, 1/eps) over each row of the last axis.
       const float cap = static_cast<float>(node.fattrs[0]);
@@ -701,6 +713,23 @@ void Graph::backward_node(const Step& st, int i) {
       if (float* gx = target(0, &acc))
         if (el.lo < el.hi) put(gx + el.lo, dy + el.lo, el.hi - el.lo, acc);
       return;
+    case OpType::kIndexMap: {
+      // dx[m_j] += dy[j] for each sample, in j order (the same sums for any thread count).
+      float* gx = target(0, &acc);
+      if (!gx) return;
+      const int64_t win = nodes_[in].width;
+      const int64_t* map = node.iattrs.data();
+      const Share bs = share_of(st.batch, st.ith, st.nth,
+                                std::max<int64_t>(1, kMinElementsPerThread / w));
+      for (int64_t r = bs.lo; r < bs.hi; ++r) {
+        float* gr = gx + r * win;
+        const float* dr = dy + r * w;
+        if (!acc) std::fill(gr, gr + win, 0.0f);
+        for (int64_t j = 0; j < w; ++j)
+          if (map[j] >= 0) gr[map[j]] += dr[j];
+      }
+      return;
+    }
     case OpType::kUnitNorm: {
       // y = x·n, n = ‖x‖^-1: dx = n·(dy - y·(y·dy)); where n is capped, dx = n·dy.
       float* gx = target(0, &acc);

@@ -1,6 +1,9 @@
-"""Flatten and Reshape: the engine keeps the values and changes only the shape."""
+"""Flatten and Reshape (the engine keeps the values and changes only the shape), and the layers
+that pick values by a fixed map: Permute, RepeatVector, Cropping1D, ZeroPadding1D."""
 
 import math
+
+import numpy as np
 
 from densitron.layers.layer import Layer, engine_node
 
@@ -60,3 +63,142 @@ class Reshape(Layer):
 
     def get_config(self):
         return {**super().get_config(), "target_shape": list(self.target_shape)}
+
+
+# --- layers that pick each sample's values by a fixed index map (engine op 20) --------------
+
+
+def _pair(value, arg):
+    """An int or a pair of non-negative ints, as Keras's cropping and padding arguments."""
+    if isinstance(value, bool):
+        raise TypeError(f"`{arg}` must be an int or a pair of ints. Received: {arg}={value!r}")
+    if isinstance(value, (int, np.integer)):
+        value = (int(value), int(value))
+    try:
+        a, b = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{arg}` must be an int or a pair of ints. Received: {arg}={value!r}"
+                        ) from None
+    if a < 0 or b < 0:
+        raise ValueError(f"`{arg}` must be non-negative. Received: {arg}={value!r}")
+    return a, b
+
+
+class _IndexMap(Layer):
+    """A layer whose output values are input values picked by a map (or zeros)."""
+
+    def _check_inputs(self, input_shape):
+        if isinstance(input_shape, list):
+            raise ValueError(f"Layer \"{self.name}\" expects a single input. "
+                             f"Received: input_shape={input_shape}")
+        self.compute_output_shape(input_shape)
+
+    def _index_map(self, in_shape):
+        raise NotImplementedError
+
+    def _engine_node(self, node, param_index):
+        in_shape = tuple(node.inputs[0].shape[1:])
+        return engine_node(20, node, iattrs=self._index_map(in_shape).ravel().tolist())
+
+
+class Permute(_IndexMap):
+    """Permutes the non-batch axes: `dims` numbers them from 1, as Keras does."""
+
+    def __init__(self, dims, **kwargs):
+        super().__init__(**kwargs)
+        try:
+            dims = tuple(int(d) for d in dims)
+        except (TypeError, ValueError):
+            raise TypeError(f"`dims` must be a tuple of axis numbers. Received: dims={dims!r}"
+                            ) from None
+        if sorted(dims) != list(range(1, len(dims) + 1)):
+            raise ValueError("Invalid permutation argument `dims` for Permute Layer. The set of "
+                             "indices in `dims` must be consecutive and start from 1. "
+                             f"Received: dims={dims}")
+        self.dims = dims
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) - 1 != len(self.dims):
+            raise ValueError(f"Permute's `dims` {self.dims} needs inputs of rank "
+                             f"{len(self.dims) + 1}. Received: input_shape={input_shape}")
+        return (input_shape[0], *(input_shape[d] for d in self.dims))
+
+    def _index_map(self, in_shape):
+        return np.arange(math.prod(in_shape)).reshape(in_shape).transpose(
+            [d - 1 for d in self.dims])
+
+    def get_config(self):
+        return {**super().get_config(), "dims": list(self.dims)}
+
+
+class RepeatVector(_IndexMap):
+    """(batch, features) to (batch, n, features): the vector repeated n times."""
+
+    def __init__(self, n, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise TypeError(f"Expected an integer value for `n`. Received: n={n!r}")
+        self.n = int(n)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(f"RepeatVector takes inputs of rank 2 (batch, features). "
+                             f"Received: input_shape={input_shape}")
+        return (input_shape[0], self.n, input_shape[1])
+
+    def _index_map(self, in_shape):
+        return np.tile(np.arange(in_shape[0]), self.n)
+
+    def get_config(self):
+        return {**super().get_config(), "n": self.n}
+
+
+class Cropping1D(_IndexMap):
+    """(batch, steps, features): `cropping` steps removed at the start and the end."""
+
+    def __init__(self, cropping=(1, 1), **kwargs):
+        super().__init__(**kwargs)
+        self.cropping = _pair(cropping, "cropping")
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"Cropping1D takes inputs of rank 3 (batch, steps, features). "
+                             f"Received: input_shape={input_shape}")
+        steps = input_shape[1] - sum(self.cropping)
+        if steps < 1:
+            raise ValueError(f"`cropping` {self.cropping} leaves no steps of {input_shape[1]}. "
+                             f"Received: input_shape={input_shape}")
+        return (input_shape[0], steps, input_shape[2])
+
+    def _index_map(self, in_shape):
+        a, b = self.cropping
+        return np.arange(math.prod(in_shape)).reshape(in_shape)[a:in_shape[0] - b]
+
+    def get_config(self):
+        return {**super().get_config(), "cropping": list(self.cropping)}
+
+
+class ZeroPadding1D(_IndexMap):
+    """(batch, steps, features): `padding` steps of zeros added at the start and the end."""
+
+    def __init__(self, padding=1, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        if data_format not in (None, "channels_last"):
+            raise ValueError("densitron's ZeroPadding1D takes channels_last inputs. "
+                             f"Received: data_format={data_format!r}")
+        self.padding = _pair(padding, "padding")
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"ZeroPadding1D takes inputs of rank 3 (batch, steps, features). "
+                             f"Received: input_shape={input_shape}")
+        return (input_shape[0], input_shape[1] + sum(self.padding), input_shape[2])
+
+    def _index_map(self, in_shape):
+        a, b = self.padding
+        inner = np.arange(math.prod(in_shape)).reshape(in_shape)
+        return np.pad(inner, ((a, b), (0, 0)), constant_values=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "padding": list(self.padding),
+                "data_format": "channels_last"}
