@@ -327,6 +327,23 @@ def test_permute_repeat_crop_and_pad():
     check_parity(_mixer, _x(8, 6, 4))
 
 
+def _image_maps(ns):
+    """Cropping2D, ZeroPadding2D, UpSampling1D/2D (nearest) between Dense layers."""
+    inputs = ns.Input(shape=(5, 4, 3), name="image")
+    h = ns.layers.Dense(2, name="d1")(inputs)
+    h = ns.layers.Cropping2D(((1, 0), (0, 2)), name="crop")(h)
+    h = ns.layers.ZeroPadding2D(((0, 1), (2, 1)), name="pad")(h)
+    h = ns.layers.UpSampling2D((2, 3), name="up2")(h)
+    h = ns.layers.Reshape((-1, 2), name="steps")(h)
+    h = ns.layers.UpSampling1D(2, name="up1")(h)
+    return ns.Model(inputs, ns.layers.Dense(1, name="d2")(ns.layers.Flatten(name="flat")(h)),
+                    name="maps")
+
+
+def test_cropping_padding_and_upsampling_2d():
+    check_parity(_image_maps, _x(6, 5, 4, 3))
+
+
 def test_identity():
     def build(ns):
         inputs = ns.Input(shape=(5,), name="x")
@@ -1247,6 +1264,7 @@ KERAS_FILE_CASES = [
     (_masked_text_classifier, lambda: _padded_ids(12)),
     (_pooled_sequence, lambda: _x(12, 7, 6, seed=7)),
     (_mixer, lambda: _x(12, 6, 4, seed=8)),
+    (_image_maps, lambda: _x(12, 5, 4, 3, seed=9)),
 ]
 
 

@@ -353,10 +353,19 @@ def test_index_map_layers_refuse_bad_arguments():
                       (lambda: layers.Cropping1D((-1, 0)), ValueError),
                       (lambda: layers.ZeroPadding1D("x"), TypeError),
                       (lambda: layers.ZeroPadding1D(1, data_format="channels_first"),
-                       ValueError)):
+                       ValueError),
+                      (lambda: layers.Cropping2D("a"), TypeError),
+                      (lambda: layers.ZeroPadding2D(((1, 2), (-1, 0))), ValueError),
+                      (lambda: layers.UpSampling1D(0), ValueError),
+                      (lambda: layers.UpSampling2D((2, 2), interpolation="bilinear"),
+                       ValueError),
+                      (lambda: layers.UpSampling2D((2, 2, 2)), ValueError)):
         with pytest.raises(exc, match="Received"):
             make()
     for layer, shape in ((layers.Permute((2, 1)), (3,)), (layers.RepeatVector(2), (3, 4)),
-                         (layers.Cropping1D((2, 2)), (4, 3)), (layers.ZeroPadding1D(1), (3,))):
+                         (layers.Cropping1D((2, 2)), (4, 3)), (layers.ZeroPadding1D(1), (3,)),
+                         (layers.Cropping2D(((2, 1), (0, 0))), (3, 3, 1)),
+                         (layers.ZeroPadding2D(1), (3, 3)), (layers.UpSampling1D(2), (3,)),
+                         (layers.UpSampling2D(2), (3, 3))):
         with pytest.raises(ValueError, match="Received"):
             layer(layers.Input(shape))

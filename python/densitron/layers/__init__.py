@@ -18,8 +18,9 @@ from densitron.layers.pooling import (GlobalAveragePooling1D, GlobalAveragePooli
 from densitron.layers.regularization import (ActivityRegularization, AlphaDropout, Dropout,
                                              GaussianDropout, GaussianNoise, SpatialDropout1D,
                                              SpatialDropout2D, SpatialDropout3D)
-from densitron.layers.reshaping import (Cropping1D, Flatten, Permute, RepeatVector, Reshape,
-                                        ZeroPadding1D)
+from densitron.layers.reshaping import (Cropping1D, Cropping2D, Flatten, Permute, RepeatVector,
+                                        Reshape, UpSampling1D, UpSampling2D, ZeroPadding1D,
+                                        ZeroPadding2D)
 
 
 
@@ -41,7 +42,8 @@ def serialize(layer):
     return {"class_name": type(layer).__name__, "config": layer.get_config()}
 
 
-__all__ = ["Cropping1D", "ELU", "Permute", "RepeatVector", "ZeroPadding1D", "Activation", "ActivityRegularization", "Add", "AlphaDropout", "Average", "BatchNormalization", "Concatenate", "Dense", "Dot",
+__all__ = ["Cropping1D", "Cropping2D", "ELU", "Permute", "RepeatVector", "UpSampling1D",
+           "UpSampling2D", "ZeroPadding1D", "ZeroPadding2D", "Activation", "ActivityRegularization", "Add", "AlphaDropout", "Average", "BatchNormalization", "Concatenate", "Dense", "Dot",
            "Dropout", "Embedding", "Flatten", "GaussianDropout", "GaussianNoise", "GlobalAveragePooling1D",
            "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalAvgPool1D", "GlobalAvgPool2D",
            "GlobalAvgPool3D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D",

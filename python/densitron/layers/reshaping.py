@@ -202,3 +202,135 @@ class ZeroPadding1D(_IndexMap):
     def get_config(self):
         return {**super().get_config(), "padding": list(self.padding),
                 "data_format": "channels_last"}
+
+
+def _pairs2d(value, arg):
+    """Keras's 2-D cropping/padding argument: an int, (symmetric_h, symmetric_w) or
+    ((top, bottom), (left, right))."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return _pair(value, arg), _pair(value, arg)
+    try:
+        h, w = value
+    except (TypeError, ValueError):
+        raise TypeError(f"`{arg}` must be an int, a pair of ints or a pair of pairs. "
+                        f"Received: {arg}={value!r}") from None
+    return _pair(h, arg), _pair(w, arg)
+
+
+def _channels_last(data_format, name):
+    if data_format not in (None, "channels_last"):
+        raise ValueError(f"densitron's {name} takes channels_last inputs. "
+                         f"Received: data_format={data_format!r}")
+
+
+class Cropping2D(_IndexMap):
+    """(batch, rows, cols, channels): rows and columns removed at the edges."""
+
+    def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        _channels_last(data_format, "Cropping2D")
+        self.cropping = _pairs2d(cropping, "cropping")
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError("Cropping2D takes inputs of rank 4 (batch, rows, cols, channels). "
+                             f"Received: input_shape={input_shape}")
+        rows = input_shape[1] - sum(self.cropping[0])
+        cols = input_shape[2] - sum(self.cropping[1])
+        if rows < 1 or cols < 1:
+            raise ValueError(f"`cropping` {self.cropping} leaves nothing of {input_shape[1:3]}. "
+                             f"Received: input_shape={input_shape}")
+        return (input_shape[0], rows, cols, input_shape[3])
+
+    def _index_map(self, in_shape):
+        (t, b), (l, r) = self.cropping
+        grid = np.arange(math.prod(in_shape)).reshape(in_shape)
+        return grid[t:in_shape[0] - b, l:in_shape[1] - r]
+
+    def get_config(self):
+        return {**super().get_config(), "cropping": [list(p) for p in self.cropping],
+                "data_format": "channels_last"}
+
+
+class ZeroPadding2D(_IndexMap):
+    """(batch, rows, cols, channels): rows and columns of zeros added at the edges."""
+
+    def __init__(self, padding=(1, 1), data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        _channels_last(data_format, "ZeroPadding2D")
+        self.padding = _pairs2d(padding, "padding")
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError("ZeroPadding2D takes inputs of rank 4 (batch, rows, cols, "
+                             f"channels). Received: input_shape={input_shape}")
+        return (input_shape[0], input_shape[1] + sum(self.padding[0]),
+                input_shape[2] + sum(self.padding[1]), input_shape[3])
+
+    def _index_map(self, in_shape):
+        grid = np.arange(math.prod(in_shape)).reshape(in_shape)
+        return np.pad(grid, (*self.padding, (0, 0)), constant_values=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "padding": [list(p) for p in self.padding],
+                "data_format": "channels_last"}
+
+
+def _size(value, arg, count):
+    values = (value,) * count if isinstance(value, (int, np.integer)) else value
+    try:
+        values = tuple(int(v) for v in values)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{arg}` must be a positive int or {count} of them. "
+                        f"Received: {arg}={value!r}") from None
+    if len(values) != count or isinstance(value, bool) or min(values) < 1:
+        raise ValueError(f"`{arg}` must be a positive int or {count} of them. "
+                         f"Received: {arg}={value!r}")
+    return values
+
+
+class UpSampling1D(_IndexMap):
+    """(batch, steps, features): each step repeated `size` times."""
+
+    def __init__(self, size=2, **kwargs):
+        super().__init__(**kwargs)
+        (self.size,) = _size(size, "size", 1)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError("UpSampling1D takes inputs of rank 3 (batch, steps, features). "
+                             f"Received: input_shape={input_shape}")
+        return (input_shape[0], input_shape[1] * self.size, input_shape[2])
+
+    def _index_map(self, in_shape):
+        return np.repeat(np.arange(math.prod(in_shape)).reshape(in_shape), self.size, axis=0)
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}
+
+
+class UpSampling2D(_IndexMap):
+    """(batch, rows, cols, channels): each row and column repeated (nearest neighbour)."""
+
+    def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs):
+        super().__init__(**kwargs)
+        _channels_last(data_format, "UpSampling2D")
+        if interpolation != "nearest":
+            raise ValueError("densitron's UpSampling2D interpolates as 'nearest'. "
+                             f"Received: interpolation={interpolation!r}")
+        self.size = _size(size, "size", 2)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError("UpSampling2D takes inputs of rank 4 (batch, rows, cols, "
+                             f"channels). Received: input_shape={input_shape}")
+        return (input_shape[0], input_shape[1] * self.size[0], input_shape[2] * self.size[1],
+                input_shape[3])
+
+    def _index_map(self, in_shape):
+        grid = np.arange(math.prod(in_shape)).reshape(in_shape)
+        return np.repeat(np.repeat(grid, self.size[0], axis=0), self.size[1], axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), "size": list(self.size), "data_format": "channels_last",
+                "interpolation": "nearest"}
