@@ -419,3 +419,20 @@ def test_index_map_layers_backward(threads):
     g = layers.UpSampling2D((1, 2))(layers.ZeroPadding2D(1)(layers.Cropping2D(((0, 1), (1, 0)))(g)))
     out = layers.Dense(2)(layers.Flatten()(g))
     fd_check(Model(inp, out), rng.normal(size=(6, 4, 3)), rng.normal(size=(6, 2)), "mse")
+
+
+def test_categorize_layers_pass_no_gradient():
+    # Discretization and CategoryEncoding are not differentiable (Keras gives no gradient):
+    # the weights after them get theirs; a Dense before them gets zeros.
+    rng = np.random.default_rng(16)
+    inp = layers.Input(shape=(3,))
+    before = layers.Dense(3, name="before")(inp)
+    buckets = layers.Discretization(bin_boundaries=[-0.5, 0.5], output_mode="count")(before)
+    ids = layers.CategoryEncoding(4, output_mode="one_hot")(
+        layers.Discretization(bin_boundaries=[-1.0, 0.0, 1.0])(inp))
+    h = layers.Concatenate()([buckets, layers.Flatten()(ids), inp])
+    model = Model(inp, layers.Dense(2)(layers.Dense(5, activation="tanh")(h)))
+    x, y = rng.normal(size=(7, 3)), rng.normal(size=(7, 2))
+    fd_check(model, x, y, "mse")
+    grads = model._compute_gradients(x, y)
+    assert not np.any(grads[0]) and not np.any(grads[1])  # "before"'s kernel and bias

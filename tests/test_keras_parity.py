@@ -1265,6 +1265,7 @@ KERAS_FILE_CASES = [
     (_pooled_sequence, lambda: _x(12, 7, 6, seed=7)),
     (_mixer, lambda: _x(12, 6, 4, seed=8)),
     (_image_maps, lambda: _x(12, 5, 4, 3, seed=9)),
+    (lambda ns: _tabular(ns), lambda: _x(12, 4, seed=10)),
 ]
 
 
@@ -1600,3 +1601,39 @@ def test_legacy_h5_model_files_move_between_keras_and_densitron(tmp_path):
         logs = clone.evaluate(x, y, verbose=0, return_dict=True)
         for key in klogs:
             np.testing.assert_allclose(logs[key], klogs[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_category_encoding_and_discretization():
+    # Keras's numpy backend wants integer ids for CategoryEncoding (densitron takes them as
+    # numbers), and an id outside [0, num_tokens) is an error there, zeros on Keras's other
+    # backends and in densitron: the ids here are in range.
+    ids = np.random.default_rng(3).integers(0, 5, size=(10, 3)).astype(np.int32)
+    values = np.concatenate([_x(10, 5, seed=4), np.full((10, 1), np.nan, np.float32)], axis=1)
+
+    def build(ns, mode, shape):
+        kw = {"dtype": "int32"} if ns is KERAS else {}
+        inputs = ns.Input(shape, name="ids", **kw)
+        return ns.Model(inputs, ns.layers.CategoryEncoding(5, output_mode=mode, name="enc")(
+            inputs), name="m")
+
+    for mode in ("one_hot", "multi_hot", "count"):
+        for shape, x in (((3,), ids), ((1,), ids[:, :1])):
+            np.testing.assert_array_equal(build(DENS, mode, shape).predict(x, verbose=0),
+                                          build(KERAS, mode, shape).predict(x, verbose=0))
+    for mode in ("int", "one_hot", "multi_hot", "count"):
+        def disc(ns):
+            inputs = ns.Input((6,), name="v")
+            return ns.Model(inputs, ns.layers.Discretization(
+                bin_boundaries=[-0.5, 0.0, 0.7], output_mode=mode, name="disc")(inputs), name="m")
+
+        np.testing.assert_array_equal(disc(DENS).predict(values, verbose=0),
+                                      disc(KERAS).predict(values, verbose=0))
+
+
+def _tabular(ns):
+    """Numeric features bucketized and one-hot encoded beside the raw ones, then Dense."""
+    inputs = ns.Input((4,), name="features")
+    buckets = ns.layers.Discretization(bin_boundaries=[-1.0, 0.0, 1.0], output_mode="one_hot",
+                                       name="buckets")(inputs)
+    h = ns.layers.Concatenate(name="cat")([ns.layers.Flatten(name="flat")(buckets), inputs])
+    return ns.Model(inputs, ns.layers.Dense(2, name="out")(h), name="tabular")

@@ -369,3 +369,26 @@ def test_index_map_layers_refuse_bad_arguments():
                          (layers.UpSampling2D(2), (3, 3))):
         with pytest.raises(ValueError, match="Received"):
             layer(layers.Input(shape))
+
+
+def test_categorize_layers_ids_and_bad_arguments():
+    inputs = layers.Input((4,))
+    enc = Model(inputs, layers.CategoryEncoding(3, output_mode="count")(inputs))
+    # ids truncated as Keras casts them; ids outside [0, 3) (and NaN) set nothing
+    out = enc.predict(np.array([[0.0, 2.7, 2.0, 3.0], [-1.0, np.nan, 1.0, -0.5]]), verbose=0)
+    np.testing.assert_array_equal(out, [[1, 0, 2], [1, 1, 0]])
+    cfg = layers.CategoryEncoding(3, output_mode="binary").get_config()
+    assert cfg["output_mode"] == "multi_hot"
+    back = layers.Discretization.from_config(
+        layers.Discretization(bin_boundaries=[0, 1], output_mode="one_hot").get_config())
+    assert back.bin_boundaries == [0.0, 1.0] and back.output_mode == "one_hot"
+    for make, exc in ((lambda: layers.CategoryEncoding(0), ValueError),
+                      (lambda: layers.CategoryEncoding(3, output_mode="tf_idf"), ValueError),
+                      (lambda: layers.CategoryEncoding(3, sparse=True), ValueError),
+                      (lambda: layers.Discretization(), ValueError),
+                      (lambda: layers.Discretization(num_bins=4), ValueError),
+                      (lambda: layers.Discretization(bin_boundaries=[1, 0]), ValueError),
+                      (lambda: layers.Discretization(bin_boundaries=["a"]), TypeError),
+                      (lambda: layers.Discretization([0.0], output_mode="tf_idf"), ValueError)):
+        with pytest.raises(exc, match="Received"):
+            make()

@@ -52,6 +52,11 @@ enum class OpType : int {
   kIndexMap = 20,       // i {m_0, ..., m_width-1}: value j of each sample is its input's value
                         // m_j, or 0 where m_j = -1 (Permute, RepeatVector, Cropping1D,
                         // ZeroPadding1D); the gradient adds each dy_j into m_j
+  kCategorize = 21,     // i {depth, k, mode}, f {boundaries...}: each input value becomes an id
+                        // (with boundaries, how many are <= it (NaN: all); else the value
+                        // truncated); mode -1 writes the ids, 0 a one-hot row of depth per id,
+                        // 1 (multi-hot) and 2 (counts) one row of depth per k ids; an id outside
+                        // [0, depth) sets nothing (CategoryEncoding, Discretization). No gradient
 };
 
 struct NodeSpec {

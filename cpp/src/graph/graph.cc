@@ -163,6 +163,20 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
           if (m < -1 || m >= in0->width) bad("index map entries must lie in [-1, input width)");
         break;
       }
+      case OpType::kCategorize: {
+        need_inputs(1);
+        if (node.iattrs.size() != 3 || node.iattrs[0] < 1 || node.iattrs[1] < 1 ||
+            node.iattrs[2] < -1 || node.iattrs[2] > 2)
+          bad("categorize attributes {depth, k, mode}");
+        const int64_t depth = node.iattrs[0], k = node.iattrs[1], mode = node.iattrs[2];
+        const int64_t want = mode < 0 ? in0->width
+                                      : (mode == 0 ? in0->width * depth
+                                                   : (in0->width % k ? -1 : in0->width / k * depth));
+        if (node.width != want) bad("categorize output width");
+        for (size_t b = 1; b < node.fattrs.size(); ++b)
+          if (!(node.fattrs[b - 1] <= node.fattrs[b])) bad("boundaries must not decrease");
+        break;
+      }
       case OpType::kUnitNorm:
         need_inputs(1);
         if (in0->width != node.width || node.fattrs.size() != 1 || !(node.fattrs[0] > 0.0))

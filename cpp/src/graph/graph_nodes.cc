@@ -117,6 +117,38 @@ void Graph::forward_node(const Step& st, int i) {
       }
       return;
     }
+    case OpType::kCategorize: {
+      // Keras's Discretization (digitize) and CategoryEncoding, per sample.
+      const int64_t depth = node.iattrs[0], k = node.iattrs[1], mode = node.iattrs[2];
+      const int64_t win = nodes_[node.inputs[0]].width;
+      const std::vector<double>& bounds = node.fattrs;
+      auto id_of = [&](float v) -> int64_t {
+        if (!bounds.empty()) {
+          if (std::isnan(v)) return static_cast<int64_t>(bounds.size());
+          return std::upper_bound(bounds.begin(), bounds.end(), static_cast<double>(v)) -
+                 bounds.begin();
+        }
+        if (!(v > -1.0f && v < static_cast<float>(depth))) return -1;  // NaN too
+        return static_cast<int64_t>(v);  // truncated, as Keras casts
+      };
+      const Share bs = share_of(st.batch, ith, nth, std::max<int64_t>(1, kMinElementsPerThread / w));
+      for (int64_t r = bs.lo; r < bs.hi; ++r) {
+        const float* xr = x + r * win;
+        float* yr = y + r * w;
+        if (mode < 0) {
+          for (int64_t j = 0; j < win; ++j) yr[j] = static_cast<float>(id_of(xr[j]));
+          continue;
+        }
+        std::fill(yr, yr + w, 0.0f);
+        for (int64_t j = 0; j < win; ++j) {
+          const int64_t id = id_of(xr[j]);
+          if (id < 0 || id >= depth) continue;
+          float* row = yr + (mode == 0 ? j : j / k) * depth;
+          row[id] = mode == 2 ? row[id] + 1.0f : 1.0f;
+        }
+      }
+      return;
+    }
     case OpType::kUnitNorm: {
       // Keras's UnitNormalization: x·min(1/‖x‖, 1/eps) over each row of the last axis.
       const float cap = static_cast<float>(node.fattrs[0]);
@@ -713,6 +745,15 @@ void Graph::backward_node(const Step& st, int i) {
       if (float* gx = target(0, &acc))
         if (el.lo < el.hi) put(gx + el.lo, dy + el.lo, el.hi - el.lo, acc);
       return;
+    case OpType::kCategorize: {
+      // Not differentiable (Keras gives no gradient): an input that takes one gets zeros.
+      float* gx = target(0, &acc);
+      if (!gx || acc) return;
+      const int64_t win = nodes_[in].width;
+      const Share bs = share_of(st.batch, st.ith, st.nth);
+      if (bs.lo < bs.hi) std::fill(gx + bs.lo * win, gx + bs.hi * win, 0.0f);
+      return;
+    }
     case OpType::kIndexMap: {
       // dx[m_j] += dy[j] for each sample, in j order (the same sums for any thread count).
       float* gx = target(0, &acc);

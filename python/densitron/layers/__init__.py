@@ -9,7 +9,8 @@ from densitron.layers.merging import (Add, Average, Concatenate, Dot, Maximum, M
                                       Multiply, Subtract)
 from densitron.layers.normalization import (BatchNormalization, LayerNormalization,
                                             UnitNormalization)
-from densitron.layers.preprocessing import Normalization, Rescaling
+from densitron.layers.preprocessing import (CategoryEncoding, Discretization, Normalization,
+                                           Rescaling)
 from densitron.layers.pooling import (GlobalAveragePooling1D, GlobalAveragePooling2D,
                                       GlobalAveragePooling3D, GlobalAvgPool1D, GlobalAvgPool2D,
                                       GlobalAvgPool3D, GlobalMaxPool1D, GlobalMaxPool2D,
@@ -42,7 +43,7 @@ def serialize(layer):
     return {"class_name": type(layer).__name__, "config": layer.get_config()}
 
 
-__all__ = ["Cropping1D", "Cropping2D", "ELU", "Permute", "RepeatVector", "UpSampling1D",
+__all__ = ["CategoryEncoding", "Discretization", "Cropping1D", "Cropping2D", "ELU", "Permute", "RepeatVector", "UpSampling1D",
            "UpSampling2D", "ZeroPadding1D", "ZeroPadding2D", "Activation", "ActivityRegularization", "Add", "AlphaDropout", "Average", "BatchNormalization", "Concatenate", "Dense", "Dot",
            "Dropout", "Embedding", "Flatten", "GaussianDropout", "GaussianNoise", "GlobalAveragePooling1D",
            "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalAvgPool1D", "GlobalAvgPool2D",

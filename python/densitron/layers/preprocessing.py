@@ -241,3 +241,119 @@ class Rescaling(Layer):
     def get_config(self):
         return {**super().get_config(), "scale": _plain(self.scale),
                 "offset": _plain(self.offset)}
+
+
+_CATEGORIZE = 21  # densitron::OpType::kCategorize
+_ENCODINGS = {"one_hot": 0, "multi_hot": 1, "count": 2}
+
+
+def _encoded_shape(input_shape, mode, depth):
+    """Keras's CategoryEncoding output shape for a batched input."""
+    if mode == "one_hot":
+        if input_shape[-1] == 1 and len(input_shape) > 2:
+            return (*input_shape[:-1], depth)
+        if input_shape[-1] == 1:
+            return (input_shape[0], depth)
+        return (*input_shape, depth)
+    return (*input_shape[:-1], depth)
+
+
+def _check_sparse_output(layer, sparse):
+    if sparse:
+        raise ValueError(f"densitron's {type(layer).__name__} gives dense outputs. "
+                         f"Received: sparse={sparse!r}")
+
+
+class CategoryEncoding(Layer):
+    """Keras's CategoryEncoding: integer ids in [0, num_tokens) (values are truncated, as Keras
+    casts them; ids outside the range set nothing) to one-hot rows (`"one_hot"`: one row per
+    id), or one row per sample's last axis (`"multi_hot"`: 1 where an id occurs, `"count"`:
+    how often). Not differentiable, as in Keras."""
+
+    def __init__(self, num_tokens=None, output_mode="multi_hot", sparse=False, **kwargs):
+        super().__init__(**kwargs)
+        if output_mode == "binary":
+            output_mode = "multi_hot"
+        if output_mode not in _ENCODINGS:
+            raise ValueError(f"Unknown arg for output_mode: {output_mode}. "
+                             f"Received: output_mode={output_mode!r}")
+        if num_tokens is None or isinstance(num_tokens, bool) or not isinstance(
+                num_tokens, numbers.Integral) or num_tokens < 1:
+            raise ValueError(f"`num_tokens` must be >= 1. Received: num_tokens={num_tokens!r}")
+        _check_sparse_output(self, sparse)
+        self.num_tokens = int(num_tokens)
+        self.output_mode = output_mode
+
+    def _check_inputs(self, input_shape):
+        if isinstance(input_shape, list):
+            raise ValueError(f"Layer \"{self.name}\" expects a single input. "
+                             f"Received: input_shape={input_shape}")
+
+    def compute_output_shape(self, input_shape):
+        return _encoded_shape(tuple(input_shape), self.output_mode, self.num_tokens)
+
+    def _engine_node(self, node, param_index):
+        k = int(node.inputs[0].shape[-1])
+        return engine_node(_CATEGORIZE, node,
+                           iattrs=[self.num_tokens, k, _ENCODINGS[self.output_mode]])
+
+    def get_config(self):
+        return {**super().get_config(), "num_tokens": self.num_tokens,
+                "output_mode": self.output_mode, "sparse": False}
+
+
+class Discretization(Layer):
+    """Keras's Discretization with `bin_boundaries`: each value becomes the number of boundaries
+    at or below it (NaN: all of them), output as that id (`"int"`) or encoded as
+    CategoryEncoding does over len(bin_boundaries) + 1 ids. Learning the boundaries with
+    `num_bins` and adapt() is not supported (Keras's approximate quantiles). Not
+    differentiable."""
+
+    def __init__(self, bin_boundaries=None, num_bins=None, epsilon=0.01, output_mode="int",
+                 sparse=False, **kwargs):
+        super().__init__(**kwargs)
+        if output_mode not in ("int", *_ENCODINGS):
+            raise ValueError(f"Unknown arg for output_mode: {output_mode}. "
+                             f"Received: output_mode={output_mode!r}")
+        if num_bins is not None:
+            raise ValueError("densitron's Discretization takes `bin_boundaries`; learning them "
+                             f"with `num_bins` and adapt() is not supported. "
+                             f"Received: num_bins={num_bins!r}")
+        if bin_boundaries is None:
+            raise ValueError("You need to set either `num_bins` or `bin_boundaries`. "
+                             "Received: bin_boundaries=None")
+        try:
+            bounds = [float(b) for b in bin_boundaries]
+        except (TypeError, ValueError):
+            raise TypeError("`bin_boundaries` must be a list of numbers. "
+                            f"Received: bin_boundaries={bin_boundaries!r}") from None
+        if any(not np.isfinite(b) for b in bounds) or any(
+                a > b for a, b in zip(bounds, bounds[1:])):
+            raise ValueError("`bin_boundaries` must be finite and sorted. "
+                             f"Received: bin_boundaries={bin_boundaries!r}")
+        _check_sparse_output(self, sparse)
+        self.bin_boundaries = bounds
+        self.epsilon = epsilon
+        self.output_mode = output_mode
+
+    def _check_inputs(self, input_shape):
+        if isinstance(input_shape, list):
+            raise ValueError(f"Layer \"{self.name}\" expects a single input. "
+                             f"Received: input_shape={input_shape}")
+
+    def compute_output_shape(self, input_shape):
+        if self.output_mode == "int":
+            return tuple(input_shape)
+        return _encoded_shape(tuple(input_shape), self.output_mode, len(self.bin_boundaries) + 1)
+
+    def _engine_node(self, node, param_index):
+        k = int(node.inputs[0].shape[-1])
+        mode = -1 if self.output_mode == "int" else _ENCODINGS[self.output_mode]
+        return engine_node(_CATEGORIZE, node, iattrs=[len(self.bin_boundaries) + 1, k, mode],
+                           fattrs=self.bin_boundaries)
+
+    def get_config(self):
+        # Keras's own keys (its __init__ takes no `trainable`)
+        config = {k: v for k, v in super().get_config().items() if k != "trainable"}
+        return {**config, "bin_boundaries": list(self.bin_boundaries), "num_bins": None,
+                "epsilon": self.epsilon, "output_mode": self.output_mode, "sparse": False}
