@@ -502,3 +502,32 @@ def test_learning_rate_variable_idioms_and_normalize():
                                [[0.6, 0.8], [0, 0], [2 ** -0.5, -(2 ** -0.5)]])
     np.testing.assert_allclose(densitron.utils.normalize(a, axis=0, order=1),
                                a / np.abs(a).sum(0))
+
+
+def test_shuffle_batch_shuffles_within_batch_sized_chunks():
+    # Keras's shuffle="batch": each batch holds the rows of its own chunk, in a random order.
+    # Training so equals training unshuffled on the rows in that order.
+    from densitron.utils.rng import global_generator
+
+    rows, batch = 50, 16
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(rows, 3)).astype(np.float32), rng.normal(size=(rows, 1))
+
+    def build():
+        densitron.utils.set_random_seed(4)
+        inputs = Input((3,))
+        m = Model(inputs, Dense(1)(Dense(4, activation="tanh")(inputs)))
+        m.compile("adam", "mse")
+        return m
+
+    a, b = build(), build()
+    densitron.utils.set_random_seed(5)
+    a.fit(x, y, batch_size=batch, epochs=1, shuffle="batch", verbose=0)
+    densitron.utils.set_random_seed(5)
+    perm = np.lexsort((global_generator().random(rows), np.arange(rows) // batch))
+    for lo in range(0, rows, batch):
+        assert sorted(perm[lo:lo + batch]) == list(range(lo, min(rows, lo + batch)))
+    assert not np.array_equal(perm, np.arange(rows))
+    b.fit(x[perm], y[perm], batch_size=batch, epochs=1, shuffle=False, verbose=0)
+    for u, v in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(u, v)

@@ -396,7 +396,13 @@ class Trainer:
             cb.on_epoch_begin(epoch)
             epoch_start = time.perf_counter()
             if pass_done == 0:
-                if shuffle:  # int64 already on 64-bit platforms: no copy
+                if isinstance(shuffle, str) and shuffle == "batch":
+                    # Keras's shuffle="batch": the rows shuffled within batch-sized chunks
+                    # of the data, the chunks in order (for data read in blocks).
+                    keys = global_generator().random(rows)
+                    perm = np.lexsort((keys, np.arange(rows) // batch_size)).astype(
+                        np.int64, copy=False)
+                elif shuffle:  # int64 already on 64-bit platforms: no copy
                     perm = global_generator().permutation(rows).astype(np.int64, copy=False)
                 else:
                     perm = in_order
