@@ -352,3 +352,41 @@ def test_time_distributed_wraps_per_step_layers():
         L.TimeDistributed(L.Flatten())
     with pytest.raises(ValueError, match="at least 3 dimensions.*Received"):
         L.TimeDistributed(L.Dense(2))(densitron.Input((3,)))
+
+
+def test_sublayers_made_in_build():
+    # Keras's other way: the model's own build() makes the sublayers, with or without
+    # calling super().build(); the trace of call() follows it.
+    x, y = data()
+
+    class WithSuper(Model):
+        def build(self, input_shape):
+            self.hidden = [L.Dense(8, activation="relu") for _ in range(2)]
+            self.head = L.Dense(3, activation="softmax")
+            super().build(input_shape)
+
+        def call(self, inputs):
+            for layer in self.hidden:
+                inputs = layer(inputs)
+            return self.head(inputs)
+
+    class WithoutSuper(Model):
+        def build(self, input_shape):
+            self.head = L.Dense(3, activation="softmax")
+
+        def call(self, inputs):
+            return self.head(inputs)
+
+    class Child(WithSuper):
+        def build(self, input_shape):
+            self.note = input_shape
+            super().build(input_shape)
+
+    for cls, params in ((WithSuper, 8 * 8 + 8 + 8 * 8 + 8 + 8 * 3 + 3),
+                        (WithoutSuper, 8 * 3 + 3), (Child, 8 * 8 + 8 + 8 * 8 + 8 + 8 * 3 + 3)):
+        fitted = compile_(cls())
+        fitted.fit(x, y, epochs=1, verbose=0)
+        built = cls()
+        built.build((None, 8))
+        assert fitted.count_params() == built.count_params() == params, cls.__name__
+        assert built.predict(x[:2], verbose=0).shape == (2, 3)

@@ -1,6 +1,7 @@
 """Functional models: a DAG of layer calls from Input tensors to outputs, handed whole to the
 C++ graph executor."""
 
+import functools
 import inspect
 import math
 
@@ -98,9 +99,35 @@ class Functional(Trainer, Layer):
         self._build_graph(inputs, outputs)
 
     # --- subclassed models ---------------------------------------------------------------
+    def __init_subclass__(cls, **kwargs):
+        """A subclass's own `build` (Keras's place to create sublayers) is wrapped so that the
+        trace of `call` follows it, whether or not it calls `super().build`."""
+        super().__init_subclass__(**kwargs)
+        user_build = cls.__dict__.get("build")
+        if user_build is None or getattr(user_build, "_traces_after", False):
+            return
+
+        @functools.wraps(user_build)
+        def build(self, input_shape):
+            if getattr(self, "_in_user_build", False):  # a subclass's super().build
+                return user_build(self, input_shape)
+            self._in_user_build = True
+            try:
+                user_build(self, input_shape)
+            finally:
+                self._in_user_build = False
+            if getattr(self, "_subclassed", False) and not self.built:
+                self._trace(_symbolic_inputs(input_shape))
+
+        build._traces_after = True
+        cls.build = build
+
     def build(self, input_shape):
         """A subclassed model traces `call` on inputs of `input_shape` (with the batch axis:
-        `(None, 784)`, or a list or dict of such shapes)."""
+        `(None, 784)`, or a list or dict of such shapes); inside a subclass's own `build`
+        (its `super().build(...)`), the trace waits until that `build` returns."""
+        if getattr(self, "_in_user_build", False):
+            return
         if not getattr(self, "_subclassed", False) or self.built:
             self.built = True
             return
@@ -109,6 +136,11 @@ class Functional(Trainer, Layer):
     def _trace(self, inputs):
         outputs = self.call(inputs, **training_kwarg(self.call))
         self._build_graph(inputs, outputs)
+
+    def _build_subclassed(self, input_shape):
+        """Builds a subclassed model for inputs of `input_shape`: its `build` (a subclass's own
+        runs first, then the trace of `call`)."""
+        self.build(input_shape)
 
     # --- graph ---------------------------------------------------------------------------
     def _build_graph(self, inputs, outputs):
@@ -267,8 +299,8 @@ class Functional(Trainer, Layer):
         """A call inside another model: one output tensor per output of this model (tensor
         index k of the call's node), in this model's structure (one, a list, or a dict)."""
         if getattr(self, "_subclassed", False) and not self.built:
-            self.build([t.shape for t in flat] if isinstance(inputs, (list, tuple))
-                       else flat[0].shape)
+            self._build_subclassed([t.shape for t in flat] if isinstance(inputs, (list, tuple))
+                                   else flat[0].shape)
         self._check_inputs([t.shape for t in flat] if isinstance(inputs, (list, tuple))
                            else flat[0].shape)
         if any(t._mask is not None for t in flat):
@@ -296,7 +328,7 @@ class Functional(Trainer, Layer):
             return
         if x is None:
             raise ValueError("`x` is required. Received: x=None")
-        self._trace(_symbolic_inputs(_data_shapes(x)))
+        self._build_subclassed(_data_shapes(x))
 
     # --- Keras model API -----------------------------------------------------------------
     @property
