@@ -436,3 +436,27 @@ def test_categorize_layers_pass_no_gradient():
     fd_check(model, x, y, "mse")
     grads = model._compute_gradients(x, y)
     assert not np.any(grads[0]) and not np.any(grads[1])  # "before"'s kernel and bias
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_normalization_over_a_middle_axis_backward_and_moving_statistics(threads):
+    densitron.set_num_threads(threads)
+    rng = np.random.default_rng(17)
+    inp = layers.Input(shape=(3, 4))
+    h = layers.Dense(4, activation="tanh", bias_initializer="random_normal")(inp)
+    bn = layers.BatchNormalization(axis=1, momentum=0.5, gamma_initializer="random_normal")
+    h = layers.LayerNormalization(axis=1, beta_initializer="random_normal")(bn(h))
+    model = Model(inp, layers.Dense(2)(layers.Flatten()(h)))
+    x, y = rng.normal(size=(8, 3, 4)), rng.normal(size=(8, 2))
+    fd_check(model, x, y, "mse")
+    # one training step moves bn's statistics toward the batch's, per axis-1 channel
+    # (over the batch and the other axis), as Keras does
+    first = model.layers[1]
+    pre = x.astype(np.float32) @ first.get_weights()[0] + first.get_weights()[1]
+    pre = np.tanh(pre)
+    mean, var = pre.mean(axis=(0, 2)), pre.var(axis=(0, 2))
+    model.compile(optimizers.SGD(0.0), "mse")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), 0.5 * mean, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), 0.5 + 0.5 * var, rtol=1e-4,
+                               atol=1e-6)

@@ -1266,6 +1266,7 @@ KERAS_FILE_CASES = [
     (_mixer, lambda: _x(12, 6, 4, seed=8)),
     (_image_maps, lambda: _x(12, 5, 4, 3, seed=9)),
     (lambda ns: _tabular(ns), lambda: _x(12, 4, seed=10)),
+    (lambda ns: _channels_first_bn(ns), lambda: _x(12, 3, 4, 2, seed=11)),
 ]
 
 
@@ -1628,6 +1629,28 @@ def test_category_encoding_and_discretization():
 
         np.testing.assert_array_equal(disc(DENS).predict(values, verbose=0),
                                       disc(KERAS).predict(values, verbose=0))
+
+
+def _channels_first_norms(ns):
+    """BatchNormalization over axis 1 of (batch, channels, rows, cols) and LayerNormalization
+    over a middle axis."""
+    inputs = ns.Input((3, 4, 2), name="image")
+    h = ns.layers.BatchNormalization(axis=1, name="bn")(inputs)
+    h = ns.layers.LayerNormalization(axis=2, name="ln")(h)
+    h = ns.layers.BatchNormalization(axis=-2, name="bn2")(h)
+    return ns.Model(inputs, ns.layers.Dense(2, name="out")(ns.layers.Flatten(name="flat")(h)),
+                    name="norms")
+
+
+def _channels_first_bn(ns):
+    inputs = ns.Input((3, 4, 2), name="image")
+    h = ns.layers.BatchNormalization(axis=1, name="bn")(inputs)
+    return ns.Model(inputs, ns.layers.Dense(2, name="out")(ns.layers.Flatten(name="flat")(h)),
+                    name="bn_model")
+
+
+def test_normalization_over_other_axes():
+    check_parity(_channels_first_norms, _x(6, 3, 4, 2))
 
 
 def _tabular(ns):

@@ -277,8 +277,12 @@ def test_graph_build_errors_name_layers_and_shapes():
         Model(a, layers.Dense(2, name="same")(layers.Dense(2, name="same")(a)))
     with pytest.raises(ValueError, match=r"\(3, 3\)"):
         layers.Reshape((3, 3))(a)
-    with pytest.raises(ValueError, match="normalizes over the last axis"):
+    with pytest.raises(ValueError, match="batch axis.*Received: axis=0"):
         layers.BatchNormalization(axis=0)(a)
+    with pytest.raises(ValueError, match="Received: axis=3"):
+        layers.LayerNormalization(axis=3)(a)
+    with pytest.raises(ValueError, match="one axis.*Received"):
+        layers.LayerNormalization(axis=[1, 2])
 
 
 def test_sequential_with_new_layers_trains():

@@ -1,7 +1,14 @@
-"""BatchNormalization and LayerNormalization over the last axis."""
+"""BatchNormalization and LayerNormalization over one axis: the last natively; another by
+the engine's index-map op moving that axis last before the normalization and back after."""
+
+import math
+
+import numpy as np
 
 from densitron import constraints, initializers, regularizers
 from densitron.layers.layer import Layer, engine_node
+
+_INDEX_MAP = 20  # densitron::OpType::kIndexMap
 
 
 def _positive_float(name, value, allow_zero=False):
@@ -16,9 +23,19 @@ def _positive_float(name, value, allow_zero=False):
 
 
 def _check_axis(layer, axis, input_shape):
-    if axis not in (-1, len(input_shape) - 1):
-        raise ValueError(f"densitron's {type(layer).__name__} normalizes over the last axis. "
-                         f"Received: axis={axis}")
+    rank = len(input_shape)
+    if not -rank < axis < rank or axis % rank == 0:
+        raise ValueError(f"Invalid axis for {type(layer).__name__} on inputs of rank {rank} "
+                         f"(the batch axis cannot be normalised over). Received: axis={axis}")
+
+
+def _index_map_spec(index_map, last_dim):
+    """An engine index-map node picking the values `index_map` names (no activation)."""
+    from densitron import activations
+
+    act_id, act_params = activations.engine_spec(activations.linear)
+    return (_INDEX_MAP, int(len(index_map)), int(last_dim), act_id, act_params, [], [],
+            [int(i) for i in index_map], (0.0, 0.0))
 
 
 class _Normalization(Layer):
@@ -28,8 +45,8 @@ class _Normalization(Layer):
         super().__init__(**kwargs)
         if isinstance(axis, (list, tuple)):
             axis = axis[0] if len(axis) == 1 else axis
-        if not isinstance(axis, int):
-            raise ValueError(f"densitron normalizes over one axis, the last. Received: axis={axis}")
+        if isinstance(axis, bool) or not isinstance(axis, int):
+            raise ValueError(f"densitron normalizes over one axis. Received: axis={axis}")
         self.axis = axis
         self.epsilon = _positive_float("epsilon", epsilon)
         self.center, self.scale = bool(center), bool(scale)
@@ -59,6 +76,28 @@ class _Normalization(Layer):
             self.beta = self.add_weight((dim,), self.beta_initializer, "beta",
                                         regularizer=self.beta_regularizer,
                                         constraint=self.beta_constraint)
+
+    def _axis_size(self, input_shape):
+        return int(input_shape[self.axis % len(input_shape)])
+
+    def _engine_chain(self, node, param_index):
+        """The engine nodes of the layer's call: its normalization over the last axis, or,
+        for another axis, an index map moving that axis last, the normalization, and the map
+        back."""
+        spec = self._engine_node(node, param_index)
+        shape = tuple(node.inputs[0].shape[1:])
+        axis = self.axis % (len(shape) + 1) - 1  # among the non-batch axes
+        if axis == len(shape) - 1:
+            return [spec]
+        order = [a for a in range(len(shape)) if a != axis] + [axis]
+        grid = np.arange(math.prod(shape)).reshape(shape)
+        forward = grid.transpose(order).ravel()
+        back = np.argsort(forward)
+        width = int(grid.size)
+        spec = list(spec)
+        spec[1:3] = [width, shape[axis]]  # (width, last_dim) of the axis-last layout
+        return [_index_map_spec(forward, shape[axis]), tuple(spec),
+                _index_map_spec(back, shape[-1])]
 
     def _affine_params(self, param_index):
         return [param_index[id(self.gamma)] if self.scale else -1,
@@ -100,7 +139,7 @@ class BatchNormalization(_Normalization):
         self.moving_variance_initializer = initializers.get(moving_variance_initializer)
 
     def build(self, input_shape):
-        dim = int(input_shape[-1])
+        dim = self._axis_size(input_shape)
         self._build_affine(dim)
         self.moving_mean = self.add_weight((dim,), self.moving_mean_initializer, "moving_mean",
                                            trainable=False)
@@ -138,7 +177,7 @@ class LayerNormalization(_Normalization):
                          **kwargs)
 
     def build(self, input_shape):
-        self._build_affine(int(input_shape[-1]))
+        self._build_affine(self._axis_size(input_shape))
         self.built = True
 
     def _engine_node(self, node, param_index):

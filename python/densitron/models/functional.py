@@ -249,8 +249,11 @@ class Functional(Trainer, Layer):
                     f"`Input`. Received: input from layer "
                     f"\"{node.inputs[0]._node.layer.name}\""
                 )
-            op, *rest = layer._engine_node(node, param_index)
-            specs.append((op, ins, *rest))
+            chain = (layer._engine_chain(node, param_index) if hasattr(layer, "_engine_chain")
+                     else [layer._engine_node(node, param_index)])
+            for op, *rest in chain:  # each node of a chain reads the one before it
+                specs.append((op, ins, *rest))
+                ins = [len(specs) - 1]
             local[(id(node), 0)] = len(specs) - 1
         return [local[(id(t._node), t._index)] for t in self.outputs]
 
