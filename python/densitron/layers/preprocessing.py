@@ -285,9 +285,9 @@ class CategoryEncoding(Layer):
         self.output_mode = output_mode
 
     def _check_inputs(self, input_shape):
-        if isinstance(input_shape, list):
-            raise ValueError(f"Layer \"{self.name}\" expects a single input. "
-                             f"Received: input_shape={input_shape}")
+        from densitron.layers.core import _check_single
+
+        _check_single(self, input_shape)
 
     def compute_output_shape(self, input_shape):
         return _encoded_shape(tuple(input_shape), self.output_mode, self.num_tokens)
@@ -337,9 +337,9 @@ class Discretization(Layer):
         self.output_mode = output_mode
 
     def _check_inputs(self, input_shape):
-        if isinstance(input_shape, list):
-            raise ValueError(f"Layer \"{self.name}\" expects a single input. "
-                             f"Received: input_shape={input_shape}")
+        from densitron.layers.core import _check_single
+
+        _check_single(self, input_shape)
 
     def compute_output_shape(self, input_shape):
         if self.output_mode == "int":

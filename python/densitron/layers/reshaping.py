@@ -88,9 +88,9 @@ class _IndexMap(Layer):
     """A layer whose output values are input values picked by a map (or zeros)."""
 
     def _check_inputs(self, input_shape):
-        if isinstance(input_shape, list):
-            raise ValueError(f"Layer \"{self.name}\" expects a single input. "
-                             f"Received: input_shape={input_shape}")
+        from densitron.layers.core import _check_single
+
+        _check_single(self, input_shape)
         self.compute_output_shape(input_shape)
 
     def _index_map(self, in_shape):
