@@ -531,3 +531,16 @@ def test_shuffle_batch_shuffles_within_batch_sized_chunks():
     b.fit(x[perm], y[perm], batch_size=batch, epochs=1, shuffle=False, verbose=0)
     for u, v in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(u, v)
+
+
+def test_config_settings_densitron_runs_are_accepted():
+    cfg = densitron.config
+    assert cfg.floatx() == "float32" and cfg.image_data_format() == "channels_last"
+    assert cfg.backend() == "densitron" and cfg.epsilon() == 1e-7
+    cfg.set_floatx("float32")
+    cfg.set_image_data_format("channels_last")
+    cfg.enable_unsafe_deserialization()
+    for call in (lambda: cfg.set_floatx("float64"), lambda: cfg.set_epsilon(1e-5),
+                 lambda: cfg.set_image_data_format("channels_first")):
+        with pytest.raises(ValueError, match="Received"):
+            call()
