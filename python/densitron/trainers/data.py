@@ -19,9 +19,9 @@ def is_sparse(value):
 
 class SparseInput:
     """A sparse model input in the engine's form: SciPy's CSR arrays (int64 `indptr`, int32
-    `indices`, float32 `data`, C-contiguous) and the matrix's `shape`. The engine writes each
-    row out densely as it gathers the batch, so x is never densified whole. A row slice shares
-    the arrays."""
+    `indices`, float32 `data`, C-contiguous) and the matrix's `shape`. The engine reads it in
+    place where it feeds only Dense layers, and otherwise writes each row out densely as it
+    gathers the batch, so x is never densified whole. A row slice shares the arrays."""
 
     __slots__ = ("indptr", "indices", "data", "shape")
 
