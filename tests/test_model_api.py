@@ -544,3 +544,18 @@ def test_config_settings_densitron_runs_are_accepted():
                  lambda: cfg.set_image_data_format("channels_first")):
         with pytest.raises(ValueError, match="Received"):
             call()
+
+
+def test_sequential_build_with_an_input_shape():
+    s = Sequential([Dense(4, activation="relu"), Dense(2)])
+    s.build((None, 8))
+    assert s.built and s.count_params() == 8 * 4 + 4 + 4 * 2 + 2
+    assert s.predict(np.ones((3, 8)), verbose=0).shape == (3, 2)
+    lines = []
+    s.summary(print_fn=lines.append)
+    assert any("Total params: 46" in line for line in lines)
+    for bad in (784, (None,)):
+        with pytest.raises(ValueError, match="input_shape.*Received"):
+            Sequential([Dense(2)]).build(bad)
+    with pytest.raises(ValueError, match="not been built.*Received"):
+        Sequential([Dense(2)]).build()

@@ -104,7 +104,8 @@ class Functional(Trainer, Layer):
         trace of `call` follows it, whether or not it calls `super().build`."""
         super().__init_subclass__(**kwargs)
         user_build = cls.__dict__.get("build")
-        if user_build is None or getattr(user_build, "_traces_after", False):
+        if user_build is None or getattr(user_build, "_traces_after", False) or \
+                not defines_call(cls):
             return
 
         @functools.wraps(user_build)

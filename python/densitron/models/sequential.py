@@ -90,6 +90,23 @@ class Sequential(Functional):
             x = layer(x)
         self._build_graph(self._input_tensor, x)
 
+    def build(self, input_shape=None):
+        """Keras's `Sequential.build((None, features, ...))`: builds the stack for inputs of
+        that shape (with the batch axis)."""
+        if self.built:
+            return
+        if input_shape is None:
+            self._ensure_built()
+        try:
+            shape = tuple(input_shape)[1:]
+        except TypeError:
+            raise ValueError("`input_shape` must be a shape with the batch axis, such as "
+                             f"(None, 784). Received: input_shape={input_shape!r}") from None
+        if not shape:
+            raise ValueError("`input_shape` must be a shape with the batch axis, such as "
+                             f"(None, 784). Received: input_shape={input_shape!r}")
+        self._maybe_build(shape)
+
     def _symbolic_call(self, inputs, flat):
         # called on a tensor before it has an input shape (a Sequential nested in another
         # model): the tensor gives it one, as in Keras
