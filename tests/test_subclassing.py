@@ -321,8 +321,42 @@ def test_training_false_turns_dropout_and_noise_off():
     densitron.utils.set_random_seed(7)
     hp = plain.fit(x, y, epochs=1, verbose=0)
     assert hq.history == hp.history
+    class FrozenNorm(Model):
+        def __init__(self):
+            super().__init__()
+            self.norm = L.BatchNormalization()
+
+        def call(self, inputs):
+            return self.norm(inputs, training=False)
+
     with pytest.raises(ValueError, match="training mode.*Received: training=False"):
-        L.BatchNormalization()(densitron.Input((3,)), training=False)
+        FrozenNorm().predict(np.ones((2, 3)), verbose=0)
+
+
+def test_training_given_while_building_a_functional_graph_is_set_by_each_run():
+    # Keras 3 records `training` given to a call on symbolic tensors, and each run of the
+    # model sets it again from the run's mode (checked with Keras 3.15: a BatchNormalization
+    # called with training=False while building uses batch statistics in model(x,
+    # training=True)). densitron's engine does the same: the model trains exactly like one
+    # built without the argument.
+    x, y = data()
+
+    def build(flag):
+        densitron.utils.set_random_seed(12)
+        base = densitron.Sequential([densitron.Input((8,)), L.Dense(6, activation="relu"),
+                                     L.BatchNormalization(), L.Dropout(0.3, seed=2)])
+        inputs = densitron.Input((8,))
+        h = base(inputs, training=flag) if flag is not None else base(inputs)
+        h = L.Dropout(0.2, seed=3)(h, training=flag) if flag is not None else L.Dropout(
+            0.2, seed=3)(h)
+        return compile_(Model(inputs, L.Dense(3, activation="softmax")(h)))
+
+    histories = []
+    for flag in (None, False, True):
+        m = build(flag)
+        densitron.utils.set_random_seed(13)
+        histories.append(m.fit(x, y, epochs=2, batch_size=16, verbose=0).history)
+    assert histories[0] == histories[1] == histories[2]
 
 
 def test_time_distributed_wraps_per_step_layers():

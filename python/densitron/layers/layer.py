@@ -97,6 +97,10 @@ def _is_array_like(x):
     )
 
 
+# Whether a subclassed model's or a composite layer's call() is being traced (innermost last).
+_TRACING = [False]
+
+
 class Layer:
     """Base of every layer: naming, weights, building on first call, symbolic and eager calls."""
 
@@ -231,9 +235,17 @@ class Layer:
                 f"Received: args={args}, kwargs={kwargs}"
             )
         flat = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-        if (training is False and getattr(self, "_identity_outside_training", False)
-                and all(isinstance(t, KerasTensor) for t in flat)):
-            return inputs  # Keras: a noise or dropout layer called with training=False
+        symbolic = bool(flat) and all(isinstance(t, KerasTensor) for t in flat)
+        if training is not None and symbolic:
+            if not _TRACING[-1]:
+                # Building a functional graph: Keras 3 records the value, and each run of the
+                # model sets it again from the run's own mode (fit trains, evaluate and
+                # predict infer), so it has no effect; densitron's engine does the same.
+                training = None
+            elif training is False and getattr(self, "_identity_outside_training", False):
+                # In a subclassed model's call() (which Keras runs as written each step): a
+                # noise or dropout layer called with training=False leaves its input as is.
+                return inputs
         if training is not None:
             raise ValueError(
                 f"densitron's engine decides the training mode of layer {self.name}: fit "
@@ -273,6 +285,7 @@ class Layer:
                     f"{[w.name for w in self._weights[own:]]}")
         from densitron.models.functional import training_kwarg
 
+        _TRACING.append(True)
         try:
             out = self.call(inputs, **training_kwarg(self.call))
         except (TypeError, AttributeError) as e:
@@ -280,6 +293,8 @@ class Layer:
                 f"Layer {self.name} ({type(self).__name__}): densitron runs call() on symbolic "
                 "tensors, so it may only call densitron layers on them (and use +, -, * "
                 f"between tensors or with numbers). Received: {type(e).__name__}: {e}") from e
+        finally:
+            _TRACING.pop()
         outs = (list(out.values()) if isinstance(out, dict)
                 else list(out) if isinstance(out, (list, tuple)) else [out])
         if not outs or not all(isinstance(t, KerasTensor) for t in outs):

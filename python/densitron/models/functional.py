@@ -135,7 +135,13 @@ class Functional(Trainer, Layer):
         self._trace(_symbolic_inputs(input_shape))
 
     def _trace(self, inputs):
-        outputs = self.call(inputs, **training_kwarg(self.call))
+        from densitron.layers.layer import _TRACING
+
+        _TRACING.append(True)
+        try:
+            outputs = self.call(inputs, **training_kwarg(self.call))
+        finally:
+            _TRACING.pop()
         self._build_graph(inputs, outputs)
 
     def _build_subclassed(self, input_shape):
