@@ -396,3 +396,19 @@ def test_categorize_layers_ids_and_bad_arguments():
                       (lambda: layers.Discretization([0.0], output_mode="tf_idf"), ValueError)):
         with pytest.raises(exc, match="Received"):
             make()
+
+
+def test_functional_forms_of_the_merge_layers():
+    a, b = layers.Input((3,)), layers.Input((3,))
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    z = np.random.default_rng(1).normal(size=(4, 3)).astype(np.float32)
+    cases = {"add": x + z, "subtract": x - z, "multiply": x * z, "average": (x + z) / 2,
+             "maximum": np.maximum(x, z), "minimum": np.minimum(x, z),
+             "concatenate": np.concatenate([x, z], axis=-1),
+             "dot": (x * z).sum(-1, keepdims=True)}
+    for name, expected in cases.items():
+        out = getattr(layers, name)([a, b], name=f"merged_{name}")
+        m = Model([a, b], out)
+        assert m.layers[-1].name == f"merged_{name}"
+        np.testing.assert_allclose(m.predict([x, z], verbose=0), expected, rtol=1e-5,
+                                   atol=1e-6, err_msg=name)

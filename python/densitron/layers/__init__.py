@@ -6,7 +6,8 @@ from densitron.layers.embedding import Embedding
 from densitron.layers.input_layer import Input, InputLayer
 from densitron.layers.layer import KerasTensor, Layer
 from densitron.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum,
-                                      Multiply, Subtract)
+                                      Multiply, Subtract, add, average, concatenate, dot,
+                                      maximum, minimum, multiply, subtract)
 from densitron.layers.normalization import (BatchNormalization, LayerNormalization,
                                             UnitNormalization)
 from densitron.layers.preprocessing import (CategoryEncoding, Discretization, Normalization,
@@ -29,7 +30,8 @@ def deserialize(config):
     """A layer (or model) from {"class_name": ..., "config": {...}}."""
     from densitron import models
 
-    registry = {name: globals()[name] for name in __all__ if name not in ("Input", "KerasTensor")}
+    registry = {name: globals()[name] for name in __all__
+                if name not in ("Input", "KerasTensor") and isinstance(globals()[name], type)}
     registry.update({"Functional": models.Functional, "Model": models.Functional,
                      "Sequential": models.Sequential})
     cls = registry.get(config.get("class_name"))
@@ -43,7 +45,8 @@ def serialize(layer):
     return {"class_name": type(layer).__name__, "config": layer.get_config()}
 
 
-__all__ = ["CategoryEncoding", "Discretization", "Cropping1D", "Cropping2D", "ELU", "Permute", "RepeatVector", "UpSampling1D",
+__all__ = ["add", "average", "concatenate", "dot", "maximum", "minimum", "multiply",
+           "subtract", "CategoryEncoding", "Discretization", "Cropping1D", "Cropping2D", "ELU", "Permute", "RepeatVector", "UpSampling1D",
            "UpSampling2D", "ZeroPadding1D", "ZeroPadding2D", "Activation", "ActivityRegularization", "Add", "AlphaDropout", "Average", "BatchNormalization", "Concatenate", "Dense", "Dot",
            "Dropout", "Embedding", "Flatten", "GaussianDropout", "GaussianNoise", "GlobalAveragePooling1D",
            "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalAvgPool1D", "GlobalAvgPool2D",
