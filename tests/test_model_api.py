@@ -559,3 +559,25 @@ def test_sequential_build_with_an_input_shape():
             Sequential([Dense(2)]).build(bad)
     with pytest.raises(ValueError, match="not been built.*Received"):
         Sequential([Dense(2)]).build()
+
+
+def test_plot_model_writes_dot_and_renders_with_graphviz(tmp_path, monkeypatch):
+    import shutil
+
+    i = Input((4,), name="x")
+    h = Dense(3, activation="relu", name="h")(i)
+    m = Model(i, Dense(1, name="o")(layers.Concatenate(name="c")([h, i])))
+    dot = densitron.utils.model_to_dot(m, show_shapes=True, show_layer_activations=True)
+    for piece in ("x (InputLayer)", "h (Dense)", "activation: relu", "output: (None, 7)",
+                  "n0 -> n1;", "n0 -> n2;", "n1 -> n2;", "n2 -> n3;"):
+        assert piece in dot, piece
+    path = densitron.utils.plot_model(m, to_file=tmp_path / "m.dot", rankdir="LR")
+    assert open(path).read().startswith('digraph "') and "rankdir=LR" in open(path).read()
+    if shutil.which("dot"):
+        png = densitron.utils.plot_model(m, to_file=str(tmp_path / "m.png"))
+        assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(ImportError, match="Graphviz.*Received"):
+        densitron.utils.plot_model(m, to_file=str(tmp_path / "m.png"))
+    with pytest.raises(ValueError, match="rankdir.*Received"):
+        densitron.utils.model_to_dot(m, rankdir="BT")

@@ -4,6 +4,7 @@ import numpy as np
 
 from densitron.utils.dataset import PyDataset
 from densitron.utils.naming import clear_session
+from densitron.utils.plotting import model_to_dot, plot_model
 from densitron.utils.progbar import Progbar
 from densitron.utils.rng import set_random_seed
 
@@ -38,5 +39,5 @@ def normalize(x, axis=-1, order=2):
     return x / np.expand_dims(norm, -1 if axis is None else axis)
 
 
-__all__ = ["Progbar", "PyDataset", "clear_session", "normalize", "set_random_seed",
-           "to_categorical"]
+__all__ = ["Progbar", "PyDataset", "clear_session", "model_to_dot", "normalize", "plot_model",
+           "set_random_seed", "to_categorical"]
