@@ -572,10 +572,13 @@ def test_plot_model_writes_dot_and_renders_with_graphviz(tmp_path, monkeypatch):
                   "n0 -> n1;", "n0 -> n2;", "n1 -> n2;", "n2 -> n3;"):
         assert piece in dot, piece
     path = densitron.utils.plot_model(m, to_file=tmp_path / "m.dot", rankdir="LR")
-    assert open(path).read().startswith('digraph "') and "rankdir=LR" in open(path).read()
+    with open(path) as f:
+        text = f.read()
+    assert text.startswith('digraph "') and "rankdir=LR" in text
     if shutil.which("dot"):
         png = densitron.utils.plot_model(m, to_file=str(tmp_path / "m.png"))
-        assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+        with open(png, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(ImportError, match="Graphviz.*Received"):
         densitron.utils.plot_model(m, to_file=str(tmp_path / "m.png"))
