@@ -3,6 +3,7 @@
 import numpy as np
 
 from densitron.utils.dataset import PyDataset
+from densitron.utils.file_utils import get_file
 from densitron.utils.naming import clear_session
 from densitron.utils.plotting import model_to_dot, plot_model
 from densitron.utils.progbar import Progbar
@@ -39,5 +40,5 @@ def normalize(x, axis=-1, order=2):
     return x / np.expand_dims(norm, -1 if axis is None else axis)
 
 
-__all__ = ["Progbar", "PyDataset", "clear_session", "model_to_dot", "normalize", "plot_model",
+__all__ = ["Progbar", "PyDataset", "clear_session", "get_file", "model_to_dot", "normalize", "plot_model",
            "set_random_seed", "to_categorical"]
