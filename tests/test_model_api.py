@@ -584,3 +584,11 @@ def test_plot_model_writes_dot_and_renders_with_graphviz(tmp_path, monkeypatch):
         densitron.utils.plot_model(m, to_file=str(tmp_path / "m.png"))
     with pytest.raises(ValueError, match="rankdir.*Received"):
         densitron.utils.model_to_dot(m, rankdir="BT")
+
+
+def test_input_layer_takes_keras_2_input_shape_and_batch_shape():
+    with pytest.warns(UserWarning, match="input_shape.*deprecated"):
+        a = Sequential([layers.InputLayer(input_shape=(3,)), Dense(1)])
+    b = Sequential([layers.InputLayer(batch_shape=(None, 3)), Dense(1)])
+    assert a.count_params() == b.count_params() == 4
+    assert a.input_shape == b.input_shape == (None, 3)

@@ -1,11 +1,20 @@
 """InputLayer and Input(): the symbolic entry points of a functional model."""
 
+import warnings
+
 from densitron.layers.layer import KerasTensor, Layer, Node
 
 
 class InputLayer(Layer):
     def __init__(self, shape=None, batch_size=None, dtype=None, sparse=None, ragged=None,
                  name=None, **kwargs):
+        if "input_shape" in kwargs:  # Keras 2's name, which Keras 3 takes with a warning
+            warnings.warn("Argument `input_shape` is deprecated. Use `shape` instead.",
+                          stacklevel=2)
+            shape = kwargs.pop("input_shape")
+        if "batch_shape" in kwargs:
+            batch_shape = kwargs.pop("batch_shape")
+            batch_size, shape = batch_shape[0], tuple(batch_shape[1:])
         super().__init__(name=name or None, **_input_name_kwargs(name, kwargs))
         shape = _check_shape(shape)
         if ragged:
