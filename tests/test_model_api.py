@@ -592,3 +592,22 @@ def test_input_layer_takes_keras_2_input_shape_and_batch_shape():
     b = Sequential([layers.InputLayer(batch_shape=(None, 3)), Dense(1)])
     assert a.count_params() == b.count_params() == 4
     assert a.input_shape == b.input_shape == (None, 3)
+
+
+def test_metrics_names_reset_metrics_and_compile_config():
+    i = Input((3,))
+    m = Model(i, [Dense(2, name="a")(i), Dense(1, name="b")(i)])
+    assert m.metrics_names == [] and m.get_compile_config() is None
+    m.compile("sgd", ["mse", "mae"], metrics=[["mae"], ["mse"]])
+    assert m.metrics_names == ["loss"]
+    x, ys = np.ones((4, 3)), [np.zeros((4, 2)), np.zeros((4, 1))]
+    values = m.evaluate(x, ys, verbose=0)
+    assert m.metrics_names == ["loss", "a_loss", "b_loss", "a_mae", "b_mse"]
+    assert dict(zip(m.metrics_names, values)) == m.evaluate(x, ys, verbose=0, return_dict=True)
+    m.reset_metrics()
+    other = densitron.models.clone_model(m)
+    other.set_weights(m.get_weights())
+    other.compile_from_config(m.get_compile_config())
+    assert other.evaluate(x, ys, verbose=0) == values
+    with pytest.raises(ValueError, match="config.*Received"):
+        other.compile_from_config({"loss": "mse"})

@@ -310,6 +310,40 @@ class Trainer:
                           else mean)  # (0.0 - mean: no -0.0 for a mean of 0)
         return logs
 
+    @property
+    def metrics_names(self):
+        """The names of the logs `evaluate` returns, in its order (loss first), once the
+        model has met targets (metrics resolve against them, as in Keras); ["loss"] or []
+        before. (Keras 3 lists its compiled metrics under one name, "compile_metrics"; this
+        gives the names that `zip(model.metrics_names, model.evaluate(...))` expects.)"""
+        logs = getattr(self, "_metric_logs", None)
+        if logs is None:
+            return ["loss"] if self.compiled else []
+        names = ["loss"]
+        if len(self._output_names) > 1:
+            names += [f"{name}_loss" for name in self._output_names]
+        return names + [entry[0] for entry in logs]
+
+    def reset_metrics(self):
+        """Keras's reset_metrics: densitron's metrics start afresh with every fit, evaluate or
+        batch call, so there is nothing to reset between them."""
+
+    def get_compile_config(self):
+        """The arguments of `compile` in serializable form (Keras's get_compile_config), or
+        None before compile."""
+        from densitron import saving
+
+        return saving._compile_config(self)
+
+    def compile_from_config(self, config):
+        """Compiles the model from `get_compile_config()`'s form."""
+        from densitron import saving
+
+        if not isinstance(config, dict) or "optimizer" not in config:
+            raise ValueError("`config` must be a dict from get_compile_config(). "
+                             f"Received: config={config!r}")
+        saving._compile_saved(self, config, True, "the compile config")
+
     # --- fit -----------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
