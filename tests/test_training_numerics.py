@@ -509,3 +509,15 @@ def test_nadam_product_runs_on_through_fits_and_a_reset_step_count(threads):
             for w, g, s in zip(weights, grads, states)]
     for got, w in zip(model.get_weights(), want):
         assert rel_err(got, w) < 1e-5
+
+
+def test_optimizer_arguments_that_would_change_training_are_refused():
+    # Keras's use_ema (weights replaced by their moving average at the end of fit) and
+    # gradient_accumulation_steps would train differently: refused, not ignored.
+    with pytest.raises(ValueError, match="use_ema.*Received: use_ema=True"):
+        optimizers.Adam(use_ema=True)
+    with pytest.raises(ValueError, match="Received: gradient_accumulation_steps=4"):
+        optimizers.SGD(gradient_accumulation_steps=4)
+    # their "off" values (and a loss scale, which changes nothing in float32) are taken
+    optimizers.AdamW(use_ema=False, ema_momentum=0.9, ema_overwrite_frequency=None,
+                     gradient_accumulation_steps=None, loss_scale_factor=128.0)

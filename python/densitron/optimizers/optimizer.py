@@ -70,9 +70,20 @@ class Optimizer:
 
     def __init__(self, learning_rate, name, weight_decay=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, **kwargs):
-        kwargs.pop("use_ema", None)
+        # Keras's other arguments: taken at the values that change nothing; a moving average
+        # of the weights and gradient accumulation (which would change training) are refused.
+        if kwargs.pop("use_ema", False):
+            raise ValueError("densitron's optimizers keep no moving average of the weights "
+                             "(Keras's use_ema). Received: use_ema=True")
+        kwargs.pop("ema_momentum", None)
+        kwargs.pop("ema_overwrite_frequency", None)
+        steps = kwargs.pop("gradient_accumulation_steps", None)
+        if steps not in (None, 1):
+            raise ValueError("densitron's optimizers apply every step's gradient (no gradient "
+                             f"accumulation). Received: gradient_accumulation_steps={steps!r}")
+        # (a loss scale factor multiplies the loss and divides the gradients: no change in
+        # float32)
         kwargs.pop("loss_scale_factor", None)
-        kwargs.pop("gradient_accumulation_steps", None)
         if kwargs:
             raise TypeError(f"Unrecognized keyword arguments passed to {type(self).__name__}. "
                             f"Received: kwargs={kwargs}")
