@@ -521,3 +521,9 @@ def test_optimizer_arguments_that_would_change_training_are_refused():
     # their "off" values (and a loss scale, which changes nothing in float32) are taken
     optimizers.AdamW(use_ema=False, ema_momentum=0.9, ema_overwrite_frequency=None,
                      gradient_accumulation_steps=None, loss_scale_factor=128.0)
+
+
+def test_ignore_class_is_refused_not_ignored():
+    with pytest.raises(ValueError, match="ignore_class.*Received: ignore_class=-1"):
+        densitron.losses.SparseCategoricalCrossentropy(ignore_class=-1)
+    densitron.losses.SparseCategoricalCrossentropy(ignore_class=None)

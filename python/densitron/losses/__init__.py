@@ -43,7 +43,11 @@ class _ProbabilisticLoss(Loss):
         if axis != -1:
             raise ValueError(f"densitron's cross-entropies reduce over the last axis. "
                              f"Received: axis={axis!r}")
-        kwargs.pop("ignore_class", None)
+        ignore_class = kwargs.pop("ignore_class", None)
+        if ignore_class is not None:
+            raise ValueError("densitron's cross-entropies do not ignore a class yet (Keras's "
+                             "ignore_class: give those samples a sample_weight of 0 instead). "
+                             f"Received: ignore_class={ignore_class!r}")
         if kwargs:
             raise TypeError(f"Unrecognized keyword arguments. Received: kwargs={kwargs}")
         self.from_logits = bool(from_logits)
