@@ -270,3 +270,49 @@ def test_backup_and_restore_every_n_batches_and_bad_arguments(tmp_path):
                 {"backup_dir": tmp_path, "save_freq": "batch"}):
         with pytest.raises(ValueError, match="Received"):
             callbacks.BackupAndRestore(**bad)
+
+
+def test_evaluate_predict_and_validation_call_the_test_and_predict_hooks():
+    import densitron as dn
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((50, 3)), rng.integers(0, 2, 50)
+    inputs = dn.Input((3,))
+    m = dn.Model(inputs, dn.layers.Dense(2, activation="softmax")(inputs))
+    m.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    events = []
+
+    class Recorder(dn.callbacks.Callback):
+        def on_test_begin(self, logs=None):
+            events.append("test_begin")
+
+        def on_test_batch_end(self, batch, logs=None):
+            events.append(("test_batch", batch, logs["loss"]))
+
+        def on_test_end(self, logs=None):
+            events.append(("test_end", logs["loss"]))
+
+        def on_predict_begin(self, logs=None):
+            events.append("predict_begin")
+
+        def on_predict_batch_end(self, batch, logs=None):
+            events.append(("predict_batch", batch, logs["outputs"].shape))
+
+        def on_predict_end(self, logs=None):
+            events.append("predict_end")
+
+    loss, acc = m.evaluate(x, y, batch_size=16, verbose=0, callbacks=[Recorder()])
+    assert [loss, acc] == m.evaluate(x, y, batch_size=16, verbose=0)
+    assert events[0] == "test_begin" and [e[1] for e in events[1:5]] == [0, 1, 2, 3]
+    assert events[4][2] == events[5][1] == loss  # the last batch's running logs are the result
+    events.clear()
+    out = m.predict(x, batch_size=16, verbose=0, callbacks=[Recorder()])
+    np.testing.assert_array_equal(out, m.predict(x, verbose=0))
+    assert events == ["predict_begin"] + [("predict_batch", b, (16 if b < 3 else 2, 2))
+                                          for b in range(4)] + ["predict_end"]
+    events.clear()
+    h = m.fit(x, y, batch_size=16, epochs=2, validation_split=0.2, verbose=0,
+              callbacks=[Recorder()])
+    ends = [e for e in events if isinstance(e, tuple) and e[0] == "test_end"]
+    assert [e[1] for e in ends] == h.history["val_loss"]
+    assert events.count("test_begin") == 2

@@ -282,15 +282,27 @@ class TensorBoard(Callback):
         writer.flush()
         if val:
             vw = self._writer("val")
-            iterations = getattr(optimizer, "iterations", None)
             for name, value in val.items():
                 if _scalar(value):
                     vw.scalar(f"epoch_{name}", value, epoch)
-                    if iterations is not None:
-                        vw.scalar(f"evaluation_{name}_vs_iterations", value, int(iterations))
             vw.flush()
 
+    def on_test_end(self, logs=None):
+        # (fit's validation and evaluate both end here, as in Keras)
+        optimizer = getattr(self.model, "optimizer", None)
+        iterations = getattr(optimizer, "iterations", None)
+        if iterations is None or not logs:
+            return
+        vw = self._writer("val")
+        for name, value in logs.items():
+            if _scalar(value):
+                vw.scalar(f"evaluation_{name}_vs_iterations", value, int(iterations))
+        vw.flush()
+
     def on_train_end(self, logs=None):
+        self._close()
+
+    def _close(self):
         for w in self._writers.values():
             w.close()
         self._writers = {}

@@ -77,6 +77,12 @@ def _profile_report(engine, wall, steps, print_it):
     return report
 
 
+def _overrides(cb, *hooks):
+    """Whether a callback of the list overrides one of the hooks (Callback's are no-ops)."""
+    return any(getattr(type(c), h) is not getattr(Callback, h)
+               for c in cb.callbacks for h in hooks)
+
+
 def _check_one_weighting(class_weight, sample_weight):
     if class_weight is not None and sample_weight is not None:
         raise ValueError("You cannot use `class_weight` and `sample_weight` at the same time. "
@@ -470,7 +476,7 @@ class Trainer:
             if val is not None and (epoch + 1) % validation_freq == 0:
                 if profile:  # the profile covers the training steps only
                     self._graph.set_profiling(False)
-                val_logs = self._validate(val, val_batch)
+                val_logs = self._validate(val, val_batch, cb)
                 if profile:
                     self._graph.set_profiling(True)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
@@ -550,11 +556,20 @@ class Trainer:
             "validation_data[2]")
         return (vx, vy, vw)
 
-    def _validate(self, val, val_batch):
-        """Validation logs of arrays or of a BatchSource's batches."""
-        if not isinstance(val, sources.BatchSource):
-            return self._run_evaluate(val[0], val[1], val_batch, val[2])
-        return self._evaluate_source(val)
+    def _validate(self, val, val_batch, cb):
+        """Validation logs of arrays or of a BatchSource's batches, with the callbacks'
+        on_test_* hooks around them, as Keras's fit runs its validation through evaluate."""
+        cb.on_test_begin()
+        if isinstance(val, sources.BatchSource):
+            logs = self._evaluate_source(val, cb)
+        elif _overrides(cb, "on_test_batch_begin", "on_test_batch_end"):
+            rows = val[0][0].shape[0]
+            logs = self._evaluate_by_batch(val[0], val[1], val[2], val_batch,
+                                           -(-rows // val_batch), cb)
+        else:
+            logs = self._run_evaluate(val[0], val[1], val_batch, val[2])
+        cb.on_test_end(logs)
+        return logs
 
     def _batch_arrays(self, batch, arg, class_weight=None):
         """One batch of a source as the engine's arrays: xs, ys, sample weights, rows."""
@@ -617,7 +632,8 @@ class Trainer:
             cb.params["steps"] = cb.params["steps"] or done
             source.end_epoch()
             if val is not None and (epoch + 1) % validation_freq == 0:
-                logs.update({f"val_{k}": v for k, v in self._validate(val, val_batch).items()})
+                logs.update({f"val_{k}": v
+                             for k, v in self._validate(val, val_batch, cb).items()})
             cb.on_epoch_end(epoch, logs)
             if source.ran_out:
                 source.warn_ran_out()
@@ -627,13 +643,18 @@ class Trainer:
         self.history = history
         return history
 
-    def _evaluate_source(self, source):
-        """Logs of evaluate over a BatchSource's batches."""
+    def _evaluate_source(self, source, cb=None):
+        """Logs of evaluate over a BatchSource's batches (with the callbacks' per-batch hooks
+        when given)."""
         totals = None
-        for batch in source.batches():
+        for b, batch in enumerate(source.batches()):
             xs, ys, sws, rows = self._batch_arrays(batch, source.arg)
+            if cb is not None:
+                cb.on_test_batch_begin(b)
             *step, nan = self._graph.evaluate(xs, ys, self._inference_batch(rows), sws, False)
             totals = sources.add_totals(totals, step)
+            if cb is not None:
+                cb.on_test_batch_end(b, self._logs_from_totals(*totals))
         source.end_epoch()
         if totals is None:
             raise ValueError(f"`{source.arg}` gave no batches to evaluate. Received: an "
@@ -691,10 +712,12 @@ class Trainer:
             raise ValueError("You must call `compile()` before using the model for evaluation. "
                              "Received: evaluate() on a model that is not compiled")
         verbose = data_mod.check_verbose(verbose)
+        cb = self._inference_callbacks(callbacks)
+        cb.on_test_begin()
         if sources.is_batch_source(x):
             sources.reject_beside(y=y, sample_weight=sample_weight, batch_size=batch_size)
             bar = Progbar(None, verbose=verbose)
-            logs = self._evaluate_source(sources.BatchSource(x, steps, "x", "steps"))
+            logs = self._evaluate_source(sources.BatchSource(x, steps, "x", "steps"), cb)
         else:
             data_mod.check_batch_size(batch_size)
             steps = data_mod.check_steps(steps, "steps")
@@ -704,17 +727,60 @@ class Trainer:
             (xs, ys, sws), batches = data_mod.head_for_steps([xs, ys, sws], rows, batch_size,
                                                              steps)
             bar = Progbar(batches, verbose=verbose)
-            logs = self._run_evaluate(xs, ys, batch_size, sws, check_x_nan=True)
+            if _overrides(cb, "on_test_batch_begin", "on_test_batch_end"):
+                logs = self._evaluate_by_batch(xs, ys, sws, batch_size, batches, cb)
+            else:
+                logs = self._run_evaluate(xs, ys, batch_size, sws, check_x_nan=True)
+        cb.on_test_end(logs)
         bar.update(bar.target or 1, sorted(logs.items()), finalize=True)
         return self._batch_result(logs, return_dict)
 
+    def _inference_callbacks(self, callbacks):
+        """evaluate's and predict's callbacks (Keras calls their on_test_* and on_predict_*
+        hooks), as a CallbackList."""
+        cbs = list(callbacks or [])
+        for c in cbs:
+            if not isinstance(c, Callback):
+                raise TypeError("`callbacks` must be a list of densitron.callbacks.Callback "
+                                f"instances. Received: {c!r} of type {type(c).__name__}")
+        return CallbackList(cbs, self, {"verbose": 0, "epochs": 1, "steps": None})
+
+    def _evaluate_by_batch(self, xs, ys, sws, batch_size, batches, cb):
+        """evaluate one engine call a batch, for callbacks with per-batch hooks: the running
+        logs after each batch, as Keras passes them."""
+        totals, logs = None, {}
+        for b in range(batches):
+            lo, hi = b * batch_size, (b + 1) * batch_size
+            cut = [a[lo:hi] for a in xs], [a[lo:hi] for a in ys]
+            w = None if sws is None else [None if a is None else a[lo:hi] for a in sws]
+            cb.on_test_batch_begin(b)
+            *step, nan = self._graph.evaluate(*cut, batch_size, w, True)
+            if nan is not None:
+                raise data_mod.engine_nan_error(xs, (nan[0], lo + nan[1]))
+            totals = sources.add_totals(totals, step)
+            logs = self._logs_from_totals(*totals)
+            cb.on_test_batch_end(b, logs)
+        return logs
+
     # --- predict -------------------------------------------------------------------------
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        cb = self._inference_callbacks(callbacks)
+        cb.on_predict_begin()
+        outs = self._predict(x, batch_size, verbose, steps, cb)
+        cb.on_predict_end()
+        return outs
+
+    def _predict(self, x, batch_size, verbose, steps, cb):
+        batch_hooks = _overrides(cb, "on_predict_batch_begin", "on_predict_batch_end")
         if sources.is_batch_source(x):
             sources.reject_beside(batch_size=batch_size)
             source = sources.BatchSource(x, steps, "x", "steps")
-            parts = [self.predict(sources.unpack(b, "x")[0], batch_size=None, verbose=0)
-                     for b in source.batches()]
+            parts = []
+            for b, batch in enumerate(source.batches()):
+                cb.on_predict_batch_begin(b)
+                parts.append(self.predict(sources.unpack(batch, "x")[0], batch_size=None,
+                                          verbose=0))
+                cb.on_predict_batch_end(b, {"outputs": parts[-1]})
             source.end_epoch()
             if not parts:
                 raise ValueError("`x` gave no batches to predict. Received: an exhausted "
@@ -733,9 +799,24 @@ class Trainer:
         batch_size = data_mod.batch_for_steps(batch_size, steps, rows)
         (xs,), batches = data_mod.head_for_steps([xs], rows, batch_size, steps)
         bar = Progbar(batches, verbose=verbose)
-        outs = self._graph.predict(xs, self._inference_batch(batch_size, targets=False))
+        if batch_hooks:  # one engine call a batch, each batch's outputs to the hooks
+            pieces = []
+            for b in range(batches):
+                lo, hi = b * batch_size, (b + 1) * batch_size
+                cb.on_predict_batch_begin(b)
+                pieces.append(self._graph.predict([a[lo:hi] for a in xs], batch_size))
+                cb.on_predict_batch_end(b, {"outputs": self._structured(
+                    [o.reshape((o.shape[0], *shape))
+                     for o, shape in zip(pieces[-1], self._output_shapes)])})
+            outs = [np.concatenate(parts) for parts in zip(*pieces)]
+        else:
+            outs = self._graph.predict(xs, self._inference_batch(batch_size, targets=False))
         outs = [o.reshape((o.shape[0], *shape)) for o, shape in zip(outs, self._output_shapes)]
         bar.update(bar.target, finalize=True)
+        return self._structured(outs)
+
+    def _structured(self, outs):
+        """Output arrays in the model's output structure: one, a list, or a dict."""
         if self._output_keys:
             return dict(zip(self._output_keys, outs))
         return outs[0] if len(outs) == 1 else outs
