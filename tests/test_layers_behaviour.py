@@ -412,3 +412,17 @@ def test_functional_forms_of_the_merge_layers():
         assert m.layers[-1].name == f"merged_{name}"
         np.testing.assert_allclose(m.predict([x, z], verbose=0), expected, rtol=1e-5,
                                    atol=1e-6, err_msg=name)
+
+
+def test_embedding_with_pretrained_weights():
+    table = np.random.default_rng(0).random((20, 4)).astype(np.float32)
+    for weights in ([table], table):
+        e = layers.Embedding(20, 4, weights=weights, trainable=False)
+        np.testing.assert_array_equal(e.get_weights()[0], table)
+    inputs = layers.Input((5,))
+    m = Model(inputs, layers.Dense(1)(layers.GlobalAveragePooling1D()(e(inputs))))
+    m.compile("sgd", "mse")
+    m.fit(np.random.default_rng(1).integers(0, 20, (8, 5)), np.ones(8), verbose=0)
+    np.testing.assert_array_equal(e.get_weights()[0], table)  # frozen, as given
+    with pytest.raises(ValueError, match="Received"):
+        layers.Embedding(20, 4, weights=np.ones((3, 4)))
