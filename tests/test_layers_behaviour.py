@@ -426,3 +426,10 @@ def test_embedding_with_pretrained_weights():
     np.testing.assert_array_equal(e.get_weights()[0], table)  # frozen, as given
     with pytest.raises(ValueError, match="Received"):
         layers.Embedding(20, 4, weights=np.ones((3, 4)))
+
+
+def test_keras_arguments_at_their_off_values_are_taken():
+    layers.Dense(2, lora_rank=None, lora_alpha=None, quantization_config=None, autocast=False)
+    layers.Embedding(3, 2, lora_rank=None)
+    with pytest.raises(TypeError, match="Received: kwargs=.*lora_rank"):
+        layers.Dense(2, lora_rank=4)

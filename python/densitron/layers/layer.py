@@ -106,6 +106,12 @@ class Layer:
 
     def __init__(self, name=None, trainable=True, dtype=None, input_shape=None, input_dim=None,
                  activity_regularizer=None, **kwargs):
+        # Keras's arguments at the values that change nothing in float32 without LoRA or
+        # quantization: taken; other values are refused below as unrecognized.
+        kwargs.pop("autocast", None)
+        for key in ("lora_rank", "lora_alpha", "quantization_config"):
+            if key in kwargs and kwargs[key] is None:
+                del kwargs[key]
         if kwargs:
             raise TypeError(
                 f"Unrecognized keyword arguments passed to {type(self).__name__}. "
