@@ -189,10 +189,10 @@ def test_subclassing_errors():
 
     class OwnWeights(L.Layer):
         def build(self, shape):
-            self.w = self.add_weight((shape[-1], 2), densitron.initializers.get("zeros"), "w")
+            self.w = self.add_weight((shape[-1],), "zeros", name="w")
 
         def call(self, x):
-            return x
+            return x * self.w  # a weight used otherwise than by matmul or addition
 
     class Holder(Model):
         def __init__(self, inner):
@@ -202,7 +202,7 @@ def test_subclassing_errors():
         def call(self, x):
             return self.inner(x)
 
-    with pytest.raises(ValueError, match="weights of its own.*Received"):
+    with pytest.raises(TypeError, match="weight can be added.*Received: mul"):
         Holder(OwnWeights()).predict(np.ones((2, 3)), verbose=0)
 
     class Forced(Model):
@@ -424,3 +424,105 @@ def test_sublayers_made_in_build():
         built.build((None, 8))
         assert fitted.count_params() == built.count_params() == params, cls.__name__
         assert built.predict(x[:2], verbose=0).shape == (2, 3)
+
+
+def _linear_classes(ns, ops):
+    """Keras's custom-layer tutorial: a Linear layer with its own weights, an MLP of them."""
+    class Linear(ns.layers.Layer):
+        def __init__(self, units=32, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1], self.units),
+                                     initializer="random_normal", trainable=True, name="w")
+            self.b = self.add_weight(shape=(self.units,), initializer="random_normal",
+                                     trainable=True, name="b")
+
+        def call(self, inputs):
+            return ops.matmul(inputs, self.w) + self.b
+
+    class MLPBlock(ns.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.linear_1 = Linear(8)
+            self.linear_2 = Linear(1)
+
+        def call(self, inputs):
+            return self.linear_2(ops.relu(self.linear_1(inputs)))
+
+    return Linear, MLPBlock
+
+
+def test_layers_with_weights_of_their_own():
+    from densitron import ops
+
+    rng = np.random.default_rng(20)
+    x = rng.normal(size=(64, 5)).astype(np.float32)
+    y = x.sum(1, keepdims=True)
+    Linear, MLPBlock = _linear_classes(densitron, ops)
+    densitron.utils.set_random_seed(21)
+    block = MLPBlock()
+    inputs = densitron.Input((5,))
+    m = Model(inputs, block(inputs))
+    m.compile("adam", "mse")
+    # the same model from Dense layers with the block's initial weights
+    inputs2 = densitron.Input((5,))
+    twin = Model(inputs2, L.Dense(1)(L.Dense(8, activation="relu")(inputs2)))
+    twin.compile("adam", "mse")
+    twin.set_weights(m.get_weights())
+    assert [w.path for w in m.weights] == ["linear/w", "linear/b", "linear_1/w", "linear_1/b"]
+    densitron.utils.set_random_seed(22)
+    hm = m.fit(x, y, epochs=3, batch_size=16, verbose=0)
+    densitron.utils.set_random_seed(22)
+    ht = twin.fit(x, y, epochs=3, batch_size=16, verbose=0)
+    np.testing.assert_allclose(hm.history["loss"], ht.history["loss"], rtol=1e-6)
+    for a, b in zip(m.get_weights(), twin.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # the block's own Variables are the ones trained
+    np.testing.assert_array_equal(block.linear_1.w.numpy(), m.get_weights()[0])
+    assert len(block.weights) == 4 and block.count_params() == 5 * 8 + 8 + 8 + 1
+
+
+def test_layers_with_weights_of_their_own_gradients_and_files(tmp_path):
+    from densitron import ops
+    from test_gradients_fd import fd_check
+
+    Linear, MLPBlock = _linear_classes(densitron, ops)
+
+    class Scaled(L.Layer):
+        def build(self, shape):
+            self.frozen = self.add_weight((shape[-1], 2), "ones", trainable=False, name="fixed")
+            self.bias = self.add_weight((2,), "zeros", name="bias",
+                                        regularizer=densitron.regularizers.l2(0.1))
+
+        def call(self, x):
+            return self.bias + ops.matmul(ops.tanh(x), self.frozen)
+
+    rng = np.random.default_rng(23)
+    inputs = densitron.Input((4,))
+    m = Model(inputs, Scaled()(MLPBlock()(inputs)))
+    x, y = rng.normal(size=(6, 4)), rng.normal(size=(6, 2))
+    fd_check(m, x, y, "mse")
+    path = os.path.join(tmp_path, "own.keras")
+    m.save(path)
+    back = densitron.models.load_model(path)
+    np.testing.assert_array_equal(back.predict(x, verbose=0), m.predict(x, verbose=0))
+
+
+def test_weights_of_their_own_predict_as_in_keras():
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "numpy":
+        pytest.skip("parity tests run Keras on its numpy backend")
+    from densitron import ops
+
+    x = np.random.default_rng(24).normal(size=(7, 5)).astype(np.float32)
+    _, ours_cls = _linear_classes(densitron, ops)
+    _, theirs_cls = _linear_classes(keras, keras.ops)
+    inputs = densitron.Input((5,))
+    ours = Model(inputs, ours_cls()(inputs))
+    kin = keras.Input((5,))
+    theirs = keras.Model(kin, theirs_cls()(kin))
+    theirs.set_weights(ours.get_weights())
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)

@@ -1,10 +1,12 @@
-"""Low-level operations on NumPy arrays, run by densitron's C++ engine."""
+"""Low-level operations: on NumPy arrays, run by densitron's C++ engine; on symbolic tensors (in
+a traced call()), the layers that compute them (a layer's weight in `matmul(x, self.w)`)."""
 
 import numpy as np
 
 from densitron import _core
 
-__all__ = ["matmul"]
+__all__ = ["add", "elu", "gelu", "matmul", "multiply", "relu", "selu", "sigmoid", "silu",
+           "softmax", "softplus", "subtract", "swish", "tanh"]
 
 _NUMERIC_KINDS = "biuf"
 _ndarray = np.ndarray
@@ -44,8 +46,60 @@ def matmul(a, b, transpose_a=False, transpose_b=False, out=None):
     """
     # Fast path first: a small product costs less than a few Python calls.
     if a.__class__ is not _ndarray or a.dtype is not _FLOAT32:
+        from densitron.layers.layer import KerasTensor
+
+        if isinstance(a, KerasTensor):
+            return _symbolic_matmul(a, b, transpose_a, transpose_b, out)
         a = _as_float32_matrix(a, "a")
     if b.__class__ is not _ndarray or b.dtype is not _FLOAT32:
         b = _as_float32_matrix(b, "b")
     # Positional: pybind11's keyword matching costs more than a small product.
     return _core_matmul(a, b, transpose_a, transpose_b, out)
+
+
+def _symbolic_matmul(a, b, transpose_a, transpose_b, out):
+    from densitron.layers import WeightMatMul
+    from densitron.variables import Variable
+
+    if not isinstance(b, Variable) or transpose_a or transpose_b or out is not None:
+        raise TypeError("On a symbolic tensor, matmul takes a layer's (features, units) weight "
+                        "as `b` (matmul(x, self.w) in a traced call()). Received: "
+                        f"b={b!r}, transpose_a={transpose_a}, transpose_b={transpose_b}")
+    return WeightMatMul(b)(a)
+
+
+def _activation(name):
+    def op(x):
+        from densitron.layers import Activation
+
+        return Activation(name)(x)
+
+    op.__name__ = name
+    op.__doc__ = (f"{name}(x): on a symbolic tensor (in a traced call()), an Activation('{name}') "
+                  "layer; on a 2-D array, its values.")
+    return op
+
+
+relu = _activation("relu")
+sigmoid = _activation("sigmoid")
+tanh = _activation("tanh")
+softmax = _activation("softmax")
+gelu = _activation("gelu")
+silu = _activation("silu")
+swish = _activation("swish")
+elu = _activation("elu")
+selu = _activation("selu")
+softplus = _activation("softplus")
+
+
+def add(x1, x2):
+    """x1 + x2: Add or WeightAdd layers on symbolic tensors, NumPy's sum on arrays."""
+    return x1 + x2 if not isinstance(x1, np.ndarray) else np.add(x1, x2)
+
+
+def subtract(x1, x2):
+    return x1 - x2 if not isinstance(x1, np.ndarray) else np.subtract(x1, x2)
+
+
+def multiply(x1, x2):
+    return x1 * x2 if not isinstance(x1, np.ndarray) else np.multiply(x1, x2)

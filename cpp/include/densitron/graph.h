@@ -57,6 +57,8 @@ enum class OpType : int {
                         // truncated); mode -1 writes the ids, 0 a one-hot row of depth per id,
                         // 1 (multi-hot) and 2 (counts) one row of depth per k ids; an id outside
                         // [0, depth) sets nothing (CategoryEncoding, Discretization). No gradient
+  kBiasAdd = 22,        // params {b (last_dim)}: x + b along the last axis (a layer's own
+                        // weight added in its call(): `x + self.b`)
 };
 
 struct NodeSpec {
@@ -307,7 +309,8 @@ class Graph {
                       float* g = nullptr);
   struct BlockUpdate;
   void deferred_kernel_update(const Step& st);
-  void dense_bias_grad(const Step& st, int i, const float* dy, int64_t rows);
+  // The column sums of dy into the vector parameter in slot `slot` of node i.
+  void dense_bias_grad(const Step& st, int i, const float* dy, int64_t rows, int slot = 1);
   void add_activity_grad(const Step& st, int i, int64_t e0, int64_t e1);
   Share pool_share(const Step& st, int i) const;
   const float* pool_mask(int i, int64_t g) const;

@@ -163,6 +163,13 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
           if (m < -1 || m >= in0->width) bad("index map entries must lie in [-1, input width)");
         break;
       }
+      case OpType::kBiasAdd:
+        need_inputs(1);
+        if (node.params.size() != 1 || node.params[0] < 0 ||
+            param_size(node.params[0]) != node.last_dim || in0->width != node.width ||
+            in0->last_dim != node.last_dim)
+          bad("BiasAdd takes one vector of the last axis's size");
+        break;
       case OpType::kCategorize: {
         need_inputs(1);
         if (node.iattrs.size() != 3 || node.iattrs[0] < 1 || node.iattrs[1] < 1 ||

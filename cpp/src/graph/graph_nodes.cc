@@ -117,6 +117,12 @@ void Graph::forward_node(const Step& st, int i) {
       }
       return;
     }
+    case OpType::kBiasAdd: {
+      const float* b = param(i, 0);
+      for (int64_t r = rw.lo; r < rw.hi; ++r)
+        for (int64_t c = 0; c < last; ++c) y[r * last + c] = x[r * last + c] + b[c];
+      return;
+    }
     case OpType::kCategorize: {
       // Keras's Discretization (digitize) and CategoryEncoding, per sample.
       const int64_t depth = node.iattrs[0], k = node.iattrs[1], mode = node.iattrs[2];
@@ -594,8 +600,8 @@ void Graph::add_activity_grad(const Step& st, int i, int64_t e0, int64_t e1) {
 
 // Dense node i's bias gradient, the column sums of its dy (rows × units), each thread a share
 // of the columns.
-void Graph::dense_bias_grad(const Step& st, int i, const float* dy, int64_t rows) {
-  const int bp = nodes_[i].params[1];
+void Graph::dense_bias_grad(const Step& st, int i, const float* dy, int64_t rows, int slot) {
+  const int bp = nodes_[i].params[slot];
   if (!param_grad_wanted(bp)) return;
   const int64_t units = nodes_[i].last_dim;
   const Share cs = share_of(units, st.ith, st.nth, 64, 16);
@@ -745,6 +751,13 @@ void Graph::backward_node(const Step& st, int i) {
       if (float* gx = target(0, &acc))
         if (el.lo < el.hi) put(gx + el.lo, dy + el.lo, el.hi - el.lo, acc);
       return;
+    case OpType::kBiasAdd: {
+      // db: column sums of dy (dense_bias_grad, each thread its columns); dx = dy.
+      dense_bias_grad(st, i, dy, rows, 0);
+      if (float* gx = target(0, &acc))
+        if (el.lo < el.hi) put(gx + el.lo, dy + el.lo, el.hi - el.lo, acc);
+      return;
+    }
     case OpType::kCategorize: {
       // Not differentiable (Keras gives no gradient): an input that takes one gets zeros.
       float* gx = target(0, &acc);

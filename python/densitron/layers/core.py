@@ -61,10 +61,10 @@ class Dense(Layer):
     def build(self, input_shape):
         in_features = int(input_shape[-1])
         self.kernel = self.add_weight((in_features, self.units), self.kernel_initializer,
-                                      "kernel", regularizer=self.kernel_regularizer,
+                                      name="kernel", regularizer=self.kernel_regularizer,
                                       constraint=self.kernel_constraint)
         if self.use_bias:
-            self.bias = self.add_weight((self.units,), self.bias_initializer, "bias",
+            self.bias = self.add_weight((self.units,), self.bias_initializer, name="bias",
                                         regularizer=self.bias_regularizer,
                                         constraint=self.bias_constraint)
         self.built = True

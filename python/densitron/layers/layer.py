@@ -35,6 +35,14 @@ class KerasTensor:
     # tensors, the Add, Subtract and Multiply layers; with a number, a Rescaling layer.
     def _arith(self, other, op, reverse=False):
         from densitron import layers
+        from densitron.variables import Variable
+
+        if isinstance(other, Variable):  # a layer's own weight, in its traced call()
+            if op == "add":
+                return layers.WeightAdd(other)(self)
+            raise TypeError("In a traced call(), a layer's weight can be added to a tensor "
+                            "(`x + self.b`) or multiplied into it with ops.matmul(x, self.w). "
+                            f"Received: {op} with weight {other.path}")
 
         if isinstance(other, KerasTensor):
             a, b = (other, self) if reverse else (self, other)
@@ -162,11 +170,22 @@ class Layer:
         return list(node.inputs) if getattr(node, "is_list", False) else node.inputs[0]
 
     # --- weights -------------------------------------------------------------------------
-    def add_weight(self, shape, initializer, name, trainable=True, regularizer=None,
-                   constraint=None):
-        value = initializer(tuple(shape))
-        var = Variable(value, name=name, trainable=trainable, path=f"{self.name}/{name}",
-                       regularizer=regularizer, constraint=constraint)
+    def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True,
+                   autocast=True, regularizer=None, constraint=None, aggregation="none",
+                   overwrite_with_gradient=False, name=None):
+        """Keras's add_weight: a float32 weight of `shape` from `initializer` (a name or an
+        initializer; glorot_uniform by default, as Keras), with a regularizer and a
+        constraint."""
+        from densitron import constraints, initializers, regularizers
+
+        if dtype not in (None, "float32"):
+            raise ValueError(f"densitron's weights are float32. Received: dtype={dtype!r}")
+        shape = () if shape is None else tuple(int(d) for d in shape)
+        initializer = initializers.get("glorot_uniform" if initializer is None else initializer)
+        name = name or f"variable_{len(self._weights)}"
+        var = Variable(initializer(shape), name=name, trainable=trainable,
+                       path=f"{self.name}/{name}", regularizer=regularizers.get(regularizer),
+                       constraint=constraints.get(constraint))
         self._weights.append(var)
         return var
 
@@ -280,15 +299,9 @@ class Layer:
         symbolic tensors, so its sublayers' calls join the graph in its place."""
         shapes = [t.shape for t in flat]
         if not self.built:
-            own = len(self._weights)
             self.build(shapes if isinstance(inputs, (list, tuple)) else shapes[0])
             self.built = True
-            if len(self._weights) != own:
-                raise ValueError(
-                    f"Layer {self.name} ({type(self).__name__}) creates weights of its own in "
-                    "build(); densitron runs layers written in Python only when their call() "
-                    "is made of densitron layers. Received: weights "
-                    f"{[w.name for w in self._weights[own:]]}")
+
         from densitron.models.functional import training_kwarg
 
         _TRACING.append(True)

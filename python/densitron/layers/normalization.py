@@ -69,11 +69,11 @@ class _Normalization(Layer):
 
     def _build_affine(self, dim):
         if self.scale:
-            self.gamma = self.add_weight((dim,), self.gamma_initializer, "gamma",
+            self.gamma = self.add_weight((dim,), self.gamma_initializer, name="gamma",
                                          regularizer=self.gamma_regularizer,
                                          constraint=self.gamma_constraint)
         if self.center:
-            self.beta = self.add_weight((dim,), self.beta_initializer, "beta",
+            self.beta = self.add_weight((dim,), self.beta_initializer, name="beta",
                                         regularizer=self.beta_regularizer,
                                         constraint=self.beta_constraint)
 
@@ -141,10 +141,10 @@ class BatchNormalization(_Normalization):
     def build(self, input_shape):
         dim = self._axis_size(input_shape)
         self._build_affine(dim)
-        self.moving_mean = self.add_weight((dim,), self.moving_mean_initializer, "moving_mean",
+        self.moving_mean = self.add_weight((dim,), self.moving_mean_initializer, name="moving_mean",
                                            trainable=False)
         self.moving_variance = self.add_weight((dim,), self.moving_variance_initializer,
-                                               "moving_variance", trainable=False)
+                                               name="moving_variance", trainable=False)
         self.built = True
 
     def _engine_node(self, node, param_index):

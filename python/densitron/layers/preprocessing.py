@@ -117,11 +117,11 @@ class Normalization(Layer):
         self._build_shape = tuple(input_shape)
         if self.input_mean is None:
             shape = (features,) if self.axis != () else ()
-            self.mean = self.add_weight(shape, initializers.get("zeros"), "mean",
+            self.mean = self.add_weight(shape, initializers.get("zeros"), name="mean",
                                         trainable=False)
-            self.variance = self.add_weight(shape, initializers.get("ones"), "variance",
+            self.variance = self.add_weight(shape, initializers.get("ones"), name="variance",
                                             trainable=False)
-            self.count = self.add_weight((), initializers.get("zeros"), "count",
+            self.count = self.add_weight((), initializers.get("zeros"), name="count",
                                          trainable=False)
         else:
             _check_feature_count("mean", self.input_mean, features, input_shape)

@@ -1,0 +1,75 @@
+"""The layers that a layer's own weights become in a traced call(): `ops.matmul(x, self.w)` is
+a WeightMatMul (the engine's Dense op with that kernel, no bias) and `x + self.b` a WeightAdd
+(the engine's bias-add op). They hold the calling layer's Variables (shared, not copies), so
+training updates those; loaded from a file they make their own."""
+
+from densitron import initializers
+from densitron.layers.layer import Layer, engine_node
+from densitron.variables import Variable
+
+
+class _WeightOp(Layer):
+    _weight_name = None
+
+    def __init__(self, variable=None, shape=None, **kwargs):
+        super().__init__(**kwargs)
+        if variable is None:  # from a config: a weight of its own, filled by the file
+            if shape is None:
+                raise ValueError(f"{type(self).__name__} needs a variable or its shape. "
+                                 "Received: neither")
+            variable = self.add_weight(tuple(shape), initializers.get("zeros"),
+                                       name=self._weight_name)
+        elif not isinstance(variable, Variable):
+            raise TypeError(f"{type(self).__name__} takes a layer's weight (a Variable). "
+                            f"Received: {variable!r}")
+        else:
+            self._weights = [variable]
+        self.variable = variable
+        self.built = True
+
+    def get_config(self):
+        return {**super().get_config(), "shape": list(self.variable.shape)}
+
+    def _check_single(self, input_shape):
+        from densitron.layers.core import _check_single
+
+        _check_single(self, input_shape)
+
+
+class WeightMatMul(_WeightOp):
+    """x @ w along x's last axis, w a (features, units) weight of the calling layer."""
+
+    _weight_name = "kernel"
+
+    def _check_inputs(self, input_shape):
+        self._check_single(input_shape)
+        shape = self.variable.shape
+        if len(shape) != 2 or input_shape[-1] != shape[0]:
+            raise ValueError(f"matmul of inputs of shape {tuple(input_shape)} with a weight of "
+                             f"shape {shape}: the weight must be (features, units) with "
+                             f"features = {input_shape[-1]}. Received: weight shape {shape}")
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], int(self.variable.shape[1]))
+
+    def _engine_node(self, node, param_index):
+        return engine_node(1, node, params=[param_index[id(self.variable)], -1])
+
+
+class WeightAdd(_WeightOp):
+    """x + b along x's last axis, b a (features,) weight of the calling layer."""
+
+    _weight_name = "bias"
+
+    def _check_inputs(self, input_shape):
+        self._check_single(input_shape)
+        if tuple(self.variable.shape) != (input_shape[-1],):
+            raise ValueError(f"Adding a weight of shape {self.variable.shape} to inputs of shape "
+                             f"{tuple(input_shape)}: it must have the last axis's size. "
+                             f"Received: weight shape {self.variable.shape}")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def _engine_node(self, node, param_index):
+        return engine_node(22, node, params=[param_index[id(self.variable)]])
