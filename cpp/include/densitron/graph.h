@@ -59,6 +59,7 @@ enum class OpType : int {
                         // [0, depth) sets nothing (CategoryEncoding, Discretization). No gradient
   kBiasAdd = 22,        // params {b (last_dim)}: x + b along the last axis (a layer's own
                         // weight added in its call(): `x + self.b`)
+  kScaleBy = 23,        // params {s (last_dim)}: x · s along the last axis (`x * self.s`)
 };
 
 struct NodeSpec {

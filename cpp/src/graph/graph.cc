@@ -164,11 +164,12 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
         break;
       }
       case OpType::kBiasAdd:
+      case OpType::kScaleBy:
         need_inputs(1);
         if (node.params.size() != 1 || node.params[0] < 0 ||
             param_size(node.params[0]) != node.last_dim || in0->width != node.width ||
             in0->last_dim != node.last_dim)
-          bad("BiasAdd takes one vector of the last axis's size");
+          bad("BiasAdd and ScaleBy take one vector of the last axis's size");
         break;
       case OpType::kCategorize: {
         need_inputs(1);

@@ -123,6 +123,12 @@ void Graph::forward_node(const Step& st, int i) {
         for (int64_t c = 0; c < last; ++c) y[r * last + c] = x[r * last + c] + b[c];
       return;
     }
+    case OpType::kScaleBy: {
+      const float* sc = param(i, 0);
+      for (int64_t r = rw.lo; r < rw.hi; ++r)
+        for (int64_t c = 0; c < last; ++c) y[r * last + c] = x[r * last + c] * sc[c];
+      return;
+    }
     case OpType::kCategorize: {
       // Keras's Discretization (digitize) and CategoryEncoding, per sample.
       const int64_t depth = node.iattrs[0], k = node.iattrs[1], mode = node.iattrs[2];
@@ -751,6 +757,27 @@ void Graph::backward_node(const Step& st, int i) {
       if (float* gx = target(0, &acc))
         if (el.lo < el.hi) put(gx + el.lo, dy + el.lo, el.hi - el.lo, acc);
       return;
+    case OpType::kScaleBy: {
+      // ds: column sums of dy·x, each thread its columns; dx = dy·s.
+      const int sp = node.params[0];
+      const float* sc = param(i, 0);
+      if (param_grad_wanted(sp)) {
+        const Share cs = share_of(last, ith, nth, 64, 16);
+        if (cs.lo < cs.hi) {
+          float* gs = param_grad(sp);
+          if (param_first_writer_[sp] == i) std::fill(gs + cs.lo, gs + cs.hi, 0.0f);
+          for (int64_t r = 0; r < rows; ++r)
+            for (int64_t c = cs.lo; c < cs.hi; ++c) gs[c] += dy[r * last + c] * x[r * last + c];
+        }
+      }
+      if (float* gx = target(0, &acc))
+        for (int64_t r = rw.lo; r < rw.hi; ++r)
+          for (int64_t c = 0; c < last; ++c) {
+            const float v = dy[r * last + c] * sc[c];
+            gx[r * last + c] = acc ? gx[r * last + c] + v : v;
+          }
+      return;
+    }
     case OpType::kBiasAdd: {
       // db: column sums of dy (dense_bias_grad, each thread its columns); dx = dy.
       dense_bias_grad(st, i, dy, rows, 0);

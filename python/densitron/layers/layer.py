@@ -40,8 +40,11 @@ class KerasTensor:
         if isinstance(other, Variable):  # a layer's own weight, in its traced call()
             if op == "add":
                 return layers.WeightAdd(other)(self)
+            if op == "mul":
+                return layers.WeightMultiply(other)(self)
             raise TypeError("In a traced call(), a layer's weight can be added to a tensor "
-                            "(`x + self.b`) or multiplied into it with ops.matmul(x, self.w). "
+                            "(`x + self.b`), multiply it (`x * self.s`), or be multiplied "
+                            "into it with ops.matmul(x, self.w). "
                             f"Received: {op} with weight {other.path}")
 
         if isinstance(other, KerasTensor):

@@ -1,6 +1,6 @@
 """The layers that a layer's own weights become in a traced call(): `ops.matmul(x, self.w)` is
-a WeightMatMul (the engine's Dense op with that kernel, no bias) and `x + self.b` a WeightAdd
-(the engine's bias-add op). They hold the calling layer's Variables (shared, not copies), so
+a WeightMatMul (the engine's Dense op with that kernel, no bias), `x + self.b` a WeightAdd
+(the engine's bias-add op) and `x * self.s` a WeightMultiply. They hold the calling layer's Variables (shared, not copies), so
 training updates those; loaded from a file they make their own."""
 
 from densitron import initializers
@@ -73,3 +73,22 @@ class WeightAdd(_WeightOp):
 
     def _engine_node(self, node, param_index):
         return engine_node(22, node, params=[param_index[id(self.variable)]])
+
+
+class WeightMultiply(_WeightOp):
+    """x · s along x's last axis, s a (features,) weight of the calling layer (`x * self.s`)."""
+
+    _weight_name = "scale"
+
+    def _check_inputs(self, input_shape):
+        self._check_single(input_shape)
+        if tuple(self.variable.shape) != (input_shape[-1],):
+            raise ValueError(f"Multiplying inputs of shape {tuple(input_shape)} by a weight of "
+                             f"shape {self.variable.shape}: it must have the last axis's size. "
+                             f"Received: weight shape {self.variable.shape}")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def _engine_node(self, node, param_index):
+        return engine_node(23, node, params=[param_index[id(self.variable)]])
