@@ -527,3 +527,28 @@ def test_weights_of_their_own_predict_as_in_keras():
     theirs.set_weights(ours.get_weights())
     np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_weights_of_their_own_train_alike_on_one_and_two_threads():
+    from densitron import ops
+    from test_threads import assert_trains_alike_on_one_and_two_threads
+
+    class Affine(L.Layer):
+        def build(self, shape):
+            self.w = self.add_weight((shape[-1], 256), name="w")
+            self.b = self.add_weight((256,), "random_normal", name="b")
+            self.s = self.add_weight((256,), "ones", name="s")
+
+        def call(self, x):
+            return ops.relu(ops.matmul(x, self.w) + self.b) * self.s
+
+    rng = np.random.default_rng(25)
+    x, y = rng.normal(size=(512, 300)).astype(np.float32), rng.normal(size=(512, 1))
+
+    def build():
+        inputs = densitron.Input((300,))
+        m = Model(inputs, L.Dense(1)(Affine()(inputs)))
+        m.compile("adam", "mse")
+        return m
+
+    assert_trains_alike_on_one_and_two_threads(build, x, y, epochs=1, batch_size=128)
