@@ -56,39 +56,37 @@ class WeightMatMul(_WeightOp):
         return engine_node(1, node, params=[param_index[id(self.variable)], -1])
 
 
-class WeightAdd(_WeightOp):
+class _VectorWeightOp(_WeightOp):
+    """x combined with a (features,) weight along x's last axis, by engine op `_op`."""
+
+    _op = None
+    _verb = None
+
+    def _check_inputs(self, input_shape):
+        self._check_single(input_shape)
+        if tuple(self.variable.shape) != (input_shape[-1],):
+            raise ValueError(f"{self._verb} a weight of shape {self.variable.shape} and inputs "
+                             f"of shape {tuple(input_shape)}: it must have the last axis's "
+                             f"size. Received: weight shape {self.variable.shape}")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def _engine_node(self, node, param_index):
+        return engine_node(self._op, node, params=[param_index[id(self.variable)]])
+
+
+class WeightAdd(_VectorWeightOp):
     """x + b along x's last axis, b a (features,) weight of the calling layer."""
 
     _weight_name = "bias"
-
-    def _check_inputs(self, input_shape):
-        self._check_single(input_shape)
-        if tuple(self.variable.shape) != (input_shape[-1],):
-            raise ValueError(f"Adding a weight of shape {self.variable.shape} to inputs of shape "
-                             f"{tuple(input_shape)}: it must have the last axis's size. "
-                             f"Received: weight shape {self.variable.shape}")
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def _engine_node(self, node, param_index):
-        return engine_node(22, node, params=[param_index[id(self.variable)]])
+    _op = 22  # densitron::OpType::kBiasAdd
+    _verb = "Adding"
 
 
-class WeightMultiply(_WeightOp):
+class WeightMultiply(_VectorWeightOp):
     """x · s along x's last axis, s a (features,) weight of the calling layer (`x * self.s`)."""
 
     _weight_name = "scale"
-
-    def _check_inputs(self, input_shape):
-        self._check_single(input_shape)
-        if tuple(self.variable.shape) != (input_shape[-1],):
-            raise ValueError(f"Multiplying inputs of shape {tuple(input_shape)} by a weight of "
-                             f"shape {self.variable.shape}: it must have the last axis's size. "
-                             f"Received: weight shape {self.variable.shape}")
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def _engine_node(self, node, param_index):
-        return engine_node(23, node, params=[param_index[id(self.variable)]])
+    _op = 23  # densitron::OpType::kScaleBy
+    _verb = "Multiplying"
