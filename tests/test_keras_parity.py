@@ -1436,7 +1436,10 @@ def test_normalization_adapts_and_predicts_as_keras(kwargs, tmp_path):
     dclone = densitron.models.load_model(tmp_path / "k.keras")
     want = kmodel.predict(x, verbose=0)
     np.testing.assert_array_equal(kclone.predict(x, verbose=0), want)
-    np.testing.assert_array_equal(dclone.predict(x, verbose=0), want)
+    if densitron.cpu_info()["isa"] == "generic":
+        np.testing.assert_allclose(dclone.predict(x, verbose=0), want, rtol=1e-6)
+    else:
+        np.testing.assert_array_equal(dclone.predict(x, verbose=0), want)
 
 
 @pytest.mark.parametrize("kwargs", [{"scale": 1 / 255}, {"scale": 2.0, "offset": -1.0},
