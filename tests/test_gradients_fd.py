@@ -460,3 +460,12 @@ def test_normalization_over_a_middle_axis_backward_and_moving_statistics(threads
     np.testing.assert_allclose(bn.moving_mean.numpy(), 0.5 * mean, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(bn.moving_variance.numpy(), 0.5 + 0.5 * var, rtol=1e-4,
                                atol=1e-6)
+
+
+def test_normalization_over_a_middle_axis_passes_gradients():
+    rng = np.random.default_rng(18)
+    inp = layers.Input(shape=(3, 4))
+    h = layers.Dense(4, activation="tanh", bias_initializer="random_normal")(inp)
+    norm = layers.Normalization(axis=1, mean=[0.5, -1.0, 2.0], variance=[4.0, 0.25, 1.0])
+    out = layers.Dense(2)(layers.Flatten()(norm(h)))
+    fd_check(Model(inp, out), rng.normal(size=(6, 3, 4)), rng.normal(size=(6, 2)), "mse")

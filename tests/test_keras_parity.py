@@ -1668,3 +1668,23 @@ def _tabular(ns):
                                        name="buckets")(inputs)
     h = ns.layers.Concatenate(name="cat")([ns.layers.Flatten(name="flat")(buckets), inputs])
     return ns.Model(inputs, ns.layers.Dense(2, name="out")(h), name="tabular")
+
+
+@pytest.mark.parametrize("axis", [1, -2, 2, None])
+def test_normalization_over_any_axis_of_rank_3_inputs(axis, tmp_path):
+    # adapt's statistics and the outputs equal Keras's bit for bit; .keras files both ways
+    x = (np.random.default_rng(51).normal(size=(40, 4, 3)) * [[1], [10], [100], [0.1]] +
+         [[0], [5], [-50], [1]]).astype(np.float32)
+    norms = {ns: ns.layers.Normalization(axis=axis) for ns in (KERAS, DENS)}
+    for layer in norms.values():
+        layer.adapt(x)
+    for got, want in zip(norms[DENS].get_weights(), norms[KERAS].get_weights()):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.asarray(norms[DENS](x)), np.asarray(norms[KERAS](x)))
+    pytest.importorskip("h5py")
+    inputs = DENS.Input((4, 3))
+    dmodel = DENS.Model(inputs, norms[DENS](inputs))
+    dmodel.compile("sgd", "mse")
+    dmodel.save(tmp_path / "d.keras")
+    kclone = keras.models.load_model(tmp_path / "d.keras")
+    np.testing.assert_array_equal(kclone.predict(x, verbose=0), dmodel.predict(x, verbose=0))

@@ -150,7 +150,8 @@ def test_config_round_trip():
     (lambda: layers.Normalization(mean=[1.0], variance=[-1.0]), "must not be negative"),
     (lambda: layers.Normalization(mean="a", variance="b"), "finite number"),
     (lambda: layers.Normalization(axis="last"), "axis='last'"),
-    (lambda: layers.Normalization(axis=1)(layers.Input(shape=(3, 4))), "axis=(1,)"),
+    (lambda: layers.Normalization(axis=(1, 2))(layers.Input(shape=(3, 4))), "axis=(1, 2)"),
+    (lambda: layers.Normalization(axis=0)(layers.Input(shape=(3, 4))), "axis=(0,)"),
     (lambda: layers.Normalization(mean=[1.0, 2.0], variance=[1.0, 1.0])(
         layers.Input(shape=(3,))), "mean of shape (2,)"),
     (lambda: layers.Normalization(mean=1.0, variance=1.0).adapt(np.ones((3, 2))),

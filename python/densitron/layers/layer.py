@@ -384,10 +384,10 @@ class Layer:
         flat = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         arrays = [np.asarray(t, dtype=np.float32) for t in flat]
         for a in arrays:
-            if a.ndim != 2:
+            if a.ndim < 2:
                 raise ValueError(
-                    f"Layer {self.name} expects 2-D inputs (batch, features) when called on "
-                    f"arrays. Received: input with shape {a.shape}"
+                    f"Layer {self.name} expects inputs with a batch axis (batch, features, ...) "
+                    f"when called on arrays. Received: input with shape {a.shape}"
                 )
         key = tuple(a.shape[1:] for a in arrays)
         model = self._eager_models.get(key)

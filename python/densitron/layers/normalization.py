@@ -29,6 +29,23 @@ def _check_axis(layer, axis, input_shape):
                          f"(the batch axis cannot be normalised over). Received: axis={axis}")
 
 
+def axis_last_chain(spec, shape, axis):
+    """The engine nodes of a layer that works over the last axis, applied over `axis` of
+    inputs of non-batch `shape`: the spec alone for the last axis; otherwise an index map
+    moving that axis last, the spec on that layout, and the map back."""
+    axis = axis % (len(shape) + 1) - 1  # among the non-batch axes
+    if axis == len(shape) - 1:
+        return [spec]
+    order = [a for a in range(len(shape)) if a != axis] + [axis]
+    grid = np.arange(math.prod(shape)).reshape(shape)
+    forward = grid.transpose(order).ravel()
+    back = np.argsort(forward)
+    spec = list(spec)
+    spec[1:3] = [int(grid.size), shape[axis]]  # (width, last_dim) of the axis-last layout
+    return [_index_map_spec(forward, shape[axis]), tuple(spec),
+            _index_map_spec(back, shape[-1])]
+
+
 def _index_map_spec(index_map, last_dim):
     """An engine index-map node picking the values `index_map` names (no activation)."""
     from densitron import activations
@@ -81,23 +98,8 @@ class _Normalization(Layer):
         return int(input_shape[self.axis % len(input_shape)])
 
     def _engine_chain(self, node, param_index):
-        """The engine nodes of the layer's call: its normalization over the last axis, or,
-        for another axis, an index map moving that axis last, the normalization, and the map
-        back."""
-        spec = self._engine_node(node, param_index)
-        shape = tuple(node.inputs[0].shape[1:])
-        axis = self.axis % (len(shape) + 1) - 1  # among the non-batch axes
-        if axis == len(shape) - 1:
-            return [spec]
-        order = [a for a in range(len(shape)) if a != axis] + [axis]
-        grid = np.arange(math.prod(shape)).reshape(shape)
-        forward = grid.transpose(order).ravel()
-        back = np.argsort(forward)
-        width = int(grid.size)
-        spec = list(spec)
-        spec[1:3] = [width, shape[axis]]  # (width, last_dim) of the axis-last layout
-        return [_index_map_spec(forward, shape[axis]), tuple(spec),
-                _index_map_spec(back, shape[-1])]
+        return axis_last_chain(self._engine_node(node, param_index),
+                               tuple(node.inputs[0].shape[1:]), self.axis)
 
     def _affine_params(self, param_index):
         return [param_index[id(self.gamma)] if self.scale else -1,

@@ -22,10 +22,11 @@ def _feature_axis(layer, axis, input_shape):
                          f"first). Received: input_shape={tuple(input_shape)}")
     if axis == ():
         return 1
-    if axis not in ((-1,), (rank - 1,)):
-        raise ValueError(f"densitron's {type(layer).__name__} keeps statistics for the last "
-                         f"axis, or for all values (axis=None). Received: axis={axis!r}")
-    return int(input_shape[-1])
+    if len(axis) != 1 or not -rank < axis[0] < rank or axis[0] % rank == 0:
+        raise ValueError(f"densitron's {type(layer).__name__} keeps statistics for one axis "
+                         f"(not the batch's), or for all values (axis=None). "
+                         f"Received: axis={axis!r}")
+    return int(input_shape[axis[0]])
 
 
 def _check_per_feature(name, value):
@@ -73,8 +74,8 @@ def _batches(data):
 
 
 class Normalization(Layer):
-    """(x - mean) / max(sqrt(variance), 1e-7) per feature of the last axis (axis=-1) or over
-    all values (axis=None), with the statistics given or learned by `adapt`; `invert` maps
+    """(x - mean) / max(sqrt(variance), 1e-7) per feature of one axis (the last by default) or
+    over all values (axis=None), with the statistics given or learned by `adapt`; `invert` maps
     back. Weights (when adapted): mean, variance, count, none trainable."""
 
     _mask_rule = "pass"
@@ -134,6 +135,15 @@ class Normalization(Layer):
         var = _per_feature(self.input_variance, self._features)
         return _per_feature(self.input_mean, self._features), np.maximum(np.sqrt(var), _EPSILON)
 
+    def _engine_chain(self, node, param_index):
+        """Over an axis other than the last: moved last and back around the op."""
+        from densitron.layers.normalization import axis_last_chain
+
+        spec = self._engine_node(node, param_index)
+        if self.axis == ():
+            return [spec]
+        return axis_last_chain(spec, tuple(node.inputs[0].shape[1:]), self.axis[0])
+
     def _engine_node(self, node, param_index):
         iattrs = [int(self.invert), self._features]
         if self.input_mean is None:
@@ -184,7 +194,8 @@ class Normalization(Layer):
         if data.shape[0] == 0 or not np.all(np.isfinite(data)):
             raise ValueError(f"`adapt` needs at least one sample and no NaN or infinity. "
                              f"Received: data of shape {data.shape}")
-        axes = tuple(range(data.ndim)) if self.axis == () else tuple(range(data.ndim - 1))
+        kept = () if self.axis == () else (self.axis[0] % data.ndim,)
+        axes = tuple(a for a in range(data.ndim) if a not in kept)
         return (np.mean(data, axis=axes), np.var(data, axis=axes),
                 math.prod(data.shape[a] for a in axes))
 
@@ -192,7 +203,7 @@ class Normalization(Layer):
         if not self.built:
             self.build((None, *shape[1:]))
         elif len(shape) != len(self._build_shape) or (
-                self.axis != () and shape[-1] != self._features):
+                self.axis != () and shape[self.axis[0]] != self._features):
             raise ValueError(f"The layer was built with input_shape={self._build_shape}, but "
                              f"adapt() is being called with data with an incompatible shape. "
                              f"Received: data.shape={tuple(shape)}")
