@@ -1688,3 +1688,20 @@ def test_normalization_over_any_axis_of_rank_3_inputs(axis, tmp_path):
     dmodel.save(tmp_path / "d.keras")
     kclone = keras.models.load_model(tmp_path / "d.keras")
     np.testing.assert_array_equal(kclone.predict(x, verbose=0), dmodel.predict(x, verbose=0))
+
+
+def test_pad_sequences_as_keras():
+    seqs = [[1, 2, 3], [4], [], [5, 6, 7, 8, 9], [10, 11]]
+    for kwargs in ({}, {"maxlen": 3}, {"maxlen": 4, "padding": "post"},
+                   {"maxlen": 2, "truncating": "post", "value": -1},
+                   {"dtype": "float32", "value": 0.5}):
+        got = densitron.utils.pad_sequences(seqs, **kwargs)
+        want = keras.utils.pad_sequences(seqs, **kwargs)
+        assert got.dtype == want.dtype and got.shape == want.shape, kwargs
+        np.testing.assert_array_equal(got, want)
+    pairs = [np.ones((2, 3)), np.zeros((1, 3))]
+    np.testing.assert_array_equal(densitron.utils.pad_sequences(pairs, dtype="float32"),
+                                  keras.utils.pad_sequences(pairs, dtype="float32"))
+    for bad in ({"padding": "mid"}, {"truncating": "x"}, {"maxlen": -1}):
+        with pytest.raises(ValueError, match="Received"):
+            densitron.utils.pad_sequences(seqs, **bad)

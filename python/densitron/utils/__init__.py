@@ -8,6 +8,7 @@ from densitron.utils.naming import clear_session
 from densitron.utils.plotting import model_to_dot, plot_model
 from densitron.utils.progbar import Progbar
 from densitron.utils.rng import set_random_seed
+from densitron.utils.sequence_utils import pad_sequences
 
 
 
@@ -40,5 +41,5 @@ def normalize(x, axis=-1, order=2):
     return x / np.expand_dims(norm, -1 if axis is None else axis)
 
 
-__all__ = ["Progbar", "PyDataset", "clear_session", "get_file", "model_to_dot", "normalize", "plot_model",
+__all__ = ["Progbar", "PyDataset", "clear_session", "get_file", "model_to_dot", "normalize", "pad_sequences", "plot_model",
            "set_random_seed", "to_categorical"]
