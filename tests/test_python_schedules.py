@@ -117,3 +117,32 @@ def test_bad_python_schedules():
         densitron.optimizers.SGD(lambda: 0.1)
     with pytest.raises(TypeError, match="custom_objects.*Received"):
         densitron.models.load_model(__file__, custom_objects=[Warmup])
+
+
+def test_registered_schedules_load_without_custom_objects(tmp_path):
+    @densitron.saving.register_keras_serializable(package="Mine")
+    class Halving(LearningRateSchedule):
+        def __init__(self, start):
+            self.start = start
+
+        def __call__(self, step):
+            return self.start / (1 + step)
+
+        def get_config(self):
+            return {"start": self.start}
+
+    assert densitron.saving.get_custom_objects()["Mine>Halving"] is Halving
+    x, y = regression()
+    m = linear_model(densitron.optimizers.SGD(Halving(0.05)))
+    m.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    path = os.path.join(tmp_path, "m.keras")
+    m.save(path)
+    back = densitron.models.load_model(path)
+    assert isinstance(back.optimizer._schedule, Halving)
+    with densitron.utils.custom_object_scope({"Warmup": Warmup}):
+        m2 = linear_model(densitron.optimizers.SGD(Warmup(0.1, 3)))
+        m2.fit(x, y, verbose=0)
+        m2.save(path)
+        assert isinstance(densitron.models.load_model(path).optimizer._schedule, Warmup)
+    assert densitron.utils.Sequence is densitron.utils.PyDataset
+    densitron.models.save_model(m, path)

@@ -4,19 +4,45 @@ Keras-style serialization and lookup by name, instance or {"class_name", "config
 
 import contextlib
 
-# Classes written by the user, by name, that deserialize may build (load_model's
-# custom_objects, as Keras's custom object scope).
+# Classes written by the user that deserialize may build: registered for good
+# (register_keras_serializable), and those of the innermost custom_object_scope (load_model's
+# custom_objects).
+_registered = {}
 _custom_objects = [{}]
 
 
 @contextlib.contextmanager
-def custom_object_scope(objects):
-    """Within the block, deserialize also finds the classes of `objects` ({name: class})."""
-    _custom_objects.append({**_custom_objects[-1], **dict(objects or {})})
+def custom_object_scope(*objects):
+    """Keras's custom_object_scope: within the block, deserialize also finds the classes of
+    the given dicts ({name: class})."""
+    merged = dict(_custom_objects[-1])
+    for d in objects:
+        merged.update(d or {})
+    _custom_objects.append(merged)
     try:
         yield
     finally:
         _custom_objects.pop()
+
+
+def register_keras_serializable(package="Custom", name=None):
+    """Keras's decorator: registers a class for loading by its name (and "package>name")."""
+    def decorator(cls):
+        key = name or cls.__name__
+        _registered[f"{package}>{key}"] = cls
+        _registered[key] = cls
+        return cls
+
+    return decorator
+
+
+def get_custom_objects():
+    """The registered classes by name (Keras's global custom objects; it may be edited)."""
+    return _registered
+
+
+def _custom(name):
+    return _custom_objects[-1].get(name) or _registered.get(name)
 
 
 def serialize(obj):
@@ -45,8 +71,7 @@ def deserialize(config, classes, kind):
     if not isinstance(config, dict) or not isinstance(config.get("config", {}), dict):
         raise ValueError(f"A serialized {kind} is a dict with 'class_name' and 'config'. "
                          f"Received: config={config!r}")
-    cls = classes.get(config.get("class_name")) or _custom_objects[-1].get(
-        config.get("class_name"))
+    cls = classes.get(config.get("class_name")) or _custom(config.get("class_name"))
     if cls is None:
         raise ValueError(f"Unknown {kind} class. Expected one of {sorted(classes)} (or a "
                          "class of your own, passed to load_model as "
