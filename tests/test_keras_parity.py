@@ -948,7 +948,12 @@ AUC_CASES = [{}, {"curve": "PR"}, {"num_thresholds": 7}, {"summation_method": "m
              {"curve": "PR", "summation_method": "majoring"}, {"curve": "PRGAIN"},
              {"multi_label": True}, {"multi_label": True, "label_weights": [1.0, 2.0, 0.5]},
              {"label_weights": [0.2, 1.0, 3.0], "curve": "PR"},
-             {"multi_label": True, "num_labels": 3, "summation_method": "minoring"}]
+             {"multi_label": True, "num_labels": 3, "summation_method": "minoring"},
+             {"thresholds": [0.1, 0.3, 0.5, 0.55, 0.8]},
+             {"thresholds": [0.2, 0.4, 0.6], "curve": "PR"},
+             {"thresholds": [0.05, 0.5, 0.9], "multi_label": True},
+             {"thresholds": [0.25, 0.5, 0.75], "curve": "PRGAIN",
+              "summation_method": "majoring"}]
 
 
 @pytest.mark.parametrize("from_logits", [False, True])

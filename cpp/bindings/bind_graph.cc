@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -157,9 +158,19 @@ class PyGraph {
       o.target_width = std::get<3>(t);
       o.loss_param = std::get<5>(t);
       for (const py::handle& m : std::get<4>(t)) {
-        // (is_accuracy, kind, threshold, loss, class_id, top_k, weighted)
-        auto mt = m.cast<std::tuple<bool, int, float, int, int64_t, int64_t, bool>>();
+        // (is_accuracy, kind, threshold, loss, class_id, top_k, weighted[, AUC thresholds])
+        auto full = m.cast<py::tuple>();
+        if (full.size() != 7 && full.size() != 8)
+          throw py::value_error("metric specs have 7 or 8 fields");
+        auto mt = py::tuple(full[py::slice(0, 7, 1)])
+                      .cast<std::tuple<bool, int, float, int, int64_t, int64_t, bool>>();
         densitron::MetricSpec ms;
+        if (full.size() == 8) {
+          ms.thresholds = full[7].cast<std::vector<float>>();
+          if (static_cast<float>(ms.thresholds.size()) != std::get<2>(mt) ||
+              !std::is_sorted(ms.thresholds.begin(), ms.thresholds.end()))
+            throw py::value_error("AUC thresholds: one per bucket, sorted");
+        }
         ms.is_accuracy = std::get<0>(mt);
         ms.accuracy = static_cast<densitron::AccuracyKind>(std::get<1>(mt));
         ms.threshold = std::get<2>(mt);

@@ -545,3 +545,16 @@ TEST(LrScheduleTable, ReadsTheRateOfEachStepAndClampsOutside) {
   s.initial = 0.75f;
   EXPECT_EQ(densitron::scheduled_learning_rate(s, 5), 0.75f);
 }
+
+// AUC buckets at explicit thresholds: the index of the last threshold strictly below the
+// prediction (Keras counts a prediction above a threshold when pred > threshold).
+TEST(AucBuckets, ExplicitThresholdsPlaceEachValueAboveTheThresholdsBelowIt) {
+  const std::vector<float> thr = {-1e-7f, 0.3f, 0.5f, 1.0f + 1e-7f};
+  const std::vector<float> p = {0.0f, 0.3f, 0.31f, 0.5f, 0.9f, 1.0f};
+  const std::vector<float> y = {1, 1, 0, 1, 0, 1};
+  std::vector<double> out(8, 0.0);
+  densitron::auc_buckets(p.data(), y.data(), 6, 1, 4, false, out.data(), nullptr, 1, false,
+                         thr.data());
+  // positives: 0.0 -> 0, 0.3 -> 0, 0.5 -> 1, 1.0 -> 2; negatives: 0.31 -> 1, 0.9 -> 2
+  EXPECT_EQ(out, (std::vector<double>{2, 1, 1, 0, 0, 1, 1, 0}));
+}

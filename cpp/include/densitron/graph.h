@@ -101,6 +101,9 @@ struct MetricSpec {
   Loss loss = Loss::kMeanSquaredError;  // when !is_accuracy: a loss-shaped metric (mse, mae...)
   bool weighted = false;  // Keras's weighted_metrics: each row's value times its sample weight
   int64_t class_id = -1, top_k = 0;  // the confusion counts' (see accuracy_sum)
+  // AUC with explicit thresholds: Keras's full sorted list (its -eps and 1 + eps ends
+  // included); `threshold` then holds their count.
+  std::vector<float> thresholds;
   // The engine sums the spec keeps for an output of `cols` columns: 1, an AUC's 2n bucket
   // counts, or R2Score's and the F-scores' 4 per column.
   int64_t sums(int64_t cols) const {

@@ -150,9 +150,12 @@ void r2_sums(const float* p, const float* y, int64_t rows, int64_t cols, double*
 // target is not 0, else to negatives[bucket]; out holds positives then negatives (2n values)
 // and is added to. A NaN prediction counts in bucket 0. With per_column, each column c keeps
 // its own: positives at out[c·n + bucket], negatives at out[(cols + c)·n + bucket].
+// With `thresholds` (n sorted values, Keras's list with its -eps and 1 + eps ends), the bucket
+// is instead the index of the last threshold below the prediction (0 when none is).
 void auc_buckets(const float* p, const float* y, int64_t rows, int64_t cols, int64_t n,
                  bool logits, double* out, const float* weights = nullptr,
-                 int64_t rows_per_weight = 1, bool per_column = false);
+                 int64_t rows_per_weight = 1, bool per_column = false,
+                 const float* thresholds = nullptr);
 // Sum over rows of the per-row accuracy (binary accuracy is a mean over the last axis) or
 // count, each row's times the sample weight weights[r / rows_per_weight] when weights are
 // given.

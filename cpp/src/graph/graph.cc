@@ -900,7 +900,8 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
             const bool logits = spec.accuracy == AccuracyKind::kAucBucketsLogits ||
                                 spec.accuracy == AccuracyKind::kAucColumnBucketsLogits;
             auc_buckets(p, y, rows, cols, static_cast<int64_t>(spec.threshold), logits, out, mw,
-                        sub_rows, per_column);
+                        sub_rows, per_column,
+                        spec.thresholds.empty() ? nullptr : spec.thresholds.data());
           }
           m += static_cast<int>(sums);
           continue;

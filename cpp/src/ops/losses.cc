@@ -357,7 +357,7 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
 
 void auc_buckets(const float* p, const float* y, int64_t rows, int64_t cols, int64_t n,
                  bool logits, double* out, const float* weights, int64_t rows_per_weight,
-                 bool per_column) {
+                 bool per_column, const float* thresholds) {
   const float scale = static_cast<float>(n - 1);
   double* negatives = out + (per_column ? cols * n : n);
   for (int64_t r = 0; r < rows; ++r) {
@@ -366,9 +366,15 @@ void auc_buckets(const float* p, const float* y, int64_t rows, int64_t cols, int
       float v = p[r * cols + j];
       if (logits) v = 1.0f / (1.0f + std::exp(-v));
       v = std::min(std::max(v, 0.0f), 1.0f);
-      const float b = std::ceil(v * scale) - 1.0f;
-      const int64_t bucket = (b >= 1.0f ? std::min(static_cast<int64_t>(b), n - 1) : 0) +
-                             (per_column ? j * n : 0);
+      int64_t bucket;
+      if (thresholds != nullptr) {  // the last threshold strictly below v
+        bucket = std::max<int64_t>(
+            std::lower_bound(thresholds, thresholds + n, v) - thresholds - 1, 0);
+      } else {
+        const float b = std::ceil(v * scale) - 1.0f;
+        bucket = b >= 1.0f ? std::min(static_cast<int64_t>(b), n - 1) : 0;
+      }
+      bucket += per_column ? j * n : 0;
       (y[r * cols + j] != 0.0f ? out : negatives)[bucket] += w;
     }
   }

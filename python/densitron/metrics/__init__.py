@@ -276,7 +276,8 @@ class Recall(_ConfusionRatio):
 
 
 class AUC(Metric):
-    """Keras's AUC over evenly spaced thresholds: the engine keeps each bucket's weighted count
+    """Keras's AUC over evenly spaced thresholds (or a given list): the engine keeps each
+    bucket's weighted count
     of positive and negative targets (for each label apart with `multi_label` or
     `label_weights`); the ROC or PR curve and its Riemann sum follow from their cumulative sums
     as in Keras's result(): over every value together, or per label and then averaged
@@ -288,9 +289,19 @@ class AUC(Metric):
                  name=None, dtype=None, thresholds=None, multi_label=False, num_labels=None,
                  label_weights=None, from_logits=False):
         super().__init__(name=name or uniquify("auc"), dtype=dtype)
+        self.thresholds = None
         if thresholds is not None:
-            raise ValueError("densitron's AUC takes evenly spaced thresholds (num_thresholds), "
-                             f"not a list yet. Received: thresholds={thresholds!r}")
+            try:
+                given = [float(t) for t in thresholds]
+            except (TypeError, ValueError):
+                raise ValueError("`thresholds` must be a list of numbers. Received: "
+                                 f"thresholds={thresholds!r}") from None
+            if any(not 0.0 <= t <= 1.0 for t in given) or given != sorted(given):
+                raise ValueError("Threshold values must be in [0, 1], in increasing order. "
+                                 f"Received: thresholds={thresholds!r}")
+            # Keras's list: the given thresholds between 0 - epsilon and 1 + epsilon
+            self.thresholds = given
+            num_thresholds = len(given) + 2
         if num_labels is not None and not multi_label:
             raise ValueError("`num_labels` is needed only when `multi_label` is True. "
                              f"Received: num_labels={num_labels!r}")
@@ -328,6 +339,10 @@ class AUC(Metric):
             kind = _AUC_COLUMN_BUCKETS_LOGITS if self.from_logits else _AUC_COLUMN_BUCKETS
         else:
             kind = _AUC_BUCKETS_LOGITS if self.from_logits else _AUC_BUCKETS
+        if self.thresholds is not None:  # the engine's buckets at these thresholds
+            eps = 1e-7  # Keras's backend.epsilon()
+            return [(True, kind, float(self.num_thresholds), 0, -1, 0,
+                     [0.0 - eps, *self.thresholds, 1.0 + eps])]
         return [(True, kind, float(self.num_thresholds), 0)]
 
     def _specs_for(self, y_pred_ndim, y_pred_last):
@@ -403,6 +418,7 @@ class AUC(Metric):
 
     def get_config(self):
         return {**super().get_config(), "num_thresholds": self.num_thresholds,
+                "thresholds": self.thresholds,
                 "curve": self.curve, "summation_method": self.summation_method,
                 "multi_label": self.multi_label, "num_labels": self.num_labels,
                 "label_weights": self.label_weights, "from_logits": self.from_logits}

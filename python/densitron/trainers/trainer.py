@@ -209,9 +209,10 @@ class Trainer:
                     self._metric_logs.append((name, k, is_weighted, engine_index, post))
                     engine_index += sum(metrics_mod.spec_sums(s, self._output_last[k])
                                         for s in engine_specs)
-                    # (the engine's tuple: class_id and top_k after the loss id; see bind_graph)
-                    out_specs.extend((*spec[:4], *(spec[4:] or (-1, 0)), is_weighted)
-                                     for spec in engine_specs)
+                    # (the engine's tuple: class_id and top_k after the loss id, then the
+                    # weighting, then an AUC's thresholds when given; see bind_graph)
+                    out_specs.extend((*spec[:4], *(spec[4:6] or (-1, 0)), is_weighted,
+                                      *spec[6:]) for spec in engine_specs)
             specs.append(out_specs)
         return specs
 
