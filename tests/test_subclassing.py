@@ -555,3 +555,42 @@ def test_weights_of_their_own_train_alike_on_one_and_two_threads():
         return m
 
     assert_trains_alike_on_one_and_two_threads(build, x, y, epochs=1, batch_size=128)
+
+
+def test_monte_carlo_dropout_with_training_true():
+    # Keras's model(x, training=True) on arrays: dropout and noise active, new noise on every
+    # call and for every row; the weights, and later training, untouched.
+    def build():
+        densitron.utils.set_random_seed(30)
+        inputs = densitron.Input((4,))
+        h = L.Dropout(0.5)(L.Dense(64, activation="relu")(inputs))
+        m = Model(inputs, L.Dense(1)(L.GaussianNoise(0.1)(h)))
+        m.compile("adam", "mse")
+        return m
+
+    rng = np.random.default_rng(31)
+    x = rng.random((3, 4)).astype(np.float32)
+    m = build()
+    plain = m(x)
+    np.testing.assert_array_equal(m(x, training=False), plain)
+    draws = np.stack([m(x, training=True) for _ in range(2000)])
+    assert len({d.tobytes() for d in draws[:50]}) == 50  # every call draws anew
+    # dropout and zero-mean noise before linear layers keep the mean (within 5 standard errors)
+    stderr = draws.std(0) / np.sqrt(len(draws))
+    assert np.all(np.abs(draws.mean(0) - plain) < 5 * stderr + 1e-6)
+    rows = m(np.repeat(x[:1], 3000, axis=0), training=True)
+    assert np.unique(rows).size > 2900  # rows of one call (and of its passes) differ
+    np.testing.assert_array_equal(build()(x, training=True), build()(x, training=True))
+    # training afterwards is as it would have been without the noisy calls
+    y = rng.random((3, 1))
+    a, b = build(), build()
+    a(x, training=True)
+    for model in (a, b):
+        densitron.utils.set_random_seed(32)
+        model.fit(x, y, epochs=2, verbose=0)
+    for u, v in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(u, v)
+    inputs = densitron.Input((4,))
+    with_bn = Model(inputs, L.BatchNormalization()(L.Dense(2)(inputs)))
+    with pytest.raises(ValueError, match="BatchNormalization.*Received: training=True"):
+        with_bn(x, training=True)

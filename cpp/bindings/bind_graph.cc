@@ -337,7 +337,7 @@ class PyGraph {
     return py::make_tuple(totals(t), grads);
   }
 
-  py::list predict(const py::list& xs, int64_t batch_size) {
+  py::list predict(const py::list& xs, int64_t batch_size, bool training) {
     if (batch_size < 1) throw py::value_error("batch_size must be >= 1");
     const auto& in = graph_->input_nodes();
     if (xs.size() != in.size()) throw py::value_error("wrong number of input arrays");
@@ -355,7 +355,7 @@ class PyGraph {
     }
     {
       py::gil_scoped_release release;
-      graph_->predict(d, batch_size, out);
+      graph_->predict(d, batch_size, out, training);
     }
     return result;
   }
@@ -441,7 +441,8 @@ void bind_graph(py::module_& m) {
       .def("evaluate", &PyGraph::evaluate, py::arg("xs"), py::arg("ys"), py::arg("batch_size"),
            py::arg("sample_weights") = py::none(), py::arg("check_nan") = false)
       .def("gradients", &PyGraph::gradients, py::arg("xs"), py::arg("ys"))
-      .def("predict", &PyGraph::predict, py::arg("xs"), py::arg("batch_size"))
+      .def("predict", &PyGraph::predict, py::arg("xs"), py::arg("batch_size"),
+           py::arg("training") = false)
       .def("set_profiling", [](PyGraph& g, bool on) { g.graph().set_profiling(on); })
       .def("reset_profile", [](PyGraph& g) { g.graph().reset_profile(); })
       .def("profile",

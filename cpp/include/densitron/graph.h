@@ -210,8 +210,11 @@ class Graph {
   // Forward, loss and backward over all rows as one batch, without an update: grads receives
   // the gradient of every parameter, concatenated in parameter order (zeros where frozen).
   RunTotals gradients(const DataRefs& data, std::vector<float>* grads);
-  // out[k] receives rows × width(output k); data's targets and weights are not read.
-  void predict(const DataRefs& data, int64_t batch_size, const std::vector<float*>& out);
+  // out[k] receives rows × width(output k); data's targets and weights are not read. With
+  // `training_forward`, the dropout and noise layers are active (Keras's model(x,
+  // training=True), Monte Carlo dropout), drawing new noise on every call.
+  void predict(const DataRefs& data, int64_t batch_size, const std::vector<float*>& out,
+               bool training_forward = false);
   void predict(const std::vector<const float*>& x, int64_t rows, int64_t batch_size,
                const std::vector<float*>& out);
 
@@ -258,6 +261,7 @@ class Graph {
     // gradient product (see deferred_kernel_update), or -1.
     mutable int deferred = -1;
     OptimizerStep opt{};             // this step's optimizer update, prepared once
+    int64_t noise = -1;  // the noise layers' step key: iterations_ when -1 (see noise_key)
   };
 
   RunTotals run(Mode mode, const DataRefs& data, const int64_t* perm, int64_t batch_size,
@@ -399,6 +403,10 @@ class Graph {
   // Per input, for the current run: a sparse input whose every consumer is a Dense node with a
   // kernel of its own, read in place from the CSR arrays (never written out densely).
   std::vector<bool> sparse_direct_;
+  // predict with the noise layers active (training_forward) and the calls so far that did.
+  bool training_forward_ = false;
+  int64_t noisy_predicts_ = 0;
+  int64_t noise_key(const Step& st) const { return st.noise >= 0 ? st.noise : iterations_; }
   std::vector<int> sparse_input_;  // per node, this run: the sparse input k it reads in place, or -1
   const DataRefs* run_data_ = nullptr;
   // Per (node, thread): the kernel rows whose gradient the thread wrote in the last step, set

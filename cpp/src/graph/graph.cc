@@ -761,7 +761,7 @@ void Graph::plan_step(int64_t batch, int nth, bool training) {
     const NodeSpec& node = nodes_[i];
     const bool random = node.op == OpType::kDropout || node.op == OpType::kGaussianNoise;
     if (node.op == OpType::kInput || node.op == OpType::kReshape ||
-        (random && (!training || node.fattrs[0] == 0.0)))
+        (random && (!(training || training_forward_) || node.fattrs[0] == 0.0)))
       continue;
     fwd_order_.push_back(static_cast<int>(i));
   }
@@ -1327,7 +1327,10 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
       st.ith = ith;
       st.nth = nth;
       st.batch = std::min(batch_size, end - start);
-      st.training = training;
+      st.training = training || training_forward_;  // (the noise layers' mode)
+      // a noisy predict: keys no training step uses (negative iterations) and no other
+      // call's or pass's
+      if (training_forward_) st.noise = (int64_t{1} << 62) + (noisy_predicts_ << 31) + start;
       st.data = &data;
       // Batches alternate between the two gather buffers only when the next one is gathered
       // ahead; otherwise every batch uses the nodes' own.
@@ -1477,10 +1480,19 @@ RunTotals Graph::gradients(const DataRefs& data, std::vector<float>* grads) {
   return t;
 }
 
-void Graph::predict(const DataRefs& data, int64_t batch_size, const std::vector<float*>& out) {
+void Graph::predict(const DataRefs& data, int64_t batch_size, const std::vector<float*>& out,
+                    bool training_forward) {
   std::lock_guard<std::mutex> lock(mutex_);
-  run(Mode::kPredict, data, nullptr, batch_size, 0, (data.rows + batch_size - 1) / batch_size,
-      &out);
+  training_forward_ = training_forward;
+  try {
+    run(Mode::kPredict, data, nullptr, batch_size, 0, (data.rows + batch_size - 1) / batch_size,
+        &out);
+  } catch (...) {
+    training_forward_ = false;
+    throw;
+  }
+  if (training_forward_) ++noisy_predicts_;
+  training_forward_ = false;
 }
 
 void Graph::predict(const std::vector<const float*>& x, int64_t rows, int64_t batch_size,

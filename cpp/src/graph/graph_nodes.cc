@@ -46,7 +46,7 @@ void Graph::forward_node(const Step& st, int i) {
       }
       // Training keeps each block of a cut kernel on its owner's core; inference has no
       // update to keep local, and whole rows avoid summing the partial products.
-      if (ksplit_[i] > 1 && st.training) {
+      if (ksplit_[i] > 1 && st.training && st.noise < 0) {  // (not in a noisy predict)
         forward_dense_split(st, i);
         return;
       }
@@ -86,12 +86,12 @@ void Graph::forward_node(const Step& st, int i) {
         const float a = static_cast<float>(node.fattrs[1]), b = static_cast<float>(node.fattrs[2]);
         const float dropped = static_cast<float>(node.fattrs[3]);
         for (int64_t j = el.lo; j < el.hi; ++j)
-          y[j] = a * (hash_uniform(seed, iterations_, dropout_mask_index(node.iattrs, j)) >= rate
-                          ? x[j] : dropped) + b;
+          y[j] = a * (hash_uniform(seed, noise_key(st), dropout_mask_index(node.iattrs, j)) >=
+                              rate ? x[j] : dropped) + b;
         return;
       }
       for (int64_t j = el.lo; j < el.hi; ++j)
-        y[j] = hash_uniform(seed, iterations_, dropout_mask_index(node.iattrs, j)) >= rate
+        y[j] = hash_uniform(seed, noise_key(st), dropout_mask_index(node.iattrs, j)) >= rate
                    ? x[j] * scale : 0.0f;
       return;
     }
@@ -100,7 +100,7 @@ void Graph::forward_node(const Step& st, int i) {
       const uint64_t seed = static_cast<uint64_t>(node.iattrs[0]);
       const bool multiplicative = node.iattrs.size() > 1 && node.iattrs[1] != 0;
       for (int64_t j = el.lo; j < el.hi; ++j) {
-        const float noise = stddev * gaussian_noise(seed, iterations_, j);
+        const float noise = stddev * gaussian_noise(seed, noise_key(st), j);
         y[j] = multiplicative ? x[j] * (1.0f + noise) : x[j] + noise;
       }
       return;
@@ -291,7 +291,7 @@ void Graph::forward_node(const Step& st, int i) {
       float* mean = aux_buf_[i].data();
       float* inv = mean + last;
       for (int64_t c = cs.lo; c < cs.hi; ++c) {
-        if (st.training) {
+        if (st.training && st.noise < 0) {  // (a noisy predict keeps the moving statistics)
           double sum = 0.0, sq = 0.0;
           for (int64_t r = 0; r < rows; ++r) sum += x[r * last + c];
           const double mu = sum / rows;
@@ -747,7 +747,7 @@ void Graph::backward_node(const Step& st, int i) {
         const float stddev = static_cast<float>(node.fattrs[0]);
         const uint64_t seed = static_cast<uint64_t>(node.iattrs[0]);
         for (int64_t j = el.lo; j < el.hi; ++j) {
-          const float v = dy[j] * (1.0f + stddev * gaussian_noise(seed, iterations_, j));
+          const float v = dy[j] * (1.0f + stddev * gaussian_noise(seed, noise_key(st), j));
           gx[j] = acc ? gx[j] + v : v;
         }
         return;
@@ -884,7 +884,7 @@ void Graph::backward_node(const Step& st, int i) {
                                                   : 1.0f / (1.0f - rate);
       const uint64_t seed = static_cast<uint64_t>(node.iattrs[0]);
       for (int64_t j = el.lo; j < el.hi; ++j) {
-        const float v = (rate == 0.0f || hash_uniform(seed, iterations_,
+        const float v = (rate == 0.0f || hash_uniform(seed, noise_key(st),
                                                       dropout_mask_index(node.iattrs, j)) >= rate)
                             ? dy[j] * scale : 0.0f;
         gx[j] = acc ? gx[j] + v : v;

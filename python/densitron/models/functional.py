@@ -441,11 +441,31 @@ class Functional(Trainer, Layer):
         flat = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         if any(isinstance(t, KerasTensor) for t in flat):
             return Layer.__call__(self, inputs, *args, **kwargs)
-        if kwargs.get("training"):
-            raise ValueError("densitron runs `model(x)` in inference mode. "
-                             "Received: training=True")
         rows = data_mod.rows_of(flat[0]) if flat else 0
-        return self.predict(inputs, batch_size=max(1, min(rows, 1024)), verbose=0)
+        batch = max(1, min(rows, 1024))
+        if kwargs.get("training"):
+            return self._noisy_call(inputs, batch)
+        return self.predict(inputs, batch_size=batch, verbose=0)
+
+    def _noisy_call(self, inputs, batch):
+        """Keras's model(x, training=True) on arrays, for Monte Carlo dropout: the dropout and
+        noise layers active, with new noise on every call; nothing else changes."""
+        from densitron.layers import BatchNormalization
+
+        def walk(model):
+            for layer in model._all_layers:
+                yield layer
+                if isinstance(layer, Functional):
+                    yield from walk(layer)
+
+        self._ensure_built()
+        if any(isinstance(layer, BatchNormalization) for layer in walk(self)):
+            raise ValueError(
+                "model(x, training=True) runs the dropout and noise layers as in training; "
+                "BatchNormalization's training mode (batch statistics, moving ones updated) "
+                "runs only in fit. Received: training=True on a model with "
+                "BatchNormalization")
+        return self._predict(inputs, batch, 0, None, None, training=True)
 
     def __reduce_ex__(self, protocol):
         """Pickling (and copy.deepcopy) as Keras 3 does it: a built model through the bytes of

@@ -773,7 +773,7 @@ class Trainer:
         cb.on_predict_end()
         return outs
 
-    def _predict(self, x, batch_size, verbose, steps, cb):
+    def _predict(self, x, batch_size, verbose, steps, cb, training=False):
         batch_hooks = cb is not None and _overrides(cb, "on_predict_batch_begin",
                                                     "on_predict_batch_end")
         if sources.is_batch_source(x):
@@ -816,7 +816,8 @@ class Trainer:
                      for o, shape in zip(pieces[-1], self._output_shapes)])})
             outs = [np.concatenate(parts) for parts in zip(*pieces)]
         else:
-            outs = self._graph.predict(xs, self._inference_batch(batch_size, targets=False))
+            outs = self._graph.predict(xs, self._inference_batch(batch_size, targets=False),
+                                       training)
         outs = [o.reshape((o.shape[0], *shape)) for o, shape in zip(outs, self._output_shapes)]
         bar.update(bar.target, finalize=True)
         return self._structured(outs)
