@@ -285,6 +285,7 @@ class Graph {
   void copy_targets(const DataRefs& data, int parity, const int64_t* src, int64_t lo,
                     int64_t hi);
   void copy_input(int parity, size_t k, const float* src, float* dst, int64_t n, int64_t row);
+  void note_nan(int parity, size_t k, int64_t row);
   void gather_in_window(const Step& st, int64_t window);
   void barrier(const Step& st);
   void solo_barrier(const Step& st);

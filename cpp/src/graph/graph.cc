@@ -598,15 +598,32 @@ float* Graph::gathered_weight(int parity, size_t k) {
   return parity ? stage_weight_[k].data() : weight_buf_[k].data();
 }
 
-// n values of input k's source row `row` into the gather buffer, noting a NaN among them.
-void Graph::copy_input(int parity, size_t k, const float* src, float* dst, int64_t n,
-                       int64_t row) {
-  if (!copy_has_nan(src, dst, n)) return;
+// Notes a NaN in input k's source row `row` (the first one noted is reported).
+void Graph::note_nan(int parity, size_t k, int64_t row) {
   int64_t none = -1;
   nan_code_[parity].compare_exchange_strong(
       none, row * static_cast<int64_t>(inputs_.size()) + static_cast<int64_t>(k),
       std::memory_order_relaxed);
 }
+
+// n values of input k's source row `row` into the gather buffer, noting a NaN among them.
+void Graph::copy_input(int parity, size_t k, const float* src, float* dst, int64_t n,
+                       int64_t row) {
+  if (copy_has_nan(src, dst, n)) note_nan(parity, k, row);
+}
+
+namespace {
+
+// Requests row `row`'s stored entries (values and column indices) of a sparse input, with
+// prefetch_floats's locality kLocality.
+template <int kLocality = 3>
+void prefetch_sparse_row(const SparseRows& sp, int64_t row) {
+  const int64_t e0 = sp.indptr[row], n = sp.indptr[row + 1] - e0;
+  prefetch_floats<kLocality>(sp.values + e0, n);
+  prefetch_floats<kLocality>(reinterpret_cast<const float*>(sp.indices + e0), n);
+}
+
+}  // namespace
 
 // Columns [c0, c1) of rows [lo, hi) of input k (source row src[r] of x) into the gather
 // buffer. Random rows miss every cache level: each row is requested whole before its copy, and
@@ -638,14 +655,9 @@ void Graph::gather_sparse(int parity, size_t k, const SparseRows& sp, const int6
                           int64_t lo, int64_t hi, int64_t limit, int64_t c0, int64_t c1) {
   const int64_t w = nodes_[inputs_[k]].width;
   float* buf = gathered_x(parity, k);
-  auto request = [&](int64_t row) {
-    const int64_t e0 = sp.indptr[row], n = sp.indptr[row + 1] - e0;
-    prefetch_floats(sp.values + e0, n);
-    prefetch_floats(reinterpret_cast<const float*>(sp.indices + e0), n);
-  };
-  for (int64_t r = lo; r < std::min(hi, lo + kGatherAhead); ++r) request(src[r]);
+  for (int64_t r = lo; r < std::min(hi, lo + kGatherAhead); ++r) prefetch_sparse_row(sp, src[r]);
   for (int64_t r = lo; r < hi; ++r) {
-    if (r + kGatherAhead < limit) request(src[r + kGatherAhead]);
+    if (r + kGatherAhead < limit) prefetch_sparse_row(sp, src[r + kGatherAhead]);
     const int64_t row = src[r];
     float* dst = buf + r * w;
     std::memset(dst + c0, 0, (c1 - c0) * sizeof(float));
@@ -656,12 +668,7 @@ void Graph::gather_sparse(int parity, size_t k, const SparseRows& sp, const int6
       dst[c] += sp.values[e];
       nan = nan || std::isnan(sp.values[e]);
     }
-    if (nan) {
-      int64_t none = -1;
-      nan_code_[parity].compare_exchange_strong(
-          none, row * static_cast<int64_t>(inputs_.size()) + static_cast<int64_t>(k),
-          std::memory_order_relaxed);
-    }
+    if (nan) note_nan(parity, k, row);
   }
 }
 
@@ -711,10 +718,7 @@ void Graph::prefetch_next(const Step& st) {
       if (has_window_ && r % st.nth != st.ith) continue;
       const int64_t row = st.next_rows[r];
       if (sparse) {
-        const SparseRows& sp = st.data->sparse[k];
-        const int64_t e0 = sp.indptr[row], n = sp.indptr[row + 1] - e0;
-        prefetch_floats<2>(sp.values + e0, n);
-        prefetch_floats<2>(reinterpret_cast<const float*>(sp.indices + e0), n);
+        prefetch_sparse_row<2>(st.data->sparse[k], row);
       } else {
         prefetch_floats<2>(st.data->x[k] + row * w + cs.lo, cs.hi - cs.lo);
       }
