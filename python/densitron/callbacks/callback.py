@@ -33,15 +33,16 @@ class Callback:
     # engine runs groups of ~0.25 s) sets this, so fit need not run batch by batch for it.
     _chunked_batches_ok = False
 
+    @classmethod
+    def _overrides(cls, *hooks):
+        """Whether this class overrides one of the hooks (Callback's are no-ops)."""
+        return any(getattr(cls, h) is not getattr(Callback, h) for h in hooks)
+
     def _wants_batches(self):
         """True when a subclass overrides a per-batch hook: fit then runs batch by batch."""
         if self._chunked_batches_ok:
             return False
-        base = Callback
-        return any(
-            getattr(type(self), name) is not getattr(base, name)
-            for name in ("on_train_batch_begin", "on_train_batch_end")
-        )
+        return self._overrides("on_train_batch_begin", "on_train_batch_end")
 
 
 class History(Callback):
@@ -100,6 +101,10 @@ class CallbackList:
     def wants_batches(self):
         return any(c._wants_batches() for c in self.callbacks
                    if not isinstance(c, (ProgbarLogger, History)))
+
+    def overrides(self, *hooks):
+        """Whether a callback of the list overrides one of the hooks."""
+        return any(c._overrides(*hooks) for c in self.callbacks)
 
     def __getattr__(self, hook):
         if not hook.startswith("on_"):

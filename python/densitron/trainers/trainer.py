@@ -77,10 +77,14 @@ def _profile_report(engine, wall, steps, print_it):
     return report
 
 
-def _overrides(cb, *hooks):
-    """Whether a callback of the list overrides one of the hooks (Callback's are no-ops)."""
-    return any(getattr(type(c), h) is not getattr(Callback, h)
-               for c in cb.callbacks for h in hooks)
+def _user_callbacks(callbacks):
+    """The `callbacks` argument as a new list, each checked to be a Callback."""
+    cbs = list(callbacks or [])
+    for c in cbs:
+        if not isinstance(c, Callback):
+            raise TypeError("`callbacks` must be a list of densitron.callbacks.Callback "
+                            f"instances. Received: {c!r} of type {type(c).__name__}")
+    return cbs
 
 
 def _check_one_weighting(class_weight, sample_weight):
@@ -529,11 +533,7 @@ class Trainer:
                              f"validation_freq={validation_freq}")
 
     def _callback_list(self, callbacks, history, verbose, epochs, steps):
-        cbs = list(callbacks or [])
-        for c in cbs:
-            if not isinstance(c, Callback):
-                raise TypeError("`callbacks` must be a list of densitron.callbacks.Callback "
-                                f"instances. Received: {c!r} of type {type(c).__name__}")
+        cbs = _user_callbacks(callbacks)
         if verbose:
             cbs.insert(0, ProgbarLogger())
         cbs.append(history)
@@ -563,7 +563,7 @@ class Trainer:
         cb.on_test_begin()
         if isinstance(val, sources.BatchSource):
             logs = self._evaluate_source(val, cb)
-        elif _overrides(cb, "on_test_batch_begin", "on_test_batch_end"):
+        elif cb.overrides("on_test_batch_begin", "on_test_batch_end"):
             rows = val[0][0].shape[0]
             logs = self._evaluate_by_batch(val[0], val[1], val[2], val_batch,
                                            -(-rows // val_batch), cb)
@@ -728,7 +728,7 @@ class Trainer:
             (xs, ys, sws), batches = data_mod.head_for_steps([xs, ys, sws], rows, batch_size,
                                                              steps)
             bar = Progbar(batches, verbose=verbose)
-            if _overrides(cb, "on_test_batch_begin", "on_test_batch_end"):
+            if cb.overrides("on_test_batch_begin", "on_test_batch_end"):
                 logs = self._evaluate_by_batch(xs, ys, sws, batch_size, batches, cb)
             else:
                 logs = self._run_evaluate(xs, ys, batch_size, sws, check_x_nan=True)
@@ -739,12 +739,8 @@ class Trainer:
     def _inference_callbacks(self, callbacks):
         """evaluate's and predict's callbacks (Keras calls their on_test_* and on_predict_*
         hooks), as a CallbackList."""
-        cbs = list(callbacks or [])
-        for c in cbs:
-            if not isinstance(c, Callback):
-                raise TypeError("`callbacks` must be a list of densitron.callbacks.Callback "
-                                f"instances. Received: {c!r} of type {type(c).__name__}")
-        return CallbackList(cbs, self, {"verbose": 0, "epochs": 1, "steps": None})
+        return CallbackList(_user_callbacks(callbacks), self,
+                            {"verbose": 0, "epochs": 1, "steps": None})
 
     def _evaluate_by_batch(self, xs, ys, sws, batch_size, batches, cb):
         """evaluate one engine call a batch, for callbacks with per-batch hooks: the running
@@ -774,8 +770,8 @@ class Trainer:
         return outs
 
     def _predict(self, x, batch_size, verbose, steps, cb, training=False):
-        batch_hooks = cb is not None and _overrides(cb, "on_predict_batch_begin",
-                                                    "on_predict_batch_end")
+        batch_hooks = cb is not None and cb.overrides("on_predict_batch_begin",
+                                                        "on_predict_batch_end")
         if sources.is_batch_source(x):
             sources.reject_beside(batch_size=batch_size)
             source = sources.BatchSource(x, steps, "x", "steps")
