@@ -30,6 +30,14 @@ def _flatten_structure(value, arg):
     )
 
 
+def _structured(keys, values):
+    """Values, one per model input or output, in that structure: one, a list, or a dict by
+    `keys`."""
+    if keys:
+        return dict(zip(keys, values))
+    return values[0] if len(values) == 1 else list(values)
+
+
 def _topological_nodes(outputs):
     """Nodes reachable from the outputs, each after the nodes it reads (iterative DFS), and
     each layer's index in the DFS's first-visit order (the order Keras breaks ties by)."""
@@ -323,9 +331,7 @@ class Functional(Trainer, Layer):
         node.outputs = [KerasTensor(t.shape, name=self.name, node=node, index=k)
                         for k, t in enumerate(self.outputs)]
         self._inbound_nodes.append(node)
-        if self._output_keys:
-            return dict(zip(self._output_keys, node.outputs))
-        return node.outputs[0] if len(node.outputs) == 1 else list(node.outputs)
+        return self._output_structure(node.outputs)
 
     def _ensure_built(self):
         if not self.built:
@@ -411,17 +417,17 @@ class Functional(Trainer, Layer):
     def input(self):
         """The model's input tensor(s), in its inputs' structure (Keras's `model.input`)."""
         self._ensure_built()
-        if self._input_keys:
-            return dict(zip(self._input_keys, self.inputs))
-        return self.inputs[0] if len(self.inputs) == 1 else list(self.inputs)
+        return _structured(self._input_keys, self.inputs)
 
     @property
     def output(self):
         """The model's output tensor(s), in its outputs' structure (Keras's `model.output`)."""
         self._ensure_built()
-        if self._output_keys:
-            return dict(zip(self._output_keys, self.outputs))
-        return self.outputs[0] if len(self.outputs) == 1 else list(self.outputs)
+        return self._output_structure(self.outputs)
+
+    def _output_structure(self, values):
+        """Values, one per output, in the model's output structure."""
+        return _structured(self._output_keys, values)
 
     @output.setter
     def output(self, value):

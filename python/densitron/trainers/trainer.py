@@ -807,22 +807,19 @@ class Trainer:
                 lo, hi = b * batch_size, (b + 1) * batch_size
                 cb.on_predict_batch_begin(b)
                 pieces.append(self._graph.predict([a[lo:hi] for a in xs], batch_size))
-                cb.on_predict_batch_end(b, {"outputs": self._structured(
-                    [o.reshape((o.shape[0], *shape))
-                     for o, shape in zip(pieces[-1], self._output_shapes)])})
+                cb.on_predict_batch_end(b, {"outputs": self._structured(pieces[-1])})
             outs = [np.concatenate(parts) for parts in zip(*pieces)]
         else:
             outs = self._graph.predict(xs, self._inference_batch(batch_size, targets=False),
                                        training)
-        outs = [o.reshape((o.shape[0], *shape)) for o, shape in zip(outs, self._output_shapes)]
         bar.update(bar.target, finalize=True)
         return self._structured(outs)
 
     def _structured(self, outs):
-        """Output arrays in the model's output structure: one, a list, or a dict."""
-        if self._output_keys:
-            return dict(zip(self._output_keys, outs))
-        return outs[0] if len(outs) == 1 else outs
+        """The engine's output arrays (rows, values) in the model's output shapes and
+        structure."""
+        return self._output_structure(
+            [o.reshape((o.shape[0], *shape)) for o, shape in zip(outs, self._output_shapes)])
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
                        return_dict=False):
