@@ -277,11 +277,10 @@ class Recall(_ConfusionRatio):
 
 class AUC(Metric):
     """Keras's AUC over evenly spaced thresholds (or a given list): the engine keeps each
-    bucket's weighted count
-    of positive and negative targets (for each label apart with `multi_label` or
-    `label_weights`); the ROC or PR curve and its Riemann sum follow from their cumulative sums
-    as in Keras's result(): over every value together, or per label and then averaged
-    (multi_label, weighted by label_weights when given)."""
+    bucket's weighted count of positive and negative targets (for each label apart with
+    `multi_label` or `label_weights`); the ROC or PR curve and its Riemann sum follow from their
+    cumulative sums as in Keras's result(): over every value together, or per label and then
+    averaged (multi_label, weighted by label_weights when given)."""
 
     _post = "result"
 
