@@ -436,6 +436,14 @@ def _h5_names(group, key):
             for n in group.attrs.get(key, [])]
 
 
+def _json_attr(h, key):
+    """A JSON attribute of an HDF5 file (bytes or str), parsed; None when it is absent."""
+    raw = h.attrs.get(key)
+    if raw is None:
+        return None
+    return json.loads(raw.decode("utf8") if isinstance(raw, bytes) else raw)
+
+
 def _load_legacy_h5(filepath, compile):
     from densitron import keras_format, layers
 
@@ -446,11 +454,10 @@ def _load_legacy_h5(filepath, compile):
         raise ValueError(f"{filepath} is not an HDF5 model file ({e}). Received: "
                          f"filepath={filepath!r}") from None
     with h:
-        raw = h.attrs.get("model_config")
-        if raw is None:
+        config = _json_attr(h, "model_config")
+        if config is None:
             raise ValueError(f"No model config found in the file at {filepath}. Received: "
                              f"filepath={filepath!r}")
-        config = json.loads(raw.decode("utf8") if isinstance(raw, bytes) else raw)
         model = layers.deserialize(keras_format.from_keras(config))
         group = h["model_weights"]
         saved = [n for n in _h5_names(group, "layer_names")
@@ -469,10 +476,9 @@ def _load_legacy_h5(filepath, compile):
                                  f"layer {layer.name!r}. Received: filepath={filepath!r}")
             for w, v in zip(weights, values):
                 w.assign(v)
-        raw = h.attrs.get("training_config")
-        if not compile or raw is None:
+        tc = _json_attr(h, "training_config") if compile else None
+        if tc is None:
             return model
-        tc = json.loads(raw.decode("utf8") if isinstance(raw, bytes) else raw)
         cc = dict(tc, optimizer=tc.get("optimizer_config"))
         _compile_saved(model, keras_format.compile_from_keras(cc), True, filepath)
         if "optimizer_weights" in h:
