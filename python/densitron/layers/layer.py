@@ -3,6 +3,7 @@
 Calling a layer on KerasTensors records a Node (layer, input tensors, output tensors); a Model
 walks these nodes back from its outputs. Calling a layer on arrays runs it through the engine."""
 
+import inspect
 import warnings
 
 import numpy as np
@@ -110,6 +111,22 @@ def _is_array_like(x):
 
 # Whether a subclassed model's or a composite layer's call() is being traced (innermost last).
 _TRACING = [False]
+
+
+def traced_call(layer, inputs):
+    """A subclassed model's or a composite layer's call() run on symbolic inputs (with
+    `training=None` when it takes a `training` argument: Keras passes it, and densitron's
+    engine decides it, fit training, evaluate and predict inferring)."""
+    try:
+        params = inspect.signature(layer.call).parameters
+    except (TypeError, ValueError):
+        params = {}
+    takes = "training" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    _TRACING.append(True)
+    try:
+        return layer.call(inputs, **({"training": None} if takes else {}))
+    finally:
+        _TRACING.pop()
 
 
 class Layer:
@@ -280,7 +297,7 @@ class Layer:
                 "trains, evaluate and predict infer (inside a model's call(), pass the "
                 "`training` argument it receives; training=False is taken by dropout and "
                 f"noise layers). Received: training={training!r}")
-        if flat and all(isinstance(t, KerasTensor) for t in flat):
+        if symbolic:
             if _composite(self):
                 return self._composite_call(inputs, flat)
             return self._symbolic_call(inputs, flat)
@@ -305,18 +322,13 @@ class Layer:
             self.build(shapes if isinstance(inputs, (list, tuple)) else shapes[0])
             self.built = True
 
-        from densitron.models.functional import training_kwarg
-
-        _TRACING.append(True)
         try:
-            out = self.call(inputs, **training_kwarg(self.call))
+            out = traced_call(self, inputs)
         except (TypeError, AttributeError) as e:
             raise TypeError(
                 f"Layer {self.name} ({type(self).__name__}): densitron runs call() on symbolic "
                 "tensors, so it may only call densitron layers on them (and use +, -, * "
                 f"between tensors or with numbers). Received: {type(e).__name__}: {e}") from e
-        finally:
-            _TRACING.pop()
         outs = (list(out.values()) if isinstance(out, dict)
                 else list(out) if isinstance(out, (list, tuple)) else [out])
         if not outs or not all(isinstance(t, KerasTensor) for t in outs):

@@ -2,7 +2,6 @@
 C++ graph executor."""
 
 import functools
-import inspect
 import math
 
 import numpy as np
@@ -10,7 +9,7 @@ import numpy as np
 from densitron import _core
 from densitron.layers.embedding import Embedding
 from densitron.layers.input_layer import InputLayer
-from densitron.layers.layer import KerasTensor, Layer, Node
+from densitron.layers.layer import KerasTensor, Layer, Node, traced_call
 from densitron.trainers import data as data_mod
 from densitron.trainers.trainer import Trainer
 from densitron.utils.naming import uniquify
@@ -143,14 +142,7 @@ class Functional(Trainer, Layer):
         self._trace(_symbolic_inputs(input_shape))
 
     def _trace(self, inputs):
-        from densitron.layers.layer import _TRACING
-
-        _TRACING.append(True)
-        try:
-            outputs = self.call(inputs, **training_kwarg(self.call))
-        finally:
-            _TRACING.pop()
-        self._build_graph(inputs, outputs)
+        self._build_graph(inputs, traced_call(self, inputs))
 
     def _build_subclassed(self, input_shape):
         """Builds a subclassed model for inputs of `input_shape`: its `build` (a subclass's own
@@ -618,17 +610,6 @@ def defines_call(cls):
     """Whether a Layer or Model subclass defines its own `call` (a subclassed model, or a layer
     made of other layers)."""
     return getattr(cls, "call", None) is not None
-
-
-def training_kwarg(call):
-    """{"training": None} when `call` takes a `training` argument: Keras passes it, and
-    densitron's engine decides it (fit trains, evaluate and predict infer)."""
-    try:
-        params = inspect.signature(call).parameters
-    except (TypeError, ValueError):
-        return {}
-    takes = "training" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-    return {"training": None} if takes else {}
 
 
 def _is_shape(value):
