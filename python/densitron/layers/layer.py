@@ -429,11 +429,17 @@ class Layer:
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
 
 
+def defines_call(cls):
+    """Whether a Layer or Model subclass defines its own `call` (a subclassed model, or a layer
+    made of other layers)."""
+    return getattr(cls, "call", None) is not None
+
+
 def _composite(layer):
     """A Layer subclass (not a model) that defines call(): a layer made of other layers."""
     from densitron.models.functional import Functional
 
-    return getattr(type(layer), "call", None) is not None and not isinstance(layer, Functional)
+    return defines_call(type(layer)) and not isinstance(layer, Functional)
 
 
 def shape_width(shape):

@@ -9,7 +9,7 @@ import numpy as np
 from densitron import _core
 from densitron.layers.embedding import Embedding
 from densitron.layers.input_layer import InputLayer
-from densitron.layers.layer import KerasTensor, Layer, Node, traced_call
+from densitron.layers.layer import KerasTensor, Layer, Node, defines_call, traced_call
 from densitron.trainers import data as data_mod
 from densitron.trainers.trainer import Trainer
 from densitron.utils.naming import uniquify
@@ -604,12 +604,6 @@ class Functional(Trainer, Layer):
                                                            name=config.get("name"))
         model.trainable = config.get("trainable", True)
         return model
-
-
-def defines_call(cls):
-    """Whether a Layer or Model subclass defines its own `call` (a subclassed model, or a layer
-    made of other layers)."""
-    return getattr(cls, "call", None) is not None
 
 
 def _is_shape(value):
