@@ -308,11 +308,10 @@ class Functional(Trainer, Layer):
     def _symbolic_call(self, inputs, flat):
         """A call inside another model: one output tensor per output of this model (tensor
         index k of the call's node), in this model's structure (one, a list, or a dict)."""
+        shapes = [t.shape for t in flat] if isinstance(inputs, (list, tuple)) else flat[0].shape
         if getattr(self, "_subclassed", False) and not self.built:
-            self._build_subclassed([t.shape for t in flat] if isinstance(inputs, (list, tuple))
-                                   else flat[0].shape)
-        self._check_inputs([t.shape for t in flat] if isinstance(inputs, (list, tuple))
-                           else flat[0].shape)
+            self._build_subclassed(shapes)
+        self._check_inputs(shapes)
         if any(t._mask is not None for t in flat):
             raise ValueError(
                 f"Model \"{self.name}\" is called on a tensor masked by "
@@ -417,13 +416,13 @@ class Functional(Trainer, Layer):
         self._ensure_built()
         return self._output_structure(self.outputs)
 
-    def _output_structure(self, values):
-        """Values, one per output, in the model's output structure."""
-        return _structured(self._output_keys, values)
-
     @output.setter
     def output(self, value):
         raise AttributeError("A model's `output` is set by its graph. Received: an assignment")
+
+    def _output_structure(self, values):
+        """Values, one per output, in the model's output structure."""
+        return _structured(self._output_keys, values)
 
     @property
     def input_shape(self):
