@@ -1,12 +1,11 @@
 """BatchNormalization and LayerNormalization over one axis: the last natively; another by
 the engine's index-map op moving that axis last before the normalization and back after."""
 
-import math
-
 import numpy as np
 
 from densitron import constraints, initializers, regularizers
 from densitron.layers.layer import Layer, engine_node
+from densitron.layers.reshaping import _positions
 
 _INDEX_MAP = 20  # densitron::OpType::kIndexMap
 
@@ -37,7 +36,7 @@ def axis_last_chain(spec, shape, axis):
     if axis == len(shape) - 1:
         return [spec]
     order = [a for a in range(len(shape)) if a != axis] + [axis]
-    grid = np.arange(math.prod(shape)).reshape(shape)
+    grid = _positions(shape)
     forward = grid.transpose(order).ravel()
     back = np.argsort(forward)
     spec = list(spec)

@@ -84,6 +84,11 @@ def _pair(value, arg):
     return a, b
 
 
+def _positions(in_shape):
+    """Each value's flat index in a sample of `in_shape`, in that shape."""
+    return np.arange(math.prod(in_shape)).reshape(in_shape)
+
+
 class _IndexMap(Layer):
     """A layer whose output values are input values picked by a map (or zeros)."""
 
@@ -124,8 +129,7 @@ class Permute(_IndexMap):
         return (input_shape[0], *(input_shape[d] for d in self.dims))
 
     def _index_map(self, in_shape):
-        return np.arange(math.prod(in_shape)).reshape(in_shape).transpose(
-            [d - 1 for d in self.dims])
+        return _positions(in_shape).transpose([d - 1 for d in self.dims])
 
     def get_config(self):
         return {**super().get_config(), "dims": list(self.dims)}
@@ -172,7 +176,7 @@ class Cropping1D(_IndexMap):
 
     def _index_map(self, in_shape):
         a, b = self.cropping
-        return np.arange(math.prod(in_shape)).reshape(in_shape)[a:in_shape[0] - b]
+        return _positions(in_shape)[a:in_shape[0] - b]
 
     def get_config(self):
         return {**super().get_config(), "cropping": list(self.cropping)}
@@ -183,9 +187,7 @@ class ZeroPadding1D(_IndexMap):
 
     def __init__(self, padding=1, data_format=None, **kwargs):
         super().__init__(**kwargs)
-        if data_format not in (None, "channels_last"):
-            raise ValueError("densitron's ZeroPadding1D takes channels_last inputs. "
-                             f"Received: data_format={data_format!r}")
+        _channels_last(data_format, "ZeroPadding1D")
         self.padding = _pair(padding, "padding")
 
     def compute_output_shape(self, input_shape):
@@ -196,7 +198,7 @@ class ZeroPadding1D(_IndexMap):
 
     def _index_map(self, in_shape):
         a, b = self.padding
-        inner = np.arange(math.prod(in_shape)).reshape(in_shape)
+        inner = _positions(in_shape)
         return np.pad(inner, ((a, b), (0, 0)), constant_values=-1)
 
     def get_config(self):
@@ -244,7 +246,7 @@ class Cropping2D(_IndexMap):
 
     def _index_map(self, in_shape):
         (t, b), (l, r) = self.cropping
-        grid = np.arange(math.prod(in_shape)).reshape(in_shape)
+        grid = _positions(in_shape)
         return grid[t:in_shape[0] - b, l:in_shape[1] - r]
 
     def get_config(self):
@@ -268,7 +270,7 @@ class ZeroPadding2D(_IndexMap):
                 input_shape[2] + sum(self.padding[1]), input_shape[3])
 
     def _index_map(self, in_shape):
-        grid = np.arange(math.prod(in_shape)).reshape(in_shape)
+        grid = _positions(in_shape)
         return np.pad(grid, (*self.padding, (0, 0)), constant_values=-1)
 
     def get_config(self):
@@ -303,7 +305,7 @@ class UpSampling1D(_IndexMap):
         return (input_shape[0], input_shape[1] * self.size, input_shape[2])
 
     def _index_map(self, in_shape):
-        return np.repeat(np.arange(math.prod(in_shape)).reshape(in_shape), self.size, axis=0)
+        return np.repeat(_positions(in_shape), self.size, axis=0)
 
     def get_config(self):
         return {**super().get_config(), "size": self.size}
@@ -328,7 +330,7 @@ class UpSampling2D(_IndexMap):
                 input_shape[3])
 
     def _index_map(self, in_shape):
-        grid = np.arange(math.prod(in_shape)).reshape(in_shape)
+        grid = _positions(in_shape)
         return np.repeat(np.repeat(grid, self.size[0], axis=0), self.size[1], axis=1)
 
     def get_config(self):
