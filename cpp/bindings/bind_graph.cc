@@ -241,14 +241,21 @@ class PyGraph {
     return s;
   }
 
-  densitron::DataRefs data_refs(const py::list& xs, const py::list& ys,
-                                const py::object& ws = py::none()) const {
+  // The model inputs of a run, checked: one dense or sparse array per input node.
+  densitron::DataRefs input_refs(const py::list& xs) const {
     densitron::DataRefs d;
     d.rows = rows_of(xs);
     const auto& in = graph_->input_nodes();
     if (xs.size() != in.size()) throw py::value_error("wrong number of input arrays");
-    if (ys.size() != target_widths_.size()) throw py::value_error("wrong number of targets");
     for (size_t k = 0; k < in.size(); ++k) add_input(&d, xs[k], graph_->node_width(in[k]));
+    return d;
+  }
+
+  // input_refs, then the targets and sample weights (None: unweighted), checked.
+  densitron::DataRefs data_refs(const py::list& xs, const py::list& ys,
+                                const py::object& ws = py::none()) const {
+    densitron::DataRefs d = input_refs(xs);
+    if (ys.size() != target_widths_.size()) throw py::value_error("wrong number of targets");
     for (size_t k = 0; k < target_widths_.size(); ++k)
       d.y.push_back(checked_rows(ys[k], target_widths_[k], d.rows, "y"));
     if (!ws.is_none()) {
@@ -339,12 +346,8 @@ class PyGraph {
 
   py::list predict(const py::list& xs, int64_t batch_size, bool training) {
     if (batch_size < 1) throw py::value_error("batch_size must be >= 1");
-    const auto& in = graph_->input_nodes();
-    if (xs.size() != in.size()) throw py::value_error("wrong number of input arrays");
-    densitron::DataRefs d;
-    d.rows = rows_of(xs);
+    const densitron::DataRefs d = input_refs(xs);
     const int64_t rows = d.rows;
-    for (size_t k = 0; k < in.size(); ++k) add_input(&d, xs[k], graph_->node_width(in[k]));
     py::list result;
     std::vector<float*> out;
     for (int node : graph_->output_nodes()) {
