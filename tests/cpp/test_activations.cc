@@ -346,6 +346,28 @@ TEST_P(ActivationIsa, SoftmaxAndLogSoftmaxRows) {
   }
 }
 
+// The Dense output layer's softmax runs in place. Rows narrower than a vector take a path of
+// their own (one vector a row, in registers): in place or not, and for any row count, it gives
+// the general path's values bit for bit.
+TEST_P(ActivationIsa, SoftmaxInPlaceEqualsOutOfPlace) {
+  IsaScope scope(GetParam());
+  for (int64_t rows : {1, 2, 5, 32, 33}) {
+    for (int64_t cols : {1, 3, 7, 10, 15, 16, 17, 31, 40}) {
+      const int64_t n = rows * cols;
+      std::vector<float> x = normal_vec(n, 700 + n, 5.0f), y(n), inplace = x;
+      activation_forward(A::kSoftmax, {}, x.data(), y.data(), rows, cols);
+      activation_forward(A::kSoftmax, {}, inplace.data(), inplace.data(), rows, cols);
+      EXPECT_EQ(y, inplace) << rows << "x" << cols;
+      for (int64_t r = 0; r < rows; ++r) {  // and row by row, as one-row calls
+        std::vector<float> one(x.begin() + r * cols, x.begin() + (r + 1) * cols);
+        activation_forward(A::kSoftmax, {}, one.data(), one.data(), 1, cols);
+        ASSERT_TRUE(std::equal(one.begin(), one.end(), y.begin() + r * cols))
+            << rows << "x" << cols << " row " << r;
+      }
+    }
+  }
+}
+
 TEST_P(ActivationIsa, ResultsDoNotDependOnTheThreadCount) {
   IsaScope scope(GetParam());
   const int saved = get_num_threads();

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -152,6 +153,61 @@ TEST(Losses, CrossentropyMatchesKerasFormulaAndFusedGradient) {
     EXPECT_NEAR(g[i], (p[i] - y[i]) / rows, 1e-7);
     EXPECT_NEAR(gs[i], g[i], 1e-7);
   }
+}
+
+// Soft targets over many classes (more than the 64 columns the non-zero targets are listed
+// in at a time), some zero: the loss against -Σ y·log(p/Σp) in double, the gradients (plain
+// and through a fused softmax) against their formulas.
+TEST(Losses, CrossentropyOverManyClassesWithSoftTargets) {
+  const int64_t rows = 5;
+  for (int64_t cols : {3, 10, 64, 65, 150}) {
+    std::vector<float> p = random_vec(rows * cols, 40 + cols), y(rows * cols, 0.0f);
+    for (float& v : p) v = std::fabs(v) + 0.01f;  // not normalised: the loss divides by Σp
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = r % 3; j < cols; j += 1 + (j * 7 + r) % 11) y[r * cols + j] = 0.25f + j % 3;
+    std::vector<float> g(p.size()), gf(p.size());
+    const double got = loss_forward_backward(Loss::kCategoricalCrossentropy, p.data(), y.data(),
+                                             rows, cols, g.data(), rows, false);
+    loss_forward_backward(Loss::kCategoricalCrossentropy, p.data(), y.data(), rows, cols,
+                          gf.data(), rows, true);
+    double want = 0.0;
+    for (int64_t r = 0; r < rows; ++r) {
+      double sum = 0.0, ysum = 0.0, dot = 0.0;
+      for (int64_t j = 0; j < cols; ++j) sum += p[r * cols + j], ysum += y[r * cols + j];
+      for (int64_t j = 0; j < cols; ++j) {
+        const double yj = y[r * cols + j], q = p[r * cols + j] / sum;
+        if (yj != 0.0) want -= yj * std::log(q);
+        dot -= yj;  // Σ_j (-y_j/q_j)·q_j
+      }
+      for (int64_t j = 0; j < cols; ++j) {
+        const double yj = y[r * cols + j], q = p[r * cols + j] / sum;
+        const double dq = yj != 0.0 ? -yj / q : 0.0;
+        EXPECT_NEAR(g[r * cols + j], (dq - dot) / sum / rows, 1e-5 * (1 + std::fabs(dq / sum)))
+            << cols;
+        EXPECT_NEAR(gf[r * cols + j], (p[r * cols + j] * ysum - yj) / rows,
+                    1e-6 * (1 + ysum)) << cols;
+      }
+    }
+    EXPECT_NEAR(got, want, 2e-6 * std::fabs(want)) << cols;
+  }
+}
+
+// Categorical accuracy takes the first largest value of a row as its class (Keras's argmax),
+// for the prediction and for one-hot or soft targets; a NaN is never the largest after the
+// first value.
+TEST(Metrics, CategoricalAccuracyTakesTheFirstLargest) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const int64_t cols = 4;
+  //                          prediction row          target row
+  const float p[] = {0.2f, 0.4f, 0.4f, 0.0f,    nan, 0.9f, 0.1f, 0.0f,
+                     0.1f, 0.1f, nan, 0.7f,     0.3f, 0.3f, 0.3f, 0.1f};
+  const float y[] = {0.0f, 1.0f, 0.0f, 0.0f,    0.0f, 1.0f, 0.0f, 0.0f,
+                     0.0f, 0.0f, 0.0f, 1.0f,    0.5f, 0.5f, 0.0f, 0.0f};
+  // row 0: tie at 1 and 2 -> 1, a hit; row 1: NaN first -> 0, a miss; row 2: the NaN skipped
+  // -> 3, a hit; row 3: tie of 0, 1, 2 -> 0, and the soft target's tie -> 0: a hit.
+  EXPECT_EQ(accuracy_sum(AccuracyKind::kCategorical, p, y, 4, cols, 0.5f), 3.0);
+  const float ids[] = {1.0f, 1.0f, 3.0f, 0.0f};
+  EXPECT_EQ(accuracy_sum(AccuracyKind::kSparseCategorical, p, ids, 4, cols, 0.5f), 3.0);
 }
 
 // Keras's label smoothing: the loss and its gradient (fused or not) on targets y are those on

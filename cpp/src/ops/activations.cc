@@ -101,14 +101,7 @@ void backward_chunk(void* ctx, int64_t b, int64_t e) {
 
 void softmax_rows(void* ctx, int64_t b, int64_t e) {
   const Call& c = *static_cast<const Call*>(ctx);
-  const int64_t n = c.cols;
-  for (int64_t r = b; r < e; ++r) {
-    const float* x = c.x + r * n;
-    float* y = c.out + r * n;
-    const float m = c.k->row_max(x, n);
-    const float s = c.k->exp_shift_sum(x, y, n, m);
-    c.k->scale(y, n, 1.0f / s);
-  }
+  c.k->softmax_rows(c.x + b * c.cols, c.out + b * c.cols, e - b, c.cols);
 }
 
 void log_softmax_rows(void* ctx, int64_t b, int64_t e) {

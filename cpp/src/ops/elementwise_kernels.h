@@ -46,6 +46,8 @@ struct ElementwiseKernels {
   void (*sparse_row_times)(const int32_t* idx, const float* val, int64_t nnz, const float* w,
                            int64_t ldw, float* out, int64_t n);
   void (*axpy)(float a, const float* x, float* y, int64_t n);  // y += a·x
+  // rows × n values: softmax over each row (row_max, exp_shift_sum, scale, row by row)
+  void (*softmax_rows)(const float* x, float* y, int64_t rows, int64_t n);
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();
