@@ -136,3 +136,58 @@ def test_bad_sources_raise_with_received(call):
     x, y = data()
     with pytest.raises(ValueError, match="Received"):
         call(model(), x, y)
+
+
+def test_nan_in_a_batch_stops_fit_and_evaluate_before_that_batch():
+    # The engine checks each batch's x as it copies its rows: the error names x and the row of
+    # the batch; the batches before it trained, the one holding the NaN did not.
+    x, y = data()
+    bad = x.copy()
+    bad[45, 2] = np.nan  # batch 2 (rows 40-59), its row 5
+    m, ref = model(), model()
+    with pytest.raises(ValueError, match=r"`x` contains NaN.*Received: x with NaN at row 5"):
+        m.fit(Batches(bad, y, 20), epochs=1, verbose=0)
+    ref.fit(Batches(x[:40], y[:40], 20), epochs=1, verbose=0)
+    for p, q in zip(m.get_weights(), ref.get_weights()):
+        np.testing.assert_array_equal(p, q)
+    with pytest.raises(ValueError, match=r"`x` contains NaN.*at row 5"):
+        m.evaluate(Batches(bad, y, 20), verbose=0)
+    bad_y = y.copy()
+    bad_y[3, 1] = np.nan
+    with pytest.raises(ValueError, match=r"`y` contains NaN.*at row 3"):
+        m.fit(Batches(x, bad_y, 20), epochs=1, verbose=0)
+
+
+def test_batches_needing_conversion_train_as_float32_batches():
+    # float64, Fortran-order, strided and read-only batches, and float64 targets, train
+    # exactly like the float32 C-contiguous batches they hold (the quick path takes only
+    # those; the others are converted first).
+    x, y = data()
+    a, b = model(), model()
+    a.fit(Batches(x, y, 25), epochs=2, verbose=0)
+
+    class Odd(PyDataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            xb, yb = x[i * 25:(i + 1) * 25], y[i * 25:(i + 1) * 25]
+            if i == 0:
+                return xb.astype(np.float64), yb.astype(np.float64)
+            if i == 1:
+                return np.asfortranarray(xb), yb
+            if i == 2:
+                wide = np.zeros((25, 12), np.float32)
+                wide[:, ::2] = xb
+                return wide[:, ::2], yb
+            ro = xb.copy()
+            ro.flags.writeable = False
+            return ro, yb
+
+    b.fit(Odd(), epochs=2, verbose=0)
+    for p, q in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(p, q)
+    with pytest.raises(ValueError, match=r"expected shape \(None, 6\).*Received: x with shape"):
+        b.fit(iter([(x[:5, :5], y[:5])]), verbose=0)
+    with pytest.raises(ValueError, match=r"target.shape=.*Received: y with shape"):
+        b.fit(iter([(x[:5], y[:5, :2])]), verbose=0)

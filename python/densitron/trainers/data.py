@@ -165,6 +165,17 @@ def _split_structure(value, names, arg):
     return [value]
 
 
+def _engine_ready(value, shape):
+    """value as the engine reads it, (rows, features), when it needs no conversion: a
+    float32 C-contiguous NumPy array of shape (rows >= 1, *shape). Otherwise None, and the
+    general path converts and checks it. (A generator's batches mostly are such arrays: this
+    skips the general path's work on every one of them.)"""
+    if (type(value) is np.ndarray and value.dtype == np.float32 and value.flags.c_contiguous
+            and value.ndim == len(shape) + 1 and value.shape[1:] == shape and value.shape[0]):
+        return value.reshape(value.shape[0], -1)
+    return None
+
+
 def standardize_x(model, x, arg="x", reject_nan=True, predicting=False):
     """Returns a list of (rows, width) float32 arrays, one per model input (a SparseInput for
     a SciPy sparse matrix). Training and evaluation refuse NaN (`reject_nan`); prediction
@@ -173,6 +184,12 @@ def standardize_x(model, x, arg="x", reject_nan=True, predicting=False):
     pass) except for `predicting`: the engine reads it in place, without gathering it."""
     if x is None:
         raise ValueError(f"`{arg}` is required. Received: {arg}=None")
+    if len(model._input_shapes) == 1:
+        a = _engine_ready(x, model._input_shapes[0])
+        if a is not None:
+            if reject_nan:
+                _check_finite(a, arg)
+            return [a]
     parts = _split_structure(x, model._input_names, arg)
     out = []
     for k, (part, shape) in enumerate(zip(parts, model._input_shapes)):
@@ -214,6 +231,12 @@ def standardize_y(model, y, arg="y"):
     """Returns a list of float32 target arrays, one per output, shaped for the engine."""
     if y is None:
         raise ValueError(f"`{arg}` is required for training and evaluation. Received: {arg}=None")
+    if len(model._output_shapes) == 1 and not isinstance(
+            model._compiled_losses[0], losses_mod.SparseCategoricalCrossentropy):
+        a = _engine_ready(y, model._output_shapes[0])
+        if a is not None:
+            _check_finite(a, arg)
+            return [a]
     parts = _split_structure(y, model._output_names, arg)
     out = []
     for k, part in enumerate(parts):

@@ -573,12 +573,13 @@ class Trainer:
         return logs
 
     def _batch_arrays(self, batch, arg, class_weight=None):
-        """One batch of a source as the engine's arrays: xs, ys, sample weights, rows."""
+        """One batch of a source as the engine's arrays: xs, ys, sample weights, rows. x is
+        not checked for NaN here: the engine checks its rows as it reads them."""
         bx, by, bw = sources.unpack(batch, arg)
         if by is None:
             raise ValueError(f"Each batch of `{arg}` must hold targets: (x, y) or (x, y, "
                              f"sample_weight). Received: a batch of x alone")
-        xs, ys, rows = self._prepare_xy(bx, by)
+        xs, ys, rows = self._prepare_xy(bx, by, reject_x_nan=False)
         if class_weight is not None:
             if bw is not None:
                 raise ValueError("You cannot use `class_weight` with batches that hold sample "
@@ -613,6 +614,7 @@ class Trainer:
         cb.on_train_begin()
         initial_epoch = self._restored_initial_epoch(initial_epoch)
         logs = {}
+        in_order = np.arange(0, dtype=np.int64)
         for epoch in range(initial_epoch, epochs):
             cb.on_epoch_begin(epoch)
             totals, done = None, 0
@@ -620,7 +622,14 @@ class Trainer:
                 xs, ys, sws, rows = self._batch_arrays(batch, "x", class_weight)
                 cb.on_train_batch_begin(done)
                 self._schedule_ahead(1)
-                *step, _ = self._graph.train_batches(xs, ys, None, rows, 0, 1, sws)
+                # Given a row order, the engine copies the batch's rows, checking them for
+                # NaN on the way: less than a NaN pass over the batch before the engine reads
+                # it in place (one read of x instead of two).
+                if in_order.shape[0] != rows:
+                    in_order = np.arange(rows, dtype=np.int64)
+                *step, nan = self._graph.train_batches(xs, ys, in_order, rows, 0, 1, sws)
+                if nan is not None:
+                    raise data_mod.engine_nan_error(xs, nan)
                 totals = sources.add_totals(totals, step)
                 logs = self._logs_from_totals(*totals)
                 cb.on_train_batch_end(done, logs)
@@ -652,7 +661,9 @@ class Trainer:
             xs, ys, sws, rows = self._batch_arrays(batch, source.arg)
             if cb is not None:
                 cb.on_test_batch_begin(b)
-            *step, nan = self._graph.evaluate(xs, ys, self._inference_batch(rows), sws, False)
+            *step, nan = self._graph.evaluate(xs, ys, self._inference_batch(rows), sws, True)
+            if nan is not None:
+                raise data_mod.engine_nan_error(xs, nan)
             totals = sources.add_totals(totals, step)
             if cb is not None:
                 cb.on_test_batch_end(b, self._logs_from_totals(*totals))
