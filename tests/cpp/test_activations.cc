@@ -15,6 +15,7 @@
 
 #include "densitron/cpu.h"
 #include "densitron/ops.h"
+#include "ops/elementwise_kernels.h"
 #include "densitron/optim.h"
 
 namespace densitron {
@@ -346,23 +347,58 @@ TEST_P(ActivationIsa, SoftmaxAndLogSoftmaxRows) {
   }
 }
 
-// The Dense output layer's softmax runs in place. Rows narrower than a vector take a path of
-// their own (one vector a row, in registers): in place or not, and for any row count, it gives
-// the general path's values bit for bit.
-TEST_P(ActivationIsa, SoftmaxInPlaceEqualsOutOfPlace) {
+// A Dense layer's softmax or log_softmax runs in place, and so does its backward. Rows
+// narrower than a vector take a path of their own (one vector a row, in registers): in place
+// or not, and for any row count, it gives the general path's values bit for bit: the row
+// pieces composed row by row (the values are checked against double in
+// SoftmaxAndLogSoftmaxRows), and each row on its own as a one-row call.
+TEST_P(ActivationIsa, SoftmaxRowsInPlaceEqualOutOfPlace) {
   IsaScope scope(GetParam());
-  for (int64_t rows : {1, 2, 5, 32, 33}) {
-    for (int64_t cols : {1, 3, 7, 10, 15, 16, 17, 31, 40}) {
-      const int64_t n = rows * cols;
-      std::vector<float> x = normal_vec(n, 700 + n, 5.0f), y(n), inplace = x;
-      activation_forward(A::kSoftmax, {}, x.data(), y.data(), rows, cols);
-      activation_forward(A::kSoftmax, {}, inplace.data(), inplace.data(), rows, cols);
-      EXPECT_EQ(y, inplace) << rows << "x" << cols;
-      for (int64_t r = 0; r < rows; ++r) {  // and row by row, as one-row calls
-        std::vector<float> one(x.begin() + r * cols, x.begin() + (r + 1) * cols);
-        activation_forward(A::kSoftmax, {}, one.data(), one.data(), 1, cols);
-        ASSERT_TRUE(std::equal(one.begin(), one.end(), y.begin() + r * cols))
-            << rows << "x" << cols << " row " << r;
+  for (A act : {A::kSoftmax, A::kLogSoftmax}) {
+    for (int64_t rows : {1, 2, 5, 32, 33}) {
+      for (int64_t cols : {1, 3, 7, 10, 15, 16, 17, 31, 40}) {
+        const int64_t n = rows * cols;
+        std::vector<float> x = normal_vec(n, 700 + n, 5.0f), y(n), inplace = x;
+        const std::vector<float> dy = normal_vec(n, 900 + n, 1.0f);
+        activation_forward(act, {}, x.data(), y.data(), rows, cols);
+        activation_forward(act, {}, inplace.data(), inplace.data(), rows, cols);
+        EXPECT_EQ(y, inplace) << rows << "x" << cols;
+        std::vector<float> dx(n), dx_inplace = dy;
+        activation_backward(act, {}, nullptr, y.data(), dy.data(), dx.data(), rows, cols);
+        activation_backward(act, {}, nullptr, y.data(), dx_inplace.data(), dx_inplace.data(),
+                            rows, cols);
+        EXPECT_EQ(dx, dx_inplace) << rows << "x" << cols;
+        // and the row pieces of the ISA's table composed row by row (the general path)
+        const ElementwiseKernels* k = elementwise_kernels();
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t o = r * cols;
+          std::vector<float> want(cols), g(cols);
+          const float m = k->row_max(x.data() + o, cols);
+          const float sum = k->exp_shift_sum(x.data() + o, want.data(), cols, m);
+          if (act == A::kSoftmax) {
+            k->scale(want.data(), cols, 1.0f / sum);
+            k->softmax_jvp(y.data() + o, dy.data() + o, g.data(), cols,
+                           k->dot(dy.data() + o, y.data() + o, cols));
+          } else {
+            k->shift2(x.data() + o, want.data(), cols, m, std::log(sum));
+            k->log_softmax_jvp(y.data() + o, dy.data() + o, g.data(), cols,
+                               k->sum(dy.data() + o, cols));
+          }
+          ASSERT_TRUE(std::equal(want.begin(), want.end(), y.begin() + o))
+              << rows << "x" << cols << " row " << r;
+          ASSERT_TRUE(std::equal(g.begin(), g.end(), dx.begin() + o))
+              << rows << "x" << cols << " row " << r;
+        }
+        for (int64_t r = 0; r < rows; ++r) {  // row by row, as one-row calls
+          const int64_t o = r * cols;
+          std::vector<float> one(x.begin() + o, x.begin() + o + cols), g(cols);
+          activation_forward(act, {}, one.data(), one.data(), 1, cols);
+          ASSERT_TRUE(std::equal(one.begin(), one.end(), y.begin() + o))
+              << rows << "x" << cols << " row " << r;
+          activation_backward(act, {}, nullptr, y.data() + o, dy.data() + o, g.data(), 1, cols);
+          ASSERT_TRUE(std::equal(g.begin(), g.end(), dx.begin() + o))
+              << rows << "x" << cols << " row " << r;
+        }
       }
     }
   }

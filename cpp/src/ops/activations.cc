@@ -106,32 +106,18 @@ void softmax_rows(void* ctx, int64_t b, int64_t e) {
 
 void log_softmax_rows(void* ctx, int64_t b, int64_t e) {
   const Call& c = *static_cast<const Call*>(ctx);
-  const int64_t n = c.cols;
-  for (int64_t r = b; r < e; ++r) {
-    const float* x = c.x + r * n;
-    const float m = c.k->row_max(x, n);
-    const float s = c.k->exp_shift_sum(x, nullptr, n, m);
-    c.k->shift2(x, c.out + r * n, n, m, std::log(s));  // (x - max) - log Σ exp(x - max)
-  }
+  c.k->log_softmax_rows(c.x + b * c.cols, c.out + b * c.cols, e - b, c.cols);
 }
 
 void softmax_jvp_rows(void* ctx, int64_t b, int64_t e) {
   const Call& c = *static_cast<const Call*>(ctx);
-  const int64_t n = c.cols;
-  for (int64_t r = b; r < e; ++r) {
-    const float* y = c.y + r * n;
-    const float* dy = c.dy + r * n;
-    c.k->softmax_jvp(y, dy, c.out + r * n, n, c.k->dot(dy, y, n));
-  }
+  c.k->softmax_jvp_rows(c.y + b * c.cols, c.dy + b * c.cols, c.out + b * c.cols, e - b, c.cols);
 }
 
 void log_softmax_jvp_rows(void* ctx, int64_t b, int64_t e) {
   const Call& c = *static_cast<const Call*>(ctx);
-  const int64_t n = c.cols;
-  for (int64_t r = b; r < e; ++r) {
-    const float* dy = c.dy + r * n;
-    c.k->log_softmax_jvp(c.y + r * n, dy, c.out + r * n, n, c.k->sum(dy, n));
-  }
+  c.k->log_softmax_jvp_rows(c.y + b * c.cols, c.dy + b * c.cols, c.out + b * c.cols, e - b,
+                            c.cols);
 }
 
 void check_act(Activation act) {

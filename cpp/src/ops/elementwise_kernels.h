@@ -46,8 +46,13 @@ struct ElementwiseKernels {
   void (*sparse_row_times)(const int32_t* idx, const float* val, int64_t nnz, const float* w,
                            int64_t ldw, float* out, int64_t n);
   void (*axpy)(float a, const float* x, float* y, int64_t n);  // y += a·x
-  // rows × n values: softmax over each row (row_max, exp_shift_sum, scale, row by row)
+  // rows × n values, row by row (the pieces above): softmax and log_softmax, and their
+  // backwards from the output y (dx may be dy)
   void (*softmax_rows)(const float* x, float* y, int64_t rows, int64_t n);
+  void (*log_softmax_rows)(const float* x, float* y, int64_t rows, int64_t n);
+  void (*softmax_jvp_rows)(const float* y, const float* dy, float* dx, int64_t rows, int64_t n);
+  void (*log_softmax_jvp_rows)(const float* y, const float* dy, float* dx, int64_t rows,
+                               int64_t n);
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();
