@@ -1232,6 +1232,12 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
     if (op != OpType::kInput && op != OpType::kReshape) ++pf_chunks;
     if (training && has_grad_[i] && op != OpType::kInput) ++pf_chunks;
   }
+  // A next batch too large to wait in L2 beside the step's own data is not requested ahead
+  // (kMaxPrefetchBytesPerThread): its rows would only push the step's out.
+  int64_t dense_row_bytes = 0;
+  for (size_t k = 0; k < inputs_.size(); ++k)
+    if (!data.is_sparse(k)) dense_row_bytes += nodes_[inputs_[k]].width * sizeof(float);
+  if (batch_size * dense_row_bytes > kMaxPrefetchBytesPerThread * nt) pf_chunks = 0;
   bool any_solo = mode != Mode::kPredict && loss_solo_;
   for (int i : fwd_order_) any_solo = any_solo || solo_fwd_[i];
   for (int i : bwd_order_) any_solo = any_solo || solo_bwd_[i];
