@@ -15,7 +15,31 @@ from densitron.callbacks.training import _Monitor
 _WEIGHTS_SUFFIXES = (".weights.h5", ".weights.npz")
 
 
-class ModelCheckpoint(_Monitor):
+class _SaveFreq:
+    """The `save_freq` rule of ModelCheckpoint and BackupAndRestore: "epoch", or a save every
+    `save_freq` batches (counted across epochs)."""
+
+    def _set_save_freq(self, save_freq, message):
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int)
+                                     or save_freq < 1):
+            raise ValueError(f"{message} Received: save_freq={save_freq!r}")
+        self.save_freq = save_freq
+        self._batches_since_save = 0
+
+    # Per-batch saving needs the per-batch hook; saving per epoch does not.
+    def _wants_batches(self):
+        return self.save_freq != "epoch"
+
+    def _batch_save_due(self):
+        """Counts a finished batch (with an integer save_freq); whether a save is due."""
+        self._batches_since_save += 1
+        if self._batches_since_save < self.save_freq:
+            return False
+        self._batches_since_save = 0
+        return True
+
+
+class ModelCheckpoint(_SaveFreq, _Monitor):
     """Saves the model (or its weights) at the end of every epoch or every `save_freq`
     batches; with `save_best_only`, only when `monitor` improved. `filepath` may hold
     `str.format` fields: `{epoch}` (1-based), `{batch}` with an integer `save_freq`, and any
@@ -29,11 +53,8 @@ class ModelCheckpoint(_Monitor):
         self.verbose = verbose
         self.save_best_only = bool(save_best_only)
         self.save_weights_only = bool(save_weights_only)
-        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int)
-                                     or save_freq < 1):
-            raise ValueError("Unrecognized save_freq: expected 'epoch' or a positive integer "
-                             f"(batches). Received: save_freq={save_freq!r}")
-        self.save_freq = save_freq
+        self._set_save_freq(save_freq, "Unrecognized save_freq: expected 'epoch' or a "
+                                       "positive integer (batches).")
         if self.save_weights_only and not self.filepath.endswith(_WEIGHTS_SUFFIXES):
             raise ValueError("When using `save_weights_only=True` in `ModelCheckpoint`, the "
                              "filepath must end in `.weights.h5` (Keras weights format) or "
@@ -43,21 +64,12 @@ class ModelCheckpoint(_Monitor):
                              f"Received: filepath={self.filepath}")
         self.best = initial_value_threshold
         self._epoch = 0
-        self._batches_since_save = 0
-
-    # Per-batch saving needs the per-batch hook; saving per epoch does not.
-    def _wants_batches(self):
-        return self.save_freq != "epoch"
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.save_freq == "epoch":
-            return
-        self._batches_since_save += 1
-        if self._batches_since_save >= self.save_freq:
-            self._batches_since_save = 0
+        if self.save_freq != "epoch" and self._batch_save_due():
             self._save(self._epoch, batch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -166,7 +178,7 @@ def _csv_value(v):
     return v
 
 
-class BackupAndRestore(Callback):
+class BackupAndRestore(_SaveFreq, Callback):
     """Keras's fault-tolerant training: at the end of every epoch (or every `save_freq`
     batches) the weights and the optimizer's state go to `backup_dir`/latest.weights.h5 (Keras's
     layout, replaced atomically) and the epoch to training_metadata.json; a `fit` that starts
@@ -180,12 +192,9 @@ class BackupAndRestore(Callback):
         if not backup_dir:
             raise ValueError(f"Empty `backup_dir` argument passed. Received: "
                              f"backup_dir={backup_dir!r}")
-        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int)
-                                     or save_freq < 1):
-            raise ValueError("Invalid value for argument `save_freq`. Expected either 'epoch' "
-                             f"or a positive integer. Received: save_freq={save_freq!r}")
+        self._set_save_freq(save_freq, "Invalid value for argument `save_freq`. Expected "
+                                       "either 'epoch' or a positive integer.")
         self.backup_dir = os.fspath(backup_dir)
-        self.save_freq = save_freq
         self.double_checkpoint = bool(double_checkpoint)
         self.delete_checkpoint = bool(delete_checkpoint)
         self._weights_path = os.path.join(self.backup_dir, "latest.weights.h5")
@@ -193,11 +202,7 @@ class BackupAndRestore(Callback):
         self._prev_weights_path = self._weights_path + ".bkp"
         self._prev_metadata_path = self._metadata_path + ".bkp"
         self._epoch = 0
-        self._batches_since_save = 0
         self._last_batch = 0
-
-    def _wants_batches(self):
-        return self.save_freq != "epoch"
 
     def on_train_begin(self, logs=None):
         try:
@@ -235,10 +240,8 @@ class BackupAndRestore(Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.save_freq == "epoch":
             return
-        self._batches_since_save += 1
         self._last_batch = batch
-        if self._batches_since_save >= self.save_freq:
-            self._batches_since_save = 0
+        if self._batch_save_due():
             self._save()
 
     def _save(self):
