@@ -76,6 +76,31 @@ densitron::SparseRows checked_sparse(const py::handle& obj, int64_t width, int64
   return sp;
 }
 
+// A metric spec from its Python tuple: (is_accuracy, kind, threshold, loss, class_id, top_k,
+// weighted[, AUC thresholds]).
+densitron::MetricSpec metric_spec(const py::handle& m) {
+  auto full = m.cast<py::tuple>();
+  if (full.size() != 7 && full.size() != 8)
+    throw py::value_error("metric specs have 7 or 8 fields");
+  auto mt = py::tuple(full[py::slice(0, 7, 1)])
+                .cast<std::tuple<bool, int, float, int, int64_t, int64_t, bool>>();
+  densitron::MetricSpec ms;
+  if (full.size() == 8) {
+    ms.thresholds = full[7].cast<std::vector<float>>();
+    if (static_cast<float>(ms.thresholds.size()) != std::get<2>(mt) ||
+        !std::is_sorted(ms.thresholds.begin(), ms.thresholds.end()))
+      throw py::value_error("AUC thresholds: one per bucket, sorted");
+  }
+  ms.is_accuracy = std::get<0>(mt);
+  ms.accuracy = static_cast<densitron::AccuracyKind>(std::get<1>(mt));
+  ms.threshold = std::get<2>(mt);
+  ms.loss = static_cast<densitron::Loss>(std::get<3>(mt));
+  ms.class_id = std::get<4>(mt);
+  ms.top_k = std::get<5>(mt);
+  ms.weighted = std::get<6>(mt);
+  return ms;
+}
+
 // Input k of xs into d: a dense array or a sparse input.
 void add_input(densitron::DataRefs* d, const py::handle& obj, int64_t width) {
   if (is_sparse(obj)) {
@@ -157,29 +182,7 @@ class PyGraph {
       o.loss_weight = std::get<2>(t);
       o.target_width = std::get<3>(t);
       o.loss_param = std::get<5>(t);
-      for (const py::handle& m : std::get<4>(t)) {
-        // (is_accuracy, kind, threshold, loss, class_id, top_k, weighted[, AUC thresholds])
-        auto full = m.cast<py::tuple>();
-        if (full.size() != 7 && full.size() != 8)
-          throw py::value_error("metric specs have 7 or 8 fields");
-        auto mt = py::tuple(full[py::slice(0, 7, 1)])
-                      .cast<std::tuple<bool, int, float, int, int64_t, int64_t, bool>>();
-        densitron::MetricSpec ms;
-        if (full.size() == 8) {
-          ms.thresholds = full[7].cast<std::vector<float>>();
-          if (static_cast<float>(ms.thresholds.size()) != std::get<2>(mt) ||
-              !std::is_sorted(ms.thresholds.begin(), ms.thresholds.end()))
-            throw py::value_error("AUC thresholds: one per bucket, sorted");
-        }
-        ms.is_accuracy = std::get<0>(mt);
-        ms.accuracy = static_cast<densitron::AccuracyKind>(std::get<1>(mt));
-        ms.threshold = std::get<2>(mt);
-        ms.loss = static_cast<densitron::Loss>(std::get<3>(mt));
-        ms.class_id = std::get<4>(mt);
-        ms.top_k = std::get<5>(mt);
-        ms.weighted = std::get<6>(mt);
-        o.metrics.push_back(ms);
-      }
+      for (const py::handle& m : std::get<4>(t)) o.metrics.push_back(metric_spec(m));
       target_widths_.push_back(o.target_width);
       specs.push_back(std::move(o));
     }
@@ -418,6 +421,11 @@ void bind_graph(py::module_& m) {
         return densitron::first_nan(p, n);
       },
       py::arg("array"), "Flat index of the first NaN in a float32 array, or -1.");
+  m.def(
+      "_metric_sums",
+      [](const py::tuple& spec, int64_t columns) { return metric_spec(spec).sums(columns); },
+      py::arg("spec"), py::arg("columns"),
+      "How many sums the engine keeps for a metric spec on an output of `columns` columns.");
   m.def("_optimizer_update", &optimizer_update, py::arg("config"), py::arg("step"), py::arg("w"),
         py::arg("g"), py::arg("slots"));
   m.def(

@@ -646,18 +646,6 @@ def display_name(metric):
     return metric.name if isinstance(metric, Metric) else metric
 
 
-def spec_sums(spec, columns):
-    """How many engine sums a spec keeps for an output of `columns` columns: 1, an AUC's
-    positive and negative count of each bucket, or 4 a column for R2Score and the F-scores
-    (as the engine's MetricSpec::sums)."""
-    is_accuracy, kind, threshold = spec[:3]
-    if is_accuracy and kind in (_AUC_BUCKETS, _AUC_BUCKETS_LOGITS):
-        return 2 * int(threshold)
-    if is_accuracy and kind in (_AUC_COLUMN_BUCKETS, _AUC_COLUMN_BUCKETS_LOGITS):
-        return 2 * int(threshold) * columns
-    return 4 * columns if is_accuracy and kind in (_R2_SUMS, _F_SCORE_SUMS) else 1
-
-
 def reads_dense_targets(spec):
     """Whether an engine spec reads a target value for every predicted value (not a class id
     per row, as the sparse accuracy and cross-entropy do)."""

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 
+from densitron import _core
 from densitron import losses as losses_mod
 from densitron import metrics as metrics_mod
 from densitron import optimizers as optimizers_mod
@@ -211,12 +212,13 @@ class Trainer:
                                          f"metrics={self._compile_metrics!r}, weighted_metrics="
                                          f"{getattr(self, '_compile_weighted_metrics', None)!r}")
                     self._metric_logs.append((name, k, is_weighted, engine_index, post))
-                    engine_index += sum(metrics_mod.spec_sums(s, self._output_last[k])
-                                        for s in engine_specs)
                     # (the engine's tuple: class_id and top_k after the loss id, then the
                     # weighting, then an AUC's thresholds when given; see bind_graph)
-                    out_specs.extend((*spec[:4], *(spec[4:6] or (-1, 0)), is_weighted,
-                                      *spec[6:]) for spec in engine_specs)
+                    full = [(*spec[:4], *(spec[4:6] or (-1, 0)), is_weighted, *spec[6:])
+                            for spec in engine_specs]
+                    engine_index += sum(_core._metric_sums(s, self._output_last[k])
+                                        for s in full)
+                    out_specs.extend(full)
             specs.append(out_specs)
         return specs
 
