@@ -447,16 +447,27 @@ def shape_width(shape):
     return int(np.prod(shape[1:])) if len(shape) > 1 else 1
 
 
+def node_spec(op, width, last_dim, act=None, params=(), fattrs=(), iattrs=(),
+              activity=(0.0, 0.0)):
+    """The engine's description of one node: (op, width, last_dim, activation id, activation
+    params, params, fattrs, iattrs, (activity l1, l2)); `act` is activations.engine_spec's
+    (id, params), the linear activation when None. The executor adds the input indices."""
+    from densitron import activations
+
+    act_id, act_params = act or activations.engine_spec(activations.linear)
+    return (op, int(width), int(last_dim), act_id, act_params, list(params),
+            [float(f) for f in fattrs], [int(i) for i in iattrs],
+            (float(activity[0]), float(activity[1])))
+
+
 def engine_node(op, node, activation=None, params=(), fattrs=(), iattrs=()):
-    """The engine's description of one layer call: (op, width, last_dim, activation id,
-    activation params, params, fattrs, iattrs, (activity l1, l2)); the executor adds the input
-    indices."""
+    """node_spec for one layer call: its output's width and last axis, its activation (a
+    softmax over a middle axis as (outer, len, inner) in iattrs) and activity regularizer."""
     from densitron import activations
 
     out = node.outputs[0].shape
     activation = activation or activations.linear
-    act_id, act_params = activations.engine_spec(activation, allow_axis=op == 2)
-    iattrs = [int(i) for i in iattrs]
+    act = activations.engine_spec(activation, allow_axis=op == 2)
     axis = activations.softmax_axis(activation)
     if axis is not None:
         rank = len(out)
@@ -468,6 +479,5 @@ def engine_node(op, node, activation=None, params=(), fattrs=(), iattrs=()):
             iattrs = [int(np.prod(out[1:axis])), int(out[axis]), int(np.prod(out[axis + 1:]))]
     reg = getattr(node.layer, "activity_regularizer", None)
     activity = (reg.l1, reg.l2) if reg is not None else (0.0, 0.0)
-    return (op, shape_width(out), int(out[-1]) if len(out) > 1 else 1, act_id, act_params,
-            list(params), [float(f) for f in fattrs], iattrs,
-            (float(activity[0]), float(activity[1])))
+    return node_spec(op, shape_width(out), int(out[-1]) if len(out) > 1 else 1, act, params,
+                     fattrs, iattrs, activity)

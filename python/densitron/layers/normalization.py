@@ -4,7 +4,7 @@ the engine's index-map op moving that axis last before the normalization and bac
 import numpy as np
 
 from densitron import constraints, initializers, regularizers
-from densitron.layers.layer import Layer, engine_node
+from densitron.layers.layer import Layer, engine_node, node_spec
 from densitron.layers.reshaping import _positions
 
 _INDEX_MAP = 20  # densitron::OpType::kIndexMap
@@ -47,11 +47,7 @@ def axis_last_chain(spec, shape, axis):
 
 def _index_map_spec(index_map, last_dim):
     """An engine index-map node picking the values `index_map` names (no activation)."""
-    from densitron import activations
-
-    act_id, act_params = activations.engine_spec(activations.linear)
-    return (_INDEX_MAP, int(len(index_map)), int(last_dim), act_id, act_params, [], [],
-            [int(i) for i in index_map], (0.0, 0.0))
+    return node_spec(_INDEX_MAP, len(index_map), last_dim, iattrs=index_map)
 
 
 class _Normalization(Layer):
