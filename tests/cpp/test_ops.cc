@@ -155,6 +155,64 @@ TEST(Losses, CrossentropyMatchesKerasFormulaAndFusedGradient) {
   }
 }
 
+// Binary cross-entropy on every ISA (the SIMD kernels compute its logarithms by a series of
+// their own): against Keras's formula in double, -mean(y·log p + (1 - y)·log(1 - p)) with p
+// clipped to [1e-7, 1 - 1e-7], over probabilities from the clip limits to 1/2, 1 to 3
+// columns and more values than one chunk of the kernel; the gradients (plain and through a
+// fused sigmoid) bit for bit the scalar formulas; NaN stays NaN.
+TEST(Losses, BinaryCrossentropyMatchesItsFormulaOnEveryIsa) {
+  const Isa saved = active_isa();
+  const float edge[] = {0.0f, 1e-9f, 1e-7f, 3e-7f, 1e-4f, 0.01f, 0.3f, 0.5f, 0.7f, 0.99f,
+                        0.9999f, 1.0f - 1e-7f, 1.0f};
+  for (Isa isa : {Isa::kGeneric, Isa::kAvx2, Isa::kAvx512}) {
+    if (!isa_supported(isa)) continue;
+    set_active_isa(isa);
+    for (int64_t cols : {1, 3}) {
+      const int64_t rows = 1500 / cols + 7, n = rows * cols;
+      std::vector<float> p(n), y(n), g(n), gf(n);
+      std::mt19937 rng(5);
+      std::uniform_real_distribution<float> u(0.0f, 1.0f);
+      for (int64_t i = 0; i < n; ++i) {
+        p[i] = i < 13 ? edge[i] : (i % 3 == 0 ? std::pow(10.0f, -7.0f * u(rng)) : u(rng));
+        if (i % 2) p[i] = 1.0f - p[i];
+        y[i] = i % 5 == 0 ? u(rng) : static_cast<float>(i % 2);
+      }
+      const double got = loss_forward_backward(Loss::kBinaryCrossentropy, p.data(), y.data(),
+                                               rows, cols, g.data(), rows, false);
+      loss_forward_backward(Loss::kBinaryCrossentropy, p.data(), y.data(), rows, cols,
+                            gf.data(), rows, true);
+      double want = 0.0;
+      for (int64_t i = 0; i < n; ++i) {
+        const double pc = std::min(std::max(double(p[i]), double(1e-7f)), double(1.0f - 1e-7f));
+        want -= (y[i] * std::log(pc) + (1.0 - y[i]) * std::log(1.0 - pc)) / cols;
+        const float d = p[i] - y[i];
+        const bool in = p[i] >= 1e-7f && p[i] <= 1.0f - 1e-7f;
+        ASSERT_EQ(g[i], in ? d / (p[i] * (1.0f - p[i])) * (1.0f / cols) * (1.0f / rows) : 0.0f)
+            << isa_name(isa) << " i=" << i;
+        ASSERT_EQ(gf[i], d * (1.0f / cols) * (1.0f / rows)) << isa_name(isa) << " i=" << i;
+      }
+      EXPECT_NEAR(got, want, 1e-6 * std::fabs(want)) << isa_name(isa) << " cols=" << cols;
+      // value by value: each row's loss within a few float ulps of the double formula (plus
+      // an ulp of 1: 1 - p is rounded to float first, as in Keras)
+      for (int64_t i = 0; i < n; i += cols) {
+        const double one = loss_forward_backward(Loss::kBinaryCrossentropy, p.data() + i,
+                                                 y.data() + i, 1, cols, nullptr, 1, false);
+        double ref = 0.0;
+        for (int64_t j = i; j < i + cols; ++j) {
+          const double pc = std::min(std::max(double(p[j]), double(1e-7f)), double(1.0f - 1e-7f));
+          ref -= (y[j] * std::log(pc) + (1.0 - y[j]) * std::log(1.0 - pc)) / cols;
+        }
+        ASSERT_NEAR(one, ref, 4e-7 * std::fabs(ref) + 1.2e-7) << isa_name(isa) << " p=" << p[i];
+      }
+      std::vector<float> bad = p;
+      bad[n / 2] = std::nanf("");
+      EXPECT_TRUE(std::isnan(loss_forward_backward(Loss::kBinaryCrossentropy, bad.data(),
+                                                   y.data(), rows, cols, nullptr, rows, false)));
+    }
+  }
+  set_active_isa(saved);
+}
+
 // Soft targets over many classes (more than the 64 columns the non-zero targets are listed
 // in at a time), some zero: the loss against -Σ y·log(p/Σp) in double, the gradients (plain
 // and through a fused softmax) against their formulas.

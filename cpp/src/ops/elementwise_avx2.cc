@@ -50,6 +50,13 @@ inline V vand_bits(V a, uint32_t m) {
   return _mm256_and_ps(a, _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(m))));
 }
 inline V vxor(V a, V b) { return _mm256_xor_ps(a, b); }
+// For finite a > 0, normal: the exponent e (as a float) and the mantissa m in [1, 2) of
+// a = m·2^e.
+inline V vexponent(V a) {
+  const __m256i e = _mm256_srli_epi32(_mm256_castps_si256(a), 23);
+  return _mm256_cvtepi32_ps(_mm256_sub_epi32(e, _mm256_set1_epi32(127)));
+}
+inline V vmantissa(V a) { return vxor(vand_bits(a, 0x007fffffu), _mm256_set1_ps(1.0f)); }
 inline M lt(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
 inline M le(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
 inline M gt(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }

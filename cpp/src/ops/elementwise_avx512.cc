@@ -45,6 +45,10 @@ inline V vand_bits(V a, uint32_t m) {
 inline V vxor(V a, V b) {
   return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(a), _mm512_castps_si512(b)));
 }
+// For finite a > 0, normal: the exponent e (as a float) and the mantissa m in [1, 2) of
+// a = m·2^e.
+inline V vexponent(V a) { return _mm512_getexp_ps(a); }
+inline V vmantissa(V a) { return _mm512_getmant_ps(a, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero); }
 inline M lt(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
 inline M le(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ); }
 inline M gt(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }

@@ -47,6 +47,10 @@ inline V vscale2(V p, V k) {
 }
 inline V vand_bits(V a, uint32_t m) { return from_bits(bits(a) & m); }
 inline V vxor(V a, V b) { return from_bits(bits(a) ^ bits(b)); }
+// For finite a > 0, normal: the exponent e (as a float) and the mantissa m in [1, 2) of
+// a = m·2^e.
+inline V vexponent(V a) { return static_cast<float>(static_cast<int>(bits(a) >> 23) - 127); }
+inline V vmantissa(V a) { return from_bits((bits(a) & 0x007fffffu) | 0x3f800000u); }
 inline M lt(V a, V b) { return a < b; }
 inline M le(V a, V b) { return a <= b; }
 inline M gt(V a, V b) { return a > b; }

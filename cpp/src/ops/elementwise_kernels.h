@@ -53,6 +53,10 @@ struct ElementwiseKernels {
   void (*softmax_jvp_rows)(const float* y, const float* dy, float* dx, int64_t rows, int64_t n);
   void (*log_softmax_jvp_rows)(const float* y, const float* dy, float* dx, int64_t rows,
                                int64_t n);
+  // Keras's binary cross-entropy terms of n values into t, and the gradient into g unless
+  // nullptr (see elementwise_body.inc)
+  void (*binary_crossentropy)(const float* p, const float* y, float* t, float* g, int64_t n,
+                              float keep, float add, float c1, float c2, bool fused);
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();

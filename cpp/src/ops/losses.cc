@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "densitron/ops.h"
+#include "ops/elementwise_kernels.h"
 
 namespace densitron {
 namespace {
@@ -185,6 +186,38 @@ double categorical_hinge_row(const float* p, const float* y, int64_t cols, float
 
 }  // namespace
 
+// The binary cross-entropy of rows × cols values without sample weights: the terms and the
+// gradient by the ISA's kernel a chunk at a time, each row's terms summed in double in column
+// order (as the scalar loss sums them), the row's loss their negated mean.
+double binary_crossentropy_rows(const float* p, const float* y, int64_t rows, int64_t cols,
+                                float* grad, float scale, const Smoothing& sm, bool fused) {
+  const ElementwiseKernels* k = elementwise_kernels();
+  constexpr int64_t kChunk = 1024;
+  float t[kChunk];
+  const float inv_cols = 1.0f / static_cast<float>(cols);
+  const int64_t n = rows * cols;
+  double total = 0.0, row = 0.0;
+  int64_t col = 0;
+  for (int64_t e0 = 0; e0 < n; e0 += kChunk) {
+    const int64_t m = std::min(kChunk, n - e0);
+    k->binary_crossentropy(p + e0, y + e0, t, grad ? grad + e0 : nullptr, m, sm.keep, sm.add,
+                           inv_cols, scale, fused);
+    if (cols == 1) {  // each value a row: the same sums, without the division by one
+      for (int64_t j = 0; j < m; ++j) total -= t[j];
+      continue;
+    }
+    for (int64_t j = 0; j < m; ++j) {
+      row -= t[j];
+      if (++col == cols) {
+        total += row / cols;
+        row = 0.0;
+        col = 0;
+      }
+    }
+  }
+  return total;
+}
+
 float hinge_targets(const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i)
     if (y[i] != 0.0f && y[i] != 1.0f) return 0.0f;
@@ -200,6 +233,8 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
   const float delta = param;                    // Huber's
   const bool to_signs = param != 0.0f;          // the hinge losses': {0, 1} read as {-1, 1}
   const float log2 = static_cast<float>(std::log(2.0));
+  if (loss == Loss::kBinaryCrossentropy && weights == nullptr)
+    return binary_crossentropy_rows(p, y, rows, cols, grad, base_scale, binary, fused_logits);
   double total = 0.0;
   for (int64_t r = 0; r < rows; ++r) {
     const float* pr = p + r * cols;
