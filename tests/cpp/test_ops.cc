@@ -164,6 +164,10 @@ TEST(Losses, BinaryCrossentropyMatchesItsFormulaOnEveryIsa) {
   const Isa saved = active_isa();
   const float edge[] = {0.0f, 1e-9f, 1e-7f, 3e-7f, 1e-4f, 0.01f, 0.3f, 0.5f, 0.7f, 0.99f,
                         0.9999f, 1.0f - 1e-7f, 1.0f};
+  auto term = [](float p, float y) {  // -(y·log p + (1 - y)·log(1 - p)), p clipped, in double
+    const double pc = std::min(std::max(double(p), double(1e-7f)), double(1.0f - 1e-7f));
+    return -(y * std::log(pc) + (1.0 - y) * std::log(1.0 - pc));
+  };
   for (Isa isa : {Isa::kGeneric, Isa::kAvx2, Isa::kAvx512}) {
     if (!isa_supported(isa)) continue;
     set_active_isa(isa);
@@ -183,8 +187,7 @@ TEST(Losses, BinaryCrossentropyMatchesItsFormulaOnEveryIsa) {
                             gf.data(), rows, true);
       double want = 0.0;
       for (int64_t i = 0; i < n; ++i) {
-        const double pc = std::min(std::max(double(p[i]), double(1e-7f)), double(1.0f - 1e-7f));
-        want -= (y[i] * std::log(pc) + (1.0 - y[i]) * std::log(1.0 - pc)) / cols;
+        want += term(p[i], y[i]) / cols;
         const float d = p[i] - y[i];
         const bool in = p[i] >= 1e-7f && p[i] <= 1.0f - 1e-7f;
         ASSERT_EQ(g[i], in ? d / (p[i] * (1.0f - p[i])) * (1.0f / cols) * (1.0f / rows) : 0.0f)
@@ -198,10 +201,7 @@ TEST(Losses, BinaryCrossentropyMatchesItsFormulaOnEveryIsa) {
         const double one = loss_forward_backward(Loss::kBinaryCrossentropy, p.data() + i,
                                                  y.data() + i, 1, cols, nullptr, 1, false);
         double ref = 0.0;
-        for (int64_t j = i; j < i + cols; ++j) {
-          const double pc = std::min(std::max(double(p[j]), double(1e-7f)), double(1.0f - 1e-7f));
-          ref -= (y[j] * std::log(pc) + (1.0 - y[j]) * std::log(1.0 - pc)) / cols;
-        }
+        for (int64_t j = i; j < i + cols; ++j) ref += term(p[j], y[j]) / cols;
         ASSERT_NEAR(one, ref, 4e-7 * std::fabs(ref) + 1.2e-7) << isa_name(isa) << " p=" << p[i];
       }
       std::vector<float> bad = p;
