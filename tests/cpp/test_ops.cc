@@ -11,6 +11,8 @@
 #include "densitron/cpu.h"
 #include "densitron/ops.h"
 #include "densitron/optim.h"
+#include "graph/graph_util.h"
+#include "ops/elementwise_kernels.h"
 
 namespace densitron {
 namespace {
@@ -208,6 +210,39 @@ TEST(Losses, BinaryCrossentropyMatchesItsFormulaOnEveryIsa) {
       bad[n / 2] = std::nanf("");
       EXPECT_TRUE(std::isnan(loss_forward_backward(Loss::kBinaryCrossentropy, bad.data(),
                                                    y.data(), rows, cols, nullptr, rows, false)));
+    }
+  }
+  set_active_isa(saved);
+}
+
+// Dropout's kernel (vectorised by the AVX-512 build) keeps and drops exactly the values the
+// executor's hash_uniform says, on every ISA: forward, and accumulated into a gradient, with
+// tails, mask indices from an offset, rate 0 (all kept) and rate near 1.
+TEST(Dropout, KernelMasksAreTheExecutorsHashOnEveryIsa) {
+  const Isa saved = active_isa();
+  for (Isa isa : {Isa::kGeneric, Isa::kAvx2, Isa::kAvx512}) {
+    if (!isa_supported(isa)) continue;
+    set_active_isa(isa);
+    const ElementwiseKernels* k = elementwise_kernels();
+    for (int64_t n : {1, 7, 8, 9, 16, 33, 1000}) {
+      for (float rate : {0.0f, 0.2f, 0.5f, 0.999f}) {
+        const uint64_t seed = 12345, key = 7 + n, first = n % 5 == 0 ? 0 : 1000003;
+        const float scale = 1.0f / (1.0f - rate);
+        const std::vector<float> x = random_vec(n, 60 + n);
+        std::vector<float> y(n), acc = random_vec(n, 61), acc_want = acc;
+        k->dropout(x.data(), y.data(), n, seed, key, first, rate, scale, false);
+        k->dropout(x.data(), acc.data(), n, seed, key, first, rate, scale, true);
+        int64_t kept = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          const bool keep = graph_detail::hash_uniform(seed, key, first + i) >= rate;
+          kept += keep;
+          const float v = keep ? x[i] * scale : 0.0f;
+          ASSERT_EQ(y[i], v) << isa_name(isa) << " n=" << n << " i=" << i << " rate=" << rate;
+          ASSERT_EQ(acc[i], acc_want[i] + v) << isa_name(isa) << " n=" << n << " i=" << i;
+        }
+        if (rate == 0.0f) EXPECT_EQ(kept, n);
+        if (n == 1000 && rate == 0.5f) EXPECT_NEAR(kept, 500, 60);
+      }
     }
   }
   set_active_isa(saved);

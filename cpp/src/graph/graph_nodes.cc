@@ -7,6 +7,7 @@
 
 #include "densitron/graph.h"
 #include "graph/graph_util.h"
+#include "ops/elementwise_kernels.h"
 
 namespace densitron {
 
@@ -88,6 +89,13 @@ void Graph::forward_node(const Step& st, int i) {
         for (int64_t j = el.lo; j < el.hi; ++j)
           y[j] = a * (hash_uniform(seed, noise_key(st), dropout_mask_index(node.iattrs, j)) >=
                               rate ? x[j] : dropped) + b;
+        return;
+      }
+      if (node.iattrs.size() == 1) {  // no noise_shape: mask index j, by the ISA's kernel
+        if (el.lo < el.hi)
+          elementwise_kernels()->dropout(x + el.lo, y + el.lo, el.hi - el.lo, seed,
+                                         static_cast<uint64_t>(noise_key(st)),
+                                         static_cast<uint64_t>(el.lo), rate, scale, false);
         return;
       }
       for (int64_t j = el.lo; j < el.hi; ++j)
@@ -883,6 +891,13 @@ void Graph::backward_node(const Step& st, int i) {
       const float scale = node.fattrs.size() == 4 ? static_cast<float>(node.fattrs[1])
                                                   : 1.0f / (1.0f - rate);
       const uint64_t seed = static_cast<uint64_t>(node.iattrs[0]);
+      if (node.iattrs.size() == 1) {  // no noise_shape (rate 0 keeps all: every u > 0)
+        if (el.lo < el.hi)
+          elementwise_kernels()->dropout(dy + el.lo, gx + el.lo, el.hi - el.lo, seed,
+                                         static_cast<uint64_t>(noise_key(st)),
+                                         static_cast<uint64_t>(el.lo), rate, scale, acc);
+        return;
+      }
       for (int64_t j = el.lo; j < el.hi; ++j) {
         const float v = (rate == 0.0f || hash_uniform(seed, noise_key(st),
                                                       dropout_mask_index(node.iattrs, j)) >= rate)

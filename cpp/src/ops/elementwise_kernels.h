@@ -57,6 +57,10 @@ struct ElementwiseKernels {
   // nullptr (see elementwise_body.inc)
   void (*binary_crossentropy)(const float* p, const float* y, float* t, float* g, int64_t n,
                               float keep, float add, float c1, float c2, bool fused);
+  // Dropout of n values whose mask indices run from `first`: y = x·scale where the uniform of
+  // (seed, key, index) is >= rate, else 0 (added to y when `accumulate`)
+  void (*dropout)(const float* x, float* y, int64_t n, uint64_t seed, uint64_t key,
+                  uint64_t first, float rate, float scale, bool accumulate);
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();
