@@ -76,6 +76,46 @@ inline float hmax(V a) {
   return _mm_cvtss_f32(s);
 }
 
+// Dropout's hash (see dropout in the body) on 4 lanes of 64 bits: AVX2 multiplies 32-bit
+// halves, so a 64-bit product is lo·lo + ((hi·lo + lo·hi) << 32).
+inline __m256i mul64(__m256i a, __m256i b) {
+  const __m256i cross = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(a, 32), b),
+                                         _mm256_mul_epu32(a, _mm256_srli_epi64(b, 32)));
+  return _mm256_add_epi64(_mm256_mul_epu32(a, b), _mm256_slli_epi64(cross, 32));
+}
+inline __m256i mix64_lanes(__m256i z) {
+  z = _mm256_add_epi64(z, _mm256_set1_epi64x(static_cast<int64_t>(0x9e3779b97f4a7c15ull)));
+  z = mul64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 30)),
+            _mm256_set1_epi64x(static_cast<int64_t>(0xbf58476d1ce4e5b9ull)));
+  z = mul64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 27)),
+            _mm256_set1_epi64x(static_cast<int64_t>(0x94d049bb133111ebull)));
+  return _mm256_xor_si256(z, _mm256_srli_epi64(z, 31));
+}
+// The top 24 bits of the hash of indices first..first+3, as 32-bit integers in 4 lanes.
+inline __m256i hash24(uint64_t seed, uint64_t k, uint64_t first) {
+  const __m256i idx = _mm256_add_epi64(_mm256_set1_epi64x(static_cast<int64_t>(first)),
+                                       _mm256_set_epi64x(3, 2, 1, 0));
+  const __m256i inner = mix64_lanes(_mm256_xor_si256(
+      _mm256_set1_epi64x(static_cast<int64_t>(k)), mix64_lanes(idx)));
+  return _mm256_srli_epi64(
+      mix64_lanes(_mm256_xor_si256(_mm256_set1_epi64x(static_cast<int64_t>(seed)), inner)), 40);
+}
+inline int64_t dropout_lanes(const float* x, float* y, int64_t n, uint64_t seed, uint64_t k,
+                             uint64_t first, float rate, float scale, bool accumulate) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const uint64_t f = first + static_cast<uint64_t>(i);
+    // the low halves of both hash vectors' lanes, in index order
+    const __m256 lo = _mm256_shuffle_ps(_mm256_castsi256_ps(hash24(seed, k, f)),
+                                        _mm256_castsi256_ps(hash24(seed, k, f + 4)), 0x88);
+    const __m256i h = _mm256_permute4x64_epi64(_mm256_castps_si256(lo), 0xd8);
+    const V u = (_mm256_cvtepi32_ps(h) + 0.5f) * (1.0f / 16777216.0f);
+    const V v = _mm256_and_ps(_mm256_cmp_ps(u, vset(rate), _CMP_GE_OQ), vload(x + i) * scale);
+    vstore(y + i, accumulate ? vload(y + i) + v : v);
+  }
+  return i;
+}
+
 }  // namespace
 
 #include "ops/elementwise_body.inc"
