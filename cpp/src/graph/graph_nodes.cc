@@ -4,6 +4,7 @@
 #include <cassert>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "densitron/graph.h"
 #include "graph/graph_util.h"
@@ -12,6 +13,29 @@
 namespace densitron {
 
 using namespace graph_detail;  // NOLINT: the graph sources' private helpers
+
+namespace {
+
+// The calling thread's scratch of n doubles, zeroed (grows only: no allocation once warm).
+double* zeroed_doubles(int64_t n) {
+  thread_local std::vector<double> scratch;
+  if (static_cast<int64_t>(scratch.size()) < n) scratch.resize(n);
+  std::fill(scratch.begin(), scratch.begin() + n, 0.0);
+  return scratch.data();
+}
+
+// The calling thread's scratch of n floats (grows only).
+float* float_scratch(int64_t n) {
+  thread_local std::vector<float> scratch;
+  if (static_cast<int64_t>(scratch.size()) < n) scratch.resize(n);
+  return scratch.data();
+}
+
+// Rows of a layer normalization handled together: each row's sums stay in its own order,
+// and the rows' dependency chains overlap.
+constexpr int64_t kRowGroup = 4;
+
+}  // namespace
 
 // The epilogue of Dense i's input-gradient GEMM (columns from col0 of the input on): its
 // input's activation derivative when that is fused there (dact_by_consumer_), else none.
@@ -298,31 +322,49 @@ void Graph::forward_node(const Step& st, int i) {
       const float eps = static_cast<float>(node.fattrs[1]);
       float* mean = aux_buf_[i].data();
       float* inv = mean + last;
-      for (int64_t c = cs.lo; c < cs.hi; ++c) {
-        if (st.training && st.noise < 0) {  // (a noisy predict keeps the moving statistics)
-          double sum = 0.0, sq = 0.0;
-          for (int64_t r = 0; r < rows; ++r) sum += x[r * last + c];
-          const double mu = sum / rows;
-          for (int64_t r = 0; r < rows; ++r) sq += (x[r * last + c] - mu) * (x[r * last + c] - mu);
-          const float var = static_cast<float>(sq / rows);
-          mean[c] = static_cast<float>(mu);
+      if (st.training && st.noise < 0) {  // (a noisy predict keeps the moving statistics)
+        // Each feature's sums over the rows in row order, in double; the rows are read in
+        // turn (a feature's values are a row apart) with one sum per feature.
+        const int64_t w = cs.hi - cs.lo;
+        double* sum = zeroed_doubles(3 * w);
+        double* mu = sum + w;
+        double* sq = mu + w;
+        for (int64_t r = 0; r < rows; ++r) {
+          const float* xr = x + r * last + cs.lo;
+          for (int64_t j = 0; j < w; ++j) sum[j] += xr[j];
+        }
+        for (int64_t j = 0; j < w; ++j) mu[j] = sum[j] / rows;
+        for (int64_t r = 0; r < rows; ++r) {
+          const float* xr = x + r * last + cs.lo;
+          for (int64_t j = 0; j < w; ++j) sq[j] += (xr[j] - mu[j]) * (xr[j] - mu[j]);
+        }
+        for (int64_t c = cs.lo; c < cs.hi; ++c) {
+          const float var = static_cast<float>(sq[c - cs.lo] / rows);
+          mean[c] = static_cast<float>(mu[c - cs.lo]);
           inv[c] = 1.0f / std::sqrt(var + eps);
           if (update_stats_) {
             const float momentum = static_cast<float>(node.fattrs[0]);
             mm[c] = mm[c] * momentum + mean[c] * (1.0f - momentum);
             mv[c] = mv[c] * momentum + var * (1.0f - momentum);
           }
-        } else {
+        }
+      } else {
+        for (int64_t c = cs.lo; c < cs.hi; ++c) {
           mean[c] = mm[c];
           inv[c] = 1.0f / std::sqrt(mv[c] + eps);
         }
       }
+      // (the output never overlaps the input or the statistics: restrict lets this vectorize)
+      const float* __restrict xs = x;
+      float* __restrict ys = y;
+      const float* __restrict ms = mean;
+      const float* __restrict is = inv;
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t c = cs.lo; c < cs.hi; ++c) {
-          float v = (x[r * last + c] - mean[c]) * inv[c];
+          float v = (xs[r * last + c] - ms[c]) * is[c];
           if (gamma) v *= gamma[c];
           if (beta) v += beta[c];
-          y[r * last + c] = v;
+          ys[r * last + c] = v;
         }
       return;
     }
@@ -331,22 +373,31 @@ void Graph::forward_node(const Step& st, int i) {
       const float* beta = param(i, 1);
       const float eps = static_cast<float>(node.fattrs[0]);
       float* stats = aux_buf_[i].data();
-      for (int64_t r = rw.lo; r < rw.hi; ++r) {
-        const float* xr = x + r * last;
-        double sum = 0.0, sq = 0.0;
-        for (int64_t c = 0; c < last; ++c) sum += xr[c];
-        const double mean = sum / last;
-        for (int64_t c = 0; c < last; ++c) sq += (xr[c] - mean) * (xr[c] - mean);
-        const float m = static_cast<float>(mean);
-        const float inv = 1.0f / std::sqrt(static_cast<float>(sq / last) + eps);
-        stats[2 * r] = m;
-        stats[2 * r + 1] = inv;
-        float* yr = y + r * last;
-        for (int64_t c = 0; c < last; ++c) {
-          float v = (xr[c] - m) * inv;
-          if (gamma) v *= gamma[c];
-          if (beta) v += beta[c];
-          yr[c] = v;
+      for (int64_t r0 = rw.lo; r0 < rw.hi; r0 += kRowGroup) {
+        const int64_t g = std::min(kRowGroup, rw.hi - r0);
+        double sum[kRowGroup] = {}, sq[kRowGroup] = {}, mean[kRowGroup];
+        for (int64_t c = 0; c < last; ++c)
+          for (int64_t q = 0; q < g; ++q) sum[q] += x[(r0 + q) * last + c];
+        for (int64_t q = 0; q < g; ++q) mean[q] = sum[q] / last;
+        for (int64_t c = 0; c < last; ++c)
+          for (int64_t q = 0; q < g; ++q) {
+            const float v = x[(r0 + q) * last + c];
+            sq[q] += (v - mean[q]) * (v - mean[q]);
+          }
+        for (int64_t q = 0; q < g; ++q) {
+          const int64_t r = r0 + q;
+          const float* xr = x + r * last;
+          const float m = static_cast<float>(mean[q]);
+          const float inv = 1.0f / std::sqrt(static_cast<float>(sq[q] / last) + eps);
+          stats[2 * r] = m;
+          stats[2 * r + 1] = inv;
+          float* yr = y + r * last;
+          for (int64_t c = 0; c < last; ++c) {
+            float v = (xr[c] - m) * inv;
+            if (gamma) v *= gamma[c];
+            if (beta) v += beta[c];
+            yr[c] = v;
+          }
         }
       }
       return;
@@ -1010,47 +1061,84 @@ void Graph::backward_node(const Step& st, int i) {
       float* gb = param_grad_wanted(bp) ? param_grad(bp) : nullptr;
       if (gg && param_first_writer_[gp] == i) std::fill(gg + cs.lo, gg + cs.hi, 0.0f);
       if (gb && param_first_writer_[bp] == i) std::fill(gb + cs.lo, gb + cs.hi, 0.0f);
-      if (gg || gb)
+      if (bn && (gg || gb)) {  // (the gradients never overlap dy, x or the statistics)
+        float* __restrict ggs = gg;
+        float* __restrict gbs = gb;
+        const float* __restrict ds = dy;
+        const float* __restrict xs = x;
+        const float* __restrict ms = stats;
+        const float* __restrict is = stats + last;
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = cs.lo; c < cs.hi; ++c) {
+            const float d = ds[r * last + c];
+            if (ggs) ggs[c] += d * (xs[r * last + c] - ms[c]) * is[c];
+            if (gbs) gbs[c] += d;
+          }
+      } else if (gg || gb) {
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t c = cs.lo; c < cs.hi; ++c) {
             const float d = dy[r * last + c];
             if (gg) gg[c] += d * (x[r * last + c] - mean_of(r, c)) * inv_of(r, c);
             if (gb) gb[c] += d;
           }
+      }
       float* gx = target(0, &acc);
       if (!gx) return;
       if (bn) {
-        for (int64_t c = cs.lo; c < cs.hi; ++c) {
-          double sum_dy = 0.0, sum_dy_xhat = 0.0;
-          for (int64_t r = 0; r < rows; ++r) {
-            const float d = dy[r * last + c];
-            sum_dy += d;
-            sum_dy_xhat += d * (x[r * last + c] - stats[c]) * stats[last + c];
+        // Each feature's sums over the rows in row order (in double), the rows read in turn;
+        // then every row's gradient from the features' factors.
+        const int64_t w = cs.hi - cs.lo;
+        double* __restrict sum_dy = zeroed_doubles(2 * w);
+        double* __restrict sum_dy_xhat = sum_dy + w;
+        float* __restrict g = float_scratch(3 * w);
+        float* __restrict a = g + w;
+        float* __restrict b = a + w;
+        const float* __restrict mean = stats + cs.lo;
+        const float* __restrict inv = stats + last + cs.lo;
+        for (int64_t r = 0; r < rows; ++r) {
+          const float* dr = dy + r * last + cs.lo;
+          const float* xr = x + r * last + cs.lo;
+          for (int64_t j = 0; j < w; ++j) {
+            sum_dy[j] += dr[j];
+            sum_dy_xhat[j] += dr[j] * (xr[j] - mean[j]) * inv[j];
           }
-          const float g = (gamma ? gamma[c] : 1.0f) * stats[last + c];
-          const float a = static_cast<float>(sum_dy / rows);
-          const float b = static_cast<float>(sum_dy_xhat / rows);
-          for (int64_t r = 0; r < rows; ++r) {
-            const float xhat = (x[r * last + c] - stats[c]) * stats[last + c];
-            const float v = g * (dy[r * last + c] - a - xhat * b);
-            gx[r * last + c] = acc ? gx[r * last + c] + v : v;
+        }
+        for (int64_t j = 0; j < w; ++j) {
+          g[j] = (gamma ? gamma[cs.lo + j] : 1.0f) * inv[j];
+          a[j] = static_cast<float>(sum_dy[j] / rows);
+          b[j] = static_cast<float>(sum_dy_xhat[j] / rows);
+        }
+        for (int64_t r = 0; r < rows; ++r) {
+          const float* __restrict dr = dy + r * last + cs.lo;
+          const float* __restrict xr = x + r * last + cs.lo;
+          float* __restrict gr = gx + r * last + cs.lo;
+          for (int64_t j = 0; j < w; ++j) {
+            const float xhat = (xr[j] - mean[j]) * inv[j];
+            const float v = g[j] * (dr[j] - a[j] - xhat * b[j]);
+            gr[j] = acc ? gr[j] + v : v;
           }
         }
       } else {
-        for (int64_t r = rw.lo; r < rw.hi; ++r) {
-          const float m = stats[2 * r], inv = stats[2 * r + 1];
-          double s1 = 0.0, s2 = 0.0;
-          for (int64_t c = 0; c < last; ++c) {
-            const float dxhat = dy[r * last + c] * (gamma ? gamma[c] : 1.0f);
-            s1 += dxhat;
-            s2 += dxhat * (x[r * last + c] - m) * inv;
-          }
-          const float a = static_cast<float>(s1 / last), b = static_cast<float>(s2 / last);
-          for (int64_t c = 0; c < last; ++c) {
-            const float xhat = (x[r * last + c] - m) * inv;
-            const float dxhat = dy[r * last + c] * (gamma ? gamma[c] : 1.0f);
-            const float v = inv * (dxhat - a - xhat * b);
-            gx[r * last + c] = acc ? gx[r * last + c] + v : v;
+        for (int64_t r0 = rw.lo; r0 < rw.hi; r0 += kRowGroup) {
+          const int64_t n = std::min(kRowGroup, rw.hi - r0);
+          double s1[kRowGroup] = {}, s2[kRowGroup] = {};
+          for (int64_t c = 0; c < last; ++c)
+            for (int64_t q = 0; q < n; ++q) {
+              const int64_t r = r0 + q;
+              const float dxhat = dy[r * last + c] * (gamma ? gamma[c] : 1.0f);
+              s1[q] += dxhat;
+              s2[q] += dxhat * (x[r * last + c] - stats[2 * r]) * stats[2 * r + 1];
+            }
+          for (int64_t q = 0; q < n; ++q) {
+            const int64_t r = r0 + q;
+            const float m = stats[2 * r], inv = stats[2 * r + 1];
+            const float a = static_cast<float>(s1[q] / last), b = static_cast<float>(s2[q] / last);
+            for (int64_t c = 0; c < last; ++c) {
+              const float xhat = (x[r * last + c] - m) * inv;
+              const float dxhat = dy[r * last + c] * (gamma ? gamma[c] : 1.0f);
+              const float v = inv * (dxhat - a - xhat * b);
+              gx[r * last + c] = acc ? gx[r * last + c] + v : v;
+            }
           }
         }
       }
