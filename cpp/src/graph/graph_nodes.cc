@@ -31,6 +31,9 @@ float* float_scratch(int64_t n) {
   return scratch.data();
 }
 
+// Noise values drawn per call of the ISA's gaussian_noise (on the stack).
+constexpr int64_t kNoiseChunk = 512;
+
 // Rows of a layer normalization handled together: each row's sums stay in its own order,
 // and the rows' dependency chains overlap.
 constexpr int64_t kRowGroup = 4;
@@ -131,9 +134,15 @@ void Graph::forward_node(const Step& st, int i) {
       const float stddev = static_cast<float>(node.fattrs[0]);
       const uint64_t seed = static_cast<uint64_t>(node.iattrs[0]);
       const bool multiplicative = node.iattrs.size() > 1 && node.iattrs[1] != 0;
-      for (int64_t j = el.lo; j < el.hi; ++j) {
-        const float noise = stddev * gaussian_noise(seed, noise_key(st), j);
-        y[j] = multiplicative ? x[j] * (1.0f + noise) : x[j] + noise;
+      float g[kNoiseChunk];
+      for (int64_t j0 = el.lo; j0 < el.hi; j0 += kNoiseChunk) {
+        const int64_t m = std::min(kNoiseChunk, el.hi - j0);
+        elementwise_kernels()->gaussian_noise(g, m, seed, static_cast<uint64_t>(noise_key(st)),
+                                              static_cast<uint64_t>(j0));
+        for (int64_t q = 0; q < m; ++q) {
+          const float noise = stddev * g[q];
+          y[j0 + q] = multiplicative ? x[j0 + q] * (1.0f + noise) : x[j0 + q] + noise;
+        }
       }
       return;
     }
@@ -805,9 +814,16 @@ void Graph::backward_node(const Step& st, int i) {
         if (!gx) return;
         const float stddev = static_cast<float>(node.fattrs[0]);
         const uint64_t seed = static_cast<uint64_t>(node.iattrs[0]);
-        for (int64_t j = el.lo; j < el.hi; ++j) {
-          const float v = dy[j] * (1.0f + stddev * gaussian_noise(seed, noise_key(st), j));
-          gx[j] = acc ? gx[j] + v : v;
+        float g[kNoiseChunk];
+        for (int64_t j0 = el.lo; j0 < el.hi; j0 += kNoiseChunk) {
+          const int64_t m = std::min(kNoiseChunk, el.hi - j0);
+          elementwise_kernels()->gaussian_noise(g, m, seed,
+                                                static_cast<uint64_t>(noise_key(st)),
+                                                static_cast<uint64_t>(j0));
+          for (int64_t q = 0; q < m; ++q) {
+            const float v = dy[j0 + q] * (1.0f + stddev * g[q]);
+            gx[j0 + q] = acc ? gx[j0 + q] + v : v;
+          }
         }
         return;
       }

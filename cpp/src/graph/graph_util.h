@@ -73,13 +73,6 @@ inline uint64_t dropout_mask_index(const std::vector<int64_t>& iattrs, int64_t j
   return static_cast<uint64_t>(index);
 }
 
-// GaussianNoise's standard normal value for element j of a step (Box-Muller of two hashes).
-inline float gaussian_noise(uint64_t seed, uint64_t step, int64_t j) {
-  const float u1 = hash_uniform(seed, step, 2 * j);
-  const float u2 = hash_uniform(seed, step, 2 * j + 1);
-  return std::sqrt(-2.0f * std::log(u1)) * std::cos(6.2831853f * u2);
-}
-
 // Keras's l2 normalisation scale of a vector with squared norm `squares`: min(1/‖v‖, 1/eps).
 inline float inverse_norm(float squares) {
   return std::min(1.0f / std::sqrt(squares), 1e7f);

@@ -61,6 +61,8 @@ struct ElementwiseKernels {
   // (seed, key, index) is >= rate, else 0 (added to y when `accumulate`)
   void (*dropout)(const float* x, float* y, int64_t n, uint64_t seed, uint64_t key,
                   uint64_t first, float rate, float scale, bool accumulate);
+  // Standard normal values for mask indices first..first+n-1 (Box-Muller on dropout's hash)
+  void (*gaussian_noise)(float* out, int64_t n, uint64_t seed, uint64_t key, uint64_t first);
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();
