@@ -168,6 +168,27 @@ def test_steps_of_half_a_million_multiply_adds_take_two_threads():
                      ((32, 32), 2): 0}
 
 
+def test_large_embedding_tables_split_the_step_bitwise_equal():
+    # Few multiply-adds but a large table to step: the update counts toward two threads. Each
+    # thread owns a range of the table's rows for its gradient: alike on one and two threads,
+    # with ids repeated within a batch and ids at the ends of the table.
+    rng = np.random.default_rng(12)
+    ids = rng.integers(0, 6000, (320, 20))
+    ids[:, 0] = 0
+    ids[:, 1] = 5999
+    ids[::3, 2] = 17
+    y = rng.integers(0, 2, (320, 1)).astype(np.float32)
+
+    def build():
+        inp = layers.Input(shape=(20,), dtype="int32")
+        h = layers.GlobalAveragePooling1D()(layers.Embedding(6000, 24)(inp))
+        model = Model(inp, layers.Dense(1, activation="sigmoid")(h))
+        model.compile(optimizer="adam", loss="binary_crossentropy")
+        return model
+
+    assert_trains_alike_on_one_and_two_threads(build, ids, y, batch_size=32, epochs=2)
+
+
 def test_narrow_models_small_batches_bitwise_equal():
     # Small steps that now split across two threads (first kernel cut or not, gather ahead
     # with a few rows a batch, a short last batch) give the one-thread results bit for bit.

@@ -267,7 +267,7 @@ class Graph {
   RunTotals run(Mode mode, const DataRefs& data, const int64_t* perm, int64_t batch_size,
                 int64_t first_batch, int64_t num_batches, const std::vector<float*>* out,
                 const RunTotals* carry = nullptr);
-  int threads_for(int64_t batch) const;
+  int threads_for(int64_t batch, bool training) const;
   void ensure_capacity(int64_t rows);
   void check_embedding_ids(const DataRefs& data) const;
   void begin_batch(const Step& st, const DataRefs& data, bool targets, const int64_t* perm,

@@ -1161,17 +1161,22 @@ void Graph::finish_update(const Step& st) {
 
 // --- runs of batches ---------------------------------------------------------------------
 
-int Graph::threads_for(int64_t batch) const {
+int Graph::threads_for(int64_t batch, bool training) const {
   // Splitting a step pays once its work outweighs the barriers between ops and the traffic
   // between cores. Measured here (2 cores, processes alternated): two threads win 1.3-1.6x
   // from about 0.6M multiply-adds a step (784-16-10 at batch 16, 784-8-10 at batch 32, the
   // seed model at batch 4 to 16, 784-32-32-10 at batch 32) and lose around 0.3M (784-16-10 at
   // batch 8: 0.9x; 784-32-32-10 at batch 2: 0.55x, though 1.35x at batch 4). Beyond two
-  // threads, one per 2M.
+  // threads, one per 2M. A training step also updates every trainable value, each counted as
+  // kUpdateMacs multiply-adds: an Embedding(10000, 32) text model under Adam, 0.2M
+  // multiply-adds a step at batch 32 but 0.32M table values to step, ran on one thread.
   double macs = 0.0;
   for (const NodeSpec& node : nodes_)
     if (node.op == OpType::kDense)
       macs += 3.0 * static_cast<double>(batch) * nodes_[node.inputs[0]].width * node.last_dim;
+  if (training)
+    for (const ParamSpec& p : params_)
+      if (p.trainable) macs += kUpdateMacs * static_cast<double>(p.size);
   const int by_work = macs < kMacsForTwoThreads
                           ? 1
                           : std::max(2, static_cast<int>(macs / kMacsPerThread));
@@ -1220,7 +1225,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   update_stats_ = mode == Mode::kTrain;
   const double reg_eval = mode == Mode::kEvaluate ? regularization_value() : 0.0;
   std::vector<double> reg_share(64, 0.0);
-  const int nt = std::min(threads_for(std::min(batch_size, end - begin)), 64);
+  const int nt = std::min(threads_for(std::min(batch_size, end - begin), training), 64);
   plan_step(std::min(batch_size, end - begin), nt, training);
   int64_t loss_values = 0;
   for (const OutputSpec& o : output_specs_) loss_values += nodes_[o.node].width;

@@ -1163,17 +1163,23 @@ void Graph::backward_node(const Step& st, int i) {
     case OpType::kEmbedding: {
       const int tp = node.params[0];
       if (!param_grad_wanted(tp)) return;
-      // Each thread owns a range of the table's columns, so repeated ids never collide.
-      const Share cs = share_of(last, ith, nth, 16, 16);
-      float* gt = param_grad(tp);
+      // Each thread owns a range of the table's rows (whole rows, so no cache line of the
+      // gradient is written by two threads, as it was when threads owned ranges of columns
+      // of every row: 6x slower an epoch on two threads), and adds the rows of the ids that
+      // fall in it, in batch order: every table value sums its terms in the same order for
+      // any thread count.
       const int64_t table_rows = node.iattrs[0];
-      if (param_first_writer_[tp] == i)
-        for (int64_t r = 0; r < table_rows; ++r)
-          std::fill(gt + r * last + cs.lo, gt + r * last + cs.hi, 0.0f);
+      const Share rs = share_of(table_rows, ith, nth, std::max<int64_t>(1, 64 / last));
+      float* gt = param_grad(tp);
+      if (param_first_writer_[tp] == i && rs.lo < rs.hi)
+        std::fill(gt + rs.lo * last, gt + rs.hi * last, 0.0f);
       const int64_t ids = st.batch * nodes_[in].width;
       for (int64_t j = 0; j < ids; ++j) {
-        float* row = gt + static_cast<int64_t>(x[j]) * last;
-        for (int64_t c = cs.lo; c < cs.hi; ++c) row[c] += dy[j * last + c];
+        const int64_t id = static_cast<int64_t>(x[j]);
+        if (id < rs.lo || id >= rs.hi) continue;
+        float* row = gt + id * last;
+        const float* d = dy + j * last;
+        for (int64_t c = 0; c < last; ++c) row[c] += d[c];
       }
       return;
     }

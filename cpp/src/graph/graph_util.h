@@ -175,6 +175,9 @@ constexpr double kMaxSoloDenseMacs = 131072.0;
 // per thread beyond two.
 constexpr double kMacsForTwoThreads = 0.5e6;
 constexpr double kMacsPerThread = 2.0e6;
+// The multiply-adds a trainable value's update counts as in that choice (an optimizer step
+// reads and writes its value and slots: a few multiply-adds' time at the GEMMs' rate).
+constexpr double kUpdateMacs = 4.0;
 
 // Parameter elements per thread below which an optimizer update is not shared out.
 constexpr int64_t kMinUpdatePerThread = 2048;
