@@ -100,6 +100,18 @@ TEST(ColumnSums, MatchDoubleWithAccumulate) {
   }
 }
 
+// Runs fn(isa) with each ISA this machine supports active, then restores the active one.
+template <class Fn>
+void for_each_isa(Fn fn) {
+  const Isa saved = active_isa();
+  for (Isa isa : {Isa::kGeneric, Isa::kAvx2, Isa::kAvx512}) {
+    if (!isa_supported(isa)) continue;
+    set_active_isa(isa);
+    fn(isa);
+  }
+  set_active_isa(saved);
+}
+
 TEST(FirstNan, FindsTheFirstNanInSmallAndThreadedScans) {
   for (int64_t n : {int64_t{1}, int64_t{17}, int64_t{1000}, int64_t{3} << 20}) {
     std::vector<float> x(n, 1.5f);
@@ -112,10 +124,7 @@ TEST(FirstNan, FindsTheFirstNanInSmallAndThreadedScans) {
 }
 
 TEST(CopyHasNan, CopiesAndFlagsANanAtEveryPositionOnEveryIsa) {
-  const Isa saved = active_isa();
-  for (Isa isa : {Isa::kGeneric, Isa::kAvx2, Isa::kAvx512}) {
-    if (!isa_supported(isa)) continue;
-    set_active_isa(isa);
+  for_each_isa([&](Isa isa) {
     for (int64_t n : {int64_t{1}, int64_t{7}, int64_t{16}, int64_t{33}, int64_t{784}}) {
       std::vector<float> src = random_vec(n, 7), dst(n + 1, -1.0f);
       ASSERT_FALSE(copy_has_nan(src.data(), dst.data(), n)) << isa_name(isa) << " n=" << n;
@@ -128,8 +137,7 @@ TEST(CopyHasNan, CopiesAndFlagsANanAtEveryPositionOnEveryIsa) {
             << isa_name(isa) << " n=" << n << " pos=" << pos;
       }
     }
-  }
-  set_active_isa(saved);
+  });
 }
 
 TEST(Losses, CrossentropyMatchesKerasFormulaAndFusedGradient) {
@@ -219,10 +227,7 @@ TEST(Losses, BinaryCrossentropyMatchesItsFormulaOnEveryIsa) {
 // executor's hash_uniform says, on every ISA: forward, and accumulated into a gradient, with
 // tails, mask indices from an offset, rate 0 (all kept) and rate near 1.
 TEST(Dropout, KernelMasksAreTheExecutorsHashOnEveryIsa) {
-  const Isa saved = active_isa();
-  for (Isa isa : {Isa::kGeneric, Isa::kAvx2, Isa::kAvx512}) {
-    if (!isa_supported(isa)) continue;
-    set_active_isa(isa);
+  for_each_isa([&](Isa isa) {
     const ElementwiseKernels* k = elementwise_kernels();
     for (int64_t n : {1, 7, 8, 9, 16, 33, 1000}) {
       for (float rate : {0.0f, 0.2f, 0.5f, 0.999f}) {
@@ -244,18 +249,14 @@ TEST(Dropout, KernelMasksAreTheExecutorsHashOnEveryIsa) {
         if (n == 1000 && rate == 0.5f) EXPECT_NEAR(kept, 500, 60);
       }
     }
-  }
-  set_active_isa(saved);
+  });
 }
 
 // GaussianNoise's values on every ISA: Box-Muller on the executor's hash of indices 2j and
 // 2j + 1, sqrt(-2·log u1)·cos(2π·u2), against that formula in double (the kernels' logarithm
 // and cosine are their own), with tails and offsets; over 200k draws, mean 0 and variance 1.
 TEST(GaussianNoise, KernelValuesAreBoxMullerOfTheExecutorsHashOnEveryIsa) {
-  const Isa saved = active_isa();
-  for (Isa isa : {Isa::kGeneric, Isa::kAvx2, Isa::kAvx512}) {
-    if (!isa_supported(isa)) continue;
-    set_active_isa(isa);
+  for_each_isa([&](Isa isa) {
     const ElementwiseKernels* k = elementwise_kernels();
     for (int64_t n : {1, 15, 16, 17, 300, 200000}) {
       const uint64_t seed = 99, key = 4, first = n == 15 ? 123456789 : 0;
@@ -276,8 +277,7 @@ TEST(GaussianNoise, KernelValuesAreBoxMullerOfTheExecutorsHashOnEveryIsa) {
         EXPECT_NEAR(squares / n, 1.0, 0.01) << isa_name(isa);
       }
     }
-  }
-  set_active_isa(saved);
+  });
 }
 
 // Soft targets over many classes (more than the 64 columns the non-zero targets are listed
