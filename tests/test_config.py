@@ -26,6 +26,8 @@ LAYERS = [
     lambda: layers.Concatenate(axis=1),
     lambda: layers.Add(),
     lambda: layers.Softmax(axis=1),
+    lambda: layers.PReLU(alpha_initializer="ones", alpha_regularizer="l2",
+                         alpha_constraint="non_neg", shared_axes=[1]),
 ]
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import densitron
-from densitron import layers, optimizers
+from densitron import initializers, layers, optimizers
 from densitron.models import Model
 from test_threads import assert_trains_alike_on_one_and_two_threads
 
@@ -157,6 +157,19 @@ def test_single_input_layer_backward(layer):
                 w[i] = rng.normal(size=v.shape).astype(np.float32)
         model.set_weights(w)
     fd_check(model, rng.normal(size=(7, 4)), rng.normal(size=(7, 3)), "mse")
+
+
+@pytest.mark.parametrize("shape, shared_axes", [((5,), None), ((2, 3), None), ((2, 3), [1])])
+def test_prelu_backward(shape, shared_axes):
+    # Gradients of x and of alpha (non-zero, of both signs) on inputs of both signs.
+    rng = np.random.default_rng(9)
+    inp = layers.Input(shape=(4,))
+    h = layers.Dense(int(np.prod(shape)), bias_initializer="random_normal")(inp)
+    h = layers.Reshape(shape)(h)
+    h = layers.PReLU(alpha_initializer=initializers.RandomUniform(-0.5, 1.0),
+                     shared_axes=shared_axes)(h)
+    out = layers.Dense(3)(layers.Flatten()(h))
+    fd_check(Model(inp, out), rng.normal(size=(7, 4)), rng.normal(size=(7, 3)), "mse")
 
 
 def test_rank3_dense_reshape_flatten_concatenate_backward():

@@ -1710,3 +1710,30 @@ def test_pad_sequences_as_keras():
     for bad in ({"padding": "mid"}, {"truncating": "x"}, {"maxlen": -1}):
         with pytest.raises(ValueError, match="Received"):
             densitron.utils.pad_sequences(seqs, **bad)
+
+
+@pytest.mark.parametrize("shape, shared_axes", [((6,), None), ((3, 4), None), ((3, 4), [1])])
+def test_prelu_matches_keras(shape, shared_axes, tmp_path):
+    # Keras's PReLU (alpha of shape input_shape[1:], shared axes 1): predictions with the same
+    # weights, negative inputs included, and .keras files both ways.
+    def build(ns):
+        inp = ns.Input(shape=shape)
+        h = ns.layers.Dense(shape[-1], name="d")(inp)
+        h = ns.layers.PReLU(shared_axes=shared_axes, name="p")(h)
+        return ns.Model(inp, ns.layers.Dense(2, name="out")(ns.layers.Flatten()(h)))
+
+    kmodel, dmodel = build(KERAS), build(DENS)
+    assert [tuple(w.shape) for w in dmodel.weights] == [tuple(w.shape) for w in kmodel.weights]
+    weights = _random_weights(kmodel, seed=7)
+    kmodel.set_weights(weights)
+    dmodel.set_weights(weights)
+    x = _x(30, *shape, seed=8, scale=2.0)
+    want = kmodel.predict(x, verbose=0)
+    np.testing.assert_allclose(dmodel.predict(x, verbose=0), want, rtol=RTOL, atol=ATOL)
+    pytest.importorskip("h5py")
+    dmodel.save(tmp_path / "d.keras")
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "d.keras").predict(
+        x, verbose=0), want, rtol=RTOL, atol=ATOL)
+    kmodel.save(tmp_path / "k.keras")
+    np.testing.assert_allclose(densitron.models.load_model(tmp_path / "k.keras").predict(
+        x, verbose=0), want, rtol=RTOL, atol=ATOL)

@@ -433,3 +433,21 @@ def test_keras_arguments_at_their_off_values_are_taken():
     layers.Embedding(3, 2, lora_rank=None)
     with pytest.raises(TypeError, match="Received: kwargs=.*lora_rank"):
         layers.Dense(2, lora_rank=4)
+
+
+def test_prelu_refuses_alpha_shared_over_a_trailing_axis():
+    # Keras's alpha of shape (3, 1) (shared over the last axis) is not one densitron runs: a
+    # clear error when the layer is called, and bad shared_axes values at construction.
+    inp = layers.Input(shape=(3, 4))
+    with pytest.raises(ValueError, match="shares alpha over leading axes only.*Received: "
+                                         "shared_axes=\\[2\\]"):
+        layers.PReLU(shared_axes=[2])(inp)
+    with pytest.raises(ValueError, match="shares axis 3 of an input of rank 3.*Received: "
+                                         "shared_axes=\\[3\\]"):
+        layers.PReLU(shared_axes=3)(inp)
+    with pytest.raises(ValueError, match="Received: shared_axes=0"):
+        layers.PReLU(shared_axes=0)
+    m = Model(inp, layers.PReLU(alpha_initializer="ones", shared_axes=[1, 2])(inp))
+    assert m.layers[1].alpha.shape == (1, 1)
+    x = np.random.default_rng(0).normal(size=(5, 3, 4)).astype(np.float32)
+    np.testing.assert_array_equal(m.predict(x, verbose=0), x)  # alpha 1: the identity

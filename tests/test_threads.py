@@ -189,6 +189,24 @@ def test_large_embedding_tables_split_the_step_bitwise_equal():
     assert_trains_alike_on_one_and_two_threads(build, ids, y, batch_size=32, epochs=2)
 
 
+def test_prelu_bitwise_equal():
+    # Its alpha gradient summed per value over the batch in sample order, whatever thread
+    # owns the value.
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(256, 200)).astype(np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 256)]
+
+    def build():
+        inp = layers.Input(shape=(200,))
+        h = layers.Dense(160)(inp)
+        h = layers.PReLU(alpha_initializer="random_uniform")(h)
+        model = Model(inp, layers.Dense(10, activation="softmax")(h))
+        model.compile(optimizer="adam", loss="categorical_crossentropy")
+        return model
+
+    assert_trains_alike_on_one_and_two_threads(build, x, y, batch_size=64, epochs=2)
+
+
 def test_narrow_models_small_batches_bitwise_equal():
     # Small steps that now split across two threads (first kernel cut or not, gather ahead
     # with a few rows a batch, a short last batch) give the one-thread results bit for bit.

@@ -60,6 +60,9 @@ enum class OpType : int {
   kBiasAdd = 22,        // params {b (last_dim)}: x + b along the last axis (a layer's own
                         // weight added in its call(): `x + self.b`)
   kScaleBy = 23,        // params {s (last_dim)}: x · s along the last axis (`x * self.s`)
+  kPReLU = 24,          // params {alpha (n values)}, i {n}: each value x where x > 0, else
+                        // alpha·x, alpha[f mod n] for the value's flat index f (n divides the
+                        // width: alpha over a sample's last axes, shared over the leading ones)
 };
 
 struct NodeSpec {

@@ -171,6 +171,13 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
             in0->last_dim != node.last_dim)
           bad("BiasAdd and ScaleBy take one vector of the last axis's size");
         break;
+      case OpType::kPReLU:
+        need_inputs(1);
+        if (node.params.size() != 1 || node.params[0] < 0 || node.iattrs.size() != 1 ||
+            node.iattrs[0] < 1 || param_size(node.params[0]) != node.iattrs[0] ||
+            node.width % node.iattrs[0] != 0 || in0->width != node.width)
+          bad("PReLU takes a number of alpha values that divides the width");
+        break;
       case OpType::kCategorize: {
         need_inputs(1);
         if (node.iattrs.size() != 3 || node.iattrs[0] < 1 || node.iattrs[1] < 1 ||

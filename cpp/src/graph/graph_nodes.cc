@@ -170,6 +170,16 @@ void Graph::forward_node(const Step& st, int i) {
         for (int64_t c = 0; c < last; ++c) y[r * last + c] = x[r * last + c] * sc[c];
       return;
     }
+    case OpType::kPReLU: {
+      // Keras's relu(x) - alpha·relu(-x): x where x > 0, else alpha·x (0 + …: never -0).
+      const float* alpha = param(i, 0);
+      const int64_t na = node.iattrs[0];
+      for (int64_t f = el.lo; f < el.hi; ++f) {
+        const float v = x[f];
+        y[f] = v > 0.0f ? v : 0.0f + alpha[f % na] * v;
+      }
+      return;
+    }
     case OpType::kCategorize: {
       // Keras's Discretization (digitize) and CategoryEncoding, per sample.
       const int64_t depth = node.iattrs[0], k = node.iattrs[1], mode = node.iattrs[2];
@@ -832,6 +842,31 @@ void Graph::backward_node(const Step& st, int i) {
       if (float* gx = target(0, &acc))
         if (el.lo < el.hi) put(gx + el.lo, dy + el.lo, el.hi - el.lo, acc);
       return;
+    case OpType::kPReLU: {
+      // d alpha: sums of dy·min(x, 0) over the batch, each thread a range of the alpha values,
+      // samples in order; dx = dy where x > 0, alpha·dy where x < 0, 0 at 0 (relu's
+      // derivative at 0 is 0, as in Keras).
+      const int ap = node.params[0];
+      const float* alpha = param(i, 0);
+      const int64_t na = node.iattrs[0], n = st.batch * node.width;
+      if (param_grad_wanted(ap)) {
+        const Share as = share_of(na, ith, nth, 64, 16);
+        if (as.lo < as.hi) {
+          float* ga = param_grad(ap);
+          if (param_first_writer_[ap] == i) std::fill(ga + as.lo, ga + as.hi, 0.0f);
+          for (int64_t f0 = 0; f0 < n; f0 += na)
+            for (int64_t a = as.lo; a < as.hi; ++a)
+              ga[a] += dy[f0 + a] * std::min(x[f0 + a], 0.0f);
+        }
+      }
+      if (float* gx = target(0, &acc))
+        for (int64_t f = el.lo; f < el.hi; ++f) {
+          const float v = x[f];
+          const float g = v > 0.0f ? dy[f] : (v < 0.0f ? alpha[f % na] * dy[f] : 0.0f);
+          gx[f] = acc ? gx[f] + g : g;
+        }
+      return;
+    }
     case OpType::kScaleBy: {
       // ds: column sums of dy·x, each thread its columns; dx = dy·s.
       const int sp = node.params[0];

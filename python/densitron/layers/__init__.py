@@ -1,7 +1,7 @@
 """Layers with Keras's names and arguments."""
 
-from densitron.layers.core import (ELU, Activation, Dense, Identity, Lambda, LeakyReLU, ReLU,
-                                   Softmax, TimeDistributed)
+from densitron.layers.core import (ELU, PReLU, Activation, Dense, Identity, Lambda, LeakyReLU,
+                                   ReLU, Softmax, TimeDistributed)
 from densitron.layers.embedding import Embedding
 from densitron.layers.input_layer import Input, InputLayer
 from densitron.layers.layer import KerasTensor, Layer
@@ -55,6 +55,6 @@ __all__ = ["add", "average", "concatenate", "dot", "maximum", "minimum", "multip
            "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", "Identity", "Input",
            "InputLayer",
            "KerasTensor", "Lambda", "Layer", "LayerNormalization", "LeakyReLU", "Maximum", "Minimum",
-           "Multiply", "Normalization", "ReLU", "Reshape", "Rescaling", "Softmax", "SpatialDropout1D",
+           "Multiply", "Normalization", "PReLU", "ReLU", "Reshape", "Rescaling", "Softmax", "SpatialDropout1D",
            "SpatialDropout2D", "SpatialDropout3D", "Subtract", "TimeDistributed",
            "UnitNormalization", "WeightAdd", "WeightMatMul", "WeightMultiply"]

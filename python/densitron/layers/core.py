@@ -195,6 +195,81 @@ class ELU(_ActivationLayer):
         return {**super().get_config(), "alpha": self.alpha}
 
 
+class PReLU(Layer):
+    """Keras's parametric ReLU: x where x > 0, else alpha·x, alpha a trainable weight of shape
+    input_shape[1:] with the `shared_axes` set to 1. densitron takes the alpha shapes whose
+    axes of size 1 all come first (all axes, or every axis but the last one or ones shared);
+    others are refused."""
+
+    _mask_rule = "pass"
+
+    def __init__(self, alpha_initializer="Zeros", alpha_regularizer=None, alpha_constraint=None,
+                 shared_axes=None, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha_initializer = initializers.get(alpha_initializer)
+        self.alpha_regularizer = regularizers.get(alpha_regularizer)
+        self.alpha_constraint = constraints.get(alpha_constraint)
+        if shared_axes is None:
+            self.shared_axes = None
+        elif isinstance(shared_axes, (list, tuple)):
+            self.shared_axes = list(shared_axes)
+        else:
+            self.shared_axes = [shared_axes]
+        for axis in self.shared_axes or []:
+            if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or axis < 1:
+                raise ValueError("`shared_axes` holds axes of the input after the batch axis "
+                                 f"(1, 2, ...). Received: shared_axes={shared_axes!r}")
+        self.alpha = None
+
+    def _alpha_shape(self, input_shape):
+        shape = list(input_shape[1:])
+        for axis in self.shared_axes or []:
+            if axis >= len(input_shape):
+                raise ValueError(f"Layer \"{self.name}\" shares axis {axis} of an input of rank "
+                                 f"{len(input_shape)}. Received: shared_axes={self.shared_axes}")
+            shape[axis - 1] = 1
+        ones = 0
+        while ones < len(shape) and shape[ones] == 1 and input_shape[1 + ones] != 1:
+            ones += 1
+        if any(d == 1 and input_shape[1 + k] != 1 for k, d in enumerate(shape[ones:], ones)):
+            raise ValueError("densitron's PReLU shares alpha over leading axes only (the alpha "
+                             "values of a sample are its last axes'). Received: "
+                             f"shared_axes={self.shared_axes} for inputs of shape "
+                             f"{tuple(input_shape)}")
+        return tuple(int(d) for d in shape)
+
+    def _check_inputs(self, input_shape):
+        _check_single(self, input_shape)
+        want = self._alpha_shape(input_shape)
+        if self.built and tuple(self.alpha.shape) != want:
+            raise ValueError(f"Input 0 of layer \"{self.name}\" is incompatible with the layer: "
+                             f"its alpha has shape {tuple(self.alpha.shape)}. Received: "
+                             f"input_shape={tuple(input_shape)}")
+
+    def build(self, input_shape):
+        self.alpha = self.add_weight(self._alpha_shape(input_shape), self.alpha_initializer,
+                                     name="alpha", regularizer=self.alpha_regularizer,
+                                     constraint=self.alpha_constraint)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def _engine_node(self, node, param_index):
+        return engine_node(24, node, params=[param_index[id(self.alpha)]],
+                           iattrs=[int(np.prod(self.alpha.shape))])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "alpha_initializer": initializers.serialize(self.alpha_initializer),
+            "alpha_regularizer": regularizers.serialize(self.alpha_regularizer),
+            "alpha_constraint": constraints.serialize(self.alpha_constraint),
+            "shared_axes": self.shared_axes,
+        })
+        return config
+
+
 class Identity(Layer):
     """Returns its input unchanged."""
     _mask_rule = "pass"
