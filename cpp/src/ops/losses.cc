@@ -102,8 +102,16 @@ double crossentropy_logits_row(const float* z, const float* y, int64_t label, in
                                float* g, float inv_scale, const Smoothing& sm) {
   float mx = z[0];
   for (int64_t j = 1; j < cols; ++j) mx = std::max(mx, z[j]);
+  // exp(z - max) in double, kept for the gradient when the row is short (the softmax is then
+  // e/Σe, one exponential a value instead of two)
+  constexpr int64_t kKeep = 64;
+  double e[kKeep];
   double sum = 0.0;
-  for (int64_t j = 0; j < cols; ++j) sum += std::exp(static_cast<double>(z[j] - mx));
+  for (int64_t j = 0; j < cols; ++j) {
+    const double v = std::exp(static_cast<double>(z[j] - mx));
+    if (j < kKeep) e[j] = v;
+    sum += v;
+  }
   const double lse = mx + std::log(sum);
   double loss = 0.0, ysum = 0.0;
   if (label >= 0) {
@@ -118,8 +126,9 @@ double crossentropy_logits_row(const float* z, const float* y, int64_t label, in
     }
   }
   if (g == nullptr) return loss;
+  const double inv_sum = 1.0 / sum;
   for (int64_t j = 0; j < cols; ++j) {
-    const double soft = std::exp(z[j] - lse);
+    const double soft = j < kKeep ? e[j] * inv_sum : std::exp(z[j] - lse);
     const double yj = label >= 0 ? (j == label ? 1.0 : 0.0) : sm(y[j]);
     g[j] = static_cast<float>(soft * ysum - yj) * inv_scale;
   }
