@@ -1057,6 +1057,33 @@ void Graph::backward_node(const Step& st, int i) {
       const bool max = node.iattrs[3] != 0;
       const float* yv = out_[i];
       const Share gs = pool_share(st, i);
+      if (!max) {
+        // The mean's: each group's dy/steps computed once, then written step after step (the
+        // same values the per-feature loop below writes, in an order that vectorises).
+        float* __restrict v = float_scratch(inner);
+        for (int64_t g = gs.lo; g < gs.hi; ++g) {
+          const float* keep = pool_mask(i, g);
+          const float* dg = dy + g * inner;
+          float steps = static_cast<float>(len);
+          if (keep != nullptr) {
+            steps = 0.0f;
+            for (int64_t j = 0; j < len; ++j) steps += keep[j] != 0.0f ? 1.0f : 0.0f;
+          }
+          for (int64_t c = 0; c < inner; ++c) v[c] = dg[c] / steps;
+          for (int64_t j = 0; j < len; ++j) {
+            float* __restrict row = gx + (g * len + j) * inner;
+            const float* t = keep == nullptr || keep[j] != 0.0f ? v : nullptr;
+            if (acc) {
+              for (int64_t c = 0; c < inner; ++c) row[c] = row[c] + (t ? t[c] : 0.0f);
+            } else if (t) {
+              std::memcpy(row, t, inner * sizeof(float));
+            } else {
+              std::fill(row, row + inner, 0.0f);
+            }
+          }
+        }
+        return;
+      }
       for (int64_t g = gs.lo; g < gs.hi; ++g) {
         const float* xg = x + g * len * inner;
         const float* keep = pool_mask(i, g);
