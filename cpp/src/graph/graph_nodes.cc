@@ -34,6 +34,20 @@ float* float_scratch(int64_t n) {
 // Noise values drawn per call of the ISA's gaussian_noise (on the stack).
 constexpr int64_t kNoiseChunk = 512;
 
+// Normalization's a or b (kStandardize) of each of its f features, in the calling thread's
+// scratch `slot`: from the mean or variance weight (b = standardize_scale(variance)), or from
+// the attributes (f values from `offset`).
+float* standardize_values(const float* param_values, const std::vector<double>& fattrs,
+                          int64_t offset, int64_t f, bool scale, int slot) {
+  thread_local std::vector<float> scratch[2];
+  std::vector<float>& out = scratch[slot];
+  if (static_cast<int64_t>(out.size()) < f) out.resize(f);
+  for (int64_t c = 0; c < f; ++c)
+    out[c] = param_values ? (scale ? standardize_scale(param_values[c]) : param_values[c])
+                          : static_cast<float>(fattrs[offset + c]);
+  return out.data();
+}
+
 // Rows of a layer normalization handled together: each row's sums stay in its own order,
 // and the rows' dependency chains overlap.
 constexpr int64_t kRowGroup = 4;
@@ -240,13 +254,21 @@ void Graph::forward_node(const Step& st, int i) {
       // Keras's Normalization: (x - mean) / max(sqrt(variance), eps), or its inverse.
       const bool invert = node.iattrs[0] != 0;
       const int64_t f = node.iattrs[1];
-      const float* mean = node.params.empty() ? nullptr : param(i, 0);
-      const float* var = node.params.empty() ? nullptr : param(i, 1);
-      for (int64_t j = el.lo; j < el.hi; ++j) {
-        const int64_t c = j % f;
-        const float a = mean ? mean[c] : static_cast<float>(node.fattrs[c]);
-        const float b = var ? standardize_scale(var[c]) : static_cast<float>(node.fattrs[f + c]);
-        y[j] = invert ? a + x[j] * b : (x[j] - a) / b;
+      const float* __restrict a = standardize_values(
+          node.params.empty() ? nullptr : param(i, 0), node.fattrs, 0, f, false, 0);
+      const float* __restrict b = standardize_values(
+          node.params.empty() ? nullptr : param(i, 1), node.fattrs, f, f, true, 1);
+      // value j is feature j mod f: runs of whole features, without a division a value
+      for (int64_t j = el.lo; j < el.hi;) {
+        const int64_t c0 = j % f, run = std::min(f - c0, el.hi - j);
+        const float* __restrict xs = x + j - c0;
+        float* __restrict ys = y + j - c0;
+        if (invert) {
+          for (int64_t c = c0; c < c0 + run; ++c) ys[c] = a[c] + xs[c] * b[c];
+        } else {
+          for (int64_t c = c0; c < c0 + run; ++c) ys[c] = (xs[c] - a[c]) / b[c];
+        }
+        j += run;
       }
       return;
     }
@@ -976,12 +998,17 @@ void Graph::backward_node(const Step& st, int i) {
       if (!gx) return;
       const bool invert = node.iattrs[0] != 0;
       const int64_t f = node.iattrs[1];
-      const float* var = node.params.empty() ? nullptr : param(i, 1);
-      for (int64_t j = el.lo; j < el.hi; ++j) {
-        const int64_t c = j % f;
-        const float b = var ? standardize_scale(var[c]) : static_cast<float>(node.fattrs[f + c]);
-        const float v = invert ? dy[j] * b : dy[j] / b;
-        gx[j] = acc ? gx[j] + v : v;
+      const float* __restrict b = standardize_values(
+          node.params.empty() ? nullptr : param(i, 1), node.fattrs, f, f, true, 1);
+      for (int64_t j = el.lo; j < el.hi;) {
+        const int64_t c0 = j % f, run = std::min(f - c0, el.hi - j);
+        const float* __restrict ds = dy + j - c0;
+        float* __restrict gs = gx + j - c0;
+        for (int64_t c = c0; c < c0 + run; ++c) {
+          const float v = invert ? ds[c] * b[c] : ds[c] / b[c];
+          gs[c] = acc ? gs[c] + v : v;
+        }
+        j += run;
       }
       return;
     }
