@@ -188,9 +188,13 @@ void Graph::forward_node(const Step& st, int i) {
       // Keras's relu(x) - alpha·relu(-x): x where x > 0, else alpha·x (0 + …: never -0).
       const float* alpha = param(i, 0);
       const int64_t na = node.iattrs[0];
-      for (int64_t f = el.lo; f < el.hi; ++f) {
-        const float v = x[f];
-        y[f] = v > 0.0f ? v : 0.0f + alpha[f % na] * v;
+      for (int64_t f = el.lo; f < el.hi;) {  // runs of alpha's values (no modulo a value)
+        const int64_t a0 = f % na, run = std::min(na - a0, el.hi - f);
+        const float* xs = x + f - a0;
+        float* ys = y + f - a0;
+        for (int64_t a = a0; a < a0 + run; ++a)
+          ys[a] = xs[a] > 0.0f ? xs[a] : 0.0f + alpha[a] * xs[a];
+        f += run;
       }
       return;
     }
@@ -882,10 +886,15 @@ void Graph::backward_node(const Step& st, int i) {
         }
       }
       if (float* gx = target(0, &acc))
-        for (int64_t f = el.lo; f < el.hi; ++f) {
-          const float v = x[f];
-          const float g = v > 0.0f ? dy[f] : (v < 0.0f ? alpha[f % na] * dy[f] : 0.0f);
-          gx[f] = acc ? gx[f] + g : g;
+        for (int64_t f = el.lo; f < el.hi;) {
+          const int64_t a0 = f % na, run = std::min(na - a0, el.hi - f);
+          for (int64_t a = a0; a < a0 + run; ++a) {
+            const int64_t e = f - a0 + a;
+            const float v = x[e];
+            const float g = v > 0.0f ? dy[e] : (v < 0.0f ? alpha[a] * dy[e] : 0.0f);
+            gx[e] = acc ? gx[e] + g : g;
+          }
+          f += run;
         }
       return;
     }
