@@ -34,6 +34,18 @@ float* float_scratch(int64_t n) {
 // Noise values drawn per call of the ISA's gaussian_noise (on the stack).
 constexpr int64_t kNoiseChunk = 512;
 
+// Walks [lo, hi) in runs within periods of n values (a feature's or alpha's index is the
+// value's index mod n): fn(base, c0, c1) for the values base + c, c in [c0, c1), base a
+// multiple of n. One division a run instead of one a value.
+template <class Fn>
+void for_each_period_run(int64_t lo, int64_t hi, int64_t n, Fn fn) {
+  for (int64_t j = lo; j < hi;) {
+    const int64_t c0 = j % n, run = std::min(n - c0, hi - j);
+    fn(j - c0, c0, c0 + run);
+    j += run;
+  }
+}
+
 // Normalization's a or b (kStandardize) of each of its f features, in the calling thread's
 // scratch `slot`: from the mean or variance weight (b = standardize_scale(variance)), or from
 // the attributes (f values from `offset`).
@@ -188,14 +200,11 @@ void Graph::forward_node(const Step& st, int i) {
       // Keras's relu(x) - alpha·relu(-x): x where x > 0, else alpha·x (0 + …: never -0).
       const float* alpha = param(i, 0);
       const int64_t na = node.iattrs[0];
-      for (int64_t f = el.lo; f < el.hi;) {  // runs of alpha's values (no modulo a value)
-        const int64_t a0 = f % na, run = std::min(na - a0, el.hi - f);
-        const float* xs = x + f - a0;
-        float* ys = y + f - a0;
-        for (int64_t a = a0; a < a0 + run; ++a)
-          ys[a] = xs[a] > 0.0f ? xs[a] : 0.0f + alpha[a] * xs[a];
-        f += run;
-      }
+      for_each_period_run(el.lo, el.hi, na, [&](int64_t base, int64_t a0, int64_t a1) {
+        const float* xs = x + base;
+        float* ys = y + base;
+        for (int64_t a = a0; a < a1; ++a) ys[a] = xs[a] > 0.0f ? xs[a] : 0.0f + alpha[a] * xs[a];
+      });
       return;
     }
     case OpType::kCategorize: {
@@ -262,18 +271,15 @@ void Graph::forward_node(const Step& st, int i) {
           node.params.empty() ? nullptr : param(i, 0), node.fattrs, 0, f, false, 0);
       const float* __restrict b = standardize_values(
           node.params.empty() ? nullptr : param(i, 1), node.fattrs, f, f, true, 1);
-      // value j is feature j mod f: runs of whole features, without a division a value
-      for (int64_t j = el.lo; j < el.hi;) {
-        const int64_t c0 = j % f, run = std::min(f - c0, el.hi - j);
-        const float* __restrict xs = x + j - c0;
-        float* __restrict ys = y + j - c0;
+      for_each_period_run(el.lo, el.hi, f, [&](int64_t base, int64_t c0, int64_t c1) {
+        const float* __restrict xs = x + base;
+        float* __restrict ys = y + base;
         if (invert) {
-          for (int64_t c = c0; c < c0 + run; ++c) ys[c] = a[c] + xs[c] * b[c];
+          for (int64_t c = c0; c < c1; ++c) ys[c] = a[c] + xs[c] * b[c];
         } else {
-          for (int64_t c = c0; c < c0 + run; ++c) ys[c] = (xs[c] - a[c]) / b[c];
+          for (int64_t c = c0; c < c1; ++c) ys[c] = (xs[c] - a[c]) / b[c];
         }
-        j += run;
-      }
+      });
       return;
     }
     case OpType::kAdd:
@@ -886,16 +892,14 @@ void Graph::backward_node(const Step& st, int i) {
         }
       }
       if (float* gx = target(0, &acc))
-        for (int64_t f = el.lo; f < el.hi;) {
-          const int64_t a0 = f % na, run = std::min(na - a0, el.hi - f);
-          for (int64_t a = a0; a < a0 + run; ++a) {
-            const int64_t e = f - a0 + a;
+        for_each_period_run(el.lo, el.hi, na, [&](int64_t base, int64_t a0, int64_t a1) {
+          for (int64_t a = a0; a < a1; ++a) {
+            const int64_t e = base + a;
             const float v = x[e];
             const float g = v > 0.0f ? dy[e] : (v < 0.0f ? alpha[a] * dy[e] : 0.0f);
             gx[e] = acc ? gx[e] + g : g;
           }
-          f += run;
-        }
+        });
       return;
     }
     case OpType::kScaleBy: {
@@ -1009,16 +1013,14 @@ void Graph::backward_node(const Step& st, int i) {
       const int64_t f = node.iattrs[1];
       const float* __restrict b = standardize_values(
           node.params.empty() ? nullptr : param(i, 1), node.fattrs, f, f, true, 1);
-      for (int64_t j = el.lo; j < el.hi;) {
-        const int64_t c0 = j % f, run = std::min(f - c0, el.hi - j);
-        const float* __restrict ds = dy + j - c0;
-        float* __restrict gs = gx + j - c0;
-        for (int64_t c = c0; c < c0 + run; ++c) {
+      for_each_period_run(el.lo, el.hi, f, [&](int64_t base, int64_t c0, int64_t c1) {
+        const float* __restrict ds = dy + base;
+        float* __restrict gs = gx + base;
+        for (int64_t c = c0; c < c1; ++c) {
           const float v = invert ? ds[c] * b[c] : ds[c] / b[c];
           gs[c] = acc ? gs[c] + v : v;
         }
-        j += run;
-      }
+      });
       return;
     }
     case OpType::kDropout: {
