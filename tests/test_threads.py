@@ -20,7 +20,7 @@ def big_dag():
     g = layers.GaussianNoise(0.1, seed=6)(g)
     m = layers.Multiply()([h, g])
     s = layers.Subtract()([layers.Maximum()([h, g]), layers.Minimum()([h, g])])
-    e = layers.Flatten()(layers.Embedding(50, 32)(ids))
+    e = layers.Flatten()(layers.SpatialDropout1D(0.3, seed=7)(layers.Embedding(50, 32)(ids)))
     c = layers.Concatenate()([layers.Add()([m, s]), layers.Average()([h, g]), e])
     c = layers.LayerNormalization()(c)
     c = layers.Reshape((12, 48))(layers.Dense(576, activation="relu")(c))

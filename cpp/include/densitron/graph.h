@@ -321,6 +321,9 @@ class Graph {
                       float* g = nullptr);
   struct BlockUpdate;
   void deferred_kernel_update(const Step& st);
+  // fn(j, kept) for the values j in [lo, hi) of Dropout node i's batch (graph_nodes.cc).
+  template <class Fn>
+  void dropout_mask(const Step& st, int i, int64_t lo, int64_t hi, Fn fn) const;
   // The column sums of dy into the vector parameter in slot `slot` of node i.
   void dense_bias_grad(const Step& st, int i, const float* dy, int64_t rows, int slot = 1);
   void add_activity_grad(const Step& st, int i, int64_t e0, int64_t e1);
@@ -416,6 +419,10 @@ class Graph {
   // Per (node, thread): the kernel rows whose gradient the thread wrote in the last step, set
   // back to zero before the next step's (backward_dense_sparse).
   std::vector<std::vector<int64_t>> sparse_touched_;
+  // Per Dropout node: each value's mask index within its sample (dropout_mask_index of the
+  // sample's values; 0..width-1 without a noise_shape), and one more than their largest.
+  std::vector<std::vector<int64_t>> dropout_offsets_;
+  std::vector<int64_t> dropout_span_;
   std::vector<const float*> out_;  // per node: its output for this batch
   std::vector<std::vector<float>> target_buf_;  // per output: gathered targets
   std::vector<const float*> target_;

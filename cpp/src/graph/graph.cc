@@ -227,6 +227,17 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
   out_.assign(n, nullptr);
   fused_.assign(n, false);
   requires_grad_.assign(n, false);
+  dropout_offsets_.assign(n, {});
+  dropout_span_.assign(n, 0);
+  for (int i = 0; i < n; ++i) {
+    if (nodes_[i].op != OpType::kDropout) continue;
+    std::vector<int64_t>& offs = dropout_offsets_[i];
+    offs.resize(nodes_[i].width);
+    for (int64_t e = 0; e < nodes_[i].width; ++e) {
+      offs[e] = static_cast<int64_t>(dropout_mask_index(nodes_[i].iattrs, e));
+      dropout_span_[i] = std::max(dropout_span_[i], offs[e] + 1);
+    }
+  }
   keeps_input_.assign(n, false);
   ksplit_.assign(n, 1);
   gather_split_.assign(n, 1);
