@@ -11,7 +11,6 @@
 #include "densitron/cpu.h"
 #include "densitron/ops.h"
 #include "densitron/optim.h"
-#include "graph/graph_util.h"
 #include "ops/elementwise_kernels.h"
 
 namespace densitron {
@@ -223,8 +222,22 @@ TEST(Losses, BinaryCrossentropyMatchesItsFormulaOnEveryIsa) {
   set_active_isa(saved);
 }
 
-// Dropout's kernel (vectorised by the AVX-512 build) keeps and drops exactly the values the
-// executor's hash_uniform says, on every ISA: forward, and accumulated into a gradient, with
+// The noise layers' uniform in (0, 1) of (seed, key, index), written out here as the kernels'
+// reference: SplitMix64's finalizer, mix64(seed ^ mix64(key·K ^ mix64(index))), its top 24
+// bits.
+uint64_t mix64(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+float hash_uniform(uint64_t seed, uint64_t key, uint64_t index) {
+  const uint64_t h = mix64(seed ^ mix64(key * 0x632be59bd9b4e019ull ^ mix64(index)));
+  return (static_cast<float>(h >> 40) + 0.5f) * (1.0f / 16777216.0f);
+}
+
+// Dropout's kernel (vectorised by the AVX-512 build) keeps and drops exactly the values that
+// uniform says, on every ISA: forward, and accumulated into a gradient, with
 // tails, mask indices from an offset, rate 0 (all kept) and rate near 1.
 TEST(Dropout, KernelMasksAreTheExecutorsHashOnEveryIsa) {
   for_each_isa([&](Isa isa) {
@@ -239,7 +252,7 @@ TEST(Dropout, KernelMasksAreTheExecutorsHashOnEveryIsa) {
         k->dropout(x.data(), acc.data(), n, seed, key, first, rate, scale, true);
         int64_t kept = 0;
         for (int64_t i = 0; i < n; ++i) {
-          const bool keep = graph_detail::hash_uniform(seed, key, first + i) >= rate;
+          const bool keep = hash_uniform(seed, key, first + i) >= rate;
           kept += keep;
           const float v = keep ? x[i] * scale : 0.0f;
           ASSERT_EQ(y[i], v) << isa_name(isa) << " n=" << n << " i=" << i << " rate=" << rate;
@@ -252,7 +265,7 @@ TEST(Dropout, KernelMasksAreTheExecutorsHashOnEveryIsa) {
   });
 }
 
-// GaussianNoise's values on every ISA: Box-Muller on the executor's hash of indices 2j and
+// GaussianNoise's values on every ISA: Box-Muller on the uniforms of indices 2j and
 // 2j + 1, sqrt(-2·log u1)·cos(2π·u2), against that formula in double (the kernels' logarithm
 // and cosine are their own), with tails and offsets; over 200k draws, mean 0 and variance 1.
 TEST(GaussianNoise, KernelValuesAreBoxMullerOfTheExecutorsHashOnEveryIsa) {
@@ -265,8 +278,8 @@ TEST(GaussianNoise, KernelValuesAreBoxMullerOfTheExecutorsHashOnEveryIsa) {
       double sum = 0.0, squares = 0.0;
       for (int64_t i = 0; i < n; ++i) {
         const uint64_t j = 2 * (first + i);
-        const double u1 = graph_detail::hash_uniform(seed, key, j);
-        const double u2 = graph_detail::hash_uniform(seed, key, j + 1);
+        const double u1 = hash_uniform(seed, key, j);
+        const double u2 = hash_uniform(seed, key, j + 1);
         const double want = std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
         ASSERT_NEAR(g[i], want, 1e-6 * (1.0 + std::fabs(want))) << isa_name(isa) << " i=" << i;
         sum += g[i];

@@ -39,20 +39,6 @@ inline bool epilogue_for(Activation act, const ActivationParams& p, EpilogueAct*
   }
 }
 
-// SplitMix64's finalizer.
-inline uint64_t mix64(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ull;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-// Uniform in (0, 1) from (seed, step, index).
-inline float hash_uniform(uint64_t seed, uint64_t step, uint64_t index) {
-  const uint64_t h = mix64(seed ^ mix64(step * 0x632be59bd9b4e019ull ^ mix64(index)));
-  return (static_cast<float>(h >> 40) + 0.5f) * (1.0f / 16777216.0f);
-}
-
 // The index of Dropout's mask value for element j of a batch: j itself, or with a noise_shape
 // (iattrs: seed, then per axis of the input, batch first, 1 where the mask is shared, then
 // the dims after the batch axis) j's coordinates with the shared axes set to 0, in the
