@@ -31,8 +31,18 @@ float* float_scratch(int64_t n) {
   return scratch.data();
 }
 
-// Noise values drawn per call of the ISA's gaussian_noise (on the stack).
-constexpr int64_t kNoiseChunk = 512;
+// fn(j, n) for the values j in [lo, hi) of a GaussianNoise node's batch with their standard
+// normal values n, drawn by the ISA's kernel a chunk at a time (on the stack).
+template <class Fn>
+void for_each_noise(uint64_t seed, uint64_t key, int64_t lo, int64_t hi, Fn fn) {
+  constexpr int64_t kChunk = 512;
+  float g[kChunk];
+  for (int64_t j0 = lo; j0 < hi; j0 += kChunk) {
+    const int64_t m = std::min(kChunk, hi - j0);
+    elementwise_kernels()->gaussian_noise(g, m, seed, key, static_cast<uint64_t>(j0));
+    for (int64_t q = 0; q < m; ++q) fn(j0 + q, g[q]);
+  }
+}
 
 // Walks [lo, hi) in runs within periods of n values (a feature's or alpha's index is the
 // value's index mod n): fn(base, c0, c1) for the values base + c, c in [c0, c1), base a
@@ -46,17 +56,17 @@ void for_each_period_run(int64_t lo, int64_t hi, int64_t n, Fn fn) {
   }
 }
 
-// Normalization's a or b (kStandardize) of each of its f features, in the calling thread's
-// scratch `slot`: from the mean or variance weight (b = standardize_scale(variance)), or from
-// the attributes (f values from `offset`).
-float* standardize_values(const float* param_values, const std::vector<double>& fattrs,
-                          int64_t offset, int64_t f, bool scale, int slot) {
+// Normalization's a (want_b false) or b of each of its f features (kStandardize), in the
+// calling thread's scratch for it: from the mean or variance weight (b =
+// standardize_scale(variance)), or from the attributes {a..., b...}.
+float* standardize_values(const float* weight, const std::vector<double>& fattrs, int64_t f,
+                          bool want_b) {
   thread_local std::vector<float> scratch[2];
-  std::vector<float>& out = scratch[slot];
+  std::vector<float>& out = scratch[want_b];
   if (static_cast<int64_t>(out.size()) < f) out.resize(f);
   for (int64_t c = 0; c < f; ++c)
-    out[c] = param_values ? (scale ? standardize_scale(param_values[c]) : param_values[c])
-                          : static_cast<float>(fattrs[offset + c]);
+    out[c] = weight ? (want_b ? standardize_scale(weight[c]) : weight[c])
+                    : static_cast<float>(fattrs[(want_b ? f : 0) + c]);
   return out.data();
 }
 
@@ -188,16 +198,11 @@ void Graph::forward_node(const Step& st, int i) {
       const float stddev = static_cast<float>(node.fattrs[0]);
       const uint64_t seed = static_cast<uint64_t>(node.iattrs[0]);
       const bool multiplicative = node.iattrs.size() > 1 && node.iattrs[1] != 0;
-      float g[kNoiseChunk];
-      for (int64_t j0 = el.lo; j0 < el.hi; j0 += kNoiseChunk) {
-        const int64_t m = std::min(kNoiseChunk, el.hi - j0);
-        elementwise_kernels()->gaussian_noise(g, m, seed, static_cast<uint64_t>(noise_key(st)),
-                                              static_cast<uint64_t>(j0));
-        for (int64_t q = 0; q < m; ++q) {
-          const float noise = stddev * g[q];
-          y[j0 + q] = multiplicative ? x[j0 + q] * (1.0f + noise) : x[j0 + q] + noise;
-        }
-      }
+      for_each_noise(seed, static_cast<uint64_t>(noise_key(st)), el.lo, el.hi,
+                     [&](int64_t j, float n) {
+                       const float noise = stddev * n;
+                       y[j] = multiplicative ? x[j] * (1.0f + noise) : x[j] + noise;
+                     });
       return;
     }
     case OpType::kIndexMap: {
@@ -295,10 +300,10 @@ void Graph::forward_node(const Step& st, int i) {
       // Keras's Normalization: (x - mean) / max(sqrt(variance), eps), or its inverse.
       const bool invert = node.iattrs[0] != 0;
       const int64_t f = node.iattrs[1];
-      const float* __restrict a = standardize_values(
-          node.params.empty() ? nullptr : param(i, 0), node.fattrs, 0, f, false, 0);
-      const float* __restrict b = standardize_values(
-          node.params.empty() ? nullptr : param(i, 1), node.fattrs, f, f, true, 1);
+      const float* __restrict a =
+          standardize_values(node.params.empty() ? nullptr : param(i, 0), node.fattrs, f, false);
+      const float* __restrict b =
+          standardize_values(node.params.empty() ? nullptr : param(i, 1), node.fattrs, f, true);
       for_each_period_run(el.lo, el.hi, f, [&](int64_t base, int64_t c0, int64_t c1) {
         const float* __restrict xs = x + base;
         float* __restrict ys = y + base;
@@ -884,17 +889,11 @@ void Graph::backward_node(const Step& st, int i) {
         if (!gx) return;
         const float stddev = static_cast<float>(node.fattrs[0]);
         const uint64_t seed = static_cast<uint64_t>(node.iattrs[0]);
-        float g[kNoiseChunk];
-        for (int64_t j0 = el.lo; j0 < el.hi; j0 += kNoiseChunk) {
-          const int64_t m = std::min(kNoiseChunk, el.hi - j0);
-          elementwise_kernels()->gaussian_noise(g, m, seed,
-                                                static_cast<uint64_t>(noise_key(st)),
-                                                static_cast<uint64_t>(j0));
-          for (int64_t q = 0; q < m; ++q) {
-            const float v = dy[j0 + q] * (1.0f + stddev * g[q]);
-            gx[j0 + q] = acc ? gx[j0 + q] + v : v;
-          }
-        }
+        for_each_noise(seed, static_cast<uint64_t>(noise_key(st)), el.lo, el.hi,
+                       [&](int64_t j, float n) {
+                         const float v = dy[j] * (1.0f + stddev * n);
+                         gx[j] = acc ? gx[j] + v : v;
+                       });
         return;
       }
       [[fallthrough]];
@@ -1039,8 +1038,8 @@ void Graph::backward_node(const Step& st, int i) {
       if (!gx) return;
       const bool invert = node.iattrs[0] != 0;
       const int64_t f = node.iattrs[1];
-      const float* __restrict b = standardize_values(
-          node.params.empty() ? nullptr : param(i, 1), node.fattrs, f, f, true, 1);
+      const float* __restrict b =
+          standardize_values(node.params.empty() ? nullptr : param(i, 1), node.fattrs, f, true);
       for_each_period_run(el.lo, el.hi, f, [&](int64_t base, int64_t c0, int64_t c1) {
         const float* __restrict ds = dy + base;
         float* __restrict gs = gx + base;
@@ -1194,8 +1193,6 @@ void Graph::backward_node(const Step& st, int i) {
       const bool bn = node.op == OpType::kBatchNorm;
       const float* gamma = param(i, 0);
       const float* stats = aux_buf_[i].data();
-      auto mean_of = [&](int64_t r, int64_t c) { return bn ? stats[c] : stats[2 * r]; };
-      auto inv_of = [&](int64_t r, int64_t c) { return bn ? stats[last + c] : stats[2 * r + 1]; };
       // gamma and beta: sums over rows, each thread a range of features.
       const Share cs = share_of(last, ith, nth, 16, 16);
       const int gp = node.params[0], bp = node.params[1];
@@ -1216,11 +1213,11 @@ void Graph::backward_node(const Step& st, int i) {
             if (ggs) ggs[c] += d * (xs[r * last + c] - ms[c]) * is[c];
             if (gbs) gbs[c] += d;
           }
-      } else if (gg || gb) {
+      } else if (gg || gb) {  // layer normalization: each row's mean and 1/std in stats
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t c = cs.lo; c < cs.hi; ++c) {
             const float d = dy[r * last + c];
-            if (gg) gg[c] += d * (x[r * last + c] - mean_of(r, c)) * inv_of(r, c);
+            if (gg) gg[c] += d * (x[r * last + c] - stats[2 * r]) * stats[2 * r + 1];
             if (gb) gb[c] += d;
           }
       }
