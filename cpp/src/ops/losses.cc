@@ -193,8 +193,6 @@ double categorical_hinge_row(const float* p, const float* y, int64_t cols, float
   return std::max(loss, 0.0f);
 }
 
-}  // namespace
-
 // The binary cross-entropy of rows × cols values without sample weights: the terms and the
 // gradient by the ISA's kernel a chunk at a time, each row's terms summed in double in column
 // order (as the scalar loss sums them), the row's loss their negated mean.
@@ -226,6 +224,9 @@ double binary_crossentropy_rows(const float* p, const float* y, int64_t rows, in
   }
   return total;
 }
+
+}  // namespace
+
 
 float hinge_targets(const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i)

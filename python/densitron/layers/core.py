@@ -228,10 +228,9 @@ class PReLU(Layer):
                 raise ValueError(f"Layer \"{self.name}\" shares axis {axis} of an input of rank "
                                  f"{len(input_shape)}. Received: shared_axes={self.shared_axes}")
             shape[axis - 1] = 1
-        ones = 0
-        while ones < len(shape) and shape[ones] == 1 and input_shape[1 + ones] != 1:
-            ones += 1
-        if any(d == 1 and input_shape[1 + k] != 1 for k, d in enumerate(shape[ones:], ones)):
+        # the engine's rule: alpha is the input's last axes, shared over the leading ones
+        sample = tuple(int(d) for d in input_shape[1:])
+        if not any(tuple(shape) == (1,) * k + sample[k:] for k in range(len(sample) + 1)):
             raise ValueError("densitron's PReLU shares alpha over leading axes only (the alpha "
                              "values of a sample are its last axes'). Received: "
                              f"shared_axes={self.shared_axes} for inputs of shape "
