@@ -167,8 +167,8 @@ TEST(Losses, CrossentropyMatchesKerasFormulaAndFusedGradient) {
 // Binary cross-entropy on every ISA (the SIMD kernels compute its logarithms by a series of
 // their own): against Keras's formula in double, -mean(y·log p + (1 - y)·log(1 - p)) with p
 // clipped to [1e-7, 1 - 1e-7], over probabilities from the clip limits to 1/2, 1 to 3
-// columns and more values than one chunk of the kernel; the gradients (plain and through a
-// fused sigmoid) bit for bit the scalar formulas; NaN stays NaN.
+// columns and more values than one chunk of the kernel, with and without sample weights; the
+// gradients (plain and through a fused sigmoid) bit for bit the scalar formulas; NaN stays NaN.
 TEST(Losses, BinaryCrossentropyMatchesItsFormulaOnEveryIsa) {
   const Isa saved = active_isa();
   const float edge[] = {0.0f, 1e-9f, 1e-7f, 3e-7f, 1e-4f, 0.01f, 0.3f, 0.5f, 0.7f, 0.99f,
@@ -212,6 +212,26 @@ TEST(Losses, BinaryCrossentropyMatchesItsFormulaOnEveryIsa) {
         double ref = 0.0;
         for (int64_t j = i; j < i + cols; ++j) ref += term(p[j], y[j]) / cols;
         ASSERT_NEAR(one, ref, 4e-7 * std::fabs(ref) + 1.2e-7) << isa_name(isa) << " p=" << p[i];
+      }
+      // Sample weights, one a row or one for every two rows: each row's gradient scaled by
+      // (1/rows)·w, its loss by w.
+      for (int64_t per : {1, 2}) {
+        std::vector<float> w((rows + per - 1) / per);
+        for (size_t i = 0; i < w.size(); ++i) w[i] = 0.25f + 0.5f * u(rng);
+        const double wgot = loss_forward_backward(Loss::kBinaryCrossentropy, p.data(), y.data(),
+                                                  rows, cols, g.data(), rows, false, w.data(),
+                                                  per);
+        double wwant = 0.0;
+        for (int64_t i = 0; i < n; ++i) {
+          const float wi = w[i / cols / per];
+          wwant += term(p[i], y[i]) / cols * wi;
+          const float d = p[i] - y[i];
+          const bool in = p[i] >= 1e-7f && p[i] <= 1.0f - 1e-7f;
+          ASSERT_EQ(g[i], in ? d / (p[i] * (1.0f - p[i])) * (1.0f / cols) * (1.0f / rows * wi)
+                             : 0.0f)
+              << isa_name(isa) << " i=" << i << " per=" << per;
+        }
+        EXPECT_NEAR(wgot, wwant, 1e-6 * std::fabs(wwant)) << isa_name(isa) << " per=" << per;
       }
       std::vector<float> bad = p;
       bad[n / 2] = std::nanf("");

@@ -54,9 +54,10 @@ struct ElementwiseKernels {
   void (*log_softmax_jvp_rows)(const float* y, const float* dy, float* dx, int64_t rows,
                                int64_t n);
   // Keras's binary cross-entropy terms of n values into t, and the gradient into g unless
-  // nullptr (see elementwise_body.inc)
+  // nullptr (see elementwise_body.inc); the scale c2 per value from c2s when not nullptr
   void (*binary_crossentropy)(const float* p, const float* y, float* t, float* g, int64_t n,
-                              float keep, float add, float c1, float c2, bool fused);
+                              float keep, float add, float c1, float c2, const float* c2s,
+                              bool fused);
   // Dropout of n values whose mask indices run from `first`: y = x·scale where the uniform of
   // (seed, key, index) is >= rate, else 0 (added to y when `accumulate`)
   void (*dropout)(const float* x, float* y, int64_t n, uint64_t seed, uint64_t key,

@@ -193,33 +193,52 @@ double categorical_hinge_row(const float* p, const float* y, int64_t cols, float
   return std::max(loss, 0.0f);
 }
 
-// The binary cross-entropy of rows × cols values without sample weights: the terms and the
-// gradient by the ISA's kernel a chunk at a time, each row's terms summed in double in column
-// order (as the scalar loss sums them), the row's loss their negated mean.
+// The binary cross-entropy of rows × cols values: the terms and the gradient by the ISA's
+// kernel a chunk at a time, each row's terms summed in double in column order, the row's loss
+// their negated mean. A row's sample weight (weights[r / rows_per_weight], when given) scales
+// its gradient (scale·w, per value) and its loss.
 double binary_crossentropy_rows(const float* p, const float* y, int64_t rows, int64_t cols,
-                                float* grad, float scale, const Smoothing& sm, bool fused) {
+                                float* grad, float scale, const Smoothing& sm, bool fused,
+                                const float* weights, int64_t rows_per_weight) {
   const ElementwiseKernels* k = elementwise_kernels();
   constexpr int64_t kChunk = 1024;
-  float t[kChunk];
+  float t[kChunk], c2s[kChunk];
   const float inv_cols = 1.0f / static_cast<float>(cols);
   const int64_t n = rows * cols;
   double total = 0.0, row = 0.0;
-  int64_t col = 0;
+  // The position of the chunk's first value: its column, and its row's weight index and row
+  // within that weight's rows (no division per value).
+  int64_t col = 0, wi = 0, wr = 0;
+  auto advance = [&](int64_t& c, int64_t& i, int64_t& r) {  // to the next value
+    if (++c < cols) return false;
+    c = 0;
+    if (++r == rows_per_weight) r = 0, ++i;
+    return true;
+  };
   for (int64_t e0 = 0; e0 < n; e0 += kChunk) {
     const int64_t m = std::min(kChunk, n - e0);
+    // Each value a row with a weight of its own (the common binary classifier): the same
+    // scales and sums, without the bookkeeping.
+    const bool own_weights = weights != nullptr && cols == 1 && rows_per_weight == 1;
+    const bool scales = weights != nullptr && grad != nullptr;
+    if (scales && own_weights) {
+      for (int64_t j = 0; j < m; ++j) c2s[j] = scale * weights[e0 + j];
+    } else {
+      for (int64_t j = 0, c = col, i = wi, r = wr; scales && j < m; ++j, advance(c, i, r))
+        c2s[j] = scale * weights[i];
+    }
     k->binary_crossentropy(p + e0, y + e0, t, grad ? grad + e0 : nullptr, m, sm.keep, sm.add,
-                           inv_cols, scale, fused);
-    if (cols == 1) {  // each value a row: the same sums, without the division by one
-      for (int64_t j = 0; j < m; ++j) total -= t[j];
+                           inv_cols, scale, scales ? c2s : nullptr, fused);
+    if (cols == 1 && (weights == nullptr || own_weights)) {  // the same sums, undivided
+      for (int64_t j = 0; j < m; ++j) total -= weights != nullptr ? t[j] * weights[e0 + j] : t[j];
       continue;
     }
     for (int64_t j = 0; j < m; ++j) {
       row -= t[j];
-      if (++col == cols) {
-        total += row / cols;
-        row = 0.0;
-        col = 0;
-      }
+      const float w = weights != nullptr ? weights[wi] : 1.0f;
+      if (!advance(col, wi, wr)) continue;
+      total += weights != nullptr ? row / cols * w : row / cols;
+      row = 0.0;
     }
   }
   return total;
@@ -243,8 +262,9 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
   const float delta = param;                    // Huber's
   const bool to_signs = param != 0.0f;          // the hinge losses': {0, 1} read as {-1, 1}
   const float log2 = static_cast<float>(std::log(2.0));
-  if (loss == Loss::kBinaryCrossentropy && weights == nullptr)
-    return binary_crossentropy_rows(p, y, rows, cols, grad, base_scale, binary, fused_logits);
+  if (loss == Loss::kBinaryCrossentropy)
+    return binary_crossentropy_rows(p, y, rows, cols, grad, base_scale, binary, fused_logits,
+                                    weights, rows_per_weight);
   double total = 0.0;
   for (int64_t r = 0; r < rows; ++r) {
     const float* pr = p + r * cols;
@@ -266,24 +286,8 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
                                   classes);
         break;
       }
-      case Loss::kBinaryCrossentropy: {
-        const float* yr = y + r * cols;
-        double row = 0.0;
-        for (int64_t j = 0; j < cols; ++j) {
-          const float pc = clip_prob(pr[j]), yj = binary(yr[j]);
-          row -= yj * std::log(pc) + (1.0f - yj) * std::log(1.0f - pc);
-          if (gr == nullptr) continue;
-          if (fused_logits) {  // through a sigmoid: (p - y)
-            gr[j] = (pr[j] - yj) * inv_cols * inv_scale;
-          } else {
-            const float pj = pr[j];
-            gr[j] = in_clip_range(pj) ? (pj - yj) / (pj * (1.0f - pj)) * inv_cols * inv_scale
-                                      : 0.0f;
-          }
-        }
-        total += row / cols;
+      case Loss::kBinaryCrossentropy:  // binary_crossentropy_rows, above
         break;
-      }
       case Loss::kMeanSquaredError: {
         const float* yr = y + r * cols;
         double row = 0.0;
