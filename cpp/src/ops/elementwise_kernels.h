@@ -58,6 +58,12 @@ struct ElementwiseKernels {
   void (*binary_crossentropy)(const float* p, const float* y, float* t, float* g, int64_t n,
                               float keep, float add, float c1, float c2, const float* c2s,
                               bool fused);
+  // Keras's categorical cross-entropy of rows × n probabilities (y: targets, or labels when
+  // `sparse`), each row weighted by w[r / per] (w may be nullptr): the weighted losses' sum,
+  // and the gradient into g (scaled by scale·weight) unless nullptr (see elementwise_body.inc)
+  double (*crossentropy_rows)(const float* p, const float* y, float* g, int64_t rows, int64_t n,
+                              float keep, float add, float scale, const float* w, int64_t per,
+                              bool sparse, bool fused);
   // Dropout of n values whose mask indices run from `first`: y = x·scale where the uniform of
   // (seed, key, index) is >= rate, else 0 (added to y when `accumulate`)
   void (*dropout)(const float* x, float* y, int64_t n, uint64_t seed, uint64_t key,

@@ -13,10 +13,6 @@ namespace densitron {
 namespace {
 
 constexpr float kEps = 1e-7f;
-constexpr float kOneMinusEps = 1.0f - kEps;
-
-inline float clip_prob(float p) { return std::min(std::max(p, kEps), kOneMinusEps); }
-inline bool in_clip_range(float p) { return p >= kEps && p <= kOneMinusEps; }
 
 // The index of the first largest of x[0..n) (std::max_element's), without a branch per value:
 // the compare selects, so a row whose largest value sits anywhere costs the same.
@@ -38,62 +34,6 @@ struct Smoothing {
   Smoothing(float s, int64_t k) : keep(1.0f - s), add(s / static_cast<float>(k)) {}
   float operator()(float y) const { return y * keep + add; }
 };
-
-// One row of categorical cross-entropy. `label` >= 0 selects the sparse form (y one-hot at
-// label); otherwise y holds the row's targets, smoothed by `sm`.
-double crossentropy_row(const float* p, const float* y, int64_t label, int64_t cols, float* g,
-                        float inv_scale, bool fused_softmax, const Smoothing& sm) {
-  float sum = 0.0f;
-  for (int64_t j = 0; j < cols; ++j) sum += p[j];
-  const float inv_sum = 1.0f / sum;
-  double loss = 0.0;
-  // float32 logarithms, as Keras computes; rows are summed in double.
-  if (label >= 0) {
-    loss = -std::log(clip_prob(p[label] * inv_sum));
-  } else {
-    // The terms of the non-zero targets, in column order. Their columns are listed first
-    // without a branch: a one-hot row's test per column mispredicted at its class (random
-    // from row to row), which made this loop the slowest part of a 10-class batch's loss.
-    constexpr int64_t kChunk = 64;
-    int64_t nz[kChunk];
-    for (int64_t j0 = 0; j0 < cols; j0 += kChunk) {
-      const int64_t j1 = std::min(cols, j0 + kChunk);
-      int64_t count = 0;
-      for (int64_t j = j0; j < j1; ++j) {
-        nz[count] = j;
-        count += sm(y[j]) != 0.0f;
-      }
-      for (int64_t t = 0; t < count; ++t) {
-        const int64_t j = nz[t];
-        loss -= sm(y[j]) * std::log(clip_prob(p[j] * inv_sum));
-      }
-    }
-  }
-  if (g == nullptr) return loss;
-  if (fused_softmax) {
-    // d/dz of -Σ y log softmax(z) = p·Σy - y.
-    if (label >= 0) {
-      for (int64_t j = 0; j < cols; ++j) g[j] = p[j] * inv_scale;
-      g[label] -= inv_scale;
-    } else {
-      float ysum = 0.0f;
-      for (int64_t j = 0; j < cols; ++j) ysum += sm(y[j]);
-      for (int64_t j = 0; j < cols; ++j) g[j] = (p[j] * ysum - sm(y[j])) * inv_scale;
-    }
-    return loss;
-  }
-  // q = p / Σp, dL/dq_j = -y_j / q_j where q_j is not clipped; dL/dp = (dL/dq - <dL/dq, q>) / Σp.
-  float dot = 0.0f;
-  for (int64_t j = 0; j < cols; ++j) {
-    const float yj = label >= 0 ? (j == label ? 1.0f : 0.0f) : sm(y[j]);
-    const float q = p[j] * inv_sum;
-    const float gq = (yj != 0.0f && in_clip_range(q)) ? -yj / q : 0.0f;
-    g[j] = gq;
-    dot += gq * q;
-  }
-  for (int64_t j = 0; j < cols; ++j) g[j] = (g[j] - dot) * inv_sum * inv_scale;
-  return loss;
-}
 
 // Cross-entropy on logits z: -Σ y·log_softmax(z) (Keras's from_logits=True, no clipping);
 // gradient softmax(z)·Σy - y. `label` >= 0 selects the sparse form; otherwise y is smoothed
@@ -262,6 +202,12 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
   const float delta = param;                    // Huber's
   const bool to_signs = param != 0.0f;          // the hinge losses': {0, 1} read as {-1, 1}
   const float log2 = static_cast<float>(std::log(2.0));
+  if (loss == Loss::kCategoricalCrossentropy || loss == Loss::kSparseCategoricalCrossentropy) {
+    const bool sparse = loss == Loss::kSparseCategoricalCrossentropy;  // not smoothed
+    return elementwise_kernels()->crossentropy_rows(
+        p, y, grad, rows, cols, sparse ? 1.0f : classes.keep, sparse ? 0.0f : classes.add,
+        base_scale, weights, rows_per_weight, sparse, fused_logits);
+  }
   if (loss == Loss::kBinaryCrossentropy)
     return binary_crossentropy_rows(p, y, rows, cols, grad, base_scale, binary, fused_logits,
                                     weights, rows_per_weight);
@@ -275,17 +221,8 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
     const float inv_scale = base_scale * w;
     const double before = total;
     switch (loss) {
-      case Loss::kCategoricalCrossentropy:
-        total += crossentropy_row(pr, y + r * cols, -1, cols, gr, inv_scale, fused_logits,
-                                  classes);
-        break;
-      case Loss::kSparseCategoricalCrossentropy: {
-        int64_t label = static_cast<int64_t>(y[r]);
-        label = std::min<int64_t>(std::max<int64_t>(label, 0), cols - 1);  // validated upstream
-        total += crossentropy_row(pr, nullptr, label, cols, gr, inv_scale, fused_logits,
-                                  classes);
-        break;
-      }
+      case Loss::kCategoricalCrossentropy:  // crossentropy_rows, above
+      case Loss::kSparseCategoricalCrossentropy:
       case Loss::kBinaryCrossentropy:  // binary_crossentropy_rows, above
         break;
       case Loss::kMeanSquaredError: {
