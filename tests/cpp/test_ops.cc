@@ -164,12 +164,13 @@ TEST(Losses, CrossentropyMatchesKerasFormulaAndFusedGradient) {
   }
 }
 
-// Categorical cross-entropy on every ISA (the SIMD kernel sums rows by vectors and takes its
-// logarithms by its own series): against Keras's formula in double, -Σ t·log(clip(p / Σp))
-// with t = y(1 - s) + s/k, over rows narrower and wider than a vector, with tails; sparse
-// labels; sample weights one a row and one for two rows; the gradient through a fused softmax
-// ((p·Σt - t)/rows·w) and on probabilities ((dq - <dq, q>)/Σp/rows·w, dq = -t/q where t ≠ 0 and
-// q is not clipped), against the same formulas in double. NaN stays NaN.
+// Categorical cross-entropy on every ISA, on probabilities and on logits (the SIMD kernels
+// sum rows by vectors and take their own logarithms and exponentials): against Keras's
+// formulas in double, -Σ t·log(clip(p / Σp)) and -Σ t·log_softmax(z), t = y(1 - s) + s/k,
+// over rows narrower and wider than a vector, with tails; sparse labels; sample weights one a
+// row and one for two rows; the gradients ((p·Σt - t)/rows·w through a fused softmax and on
+// logits, with p = softmax(z); (dq - <dq, q>)/Σp/rows·w on probabilities, dq = -t/q where
+// t ≠ 0 and q is not clipped) against the same formulas in double. NaN stays NaN.
 TEST(Losses, CategoricalCrossentropyMatchesItsFormulaOnEveryIsa) {
   const double lo = 1e-7f, hi = 1.0f - 1e-7f;
   for_each_isa([&](Isa isa) {
@@ -177,9 +178,12 @@ TEST(Losses, CategoricalCrossentropyMatchesItsFormulaOnEveryIsa) {
       const int64_t rows = 9;
       std::mt19937 rng(static_cast<unsigned>(cols));
       std::uniform_real_distribution<float> u(0.0f, 1.0f);
-      std::vector<float> p(rows * cols), y(rows * cols, 0.0f), labels(rows);
+      std::vector<float> p(rows * cols), z(rows * cols), y(rows * cols, 0.0f), labels(rows);
       for (int64_t r = 0; r < rows; ++r) {
-        for (int64_t j = 0; j < cols; ++j) p[r * cols + j] = u(rng) * (j % 7 == 3 ? 1e-9f : 1.0f);
+        for (int64_t j = 0; j < cols; ++j) {
+          p[r * cols + j] = u(rng) * (j % 7 == 3 ? 1e-9f : 1.0f);
+          z[r * cols + j] = 8.0f * u(rng) - 4.0f + (j % 5 == 1 ? 30.0f : 0.0f);
+        }
         labels[r] = static_cast<float>((r * 5) % cols);
         if (r % 3 == 0) {  // soft targets
           for (int64_t j = 0; j < cols; ++j) y[r * cols + j] = j % 2 ? u(rng) : 0.0f;
@@ -188,56 +192,70 @@ TEST(Losses, CategoricalCrossentropyMatchesItsFormulaOnEveryIsa) {
         }
       }
       std::vector<float> w = {0.5f, 2.0f, 1.25f, 0.75f, 1.5f, 1.0f, 3.0f, 0.25f, 1.75f};
-      for (bool sparse : {false, true}) {
-        for (float s : {0.0f, 0.1f}) {
-          if (sparse && s != 0.0f) continue;  // no smoothing for the sparse form
-          for (int64_t per : {0, 1, 2}) {  // 0: no weights
-            for (bool fused : {false, true}) {
+      for (int variant = 0; variant < 3; ++variant) {  // probabilities, fused, logits
+        const bool fused = variant == 1, logits = variant == 2;
+        const float* x = logits ? z.data() : p.data();
+        for (bool sparse : {false, true}) {
+          for (float s : {0.0f, 0.1f}) {
+            if (sparse && s != 0.0f) continue;  // no smoothing for the sparse form
+            for (int64_t per : {0, 1, 2}) {  // 0: no weights
               std::vector<float> g(rows * cols);
-              const float* tgt = sparse ? labels.data() : y.data();
+              const Loss loss = logits ? (sparse ? Loss::kSparseCategoricalCrossentropyLogits
+                                                 : Loss::kCategoricalCrossentropyLogits)
+                                       : (sparse ? Loss::kSparseCategoricalCrossentropy
+                                                 : Loss::kCategoricalCrossentropy);
               const double got = loss_forward_backward(
-                  sparse ? Loss::kSparseCategoricalCrossentropy : Loss::kCategoricalCrossentropy,
-                  p.data(), tgt, rows, cols, g.data(), rows, fused, per ? w.data() : nullptr,
-                  per ? per : 1, s);
+                  loss, x, sparse ? labels.data() : y.data(), rows, cols, g.data(), rows, fused,
+                  per ? w.data() : nullptr, per ? per : 1, s);
               double want = 0.0;
               for (int64_t r = 0; r < rows; ++r) {
+                const float* xr = x + r * cols;
                 const double wr = per ? w[r / per] : 1.0;
-                double sum = 0.0, tsum = 0.0, dot = 0.0, loss = 0.0;
-                for (int64_t j = 0; j < cols; ++j) sum += p[r * cols + j];
-                std::vector<double> t(cols), dq(cols);
+                double sum = 0.0, mx = xr[0], tsum = 0.0, dot = 0.0, loss_r = 0.0;
+                for (int64_t j = 0; j < cols; ++j) mx = std::max(mx, double(xr[j]));
+                for (int64_t j = 0; j < cols; ++j) sum += logits ? std::exp(xr[j] - mx) : xr[j];
+                std::vector<double> t(cols), dq(cols), prob(cols);
                 for (int64_t j = 0; j < cols; ++j) {
                   const double yj = sparse ? (j == labels[r] ? 1.0 : 0.0) : y[r * cols + j];
                   t[j] = yj * (1.0 - s) + double(s) / cols;
                   tsum += t[j];
-                  const double q = p[r * cols + j] / sum;
-                  if (t[j] != 0.0) loss -= t[j] * std::log(std::min(std::max(q, lo), hi));
+                  const double q = logits ? std::exp(xr[j] - mx) / sum : xr[j] / sum;
+                  prob[j] = logits ? q : xr[j];
+                  const double lq = logits ? xr[j] - mx - std::log(sum)
+                                           : std::log(std::min(std::max(q, lo), hi));
+                  if (t[j] != 0.0) loss_r -= t[j] * lq;
                   dq[j] = t[j] != 0.0 && q >= lo && q <= hi ? -t[j] / q : 0.0;
                   dot += dq[j] * q;
                 }
-                want += loss * wr;
+                want += loss_r * wr;
                 for (int64_t j = 0; j < cols; ++j) {
-                  const double ref = fused ? (p[r * cols + j] * tsum - t[j]) / rows * wr
-                                           : (dq[j] - dot) / sum / rows * wr;
+                  const bool through_softmax = fused || logits;
+                  const double ref = through_softmax ? (prob[j] * tsum - t[j]) / rows * wr
+                                                     : (dq[j] - dot) / sum / rows * wr;
                   // relative to the row's largest terms (dq - dot cancels)
-                  const double tol = 1e-5 * (fused ? tsum : std::fabs(dot) + std::fabs(dq[j]))
-                                         / (fused ? 1.0 : sum) / rows * wr + 1e-12;
+                  const double tol =
+                      (through_softmax ? 1e-5 * tsum
+                                       : 1e-5 * (std::fabs(dot) + std::fabs(dq[j])) / sum) /
+                          rows * wr + 1e-12;
                   ASSERT_NEAR(g[r * cols + j], ref, tol)
                       << isa_name(isa) << " cols=" << cols << " r=" << r << " j=" << j
-                      << " sparse=" << sparse << " s=" << s << " per=" << per << " fused=" << fused;
+                      << " sparse=" << sparse << " s=" << s << " per=" << per
+                      << " variant=" << variant;
                 }
               }
               ASSERT_NEAR(got, want, 1e-6 * std::fabs(want))
                   << isa_name(isa) << " cols=" << cols << " sparse=" << sparse << " s=" << s
-                  << " per=" << per << " fused=" << fused;
+                  << " per=" << per << " variant=" << variant;
             }
           }
         }
+        std::vector<float> bad(x, x + rows * cols);
+        bad[cols + cols / 2] = std::nanf("");  // row 1 (one-hot): its sum is NaN
+        EXPECT_TRUE(std::isnan(loss_forward_backward(
+            logits ? Loss::kCategoricalCrossentropyLogits : Loss::kCategoricalCrossentropy,
+            bad.data(), y.data(), rows, cols, nullptr, rows, false)))
+            << isa_name(isa) << " cols=" << cols << " variant=" << variant;
       }
-      std::vector<float> bad = p;
-      bad[cols + cols / 2] = std::nanf("");  // row 1 (one-hot): its sum is NaN
-      EXPECT_TRUE(std::isnan(loss_forward_backward(Loss::kCategoricalCrossentropy, bad.data(),
-                                                   y.data(), rows, cols, nullptr, rows, false)))
-          << isa_name(isa) << " cols=" << cols;
     }
   });
 }

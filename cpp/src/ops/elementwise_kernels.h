@@ -64,6 +64,10 @@ struct ElementwiseKernels {
   double (*crossentropy_rows)(const float* p, const float* y, float* g, int64_t rows, int64_t n,
                               float keep, float add, float scale, const float* w, int64_t per,
                               bool sparse, bool fused);
+  // The same on logits z (from_logits=True), the gradient through the softmax
+  double (*crossentropy_logits_rows)(const float* z, const float* y, float* g, int64_t rows,
+                                     int64_t n, float keep, float add, float scale,
+                                     const float* w, int64_t per, bool sparse);
   // Dropout of n values whose mask indices run from `first`: y = x·scale where the uniform of
   // (seed, key, index) is >= rate, else 0 (added to y when `accumulate`)
   void (*dropout)(const float* x, float* y, int64_t n, uint64_t seed, uint64_t key,

@@ -35,46 +35,6 @@ struct Smoothing {
   float operator()(float y) const { return y * keep + add; }
 };
 
-// Cross-entropy on logits z: -Σ y·log_softmax(z) (Keras's from_logits=True, no clipping);
-// gradient softmax(z)·Σy - y. `label` >= 0 selects the sparse form; otherwise y is smoothed
-// by `sm`.
-double crossentropy_logits_row(const float* z, const float* y, int64_t label, int64_t cols,
-                               float* g, float inv_scale, const Smoothing& sm) {
-  float mx = z[0];
-  for (int64_t j = 1; j < cols; ++j) mx = std::max(mx, z[j]);
-  // exp(z - max) in double, kept for the gradient when the row is short (the softmax is then
-  // e/Σe, one exponential a value instead of two)
-  constexpr int64_t kKeep = 64;
-  double e[kKeep];
-  double sum = 0.0;
-  for (int64_t j = 0; j < cols; ++j) {
-    const double v = std::exp(static_cast<double>(z[j] - mx));
-    if (j < kKeep) e[j] = v;
-    sum += v;
-  }
-  const double lse = mx + std::log(sum);
-  double loss = 0.0, ysum = 0.0;
-  if (label >= 0) {
-    loss = lse - z[label];
-    ysum = 1.0;
-  } else {
-    for (int64_t j = 0; j < cols; ++j) {
-      const float yj = sm(y[j]);
-      if (yj == 0.0f) continue;
-      loss -= yj * (z[j] - lse);
-      ysum += yj;
-    }
-  }
-  if (g == nullptr) return loss;
-  const double inv_sum = 1.0 / sum;
-  for (int64_t j = 0; j < cols; ++j) {
-    const double soft = j < kKeep ? e[j] * inv_sum : std::exp(z[j] - lse);
-    const double yj = label >= 0 ? (j == label ? 1.0 : 0.0) : sm(y[j]);
-    g[j] = static_cast<float>(soft * ysum - yj) * inv_scale;
-  }
-  return loss;
-}
-
 // A loss that is the mean over the last axis of f(p, y): the row's mean, and when g is given
 // f's derivative in p (which f writes to *d) times inv_cols·inv_scale.
 template <typename F>
@@ -202,11 +162,19 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
   const float delta = param;                    // Huber's
   const bool to_signs = param != 0.0f;          // the hinge losses': {0, 1} read as {-1, 1}
   const float log2 = static_cast<float>(std::log(2.0));
+  const bool sparse = loss == Loss::kSparseCategoricalCrossentropy ||
+                      loss == Loss::kSparseCategoricalCrossentropyLogits;  // not smoothed
+  const float keep = sparse ? 1.0f : classes.keep, add = sparse ? 0.0f : classes.add;
   if (loss == Loss::kCategoricalCrossentropy || loss == Loss::kSparseCategoricalCrossentropy) {
-    const bool sparse = loss == Loss::kSparseCategoricalCrossentropy;  // not smoothed
-    return elementwise_kernels()->crossentropy_rows(
-        p, y, grad, rows, cols, sparse ? 1.0f : classes.keep, sparse ? 0.0f : classes.add,
-        base_scale, weights, rows_per_weight, sparse, fused_logits);
+    return elementwise_kernels()->crossentropy_rows(p, y, grad, rows, cols, keep, add,
+                                                    base_scale, weights, rows_per_weight,
+                                                    sparse, fused_logits);
+  }
+  if (loss == Loss::kCategoricalCrossentropyLogits ||
+      loss == Loss::kSparseCategoricalCrossentropyLogits) {
+    return elementwise_kernels()->crossentropy_logits_rows(p, y, grad, rows, cols, keep, add,
+                                                           base_scale, weights,
+                                                           rows_per_weight, sparse);
   }
   if (loss == Loss::kBinaryCrossentropy)
     return binary_crossentropy_rows(p, y, rows, cols, grad, base_scale, binary, fused_logits,
@@ -221,8 +189,10 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
     const float inv_scale = base_scale * w;
     const double before = total;
     switch (loss) {
-      case Loss::kCategoricalCrossentropy:  // crossentropy_rows, above
+      case Loss::kCategoricalCrossentropy:  // the kernels above
       case Loss::kSparseCategoricalCrossentropy:
+      case Loss::kCategoricalCrossentropyLogits:
+      case Loss::kSparseCategoricalCrossentropyLogits:
       case Loss::kBinaryCrossentropy:  // binary_crossentropy_rows, above
         break;
       case Loss::kMeanSquaredError: {
@@ -245,15 +215,6 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
           if (gr) gr[j] = (d > 0.0f ? 1.0f : (d < 0.0f ? -1.0f : 0.0f)) * inv_cols * inv_scale;
         }
         total += row / cols;
-        break;
-      }
-      case Loss::kCategoricalCrossentropyLogits:
-        total += crossentropy_logits_row(pr, y + r * cols, -1, cols, gr, inv_scale, classes);
-        break;
-      case Loss::kSparseCategoricalCrossentropyLogits: {
-        int64_t label = static_cast<int64_t>(y[r]);
-        label = std::min<int64_t>(std::max<int64_t>(label, 0), cols - 1);  // validated upstream
-        total += crossentropy_logits_row(pr, nullptr, label, cols, gr, inv_scale, classes);
         break;
       }
       case Loss::kBinaryCrossentropyLogits: {
