@@ -338,6 +338,70 @@ TEST(Losses, BinaryCrossentropyMatchesItsFormulaOnEveryIsa) {
   set_active_isa(saved);
 }
 
+// The other losses the kernels compute, on every ISA: mean squared and absolute error and
+// binary cross-entropy on logits (max(z, 0) - z·y + log(1 + exp(-|z|)), smoothed targets),
+// against their formulas in double over 1, 3 and 785 columns (rows longer than a kernel
+// chunk), without and with sample weights (one a row, one for two rows); the errors'
+// gradients bit for bit the float formulas (2d and sign(d), times (1/cols)·(w/rows)), the
+// logits' sigmoid(z) - y within float rounding. NaN stays NaN.
+TEST(Losses, MeanLossesMatchTheirFormulasOnEveryIsa) {
+  const Loss losses[] = {Loss::kMeanSquaredError, Loss::kMeanAbsoluteError,
+                         Loss::kBinaryCrossentropyLogits};
+  for_each_isa([&](Isa isa) {
+    for (int64_t cols : {1, 3, 785}) {
+      const int64_t rows = cols == 785 ? 5 : 1100 / cols + 3, n = rows * cols;
+      std::mt19937 rng(static_cast<unsigned>(cols));
+      std::uniform_real_distribution<float> u(0.0f, 1.0f);
+      std::vector<float> p(n), y(n), w(rows);
+      for (int64_t i = 0; i < n; ++i) {
+        p[i] = 40.0f * u(rng) - 20.0f;
+        y[i] = i % 4 == 0 ? u(rng) : static_cast<float>(i % 2);
+      }
+      p[1] = y[1];  // d = 0: no sign
+      for (float& v : w) v = 0.25f + 2.0f * u(rng);
+      for (Loss loss : losses) {
+        const float s = loss == Loss::kBinaryCrossentropyLogits ? 0.1f : 0.0f;
+        for (int64_t per : {0, 1, 2}) {
+          std::vector<float> g(n);
+          const double got = loss_forward_backward(loss, p.data(), y.data(), rows, cols,
+                                                   g.data(), rows, false,
+                                                   per ? w.data() : nullptr, per ? per : 1, s);
+          double want = 0.0;
+          for (int64_t i = 0; i < n; ++i) {
+            const float wi = per ? w[i / cols / per] : 1.0f;
+            const float scale = 1.0f / rows * wi, d = p[i] - y[i];
+            const double z = p[i], t = y[i] * (1.0 - s) + s / 2.0;
+            switch (loss) {
+              case Loss::kMeanSquaredError:
+                want += double(d) * d / cols * wi;
+                ASSERT_EQ(g[i], 2.0f * d * (1.0f / cols) * scale) << isa_name(isa) << " i=" << i;
+                break;
+              case Loss::kMeanAbsoluteError:
+                want += std::fabs(double(d)) / cols * wi;
+                ASSERT_EQ(g[i], (d > 0.0f ? 1.0f : d < 0.0f ? -1.0f : 0.0f) * (1.0f / cols) *
+                                    scale) << isa_name(isa) << " i=" << i;
+                break;
+              default: {
+                want += (std::max(z, 0.0) - z * t + std::log1p(std::exp(-std::fabs(z)))) /
+                        cols * wi;
+                const double ref = (1.0 / (1.0 + std::exp(-z)) - t) / cols * scale;
+                ASSERT_NEAR(g[i], ref, 2e-7 / cols * scale) << isa_name(isa) << " i=" << i;
+              }
+            }
+          }
+          EXPECT_NEAR(got, want, 2e-6 * std::fabs(want))
+              << isa_name(isa) << " cols=" << cols << " per=" << per;
+        }
+        std::vector<float> bad = p;
+        bad[n - 1] = std::nanf("");
+        EXPECT_TRUE(std::isnan(loss_forward_backward(loss, bad.data(), y.data(), rows, cols,
+                                                     nullptr, rows, false)))
+            << isa_name(isa) << " cols=" << cols;
+      }
+    }
+  });
+}
+
 // The noise layers' uniform in (0, 1) of (seed, key, index), written out here as the kernels'
 // reference: SplitMix64's finalizer, mix64(seed ^ mix64(key·K ^ mix64(index))), its top 24
 // bits.

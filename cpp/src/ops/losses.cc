@@ -93,13 +93,25 @@ double categorical_hinge_row(const float* p, const float* y, int64_t cols, float
   return std::max(loss, 0.0f);
 }
 
-// The binary cross-entropy of rows × cols values: the terms and the gradient by the ISA's
-// kernel a chunk at a time, each row's terms summed in double in column order, the row's loss
-// their negated mean. A row's sample weight (weights[r / rows_per_weight], when given) scales
-// its gradient (scale·w, per value) and its loss.
-double binary_crossentropy_rows(const float* p, const float* y, int64_t rows, int64_t cols,
-                                float* grad, float scale, const Smoothing& sm, bool fused,
-                                const float* weights, int64_t rows_per_weight) {
+// x[0] + ... + x[n-1] in double, in eight interleaved sums (one chain of additions would wait
+// on each one's latency), added pairwise at the end.
+double sum_in_double(const float* x, int64_t n) {
+  constexpr int kSums = 8;
+  double s[kSums] = {};
+  int64_t j = 0;
+  for (; j + kSums <= n; j += kSums)
+    for (int k = 0; k < kSums; ++k) s[k] += x[j + k];
+  for (; j < n; ++j) s[0] += x[j];
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+// An elementwise loss (ElementwiseLoss) of rows × cols values: the terms and the gradient by
+// the ISA's kernel a chunk at a time, each row's loss the mean of its terms (summed in double).
+// A row's sample weight (weights[r / rows_per_weight], when given) scales its gradient
+// (scale·w, per value) and its loss.
+double kernel_mean_rows(ElementwiseLoss kind, const float* p, const float* y, int64_t rows,
+                        int64_t cols, float* grad, float scale, const Smoothing& sm, bool fused,
+                        const float* weights, int64_t rows_per_weight) {
   const ElementwiseKernels* k = elementwise_kernels();
   constexpr int64_t kChunk = 1024;
   float t[kChunk], c2s[kChunk];
@@ -109,36 +121,44 @@ double binary_crossentropy_rows(const float* p, const float* y, int64_t rows, in
   // The position of the chunk's first value: its column, and its row's weight index and row
   // within that weight's rows (no division per value).
   int64_t col = 0, wi = 0, wr = 0;
-  auto advance = [&](int64_t& c, int64_t& i, int64_t& r) {  // to the next value
-    if (++c < cols) return false;
-    c = 0;
+  auto next_row = [&](int64_t& i, int64_t& r) {
     if (++r == rows_per_weight) r = 0, ++i;
-    return true;
   };
+  // Each value a row with a weight of its own (the common binary classifier, or regression on
+  // one value): the same scales and sums, without the bookkeeping.
+  const bool own_weights = weights != nullptr && cols == 1 && rows_per_weight == 1;
+  const bool scales = weights != nullptr && grad != nullptr;
   for (int64_t e0 = 0; e0 < n; e0 += kChunk) {
     const int64_t m = std::min(kChunk, n - e0);
-    // Each value a row with a weight of its own (the common binary classifier): the same
-    // scales and sums, without the bookkeeping.
-    const bool own_weights = weights != nullptr && cols == 1 && rows_per_weight == 1;
-    const bool scales = weights != nullptr && grad != nullptr;
     if (scales && own_weights) {
       for (int64_t j = 0; j < m; ++j) c2s[j] = scale * weights[e0 + j];
-    } else {
-      for (int64_t j = 0, c = col, i = wi, r = wr; scales && j < m; ++j, advance(c, i, r))
+    } else if (scales) {
+      for (int64_t j = 0, c = col, i = wi, r = wr; j < m; ++j) {
         c2s[j] = scale * weights[i];
+        if (++c == cols) c = 0, next_row(i, r);
+      }
     }
-    k->binary_crossentropy(p + e0, y + e0, t, grad ? grad + e0 : nullptr, m, sm.keep, sm.add,
-                           inv_cols, scale, scales ? c2s : nullptr, fused);
-    if (cols == 1 && (weights == nullptr || own_weights)) {  // the same sums, undivided
-      for (int64_t j = 0; j < m; ++j) total -= weights != nullptr ? t[j] * weights[e0 + j] : t[j];
+    k->elementwise_loss(kind, p + e0, y + e0, t, grad ? grad + e0 : nullptr, m, sm.keep,
+                        sm.add, inv_cols, scale, scales ? c2s : nullptr, fused);
+    if (cols == 1 && weights == nullptr) {  // each value a row: the same sums, undivided
+      total += sum_in_double(t, m);
       continue;
     }
-    for (int64_t j = 0; j < m; ++j) {
-      row -= t[j];
+    if (own_weights) {
+      for (int64_t j = 0; j < m; ++j) total += t[j] * weights[e0 + j];
+      continue;
+    }
+    for (int64_t j = 0; j < m;) {  // the chunk's runs of values of one row
+      const int64_t run = std::min(m - j, cols - col);
+      row += sum_in_double(t + j, run);
+      j += run;
+      col += run;
+      if (col < cols) continue;
       const float w = weights != nullptr ? weights[wi] : 1.0f;
-      if (!advance(col, wi, wr)) continue;
       total += weights != nullptr ? row / cols * w : row / cols;
       row = 0.0;
+      col = 0;
+      next_row(wi, wr);
     }
   }
   return total;
@@ -157,28 +177,41 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
                              int64_t cols, float* grad, double scale_rows, bool fused_logits,
                              const float* weights, int64_t rows_per_weight, float param) {
   const float base_scale = static_cast<float>(1.0 / scale_rows);
-  const float inv_cols = 1.0f / static_cast<float>(cols);
   const Smoothing classes(param, cols), binary(param, 2);
   const float delta = param;                    // Huber's
   const bool to_signs = param != 0.0f;          // the hinge losses': {0, 1} read as {-1, 1}
   const float log2 = static_cast<float>(std::log(2.0));
-  const bool sparse = loss == Loss::kSparseCategoricalCrossentropy ||
-                      loss == Loss::kSparseCategoricalCrossentropyLogits;  // not smoothed
-  const float keep = sparse ? 1.0f : classes.keep, add = sparse ? 0.0f : classes.add;
-  if (loss == Loss::kCategoricalCrossentropy || loss == Loss::kSparseCategoricalCrossentropy) {
-    return elementwise_kernels()->crossentropy_rows(p, y, grad, rows, cols, keep, add,
-                                                    base_scale, weights, rows_per_weight,
-                                                    sparse, fused_logits);
+  // The losses the ISA's kernels compute (the sparse forms are not smoothed).
+  const ElementwiseKernels* k = elementwise_kernels();
+  const Smoothing none(0.0f, 1);
+  switch (loss) {
+    case Loss::kCategoricalCrossentropy:
+    case Loss::kSparseCategoricalCrossentropy: {
+      const Smoothing& sm = loss == Loss::kCategoricalCrossentropy ? classes : none;
+      return k->crossentropy_rows(p, y, grad, rows, cols, sm.keep, sm.add, base_scale, weights,
+                                  rows_per_weight, loss != Loss::kCategoricalCrossentropy,
+                                  fused_logits);
+    }
+    case Loss::kCategoricalCrossentropyLogits:
+    case Loss::kSparseCategoricalCrossentropyLogits: {
+      const Smoothing& sm = loss == Loss::kCategoricalCrossentropyLogits ? classes : none;
+      return k->crossentropy_logits_rows(p, y, grad, rows, cols, sm.keep, sm.add, base_scale,
+                                         weights, rows_per_weight,
+                                         loss != Loss::kCategoricalCrossentropyLogits);
+    }
+    case Loss::kBinaryCrossentropy:
+    case Loss::kBinaryCrossentropyLogits:
+      return kernel_mean_rows(loss == Loss::kBinaryCrossentropy ? kLossBce : kLossBceLogits, p,
+                              y, rows, cols, grad, base_scale, binary, fused_logits, weights,
+                              rows_per_weight);
+    case Loss::kMeanSquaredError:
+    case Loss::kMeanAbsoluteError:
+      return kernel_mean_rows(loss == Loss::kMeanSquaredError ? kLossSquared : kLossAbsolute, p,
+                              y, rows, cols, grad, base_scale, none, false, weights,
+                              rows_per_weight);
+    default:
+      break;
   }
-  if (loss == Loss::kCategoricalCrossentropyLogits ||
-      loss == Loss::kSparseCategoricalCrossentropyLogits) {
-    return elementwise_kernels()->crossentropy_logits_rows(p, y, grad, rows, cols, keep, add,
-                                                           base_scale, weights,
-                                                           rows_per_weight, sparse);
-  }
-  if (loss == Loss::kBinaryCrossentropy)
-    return binary_crossentropy_rows(p, y, rows, cols, grad, base_scale, binary, fused_logits,
-                                    weights, rows_per_weight);
   double total = 0.0;
   for (int64_t r = 0; r < rows; ++r) {
     const float* pr = p + r * cols;
@@ -189,47 +222,15 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
     const float inv_scale = base_scale * w;
     const double before = total;
     switch (loss) {
-      case Loss::kCategoricalCrossentropy:  // the kernels above
+      case Loss::kCategoricalCrossentropy:  // the kernels, above
       case Loss::kSparseCategoricalCrossentropy:
       case Loss::kCategoricalCrossentropyLogits:
       case Loss::kSparseCategoricalCrossentropyLogits:
-      case Loss::kBinaryCrossentropy:  // binary_crossentropy_rows, above
+      case Loss::kBinaryCrossentropy:
+      case Loss::kBinaryCrossentropyLogits:
+      case Loss::kMeanSquaredError:
+      case Loss::kMeanAbsoluteError:
         break;
-      case Loss::kMeanSquaredError: {
-        const float* yr = y + r * cols;
-        double row = 0.0;
-        for (int64_t j = 0; j < cols; ++j) {
-          const float d = pr[j] - yr[j];
-          row += static_cast<double>(d) * d;
-          if (gr) gr[j] = 2.0f * d * inv_cols * inv_scale;
-        }
-        total += row / cols;
-        break;
-      }
-      case Loss::kMeanAbsoluteError: {
-        const float* yr = y + r * cols;
-        double row = 0.0;
-        for (int64_t j = 0; j < cols; ++j) {
-          const float d = pr[j] - yr[j];
-          row += std::fabs(static_cast<double>(d));
-          if (gr) gr[j] = (d > 0.0f ? 1.0f : (d < 0.0f ? -1.0f : 0.0f)) * inv_cols * inv_scale;
-        }
-        total += row / cols;
-        break;
-      }
-      case Loss::kBinaryCrossentropyLogits: {
-        // max(z, 0) - z·y + log(1 + exp(-|z|)); gradient sigmoid(z) - y
-        const float* yr = y + r * cols;
-        double row = 0.0;
-        for (int64_t j = 0; j < cols; ++j) {
-          const double z = pr[j];
-          const float yj = binary(yr[j]);
-          row += std::max(z, 0.0) - z * yj + std::log1p(std::exp(-std::fabs(z)));
-          if (gr) gr[j] = static_cast<float>(1.0 / (1.0 + std::exp(-z)) - yj) * inv_cols * inv_scale;
-        }
-        total += row / cols;
-        break;
-      }
       case Loss::kMeanAbsolutePercentageError:
         // 100·|y - p| / max(|y|, eps)
         total += elementwise_mean_row(pr, y + r * cols, cols, gr, inv_scale,
