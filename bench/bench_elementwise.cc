@@ -1,6 +1,7 @@
 // Elementwise throughput in GB/s next to STREAM copy and triad measured in the same program:
-// every activation's forward and backward, softmax/log_softmax rows, and the SGD, RMSprop,
-// Adam, Adamax, Adagrad, Lion and Adadelta updates, for arrays of 4 KB to 256 MB (per array).
+// every activation's forward and backward, softmax/log_softmax rows, the SGD, RMSprop, Adam,
+// Adamax, Adagrad, Lion and Adadelta updates, for arrays of 4 KB to 256 MB (per array), and
+// the losses with their gradients (cross-entropies, MSE) for arrays of 4 KB to 16 MB.
 // Bytes are the arrays each op must touch once (forward: read x, write y; backward: read y or x
 // and dy, write dx; Adam: read w, g, m, v and write w, m, v), the STREAM convention, so
 // "bytes_per_second" is comparable to triad.
@@ -8,6 +9,7 @@
 //      [--benchmark_filter=...] with OMP_NUM_THREADS as wanted; DENSITRON_ISA picks the path.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -152,6 +154,32 @@ void optimizer(benchmark::State& state, densitron::OptimizerConfig c, int arrays
   set_bytes(state, n, arrays);
 }
 
+// A loss and its gradient over rows of `cols` values (the batch's rows: arrays of n floats),
+// on one thread as the executor computes it. Bytes: p and y read, g written (a sparse loss
+// reads one label a row instead of y).
+struct LossCase {
+  const char* name;
+  densitron::Loss loss;
+  int64_t cols;
+  bool fused;   // through a fused softmax or sigmoid
+  bool sparse;  // y holds one class label a row
+};
+
+void loss(benchmark::State& state, LossCase c) {
+  const int64_t n = state.range(0) / 4, cols = std::min(c.cols, n), rows = n / cols;
+  std::vector<float> p = random_vector(rows * cols, 1), y(rows * cols), g(rows * cols);
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    p[i] = p[i] * 0.12f + 0.5f;  // in (0, 1), for the losses on probabilities
+    y[i] = c.sparse ? static_cast<float>(i % cols) : static_cast<float>(i % 3 == 0);
+  }
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(densitron::loss_forward_backward(
+        c.loss, p.data(), y.data(), rows, cols, g.data(), static_cast<double>(rows), c.fused));
+    benchmark::ClobberMemory();
+  }
+  set_bytes(state, rows * cols, c.sparse ? 2 : 3);
+}
+
 void sizes(benchmark::internal::Benchmark* b) {
   b->RangeMultiplier(8)->Range(kMinBytes, kMaxBytes)->UseRealTime();
 }
@@ -185,6 +213,22 @@ void register_all() {
       {"nadam", densitron::OptimizerKind::kNadam, 7},
       {"ftrl", densitron::OptimizerKind::kFtrl, 7},
   };
+  using densitron::Loss;
+  const LossCase losses[] = {
+      {"categorical_crossentropy/10", Loss::kCategoricalCrossentropy, 10, true, false},
+      {"categorical_crossentropy/1000", Loss::kCategoricalCrossentropy, 1000, true, false},
+      {"sparse_categorical_crossentropy_logits/10",
+       Loss::kSparseCategoricalCrossentropyLogits, 10, false, true},
+      {"sparse_categorical_crossentropy_logits/1000",
+       Loss::kSparseCategoricalCrossentropyLogits, 1000, false, true},
+      {"binary_crossentropy/784", Loss::kBinaryCrossentropy, 784, true, false},
+      {"binary_crossentropy_logits/784", Loss::kBinaryCrossentropyLogits, 784, false, false},
+      {"mean_squared_error/784", Loss::kMeanSquaredError, 784, false, false},
+  };
+  for (const LossCase& c : losses) {  // batch-sized arrays: up to 16 MB
+    benchmark::RegisterBenchmark(c.name, loss, c)
+        ->RangeMultiplier(8)->Range(kMinBytes, 16 << 20)->UseRealTime();
+  }
   for (const auto& u : updates) {
     densitron::OptimizerConfig c;
     c.kind = u.kind;
