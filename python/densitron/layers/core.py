@@ -9,20 +9,6 @@ from densitron import activations, constraints, initializers, regularizers
 from densitron.layers.layer import Layer, engine_node
 
 
-def _check_single(layer, input_shape, min_rank=2):
-    if isinstance(input_shape, list):
-        raise ValueError(
-            f"Layer \"{layer.name}\" expects a single input tensor. "
-            f"Received: {len(input_shape)} inputs with shapes {input_shape}"
-        )
-    if len(input_shape) < min_rank:
-        raise ValueError(
-            f"Input 0 of layer \"{layer.name}\" is incompatible with the layer: expected "
-            f"min_ndim={min_rank}, found ndim={len(input_shape)}. "
-            f"Received: input_shape={tuple(input_shape)}"
-        )
-
-
 class Dense(Layer):
     """output = activation(dot(input, kernel) + bias); kernel (in, units), bias (units,)."""
     _mask_rule = "pass"
@@ -50,7 +36,7 @@ class Dense(Layer):
         self.bias = None
 
     def _check_inputs(self, input_shape):
-        _check_single(self, input_shape)
+        self._check_single(input_shape)
         if self.built and input_shape[-1] != self.kernel.shape[0]:
             raise ValueError(
                 f"Input 0 of layer \"{self.name}\" is incompatible with the layer: expected axis "
@@ -98,13 +84,11 @@ class Dense(Layer):
 class Activation(Layer):
     """Applies an activation function to its input."""
     _mask_rule = "pass"
+    _single_input = True
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = activations.get(activation)
-
-    def _check_inputs(self, input_shape):
-        _check_single(self, input_shape)
 
     def _engine_node(self, node, param_index):
         return engine_node(2, node, activation=self.activation)
@@ -127,7 +111,7 @@ class Softmax(Layer):
         self.activation = functools.partial(activations.softmax, axis=self.axis)
 
     def _check_inputs(self, input_shape):
-        _check_single(self, input_shape)
+        self._check_single(input_shape)
         rank = len(input_shape)
         axis = self.axis + rank if self.axis < 0 else self.axis
         if not 1 <= axis < rank:
@@ -145,9 +129,7 @@ class Softmax(Layer):
 class _ActivationLayer(Layer):
     """A layer that applies one parameterised activation (Keras's ReLU, LeakyReLU, ELU)."""
     _mask_rule = "pass"
-
-    def _check_inputs(self, input_shape):
-        _check_single(self, input_shape)
+    _single_input = True
 
     def _engine_node(self, node, param_index):
         return engine_node(2, node, activation=self.activation)
@@ -238,7 +220,7 @@ class PReLU(Layer):
         return tuple(int(d) for d in shape)
 
     def _check_inputs(self, input_shape):
-        _check_single(self, input_shape)
+        self._check_single(input_shape)
         want = self._alpha_shape(input_shape)
         if self.built and tuple(self.alpha.shape) != want:
             raise ValueError(f"Input 0 of layer \"{self.name}\" is incompatible with the layer: "
@@ -272,9 +254,7 @@ class PReLU(Layer):
 class Identity(Layer):
     """Returns its input unchanged."""
     _mask_rule = "pass"
-
-    def _check_inputs(self, input_shape):
-        _check_single(self, input_shape)
+    _single_input = True
 
     def _engine_node(self, node, param_index):
         return engine_node(14, node)

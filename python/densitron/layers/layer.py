@@ -269,8 +269,27 @@ class Layer:
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def _check_inputs(self, inputs):
+    # Whether the layer takes one tensor of rank >= 2 (its _check_inputs then checks that).
+    _single_input = False
+
+    def _check_inputs(self, input_shape):
         """Validates the symbolic input shapes; raises ValueError naming the layer."""
+        if self._single_input:
+            self._check_single(input_shape)
+
+    def _check_single(self, input_shape, min_rank=2):
+        """Raises ValueError unless input_shape is one tensor's, of rank >= min_rank."""
+        if isinstance(input_shape, list):
+            raise ValueError(
+                f"Layer \"{self.name}\" expects a single input tensor. "
+                f"Received: {len(input_shape)} inputs with shapes {input_shape}"
+            )
+        if len(input_shape) < min_rank:
+            raise ValueError(
+                f"Input 0 of layer \"{self.name}\" is incompatible with the layer: expected "
+                f"min_ndim={min_rank}, found ndim={len(input_shape)}. "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
 
     def __call__(self, inputs, *args, **kwargs):
         training = kwargs.pop("training", None)

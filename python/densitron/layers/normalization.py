@@ -197,9 +197,7 @@ class UnitNormalization(Layer):
         self.axis = axis
 
     def _check_inputs(self, input_shape):
-        from densitron.layers.core import _check_single
-
-        _check_single(self, input_shape)
+        self._check_single(input_shape)
         rank = len(input_shape)
         axes = self.axis if isinstance(self.axis, list) else [self.axis]
         if any(not -rank <= a < rank for a in axes):

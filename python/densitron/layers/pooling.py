@@ -3,7 +3,6 @@ a sequence, the pixels of an image), one value per channel."""
 
 import math
 
-from densitron.layers.core import _check_single
 from densitron.layers.layer import Layer, engine_node
 
 
@@ -21,7 +20,7 @@ class _GlobalPooling(Layer):
         self.keepdims = bool(keepdims)
 
     def _check_inputs(self, input_shape):
-        _check_single(self, input_shape)
+        self._check_single(input_shape)
         if len(input_shape) != self._rank + 2:
             raise ValueError(
                 f"Input 0 of layer \"{self.name}\" is incompatible with the layer: expected "

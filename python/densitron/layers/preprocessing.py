@@ -296,9 +296,7 @@ class CategoryEncoding(Layer):
         self.output_mode = output_mode
 
     def _check_inputs(self, input_shape):
-        from densitron.layers.core import _check_single
-
-        _check_single(self, input_shape)
+        self._check_single(input_shape)
 
     def compute_output_shape(self, input_shape):
         return _encoded_shape(tuple(input_shape), self.output_mode, self.num_tokens)
@@ -348,9 +346,7 @@ class Discretization(Layer):
         self.output_mode = output_mode
 
     def _check_inputs(self, input_shape):
-        from densitron.layers.core import _check_single
-
-        _check_single(self, input_shape)
+        self._check_single(input_shape)
 
     def compute_output_shape(self, input_shape):
         if self.output_mode == "int":

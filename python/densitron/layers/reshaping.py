@@ -93,9 +93,7 @@ class _IndexMap(Layer):
     """A layer whose output values are input values picked by a map (or zeros)."""
 
     def _check_inputs(self, input_shape):
-        from densitron.layers.core import _check_single
-
-        _check_single(self, input_shape)
+        self._check_single(input_shape)
         self.compute_output_shape(input_shape)
 
     def _index_map(self, in_shape):

@@ -30,11 +30,6 @@ class _WeightOp(Layer):
     def get_config(self):
         return {**super().get_config(), "shape": list(self.variable.shape)}
 
-    def _check_single(self, input_shape):
-        from densitron.layers.core import _check_single
-
-        _check_single(self, input_shape)
-
 
 class WeightMatMul(_WeightOp):
     """x @ w along x's last axis, w a (features, units) weight of the calling layer."""
