@@ -54,7 +54,7 @@ class Metric:
     _default_name = None
     # The log from the engine's sums of the metric's specs: "mean" (the sum over the rows, or
     # the weights' sum), "sqrt" (the square root of that mean), "neg" (that mean negated),
-    # "ratio" (of two sums), or "result": the metric's own _result(sums).
+    # or "result": the metric's own _result(sums).
     _post = "mean"
 
     def __init__(self, name=None, dtype=None):
@@ -241,7 +241,6 @@ class _ConfusionRatio(Metric):
         # Keras's default: 0.5, or with top_k any value (its NEG_INF)
         default = 0.5 if top_k is None else -1e10
         self._thresholds = [default if t is None else float(t) for t in values]
-        self._post = "ratio" if len(self._thresholds) == 1 else "result"
 
     def _specs(self):
         extra = (-1 if self.class_id is None else self.class_id, self.top_k or 0)
@@ -255,12 +254,15 @@ class _ConfusionRatio(Metric):
                              f"Received: class_id={self.class_id}")
         return self._specs()
 
+    _post = "result"
+
     def _result(self, sums, rows, columns):
-        """One ratio per threshold (several thresholds), 0 over 0 as 0."""
+        """The ratio (a float), or one per threshold (an array) when there are several; 0 over
+        0 as 0, as Keras's divide_no_nan."""
         pairs = np.asarray(sums[:2 * len(self._thresholds)], np.float64).reshape(-1, 2)
         out = np.divide(pairs[:, 0], pairs[:, 1], out=np.zeros(len(pairs)),
                         where=pairs[:, 1] != 0)
-        return out.astype(np.float32)
+        return float(out[0]) if len(out) == 1 else out.astype(np.float32)
 
     def get_config(self):
         return {**super().get_config(), "thresholds": self.thresholds, "top_k": self.top_k,

@@ -308,14 +308,10 @@ class Trainer:
             for name, s in zip(self._output_names, output_loss_sums):
                 logs[f"{name}_loss"] = float(s / rows)
         for name, k, weighted, i, post in self._metric_logs:
-            if callable(post):  # AUC, R2Score: from their own sums
+            if callable(post):  # Precision, AUC, R2Score...: from their own sums
                 logs[name] = post(metric_sums[i:], rows)
                 continue
             s = metric_sums[i]
-            if post == "ratio":  # Precision, Recall: 0 over 0 is 0, as Keras's divide_no_nan
-                den = metric_sums[i + 1]
-                logs[name] = float(s / den) if den != 0 else 0.0
-                continue
             # A weighted metric is a weighted mean (0 when the weights sum to 0, as Keras).
             total = weight_sums[k] if weighted else rows
             mean = float(s / total) if total != 0 else 0.0
