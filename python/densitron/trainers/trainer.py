@@ -423,20 +423,18 @@ class Trainer:
         history = History()
         cb = self._callback_list(callbacks, history, verbose, epochs, steps)
         per_batch = cb.wants_batches()
-        self.stop_training = False
         if profile:
             self._graph.reset_profile()
             self._graph.set_profiling(True)
         train_seconds = 0.0
         total_steps = 0
-        cb.on_train_begin()
-        initial_epoch = self._restored_initial_epoch(initial_epoch)
-        logs = {}
         chunk = 8  # batches per engine call, adapted to the measured step time below
         in_order = None if shuffle else np.arange(rows, dtype=np.int64)
         pass_done = 0  # batches of the current pass trained
-        for epoch in range(initial_epoch, epochs):
-            cb.on_epoch_begin(epoch)
+        perm = in_order
+
+        def train_epoch(epoch):
+            nonlocal train_seconds, total_steps, chunk, pass_done, perm
             epoch_start = time.perf_counter()
             if pass_done == 0:
                 if isinstance(shuffle, str) and shuffle == "batch":
@@ -447,10 +445,8 @@ class Trainer:
                         np.int64, copy=False)
                 elif shuffle:  # int64 already on 64-bit platforms: no copy
                     perm = global_generator().permutation(rows).astype(np.int64, copy=False)
-                else:
-                    perm = in_order
             limit = min(steps, pass_batches - pass_done)
-            done = 0
+            done, logs = 0, {}
             while done < limit:
                 n = 1 if per_batch else min(chunk, limit - done)
                 if per_batch:
@@ -476,6 +472,32 @@ class Trainer:
             pass_done += done
             if pass_done >= pass_batches:
                 pass_done = 0
+            return logs, False
+
+        self._train_epochs(cb, initial_epoch, epochs, train_epoch, val, val_batch,
+                           validation_freq, profile)
+        if profile:
+            self._graph.set_profiling(False)
+            history.profile = _profile_report(self._graph.profile(), train_seconds, total_steps,
+                                              print_it=verbose != 0)
+        self.history = history
+        return history
+
+    def _train_epochs(self, cb, initial_epoch, epochs, train_epoch, val, val_batch,
+                      validation_freq, profile=False):
+        """fit's epochs, for arrays and for batch sources alike: the callbacks' train and
+        epoch hooks around train_epoch(epoch) -> (logs, last) (logs None: no batch was left to
+        train, last: end after this epoch), and validation every validation_freq epochs (not
+        profiled)."""
+        self.stop_training = False
+        cb.on_train_begin()
+        logs = {}
+        for epoch in range(self._restored_initial_epoch(initial_epoch), epochs):
+            cb.on_epoch_begin(epoch)
+            epoch_logs, last = train_epoch(epoch)
+            if epoch_logs is None:
+                break
+            logs = epoch_logs
             if val is not None and (epoch + 1) % validation_freq == 0:
                 if profile:  # the profile covers the training steps only
                     self._graph.set_profiling(False)
@@ -484,15 +506,9 @@ class Trainer:
                     self._graph.set_profiling(True)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
             cb.on_epoch_end(epoch, logs)
-            if self.stop_training:
+            if self.stop_training or last:
                 break
         cb.on_train_end(logs)
-        if profile:
-            self._graph.set_profiling(False)
-            history.profile = _profile_report(self._graph.profile(), train_seconds, total_steps,
-                                              print_it=verbose != 0)
-        self.history = history
-        return history
 
     def _schedule_ahead(self, steps):
         """A learning-rate schedule written in Python: its rates for the next `steps` updates
@@ -608,14 +624,11 @@ class Trainer:
         val_batch = data_mod.check_batch_size(validation_batch_size, "validation_batch_size")
         history = History()
         cb = self._callback_list(callbacks, history, verbose, epochs, source.steps)
-        self.stop_training = False
-        cb.on_train_begin()
-        initial_epoch = self._restored_initial_epoch(initial_epoch)
-        logs = {}
         in_order = np.arange(0, dtype=np.int64)
-        for epoch in range(initial_epoch, epochs):
-            cb.on_epoch_begin(epoch)
-            totals, done = None, 0
+
+        def train_epoch(epoch):
+            nonlocal in_order
+            totals, done, logs = None, 0, {}
             for batch in source.batches():
                 xs, ys, sws, rows = self._batch_arrays(batch, "x", class_weight)
                 cb.on_train_batch_begin(done)
@@ -636,18 +649,15 @@ class Trainer:
                     break
             if totals is None:  # the generator had nothing left
                 source.warn_ran_out()
-                break
+                return None, True
             cb.params["steps"] = cb.params["steps"] or done
             source.end_epoch()
-            if val is not None and (epoch + 1) % validation_freq == 0:
-                logs.update({f"val_{k}": v
-                             for k, v in self._validate(val, val_batch, cb).items()})
-            cb.on_epoch_end(epoch, logs)
-            if source.ran_out:
+            if source.ran_out:  # (warned before the epoch's validation, as the arrays' fit)
                 source.warn_ran_out()
-            if self.stop_training or source.ran_out:
-                break
-        cb.on_train_end(logs)
+            return logs, source.ran_out
+
+        self._train_epochs(cb, initial_epoch, epochs, train_epoch, val, val_batch,
+                           validation_freq)
         self.history = history
         return history
 
