@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <random>
 #include <vector>
@@ -338,65 +339,114 @@ TEST(Losses, BinaryCrossentropyMatchesItsFormulaOnEveryIsa) {
   set_active_isa(saved);
 }
 
-// The other losses the kernels compute, on every ISA: mean squared and absolute error and
-// binary cross-entropy on logits (max(z, 0) - z·y + log(1 + exp(-|z|)), smoothed targets),
-// against their formulas in double over 1, 3 and 785 columns (rows longer than a kernel
-// chunk), without and with sample weights (one a row, one for two rows); the errors'
-// gradients bit for bit the float formulas (2d and sign(d), times (1/cols)·(w/rows)), the
-// logits' sigmoid(z) - y within float rounding. NaN stays NaN.
-TEST(Losses, MeanLossesMatchTheirFormulasOnEveryIsa) {
-  const Loss losses[] = {Loss::kMeanSquaredError, Loss::kMeanAbsoluteError,
-                         Loss::kBinaryCrossentropyLogits};
+// The elementwise losses the kernels compute besides binary cross-entropy, on every ISA:
+// against their formulas in double (each term and its derivative, given below), over 1, 3 and
+// 785 columns (rows longer than a kernel chunk), without and with sample weights (one a row,
+// one for two rows): each row the mean of its terms (the KL divergence's their sum) times its
+// weight, each gradient value the derivative times (1/cols)·(w/rows). NaN stays NaN.
+TEST(Losses, ElementwiseLossesMatchTheirFormulasOnEveryIsa) {
+  const double eps = 1e-7f;
+  auto sign = [](double x) { return x > 0 ? 1.0 : (x < 0 ? -1.0 : 0.0); };
+  struct Case {
+    Loss loss;
+    float param;
+    float lo, hi;  // the predictions' range
+    bool binary;   // {0, 1} targets (else in [0, 1])
+    std::function<void(double p, double y, double* t, double* g)> f;
+  };
+  const double delta = 1.5;
+  const Case cases[] = {
+      {Loss::kMeanSquaredError, 0, -20, 20, false,
+       [](double p, double y, double* t, double* g) { *t = (p - y) * (p - y), *g = 2 * (p - y); }},
+      {Loss::kMeanAbsoluteError, 0, -20, 20, false,
+       [&](double p, double y, double* t, double* g) { *t = std::fabs(p - y), *g = sign(p - y); }},
+      {Loss::kBinaryCrossentropyLogits, 0.1f, -20, 20, true,  // smoothed: y·0.9 + 0.05
+       [](double z, double y, double* t, double* g) {
+         y = y * 0.9 + 0.05;
+         *t = std::max(z, 0.0) - z * y + std::log1p(std::exp(-std::fabs(z)));
+         *g = 1 / (1 + std::exp(-z)) - y;
+       }},
+      {Loss::kMeanAbsolutePercentageError, 0, -3, 3, false,
+       [&](double p, double y, double* t, double* g) {
+         const double m = std::max(std::fabs(y), eps);
+         *t = 100 * std::fabs(p - y) / m, *g = 100 * sign(p - y) / m;
+       }},
+      {Loss::kMeanSquaredLogarithmicError, 0, -1, 5, false,
+       [&](double p, double y, double* t, double* g) {
+         const double a = std::max(p, eps) + 1, e = std::log(a) - std::log(std::max(y, eps) + 1);
+         *t = e * e, *g = p > eps ? 2 * e / a : 0;
+       }},
+      {Loss::kHuber, float(delta), -4, 4, false,
+       [&](double p, double y, double* t, double* g) {
+         const double d = p - y;
+         *t = std::fabs(d) <= delta ? d * d / 2 : delta * std::fabs(d) - delta * delta / 2;
+         *g = std::fabs(d) <= delta ? d : delta * sign(d);
+       }},
+      {Loss::kLogCosh, 0, -6, 6, false,
+       [](double p, double y, double* t, double* g) {
+         *t = std::log(std::cosh(p - y)), *g = std::tanh(p - y);
+       }},
+      {Loss::kHinge, 1.0f, -3, 3, true,  // param 1: {0, 1} read as {-1, 1}
+       [](double p, double y, double* t, double* g) {
+         const double s = 2 * y - 1, m = std::max(1 - s * p, 0.0);
+         *t = m, *g = m > 0 ? -s : 0;
+       }},
+      {Loss::kSquaredHinge, 0, -3, 3, false,
+       [](double p, double y, double* t, double* g) {
+         const double m = std::max(1 - y * p, 0.0);
+         *t = m * m, *g = -2 * y * m;
+       }},
+      {Loss::kPoisson, 0, 0, 5, false,
+       [&](double p, double y, double* t, double* g) {
+         *t = p - y * std::log(p + eps), *g = 1 - y / (p + eps);
+       }},
+      {Loss::kKLDivergence, 0, -0.1f, 1.1f, false,
+       [&](double p, double y, double* t, double* g) {
+         const double yc = std::min(std::max(y, eps), 1.0), pc = std::min(std::max(p, eps), 1.0);
+         *t = yc * std::log(yc / pc), *g = p >= eps && p <= 1 ? -yc / pc : 0;
+       }},
+  };
   for_each_isa([&](Isa isa) {
-    for (int64_t cols : {1, 3, 785}) {
-      const int64_t rows = cols == 785 ? 5 : 1100 / cols + 3, n = rows * cols;
-      std::mt19937 rng(static_cast<unsigned>(cols));
-      std::uniform_real_distribution<float> u(0.0f, 1.0f);
-      std::vector<float> p(n), y(n), w(rows);
-      for (int64_t i = 0; i < n; ++i) {
-        p[i] = 40.0f * u(rng) - 20.0f;
-        y[i] = i % 4 == 0 ? u(rng) : static_cast<float>(i % 2);
-      }
-      p[1] = y[1];  // d = 0: no sign
-      for (float& v : w) v = 0.25f + 2.0f * u(rng);
-      for (Loss loss : losses) {
-        const float s = loss == Loss::kBinaryCrossentropyLogits ? 0.1f : 0.0f;
+    for (const Case& c : cases) {
+      const bool sum = c.loss == Loss::kKLDivergence;
+      for (int64_t cols : {1, 3, 785}) {
+        const int64_t rows = cols == 785 ? 5 : 1100 / cols + 3, n = rows * cols;
+        std::mt19937 rng(static_cast<unsigned>(cols));
+        std::uniform_real_distribution<float> u(0.0f, 1.0f);
+        std::vector<float> p(n), y(n), w(rows);
+        for (int64_t i = 0; i < n; ++i) {
+          p[i] = c.lo + (c.hi - c.lo) * u(rng);
+          y[i] = c.binary ? static_cast<float>(i % 2) : u(rng);
+        }
+        if (!c.binary) p[1] = y[1];  // d = 0
+        for (float& v : w) v = 0.25f + 2.0f * u(rng);
         for (int64_t per : {0, 1, 2}) {
           std::vector<float> g(n);
-          const double got = loss_forward_backward(loss, p.data(), y.data(), rows, cols,
+          const double got = loss_forward_backward(c.loss, p.data(), y.data(), rows, cols,
                                                    g.data(), rows, false,
-                                                   per ? w.data() : nullptr, per ? per : 1, s);
+                                                   per ? w.data() : nullptr, per ? per : 1,
+                                                   c.param);
           double want = 0.0;
           for (int64_t i = 0; i < n; ++i) {
-            const float wi = per ? w[i / cols / per] : 1.0f;
-            const float scale = 1.0f / rows * wi, d = p[i] - y[i];
-            const double z = p[i], t = y[i] * (1.0 - s) + s / 2.0;
-            switch (loss) {
-              case Loss::kMeanSquaredError:
-                want += double(d) * d / cols * wi;
-                ASSERT_EQ(g[i], 2.0f * d * (1.0f / cols) * scale) << isa_name(isa) << " i=" << i;
-                break;
-              case Loss::kMeanAbsoluteError:
-                want += std::fabs(double(d)) / cols * wi;
-                ASSERT_EQ(g[i], (d > 0.0f ? 1.0f : d < 0.0f ? -1.0f : 0.0f) * (1.0f / cols) *
-                                    scale) << isa_name(isa) << " i=" << i;
-                break;
-              default: {
-                want += (std::max(z, 0.0) - z * t + std::log1p(std::exp(-std::fabs(z)))) /
-                        cols * wi;
-                const double ref = (1.0 / (1.0 + std::exp(-z)) - t) / cols * scale;
-                ASSERT_NEAR(g[i], ref, 2e-7 / cols * scale) << isa_name(isa) << " i=" << i;
-              }
-            }
+            const double wi = per ? w[i / cols / per] : 1.0;
+            double t, d;
+            c.f(p[i], y[i], &t, &d);
+            want += (sum ? t : t / cols) * wi;
+            const double scale = (sum ? 1.0 : 1.0 / cols) * wi / rows, ref = d * scale;
+            // (differences of values near 1, as sigmoid(z) - y, round to 1e-7 absolute)
+            ASSERT_NEAR(g[i], ref, 2e-6 * std::fabs(ref) + 2e-7 * scale)
+                << isa_name(isa) << " loss=" << int(c.loss) << " i=" << i << " p=" << p[i]
+                << " y=" << y[i] << " per=" << per;
           }
           EXPECT_NEAR(got, want, 2e-6 * std::fabs(want))
-              << isa_name(isa) << " cols=" << cols << " per=" << per;
+              << isa_name(isa) << " loss=" << int(c.loss) << " cols=" << cols << " per=" << per;
         }
         std::vector<float> bad = p;
         bad[n - 1] = std::nanf("");
-        EXPECT_TRUE(std::isnan(loss_forward_backward(loss, bad.data(), y.data(), rows, cols,
-                                                     nullptr, rows, false)))
-            << isa_name(isa) << " cols=" << cols;
+        EXPECT_TRUE(std::isnan(loss_forward_backward(c.loss, bad.data(), y.data(), rows, cols,
+                                                     nullptr, rows, false, nullptr, 1,
+                                                     c.param)))
+            << isa_name(isa) << " loss=" << int(c.loss) << " cols=" << cols;
       }
     }
   });

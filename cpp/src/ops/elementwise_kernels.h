@@ -10,7 +10,10 @@
 namespace densitron {
 
 // The losses whose row loss is the mean of per-value terms, by elementwise_loss.
-enum ElementwiseLoss : int { kLossBce = 0, kLossBceLogits, kLossSquared, kLossAbsolute };
+enum ElementwiseLoss : int {
+  kLossBce = 0, kLossBceLogits, kLossSquared, kLossAbsolute, kLossPercentage, kLossSquaredLog,
+  kLossHuber, kLossLogCosh, kLossHinge, kLossSquaredHinge, kLossPoisson, kLossKLDivergence
+};
 
 struct ElementwiseKernels {
   // act: densitron::Activation value; prm: {negative_slope, max_value, threshold, alpha}.
@@ -57,10 +60,10 @@ struct ElementwiseKernels {
   void (*log_softmax_jvp_rows)(const float* y, const float* dy, float* dx, int64_t rows,
                                int64_t n);
   // The terms of an elementwise loss (ElementwiseLoss) over n values into t, and the gradient
-  // into g unless nullptr, scaled by c1·c2, or c1·c2s[i] when c2s is not nullptr (see
-  // elementwise_body.inc)
+  // into g unless nullptr, scaled by c1·c2, or c1·c2s[i] when c2s is not nullptr; targets
+  // y·keep + add; param: Huber's delta (see elementwise_body.inc)
   void (*elementwise_loss)(int kind, const float* p, const float* y, float* t, float* g,
-                           int64_t n, float keep, float add, float c1, float c2,
+                           int64_t n, float keep, float add, float param, float c1, float c2,
                            const float* c2s, bool fused);
   // Keras's categorical cross-entropy of rows × n probabilities (y: targets, or labels when
   // `sparse`), each row weighted by w[r / per] (w may be nullptr): the weighted losses' sum,

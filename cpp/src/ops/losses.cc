@@ -35,21 +35,6 @@ struct Smoothing {
   float operator()(float y) const { return y * keep + add; }
 };
 
-// A loss that is the mean over the last axis of f(p, y): the row's mean, and when g is given
-// f's derivative in p (which f writes to *d) times inv_cols·inv_scale.
-template <typename F>
-double elementwise_mean_row(const float* p, const float* y, int64_t cols, float* g,
-                            float inv_scale, F f) {
-  const float inv_cols = 1.0f / static_cast<float>(cols);
-  double row = 0.0;
-  for (int64_t j = 0; j < cols; ++j) {
-    float d = 0.0f;
-    row += f(p[j], y[j], &d);
-    if (g) g[j] = d * inv_cols * inv_scale;
-  }
-  return row / static_cast<double>(cols);
-}
-
 // -cos(y, p) with Keras's normalisation x·min(1/sqrt(Σx²), 1/eps); 0 for a zero vector.
 double cosine_row(const float* p, const float* y, int64_t cols, float* g, float inv_scale) {
   double pp = 0.0, yy = 0.0, yp = 0.0;
@@ -106,16 +91,19 @@ double sum_in_double(const float* x, int64_t n) {
 }
 
 // An elementwise loss (ElementwiseLoss) of rows × cols values: the terms and the gradient by
-// the ISA's kernel a chunk at a time, each row's loss the mean of its terms (summed in double).
-// A row's sample weight (weights[r / rows_per_weight], when given) scales its gradient
-// (scale·w, per value) and its loss.
+// the ISA's kernel a chunk at a time (targets y·keep + add), each row's loss the mean of its
+// terms (the KL divergence's: their sum), summed in double. A row's sample weight
+// (weights[r / rows_per_weight], when given) scales its gradient (scale·w, per value) and its
+// loss.
 double kernel_mean_rows(ElementwiseLoss kind, const float* p, const float* y, int64_t rows,
-                        int64_t cols, float* grad, float scale, const Smoothing& sm, bool fused,
-                        const float* weights, int64_t rows_per_weight) {
+                        int64_t cols, float* grad, float scale, float keep, float add,
+                        float param, bool fused, const float* weights,
+                        int64_t rows_per_weight) {
   const ElementwiseKernels* k = elementwise_kernels();
   constexpr int64_t kChunk = 1024;
   float t[kChunk], c2s[kChunk];
-  const float inv_cols = 1.0f / static_cast<float>(cols);
+  const bool sum = kind == kLossKLDivergence;  // (a division by 1 changes nothing)
+  const float inv_cols = sum ? 1.0f : 1.0f / static_cast<float>(cols);
   const int64_t n = rows * cols;
   double total = 0.0, row = 0.0;
   // The position of the chunk's first value: its column, and its row's weight index and row
@@ -138,8 +126,8 @@ double kernel_mean_rows(ElementwiseLoss kind, const float* p, const float* y, in
         if (++c == cols) c = 0, next_row(i, r);
       }
     }
-    k->elementwise_loss(kind, p + e0, y + e0, t, grad ? grad + e0 : nullptr, m, sm.keep,
-                        sm.add, inv_cols, scale, scales ? c2s : nullptr, fused);
+    k->elementwise_loss(kind, p + e0, y + e0, t, grad ? grad + e0 : nullptr, m, keep, add,
+                        param, inv_cols, scale, scales ? c2s : nullptr, fused);
     if (cols == 1 && weights == nullptr) {  // each value a row: the same sums, undivided
       total += sum_in_double(t, m);
       continue;
@@ -155,7 +143,8 @@ double kernel_mean_rows(ElementwiseLoss kind, const float* p, const float* y, in
       col += run;
       if (col < cols) continue;
       const float w = weights != nullptr ? weights[wi] : 1.0f;
-      total += weights != nullptr ? row / cols * w : row / cols;
+      const double mean = sum ? row : row / cols;
+      total += weights != nullptr ? mean * w : mean;
       row = 0.0;
       col = 0;
       next_row(wi, wr);
@@ -177,13 +166,13 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
                              int64_t cols, float* grad, double scale_rows, bool fused_logits,
                              const float* weights, int64_t rows_per_weight, float param) {
   const float base_scale = static_cast<float>(1.0 / scale_rows);
-  const Smoothing classes(param, cols), binary(param, 2);
-  const float delta = param;                    // Huber's
-  const bool to_signs = param != 0.0f;          // the hinge losses': {0, 1} read as {-1, 1}
-  const float log2 = static_cast<float>(std::log(2.0));
+  const Smoothing classes(param, cols), binary(param, 2), none(0.0f, 1);
   // The losses the ISA's kernels compute (the sparse forms are not smoothed).
   const ElementwiseKernels* k = elementwise_kernels();
-  const Smoothing none(0.0f, 1);
+  auto mean_rows = [&](ElementwiseLoss kind, float keep = 1.0f, float add = 0.0f) {
+    return kernel_mean_rows(kind, p, y, rows, cols, grad, base_scale, keep, add, param,
+                            fused_logits, weights, rows_per_weight);
+  };
   switch (loss) {
     case Loss::kCategoricalCrossentropy:
     case Loss::kSparseCategoricalCrossentropy: {
@@ -200,18 +189,33 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
                                          loss != Loss::kCategoricalCrossentropyLogits);
     }
     case Loss::kBinaryCrossentropy:
+      return mean_rows(kLossBce, binary.keep, binary.add);
     case Loss::kBinaryCrossentropyLogits:
-      return kernel_mean_rows(loss == Loss::kBinaryCrossentropy ? kLossBce : kLossBceLogits, p,
-                              y, rows, cols, grad, base_scale, binary, fused_logits, weights,
-                              rows_per_weight);
+      return mean_rows(kLossBceLogits, binary.keep, binary.add);
     case Loss::kMeanSquaredError:
+      return mean_rows(kLossSquared);
     case Loss::kMeanAbsoluteError:
-      return kernel_mean_rows(loss == Loss::kMeanSquaredError ? kLossSquared : kLossAbsolute, p,
-                              y, rows, cols, grad, base_scale, none, false, weights,
-                              rows_per_weight);
+      return mean_rows(kLossAbsolute);
+    case Loss::kMeanAbsolutePercentageError:
+      return mean_rows(kLossPercentage);
+    case Loss::kMeanSquaredLogarithmicError:
+      return mean_rows(kLossSquaredLog);
+    case Loss::kHuber:  // param: delta
+      return mean_rows(kLossHuber);
+    case Loss::kLogCosh:
+      return mean_rows(kLossLogCosh);
+    case Loss::kHinge:  // param != 0: {0, 1} targets read as {-1, 1}
+    case Loss::kSquaredHinge:
+      return mean_rows(loss == Loss::kHinge ? kLossHinge : kLossSquaredHinge,
+                       param != 0.0f ? 2.0f : 1.0f, param != 0.0f ? -1.0f : 0.0f);
+    case Loss::kPoisson:
+      return mean_rows(kLossPoisson);
+    case Loss::kKLDivergence:  // a sum over the last axis, not a mean
+      return mean_rows(kLossKLDivergence);
     default:
       break;
   }
+  // The row-wise losses, one row at a time.
   double total = 0.0;
   for (int64_t r = 0; r < rows; ++r) {
     const float* pr = p + r * cols;
@@ -220,111 +224,10 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
     // still divides by the row count, not by the weights' sum).
     const float w = weights ? weights[r / rows_per_weight] : 1.0f;
     const float inv_scale = base_scale * w;
-    const double before = total;
-    switch (loss) {
-      case Loss::kCategoricalCrossentropy:  // the kernels, above
-      case Loss::kSparseCategoricalCrossentropy:
-      case Loss::kCategoricalCrossentropyLogits:
-      case Loss::kSparseCategoricalCrossentropyLogits:
-      case Loss::kBinaryCrossentropy:
-      case Loss::kBinaryCrossentropyLogits:
-      case Loss::kMeanSquaredError:
-      case Loss::kMeanAbsoluteError:
-        break;
-      case Loss::kMeanAbsolutePercentageError:
-        // 100·|y - p| / max(|y|, eps)
-        total += elementwise_mean_row(pr, y + r * cols, cols, gr, inv_scale,
-                                      [](float pj, float yj, float* d) {
-                                        const float m = std::max(std::fabs(yj), kEps);
-                                        const float e = pj - yj;
-                                        *d = (e > 0.0f ? 100.0f : e < 0.0f ? -100.0f : 0.0f) / m;
-                                        return 100.0 * std::fabs(static_cast<double>(e / m));
-                                      });
-        break;
-      case Loss::kMeanSquaredLogarithmicError:
-        // (log(max(p, eps) + 1) - log(max(y, eps) + 1))²
-        total += elementwise_mean_row(pr, y + r * cols, cols, gr, inv_scale,
-                                      [](float pj, float yj, float* d) {
-                                        const float a = std::max(pj, kEps) + 1.0f;
-                                        const float e = std::log(a) -
-                                                        std::log(std::max(yj, kEps) + 1.0f);
-                                        *d = pj > kEps ? 2.0f * e / a : 0.0f;
-                                        return static_cast<double>(e) * e;
-                                      });
-        break;
-      case Loss::kCosineSimilarity:
-        total += cosine_row(pr, y + r * cols, cols, gr, inv_scale);
-        break;
-      case Loss::kHuber:
-        // e²/2 where |e| <= delta, else delta·|e| - delta²/2 (e = p - y)
-        total += elementwise_mean_row(pr, y + r * cols, cols, gr, inv_scale,
-                                      [delta](float pj, float yj, float* d) {
-                                        const float e = pj - yj, a = std::fabs(e);
-                                        if (a <= delta) {
-                                          *d = e;
-                                          return 0.5 * e * static_cast<double>(e);
-                                        }
-                                        *d = e > 0.0f ? delta : -delta;
-                                        return static_cast<double>(delta * a -
-                                                                   0.5f * delta * delta);
-                                      });
-        break;
-      case Loss::kLogCosh:
-        // x + softplus(-2x) - log 2 (x = p - y), whose derivative is tanh(x)
-        total += elementwise_mean_row(pr, y + r * cols, cols, gr, inv_scale,
-                                      [log2](float pj, float yj, float* d) {
-                                        const float x = pj - yj;
-                                        *d = std::tanh(x);
-                                        const double t = -2.0 * x;
-                                        const double softplus =
-                                            std::max(t, 0.0) + std::log1p(std::exp(-std::fabs(t)));
-                                        return x + softplus - static_cast<double>(log2);
-                                      });
-        break;
-      case Loss::kHinge:
-      case Loss::kSquaredHinge: {
-        // max(1 - y·p, 0), or its square
-        const bool squared = loss == Loss::kSquaredHinge;
-        total += elementwise_mean_row(pr, y + r * cols, cols, gr, inv_scale,
-                                      [to_signs, squared](float pj, float yj, float* d) {
-                                        const float t = to_signs ? 2.0f * yj - 1.0f : yj;
-                                        const float m = std::max(1.0f - t * pj, 0.0f);
-                                        if (squared) {
-                                          *d = -2.0f * t * m;
-                                          return static_cast<double>(m) * m;
-                                        }
-                                        *d = m > 0.0f ? -t : 0.0f;
-                                        return static_cast<double>(m);
-                                      });
-        break;
-      }
-      case Loss::kCategoricalHinge:
-        total += categorical_hinge_row(pr, y + r * cols, cols, gr, inv_scale);
-        break;
-      case Loss::kKLDivergence: {
-        // Σ y·log(y / p), y and p clipped to [eps, 1]: a sum over the last axis, not a mean
-        const float* yr = y + r * cols;
-        double row = 0.0;
-        for (int64_t j = 0; j < cols; ++j) {
-          const float yc = std::min(std::max(yr[j], kEps), 1.0f);
-          const float pc = std::min(std::max(pr[j], kEps), 1.0f);
-          row += static_cast<double>(yc) * std::log(yc / pc);
-          if (gr) gr[j] = pr[j] >= kEps && pr[j] <= 1.0f ? -yc / pc * inv_scale : 0.0f;
-        }
-        total += row;
-        break;
-      }
-      case Loss::kPoisson:
-        // p - y·log(p + eps)
-        total += elementwise_mean_row(pr, y + r * cols, cols, gr, inv_scale,
-                                      [](float pj, float yj, float* d) {
-                                        *d = 1.0f - yj / (pj + kEps);
-                                        return static_cast<double>(pj) -
-                                               static_cast<double>(yj) * std::log(pj + kEps);
-                                      });
-        break;
-    }
-    if (weights != nullptr) total = before + (total - before) * w;
+    const double row = loss == Loss::kCosineSimilarity
+                           ? cosine_row(pr, y + r * cols, cols, gr, inv_scale)
+                           : categorical_hinge_row(pr, y + r * cols, cols, gr, inv_scale);
+    total += row * w;
   }
   return total;
 }
