@@ -578,6 +578,33 @@ TEST(Metrics, CategoricalAccuracyTakesTheFirstLargest) {
   EXPECT_EQ(accuracy_sum(AccuracyKind::kSparseCategorical, p, ids, 4, cols, 0.5f), 3.0);
 }
 
+// The same rule on every ISA over rows narrower and wider than a vector (tails): each row's
+// class is std::max_element's, with ties, NaN (first or not) and -inf placed at random.
+TEST(Metrics, CategoricalAccuracyTakesTheFirstLargestOnEveryIsa) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = HUGE_VALF;
+  for_each_isa([&](Isa isa) {
+    std::mt19937 rng(3);
+    for (int64_t cols : {1, 5, 16, 17, 40, 1000}) {
+      for (int trial = 0; trial < 60; ++trial) {
+        std::vector<float> row(cols);
+        for (float& v : row) v = static_cast<float>(rng() % 7);  // ties
+        for (int k = 0; k < 3; ++k) {
+          const float special[] = {nan, -inf, 7.0f};
+          row[rng() % cols] = special[rng() % 3];
+        }
+        const int64_t want = std::max_element(row.begin(), row.end()) - row.begin();
+        for (int64_t id : {want, (want + 1) % cols}) {
+          const float label = static_cast<float>(id);
+          EXPECT_EQ(accuracy_sum(AccuracyKind::kSparseCategorical, row.data(), &label, 1, cols,
+                                 0.5f),
+                    id == want ? 1.0 : 0.0)
+              << isa_name(isa) << " cols=" << cols << " trial=" << trial;
+        }
+      }
+    }
+  });
+}
+
 // Keras's label smoothing: the loss and its gradient (fused or not) on targets y are those on
 // y·(1 - s) + s/k (k: classes, or 2 for the binary cross-entropy), and s = 0 changes nothing.
 TEST(Losses, LabelSmoothingEqualsTheLossOnSmoothedTargets) {

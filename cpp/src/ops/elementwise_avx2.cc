@@ -62,6 +62,10 @@ inline M le(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
 inline M gt(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
 inline M ge(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
 inline M mand(M a, M b) { return _mm256_and_ps(a, b); }
+inline int64_t first_lane(M m) {  // kW when none
+  const int bits = _mm256_movemask_ps(m);
+  return bits ? __builtin_ctz(static_cast<unsigned>(bits)) : kW;
+}
 inline V sel(M m, V t, V f) { return _mm256_blendv_ps(f, t, m); }
 inline float hsum(V a) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));

@@ -54,6 +54,7 @@ inline M le(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ); }
 inline M gt(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
 inline M ge(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
 inline M mand(M a, M b) { return static_cast<M>(a & b); }
+inline int64_t first_lane(M m) { return m ? __builtin_ctz(m) : kW; }  // kW when none
 inline V sel(M m, V t, V f) { return _mm512_mask_blend_ps(m, f, t); }
 inline float hsum(V a) { return _mm512_reduce_add_ps(a); }
 inline float hmax(V a) { return _mm512_reduce_max_ps(a); }

@@ -56,6 +56,7 @@ inline M le(V a, V b) { return a <= b; }
 inline M gt(V a, V b) { return a > b; }
 inline M ge(V a, V b) { return a >= b; }
 inline M mand(M a, M b) { return a && b; }
+inline int64_t first_lane(M m) { return m ? 0 : kW; }  // kW when none
 inline V sel(M m, V t, V f) { return m ? t : f; }
 inline float hsum(V a) { return a; }
 inline float hmax(V a) { return a; }

@@ -14,19 +14,6 @@ namespace {
 
 constexpr float kEps = 1e-7f;
 
-// The index of the first largest of x[0..n) (std::max_element's), without a branch per value:
-// the compare selects, so a row whose largest value sits anywhere costs the same.
-int64_t first_max(const float* x, int64_t n) {
-  int64_t best = 0;
-  float top = x[0];
-  for (int64_t j = 1; j < n; ++j) {
-    const bool above = top < x[j];
-    best = above ? j : best;
-    top = above ? x[j] : top;
-  }
-  return best;
-}
-
 // Keras's label smoothing of a target: y·(1 - s) + s/k, with k = classes for the categorical
 // cross-entropies and k = 2 for the binary one. s = 0 leaves y exactly as it is.
 struct Smoothing {
@@ -293,6 +280,7 @@ void f_score_sums(const float* p, const float* y, int64_t rows, int64_t cols, fl
 double accuracy_sum(AccuracyKind kind, const float* p, const float* y, int64_t rows,
                     int64_t cols, float threshold, const float* weights,
                     int64_t rows_per_weight, int64_t class_id, int64_t top_k) {
+  const ElementwiseKernels* k = elementwise_kernels();
   double correct = 0.0;
   for (int64_t r = 0; r < rows; ++r) {
     const float* pr = p + r * cols;
@@ -300,12 +288,12 @@ double accuracy_sum(AccuracyKind kind, const float* p, const float* y, int64_t r
     switch (kind) {
       case AccuracyKind::kCategorical:
       case AccuracyKind::kSparseCategorical: {
-        const int64_t pred = first_max(pr, cols);
+        const int64_t pred = k->first_max(pr, cols);
         int64_t truth;
         if (kind == AccuracyKind::kSparseCategorical) {
           truth = static_cast<int64_t>(y[r]);
         } else {
-          truth = first_max(y + r * cols, cols);
+          truth = k->first_max(y + r * cols, cols);
         }
         correct += pred == truth ? 1.0 : 0.0;
         break;
