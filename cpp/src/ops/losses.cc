@@ -14,12 +14,12 @@ namespace {
 
 constexpr float kEps = 1e-7f;
 
-// Keras's label smoothing of a target: y·(1 - s) + s/k, with k = classes for the categorical
-// cross-entropies and k = 2 for the binary one. s = 0 leaves y exactly as it is.
+// Keras's label smoothing of a target, y·keep + add = y·(1 - s) + s/k, with k = classes for
+// the categorical cross-entropies and k = 2 for the binary one (the kernels apply it). s = 0
+// leaves y exactly as it is.
 struct Smoothing {
   float keep = 1.0f, add = 0.0f;
   Smoothing(float s, int64_t k) : keep(1.0f - s), add(s / static_cast<float>(k)) {}
-  float operator()(float y) const { return y * keep + add; }
 };
 
 // -cos(y, p) with Keras's normalisation x·min(1/sqrt(Σx²), 1/eps); 0 for a zero vector.
@@ -120,7 +120,7 @@ double kernel_mean_rows(ElementwiseLoss kind, const float* p, const float* y, in
       continue;
     }
     if (own_weights) {
-      for (int64_t j = 0; j < m; ++j) total += t[j] * weights[e0 + j];
+      for (int64_t j = 0; j < m; ++j) total += static_cast<double>(t[j]) * weights[e0 + j];
       continue;
     }
     for (int64_t j = 0; j < m;) {  // the chunk's runs of values of one row
