@@ -280,6 +280,7 @@ class CategoryEncoding(Layer):
     casts them; ids outside the range set nothing) to one-hot rows (`"one_hot"`: one row per
     id), or one row per sample's last axis (`"multi_hot"`: 1 where an id occurs, `"count"`:
     how often). Not differentiable, as in Keras."""
+    _single_input = True
 
     def __init__(self, num_tokens=None, output_mode="multi_hot", sparse=False, **kwargs):
         super().__init__(**kwargs)
@@ -294,9 +295,6 @@ class CategoryEncoding(Layer):
         _check_sparse_output(self, sparse)
         self.num_tokens = int(num_tokens)
         self.output_mode = output_mode
-
-    def _check_inputs(self, input_shape):
-        self._check_single(input_shape)
 
     def compute_output_shape(self, input_shape):
         return _encoded_shape(tuple(input_shape), self.output_mode, self.num_tokens)
@@ -317,6 +315,7 @@ class Discretization(Layer):
     CategoryEncoding does over len(bin_boundaries) + 1 ids. Learning the boundaries with
     `num_bins` and adapt() is not supported (Keras's approximate quantiles). Not
     differentiable."""
+    _single_input = True
 
     def __init__(self, bin_boundaries=None, num_bins=None, epsilon=0.01, output_mode="int",
                  sparse=False, **kwargs):
@@ -344,9 +343,6 @@ class Discretization(Layer):
         self.bin_boundaries = bounds
         self.epsilon = epsilon
         self.output_mode = output_mode
-
-    def _check_inputs(self, input_shape):
-        self._check_single(input_shape)
 
     def compute_output_shape(self, input_shape):
         if self.output_mode == "int":

@@ -218,6 +218,7 @@ class _ConfusionRatio(Metric):
     that column counts; several thresholds give one value each (an array)."""
 
     _denominator = None
+    _post = "result"
 
     def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
         # unnamed ones are numbered as Keras numbers them: precision, precision_1, ...
@@ -253,8 +254,6 @@ class _ConfusionRatio(Metric):
             raise ValueError(f"`class_id` must be a class of the output's {y_pred_last}. "
                              f"Received: class_id={self.class_id}")
         return self._specs()
-
-    _post = "result"
 
     def _result(self, sums, rows, columns):
         """The ratio (a float), or one per threshold (an array) when there are several; 0 over
