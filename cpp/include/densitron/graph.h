@@ -334,6 +334,8 @@ class Graph {
   }
   static void update_rows(void* ctx, int64_t row0, int64_t rows, float* g, int64_t ldg);
   void forward_dense_split(const Step& st, int i);
+  float* dense_pre(int i);
+  void activate_dense_rows(int i, Share rw);
   void softmax_axis(const Step& st, int i, const float* x, const float* y, const float* dy,
                     float* gx, bool accumulate = false);
   void backward_dense_split(const Step& st, int i);

@@ -154,13 +154,10 @@ void Graph::forward_node(const Step& st, int i) {
              &ep);
         return;
       }
-      float* z = keeps_input_[i] ? pre_buf_[i].data() : y;
-      gemm(st, false, false, rows, last, in_last, x, in_last, param(i, 0), last, 0.0f, z, last,
-           &ep);
+      gemm(st, false, false, rows, last, in_last, x, in_last, param(i, 0), last, 0.0f,
+           dense_pre(i), last, &ep);
       barrier(st);
-      if (rw.lo < rw.hi)
-        activation_forward(node.activation, node.act_params, z + rw.lo * last, y + rw.lo * last,
-                           rw.hi - rw.lo, last);
+      activate_dense_rows(i, rw);
       return;
     }
     case OpType::kActivation:
@@ -533,8 +530,7 @@ void Graph::forward_dense_split(const Step& st, int i) {
   }
   barrier(st);
   const float* bias = param(i, 1);
-  float* y = out_buf_[i].data();
-  float* z = keeps_input_[i] ? pre_buf_[i].data() : y;
+  float* z = dense_pre(i);
   const Share rw = share_of(rows, st.ith, st.nth, std::max<int64_t>(1, 256 / units));
   for (int64_t r = rw.lo; r < rw.hi; ++r) {
     float* zr = z + r * units;
@@ -556,9 +552,7 @@ void Graph::forward_dense_split(const Step& st, int i) {
     }
     if (bias) add_into(zr, bias, units);
   }
-  if (rw.lo < rw.hi)
-    activation_forward(node.activation, node.act_params, z + rw.lo * units, y + rw.lo * units,
-                       rw.hi - rw.lo, units);
+  activate_dense_rows(i, rw);
 }
 
 // y = act(x·W + b) for a sparse x: each row's stored values times their kernel rows, summed in
@@ -570,8 +564,7 @@ void Graph::forward_dense_sparse(const Step& st, int i, size_t k) {
   const int64_t units = node.last_dim;
   const float* w = param(i, 0);
   const float* bias = param(i, 1);
-  float* y = out_buf_[i].data();
-  float* z = keeps_input_[i] ? pre_buf_[i].data() : y;
+  float* z = dense_pre(i);
   const Share rw = share_of(st.batch, st.ith, st.nth);
   for (int64_t r = rw.lo; r < rw.hi; ++r) {
     const int64_t row = st.rows[r];
@@ -581,9 +574,20 @@ void Graph::forward_dense_sparse(const Step& st, int i, size_t k) {
                      units);
     if (bias) add_into(zr, bias, units);
   }
-  if (rw.lo < rw.hi)
-    activation_forward(node.activation, node.act_params, z + rw.lo * units, y + rw.lo * units,
-                       rw.hi - rw.lo, units);
+  activate_dense_rows(i, rw);
+}
+
+// Where Dense node i's pre-activation x·W + b is written: a buffer of its own when the
+// activation's backward reads it, else the output, activated in place.
+float* Graph::dense_pre(int i) { return keeps_input_[i] ? pre_buf_[i].data() : out_buf_[i].data(); }
+
+// Dense node i's activation of rows rw of its pre-activation into its output.
+void Graph::activate_dense_rows(int i, Share rw) {
+  if (rw.lo >= rw.hi) return;
+  const NodeSpec& node = nodes_[i];
+  const int64_t units = node.last_dim;
+  activation_forward(node.activation, node.act_params, dense_pre(i) + rw.lo * units,
+                     out_buf_[i].data() + rw.lo * units, rw.hi - rw.lo, units);
 }
 
 // The kernel gradient xᵀ·dy for a sparse x: only the kernel rows of the batch's stored columns
