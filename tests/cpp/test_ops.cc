@@ -579,7 +579,8 @@ TEST(Metrics, CategoricalAccuracyTakesTheFirstLargest) {
 }
 
 // The same rule on every ISA over rows narrower and wider than a vector (tails): each row's
-// class is std::max_element's, with ties, NaN (first or not) and -inf placed at random.
+// class is std::max_element's, with ties, NaN (first or not) and -inf placed at random; and
+// top-3 accuracy counts a class as a hit when fewer than 3 values lie above its value.
 TEST(Metrics, CategoricalAccuracyTakesTheFirstLargestOnEveryIsa) {
   const float nan = std::numeric_limits<float>::quiet_NaN(), inf = HUGE_VALF;
   for_each_isa([&](Isa isa) {
@@ -599,6 +600,13 @@ TEST(Metrics, CategoricalAccuracyTakesTheFirstLargestOnEveryIsa) {
                                  0.5f),
                     id == want ? 1.0 : 0.0)
               << isa_name(isa) << " cols=" << cols << " trial=" << trial;
+          // top 3: fewer than 3 values above the class's (never for a NaN class value)
+          const int64_t above = std::count_if(row.begin(), row.end(),
+                                              [&](float v) { return v > row[id]; });
+          EXPECT_EQ(accuracy_sum(AccuracyKind::kSparseTopKCategorical, row.data(), &label, 1,
+                                 cols, 3.0f),
+                    !std::isnan(row[id]) && above < 3 ? 1.0 : 0.0)
+              << isa_name(isa) << " cols=" << cols << " trial=" << trial << " top 3";
         }
       }
     }

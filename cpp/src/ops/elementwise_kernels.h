@@ -77,6 +77,8 @@ struct ElementwiseKernels {
                                      const float* w, int64_t per, bool sparse);
   // The index of the first largest of x[0..n), n >= 1 (std::max_element's; 0 when x[0] is NaN)
   int64_t (*first_max)(const float* x, int64_t n);
+  // How many of x[0..n) are greater than v
+  int64_t (*count_above)(const float* x, int64_t n, float v);
   // Dropout of n values whose mask indices run from `first`: y = x·scale where the uniform of
   // (seed, key, index) is >= rate, else 0 (added to y when `accumulate`)
   void (*dropout)(const float* x, float* y, int64_t n, uint64_t seed, uint64_t key,

@@ -304,13 +304,11 @@ double accuracy_sum(AccuracyKind kind, const float* p, const float* y, int64_t r
         if (kind == AccuracyKind::kSparseTopKCategorical) {
           truth = static_cast<int64_t>(y[r]);
         } else {
-          const float* yr = y + r * cols;
-          truth = std::max_element(yr, yr + cols) - yr;
+          truth = k->first_max(y + r * cols, cols);
         }
         if (truth < 0 || truth >= cols) break;  // a class id out of range is never a hit
         const float at = pr[truth];
-        int64_t higher = 0;
-        for (int64_t j = 0; j < cols; ++j) higher += pr[j] > at;
+        const int64_t higher = k->count_above(pr, cols, at);
         correct += !std::isnan(at) && static_cast<float>(higher) < threshold ? 1.0 : 0.0;
         break;
       }
