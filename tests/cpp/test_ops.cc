@@ -776,6 +776,44 @@ TEST(Metrics, ConfusionCountsWithTopKAndClassId) {
   EXPECT_EQ(count(AccuracyKind::kActualPositives, 0.5f, 1, 0), 1.0);
 }
 
+// The same filter over whole rows (found through the row's k-th largest value) against its
+// definition, entry by entry: j is among the top k when fewer than k entries are ahead of it
+// (greater, or equal at a lower index; NaN never ahead), over rows with ties, NaN and -inf.
+TEST(Metrics, ConfusionTopKOverWholeRowsMatchesItsDefinition) {
+  std::mt19937 rng(9);
+  for (int64_t cols : {2, 3, 7, 40}) {
+    for (int trial = 0; trial < 200; ++trial) {
+      std::vector<float> p(cols), y(cols);
+      for (int64_t j = 0; j < cols; ++j) {
+        p[j] = static_cast<float>(rng() % 5) * 0.25f;  // ties
+        y[j] = static_cast<float>(rng() % 2);
+      }
+      for (int s = 0; s < 2; ++s) {
+        const float special[] = {std::nanf(""), -HUGE_VALF, 1.0f};
+        p[rng() % cols] = special[rng() % 3];
+      }
+      for (int64_t k : {1, 2, 5}) {
+        for (float t : {-1e10f, 0.3f}) {
+          double tp = 0, pp = 0;
+          for (int64_t j = 0; j < cols; ++j) {
+            int64_t ahead = 0;
+            for (int64_t i = 0; i < cols; ++i) ahead += p[i] > p[j] || (i < j && p[i] == p[j]);
+            const bool predicted = ahead < k && p[j] > t;
+            pp += predicted;
+            tp += predicted && y[j] != 0.0f;
+          }
+          EXPECT_EQ(accuracy_sum(AccuracyKind::kPredictedPositives, p.data(), y.data(), 1, cols,
+                                 t, nullptr, 1, -1, k), pp)
+              << "cols=" << cols << " trial=" << trial << " k=" << k;
+          EXPECT_EQ(accuracy_sum(AccuracyKind::kTruePositives, p.data(), y.data(), 1, cols, t,
+                                 nullptr, 1, -1, k), tp)
+              << "cols=" << cols << " trial=" << trial << " k=" << k;
+        }
+      }
+    }
+  }
+}
+
 // Keras's in_top_k: the target is in the top k when fewer than k predictions are strictly
 // higher than its own, so ties count in; a NaN at the target never does; a class id out of
 // range is a miss, not a read past the row.

@@ -4,7 +4,9 @@
 // (Σ_rows loss) / scale_rows, so a batch mean is scale_rows = batch size.
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
+#include <vector>
 
 #include "densitron/ops.h"
 #include "ops/elementwise_kernels.h"
@@ -277,6 +279,36 @@ void f_score_sums(const float* p, const float* y, int64_t rows, int64_t cols, fl
   }
 }
 
+namespace {
+
+// A row's top-k threshold: its k-th largest non-NaN value, and how many entries equal to it
+// are in the top k (k less those above it); -inf and k when fewer than k values are not NaN
+// (every entry is in).
+struct TopK {
+  float value = -std::numeric_limits<float>::infinity();
+  int64_t equal_in = 0;
+};
+
+TopK top_k_of(const float* p, int64_t n, int64_t k) {
+  thread_local std::vector<float> v;
+  v.clear();
+  for (int64_t j = 0; j < n; ++j)
+    if (!std::isnan(p[j])) v.push_back(p[j]);
+  TopK t;
+  if (static_cast<int64_t>(v.size()) < k) {
+    t.equal_in = n;  // every entry is in: above -inf, or -inf itself
+    return t;
+  }
+  std::nth_element(v.begin(), v.begin() + (k - 1), v.end(), std::greater<float>());
+  t.value = v[k - 1];
+  int64_t above = 0;
+  for (float x : v) above += x > t.value;
+  t.equal_in = k - above;
+  return t;
+}
+
+}  // namespace
+
 double accuracy_sum(AccuracyKind kind, const float* p, const float* y, int64_t rows,
                     int64_t cols, float threshold, const float* weights,
                     int64_t rows_per_weight, int64_t class_id, int64_t top_k) {
@@ -333,9 +365,17 @@ double accuracy_sum(AccuracyKind kind, const float* p, const float* y, int64_t r
         int64_t count = 0;
         const int64_t j0 = class_id >= 0 ? std::min(class_id, cols) : 0;
         const int64_t j1 = class_id >= 0 ? std::min(class_id + 1, cols) : cols;
+        // Keras's top_k filter: k entries, ties to the lower index. Entry j is in when fewer
+        // than k entries are ahead of it (greater, or equal at a lower index; NaN is never
+        // ahead, nor behind). For a whole row, the k-th largest value v decides at once:
+        // entries above v are in, and of those equal to v the first k - (count above v).
+        const TopK top = top_k > 0 && j1 - j0 > 1 ? top_k_of(pr, cols, top_k) : TopK{};
+        int64_t equal_left = top.equal_in;
         for (int64_t j = j0; j < j1; ++j) {
           bool in_top = true;
-          if (top_k > 0) {  // Keras's top_k filter: k entries, ties to the lower index
+          if (top_k > 0 && j1 - j0 > 1) {
+            in_top = !(pr[j] <= top.value) || (pr[j] == top.value && equal_left-- > 0);
+          } else if (top_k > 0) {
             int64_t ahead = 0;
             for (int64_t i = 0; i < cols; ++i) ahead += pr[i] > pr[j] || (i < j && pr[i] == pr[j]);
             in_top = ahead < top_k;
