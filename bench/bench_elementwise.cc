@@ -1,7 +1,8 @@
 // Elementwise throughput in GB/s next to STREAM copy and triad measured in the same program:
 // every activation's forward and backward, softmax/log_softmax rows, the SGD, RMSprop, Adam,
 // Adamax, Adagrad, Lion and Adadelta updates, for arrays of 4 KB to 256 MB (per array), and
-// the losses with their gradients (cross-entropies, MSE) for arrays of 4 KB to 16 MB.
+// the losses with their gradients (cross-entropies, MSE, the row losses) for arrays of 4 KB to
+// 16 MB.
 // Bytes are the arrays each op must touch once (forward: read x, write y; backward: read y or x
 // and dy, write dx; Adam: read w, g, m, v and write w, m, v), the STREAM convention, so
 // "bytes_per_second" is comparable to triad.
@@ -224,6 +225,8 @@ void register_all() {
       {"binary_crossentropy/784", Loss::kBinaryCrossentropy, 784, true, false},
       {"binary_crossentropy_logits/784", Loss::kBinaryCrossentropyLogits, 784, false, false},
       {"mean_squared_error/784", Loss::kMeanSquaredError, 784, false, false},
+      {"cosine_similarity/128", Loss::kCosineSimilarity, 128, false, false},
+      {"categorical_hinge/10", Loss::kCategoricalHinge, 10, false, false},
   };
   for (const LossCase& c : losses) {  // batch-sized arrays: up to 16 MB
     benchmark::RegisterBenchmark(c.name, loss, c)

@@ -452,6 +452,91 @@ TEST(Losses, ElementwiseLossesMatchTheirFormulasOnEveryIsa) {
   });
 }
 
+// The row-wise losses, per ISA, against their formulas in double over rows of 1 to 100 values
+// (tails): cosine similarity (a zero target row, a p row short enough for its clamped norm)
+// and categorical hinge (one-hot targets, ties of the largest rival, a row past its margin),
+// with weights, and NaN kept.
+TEST(Losses, RowLossesMatchTheirFormulasOnEveryIsa) {
+  for_each_isa([&](Isa isa) {
+    for (Loss loss : {Loss::kCosineSimilarity, Loss::kCategoricalHinge}) {
+      const bool hinge = loss == Loss::kCategoricalHinge;
+      for (int64_t cols : {1, 3, 16, 17, 100}) {
+        const int64_t rows = 6, n = rows * cols;
+        std::vector<float> p = random_vec(n, static_cast<unsigned>(cols), 2.0f);
+        std::vector<float> y = random_vec(n, static_cast<unsigned>(cols) + 7, 1.0f);
+        std::vector<float> w = {0.5f, 2.0f, 1.0f, 3.0f, 0.25f, 1.5f};
+        if (hinge) {
+          for (int64_t i = 0; i < n; ++i) y[i] = (i % cols) == (i / cols) % cols;
+          if (cols >= 3) {  // row 1: two rivals tie for the largest; row 2 past its margin
+            p[cols + 2] = p[cols + cols - 1] = 5.0f;
+            p[2 * cols + 2] = 5.0f;
+            for (int64_t j = 0; j < cols; ++j) p[2 * cols + j] = j == 2 ? 5.0f : -1.0f;
+          }
+        } else {
+          for (int64_t j = 0; j < cols; ++j) y[2 * cols + j] = 0.0f;  // a zero target row
+          for (int64_t j = 0; j < cols; ++j) p[3 * cols + j] *= 1e-9f;  // clamped norm
+        }
+        for (bool weighted : {false, true}) {
+          std::vector<float> g(n);
+          const double got =
+              loss_forward_backward(loss, p.data(), y.data(), rows, cols, g.data(), rows, false,
+                                    weighted ? w.data() : nullptr, 1, 0.0f);
+          double want = 0.0;
+          for (int64_t r = 0; r < rows; ++r) {
+            const float* pr = p.data() + r * cols;
+            const float* yr = y.data() + r * cols;
+            const double wr = weighted ? w[r] : 1.0, scale = wr / rows;
+            std::vector<double> ref(cols);
+            double row, size = scale;  // the gradient terms' size (cosine: of its two terms)
+            if (hinge) {
+              double pos = 0.0, neg = -INFINITY;
+              for (int64_t j = 0; j < cols; ++j) {
+                pos += double(yr[j]) * pr[j];
+                neg = std::max(neg, (1.0 - yr[j]) * pr[j]);
+              }
+              row = std::max(neg - pos + 1.0, 0.0);
+              int ties = 0;
+              for (int64_t j = 0; j < cols; ++j) ties += (1.0 - yr[j]) * pr[j] == neg;
+              for (int64_t j = 0; j < cols; ++j) {
+                const double dneg = (1.0 - yr[j]) * pr[j] == neg ? (1.0 - yr[j]) / ties : 0.0;
+                ref[j] = row > 0.0 ? (dneg - yr[j]) * scale : 0.0;
+              }
+            } else {
+              double pp = 0.0, yy = 0.0, yp = 0.0;
+              for (int64_t j = 0; j < cols; ++j) {
+                pp += double(pr[j]) * pr[j], yy += double(yr[j]) * yr[j];
+                yp += double(yr[j]) * pr[j];
+              }
+              const double ip = std::min(1.0 / std::sqrt(pp), 1e7);
+              const double iy = std::min(1.0 / std::sqrt(yy), 1e7);
+              const bool clamped = ip == 1e7;
+              row = -yp * ip * iy;
+              size = 0.0;
+              for (int64_t j = 0; j < cols; ++j) {
+                const double a = yr[j], b = clamped ? 0.0 : yp * ip * ip * pr[j];
+                ref[j] = -iy * ip * (a - b) * scale;
+                size = std::max(size, iy * ip * (std::fabs(a) + std::fabs(b)) * scale);
+              }
+            }
+            want += row * wr;
+            for (int64_t j = 0; j < cols; ++j)
+              ASSERT_NEAR(g[r * cols + j], ref[j], 2e-6 * size)
+                  << isa_name(isa) << " loss=" << int(loss) << " cols=" << cols << " r=" << r
+                  << " j=" << j;
+          }
+          EXPECT_NEAR(got, want, 2e-6 * std::fabs(want) + 1e-12)
+              << isa_name(isa) << " loss=" << int(loss) << " cols=" << cols;
+        }
+        std::vector<float> bad = p;
+        bad[n - 1] = std::nanf("");
+        EXPECT_TRUE(std::isnan(loss_forward_backward(loss, bad.data(), y.data(), rows, cols,
+                                                     nullptr, rows, false, nullptr, 1, 0.0f)))
+            << isa_name(isa) << " loss=" << int(loss) << " cols=" << cols;
+      }
+    }
+  });
+}
+
 // The noise layers' uniform in (0, 1) of (seed, key, index), written out here as the kernels'
 // reference: SplitMix64's finalizer, mix64(seed ^ mix64(key·K ^ mix64(index))), its top 24
 // bits.

@@ -79,6 +79,11 @@ struct ElementwiseKernels {
   int64_t (*first_max)(const float* x, int64_t n);
   // How many of x[0..n) are greater than v
   int64_t (*count_above)(const float* x, int64_t n, float v);
+  // Keras's cosine-similarity loss and categorical hinge of one row of n values: the loss,
+  // and the gradient into g (scaled by scale) unless nullptr (see elementwise_body.inc)
+  double (*cosine_row)(const float* p, const float* y, float* g, int64_t n, float scale);
+  double (*categorical_hinge_row)(const float* p, const float* y, float* g, int64_t n,
+                                  float scale);
   // Dropout of n values whose mask indices run from `first`: y = x·scale where the uniform of
   // (seed, key, index) is >= rate, else 0 (added to y when `accumulate`)
   void (*dropout)(const float* x, float* y, int64_t n, uint64_t seed, uint64_t key,

@@ -24,49 +24,6 @@ struct Smoothing {
   Smoothing(float s, int64_t k) : keep(1.0f - s), add(s / static_cast<float>(k)) {}
 };
 
-// -cos(y, p) with Keras's normalisation x·min(1/sqrt(Σx²), 1/eps); 0 for a zero vector.
-double cosine_row(const float* p, const float* y, int64_t cols, float* g, float inv_scale) {
-  double pp = 0.0, yy = 0.0, yp = 0.0;
-  for (int64_t j = 0; j < cols; ++j) {
-    pp += static_cast<double>(p[j]) * p[j];
-    yy += static_cast<double>(y[j]) * y[j];
-    yp += static_cast<double>(y[j]) * p[j];
-  }
-  constexpr double kMaxInvNorm = 1.0 / static_cast<double>(kEps);
-  const double inv_p = std::min(1.0 / std::sqrt(pp), kMaxInvNorm);
-  const double inv_y = std::min(1.0 / std::sqrt(yy), kMaxInvNorm);
-  if (g) {
-    // Where p's norm is clamped, pn = p/eps is linear in p.
-    const bool clamped = !(1.0 / std::sqrt(pp) < kMaxInvNorm);
-    for (int64_t j = 0; j < cols; ++j) {
-      const double dp = clamped ? y[j] * inv_p : (y[j] - yp * inv_p * inv_p * p[j]) * inv_p;
-      g[j] = static_cast<float>(-inv_y * dp * inv_scale);
-    }
-  }
-  return -yp * inv_y * inv_p;
-}
-
-// max((max_j (1 - y_j)·p_j) - Σ y·p + 1, 0); the max's gradient shared between ties.
-double categorical_hinge_row(const float* p, const float* y, int64_t cols, float* g,
-                             float inv_scale) {
-  float pos = 0.0f, neg = -std::numeric_limits<float>::infinity();
-  for (int64_t j = 0; j < cols; ++j) {
-    pos += y[j] * p[j];
-    neg = std::max(neg, (1.0f - y[j]) * p[j]);
-  }
-  const float loss = neg - pos + 1.0f;
-  if (g) {
-    int64_t ties = 0;
-    for (int64_t j = 0; j < cols; ++j) ties += (1.0f - y[j]) * p[j] == neg;
-    const float share = 1.0f / static_cast<float>(ties);
-    for (int64_t j = 0; j < cols; ++j) {
-      const float dneg = (1.0f - y[j]) * p[j] == neg ? (1.0f - y[j]) * share : 0.0f;
-      g[j] = loss > 0.0f ? (dneg - y[j]) * inv_scale : 0.0f;
-    }
-  }
-  return std::max(loss, 0.0f);
-}
-
 // x[0] + ... + x[n-1] in double, in eight interleaved sums (one chain of additions would wait
 // on each one's latency), added pairwise at the end.
 double sum_in_double(const float* x, int64_t n) {
@@ -213,9 +170,9 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
     // still divides by the row count, not by the weights' sum).
     const float w = weights ? weights[r / rows_per_weight] : 1.0f;
     const float inv_scale = base_scale * w;
-    const double row = loss == Loss::kCosineSimilarity
-                           ? cosine_row(pr, y + r * cols, cols, gr, inv_scale)
-                           : categorical_hinge_row(pr, y + r * cols, cols, gr, inv_scale);
+    const double row = (loss == Loss::kCosineSimilarity ? k->cosine_row
+                                                        : k->categorical_hinge_row)(
+        pr, y + r * cols, gr, cols, inv_scale);
     total += row * w;
   }
   return total;
