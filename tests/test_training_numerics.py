@@ -527,3 +527,23 @@ def test_ignore_class_is_refused_not_ignored():
     with pytest.raises(ValueError, match="ignore_class.*Received: ignore_class=-1"):
         densitron.losses.SparseCategoricalCrossentropy(ignore_class=-1)
     densitron.losses.SparseCategoricalCrossentropy(ignore_class=None)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_engine_flushes_subnormals_and_restores_the_callers_mode(threads):
+    # The engine's threads treat subnormal floats as zero while they run (as TensorFlow's do):
+    # a product below float32's smallest normal predicts 0. NumPy on the calling thread gets
+    # IEEE subnormals again afterwards.
+    saved = densitron.get_num_threads()
+    densitron.set_num_threads(threads)
+    try:
+        inputs = layers.Input(shape=(2,))
+        model = Model(inputs, layers.Dense(1, use_bias=False)(inputs))
+        model.set_weights([np.array([[1e-30], [0.0]], np.float32)])
+        x = np.array([[1e-10, 0.0], [1e10, 0.0]] * 40, np.float32)  # 80 rows: both threads
+        out = model.predict(x, verbose=0)
+    finally:
+        densitron.set_num_threads(saved)
+    assert np.all(out[0::2] == 0.0)
+    np.testing.assert_allclose(out[1::2], 1e-20, rtol=1e-6)
+    assert np.float32(1e-30) * np.float32(1e-10) > 0

@@ -488,5 +488,25 @@ TEST(Cpu, IsaReportAndThreads) {
   }
 }
 
+// Subnormal inputs and results are zero inside a FlushDenormals scope, and the thread's mode
+// is back as it was after it (nested scopes restore in turn).
+TEST(Cpu, FlushDenormalsScopeFlushesAndRestores) {
+  volatile float tiny = 1e-30f, scale = 1e-10f, subnormal = 1e-40f;
+  const float before = tiny * scale;
+  ASSERT_GT(before, 0.0f);  // IEEE: a subnormal product
+  {
+    FlushDenormals flush;
+    EXPECT_EQ(tiny * scale, 0.0f);          // flushed result
+    EXPECT_EQ(subnormal * 1e30f, 0.0f);     // subnormal input read as zero
+    {
+      FlushDenormals again;
+      EXPECT_EQ(tiny * scale, 0.0f);
+    }
+    EXPECT_EQ(tiny * scale, 0.0f);
+  }
+  EXPECT_EQ(tiny * scale, before);
+  EXPECT_GT(subnormal * 1e30f, 0.0f);
+}
+
 }  // namespace
 }  // namespace densitron

@@ -24,4 +24,17 @@ void set_active_isa(Isa isa);
 int get_num_threads();
 void set_num_threads(int n);  // n >= 1
 
+// While in scope, the calling thread treats subnormal float inputs and results as zero (x86's
+// MXCSR DAZ and FTZ bits; nothing elsewhere), then restores its previous mode.
+class FlushDenormals {
+ public:
+  FlushDenormals();
+  ~FlushDenormals();
+  FlushDenormals(const FlushDenormals&) = delete;
+  FlushDenormals& operator=(const FlushDenormals&) = delete;
+
+ private:
+  unsigned saved_ = 0;
+};
+
 }  // namespace densitron

@@ -12,6 +12,11 @@
 
 #include "densitron/cpu.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#define DENSITRON_HAS_MXCSR 1
+#endif
+
 namespace densitron {
 namespace {
 std::atomic<int> g_num_threads{0};  // 0: not read yet
@@ -44,5 +49,16 @@ void set_num_threads(int n) {
   g_num_threads.store(n, std::memory_order_relaxed);
   omp_set_num_threads(n);
 }
+
+#ifdef DENSITRON_HAS_MXCSR
+constexpr unsigned kFlushToZero = 0x8000u, kDenormalsAreZero = 0x0040u;
+FlushDenormals::FlushDenormals() : saved_(_mm_getcsr()) {
+  _mm_setcsr(saved_ | kFlushToZero | kDenormalsAreZero);
+}
+FlushDenormals::~FlushDenormals() { _mm_setcsr(saved_); }
+#else
+FlushDenormals::FlushDenormals() = default;
+FlushDenormals::~FlushDenormals() = default;
+#endif
 
 }  // namespace densitron

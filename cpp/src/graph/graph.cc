@@ -1444,10 +1444,14 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   metric_part_.assign(static_cast<size_t>(kLossBlocks) * num_metrics(), 0.0);
   activity_part_.assign(static_cast<size_t>(kLossBlocks) * activity_nodes_.size(), 0.0);
   if (nt <= 1) {
+    FlushDenormals flush;
     body(0, 1);
   } else {
 #pragma omp parallel num_threads(nt)
-    body(omp_get_thread_num(), omp_get_num_threads());
+    {
+      FlushDenormals flush;
+      body(omp_get_thread_num(), omp_get_num_threads());
+    }
   }
   if (stop_code >= 0) {
     const int64_t inputs = static_cast<int64_t>(inputs_.size());
