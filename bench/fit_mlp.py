@@ -3,7 +3,8 @@ RMSprop, categorical cross-entropy, accuracy, verbose=0) on 60,000×784 float32 
 and `predict` on all rows, for densitron next to the same training step in plain NumPy (always),
 PyTorch (an idiomatic eager loop with torch.optim.RMSprop(lr=1e-3, alpha=0.9, eps=1e-7)) and
 Keras 3 (on whichever backend is installed) when importable. Runs are interleaved and repeated;
-medians and ratios are printed.
+medians and ratios are printed. `--hidden` sets other widths and depths, `--optimizer adam`
+trains every framework with Adam instead (Keras's Adam; torch.optim.Adam with eps=1e-7).
 
 Each framework runs in its own worker process (this script with --worker NAME), so the thread
 pools of one (OpenBLAS, torch's OpenMP, XLA's Eigen pool) share no process with densitron's
@@ -22,7 +23,7 @@ step's FLOPs at 100% of the peak would reach against the same peer time. Where a
 exceeds its ceiling (wide layers, where the peers are GEMM-bound too), no engine can meet it.
 
     python bench/fit_mlp.py [--batch-sizes 32 128 512] [--repeats 3] [--rows 60000] [--threads 2]
-                            [--same-process]
+                            [--hidden 64 64] [--optimizer rmsprop|adam] [--same-process]
 """
 
 import argparse
@@ -38,6 +39,7 @@ import time
 import numpy as np
 
 HIDDEN = [64, 64]  # --hidden: the seed model's; other widths and depths for comparison
+OPTIMIZER = ["rmsprop"]  # --optimizer: the seed model's, or adam (Keras's default choice)
 
 
 def layer_sizes():
@@ -77,6 +79,8 @@ class NumpyPeer:
         self.x, self.y = x, y
         self.params = init_params()
         self.slots = [np.zeros_like(p) for p in self.params]
+        self.moments = [np.zeros_like(p) for p in self.params]  # Adam's m (slots: v)
+        self.steps = 0
         self.rng = np.random.default_rng(1)
 
     def epoch(self, batch):
@@ -99,6 +103,15 @@ class NumpyPeer:
                 grads[2 * k], grads[2 * k + 1] = hs[k].T @ dz, dz.sum(0)
                 if k > 0:
                     dz = (dz @ ws[k].T) * (hs[k] > 0)
+            self.steps += 1
+            if OPTIMIZER[0] == "adam":  # Keras's Adam
+                b1, b2, t = 0.9, 0.999, self.steps
+                alpha = np.float32(1e-3 * np.sqrt(1 - b2 ** t) / (1 - b1 ** t))
+                for w, g, m, v in zip(self.params, grads, self.moments, self.slots):
+                    m += (g - m) * np.float32(1 - b1)
+                    v += (g * g - v) * np.float32(1 - b2)
+                    w -= alpha * m / (np.sqrt(v) + eps)
+                continue
             for w, g, v in zip(self.params, grads, self.slots):
                 v *= rho
                 v += (1 - rho) * g * g
@@ -129,7 +142,7 @@ class DensitronPeer:
         for units in HIDDEN:
             h = Dense(units, activation="relu")(h)
         self.model = Model(inputs, Dense(10, activation="softmax")(h))
-        self.model.compile(optimizer="rmsprop", loss="categorical_crossentropy",
+        self.model.compile(optimizer=OPTIMIZER[0], loss="categorical_crossentropy",
                            metrics=["accuracy"])
         self.x, self.y = x, y
 
@@ -152,7 +165,12 @@ class TorchPeer:
         for i, o in layer_sizes()[:-1]:
             mods += [torch.nn.Linear(i, o), torch.nn.ReLU()]
         self.model = torch.nn.Sequential(*mods, torch.nn.Linear(*layer_sizes()[-1]))
-        self.opt = torch.optim.RMSprop(self.model.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
+        if OPTIMIZER[0] == "adam":
+            self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3, betas=(0.9, 0.999),
+                                        eps=1e-7)
+        else:
+            self.opt = torch.optim.RMSprop(self.model.parameters(), lr=1e-3, alpha=0.9,
+                                           eps=1e-7)
         self.loss = torch.nn.CrossEntropyLoss()
         self.x = torch.from_numpy(x)
         self.y = torch.from_numpy(y.argmax(1).astype(np.int64))
@@ -190,7 +208,7 @@ class KerasPeer:
         for units in HIDDEN:
             h = keras.layers.Dense(units, activation="relu")(h)
         self.model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(h))
-        self.model.compile(optimizer="rmsprop", loss="categorical_crossentropy",
+        self.model.compile(optimizer=OPTIMIZER[0], loss="categorical_crossentropy",
                            metrics=["accuracy"])
         self.x, self.y = x, y
         self.model.fit(x[:256], y[:256], batch_size=32, epochs=1, verbose=0)  # compile/trace
@@ -327,7 +345,7 @@ class Worker:
         self.name = name
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", name,
                "--rows", str(args.rows), "--threads", str(args.threads),
-               "--hidden", *map(str, args.hidden)]
+               "--hidden", *map(str, args.hidden), "--optimizer", args.optimizer]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, env=worker_env(name, args.threads))
         status, _, rest = self._reply().partition(" ")
@@ -442,6 +460,9 @@ def parse_args():
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64],
                         help="hidden layer widths (default: the seed model's 64 64)")
+    parser.add_argument("--optimizer", choices=["rmsprop", "adam"], default="rmsprop",
+                        help="every framework's optimizer (default: the seed model's RMSprop;"
+                             " adam: Keras's Adam, torch.optim.Adam with eps=1e-7)")
     parser.add_argument("--same-process", action="store_true",
                         help="run all frameworks in this process (the old way, for comparison)")
     parser.add_argument("--worker", choices=["densitron", "numpy", "pytorch", "keras"],
@@ -471,6 +492,7 @@ def steady_malloc():
 def main():
     args = parse_args()
     HIDDEN[:] = args.hidden
+    OPTIMIZER[0] = args.optimizer
     steady_malloc()
     if args.worker:
         serve(args)
@@ -490,6 +512,7 @@ def report(peers, args, peak):
     where = "all in one process" if args.same_process else "one process per framework"
     print(f"densitron {info['version']}: ISA {info['isa']}, {info['num_threads']} threads; "
           f"{args.rows}x784 float32, layers 784-{'-'.join(map(str, HIDDEN))}-10, "
+          f"{OPTIMIZER[0]}, "
           f"median of {args.repeats} interleaved runs ({where})")
     for p in peers:
         if p.name == "keras":
