@@ -40,6 +40,7 @@ import numpy as np
 
 HIDDEN = [64, 64]  # --hidden: the seed model's; other widths and depths for comparison
 OPTIMIZER = ["rmsprop"]  # --optimizer: the seed model's, or adam (Keras's default choice)
+TORCH_FLUSH = [False]  # --torch-flush-denormal
 
 
 def layer_sizes():
@@ -160,6 +161,8 @@ class TorchPeer:
         import torch
 
         torch.set_num_threads(threads)
+        if TORCH_FLUSH[0]:
+            torch.set_flush_denormal(True)
         self.torch = torch
         mods = []
         for i, o in layer_sizes()[:-1]:
@@ -346,6 +349,8 @@ class Worker:
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", name,
                "--rows", str(args.rows), "--threads", str(args.threads),
                "--hidden", *map(str, args.hidden), "--optimizer", args.optimizer]
+        if args.torch_flush_denormal:
+            cmd.append("--torch-flush-denormal")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, env=worker_env(name, args.threads))
         status, _, rest = self._reply().partition(" ")
@@ -463,6 +468,10 @@ def parse_args():
     parser.add_argument("--optimizer", choices=["rmsprop", "adam"], default="rmsprop",
                         help="every framework's optimizer (default: the seed model's RMSprop;"
                              " adam: Keras's Adam, torch.optim.Adam with eps=1e-7)")
+    parser.add_argument("--torch-flush-denormal", action="store_true",
+                        help="PyTorch treats subnormals as zero (torch.set_flush_denormal), as"
+                             " densitron's and TensorFlow's threads do; off by default, as in"
+                             " an idiomatic PyTorch script")
     parser.add_argument("--same-process", action="store_true",
                         help="run all frameworks in this process (the old way, for comparison)")
     parser.add_argument("--worker", choices=["densitron", "numpy", "pytorch", "keras"],
@@ -493,6 +502,7 @@ def main():
     args = parse_args()
     HIDDEN[:] = args.hidden
     OPTIMIZER[0] = args.optimizer
+    TORCH_FLUSH[0] = args.torch_flush_denormal
     steady_malloc()
     if args.worker:
         serve(args)
