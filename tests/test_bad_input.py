@@ -416,3 +416,16 @@ def test_nan_propagates_through_every_activation_in_predict(act):
     p = Model(inp, Dense(5, activation=act)(inp)).predict(x, verbose=0)
     assert np.isnan(p[1]).all()  # as Keras: a NaN input never turns into a finite output
     assert np.isfinite(p[[0, 2]]).all()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: optimizers.Adam(beta_1="x"),
+    lambda: optimizers.SGD(clipvalue="1"),
+    lambda: optimizers.RMSprop(rho=None),
+    lambda: optimizers.Ftrl(beta="0"),
+    lambda: optimizers.schedules.ExponentialDecay("0.1", 100, 0.9),
+    lambda: optimizers.schedules.CosineDecay(0.1, decay_steps=True),
+])
+def test_optimizer_and_schedule_arguments_that_are_not_numbers_raise_type_error(make):
+    with pytest.raises(TypeError, match="must be a number. Received"):
+        make()

@@ -14,7 +14,7 @@ _SGD, _RMSPROP, _ADAM, _ADAMAX, _ADAGRAD, _LION, _ADADELTA, _NADAM, _FTRL = rang
 
 def _check_number(name, value, lo=0.0, lo_inclusive=True, hi=None):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"Argument `{name}` must be a number. Received: {name}={value!r}")
+        raise TypeError(f"Argument `{name}` must be a number. Received: {name}={value!r}")
     ok = value >= lo if lo_inclusive else value > lo
     if hi is not None:
         ok = ok and value <= hi
@@ -398,7 +398,9 @@ class Ftrl(Optimizer):
                 ("l2_regularization_strength", l2_regularization_strength, "positive or zero"),
                 ("l2_shrinkage_regularization_strength", l2_shrinkage_regularization_strength,
                  "positive or zero"), ("beta", beta, "a number")):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"`{arg}` must be a number. Received: {arg}={value!r}")
+            if value != value:
                 raise ValueError(f"`{arg}` must be a number. Received: {arg}={value!r}")
             if (sign == "negative or zero" and value > 0) or (
                     sign == "positive or zero" and value < 0):
