@@ -1737,3 +1737,48 @@ def test_prelu_matches_keras(shape, shared_axes, tmp_path):
     kmodel.save(tmp_path / "k.keras")
     np.testing.assert_allclose(densitron.models.load_model(tmp_path / "k.keras").predict(
         x, verbose=0), want, rtol=RTOL, atol=ATOL)
+
+
+# Keras's loss objects called on arrays, `loss(y_true, y_pred, sample_weight)` (the beginner
+# tutorial's `loss_fn(y_train[:1], predictions)`): the same value as Keras's object.
+@pytest.mark.parametrize("name,kwargs,pred,target", [
+    ("CategoricalCrossentropy", {}, "simplex", "one_hot"),
+    ("CategoricalCrossentropy", {"from_logits": True, "label_smoothing": 0.1}, "normal",
+     "one_hot"),
+    ("SparseCategoricalCrossentropy", {"from_logits": True}, "normal", "ids"),
+    ("SparseCategoricalCrossentropy", {}, "simplex", "ids"),
+    ("BinaryCrossentropy", {}, "unit", "binary"),
+    ("BinaryCrossentropy", {"from_logits": True}, "normal", "binary"),
+    ("MeanSquaredError", {}, "normal", "normal"),
+    ("MeanAbsoluteError", {}, "normal", "normal"),
+    ("Huber", {"delta": 0.5}, "normal", "normal"),
+    ("CosineSimilarity", {}, "normal", "normal"),
+    ("Hinge", {}, "normal", "binary"),
+    ("CategoricalHinge", {}, "normal", "one_hot"),
+    ("KLDivergence", {}, "simplex", "simplex"),
+    ("Poisson", {}, "unit", "unit"),
+])
+def test_loss_objects_called_on_arrays_match_keras(name, kwargs, pred, target):
+    rng = np.random.default_rng(11)
+    rows, units = 12, 5
+
+    def make(kind):
+        if kind == "simplex":
+            return rng.dirichlet(np.ones(units), rows).astype(np.float32)
+        if kind == "unit":
+            return rng.uniform(0.05, 0.95, (rows, units)).astype(np.float32)
+        if kind == "normal":
+            return rng.normal(size=(rows, units)).astype(np.float32)
+        if kind == "binary":
+            return rng.integers(0, 2, (rows, units)).astype(np.float32)
+        ids = rng.integers(0, units, rows)
+        return ids if kind == "ids" else np.eye(units, dtype=np.float32)[ids]
+
+    p, y = make(pred), make(target)
+    w = rng.uniform(0, 2, rows).astype(np.float32)
+    dloss, kloss = getattr(densitron.losses, name)(**kwargs), getattr(keras.losses, name)(**kwargs)
+    np.testing.assert_allclose(dloss(y, p), keras.ops.convert_to_numpy(kloss(y, p)),
+                               rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(dloss(y, p, sample_weight=w),
+                               keras.ops.convert_to_numpy(kloss(y, p, sample_weight=w)),
+                               rtol=RTOL, atol=ATOL)

@@ -2,7 +2,17 @@
 
 import numpy as np
 
+from densitron import _core
 from densitron.utils import serialization
+
+
+def _float_array(value, arg):
+    """`value` as a float32 NumPy array, or a TypeError naming `arg`."""
+    try:
+        return np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{arg}` must be an array of numbers. Received: {arg}={value!r}") \
+            from None
 
 # Engine ids: must match densitron::Loss in cpp/include/densitron/ops.h.
 _CCE, _SCCE, _BCE, _MSE, _MAE = 0, 1, 2, 3, 4
@@ -31,6 +41,40 @@ class Loss:
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        """The loss of predictions `y_pred` for targets `y_true`, as Keras's loss objects
+        compute it: the per-sample losses over the last axis, times `sample_weight` (one value
+        per sample, or a scalar) when given, summed and divided by the number of samples. A
+        float32 scalar, computed by the engine."""
+        y_pred = _float_array(y_pred, "y_pred")
+        if y_pred.ndim == 0 or y_pred.size == 0:
+            raise ValueError(f"`y_pred` must hold at least one value. "
+                             f"Received: y_pred with shape {y_pred.shape}")
+        lead, width = y_pred.shape[:-1], y_pred.shape[-1]
+        rows = int(np.prod(lead, dtype=np.int64))
+        y_true = self._targets(_float_array(y_true, "y_true"), y_pred.shape)
+        if sample_weight is not None:
+            w = _float_array(sample_weight, "sample_weight")
+            if w.ndim == 0:
+                w = np.full(rows, w, np.float32)
+            elif w.size != rows or w.shape not in (lead, lead + (1,), (rows,)):
+                raise ValueError(f"`sample_weight` must hold one value per sample, shape "
+                                 f"{lead}. Received: sample_weight with shape {w.shape}")
+            sample_weight = w.reshape(rows)
+        total = _core._loss_sum(self._engine_id, y_true, y_pred.reshape(rows, width),
+                                sample_weight, self._param)
+        return np.float32(total / rows)
+
+    def _targets(self, y_true, shape):
+        """y_true as the engine's rows × columns targets for predictions of this shape (a
+        target missing only the predictions' last axis of size 1 gains it, as in Keras)."""
+        if y_true.ndim == len(shape) - 1 and shape[-1] == 1:
+            y_true = y_true[..., None]
+        if y_true.shape != shape:
+            raise ValueError(f"Arguments `y_true` and `y_pred` must have the same shape. "
+                             f"Received: y_true.shape={y_true.shape}, y_pred.shape={shape}")
+        return y_true.reshape(-1, shape[-1])
 
 
 class _ProbabilisticLoss(Loss):
@@ -88,6 +132,18 @@ class CategoricalCrossentropy(_SmoothedLoss):
 class SparseCategoricalCrossentropy(_ProbabilisticLoss):
     _engine_id = _SCCE
     _default_name = "sparse_categorical_crossentropy"
+
+    def _targets(self, y_true, shape):
+        lead = shape[:-1]
+        if y_true.shape not in (lead, lead + (1,)):
+            raise ValueError(f"sparse_categorical_crossentropy takes integer class ids of shape "
+                             f"{lead} or {lead + (1,)} for predictions of shape {shape}. "
+                             f"Received: y_true with shape {y_true.shape}")
+        ids = y_true.reshape(-1, 1)
+        if np.any(ids != np.floor(ids)) or np.any(ids < 0) or np.any(ids >= shape[-1]):
+            raise ValueError(f"Class ids in `y_true` must be integers in [0, {shape[-1]}). "
+                             f"Received: values from {ids.min()} to {ids.max()}")
+        return ids
 
 
 class BinaryCrossentropy(_SmoothedLoss):
