@@ -1782,3 +1782,23 @@ def test_loss_objects_called_on_arrays_match_keras(name, kwargs, pred, target):
     np.testing.assert_allclose(dloss(y, p, sample_weight=w),
                                keras.ops.convert_to_numpy(kloss(y, p, sample_weight=w)),
                                rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("categorical_crossentropy", {"from_logits": True}), ("sparse_categorical_crossentropy", {}),
+    ("binary_crossentropy", {"label_smoothing": 0.1}), ("mean_squared_error", {}),
+    ("mean_absolute_percentage_error", {}), ("huber", {"delta": 0.3}),
+    ("cosine_similarity", {}), ("hinge", {}), ("kl_divergence", {}), ("poisson", {}),
+])
+def test_loss_functions_match_keras_per_sample(name, kwargs):
+    rng = np.random.default_rng(12)
+    p = rng.uniform(0.05, 0.95, (3, 4, 5)).astype(np.float32)
+    ids = rng.integers(0, 5, (3, 4))
+    y = ids if name.startswith("sparse") else (
+        rng.integers(0, 2, (3, 4, 5)).astype(np.float32) if name in ("binary_crossentropy", "hinge")
+        else np.eye(5, dtype=np.float32)[ids] if "categorical" in name
+        else rng.uniform(0.05, 0.95, (3, 4, 5)).astype(np.float32))
+    got = getattr(densitron.losses, name)(y, p, **kwargs)
+    want = keras.ops.convert_to_numpy(getattr(keras.losses, name)(y, p, **kwargs))
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)

@@ -131,3 +131,46 @@ def test_loss_object_call_takes_any_array_layout_and_keeps_nan():
     np.testing.assert_allclose(losses.MeanSquaredError()(y, p), want, rtol=1e-5)
     p[2, 1] = np.nan
     assert np.isnan(losses.MeanSquaredError()(y, p))
+
+
+FUNCTIONS = ["categorical_crossentropy", "sparse_categorical_crossentropy",
+             "binary_crossentropy", "mean_squared_error", "mean_absolute_error",
+             "mean_absolute_percentage_error", "mean_squared_logarithmic_error",
+             "cosine_similarity", "huber", "log_cosh", "hinge", "squared_hinge",
+             "categorical_hinge", "kl_divergence", "poisson"]
+
+
+@pytest.mark.parametrize("cls,name,kwargs,pred,target", CASES, ids=[c[1] for c in CASES])
+def test_loss_functions_give_keras_per_sample_losses(cls, name, kwargs, pred, target):
+    rng = np.random.default_rng(8)
+    p = make(pred, rng, 3 * 4, 6).astype(np.float32)
+    y = make(target, rng, 3 * 4, 6)
+    per = per_sample(name, p.astype(np.float64), y.reshape(12, -1)).reshape(3, 4)
+    y_in = y.reshape(3, 4) if target == "ids" else y.reshape(3, 4, 6)
+    got = getattr(losses, name)(y_in, p.reshape(3, 4, 6))
+    assert got.shape == (3, 4) and got.dtype == np.float32
+    np.testing.assert_allclose(got, per, rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(cls().call(y_in, p.reshape(3, 4, 6)), got, rtol=0)
+
+
+def test_loss_functions_compile_as_their_loss_and_save_by_name(tmp_path):
+    from densitron import layers, models, utils
+
+    rng = np.random.default_rng(9)
+    x = rng.random((64, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 64)
+    results = []
+    for loss in (losses.sparse_categorical_crossentropy, "sparse_categorical_crossentropy"):
+        utils.set_random_seed(1)
+        model = models.Sequential([layers.Input((4,)), layers.Dense(3, activation="softmax")])
+        model.compile(optimizer="adam", loss=loss)
+        results.append(model.fit(x, y, epochs=2, verbose=0).history["loss"])
+    assert results[0] == results[1]
+    path = str(tmp_path / "m.keras")
+    model.compile(optimizer="adam", loss=losses.huber)
+    model.save(path)
+    again = models.load_model(path)
+    onehot = np.eye(3, dtype=np.float32)[y]
+    assert again.evaluate(x, onehot, verbose=0) == model.evaluate(x, onehot, verbose=0)
+    assert losses.serialize(losses.huber) == "huber"
+    assert sorted(FUNCTIONS) == sorted(f.__name__ for f in losses._FUNCTIONS)

@@ -145,35 +145,31 @@ py::array matmul(const py::object& a_obj, const py::object& b_obj, bool transpos
 
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
-// Σ_rows w_r·loss_r of a loss (densitron::Loss id) on rows × cols predictions: y_true is rows ×
-// cols, or rows × 1 class ids for the sparse cross-entropies; sample_weight None or rows
-// values. The hinge losses read {0, 1} targets as {-1, 1} when all of y_true is 0 or 1, as
-// Keras does per call. (Python shapes and checks the arrays; this guards the sizes.)
-double loss_sum(int loss, const FloatArray& y_true, const FloatArray& y_pred,
-                const py::object& sample_weight, float param) {
+// The per-sample values of a loss (densitron::Loss id) on rows × cols predictions: y_true is
+// rows × cols, or rows × 1 class ids for the sparse cross-entropies. The hinge losses read {0,
+// 1} targets as {-1, 1} when all of y_true is 0 or 1, as Keras does per call. (Python shapes
+// and checks the arrays; this guards the sizes.)
+py::array_t<float> loss_rows(int loss, const FloatArray& y_true, const FloatArray& y_pred,
+                             float param) {
   if (y_pred.ndim() != 2 || y_true.ndim() != 2 || y_true.shape(0) != y_pred.shape(0) ||
       (y_true.shape(1) != y_pred.shape(1) && y_true.shape(1) != 1)) {
     throw py::value_error("`y_true` and `y_pred` must be 2-D with matching rows. Received: "
                           "y_true.shape=" + shape_str(y_true) + ", y_pred.shape=" +
                           shape_str(y_pred));
   }
-  const int64_t rows = y_pred.shape(0), cols = y_pred.shape(1);
-  FloatArray w;
-  if (!sample_weight.is_none()) {
-    w = sample_weight.cast<FloatArray>();
-    if (w.ndim() != 1 || w.shape(0) != rows) {
-      throw py::value_error("`sample_weight` must hold one value a row. Received: "
-                            "sample_weight.shape=" + shape_str(w));
-    }
-  }
+  const int64_t rows = y_pred.shape(0), cols = y_pred.shape(1), ycols = y_true.shape(1);
   const auto kind = static_cast<densitron::Loss>(loss);
+  py::array_t<float> out(rows);
+  float* values = out.mutable_data();
   py::gil_scoped_release release;
   if (kind == densitron::Loss::kHinge || kind == densitron::Loss::kSquaredHinge)
-    param = densitron::hinge_targets(y_true.data(), rows * y_true.shape(1));
-  return densitron::loss_forward_backward(kind, y_pred.data(), y_true.data(), rows, cols,
-                                          nullptr, static_cast<double>(rows), false,
-                                          sample_weight.is_none() ? nullptr : w.data(), 1,
-                                          param);
+    param = densitron::hinge_targets(y_true.data(), rows * ycols);
+  for (int64_t r = 0; r < rows; ++r) {
+    values[r] = static_cast<float>(densitron::loss_forward_backward(
+        kind, y_pred.data() + r * cols, y_true.data() + r * ycols, 1, cols, nullptr, 1.0, false,
+        nullptr, 1, param));
+  }
+  return out;
 }
 
 densitron::Isa isa_from_name(const std::string& name) {
@@ -215,9 +211,8 @@ void bind_ops(py::module_& m) {
         densitron::set_num_threads(n);
       },
       py::arg("n"), "Sets the number of threads the kernels use.");
-  m.def("_loss_sum", &loss_sum, py::arg("loss"), py::arg("y_true"), py::arg("y_pred"),
-        py::arg("sample_weight"), py::arg("param"),
-        "The sum over rows of a loss's per-sample values, each times its sample weight.");
+  m.def("_loss_rows", &loss_rows, py::arg("loss"), py::arg("y_true"), py::arg("y_pred"),
+        py::arg("param"), "A loss's per-sample values over the rows of y_pred.");
   m.def("get_num_threads", &densitron::get_num_threads, "The number of threads the kernels use.");
   m.def(
       "_set_isa",

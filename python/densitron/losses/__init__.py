@@ -44,27 +44,32 @@ class Loss:
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         """The loss of predictions `y_pred` for targets `y_true`, as Keras's loss objects
-        compute it: the per-sample losses over the last axis, times `sample_weight` (one value
-        per sample, or a scalar) when given, summed and divided by the number of samples. A
-        float32 scalar, computed by the engine."""
+        compute it: the per-sample losses over the last axis (`call`), times `sample_weight`
+        (one value per sample, or a scalar) when given, summed and divided by the number of
+        samples. A float32 scalar."""
+        values = self.call(y_true, y_pred)
+        if sample_weight is not None:
+            w = _float_array(sample_weight, "sample_weight")
+            if w.ndim > 0 and (w.size != values.size or
+                               w.shape not in (values.shape, values.shape + (1,),
+                                               (values.size,))):
+                raise ValueError(f"`sample_weight` must hold one value per sample, shape "
+                                 f"{values.shape}. Received: sample_weight with shape {w.shape}")
+            values = values * (w if w.ndim == 0 else w.reshape(values.shape))
+        return np.float32(np.mean(values, dtype=np.float64))
+
+    def call(self, y_true, y_pred):
+        """Keras's per-sample losses: over the last axis of `y_pred`, shape y_pred.shape[:-1]
+        (float32, computed by the engine)."""
         y_pred = _float_array(y_pred, "y_pred")
         if y_pred.ndim == 0 or y_pred.size == 0:
             raise ValueError(f"`y_pred` must hold at least one value. "
                              f"Received: y_pred with shape {y_pred.shape}")
         lead, width = y_pred.shape[:-1], y_pred.shape[-1]
-        rows = int(np.prod(lead, dtype=np.int64))
         y_true = self._targets(_float_array(y_true, "y_true"), y_pred.shape)
-        if sample_weight is not None:
-            w = _float_array(sample_weight, "sample_weight")
-            if w.ndim == 0:
-                w = np.full(rows, w, np.float32)
-            elif w.size != rows or w.shape not in (lead, lead + (1,), (rows,)):
-                raise ValueError(f"`sample_weight` must hold one value per sample, shape "
-                                 f"{lead}. Received: sample_weight with shape {w.shape}")
-            sample_weight = w.reshape(rows)
-        total = _core._loss_sum(self._engine_id, y_true, y_pred.reshape(rows, width),
-                                sample_weight, self._param)
-        return np.float32(total / rows)
+        values = _core._loss_rows(self._engine_id, y_true, y_pred.reshape(-1, width),
+                                  self._param)
+        return values.reshape(lead)
 
     def _targets(self, y_true, shape):
         """y_true as the engine's rows × columns targets for predictions of this shape (a
@@ -280,6 +285,59 @@ _BY_NAME = {
 }
 
 
+# Keras's loss functions: per-sample losses of (y_true, y_pred), shape y_pred.shape[:-1].
+# Given to compile(loss=...), each means its loss class with these arguments' defaults.
+def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+    return CategoricalCrossentropy(from_logits=from_logits, label_smoothing=label_smoothing,
+                                   axis=axis).call(y_true, y_pred)
+
+
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None,
+                                    axis=-1):
+    return SparseCategoricalCrossentropy(from_logits=from_logits, ignore_class=ignore_class,
+                                         axis=axis).call(y_true, y_pred)
+
+
+def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+    return BinaryCrossentropy(from_logits=from_logits, label_smoothing=label_smoothing,
+                              axis=axis).call(y_true, y_pred)
+
+
+def cosine_similarity(y_true, y_pred, axis=-1):
+    return CosineSimilarity(axis=axis).call(y_true, y_pred)
+
+
+def huber(y_true, y_pred, delta=1.0):
+    return Huber(delta=delta).call(y_true, y_pred)
+
+
+def _function_of(cls, name):
+    def loss(y_true, y_pred):
+        return cls().call(y_true, y_pred)
+    loss.__name__ = loss.__qualname__ = name
+    loss.__doc__ = f"Keras's {name}: per-sample losses, shape y_pred.shape[:-1]."
+    return loss
+
+
+mean_squared_error = _function_of(MeanSquaredError, "mean_squared_error")
+mean_absolute_error = _function_of(MeanAbsoluteError, "mean_absolute_error")
+mean_absolute_percentage_error = _function_of(MeanAbsolutePercentageError,
+                                              "mean_absolute_percentage_error")
+mean_squared_logarithmic_error = _function_of(MeanSquaredLogarithmicError,
+                                              "mean_squared_logarithmic_error")
+log_cosh = _function_of(LogCosh, "log_cosh")
+hinge = _function_of(Hinge, "hinge")
+squared_hinge = _function_of(SquaredHinge, "squared_hinge")
+categorical_hinge = _function_of(CategoricalHinge, "categorical_hinge")
+kl_divergence = _function_of(KLDivergence, "kl_divergence")
+poisson = _function_of(Poisson, "poisson")
+
+_FUNCTIONS = (categorical_crossentropy, sparse_categorical_crossentropy, binary_crossentropy,
+              mean_squared_error, mean_absolute_error, mean_absolute_percentage_error,
+              mean_squared_logarithmic_error, cosine_similarity, huber, log_cosh, hinge,
+              squared_hinge, categorical_hinge, kl_divergence, poisson)
+
+
 def depends_on_batch(engine_id):
     """Whether a loss's per-sample values depend on the rest of the batch: the hinge losses
     read {0, 1} targets as {-1, 1} only when all of the batch's targets are 0 or 1."""
@@ -291,6 +349,8 @@ def serialize(loss):
     {"class_name", "config"} form (so from_logits and label_smoothing survive)."""
     if isinstance(loss, str) or loss is None:
         return loss
+    if any(loss is f for f in _FUNCTIONS):
+        return loss.__name__
     return serialization.serialize(get(loss))  # a Loss class given uninstantiated too
 
 
@@ -314,6 +374,8 @@ def get(identifier):
         return cls()
     if isinstance(identifier, type) and issubclass(identifier, Loss):
         return identifier()
+    if any(identifier is f for f in _FUNCTIONS):
+        return _BY_NAME[identifier.__name__]()
     raise ValueError(
         "densitron computes losses in its C++ engine: pass a loss name or a "
         f"densitron.losses class instance. Received: loss={identifier!r}"
@@ -337,7 +399,22 @@ __all__ = [
     "Poisson",
     "SparseCategoricalCrossentropy",
     "SquaredHinge",
+    "binary_crossentropy",
+    "categorical_crossentropy",
+    "categorical_hinge",
+    "cosine_similarity",
     "deserialize",
     "get",
+    "hinge",
+    "huber",
+    "kl_divergence",
+    "log_cosh",
+    "mean_absolute_error",
+    "mean_absolute_percentage_error",
+    "mean_squared_error",
+    "mean_squared_logarithmic_error",
+    "poisson",
     "serialize",
+    "sparse_categorical_crossentropy",
+    "squared_hinge",
 ]
