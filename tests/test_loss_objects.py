@@ -4,9 +4,8 @@ sample weights, on 1-D and 3-D predictions, and bad arguments."""
 
 import numpy as np
 import pytest
-from reference import loss_and_grad
-
 from densitron import losses
+from reference import loss_and_grad
 
 CASES = [  # (loss class, reference name, kwargs, prediction range, targets)
     (losses.CategoricalCrossentropy, "categorical_crossentropy", {}, "simplex", "onehot"),
