@@ -185,7 +185,7 @@ def test_unknown_names():
         model.evaluate(x, y, verbose=0)
     with raises(ValueError, "label_smoothing=0.1"):
         densitron.metrics.CategoricalCrossentropy(label_smoothing=0.1)
-    with raises(ValueError, "threshold='high'"):
+    with raises(TypeError, "threshold='high'"):
         densitron.metrics.BinaryAccuracy(threshold="high")
     with raises(ValueError, "initializer='glorot'"):
         Dense(3, kernel_initializer="glorot")

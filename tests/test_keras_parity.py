@@ -1802,3 +1802,63 @@ def test_loss_functions_match_keras_per_sample(name, kwargs):
     want = keras.ops.convert_to_numpy(getattr(keras.losses, name)(y, p, **kwargs))
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
+# Keras's metric objects used on their own: update_state over several batches (with and without
+# sample weights, 2-D and 3-D), result(), reset_state() and __call__, against Keras's objects.
+@pytest.mark.parametrize("name,kwargs,pred,target", [
+    ("CategoricalAccuracy", {}, "simplex", "one_hot"),
+    ("SparseCategoricalAccuracy", {}, "simplex", "ids"),
+    ("BinaryAccuracy", {"threshold": 0.4}, "unit", "binary"),
+    ("TopKCategoricalAccuracy", {"k": 2}, "simplex", "one_hot"),
+    ("SparseTopKCategoricalAccuracy", {"k": 2}, "simplex", "ids"),
+    ("MeanSquaredError", {}, "normal", "normal"),
+    ("RootMeanSquaredError", {}, "normal", "normal"),
+    ("MeanAbsoluteError", {}, "normal", "normal"),
+    ("CategoricalCrossentropy", {}, "simplex", "one_hot"),
+    ("SparseCategoricalCrossentropy", {"from_logits": True}, "normal", "ids"),
+    ("BinaryCrossentropy", {}, "unit", "binary"),
+    ("CosineSimilarity", {}, "normal", "normal"),
+    ("KLDivergence", {}, "simplex", "simplex"),
+    ("Precision", {}, "unit", "binary"),
+    ("Recall", {"thresholds": [0.3, 0.6]}, "unit", "binary"),
+    ("AUC", {}, "unit", "binary"),
+    ("AUC", {"curve": "PR", "multi_label": True}, "unit", "binary"),
+    ("R2Score", {}, "normal", "normal"),
+    ("F1Score", {"threshold": 0.5}, "unit", "binary"),
+])
+def test_metric_objects_used_on_their_own_match_keras(name, kwargs, pred, target):
+    rng = np.random.default_rng(13)
+    units = 4
+
+    def make(kind, lead):
+        if kind == "simplex":
+            return rng.dirichlet(np.ones(units), lead).astype(np.float32)
+        if kind == "unit":
+            return rng.uniform(0, 1, (*lead, units)).astype(np.float32)
+        if kind == "normal":
+            return rng.normal(size=(*lead, units)).astype(np.float32)
+        if kind == "binary":
+            return rng.integers(0, 2, (*lead, units)).astype(np.float32)
+        ids = rng.integers(0, units, lead)
+        return ids if kind == "ids" else np.eye(units, dtype=np.float32)[ids]
+
+    dmetric = getattr(densitron.metrics, name)(**kwargs)
+    kmetric = getattr(keras.metrics, name)(**kwargs)
+    two_d = name in ("AUC", "R2Score", "F1Score")  # (Keras takes these on 2-D batches only)
+    batches = [(10,), (7,), (6,) if two_d else (3, 5)]
+    for i, lead in enumerate(batches):
+        y, p = make(target, lead), make(pred, lead)
+        w = rng.uniform(0, 2, lead[:1]).astype(np.float32) if i == 1 else None
+        dmetric.update_state(y, p, sample_weight=w)
+        kmetric.update_state(y, p, sample_weight=w)
+        with np.errstate(divide="ignore", invalid="ignore"):  # (Keras's AUC divides 0 by 0)
+            want = keras.ops.convert_to_numpy(kmetric.result())
+        np.testing.assert_allclose(dmetric.result(), want, rtol=RTOL, atol=ATOL,
+                                   err_msg=f"after batch {i}")
+    dmetric.reset_state()
+    kmetric.reset_state()
+    y, p = make(target, (8,)), make(pred, (8,))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        want = keras.ops.convert_to_numpy(kmetric(y, p))
+    np.testing.assert_allclose(dmetric(y, p), want, rtol=RTOL, atol=ATOL)

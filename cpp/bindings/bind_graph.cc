@@ -402,6 +402,57 @@ void optimizer_update(const py::dict& opt, int64_t step, const py::object& w_obj
   densitron::optimizer_update(c, step, w.mutable_data(), g.data(), ptrs.data(), w.size());
 }
 
+// A metric's sums (metric_sums) over y_pred's rows for a standalone metric object's
+// update_state: y_true rows × cols, or rows × 1 class ids for the sparse kinds (checked here:
+// integers in [0, cols)); sample_weight None or one value a row. (Python shapes the arrays.)
+py::array_t<double> metric_sums_on(const py::tuple& spec_tuple, const FloatArray& y_true,
+                                   const FloatArray& y_pred, const py::object& sample_weight) {
+  const densitron::MetricSpec spec = metric_spec(spec_tuple);
+  if (y_pred.ndim() != 2 || y_true.ndim() != 2 || y_true.shape(0) != y_pred.shape(0) ||
+      y_pred.shape(0) == 0)
+    throw py::value_error("`y_true` and `y_pred` must be 2-D with matching rows. Received: "
+                          "shapes (" + std::to_string(y_true.shape(0)) + ", ...) and (" +
+                          std::to_string(y_pred.shape(0)) + ", ...)");
+  const int64_t rows = y_pred.shape(0), cols = y_pred.shape(1);
+  const bool sparse = spec.is_accuracy
+                          ? spec.accuracy == densitron::AccuracyKind::kSparseCategorical ||
+                                spec.accuracy == densitron::AccuracyKind::kSparseTopKCategorical
+                          : spec.loss == densitron::Loss::kSparseCategoricalCrossentropy ||
+                                spec.loss == densitron::Loss::kSparseCategoricalCrossentropyLogits;
+  if (y_true.shape(1) != (sparse ? 1 : cols))
+    throw py::value_error("`y_true` must have " + std::to_string(sparse ? 1 : cols) +
+                          " columns. Received: " + std::to_string(y_true.shape(1)));
+  if (sparse) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const float id = y_true.data()[r];
+      if (!(id >= 0.0f && id < static_cast<float>(cols)) ||
+          id != static_cast<float>(static_cast<int64_t>(id)))
+        throw py::value_error("Class ids in `y_true` must be integers in [0, " +
+                              std::to_string(cols) + "). Received: " + std::to_string(id));
+    }
+  }
+  if (spec.class_id >= cols || spec.top_k < 0)
+    throw py::value_error("`class_id` must be a class of y_pred's " + std::to_string(cols) +
+                          ". Received: class_id=" + std::to_string(spec.class_id));
+  FloatArray w;
+  if (!sample_weight.is_none()) {
+    w = sample_weight.cast<FloatArray>();
+    if (w.ndim() != 1 || w.shape(0) != rows)
+      throw py::value_error("`sample_weight` must hold one value a row. Received: " +
+                            std::to_string(w.size()) + " values for " + std::to_string(rows) +
+                            " rows");
+  }
+  py::array_t<double> out(spec.sums(cols));
+  double* o = out.mutable_data();
+  const float* wp = sample_weight.is_none() ? nullptr : w.data();
+  py::gil_scoped_release release;
+  const bool hinge_loss = !spec.is_accuracy && (spec.loss == densitron::Loss::kHinge ||
+                                                spec.loss == densitron::Loss::kSquaredHinge);
+  const float hinge = hinge_loss ? densitron::hinge_targets(y_true.data(), rows * cols) : 0.0f;
+  densitron::metric_sums(spec, y_pred.data(), y_true.data(), rows, cols, wp, 1, hinge, o);
+  return out;
+}
+
 void check_slot(PyGraph& g, int s, int p) {
   if (s < 0 || s >= g.graph().slot_count() || p < 0 || p >= g.graph().num_params())
     throw py::index_error("no such optimizer slot or parameter. Received: slot " +
@@ -426,6 +477,9 @@ void bind_graph(py::module_& m) {
       [](const py::tuple& spec, int64_t columns) { return metric_spec(spec).sums(columns); },
       py::arg("spec"), py::arg("columns"),
       "How many sums the engine keeps for a metric spec on an output of `columns` columns.");
+  m.def("_metric_sums_on", &metric_sums_on, py::arg("spec"), py::arg("y_true"),
+        py::arg("y_pred"), py::arg("sample_weight"),
+        "A metric's engine sums over the rows of y_pred (a metric object's update_state).");
   m.def("_optimizer_update", &optimizer_update, py::arg("config"), py::arg("step"), py::arg("w"),
         py::arg("g"), py::arg("slots"));
   m.def(

@@ -121,6 +121,15 @@ struct MetricSpec {
   }
 };
 
+// The engine's sums of one metric over rows × cols predictions p and their targets y (rows ×
+// cols values, or one class id a row for the sparse kinds), written to out (spec.sums(cols)
+// values): a mean metric's sum of its per-row values, each times its row's weight
+// w[r / rows_per_weight] when w is given; an AUC's bucket counts, or R2Score's or an F-score's
+// column sums. hinge: the hinge losses' reading of {0, 1} targets (see hinge_targets).
+void metric_sums(const MetricSpec& spec, const float* p, const float* y, int64_t rows,
+                 int64_t cols, const float* w, int64_t rows_per_weight, float hinge,
+                 double* out);
+
 struct OutputSpec {
   int node = -1;
   Loss loss = Loss::kMeanSquaredError;

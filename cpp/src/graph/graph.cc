@@ -270,6 +270,34 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
   grads_.assign(total, 0.0f);
 }
 
+void metric_sums(const MetricSpec& spec, const float* p, const float* y, int64_t rows,
+                 int64_t cols, const float* w, int64_t rows_per_weight, float hinge,
+                 double* out) {
+  const int64_t sums = spec.sums(cols);
+  if (sums > 1) {  // an AUC's bucket counts, R2Score's or an F-score's column sums
+    std::fill(out, out + sums, 0.0);
+    if (spec.accuracy == AccuracyKind::kR2Sums) {
+      r2_sums(p, y, rows, cols, out, w, rows_per_weight);
+    } else if (spec.accuracy == AccuracyKind::kFScoreSums) {
+      f_score_sums(p, y, rows, cols, spec.threshold, out, w, rows_per_weight);
+    } else {
+      const bool per_column = spec.accuracy == AccuracyKind::kAucColumnBuckets ||
+                              spec.accuracy == AccuracyKind::kAucColumnBucketsLogits;
+      const bool logits = spec.accuracy == AccuracyKind::kAucBucketsLogits ||
+                          spec.accuracy == AccuracyKind::kAucColumnBucketsLogits;
+      auc_buckets(p, y, rows, cols, static_cast<int64_t>(spec.threshold), logits, out, w,
+                  rows_per_weight, per_column,
+                  spec.thresholds.empty() ? nullptr : spec.thresholds.data());
+    }
+    return;
+  }
+  out[0] = spec.is_accuracy
+               ? accuracy_sum(spec.accuracy, p, y, rows, cols, spec.threshold, w,
+                              rows_per_weight, spec.class_id, spec.top_k)
+               : loss_forward_backward(spec.loss, p, y, rows, cols, nullptr, 1.0, false, w,
+                                       rows_per_weight, hinge);
+}
+
 int Graph::num_metrics() const {
   int count = 0;
   for (const OutputSpec& o : output_specs_)
@@ -907,35 +935,16 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
                                             param(o.loss, o.loss_param)) /
                           static_cast<double>(sub_rows);
       for (const MetricSpec& spec : o.metrics) {
-        const float* mw = spec.weighted ? w : nullptr;
         const int64_t sums = spec.sums(cols);
-        if (sums > 1) {  // an AUC's bucket counts, R2Score's or an F-score's column sums
-          double* out = &metric_part_[b * nmet + m];
+        double* out = &metric_part_[b * nmet + m];
+        if (rows == 0) {
           std::fill(out, out + sums, 0.0);
-          if (spec.accuracy == AccuracyKind::kR2Sums) {
-            r2_sums(p, y, rows, cols, out, mw, sub_rows);
-          } else if (spec.accuracy == AccuracyKind::kFScoreSums) {
-            f_score_sums(p, y, rows, cols, spec.threshold, out, mw, sub_rows);
-          } else {
-            const bool per_column = spec.accuracy == AccuracyKind::kAucColumnBuckets ||
-                                    spec.accuracy == AccuracyKind::kAucColumnBucketsLogits;
-            const bool logits = spec.accuracy == AccuracyKind::kAucBucketsLogits ||
-                                spec.accuracy == AccuracyKind::kAucColumnBucketsLogits;
-            auc_buckets(p, y, rows, cols, static_cast<int64_t>(spec.threshold), logits, out, mw,
-                        sub_rows, per_column,
-                        spec.thresholds.empty() ? nullptr : spec.thresholds.data());
-          }
-          m += static_cast<int>(sums);
-          continue;
+        } else {
+          metric_sums(spec, p, y, rows, cols, spec.weighted ? w : nullptr, sub_rows,
+                      param(spec.loss, 0.0f), out);
         }
-        const double v =
-            rows == 0 ? 0.0
-            : spec.is_accuracy
-                ? accuracy_sum(spec.accuracy, p, y, rows, cols, spec.threshold, mw, sub_rows,
-                               spec.class_id, spec.top_k)
-                : loss_forward_backward(spec.loss, p, y, rows, cols, nullptr, 1.0, false, mw,
-                                        sub_rows, param(spec.loss, 0.0f));
-        metric_part_[b * nmet + m++] = v / static_cast<double>(sub_rows);
+        if (sums == 1) out[0] /= static_cast<double>(sub_rows);  // per sample
+        m += static_cast<int>(sums);
       }
     }
     // Activity regularization: its sums over the block's samples (the loss takes the

@@ -6,6 +6,20 @@ from densitron import _core
 from densitron.utils import serialization
 
 
+def _per_sample_weights(sample_weight, lead):
+    """`sample_weight` as one float32 value per sample of a prediction whose axes before the
+    last are `lead`: a scalar, that shape (with or without a last axis of 1), or a leading
+    part of it (the batch axis: one weight for all of a sample's steps, as Keras broadcasts)."""
+    w = _float_array(sample_weight, "sample_weight")
+    if w.ndim == len(lead) + 1 and w.shape[-1] == 1:
+        w = w[..., 0]
+    if w.ndim > len(lead) or w.shape != lead[:w.ndim]:
+        raise ValueError(f"`sample_weight` must hold one value per sample, shape {lead}. "
+                         f"Received: sample_weight with shape {w.shape}")
+    w = w.reshape(w.shape + (1,) * (len(lead) - w.ndim))
+    return np.ascontiguousarray(np.broadcast_to(w, lead)).reshape(-1)
+
+
 def _float_array(value, arg):
     """`value` as a float32 NumPy array, or a TypeError naming `arg`."""
     try:
@@ -49,13 +63,8 @@ class Loss:
         samples. A float32 scalar."""
         values = self.call(y_true, y_pred)
         if sample_weight is not None:
-            w = _float_array(sample_weight, "sample_weight")
-            if w.ndim > 0 and (w.size != values.size or
-                               w.shape not in (values.shape, values.shape + (1,),
-                                               (values.size,))):
-                raise ValueError(f"`sample_weight` must hold one value per sample, shape "
-                                 f"{values.shape}. Received: sample_weight with shape {w.shape}")
-            values = values * (w if w.ndim == 0 else w.reshape(values.shape))
+            values = values * _per_sample_weights(sample_weight, values.shape).reshape(
+                values.shape)
         return np.float32(np.mean(values, dtype=np.float64))
 
     def call(self, y_true, y_pred):

@@ -6,7 +6,8 @@ import warnings
 
 import numpy as np
 
-from densitron import losses
+from densitron import _core, losses
+from densitron.losses import _float_array, _per_sample_weights
 from densitron.utils import serialization
 from densitron.utils.naming import to_snake_case, uniquify
 
@@ -83,6 +84,78 @@ class Metric:
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}>"
 
+    # --- Keras's standalone use: update_state, result, reset_state ------------------------
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        """Adds a batch of predictions and targets to the metric's state, as Keras's metric
+        objects do (the engine computes the sums): over the last axis of `y_pred`, every other
+        axis a sample. `sample_weight` (one value per sample, or a scalar) makes a mean a
+        weighted mean."""
+        y_pred = _float_array(y_pred, "y_pred")
+        if y_pred.ndim == 0 or y_pred.size == 0:
+            raise ValueError(f"`y_pred` must hold at least one value. "
+                             f"Received: y_pred with shape {y_pred.shape}")
+        lead, width = y_pred.shape[:-1], y_pred.shape[-1]
+        steps = int(np.prod(lead[1:], dtype=np.int64))  # rows per sample
+        state = getattr(self, "_state", None)
+        if state is not None and state[2] != width:
+            raise ValueError(f"`y_pred` must keep the last axis of the earlier updates, "
+                             f"{state[2]}. Received: y_pred with shape {y_pred.shape}")
+        y_true = _float_array(y_true, "y_true")
+        w = None if sample_weight is None else _per_sample_weights(sample_weight, lead)
+        specs = [engine_spec(spec, w is not None)
+                 for spec in self._specs_for(y_pred.ndim, width)]
+        sums = []
+        for spec in specs:
+            if reads_dense_targets(spec):
+                t = y_true[..., None] if (y_true.ndim == y_pred.ndim - 1 and width == 1) \
+                    else y_true
+                if t.shape != y_pred.shape:
+                    raise ValueError(f"`y_true` and `y_pred` must have the same shape. "
+                                     f"Received: y_true.shape={y_true.shape}, "
+                                     f"y_pred.shape={y_pred.shape}")
+                t = t.reshape(-1, width)
+            else:
+                if y_true.shape not in (lead, lead + (1,)):
+                    raise ValueError(f"{self.name} reads one integer class id per sample: "
+                                     f"y_true of shape {lead} or {lead + (1,)}. Received: "
+                                     f"y_true.shape={y_true.shape}")
+                t = y_true.reshape(-1, 1)
+            part = _core._metric_sums_on(spec, t, y_pred.reshape(-1, width), w)
+            # A sample spanning several rows (the axes between the batch's and the last) is
+            # their mean, as Keras reduces it (and the engine's fit): a mean's sum over rows
+            # counts each sample once (counts, an AUC's or R2Score's sums count every value).
+            sums.append(part if self._post == "result" else part / steps)
+        sums = np.concatenate(sums)
+        count = (float(np.sum(w, dtype=np.float64)) if w is not None else
+                 y_pred.size // width) / steps
+        if state is None:
+            self._state = [sums, count, width]
+        else:
+            state[0] = state[0] + sums
+            state[1] += count
+
+    def result(self):
+        """The metric's value over every update since the last reset (0 before any)."""
+        state = getattr(self, "_state", None)
+        if state is None:
+            return np.float32(0.0)
+        sums, count, width = state
+        if self._post == "result":
+            value = self._result(sums, count, columns=width)
+            return value if isinstance(value, np.ndarray) else np.float32(value)
+        mean = sums[0] / count if count != 0 else 0.0
+        return np.float32(np.sqrt(mean) if self._post == "sqrt" else
+                          0.0 - mean if self._post == "neg" else mean)
+
+    def reset_state(self):
+        """Forgets every update."""
+        self._state = None
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        """update_state, then result(), as Keras's metric objects do."""
+        self.update_state(y_true, y_pred, sample_weight=sample_weight)
+        return self.result()
+
 
 class _AccuracyMetric(Metric):
     _kind = None
@@ -105,7 +178,7 @@ class BinaryAccuracy(_AccuracyMetric):
     def __init__(self, name=None, dtype=None, threshold=0.5):
         super().__init__(name=name, dtype=dtype)
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-            raise ValueError("`threshold` must be a number. Received: "
+            raise TypeError("`threshold` must be a number. Received: "
                              f"threshold={threshold!r}")
         self.threshold = float(threshold)
 
@@ -645,6 +718,12 @@ def display_name(metric):
     """The log name of a metric: its name, or the object's `name`."""
     metric = get(metric)
     return metric.name if isinstance(metric, Metric) else metric
+
+
+def engine_spec(spec, weighted):
+    """A metric spec as the engine takes it: class_id and top_k after the loss id, then the
+    weighting, then an AUC's thresholds when given (see bind_graph's metric_spec)."""
+    return (*spec[:4], *(spec[4:6] or (-1, 0)), weighted, *spec[6:])
 
 
 def reads_dense_targets(spec):

@@ -212,10 +212,7 @@ class Trainer:
                                          f"metrics={self._compile_metrics!r}, weighted_metrics="
                                          f"{getattr(self, '_compile_weighted_metrics', None)!r}")
                     self._metric_logs.append((name, k, is_weighted, engine_index, post))
-                    # (the engine's tuple: class_id and top_k after the loss id, then the
-                    # weighting, then an AUC's thresholds when given; see bind_graph)
-                    full = [(*spec[:4], *(spec[4:6] or (-1, 0)), is_weighted, *spec[6:])
-                            for spec in engine_specs]
+                    full = [metrics_mod.engine_spec(spec, is_weighted) for spec in engine_specs]
                     engine_index += sum(_core._metric_sums(s, self._output_last[k])
                                         for s in full)
                     out_specs.extend(full)

@@ -1,0 +1,65 @@
+"""Keras's metric objects used on their own (update_state, result, reset_state, __call__):
+values against their definitions, state across calls, and bad arguments. (Parity with Keras's
+own objects: tests/test_keras_parity.py.)"""
+
+import numpy as np
+import pytest
+from densitron import metrics
+
+
+def test_metric_state_accumulates_over_updates_and_resets():
+    acc = metrics.SparseCategoricalAccuracy()
+    assert acc.result() == 0.0  # before any update, as Keras's
+    p = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], np.float32)
+    acc.update_state(np.array([0, 0, 0]), p)  # 2 of 3
+    assert acc.result() == np.float32(2 / 3)
+    acc.update_state(np.array([[1]]), p[1:2])  # 3 of 4
+    assert acc.result() == np.float32(3 / 4)
+    acc.update_state(np.array([0]), p[1:2], sample_weight=4.0)  # 3 of 8
+    assert acc.result() == np.float32(3 / 8)
+    acc.reset_state()
+    assert acc.result() == 0.0
+    assert acc(np.array([0, 1, 0]), p) == np.float32(1.0)
+    assert isinstance(acc.result(), np.float32)
+
+
+def test_metric_over_a_sequence_averages_each_sample_first():
+    mse = metrics.MeanSquaredError()
+    y = np.zeros((2, 3, 1), np.float32)
+    p = np.array([[[1], [1], [1]], [[0], [0], [2]]], np.float32)  # sample means 1 and 4/3
+    mse.update_state(y, p)
+    mse.update_state(np.zeros((1, 1, 1)), np.full((1, 1, 1), 3.0))  # one more sample: 9
+    np.testing.assert_allclose(mse.result(), (1 + 4 / 3 + 9) / 3, rtol=1e-6)
+
+
+def test_precision_counts_every_value():
+    prec = metrics.Precision()
+    prec.update_state([[1, 0, 1], [0, 0, 1]], [[0.9, 0.8, 0.1], [0.7, 0.2, 0.6]])
+    assert prec.result() == np.float32(2 / 4)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda m: m.update_state(np.zeros((2, 3)), np.zeros((2, 4))), "same shape"),
+    (lambda m: m.update_state(np.zeros((2, 3)), np.zeros((0, 3))), "at least one"),
+    (lambda m: m.update_state(np.zeros((2, 3)), np.zeros((2, 3)), sample_weight=np.ones(3)),
+     "one value per sample"),
+    (lambda m: m.update_state("x", np.zeros((2, 3))), "array of numbers"),
+])
+def test_metric_update_rejects_bad_arguments(call, match):
+    with pytest.raises((ValueError, TypeError), match=match) as info:
+        call(metrics.MeanAbsoluteError())
+    assert "Received" in str(info.value)
+
+
+def test_metric_update_rejects_bad_class_ids_and_a_new_width():
+    acc = metrics.SparseCategoricalAccuracy()
+    with pytest.raises(ValueError, match="integers in"):
+        acc.update_state(np.array([0, 3]), np.ones((2, 3)))
+    with pytest.raises(ValueError, match="integers in"):
+        acc.update_state(np.array([0.5, 1]), np.ones((2, 3)))
+    with pytest.raises(ValueError, match="class id per sample"):
+        acc.update_state(np.zeros((2, 3)), np.ones((2, 3)))
+    acc.update_state(np.array([0, 1]), np.ones((2, 3)))
+    with pytest.raises(ValueError, match="last axis"):
+        acc.update_state(np.array([0, 1]), np.ones((2, 4)))
+    assert acc.result() == np.float32(0.5)  # the refused updates left the state alone
