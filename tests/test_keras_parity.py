@@ -1862,3 +1862,49 @@ def test_metric_objects_used_on_their_own_match_keras(name, kwargs, pred, target
     with np.errstate(divide="ignore", invalid="ignore"):
         want = keras.ops.convert_to_numpy(kmetric(y, p))
     np.testing.assert_allclose(dmetric(y, p), want, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("name,kwargs,pred,target", [
+    ("binary_accuracy", {"threshold": 0.3}, "unit", "binary"),
+    ("categorical_accuracy", {}, "simplex", "one_hot"),
+    ("sparse_categorical_accuracy", {}, "simplex", "ids"),
+    ("top_k_categorical_accuracy", {"k": 2}, "simplex", "one_hot"),
+    ("sparse_top_k_categorical_accuracy", {"k": 3}, "simplex", "ids"),
+    ("mean_squared_error", {}, "unit", "unit"),
+    ("log_cosh", {}, "unit", "unit"),
+])
+def test_metric_functions_match_keras_per_sample(name, kwargs, pred, target):
+    rng = np.random.default_rng(14)
+    lead, units = (3, 4), 5
+    ids = rng.integers(0, units, lead)
+    y = {"binary": rng.integers(0, 2, (*lead, units)).astype(np.float32), "ids": ids,
+         "one_hot": np.eye(units, dtype=np.float32)[ids],
+         "unit": rng.uniform(0, 1, (*lead, units)).astype(np.float32)}[target]
+    p = (rng.dirichlet(np.ones(units), lead) if pred == "simplex"
+         else rng.uniform(0, 1, (*lead, units))).astype(np.float32)
+    got = getattr(densitron.metrics, name)(y, p, **kwargs)
+    want = keras.ops.convert_to_numpy(getattr(keras.metrics, name)(y, p, **kwargs))
+    # (binary_accuracy: every value's match, as Keras's; the others one value a sample)
+    assert got.shape == want.shape == (p.shape if name == "binary_accuracy" else lead)
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
+def test_metric_functions_in_compile_log_as_keras_names_them():
+    rng = np.random.default_rng(15)
+    x = rng.random((64, 6)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 64)]
+    logs = {}
+    for lib in (densitron, keras):
+        inputs = lib.Input(shape=(6,))
+        model = lib.Model(inputs, lib.layers.Dense(3, activation="softmax")(inputs))
+        model.set_weights([np.full((6, 3), 0.1, np.float32) * np.arange(3),
+                           np.zeros(3, np.float32)])
+        model.compile(loss="categorical_crossentropy",
+                      metrics=[lib.metrics.categorical_accuracy,
+                               lib.metrics.top_k_categorical_accuracy,
+                               lib.metrics.mean_squared_error])
+        logs[lib.__name__] = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert logs["densitron"].keys() == logs["keras"].keys()
+    for key, value in logs["keras"].items():
+        np.testing.assert_allclose(logs["densitron"][key], value, rtol=RTOL, atol=ATOL,
+                                   err_msg=key)

@@ -63,3 +63,26 @@ def test_metric_update_rejects_bad_class_ids_and_a_new_width():
     with pytest.raises(ValueError, match="last axis"):
         acc.update_state(np.array([0, 1]), np.ones((2, 4)))
     assert acc.result() == np.float32(0.5)  # the refused updates left the state alone
+
+
+def test_metric_functions_give_per_sample_values_and_compile_as_their_metric():
+    from densitron import layers, models
+
+    p = np.array([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2]], np.float32)
+    np.testing.assert_array_equal(metrics.sparse_categorical_accuracy([1, 1], p), [1, 0])
+    np.testing.assert_array_equal(metrics.top_k_categorical_accuracy(np.eye(3)[[2, 1]], p, k=2),
+                                  [1, 1])
+    np.testing.assert_array_equal(metrics.binary_accuracy([[0, 1, 0]], p[:1]), [[1, 1, 1]])
+    assert metrics.mean_squared_error is __import__("densitron").losses.mean_squared_error
+    inputs = layers.Input((3,))
+    model = models.Model(inputs, layers.Dense(3, activation="softmax")(inputs))
+    model.compile(loss="categorical_crossentropy",
+                  metrics=[metrics.categorical_accuracy, metrics.mean_squared_error])
+    y = np.eye(3, dtype=np.float32)[[1, 0]]
+    logs = model.evaluate(p, y, verbose=0, return_dict=True)
+    assert list(logs) == ["loss", "categorical_accuracy", "mean_squared_error"]
+    np.testing.assert_allclose(logs["mean_squared_error"],
+                               ((model.predict(p, verbose=0) - y) ** 2).mean(), rtol=1e-5)
+    with pytest.raises(ValueError, match="Received"):  # a function of its own: refused
+        model.compile(loss="mse", metrics=[lambda y, p: y])
+        model.evaluate(p, y, verbose=0)

@@ -403,10 +403,12 @@ void optimizer_update(const py::dict& opt, int64_t step, const py::object& w_obj
 }
 
 // A metric's sums (metric_sums) over y_pred's rows for a standalone metric object's
-// update_state: y_true rows × cols, or rows × 1 class ids for the sparse kinds (checked here:
-// integers in [0, cols)); sample_weight None or one value a row. (Python shapes the arrays.)
+// update_state, or with per_row each row's value (a metric function's per-sample values):
+// y_true rows × cols, or rows × 1 class ids for the sparse kinds (checked here: integers in
+// [0, cols)); sample_weight None or one value a row. (Python shapes the arrays.)
 py::array_t<double> metric_sums_on(const py::tuple& spec_tuple, const FloatArray& y_true,
-                                   const FloatArray& y_pred, const py::object& sample_weight) {
+                                   const FloatArray& y_pred, const py::object& sample_weight,
+                                   bool per_row) {
   const densitron::MetricSpec spec = metric_spec(spec_tuple);
   if (y_pred.ndim() != 2 || y_true.ndim() != 2 || y_true.shape(0) != y_pred.shape(0) ||
       y_pred.shape(0) == 0)
@@ -442,14 +444,23 @@ py::array_t<double> metric_sums_on(const py::tuple& spec_tuple, const FloatArray
                             std::to_string(w.size()) + " values for " + std::to_string(rows) +
                             " rows");
   }
-  py::array_t<double> out(spec.sums(cols));
+  if (per_row && spec.sums(cols) != 1)
+    throw py::value_error("per-row values are for a metric with one sum a row");
+  py::array_t<double> out(per_row ? rows : spec.sums(cols));
   double* o = out.mutable_data();
   const float* wp = sample_weight.is_none() ? nullptr : w.data();
+  const int64_t ycols = y_true.shape(1);
   py::gil_scoped_release release;
   const bool hinge_loss = !spec.is_accuracy && (spec.loss == densitron::Loss::kHinge ||
                                                 spec.loss == densitron::Loss::kSquaredHinge);
   const float hinge = hinge_loss ? densitron::hinge_targets(y_true.data(), rows * cols) : 0.0f;
-  densitron::metric_sums(spec, y_pred.data(), y_true.data(), rows, cols, wp, 1, hinge, o);
+  if (per_row) {
+    for (int64_t r = 0; r < rows; ++r)
+      densitron::metric_sums(spec, y_pred.data() + r * cols, y_true.data() + r * ycols, 1, cols,
+                             wp ? wp + r : nullptr, 1, hinge, o + r);
+  } else {
+    densitron::metric_sums(spec, y_pred.data(), y_true.data(), rows, cols, wp, 1, hinge, o);
+  }
   return out;
 }
 
@@ -478,8 +489,9 @@ void bind_graph(py::module_& m) {
       py::arg("spec"), py::arg("columns"),
       "How many sums the engine keeps for a metric spec on an output of `columns` columns.");
   m.def("_metric_sums_on", &metric_sums_on, py::arg("spec"), py::arg("y_true"),
-        py::arg("y_pred"), py::arg("sample_weight"),
-        "A metric's engine sums over the rows of y_pred (a metric object's update_state).");
+        py::arg("y_pred"), py::arg("sample_weight"), py::arg("per_row") = false,
+        "A metric's engine sums over the rows of y_pred (a metric object's update_state), "
+        "or with per_row its value for each row (Keras's metric functions).");
   m.def("_optimizer_update", &optimizer_update, py::arg("config"), py::arg("step"), py::arg("w"),
         py::arg("g"), py::arg("slots"));
   m.def(

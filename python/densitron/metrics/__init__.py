@@ -90,10 +90,7 @@ class Metric:
         objects do (the engine computes the sums): over the last axis of `y_pred`, every other
         axis a sample. `sample_weight` (one value per sample, or a scalar) makes a mean a
         weighted mean."""
-        y_pred = _float_array(y_pred, "y_pred")
-        if y_pred.ndim == 0 or y_pred.size == 0:
-            raise ValueError(f"`y_pred` must hold at least one value. "
-                             f"Received: y_pred with shape {y_pred.shape}")
+        y_pred = _predictions(y_pred)
         lead, width = y_pred.shape[:-1], y_pred.shape[-1]
         steps = int(np.prod(lead[1:], dtype=np.int64))  # rows per sample
         state = getattr(self, "_state", None)
@@ -106,21 +103,8 @@ class Metric:
                  for spec in self._specs_for(y_pred.ndim, width)]
         sums = []
         for spec in specs:
-            if reads_dense_targets(spec):
-                t = y_true[..., None] if (y_true.ndim == y_pred.ndim - 1 and width == 1) \
-                    else y_true
-                if t.shape != y_pred.shape:
-                    raise ValueError(f"`y_true` and `y_pred` must have the same shape. "
-                                     f"Received: y_true.shape={y_true.shape}, "
-                                     f"y_pred.shape={y_pred.shape}")
-                t = t.reshape(-1, width)
-            else:
-                if y_true.shape not in (lead, lead + (1,)):
-                    raise ValueError(f"{self.name} reads one integer class id per sample: "
-                                     f"y_true of shape {lead} or {lead + (1,)}. Received: "
-                                     f"y_true.shape={y_true.shape}")
-                t = y_true.reshape(-1, 1)
-            part = _core._metric_sums_on(spec, t, y_pred.reshape(-1, width), w)
+            part = _core._metric_sums_on(spec, _engine_targets(spec, y_true, y_pred, self.name),
+                                         y_pred.reshape(-1, width), w)
             # A sample spanning several rows (the axes between the batch's and the last) is
             # their mean, as Keras reduces it (and the engine's fit): a mean's sum over rows
             # counts each sample once (counts, an AUC's or R2Score's sums count every value).
@@ -155,6 +139,32 @@ class Metric:
         """update_state, then result(), as Keras's metric objects do."""
         self.update_state(y_true, y_pred, sample_weight=sample_weight)
         return self.result()
+
+
+def _predictions(y_pred):
+    y_pred = _float_array(y_pred, "y_pred")
+    if y_pred.ndim == 0 or y_pred.size == 0:
+        raise ValueError(f"`y_pred` must hold at least one value. "
+                         f"Received: y_pred with shape {y_pred.shape}")
+    return y_pred
+
+
+def _engine_targets(spec, y_true, y_pred, name):
+    """y_true (float32) as the engine's targets for an engine spec on y_pred's rows: a value
+    for each prediction (y_true of y_pred's shape, or without its last axis of 1), or one class
+    id a row (y_true of the shape of y_pred without its last axis, or with a last axis of 1)."""
+    lead, width = y_pred.shape[:-1], y_pred.shape[-1]
+    if not reads_dense_targets(spec):
+        if y_true.shape not in (lead, lead + (1,)):
+            raise ValueError(f"{name} reads one integer class id per sample: y_true of shape "
+                             f"{lead} or {lead + (1,)}. Received: y_true.shape={y_true.shape}")
+        return y_true.reshape(-1, 1)
+    if y_true.ndim == y_pred.ndim - 1 and width == 1:
+        y_true = y_true[..., None]
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"`y_true` and `y_pred` must have the same shape. Received: "
+                         f"y_true.shape={y_true.shape}, y_pred.shape={y_pred.shape}")
+    return y_true.reshape(-1, width)
 
 
 class _AccuracyMetric(Metric):
@@ -665,6 +675,77 @@ _SNAKE.update({"mape": MeanAbsolutePercentageError, "MAPE": MeanAbsolutePercenta
                "msle": MeanSquaredLogarithmicError, "MSLE": MeanSquaredLogarithmicError})
 
 
+def _values_per_sample(metric, y_true, y_pred):
+    """A metric function's values: the metric of each sample, shape y_pred.shape[:-1]."""
+    y_pred = _predictions(y_pred)
+    spec = engine_spec(metric._specs_for(y_pred.ndim, y_pred.shape[-1])[0], False)
+    targets = _engine_targets(spec, _float_array(y_true, "y_true"), y_pred, metric.name)
+    values = _core._metric_sums_on(spec, targets, y_pred.reshape(-1, y_pred.shape[-1]), None,
+                                   per_row=True)
+    return values.astype(np.float32).reshape(y_pred.shape[:-1])
+
+
+# Keras's metric functions: per-sample values of (y_true, y_pred), shape y_pred.shape[:-1]; in
+# compile(metrics=[...]) each is its metric, logged under the function's name.
+def binary_accuracy(y_true, y_pred, threshold=0.5):
+    """(Keras's binary_accuracy gives every value's match, not a mean over the last axis.)"""
+    y_pred, y_true = _predictions(y_pred), _float_array(y_true, "y_true")
+    if y_true.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1:
+        y_true = y_true[..., None]
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"`y_true` and `y_pred` must have the same shape. Received: "
+                         f"y_true.shape={y_true.shape}, y_pred.shape={y_pred.shape}")
+    return _values_per_sample(BinaryAccuracy(threshold=threshold), y_true[..., None],
+                              y_pred[..., None])
+
+
+def categorical_accuracy(y_true, y_pred):
+    return _values_per_sample(CategoricalAccuracy(), y_true, y_pred)
+
+
+def sparse_categorical_accuracy(y_true, y_pred):
+    return _values_per_sample(SparseCategoricalAccuracy(), y_true, y_pred)
+
+
+def top_k_categorical_accuracy(y_true, y_pred, k=5):
+    return _values_per_sample(TopKCategoricalAccuracy(k=k), y_true, y_pred)
+
+
+def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5, from_sorted_ids=False):
+    return _values_per_sample(SparseTopKCategoricalAccuracy(k=k, from_sorted_ids=from_sorted_ids),
+                              y_true, y_pred)
+
+
+# and Keras's loss functions that keras.metrics exports too (the same functions)
+binary_crossentropy = losses.binary_crossentropy
+categorical_crossentropy = losses.categorical_crossentropy
+sparse_categorical_crossentropy = losses.sparse_categorical_crossentropy
+mean_squared_error = losses.mean_squared_error
+mean_absolute_error = losses.mean_absolute_error
+mean_absolute_percentage_error = losses.mean_absolute_percentage_error
+mean_squared_logarithmic_error = losses.mean_squared_logarithmic_error
+hinge = losses.hinge
+squared_hinge = losses.squared_hinge
+categorical_hinge = losses.categorical_hinge
+kl_divergence = losses.kl_divergence
+poisson = losses.poisson
+log_cosh = losses.log_cosh
+
+# A function given to compile(metrics=...): its metric, logged under the function's name.
+_FUNCTIONS = {f.__name__: (f, cls) for f, cls in (
+    (binary_accuracy, BinaryAccuracy), (categorical_accuracy, CategoricalAccuracy),
+    (sparse_categorical_accuracy, SparseCategoricalAccuracy),
+    (top_k_categorical_accuracy, TopKCategoricalAccuracy),
+    (sparse_top_k_categorical_accuracy, SparseTopKCategoricalAccuracy),
+    (binary_crossentropy, BinaryCrossentropy), (categorical_crossentropy, CategoricalCrossentropy),
+    (sparse_categorical_crossentropy, SparseCategoricalCrossentropy),
+    (mean_squared_error, MeanSquaredError), (mean_absolute_error, MeanAbsoluteError),
+    (mean_absolute_percentage_error, MeanAbsolutePercentageError),
+    (mean_squared_logarithmic_error, MeanSquaredLogarithmicError), (hinge, Hinge),
+    (squared_hinge, SquaredHinge), (categorical_hinge, CategoricalHinge),
+    (kl_divergence, KLDivergence), (poisson, Poisson), (log_cosh, LogCoshError))}
+
+
 def get(identifier):
     """A Metric for a metric object, its {"class_name", "config"} form or its class name
     (with its defaults, named by that string as in Keras's logs); a metric name (such as
@@ -681,6 +762,9 @@ def get(identifier):
         return identifier
     if isinstance(identifier, dict):
         return serialization.deserialize(identifier, _CLASSES, "metric")
+    entry = _FUNCTIONS.get(getattr(identifier, "__name__", None))
+    if entry is not None and entry[0] is identifier:
+        return entry[1](name=identifier.__name__)
     raise ValueError(
         "densitron computes metrics in its C++ engine: pass metric names such as 'accuracy' or "
         f"densitron.metrics objects ({', '.join(sorted(_CLASSES))}). Received: "
