@@ -1,5 +1,7 @@
 """Metrics by Keras name or as Keras's metric objects, resolved against an output's shapes
-and computed by the engine: the mean over the samples of a per-sample value."""
+and computed by the engine: the mean over the samples of a per-sample value. The objects also
+work on their own (update_state, result, reset_state), and Keras's metric functions give
+per-sample values."""
 
 import functools
 import warnings
@@ -7,7 +9,23 @@ import warnings
 import numpy as np
 
 from densitron import _core, losses
-from densitron.losses import _float_array, _per_sample_weights
+from densitron.losses import (  # (Keras's loss functions: keras.metrics exports them too)
+    _float_array,
+    _per_sample_weights,
+    binary_crossentropy,
+    categorical_crossentropy,
+    categorical_hinge,
+    hinge,
+    kl_divergence,
+    log_cosh,
+    mean_absolute_error,
+    mean_absolute_percentage_error,
+    mean_squared_error,
+    mean_squared_logarithmic_error,
+    poisson,
+    sparse_categorical_crossentropy,
+    squared_hinge,
+)
 from densitron.utils import serialization
 from densitron.utils.naming import to_snake_case, uniquify
 
@@ -715,21 +733,6 @@ def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5, from_sorted_ids=False
     return _values_per_sample(SparseTopKCategoricalAccuracy(k=k, from_sorted_ids=from_sorted_ids),
                               y_true, y_pred)
 
-
-# and Keras's loss functions that keras.metrics exports too (the same functions)
-binary_crossentropy = losses.binary_crossentropy
-categorical_crossentropy = losses.categorical_crossentropy
-sparse_categorical_crossentropy = losses.sparse_categorical_crossentropy
-mean_squared_error = losses.mean_squared_error
-mean_absolute_error = losses.mean_absolute_error
-mean_absolute_percentage_error = losses.mean_absolute_percentage_error
-mean_squared_logarithmic_error = losses.mean_squared_logarithmic_error
-hinge = losses.hinge
-squared_hinge = losses.squared_hinge
-categorical_hinge = losses.categorical_hinge
-kl_divergence = losses.kl_divergence
-poisson = losses.poisson
-log_cosh = losses.log_cosh
 
 # A function given to compile(metrics=...): its metric, logged under the function's name.
 _FUNCTIONS = {f.__name__: (f, cls) for f, cls in (
