@@ -20,6 +20,18 @@ def _per_sample_weights(sample_weight, lead):
     return np.ascontiguousarray(np.broadcast_to(w, lead)).reshape(-1)
 
 
+def check_class_ids(ids, classes, arg):
+    """Raises a ValueError naming `arg` unless every value of `ids` is an integer in [0,
+    classes) (NaN included)."""
+    if ids.dtype.kind == "f" and np.any(ids != np.floor(ids)):
+        raise ValueError(f"Class ids in `{arg}` must be integers. "
+                         f"Received: non-integer values in {arg}")
+    lo, hi = ids.min(), ids.max()
+    if lo < 0 or hi >= classes:
+        raise ValueError(f"Class ids in `{arg}` must lie in [0, {classes}) for an output with "
+                         f"{classes} classes. Received: values from {lo} to {hi}")
+
+
 def _float_array(value, arg):
     """`value` as a float32 NumPy array, or a TypeError naming `arg`."""
     try:
@@ -154,9 +166,7 @@ class SparseCategoricalCrossentropy(_ProbabilisticLoss):
                              f"{lead} or {lead + (1,)} for predictions of shape {shape}. "
                              f"Received: y_true with shape {y_true.shape}")
         ids = y_true.reshape(-1, 1)
-        if np.any(ids != np.floor(ids)) or np.any(ids < 0) or np.any(ids >= shape[-1]):
-            raise ValueError(f"Class ids in `y_true` must be integers in [0, {shape[-1]}). "
-                             f"Received: values from {ids.min()} to {ids.max()}")
+        check_class_ids(ids, shape[-1], "y_true")
         return ids
 
 

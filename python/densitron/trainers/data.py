@@ -258,15 +258,7 @@ def standardize_y(model, y, arg="y"):
             a = a.reshape(a.shape[0], -1)
             if a.dtype.kind == "f":
                 _check_finite(a, name)
-                if np.any(a != np.floor(a)):
-                    raise ValueError(f"Class ids in `{name}` must be integers. "
-                                     f"Received: non-integer values in {name}")
-            lo, hi = a.min(), a.max()
-            if lo < 0 or hi >= shape[-1]:
-                raise ValueError(
-                    f"Class ids in `{name}` must lie in [0, {shape[-1]}) for an output with "
-                    f"{shape[-1]} classes. Received: values from {lo} to {hi}"
-                )
+            losses_mod.check_class_ids(a, shape[-1], name)
             out.append(_to_float32(a))
             continue
         if a.ndim == 1 and shape == (1,):
