@@ -1822,6 +1822,10 @@ def test_loss_functions_match_keras_per_sample(name, kwargs):
     ("KLDivergence", {}, "simplex", "simplex"),
     ("Precision", {}, "unit", "binary"),
     ("Recall", {"thresholds": [0.3, 0.6]}, "unit", "binary"),
+    ("TruePositives", {}, "unit", "binary"),
+    ("FalsePositives", {"thresholds": 0.3}, "unit", "binary"),
+    ("TrueNegatives", {}, "unit", "binary"),
+    ("FalseNegatives", {"thresholds": [0.2, 0.7]}, "unit", "binary"),
     ("AUC", {}, "unit", "binary"),
     ("AUC", {"curve": "PR", "multi_label": True}, "unit", "binary"),
     ("R2Score", {}, "normal", "normal"),
@@ -1908,3 +1912,43 @@ def test_metric_functions_in_compile_log_as_keras_names_them():
     for key, value in logs["keras"].items():
         np.testing.assert_allclose(logs["densitron"][key], value, rtol=RTOL, atol=ATOL,
                                    err_msg=key)
+
+
+def test_imbalanced_data_tutorial_metrics_match_keras():
+    # Keras's "classification on imbalanced data" tutorial: a sigmoid classifier with its
+    # list of confusion counts, accuracy, precision, recall and the two AUCs; every log of
+    # evaluate against Keras's (Keras's numpy backend has no fit), plain and with the metrics
+    # weighted by sample_weight.
+    rng = np.random.default_rng(16)
+    x = rng.normal(size=(256, 8)).astype(np.float32)
+    y = (x[:, 0] + 0.5 * rng.normal(size=256) > 1.2).astype(np.float32)  # about 1 in 8
+    w = np.where(y > 0, 3.5, 0.6).astype(np.float32)
+
+    def metrics(lib):
+        m = lib.metrics
+        return [m.MeanSquaredError(name="brier_score"), m.TruePositives(name="tp"),
+                m.FalsePositives(name="fp"), m.TrueNegatives(name="tn"),
+                m.FalseNegatives(name="fn"), m.BinaryAccuracy(name="accuracy"),
+                m.Precision(name="precision"), m.Recall(name="recall"),
+                m.AUC(name="auc"), m.AUC(name="prc", curve="PR")]
+
+    weights = [rng.normal(size=(8, 16)).astype(np.float32) * 0.3, np.zeros(16, np.float32),
+               rng.normal(size=(16, 1)).astype(np.float32) * 0.3,
+               np.array([-0.3], np.float32)]  # (some predicted positives)
+    logs = {}
+    for lib in (densitron, keras):
+        inputs = lib.Input(shape=(8,))
+        h = lib.layers.Dense(16, activation="relu")(inputs)
+        model = lib.Model(inputs, lib.layers.Dense(1, activation="sigmoid")(h))
+        model.set_weights(weights)
+        model.compile(loss="binary_crossentropy", metrics=metrics(lib),
+                      weighted_metrics=[lib.metrics.TruePositives(name="wtp"),
+                                        lib.metrics.TrueNegatives(name="wtn")])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logs[lib.__name__] = (
+                model.evaluate(x, y, verbose=0, return_dict=True),
+                model.evaluate(x, y, sample_weight=w, verbose=0, return_dict=True))
+    for d, k in zip(logs["densitron"], logs["keras"]):
+        assert d.keys() == k.keys()
+        for key in k:
+            np.testing.assert_allclose(d[key], k[key], rtol=1e-5, atol=1e-5, err_msg=key)

@@ -312,6 +312,20 @@ class CosineSimilarity(_LossMetric):
                              f"Received: axis={axis!r}")
 
 
+def _threshold_list(metric, thresholds, default):
+    """A confusion metric's `thresholds` (None, a number in [0, 1], or a list of them) as a
+    list of floats, None read as `default`."""
+    listed = isinstance(thresholds, (list, tuple))
+    values = list(thresholds) if listed else [thresholds]
+    if not values or any(t is not None and (isinstance(t, bool) or
+                                            not isinstance(t, (int, float)) or
+                                            not 0.0 <= t <= 1.0) for t in values) or (
+            listed and None in values):
+        raise ValueError(f"{type(metric).__name__}'s thresholds must be numbers in [0, 1]. "
+                         f"Received: thresholds={thresholds!r}")
+    return [default if t is None else float(t) for t in values]
+
+
 class _ConfusionRatio(Metric):
     """Keras's Precision and Recall: a ratio of confusion counts over every value (y_pred >
     threshold is a predicted positive, y_true != 0 an actual one), 0 when the denominator is;
@@ -329,20 +343,11 @@ class _ConfusionRatio(Metric):
                                       not isinstance(value, (int, np.integer)) or value < least):
                 raise ValueError(f"`{arg}` must be an integer >= {least} or None. Received: "
                                  f"{arg}={value!r}")
-        listed = isinstance(thresholds, (list, tuple))
-        values = list(thresholds) if listed else [thresholds]
-        if not values or any(t is not None and (isinstance(t, bool) or
-                                                not isinstance(t, (int, float)) or
-                                                not 0.0 <= t <= 1.0) for t in values) or (
-                listed and None in values):
-            raise ValueError(f"{type(self).__name__}'s thresholds must be numbers in [0, 1]. "
-                             f"Received: thresholds={thresholds!r}")
         self.thresholds = thresholds
         self.top_k = None if top_k is None else int(top_k)
         self.class_id = None if class_id is None else int(class_id)
         # Keras's default: 0.5, or with top_k any value (its NEG_INF)
-        default = 0.5 if top_k is None else -1e10
-        self._thresholds = [default if t is None else float(t) for t in values]
+        self._thresholds = _threshold_list(self, thresholds, 0.5 if top_k is None else -1e10)
 
     def _specs(self):
         extra = (-1 if self.class_id is None else self.class_id, self.top_k or 0)
@@ -375,6 +380,68 @@ class Precision(_ConfusionRatio):
 
 class Recall(_ConfusionRatio):
     _default_name, _denominator = "recall", _ACTUAL_POSITIVES
+
+
+class _ConfusionCount(Metric):
+    """Keras's TruePositives, FalsePositives, TrueNegatives and FalseNegatives: the (weighted)
+    count of values that are predicted positive (y_pred > threshold) or not and actually
+    positive (y_true != 0) or not; one count per threshold (an array when several). From the
+    engine's true, predicted and actual positives and every value (the predicted positives
+    above -inf)."""
+
+    _post = "result"
+
+    def __init__(self, thresholds=None, name=None, dtype=None):
+        super().__init__(name=name or uniquify(self._default_name), dtype=dtype)
+        self.thresholds = thresholds
+        self._thresholds = _threshold_list(self, thresholds, 0.5)
+
+    def _specs(self):
+        return [spec for t in self._thresholds
+                for spec in ((True, _TRUE_POSITIVES, t, 0), (True, _PREDICTED_POSITIVES, t, 0),
+                             (True, _ACTUAL_POSITIVES, t, 0),
+                             (True, _PREDICTED_POSITIVES, -np.inf, 0))]
+
+    def _result(self, sums, rows, columns):
+        tp, pp, ap, every = np.asarray(sums[:4 * len(self._thresholds)],
+                                       np.float64).reshape(-1, 4).T
+        out = self._count(tp, pp, ap, every)
+        return float(out[0]) if len(out) == 1 else out.astype(np.float32)
+
+    def get_config(self):
+        return {**super().get_config(), "thresholds": self.thresholds}
+
+
+class TruePositives(_ConfusionCount):
+    _default_name = "true_positives"
+
+    @staticmethod
+    def _count(tp, pp, ap, every):
+        return tp
+
+
+class FalsePositives(_ConfusionCount):
+    _default_name = "false_positives"
+
+    @staticmethod
+    def _count(tp, pp, ap, every):
+        return pp - tp
+
+
+class FalseNegatives(_ConfusionCount):
+    _default_name = "false_negatives"
+
+    @staticmethod
+    def _count(tp, pp, ap, every):
+        return ap - tp
+
+
+class TrueNegatives(_ConfusionCount):
+    _default_name = "true_negatives"
+
+    @staticmethod
+    def _count(tp, pp, ap, every):
+        return every - pp - ap + tp
 
 
 class AUC(Metric):
@@ -683,7 +750,8 @@ class SparseCategoricalCrossentropy(_CrossentropyMetric):
 _CLASSES = {c.__name__: c for c in (
     CategoricalAccuracy, SparseCategoricalAccuracy, BinaryAccuracy, MeanSquaredError,
     MeanAbsoluteError, RootMeanSquaredError, CategoricalCrossentropy, BinaryCrossentropy,
-    SparseCategoricalCrossentropy, Precision, Recall, MeanAbsolutePercentageError,
+    SparseCategoricalCrossentropy, Precision, Recall, TruePositives, FalsePositives,
+    TrueNegatives, FalseNegatives, MeanAbsolutePercentageError,
     MeanSquaredLogarithmicError, LogCoshError, Hinge, SquaredHinge, CategoricalHinge,
     KLDivergence, Poisson, CosineSimilarity, TopKCategoricalAccuracy,
     SparseTopKCategoricalAccuracy, AUC, R2Score, FBetaScore, F1Score)}
