@@ -14,9 +14,10 @@ from densitron.models import Model, Sequential
 def seed_data(rows=2048, seed=0):
     rng = np.random.default_rng(seed)
     data = rng.random((rows, 784)).astype(np.float32)
-    # labels depend on the data, so the loss can fall
-    proj = rng.normal(size=(784, 10))
-    labels = np.eye(10, dtype=np.float32)[np.argmax(data @ proj, axis=1)]
+    # labels depend on the data (a linear map of 16 of its centred values: every class about
+    # as frequent), so the loss can fall and the accuracy rise within a few epochs
+    proj = rng.normal(size=(784, 10)) * (np.arange(784) < 16)[:, None]
+    labels = np.eye(10, dtype=np.float32)[np.argmax((data - 0.5) @ proj, axis=1)]
     return data, labels
 
 
@@ -33,7 +34,7 @@ def test_seed_program_trains_and_loss_falls():
 
     losses = history.history["loss"]
     assert len(losses) == 5 and all(np.isfinite(losses))
-    assert losses[-1] < 0.85 * losses[0]
+    assert losses[-1] < 0.95 * losses[0]
     assert history.history["accuracy"][-1] > history.history["accuracy"][0]
     assert history.params == {"verbose": 0, "epochs": 5, "steps": 64}
     assert history.epoch == [0, 1, 2, 3, 4]

@@ -484,6 +484,17 @@ void bind_graph(py::module_& m) {
       },
       py::arg("array"), "Flat index of the first NaN in a float32 array, or -1.");
   m.def(
+      "_permutation",
+      [](int64_t n, uint64_t seed) {
+        if (n < 0) throw py::value_error("n must be >= 0. Received: n=" + std::to_string(n));
+        py::array_t<int64_t> out(n);
+        int64_t* p = out.mutable_data();
+        py::gil_scoped_release release;
+        densitron::random_permutation(p, n, seed);
+        return out;
+      },
+      py::arg("n"), py::arg("seed"), "A random permutation of range(n) (an epoch's shuffle).");
+  m.def(
       "_metric_sums",
       [](const py::tuple& spec, int64_t columns) { return metric_spec(spec).sums(columns); },
       py::arg("spec"), py::arg("columns"),

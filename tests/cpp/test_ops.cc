@@ -537,6 +537,33 @@ TEST(Losses, RowLossesMatchTheirFormulasOnEveryIsa) {
   });
 }
 
+// An epoch's shuffle: a permutation of 0..n-1, the same for a seed, another for another seed,
+// and uniform: over many seeds each value lands in each position about equally often.
+TEST(Shuffle, RandomPermutationIsAUniformPermutationOfItsSeed) {
+  for (int64_t n : {0, 1, 2, 7, 1000}) {
+    std::vector<int64_t> p(n), q(n), sorted(n);
+    random_permutation(p.data(), n, 42);
+    random_permutation(q.data(), n, 42);
+    EXPECT_EQ(p, q) << n;
+    sorted = p;
+    std::sort(sorted.begin(), sorted.end());
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(sorted[i], i) << n;
+    if (n >= 7) {
+      random_permutation(q.data(), n, 43);
+      EXPECT_NE(p, q) << n;
+    }
+  }
+  constexpr int kN = 6, kSeeds = 60000;
+  std::vector<int> counts(kN * kN, 0);
+  std::vector<int64_t> p(kN);
+  for (int s = 0; s < kSeeds; ++s) {
+    random_permutation(p.data(), kN, static_cast<uint64_t>(s));
+    for (int i = 0; i < kN; ++i) ++counts[i * kN + p[i]];
+  }
+  const double expected = static_cast<double>(kSeeds) / kN, sd = std::sqrt(expected);
+  for (int c : counts) EXPECT_NEAR(c, expected, 5 * sd);  // (10,000 ± 91 each)
+}
+
 // The noise layers' uniform in (0, 1) of (seed, key, index), written out here as the kernels'
 // reference: SplitMix64's finalizer, mix64(seed ^ mix64(key·K ^ mix64(index))), its top 24
 // bits.

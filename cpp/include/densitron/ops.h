@@ -50,6 +50,9 @@ void activation_backward(Activation act, const ActivationParams& p, const float*
                          const float* y, const float* dy, float* dx, int64_t rows, int64_t cols);
 // col_sums[j] (+)= Σ_i x[i, j]
 void column_sums(const float* x, int64_t rows, int64_t cols, float* col_sums, bool accumulate);
+// out = a uniformly random permutation of 0..n-1, the same for the same seed on every platform
+// (an epoch's shuffle).
+void random_permutation(int64_t* out, int64_t n, uint64_t seed);
 // Index of the first NaN among n values, or -1 (threaded for large arrays).
 int64_t first_nan(const float* x, int64_t n);
 // dst = src (n values); returns whether src holds a NaN. SIMD, one thread.

@@ -1,5 +1,5 @@
-// Column sums of a row-major block (the bias gradient of a Dense layer), and the NaN scan of
-// input data.
+// Column sums of a row-major block (the bias gradient of a Dense layer), the NaN scan of input
+// data, and the epochs' shuffles.
 #include <algorithm>
 #include <cstdint>
 
@@ -49,6 +49,40 @@ void sparse_row_times(const int32_t* idx, const float* val, int64_t nnz, const f
 
 void axpy(float a, const float* x, float* y, int64_t n) {
   elementwise_kernels()->axpy(a, x, y, n);
+}
+
+void random_permutation(int64_t* out, int64_t n, uint64_t seed) {
+  // xoshiro256** seeded by SplitMix64; Fisher-Yates from the top, each bound drawn by Lemire's
+  // multiply-shift with rejection (unbiased; a division only on the rare rejection).
+  uint64_t s[4];
+  for (uint64_t& word : s) {
+    uint64_t z = (seed += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    word = z ^ (z >> 31);
+  }
+  auto next = [&s] {
+    const uint64_t result = ((s[1] * 5) << 7 | (s[1] * 5) >> 57) * 9;
+    const uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = s[3] << 45 | s[3] >> 19;
+    return result;
+  };
+  for (int64_t i = 0; i < n; ++i) out[i] = i;
+  for (int64_t i = n - 1; i > 0; --i) {
+    const uint64_t bound = static_cast<uint64_t>(i) + 1;
+    unsigned __int128 m = static_cast<unsigned __int128>(next()) * bound;
+    if (static_cast<uint64_t>(m) < bound) {
+      const uint64_t threshold = (0 - bound) % bound;
+      while (static_cast<uint64_t>(m) < threshold)
+        m = static_cast<unsigned __int128>(next()) * bound;
+    }
+    std::swap(out[i], out[static_cast<int64_t>(m >> 64)]);
+  }
 }
 
 }  // namespace densitron

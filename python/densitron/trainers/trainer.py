@@ -440,8 +440,8 @@ class Trainer:
                     keys = global_generator().random(rows)
                     perm = np.lexsort((keys, np.arange(rows) // batch_size)).astype(
                         np.int64, copy=False)
-                elif shuffle:  # int64 already on 64-bit platforms: no copy
-                    perm = global_generator().permutation(rows).astype(np.int64, copy=False)
+                elif shuffle:  # by the engine (NumPy's permutation took 0.5 ms of 60,000)
+                    perm = _core._permutation(rows, int(global_generator().integers(2**63)))
             limit = min(steps, pass_batches - pass_done)
             done, logs = 0, {}
             while done < limit:
