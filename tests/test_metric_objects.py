@@ -86,3 +86,12 @@ def test_metric_functions_give_per_sample_values_and_compile_as_their_metric():
     with pytest.raises(ValueError, match="Received"):  # a function of its own: refused
         model.compile(loss="mse", metrics=[lambda y, p: y])
         model.evaluate(p, y, verbose=0)
+
+
+def test_ops_convert_to_numpy_and_tensor():
+    from densitron import ops
+
+    value = metrics.BinaryAccuracy()([[1, 0]], [[0.9, 0.2]])
+    assert ops.convert_to_numpy(value) == 1.0
+    out = ops.convert_to_tensor([[1, 2]], dtype="float32")
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32

@@ -5,8 +5,8 @@ import numpy as np
 
 from densitron import _core
 
-__all__ = ["add", "elu", "gelu", "matmul", "multiply", "relu", "selu", "sigmoid", "silu",
-           "softmax", "softplus", "subtract", "swish", "tanh"]
+__all__ = ["add", "convert_to_numpy", "convert_to_tensor", "elu", "gelu", "matmul", "multiply",
+           "relu", "selu", "sigmoid", "silu", "softmax", "softplus", "subtract", "swish", "tanh"]
 
 _NUMERIC_KINDS = "biuf"
 _ndarray = np.ndarray
@@ -103,3 +103,13 @@ def subtract(x1, x2):
 
 def multiply(x1, x2):
     return x1 * x2 if not isinstance(x1, np.ndarray) else np.multiply(x1, x2)
+
+
+def convert_to_numpy(x):
+    """Keras's backend-neutral way to a NumPy array (densitron's values already are)."""
+    return np.asarray(x)
+
+
+def convert_to_tensor(x, dtype=None):
+    """Keras's convert_to_tensor: a NumPy array (of `dtype` when given)."""
+    return np.asarray(x, dtype=dtype)
