@@ -396,8 +396,9 @@ def get(identifier):
     if any(identifier is f for f in _FUNCTIONS):
         return _BY_NAME[identifier.__name__]()
     raise ValueError(
-        "densitron computes losses in its C++ engine: pass a loss name or a "
-        f"densitron.losses class instance. Received: loss={identifier!r}"
+        "densitron computes losses in its C++ engine: pass a loss name, a densitron.losses "
+        "class instance or one of its functions (such as densitron.losses.mean_squared_error); "
+        f"losses written in Python are not supported. Received: loss={identifier!r}"
     )
 
 

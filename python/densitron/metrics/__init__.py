@@ -837,9 +837,10 @@ def get(identifier):
     if entry is not None and entry[0] is identifier:
         return entry[1](name=identifier.__name__)
     raise ValueError(
-        "densitron computes metrics in its C++ engine: pass metric names such as 'accuracy' or "
-        f"densitron.metrics objects ({', '.join(sorted(_CLASSES))}). Received: "
-        f"metric={identifier!r}")
+        "densitron computes metrics in its C++ engine: pass metric names such as 'accuracy', "
+        f"densitron.metrics objects ({', '.join(sorted(_CLASSES))}) or its functions (such as "
+        "densitron.metrics.sparse_categorical_accuracy); metrics written in Python are not "
+        f"supported. Received: metric={identifier!r}")
 
 
 def is_one(value):
