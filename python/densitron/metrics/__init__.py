@@ -761,28 +761,26 @@ _SNAKE.update({"mape": MeanAbsolutePercentageError, "MAPE": MeanAbsolutePercenta
                "msle": MeanSquaredLogarithmicError, "MSLE": MeanSquaredLogarithmicError})
 
 
-def _values_per_sample(metric, y_true, y_pred):
-    """A metric function's values: the metric of each sample, shape y_pred.shape[:-1]."""
+def _values_per_sample(metric, y_true, y_pred, per_value=False):
+    """A metric function's values: the metric of each sample, shape y_pred.shape[:-1] (of each
+    value with `per_value`, shape y_pred.shape)."""
     y_pred = _predictions(y_pred)
-    spec = engine_spec(metric._specs_for(y_pred.ndim, y_pred.shape[-1])[0], False)
+    width = y_pred.shape[-1]
+    spec = engine_spec(metric._specs_for(y_pred.ndim, width)[0], False)
     targets = _engine_targets(spec, _float_array(y_true, "y_true"), y_pred, metric.name)
-    values = _core._metric_sums_on(spec, targets, y_pred.reshape(-1, y_pred.shape[-1]), None,
-                                   per_row=True)
-    return values.astype(np.float32).reshape(y_pred.shape[:-1])
+    preds = y_pred.reshape(-1, width)
+    if per_value:  # each value a row of its own
+        targets, preds = targets.reshape(-1, 1), preds.reshape(-1, 1)
+    values = _core._metric_sums_on(spec, targets, preds, None, per_row=True)
+    return values.astype(np.float32).reshape(y_pred.shape if per_value else y_pred.shape[:-1])
 
 
 # Keras's metric functions: per-sample values of (y_true, y_pred), shape y_pred.shape[:-1]; in
 # compile(metrics=[...]) each is its metric, logged under the function's name.
 def binary_accuracy(y_true, y_pred, threshold=0.5):
     """(Keras's binary_accuracy gives every value's match, not a mean over the last axis.)"""
-    y_pred, y_true = _predictions(y_pred), _float_array(y_true, "y_true")
-    if y_true.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1:
-        y_true = y_true[..., None]
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"`y_true` and `y_pred` must have the same shape. Received: "
-                         f"y_true.shape={y_true.shape}, y_pred.shape={y_pred.shape}")
-    return _values_per_sample(BinaryAccuracy(threshold=threshold), y_true[..., None],
-                              y_pred[..., None])
+    return _values_per_sample(BinaryAccuracy(threshold=threshold), y_true, y_pred,
+                              per_value=True)
 
 
 def categorical_accuracy(y_true, y_pred):
