@@ -1,6 +1,6 @@
 // densitron._core bindings for the GEMM room: matmul on float32 matrices, a loss's value on
 // arrays (a Keras loss object called on y_true and y_pred), CPU/ISA information and the thread
-// count. Converts and validates, releases the GIL, calls sgemm; no logic here.
+// count. Converts and validates, releases the GIL, calls the engine; no logic here.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>

@@ -4,7 +4,6 @@
 // (Σ_rows loss) / scale_rows, so a batch mean is scale_rows = batch size.
 #include <algorithm>
 #include <cmath>
-#include <functional>
 #include <limits>
 #include <vector>
 
@@ -13,8 +12,6 @@
 
 namespace densitron {
 namespace {
-
-constexpr float kEps = 1e-7f;
 
 // Keras's label smoothing of a target, y·keep + add = y·(1 - s) + s/k, with k = classes for
 // the categorical cross-entropies and k = 2 for the binary one (the kernels apply it). s = 0

@@ -20,6 +20,26 @@ def _per_sample_weights(sample_weight, lead):
     return np.ascontiguousarray(np.broadcast_to(w, lead)).reshape(-1)
 
 
+def engine_targets(y_true, shape, sparse, name):
+    """y_true (a float32 array) as the engine's targets for predictions of `shape` (the last
+    axis the classes or values, every other a sample): one class id per sample (rows × 1) when
+    `sparse`, else a value per prediction (a y_true missing only a last axis of size 1 gains
+    it, as in Keras). A ValueError naming the loss or metric `name` when the shapes differ."""
+    lead = shape[:-1]
+    if sparse:
+        if y_true.shape not in (lead, lead + (1,)):
+            raise ValueError(f"{name} reads one integer class id per sample (class ids of shape "
+                             f"{lead} or {lead + (1,)} for predictions of shape {shape}). "
+                             f"Received: y_true.shape={y_true.shape}")
+        return y_true.reshape(-1, 1)
+    if y_true.ndim == len(shape) - 1 and shape[-1] == 1:
+        y_true = y_true[..., None]
+    if y_true.shape != shape:
+        raise ValueError(f"`y_true` and `y_pred` must have the same shape. "
+                         f"Received: y_true.shape={y_true.shape}, y_pred.shape={shape}")
+    return y_true.reshape(-1, shape[-1])
+
+
 def check_class_ids(ids, classes, arg):
     """Raises a ValueError naming `arg` unless every value of `ids` is an integer in [0,
     classes) (NaN included)."""
@@ -93,14 +113,7 @@ class Loss:
         return values.reshape(lead)
 
     def _targets(self, y_true, shape):
-        """y_true as the engine's rows × columns targets for predictions of this shape (a
-        target missing only the predictions' last axis of size 1 gains it, as in Keras)."""
-        if y_true.ndim == len(shape) - 1 and shape[-1] == 1:
-            y_true = y_true[..., None]
-        if y_true.shape != shape:
-            raise ValueError(f"Arguments `y_true` and `y_pred` must have the same shape. "
-                             f"Received: y_true.shape={y_true.shape}, y_pred.shape={shape}")
-        return y_true.reshape(-1, shape[-1])
+        return engine_targets(y_true, shape, False, self.name)
 
 
 class _ProbabilisticLoss(Loss):
@@ -160,12 +173,7 @@ class SparseCategoricalCrossentropy(_ProbabilisticLoss):
     _default_name = "sparse_categorical_crossentropy"
 
     def _targets(self, y_true, shape):
-        lead = shape[:-1]
-        if y_true.shape not in (lead, lead + (1,)):
-            raise ValueError(f"sparse_categorical_crossentropy takes integer class ids of shape "
-                             f"{lead} or {lead + (1,)} for predictions of shape {shape}. "
-                             f"Received: y_true with shape {y_true.shape}")
-        ids = y_true.reshape(-1, 1)
+        ids = engine_targets(y_true, shape, True, self.name)
         check_class_ids(ids, shape[-1], "y_true")
         return ids
 

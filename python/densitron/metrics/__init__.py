@@ -168,21 +168,8 @@ def _predictions(y_pred):
 
 
 def _engine_targets(spec, y_true, y_pred, name):
-    """y_true (float32) as the engine's targets for an engine spec on y_pred's rows: a value
-    for each prediction (y_true of y_pred's shape, or without its last axis of 1), or one class
-    id a row (y_true of the shape of y_pred without its last axis, or with a last axis of 1)."""
-    lead, width = y_pred.shape[:-1], y_pred.shape[-1]
-    if not reads_dense_targets(spec):
-        if y_true.shape not in (lead, lead + (1,)):
-            raise ValueError(f"{name} reads one integer class id per sample: y_true of shape "
-                             f"{lead} or {lead + (1,)}. Received: y_true.shape={y_true.shape}")
-        return y_true.reshape(-1, 1)
-    if y_true.ndim == y_pred.ndim - 1 and width == 1:
-        y_true = y_true[..., None]
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"`y_true` and `y_pred` must have the same shape. Received: "
-                         f"y_true.shape={y_true.shape}, y_pred.shape={y_pred.shape}")
-    return y_true.reshape(-1, width)
+    """y_true (float32) as the engine's targets for an engine spec on y_pred's rows."""
+    return losses.engine_targets(y_true, y_pred.shape, not reads_dense_targets(spec), name)
 
 
 class _AccuracyMetric(Metric):
