@@ -635,6 +635,97 @@ TEST(GaussianNoise, KernelValuesAreBoxMullerOfTheExecutorsHashOnEveryIsa) {
   });
 }
 
+// BatchNormalization's column kernels on every ISA against double formulas: rows × w values
+// a stride apart (a thread's range of features, the whole vectors and a tail), with and
+// without gamma and beta, the backward's sums with any of their outputs absent, and the input
+// gradient written and accumulated.
+TEST(BatchNorm, ColumnKernelsMatchDoubleFormulasOnEveryIsa) {
+  for_each_isa([&](Isa isa) {
+    const ElementwiseKernels* k = elementwise_kernels();
+    for (int64_t rows : {1, 5, 33}) {
+      for (int64_t w : {1, 7, 16, 17, 40}) {
+        const int64_t ld = w + 3, n = rows * ld;
+        const std::string where =
+            std::string(isa_name(isa)) + " rows=" + std::to_string(rows) + " w=" + std::to_string(w);
+        std::vector<float> x = random_vec(n, 80 + w), dy = random_vec(n, 81 + w);
+        for (float& v : x) v = 3.0f + v;  // a mean well away from 0
+        const std::vector<float> gamma = random_vec(w, 82), beta = random_vec(w, 83);
+        std::vector<double> mu(w), sq(w);
+        k->col_moments(x.data(), rows, ld, w, mu.data(), sq.data());
+        std::vector<float> mean(w), inv(w);
+        for (int64_t j = 0; j < w; ++j) {
+          double m = 0.0, q = 0.0;
+          for (int64_t r = 0; r < rows; ++r) m += x[r * ld + j];
+          m /= rows;
+          for (int64_t r = 0; r < rows; ++r) q += (x[r * ld + j] - m) * (x[r * ld + j] - m);
+          ASSERT_NEAR(mu[j], m, 1e-12 * std::fabs(m)) << where;
+          ASSERT_NEAR(sq[j], q, 1e-9 * (q + 1e-3)) << where;
+          mean[j] = static_cast<float>(m);
+          inv[j] = static_cast<float>(1.0 / std::sqrt(q / rows + 1e-3));
+        }
+        for (int variant = 0; variant < 4; ++variant) {
+          const float* g = variant & 1 ? gamma.data() : nullptr;
+          const float* b = variant & 2 ? beta.data() : nullptr;
+          std::vector<float> y(n, -7.0f);
+          k->col_normalize(x.data(), y.data(), rows, ld, w, mean.data(), inv.data(), g, b);
+          for (int64_t r = 0; r < rows; ++r) {
+            for (int64_t j = 0; j < w; ++j) {
+              const double want = (double(x[r * ld + j]) - mean[j]) * inv[j] * (g ? g[j] : 1.0) +
+                                  (b ? b[j] : 0.0);
+              ASSERT_NEAR(y[r * ld + j], want, 1e-5 * (1.0 + std::fabs(want))) << where;
+            }
+            for (int64_t j = w; j < ld; ++j) ASSERT_EQ(y[r * ld + j], -7.0f) << where;
+          }
+        }
+        // the sums, each output present or absent
+        std::vector<double> sdy_want(w, 0.0), sdx_want(w, 0.0);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < w; ++j) {
+            const double d = dy[r * ld + j];
+            sdy_want[j] += d;
+            sdx_want[j] += d * ((double(x[r * ld + j]) - mean[j]) * inv[j]);
+          }
+        for (int variant = 1; variant < 8; ++variant) {
+          std::vector<float> gg(w, 0.5f), gb(w, -0.5f);
+          std::vector<double> sdy(w, 9.0), sdx(w, 9.0);
+          const bool want_g = variant & 4, want_b = variant & 2, sums = variant & 1;
+          k->col_norm_grad_sums(dy.data(), x.data(), rows, ld, w, mean.data(), inv.data(),
+                                want_g ? gg.data() : nullptr, want_b ? gb.data() : nullptr,
+                                sums ? sdy.data() : nullptr, sums ? sdx.data() : nullptr);
+          for (int64_t j = 0; j < w; ++j) {
+            const double tol = 1e-5 * (1.0 + rows);
+            EXPECT_NEAR(gg[j], want_g ? 0.5 + sdx_want[j] : 0.5, tol) << where;
+            EXPECT_NEAR(gb[j], want_b ? -0.5 + sdy_want[j] : -0.5, tol) << where;
+            EXPECT_NEAR(sdy[j], sums ? sdy_want[j] : 9.0, 1e-9 * (1.0 + rows)) << where;
+            EXPECT_NEAR(sdx[j], sums ? sdx_want[j] : 9.0, tol) << where;
+          }
+        }
+        // the input gradient from the factors g = gamma·inv, a = mean of dy, b = mean of dy·xhat
+        std::vector<float> fg(w), fa(w), fb(w);
+        for (int64_t j = 0; j < w; ++j) {
+          fg[j] = gamma[j] * inv[j];
+          fa[j] = static_cast<float>(sdy_want[j] / rows);
+          fb[j] = static_cast<float>(sdx_want[j] / rows);
+        }
+        for (bool acc : {false, true}) {
+          std::vector<float> gx = random_vec(n, 84), before = gx;
+          k->col_norm_backward(dy.data(), x.data(), gx.data(), rows, ld, w, mean.data(),
+                               inv.data(), fg.data(), fa.data(), fb.data(), acc);
+          for (int64_t r = 0; r < rows; ++r) {
+            for (int64_t j = 0; j < w; ++j) {
+              const double xhat = (double(x[r * ld + j]) - mean[j]) * inv[j];
+              const double v = double(fg[j]) * (dy[r * ld + j] - fa[j] - xhat * fb[j]);
+              const double want = acc ? before[r * ld + j] + v : v;
+              ASSERT_NEAR(gx[r * ld + j], want, 1e-5 * (1.0 + std::fabs(want))) << where;
+            }
+            for (int64_t j = w; j < ld; ++j) ASSERT_EQ(gx[r * ld + j], before[r * ld + j]) << where;
+          }
+        }
+      }
+    }
+  });
+}
+
 // Soft targets over many classes (more than the 64 columns the non-zero targets are listed
 // in at a time), some zero: the loss against -Σ y·log(p/Σp) in double, the gradients (plain
 // and through a fused softmax) against their formulas.

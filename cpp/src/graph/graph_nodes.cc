@@ -403,22 +403,13 @@ void Graph::forward_node(const Step& st, int i) {
       const float eps = static_cast<float>(node.fattrs[1]);
       float* mean = aux_buf_[i].data();
       float* inv = mean + last;
+      const ElementwiseKernels* ek = elementwise_kernels();
       if (st.training && st.noise < 0) {  // (a noisy predict keeps the moving statistics)
-        // Each feature's sums over the rows in row order, in double; the rows are read in
-        // turn (a feature's values are a row apart) with one sum per feature.
+        // Each feature's mean and squared deviations over the rows in row order, in double.
         const int64_t w = cs.hi - cs.lo;
-        double* sum = zeroed_doubles(3 * w);
-        double* mu = sum + w;
+        double* mu = zeroed_doubles(2 * w);
         double* sq = mu + w;
-        for (int64_t r = 0; r < rows; ++r) {
-          const float* xr = x + r * last + cs.lo;
-          for (int64_t j = 0; j < w; ++j) sum[j] += xr[j];
-        }
-        for (int64_t j = 0; j < w; ++j) mu[j] = sum[j] / rows;
-        for (int64_t r = 0; r < rows; ++r) {
-          const float* xr = x + r * last + cs.lo;
-          for (int64_t j = 0; j < w; ++j) sq[j] += (xr[j] - mu[j]) * (xr[j] - mu[j]);
-        }
+        ek->col_moments(x + cs.lo, rows, last, w, mu, sq);
         for (int64_t c = cs.lo; c < cs.hi; ++c) {
           const float var = static_cast<float>(sq[c - cs.lo] / rows);
           mean[c] = static_cast<float>(mu[c - cs.lo]);
@@ -435,18 +426,10 @@ void Graph::forward_node(const Step& st, int i) {
           inv[c] = 1.0f / std::sqrt(mv[c] + eps);
         }
       }
-      // (the output never overlaps the input or the statistics: restrict lets this vectorize)
-      const float* __restrict xs = x;
-      float* __restrict ys = y;
-      const float* __restrict ms = mean;
-      const float* __restrict is = inv;
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = cs.lo; c < cs.hi; ++c) {
-          float v = (xs[r * last + c] - ms[c]) * is[c];
-          if (gamma) v *= gamma[c];
-          if (beta) v += beta[c];
-          ys[r * last + c] = v;
-        }
+      // (the output never overlaps the input or the statistics)
+      ek->col_normalize(x + cs.lo, y + cs.lo, rows, last, cs.hi - cs.lo, mean + cs.lo,
+                        inv + cs.lo, gamma ? gamma + cs.lo : nullptr,
+                        beta ? beta + cs.lo : nullptr);
       return;
     }
     case OpType::kLayerNorm: {
@@ -1204,20 +1187,35 @@ void Graph::backward_node(const Step& st, int i) {
       float* gb = param_grad_wanted(bp) ? param_grad(bp) : nullptr;
       if (gg && param_first_writer_[gp] == i) std::fill(gg + cs.lo, gg + cs.hi, 0.0f);
       if (gb && param_first_writer_[bp] == i) std::fill(gb + cs.lo, gb + cs.hi, 0.0f);
-      if (bn && (gg || gb)) {  // (the gradients never overlap dy, x or the statistics)
-        float* __restrict ggs = gg;
-        float* __restrict gbs = gb;
-        const float* __restrict ds = dy;
-        const float* __restrict xs = x;
-        const float* __restrict ms = stats;
-        const float* __restrict is = stats + last;
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t c = cs.lo; c < cs.hi; ++c) {
-            const float d = ds[r * last + c];
-            if (ggs) ggs[c] += d * (xs[r * last + c] - ms[c]) * is[c];
-            if (gbs) gbs[c] += d;
-          }
-      } else if (gg || gb) {  // layer normalization: each row's mean and 1/std in stats
+      float* gx = target(0, &acc);
+      const int64_t w = cs.hi - cs.lo;
+      if (bn) {
+        // gamma's and beta's gradients, and each feature's sums over the rows in row order
+        // (in double) for the input gradient; then every row's gradient from the features'
+        // factors. (The gradients never overlap dy, x or the statistics.)
+        const ElementwiseKernels* ek = elementwise_kernels();
+        const float* mean = stats + cs.lo;
+        const float* inv = stats + last + cs.lo;
+        double* sum_dy = gx ? zeroed_doubles(2 * w) : nullptr;
+        double* sum_dy_xhat = gx ? sum_dy + w : nullptr;
+        if (gg || gb || gx)
+          ek->col_norm_grad_sums(dy + cs.lo, x + cs.lo, rows, last, w, mean, inv,
+                                 gg ? gg + cs.lo : nullptr, gb ? gb + cs.lo : nullptr, sum_dy,
+                                 sum_dy_xhat);
+        if (!gx) return;
+        float* g = float_scratch(3 * w);
+        float* a = g + w;
+        float* b = a + w;
+        for (int64_t j = 0; j < w; ++j) {
+          g[j] = (gamma ? gamma[cs.lo + j] : 1.0f) * inv[j];
+          a[j] = static_cast<float>(sum_dy[j] / rows);
+          b[j] = static_cast<float>(sum_dy_xhat[j] / rows);
+        }
+        ek->col_norm_backward(dy + cs.lo, x + cs.lo, gx + cs.lo, rows, last, w, mean, inv, g, a,
+                              b, acc);
+        return;
+      }
+      if (gg || gb) {  // layer normalization: each row's mean and 1/std in stats
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t c = cs.lo; c < cs.hi; ++c) {
             const float d = dy[r * last + c];
@@ -1225,63 +1223,26 @@ void Graph::backward_node(const Step& st, int i) {
             if (gb) gb[c] += d;
           }
       }
-      float* gx = target(0, &acc);
       if (!gx) return;
-      if (bn) {
-        // Each feature's sums over the rows in row order (in double), the rows read in turn;
-        // then every row's gradient from the features' factors.
-        const int64_t w = cs.hi - cs.lo;
-        double* __restrict sum_dy = zeroed_doubles(2 * w);
-        double* __restrict sum_dy_xhat = sum_dy + w;
-        float* __restrict g = float_scratch(3 * w);
-        float* __restrict a = g + w;
-        float* __restrict b = a + w;
-        const float* __restrict mean = stats + cs.lo;
-        const float* __restrict inv = stats + last + cs.lo;
-        for (int64_t r = 0; r < rows; ++r) {
-          const float* dr = dy + r * last + cs.lo;
-          const float* xr = x + r * last + cs.lo;
-          for (int64_t j = 0; j < w; ++j) {
-            sum_dy[j] += dr[j];
-            sum_dy_xhat[j] += dr[j] * (xr[j] - mean[j]) * inv[j];
-          }
-        }
-        for (int64_t j = 0; j < w; ++j) {
-          g[j] = (gamma ? gamma[cs.lo + j] : 1.0f) * inv[j];
-          a[j] = static_cast<float>(sum_dy[j] / rows);
-          b[j] = static_cast<float>(sum_dy_xhat[j] / rows);
-        }
-        for (int64_t r = 0; r < rows; ++r) {
-          const float* __restrict dr = dy + r * last + cs.lo;
-          const float* __restrict xr = x + r * last + cs.lo;
-          float* __restrict gr = gx + r * last + cs.lo;
-          for (int64_t j = 0; j < w; ++j) {
-            const float xhat = (xr[j] - mean[j]) * inv[j];
-            const float v = g[j] * (dr[j] - a[j] - xhat * b[j]);
-            gr[j] = acc ? gr[j] + v : v;
-          }
-        }
-      } else {
-        for (int64_t r0 = rw.lo; r0 < rw.hi; r0 += kRowGroup) {
-          const int64_t n = std::min(kRowGroup, rw.hi - r0);
-          double s1[kRowGroup] = {}, s2[kRowGroup] = {};
-          for (int64_t c = 0; c < last; ++c)
-            for (int64_t q = 0; q < n; ++q) {
-              const int64_t r = r0 + q;
-              const float dxhat = dy[r * last + c] * (gamma ? gamma[c] : 1.0f);
-              s1[q] += dxhat;
-              s2[q] += dxhat * (x[r * last + c] - stats[2 * r]) * stats[2 * r + 1];
-            }
+      for (int64_t r0 = rw.lo; r0 < rw.hi; r0 += kRowGroup) {
+        const int64_t n = std::min(kRowGroup, rw.hi - r0);
+        double s1[kRowGroup] = {}, s2[kRowGroup] = {};
+        for (int64_t c = 0; c < last; ++c)
           for (int64_t q = 0; q < n; ++q) {
             const int64_t r = r0 + q;
-            const float m = stats[2 * r], inv = stats[2 * r + 1];
-            const float a = static_cast<float>(s1[q] / last), b = static_cast<float>(s2[q] / last);
-            for (int64_t c = 0; c < last; ++c) {
-              const float xhat = (x[r * last + c] - m) * inv;
-              const float dxhat = dy[r * last + c] * (gamma ? gamma[c] : 1.0f);
-              const float v = inv * (dxhat - a - xhat * b);
-              gx[r * last + c] = acc ? gx[r * last + c] + v : v;
-            }
+            const float dxhat = dy[r * last + c] * (gamma ? gamma[c] : 1.0f);
+            s1[q] += dxhat;
+            s2[q] += dxhat * (x[r * last + c] - stats[2 * r]) * stats[2 * r + 1];
+          }
+        for (int64_t q = 0; q < n; ++q) {
+          const int64_t r = r0 + q;
+          const float m = stats[2 * r], inv = stats[2 * r + 1];
+          const float a = static_cast<float>(s1[q] / last), b = static_cast<float>(s2[q] / last);
+          for (int64_t c = 0; c < last; ++c) {
+            const float xhat = (x[r * last + c] - m) * inv;
+            const float dxhat = dy[r * last + c] * (gamma ? gamma[c] : 1.0f);
+            const float v = inv * (dxhat - a - xhat * b);
+            gx[r * last + c] = acc ? gx[r * last + c] + v : v;
           }
         }
       }

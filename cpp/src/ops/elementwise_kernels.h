@@ -90,6 +90,22 @@ struct ElementwiseKernels {
                   uint64_t first, float rate, float scale, bool accumulate);
   // Standard normal values for mask indices first..first+n-1 (Box-Muller on dropout's hash)
   void (*gaussian_noise)(float* out, int64_t n, uint64_t seed, uint64_t key, uint64_t first);
+  // BatchNormalization over rows × w values, rows ld apart (see elementwise_body.inc): each
+  // feature's mean and sum of squared deviations in double; the normalization y = (x -
+  // mean)·inv·gamma + beta (gamma, beta may be nullptr); the backward's sums (gamma's and
+  // beta's gradients added to gg, gb in float, Σ dy and Σ dy·xhat in double; any may be
+  // nullptr); and the input gradient g·(dy - a - xhat·b), added to gx when `acc`.
+  void (*col_moments)(const float* x, int64_t rows, int64_t ld, int64_t w, double* mu,
+                      double* sq);
+  void (*col_normalize)(const float* x, float* y, int64_t rows, int64_t ld, int64_t w,
+                        const float* mean, const float* inv, const float* gamma,
+                        const float* beta);
+  void (*col_norm_grad_sums)(const float* dy, const float* x, int64_t rows, int64_t ld,
+                             int64_t w, const float* mean, const float* inv, float* gg,
+                             float* gb, double* sum_dy, double* sum_dy_xhat);
+  void (*col_norm_backward)(const float* dy, const float* x, float* gx, int64_t rows,
+                            int64_t ld, int64_t w, const float* mean, const float* inv,
+                            const float* g, const float* a, const float* b, bool acc);
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();
