@@ -726,6 +726,91 @@ TEST(BatchNorm, ColumnKernelsMatchDoubleFormulasOnEveryIsa) {
   });
 }
 
+// LayerNormalization's row kernels on every ISA against double formulas, over rows shorter
+// and longer than a vector with tails: the statistics and output (with and without gamma and
+// beta), the input gradient written and accumulated, and gamma's and beta's gradients over a
+// strided range of features. The double sums are split the same way on every ISA, so the
+// statistics are bitwise equal across ISAs.
+TEST(LayerNorm, RowKernelsMatchDoubleFormulasOnEveryIsa) {
+  std::vector<std::vector<float>> stats_by_isa;
+  for_each_isa([&](Isa isa) {
+    const ElementwiseKernels* k = elementwise_kernels();
+    std::vector<float> all_stats;
+    for (int64_t n : {1, 7, 8, 9, 16, 17, 100}) {
+      const std::string where = std::string(isa_name(isa)) + " n=" + std::to_string(n);
+      std::vector<float> x = random_vec(n, 90 + n), dy = random_vec(n, 91 + n);
+      for (float& v : x) v = 2.0f + v;
+      const std::vector<float> gamma = random_vec(n, 92), beta = random_vec(n, 93);
+      const float eps = 1e-3f;
+      double m = 0.0, q = 0.0;
+      for (float v : x) m += v;
+      m /= n;
+      for (float v : x) q += (v - m) * (v - m);
+      const double inv = 1.0 / std::sqrt(q / n + eps);
+      for (int variant = 0; variant < 4; ++variant) {
+        const float* g = variant & 1 ? gamma.data() : nullptr;
+        const float* b = variant & 2 ? beta.data() : nullptr;
+        std::vector<float> y(n + 1, -7.0f);
+        float stats[2];
+        k->layer_norm_row(x.data(), y.data(), n, g, b, eps, stats);
+        ASSERT_NEAR(stats[0], m, 1e-6 * std::fabs(m)) << where;
+        ASSERT_NEAR(stats[1], inv, 1e-5 * inv) << where;
+        if (variant == 0) all_stats.insert(all_stats.end(), stats, stats + 2);
+        for (int64_t c = 0; c < n; ++c) {
+          const double want = (x[c] - m) * inv * (g ? g[c] : 1.0) + (b ? b[c] : 0.0);
+          ASSERT_NEAR(y[c], want, 2e-5 * (1.0 + std::fabs(want))) << where << " c=" << c;
+        }
+        ASSERT_EQ(y[n], -7.0f) << where;
+      }
+      const float fm = static_cast<float>(m), finv = static_cast<float>(inv);
+      for (int variant = 0; variant < 4; ++variant) {
+        const float* g = variant & 1 ? gamma.data() : nullptr;
+        const bool acc = variant & 2;
+        std::vector<float> gx = random_vec(n, 94), before = gx;
+        k->layer_norm_row_backward(dy.data(), x.data(), gx.data(), n, g, fm, finv, acc);
+        double a = 0.0, bsum = 0.0;
+        for (int64_t c = 0; c < n; ++c) {
+          const double dxhat = double(dy[c]) * (g ? g[c] : 1.0);
+          a += dxhat;
+          bsum += dxhat * (x[c] - double(fm)) * finv;
+        }
+        a /= n;
+        bsum /= n;
+        for (int64_t c = 0; c < n; ++c) {
+          const double dxhat = double(dy[c]) * (g ? g[c] : 1.0);
+          const double xhat = (x[c] - double(fm)) * finv;
+          const double want = finv * (dxhat - a - xhat * bsum) + (acc ? before[c] : 0.0);
+          ASSERT_NEAR(gx[c], want, 1e-5 * (1.0 + std::fabs(want) + finv)) << where << " c=" << c;
+        }
+      }
+    }
+    // gamma's and beta's gradients over 5 rows × w features, 3 apart from the next row's
+    for (int64_t w : {1, 16, 17, 40}) {
+      const int64_t rows = 5, ld = w + 3;
+      const std::vector<float> x = random_vec(rows * ld, 95), dy = random_vec(rows * ld, 96);
+      std::vector<float> stats(2 * rows);
+      for (int64_t r = 0; r < rows; ++r) stats[2 * r] = 0.1f * r, stats[2 * r + 1] = 1.0f + r;
+      for (int variant = 1; variant < 4; ++variant) {
+        std::vector<float> gg(w, 0.5f), gb(w, -0.5f);
+        const bool want_g = variant & 1, want_b = variant & 2;
+        k->layer_norm_param_grads(dy.data(), x.data(), rows, ld, w, stats.data(),
+                                  want_g ? gg.data() : nullptr, want_b ? gb.data() : nullptr);
+        for (int64_t c = 0; c < w; ++c) {
+          double sg = 0.5, sb = -0.5;
+          for (int64_t r = 0; r < rows; ++r) {
+            sg += double(dy[r * ld + c]) * (x[r * ld + c] - stats[2 * r]) * stats[2 * r + 1];
+            sb += dy[r * ld + c];
+          }
+          EXPECT_NEAR(gg[c], want_g ? sg : 0.5, 1e-5 * (1.0 + std::fabs(sg))) << isa_name(isa);
+          EXPECT_NEAR(gb[c], want_b ? sb : -0.5, 1e-5) << isa_name(isa);
+        }
+      }
+    }
+    stats_by_isa.push_back(all_stats);
+  });
+  for (const std::vector<float>& s : stats_by_isa) EXPECT_EQ(s, stats_by_isa[0]);
+}
+
 // Soft targets over many classes (more than the 64 columns the non-zero targets are listed
 // in at a time), some zero: the loss against -Σ y·log(p/Σp) in double, the gradients (plain
 // and through a fused softmax) against their formulas.

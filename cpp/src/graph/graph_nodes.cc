@@ -70,10 +70,6 @@ float* standardize_values(const float* weight, const std::vector<double>& fattrs
   return out.data();
 }
 
-// Rows of a layer normalization handled together: each row's sums stay in its own order,
-// and the rows' dependency chains overlap.
-constexpr int64_t kRowGroup = 4;
-
 }  // namespace
 
 // The epilogue of Dense i's input-gradient GEMM (columns from col0 of the input on): its
@@ -437,33 +433,9 @@ void Graph::forward_node(const Step& st, int i) {
       const float* beta = param(i, 1);
       const float eps = static_cast<float>(node.fattrs[0]);
       float* stats = aux_buf_[i].data();
-      for (int64_t r0 = rw.lo; r0 < rw.hi; r0 += kRowGroup) {
-        const int64_t g = std::min(kRowGroup, rw.hi - r0);
-        double sum[kRowGroup] = {}, sq[kRowGroup] = {}, mean[kRowGroup];
-        for (int64_t c = 0; c < last; ++c)
-          for (int64_t q = 0; q < g; ++q) sum[q] += x[(r0 + q) * last + c];
-        for (int64_t q = 0; q < g; ++q) mean[q] = sum[q] / last;
-        for (int64_t c = 0; c < last; ++c)
-          for (int64_t q = 0; q < g; ++q) {
-            const float v = x[(r0 + q) * last + c];
-            sq[q] += (v - mean[q]) * (v - mean[q]);
-          }
-        for (int64_t q = 0; q < g; ++q) {
-          const int64_t r = r0 + q;
-          const float* xr = x + r * last;
-          const float m = static_cast<float>(mean[q]);
-          const float inv = 1.0f / std::sqrt(static_cast<float>(sq[q] / last) + eps);
-          stats[2 * r] = m;
-          stats[2 * r + 1] = inv;
-          float* yr = y + r * last;
-          for (int64_t c = 0; c < last; ++c) {
-            float v = (xr[c] - m) * inv;
-            if (gamma) v *= gamma[c];
-            if (beta) v += beta[c];
-            yr[c] = v;
-          }
-        }
-      }
+      const ElementwiseKernels* ek = elementwise_kernels();
+      for (int64_t r = rw.lo; r < rw.hi; ++r)
+        ek->layer_norm_row(x + r * last, y + r * last, last, gamma, beta, eps, stats + 2 * r);
       return;
     }
     case OpType::kEmbedding: {
@@ -1215,37 +1187,15 @@ void Graph::backward_node(const Step& st, int i) {
                               b, acc);
         return;
       }
-      if (gg || gb) {  // layer normalization: each row's mean and 1/std in stats
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t c = cs.lo; c < cs.hi; ++c) {
-            const float d = dy[r * last + c];
-            if (gg) gg[c] += d * (x[r * last + c] - stats[2 * r]) * stats[2 * r + 1];
-            if (gb) gb[c] += d;
-          }
-      }
+      // layer normalization: each row's mean and 1/std in stats
+      const ElementwiseKernels* ek = elementwise_kernels();
+      if (gg || gb)
+        ek->layer_norm_param_grads(dy + cs.lo, x + cs.lo, rows, last, w, stats,
+                                   gg ? gg + cs.lo : nullptr, gb ? gb + cs.lo : nullptr);
       if (!gx) return;
-      for (int64_t r0 = rw.lo; r0 < rw.hi; r0 += kRowGroup) {
-        const int64_t n = std::min(kRowGroup, rw.hi - r0);
-        double s1[kRowGroup] = {}, s2[kRowGroup] = {};
-        for (int64_t c = 0; c < last; ++c)
-          for (int64_t q = 0; q < n; ++q) {
-            const int64_t r = r0 + q;
-            const float dxhat = dy[r * last + c] * (gamma ? gamma[c] : 1.0f);
-            s1[q] += dxhat;
-            s2[q] += dxhat * (x[r * last + c] - stats[2 * r]) * stats[2 * r + 1];
-          }
-        for (int64_t q = 0; q < n; ++q) {
-          const int64_t r = r0 + q;
-          const float m = stats[2 * r], inv = stats[2 * r + 1];
-          const float a = static_cast<float>(s1[q] / last), b = static_cast<float>(s2[q] / last);
-          for (int64_t c = 0; c < last; ++c) {
-            const float xhat = (x[r * last + c] - m) * inv;
-            const float dxhat = dy[r * last + c] * (gamma ? gamma[c] : 1.0f);
-            const float v = inv * (dxhat - a - xhat * b);
-            gx[r * last + c] = acc ? gx[r * last + c] + v : v;
-          }
-        }
-      }
+      for (int64_t r = rw.lo; r < rw.hi; ++r)
+        ek->layer_norm_row_backward(dy + r * last, x + r * last, gx + r * last, last, gamma,
+                                    stats[2 * r], stats[2 * r + 1], acc);
       return;
     }
     case OpType::kEmbedding: {

@@ -106,6 +106,16 @@ struct ElementwiseKernels {
   void (*col_norm_backward)(const float* dy, const float* x, float* gx, int64_t rows,
                             int64_t ld, int64_t w, const float* mean, const float* inv,
                             const float* g, const float* a, const float* b, bool acc);
+  // LayerNormalization over the last axis (see elementwise_body.inc): one row's statistics
+  // {mean, 1/sqrt(variance + eps)} into stats and its output; one row's input gradient
+  // (added to gx when `acc`); gamma's and beta's gradients over rows × w values rows ld apart
+  // (either may be nullptr).
+  void (*layer_norm_row)(const float* x, float* y, int64_t n, const float* gamma,
+                         const float* beta, float eps, float* stats);
+  void (*layer_norm_row_backward)(const float* dy, const float* x, float* gx, int64_t n,
+                                  const float* gamma, float m, float inv, bool acc);
+  void (*layer_norm_param_grads)(const float* dy, const float* x, int64_t rows, int64_t ld,
+                                 int64_t w, const float* stats, float* gg, float* gb);
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();
