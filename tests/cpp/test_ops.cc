@@ -811,6 +811,42 @@ TEST(LayerNorm, RowKernelsMatchDoubleFormulasOnEveryIsa) {
   for (const std::vector<float>& s : stats_by_isa) EXPECT_EQ(s, stats_by_isa[0]);
 }
 
+// Embedding's row kernels on every ISA: rows of the table gathered by id, and rows of dy
+// added into the table rows of the ids in a range (repeated ids, ids at both ends of the
+// range and outside it), each table value's terms in batch order: bitwise equal to the
+// scalar loop.
+TEST(Embedding, RowKernelsGatherAndScatterAddInBatchOrderOnEveryIsa) {
+  for_each_isa([&](Isa isa) {
+    const ElementwiseKernels* k = elementwise_kernels();
+    for (int64_t d : {1, 7, 16, 17, 40}) {
+      const int64_t rows = 50, n = 300;
+      const std::string where = std::string(isa_name(isa)) + " d=" + std::to_string(d);
+      const std::vector<float> table = random_vec(rows * d, 100 + d);
+      const std::vector<float> dy = random_vec(n * d, 101 + d);
+      std::vector<float> ids(n);
+      for (int64_t j = 0; j < n; ++j) ids[j] = static_cast<float>((j * 37 + j / 7) % rows);
+      ids[0] = 0.0f, ids[1] = rows - 1, ids[2] = 10.0f, ids[3] = 29.0f, ids[4] = 30.0f;
+      std::vector<float> y(n * d + 1, -3.0f);
+      k->gather_rows(table.data(), ids.data(), n, d, y.data());
+      for (int64_t j = 0; j < n; ++j)
+        for (int64_t c = 0; c < d; ++c)
+          ASSERT_EQ(y[j * d + c], table[static_cast<int64_t>(ids[j]) * d + c]) << where;
+      ASSERT_EQ(y[n * d], -3.0f) << where;
+      for (auto [lo, hi] : {std::pair<int64_t, int64_t>{0, rows}, {10, 30}, {30, 31}}) {
+        std::vector<float> got = table, want = table;
+        std::vector<int64_t> list(n);
+        k->scatter_add_rows(dy.data(), ids.data(), n, d, lo, hi, got.data(), list.data());
+        for (int64_t j = 0; j < n; ++j) {
+          const int64_t id = static_cast<int64_t>(ids[j]);
+          if (id < lo || id >= hi) continue;
+          for (int64_t c = 0; c < d; ++c) want[id * d + c] += dy[j * d + c];
+        }
+        ASSERT_EQ(got, want) << where << " lo=" << lo << " hi=" << hi;
+      }
+    }
+  });
+}
+
 // Soft targets over many classes (more than the 64 columns the non-zero targets are listed
 // in at a time), some zero: the loss against -Σ y·log(p/Σp) in double, the gradients (plain
 // and through a fused softmax) against their formulas.

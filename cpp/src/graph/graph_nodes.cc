@@ -24,6 +24,13 @@ double* zeroed_doubles(int64_t n) {
   return scratch.data();
 }
 
+// The calling thread's scratch of n indices (grows only).
+int64_t* index_scratch(int64_t n) {
+  thread_local std::vector<int64_t> scratch;
+  if (static_cast<int64_t>(scratch.size()) < n) scratch.resize(n);
+  return scratch.data();
+}
+
 // The calling thread's scratch of n floats (grows only).
 float* float_scratch(int64_t n) {
   thread_local std::vector<float> scratch;
@@ -442,8 +449,8 @@ void Graph::forward_node(const Step& st, int i) {
       const float* table = param(i, 0);
       const Share ids = share_of(st.batch * nodes_[node.inputs[0]].width, ith, nth,
                                  std::max<int64_t>(1, kMinElementsPerThread / last));
-      for (int64_t j = ids.lo; j < ids.hi; ++j)
-        std::memcpy(y + j * last, table + static_cast<int64_t>(x[j]) * last, last * sizeof(float));
+      elementwise_kernels()->gather_rows(table, x + ids.lo, ids.hi - ids.lo, last,
+                                         y + ids.lo * last);
       return;
     }
   }
@@ -1212,13 +1219,8 @@ void Graph::backward_node(const Step& st, int i) {
       if (param_first_writer_[tp] == i && rs.lo < rs.hi)
         std::fill(gt + rs.lo * last, gt + rs.hi * last, 0.0f);
       const int64_t ids = st.batch * nodes_[in].width;
-      for (int64_t j = 0; j < ids; ++j) {
-        const int64_t id = static_cast<int64_t>(x[j]);
-        if (id < rs.lo || id >= rs.hi) continue;
-        float* row = gt + id * last;
-        const float* d = dy + j * last;
-        for (int64_t c = 0; c < last; ++c) row[c] += d[c];
-      }
+      elementwise_kernels()->scatter_add_rows(dy, x, ids, last, rs.lo, rs.hi, gt,
+                                              index_scratch(ids));
       return;
     }
   }

@@ -116,6 +116,12 @@ struct ElementwiseKernels {
                                   const float* gamma, float m, float inv, bool acc);
   void (*layer_norm_param_grads)(const float* dy, const float* x, int64_t rows, int64_t ld,
                                  int64_t w, const float* stats, float* gg, float* gb);
+  // Embedding: row j of y = table row ids[j] (j < n, rows of d values); and its gradient, row
+  // j of dy added to table row ids[j] for the ids in [lo, hi), in order (list: n scratch
+  // indices)
+  void (*gather_rows)(const float* table, const float* ids, int64_t n, int64_t d, float* y);
+  void (*scatter_add_rows)(const float* dy, const float* ids, int64_t n, int64_t d, int64_t lo,
+                           int64_t hi, float* table, int64_t* list);
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();
