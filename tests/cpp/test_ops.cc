@@ -847,6 +847,28 @@ TEST(Embedding, RowKernelsGatherAndScatterAddInBatchOrderOnEveryIsa) {
   });
 }
 
+// Embedding's id check on every ISA: integers in [0, limit) pass; a negative, a fraction, the
+// limit itself, a NaN or an infinity anywhere (tails included) is found.
+TEST(Embedding, AnyBadIdFindsEveryKindOfBadIdOnEveryIsa) {
+  for_each_isa([&](Isa isa) {
+    const ElementwiseKernels* k = elementwise_kernels();
+    for (int64_t n : {1, 7, 16, 17, 100}) {
+      std::vector<float> ids(n);
+      for (int64_t j = 0; j < n; ++j) ids[j] = static_cast<float>((j * 13) % 50);
+      ids[n - 1] = 49.0f;
+      EXPECT_FALSE(k->any_bad_id(ids.data(), n, 50.0f)) << isa_name(isa) << " n=" << n;
+      for (float bad : {-1.0f, 2.5f, 50.0f, 1e9f, std::nanf(""), INFINITY, -0.5f}) {
+        for (int64_t pos : {int64_t{0}, n / 2, n - 1}) {
+          std::vector<float> b = ids;
+          b[pos] = bad;
+          EXPECT_TRUE(k->any_bad_id(b.data(), n, 50.0f))
+              << isa_name(isa) << " n=" << n << " bad=" << bad << " pos=" << pos;
+        }
+      }
+    }
+  });
+}
+
 // Soft targets over many classes (more than the 64 columns the non-zero targets are listed
 // in at a time), some zero: the loss against -Σ y·log(p/Σp) in double, the gradients (plain
 // and through a fused softmax) against their formulas.

@@ -122,6 +122,8 @@ struct ElementwiseKernels {
   void (*gather_rows)(const float* table, const float* ids, int64_t n, int64_t d, float* y);
   void (*scatter_add_rows)(const float* dy, const float* ids, int64_t n, int64_t d, int64_t lo,
                            int64_t hi, float* table, int64_t* list);
+  // Whether any of x[0..n) is not an integer in [0, limit) (NaN included; limit >= 1)
+  bool (*any_bad_id)(const float* x, int64_t n, float limit);
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();
