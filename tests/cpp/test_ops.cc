@@ -869,6 +869,45 @@ TEST(Embedding, AnyBadIdFindsEveryKindOfBadIdOnEveryIsa) {
   });
 }
 
+// Mean pooling's row kernels on every ISA: the kept rows summed onto y in row order (bitwise
+// the scalar loop's sums) with their count, and the gradient rows set or added, with and
+// without a mask (none kept, some, all), over widths with tails.
+TEST(Pooling, RowKernelsSumAndSpreadKeptRowsOnEveryIsa) {
+  for_each_isa([&](Isa isa) {
+    const ElementwiseKernels* k = elementwise_kernels();
+    for (int64_t n : {1, 7, 16, 17, 40}) {
+      const int64_t rows = 9;
+      const std::string where = std::string(isa_name(isa)) + " n=" + std::to_string(n);
+      const std::vector<float> x = random_vec(rows * n, 110 + n), v = random_vec(n, 111);
+      std::vector<float> some(rows, 1.0f), none(rows, 0.0f);
+      some[0] = some[4] = some[8] = 0.0f;
+      const std::vector<float>* masks[] = {nullptr, &some, &none};
+      for (const std::vector<float>* keep : masks) {
+        const float* kp = keep ? keep->data() : nullptr;
+        std::vector<float> y = random_vec(n + 1, 112), want = y;
+        float count = 0.0f;
+        for (int64_t j = 0; j < rows; ++j) {
+          if (kp && kp[j] == 0.0f) continue;
+          count += 1.0f;
+          for (int64_t c = 0; c < n; ++c) want[c] += x[j * n + c];
+        }
+        ASSERT_EQ(k->add_rows(x.data(), rows, n, kp, y.data()), count) << where;
+        ASSERT_EQ(y, want) << where;
+        for (bool acc : {false, true}) {
+          std::vector<float> g = random_vec(rows * n + 1, 113), gwant = g;
+          for (int64_t j = 0; j < rows; ++j)
+            for (int64_t c = 0; c < n; ++c) {
+              const float t = kp && kp[j] == 0.0f ? 0.0f : v[c];
+              gwant[j * n + c] = acc ? gwant[j * n + c] + t : t;
+            }
+          k->put_rows(v.data(), rows, n, kp, g.data(), acc);
+          ASSERT_EQ(g, gwant) << where << " acc=" << acc;
+        }
+      }
+    }
+  });
+}
+
 // Soft targets over many classes (more than the 64 columns the non-zero targets are listed
 // in at a time), some zero: the loss against -Σ y·log(p/Σp) in double, the gradients (plain
 // and through a fused softmax) against their formulas.

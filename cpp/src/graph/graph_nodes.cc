@@ -362,23 +362,17 @@ void Graph::forward_node(const Step& st, int i) {
         const float* xg = x + g * len * inner;
         const float* keep = pool_mask(i, g);
         float* yg = y + g * inner;
-        if (max) {
-          std::memcpy(yg, xg, inner * sizeof(float));
-        } else {
+        if (!max) {
           std::fill(yg, yg + inner, 0.0f);
-        }
-        float steps = 0.0f;
-        for (int64_t j = max ? 1 : 0; j < len; ++j) {
-          const float* xr = xg + j * inner;
-          if (max) {
-            for (int64_t c = 0; c < inner; ++c) yg[c] = xr[c] > yg[c] ? xr[c] : yg[c];
-          } else if (keep == nullptr || keep[j] != 0.0f) {
-            for (int64_t c = 0; c < inner; ++c) yg[c] += xr[c];
-            steps += 1.0f;
-          }
-        }
-        if (!max)
+          const float steps = elementwise_kernels()->add_rows(xg, len, inner, keep, yg);
           for (int64_t c = 0; c < inner; ++c) yg[c] /= steps;
+          continue;
+        }
+        std::memcpy(yg, xg, inner * sizeof(float));
+        for (int64_t j = 1; j < len; ++j) {
+          const float* xr = xg + j * inner;
+          for (int64_t c = 0; c < inner; ++c) yg[c] = xr[c] > yg[c] ? xr[c] : yg[c];
+        }
       }
       return;
     }
@@ -1099,17 +1093,7 @@ void Graph::backward_node(const Step& st, int i) {
             for (int64_t j = 0; j < len; ++j) steps += keep[j] != 0.0f ? 1.0f : 0.0f;
           }
           for (int64_t c = 0; c < inner; ++c) v[c] = dg[c] / steps;
-          for (int64_t j = 0; j < len; ++j) {
-            float* __restrict row = gx + (g * len + j) * inner;
-            const float* t = keep == nullptr || keep[j] != 0.0f ? v : nullptr;
-            if (acc) {
-              for (int64_t c = 0; c < inner; ++c) row[c] = row[c] + (t ? t[c] : 0.0f);
-            } else if (t) {
-              std::memcpy(row, t, inner * sizeof(float));
-            } else {
-              std::fill(row, row + inner, 0.0f);
-            }
-          }
+          elementwise_kernels()->put_rows(v, len, inner, keep, gx + g * len * inner, acc);
         }
         return;
       }

@@ -124,6 +124,12 @@ struct ElementwiseKernels {
                            int64_t hi, float* table, int64_t* list);
   // Whether any of x[0..n) is not an integer in [0, limit) (NaN included; limit >= 1)
   bool (*any_bad_id)(const float* x, int64_t n, float limit);
+  // Mean pooling: y += the rows of x (n values each, in order) whose keep is not 0 (keep may
+  // be nullptr), returning how many; and its gradient, each row of y set to (or, when `acc`,
+  // added) v where kept, else 0
+  float (*add_rows)(const float* x, int64_t rows, int64_t n, const float* keep, float* y);
+  void (*put_rows)(const float* v, int64_t rows, int64_t n, const float* keep, float* y,
+                   bool acc);
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();
