@@ -857,7 +857,13 @@ void Graph::plan_step(int64_t batch, int nth, bool training) {
   if (nth <= 1) return;
   for (size_t i = 0; i < n; ++i) {
     const NodeSpec& node = nodes_[i];
-    const double values = static_cast<double>(batch) * node.width;
+    // A node's work grows with its inputs too: a pooling of 200 steps reads 200 times the
+    // values it writes (the Keras text model's GlobalAveragePooling1D of 32×200×16 values was
+    // solo on thread 0, which spent most of the step on it while the other thread waited).
+    int64_t width = node.width;
+    if (node.op != OpType::kDense)
+      for (int in : node.inputs) width = std::max(width, nodes_[in].width);
+    const double values = static_cast<double>(batch) * width;
     bool small = values < 2.0 * kMinElementsPerThread;
     if (node.op == OpType::kDense) {
       const double macs = values * nodes_[node.inputs[0]].last_dim;
