@@ -1,8 +1,8 @@
 // Elementwise throughput in GB/s next to STREAM copy and triad measured in the same program:
 // every activation's forward and backward, softmax/log_softmax rows, the SGD, RMSprop, Adam,
 // Adamax, Adagrad, Lion and Adadelta updates, for arrays of 4 KB to 256 MB (per array), and
-// the losses with their gradients (cross-entropies, MSE, the row losses) for arrays of 4 KB to
-// 16 MB.
+// the losses with their gradients (cross-entropies, MSE, the row losses) and the noise layers'
+// kernels (Dropout, GaussianNoise; one thread) for arrays of 4 KB to 16 MB.
 // Bytes are the arrays each op must touch once (forward: read x, write y; backward: read y or x
 // and dy, write dx; Adam: read w, g, m, v and write w, m, v), the STREAM convention, so
 // "bytes_per_second" is comparable to triad.
@@ -18,6 +18,7 @@
 #include "densitron/cpu.h"
 #include "densitron/ops.h"
 #include "densitron/optim.h"
+#include "ops/elementwise_kernels.h"
 
 namespace {
 
@@ -181,6 +182,33 @@ void loss(benchmark::State& state, LossCase c) {
   set_bytes(state, rows * cols, c.sparse ? 2 : 3);
 }
 
+// The noise layers' kernels on one thread: Dropout (rate 0.5: each value's mask hashed from
+// its index, the value scaled or zeroed; read x, write y) and GaussianNoise's normal values
+// (write only).
+void dropout(benchmark::State& state) {
+  const int64_t n = state.range(0) / 4;
+  std::vector<float> x = random_vector(n, 1), y(n);
+  const densitron::ElementwiseKernels* k = densitron::elementwise_kernels();
+  for (auto _ : state) {
+    k->dropout(x.data(), y.data(), n, 7, 3, 0, 0.5f, 2.0f, false);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_bytes(state, n, 2);
+}
+
+void gaussian_noise(benchmark::State& state) {
+  const int64_t n = state.range(0) / 4;
+  std::vector<float> y(n);
+  const densitron::ElementwiseKernels* k = densitron::elementwise_kernels();
+  for (auto _ : state) {
+    k->gaussian_noise(y.data(), n, 7, 3, 0);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_bytes(state, n, 1);
+}
+
 void sizes(benchmark::internal::Benchmark* b) {
   b->RangeMultiplier(8)->Range(kMinBytes, kMaxBytes)->UseRealTime();
 }
@@ -228,6 +256,10 @@ void register_all() {
       {"cosine_similarity/128", Loss::kCosineSimilarity, 128, false, false},
       {"categorical_hinge/10", Loss::kCategoricalHinge, 10, false, false},
   };
+  benchmark::RegisterBenchmark("dropout", dropout)
+      ->RangeMultiplier(8)->Range(kMinBytes, 16 << 20)->UseRealTime();
+  benchmark::RegisterBenchmark("gaussian_noise", gaussian_noise)
+      ->RangeMultiplier(8)->Range(kMinBytes, 16 << 20)->UseRealTime();
   for (const LossCase& c : losses) {  // batch-sized arrays: up to 16 MB
     benchmark::RegisterBenchmark(c.name, loss, c)
         ->RangeMultiplier(8)->Range(kMinBytes, 16 << 20)->UseRealTime();

@@ -565,8 +565,8 @@ TEST(Shuffle, RandomPermutationIsAUniformPermutationOfItsSeed) {
 }
 
 // The noise layers' uniform in (0, 1) of (seed, key, index), written out here as the kernels'
-// reference: SplitMix64's finalizer, mix64(seed ^ mix64(key·K ^ mix64(index))), its top 24
-// bits.
+// reference: SplitMix64's output at step `index` of the stream that starts at mix64(seed ^
+// mix64(key·K)), mix64(base + index·0x9e3779b97f4a7c15), its top 24 bits.
 uint64_t mix64(uint64_t z) {
   z += 0x9e3779b97f4a7c15ull;
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -574,7 +574,8 @@ uint64_t mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 float hash_uniform(uint64_t seed, uint64_t key, uint64_t index) {
-  const uint64_t h = mix64(seed ^ mix64(key * 0x632be59bd9b4e019ull ^ mix64(index)));
+  const uint64_t base = mix64(seed ^ mix64(key * 0x632be59bd9b4e019ull));
+  const uint64_t h = mix64(base + index * 0x9e3779b97f4a7c15ull);
   return (static_cast<float>(h >> 40) + 0.5f) * (1.0f / 16777216.0f);
 }
 

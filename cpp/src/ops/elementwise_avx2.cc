@@ -95,23 +95,23 @@ inline __m256i mix64_lanes(__m256i z) {
             _mm256_set1_epi64x(static_cast<int64_t>(0x94d049bb133111ebull)));
   return _mm256_xor_si256(z, _mm256_srli_epi64(z, 31));
 }
-// The top 24 bits of the hash of indices first..first+3, as 32-bit integers in 4 lanes.
-inline __m256i hash24(uint64_t seed, uint64_t k, uint64_t first) {
-  const __m256i idx = _mm256_add_epi64(_mm256_set1_epi64x(static_cast<int64_t>(first)),
-                                       _mm256_set_epi64x(3, 2, 1, 0));
-  const __m256i inner = mix64_lanes(_mm256_xor_si256(
-      _mm256_set1_epi64x(static_cast<int64_t>(k)), mix64_lanes(idx)));
-  return _mm256_srli_epi64(
-      mix64_lanes(_mm256_xor_si256(_mm256_set1_epi64x(static_cast<int64_t>(seed)), inner)), 40);
-}
-inline int64_t dropout_lanes(const float* x, float* y, int64_t n, uint64_t seed, uint64_t k,
-                             uint64_t first, float rate, float scale, bool accumulate) {
+// Dropout's uniforms (uniform_at in the body) 8 at a time: the stream's states base + (first +
+// i)·kGolden for 4 lanes in each of two vectors, stepped by 8·kGolden.
+inline int64_t dropout_lanes(const float* x, float* y, int64_t n, uint64_t base, uint64_t first,
+                             float rate, float scale, bool accumulate) {
+  constexpr uint64_t kGold = 0x9e3779b97f4a7c15ull;
+  auto state = [&](uint64_t i) { return static_cast<int64_t>(base + (first + i) * kGold); };
+  __m256i s0 = _mm256_set_epi64x(state(3), state(2), state(1), state(0));
+  __m256i s1 = _mm256_set_epi64x(state(7), state(6), state(5), state(4));
+  const __m256i step = _mm256_set1_epi64x(static_cast<int64_t>(8 * kGold));
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    const uint64_t f = first + static_cast<uint64_t>(i);
+    const __m256i h0 = _mm256_srli_epi64(mix64_lanes(s0), 40);
+    const __m256i h1 = _mm256_srli_epi64(mix64_lanes(s1), 40);
+    s0 = _mm256_add_epi64(s0, step);
+    s1 = _mm256_add_epi64(s1, step);
     // the low halves of both hash vectors' lanes, in index order
-    const __m256 lo = _mm256_shuffle_ps(_mm256_castsi256_ps(hash24(seed, k, f)),
-                                        _mm256_castsi256_ps(hash24(seed, k, f + 4)), 0x88);
+    const __m256 lo = _mm256_shuffle_ps(_mm256_castsi256_ps(h0), _mm256_castsi256_ps(h1), 0x88);
     const __m256i h = _mm256_permute4x64_epi64(_mm256_castps_si256(lo), 0xd8);
     const V u = (_mm256_cvtepi32_ps(h) + 0.5f) * (1.0f / 16777216.0f);
     const V v = _mm256_and_ps(_mm256_cmp_ps(u, vset(rate), _CMP_GE_OQ), vload(x + i) * scale);

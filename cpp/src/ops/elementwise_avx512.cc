@@ -60,8 +60,8 @@ inline float hsum(V a) { return _mm512_reduce_add_ps(a); }
 inline float hmax(V a) { return _mm512_reduce_max_ps(a); }
 
 // Dropout: the body's plain loop, which this build vectorises (see dropout there).
-inline int64_t dropout_lanes(const float*, float*, int64_t, uint64_t, uint64_t, uint64_t, float,
-                             float, bool) {
+inline int64_t dropout_lanes(const float*, float*, int64_t, uint64_t, uint64_t, float, float,
+                             bool) {
   return 0;
 }
 

@@ -62,8 +62,8 @@ inline float hsum(V a) { return a; }
 inline float hmax(V a) { return a; }
 
 // Dropout: the body's plain loop (see dropout there).
-inline int64_t dropout_lanes(const float*, float*, int64_t, uint64_t, uint64_t, uint64_t, float,
-                             float, bool) {
+inline int64_t dropout_lanes(const float*, float*, int64_t, uint64_t, uint64_t, float, float,
+                             bool) {
   return 0;
 }
 
