@@ -1115,7 +1115,7 @@ TEST(Losses, HingeConvertsBinaryTargetsOfTheWholeBatch) {
               0.95, 1e-6);
 }
 
-TEST(Metrics, ConfusionCountsMatchADoubleLoopWithWeights) {
+TEST(Metrics, ConfusionCountsMatchADoubleLoopWithAndWithoutWeights) {
   // Keras's Precision/Recall counts: p > threshold predicted, y != 0 actual, summed over every
   // value of a row, each row's count times its sample weight; tails of 1 to 17 columns.
   std::mt19937 rng(5);
@@ -1127,14 +1127,25 @@ TEST(Metrics, ConfusionCountsMatchADoubleLoopWithWeights) {
     for (auto& v : y) v = u(rng) < 0.4f ? 1.0f : 0.0f;
     for (auto& v : w) v = u(rng);
     const float t = 0.35f;
-    double tp = 0.0, pp = 0.0, ap = 0.0;
+    double tp = 0.0, pp = 0.0, ap = 0.0, hits = 0.0;
+    int64_t tp_n = 0, pp_n = 0, ap_n = 0;
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t j = 0; j < cols; ++j) {
         const bool pred = p[r * cols + j] > t, act = y[r * cols + j] != 0.0f;
         tp += (pred && act) * static_cast<double>(w[r]);
         pp += pred * static_cast<double>(w[r]);
         ap += act * static_cast<double>(w[r]);
+        tp_n += pred && act, pp_n += pred, ap_n += act, hits += pred == act;
       }
+    // unweighted: the counts over all values at once
+    EXPECT_EQ(accuracy_sum(AccuracyKind::kTruePositives, p.data(), y.data(), rows, cols, t),
+              double(tp_n));
+    EXPECT_EQ(accuracy_sum(AccuracyKind::kPredictedPositives, p.data(), y.data(), rows, cols, t),
+              double(pp_n));
+    EXPECT_EQ(accuracy_sum(AccuracyKind::kActualPositives, p.data(), y.data(), rows, cols, t),
+              double(ap_n));
+    EXPECT_NEAR(accuracy_sum(AccuracyKind::kBinary, p.data(), y.data(), rows, cols, t),
+                hits / cols, 1e-12);
     EXPECT_NEAR(accuracy_sum(AccuracyKind::kTruePositives, p.data(), y.data(), rows, cols, t,
                              w.data()), tp, 1e-9);
     EXPECT_NEAR(accuracy_sum(AccuracyKind::kPredictedPositives, p.data(), y.data(), rows, cols,

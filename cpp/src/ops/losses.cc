@@ -263,9 +263,44 @@ TopK top_k_of(const float* p, int64_t n, int64_t k) {
 
 }  // namespace
 
+namespace {
+
+// accuracy_sum's count over n values taken alike: true positives (p > threshold and y != 0),
+// predicted positives, actual positives, or binary hits ((p > threshold) == y).
+int64_t count_all(AccuracyKind kind, const float* p, const float* y, int64_t n,
+                  float threshold) {
+  int64_t count = 0;
+  switch (kind) {
+    case AccuracyKind::kTruePositives:
+      for (int64_t i = 0; i < n; ++i) count += (p[i] > threshold) & (y[i] != 0.0f);
+      break;
+    case AccuracyKind::kPredictedPositives:
+      for (int64_t i = 0; i < n; ++i) count += p[i] > threshold;
+      break;
+    case AccuracyKind::kActualPositives:
+      for (int64_t i = 0; i < n; ++i) count += y[i] != 0.0f;
+      break;
+    default:  // kBinary
+      for (int64_t i = 0; i < n; ++i) count += (p[i] > threshold ? 1.0f : 0.0f) == y[i];
+      break;
+  }
+  return count;
+}
+
+}  // namespace
+
 double accuracy_sum(AccuracyKind kind, const float* p, const float* y, int64_t rows,
                     int64_t cols, float threshold, const float* weights,
                     int64_t rows_per_weight, int64_t class_id, int64_t top_k) {
+  const bool counts = kind == AccuracyKind::kTruePositives ||
+                      kind == AccuracyKind::kPredictedPositives ||
+                      kind == AccuracyKind::kActualPositives;
+  if (weights == nullptr && ((counts && class_id < 0 && top_k <= 0) ||
+                             (kind == AccuracyKind::kBinary && cols == 1))) {
+    // Every value counts alike (no weight, filter or division by the columns): one count over
+    // them all, the same whole number the rows' counts add up to.
+    return static_cast<double>(count_all(kind, p, y, rows * cols, threshold));
+  }
   const ElementwiseKernels* k = elementwise_kernels();
   double correct = 0.0;
   for (int64_t r = 0; r < rows; ++r) {
