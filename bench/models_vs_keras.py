@@ -13,7 +13,6 @@ model and prints seconds and Keras ÷ densitron.
 """
 import argparse
 import importlib.util
-import os
 import statistics
 import subprocess
 import sys
@@ -184,7 +183,7 @@ def main():
         for _ in range(args.repeats):
             for f in frameworks:  # alternating, one process each
                 out = subprocess.run([sys.executable, __file__, "--worker", f, name],
-                                     capture_output=True, text=True, env=os.environ)
+                                     check=False, capture_output=True, text=True)
                 if out.returncode != 0:
                     raise SystemExit(f"{f} {name} failed:\n{out.stderr[-2000:]}")
                 secs[f].append(float(out.stdout.split()[-1]))
