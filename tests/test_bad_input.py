@@ -275,6 +275,25 @@ def test_sparse_labels_validated():
         model.fit(x, np.full(40, 0.5), verbose=0)
     h = model.fit(x, np.arange(40) % 3, verbose=0)
     assert "accuracy" in h.history
+    # integer ids of any width, as a column or not, and in generator batches (the fast path's
+    # cases); bad ones there raise as from arrays
+    with raises(ValueError, "[0, 3)", "from -1"):
+        model.fit(x, np.arange(40) % 3 - 1, verbose=0)
+    ids = np.arange(40) % 3
+    weights = model.get_weights()
+    results = []
+    for y in (ids, ids.astype(np.uint8).reshape(-1, 1), ids.astype(np.int16)):
+        model.set_weights(weights)
+        results.append(model.evaluate(x, y, verbose=0))
+    assert results[0] == results[1] == results[2]
+
+    def batches(y):
+        for i in range(0, 40, 10):
+            yield x[i:i + 10], y[i:i + 10]
+
+    with raises(ValueError, "[0, 3)", "to 7"):
+        model.fit(batches(np.where(np.arange(40) == 25, 7, ids)), verbose=0)
+    model.fit(batches(ids), verbose=0)
 
 
 def test_sequential_bad_add():

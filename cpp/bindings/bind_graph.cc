@@ -484,6 +484,17 @@ void bind_graph(py::module_& m) {
       },
       py::arg("array"), "Flat index of the first NaN in a float32 array, or -1.");
   m.def(
+      "_any_bad_id",
+      [](const py::object& obj, double limit) -> bool {
+        if (!py::isinstance<FloatArray>(obj))
+          throw py::type_error("_any_bad_id takes a C-contiguous float32 array");
+        auto a = py::reinterpret_borrow<FloatArray>(obj);
+        return densitron::any_bad_id(a.data(), static_cast<int64_t>(a.size()),
+                                     static_cast<float>(limit));
+      },
+      py::arg("array"), py::arg("limit"),
+      "Whether any value of a float32 array is not an integer in [0, limit).");
+  m.def(
       "_permutation",
       [](int64_t n, uint64_t seed) {
         if (n < 0) throw py::value_error("n must be >= 0. Received: n=" + std::to_string(n));

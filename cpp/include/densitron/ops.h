@@ -55,6 +55,9 @@ void column_sums(const float* x, int64_t rows, int64_t cols, float* col_sums, bo
 void random_permutation(int64_t* out, int64_t n, uint64_t seed);
 // Index of the first NaN among n values, or -1 (threaded for large arrays).
 int64_t first_nan(const float* x, int64_t n);
+// Whether any of n values is not an integer in [0, limit) (NaN included; limit >= 1): class
+// ids and Embedding ids. SIMD, one thread.
+bool any_bad_id(const float* x, int64_t n, float limit);
 // dst = src (n values); returns whether src holds a NaN. SIMD, one thread.
 bool copy_has_nan(const float* src, float* dst, int64_t n);
 // out[j] = Σ_e val[e]·w[idx[e]·ldw + j] for j < n: a sparse row (nnz stored values at columns

@@ -21,7 +21,6 @@
 #include "densitron/cpu.h"
 #include "densitron/gemm.h"
 #include "graph/graph_util.h"
-#include "ops/elementwise_kernels.h"
 
 namespace densitron {
 
@@ -566,7 +565,7 @@ void Graph::check_embedding_ids(const DataRefs& data) const {
     const float* ids = data.x[k];
     const int64_t n = rows * nodes_[in].width;
     const float limit = static_cast<float>(node.iattrs[0]);
-    if (!elementwise_kernels()->any_bad_id(ids, n, limit)) continue;
+    if (!any_bad_id(ids, n, limit)) continue;
     for (int64_t j = 0; j < n; ++j) {
       const float v = ids[j];
       if (!(v >= 0.0f && v < limit) || v != std::floor(v))

@@ -38,6 +38,10 @@ int64_t first_nan(const float* x, int64_t n) {
   return first < n ? first : -1;
 }
 
+bool any_bad_id(const float* x, int64_t n, float limit) {
+  return elementwise_kernels()->any_bad_id(x, n, limit);
+}
+
 bool copy_has_nan(const float* src, float* dst, int64_t n) {
   return elementwise_kernels()->copy_has_nan(src, dst, n);
 }

@@ -227,16 +227,35 @@ def standardize_x(model, x, arg="x", reject_nan=True, predicting=False):
     return out
 
 
+def _class_ids_ready(y, classes):
+    """y as the engine reads a sparse cross-entropy's class ids, (rows, 1) float32, when it is
+    a NumPy integer array of shape (rows >= 1,) or (rows, 1) with every id in [0, classes).
+    Otherwise None, and the general path converts, checks and words the error. (A
+    generator's label batches mostly are such arrays: this skips the general path's work.)"""
+    if (type(y) is np.ndarray and y.dtype.kind in "iu"
+            and (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)) and y.shape[0]
+            and classes <= 1 << 24):  # (ids below 2^24 are exact in float32)
+        a = y.reshape(-1, 1).astype(np.float32)
+        if not _core._any_bad_id(a, classes):
+            return a
+    return None
+
+
 def standardize_y(model, y, arg="y"):
     """Returns a list of float32 target arrays, one per output, shaped for the engine."""
     if y is None:
         raise ValueError(f"`{arg}` is required for training and evaluation. Received: {arg}=None")
-    if len(model._output_shapes) == 1 and not isinstance(
-            model._compiled_losses[0], losses_mod.SparseCategoricalCrossentropy):
-        a = _engine_ready(y, model._output_shapes[0])
-        if a is not None:
-            _check_finite(a, arg)
-            return [a]
+    if len(model._output_shapes) == 1:
+        shape = model._output_shapes[0]
+        if not isinstance(model._compiled_losses[0], losses_mod.SparseCategoricalCrossentropy):
+            a = _engine_ready(y, shape)
+            if a is not None:
+                _check_finite(a, arg)
+                return [a]
+        elif len(shape) == 1:
+            a = _class_ids_ready(y, shape[0])
+            if a is not None:
+                return [a]
     parts = _split_structure(y, model._output_names, arg)
     out = []
     for k, part in enumerate(parts):

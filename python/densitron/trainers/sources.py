@@ -91,9 +91,9 @@ class BatchSource:
 def add_totals(acc, totals):
     """Sums the engine's (rows, loss, output losses, metrics, weights) totals of calls."""
     if acc is None:
-        return [totals[0], totals[1]] + [np.asarray(t, dtype=np.float64) for t in totals[2:]]
+        return [totals[0], totals[1]] + [np.array(t, dtype=np.float64) for t in totals[2:]]
     acc[0] += totals[0]
     acc[1] += totals[1]
     for k in range(2, 5):
-        acc[k] = acc[k] + np.asarray(totals[k], dtype=np.float64)
+        acc[k] += totals[k]  # (in place: acc's float64 arrays are this function's own)
     return acc
