@@ -98,6 +98,32 @@ def test_lambda_callback_batch_hooks_run_per_batch():
     assert batches == [0, 1, 2, 3]
 
 
+def test_keras_older_batch_hook_names_are_called_every_training_batch():
+    # Keras's on_train_batch_begin/end call on_batch_begin/end, so callbacks written against
+    # the older names run on every training batch, from arrays and from a generator, as do
+    # LambdaCallback's on_batch_end.
+    model, x, y = model_and_data()
+    seen = []
+
+    class Old(callbacks.Callback):
+        def on_batch_begin(self, batch, logs=None):
+            seen.append(("begin", batch))
+
+        def on_batch_end(self, batch, logs=None):
+            seen.append(("end", batch, "loss" in logs))
+
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[Old()])
+    assert seen == [("begin", 0), ("end", 0, True), ("begin", 1), ("end", 1, True)]
+    seen.clear()
+    model.fit(((x[i:i + 64], y[i:i + 64]) for i in (0, 64)), epochs=1, verbose=0,
+              callbacks=[Old()])
+    assert seen == [("begin", 0), ("end", 0, True), ("begin", 1), ("end", 1, True)]
+    ends = []
+    lam = callbacks.LambdaCallback(on_batch_end=lambda b, logs: ends.append(b))
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[lam])
+    assert ends == [0, 1, 2, 3]
+
+
 def test_model_checkpoint_best_only_saves_improvements(tmp_path, capsys):
     # val_loss falls then rises (the learning rate jumps): the file holds the best epoch's model.
     model, x, y = model_and_data(lr=0.05)

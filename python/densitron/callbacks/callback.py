@@ -3,6 +3,11 @@
 from densitron.utils.progbar import Progbar
 
 
+# The hooks a training batch calls (the last two through the first two: see Callback).
+TRAIN_BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin",
+                     "on_batch_end")
+
+
 class Callback:
     def __init__(self):
         self.model = None
@@ -18,8 +23,17 @@ class Callback:
     def on_train_end(self, logs=None): ...
     def on_epoch_begin(self, epoch, logs=None): ...
     def on_epoch_end(self, epoch, logs=None): ...
-    def on_train_batch_begin(self, batch, logs=None): ...
-    def on_train_batch_end(self, batch, logs=None): ...
+    def on_batch_begin(self, batch, logs=None): ...
+    def on_batch_end(self, batch, logs=None): ...
+
+    # Keras's training batch hooks call its older names, so a callback that overrides
+    # on_batch_begin or on_batch_end is called every training batch too.
+    def on_train_batch_begin(self, batch, logs=None):
+        self.on_batch_begin(batch, logs=logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_batch_end(batch, logs=logs)
+
     def on_test_begin(self, logs=None): ...
     def on_test_end(self, logs=None): ...
     def on_test_batch_begin(self, batch, logs=None): ...
@@ -33,16 +47,17 @@ class Callback:
     # engine runs groups of ~0.25 s) sets this, so fit need not run batch by batch for it.
     _chunked_batches_ok = False
 
-    @classmethod
-    def _overrides(cls, *hooks):
-        """Whether this class overrides one of the hooks (Callback's are no-ops)."""
-        return any(getattr(cls, h) is not getattr(Callback, h) for h in hooks)
+    def _overrides(self, *hooks):
+        """Whether this callback has its own one of the hooks (Callback's are no-ops): from
+        its class, or set on the instance (LambdaCallback)."""
+        return any(h in vars(self) or getattr(type(self), h) is not getattr(Callback, h)
+                   for h in hooks)
 
     def _wants_batches(self):
         """True when a subclass overrides a per-batch hook: fit then runs batch by batch."""
         if self._chunked_batches_ok:
             return False
-        return self._overrides("on_train_batch_begin", "on_train_batch_end")
+        return self._overrides(*TRAIN_BATCH_HOOKS)
 
 
 class History(Callback):

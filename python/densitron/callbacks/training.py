@@ -193,7 +193,3 @@ class LambdaCallback(Callback):
         for name, fn in hooks.items():
             if fn is not None:
                 setattr(self, name, fn)
-        self._batch_hooks = on_train_batch_begin is not None or on_train_batch_end is not None
-
-    def _wants_batches(self):
-        return self._batch_hooks

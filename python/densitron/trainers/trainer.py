@@ -13,6 +13,7 @@ from densitron import metrics as metrics_mod
 from densitron import optimizers as optimizers_mod
 from densitron.optimizers import schedules as schedules_mod
 from densitron.callbacks import Callback, CallbackList, History, ProgbarLogger
+from densitron.callbacks.callback import TRAIN_BATCH_HOOKS
 from densitron.trainers import data as data_mod
 from densitron.trainers import sources
 from densitron.utils.progbar import Progbar
@@ -625,10 +626,13 @@ class Trainer:
 
         def train_epoch(epoch):
             nonlocal in_order
-            totals, done, logs = None, 0, {}
+            totals, done = None, 0
+            # (the per-batch hooks and their logs only when a callback has them)
+            hooks = cb.overrides(*TRAIN_BATCH_HOOKS)
             for batch in source.batches():
                 xs, ys, sws, rows = self._batch_arrays(batch, "x", class_weight)
-                cb.on_train_batch_begin(done)
+                if hooks:
+                    cb.on_train_batch_begin(done)
                 self._schedule_ahead(1)
                 # Given a row order, the engine copies the batch's rows, checking them for
                 # NaN on the way: less than a NaN pass over the batch before the engine reads
@@ -639,14 +643,15 @@ class Trainer:
                 if nan is not None:
                     raise data_mod.engine_nan_error(xs, nan)
                 totals = sources.add_totals(totals, step)
-                logs = self._logs_from_totals(*totals)
-                cb.on_train_batch_end(done, logs)
+                if hooks:
+                    cb.on_train_batch_end(done, self._logs_from_totals(*totals))
                 done += 1
                 if self.stop_training:
                     break
             if totals is None:  # the generator had nothing left
                 source.warn_ran_out()
                 return None, True
+            logs = self._logs_from_totals(*totals)
             cb.params["steps"] = cb.params["steps"] or done
             source.end_epoch()
             if source.ran_out:  # (warned before the epoch's validation, as the arrays' fit)
