@@ -261,10 +261,6 @@ TopK top_k_of(const float* p, int64_t n, int64_t k) {
   return t;
 }
 
-}  // namespace
-
-namespace {
-
 // accuracy_sum's count over n values taken alike: true positives (p > threshold and y != 0),
 // predicted positives, actual positives, or binary hits ((p > threshold) == y).
 int64_t count_all(AccuracyKind kind, const float* p, const float* y, int64_t n,
