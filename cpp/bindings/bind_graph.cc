@@ -21,10 +21,15 @@ namespace {
 
 using FloatArray = py::array_t<float, py::array::c_style>;
 
-const float* checked_rows(const py::handle& obj, int64_t width, int64_t rows, const char* what) {
-  if (!py::isinstance<FloatArray>(obj))
+using DoubleArray = py::array_t<double, py::array::c_style>;
+
+// The data of a C-contiguous array of T holding rows × width values.
+template <class T = float>
+const T* checked_rows(const py::handle& obj, int64_t width, int64_t rows, const char* what) {
+  using Array = py::array_t<T, py::array::c_style>;
+  if (!py::isinstance<Array>(obj))
     throw py::type_error(std::string(what) + " must be C-contiguous float32 arrays");
-  auto a = py::reinterpret_borrow<FloatArray>(obj);
+  auto a = py::reinterpret_borrow<Array>(obj);
   const int64_t size = static_cast<int64_t>(a.size());
   if (size != rows * width)
     throw py::value_error(std::string(what) + ": expected " + std::to_string(rows) + " rows of " +
@@ -106,6 +111,10 @@ void add_input(densitron::DataRefs* d, const py::handle& obj, int64_t width) {
   if (is_sparse(obj)) {
     d->sparse.resize(d->x.size() + 1);
     d->sparse.back() = checked_sparse(obj, width, d->rows);
+    d->x.push_back(nullptr);
+  } else if (py::isinstance<DoubleArray>(obj)) {  // rounded to float32 as rows are gathered
+    d->x64.resize(d->x.size() + 1);
+    d->x64.back() = checked_rows<double>(obj, width, d->rows, "x");
     d->x.push_back(nullptr);
   } else {
     d->x.push_back(checked_rows(obj, width, d->rows, "x"));

@@ -140,6 +140,39 @@ TEST(CopyHasNan, CopiesAndFlagsANanAtEveryPositionOnEveryIsa) {
   });
 }
 
+// float64 rows rounded to float32 as they are gathered: the nearest float (ties to even), as a
+// cast, for values between floats, beyond float's range (to infinity) and below its normal
+// range; a NaN at every position flagged.
+TEST(CopyF64HasNan, RoundsLikeACastAndFlagsANanOnEveryIsa) {
+  for_each_isa([&](Isa isa) {
+    for (int64_t n : {int64_t{1}, int64_t{7}, int64_t{16}, int64_t{33}, int64_t{784}}) {
+      std::vector<double> src(n);
+      std::mt19937_64 rng(static_cast<unsigned>(n));
+      std::normal_distribution<double> normal;
+      for (int64_t j = 0; j < n; ++j) src[j] = normal(rng) * std::pow(10.0, j % 9 - 4);
+      if (n > 5) {
+        src[0] = 1.0 + std::ldexp(1.0, -24);  // a tie: to even, 1.0f
+        src[1] = 1.0 + 3 * std::ldexp(1.0, -24);  // a tie: to even, 1 + 2^-22
+        src[2] = 1e39, src[3] = -1e300, src[4] = 1e-41, src[5] = -0.0;
+      }
+      std::vector<float> dst(n + 1, -1.0f);
+      ASSERT_FALSE(copy_f64_has_nan(src.data(), dst.data(), n)) << isa_name(isa) << " n=" << n;
+      for (int64_t j = 0; j < n; ++j) {
+        const float want = static_cast<float>(src[j]);
+        ASSERT_TRUE(dst[j] == want && std::signbit(dst[j]) == std::signbit(want))
+            << isa_name(isa) << " j=" << j << " " << src[j] << " -> " << dst[j];
+      }
+      ASSERT_EQ(dst[n], -1.0f) << "wrote past the end";
+      for (int64_t pos = 0; pos < n; pos += (n > 40 ? 97 : 1)) {
+        std::vector<double> bad = src;
+        bad[pos] = std::nan("");
+        EXPECT_TRUE(copy_f64_has_nan(bad.data(), dst.data(), n))
+            << isa_name(isa) << " n=" << n << " pos=" << pos;
+      }
+    }
+  });
+}
+
 TEST(Losses, CrossentropyMatchesKerasFormulaAndFusedGradient) {
   const int64_t rows = 4, cols = 5;
   std::vector<float> z = random_vec(rows * cols, 11);

@@ -156,6 +156,8 @@ struct SparseRows {
 // and its x entry is nullptr.
 struct DataRefs {
   std::vector<const float*> x;
+  // per input, or empty: a float64 x (x[k] nullptr), converted row by row as it is gathered
+  std::vector<const double*> x64;
   std::vector<SparseRows> sparse;  // per input, or empty
   std::vector<const float*> y;
   std::vector<const float*> w;  // per output: one sample weight per row, or nullptr (or empty)
@@ -164,6 +166,12 @@ struct DataRefs {
   bool any_sparse() const {
     for (size_t k = 0; k < sparse.size(); ++k)
       if (is_sparse(k)) return true;
+    return false;
+  }
+  bool is_f64(size_t k) const { return k < x64.size() && x64[k] != nullptr; }
+  bool any_f64() const {
+    for (size_t k = 0; k < x64.size(); ++k)
+      if (is_f64(k)) return true;
     return false;
   }
 };
@@ -297,6 +305,7 @@ class Graph {
   void copy_targets(const DataRefs& data, int parity, const int64_t* src, int64_t lo,
                     int64_t hi);
   void copy_input(int parity, size_t k, const float* src, float* dst, int64_t n, int64_t row);
+  void copy_input(int parity, size_t k, const double* src, float* dst, int64_t n, int64_t row);
   void note_nan(int parity, size_t k, int64_t row);
   void gather_in_window(const Step& st, int64_t window);
   void barrier(const Step& st);

@@ -60,6 +60,8 @@ int64_t first_nan(const float* x, int64_t n);
 bool any_bad_id(const float* x, int64_t n, float limit);
 // dst = src (n values); returns whether src holds a NaN. SIMD, one thread.
 bool copy_has_nan(const float* src, float* dst, int64_t n);
+// The same from float64 values, each rounded to the nearest float32 (as NumPy's astype).
+bool copy_f64_has_nan(const double* src, float* dst, int64_t n);
 // out[j] = Σ_e val[e]·w[idx[e]·ldw + j] for j < n: a sparse row (nnz stored values at columns
 // idx) times the row-major matrix w, the terms added in entry order (fused multiply-adds on
 // the SIMD paths). SIMD, one thread.

@@ -16,4 +16,11 @@ inline void prefetch_floats(const float* p, int64_t n) {
     __builtin_prefetch(reinterpret_cast<const void*>(a), 0, kLocality);
 }
 
+// prefetch_floats for n values of any type (a float64 row: twice the bytes).
+template <int kLocality = 3, class T>
+inline void prefetch_values(const T* p, int64_t n) {
+  prefetch_floats<kLocality>(reinterpret_cast<const float*>(p),
+                             n * static_cast<int64_t>(sizeof(T) / sizeof(float)));
+}
+
 }  // namespace densitron

@@ -562,15 +562,19 @@ void Graph::check_embedding_ids(const DataRefs& data) const {
       throw std::invalid_argument(
           "An Embedding layer's ids cannot come from a sparse matrix; pass them as a dense "
           "integer array. Received: a sparse matrix as input " + std::to_string(k));
-    const float* ids = data.x[k];
     const int64_t n = rows * nodes_[in].width;
-    const float limit = static_cast<float>(node.iattrs[0]);
-    if (!any_bad_id(ids, n, limit)) continue;
-    for (int64_t j = 0; j < n; ++j) {
-      const float v = ids[j];
-      if (!(v >= 0.0f && v < limit) || v != std::floor(v))
-        bad("Embedding ids must be integers in [0, input_dim=" + std::to_string(node.iattrs[0]) +
-            "). Received: " + std::to_string(v));
+    auto check_each = [&](const auto* ids) {  // (float or double ids)
+      for (int64_t j = 0; j < n; ++j) {
+        const double v = ids[j];
+        if (!(v >= 0.0 && v < static_cast<double>(node.iattrs[0])) || v != std::floor(v))
+          bad("Embedding ids must be integers in [0, input_dim=" +
+              std::to_string(node.iattrs[0]) + "). Received: " + std::to_string(v));
+      }
+    };
+    if (data.is_f64(k)) {
+      check_each(data.x64[k]);
+    } else if (any_bad_id(data.x[k], n, static_cast<float>(node.iattrs[0]))) {
+      check_each(data.x[k]);
     }
   }
 }
@@ -653,10 +657,16 @@ void Graph::note_nan(int parity, size_t k, int64_t row) {
       std::memory_order_relaxed);
 }
 
-// n values of input k's source row `row` into the gather buffer, noting a NaN among them.
+// n values of input k's source row `row` into the gather buffer (float64 ones rounded to
+// float32), noting a NaN among them.
 void Graph::copy_input(int parity, size_t k, const float* src, float* dst, int64_t n,
                        int64_t row) {
   if (copy_has_nan(src, dst, n)) note_nan(parity, k, row);
+}
+
+void Graph::copy_input(int parity, size_t k, const double* src, float* dst, int64_t n,
+                       int64_t row) {
+  if (copy_f64_has_nan(src, dst, n)) note_nan(parity, k, row);
 }
 
 namespace {
@@ -684,14 +694,20 @@ void Graph::gather_input(int parity, size_t k, const DataRefs& data, const int64
     if (!sparse_direct_[k]) gather_sparse(parity, k, data.sparse[k], src, lo, hi, limit, c0, c1);
     return;
   }
-  const float* x = data.x[k];
   const int64_t w = nodes_[inputs_[k]].width, n = c1 - c0;
   float* buf = gathered_x(parity, k);
-  for (int64_t r = lo; r < std::min(hi, lo + kGatherAhead); ++r)
-    prefetch_floats(x + src[r] * w + c0, n);
-  for (int64_t r = lo; r < hi; ++r) {
-    if (r + kGatherAhead < limit) prefetch_floats(x + src[r + kGatherAhead] * w + c0, n);
-    copy_input(parity, k, x + src[r] * w + c0, buf + r * w + c0, n, src[r]);
+  auto gather = [&](const auto* x) {  // float or double rows
+    auto request = [&](int64_t r) { prefetch_values(x + src[r] * w + c0, n); };
+    for (int64_t r = lo; r < std::min(hi, lo + kGatherAhead); ++r) request(r);
+    for (int64_t r = lo; r < hi; ++r) {
+      if (r + kGatherAhead < limit) request(r + kGatherAhead);
+      copy_input(parity, k, x + src[r] * w + c0, buf + r * w + c0, n, src[r]);
+    }
+  };
+  if (data.is_f64(k)) {
+    gather(data.x64[k]);
+  } else {
+    gather(data.x[k]);
   }
 }
 
@@ -766,8 +782,10 @@ void Graph::prefetch_next(const Step& st) {
       const int64_t row = st.next_rows[r];
       if (sparse) {
         prefetch_sparse_row<2>(st.data->sparse[k], row);
+      } else if (st.data->is_f64(k)) {
+        prefetch_values<2>(st.data->x64[k] + row * w + cs.lo, cs.hi - cs.lo);
       } else {
-        prefetch_floats<2>(st.data->x[k] + row * w + cs.lo, cs.hi - cs.lo);
+        prefetch_values<2>(st.data->x[k] + row * w + cs.lo, cs.hi - cs.lo);
       }
     }
   }
@@ -1248,10 +1266,10 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
     sparse_direct_[k] = direct;
   }
   ensure_capacity(std::min(batch_size, end - begin));
-  // Sparse inputs always run with a row order (gathered or read through it): in order when not
-  // shuffled.
+  // Sparse and float64 inputs always run with a row order (gathered, or read through it): in
+  // order when not shuffled.
   std::vector<int64_t> in_order;
-  if (perm == nullptr && data.any_sparse()) {
+  if (perm == nullptr && (data.any_sparse() || data.any_f64())) {
     in_order.resize(data.rows);
     for (int64_t r = 0; r < data.rows; ++r) in_order[r] = r;
     perm = in_order.data();
@@ -1275,7 +1293,8 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   // (kMaxPrefetchBytesPerThread): its rows would only push the step's out.
   int64_t dense_row_bytes = 0;
   for (size_t k = 0; k < inputs_.size(); ++k)
-    if (!data.is_sparse(k)) dense_row_bytes += nodes_[inputs_[k]].width * sizeof(float);
+    if (!data.is_sparse(k))
+      dense_row_bytes += nodes_[inputs_[k]].width * (data.is_f64(k) ? sizeof(double) : sizeof(float));
   if (batch_size * dense_row_bytes > kMaxPrefetchBytesPerThread * nt) pf_chunks = 0;
   bool any_solo = mode != Mode::kPredict && loss_solo_;
   for (int i : fwd_order_) any_solo = any_solo || solo_fwd_[i];

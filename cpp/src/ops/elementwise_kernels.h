@@ -130,6 +130,8 @@ struct ElementwiseKernels {
   float (*add_rows)(const float* x, int64_t rows, int64_t n, const float* keep, float* y);
   void (*put_rows)(const float* v, int64_t rows, int64_t n, const float* keep, float* y,
                    bool acc);
+  // y = x rounded to float32; whether x holds a NaN (a float64 input's gathered rows)
+  bool (*copy_f64_has_nan)(const double* x, float* y, int64_t n);
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();

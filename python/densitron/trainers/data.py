@@ -1,5 +1,6 @@
-"""Turns user data into the engine's form once per call: C-contiguous float32 arrays, one per
-model input and per output target, all with the same number of rows. Every check raises a
+"""Turns user data into the engine's form once per call: C-contiguous float32 arrays (float64
+inputs as they are), one per model input and per output target, all with the same number of
+rows. Every check raises a
 ValueError or TypeError that names the argument and what was received."""
 
 import sys
@@ -103,6 +104,15 @@ def _to_float32(a):
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
+def _input_array(a):
+    """A dense model input as the engine reads it: C-contiguous float32, or a C-contiguous
+    float64 array as it is (the engine rounds its rows to float32 as it gathers them, as
+    astype would: no converted copy of x, and no pass over it)."""
+    if a.dtype == np.float64 and a.flags.c_contiguous:
+        return a
+    return _to_float32(a)
+
+
 def _check_finite(a, arg, first_row=0):
     """NaN is refused in training data: one threaded C++ read of the array (float32 arrays
     here are C-contiguous, converted by _to_float32)."""
@@ -165,27 +175,29 @@ def _split_structure(value, names, arg):
     return [value]
 
 
-def _engine_ready(value, shape):
+def _engine_ready(value, shape, float64=False):
     """value as the engine reads it, (rows, features), when it needs no conversion: a
-    float32 C-contiguous NumPy array of shape (rows >= 1, *shape). Otherwise None, and the
-    general path converts and checks it. (A generator's batches mostly are such arrays: this
-    skips the general path's work on every one of them.)"""
-    if (type(value) is np.ndarray and value.dtype == np.float32 and value.flags.c_contiguous
+    float32 (or, for an input, `float64`, float64) C-contiguous NumPy array of shape (rows >=
+    1, *shape). Otherwise None, and the general path converts and checks it. (A generator's
+    batches mostly are such arrays: this skips the general path's work on every one of
+    them.)"""
+    if (type(value) is np.ndarray and value.flags.c_contiguous
+            and (value.dtype == np.float32 or (float64 and value.dtype == np.float64))
             and value.ndim == len(shape) + 1 and value.shape[1:] == shape and value.shape[0]):
         return value.reshape(value.shape[0], -1)
     return None
 
 
 def standardize_x(model, x, arg="x", reject_nan=True, predicting=False):
-    """Returns a list of (rows, width) float32 arrays, one per model input (a SparseInput for
-    a SciPy sparse matrix). Training and evaluation refuse NaN (`reject_nan`); prediction
+    """Returns a list of (rows, width) float32 or float64 arrays (see _input_array), one per
+    model input (a SparseInput for a SciPy sparse matrix). Training and evaluation refuse NaN (`reject_nan`); prediction
     passes it through to NaN outputs, and `fit` and `evaluate` leave the check to the engine,
     which makes it as it gathers the rows. A sparse x is checked here (its stored values, one
     pass) except for `predicting`: the engine reads it in place, without gathering it."""
     if x is None:
         raise ValueError(f"`{arg}` is required. Received: {arg}=None")
     if len(model._input_shapes) == 1:
-        a = _engine_ready(x, model._input_shapes[0])
+        a = _engine_ready(x, model._input_shapes[0], float64=True)
         if a is not None:
             if reject_nan:
                 _check_finite(a, arg)
@@ -220,7 +232,7 @@ def standardize_x(model, x, arg="x", reject_nan=True, predicting=False):
                 f"Expected `{name}` to hold at least one sample. Received: {name} with shape "
                 f"{a.shape}"
             )
-        a = _to_float32(a.reshape(a.shape[0], -1))
+        a = _input_array(a.reshape(a.shape[0], -1))
         if reject_nan:
             _check_finite(a, name)
         out.append(a)

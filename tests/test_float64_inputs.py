@@ -1,0 +1,114 @@
+"""float64 inputs are read as they are: the engine rounds each row to float32 as it gathers it
+(as NumPy's astype would), so no converted copy of x is made. Every result must be bit for bit
+the one of the float32 copy."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import densitron
+from densitron import layers
+from densitron.layers import Dense, Input
+from densitron.models import Model, Sequential
+
+
+def data(rows=300, width=20, seed=0):
+    rng = np.random.default_rng(seed)
+    # float64 values that are not float32 values: the rounding must match astype's
+    x = rng.normal(size=(rows, width)) * (1 + 1e-9)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, rows)]
+    return x, y
+
+
+def model(seed=1):
+    densitron.utils.set_random_seed(seed)
+    inputs = Input(shape=(20,))
+    h = Dense(16, activation="relu")(inputs)
+    m = Model(inputs, Dense(3, activation="softmax")(h))
+    m.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+    return m
+
+
+def assert_same_weights(a, b):
+    for p, q in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(p, q)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_training_on_float64_is_training_on_its_float32_copy(threads):
+    x64, y = data()
+    x32 = x64.astype(np.float32)
+    assert not np.array_equal(x64, x32)
+    densitron.set_num_threads(threads)
+    try:
+        a, b = model(), model()
+        densitron.utils.set_random_seed(7)  # (the same shuffles for both)
+        ha = a.fit(x64, y, batch_size=32, epochs=2, validation_split=0.2, verbose=0)
+        densitron.utils.set_random_seed(7)
+        hb = b.fit(x32, y, batch_size=32, epochs=2, validation_split=0.2, verbose=0)
+        assert ha.history == hb.history
+        assert_same_weights(a, b)
+        np.testing.assert_array_equal(a.predict(x64, verbose=0), b.predict(x32, verbose=0))
+        assert a.evaluate(x64, y, verbose=0) == b.evaluate(x32, y, verbose=0)
+        # one batch, unshuffled: train_on_batch and test_on_batch
+        a.train_on_batch(x64[:50], y[:50])
+        b.train_on_batch(x32[:50], y[:50])
+        assert_same_weights(a, b)
+        assert a.test_on_batch(x64, y) == b.test_on_batch(x32, y)
+    finally:
+        densitron.set_num_threads(2)
+
+
+def test_float64_fit_makes_no_float32_copy_of_x():
+    x64, y = data(rows=20000)
+    m = model()
+    m.fit(x64[:100], y[:100], verbose=0)
+    tracemalloc.start()
+    try:
+        m.fit(x64, y, batch_size=64, epochs=1, verbose=0)
+        m.predict(x64, verbose=0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # the float32 copy alone would be x64.nbytes / 2 (1.6 MB); predict's output is 240 KB
+    assert peak < x64.nbytes / 4, peak
+
+
+def test_nan_in_float64_x_is_found_as_in_float32():
+    x64, y = data()
+    x64[123, 4] = np.nan
+    m = model()
+    with pytest.raises(ValueError, match="row 123"):
+        m.fit(x64, y, batch_size=32, verbose=0)
+    with pytest.raises(ValueError, match="row 123"):
+        m.evaluate(x64, y, verbose=0)
+    out = m.predict(x64, verbose=0)
+    assert np.isnan(out[123]).all() and np.isfinite(np.delete(out, 123, axis=0)).all()
+
+
+def test_float64_in_other_layouts_and_shapes():
+    x64, y = data()
+    x32 = x64.astype(np.float32)
+    m = model()
+    ref = m.predict(x32, verbose=0)
+    for xv in (np.asfortranarray(x64), x64[:, ::1], x64.reshape(300, 4, 5)):
+        if xv.ndim == 3:
+            seq = Sequential([Input((4, 5)), layers.Flatten()] + m.layers[1:])
+            np.testing.assert_array_equal(seq.predict(xv, verbose=0), ref)
+        else:
+            np.testing.assert_array_equal(m.predict(xv, verbose=0), ref)
+
+
+def test_float64_embedding_ids():
+    ids = np.array([[0, 3, 9], [2, 2, 1]], dtype=np.float64)
+    m = Sequential([Input((3,)), layers.Embedding(10, 4), layers.GlobalAveragePooling1D(),
+                    Dense(1)])
+    m.compile(optimizer="sgd", loss="mse")
+    np.testing.assert_array_equal(m.predict(ids, verbose=0),
+                                  m.predict(ids.astype(np.int32), verbose=0))
+    m.fit(ids, np.ones(2), verbose=0)
+    with pytest.raises(ValueError, match="integers in \\[0, input_dim=10\\)"):
+        m.fit(ids + 1e-9, np.ones(2), verbose=0)
+    with pytest.raises(ValueError, match="integers in \\[0, input_dim=10\\)"):
+        m.predict(ids * 10, verbose=0)
