@@ -4,10 +4,9 @@ the one of the float32 copy."""
 
 import tracemalloc
 
+import densitron
 import numpy as np
 import pytest
-
-import densitron
 from densitron import layers
 from densitron.layers import Dense, Input
 from densitron.models import Model, Sequential
@@ -88,7 +87,7 @@ def test_nan_in_float64_x_is_found_as_in_float32():
 
 
 def test_float64_in_other_layouts_and_shapes():
-    x64, y = data()
+    x64, _ = data()
     x32 = x64.astype(np.float32)
     m = model()
     ref = m.predict(x32, verbose=0)

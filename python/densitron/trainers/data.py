@@ -1,7 +1,7 @@
 """Turns user data into the engine's form once per call: C-contiguous float32 arrays (float64
 inputs as they are), one per model input and per output target, all with the same number of
-rows. Every check raises a
-ValueError or TypeError that names the argument and what was received."""
+rows. Every check raises a ValueError or TypeError that names the argument and what was
+received."""
 
 import sys
 import warnings
@@ -190,10 +190,11 @@ def _engine_ready(value, shape, float64=False):
 
 def standardize_x(model, x, arg="x", reject_nan=True, predicting=False):
     """Returns a list of (rows, width) float32 or float64 arrays (see _input_array), one per
-    model input (a SparseInput for a SciPy sparse matrix). Training and evaluation refuse NaN (`reject_nan`); prediction
-    passes it through to NaN outputs, and `fit` and `evaluate` leave the check to the engine,
-    which makes it as it gathers the rows. A sparse x is checked here (its stored values, one
-    pass) except for `predicting`: the engine reads it in place, without gathering it."""
+    model input (a SparseInput for a SciPy sparse matrix). Training and evaluation refuse NaN
+    (`reject_nan`); prediction passes it through to NaN outputs, and `fit` and `evaluate`
+    leave the check to the engine, which makes it as it gathers the rows. A sparse x is
+    checked here (its stored values, one pass) except for `predicting`: the engine reads it in
+    place, without gathering it."""
     if x is None:
         raise ValueError(f"`{arg}` is required. Received: {arg}=None")
     if len(model._input_shapes) == 1:
