@@ -50,8 +50,8 @@ class Callback:
     def _overrides(self, *hooks):
         """Whether this callback has its own one of the hooks (Callback's are no-ops): from
         its class, or set on the instance (LambdaCallback)."""
-        return any(h in vars(self) or getattr(type(self), h) is not getattr(Callback, h)
-                   for h in hooks)
+        own = getattr(self, "__dict__", {})  # (a subclass with __slots__ has none)
+        return any(h in own or getattr(type(self), h) is not getattr(Callback, h) for h in hooks)
 
     def _wants_batches(self):
         """True when a subclass overrides a per-batch hook: fit then runs batch by batch."""
