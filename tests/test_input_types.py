@@ -1,6 +1,6 @@
-"""float64 inputs are read as they are: the engine rounds each row to float32 as it gathers it
-(as NumPy's astype would), so no converted copy of x is made. Every result must be bit for bit
-the one of the float32 copy."""
+"""float64, int32, int64 and uint8 inputs are read as they are: the engine converts each row to
+float32 as it gathers it (rounding as NumPy's astype would), so no converted copy of x is made.
+Every result must be bit for bit the one of the float32 copy."""
 
 import tracemalloc
 
@@ -12,10 +12,18 @@ from densitron.layers import Dense, Input
 from densitron.models import Model, Sequential
 
 
-def data(rows=300, width=20, seed=0):
+TYPES = ["float64", "int32", "int64", "uint8"]
+
+
+def data(dtype="float64", rows=300, width=20, seed=0):
     rng = np.random.default_rng(seed)
-    # float64 values that are not float32 values: the rounding must match astype's
-    x = rng.normal(size=(rows, width)) * (1 + 1e-9)
+    if dtype == "float64":  # values that are not float32 values: the rounding must match
+        x = rng.normal(size=(rows, width)) * (1 + 1e-9)
+    elif dtype == "uint8":
+        x = rng.integers(0, 256, (rows, width)).astype(np.uint8)
+    else:  # integers beyond float32's 24 bits round too
+        x = rng.integers(-300, 300, (rows, width)).astype(dtype)
+        x[::7, 3] = 16777217 * (1 + np.arange(len(x[::7])) % 3)
     y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, rows)]
     return x, y
 
@@ -34,11 +42,13 @@ def assert_same_weights(a, b):
         np.testing.assert_array_equal(p, q)
 
 
+@pytest.mark.parametrize("dtype", TYPES)
 @pytest.mark.parametrize("threads", [1, 2])
-def test_training_on_float64_is_training_on_its_float32_copy(threads):
-    x64, y = data()
+def test_training_on_an_input_type_is_training_on_its_float32_copy(threads, dtype):
+    x64, y = data(dtype)
     x32 = x64.astype(np.float32)
-    assert not np.array_equal(x64, x32)
+    if dtype != "uint8":
+        assert not np.array_equal(x64, x32)
     densitron.set_num_threads(threads)
     try:
         a, b = model(), model()
@@ -59,8 +69,9 @@ def test_training_on_float64_is_training_on_its_float32_copy(threads):
         densitron.set_num_threads(2)
 
 
-def test_float64_fit_makes_no_float32_copy_of_x():
-    x64, y = data(rows=20000)
+@pytest.mark.parametrize("dtype", TYPES)
+def test_fit_makes_no_float32_copy_of_x(dtype):
+    x64, y = data(dtype, rows=20000)
     m = model()
     m.fit(x64[:100], y[:100], verbose=0)
     tracemalloc.start()
@@ -70,8 +81,8 @@ def test_float64_fit_makes_no_float32_copy_of_x():
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    # the float32 copy alone would be x64.nbytes / 2 (1.6 MB); predict's output is 240 KB
-    assert peak < x64.nbytes / 4, peak
+    # the float32 copy alone would be 1.6 MB; predict's output is 240 KB
+    assert peak < x64.size * 4 / 2, peak
 
 
 def test_nan_in_float64_x_is_found_as_in_float32():
@@ -99,15 +110,22 @@ def test_float64_in_other_layouts_and_shapes():
             np.testing.assert_array_equal(m.predict(xv, verbose=0), ref)
 
 
-def test_float64_embedding_ids():
-    ids = np.array([[0, 3, 9], [2, 2, 1]], dtype=np.float64)
+@pytest.mark.parametrize("dtype", TYPES)
+def test_embedding_ids_of_every_type(dtype):
+    ids = np.array([[0, 3, 9], [2, 2, 1]], dtype=dtype)
     m = Sequential([Input((3,)), layers.Embedding(10, 4), layers.GlobalAveragePooling1D(),
                     Dense(1)])
     m.compile(optimizer="sgd", loss="mse")
     np.testing.assert_array_equal(m.predict(ids, verbose=0),
-                                  m.predict(ids.astype(np.int32), verbose=0))
+                                  m.predict(ids.astype(np.float32), verbose=0))
     m.fit(ids, np.ones(2), verbose=0)
-    with pytest.raises(ValueError, match="integers in \\[0, input_dim=10\\)"):
-        m.fit(ids + 1e-9, np.ones(2), verbose=0)
-    with pytest.raises(ValueError, match="integers in \\[0, input_dim=10\\)"):
-        m.predict(ids * 10, verbose=0)
+    bad = [ids * 10]
+    if dtype == "float64":
+        bad.append(ids + 1e-9)
+    elif dtype != "uint8":
+        bad.append(ids - 1)
+    for b in bad:
+        with pytest.raises(ValueError, match="integers in \\[0, input_dim=10\\)"):
+            m.fit(b, np.ones(2), verbose=0)
+        with pytest.raises(ValueError, match="integers in \\[0, input_dim=10\\)"):
+            m.predict(b, verbose=0)

@@ -106,15 +106,35 @@ densitron::MetricSpec metric_spec(const py::handle& m) {
   return ms;
 }
 
+// A C-contiguous float64, int32, int64 or uint8 array of rows × width values, read as it is;
+// data nullptr for any other array.
+densitron::RawInput raw_input(const py::handle& obj, int64_t width, int64_t rows) {
+  densitron::RawInput in;
+  if (py::isinstance<DoubleArray>(obj)) {
+    in.data = checked_rows<double>(obj, width, rows, "x");
+    in.type = densitron::RawType::kFloat64;
+  } else if (py::isinstance<py::array_t<int32_t, py::array::c_style>>(obj)) {
+    in.data = checked_rows<int32_t>(obj, width, rows, "x");
+    in.type = densitron::RawType::kInt32;
+  } else if (py::isinstance<py::array_t<int64_t, py::array::c_style>>(obj)) {
+    in.data = checked_rows<int64_t>(obj, width, rows, "x");
+    in.type = densitron::RawType::kInt64;
+  } else if (py::isinstance<py::array_t<uint8_t, py::array::c_style>>(obj)) {
+    in.data = checked_rows<uint8_t>(obj, width, rows, "x");
+    in.type = densitron::RawType::kUint8;
+  }
+  return in;
+}
+
 // Input k of xs into d: a dense array or a sparse input.
 void add_input(densitron::DataRefs* d, const py::handle& obj, int64_t width) {
   if (is_sparse(obj)) {
     d->sparse.resize(d->x.size() + 1);
     d->sparse.back() = checked_sparse(obj, width, d->rows);
     d->x.push_back(nullptr);
-  } else if (py::isinstance<DoubleArray>(obj)) {  // rounded to float32 as rows are gathered
-    d->x64.resize(d->x.size() + 1);
-    d->x64.back() = checked_rows<double>(obj, width, d->rows, "x");
+  } else if (const densitron::RawInput in = raw_input(obj, width, d->rows); in.data) {
+    d->raw.resize(d->x.size() + 1);  // converted to float32 as its rows are gathered
+    d->raw.back() = in;
     d->x.push_back(nullptr);
   } else {
     d->x.push_back(checked_rows(obj, width, d->rows, "x"));

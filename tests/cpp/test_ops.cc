@@ -173,6 +173,31 @@ TEST(CopyF64HasNan, RoundsLikeACastAndFlagsANanOnEveryIsa) {
   });
 }
 
+// Integer rows converted to float32 as they are gathered: int32, int64 (beyond float's 24
+// bits, rounded to nearest as a cast) and uint8, with tails.
+TEST(IntsToFloat, ConvertsLikeACastOnEveryIsa) {
+  for_each_isa([&](Isa isa) {
+    for (int64_t n : {int64_t{1}, int64_t{7}, int64_t{16}, int64_t{33}, int64_t{100}}) {
+      std::vector<int32_t> i32(n);
+      std::vector<int64_t> i64(n);
+      std::vector<uint8_t> u8(n);
+      for (int64_t j = 0; j < n; ++j) {
+        i32[j] = static_cast<int32_t>((j * 2654435761u) >> (j % 7)) * (j % 2 ? -1 : 1);
+        i64[j] = (int64_t{1} << (20 + j % 40)) + j * 3 - 1;
+        u8[j] = static_cast<uint8_t>(j * 37);
+      }
+      std::vector<float> out(n + 1, -1.0f);
+      ints_to_float(i32.data(), 1, out.data(), n);
+      for (int64_t j = 0; j < n; ++j) ASSERT_EQ(out[j], static_cast<float>(i32[j])) << isa_name(isa);
+      ints_to_float(i64.data(), 2, out.data(), n);
+      for (int64_t j = 0; j < n; ++j) ASSERT_EQ(out[j], static_cast<float>(i64[j])) << isa_name(isa);
+      ints_to_float(u8.data(), 3, out.data(), n);
+      for (int64_t j = 0; j < n; ++j) ASSERT_EQ(out[j], static_cast<float>(u8[j])) << isa_name(isa);
+      ASSERT_EQ(out[n], -1.0f) << "wrote past the end";
+    }
+  });
+}
+
 TEST(Losses, CrossentropyMatchesKerasFormulaAndFusedGradient) {
   const int64_t rows = 4, cols = 5;
   std::vector<float> z = random_vec(rows * cols, 11);

@@ -154,10 +154,28 @@ struct SparseRows {
 // Whole-array data for a run: one row-major array per model input and per output target,
 // each with `rows` rows. An input with an entry in `sparse` (indptr set) is read from there,
 // and its x entry is nullptr.
+// An input in another type than float32, read as it is: each gathered row is converted to
+// float32 (rounded to nearest, as NumPy's astype).
+enum class RawType : int { kFloat64 = 0, kInt32 = 1, kInt64 = 2, kUint8 = 3 };
+struct RawInput {
+  const void* data = nullptr;
+  RawType type = RawType::kFloat64;
+  size_t value_bytes() const {
+    switch (type) {
+      case RawType::kFloat64:
+      case RawType::kInt64:
+        return 8;
+      case RawType::kInt32:
+        return 4;
+      default:
+        return 1;
+    }
+  }
+};
+
 struct DataRefs {
   std::vector<const float*> x;
-  // per input, or empty: a float64 x (x[k] nullptr), converted row by row as it is gathered
-  std::vector<const double*> x64;
+  std::vector<RawInput> raw;       // per input, or empty: x in another type (x[k] nullptr)
   std::vector<SparseRows> sparse;  // per input, or empty
   std::vector<const float*> y;
   std::vector<const float*> w;  // per output: one sample weight per row, or nullptr (or empty)
@@ -168,10 +186,10 @@ struct DataRefs {
       if (is_sparse(k)) return true;
     return false;
   }
-  bool is_f64(size_t k) const { return k < x64.size() && x64[k] != nullptr; }
-  bool any_f64() const {
-    for (size_t k = 0; k < x64.size(); ++k)
-      if (is_f64(k)) return true;
+  bool is_raw(size_t k) const { return k < raw.size() && raw[k].data != nullptr; }
+  bool any_raw() const {
+    for (size_t k = 0; k < raw.size(); ++k)
+      if (is_raw(k)) return true;
     return false;
   }
 };
@@ -305,7 +323,8 @@ class Graph {
   void copy_targets(const DataRefs& data, int parity, const int64_t* src, int64_t lo,
                     int64_t hi);
   void copy_input(int parity, size_t k, const float* src, float* dst, int64_t n, int64_t row);
-  void copy_input(int parity, size_t k, const double* src, float* dst, int64_t n, int64_t row);
+  void copy_raw(int parity, size_t k, RawType type, const void* src, float* dst, int64_t n,
+                int64_t row);
   void note_nan(int parity, size_t k, int64_t row);
   void gather_in_window(const Step& st, int64_t window);
   void barrier(const Step& st);

@@ -62,6 +62,9 @@ bool any_bad_id(const float* x, int64_t n, float limit);
 bool copy_has_nan(const float* src, float* dst, int64_t n);
 // The same from float64 values, each rounded to the nearest float32 (as NumPy's astype).
 bool copy_f64_has_nan(const double* src, float* dst, int64_t n);
+// dst = n integers converted to float32 (rounded to nearest, as NumPy's astype): type 1
+// int32, 2 int64, 3 uint8 (RawType in graph.h). SIMD, one thread.
+void ints_to_float(const void* src, int type, float* dst, int64_t n);
 // out[j] = Σ_e val[e]·w[idx[e]·ldw + j] for j < n: a sparse row (nnz stored values at columns
 // idx) times the row-major matrix w, the terms added in entry order (fused multiply-adds on
 // the SIMD paths). SIMD, one thread.

@@ -6,21 +6,20 @@
 
 namespace densitron {
 
-// Requests the n floats at p from memory (every cache line they touch), with
+// Requests the bytes at p from memory (every cache line they touch), with
 // __builtin_prefetch's temporal locality kLocality (3: all cache levels, 2: from L2 out).
 template <int kLocality = 3>
-inline void prefetch_floats(const float* p, int64_t n) {
-  if (n <= 0) return;
-  const uintptr_t end = reinterpret_cast<uintptr_t>(p + n);
+inline void prefetch_bytes(const void* p, int64_t bytes) {
+  if (bytes <= 0) return;
+  const uintptr_t end = reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(bytes);
   for (uintptr_t a = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63}; a < end; a += 64)
     __builtin_prefetch(reinterpret_cast<const void*>(a), 0, kLocality);
 }
 
-// prefetch_floats for n values of any type (a float64 row: twice the bytes).
-template <int kLocality = 3, class T>
-inline void prefetch_values(const T* p, int64_t n) {
-  prefetch_floats<kLocality>(reinterpret_cast<const float*>(p),
-                             n * static_cast<int64_t>(sizeof(T) / sizeof(float)));
+// The n floats at p.
+template <int kLocality = 3>
+inline void prefetch_floats(const float* p, int64_t n) {
+  prefetch_bytes<kLocality>(p, n * static_cast<int64_t>(sizeof(float)));
 }
 
 }  // namespace densitron

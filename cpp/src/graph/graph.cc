@@ -563,7 +563,7 @@ void Graph::check_embedding_ids(const DataRefs& data) const {
           "An Embedding layer's ids cannot come from a sparse matrix; pass them as a dense "
           "integer array. Received: a sparse matrix as input " + std::to_string(k));
     const int64_t n = rows * nodes_[in].width;
-    auto check_each = [&](const auto* ids) {  // (float or double ids)
+    auto check_each = [&](const auto* ids) {  // (ids of any type)
       for (int64_t j = 0; j < n; ++j) {
         const double v = ids[j];
         if (!(v >= 0.0 && v < static_cast<double>(node.iattrs[0])) || v != std::floor(v))
@@ -571,10 +571,24 @@ void Graph::check_embedding_ids(const DataRefs& data) const {
               std::to_string(node.iattrs[0]) + "). Received: " + std::to_string(v));
       }
     };
-    if (data.is_f64(k)) {
-      check_each(data.x64[k]);
-    } else if (any_bad_id(data.x[k], n, static_cast<float>(node.iattrs[0]))) {
-      check_each(data.x[k]);
+    if (!data.is_raw(k)) {
+      if (any_bad_id(data.x[k], n, static_cast<float>(node.iattrs[0]))) check_each(data.x[k]);
+      continue;
+    }
+    const void* raw = data.raw[k].data;
+    switch (data.raw[k].type) {
+      case RawType::kFloat64:
+        check_each(static_cast<const double*>(raw));
+        break;
+      case RawType::kInt32:
+        check_each(static_cast<const int32_t*>(raw));
+        break;
+      case RawType::kInt64:
+        check_each(static_cast<const int64_t*>(raw));
+        break;
+      case RawType::kUint8:
+        check_each(static_cast<const uint8_t*>(raw));
+        break;
     }
   }
 }
@@ -657,16 +671,20 @@ void Graph::note_nan(int parity, size_t k, int64_t row) {
       std::memory_order_relaxed);
 }
 
-// n values of input k's source row `row` into the gather buffer (float64 ones rounded to
-// float32), noting a NaN among them.
+// n values of input k's source row `row` into the gather buffer, noting a NaN among them.
 void Graph::copy_input(int parity, size_t k, const float* src, float* dst, int64_t n,
                        int64_t row) {
   if (copy_has_nan(src, dst, n)) note_nan(parity, k, row);
 }
 
-void Graph::copy_input(int parity, size_t k, const double* src, float* dst, int64_t n,
-                       int64_t row) {
-  if (copy_f64_has_nan(src, dst, n)) note_nan(parity, k, row);
+// The same for an input of another type: float64 rounded (NaN noted), integers converted.
+void Graph::copy_raw(int parity, size_t k, RawType type, const void* src, float* dst, int64_t n,
+                     int64_t row) {
+  if (type == RawType::kFloat64) {
+    if (copy_f64_has_nan(static_cast<const double*>(src), dst, n)) note_nan(parity, k, row);
+  } else {
+    ints_to_float(src, static_cast<int>(type), dst, n);
+  }
 }
 
 namespace {
@@ -696,18 +714,19 @@ void Graph::gather_input(int parity, size_t k, const DataRefs& data, const int64
   }
   const int64_t w = nodes_[inputs_[k]].width, n = c1 - c0;
   float* buf = gathered_x(parity, k);
-  auto gather = [&](const auto* x) {  // float or double rows
-    auto request = [&](int64_t r) { prefetch_values(x + src[r] * w + c0, n); };
-    for (int64_t r = lo; r < std::min(hi, lo + kGatherAhead); ++r) request(r);
-    for (int64_t r = lo; r < hi; ++r) {
-      if (r + kGatherAhead < limit) request(r + kGatherAhead);
-      copy_input(parity, k, x + src[r] * w + c0, buf + r * w + c0, n, src[r]);
+  const bool raw = data.is_raw(k);
+  const char* x = raw ? static_cast<const char*>(data.raw[k].data)
+                      : reinterpret_cast<const char*>(data.x[k]);
+  const int64_t vb = raw ? static_cast<int64_t>(data.raw[k].value_bytes()) : 4;
+  auto at = [&](int64_t r) { return x + (src[r] * w + c0) * vb; };  // row r's first value
+  for (int64_t r = lo; r < std::min(hi, lo + kGatherAhead); ++r) prefetch_bytes(at(r), n * vb);
+  for (int64_t r = lo; r < hi; ++r) {
+    if (r + kGatherAhead < limit) prefetch_bytes(at(r + kGatherAhead), n * vb);
+    if (raw) {
+      copy_raw(parity, k, data.raw[k].type, at(r), buf + r * w + c0, n, src[r]);
+    } else {
+      copy_input(parity, k, reinterpret_cast<const float*>(at(r)), buf + r * w + c0, n, src[r]);
     }
-  };
-  if (data.is_f64(k)) {
-    gather(data.x64[k]);
-  } else {
-    gather(data.x[k]);
   }
 }
 
@@ -782,10 +801,13 @@ void Graph::prefetch_next(const Step& st) {
       const int64_t row = st.next_rows[r];
       if (sparse) {
         prefetch_sparse_row<2>(st.data->sparse[k], row);
-      } else if (st.data->is_f64(k)) {
-        prefetch_values<2>(st.data->x64[k] + row * w + cs.lo, cs.hi - cs.lo);
+      } else if (st.data->is_raw(k)) {
+        const RawInput& in = st.data->raw[k];
+        const int64_t vb = static_cast<int64_t>(in.value_bytes());
+        prefetch_bytes<2>(static_cast<const char*>(in.data) + (row * w + cs.lo) * vb,
+                          (cs.hi - cs.lo) * vb);
       } else {
-        prefetch_values<2>(st.data->x[k] + row * w + cs.lo, cs.hi - cs.lo);
+        prefetch_floats<2>(st.data->x[k] + row * w + cs.lo, cs.hi - cs.lo);
       }
     }
   }
@@ -1266,10 +1288,10 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
     sparse_direct_[k] = direct;
   }
   ensure_capacity(std::min(batch_size, end - begin));
-  // Sparse and float64 inputs always run with a row order (gathered, or read through it): in
-  // order when not shuffled.
+  // Sparse inputs and inputs of other types than float32 always run with a row order
+  // (gathered, or read through it): in order when not shuffled.
   std::vector<int64_t> in_order;
-  if (perm == nullptr && (data.any_sparse() || data.any_f64())) {
+  if (perm == nullptr && (data.any_sparse() || data.any_raw())) {
     in_order.resize(data.rows);
     for (int64_t r = 0; r < data.rows; ++r) in_order[r] = r;
     perm = in_order.data();
@@ -1294,7 +1316,8 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   int64_t dense_row_bytes = 0;
   for (size_t k = 0; k < inputs_.size(); ++k)
     if (!data.is_sparse(k))
-      dense_row_bytes += nodes_[inputs_[k]].width * (data.is_f64(k) ? sizeof(double) : sizeof(float));
+      dense_row_bytes += nodes_[inputs_[k]].width *
+                         static_cast<int64_t>(data.is_raw(k) ? data.raw[k].value_bytes() : 4);
   if (batch_size * dense_row_bytes > kMaxPrefetchBytesPerThread * nt) pf_chunks = 0;
   bool any_solo = mode != Mode::kPredict && loss_solo_;
   for (int i : fwd_order_) any_solo = any_solo || solo_fwd_[i];

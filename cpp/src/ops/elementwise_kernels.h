@@ -132,6 +132,8 @@ struct ElementwiseKernels {
                    bool acc);
   // y = x rounded to float32; whether x holds a NaN (a float64 input's gathered rows)
   bool (*copy_f64_has_nan)(const double* x, float* y, int64_t n);
+  // y = n integers as float32: type 1 int32, 2 int64, 3 uint8 (an integer input's rows)
+  void (*ints_to_float)(const void* x, int type, float* y, int64_t n);
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();

@@ -50,6 +50,10 @@ bool copy_f64_has_nan(const double* src, float* dst, int64_t n) {
   return elementwise_kernels()->copy_f64_has_nan(src, dst, n);
 }
 
+void ints_to_float(const void* src, int type, float* dst, int64_t n) {
+  elementwise_kernels()->ints_to_float(src, type, dst, n);
+}
+
 void sparse_row_times(const int32_t* idx, const float* val, int64_t nnz, const float* w,
                       int64_t ldw, float* out, int64_t n) {
   elementwise_kernels()->sparse_row_times(idx, val, nnz, w, ldw, out, n);

@@ -1,7 +1,7 @@
-"""Turns user data into the engine's form once per call: C-contiguous float32 arrays (float64
-inputs as they are), one per model input and per output target, all with the same number of
-rows. Every check raises a ValueError or TypeError that names the argument and what was
-received."""
+"""Turns user data into the engine's form once per call: C-contiguous float32 arrays (float64,
+int32, int64 and uint8 inputs as they are), one per model input and per output target, all
+with the same number of rows. Every check raises a ValueError or TypeError that names the
+argument and what was received."""
 
 import sys
 import warnings
@@ -104,11 +104,16 @@ def _to_float32(a):
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
+# The input types the engine reads as they are (see _input_array).
+_RAW_INPUT_TYPES = (np.dtype(np.float64), np.dtype(np.int32), np.dtype(np.int64),
+                    np.dtype(np.uint8))
+
+
 def _input_array(a):
     """A dense model input as the engine reads it: C-contiguous float32, or a C-contiguous
-    float64 array as it is (the engine rounds its rows to float32 as it gathers them, as
-    astype would: no converted copy of x, and no pass over it)."""
-    if a.dtype == np.float64 and a.flags.c_contiguous:
+    float64, int32, int64 or uint8 array as it is (the engine converts its rows to float32 as
+    it gathers them, rounding as astype would: no converted copy of x, and no pass over it)."""
+    if a.dtype in _RAW_INPUT_TYPES and a.flags.c_contiguous:
         return a
     return _to_float32(a)
 
@@ -175,30 +180,30 @@ def _split_structure(value, names, arg):
     return [value]
 
 
-def _engine_ready(value, shape, float64=False):
+def _engine_ready(value, shape, raw=False):
     """value as the engine reads it, (rows, features), when it needs no conversion: a
-    float32 (or, for an input, `float64`, float64) C-contiguous NumPy array of shape (rows >=
-    1, *shape). Otherwise None, and the general path converts and checks it. (A generator's
-    batches mostly are such arrays: this skips the general path's work on every one of
-    them.)"""
+    float32 (or, for an input, `raw`, one of _RAW_INPUT_TYPES) C-contiguous NumPy array of
+    shape (rows >= 1, *shape). Otherwise None, and the general path converts and checks it.
+    (A generator's batches mostly are such arrays: this skips the general path's work on
+    every one of them.)"""
     if (type(value) is np.ndarray and value.flags.c_contiguous
-            and (value.dtype == np.float32 or (float64 and value.dtype == np.float64))
+            and (value.dtype == np.float32 or (raw and value.dtype in _RAW_INPUT_TYPES))
             and value.ndim == len(shape) + 1 and value.shape[1:] == shape and value.shape[0]):
         return value.reshape(value.shape[0], -1)
     return None
 
 
 def standardize_x(model, x, arg="x", reject_nan=True, predicting=False):
-    """Returns a list of (rows, width) float32 or float64 arrays (see _input_array), one per
-    model input (a SparseInput for a SciPy sparse matrix). Training and evaluation refuse NaN
-    (`reject_nan`); prediction passes it through to NaN outputs, and `fit` and `evaluate`
-    leave the check to the engine, which makes it as it gathers the rows. A sparse x is
-    checked here (its stored values, one pass) except for `predicting`: the engine reads it in
-    place, without gathering it."""
+    """Returns a list of (rows, width) float32 arrays, or others the engine reads as they are
+    (see _input_array), one per model input (a SparseInput for a SciPy sparse matrix).
+    Training and evaluation refuse NaN (`reject_nan`); prediction passes it through to NaN
+    outputs, and `fit` and `evaluate` leave the check to the engine, which makes it as it
+    gathers the rows. A sparse x is checked here (its stored values, one pass) except for
+    `predicting`: the engine reads it in place, without gathering it."""
     if x is None:
         raise ValueError(f"`{arg}` is required. Received: {arg}=None")
     if len(model._input_shapes) == 1:
-        a = _engine_ready(x, model._input_shapes[0], float64=True)
+        a = _engine_ready(x, model._input_shapes[0], raw=True)
         if a is not None:
             if reject_nan:
                 _check_finite(a, arg)
