@@ -575,19 +575,27 @@ void Graph::check_embedding_ids(const DataRefs& data) const {
       if (any_bad_id(data.x[k], n, static_cast<float>(node.iattrs[0]))) check_each(data.x[k]);
       continue;
     }
+    // Integer ids: a branch-free range check (a negative id is a huge unsigned one) first.
+    const uint64_t limit = static_cast<uint64_t>(node.iattrs[0]);
+    auto check_ints = [&](const auto* ids) {
+      bool out = false;
+      for (int64_t j = 0; j < n; ++j)
+        out |= static_cast<uint64_t>(static_cast<int64_t>(ids[j])) >= limit;
+      if (out) check_each(ids);
+    };
     const void* raw = data.raw[k].data;
     switch (data.raw[k].type) {
       case RawType::kFloat64:
         check_each(static_cast<const double*>(raw));
         break;
       case RawType::kInt32:
-        check_each(static_cast<const int32_t*>(raw));
+        check_ints(static_cast<const int32_t*>(raw));
         break;
       case RawType::kInt64:
-        check_each(static_cast<const int64_t*>(raw));
+        check_ints(static_cast<const int64_t*>(raw));
         break;
       case RawType::kUint8:
-        check_each(static_cast<const uint8_t*>(raw));
+        check_ints(static_cast<const uint8_t*>(raw));
         break;
     }
   }
