@@ -967,6 +967,49 @@ TEST(Pooling, RowKernelsSumAndSpreadKeptRowsOnEveryIsa) {
   });
 }
 
+// PReLU and Maximum/Minimum's selections on every ISA, over widths with tails, with zeros,
+// ties and NaN: PReLU's x or 0 + alpha·x and its gradient (dy, alpha·dy, 0 at 0), written and
+// accumulated; the max's (min's) gradient to the first input on ties and NaN.
+TEST(Selections, PreluAndPickGradMatchTheScalarRulesOnEveryIsa) {
+  for_each_isa([&](Isa isa) {
+    for (int64_t n : {1, 7, 16, 17, 40}) {
+      const std::string where = std::string(isa_name(isa)) + " n=" + std::to_string(n);
+      std::vector<float> x = random_vec(n, 120 + n), alpha = random_vec(n, 121);
+      std::vector<float> dy = random_vec(n, 122), b = random_vec(n, 123);
+      x[0] = 0.0f;
+      if (n > 3) x[1] = -0.0f, b[2] = x[2], b[3] = std::nanf("");
+      std::vector<float> y(n + 1, -5.0f);
+      elementwise_kernels()->prelu(x.data(), alpha.data(), y.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        const float want = x[i] > 0.0f ? x[i] : 0.0f + alpha[i] * x[i];
+        ASSERT_TRUE(y[i] == want && std::signbit(y[i]) == std::signbit(want)) << where;
+      }
+      ASSERT_EQ(y[n], -5.0f) << where;
+      for (bool acc : {false, true}) {
+        std::vector<float> g = random_vec(n + 1, 124), before = g;
+        elementwise_kernels()->prelu_grad(x.data(), alpha.data(), dy.data(), g.data(), n, acc);
+        for (int64_t i = 0; i < n; ++i) {
+          const float r = x[i] > 0.0f ? dy[i] : (x[i] < 0.0f ? alpha[i] * dy[i] : 0.0f);
+          ASSERT_EQ(g[i], acc ? before[i] + r : r) << where;
+        }
+        ASSERT_EQ(g[n], before[n]) << where;
+      }
+      for (bool max : {true, false}) {
+        for (bool second : {false, true}) {
+          std::vector<float> g(n + 1, -5.0f);
+          elementwise_kernels()->pick_grad(x.data(), b.data(), dy.data(), g.data(), n, max,
+                                           second);
+          for (int64_t i = 0; i < n; ++i) {
+            const bool wins = max ? b[i] > x[i] : b[i] < x[i];
+            ASSERT_EQ(g[i], wins == second ? dy[i] : 0.0f) << where << " i=" << i;
+          }
+          ASSERT_EQ(g[n], -5.0f) << where;
+        }
+      }
+    }
+  });
+}
+
 // Soft targets over many classes (more than the 64 columns the non-zero targets are listed
 // in at a time), some zero: the loss against -Σ y·log(p/Σp) in double, the gradients (plain
 // and through a fused softmax) against their formulas.

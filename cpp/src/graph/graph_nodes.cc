@@ -253,10 +253,9 @@ void Graph::forward_node(const Step& st, int i) {
       const int64_t na = node.iattrs[0];
       const float* alpha = periodic(na, 0, [&](int64_t c) { return w[c]; });
       const int64_t period = period_of(na);
+      const ElementwiseKernels* ek = elementwise_kernels();
       for_each_period_run(el.lo, el.hi, period, [&](int64_t base, int64_t a0, int64_t a1) {
-        const float* xs = x + base;
-        float* ys = y + base;
-        for (int64_t a = a0; a < a1; ++a) ys[a] = xs[a] > 0.0f ? xs[a] : 0.0f + alpha[a] * xs[a];
+        ek->prelu(x + base + a0, alpha + a0, y + base + a0, a1 - a0);
       });
       return;
     }
@@ -902,13 +901,10 @@ void Graph::backward_node(const Step& st, int i) {
       if (float* gx = target(0, &acc)) {
         const float* al = periodic(na, 0, [&](int64_t c) { return alpha[c]; });
         const int64_t period = period_of(na);
+        const ElementwiseKernels* ek = elementwise_kernels();
         for_each_period_run(el.lo, el.hi, period, [&](int64_t base, int64_t a0, int64_t a1) {
-          for (int64_t a = a0; a < a1; ++a) {
-            const int64_t e = base + a;
-            const float v = x[e];
-            const float g = v > 0.0f ? dy[e] : (v < 0.0f ? al[a] * dy[e] : 0.0f);
-            gx[e] = acc ? gx[e] + g : g;
-          }
+          const int64_t e = base + a0;
+          ek->prelu_grad(x + e, al + a0, dy + e, gx + e, a1 - a0, acc);
         });
       }
       return;
@@ -1076,6 +1072,22 @@ void Graph::backward_node(const Step& st, int i) {
       for (size_t s = 0; s < m; ++s) {
         float* gx = target(s, &acc);
         if (!gx) continue;
+        if (m == 2) {  // two inputs, the common case: loops that vectorise
+          const float* __restrict a = out_[node.inputs[0]];
+          const float* __restrict b = out_[node.inputs[1]];
+          const float* __restrict d = dy;
+          float* __restrict cs = c;
+          if (node.op == OpType::kMultiply) {
+            const float* __restrict other = s == 0 ? b : a;
+            for (int64_t j = el.lo; j < el.hi; ++j) cs[j] = d[j] * other[j];
+          } else if (el.lo < el.hi) {  // the second input only where it beats the first
+            elementwise_kernels()->pick_grad(a + el.lo, b + el.lo, d + el.lo, cs + el.lo,
+                                             el.hi - el.lo, node.op == OpType::kMaximum,
+                                             s == 1);
+          }
+          if (el.lo < el.hi) put(gx + el.lo, c + el.lo, el.hi - el.lo, acc);
+          continue;
+        }
         for (int64_t j = el.lo; j < el.hi; ++j) {
           float v = dy[j];
           if (node.op == OpType::kMultiply) {

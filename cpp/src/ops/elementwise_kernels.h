@@ -134,6 +134,13 @@ struct ElementwiseKernels {
   bool (*copy_f64_has_nan)(const double* x, float* y, int64_t n);
   // y = n integers as float32: type 1 int32, 2 int64, 3 uint8 (an integer input's rows)
   void (*ints_to_float)(const void* x, int type, float* y, int64_t n);
+  // PReLU forward and input gradient (alpha per value; added to g when `acc`), and Maximum's
+  // or Minimum's gradient for input a or b (`second`) of two (see elementwise_body.inc)
+  void (*prelu)(const float* x, const float* alpha, float* y, int64_t n);
+  void (*prelu_grad)(const float* x, const float* alpha, const float* dy, float* g, int64_t n,
+                     bool acc);
+  void (*pick_grad)(const float* a, const float* b, const float* dy, float* g, int64_t n,
+                    bool max, bool second);
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();
