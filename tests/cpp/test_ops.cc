@@ -1010,6 +1010,69 @@ TEST(Selections, PreluAndPickGradMatchTheScalarRulesOnEveryIsa) {
   });
 }
 
+// Softmax and log_softmax over a middle axis (each column of a len × inner block) on every
+// ISA against double formulas, with tails of columns, large values and a NaN column; the
+// backward from the output, written and accumulated.
+TEST(SoftmaxCols, MatchDoubleFormulasOnEveryIsa) {
+  for_each_isa([&](Isa isa) {
+    const ElementwiseKernels* k = elementwise_kernels();
+    for (int64_t len : {1, 3, 20}) {
+      for (int64_t inner : {1, 5, 16, 17}) {
+        const std::string where = std::string(isa_name(isa)) + " len=" + std::to_string(len) +
+                                  " inner=" + std::to_string(inner);
+        const int64_t n = len * inner;
+        std::vector<float> x = random_vec(n, 130 + n, 4.0f), dy = random_vec(n, 131);
+        x[0] += 80.0f;  // exp overflows unless the max is taken out
+        if (inner > 2) x[(len - 1) * inner + 2] = std::nanf("");
+        for (bool log : {false, true}) {
+          std::vector<float> y(n + 1, -9.0f);
+          k->softmax_cols(x.data(), y.data(), len, inner, log);
+          for (int64_t c = 0; c < inner; ++c) {
+            double mx = -INFINITY, sum = 0.0;
+            bool nan = false;
+            for (int64_t j = 0; j < len; ++j) {
+              mx = std::max(mx, double(x[j * inner + c]));
+              nan = nan || std::isnan(x[j * inner + c]);
+            }
+            for (int64_t j = 0; j < len; ++j) sum += std::exp(x[j * inner + c] - mx);
+            for (int64_t j = 0; j < len; ++j) {
+              const float got = y[j * inner + c];
+              if (nan) {
+                ASSERT_TRUE(std::isnan(got)) << where;
+                continue;
+              }
+              const double z = x[j * inner + c] - mx - std::log(sum);
+              const double want = log ? z : std::exp(z);
+              ASSERT_NEAR(got, want, 2e-6 * (1.0 + std::fabs(want))) << where << " c=" << c;
+            }
+          }
+          ASSERT_EQ(y[n], -9.0f) << where;
+          // the backward, from the output of x without its NaN
+          std::vector<float> clean = x;
+          for (float& v : clean)
+            if (std::isnan(v)) v = 0.5f;
+          k->softmax_cols(clean.data(), y.data(), len, inner, log);
+          for (bool acc : {false, true}) {
+            std::vector<float> dx = random_vec(n, 132), before = dx;
+            k->softmax_cols_jvp(y.data(), dy.data(), dx.data(), len, inner, log, acc);
+            for (int64_t c = 0; c < inner; ++c) {
+              double dot = 0.0;
+              for (int64_t j = 0; j < len; ++j)
+                dot += log ? dy[j * inner + c] : double(dy[j * inner + c]) * y[j * inner + c];
+              for (int64_t j = 0; j < len; ++j) {
+                const int64_t e = j * inner + c;
+                const double v = log ? dy[e] - std::exp(double(y[e])) * dot : y[e] * (dy[e] - dot);
+                ASSERT_NEAR(dx[e], (acc ? before[e] : 0.0) + v, 1e-5 * (1.0 + std::fabs(v)))
+                    << where;
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
 // Soft targets over many classes (more than the 64 columns the non-zero targets are listed
 // in at a time), some zero: the loss against -Σ y·log(p/Σp) in double, the gradients (plain
 // and through a fused softmax) against their formulas.

@@ -752,31 +752,13 @@ void Graph::softmax_axis(const Step& st, int i, const float* x, const float* y, 
   const bool log = node.activation == Activation::kLogSoftmax;
   const Share gs = share_of(groups, st.ith, st.nth, 1);
   float* yo = out_buf_[i].data();
+  const ElementwiseKernels* ek = elementwise_kernels();
   for (int64_t g = gs.lo; g < gs.hi; ++g) {
-    for (int64_t c = 0; c < inner; ++c) {
-      const int64_t base = g * len * inner + c;
-      if (dy == nullptr) {
-        float mx = x[base];
-        for (int64_t j = 1; j < len; ++j) mx = std::max(mx, x[base + j * inner]);
-        double sum = 0.0;
-        for (int64_t j = 0; j < len; ++j) sum += std::exp(static_cast<double>(x[base + j * inner] - mx));
-        const float lse = static_cast<float>(std::log(sum));
-        for (int64_t j = 0; j < len; ++j) {
-          const float v = x[base + j * inner] - mx - lse;
-          yo[base + j * inner] = log ? v : std::exp(v);
-        }
-        continue;
-      }
-      // softmax: dx = y (dy - Σ dy·y); log_softmax: dx = dy - softmax Σ dy
-      double dot = 0.0;
-      for (int64_t j = 0; j < len; ++j)
-        dot += log ? dy[base + j * inner] : dy[base + j * inner] * y[base + j * inner];
-      for (int64_t j = 0; j < len; ++j) {
-        const int64_t k = base + j * inner;
-        const float v = log ? dy[k] - std::exp(y[k]) * static_cast<float>(dot)
-                            : y[k] * (dy[k] - static_cast<float>(dot));
-        gx[k] = accumulate ? gx[k] + v : v;
-      }
+    const int64_t base = g * len * inner;
+    if (dy == nullptr) {
+      ek->softmax_cols(x + base, yo + base, len, inner, log);
+    } else {
+      ek->softmax_cols_jvp(y + base, dy + base, gx + base, len, inner, log, accumulate);
     }
   }
 }

@@ -141,6 +141,11 @@ struct ElementwiseKernels {
                      bool acc);
   void (*pick_grad)(const float* a, const float* b, const float* dy, float* g, int64_t n,
                     bool max, bool second);
+  // Softmax (log_softmax) over each column of a len × inner block, and its backward from the
+  // output (added to dx when `acc`)
+  void (*softmax_cols)(const float* x, float* y, int64_t len, int64_t inner, bool log);
+  void (*softmax_cols_jvp)(const float* y, const float* dy, float* dx, int64_t len,
+                           int64_t inner, bool log, bool acc);
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();
