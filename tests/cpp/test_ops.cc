@@ -1073,6 +1073,43 @@ TEST(SoftmaxCols, MatchDoubleFormulasOnEveryIsa) {
   });
 }
 
+// Max pooling's row kernels on every ISA: the largest value of each column (a later NaN
+// passed over), and its gradient shared equally between ties, written and accumulated.
+TEST(Pooling, MaxRowKernelsPickTheMaxAndShareTiesOnEveryIsa) {
+  for_each_isa([&](Isa isa) {
+    const ElementwiseKernels* k = elementwise_kernels();
+    for (int64_t n : {1, 7, 16, 17, 40}) {
+      const int64_t rows = 6;
+      const std::string where = std::string(isa_name(isa)) + " n=" + std::to_string(n);
+      std::vector<float> x = random_vec(rows * n, 140 + n), dy = random_vec(n, 141);
+      for (float& v : x) v = std::round(v * 2.0f) / 2.0f;  // ties
+      if (n > 3) x[3 * n + 1] = std::nanf("");
+      std::vector<float> y(n + 1, -9.0f);
+      k->max_rows(x.data(), rows, n, y.data());
+      for (int64_t c = 0; c < n; ++c) {
+        float want = x[c];
+        for (int64_t j = 1; j < rows; ++j) want = x[j * n + c] > want ? x[j * n + c] : want;
+        ASSERT_EQ(y[c], want) << where;
+      }
+      ASSERT_EQ(y[n], -9.0f) << where;
+      for (bool acc : {false, true}) {
+        std::vector<float> g = random_vec(rows * n + 1, 142), before = g;
+        k->max_rows_grad(x.data(), y.data(), dy.data(), g.data(), rows, n, acc);
+        for (int64_t c = 0; c < n; ++c) {
+          int ties = 0;
+          for (int64_t j = 0; j < rows; ++j) ties += x[j * n + c] == y[c];
+          for (int64_t j = 0; j < rows; ++j) {
+            const float t = x[j * n + c] == y[c] ? dy[c] / static_cast<float>(std::max(ties, 1))
+                                                  : 0.0f;
+            ASSERT_EQ(g[j * n + c], acc ? before[j * n + c] + t : t) << where;
+          }
+        }
+        ASSERT_EQ(g[rows * n], before[rows * n]) << where;
+      }
+    }
+  });
+}
+
 // Soft targets over many classes (more than the 64 columns the non-zero targets are listed
 // in at a time), some zero: the loss against -Σ y·log(p/Σp) in double, the gradients (plain
 // and through a fused softmax) against their formulas.

@@ -388,11 +388,7 @@ void Graph::forward_node(const Step& st, int i) {
           for (int64_t c = 0; c < inner; ++c) yg[c] /= steps;
           continue;
         }
-        std::memcpy(yg, xg, inner * sizeof(float));
-        for (int64_t j = 1; j < len; ++j) {
-          const float* xr = xg + j * inner;
-          for (int64_t c = 0; c < inner; ++c) yg[c] = xr[c] > yg[c] ? xr[c] : yg[c];
-        }
+        elementwise_kernels()->max_rows(xg, len, inner, yg);
       }
       return;
     }
@@ -1100,8 +1096,7 @@ void Graph::backward_node(const Step& st, int i) {
       const float* yv = out_[i];
       const Share gs = pool_share(st, i);
       if (!max) {
-        // The mean's: each group's dy/steps computed once, then written step after step (the
-        // same values the per-feature loop below writes, in an order that vectorises).
+        // The mean's: each group's dy/steps computed once, then written step after step.
         float* __restrict v = float_scratch(inner);
         for (int64_t g = gs.lo; g < gs.hi; ++g) {
           const float* keep = pool_mask(i, g);
@@ -1116,31 +1111,10 @@ void Graph::backward_node(const Step& st, int i) {
         }
         return;
       }
-      for (int64_t g = gs.lo; g < gs.hi; ++g) {
-        const float* xg = x + g * len * inner;
-        const float* keep = pool_mask(i, g);
-        const float* dg = dy + g * inner;
-        float* gg = gx + g * len * inner;
-        float steps = static_cast<float>(len);
-        if (keep != nullptr) {
-          steps = 0.0f;
-          for (int64_t j = 0; j < len; ++j) steps += keep[j] != 0.0f ? 1.0f : 0.0f;
-        }
-        for (int64_t c = 0; c < inner; ++c) {
-          float v = dg[c] / steps;
-          if (max) {
-            int64_t ties = 0;
-            for (int64_t j = 0; j < len; ++j) ties += xg[j * inner + c] == yv[g * inner + c];
-            v = dg[c] / static_cast<float>(std::max<int64_t>(ties, 1));
-          }
-          for (int64_t j = 0; j < len; ++j) {
-            const bool in = max ? xg[j * inner + c] == yv[g * inner + c]
-                                : keep == nullptr || keep[j] != 0.0f;
-            const float t = in ? v : 0.0f;
-            gg[j * inner + c] = acc ? gg[j * inner + c] + t : t;
-          }
-        }
-      }
+      // The max's: each column's dy shared between the values equal to its maximum.
+      for (int64_t g = gs.lo; g < gs.hi; ++g)
+        elementwise_kernels()->max_rows_grad(x + g * len * inner, yv + g * inner, dy + g * inner,
+                                             gx + g * len * inner, len, inner, acc);
       return;
     }
     case OpType::kConcatenate: {

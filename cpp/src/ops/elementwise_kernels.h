@@ -146,6 +146,11 @@ struct ElementwiseKernels {
   void (*softmax_cols)(const float* x, float* y, int64_t len, int64_t inner, bool log);
   void (*softmax_cols_jvp)(const float* y, const float* dy, float* dx, int64_t len,
                            int64_t inner, bool log, bool acc);
+  // Max pooling over the rows of x (n values each), and its gradient (dy shared between the
+  // ties; added to g when `acc`)
+  void (*max_rows)(const float* x, int64_t rows, int64_t n, float* y);
+  void (*max_rows_grad)(const float* x, const float* y, const float* dy, float* g, int64_t rows,
+                        int64_t n, bool acc);
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();
