@@ -197,8 +197,26 @@ void Graph::forward_node(const Step& st, int i) {
       if (node.fattrs.size() == 4) {  // AlphaDropout: a·(x or alpha') + b
         const float a = static_cast<float>(node.fattrs[1]), b = static_cast<float>(node.fattrs[2]);
         const float dropped = static_cast<float>(node.fattrs[3]);
-        dropout_mask(st, i, el.lo, el.hi,
-                     [&](int64_t j, bool kept) { y[j] = a * (kept ? x[j] : dropped) + b; });
+        if (node.iattrs.size() > 1) {  // a noise_shape
+          dropout_mask(st, i, el.lo, el.hi,
+                       [&](int64_t j, bool kept) { y[j] = a * (kept ? x[j] : dropped) + b; });
+          return;
+        }
+        // Mask index j: the kept values (t, else 0) and the mask (k, 1 or 0) by the ISA's
+        // dropout kernel a chunk at a time, then a·(t + (1 - k)·alpha') + b, exactly the
+        // select's values (x + 0 is x; 0 + alpha' is alpha') without a branch a value.
+        constexpr int64_t kChunk = 256;
+        float t[kChunk], k[kChunk], ones[kChunk];
+        std::fill(ones, ones + kChunk, 1.0f);
+        const ElementwiseKernels* ek = elementwise_kernels();
+        const uint64_t key = static_cast<uint64_t>(noise_key(st));
+        for (int64_t j0 = el.lo; j0 < el.hi; j0 += kChunk) {
+          const int64_t m = std::min(kChunk, el.hi - j0);
+          ek->dropout(x + j0, t, m, seed, key, static_cast<uint64_t>(j0), rate, 1.0f, false);
+          ek->dropout(ones, k, m, seed, key, static_cast<uint64_t>(j0), rate, 1.0f, false);
+          float* __restrict yj = y + j0;
+          for (int64_t q = 0; q < m; ++q) yj[q] = a * (t[q] + (1.0f - k[q]) * dropped) + b;
+        }
         return;
       }
       if (node.iattrs.size() == 1) {  // no noise_shape: mask index j, by the ISA's kernel
