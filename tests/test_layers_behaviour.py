@@ -125,6 +125,25 @@ def test_alpha_dropout_keeps_mean_and_variance_in_training_only():
     assert _training_loss(m, x, x) == pytest.approx(want, rel=0.03)
 
 
+def test_alpha_dropout_values_are_exactly_kept_or_dropped():
+    # every value of a training call is a·x + b (kept) or a·alpha' + b (dropped), in float32,
+    # whatever x holds (zeros of both signs, NaN and infinities kept or dropped alike)
+    rate = 0.3
+    inp = layers.Input(shape=(997,))
+    m = Model(inp, layers.AlphaDropout(rate, seed=5)(inp))
+    x = np.random.default_rng(0).normal(size=(7, 997)).astype(np.float32)
+    x[0, :4] = [0.0, -0.0, np.inf, np.nan]
+    y = np.asarray(m(x, training=True))
+    alpha_p = np.float32(-1.6732632423543772848170429916717 * 1.0507009873554804934193349852946)
+    a = np.float32(((1 - rate) * (1 + rate * float(alpha_p) ** 2)) ** -0.5)
+    b = np.float32(-a * alpha_p * rate)
+    kept_value, dropped_value = a * x + b, a * alpha_p + b
+    kept = (y == kept_value) | (np.isnan(y) & np.isnan(kept_value))
+    dropped = y == dropped_value
+    assert (kept | dropped).all()
+    assert abs(kept.mean() - (1 - rate)) < 0.02
+
+
 def test_gaussian_dropout_multiplies_by_noise_in_training_only():
     # Keras's GaussianDropout: x·n with n ~ N(1, rate / (1 - rate)) in training, x otherwise.
     inp = layers.Input(shape=(500,))
