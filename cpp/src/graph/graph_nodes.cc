@@ -51,24 +51,27 @@ void for_each_noise(uint64_t seed, uint64_t key, int64_t lo, int64_t hi, Fn fn) 
   }
 }
 
-// Walks [lo, hi) in runs within periods of n values (a feature's or alpha's index is the
-// value's index mod n): fn(base, c0, c1) for the values base + c, c in [c0, c1), base a
-// multiple of n. One division a run instead of one a value.
-template <class Fn>
-void for_each_period_run(int64_t lo, int64_t hi, int64_t n, Fn fn) {
-  for (int64_t j = lo; j < hi;) {
-    const int64_t c0 = j % n, run = std::min(n - c0, hi - j);
-    fn(j - c0, c0, c0 + run);
-    j += run;
-  }
-}
-
-// The period for_each_period_run walks per-feature values of n features with: n, or the
-// first multiple of n from 64 on, so that every run is at least 64 values long (Rescaling's
-// one scale made one run, and one call, a value: 2.2 ns each, 3x the seed model's epoch).
+// The period per-feature values of n features are laid over (periodic) and walked in
+// (for_each_period_run): n, or the first multiple of n from 64 on, so that every run is at
+// least 64 values long (Rescaling's one scale made one run, and one call, a value: 2.2 ns
+// each, 3x the seed model's epoch).
 int64_t period_of(int64_t n) {
   constexpr int64_t kMinPeriod = 64;
   return n >= kMinPeriod ? n : n * ((kMinPeriod + n - 1) / n);
+}
+
+// Walks [lo, hi) in runs within periods of period_of(n) values, for values whose feature (or
+// alpha) is their index mod n and whose per-feature arrays come from periodic: fn(base, c0, c1)
+// for the values base + c, c in [c0, c1), base a multiple of the period. One division a run
+// instead of one a value.
+template <class Fn>
+void for_each_period_run(int64_t lo, int64_t hi, int64_t n, Fn fn) {
+  const int64_t period = period_of(n);
+  for (int64_t j = lo; j < hi;) {
+    const int64_t c0 = j % period, run = std::min(period - c0, hi - j);
+    fn(j - c0, c0, c0 + run);
+    j += run;
+  }
 }
 
 // The n values v(c) of a value's feature c, laid over period_of(n) values (value c of the
@@ -270,9 +273,8 @@ void Graph::forward_node(const Step& st, int i) {
       const float* w = param(i, 0);
       const int64_t na = node.iattrs[0];
       const float* alpha = periodic(na, 0, [&](int64_t c) { return w[c]; });
-      const int64_t period = period_of(na);
       const ElementwiseKernels* ek = elementwise_kernels();
-      for_each_period_run(el.lo, el.hi, period, [&](int64_t base, int64_t a0, int64_t a1) {
+      for_each_period_run(el.lo, el.hi, na, [&](int64_t base, int64_t a0, int64_t a1) {
         ek->prelu(x + base + a0, alpha + a0, y + base + a0, a1 - a0);
       });
       return;
@@ -341,8 +343,7 @@ void Graph::forward_node(const Step& st, int i) {
           standardize_values(node.params.empty() ? nullptr : param(i, 0), node.fattrs, f, false);
       const float* __restrict b =
           standardize_values(node.params.empty() ? nullptr : param(i, 1), node.fattrs, f, true);
-      const int64_t period = period_of(f);
-      for_each_period_run(el.lo, el.hi, period, [&](int64_t base, int64_t c0, int64_t c1) {
+      for_each_period_run(el.lo, el.hi, f, [&](int64_t base, int64_t c0, int64_t c1) {
         const float* __restrict xs = x + base;
         float* __restrict ys = y + base;
         if (invert) {
@@ -896,9 +897,8 @@ void Graph::backward_node(const Step& st, int i) {
       }
       if (float* gx = target(0, &acc)) {
         const float* al = periodic(na, 0, [&](int64_t c) { return alpha[c]; });
-        const int64_t period = period_of(na);
         const ElementwiseKernels* ek = elementwise_kernels();
-        for_each_period_run(el.lo, el.hi, period, [&](int64_t base, int64_t a0, int64_t a1) {
+        for_each_period_run(el.lo, el.hi, na, [&](int64_t base, int64_t a0, int64_t a1) {
           const int64_t e = base + a0;
           ek->prelu_grad(x + e, al + a0, dy + e, gx + e, a1 - a0, acc);
         });
@@ -1016,8 +1016,7 @@ void Graph::backward_node(const Step& st, int i) {
       const int64_t f = node.iattrs[1];
       const float* __restrict b =
           standardize_values(node.params.empty() ? nullptr : param(i, 1), node.fattrs, f, true);
-      const int64_t period = period_of(f);
-      for_each_period_run(el.lo, el.hi, period, [&](int64_t base, int64_t c0, int64_t c1) {
+      for_each_period_run(el.lo, el.hi, f, [&](int64_t base, int64_t c0, int64_t c1) {
         const float* __restrict ds = dy + base;
         float* __restrict gs = gx + base;
         for (int64_t c = c0; c < c1; ++c) {
