@@ -1010,6 +1010,52 @@ TEST(Selections, PreluAndPickGradMatchTheScalarRulesOnEveryIsa) {
   });
 }
 
+// L1/L2 regularization on every ISA over lengths with tails: the sums against a double loop
+// (each left 0 when its factor is 0, infinities included), and the gradient l1·sign(w) + 2·l2·w
+// (sign 0 at ±0 and NaN) written, accumulated, or not asked for.
+TEST(Regularize, SumsAndGradientMatchTheScalarRulesOnEveryIsa) {
+  for_each_isa([&](Isa isa) {
+    const ElementwiseKernels* k = elementwise_kernels();
+    for (int64_t n : {1, 7, 8, 17, 100}) {
+      const std::string where = std::string(isa_name(isa)) + " n=" + std::to_string(n);
+      std::vector<float> w = random_vec(n, 140 + n, 3.0f);
+      w[0] = 0.0f;
+      if (n > 7) w[3] = -0.0f;
+      if (n == 17) w[5] = std::nanf("");  // (the sums NaN: checked as such)
+      for (auto [l1, l2] : {std::pair{0.01f, 0.0f}, {0.0f, 0.003f}, {0.02f, 0.5f}}) {
+        const std::string at = where + " l1=" + std::to_string(l1) + " l2=" + std::to_string(l2);
+        double a = 0.0, b = 0.0;
+        for (float v : w) a += std::fabs(static_cast<double>(v)), b += double(v) * v;
+        double sums[2] = {-1.0, -1.0};
+        for (bool first : {true, false}) {
+          std::vector<float> g = random_vec(n + 1, 141), before = g;
+          k->regularize(w.data(), g.data(), n, l1, l2, first, sums);
+          for (int64_t i = 0; i < n; ++i) {
+            const float s = w[i] > 0.0f ? 1.0f : (w[i] < 0.0f ? -1.0f : 0.0f);
+            const float r = l1 * s + 2.0f * l2 * w[i];
+            const float want = first ? r : before[i] + r;
+            ASSERT_TRUE(g[i] == want || (std::isnan(g[i]) && std::isnan(want))) << at;
+          }
+          ASSERT_EQ(g[n], before[n]) << at;
+        }
+        for (int j = 0; j < 2; ++j) {
+          const double want = (j == 0 ? l1 : l2) == 0.0f ? 0.0 : (j == 0 ? a : b);
+          if (std::isnan(want)) {
+            ASSERT_TRUE(std::isnan(sums[j])) << at;
+          } else {
+            ASSERT_NEAR(sums[j], want, 1e-12 * std::fabs(want)) << at << " sum " << j;
+          }
+        }
+        std::vector<float> big(n, 1.0f);
+        big[n - 1] = std::numeric_limits<float>::infinity();
+        k->regularize(big.data(), nullptr, n, 0.0f, l2, false, sums);
+        ASSERT_EQ(sums[0], 0.0) << at;  // no 0·inf
+        ASSERT_EQ(sums[1], l2 == 0.0f ? 0.0 : std::numeric_limits<double>::infinity()) << at;
+      }
+    }
+  });
+}
+
 // Softmax and log_softmax over a middle axis (each column of a len × inner block) on every
 // ISA against double formulas, with tails of columns, large values and a NaN column; the
 // backward from the output, written and accumulated.

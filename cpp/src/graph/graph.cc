@@ -21,6 +21,7 @@
 #include "densitron/cpu.h"
 #include "densitron/gemm.h"
 #include "graph/graph_util.h"
+#include "ops/elementwise_kernels.h"
 
 namespace densitron {
 
@@ -1008,11 +1009,11 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
     for (size_t j = 0; j < nact; ++j) {
       const NodeSpec& node = nodes_[activity_nodes_[j]];
       const float* yv = out_[activity_nodes_[j]];
-      double sum = 0.0;
-      for (int64_t e = sb.lo * node.width; e < sb.hi * node.width; ++e)
-        sum += node.activity_l1 * std::fabs(static_cast<double>(yv[e])) +
-               node.activity_l2 * static_cast<double>(yv[e]) * yv[e];
-      activity_part_[b * nact + j] = sum;
+      double sums[2];
+      elementwise_kernels()->regularize(yv + sb.lo * node.width, nullptr,
+                                        (sb.hi - sb.lo) * node.width, node.activity_l1,
+                                        node.activity_l2, false, sums);
+      activity_part_[b * nact + j] = node.activity_l1 * sums[0] + node.activity_l2 * sums[1];
     }
   }
 }
@@ -1205,17 +1206,11 @@ double Graph::update_share(const Step& st, size_t p, Share sh, bool regularized,
   float* g = gblock != nullptr ? gblock : grads_.data() + off + sh.lo;  // g[0]: element sh.lo
   double reg = 0.0;
   if (regularized) {
-    double a = 0.0, b = 0.0;
     const bool first = param_first_writer_[p] < 0;  // no gradient from the graph
-    for (int64_t j = sh.lo; j < sh.hi; ++j) {
-      const float wv = ps.data[j];
-      a += std::fabs(wv);
-      b += static_cast<double>(wv) * wv;
-      if (!ps.trainable) continue;
-      const float r = ps.l1 * (wv > 0.0f ? 1.0f : (wv < 0.0f ? -1.0f : 0.0f)) + 2.0f * ps.l2 * wv;
-      g[j - sh.lo] = first ? r : g[j - sh.lo] + r;
-    }
-    reg = ps.l1 * a + ps.l2 * b;
+    double sums[2];
+    elementwise_kernels()->regularize(ps.data + sh.lo, ps.trainable ? g : nullptr,
+                                      sh.hi - sh.lo, ps.l1, ps.l2, first, sums);
+    reg = ps.l1 * sums[0] + ps.l2 * sums[1];  // (a term whose factor is 0 is 0, as in Keras)
   }
   if (!apply) return reg;
   if (const float v = optimizer_.clipvalue; v > 0.0f) {

@@ -736,10 +736,8 @@ void Graph::add_activity_grad(const Step& st, int i, int64_t e0, int64_t e1) {
   const float* y = out_[i];
   float* dy = grad_buf_[i].data();
   const float scale = 1.0f / static_cast<float>(st.batch);
-  for (int64_t e = e0; e < e1; ++e) {
-    const float sign = y[e] > 0.0f ? 1.0f : (y[e] < 0.0f ? -1.0f : 0.0f);
-    dy[e] += (node.activity_l1 * sign + 2.0f * node.activity_l2 * y[e]) * scale;
-  }
+  elementwise_kernels()->regularize(y + e0, dy + e0, e1 - e0, node.activity_l1 * scale,
+                                    node.activity_l2 * scale, false, nullptr);
 }
 
 // Dense node i's bias gradient, the column sums of its dy (rows × units), each thread a share

@@ -151,6 +151,11 @@ struct ElementwiseKernels {
   void (*max_rows)(const float* x, int64_t rows, int64_t n, float* y);
   void (*max_rows_grad)(const float* x, const float* y, const float* dy, float* g, int64_t rows,
                         int64_t n, bool acc);
+  // Keras's L1/L2 regularization of n values: {Σ|w|, Σw²} in double into sums (a sum whose
+  // factor is 0 left 0), and the gradient l1·sign(w) + 2·l2·w stored into g (`first`) or added
+  // to it; either output may be nullptr
+  void (*regularize)(const float* w, float* g, int64_t n, float l1, float l2, bool first,
+                     double* sums);
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();
