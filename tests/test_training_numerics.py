@@ -144,6 +144,48 @@ def max_norm(w, limit):
     return w * np.clip(norms, 0, limit) / (norms + 1e-7)
 
 
+def norm_constraint(w, c):
+    """Keras's norm constraints (MaxNorm, MinMaxNorm, UnitNorm) in float64."""
+    norms = np.sqrt((w ** 2).sum(axis=c.axis, keepdims=True))
+    if isinstance(c, densitron.constraints.MaxNorm):
+        desired = np.clip(norms, 0, c.max_value)
+    elif isinstance(c, densitron.constraints.MinMaxNorm):
+        desired = c.rate * np.clip(norms, c.min_value, c.max_value) + (1 - c.rate) * norms
+    else:
+        desired = 1.0
+    return w * desired / (norms + 1e-7)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("make", [
+    lambda: densitron.constraints.MaxNorm(0.3), lambda: densitron.constraints.MaxNorm(0.2, axis=1),
+    lambda: densitron.constraints.MinMaxNorm(0.5, 0.6, rate=0.7),
+    lambda: densitron.constraints.MinMaxNorm(0.1, 0.15, axis=1),
+    lambda: densitron.constraints.UnitNorm(), lambda: densitron.constraints.UnitNorm(axis=1),
+    lambda: densitron.constraints.NonNeg()])
+def test_constraints_match_keras_formulas_on_wide_kernels(make, threads):
+    # 600 columns: on two threads 300 each, walked in chunks of 256 and a tail; a bias vector
+    # with MaxNorm is one norm over all its values.
+    rng = np.random.default_rng(5)
+    densitron.set_num_threads(threads)
+    c = make()
+    inp = layers.Input(shape=(40,))
+    out = layers.Dense(600, kernel_constraint=c, bias_constraint=densitron.constraints.MaxNorm(0.05),
+                       bias_initializer="ones")(inp)
+    model = Model(inp, out)
+    model.compile(optimizer=optimizers.SGD(learning_rate=0.5), loss="mse")
+    x = rng.normal(size=(64, 40)).astype(np.float32)
+    y = rng.normal(size=(64, 600)).astype(np.float32)
+    w0 = [w.astype(np.float64) for w in model.get_weights()]
+    grads = [g.astype(np.float64) for g in model._compute_gradients(x, y)]
+    model.train_on_batch(x, y)
+    k, b = (w - 0.5 * g for w, g in zip(w0, grads))
+    k = np.maximum(k, 0) if isinstance(c, densitron.constraints.NonNeg) else norm_constraint(k, c)
+    b = norm_constraint(b, densitron.constraints.MaxNorm(0.05))
+    got_k, got_b = model.get_weights()
+    assert rel_err(got_k, k) < 1e-5 and rel_err(got_b, b) < 1e-5
+
+
 @pytest.mark.parametrize("rows", [48, 300])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_cut_kernel_updated_block_by_block_with_regularizer_and_constraint(threads, rows):

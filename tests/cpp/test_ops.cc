@@ -1056,6 +1056,30 @@ TEST(Regularize, SumsAndGradientMatchTheScalarRulesOnEveryIsa) {
   });
 }
 
+// A weight constraint's column pieces on every ISA: the squared sums per column, added to sq
+// in double row by row (bit for bit a double loop's), and the scaling by column, over widths
+// with tails and a leading dimension beyond the width.
+TEST(ConstraintColumns, SquaredSumsAndScalingMatchTheScalarLoopsOnEveryIsa) {
+  for_each_isa([&](Isa isa) {
+    const ElementwiseKernels* k = elementwise_kernels();
+    for (int64_t w : {1, 5, 8, 17, 40}) {
+      const std::string where = std::string(isa_name(isa)) + " w=" + std::to_string(w);
+      const int64_t rows = 13, ld = w + 3;
+      const std::vector<float> x = random_vec(rows * ld, 150 + w, 2.0f), f = random_vec(w, 151);
+      std::vector<double> sq(w + 1, 0.25), want = sq;
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < w; ++j) want[j] += double(x[r * ld + j]) * x[r * ld + j];
+      k->col_sq_sums(x.data(), rows, ld, w, sq.data());
+      ASSERT_EQ(sq, want) << where;
+      std::vector<float> y = x, ywant = x;
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < w; ++j) ywant[r * ld + j] *= f[j];
+      k->scale_cols(y.data(), rows, ld, w, f.data());
+      ASSERT_EQ(y, ywant) << where;
+    }
+  });
+}
+
 // Softmax and log_softmax over a middle axis (each column of a len × inner block) on every
 // ISA against double formulas, with tails of columns, large values and a NaN column; the
 // backward from the output, written and accumulated.

@@ -1050,41 +1050,50 @@ int Graph::first_backward_node() const { return bwd_order_.empty() ? -1 : bwd_or
 
 namespace {
 
-// Keras's norm constraints on a (rows, cols) parameter: norms over axis 0 (per column) or
-// axis 1 (per row); w ← w · desired / (eps + norm).
-void apply_constraint(const ParamSpec& ps) {
+// Keras's weight constraints on thread ith's share (of nth) of a (rows, cols) parameter:
+// NonNeg a range of its values; the norm constraints, norms over axis 0 (per column) or axis 1
+// (per row), a range of its columns or rows, w <- w·desired / (eps + norm). A column's squared
+// sum is taken in row order in double, by a kernel walking the rows (a chunk of columns at a
+// time); a row's in double in sum8's order.
+void apply_constraint(const ParamSpec& ps, int ith, int nth) {
   float* w = ps.data;
   if (ps.constraint == ConstraintKind::kNonNeg) {
-    for (int64_t j = 0; j < ps.size; ++j) w[j] = w[j] >= 0.0f ? w[j] : 0.0f;
+    const Share sh = share_of(ps.size, ith, nth, 4096, 16);
+    for (int64_t j = sh.lo; j < sh.hi; ++j) w[j] = w[j] >= 0.0f ? w[j] : 0.0f;
     return;
   }
-  const bool per_col = ps.c_axis == 0;
-  const int64_t groups = per_col ? ps.cols : ps.rows;
-  const int64_t len = per_col ? ps.rows : ps.cols;
-  const int64_t stride = per_col ? ps.cols : 1;
-  const int64_t step = per_col ? 1 : ps.cols;
-  for (int64_t g = 0; g < groups; ++g) {
-    float* base = w + g * step;
-    double sq = 0.0;
-    for (int64_t j = 0; j < len; ++j) sq += static_cast<double>(base[j * stride]) * base[j * stride];
+  auto factor = [&](double sq) {
     const float norm = static_cast<float>(std::sqrt(sq));
-    float desired = 1.0f;
-    switch (ps.constraint) {
-      case ConstraintKind::kMaxNorm:
-        desired = std::min(std::max(norm, 0.0f), ps.c_max);
-        break;
-      case ConstraintKind::kMinMaxNorm:
-        desired = ps.c_rate * std::min(std::max(norm, ps.c_min), ps.c_max) +
-                  (1.0f - ps.c_rate) * norm;
-        break;
-      case ConstraintKind::kUnitNorm:
-        desired = 1.0f;
-        break;
-      default:
-        return;
+    float desired = 1.0f;  // kUnitNorm
+    if (ps.constraint == ConstraintKind::kMaxNorm) {
+      desired = std::min(std::max(norm, 0.0f), ps.c_max);
+    } else if (ps.constraint == ConstraintKind::kMinMaxNorm) {
+      desired = ps.c_rate * std::min(std::max(norm, ps.c_min), ps.c_max) +
+                (1.0f - ps.c_rate) * norm;
     }
-    const float f = desired / (1e-7f + norm);
-    for (int64_t j = 0; j < len; ++j) base[j * stride] *= f;
+    return desired / (1e-7f + norm);
+  };
+  const ElementwiseKernels* ek = elementwise_kernels();
+  const int64_t rows = ps.rows, cols = ps.cols;
+  if (ps.c_axis != 0) {  // per row: Σw² as an L2 regularizer's (sum8's order)
+    const Share rs = share_of(rows, ith, nth, std::max<int64_t>(1, 4096 / cols));
+    for (int64_t r = rs.lo; r < rs.hi; ++r) {
+      float* row = w + r * cols;
+      double sums[2];
+      ek->regularize(row, nullptr, cols, 0.0f, 1.0f, false, sums);
+      ek->scale(row, cols, factor(sums[1]));
+    }
+    return;
+  }
+  constexpr int64_t kChunk = 256;
+  const Share cs = share_of(cols, ith, nth, std::max<int64_t>(16, 4096 / rows), 16);
+  for (int64_t c0 = cs.lo; c0 < cs.hi; c0 += kChunk) {
+    const int64_t n = std::min(kChunk, cs.hi - c0);
+    double sq[kChunk] = {};
+    ek->col_sq_sums(w + c0, rows, cols, n, sq);
+    float f[kChunk];
+    for (int64_t c = 0; c < n; ++c) f[c] = factor(sq[c]);
+    ek->scale_cols(w + c0, rows, cols, n, f);
   }
 }
 
@@ -1226,14 +1235,13 @@ double Graph::update_share(const Step& st, size_t p, Share sh, bool regularized,
 
 void Graph::finish_update(const Step& st) {
   barrier(st);  // every share of every parameter is updated
-  if (st.ith == 0) {
-    if (has_constraints_) {
-      ProfileScope scope(profiling_, &prof_[kProfOptimizer], &prof_open_);
-      for (const ParamSpec& ps : params_)
-        if (ps.trainable && ps.constraint != ConstraintKind::kNone) apply_constraint(ps);
-    }
-    ++iterations_;
+  if (has_constraints_) {  // (the next step reads the weights after begin_batch's barrier)
+    ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfOptimizer], &prof_open_);
+    for (const ParamSpec& ps : params_)
+      if (ps.trainable && ps.constraint != ConstraintKind::kNone)
+        apply_constraint(ps, st.ith, st.nth);
   }
+  if (st.ith == 0) ++iterations_;
 }
 
 // --- runs of batches ---------------------------------------------------------------------

@@ -156,6 +156,10 @@ struct ElementwiseKernels {
   // to it; either output may be nullptr
   void (*regularize)(const float* w, float* g, int64_t n, float l1, float l2, bool first,
                      double* sums);
+  // A weight constraint's norms over axis 0: sq[j] += Σ_r x[r·ld + j]² in double, row by row;
+  // and the scaling x[r·ld + j] *= f[j] (rows × w values)
+  void (*col_sq_sums)(const float* x, int64_t rows, int64_t ld, int64_t w, double* sq);
+  void (*scale_cols)(float* x, int64_t rows, int64_t ld, int64_t w, const float* f);
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();
