@@ -1080,6 +1080,30 @@ TEST(ConstraintColumns, SquaredSumsAndScalingMatchTheScalarLoopsOnEveryIsa) {
   });
 }
 
+// clip_by_norm's scaling y·c / d on every ISA bit for bit the scalar's, with the divisor a power
+// of two (done as a multiplication: subnormal and overflowing results included) or not.
+TEST(ScaleDiv, MatchesTheScalarOrderOnEveryIsa) {
+  for_each_isa([&](Isa isa) {
+    for (int64_t n : {1, 7, 16, 33}) {
+      std::vector<float> x = random_vec(n, 160 + n, 3.0f);
+      x[0] = 3e38f;
+      if (n > 2) x[1] = 1e-30f, x[2] = -0.0f;
+      for (float c : {1.0f, 0.7f, 4.0f})
+        for (float d : {1.0f, 0.5f, 2.5f, 0x1p-120f, 0x1p120f, 0x1p-127f, 0x1p-130f, 3e-39f}) {
+          const std::string where = std::string(isa_name(isa)) + " n=" + std::to_string(n) +
+                                    " c=" + std::to_string(c) + " d=" + std::to_string(d);
+          std::vector<float> y = x;
+          elementwise_kernels()->scale_div(y.data(), n, c, d);
+          for (int64_t i = 0; i < n; ++i) {
+            const float want = x[i] * c / d;
+            ASSERT_TRUE(y[i] == want || (std::isnan(y[i]) && std::isnan(want))) << where;
+            ASSERT_EQ(std::signbit(y[i]), std::signbit(want)) << where;
+          }
+        }
+    }
+  });
+}
+
 // Softmax and log_softmax over a middle axis (each column of a len × inner block) on every
 // ISA against double formulas, with tails of columns, large values and a NaN column; the
 // backward from the output, written and accumulated.

@@ -1129,15 +1129,16 @@ bool Graph::clips_by_norm() const {
 
 // Scales the gradients as Keras's clipnorm (each parameter's: g·c / max(‖g‖, c)) or
 // global_clipnorm (all of them: g·c·min(1/N, 1/c), NaN when N is not finite), each thread its
-// update shares. The squared sums are taken in fixed blocks, every nth by this thread, and
-// added in block order by every thread alike.
+// update shares. The squared sums are taken in fixed blocks (each in sum8's order), every nth
+// by this thread, and added in block order by every thread alike.
 void Graph::clip_by_norm(const Step& st) {
+  const ElementwiseKernels* ek = elementwise_kernels();
   for (size_t b = st.ith; b < clip_blocks_.size(); b += st.nth) {
     const auto& [p, r] = clip_blocks_[b];
-    const float* g = grads_.data() + grad_offset_[p];
-    double sum = 0.0;
-    for (int64_t j = r.lo; j < r.hi; ++j) sum += static_cast<double>(g[j]) * g[j];
-    clip_sums_[b] = sum;
+    double sums[2];  // Σg² as an L2 regularizer's
+    ek->regularize(grads_.data() + grad_offset_[p] + r.lo, nullptr, r.hi - r.lo, 0.0f, 1.0f,
+                   false, sums);
+    clip_sums_[b] = sums[1];
   }
   barrier(st);
   const bool global = optimizer_.global_clipnorm > 0.0f;
@@ -1158,16 +1159,16 @@ void Graph::clip_by_norm(const Step& st) {
   float denom = c;
   for_each_update_share(st, true, [&](size_t p, Share sh, bool, bool step) {
     if (!step) return;
-    float* g = grads_.data() + grad_offset_[p];
+    float* g = grads_.data() + grad_offset_[p] + sh.lo;
     if (global) {
-      for (int64_t j = sh.lo; j < sh.hi; ++j) g[j] *= scale;
+      ek->scale(g, sh.hi - sh.lo, scale);
       return;
     }
     if (static_cast<int>(p) != last) {
       last = static_cast<int>(p);
       denom = std::max(norm(last), c);  // NaN stays NaN
     }
-    for (int64_t j = sh.lo; j < sh.hi; ++j) g[j] = g[j] * c / denom;
+    ek->scale_div(g, sh.hi - sh.lo, c, denom);
   });
 }
 

@@ -160,6 +160,7 @@ struct ElementwiseKernels {
   // and the scaling x[r·ld + j] *= f[j] (rows × w values)
   void (*col_sq_sums)(const float* x, int64_t rows, int64_t ld, int64_t w, double* sq);
   void (*scale_cols)(float* x, int64_t rows, int64_t ld, int64_t w, const float* f);
+  void (*scale_div)(float* y, int64_t n, float c, float d);  // y = y·c / d, in that order
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();
