@@ -1104,6 +1104,26 @@ TEST(ScaleDiv, MatchesTheScalarOrderOnEveryIsa) {
   });
 }
 
+// clipvalue's clamp on every ISA: the scalar rule with NaN, ±0 and infinities, tails included.
+TEST(Clamp, MatchesTheScalarRuleOnEveryIsa) {
+  for_each_isa([&](Isa isa) {
+    for (int64_t n : {1, 7, 16, 33}) {
+      const std::string where = std::string(isa_name(isa)) + " n=" + std::to_string(n);
+      std::vector<float> x = random_vec(n + 1, 170 + n, 2.0f);
+      x[0] = std::nanf("");
+      if (n > 3) x[1] = -0.0f, x[2] = -std::numeric_limits<float>::infinity(), x[3] = 0.5f;
+      std::vector<float> y = x;
+      elementwise_kernels()->clamp(y.data(), n, -0.5f, 0.5f);
+      for (int64_t i = 0; i < n; ++i) {
+        const float want = x[i] < -0.5f ? -0.5f : (x[i] > 0.5f ? 0.5f : x[i]);
+        ASSERT_TRUE(y[i] == want || (std::isnan(y[i]) && std::isnan(want))) << where;
+        ASSERT_EQ(std::signbit(y[i]), std::signbit(want)) << where;
+      }
+      ASSERT_EQ(y[n], x[n]) << where;
+    }
+  });
+}
+
 // Softmax and log_softmax over a middle axis (each column of a len × inner block) on every
 // ISA against double formulas, with tails of columns, large values and a NaN column; the
 // backward from the output, written and accumulated.

@@ -1223,10 +1223,8 @@ double Graph::update_share(const Step& st, size_t p, Share sh, bool regularized,
     reg = ps.l1 * sums[0] + ps.l2 * sums[1];  // (a term whose factor is 0 is 0, as in Keras)
   }
   if (!apply) return reg;
-  if (const float v = optimizer_.clipvalue; v > 0.0f) {
-    for (int64_t j = 0; j < sh.hi - sh.lo; ++j)  // NaN stays NaN
-      g[j] = g[j] < -v ? -v : (g[j] > v ? v : g[j]);
-  }
+  if (const float v = optimizer_.clipvalue; v > 0.0f)
+    elementwise_kernels()->clamp(g, sh.hi - sh.lo, -v, v);
   float* slot_ptrs[4];
   for (int s = 0; s < slot_count_; ++s)
     slot_ptrs[s] = slots_.data() + s * grads_.size() + off + sh.lo;

@@ -161,6 +161,7 @@ struct ElementwiseKernels {
   void (*col_sq_sums)(const float* x, int64_t rows, int64_t ld, int64_t w, double* sq);
   void (*scale_cols)(float* x, int64_t rows, int64_t ld, int64_t w, const float* f);
   void (*scale_div)(float* y, int64_t n, float c, float d);  // y = y·c / d, in that order
+  void (*clamp)(float* y, int64_t n, float lo, float hi);  // y = min(max(y, lo), hi), NaN kept
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();
