@@ -1533,12 +1533,9 @@ double Graph::regularization_value() const {
   double total = 0.0;
   for (const ParamSpec& ps : params_) {
     if (!ps.regularized()) continue;
-    double a = 0.0, b = 0.0;
-    for (int64_t j = 0; j < ps.size; ++j) {
-      a += std::fabs(ps.data[j]);
-      b += static_cast<double>(ps.data[j]) * ps.data[j];
-    }
-    total += ps.l1 * a + ps.l2 * b;
+    double sums[2];
+    elementwise_kernels()->regularize(ps.data, nullptr, ps.size, ps.l1, ps.l2, false, sums);
+    total += ps.l1 * sums[0] + ps.l2 * sums[1];
   }
   return total;
 }
