@@ -2,8 +2,9 @@
 seconds per epoch (median of three timed epochs after one warm-up epoch) of the models Keras
 users build besides dense MLPs on MNIST: tabular classifiers and regressors, BatchNormalization,
 LayerNormalization, Dropout, a text classifier (Embedding + GlobalAveragePooling1D), residual
-adds, deep narrow stacks, a 1000-class output, a recommender (two Embeddings and a Dot), and
-the Keras imbalanced-data tutorial (ten metrics, validation every epoch).
+adds, deep narrow stacks, a 1000-class output, a recommender (two Embeddings and a Dot), the
+Keras imbalanced-data tutorial (ten metrics, validation every epoch), and a classic regularized
+MLP (weight penalty, max-norm constraint, Dropout, gradient clipping).
 
 Each run is its own process (this script with --worker FRAMEWORK MODEL), so the frameworks'
 thread pools never share a process; the parent alternates densitron's and Keras's runs model by
@@ -34,6 +35,8 @@ MODELS = {
     "multi": "30-128 selu-128 selu-8, Nadam, Huber (MAE metric), batch 64, 100k rows",
     "recsys": "user and movie Embedding(50) + biases, Dot, Add, sigmoid, Adam, batch 64, 90k",
     "imbalanced": "29-16 relu, Dropout(0.5), 1 sigmoid, ten metrics, validation, batch 2048",
+    "regularized": "784-256 relu with L2(1e-4) and MaxNorm(3), Dropout(0.5), 10 softmax, "
+                   "RMSprop(clipnorm=1), batch 32",
 }
 
 
@@ -144,6 +147,17 @@ def build(fw, name, rng):
                   metrics=metrics)
         kw["validation_data"] = (x[:45000], y[:45000])
         return m, x, y, 2048, kw
+    if name == "regularized":
+        x = rng.random((60000, 784), dtype=np.float32)
+        y = rng.integers(0, 10, 60000)
+        m = Sequential([Input((784,)),
+                        layers.Dense(256, activation="relu",
+                                     kernel_regularizer=fw.regularizers.L2(1e-4),
+                                     kernel_constraint=fw.constraints.MaxNorm(3)),
+                        layers.Dropout(0.5), layers.Dense(10, activation="softmax")])
+        m.compile(optimizer=fw.optimizers.RMSprop(clipnorm=1.0),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return m, x, y, 32, kw
     raise ValueError(f"unknown model {name!r}")
 
 
