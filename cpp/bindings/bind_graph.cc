@@ -493,6 +493,28 @@ py::array_t<double> metric_sums_on(const py::tuple& spec_tuple, const FloatArray
   return out;
 }
 
+// The DenseType of a C-contiguous 2-D array of one of its types; a TypeError otherwise.
+int dense_type(const py::array& x) {
+  if (x.ndim() != 2 || !(x.flags() & py::array::c_style))
+    throw py::type_error("a C-contiguous 2-D array is required. Received: ndim=" +
+                         std::to_string(x.ndim()));
+  if (py::isinstance<py::array_t<float>>(x)) return densitron::kDenseFloat32;
+  if (py::isinstance<py::array_t<double>>(x)) return densitron::kDenseFloat64;
+  if (py::isinstance<py::array_t<int32_t>>(x)) return densitron::kDenseInt32;
+  if (py::isinstance<py::array_t<int64_t>>(x)) return densitron::kDenseInt64;
+  if (py::isinstance<py::array_t<uint8_t>>(x)) return densitron::kDenseUint8;
+  throw py::type_error("float32, float64, int32, int64 or uint8 values are required. Received: " +
+                       std::string(py::str(x.dtype())));
+}
+
+// A NumPy array owning v's storage (no copy).
+template <typename T>
+py::array_t<T> owned_array(std::vector<T>&& v) {
+  auto* heap = new std::vector<T>(std::move(v));
+  py::capsule owner(heap, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+  return py::array_t<T>(static_cast<py::ssize_t>(heap->size()), heap->data(), owner);
+}
+
 void check_slot(PyGraph& g, int s, int p) {
   if (s < 0 || s >= g.graph().slot_count() || p < 0 || p >= g.graph().num_params())
     throw py::index_error("no such optimizer slot or parameter. Received: slot " +
@@ -523,6 +545,31 @@ void bind_graph(py::module_& m) {
       },
       py::arg("array"), py::arg("limit"),
       "Whether any value of a float32 array is not an integer in [0, limit).");
+  m.def(
+      "_dense_to_csr",
+      [](const py::array& x) {
+        const int type = dense_type(x);
+        const int64_t rows = x.shape(0), cols = x.shape(1);
+        densitron::CsrMatrix m;
+        {
+          py::gil_scoped_release release;
+          m = densitron::dense_to_csr(x.data(), type, rows, cols);
+        }
+        return py::make_tuple(owned_array(std::move(m.indptr)), owned_array(std::move(m.indices)),
+                              owned_array(std::move(m.data)), m.first_nan_row);
+      },
+      py::arg("x"),
+      "A C-contiguous 2-D float32, float64, int32, int64 or uint8 array as CSR: (indptr int64, "
+      "indices int32, data float32, first row storing a NaN or -1).");
+  m.def(
+      "_stored_fraction",
+      [](const py::array& x, int64_t sample) {
+        const int type = dense_type(x);
+        return densitron::stored_fraction(x.data(), type, x.shape(0), x.shape(1), sample);
+      },
+      py::arg("x"), py::arg("sample"),
+      "The fraction of non-zero values among `sample` rows spread evenly over a 2-D array "
+      "(the types of _dense_to_csr).");
   m.def(
       "_permutation",
       [](int64_t n, uint64_t seed) {
@@ -573,6 +620,15 @@ void bind_graph(py::module_& m) {
            py::arg("training") = false)
       .def("set_profiling", [](PyGraph& g, bool on) { g.graph().set_profiling(on); })
       .def("reset_profile", [](PyGraph& g) { g.graph().reset_profile(); })
+      .def(
+          "reads_sparse_in_place",
+          [](PyGraph& g, int64_t k, bool training) {
+            if (k < 0 || k >= static_cast<int64_t>(g.graph().num_inputs()))
+              throw py::index_error("no such input. Received: " + std::to_string(k));
+            return g.graph().reads_sparse_in_place(static_cast<size_t>(k), training);
+          },
+          py::arg("k"), py::arg("training"),
+          "Whether sparse input k is read in place by Dense layers (not written out densely).")
       .def("profile",
            [](PyGraph& g) {
              const std::vector<double> p = g.graph().profile();

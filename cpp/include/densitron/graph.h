@@ -234,6 +234,10 @@ class Graph {
   // parameter p, size(p) floats, zero after compile.
   int slot_count() const { return slot_count_; }
   int num_params() const { return static_cast<int>(params_.size()); }
+  size_t num_inputs() const { return inputs_.size(); }
+  // Whether a sparse input k is read in place (only single-input Dense layers consume it, each
+  // kernel written by no other node when training) rather than written out densely row by row.
+  bool reads_sparse_in_place(size_t k, bool training) const;
   int64_t param_size(int p) const { return params_[p].size; }
   float* slot(int s, int p) { return slots_.data() + s * grads_.size() + grad_offset_[p]; }
 

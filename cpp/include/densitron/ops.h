@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace densitron {
 
@@ -72,6 +73,23 @@ void sparse_row_times(const int32_t* idx, const float* val, int64_t nnz, const f
                       int64_t ldw, float* out, int64_t n);
 // y += a·x (fused multiply-adds on the SIMD paths). SIMD, one thread.
 void axpy(float a, const float* x, float* y, int64_t n);
+
+// A dense matrix's element types for dense_to_csr and stored_fraction (the last four as
+// RawType in graph.h, shifted by one).
+enum DenseType : int { kDenseFloat32 = 0, kDenseFloat64, kDenseInt32, kDenseInt64, kDenseUint8 };
+// A matrix in CSR form: row r's stored values data[indptr[r]..indptr[r+1]) at columns indices[...]
+// in column order; first_nan_row: the first row storing a NaN, or -1.
+struct CsrMatrix {
+  std::vector<int64_t> indptr;
+  std::vector<int32_t> indices;
+  std::vector<float> data;
+  int64_t first_nan_row = -1;
+};
+// The stored (not ±0; NaN stored) values of a dense C-order rows × cols matrix of `type`, as
+// float32 rounded as NumPy's astype. One pass over x, rows split between threads.
+CsrMatrix dense_to_csr(const void* x, int type, int64_t rows, int64_t cols);
+// The fraction of stored values among `sample` rows spread evenly over the matrix.
+double stored_fraction(const void* x, int type, int64_t rows, int64_t cols, int64_t sample);
 
 enum class Loss : int {
   kCategoricalCrossentropy = 0,

@@ -1267,6 +1267,17 @@ int Graph::threads_for(int64_t batch, bool training) const {
   return std::max(1, std::min(get_num_threads(), by_work));
 }
 
+bool Graph::reads_sparse_in_place(size_t k, bool training) const {
+  if (training && param_writers_.size() != params_.size()) return false;  // not compiled
+  for (const NodeSpec& node : nodes_)
+    for (int in : node.inputs)
+      if (in == inputs_[k] &&
+          !(node.op == OpType::kDense && node.inputs.size() == 1 &&
+            (!training || param_writers_[node.params[0]] <= 1)))
+        return false;
+  return true;
+}
+
 RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64_t batch_size,
                      int64_t first_batch, int64_t num_batches, const std::vector<float*>* out,
                      const RunTotals* carry) {
@@ -1289,13 +1300,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   sparse_direct_.assign(inputs_.size(), false);
   for (size_t k = 0; k < inputs_.size(); ++k) {
     if (!data.is_sparse(k)) continue;
-    bool direct = true;
-    for (size_t i = 0; i < nodes_.size() && direct; ++i)
-      for (int in : nodes_[i].inputs)
-        if (in == inputs_[k])
-          direct = nodes_[i].op == OpType::kDense && nodes_[i].inputs.size() == 1 &&
-                   (!training || param_writers_[nodes_[i].params[0]] <= 1);
-    sparse_direct_[k] = direct;
+    sparse_direct_[k] = reads_sparse_in_place(k, training);
   }
   ensure_capacity(std::min(batch_size, end - begin));
   // Sparse inputs and inputs of other types than float32 always run with a row order
