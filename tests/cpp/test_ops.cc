@@ -1124,6 +1124,37 @@ TEST(Clamp, MatchesTheScalarRuleOnEveryIsa) {
   });
 }
 
+// A sparse row's kernel gradient on every ISA: bit for bit the per-entry axpy it replaces (in
+// entry order, repeated columns included), only for columns in [lo, hi), the entries in range
+// listed in order.
+TEST(SparseRowScatter, MatchesPerEntryAxpyInOrderOnEveryIsa) {
+  for_each_isa([&](Isa isa) {
+    const ElementwiseKernels* k = elementwise_kernels();
+    const std::vector<int32_t> idx = {5, 0, 9, 5, 3, 8, 11, 7, 2, 5};
+    const int64_t nnz = static_cast<int64_t>(idx.size()), cols = 12;
+    const std::vector<float> val = random_vec(nnz, 180);
+    for (int64_t n : {1, 16, 17, 40}) {
+      const std::vector<float> d = random_vec(n, 181 + n);
+      for (auto [lo, hi] : {std::pair<int64_t, int64_t>{0, cols}, {3, 8}, {6, 6}}) {
+        const std::string where = std::string(isa_name(isa)) + " n=" + std::to_string(n) +
+                                  " lo=" + std::to_string(lo) + " hi=" + std::to_string(hi);
+        std::vector<float> g = random_vec(cols * n, 182), want = g;
+        std::vector<int64_t> list(nnz, -1), want_list;
+        for (int64_t e = 0; e < nnz; ++e) {
+          if (idx[e] < lo || idx[e] >= hi) continue;
+          want_list.push_back(e);
+          k->axpy(val[e], d.data(), want.data() + idx[e] * n, n);
+        }
+        const int64_t count = k->sparse_row_scatter(idx.data(), val.data(), nnz, d.data(),
+                                                    g.data(), n, lo, hi, list.data());
+        ASSERT_EQ(count, static_cast<int64_t>(want_list.size())) << where;
+        ASSERT_EQ(std::vector<int64_t>(list.begin(), list.begin() + count), want_list) << where;
+        ASSERT_EQ(g, want) << where;
+      }
+    }
+  });
+}
+
 // Softmax and log_softmax over a middle axis (each column of a len × inner block) on every
 // ISA against double formulas, with tails of columns, large values and a NaN column; the
 // backward from the output, written and accumulated.

@@ -610,15 +610,17 @@ void Graph::backward_dense_sparse(const Step& st, int i, size_t k) {
       for (int64_t c : touched) std::fill(g + c * units, g + (c + 1) * units, 0.0f);
     }
     touched.clear();
+    const ElementwiseKernels* ek = elementwise_kernels();
     for (int64_t r = 0; r < rows; ++r) {
-      const int64_t row = st.rows[r];
-      const float* d = dy + r * units;
-      for (int64_t e = sp.indptr[row]; e < sp.indptr[row + 1]; ++e) {
-        const int64_t c = sp.indices[e];
-        if (c < own.lo || c >= own.hi) continue;
-        touched.push_back(c);
-        axpy(sp.values[e], d, g + c * units, units);
-      }
+      const int64_t row = st.rows[r], e0 = sp.indptr[row], nnz = sp.indptr[row + 1] - e0;
+      const size_t at = touched.size();
+      touched.resize(at + nnz);  // (the entries in range listed there, then their columns)
+      int64_t* list = touched.data() + at;
+      const int64_t count = ek->sparse_row_scatter(sp.indices + e0, sp.values + e0, nnz,
+                                                   dy + r * units, g, units, own.lo, own.hi,
+                                                   list);
+      for (int64_t q = 0; q < count; ++q) list[q] = sp.indices[e0 + list[q]];
+      touched.resize(at + count);
     }
   }
   dense_bias_grad(st, i, dy, rows);

@@ -162,6 +162,12 @@ struct ElementwiseKernels {
   void (*scale_cols)(float* x, int64_t rows, int64_t ld, int64_t w, const float* f);
   void (*scale_div)(float* y, int64_t n, float c, float d);  // y = y·c / d, in that order
   void (*clamp)(float* y, int64_t n, float lo, float hi);  // y = min(max(y, lo), hi), NaN kept
+  // A sparse row's kernel gradient: g row idx[e] (n values) += val[e]·d (as axpy) for the
+  // entries whose column is in [lo, hi), in order; their positions listed into list (scratch
+  // for nnz), their count returned
+  int64_t (*sparse_row_scatter)(const int32_t* idx, const float* val, int64_t nnz,
+                                const float* d, float* g, int64_t n, int64_t lo, int64_t hi,
+                                int64_t* list);
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();
