@@ -16,7 +16,7 @@ from densitron.trainers import data as data_mod
 TYPES = [np.float32, np.float64, np.int32, np.int64, np.uint8]
 
 
-def multi_hot(rows=400, width=1100, density=0.012, seed=0, dtype=np.float32):
+def multi_hot(rows=400, width=1100, density=0.008, seed=0, dtype=np.float32):
     rng = np.random.default_rng(seed)
     x = (rng.random((rows, width)) < density).astype(dtype)
     if np.dtype(dtype).kind == "f":
@@ -152,6 +152,12 @@ def test_not_converted_where_it_would_not_pay(monkeypatch):
     model.evaluate(x, y, verbose=0)
     model.predict(x, verbose=0)
     fit(model, multi_hot(density=0.2), y, epochs=2)  # too dense
+    fit(model, multi_hot(density=0.015), y, epochs=2)  # too dense at this width: 1% at most
+    assert calls == []
+    wide = make_model(6000)
+    fit(wide, multi_hot(width=6000, density=0.015), y, epochs=2)  # 2% at most from 5000
+    assert calls == [(400, 6000)]
+    calls.clear()
     assert calls == []
     narrow = make_model(500)
     fit(narrow, multi_hot(width=500), y, epochs=2)  # too narrow

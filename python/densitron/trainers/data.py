@@ -247,28 +247,37 @@ def standardize_x(model, x, arg="x", reject_nan=True, predicting=False):
 
 # A dense input this sparse (multi-hot or count vectors: Keras's IMDB and Reuters examples) is
 # trained on as CSR when fit runs two epochs or more: the sparse path costs per stored value,
-# and the conversion about one dense epoch. Measured (Dense 16-256 units, batch 32-128): 2.3 to
-# 4.3 times faster an epoch at 1-2% stored of 2,000-10,000 features, even or slower at 3-5%.
-_SPARSE_MAX_FRACTION = 0.02
+# and the conversion about one dense epoch. Measured (Dense 16-256 units, batch 32-128), epochs
+# faster by: 10,000 features 3-4.3x at 1% stored, 1.8-2.1x at 2%, 1.4-1.6x at 3%; 2,000
+# features 2.6x at 1%, even at 2%, 0.85x at 3%.
+_SPARSE_MAX_FRACTION = 0.02  # from _SPARSE_WIDE_FEATURES features; half that below
+_SPARSE_WIDE_FEATURES = 5000
 _SPARSE_MIN_FEATURES = 1024
 _SPARSE_MIN_VALUES = 1 << 22
 _SPARSE_SAMPLE_ROWS = 64
 
 
+def _sparse_limit(a):
+    """The largest fraction of stored values at which an input of a's width is made sparse."""
+    wide = a.shape[1] >= _SPARSE_WIDE_FEATURES
+    return _SPARSE_MAX_FRACTION if wide else _SPARSE_MAX_FRACTION / 2
+
+
 def sparsify_inputs(model, xs, arg="x"):
-    """xs with each dense input that is mostly zeros, wide, large, and read only by Dense
-    layers made a SparseInput (one threaded pass over it). A NaN in one raises here."""
+    """xs with each dense input that is mostly zeros (see _sparse_limit), wide, large, and
+    read only by Dense layers made a SparseInput (one threaded pass over it). A NaN in one
+    raises here."""
     out = []
     for k, a in enumerate(xs):
         if (type(a) is np.ndarray and a.ndim == 2 and a.shape[1] >= _SPARSE_MIN_FEATURES
                 and a.size >= _SPARSE_MIN_VALUES and len(model._input_shapes[k]) == 1
                 and (a.dtype == np.float32 or a.dtype in _RAW_INPUT_TYPES)
                 and a.flags.c_contiguous and model._graph.reads_sparse_in_place(k, True)
-                and _core._stored_fraction(a, _SPARSE_SAMPLE_ROWS) <= _SPARSE_MAX_FRACTION):
+                and _core._stored_fraction(a, _SPARSE_SAMPLE_ROWS) <= _sparse_limit(a)):
             indptr, indices, data, nan_row = _core._dense_to_csr(a)
             if nan_row >= 0:
                 raise nan_error(input_name(k, len(xs), arg), nan_row)
-            if data.size <= 2 * _SPARSE_MAX_FRACTION * a.size:  # (the sample misjudged it)
+            if data.size <= 2 * _sparse_limit(a) * a.size:  # (the sample misjudged it)
                 a = SparseInput(indptr, indices, data, a.shape)
         out.append(a)
     return out
