@@ -462,6 +462,8 @@ class Graph {
   // Per (node, thread): the kernel rows whose gradient the thread wrote in the last step, set
   // back to zero before the next step's (backward_dense_sparse).
   std::vector<std::vector<int64_t>> sparse_touched_;
+  static constexpr int64_t kWholeRange = -1;  // sparse_touched_: the thread's whole range
+  std::vector<std::vector<int64_t>> sparse_lists_;  // per thread: scratch for a row's entries
   // Per Dropout node: each value's mask index within its sample (dropout_mask_index of the
   // sample's values; 0..width-1 without a noise_shape), and one more than their largest.
   std::vector<std::vector<int64_t>> dropout_offsets_;

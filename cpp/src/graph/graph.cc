@@ -1398,6 +1398,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   // Sparse inputs read in place by their Dense consumers: their kernels' gradients are written
   // whole (zero where the batch has no value) and updated in the update pass.
   sparse_touched_.assign(nodes_.size() * static_cast<size_t>(nt), {});
+  if (static_cast<int>(sparse_lists_.size()) < nt) sparse_lists_.resize(nt);
   sparse_input_.assign(nodes_.size(), -1);
   for (size_t k = 0; k < inputs_.size(); ++k) {
     if (!sparse_direct_[k]) continue;

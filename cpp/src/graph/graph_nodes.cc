@@ -604,23 +604,31 @@ void Graph::backward_dense_sparse(const Step& st, int i, size_t k) {
     }
     const size_t stride = sparse_touched_.size() / nodes_.size();
     std::vector<int64_t>& touched = sparse_touched_[static_cast<size_t>(i) * stride + st.ith];
-    if (params_[kp].regularized()) {
+    // Last step's rows back to zero: those listed, or the whole owned range when a regularizer
+    // adds to every row or last step wrote more rows (with repeats) than the range holds.
+    const int64_t span = own.hi - own.lo;
+    if (params_[kp].regularized() || (touched.size() == 1 && touched[0] == kWholeRange)) {
       std::fill(g + own.lo * units, g + own.hi * units, 0.0f);
     } else {
       for (int64_t c : touched) std::fill(g + c * units, g + (c + 1) * units, 0.0f);
     }
     touched.clear();
+    bool listing = true;
+    std::vector<int64_t>& list = sparse_lists_[st.ith];  // a row's entries in range
     const ElementwiseKernels* ek = elementwise_kernels();
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t row = st.rows[r], e0 = sp.indptr[row], nnz = sp.indptr[row + 1] - e0;
-      const size_t at = touched.size();
-      touched.resize(at + nnz);  // (the entries in range listed there, then their columns)
-      int64_t* list = touched.data() + at;
+      if (static_cast<int64_t>(list.size()) < nnz) list.resize(nnz);
       const int64_t count = ek->sparse_row_scatter(sp.indices + e0, sp.values + e0, nnz,
                                                    dy + r * units, g, units, own.lo, own.hi,
-                                                   list);
-      for (int64_t q = 0; q < count; ++q) list[q] = sp.indices[e0 + list[q]];
-      touched.resize(at + count);
+                                                   list.data());
+      if (!listing) continue;
+      if (static_cast<int64_t>(touched.size()) + count > span) {
+        touched.assign(1, kWholeRange);
+        listing = false;
+        continue;
+      }
+      for (int64_t q = 0; q < count; ++q) touched.push_back(sp.indices[e0 + list[q]]);
     }
   }
   dense_bias_grad(st, i, dy, rows);
