@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <random>
@@ -1151,6 +1152,36 @@ TEST(SparseRowScatter, MatchesPerEntryAxpyInOrderOnEveryIsa) {
         ASSERT_EQ(std::vector<int64_t>(list.begin(), list.begin() + count), want_list) << where;
         ASSERT_EQ(g, want) << where;
       }
+    }
+  });
+}
+
+// Dense rows made sparse on every ISA: the stored values (not ±0; NaN and infinities stored),
+// bit for bit, with their positions from `base`, over lengths with tails and empty blocks.
+TEST(CompressStored, ListsTheNonZeroValuesInOrderOnEveryIsa) {
+  for_each_isa([&](Isa isa) {
+    for (int64_t n : {1, 15, 16, 17, 48, 100}) {
+      const std::string where = std::string(isa_name(isa)) + " n=" + std::to_string(n);
+      std::vector<float> x(n, 0.0f);
+      const std::vector<float> r = random_vec(n, 190 + n);
+      for (int64_t j = 0; j < n; ++j)
+        if (j >= 16 && j < 32) x[j] = 0.0f;  // an empty block
+        else if (r[j] > 0.4f) x[j] = r[j];
+      if (n > 40) x[40] = -0.0f, x[41] = std::nanf(""), x[42] = -INFINITY, x[43] = 1e-40f;
+      std::vector<int32_t> idx(n, -7), want_idx;
+      std::vector<float> val(n, -7.0f), want_val;
+      for (int64_t j = 0; j < n; ++j) {
+        uint32_t b;
+        std::memcpy(&b, &x[j], sizeof b);
+        if ((b & 0x7fffffffu) == 0) continue;
+        want_idx.push_back(static_cast<int32_t>(j) + 1000);
+        want_val.push_back(x[j]);
+      }
+      const int64_t count = elementwise_kernels()->compress_stored(x.data(), n, 1000,
+                                                                   idx.data(), val.data());
+      ASSERT_EQ(count, static_cast<int64_t>(want_idx.size())) << where;
+      ASSERT_EQ(std::vector<int32_t>(idx.begin(), idx.begin() + count), want_idx) << where;
+      ASSERT_EQ(0, std::memcmp(val.data(), want_val.data(), count * sizeof(float))) << where;
     }
   });
 }

@@ -65,6 +65,27 @@ inline int64_t dropout_lanes(const float*, float*, int64_t, uint64_t, uint64_t, 
   return 0;
 }
 
+// Compressing stored values: whole blocks of 16 by vcompressps (values) and vpcompressd (their
+// positions), the count by popcount; returns the values handled (the body does the tail).
+inline int64_t compress_lanes(const float* x, int64_t n, int32_t base, int32_t* idx, float* val,
+                              int64_t* count) {
+  const __m512i abs = _mm512_set1_epi32(0x7fffffff), step = _mm512_set1_epi32(16);
+  __m512i pos = _mm512_add_epi32(_mm512_set1_epi32(base),
+                                 _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+                                                   13, 14, 15));
+  int64_t c = *count, j = 0;
+  for (; j + 16 <= n; j += 16, pos = _mm512_add_epi32(pos, step)) {
+    const __m512i v = _mm512_loadu_si512(x + j);
+    const __mmask16 m = _mm512_test_epi32_mask(v, abs);
+    if (m == 0) continue;
+    _mm512_mask_compressstoreu_epi32(val + c, m, v);
+    _mm512_mask_compressstoreu_epi32(idx + c, m, pos);
+    c += __builtin_popcount(m);
+  }
+  *count = c;
+  return j;
+}
+
 }  // namespace
 
 #include "ops/elementwise_body.inc"

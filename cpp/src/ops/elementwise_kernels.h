@@ -168,6 +168,9 @@ struct ElementwiseKernels {
   int64_t (*sparse_row_scatter)(const int32_t* idx, const float* val, int64_t nnz,
                                 const float* d, float* g, int64_t n, int64_t lo, int64_t hi,
                                 int64_t* list);
+  // The stored (not ±0; NaN stored) values of x[0..n) appended to val and their positions
+  // base + j to idx (room for n each); returns how many
+  int64_t (*compress_stored)(const float* x, int64_t n, int32_t base, int32_t* idx, float* val);
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();
