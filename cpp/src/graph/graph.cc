@@ -698,6 +698,16 @@ void Graph::copy_raw(int parity, size_t k, RawType type, const void* src, float*
 
 namespace {
 
+// Keras's L1/L2 penalty of n values, l1·Σ|x| + l2·Σx² (a term whose factor is 0 left out, as
+// Keras does), the sums in double by the ISA's regularize kernel.
+double l1_l2_penalty(const float* x, int64_t n, float l1, float l2) {
+  double sums[2];
+  elementwise_kernels()->regularize(x, nullptr, n, l1, l2, false, sums);
+  return l1 * sums[0] + l2 * sums[1];
+}
+
+double sum_of_squares(const float* x, int64_t n) { return l1_l2_penalty(x, n, 0.0f, 1.0f); }
+
 // Requests row `row`'s stored entries (values and column indices) of a sparse input, with
 // prefetch_floats's locality kLocality.
 template <int kLocality = 3>
@@ -1009,11 +1019,9 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
     for (size_t j = 0; j < nact; ++j) {
       const NodeSpec& node = nodes_[activity_nodes_[j]];
       const float* yv = out_[activity_nodes_[j]];
-      double sums[2];
-      elementwise_kernels()->regularize(yv + sb.lo * node.width, nullptr,
-                                        (sb.hi - sb.lo) * node.width, node.activity_l1,
-                                        node.activity_l2, false, sums);
-      activity_part_[b * nact + j] = node.activity_l1 * sums[0] + node.activity_l2 * sums[1];
+      activity_part_[b * nact + j] = l1_l2_penalty(yv + sb.lo * node.width,
+                                                   (sb.hi - sb.lo) * node.width,
+                                                   node.activity_l1, node.activity_l2);
     }
   }
 }
@@ -1075,13 +1083,11 @@ void apply_constraint(const ParamSpec& ps, int ith, int nth) {
   };
   const ElementwiseKernels* ek = elementwise_kernels();
   const int64_t rows = ps.rows, cols = ps.cols;
-  if (ps.c_axis != 0) {  // per row: Σw² as an L2 regularizer's (sum8's order)
+  if (ps.c_axis != 0) {  // per row
     const Share rs = share_of(rows, ith, nth, std::max<int64_t>(1, 4096 / cols));
     for (int64_t r = rs.lo; r < rs.hi; ++r) {
       float* row = w + r * cols;
-      double sums[2];
-      ek->regularize(row, nullptr, cols, 0.0f, 1.0f, false, sums);
-      ek->scale(row, cols, factor(sums[1]));
+      ek->scale(row, cols, factor(sum_of_squares(row, cols)));
     }
     return;
   }
@@ -1135,10 +1141,7 @@ void Graph::clip_by_norm(const Step& st) {
   const ElementwiseKernels* ek = elementwise_kernels();
   for (size_t b = st.ith; b < clip_blocks_.size(); b += st.nth) {
     const auto& [p, r] = clip_blocks_[b];
-    double sums[2];  // Σg² as an L2 regularizer's
-    ek->regularize(grads_.data() + grad_offset_[p] + r.lo, nullptr, r.hi - r.lo, 0.0f, 1.0f,
-                   false, sums);
-    clip_sums_[b] = sums[1];
+    clip_sums_[b] = sum_of_squares(grads_.data() + grad_offset_[p] + r.lo, r.hi - r.lo);
   }
   barrier(st);
   const bool global = optimizer_.global_clipnorm > 0.0f;
@@ -1539,9 +1542,7 @@ double Graph::regularization_value() const {
   double total = 0.0;
   for (const ParamSpec& ps : params_) {
     if (!ps.regularized()) continue;
-    double sums[2];
-    elementwise_kernels()->regularize(ps.data, nullptr, ps.size, ps.l1, ps.l2, false, sums);
-    total += ps.l1 * sums[0] + ps.l2 * sums[1];
+    total += l1_l2_penalty(ps.data, ps.size, ps.l1, ps.l2);
   }
   return total;
 }

@@ -31,14 +31,8 @@ inline bool stored(T v) {
 }
 inline bool is_nan(float v) { return v != v; }
 
-// Whether any of the 16 values at p is stored (one vectorisable OR of their bits).
-inline bool any_stored16(const float* p) {
-  uint32_t b[16];
-  std::memcpy(b, p, sizeof b);
-  uint32_t any = 0;
-  for (uint32_t v : b) any |= v & 0x7fffffffu;
-  return any != 0;
-}
+// Whether any of the 16 values at p is stored (one vectorisable OR of their bits; float32 rows
+// go through the ISA's compress_stored instead).
 inline bool any_stored16(const double* p) {
   uint64_t b[16];
   std::memcpy(b, p, sizeof b);

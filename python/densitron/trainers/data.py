@@ -269,7 +269,7 @@ def sparsify_inputs(model, xs, arg="x"):
     raises here."""
     out = []
     for k, a in enumerate(xs):
-        if (type(a) is np.ndarray and a.ndim == 2 and a.shape[1] >= _SPARSE_MIN_FEATURES
+        if (type(a) is np.ndarray and a.ndim == 2 and _SPARSE_MIN_FEATURES <= a.shape[1] < 2**31
                 and a.size >= _SPARSE_MIN_VALUES and len(model._input_shapes[k]) == 1
                 and (a.dtype == np.float32 or a.dtype in _RAW_INPUT_TYPES)
                 and a.flags.c_contiguous and model._graph.reads_sparse_in_place(k, True)
