@@ -195,3 +195,40 @@ def test_nan_in_a_converted_x_names_its_row():
     xv[17, 0] = np.nan
     with pytest.raises(ValueError, match=r"`validation_data\[0\]` contains NaN.*row 17"):
         fit(make_model(x.shape[1]), multi_hot(), y, epochs=2, validation_data=(xv, y[:50]))
+
+
+def test_converted_input_beside_a_dense_one_with_weights_and_normalization(monkeypatch):
+    # Two inputs, the mostly-zero one converted and the other left dense; sample weights and
+    # a BatchNormalization after the Dense reading the converted one: the same training as
+    # with its SciPy CSR form.
+    sp = pytest.importorskip("scipy.sparse")
+    from densitron.layers import BatchNormalization
+    x = multi_hot(rows=300)
+    rng = np.random.default_rng(4)
+    other = rng.normal(size=(300, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 300)
+    w = rng.random(300).astype(np.float32)
+
+    def model():
+        densitron.utils.set_random_seed(3)
+        a, b = Input((1100,)), Input((6,))
+        h = BatchNormalization()(Dense(12, activation="relu")(a))
+        h = Concatenate()([h, Dense(4)(b)])
+        m = Model([a, b], Dense(3, activation="softmax")(h))
+        m.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+        return m
+
+    calls = converted(monkeypatch)
+    m1, m2 = model(), model()
+    h1 = fit(m1, [x, other], y, epochs=3, sample_weight=w, validation_split=0.2)
+    h2 = fit(m2, [sp.csr_matrix(x), other], y, epochs=3, sample_weight=w,
+             validation_split=0.2)
+    assert calls == [x.shape]
+    assert h1.history == h2.history
+    for u, v in zip(m1.get_weights(), m2.get_weights()):
+        np.testing.assert_array_equal(u, v)
+    # evaluate and predict on the dense x agree with the trained model's CSR results
+    np.testing.assert_allclose(m1.predict([x, other], verbose=0),
+                               m2.predict([sp.csr_matrix(x), other], verbose=0), rtol=1e-5,
+                               atol=1e-6)
