@@ -464,6 +464,9 @@ class Graph {
   std::vector<std::vector<int64_t>> sparse_touched_;
   static constexpr int64_t kWholeRange = -1;  // sparse_touched_: the thread's whole range
   std::vector<std::vector<int64_t>> sparse_lists_;  // per thread: scratch for a row's entries
+  std::vector<double> constraint_sums_;  // per thread: partial column sums (finish_update)
+  int64_t constraint_cols_ = 0;          // their count a thread
+  std::vector<std::vector<float>> constraint_factors_;  // per thread: a parameter's factors
   // Per Dropout node: each value's mask index within its sample (dropout_mask_index of the
   // sample's values; 0..width-1 without a noise_shape), and one more than their largest.
   std::vector<std::vector<int64_t>> dropout_offsets_;

@@ -1058,48 +1058,40 @@ int Graph::first_backward_node() const { return bwd_order_.empty() ? -1 : bwd_or
 
 namespace {
 
-// Keras's weight constraints on thread ith's share (of nth) of a (rows, cols) parameter:
-// NonNeg a range of its values; the norm constraints, norms over axis 0 (per column) or axis 1
-// (per row), a range of its columns or rows, w <- w·desired / (eps + norm). A column's squared
-// sum is taken in row order in double, by a kernel walking the rows (a chunk of columns at a
-// time); a row's in double in sum8's order.
-void apply_constraint(const ParamSpec& ps, int ith, int nth) {
+// The factor w <- w·desired / (eps + norm) of Keras's norm constraints for a squared norm sq.
+float constraint_factor(const ParamSpec& ps, double sq) {
+  const float norm = static_cast<float>(std::sqrt(sq));
+  float desired = 1.0f;  // kUnitNorm
+  if (ps.constraint == ConstraintKind::kMaxNorm) {
+    desired = std::min(std::max(norm, 0.0f), ps.c_max);
+  } else if (ps.constraint == ConstraintKind::kMinMaxNorm) {
+    desired = ps.c_rate * std::min(std::max(norm, ps.c_min), ps.c_max) +
+              (1.0f - ps.c_rate) * norm;
+  }
+  return desired / (1e-7f + norm);
+}
+
+// Whether a parameter's constraint takes norms over axis 0 (per column: see finish_update).
+bool column_constraint(const ParamSpec& ps) {
+  return ps.trainable && ps.constraint != ConstraintKind::kNone &&
+         ps.constraint != ConstraintKind::kNonNeg && ps.c_axis == 0;
+}
+
+// A constraint needing no other thread's values, on thread ith's share (of nth) of a (rows,
+// cols) parameter: NonNeg a range of its values; a norm constraint over axis 1 (per row) a
+// range of its rows, each row's squared norm in double in sum8's order.
+void apply_local_constraint(const ParamSpec& ps, int ith, int nth) {
   float* w = ps.data;
   if (ps.constraint == ConstraintKind::kNonNeg) {
     const Share sh = share_of(ps.size, ith, nth, 4096, 16);
     for (int64_t j = sh.lo; j < sh.hi; ++j) w[j] = w[j] >= 0.0f ? w[j] : 0.0f;
     return;
   }
-  auto factor = [&](double sq) {
-    const float norm = static_cast<float>(std::sqrt(sq));
-    float desired = 1.0f;  // kUnitNorm
-    if (ps.constraint == ConstraintKind::kMaxNorm) {
-      desired = std::min(std::max(norm, 0.0f), ps.c_max);
-    } else if (ps.constraint == ConstraintKind::kMinMaxNorm) {
-      desired = ps.c_rate * std::min(std::max(norm, ps.c_min), ps.c_max) +
-                (1.0f - ps.c_rate) * norm;
-    }
-    return desired / (1e-7f + norm);
-  };
-  const ElementwiseKernels* ek = elementwise_kernels();
-  const int64_t rows = ps.rows, cols = ps.cols;
-  if (ps.c_axis != 0) {  // per row
-    const Share rs = share_of(rows, ith, nth, std::max<int64_t>(1, 4096 / cols));
-    for (int64_t r = rs.lo; r < rs.hi; ++r) {
-      float* row = w + r * cols;
-      ek->scale(row, cols, factor(sum_of_squares(row, cols)));
-    }
-    return;
-  }
-  constexpr int64_t kChunk = 256;
-  const Share cs = share_of(cols, ith, nth, std::max<int64_t>(16, 4096 / rows), 16);
-  for (int64_t c0 = cs.lo; c0 < cs.hi; c0 += kChunk) {
-    const int64_t n = std::min(kChunk, cs.hi - c0);
-    double sq[kChunk] = {};
-    ek->col_sq_sums(w + c0, rows, cols, n, sq);
-    float f[kChunk];
-    for (int64_t c = 0; c < n; ++c) f[c] = factor(sq[c]);
-    ek->scale_cols(w + c0, rows, cols, n, f);
+  const int64_t cols = ps.cols;
+  const Share rs = share_of(ps.rows, ith, nth, std::max<int64_t>(1, 4096 / cols));
+  for (int64_t r = rs.lo; r < rs.hi; ++r) {
+    float* row = w + r * cols;
+    elementwise_kernels()->scale(row, cols, constraint_factor(ps, sum_of_squares(row, cols)));
   }
 }
 
@@ -1235,13 +1227,44 @@ double Graph::update_share(const Step& st, size_t p, Share sh, bool regularized,
   return reg;
 }
 
+// Ends a training step's update: Keras's weight constraints, then the step count. A norm over
+// axis 0 (per column) is taken in two phases, each thread on a range of the rows, which its
+// own update mostly wrote: its partial column sums of squares (in double, row by row), then,
+// after a barrier, every thread adds the threads' partials in thread order and scales its
+// rows. (The next step reads the weights after begin_batch's barrier.)
 void Graph::finish_update(const Step& st) {
   barrier(st);  // every share of every parameter is updated
-  if (has_constraints_) {  // (the next step reads the weights after begin_batch's barrier)
+  if (has_constraints_) {
     ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfOptimizer], &prof_open_);
-    for (const ParamSpec& ps : params_)
-      if (ps.trainable && ps.constraint != ConstraintKind::kNone)
-        apply_constraint(ps, st.ith, st.nth);
+    const ElementwiseKernels* ek = elementwise_kernels();
+    const int64_t stride = constraint_cols_;
+    int64_t off = 0;
+    for (const ParamSpec& ps : params_) {
+      if (!column_constraint(ps)) continue;
+      const Share rs = share_of(ps.rows, st.ith, st.nth);
+      double* part = constraint_sums_.data() + st.ith * stride + off;
+      std::fill(part, part + ps.cols, 0.0);
+      ek->col_sq_sums(ps.data + rs.lo * ps.cols, rs.hi - rs.lo, ps.cols, ps.cols, part);
+      off += ps.cols;
+    }
+    if (off > 0) barrier(st);
+    off = 0;
+    float* f = constraint_factors_[st.ith].data();
+    for (const ParamSpec& ps : params_) {
+      if (!ps.trainable || ps.constraint == ConstraintKind::kNone) continue;
+      if (!column_constraint(ps)) {
+        apply_local_constraint(ps, st.ith, st.nth);
+        continue;
+      }
+      for (int64_t c = 0; c < ps.cols; ++c) {
+        double sq = 0.0;
+        for (int t = 0; t < st.nth; ++t) sq += constraint_sums_[t * stride + off + c];
+        f[c] = constraint_factor(ps, sq);
+      }
+      const Share rs = share_of(ps.rows, st.ith, st.nth);
+      ek->scale_cols(ps.data + rs.lo * ps.cols, rs.hi - rs.lo, ps.cols, ps.cols, f);
+      off += ps.cols;
+    }
   }
   if (st.ith == 0) ++iterations_;
 }
@@ -1402,6 +1425,15 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   // whole (zero where the batch has no value) and updated in the update pass.
   sparse_touched_.assign(nodes_.size() * static_cast<size_t>(nt), {});
   if (static_cast<int>(sparse_lists_.size()) < nt) sparse_lists_.resize(nt);
+  if (has_constraints_ && mode == Mode::kTrain) {  // finish_update's column norms
+    int64_t cols = 0, widest = 0;
+    for (const ParamSpec& ps : params_)
+      if (column_constraint(ps)) cols += ps.cols, widest = std::max(widest, ps.cols);
+    constraint_cols_ = cols;
+    constraint_sums_.assign(static_cast<size_t>(nt * cols), 0.0);
+    constraint_factors_.resize(nt);
+    for (std::vector<float>& f : constraint_factors_) f.resize(widest);
+  }
   sparse_input_.assign(nodes_.size(), -1);
   for (size_t k = 0; k < inputs_.size(); ++k) {
     if (!sparse_direct_[k]) continue;
