@@ -355,7 +355,7 @@ class Graph {
   template <typename Fn>
   void for_each_update_share(const Step& st, bool apply, Fn&& fn) const;
   bool clips_by_norm() const;
-  void clip_by_norm(const Step& st);
+  void clip_and_update(const Step& st);
   void finish_update(const Step& st);
   double regularization_value() const;
   double update_share(const Step& st, size_t p, Share sh, bool regularized, bool apply,

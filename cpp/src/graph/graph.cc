@@ -1109,10 +1109,7 @@ double Graph::regularize_and_update(const Step& st, bool apply) {
   });
   if (!by_norm) return reg;
   barrier(st);  // every gradient complete, regularization included
-  clip_by_norm(st);
-  for_each_update_share(st, apply, [&](size_t p, Share sh, bool, bool step) {
-    if (step) update_share(st, p, sh, false, true);
-  });
+  clip_and_update(st);
   return reg;
 }
 
@@ -1126,10 +1123,11 @@ bool Graph::clips_by_norm() const {
 }
 
 // Scales the gradients as Keras's clipnorm (each parameter's: g·c / max(‖g‖, c)) or
-// global_clipnorm (all of them: g·c·min(1/N, 1/c), NaN when N is not finite), each thread its
-// update shares. The squared sums are taken in fixed blocks (each in sum8's order), every nth
-// by this thread, and added in block order by every thread alike.
-void Graph::clip_by_norm(const Step& st) {
+// global_clipnorm (all of them: g·c·min(1/N, 1/c), NaN when N is not finite) and steps them,
+// each thread its update shares, a chunk at a time (scaled, then stepped while in L1). The
+// squared sums are taken in fixed blocks (each in sum8's order), every nth by this thread, and
+// added in block order by every thread alike.
+void Graph::clip_and_update(const Step& st) {
   const ElementwiseKernels* ek = elementwise_kernels();
   for (size_t b = st.ith; b < clip_blocks_.size(); b += st.nth) {
     const auto& [p, r] = clip_blocks_[b];
@@ -1150,20 +1148,25 @@ void Graph::clip_by_norm(const Step& st) {
     const float n = norm(-1);
     scale = c * std::min(1.0f / n, 1.0f / c) + (n - n);
   }
+  constexpr int64_t kChunk = 2048;
   int last = -1;
   float denom = c;
   for_each_update_share(st, true, [&](size_t p, Share sh, bool, bool step) {
     if (!step) return;
-    float* g = grads_.data() + grad_offset_[p] + sh.lo;
-    if (global) {
-      ek->scale(g, sh.hi - sh.lo, scale);
-      return;
-    }
-    if (static_cast<int>(p) != last) {
+    if (!global && static_cast<int>(p) != last) {
       last = static_cast<int>(p);
       denom = std::max(norm(last), c);  // NaN stays NaN
     }
-    ek->scale_div(g, sh.hi - sh.lo, c, denom);
+    for (int64_t lo = sh.lo; lo < sh.hi; lo += kChunk) {
+      const Share ch{lo, std::min(sh.hi, lo + kChunk)};
+      float* g = grads_.data() + grad_offset_[p] + ch.lo;
+      if (global) {
+        ek->scale(g, ch.hi - ch.lo, scale);
+      } else {
+        ek->scale_div(g, ch.hi - ch.lo, c, denom);
+      }
+      update_share(st, p, ch, false, true);
+    }
   });
 }
 
