@@ -1742,6 +1742,10 @@ def test_prelu_matches_keras(shape, shared_axes, tmp_path):
 # Keras's loss objects called on arrays, `loss(y_true, y_pred, sample_weight)` (the beginner
 # tutorial's `loss_fn(y_train[:1], predictions)`): the same value as Keras's object.
 @pytest.mark.parametrize("name,kwargs,pred,target", [
+    ("BinaryFocalCrossentropy", {}, "unit", "binary"),
+    ("BinaryFocalCrossentropy", {"gamma": 0.5, "alpha": 0.4, "apply_class_balancing": True,
+                                 "label_smoothing": 0.1}, "unit", "binary"),
+    ("BinaryFocalCrossentropy", {"gamma": 3.0, "from_logits": True}, "normal", "binary"),
     ("CategoricalCrossentropy", {}, "simplex", "one_hot"),
     ("CategoricalCrossentropy", {"from_logits": True, "label_smoothing": 0.1}, "normal",
      "one_hot"),

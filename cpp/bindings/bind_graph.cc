@@ -204,13 +204,15 @@ class PyGraph {
     std::vector<densitron::OutputSpec> specs;
     target_widths_.clear();
     for (const py::handle& h : outputs) {
-      auto t = h.cast<std::tuple<int, int, float, int64_t, py::list, float>>();
+      auto t = h.cast<std::tuple<int, int, float, int64_t, py::list, float,
+                                 std::array<float, 3>>>();
       densitron::OutputSpec o;
       o.node = std::get<0>(t);
       o.loss = static_cast<densitron::Loss>(std::get<1>(t));
       o.loss_weight = std::get<2>(t);
       o.target_width = std::get<3>(t);
       o.loss_param = std::get<5>(t);
+      o.loss_extra = std::get<6>(t);
       for (const py::handle& m : std::get<4>(t)) o.metrics.push_back(metric_spec(m));
       target_widths_.push_back(o.target_width);
       specs.push_back(std::move(o));

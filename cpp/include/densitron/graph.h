@@ -7,6 +7,7 @@
 // optimizer slots live here.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <mutex>
@@ -139,6 +140,8 @@ struct OutputSpec {
   // The loss's own argument (label smoothing of the loss's targets, not the metrics'; Huber's
   // delta), see ops.h; the hinge losses' is decided batch by batch (hinge_targets).
   float loss_param = 0.0f;
+  // The focal losses' {gamma, alpha, apply_class_balancing}, see ops.h.
+  std::array<float, 3> loss_extra{2.0f, 0.25f, 0.0f};
 };
 
 // One model input held as compressed sparse rows (scipy's CSR layout): row r's stored values

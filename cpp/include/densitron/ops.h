@@ -112,6 +112,10 @@ enum class Loss : int {
   kCategoricalHinge = 15,
   kKLDivergence = 16,
   kPoisson = 17,
+  // Keras's BinaryFocalCrossentropy, on probabilities or (Logits) on logits through a sigmoid;
+  // param: label smoothing; extra: {gamma, alpha, apply_class_balancing (0 or 1)}
+  kBinaryFocalCrossentropy = 18,
+  kBinaryFocalCrossentropyLogits = 19,
 };
 
 // Keras's hinge losses read {0, 1} targets as {-1, 1} when every target value of the batch is
@@ -128,10 +132,11 @@ float hinge_targets(const float* y, int64_t n);
 // `param` is the loss's own argument: for the dense cross-entropies Keras's label smoothing s,
 // which replaces y by y·(1 - s) + s/cols for the categorical ones and by y·(1 - s) + s/2 for
 // the binary one; Huber's delta; for the hinge losses whether targets are converted.
+// `extra` holds the focal losses' further arguments (see Loss), nullptr for the others.
 double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t rows,
                              int64_t cols, float* grad, double scale_rows, bool fused_logits,
                              const float* weights = nullptr, int64_t rows_per_weight = 1,
-                             float param = 0.0f);
+                             float param = 0.0f, const float* extra = nullptr);
 
 // The counts are Keras's confusion counts at a threshold, summed over a row's values (for
 // Precision = true positives / predicted positives, Recall = true positives / actual

@@ -998,7 +998,7 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
                     : loss_forward_backward(o.loss, p, y, rows, cols, g,
                                             static_cast<double>(all_rows) / o.loss_weight,
                                             fused_[o.node], w, sub_rows,
-                                            param(o.loss, o.loss_param)) /
+                                            param(o.loss, o.loss_param), o.loss_extra.data()) /
                           static_cast<double>(sub_rows);
       for (const MetricSpec& spec : o.metrics) {
         const int64_t sums = spec.sums(cols);

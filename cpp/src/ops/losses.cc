@@ -96,6 +96,53 @@ double kernel_mean_rows(ElementwiseLoss kind, const float* p, const float* y, in
   return total;
 }
 
+// Keras's binary focal cross-entropy (Lin et al. 2018) of rows × cols predictions p (or
+// logits, through a sigmoid), per value, with y' = y·keep + add (label smoothing):
+//   bce = -(y'·log pc + (1 - y')·log(1 - pc)), pc = p clipped to [eps, 1 - eps];
+//   pt = y'·p + (1 - y')·(1 - p); f = (1 - pt)^gamma; b = y'·alpha + (1 - y')·(1 - alpha)
+//   when balancing, else 1; term = b·f·bce, a row's loss the mean of its terms, weighted by
+//   weights[r / rows_per_weight] when given. The gradient (scaled by scale and the weight):
+//   b·(-gamma·(1 - pt)^(gamma - 1)·(2y' - 1)·bce + f·dbce/dp), dbce/dp = (1 - y')/(1 - pc) -
+//   y'/pc strictly inside the clip range and 0 outside it, times p·(1 - p) for logits. In
+//   float as Keras computes it, the terms summed in double.
+double binary_focal_rows(const float* p, const float* y, int64_t rows, int64_t cols,
+                         float* grad, float scale, float keep, float add, const float* extra,
+                         bool logits, const float* weights, int64_t rows_per_weight) {
+  constexpr float kEps = 1e-7f;
+  const float gamma = extra[0], alpha = extra[1];
+  const bool balance = extra[2] != 0.0f;
+  // (Keras's power of an integral exponent multiplies: x·x for the default 2)
+  auto power = [](float x, float e) { return e == 2.0f ? x * x : std::pow(x, e); };
+  double total = 0.0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float w = weights != nullptr ? weights[r / rows_per_weight] : 1.0f;
+    double row = 0.0;
+    for (int64_t j = 0; j < cols; ++j) {
+      const int64_t e = r * cols + j;
+      const float yv = y[e] * keep + add;
+      const float pv = logits ? 1.0f / (1.0f + std::exp(-p[e])) : p[e];
+      const float pc = std::min(std::max(pv, kEps), 1.0f - kEps);
+      const float bce = -(yv * std::log(pc) + (1.0f - yv) * std::log(1.0f - pc));
+      const float q = 1.0f - (yv * pv + (1.0f - yv) * (1.0f - pv));  // 1 - pt
+      const float f = power(q, gamma);
+      const float b = balance ? yv * alpha + (1.0f - yv) * (1.0f - alpha) : 1.0f;
+      row += static_cast<double>(b * f * bce);
+      if (grad == nullptr) continue;
+      // (gamma 0 and 1: the factor's derivative without a power of 0)
+      const float df = gamma == 0.0f ? 0.0f
+                       : gamma == 1.0f ? 1.0f
+                                       : gamma * power(q, gamma - 1.0f);
+      const float dbce = pv > kEps && pv < 1.0f - kEps ? (1.0f - yv) / (1.0f - pc) - yv / pc
+                                                        : 0.0f;
+      float d = b * (-df * (2.0f * yv - 1.0f) * bce + f * dbce);
+      if (logits) d *= pv * (1.0f - pv);
+      grad[e] = d * (scale * w / static_cast<float>(cols));
+    }
+    total += row / static_cast<double>(cols) * w;
+  }
+  return total;
+}
+
 }  // namespace
 
 
@@ -107,7 +154,8 @@ float hinge_targets(const float* y, int64_t n) {
 
 double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t rows,
                              int64_t cols, float* grad, double scale_rows, bool fused_logits,
-                             const float* weights, int64_t rows_per_weight, float param) {
+                             const float* weights, int64_t rows_per_weight, float param,
+                             const float* extra) {
   const float base_scale = static_cast<float>(1.0 / scale_rows);
   const Smoothing classes(param, cols), binary(param, 2), none(0.0f, 1);
   // The losses the ISA's kernels compute (the sparse forms are not smoothed).
@@ -155,6 +203,14 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
       return mean_rows(kLossPoisson);
     case Loss::kKLDivergence:  // a sum over the last axis, not a mean
       return mean_rows(kLossKLDivergence);
+    case Loss::kBinaryFocalCrossentropy:
+    case Loss::kBinaryFocalCrossentropyLogits: {
+      static const float kDefaults[3] = {2.0f, 0.25f, 0.0f};  // Keras's gamma, alpha, off
+      return binary_focal_rows(p, y, rows, cols, grad, base_scale, binary.keep, binary.add,
+                               extra != nullptr ? extra : kDefaults,
+                               loss == Loss::kBinaryFocalCrossentropyLogits, weights,
+                               rows_per_weight);
+    }
     default:
       break;
   }

@@ -65,12 +65,16 @@ _CCE, _SCCE, _BCE, _MSE, _MAE = 0, 1, 2, 3, 4
 _LOGITS = {_CCE: 5, _SCCE: 6, _BCE: 7}  # the same losses on logits (from_logits=True)
 _MAPE, _MSLE, _COSINE, _HUBER, _LOG_COSH = 8, 9, 10, 11, 12
 _HINGE, _SQUARED_HINGE, _CATEGORICAL_HINGE, _KLD, _POISSON = 13, 14, 15, 16, 17
+_BINARY_FOCAL = 18
+_LOGITS[_BINARY_FOCAL] = 19
+_FOCAL_DEFAULTS = (2.0, 0.25, 0.0)  # the engine's (gamma, alpha, class balancing)
 
 
 class Loss:
     _engine_id = None
     _default_name = None
     _param = 0.0  # the engine's argument of the loss (label smoothing, Huber's delta)
+    _extra = _FOCAL_DEFAULTS  # the focal losses' (gamma, alpha, class balancing)
 
     def __init__(self, name=None, reduction="sum_over_batch_size"):
         if reduction != "sum_over_batch_size":
@@ -109,7 +113,7 @@ class Loss:
         lead, width = y_pred.shape[:-1], y_pred.shape[-1]
         y_true = self._targets(_float_array(y_true, "y_true"), y_pred.shape)
         values = _core._loss_rows(self._engine_id, y_true, y_pred.reshape(-1, width),
-                                  self._param)
+                                  self._param, self._extra)
         return values.reshape(lead)
 
     def _targets(self, y_true, shape):
@@ -181,6 +185,31 @@ class SparseCategoricalCrossentropy(_ProbabilisticLoss):
 class BinaryCrossentropy(_SmoothedLoss):
     _engine_id = _BCE
     _default_name = "binary_crossentropy"
+
+
+class BinaryFocalCrossentropy(_SmoothedLoss):
+    """Keras's binary focal cross-entropy (Lin et al., 2018): the binary cross-entropy of each
+    value times (1 - p_t)^gamma, p_t = y·p + (1 - y)(1 - p), and, with
+    `apply_class_balancing`, times alpha for positives and 1 - alpha for negatives; the mean
+    over the last axis."""
+    _engine_id = _BINARY_FOCAL
+    _default_name = "binary_focal_crossentropy"
+
+    def __init__(self, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False,
+                 label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size", name=None,
+                 **kwargs):
+        super().__init__(from_logits=from_logits, label_smoothing=label_smoothing, name=name,
+                         reduction=reduction, axis=axis, **kwargs)
+        for arg, value in (("alpha", alpha), ("gamma", gamma)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise TypeError(f"`{arg}` must be a number. Received: {arg}={value!r}")
+        self.apply_class_balancing = bool(apply_class_balancing)
+        self.alpha, self.gamma = float(alpha), float(gamma)
+        self._extra = (self.gamma, self.alpha, 1.0 if self.apply_class_balancing else 0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "apply_class_balancing": self.apply_class_balancing,
+                "alpha": self.alpha, "gamma": self.gamma}
 
 
 class MeanSquaredError(Loss):
@@ -277,7 +306,7 @@ _CLASSES = {c.__name__: c for c in (
     CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryCrossentropy,
     MeanSquaredError, MeanAbsoluteError, MeanAbsolutePercentageError,
     MeanSquaredLogarithmicError, CosineSimilarity, Huber, LogCosh, Hinge, SquaredHinge,
-    CategoricalHinge, KLDivergence, Poisson)}
+    CategoricalHinge, KLDivergence, Poisson, BinaryFocalCrossentropy)}
 
 # Keras's loss functions by name, with its aliases; the class names work too, as in Keras.
 _BY_NAME = {
@@ -309,6 +338,7 @@ _BY_NAME = {
     "kld": KLDivergence,
     "KLD": KLDivergence,
     "poisson": Poisson,
+    "binary_focal_crossentropy": BinaryFocalCrossentropy,
 }
 
 
@@ -328,6 +358,14 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
 def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
     return BinaryCrossentropy(from_logits=from_logits, label_smoothing=label_smoothing,
                               axis=axis).call(y_true, y_pred)
+
+
+def binary_focal_crossentropy(y_true, y_pred, apply_class_balancing=False, alpha=0.25,
+                              gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1):
+    return BinaryFocalCrossentropy(apply_class_balancing=apply_class_balancing, alpha=alpha,
+                                   gamma=gamma, from_logits=from_logits,
+                                   label_smoothing=label_smoothing, axis=axis).call(y_true,
+                                                                                    y_pred)
 
 
 def cosine_similarity(y_true, y_pred, axis=-1):
@@ -360,6 +398,7 @@ kl_divergence = _function_of(KLDivergence, "kl_divergence")
 poisson = _function_of(Poisson, "poisson")
 
 _FUNCTIONS = (categorical_crossentropy, sparse_categorical_crossentropy, binary_crossentropy,
+              binary_focal_crossentropy,
               mean_squared_error, mean_absolute_error, mean_absolute_percentage_error,
               mean_squared_logarithmic_error, cosine_similarity, huber, log_cosh, hinge,
               squared_hinge, categorical_hinge, kl_divergence, poisson)
@@ -412,6 +451,7 @@ def get(identifier):
 
 __all__ = [
     "BinaryCrossentropy",
+    "BinaryFocalCrossentropy",
     "CategoricalCrossentropy",
     "CategoricalHinge",
     "CosineSimilarity",
@@ -428,6 +468,7 @@ __all__ = [
     "SparseCategoricalCrossentropy",
     "SquaredHinge",
     "binary_crossentropy",
+    "binary_focal_crossentropy",
     "categorical_crossentropy",
     "categorical_hinge",
     "cosine_similarity",

@@ -238,7 +238,7 @@ class Trainer:
             if isinstance(loss, losses_mod.SparseCategoricalCrossentropy):
                 width //= self._output_last[k]  # one class id per row of the last axis
             outputs.append((node, loss._engine_id, self._loss_weights[k], width, metric_specs[k],
-                            loss._param))
+                            loss._param, loss._extra))
         # Keras's hinge losses look at each batch as a whole: evaluate keeps the user's batches.
         self._batch_dependent = any(
             losses_mod.depends_on_batch(o[1]) or
