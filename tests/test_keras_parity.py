@@ -1956,3 +1956,14 @@ def test_imbalanced_data_tutorial_metrics_match_keras():
         assert d.keys() == k.keys()
         for key in k:
             np.testing.assert_allclose(d[key], k[key], rtol=1e-5, atol=1e-5, err_msg=key)
+
+
+def test_binary_focal_crossentropy_configs_move_both_ways():
+    kloss = keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.3, gamma=1.5,
+                                                 label_smoothing=0.1)
+    dloss = densitron.losses.deserialize(keras.losses.serialize(kloss))
+    assert isinstance(dloss, densitron.losses.BinaryFocalCrossentropy)
+    back = keras.losses.deserialize(densitron.losses.serialize(dloss))
+    assert isinstance(back, keras.losses.BinaryFocalCrossentropy)
+    config = {k: v for k, v in back.get_config().items() if k != "axis"}
+    assert config == dloss.get_config()
