@@ -1,7 +1,8 @@
-"""Keras's BinaryFocalCrossentropy: the engine's values and gradients against Keras's formula
-in float64 (with its clipping of probabilities to [1e-7, 1 - 1e-7], label smoothing, class
-balancing and logits), through every entry point, against finite differences, and its
-arguments and config."""
+"""Keras's BinaryFocalCrossentropy and CategoricalFocalCrossentropy: the engine's values and
+gradients against Keras's formulas in float64 (with their clipping of probabilities to [1e-7,
+1 - 1e-7], label smoothing, class balancing, the categorical one's normalization, and
+logits), through every entry point, against finite differences, and their arguments and
+config."""
 
 import numpy as np
 import pytest
@@ -142,3 +143,113 @@ def test_config_serialization_and_arguments():
         losses.BinaryFocalCrossentropy(label_smoothing=1.5)
     with pytest.raises(ValueError, match="axis"):
         losses.BinaryFocalCrossentropy(axis=0)
+
+
+CAT_PARAMS = [dict(), dict(gamma=0.0), dict(gamma=1.0, alpha=0.6), dict(gamma=0.5),
+              dict(gamma=3.0, label_smoothing=0.2)]
+
+
+def cat_reference(v, y, gamma=2.0, alpha=0.25, label_smoothing=0.0, from_logits=False):
+    """Per-row losses and d(row loss)/d(v) of Keras's categorical focal cross-entropy in
+    float64, v the predictions (normalized inside) or logits."""
+    v, y = np.asarray(v, np.float64), np.asarray(y, np.float64)
+    y = y * (1 - label_smoothing) + label_smoothing / v.shape[-1]
+    if from_logits:
+        e = np.exp(v - v.max(axis=-1, keepdims=True))
+        p = e / e.sum(axis=-1, keepdims=True)
+    else:
+        p = v
+    s = p.sum(axis=-1, keepdims=True)
+    o = p / s
+    oc = np.clip(o, EPS, HI)
+    q = 1 - oc
+    per = (-alpha * q ** gamma * y * np.log(oc)).sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = 0.0 if gamma == 0 else gamma * q ** (gamma - 1)
+        g = np.where((o > EPS) & (o < HI), -alpha * y * (q ** gamma / oc - df * np.log(oc)), 0.0)
+    dp = (g - (o * g).sum(axis=-1, keepdims=True)) / s
+    if from_logits:
+        dp = p * (dp - (p * dp).sum(axis=-1, keepdims=True))
+    return per, dp
+
+
+@pytest.mark.parametrize("pred", ["simplex", "unnormalized", "logits"])
+@pytest.mark.parametrize("kw", CAT_PARAMS, ids=[str(k) for k in CAT_PARAMS])
+def test_categorical_values_match_the_formula(kw, pred):
+    rng = np.random.default_rng(6)
+    if pred == "simplex":
+        v = rng.dirichlet(np.ones(5), 8).astype(np.float32)
+        v[0] = [1, 0, 0, 0, 0]  # clipped
+    elif pred == "unnormalized":
+        v = rng.random((8, 5)).astype(np.float32) * 3
+    else:
+        v = (rng.normal(size=(8, 5)) * 3).astype(np.float32)
+    y = np.eye(5, dtype=np.float32)[rng.integers(0, 5, 8)]
+    fl = pred == "logits"
+    per, _ = cat_reference(v, y, from_logits=fl, **kw)
+    np.testing.assert_allclose(losses.categorical_focal_crossentropy(y, v, from_logits=fl, **kw),
+                               per, rtol=2e-5, atol=1e-7)
+    w = rng.random(8).astype(np.float32)
+    np.testing.assert_allclose(losses.CategoricalFocalCrossentropy(from_logits=fl, **kw)(
+        y, v, sample_weight=w), (per * w).mean(), rtol=2e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("out", ["softmax", "sigmoid", "logits"])
+@pytest.mark.parametrize("kw", CAT_PARAMS, ids=[str(k) for k in CAT_PARAMS])
+def test_categorical_gradient_matches_the_formula(kw, out):
+    # A linear layer (then a softmax or sigmoid, or logits): dL/dW = x^T·dL/dv.
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(9, 5)).astype(np.float32)
+    if not 0 < kw.get("gamma", 2.0) < 1:
+        x[0] *= 60  # saturated probabilities: clipped
+    y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 9)]
+    inp = layers.Input((5,))
+    dense = layers.Dense(4, bias_initializer="zeros")(inp)
+    model = Model(inp, dense if out == "logits" else layers.Activation(out)(dense))
+    model.compile(optimizer=optimizers.SGD(), loss=losses.CategoricalFocalCrossentropy(
+        from_logits=out == "logits", **kw))
+    v = model.predict(x, verbose=0)
+    per, dv = cat_reference(v, y, from_logits=out == "logits", **kw)
+    if out == "softmax":
+        dv = v * (dv - (v * dv).sum(axis=-1, keepdims=True))
+    elif out == "sigmoid":
+        dv = dv * v * (1 - v)
+    dv = dv / len(x)
+    grads = model._compute_gradients(x, y)
+    np.testing.assert_allclose(grads[0], x.T.astype(np.float64) @ dv, rtol=2e-4, atol=1e-7)
+    np.testing.assert_allclose(grads[1], dv.sum(axis=0), rtol=2e-4, atol=1e-7)
+    np.testing.assert_allclose(model.evaluate(x, y, verbose=0), per.mean(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(gamma=0.5, label_smoothing=0.1),
+                                dict(from_logits=True)])
+def test_categorical_backward_against_finite_differences(kw):
+    rng = np.random.default_rng(8)
+    inp = layers.Input((4,))
+    h = layers.Dense(5, activation="tanh")(inp)
+    out = layers.Dense(3, activation=None if kw.get("from_logits") else "softmax")(h)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 7)]
+    fd_check(Model(inp, out), rng.normal(size=(7, 4)), y,
+             losses.CategoricalFocalCrossentropy(**kw))
+
+
+def test_categorical_trains_and_saves_its_arguments():
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(400, 6)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[(x[:, 0] > 0).astype(int) + (x[:, 1] > 1)]
+    model = densitron.Sequential([layers.Input((6,)), layers.Dense(16, activation="relu"),
+                                  layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="categorical_focal_crossentropy", metrics=["accuracy"])
+    h = model.fit(x, y, batch_size=32, epochs=5, verbose=0)
+    assert h.history["loss"][-1] < h.history["loss"][0]
+    per, _ = cat_reference(model.predict(x, verbose=0), y)
+    np.testing.assert_allclose(model.evaluate(x, y, verbose=0)[0], per.mean(), rtol=1e-5)
+    loss = losses.CategoricalFocalCrossentropy(alpha=0.5, gamma=1.0, from_logits=True,
+                                               label_smoothing=0.05)
+    config = loss.get_config()
+    assert config == {"name": "categorical_focal_crossentropy",
+                      "reduction": "sum_over_batch_size", "from_logits": True,
+                      "label_smoothing": 0.05, "alpha": 0.5, "gamma": 1.0}
+    assert losses.deserialize(losses.serialize(loss)).get_config() == config
+    with pytest.raises(TypeError, match="`gamma` must be a number"):
+        losses.CategoricalFocalCrossentropy(gamma=[2])

@@ -133,7 +133,8 @@ def test_loss_object_call_takes_any_array_layout_and_keeps_nan():
 
 
 FUNCTIONS = ["categorical_crossentropy", "sparse_categorical_crossentropy",
-             "binary_crossentropy", "binary_focal_crossentropy", "mean_squared_error",
+             "binary_crossentropy", "binary_focal_crossentropy",
+             "categorical_focal_crossentropy", "mean_squared_error",
              "mean_absolute_error",
              "mean_absolute_percentage_error", "mean_squared_logarithmic_error",
              "cosine_similarity", "huber", "log_cosh", "hinge", "squared_hinge",

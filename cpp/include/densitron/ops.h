@@ -116,6 +116,10 @@ enum class Loss : int {
   // param: label smoothing; extra: {gamma, alpha, apply_class_balancing (0 or 1)}
   kBinaryFocalCrossentropy = 18,
   kBinaryFocalCrossentropyLogits = 19,
+  // Keras's CategoricalFocalCrossentropy, on probabilities or (Logits) on logits through a
+  // softmax; param: label smoothing; extra: {gamma, alpha, unused}
+  kCategoricalFocalCrossentropy = 20,
+  kCategoricalFocalCrossentropyLogits = 21,
 };
 
 // Keras's hinge losses read {0, 1} targets as {-1, 1} when every target value of the batch is

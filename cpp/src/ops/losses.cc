@@ -143,6 +143,65 @@ double binary_focal_rows(const float* p, const float* y, int64_t rows, int64_t c
   return total;
 }
 
+// Keras's categorical focal cross-entropy of rows × cols predictions p (or logits, through a
+// softmax), with y' = y·keep + add (label smoothing), per row:
+//   o = p / Σp, oc = o clipped to [eps, 1 - eps]; loss = Σ_j -alpha·(1 - oc_j)^gamma·y'_j·log oc_j
+// weighted by weights[r / rows_per_weight] when given. The gradient in o_j, strictly inside
+// the clip range (else 0): -alpha·y'_j·((1 - oc_j)^gamma / oc_j - gamma·(1 - oc_j)^(gamma - 1)·
+// log oc_j); in p through the normalization, (g_k - Σ_j o_j·g_j) / Σp; in logits through the
+// softmax. Each row in three passes, the gradient row holding the partial results (no scratch).
+double categorical_focal_rows(const float* p, const float* y, int64_t rows, int64_t cols,
+                              float* grad, float scale, float keep, float add,
+                              const float* extra, bool logits, const float* weights,
+                              int64_t rows_per_weight) {
+  constexpr float kEps = 1e-7f;
+  const float gamma = extra[0], alpha = extra[1];
+  auto power = [](float x, float e) { return e == 2.0f ? x * x : std::pow(x, e); };
+  double total = 0.0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* pr = p + r * cols;
+    const float* yr = y + r * cols;
+    float* gr = grad != nullptr ? grad + r * cols : nullptr;
+    const float w = weights != nullptr ? weights[r / rows_per_weight] : 1.0f;
+    float m = 0.0f, z = 1.0f;  // a softmax's max and normalizer
+    if (logits) {
+      m = *std::max_element(pr, pr + cols);
+      z = 0.0f;
+      for (int64_t j = 0; j < cols; ++j) z += std::exp(pr[j] - m);
+    }
+    auto prob = [&](int64_t j) { return logits ? std::exp(pr[j] - m) / z : pr[j]; };
+    float sum = 0.0f;
+    for (int64_t j = 0; j < cols; ++j) sum += prob(j);
+    double row = 0.0, c1 = 0.0;
+    for (int64_t j = 0; j < cols; ++j) {
+      const float o = prob(j) / sum;
+      const float oc = std::min(std::max(o, kEps), 1.0f - kEps);
+      const float yv = yr[j] * keep + add;
+      const float lg = std::log(oc), q = 1.0f - oc, f = power(q, gamma);
+      row += static_cast<double>(alpha * f * (-yv * lg));
+      if (gr == nullptr) continue;
+      const float df = gamma == 0.0f ? 0.0f : gamma == 1.0f ? 1.0f : gamma * power(q, gamma - 1);
+      const float g = o > kEps && o < 1.0f - kEps ? -alpha * yv * (f / oc - df * lg) : 0.0f;
+      gr[j] = g;
+      c1 += static_cast<double>(o) * g;
+    }
+    total += row * w;
+    if (gr == nullptr) continue;
+    const float s = scale * w;
+    if (!logits) {
+      for (int64_t j = 0; j < cols; ++j) gr[j] = (gr[j] - static_cast<float>(c1)) / sum * s;
+      continue;
+    }
+    double c2 = 0.0;  // Σ_j p_j·dp_j, then dz_j = p_j·(dp_j - c2)
+    for (int64_t j = 0; j < cols; ++j) {
+      gr[j] = (gr[j] - static_cast<float>(c1)) / sum;
+      c2 += static_cast<double>(prob(j)) * gr[j];
+    }
+    for (int64_t j = 0; j < cols; ++j) gr[j] = prob(j) * (gr[j] - static_cast<float>(c2)) * s;
+  }
+  return total;
+}
+
 }  // namespace
 
 
@@ -205,11 +264,19 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
       return mean_rows(kLossKLDivergence);
     case Loss::kBinaryFocalCrossentropy:
     case Loss::kBinaryFocalCrossentropyLogits: {
-      static const float kDefaults[3] = {2.0f, 0.25f, 0.0f};  // Keras's gamma, alpha, off
+      static const float kDefaults[3] = {2.0f, 0.25f, 0.0f};  // Keras's gamma, alpha, balance
       return binary_focal_rows(p, y, rows, cols, grad, base_scale, binary.keep, binary.add,
                                extra != nullptr ? extra : kDefaults,
                                loss == Loss::kBinaryFocalCrossentropyLogits, weights,
                                rows_per_weight);
+    }
+    case Loss::kCategoricalFocalCrossentropy:
+    case Loss::kCategoricalFocalCrossentropyLogits: {
+      static const float kDefaults[3] = {2.0f, 0.25f, 0.0f};
+      return categorical_focal_rows(p, y, rows, cols, grad, base_scale, classes.keep,
+                                    classes.add, extra != nullptr ? extra : kDefaults,
+                                    loss == Loss::kCategoricalFocalCrossentropyLogits, weights,
+                                    rows_per_weight);
     }
     default:
       break;

@@ -65,8 +65,8 @@ _CCE, _SCCE, _BCE, _MSE, _MAE = 0, 1, 2, 3, 4
 _LOGITS = {_CCE: 5, _SCCE: 6, _BCE: 7}  # the same losses on logits (from_logits=True)
 _MAPE, _MSLE, _COSINE, _HUBER, _LOG_COSH = 8, 9, 10, 11, 12
 _HINGE, _SQUARED_HINGE, _CATEGORICAL_HINGE, _KLD, _POISSON = 13, 14, 15, 16, 17
-_BINARY_FOCAL = 18
-_LOGITS[_BINARY_FOCAL] = 19
+_BINARY_FOCAL, _CATEGORICAL_FOCAL = 18, 20
+_LOGITS.update({_BINARY_FOCAL: 19, _CATEGORICAL_FOCAL: 21})
 _FOCAL_DEFAULTS = (2.0, 0.25, 0.0)  # the engine's (gamma, alpha, class balancing)
 
 
@@ -187,6 +187,12 @@ class BinaryCrossentropy(_SmoothedLoss):
     _default_name = "binary_crossentropy"
 
 
+def _check_numbers(**values):
+    for arg, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            raise TypeError(f"`{arg}` must be a number. Received: {arg}={value!r}")
+
+
 class BinaryFocalCrossentropy(_SmoothedLoss):
     """Keras's binary focal cross-entropy (Lin et al., 2018): the binary cross-entropy of each
     value times (1 - p_t)^gamma, p_t = y·p + (1 - y)(1 - p), and, with
@@ -200,9 +206,7 @@ class BinaryFocalCrossentropy(_SmoothedLoss):
                  **kwargs):
         super().__init__(from_logits=from_logits, label_smoothing=label_smoothing, name=name,
                          reduction=reduction, axis=axis, **kwargs)
-        for arg, value in (("alpha", alpha), ("gamma", gamma)):
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-                raise TypeError(f"`{arg}` must be a number. Received: {arg}={value!r}")
+        _check_numbers(alpha=alpha, gamma=gamma)
         self.apply_class_balancing = bool(apply_class_balancing)
         self.alpha, self.gamma = float(alpha), float(gamma)
         self._extra = (self.gamma, self.alpha, 1.0 if self.apply_class_balancing else 0.0)
@@ -210,6 +214,24 @@ class BinaryFocalCrossentropy(_SmoothedLoss):
     def get_config(self):
         return {**super().get_config(), "apply_class_balancing": self.apply_class_balancing,
                 "alpha": self.alpha, "gamma": self.gamma}
+
+
+class CategoricalFocalCrossentropy(_SmoothedLoss):
+    """Keras's categorical focal cross-entropy: over the last axis, the predictions normalized
+    to sum to 1 and clipped to [1e-7, 1 - 1e-7], Σ -alpha·(1 - p)^gamma·y·log p."""
+    _engine_id = _CATEGORICAL_FOCAL
+    _default_name = "categorical_focal_crossentropy"
+
+    def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1,
+                 reduction="sum_over_batch_size", name=None, **kwargs):
+        super().__init__(from_logits=from_logits, label_smoothing=label_smoothing, name=name,
+                         reduction=reduction, axis=axis, **kwargs)
+        _check_numbers(alpha=alpha, gamma=gamma)
+        self.alpha, self.gamma = float(alpha), float(gamma)
+        self._extra = (self.gamma, self.alpha, 0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma}
 
 
 class MeanSquaredError(Loss):
@@ -306,7 +328,8 @@ _CLASSES = {c.__name__: c for c in (
     CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryCrossentropy,
     MeanSquaredError, MeanAbsoluteError, MeanAbsolutePercentageError,
     MeanSquaredLogarithmicError, CosineSimilarity, Huber, LogCosh, Hinge, SquaredHinge,
-    CategoricalHinge, KLDivergence, Poisson, BinaryFocalCrossentropy)}
+    CategoricalHinge, KLDivergence, Poisson, BinaryFocalCrossentropy,
+    CategoricalFocalCrossentropy)}
 
 # Keras's loss functions by name, with its aliases; the class names work too, as in Keras.
 _BY_NAME = {
@@ -339,6 +362,7 @@ _BY_NAME = {
     "KLD": KLDivergence,
     "poisson": Poisson,
     "binary_focal_crossentropy": BinaryFocalCrossentropy,
+    "categorical_focal_crossentropy": CategoricalFocalCrossentropy,
 }
 
 
@@ -366,6 +390,13 @@ def binary_focal_crossentropy(y_true, y_pred, apply_class_balancing=False, alpha
                                    gamma=gamma, from_logits=from_logits,
                                    label_smoothing=label_smoothing, axis=axis).call(y_true,
                                                                                     y_pred)
+
+
+def categorical_focal_crossentropy(y_true, y_pred, alpha=0.25, gamma=2.0, from_logits=False,
+                                   label_smoothing=0.0, axis=-1):
+    return CategoricalFocalCrossentropy(alpha=alpha, gamma=gamma, from_logits=from_logits,
+                                        label_smoothing=label_smoothing, axis=axis).call(
+        y_true, y_pred)
 
 
 def cosine_similarity(y_true, y_pred, axis=-1):
@@ -398,7 +429,7 @@ kl_divergence = _function_of(KLDivergence, "kl_divergence")
 poisson = _function_of(Poisson, "poisson")
 
 _FUNCTIONS = (categorical_crossentropy, sparse_categorical_crossentropy, binary_crossentropy,
-              binary_focal_crossentropy,
+              binary_focal_crossentropy, categorical_focal_crossentropy,
               mean_squared_error, mean_absolute_error, mean_absolute_percentage_error,
               mean_squared_logarithmic_error, cosine_similarity, huber, log_cosh, hinge,
               squared_hinge, categorical_hinge, kl_divergence, poisson)
@@ -453,6 +484,7 @@ __all__ = [
     "BinaryCrossentropy",
     "BinaryFocalCrossentropy",
     "CategoricalCrossentropy",
+    "CategoricalFocalCrossentropy",
     "CategoricalHinge",
     "CosineSimilarity",
     "Hinge",
@@ -470,6 +502,7 @@ __all__ = [
     "binary_crossentropy",
     "binary_focal_crossentropy",
     "categorical_crossentropy",
+    "categorical_focal_crossentropy",
     "categorical_hinge",
     "cosine_similarity",
     "deserialize",
