@@ -1355,7 +1355,11 @@ def test_keras_files_with_loss_functions_and_foreign_optimizers(tmp_path):
                                  ("Adam", {"amsgrad": True}), ("SGD", {"momentum": 0.9}),
                                  ("Adamax", {"beta_1": 0.8}), ("Adagrad", {}), ("Lion", {}),
                                  ("Adadelta", {"rho": 0.9}), ("Nadam", {"beta_1": 0.8}),
-                                 ("Ftrl", {"l1_regularization_strength": 0.01})])
+                                 ("Ftrl", {"l1_regularization_strength": 0.01}),
+                                 ("Adam", {"use_ema": True}),
+                                 ("RMSprop", {"momentum": 0.5, "centered": True,
+                                              "use_ema": True, "ema_momentum": 0.9,
+                                              "ema_overwrite_frequency": 5})])
 def test_optimizer_state_moves_between_keras_and_densitron(opt, tmp_path):
     # The slots in Keras's own variable order, both ways. Nadam's last variable, its running
     # product, follows from the step count: densitron writes Keras's float32 chain for it.

@@ -285,9 +285,15 @@ def test_keras_configs_densitron_cannot_honour_are_refused():
                 "config": {"seed": None, "input_axes": [0]}}}}
     with pytest.raises(ValueError, match="`input_axes`"):
         keras_format.from_keras(init)
-    opt = {"optimizer": {"class_name": "Adam", "config": {"use_ema": True}}, "loss": "mse"}
-    with pytest.raises(ValueError, match="`use_ema`=True"):
+    opt = {"optimizer": {"class_name": "Adam", "config": {"gradient_accumulation_steps": 4}},
+           "loss": "mse"}
+    with pytest.raises(ValueError, match="`gradient_accumulation_steps`=4"):
         keras_format.compile_from_keras(opt)
+    # use_ema is honoured
+    ema = {"optimizer": {"class_name": "Adam", "config": {"use_ema": True, "ema_momentum": 0.9}},
+           "loss": "mse"}
+    config = keras_format.compile_from_keras(ema)["optimizer"]["config"]
+    assert config["use_ema"] is True and config["ema_momentum"] == 0.9
 
 
 def test_metric_objects_survive_a_second_save(tmp_path):

@@ -554,10 +554,7 @@ def test_nadam_product_runs_on_through_fits_and_a_reset_step_count(threads):
 
 
 def test_optimizer_arguments_that_would_change_training_are_refused():
-    # Keras's use_ema (weights replaced by their moving average at the end of fit) and
-    # gradient_accumulation_steps would train differently: refused, not ignored.
-    with pytest.raises(ValueError, match="use_ema.*Received: use_ema=True"):
-        optimizers.Adam(use_ema=True)
+    # Keras's gradient_accumulation_steps would train differently: refused, not ignored.
     with pytest.raises(ValueError, match="Received: gradient_accumulation_steps=4"):
         optimizers.SGD(gradient_accumulation_steps=4)
     # their "off" values (and a loss scale, which changes nothing in float32) are taken
@@ -589,3 +586,97 @@ def test_engine_flushes_subnormals_and_restores_the_callers_mode(threads):
     assert np.all(out[0::2] == 0.0)
     np.testing.assert_allclose(out[1::2], 1e-20, rtol=1e-6)
     assert np.float32(1e-30) * np.float32(1e-10) > 0
+
+
+def ema_model(optimizer, constraint=None, seed=5):
+    densitron.utils.set_random_seed(seed)
+    inp = layers.Input(shape=(6,))
+    h = layers.Dense(8, activation="tanh", kernel_constraint=constraint)(inp)
+    model = Model(inp, layers.Dense(3)(h))
+    model.compile(optimizer=optimizer, loss="mse")
+    return model
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_use_ema_keeps_keras_moving_average_and_fit_ends_on_it(threads):
+    # Keras: after each step average = m·average + (1 - m)·w (m = 0 at the first step, so the
+    # average starts at the first step's weights); fit ends with the weights on the averages.
+    densitron.set_num_threads(threads)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(40, 6)).astype(np.float32)
+    y = rng.normal(size=(40, 3)).astype(np.float32)
+    model = ema_model(optimizers.SGD(0.1, momentum=0.5, use_ema=True, ema_momentum=0.8))
+    m = np.float32(0.8)
+    avg = None
+    for step in range(5):
+        model.train_on_batch(x, y)
+        w = [v.copy() for v in model.get_weights()]
+        avg = w if avg is None else [m * a + (np.float32(1) - m) * b for a, b in zip(avg, w)]
+        iterations, slots = model._optimizer_slots()
+        assert iterations == step + 1
+        for got, want in zip(slots[:4], avg):  # the averages come first, as in Keras
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    model.optimizer.finalize_variable_values(model.trainable_weights)
+    for got, want in zip(model.get_weights(), avg):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    # fit: the same five full-batch steps, then the weights on the averages
+    fitted = ema_model(optimizers.SGD(0.1, momentum=0.5, use_ema=True, ema_momentum=0.8))
+    fitted.fit(x, y, batch_size=40, epochs=5, shuffle=False, verbose=0)
+    for got, want in zip(fitted.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_ema_overwrite_frequency_and_constraints_after_the_average():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(30, 6)).astype(np.float32)
+    y = rng.normal(size=(30, 3)).astype(np.float32) * 5
+    model = ema_model(optimizers.SGD(0.2, use_ema=True, ema_momentum=0.9,
+                                     ema_overwrite_frequency=2),
+                      constraint=densitron.constraints.NonNeg())
+    model.train_on_batch(x, y)
+    _, slots = model._optimizer_slots()
+    # the average took the step's weights before the constraint (Keras's order)
+    assert (slots[0] < 0).any() and (model.get_weights()[0] >= 0).all()
+    model.train_on_batch(x, y)  # the second step: the weights take their averages
+    _, slots = model._optimizer_slots()
+    for got, want in zip(model.get_weights()[1:], slots[1:4]):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(model.get_weights()[0], np.maximum(slots[0], 0))
+    model.train_on_batch(x, y)
+    _, slots = model._optimizer_slots()
+    assert not np.array_equal(model.get_weights()[1], slots[1])
+
+
+def test_ema_state_saved_and_resumed(tmp_path):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(32, 6)).astype(np.float32)
+    y = rng.normal(size=(32, 3)).astype(np.float32)
+    a = ema_model(optimizers.Adam(0.01, use_ema=True))
+    b = ema_model(optimizers.Adam(0.01, use_ema=True))
+    for _ in range(3):
+        a.train_on_batch(x, y)
+        b.train_on_batch(x, y)
+    b.save(tmp_path / "m.keras")
+    b = densitron.models.load_model(tmp_path / "m.keras")
+    assert b.optimizer.use_ema and b.optimizer.ema_momentum == 0.99
+    for _ in range(2):
+        a.train_on_batch(x, y)
+        b.train_on_batch(x, y)
+    for got, want in zip(b._optimizer_slots()[1], a._optimizer_slots()[1]):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(b.get_weights(), a.get_weights()):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_ema_arguments_and_config():
+    opt = optimizers.RMSprop(use_ema=True, ema_momentum=0.95, ema_overwrite_frequency=10)
+    config = opt.get_config()
+    assert (config["use_ema"], config["ema_momentum"], config["ema_overwrite_frequency"]) == (
+        True, 0.95, 10)
+    assert optimizers.RMSprop.from_config(config).get_config() == config
+    with pytest.raises(ValueError, match=r"`ema_momentum` must be in the range \[0, 1\]. "
+                                         "Received: ema_momentum=1.5"):
+        optimizers.Adam(use_ema=True, ema_momentum=1.5)
+    with pytest.raises(ValueError, match="`ema_overwrite_frequency` must be an integer >= 1 or "
+                                         "None. Received: ema_overwrite_frequency=0.5"):
+        optimizers.Adam(use_ema=True, ema_overwrite_frequency=0.5)

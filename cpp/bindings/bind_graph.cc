@@ -247,6 +247,11 @@ class PyGraph {
     c.clipvalue = opt["clipvalue"].cast<float>();
     c.global_clipnorm = opt["global_clipnorm"].cast<float>();
     if (opt.contains("schedule")) c.schedule = lr_schedule(opt["schedule"].cast<py::dict>());
+    if (opt.contains("use_ema")) {
+      c.use_ema = opt["use_ema"].cast<bool>();
+      c.ema_momentum = opt["ema_momentum"].cast<float>();
+      c.ema_overwrite_frequency = opt["ema_overwrite_frequency"].cast<int64_t>();
+    }
     return c;
   }
 

@@ -29,8 +29,7 @@ _KERAS_ONLY = {
 # Layers that take data_format themselves (both of Keras's values).
 _OWN_DATA_FORMAT = {f"Global{kind}Pooling{rank}D" for kind in ("Average", "Max")
                     for rank in (1, 2, 3)}
-_OPTIMIZER_KERAS_ONLY = {"use_ema": False, "ema_momentum": 0.99, "ema_overwrite_frequency": None,
-                         "loss_scale_factor": None, "gradient_accumulation_steps": None}
+_OPTIMIZER_KERAS_ONLY = {"loss_scale_factor": None, "gradient_accumulation_steps": None}
 
 
 def _kind_of(key):

@@ -79,6 +79,12 @@ struct OptimizerConfig {
   float global_clipnorm = 0.0f;
   // A schedule other than kConstant replaces learning_rate, step by step.
   LrScheduleConfig schedule;
+  // Keras's use_ema: a moving average of each weight after every step (the last slot, see
+  // ema_slot), ema·m + w·(1 - m), m = 0 at the first step; every ema_overwrite_frequency
+  // steps (0: never) the weights take their averages. Only the graph keeps it.
+  bool use_ema = false;
+  float ema_momentum = 0.99f;
+  int64_t ema_overwrite_frequency = 0;
 };
 
 // Optimizer constants for one update; decay = learning_rate·weight_decay (0 for none).
@@ -120,8 +126,11 @@ OptimizerStep prepare_optimizer_step(const OptimizerConfig& config, int64_t step
 void apply_optimizer_step(const OptimizerStep& s, float* w, const float* g, float* const* slots,
                           int64_t n);
 
-// Number of float slots per parameter element the optimizer needs.
+// Number of float slots per parameter element the optimizer needs (the moving average's
+// included).
 int optimizer_slot_count(const OptimizerConfig& config);
+// The slot of use_ema's moving average (after the step's own), or -1.
+int ema_slot(const OptimizerConfig& config);
 // The value slot s starts from (Adagrad's accumulator: initial_accumulator; else 0).
 float optimizer_slot_initial_value(const OptimizerConfig& config, int s);
 

@@ -1237,6 +1237,23 @@ double Graph::update_share(const Step& st, size_t p, Share sh, bool regularized,
 // rows. (The next step reads the weights after begin_batch's barrier.)
 void Graph::finish_update(const Step& st) {
   barrier(st);  // every share of every parameter is updated
+  if (const int es = ema_slot(optimizer_); es >= 0) {
+    // Keras's use_ema, after the step and before the constraints: each thread a share of
+    // every parameter's moving average; every ema_overwrite_frequency steps the weights take
+    // it (the iteration count is the step's before it counts).
+    const float m = iterations_ == 0 ? 0.0f : optimizer_.ema_momentum, m1 = 1.0f - m;
+    const int64_t freq = optimizer_.ema_overwrite_frequency;
+    const bool overwrite = freq > 0 && (iterations_ + 1) % freq == 0;
+    for (size_t p = 0; p < params_.size(); ++p) {
+      if (!params_[p].trainable) continue;  // (Keras averages every trainable weight)
+      const Share sh = share_of(params_[p].size, st.ith, st.nth, kMinUpdatePerThread, 16);
+      float* avg = slots_.data() + es * grads_.size() + grad_offset_[p];
+      float* w = params_[p].data;
+      for (int64_t j = sh.lo; j < sh.hi; ++j) avg[j] = m * avg[j] + m1 * w[j];
+      if (overwrite) std::copy(avg + sh.lo, avg + sh.hi, w + sh.lo);
+    }
+    if (overwrite && has_constraints_) barrier(st);  // (the constraints read whole weights)
+  }
   if (has_constraints_) {
     ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfOptimizer], &prof_open_);
     const ElementwiseKernels* ek = elementwise_kernels();

@@ -10,7 +10,9 @@
 
 namespace densitron {
 
-int optimizer_slot_count(const OptimizerConfig& c) {
+namespace {
+
+int step_slot_count(const OptimizerConfig& c) {
   switch (c.kind) {
     case OptimizerKind::kSgd:
       return c.momentum != 0.0f ? 1 : 0;
@@ -29,6 +31,14 @@ int optimizer_slot_count(const OptimizerConfig& c) {
   }
   return 0;
 }
+
+}  // namespace
+
+int optimizer_slot_count(const OptimizerConfig& c) {
+  return step_slot_count(c) + (c.use_ema ? 1 : 0);
+}
+
+int ema_slot(const OptimizerConfig& c) { return c.use_ema ? step_slot_count(c) : -1; }
 
 float optimizer_slot_initial_value(const OptimizerConfig& c, int s) {
   const bool accumulator = c.kind == OptimizerKind::kAdagrad || c.kind == OptimizerKind::kFtrl;

@@ -70,13 +70,27 @@ class Optimizer:
 
     def __init__(self, learning_rate, name, weight_decay=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, **kwargs):
-        # Keras's other arguments: taken at the values that change nothing; a moving average
-        # of the weights and gradient accumulation (which would change training) are refused.
-        if kwargs.pop("use_ema", False):
-            raise ValueError("densitron's optimizers keep no moving average of the weights "
-                             "(Keras's use_ema). Received: use_ema=True")
-        kwargs.pop("ema_momentum", None)
-        kwargs.pop("ema_overwrite_frequency", None)
+        # Keras's moving average of the weights (use_ema): kept by the engine after every
+        # step, copied into the weights every ema_overwrite_frequency steps and when fit ends
+        # (finalize_variable_values).
+        self.use_ema = bool(kwargs.pop("use_ema", False))
+        ema_momentum = kwargs.pop("ema_momentum", 0.99)
+        ema_overwrite_frequency = kwargs.pop("ema_overwrite_frequency", None)
+        if self.use_ema:
+            if isinstance(ema_momentum, bool) or not isinstance(ema_momentum, numbers.Real) \
+                    or not 0 <= ema_momentum <= 1:
+                raise ValueError("`ema_momentum` must be in the range [0, 1]. "
+                                 f"Received: ema_momentum={ema_momentum!r}")
+            if ema_overwrite_frequency and (
+                    isinstance(ema_overwrite_frequency, bool)
+                    or not isinstance(ema_overwrite_frequency, numbers.Integral)
+                    or ema_overwrite_frequency < 1):
+                raise ValueError("`ema_overwrite_frequency` must be an integer >= 1 or None. "
+                                 f"Received: ema_overwrite_frequency={ema_overwrite_frequency!r}")
+        self.ema_momentum = ema_momentum
+        self.ema_overwrite_frequency = ema_overwrite_frequency
+        # Keras's other arguments: taken at the values that change nothing; gradient
+        # accumulation (which would change training) is refused.
         steps = kwargs.pop("gradient_accumulation_steps", None)
         if steps not in (None, 1):
             raise ValueError("densitron's optimizers apply every step's gradient (no gradient "
@@ -107,6 +121,7 @@ class Optimizer:
         self.weight_decay = None if weight_decay is None else _check_number("weight_decay",
                                                                             weight_decay)
         self._graphs = []  # compiled engine graphs that use this optimizer
+        self._params_of = {}  # id(graph): its parameters (see _attach)
         self._iterations = 0
 
     @property
@@ -152,6 +167,9 @@ class Optimizer:
         }
         if self._schedule is not None:
             config["schedule"] = self._schedule._engine_config()
+        if self.use_ema:
+            config.update(use_ema=True, ema_momentum=float(self.ema_momentum),
+                          ema_overwrite_frequency=int(self.ema_overwrite_frequency or 0))
         config.update(self._engine_extra())
         return config
 
@@ -159,10 +177,32 @@ class Optimizer:
         return {}
 
     def _keras_slot_blocks(self):
-        """Keras's order of the optimizer's variables after iterations and the learning rate:
+        """Keras's order of the update's own variables after iterations and the learning rate:
         blocks of the engine's slot indices, each block taken variable by variable (a block of
         two interleaves them, as Keras's Adam does)."""
         return []
+
+    def _keras_slot_order(self):
+        """_keras_slot_blocks after use_ema's averages, which Keras builds first and the engine
+        keeps in its last slot."""
+        if not self.use_ema:
+            return self._keras_slot_blocks()
+        return [[self._ema_slot()]] + self._keras_slot_blocks()
+
+    def _ema_slot(self):
+        return _core._optimizer_slot_count(self._engine_config()) - 1
+
+    def finalize_variable_values(self, var_list):
+        """Keras's end of training: with use_ema, each variable of var_list takes its moving
+        average (fit calls it when it ends)."""
+        if not self.use_ema:
+            return
+        for graph in self._graphs:
+            index = {id(v): p for p, v in enumerate(self._params_of.get(id(graph), ()))}
+            for v in var_list:
+                p = index.get(id(v))
+                if p is not None and v.trainable:
+                    v._value[...] = graph.get_slot(self._ema_slot(), p).reshape(v.shape)
 
     def _slot_initial_value(self, slot):
         """The value engine slot `slot` starts from (as the engine's
@@ -174,15 +214,20 @@ class Optimizer:
         steps; the engine derives them from the step count, so loading skips them."""
         return []
 
-    def _attach(self, graph):
+    def _attach(self, graph, params=()):
+        """Records a compiled engine graph that uses this optimizer, and its parameters (the
+        model's variables in the engine's order)."""
         self._graphs = [g for g in self._graphs if g is not graph] + [graph]
+        self._params_of[id(graph)] = list(params)
 
     def get_config(self):
         lr = (schedules.serialize(self._schedule) if self._schedule is not None
               else self._learning_rate)
         return {"name": self.name, "learning_rate": lr,
                 "weight_decay": self.weight_decay, "clipnorm": self.clipnorm,
-                "clipvalue": self.clipvalue, "global_clipnorm": self.global_clipnorm}
+                "clipvalue": self.clipvalue, "global_clipnorm": self.global_clipnorm,
+                "use_ema": self.use_ema, "ema_momentum": self.ema_momentum,
+                "ema_overwrite_frequency": self.ema_overwrite_frequency}
 
     @classmethod
     def from_config(cls, config):

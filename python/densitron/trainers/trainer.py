@@ -246,7 +246,7 @@ class Trainer:
             for o in outputs)
         trainable = self._param_trainable_flags()
         self._graph.compile(outputs, self.optimizer._engine_config(), trainable)
-        self.optimizer._attach(self._graph)
+        self.optimizer._attach(self._graph, self._params)
         self._engine_compiled = True
         state = self.__dict__.pop("_pending_optimizer_state", None)
         if state is not None:  # from a model file (saving.py)
@@ -257,7 +257,7 @@ class Trainer:
         order of the optimizer's variables (after iterations and the learning rate)."""
         self._ensure_built()
         index = {id(v): p for p, v in enumerate(self._params)}
-        return [(s, index[id(v)], v) for block in self.optimizer._keras_slot_blocks()
+        return [(s, index[id(v)], v) for block in self.optimizer._keras_slot_order()
                 for v in self.trainable_weights for s in block]
 
     def _apply_optimizer_state(self, iterations, slots):
@@ -511,6 +511,8 @@ class Trainer:
             cb.on_epoch_end(epoch, logs)
             if self.stop_training or last:
                 break
+        if epochs > 0:  # (Keras's: the weights take use_ema's averages)
+            self.optimizer.finalize_variable_values(self.trainable_weights)
         cb.on_train_end(logs)
 
     def _schedule_ahead(self, steps):
