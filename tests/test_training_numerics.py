@@ -170,8 +170,8 @@ def test_constraints_match_keras_formulas_on_wide_kernels(make, threads):
     densitron.set_num_threads(threads)
     c = make()
     inp = layers.Input(shape=(40,))
-    out = layers.Dense(600, kernel_constraint=c, bias_constraint=densitron.constraints.MaxNorm(0.05),
-                       bias_initializer="ones")(inp)
+    out = layers.Dense(600, kernel_constraint=c, bias_initializer="ones",
+                       bias_constraint=densitron.constraints.MaxNorm(0.05))(inp)
     model = Model(inp, out)
     model.compile(optimizer=optimizers.SGD(learning_rate=0.5), loss="mse")
     x = rng.normal(size=(64, 40)).astype(np.float32)

@@ -96,6 +96,13 @@ double kernel_mean_rows(ElementwiseLoss kind, const float* p, const float* y, in
   return total;
 }
 
+// The focal losses' arguments when none are given (Keras's gamma, alpha, balancing off), the
+// clip of their probabilities, and their power: Keras's power of an integral exponent
+// multiplies, x·x for the default 2.
+constexpr float kFocalDefaults[3] = {2.0f, 0.25f, 0.0f};
+constexpr float kFocalEps = 1e-7f;
+inline float focal_power(float x, float e) { return e == 2.0f ? x * x : std::pow(x, e); }
+
 // Keras's binary focal cross-entropy (Lin et al. 2018) of rows × cols predictions p (or
 // logits, through a sigmoid), per value, with y' = y·keep + add (label smoothing):
 //   bce = -(y'·log pc + (1 - y')·log(1 - pc)), pc = p clipped to [eps, 1 - eps];
@@ -108,11 +115,10 @@ double kernel_mean_rows(ElementwiseLoss kind, const float* p, const float* y, in
 double binary_focal_rows(const float* p, const float* y, int64_t rows, int64_t cols,
                          float* grad, float scale, float keep, float add, const float* extra,
                          bool logits, const float* weights, int64_t rows_per_weight) {
-  constexpr float kEps = 1e-7f;
+  constexpr float kEps = kFocalEps;
   const float gamma = extra[0], alpha = extra[1];
   const bool balance = extra[2] != 0.0f;
-  // (Keras's power of an integral exponent multiplies: x·x for the default 2)
-  auto power = [](float x, float e) { return e == 2.0f ? x * x : std::pow(x, e); };
+  auto power = focal_power;
   double total = 0.0;
   for (int64_t r = 0; r < rows; ++r) {
     const float w = weights != nullptr ? weights[r / rows_per_weight] : 1.0f;
@@ -145,7 +151,8 @@ double binary_focal_rows(const float* p, const float* y, int64_t rows, int64_t c
 
 // Keras's categorical focal cross-entropy of rows × cols predictions p (or logits, through a
 // softmax), with y' = y·keep + add (label smoothing), per row:
-//   o = p / Σp, oc = o clipped to [eps, 1 - eps]; loss = Σ_j -alpha·(1 - oc_j)^gamma·y'_j·log oc_j
+//   o = p / Σp, oc = o clipped to [eps, 1 - eps];
+//   loss = Σ_j -alpha·(1 - oc_j)^gamma·y'_j·log oc_j,
 // weighted by weights[r / rows_per_weight] when given. The gradient in o_j, strictly inside
 // the clip range (else 0): -alpha·y'_j·((1 - oc_j)^gamma / oc_j - gamma·(1 - oc_j)^(gamma - 1)·
 // log oc_j); in p through the normalization, (g_k - Σ_j o_j·g_j) / Σp; in logits through the
@@ -154,9 +161,9 @@ double categorical_focal_rows(const float* p, const float* y, int64_t rows, int6
                               float* grad, float scale, float keep, float add,
                               const float* extra, bool logits, const float* weights,
                               int64_t rows_per_weight) {
-  constexpr float kEps = 1e-7f;
+  constexpr float kEps = kFocalEps;
   const float gamma = extra[0], alpha = extra[1];
-  auto power = [](float x, float e) { return e == 2.0f ? x * x : std::pow(x, e); };
+  auto power = focal_power;
   double total = 0.0;
   for (int64_t r = 0; r < rows; ++r) {
     const float* pr = p + r * cols;
@@ -263,21 +270,17 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
     case Loss::kKLDivergence:  // a sum over the last axis, not a mean
       return mean_rows(kLossKLDivergence);
     case Loss::kBinaryFocalCrossentropy:
-    case Loss::kBinaryFocalCrossentropyLogits: {
-      static const float kDefaults[3] = {2.0f, 0.25f, 0.0f};  // Keras's gamma, alpha, balance
+    case Loss::kBinaryFocalCrossentropyLogits:
       return binary_focal_rows(p, y, rows, cols, grad, base_scale, binary.keep, binary.add,
-                               extra != nullptr ? extra : kDefaults,
+                               extra != nullptr ? extra : kFocalDefaults,
                                loss == Loss::kBinaryFocalCrossentropyLogits, weights,
                                rows_per_weight);
-    }
     case Loss::kCategoricalFocalCrossentropy:
-    case Loss::kCategoricalFocalCrossentropyLogits: {
-      static const float kDefaults[3] = {2.0f, 0.25f, 0.0f};
+    case Loss::kCategoricalFocalCrossentropyLogits:
       return categorical_focal_rows(p, y, rows, cols, grad, base_scale, classes.keep,
-                                    classes.add, extra != nullptr ? extra : kDefaults,
+                                    classes.add, extra != nullptr ? extra : kFocalDefaults,
                                     loss == Loss::kCategoricalFocalCrossentropyLogits, weights,
                                     rows_per_weight);
-    }
     default:
       break;
   }
