@@ -668,6 +668,18 @@ def test_ema_state_saved_and_resumed(tmp_path):
         np.testing.assert_array_equal(got, want)
 
 
+def test_ema_average_starts_at_zero_beside_an_accumulator():
+    # Adagrad's accumulator starts at initial_accumulator_value, use_ema's average at 0
+    model = ema_model(optimizers.Adagrad(initial_accumulator_value=0.3, use_ema=True))
+    _, slots = model._optimizer_slots()  # before the engine runs
+    assert all((s == 0).all() for s in slots[:4]) and all((s == 0.3).all() for s in slots[4:])
+    x = np.ones((4, 6), np.float32)
+    model.train_on_batch(x, np.zeros((4, 3), np.float32))
+    _, slots = model._optimizer_slots()
+    for got, want in zip(slots[:4], model.get_weights()):  # the first step: the weights
+        np.testing.assert_array_equal(got, want)
+
+
 def test_ema_arguments_and_config():
     opt = optimizers.RMSprop(use_ema=True, ema_momentum=0.95, ema_overwrite_frequency=10)
     config = opt.get_config()

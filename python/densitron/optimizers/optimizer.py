@@ -197,12 +197,13 @@ class Optimizer:
         average (fit calls it when it ends)."""
         if not self.use_ema:
             return
+        slot = self._ema_slot()
         for graph in self._graphs:
             index = {id(v): p for p, v in enumerate(self._params_of.get(id(graph), ()))}
             for v in var_list:
                 p = index.get(id(v))
-                if p is not None and v.trainable:
-                    v._value[...] = graph.get_slot(self._ema_slot(), p).reshape(v.shape)
+                if p is not None and v.trainable:  # (in place: the engine holds the array)
+                    v._value[...] = graph.get_slot(slot, p).reshape(v.shape)
 
     def _slot_initial_value(self, slot):
         """The value engine slot `slot` starts from (as the engine's
@@ -356,7 +357,7 @@ class Adagrad(Optimizer):
         return [[0]]
 
     def _slot_initial_value(self, slot):
-        return self.initial_accumulator_value
+        return self.initial_accumulator_value if slot == 0 else 0.0  # (use_ema's average: 0)
 
     def get_config(self):
         return {**super().get_config(),
