@@ -668,6 +668,24 @@ def test_ema_state_saved_and_resumed(tmp_path):
         np.testing.assert_array_equal(got, want)
 
 
+def test_fit_ends_on_the_averages_when_a_callback_raises_too():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(20, 6)).astype(np.float32)
+    y = rng.normal(size=(20, 3)).astype(np.float32)
+    model = ema_model(optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5))
+
+    class Stop(densitron.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        model.fit(x, y, batch_size=20, epochs=4, verbose=0, callbacks=[Stop()])
+    _, slots = model._optimizer_slots()
+    for got, want in zip(model.get_weights(), slots[:4]):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_ema_average_starts_at_zero_beside_an_accumulator():
     # Adagrad's accumulator starts at initial_accumulator_value, use_ema's average at 0
     model = ema_model(optimizers.Adagrad(initial_accumulator_value=0.3, use_ema=True))

@@ -495,24 +495,26 @@ class Trainer:
         self.stop_training = False
         cb.on_train_begin()
         logs = {}
-        for epoch in range(self._restored_initial_epoch(initial_epoch), epochs):
-            cb.on_epoch_begin(epoch)
-            epoch_logs, last = train_epoch(epoch)
-            if epoch_logs is None:
-                break
-            logs = epoch_logs
-            if val is not None and (epoch + 1) % validation_freq == 0:
-                if profile:  # the profile covers the training steps only
-                    self._graph.set_profiling(False)
-                val_logs = self._validate(val, val_batch, cb)
-                if profile:
-                    self._graph.set_profiling(True)
-                logs.update({f"val_{k}": v for k, v in val_logs.items()})
-            cb.on_epoch_end(epoch, logs)
-            if self.stop_training or last:
-                break
-        if epochs > 0:  # (Keras's: the weights take use_ema's averages)
-            self.optimizer.finalize_variable_values(self.trainable_weights)
+        try:
+            for epoch in range(self._restored_initial_epoch(initial_epoch), epochs):
+                cb.on_epoch_begin(epoch)
+                epoch_logs, last = train_epoch(epoch)
+                if epoch_logs is None:
+                    break
+                logs = epoch_logs
+                if val is not None and (epoch + 1) % validation_freq == 0:
+                    if profile:  # the profile covers the training steps only
+                        self._graph.set_profiling(False)
+                    val_logs = self._validate(val, val_batch, cb)
+                    if profile:
+                        self._graph.set_profiling(True)
+                    logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                cb.on_epoch_end(epoch, logs)
+                if self.stop_training or last:
+                    break
+        finally:  # (as Keras's: the weights take use_ema's averages, an error or not)
+            if epochs > 0:
+                self.optimizer.finalize_variable_values(self.trainable_weights)
         cb.on_train_end(logs)
 
     def _schedule_ahead(self, steps):
