@@ -684,6 +684,12 @@ def test_fit_ends_on_the_averages_when_a_callback_raises_too():
     _, slots = model._optimizer_slots()
     for got, want in zip(model.get_weights(), slots[:4]):
         np.testing.assert_array_equal(got, want)
+    # a fit that takes no step (initial_epoch at epochs) leaves untrained weights alone
+    fresh = ema_model(optimizers.SGD(0.1, use_ema=True))
+    before = fresh.get_weights()
+    fresh.fit(x, y, epochs=2, initial_epoch=2, verbose=0)
+    for got, want in zip(fresh.get_weights(), before):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_ema_average_starts_at_zero_beside_an_accumulator():

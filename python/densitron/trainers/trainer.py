@@ -512,8 +512,9 @@ class Trainer:
                 cb.on_epoch_end(epoch, logs)
                 if self.stop_training or last:
                     break
-        finally:  # (as Keras's: the weights take use_ema's averages, an error or not)
-            if epochs > 0:
+        finally:  # (as Keras's: the weights take use_ema's averages, an error or not; not
+            # before a first step, when there are none)
+            if epochs > 0 and self.optimizer.iterations > 0:
                 self.optimizer.finalize_variable_values(self.trainable_weights)
         cb.on_train_end(logs)
 
