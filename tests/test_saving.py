@@ -285,15 +285,13 @@ def test_keras_configs_densitron_cannot_honour_are_refused():
                 "config": {"seed": None, "input_axes": [0]}}}}
     with pytest.raises(ValueError, match="`input_axes`"):
         keras_format.from_keras(init)
-    opt = {"optimizer": {"class_name": "Adam", "config": {"gradient_accumulation_steps": 4}},
-           "loss": "mse"}
-    with pytest.raises(ValueError, match="`gradient_accumulation_steps`=4"):
-        keras_format.compile_from_keras(opt)
-    # use_ema is honoured
-    ema = {"optimizer": {"class_name": "Adam", "config": {"use_ema": True, "ema_momentum": 0.9}},
-           "loss": "mse"}
-    config = keras_format.compile_from_keras(ema)["optimizer"]["config"]
+    # use_ema and gradient accumulation are honoured, a loss scale taken (no change in float32)
+    opt = {"optimizer": {"class_name": "Adam", "config": {
+        "use_ema": True, "ema_momentum": 0.9, "gradient_accumulation_steps": 4,
+        "loss_scale_factor": 128.0}}, "loss": "mse"}
+    config = keras_format.compile_from_keras(opt)["optimizer"]["config"]
     assert config["use_ema"] is True and config["ema_momentum"] == 0.9
+    assert config["gradient_accumulation_steps"] == 4
 
 
 def test_metric_objects_survive_a_second_save(tmp_path):

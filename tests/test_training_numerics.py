@@ -553,13 +553,87 @@ def test_nadam_product_runs_on_through_fits_and_a_reset_step_count(threads):
         assert rel_err(got, w) < 1e-5
 
 
-def test_optimizer_arguments_that_would_change_training_are_refused():
-    # Keras's gradient_accumulation_steps would train differently: refused, not ignored.
-    with pytest.raises(ValueError, match="Received: gradient_accumulation_steps=4"):
-        optimizers.SGD(gradient_accumulation_steps=4)
+def test_optimizer_arguments_checked_as_keras():
+    for bad in (1, 0.5, "2"):
+        with pytest.raises(ValueError, match="`gradient_accumulation_steps` must be an integer "
+                                             f">= 2. Received: gradient_accumulation_steps="):
+            optimizers.SGD(gradient_accumulation_steps=bad)
+
+    class Halving(optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            return 0.1 / (1 + step)
+
+    with pytest.raises(ValueError, match="gradient_accumulation_steps=2"):
+        optimizers.SGD(Halving(), gradient_accumulation_steps=2)
     # their "off" values (and a loss scale, which changes nothing in float32) are taken
     optimizers.AdamW(use_ema=False, ema_momentum=0.9, ema_overwrite_frequency=None,
                      gradient_accumulation_steps=None, loss_scale_factor=128.0)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("name", ["sgd", "adam", "adam_clipnorm"])
+def test_gradient_accumulation_is_keras_formula(name, threads):
+    # Keras: steps add their gradients to the sums; every Nth updates with (g + sums) / N (then
+    # clipping, and the update's own count for Adam's bias corrections) and resets the sums.
+    densitron.set_num_threads(threads)
+    rng = np.random.default_rng(7)
+    make = {"sgd": lambda: optimizers.SGD(0.1, momentum=0.5, gradient_accumulation_steps=3),
+            "adam": lambda: optimizers.Adam(0.01, gradient_accumulation_steps=3),
+            "adam_clipnorm": lambda: optimizers.Adam(0.01, gradient_accumulation_steps=3,
+                                                     clipnorm=0.05)}[name]
+    model = ema_model(make())
+    state = [{} for _ in model.get_weights()]
+    sums = [np.zeros(w.shape) for w in model.get_weights()]
+    want = [w.astype(np.float64) for w in model.get_weights()]
+    for step in range(9):
+        x = rng.normal(size=(16, 6)).astype(np.float32)
+        y = rng.normal(size=(16, 3)).astype(np.float32)
+        grads = [g.astype(np.float64) for g in model._compute_gradients(x, y)]
+        model.train_on_batch(x, y)
+        if (step + 1) % 3:
+            sums = [s + g for s, g in zip(sums, grads)]
+        else:
+            avg = [(g + s) / 3 for g, s in zip(grads, sums)]
+            sums = [np.zeros_like(s) for s in sums]
+            update = (step + 1) // 3
+            for k, g in enumerate(avg):
+                if name == "adam_clipnorm":
+                    g = g * 0.05 / max(np.sqrt((g * g).sum()), 0.05)
+                want[k] = (sgd(want[k], g, state[k], lr=0.1, momentum=0.5) if name == "sgd"
+                           else adam(want[k], g, state[k], update, lr=0.01))
+        for got, w in zip(model.get_weights(), want):
+            np.testing.assert_allclose(got, w, rtol=2e-5, atol=2e-6)
+        assert model.optimizer.iterations == (step + 1) // 3
+        iterations, slots = model._optimizer_slots()
+        assert iterations == step + 1  # (Keras saves the steps taken)
+        for got, s in zip(slots[:4], sums):  # the sums first, as Keras orders them
+            np.testing.assert_allclose(got, s, rtol=1e-5, atol=1e-6)
+
+
+def test_gradient_accumulation_with_ema_saved_and_resumed(tmp_path):
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(32, 6)).astype(np.float32)
+    y = rng.normal(size=(32, 3)).astype(np.float32)
+
+    def opt():
+        return optimizers.RMSprop(0.01, gradient_accumulation_steps=2, use_ema=True)
+
+    a, b = ema_model(opt()), ema_model(opt())
+    for _ in range(3):  # mid-accumulation: the sums hold one step
+        a.train_on_batch(x, y)
+        b.train_on_batch(x, y)
+    b.save(tmp_path / "m.keras")
+    b = densitron.models.load_model(tmp_path / "m.keras")
+    assert b.optimizer.gradient_accumulation_steps == 2 and b.optimizer.iterations == 1
+    for _ in range(3):
+        a.train_on_batch(x, y)
+        b.train_on_batch(x, y)
+    for got, want in zip(b.get_weights(), a.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    # fit: the epochs' steps accumulate alike, and end on the averages
+    c = ema_model(opt())
+    c.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    assert c.optimizer.iterations == 4
 
 
 def test_ignore_class_is_refused_not_ignored():

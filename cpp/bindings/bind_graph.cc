@@ -247,6 +247,8 @@ class PyGraph {
     c.clipvalue = opt["clipvalue"].cast<float>();
     c.global_clipnorm = opt["global_clipnorm"].cast<float>();
     if (opt.contains("schedule")) c.schedule = lr_schedule(opt["schedule"].cast<py::dict>());
+    if (opt.contains("accumulation_steps"))
+      c.accumulation_steps = opt["accumulation_steps"].cast<int64_t>();
     if (opt.contains("use_ema")) {
       c.use_ema = opt["use_ema"].cast<bool>();
       c.ema_momentum = opt["ema_momentum"].cast<float>();

@@ -29,7 +29,8 @@ _KERAS_ONLY = {
 # Layers that take data_format themselves (both of Keras's values).
 _OWN_DATA_FORMAT = {f"Global{kind}Pooling{rank}D" for kind in ("Average", "Max")
                     for rank in (1, 2, 3)}
-_OPTIMIZER_KERAS_ONLY = {"loss_scale_factor": None, "gradient_accumulation_steps": None}
+# (a loss scale factor, Keras's only optimizer argument densitron has no use for, changes
+# nothing in float32: the optimizers take and drop it)
 
 
 def _kind_of(key):
@@ -291,7 +292,7 @@ def compile_from_keras(cc):
     opt = cc["optimizer"]
     if isinstance(opt, str):
         opt = {"class_name": opt, "config": {}}
-    config = _without_keras_only(opt.get("config", {}), _OPTIMIZER_KERAS_ONLY, "an optimizer")
+    config = dict(opt.get("config", {}))
     if isinstance(config.get("learning_rate"), dict):
         config["learning_rate"] = _plain(config["learning_rate"])
     return {

@@ -231,7 +231,7 @@ class Graph {
     optimizer_.schedule.values = std::move(values);
   }
   float learning_rate() const { return optimizer_.learning_rate; }
-  int64_t iterations() const { return iterations_; }
+  int64_t iterations() const { return iterations_; }  // steps taken (accumulating ones too)
   void set_iterations(int64_t it) { iterations_ = it; }
   // The optimizer's state: slot s (optimizer_slot_count of them, in the kernels' order) of
   // parameter p, size(p) floats, zero after compile.
@@ -361,8 +361,18 @@ class Graph {
   void clip_and_update(const Step& st);
   void finish_update(const Step& st);
   double regularization_value() const;
+  // With gradient accumulation: whether this step only adds to the sums, and the updates
+  // made so far (the schedules' and bias corrections' count).
+  bool accumulating() const {
+    return optimizer_.accumulation_steps > 1 &&
+           (iterations_ + 1) % optimizer_.accumulation_steps != 0;
+  }
+  int64_t updates() const {
+    return iterations_ / std::max<int64_t>(1, optimizer_.accumulation_steps);
+  }
+  bool accumulate_share(size_t p, Share sh, float* g);
   double update_share(const Step& st, size_t p, Share sh, bool regularized, bool apply,
-                      float* g = nullptr);
+                      float* g = nullptr, bool summed = false);
   struct BlockUpdate;
   void deferred_kernel_update(const Step& st);
   // fn(j, kept) for the values j in [lo, hi) of Dropout node i's batch (graph_nodes.cc).

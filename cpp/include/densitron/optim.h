@@ -85,6 +85,10 @@ struct OptimizerConfig {
   bool use_ema = false;
   float ema_momentum = 0.99f;
   int64_t ema_overwrite_frequency = 0;
+  // Keras's gradient_accumulation_steps N (0 or 1: off): each step adds its gradients to an
+  // accumulator slot (see accumulator_slot); every Nth steps with (g + sum)/N and resets it.
+  // The update count (schedules, bias corrections) is then the step count / N.
+  int64_t accumulation_steps = 0;
 };
 
 // Optimizer constants for one update; decay = learning_rate·weight_decay (0 for none).
@@ -131,6 +135,8 @@ void apply_optimizer_step(const OptimizerStep& s, float* w, const float* g, floa
 int optimizer_slot_count(const OptimizerConfig& config);
 // The slot of use_ema's moving average (after the step's own), or -1.
 int ema_slot(const OptimizerConfig& config);
+// The slot of gradient accumulation's sums (after the average), or -1.
+int accumulator_slot(const OptimizerConfig& config);
 // The value slot s starts from (Adagrad's accumulator: initial_accumulator; else 0).
 float optimizer_slot_initial_value(const OptimizerConfig& config, int s);
 

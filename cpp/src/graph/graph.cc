@@ -1109,8 +1109,34 @@ double Graph::regularize_and_update(const Step& st, bool apply) {
   });
   if (!by_norm) return reg;
   barrier(st);  // every gradient complete, regularization included
+  if (accumulator_slot(optimizer_) >= 0) {  // the norms are the averaged gradients'
+    bool update = true;
+    for_each_update_share(st, apply, [&](size_t p, Share sh, bool, bool step) {
+      if (step) update = accumulate_share(p, sh, grads_.data() + grad_offset_[p] + sh.lo);
+    });
+    if (!update) return reg;
+    barrier(st);  // (the norms' blocks span other threads' shares)
+  }
   clip_and_update(st);
   return reg;
+}
+
+// Keras's gradient accumulation for one range of parameter p, its gradient at g: on an
+// accumulating step, g added to the sums and false returned (no update); on an updating one,
+// g = (g + sums) / N, the sums zeroed, and true. Without accumulation: true.
+bool Graph::accumulate_share(size_t p, Share sh, float* g) {
+  const int as = accumulator_slot(optimizer_);
+  if (as < 0) return true;
+  float* sums = slots_.data() + as * grads_.size() + grad_offset_[p] + sh.lo;
+  const int64_t n = sh.hi - sh.lo;
+  if (accumulating()) {
+    for (int64_t j = 0; j < n; ++j) sums[j] += g[j];
+    return false;
+  }
+  const float steps = static_cast<float>(optimizer_.accumulation_steps);
+  for (int64_t j = 0; j < n; ++j) g[j] = (g[j] + sums[j]) / steps;
+  std::fill(sums, sums + n, 0.0f);
+  return true;
 }
 
 // Whether parameter p takes a gradient: trainable, and written by a node or regularized.
@@ -1165,7 +1191,7 @@ void Graph::clip_and_update(const Step& st) {
       } else {
         ek->scale_div(g, ch.hi - ch.lo, c, denom);
       }
-      update_share(st, p, ch, false, true);
+      update_share(st, p, ch, false, true, nullptr, true);
     }
   });
 }
@@ -1207,7 +1233,7 @@ void Graph::for_each_update_share(const Step& st, bool apply, Fn&& fn) const {
 // kernel's block, handed over by its gradient GEMM: see update_rows), else in the gradient
 // buffer.
 double Graph::update_share(const Step& st, size_t p, Share sh, bool regularized, bool apply,
-                           float* gblock) {
+                           float* gblock, bool summed) {
   if (sh.lo >= sh.hi) return 0.0;
   const ParamSpec& ps = params_[p];
   const int64_t off = grad_offset_[p];
@@ -1220,7 +1246,7 @@ double Graph::update_share(const Step& st, size_t p, Share sh, bool regularized,
                                       sh.hi - sh.lo, ps.l1, ps.l2, first, sums);
     reg = ps.l1 * sums[0] + ps.l2 * sums[1];  // (a term whose factor is 0 is 0, as in Keras)
   }
-  if (!apply) return reg;
+  if (!apply || (!summed && !accumulate_share(p, sh, g))) return reg;
   if (const float v = optimizer_.clipvalue; v > 0.0f)
     elementwise_kernels()->clamp(g, sh.hi - sh.lo, -v, v);
   float* slot_ptrs[4];
@@ -1240,10 +1266,11 @@ void Graph::finish_update(const Step& st) {
   if (const int es = ema_slot(optimizer_); es >= 0) {
     // Keras's use_ema, after the step and before the constraints: each thread a share of
     // every parameter's moving average; every ema_overwrite_frequency steps the weights take
-    // it (the iteration count is the step's before it counts).
-    const float m = iterations_ == 0 ? 0.0f : optimizer_.ema_momentum, m1 = 1.0f - m;
+    // it (the update count is the step's before it counts; with gradient accumulation every
+    // step averages, as Keras's do).
+    const float m = updates() == 0 ? 0.0f : optimizer_.ema_momentum, m1 = 1.0f - m;
     const int64_t freq = optimizer_.ema_overwrite_frequency;
-    const bool overwrite = freq > 0 && (iterations_ + 1) % freq == 0;
+    const bool overwrite = freq > 0 && (updates() + 1) % freq == 0;
     for (size_t p = 0; p < params_.size(); ++p) {
       if (!params_[p].trainable) continue;  // (Keras averages every trainable weight)
       const Share sh = share_of(params_[p].size, st.ith, st.nth, kMinUpdatePerThread, 16);
@@ -1509,7 +1536,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
       begin_batch(st, data, mode != Mode::kPredict, perm, start, st.batch);
       // (after begin_batch's barrier: thread 0 counted the previous step before it)
       if (mode == Mode::kTrain)
-        st.opt = prepare_optimizer_step(optimizer_, iterations_ + 1, &nadam_products_[ith]);
+        st.opt = prepare_optimizer_step(optimizer_, updates() + 1, &nadam_products_[ith]);
       // A NaN among the gathered inputs stops the run before this batch trains (every
       // thread reads the same code: it was written before begin_batch's barrier).
       // (predict passes NaN through: its sparse rows are gathered, and noted, too)

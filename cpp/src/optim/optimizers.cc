@@ -35,10 +35,14 @@ int step_slot_count(const OptimizerConfig& c) {
 }  // namespace
 
 int optimizer_slot_count(const OptimizerConfig& c) {
-  return step_slot_count(c) + (c.use_ema ? 1 : 0);
+  return step_slot_count(c) + (c.use_ema ? 1 : 0) + (c.accumulation_steps > 1 ? 1 : 0);
 }
 
 int ema_slot(const OptimizerConfig& c) { return c.use_ema ? step_slot_count(c) : -1; }
+
+int accumulator_slot(const OptimizerConfig& c) {
+  return c.accumulation_steps > 1 ? step_slot_count(c) + (c.use_ema ? 1 : 0) : -1;
+}
 
 float optimizer_slot_initial_value(const OptimizerConfig& c, int s) {
   const bool accumulator = c.kind == OptimizerKind::kAdagrad || c.kind == OptimizerKind::kFtrl;

@@ -89,12 +89,14 @@ class Optimizer:
                                  f"Received: ema_overwrite_frequency={ema_overwrite_frequency!r}")
         self.ema_momentum = ema_momentum
         self.ema_overwrite_frequency = ema_overwrite_frequency
-        # Keras's other arguments: taken at the values that change nothing; gradient
-        # accumulation (which would change training) is refused.
+        # Keras's gradient accumulation: the engine sums the gradients of N steps and updates
+        # on every Nth with their mean; `iterations` counts the updates.
         steps = kwargs.pop("gradient_accumulation_steps", None)
-        if steps not in (None, 1):
-            raise ValueError("densitron's optimizers apply every step's gradient (no gradient "
-                             f"accumulation). Received: gradient_accumulation_steps={steps!r}")
+        if steps and (isinstance(steps, bool) or not isinstance(steps, numbers.Integral)
+                      or steps < 2):
+            raise ValueError("`gradient_accumulation_steps` must be an integer >= 2. "
+                             f"Received: gradient_accumulation_steps={steps!r}")
+        self.gradient_accumulation_steps = int(steps) if steps else None
         # (a loss scale factor multiplies the loss and divides the gradients: no change in
         # float32)
         kwargs.pop("loss_scale_factor", None)
@@ -120,6 +122,13 @@ class Optimizer:
                                    else _check_number("learning_rate", learning_rate))
         self.weight_decay = None if weight_decay is None else _check_number("weight_decay",
                                                                             weight_decay)
+        if self.gradient_accumulation_steps and self._schedule is not None \
+                and self._schedule._in_python:
+            raise ValueError("densitron evaluates a learning-rate schedule written in Python "
+                             "ahead of each run, step by step, which gradient accumulation's "
+                             "update count does not follow: use one of "
+                             "densitron.optimizers.schedules' classes. Received: "
+                             f"gradient_accumulation_steps={self.gradient_accumulation_steps}")
         self._graphs = []  # compiled engine graphs that use this optimizer
         self._params_of = {}  # id(graph): its parameters (see _attach)
         self._iterations = 0
@@ -144,6 +153,11 @@ class Optimizer:
 
     @property
     def iterations(self):
+        """The updates made (Keras's: steps / gradient_accumulation_steps)."""
+        return self._steps_taken() // (self.gradient_accumulation_steps or 1)
+
+    def _steps_taken(self):
+        """The steps taken, accumulating ones included (Keras's saved `iteration`)."""
         if self._graphs:
             return self._graphs[-1].iterations
         return self._iterations
@@ -170,6 +184,8 @@ class Optimizer:
         if self.use_ema:
             config.update(use_ema=True, ema_momentum=float(self.ema_momentum),
                           ema_overwrite_frequency=int(self.ema_overwrite_frequency or 0))
+        if self.gradient_accumulation_steps:
+            config["accumulation_steps"] = self.gradient_accumulation_steps
         config.update(self._engine_extra())
         return config
 
@@ -183,13 +199,22 @@ class Optimizer:
         return []
 
     def _keras_slot_order(self):
-        """_keras_slot_blocks after use_ema's averages, which Keras builds first and the engine
-        keeps in its last slot."""
-        if not self.use_ema:
-            return self._keras_slot_blocks()
-        return [[self._ema_slot()]] + self._keras_slot_blocks()
+        """_keras_slot_blocks after use_ema's averages and gradient accumulation's sums, which
+        Keras builds first (in that order) and the engine keeps in its last slots."""
+        extra = [s for s in (self._ema_slot(), self._accumulator_slot()) if s >= 0]
+        return [[s] for s in extra] + self._keras_slot_blocks()
 
     def _ema_slot(self):
+        """The engine slot of use_ema's averages, or -1."""
+        if not self.use_ema:
+            return -1
+        return _core._optimizer_slot_count(self._engine_config()) - 1 - bool(
+            self.gradient_accumulation_steps)
+
+    def _accumulator_slot(self):
+        """The engine slot of gradient accumulation's sums (the last), or -1."""
+        if not self.gradient_accumulation_steps:
+            return -1
         return _core._optimizer_slot_count(self._engine_config()) - 1
 
     def finalize_variable_values(self, var_list):
@@ -228,7 +253,8 @@ class Optimizer:
                 "weight_decay": self.weight_decay, "clipnorm": self.clipnorm,
                 "clipvalue": self.clipvalue, "global_clipnorm": self.global_clipnorm,
                 "use_ema": self.use_ema, "ema_momentum": self.ema_momentum,
-                "ema_overwrite_frequency": self.ema_overwrite_frequency}
+                "ema_overwrite_frequency": self.ema_overwrite_frequency,
+                "gradient_accumulation_steps": self.gradient_accumulation_steps}
 
     @classmethod
     def from_config(cls, config):

@@ -277,7 +277,8 @@ class Trainer:
             return (np.full(v.shape, self.optimizer._slot_initial_value(s), np.float32)
                     if values is None else values.reshape(v.shape).copy())
 
-        return self.optimizer.iterations, [get(s, p, v) for s, p, v in self._slot_order()]
+        return (self.optimizer._steps_taken(),
+                [get(s, p, v) for s, p, v in self._slot_order()])
 
     def _set_optimizer_slots(self, iterations, arrays=None):
         """The inverse of _optimizer_slots (arrays None: every slot at its initial value),
