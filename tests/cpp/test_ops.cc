@@ -1186,6 +1186,20 @@ TEST(CompressStored, ListsTheNonZeroValuesInOrderOnEveryIsa) {
   });
 }
 
+// use_ema's moving average on every ISA: bit for bit the scalar a·avg + b·w (two products,
+// then their sum), over lengths with tails.
+TEST(MovingAverage, MatchesTheScalarFormulaOnEveryIsa) {
+  for_each_isa([&](Isa isa) {
+    for (int64_t n : {1, 15, 16, 33}) {
+      const std::vector<float> w = random_vec(n, 200 + n, 3.0f);
+      std::vector<float> avg = random_vec(n + 1, 201), want = avg;
+      for (int64_t i = 0; i < n; ++i) want[i] = 0.99f * want[i] + 0.00999999f * w[i];
+      elementwise_kernels()->moving_average(avg.data(), w.data(), n, 0.99f, 0.00999999f);
+      ASSERT_EQ(avg, want) << isa_name(isa) << " n=" << n;
+    }
+  });
+}
+
 // Softmax and log_softmax over a middle axis (each column of a len × inner block) on every
 // ISA against double formulas, with tails of columns, large values and a NaN column; the
 // backward from the output, written and accumulated.

@@ -371,6 +371,7 @@ class Graph {
     return iterations_ / std::max<int64_t>(1, optimizer_.accumulation_steps);
   }
   bool accumulate_share(size_t p, Share sh, float* g);
+  void ema_share(size_t p, Share sh);
   double update_share(const Step& st, size_t p, Share sh, bool regularized, bool apply,
                       float* g = nullptr, bool summed = false);
   struct BlockUpdate;

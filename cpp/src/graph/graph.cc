@@ -1112,7 +1112,9 @@ double Graph::regularize_and_update(const Step& st, bool apply) {
   if (accumulator_slot(optimizer_) >= 0) {  // the norms are the averaged gradients'
     bool update = true;
     for_each_update_share(st, apply, [&](size_t p, Share sh, bool, bool step) {
-      if (step) update = accumulate_share(p, sh, grads_.data() + grad_offset_[p] + sh.lo);
+      if (!step) return;
+      update = accumulate_share(p, sh, grads_.data() + grad_offset_[p] + sh.lo);
+      if (!update) ema_share(p, sh);
     });
     if (!update) return reg;
     barrier(st);  // (the norms' blocks span other threads' shares)
@@ -1246,14 +1248,30 @@ double Graph::update_share(const Step& st, size_t p, Share sh, bool regularized,
                                       sh.hi - sh.lo, ps.l1, ps.l2, first, sums);
     reg = ps.l1 * sums[0] + ps.l2 * sums[1];  // (a term whose factor is 0 is 0, as in Keras)
   }
-  if (!apply || (!summed && !accumulate_share(p, sh, g))) return reg;
+  if (!apply) return reg;
+  if (!summed && !accumulate_share(p, sh, g)) {  // (an accumulating step: no update)
+    ema_share(p, sh);
+    return reg;
+  }
   if (const float v = optimizer_.clipvalue; v > 0.0f)
     elementwise_kernels()->clamp(g, sh.hi - sh.lo, -v, v);
   float* slot_ptrs[4];
   for (int s = 0; s < slot_count_; ++s)
     slot_ptrs[s] = slots_.data() + s * grads_.size() + off + sh.lo;
   apply_optimizer_step(st.opt, ps.data + sh.lo, g, slot_ptrs, sh.hi - sh.lo);
+  ema_share(p, sh);  // (while the range is in cache)
   return reg;
+}
+
+// use_ema's moving average of parameter p's range sh, after the step (Keras's order: before
+// the constraints): avg = m·avg + (1 - m)·w, m = 0 before the first update.
+void Graph::ema_share(size_t p, Share sh) {
+  const int es = ema_slot(optimizer_);
+  if (es < 0) return;
+  const float m = updates() == 0 ? 0.0f : optimizer_.ema_momentum, m1 = 1.0f - m;
+  float* avg = slots_.data() + es * grads_.size() + grad_offset_[p];
+  elementwise_kernels()->moving_average(avg + sh.lo, params_[p].data + sh.lo, sh.hi - sh.lo, m,
+                                        m1);
 }
 
 // Ends a training step's update: Keras's weight constraints, then the step count. A norm over
@@ -1264,20 +1282,20 @@ double Graph::update_share(const Step& st, size_t p, Share sh, bool regularized,
 void Graph::finish_update(const Step& st) {
   barrier(st);  // every share of every parameter is updated
   if (const int es = ema_slot(optimizer_); es >= 0) {
-    // Keras's use_ema, after the step and before the constraints: each thread a share of
-    // every parameter's moving average; every ema_overwrite_frequency steps the weights take
-    // it (the update count is the step's before it counts; with gradient accumulation every
-    // step averages, as Keras's do).
-    const float m = updates() == 0 ? 0.0f : optimizer_.ema_momentum, m1 = 1.0f - m;
+    // Keras's use_ema: the averages of the weights the step updated were taken with their
+    // update (ema_share); here those of trainable weights without a gradient, as Keras
+    // averages every trainable weight, and every ema_overwrite_frequency updates the weights
+    // take them (the update count is the step's before it counts; with gradient accumulation
+    // every step averages, as Keras's do).
     const int64_t freq = optimizer_.ema_overwrite_frequency;
     const bool overwrite = freq > 0 && (updates() + 1) % freq == 0;
     for (size_t p = 0; p < params_.size(); ++p) {
-      if (!params_[p].trainable) continue;  // (Keras averages every trainable weight)
+      if (!params_[p].trainable) continue;
       const Share sh = share_of(params_[p].size, st.ith, st.nth, kMinUpdatePerThread, 16);
-      float* avg = slots_.data() + es * grads_.size() + grad_offset_[p];
-      float* w = params_[p].data;
-      for (int64_t j = sh.lo; j < sh.hi; ++j) avg[j] = m * avg[j] + m1 * w[j];
-      if (overwrite) std::copy(avg + sh.lo, avg + sh.hi, w + sh.lo);
+      if (!param_has_grad(p)) ema_share(p, sh);
+      if (!overwrite) continue;
+      const float* avg = slots_.data() + es * grads_.size() + grad_offset_[p];
+      std::copy(avg + sh.lo, avg + sh.hi, params_[p].data + sh.lo);
     }
     if (overwrite && has_constraints_) barrier(st);  // (the constraints read whole weights)
   }

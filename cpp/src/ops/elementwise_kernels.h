@@ -171,6 +171,8 @@ struct ElementwiseKernels {
   // The stored (not ±0; NaN stored) values of x[0..n) appended to val and their positions
   // base + j to idx (room for n each); returns how many
   int64_t (*compress_stored)(const float* x, int64_t n, int32_t base, int32_t* idx, float* val);
+  // avg = a·avg + b·w (use_ema's moving average), products added in that order
+  void (*moving_average)(float* avg, const float* w, int64_t n, float a, float b);
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();
