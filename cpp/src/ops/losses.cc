@@ -101,7 +101,14 @@ double kernel_mean_rows(ElementwiseLoss kind, const float* p, const float* y, in
 // multiplies, x·x for the default 2.
 constexpr float kFocalDefaults[3] = {2.0f, 0.25f, 0.0f};
 constexpr float kFocalEps = 1e-7f;
+inline float focal_clip(float p) { return std::min(std::max(p, kFocalEps), 1.0f - kFocalEps); }
+// Whether p lies strictly inside the clip range (the log's gradient passes only there)
+inline bool inside_focal_clip(float p) { return p > kFocalEps && p < 1.0f - kFocalEps; }
 inline float focal_power(float x, float e) { return e == 2.0f ? x * x : std::pow(x, e); }
+// d(x^gamma)/dx, gamma 0 and 1 without a power of 0 (Keras's autodiff gives 0 and 1 there)
+inline float focal_power_grad(float x, float gamma) {
+  return gamma == 0.0f ? 0.0f : gamma == 1.0f ? 1.0f : gamma * focal_power(x, gamma - 1.0f);
+}
 
 // Keras's binary focal cross-entropy (Lin et al. 2018) of rows × cols predictions p (or
 // logits, through a sigmoid), per value, with y' = y·keep + add (label smoothing):
@@ -115,10 +122,8 @@ inline float focal_power(float x, float e) { return e == 2.0f ? x * x : std::pow
 double binary_focal_rows(const float* p, const float* y, int64_t rows, int64_t cols,
                          float* grad, float scale, float keep, float add, const float* extra,
                          bool logits, const float* weights, int64_t rows_per_weight) {
-  constexpr float kEps = kFocalEps;
   const float gamma = extra[0], alpha = extra[1];
   const bool balance = extra[2] != 0.0f;
-  auto power = focal_power;
   double total = 0.0;
   for (int64_t r = 0; r < rows; ++r) {
     const float w = weights != nullptr ? weights[r / rows_per_weight] : 1.0f;
@@ -127,19 +132,15 @@ double binary_focal_rows(const float* p, const float* y, int64_t rows, int64_t c
       const int64_t e = r * cols + j;
       const float yv = y[e] * keep + add;
       const float pv = logits ? 1.0f / (1.0f + std::exp(-p[e])) : p[e];
-      const float pc = std::min(std::max(pv, kEps), 1.0f - kEps);
+      const float pc = focal_clip(pv);
       const float bce = -(yv * std::log(pc) + (1.0f - yv) * std::log(1.0f - pc));
       const float q = 1.0f - (yv * pv + (1.0f - yv) * (1.0f - pv));  // 1 - pt
-      const float f = power(q, gamma);
+      const float f = focal_power(q, gamma);
       const float b = balance ? yv * alpha + (1.0f - yv) * (1.0f - alpha) : 1.0f;
       row += static_cast<double>(b * f * bce);
       if (grad == nullptr) continue;
-      // (gamma 0 and 1: the factor's derivative without a power of 0)
-      const float df = gamma == 0.0f ? 0.0f
-                       : gamma == 1.0f ? 1.0f
-                                       : gamma * power(q, gamma - 1.0f);
-      const float dbce = pv > kEps && pv < 1.0f - kEps ? (1.0f - yv) / (1.0f - pc) - yv / pc
-                                                        : 0.0f;
+      const float df = focal_power_grad(q, gamma);
+      const float dbce = inside_focal_clip(pv) ? (1.0f - yv) / (1.0f - pc) - yv / pc : 0.0f;
       float d = b * (-df * (2.0f * yv - 1.0f) * bce + f * dbce);
       if (logits) d *= pv * (1.0f - pv);
       grad[e] = d * (scale * w / static_cast<float>(cols));
@@ -161,9 +162,7 @@ double categorical_focal_rows(const float* p, const float* y, int64_t rows, int6
                               float* grad, float scale, float keep, float add,
                               const float* extra, bool logits, const float* weights,
                               int64_t rows_per_weight) {
-  constexpr float kEps = kFocalEps;
   const float gamma = extra[0], alpha = extra[1];
-  auto power = focal_power;
   double total = 0.0;
   for (int64_t r = 0; r < rows; ++r) {
     const float* pr = p + r * cols;
@@ -182,13 +181,13 @@ double categorical_focal_rows(const float* p, const float* y, int64_t rows, int6
     double row = 0.0, c1 = 0.0;
     for (int64_t j = 0; j < cols; ++j) {
       const float o = prob(j) / sum;
-      const float oc = std::min(std::max(o, kEps), 1.0f - kEps);
+      const float oc = focal_clip(o);
       const float yv = yr[j] * keep + add;
-      const float lg = std::log(oc), q = 1.0f - oc, f = power(q, gamma);
+      const float lg = std::log(oc), q = 1.0f - oc, f = focal_power(q, gamma);
       row += static_cast<double>(alpha * f * (-yv * lg));
       if (gr == nullptr) continue;
-      const float df = gamma == 0.0f ? 0.0f : gamma == 1.0f ? 1.0f : gamma * power(q, gamma - 1);
-      const float g = o > kEps && o < 1.0f - kEps ? -alpha * yv * (f / oc - df * lg) : 0.0f;
+      const float df = focal_power_grad(q, gamma);
+      const float g = inside_focal_clip(o) ? -alpha * yv * (f / oc - df * lg) : 0.0f;
       gr[j] = g;
       c1 += static_cast<double>(o) * g;
     }

@@ -130,6 +130,18 @@ CsrMatrix to_csr(const T* x, int64_t rows, int64_t cols) {
   return m;
 }
 
+// fn(p) with x as a pointer to its DenseType's values.
+template <typename Fn>
+decltype(auto) with_values(const void* x, int type, Fn&& fn) {
+  switch (type) {
+    case kDenseFloat32: return fn(static_cast<const float*>(x));
+    case kDenseFloat64: return fn(static_cast<const double*>(x));
+    case kDenseInt32: return fn(static_cast<const int32_t*>(x));
+    case kDenseInt64: return fn(static_cast<const int64_t*>(x));
+    default: return fn(static_cast<const uint8_t*>(x));
+  }
+}
+
 }  // namespace
 
 double stored_fraction(const void* x, int type, int64_t rows, int64_t cols, int64_t sample) {
@@ -142,24 +154,12 @@ double stored_fraction(const void* x, int type, int64_t rows, int64_t cols, int6
       for (int64_t j = 0; j < cols; ++j) count += stored(row[j]);
     }
   };
-  switch (type) {
-    case kDenseFloat32: scan(static_cast<const float*>(x)); break;
-    case kDenseFloat64: scan(static_cast<const double*>(x)); break;
-    case kDenseInt32: scan(static_cast<const int32_t*>(x)); break;
-    case kDenseInt64: scan(static_cast<const int64_t*>(x)); break;
-    default: scan(static_cast<const uint8_t*>(x)); break;
-  }
+  with_values(x, type, scan);
   return static_cast<double>(count) / static_cast<double>(sample * cols);
 }
 
 CsrMatrix dense_to_csr(const void* x, int type, int64_t rows, int64_t cols) {
-  switch (type) {
-    case kDenseFloat32: return to_csr(static_cast<const float*>(x), rows, cols);
-    case kDenseFloat64: return to_csr(static_cast<const double*>(x), rows, cols);
-    case kDenseInt32: return to_csr(static_cast<const int32_t*>(x), rows, cols);
-    case kDenseInt64: return to_csr(static_cast<const int64_t*>(x), rows, cols);
-    default: return to_csr(static_cast<const uint8_t*>(x), rows, cols);
-  }
+  return with_values(x, type, [&](const auto* p) { return to_csr(p, rows, cols); });
 }
 
 }  // namespace densitron
