@@ -187,13 +187,23 @@ class BinaryCrossentropy(_SmoothedLoss):
     _default_name = "binary_crossentropy"
 
 
-def _check_numbers(**values):
-    for arg, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-            raise TypeError(f"`{arg}` must be a number. Received: {arg}={value!r}")
+class _FocalLoss(_SmoothedLoss):
+    """The focal cross-entropies' shared arguments: alpha and gamma (numbers), handed to the
+    engine with the class balancing flag as (gamma, alpha, balancing)."""
+
+    def __init__(self, alpha, gamma, balance=False, **kwargs):
+        super().__init__(**kwargs)
+        for arg, value in (("alpha", alpha), ("gamma", gamma)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise TypeError(f"`{arg}` must be a number. Received: {arg}={value!r}")
+        self.alpha, self.gamma = float(alpha), float(gamma)
+        self._extra = (self.gamma, self.alpha, 1.0 if balance else 0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma}
 
 
-class BinaryFocalCrossentropy(_SmoothedLoss):
+class BinaryFocalCrossentropy(_FocalLoss):
     """Keras's binary focal cross-entropy (Lin et al., 2018): the binary cross-entropy of each
     value times (1 - p_t)^gamma, p_t = y·p + (1 - y)(1 - p), and, with
     `apply_class_balancing`, times alpha for positives and 1 - alpha for negatives; the mean
@@ -204,19 +214,16 @@ class BinaryFocalCrossentropy(_SmoothedLoss):
     def __init__(self, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False,
                  label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size", name=None,
                  **kwargs):
-        super().__init__(from_logits=from_logits, label_smoothing=label_smoothing, name=name,
-                         reduction=reduction, axis=axis, **kwargs)
-        _check_numbers(alpha=alpha, gamma=gamma)
+        super().__init__(alpha, gamma, bool(apply_class_balancing), from_logits=from_logits,
+                         label_smoothing=label_smoothing, name=name, reduction=reduction,
+                         axis=axis, **kwargs)
         self.apply_class_balancing = bool(apply_class_balancing)
-        self.alpha, self.gamma = float(alpha), float(gamma)
-        self._extra = (self.gamma, self.alpha, 1.0 if self.apply_class_balancing else 0.0)
 
     def get_config(self):
-        return {**super().get_config(), "apply_class_balancing": self.apply_class_balancing,
-                "alpha": self.alpha, "gamma": self.gamma}
+        return {**super().get_config(), "apply_class_balancing": self.apply_class_balancing}
 
 
-class CategoricalFocalCrossentropy(_SmoothedLoss):
+class CategoricalFocalCrossentropy(_FocalLoss):
     """Keras's categorical focal cross-entropy: over the last axis, the predictions normalized
     to sum to 1 and clipped to [1e-7, 1 - 1e-7], Σ -alpha·(1 - p)^gamma·y·log p."""
     _engine_id = _CATEGORICAL_FOCAL
@@ -224,14 +231,8 @@ class CategoricalFocalCrossentropy(_SmoothedLoss):
 
     def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1,
                  reduction="sum_over_batch_size", name=None, **kwargs):
-        super().__init__(from_logits=from_logits, label_smoothing=label_smoothing, name=name,
-                         reduction=reduction, axis=axis, **kwargs)
-        _check_numbers(alpha=alpha, gamma=gamma)
-        self.alpha, self.gamma = float(alpha), float(gamma)
-        self._extra = (self.gamma, self.alpha, 0.0)
-
-    def get_config(self):
-        return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma}
+        super().__init__(alpha, gamma, from_logits=from_logits, label_smoothing=label_smoothing,
+                         name=name, reduction=reduction, axis=axis, **kwargs)
 
 
 class MeanSquaredError(Loss):

@@ -201,28 +201,22 @@ class Optimizer:
     def _keras_slot_order(self):
         """_keras_slot_blocks after use_ema's averages and gradient accumulation's sums, which
         Keras builds first (in that order) and the engine keeps in its last slots."""
-        extra = [s for s in (self._ema_slot(), self._accumulator_slot()) if s >= 0]
-        return [[s] for s in extra] + self._keras_slot_blocks()
+        return [[s] for s in self._extra_slots() if s >= 0] + self._keras_slot_blocks()
 
-    def _ema_slot(self):
-        """The engine slot of use_ema's averages, or -1."""
-        if not self.use_ema:
-            return -1
-        return _core._optimizer_slot_count(self._engine_config()) - 1 - bool(
-            self.gradient_accumulation_steps)
-
-    def _accumulator_slot(self):
-        """The engine slot of gradient accumulation's sums (the last), or -1."""
-        if not self.gradient_accumulation_steps:
-            return -1
-        return _core._optimizer_slot_count(self._engine_config()) - 1
+    def _extra_slots(self):
+        """The engine slots of use_ema's averages and of gradient accumulation's sums, after
+        the update's own (-1 for one that is off)."""
+        last = _core._optimizer_slot_count(self._engine_config()) - 1
+        accumulator = last if self.gradient_accumulation_steps else -1
+        ema = last - (accumulator >= 0) if self.use_ema else -1
+        return ema, accumulator
 
     def finalize_variable_values(self, var_list):
         """Keras's end of training: with use_ema, each variable of var_list takes its moving
         average (fit calls it when it ends)."""
         if not self.use_ema:
             return
-        slot = self._ema_slot()
+        slot = self._extra_slots()[0]
         for graph in self._graphs:
             index = {id(v): p for p, v in enumerate(self._params_of.get(id(graph), ()))}
             for v in var_list:
