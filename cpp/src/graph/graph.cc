@@ -1129,7 +1129,7 @@ double Graph::regularize_and_update(const Step& st, bool apply) {
 bool Graph::accumulate_share(size_t p, Share sh, float* g) {
   const int as = accumulator_slot(optimizer_);
   if (as < 0) return true;
-  float* sums = slots_.data() + as * grads_.size() + grad_offset_[p] + sh.lo;
+  float* sums = slot(as, static_cast<int>(p)) + sh.lo;
   const int64_t n = sh.hi - sh.lo;
   if (accumulating()) {
     for (int64_t j = 0; j < n; ++j) sums[j] += g[j];
@@ -1257,7 +1257,7 @@ double Graph::update_share(const Step& st, size_t p, Share sh, bool regularized,
     elementwise_kernels()->clamp(g, sh.hi - sh.lo, -v, v);
   float* slot_ptrs[4];
   for (int s = 0; s < slot_count_; ++s)
-    slot_ptrs[s] = slots_.data() + s * grads_.size() + off + sh.lo;
+    slot_ptrs[s] = slot(s, static_cast<int>(p)) + sh.lo;
   apply_optimizer_step(st.opt, ps.data + sh.lo, g, slot_ptrs, sh.hi - sh.lo);
   ema_share(p, sh);  // (while the range is in cache)
   return reg;
@@ -1269,7 +1269,7 @@ void Graph::ema_share(size_t p, Share sh) {
   const int es = ema_slot(optimizer_);
   if (es < 0) return;
   const float m = updates() == 0 ? 0.0f : optimizer_.ema_momentum, m1 = 1.0f - m;
-  float* avg = slots_.data() + es * grads_.size() + grad_offset_[p];
+  float* avg = slot(es, static_cast<int>(p));
   elementwise_kernels()->moving_average(avg + sh.lo, params_[p].data + sh.lo, sh.hi - sh.lo, m,
                                         m1);
 }
@@ -1294,7 +1294,7 @@ void Graph::finish_update(const Step& st) {
       const Share sh = share_of(params_[p].size, st.ith, st.nth, kMinUpdatePerThread, 16);
       if (!param_has_grad(p)) ema_share(p, sh);
       if (!overwrite) continue;
-      const float* avg = slots_.data() + es * grads_.size() + grad_offset_[p];
+      const float* avg = slot(es, static_cast<int>(p));
       std::copy(avg + sh.lo, avg + sh.hi, params_[p].data + sh.lo);
     }
     if (overwrite && has_constraints_) barrier(st);  // (the constraints read whole weights)
