@@ -183,6 +183,15 @@ def test_unknown_names():
                   metrics=[densitron.metrics.Precision(class_id=y.shape[1])])
     with raises(ValueError, f"class_id={y.shape[1]}"):
         model.evaluate(x, y, verbose=0)
+    model.compile(loss="categorical_crossentropy",
+                  metrics=[densitron.metrics.PrecisionAtRecall(0.5, class_id=y.shape[1])])
+    with raises(ValueError, f"class_id={y.shape[1]}"):
+        model.evaluate(x, y, verbose=0)
+    with raises(ValueError, "class_id=3"):
+        densitron.metrics.RecallAtPrecision(0.5, class_id=3).update_state(y[:, :3], y[:, :3])
+    with raises(ValueError, "RecallAtPrecision"):  # a class uninstantiated has no value
+        model.compile(loss="categorical_crossentropy",
+                      metrics=[densitron.metrics.RecallAtPrecision])
     with raises(ValueError, "label_smoothing=0.1"):
         densitron.metrics.CategoricalCrossentropy(label_smoothing=0.1)
     with raises(TypeError, "threshold='high'"):
@@ -413,6 +422,14 @@ def test_callbacks_must_be_callbacks():
     lambda: densitron.metrics.F1Score(average="mean"),
     lambda: densitron.metrics.F1Score(threshold=1.5),
     lambda: densitron.metrics.FBetaScore(beta=2),
+    lambda: densitron.metrics.SensitivityAtSpecificity(1.5),
+    lambda: densitron.metrics.SpecificityAtSensitivity(-0.1),
+    lambda: densitron.metrics.PrecisionAtRecall("0.5"),
+    lambda: densitron.metrics.RecallAtPrecision(0.5, num_thresholds=0),
+    lambda: densitron.metrics.RecallAtPrecision(0.5, num_thresholds=2.5),
+    lambda: densitron.metrics.PrecisionAtRecall(0.5, class_id=-1),
+    lambda: densitron.metrics.get("sensitivity_at_specificity"),
+    lambda: densitron.metrics.get(densitron.metrics.PrecisionAtRecall),
     lambda: densitron.set_num_threads(-1),
     lambda: densitron.set_num_threads("2"),
     lambda: densitron.utils.set_random_seed(-5),

@@ -983,6 +983,65 @@ def test_evaluate_auc(kwargs, from_logits, tmp_path):
         _assert_keras_files_keep_logs(kmodel, dmodel, x, y, w, 32, klogs, tmp_path)
 
 
+AT_METRICS = [("SensitivityAtSpecificity", "specificity"),
+              ("SpecificityAtSensitivity", "sensitivity"),
+              ("PrecisionAtRecall", "recall"), ("RecallAtPrecision", "precision")]
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"num_thresholds": 1}, {"num_thresholds": 7},
+                                    {"class_id": 1}, {"num_thresholds": 2, "class_id": 2}],
+                         ids=str)
+@pytest.mark.parametrize("cls,arg", AT_METRICS, ids=[c for c, _ in AT_METRICS])
+def test_evaluate_sensitivity_specificity(cls, arg, kwargs, tmp_path):
+    # Keras's SensitivitySpecificityBase metrics from the same bucket counts, plain and
+    # weighted, at a low and a high constrained value; after .keras files move both ways.
+    kmodel = _classifier(KERAS, 3, "sigmoid")
+    dmodel = _classifier(DENS, 3, "sigmoid")
+    _check_weights_move(kmodel, dmodel)
+    x = _x(150, 6, seed=61)
+    y = _labels("binary_crossentropy", 150, 3, seed=62)
+    w = np.random.default_rng(63).random(150).astype(np.float32)
+    for ns, model in ((KERAS, kmodel), (DENS, dmodel)):
+        make = getattr((keras if ns is KERAS else densitron).metrics, cls)
+        model.compile(optimizer="sgd", loss="binary_crossentropy",
+                      metrics=[make(**{arg: 0.3}, name="lo", **kwargs),
+                               make(**{arg: 0.9}, name="hi", **kwargs)],
+                      weighted_metrics=[make(**{arg: 0.6}, name="w", **kwargs)])
+    klogs, _ = _evaluate_alike(kmodel, dmodel, x, y, 32, w)
+    if kwargs.get("num_thresholds", 200) > 2:
+        assert len({round(klogs[k], 6) for k in ("lo", "hi", "w")}) > 1  # the cases differ
+    if not kwargs:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            _assert_keras_files_keep_logs(kmodel, dmodel, x, y, w, 32, klogs, tmp_path)
+
+
+@pytest.mark.parametrize("cls,arg", AT_METRICS, ids=[c for c, _ in AT_METRICS])
+def test_sensitivity_specificity_standalone(cls, arg):
+    # update_state/result against Keras's on predictions at the bucket edges (0, 1, k/(n - 1)
+    # and their float32 neighbours) and beyond [0, 1], with and without weights.
+    rng = np.random.default_rng(64)
+    edges = np.arange(8, dtype=np.float32) / np.float32(7)
+    p = np.concatenate([edges, np.nextafter(edges, np.float32(2)),
+                        np.nextafter(edges, np.float32(-1)), [-0.5, 1.5],
+                        rng.random(60, dtype=np.float32)]).astype(np.float32)
+    y = (rng.random(p.size) < 0.5).astype(np.float32)
+    w = rng.random(p.size).astype(np.float32)
+    # (0 and 1 with integer counts only: with fractional weights Keras's float32 sums can put
+    # a ratio that is exactly 1 at 1 - 2^-24, so that 1 is not met there)
+    for value, weights in ((0.0, [None]), (0.25, [None, w]), (0.5, [None, w]),
+                           (0.8, [None, w]), (1.0, [None])):
+        for sw in weights:
+            km = getattr(keras.metrics, cls)(**{arg: value}, num_thresholds=8)
+            dm = getattr(densitron.metrics, cls)(**{arg: value}, num_thresholds=8)
+            with np.errstate(divide="ignore", invalid="ignore"):  # Keras's divide_no_nan
+                km.update_state(y, p, sample_weight=sw)
+                expected = float(km.result())
+            dm.update_state(y[:30], p[:30], sample_weight=None if sw is None else sw[:30])
+            dm.update_state(y[30:], p[30:], sample_weight=None if sw is None else sw[30:])
+            np.testing.assert_allclose(dm.result(), expected, rtol=1e-6,
+                                       err_msg=f"{value} {sw is None}")
+
+
 @pytest.mark.parametrize("kwargs", [{}, {"class_aggregation": "variance_weighted_average"},
                                     {"num_regressors": 5}], ids=str)
 def test_evaluate_r2_score(kwargs, tmp_path):

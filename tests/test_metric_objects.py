@@ -38,6 +38,21 @@ def test_precision_counts_every_value():
     assert prec.result() == np.float32(2 / 4)
 
 
+def test_count_metrics_read_a_vector_as_one_value_samples():
+    # Keras's confusion counts and AUC take a vector with one weight per value; the same as a
+    # column of one-value samples.
+    y, p = np.array([0, 1, 1, 0, 1]), np.array([0.2, 0.7, 0.4, 0.9, 0.6])
+    w = np.array([1.0, 2.0, 0.5, 3.0, 1.5])
+    for make in (metrics.Precision, metrics.AUC, lambda: metrics.RecallAtPrecision(0.5)):
+        vector, column = make(), make()
+        vector.update_state(y, p, sample_weight=w)
+        column.update_state(y[:, None], p[:, None], sample_weight=w)
+        assert vector.result() == column.result()
+    prec = metrics.Precision()
+    prec.update_state(y, p, sample_weight=w)
+    assert prec.result() == np.float32((2.0 + 1.5) / (2.0 + 3.0 + 1.5))
+
+
 @pytest.mark.parametrize("call,match", [
     (lambda m: m.update_state(np.zeros((2, 3)), np.zeros((2, 4))), "same shape"),
     (lambda m: m.update_state(np.zeros((2, 3)), np.zeros((0, 3))), "at least one"),

@@ -471,6 +471,9 @@ py::array_t<double> metric_sums_on(const py::tuple& spec_tuple, const FloatArray
                               std::to_string(cols) + "). Received: " + std::to_string(id));
     }
   }
+  if (spec.buckets() && !spec.bucket_count_valid())
+    throw py::value_error("`num_thresholds` must be 2 to 1e6 buckets. Received: " +
+                          std::to_string(spec.threshold));
   if (spec.class_id >= cols || spec.top_k < 0)
     throw py::value_error("`class_id` must be a class of y_pred's " + std::to_string(cols) +
                           ". Received: class_id=" + std::to_string(spec.class_id));

@@ -1656,6 +1656,29 @@ TEST(Metrics, AucBucketsPlaceValuesAsKeras) {
   EXPECT_EQ(cols[2 * n + 0], 5.0);  // column 2: the NaN (row 2, weight 5), a positive
 }
 
+// The SensitivitySpecificityBase buckets (above_zero): min(ceil(p·(n - 1)), n - 1) of p
+// clipped to [0, 1], so bucket 0 holds the values above no threshold (p <= 0, as Keras's
+// p > 0 fails there) and a value exactly on i/(n - 1) is above thresholds 0 to i - 1 only;
+// with class_id only that column counts.
+TEST(Metrics, ThresholdBucketsPlaceValuesAsKeras) {
+  const int64_t n = 5;  // thresholds 0, 0.25, 0.5, 0.75, 1
+  const std::vector<float> p = {0.0f, 0.25f, 0.26f, 0.5f, 0.9f, 1.0f, -3.0f, 7.0f, 0.01f};
+  const std::vector<float> y = {1, 0, 1, 1, 0, 1, 0, 1, 1};
+  const std::vector<float> w = {2, 3, 5};  // one weight per row of 3 values
+  std::vector<double> out(2 * n, 0.0);
+  auc_buckets(p.data(), y.data(), 3, 3, n, false, out.data(), w.data(), 1, false, nullptr,
+              /*above_zero=*/true);
+  // buckets: 0->0, 0.25->1, 0.26->2, 0.5->2, 0.9->4, 1->4, -3->0, 7->4, 0.01->1
+  const std::vector<double> want = {2, 5, 2 + 3, 0, 3 + 5,   // positives
+                                    5, 2, 0, 0, 3};          // negatives
+  EXPECT_EQ(out, want);
+  // class_id 1: the middle column alone (0.25 negative, 0.9 negative, 7 positive)
+  std::vector<double> mid(2 * n, 0.0);
+  auc_buckets(p.data(), y.data(), 3, 3, n, false, mid.data(), w.data(), 1, false, nullptr,
+              true, 1);
+  EXPECT_EQ(mid, (std::vector<double>{0, 0, 0, 0, 5, 0, 2, 0, 0, 3}));
+}
+
 // Keras's R2Score sums per column: Σ w·y, Σ w·y², Σ w·(y - p)², Σ w, added to what out holds.
 TEST(Metrics, R2SumsPerColumnAgainstADoubleLoop) {
   std::mt19937 rng(8);

@@ -9,6 +9,7 @@
 
 #include <array>
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <mutex>
 #include <utility>
@@ -108,15 +109,25 @@ struct MetricSpec {
   // AUC with explicit thresholds: Keras's full sorted list (its -eps and 1 + eps ends
   // included); `threshold` then holds their count.
   std::vector<float> thresholds;
+  // Whether the spec keeps bucket counts (auc_buckets), their count n given as `threshold`.
+  bool buckets() const {
+    return is_accuracy && (accuracy == AccuracyKind::kAucBuckets ||
+                           accuracy == AccuracyKind::kAucBucketsLogits ||
+                           accuracy == AccuracyKind::kAucColumnBuckets ||
+                           accuracy == AccuracyKind::kAucColumnBucketsLogits ||
+                           accuracy == AccuracyKind::kThresholdBuckets);
+  }
+  bool bucket_count_valid() const {
+    return threshold >= 2.0f && threshold <= 1e6f && threshold == std::floor(threshold);
+  }
   // The engine sums the spec keeps for an output of `cols` columns: 1, an AUC's 2n bucket
   // counts, or R2Score's and the F-scores' 4 per column.
   int64_t sums(int64_t cols) const {
     if (!is_accuracy) return 1;
-    if (accuracy == AccuracyKind::kAucBuckets || accuracy == AccuracyKind::kAucBucketsLogits)
-      return 2 * static_cast<int64_t>(threshold);
     if (accuracy == AccuracyKind::kAucColumnBuckets ||
         accuracy == AccuracyKind::kAucColumnBucketsLogits)
       return 2 * static_cast<int64_t>(threshold) * cols;
+    if (buckets()) return 2 * static_cast<int64_t>(threshold);
     return accuracy == AccuracyKind::kR2Sums || accuracy == AccuracyKind::kFScoreSums ? 4 * cols
                                                                                       : 1;
   }

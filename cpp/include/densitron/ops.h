@@ -169,6 +169,10 @@ enum class AccuracyKind : int {
   // The AUC's bucket counts kept for each column apart (multi_label, label_weights): 2n·cols.
   kAucColumnBuckets = 12,
   kAucColumnBucketsLogits = 13,
+  // Keras's SensitivitySpecificityBase metrics (SensitivityAtSpecificity, PrecisionAtRecall...):
+  // n bucket counts as kAucBuckets but without its epsilon ends (auc_buckets's above_zero), of
+  // the class_id column alone when class_id >= 0.
+  kThresholdBuckets = 14,
 };
 
 // Keras's FBetaScore sums of each column c, added to out (4·cols values): true positives
@@ -190,10 +194,15 @@ void r2_sums(const float* p, const float* y, int64_t rows, int64_t cols, double*
 // its own: positives at out[c·n + bucket], negatives at out[(cols + c)·n + bucket].
 // With `thresholds` (n sorted values, Keras's list with its -eps and 1 + eps ends), the bucket
 // is instead the index of the last threshold below the prediction (0 when none is).
+// With `above_zero` (Keras's evenly spaced thresholds 0, 1/(n - 1), ..., 1 without epsilon
+// ends), the bucket is min(ceil(p·(n - 1)), n - 1): bucket 0 holds the values above no
+// threshold, bucket b >= 1 those above thresholds 0 to b - 1. With class_id >= 0 only that
+// column counts.
 void auc_buckets(const float* p, const float* y, int64_t rows, int64_t cols, int64_t n,
                  bool logits, double* out, const float* weights = nullptr,
                  int64_t rows_per_weight = 1, bool per_column = false,
-                 const float* thresholds = nullptr);
+                 const float* thresholds = nullptr, bool above_zero = false,
+                 int64_t class_id = -1);
 // Sum over rows of the per-row accuracy (binary accuracy is a mean over the last axis) or
 // count, each row's times the sample weight weights[r / rows_per_weight] when weights are
 // given.

@@ -286,9 +286,11 @@ void metric_sums(const MetricSpec& spec, const float* p, const float* y, int64_t
                               spec.accuracy == AccuracyKind::kAucColumnBucketsLogits;
       const bool logits = spec.accuracy == AccuracyKind::kAucBucketsLogits ||
                           spec.accuracy == AccuracyKind::kAucColumnBucketsLogits;
+      const bool at_thresholds = spec.accuracy == AccuracyKind::kThresholdBuckets;
       auc_buckets(p, y, rows, cols, static_cast<int64_t>(spec.threshold), logits, out, w,
                   rows_per_weight, per_column,
-                  spec.thresholds.empty() ? nullptr : spec.thresholds.data());
+                  spec.thresholds.empty() ? nullptr : spec.thresholds.data(),
+                  at_thresholds && spec.thresholds.empty(), at_thresholds ? spec.class_id : -1);
     }
     return;
   }
@@ -320,13 +322,7 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
                         outputs[k].loss == Loss::kSparseCategoricalCrossentropyLogits;
     if (outputs[k].target_width != (sparse ? sub_rows : node.width)) bad("target width");
     for (const MetricSpec& m : outputs[k].metrics) {
-      const bool auc = m.is_accuracy && (m.accuracy == AccuracyKind::kAucBuckets ||
-                                         m.accuracy == AccuracyKind::kAucBucketsLogits ||
-                                         m.accuracy == AccuracyKind::kAucColumnBuckets ||
-                                         m.accuracy == AccuracyKind::kAucColumnBucketsLogits);
-      if (auc && !(m.threshold >= 2.0f && m.threshold <= 1e6f &&
-                   m.threshold == std::floor(m.threshold)))
-        bad("an AUC takes 2 to 1e6 thresholds");
+      if (m.buckets() && !m.bucket_count_valid()) bad("an AUC takes 2 to 1e6 thresholds");
       if (m.class_id >= node.last_dim || m.top_k < 0) bad("a metric's class_id or top_k");
     }
   }

@@ -302,12 +302,14 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
 
 void auc_buckets(const float* p, const float* y, int64_t rows, int64_t cols, int64_t n,
                  bool logits, double* out, const float* weights, int64_t rows_per_weight,
-                 bool per_column, const float* thresholds) {
+                 bool per_column, const float* thresholds, bool above_zero,
+                 int64_t class_id) {
   const float scale = static_cast<float>(n - 1);
   double* negatives = out + (per_column ? cols * n : n);
+  const int64_t j0 = class_id >= 0 ? class_id : 0, j1 = class_id >= 0 ? class_id + 1 : cols;
   for (int64_t r = 0; r < rows; ++r) {
     const double w = weights ? weights[r / rows_per_weight] : 1.0;
-    for (int64_t j = 0; j < cols; ++j) {
+    for (int64_t j = j0; j < j1; ++j) {
       float v = p[r * cols + j];
       if (logits) v = 1.0f / (1.0f + std::exp(-v));
       v = std::min(std::max(v, 0.0f), 1.0f);
@@ -316,7 +318,7 @@ void auc_buckets(const float* p, const float* y, int64_t rows, int64_t cols, int
         bucket = std::max<int64_t>(
             std::lower_bound(thresholds, thresholds + n, v) - thresholds - 1, 0);
       } else {
-        const float b = std::ceil(v * scale) - 1.0f;
+        const float b = std::ceil(v * scale) - (above_zero ? 0.0f : 1.0f);
         bucket = b >= 1.0f ? std::min(static_cast<int64_t>(b), n - 1) : 0;
       }
       bucket += per_column ? j * n : 0;
@@ -460,6 +462,7 @@ double accuracy_sum(AccuracyKind kind, const float* p, const float* y, int64_t r
       case AccuracyKind::kFScoreSums:
       case AccuracyKind::kAucColumnBuckets:
       case AccuracyKind::kAucColumnBucketsLogits:
+      case AccuracyKind::kThresholdBuckets:
         break;  // not one sum: auc_buckets, r2_sums, f_score_sums
       case AccuracyKind::kBinary: {
         const float* yr = y + r * cols;

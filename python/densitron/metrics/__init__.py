@@ -35,6 +35,7 @@ _TRUE_POSITIVES, _PREDICTED_POSITIVES, _ACTUAL_POSITIVES = 3, 4, 5
 _TOP_K, _SPARSE_TOP_K = 6, 7
 _AUC_BUCKETS, _AUC_BUCKETS_LOGITS, _R2_SUMS, _F_SCORE_SUMS = 8, 9, 10, 11
 _AUC_COLUMN_BUCKETS, _AUC_COLUMN_BUCKETS_LOGITS = 12, 13
+_THRESHOLD_BUCKETS = 14
 
 _ACCURACIES = {
     "categorical_accuracy": _CATEGORICAL,
@@ -109,6 +110,10 @@ class Metric:
         axis a sample. `sample_weight` (one value per sample, or a scalar) makes a mean a
         weighted mean."""
         y_pred = _predictions(y_pred)
+        if y_pred.ndim == 1 and self._post == "result":
+            # counts over every value (confusion counts, AUC, R2Score): a vector is a batch of
+            # one-value samples, each with its sample weight, as Keras reads it
+            y_pred = y_pred.reshape(-1, 1)
         lead, width = y_pred.shape[:-1], y_pred.shape[-1]
         steps = int(np.prod(lead[1:], dtype=np.int64))  # rows per sample
         state = getattr(self, "_state", None)
@@ -579,6 +584,115 @@ class AUC(Metric):
                 "label_weights": self.label_weights, "from_logits": self.from_logits}
 
 
+class _SensitivitySpecificity(Metric):
+    """Keras's SensitivitySpecificityBase metrics: confusion counts of every value (of column
+    `class_id` only, when given) at `num_thresholds` evenly spaced thresholds 0, 1/(n - 1), ...,
+    1 (0.5 alone for one), from the engine's bucket counts (predictions clipped to [0, 1]);
+    the result is the largest `dependent` ratio among the thresholds whose `constrained` ratio
+    is at least the metric's value, 0 when there is none. The ratios are divide_no_nan's, in
+    float32 as Keras's."""
+
+    _post = "result"
+    _value_arg = None  # the constrained ratio's argument: "specificity", "recall"...
+
+    def __init__(self, value, num_thresholds=200, class_id=None, name=None, dtype=None):
+        arg = self._value_arg
+        if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
+                or not 0.0 <= value <= 1.0):
+            raise ValueError(f"Argument `{arg}` must be in the range [0, 1]. "
+                             f"Received: {arg}={value!r}")
+        if (isinstance(num_thresholds, bool) or not isinstance(num_thresholds, (int, np.integer))
+                or not 0 < num_thresholds <= 1_000_000):
+            raise ValueError("Argument `num_thresholds` must be an integer > 0. "
+                             f"Received: num_thresholds={num_thresholds!r}")
+        if class_id is not None and (isinstance(class_id, bool) or
+                                     not isinstance(class_id, (int, np.integer)) or class_id < 0):
+            raise ValueError("`class_id` must be an integer >= 0 or None. "
+                             f"Received: class_id={class_id!r}")
+        super().__init__(name=name or uniquify(to_snake_case(type(self).__name__)), dtype=dtype)
+        setattr(self, arg, value)
+        self.num_thresholds = int(num_thresholds)
+        self.class_id = None if class_id is None else int(class_id)
+
+    def _specs(self):
+        class_id = -1 if self.class_id is None else self.class_id
+        if self.num_thresholds == 1:  # one threshold, 0.5: the buckets below and above it
+            return [(True, _THRESHOLD_BUCKETS, 2.0, 0, class_id, 0, [-1.0, 0.5])]
+        return [(True, _THRESHOLD_BUCKETS, float(self.num_thresholds), 0, class_id, 0)]
+
+    def _specs_for(self, y_pred_ndim, y_pred_last):
+        if self.class_id is not None and self.class_id >= y_pred_last:
+            raise ValueError(f"`class_id` must be a class of the output's {y_pred_last}. "
+                             f"Received: class_id={self.class_id}")
+        return self._specs()
+
+    def _confusion(self, sums):
+        """(tp, fp, tn, fn), one of each per threshold (float32), from the bucket counts: a
+        value in bucket b is above thresholds 0 to b - 1."""
+        buckets = 2 if self.num_thresholds == 1 else self.num_thresholds
+        counts = np.asarray(sums[:2 * buckets], np.float64).reshape(2, buckets)
+        above = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1]  # values in bucket b or higher
+        tp_fp = np.zeros((2, self.num_thresholds))
+        tp_fp[:, :buckets - 1] = above[:, 1:]
+        tp, fp = tp_fp.astype(np.float32)
+        pos, neg = above[:, 0].astype(np.float32)
+        return tp, fp, neg - fp, pos - tp
+
+    @staticmethod
+    def _ratio(a, b):  # divide_no_nan
+        return np.divide(a, b, out=np.zeros_like(a), where=b != 0)
+
+    def _result(self, sums, rows, columns):
+        constrained, dependent = self._ratios(*self._confusion(sums))
+        feasible = constrained >= np.float32(getattr(self, self._value_arg))
+        return float(np.max(np.where(feasible, dependent, np.float32(0.0)), initial=0.0))
+
+    def get_config(self):
+        return {**super().get_config(), "class_id": self.class_id,
+                "num_thresholds": self.num_thresholds,
+                self._value_arg: getattr(self, self._value_arg)}
+
+
+class SensitivityAtSpecificity(_SensitivitySpecificity):
+    _value_arg = "specificity"
+
+    def __init__(self, specificity, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(specificity, num_thresholds, class_id, name, dtype)
+
+    def _ratios(self, tp, fp, tn, fn):
+        return self._ratio(tn, tn + fp), self._ratio(tp, tp + fn)
+
+
+class SpecificityAtSensitivity(_SensitivitySpecificity):
+    _value_arg = "sensitivity"
+
+    def __init__(self, sensitivity, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(sensitivity, num_thresholds, class_id, name, dtype)
+
+    def _ratios(self, tp, fp, tn, fn):
+        return self._ratio(tp, tp + fn), self._ratio(tn, tn + fp)
+
+
+class PrecisionAtRecall(_SensitivitySpecificity):
+    _value_arg = "recall"
+
+    def __init__(self, recall, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(recall, num_thresholds, class_id, name, dtype)
+
+    def _ratios(self, tp, fp, tn, fn):
+        return self._ratio(tp, tp + fn), self._ratio(tp, tp + fp)
+
+
+class RecallAtPrecision(_SensitivitySpecificity):
+    _value_arg = "precision"
+
+    def __init__(self, precision, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(precision, num_thresholds, class_id, name, dtype)
+
+    def _ratios(self, tp, fp, tn, fn):
+        return self._ratio(tp, tp + fp), self._ratio(tp, tp + fn)
+
+
 class R2Score(Metric):
     """Keras's R2Score of a (batch, columns) output: 1 - residual / total sum of squares per
     column, averaged uniformly or by variance; adjusted for num_regressors."""
@@ -741,7 +855,8 @@ _CLASSES = {c.__name__: c for c in (
     TrueNegatives, FalseNegatives, MeanAbsolutePercentageError,
     MeanSquaredLogarithmicError, LogCoshError, Hinge, SquaredHinge, CategoricalHinge,
     KLDivergence, Poisson, CosineSimilarity, TopKCategoricalAccuracy,
-    SparseTopKCategoricalAccuracy, AUC, R2Score, FBetaScore, F1Score)}
+    SparseTopKCategoricalAccuracy, AUC, R2Score, FBetaScore, F1Score, SensitivityAtSpecificity,
+    SpecificityAtSensitivity, PrecisionAtRecall, RecallAtPrecision)}
 # Keras's other metric strings: the class names in snake case, and its aliases.
 _SNAKE = {to_snake_case(name): cls for name, cls in _CLASSES.items()}
 _SNAKE.update({"mape": MeanAbsolutePercentageError, "MAPE": MeanAbsolutePercentageError,
@@ -802,6 +917,15 @@ _FUNCTIONS = {f.__name__: (f, cls) for f, cls in (
     (kl_divergence, KLDivergence), (poisson, Poisson), (log_cosh, LogCoshError))}
 
 
+def _with_defaults(cls, identifier, **kwargs):
+    """A metric class instantiated with its defaults, for one given by class or by name."""
+    if issubclass(cls, _SensitivitySpecificity):  # no default for its constrained value
+        raise ValueError(f"{cls.__name__} needs its `{cls._value_arg}`: pass "
+                         f"densitron.metrics.{cls.__name__}({cls._value_arg}=...). Received: "
+                         f"metric={identifier!r}")
+    return cls(**kwargs)
+
+
 def get(identifier):
     """A Metric for a metric object, its {"class_name", "config"} form or its class name
     (with its defaults, named by that string as in Keras's logs); a metric name (such as
@@ -809,12 +933,12 @@ def get(identifier):
     if isinstance(identifier, Metric):
         return identifier
     if isinstance(identifier, type) and issubclass(identifier, Metric):
-        return identifier()
+        return _with_defaults(identifier, identifier)
     if isinstance(identifier, str):
         if identifier in _CLASSES:
-            return _CLASSES[identifier](name=identifier)
+            return _with_defaults(_CLASSES[identifier], identifier, name=identifier)
         if identifier in _SNAKE and identifier not in _NAMES:
-            return _SNAKE[identifier](name=identifier)
+            return _with_defaults(_SNAKE[identifier], identifier, name=identifier)
         return identifier
     if isinstance(identifier, dict):
         return serialization.deserialize(identifier, _CLASSES, "metric")

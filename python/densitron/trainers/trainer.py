@@ -126,7 +126,7 @@ class Trainer:
         # a Metric class is instantiated here, once: the logs and a saved config then name the
         # same object
         def instantiate(m):
-            return m() if isinstance(m, type) else m
+            return metrics_mod.get(m) if isinstance(m, type) else m
 
         self._compile_metrics = metrics_mod.map_structure(metrics, instantiate)
         self._compile_weighted_metrics = metrics_mod.map_structure(weighted_metrics, instantiate)
