@@ -918,6 +918,31 @@ def test_hinge_reads_binary_targets_batch_by_batch():
         assert abs(whole[key] - klogs[key]) > 1e-3  # one batch of all rows converts none
 
 
+@pytest.mark.parametrize("from_logits", [False, True])
+@pytest.mark.parametrize("ignore", [-1, 2])
+def test_evaluate_sparse_crossentropy_ignore_class(ignore, from_logits, tmp_path):
+    # Keras's mask reduction batch by batch (the last batch smaller, one batch with every
+    # target ignored), plain and weighted, with the accuracy counting the ignored targets;
+    # after .keras files move both ways.
+    kmodel = _classifier(KERAS, 4, None if from_logits else "softmax")
+    dmodel = _classifier(DENS, 4, None if from_logits else "softmax")
+    _check_weights_move(kmodel, dmodel)
+    x = _x(70, 6, seed=41)
+    y = _labels("sparse_categorical_crossentropy", 70, 4, seed=42)
+    y[np.random.default_rng(43).random(70) < 0.3] = ignore
+    y[16:32] = ignore
+    w = np.random.default_rng(44).random(70).astype(np.float32)
+    for ns, model in ((KERAS, kmodel), (DENS, dmodel)):
+        m = keras if ns is KERAS else densitron
+        model.compile(optimizer="sgd", metrics=["accuracy"],
+                      loss=m.losses.SparseCategoricalCrossentropy(from_logits=from_logits,
+                                                                  ignore_class=ignore))
+    _evaluate_alike(kmodel, dmodel, x, y, 16)
+    klogs, _ = _evaluate_alike(kmodel, dmodel, x, y, 16, w)
+    with np.errstate(divide="ignore", invalid="ignore"):  # Keras's divide_no_nan warns
+        _assert_keras_files_keep_logs(kmodel, dmodel, x, y, w, 16, klogs, tmp_path)
+
+
 @pytest.mark.parametrize("loss", ["categorical_crossentropy", "sparse_categorical_crossentropy"])
 def test_evaluate_top_k_accuracies(loss):
     # By string and as objects with k (weighted too), against Keras: 5 classes, so k = 2 and 3

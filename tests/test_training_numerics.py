@@ -636,12 +636,6 @@ def test_gradient_accumulation_with_ema_saved_and_resumed(tmp_path):
     assert c.optimizer.iterations == 4
 
 
-def test_ignore_class_is_refused_not_ignored():
-    with pytest.raises(ValueError, match="ignore_class.*Received: ignore_class=-1"):
-        densitron.losses.SparseCategoricalCrossentropy(ignore_class=-1)
-    densitron.losses.SparseCategoricalCrossentropy(ignore_class=None)
-
-
 @pytest.mark.parametrize("threads", [1, 2])
 def test_engine_flushes_subnormals_and_restores_the_callers_mode(threads):
     # The engine's threads treat subnormal floats as zero while they run (as TensorFlow's do):

@@ -6,7 +6,9 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cmath>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -205,7 +207,7 @@ class PyGraph {
     target_widths_.clear();
     for (const py::handle& h : outputs) {
       auto t = h.cast<std::tuple<int, int, float, int64_t, py::list, float,
-                                 std::array<float, 3>>>();
+                                 std::array<float, 3>, std::optional<float>>>();
       densitron::OutputSpec o;
       o.node = std::get<0>(t);
       o.loss = static_cast<densitron::Loss>(std::get<1>(t));
@@ -213,6 +215,13 @@ class PyGraph {
       o.target_width = std::get<3>(t);
       o.loss_param = std::get<5>(t);
       o.loss_extra = std::get<6>(t);
+      if (std::get<7>(t).has_value()) {
+        const bool sparse = o.loss == densitron::Loss::kSparseCategoricalCrossentropy ||
+                            o.loss == densitron::Loss::kSparseCategoricalCrossentropyLogits;
+        if (!sparse || std::isnan(*std::get<7>(t)))
+          throw py::value_error("ignore_class: a class id, for a sparse cross-entropy");
+        o.ignore_class = *std::get<7>(t);
+      }
       for (const py::handle& m : std::get<4>(t)) o.metrics.push_back(metric_spec(m));
       target_widths_.push_back(o.target_width);
       specs.push_back(std::move(o));

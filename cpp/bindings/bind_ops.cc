@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -151,7 +153,8 @@ using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>
 // 1} targets as {-1, 1} when all of y_true is 0 or 1, as Keras does per call. (Python shapes
 // and checks the arrays; this guards the sizes.)
 py::array_t<float> loss_rows(int loss, const FloatArray& y_true, const FloatArray& y_pred,
-                             float param, std::array<float, 3> extra) {
+                             float param, std::array<float, 3> extra,
+                             std::optional<float> ignore_class) {
   if (y_pred.ndim() != 2 || y_true.ndim() != 2 || y_true.shape(0) != y_pred.shape(0) ||
       (y_true.shape(1) != y_pred.shape(1) && y_true.shape(1) != 1)) {
     throw py::value_error("`y_true` and `y_pred` must be 2-D with matching rows. Received: "
@@ -168,7 +171,8 @@ py::array_t<float> loss_rows(int loss, const FloatArray& y_true, const FloatArra
   for (int64_t r = 0; r < rows; ++r) {
     values[r] = static_cast<float>(densitron::loss_forward_backward(
         kind, y_pred.data() + r * cols, y_true.data() + r * ycols, 1, cols, nullptr, 1.0, false,
-        nullptr, 1, param, extra.data()));
+        nullptr, 1, param, extra.data(),
+        ignore_class.value_or(std::numeric_limits<float>::quiet_NaN())));
   }
   return out;
 }
@@ -214,8 +218,10 @@ void bind_ops(py::module_& m) {
       py::arg("n"), "Sets the number of threads the kernels use.");
   m.def("_loss_rows", &loss_rows, py::arg("loss"), py::arg("y_true"), py::arg("y_pred"),
         py::arg("param"), py::arg("extra") = std::array<float, 3>{2.0f, 0.25f, 0.0f},
+        py::arg("ignore_class") = py::none(),
         "A loss's per-sample values over the rows of y_pred (extra: the focal losses' gamma, "
-        "alpha and class balancing).");
+        "alpha and class balancing; ignore_class: the sparse cross-entropies' class id whose "
+        "rows take 0).");
   m.def("get_num_threads", &densitron::get_num_threads, "The number of threads the kernels use.");
   m.def(
       "_set_isa",

@@ -224,6 +224,41 @@ TEST(Losses, CrossentropyMatchesKerasFormulaAndFusedGradient) {
   }
 }
 
+// The sparse cross-entropies' ignore_class, on every ISA, on probabilities (fused and not) and
+// on logits: a row labelled with it, or with an id outside [0, cols), adds no loss and gets a
+// zero gradient; every other row is bit for bit what it is without ignore_class.
+TEST(Losses, SparseCrossentropyIgnoresAClassOnEveryIsa) {
+  const int64_t rows = 6, cols = 19;  // wider than a vector, with a tail
+  std::vector<float> z = random_vec(rows * cols, 12), p = z;
+  activation_forward(Activation::kSoftmax, ActivationParams(), p.data(), p.data(), rows, cols);
+  const std::vector<float> labels = {3, 7, 18, 7, 0, 25}, w = {1, 2, 3, 4, 5, 6};
+  for_each_isa([&](Isa isa) {
+    for (Loss loss : {Loss::kSparseCategoricalCrossentropy,
+                      Loss::kSparseCategoricalCrossentropyLogits}) {
+      for (bool fused : {false, true}) {
+        if (fused && loss == Loss::kSparseCategoricalCrossentropyLogits) continue;
+        const float* in = loss == Loss::kSparseCategoricalCrossentropy ? p.data() : z.data();
+        std::vector<float> g(rows * cols), kept(rows * cols);
+        const double sum = loss_forward_backward(loss, in, labels.data(), rows, cols, g.data(),
+                                                 4.0, fused, w.data(), 1, 0.0f, nullptr, 7.0f);
+        double want = 0.0;
+        for (int64_t r = 0; r < rows; ++r) {
+          const bool counts = labels[r] != 7.0f && labels[r] < cols;
+          const double one = loss_forward_backward(loss, in + r * cols, &labels[r], 1, cols,
+                                                   kept.data() + r * cols, 4.0, fused, &w[r]);
+          if (counts) want += one;
+          for (int64_t j = 0; j < cols; ++j) {
+            const float expected = counts ? kept[r * cols + j] : 0.0f;
+            ASSERT_EQ(g[r * cols + j], expected) << isa_name(isa) << " row " << r;
+          }
+        }
+        EXPECT_EQ(sum, want) << isa_name(isa);
+        EXPECT_GT(sum, 0.0);
+      }
+    }
+  });
+}
+
 // Categorical cross-entropy on every ISA, on probabilities and on logits (the SIMD kernels
 // sum rows by vectors and take their own logarithms and exponentials): against Keras's
 // formulas in double, -Σ t·log(clip(p / Σp)) and -Σ t·log_softmax(z), t = y(1 - s) + s/k,

@@ -153,6 +153,11 @@ struct OutputSpec {
   float loss_param = 0.0f;
   // The focal losses' {gamma, alpha, apply_class_balancing}, see ops.h.
   std::array<float, 3> loss_extra{2.0f, 0.25f, 0.0f};
+  // The sparse cross-entropies' ignore_class (NaN: none): rows with that class id take no
+  // loss, and a batch's loss is the sum over the others divided by their count, as Keras's
+  // mask reduces it.
+  float ignore_class = std::numeric_limits<float>::quiet_NaN();
+  bool ignores_a_class() const { return !std::isnan(ignore_class); }
 };
 
 // One model input held as compressed sparse rows (scipy's CSR layout): row r's stored values

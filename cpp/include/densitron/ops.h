@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 namespace densitron {
@@ -137,10 +138,13 @@ float hinge_targets(const float* y, int64_t n);
 // which replaces y by y·(1 - s) + s/cols for the categorical ones and by y·(1 - s) + s/2 for
 // the binary one; Huber's delta; for the hinge losses whether targets are converted.
 // `extra` holds the focal losses' further arguments (see Loss), nullptr for the others.
+// For the sparse cross-entropies, a row whose class id is `ignore_class` (Keras's; NaN for
+// none) or outside [0, cols) has loss 0 and gradient 0.
 double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t rows,
                              int64_t cols, float* grad, double scale_rows, bool fused_logits,
                              const float* weights = nullptr, int64_t rows_per_weight = 1,
-                             float param = 0.0f, const float* extra = nullptr);
+                             float param = 0.0f, const float* extra = nullptr,
+                             float ignore_class = std::numeric_limits<float>::quiet_NaN());
 
 // The counts are Keras's confusion counts at a threshold, summed over a row's values (for
 // Precision = true positives / predicted positives, Recall = true positives / actual

@@ -962,6 +962,17 @@ void Graph::forward(const Step& st, bool then_solo) {
             [this](const Step& s, int i) { forward_node(s, i); });
 }
 
+namespace {
+
+// How many of the n class ids y are not `id`.
+int64_t rows_not_labelled(const float* y, int64_t n, float id) {
+  int64_t count = 0;
+  for (int64_t i = 0; i < n; ++i) count += y[i] != id;
+  return count;
+}
+
+}  // namespace
+
 // The loss and metrics of blocks [b0, b1) of the batch's samples, each block's sums kept apart
 // (loss_part_, metric_part_) so that they add up in block order whatever thread did which.
 void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
@@ -989,13 +1000,24 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
         if (hinge < 0.0f) hinge = hinge_targets(target_[k], st.batch * o.target_width);
         return hinge;
       };
-      loss_part_[b * nout + k] =
+      // The batch loss divides by the batch's loss rows, or with ignore_class by those of
+      // another class (each block counts them over the whole batch; with none, the loss and
+      // gradient are 0). The part is a per-sample sum: the batch loss times the batch size.
+      const int64_t counted =
+          o.ignores_a_class() && rows > 0
+              ? rows_not_labelled(target_[k], all_rows, o.ignore_class) : all_rows;
+      const double sum =
           rows == 0 ? 0.0
                     : loss_forward_backward(o.loss, p, y, rows, cols, g,
-                                            static_cast<double>(all_rows) / o.loss_weight,
+                                            static_cast<double>(std::max<int64_t>(counted, 1)) /
+                                                o.loss_weight,
                                             fused_[o.node], w, sub_rows,
-                                            param(o.loss, o.loss_param), o.loss_extra.data()) /
-                          static_cast<double>(sub_rows);
+                                            param(o.loss, o.loss_param), o.loss_extra.data(),
+                                            o.ignore_class);
+      loss_part_[b * nout + k] =
+          !o.ignores_a_class() ? sum / static_cast<double>(sub_rows)
+          : counted > 0        ? sum * static_cast<double>(st.batch) / counted
+                               : 0.0;
       for (const MetricSpec& spec : o.metrics) {
         const int64_t sums = spec.sums(cols);
         double* out = &metric_part_[b * nmet + m];

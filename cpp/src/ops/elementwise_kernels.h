@@ -67,14 +67,16 @@ struct ElementwiseKernels {
                            const float* c2s, bool fused);
   // Keras's categorical cross-entropy of rows × n probabilities (y: targets, or labels when
   // `sparse`), each row weighted by w[r / per] (w may be nullptr): the weighted losses' sum,
-  // and the gradient into g (scaled by scale·weight) unless nullptr (see elementwise_body.inc)
+  // and the gradient into g (scaled by scale·weight) unless nullptr (see elementwise_body.inc).
+  // A sparse row whose label is `ignore` (Keras's ignore_class; NaN: none) or outside [0, n)
+  // has no target: loss 0, gradient 0.
   double (*crossentropy_rows)(const float* p, const float* y, float* g, int64_t rows, int64_t n,
                               float keep, float add, float scale, const float* w, int64_t per,
-                              bool sparse, bool fused);
+                              bool sparse, bool fused, float ignore);
   // The same on logits z (from_logits=True), the gradient through the softmax
   double (*crossentropy_logits_rows)(const float* z, const float* y, float* g, int64_t rows,
                                      int64_t n, float keep, float add, float scale,
-                                     const float* w, int64_t per, bool sparse);
+                                     const float* w, int64_t per, bool sparse, float ignore);
   // The index of the first largest of x[0..n), n >= 1 (std::max_element's; 0 when x[0] is NaN)
   int64_t (*first_max)(const float* x, int64_t n);
   // How many of x[0..n) are greater than v

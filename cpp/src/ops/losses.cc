@@ -220,7 +220,7 @@ float hinge_targets(const float* y, int64_t n) {
 double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t rows,
                              int64_t cols, float* grad, double scale_rows, bool fused_logits,
                              const float* weights, int64_t rows_per_weight, float param,
-                             const float* extra) {
+                             const float* extra, float ignore_class) {
   const float base_scale = static_cast<float>(1.0 / scale_rows);
   const Smoothing classes(param, cols), binary(param, 2), none(0.0f, 1);
   // The losses the ISA's kernels compute (the sparse forms are not smoothed).
@@ -235,14 +235,15 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
       const Smoothing& sm = loss == Loss::kCategoricalCrossentropy ? classes : none;
       return k->crossentropy_rows(p, y, grad, rows, cols, sm.keep, sm.add, base_scale, weights,
                                   rows_per_weight, loss != Loss::kCategoricalCrossentropy,
-                                  fused_logits);
+                                  fused_logits, ignore_class);
     }
     case Loss::kCategoricalCrossentropyLogits:
     case Loss::kSparseCategoricalCrossentropyLogits: {
       const Smoothing& sm = loss == Loss::kCategoricalCrossentropyLogits ? classes : none;
       return k->crossentropy_logits_rows(p, y, grad, rows, cols, sm.keep, sm.add, base_scale,
                                          weights, rows_per_weight,
-                                         loss != Loss::kCategoricalCrossentropyLogits);
+                                         loss != Loss::kCategoricalCrossentropyLogits,
+                                         ignore_class);
     }
     case Loss::kBinaryCrossentropy:
       return mean_rows(kLossBce, binary.keep, binary.add);

@@ -40,16 +40,21 @@ def engine_targets(y_true, shape, sparse, name):
     return y_true.reshape(-1, shape[-1])
 
 
-def check_class_ids(ids, classes, arg):
+def check_class_ids(ids, classes, arg, ignore_class=None):
     """Raises a ValueError naming `arg` unless every value of `ids` is an integer in [0,
-    classes) (NaN included)."""
+    classes) (NaN included) or `ignore_class` (the loss's ignored id, when not None)."""
     if ids.dtype.kind == "f" and np.any(ids != np.floor(ids)):
         raise ValueError(f"Class ids in `{arg}` must be integers. "
                          f"Received: non-integer values in {arg}")
+    if ignore_class is not None:
+        ids = ids[ids != np.asarray(ignore_class, ids.dtype)]
+        if ids.size == 0:
+            return
     lo, hi = ids.min(), ids.max()
     if lo < 0 or hi >= classes:
-        raise ValueError(f"Class ids in `{arg}` must lie in [0, {classes}) for an output with "
-                         f"{classes} classes. Received: values from {lo} to {hi}")
+        also = "" if ignore_class is None else f" or the ignore_class {ignore_class}"
+        raise ValueError(f"Class ids in `{arg}` must lie in [0, {classes}){also} for an output "
+                         f"with {classes} classes. Received: values from {lo} to {hi}")
 
 
 def _float_array(value, arg):
@@ -113,11 +118,15 @@ class Loss:
         lead, width = y_pred.shape[:-1], y_pred.shape[-1]
         y_true = self._targets(_float_array(y_true, "y_true"), y_pred.shape)
         values = _core._loss_rows(self._engine_id, y_true, y_pred.reshape(-1, width),
-                                  self._param, self._extra)
+                                  self._param, self._extra, self._ignored())
         return values.reshape(lead)
 
     def _targets(self, y_true, shape):
         return engine_targets(y_true, shape, False, self.name)
+
+    def _ignored(self):
+        """The engine's ignore_class: the class id whose targets take no loss, or None."""
+        return None
 
 
 class _ProbabilisticLoss(Loss):
@@ -130,11 +139,6 @@ class _ProbabilisticLoss(Loss):
         if axis != -1:
             raise ValueError(f"densitron's cross-entropies reduce over the last axis. "
                              f"Received: axis={axis!r}")
-        ignore_class = kwargs.pop("ignore_class", None)
-        if ignore_class is not None:
-            raise ValueError("densitron's cross-entropies do not ignore a class yet (Keras's "
-                             "ignore_class: give those samples a sample_weight of 0 instead). "
-                             f"Received: ignore_class={ignore_class!r}")
         if kwargs:
             raise TypeError(f"Unrecognized keyword arguments. Received: kwargs={kwargs}")
         self.from_logits = bool(from_logits)
@@ -173,13 +177,46 @@ class CategoricalCrossentropy(_SmoothedLoss):
 
 
 class SparseCategoricalCrossentropy(_ProbabilisticLoss):
+    """Keras's SparseCategoricalCrossentropy. With `ignore_class`, the targets of that id
+    take no loss and no gradient, and a batch's loss is the (weighted) sum over the other
+    targets divided by their count (0 when there are none), as Keras's mask reduces it: the
+    loss then depends on how the samples are batched, and `evaluate` keeps the given
+    batches."""
+
     _engine_id = _SCCE
     _default_name = "sparse_categorical_crossentropy"
 
+    def __init__(self, from_logits=False, ignore_class=None, name=None,
+                 reduction="sum_over_batch_size", **kwargs):
+        super().__init__(from_logits=from_logits, name=name, reduction=reduction, **kwargs)
+        if ignore_class is not None and (isinstance(ignore_class, bool) or
+                                         not isinstance(ignore_class, (int, np.integer))):
+            raise ValueError("`ignore_class` must be an integer class id or None. "
+                             f"Received: ignore_class={ignore_class!r}")
+        self.ignore_class = None if ignore_class is None else int(ignore_class)
+
+    def get_config(self):
+        return {**super().get_config(), "ignore_class": self.ignore_class}
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if self.ignore_class is None:
+            return super().__call__(y_true, y_pred, sample_weight)
+        values = self.call(y_true, y_pred)  # 0 where ignored
+        if sample_weight is not None:
+            values = values * _per_sample_weights(sample_weight, values.shape).reshape(
+                values.shape)
+        ids = engine_targets(_float_array(y_true, "y_true"), values.shape + (1,), True,
+                             self.name)
+        counted = np.count_nonzero(ids != np.float32(self.ignore_class))
+        return np.float32(np.sum(values, dtype=np.float64) / counted if counted else 0.0)
+
     def _targets(self, y_true, shape):
         ids = engine_targets(y_true, shape, True, self.name)
-        check_class_ids(ids, shape[-1], "y_true")
+        check_class_ids(ids, shape[-1], "y_true", self.ignore_class)
         return ids
+
+    def _ignored(self):
+        return self.ignore_class
 
 
 class BinaryCrossentropy(_SmoothedLoss):

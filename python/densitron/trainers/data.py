@@ -333,7 +333,7 @@ def standardize_y(model, y, arg="y"):
             a = a.reshape(a.shape[0], -1)
             if a.dtype.kind == "f":
                 _check_finite(a, name)
-            losses_mod.check_class_ids(a, shape[-1], name)
+            losses_mod.check_class_ids(a, shape[-1], name, loss.ignore_class)
             out.append(_to_float32(a))
             continue
         if a.ndim == 1 and shape == (1,):

@@ -238,10 +238,11 @@ class Trainer:
             if isinstance(loss, losses_mod.SparseCategoricalCrossentropy):
                 width //= self._output_last[k]  # one class id per row of the last axis
             outputs.append((node, loss._engine_id, self._loss_weights[k], width, metric_specs[k],
-                            loss._param, loss._extra))
-        # Keras's hinge losses look at each batch as a whole: evaluate keeps the user's batches.
+                            loss._param, loss._extra, loss._ignored()))
+        # Keras's hinge losses and a loss with ignore_class look at each batch as a whole:
+        # evaluate keeps the user's batches.
         self._batch_dependent = any(
-            losses_mod.depends_on_batch(o[1]) or
+            losses_mod.depends_on_batch(o[1]) or o[7] is not None or
             any(not spec[0] and losses_mod.depends_on_batch(spec[3]) for spec in o[4])
             for o in outputs)
         trainable = self._param_trainable_flags()
