@@ -276,7 +276,7 @@ def test_lambda_layers(tmp_path):
     path = os.path.join(tmp_path, "lambda.keras")
     scaled.save(path)
     back = densitron.models.load_model(path)
-    assert [type(layer).__name__ for layer in back.layers] == ["InputLayer", "Rescaling",
+    assert [type(layer).__name__ for layer in back.layers] == ["InputLayer", "MathOp",
                                                               "Rescaling", "Dense"]
     np.testing.assert_array_equal(back.predict(x, verbose=0), scaled.predict(x, verbose=0))
     assert densitron.models.clone_model(scaled).count_params() == scaled.count_params()

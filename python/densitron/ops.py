@@ -5,8 +5,11 @@ import numpy as np
 
 from densitron import _core
 
-__all__ = ["add", "convert_to_numpy", "convert_to_tensor", "elu", "gelu", "matmul", "multiply",
-           "relu", "selu", "sigmoid", "silu", "softmax", "softplus", "subtract", "swish", "tanh"]
+__all__ = ["abs", "absolute", "add", "cast", "clip", "convert_to_numpy", "convert_to_tensor",
+           "divide", "elu", "exp", "gelu", "log", "log1p", "matmul", "maximum", "mean",
+           "minimum", "multiply", "negative", "power", "relu", "selu", "sigmoid", "silu",
+           "softmax", "softplus", "sqrt", "square", "subtract", "sum", "swish", "tanh",
+           "true_divide"]
 
 _NUMERIC_KINDS = "biuf"
 _ndarray = np.ndarray
@@ -113,3 +116,143 @@ def convert_to_numpy(x):
 def convert_to_tensor(x, dtype=None):
     """Keras's convert_to_tensor: a NumPy array (of `dtype` when given)."""
     return np.asarray(x, dtype=dtype)
+
+
+# --- elementwise math and reductions -----------------------------------------------------------
+# On symbolic tensors (a traced call() or loss) each becomes one engine node (layers/math_ops.py);
+# on arrays, NumPy's float32 values.
+
+def _symbolic(*xs):
+    from densitron.layers.layer import KerasTensor
+
+    return any(isinstance(x, KerasTensor) for x in xs)
+
+
+def _number(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"On a symbolic tensor, `{name}` must be a number (or, where both are "
+                        f"tensors, a tensor of the same shape). Received: {name}={value!r}")
+    return float(value)
+
+
+def _math(name, x, a=0.0, b=0.0):
+    from densitron.layers.math_ops import MathOp
+
+    return MathOp(name, a, b)(x)
+
+
+def _unary(name, numpy_fn):
+    def op(x):
+        if _symbolic(x):
+            return _math(name, x)
+        return numpy_fn(np.asarray(x, dtype=np.float32))
+
+    op.__name__ = name
+    op.__doc__ = (f"{name}(x) elementwise: on a symbolic tensor an engine op (with its "
+                  "gradient), on an array NumPy's float32 values.")
+    return op
+
+
+square = _unary("square", np.square)
+sqrt = _unary("sqrt", np.sqrt)
+log = _unary("log", np.log)
+exp = _unary("exp", np.exp)
+log1p = _unary("log1p", np.log1p)
+abs = _unary("abs", np.abs)  # noqa: A001 (Keras's name)
+absolute = abs
+
+
+def negative(x):
+    return -x if _symbolic(x) else np.negative(np.asarray(x, dtype=np.float32))
+
+
+def clip(x, x_min, x_max):
+    """min(max(x, x_min), x_max); on a symbolic tensor the bounds are numbers (its gradient
+    passes where x_min <= x <= x_max)."""
+    if _symbolic(x):
+        return _math("clip", x, _number(x_min, "x_min"), _number(x_max, "x_max"))
+    return np.clip(np.asarray(x, dtype=np.float32), x_min, x_max)
+
+
+def _min_max(x1, x2, maximum_):
+    from densitron.layers import Maximum, Minimum
+    from densitron.layers.layer import KerasTensor
+
+    if not _symbolic(x1, x2):
+        return (np.maximum if maximum_ else np.minimum)(np.asarray(x1, dtype=np.float32),
+                                                        np.asarray(x2, dtype=np.float32))
+    if isinstance(x1, KerasTensor) and isinstance(x2, KerasTensor):
+        return (Maximum if maximum_ else Minimum)()([x1, x2])
+    tensor, value = (x1, x2) if isinstance(x1, KerasTensor) else (x2, x1)
+    v = _number(value, "x2" if tensor is x1 else "x1")
+    return _math("clip", tensor, v, np.inf) if maximum_ else _math("clip", tensor, -np.inf, v)
+
+
+def maximum(x1, x2):
+    """The larger of x1 and x2, elementwise (a tensor and a number, or two tensors)."""
+    return _min_max(x1, x2, True)
+
+
+def minimum(x1, x2):
+    """The smaller of x1 and x2, elementwise."""
+    return _min_max(x1, x2, False)
+
+
+def power(x1, x2):
+    """x1 ** x2; on a symbolic tensor x2 is a number (2: x1·x1, as Keras's square)."""
+    if not _symbolic(x1, x2):
+        return np.power(np.asarray(x1, dtype=np.float32), np.asarray(x2, dtype=np.float32))
+    if _symbolic(x2):
+        raise TypeError("On a symbolic tensor, power() takes a number as the exponent. "
+                        f"Received: x2={x2!r}")
+    e = _number(x2, "x2")
+    return _math("square", x1) if e == 2.0 else _math("power", x1, e)
+
+
+def divide(x1, x2):
+    """x1 / x2, elementwise: two tensors of one shape, or a tensor and a number."""
+    from densitron.layers.layer import KerasTensor
+    from densitron.layers.math_ops import Divide
+
+    if not _symbolic(x1, x2):
+        return np.divide(np.asarray(x1, dtype=np.float32), np.asarray(x2, dtype=np.float32))
+    if isinstance(x1, KerasTensor) and isinstance(x2, KerasTensor):
+        return Divide()([x1, x2])
+    if isinstance(x1, KerasTensor):
+        return _math("divide_by", x1, _number(x2, "x2"))
+    return _math("divide_into", x2, _number(x1, "x1"))
+
+
+true_divide = divide
+
+
+def _reduce(mode, x, axis, keepdims):
+    from densitron.layers.math_ops import Reduce
+
+    if not _symbolic(x):
+        fn = np.mean if mode == "mean" else np.sum
+        return fn(np.asarray(x, dtype=np.float32), axis=axis, keepdims=keepdims)
+    rank = len(x.shape)
+    axes = axis if isinstance(axis, (list, tuple)) else [axis]
+    if axis is None or len(axes) != 1 or axes[0] not in (-1, rank - 1) or rank < 2:
+        raise ValueError(f"On a symbolic tensor, {mode}() reduces the last axis only (axis=-1; "
+                         "the batch axis is reduced by the loss itself). Received: "
+                         f"axis={axis!r} for a tensor of shape {x.shape}")
+    return Reduce(mode, keepdims)(x)
+
+
+def mean(x, axis=None, keepdims=False):
+    """The mean over `axis` (on a symbolic tensor, the last axis: axis=-1)."""
+    return _reduce("mean", x, axis, keepdims)
+
+
+def sum(x, axis=None, keepdims=False):  # noqa: A001 (Keras's name)
+    """The sum over `axis` (on a symbolic tensor, the last axis: axis=-1)."""
+    return _reduce("sum", x, axis, keepdims)
+
+
+def cast(x, dtype):
+    """x as `dtype`: a symbolic tensor is float32 already, and stays as it is."""
+    if _symbolic(x):
+        return x
+    return np.asarray(x).astype(dtype)

@@ -41,8 +41,8 @@ enum class OpType : int {
   kReshape = 14,        // Flatten, Reshape, Identity: the same values, a new shape
   kEmbedding = 15,      // params {table (input_dim, output_dim)}; input holds integer ids
   kPool = 16,           // i {outer, length, inner, max[, masked]}: each sample's (outer,
-                        // length, inner) values reduced over length, to their mean (max 0) or
-                        // maximum (max 1); masked: the mean over the steps whose id in input 1
+                        // length, inner) values reduced over length, to their mean (max 0),
+                        // maximum (max 1) or sum (max 2, ops.sum); masked: the mean over the steps whose id in input 1
                         // (a model Input of `length` ids a sample) is not 0
   kStandardize = 17,    // i {invert, features}; params {mean, variance} (then a = mean,
                         // b = max(sqrt(variance), 1e-7)) or none, with f {a..., b...}: feature
@@ -65,6 +65,23 @@ enum class OpType : int {
   kPReLU = 24,          // params {alpha (n values)}, i {n}: each value x where x > 0, else
                         // alpha·x, alpha[f mod n] for the value's flat index f (n divides the
                         // width: alpha over a sample's last axes, shared over the leading ones)
+  kMath = 25,           // i {MathOp}, f {a, b}: each value through one of Keras's elementwise
+                        // ops (densitron.ops.square, sqrt, clip... on a symbolic tensor)
+  kDivide = 26,         // x0 / x1, x1 of x0's width or one value per row of the last axis
+};
+
+// kMath's operations on each value x (a and b: the node's fattrs).
+enum class MathOp : int {
+  kSquare = 0,      // x·x
+  kAbs = 1,         // |x|
+  kSqrt = 2,        // √x
+  kLog = 3,         // log x
+  kExp = 4,         // e^x
+  kLog1p = 5,       // log(1 + x)
+  kClip = 6,        // min(max(x, a), b): the gradient passes where a <= x <= b
+  kPower = 7,       // x^a
+  kDivideBy = 8,    // x / a
+  kDivideInto = 9,  // a / x
 };
 
 struct NodeSpec {

@@ -136,7 +136,8 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
         if (node.iattrs.size() < 4 || node.iattrs.size() > 5 || node.iattrs[0] < 1 ||
             node.iattrs[1] < 1 || node.iattrs[2] < 1 ||
             node.iattrs[0] * node.iattrs[1] * node.iattrs[2] != in0->width ||
-            node.iattrs[0] * node.iattrs[2] != node.width)
+            node.iattrs[0] * node.iattrs[2] != node.width || node.iattrs[3] < 0 ||
+            node.iattrs[3] > 2)
           bad("pooling attributes: (outer, length, inner, max) of the input's values");
         if (pool_masked(node) != (node.inputs.size() == 2) ||
             (pool_masked(node) &&
@@ -191,6 +192,20 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
         if (node.width != want) bad("categorize output width");
         for (size_t b = 1; b < node.fattrs.size(); ++b)
           if (!(node.fattrs[b - 1] <= node.fattrs[b])) bad("boundaries must not decrease");
+        break;
+      }
+      case OpType::kMath:
+        need_inputs(1);
+        if (in0->width != node.width || node.iattrs.size() != 1 || node.iattrs[0] < 0 ||
+            node.iattrs[0] > static_cast<int64_t>(MathOp::kDivideInto) || node.fattrs.size() != 2)
+          bad("math op attributes: {op}, {a, b}");
+        break;
+      case OpType::kDivide: {
+        need_inputs(2);
+        const int64_t w1 = node.inputs.size() == 2 ? nodes_[node.inputs[1]].width : -1;
+        if (node.inputs.size() != 2 || in0->width != node.width ||
+            (w1 != node.width && w1 * node.last_dim != node.width))
+          bad("Divide takes two inputs of its width, or a divisor per row of the last axis");
         break;
       }
       case OpType::kUnitNorm:
@@ -457,7 +472,7 @@ void Graph::ensure_capacity(int64_t rows) {
     if (node.op == OpType::kBatchNorm) aux_buf_[i].resize(2 * node.last_dim);
     if (node.op == OpType::kLayerNorm) aux_buf_[i].resize(2 * rows * node.width / node.last_dim);
     if (node.op == OpType::kMultiply || node.op == OpType::kMaximum ||
-        node.op == OpType::kMinimum)
+        node.op == OpType::kMinimum || node.op == OpType::kMath || node.op == OpType::kDivide)
       scratch = std::max(scratch, n);
   }
   scratch_.resize(scratch);

@@ -38,6 +38,82 @@ float* float_scratch(int64_t n) {
   return scratch.data();
 }
 
+// kMath's values: y[j] = op(x[j]) for j < n (see MathOp), in float as Keras computes them.
+void math_forward(MathOp op, float a, float b, const float* __restrict x, float* __restrict y,
+                  int64_t n) {
+  switch (op) {
+    case MathOp::kSquare:
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j] * x[j];
+      return;
+    case MathOp::kAbs:
+      for (int64_t j = 0; j < n; ++j) y[j] = std::fabs(x[j]);
+      return;
+    case MathOp::kSqrt:
+      for (int64_t j = 0; j < n; ++j) y[j] = std::sqrt(x[j]);
+      return;
+    case MathOp::kLog:
+      for (int64_t j = 0; j < n; ++j) y[j] = std::log(x[j]);
+      return;
+    case MathOp::kExp:
+      for (int64_t j = 0; j < n; ++j) y[j] = std::exp(x[j]);
+      return;
+    case MathOp::kLog1p:
+      for (int64_t j = 0; j < n; ++j) y[j] = std::log1p(x[j]);
+      return;
+    case MathOp::kClip:  // NaN stays NaN
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j] < a ? a : (x[j] > b ? b : x[j]);
+      return;
+    case MathOp::kPower:
+      for (int64_t j = 0; j < n; ++j) y[j] = std::pow(x[j], a);
+      return;
+    case MathOp::kDivideBy:
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j] / a;
+      return;
+    case MathOp::kDivideInto:
+      for (int64_t j = 0; j < n; ++j) y[j] = a / x[j];
+      return;
+  }
+}
+
+// kMath's gradient: g[j] = dy[j]·op'(x[j]) (y: the node's values), for j < n.
+void math_backward(MathOp op, float a, float b, const float* __restrict x,
+                   const float* __restrict y, const float* __restrict dy, float* __restrict g,
+                   int64_t n) {
+  switch (op) {
+    case MathOp::kSquare:
+      for (int64_t j = 0; j < n; ++j) g[j] = dy[j] * (2.0f * x[j]);
+      return;
+    case MathOp::kAbs:  // sign(x): 0 at 0
+      for (int64_t j = 0; j < n; ++j)
+        g[j] = x[j] > 0.0f ? dy[j] : (x[j] < 0.0f ? -dy[j] : 0.0f * dy[j]);
+      return;
+    case MathOp::kSqrt:
+      for (int64_t j = 0; j < n; ++j) g[j] = dy[j] * (0.5f / y[j]);
+      return;
+    case MathOp::kLog:
+      for (int64_t j = 0; j < n; ++j) g[j] = dy[j] / x[j];
+      return;
+    case MathOp::kExp:
+      for (int64_t j = 0; j < n; ++j) g[j] = dy[j] * y[j];
+      return;
+    case MathOp::kLog1p:
+      for (int64_t j = 0; j < n; ++j) g[j] = dy[j] / (1.0f + x[j]);
+      return;
+    case MathOp::kClip:
+      for (int64_t j = 0; j < n; ++j) g[j] = x[j] >= a && x[j] <= b ? dy[j] : 0.0f;
+      return;
+    case MathOp::kPower:
+      for (int64_t j = 0; j < n; ++j) g[j] = dy[j] * (a * std::pow(x[j], a - 1.0f));
+      return;
+    case MathOp::kDivideBy:
+      for (int64_t j = 0; j < n; ++j) g[j] = dy[j] / a;
+      return;
+    case MathOp::kDivideInto:  // -a / x² = -y / x
+      for (int64_t j = 0; j < n; ++j) g[j] = -dy[j] * (y[j] / x[j]);
+      return;
+  }
+}
+
 // fn(j, n) for the values j in [lo, hi) of a GaussianNoise node's batch with their standard
 // normal values n, drawn by the ISA's kernel a chunk at a time (on the stack).
 template <class Fn>
@@ -389,13 +465,28 @@ void Graph::forward_node(const Step& st, int i) {
       }
       return;
     }
+    case OpType::kMath:
+      if (el.lo < el.hi)
+        math_forward(static_cast<MathOp>(node.iattrs[0]), static_cast<float>(node.fattrs[0]),
+                     static_cast<float>(node.fattrs[1]), x + el.lo, y + el.lo, el.hi - el.lo);
+      return;
+    case OpType::kDivide: {
+      const float* b = out_[node.inputs[1]];
+      if (nodes_[node.inputs[1]].width == w) {
+        for (int64_t j = el.lo; j < el.hi; ++j) y[j] = x[j] / b[j];
+        return;
+      }
+      for (int64_t r = rw.lo; r < rw.hi; ++r)  // one divisor per row
+        for (int64_t j = r * last; j < (r + 1) * last; ++j) y[j] = x[j] / b[r];
+      return;
+    }
     case OpType::kPool: {
       // Keras's global pooling: y = mean (or max) over length, in order, of x's (length, inner)
       // rows of each of the batch's outer groups.
       // Masked (Embedding(mask_zero=True)): the sum over the steps whose id is not 0, divided
       // by their count (0/0 when there are none, as Keras).
       const int64_t len = node.iattrs[1], inner = node.iattrs[2];
-      const bool max = node.iattrs[3] != 0;
+      const bool max = node.iattrs[3] == 1, sum = node.iattrs[3] == 2;
       const Share gs = pool_share(st, i);
       for (int64_t g = gs.lo; g < gs.hi; ++g) {
         const float* xg = x + g * len * inner;
@@ -404,7 +495,8 @@ void Graph::forward_node(const Step& st, int i) {
         if (!max) {
           std::fill(yg, yg + inner, 0.0f);
           const float steps = elementwise_kernels()->add_rows(xg, len, inner, keep, yg);
-          for (int64_t c = 0; c < inner; ++c) yg[c] /= steps;
+          if (!sum)
+            for (int64_t c = 0; c < inner; ++c) yg[c] /= steps;
           continue;
         }
         elementwise_kernels()->max_rows(xg, len, inner, yg);
@@ -1111,13 +1203,56 @@ void Graph::backward_node(const Step& st, int i) {
       }
       return;
     }
+    case OpType::kMath: {
+      float* gx = target(0, &acc);
+      if (gx == nullptr || el.lo >= el.hi) return;
+      float* c = scratch_.data();
+      math_backward(static_cast<MathOp>(node.iattrs[0]), static_cast<float>(node.fattrs[0]),
+                    static_cast<float>(node.fattrs[1]), x + el.lo, out_[i] + el.lo, dy + el.lo,
+                    c + el.lo, el.hi - el.lo);
+      put(gx + el.lo, c + el.lo, el.hi - el.lo, acc);
+      return;
+    }
+    case OpType::kDivide: {
+      // d/dx0 = dy / x1; d/dx1 = -dy·y / x1, summed over the row for a divisor per row
+      const float* b = out_[node.inputs[1]];
+      const float* yv = out_[i];
+      float* c = scratch_.data();
+      const bool per_row = nodes_[node.inputs[1]].width != w;
+      if (float* gx = target(0, &acc)) {
+        if (!per_row && el.lo < el.hi) {
+          for (int64_t j = el.lo; j < el.hi; ++j) c[j] = dy[j] / b[j];
+          put(gx + el.lo, c + el.lo, el.hi - el.lo, acc);
+        }
+        if (per_row && rw.lo < rw.hi) {
+          for (int64_t r = rw.lo; r < rw.hi; ++r)
+            for (int64_t j = r * last; j < (r + 1) * last; ++j) c[j] = dy[j] / b[r];
+          put(gx + rw.lo * last, c + rw.lo * last, (rw.hi - rw.lo) * last, acc);
+        }
+      }
+      if (float* gx = target(1, &acc)) {
+        if (!per_row && el.lo < el.hi) {
+          for (int64_t j = el.lo; j < el.hi; ++j) c[j] = -dy[j] * yv[j] / b[j];
+          put(gx + el.lo, c + el.lo, el.hi - el.lo, acc);
+        }
+        if (per_row && rw.lo < rw.hi) {
+          for (int64_t r = rw.lo; r < rw.hi; ++r) {
+            float sum = 0.0f;
+            for (int64_t j = r * last; j < (r + 1) * last; ++j) sum += dy[j] * yv[j];
+            c[r] = -sum / b[r];
+          }
+          put(gx + rw.lo, c + rw.lo, rw.hi - rw.lo, acc);
+        }
+      }
+      return;
+    }
     case OpType::kPool: {
       float* gx = target(0, &acc);
       if (gx == nullptr) return;
       // The mean's gradient is dy / length everywhere; the max's goes to the values equal to
       // the maximum, shared equally between ties (as JAX's and TensorFlow's reductions).
       const int64_t len = node.iattrs[1], inner = node.iattrs[2];
-      const bool max = node.iattrs[3] != 0;
+      const bool max = node.iattrs[3] == 1, sum = node.iattrs[3] == 2;
       const float* yv = out_[i];
       const Share gs = pool_share(st, i);
       if (!max) {
@@ -1126,7 +1261,7 @@ void Graph::backward_node(const Step& st, int i) {
         for (int64_t g = gs.lo; g < gs.hi; ++g) {
           const float* keep = pool_mask(i, g);
           const float* dg = dy + g * inner;
-          float steps = static_cast<float>(len);
+          float steps = sum ? 1.0f : static_cast<float>(len);
           if (keep != nullptr) {
             steps = 0.0f;
             for (int64_t j = 0; j < len; ++j) steps += keep[j] != 0.0f ? 1.0f : 0.0f;

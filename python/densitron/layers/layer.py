@@ -78,11 +78,28 @@ class KerasTensor:
     def __rmul__(self, other):
         return self._arith(other, "mul", reverse=True)
 
+    # Division, powers and abs: the engine's math ops (densitron.ops.divide, power, abs).
     def __truediv__(self, other):
-        if isinstance(other, (int, float, np.integer, np.floating)) and not isinstance(
-                other, bool) and other != 0:
-            return self._arith(1.0 / float(other), "mul")
+        from densitron import ops
+
+        if isinstance(other, KerasTensor) or _is_number(other):
+            return ops.divide(self, other)
         return NotImplemented
+
+    def __rtruediv__(self, other):
+        from densitron import ops
+
+        return ops.divide(other, self) if _is_number(other) else NotImplemented
+
+    def __pow__(self, other):
+        from densitron import ops
+
+        return ops.power(self, other) if _is_number(other) else NotImplemented
+
+    def __abs__(self):
+        from densitron import ops
+
+        return ops.abs(self)
 
     def __neg__(self):
         return self._arith(-1.0, "mul")
@@ -92,6 +109,11 @@ class KerasTensor:
             "A symbolic KerasTensor cannot be converted to a NumPy array: it has no value until "
             f"a model runs. Received: {self!r}"
         )
+
+
+def _is_number(value):
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value,
+                                                                                     bool)
 
 
 class Node:

@@ -1,0 +1,83 @@
+"""The layers that Keras's elementwise math and reductions on symbolic tensors become in a
+traced call() or loss (densitron.ops.square(x), ops.mean(x, axis=-1), x / y, ...): each is one
+engine node, computed in float as Keras computes it, with its gradient."""
+
+import numpy as np
+
+from densitron.layers.layer import Layer, engine_node
+from densitron.layers.merging import _Merge
+
+_MATH, _DIVIDE, _POOL = 25, 26, 16  # densitron::OpType
+# densitron::MathOp
+MATH_OPS = {"square": 0, "abs": 1, "sqrt": 2, "log": 3, "exp": 4, "log1p": 5, "clip": 6,
+            "power": 7, "divide_by": 8, "divide_into": 9}
+
+
+class MathOp(Layer):
+    """One elementwise op of MATH_OPS on every value, with its numbers a and b (clip's bounds,
+    power's exponent, the divisor or dividend)."""
+
+    _mask_rule = "pass"
+    _single_input = True
+
+    def __init__(self, op, a=0.0, b=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if op not in MATH_OPS:
+            raise ValueError(f"Unknown math op. Expected one of {sorted(MATH_OPS)}. "
+                             f"Received: op={op!r}")
+        self.op, self.a, self.b = op, float(a), float(b)
+
+    def _check_inputs(self, input_shape):
+        self._check_single(input_shape, min_rank=1)
+
+    def _engine_node(self, node, param_index):
+        return engine_node(_MATH, node, fattrs=[self.a, self.b], iattrs=[MATH_OPS[self.op]])
+
+    def get_config(self):
+        return {**super().get_config(), "op": self.op, "a": self.a, "b": self.b}
+
+
+class Divide(_Merge):
+    """x0 / x1 of two tensors of one shape, or x1 with a last axis of 1 (a divisor per row,
+    broadcast as Keras does)."""
+
+    _op = _DIVIDE
+    _arity = 2
+
+    def _check_inputs(self, input_shape):
+        if (isinstance(input_shape, list) and len(input_shape) == 2 and
+                len(input_shape[0]) == len(input_shape[1]) and
+                tuple(input_shape[1][1:]) == (*input_shape[0][1:-1], 1)):
+            return
+        super()._check_inputs(input_shape)
+
+
+class Reduce(Layer):
+    """The mean or sum over the last axis (keepdims: a last axis of 1 stays)."""
+
+    _mask_rule = "refuse"
+    _single_input = True
+
+    def __init__(self, mode="mean", keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("mean", "sum"):
+            raise ValueError(f"`mode` must be 'mean' or 'sum'. Received: mode={mode!r}")
+        self.mode, self.keepdims = mode, bool(keepdims)
+
+    def _check_inputs(self, input_shape):
+        self._check_single(input_shape)
+        if len(input_shape) < 2:
+            raise ValueError(f"{self.mode} over the last axis needs a tensor with one beside the "
+                             f"batch axis. Received: input_shape={tuple(input_shape)}")
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 1) if self.keepdims else tuple(input_shape[:-1])
+
+    def _engine_node(self, node, param_index):
+        shape = node.inputs[0].shape
+        outer = int(np.prod(shape[1:-1])) if len(shape) > 2 else 1
+        return engine_node(_POOL, node, iattrs=[outer, int(shape[-1]), 1,
+                                                0 if self.mode == "mean" else 2])
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode, "keepdims": self.keepdims}

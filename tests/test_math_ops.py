@@ -1,0 +1,141 @@
+"""densitron.ops's elementwise math and reductions on symbolic tensors (Lambda layers, traced
+call()s): each an engine node, its values against NumPy in float64 over shapes with tails and
+rank 3, its gradient against finite differences; on arrays, NumPy's values; the arguments a
+symbolic tensor refuses."""
+
+import numpy as np
+import pytest
+
+import densitron
+from densitron import Input, layers, ops
+from densitron.models import Model
+from test_gradients_fd import fd_check
+
+UNARY = {
+    "square": (ops.square, np.square, (-2.0, 2.0)),
+    "abs": (ops.abs, np.abs, (-2.0, 2.0)),
+    "sqrt": (ops.sqrt, np.sqrt, (0.1, 3.0)),
+    "log": (ops.log, np.log, (0.1, 3.0)),
+    "exp": (ops.exp, np.exp, (-3.0, 3.0)),
+    "log1p": (ops.log1p, np.log1p, (-0.5, 3.0)),
+    "negative": (ops.negative, np.negative, (-2.0, 2.0)),
+    "clip": (lambda t: ops.clip(t, -0.5, 0.7), lambda v: np.clip(v, -0.5, 0.7), (-2.0, 2.0)),
+    "maximum": (lambda t: ops.maximum(t, 0.25), lambda v: np.maximum(v, 0.25), (-1.0, 1.0)),
+    "minimum": (lambda t: ops.minimum(0.25, t), lambda v: np.minimum(v, 0.25), (-1.0, 1.0)),
+    "power": (lambda t: t ** 3, lambda v: v ** 3, (-2.0, 2.0)),
+    "power_frac": (lambda t: ops.power(t, 0.5), np.sqrt, (0.1, 3.0)),
+    "divide_by": (lambda t: t / 3.0, lambda v: v / 3.0, (-2.0, 2.0)),
+    "divide_into": (lambda t: 2.0 / t, lambda v: 2.0 / v, (0.5, 3.0)),
+    "pow2": (lambda t: t ** 2, np.square, (-2.0, 2.0)),
+}
+
+
+def _lambda_model(fn, shape):
+    inp = Input(shape)
+    return Model(inp, layers.Lambda(fn)(inp))
+
+
+@pytest.mark.parametrize("shape", [(37,), (3, 19)], ids=str)
+@pytest.mark.parametrize("name", sorted(UNARY))
+def test_unary_values_match_numpy(name, shape):
+    fn, ref, (lo, hi) = UNARY[name]
+    x = np.random.default_rng(1).uniform(lo, hi, size=(9, *shape)).astype(np.float32)
+    got = _lambda_model(fn, shape).predict(x, verbose=0)
+    np.testing.assert_allclose(got, ref(x.astype(np.float64)), rtol=2e-6, atol=1e-7)
+    np.testing.assert_allclose(fn(x), ref(x.astype(np.float64)), rtol=2e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", sorted(UNARY))
+def test_unary_backward_against_finite_differences(name):
+    fn, _, (lo, hi) = UNARY[name]
+    rng = np.random.default_rng(2)
+    inp = Input((4,))
+    # a Dense whose outputs stay inside the op's domain: sigmoid into (lo, hi)
+    h = layers.Dense(5, activation="sigmoid")(inp)
+    h = layers.Lambda(lambda t: t * (hi - lo) + lo)(h)
+    out = layers.Dense(2)(layers.Lambda(fn)(h))
+    fd_check(Model(inp, out), rng.normal(size=(6, 4)), rng.normal(size=(6, 2)), "mse")
+
+
+def test_divide_and_reductions_values_and_backward():
+    rng = np.random.default_rng(3)
+    a, b = Input((3, 7)), Input((3, 7))
+    q = ops.divide(a, ops.exp(b))
+    model = Model([a, b], [ops.mean(q, axis=-1), ops.sum(q, axis=2, keepdims=True),
+                           ops.mean(ops.sum(q, axis=-1), axis=-1, keepdims=True)])
+    xa = rng.normal(size=(5, 3, 7)).astype(np.float32)
+    xb = rng.normal(size=(5, 3, 7)).astype(np.float32)
+    m, s, mm = model.predict([xa, xb], verbose=0)
+    ref = xa.astype(np.float64) / np.exp(xb.astype(np.float64))
+    assert m.shape == (5, 3) and s.shape == (5, 3, 1) and mm.shape == (5, 1)
+    np.testing.assert_allclose(m, ref.mean(axis=-1), rtol=1e-5)
+    np.testing.assert_allclose(s, ref.sum(axis=-1, keepdims=True), rtol=1e-5)
+    np.testing.assert_allclose(mm[:, 0], ref.sum(axis=-1).mean(axis=-1), rtol=1e-5, atol=1e-6)
+    # gradients through both inputs of the division and through the reductions
+    inp = Input((6,))
+    num = layers.Dense(4)(inp)
+    den = layers.Dense(4, activation="softplus")(inp)
+    out = ops.sum(num / (den + 0.5), axis=-1, keepdims=True)
+    out = layers.Dense(1)(ops.mean(ops.square(num), axis=-1, keepdims=True) + out)
+    fd_check(Model(inp, out), rng.normal(size=(5, 6)), rng.normal(size=(5, 1)), "mse")
+
+
+def test_operators_on_symbolic_tensors_and_in_a_subclassed_layer():
+    class RMSNormish(layers.Layer):
+        def call(self, x):
+            return x / ops.sqrt(ops.mean(ops.square(x), axis=-1, keepdims=True) + 1e-6)
+
+    rng = np.random.default_rng(4)
+    inp = Input((8,))
+    h = layers.Dense(8)(inp)
+    model = Model(inp, [abs(h) ** 1.5, 1.0 / (1.0 + ops.exp(-h)), layers.Lambda(
+        lambda t: ops.cast(t, "float32") / 2)(h)])
+    x = rng.normal(size=(4, 8)).astype(np.float32)
+    k, bias = model.layers[1].get_weights()
+    hv = x.astype(np.float64) @ k + bias
+    got = model.predict(x, verbose=0)
+    np.testing.assert_allclose(got[0], np.abs(hv) ** 1.5, rtol=1e-5)
+    np.testing.assert_allclose(got[1], 1 / (1 + np.exp(-hv)), rtol=1e-5)
+    np.testing.assert_allclose(got[2], hv / 2, rtol=1e-5, atol=1e-7)
+    norm = Model(inp, RMSNormish()(inp))
+    np.testing.assert_allclose(norm.predict(x, verbose=0),
+                               x / np.sqrt(np.mean(x.astype(np.float64) ** 2, axis=-1,
+                                                   keepdims=True) + 1e-6), rtol=1e-5)
+    # its gradient (the divisor's summed over each row) against finite differences
+    fd_check(densitron.Sequential([Input((8,)), layers.Dense(6), RMSNormish(), layers.Dense(2)]),
+             x, rng.normal(size=(4, 2)), "mse")
+    # and it trains
+    norm2 = densitron.Sequential([Input((8,)), layers.Dense(8), RMSNormish(), layers.Dense(1)])
+    norm2.compile(optimizer="adam", loss="mse")
+    y = x[:, :1] * 2.0
+    h = norm2.fit(np.tile(x, (50, 1)), np.tile(y, (50, 1)), epochs=3, verbose=0)
+    assert h.history["loss"][-1] < h.history["loss"][0]
+
+
+def test_symbolic_tensors_refuse_what_the_engine_cannot_compute():
+    t = Input((3, 4))
+    for call, match in ((lambda: ops.mean(t), "last axis"),
+                        (lambda: ops.sum(t, axis=1), "last axis"),
+                        (lambda: ops.clip(t, t, 1.0), "x_min"),
+                        (lambda: ops.power(t, t), "exponent"),
+                        (lambda: ops.maximum(t, "a"), "x2"),
+                        (lambda: ops.divide(t, Input((4,))), "same shape")):
+        with pytest.raises((ValueError, TypeError), match=match) as info:
+            call()
+        assert "Received" in str(info.value)
+    with pytest.raises(ValueError, match="Unknown math op.*Received"):
+        densitron.layers.math_ops.MathOp("cube")
+
+
+def test_a_model_of_math_ops_saves_and_loads(tmp_path):
+    inp = Input((3, 5))
+    h = layers.Dense(5)(inp)
+    out = ops.sum(ops.clip(h, -1.0, 1.0) / (ops.abs(h) + 1.0), axis=-1, keepdims=True) ** 2
+    model = Model(inp, ops.log1p(ops.exp(out)) / ops.mean(ops.square(h), axis=-1,
+                                                          keepdims=True))
+    x = np.random.default_rng(5).normal(size=(4, 3, 5)).astype(np.float32)
+    path = str(tmp_path / "math.keras")
+    model.save(path)
+    back = densitron.models.load_model(path)
+    np.testing.assert_array_equal(back.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert {"MathOp", "Divide", "Reduce"} <= {type(layer).__name__ for layer in back.layers}
