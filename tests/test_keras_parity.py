@@ -943,6 +943,41 @@ def test_evaluate_sparse_crossentropy_ignore_class(ignore, from_logits, tmp_path
         _assert_keras_files_keep_logs(kmodel, dmodel, x, y, w, 16, klogs, tmp_path)
 
 
+def _custom_loss(name, o):
+    """A loss function written with ops module `o` (keras.ops or densitron.ops)."""
+    if name == "pinball":
+        def pinball(t, p):
+            e = t - p
+            return o.mean(o.maximum(0.7 * e, (0.7 - 1.0) * e), axis=-1)
+        return pinball
+    if name == "weighted_bce":
+        def weighted_bce(t, p):
+            q = o.clip(p, 1e-7, 1.0 - 1e-7)
+            return -o.mean(2.5 * t * o.log(q) + (1.0 - t) * o.log(1.0 - q), axis=-1)
+        return weighted_bce
+    if name == "batch_mean":
+        return lambda t, p: o.mean(o.abs(t - p) / (1.0 + o.square(t)))
+    return lambda t, p: o.sum(o.square(t - p)) * 0.1
+
+
+@pytest.mark.parametrize("name", ["pinball", "weighted_bce", "batch_mean", "batch_sum"])
+def test_evaluate_loss_functions_written_in_python(name):
+    # The same function written with keras.ops and with densitron.ops: Keras runs it, densitron
+    # traces it into its engine; plain and weighted, by batches of 16 (the last smaller).
+    activation = "sigmoid" if name == "weighted_bce" else None
+    kmodel = _classifier(KERAS, 3, activation)
+    dmodel = _classifier(DENS, 3, activation)
+    _check_weights_move(kmodel, dmodel)
+    x = _x(70, 6, seed=45)
+    y = (_labels("binary_crossentropy", 70, 3, seed=46) if name == "weighted_bce"
+         else _x(70, 3, seed=46))
+    w = np.random.default_rng(47).random(70).astype(np.float32)
+    kmodel.compile(optimizer="sgd", loss=_custom_loss(name, keras.ops), metrics=["mae"])
+    dmodel.compile(optimizer="sgd", loss=_custom_loss(name, densitron.ops), metrics=["mae"])
+    _evaluate_alike(kmodel, dmodel, x, y, 16)
+    _evaluate_alike(kmodel, dmodel, x, y, 16, w)
+
+
 @pytest.mark.parametrize("loss", ["categorical_crossentropy", "sparse_categorical_crossentropy"])
 def test_evaluate_top_k_accuracies(loss):
     # By string and as objects with k (weighted too), against Keras: 5 classes, so k = 2 and 3

@@ -205,9 +205,10 @@ class PyGraph {
   void compile(const py::list& outputs, const py::dict& opt, std::vector<bool> trainable) {
     std::vector<densitron::OutputSpec> specs;
     target_widths_.clear();
+    loss_of_.clear();
     for (const py::handle& h : outputs) {
       auto t = h.cast<std::tuple<int, int, float, int64_t, py::list, float,
-                                 std::array<float, 3>, std::optional<float>>>();
+                                 std::array<float, 3>, std::optional<float>, int>>();
       densitron::OutputSpec o;
       o.node = std::get<0>(t);
       o.loss = static_cast<densitron::Loss>(std::get<1>(t));
@@ -223,6 +224,14 @@ class PyGraph {
         o.ignore_class = *std::get<7>(t);
       }
       for (const py::handle& m : std::get<4>(t)) o.metrics.push_back(metric_spec(m));
+      // loss_of >= 0: a loss function's values for model output loss_of (after the model's
+      // outputs): no targets of its own, that output's sample weights
+      const int loss_of = std::get<8>(t);
+      if (loss_of >= 0 && (loss_of >= static_cast<int>(loss_of_.size()) || loss_of_[loss_of] >= 0))
+        throw py::value_error("loss_of: a model output before it");
+      if (loss_of < 0 && !loss_of_.empty() && loss_of_.back() >= 0)
+        throw py::value_error("the model's outputs come before the loss functions' values");
+      loss_of_.push_back(loss_of);
       target_widths_.push_back(o.target_width);
       specs.push_back(std::move(o));
     }
@@ -305,15 +314,20 @@ class PyGraph {
   densitron::DataRefs data_refs(const py::list& xs, const py::list& ys,
                                 const py::object& ws = py::none()) const {
     densitron::DataRefs d = input_refs(xs);
-    if (ys.size() != target_widths_.size()) throw py::value_error("wrong number of targets");
-    for (size_t k = 0; k < target_widths_.size(); ++k)
+    static const float kNoTargets = 0.0f;  // a loss function's values take none
+    size_t model_outputs = 0;
+    while (model_outputs < loss_of_.size() && loss_of_[model_outputs] < 0) ++model_outputs;
+    if (ys.size() != model_outputs) throw py::value_error("wrong number of targets");
+    for (size_t k = 0; k < model_outputs; ++k)
       d.y.push_back(checked_rows(ys[k], target_widths_[k], d.rows, "y"));
+    for (size_t k = model_outputs; k < loss_of_.size(); ++k) d.y.push_back(&kNoTargets);
     if (!ws.is_none()) {
       const py::list wl = ws.cast<py::list>();
-      if (wl.size() != target_widths_.size())
+      if (wl.size() != model_outputs)
         throw py::value_error("one sample-weight entry (or None) per output is required");
       for (const py::handle& h : wl)
         d.w.push_back(h.is_none() ? nullptr : checked_rows(h, 1, d.rows, "sample_weight"));
+      for (size_t k = model_outputs; k < loss_of_.size(); ++k) d.w.push_back(d.w[loss_of_[k]]);
     }
     return d;
   }
@@ -419,6 +433,7 @@ class PyGraph {
   std::unique_ptr<Graph> graph_;
   py::list keep_alive_;
   std::vector<int64_t> target_widths_;
+  std::vector<int> loss_of_;  // per output spec: see compile
 };
 
 }  // namespace

@@ -125,6 +125,9 @@ def convert_to_tensor(x, dtype=None):
 def _symbolic(*xs):
     from densitron.layers.layer import KerasTensor
 
+    for x in xs:
+        if isinstance(x, BatchReduction):
+            x._refuse()
     return any(isinstance(x, KerasTensor) for x in xs)
 
 
@@ -234,11 +237,68 @@ def _reduce(mode, x, axis, keepdims):
         return fn(np.asarray(x, dtype=np.float32), axis=axis, keepdims=keepdims)
     rank = len(x.shape)
     axes = axis if isinstance(axis, (list, tuple)) else [axis]
-    if axis is None or len(axes) != 1 or axes[0] not in (-1, rank - 1) or rank < 2:
+    if axis is None:
+        return BatchReduction(x, mode)
+    if len(axes) != 1 or axes[0] not in (-1, rank - 1) or rank < 2:
         raise ValueError(f"On a symbolic tensor, {mode}() reduces the last axis only (axis=-1; "
                          "the batch axis is reduced by the loss itself). Received: "
                          f"axis={axis!r} for a tensor of shape {x.shape}")
     return Reduce(mode, keepdims)(x)
+
+
+class BatchReduction:
+    """mean(x) or sum(x) of a symbolic tensor over every axis, the batch's included: what a
+    loss function may return (Keras then reduces the scalar). Only what commutes with the
+    reduction may follow (scaling by a number; adding one to a mean), applied to x: the
+    engine's graph holds per-sample values."""
+
+    def __init__(self, tensor, mode):
+        self.tensor, self.mode = tensor, mode
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError(f"{self.mode}() over the batch axis ends a loss function: the engine "
+                        "computes per-sample values, so only scaling by a number (or adding "
+                        "one to a mean) can follow (reduce with axis=-1 first). Received: "
+                        f"{self.mode}(x) of x with shape {self.tensor.shape}")
+
+    def _linear(self, other, fn):
+        if isinstance(other, bool) or not isinstance(other, (int, float, np.integer,
+                                                             np.floating)):
+            self._refuse()
+        return BatchReduction(fn(self.tensor, float(other)), self.mode)
+
+    def __mul__(self, other):
+        return self._linear(other, lambda t, c: t * c)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other):
+        return self._linear(other, lambda t, c: t / c)
+
+    def __neg__(self):
+        return BatchReduction(-self.tensor, self.mode)
+
+    def __add__(self, other):
+        if self.mode != "mean":
+            self._refuse()
+        return self._linear(other, lambda t, c: t + c)
+
+    __radd__ = __add__
+
+    def __sub__(self, other):
+        if self.mode != "mean":
+            self._refuse()
+        return self._linear(other, lambda t, c: t - c)
+
+    def __rsub__(self, other):
+        if self.mode != "mean":
+            self._refuse()
+        return self._linear(other, lambda t, c: c - t)
+
+    __rtruediv__ = __pow__ = __abs__ = _refuse
+
+    def __repr__(self):
+        return f"<BatchReduction {self.mode} of {self.tensor!r}>"
 
 
 def mean(x, axis=None, keepdims=False):

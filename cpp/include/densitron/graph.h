@@ -68,6 +68,9 @@ enum class OpType : int {
   kMath = 25,           // i {MathOp}, f {a, b}: each value through one of Keras's elementwise
                         // ops (densitron.ops.square, sqrt, clip... on a symbolic tensor)
   kDivide = 26,         // x0 / x1, x1 of x0's width or one value per row of the last axis
+  kTarget = 27,         // i {k}: output k's targets of the batch's rows (a loss function's
+                        // y_true); it and every node reading it run only with targets (not in
+                        // predict)
 };
 
 // kMath's operations on each value x (a and b: the node's fattrs).
@@ -369,7 +372,7 @@ class Graph {
   void gather_in_window(const Step& st, int64_t window);
   void barrier(const Step& st);
   void solo_barrier(const Step& st);
-  void plan_step(int64_t batch, int nth, bool training);
+  void plan_step(int64_t batch, int nth, bool training, bool targets);
   template <typename Fn>
   void run_nodes(const Step& st, const std::vector<int>& order, const std::vector<bool>& solo,
                  bool then_solo, Fn&& fn);
@@ -447,6 +450,7 @@ class Graph {
   std::vector<ParamSpec> params_;
   std::vector<int> inputs_, outputs_;
   std::vector<int> consumers_;       // per node: how many nodes read it
+  std::vector<bool> needs_targets_;  // per node: it reads a kTarget node (runs with targets)
   std::vector<bool> fused_;          // per node: its gradient arrives w.r.t. pre-activation
   // per Dense node: its only consumer, a Dense, applies this node's activation derivative in
   // the epilogue of its input-gradient GEMM, so the gradient arrives w.r.t. pre-activation

@@ -121,6 +121,12 @@ enum class Loss : int {
   // softmax; param: label smoothing; extra: {gamma, alpha, unused}
   kCategoricalFocalCrossentropy = 20,
   kCategoricalFocalCrossentropyLogits = 21,
+  // An output that carries metrics only: no loss, no gradient (a model output whose loss a
+  // Python function computes through other nodes)
+  kNone = 22,
+  // The prediction holds the loss values themselves (a loss function's, traced into nodes):
+  // each row's loss is the mean of its values
+  kMeanOfValues = 23,
 };
 
 // Keras's hinge losses read {0, 1} targets as {-1, 1} when every target value of the batch is

@@ -57,6 +57,11 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
       case OpType::kInput:
         if (!node.inputs.empty()) bad("input node with inputs");
         break;
+      case OpType::kTarget:
+        if (!node.inputs.empty() || node.iattrs.size() != 1 || node.iattrs[0] < 0 ||
+            node.iattrs[0] >= static_cast<int64_t>(outputs_.size()))
+          bad("a target node reads the targets of one model output");
+        break;
       case OpType::kDense: {
         need_inputs(1);
         if (node.params.size() != 2) bad("Dense needs kernel and bias slots");
@@ -241,6 +246,13 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
   partial_buf_.resize(n);
   aux_buf_.resize(n);
   out_.assign(n, nullptr);
+  needs_targets_.assign(n, false);
+  for (int i = 0; i < n; ++i) {
+    needs_targets_[i] = nodes_[i].op == OpType::kTarget;
+    for (int in : nodes_[i].inputs) needs_targets_[i] = needs_targets_[i] || needs_targets_[in];
+  }
+  for (int o : outputs_)
+    if (o < 0 || o >= n || needs_targets_[o]) bad("a model output cannot read targets");
   fused_.assign(n, false);
   requires_grad_.assign(n, false);
   dropout_offsets_.assign(n, {});
@@ -327,20 +339,43 @@ int Graph::num_metrics() const {
 void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& optimizer,
                     std::vector<bool> trainable) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (outputs.size() != outputs_.size()) bad("one output spec per model output is required");
+  // One spec per model output, in order; after them, a loss function's values (traced into
+  // nodes that read the targets) as kMeanOfValues outputs without targets or metrics.
+  if (outputs.size() < outputs_.size()) bad("one output spec per model output is required");
   if (trainable.size() != params_.size()) bad("one trainable flag per parameter is required");
   for (size_t k = 0; k < outputs.size(); ++k) {
-    const NodeSpec& node = nodes_[outputs_[k]];
+    const OutputSpec& o = outputs[k];
+    if (o.node < 0 || o.node >= static_cast<int>(nodes_.size())) bad("output spec node");
+    const NodeSpec& node = nodes_[o.node];
     const int64_t sub_rows = node.width / node.last_dim;
-    if (outputs[k].node != outputs_[k]) bad("output spec order");
-    const bool sparse = outputs[k].loss == Loss::kSparseCategoricalCrossentropy ||
-                        outputs[k].loss == Loss::kSparseCategoricalCrossentropyLogits;
-    if (outputs[k].target_width != (sparse ? sub_rows : node.width)) bad("target width");
-    for (const MetricSpec& m : outputs[k].metrics) {
+    if (k >= outputs_.size()) {
+      if (o.loss != Loss::kMeanOfValues || o.target_width != 0 || !o.metrics.empty())
+        bad("a loss function's values take no targets or metrics");
+      continue;
+    }
+    if (o.node != outputs_[k] || o.loss == Loss::kMeanOfValues) bad("output spec order");
+    const bool sparse = o.loss == Loss::kSparseCategoricalCrossentropy ||
+                        o.loss == Loss::kSparseCategoricalCrossentropyLogits;
+    // (without a loss, the targets are the metrics' and the loss function's, either form)
+    if (o.target_width != (sparse ? sub_rows : node.width) &&
+        !(o.loss == Loss::kNone && (o.target_width == sub_rows || o.target_width == node.width)))
+      bad("target width");
+    for (const MetricSpec& m : o.metrics) {
       if (m.buckets() && !m.bucket_count_valid()) bad("an AUC takes 2 to 1e6 thresholds");
       if (m.class_id >= node.last_dim || m.top_k < 0) bad("a metric's class_id or top_k");
+      const bool sparse_metric =
+          m.is_accuracy ? m.accuracy == AccuracyKind::kSparseCategorical ||
+                              m.accuracy == AccuracyKind::kSparseTopKCategorical
+                        : m.loss == Loss::kSparseCategoricalCrossentropy ||
+                              m.loss == Loss::kSparseCategoricalCrossentropyLogits;
+      if (o.loss == Loss::kNone && o.target_width != (sparse_metric ? sub_rows : node.width))
+        bad("a metric's targets");
     }
   }
+  for (const NodeSpec& node : nodes_)
+    if (node.op == OpType::kTarget &&
+        node.width != outputs[static_cast<size_t>(node.iattrs[0])].target_width)
+      bad("a target node's width is its output's target width");
   const int n = static_cast<int>(nodes_.size());
   std::vector<int> loss_count(n, 0);
   for (const OutputSpec& o : outputs) loss_count[o.node]++;
@@ -364,8 +399,11 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
   // each gradient first (later writers accumulate).
   has_grad_.assign(n, false);
   first_writer_.assign(n, {-2, 0});  // {-1, 0}: the loss writes first
+  std::vector<bool> loss_grad(n, false);  // a loss writes the node's gradient
+  for (const OutputSpec& o : output_specs_)
+    loss_grad[o.node] = loss_grad[o.node] || o.loss != Loss::kNone;
   for (int i = n - 1; i >= 0; --i) {
-    if (loss_count[i] > 0) {
+    if (loss_grad[i]) {
       has_grad_[i] = true;
       first_writer_[i] = {-1, 0};
     }
@@ -465,8 +503,8 @@ void Graph::ensure_capacity(int64_t rows) {
   for (size_t i = 0; i < nodes_.size(); ++i) {
     const NodeSpec& node = nodes_[i];
     const int64_t n = rows * node.width;
-    if (node.op != OpType::kInput) out_buf_[i].resize(n);
-    if (node.op != OpType::kInput) grad_buf_[i].resize(n);
+    if (node.op != OpType::kInput && node.op != OpType::kTarget) out_buf_[i].resize(n);
+    if (node.op != OpType::kInput && node.op != OpType::kTarget) grad_buf_[i].resize(n);
     if (keeps_input_[i]) pre_buf_[i].resize(n);
     if (ksplit_[i] > 1) partial_buf_[i].resize(static_cast<size_t>(ksplit_[i]) * n);
     if (node.op == OpType::kBatchNorm) aux_buf_[i].resize(2 * node.last_dim);
@@ -639,6 +677,8 @@ void Graph::begin_batch(const Step& st, const DataRefs& data, bool targets,
         const float* sw = k < data.w.size() ? data.w[k] : nullptr;
         weight_[k] = sw == nullptr ? nullptr : (perm ? gathered_weight(par, k) : sw + start);
       }
+      for (size_t i = 0; i < nodes_.size(); ++i)  // a loss function's y_true: the targets
+        if (nodes_[i].op == OpType::kTarget) out_[i] = target_[nodes_[i].iattrs[0]];
     }
     claimed_[par ^ 1].store(0, std::memory_order_relaxed);  // the next batch's, see solo_barrier
   }
@@ -870,7 +910,7 @@ void Graph::solo_barrier(const Step& st) {
 
 // Nodes too small to split run whole on thread 0 ("solo"); a run of consecutive solo work
 // (for example the output layer, the loss and its backward) needs no barrier inside it.
-void Graph::plan_step(int64_t batch, int nth, bool training) {
+void Graph::plan_step(int64_t batch, int nth, bool training, bool targets) {
   const size_t n = nodes_.size();
   solo_fwd_.assign(n, false);
   solo_bwd_.assign(n, false);
@@ -882,6 +922,7 @@ void Graph::plan_step(int64_t batch, int nth, bool training) {
     const NodeSpec& node = nodes_[i];
     const bool random = node.op == OpType::kDropout || node.op == OpType::kGaussianNoise;
     if (node.op == OpType::kInput || node.op == OpType::kReshape ||
+        node.op == OpType::kTarget || (needs_targets_[i] && !targets) ||
         (random && (!(training || training_forward_) || node.fattrs[0] == 0.0)))
       continue;
     fwd_order_.push_back(static_cast<int>(i));
@@ -1021,18 +1062,31 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
       const int64_t counted =
           o.ignores_a_class() && rows > 0
               ? rows_not_labelled(target_[k], all_rows, o.ignore_class) : all_rows;
+      double divisor = static_cast<double>(std::max<int64_t>(counted, 1)) / o.loss_weight;
+      // A loss function that reduced the batch itself (its mean, param 1, or sum, param 2,
+      // over every value, as Keras then reduces a scalar): each row weighs the batch's mean
+      // sample weight instead of its own, and a sum scales with the values it adds.
+      const int batch_reduced = o.loss == Loss::kMeanOfValues ? static_cast<int>(o.loss_param) : 0;
+      double batch_w = 1.0;
+      if (batch_reduced != 0 && w != nullptr && rows > 0) {
+        batch_w = 0.0;
+        for (int64_t r = 0; r < st.batch; ++r) batch_w += weight_[k][r];
+        batch_w /= static_cast<double>(st.batch);
+      }
+      if (batch_reduced == 1) divisor = all_rows / (o.loss_weight * batch_w);
+      if (batch_reduced == 2) divisor = 1.0 / (o.loss_weight * batch_w * cols);
       const double sum =
           rows == 0 ? 0.0
-                    : loss_forward_backward(o.loss, p, y, rows, cols, g,
-                                            static_cast<double>(std::max<int64_t>(counted, 1)) /
-                                                o.loss_weight,
-                                            fused_[o.node], w, sub_rows,
-                                            param(o.loss, o.loss_param), o.loss_extra.data(),
-                                            o.ignore_class);
-      loss_part_[b * nout + k] =
-          !o.ignores_a_class() ? sum / static_cast<double>(sub_rows)
-          : counted > 0        ? sum * static_cast<double>(st.batch) / counted
-                               : 0.0;
+                    : loss_forward_backward(o.loss, p, y, rows, cols, g, divisor,
+                                            fused_[o.node], batch_reduced ? nullptr : w,
+                                            sub_rows, param(o.loss, o.loss_param),
+                                            o.loss_extra.data(), o.ignore_class);
+      double part = sum / static_cast<double>(sub_rows);
+      if (o.ignores_a_class())
+        part = counted > 0 ? sum * static_cast<double>(st.batch) / counted : 0.0;
+      if (batch_reduced == 1) part = sum * batch_w / static_cast<double>(sub_rows);
+      if (batch_reduced == 2) part = sum * cols * batch_w * static_cast<double>(st.batch);
+      loss_part_[b * nout + k] = part;
       for (const MetricSpec& spec : o.metrics) {
         const int64_t sums = spec.sums(cols);
         double* out = &metric_part_[b * nmet + m];
@@ -1439,7 +1493,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   const double reg_eval = mode == Mode::kEvaluate ? regularization_value() : 0.0;
   std::vector<double> reg_share(64, 0.0);
   const int nt = std::min(threads_for(std::min(batch_size, end - begin), training), 64);
-  plan_step(std::min(batch_size, end - begin), nt, training);
+  plan_step(std::min(batch_size, end - begin), nt, training, mode != Mode::kPredict);
   int64_t loss_values = 0;
   for (const OutputSpec& o : output_specs_) loss_values += nodes_[o.node].width;
   loss_solo_ = nt <= 1 || std::min(batch_size, end - begin) * loss_values <

@@ -231,6 +231,7 @@ void Graph::forward_node(const Step& st, int i) {
   switch (node.op) {
     case OpType::kInput:
     case OpType::kReshape:
+    case OpType::kTarget:  // the batch's gathered targets (begin_batch)
       return;
     case OpType::kDense: {
       const int64_t in_last = nodes_[node.inputs[0]].last_dim;
@@ -905,6 +906,7 @@ void Graph::backward_node(const Step& st, int i) {
   }
   switch (node.op) {
     case OpType::kInput:
+    case OpType::kTarget:
       return;
     case OpType::kDense: {
       const bool act_back = !fused_[i] && !dact_by_consumer_[i] &&

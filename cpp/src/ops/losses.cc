@@ -230,6 +230,22 @@ double loss_forward_backward(Loss loss, const float* p, const float* y, int64_t 
                             fused_logits, weights, rows_per_weight);
   };
   switch (loss) {
+    case Loss::kNone:
+      return 0.0;
+    case Loss::kMeanOfValues: {
+      double total = 0.0;
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* pr = p + r * cols;
+        const float w = weights ? weights[r / rows_per_weight] : 1.0f;
+        double sum = 0.0;
+        for (int64_t j = 0; j < cols; ++j) sum += pr[j];
+        total += sum / static_cast<double>(cols) * w;
+        if (grad == nullptr) continue;
+        const float g = base_scale * w / static_cast<float>(cols);
+        std::fill(grad + r * cols, grad + (r + 1) * cols, g);
+      }
+      return total;
+    }
     case Loss::kCategoricalCrossentropy:
     case Loss::kSparseCategoricalCrossentropy: {
       const Smoothing& sm = loss == Loss::kCategoricalCrossentropy ? classes : none;

@@ -236,6 +236,10 @@ class Rescaling(Layer):
         self._features = None
 
     def build(self, input_shape):
+        if len(input_shape) == 1 and np.ndim(self.scale) == np.ndim(self.offset) == 0:
+            self._features = 1  # one value a sample (a loss function's values): numbers only
+            self.built = True
+            return
         features = _feature_axis(self, (-1,), input_shape)
         _check_feature_count("scale", self.scale, features, input_shape)
         _check_feature_count("offset", self.offset, features, input_shape)

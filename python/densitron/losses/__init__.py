@@ -71,6 +71,7 @@ _LOGITS = {_CCE: 5, _SCCE: 6, _BCE: 7}  # the same losses on logits (from_logits
 _MAPE, _MSLE, _COSINE, _HUBER, _LOG_COSH = 8, 9, 10, 11, 12
 _HINGE, _SQUARED_HINGE, _CATEGORICAL_HINGE, _KLD, _POISSON = 13, 14, 15, 16, 17
 _BINARY_FOCAL, _CATEGORICAL_FOCAL = 18, 20
+_NO_LOSS, _MEAN_OF_VALUES = 22, 23  # metrics only; a traced loss function's values
 _LOGITS.update({_BINARY_FOCAL: 19, _CATEGORICAL_FOCAL: 21})
 _FOCAL_DEFAULTS = (2.0, 0.25, 0.0)  # the engine's (gamma, alpha, class balancing)
 
@@ -102,6 +103,10 @@ class Loss:
         compute it: the per-sample losses over the last axis (`call`), times `sample_weight`
         (one value per sample, or a scalar) when given, summed and divided by the number of
         samples. A float32 scalar."""
+        if traced_function(self) is not None:  # written in Python: run on the arrays
+            return _reduce_python_values(self.call(np.asarray(y_true, np.float32),
+                                                   np.asarray(y_pred, np.float32)),
+                                         sample_weight)
         values = self.call(y_true, y_pred)
         if sample_weight is not None:
             values = values * _per_sample_weights(sample_weight, values.shape).reshape(
@@ -127,6 +132,61 @@ class Loss:
     def _ignored(self):
         """The engine's ignore_class: the class id whose targets take no loss, or None."""
         return None
+
+
+class LossFunctionWrapper(Loss):
+    """A loss written in Python, as Keras's: `fn(y_true, y_pred)` made of densitron.ops
+    (arithmetic, square, abs, log, clip, mean(axis=-1)...), or a Loss subclass's own `call`.
+    When the model compiles it is traced on symbolic tensors (y_true of the targets' shape,
+    y_pred the output) into engine nodes, so the engine computes it and its gradient; each
+    sample's loss is the mean of its values, times its sample weight, averaged over the batch
+    (Keras's sum_over_batch_size). On arrays it runs as written, on NumPy."""
+
+    _engine_id = _MEAN_OF_VALUES
+
+    def __init__(self, fn, reduction="sum_over_batch_size", name=None, **kwargs):
+        if not callable(fn):
+            raise TypeError(f"`fn` must be a function of (y_true, y_pred). Received: fn={fn!r}")
+        super().__init__(name=name or getattr(fn, "__name__", "loss"), reduction=reduction)
+        self.fn = fn
+        self._fn_kwargs = kwargs
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred, **self._fn_kwargs)
+
+    def get_config(self):
+        return {**super().get_config(), "fn": _function_name(self.fn), **self._fn_kwargs}
+
+
+def _function_name(fn):
+    """The name a loss function is saved (and looked up) by: its registered name, or its own."""
+    for key, obj in serialization.get_custom_objects().items():
+        if obj is fn and ">" in key:
+            return key
+    return getattr(fn, "__name__", repr(fn))
+
+
+def traced_function(loss):
+    """The Python function the engine traces for a loss (a LossFunctionWrapper's, or a Loss
+    subclass's own call), or None for densitron's losses."""
+    if isinstance(loss, LossFunctionWrapper):
+        return loss.call
+    if type(loss).call is not Loss.call:
+        return loss.call
+    return None
+
+
+def _reduce_python_values(values, sample_weight):
+    """Keras's sum_over_batch_size of a Python loss's values: each times its sample's weight,
+    summed, divided by their count."""
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim == 0:
+        values = values.reshape(1)
+    if sample_weight is not None:
+        w = _per_sample_weights(sample_weight, values.shape[:1]).reshape(
+            (-1,) + (1,) * (values.ndim - 1))
+        values = values * w
+    return np.float32(np.sum(values, dtype=np.float64) / values.size)
 
 
 class _ProbabilisticLoss(Loss):
@@ -481,9 +541,15 @@ def depends_on_batch(engine_id):
 
 def serialize(loss):
     """A loss as saved in a model file: its name when given by name, else Keras's
-    {"class_name", "config"} form (so from_logits and label_smoothing survive)."""
+    {"class_name", "config"} form (so from_logits and label_smoothing survive); a loss
+    function by its (registered) name, to be found again through custom_objects."""
     if isinstance(loss, str) or loss is None:
         return loss
+    if isinstance(loss, LossFunctionWrapper):
+        return _function_name(loss.fn)
+    if (callable(loss) and not isinstance(loss, (type, Loss)) and
+            not any(loss is f for f in _FUNCTIONS)):
+        return _function_name(loss)
     if any(loss is f for f in _FUNCTIONS):
         return loss.__name__
     return serialization.serialize(get(loss))  # a Loss class given uninstantiated too
@@ -501,24 +567,32 @@ def get(identifier):
         return deserialize(identifier)
     if isinstance(identifier, str):
         cls = _BY_NAME.get(identifier)
+        custom = serialization._custom(identifier) if cls is None else None
+        if isinstance(custom, type) and issubclass(custom, Loss):
+            return custom()
+        if callable(custom):  # a loss function registered or in custom_objects
+            return LossFunctionWrapper(custom, name=identifier.split(">")[-1])
         if cls is None:
             raise ValueError(
-                f"Could not interpret loss identifier. Expected one of {sorted(_BY_NAME)}. "
-                f"Received: loss={identifier!r}"
+                f"Could not interpret loss identifier. Expected one of {sorted(_BY_NAME)}, or "
+                "the name of a loss function of your own given in load_model's custom_objects "
+                f"or registered with register_keras_serializable. Received: loss={identifier!r}"
             )
         return cls()
     if isinstance(identifier, type) and issubclass(identifier, Loss):
         return identifier()
     if any(identifier is f for f in _FUNCTIONS):
         return _BY_NAME[identifier.__name__]()
+    if callable(identifier) and not isinstance(identifier, type):
+        return LossFunctionWrapper(identifier)
     raise ValueError(
-        "densitron computes losses in its C++ engine: pass a loss name, a densitron.losses "
-        "class instance or one of its functions (such as densitron.losses.mean_squared_error); "
-        f"losses written in Python are not supported. Received: loss={identifier!r}"
+        "Could not interpret loss identifier: pass a loss name, a densitron.losses object or "
+        f"a function of (y_true, y_pred). Received: loss={identifier!r}"
     )
 
 
 __all__ = [
+    "LossFunctionWrapper",
     "BinaryCrossentropy",
     "BinaryFocalCrossentropy",
     "CategoricalCrossentropy",

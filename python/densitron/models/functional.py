@@ -264,7 +264,12 @@ class Functional(Trainer, Layer):
             local[(id(node), 0)] = len(specs) - 1
         return [local[(id(t._node), t._index)] for t in self.outputs]
 
-    def _make_engine_graph(self):
+    def _make_engine_graph(self, traced_losses=None, target_shapes=None):
+        """The engine's graph of the model; with `traced_losses` ({output k: a loss written in
+        Python}), also each function's nodes on that output and its targets (of
+        target_shapes[k]), whose engine node indices go to self._loss_nodes."""
+        from densitron.trainers.loss_graph import loss_node_specs
+
         params, param_index = [], {}
         for v in self.weights:
             if id(v) not in param_index:
@@ -274,6 +279,10 @@ class Functional(Trainer, Layer):
         specs = [(s[0], [], *s[1:]) for s in specs]
         self._engine_outputs = self._emit_engine_nodes(specs, list(range(len(self.inputs))),
                                                        param_index)
+        self._loss_nodes = {}
+        for k, loss in (traced_losses or {}).items():
+            self._loss_nodes[k] = loss_node_specs(self, k, loss, target_shapes[k], specs,
+                                                  param_index)
         self._params = params
         self._graph = _core.Graph(specs, [v.engine_spec() for v in params],
                                   list(range(len(self.inputs))), self._engine_outputs)

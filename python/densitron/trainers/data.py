@@ -338,6 +338,11 @@ def standardize_y(model, y, arg="y"):
             continue
         if a.ndim == 1 and shape == (1,):
             a = a.reshape(-1, 1)
+        if losses_mod.traced_function(loss) is not None:  # a Python loss reads y as it is
+            a = _to_float32(a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(-1, 1))
+            _check_finite(a, name)
+            out.append(a)
+            continue
         if tuple(a.shape[1:]) != shape:
             raise ValueError(
                 f"Arguments `target` and `output` must have the same shape. target.shape="

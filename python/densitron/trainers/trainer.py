@@ -231,18 +231,37 @@ class Trainer:
             self._resolve_losses()
         shapes = [np.shape(p) for p in y_parts]
         metric_specs = self._resolve_metrics(shapes)
-        outputs = []
+        # Losses written in Python: traced into the engine's graph, rebuilt with their nodes
+        # (and without them again after a compile with densitron's own losses).
+        traced = {k: loss for k, loss in enumerate(self._compiled_losses)
+                  if losses_mod.traced_function(loss) is not None}
+        if traced or getattr(self, "_loss_nodes", None):
+            self._make_engine_graph(traced, shapes)
+        outputs, loss_outputs = [], []
         for k, node in enumerate(self._engine_outputs):
             loss = self._compiled_losses[k]
             width = self._output_widths[k]
             if isinstance(loss, losses_mod.SparseCategoricalCrossentropy):
                 width //= self._output_last[k]  # one class id per row of the last axis
-            outputs.append((node, loss._engine_id, self._loss_weights[k], width, metric_specs[k],
-                            loss._param, loss._extra, loss._ignored()))
-        # Keras's hinge losses and a loss with ignore_class look at each batch as a whole:
-        # evaluate keeps the user's batches.
+            engine_id = loss._engine_id
+            if k in traced:  # the output keeps its metrics; its loss node follows the outputs
+                engine_id, width = losses_mod._NO_LOSS, math.prod(shapes[k][1:])
+                loss_node, batch_reduced = self._loss_nodes[k]
+                loss_outputs.append((loss_node, losses_mod._MEAN_OF_VALUES,
+                                     self._loss_weights[k], 0, [], float(batch_reduced),
+                                     loss._extra, None, k))
+            outputs.append((node, engine_id, self._loss_weights[k], width, metric_specs[k],
+                            loss._param, loss._extra, loss._ignored(), -1))
+        # where each output's loss sum comes back among the engine's outputs
+        self._loss_sum_index = list(range(len(outputs)))
+        for j, spec in enumerate(loss_outputs):
+            self._loss_sum_index[spec[-1]] = len(outputs) + j
+        outputs += loss_outputs
+        # Keras's hinge losses, a loss with ignore_class and a loss function reducing the batch
+        # itself look at each batch as a whole: evaluate keeps the user's batches.
         self._batch_dependent = any(
             losses_mod.depends_on_batch(o[1]) or o[7] is not None or
+            (o[1] == losses_mod._MEAN_OF_VALUES and o[5] != 0.0) or
             any(not spec[0] and losses_mod.depends_on_batch(spec[3]) for spec in o[4])
             for o in outputs)
         trainable = self._param_trainable_flags()
@@ -305,8 +324,8 @@ class Trainer:
     def _logs_from_totals(self, rows, loss_sum, output_loss_sums, metric_sums, weight_sums):
         logs = {"loss": float(loss_sum / rows)}
         if len(self._output_names) > 1:
-            for name, s in zip(self._output_names, output_loss_sums):
-                logs[f"{name}_loss"] = float(s / rows)
+            for name, i in zip(self._output_names, self._loss_sum_index):
+                logs[f"{name}_loss"] = float(output_loss_sums[i] / rows)
         for name, k, weighted, i, post in self._metric_logs:
             if callable(post):  # Precision, AUC, R2Score...: from their own sums
                 logs[name] = post(metric_sums[i:], rows)

@@ -1,0 +1,91 @@
+"""Losses written in Python, traced into the engine: Keras's loss functions `fn(y_true,
+y_pred)` and Loss subclasses' call(), made of densitron.ops, run once on symbolic tensors when
+the model compiles. y_true is an engine node that reads the output's targets of each batch
+(kTarget), y_pred the output's own node; the layers the function's ops make become nodes after
+the model's, and the engine computes the loss and its gradient through them each step."""
+
+from densitron.layers.layer import KerasTensor, Layer, Node, engine_node
+
+_TARGET = 27  # densitron::OpType::kTarget
+
+
+class _Targets(Layer):
+    """The targets of model output k, each batch's: a traced loss's y_true."""
+
+    def __init__(self, k, **kwargs):
+        super().__init__(**kwargs)
+        self.k = k
+
+    def _engine_node(self, node, param_index):
+        return engine_node(_TARGET, node, iattrs=[self.k])
+
+
+def _traced(fn, y_true, y_pred, name):
+    try:
+        out = fn(y_true, y_pred)
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"densitron runs the loss {name!r} in its engine by tracing it on symbolic "
+            "tensors once: write it with densitron.ops (arithmetic, square, abs, sqrt, log, "
+            f"exp, clip, maximum, mean(axis=-1), ...). Tracing it failed: {e} Received: "
+            f"loss={name!r}") from e
+    from densitron.ops import BatchReduction
+
+    mode = 0
+    if isinstance(out, BatchReduction):  # mean or sum over the batch too: Keras's scalar
+        out, mode = out.tensor, {"mean": 1, "sum": 2}[out.mode]
+    if not isinstance(out, KerasTensor):
+        raise ValueError(f"The loss {name!r} must return a tensor computed from y_true and "
+                         f"y_pred with densitron.ops. Received: {out!r}")
+    return out, mode
+
+
+def loss_node_specs(model, k, loss, target_shape, specs, param_index):
+    """Appends to `specs` (the model's engine node specs) the nodes of loss `fn` on model
+    output k (a loss object written in Python) with targets of `target_shape`; returns the index of the node holding its values
+    and how the function reduced them (0: per sample; 1, 2: the batch's mean, sum). A ValueError when the function reads anything but y_true and y_pred, or makes a
+    layer with weights."""
+    from densitron.losses import traced_function
+
+    fn, name = traced_function(loss), loss.name
+    target_layer = _Targets(k, name=f"y_true_{k}")
+    target_node = Node(target_layer, [], [])
+    y_true = KerasTensor((None, *target_shape[1:]), name="y_true", node=target_node)
+    target_node.outputs = [y_true]
+    y_pred = model.outputs[k]
+    out, mode = _traced(fn, y_true, y_pred, name)
+    if out is y_true or out is y_pred:
+        raise ValueError(f"The loss {name!r} must compute on y_true and y_pred. Received: a "
+                         "function returning one of them as it is")
+    local = {(id(y_pred._node), y_pred._index): model._engine_outputs[k]}
+    order, seen = [], set()
+
+    def visit(t):  # the function's nodes, each after its inputs
+        node = t._node
+        if (id(node), t._index) in local or id(node) in seen:
+            return
+        if node is target_node:
+            return
+        if not node.inputs:
+            raise ValueError(f"The loss {name!r} may compute on its y_true and y_pred only. "
+                             f"Received: a tensor of layer {node.layer.name!r}")
+        for t_in in node.inputs:
+            visit(t_in)
+        seen.add(id(node))
+        order.append(node)
+
+    visit(out)
+    spec = engine_node(_TARGET, target_node, iattrs=[k])
+    specs.append((spec[0], [], *spec[1:]))
+    local[(id(target_node), 0)] = len(specs) - 1
+    for node in order:
+        if node.layer.weights or not hasattr(node.layer, "_engine_node"):
+            raise ValueError(f"The loss {name!r} may use densitron.ops and arithmetic only, "
+                             f"not layers. Received: layer {node.layer.name!r} of type "
+                             f"{type(node.layer).__name__}")
+        ins = [local[(id(t._node), t._index)] for t in node.inputs]
+        spec = node.layer._engine_node(node, param_index)
+        specs.append((spec[0], ins, *spec[1:]))
+        for j in range(len(node.outputs)):
+            local[(id(node), j)] = len(specs) - 1
+    return local[(id(out._node), out._index)], mode

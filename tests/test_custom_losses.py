@@ -1,0 +1,242 @@
+"""Losses written in Python (Keras's loss functions and Loss subclasses' call) traced into the
+engine: values and gradients against their formulas in float64 (per sample, with the batch's
+own mean or sum, weighted, on sequence outputs, on one output of two), finite differences,
+the same training as the built-in loss they restate, 1 and 2 threads, saving with
+custom_objects, and the functions the tracer refuses."""
+
+import numpy as np
+import pytest
+
+import densitron
+from densitron import Input, layers, losses, ops, optimizers
+from densitron.models import Model
+from test_gradients_fd import fd_check
+
+
+def my_mse(y_true, y_pred):
+    return ops.mean(ops.square(y_true - y_pred), axis=-1)
+
+
+def pinball(y_true, y_pred):  # the quantile loss at 0.8
+    e = y_true - y_pred
+    return ops.mean(ops.maximum(0.8 * e, (0.8 - 1.0) * e), axis=-1)
+
+
+def weighted_bce(y_true, y_pred):
+    p = ops.clip(y_pred, 1e-7, 1.0 - 1e-7)
+    return -ops.mean(3.0 * y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p), axis=-1)
+
+
+def _data(rows=96, features=6, outputs=2, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, features)).astype(np.float32)
+    y = (x[:, :outputs] * 2 + 0.1 * rng.normal(size=(rows, outputs))).astype(np.float32)
+    return x, y, rng.random(rows).astype(np.float32)
+
+
+def _model(outputs=2, activation=None, seed=1):
+    densitron.utils.set_random_seed(seed)
+    return densitron.Sequential([Input((6,)), layers.Dense(8, activation="tanh"),
+                                 layers.Dense(outputs, activation=activation)])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_function_restating_mse_trains_as_mse(threads):
+    densitron.set_num_threads(threads)
+    try:
+        x, y, w = _data(600)
+        runs = []
+        for loss in (my_mse, "mse"):
+            model = _model()
+            model.compile(optimizer=optimizers.Adam(0.01), loss=loss, metrics=["mae"])
+            h = model.fit(x, y, batch_size=32, epochs=3, verbose=0, sample_weight=w,
+                          validation_split=0.2)
+            runs.append((h.history, model.get_weights(), model.evaluate(x, y, verbose=0)))
+        for key in runs[1][0]:
+            np.testing.assert_allclose(runs[0][0][key], runs[1][0][key], rtol=1e-5)
+        for a, b in zip(runs[0][1], runs[1][1]):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(runs[0][2], runs[1][2], rtol=1e-5)
+        assert runs[0][0]["loss"][-1] < runs[0][0]["loss"][0]
+    finally:
+        densitron.set_num_threads(2)
+
+
+def _dense_grads(model, x, dv):
+    """The two Dense layers' gradients for d(loss)/d(output) = dv (tanh hidden layer)."""
+    k1, b1, k2, b2 = [w.astype(np.float64) for w in model.get_weights()]
+    h = np.tanh(x.astype(np.float64) @ k1 + b1)
+    dh = (dv @ k2.T) * (1 - h ** 2)
+    return [x.T @ dh, dh.sum(0), h.T @ dv, dv.sum(0)]
+
+
+@pytest.mark.parametrize("name", ["pinball", "weighted_bce", "batch_mean", "batch_sum"])
+def test_values_and_gradients_match_the_formula(name):
+    x, y, w = _data(40)
+    activation = "sigmoid" if name == "weighted_bce" else None
+    if name == "weighted_bce":
+        y = (y > 0).astype(np.float32)
+    fns = {"pinball": pinball, "weighted_bce": weighted_bce,
+           "batch_mean": lambda t, p: ops.mean(ops.abs(t - p)),
+           "batch_sum": lambda t, p: ops.sum(ops.square(t - p))}
+    model = _model(activation=activation)
+    model.compile(optimizer="sgd", loss=fns[name])
+    p = model.predict(x, verbose=0).astype(np.float64)
+    t = y.astype(np.float64)
+    n = len(x)
+    if name == "pinball":
+        e = t - p
+        per = np.maximum(0.8 * e, -0.2 * e).mean(1)
+        dv = np.where(0.8 * e >= -0.2 * e, -0.8, 0.2) / 2 / n
+        total = per.mean()
+    elif name == "weighted_bce":
+        q = np.clip(p, 1e-7, 1 - 1e-7)
+        per = -(3 * t * np.log(q) + (1 - t) * np.log(1 - q)).mean(1)
+        dq = -(3 * t / q - (1 - t) / (1 - q)) / 2 / n
+        dv = dq * p * (1 - p)  # through the sigmoid
+        total = per.mean()
+    elif name == "batch_mean":
+        total = np.abs(t - p).mean()
+        dv = -np.sign(t - p) / t.size
+    else:
+        total = np.square(t - p).sum()
+        dv = -2 * (t - p)
+    np.testing.assert_allclose(model.evaluate(x, y, batch_size=n, verbose=0), total,
+                               rtol=1e-5)
+    grads = model._compute_gradients(x, y)
+    for g, want in zip(grads, _dense_grads(model, x, dv)):
+        np.testing.assert_allclose(g, want, rtol=2e-4, atol=1e-6)
+    # weighted, by batches of 16 (Keras's mean of the batch losses, by batch size): each
+    # value times its sample's weight; a function reducing the batch itself takes the batch's
+    # mean weight
+    got = model.evaluate(x, y, batch_size=16, sample_weight=w, verbose=0)
+    parts = []
+    for i in range(0, n, 16):
+        tb, pb, wb = t[i:i + 16], p[i:i + 16], w[i:i + 16].astype(np.float64)
+        if name == "batch_mean":
+            parts.append(np.abs(tb - pb).mean() * wb.mean() * len(tb))
+        elif name == "batch_sum":
+            parts.append(np.square(tb - pb).sum() * wb.mean() * len(tb))
+        else:
+            per_b = per[i:i + 16]
+            parts.append((per_b * wb).sum())
+    np.testing.assert_allclose(got, sum(parts) / n, rtol=1e-5)
+
+
+def test_backward_against_finite_differences_on_a_sequence_output():
+    rng = np.random.default_rng(3)
+    inp = Input((3, 4))
+    out = layers.Dense(2)(layers.Dense(5, activation="tanh")(inp))
+
+    def loss(y_true, y_pred):  # a log-cosh-like loss per step: (steps,) values a sample
+        d = y_pred - y_true
+        return ops.mean(ops.log((ops.exp(d) + ops.exp(-d)) / 2.0), axis=-1)
+
+    fd_check(Model(inp, out), rng.normal(size=(6, 3, 4)), rng.normal(size=(6, 3, 2)), loss)
+
+
+def test_one_output_of_two_with_loss_weights_and_metrics():
+    x, y, _ = _data(64)
+    cls = (y[:, :1] > 0).astype(np.float32)
+    inp = Input((6,))
+    h = layers.Dense(8, activation="relu")(inp)
+    reg = layers.Dense(2, name="reg")(h)
+    prob = layers.Dense(1, activation="sigmoid", name="prob")(h)
+    model = Model(inp, [reg, prob])
+    model.compile(optimizer="sgd", loss={"reg": pinball, "prob": "binary_crossentropy"},
+                  loss_weights={"reg": 2.0, "prob": 0.5},
+                  metrics={"reg": ["mae"], "prob": ["accuracy"]})
+    logs = model.evaluate(x, {"reg": y, "prob": cls}, verbose=0, return_dict=True)
+    p_reg, p_prob = model.predict(x, verbose=0)
+    e = y - p_reg.astype(np.float64)
+    want_reg = np.maximum(0.8 * e, -0.2 * e).mean()
+    q = np.clip(p_prob.astype(np.float64), 1e-7, 1 - 1e-7)
+    want_prob = -(cls * np.log(q) + (1 - cls) * np.log(1 - q)).mean()
+    np.testing.assert_allclose(logs["reg_loss"], want_reg, rtol=1e-5)
+    np.testing.assert_allclose(logs["prob_loss"], want_prob, rtol=1e-5)
+    np.testing.assert_allclose(logs["loss"], 2.0 * want_reg + 0.5 * want_prob, rtol=1e-5)
+    np.testing.assert_allclose(logs["reg_mae"], np.abs(e).mean(), rtol=1e-5)
+    h = model.fit(x, {"reg": y, "prob": cls}, epochs=3, verbose=0)
+    assert h.history["reg_loss"][-1] < h.history["reg_loss"][0]
+
+
+def test_a_loss_subclass_and_the_wrapper_also_on_arrays():
+    class Asymmetric(losses.Loss):
+        def __init__(self, over=2.0, **kwargs):
+            super().__init__(**kwargs)
+            self.over = over
+
+        def call(self, y_true, y_pred):
+            e = y_pred - y_true
+            return ops.mean(ops.square(e) + (self.over - 1.0) * ops.square(ops.maximum(e, 0.0)),
+                            axis=-1)
+
+    x, y, w = _data(32)
+    model = _model()
+    model.compile(optimizer="sgd", loss=Asymmetric(3.0))
+    p = model.predict(x, verbose=0).astype(np.float64)
+    e = p - y
+    per = (e ** 2 + 2.0 * np.maximum(e, 0) ** 2).mean(1)
+    np.testing.assert_allclose(model.evaluate(x, y, verbose=0), per.mean(), rtol=1e-5)
+    # on arrays, as Keras's loss objects: values, weighted and reduced
+    np.testing.assert_allclose(Asymmetric(3.0)(y, p), per.mean(), rtol=1e-5)
+    np.testing.assert_allclose(Asymmetric(3.0)(y, p, sample_weight=w), (per * w).mean(),
+                               rtol=1e-5)
+    wrapped = losses.LossFunctionWrapper(pinball)
+    e2 = y - p
+    np.testing.assert_allclose(wrapped(y, p), np.maximum(0.8 * e2, -0.2 * e2).mean(), rtol=1e-5)
+    assert wrapped.name == "pinball"
+
+
+def test_predict_and_recompiling_with_a_built_in_loss():
+    x, y, _ = _data(32)
+    model = _model()
+    before = model.predict(x, verbose=0)
+    model.compile(optimizer="sgd", loss=my_mse)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), before)  # no targets needed
+    custom = model.evaluate(x, y, verbose=0)
+    model.compile(optimizer="sgd", loss="mse")
+    np.testing.assert_allclose(model.evaluate(x, y, verbose=0), custom, rtol=1e-6)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), before)
+
+
+def test_saving_with_custom_objects_and_registration(tmp_path):
+    x, y, _ = _data(32)
+    model = _model()
+    model.compile(optimizer="adam", loss=pinball, metrics=["mae"])
+    model.fit(x, y, epochs=1, verbose=0)
+    want = model.evaluate(x, y, verbose=0)
+    path = str(tmp_path / "custom.keras")
+    model.save(path)
+    back = densitron.models.load_model(path, custom_objects={"pinball": pinball})
+    np.testing.assert_allclose(back.evaluate(x, y, verbose=0), want, rtol=1e-6)
+    with pytest.raises(ValueError, match="pinball.*custom_objects|custom_objects.*pinball"):
+        densitron.models.load_model(path)
+
+    @densitron.saving.register_keras_serializable(package="tests")
+    def registered_mse(y_true, y_pred):
+        return ops.mean(ops.square(y_true - y_pred), axis=-1)
+
+    model.compile(optimizer="adam", loss=registered_mse)
+    model.save(path)
+    back = densitron.models.load_model(path)
+    np.testing.assert_allclose(back.evaluate(x, y, verbose=0),
+                               model.evaluate(x, y, verbose=0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("fn,match", [
+    (lambda t, p: np.tanh(p - t), "densitron.ops"),
+    (lambda t, p: ops.sqrt(ops.mean(ops.square(t - p))), "batch axis"),
+    (lambda t, p: 1.0, "must return a tensor"),
+    (lambda t, p: p, "returning one of them"),
+    (lambda t, p: layers.Dense(2)(p) - t, "not layers"),
+], ids=["numpy", "rmse", "number", "identity", "layer"])
+def test_functions_the_tracer_refuses(fn, match):
+    x, y, _ = _data(16)
+    model = _model()
+    model.compile(optimizer="sgd", loss=fn)
+    with pytest.raises(ValueError, match=match) as info:
+        model.fit(x, y, epochs=1, verbose=0)
+    assert "Received" in str(info.value)
+    model.compile(optimizer="sgd", loss="mse")  # the model still trains after the refusal
+    model.fit(x, y, epochs=1, verbose=0)
