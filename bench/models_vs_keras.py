@@ -4,8 +4,9 @@ users build besides dense MLPs on MNIST: tabular classifiers and regressors, Bat
 LayerNormalization, Dropout, a text classifier (Embedding + GlobalAveragePooling1D), residual
 adds, deep narrow stacks, a 1000-class output, a recommender (two Embeddings and a Dot), the
 Keras imbalanced-data tutorial (ten metrics, validation every epoch), a classic regularized
-MLP (weight penalty, max-norm constraint, Dropout, gradient clipping), and Keras's IMDB example
-on multi-hot vectors (a fit of 20 epochs, timed per epoch).
+MLP (weight penalty, max-norm constraint, Dropout, gradient clipping), Keras's IMDB example
+on multi-hot vectors (a fit of 20 epochs, timed per epoch), and a quantile regression whose
+loss is a Python function.
 
 Each run is its own process (this script with --worker FRAMEWORK MODEL), so the frameworks'
 thread pools never share a process; the parent alternates densitron's and Keras's runs model by
@@ -40,6 +41,9 @@ MODELS = {
                    "RMSprop(clipnorm=1), batch 32",
     "imdb": "Keras's IMDB multi-hot example: 10000 features (1.5% ones), 16-16-1 sigmoid, "
             "RMSprop, batch 512, validation_split 0.4; a fit of 20 epochs, per epoch",
+    "quantile": "a loss function written in Python: 30-64-64-3 relu, the pinball loss of "
+                "three quantiles (arithmetic with a constant array, ops.maximum, ops.mean), "
+                "Adam, batch 64, 100k rows",
 }
 
 
@@ -169,6 +173,20 @@ def build(fw, name, rng):
         m.compile(optimizer="rmsprop", loss="binary_crossentropy", metrics=["accuracy"])
         kw.update(validation_split=0.4, epochs=20)  # (a fit of several epochs, as the example)
         return m, x, y, 512, kw
+    if name == "quantile":
+        x = rng.standard_normal((100000, 30)).astype("float32")
+        y = np.repeat(x[:, :1] + 0.5 * rng.standard_normal((100000, 1)), 3, axis=1)
+        q = np.array([[0.1, 0.5, 0.9]], dtype="float32")
+        o = fw.ops
+
+        def pinball(y_true, y_pred):  # each output column a quantile of the same target
+            e = y_true - y_pred
+            return o.mean(o.maximum(e * q, e * (q - 1.0)), axis=-1)
+
+        m = Sequential([Input((30,)), layers.Dense(64, activation="relu"),
+                        layers.Dense(64, activation="relu"), layers.Dense(3)])
+        m.compile(optimizer="adam", loss=pinball)
+        return m, x, y.astype("float32"), 64, kw
     raise ValueError(f"unknown model {name!r}")
 
 

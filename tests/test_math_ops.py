@@ -141,3 +141,15 @@ def test_a_model_of_math_ops_saves_and_loads(tmp_path):
     back = densitron.models.load_model(path)
     np.testing.assert_array_equal(back.predict(x, verbose=0), model.predict(x, verbose=0))
     assert {"MathOp", "Divide", "Reduce"} <= {type(layer).__name__ for layer in back.layers}
+
+
+def test_constant_arrays_along_the_last_axis():
+    q = np.array([[0.1, 0.5, 0.9]], dtype=np.float32)
+    inp = Input((2, 3))
+    model = Model(inp, [inp * q, q * inp, inp - q[0], q - inp, (q - 1.0) * inp + q])
+    x = np.random.default_rng(6).normal(size=(4, 2, 3)).astype(np.float32)
+    for got, want in zip(model.predict(x, verbose=0),
+                         [x * q, q * x, x - q, q - x, (q - 1.0) * x + q]):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="last axis.*Received"):
+        inp * np.ones((2, 3), np.float32)

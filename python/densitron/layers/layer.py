@@ -58,7 +58,23 @@ class KerasTensor:
             scale, offset = {"add": (1.0, v), "mul": (v, 0.0),
                              "sub": (-1.0, v) if reverse else (1.0, -v)}[op]
             return layers.Rescaling(scale, offset)(self)
+        if isinstance(other, np.ndarray) and other.dtype.kind in "iuf":
+            # constants along the last axis (a per-class weight, a quantile per output),
+            # broadcast as NumPy does: a Rescaling with one scale or offset per feature
+            last = self.shape[-1] if len(self.shape) > 1 else 1
+            if other.size != last or any(d != 1 for d in other.shape[:-1]) or \
+                    other.ndim > len(self.shape):
+                raise ValueError(f"A constant array combines with a symbolic tensor along its "
+                                 f"last axis ({last} values). Received: an array of shape "
+                                 f"{other.shape} with a tensor of shape {self.shape}")
+            v = other.reshape(-1).astype(np.float64)
+            scale, offset = {"add": (1.0, v), "mul": (v, 0.0),
+                             "sub": (-1.0, v) if reverse else (1.0, -v)}[op]
+            return layers.Rescaling(_plain_list(scale), _plain_list(offset))(self)
         return NotImplemented
+
+    # NumPy arrays on the left of an operator defer to the tensor's reflected method.
+    __array_ufunc__ = None
 
     def __add__(self, other):
         return self._arith(other, "add")
@@ -109,6 +125,10 @@ class KerasTensor:
             "A symbolic KerasTensor cannot be converted to a NumPy array: it has no value until "
             f"a model runs. Received: {self!r}"
         )
+
+
+def _plain_list(v):
+    return v.tolist() if isinstance(v, np.ndarray) else v
 
 
 def _is_number(value):
