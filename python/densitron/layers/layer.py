@@ -73,8 +73,15 @@ class KerasTensor:
             return layers.Rescaling(_plain_list(scale), _plain_list(offset))(self)
         return NotImplemented
 
-    # NumPy arrays on the left of an operator defer to the tensor's reflected method.
-    __array_ufunc__ = None
+    # A NumPy array on the left of +, -, * or / defers to the tensor's reflected method; any
+    # other NumPy function of a tensor is refused as __array__ refuses it.
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        ops = {np.add: "__radd__", np.subtract: "__rsub__", np.multiply: "__rmul__",
+               np.true_divide: "__rtruediv__"}
+        if (method == "__call__" and not kwargs and len(inputs) == 2 and inputs[1] is self
+                and ufunc in ops):
+            return getattr(self, ops[ufunc])(inputs[0])
+        return self.__array__()
 
     def __add__(self, other):
         return self._arith(other, "add")
