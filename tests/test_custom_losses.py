@@ -240,3 +240,45 @@ def test_functions_the_tracer_refuses(fn, match):
     assert "Received" in str(info.value)
     model.compile(optimizer="sgd", loss="mse")  # the model still trains after the refusal
     model.fit(x, y, epochs=1, verbose=0)
+
+
+def my_mae(y_true, y_pred):
+    return ops.mean(ops.abs(y_true - y_pred), axis=-1)
+
+
+def test_metric_functions_plain_and_weighted_match_the_built_in_metric(tmp_path):
+    x, y, w = _data(96)
+    model = _model()
+    model.compile(optimizer="adam", loss="mse", metrics=["mae", my_mae],
+                  weighted_metrics=[my_mae, "mae"])
+    h = model.fit(x, y, batch_size=32, epochs=2, verbose=0, sample_weight=w,
+                  validation_data=(x[:40], y[:40]))
+    for a, b in (("mae", "my_mae"), ("weighted_mae", "weighted_my_mae"),
+                 ("val_mae", "val_my_mae")):
+        np.testing.assert_allclose(h.history[b], h.history[a], rtol=1e-6)
+    logs = model.evaluate(x, y, sample_weight=w, verbose=0, return_dict=True)
+    p = model.predict(x, verbose=0).astype(np.float64)
+    per = np.abs(y - p).mean(1)
+    np.testing.assert_allclose(logs["my_mae"], per.mean(), rtol=1e-5)
+    np.testing.assert_allclose(logs["weighted_my_mae"], (per * w).sum() / w.sum(), rtol=1e-5)
+    # on its own, as Keras's MeanMetricWrapper
+    m = densitron.metrics.MeanMetricWrapper(my_mae)
+    m.update_state(y[:50], p[:50])
+    m.update_state(y[50:], p[50:], sample_weight=np.full(46, 2.0))
+    np.testing.assert_allclose(m.result(), (per[:50].sum() + 2 * per[50:].sum()) / 142,
+                               rtol=1e-5)
+    # a metric function beside a loss function, on an output with targets of their own shape
+    model.compile(optimizer="sgd", loss=pinball, metrics=[my_mae])
+    np.testing.assert_allclose(model.evaluate(x, y, verbose=0, return_dict=True)["my_mae"],
+                               per.mean(), rtol=1e-5)
+    # saved by name, loaded through custom_objects
+    path = str(tmp_path / "metric.keras")
+    model.save(path)
+    back = densitron.models.load_model(path, custom_objects={"pinball": pinball,
+                                                             "my_mae": my_mae})
+    assert back.evaluate(x, y, verbose=0, return_dict=True) == pytest.approx(
+        model.evaluate(x, y, verbose=0, return_dict=True), rel=1e-6)
+    # a metric function must give per-sample values
+    model.compile(optimizer="sgd", loss="mse", metrics=[lambda t, p: ops.mean(p - t)])
+    with pytest.raises(ValueError, match="one value per sample.*Received"):
+        model.evaluate(x, y, verbose=0)

@@ -963,7 +963,8 @@ def _custom_loss(name, o):
 @pytest.mark.parametrize("name", ["pinball", "weighted_bce", "batch_mean", "batch_sum"])
 def test_evaluate_loss_functions_written_in_python(name):
     # The same function written with keras.ops and with densitron.ops: Keras runs it, densitron
-    # traces it into its engine; plain and weighted, by batches of 16 (the last smaller).
+    # traces it into its engine; plain and weighted, by batches of 16 (the last smaller); with
+    # a metric function beside it.
     activation = "sigmoid" if name == "weighted_bce" else None
     kmodel = _classifier(KERAS, 3, activation)
     dmodel = _classifier(DENS, 3, activation)
@@ -972,8 +973,14 @@ def test_evaluate_loss_functions_written_in_python(name):
     y = (_labels("binary_crossentropy", 70, 3, seed=46) if name == "weighted_bce"
          else _x(70, 3, seed=46))
     w = np.random.default_rng(47).random(70).astype(np.float32)
-    kmodel.compile(optimizer="sgd", loss=_custom_loss(name, keras.ops), metrics=["mae"])
-    dmodel.compile(optimizer="sgd", loss=_custom_loss(name, densitron.ops), metrics=["mae"])
+    def rel_error(o):  # a metric function, plain and weighted
+        def rel_error(t, p):
+            return o.mean(o.abs(t - p) / (o.abs(t) + 1.0), axis=-1)
+        return rel_error
+
+    for model, o in ((kmodel, keras.ops), (dmodel, densitron.ops)):
+        model.compile(optimizer="sgd", loss=_custom_loss(name, o), metrics=["mae", rel_error(o)],
+                      weighted_metrics=[rel_error(o)])
     _evaluate_alike(kmodel, dmodel, x, y, 16)
     _evaluate_alike(kmodel, dmodel, x, y, 16, w)
 

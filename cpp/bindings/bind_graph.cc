@@ -206,9 +206,10 @@ class PyGraph {
     std::vector<densitron::OutputSpec> specs;
     target_widths_.clear();
     loss_of_.clear();
+    weighted_.clear();
     for (const py::handle& h : outputs) {
       auto t = h.cast<std::tuple<int, int, float, int64_t, py::list, float,
-                                 std::array<float, 3>, std::optional<float>, int>>();
+                                 std::array<float, 3>, std::optional<float>, int, bool>>();
       densitron::OutputSpec o;
       o.node = std::get<0>(t);
       o.loss = static_cast<densitron::Loss>(std::get<1>(t));
@@ -224,14 +225,17 @@ class PyGraph {
         o.ignore_class = *std::get<7>(t);
       }
       for (const py::handle& m : std::get<4>(t)) o.metrics.push_back(metric_spec(m));
-      // loss_of >= 0: a loss function's values for model output loss_of (after the model's
-      // outputs): no targets of its own, that output's sample weights
+      // loss_of >= 0: a loss (or metric) function's values for model output loss_of, after
+      // the model's outputs: no targets of its own, and when `weighted` that output's sample
+      // weights
       const int loss_of = std::get<8>(t);
-      if (loss_of >= 0 && (loss_of >= static_cast<int>(loss_of_.size()) || loss_of_[loss_of] >= 0))
+      if (loss_of >= 0 &&
+          (loss_of >= static_cast<int>(loss_of_.size()) || loss_of_[loss_of] >= 0))
         throw py::value_error("loss_of: a model output before it");
       if (loss_of < 0 && !loss_of_.empty() && loss_of_.back() >= 0)
         throw py::value_error("the model's outputs come before the loss functions' values");
       loss_of_.push_back(loss_of);
+      weighted_.push_back(std::get<9>(t));
       target_widths_.push_back(o.target_width);
       specs.push_back(std::move(o));
     }
@@ -327,7 +331,8 @@ class PyGraph {
         throw py::value_error("one sample-weight entry (or None) per output is required");
       for (const py::handle& h : wl)
         d.w.push_back(h.is_none() ? nullptr : checked_rows(h, 1, d.rows, "sample_weight"));
-      for (size_t k = model_outputs; k < loss_of_.size(); ++k) d.w.push_back(d.w[loss_of_[k]]);
+      for (size_t k = model_outputs; k < loss_of_.size(); ++k)
+        d.w.push_back(weighted_[k] ? d.w[loss_of_[k]] : nullptr);
     }
     return d;
   }
@@ -433,7 +438,8 @@ class PyGraph {
   std::unique_ptr<Graph> graph_;
   py::list keep_alive_;
   std::vector<int64_t> target_widths_;
-  std::vector<int> loss_of_;  // per output spec: see compile
+  std::vector<int> loss_of_;      // per output spec: see compile
+  std::vector<bool> weighted_;    // per output spec: a loss or metric function's weighting
 };
 
 }  // namespace

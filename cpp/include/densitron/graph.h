@@ -373,6 +373,7 @@ class Graph {
   void barrier(const Step& st);
   void solo_barrier(const Step& st);
   void plan_step(int64_t batch, int nth, bool training, bool targets);
+  bool takes_gradient(size_t k) const;
   template <typename Fn>
   void run_nodes(const Step& st, const std::vector<int>& order, const std::vector<bool>& solo,
                  bool then_solo, Fn&& fn);

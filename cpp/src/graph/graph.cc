@@ -340,7 +340,8 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
                     std::vector<bool> trainable) {
   std::lock_guard<std::mutex> lock(mutex_);
   // One spec per model output, in order; after them, a loss function's values (traced into
-  // nodes that read the targets) as kMeanOfValues outputs without targets or metrics.
+  // nodes that read the targets) as kMeanOfValues outputs without targets or metrics (with
+  // loss weight 0: a metric function's, which takes no gradient).
   if (outputs.size() < outputs_.size()) bad("one output spec per model output is required");
   if (trainable.size() != params_.size()) bad("one trainable flag per parameter is required");
   for (size_t k = 0; k < outputs.size(); ++k) {
@@ -400,8 +401,9 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
   has_grad_.assign(n, false);
   first_writer_.assign(n, {-2, 0});  // {-1, 0}: the loss writes first
   std::vector<bool> loss_grad(n, false);  // a loss writes the node's gradient
-  for (const OutputSpec& o : output_specs_)
-    loss_grad[o.node] = loss_grad[o.node] || o.loss != Loss::kNone;
+  for (size_t k = 0; k < output_specs_.size(); ++k)
+    loss_grad[output_specs_[k].node] =
+        loss_grad[output_specs_[k].node] || takes_gradient(k);
   for (int i = n - 1; i >= 0; --i) {
     if (loss_grad[i]) {
       has_grad_[i] = true;
@@ -1018,6 +1020,13 @@ void Graph::forward(const Step& st, bool then_solo) {
             [this](const Step& s, int i) { forward_node(s, i); });
 }
 
+// Whether output spec k's loss writes a gradient: not a metrics-only model output, nor a metric
+// function's values (an output after the model's with loss weight 0).
+bool Graph::takes_gradient(size_t k) const {
+  const OutputSpec& o = output_specs_[k];
+  return o.loss != Loss::kNone && !(k >= outputs_.size() && o.loss_weight == 0.0f);
+}
+
 namespace {
 
 // How many of the n class ids y are not `id`.
@@ -1047,7 +1056,8 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
       const int64_t tw = o.target_width / sub_rows;  // target values per loss row
       const float* y = target_[k] + r0 * tw;
       const float* w = weight_[k] ? weight_[k] + sb.lo : nullptr;
-      float* g = with_grad ? grad_buf_[o.node].data() + r0 * cols : nullptr;
+      float* g = with_grad && takes_gradient(k) ? grad_buf_[o.node].data() + r0 * cols
+                                                 : nullptr;
       // Keras's hinge losses look at the whole batch's targets (each block reads them all,
       // once, for the loss and any hinge metric of this output).
       float hinge = -1.0f;

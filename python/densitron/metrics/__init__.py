@@ -693,6 +693,54 @@ class RecallAtPrecision(_SensitivitySpecificity):
         return self._ratio(tp, tp + fp), self._ratio(tp, tp + fn)
 
 
+class MeanMetricWrapper(Metric):
+    """A metric written in Python, as Keras's: `fn(y_true, y_pred)` made of densitron.ops,
+    returning per-sample values (reduce with axis=-1); the metric is their mean over the
+    samples (a sample's values averaged first), weighted by the sample weights among
+    `weighted_metrics`. When the model compiles it is traced on symbolic tensors into engine
+    nodes, computed with the step (no gradient); on arrays (update_state) it runs as written."""
+
+    _post = "traced"
+
+    def __init__(self, fn, name=None, dtype=None, **kwargs):
+        if not callable(fn):
+            raise TypeError(f"`fn` must be a function of (y_true, y_pred). Received: fn={fn!r}")
+        super().__init__(name=name or getattr(fn, "__name__", "metric"), dtype=dtype)
+        self.fn = fn
+        self._fn_kwargs = kwargs
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred, **self._fn_kwargs)
+
+    def _specs(self):
+        return []
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        values = np.asarray(self.call(np.asarray(y_true, np.float32),
+                                      np.asarray(y_pred, np.float32)), np.float64)
+        if values.ndim == 0:
+            raise ValueError(f"Metric {self.name!r} must return one value per sample (reduce "
+                             f"with axis=-1). Received: a scalar")
+        per = values.reshape(len(values), -1).mean(axis=1)
+        w = (np.ones(len(per)) if sample_weight is None else
+             _per_sample_weights(sample_weight, per.shape).astype(np.float64))
+        state = getattr(self, "_state", None) or [np.zeros(1), 0.0, 1]
+        state[0] = state[0] + np.sum(per * w)
+        state[1] += float(np.sum(w))
+        self._state = state
+
+    def result(self):
+        state = getattr(self, "_state", None)
+        if state is None or state[1] == 0:
+            return np.float32(0.0)
+        return np.float32(state[0][0] / state[1])
+
+    def get_config(self):
+        from densitron.losses import _function_name
+
+        return {**super().get_config(), "fn": _function_name(self.fn), **self._fn_kwargs}
+
+
 class R2Score(Metric):
     """Keras's R2Score of a (batch, columns) output: 1 - residual / total sum of squares per
     column, averaged uniformly or by variance; adjusted for num_regressors."""
@@ -939,17 +987,32 @@ def get(identifier):
             return _with_defaults(_CLASSES[identifier], identifier, name=identifier)
         if identifier in _SNAKE and identifier not in _NAMES:
             return _with_defaults(_SNAKE[identifier], identifier, name=identifier)
+        custom = serialization._custom(identifier) if identifier not in _NAMES else None
+        if isinstance(custom, type) and issubclass(custom, Metric):
+            return custom()
+        if callable(custom):  # a metric function registered or in custom_objects
+            return MeanMetricWrapper(custom, name=identifier.split(">")[-1])
         return identifier
     if isinstance(identifier, dict):
         return serialization.deserialize(identifier, _CLASSES, "metric")
     entry = _FUNCTIONS.get(getattr(identifier, "__name__", None))
     if entry is not None and entry[0] is identifier:
         return entry[1](name=identifier.__name__)
+    if callable(identifier) and not isinstance(identifier, type):
+        return MeanMetricWrapper(identifier)
     raise ValueError(
         "densitron computes metrics in its C++ engine: pass metric names such as 'accuracy', "
         f"densitron.metrics objects ({', '.join(sorted(_CLASSES))}) or its functions (such as "
         "densitron.metrics.sparse_categorical_accuracy); metrics written in Python are not "
         f"supported. Received: metric={identifier!r}")
+
+
+def is_custom(identifier):
+    """Whether a metric identifier is the name of a metric of the user's own (registered, or
+    in the custom_objects in scope)."""
+    return (isinstance(identifier, str) and identifier not in _NAMES and
+            identifier not in _CLASSES and identifier not in _SNAKE and
+            serialization._custom(identifier) is not None)
 
 
 def is_one(value):
@@ -975,8 +1038,16 @@ def map_structure(structure, fn):
 
 
 def serialize(metric):
-    """A metric name as is, a metric object as {"class_name", "config"}."""
-    return metric if isinstance(metric, str) else serialization.serialize(get(metric))
+    """A metric name as is, a metric object as {"class_name", "config"}, a metric function
+    by its (registered) name (found again through custom_objects)."""
+    if isinstance(metric, str):
+        return metric
+    metric = get(metric)
+    if isinstance(metric, MeanMetricWrapper):
+        from densitron.losses import _function_name
+
+        return _function_name(metric.fn)
+    return serialization.serialize(metric)
 
 
 def display_name(metric):
@@ -1005,6 +1076,8 @@ def resolve(name, loss, y_true_ndim, y_true_last, y_pred_ndim, y_pred_last):
     """Returns (display name, engine spec tuples (is_accuracy, kind, threshold, loss_id), how
     the log follows from their sums: Metric._post, or a function of the sums from there)."""
     name = get(name)
+    if isinstance(name, MeanMetricWrapper):  # traced into nodes: the engine's values
+        return name.name, [], name
     if isinstance(name, Metric):  # (an AUC, R2Score compute their logs from their sums)
         post = name._post
         if post == "result":
@@ -1020,6 +1093,7 @@ def resolve(name, loss, y_true_ndim, y_true_last, y_pred_ndim, y_pred_last):
     raise ValueError(
         "Unknown metric name. Expected one of "
         f"{sorted({*_NAMES, *_SNAKE})} or a metric class "
-        f"name ({', '.join(sorted(_CLASSES))}). "
+        f"name ({', '.join(sorted(_CLASSES))}), or the name of a metric function of your own "
+        "given in load_model's custom_objects or registered with register_keras_serializable. "
         f"Received: metric={name!r}"
     )

@@ -42,12 +42,10 @@ def _traced(fn, y_true, y_pred, name):
 
 def loss_node_specs(model, k, loss, target_shape, specs, param_index):
     """Appends to `specs` (the model's engine node specs) the nodes of loss `fn` on model
-    output k (a loss object written in Python) with targets of `target_shape`; returns the index of the node holding its values
+    output k (a loss or metric object written in Python) with targets of `target_shape`; returns the index of the node holding its values
     and how the function reduced them (0: per sample; 1, 2: the batch's mean, sum). A ValueError when the function reads anything but y_true and y_pred, or makes a
     layer with weights."""
-    from densitron.losses import traced_function
-
-    fn, name = traced_function(loss), loss.name
+    fn, name = loss.call, loss.name  # (a loss function's, a Loss subclass's, a metric's)
     target_layer = _Targets(k, name=f"y_true_{k}")
     target_node = Node(target_layer, [], [])
     y_true = KerasTensor((None, *target_shape[1:]), name="y_true", node=target_node)

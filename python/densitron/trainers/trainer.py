@@ -125,8 +125,9 @@ class Trainer:
         self._pending_loss_weights = loss_weights
         # a Metric class is instantiated here, once: the logs and a saved config then name the
         # same object
-        def instantiate(m):
-            return metrics_mod.get(m) if isinstance(m, type) else m
+        def instantiate(m):  # (and a metric function's name looked up now, as load_model's
+            # custom_objects are in scope only while it compiles)
+            return metrics_mod.get(m) if isinstance(m, type) or metrics_mod.is_custom(m) else m
 
         self._compile_metrics = metrics_mod.map_structure(metrics, instantiate)
         self._compile_weighted_metrics = metrics_mod.map_structure(weighted_metrics, instantiate)
@@ -177,6 +178,7 @@ class Trainer:
                  for k in range(len(names)) for m in plain[k]}
         # per logged metric: (name, output, weighted, its first engine sum, Metric._post)
         self._metric_logs = []
+        self._traced_metrics = []  # (output, weighted, MeanMetricWrapper): traced into nodes
         specs = []
         engine_index = 0  # the engine's metric sums run over every output's specs in order
         for k in range(len(names)):
@@ -212,6 +214,9 @@ class Trainer:
                         raise ValueError(f"The metric {name!r} is listed twice. Received: "
                                          f"metrics={self._compile_metrics!r}, weighted_metrics="
                                          f"{getattr(self, '_compile_weighted_metrics', None)!r}")
+                    if isinstance(post, metrics_mod.MeanMetricWrapper):
+                        post = ("traced", len(self._traced_metrics))
+                        self._traced_metrics.append((k, is_weighted, m))
                     self._metric_logs.append((name, k, is_weighted, engine_index, post))
                     full = [metrics_mod.engine_spec(spec, is_weighted) for spec in engine_specs]
                     engine_index += sum(_core._metric_sums(s, self._output_last[k])
@@ -235,8 +240,10 @@ class Trainer:
         # (and without them again after a compile with densitron's own losses).
         traced = {k: loss for k, loss in enumerate(self._compiled_losses)
                   if losses_mod.traced_function(loss) is not None}
-        if traced or getattr(self, "_loss_nodes", None):
-            self._make_engine_graph(traced, shapes)
+        traced_metrics = [(k, metrics_mod.get(m)) for k, _, m in self._traced_metrics]
+        if traced or traced_metrics or getattr(self, "_loss_nodes", None) or \
+                getattr(self, "_metric_nodes", None):
+            self._make_engine_graph(traced, shapes, traced_metrics)
         outputs, loss_outputs = [], []
         for k, node in enumerate(self._engine_outputs):
             loss = self._compiled_losses[k]
@@ -249,14 +256,22 @@ class Trainer:
                 loss_node, batch_reduced = self._loss_nodes[k]
                 loss_outputs.append((loss_node, losses_mod._MEAN_OF_VALUES,
                                      self._loss_weights[k], 0, [], float(batch_reduced),
-                                     loss._extra, None, k))
+                                     loss._extra, None, k, True))
+            elif any(m[0] == k for m in self._traced_metrics):  # targets of any shape
+                width = math.prod(shapes[k][1:])
             outputs.append((node, engine_id, self._loss_weights[k], width, metric_specs[k],
-                            loss._param, loss._extra, loss._ignored(), -1))
-        # where each output's loss sum comes back among the engine's outputs
+                            loss._param, loss._extra, loss._ignored(), -1, False))
+        # where each output's loss sum, and each metric function's sum, comes back among the
+        # engine's outputs (a metric function's values: loss weight 0, no gradient)
         self._loss_sum_index = list(range(len(outputs)))
         for j, spec in enumerate(loss_outputs):
-            self._loss_sum_index[spec[-1]] = len(outputs) + j
+            self._loss_sum_index[spec[8]] = len(outputs) + j
         outputs += loss_outputs
+        self._metric_sum_index = []
+        for j, (k, weighted, _) in enumerate(self._traced_metrics):
+            self._metric_sum_index.append(len(outputs))
+            outputs.append((self._metric_nodes[j], losses_mod._MEAN_OF_VALUES, 0.0, 0, [], 0.0,
+                            losses_mod._FOCAL_DEFAULTS, None, k, weighted))
         # Keras's hinge losses, a loss with ignore_class and a loss function reducing the batch
         # itself look at each batch as a whole: evaluate keeps the user's batches.
         self._batch_dependent = any(
@@ -329,6 +344,11 @@ class Trainer:
         for name, k, weighted, i, post in self._metric_logs:
             if callable(post):  # Precision, AUC, R2Score...: from their own sums
                 logs[name] = post(metric_sums[i:], rows)
+                continue
+            if isinstance(post, tuple):  # a metric function's values, summed by the engine
+                s = output_loss_sums[self._metric_sum_index[post[1]]]
+                total = weight_sums[k] if weighted else rows
+                logs[name] = float(s / total) if total != 0 else 0.0
                 continue
             s = metric_sums[i]
             # A weighted metric is a weighted mean (0 when the weights sum to 0, as Keras).
