@@ -342,3 +342,65 @@ def test_evaluate_predict_and_validation_call_the_test_and_predict_hooks():
     ends = [e for e in events if isinstance(e, tuple) and e[0] == "test_end"]
     assert [e[1] for e in ends] == h.history["val_loss"]
     assert events.count("test_begin") == 2
+
+
+def _ema_model(seed=3):
+    densitron.utils.set_random_seed(seed)
+    model = densitron.Sequential([densitron.Input((5,)), densitron.layers.Dense(8, activation="relu"),
+                                  densitron.layers.Dense(1)])
+    model.compile(optimizer=densitron.optimizers.Adam(0.05, use_ema=True, ema_momentum=0.9),
+                  loss="mse")
+    return model
+
+
+def test_swap_ema_weights_evaluates_on_the_averages():
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(256, 5)).astype(np.float32)
+    y = x[:, :1] * 3.0
+    val = (x[:64], y[:64])
+    plain = _ema_model()  # (each model made just before its fit: the same shuffles)
+    hp = plain.fit(x, y, batch_size=32, epochs=2, verbose=0, validation_data=val)
+    swapped = _ema_model()
+    seen = []
+    record = densitron.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: seen.append(swapped.get_weights()))
+    hs = swapped.fit(x, y, batch_size=32, epochs=2, verbose=0, validation_data=val,
+                     callbacks=[densitron.callbacks.SwapEMAWeights(), record])
+    assert hs.history["loss"] == hp.history["loss"]  # training itself is untouched
+    assert hs.history["val_loss"] != hp.history["val_loss"]
+    # the last validation ran on the averages, which fit's end puts in the model
+    assert swapped.evaluate(*val, verbose=0) == pytest.approx(hs.history["val_loss"][-1],
+                                                              rel=1e-6)
+    for a, b in zip(swapped.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # during the epochs the trained weights were in the model, not the averages
+    assert any(np.any(a != b) for a, b in zip(seen[-1], swapped.get_weights()))
+
+    # swap_on_epoch: from each epoch's end the averages are in the model; training resumes
+    # from the trained weights, and ends on the averages
+    on_epoch = _ema_model()
+    seen.clear()
+    record = densitron.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: seen.append(on_epoch.get_weights()))
+    he = on_epoch.fit(x, y, batch_size=32, epochs=2, verbose=0,
+                      callbacks=[densitron.callbacks.SwapEMAWeights(swap_on_epoch=True), record])
+    assert he.history["loss"] == hp.history["loss"]
+    for a, b in zip(seen[-1], plain.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(on_epoch.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+    # predict with the callback: the averages' predictions, the weights as they were after
+    trained = _ema_model()
+    trained.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    before = [w + 0.01 for w in trained.get_weights()]  # (fit ended on the averages: off them)
+    trained.set_weights(before)
+    averages = trained.predict(x, verbose=0, callbacks=[densitron.callbacks.SwapEMAWeights()])
+    for a, b in zip(trained.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(averages, trained.predict(x, verbose=0))
+    with pytest.raises(ValueError, match="use_ema.*Received"):
+        model = densitron.Sequential([densitron.Input((5,)), densitron.layers.Dense(1)])
+        model.compile(optimizer="adam", loss="mse")
+        model.fit(x, y, epochs=1, verbose=0, validation_data=val,
+                  callbacks=[densitron.callbacks.SwapEMAWeights()])

@@ -4,8 +4,8 @@ from densitron.callbacks.callback import Callback, CallbackList, History, Progba
 from densitron.callbacks.files import BackupAndRestore, CSVLogger, ModelCheckpoint
 from densitron.callbacks.tensorboard import TensorBoard
 from densitron.callbacks.training import (EarlyStopping, LambdaCallback, LearningRateScheduler,
-                                          ReduceLROnPlateau, TerminateOnNaN)
+                                          ReduceLROnPlateau, SwapEMAWeights, TerminateOnNaN)
 
 __all__ = ["BackupAndRestore", "CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History",
            "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "ProgbarLogger",
-           "ReduceLROnPlateau", "TensorBoard", "TerminateOnNaN"]
+           "ReduceLROnPlateau", "SwapEMAWeights", "TensorBoard", "TerminateOnNaN"]

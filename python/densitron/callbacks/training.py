@@ -193,3 +193,50 @@ class LambdaCallback(Callback):
         for name, fn in hooks.items():
             if fn is not None:
                 setattr(self, name, fn)
+
+
+class SwapEMAWeights(Callback):
+    """Keras's SwapEMAWeights: with an optimizer's `use_ema=True`, evaluation (fit's
+    validation, evaluate, predict) runs on the weights' moving averages, the trained weights
+    swapped back after it; with `swap_on_epoch=True` the averages are in the model from each
+    epoch's end (so callbacks such as ModelCheckpoint save them) to the next epoch's start, and
+    training ends on them. (Keras forgets to swap back after predict; densitron does swap.)"""
+
+    def __init__(self, swap_on_epoch=False):
+        super().__init__()
+        self.swap_on_epoch = swap_on_epoch
+        self._ema_weights_in_model = False
+
+    def _optimizer(self):
+        optimizer = self.model.optimizer
+        if not getattr(optimizer, "use_ema", False):
+            raise ValueError("SwapEMAWeights must be used when `use_ema=True` is set on the "
+                             f"optimizer. Received: use_ema={getattr(optimizer, 'use_ema', None)}")
+        return optimizer
+
+    def _swap(self, into_model):
+        if self._ema_weights_in_model != into_model:
+            self._optimizer()._swap_averages(self.model.trainable_weights)
+            self._ema_weights_in_model = into_model
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.swap_on_epoch:
+            self._swap(False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.swap_on_epoch and not self._ema_weights_in_model:
+            self._swap(True)
+            if epoch == self.params["epochs"] - 1:  # fit's final averages are these weights
+                self._optimizer()._averages_take_values(self.model.trainable_weights)
+
+    def on_test_begin(self, logs=None):
+        self._swap(True)
+
+    def on_test_end(self, logs=None):
+        self._swap(False)
+
+    def on_predict_begin(self, logs=None):
+        self._swap(True)
+
+    def on_predict_end(self, logs=None):
+        self._swap(False)

@@ -211,18 +211,41 @@ class Optimizer:
         ema = last - (accumulator >= 0) if self.use_ema else -1
         return ema, accumulator
 
-    def finalize_variable_values(self, var_list):
-        """Keras's end of training: with use_ema, each variable of var_list takes its moving
-        average (fit calls it when it ends)."""
-        if not self.use_ema:
-            return
+    def _for_each_average(self, var_list, fn):
+        """fn(graph, slot, engine parameter, variable) for each trainable variable of var_list
+        and use_ema's average of it in each engine graph using this optimizer."""
         slot = self._extra_slots()[0]
         for graph in self._graphs:
             index = {id(v): p for p, v in enumerate(self._params_of.get(id(graph), ()))}
             for v in var_list:
                 p = index.get(id(v))
-                if p is not None and v.trainable:  # (in place: the engine holds the array)
-                    v._value[...] = graph.get_slot(slot, p).reshape(v.shape)
+                if p is not None and v.trainable:
+                    fn(graph, slot, p, v)
+
+    def finalize_variable_values(self, var_list):
+        """Keras's end of training: with use_ema, each variable of var_list takes its moving
+        average (fit calls it when it ends)."""
+        if not self.use_ema:
+            return
+
+        def take(graph, slot, p, v):  # (in place: the engine holds the array)
+            v._value[...] = graph.get_slot(slot, p).reshape(v.shape)
+
+        self._for_each_average(var_list, take)
+
+    def _swap_averages(self, var_list):
+        """use_ema's averages and the variables of var_list trade values (SwapEMAWeights)."""
+        def swap(graph, slot, p, v):
+            held = v._value.copy()
+            v._value[...] = graph.get_slot(slot, p).reshape(v.shape)
+            graph.set_slot(slot, p, held.ravel())
+
+        self._for_each_average(var_list, swap)
+
+    def _averages_take_values(self, var_list):
+        """use_ema's averages take the variables' values (Keras's _finalize_ema_values)."""
+        self._for_each_average(
+            var_list, lambda graph, slot, p, v: graph.set_slot(slot, p, v._value.ravel()))
 
     def _slot_initial_value(self, slot):
         """The value engine slot `slot` starts from (as the engine's
