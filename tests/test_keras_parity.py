@@ -957,21 +957,34 @@ def _custom_loss(name, o):
         return weighted_bce
     if name == "batch_mean":
         return lambda t, p: o.mean(o.abs(t - p) / (1.0 + o.square(t)))
+    if name == "huber_where":
+        def huber_where(t, p):
+            e = o.abs(t - p)
+            return o.mean(o.where(e < 0.5, 0.5 * o.square(e), 0.5 * (e - 0.25)), axis=-1)
+        return huber_where
+    if name == "sparse_focal":  # sparse labels made one-hot in the loss; a slice of the output
+        def sparse_focal(t, p):
+            y = o.one_hot(o.cast(o.squeeze(t, axis=-1), "int32"), 3)
+            q = o.clip(p, 1e-7, 1.0 - 1e-7)
+            return -o.sum(y * o.square(1.0 - q) * o.log(q), axis=-1) + 0.1 * p[..., 0]
+        return sparse_focal
     return lambda t, p: o.sum(o.square(t - p)) * 0.1
 
 
-@pytest.mark.parametrize("name", ["pinball", "weighted_bce", "batch_mean", "batch_sum"])
+@pytest.mark.parametrize("name", ["pinball", "weighted_bce", "batch_mean", "batch_sum",
+                                  "huber_where", "sparse_focal"])
 def test_evaluate_loss_functions_written_in_python(name):
     # The same function written with keras.ops and with densitron.ops: Keras runs it, densitron
     # traces it into its engine; plain and weighted, by batches of 16 (the last smaller); with
     # a metric function beside it.
-    activation = "sigmoid" if name == "weighted_bce" else None
+    activation = {"weighted_bce": "sigmoid", "sparse_focal": "softmax"}.get(name)
     kmodel = _classifier(KERAS, 3, activation)
     dmodel = _classifier(DENS, 3, activation)
     _check_weights_move(kmodel, dmodel)
     x = _x(70, 6, seed=45)
     y = (_labels("binary_crossentropy", 70, 3, seed=46) if name == "weighted_bce"
-         else _x(70, 3, seed=46))
+         else _labels("sparse_categorical_crossentropy", 70, 3, seed=46)[:, None]
+         .astype(np.float32) if name == "sparse_focal" else _x(70, 3, seed=46))
     w = np.random.default_rng(47).random(70).astype(np.float32)
     def rel_error(o):  # a metric function, plain and weighted
         def rel_error(t, p):
@@ -979,8 +992,9 @@ def test_evaluate_loss_functions_written_in_python(name):
         return rel_error
 
     for model, o in ((kmodel, keras.ops), (dmodel, densitron.ops)):
-        model.compile(optimizer="sgd", loss=_custom_loss(name, o), metrics=["mae", rel_error(o)],
-                      weighted_metrics=[rel_error(o)])
+        metrics = ["accuracy"] if name == "sparse_focal" else ["mae", rel_error(o)]
+        model.compile(optimizer="sgd", loss=_custom_loss(name, o), metrics=metrics,
+                      weighted_metrics=[] if name == "sparse_focal" else [rel_error(o)])
     _evaluate_alike(kmodel, dmodel, x, y, 16)
     _evaluate_alike(kmodel, dmodel, x, y, 16, w)
 

@@ -153,3 +153,37 @@ def test_constant_arrays_along_the_last_axis():
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match="last axis.*Received"):
         inp * np.ones((2, 3), np.float32)
+
+
+def test_comparisons_where_slices_and_shapes():
+    rng = np.random.default_rng(7)
+    inp = Input((2, 6))
+    t = inp
+    outs = [t > 0.2, t <= -0.1, ops.greater_equal(0.5, t), ops.equal(t, t), ops.not_equal(t, 0.0),
+            ops.where(t > 0.0, ops.square(t), -t), t[..., 1:4], t[..., -1],
+            t[..., ::2], ops.squeeze(ops.expand_dims(t, 1), axis=1),
+            ops.reshape(t, (-1, 3, 4)), ops.one_hot(ops.clip(t * 3.0 + 3.0, 0.0, 5.0), 6)]
+    model = Model(inp, [o if len(o.shape) > 1 else ops.expand_dims(o, -1) for o in outs])
+    x = rng.normal(size=(5, 2, 6)).astype(np.float32)
+    x[0, 0, 0] = 0.0
+    got = model.predict(x, verbose=0)
+    ids = np.clip(x * 3 + 3, 0, 5).astype(np.int64)
+    want = [x > 0.2, x <= -0.1, 0.5 >= x, x == x, x != 0, np.where(x > 0, x * x, -x),
+            x[..., 1:4], x[..., -1:], x[..., ::2], x, x.reshape(5, 3, 4), np.eye(6)[ids]]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, np.asarray(w, np.float32).reshape(g.shape), rtol=1e-6)
+    # on arrays: NumPy's
+    np.testing.assert_array_equal(ops.one_hot(np.array([2, 0, 7]), 3),
+                                  [[0, 0, 1], [1, 0, 0], [0, 0, 0]])
+    np.testing.assert_array_equal(ops.where(x > 0, 1.0, 0.0), (x > 0).astype(np.float32))
+    # gradients through where and a slice (comparisons pass none)
+    inp2 = Input((4,))
+    h = layers.Dense(6)(inp2)
+    e = h[..., 1:5]
+    out = layers.Dense(1)(ops.where(ops.abs(e) < 0.5, 0.5 * ops.square(e),
+                                    0.5 * (ops.abs(e) - 0.25)) + h[:, 0:4])
+    fd_check(Model(inp2, out), rng.normal(size=(6, 4)), rng.normal(size=(6, 1)), "mse")
+    for call in (lambda: inp[0], lambda: inp[:, 0], lambda: ops.squeeze(inp, 0),
+                 lambda: ops.reshape(inp, (5, 12)), lambda: inp[..., 6:]):
+        with pytest.raises((ValueError, TypeError), match="Received"):
+            call()

@@ -6,10 +6,11 @@ import numpy as np
 from densitron import _core
 
 __all__ = ["abs", "absolute", "add", "cast", "clip", "convert_to_numpy", "convert_to_tensor",
-           "divide", "elu", "exp", "gelu", "log", "log1p", "matmul", "maximum", "mean",
-           "minimum", "multiply", "negative", "power", "relu", "selu", "sigmoid", "silu",
-           "softmax", "softplus", "sqrt", "square", "subtract", "sum", "swish", "tanh",
-           "true_divide"]
+           "divide", "elu", "equal", "exp", "expand_dims", "gelu", "greater", "greater_equal",
+           "less", "less_equal", "log", "log1p", "log_softmax", "matmul", "maximum", "mean",
+           "minimum", "multiply", "negative", "not_equal", "one_hot", "power", "relu",
+           "reshape", "selu", "sigmoid", "silu", "softmax", "softplus", "sqrt", "square",
+           "squeeze", "subtract", "sum", "swish", "tanh", "true_divide", "where"]
 
 _NUMERIC_KINDS = "biuf"
 _ndarray = np.ndarray
@@ -93,6 +94,7 @@ swish = _activation("swish")
 elu = _activation("elu")
 selu = _activation("selu")
 softplus = _activation("softplus")
+log_softmax = _activation("log_softmax")
 
 
 def add(x1, x2):
@@ -316,3 +318,115 @@ def cast(x, dtype):
     if _symbolic(x):
         return x
     return np.asarray(x).astype(dtype)
+
+
+# --- comparisons, selection and shapes ----------------------------------------------------------
+
+def _comparison(name, numpy_fn):
+    def op(x1, x2):
+        from densitron.layers.layer import KerasTensor
+
+        if not _symbolic(x1, x2):
+            return numpy_fn(np.asarray(x1, dtype=np.float32), np.asarray(x2, dtype=np.float32))
+        if isinstance(x1, KerasTensor) and isinstance(x2, KerasTensor):
+            return _math(name, x1 - x2, 0.0)  # (the difference against 0)
+        if isinstance(x1, KerasTensor):
+            return _math(name, x1, _number(x2, "x2"))
+        flipped = {"greater": "less", "less": "greater", "greater_equal": "less_equal",
+                   "less_equal": "greater_equal"}.get(name, name)
+        return _math(flipped, x2, _number(x1, "x1"))
+
+    op.__name__ = name
+    op.__doc__ = (f"{name}(x1, x2) elementwise: on symbolic tensors 1.0 where it holds, else 0.0 "
+                  "(no gradient, a float mask for where() or arithmetic); on arrays NumPy's.")
+    return op
+
+
+greater = _comparison("greater", np.greater)
+greater_equal = _comparison("greater_equal", np.greater_equal)
+less = _comparison("less", np.less)
+less_equal = _comparison("less_equal", np.less_equal)
+equal = _comparison("equal", np.equal)
+not_equal = _comparison("not_equal", np.not_equal)
+
+
+def where(condition, x1, x2):
+    """x1 where condition holds, else x2: on symbolic tensors, with a condition of 1.0/0.0
+    (a comparison's), condition·x1 + (1 - condition)·x2 (each branch takes the gradient where
+    it is chosen; a NaN or infinity in the other branch still shows through)."""
+    if not _symbolic(condition, x1, x2):
+        return np.where(np.asarray(condition), np.asarray(x1, dtype=np.float32),
+                        np.asarray(x2, dtype=np.float32))
+    from densitron.layers.layer import KerasTensor
+
+    if not isinstance(condition, KerasTensor):
+        raise TypeError("On symbolic tensors, where() takes a symbolic condition (a "
+                        f"comparison's). Received: condition={condition!r}")
+    return condition * x1 + (1.0 - condition) * x2
+
+
+def _reshaped(x, shape):
+    from densitron.layers import Reshape
+
+    return Reshape(tuple(shape))(x) if tuple(shape) != tuple(x.shape[1:]) else x
+
+
+def reshape(x, newshape):
+    """x in a new shape; on a symbolic tensor the first axis (the batch's) stays: -1 or None."""
+    if not _symbolic(x):
+        return np.reshape(np.asarray(x), newshape)
+    shape = tuple(newshape)
+    if not shape or shape[0] not in (-1, None):
+        raise ValueError("On a symbolic tensor, reshape() keeps the batch axis first (-1 or "
+                         f"None). Received: newshape={newshape!r}")
+    return _reshaped(x, shape[1:])
+
+
+def _axis(x, axis, extra=0):
+    rank = len(x.shape) + extra
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or \
+            not -rank <= axis < rank or axis % rank == 0:
+        raise ValueError(f"On a symbolic tensor, `axis` must name an axis other than the "
+                         f"batch's. Received: axis={axis!r} for a tensor of shape {x.shape}")
+    return int(axis) % rank
+
+
+def squeeze(x, axis=None):
+    """x without its axes of size 1 (axis None: all but the batch's)."""
+    if not _symbolic(x):
+        return np.squeeze(np.asarray(x), axis=axis)
+    shape = list(x.shape[1:])
+    if axis is None:
+        return _reshaped(x, [d for d in shape if d != 1])
+    a = _axis(x, axis) - 1
+    if shape[a] != 1:
+        raise ValueError(f"Cannot squeeze axis {axis} of size {shape[a]}. Received: axis={axis}")
+    return _reshaped(x, shape[:a] + shape[a + 1:])
+
+
+def expand_dims(x, axis):
+    """x with a new axis of size 1 at `axis`."""
+    if not _symbolic(x):
+        return np.expand_dims(np.asarray(x), axis)
+    a = _axis(x, axis, extra=1) - 1
+    shape = list(x.shape[1:])
+    return _reshaped(x, shape[:a] + [1] + shape[a:])
+
+
+def one_hot(x, num_classes):
+    """Each value of x (a class id; truncated, as cast to int) as a row of num_classes with 1
+    at it (none for an id outside [0, num_classes)): shape x.shape + (num_classes,). No
+    gradient."""
+    if not _symbolic(x):
+        ids = np.asarray(x).astype(np.int64)
+        out = np.zeros(ids.shape + (num_classes,), np.float32)
+        ok = (ids >= 0) & (ids < num_classes)
+        np.put_along_axis(out, np.where(ok, ids, 0)[..., None], ok[..., None].astype(np.float32),
+                          axis=-1)
+        return out
+    from densitron.layers import CategoryEncoding
+
+    shape = tuple(x.shape[1:])
+    column = _reshaped(x, (int(np.prod(shape)) if shape else 1, 1))
+    return _reshaped(CategoryEncoding(int(num_classes), output_mode="one_hot")(column),
+                     (*shape, int(num_classes)))

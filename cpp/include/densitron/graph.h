@@ -85,6 +85,13 @@ enum class MathOp : int {
   kPower = 7,       // x^a
   kDivideBy = 8,    // x / a
   kDivideInto = 9,  // a / x
+  // comparisons with a: 1 where true, else 0 (no gradient)
+  kGreater = 10,
+  kGreaterEqual = 11,
+  kLess = 12,
+  kLessEqual = 13,
+  kEqual = 14,
+  kNotEqual = 15,
 };
 
 struct NodeSpec {

@@ -202,7 +202,7 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
       case OpType::kMath:
         need_inputs(1);
         if (in0->width != node.width || node.iattrs.size() != 1 || node.iattrs[0] < 0 ||
-            node.iattrs[0] > static_cast<int64_t>(MathOp::kDivideInto) || node.fattrs.size() != 2)
+            node.iattrs[0] > static_cast<int64_t>(MathOp::kNotEqual) || node.fattrs.size() != 2)
           bad("math op attributes: {op}, {a, b}");
         break;
       case OpType::kDivide: {
@@ -664,14 +664,6 @@ void Graph::begin_batch(const Step& st, const DataRefs& data, bool targets,
       const int node = inputs_[k];
       out_[node] = perm ? gathered_x(par, k) : data.x[k] + start * nodes_[node].width;
     }
-    for (size_t i = 0; i < nodes_.size(); ++i) {
-      const NodeSpec& node = nodes_[i];
-      if (node.op == OpType::kInput) continue;
-      const bool noop_random = (node.op == OpType::kDropout || node.op == OpType::kGaussianNoise) &&
-                               (!st.training || node.fattrs[0] == 0.0);
-      out_[i] = (node.op == OpType::kReshape || noop_random) ? out_[node.inputs[0]]
-                                                              : out_buf_[i].data();
-    }
     if (targets) {
       for (size_t k = 0; k < output_specs_.size(); ++k) {
         target_[k] = perm ? gathered_target(par, k)
@@ -679,8 +671,18 @@ void Graph::begin_batch(const Step& st, const DataRefs& data, bool targets,
         const float* sw = k < data.w.size() ? data.w[k] : nullptr;
         weight_[k] = sw == nullptr ? nullptr : (perm ? gathered_weight(par, k) : sw + start);
       }
-      for (size_t i = 0; i < nodes_.size(); ++i)  // a loss function's y_true: the targets
-        if (nodes_[i].op == OpType::kTarget) out_[i] = target_[nodes_[i].iattrs[0]];
+    }
+    for (size_t i = 0; i < nodes_.size(); ++i) {  // (in order: a reshape takes its input's)
+      const NodeSpec& node = nodes_[i];
+      if (node.op == OpType::kInput) continue;
+      if (node.op == OpType::kTarget) {  // a loss function's y_true: the targets
+        out_[i] = targets ? target_[node.iattrs[0]] : nullptr;
+        continue;
+      }
+      const bool noop_random = (node.op == OpType::kDropout || node.op == OpType::kGaussianNoise) &&
+                               (!st.training || node.fattrs[0] == 0.0);
+      out_[i] = (node.op == OpType::kReshape || noop_random) ? out_[node.inputs[0]]
+                                                              : out_buf_[i].data();
     }
     claimed_[par ^ 1].store(0, std::memory_order_relaxed);  // the next batch's, see solo_barrier
   }

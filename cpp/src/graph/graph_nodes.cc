@@ -72,6 +72,24 @@ void math_forward(MathOp op, float a, float b, const float* __restrict x, float*
     case MathOp::kDivideInto:
       for (int64_t j = 0; j < n; ++j) y[j] = a / x[j];
       return;
+    case MathOp::kGreater:
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j] > a ? 1.0f : 0.0f;
+      return;
+    case MathOp::kGreaterEqual:
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j] >= a ? 1.0f : 0.0f;
+      return;
+    case MathOp::kLess:
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j] < a ? 1.0f : 0.0f;
+      return;
+    case MathOp::kLessEqual:
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j] <= a ? 1.0f : 0.0f;
+      return;
+    case MathOp::kEqual:
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j] == a ? 1.0f : 0.0f;
+      return;
+    case MathOp::kNotEqual:
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j] != a ? 1.0f : 0.0f;
+      return;
   }
 }
 
@@ -110,6 +128,9 @@ void math_backward(MathOp op, float a, float b, const float* __restrict x,
       return;
     case MathOp::kDivideInto:  // -a / x² = -y / x
       for (int64_t j = 0; j < n; ++j) g[j] = -dy[j] * (y[j] / x[j]);
+      return;
+    default:  // the comparisons: no gradient
+      std::fill(g, g + n, 0.0f);
       return;
   }
 }

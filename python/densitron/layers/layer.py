@@ -124,6 +124,50 @@ class KerasTensor:
 
         return ops.abs(self)
 
+    # Comparisons give 1.0/0.0 masks (ops.greater...); == and != stay Python's identity.
+    def __gt__(self, other):
+        from densitron import ops
+
+        return ops.greater(self, other)
+
+    def __ge__(self, other):
+        from densitron import ops
+
+        return ops.greater_equal(self, other)
+
+    def __lt__(self, other):
+        from densitron import ops
+
+        return ops.less(self, other)
+
+    def __le__(self, other):
+        from densitron import ops
+
+        return ops.less_equal(self, other)
+
+    __hash__ = object.__hash__
+
+    def __getitem__(self, key):
+        """x[..., a:b], x[:, a:b] (rank 2) or x[..., i]: a slice of the last axis."""
+        from densitron.layers.math_ops import Slice
+
+        keys = key if isinstance(key, tuple) else (key,)
+        rank = len(self.shape)
+        if keys and keys[0] is Ellipsis:
+            keys = keys[1:]
+        elif len(keys) == rank and all(k == slice(None) for k in keys[:-1]):
+            keys = keys[-1:]
+        else:
+            keys = ()
+        if len(keys) == 1 and isinstance(keys[0], slice):
+            k = keys[0]
+            return Slice(k.start, k.stop, k.step)(self)
+        if len(keys) == 1 and isinstance(keys[0], (int, np.integer)) and \
+                not isinstance(keys[0], bool):
+            return Slice(index=int(keys[0]))(self)
+        raise TypeError("A symbolic tensor is indexed along its last axis only: x[..., a:b], "
+                        f"x[..., i], or x[:, a:b] for rank 2. Received: key={key!r}")
+
     def __neg__(self):
         return self._arith(-1.0, "mul")
 

@@ -1,16 +1,19 @@
-"""The layers that Keras's elementwise math and reductions on symbolic tensors become in a
-traced call() or loss (densitron.ops.square(x), ops.mean(x, axis=-1), x / y, ...): each is one
-engine node, computed in float as Keras computes it, with its gradient."""
+"""The layers that Keras's elementwise math, comparisons, reductions and last-axis slices on
+symbolic tensors become in a traced call() or loss (densitron.ops.square(x), ops.mean(x,
+axis=-1), x / y, x > 0, x[..., 1:3], ...): each is one engine node, computed in float as Keras
+computes it, with its gradient (none for a comparison)."""
 
 import numpy as np
 
 from densitron.layers.layer import Layer, engine_node
 from densitron.layers.merging import _Merge
+from densitron.layers.reshaping import _IndexMap
 
 _MATH, _DIVIDE, _POOL = 25, 26, 16  # densitron::OpType
 # densitron::MathOp
 MATH_OPS = {"square": 0, "abs": 1, "sqrt": 2, "log": 3, "exp": 4, "log1p": 5, "clip": 6,
-            "power": 7, "divide_by": 8, "divide_into": 9}
+            "power": 7, "divide_by": 8, "divide_into": 9, "greater": 10, "greater_equal": 11,
+            "less": 12, "less_equal": 13, "equal": 14, "not_equal": 15}
 
 
 class MathOp(Layer):
@@ -81,3 +84,42 @@ class Reduce(Layer):
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode, "keepdims": self.keepdims}
+
+
+class Slice(_IndexMap):
+    """x[..., start:stop:step] along the last axis, or x[..., index] (that axis dropped)."""
+
+    def __init__(self, start=None, stop=None, step=None, index=None, **kwargs):
+        super().__init__(**kwargs)
+        self.start, self.stop, self.step, self.index = start, stop, step, index
+
+    def _picked(self, last):
+        if self.index is not None:
+            if not -last <= self.index < last:
+                raise ValueError(f"Index {self.index} is out of range for a last axis of "
+                                 f"{last}. Received: index={self.index}")
+            return [self.index % last]
+        picked = list(range(last))[slice(self.start, self.stop, self.step)]
+        if not picked:
+            raise ValueError(f"The slice [{self.start}:{self.stop}:{self.step}] of a last axis "
+                             f"of {last} is empty. Received: that slice")
+        return picked
+
+    def _check_inputs(self, input_shape):
+        self._check_single(input_shape, min_rank=2)
+        self.compute_output_shape(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        picked = self._picked(input_shape[-1])
+        return tuple(input_shape[:-1]) if self.index is not None else \
+            (*input_shape[:-1], len(picked))
+
+    def _index_map(self, in_shape):
+        last = in_shape[-1]
+        rows = int(np.prod(in_shape[:-1])) if len(in_shape) > 1 else 1
+        picked = np.asarray(self._picked(last))
+        return (np.arange(rows)[:, None] * last + picked[None, :]).ravel()
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop,
+                "step": self.step, "index": self.index}
