@@ -42,8 +42,9 @@ enum class OpType : int {
   kEmbedding = 15,      // params {table (input_dim, output_dim)}; input holds integer ids
   kPool = 16,           // i {outer, length, inner, max[, masked]}: each sample's (outer,
                         // length, inner) values reduced over length, to their mean (max 0),
-                        // maximum (max 1) or sum (max 2, ops.sum); masked: the mean over the steps whose id in input 1
-                        // (a model Input of `length` ids a sample) is not 0
+                        // maximum (max 1) or sum (max 2, ops.sum); masked: the mean over the
+                        // steps whose id in input 1 (a model Input of `length` ids a sample)
+                        // is not 0
   kStandardize = 17,    // i {invert, features}; params {mean, variance} (then a = mean,
                         // b = max(sqrt(variance), 1e-7)) or none, with f {a..., b...}: feature
                         // c = j mod features of each value j is (x - a_c) / b_c, or with invert

@@ -103,49 +103,31 @@ class KerasTensor:
 
     # Division, powers and abs: the engine's math ops (densitron.ops.divide, power, abs).
     def __truediv__(self, other):
-        from densitron import ops
-
         if isinstance(other, KerasTensor) or _is_number(other):
-            return ops.divide(self, other)
+            return _ops().divide(self, other)
         return NotImplemented
 
     def __rtruediv__(self, other):
-        from densitron import ops
-
-        return ops.divide(other, self) if _is_number(other) else NotImplemented
+        return _ops().divide(other, self) if _is_number(other) else NotImplemented
 
     def __pow__(self, other):
-        from densitron import ops
-
-        return ops.power(self, other) if _is_number(other) else NotImplemented
+        return _ops().power(self, other) if _is_number(other) else NotImplemented
 
     def __abs__(self):
-        from densitron import ops
+        return _ops().abs(self)
 
-        return ops.abs(self)
-
-    # Comparisons give 1.0/0.0 masks (ops.greater...); == and != stay Python's identity.
+    # Comparisons give 1.0/0.0 masks (ops.greater...; == and != stay Python's identity).
     def __gt__(self, other):
-        from densitron import ops
-
-        return ops.greater(self, other)
+        return _ops().greater(self, other)
 
     def __ge__(self, other):
-        from densitron import ops
-
-        return ops.greater_equal(self, other)
+        return _ops().greater_equal(self, other)
 
     def __lt__(self, other):
-        from densitron import ops
-
-        return ops.less(self, other)
+        return _ops().less(self, other)
 
     def __le__(self, other):
-        from densitron import ops
-
-        return ops.less_equal(self, other)
-
-    __hash__ = object.__hash__
+        return _ops().less_equal(self, other)
 
     def __getitem__(self, key):
         """x[..., a:b], x[:, a:b] (rank 2) or x[..., i]: a slice of the last axis."""
@@ -176,6 +158,12 @@ class KerasTensor:
             "A symbolic KerasTensor cannot be converted to a NumPy array: it has no value until "
             f"a model runs. Received: {self!r}"
         )
+
+
+def _ops():
+    from densitron import ops  # (ops builds layers: imported when first used)
+
+    return ops
 
 
 def _plain_list(v):
@@ -439,8 +427,9 @@ class Layer:
         except (TypeError, AttributeError) as e:
             raise TypeError(
                 f"Layer {self.name} ({type(self).__name__}): densitron runs call() on symbolic "
-                "tensors, so it may only call densitron layers on them (and use +, -, * "
-                f"between tensors or with numbers). Received: {type(e).__name__}: {e}") from e
+                "tensors, so it may only call densitron layers and densitron.ops on them (and "
+                "use arithmetic between tensors or with numbers). "
+                f"Received: {type(e).__name__}: {e}") from e
         outs = (list(out.values()) if isinstance(out, dict)
                 else list(out) if isinstance(out, (list, tuple)) else [out])
         if not outs or not all(isinstance(t, KerasTensor) for t in outs):

@@ -155,15 +155,7 @@ class LossFunctionWrapper(Loss):
         return self.fn(y_true, y_pred, **self._fn_kwargs)
 
     def get_config(self):
-        return {**super().get_config(), "fn": _function_name(self.fn), **self._fn_kwargs}
-
-
-def _function_name(fn):
-    """The name a loss function is saved (and looked up) by: its registered name, or its own."""
-    for key, obj in serialization.get_custom_objects().items():
-        if obj is fn and ">" in key:
-            return key
-    return getattr(fn, "__name__", repr(fn))
+        return {**super().get_config(), "fn": serialization.registered_name(self.fn), **self._fn_kwargs}
 
 
 def traced_function(loss):
@@ -545,13 +537,12 @@ def serialize(loss):
     function by its (registered) name, to be found again through custom_objects."""
     if isinstance(loss, str) or loss is None:
         return loss
-    if isinstance(loss, LossFunctionWrapper):
-        return _function_name(loss.fn)
-    if (callable(loss) and not isinstance(loss, (type, Loss)) and
-            not any(loss is f for f in _FUNCTIONS)):
-        return _function_name(loss)
     if any(loss is f for f in _FUNCTIONS):
         return loss.__name__
+    if isinstance(loss, LossFunctionWrapper):
+        return serialization.registered_name(loss.fn)
+    if callable(loss) and not isinstance(loss, (type, Loss)):  # a function of the user's
+        return serialization.registered_name(loss)
     return serialization.serialize(get(loss))  # a Loss class given uninstantiated too
 
 

@@ -736,9 +736,8 @@ class MeanMetricWrapper(Metric):
         return np.float32(state[0][0] / state[1])
 
     def get_config(self):
-        from densitron.losses import _function_name
-
-        return {**super().get_config(), "fn": _function_name(self.fn), **self._fn_kwargs}
+        return {**super().get_config(), "fn": serialization.registered_name(self.fn),
+                **self._fn_kwargs}
 
 
 class R2Score(Metric):
@@ -1001,10 +1000,9 @@ def get(identifier):
     if callable(identifier) and not isinstance(identifier, type):
         return MeanMetricWrapper(identifier)
     raise ValueError(
-        "densitron computes metrics in its C++ engine: pass metric names such as 'accuracy', "
-        f"densitron.metrics objects ({', '.join(sorted(_CLASSES))}) or its functions (such as "
-        "densitron.metrics.sparse_categorical_accuracy); metrics written in Python are not "
-        f"supported. Received: metric={identifier!r}")
+        "Could not interpret metric identifier: pass metric names such as 'accuracy', "
+        f"densitron.metrics objects ({', '.join(sorted(_CLASSES))}) or a function of "
+        f"(y_true, y_pred). Received: metric={identifier!r}")
 
 
 def is_custom(identifier):
@@ -1044,9 +1042,7 @@ def serialize(metric):
         return metric
     metric = get(metric)
     if isinstance(metric, MeanMetricWrapper):
-        from densitron.losses import _function_name
-
-        return _function_name(metric.fn)
+        return serialization.registered_name(metric.fn)
     return serialization.serialize(metric)
 
 

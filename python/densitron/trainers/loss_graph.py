@@ -41,10 +41,11 @@ def _traced(fn, y_true, y_pred, name):
 
 
 def loss_node_specs(model, k, loss, target_shape, specs, param_index):
-    """Appends to `specs` (the model's engine node specs) the nodes of loss `fn` on model
-    output k (a loss or metric object written in Python) with targets of `target_shape`; returns the index of the node holding its values
-    and how the function reduced them (0: per sample; 1, 2: the batch's mean, sum). A ValueError when the function reads anything but y_true and y_pred, or makes a
-    layer with weights."""
+    """Appends to `specs` (the model's engine node specs) the nodes of `loss` (a loss or metric
+    object written in Python) on model output k with targets of `target_shape`; returns the
+    index of the node holding its values and how the function reduced them (0: per sample; 1,
+    2: the batch's mean, sum). A ValueError when the function reads anything but y_true and
+    y_pred, or makes a layer with weights."""
     fn, name = loss.call, loss.name  # (a loss function's, a Loss subclass's, a metric's)
     target_layer = _Targets(k, name=f"y_true_{k}")
     target_node = Node(target_layer, [], [])

@@ -2,6 +2,7 @@
 engine runs whole runs of batches per call (forward, loss, backward, update, metrics) with the
 GIL released, so Python's cost is per call, not per batch."""
 
+import collections
 import math
 import time
 
@@ -23,6 +24,15 @@ from densitron.utils.rng import global_generator
 # every 0.05 s; silent runs use longer calls, still short enough for Ctrl-C to stop promptly.
 _CALL_SECONDS_VERBOSE = 0.05
 _CALL_SECONDS_SILENT = 0.25
+
+
+# One output spec of the engine, in the order the binding's compile reads it (bind_graph.cc):
+# the node, loss id, loss weight, target values a sample, metric specs, the loss's argument,
+# the focal losses' extra arguments, ignore_class, and for a loss or metric function's values
+# the model output they belong to (else -1) and whether its sample weights apply.
+_EngineOutput = collections.namedtuple(
+    "_EngineOutput", "node loss weight target_width metrics param extra ignore_class loss_of "
+                     "weighted")
 
 
 def _losses_per_output(loss, names):
@@ -254,30 +264,32 @@ class Trainer:
             if k in traced:  # the output keeps its metrics; its loss node follows the outputs
                 engine_id, width = losses_mod._NO_LOSS, math.prod(shapes[k][1:])
                 loss_node, batch_reduced = self._loss_nodes[k]
-                loss_outputs.append((loss_node, losses_mod._MEAN_OF_VALUES,
-                                     self._loss_weights[k], 0, [], float(batch_reduced),
-                                     loss._extra, None, k, True))
+                loss_outputs.append(_EngineOutput(
+                    loss_node, losses_mod._MEAN_OF_VALUES, self._loss_weights[k], 0, [],
+                    float(batch_reduced), loss._extra, None, k, True))
             elif any(m[0] == k for m in self._traced_metrics):  # targets of any shape
                 width = math.prod(shapes[k][1:])
-            outputs.append((node, engine_id, self._loss_weights[k], width, metric_specs[k],
-                            loss._param, loss._extra, loss._ignored(), -1, False))
+            outputs.append(_EngineOutput(node, engine_id, self._loss_weights[k], width,
+                                         metric_specs[k], loss._param, loss._extra,
+                                         loss._ignored(), -1, False))
         # where each output's loss sum, and each metric function's sum, comes back among the
         # engine's outputs (a metric function's values: loss weight 0, no gradient)
         self._loss_sum_index = list(range(len(outputs)))
         for j, spec in enumerate(loss_outputs):
-            self._loss_sum_index[spec[8]] = len(outputs) + j
+            self._loss_sum_index[spec.loss_of] = len(outputs) + j
         outputs += loss_outputs
         self._metric_sum_index = []
         for j, (k, weighted, _) in enumerate(self._traced_metrics):
             self._metric_sum_index.append(len(outputs))
-            outputs.append((self._metric_nodes[j], losses_mod._MEAN_OF_VALUES, 0.0, 0, [], 0.0,
-                            losses_mod._FOCAL_DEFAULTS, None, k, weighted))
+            outputs.append(_EngineOutput(self._metric_nodes[j], losses_mod._MEAN_OF_VALUES, 0.0,
+                                         0, [], 0.0, losses_mod._FOCAL_DEFAULTS, None, k,
+                                         weighted))
         # Keras's hinge losses, a loss with ignore_class and a loss function reducing the batch
         # itself look at each batch as a whole: evaluate keeps the user's batches.
         self._batch_dependent = any(
-            losses_mod.depends_on_batch(o[1]) or o[7] is not None or
-            (o[1] == losses_mod._MEAN_OF_VALUES and o[5] != 0.0) or
-            any(not spec[0] and losses_mod.depends_on_batch(spec[3]) for spec in o[4])
+            losses_mod.depends_on_batch(o.loss) or o.ignore_class is not None or
+            (o.loss == losses_mod._MEAN_OF_VALUES and o.param != 0.0) or
+            any(not spec[0] and losses_mod.depends_on_batch(spec[3]) for spec in o.metrics)
             for o in outputs)
         trainable = self._param_trainable_flags()
         self._graph.compile(outputs, self.optimizer._engine_config(), trainable)

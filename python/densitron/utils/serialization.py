@@ -41,6 +41,15 @@ def get_custom_objects():
     return _registered
 
 
+def registered_name(fn):
+    """The name a function of the user's (a loss or metric) is saved and looked up by: its
+    registered "package>name", or its own name."""
+    for key, obj in _registered.items():
+        if obj is fn and ">" in key:
+            return key
+    return getattr(fn, "__name__", repr(fn))
+
+
 def _custom(name):
     return _custom_objects[-1].get(name) or _registered.get(name)
 
