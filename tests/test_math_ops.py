@@ -187,3 +187,33 @@ def test_comparisons_where_slices_and_shapes():
                  lambda: ops.reshape(inp, (5, 12)), lambda: inp[..., 6:]):
         with pytest.raises((ValueError, TypeError), match="Received"):
             call()
+
+
+def test_values_without_a_gradient_and_more_activations():
+    rng = np.random.default_rng(9)
+    inp = Input((7,))
+    h = layers.Dense(7)(inp)
+    fns = {"stop_gradient": (ops.stop_gradient, lambda v: v),
+           "sign": (ops.sign, np.sign), "floor": (lambda t: ops.floor(t * 3.0), lambda v: np.floor(v * 3)),
+           "ceil": (lambda t: ops.ceil(t * 3.0), lambda v: np.ceil(v * 3)),
+           "round": (lambda t: ops.round(t * 2.0), lambda v: np.round(v * 2)),
+           "relu6": (lambda t: ops.relu6(t * 5.0), lambda v: np.clip(v * 5, 0, 6)),
+           "leaky_relu": (ops.leaky_relu, lambda v: np.where(v > 0, v, 0.2 * v)),
+           "softsign": (ops.softsign, lambda v: v / (1 + np.abs(v)))}
+    model = Model(inp, [fn(h) for fn, _ in fns.values()])
+    x = rng.normal(size=(6, 7)).astype(np.float32)
+    x[0, :2] = 0.0
+    k, b = model.layers[1].get_weights()
+    hv = x.astype(np.float64) @ k + b
+    hv[0] = np.float32(hv[0])
+    for got, (name, (_, ref)) in zip(model.predict(x, verbose=0), fns.items()):
+        np.testing.assert_allclose(got, ref(hv), rtol=1e-5, atol=1e-6, err_msg=name)
+    np.testing.assert_array_equal(ops.round(np.array([0.5, 1.5, 2.5, -0.5])), [0, 2, 2, -0])
+    # no gradient through them: only the path around them trains the first Dense
+    for name in ("stop_gradient", "sign", "floor", "round"):
+        fn = fns[name][0]
+        model = Model(inp, layers.Dense(1)(fn(h)))
+        model.compile(optimizer="sgd", loss="mse")
+        grads = model._compute_gradients(x, rng.normal(size=(6, 1)))
+        assert not np.any(grads[0]) and not np.any(grads[1]), name
+        assert np.any(grads[2]), name

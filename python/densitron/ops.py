@@ -5,12 +5,14 @@ import numpy as np
 
 from densitron import _core
 
-__all__ = ["abs", "absolute", "add", "cast", "clip", "convert_to_numpy", "convert_to_tensor",
-           "divide", "elu", "equal", "exp", "expand_dims", "gelu", "greater", "greater_equal",
+__all__ = ["abs", "absolute", "add", "cast", "ceil", "clip", "convert_to_numpy",
+           "convert_to_tensor", "divide", "elu", "equal", "exp", "expand_dims", "floor", "gelu",
+           "greater", "greater_equal", "hard_sigmoid", "hard_silu", "hard_swish", "leaky_relu",
            "less", "less_equal", "log", "log1p", "log_softmax", "matmul", "maximum", "mean",
-           "minimum", "multiply", "negative", "not_equal", "one_hot", "power", "relu",
-           "reshape", "selu", "sigmoid", "silu", "softmax", "softplus", "sqrt", "square",
-           "squeeze", "subtract", "sum", "swish", "tanh", "true_divide", "where"]
+           "minimum", "multiply", "negative", "not_equal", "one_hot", "power", "relu", "relu6",
+           "reshape", "round", "selu", "sigmoid", "sign", "silu", "softmax", "softplus",
+           "softsign", "sqrt", "square", "squeeze", "stop_gradient", "subtract", "sum", "swish",
+           "tanh", "true_divide", "where"]
 
 _NUMERIC_KINDS = "biuf"
 _ndarray = np.ndarray
@@ -95,6 +97,12 @@ elu = _activation("elu")
 selu = _activation("selu")
 softplus = _activation("softplus")
 log_softmax = _activation("log_softmax")
+relu6 = _activation("relu6")
+leaky_relu = _activation("leaky_relu")
+hard_sigmoid = _activation("hard_sigmoid")
+hard_silu = _activation("hard_silu")
+hard_swish = _activation("hard_swish")
+softsign = _activation("softsign")
 
 
 def add(x1, x2):
@@ -165,6 +173,12 @@ exp = _unary("exp", np.exp)
 log1p = _unary("log1p", np.log1p)
 abs = _unary("abs", np.abs)  # noqa: A001 (Keras's name)
 absolute = abs
+# values without a gradient
+stop_gradient = _unary("stop_gradient", lambda v: v)
+sign = _unary("sign", np.sign)
+floor = _unary("floor", np.floor)
+ceil = _unary("ceil", np.ceil)
+round = _unary("round", np.round)  # noqa: A001 (Keras's name; ties to even, as NumPy's)
 
 
 def negative(x):

@@ -93,6 +93,12 @@ enum class MathOp : int {
   kLessEqual = 13,
   kEqual = 14,
   kNotEqual = 15,
+  // values with no gradient
+  kStopGradient = 16,  // x
+  kSign = 17,          // -1, 0 or 1 (NaN stays)
+  kFloor = 18,
+  kCeil = 19,
+  kRound = 20,         // to nearest, ties to even (NumPy's and Keras's round)
 };
 
 struct NodeSpec {

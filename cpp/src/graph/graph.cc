@@ -202,7 +202,7 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
       case OpType::kMath:
         need_inputs(1);
         if (in0->width != node.width || node.iattrs.size() != 1 || node.iattrs[0] < 0 ||
-            node.iattrs[0] > static_cast<int64_t>(MathOp::kNotEqual) || node.fattrs.size() != 2)
+            node.iattrs[0] > static_cast<int64_t>(MathOp::kRound) || node.fattrs.size() != 2)
           bad("math op attributes: {op}, {a, b}");
         break;
       case OpType::kDivide: {

@@ -90,6 +90,21 @@ void math_forward(MathOp op, float a, float b, const float* __restrict x, float*
     case MathOp::kNotEqual:
       for (int64_t j = 0; j < n; ++j) y[j] = x[j] != a ? 1.0f : 0.0f;
       return;
+    case MathOp::kStopGradient:
+      std::copy(x, x + n, y);
+      return;
+    case MathOp::kSign:
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j] > 0.0f ? 1.0f : (x[j] < 0.0f ? -1.0f : x[j]);
+      return;
+    case MathOp::kFloor:
+      for (int64_t j = 0; j < n; ++j) y[j] = std::floor(x[j]);
+      return;
+    case MathOp::kCeil:
+      for (int64_t j = 0; j < n; ++j) y[j] = std::ceil(x[j]);
+      return;
+    case MathOp::kRound:
+      for (int64_t j = 0; j < n; ++j) y[j] = std::nearbyint(x[j]);
+      return;
   }
 }
 
@@ -129,7 +144,7 @@ void math_backward(MathOp op, float a, float b, const float* __restrict x,
     case MathOp::kDivideInto:  // -a / x² = -y / x
       for (int64_t j = 0; j < n; ++j) g[j] = -dy[j] * (y[j] / x[j]);
       return;
-    default:  // the comparisons: no gradient
+    default:  // the comparisons, stop_gradient, sign, floor, ceil, round: no gradient
       std::fill(g, g + n, 0.0f);
       return;
   }
