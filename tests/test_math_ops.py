@@ -217,3 +217,33 @@ def test_values_without_a_gradient_and_more_activations():
         grads = model._compute_gradients(x, rng.normal(size=(6, 1)))
         assert not np.any(grads[0]) and not np.any(grads[1]), name
         assert np.any(grads[2]), name
+
+
+def test_a_value_per_row_broadcasts_and_its_gradient_sums_the_row():
+    rng = np.random.default_rng(10)
+    a, r = Input((2, 5)), Input((2, 1))
+    model = Model([a, r], [a + r, r + a, a - r, r - a, a * r, r * a, a / r])
+    xa = rng.normal(size=(3, 2, 5)).astype(np.float32)
+    xr = rng.normal(size=(3, 2, 1)).astype(np.float32)
+    for got, want in zip(model.predict([xa, xr], verbose=0),
+                         [xa + xr, xr + xa, xa - xr, xr - xa, xa * xr, xr * xa, xa / xr]):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    inp = Input((4,))
+    full = layers.Dense(5)(inp)
+    row = layers.Dense(1, activation="softplus")(inp)
+    mixed = (full - row) * row + (row - full) / (row + 1.0) + full / (row + 0.5)
+    build = lambda: Model(inp, layers.Dense(2)(mixed))  # noqa: E731
+    fd_check(build(), rng.normal(size=(6, 4)), rng.normal(size=(6, 2)), "mse")
+    # the same gradients on 1 and 2 threads, over rows enough to split
+    x, y = rng.normal(size=(4096, 4)), rng.normal(size=(4096, 2))
+    model = build()
+    model.compile(optimizer="sgd", loss="mse")
+    grads = []
+    for threads in (1, 2):
+        densitron.set_num_threads(threads)
+        grads.append(model._compute_gradients(x, y))
+    densitron.set_num_threads(2)
+    for g1, g2 in zip(*grads):
+        np.testing.assert_allclose(g1, g2, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="incompatible shapes.*Received"):
+        Input((3,)) + Input((2,))

@@ -72,6 +72,9 @@ enum class OpType : int {
   kTarget = 27,         // i {k}: output k's targets of the batch's rows (a loss function's
                         // y_true); it and every node reading it run only with targets (not in
                         // predict)
+  kRowBroadcast = 28,   // i {mode}: x0 combined with x1, one value per row of x0's last axis:
+                        // x0 + x1 (mode 0), x0 - x1 (1), x1 - x0 (2), x0·x1 (3), as NumPy
+                        // broadcasts a last axis of 1
 };
 
 // kMath's operations on each value x (a and b: the node's fattrs).

@@ -205,6 +205,13 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
             node.iattrs[0] > static_cast<int64_t>(MathOp::kRound) || node.fattrs.size() != 2)
           bad("math op attributes: {op}, {a, b}");
         break;
+      case OpType::kRowBroadcast:
+        need_inputs(2);
+        if (node.inputs.size() != 2 || in0->width != node.width ||
+            nodes_[node.inputs[1]].width * node.last_dim != node.width ||
+            node.iattrs.size() != 1 || node.iattrs[0] < 0 || node.iattrs[0] > 3)
+          bad("a row broadcast takes its width and one value per row, and a mode 0 to 3");
+        break;
       case OpType::kDivide: {
         need_inputs(2);
         const int64_t w1 = node.inputs.size() == 2 ? nodes_[node.inputs[1]].width : -1;
@@ -512,7 +519,8 @@ void Graph::ensure_capacity(int64_t rows) {
     if (node.op == OpType::kBatchNorm) aux_buf_[i].resize(2 * node.last_dim);
     if (node.op == OpType::kLayerNorm) aux_buf_[i].resize(2 * rows * node.width / node.last_dim);
     if (node.op == OpType::kMultiply || node.op == OpType::kMaximum ||
-        node.op == OpType::kMinimum || node.op == OpType::kMath || node.op == OpType::kDivide)
+        node.op == OpType::kMinimum || node.op == OpType::kMath || node.op == OpType::kDivide ||
+        node.op == OpType::kRowBroadcast)
       scratch = std::max(scratch, n);
   }
   scratch_.resize(scratch);

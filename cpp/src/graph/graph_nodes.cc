@@ -507,6 +507,19 @@ void Graph::forward_node(const Step& st, int i) {
         math_forward(static_cast<MathOp>(node.iattrs[0]), static_cast<float>(node.fattrs[0]),
                      static_cast<float>(node.fattrs[1]), x + el.lo, y + el.lo, el.hi - el.lo);
       return;
+    case OpType::kRowBroadcast: {
+      const float* b = out_[node.inputs[1]];
+      const int64_t mode = node.iattrs[0];
+      for (int64_t r = rw.lo; r < rw.hi; ++r) {
+        const float v = b[r];
+        const float* xr = x + r * last;
+        float* yr = y + r * last;
+        for (int64_t j = 0; j < last; ++j)
+          yr[j] = mode == 0 ? xr[j] + v : mode == 1 ? xr[j] - v : mode == 2 ? v - xr[j]
+                                                                         : xr[j] * v;
+      }
+      return;
+    }
     case OpType::kDivide: {
       const float* b = out_[node.inputs[1]];
       if (nodes_[node.inputs[1]].width == w) {
@@ -1251,6 +1264,30 @@ void Graph::backward_node(const Step& st, int i) {
       put(gx + el.lo, c + el.lo, el.hi - el.lo, acc);
       return;
     }
+    case OpType::kRowBroadcast: {
+      // d/dx0 = ±dy (mode 3: dy·x1); d/dx1 = ±Σ_row dy (mode 3: Σ_row dy·x0)
+      const float* b = out_[node.inputs[1]];
+      const int64_t mode = node.iattrs[0];
+      float* c = scratch_.data();
+      if (rw.lo >= rw.hi) return;
+      if (float* gx = target(0, &acc)) {
+        for (int64_t r = rw.lo; r < rw.hi; ++r)
+          for (int64_t j = r * last; j < (r + 1) * last; ++j)
+            c[j] = mode == 3 ? dy[j] * b[r] : mode == 2 ? -dy[j] : dy[j];
+        put(gx + rw.lo * last, c + rw.lo * last, (rw.hi - rw.lo) * last, acc);
+      }
+      if (float* gx = target(1, &acc)) {  // (the row sums in this thread's own scratch)
+        float* sums = float_scratch(rw.hi - rw.lo);
+        for (int64_t r = rw.lo; r < rw.hi; ++r) {
+          float sum = 0.0f;
+          for (int64_t j = r * last; j < (r + 1) * last; ++j)
+            sum += mode == 3 ? dy[j] * x[j] : dy[j];
+          sums[r - rw.lo] = mode == 1 ? -sum : sum;
+        }
+        put(gx + rw.lo, sums, rw.hi - rw.lo, acc);
+      }
+      return;
+    }
     case OpType::kDivide: {
       // d/dx0 = dy / x1; d/dx1 = -dy·y / x1, summed over the row for a divisor per row
       const float* b = out_[node.inputs[1]];
@@ -1273,13 +1310,14 @@ void Graph::backward_node(const Step& st, int i) {
           for (int64_t j = el.lo; j < el.hi; ++j) c[j] = -dy[j] * yv[j] / b[j];
           put(gx + el.lo, c + el.lo, el.hi - el.lo, acc);
         }
-        if (per_row && rw.lo < rw.hi) {
+        if (per_row && rw.lo < rw.hi) {  // (the row sums in this thread's own scratch)
+          float* sums = float_scratch(rw.hi - rw.lo);
           for (int64_t r = rw.lo; r < rw.hi; ++r) {
             float sum = 0.0f;
             for (int64_t j = r * last; j < (r + 1) * last; ++j) sum += dy[j] * yv[j];
-            c[r] = -sum / b[r];
+            sums[r - rw.lo] = -sum / b[r];
           }
-          put(gx + rw.lo, c + rw.lo, rw.hi - rw.lo, acc);
+          put(gx + rw.lo, sums, rw.hi - rw.lo, acc);
         }
       }
       return;

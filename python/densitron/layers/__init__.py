@@ -20,7 +20,7 @@ from densitron.layers.pooling import (GlobalAveragePooling1D, GlobalAveragePooli
 from densitron.layers.regularization import (ActivityRegularization, AlphaDropout, Dropout,
                                              GaussianDropout, GaussianNoise, SpatialDropout1D,
                                              SpatialDropout2D, SpatialDropout3D)
-from densitron.layers.math_ops import Divide, MathOp, Reduce, Slice
+from densitron.layers.math_ops import Divide, MathOp, Reduce, RowBroadcast, Slice
 from densitron.layers.weight_ops import WeightAdd, WeightMatMul, WeightMultiply
 from densitron.layers.reshaping import (Cropping1D, Cropping2D, Flatten, Permute, RepeatVector,
                                         Reshape, UpSampling1D, UpSampling2D, ZeroPadding1D,
@@ -59,4 +59,4 @@ __all__ = ["add", "average", "concatenate", "dot", "maximum", "minimum", "multip
            "Multiply", "Normalization", "PReLU", "ReLU", "Reshape", "Rescaling", "Softmax", "SpatialDropout1D",
            "SpatialDropout2D", "SpatialDropout3D", "Subtract", "TimeDistributed",
            "UnitNormalization", "WeightAdd", "WeightMatMul", "WeightMultiply", "MathOp", "Divide",
-           "Reduce", "Slice"]
+           "Reduce", "RowBroadcast", "Slice"]

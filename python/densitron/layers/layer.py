@@ -50,6 +50,9 @@ class KerasTensor:
 
         if isinstance(other, KerasTensor):
             a, b = (other, self) if reverse else (self, other)
+            broadcast = _row_broadcast(a, b, op)
+            if broadcast is not None:
+                return broadcast
             return {"add": layers.Add, "sub": layers.Subtract, "mul": layers.Multiply}[op]()(
                 [a, b])
         if isinstance(other, (int, float, np.integer, np.floating)) and not isinstance(
@@ -158,6 +161,22 @@ class KerasTensor:
             "A symbolic KerasTensor cannot be converted to a NumPy array: it has no value until "
             f"a model runs. Received: {self!r}"
         )
+
+
+def _row_broadcast(a, b, op):
+    """a op b for tensors one of which has a last axis of 1 where the other's is longer (the
+    rest alike): a RowBroadcast layer, as NumPy broadcasts; None for any other shapes."""
+    from densitron.layers.math_ops import RowBroadcast
+
+    def per_row(full, row):
+        return (len(full.shape) == len(row.shape) >= 2 and full.shape[-1] != 1 and
+                tuple(row.shape[1:]) == (*full.shape[1:-1], 1))
+
+    if per_row(a, b):
+        return RowBroadcast(op)([a, b])
+    if per_row(b, a):
+        return RowBroadcast({"add": "add", "sub": "rsub", "mul": "mul"}[op])([b, a])
+    return None
 
 
 def _ops():

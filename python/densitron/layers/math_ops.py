@@ -9,7 +9,7 @@ from densitron.layers.layer import Layer, engine_node
 from densitron.layers.merging import _Merge
 from densitron.layers.reshaping import _IndexMap
 
-_MATH, _DIVIDE, _POOL = 25, 26, 16  # densitron::OpType
+_MATH, _DIVIDE, _POOL, _ROW_BROADCAST = 25, 26, 16, 28  # densitron::OpType
 # densitron::MathOp
 MATH_OPS = {"square": 0, "abs": 1, "sqrt": 2, "log": 3, "exp": 4, "log1p": 5, "clip": 6,
             "power": 7, "divide_by": 8, "divide_into": 9, "greater": 10, "greater_equal": 11,
@@ -54,6 +54,37 @@ class Divide(_Merge):
                 tuple(input_shape[1][1:]) == (*input_shape[0][1:-1], 1)):
             return
         super()._check_inputs(input_shape)
+
+
+class RowBroadcast(Layer):
+    """A tensor combined with one of a last axis of 1 (a value per row), broadcast as NumPy
+    does: inputs [full, per_row], mode "add" (full + row), "sub" (full - row), "rsub" (row -
+    full) or "mul"."""
+
+    _mask_rule = "refuse"
+    MODES = ("add", "sub", "rsub", "mul")
+
+    def __init__(self, mode="add", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in self.MODES:
+            raise ValueError(f"`mode` must be one of {self.MODES}. Received: mode={mode!r}")
+        self.mode = mode
+
+    def _check_inputs(self, input_shape):
+        if not (isinstance(input_shape, list) and len(input_shape) == 2 and
+                len(input_shape[0]) == len(input_shape[1]) >= 2 and
+                tuple(input_shape[1][1:]) == (*input_shape[0][1:-1], 1)):
+            raise ValueError(f"Layer \"{self.name}\" combines a tensor with one of a last axis "
+                             f"of 1. Received: input shapes {input_shape}")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])
+
+    def _engine_node(self, node, param_index):
+        return engine_node(_ROW_BROADCAST, node, iattrs=[self.MODES.index(self.mode)])
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
 
 
 class Reduce(Layer):
