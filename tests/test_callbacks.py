@@ -404,3 +404,29 @@ def test_swap_ema_weights_evaluates_on_the_averages():
         model.compile(optimizer="adam", loss="mse")
         model.fit(x, y, epochs=1, verbose=0, validation_data=val,
                   callbacks=[densitron.callbacks.SwapEMAWeights()])
+
+
+def test_swap_ema_weights_after_the_graph_is_rebuilt_for_a_loss_function():
+    # A loss function rebuilds the model's engine graph at each compile; the optimizer keeps
+    # the graph the model runs, so the averages are swapped once, from that graph.
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(128, 5)).astype(np.float32)
+    y = x[:, :1] * 2.0
+
+    def mse(t, p):
+        return densitron.ops.mean(densitron.ops.square(t - p), axis=-1)
+
+    runs = []
+    for loss in ("mse", mse):
+        model = _ema_model(seed=4)
+        optimizer = model.optimizer
+        model.compile(optimizer=optimizer, loss=loss)
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        model.compile(optimizer=optimizer, loss=loss)  # (the same optimizer, a new graph)
+        h = model.fit(x, y, batch_size=16, epochs=1, verbose=0, validation_data=(x, y),
+                      callbacks=[densitron.callbacks.SwapEMAWeights()])
+        assert len(optimizer._graphs) == 1
+        runs.append((h.history, model.get_weights()))
+    np.testing.assert_allclose(runs[1][0]["val_loss"], runs[0][0]["val_loss"], rtol=1e-5)
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

@@ -130,6 +130,7 @@ class Optimizer:
                              "densitron.optimizers.schedules' classes. Received: "
                              f"gradient_accumulation_steps={self.gradient_accumulation_steps}")
         self._graphs = []  # compiled engine graphs that use this optimizer
+        self._owner_of = {}  # id(graph): the model that attached it
         self._params_of = {}  # id(graph): its parameters (see _attach)
         self._iterations = 0
 
@@ -257,11 +258,19 @@ class Optimizer:
         steps; the engine derives them from the step count, so loading skips them."""
         return []
 
-    def _attach(self, graph, params=()):
+    def _attach(self, graph, params=(), owner=None):
         """Records a compiled engine graph that uses this optimizer, and its parameters (the
-        model's variables in the engine's order)."""
-        self._graphs = [g for g in self._graphs if g is not graph] + [graph]
+        model's variables in the engine's order); it replaces one the same owner (the model)
+        attached before, which that model no longer runs (a graph rebuilt with a loss
+        function's nodes)."""
+        stale = [g for g in self._graphs
+                 if g is graph or (owner is not None and self._owner_of.get(id(g)) is owner)]
+        for g in stale:
+            self._params_of.pop(id(g), None)
+            self._owner_of.pop(id(g), None)
+        self._graphs = [g for g in self._graphs if not any(g is d for d in stale)] + [graph]
         self._params_of[id(graph)] = list(params)
+        self._owner_of[id(graph)] = owner
 
     def get_config(self):
         lr = (schedules.serialize(self._schedule) if self._schedule is not None

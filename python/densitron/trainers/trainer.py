@@ -293,7 +293,7 @@ class Trainer:
             for o in outputs)
         trainable = self._param_trainable_flags()
         self._graph.compile(outputs, self.optimizer._engine_config(), trainable)
-        self.optimizer._attach(self._graph, self._params)
+        self.optimizer._attach(self._graph, self._params, owner=self)
         self._engine_compiled = True
         state = self.__dict__.pop("_pending_optimizer_state", None)
         if state is not None:  # from a model file (saving.py)
