@@ -282,3 +282,19 @@ def test_metric_functions_plain_and_weighted_match_the_built_in_metric(tmp_path)
     model.compile(optimizer="sgd", loss="mse", metrics=[lambda t, p: ops.mean(p - t)])
     with pytest.raises(ValueError, match="one value per sample.*Received"):
         model.evaluate(x, y, verbose=0)
+
+
+def test_training_resumes_from_a_file_with_a_loss_function(tmp_path):
+    x, y, _ = _data(96)
+    model = _model()
+    model.compile(optimizer="adam", loss=pinball)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    path = str(tmp_path / "resume.keras")
+    model.save(path)
+    back = densitron.models.load_model(path, custom_objects={"pinball": pinball})
+    assert back.optimizer.iterations == model.optimizer.iterations == 6
+    for m in (model, back):
+        densitron.utils.set_random_seed(11)
+        m.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    for a, b in zip(model.get_weights(), back.get_weights()):
+        np.testing.assert_array_equal(a, b)
