@@ -247,3 +247,32 @@ def test_a_value_per_row_broadcasts_and_its_gradient_sums_the_row():
         np.testing.assert_allclose(g1, g2, rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="incompatible shapes.*Received"):
         Input((3,)) + Input((2,))
+
+
+def test_max_min_logsumexp_norm_and_friends():
+    rng = np.random.default_rng(11)
+    inp = Input((3, 6))
+    t = inp
+    outs = [ops.max(t, axis=-1), ops.min(t, axis=-1, keepdims=True), ops.logsumexp(t, axis=-1),
+            ops.norm(t, axis=-1), ops.ones_like(t), ops.zeros_like(t), ops.cosh(t), ops.sinh(t),
+            ops.logical_and(t > 0, t < 0.5), ops.logical_or(t > 1, t < -1),
+            ops.logical_not(t > 0)]
+    model = Model(inp, [o if len(o.shape) > 2 else ops.expand_dims(o, -1) for o in outs])
+    x = rng.normal(size=(4, 3, 6)).astype(np.float32)
+    v = x.astype(np.float64)
+    m = v.max(-1, keepdims=True)
+    want = [v.max(-1), v.min(-1, keepdims=True), (np.log(np.exp(v - m).sum(-1, keepdims=True))
+                                                  + m)[..., 0],
+            np.sqrt((v ** 2).sum(-1)), np.ones_like(v), np.zeros_like(v), np.cosh(v), np.sinh(v),
+            (v > 0) & (v < 0.5), (v > 1) | (v < -1), ~(v > 0)]
+    for got, w in zip(model.predict(x, verbose=0), want):
+        np.testing.assert_allclose(got, np.asarray(w, np.float64).reshape(got.shape), rtol=1e-5,
+                                   atol=1e-6)
+    for fn, w in zip((ops.max, ops.min, ops.logsumexp, ops.norm), want):  # on arrays
+        np.testing.assert_allclose(fn(x, axis=-1), w.reshape(4, 3), rtol=1e-5)
+    # gradients: the maximum's to its argument, logsumexp's the softmax
+    inp2 = Input((5,))
+    h = layers.Dense(6)(inp2)
+    out = layers.Dense(1)(ops.logsumexp(h, axis=-1, keepdims=True) +
+                          ops.max(h, axis=-1, keepdims=True))
+    fd_check(Model(inp2, out), rng.normal(size=(6, 5)), rng.normal(size=(6, 1)), "mse")

@@ -6,13 +6,15 @@ import numpy as np
 from densitron import _core
 
 __all__ = ["abs", "absolute", "add", "cast", "ceil", "clip", "convert_to_numpy",
-           "convert_to_tensor", "divide", "elu", "equal", "exp", "expand_dims", "floor", "gelu",
-           "greater", "greater_equal", "hard_sigmoid", "hard_silu", "hard_swish", "leaky_relu",
-           "less", "less_equal", "log", "log1p", "log_softmax", "matmul", "maximum", "mean",
-           "minimum", "multiply", "negative", "not_equal", "one_hot", "power", "relu", "relu6",
-           "reshape", "round", "selu", "sigmoid", "sign", "silu", "softmax", "softplus",
-           "softsign", "sqrt", "square", "squeeze", "stop_gradient", "subtract", "sum", "swish",
-           "tanh", "true_divide", "where"]
+           "convert_to_tensor", "cosh", "divide", "elu", "equal", "exp", "expand_dims", "floor",
+           "gelu", "greater", "greater_equal", "hard_sigmoid", "hard_silu", "hard_swish",
+           "leaky_relu", "less", "less_equal", "log", "log1p", "log_softmax", "logical_and",
+           "logical_not", "logical_or", "logsumexp", "matmul", "max", "maximum", "mean", "min",
+           "minimum", "multiply", "negative", "norm", "not_equal", "one_hot", "ones_like",
+           "power", "relu", "relu6", "reshape", "round", "selu", "sigmoid", "sign", "silu",
+           "sinh", "softmax", "softplus", "softsign", "sqrt", "square", "squeeze",
+           "stop_gradient", "subtract", "sum", "swish", "tanh", "true_divide", "where",
+           "zeros_like"]
 
 _NUMERIC_KINDS = "biuf"
 _ndarray = np.ndarray
@@ -251,14 +253,9 @@ def _reduce(mode, x, axis, keepdims):
     if not _symbolic(x):
         fn = np.mean if mode == "mean" else np.sum
         return fn(np.asarray(x, dtype=np.float32), axis=axis, keepdims=keepdims)
-    rank = len(x.shape)
-    axes = axis if isinstance(axis, (list, tuple)) else [axis]
-    if axis is None:
+    if axis is None:  # (the batch too: what a loss function may end with)
         return BatchReduction(x, mode)
-    if len(axes) != 1 or axes[0] not in (-1, rank - 1) or rank < 2:
-        raise ValueError(f"On a symbolic tensor, {mode}() reduces the last axis only (axis=-1; "
-                         "the batch axis is reduced by the loss itself). Received: "
-                         f"axis={axis!r} for a tensor of shape {x.shape}")
+    _last_axis_only(mode, x, axis)
     return Reduce(mode, keepdims)(x)
 
 
@@ -315,6 +312,89 @@ class BatchReduction:
 
     def __repr__(self):
         return f"<BatchReduction {self.mode} of {self.tensor!r}>"
+
+
+def max(x, axis=None, keepdims=False):  # noqa: A001 (Keras's name)
+    """The maximum over `axis` (on a symbolic tensor, the last axis; its gradient shared
+    between ties)."""
+    if not _symbolic(x):
+        return np.max(np.asarray(x, dtype=np.float32), axis=axis, keepdims=keepdims)
+    _last_axis_only("max", x, axis)
+    from densitron.layers.math_ops import Reduce
+
+    return Reduce("max", keepdims)(x)
+
+
+def min(x, axis=None, keepdims=False):  # noqa: A001 (Keras's name)
+    """The minimum over `axis` (on a symbolic tensor, the last axis): -max(-x)."""
+    if not _symbolic(x):
+        return np.min(np.asarray(x, dtype=np.float32), axis=axis, keepdims=keepdims)
+    return -max(-x, axis=axis, keepdims=keepdims)
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """log Σ exp(x) over `axis` (on a symbolic tensor, the last axis), the maximum taken out
+    first as Keras's backends do."""
+    if not _symbolic(x):
+        v = np.asarray(x, dtype=np.float32)
+        m = np.max(v, axis=axis, keepdims=True)
+        out = np.log(np.sum(np.exp(v - m), axis=axis, keepdims=True)) + m
+        return out if keepdims else np.squeeze(out, axis=axis)
+    m = stop_gradient(max(x, axis=axis, keepdims=True))
+    out = log(sum(exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else squeeze(out, axis=-1)
+
+
+def norm(x, ord=None, axis=None, keepdims=False):
+    """The Euclidean norm over `axis` (on a symbolic tensor, the last axis)."""
+    if not _symbolic(x):
+        return np.linalg.norm(np.asarray(x, dtype=np.float32), ord=ord, axis=axis,
+                              keepdims=keepdims)
+    if ord not in (None, 2, "euclidean"):
+        raise ValueError("On a symbolic tensor, norm() is the Euclidean one. "
+                         f"Received: ord={ord!r}")
+    return sqrt(sum(square(x), axis=axis, keepdims=keepdims))
+
+
+def ones_like(x, dtype=None):
+    return x * 0.0 + 1.0 if _symbolic(x) else np.ones_like(np.asarray(x), dtype=dtype)
+
+
+def zeros_like(x, dtype=None):
+    return x * 0.0 if _symbolic(x) else np.zeros_like(np.asarray(x), dtype=dtype)
+
+
+def cosh(x):
+    return (exp(x) + exp(-x)) / 2.0 if _symbolic(x) else np.cosh(np.asarray(x, np.float32))
+
+
+def sinh(x):
+    return (exp(x) - exp(-x)) / 2.0 if _symbolic(x) else np.sinh(np.asarray(x, np.float32))
+
+
+def logical_and(x1, x2):
+    """Both masks 1.0 (on symbolic 1.0/0.0 masks, their product)."""
+    if not _symbolic(x1, x2):
+        return np.logical_and(x1, x2)
+    return x1 * x2
+
+
+def logical_or(x1, x2):
+    if not _symbolic(x1, x2):
+        return np.logical_or(x1, x2)
+    return x1 + x2 - x1 * x2
+
+
+def logical_not(x):
+    return 1.0 - x if _symbolic(x) else np.logical_not(x)
+
+
+def _last_axis_only(name, x, axis):
+    rank = len(x.shape)
+    axes = axis if isinstance(axis, (list, tuple)) else [axis]
+    if axis is None or len(axes) != 1 or axes[0] not in (-1, rank - 1) or rank < 2:
+        raise ValueError(f"On a symbolic tensor, {name}() reduces the last axis only "
+                         f"(axis=-1). Received: axis={axis!r} for a tensor of shape {x.shape}")
 
 
 def mean(x, axis=None, keepdims=False):

@@ -10,6 +10,7 @@ from densitron.layers.merging import _Merge
 from densitron.layers.reshaping import _IndexMap
 
 _MATH, _DIVIDE, _POOL, _ROW_BROADCAST = 25, 26, 16, 28  # densitron::OpType
+_REDUCE_MODES = {"mean": 0, "max": 1, "sum": 2}  # kPool's
 # densitron::MathOp
 MATH_OPS = {"square": 0, "abs": 1, "sqrt": 2, "log": 3, "exp": 4, "log1p": 5, "clip": 6,
             "power": 7, "divide_by": 8, "divide_into": 9, "greater": 10, "greater_equal": 11,
@@ -88,15 +89,17 @@ class RowBroadcast(Layer):
 
 
 class Reduce(Layer):
-    """The mean or sum over the last axis (keepdims: a last axis of 1 stays)."""
+    """The mean, sum or maximum over the last axis (keepdims: a last axis of 1 stays; the
+    maximum's gradient shared between ties, as JAX's)."""
 
     _mask_rule = "refuse"
     _single_input = True
 
     def __init__(self, mode="mean", keepdims=False, **kwargs):
         super().__init__(**kwargs)
-        if mode not in ("mean", "sum"):
-            raise ValueError(f"`mode` must be 'mean' or 'sum'. Received: mode={mode!r}")
+        if mode not in _REDUCE_MODES:
+            raise ValueError(f"`mode` must be one of {sorted(_REDUCE_MODES)}. "
+                             f"Received: mode={mode!r}")
         self.mode, self.keepdims = mode, bool(keepdims)
 
     def _check_inputs(self, input_shape):
@@ -112,7 +115,7 @@ class Reduce(Layer):
         shape = node.inputs[0].shape
         outer = int(np.prod(shape[1:-1])) if len(shape) > 2 else 1
         return engine_node(_POOL, node, iattrs=[outer, int(shape[-1]), 1,
-                                                0 if self.mode == "mean" else 2])
+                                                _REDUCE_MODES[self.mode]])
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode, "keepdims": self.keepdims}
