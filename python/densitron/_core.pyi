@@ -33,8 +33,10 @@ class Graph:
     def __init__(
         self, nodes: list[tuple], params: list[tuple], inputs: list[int], outputs: list[int]
     ) -> None: ...
-    # outputs: (node, loss, loss_weight, target_width,
-    #           [(is_accuracy, kind, threshold, loss, weighted)], label_smoothing)
+    # outputs: (node, loss, loss_weight, target_width, [metric specs], loss_param,
+    #           (gamma, alpha, class_balancing), ignore_class | None, loss_of, weighted): the
+    #           model's outputs in order, then a loss (or metric) function's values, loss_of
+    #           naming their model output (else -1) (trainers/trainer.py: _EngineOutput)
     def compile(
         self, outputs: list[tuple], optimizer: dict[str, Any], trainable: list[bool]
     ) -> None: ...
