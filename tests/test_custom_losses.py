@@ -226,11 +226,10 @@ def test_saving_with_custom_objects_and_registration(tmp_path):
 
 @pytest.mark.parametrize("fn,match", [
     (lambda t, p: np.tanh(p - t), "densitron.ops"),
-    (lambda t, p: ops.sqrt(ops.mean(ops.square(t - p))), "batch axis"),
+    (lambda t, p: ops.mean(ops.square(t - p)) * t, "batch axis"),
     (lambda t, p: 1.0, "must return a tensor"),
-    (lambda t, p: p, "returning one of them"),
     (lambda t, p: layers.Dense(2)(p) - t, "not layers"),
-], ids=["numpy", "rmse", "number", "identity", "layer"])
+], ids=["numpy", "batch_times_tensor", "number", "layer"])
 def test_functions_the_tracer_refuses(fn, match):
     x, y, _ = _data(16)
     model = _model()
@@ -278,10 +277,10 @@ def test_metric_functions_plain_and_weighted_match_the_built_in_metric(tmp_path)
                                                              "my_mae": my_mae})
     assert back.evaluate(x, y, verbose=0, return_dict=True) == pytest.approx(
         model.evaluate(x, y, verbose=0, return_dict=True), rel=1e-6)
-    # a metric function must give per-sample values
-    model.compile(optimizer="sgd", loss="mse", metrics=[lambda t, p: ops.mean(p - t)])
-    with pytest.raises(ValueError, match="one value per sample.*Received"):
-        model.evaluate(x, y, verbose=0)
+    # a metric function reducing the batch itself cannot be weighted by samples
+    model.compile(optimizer="sgd", loss="mse", weighted_metrics=[lambda t, p: ops.mean(p - t)])
+    with pytest.raises(ValueError, match="reduces the batch itself.*Received"):
+        model.evaluate(x, y, sample_weight=w, verbose=0)
 
 
 def test_training_resumes_from_a_file_with_a_loss_function(tmp_path):
@@ -298,3 +297,41 @@ def test_training_resumes_from_a_file_with_a_loss_function(tmp_path):
         m.fit(x, y, batch_size=16, epochs=1, verbose=0)
     for a, b in zip(model.get_weights(), back.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def rmse(y_true, y_pred):  # the classic: the batch's root mean square error
+    return ops.sqrt(ops.mean(ops.square(y_pred - y_true)))
+
+
+def test_a_root_mean_square_loss_and_metric_over_each_batch():
+    x, y, w = _data(70)
+    model = _model()
+    model.compile(optimizer="sgd", loss=rmse, metrics=[rmse, "mae"])
+    p = model.predict(x, verbose=0).astype(np.float64)
+    t = y.astype(np.float64)
+    batches = [slice(i, i + 16) for i in range(0, 70, 16)]
+    per_batch = [np.sqrt(np.mean((p[b] - t[b]) ** 2)) for b in batches]
+    sizes = [len(t[b]) for b in batches]
+    logs = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    # the loss: Keras's mean of the batch losses by batch size; the metric: by batch
+    np.testing.assert_allclose(logs["loss"], np.dot(per_batch, sizes) / 70, rtol=1e-5)
+    np.testing.assert_allclose(logs["rmse"], np.mean(per_batch), rtol=1e-5)
+    # weighted: each batch's loss times its mean sample weight
+    wl = model.evaluate(x, y, batch_size=16, sample_weight=w, verbose=0)[0]
+    np.testing.assert_allclose(
+        wl, sum(v * w[b].mean() * n for v, b, n in zip(per_batch, batches, sizes)) / 70,
+        rtol=1e-5)
+    # the gradient over one batch: d sqrt(m)/dp = (p - t) / (n·sqrt(m)), m the mean square
+    whole = np.sqrt(np.mean((p - t) ** 2))
+    dv = (p - t) / (t.size * whole)
+    grads = model._compute_gradients(x, y)
+    for g, want in zip(grads, _dense_grads(model, x, dv)):
+        np.testing.assert_allclose(g, want, rtol=2e-4, atol=1e-6)
+    h = model.fit(x, y, batch_size=16, epochs=3, verbose=0)
+    assert h.history["loss"][-1] < h.history["loss"][0]
+    # the scalar's tail: numbers, abs, clip, a number over it
+    model.compile(optimizer="sgd", loss=lambda a, b: 1.0 / (2.0 + ops.clip(
+        abs(-ops.sum(ops.square(b - a)) * 0.5 + 3.0), 0.0, 1e6) ** 2))
+    s = np.sum((model.predict(x, verbose=0).astype(np.float64) - t) ** 2)  # (after the fit)
+    np.testing.assert_allclose(model.evaluate(x, y, batch_size=70, verbose=0),
+                               1 / (2 + abs(-s * 0.5 + 3.0) ** 2), rtol=1e-5)

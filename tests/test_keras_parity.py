@@ -968,11 +968,13 @@ def _custom_loss(name, o):
             q = o.clip(p, 1e-7, 1.0 - 1e-7)
             return -o.sum(y * o.square(1.0 - q) * o.log(q), axis=-1) + 0.1 * p[..., 0]
         return sparse_focal
+    if name == "rmse":  # the batch's, through a tail of scalar math
+        return lambda t, p: o.sqrt(o.mean(o.square(p - t))) * 2.0 + 0.5
     return lambda t, p: o.sum(o.square(t - p)) * 0.1
 
 
 @pytest.mark.parametrize("name", ["pinball", "weighted_bce", "batch_mean", "batch_sum",
-                                  "huber_where", "sparse_focal"])
+                                  "huber_where", "sparse_focal", "rmse"])
 def test_evaluate_loss_functions_written_in_python(name):
     # The same function written with keras.ops and with densitron.ops: Keras runs it, densitron
     # traces it into its engine; plain and weighted, by batches of 16 (the last smaller); with
@@ -991,8 +993,14 @@ def test_evaluate_loss_functions_written_in_python(name):
             return o.mean(o.abs(t - p) / (o.abs(t) + 1.0), axis=-1)
         return rel_error
 
+    def mean_pred(o):  # a metric of one value a batch, averaged over the batches
+        def mean_pred(t, p):
+            return o.sqrt(o.abs(o.mean(p)) + 1.0)
+        return mean_pred
+
     for model, o in ((kmodel, keras.ops), (dmodel, densitron.ops)):
-        metrics = ["accuracy"] if name == "sparse_focal" else ["mae", rel_error(o)]
+        metrics = (["accuracy"] if name == "sparse_focal" else
+                   ["mae", rel_error(o), mean_pred(o)])
         model.compile(optimizer="sgd", loss=_custom_loss(name, o), metrics=metrics,
                       weighted_metrics=[] if name == "sparse_focal" else [rel_error(o)])
     _evaluate_alike(kmodel, dmodel, x, y, 16)

@@ -209,7 +209,8 @@ class PyGraph {
     weighted_.clear();
     for (const py::handle& h : outputs) {
       auto t = h.cast<std::tuple<int, int, float, int64_t, py::list, float,
-                                 std::array<float, 3>, std::optional<float>, int, bool>>();
+                                 std::array<float, 3>, std::optional<float>, int, bool,
+                                 std::vector<std::array<float, 3>>>>();
       densitron::OutputSpec o;
       o.node = std::get<0>(t);
       o.loss = static_cast<densitron::Loss>(std::get<1>(t));
@@ -217,6 +218,7 @@ class PyGraph {
       o.target_width = std::get<3>(t);
       o.loss_param = std::get<5>(t);
       o.loss_extra = std::get<6>(t);
+      o.tail = std::get<10>(t);
       if (std::get<7>(t).has_value()) {
         const bool sparse = o.loss == densitron::Loss::kSparseCategoricalCrossentropy ||
                             o.loss == densitron::Loss::kSparseCategoricalCrossentropyLogits;

@@ -158,6 +158,8 @@ def _math(name, x, a=0.0, b=0.0):
 
 def _unary(name, numpy_fn):
     def op(x):
+        if isinstance(x, BatchReduction):
+            return x.then(name)
         if _symbolic(x):
             return _math(name, x)
         return numpy_fn(np.asarray(x, dtype=np.float32))
@@ -184,12 +186,16 @@ round = _unary("round", np.round)  # noqa: A001 (Keras's name; ties to even, as 
 
 
 def negative(x):
-    return -x if _symbolic(x) else np.negative(np.asarray(x, dtype=np.float32))
+    if isinstance(x, BatchReduction) or _symbolic(x):
+        return -x
+    return np.negative(np.asarray(x, dtype=np.float32))
 
 
 def clip(x, x_min, x_max):
     """min(max(x, x_min), x_max); on a symbolic tensor the bounds are numbers (its gradient
     passes where x_min <= x <= x_max)."""
+    if isinstance(x, BatchReduction):
+        return x.then("clip", _number(x_min, "x_min"), _number(x_max, "x_max"))
     if _symbolic(x):
         return _math("clip", x, _number(x_min, "x_min"), _number(x_max, "x_max"))
     return np.clip(np.asarray(x, dtype=np.float32), x_min, x_max)
@@ -199,6 +205,11 @@ def _min_max(x1, x2, maximum_):
     from densitron.layers import Maximum, Minimum
     from densitron.layers.layer import KerasTensor
 
+    reduced = [x for x in (x1, x2) if isinstance(x, BatchReduction)]
+    if len(reduced) == 1:  # a batch's scalar and a number
+        v = reduced[0]._number(x2 if reduced[0] is x1 else x1)
+        return reduced[0].then("clip", v, np.inf) if maximum_ else \
+            reduced[0].then("clip", -np.inf, v)
     if not _symbolic(x1, x2):
         return (np.maximum if maximum_ else np.minimum)(np.asarray(x1, dtype=np.float32),
                                                         np.asarray(x2, dtype=np.float32))
@@ -221,6 +232,8 @@ def minimum(x1, x2):
 
 def power(x1, x2):
     """x1 ** x2; on a symbolic tensor x2 is a number (2: x1·x1, as Keras's square)."""
+    if isinstance(x1, BatchReduction):
+        return x1 ** x2
     if not _symbolic(x1, x2):
         return np.power(np.asarray(x1, dtype=np.float32), np.asarray(x2, dtype=np.float32))
     if _symbolic(x2):
@@ -235,6 +248,10 @@ def divide(x1, x2):
     from densitron.layers.layer import KerasTensor
     from densitron.layers.math_ops import Divide
 
+    if isinstance(x1, BatchReduction):
+        return x1 / x2
+    if isinstance(x2, BatchReduction):  # (a number over a batch's scalar; a tensor refused)
+        return x2.__rtruediv__(x1)
     if not _symbolic(x1, x2):
         return np.divide(np.asarray(x1, dtype=np.float32), np.asarray(x2, dtype=np.float32))
     if isinstance(x1, KerasTensor) and isinstance(x2, KerasTensor):
@@ -261,57 +278,66 @@ def _reduce(mode, x, axis, keepdims):
 
 class BatchReduction:
     """mean(x) or sum(x) of a symbolic tensor over every axis, the batch's included: what a
-    loss function may return (Keras then reduces the scalar). Only what commutes with the
-    reduction may follow (scaling by a number; adding one to a mean), applied to x: the
-    engine's graph holds per-sample values."""
+    loss or metric function may end with (Keras then reduces the scalar, or averages a metric's
+    over the batches). Numbers and densitron.ops' elementwise math may follow (an RMSE's
+    sqrt): the engine applies them to each batch's scalar (`tail`: (MathOp id, a, b) in order).
+    Nothing may combine it with a tensor: the engine's graph holds per-sample values."""
 
-    def __init__(self, tensor, mode):
-        self.tensor, self.mode = tensor, mode
+    def __init__(self, tensor, mode, tail=()):
+        self.tensor, self.mode, self.tail = tensor, mode, tuple(tail)
+
+    def then(self, op, a=0.0, b=0.0):
+        from densitron.layers.math_ops import MATH_OPS
+
+        return BatchReduction(self.tensor, self.mode,
+                              self.tail + ((MATH_OPS[op], float(a), float(b)),))
 
     def _refuse(self, *args, **kwargs):
-        raise TypeError(f"{self.mode}() over the batch axis ends a loss function: the engine "
-                        "computes per-sample values, so only scaling by a number (or adding "
-                        "one to a mean) can follow (reduce with axis=-1 first). Received: "
-                        f"{self.mode}(x) of x with shape {self.tensor.shape}")
+        raise TypeError(f"{self.mode}() over the batch axis gives one value a batch: only "
+                        "numbers and elementwise math can follow it, not tensors (reduce with "
+                        "axis=-1 to keep a value per sample). Received: "
+                        f"{self.mode}(x) of x with shape {self.tensor.shape} with {args!r}")
 
-    def _linear(self, other, fn):
+    def _number(self, other):
         if isinstance(other, bool) or not isinstance(other, (int, float, np.integer,
                                                              np.floating)):
-            self._refuse()
-        return BatchReduction(fn(self.tensor, float(other)), self.mode)
+            self._refuse(other)
+        return float(other)
 
     def __mul__(self, other):
-        return self._linear(other, lambda t, c: t * c)
+        return self.then("multiply_by", self._number(other))
 
     __rmul__ = __mul__
 
     def __truediv__(self, other):
-        return self._linear(other, lambda t, c: t / c)
+        return self.then("divide_by", self._number(other))
 
-    def __neg__(self):
-        return BatchReduction(-self.tensor, self.mode)
+    def __rtruediv__(self, other):
+        return self.then("divide_into", self._number(other))
 
     def __add__(self, other):
-        if self.mode != "mean":
-            self._refuse()
-        return self._linear(other, lambda t, c: t + c)
+        return self.then("add", self._number(other))
 
     __radd__ = __add__
 
     def __sub__(self, other):
-        if self.mode != "mean":
-            self._refuse()
-        return self._linear(other, lambda t, c: t - c)
+        return self.then("add", -self._number(other))
 
     def __rsub__(self, other):
-        if self.mode != "mean":
-            self._refuse()
-        return self._linear(other, lambda t, c: c - t)
+        return self.then("multiply_by", -1.0).then("add", self._number(other))
 
-    __rtruediv__ = __pow__ = __abs__ = _refuse
+    def __neg__(self):
+        return self.then("multiply_by", -1.0)
+
+    def __pow__(self, other):
+        e = self._number(other)
+        return self.then("square") if e == 2.0 else self.then("power", e)
+
+    def __abs__(self):
+        return self.then("abs")
 
     def __repr__(self):
-        return f"<BatchReduction {self.mode} of {self.tensor!r}>"
+        return f"<BatchReduction {self.mode} of {self.tensor!r}, then {self.tail}>"
 
 
 def max(x, axis=None, keepdims=False):  # noqa: A001 (Keras's name)

@@ -102,6 +102,9 @@ enum class MathOp : int {
   kFloor = 18,
   kCeil = 19,
   kRound = 20,         // to nearest, ties to even (NumPy's and Keras's round)
+  // linear, for a batch-reduced scalar's tail (see OutputSpec::tail)
+  kMultiplyBy = 21,  // x·a
+  kAdd = 22,         // x + a
 };
 
 struct NodeSpec {
@@ -195,6 +198,10 @@ struct OutputSpec {
   // mask reduces it.
   float ignore_class = std::numeric_limits<float>::quiet_NaN();
   bool ignores_a_class() const { return !std::isnan(ignore_class); }
+  // A loss or metric function that reduced the batch itself (kMeanOfValues with param 1, its
+  // mean, or 2, its sum, over every value): the MathOps {op, a, b} it applied to that scalar
+  // afterwards, in order (Keras's sqrt(mean(...)) of an RMSE), each batch's value through them.
+  std::vector<std::array<float, 3>> tail;
 };
 
 // One model input held as compressed sparse rows (scipy's CSR layout): row r's stored values
@@ -391,6 +398,8 @@ class Graph {
   void solo_barrier(const Step& st);
   void plan_step(int64_t batch, int nth, bool training, bool targets);
   bool takes_gradient(size_t k) const;
+  bool counts_batches(size_t k) const;
+  static double batch_scalar(const OutputSpec& o, const float* v, int64_t n, double* slope);
   template <typename Fn>
   void run_nodes(const Step& st, const std::vector<int>& order, const std::vector<bool>& solo,
                  bool then_solo, Fn&& fn);

@@ -202,7 +202,7 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
       case OpType::kMath:
         need_inputs(1);
         if (in0->width != node.width || node.iattrs.size() != 1 || node.iattrs[0] < 0 ||
-            node.iattrs[0] > static_cast<int64_t>(MathOp::kRound) || node.fattrs.size() != 2)
+            node.iattrs[0] > static_cast<int64_t>(MathOp::kAdd) || node.fattrs.size() != 2)
           bad("math op attributes: {op}, {a, b}");
         break;
       case OpType::kRowBroadcast:
@@ -356,8 +356,14 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
     if (o.node < 0 || o.node >= static_cast<int>(nodes_.size())) bad("output spec node");
     const NodeSpec& node = nodes_[o.node];
     const int64_t sub_rows = node.width / node.last_dim;
+    for (const std::array<float, 3>& op : o.tail)
+      if (!(op[0] >= 0.0f && op[0] <= static_cast<float>(MathOp::kAdd)))
+        bad("a tail op is a MathOp");
+    if (!o.tail.empty() && !(o.loss == Loss::kMeanOfValues && o.loss_param != 0.0f))
+      bad("a tail follows a loss function's batch reduction");
     if (k >= outputs_.size()) {
-      if (o.loss != Loss::kMeanOfValues || o.target_width != 0 || !o.metrics.empty())
+      if (o.loss != Loss::kMeanOfValues || o.target_width != 0 || !o.metrics.empty() ||
+          !(o.loss_param == 0.0f || o.loss_param == 1.0f || o.loss_param == 2.0f))
         bad("a loss function's values take no targets or metrics");
       continue;
     }
@@ -1037,6 +1043,33 @@ bool Graph::takes_gradient(size_t k) const {
   return o.loss != Loss::kNone && !(k >= outputs_.size() && o.loss_weight == 0.0f);
 }
 
+// Whether output spec k is a metric function's values reduced over the batch by the function:
+// each batch adds its value, and the run counts the batches (its weight sum).
+bool Graph::counts_batches(size_t k) const {
+  const OutputSpec& o = output_specs_[k];
+  return k >= outputs_.size() && !takes_gradient(k) && o.loss_param != 0.0f;
+}
+
+// A batch-reduced loss or metric function's value for a batch whose n values are v: their
+// mean (param 1) or sum (2), in double in order, then its tail of MathOps in float as Keras
+// computes them; *slope gets d(value)/d(mean or sum), the tail's derivatives multiplied.
+double Graph::batch_scalar(const OutputSpec& o, const float* v, int64_t n, double* slope) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += v[i];
+  float x = static_cast<float>(o.loss_param == 1.0f ? sum / static_cast<double>(n) : sum);
+  double d = 1.0;
+  for (const std::array<float, 3>& op : o.tail) {
+    const MathOp m = static_cast<MathOp>(static_cast<int>(op[0]));
+    float y, g, one = 1.0f;
+    math_forward(m, op[1], op[2], &x, &y, 1);
+    math_backward(m, op[1], op[2], &x, &y, &one, &g, 1);
+    d *= g;
+    x = y;
+  }
+  *slope = d;
+  return x;
+}
+
 namespace {
 
 // How many of the n class ids y are not `id`.
@@ -1086,15 +1119,21 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
       // A loss function that reduced the batch itself (its mean, param 1, or sum, param 2,
       // over every value, as Keras then reduces a scalar): each row weighs the batch's mean
       // sample weight instead of its own, and a sum scales with the values it adds.
-      const int batch_reduced = o.loss == Loss::kMeanOfValues ? static_cast<int>(o.loss_param) : 0;
-      double batch_w = 1.0;
-      if (batch_reduced != 0 && w != nullptr && rows > 0) {
-        batch_w = 0.0;
-        for (int64_t r = 0; r < st.batch; ++r) batch_w += weight_[k][r];
-        batch_w /= static_cast<double>(st.batch);
+      const int batch_reduced =
+          o.loss == Loss::kMeanOfValues ? static_cast<int>(o.loss_param) : 0;
+      double batch_value = 0.0, batch_w = 1.0;
+      if (batch_reduced != 0 && rows > 0) {
+        double slope;
+        batch_value = batch_scalar(o, out_[o.node], all_rows * cols, &slope);
+        if (w != nullptr) {
+          batch_w = 0.0;
+          for (int64_t r = 0; r < st.batch; ++r) batch_w += weight_[k][r];
+          batch_w /= static_cast<double>(st.batch);
+        }
+        // d(value)/d(each value): slope/values for a mean, slope for a sum
+        const double scale = slope * o.loss_weight * batch_w;
+        divisor = batch_reduced == 1 ? all_rows / scale : 1.0 / (scale * cols);
       }
-      if (batch_reduced == 1) divisor = all_rows / (o.loss_weight * batch_w);
-      if (batch_reduced == 2) divisor = 1.0 / (o.loss_weight * batch_w * cols);
       const double sum =
           rows == 0 ? 0.0
                     : loss_forward_backward(o.loss, p, y, rows, cols, g, divisor,
@@ -1104,8 +1143,12 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
       double part = sum / static_cast<double>(sub_rows);
       if (o.ignores_a_class())
         part = counted > 0 ? sum * static_cast<double>(st.batch) / counted : 0.0;
-      if (batch_reduced == 1) part = sum * batch_w / static_cast<double>(sub_rows);
-      if (batch_reduced == 2) part = sum * cols * batch_w * static_cast<double>(st.batch);
+      // A batch-reduced loss: the batch's value times its mean weight, a share per sample; a
+      // metric's: the batch's value, shared by the blocks (the run counts its batches).
+      const double samples = static_cast<double>(rows / sub_rows);
+      if (batch_reduced != 0)
+        part = takes_gradient(k) ? batch_value * batch_w * samples
+                                 : batch_value * samples / static_cast<double>(st.batch);
       loss_part_[b * nout + k] = part;
       for (const MetricSpec& spec : o.metrics) {
         const int64_t sums = spec.sums(cols);
@@ -1697,6 +1740,10 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
         t.rows += st.batch;
         for (size_t k = 0; k < output_specs_.size(); ++k) {
           double sw = static_cast<double>(st.batch);
+          if (counts_batches(k)) {  // a batch-reduced metric function: Keras's mean over batches
+            t.weight_sums[k] += 1.0;
+            continue;
+          }
           if (weight_[k] != nullptr) {
             sw = 0.0;
             for (int64_t r = 0; r < st.batch; ++r) sw += weight_[k][r];

@@ -38,9 +38,72 @@ float* float_scratch(int64_t n) {
   return scratch.data();
 }
 
+// fn(j, n) for the values j in [lo, hi) of a GaussianNoise node's batch with their standard
+// normal values n, drawn by the ISA's kernel a chunk at a time (on the stack).
+template <class Fn>
+void for_each_noise(uint64_t seed, uint64_t key, int64_t lo, int64_t hi, Fn fn) {
+  constexpr int64_t kChunk = 512;
+  float g[kChunk];
+  for (int64_t j0 = lo; j0 < hi; j0 += kChunk) {
+    const int64_t m = std::min(kChunk, hi - j0);
+    elementwise_kernels()->gaussian_noise(g, m, seed, key, static_cast<uint64_t>(j0));
+    for (int64_t q = 0; q < m; ++q) fn(j0 + q, g[q]);
+  }
+}
+
+// The period per-feature values of n features are laid over (periodic) and walked in
+// (for_each_period_run): n, or the first multiple of n from 64 on, so that every run is at
+// least 64 values long (Rescaling's one scale made one run, and one call, a value: 2.2 ns
+// each, 3x the seed model's epoch).
+int64_t period_of(int64_t n) {
+  constexpr int64_t kMinPeriod = 64;
+  return n >= kMinPeriod ? n : n * ((kMinPeriod + n - 1) / n);
+}
+
+// Walks [lo, hi) in runs within periods of period_of(n) values, for values whose feature (or
+// alpha) is their index mod n and whose per-feature arrays come from periodic: fn(base, c0, c1)
+// for the values base + c, c in [c0, c1), base a multiple of the period. One division a run
+// instead of one a value.
+template <class Fn>
+void for_each_period_run(int64_t lo, int64_t hi, int64_t n, Fn fn) {
+  const int64_t period = period_of(n);
+  for (int64_t j = lo; j < hi;) {
+    const int64_t c0 = j % period, run = std::min(period - c0, hi - j);
+    fn(j - c0, c0, c0 + run);
+    j += run;
+  }
+}
+
+// The n values v(c) of a value's feature c, laid over period_of(n) values (value c of the
+// period is v(c mod n)), in the calling thread's scratch `slot` (0 or 1).
+template <class V>
+float* periodic(int64_t n, int slot, V v) {
+  thread_local std::vector<float> scratch[2];
+  std::vector<float>& out = scratch[slot];
+  const int64_t period = period_of(n);
+  if (static_cast<int64_t>(out.size()) < period) out.resize(period);
+  for (int64_t c = 0; c < n; ++c) out[c] = v(c);
+  for (int64_t c = n; c < period; ++c) out[c] = out[c - n];
+  return out.data();
+}
+
+// Normalization's a (want_b false) or b of each of its f features (kStandardize), over
+// period_of(f) values (periodic): from the mean or variance weight (b =
+// standardize_scale(variance)), or from the attributes {a..., b...}.
+float* standardize_values(const float* weight, const std::vector<double>& fattrs, int64_t f,
+                          bool want_b) {
+  return periodic(f, want_b, [&](int64_t c) {
+    return weight ? (want_b ? standardize_scale(weight[c]) : weight[c])
+                  : static_cast<float>(fattrs[(want_b ? f : 0) + c]);
+  });
+}
+
+}  // namespace
+
+namespace graph_detail {
+
 // kMath's values: y[j] = op(x[j]) for j < n (see MathOp), in float as Keras computes them.
-void math_forward(MathOp op, float a, float b, const float* __restrict x, float* __restrict y,
-                  int64_t n) {
+void math_forward(MathOp op, float a, float b, const float* x, float* y, int64_t n) {
   switch (op) {
     case MathOp::kSquare:
       for (int64_t j = 0; j < n; ++j) y[j] = x[j] * x[j];
@@ -105,13 +168,18 @@ void math_forward(MathOp op, float a, float b, const float* __restrict x, float*
     case MathOp::kRound:
       for (int64_t j = 0; j < n; ++j) y[j] = std::nearbyint(x[j]);
       return;
+    case MathOp::kMultiplyBy:
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j] * a;
+      return;
+    case MathOp::kAdd:
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j] + a;
+      return;
   }
 }
 
 // kMath's gradient: g[j] = dy[j]·op'(x[j]) (y: the node's values), for j < n.
-void math_backward(MathOp op, float a, float b, const float* __restrict x,
-                   const float* __restrict y, const float* __restrict dy, float* __restrict g,
-                   int64_t n) {
+void math_backward(MathOp op, float a, float b, const float* x, const float* y,
+                   const float* dy, float* g, int64_t n) {
   switch (op) {
     case MathOp::kSquare:
       for (int64_t j = 0; j < n; ++j) g[j] = dy[j] * (2.0f * x[j]);
@@ -144,73 +212,20 @@ void math_backward(MathOp op, float a, float b, const float* __restrict x,
     case MathOp::kDivideInto:  // -a / x² = -y / x
       for (int64_t j = 0; j < n; ++j) g[j] = -dy[j] * (y[j] / x[j]);
       return;
+    case MathOp::kMultiplyBy:
+      for (int64_t j = 0; j < n; ++j) g[j] = dy[j] * a;
+      return;
+    case MathOp::kAdd:
+      std::copy(dy, dy + n, g);
+      return;
     default:  // the comparisons, stop_gradient, sign, floor, ceil, round: no gradient
       std::fill(g, g + n, 0.0f);
       return;
   }
 }
 
-// fn(j, n) for the values j in [lo, hi) of a GaussianNoise node's batch with their standard
-// normal values n, drawn by the ISA's kernel a chunk at a time (on the stack).
-template <class Fn>
-void for_each_noise(uint64_t seed, uint64_t key, int64_t lo, int64_t hi, Fn fn) {
-  constexpr int64_t kChunk = 512;
-  float g[kChunk];
-  for (int64_t j0 = lo; j0 < hi; j0 += kChunk) {
-    const int64_t m = std::min(kChunk, hi - j0);
-    elementwise_kernels()->gaussian_noise(g, m, seed, key, static_cast<uint64_t>(j0));
-    for (int64_t q = 0; q < m; ++q) fn(j0 + q, g[q]);
-  }
-}
+}  // namespace graph_detail
 
-// The period per-feature values of n features are laid over (periodic) and walked in
-// (for_each_period_run): n, or the first multiple of n from 64 on, so that every run is at
-// least 64 values long (Rescaling's one scale made one run, and one call, a value: 2.2 ns
-// each, 3x the seed model's epoch).
-int64_t period_of(int64_t n) {
-  constexpr int64_t kMinPeriod = 64;
-  return n >= kMinPeriod ? n : n * ((kMinPeriod + n - 1) / n);
-}
-
-// Walks [lo, hi) in runs within periods of period_of(n) values, for values whose feature (or
-// alpha) is their index mod n and whose per-feature arrays come from periodic: fn(base, c0, c1)
-// for the values base + c, c in [c0, c1), base a multiple of the period. One division a run
-// instead of one a value.
-template <class Fn>
-void for_each_period_run(int64_t lo, int64_t hi, int64_t n, Fn fn) {
-  const int64_t period = period_of(n);
-  for (int64_t j = lo; j < hi;) {
-    const int64_t c0 = j % period, run = std::min(period - c0, hi - j);
-    fn(j - c0, c0, c0 + run);
-    j += run;
-  }
-}
-
-// The n values v(c) of a value's feature c, laid over period_of(n) values (value c of the
-// period is v(c mod n)), in the calling thread's scratch `slot` (0 or 1).
-template <class V>
-float* periodic(int64_t n, int slot, V v) {
-  thread_local std::vector<float> scratch[2];
-  std::vector<float>& out = scratch[slot];
-  const int64_t period = period_of(n);
-  if (static_cast<int64_t>(out.size()) < period) out.resize(period);
-  for (int64_t c = 0; c < n; ++c) out[c] = v(c);
-  for (int64_t c = n; c < period; ++c) out[c] = out[c - n];
-  return out.data();
-}
-
-// Normalization's a (want_b false) or b of each of its f features (kStandardize), over
-// period_of(f) values (periodic): from the mean or variance weight (b =
-// standardize_scale(variance)), or from the attributes {a..., b...}.
-float* standardize_values(const float* weight, const std::vector<double>& fattrs, int64_t f,
-                          bool want_b) {
-  return periodic(f, want_b, [&](int64_t c) {
-    return weight ? (want_b ? standardize_scale(weight[c]) : weight[c])
-                  : static_cast<float>(fattrs[(want_b ? f : 0) + c]);
-  });
-}
-
-}  // namespace
 
 // The epilogue of Dense i's input-gradient GEMM (columns from col0 of the input on): its
 // input's activation derivative when that is fused there (dact_by_consumer_), else none.

@@ -211,5 +211,11 @@ class ProfileScope {
   double t0_;
 };
 
+// kMath's values, y[j] = op(x[j]), and gradient, g[j] = dy[j]·op'(x[j]) (y: the values), for
+// j < n (graph_nodes.cc).
+void math_forward(MathOp op, float a, float b, const float* x, float* y, int64_t n);
+void math_backward(MathOp op, float a, float b, const float* x, const float* y,
+                   const float* dy, float* g, int64_t n);
+
 }  // namespace graph_detail
 }  // namespace densitron

@@ -15,7 +15,7 @@ _REDUCE_MODES = {"mean": 0, "max": 1, "sum": 2}  # kPool's
 MATH_OPS = {"square": 0, "abs": 1, "sqrt": 2, "log": 3, "exp": 4, "log1p": 5, "clip": 6,
             "power": 7, "divide_by": 8, "divide_into": 9, "greater": 10, "greater_equal": 11,
             "less": 12, "less_equal": 13, "equal": 14, "not_equal": 15, "stop_gradient": 16,
-            "sign": 17, "floor": 18, "ceil": 19, "round": 20}
+            "sign": 17, "floor": 18, "ceil": 19, "round": 20, "multiply_by": 21, "add": 22}
 
 
 class MathOp(Layer):

@@ -268,7 +268,7 @@ class Functional(Trainer, Layer):
         """The engine's graph of the model; with `traced_losses` ({output k: a loss written in
         Python}) and `traced_metrics` ([(output k, a metric function)]), also each function's
         nodes on that output and its targets (of target_shapes[k]), whose engine node indices
-        (and reductions) go to self._loss_nodes and self._metric_nodes."""
+        (with their batch reductions and tails) go to self._loss_nodes and self._metric_nodes."""
         from densitron.trainers.loss_graph import loss_node_specs
 
         params, param_index = [], {}
@@ -284,16 +284,9 @@ class Functional(Trainer, Layer):
         for k, loss in (traced_losses or {}).items():
             self._loss_nodes[k] = loss_node_specs(self, k, loss, target_shapes[k], specs,
                                                   param_index)
-        self._metric_nodes = []
-        for k, metric in traced_metrics:
-            node, reduced = loss_node_specs(self, k, metric, target_shapes[k], specs,
-                                            param_index)
-            if reduced:
-                raise ValueError(f"Metric {metric.name!r} must return one value per sample "
-                                 "(reduce with axis=-1): densitron averages them over the "
-                                 "samples as Keras's MeanMetricWrapper does. Received: a "
-                                 "function reducing the batch axis")
-            self._metric_nodes.append(node)
+        self._metric_nodes = [loss_node_specs(self, k, metric, target_shapes[k], specs,
+                                              param_index)
+                              for k, metric in traced_metrics]
         self._params = params
         self._graph = _core.Graph(specs, [v.engine_spec() for v in params],
                                   list(range(len(self.inputs))), self._engine_outputs)

@@ -31,31 +31,32 @@ def _traced(fn, y_true, y_pred, name):
             f"loss={name!r}") from e
     from densitron.ops import BatchReduction
 
-    mode = 0
+    mode, tail = 0, ()
     if isinstance(out, BatchReduction):  # mean or sum over the batch too: Keras's scalar
-        out, mode = out.tensor, {"mean": 1, "sum": 2}[out.mode]
+        out, mode, tail = out.tensor, {"mean": 1, "sum": 2}[out.mode], out.tail
     if not isinstance(out, KerasTensor):
         raise ValueError(f"The loss {name!r} must return a tensor computed from y_true and "
                          f"y_pred with densitron.ops. Received: {out!r}")
-    return out, mode
+    return out, mode, tail
 
 
 def loss_node_specs(model, k, loss, target_shape, specs, param_index):
     """Appends to `specs` (the model's engine node specs) the nodes of `loss` (a loss or metric
     object written in Python) on model output k with targets of `target_shape`; returns the
-    index of the node holding its values and how the function reduced them (0: per sample; 1,
-    2: the batch's mean, sum). A ValueError when the function reads anything but y_true and
-    y_pred, or makes a layer with weights."""
+    index of the node holding its values, how the function reduced them (0: per sample; 1, 2:
+    the batch's mean, sum) and the MathOps it applied to that scalar after. A ValueError when
+    the function reads anything but y_true and y_pred, or makes a layer with weights."""
     fn, name = loss.call, loss.name  # (a loss function's, a Loss subclass's, a metric's)
     target_layer = _Targets(k, name=f"y_true_{k}")
     target_node = Node(target_layer, [], [])
     y_true = KerasTensor((None, *target_shape[1:]), name="y_true", node=target_node)
     target_node.outputs = [y_true]
     y_pred = model.outputs[k]
-    out, mode = _traced(fn, y_true, y_pred, name)
-    if out is y_true or out is y_pred:
-        raise ValueError(f"The loss {name!r} must compute on y_true and y_pred. Received: a "
-                         "function returning one of them as it is")
+    out, mode, tail = _traced(fn, y_true, y_pred, name)
+    if out is y_true or out is y_pred:  # (as it is, or reduced: its values need a node of
+        from densitron.layers.math_ops import MathOp  # their own, the output's has its metrics)
+
+        out = MathOp("multiply_by", 1.0)(out)
     local = {(id(y_pred._node), y_pred._index): model._engine_outputs[k]}
     order, seen = [], set()
 
@@ -87,4 +88,4 @@ def loss_node_specs(model, k, loss, target_shape, specs, param_index):
         specs.append((spec[0], ins, *spec[1:]))
         for j in range(len(node.outputs)):
             local[(id(node), j)] = len(specs) - 1
-    return local[(id(out._node), out._index)], mode
+    return local[(id(out._node), out._index)], mode, tail

@@ -29,10 +29,11 @@ _CALL_SECONDS_SILENT = 0.25
 # One output spec of the engine, in the order the binding's compile reads it (bind_graph.cc):
 # the node, loss id, loss weight, target values a sample, metric specs, the loss's argument,
 # the focal losses' extra arguments, ignore_class, and for a loss or metric function's values
-# the model output they belong to (else -1) and whether its sample weights apply.
+# the model output they belong to (else -1), whether its sample weights apply, and the MathOps
+# applied to the batch's scalar of a function that reduced the batch itself.
 _EngineOutput = collections.namedtuple(
     "_EngineOutput", "node loss weight target_width metrics param extra ignore_class loss_of "
-                     "weighted")
+                     "weighted tail")
 
 
 def _losses_per_output(loss, names):
@@ -263,15 +264,15 @@ class Trainer:
             engine_id = loss._engine_id
             if k in traced:  # the output keeps its metrics; its loss node follows the outputs
                 engine_id, width = losses_mod._NO_LOSS, math.prod(shapes[k][1:])
-                loss_node, batch_reduced = self._loss_nodes[k]
+                loss_node, batch_reduced, tail = self._loss_nodes[k]
                 loss_outputs.append(_EngineOutput(
                     loss_node, losses_mod._MEAN_OF_VALUES, self._loss_weights[k], 0, [],
-                    float(batch_reduced), loss._extra, None, k, True))
+                    float(batch_reduced), loss._extra, None, k, True, tail))
             elif any(m[0] == k for m in self._traced_metrics):  # targets of any shape
                 width = math.prod(shapes[k][1:])
             outputs.append(_EngineOutput(node, engine_id, self._loss_weights[k], width,
                                          metric_specs[k], loss._param, loss._extra,
-                                         loss._ignored(), -1, False))
+                                         loss._ignored(), -1, False, ()))
         # where each output's loss sum, and each metric function's sum, comes back among the
         # engine's outputs (a metric function's values: loss weight 0, no gradient)
         self._loss_sum_index = list(range(len(outputs)))
@@ -279,11 +280,17 @@ class Trainer:
             self._loss_sum_index[spec.loss_of] = len(outputs) + j
         outputs += loss_outputs
         self._metric_sum_index = []
-        for j, (k, weighted, _) in enumerate(self._traced_metrics):
+        for j, (k, weighted, metric) in enumerate(self._traced_metrics):
+            node, batch_reduced, tail = self._metric_nodes[j]
+            if batch_reduced and weighted:
+                raise ValueError(
+                    f"Metric {metrics_mod.display_name(metric)!r} reduces the batch itself (one "
+                    "value a batch, averaged over the batches as Keras's metric does); it cannot "
+                    "be weighted by samples. Received: it among weighted_metrics")
             self._metric_sum_index.append(len(outputs))
-            outputs.append(_EngineOutput(self._metric_nodes[j], losses_mod._MEAN_OF_VALUES, 0.0,
-                                         0, [], 0.0, losses_mod._FOCAL_DEFAULTS, None, k,
-                                         weighted))
+            outputs.append(_EngineOutput(node, losses_mod._MEAN_OF_VALUES, 0.0, 0, [],
+                                         float(batch_reduced), losses_mod._FOCAL_DEFAULTS,
+                                         None, k, weighted, tail))
         # Keras's hinge losses, a loss with ignore_class and a loss function reducing the batch
         # itself look at each batch as a whole: evaluate keeps the user's batches.
         self._batch_dependent = any(
@@ -357,10 +364,11 @@ class Trainer:
             if callable(post):  # Precision, AUC, R2Score...: from their own sums
                 logs[name] = post(metric_sums[i:], rows)
                 continue
-            if isinstance(post, tuple):  # a metric function's values, summed by the engine
-                s = output_loss_sums[self._metric_sum_index[post[1]]]
-                total = weight_sums[k] if weighted else rows
-                logs[name] = float(s / total) if total != 0 else 0.0
+            if isinstance(post, tuple):  # a metric function's values, summed by the engine over
+                # the samples (or their weights), or over the batches for a batch's scalar
+                i = self._metric_sum_index[post[1]]
+                total = weight_sums[i]
+                logs[name] = float(output_loss_sums[i] / total) if total != 0 else 0.0
                 continue
             s = metric_sums[i]
             # A weighted metric is a weighted mean (0 when the weights sum to 0, as Keras).
