@@ -141,11 +141,12 @@ constexpr int64_t kGatherAhead = 4;
 // Bytes of dense input rows per thread up to which the next batch's rows are requested ahead
 // during a step (prefetch_next). Beyond, they no longer wait in L2 beside the step's own data:
 // the seed model was 4-7% faster an epoch without the requests at batch 512 (1.6 MB of rows a
-// batch) and 3-5% at 256; 784-256-256-10 at 512 even to 3% faster. At 128 (200 KB a thread)
-// too, since the gather requests each row a few rows ahead itself: the seed model 3% faster
-// (0.0427 -> 0.0414 s an epoch), 784-128-128-10 1.5%, batch 96 1.5%; at 32 and 64 (up to
-// 100 KB a thread) the requests still pay.
-constexpr int64_t kMaxPrefetchBytesPerThread = 128 * 1024;
+// batch) and 3-5% at 256; 784-256-256-10 at 512 even to 3% faster. From 64 rows of 784 too,
+// since the gather requests each row a few rows ahead itself (alternating processes): at 128
+// (200 KB a thread) the seed model 3% faster (0.0427 -> 0.0414 s an epoch), 784-128-128-10
+// 1.5%; at 64 (100 KB) 784-128-128-10 4-5% (0.094-0.098 -> 0.090-0.091), the seed model even;
+// at 32 (50 KB) even with or without, so the requests stay for narrower rows.
+constexpr int64_t kMaxPrefetchBytesPerThread = 64 * 1024;
 
 // Inside a run the threads already meet between ops, so splitting costs no fork: elementwise
 // work is split from this many values per thread, GEMMs from this many multiply-adds.
