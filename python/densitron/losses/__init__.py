@@ -134,7 +134,7 @@ class Loss:
         return None
 
 
-class LossFunctionWrapper(Loss):
+class LossFunctionWrapper(serialization.FunctionWrapper, Loss):
     """A loss written in Python, as Keras's: `fn(y_true, y_pred)` made of densitron.ops
     (arithmetic, square, abs, log, clip, mean(axis=-1)...), or a Loss subclass's own `call`.
     When the model compiles it is traced on symbolic tensors (y_true of the targets' shape,
@@ -145,17 +145,11 @@ class LossFunctionWrapper(Loss):
     _engine_id = _MEAN_OF_VALUES
 
     def __init__(self, fn, reduction="sum_over_batch_size", name=None, **kwargs):
-        if not callable(fn):
-            raise TypeError(f"`fn` must be a function of (y_true, y_pred). Received: fn={fn!r}")
+        self._wrap(fn, kwargs)
         super().__init__(name=name or getattr(fn, "__name__", "loss"), reduction=reduction)
-        self.fn = fn
-        self._fn_kwargs = kwargs
-
-    def call(self, y_true, y_pred):
-        return self.fn(y_true, y_pred, **self._fn_kwargs)
 
     def get_config(self):
-        return {**super().get_config(), "fn": serialization.registered_name(self.fn), **self._fn_kwargs}
+        return {**super().get_config(), **self._fn_config()}
 
 
 def traced_function(loss):

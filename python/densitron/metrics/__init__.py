@@ -693,7 +693,7 @@ class RecallAtPrecision(_SensitivitySpecificity):
         return self._ratio(tp, tp + fp), self._ratio(tp, tp + fn)
 
 
-class MeanMetricWrapper(Metric):
+class MeanMetricWrapper(serialization.FunctionWrapper, Metric):
     """A metric written in Python, as Keras's: `fn(y_true, y_pred)` made of densitron.ops,
     returning per-sample values (reduce with axis=-1); the metric is their mean over the
     samples (a sample's values averaged first), weighted by the sample weights among
@@ -703,14 +703,8 @@ class MeanMetricWrapper(Metric):
     _post = "traced"
 
     def __init__(self, fn, name=None, dtype=None, **kwargs):
-        if not callable(fn):
-            raise TypeError(f"`fn` must be a function of (y_true, y_pred). Received: fn={fn!r}")
+        self._wrap(fn, kwargs)
         super().__init__(name=name or getattr(fn, "__name__", "metric"), dtype=dtype)
-        self.fn = fn
-        self._fn_kwargs = kwargs
-
-    def call(self, y_true, y_pred):
-        return self.fn(y_true, y_pred, **self._fn_kwargs)
 
     def _specs(self):
         return []
@@ -736,8 +730,7 @@ class MeanMetricWrapper(Metric):
         return np.float32(state[0][0] / state[1])
 
     def get_config(self):
-        return {**super().get_config(), "fn": serialization.registered_name(self.fn),
-                **self._fn_kwargs}
+        return {**super().get_config(), **self._fn_config()}
 
 
 class R2Score(Metric):

@@ -50,6 +50,22 @@ def registered_name(fn):
     return getattr(fn, "__name__", repr(fn))
 
 
+class FunctionWrapper:
+    """The part Keras's LossFunctionWrapper and MeanMetricWrapper share: a function of the
+    user's, fn(y_true, y_pred, **kwargs), that `call` runs and the config names."""
+
+    def _wrap(self, fn, kwargs):
+        if not callable(fn):
+            raise TypeError(f"`fn` must be a function of (y_true, y_pred). Received: fn={fn!r}")
+        self.fn, self._fn_kwargs = fn, kwargs
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred, **self._fn_kwargs)
+
+    def _fn_config(self):
+        return {"fn": registered_name(self.fn), **self._fn_kwargs}
+
+
 def _custom(name):
     return _custom_objects[-1].get(name) or _registered.get(name)
 
