@@ -346,7 +346,8 @@ def test_evaluate_predict_and_validation_call_the_test_and_predict_hooks():
 
 def _ema_model(seed=3):
     densitron.utils.set_random_seed(seed)
-    model = densitron.Sequential([densitron.Input((5,)), densitron.layers.Dense(8, activation="relu"),
+    model = densitron.Sequential([densitron.Input((5,)),
+                                  densitron.layers.Dense(8, activation="relu"),
                                   densitron.layers.Dense(1)])
     model.compile(optimizer=densitron.optimizers.Adam(0.05, use_ema=True, ema_momentum=0.9),
                   loss="mse")

@@ -195,7 +195,8 @@ def test_values_without_a_gradient_and_more_activations():
     inp = Input((7,))
     h = layers.Dense(7)(inp)
     fns = {"stop_gradient": (ops.stop_gradient, lambda v: v),
-           "sign": (ops.sign, np.sign), "floor": (lambda t: ops.floor(t * 3.0), lambda v: np.floor(v * 3)),
+           "sign": (ops.sign, np.sign),
+           "floor": (lambda t: ops.floor(t * 3.0), lambda v: np.floor(v * 3)),
            "ceil": (lambda t: ops.ceil(t * 3.0), lambda v: np.ceil(v * 3)),
            "round": (lambda t: ops.round(t * 2.0), lambda v: np.round(v * 2)),
            "relu6": (lambda t: ops.relu6(t * 5.0), lambda v: np.clip(v * 5, 0, 6)),
