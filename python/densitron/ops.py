@@ -268,9 +268,9 @@ def _reduce(mode, x, axis, keepdims):
     from densitron.layers.math_ops import Reduce
 
     if not _symbolic(x):
-        fn = np.mean if mode == "mean" else np.sum
+        fn = {"mean": np.mean, "sum": np.sum, "max": np.max}[mode]
         return fn(np.asarray(x, dtype=np.float32), axis=axis, keepdims=keepdims)
-    if axis is None:  # (the batch too: what a loss function may end with)
+    if axis is None and mode != "max":  # (the batch too: what a loss function may end with)
         return BatchReduction(x, mode)
     _last_axis_only(mode, x, axis)
     return Reduce(mode, keepdims)(x)
@@ -343,12 +343,7 @@ class BatchReduction:
 def max(x, axis=None, keepdims=False):  # noqa: A001 (Keras's name)
     """The maximum over `axis` (on a symbolic tensor, the last axis; its gradient shared
     between ties)."""
-    if not _symbolic(x):
-        return np.max(np.asarray(x, dtype=np.float32), axis=axis, keepdims=keepdims)
-    _last_axis_only("max", x, axis)
-    from densitron.layers.math_ops import Reduce
-
-    return Reduce("max", keepdims)(x)
+    return _reduce("max", x, axis, keepdims)
 
 
 def min(x, axis=None, keepdims=False):  # noqa: A001 (Keras's name)

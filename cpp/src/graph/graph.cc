@@ -1134,21 +1134,28 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
         const double scale = slope * o.loss_weight * batch_w;
         divisor = batch_reduced == 1 ? all_rows / scale : 1.0 / (scale * cols);
       }
-      const double sum =
-          rows == 0 ? 0.0
-                    : loss_forward_backward(o.loss, p, y, rows, cols, g, divisor,
-                                            fused_[o.node], batch_reduced ? nullptr : w,
-                                            sub_rows, param(o.loss, o.loss_param),
-                                            o.loss_extra.data(), o.ignore_class);
-      double part = sum / static_cast<double>(sub_rows);
-      if (o.ignores_a_class())
-        part = counted > 0 ? sum * static_cast<double>(st.batch) / counted : 0.0;
-      // A batch-reduced loss: the batch's value times its mean weight, a share per sample; a
-      // metric's: the batch's value, shared by the blocks (the run counts its batches).
-      const double samples = static_cast<double>(rows / sub_rows);
-      if (batch_reduced != 0)
+      double part;
+      if (batch_reduced != 0) {
+        // Its gradient is one value for all (kMeanOfValues's with weight 1); a loss's part is
+        // the batch's value times its mean weight, a share per sample; a metric's the batch's
+        // value, shared by the blocks (the run counts its batches).
+        if (g != nullptr)
+          std::fill(g, g + rows * cols,
+                    static_cast<float>(1.0 / divisor) / static_cast<float>(cols));
+        const double samples = static_cast<double>(rows / sub_rows);
         part = takes_gradient(k) ? batch_value * batch_w * samples
                                  : batch_value * samples / static_cast<double>(st.batch);
+      } else {
+        const double sum =
+            rows == 0 ? 0.0
+                      : loss_forward_backward(o.loss, p, y, rows, cols, g, divisor,
+                                              fused_[o.node], w, sub_rows,
+                                              param(o.loss, o.loss_param),
+                                              o.loss_extra.data(), o.ignore_class);
+        part = sum / static_cast<double>(sub_rows);
+        if (o.ignores_a_class())
+          part = counted > 0 ? sum * static_cast<double>(st.batch) / counted : 0.0;
+      }
       loss_part_[b * nout + k] = part;
       for (const MetricSpec& spec : o.metrics) {
         const int64_t sums = spec.sums(cols);

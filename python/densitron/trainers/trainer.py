@@ -226,8 +226,8 @@ class Trainer:
                                          f"metrics={self._compile_metrics!r}, weighted_metrics="
                                          f"{getattr(self, '_compile_weighted_metrics', None)!r}")
                     if isinstance(post, metrics_mod.MeanMetricWrapper):
-                        post = ("traced", len(self._traced_metrics))
-                        self._traced_metrics.append((k, is_weighted, m))
+                        self._traced_metrics.append((k, is_weighted, post))
+                        post = ("traced", len(self._traced_metrics) - 1)
                     self._metric_logs.append((name, k, is_weighted, engine_index, post))
                     full = [metrics_mod.engine_spec(spec, is_weighted) for spec in engine_specs]
                     engine_index += sum(_core._metric_sums(s, self._output_last[k])
@@ -251,7 +251,7 @@ class Trainer:
         # (and without them again after a compile with densitron's own losses).
         traced = {k: loss for k, loss in enumerate(self._compiled_losses)
                   if losses_mod.traced_function(loss) is not None}
-        traced_metrics = [(k, metrics_mod.get(m)) for k, _, m in self._traced_metrics]
+        traced_metrics = [(k, m) for k, _, m in self._traced_metrics]
         if traced or traced_metrics or getattr(self, "_loss_nodes", None) or \
                 getattr(self, "_metric_nodes", None):
             self._make_engine_graph(traced, shapes, traced_metrics)
@@ -284,7 +284,7 @@ class Trainer:
             node, batch_reduced, tail = self._metric_nodes[j]
             if batch_reduced and weighted:
                 raise ValueError(
-                    f"Metric {metrics_mod.display_name(metric)!r} reduces the batch itself (one "
+                    f"Metric {metric.name!r} reduces the batch itself (one "
                     "value a batch, averaged over the batches as Keras's metric does); it cannot "
                     "be weighted by samples. Received: it among weighted_metrics")
             self._metric_sum_index.append(len(outputs))
