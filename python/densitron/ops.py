@@ -244,7 +244,8 @@ def power(x1, x2):
 
 
 def divide(x1, x2):
-    """x1 / x2, elementwise: two tensors of one shape, or a tensor and a number."""
+    """x1 / x2, elementwise: two tensors of one shape (or a divisor per row, broadcast), or a
+    tensor and a number."""
     from densitron.layers.layer import KerasTensor
     from densitron.layers.math_ops import Divide
 
@@ -255,7 +256,9 @@ def divide(x1, x2):
     if not _symbolic(x1, x2):
         return np.divide(np.asarray(x1, dtype=np.float32), np.asarray(x2, dtype=np.float32))
     if isinstance(x1, KerasTensor) and isinstance(x2, KerasTensor):
-        return Divide()([x1, x2])
+        from densitron.layers.layer import _row_broadcast
+
+        return _row_broadcast(x1, x2, "div") or Divide()([x1, x2])
     if isinstance(x1, KerasTensor):
         return _math("divide_by", x1, _number(x2, "x2"))
     return _math("divide_into", x2, _number(x1, "x1"))

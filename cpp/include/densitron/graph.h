@@ -68,13 +68,13 @@ enum class OpType : int {
                         // width: alpha over a sample's last axes, shared over the leading ones)
   kMath = 25,           // i {MathOp}, f {a, b}: each value through one of Keras's elementwise
                         // ops (densitron.ops.square, sqrt, clip... on a symbolic tensor)
-  kDivide = 26,         // x0 / x1, x1 of x0's width or one value per row of the last axis
+  kDivide = 26,         // x0 / x1 of one width (a divisor per row: kRowBroadcast)
   kTarget = 27,         // i {k}: output k's targets of the batch's rows (a loss function's
                         // y_true); it and every node reading it run only with targets (not in
                         // predict)
   kRowBroadcast = 28,   // i {mode}: x0 combined with x1, one value per row of x0's last axis:
-                        // x0 + x1 (mode 0), x0 - x1 (1), x1 - x0 (2), x0·x1 (3), as NumPy
-                        // broadcasts a last axis of 1
+                        // x0 + x1 (mode 0), x0 - x1 (1), x1 - x0 (2), x0·x1 (3), x0 / x1 (4),
+                        // as NumPy broadcasts a last axis of 1
 };
 
 // kMath's operations on each value x (a and b: the node's fattrs).

@@ -209,17 +209,15 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
         need_inputs(2);
         if (node.inputs.size() != 2 || in0->width != node.width ||
             nodes_[node.inputs[1]].width * node.last_dim != node.width ||
-            node.iattrs.size() != 1 || node.iattrs[0] < 0 || node.iattrs[0] > 3)
-          bad("a row broadcast takes its width and one value per row, and a mode 0 to 3");
+            node.iattrs.size() != 1 || node.iattrs[0] < 0 || node.iattrs[0] > 4)
+          bad("a row broadcast takes its width and one value per row, and a mode 0 to 4");
         break;
-      case OpType::kDivide: {
+      case OpType::kDivide:
         need_inputs(2);
-        const int64_t w1 = node.inputs.size() == 2 ? nodes_[node.inputs[1]].width : -1;
         if (node.inputs.size() != 2 || in0->width != node.width ||
-            (w1 != node.width && w1 * node.last_dim != node.width))
-          bad("Divide takes two inputs of its width, or a divisor per row of the last axis");
+            nodes_[node.inputs[1]].width != node.width)
+          bad("Divide takes two inputs of its width");
         break;
-      }
       case OpType::kUnitNorm:
         need_inputs(1);
         if (in0->width != node.width || node.fattrs.size() != 1 || !(node.fattrs[0] > 0.0))

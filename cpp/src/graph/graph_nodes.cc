@@ -531,18 +531,13 @@ void Graph::forward_node(const Step& st, int i) {
         float* yr = y + r * last;
         for (int64_t j = 0; j < last; ++j)
           yr[j] = mode == 0 ? xr[j] + v : mode == 1 ? xr[j] - v : mode == 2 ? v - xr[j]
-                                                                         : xr[j] * v;
+                : mode == 3 ? xr[j] * v : xr[j] / v;
       }
       return;
     }
     case OpType::kDivide: {
       const float* b = out_[node.inputs[1]];
-      if (nodes_[node.inputs[1]].width == w) {
-        for (int64_t j = el.lo; j < el.hi; ++j) y[j] = x[j] / b[j];
-        return;
-      }
-      for (int64_t r = rw.lo; r < rw.hi; ++r)  // one divisor per row
-        for (int64_t j = r * last; j < (r + 1) * last; ++j) y[j] = x[j] / b[r];
+      for (int64_t j = el.lo; j < el.hi; ++j) y[j] = x[j] / b[j];
       return;
     }
     case OpType::kPool: {
@@ -1280,15 +1275,18 @@ void Graph::backward_node(const Step& st, int i) {
       return;
     }
     case OpType::kRowBroadcast: {
-      // d/dx0 = ±dy (mode 3: dy·x1); d/dx1 = ±Σ_row dy (mode 3: Σ_row dy·x0)
+      // d/dx0 = ±dy (mode 3: dy·x1, 4: dy / x1); d/dx1 = ±Σ_row dy (mode 3: Σ_row dy·x0,
+      // 4: -Σ_row dy·y / x1)
       const float* b = out_[node.inputs[1]];
+      const float* yv = out_[i];
       const int64_t mode = node.iattrs[0];
       float* c = scratch_.data();
       if (rw.lo >= rw.hi) return;
       if (float* gx = target(0, &acc)) {
         for (int64_t r = rw.lo; r < rw.hi; ++r)
           for (int64_t j = r * last; j < (r + 1) * last; ++j)
-            c[j] = mode == 3 ? dy[j] * b[r] : mode == 2 ? -dy[j] : dy[j];
+            c[j] = mode == 3 ? dy[j] * b[r] : mode == 4 ? dy[j] / b[r]
+                 : mode == 2 ? -dy[j] : dy[j];
         put(gx + rw.lo * last, c + rw.lo * last, (rw.hi - rw.lo) * last, acc);
       }
       if (float* gx = target(1, &acc)) {  // (the row sums in this thread's own scratch)
@@ -1296,44 +1294,26 @@ void Graph::backward_node(const Step& st, int i) {
         for (int64_t r = rw.lo; r < rw.hi; ++r) {
           float sum = 0.0f;
           for (int64_t j = r * last; j < (r + 1) * last; ++j)
-            sum += mode == 3 ? dy[j] * x[j] : dy[j];
-          sums[r - rw.lo] = mode == 1 ? -sum : sum;
+            sum += mode == 3 ? dy[j] * x[j] : mode == 4 ? dy[j] * yv[j] : dy[j];
+          sums[r - rw.lo] = mode == 1 ? -sum : mode == 4 ? -sum / b[r] : sum;
         }
         put(gx + rw.lo, sums, rw.hi - rw.lo, acc);
       }
       return;
     }
     case OpType::kDivide: {
-      // d/dx0 = dy / x1; d/dx1 = -dy·y / x1, summed over the row for a divisor per row
+      // d/dx0 = dy / x1; d/dx1 = -dy·y / x1
       const float* b = out_[node.inputs[1]];
       const float* yv = out_[i];
       float* c = scratch_.data();
-      const bool per_row = nodes_[node.inputs[1]].width != w;
+      if (el.lo >= el.hi) return;
       if (float* gx = target(0, &acc)) {
-        if (!per_row && el.lo < el.hi) {
-          for (int64_t j = el.lo; j < el.hi; ++j) c[j] = dy[j] / b[j];
-          put(gx + el.lo, c + el.lo, el.hi - el.lo, acc);
-        }
-        if (per_row && rw.lo < rw.hi) {
-          for (int64_t r = rw.lo; r < rw.hi; ++r)
-            for (int64_t j = r * last; j < (r + 1) * last; ++j) c[j] = dy[j] / b[r];
-          put(gx + rw.lo * last, c + rw.lo * last, (rw.hi - rw.lo) * last, acc);
-        }
+        for (int64_t j = el.lo; j < el.hi; ++j) c[j] = dy[j] / b[j];
+        put(gx + el.lo, c + el.lo, el.hi - el.lo, acc);
       }
       if (float* gx = target(1, &acc)) {
-        if (!per_row && el.lo < el.hi) {
-          for (int64_t j = el.lo; j < el.hi; ++j) c[j] = -dy[j] * yv[j] / b[j];
-          put(gx + el.lo, c + el.lo, el.hi - el.lo, acc);
-        }
-        if (per_row && rw.lo < rw.hi) {  // (the row sums in this thread's own scratch)
-          float* sums = float_scratch(rw.hi - rw.lo);
-          for (int64_t r = rw.lo; r < rw.hi; ++r) {
-            float sum = 0.0f;
-            for (int64_t j = r * last; j < (r + 1) * last; ++j) sum += dy[j] * yv[j];
-            sums[r - rw.lo] = -sum / b[r];
-          }
-          put(gx + rw.lo, sums, rw.hi - rw.lo, acc);
-        }
+        for (int64_t j = el.lo; j < el.hi; ++j) c[j] = -dy[j] * yv[j] / b[j];
+        put(gx + el.lo, c + el.lo, el.hi - el.lo, acc);
       }
       return;
     }

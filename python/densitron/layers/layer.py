@@ -164,8 +164,9 @@ class KerasTensor:
 
 
 def _row_broadcast(a, b, op):
-    """a op b for tensors one of which has a last axis of 1 where the other's is longer (the
-    rest alike): a RowBroadcast layer, as NumPy broadcasts; None for any other shapes."""
+    """a op b ("add", "sub", "mul", "div") for tensors one of which has a last axis of 1 where
+    the other's is longer (the rest alike; a divisor only): a RowBroadcast layer, as NumPy
+    broadcasts; None for any other shapes."""
     from densitron.layers.math_ops import RowBroadcast
 
     def per_row(full, row):
@@ -174,7 +175,7 @@ def _row_broadcast(a, b, op):
 
     if per_row(a, b):
         return RowBroadcast(op)([a, b])
-    if per_row(b, a):
+    if per_row(b, a) and op != "div":  # (a value per row over a tensor: not broadcast)
         return RowBroadcast({"add": "add", "sub": "rsub", "mul": "mul"}[op])([b, a])
     return None
 

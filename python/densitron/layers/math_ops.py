@@ -43,27 +43,19 @@ class MathOp(Layer):
 
 
 class Divide(_Merge):
-    """x0 / x1 of two tensors of one shape, or x1 with a last axis of 1 (a divisor per row,
-    broadcast as Keras does)."""
+    """x0 / x1 of two tensors of one shape (a divisor per row: RowBroadcast's "div")."""
 
     _op = _DIVIDE
     _arity = 2
-
-    def _check_inputs(self, input_shape):
-        if (isinstance(input_shape, list) and len(input_shape) == 2 and
-                len(input_shape[0]) == len(input_shape[1]) and
-                tuple(input_shape[1][1:]) == (*input_shape[0][1:-1], 1)):
-            return
-        super()._check_inputs(input_shape)
 
 
 class RowBroadcast(Layer):
     """A tensor combined with one of a last axis of 1 (a value per row), broadcast as NumPy
     does: inputs [full, per_row], mode "add" (full + row), "sub" (full - row), "rsub" (row -
-    full) or "mul"."""
+    full), "mul" or "div" (full / row)."""
 
     _mask_rule = "refuse"
-    MODES = ("add", "sub", "rsub", "mul")
+    MODES = ("add", "sub", "rsub", "mul", "div")
 
     def __init__(self, mode="add", **kwargs):
         super().__init__(**kwargs)
