@@ -4,6 +4,7 @@
 #include <cassert>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <vector>
 
 #include "densitron/graph.h"
@@ -104,6 +105,9 @@ namespace graph_detail {
 
 // kMath's values: y[j] = op(x[j]) for j < n (see MathOp), in float as Keras computes them.
 void math_forward(MathOp op, float a, float b, const float* x, float* y, int64_t n) {
+  auto compare = [&](auto holds) {  // the comparisons: 1 where x holds against a, else 0
+    for (int64_t j = 0; j < n; ++j) y[j] = holds(x[j], a) ? 1.0f : 0.0f;
+  };
   switch (op) {
     case MathOp::kSquare:
       for (int64_t j = 0; j < n; ++j) y[j] = x[j] * x[j];
@@ -136,23 +140,17 @@ void math_forward(MathOp op, float a, float b, const float* x, float* y, int64_t
       for (int64_t j = 0; j < n; ++j) y[j] = a / x[j];
       return;
     case MathOp::kGreater:
-      for (int64_t j = 0; j < n; ++j) y[j] = x[j] > a ? 1.0f : 0.0f;
-      return;
+      return compare(std::greater<float>());
     case MathOp::kGreaterEqual:
-      for (int64_t j = 0; j < n; ++j) y[j] = x[j] >= a ? 1.0f : 0.0f;
-      return;
+      return compare(std::greater_equal<float>());
     case MathOp::kLess:
-      for (int64_t j = 0; j < n; ++j) y[j] = x[j] < a ? 1.0f : 0.0f;
-      return;
+      return compare(std::less<float>());
     case MathOp::kLessEqual:
-      for (int64_t j = 0; j < n; ++j) y[j] = x[j] <= a ? 1.0f : 0.0f;
-      return;
+      return compare(std::less_equal<float>());
     case MathOp::kEqual:
-      for (int64_t j = 0; j < n; ++j) y[j] = x[j] == a ? 1.0f : 0.0f;
-      return;
+      return compare(std::equal_to<float>());
     case MathOp::kNotEqual:
-      for (int64_t j = 0; j < n; ++j) y[j] = x[j] != a ? 1.0f : 0.0f;
-      return;
+      return compare(std::not_equal_to<float>());
     case MathOp::kStopGradient:
       std::copy(x, x + n, y);
       return;
