@@ -45,6 +45,15 @@ SCALAR_REFS = {
     "exponential": math.exp,
     "mish": lambda v: v * math.tanh(_softplus(v)),
     "linear": lambda v: v,
+    "celu": lambda v: v if v > 0 else math.expm1(v),
+    "hard_shrink": lambda v: v if abs(v) > 0.5 else 0.0,
+    "hard_tanh": lambda v: min(max(v, -1.0), 1.0),
+    "log_sigmoid": lambda v: -_softplus(-v),
+    "soft_shrink": lambda v: v - 0.5 if v > 0.5 else v + 0.5 if v < -0.5 else 0.0,
+    "sparse_plus": lambda v: 0.0 if v <= -1 else v if v >= 1 else (v + 1) ** 2 / 4,
+    "sparse_sigmoid": lambda v: 0.0 if v <= -1 else 1.0 if v >= 1 else (v + 1) / 2,
+    "squareplus": lambda v: (v + math.sqrt(v * v + 4)) / 2,
+    "tanh_shrink": lambda v: v - math.tanh(v),
 }
 
 
@@ -52,7 +61,9 @@ SCALAR_REFS = {
 def test_functions_match_float64_references(name):
     fn = activations.get(name)
     want = np.array([SCALAR_REFS[name](float(v)) for v in X])
-    np.testing.assert_allclose(fn(X), want, rtol=1e-13, atol=1e-300)
+    # x - tanh(x) and x + sqrt(x² + b) cancel: their error is in the operands' scale
+    atol = 1e-14 if name in ("tanh_shrink", "squareplus") else 1e-300
+    np.testing.assert_allclose(fn(X), want, rtol=1e-13, atol=atol)
     x32 = X.astype(np.float32)
     got32 = fn(x32)
     assert got32.dtype == np.float32
@@ -145,7 +156,10 @@ def test_engine_ids_equal_the_cpp_enum():
     camel = {"relu6": "Relu6", "silu": "Silu", "gelu": "Gelu", "selu": "Selu", "elu": "Elu"}
     for name in activations._BY_NAME:
         key = camel.get(name, "".join(p.capitalize() for p in name.split("_")))
-        assert activations.engine_id(activations.get(name)) == enum[key], name
+        fn = activations.get(name)
+        if name == "threshold":  # (its arguments are required)
+            fn = functools.partial(fn, threshold=0.0, default_value=0.0)
+        assert activations.engine_id(fn) == enum[key], name
     gelu_approx = functools.partial(activations.gelu, approximate=True)
     assert activations.engine_id(gelu_approx) == enum["GeluApprox"]
 
@@ -166,10 +180,31 @@ def test_engine_spec_parameters():
             spec(functools.partial(fn, axis=1))
     with pytest.raises(ValueError, match=r"Received: max_value=-2.0$"):
         spec(functools.partial(activations.relu, max_value=-2.0))
+    # the newer activations' arguments: celu's alpha, the shrinks' threshold, squareplus's b
+    # in the alpha slot, threshold's default_value in the alpha slot
+    assert spec(functools.partial(activations.celu, alpha=0.5)) == (19, (0.0, -1.0, 0.0, 0.5))
+    assert spec(activations.hard_shrink) == (20, (0.0, -1.0, 0.5, 1.0))
+    assert spec(functools.partial(activations.soft_shrink, threshold=2)) == (
+        23, (0.0, -1.0, 2.0, 1.0))
+    assert spec(activations.squareplus) == (26, (0.0, -1.0, 0.0, 4.0))
+    assert spec(functools.partial(activations.threshold, threshold=0.3, default_value=-2)) == (
+        28, (0.0, -1.0, 0.3, -2.0))
+    with pytest.raises(ValueError, match=r"required arguments threshold and default_value.*"
+                                         r"Received: activation=.* without \['default_value'\]$"):
+        spec(functools.partial(activations.threshold, threshold=0.3))
+    with pytest.raises(ValueError, match=r"Received: b='wide'$"):
+        spec(functools.partial(activations.squareplus, b="wide"))
 
 
 ENGINE_CASES = [
-    *sorted(activations._BY_NAME),
+    *sorted(set(activations._BY_NAME) - {"threshold"}),
+    functools.partial(activations.celu, alpha=0.4),
+    functools.partial(activations.celu, alpha=-2.0),
+    functools.partial(activations.hard_shrink, threshold=1.5),
+    functools.partial(activations.hard_shrink, threshold=-1.0),
+    functools.partial(activations.soft_shrink, threshold=2.0),
+    functools.partial(activations.squareplus, b=1.0),
+    functools.partial(activations.threshold, threshold=0.3, default_value=-2.0),
     functools.partial(activations.relu, max_value=2.5),
     functools.partial(activations.relu, threshold=0.7),
     functools.partial(activations.relu, threshold=-0.7, negative_slope=0.2),
@@ -209,7 +244,9 @@ def test_dense_activation_matches_the_numpy_functions(act):
 
 KERAS_NAMES = ["relu", "leaky_relu", "relu6", "elu", "selu", "gelu", "silu", "swish", "softplus",
                "softsign", "sigmoid", "hard_sigmoid", "hard_silu", "hard_swish", "tanh",
-               "softmax", "log_softmax", "exponential", "mish", "linear"]
+               "softmax", "log_softmax", "exponential", "mish", "linear", "celu",
+               "hard_shrink", "hard_tanh", "log_sigmoid", "soft_shrink", "sparse_plus",
+               "sparse_sigmoid", "squareplus", "tanh_shrink"]
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")

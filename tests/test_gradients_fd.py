@@ -36,7 +36,9 @@ def fd_check(model, x, y, loss, h=1e-3, rtol=2e-2, atol=2e-3):
                                    err_msg=f"weight {wi} ({model.weights[wi].path})")
 
 
-@pytest.mark.parametrize("act", ["linear", "relu", "sigmoid", "tanh", "softmax"])
+@pytest.mark.parametrize("act", ["linear", "relu", "sigmoid", "tanh", "softmax", "celu",
+                                 "hard_shrink", "hard_tanh", "log_sigmoid", "soft_shrink",
+                                 "sparse_plus", "sparse_sigmoid", "squareplus", "tanh_shrink"])
 def test_activation_backward(act):
     rng = np.random.default_rng(1)
     inp = layers.Input(shape=(4,))

@@ -14,6 +14,8 @@ _ENGINE_IDS = {
     "linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4, "leaky_relu": 5, "relu6": 6,
     "elu": 7, "selu": 8, "gelu": 9, "silu": 11, "softplus": 12, "softsign": 13,
     "hard_sigmoid": 14, "hard_silu": 15, "log_softmax": 16, "exponential": 17, "mish": 18,
+    "celu": 19, "hard_shrink": 20, "hard_tanh": 21, "log_sigmoid": 22, "soft_shrink": 23,
+    "sparse_plus": 24, "sparse_sigmoid": 25, "squareplus": 26, "tanh_shrink": 27, "threshold": 28,
 }
 _GELU_APPROX = 10
 
@@ -167,10 +169,73 @@ def linear(x):
     return x
 
 
+def celu(x, alpha=1.0):
+    """max(x, 0) + alpha·expm1(min(x, 0)/alpha)."""
+    x, dtype = _in(x)
+    return _out(np.maximum(x, 0.0) + alpha * np.expm1(np.minimum(x, 0.0) / alpha), dtype)
+
+
+def hard_shrink(x, threshold=0.5):
+    """x where |x| > threshold, else 0."""
+    x, dtype = _in(x)
+    return _out(np.where(np.abs(x) > threshold, x, 0.0), dtype)
+
+
+def hard_tanh(x):
+    """x clipped to [-1, 1]."""
+    x, dtype = _in(x)
+    return _out(np.where(x > 1, 1.0, np.where(x < -1, -1.0, x)), dtype)
+
+
+def log_sigmoid(x):
+    """log(sigmoid(x)) = -softplus(-x)."""
+    x, dtype = _in(x)
+    return _out(-_softplus(-x), dtype)
+
+
+def soft_shrink(x, threshold=0.5):
+    """x - threshold above threshold, x + threshold below -threshold, else 0."""
+    x, dtype = _in(x)
+    return _out(np.where(x > threshold, x - threshold,
+                         np.where(x < -threshold, x + threshold, 0.0)), dtype)
+
+
+def sparse_plus(x):
+    """0 for x <= -1, x for x >= 1, (x + 1)²/4 between."""
+    x, dtype = _in(x)
+    return _out(np.where(x <= -1, 0.0, np.where(x >= 1, x, (x + 1) ** 2 / 4)), dtype)
+
+
+def sparse_sigmoid(x):
+    """0 for x <= -1, 1 for x >= 1, (x + 1)/2 between."""
+    x, dtype = _in(x)
+    return _out(np.where(x <= -1, 0.0, np.where(x >= 1, 1.0, 0.5 * (x + 1))), dtype)
+
+
+def squareplus(x, b=4):
+    """(x + sqrt(x² + b))/2."""
+    x, dtype = _in(x)
+    return _out((x + np.sqrt(x * x + b)) / 2, dtype)
+
+
+def tanh_shrink(x):
+    """x - tanh(x)."""
+    x, dtype = _in(x)
+    return _out(x - np.tanh(x), dtype)
+
+
+def threshold(x, threshold, default_value):
+    """x where x > threshold, else default_value."""
+    x, dtype = _in(x)
+    return _out(np.where(x > threshold, x, default_value), dtype)
+
+
 _BY_NAME = {
     fn.__name__: fn
     for fn in (relu, leaky_relu, relu6, elu, selu, gelu, silu, softplus, softsign, sigmoid,
-               hard_sigmoid, hard_silu, tanh, softmax, log_softmax, exponential, mish, linear)
+               hard_sigmoid, hard_silu, tanh, softmax, log_softmax, exponential, mish, linear,
+               celu, hard_shrink, hard_tanh, log_sigmoid, soft_shrink, sparse_plus,
+               sparse_sigmoid, squareplus, tanh_shrink, threshold)
 }
 _ALIASES = {"swish": silu, "hard_swish": hard_silu}
 _FUNCTIONS = {id(fn): name for name, fn in _BY_NAME.items()}
@@ -280,8 +345,21 @@ def engine_spec(fn, allow_axis=False):
                                  f"Received: max_value={kwargs['max_value']!r}")
     elif name == "leaky_relu":
         slope = _param(kwargs, "negative_slope", 0.2)
-    elif name == "elu":
+    elif name in ("elu", "celu"):
         alpha = _param(kwargs, "alpha", 1.0)
+    elif name in ("hard_shrink", "soft_shrink"):
+        threshold = _param(kwargs, "threshold", 0.5)
+    elif name == "squareplus":
+        alpha = _param(kwargs, "b", 4.0)
+    elif name == "threshold":
+        missing = [k for k in ("threshold", "default_value") if k not in kwargs]
+        if missing:
+            raise ValueError(
+                "The threshold activation has required arguments threshold and default_value; "
+                "pass functools.partial(densitron.activations.threshold, threshold=..., "
+                f"default_value=...). Received: activation={fn!r} without {missing}")
+        threshold = _param(kwargs, "threshold", None)
+        alpha = _param(kwargs, "default_value", None)
     elif name == "gelu":
         if kwargs.get("approximate", False):
             engine = _GELU_APPROX

@@ -1,20 +1,25 @@
 """Low-level operations: on NumPy arrays, run by densitron's C++ engine; on symbolic tensors (in
 a traced call()), the layers that compute them (a layer's weight in `matmul(x, self.w)`)."""
 
+import functools
+import inspect
+
 import numpy as np
 
 from densitron import _core
 
-__all__ = ["abs", "absolute", "add", "cast", "ceil", "clip", "convert_to_numpy",
-           "convert_to_tensor", "cosh", "divide", "elu", "equal", "exp", "expand_dims", "floor",
-           "gelu", "greater", "greater_equal", "hard_sigmoid", "hard_silu", "hard_swish",
-           "leaky_relu", "less", "less_equal", "log", "log1p", "log_softmax", "logical_and",
-           "logical_not", "logical_or", "logsumexp", "matmul", "max", "maximum", "mean", "min",
-           "minimum", "multiply", "negative", "norm", "not_equal", "one_hot", "ones_like",
-           "power", "relu", "relu6", "reshape", "round", "selu", "sigmoid", "sign", "silu",
-           "sinh", "softmax", "softplus", "softsign", "sqrt", "square", "squeeze",
-           "stop_gradient", "subtract", "sum", "swish", "tanh", "true_divide", "where",
-           "zeros_like"]
+__all__ = ["abs", "absolute", "add", "cast", "ceil", "celu", "clip", "convert_to_numpy",
+           "convert_to_tensor", "cosh", "divide", "elu", "equal", "exp", "expand_dims",
+           "floor", "gelu", "greater", "greater_equal", "hard_shrink", "hard_sigmoid",
+           "hard_silu", "hard_swish", "hard_tanh", "leaky_relu", "less", "less_equal",
+           "log", "log1p", "log_sigmoid", "log_softmax", "logical_and", "logical_not",
+           "logical_or", "logsumexp", "matmul", "max", "maximum", "mean", "min",
+           "minimum", "multiply", "negative", "norm", "not_equal", "one_hot",
+           "ones_like", "power", "relu", "relu6", "reshape", "round", "selu", "sigmoid",
+           "sign", "silu", "sinh", "soft_shrink", "softmax", "softplus", "softsign",
+           "sparse_plus", "sparse_sigmoid", "sqrt", "square", "squareplus", "squeeze",
+           "stop_gradient", "subtract", "sum", "swish", "tanh", "tanh_shrink",
+           "threshold", "true_divide", "where", "zeros_like"]
 
 _NUMERIC_KINDS = "biuf"
 _ndarray = np.ndarray
@@ -77,14 +82,23 @@ def _symbolic_matmul(a, b, transpose_a, transpose_b, out):
 
 
 def _activation(name):
-    def op(x):
+    def op(x, *args, **kwargs):
+        from densitron import activations
         from densitron.layers import Activation
 
-        return Activation(name)(x)
+        fn = activations.get(name)
+        if args or kwargs:  # Keras's arguments (alpha, threshold...) bound by keyword
+            try:
+                bound = inspect.signature(fn).bind(x, *args, **kwargs).arguments
+            except TypeError as e:
+                raise TypeError(f"ops.{name}: {e}. Received: args={args}, kwargs={kwargs}") from None
+            fn = functools.partial(fn, **{k: v for k, v in bound.items() if k != "x"})
+        return Activation(fn)(x)
 
     op.__name__ = name
-    op.__doc__ = (f"{name}(x): on a symbolic tensor (in a traced call()), an Activation('{name}') "
-                  "layer; on a 2-D array, its values.")
+    op.__doc__ = (f"{name}(x, ...): on a symbolic tensor (in a traced call()), an "
+                  f"Activation('{name}') layer (Keras's arguments bound); on a 2-D array, its "
+                  "values.")
     return op
 
 
@@ -105,6 +119,16 @@ hard_sigmoid = _activation("hard_sigmoid")
 hard_silu = _activation("hard_silu")
 hard_swish = _activation("hard_swish")
 softsign = _activation("softsign")
+celu = _activation("celu")
+hard_shrink = _activation("hard_shrink")
+hard_tanh = _activation("hard_tanh")
+log_sigmoid = _activation("log_sigmoid")
+soft_shrink = _activation("soft_shrink")
+sparse_plus = _activation("sparse_plus")
+sparse_sigmoid = _activation("sparse_sigmoid")
+squareplus = _activation("squareplus")
+tanh_shrink = _activation("tanh_shrink")
+threshold = _activation("threshold")
 
 
 def add(x1, x2):

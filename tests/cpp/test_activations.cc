@@ -68,6 +68,22 @@ const std::vector<Case>& cases() {
       {"tanh", A::kTanh, {}},
       {"exponential", A::kExponential, {}},
       {"mish", A::kMish, {}},
+      {"celu", A::kCelu, {}},
+      {"celu_a0.5", A::kCelu, prm(0, -1, 0, 0.5f)},
+      {"celu_a-2", A::kCelu, prm(0, -1, 0, -2)},
+      {"hard_shrink", A::kHardShrink, prm(0, -1, 0.5f, 1)},
+      {"hard_shrink_t-1", A::kHardShrink, prm(0, -1, -1, 1)},
+      {"hard_tanh", A::kHardTanh, {}},
+      {"log_sigmoid", A::kLogSigmoid, {}},
+      {"soft_shrink", A::kSoftShrink, prm(0, -1, 0.5f, 1)},
+      {"soft_shrink_t2", A::kSoftShrink, prm(0, -1, 2, 1)},
+      {"soft_shrink_t-1", A::kSoftShrink, prm(0, -1, -1, 1)},
+      {"sparse_plus", A::kSparsePlus, {}},
+      {"sparse_sigmoid", A::kSparseSigmoid, {}},
+      {"squareplus", A::kSquareplus, prm(0, -1, 0, 4)},
+      {"squareplus_b1", A::kSquareplus, prm(0, -1, 0, 1)},
+      {"tanh_shrink", A::kTanhShrink, {}},
+      {"threshold", A::kThreshold, prm(0, -1, 0.3f, -2)},
   };
   return c;
 }
@@ -119,6 +135,28 @@ double ref(const Case& c, double x) {
       return std::exp(x);
     case A::kMish:
       return x * std::tanh(softplus_d(x));
+    case A::kCelu:
+      return x > 0 ? x : p.alpha * std::expm1(x / p.alpha);
+    case A::kHardShrink:
+      return std::fabs(x) > p.threshold ? x : 0.0;
+    case A::kHardTanh:
+      return x > 1 ? 1.0 : x < -1 ? -1.0 : x;
+    case A::kLogSigmoid:
+      return -softplus_d(-x);
+    case A::kSoftShrink: {
+      const double t = p.threshold;
+      return x > t ? x - t : x < -t ? x + t : 0.0;
+    }
+    case A::kSparsePlus:
+      return x <= -1 ? 0.0 : x >= 1 ? x : (x + 1) * (x + 1) / 4;
+    case A::kSparseSigmoid:
+      return x <= -1 ? 0.0 : x >= 1 ? 1.0 : (x + 1) / 2;
+    case A::kSquareplus:  // x² overflows in float32 beyond 1.8e19, as Keras's square does
+      return x * x > FLT_MAX ? x + INFINITY : (x + std::sqrt(x * x + p.alpha)) / 2;
+    case A::kTanhShrink:
+      return x - std::tanh(x);
+    case A::kThreshold:
+      return x > p.threshold ? x : double(p.alpha);
     default:
       return NAN;
   }
@@ -137,6 +175,17 @@ std::vector<double> kinks(const Case& c) {
     case A::kHardSigmoid:
     case A::kHardSilu:
       return {-3.0, 3.0};
+    case A::kCelu:
+      return {0.0};
+    case A::kHardShrink:
+    case A::kSoftShrink:
+      return {double(c.p.threshold), -double(c.p.threshold)};
+    case A::kHardTanh:
+    case A::kSparsePlus:
+    case A::kSparseSigmoid:
+      return {-1.0, 1.0};
+    case A::kThreshold:
+      return {double(c.p.threshold)};
     default:
       return {};
   }
@@ -159,6 +208,17 @@ double ulps(float got, double want) {
   if (std::isinf(want)) return got == static_cast<float>(want) ? 0 : 1e9;
   if (std::isinf(got)) return std::fabs(want) >= FLT_MAX ? 0 : 1e9;  // rounds up to inf
   return std::fabs(double(got) - want) / ulp_of(want);
+}
+
+// ulps of one forward value. x - tanh(x) and x + sqrt(x² + b) cancel (Keras computes them so
+// too): their errors count in ulps of the operands' scale, |x|, where that is larger.
+double forward_ulps(const Case& c, float x, float got) {
+  const double want = ref(c, x);
+  if ((c.act == A::kTanhShrink || c.act == A::kSquareplus) && std::isfinite(x) &&
+      std::fabs(double(x)) > std::fabs(want)) {
+    return std::fabs(double(got) - want) / ulp_of(x);
+  }
+  return ulps(got, want);
 }
 
 std::vector<Isa> isas() {
@@ -221,7 +281,7 @@ TEST_P(ActivationIsa, ForwardMatchesDoubleOverSizesWithTails) {
       std::vector<float> x = normal_vec(n, 1000 + n, 3.0f), y(n);
       activation_forward(c.act, c.p, x.data(), y.data(), 1, n);
       for (int64_t i = 0; i < n; ++i) {
-        ASSERT_LE(ulps(y[i], ref(c, x[i])), ulp_budget(c, x[i], ref(c, x[i])))
+        ASSERT_LE(forward_ulps(c, x[i], y[i]), ulp_budget(c, x[i], ref(c, x[i])))
             << c.name << " n=" << n << " x=" << x[i] << " y=" << y[i] << " ref=" << ref(c, x[i]);
       }
       std::vector<float> inplace = x;  // y may equal x
@@ -253,7 +313,7 @@ TEST_P(ActivationIsa, ForwardDenseSweepIncludingExtremes) {
       const double want = ref(c, x[i]);
       // x·f(x) overflows in double-free ways at |x| ~ FLT_MAX; compare where the result is finite
       if (!std::isfinite(want) && std::isfinite(x[i]) && c.act != A::kExponential) continue;
-      const double e = ulps(y[i], want) / ulp_budget(c, x[i], want) * ulp_budget(c.act);
+      const double e = forward_ulps(c, x[i], y[i]) / ulp_budget(c, x[i], want) * ulp_budget(c.act);
       if (e > worst) {
         worst = e;
         worst_x = x[i];
@@ -267,6 +327,11 @@ TEST_P(ActivationIsa, ForwardDenseSweepIncludingExtremes) {
     if (c.act == A::kRelu6 || c.act == A::kHardSigmoid || c.act == A::kHardSilu) continue;
     float out = 0;
     activation_forward(c.act, c.p, &nan, &out, 1, 1);
+    if (c.act == A::kHardShrink || c.act == A::kSoftShrink || c.act == A::kThreshold) {
+      // Keras's where(...): a NaN fails every comparison and takes the else value
+      EXPECT_EQ(out, c.act == A::kThreshold ? c.p.alpha : 0.0f) << c.name;
+      continue;
+    }
     if (c.act != A::kRelu || c.p.max_value < 0) EXPECT_TRUE(std::isnan(out)) << c.name;
   }
 }
@@ -675,11 +740,17 @@ TEST(Activation, NeedsInputExactlyWhereYIsNotEnough) {
   EXPECT_FALSE(activation_needs_input(A::kLeakyRelu, prm(0.2f, -1, 0, 1)));
   EXPECT_FALSE(activation_needs_input(A::kElu, {}));
   EXPECT_TRUE(activation_needs_input(A::kElu, prm(0, -1, 0, -1)));
-  for (A a : {A::kGelu, A::kGeluApprox, A::kSilu, A::kHardSilu, A::kMish}) {
+  EXPECT_FALSE(activation_needs_input(A::kCelu, {}));
+  EXPECT_TRUE(activation_needs_input(A::kCelu, prm(0, -1, 0, -2)));
+  EXPECT_FALSE(activation_needs_input(A::kHardShrink, prm(0, -1, 0.5f, 1)));
+  EXPECT_TRUE(activation_needs_input(A::kHardShrink, prm(0, -1, -1, 1)));
+  for (A a : {A::kGelu, A::kGeluApprox, A::kSilu, A::kHardSilu, A::kMish, A::kHardTanh,
+              A::kSparsePlus, A::kSquareplus, A::kTanhShrink, A::kThreshold}) {
     EXPECT_TRUE(activation_needs_input(a, {}));
   }
   for (A a : {A::kLinear, A::kSigmoid, A::kTanh, A::kSoftmax, A::kRelu6, A::kSelu, A::kSoftplus,
-              A::kSoftsign, A::kHardSigmoid, A::kLogSoftmax, A::kExponential}) {
+              A::kSoftsign, A::kHardSigmoid, A::kLogSoftmax, A::kExponential, A::kLogSigmoid,
+              A::kSoftShrink, A::kSparseSigmoid}) {
     EXPECT_FALSE(activation_needs_input(a, {}));
   }
   float y = 1, dy = 1, dx = 0;

@@ -29,14 +29,24 @@ enum class Activation : int {
   kLogSoftmax = 16,  // over the last axis
   kExponential = 17,
   kMish = 18,
+  kCelu = 19,           // alpha: ActivationParams::alpha
+  kHardShrink = 20,     // ActivationParams::threshold
+  kHardTanh = 21,
+  kLogSigmoid = 22,
+  kSoftShrink = 23,     // ActivationParams::threshold
+  kSparsePlus = 24,
+  kSparseSigmoid = 25,
+  kSquareplus = 26,     // b: ActivationParams::alpha
+  kTanhShrink = 27,
+  kThreshold = 28,      // x > threshold ? x : default_value (ActivationParams::alpha)
 };
 
 // Parameters of the parameterised activations (Keras's arguments and defaults).
 struct ActivationParams {
   float negative_slope = 0.0f;  // relu (default 0), leaky_relu (Keras default 0.2)
   float max_value = -1.0f;      // relu: < 0 means no upper bound
-  float threshold = 0.0f;       // relu
-  float alpha = 1.0f;           // elu
+  float threshold = 0.0f;       // relu, hard_shrink, soft_shrink, threshold
+  float alpha = 1.0f;           // elu, celu; squareplus's b; threshold's default_value
 };
 
 // True when the backward needs the input x as well as the output y (gelu, silu, mish, a relu

@@ -30,7 +30,17 @@ static_assert(static_cast<int>(Activation::kLinear) == 0 && static_cast<int>(Act
                   static_cast<int>(Activation::kHardSigmoid) == 14 &&
                   static_cast<int>(Activation::kHardSilu) == 15 &&
                   static_cast<int>(Activation::kExponential) == 17 &&
-                  static_cast<int>(Activation::kMish) == 18,
+                  static_cast<int>(Activation::kMish) == 18 &&
+                  static_cast<int>(Activation::kCelu) == 19 &&
+                  static_cast<int>(Activation::kHardShrink) == 20 &&
+                  static_cast<int>(Activation::kHardTanh) == 21 &&
+                  static_cast<int>(Activation::kLogSigmoid) == 22 &&
+                  static_cast<int>(Activation::kSoftShrink) == 23 &&
+                  static_cast<int>(Activation::kSparsePlus) == 24 &&
+                  static_cast<int>(Activation::kSparseSigmoid) == 25 &&
+                  static_cast<int>(Activation::kSquareplus) == 26 &&
+                  static_cast<int>(Activation::kTanhShrink) == 27 &&
+                  static_cast<int>(Activation::kThreshold) == 28,
               "elementwise_body.inc mirrors densitron::Activation");
 
 const ElementwiseKernels* elementwise_kernels() {
@@ -122,7 +132,7 @@ void log_softmax_jvp_rows(void* ctx, int64_t b, int64_t e) {
 
 void check_act(Activation act) {
   const int a = static_cast<int>(act);
-  if (a < 0 || a > static_cast<int>(Activation::kMish)) {
+  if (a < 0 || a > static_cast<int>(Activation::kThreshold)) {
     throw std::invalid_argument("unknown activation id " + std::to_string(a));
   }
 }
@@ -142,12 +152,20 @@ bool activation_needs_input(Activation act, const ActivationParams& p) {
     case Activation::kLeakyRelu:
       return p.negative_slope < 0.0f || p.negative_slope > 1.0f;
     case Activation::kElu:
+    case Activation::kCelu:
       return !(p.alpha > 0.0f);
+    case Activation::kHardShrink:
+      return p.threshold < 0.0f;
     case Activation::kGelu:
     case Activation::kGeluApprox:
     case Activation::kSilu:
     case Activation::kHardSilu:
     case Activation::kMish:
+    case Activation::kHardTanh:
+    case Activation::kSparsePlus:
+    case Activation::kSquareplus:
+    case Activation::kTanhShrink:
+    case Activation::kThreshold:
       return true;
     default:
       return false;
