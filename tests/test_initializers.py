@@ -65,3 +65,13 @@ def test_unknown_initializer_and_round_trip():
         init = initializers.get(name)
         again = initializers.deserialize(initializers.serialize(init))
         assert type(again) is type(init) and again.get_config() == init.get_config()
+
+
+def test_keras_alias_class_names():
+    assert initializers.OrthogonalInitializer is initializers.Orthogonal
+    assert initializers.IdentityInitializer is initializers.Identity
+    init = initializers.get({"class_name": "OrthogonalInitializer",
+                             "config": {"gain": 2.0, "seed": 1}})
+    w = init((4, 3))
+    np.testing.assert_allclose(w.T @ w, 4.0 * np.eye(3), atol=1e-5)
+    assert isinstance(initializers.get("IdentityInitializer"), initializers.Identity)

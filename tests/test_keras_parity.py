@@ -1152,6 +1152,80 @@ def test_evaluate_r2_score(kwargs, tmp_path):
         _assert_keras_files_keep_logs(kmodel, dmodel, x, y, w, 16, klogs, tmp_path)
 
 
+@pytest.mark.parametrize("cls", ["PearsonCorrelation", "ConcordanceCorrelation"])
+def test_evaluate_correlations(cls, tmp_path):
+    # Keras's correlation metrics along the last axis (MeanMetricWrapper of a function of
+    # ops, traced into the engine here), plain and weighted, by object and by string.
+    kmodel = _classifier(KERAS, 4, None)
+    dmodel = _classifier(DENS, 4, None)
+    _check_weights_move(kmodel, dmodel)
+    x = _x(90, 6, seed=65)
+    y = (x[:, :4] * [1.0, -2.0, 3.0, 0.5] + _x(90, 4, seed=66)).astype(np.float32)
+    w = np.random.default_rng(67).random(90).astype(np.float32)
+    snake = {"PearsonCorrelation": "pearson_correlation",
+             "ConcordanceCorrelation": "concordance_correlation"}[cls]
+    for ns, model in ((KERAS, kmodel), (DENS, dmodel)):
+        m = keras.metrics if ns is KERAS else densitron.metrics
+        model.compile(optimizer="sgd", loss="mse", metrics=[getattr(m, cls)(name="c"), snake],
+                      weighted_metrics=[getattr(m, cls)(name="w")])
+    klogs, dlogs = _evaluate_alike(kmodel, dmodel, x, y, 16, w)
+    assert dlogs["c"] != dlogs["w"] and dlogs["c"] == dlogs[snake]
+    _assert_keras_files_keep_logs(kmodel, dmodel, x, y, w, 16, klogs, tmp_path)
+
+
+def test_evaluate_accuracy_object(tmp_path):
+    # keras.metrics.Accuracy: exact equality of prediction and target (not the 'accuracy'
+    # string), from a model whose outputs are its inputs exactly.
+    def build(ns):
+        inputs = ns.Input(shape=(3,), name="x")
+        return ns.Model(inputs, ns.layers.Dense(3, name="out")(inputs), name="id")
+
+    kmodel, dmodel = build(KERAS), build(DENS)
+    for model in (kmodel, dmodel):
+        model.set_weights([np.eye(3, dtype=np.float32), np.zeros(3, np.float32)])
+    rng = np.random.default_rng(68)
+    x = rng.integers(0, 3, size=(60, 3)).astype(np.float32)
+    y = np.where(rng.random((60, 3)) < 0.6, x, x + 1).astype(np.float32)
+    w = rng.random(60).astype(np.float32)
+    for ns, model in ((KERAS, kmodel), (DENS, dmodel)):
+        m = keras.metrics if ns is KERAS else densitron.metrics
+        model.compile(optimizer="sgd", loss="mse", metrics=[m.Accuracy(name="a")],
+                      weighted_metrics=[m.Accuracy(name="w")])
+    klogs, dlogs = _evaluate_alike(kmodel, dmodel, x, y, 16, w)
+    assert 0.4 < dlogs["a"] < 0.8 and dlogs["a"] != dlogs["w"]
+    _assert_keras_files_keep_logs(kmodel, dmodel, x, y, w, 16, klogs, tmp_path)
+
+
+def test_correlations_accuracy_mean_and_sum_standalone():
+    # update_state/result against Keras's objects: over several updates, weighted, along
+    # another axis (standalone only), and Mean/Sum of values of several ranks.
+    rng = np.random.default_rng(69)
+    yt = rng.normal(size=(20, 5)).astype(np.float32)
+    yp = (yt + rng.normal(size=(20, 5))).astype(np.float32)
+    w = rng.random(20).astype(np.float32)
+    for cls, kwargs in (("PearsonCorrelation", {}), ("ConcordanceCorrelation", {}),
+                        ("PearsonCorrelation", {"axis": 0}),
+                        ("ConcordanceCorrelation", {"axis": 0})):
+        km, dm = getattr(keras.metrics, cls)(**kwargs), getattr(densitron.metrics, cls)(**kwargs)
+        for sl, sw in ((slice(0, 12), None), (slice(12, 20), None if kwargs else w[12:20])):
+            km.update_state(yt[sl], yp[sl], sample_weight=sw)
+            dm.update_state(yt[sl], yp[sl], sample_weight=sw)
+        np.testing.assert_allclose(dm.result(), float(km.result()), rtol=1e-5, err_msg=cls)
+    ti = rng.integers(0, 3, (20, 2)).astype(np.float32)
+    pi = rng.integers(0, 3, (20, 2)).astype(np.float32)
+    km, dm = keras.metrics.Accuracy(), densitron.metrics.Accuracy()
+    np.testing.assert_allclose(dm(ti, pi, w), float(km(ti, pi, w)), rtol=1e-6)
+    for cls in ("Mean", "Sum"):
+        km, dm = getattr(keras.metrics, cls)(), getattr(densitron.metrics, cls)()
+        for values, sw in ((yt, None), (yt, w), (yt[:, :1], w), (yt.reshape(20, 5, 1), w[:, None]),
+                           (3.5, None), (yt[0], 2.0)):
+            km.update_state(values, sample_weight=sw)
+            dm.update_state(values, sample_weight=sw)
+            np.testing.assert_allclose(dm.result(), float(km.result()), rtol=1e-5, err_msg=cls)
+        dm.reset_state()
+        assert dm.result() == 0.0
+
+
 @pytest.mark.parametrize("cls,kwargs", [
     ("F1Score", {}), ("F1Score", {"average": "micro"}), ("F1Score", {"average": "macro"}),
     ("F1Score", {"average": "weighted", "threshold": 0.3}),

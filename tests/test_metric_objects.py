@@ -110,3 +110,36 @@ def test_ops_convert_to_numpy_and_tensor():
     assert ops.convert_to_numpy(value) == 1.0
     out = ops.convert_to_tensor([[1, 2]], dtype="float32")
     assert isinstance(out, np.ndarray) and out.dtype == np.float32
+
+
+def test_mean_and_sum_are_standalone_and_refused_in_compile():
+    import densitron
+    from densitron import layers
+
+    mean = metrics.Mean()
+    mean.update_state([1.0, 2.0, 6.0])
+    mean.update_state([[4.0, 6.0]], sample_weight=[2.0])  # a sample's mean, weighted
+    assert mean.result() == np.float32((1 + 2 + 6 + 2 * 5) / 5)
+    total = metrics.Sum()
+    assert total([[1.0, 2.0], [3.0, 4.0]], sample_weight=[1.0, 0.5]) == np.float32(3 + 3.5)
+    with pytest.raises(ValueError, match=r"broadcast to the values' shape \(3,\). Received: "
+                                         r"sample_weight with shape \(2,\)"):
+        metrics.Mean().update_state([1.0, 2.0, 3.0], sample_weight=[1.0, 2.0])
+    with pytest.raises(TypeError, match="Received: values="):
+        metrics.Sum().update_state("many")
+    model = densitron.Sequential([layers.Input((3,)), layers.Dense(2)])
+    x, y = np.ones((4, 3), np.float32), np.ones((4, 2), np.float32)
+    for metric in (metrics.Mean(), "sum"):
+        model.compile(optimizer="sgd", loss="mse", metrics=[metric])
+        with pytest.raises(ValueError, match=r"not a metric of \(y_true, y_pred\).*Received: "):
+            model.evaluate(x, y, verbose=0)
+
+
+def test_correlation_inside_fit_reduces_the_last_axis_only():
+    import densitron
+    from densitron import layers
+
+    model = densitron.Sequential([layers.Input((3,)), layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse", metrics=[metrics.PearsonCorrelation(axis=0)])
+    with pytest.raises(ValueError, match=r"last axis only \(axis=-1\). Received: axis=0"):
+        model.fit(np.ones((4, 3), np.float32), np.ones((4, 2), np.float32), verbose=0)

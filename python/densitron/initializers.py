@@ -211,6 +211,9 @@ _BY_NAME = {
     "identity": Identity,
 }
 _CLASS_NAMES = {cls.__name__: cls for cls in _BY_NAME.values()}
+# Keras's other exported names for them
+OrthogonalInitializer, IdentityInitializer = Orthogonal, Identity
+_CLASS_NAMES.update(OrthogonalInitializer=Orthogonal, IdentityInitializer=Identity)
 
 
 def serialize(initializer):

@@ -18,8 +18,8 @@ __all__ = ["abs", "absolute", "add", "cast", "ceil", "celu", "clip", "convert_to
            "ones_like", "power", "relu", "relu6", "reshape", "round", "selu", "sigmoid",
            "sign", "silu", "sinh", "soft_shrink", "softmax", "softplus", "softsign",
            "sparse_plus", "sparse_sigmoid", "sqrt", "square", "squareplus", "squeeze",
-           "stop_gradient", "subtract", "sum", "swish", "tanh", "tanh_shrink",
-           "threshold", "true_divide", "where", "zeros_like"]
+           "std", "stop_gradient", "subtract", "sum", "swish", "tanh", "tanh_shrink",
+           "threshold", "true_divide", "var", "where", "zeros_like"]
 
 _NUMERIC_KINDS = "biuf"
 _ndarray = np.ndarray
@@ -453,6 +453,22 @@ def mean(x, axis=None, keepdims=False):
 def sum(x, axis=None, keepdims=False):  # noqa: A001 (Keras's name)
     """The sum over `axis` (on a symbolic tensor, the last axis: axis=-1)."""
     return _reduce("sum", x, axis, keepdims)
+
+
+def var(x, axis=None, keepdims=False):
+    """The variance over `axis`, mean((x - mean(x))²) (on a symbolic tensor, the last axis)."""
+    if not _symbolic(x):
+        return np.var(np.asarray(x, dtype=np.float32), axis=axis, keepdims=keepdims)
+    _last_axis_only("var", x, axis)
+    centred = x - mean(x, axis=-1, keepdims=True)
+    return mean(square(centred), axis=-1, keepdims=keepdims)
+
+
+def std(x, axis=None, keepdims=False):
+    """The standard deviation over `axis`, sqrt(var(x)) (on a symbolic tensor, the last axis)."""
+    if not _symbolic(x):
+        return np.std(np.asarray(x, dtype=np.float32), axis=axis, keepdims=keepdims)
+    return sqrt(var(x, axis=axis, keepdims=keepdims))
 
 
 def cast(x, dtype):

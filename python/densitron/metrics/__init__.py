@@ -733,6 +733,163 @@ class MeanMetricWrapper(serialization.FunctionWrapper, Metric):
         return {**super().get_config(), **self._fn_config()}
 
 
+def accuracy(y_true, y_pred):
+    """1.0 where a prediction equals its target exactly, else 0.0 (Keras's `accuracy`
+    function, the values of the Accuracy metric)."""
+    from densitron import ops
+
+    return ops.cast(ops.equal(y_true, y_pred), "float32")
+
+
+def pearson_correlation(y_true, y_pred, axis=-1):
+    """Pearson's correlation of y_true and y_pred along `axis` (each standardised by its
+    mean and standard deviation there), as Keras computes it."""
+    from densitron import ops
+
+    y_true_norm = y_true - ops.mean(y_true, axis=axis, keepdims=True)
+    y_pred_norm = y_pred - ops.mean(y_pred, axis=axis, keepdims=True)
+    y_true_norm = y_true_norm / ops.std(y_true_norm, axis=axis, keepdims=True)
+    y_pred_norm = y_pred_norm / ops.std(y_pred_norm, axis=axis, keepdims=True)
+    return ops.mean(y_true_norm * y_pred_norm, axis=axis)
+
+
+def concordance_correlation(y_true, y_pred, axis=-1):
+    """Lin's concordance correlation along `axis` as Keras 3.15 computes it, its covariance
+    term included: (y_true - mean(y_pred))·(y_pred - mean(y_pred))."""
+    from densitron import ops
+    from densitron.backend import epsilon
+
+    y_true_mean = ops.mean(y_true, axis=axis, keepdims=True)
+    y_pred_mean = ops.mean(y_pred, axis=axis, keepdims=True)
+    y_true_var = ops.var(y_true - y_true_mean, axis=axis, keepdims=True)
+    y_pred_var = ops.var(y_pred - y_pred_mean, axis=axis, keepdims=True)
+    covar = (y_true - y_pred_mean) * (y_pred - y_pred_mean)
+    norm = y_true_var + y_pred_var + ops.square(y_true_mean - y_pred_mean)
+    return ops.mean(2 * covar / (norm + epsilon()), axis=axis)
+
+
+class _BuiltinWrapper(MeanMetricWrapper):
+    """Keras's MeanMetricWrapper subclasses: a function of this module traced like a user's,
+    saved by class name and config (`_config_keys`) as Keras saves them."""
+
+    _fn = None
+    _config_keys = ()
+
+    def __init__(self, name=None, dtype=None, **kwargs):
+        super().__init__(type(self)._fn, name=name or self._default_name, dtype=dtype, **kwargs)
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": "float32",
+                **{k: getattr(self, k) for k in self._config_keys}}
+
+
+class Accuracy(_BuiltinWrapper):
+    """How often predictions equal their targets exactly (Keras's Accuracy, not the
+    'accuracy' name, which compile resolves to the binary, categorical or sparse accuracy)."""
+
+    _default_name, _fn = "accuracy", staticmethod(accuracy)
+
+    def __init__(self, name="accuracy", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+
+
+class PearsonCorrelation(_BuiltinWrapper):
+    """The mean over the samples of Pearson's correlation along `axis` (the last axis inside
+    fit and evaluate; any axis standalone)."""
+
+    _default_name, _fn, _config_keys = ("pearson_correlation", staticmethod(pearson_correlation),
+                                        ("axis",))
+
+    def __init__(self, name="pearson_correlation", dtype=None, axis=-1):
+        super().__init__(name=name, dtype=dtype, axis=axis)
+
+
+class ConcordanceCorrelation(_BuiltinWrapper):
+    """The mean over the samples of the concordance correlation along `axis`, as Keras 3.15
+    computes it (see concordance_correlation)."""
+
+    _default_name, _fn, _config_keys = ("concordance_correlation",
+                                        staticmethod(concordance_correlation), ("axis",))
+
+    def __init__(self, name="concordance_correlation", dtype=None, axis=-1):
+        super().__init__(name=name, dtype=dtype, axis=axis)
+
+
+class _Reduction(Metric):
+    """Keras's Mean and Sum: standalone metrics of values (update_state(values,
+    sample_weight)), for logging in loops of one's own; compile takes metrics of (y_true,
+    y_pred) instead."""
+
+    _mean = True
+
+    def _specs_for(self, y_pred_ndim, y_pred_last):
+        raise ValueError(
+            f"{type(self).__name__} reduces values given to update_state(values); it is not a "
+            "metric of (y_true, y_pred) for compile. Pass a metric function or object instead. "
+            f"Received: metrics=[{type(self).__name__}(name={self.name!r})]")
+
+    def update_state(self, values, sample_weight=None):
+        """Keras's reduce_to_samplewise_values: each sample's values reduced (mean or sum)
+        to one, weighted by its weight (weights over trailing axes reduced the same way)."""
+        values = _float_array(values, "values").astype(np.float64)
+        reduce = np.mean if self._mean else np.sum
+        w = None
+        if sample_weight is not None:
+            w = _float_array(sample_weight, "sample_weight").astype(np.float64)
+            if values.ndim == w.ndim + 1 and values.shape[-1] == 1:
+                values = values[..., 0]
+            elif w.ndim == values.ndim + 1 and w.shape[-1] == 1:
+                w = w[..., 0]
+            if values.ndim > w.ndim:
+                values = reduce(values, axis=tuple(range(w.ndim, values.ndim)))
+            try:
+                w = np.broadcast_to(w, values.shape)
+            except ValueError:
+                raise ValueError(f"`sample_weight` must broadcast to the values' shape "
+                                 f"{values.shape}. Received: sample_weight with shape "
+                                 f"{np.shape(sample_weight)}") from None
+            values = values * w
+            if w.ndim > 1:
+                w = reduce(w, axis=tuple(range(1, w.ndim)))
+        if values.ndim > 1:
+            values = reduce(values, axis=tuple(range(1, values.ndim)))
+        total, count = getattr(self, "_state", None) or (0.0, 0.0)
+        total += float(np.sum(values))
+        count += (float(np.sum(w)) if w is not None else
+                  values.shape[0] if values.ndim >= 1 else 1)
+        self._state = (total, count)
+
+    def result(self):
+        total, count = getattr(self, "_state", None) or (0.0, 0.0)
+        if not self._mean:
+            return np.float32(total)
+        return np.float32(total / count if count != 0 else 0.0)
+
+    def __call__(self, values, sample_weight=None):
+        self.update_state(values, sample_weight=sample_weight)
+        return self.result()
+
+
+class Mean(_Reduction):
+    """The (weighted) mean of every value given to update_state."""
+
+    _default_name = "mean"
+
+    def __init__(self, name="mean", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+
+
+class Sum(_Reduction):
+    """The (weighted) sum of every value given to update_state."""
+
+    _default_name, _mean = "sum", False
+
+    def __init__(self, name="sum", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+
+
 class R2Score(Metric):
     """Keras's R2Score of a (batch, columns) output: 1 - residual / total sum of squares per
     column, averaged uniformly or by variance; adjusted for num_regressors."""
@@ -896,7 +1053,8 @@ _CLASSES = {c.__name__: c for c in (
     MeanSquaredLogarithmicError, LogCoshError, Hinge, SquaredHinge, CategoricalHinge,
     KLDivergence, Poisson, CosineSimilarity, TopKCategoricalAccuracy,
     SparseTopKCategoricalAccuracy, AUC, R2Score, FBetaScore, F1Score, SensitivityAtSpecificity,
-    SpecificityAtSensitivity, PrecisionAtRecall, RecallAtPrecision)}
+    SpecificityAtSensitivity, PrecisionAtRecall, RecallAtPrecision, Accuracy,
+    PearsonCorrelation, ConcordanceCorrelation, Mean, Sum)}
 # Keras's other metric strings: the class names in snake case, and its aliases.
 _SNAKE = {to_snake_case(name): cls for name, cls in _CLASSES.items()}
 _SNAKE.update({"mape": MeanAbsolutePercentageError, "MAPE": MeanAbsolutePercentageError,
@@ -1034,7 +1192,7 @@ def serialize(metric):
     if isinstance(metric, str):
         return metric
     metric = get(metric)
-    if isinstance(metric, MeanMetricWrapper):
+    if isinstance(metric, MeanMetricWrapper) and not isinstance(metric, _BuiltinWrapper):
         return serialization.registered_name(metric.fn)
     return serialization.serialize(metric)
 
