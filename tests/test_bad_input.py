@@ -160,8 +160,10 @@ def test_unknown_names():
     model.compile(loss="categorical_crossentropy", metrics=["accuracyy"])
     with raises(ValueError, "metric='accuracyy'"):
         model.fit(x, y, verbose=0)
-    for bad, expect in ((object(), "metric=<object"), ({"class_name": "IoU", "config": {}},
-                                                       "class_name='IoU'")):
+    for bad, expect in ((object(), "metric=<object"),
+                        ({"class_name": "Perplexity", "config": {}}, "class_name='Perplexity'"),
+                        ({"class_name": "IoU", "config": {}},
+                         "config={'class_name': 'IoU', 'config': {}}")):
         model.compile(loss="categorical_crossentropy", metrics=[bad])
         with raises(ValueError, expect):
             model.fit(x, y, verbose=0)

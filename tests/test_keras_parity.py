@@ -1196,6 +1196,71 @@ def test_evaluate_accuracy_object(tmp_path):
     _assert_keras_files_keep_logs(kmodel, dmodel, x, y, w, 16, klogs, tmp_path)
 
 
+IOU_CASES = [
+    ("MeanIoU", {"num_classes": 4, "sparse_y_pred": False}, "sparse_categorical_crossentropy"),
+    ("IoU", {"num_classes": 4, "target_class_ids": [1, 3], "sparse_y_pred": False,
+             "ignore_class": 2}, "sparse_categorical_crossentropy"),
+    ("OneHotMeanIoU", {"num_classes": 4}, "categorical_crossentropy"),
+    ("OneHotIoU", {"num_classes": 4, "target_class_ids": [0, 2]}, "categorical_crossentropy"),
+    ("BinaryIoU", {"target_class_ids": [0, 1], "threshold": 0.4}, "binary_crossentropy"),
+    ("BinaryIoU", {"target_class_ids": [1]}, "binary_crossentropy"),
+]
+
+
+@pytest.mark.parametrize("cls,kwargs,loss", IOU_CASES, ids=[c for c, _, _ in IOU_CASES])
+def test_evaluate_iou_metrics(cls, kwargs, loss, tmp_path):
+    # Keras's IoU metrics from the engine's per-class confusion sums, plain and weighted
+    # (whole-number weights: Keras's default integer dtype truncates others); files both ways.
+    # (BinaryIoU on one column: Keras cannot broadcast a weight a row to several)
+    out = 1 if cls == "BinaryIoU" else 4
+    kmodel = _classifier(KERAS, out, "sigmoid" if cls == "BinaryIoU" else "softmax")
+    dmodel = _classifier(DENS, out, "sigmoid" if cls == "BinaryIoU" else "softmax")
+    _check_weights_move(kmodel, dmodel)
+    x = _x(120, 6, seed=70)
+    y = _labels(loss, 120, out, seed=71)
+    w = np.random.default_rng(72).integers(0, 4, 120).astype(np.float32)
+    for ns, model in ((KERAS, kmodel), (DENS, dmodel)):
+        m = keras.metrics if ns is KERAS else densitron.metrics
+        model.compile(optimizer="sgd", loss=loss,
+                      metrics=[getattr(m, cls)(name="i", **kwargs)],
+                      weighted_metrics=[getattr(m, cls)(name="w", **kwargs)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras warns of float weights for an int dtype
+        klogs, dlogs = _evaluate_alike(kmodel, dmodel, x, y, 16, w)
+        assert 0.0 < dlogs["i"] < 1.0 and dlogs["i"] != dlogs["w"]
+        _assert_keras_files_keep_logs(kmodel, dmodel, x, y, w, 16, klogs, tmp_path)
+
+
+def test_iou_metrics_standalone():
+    # update_state/result against Keras's: ids truncated toward zero, ids outside the classes
+    # and the ignored class left out, several updates, whole-number weights.
+    cases = [("MeanIoU", {"num_classes": 3}, [0, 0, 1, 1.7, -0.5, 5, 2], [0, 1, 0, 2.9, 0, 1, 2]),
+             ("MeanIoU", {"num_classes": 3, "ignore_class": 1}, [0, 0, 1, 1.7, 2, 2],
+              [0, 1, 0, 2.9, 1, 2]),
+             ("IoU", {"num_classes": 3, "target_class_ids": [0, 2]}, [[0, 0], [1, 2], [2, 1]],
+              [[0, 1], [0, 2], [2, 2]]),
+             ("BinaryIoU", {"target_class_ids": [0, 1], "threshold": 0.3}, [0, 1, 0, 1, 2],
+              [0.1, 0.2, 0.4, 0.7, 0.9])]
+    for cls, kwargs, yt, yp in cases:
+        # (weights for one value a row only: Keras cannot broadcast one to several)
+        for sw in (None, np.arange(len(yt)) % 3) if np.ndim(yt) == 1 else (None,):
+            km, dm = getattr(keras.metrics, cls)(**kwargs), getattr(densitron.metrics, cls)(**kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for part in (slice(0, 2), slice(2, None)):
+                    ksw = None if sw is None else sw[part]
+                    km.update_state(np.asarray(yt)[part], np.asarray(yp)[part], sample_weight=ksw)
+                    dm.update_state(np.asarray(yt)[part], np.asarray(yp)[part], sample_weight=ksw)
+            np.testing.assert_allclose(dm.result(), float(km.result()), rtol=1e-6,
+                                       err_msg=f"{cls} {kwargs} {sw}")
+    # BinaryIoU over every value of several columns (unweighted: Keras cannot broadcast a
+    # weight a row to them)
+    rng = np.random.default_rng(73)
+    yt, yp = rng.integers(0, 2, (10, 3)), rng.random((10, 3))
+    km, dm = keras.metrics.BinaryIoU(target_class_ids=[1]), densitron.metrics.BinaryIoU([1])
+    np.testing.assert_allclose(dm(yt, yp), float(km(yt, yp)), rtol=1e-6)
+
+
 def test_correlations_accuracy_mean_and_sum_standalone():
     # update_state/result against Keras's objects: over several updates, weighted, along
     # another axis (standalone only), and Mean/Sum of values of several ranks.

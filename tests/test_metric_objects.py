@@ -143,3 +143,66 @@ def test_correlation_inside_fit_reduces_the_last_axis_only():
     model.compile(optimizer="sgd", loss="mse", metrics=[metrics.PearsonCorrelation(axis=0)])
     with pytest.raises(ValueError, match=r"last axis only \(axis=-1\). Received: axis=0"):
         model.fit(np.ones((4, 3), np.float32), np.ones((4, 2), np.float32), verbose=0)
+
+
+def _iou_reference(t, q, w, n, ignore):
+    """Per-class sums (true positives, predictions, targets) of id pairs in float64."""
+    out = np.zeros(3 * n)
+    for ti, qi, wi in zip(t, q, w):
+        if not (-1 < ti < n and -1 < qi < n) or int(ti) == ignore:
+            continue
+        ti, qi = int(ti), int(qi)
+        out[ti] += wi if ti == qi else 0.0
+        out[n + qi] += wi
+        out[2 * n + ti] += wi
+    return out
+
+
+@pytest.mark.parametrize("rows,cols", [(1, 1), (7, 1), (33, 3), (64, 5)])
+def test_iou_sums_against_a_float64_confusion_matrix(rows, cols):
+    from densitron import _core
+
+    rng = np.random.default_rng(rows * 10 + cols)
+    n = 4
+    ids = lambda shape: rng.choice(  # noqa: E731 (ids, fractions, negatives, beyond, NaN)
+        np.array([0, 1, 2, 3, 1.7, -0.5, -1.0, 4, 9, np.nan], np.float32), size=shape)
+    w = rng.random(rows).astype(np.float32)
+    yt, yp = ids((rows, cols)), ids((rows, cols))
+    for ignore in (-1, 2):
+        for weights in (None, w):
+            ww = np.repeat(np.ones(rows) if weights is None else weights, cols)
+            got = _core._metric_sums_on((True, 15, float(ignore), 0, -1, n, weights is not None),
+                                        yt, yp, weights)
+            want = _iou_reference(yt.ravel(), yp.ravel(), ww, n, ignore)
+            np.testing.assert_allclose(got, want, rtol=1e-12)
+    # BinaryIoU: class 1 where p >= threshold
+    p = rng.random((rows, cols)).astype(np.float32)
+    got = _core._metric_sums_on((True, 18, 0.4, 0, -1, 2, True), yt, p, w)
+    want = _iou_reference(yt.ravel(), (p >= np.float32(0.4)).ravel().astype(float),
+                          np.repeat(w, cols), 2, -1)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    # the rows' first highest values, of the predictions (targets as ids) or both
+    pp = rng.integers(0, 3, (rows, n)).astype(np.float32)  # ties: the first one
+    one_hot = np.eye(n, dtype=np.float32)[rng.integers(0, n, rows)]
+    got = _core._metric_sums_on((True, 16, -1.0, 0, -1, n, True), yt[:, :1], pp, w)
+    np.testing.assert_allclose(got, _iou_reference(yt[:, 0], pp.argmax(1), w, n, -1),
+                               rtol=1e-12)
+    got = _core._metric_sums_on((True, 17, 1.0, 0, -1, n, True), one_hot, pp, w)
+    np.testing.assert_allclose(got, _iou_reference(one_hot.argmax(1), pp.argmax(1), w, n, 1),
+                               rtol=1e-12)
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: metrics.MeanIoU(num_classes=0), r"Received: num_classes=0$"),
+    (lambda: metrics.MeanIoU(num_classes=2.5), r"Received: num_classes=2.5$"),
+    (lambda: metrics.IoU(3, target_class_ids=[3]), r"Target class id 3 is out of range"),
+    (lambda: metrics.IoU(3, target_class_ids=[]), r"Received: target_class_ids=\[\]$"),
+    (lambda: metrics.IoU(3, [0], ignore_class="void"), r"Received: ignore_class='void'$"),
+    (lambda: metrics.MeanIoU(3, axis=0), r"Received: axis=0$"),
+    (lambda: metrics.BinaryIoU(threshold="half"), r"Received: threshold='half'$"),
+    (lambda: metrics.OneHotMeanIoU(3, sparse_y_pred=True).update_state([[0, 1, 0]], [[1]]),
+     r"Received: sparse_y_true=False, sparse_y_pred=True$"),
+])
+def test_iou_metrics_refuse_bad_arguments(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()

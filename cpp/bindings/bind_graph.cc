@@ -486,15 +486,14 @@ py::array_t<double> metric_sums_on(const py::tuple& spec_tuple, const FloatArray
                           "shapes (" + std::to_string(y_true.shape(0)) + ", ...) and (" +
                           std::to_string(y_pred.shape(0)) + ", ...)");
   const int64_t rows = y_pred.shape(0), cols = y_pred.shape(1);
-  const bool sparse = spec.is_accuracy
-                          ? spec.accuracy == densitron::AccuracyKind::kSparseCategorical ||
-                                spec.accuracy == densitron::AccuracyKind::kSparseTopKCategorical
-                          : spec.loss == densitron::Loss::kSparseCategoricalCrossentropy ||
-                                spec.loss == densitron::Loss::kSparseCategoricalCrossentropyLogits;
+  const bool sparse = spec.sparse_targets();
   if (y_true.shape(1) != (sparse ? 1 : cols))
     throw py::value_error("`y_true` must have " + std::to_string(sparse ? 1 : cols) +
                           " columns. Received: " + std::to_string(y_true.shape(1)));
-  if (sparse) {
+  if (spec.iou() && spec.top_k < 1)
+    throw py::value_error("`num_classes` must be at least 1. Received: " +
+                          std::to_string(spec.top_k));
+  if (sparse && !spec.iou()) {  // (the IoUs leave ids outside their classes out)
     for (int64_t r = 0; r < rows; ++r) {
       const float id = y_true.data()[r];
       if (!(id >= 0.0f && id < static_cast<float>(cols)) ||

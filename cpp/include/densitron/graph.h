@@ -161,9 +161,24 @@ struct MetricSpec {
     return threshold >= 2.0f && threshold <= 1e6f && threshold == std::floor(threshold);
   }
   // The engine sums the spec keeps for an output of `cols` columns: 1, an AUC's 2n bucket
-  // counts, or R2Score's and the F-scores' 4 per column.
+  // counts, R2Score's and the F-scores' 4 per column, or the IoUs' 3 per class.
+  bool iou() const {
+    return is_accuracy && (accuracy == AccuracyKind::kIoUSums ||
+                           accuracy == AccuracyKind::kIoUSumsArgmaxPred ||
+                           accuracy == AccuracyKind::kIoUSumsArgmax ||
+                           accuracy == AccuracyKind::kBinaryIoUSums);
+  }
+  // Whether the targets are one class id a row (the sparse accuracies and cross-entropies).
+  bool sparse_targets() const {
+    return is_accuracy ? accuracy == AccuracyKind::kSparseCategorical ||
+                             accuracy == AccuracyKind::kSparseTopKCategorical ||
+                             accuracy == AccuracyKind::kIoUSumsArgmaxPred
+                       : loss == Loss::kSparseCategoricalCrossentropy ||
+                             loss == Loss::kSparseCategoricalCrossentropyLogits;
+  }
   int64_t sums(int64_t cols) const {
     if (!is_accuracy) return 1;
+    if (iou()) return 3 * top_k;  // top_k: the classes
     if (accuracy == AccuracyKind::kAucColumnBuckets ||
         accuracy == AccuracyKind::kAucColumnBucketsLogits)
       return 2 * static_cast<int64_t>(threshold) * cols;

@@ -193,6 +193,14 @@ enum class AccuracyKind : int {
   // n bucket counts as kAucBuckets but without its epsilon ends (auc_buckets's above_zero), of
   // the class_id column alone when class_id >= 0.
   kThresholdBuckets = 14,
+  // Keras's IoU metrics: a confusion matrix's per-class sums over num_classes (given as top_k)
+  // classes (iou_sums): targets and predictions as class ids, one pair a value (IoU, MeanIoU);
+  // ids a row against the row's highest prediction (sparse_y_pred=False); both the rows'
+  // highest values (OneHotIoU, OneHotMeanIoU); ids against p >= threshold (BinaryIoU).
+  kIoUSums = 15,
+  kIoUSumsArgmaxPred = 16,
+  kIoUSumsArgmax = 17,
+  kBinaryIoUSums = 18,
 };
 
 // Keras's FBetaScore sums of each column c, added to out (4·cols values): true positives
@@ -200,6 +208,16 @@ enum class AccuracyKind : int {
 // is 1 when p > threshold, or with threshold 0 when p is its row's maximum and |p| > 1e-9.
 void f_score_sums(const float* p, const float* y, int64_t rows, int64_t cols, float threshold,
                   double* out, const float* weights = nullptr, int64_t rows_per_weight = 1);
+
+// Keras's IoU sums for `kind` (kIoUSums...kBinaryIoUSums), added to out (3·num_classes
+// values): for each class c, the (weighted) count of pairs where target and prediction are
+// both c, of predictions c, and of targets c. An id is a value truncated toward zero, and a
+// pair counts only when both ids are classes (in [0, num_classes)) and the target is not
+// `ignore` (-1: none), as Keras masks them. `threshold` is BinaryIoU's (p >= threshold is
+// class 1); with the argmax kinds a row's id is the index of its first highest value.
+void iou_sums(AccuracyKind kind, const float* p, const float* y, int64_t rows, int64_t cols,
+              int64_t num_classes, float threshold, int64_t ignore, double* out,
+              const float* weights = nullptr, int64_t rows_per_weight = 1);
 
 // Keras's R2Score sums of each column c, added to out (4·cols values): Σ w·y, Σ w·y²,
 // Σ w·(y - p)², Σ w, w the row's weight (or 1).

@@ -313,6 +313,10 @@ void metric_sums(const MetricSpec& spec, const float* p, const float* y, int64_t
       r2_sums(p, y, rows, cols, out, w, rows_per_weight);
     } else if (spec.accuracy == AccuracyKind::kFScoreSums) {
       f_score_sums(p, y, rows, cols, spec.threshold, out, w, rows_per_weight);
+    } else if (spec.iou()) {  // (the classes in top_k; the ignored id, or -1, in threshold)
+      const bool binary = spec.accuracy == AccuracyKind::kBinaryIoUSums;
+      iou_sums(spec.accuracy, p, y, rows, cols, spec.top_k, spec.threshold,
+               binary ? -1 : static_cast<int64_t>(spec.threshold), out, w, rows_per_weight);
     } else {
       const bool per_column = spec.accuracy == AccuracyKind::kAucColumnBuckets ||
                               spec.accuracy == AccuracyKind::kAucColumnBucketsLogits;
@@ -375,12 +379,8 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
     for (const MetricSpec& m : o.metrics) {
       if (m.buckets() && !m.bucket_count_valid()) bad("an AUC takes 2 to 1e6 thresholds");
       if (m.class_id >= node.last_dim || m.top_k < 0) bad("a metric's class_id or top_k");
-      const bool sparse_metric =
-          m.is_accuracy ? m.accuracy == AccuracyKind::kSparseCategorical ||
-                              m.accuracy == AccuracyKind::kSparseTopKCategorical
-                        : m.loss == Loss::kSparseCategoricalCrossentropy ||
-                              m.loss == Loss::kSparseCategoricalCrossentropyLogits;
-      if (o.loss == Loss::kNone && o.target_width != (sparse_metric ? sub_rows : node.width))
+      if (m.iou() && m.top_k < 1) bad("an IoU metric's classes");
+      if (o.loss == Loss::kNone && o.target_width != (m.sparse_targets() ? sub_rows : node.width))
         bad("a metric's targets");
     }
   }

@@ -377,6 +377,41 @@ void f_score_sums(const float* p, const float* y, int64_t rows, int64_t cols, fl
   }
 }
 
+void iou_sums(AccuracyKind kind, const float* p, const float* y, int64_t rows, int64_t cols,
+              int64_t num_classes, float threshold, int64_t ignore, double* out,
+              const float* weights, int64_t rows_per_weight) {
+  const int64_t n = num_classes;
+  // a value's class id, or -1 when it truncates to no class (NaN included)
+  auto id = [n](float v) -> int64_t {
+    return v > -1.0f && v < static_cast<float>(n) ? static_cast<int64_t>(v) : -1;
+  };
+  auto add = [&](int64_t t, int64_t q, double w) {
+    if (t < 0 || q < 0 || q >= n || t >= n || t == ignore) return;
+    if (t == q) out[t] += w;
+    out[n + q] += w;
+    out[2 * n + t] += w;
+  };
+  const ElementwiseKernels* k = elementwise_kernels();
+  for (int64_t r = 0; r < rows; ++r) {
+    const double w = weights ? weights[r / rows_per_weight] : 1.0;
+    const float *pr = p + r * cols, *yr = y + r * cols;
+    switch (kind) {
+      case AccuracyKind::kIoUSums:
+        for (int64_t j = 0; j < cols; ++j) add(id(yr[j]), id(pr[j]), w);
+        break;
+      case AccuracyKind::kBinaryIoUSums:
+        for (int64_t j = 0; j < cols; ++j) add(id(yr[j]), pr[j] >= threshold ? 1 : 0, w);
+        break;
+      case AccuracyKind::kIoUSumsArgmaxPred:
+        add(id(y[r]), k->first_max(pr, cols), w);
+        break;
+      default:  // kIoUSumsArgmax
+        add(k->first_max(yr, cols), k->first_max(pr, cols), w);
+        break;
+    }
+  }
+}
+
 namespace {
 
 // A row's top-k threshold: its k-th largest non-NaN value, and how many entries equal to it
@@ -480,7 +515,11 @@ double accuracy_sum(AccuracyKind kind, const float* p, const float* y, int64_t r
       case AccuracyKind::kAucColumnBuckets:
       case AccuracyKind::kAucColumnBucketsLogits:
       case AccuracyKind::kThresholdBuckets:
-        break;  // not one sum: auc_buckets, r2_sums, f_score_sums
+      case AccuracyKind::kIoUSums:
+      case AccuracyKind::kIoUSumsArgmaxPred:
+      case AccuracyKind::kIoUSumsArgmax:
+      case AccuracyKind::kBinaryIoUSums:
+        break;  // not one sum: auc_buckets, r2_sums, f_score_sums, iou_sums
       case AccuracyKind::kBinary: {
         const float* yr = y + r * cols;
         int64_t hits = 0;

@@ -36,6 +36,7 @@ _TOP_K, _SPARSE_TOP_K = 6, 7
 _AUC_BUCKETS, _AUC_BUCKETS_LOGITS, _R2_SUMS, _F_SCORE_SUMS = 8, 9, 10, 11
 _AUC_COLUMN_BUCKETS, _AUC_COLUMN_BUCKETS_LOGITS = 12, 13
 _THRESHOLD_BUCKETS = 14
+_IOU, _IOU_ARGMAX_PRED, _IOU_ARGMAX, _BINARY_IOU = 15, 16, 17, 18
 
 _ACCURACIES = {
     "categorical_accuracy": _CATEGORICAL,
@@ -890,6 +891,162 @@ class Sum(_Reduction):
         super().__init__(name=name, dtype=dtype)
 
 
+class _IoUBase(Metric):
+    """Keras's IoU metrics from a confusion matrix's per-class sums (the engine's iou_sums):
+    for each target class, true positives over true positives, false positives and false
+    negatives, averaged over the target classes that occur. Ids are values truncated toward
+    zero; pairs whose ids are not classes, or whose target is `ignore_class`, are left out.
+    Sample weights weigh as given (Keras's default integer dtype truncates fractional ones,
+    with a warning; its dtype='float32' weighs as here)."""
+
+    _post = "result"
+
+    def __init__(self, num_classes, target_class_ids, name=None, dtype=None, ignore_class=None,
+                 sparse_y_true=True, sparse_y_pred=True, axis=-1):
+        super().__init__(name=name, dtype=dtype)
+        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or \
+                num_classes < 1:
+            raise ValueError(f"`num_classes` must be an integer >= 1. Received: "
+                             f"num_classes={num_classes!r}")
+        ids = list(target_class_ids)
+        if not ids or any(isinstance(i, bool) or not isinstance(i, (int, np.integer))
+                          for i in ids) or min(ids) < 0:
+            raise ValueError(f"`target_class_ids` must be non-negative integers. Received: "
+                             f"target_class_ids={target_class_ids!r}")
+        if max(ids) >= num_classes:
+            raise ValueError(f"Target class id {max(ids)} is out of range, which is "
+                             f"[0, {num_classes}).")
+        if ignore_class is not None and (isinstance(ignore_class, bool) or
+                                         not isinstance(ignore_class, (int, np.integer))):
+            raise ValueError(f"`ignore_class` must be an integer or None. Received: "
+                             f"ignore_class={ignore_class!r}")
+        if axis not in (-1,):
+            raise ValueError(f"densitron's IoU metrics take the classes along the last axis. "
+                             f"Received: axis={axis!r}")
+        self.num_classes = int(num_classes)
+        self.target_class_ids = [int(i) for i in ids]
+        self.ignore_class = None if ignore_class is None else int(ignore_class)
+        self.sparse_y_true = bool(sparse_y_true)
+        self.sparse_y_pred = bool(sparse_y_pred)
+        self.axis = axis
+        self._dtype = dtype
+
+    def _kind(self):
+        if self.sparse_y_true:
+            return _IOU if self.sparse_y_pred else _IOU_ARGMAX_PRED
+        if not self.sparse_y_pred:
+            return _IOU_ARGMAX
+        raise ValueError(f"{type(self).__name__} compares class ids of y_pred with one-hot "
+                         "targets only with sparse_y_pred=False (their rows' highest values). "
+                         "Received: sparse_y_true=False, sparse_y_pred=True")
+
+    def _specs(self):
+        ignore = -1 if self.ignore_class is None else self.ignore_class
+        return [(True, self._kind(), float(ignore), 0, -1, self.num_classes)]
+
+    def _result(self, sums, rows, columns):
+        """Keras's _IoUBase.result() from the sums, in float32 as Keras's."""
+        n = self.num_classes
+        tp, predicted, actual = np.asarray(sums[:3 * n], np.float64).reshape(3, n)
+        denominator = (predicted + actual - tp).astype(np.float32)[self.target_class_ids]
+        tp = tp.astype(np.float32)[self.target_class_ids]
+        valid = denominator > np.float32(1e-9)
+        eps = np.float32(1e-7)
+        iou = np.where(valid, tp / (denominator + eps), np.float32(0.0))
+        return float(np.sum(iou, dtype=np.float32) /
+                     (np.float32(np.sum(valid)) + eps))
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self._dtype, "num_classes": self.num_classes,
+                "target_class_ids": self.target_class_ids, "ignore_class": self.ignore_class,
+                "sparse_y_true": self.sparse_y_true, "sparse_y_pred": self.sparse_y_pred,
+                "axis": self.axis}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+class IoU(_IoUBase):
+    """Intersection over union of the `target_class_ids` (their mean), from class ids (or
+    with sparse_y_true / sparse_y_pred False, the rows' highest values)."""
+
+    def __init__(self, num_classes, target_class_ids, name=None, dtype=None, ignore_class=None,
+                 sparse_y_true=True, sparse_y_pred=True, axis=-1):
+        super().__init__(num_classes, target_class_ids, name=name or uniquify("io_u"),
+                         dtype=dtype, ignore_class=ignore_class, sparse_y_true=sparse_y_true,
+                         sparse_y_pred=sparse_y_pred, axis=axis)
+
+
+class MeanIoU(_IoUBase):
+    """The IoU averaged over every class that occurs."""
+
+    def __init__(self, num_classes, name=None, dtype=None, ignore_class=None,
+                 sparse_y_true=True, sparse_y_pred=True, axis=-1):
+        super().__init__(num_classes, list(range(num_classes)) if isinstance(num_classes, int)
+                         and num_classes > 0 else [0], name=name or uniquify("mean_io_u"),
+                         dtype=dtype, ignore_class=ignore_class, sparse_y_true=sparse_y_true,
+                         sparse_y_pred=sparse_y_pred, axis=axis)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["target_class_ids"]
+        return config
+
+
+class OneHotIoU(_IoUBase):
+    """IoU with one-hot targets (their rows' highest values) and, by default, the predictions'
+    highest values."""
+
+    def __init__(self, num_classes, target_class_ids, name=None, dtype=None, ignore_class=None,
+                 sparse_y_pred=False, axis=-1):
+        super().__init__(num_classes, target_class_ids, name=name or uniquify("one_hot_io_u"),
+                         dtype=dtype, ignore_class=ignore_class, sparse_y_true=False,
+                         sparse_y_pred=sparse_y_pred, axis=axis)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["sparse_y_true"]
+        return config
+
+
+class OneHotMeanIoU(_IoUBase):
+    """MeanIoU with one-hot targets and, by default, the predictions' highest values."""
+
+    def __init__(self, num_classes, name=None, dtype=None, ignore_class=None,
+                 sparse_y_pred=False, axis=-1):
+        super().__init__(num_classes, list(range(num_classes)) if isinstance(num_classes, int)
+                         and num_classes > 0 else [0],
+                         name=name or uniquify("one_hot_mean_io_u"), dtype=dtype,
+                         ignore_class=ignore_class, sparse_y_true=False,
+                         sparse_y_pred=sparse_y_pred, axis=axis)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["sparse_y_true"], config["target_class_ids"]
+        return config
+
+
+class BinaryIoU(_IoUBase):
+    """IoU of a binary output over every value: class 1 where y_pred >= threshold; the mean
+    over `target_class_ids` ((0,), (1,) or both)."""
+
+    def __init__(self, target_class_ids=(0, 1), threshold=0.5, name=None, dtype=None):
+        super().__init__(2, target_class_ids, name=name or uniquify("binary_io_u"),
+                         dtype=dtype)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or \
+                not np.isfinite(threshold):
+            raise ValueError(f"`threshold` must be a number. Received: threshold={threshold!r}")
+        self.threshold = float(threshold)
+
+    def _specs(self):
+        return [(True, _BINARY_IOU, self.threshold, 0, -1, 2)]
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self._dtype,
+                "target_class_ids": self.target_class_ids, "threshold": self.threshold}
+
+
 class R2Score(Metric):
     """Keras's R2Score of a (batch, columns) output: 1 - residual / total sum of squares per
     column, averaged uniformly or by variance; adjusted for num_regressors."""
@@ -1054,7 +1211,8 @@ _CLASSES = {c.__name__: c for c in (
     KLDivergence, Poisson, CosineSimilarity, TopKCategoricalAccuracy,
     SparseTopKCategoricalAccuracy, AUC, R2Score, FBetaScore, F1Score, SensitivityAtSpecificity,
     SpecificityAtSensitivity, PrecisionAtRecall, RecallAtPrecision, Accuracy,
-    PearsonCorrelation, ConcordanceCorrelation, Mean, Sum)}
+    PearsonCorrelation, ConcordanceCorrelation, Mean, Sum, IoU, MeanIoU, OneHotIoU,
+    OneHotMeanIoU, BinaryIoU)}
 # Keras's other metric strings: the class names in snake case, and its aliases.
 _SNAKE = {to_snake_case(name): cls for name, cls in _CLASSES.items()}
 _SNAKE.update({"mape": MeanAbsolutePercentageError, "MAPE": MeanAbsolutePercentageError,
@@ -1214,7 +1372,7 @@ def reads_dense_targets(spec):
     per row, as the sparse accuracy and cross-entropy do)."""
     is_accuracy, kind, _, loss_id = spec[:4]
     if is_accuracy:
-        return kind not in (_SPARSE, _SPARSE_TOP_K)
+        return kind not in (_SPARSE, _SPARSE_TOP_K, _IOU_ARGMAX_PRED)
     return loss_id not in (losses.SparseCategoricalCrossentropy._engine_id,
                            losses.SparseCategoricalCrossentropy(from_logits=True)._engine_id)
 

@@ -102,4 +102,8 @@ def deserialize(config, classes, kind):
                          "class of your own, passed to load_model as "
                          "`custom_objects={name: class}`). "
                          f"Received: class_name={config.get('class_name')!r}")
-    return cls.from_config(config.get("config", {}))
+    try:
+        return cls.from_config(config.get("config", {}))
+    except TypeError as e:  # a missing or unknown argument
+        raise ValueError(f"Could not build the {kind} {config.get('class_name')!r} from its "
+                         f"config: {e}. Received: config={config!r}") from None
