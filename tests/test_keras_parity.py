@@ -2268,3 +2268,53 @@ def test_binary_focal_crossentropy_configs_move_both_ways():
     assert isinstance(back, keras.losses.BinaryFocalCrossentropy)
     config = {k: v for k, v in back.get_config().items() if k != "axis"}
     assert config == dloss.get_config()
+
+
+# --- add_loss --------------------------------------------------------------------------------
+
+def _add_loss_model(ns, with_model_subclass=False):
+    m = keras if ns is KERAS else densitron
+
+    class ActivityPenalty(m.layers.Layer):  # Keras's classic: a penalty on a layer's output
+        def call(self, x):
+            self.add_loss(0.1 * m.ops.mean(m.ops.square(x)))
+            return x
+
+    class AbsSum(m.layers.Layer):  # an unreduced tensor: Keras sums every value
+        def call(self, x):
+            self.add_loss(0.01 * m.ops.abs(x))
+            return m.ops.tanh(x)
+
+    inputs = ns.Input(shape=(5,), name="x")
+    h = ns.layers.Dense(6, name="d1")(inputs)
+    h = AbsSum(name="abs_sum")(ActivityPenalty(name="penalty")(h))
+    outputs = ns.layers.Dense(2, name="out")(h)
+    return ns.Model(inputs, outputs, name="m")
+
+
+def test_add_loss_in_evaluate():
+    # The losses layers give to add_loss join the compiled loss in evaluate: each batch's
+    # total (mse, which sample weights weigh, plus the penalties, which they do not) averaged
+    # over the batches by their sizes, as Keras's loss tracker does. (Keras's numpy backend
+    # cannot evaluate add_loss models: its trainer sums a list with ops.sum. So the reference
+    # is its formula in float64 on the weights, the layers' outputs checked against Keras.)
+    with np.errstate(all="ignore"):  # (Keras infers the call's shapes on arbitrary values)
+        kmodel = _add_loss_model(KERAS)
+    dmodel = _add_loss_model(DENS)
+    _check_weights_move(kmodel, dmodel)
+    _assert_close(*_predict_both(kmodel, dmodel, _x(50, 5, seed=74)), RTOL, ATOL)
+    x, y = _x(50, 5, seed=74), _x(50, 2, seed=75)
+    w = np.random.default_rng(76).random(50).astype(np.float32)
+    dmodel.compile(optimizer="sgd", loss="mse")
+    w1, b1, w2, b2 = [v.astype(np.float64) for v in dmodel.get_weights()]
+    for batch_size, sw in ((16, None), (50, None), (16, w)):
+        total = 0.0
+        for lo in range(0, 50, batch_size):
+            xb, yb = x[lo:lo + batch_size].astype(np.float64), y[lo:lo + batch_size]
+            h = xb @ w1 + b1
+            per_sample = np.mean((np.tanh(h) @ w2 + b2 - yb) ** 2, axis=1)
+            loss = np.mean(per_sample * (1.0 if sw is None else sw[lo:lo + batch_size]))
+            loss += 0.1 * np.mean(h ** 2) + 0.01 * np.sum(np.abs(h))
+            total += loss * len(xb)
+        got = dmodel.evaluate(x, y, batch_size=batch_size, sample_weight=sw, verbose=0)
+        np.testing.assert_allclose(got, total / 50, rtol=2e-6)

@@ -212,6 +212,8 @@ def _is_array_like(x):
 
 # Whether a subclassed model's or a composite layer's call() is being traced (innermost last).
 _TRACING = [False]
+# The losses add_loss() gives during each traced call (innermost last).
+_ADDED_LOSSES = []
 
 
 def traced_call(layer, inputs):
@@ -224,10 +226,45 @@ def traced_call(layer, inputs):
         params = {}
     takes = "training" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
     _TRACING.append(True)
+    _ADDED_LOSSES.append([])
     try:
-        return layer.call(inputs, **({"training": None} if takes else {}))
+        out = layer.call(inputs, **({"training": None} if takes else {}))
     finally:
         _TRACING.pop()
+        added = _ADDED_LOSSES.pop()
+    if added:
+        out = _carry_losses(layer, out, added)
+    return out
+
+
+def _carry_losses(layer, out, added):
+    """The call's output with its first tensor passed through one AddedLoss layer a loss the
+    call gave to add_loss (the losses then are nodes of the model that computes that tensor,
+    saved with it)."""
+    from densitron.layers.math_ops import AddedLoss
+    from densitron.ops import BatchReduction
+
+    keys = (list(out) if isinstance(out, dict) else
+            list(range(len(out))) if isinstance(out, (list, tuple)) else [None])
+    at = next((k for k in keys if isinstance(out if k is None else out[k], KerasTensor)), "-")
+    if at == "-":
+        raise TypeError(f"Layer {layer.name} added a loss in call() but returned no tensor "
+                        f"to carry it. Received: {out!r}")
+    first = out if at is None else out[at]
+    for loss in added:
+        reduced = isinstance(loss, BatchReduction)
+        tensor = loss.tensor if reduced else loss
+        carrier = AddedLoss(loss.mode if reduced else "sum",
+                            [list(t) for t in loss.tail] if reduced else [],
+                            name=uniquify(f"{layer.name}_added_loss"))
+        first = carrier([first, tensor])
+    if at is None:
+        return first
+    if isinstance(out, tuple):
+        return out[:at] + (first,) + out[at + 1:]
+    out = type(out)(out)
+    out[at] = first
+    return out
 
 
 class Layer:
@@ -289,6 +326,24 @@ class Layer:
         if not node.inputs:  # an InputLayer: its own tensor
             return self.output
         return list(node.inputs) if getattr(node, "is_list", False) else node.inputs[0]
+
+    def add_loss(self, loss):
+        """Keras's add_loss, inside call(): a loss the model adds to its compiled ones in fit
+        and evaluate — a symbolic tensor made of densitron.ops (summed over every value, the
+        batch included, as Keras sums it) or ops.mean/ops.sum of one over the batch (with
+        numbers and elementwise math after it). Traced into the engine with its gradient; not
+        weighted by sample weights, as in Keras."""
+        from densitron.ops import BatchReduction
+
+        if not _ADDED_LOSSES:
+            raise ValueError(
+                f"Layer {self.name}: densitron takes add_loss() inside call(), where it is "
+                f"traced on symbolic tensors. Received: add_loss({loss!r}) outside call()")
+        if not isinstance(loss, (KerasTensor, BatchReduction)):
+            raise ValueError(
+                f"Layer {self.name}: add_loss() takes a tensor computed with densitron.ops "
+                f"from the layer's inputs, or its mean or sum. Received: {loss!r}")
+        _ADDED_LOSSES[-1].append(loss)
 
     # --- weights -------------------------------------------------------------------------
     def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True,

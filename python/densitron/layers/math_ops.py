@@ -150,3 +150,33 @@ class Slice(_IndexMap):
     def get_config(self):
         return {**super().get_config(), "start": self.start, "stop": self.stop,
                 "step": self.step, "index": self.index}
+
+
+class AddedLoss(Layer):
+    """Carries a loss a layer's call() gave to add_loss: passes its first input on as it is
+    and reads the second, the loss's values, which the model adds to its loss reduced over the
+    batch (`reduction` "mean" or "sum", as Keras's sum of a tensor) with the MathOps of `tail`
+    ([op id, a, b] each) applied to that scalar. (densitron's own layer, made by add_loss.)"""
+
+    _mask_rule = "pass"
+
+    def __init__(self, reduction="sum", tail=(), **kwargs):
+        super().__init__(**kwargs)
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"`reduction` must be 'mean' or 'sum'. Received: "
+                             f"reduction={reduction!r}")
+        self.reduction, self.tail = reduction, [list(t) for t in tail]
+
+    def _check_inputs(self, input_shape):
+        if not isinstance(input_shape, list) or len(input_shape) != 2:
+            raise ValueError(f"Layer {self.name} takes [the tensor it passes on, the loss's "
+                             f"values]. Received: input shapes {input_shape}")
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def _engine_node(self, node, param_index):  # (an alias of its first input)
+        return engine_node(14, node)
+
+    def get_config(self):
+        return {**super().get_config(), "reduction": self.reduction, "tail": self.tail}

@@ -10,6 +10,7 @@ from densitron import _core
 from densitron.layers.embedding import Embedding
 from densitron.layers.input_layer import InputLayer
 from densitron.layers.layer import KerasTensor, Layer, Node, defines_call, traced_call
+from densitron.layers.math_ops import AddedLoss
 from densitron.trainers import data as data_mod
 from densitron.trainers.trainer import Trainer
 from densitron.utils.naming import uniquify
@@ -227,9 +228,10 @@ class Functional(Trainer, Layer):
         self._make_engine_graph()
         self.built = True
 
-    def _emit_engine_nodes(self, specs, input_indices, param_index):
+    def _emit_engine_nodes(self, specs, input_indices, param_index, added):
         """Appends this model's layer calls to `specs` (nested models expanded in place) with
-        its inputs bound to `input_indices`; returns the indices of its outputs."""
+        its inputs bound to `input_indices`; returns the indices of its outputs. Appends to
+        `added` (engine node of the values, AddedLoss layer) for each loss add_loss gave."""
         # engine node of each tensor: (its node, its index among the node's outputs)
         local = {(id(t._node), t._index): i for t, i in zip(self.inputs, input_indices)}
         for node in self._nodes:
@@ -240,7 +242,8 @@ class Functional(Trainer, Layer):
                 ins.append(local[(id(node.mask._node), node.mask._index)])
             layer = node.layer
             if isinstance(layer, Functional):
-                for k, out in enumerate(layer._emit_engine_nodes(specs, ins, param_index)):
+                for k, out in enumerate(layer._emit_engine_nodes(specs, ins, param_index,
+                                                                 added)):
                     local[(id(node), k)] = out
                 continue
             if not hasattr(layer, "_engine_node"):
@@ -256,6 +259,9 @@ class Functional(Trainer, Layer):
                     f"`Input`. Received: input from layer "
                     f"\"{node.inputs[0]._node.layer.name}\""
                 )
+            if isinstance(layer, AddedLoss):  # (the loss's values are read by its output)
+                added.append((ins[1], layer))
+                ins = ins[:1]
             chain = (layer._engine_chain(node, param_index) if hasattr(layer, "_engine_chain")
                      else [layer._engine_node(node, param_index)])
             for op, *rest in chain:  # each node of a chain reads the one before it
@@ -269,7 +275,7 @@ class Functional(Trainer, Layer):
         Python}) and `traced_metrics` ([(output k, a metric function)]), also each function's
         nodes on that output and its targets (of target_shapes[k]), whose engine node indices
         (with their batch reductions and tails) go to self._loss_nodes and self._metric_nodes."""
-        from densitron.trainers.loss_graph import loss_node_specs
+        from densitron.trainers.loss_graph import added_loss_specs, loss_node_specs
 
         params, param_index = [], {}
         for v in self.weights:
@@ -278,8 +284,12 @@ class Functional(Trainer, Layer):
                 params.append(v)
         specs = [t._node.layer._engine_node(t._node, param_index) for t in self.inputs]
         specs = [(s[0], [], *s[1:]) for s in specs]
+        added = []
         self._engine_outputs = self._emit_engine_nodes(specs, list(range(len(self.inputs))),
-                                                       param_index)
+                                                       param_index, added)
+        taken = set(self._engine_outputs)
+        self._added_loss_nodes = [added_loss_specs(index, layer, specs, taken)
+                                  for index, layer in added]
         self._loss_nodes = {}
         for k, loss in (traced_losses or {}).items():
             self._loss_nodes[k] = loss_node_specs(self, k, loss, target_shapes[k], specs,

@@ -89,3 +89,20 @@ def loss_node_specs(model, k, loss, target_shape, specs, param_index):
         for j in range(len(node.outputs)):
             local[(id(node), j)] = len(specs) - 1
     return local[(id(out._node), out._index)], mode, tail
+
+
+def added_loss_specs(index, layer, specs, taken):
+    """The engine node holding the values of a loss add_loss gave (at `index`, carried by the
+    AddedLoss `layer`), or after it a copy of its own when another output spec has that node
+    (`taken`: a node carries one); with 1 or 2 for the batch's mean or sum and the MathOps
+    applied to that scalar after."""
+    if index in taken:  # MathOp("multiply_by", 1.0)'s node
+        from densitron.layers.layer import node_spec
+        from densitron.layers.math_ops import _MATH, MATH_OPS
+
+        spec = node_spec(_MATH, specs[index][2], specs[index][3], fattrs=[1.0, 0.0],
+                         iattrs=[MATH_OPS["multiply_by"]])
+        specs.append((spec[0], [index], *spec[1:]))
+        index = len(specs) - 1
+    taken.add(index)
+    return index, {"mean": 1, "sum": 2}[layer.reduction], tuple(map(tuple, layer.tail))

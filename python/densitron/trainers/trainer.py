@@ -279,6 +279,11 @@ class Trainer:
         for j, spec in enumerate(loss_outputs):
             self._loss_sum_index[spec.loss_of] = len(outputs) + j
         outputs += loss_outputs
+        # the losses layers gave to add_loss: added to the total loss, not weighted by samples
+        for node, batch_reduced, tail in getattr(self, "_added_loss_nodes", ()):
+            outputs.append(_EngineOutput(node, losses_mod._MEAN_OF_VALUES, 1.0, 0, [],
+                                         float(batch_reduced), losses_mod._FOCAL_DEFAULTS,
+                                         None, 0, False, tail))
         self._metric_sum_index = []
         for j, (k, weighted, metric) in enumerate(self._traced_metrics):
             node, batch_reduced, tail = self._metric_nodes[j]
