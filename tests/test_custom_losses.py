@@ -123,6 +123,44 @@ def test_values_and_gradients_match_the_formula(name):
     np.testing.assert_allclose(got, sum(parts) / n, rtol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["one_minus_r2", "centered", "batch_times_sample",
+                                  "r2_metric_style"])
+def test_batch_values_combined_with_tensors_against_finite_differences(name):
+    # A batch's mean or sum combined with tensors or with another (each a value in every
+    # row): its gradient reaches every value it reads (finite differences of the loss).
+    fns = {
+        "one_minus_r2": lambda t, p: ops.sum(ops.square(t - p)) /
+        (ops.sum(ops.square(t - ops.mean(t))) + 1e-7),
+        "centered": lambda t, p: ops.mean(ops.square((p - ops.mean(p)) - (t - ops.mean(t))),
+                                          axis=-1),
+        "batch_times_sample": lambda t, p: ops.mean(ops.abs(p)) * ops.mean(ops.square(t - p),
+                                                                          axis=-1),
+        "r2_metric_style": lambda t, p: 2.0 - ops.maximum(
+            1 - ops.sum(ops.square(t - p)) / (ops.sum(ops.square(t - ops.mean(t))) + 1e-7),
+            ops.mean(p) - 5.0),
+    }
+    rng = np.random.default_rng(7)
+    x, y = rng.normal(size=(9, 6)), rng.normal(size=(9, 2)) + 1.0
+    fd_check(_model(), x, y, fns[name])
+
+
+def test_batch_values_combined_formula_by_batches():
+    # 1 - R² over each batch (one value a batch, Keras's scalar: by the batch's mean weight)
+    x, y, w = _data(40)
+    model = _model()
+    model.compile(optimizer="sgd", loss=lambda t, p: ops.sum(ops.square(t - p)) /
+                  ops.sum(ops.square(t - ops.mean(t))))
+    p = model.predict(x, verbose=0).astype(np.float64)
+    t = y.astype(np.float64)
+    parts = []
+    for i in range(0, 40, 16):
+        tb, pb, wb = t[i:i + 16], p[i:i + 16], w[i:i + 16].astype(np.float64)
+        value = np.square(tb - pb).sum() / np.square(tb - tb.mean()).sum()
+        parts.append(value * wb.mean() * len(tb))
+    got = model.evaluate(x, y, batch_size=16, sample_weight=w, verbose=0)
+    np.testing.assert_allclose(got, sum(parts) / 40, rtol=1e-5)
+
+
 def test_backward_against_finite_differences_on_a_sequence_output():
     rng = np.random.default_rng(3)
     inp = Input((3, 4))
@@ -226,10 +264,10 @@ def test_saving_with_custom_objects_and_registration(tmp_path):
 
 @pytest.mark.parametrize("fn,match", [
     (lambda t, p: np.tanh(p - t), "densitron.ops"),
-    (lambda t, p: ops.mean(ops.square(t - p)) * t, "batch axis"),
+    (lambda t, p: ops.power(p, ops.mean(t)), "batch axis"),
     (lambda t, p: 1.0, "must return a tensor"),
     (lambda t, p: layers.Dense(2)(p) - t, "not layers"),
-], ids=["numpy", "batch_times_tensor", "number", "layer"])
+], ids=["numpy", "batch_exponent", "number", "layer"])
 def test_functions_the_tracer_refuses(fn, match):
     x, y, _ = _data(16)
     model = _model()
@@ -335,3 +373,21 @@ def test_a_root_mean_square_loss_and_metric_over_each_batch():
     s = np.sum((model.predict(x, verbose=0).astype(np.float64) - t) ** 2)  # (after the fit)
     np.testing.assert_allclose(model.evaluate(x, y, batch_size=70, verbose=0),
                                1 / (2 + abs(-s * 0.5 + 3.0) ** 2), rtol=1e-5)
+
+
+def test_batch_values_combined_train_alike_on_one_and_two_threads():
+    from test_threads import assert_trains_alike_on_one_and_two_threads
+
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(size=(512, 64)).astype(np.float32), rng.normal(size=(512, 4))
+
+    def build():
+        inp = Input((64,))
+        out = layers.Dense(4)(layers.Dense(256, activation="relu")(inp))
+        model = Model(inp, out)
+        model.compile(optimizer="adam", loss=lambda t, p: ops.mean(
+            ops.square((p - ops.mean(p)) - (t - ops.mean(t))), axis=-1) + 0.1 * ops.sum(
+            ops.square(t - p)) / ops.sum(ops.square(t - ops.mean(t))))
+        return model
+
+    assert_trains_alike_on_one_and_two_threads(build, x, y, epochs=2, batch_size=128)

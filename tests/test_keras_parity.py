@@ -970,11 +970,16 @@ def _custom_loss(name, o):
         return sparse_focal
     if name == "rmse":  # the batch's, through a tail of scalar math
         return lambda t, p: o.sqrt(o.mean(o.square(p - t))) * 2.0 + 0.5
+    if name == "one_minus_r2":  # two batch sums combined, one of a batch mean and a tensor
+        return lambda t, p: o.sum(o.square(t - p)) / (o.sum(o.square(t - o.mean(t))) + 1e-7)
+    if name == "centered":  # per-sample values of tensors less their batch means
+        return lambda t, p: o.mean(o.square((p - o.mean(p)) - (t - o.mean(t))), axis=-1)
     return lambda t, p: o.sum(o.square(t - p)) * 0.1
 
 
 @pytest.mark.parametrize("name", ["pinball", "weighted_bce", "batch_mean", "batch_sum",
-                                  "huber_where", "sparse_focal", "rmse"])
+                                  "huber_where", "sparse_focal", "rmse", "one_minus_r2",
+                                  "centered"])
 def test_evaluate_loss_functions_written_in_python(name):
     # The same function written with keras.ops and with densitron.ops: Keras runs it, densitron
     # traces it into its engine; plain and weighted, by batches of 16 (the last smaller); with
@@ -998,9 +1003,15 @@ def test_evaluate_loss_functions_written_in_python(name):
             return o.sqrt(o.abs(o.mean(p)) + 1.0)
         return mean_pred
 
+    def r2(o):  # the classic R² metric function: batch sums and a batch mean combined
+        def r2(t, p):
+            ss_res = o.sum(o.square(t - p))
+            return 1 - ss_res / (o.sum(o.square(t - o.mean(t))) + 1e-7)
+        return r2
+
     for model, o in ((kmodel, keras.ops), (dmodel, densitron.ops)):
         metrics = (["accuracy"] if name == "sparse_focal" else
-                   ["mae", rel_error(o), mean_pred(o)])
+                   ["mae", rel_error(o), mean_pred(o), r2(o)])
         model.compile(optimizer="sgd", loss=_custom_loss(name, o), metrics=metrics,
                       weighted_metrics=[] if name == "sparse_focal" else [rel_error(o)])
     _evaluate_alike(kmodel, dmodel, x, y, 16)

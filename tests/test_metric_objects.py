@@ -206,3 +206,24 @@ def test_iou_sums_against_a_float64_confusion_matrix(rows, cols):
 def test_iou_metrics_refuse_bad_arguments(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_a_metric_function_of_one_value_a_batch_standalone():
+    # Keras's Mean counts a batch's single value once (an R² over each batch).
+    from densitron import ops
+
+    def r2(t, p):
+        return 1 - ops.sum(ops.square(t - p)) / ops.sum(ops.square(t - ops.mean(t)))
+
+    m = metrics.MeanMetricWrapper(r2)
+    t1, p1 = np.array([[1.0], [2.0], [4.0]]), np.array([[1.5], [2.0], [3.0]])
+    t2, p2 = np.array([[0.0], [1.0]]), np.array([[0.5], [1.0]])
+    m.update_state(t1, p1)
+    m.update_state(t2, p2)
+
+    def ref(t, p):
+        return 1 - np.sum((t - p) ** 2) / np.sum((t - t.mean()) ** 2)
+
+    np.testing.assert_allclose(m.result(), (ref(t1, p1) + ref(t2, p2)) / 2, rtol=1e-6)
+    with pytest.raises(ValueError, match="Received: sample_weight"):
+        m.update_state(t1, p1, sample_weight=[1.0, 2.0, 3.0])

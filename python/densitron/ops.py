@@ -229,6 +229,7 @@ def _min_max(x1, x2, maximum_):
     from densitron.layers import Maximum, Minimum
     from densitron.layers.layer import KerasTensor
 
+    x1, x2 = _lift(x1, x2)
     reduced = [x for x in (x1, x2) if isinstance(x, BatchReduction)]
     if len(reduced) == 1:  # a batch's scalar and a number
         v = reduced[0]._number(x2 if reduced[0] is x1 else x1)
@@ -238,7 +239,9 @@ def _min_max(x1, x2, maximum_):
         return (np.maximum if maximum_ else np.minimum)(np.asarray(x1, dtype=np.float32),
                                                         np.asarray(x2, dtype=np.float32))
     if isinstance(x1, KerasTensor) and isinstance(x2, KerasTensor):
-        return (Maximum if maximum_ else Minimum)()([x1, x2])
+        from densitron.layers.layer import _match_batch_values
+
+        return (Maximum if maximum_ else Minimum)()(list(_match_batch_values(x1, x2)))
     tensor, value = (x1, x2) if isinstance(x1, KerasTensor) else (x2, x1)
     v = _number(value, "x2" if tensor is x1 else "x1")
     return _math("clip", tensor, v, np.inf) if maximum_ else _math("clip", tensor, -np.inf, v)
@@ -280,8 +283,9 @@ def divide(x1, x2):
     if not _symbolic(x1, x2):
         return np.divide(np.asarray(x1, dtype=np.float32), np.asarray(x2, dtype=np.float32))
     if isinstance(x1, KerasTensor) and isinstance(x2, KerasTensor):
-        from densitron.layers.layer import _row_broadcast
+        from densitron.layers.layer import _match_batch_values, _row_broadcast
 
+        x1, x2 = _match_batch_values(x1, x2)
         return _row_broadcast(x1, x2, "div") or Divide()([x1, x2])
     if isinstance(x1, KerasTensor):
         return _math("divide_by", x1, _number(x2, "x2"))
@@ -308,7 +312,8 @@ class BatchReduction:
     loss or metric function may end with (Keras then reduces the scalar, or averages a metric's
     over the batches). Numbers and densitron.ops' elementwise math may follow (an RMSE's
     sqrt): the engine applies them to each batch's scalar (`tail`: (MathOp id, a, b) in order).
-    Nothing may combine it with a tensor: the engine's graph holds per-sample values."""
+    Combined with a tensor or another reduction (y_true - ops.mean(y_true), an R² as 1 -
+    sum(...) / sum(...)), it becomes a tensor of the batch's value in every row (as_tensor)."""
 
     def __init__(self, tensor, mode, tail=()):
         self.tensor, self.mode, self.tail = tensor, mode, tuple(tail)
@@ -319,10 +324,25 @@ class BatchReduction:
         return BatchReduction(self.tensor, self.mode,
                               self.tail + ((MATH_OPS[op], float(a), float(b)),))
 
+    def as_tensor(self, like=None):
+        """The batch's value as a symbolic tensor of shape (None, 1), or (None,) to meet a
+        tensor `like` of that shape, the same in every row (a BatchReduce node, then the
+        tail's MathOps)."""
+        from densitron.layers.math_ops import MATH_OPS, BatchReduce, MathOp
+
+        if like is not None and len(like.shape) > 2:
+            raise TypeError(f"{self.mode}() over the batch axis combines with tensors of a "
+                            "value or a row of values a sample. Received: a tensor of shape "
+                            f"{like.shape}")
+        names = {v: k for k, v in MATH_OPS.items()}
+        t = BatchReduce(self.mode)(self.tensor)
+        for op, a, b in self.tail:
+            t = MathOp(names[op], a, b)(t)
+        return squeeze(t, axis=-1) if like is not None and len(like.shape) == 1 else t
+
     def _refuse(self, *args, **kwargs):
-        raise TypeError(f"{self.mode}() over the batch axis gives one value a batch: only "
-                        "numbers and elementwise math can follow it, not tensors (reduce with "
-                        "axis=-1 to keep a value per sample). Received: "
+        raise TypeError(f"{self.mode}() over the batch axis gives one value a batch: numbers, "
+                        "elementwise math and tensors can follow it. Received: "
                         f"{self.mode}(x) of x with shape {self.tensor.shape} with {args!r}")
 
     def _number(self, other):
@@ -331,27 +351,44 @@ class BatchReduction:
             self._refuse(other)
         return float(other)
 
+    def _with(self, other, method):
+        """self `method` other as tensors, for another reduction or tensor; None for others."""
+        from densitron.layers.layer import KerasTensor
+
+        if isinstance(other, BatchReduction):
+            other = other.as_tensor()
+        if not isinstance(other, KerasTensor):
+            return None
+        return getattr(self.as_tensor(like=other), method)(other)
+
     def __mul__(self, other):
-        return self.then("multiply_by", self._number(other))
+        t = self._with(other, "__mul__")
+        return t if t is not None else self.then("multiply_by", self._number(other))
 
     __rmul__ = __mul__
 
     def __truediv__(self, other):
-        return self.then("divide_by", self._number(other))
+        t = self._with(other, "__truediv__")
+        return t if t is not None else self.then("divide_by", self._number(other))
 
     def __rtruediv__(self, other):
-        return self.then("divide_into", self._number(other))
+        t = self._with(other, "__rtruediv__")
+        return t if t is not None else self.then("divide_into", self._number(other))
 
     def __add__(self, other):
-        return self.then("add", self._number(other))
+        t = self._with(other, "__add__")
+        return t if t is not None else self.then("add", self._number(other))
 
     __radd__ = __add__
 
     def __sub__(self, other):
-        return self.then("add", -self._number(other))
+        t = self._with(other, "__sub__")
+        return t if t is not None else self.then("add", -self._number(other))
 
     def __rsub__(self, other):
-        return self.then("multiply_by", -1.0).then("add", self._number(other))
+        t = self._with(other, "__rsub__")
+        return t if t is not None else \
+            self.then("multiply_by", -1.0).then("add", self._number(other))
 
     def __neg__(self):
         return self.then("multiply_by", -1.0)
@@ -365,6 +402,17 @@ class BatchReduction:
 
     def __repr__(self):
         return f"<BatchReduction {self.mode} of {self.tensor!r}, then {self.tail}>"
+
+
+def _lift(*xs):
+    """xs with batch reductions as tensors (as_tensor) when they meet a tensor or another."""
+    from densitron.layers.layer import KerasTensor
+
+    reduced = [x for x in xs if isinstance(x, BatchReduction)]
+    like = next((x for x in xs if isinstance(x, KerasTensor)), None)
+    if reduced and (len(reduced) > 1 or like is not None):
+        return tuple(x.as_tensor(like) if isinstance(x, BatchReduction) else x for x in xs)
+    return xs
 
 
 def max(x, axis=None, keepdims=False):  # noqa: A001 (Keras's name)
@@ -484,6 +532,9 @@ def _comparison(name, numpy_fn):
     def op(x1, x2):
         from densitron.layers.layer import KerasTensor
 
+        x1, x2 = _lift(x1, x2)
+        if isinstance(x1, BatchReduction) or isinstance(x2, BatchReduction):
+            x1, x2 = (x.as_tensor() if isinstance(x, BatchReduction) else x for x in (x1, x2))
         if not _symbolic(x1, x2):
             return numpy_fn(np.asarray(x1, dtype=np.float32), np.asarray(x2, dtype=np.float32))
         if isinstance(x1, KerasTensor) and isinstance(x2, KerasTensor):
@@ -512,6 +563,7 @@ def where(condition, x1, x2):
     """x1 where condition holds, else x2: on symbolic tensors, with a condition of 1.0/0.0
     (a comparison's), condition·x1 + (1 - condition)·x2 (each branch takes the gradient where
     it is chosen; a NaN or infinity in the other branch still shows through)."""
+    condition, x1, x2 = _lift(condition, x1, x2)
     if not _symbolic(condition, x1, x2):
         return np.where(np.asarray(condition), np.asarray(x1, dtype=np.float32),
                         np.asarray(x2, dtype=np.float32))

@@ -212,6 +212,12 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
             node.iattrs.size() != 1 || node.iattrs[0] < 0 || node.iattrs[0] > 4)
           bad("a row broadcast takes its width and one value per row, and a mode 0 to 4");
         break;
+      case OpType::kBatchReduce:
+        need_inputs(1);
+        if (node.width != 1 || node.iattrs.size() != 1 || node.iattrs[0] < 0 ||
+            node.iattrs[0] > 1)
+          bad("a batch reduction gives one value a sample, mode 0 (mean) or 1 (sum)");
+        break;
       case OpType::kDivide:
         need_inputs(2);
         if (node.inputs.size() != 2 || in0->width != node.width ||
@@ -996,6 +1002,7 @@ void Graph::plan_step(int64_t batch, int nth, bool training, bool targets) {
       small = small && ksplit_[i] == 1 && macs < kMaxSoloDenseMacs;
     }
     if (node.op == OpType::kEmbedding || node.op == OpType::kBatchNorm) small = false;
+    if (node.op == OpType::kBatchReduce) small = true;  // (its sums over every row)
     solo_fwd_[i] = small;
     solo_bwd_[i] = small && training;
   }

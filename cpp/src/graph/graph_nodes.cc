@@ -538,6 +538,15 @@ void Graph::forward_node(const Step& st, int i) {
       for (int64_t j = el.lo; j < el.hi; ++j) y[j] = x[j] / b[j];
       return;
     }
+    case OpType::kBatchReduce: {  // (solo: the whole batch on one thread)
+      const int64_t count = st.batch * nodes_[node.inputs[0]].width;
+      double sum = 0.0;
+      for (int64_t j = 0; j < count; ++j) sum += x[j];
+      const float v = static_cast<float>(node.iattrs[0] == 0 ? sum / static_cast<double>(count)
+                                                             : sum);
+      std::fill(y, y + st.batch, v);
+      return;
+    }
     case OpType::kPool: {
       // Keras's global pooling: y = mean (or max) over length, in order, of x's (length, inner)
       // rows of each of the batch's outer groups.
@@ -1270,6 +1279,17 @@ void Graph::backward_node(const Step& st, int i) {
                     static_cast<float>(node.fattrs[1]), x + el.lo, out_[i] + el.lo, dy + el.lo,
                     c + el.lo, el.hi - el.lo);
       put(gx + el.lo, c + el.lo, el.hi - el.lo, acc);
+      return;
+    }
+    case OpType::kBatchReduce: {  // every input value gets Σ dy (over the count for a mean)
+      float* gx = target(0, &acc);
+      if (gx == nullptr) return;
+      const int64_t count = st.batch * nodes_[in].width;
+      double sum = 0.0;
+      for (int64_t r = 0; r < st.batch; ++r) sum += dy[r];
+      const float g = static_cast<float>(node.iattrs[0] == 0 ? sum / static_cast<double>(count)
+                                                             : sum);
+      for (int64_t j = 0; j < count; ++j) gx[j] = acc ? gx[j] + g : g;
       return;
     }
     case OpType::kRowBroadcast: {

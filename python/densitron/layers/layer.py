@@ -36,8 +36,11 @@ class KerasTensor:
     # tensors, the Add, Subtract and Multiply layers; with a number, a Rescaling layer.
     def _arith(self, other, op, reverse=False):
         from densitron import layers
+        from densitron.ops import BatchReduction
         from densitron.variables import Variable
 
+        if isinstance(other, BatchReduction):  # the batch's value, in every row
+            other = other.as_tensor(like=self)
         if isinstance(other, Variable):  # a layer's own weight, in its traced call()
             if op == "add":
                 return layers.WeightAdd(other)(self)
@@ -49,7 +52,7 @@ class KerasTensor:
                             f"Received: {op} with weight {other.path}")
 
         if isinstance(other, KerasTensor):
-            a, b = (other, self) if reverse else (self, other)
+            a, b = _match_batch_values(*((other, self) if reverse else (self, other)))
             broadcast = _row_broadcast(a, b, op)
             if broadcast is not None:
                 return broadcast
@@ -161,6 +164,19 @@ class KerasTensor:
             "A symbolic KerasTensor cannot be converted to a NumPy array: it has no value until "
             f"a model runs. Received: {self!r}"
         )
+
+
+def _match_batch_values(a, b):
+    """a and b, a batch's value of shape (None, 1) (each row the same: see BatchReduce)
+    squeezed to (None,) to meet a tensor of that shape, as Keras's scalar meets it."""
+    from densitron.layers.math_ops import batch_constant
+
+    def squeezed(t, other):
+        if (len(other.shape) == 1 and tuple(t.shape) == (None, 1) and batch_constant(t)):
+            return _ops().squeeze(t, axis=-1)
+        return t
+
+    return squeezed(a, b), squeezed(b, a)
 
 
 def _row_broadcast(a, b, op):

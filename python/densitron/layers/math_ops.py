@@ -9,7 +9,7 @@ from densitron.layers.layer import Layer, engine_node
 from densitron.layers.merging import _Merge
 from densitron.layers.reshaping import _IndexMap
 
-_MATH, _DIVIDE, _POOL, _ROW_BROADCAST = 25, 26, 16, 28  # densitron::OpType
+_MATH, _DIVIDE, _POOL, _ROW_BROADCAST, _BATCH_REDUCE = 25, 26, 16, 28, 29  # densitron::OpType
 _REDUCE_MODES = {"mean": 0, "max": 1, "sum": 2}  # kPool's
 # densitron::MathOp
 MATH_OPS = {"square": 0, "abs": 1, "sqrt": 2, "log": 3, "exp": 4, "log1p": 5, "clip": 6,
@@ -111,6 +111,52 @@ class Reduce(Layer):
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode, "keepdims": self.keepdims}
+
+
+class BatchReduce(Layer):
+    """The mean or sum of every value of the batch, as one value a sample (each row the
+    same): ops.mean(x) or ops.sum(x) combined with tensors (y_true - ops.mean(y_true), an R²
+    written as 1 - sum(...) / sum(...)); its gradient reaches every value."""
+
+    _mask_rule = "refuse"
+    _single_input = True
+
+    def __init__(self, mode="mean", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("mean", "sum"):
+            raise ValueError(f"`mode` must be 'mean' or 'sum'. Received: mode={mode!r}")
+        self.mode = mode
+
+    def _check_inputs(self, input_shape):
+        self._check_single(input_shape, min_rank=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 1)
+
+    def _engine_node(self, node, param_index):
+        return engine_node(_BATCH_REDUCE, node, iattrs=[0 if self.mode == "mean" else 1])
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+def batch_constant(tensor):
+    """Whether a symbolic tensor holds one value a batch: every path back from it meets a
+    BatchReduce before any input or target."""
+    seen = {}
+
+    def visit(t):
+        node = t._node
+        if id(node) not in seen:
+            if isinstance(node.layer, BatchReduce):
+                seen[id(node)] = True
+            elif not node.inputs:
+                seen[id(node)] = False
+            else:
+                seen[id(node)] = all(visit(i) for i in node.inputs)
+        return seen[id(node)]
+
+    return visit(tensor)
 
 
 class Slice(_IndexMap):

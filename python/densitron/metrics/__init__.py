@@ -713,13 +713,18 @@ class MeanMetricWrapper(serialization.FunctionWrapper, Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         values = np.asarray(self.call(np.asarray(y_true, np.float32),
                                       np.asarray(y_pred, np.float32)), np.float64)
-        if values.ndim == 0:
-            raise ValueError(f"Metric {self.name!r} must return one value per sample (reduce "
-                             f"with axis=-1). Received: a scalar")
+        state = getattr(self, "_state", None) or [np.zeros(1), 0.0, 1]
+        if values.ndim == 0:  # one value a batch (an R² over it): Keras's Mean counts it once
+            if sample_weight is not None:
+                raise ValueError(f"Metric {self.name!r} gives one value for the whole batch, "
+                                 "which sample weights cannot weigh. Received: sample_weight")
+            state[0] = state[0] + float(values)
+            state[1] += 1.0
+            self._state = state
+            return
         per = values.reshape(len(values), -1).mean(axis=1)
         w = (np.ones(len(per)) if sample_weight is None else
              _per_sample_weights(sample_weight, per.shape).astype(np.float64))
-        state = getattr(self, "_state", None) or [np.zeros(1), 0.0, 1]
         state[0] = state[0] + np.sum(per * w)
         state[1] += float(np.sum(w))
         self._state = state

@@ -31,6 +31,10 @@ def _traced(fn, y_true, y_pred, name):
             f"loss={name!r}") from e
     from densitron.ops import BatchReduction
 
+    from densitron.layers.math_ops import batch_constant
+
+    if isinstance(out, KerasTensor) and batch_constant(out):  # the batch's value in every row
+        out = BatchReduction(out, "mean")
     mode, tail = 0, ()
     if isinstance(out, BatchReduction):  # mean or sum over the batch too: Keras's scalar
         out, mode, tail = out.tensor, {"mean": 1, "sum": 2}[out.mode], out.tail
