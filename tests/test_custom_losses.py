@@ -391,3 +391,20 @@ def test_batch_values_combined_train_alike_on_one_and_two_threads():
         return model
 
     assert_trains_alike_on_one_and_two_threads(build, x, y, epochs=2, batch_size=128)
+
+
+def test_a_batch_mean_in_the_model_keeps_the_users_batches():
+    # x - ops.mean(x) inside the model (a Lambda): predict and evaluate run the user's
+    # batches as they are (rows are not grouped into larger passes), as Keras does.
+    rng = np.random.default_rng(9)
+    x, y = rng.normal(size=(50, 3)).astype(np.float32), rng.normal(size=(50, 3))
+    inp = Input((3,))
+    model = Model(inp, layers.Lambda(lambda v: v - ops.mean(v))(inp))
+    model.compile(optimizer="sgd", loss="mse")
+    got = model.predict(x, batch_size=16, verbose=0)
+    want = np.concatenate([x[i:i + 16] - x[i:i + 16].mean() for i in range(0, 50, 16)])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    losses_by_batch = [np.mean((want[i:i + 16] - y[i:i + 16]) ** 2) * len(x[i:i + 16])
+                       for i in range(0, 50, 16)]
+    np.testing.assert_allclose(model.evaluate(x, y, batch_size=16, verbose=0),
+                               sum(losses_by_batch) / 50, rtol=1e-5)

@@ -10,7 +10,7 @@ from densitron import _core
 from densitron.layers.embedding import Embedding
 from densitron.layers.input_layer import InputLayer
 from densitron.layers.layer import KerasTensor, Layer, Node, defines_call, traced_call
-from densitron.layers.math_ops import AddedLoss
+from densitron.layers.math_ops import _BATCH_REDUCE, AddedLoss
 from densitron.trainers import data as data_mod
 from densitron.trainers.trainer import Trainer
 from densitron.utils.naming import uniquify
@@ -287,6 +287,8 @@ class Functional(Trainer, Layer):
         added = []
         self._engine_outputs = self._emit_engine_nodes(specs, list(range(len(self.inputs))),
                                                        param_index, added)
+        # a batch's mean or sum inside the model: its values depend on how rows are grouped
+        self._batch_values_in_model = any(spec[0] == _BATCH_REDUCE for spec in specs)
         taken = set(self._engine_outputs)
         self._added_loss_nodes = [added_loss_specs(index, layer, specs, taken)
                                   for index, layer in added]
@@ -297,6 +299,7 @@ class Functional(Trainer, Layer):
         self._metric_nodes = [loss_node_specs(self, k, metric, target_shapes[k], specs,
                                               param_index)
                               for k, metric in traced_metrics]
+        self._batch_values = any(spec[0] == _BATCH_REDUCE for spec in specs)  # (losses too)
         self._params = params
         self._graph = _core.Graph(specs, [v.engine_spec() for v in params],
                                   list(range(len(self.inputs))), self._engine_outputs)

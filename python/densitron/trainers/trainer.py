@@ -298,7 +298,7 @@ class Trainer:
                                          None, k, weighted, tail))
         # Keras's hinge losses, a loss with ignore_class and a loss function reducing the batch
         # itself look at each batch as a whole: evaluate keeps the user's batches.
-        self._batch_dependent = any(
+        self._batch_dependent = getattr(self, "_batch_values", False) or any(
             losses_mod.depends_on_batch(o.loss) or o.ignore_class is not None or
             (o.loss == losses_mod._MEAN_OF_VALUES and o.param != 0.0) or
             any(not spec[0] and losses_mod.depends_on_batch(spec[3]) for spec in o.metrics)
@@ -789,8 +789,10 @@ class Trainer:
         which run the GEMMs far more efficiently, within ~32 MB of activations. 1024 rows, not
         512: predict 3-6% faster from 64 to 512 units wide (each pass packs every kernel once),
         neutral at 32; 2048 gains no more. Not for a hinge loss or metric, which reads each
-        batch's targets as a whole (with `targets`: evaluate, not predict)."""
-        if targets and getattr(self, "_batch_dependent", False):
+        batch's targets as a whole (with `targets`: evaluate, not predict), a batch's mean or
+        sum in a loss or metric function (evaluate) or in the model itself (predict too)."""
+        if (targets and getattr(self, "_batch_dependent", False)) or \
+                getattr(self, "_batch_values_in_model", False):
             return batch_size
         values_per_row = sum(math.prod(n.outputs[0].shape[1:]) for n in self._nodes)
         cap = max(1, (32 << 20) // (4 * max(values_per_row, 1)))
