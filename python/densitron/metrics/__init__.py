@@ -961,11 +961,15 @@ class _IoUBase(Metric):
         return float(np.sum(iou, dtype=np.float32) /
                      (np.float32(np.sum(valid)) + eps))
 
+    # the arguments a subclass fixes itself (left out of its config, as Keras's)
+    _implied = ()
+
     def get_config(self):
-        return {"name": self.name, "dtype": self._dtype, "num_classes": self.num_classes,
-                "target_class_ids": self.target_class_ids, "ignore_class": self.ignore_class,
-                "sparse_y_true": self.sparse_y_true, "sparse_y_pred": self.sparse_y_pred,
-                "axis": self.axis}
+        config = {"name": self.name, "dtype": self._dtype, "num_classes": self.num_classes,
+                  "target_class_ids": self.target_class_ids, "ignore_class": self.ignore_class,
+                  "sparse_y_true": self.sparse_y_true, "sparse_y_pred": self.sparse_y_pred,
+                  "axis": self.axis}
+        return {k: v for k, v in config.items() if k not in self._implied}
 
     @classmethod
     def from_config(cls, config):
@@ -983,25 +987,29 @@ class IoU(_IoUBase):
                          sparse_y_pred=sparse_y_pred, axis=axis)
 
 
+def _every_class(num_classes):
+    """The target classes of the mean IoUs: all of them (0 for a bad count, refused then)."""
+    return list(range(num_classes)) if isinstance(num_classes, int) and num_classes > 0 else [0]
+
+
 class MeanIoU(_IoUBase):
     """The IoU averaged over every class that occurs."""
 
+    _implied = ("target_class_ids",)
+
     def __init__(self, num_classes, name=None, dtype=None, ignore_class=None,
                  sparse_y_true=True, sparse_y_pred=True, axis=-1):
-        super().__init__(num_classes, list(range(num_classes)) if isinstance(num_classes, int)
-                         and num_classes > 0 else [0], name=name or uniquify("mean_io_u"),
-                         dtype=dtype, ignore_class=ignore_class, sparse_y_true=sparse_y_true,
+        super().__init__(num_classes, _every_class(num_classes),
+                         name=name or uniquify("mean_io_u"), dtype=dtype,
+                         ignore_class=ignore_class, sparse_y_true=sparse_y_true,
                          sparse_y_pred=sparse_y_pred, axis=axis)
-
-    def get_config(self):
-        config = super().get_config()
-        del config["target_class_ids"]
-        return config
 
 
 class OneHotIoU(_IoUBase):
     """IoU with one-hot targets (their rows' highest values) and, by default, the predictions'
     highest values."""
+
+    _implied = ("sparse_y_true",)
 
     def __init__(self, num_classes, target_class_ids, name=None, dtype=None, ignore_class=None,
                  sparse_y_pred=False, axis=-1):
@@ -1009,27 +1017,18 @@ class OneHotIoU(_IoUBase):
                          dtype=dtype, ignore_class=ignore_class, sparse_y_true=False,
                          sparse_y_pred=sparse_y_pred, axis=axis)
 
-    def get_config(self):
-        config = super().get_config()
-        del config["sparse_y_true"]
-        return config
-
 
 class OneHotMeanIoU(_IoUBase):
     """MeanIoU with one-hot targets and, by default, the predictions' highest values."""
 
+    _implied = ("sparse_y_true", "target_class_ids")
+
     def __init__(self, num_classes, name=None, dtype=None, ignore_class=None,
                  sparse_y_pred=False, axis=-1):
-        super().__init__(num_classes, list(range(num_classes)) if isinstance(num_classes, int)
-                         and num_classes > 0 else [0],
+        super().__init__(num_classes, _every_class(num_classes),
                          name=name or uniquify("one_hot_mean_io_u"), dtype=dtype,
                          ignore_class=ignore_class, sparse_y_true=False,
                          sparse_y_pred=sparse_y_pred, axis=axis)
-
-    def get_config(self):
-        config = super().get_config()
-        del config["sparse_y_true"], config["target_class_ids"]
-        return config
 
 
 class BinaryIoU(_IoUBase):
@@ -1044,12 +1043,13 @@ class BinaryIoU(_IoUBase):
             raise ValueError(f"`threshold` must be a number. Received: threshold={threshold!r}")
         self.threshold = float(threshold)
 
+    _implied = ("num_classes", "ignore_class", "sparse_y_true", "sparse_y_pred", "axis")
+
     def _specs(self):
         return [(True, _BINARY_IOU, self.threshold, 0, -1, 2)]
 
     def get_config(self):
-        return {"name": self.name, "dtype": self._dtype,
-                "target_class_ids": self.target_class_ids, "threshold": self.threshold}
+        return {**super().get_config(), "threshold": self.threshold}
 
 
 class R2Score(Metric):
