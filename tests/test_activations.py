@@ -265,3 +265,31 @@ def test_against_keras_numpy_backend():
                                rtol=2e-6, atol=2e-7)
     np.testing.assert_allclose(activations.gelu(x, approximate=True),
                                keras.activations.gelu(x, approximate=True), rtol=2e-6, atol=2e-7)
+
+
+def test_activation_layers_and_ops_functions_as_activations():
+    # Keras takes any callable as a Dense's activation: a weightless activation layer runs as
+    # its function (its arguments kept), densitron.ops' activations as theirs.
+    from densitron import ops
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(9, 5)).astype(np.float32)
+    cases = [(layers.LeakyReLU(negative_slope=0.1), functools.partial(activations.leaky_relu,
+                                                                      negative_slope=0.1)),
+             (layers.ReLU(max_value=1.5), functools.partial(activations.relu, max_value=1.5)),
+             (layers.ELU(alpha=0.5), functools.partial(activations.elu, alpha=0.5)),
+             (layers.Activation("gelu"), activations.gelu), (layers.Softmax(), activations.softmax),
+             (ops.sigmoid, activations.sigmoid), (ops.hard_tanh, activations.hard_tanh)]
+    for given, same in cases:
+        inp = layers.Input((5,))
+        dense = layers.Dense(4, activation=given)
+        model = Model(inp, dense(inp))
+        inp2 = layers.Input((5,))
+        twin = layers.Dense(4, activation=same)
+        reference = Model(inp2, twin(inp2))
+        reference.set_weights(model.get_weights())
+        np.testing.assert_array_equal(model.predict(x, verbose=0),
+                                      reference.predict(x, verbose=0), err_msg=str(given))
+        assert activations.engine_spec(dense.activation) == activations.engine_spec(twin.activation)
+    with pytest.raises(ValueError, match="Received: activation=<PReLU"):
+        layers.Dense(4, activation=layers.PReLU())

@@ -467,3 +467,11 @@ def test_nan_propagates_through_every_activation_in_predict(act):
 def test_optimizer_and_schedule_arguments_that_are_not_numbers_raise_type_error(make):
     with pytest.raises(TypeError, match="must be a number. Received"):
         make()
+
+
+def test_loss_weights_must_be_numbers():
+    model = densitron.Sequential([layers.Input((3,)), layers.Dense(2)])
+    for bad in (["accuracy"], {"dense": "high"}, [True]):
+        with pytest.raises(ValueError, match=r"`loss_weights` must be numbers.*Received: "
+                                             r"loss_weights="):
+            model.compile("adam", "mse", bad)

@@ -285,6 +285,15 @@ def get(identifier):
                 f"Expected one of {_valid_names()}. Received: activation={identifier!r}"
             )
         return fn
+    from densitron.layers.layer import Layer
+
+    if isinstance(identifier, Layer) and hasattr(identifier, "activation"):
+        # an activation layer as the activation (Keras takes any callable): ReLU(max_value=6),
+        # LeakyReLU(0.1), ELU, Softmax, Activation('gelu') run as their functions
+        return identifier.activation
+    name = getattr(identifier, "_activation_name", None)
+    if name is not None:  # densitron.ops.relu and its kind
+        return get(name)
     if isinstance(identifier, dict) and identifier.get("class_name") == "function":
         fn = get(identifier.get("config"))
         kwargs = identifier.get("kwargs") or {}

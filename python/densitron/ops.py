@@ -95,7 +95,7 @@ def _activation(name):
             fn = functools.partial(fn, **{k: v for k, v in bound.items() if k != "x"})
         return Activation(fn)(x)
 
-    op.__name__ = name
+    op.__name__ = op._activation_name = name  # (an activation argument: that activation)
     op.__doc__ = (f"{name}(x, ...): on a symbolic tensor (in a traced call()), an "
                   f"Activation('{name}') layer (Keras's arguments bound); on a 2-D array, its "
                   "values.")

@@ -156,12 +156,17 @@ class Trainer:
         if weights is None:
             weights = [1.0] * len(names)
         elif isinstance(weights, dict):
-            weights = [float(weights.get(k, 1.0)) for k in names]
+            weights = [weights.get(k, 1.0) for k in names]
         else:
             weights = list(weights) if isinstance(weights, (list, tuple)) else [weights]
             if len(weights) != len(names):
                 raise ValueError(f"`loss_weights` must have one entry per output ({len(names)}). "
                                  f"Received: loss_weights={self._pending_loss_weights!r}")
+        if any(isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating))
+               for w in weights):
+            raise ValueError("`loss_weights` must be numbers, one per output (a list or a dict "
+                             "by output name; compile's third argument: pass metrics=[...] by "
+                             f"name). Received: loss_weights={self._pending_loss_weights!r}")
         self._compiled_losses = losses
         self._loss_weights = [float(w) for w in weights]
 
