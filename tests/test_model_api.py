@@ -611,3 +611,13 @@ def test_metrics_names_reset_metrics_and_compile_config():
     assert other.evaluate(x, ys, verbose=0) == values
     with pytest.raises(ValueError, match="config.*Received"):
         other.compile_from_config({"loss": "mse"})
+
+
+def test_keras_3_variable_names():
+    model = densitron.Sequential([densitron.layers.Input((3,)), densitron.layers.Dense(2),
+                                  densitron.layers.BatchNormalization()])
+    assert model.variables == model.weights and len(model.variables) == 6
+    assert model.trainable_variables == model.trainable_weights
+    assert model.non_trainable_variables == model.non_trainable_weights
+    assert len(model.non_trainable_variables) == 2
+    assert model.layers[0].trainable_variables == model.layers[0].trainable_weights

@@ -409,6 +409,19 @@ class Layer:
     def non_trainable_weights(self):
         return [w for w in self._all_weights() if not (w.trainable and self._trainable)]
 
+    # Keras 3's other names for them (on layers and models alike)
+    @property
+    def variables(self):
+        return self.weights
+
+    @property
+    def trainable_variables(self):
+        return self.trainable_weights
+
+    @property
+    def non_trainable_variables(self):
+        return self.non_trainable_weights
+
     def get_weights(self):
         return [w.numpy() for w in self._all_weights()]
 
