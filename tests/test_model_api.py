@@ -621,3 +621,10 @@ def test_keras_3_variable_names():
     assert model.non_trainable_variables == model.non_trainable_weights
     assert len(model.non_trainable_variables) == 2
     assert model.layers[0].trainable_variables == model.layers[0].trainable_weights
+
+
+def test_metrics_as_a_list_per_output_for_one_output():
+    model = densitron.Sequential([densitron.layers.Input((3,)), densitron.layers.Dense(2)])
+    model.compile("adam", ["mse"], metrics=[["mae", "mse"]])
+    logs = model.evaluate(np.ones((4, 3)), np.zeros((4, 2)), verbose=0, return_dict=True)
+    assert sorted(logs) == ["loss", "mae", "mse"]

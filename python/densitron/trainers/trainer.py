@@ -175,8 +175,8 @@ class Trainer:
         metrics = metrics or []
         if isinstance(metrics, dict):
             per_output = [metrics.get(k) or [] for k in names]
-        elif (len(names) > 1 and isinstance(metrics, (list, tuple)) and metrics
-              and all(isinstance(m, (list, tuple)) for m in metrics)):
+        elif (isinstance(metrics, (list, tuple)) and len(metrics) == len(names)
+              and all(isinstance(m, (list, tuple)) for m in metrics)):  # a list per output
             per_output = [list(m) for m in metrics]
         else:
             per_output = [list(metrics) for _ in names]
