@@ -278,3 +278,46 @@ def test_max_min_logsumexp_norm_and_friends():
     out = layers.Dense(1)(ops.logsumexp(h, axis=-1, keepdims=True) +
                           ops.max(h, axis=-1, keepdims=True))
     fd_check(Model(inp2, out), rng.normal(size=(6, 5)), rng.normal(size=(6, 1)), "mse")
+
+
+@pytest.mark.parametrize("shape", [(37,), (3, 19), (1,)], ids=str)
+def test_argmax_and_argmin_match_numpy_with_ties_and_nan(shape):
+    rng = np.random.default_rng(12)
+    x = rng.integers(0, 4, size=(45, *shape)).astype(np.float32)  # many ties
+    x[3, ..., 0] = np.nan
+    x[5, ..., -1] = np.nan
+    x[7] = np.nan
+    for fn, ref in ((ops.argmax, np.argmax), (ops.argmin, np.argmin)):
+        for keepdims in (False, True):
+            got = _lambda_model(lambda t: fn(t, axis=-1, keepdims=keepdims), shape).predict(
+                x, verbose=0)
+            np.testing.assert_array_equal(got, ref(x, axis=-1, keepdims=keepdims))
+        np.testing.assert_array_equal(fn(x, axis=-1), ref(x, axis=-1))  # on arrays: NumPy's
+    with pytest.raises(ValueError, match=r"last axis only.*Received: axis=0"):
+        ops.argmax(Input(shape), axis=0)
+
+
+def test_argmax_takes_no_gradient_beside_terms_that_do():
+    # A loss reading argmax (a constant where it is defined) and a differentiable term: the
+    # gradient is the term's alone (finite differences agree away from ties).
+    def loss(t, p):
+        hit = ops.cast(ops.equal(ops.argmax(t, axis=-1), ops.argmax(p, axis=-1)), "float32")
+        return ops.mean(ops.square(t - p), axis=-1) * (2.0 - hit)
+
+    rng = np.random.default_rng(13)
+    inp = Input((4,))
+    model = Model(inp, layers.Dense(3)(layers.Dense(5, activation="tanh")(inp)))
+    fd_check(model, rng.normal(size=(8, 4)), np.eye(3)[rng.integers(0, 3, 8)], loss)
+
+
+def test_a_model_output_of_one_value_a_sample_without_a_last_axis():
+    # ops.sum(..., axis=-1) as the output: shape (None,), trained against targets of shape
+    # (N,), predicting (N,) as Keras does.
+    rng = np.random.default_rng(14)
+    x = rng.random((64, 4)).astype(np.float32)
+    inp = Input((4,))
+    model = Model(inp, layers.Lambda(lambda t: ops.sum(t, axis=-1))(layers.Dense(3)(inp)))
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    history = model.fit(x, x.sum(1), epochs=4, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert model.predict(x[:3], verbose=0).shape == (3,)

@@ -8,18 +8,19 @@ import numpy as np
 
 from densitron import _core
 
-__all__ = ["abs", "absolute", "add", "cast", "ceil", "celu", "clip", "convert_to_numpy",
-           "convert_to_tensor", "cosh", "divide", "elu", "equal", "exp", "expand_dims",
-           "floor", "gelu", "greater", "greater_equal", "hard_shrink", "hard_sigmoid",
-           "hard_silu", "hard_swish", "hard_tanh", "leaky_relu", "less", "less_equal",
-           "log", "log1p", "log_sigmoid", "log_softmax", "logical_and", "logical_not",
-           "logical_or", "logsumexp", "matmul", "max", "maximum", "mean", "min",
-           "minimum", "multiply", "negative", "norm", "not_equal", "one_hot",
-           "ones_like", "power", "relu", "relu6", "reshape", "round", "selu", "sigmoid",
-           "sign", "silu", "sinh", "soft_shrink", "softmax", "softplus", "softsign",
-           "sparse_plus", "sparse_sigmoid", "sqrt", "square", "squareplus", "squeeze",
-           "std", "stop_gradient", "subtract", "sum", "swish", "tanh", "tanh_shrink",
-           "threshold", "true_divide", "var", "where", "zeros_like"]
+__all__ = ["abs", "absolute", "add", "argmax", "argmin", "cast", "ceil", "celu", "clip",
+           "convert_to_numpy", "convert_to_tensor", "cosh", "divide", "elu", "equal",
+           "exp", "expand_dims", "floor", "gelu", "greater", "greater_equal",
+           "hard_shrink", "hard_sigmoid", "hard_silu", "hard_swish", "hard_tanh",
+           "leaky_relu", "less", "less_equal", "log", "log1p", "log_sigmoid",
+           "log_softmax", "logical_and", "logical_not", "logical_or", "logsumexp",
+           "matmul", "max", "maximum", "mean", "min", "minimum", "multiply", "negative",
+           "norm", "not_equal", "one_hot", "ones_like", "power", "relu", "relu6",
+           "reshape", "round", "selu", "sigmoid", "sign", "silu", "sinh", "soft_shrink",
+           "softmax", "softplus", "softsign", "sparse_plus", "sparse_sigmoid", "sqrt",
+           "square", "squareplus", "squeeze", "std", "stop_gradient", "subtract", "sum",
+           "swish", "tanh", "tanh_shrink", "threshold", "true_divide", "var", "where",
+           "zeros_like"]
 
 _NUMERIC_KINDS = "biuf"
 _ndarray = np.ndarray
@@ -501,6 +502,27 @@ def mean(x, axis=None, keepdims=False):
 def sum(x, axis=None, keepdims=False):  # noqa: A001 (Keras's name)
     """The sum over `axis` (on a symbolic tensor, the last axis: axis=-1)."""
     return _reduce("sum", x, axis, keepdims)
+
+
+def _arg_reduce(mode, x, axis, keepdims):
+    if not _symbolic(x):
+        fn = np.argmax if mode == "max" else np.argmin
+        return fn(np.asarray(x, dtype=np.float32), axis=axis, keepdims=keepdims)
+    from densitron.layers.math_ops import ArgReduce
+
+    _last_axis_only(f"arg{mode}", x, axis)
+    return ArgReduce(mode, keepdims)(x)
+
+
+def argmax(x, axis=None, keepdims=False):
+    """The index of the first maximum along `axis` (on a symbolic tensor, the last axis, as
+    a float: compare it with ops.equal; no gradient)."""
+    return _arg_reduce("max", x, axis, keepdims)
+
+
+def argmin(x, axis=None, keepdims=False):
+    """The index of the first minimum along `axis` (as argmax)."""
+    return _arg_reduce("min", x, axis, keepdims)
 
 
 def var(x, axis=None, keepdims=False):

@@ -75,6 +75,9 @@ enum class OpType : int {
   kRowBroadcast = 28,   // i {mode}: x0 combined with x1, one value per row of x0's last axis:
                         // x0 + x1 (mode 0), x0 - x1 (1), x1 - x0 (2), x0·x1 (3), x0 / x1 (4),
                         // as NumPy broadcasts a last axis of 1
+  kArgReduce = 30,      // i {min}: the index of each row's first maximum (min 1: minimum) over
+                        // its input's last axis, as a float (a NaN counts as the extreme, as
+                        // NumPy's); no gradient (ops.argmax, ops.argmin)
   kBatchReduce = 29,    // i {mode}: the mean (mode 0) or sum (1) of every value of the batch,
                         // one value a sample (the same in every row: a batch's scalar combined
                         // with tensors, ops.mean(y_true) in y_true - ops.mean(y_true)); always

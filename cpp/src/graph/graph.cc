@@ -212,6 +212,12 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
             node.iattrs.size() != 1 || node.iattrs[0] < 0 || node.iattrs[0] > 4)
           bad("a row broadcast takes its width and one value per row, and a mode 0 to 4");
         break;
+      case OpType::kArgReduce:
+        need_inputs(1);
+        if (in0->width / in0->last_dim != node.width || node.iattrs.size() != 1 ||
+            node.iattrs[0] < 0 || node.iattrs[0] > 1)
+          bad("an arg reduction gives one index a row of its input's last axis, mode 0 or 1");
+        break;
       case OpType::kBatchReduce:
         need_inputs(1);
         if (node.width != 1 || node.iattrs.size() != 1 || node.iattrs[0] < 0 ||

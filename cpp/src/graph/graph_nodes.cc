@@ -538,6 +538,20 @@ void Graph::forward_node(const Step& st, int i) {
       for (int64_t j = el.lo; j < el.hi; ++j) y[j] = x[j] / b[j];
       return;
     }
+    case OpType::kArgReduce: {
+      const int64_t len = nodes_[node.inputs[0]].last_dim;
+      const bool lowest = node.iattrs[0] != 0;
+      const int64_t rows_in = st.batch * w;  // one index a row of the input's last axis
+      const Share rs = share_of(rows_in, ith, nth, std::max<int64_t>(1, kMinElementsPerThread / len));
+      for (int64_t r = rs.lo; r < rs.hi; ++r) {
+        const float* xr = x + r * len;
+        int64_t best = 0;
+        for (int64_t j = 0; j < len && !std::isnan(xr[best]); ++j)
+          if (std::isnan(xr[j]) || (lowest ? xr[j] < xr[best] : xr[j] > xr[best])) best = j;
+        y[r] = static_cast<float>(best);
+      }
+      return;
+    }
     case OpType::kBatchReduce: {  // (solo: the whole batch on one thread)
       const int64_t count = st.batch * nodes_[node.inputs[0]].width;
       double sum = 0.0;
@@ -1279,6 +1293,13 @@ void Graph::backward_node(const Step& st, int i) {
                     static_cast<float>(node.fattrs[1]), x + el.lo, out_[i] + el.lo, dy + el.lo,
                     c + el.lo, el.hi - el.lo);
       put(gx + el.lo, c + el.lo, el.hi - el.lo, acc);
+      return;
+    }
+    case OpType::kArgReduce: {  // no gradient: an input that takes one gets zeros
+      float* gx = target(0, &acc);
+      if (!gx || acc || el.lo >= el.hi) return;
+      const int64_t len = nodes_[in].last_dim;
+      std::fill(gx + el.lo * len, gx + el.hi * len, 0.0f);
       return;
     }
     case OpType::kBatchReduce: {  // every input value gets Σ dy (over the count for a mean)

@@ -9,7 +9,8 @@ from densitron.layers.layer import Layer, engine_node
 from densitron.layers.merging import _Merge
 from densitron.layers.reshaping import _IndexMap
 
-_MATH, _DIVIDE, _POOL, _ROW_BROADCAST, _BATCH_REDUCE = 25, 26, 16, 28, 29  # densitron::OpType
+# densitron::OpType
+_MATH, _DIVIDE, _POOL, _ROW_BROADCAST, _BATCH_REDUCE, _ARG_REDUCE = 25, 26, 16, 28, 29, 30
 _REDUCE_MODES = {"mean": 0, "max": 1, "sum": 2}  # kPool's
 # densitron::MathOp
 MATH_OPS = {"square": 0, "abs": 1, "sqrt": 2, "log": 3, "exp": 4, "log1p": 5, "clip": 6,
@@ -108,6 +109,30 @@ class Reduce(Layer):
         outer = int(np.prod(shape[1:-1])) if len(shape) > 2 else 1
         return engine_node(_POOL, node, iattrs=[outer, int(shape[-1]), 1,
                                                 _REDUCE_MODES[self.mode]])
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode, "keepdims": self.keepdims}
+
+
+class ArgReduce(Layer):
+    """The index of each row's first maximum (mode "max") or minimum ("min") over the last
+    axis, as a float (NaN counts as the extreme, as NumPy's); keepdims keeps a last axis of 1.
+    No gradient (ops.argmax, ops.argmin)."""
+
+    _mask_rule = "refuse"
+    _single_input = True
+
+    def __init__(self, mode="max", keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("max", "min"):
+            raise ValueError(f"`mode` must be 'max' or 'min'. Received: mode={mode!r}")
+        self.mode, self.keepdims = mode, bool(keepdims)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 1) if self.keepdims else tuple(input_shape[:-1])
+
+    def _engine_node(self, node, param_index):
+        return engine_node(_ARG_REDUCE, node, iattrs=[0 if self.mode == "max" else 1])
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode, "keepdims": self.keepdims}

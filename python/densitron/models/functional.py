@@ -224,7 +224,7 @@ class Functional(Trainer, Layer):
         self._output_shapes = [tuple(t.shape[1:]) for t in out_list]
         self._input_widths = [math.prod(s) for s in self._input_shapes]
         self._output_widths = [math.prod(s) for s in self._output_shapes]
-        self._output_last = [s[-1] for s in self._output_shapes]
+        self._output_last = [s[-1] if s else 1 for s in self._output_shapes]
         self._make_engine_graph()
         self.built = True
 
