@@ -1009,9 +1009,14 @@ def test_evaluate_loss_functions_written_in_python(name):
             return 1 - ss_res / (o.sum(o.square(t - o.mean(t))) + 1e-7)
         return r2
 
+    def argmax_hits(o):  # a custom accuracy: argmax of targets and predictions compared
+        def argmax_hits(t, p):
+            return o.cast(o.equal(o.argmax(t, axis=-1), o.argmin(-p, axis=-1)), "float32")
+        return argmax_hits
+
     for model, o in ((kmodel, keras.ops), (dmodel, densitron.ops)):
         metrics = (["accuracy"] if name == "sparse_focal" else
-                   ["mae", rel_error(o), mean_pred(o), r2(o)])
+                   ["mae", rel_error(o), mean_pred(o), r2(o), argmax_hits(o)])
         model.compile(optimizer="sgd", loss=_custom_loss(name, o), metrics=metrics,
                       weighted_metrics=[] if name == "sparse_focal" else [rel_error(o)])
     _evaluate_alike(kmodel, dmodel, x, y, 16)
