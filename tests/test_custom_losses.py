@@ -408,3 +408,39 @@ def test_a_batch_mean_in_the_model_keeps_the_users_batches():
                        for i in range(0, 50, 16)]
     np.testing.assert_allclose(model.evaluate(x, y, batch_size=16, verbose=0),
                                sum(losses_by_batch) / 50, rtol=1e-5)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean_with_sample_weight"])
+def test_loss_reductions_gradients_and_training(reduction):
+    rng = np.random.default_rng(10)
+    fd_check(_model(), rng.normal(size=(7, 6)), rng.normal(size=(7, 2)),
+             losses.MeanSquaredError(reduction=reduction))
+    # 'sum' with SGD at rate lr trains as the default reduction at lr·batch (equal batches);
+    # mean_with_sample_weight without weights as the default
+    x, y, _ = _data(64)
+    runs = []
+    for red, lr in ((reduction, 0.01), ("sum_over_batch_size",
+                                        0.01 * (16 if reduction == "sum" else 1))):
+        densitron.utils.set_random_seed(3)
+        model = _model()
+        model.compile(optimizer=optimizers.SGD(lr), loss=losses.MeanSquaredError(reduction=red))
+        model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        runs.append(model.get_weights())
+    for a, b in zip(*runs):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_loss_reductions_refused():
+    with pytest.raises(ValueError, match=r"Expected one of .*Received: reduction='avg'$"):
+        losses.MeanSquaredError(reduction="avg")
+    x, y, _ = _data(16)
+    model = _model()
+    model.compile(optimizer="sgd", loss=losses.MeanSquaredError(reduction=None))
+    with pytest.raises(ValueError, match=r"per-sample values.*Received: reduction=None$"):
+        model.fit(x, y, verbose=0)
+    clf = densitron.Sequential([Input((6,)), layers.Dense(3, activation="softmax")])
+    clf.compile(optimizer="sgd", loss=losses.SparseCategoricalCrossentropy(
+        ignore_class=0, reduction="sum"))
+    with pytest.raises(ValueError, match=r"ignore_class over the batch only.*"
+                                         r"Received: reduction='sum'$"):
+        clf.fit(x, np.zeros(16), verbose=0)

@@ -2334,3 +2334,30 @@ def test_add_loss_in_evaluate():
             total += loss * len(xb)
         got = dmodel.evaluate(x, y, batch_size=batch_size, sample_weight=sw, verbose=0)
         np.testing.assert_allclose(got, total / 50, rtol=2e-6)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean", "mean_with_sample_weight"])
+def test_loss_reductions(reduction, tmp_path):
+    # Keras's other reductions of a batch's loss: in evaluate (plain and weighted, by batches
+    # of 16, the last smaller), standalone, and through .keras files both ways.
+    kmodel, dmodel = _classifier(KERAS, 3, None), _classifier(DENS, 3, None)
+    _check_weights_move(kmodel, dmodel)
+    x, y = _x(70, 6, seed=77), _x(70, 3, seed=78)
+    w = np.random.default_rng(79).random(70).astype(np.float32)
+    for ns, model in ((KERAS, kmodel), (DENS, dmodel)):
+        losses = keras.losses if ns is KERAS else densitron.losses
+        model.compile(optimizer="sgd", loss=losses.MeanSquaredError(reduction=reduction),
+                      metrics=["mae"])
+    _evaluate_alike(kmodel, dmodel, x, y, 16)
+    klogs, _ = _evaluate_alike(kmodel, dmodel, x, y, 16, w)
+    _assert_keras_files_keep_logs(kmodel, dmodel, x, y, w, 16, klogs, tmp_path)
+    for cls, p in (("MeanSquaredError", x[:9, :3]), ("CategoricalCrossentropy",
+                                                     np.abs(x[:9, :3]) + 0.1)):
+        for r in (reduction, None, "none"):
+            kl = getattr(keras.losses, cls)(reduction=r)
+            dl = getattr(densitron.losses, cls)(reduction=r)
+            for sw in (None, w[:9], np.zeros(9, np.float32)):
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    want = np.asarray(kl(y[:9], p, sample_weight=sw))
+                np.testing.assert_allclose(dl(y[:9], p, sample_weight=sw), want, rtol=1e-5,
+                                           atol=1e-7, err_msg=f"{cls} {r}")

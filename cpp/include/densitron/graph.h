@@ -220,6 +220,12 @@ struct OutputSpec {
   // mask reduces it.
   float ignore_class = std::numeric_limits<float>::quiet_NaN();
   bool ignores_a_class() const { return !std::isnan(ignore_class); }
+  // Keras's loss reduction of the batch: kOverBatch (sum_over_batch_size, mean: the weighted
+  // sum over the loss rows' count), kSum (the weighted sum), kOverWeights
+  // (mean_with_sample_weight: the weighted sum over the sum of the samples' weights, 0 when
+  // that is 0; without weights kOverBatch's).
+  enum Reduction : int { kOverBatch = 0, kSum = 1, kOverWeights = 2 };
+  int reduction = kOverBatch;
   // A loss or metric function that reduced the batch itself (kMeanOfValues with param 1, its
   // mean, or 2, its sum, over every value): the MathOps {op, a, b} it applied to that scalar
   // afterwards, in order (Keras's sqrt(mean(...)) of an RMSE), each batch's value through them.

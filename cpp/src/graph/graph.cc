@@ -1127,6 +1127,17 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
           o.ignores_a_class() && rows > 0
               ? rows_not_labelled(target_[k], all_rows, o.ignore_class) : all_rows;
       double divisor = static_cast<double>(std::max<int64_t>(counted, 1)) / o.loss_weight;
+      // Keras's other reductions: the weighted sum (divided by nothing), or divided by the
+      // batch's sum of sample weights (each block sums them over the whole batch; a sum of 0
+      // gives a loss and gradient of 0, as divide_no_nan).
+      double over = static_cast<double>(all_rows);  // what the loss sum is divided by
+      if (o.reduction == OutputSpec::kSum) {
+        over = 1.0;
+      } else if (o.reduction == OutputSpec::kOverWeights && w != nullptr) {
+        over = 0.0;
+        for (int64_t r = 0; r < st.batch; ++r) over += weight_[k][r];
+      }
+      if (o.reduction != OutputSpec::kOverBatch) divisor = over / o.loss_weight;
       // A loss function that reduced the batch itself (its mean, param 1, or sum, param 2,
       // over every value, as Keras then reduces a scalar): each row weighs the batch's mean
       // sample weight instead of its own, and a sum scales with the values it adds.
@@ -1157,13 +1168,17 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
         part = takes_gradient(k) ? batch_value * batch_w * samples
                                  : batch_value * samples / static_cast<double>(st.batch);
       } else {
+        const bool nothing = over == 0.0;  // (mean_with_sample_weight of zero weights)
         const double sum =
             rows == 0 ? 0.0
-                      : loss_forward_backward(o.loss, p, y, rows, cols, g, divisor,
-                                              fused_[o.node], w, sub_rows,
-                                              param(o.loss, o.loss_param),
+                      : loss_forward_backward(o.loss, p, y, rows, cols, g,
+                                              nothing ? 1.0 : divisor, fused_[o.node], w,
+                                              sub_rows, param(o.loss, o.loss_param),
                                               o.loss_extra.data(), o.ignore_class);
-        part = sum / static_cast<double>(sub_rows);
+        if (nothing && g != nullptr) std::fill(g, g + rows * cols, 0.0f);
+        // (a share of the batch's loss times the batch size)
+        part = o.reduction == OutputSpec::kOverBatch ? sum / static_cast<double>(sub_rows)
+               : nothing ? 0.0 : sum * static_cast<double>(st.batch) / over;
         if (o.ignores_a_class())
           part = counted > 0 ? sum * static_cast<double>(st.batch) / counted : 0.0;
       }

@@ -83,13 +83,25 @@ class Loss:
     _extra = _FOCAL_DEFAULTS  # the focal losses' (gamma, alpha, class balancing)
 
     def __init__(self, name=None, reduction="sum_over_batch_size"):
-        if reduction != "sum_over_batch_size":
+        if reduction not in _REDUCTIONS:
             raise ValueError(
-                "densitron losses reduce with 'sum_over_batch_size' (the Keras default). "
-                f"Received: reduction={reduction!r}"
-            )
+                "Invalid value for argument `reduction`. Expected one of "
+                f"{sorted(_REDUCTIONS, key=str)}. Received: reduction={reduction!r}")
         self.name = name or self._default_name
         self.reduction = reduction
+
+    def _engine_reduction(self):
+        """The engine's reduction of the batch (OutputSpec::Reduction); ValueError for
+        per-sample values, which training cannot reduce to a loss."""
+        code = _REDUCTIONS[self.reduction]
+        if code is None:
+            raise ValueError(f"The loss {self.name!r} gives per-sample values "
+                             "(reduction=None); training needs one value a batch. Received: "
+                             f"reduction={self.reduction!r}")
+        if code != 0 and self._ignored() is not None:
+            raise ValueError(f"densitron reduces a loss with ignore_class over the batch only. "
+                             f"Received: reduction={self.reduction!r}")
+        return code
 
     def get_config(self):
         return {"name": self.name, "reduction": self.reduction}
@@ -104,14 +116,11 @@ class Loss:
         (one value per sample, or a scalar) when given, summed and divided by the number of
         samples. A float32 scalar."""
         if traced_function(self) is not None:  # written in Python: run on the arrays
-            return _reduce_python_values(self.call(np.asarray(y_true, np.float32),
-                                                   np.asarray(y_pred, np.float32)),
-                                         sample_weight)
+            return _reduce(self.call(np.asarray(y_true, np.float32),
+                                     np.asarray(y_pred, np.float32)),
+                           sample_weight, self.reduction)
         values = self.call(y_true, y_pred)
-        if sample_weight is not None:
-            values = values * _per_sample_weights(sample_weight, values.shape).reshape(
-                values.shape)
-        return np.float32(np.mean(values, dtype=np.float64))
+        return _reduce(values, sample_weight, self.reduction)
 
     def call(self, y_true, y_pred):
         """Keras's per-sample losses: over the last axis of `y_pred`, shape y_pred.shape[:-1]
@@ -162,17 +171,31 @@ def traced_function(loss):
     return None
 
 
-def _reduce_python_values(values, sample_weight):
-    """Keras's sum_over_batch_size of a Python loss's values: each times its sample's weight,
-    summed, divided by their count."""
+# Keras's reductions: the engine's code for each (None: per-sample values, not for training)
+_REDUCTIONS = {"sum_over_batch_size": 0, "mean": 0, "sum": 1, "mean_with_sample_weight": 2,
+               None: None, "none": None}
+
+
+def _reduce(values, sample_weight, reduction):
+    """Keras's reduce_weighted_values: the loss values (per sample, or one a batch) times the
+    samples' weights, then summed and divided by their count (sum_over_batch_size, mean), by
+    nothing (sum) or by the weights' sum (mean_with_sample_weight, 0 over 0 as 0), or kept
+    (None, "none": float32 values)."""
     values = np.asarray(values, dtype=np.float32)
-    if values.ndim == 0:
-        values = values.reshape(1)
-    if sample_weight is not None:
-        w = _per_sample_weights(sample_weight, values.shape[:1]).reshape(
-            (-1,) + (1,) * (values.ndim - 1))
-        values = values * w
-    return np.float32(np.sum(values, dtype=np.float64) / values.size)
+    given = None
+    if sample_weight is not None and values.ndim > 0:
+        given = _float_array(sample_weight, "sample_weight")
+        values = values * _per_sample_weights(sample_weight, values.shape).reshape(
+            values.shape)
+    if _REDUCTIONS[reduction] is None:
+        return values
+    total = np.sum(values, dtype=np.float64)
+    if reduction == "sum":
+        return np.float32(total)
+    if reduction == "mean_with_sample_weight" and given is not None:
+        weights = np.sum(given, dtype=np.float64)  # (the weights as given, as Keras sums them)
+        return np.float32(total / weights if weights != 0 else 0.0)
+    return np.float32(total / max(values.size, 1))
 
 
 class _ProbabilisticLoss(Loss):

@@ -33,7 +33,7 @@ _CALL_SECONDS_SILENT = 0.25
 # applied to the batch's scalar of a function that reduced the batch itself.
 _EngineOutput = collections.namedtuple(
     "_EngineOutput", "node loss weight target_width metrics param extra ignore_class loss_of "
-                     "weighted tail")
+                     "weighted tail reduction", defaults=(0,))
 
 
 def _losses_per_output(loss, names):
@@ -272,12 +272,14 @@ class Trainer:
                 loss_node, batch_reduced, tail = self._loss_nodes[k]
                 loss_outputs.append(_EngineOutput(
                     loss_node, losses_mod._MEAN_OF_VALUES, self._loss_weights[k], 0, [],
-                    float(batch_reduced), loss._extra, None, k, True, tail))
+                    float(batch_reduced), loss._extra, None, k, True, tail,
+                    loss._engine_reduction()))
             elif any(m[0] == k for m in self._traced_metrics):  # targets of any shape
                 width = math.prod(shapes[k][1:])
             outputs.append(_EngineOutput(node, engine_id, self._loss_weights[k], width,
                                          metric_specs[k], loss._param, loss._extra,
-                                         loss._ignored(), -1, False, ()))
+                                         loss._ignored(), -1, False, (),
+                                         0 if k in traced else loss._engine_reduction()))
         # where each output's loss sum, and each metric function's sum, comes back among the
         # engine's outputs (a metric function's values: loss weight 0, no gradient)
         self._loss_sum_index = list(range(len(outputs)))
@@ -305,6 +307,7 @@ class Trainer:
         # itself look at each batch as a whole: evaluate keeps the user's batches.
         self._batch_dependent = getattr(self, "_batch_values", False) or any(
             losses_mod.depends_on_batch(o.loss) or o.ignore_class is not None or
+            o.reduction != 0 or
             (o.loss == losses_mod._MEAN_OF_VALUES and o.param != 0.0) or
             any(not spec[0] and losses_mod.depends_on_batch(spec[3]) for spec in o.metrics)
             for o in outputs)
