@@ -628,3 +628,28 @@ def test_metrics_as_a_list_per_output_for_one_output():
     model.compile("adam", ["mse"], metrics=[["mae", "mse"]])
     logs = model.evaluate(np.ones((4, 3)), np.zeros((4, 2)), verbose=0, return_dict=True)
     assert sorted(logs) == ["loss", "mae", "mse"]
+
+
+def test_keras_top_level_names_and_registry_helpers():
+    # keras.Layer & co. (Keras 3's top-level names) and the registry lookups of
+    # keras.saving / keras.utils.
+    assert densitron.Layer is densitron.layers.Layer
+    assert densitron.Loss is densitron.losses.Loss and densitron.Metric is densitron.metrics.Metric
+    assert densitron.Optimizer is densitron.optimizers.Optimizer
+    assert densitron.version() == densitron.__version__
+
+    @densitron.saving.register_keras_serializable(package="tests_api")
+    class Twice(densitron.Layer):
+        def call(self, x):
+            return x * 2.0
+
+    assert densitron.saving.get_registered_name(Twice) == "tests_api>Twice"
+    assert densitron.utils.get_registered_object("tests_api>Twice") is Twice
+    assert densitron.saving.get_registered_object("nothing_here") is None
+    with densitron.saving.CustomObjectScope({"Halve": Twice}):
+        assert densitron.saving.get_registered_object("Halve") is Twice
+    assert densitron.saving.get_registered_object("Halve") is None
+    inp = densitron.Input((3,))
+    model = densitron.Model(inp, Twice()(inp))
+    np.testing.assert_array_equal(model.predict(np.ones((2, 3), np.float32), verbose=0),
+                                  np.full((2, 3), 2.0))

@@ -784,3 +784,33 @@ def test_ema_arguments_and_config():
     with pytest.raises(ValueError, match="`ema_overwrite_frequency` must be an integer >= 1 or "
                                          "None. Received: ema_overwrite_frequency=0.5"):
         optimizers.Adam(use_ema=True, ema_overwrite_frequency=0.5)
+
+
+@pytest.mark.parametrize("how", ["names", "list"])
+def test_exclude_from_weight_decay(how):
+    # One SGD step with weight decay: the excluded variables (by name pattern or as a list)
+    # take the plain step w - lr·g, the others decay first, w·(1 - lr·wd) - lr·g (Keras's).
+    rng = np.random.default_rng(20)
+    x, y = rng.normal(size=(16, 4)).astype(np.float32), rng.normal(size=(16, 2))
+    inp = layers.Input((4,))
+    hidden = layers.Dense(5, activation="tanh", bias_initializer="random_normal")
+    model = Model(inp, layers.Dense(2, bias_initializer="random_normal")(hidden(inp)))
+    opt = optimizers.SGD(learning_rate=0.1, weight_decay=0.5)
+    if how == "names":
+        opt.exclude_from_weight_decay(var_names=["bias"])
+        excluded = [v.name == "bias" for v in model.weights]
+    else:
+        opt.exclude_from_weight_decay(var_list=hidden.weights)
+        excluded = [any(v is h for h in hidden.weights) for v in model.weights]
+    model.compile(optimizer=opt, loss="mse")
+    before = [w.astype(np.float64) for w in model.get_weights()]
+    grads = model._compute_gradients(x, y)
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    for w0, g, w1, ex in zip(before, grads, model.get_weights(), excluded):
+        want = w0 - 0.1 * g if ex else w0 * (1 - 0.05) - 0.1 * g
+        np.testing.assert_allclose(w1, want, rtol=1e-5, atol=1e-6)
+    assert any(excluded) and not all(excluded)
+    with pytest.raises(ValueError, match="before the optimizer is built"):
+        opt.exclude_from_weight_decay(var_names=["kernel"])
+    with pytest.raises(ValueError, match=r"Received: var_names='bias'"):
+        optimizers.AdamW().exclude_from_weight_decay(var_names="bias")

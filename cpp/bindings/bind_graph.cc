@@ -272,6 +272,7 @@ class PyGraph {
       c.ftrl_beta = opt["ftrl_beta"].cast<float>();
     }
     c.weight_decay = opt["weight_decay"].cast<float>();
+    if (opt.contains("no_decay")) c.no_decay = opt["no_decay"].cast<std::vector<int>>();
     c.clipnorm = opt["clipnorm"].cast<float>();
     c.clipvalue = opt["clipvalue"].cast<float>();
     c.global_clipnorm = opt["global_clipnorm"].cast<float>();

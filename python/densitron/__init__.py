@@ -17,10 +17,21 @@ from densitron import (
     optimizers,
     utils,
 )
-from densitron.layers import Input
+from densitron.layers import Input, KerasTensor, Layer
+from densitron.losses import Loss
+from densitron.metrics import Metric
 from densitron.models import Model, Sequential
+from densitron.optimizers import Optimizer
+from densitron.initializers import Initializer
+from densitron.regularizers import Regularizer
+from densitron.variables import Variable
 
 __version__ = "0.1.0"
+
+
+def version():
+    """The package's version (Keras's keras.version())."""
+    return __version__
 
 
 def set_num_threads(n):
@@ -34,7 +45,16 @@ def set_num_threads(n):
     _core.set_num_threads(int(n))
 
 __all__ = [
+    "Initializer",
     "Input",
+    "KerasTensor",
+    "Layer",
+    "Loss",
+    "Metric",
+    "Optimizer",
+    "Regularizer",
+    "Variable",
+    "version",
     "Model",
     "Sequential",
     "activations",

@@ -18,8 +18,9 @@ import zipfile
 import numpy as np
 
 from densitron.utils import naming
-from densitron.utils.serialization import (custom_object_scope, get_custom_objects,
-                                           register_keras_serializable)
+from densitron.utils.serialization import (CustomObjectScope, custom_object_scope,
+                                           get_custom_objects, get_registered_name,
+                                           get_registered_object, register_keras_serializable)
 
 # The Keras release whose .keras layout model.save writes (KERAS_SEMANTICS.md: Keras 3.15).
 KERAS_FORMAT_VERSION = "3.15.1"

@@ -394,6 +394,7 @@ class Graph {
     // gradient product (see deferred_kernel_update), or -1.
     mutable int deferred = -1;
     OptimizerStep opt{};             // this step's optimizer update, prepared once
+    OptimizerStep opt_no_decay{};    // the same without weight decay (exclude_from_weight_decay)
     int64_t noise = -1;  // the noise layers' step key: iterations_ when -1 (see noise_key)
   };
 
@@ -528,6 +529,7 @@ class Graph {
   // by the threads sharing its gradient product, after the barrier that ends the node's input
   // gradient (the kernel's last reader in the step)
   std::vector<bool> update_in_backward_;
+  std::vector<bool> no_decay_;  // per parameter: excluded from weight decay (see compile)
   // Gradient clipping by norm (clipnorm, global_clipnorm): the gradients' squared sums in
   // fixed blocks of parameter elements, {parameter, range} each, summed in block order, so
   // the norms are the same for any thread count.

@@ -70,6 +70,8 @@ struct OptimizerConfig {
   float beta_2 = 0.999f;  // Adam, Adamax, Lion (whose Keras default is 0.99), Nadam
   bool amsgrad = false;   // Adam
   float weight_decay = 0.0f;  // decoupled (AdamW-style): w -= lr·wd·w before the step
+  // Keras's exclude_from_weight_decay: the graph's parameters (by index) that take no decay.
+  std::vector<int> no_decay;
   // Keras's gradient clipping, of the gradients the graph hands to the step (at most one set;
   // 0: off). clipvalue clamps each element to [-v, v]; clipnorm scales each parameter's
   // gradient g to g·c / max(‖g‖, c); global_clipnorm scales all of them by

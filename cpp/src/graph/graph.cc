@@ -405,8 +405,12 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
   for (const OutputSpec& o : outputs) loss_count[o.node]++;
   for (int c : loss_count)
     if (c > 1) bad("a node can carry one loss");
+  for (int p : optimizer.no_decay)
+    if (p < 0 || p >= static_cast<int>(params_.size())) bad("no_decay: a parameter index");
   output_specs_ = std::move(outputs);
   optimizer_ = optimizer;
+  no_decay_.assign(params_.size(), false);
+  for (int p : optimizer_.no_decay) no_decay_[p] = true;
   for (size_t p = 0; p < params_.size(); ++p) params_[p].trainable = trainable[p];
 
   // requires_grad: some trainable parameter lies at or before the node.
@@ -1441,7 +1445,8 @@ double Graph::update_share(const Step& st, size_t p, Share sh, bool regularized,
   float* slot_ptrs[4];
   for (int s = 0; s < slot_count_; ++s)
     slot_ptrs[s] = slot(s, static_cast<int>(p)) + sh.lo;
-  apply_optimizer_step(st.opt, ps.data + sh.lo, g, slot_ptrs, sh.hi - sh.lo);
+  apply_optimizer_step(no_decay_[p] ? st.opt_no_decay : st.opt, ps.data + sh.lo, g, slot_ptrs,
+                       sh.hi - sh.lo);
   ema_share(p, sh);  // (while the range is in cache)
   return reg;
 }
@@ -1738,6 +1743,10 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
       // (after begin_batch's barrier: thread 0 counted the previous step before it)
       if (mode == Mode::kTrain)
         st.opt = prepare_optimizer_step(optimizer_, updates() + 1, &nadam_products_[ith]);
+      if (mode == Mode::kTrain && !optimizer_.no_decay.empty()) {
+        st.opt_no_decay = st.opt;
+        st.opt_no_decay.args.decay = 0.0f;
+      }
       // A NaN among the gathered inputs stops the run before this batch trains (every
       // thread reads the same code: it was written before begin_batch's barrier).
       // (predict passes NaN through: its sparse rows are gathered, and noted, too)

@@ -2,6 +2,7 @@
 the parameters in place, as the formulas in Keras 3 define it."""
 
 import numbers
+import re
 
 import numpy as np
 
@@ -163,7 +164,29 @@ class Optimizer:
             return self._graphs[-1].iterations
         return self._iterations
 
-    def _engine_config(self):
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        """Keras's: the variables of `var_list`, and those whose name holds one of the strings
+        of `var_names` (var_names=['bias'] for every bias), take no weight decay. Before the
+        optimizer first trains."""
+        if self._graphs:
+            raise ValueError("`exclude_from_weight_decay()` can only be configured before the "
+                             "optimizer is built.")
+        if var_names is not None and (isinstance(var_names, str) or
+                                      not all(isinstance(n, str) for n in var_names)):
+            raise ValueError(f"`var_names` must be a list of strings. Received: "
+                             f"var_names={var_names!r}")
+        self._exclude_ids = {id(v) for v in var_list or ()}
+        self._exclude_pattern = re.compile("|".join(set(var_names))) if var_names else None
+
+    def _use_weight_decay(self, variable):
+        if id(variable) in getattr(self, "_exclude_ids", ()):
+            return False
+        pattern = getattr(self, "_exclude_pattern", None)
+        return pattern is None or pattern.search(variable.name) is None
+
+    def _engine_config(self, params=()):
+        """The engine's optimizer dict; with the graph's parameters, those excluded from
+        weight decay (by index)."""
         config = {
             "kind": self._kind,
             "learning_rate": self._learning_rate,
@@ -188,6 +211,9 @@ class Optimizer:
         if self.gradient_accumulation_steps:
             config["accumulation_steps"] = self.gradient_accumulation_steps
         config.update(self._engine_extra())
+        if self.weight_decay:
+            config["no_decay"] = [i for i, v in enumerate(params)
+                                  if not self._use_weight_decay(v)]
         return config
 
     def _engine_extra(self):

@@ -312,7 +312,7 @@ class Trainer:
             any(not spec[0] and losses_mod.depends_on_batch(spec[3]) for spec in o.metrics)
             for o in outputs)
         trainable = self._param_trainable_flags()
-        self._graph.compile(outputs, self.optimizer._engine_config(), trainable)
+        self._graph.compile(outputs, self.optimizer._engine_config(self._params), trainable)
         self.optimizer._attach(self._graph, self._params, owner=self)
         self._engine_compiled = True
         state = self.__dict__.pop("_pending_optimizer_state", None)

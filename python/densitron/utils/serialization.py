@@ -41,6 +41,35 @@ def get_custom_objects():
     return _registered
 
 
+def get_registered_name(obj):
+    """Keras's: the name `obj` (a class or function) is registered under, "package>name", or
+    its own name when it is not registered."""
+    return registered_name(obj)
+
+
+def get_registered_object(name, custom_objects=None, module_objects=None):
+    """Keras's: the class or function registered (or in the custom objects in scope, or the
+    given dicts) under `name`, or None."""
+    for d in (custom_objects, _custom_objects[-1], _registered, module_objects):
+        if d and name in d:
+            return d[name]
+    return None
+
+
+class CustomObjectScope:
+    """Keras's CustomObjectScope: `with CustomObjectScope({"name": obj}):`, as
+    custom_object_scope."""
+
+    def __init__(self, *objects):
+        self._scope = custom_object_scope(*objects)
+
+    def __enter__(self):
+        return self._scope.__enter__()
+
+    def __exit__(self, *exc):
+        return self._scope.__exit__(*exc)
+
+
 def registered_name(fn):
     """The name a function of the user's (a loss or metric) is saved and looked up by: its
     registered "package>name", or its own name."""
