@@ -475,3 +475,13 @@ def test_loss_weights_must_be_numbers():
         with pytest.raises(ValueError, match=r"`loss_weights` must be numbers.*Received: "
                                              r"loss_weights="):
             model.compile("adam", "mse", bad)
+
+
+def test_rms_normalization_arguments():
+    with pytest.raises(ValueError, match=r"one axis. Received: axis=\[1, 2\]$"):
+        layers.RMSNormalization(axis=[1, 2])
+    with pytest.raises(ValueError, match=r"Received: epsilon=-1"):
+        layers.RMSNormalization(epsilon=-1)
+    with pytest.raises(ValueError, match=r"Received: axis=0"):
+        layers.RMSNormalization(axis=0)(layers.Input((3,)))
+    assert layers.RMSNormalization(axis=[-1]).get_config()["axis"] == [-1]  # (Keras's, built)

@@ -142,6 +142,7 @@ def test_merge_backward(merge):
     lambda: layers.BatchNormalization(center=False),
     lambda: layers.LayerNormalization(),
     lambda: layers.LayerNormalization(scale=False),
+    lambda: layers.RMSNormalization(epsilon=1e-3),
     lambda: layers.Identity(),
 ])
 def test_single_input_layer_backward(layer):
@@ -152,10 +153,11 @@ def test_single_input_layer_backward(layer):
     h = lay(h)
     out = layers.Dense(3)(h)
     model = Model(inp, out)
-    if isinstance(lay, (layers.BatchNormalization, layers.LayerNormalization)):
-        w = model.get_weights()  # non-trivial gamma and beta
+    if isinstance(lay, (layers.BatchNormalization, layers.LayerNormalization,
+                        layers.RMSNormalization)):
+        w = model.get_weights()  # non-trivial gamma, beta and scale
         for i, v in enumerate(model.weights):
-            if v.name in ("gamma", "beta"):
+            if v.name in ("gamma", "beta", "scale"):
                 w[i] = rng.normal(size=v.shape).astype(np.float32)
         model.set_weights(w)
     fd_check(model, rng.normal(size=(7, 4)), rng.normal(size=(7, 3)), "mse")
@@ -483,4 +485,24 @@ def test_normalization_over_a_middle_axis_passes_gradients():
     h = layers.Dense(4, activation="tanh", bias_initializer="random_normal")(inp)
     norm = layers.Normalization(axis=1, mean=[0.5, -1.0, 2.0], variance=[4.0, 0.25, 1.0])
     out = layers.Dense(2)(layers.Flatten()(norm(h)))
+    fd_check(Model(inp, out), rng.normal(size=(6, 3, 4)), rng.normal(size=(6, 2)), "mse")
+
+
+def test_rms_normalization_over_a_middle_axis():
+    # RMSNormalization(axis=1) of (steps, features) inputs against its formula in float64,
+    # and its gradients (the axis moved last and back by index maps).
+    rng = np.random.default_rng(30)
+    inp = layers.Input((3, 4))
+    h = layers.Dense(4, bias_initializer="random_normal")(inp)
+    rms = layers.RMSNormalization(axis=1, epsilon=1e-3)
+    model = Model(inp, rms(h))
+    inner = Model(inp, h)
+    w = model.get_weights()
+    w[-1] = rng.normal(size=3).astype(np.float32)  # the scale, one per step
+    model.set_weights(w)
+    x = rng.normal(size=(5, 3, 4)).astype(np.float32)
+    v = inner.predict(x, verbose=0).astype(np.float64)
+    want = v / np.sqrt(np.mean(v ** 2, axis=1, keepdims=True) + 1e-3) * w[-1][None, :, None]
+    np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=1e-5, atol=1e-6)
+    out = layers.Dense(2)(layers.Flatten()(rms(h)))
     fd_check(Model(inp, out), rng.normal(size=(6, 3, 4)), rng.normal(size=(6, 2)), "mse")

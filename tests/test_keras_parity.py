@@ -408,6 +408,28 @@ def test_layer_normalization(shape):
     assert kmodel.get_layer("ln").epsilon == 1e-3
 
 
+@pytest.mark.parametrize("shape", [(6,), (3, 5)], ids=["rank2", "rank3"])
+def test_rms_normalization(shape, tmp_path):
+    # Keras's RMSNormalization (its scale moved to non-trivial values by the weights check),
+    # and .keras files both ways.
+    def build(ns):
+        inputs = ns.Input(shape=shape, name="x")
+        h = ns.layers.Dense(7, name="d1")(inputs)
+        h = ns.layers.RMSNormalization(epsilon=1e-3, name="rms")(h)
+        outputs = ns.layers.Dense(3, name="d2")(h)
+        return ns.Model(inputs, outputs, name="m")
+
+    kmodel, dmodel = check_parity(build, _x(11, *shape))
+    assert [v.name for v in dmodel.get_layer("rms").weights] == ["scale"]
+    dmodel.save(tmp_path / "d.keras")
+    kmodel.save(tmp_path / "k.keras")
+    x = _x(11, *shape)
+    _assert_close(keras.models.load_model(tmp_path / "d.keras").predict(x, verbose=0),
+                  dmodel.predict(x, verbose=0), RTOL, ATOL)
+    _assert_close(densitron.models.load_model(tmp_path / "k.keras").predict(x, verbose=0),
+                  kmodel.predict(x, verbose=0), RTOL, ATOL)
+
+
 def test_layer_normalization_small_variance_uses_epsilon():
     # Inputs whose per-sample variance is ~epsilon: only the right epsilon (1e-3, inside the
     # square root) reproduces Keras's values.

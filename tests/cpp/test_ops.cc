@@ -837,9 +837,10 @@ TEST(LayerNorm, RowKernelsMatchDoubleFormulasOnEveryIsa) {
       for (float& v : x) v = 2.0f + v;
       const std::vector<float> gamma = random_vec(n, 92), beta = random_vec(n, 93);
       const float eps = 1e-3f;
+      for (bool centered : {true, false}) {  // (not centered: RMSNormalization's, mean 0)
       double m = 0.0, q = 0.0;
       for (float v : x) m += v;
-      m /= n;
+      m = centered ? m / n : 0.0;
       for (float v : x) q += (v - m) * (v - m);
       const double inv = 1.0 / std::sqrt(q / n + eps);
       for (int variant = 0; variant < 4; ++variant) {
@@ -847,7 +848,7 @@ TEST(LayerNorm, RowKernelsMatchDoubleFormulasOnEveryIsa) {
         const float* b = variant & 2 ? beta.data() : nullptr;
         std::vector<float> y(n + 1, -7.0f);
         float stats[2];
-        k->layer_norm_row(x.data(), y.data(), n, g, b, eps, stats);
+        k->layer_norm_row(x.data(), y.data(), n, g, b, eps, stats, centered);
         ASSERT_NEAR(stats[0], m, 1e-6 * std::fabs(m)) << where;
         ASSERT_NEAR(stats[1], inv, 1e-5 * inv) << where;
         if (variant == 0) all_stats.insert(all_stats.end(), stats, stats + 2);
@@ -862,14 +863,15 @@ TEST(LayerNorm, RowKernelsMatchDoubleFormulasOnEveryIsa) {
         const float* g = variant & 1 ? gamma.data() : nullptr;
         const bool acc = variant & 2;
         std::vector<float> gx = random_vec(n, 94), before = gx;
-        k->layer_norm_row_backward(dy.data(), x.data(), gx.data(), n, g, fm, finv, acc);
+        k->layer_norm_row_backward(dy.data(), x.data(), gx.data(), n, g, fm, finv, acc,
+                                   centered);
         double a = 0.0, bsum = 0.0;
         for (int64_t c = 0; c < n; ++c) {
           const double dxhat = double(dy[c]) * (g ? g[c] : 1.0);
           a += dxhat;
           bsum += dxhat * (x[c] - double(fm)) * finv;
         }
-        a /= n;
+        a = centered ? a / n : 0.0;
         bsum /= n;
         for (int64_t c = 0; c < n; ++c) {
           const double dxhat = double(dy[c]) * (g ? g[c] : 1.0);
@@ -877,6 +879,7 @@ TEST(LayerNorm, RowKernelsMatchDoubleFormulasOnEveryIsa) {
           const double want = finv * (dxhat - a - xhat * bsum) + (acc ? before[c] : 0.0);
           ASSERT_NEAR(gx[c], want, 1e-5 * (1.0 + std::fabs(want) + finv)) << where << " c=" << c;
         }
+      }
       }
     }
     // gamma's and beta's gradients over 5 rows × w features, 3 apart from the next row's

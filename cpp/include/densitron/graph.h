@@ -37,7 +37,8 @@ enum class OpType : int {
   kGaussianNoise = 11,  // f {stddev}, i {seed[, multiplicative]}; identity outside training:
                         // x + stddev·n, or x·(1 + stddev·n) (GaussianDropout), n ~ N(0, 1)
   kBatchNorm = 12,      // params {gamma|-1, beta|-1, moving_mean, moving_var}, f {momentum, eps}
-  kLayerNorm = 13,      // params {gamma|-1, beta|-1}, f {eps}
+  kLayerNorm = 13,      // params {gamma|-1, beta|-1}, f {eps}, i {} or {rms}: with rms 1,
+                        // RMSNormalization's x·gamma/sqrt(mean(x²) + eps) (beta -1)
   kReshape = 14,        // Flatten, Reshape, Identity: the same values, a new shape
   kEmbedding = 15,      // params {table (input_dim, output_dim)}; input holds integer ids
   kPool = 16,           // i {outer, length, inner, max[, masked]}: each sample's (outer,

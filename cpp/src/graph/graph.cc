@@ -107,6 +107,11 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
         const bool bn = node.op == OpType::kBatchNorm;
         if (node.params.size() != (bn ? 4u : 2u) || node.fattrs.size() != (bn ? 2u : 1u))
           bad("normalization attributes");
+        // LayerNormalization's i {rms}: 1 for RMSNormalization (no centering, no beta)
+        if (!bn && !node.iattrs.empty() &&
+            (node.iattrs.size() != 1 || node.iattrs[0] < 0 || node.iattrs[0] > 1 ||
+             (node.iattrs[0] == 1 && node.params[1] >= 0)))
+          bad("LayerNormalization's rms flag (no beta then)");
         for (size_t s = 0; s < node.params.size(); ++s) {
           if (node.params[s] < 0 && s >= 2) bad("BatchNormalization needs moving statistics");
           if (node.params[s] >= 0 && param_size(node.params[s]) != node.last_dim)

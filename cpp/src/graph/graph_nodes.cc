@@ -644,7 +644,8 @@ void Graph::forward_node(const Step& st, int i) {
       float* stats = aux_buf_[i].data();
       const ElementwiseKernels* ek = elementwise_kernels();
       for (int64_t r = rw.lo; r < rw.hi; ++r)
-        ek->layer_norm_row(x + r * last, y + r * last, last, gamma, beta, eps, stats + 2 * r);
+        ek->layer_norm_row(x + r * last, y + r * last, last, gamma, beta, eps, stats + 2 * r,
+                           node.iattrs.empty() || node.iattrs[0] == 0);
       return;
     }
     case OpType::kEmbedding: {
@@ -1449,7 +1450,8 @@ void Graph::backward_node(const Step& st, int i) {
       if (!gx) return;
       for (int64_t r = rw.lo; r < rw.hi; ++r)
         ek->layer_norm_row_backward(dy + r * last, x + r * last, gx + r * last, last, gamma,
-                                    stats[2 * r], stats[2 * r + 1], acc);
+                                    stats[2 * r], stats[2 * r + 1], acc,
+                                    node.iattrs.empty() || node.iattrs[0] == 0);
       return;
     }
     case OpType::kEmbedding: {

@@ -111,11 +111,12 @@ struct ElementwiseKernels {
   // LayerNormalization over the last axis (see elementwise_body.inc): one row's statistics
   // {mean, 1/sqrt(variance + eps)} into stats and its output; one row's input gradient
   // (added to gx when `acc`); gamma's and beta's gradients over rows × w values rows ld apart
-  // (either may be nullptr).
+  // (either may be nullptr). Not `centered`: RMSNormalization's, the mean taken as 0.
   void (*layer_norm_row)(const float* x, float* y, int64_t n, const float* gamma,
-                         const float* beta, float eps, float* stats);
+                         const float* beta, float eps, float* stats, bool centered);
   void (*layer_norm_row_backward)(const float* dy, const float* x, float* gx, int64_t n,
-                                  const float* gamma, float m, float inv, bool acc);
+                                  const float* gamma, float m, float inv, bool acc,
+                                  bool centered);
   void (*layer_norm_param_grads)(const float* dy, const float* x, int64_t rows, int64_t ld,
                                  int64_t w, const float* stats, float* gg, float* gb);
   // Embedding: row j of y = table row ids[j] (j < n, rows of d values); and its gradient, row

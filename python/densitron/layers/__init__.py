@@ -9,7 +9,7 @@ from densitron.layers.merging import (Add, Average, Concatenate, Dot, Maximum, M
                                       Multiply, Subtract, add, average, concatenate, dot,
                                       maximum, minimum, multiply, subtract)
 from densitron.layers.normalization import (BatchNormalization, LayerNormalization,
-                                            UnitNormalization)
+                                            RMSNormalization, UnitNormalization)
 from densitron.layers.preprocessing import (CategoryEncoding, Discretization, Normalization,
                                            Rescaling)
 from densitron.layers.pooling import (GlobalAveragePooling1D, GlobalAveragePooling2D,
@@ -59,5 +59,5 @@ __all__ = ["AddedLoss", "ArgReduce", "BatchReduce", "add", "average", "concatena
            "KerasTensor", "Lambda", "Layer", "LayerNormalization", "LeakyReLU", "Maximum", "Minimum",
            "Multiply", "Normalization", "PReLU", "ReLU", "Reshape", "Rescaling", "Softmax", "SpatialDropout1D",
            "SpatialDropout2D", "SpatialDropout3D", "Subtract", "TimeDistributed",
-           "UnitNormalization", "WeightAdd", "WeightMatMul", "WeightMultiply", "MathOp", "Divide",
+           "RMSNormalization", "UnitNormalization", "WeightAdd", "WeightMatMul", "WeightMultiply", "MathOp", "Divide",
            "Reduce", "RowBroadcast", "Slice"]

@@ -212,3 +212,40 @@ class UnitNormalization(Layer):
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis}
+
+
+class RMSNormalization(Layer):
+    """Keras's RMSNormalization: x·scale/sqrt(mean(x²) + epsilon) over one axis (the last by
+    default; another through index maps, as LayerNormalization), a `scale` weight of ones."""
+    _mask_rule = "pass"
+    _single_input = True
+
+    def __init__(self, axis=-1, epsilon=1e-6, **kwargs):
+        super().__init__(**kwargs)
+        axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+        if len(axes) != 1 or isinstance(axes[0], bool) or not isinstance(axes[0], int):
+            raise ValueError("densitron's RMSNormalization normalizes over one axis. "
+                             f"Received: axis={axis!r}")
+        self.axis = axis
+        self._axis = axes[0]
+        self.epsilon = _positive_float("epsilon", epsilon)
+
+    def _check_inputs(self, input_shape):
+        self._check_single(input_shape)
+        _check_axis(self, self._axis, input_shape)
+
+    def build(self, input_shape):
+        dim = int(input_shape[self._axis % len(input_shape)])
+        self.scale = self.add_weight((dim,), "ones", name="scale")
+        self.built = True
+
+    def _engine_node(self, node, param_index):
+        return engine_node(13, node, params=[param_index[id(self.scale)], -1],
+                           fattrs=[self.epsilon], iattrs=[1])
+
+    def _engine_chain(self, node, param_index):
+        return axis_last_chain(self._engine_node(node, param_index),
+                               tuple(node.inputs[0].shape[1:]), self._axis)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon}
