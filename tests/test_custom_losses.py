@@ -444,3 +444,27 @@ def test_loss_reductions_refused():
     with pytest.raises(ValueError, match=r"ignore_class over the batch only.*"
                                          r"Received: reduction='sum'$"):
         clf.fit(x, np.zeros(16), verbose=0)
+
+
+@pytest.mark.parametrize("make", [lambda: losses.Dice(), lambda: losses.Tversky(axis=-1),
+                                  lambda: "dice", lambda: losses.tversky],
+                         ids=["dice", "tversky_rows", "dice_name", "tversky_fn"])
+def test_dice_and_tversky_gradients(make):
+    rng = np.random.default_rng(11)
+    inp = Input((6,))
+    model = Model(inp, layers.Dense(3, activation="sigmoid")(layers.Dense(5, activation="tanh")(
+        inp)))
+    fd_check(model, rng.normal(size=(9, 6)), (rng.random((9, 3)) < 0.5).astype(float), make())
+
+
+def test_generalized_cross_entropy_gradient_and_arguments():
+    rng = np.random.default_rng(12)
+    inp = Input((6,))
+    model = Model(inp, layers.Dense(3, activation="softmax")(inp))
+    fd_check(model, rng.normal(size=(9, 6)), rng.integers(0, 3, 9),
+             losses.CategoricalGeneralizedCrossEntropy(q=0.3))
+    with pytest.raises(ValueError, match=r"Received: q=1.5$"):
+        losses.CategoricalGeneralizedCrossEntropy(q=1.5)
+    assert losses.get("dice").get_config() == {"name": "dice", "reduction":
+                                               "sum_over_batch_size", "axis": None}
+    assert losses.serialize(losses.Tversky(alpha=0.2))["class_name"] == "Tversky"

@@ -2383,3 +2383,32 @@ def test_loss_reductions(reduction, tmp_path):
                     want = np.asarray(kl(y[:9], p, sample_weight=sw))
                 np.testing.assert_allclose(dl(y[:9], p, sample_weight=sw), want, rtol=1e-5,
                                            atol=1e-7, err_msg=f"{cls} {r}")
+
+
+DICE_LIKE = [("Dice", {}), ("Dice", {"axis": -1}), ("Tversky", {"alpha": 0.3, "beta": 0.7}),
+             ("Tversky", {"axis": -1}), ("CategoricalGeneralizedCrossEntropy", {"q": 0.7})]
+
+
+@pytest.mark.parametrize("cls,kwargs", DICE_LIKE, ids=str)
+def test_dice_tversky_and_generalized_cross_entropy(cls, kwargs, tmp_path):
+    # Keras's losses written with its ops, here traced into the engine: over the batch
+    # (axis None: one value a batch) or per sample; plain and weighted; standalone; files
+    # both ways.
+    kmodel, dmodel = _classifier(KERAS, 3, "softmax"), _classifier(DENS, 3, "softmax")
+    _check_weights_move(kmodel, dmodel)
+    x = _x(70, 6, seed=80)
+    rng = np.random.default_rng(81)
+    y = (rng.integers(0, 3, 70) if cls.startswith("Categorical")
+         else (rng.random((70, 3)) < 0.4).astype(np.float32))
+    w = rng.random(70).astype(np.float32)
+    for ns, model in ((KERAS, kmodel), (DENS, dmodel)):
+        losses = keras.losses if ns is KERAS else densitron.losses
+        model.compile(optimizer="sgd", loss=getattr(losses, cls)(**kwargs))
+    _evaluate_alike(kmodel, dmodel, x, y, 16)
+    klogs, _ = _evaluate_alike(kmodel, dmodel, x, y, 16, w)
+    _assert_keras_files_keep_logs(kmodel, dmodel, x, y, w, 16, klogs, tmp_path)
+    p = dmodel.predict(x[:9], verbose=0)
+    for sw in (None, w[:9]):
+        want = float(getattr(keras.losses, cls)(**kwargs)(y[:9], p, sample_weight=sw))
+        got = getattr(densitron.losses, cls)(**kwargs)(y[:9], p, sample_weight=sw)
+        np.testing.assert_allclose(got, want, rtol=1e-5)

@@ -138,7 +138,7 @@ FUNCTIONS = ["categorical_crossentropy", "sparse_categorical_crossentropy",
              "mean_absolute_error",
              "mean_absolute_percentage_error", "mean_squared_logarithmic_error",
              "cosine_similarity", "huber", "log_cosh", "hinge", "squared_hinge",
-             "categorical_hinge", "kl_divergence", "poisson"]
+             "categorical_hinge", "kl_divergence", "poisson", "dice", "tversky"]
 
 
 @pytest.mark.parametrize("cls,name,kwargs,pred,target", CASES, ids=[c[1] for c in CASES])

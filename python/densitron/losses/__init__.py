@@ -183,10 +183,13 @@ def _reduce(values, sample_weight, reduction):
     (None, "none": float32 values)."""
     values = np.asarray(values, dtype=np.float32)
     given = None
-    if sample_weight is not None and values.ndim > 0:
+    if sample_weight is not None:
         given = _float_array(sample_weight, "sample_weight")
-        values = values * _per_sample_weights(sample_weight, values.shape).reshape(
-            values.shape)
+        if values.ndim == 0:  # one value a batch: Keras broadcasts it to the weights
+            values = values * given.reshape(-1)
+        else:
+            values = values * _per_sample_weights(sample_weight, values.shape).reshape(
+                values.shape)
     if _REDUCTIONS[reduction] is None:
         return values
     total = np.sum(values, dtype=np.float64)
@@ -431,12 +434,92 @@ class Poisson(Loss):
     _default_name = "poisson"
 
 
+# Keras's losses written with its ops: here with densitron.ops, traced into the engine as a
+# loss function of the user's is (on arrays they run on NumPy).
+def dice(y_true, y_pred, axis=None):
+    """1 - 2·Σ y_true·y_pred / (Σ y_true + Σ y_pred + epsilon), the sums over `axis` (None:
+    the whole batch, one value a batch; -1: one a sample)."""
+    from densitron import ops
+    from densitron.backend import epsilon
+
+    intersection = ops.sum(y_true * y_pred, axis=axis)
+    score = ops.divide(2.0 * intersection, ops.sum(y_true, axis=axis) +
+                       ops.sum(y_pred, axis=axis) + epsilon())
+    return 1 - score
+
+
+def tversky(y_true, y_pred, alpha=0.5, beta=0.5, axis=None):
+    """1 - TP / (TP + alpha·FP + beta·FN + epsilon), as Keras 3.15 computes it (its FP is
+    Σ y_true·(1 - y_pred), its FN Σ y_pred·(1 - y_true)), the sums over `axis` as dice's."""
+    from densitron import ops
+    from densitron.backend import epsilon
+
+    intersection = ops.sum(y_true * y_pred, axis=axis)
+    fp = ops.sum((1 - y_pred) * y_true, axis=axis)
+    fn = ops.sum(y_pred * (1 - y_true), axis=axis)
+    return 1 - ops.divide(intersection, intersection + fp * alpha + fn * beta + epsilon())
+
+
+def categorical_generalized_cross_entropy(y_true, y_pred, q):
+    """(1 - p^q)/q of each sample, p the predicted probability of its class id y_true."""
+    from densitron import ops
+
+    classes = y_pred.shape[-1]
+    p = ops.sum(y_pred * ops.one_hot(ops.cast(y_true, "int32"), classes), axis=-1)
+    return (1 - ops.power(p, q)) / q
+
+
+class _BuiltinFunctionLoss(LossFunctionWrapper):
+    """Keras's losses of that kind: a function of this module traced as a user's is, saved by
+    class name with Keras's config (`_config_keys`)."""
+
+    _fn = None
+    _config_keys = ()
+
+    def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None, **kwargs):
+        super().__init__(type(self)._fn, reduction=reduction,
+                         name=name or self._default_name, **kwargs)
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+
+    def get_config(self):
+        return {"name": self.name, "reduction": self.reduction,
+                **{k: getattr(self, k) for k in self._config_keys}}
+
+
+class Dice(_BuiltinFunctionLoss):
+    _default_name, _fn, _config_keys = "dice", staticmethod(dice), ("axis",)
+
+    def __init__(self, reduction="sum_over_batch_size", name="dice", axis=None, dtype=None):
+        super().__init__(reduction=reduction, name=name, axis=axis)
+
+
+class Tversky(_BuiltinFunctionLoss):
+    _default_name, _fn, _config_keys = "tversky", staticmethod(tversky), ("alpha", "beta",
+                                                                          "axis")
+
+    def __init__(self, alpha=0.5, beta=0.5, reduction="sum_over_batch_size", name="tversky",
+                 axis=None, dtype=None):
+        super().__init__(reduction=reduction, name=name, alpha=alpha, beta=beta, axis=axis)
+
+
+class CategoricalGeneralizedCrossEntropy(_BuiltinFunctionLoss):
+    _default_name = "categorical_generalized_cross_entropy"
+    _fn, _config_keys = staticmethod(categorical_generalized_cross_entropy), ("q",)
+
+    def __init__(self, q=0.5, reduction="sum_over_batch_size",
+                 name="categorical_generalized_cross_entropy", dtype=None):
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q < 1:
+            raise ValueError(f"q must be in the interval (0, 1). Received: q={q!r}")
+        super().__init__(reduction=reduction, name=name, q=float(q))
+
+
 _CLASSES = {c.__name__: c for c in (
     CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryCrossentropy,
     MeanSquaredError, MeanAbsoluteError, MeanAbsolutePercentageError,
     MeanSquaredLogarithmicError, CosineSimilarity, Huber, LogCosh, Hinge, SquaredHinge,
     CategoricalHinge, KLDivergence, Poisson, BinaryFocalCrossentropy,
-    CategoricalFocalCrossentropy)}
+    CategoricalFocalCrossentropy, Dice, Tversky, CategoricalGeneralizedCrossEntropy)}
 
 # Keras's loss functions by name, with its aliases; the class names work too, as in Keras.
 _BY_NAME = {
@@ -470,6 +553,9 @@ _BY_NAME = {
     "poisson": Poisson,
     "binary_focal_crossentropy": BinaryFocalCrossentropy,
     "categorical_focal_crossentropy": CategoricalFocalCrossentropy,
+    "dice": Dice,
+    "tversky": Tversky,
+    "categorical_generalized_cross_entropy": CategoricalGeneralizedCrossEntropy,
 }
 
 
@@ -539,7 +625,7 @@ _FUNCTIONS = (categorical_crossentropy, sparse_categorical_crossentropy, binary_
               binary_focal_crossentropy, categorical_focal_crossentropy,
               mean_squared_error, mean_absolute_error, mean_absolute_percentage_error,
               mean_squared_logarithmic_error, cosine_similarity, huber, log_cosh, hinge,
-              squared_hinge, categorical_hinge, kl_divergence, poisson)
+              squared_hinge, categorical_hinge, kl_divergence, poisson, dice, tversky)
 
 
 def depends_on_batch(engine_id):
@@ -556,7 +642,7 @@ def serialize(loss):
         return loss
     if any(loss is f for f in _FUNCTIONS):
         return loss.__name__
-    if isinstance(loss, LossFunctionWrapper):
+    if isinstance(loss, LossFunctionWrapper) and not isinstance(loss, _BuiltinFunctionLoss):
         return serialization.registered_name(loss.fn)
     if callable(loss) and not isinstance(loss, (type, Loss)):  # a function of the user's
         return serialization.registered_name(loss)
@@ -601,6 +687,12 @@ def get(identifier):
 
 __all__ = [
     "LossFunctionWrapper",
+    "CategoricalGeneralizedCrossEntropy",
+    "Dice",
+    "Tversky",
+    "categorical_generalized_cross_entropy",
+    "dice",
+    "tversky",
     "BinaryCrossentropy",
     "BinaryFocalCrossentropy",
     "CategoricalCrossentropy",
