@@ -187,8 +187,8 @@ def _assert_resumes_exactly(build, x, y, path):
 
 
 def test_bad_serialized_loss_raises():
-    with pytest.raises(ValueError, match="Received: class_name='Dice'"):
-        densitron.losses.get({"class_name": "Dice", "config": {}})
+    with pytest.raises(ValueError, match="Received: class_name='Circle'"):
+        densitron.losses.get({"class_name": "Circle", "config": {}})
     with pytest.raises(ValueError, match="Received"):
         densitron.losses.get({"class_name": "MeanSquaredError", "config": 3})
 
