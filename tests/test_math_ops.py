@@ -321,3 +321,23 @@ def test_a_model_output_of_one_value_a_sample_without_a_last_axis():
     history = model.fit(x, x.sum(1), epochs=4, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert model.predict(x[:3], verbose=0).shape == (3,)
+
+
+def test_glu_on_arrays_and_symbolic_tensors():
+    rng = np.random.default_rng(15)
+    x = rng.normal(size=(7, 3, 8)).astype(np.float32)
+    a, b = x[..., :4].astype(np.float64), x[..., 4:].astype(np.float64)
+    want = a / (1 + np.exp(-b))
+    np.testing.assert_allclose(ops.glu(x), want, rtol=1e-6)
+    np.testing.assert_allclose(_lambda_model(ops.glu, (3, 8)).predict(x, verbose=0), want,
+                               rtol=1e-5, atol=1e-6)
+    fd_check(_glu_model(), rng.normal(size=(5, 4)),
+             rng.normal(size=(5, 2)), "mse")
+    with pytest.raises(ValueError, match="divisible by 2"):
+        ops.glu(Input((5,)))
+
+
+def _glu_model():
+    inp = Input((4,))
+    h = layers.Lambda(ops.glu)(layers.Dense(6)(inp))
+    return Model(inp, layers.Dense(2)(h))

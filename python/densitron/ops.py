@@ -10,7 +10,7 @@ from densitron import _core
 
 __all__ = ["abs", "absolute", "add", "argmax", "argmin", "cast", "ceil", "celu", "clip",
            "convert_to_numpy", "convert_to_tensor", "cosh", "divide", "elu", "equal",
-           "exp", "expand_dims", "floor", "gelu", "greater", "greater_equal",
+           "exp", "expand_dims", "floor", "gelu", "glu", "greater", "greater_equal",
            "hard_shrink", "hard_sigmoid", "hard_silu", "hard_swish", "hard_tanh",
            "leaky_relu", "less", "less_equal", "log", "log1p", "log_sigmoid",
            "log_softmax", "logical_and", "logical_not", "logical_or", "logsumexp",
@@ -523,6 +523,24 @@ def argmax(x, axis=None, keepdims=False):
 def argmin(x, axis=None, keepdims=False):
     """The index of the first minimum along `axis` (as argmax)."""
     return _arg_reduce("min", x, axis, keepdims)
+
+
+def glu(x, axis=-1):
+    """Keras's gated linear unit: the first half of `axis` times the sigmoid of the second
+    (on a symbolic tensor, the last axis: two slices, a sigmoid and a product)."""
+    if not _symbolic(x):
+        x = np.asarray(x, dtype=np.float32)
+        if x.shape[axis] % 2 != 0:
+            raise ValueError(f"axis size must be divisible by 2. Received: x.shape={x.shape} "
+                             f"with axis={axis}")
+        a, b = np.split(x, 2, axis)
+        return (a / (1.0 + np.exp(-b.astype(np.float64)))).astype(np.float32)
+    _last_axis_only("glu", x, axis)
+    half = x.shape[-1] // 2
+    if x.shape[-1] % 2 != 0:
+        raise ValueError(f"axis size must be divisible by 2. Received: x.shape={x.shape} "
+                         f"with axis={axis}")
+    return x[..., :half] * sigmoid(x[..., half:])
 
 
 def var(x, axis=None, keepdims=False):
