@@ -341,3 +341,22 @@ def _glu_model():
     inp = Input((4,))
     h = layers.Lambda(ops.glu)(layers.Dense(6)(inp))
     return Model(inp, layers.Dense(2)(h))
+
+
+def test_concatenate_stack_and_numpy_only_ops():
+    rng = np.random.default_rng(16)
+    x = rng.normal(size=(5, 3)).astype(np.float32)
+    inp = Input((3,))
+    model = Model(inp, [ops.concatenate([inp, inp * 2.0], axis=-1),
+                        ops.stack([inp, ops.square(inp)], axis=-1)])
+    cat, st = model.predict(x, verbose=0)
+    np.testing.assert_allclose(cat, np.concatenate([x, 2 * x], axis=-1), rtol=1e-6)
+    np.testing.assert_allclose(st, np.stack([x, x * x], axis=-1), rtol=1e-6)
+    np.testing.assert_array_equal(ops.stack([x, x], axis=0), np.stack([x, x]))
+    np.testing.assert_array_equal(ops.arange(4), np.arange(4))
+    np.testing.assert_array_equal(ops.cumsum(x, axis=1), np.cumsum(x, axis=1))
+    assert ops.any(np.array([0.0, 1.0])) and not ops.all(np.array([0.0, 1.0]))
+    with pytest.raises(TypeError, match=r"ops.tile on a symbolic tensor.*Received: args="):
+        ops.tile(inp, 2)
+    with pytest.raises(ValueError, match=r"last axis only \(axis=-1\). Received: axis=0"):
+        ops.stack([inp, inp], axis=0)

@@ -1,6 +1,7 @@
 """Low-level operations: on NumPy arrays, run by densitron's C++ engine; on symbolic tensors (in
 a traced call()), the layers that compute them (a layer's weight in `matmul(x, self.w)`)."""
 
+import builtins
 import functools
 import inspect
 
@@ -8,19 +9,24 @@ import numpy as np
 
 from densitron import _core
 
-__all__ = ["abs", "absolute", "add", "argmax", "argmin", "cast", "ceil", "celu", "clip",
-           "convert_to_numpy", "convert_to_tensor", "cosh", "divide", "elu", "equal",
-           "exp", "expand_dims", "floor", "gelu", "glu", "greater", "greater_equal",
-           "hard_shrink", "hard_sigmoid", "hard_silu", "hard_swish", "hard_tanh",
-           "leaky_relu", "less", "less_equal", "log", "log1p", "log_sigmoid",
-           "log_softmax", "logical_and", "logical_not", "logical_or", "logsumexp",
-           "matmul", "max", "maximum", "mean", "min", "minimum", "multiply", "negative",
-           "norm", "not_equal", "one_hot", "ones_like", "power", "relu", "relu6",
-           "reshape", "round", "selu", "sigmoid", "sign", "silu", "sinh", "soft_shrink",
-           "softmax", "softplus", "softsign", "sparse_plus", "sparse_sigmoid", "sqrt",
-           "square", "squareplus", "squeeze", "std", "stop_gradient", "subtract", "sum",
-           "swish", "tanh", "tanh_shrink", "threshold", "true_divide", "var", "where",
-           "zeros_like"]
+__all__ = ["abs", "absolute", "add", "all", "any", "arange", "argmax", "argmin",
+           "argsort", "broadcast_to", "cast", "ceil", "celu", "clip", "concatenate",
+           "convert_to_numpy", "convert_to_tensor", "cosh", "cumprod", "cumsum", "diag",
+           "divide", "dot", "einsum", "elu", "equal", "exp", "expand_dims", "eye",
+           "flip", "floor", "full", "full_like", "gelu", "glu", "greater",
+           "greater_equal", "hard_shrink", "hard_sigmoid", "hard_silu", "hard_swish",
+           "hard_tanh", "identity", "isfinite", "isinf", "isnan", "leaky_relu", "less",
+           "less_equal", "linspace", "log", "log1p", "log_sigmoid", "log_softmax",
+           "logical_and", "logical_not", "logical_or", "logsumexp", "matmul", "max",
+           "maximum", "mean", "min", "minimum", "multiply", "nan_to_num", "negative",
+           "norm", "not_equal", "one_hot", "ones", "ones_like", "outer", "power",
+           "prod", "relu", "relu6", "reshape", "round", "selu", "sigmoid", "sign",
+           "silu", "sinh", "soft_shrink", "softmax", "softplus", "softsign", "sort",
+           "sparse_plus", "sparse_sigmoid", "split", "sqrt", "square", "squareplus",
+           "squeeze", "stack", "std", "stop_gradient", "subtract", "sum", "swish",
+           "take", "take_along_axis", "tanh", "tanh_shrink", "tensordot", "threshold",
+           "tile", "trace", "transpose", "tril", "triu", "true_divide", "var", "where",
+           "zeros", "zeros_like"]
 
 _NUMERIC_KINDS = "biuf"
 _ndarray = np.ndarray
@@ -165,7 +171,7 @@ def _symbolic(*xs):
     for x in xs:
         if isinstance(x, BatchReduction):
             x._refuse()
-    return any(isinstance(x, KerasTensor) for x in xs)
+    return builtins.any(isinstance(x, KerasTensor) for x in xs)
 
 
 def _number(value, name):
@@ -523,6 +529,58 @@ def argmax(x, axis=None, keepdims=False):
 def argmin(x, axis=None, keepdims=False):
     """The index of the first minimum along `axis` (as argmax)."""
     return _arg_reduce("min", x, axis, keepdims)
+
+
+def concatenate(xs, axis=0):
+    """Joins tensors along `axis`: on symbolic tensors a Concatenate layer (not the batch
+    axis), on arrays NumPy's."""
+    xs = list(xs)
+    if not _symbolic(*xs):
+        return np.concatenate([np.asarray(x) for x in xs], axis=axis)
+    from densitron.layers import Concatenate
+
+    return Concatenate(axis=axis)(xs)
+
+
+def stack(xs, axis=0):
+    """Stacks tensors along a new `axis`: on symbolic tensors each gains a last axis of 1 and
+    they are joined there (axis=-1 only), on arrays NumPy's."""
+    xs = list(xs)
+    if not _symbolic(*xs):
+        return np.stack([np.asarray(x) for x in xs], axis=axis)
+    rank = len(xs[0].shape)
+    if axis not in (-1, rank):
+        raise ValueError(f"On symbolic tensors, stack() adds the last axis only (axis=-1). "
+                         f"Received: axis={axis!r} for tensors of rank {rank}")
+    return concatenate([expand_dims(x, -1) for x in xs], axis=-1)
+
+
+# NumPy's own for arrays (Keras's ops of the same names and meaning); on a symbolic tensor
+# each refuses (the engine has no node for it) with what it received.
+def _numpy_only(name):
+    fn = getattr(np, name)
+
+    def op(*args, **kwargs):
+        from densitron.layers.layer import KerasTensor
+
+        if builtins.any(isinstance(a, KerasTensor) for a in (*args, *kwargs.values())):
+            raise TypeError(f"densitron has no engine node for ops.{name} on a symbolic "
+                            f"tensor; it computes on arrays only. Received: args={args!r}")
+        return fn(*args, **kwargs)
+
+    op.__name__ = name
+    op.__doc__ = f"{name}: NumPy's np.{name} on arrays (no symbolic form)."
+    return op
+
+
+_NUMPY_ONLY = ["all", "any", "arange", "argsort", "broadcast_to", "cumprod", "cumsum", "diag",
+               "dot", "einsum", "eye", "flip", "full", "full_like", "identity", "isfinite",
+               "isinf", "isnan", "linspace", "nan_to_num", "ones", "outer", "prod", "sort",
+               "split", "take", "take_along_axis", "tensordot", "tile", "trace", "transpose",
+               "tril", "triu", "zeros"]
+for _name in _NUMPY_ONLY:
+    globals()[_name] = _numpy_only(_name)
+del _name
 
 
 def glu(x, axis=-1):
