@@ -332,9 +332,9 @@ class BatchReduction:
                               self.tail + ((MATH_OPS[op], float(a), float(b)),))
 
     def as_tensor(self, like=None):
-        """The batch's value as a symbolic tensor of shape (None, 1), or (None,) to meet a
-        tensor `like` of that shape, the same in every row (a BatchReduce node, then the
-        tail's MathOps)."""
+        """The batch's value as a symbolic tensor of shape (None, 1), the same in every row (a
+        BatchReduce node, then the tail's MathOps), to meet a tensor `like` of rank 1 or 2 (a
+        rank-1 one through _match_batch_values)."""
         from densitron.layers.math_ops import MATH_OPS, BatchReduce, MathOp
 
         if like is not None and len(like.shape) > 2:
@@ -345,7 +345,7 @@ class BatchReduction:
         t = BatchReduce(self.mode)(self.tensor)
         for op, a, b in self.tail:
             t = MathOp(names[op], a, b)(t)
-        return squeeze(t, axis=-1) if like is not None and len(like.shape) == 1 else t
+        return t
 
     def _refuse(self, *args, **kwargs):
         raise TypeError(f"{self.mode}() over the batch axis gives one value a batch: numbers, "
@@ -411,13 +411,14 @@ class BatchReduction:
         return f"<BatchReduction {self.mode} of {self.tensor!r}, then {self.tail}>"
 
 
-def _lift(*xs):
-    """xs with batch reductions as tensors (as_tensor) when they meet a tensor or another."""
+def _lift(*xs, alone=False):
+    """xs with batch reductions as tensors (as_tensor) when they meet a tensor or another
+    (with `alone`, always: an op that has no scalar form)."""
     from densitron.layers.layer import KerasTensor
 
     reduced = [x for x in xs if isinstance(x, BatchReduction)]
     like = next((x for x in xs if isinstance(x, KerasTensor)), None)
-    if reduced and (len(reduced) > 1 or like is not None):
+    if reduced and (alone or len(reduced) > 1 or like is not None):
         return tuple(x.as_tensor(like) if isinstance(x, BatchReduction) else x for x in xs)
     return xs
 
@@ -630,9 +631,7 @@ def _comparison(name, numpy_fn):
     def op(x1, x2):
         from densitron.layers.layer import KerasTensor
 
-        x1, x2 = _lift(x1, x2)
-        if isinstance(x1, BatchReduction) or isinstance(x2, BatchReduction):
-            x1, x2 = (x.as_tensor() if isinstance(x, BatchReduction) else x for x in (x1, x2))
+        x1, x2 = _lift(x1, x2, alone=True)
         if not _symbolic(x1, x2):
             return numpy_fn(np.asarray(x1, dtype=np.float32), np.asarray(x2, dtype=np.float32))
         if isinstance(x1, KerasTensor) and isinstance(x2, KerasTensor):
