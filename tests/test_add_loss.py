@@ -150,6 +150,8 @@ def test_add_loss_of_the_output_itself():
             out = self.d2(self.d1(x))
             self.add_loss(0.2 * ops.mean(ops.square(out)))
             self.add_loss(0.05 * out)
+            # one value a batch, combined from two batch sums: counted once, not per row
+            self.add_loss(ops.sum(ops.square(out)) / (ops.sum(ops.abs(out)) + 1.0))
             return out
 
     rng = np.random.default_rng(6)
@@ -158,5 +160,6 @@ def test_add_loss_of_the_output_itself():
     model(x[:1].astype(np.float32))
     fd_check(model, x, y, "mse")
     pred = model.predict(x, verbose=0).astype(np.float64)
-    want = np.mean((pred - y) ** 2) + 0.2 * np.mean(pred ** 2) + 0.05 * np.sum(pred)
+    want = (np.mean((pred - y) ** 2) + 0.2 * np.mean(pred ** 2) + 0.05 * np.sum(pred) +
+            np.sum(pred ** 2) / (np.sum(np.abs(pred)) + 1.0))
     np.testing.assert_allclose(model.evaluate(x, y, batch_size=7, verbose=0), want, rtol=1e-5)

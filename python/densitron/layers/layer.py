@@ -257,7 +257,7 @@ def _carry_losses(layer, out, added):
     """The call's output with its first tensor passed through one AddedLoss layer a loss the
     call gave to add_loss (the losses then are nodes of the model that computes that tensor,
     saved with it)."""
-    from densitron.layers.math_ops import AddedLoss
+    from densitron.layers.math_ops import AddedLoss, batch_constant
     from densitron.ops import BatchReduction
 
     keys = (list(out) if isinstance(out, dict) else
@@ -270,7 +270,10 @@ def _carry_losses(layer, out, added):
     for loss in added:
         reduced = isinstance(loss, BatchReduction)
         tensor = loss.tensor if reduced else loss
-        carrier = AddedLoss(loss.mode if reduced else "sum",
+        # a tensor is summed as Keras sums it, unless it holds one value a batch (each row
+        # the same: its mean is that value)
+        mode = loss.mode if reduced else "mean" if batch_constant(loss) else "sum"
+        carrier = AddedLoss(mode,
                             [list(t) for t in loss.tail] if reduced else [],
                             name=uniquify(f"{layer.name}_added_loss"))
         first = carrier([first, tensor])
