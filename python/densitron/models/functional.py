@@ -287,8 +287,10 @@ class Functional(Trainer, Layer):
         added = []
         self._engine_outputs = self._emit_engine_nodes(specs, list(range(len(self.inputs))),
                                                        param_index, added)
-        # a batch's mean or sum inside the model: its values depend on how rows are grouped
-        self._batch_values_in_model = any(spec[0] == _BATCH_REDUCE for spec in specs)
+        def batch_values(nodes):  # a batch's mean or sum: values that depend on the grouping
+            return any(spec[0] == _BATCH_REDUCE for spec in nodes)
+
+        self._batch_values_in_model = batch_values(specs)  # (the model's own nodes)
         taken = set(self._engine_outputs)
         self._added_loss_nodes = [added_loss_specs(index, layer, specs, taken)
                                   for index, layer in added]
@@ -299,7 +301,7 @@ class Functional(Trainer, Layer):
         self._metric_nodes = [loss_node_specs(self, k, metric, target_shapes[k], specs,
                                               param_index)
                               for k, metric in traced_metrics]
-        self._batch_values = any(spec[0] == _BATCH_REDUCE for spec in specs)  # (losses too)
+        self._batch_values = batch_values(specs)  # (the loss and metric functions' too)
         self._params = params
         self._graph = _core.Graph(specs, [v.engine_spec() for v in params],
                                   list(range(len(self.inputs))), self._engine_outputs)

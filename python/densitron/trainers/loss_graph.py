@@ -29,9 +29,8 @@ def _traced(fn, y_true, y_pred, name):
             "tensors once: write it with densitron.ops (arithmetic, square, abs, sqrt, log, "
             f"exp, clip, maximum, mean(axis=-1), ...). Tracing it failed: {e} Received: "
             f"loss={name!r}") from e
-    from densitron.ops import BatchReduction
-
     from densitron.layers.math_ops import batch_constant
+    from densitron.ops import BatchReduction
 
     if isinstance(out, KerasTensor) and batch_constant(out):  # the batch's value in every row
         out = BatchReduction(out, "mean")
