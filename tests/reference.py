@@ -167,6 +167,21 @@ def adam(w, g, state, step, lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, am
     return w - alpha * m / (np.sqrt(vv) + epsilon)
 
 
+def lamb(w, g, state, step, lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+         weight_decay=0.0):
+    """Keras's Lamb on one variable: Adam's moments, the step m̂/(sqrt(v̂) + epsilon) scaled by
+    the trust ratio ‖w‖/‖step‖ (1 when either norm is 0)."""
+    w = w - lr * weight_decay * w
+    m = state.setdefault("m", np.zeros_like(w))
+    v = state.setdefault("v", np.zeros_like(w))
+    m[...] = m + (g - m) * (1 - beta_1)
+    v[...] = v + (g * g - v) * (1 - beta_2)
+    update = (m / (1 - beta_1**step)) / (np.sqrt(v / (1 - beta_2**step)) + epsilon)
+    w_norm, u_norm = np.sqrt(np.sum(w * w)), np.sqrt(np.sum(update * update))
+    ratio = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
+    return w - ratio * lr * update
+
+
 def adamax(w, g, state, step, lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
            weight_decay=0.0):
     w = w - lr * weight_decay * w

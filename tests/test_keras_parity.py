@@ -1668,9 +1668,9 @@ def test_keras_files_with_loss_functions_and_foreign_optimizers(tmp_path):
     x, y = _x(20, 6, seed=9), _labels("categorical_crossentropy", 20, 4, seed=10)
     np.testing.assert_allclose(dclone.evaluate(x, y, verbose=0),
                                kmodel.evaluate(x, y, verbose=0), rtol=1e-5)
-    kmodel.compile(optimizer=keras.optimizers.Lamb(), loss="mse")
+    kmodel.compile(optimizer=keras.optimizers.Adafactor(), loss="mse")
     kmodel.save(tmp_path / "n.keras")
-    with pytest.raises(ValueError, match="Received: optimizer 'Lamb'"):
+    with pytest.raises(ValueError, match="Received: optimizer 'Adafactor'"):
         densitron.models.load_model(tmp_path / "n.keras")
     densitron.models.load_model(tmp_path / "n.keras", compile=False)  # the model itself loads
 
@@ -1681,6 +1681,7 @@ def test_keras_files_with_loss_functions_and_foreign_optimizers(tmp_path):
                                  ("Adamax", {"beta_1": 0.8}), ("Adagrad", {}), ("Lion", {}),
                                  ("Adadelta", {"rho": 0.9}), ("Nadam", {"beta_1": 0.8}),
                                  ("Ftrl", {"l1_regularization_strength": 0.01}),
+                                 ("Lamb", {"beta_1": 0.8}),
                                  ("Adam", {"use_ema": True}),
                                  ("RMSprop", {"momentum": 0.5, "centered": True,
                                               "use_ema": True, "ema_momentum": 0.9,

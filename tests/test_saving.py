@@ -150,6 +150,7 @@ def test_model_files_of_the_first_densitron_layout_still_load(tmp_path):
     lambda: densitron.optimizers.Adadelta(1.0),
     lambda: densitron.optimizers.Nadam(0.01),
     lambda: densitron.optimizers.Ftrl(0.05, l1_regularization_strength=0.001),
+    lambda: densitron.optimizers.Lamb(0.01, weight_decay=0.01),
 ])
 def test_training_resumes_exactly_after_save_and_load(tmp_path, make):
     # The file keeps the optimizer's step count and slots: two epochs, a save and a load, then

@@ -3,9 +3,8 @@ gradients and the optimizer update, for every loss and activation."""
 
 import numpy as np
 import pytest
-from reference import (adadelta, adagrad, adam, adamax, ftrl, lion, mlp_step, nadam, rel_err,
-                       rmsprop,
-                       sgd)
+from reference import (adadelta, adagrad, adam, adamax, ftrl, lamb, lion, mlp_step, nadam,
+                       rel_err, rmsprop, sgd)
 
 import densitron
 from densitron import layers, optimizers
@@ -313,6 +312,9 @@ OPTIMIZER_CASES = [
     (optimizers.Adadelta(learning_rate=0.5, rho=0.8, epsilon=1e-4),
      lambda w, g, s, t: adadelta(w, g, s, 0.5, 0.8, 1e-4)),
     (optimizers.Nadam(), lambda w, g, s, t: nadam(w, g, s, t)),
+    (optimizers.Lamb(), lambda w, g, s, t: lamb(w, g, s, t)),
+    (optimizers.Lamb(learning_rate=0.01, beta_1=0.8, epsilon=1e-4, weight_decay=0.02),
+     lambda w, g, s, t: lamb(w, g, s, t, 0.01, 0.8, epsilon=1e-4, weight_decay=0.02)),
     (optimizers.Ftrl(learning_rate=0.05), lambda w, g, s, t: ftrl(w, g, s, 0.05)),
     (optimizers.Ftrl(learning_rate=0.05, learning_rate_power=-0.3, initial_accumulator_value=0.5,
                      l1_regularization_strength=0.01, l2_regularization_strength=0.02,
@@ -814,3 +816,47 @@ def test_exclude_from_weight_decay(how):
         opt.exclude_from_weight_decay(var_names=["kernel"])
     with pytest.raises(ValueError, match=r"Received: var_names='bias'"):
         optimizers.AdamW().exclude_from_weight_decay(var_names="bias")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_lamb_trains_each_variable_by_its_trust_ratio(threads):
+    # Lamb in fit against its formula in float64, variable by variable (each its own ratio),
+    # over three full-batch steps, on 1 and 2 threads (the norms over fixed blocks), with
+    # weight decay and one variable excluded from it; and the two thread counts alike.
+    densitron.set_num_threads(threads)
+    try:
+        rng = np.random.default_rng(21)
+        x, y = rng.normal(size=(256, 300)).astype(np.float32), rng.normal(size=(256, 4))
+        inp = layers.Input((300,))
+        model = Model(inp, layers.Dense(4)(layers.Dense(64, activation="tanh")(inp)))
+        opt = optimizers.Lamb(learning_rate=0.01, weight_decay=0.1)
+        opt.exclude_from_weight_decay(var_names=["bias"])
+        model.compile(optimizer=opt, loss="mse")
+        ws = [w.astype(np.float64) for w in model.get_weights()]
+        states = [{} for _ in ws]
+        for step in range(1, 4):
+            grads = model._compute_gradients(x, y)
+            model.fit(x, y, batch_size=256, epochs=1, shuffle=False, verbose=0)
+            ws = [lamb(w, g.astype(np.float64), s, step, lr=0.01,
+                       weight_decay=0.0 if v.name == "bias" else 0.1)
+                  for w, g, s, v in zip(ws, grads, states, model.weights)]
+            for got, want in zip(model.get_weights(), ws):
+                assert rel_err(got, want) < 1e-5
+            ws = [w.astype(np.float64) for w in model.get_weights()]  # (no drift)
+    finally:
+        densitron.set_num_threads(2)
+
+
+def test_lamb_alike_on_one_and_two_threads():
+    from test_threads import assert_trains_alike_on_one_and_two_threads
+
+    rng = np.random.default_rng(22)
+    x, y = rng.normal(size=(512, 300)).astype(np.float32), rng.normal(size=(512, 4))
+
+    def build():
+        inp = layers.Input((300,))
+        model = Model(inp, layers.Dense(4)(layers.Dense(256, activation="relu")(inp)))
+        model.compile(optimizer=optimizers.Lamb(0.01, clipnorm=1.0, use_ema=True), loss="mse")
+        return model
+
+    assert_trains_alike_on_one_and_two_threads(build, x, y, epochs=2, batch_size=128)

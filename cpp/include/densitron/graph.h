@@ -451,6 +451,8 @@ class Graph {
   template <typename Fn>
   void for_each_update_share(const Step& st, bool apply, Fn&& fn) const;
   bool clips_by_norm() const;
+  bool needs_norms() const;
+  void lamb_step(const Step& st);
   void clip_and_update(const Step& st);
   void finish_update(const Step& st);
   double regularization_value() const;
@@ -536,6 +538,7 @@ class Graph {
   // the norms are the same for any thread count.
   std::vector<std::pair<int, Share>> clip_blocks_;
   std::vector<double> clip_sums_;
+  std::vector<double> lamb_sums_;  // Lamb's per block: Σw², Σr²
   std::vector<int> param_writers_;  // per parameter: how many nodes write its gradient
   std::vector<int> fwd_order_, bwd_order_;  // per run: the nodes a step runs, in order
   bool loss_solo_ = true;                    // per run: the loss is small, thread 0 does it

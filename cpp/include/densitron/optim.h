@@ -18,6 +18,10 @@ enum class OptimizerKind : int {
   kAdadelta = 6,
   kNadam = 7,
   kFtrl = 8,
+  // Keras's Lamb: Adam's moments, then each variable's step scaled by ‖w‖/‖update‖ (see
+  // lamb_moments, lamb_apply): the norms need the whole variable, so the graph updates it in
+  // two passes.
+  kLamb = 9,
 };
 
 // Keras's learning-rate schedules (keras.optimizers.schedules), by their arguments' names.
@@ -131,6 +135,16 @@ OptimizerStep prepare_optimizer_step(const OptimizerConfig& config, int64_t step
 // As optimizer_update with the prepared step, on the calling thread only.
 void apply_optimizer_step(const OptimizerStep& s, float* w, const float* g, float* const* slots,
                           int64_t n);
+
+// Keras's Lamb for n values of one variable, in two passes. lamb_moments: w decays (w -=
+// decay·w), m += (g - m)(1 - beta_1), v += (g² - v)(1 - beta_2), and g is overwritten with the
+// update r = (m / (1 - beta_1^t)) / (sqrt(v / (1 - beta_2^t)) + epsilon) (alpha: 1 - beta_1^t,
+// m_scale: 1 - beta_2^t in the step's args). Then, with the variable's norms ‖w‖ and ‖r‖ in
+// hand, lamb_apply: w -= (ratio·lr)·r, ratio = ‖w‖/‖r‖ when both are > 0, else 1
+// (lamb_ratio).
+void lamb_moments(const OptimArgs& a, float* w, float* g, float* m, float* v, int64_t n);
+float lamb_ratio(double w_squares, double r_squares);
+void lamb_apply(float* w, const float* r, int64_t n, float scale);
 
 // Number of float slots per parameter element the optimizer needs (the moving average's
 // included).

@@ -1295,7 +1295,7 @@ void apply_local_constraint(const ParamSpec& ps, int ith, int nth) {
 double Graph::regularize_and_update(const Step& st, bool apply) {
   ProfileScope scope(profiling_ && st.ith == 0, &prof_[kProfOptimizer], &prof_open_);
   double reg = 0.0;
-  const bool by_norm = apply && clips_by_norm();
+  const bool by_norm = apply && needs_norms();
   for_each_update_share(st, apply, [&](size_t p, Share sh, bool regularized, bool step) {
     reg += update_share(st, p, sh, regularized, step && !by_norm);
   });
@@ -1342,6 +1342,12 @@ bool Graph::clips_by_norm() const {
   return optimizer_.clipnorm > 0.0f || optimizer_.global_clipnorm > 0.0f;
 }
 
+// Whether the update needs norms of whole gradients or weights (clipping by norm, Lamb's
+// trust ratios): every gradient complete first, so no update inside the backward.
+bool Graph::needs_norms() const {
+  return clips_by_norm() || optimizer_.kind == OptimizerKind::kLamb;
+}
+
 // Scales the gradients as Keras's clipnorm (each parameter's: g·c / max(‖g‖, c)) or
 // global_clipnorm (all of them: g·c·min(1/N, 1/c), NaN when N is not finite) and steps them,
 // each thread its update shares, a chunk at a time (scaled, then stepped while in L1). The
@@ -1349,11 +1355,12 @@ bool Graph::clips_by_norm() const {
 // added in block order by every thread alike.
 void Graph::clip_and_update(const Step& st) {
   const ElementwiseKernels* ek = elementwise_kernels();
-  for (size_t b = st.ith; b < clip_blocks_.size(); b += st.nth) {
+  const bool clip = clips_by_norm();
+  for (size_t b = st.ith; b < clip_blocks_.size() && clip; b += st.nth) {
     const auto& [p, r] = clip_blocks_[b];
     clip_sums_[b] = sum_of_squares(grads_.data() + grad_offset_[p] + r.lo, r.hi - r.lo);
   }
-  barrier(st);
+  if (clip) barrier(st);
   const bool global = optimizer_.global_clipnorm > 0.0f;
   const float c = global ? optimizer_.global_clipnorm : optimizer_.clipnorm;
   // The norm of parameter p's blocks, or of all blocks when p < 0.
@@ -1373,20 +1380,49 @@ void Graph::clip_and_update(const Step& st) {
   float denom = c;
   for_each_update_share(st, true, [&](size_t p, Share sh, bool, bool step) {
     if (!step) return;
-    if (!global && static_cast<int>(p) != last) {
+    if (clip && !global && static_cast<int>(p) != last) {
       last = static_cast<int>(p);
       denom = std::max(norm(last), c);  // NaN stays NaN
     }
     for (int64_t lo = sh.lo; lo < sh.hi; lo += kChunk) {
       const Share ch{lo, std::min(sh.hi, lo + kChunk)};
       float* g = grads_.data() + grad_offset_[p] + ch.lo;
-      if (global) {
+      if (clip && global) {
         ek->scale(g, ch.hi - ch.lo, scale);
-      } else {
+      } else if (clip) {
         ek->scale_div(g, ch.hi - ch.lo, c, denom);
       }
       update_share(st, p, ch, false, true, nullptr, true);
     }
+  });
+  if (optimizer_.kind == OptimizerKind::kLamb) lamb_step(st);
+}
+
+// Lamb's second pass, after every share's moments (its update r in the gradient buffer): the
+// squared norms of each variable's weights and r in the fixed blocks (as clipping's), then
+// every share steps by its variable's trust ratio, and its moving average follows.
+void Graph::lamb_step(const Step& st) {
+  barrier(st);  // every r complete
+  for (size_t b = st.ith; b < clip_blocks_.size(); b += st.nth) {
+    const auto& [p, r] = clip_blocks_[b];
+    lamb_sums_[2 * b] = sum_of_squares(params_[p].data + r.lo, r.hi - r.lo);
+    lamb_sums_[2 * b + 1] = sum_of_squares(grads_.data() + grad_offset_[p] + r.lo, r.hi - r.lo);
+  }
+  barrier(st);
+  int last = -1;
+  float scale = 0.0f;
+  for_each_update_share(st, true, [&](size_t p, Share sh, bool, bool step) {
+    if (!step || sh.lo >= sh.hi) return;
+    if (static_cast<int>(p) != last) {
+      last = static_cast<int>(p);
+      double ws = 0.0, rs = 0.0;
+      for (size_t b = 0; b < clip_blocks_.size(); ++b)
+        if (clip_blocks_[b].first == last) ws += lamb_sums_[2 * b], rs += lamb_sums_[2 * b + 1];
+      scale = lamb_ratio(ws, rs) * st.opt.args.learning_rate;
+    }
+    lamb_apply(params_[p].data + sh.lo, grads_.data() + grad_offset_[p] + sh.lo, sh.hi - sh.lo,
+               scale);
+    ema_share(p, sh);
   });
 }
 
@@ -1450,8 +1486,12 @@ double Graph::update_share(const Step& st, size_t p, Share sh, bool regularized,
   float* slot_ptrs[4];
   for (int s = 0; s < slot_count_; ++s)
     slot_ptrs[s] = slot(s, static_cast<int>(p)) + sh.lo;
-  apply_optimizer_step(no_decay_[p] ? st.opt_no_decay : st.opt, ps.data + sh.lo, g, slot_ptrs,
-                       sh.hi - sh.lo);
+  const OptimizerStep& step = no_decay_[p] ? st.opt_no_decay : st.opt;
+  if (step.kind == OptimizerKind::kLamb) {  // its moments; the step follows (lamb_step)
+    lamb_moments(step.args, ps.data + sh.lo, g, slot_ptrs[0], slot_ptrs[1], sh.hi - sh.lo);
+    return reg;
+  }
+  apply_optimizer_step(step, ps.data + sh.lo, g, slot_ptrs, sh.hi - sh.lo);
   ema_share(p, sh);  // (while the range is in cache)
   return reg;
 }
@@ -1642,7 +1682,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   update_in_backward_.assign(params_.size(), false);
   int64_t block_grad = 0;
   clip_blocks_.clear();
-  if (mode == Mode::kTrain && clips_by_norm()) {
+  if (mode == Mode::kTrain && needs_norms()) {
     // The norms need every gradient whole: no update in the backward.
     for (size_t p = 0; p < params_.size(); ++p) {
       if (!param_has_grad(p)) continue;
@@ -1651,8 +1691,9 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
         clip_blocks_.push_back({static_cast<int>(p), Share{lo, std::min(size, lo + kClipBlock)}});
     }
     clip_sums_.assign(clip_blocks_.size(), 0.0);
+    lamb_sums_.assign(2 * clip_blocks_.size(), 0.0);
   }
-  const bool may_update_in_backward = mode == Mode::kTrain && !clips_by_norm();
+  const bool may_update_in_backward = mode == Mode::kTrain && !needs_norms();
   for (size_t p = 0; p < params_.size() && may_update_in_backward; ++p) {
     const int writer = param_first_writer_[p], cut = kernel_split_node_[p];
     const bool one_writer = params_[p].trainable && param_writers_[p] == 1 && writer >= 0;

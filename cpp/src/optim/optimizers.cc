@@ -4,6 +4,8 @@
 // thread count.
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <vector>
 
 #include "densitron/optim.h"
 #include "ops/elementwise_kernels.h"
@@ -28,6 +30,8 @@ int step_slot_count(const OptimizerConfig& c) {
     case OptimizerKind::kAdagrad:
     case OptimizerKind::kLion:
       return 1;
+    case OptimizerKind::kLamb:
+      return 2;
   }
   return 0;
 }
@@ -109,6 +113,8 @@ void update_chunk(void* ctx, int64_t b, int64_t e) {
     case OptimizerKind::kNadam:
       k->nadam(a, u.w + b, u.g + b, at[0], at[1], e - b);
       return;
+    case OptimizerKind::kLamb:  // (its norms need the whole variable: see optimizer_update)
+      throw std::logic_error("Lamb updates a whole variable in two passes");
     case OptimizerKind::kFtrl:
       if (a->power == 0.5f) {
         k->ftrl(a, u.w + b, u.g + b, at[0], at[1], e - b);
@@ -125,6 +131,28 @@ float nadam_u(float beta_1, int64_t t) {
 }
 
 }  // namespace
+
+void lamb_moments(const OptimArgs& a, float* w, float* g, float* m, float* v, int64_t n) {
+  const float c1 = 1.0f - a.beta_1, c2 = 1.0f - a.beta_2;
+  for (int64_t i = 0; i < n; ++i) {
+    if (a.decay != 0.0f) w[i] -= w[i] * a.decay;
+    const float gi = g[i];
+    const float mi = m[i] + (gi - m[i]) * c1, vi = v[i] + (gi * gi - v[i]) * c2;
+    m[i] = mi;
+    v[i] = vi;
+    g[i] = (mi / a.alpha) / (std::sqrt(vi / a.m_scale) + a.epsilon);
+  }
+}
+
+float lamb_ratio(double w_squares, double r_squares) {
+  const float wn = static_cast<float>(std::sqrt(w_squares));
+  const float rn = static_cast<float>(std::sqrt(r_squares));
+  return wn > 0.0f && rn > 0.0f ? wn / rn : 1.0f;
+}
+
+void lamb_apply(float* w, const float* r, int64_t n, float scale) {
+  for (int64_t i = 0; i < n; ++i) w[i] -= scale * r[i];
+}
 
 float scheduled_learning_rate(const LrScheduleConfig& s, int64_t iterations) {
   // float32 throughout, in the order of Keras's ops.
@@ -268,6 +296,12 @@ OptimizerStep prepare_optimizer_step(const OptimizerConfig& c, int64_t step,
       s.slot[1] = 1;
       break;
     }
+    case OptimizerKind::kLamb:  // slots: m, v; Keras's bias corrections in float32
+      a.alpha = 1.0f - std::pow(c.beta_1, static_cast<float>(step));
+      a.m_scale = 1.0f - std::pow(c.beta_2, static_cast<float>(step));
+      s.slot[0] = 0;
+      s.slot[1] = 1;
+      break;
     case OptimizerKind::kFtrl:  // slots: the accumulator, the linear term
       a.power = -c.lr_power;
       a.l1 = c.l1_strength;
@@ -289,6 +323,17 @@ void apply_optimizer_step(const OptimizerStep& s, float* w, const float* g, floa
 void optimizer_update(const OptimizerConfig& c, int64_t step, float* w, const float* g,
                       float* const* slots, int64_t n, NadamProduct* nadam) {
   const OptimizerStep s = prepare_optimizer_step(c, step, nadam);
+  if (c.kind == OptimizerKind::kLamb) {  // one variable: its moments, norms, then its step
+    std::vector<float> r(g, g + n);
+    lamb_moments(s.args, w, r.data(), slots[0], slots[1], n);
+    double ws = 0.0, rs = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+      ws += double(w[i]) * w[i];
+      rs += double(r[i]) * r[i];
+    }
+    lamb_apply(w, r.data(), n, lamb_ratio(ws, rs) * s.args.learning_rate);
+    return;
+  }
   Update u{&s, w, g, slots};
   parallel_chunks(n, kMinChunk, update_chunk, &u);
 }

@@ -2,7 +2,7 @@
 
 from densitron.optimizers import schedules
 from densitron.optimizers.optimizer import (SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Ftrl,
-                                            Lion, Nadam, Optimizer, RMSprop, get)
+                                            Lamb, Lion, Nadam, Optimizer, RMSprop, get)
 
-__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "Adamax", "AdamW", "Ftrl", "Lion", "Nadam",
+__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "Adamax", "AdamW", "Ftrl", "Lamb", "Lion", "Nadam",
            "Optimizer", "RMSprop", "get", "schedules"]

@@ -10,7 +10,7 @@ from densitron import _core
 from densitron.optimizers import schedules
 
 # densitron::OptimizerKind
-_SGD, _RMSPROP, _ADAM, _ADAMAX, _ADAGRAD, _LION, _ADADELTA, _NADAM, _FTRL = range(9)
+_SGD, _RMSPROP, _ADAM, _ADAMAX, _ADAGRAD, _LION, _ADADELTA, _NADAM, _FTRL, _LAMB = range(10)
 
 
 def _check_number(name, value, lo=0.0, lo_inclusive=True, hi=None):
@@ -397,6 +397,19 @@ class Adam(_Moments):
         return [[0, 1]] + ([[2]] if self.amsgrad else [])
 
 
+class Lamb(_Moments):
+    """Keras's Lamb: Adam's moments (without the epsilon-scaled bias correction of Adam's
+    learning rate: m̂/(sqrt(v̂) + epsilon)), each variable's step scaled by its trust ratio
+    ‖w‖/‖update‖ (1 when either is 0). The norms need whole variables: the engine updates
+    after the backward pass, in two passes."""
+
+    _kind = _LAMB
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 name="lamb", **kwargs):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, name, **kwargs)
+
+
 class AdamW(Adam):
     def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-7, amsgrad=False, name="adamw", **kwargs):
@@ -562,7 +575,7 @@ class Ftrl(Optimizer):
 
 _BY_NAME = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "adamax": Adamax,
             "adagrad": Adagrad, "lion": Lion, "adadelta": Adadelta, "nadam": Nadam,
-            "ftrl": Ftrl}
+            "ftrl": Ftrl, "lamb": Lamb}
 CLASSES = {cls.__name__: cls for cls in _BY_NAME.values()}
 
 
