@@ -573,7 +573,7 @@ def test_optimizer_arguments_checked_as_keras():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("name", ["sgd", "adam", "adam_clipnorm"])
+@pytest.mark.parametrize("name", ["sgd", "adam", "adam_clipnorm", "lamb"])
 def test_gradient_accumulation_is_keras_formula(name, threads):
     # Keras: steps add their gradients to the sums; every Nth updates with (g + sums) / N (then
     # clipping, and the update's own count for Adam's bias corrections) and resets the sums.
@@ -582,7 +582,8 @@ def test_gradient_accumulation_is_keras_formula(name, threads):
     make = {"sgd": lambda: optimizers.SGD(0.1, momentum=0.5, gradient_accumulation_steps=3),
             "adam": lambda: optimizers.Adam(0.01, gradient_accumulation_steps=3),
             "adam_clipnorm": lambda: optimizers.Adam(0.01, gradient_accumulation_steps=3,
-                                                     clipnorm=0.05)}[name]
+                                                     clipnorm=0.05),
+            "lamb": lambda: optimizers.Lamb(0.01, gradient_accumulation_steps=3)}[name]
     model = ema_model(make())
     state = [{} for _ in model.get_weights()]
     sums = [np.zeros(w.shape) for w in model.get_weights()]
@@ -602,6 +603,7 @@ def test_gradient_accumulation_is_keras_formula(name, threads):
                 if name == "adam_clipnorm":
                     g = g * 0.05 / max(np.sqrt((g * g).sum()), 0.05)
                 want[k] = (sgd(want[k], g, state[k], lr=0.1, momentum=0.5) if name == "sgd"
+                           else lamb(want[k], g, state[k], update, lr=0.01) if name == "lamb"
                            else adam(want[k], g, state[k], update, lr=0.01))
         for got, w in zip(model.get_weights(), want):
             np.testing.assert_allclose(got, w, rtol=2e-5, atol=2e-6)
