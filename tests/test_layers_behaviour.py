@@ -409,7 +409,10 @@ def test_categorize_layers_ids_and_bad_arguments():
                       (lambda: layers.CategoryEncoding(3, output_mode="tf_idf"), ValueError),
                       (lambda: layers.CategoryEncoding(3, sparse=True), ValueError),
                       (lambda: layers.Discretization(), ValueError),
-                      (lambda: layers.Discretization(num_bins=4), ValueError),
+                      (lambda: layers.Discretization(num_bins=4, bin_boundaries=[0.0]),
+                       ValueError),
+                      (lambda: layers.Discretization(num_bins=0), ValueError),
+                      (lambda: layers.Discretization(num_bins=3, epsilon=2.0), ValueError),
                       (lambda: layers.Discretization(bin_boundaries=[1, 0]), ValueError),
                       (lambda: layers.Discretization(bin_boundaries=["a"]), TypeError),
                       (lambda: layers.Discretization([0.0], output_mode="tf_idf"), ValueError)):

@@ -1,6 +1,8 @@
 """Normalization (adapt, the standardize op forward and backward) and Rescaling against NumPy;
 Keras's own numbers are compared in test_keras_parity."""
 
+import os
+
 import numpy as np
 import pytest
 from test_gradients_fd import fd_check
@@ -175,3 +177,53 @@ def test_adapt_with_another_feature_count_raises():
     norm.adapt(np.ones((4, 3)))
     with pytest.raises(ValueError, match=r"Received: data.shape=\(4, 2\)"):
         norm.adapt(np.ones((4, 2)))
+
+
+def _keras_bin_boundaries(batches, num_bins, epsilon):
+    """Keras 3.15's adapt() steps (its module's summarize, merge and compress functions, pure
+    NumPy: Keras's own adapt() needs TensorFlow for its dataset check)."""
+    os.environ.setdefault("KERAS_BACKEND", "numpy")  # (not TensorFlow, absent here)
+    kd = pytest.importorskip("keras.src.layers.preprocessing.discretization")
+    summary = np.array([[], []], dtype="float32")
+    for b in batches:
+        summary = kd.merge_summaries(kd.summarize(np.array(b).astype("float32"), epsilon),
+                                     summary, epsilon)
+    return kd.get_bin_boundaries(summary, num_bins).tolist()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_discretization_adapt_learns_kerass_quantile_boundaries(tmp_path):
+    rng = np.random.default_rng(40)
+    cases = [(rng.normal(size=(1000, 3)), 4, 0.01), (rng.normal(size=50), 5, 0.01),
+             (rng.exponential(size=(20000, 2)), 10, 0.001),
+             ([rng.normal(size=300), rng.normal(size=700) + 1.0], 6, 0.01),
+             (rng.integers(0, 5, 500).astype(float), 3, 0.01)]
+    for data, num_bins, epsilon in cases:
+        want = _keras_bin_boundaries([data] if isinstance(data, np.ndarray) else data,
+                                     num_bins, epsilon)
+        disc = layers.Discretization(num_bins=num_bins, epsilon=epsilon)
+        disc.adapt(data)
+        np.testing.assert_array_equal(np.float32(disc.bin_boundaries), np.float32(want))
+    # `steps` batches only; then the layer in a model, one-hot, saved and loaded
+    batches = [rng.normal(size=(100, 2)) for _ in range(5)]
+    disc = layers.Discretization(num_bins=4, output_mode="one_hot")
+    disc.adapt(batches, steps=2)
+    np.testing.assert_array_equal(np.float32(disc.bin_boundaries),
+                                  np.float32(_keras_bin_boundaries(batches[:2], 4, 0.01)))
+    inp = layers.Input((1,))
+    model = Model(inp, disc(inp))
+    x = rng.normal(size=(30, 1)).astype(np.float32)
+    want = np.eye(4)[np.searchsorted(np.float32(disc.bin_boundaries), x[:, 0], side="right")]
+    np.testing.assert_array_equal(model.predict(x, verbose=0), want)
+    model.save(tmp_path / "d.keras")
+    back = densitron.models.load_model(tmp_path / "d.keras")
+    np.testing.assert_array_equal(back.predict(x, verbose=0), want)
+    assert back.layers[1].get_config()["num_bins"] == 4
+    with pytest.raises(ValueError, match="before calling it on tensors"):
+        disc.adapt(x)
+    with pytest.raises(ValueError, match="use `num_bins` instead"):
+        layers.Discretization(bin_boundaries=[0.0]).adapt(x)
+    with pytest.raises(ValueError, match=r"call adapt\(\) on it before building"):
+        Model(inp, layers.Discretization(num_bins=3)(inp))
+    with pytest.raises(TypeError, match="adapt\\(\\) takes numbers"):
+        layers.Discretization(num_bins=3).adapt([["a", "b"]])

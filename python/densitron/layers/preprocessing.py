@@ -313,11 +313,45 @@ class CategoryEncoding(Layer):
                 "output_mode": self.output_mode, "sparse": False}
 
 
+def _float_values(batch):
+    """A batch of adapt's data as Keras reads it: float32 values (TypeError naming it)."""
+    try:
+        return np.array(batch).astype("float32")
+    except (TypeError, ValueError):
+        raise TypeError("adapt() takes numbers. Received: a batch of type "
+                        f"{type(batch).__name__}") from None
+
+
+def _quantile_summary(values, epsilon):
+    """Keras's summary of one batch for Discretization.adapt: the sorted values taken every
+    `step` (elements·epsilon, at least 1), from the step-th, each weighing `step`; as a
+    (2, k) array of values and weights."""
+    values = np.sort(np.reshape(values, [-1]))
+    step = max(np.size(values) / (1.0 / epsilon), 1)
+    picked = values[int(step - 1)::int(step)]
+    return np.stack([picked, np.ones_like(picked) * step])
+
+
+def _compress_summary(summary, epsilon):
+    """Keras's compression of a summary to 1/epsilon bins: values and cumulative weights
+    interpolated at the cumulative fractions epsilon, 2·epsilon, ..., 1 (a summary already
+    that small is kept)."""
+    if summary.shape[1] * epsilon < 1:
+        return summary
+    fractions = epsilon + np.arange(0.0, 1.0, epsilon)
+    cumulative = summary[1].cumsum()
+    at = cumulative / cumulative[-1]
+    values = np.interp(fractions, at, summary[0])
+    cumulative = np.interp(fractions, at, cumulative)
+    weights = cumulative - np.concatenate((np.array([0]), cumulative[:-1]))
+    return np.stack((values, weights)).astype("float32")
+
+
 class Discretization(Layer):
-    """Keras's Discretization with `bin_boundaries`: each value becomes the number of boundaries
-    at or below it (NaN: all of them), output as that id (`"int"`) or encoded as
-    CategoryEncoding does over len(bin_boundaries) + 1 ids. Learning the boundaries with
-    `num_bins` and adapt() is not supported (Keras's approximate quantiles). Not
+    """Keras's Discretization: each value becomes the number of `bin_boundaries` at or below
+    it (NaN: all of them), output as that id (`"int"`) or encoded as CategoryEncoding does
+    over len(bin_boundaries) + 1 ids. With `num_bins`, adapt() learns the boundaries as Keras
+    does (its approximate quantiles, `epsilon`), before the layer is used in a model. Not
     differentiable."""
     _single_input = True
 
@@ -327,13 +361,30 @@ class Discretization(Layer):
         if output_mode not in ("int", *_ENCODINGS):
             raise ValueError(f"Unknown arg for output_mode: {output_mode}. "
                              f"Received: output_mode={output_mode!r}")
-        if num_bins is not None:
-            raise ValueError("densitron's Discretization takes `bin_boundaries`; learning them "
-                             f"with `num_bins` and adapt() is not supported. "
-                             f"Received: num_bins={num_bins!r}")
-        if bin_boundaries is None:
+        if num_bins is not None and bin_boundaries is not None:
+            raise ValueError("Both `num_bins` and `bin_boundaries` should not be set. "
+                             f"Received: num_bins={num_bins!r} and "
+                             f"bin_boundaries={bin_boundaries!r}")
+        if bin_boundaries is None and num_bins is None:
             raise ValueError("You need to set either `num_bins` or `bin_boundaries`. "
                              "Received: bin_boundaries=None")
+        if num_bins is not None and (isinstance(num_bins, bool) or
+                                     not isinstance(num_bins, (int, np.integer)) or
+                                     num_bins < 1):
+            raise ValueError(f"`num_bins` must be an integer >= 1. Received: "
+                             f"num_bins={num_bins!r}")
+        if not (isinstance(epsilon, (int, float)) and 0 < epsilon < 1):
+            raise ValueError(f"`epsilon` must be a number in (0, 1). Received: "
+                             f"epsilon={epsilon!r}")
+        _check_sparse_output(self, sparse)
+        self.bin_boundaries = (None if bin_boundaries is None
+                               else self._checked_boundaries(bin_boundaries))
+        self.num_bins = None if num_bins is None else int(num_bins)
+        self.epsilon = epsilon
+        self.output_mode = output_mode
+
+    @staticmethod
+    def _checked_boundaries(bin_boundaries):
         try:
             bounds = [float(b) for b in bin_boundaries]
         except (TypeError, ValueError):
@@ -343,17 +394,47 @@ class Discretization(Layer):
                 a > b for a, b in zip(bounds, bounds[1:])):
             raise ValueError("`bin_boundaries` must be finite and sorted. "
                              f"Received: bin_boundaries={bin_boundaries!r}")
-        _check_sparse_output(self, sparse)
-        self.bin_boundaries = bounds
-        self.epsilon = epsilon
-        self.output_mode = output_mode
+        return bounds
+
+    def adapt(self, data, steps=None):
+        """Keras's adapt: the boundaries of `num_bins` bins of equal counts, from a running
+        quantile summary of `data` (a NumPy array, a PyDataset or an iterable of batches; at
+        most `steps` batches)."""
+        if self.num_bins is None:
+            raise ValueError("Cannot adapt a Discretization layer that has been initialized "
+                             "with `bin_boundaries`, use `num_bins` instead.")
+        if self._inbound_nodes:
+            raise ValueError(f"densitron builds a model's engine graph with the layer's "
+                             f"boundaries: adapt {self.name} before calling it on tensors. "
+                             "Received: a call to adapt() after the layer was used")
+        array, batches = _batches(data)
+        if array is not None:
+            batches = [array]
+        summary = np.array([[], []], dtype="float32")
+        for i, batch in enumerate(batches):
+            if steps is not None and i >= steps:
+                break
+            values = _float_values(batch)
+            merged = np.concatenate((_quantile_summary(values, self.epsilon), summary), axis=1)
+            summary = _compress_summary(np.take(merged, np.argsort(merged[0]), axis=1),
+                                        self.epsilon)
+        if summary.shape[1] == 0:
+            raise ValueError("adapt() received no values. Received: data with no batches")
+        self.bin_boundaries = _compress_summary(summary, 1.0 / self.num_bins)[0, :-1].tolist()
+
+    def _depth(self):
+        return len(self.bin_boundaries) + 1 if self.bin_boundaries is not None else self.num_bins
 
     def compute_output_shape(self, input_shape):
         if self.output_mode == "int":
             return tuple(input_shape)
-        return _encoded_shape(tuple(input_shape), self.output_mode, len(self.bin_boundaries) + 1)
+        return _encoded_shape(tuple(input_shape), self.output_mode, self._depth())
 
     def _engine_node(self, node, param_index):
+        if self.bin_boundaries is None:
+            raise ValueError(f"Discretization layer {self.name!r} has no bin boundaries: call "
+                             "adapt() on it before building the model. Received: num_bins="
+                             f"{self.num_bins} and no adapt()")
         k = int(node.inputs[0].shape[-1])
         mode = -1 if self.output_mode == "int" else _ENCODINGS[self.output_mode]
         return engine_node(_CATEGORIZE, node, iattrs=[len(self.bin_boundaries) + 1, k, mode],
@@ -362,5 +443,17 @@ class Discretization(Layer):
     def get_config(self):
         # Keras's own keys (its __init__ takes no `trainable`)
         config = {k: v for k, v in super().get_config().items() if k != "trainable"}
-        return {**config, "bin_boundaries": list(self.bin_boundaries), "num_bins": None,
+        bounds = None if self.bin_boundaries is None else list(self.bin_boundaries)
+        return {**config, "bin_boundaries": bounds, "num_bins": self.num_bins,
                 "epsilon": self.epsilon, "output_mode": self.output_mode, "sparse": False}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if config.get("num_bins") is not None and config.get("bin_boundaries") is not None:
+            # an adapted layer, as Keras saves it: made with num_bins, then given its bounds
+            bounds = config.pop("bin_boundaries")
+            layer = super().from_config(config)
+            layer.bin_boundaries = cls._checked_boundaries(bounds)
+            return layer
+        return super().from_config(config)
