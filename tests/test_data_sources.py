@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import densitron
-from densitron import callbacks
+from densitron import callbacks, layers
 from densitron.layers import Dense, Input
 from densitron.models import Model
 from densitron.utils import PyDataset
@@ -191,3 +191,43 @@ def test_batches_needing_conversion_train_as_float32_batches():
         b.fit(iter([(x[:5, :5], y[:5])]), verbose=0)
     with pytest.raises(ValueError, match=r"target.shape=.*Received: y with shape"):
         b.fit(iter([(x[:5], y[:5, :2])]), verbose=0)
+
+
+def test_timeseries_dataset_from_array():
+    # Keras's documented examples, then other strides, rates and bounds against the windows
+    # written out, a model trained on it, and bad arguments.
+    data = np.arange(100)
+    ds = densitron.utils.timeseries_dataset_from_array(data[:-10], data[10:], sequence_length=10)
+    inputs, targets = ds[0]
+    np.testing.assert_array_equal(inputs[0], data[:10])
+    assert targets[0] == data[10]
+    steps = np.arange(100).reshape(50, 2).astype(np.float32)
+    for kw in (dict(sequence_length=4, sequence_stride=3, sampling_rate=2, batch_size=7),
+               dict(sequence_length=3, start_index=5, end_index=40, batch_size=4)):
+        ds = densitron.utils.timeseries_dataset_from_array(steps, np.arange(50) * 10, **kw)
+        start, end = kw.get("start_index", 0), kw.get("end_index", 50)
+        rate, stride = kw.get("sampling_rate", 1), kw.get("sequence_stride", 1)
+        firsts = np.arange(0, end - start - (kw["sequence_length"] - 1) * rate, stride)
+        want_x = np.stack([steps[start + p + np.arange(kw["sequence_length"]) * rate]
+                           for p in firsts])
+        got = [ds[i] for i in range(len(ds))]
+        np.testing.assert_array_equal(np.concatenate([g[0] for g in got]), want_x)
+        np.testing.assert_array_equal(np.concatenate([g[1] for g in got]),
+                                      (start + firsts) * 10)
+    shuffled = densitron.utils.timeseries_dataset_from_array(steps, None, 3, shuffle=True,
+                                                             seed=4, batch_size=None)
+    firsts = [int(shuffled[i][0, 0]) // 2 for i in range(len(shuffled))]
+    assert sorted(firsts) == list(range(48)) and firsts != sorted(firsts)
+    model = densitron.Sequential([layers.Input((5, 2)), layers.Flatten(), layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    train = densitron.utils.timeseries_dataset_from_array(steps / 100, np.arange(50) / 50, 5,
+                                                          batch_size=8)
+    history = model.fit(train, epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2
+    for kw, match in ((dict(sequence_length=0), "sequence_length"),
+                      (dict(sequence_length=3, sampling_rate=60), "sampling_rate"),
+                      (dict(sequence_length=3, start_index=60), "start_index"),
+                      (dict(sequence_length=3, start_index=10, end_index=5), "end_index"),
+                      (dict(sequence_length=60), "No window fits")):
+        with pytest.raises(ValueError, match=match + ".*Received"):
+            densitron.utils.timeseries_dataset_from_array(steps, None, **kw)

@@ -9,6 +9,7 @@ from densitron.utils.plotting import model_to_dot, plot_model
 from densitron.utils.progbar import Progbar
 from densitron.utils.rng import set_random_seed
 from densitron.utils.sequence_utils import pad_sequences
+from densitron.utils.timeseries import timeseries_dataset_from_array
 from densitron.utils.serialization import (CustomObjectScope, custom_object_scope,
                                            get_custom_objects, get_registered_name,
                                            get_registered_object, register_keras_serializable)
@@ -46,6 +47,6 @@ def normalize(x, axis=-1, order=2):
     return x / np.expand_dims(norm, -1 if axis is None else axis)
 
 
-__all__ = ["CustomObjectScope", "get_custom_objects", "get_registered_name",
+__all__ = ["timeseries_dataset_from_array", "CustomObjectScope", "get_custom_objects", "get_registered_name",
            "get_registered_object", "Progbar", "PyDataset", "Sequence", "clear_session", "custom_object_scope", "get_file", "model_to_dot", "normalize", "pad_sequences", "plot_model", "register_keras_serializable",
            "set_random_seed", "to_categorical"]
