@@ -227,3 +227,42 @@ def test_a_metric_function_of_one_value_a_batch_standalone():
     np.testing.assert_allclose(m.result(), (ref(t1, p1) + ref(t2, p2)) / 2, rtol=1e-6)
     with pytest.raises(ValueError, match="Received: sample_weight"):
         m.update_state(t1, p1, sample_weight=[1.0, 2.0, 3.0])
+
+
+def test_a_metric_subclass_of_the_users_standalone_and_refused_in_compile():
+    # Keras's guide example: state from add_variable, assign_add, result; standalone it runs
+    # as written (densitron.ops on arrays); compile refuses it with what to do instead.
+    import densitron
+    from densitron import layers, ops
+
+    class BinaryTruePositives(metrics.Metric):
+        def __init__(self, name="binary_true_positives", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.true_positives = self.add_variable(shape=(), initializer="zeros",
+                                                    name="true_positives")
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            values = ops.logical_and(ops.equal(ops.cast(y_true, "bool"), True),
+                                     ops.equal(ops.cast(y_pred, "bool"), True))
+            values = ops.cast(values, self.dtype)
+            if sample_weight is not None:
+                values = ops.multiply(values, ops.cast(sample_weight, self.dtype))
+            self.true_positives.assign_add(ops.sum(values))
+
+        def result(self):
+            return self.true_positives
+
+    m = BinaryTruePositives()
+    m.update_state([0, 1, 1, 1], [0, 1, 0, 1])
+    m.update_state([1, 1], [1, 1], sample_weight=[0.5, 2.0])
+    assert float(m.result()) == 4.5 and [v.name for v in m.variables] == ["true_positives"]
+    m.reset_state()
+    assert float(m.result()) == 0.0
+    model = densitron.Sequential([layers.Input((4,)), layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=[BinaryTruePositives()])
+    x = np.random.default_rng(0).random((16, 4)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"not in compile.*Received: metric "
+                                         r"BinaryTruePositives\(name='binary_true_positives'\)"):
+        model.fit(x, x[:, :1] > 0.5, verbose=0)
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    model.fit(x, x[:, :1] > 0.5, verbose=0)  # the model still trains

@@ -50,6 +50,20 @@ class Variable:
             )
         np.copyto(self._value, value, casting="unsafe")
 
+    def assign_add(self, value):
+        """Keras's: the variable plus `value` (broadcast to its shape)."""
+        self.assign(np.broadcast_to(self._value + np.asarray(value, np.float32), self.shape))
+
+    def assign_sub(self, value):
+        """Keras's: the variable minus `value` (broadcast to its shape)."""
+        self.assign(np.broadcast_to(self._value - np.asarray(value, np.float32), self.shape))
+
+    def __float__(self):
+        return float(self._value)
+
+    def __int__(self):
+        return int(self._value)
+
     def __array__(self, dtype=None, copy=None):
         return self._value.copy() if dtype is None else self._value.astype(dtype)
 

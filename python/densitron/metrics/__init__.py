@@ -85,7 +85,37 @@ class Metric:
 
     def _spec(self):
         """The engine spec (is_accuracy, kind, threshold, loss_id)."""
-        raise NotImplementedError
+        raise ValueError(
+            f"densitron computes compile's metrics in its engine, so a Metric subclass with its "
+            f"own update_state works on its own (update_state, result) but not in compile: "
+            f"write it as a metric function fn(y_true, y_pred) of densitron.ops (traced into "
+            f"the engine), or use a built-in metric. Received: metric {type(self).__name__}"
+            f"(name={self.name!r})")
+
+    # --- state of a metric of the user's (Keras's add_variable), for standalone use -------
+    @property
+    def dtype(self):
+        return "float32"
+
+    def add_variable(self, shape=(), initializer="zeros", dtype=None, aggregation="sum",
+                     name=None):
+        """Keras's: a float32 state variable of the metric (assign, assign_add, numpy())."""
+        from densitron import initializers
+        from densitron.variables import Variable
+
+        shape = tuple(shape) if isinstance(shape, (list, tuple)) else (
+            () if shape is None else (int(shape),))
+        init = initializers.get(initializer)
+        value = init(shape) if shape else np.asarray(init((1,))).reshape(())
+        variable = Variable(value, name or f"variable_{len(self.variables)}", trainable=False)
+        self.__dict__.setdefault("_metric_variables", []).append(variable)
+        return variable
+
+    add_weight = add_variable
+
+    @property
+    def variables(self):
+        return list(self.__dict__.get("_metric_variables", []))
 
     def _specs(self):
         return [self._spec()]
@@ -156,8 +186,11 @@ class Metric:
                           0.0 - mean if self._post == "neg" else mean)
 
     def reset_state(self):
-        """Forgets every update."""
+        """Forgets every update (a metric of the user's: its variables back to zeros, as
+        Keras's)."""
         self._state = None
+        for v in self.variables:
+            v.assign(np.zeros(v.shape, np.float32))
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         """update_state, then result(), as Keras's metric objects do."""
