@@ -485,3 +485,20 @@ def test_rms_normalization_arguments():
     with pytest.raises(ValueError, match=r"Received: axis=0"):
         layers.RMSNormalization(axis=0)(layers.Input((3,)))
     assert layers.RMSNormalization(axis=[-1]).get_config()["axis"] == [-1]  # (Keras's, built)
+
+
+def test_an_optimizer_subclass_with_its_own_update_step_is_refused_clearly():
+    class MySGD(optimizers.Optimizer):
+        def __init__(self, learning_rate=0.01, name="mysgd", **kwargs):
+            super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+
+        def update_step(self, gradient, variable, learning_rate):
+            variable.assign(variable - learning_rate * gradient)
+
+    model = Sequential([Input((4,)), Dense(1)])
+    model.compile(optimizer=MySGD(), loss="mse")
+    with pytest.raises(ValueError, match=r"update_step in Python. Received: optimizer "
+                                         r"MySGD\(name='mysgd'\)"):
+        model.fit(np.ones((8, 4)), np.ones((8, 1)), verbose=0)
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(np.ones((8, 4)), np.ones((8, 1)), verbose=0)

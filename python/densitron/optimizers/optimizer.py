@@ -187,6 +187,13 @@ class Optimizer:
     def _engine_config(self, params=()):
         """The engine's optimizer dict; with the graph's parameters, those excluded from
         weight decay (by index)."""
+        if self._kind is None:  # a subclass of the user's, with its own update_step
+            raise ValueError(
+                "densitron runs the optimizer's update inside its engine, so it takes its own "
+                "optimizers (SGD, RMSprop, Adam, AdamW, Adamax, Adagrad, Adadelta, Lion, Nadam, "
+                "Ftrl, Lamb, with their arguments and schedules), not an Optimizer subclass with "
+                f"an update_step in Python. Received: optimizer {type(self).__name__}"
+                f"(name={self.name!r})")
         config = {
             "kind": self._kind,
             "learning_rate": self._learning_rate,
