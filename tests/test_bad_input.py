@@ -502,3 +502,33 @@ def test_an_optimizer_subclass_with_its_own_update_step_is_refused_clearly():
         model.fit(np.ones((8, 4)), np.ones((8, 1)), verbose=0)
     model.compile(optimizer="sgd", loss="mse")
     model.fit(np.ones((8, 4)), np.ones((8, 1)), verbose=0)
+
+
+def test_a_regularizer_or_constraint_written_in_python_is_refused_not_ignored():
+    # The engine computes l1/l2 penalties and its own constraints: a subclass computing in
+    # __call__ would otherwise be silently skipped in training.
+    from densitron import constraints, ops, regularizers
+
+    class Penalty(regularizers.Regularizer):
+        def __call__(self, x):
+            return 0.01 * ops.sum(ops.abs(x))
+
+    class Clip(constraints.Constraint):
+        def __call__(self, w):
+            return ops.clip(w, -0.5, 0.5)
+
+    class SetsL2(regularizers.Regularizer):  # (one that sets l1/l2 runs in the engine)
+        l2 = 0.05
+
+    with pytest.raises(ValueError, match=r"not a penalty written in __call__. Received: "
+                                         r"regularizer Penalty$"):
+        Dense(2, kernel_regularizer=Penalty())
+    with pytest.raises(ValueError, match=r"Received: constraint Clip$"):
+        Dense(2, kernel_constraint=Clip())
+    layer = Dense(2, kernel_regularizer=SetsL2())
+    model = Sequential([Input((3,)), layer])
+    model.compile(optimizer="sgd", loss="mse")
+    w = layer.get_weights()[0].astype(np.float64)
+    x = np.zeros((4, 3), np.float32)
+    np.testing.assert_allclose(model.evaluate(x, np.zeros((4, 2)), verbose=0),
+                               0.05 * np.sum(w ** 2), rtol=1e-5)

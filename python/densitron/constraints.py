@@ -87,6 +87,13 @@ def serialize(constraint):
 
 
 def get(identifier):
-    return serialization.get(
+    con = serialization.get(
         identifier, Constraint, _BY_NAME, "constraint",
         "max_norm, min_max_norm, non_neg and unit_norm (names or densitron.constraints objects)")
+    if con is not None and con.engine_spec()[0] == Constraint._engine_id:
+        # a subclass of the user's with its own __call__: the engine applies its own kinds
+        raise ValueError(
+            "densitron applies constraints in its engine: max_norm, min_max_norm, non_neg and "
+            "unit_norm (names or densitron.constraints objects), not a Constraint subclass "
+            f"computing in __call__. Received: constraint {type(con).__name__}")
+    return con

@@ -70,5 +70,13 @@ def serialize(regularizer):
 
 
 def get(identifier):
-    return serialization.get(identifier, Regularizer, _BY_NAME, "regularizer",
-                             "l1, l2 and l1_l2 (names or densitron.regularizers objects)")
+    reg = serialization.get(identifier, Regularizer, _BY_NAME, "regularizer",
+                            "l1, l2 and l1_l2 (names or densitron.regularizers objects)")
+    if reg is not None and type(reg).__call__ is not Regularizer.__call__:
+        # a subclass of the user's computing its own penalty: the engine has only l1 and l2
+        raise ValueError(
+            "densitron computes regularization in its engine: l1, l2 and l1_l2 (names or "
+            "densitron.regularizers objects, or a Regularizer subclass that sets l1 and l2), "
+            "not a penalty written in __call__. Received: regularizer "
+            f"{type(reg).__name__}")
+    return reg
