@@ -468,3 +468,23 @@ def test_generalized_cross_entropy_gradient_and_arguments():
     assert losses.get("dice").get_config() == {"name": "dice", "reduction":
                                                "sum_over_batch_size", "axis": None}
     assert losses.serialize(losses.Tversky(alpha=0.2))["class_name"] == "Tversky"
+
+
+def test_a_loss_subclass_overriding_dunder_call_traces_it():
+    # Some Keras code overrides Loss.__call__ rather than call: it is traced the same way
+    # (without sample weights: those then weigh as for a function's scalar).
+    class MeanSquare(losses.Loss):
+        def __call__(self, y_true, y_pred, sample_weight=None):
+            return ops.mean(ops.square(y_true - y_pred))
+
+    x, y, _ = _data(32)
+    runs = []
+    for loss in (MeanSquare(), lambda t, p: ops.mean(ops.square(t - p))):
+        densitron.utils.set_random_seed(5)
+        model = _model()
+        model.compile(optimizer="sgd", loss=loss)
+        history = model.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+        runs.append((history.history["loss"], model.get_weights()))
+    assert runs[0][0] == runs[1][0]
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_array_equal(a, b)

@@ -49,7 +49,11 @@ def loss_node_specs(model, k, loss, target_shape, specs, param_index):
     index of the node holding its values, how the function reduced them (0: per sample; 1, 2:
     the batch's mean, sum) and the MathOps it applied to that scalar after. A ValueError when
     the function reads anything but y_true and y_pred, or makes a layer with weights."""
-    fn, name = loss.call, loss.name  # (a loss function's, a Loss subclass's, a metric's)
+    from densitron.losses import Loss, traced_function
+
+    # (a loss function's, a Loss subclass's call or __call__, a metric's)
+    fn = traced_function(loss) if isinstance(loss, Loss) else loss.call
+    name = loss.name or type(loss).__name__
     target_layer = _Targets(k, name=f"y_true_{k}")
     target_node = Node(target_layer, [], [])
     y_true = KerasTensor((None, *target_shape[1:]), name="y_true", node=target_node)
