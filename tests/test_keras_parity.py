@@ -956,13 +956,30 @@ def test_evaluate_sparse_crossentropy_ignore_class(ignore, from_logits, tmp_path
     w = np.random.default_rng(44).random(70).astype(np.float32)
     for ns, model in ((KERAS, kmodel), (DENS, dmodel)):
         m = keras if ns is KERAS else densitron
-        model.compile(optimizer="sgd", metrics=["accuracy"],
+
+        def metric(name):  # the metric's own ignore_class (Keras masks only the weights)
+            return m.metrics.SparseCategoricalCrossentropy(
+                name=name, from_logits=from_logits, ignore_class=ignore)
+
+        model.compile(optimizer="sgd", metrics=["accuracy", metric("sce")],
+                      weighted_metrics=[metric("wsce")],
                       loss=m.losses.SparseCategoricalCrossentropy(from_logits=from_logits,
                                                                   ignore_class=ignore))
     _evaluate_alike(kmodel, dmodel, x, y, 16)
     klogs, _ = _evaluate_alike(kmodel, dmodel, x, y, 16, w)
     with np.errstate(divide="ignore", invalid="ignore"):  # Keras's divide_no_nan warns
         _assert_keras_files_keep_logs(kmodel, dmodel, x, y, w, 16, klogs, tmp_path)
+    p = dmodel.predict(x[:20], verbose=0)
+    for sw in (None, w[:20]):  # standalone too
+        km = keras.metrics.SparseCategoricalCrossentropy(from_logits=from_logits,
+                                                         ignore_class=ignore)
+        dm = densitron.metrics.SparseCategoricalCrossentropy(from_logits=from_logits,
+                                                             ignore_class=ignore)
+        with np.errstate(divide="ignore", invalid="ignore"):  # (Keras's numpy backend)
+            km.update_state(y[:20], p, sample_weight=sw)
+            want = float(km.result())
+        dm.update_state(y[:20], p, sample_weight=sw)
+        np.testing.assert_allclose(dm.result(), want, rtol=1e-5)
 
 
 def _custom_loss(name, o):

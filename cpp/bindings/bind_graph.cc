@@ -502,6 +502,7 @@ py::array_t<double> metric_sums_on(const py::tuple& spec_tuple, const FloatArray
   if (sparse && !spec.iou()) {  // (the IoUs leave ids outside their classes out)
     for (int64_t r = 0; r < rows; ++r) {
       const float id = y_true.data()[r];
+      if (spec.ignores_a_class() && id == spec.threshold) continue;  // (the ignored class)
       if (!(id >= 0.0f && id < static_cast<float>(cols)) ||
           id != static_cast<float>(static_cast<int64_t>(id)))
         throw py::value_error("Class ids in `y_true` must be integers in [0, " +

@@ -184,8 +184,11 @@ struct MetricSpec {
                        : loss == Loss::kSparseCategoricalCrossentropy ||
                              loss == Loss::kSparseCategoricalCrossentropyLogits;
   }
+  // A loss-shaped metric with Keras's ignore_class (the sparse cross-entropy's), given as
+  // `threshold` (NaN: none): two sums, the loss over the other rows and their weight.
+  bool ignores_a_class() const { return !is_accuracy && !std::isnan(threshold); }
   int64_t sums(int64_t cols) const {
-    if (!is_accuracy) return 1;
+    if (!is_accuracy) return ignores_a_class() ? 2 : 1;
     if (iou()) return 3 * top_k;  // top_k: the classes
     if (accuracy == AccuracyKind::kAucColumnBuckets ||
         accuracy == AccuracyKind::kAucColumnBucketsLogits)

@@ -323,6 +323,16 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
 void metric_sums(const MetricSpec& spec, const float* p, const float* y, int64_t rows,
                  int64_t cols, const float* w, int64_t rows_per_weight, float hinge,
                  double* out) {
+  if (spec.ignores_a_class()) {
+    // The other rows' loss and what it divides by: their weights' sum, or without weights
+    // every row (Keras 3.15 masks the weights only: unweighted, the ignored rows count as 0)
+    out[0] = loss_forward_backward(spec.loss, p, y, rows, cols, nullptr, 1.0, false, w,
+                                   rows_per_weight, hinge, nullptr, spec.threshold);
+    out[1] = w == nullptr ? static_cast<double>(rows) : 0.0;
+    for (int64_t r = 0; r < rows && w != nullptr; ++r)
+      if (y[r] != spec.threshold) out[1] += w[r / rows_per_weight];
+    return;
+  }
   const int64_t sums = spec.sums(cols);
   if (sums > 1) {  // an AUC's bucket counts, R2Score's or an F-score's column sums
     std::fill(out, out + sums, 0.0);

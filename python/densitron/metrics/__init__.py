@@ -1209,7 +1209,7 @@ class _CrossentropyMetric(_LossMetric):
         super().__init__(name=name, dtype=dtype)
         if label_smoothing or axis != -1 or any(v is not None for v in kwargs.values()):
             raise ValueError(f"{type(self).__name__} as a metric takes `from_logits` only in "
-                             "densitron (no label_smoothing, axis or ignore_class yet). "
+                             "densitron (no label_smoothing or axis yet). "
                              f"Received: label_smoothing={label_smoothing!r}, axis={axis!r}, "
                              f"{kwargs!r}")
         self.from_logits = bool(from_logits)
@@ -1236,8 +1236,26 @@ class SparseCategoricalCrossentropy(_CrossentropyMetric):
     _default_name, _loss = "sparse_categorical_crossentropy", losses.SparseCategoricalCrossentropy
 
     def __init__(self, name=None, dtype=None, from_logits=False, axis=-1, ignore_class=None):
-        super().__init__(name=name, dtype=dtype, from_logits=from_logits, axis=axis,
-                         ignore_class=ignore_class)
+        super().__init__(name=name, dtype=dtype, from_logits=from_logits, axis=axis)
+        if ignore_class is not None and (isinstance(ignore_class, bool) or
+                                         not isinstance(ignore_class, (int, np.integer))):
+            raise ValueError(f"`ignore_class` must be an integer or None. Received: "
+                             f"ignore_class={ignore_class!r}")
+        self.ignore_class = None if ignore_class is None else int(ignore_class)
+        if self.ignore_class is not None:
+            # Keras's mask: the mean over the other targets' rows (weighted), over the run
+            self._post = "result"
+
+    def _spec(self):
+        ignore = np.nan if self.ignore_class is None else float(self.ignore_class)
+        return (False, 0, ignore, self._loss_object()._engine_id)
+
+    def _result(self, sums, rows, columns):
+        total, count = float(sums[0]), float(sums[1])
+        return total / count if count != 0 else 0.0
+
+    def get_config(self):
+        return {**super().get_config(), "ignore_class": self.ignore_class}
 
 
 _CLASSES = {c.__name__: c for c in (
