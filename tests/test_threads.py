@@ -313,3 +313,38 @@ def test_auc_counts_alike_on_one_and_two_threads():
                                                      return_dict=True)))
     assert logs[0] == logs[1]
     assert logs[0][1]["auc"] > 0.8
+
+
+def test_new_engine_ops_give_the_same_results_on_one_and_two_threads():
+    # A batch's value in the model (x - mean(x)), an arg reduction and IoU/metric-ignore sums
+    # in evaluate, RMSNormalization: bitwise the same for 1 and 2 threads.
+    from densitron import ops
+
+    rng = np.random.default_rng(31)
+    x = rng.normal(size=(600, 48)).astype(np.float32)
+    y = rng.integers(0, 4, 600)
+    y[::7] = 3
+
+    def build():
+        inp = densitron.layers.Input((48,))
+        h = densitron.layers.Dense(256, activation="relu")(inp)
+        h = densitron.layers.Lambda(lambda t: t - ops.mean(t))(h)
+        h = densitron.layers.RMSNormalization()(h)
+        out = densitron.layers.Dense(4, activation="softmax")(h)
+        model = densitron.models.Model(inp, out)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                      metrics=[densitron.metrics.MeanIoU(4, sparse_y_pred=False),
+                               densitron.metrics.SparseCategoricalCrossentropy(
+                                   ignore_class=3),
+                               lambda t, p: ops.cast(ops.equal(t, ops.argmax(p, -1)),
+                                                     "float32")])
+        return model
+
+    assert_trains_alike_on_one_and_two_threads(build, x, y, epochs=2, batch_size=100)
+    logs = []
+    for threads in (1, 2):
+        densitron.set_num_threads(threads)
+        densitron.utils.set_random_seed(10)
+        logs.append(build().evaluate(x, y, batch_size=100, verbose=0))
+    densitron.set_num_threads(2)
+    assert logs[0] == logs[1]
