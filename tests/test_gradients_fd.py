@@ -506,3 +506,19 @@ def test_rms_normalization_over_a_middle_axis():
     np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=1e-5, atol=1e-6)
     out = layers.Dense(2)(layers.Flatten()(rms(h)))
     fd_check(Model(inp, out), rng.normal(size=(6, 3, 4)), rng.normal(size=(6, 2)), "mse")
+
+
+def test_masking_into_average_pooling_backward_and_refusal():
+    # Masked steps take no part in the mean (their gradient is 0); the weights' gradients
+    # against finite differences; a Masking after a layer with weights is refused.
+    rng = np.random.default_rng(32)
+    x = rng.normal(size=(6, 4, 3))
+    x[:, 2:, :] = 0.0
+    x[1, 1:, :] = 0.0
+    inp = layers.Input((4, 3))
+    h = layers.Dense(5, activation="tanh", bias_initializer="random_normal")(
+        layers.Masking()(inp))
+    out = layers.Dense(2)(layers.GlobalAveragePooling1D()(h))
+    fd_check(Model(inp, out), x, rng.normal(size=(6, 2)), "mse")
+    with pytest.raises(ValueError, match=r"must read an Input.*Received: an input computed by "):
+        layers.Masking()(layers.Dense(3)(inp))

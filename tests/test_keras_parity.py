@@ -2430,3 +2430,40 @@ def test_dice_tversky_and_generalized_cross_entropy(cls, kwargs, tmp_path):
         want = float(getattr(keras.losses, cls)(**kwargs)(y[:9], p, sample_weight=sw))
         got = getattr(densitron.losses, cls)(**kwargs)(y[:9], p, sample_weight=sw)
         np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mask_value", [0.0, -1.0])
+def test_masking_through_per_step_layers_into_average_pooling(mask_value, tmp_path):
+    # Keras's Masking: steps whose values all equal mask_value are zeroed and left out of
+    # GlobalAveragePooling1D's mean, through Dense and TimeDistributed(Dense); a sample with
+    # every step masked gives 0/0, as Keras's; .keras files both ways.
+    x = _x(20, 5, 3, seed=82)
+    x[:, 3:, :] = mask_value
+    x[::3, 1:, :] = mask_value
+    x[2, 1, 0] = mask_value  # one value of a kept step equal to it
+    x[7] = mask_value        # every step masked
+
+    def build(ns):
+        inputs = ns.Input((5, 3), name="seq")
+        h = ns.layers.Masking(mask_value, name="mask")(inputs)
+        h = ns.layers.Dense(4, activation="tanh", name="d")(h)
+        h = ns.layers.TimeDistributed(ns.layers.Dense(4, name="td_inner"), name="td")(h)
+        pooled = ns.layers.GlobalAveragePooling1D(name="pool")(h)
+        return ns.Model(inputs, ns.layers.Dense(2, name="out")(pooled), name="m")
+
+    with np.errstate(invalid="ignore"):
+        kmodel, dmodel = build(KERAS), build(DENS)
+        _check_weights_move(kmodel, dmodel)
+        kout, dout = kmodel.predict(x, verbose=0), dmodel.predict(x, verbose=0)
+    assert np.isnan(dout[7]).all() and not np.isnan(np.delete(dout, 7, axis=0)).any()
+    assert np.isnan(kout[7]).all()
+    keep = np.arange(20) != 7
+    _assert_close([kout[keep]], [dout[keep]], RTOL, ATOL)
+    pytest.importorskip("h5py")
+    dmodel.save(tmp_path / "d.keras")
+    kmodel.save(tmp_path / "k.keras")
+    with np.errstate(invalid="ignore"):
+        back_k = keras.models.load_model(tmp_path / "d.keras").predict(x, verbose=0)
+        back_d = densitron.models.load_model(tmp_path / "k.keras").predict(x, verbose=0)
+    _assert_close([back_k[keep]], [dout[keep]], RTOL, ATOL)
+    _assert_close([back_d[keep]], [kout[keep]], RTOL, ATOL)

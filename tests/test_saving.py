@@ -343,3 +343,30 @@ def test_pickle_and_deepcopy_resume_training_exactly():
     assert not t.built and t.compiled
     t.fit(np.ones((3, 4)), np.zeros((3, 2)), verbose=0)
     assert t.built
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # (Keras's numpy backend's own)
+def test_a_keras_file_with_time_distributed_loads_and_saves_again(tmp_path):
+    # Keras keeps a TimeDistributed's layer below the wrapper (its config with Keras 3.15's
+    # initializer arguments); densitron's graph holds the layer itself and writes it so.
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "numpy")  # (not TensorFlow, absent here)
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("h5py")
+    inp = keras.Input((5, 3))
+    h = keras.layers.TimeDistributed(keras.layers.Dense(4), name="td")(
+        keras.layers.Dense(4)(inp))
+    kmodel = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(h)))
+    kmodel.save(tmp_path / "k.keras")
+    x = np.random.default_rng(1).normal(size=(6, 5, 3)).astype(np.float32)
+    model = load_model(tmp_path / "k.keras")
+    np.testing.assert_allclose(model.predict(x, verbose=0), kmodel.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    model.save(tmp_path / "d.keras")
+    model.load_weights(tmp_path / "d.keras")  # its own file, in densitron's layout
+    again = load_model(tmp_path / "d.keras")
+    np.testing.assert_allclose(again.predict(x, verbose=0), kmodel.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "d.keras").predict(
+        x, verbose=0), kmodel.predict(x, verbose=0), rtol=1e-5, atol=1e-6)

@@ -196,6 +196,8 @@ def _densitron_layer_config(class_name, config):
             value = value.get("config", {}).get("name", "float32")
         elif isinstance(value, dict) and "class_name" in value and _kind_of(key) is not None:
             value = _plain(value)
+        elif key == "layer" and isinstance(value, dict) and "class_name" in value:
+            value = from_keras(value)  # a wrapper's layer (TimeDistributed), converted too
         out[key] = value
     return out
 
@@ -208,10 +210,18 @@ def _history(tensor, where):
 
 
 def _is_mask_op(entry):
-    """Whether a Keras functional layer entry is the ids != 0 op of an Embedding's mask."""
+    """Whether a Keras functional layer entry is an op of a recorded mask: Embedding's
+    ids != 0, or Masking's x != mask_value and its any() over the last axis."""
     nodes = entry.get("inbound_nodes", [])
-    return (entry.get("class_name") == "NotEqual" and len(nodes) == 1 and
-            len(nodes[0].get("args", [])) == 2 and nodes[0]["args"][1] == 0)
+    if len(nodes) != 1:
+        return False
+    args = nodes[0].get("args", [])
+    if entry.get("class_name") == "NotEqual":
+        return len(args) == 2 and isinstance(args[1], (int, float)) and \
+            not isinstance(args[1], bool)
+    return (entry.get("class_name") == "Any" and entry.get("config", {}).get("axis") == -1
+            and len(args) == 1 and isinstance(args[0], dict) and
+            args[0].get("config", {}).get("dtype") == "bool")
 
 
 def _is_mask_of(value, mask_ops):
@@ -234,7 +244,8 @@ def from_keras(obj):
     config = obj.get("config", {})
     if class_name == "Functional":
         # Keras records Embedding(mask_zero=True)'s mask as a NotEqual(ids, 0) op passed to the
-        # layers that take it (`mask=`); densitron derives masks from mask_zero itself.
+        # layers that take it (`mask=`), and Masking's as NotEqual(x, mask_value) and Any;
+        # densitron derives masks from those layers itself.
         mask_ops = {e["name"] for e in config["layers"] if _is_mask_op(e)}
         layers = []
         for entry in config["layers"]:

@@ -310,8 +310,14 @@ def load_weights(model, filepath):
                 _load_keras_h5(model, h, filepath)
                 return
             weights = [h[k][()] for k in sorted(h.keys())]  # densitron's first layout
+    elif filepath.endswith(".keras"):  # a whole model's file: its weights, as Keras reads it
+        h5py = _h5py()
+        with zipfile.ZipFile(filepath) as z, h5py.File(
+                io.BytesIO(z.read("model.weights.h5")), "r") as h:
+            _load_keras_h5(model, h, filepath)
+        return
     else:
-        raise ValueError("The filename must end in `.weights.npz` or `.weights.h5`. "
+        raise ValueError("The filename must end in `.weights.npz`, `.weights.h5` or `.keras`. "
                          f"Received: filepath={filepath!r}")
     model.set_weights(weights)
 
@@ -512,28 +518,33 @@ def _is_model(layer):
     return isinstance(layer, Functional)
 
 
-def _keras_layer_paths(model, prefix="layers"):
+def _keras_layer_paths(model, prefix="layers", wrapped=False):
     """(path, layer) of every layer as Keras's weight files address it: by its class within its
     model, numbered when repeated (dense, dense_1, ...; not by layer name), and a nested
-    model's layers below the model's own path."""
+    model's layers below the model's own path. With `wrapped` (reading a file Keras wrote), a
+    layer that came from a Keras TimeDistributed is found below the wrapper's path, as Keras
+    keeps it (densitron's graph holds the layer itself, and writes it so)."""
     used = {}
     for layer in model.layers:
-        name = naming.to_snake_case(type(layer).__name__)
+        wrapper = getattr(layer, "_keras_wrapper", None) if wrapped else None
+        name = wrapper or naming.to_snake_case(type(layer).__name__)
         if name in used:
             used[name] += 1
             name = f"{name}_{used[name]}"
         else:
             used[name] = 0
-        path = f"{prefix}/{name}"
+        path = f"{prefix}/{name}" + ("/layer" if wrapper else "")
         yield path, layer
         if _is_model(layer):
-            yield from _keras_layer_paths(layer, f"{path}/layers")
+            yield from _keras_layer_paths(layer, f"{path}/layers", wrapped)
 
 
 def _load_keras_h5(model, h, filepath):
     """Every layer's weights from a Keras-layout file, checked before any is set."""
     found = []
-    for path, layer in _keras_layer_paths(model):
+    # (a file Keras wrote with a TimeDistributed keeps its layer below the wrapper's path)
+    wrapped = "layers" in h and any(k.startswith("time_distributed") for k in h["layers"])
+    for path, layer in _keras_layer_paths(model, wrapped=wrapped):
         if _is_model(layer):
             continue
         want = layer.get_weights()

@@ -151,9 +151,8 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
           bad("pooling attributes: (outer, length, inner, max) of the input's values");
         if (pool_masked(node) != (node.inputs.size() == 2) ||
             (pool_masked(node) &&
-             (node.iattrs[3] != 0 || nodes_[node.inputs[1]].op != OpType::kInput ||
-              nodes_[node.inputs[1]].width != node.iattrs[1])))
-          bad("a masked mean pooling reads the ids of a model Input, one per step");
+             (node.iattrs[3] != 0 || nodes_[node.inputs[1]].width != node.iattrs[1])))
+          bad("a masked mean pooling reads one value a step (0: masked)");
         break;
       case OpType::kStandardize: {
         need_inputs(1);
@@ -438,6 +437,10 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
       rg = rg || (node.params[s] >= 0 && params_[node.params[s]].trainable);
     requires_grad_[i] = rg;
   }
+  for (int i = 0; i < n; ++i)  // (a mask is no value the pooling differentiates)
+    if (nodes_[i].op == OpType::kPool && pool_masked(nodes_[i]) &&
+        requires_grad_[nodes_[i].inputs[1]])
+      bad("a masked pooling's mask takes no gradient");
   // The backward plan, fixed for every step: which nodes receive a gradient, and who writes
   // each gradient first (later writers accumulate).
   has_grad_.assign(n, false);

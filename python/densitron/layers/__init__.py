@@ -20,7 +20,8 @@ from densitron.layers.pooling import (GlobalAveragePooling1D, GlobalAveragePooli
 from densitron.layers.regularization import (ActivityRegularization, AlphaDropout, Dropout,
                                              GaussianDropout, GaussianNoise, SpatialDropout1D,
                                              SpatialDropout2D, SpatialDropout3D)
-from densitron.layers.math_ops import (AddedLoss, ArgReduce, BatchReduce, Divide, MathOp, Reduce,
+from densitron.layers.math_ops import (AddedLoss, ArgReduce, BatchReduce, Divide, Masking, MathOp,
+                                       Reduce,
                                        RowBroadcast, Slice)
 from densitron.layers.weight_ops import WeightAdd, WeightMatMul, WeightMultiply
 from densitron.layers.reshaping import (Cropping1D, Cropping2D, Flatten, Permute, RepeatVector,
@@ -48,7 +49,7 @@ def serialize(layer):
     return {"class_name": type(layer).__name__, "config": layer.get_config()}
 
 
-__all__ = ["AddedLoss", "ArgReduce", "BatchReduce", "add", "average", "concatenate", "dot", "maximum", "minimum", "multiply",
+__all__ = ["AddedLoss", "ArgReduce", "BatchReduce", "Masking", "add", "average", "concatenate", "dot", "maximum", "minimum", "multiply",
            "subtract", "CategoryEncoding", "Discretization", "Cropping1D", "Cropping2D", "ELU", "Permute", "RepeatVector", "UpSampling1D",
            "UpSampling2D", "ZeroPadding1D", "ZeroPadding2D", "Activation", "ActivityRegularization", "Add", "AlphaDropout", "Average", "BatchNormalization", "Concatenate", "Dense", "Dot",
            "Dropout", "Embedding", "Flatten", "GaussianDropout", "GaussianNoise", "GlobalAveragePooling1D",

@@ -330,7 +330,10 @@ class TimeDistributed(Layer):
 
         config = dict(config)
         config.pop("dtype", None)
-        return cls(deserialize(config.pop("layer")), **config)
+        wrapper = cls(deserialize(config.pop("layer")), **config)
+        # (a Keras file keeps the layer's weights below the wrapper's path: see saving.py)
+        wrapper.layer._keras_wrapper = "time_distributed"
+        return wrapper
 
     def get_config(self):
         from densitron.layers import serialize

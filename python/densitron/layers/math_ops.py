@@ -5,7 +5,7 @@ computes it, with its gradient (none for a comparison)."""
 
 import numpy as np
 
-from densitron.layers.layer import Layer, engine_node
+from densitron.layers.layer import Layer, engine_node, node_spec
 from densitron.layers.merging import _Merge
 from densitron.layers.reshaping import _IndexMap
 
@@ -251,3 +251,66 @@ class AddedLoss(Layer):
 
     def get_config(self):
         return {**super().get_config(), "reduction": self.reduction, "tail": self.tail}
+
+
+class Masking(Layer):
+    """Keras's Masking: a step (a row of the last axis) whose values all equal `mask_value` is
+    masked — zeroed in the output, and left out by the per-step layers after it down to
+    GlobalAveragePooling1D, as Embedding(mask_zero=True)'s padding is. Three engine nodes:
+    x != mask_value, their maximum over each step (the mask: 1 kept, 0 masked, the node's
+    second output), and x times it. Its input takes no gradient (an Input, or what layers
+    without weights make of one)."""
+
+    _single_input = True
+
+    def __init__(self, mask_value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        try:
+            self.mask_value = float(mask_value)
+        except (TypeError, ValueError):
+            raise ValueError(f"`mask_value` must be a number. Received: "
+                             f"mask_value={mask_value!r}") from None
+
+    def _check_inputs(self, input_shape):
+        self._check_single(input_shape)
+
+    def _symbolic_call(self, inputs, flat):
+        from densitron.layers.layer import KerasTensor
+
+        out = super()._symbolic_call(inputs, flat)
+        seen, stack = set(), [flat[0]]
+        while stack:  # (the mask takes no gradient: nothing trainable before it)
+            node = stack.pop()._node
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            if node.layer.weights:
+                raise ValueError(
+                    f"Layer \"{self.name}\" (Masking) must read an Input (or what layers "
+                    "without weights make of one): densitron's masks take no gradient. "
+                    f"Received: an input computed by layer \"{node.layer.name}\"")
+            stack.extend(node.inputs)
+        node = out._node
+        mask = KerasTensor(tuple(flat[0].shape[:-1]), name=f"{self.name}_mask", node=node,
+                           index=1)
+        node.outputs.append(mask)
+        out._mask = mask
+        return out
+
+    def _engine_subgraph(self, node, param_index):
+        """The layer's engine nodes: (inputs, spec) each, an input ("in", k) of the layer or
+        ("node", j) the j-th of these; and which of them are the node's outputs."""
+        x = node.inputs[0]
+        last = int(x.shape[-1])
+        steps = int(np.prod(x.shape[1:-1])) if len(x.shape) > 2 else 1
+        width = steps * last
+        differs = node_spec(_MATH, width, last, fattrs=[self.mask_value, 0.0],
+                            iattrs=[MATH_OPS["not_equal"]])
+        kept = node_spec(_POOL, steps, 1, iattrs=[steps, last, 1, _REDUCE_MODES["max"]])
+        out = node_spec(_ROW_BROADCAST, width, last, iattrs=[RowBroadcast.MODES.index("mul")])
+        items = [([("in", 0)], differs), ([("node", 0)], kept),
+                 ([("in", 0), ("node", 1)], out)]
+        return items, [2, 1]
+
+    def get_config(self):
+        return {**super().get_config(), "mask_value": self.mask_value}

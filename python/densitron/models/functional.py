@@ -246,7 +246,7 @@ class Functional(Trainer, Layer):
                                                                  added)):
                     local[(id(node), k)] = out
                 continue
-            if not hasattr(layer, "_engine_node"):
+            if not hasattr(layer, "_engine_node") and not hasattr(layer, "_engine_subgraph"):
                 raise ValueError(
                     f"densitron runs models in its C++ engine, which has no kernel for layer "
                     f"\"{layer.name}\" of type {type(layer).__name__}. "
@@ -259,6 +259,15 @@ class Functional(Trainer, Layer):
                     f"`Input`. Received: input from layer "
                     f"\"{node.inputs[0]._node.layer.name}\""
                 )
+            if hasattr(layer, "_engine_subgraph"):  # several engine nodes, some outputs
+                base = len(specs)
+                items, outputs = layer._engine_subgraph(node, param_index)
+                for refs, spec in items:
+                    specs.append((spec[0], [ins[k] if kind == "in" else base + k
+                                            for kind, k in refs], *spec[1:]))
+                for k, j in enumerate(outputs):
+                    local[(id(node), k)] = base + j
+                continue
             if isinstance(layer, AddedLoss):  # (the loss's values are read by its output)
                 added.append((ins[1], layer))
                 ins = ins[:1]
