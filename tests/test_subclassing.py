@@ -594,3 +594,29 @@ def test_monte_carlo_dropout_with_training_true():
     with_bn = Model(inputs, L.BatchNormalization()(L.Dense(2)(inputs)))
     with pytest.raises(ValueError, match="BatchNormalization.*Received: training=True"):
         with_bn(x, training=True)
+
+
+def test_a_model_subclass_with_its_own_step_methods_is_refused_not_ignored():
+    # The engine runs whole steps: a train_step, compute_loss... of the user's would be
+    # skipped silently; compile (and predict, for predict_step) say so instead.
+    class CustomStep(densitron.Model):
+        def train_step(self, data):
+            raise AssertionError("not reached")
+
+    class CustomPredict(densitron.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = densitron.layers.Dense(1)
+
+        def call(self, x):
+            return self.dense(x)
+
+        def predict_step(self, data):
+            raise AssertionError("not reached")
+
+    inp = densitron.Input((4,))
+    model = CustomStep(inp, densitron.layers.Dense(1)(inp))
+    with pytest.raises(ValueError, match=r"Received: CustomStep defining train_step$"):
+        model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match=r"Received: CustomPredict defining predict_step$"):
+        CustomPredict().predict(np.ones((2, 4), np.float32), verbose=0)

@@ -36,6 +36,10 @@ _EngineOutput = collections.namedtuple(
                      "weighted tail reduction", defaults=(0,))
 
 
+# (model class, Keras step hooks) -> the hooks the class's own code defines
+_CUSTOM_STEPS = {}
+
+
 def _losses_per_output(loss, names):
     """One loss object per output from a single loss, a list (one per output) or a dict."""
     if isinstance(loss, dict):
@@ -119,9 +123,29 @@ class Trainer:
         self._engine_compiled = False
 
     # --- compile -------------------------------------------------------------------------
+    def _refuse_custom_steps(self, names):
+        """A ValueError when a Model subclass of the user's defines any of these Keras hooks
+        (train_step, ...): densitron's engine runs whole steps, so they would not run."""
+        key = (type(self), names)
+        own = _CUSTOM_STEPS.get(key)
+        if own is None:  # (once a class: predict on a row takes microseconds)
+            own = _CUSTOM_STEPS[key] = [
+                name for name in names
+                if any(name in cls.__dict__ for cls in type(self).__mro__
+                       if not cls.__module__.startswith("densitron"))]
+        if own:
+            raise ValueError(
+                "densitron runs each training, evaluation and prediction step whole in its "
+                "engine, so a Model subclass's own step methods would not run: write the loss "
+                "as a loss function or Loss subclass, extra terms with add_loss in a layer's "
+                "call(), metrics as metric functions. Received: "
+                f"{type(self).__name__} defining {', '.join(own)}")
+
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
                 weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
                 jit_compile="auto", auto_scale_loss=True):
+        self._refuse_custom_steps(("train_step", "test_step", "predict_step", "compute_loss",
+                                   "compute_metrics"))
         if loss is None:
             raise ValueError(
                 "densitron needs a loss to train: pass e.g. loss='categorical_crossentropy'. "
@@ -868,6 +892,7 @@ class Trainer:
 
     # --- predict -------------------------------------------------------------------------
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        self._refuse_custom_steps(("predict_step",))
         if not callbacks:  # (the common case, kept quick: predict on one row takes ~5 us)
             return self._predict(x, batch_size, verbose, steps, None)
         cb = self._inference_callbacks(callbacks)
