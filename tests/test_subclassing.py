@@ -620,3 +620,32 @@ def test_a_model_subclass_with_its_own_step_methods_is_refused_not_ignored():
         model.compile(optimizer="sgd", loss="mse")
     with pytest.raises(ValueError, match=r"Received: CustomPredict defining predict_step$"):
         CustomPredict().predict(np.ones((2, 4), np.float32), verbose=0)
+
+
+def test_a_python_branch_on_training_in_call_is_refused_passing_it_on_works():
+    # Traced once for both modes: `if training:` would fix one mode silently (Keras's guide's
+    # custom dropout would never drop), so it is refused; passing `training` on to layers
+    # keeps each run's mode.
+    class Branching(densitron.layers.Layer):
+        def call(self, x, training=None):
+            if training:
+                return x * 0.0
+            return x
+
+    class PassesOn(densitron.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.drop = densitron.layers.Dropout(0.5, seed=1)
+
+        def call(self, x, training=None):
+            return self.drop(x, training=training)
+
+    inp = densitron.Input((4,))
+    with pytest.raises(ValueError, match=r"not branch on it in Python. Received: a Python "
+                                         r"test of `training`$"):
+        Branching()(inp)
+    model = densitron.Model(inp, PassesOn()(inp))
+    x = np.ones((64, 4), np.float32)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), x)  # inference: no dropout
+    trained = model(x, training=True)
+    assert (np.asarray(trained) == 0).mean() > 0.3  # training: half dropped (the rest x2)

@@ -232,6 +232,25 @@ _TRACING = [False]
 _ADDED_LOSSES = []
 
 
+class _TracedTraining:
+    """The `training` a traced call() receives: the engine decides the mode at each run (fit
+    trains, evaluate and predict infer), so it is passed on to the layers inside (which follow
+    the run's mode) and may not be branched on in Python, which would fix one mode for both."""
+
+    def __init__(self, layer):
+        self._layer = layer
+
+    def __bool__(self):
+        raise ValueError(
+            f"Layer {self._layer.name} ({type(self._layer).__name__}): densitron traces call() "
+            "once for both modes and its engine decides the mode at each run, so call() may "
+            "pass `training` on to its layers (Dropout and the noise layers follow the run's "
+            "mode) but not branch on it in Python. Received: a Python test of `training`")
+
+    def __repr__(self):
+        return "None"
+
+
 def traced_call(layer, inputs):
     """A subclassed model's or a composite layer's call() run on symbolic inputs (with
     `training=None` when it takes a `training` argument: Keras passes it, and densitron's
@@ -244,7 +263,7 @@ def traced_call(layer, inputs):
     _TRACING.append(True)
     _ADDED_LOSSES.append([])
     try:
-        out = layer.call(inputs, **({"training": None} if takes else {}))
+        out = layer.call(inputs, **({"training": _TracedTraining(layer)} if takes else {}))
     finally:
         _TRACING.pop()
         added = _ADDED_LOSSES.pop()
@@ -481,6 +500,8 @@ class Layer:
 
     def __call__(self, inputs, *args, **kwargs):
         training = kwargs.pop("training", None)
+        if isinstance(training, _TracedTraining):  # (passed on in a traced call(): the run's)
+            training = None
         if args or kwargs:
             raise TypeError(
                 f"Layer {self.name} takes only its inputs (and `training`) when called. "
