@@ -20,6 +20,16 @@ def _per_sample_weights(sample_weight, lead):
     return np.ascontiguousarray(np.broadcast_to(w, lead)).reshape(-1)
 
 
+def ignore_class_id(ignore_class):
+    """Keras's `ignore_class` (of the sparse cross-entropy, the IoU metrics): None or an
+    integer class id; a ValueError for anything else."""
+    if ignore_class is not None and (isinstance(ignore_class, bool) or
+                                     not isinstance(ignore_class, (int, np.integer))):
+        raise ValueError("`ignore_class` must be an integer class id or None. "
+                         f"Received: ignore_class={ignore_class!r}")
+    return None if ignore_class is None else int(ignore_class)
+
+
 def engine_targets(y_true, shape, sparse, name):
     """y_true (a float32 array) as the engine's targets for predictions of `shape` (the last
     axis the classes or values, every other a sample): one class id per sample (rows × 1) when
@@ -265,11 +275,7 @@ class SparseCategoricalCrossentropy(_ProbabilisticLoss):
     def __init__(self, from_logits=False, ignore_class=None, name=None,
                  reduction="sum_over_batch_size", **kwargs):
         super().__init__(from_logits=from_logits, name=name, reduction=reduction, **kwargs)
-        if ignore_class is not None and (isinstance(ignore_class, bool) or
-                                         not isinstance(ignore_class, (int, np.integer))):
-            raise ValueError("`ignore_class` must be an integer class id or None. "
-                             f"Received: ignore_class={ignore_class!r}")
-        self.ignore_class = None if ignore_class is None else int(ignore_class)
+        self.ignore_class = ignore_class_id(ignore_class)
 
     def get_config(self):
         return {**super().get_config(), "ignore_class": self.ignore_class}

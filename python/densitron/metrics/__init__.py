@@ -954,16 +954,13 @@ class _IoUBase(Metric):
         if max(ids) >= num_classes:
             raise ValueError(f"Target class id {max(ids)} is out of range, which is "
                              f"[0, {num_classes}).")
-        if ignore_class is not None and (isinstance(ignore_class, bool) or
-                                         not isinstance(ignore_class, (int, np.integer))):
-            raise ValueError(f"`ignore_class` must be an integer or None. Received: "
-                             f"ignore_class={ignore_class!r}")
+        ignore_class = losses.ignore_class_id(ignore_class)
         if axis not in (-1,):
             raise ValueError(f"densitron's IoU metrics take the classes along the last axis. "
                              f"Received: axis={axis!r}")
         self.num_classes = int(num_classes)
         self.target_class_ids = [int(i) for i in ids]
-        self.ignore_class = None if ignore_class is None else int(ignore_class)
+        self.ignore_class = ignore_class
         self.sparse_y_true = bool(sparse_y_true)
         self.sparse_y_pred = bool(sparse_y_pred)
         self.axis = axis
@@ -1237,14 +1234,16 @@ class SparseCategoricalCrossentropy(_CrossentropyMetric):
 
     def __init__(self, name=None, dtype=None, from_logits=False, axis=-1, ignore_class=None):
         super().__init__(name=name, dtype=dtype, from_logits=from_logits, axis=axis)
-        if ignore_class is not None and (isinstance(ignore_class, bool) or
-                                         not isinstance(ignore_class, (int, np.integer))):
-            raise ValueError(f"`ignore_class` must be an integer or None. Received: "
-                             f"ignore_class={ignore_class!r}")
-        self.ignore_class = None if ignore_class is None else int(ignore_class)
+        # the loss's own (its check of the id, its engine id)
+        self._loss_with_ignore = self._loss(from_logits=self.from_logits,
+                                            ignore_class=ignore_class)
+        self.ignore_class = self._loss_with_ignore._ignored()
         if self.ignore_class is not None:
             # Keras's mask: the mean over the other targets' rows (weighted), over the run
             self._post = "result"
+
+    def _loss_object(self):
+        return self._loss_with_ignore
 
     def _spec(self):
         ignore = np.nan if self.ignore_class is None else float(self.ignore_class)
