@@ -807,8 +807,6 @@ double l1_l2_penalty(const float* x, int64_t n, float l1, float l2) {
   return l1 * sums[0] + l2 * sums[1];
 }
 
-double sum_of_squares(const float* x, int64_t n) { return l1_l2_penalty(x, n, 0.0f, 1.0f); }
-
 // Requests row `row`'s stored entries (values and column indices) of a sparse input, with
 // prefetch_floats's locality kLocality.
 template <int kLocality = 3>

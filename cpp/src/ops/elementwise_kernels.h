@@ -184,6 +184,14 @@ const ElementwiseKernels* elementwise_kernels_avx512();
 // The table for densitron::active_isa().
 const ElementwiseKernels* elementwise_kernels();
 
+// Σx² of n values in double, by the ISA's regularize kernel (a norm's square: weight
+// constraints, global clipnorm, Lamb's trust ratio).
+inline double sum_of_squares(const float* x, int64_t n) {
+  double sums[2];
+  elementwise_kernels()->regularize(x, nullptr, n, 0.0f, 1.0f, false, sums);
+  return sums[1];
+}
+
 // Runs fn(ctx, begin, end) over [0, n) split into per-thread chunks of whole 64-byte lines; a
 // single call on the calling thread when n < 2·min_chunk or one thread is configured.
 void parallel_chunks(int64_t n, int64_t min_chunk, void (*fn)(void* ctx, int64_t b, int64_t e),

@@ -326,12 +326,8 @@ void optimizer_update(const OptimizerConfig& c, int64_t step, float* w, const fl
   if (c.kind == OptimizerKind::kLamb) {  // one variable: its moments, norms, then its step
     std::vector<float> r(g, g + n);
     lamb_moments(s.args, w, r.data(), slots[0], slots[1], n);
-    double ws = 0.0, rs = 0.0;
-    for (int64_t i = 0; i < n; ++i) {
-      ws += double(w[i]) * w[i];
-      rs += double(r[i]) * r[i];
-    }
-    lamb_apply(w, r.data(), n, lamb_ratio(ws, rs) * s.args.learning_rate);
+    const float ratio = lamb_ratio(sum_of_squares(w, n), sum_of_squares(r.data(), n));
+    lamb_apply(w, r.data(), n, ratio * s.args.learning_rate);
     return;
   }
   Update u{&s, w, g, slots};
