@@ -82,7 +82,7 @@ def loss_node_specs(model, k, loss, target_shape, specs, param_index):
         order.append(node)
 
     visit(out)
-    spec = engine_node(_TARGET, target_node, iattrs=[k])
+    spec = target_layer._engine_node(target_node, param_index)
     specs.append((spec[0], [], *spec[1:]))
     local[(id(target_node), 0)] = len(specs) - 1
     for node in order:
