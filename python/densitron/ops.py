@@ -8,6 +8,7 @@ import inspect
 import numpy as np
 
 from densitron import _core
+from densitron._checks import is_number
 
 __all__ = ["abs", "absolute", "add", "all", "any", "arange", "argmax", "argmin",
            "argsort", "broadcast_to", "cast", "ceil", "celu", "clip", "concatenate",
@@ -175,7 +176,7 @@ def _symbolic(*xs):
 
 
 def _number(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if not is_number(value):
         raise TypeError(f"On a symbolic tensor, `{name}` must be a number (or, where both are "
                         f"tensors, a tensor of the same shape). Received: {name}={value!r}")
     return float(value)
@@ -353,8 +354,7 @@ class BatchReduction:
                         f"{self.mode}(x) of x with shape {self.tensor.shape} with {args!r}")
 
     def _number(self, other):
-        if isinstance(other, bool) or not isinstance(other, (int, float, np.integer,
-                                                             np.floating)):
+        if not is_number(other):
             self._refuse(other)
         return float(other)
 

@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 
+from densitron._checks import is_number
 from densitron.utils.naming import to_snake_case, uniquify
 from densitron.variables import Variable
 
@@ -58,8 +59,7 @@ class KerasTensor:
                 return broadcast
             return {"add": layers.Add, "sub": layers.Subtract, "mul": layers.Multiply}[op]()(
                 [a, b])
-        if isinstance(other, (int, float, np.integer, np.floating)) and not isinstance(
-                other, bool):
+        if is_number(other):
             v = float(other)
             scale, offset = {"add": (1.0, v), "mul": (v, 0.0),
                              "sub": (-1.0, v) if reverse else (1.0, -v)}[op]
@@ -109,15 +109,15 @@ class KerasTensor:
 
     # Division, powers and abs: the engine's math ops (densitron.ops.divide, power, abs).
     def __truediv__(self, other):
-        if isinstance(other, KerasTensor) or _is_number(other):
+        if isinstance(other, KerasTensor) or is_number(other):
             return _ops().divide(self, other)
         return NotImplemented
 
     def __rtruediv__(self, other):
-        return _ops().divide(other, self) if _is_number(other) else NotImplemented
+        return _ops().divide(other, self) if is_number(other) else NotImplemented
 
     def __pow__(self, other):
-        return _ops().power(self, other) if _is_number(other) else NotImplemented
+        return _ops().power(self, other) if is_number(other) else NotImplemented
 
     def __abs__(self):
         return _ops().abs(self)
@@ -204,11 +204,6 @@ def _ops():
 
 def _plain_list(v):
     return v.tolist() if isinstance(v, np.ndarray) else v
-
-
-def _is_number(value):
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value,
-                                                                                     bool)
 
 
 class Node:

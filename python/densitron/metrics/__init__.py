@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 
 from densitron import _core, losses
+from densitron._checks import is_number
 from densitron.losses import (  # (Keras's loss functions: keras.metrics exports them too)
     _float_array,
     _per_sample_weights,
@@ -631,8 +632,7 @@ class _SensitivitySpecificity(Metric):
 
     def __init__(self, value, num_thresholds=200, class_id=None, name=None, dtype=None):
         arg = self._value_arg
-        if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
-                or not 0.0 <= value <= 1.0):
+        if not is_number(value) or not 0.0 <= value <= 1.0:
             raise ValueError(f"Argument `{arg}` must be in the range [0, 1]. "
                              f"Received: {arg}={value!r}")
         if (isinstance(num_thresholds, bool) or not isinstance(num_thresholds, (int, np.integer))

@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from densitron import _core
+from densitron._checks import is_number
 from densitron import losses as losses_mod
 from densitron import metrics as metrics_mod
 from densitron import optimizers as optimizers_mod
@@ -186,8 +187,7 @@ class Trainer:
             if len(weights) != len(names):
                 raise ValueError(f"`loss_weights` must have one entry per output ({len(names)}). "
                                  f"Received: loss_weights={self._pending_loss_weights!r}")
-        if any(isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating))
-               for w in weights):
+        if not all(is_number(w) for w in weights):
             raise ValueError("`loss_weights` must be numbers, one per output (a list or a dict "
                              "by output name; compile's third argument: pass metrics=[...] by "
                              f"name). Received: loss_weights={self._pending_loss_weights!r}")
