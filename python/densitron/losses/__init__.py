@@ -653,9 +653,9 @@ def serialize(loss):
     if any(loss is f for f in _FUNCTIONS):
         return loss.__name__
     if isinstance(loss, LossFunctionWrapper) and not isinstance(loss, _BuiltinFunctionLoss):
-        return serialization.registered_name(loss.fn)
+        return serialization.get_registered_name(loss.fn)
     if callable(loss) and not isinstance(loss, (type, Loss)):  # a function of the user's
-        return serialization.registered_name(loss)
+        return serialization.get_registered_name(loss)
     return serialization.serialize(get(loss))  # a Loss class given uninstantiated too
 
 

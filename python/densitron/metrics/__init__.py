@@ -1406,7 +1406,7 @@ def serialize(metric):
         return metric
     metric = get(metric)
     if isinstance(metric, MeanMetricWrapper) and not isinstance(metric, _BuiltinWrapper):
-        return serialization.registered_name(metric.fn)
+        return serialization.get_registered_name(metric.fn)
     return serialization.serialize(metric)
 
 

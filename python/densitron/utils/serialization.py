@@ -41,12 +41,6 @@ def get_custom_objects():
     return _registered
 
 
-def get_registered_name(obj):
-    """Keras's: the name `obj` (a class or function) is registered under, "package>name", or
-    its own name when it is not registered."""
-    return registered_name(obj)
-
-
 def get_registered_object(name, custom_objects=None, module_objects=None):
     """Keras's: the class or function registered (or in the custom objects in scope, or the
     given dicts) under `name`, or None."""
@@ -70,13 +64,14 @@ class CustomObjectScope:
         return self._scope.__exit__(*exc)
 
 
-def registered_name(fn):
-    """The name a function of the user's (a loss or metric) is saved and looked up by: its
-    registered "package>name", or its own name."""
-    for key, obj in _registered.items():
-        if obj is fn and ">" in key:
+def get_registered_name(obj):
+    """Keras's: the name `obj` (a class or function: a loss or metric function of the user's
+    is saved and looked up by it) is registered under, "package>name", or its own name when
+    it is not registered."""
+    for key, registered in _registered.items():
+        if registered is obj and ">" in key:
             return key
-    return getattr(fn, "__name__", repr(fn))
+    return getattr(obj, "__name__", repr(obj))
 
 
 class FunctionWrapper:
@@ -92,7 +87,7 @@ class FunctionWrapper:
         return self.fn(y_true, y_pred, **self._fn_kwargs)
 
     def _fn_config(self):
-        return {"fn": registered_name(self.fn), **self._fn_kwargs}
+        return {"fn": get_registered_name(self.fn), **self._fn_kwargs}
 
 
 def _custom(name):
