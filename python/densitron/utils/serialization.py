@@ -2,8 +2,6 @@
 Keras-style serialization and lookup by name, instance or {"class_name", "config"} dict."""
 
 
-import contextlib
-
 # Classes written by the user that deserialize may build: registered for good
 # (register_keras_serializable), and those of the innermost custom_object_scope (load_model's
 # custom_objects).
@@ -11,18 +9,25 @@ _registered = {}
 _custom_objects = [{}]
 
 
-@contextlib.contextmanager
-def custom_object_scope(*objects):
-    """Keras's custom_object_scope: within the block, deserialize also finds the classes of
-    the given dicts ({name: class})."""
-    merged = dict(_custom_objects[-1])
-    for d in objects:
-        merged.update(d or {})
-    _custom_objects.append(merged)
-    try:
-        yield
-    finally:
+class CustomObjectScope:
+    """Keras's CustomObjectScope (custom_object_scope): `with CustomObjectScope({"name":
+    obj}):`, within the block deserialize also finds the classes of the given dicts."""
+
+    def __init__(self, *objects):
+        self._objects = objects
+
+    def __enter__(self):
+        merged = dict(_custom_objects[-1])
+        for d in self._objects:
+            merged.update(d or {})
+        _custom_objects.append(merged)
+        return self
+
+    def __exit__(self, *exc):
         _custom_objects.pop()
+
+
+custom_object_scope = CustomObjectScope
 
 
 def register_keras_serializable(package="Custom", name=None):
@@ -48,20 +53,6 @@ def get_registered_object(name, custom_objects=None, module_objects=None):
         if d and name in d:
             return d[name]
     return None
-
-
-class CustomObjectScope:
-    """Keras's CustomObjectScope: `with CustomObjectScope({"name": obj}):`, as
-    custom_object_scope."""
-
-    def __init__(self, *objects):
-        self._scope = custom_object_scope(*objects)
-
-    def __enter__(self):
-        return self._scope.__enter__()
-
-    def __exit__(self, *exc):
-        return self._scope.__exit__(*exc)
 
 
 def get_registered_name(obj):
