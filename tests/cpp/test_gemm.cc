@@ -380,6 +380,55 @@ TEST_P(GemmIsaTest, AgreesWithGenericTwin) {
   for (size_t i = 0; i < ref.c.size(); ++i) ASSERT_NEAR(ref.c[i], got.c[i], 1e-4) << i;
 }
 
+// Products with op(B) transposed and 16 to NR rows (a Dense input gradient at a small batch)
+// are computed transposed where the ISA has the transposing write-back: against float64, and
+// bitwise against the same rows computed one at a time by the tile kernels (one row is never
+// computed transposed), on one and two threads, with every epilogue, row and column tails, and
+// one or several k blocks (beta != 0 with several k blocks stays on the tile kernels).
+TEST_P(GemmIsaTest, TransposedProductsMatchTheTileKernels) {
+  IsaScope scope(GetParam());
+  std::mt19937 rng(21);
+  const gemm::KernelInfo& ki = *gemm::active_kernel_info();
+  int variant = 0;
+  for (int64_t m : {int64_t{16}, int64_t{17}, ki.nr - 1, ki.nr})
+    for (int64_t n : {int64_t{128}, int64_t{129}, int64_t{515}})
+      for (int64_t k : {int64_t{64}, ki.kc, ki.kc + 1, 2 * ki.kc + 5})
+        for (float beta : {0.0f, 1.0f}) {
+          const int v = variant++;
+          Case cs{v % 3 == 0, true, m, n, k, v % 4 == 1 ? 0.5f : 1.0f, beta, v % 2 ? 3 : 0};
+          if (v % 3 == 1) {
+            cs.dact = v % 2 ? EpilogueAct::kRelu : EpilogueAct::kTanh;
+          } else {
+            cs.bias = true;
+            cs.act = v % 2 ? EpilogueAct::kSigmoid : EpilogueAct::kRelu;
+          }
+          check_case(cs, rng);
+          Operands whole = make_operands(cs, rng);
+          Operands rows = whole, two = whole;
+          set_num_threads(1);
+          run(cs, whole);
+          set_num_threads(2);
+          run(cs, two);
+          GemmEpilogue ep;
+          ep.bias = cs.bias ? rows.bias.data() : nullptr;
+          ep.act = cs.act;
+          for (int64_t i = 0; i < m; ++i) {
+            if (cs.dact != EpilogueAct::kNone) {
+              ep.dact_y = rows.y.data() + i * rows.ldy;
+              ep.ldy = rows.ldy;
+              ep.dact = cs.dact;
+            }
+            const float* a = cs.ta ? rows.a.data() + i : rows.a.data() + i * rows.lda;
+            sgemm(cs.ta, cs.tb, 1, n, k, cs.alpha, a, rows.lda, rows.b.data(), rows.ldb, beta,
+                  rows.c.data() + i * rows.ldc, rows.ldc, ep);
+          }
+          ASSERT_EQ(std::memcmp(whole.c.data(), rows.c.data(), whole.c.size() * sizeof(float)), 0)
+              << describe(cs);
+          ASSERT_EQ(std::memcmp(whole.c.data(), two.c.data(), whole.c.size() * sizeof(float)), 0)
+              << describe(cs);
+        }
+}
+
 // rows_done hands over every row of C exactly once, whole and bitwise equal to what the same
 // product writes into C: from the per-thread panel buffer (one k block, beta 0; C untouched)
 // or from C itself (several k blocks, beta != 0, or more columns than one column block), on

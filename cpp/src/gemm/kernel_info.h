@@ -36,7 +36,25 @@ struct UkernelArgs {
   int dact;             // EpilogueAct as int: whose derivative scales C
 };
 
+// The write-back of a product computed transposed, T = alpha·op(B)ᵀ·op(A)ᵀ (n × m, row stride
+// ldt): C[i][j] = epilogue(T[j][i] + beta·C[i][j] + bias[j]) for i < m, j < n, with the
+// epilogue fields meaning what they mean in UkernelArgs (beta == 0: C is not read).
+struct StoreTransArgs {
+  int64_t m, n;
+  const float* t;
+  int64_t ldt;
+  float* c;
+  int64_t ldc;
+  float beta;
+  const float* bias;
+  int act;
+  const float* dact_y;
+  int64_t ldy;
+  int dact;
+};
+
 typedef void (*UkernelFn)(const UkernelArgs* args);
+typedef void (*StoreTransFn)(const StoreTransArgs* args);
 typedef void (*PackBTransFn)(int64_t n, int64_t k, const float* b, int64_t ldb, float* dst);
 typedef void (*PackBRowsFn)(int64_t n, int64_t k, const float* b, int64_t ldb, float* dst);
 typedef void (*PackARowsFn)(int64_t m, int64_t k, const float* a, int64_t lda, float* dst);
@@ -58,6 +76,8 @@ struct KernelInfo {
   // dst[p·mr + i], zero for i >= m; may write up to 16 floats past dst[k·mr] (the caller leaves
   // that slack); nullptr: pack_a_panel.
   PackARowsFn pack_a_rows;
+  // Optional: StoreTransArgs's write-back; nullptr: products are never computed transposed.
+  StoreTransFn store_trans;
 };
 
 // One KernelInfo per ISA (ukernel_<isa>.cc); dispatch.cc picks the active one.

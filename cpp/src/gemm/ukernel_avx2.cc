@@ -249,7 +249,7 @@ void sgemm_ukernel_6x16_avx2_rowa(const UkernelArgs* p) { ukernel<true>(p); }
 extern const KernelInfo kKernelInfoAvx2 = {
     "avx2", kMr, kNr, /*kc=*/256, /*mc=*/144, /*nc=*/4080,
     sgemm_ukernel_6x16_avx2, sgemm_ukernel_6x16_avx2_rowa, nullptr, sgemm_pack_b_rows_16_avx2,
-    nullptr};
+    nullptr, /*store_trans=*/nullptr};
 
 }  // namespace gemm
 }  // namespace densitron

@@ -101,7 +101,7 @@ void sgemm_ukernel_4x16_generic_rowa(const UkernelArgs* p) { ukernel<true>(p); }
 extern const KernelInfo kKernelInfoGeneric = {
     "generic", kMr, kNr, /*kc=*/256, /*mc=*/128, /*nc=*/4096,
     sgemm_ukernel_4x16_generic, sgemm_ukernel_4x16_generic_rowa, nullptr, nullptr,
-    nullptr};
+    nullptr, /*store_trans=*/nullptr};
 
 }  // namespace gemm
 }  // namespace densitron
