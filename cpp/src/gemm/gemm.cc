@@ -241,12 +241,14 @@ void scale_c(const Problem& pr) {
 // a microsecond on one core, comparable to an OpenMP fork/join.
 constexpr double kMinWorkPerThread = 64.0 * 64.0 * 64.0;
 
-// The products computed transposed (computed_transposed): C of kMinTransposedRows to NR rows
-// and at least kMinTransposedCols columns, k at least kMinTransposedK. On AVX-512, 1 thread,
-// against packing Wᵀ: 32×1024×1024 30% faster, 32×512×512 26%, 32×256×256 11%, 16×256×256 12%,
-// 32×128×128 5%; 64 rows the same; 8 rows (a quarter of each tile's columns) 8% slower, k = 10
-// 30% slower, 32×64×64 7% slower.
-constexpr int64_t kMinTransposedRows = 16, kMinTransposedCols = 128, kMinTransposedK = 64;
+// The products computed transposed (computed_transposed): C of kMinTransposedRows to
+// kMaxTransposedRows rows and at least kMinTransposedCols columns, k at least kMinTransposedK.
+// On AVX-512, 1 thread, against packing Wᵀ: 32×1024×1024 30% faster, 32×512×512 26%,
+// 32×256×256 11%, 16×256×256 12%, 32×128×128 5%; 64 rows the same; 8 rows (a quarter of each
+// tile's columns) 8% slower, k = 10 30% slower, 32×64×64 7% slower. On AVX2 (whose Wᵀ is packed
+// by the portable code): 32×512×512 24% faster, 32×256×256 23%, 16×256×256 35%, 32×128×128 21%.
+constexpr int64_t kMinTransposedRows = 16, kMaxTransposedRows = 32, kMinTransposedCols = 128,
+                  kMinTransposedK = 64;
 
 void check(bool ok, const char* what) {
   if (!ok) throw std::invalid_argument(std::string("sgemm: ") + what);
@@ -283,7 +285,8 @@ Split plan_split(const KernelInfo& ki, const Problem& pr, int max_threads,
 // tile kernels' (one k block, or beta == 0), so the choice changes no result.
 bool computed_transposed(const KernelInfo& ki, const Problem& pr) {
   return ki.store_trans != nullptr && pr.b_rs == 1 && pr.b_cs != 1 &&
-         pr.m >= kMinTransposedRows && pr.m <= ki.nr && pr.n >= kMinTransposedCols &&
+         pr.m >= kMinTransposedRows && pr.m <= kMaxTransposedRows &&
+         pr.n >= kMinTransposedCols &&
          pr.k >= kMinTransposedK && pr.ep.rows_done == nullptr &&
          (pr.beta == 0.0f || pr.k <= ki.kc);
 }

@@ -241,6 +241,105 @@ void sgemm_pack_b_rows_16_avx2(int64_t n, int64_t k, const float* b, int64_t ldb
   }
 }
 
+namespace {
+
+// Lanes [0, count) of a maskload/maskstore mask, count in 0..8.
+inline __m256i lanes(int64_t count) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// In-register transpose of 8 rows of 8 floats.
+inline __attribute__((always_inline)) void transpose_8x8(__m256 (&r)[8]) {
+  __m256 t[8], u[8];
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; ++g) {
+    t[2 * g] = _mm256_unpacklo_ps(r[2 * g], r[2 * g + 1]);
+    t[2 * g + 1] = _mm256_unpackhi_ps(r[2 * g], r[2 * g + 1]);
+  }
+#pragma GCC unroll 2
+  for (int g = 0; g < 2; ++g) {
+    u[4 * g] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+    u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+  }
+#pragma GCC unroll 4
+  for (int q = 0; q < 4; ++q) {
+    r[q] = _mm256_permute2f128_ps(u[q], u[4 + q], 0x20);
+    r[4 + q] = _mm256_permute2f128_ps(u[q], u[4 + q], 0x31);
+  }
+}
+
+// The write-back of a product computed transposed (see kernel_info.h's StoreTransArgs): 8×8
+// blocks of t transposed in registers, then write_back's operations in write_back's order.
+template <int kAct, bool kBeta>
+void store_trans(const StoreTransArgs& p) {
+  constexpr int kFwd = kAct < 4 ? kAct : 0, kDact = kAct < 4 ? 0 : kAct - 4;
+  const __m256 beta = _mm256_set1_ps(p.beta);
+  for (int64_t j0 = 0; j0 < p.n; j0 += 8) {
+    const int64_t nj = p.n - j0 < 8 ? p.n - j0 : 8;
+    const bool whole = nj == 8;
+    const __m256i jmask = lanes(nj);
+    const __m256 bias =
+        p.bias != nullptr ? _mm256_maskload_ps(p.bias + j0, jmask) : _mm256_setzero_ps();
+    for (int64_t i0 = 0; i0 < p.m; i0 += 8) {
+      const int64_t mi = p.m - i0 < 8 ? p.m - i0 : 8;
+      const __m256i imask = lanes(mi);
+      __m256 r[8];
+#pragma GCC unroll 8
+      for (int q = 0; q < 8; ++q) {
+        r[q] = q < nj ? _mm256_maskload_ps(p.t + (j0 + q) * p.ldt + i0, imask)
+                      : _mm256_setzero_ps();
+      }
+      transpose_8x8(r);
+      for (int64_t i = 0; i < mi; ++i) {
+        float* c = p.c + (i0 + i) * p.ldc + j0;
+        __m256 x = r[i];
+        if (kBeta) {
+          const __m256 c0 = whole ? _mm256_loadu_ps(c) : _mm256_maskload_ps(c, jmask);
+          x = _mm256_fmadd_ps(beta, c0, x);
+        }
+        if (p.bias != nullptr) x = _mm256_add_ps(x, bias);
+        x = activate<kFwd>(x);
+        if (kDact != 0) {
+          const float* y = p.dact_y + (i0 + i) * p.ldy + j0;
+          x = scale_by_derivative<kDact>(
+              x, whole ? _mm256_loadu_ps(y) : _mm256_maskload_ps(y, jmask));
+        }
+        if (whole) {
+          _mm256_storeu_ps(c, x);
+        } else {
+          _mm256_maskstore_ps(c, jmask, x);
+        }
+      }
+    }
+  }
+}
+
+template <bool kBeta>
+void store_trans_as(const StoreTransArgs& p) {
+  switch (p.dact_y != nullptr ? 4 + p.dact : p.act) {
+    case 1: store_trans<1, kBeta>(p); break;
+    case 2: store_trans<2, kBeta>(p); break;
+    case 3: store_trans<3, kBeta>(p); break;
+    case 5: store_trans<5, kBeta>(p); break;
+    case 6: store_trans<6, kBeta>(p); break;
+    case 7: store_trans<7, kBeta>(p); break;
+    default: store_trans<0, kBeta>(p); break;
+  }
+}
+
+}  // namespace
+
+void sgemm_store_trans_avx2(const StoreTransArgs* p) {
+  if (p->beta != 0.0f) {
+    store_trans_as<true>(*p);
+  } else {
+    store_trans_as<false>(*p);
+  }
+}
+
 void sgemm_ukernel_6x16_avx2(const UkernelArgs* p) { ukernel<false>(p); }
 void sgemm_ukernel_6x16_avx2_rowa(const UkernelArgs* p) { ukernel<true>(p); }
 
@@ -249,7 +348,7 @@ void sgemm_ukernel_6x16_avx2_rowa(const UkernelArgs* p) { ukernel<true>(p); }
 extern const KernelInfo kKernelInfoAvx2 = {
     "avx2", kMr, kNr, /*kc=*/256, /*mc=*/144, /*nc=*/4080,
     sgemm_ukernel_6x16_avx2, sgemm_ukernel_6x16_avx2_rowa, nullptr, sgemm_pack_b_rows_16_avx2,
-    nullptr, /*store_trans=*/nullptr};
+    nullptr, sgemm_store_trans_avx2};
 
 }  // namespace gemm
 }  // namespace densitron
