@@ -354,6 +354,24 @@ void sgemm_pack_b_trans_16_avx2(int64_t n, int64_t k, const float* b, int64_t ld
   }
 }
 
+// dst[p·6 + i] = a[i·lda + p] for i < m (zero for m <= i < 6), p < k: 8 k at a time, each block
+// transposed in registers and stored as whole vectors in increasing p, so the two lanes past a
+// column are overwritten by the next one (the last spills into the caller's slack).
+void sgemm_pack_a_rows_avx2(int64_t m, int64_t k, const float* a, int64_t lda, float* dst) {
+  static_assert(kMr <= 8, "a column of the panel must fit one vector");
+  for (int64_t p0 = 0; p0 < k; p0 += 8) {
+    const int64_t kk = k - p0 < 8 ? k - p0 : 8;
+    const __m256i kmask = lanes(kk);
+    __m256 r[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i)
+      r[i] = i < m && i < kMr ? _mm256_maskload_ps(a + i * lda + p0, kmask) : _mm256_setzero_ps();
+    transpose_8x8(r);
+    float* d = dst + p0 * kMr;
+    for (int64_t q = 0; q < kk; ++q) _mm256_storeu_ps(d + q * kMr, r[q]);
+  }
+}
+
 void sgemm_store_trans_avx2(const StoreTransArgs* p) {
   if (p->beta != 0.0f) {
     store_trans_as<true>(*p);
@@ -370,8 +388,7 @@ void sgemm_ukernel_6x16_avx2_rowa(const UkernelArgs* p) { ukernel<true>(p); }
 extern const KernelInfo kKernelInfoAvx2 = {
     "avx2", kMr, kNr, /*kc=*/256, /*mc=*/144, /*nc=*/4080,
     sgemm_ukernel_6x16_avx2, sgemm_ukernel_6x16_avx2_rowa, sgemm_pack_b_trans_16_avx2,
-    sgemm_pack_b_rows_16_avx2,
-    nullptr, sgemm_store_trans_avx2};
+    sgemm_pack_b_rows_16_avx2, sgemm_pack_a_rows_avx2, sgemm_store_trans_avx2};
 
 }  // namespace gemm
 }  // namespace densitron
