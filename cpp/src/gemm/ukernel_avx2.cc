@@ -1,8 +1,10 @@
 // AVX2+FMA microkernels: a 6×16 register tile (12 ymm accumulators, two B vectors per k, A
 // broadcast), the Haswell-class shape. Row tails are exact (template row count), column tails
 // use maskload/maskstore, so no lane reads or writes past the matrix. The epilogue (alpha,
-// beta, bias, relu/sigmoid/tanh) is fused into the write-back.
-// Compiled with -mavx2 -mfma: includes only <immintrin.h> and kernel_info.h (no shared inline).
+// beta, bias, relu/sigmoid/tanh) is fused into the write-back. Also: the packing of A rows and
+// of a transposed B, and the transposing write-back (store_trans_body.inc), on 8×8 transposes.
+// Compiled with -mavx2 -mfma: includes only <immintrin.h>, kernel_info.h and
+// store_trans_body.inc (compiled into this file's anonymous namespace: no shared inline).
 #include <immintrin.h>
 
 #include <cstdint>
@@ -271,64 +273,27 @@ inline __attribute__((always_inline)) void transpose_8x8(__m256 (&r)[8]) {
   }
 }
 
-// The write-back of a product computed transposed (see kernel_info.h's StoreTransArgs): 8×8
-// blocks of t transposed in registers, then write_back's operations in write_back's order.
-template <int kAct, bool kBeta>
-void store_trans(const StoreTransArgs& p) {
-  constexpr int kFwd = kAct < 4 ? kAct : 0, kDact = kAct < 4 ? 0 : kAct - 4;
-  const __m256 beta = _mm256_set1_ps(p.beta);
-  for (int64_t j0 = 0; j0 < p.n; j0 += 8) {
-    const int64_t nj = p.n - j0 < 8 ? p.n - j0 : 8;
-    const bool whole = nj == 8;
-    const __m256i jmask = lanes(nj);
-    const __m256 bias =
-        p.bias != nullptr ? _mm256_maskload_ps(p.bias + j0, jmask) : _mm256_setzero_ps();
-    for (int64_t i0 = 0; i0 < p.m; i0 += 8) {
-      const int64_t mi = p.m - i0 < 8 ? p.m - i0 : 8;
-      const __m256i imask = lanes(mi);
-      __m256 r[8];
-#pragma GCC unroll 8
-      for (int q = 0; q < 8; ++q) {
-        r[q] = q < nj ? _mm256_maskload_ps(p.t + (j0 + q) * p.ldt + i0, imask)
-                      : _mm256_setzero_ps();
-      }
-      transpose_8x8(r);
-      for (int64_t i = 0; i < mi; ++i) {
-        float* c = p.c + (i0 + i) * p.ldc + j0;
-        __m256 x = r[i];
-        if (kBeta) {
-          const __m256 c0 = whole ? _mm256_loadu_ps(c) : _mm256_maskload_ps(c, jmask);
-          x = _mm256_fmadd_ps(beta, c0, x);
-        }
-        if (p.bias != nullptr) x = _mm256_add_ps(x, bias);
-        x = activate<kFwd>(x);
-        if (kDact != 0) {
-          const float* y = p.dact_y + (i0 + i) * p.ldy + j0;
-          x = scale_by_derivative<kDact>(
-              x, whole ? _mm256_loadu_ps(y) : _mm256_maskload_ps(y, jmask));
-        }
-        if (whole) {
-          _mm256_storeu_ps(c, x);
-        } else {
-          _mm256_maskstore_ps(c, jmask, x);
-        }
-      }
-    }
+// store_trans_body.inc's vocabulary (see there) on AVX2.
+constexpr int kW = 8;
+using V = __m256;
+using M = __m256i;
+inline V vload(const float* p, M m, bool whole) {
+  return whole ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m);
+}
+inline void vstore(float* p, V x, M m, bool whole) {
+  if (whole) {
+    _mm256_storeu_ps(p, x);  // (vmaskmov stores are microcoded on AMD)
+  } else {
+    _mm256_maskstore_ps(p, m, x);
   }
 }
+inline V vzero() { return _mm256_setzero_ps(); }
+inline V vset1(float f) { return _mm256_set1_ps(f); }
+inline V vfma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+inline V vadd(V a, V b) { return _mm256_add_ps(a, b); }
+inline __attribute__((always_inline)) void transpose(V (&r)[kW]) { transpose_8x8(r); }
 
-template <bool kBeta>
-void store_trans_as(const StoreTransArgs& p) {
-  switch (p.dact_y != nullptr ? 4 + p.dact : p.act) {
-    case 1: store_trans<1, kBeta>(p); break;
-    case 2: store_trans<2, kBeta>(p); break;
-    case 3: store_trans<3, kBeta>(p); break;
-    case 5: store_trans<5, kBeta>(p); break;
-    case 6: store_trans<6, kBeta>(p); break;
-    case 7: store_trans<7, kBeta>(p); break;
-    default: store_trans<0, kBeta>(p); break;
-  }
-}
+#include "gemm/store_trans_body.inc"
 
 }  // namespace
 
@@ -372,13 +337,7 @@ void sgemm_pack_a_rows_avx2(int64_t m, int64_t k, const float* a, int64_t lda, f
   }
 }
 
-void sgemm_store_trans_avx2(const StoreTransArgs* p) {
-  if (p->beta != 0.0f) {
-    store_trans_as<true>(*p);
-  } else {
-    store_trans_as<false>(*p);
-  }
-}
+void sgemm_store_trans_avx2(const StoreTransArgs* p) { store_trans_any(p); }
 
 void sgemm_ukernel_6x16_avx2(const UkernelArgs* p) { ukernel<false>(p); }
 void sgemm_ukernel_6x16_avx2_rowa(const UkernelArgs* p) { ukernel<true>(p); }

@@ -3,7 +3,8 @@
 // one set of the 12-way L1. Row and column tails are exact: the row count is a template
 // parameter and columns are masked, so no lane computes past the matrix. The epilogue (alpha,
 // beta, bias, relu/sigmoid/tanh) is fused into the write-back.
-// Compiled with AVX-512 flags: includes only <immintrin.h> and kernel_info.h (no shared inline).
+// Compiled with AVX-512 flags: includes only <immintrin.h>, kernel_info.h and
+// store_trans_body.inc (compiled into this file's anonymous namespace: no shared inline).
 #include <immintrin.h>
 
 #include <cstdint>
@@ -293,76 +294,32 @@ void sgemm_pack_b_trans_32_avx512(int64_t n, int64_t k, const float* b, int64_t 
 
 namespace {
 
-// The write-back of a product computed transposed (t = alpha·op(B)ᵀ·op(A)ᵀ, see gemm.cc): for
-// i < m, j < n, c[i·ldc + j] = epilogue(t[j·ldt + i] + beta·c[i·ldc + j] + bias[j]), 16×16
-// blocks of t transposed in registers. The same operations, in the same order, as write_back
-// on the last k block, so C is bitwise what the tile kernels would have written.
-template <int kAct, bool kBeta>
-void store_trans(const StoreTransArgs& p) {
-  constexpr int kFwd = kAct < 4 ? kAct : 0, kDact = kAct < 4 ? 0 : kAct - 4;
-  const __m512 beta = _mm512_set1_ps(p.beta);
-  for (int64_t j0 = 0; j0 < p.n; j0 += 16) {
-    const int64_t nj = p.n - j0 < 16 ? p.n - j0 : 16;
-    const bool whole = nj == 16;
-    const __mmask16 jmask = whole ? __mmask16(0xFFFF) : __mmask16((1u << nj) - 1u);
-    const __m512 bias =
-        p.bias != nullptr ? _mm512_maskz_loadu_ps(jmask, p.bias + j0) : _mm512_setzero_ps();
-    for (int64_t i0 = 0; i0 < p.m; i0 += 16) {
-      const int64_t mi = p.m - i0 < 16 ? p.m - i0 : 16;
-      const __mmask16 imask = mi == 16 ? __mmask16(0xFFFF) : __mmask16((1u << mi) - 1u);
-      __m512 r[16];
-#pragma GCC unroll 16
-      for (int q = 0; q < 16; ++q) {
-        r[q] = q < nj ? _mm512_maskz_loadu_ps(imask, p.t + (j0 + q) * p.ldt + i0)
-                      : _mm512_setzero_ps();
-      }
-      transpose_16x16(r);
-      for (int64_t i = 0; i < mi; ++i) {
-        float* c = p.c + (i0 + i) * p.ldc + j0;
-        __m512 x = r[i];
-        if (kBeta) {
-          const __m512 c0 = whole ? _mm512_loadu_ps(c) : _mm512_maskz_loadu_ps(jmask, c);
-          x = _mm512_fmadd_ps(beta, c0, x);
-        }
-        if (p.bias != nullptr) x = _mm512_add_ps(x, bias);
-        x = activate<kFwd>(x);
-        if (kDact != 0) {
-          const float* y = p.dact_y + (i0 + i) * p.ldy + j0;
-          x = scale_by_derivative<kDact>(
-              x, whole ? _mm512_loadu_ps(y) : _mm512_maskz_loadu_ps(jmask, y));
-        }
-        if (whole) {
-          _mm512_storeu_ps(c, x);
-        } else {
-          _mm512_mask_storeu_ps(c, jmask, x);
-        }
-      }
-    }
+// store_trans_body.inc's vocabulary (see there) on AVX-512.
+constexpr int kW = 16;
+using V = __m512;
+using M = __mmask16;
+inline M lanes(int64_t n) { return n >= 16 ? M(0xFFFF) : M((1u << n) - 1u); }
+inline V vload(const float* p, M m, bool whole) {
+  return whole ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(m, p);
+}
+inline void vstore(float* p, V x, M m, bool whole) {
+  if (whole) {
+    _mm512_storeu_ps(p, x);
+  } else {
+    _mm512_mask_storeu_ps(p, m, x);
   }
 }
+inline V vzero() { return _mm512_setzero_ps(); }
+inline V vset1(float f) { return _mm512_set1_ps(f); }
+inline V vfma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+inline V vadd(V a, V b) { return _mm512_add_ps(a, b); }
+inline __attribute__((always_inline)) void transpose(V (&r)[kW]) { transpose_16x16(r); }
 
-template <bool kBeta>
-void store_trans_as(const StoreTransArgs& p) {
-  switch (p.dact_y != nullptr ? 4 + p.dact : p.act) {
-    case 1: store_trans<1, kBeta>(p); break;
-    case 2: store_trans<2, kBeta>(p); break;
-    case 3: store_trans<3, kBeta>(p); break;
-    case 5: store_trans<5, kBeta>(p); break;
-    case 6: store_trans<6, kBeta>(p); break;
-    case 7: store_trans<7, kBeta>(p); break;
-    default: store_trans<0, kBeta>(p); break;
-  }
-}
+#include "gemm/store_trans_body.inc"
 
 }  // namespace
 
-void sgemm_store_trans_avx512(const StoreTransArgs* p) {
-  if (p->beta != 0.0f) {
-    store_trans_as<true>(*p);
-  } else {
-    store_trans_as<false>(*p);
-  }
-}
+void sgemm_store_trans_avx512(const StoreTransArgs* p) { store_trans_any(p); }
 
 // dst[p·nr + j] = b[p·ldb + j] for j < n (zero for n <= j < nr), p < k: two vectors a row, the
 // row eight ahead requested meanwhile (libc's memcpy of each 128-byte row cost more than the
