@@ -75,3 +75,17 @@ def test_keras_alias_class_names():
     w = init((4, 3))
     np.testing.assert_allclose(w.T @ w, 4.0 * np.eye(3), atol=1e-5)
     assert isinstance(initializers.get("IdentityInitializer"), initializers.Identity)
+
+
+def test_snake_case_names_are_the_classes():
+    # Keras exports every initializer class under its snake_case name too:
+    # `kernel_initializer=keras.initializers.he_normal(seed=1)`.
+    for name in ("zeros", "ones", "constant", "random_uniform", "random_normal",
+                 "truncated_normal", "variance_scaling", "glorot_uniform", "glorot_normal",
+                 "he_uniform", "he_normal", "lecun_uniform", "lecun_normal", "orthogonal",
+                 "identity"):
+        assert getattr(initializers, name) is type(initializers.get(name)), name
+    a = initializers.he_normal(seed=3)((5, 4))
+    b = initializers.HeNormal(seed=3)((5, 4))
+    np.testing.assert_array_equal(a, b)
+    assert initializers.constant(2.5).get_config() == {"value": 2.5}

@@ -211,8 +211,13 @@ _BY_NAME = {
     "identity": Identity,
 }
 _CLASS_NAMES = {cls.__name__: cls for cls in _BY_NAME.values()}
-# Keras's other exported names for them
+# Keras's other exported names for them: OrthogonalInitializer, IdentityInitializer, and each
+# class under its snake_case name (`initializers.he_normal(seed=1)` is a HeNormal, as in Keras)
 OrthogonalInitializer, IdentityInitializer = Orthogonal, Identity
+zeros, ones, constant, identity, orthogonal = Zeros, Ones, Constant, Identity, Orthogonal
+random_uniform, random_normal, truncated_normal = RandomUniform, RandomNormal, TruncatedNormal
+variance_scaling, glorot_uniform, glorot_normal = VarianceScaling, GlorotUniform, GlorotNormal
+he_uniform, he_normal, lecun_uniform, lecun_normal = HeUniform, HeNormal, LecunUniform, LecunNormal
 _CLASS_NAMES.update(OrthogonalInitializer=Orthogonal, IdentityInitializer=Identity)
 
 
