@@ -546,6 +546,60 @@ def test_config_settings_densitron_runs_are_accepted():
             call()
 
 
+def test_backend_namespace_as_keras_exports_it():
+    backend = densitron.backend
+    for name in ("floatx", "epsilon", "image_data_format", "backend", "set_floatx",
+                 "set_epsilon", "set_image_data_format"):
+        assert getattr(backend, name) is getattr(densitron.config, name)
+    with pytest.raises(ValueError, match="Received: value='float16'"):
+        backend.set_floatx("float16")
+    assert backend.standardize_dtype(None) == "float32"
+    assert backend.standardize_dtype(np.float64) == "float64"
+    assert backend.standardize_dtype(np.dtype("uint8")) == "uint8"
+    assert backend.standardize_dtype(int) == "int32" and backend.standardize_dtype(bool) == "bool"
+    assert backend.standardize_dtype("int16") == "int16"
+    for bad in ("float128", "dense", 3, [1]):
+        with pytest.raises(ValueError, match="Invalid dtype.*Received: dtype="):
+            backend.standardize_dtype(bad)
+    assert backend.is_float_dtype("float16") and backend.is_float_dtype(np.float64)
+    assert not backend.is_float_dtype("int8") and backend.is_int_dtype(np.uint16)
+    assert not backend.is_int_dtype(float)
+    # get_uid counts on the automatic names' counter, as Keras's does
+    densitron.utils.clear_session()
+    Dense(2)
+    assert backend.get_uid("dense") == 2 and backend.get_uid("dense") == 3
+    assert Dense(2).name == "dense_3"
+    assert backend.get_uid("my_prefix") == 1
+    densitron.utils.clear_session()
+    assert backend.get_uid("dense") == 1
+    assert backend.is_keras_tensor(Input((3,))) and not backend.is_keras_tensor(np.ones(3))
+
+
+def test_source_inputs_and_batch_packing():
+    utils = densitron.utils
+    a, b = Input((3,), name="src_a"), Input((4,), name="src_b")
+    mixed = layers.Concatenate()([Dense(2)(a), b])
+    out = Dense(1)(layers.Add()([Dense(1)(b), Dense(1)(mixed)]))
+    assert [t.name for t in utils.get_source_inputs(out)] == ["src_b", "src_a"]  # as Keras
+    assert utils.get_source_inputs(a) == [a]
+    assert utils.is_keras_tensor(out) and not utils.is_keras_tensor([out])
+    with pytest.raises(ValueError, match="Received: tensor=3"):
+        utils.get_source_inputs(3)
+    x, y, w = np.ones((2, 3)), np.zeros(2), np.ones(2)
+    assert utils.pack_x_y_sample_weight(x) is x
+    assert utils.pack_x_y_sample_weight((x, x)) == ((x, x),)  # a tuple x stays one input
+    assert utils.pack_x_y_sample_weight(x, y) == (x, y)
+    assert utils.pack_x_y_sample_weight(x, y, w) == (x, y, w)
+    assert utils.unpack_x_y_sample_weight(x) == (x, None, None)
+    assert utils.unpack_x_y_sample_weight((x,)) == (x, None, None)
+    assert utils.unpack_x_y_sample_weight([x, y]) == (x, y, None)
+    assert utils.unpack_x_y_sample_weight((x, y, w)) == (x, y, w)
+    for packed in ((x,), (x, y), (x, y, w)):
+        assert utils.unpack_x_y_sample_weight(packed)[:len(packed)] == packed
+    with pytest.raises(ValueError, match="Received: a tuple of 4 items"):
+        utils.unpack_x_y_sample_weight((x, y, w, w))
+
+
 def test_sequential_build_with_an_input_shape():
     s = Sequential([Dense(4, activation="relu"), Dense(2)])
     s.build((None, 8))

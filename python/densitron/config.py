@@ -1,41 +1,15 @@
 """keras.config's settings as densitron has them: float32, channels_last, its own engine.
 Setting them to what densitron runs is accepted (scripts set them); anything else raises."""
 
-from densitron import backend as _backend
-
-
-def floatx():
-    return _backend.floatx()
-
-
-def set_floatx(value):
-    if value != "float32":
-        raise ValueError(f"densitron computes in float32. Received: value={value!r}")
-
-
-def epsilon():
-    return _backend.epsilon()
-
-
-def set_epsilon(value):
-    if value != _backend.epsilon():
-        raise ValueError(f"densitron's engine uses Keras's default epsilon, "
-                         f"{_backend.epsilon()}. Received: value={value!r}")
-
-
-def image_data_format():
-    return "channels_last"
-
-
-def set_image_data_format(data_format):
-    if data_format != "channels_last":
-        raise ValueError("densitron's layers take channels_last data. "
-                         f"Received: data_format={data_format!r}")
-
-
-def backend():
-    """The name of the engine running the models."""
-    return "densitron"
+from densitron.backend import (
+    backend,
+    epsilon,
+    floatx,
+    image_data_format,
+    set_epsilon,
+    set_floatx,
+    set_image_data_format,
+)
 
 
 def enable_unsafe_deserialization():

@@ -32,17 +32,6 @@ def reject_beside(**arguments):
                              f"its batches hold it. Received: {arg}={value!r}")
 
 
-def unpack(batch, arg):
-    """(x, y, sample_weight) of one batch; a list or tuple of 1 to 3 items, or x alone."""
-    if isinstance(batch, (list, tuple)):
-        if not 1 <= len(batch) <= 3:
-            raise ValueError(f"A batch of `{arg}` must be (x,), (x, y) or (x, y, sample_weight)"
-                             f". Received: a {type(batch).__name__} of {len(batch)} items")
-        batch = tuple(batch) + (None,) * (3 - len(batch))
-        return batch
-    return batch, None, None
-
-
 class BatchSource:
     """One epoch's batches at a time: `steps` of them (all of a sequence's when None; an
     iterator's until it ends when None)."""

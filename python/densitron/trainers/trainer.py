@@ -18,6 +18,7 @@ from densitron.callbacks import Callback, CallbackList, History, ProgbarLogger
 from densitron.callbacks.callback import TRAIN_BATCH_HOOKS
 from densitron.trainers import data as data_mod
 from densitron.trainers import sources
+from densitron.utils.dataset import unpack
 from densitron.utils.progbar import Progbar
 from densitron.utils.rng import global_generator
 
@@ -695,7 +696,7 @@ class Trainer:
     def _batch_arrays(self, batch, arg, class_weight=None):
         """One batch of a source as the engine's arrays: xs, ys, sample weights, rows. x is
         not checked for NaN here: the engine checks its rows as it reads them."""
-        bx, by, bw = sources.unpack(batch, arg)
+        bx, by, bw = unpack(batch, arg)
         if by is None:
             raise ValueError(f"Each batch of `{arg}` must hold targets: (x, y) or (x, y, "
                              f"sample_weight). Received: a batch of x alone")
@@ -911,7 +912,7 @@ class Trainer:
             for b, batch in enumerate(source.batches()):
                 if cb is not None:
                     cb.on_predict_batch_begin(b)
-                parts.append(self.predict(sources.unpack(batch, "x")[0], batch_size=None,
+                parts.append(self.predict(unpack(batch, "x")[0], batch_size=None,
                                           verbose=0))
                 if cb is not None:
                     cb.on_predict_batch_end(b, {"outputs": parts[-1]})

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from densitron.utils.dataset import PyDataset
+from densitron.utils.dataset import PyDataset, pack_x_y_sample_weight, unpack_x_y_sample_weight
 from densitron.utils.file_utils import get_file
 from densitron.utils.naming import clear_session
 from densitron.utils.plotting import model_to_dot, plot_model
@@ -36,6 +36,36 @@ def to_categorical(x, num_classes=None):
     return np.eye(num_classes, dtype=np.float32)[x]
 
 
+def is_keras_tensor(x):
+    """Whether x is a symbolic tensor of a model being built (an Input or a layer's output)."""
+    from densitron.layers.layer import KerasTensor
+
+    return isinstance(x, KerasTensor)
+
+
+def get_source_inputs(tensor):
+    """The Input tensors `tensor` is computed from, in the order its layers' inputs lead to
+    them (depth first), each once; an Input's own tensor is its own source."""
+    from densitron.layers.input_layer import InputLayer
+
+    if not is_keras_tensor(tensor):
+        raise ValueError("`tensor` must be a symbolic tensor (an Input or a layer's output). "
+                         f"Received: tensor={tensor!r}")
+    sources, stack = [], [tensor]
+    while stack:
+        t = stack.pop()
+        if isinstance(t, (list, tuple)):
+            stack.extend(reversed(t))
+            continue
+        node = t._node
+        if node is None or isinstance(node.layer, InputLayer) or not node.inputs:
+            if not any(t is s for s in sources):
+                sources.append(t)
+            continue
+        stack.extend(reversed(node.inputs))
+    return sources
+
+
 def normalize(x, axis=-1, order=2):
     """x divided by its `order`-norm along `axis` (zero norms left as 1), as keras.utils does
     for NumPy arrays."""
@@ -48,5 +78,5 @@ def normalize(x, axis=-1, order=2):
 
 
 __all__ = ["timeseries_dataset_from_array", "CustomObjectScope", "get_custom_objects", "get_registered_name",
-           "get_registered_object", "Progbar", "PyDataset", "Sequence", "clear_session", "custom_object_scope", "get_file", "model_to_dot", "normalize", "pad_sequences", "plot_model", "register_keras_serializable",
-           "set_random_seed", "to_categorical"]
+           "get_registered_object", "Progbar", "PyDataset", "Sequence", "clear_session", "custom_object_scope", "get_file", "get_source_inputs", "is_keras_tensor", "model_to_dot", "normalize", "pack_x_y_sample_weight", "pad_sequences", "plot_model", "register_keras_serializable",
+           "set_random_seed", "to_categorical", "unpack_x_y_sample_weight"]

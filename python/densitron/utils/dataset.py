@@ -31,3 +31,27 @@ class PyDataset:
 
     def on_epoch_end(self):
         pass
+
+
+def pack_x_y_sample_weight(x, y=None, sample_weight=None):
+    """A batch as Keras packs one: x alone (a tuple x as (x,), so it stays one input), (x, y), or
+    (x, y, sample_weight)."""
+    if y is None:
+        return (x,) if isinstance(x, tuple) else x
+    return (x, y) if sample_weight is None else (x, y, sample_weight)
+
+
+def unpack_x_y_sample_weight(data):
+    """(x, y, sample_weight) of a batch given as x, (x,), (x, y) or (x, y, sample_weight) (a
+    list or a tuple), the missing ones None."""
+    return unpack(data, "data")
+
+
+def unpack(batch, arg):
+    """unpack_x_y_sample_weight of the batch of argument `arg` (named in the error)."""
+    if isinstance(batch, (list, tuple)):
+        if not 1 <= len(batch) <= 3:
+            raise ValueError(f"A batch of `{arg}` must be (x,), (x, y) or (x, y, sample_weight)"
+                             f". Received: a {type(batch).__name__} of {len(batch)} items")
+        return tuple(batch) + (None,) * (3 - len(batch))
+    return batch, None, None

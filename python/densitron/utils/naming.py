@@ -19,6 +19,13 @@ def uniquify(base):
     return base if n == 0 else f"{base}_{n}"
 
 
+def get_uid(prefix=""):
+    """The next number for `prefix`, from 1, on the counter uniquify keeps (after a Dense named
+    'dense', get_uid('dense') is 2, as in Keras); reset by clear_session."""
+    _counts[prefix] = _counts.get(prefix, 0) + 1
+    return _counts[prefix]
+
+
 def clear_session():
     """Resets the name counters, as `keras.backend.clear_session()` does."""
     _counts.clear()
