@@ -600,6 +600,31 @@ def test_source_inputs_and_batch_packing():
         utils.unpack_x_y_sample_weight((x, y, w, w))
 
 
+def test_interactive_logging_off_sends_progress_and_messages_to_the_log(capsys, caplog):
+    x, y = np.ones((64, 3)), np.ones(64)
+    inputs = Input((3,))
+    model = Model(inputs, Dense(1)(inputs))
+    model.compile("sgd", "mse")
+    stop = callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=10.0, verbose=1)
+    assert densitron.config.is_interactive_logging_enabled()
+    densitron.config.disable_interactive_logging()
+    try:
+        assert not densitron.utils.is_interactive_logging_enabled()
+        with caplog.at_level("INFO", logger="densitron"):
+            model.fit(x, y, epochs=3, batch_size=32, callbacks=[stop], verbose=1)
+        assert capsys.readouterr().out == ""
+        logged = [r.getMessage() for r in caplog.records if r.name == "densitron"]
+        assert logged[0] == "Epoch 1/3" and logged[1].startswith("2/2 ")
+        assert "loss:" in logged[1] and "\r" not in logged[1]
+        assert "Epoch 2: early stopping" in logged
+    finally:
+        densitron.utils.enable_interactive_logging()
+    caplog.clear()
+    model.fit(x, y, epochs=1, batch_size=32, verbose=1)
+    assert capsys.readouterr().out.startswith("Epoch 1/1\n2/2 ")
+    assert not [r for r in caplog.records if r.name == "densitron"]
+
+
 def test_sequential_build_with_an_input_shape():
     s = Sequential([Dense(4, activation="relu"), Dense(2)])
     s.build((None, 8))

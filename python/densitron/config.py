@@ -10,6 +10,11 @@ from densitron.backend import (
     set_floatx,
     set_image_data_format,
 )
+from densitron.utils.io_utils import (
+    disable_interactive_logging,
+    enable_interactive_logging,
+    is_interactive_logging_enabled,
+)
 
 
 def enable_unsafe_deserialization():
@@ -29,7 +34,9 @@ def is_traceback_filtering_enabled():
     return False
 
 
-__all__ = ["backend", "disable_traceback_filtering", "enable_traceback_filtering",
+__all__ = ["backend", "disable_interactive_logging", "disable_traceback_filtering",
+           "enable_interactive_logging", "enable_traceback_filtering",
+           "is_interactive_logging_enabled",
            "enable_unsafe_deserialization", "epsilon", "floatx", "image_data_format",
            "is_traceback_filtering_enabled", "set_epsilon", "set_floatx",
            "set_image_data_format"]

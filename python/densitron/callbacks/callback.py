@@ -1,5 +1,6 @@
 """Callback base class, the list that dispatches to callbacks, History and ProgbarLogger."""
 
+from densitron.utils.io_utils import print_msg
 from densitron.utils.progbar import Progbar
 
 
@@ -88,7 +89,7 @@ class ProgbarLogger(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         verbose = self.params.get("verbose", 1)
         if verbose:
-            print(f"Epoch {epoch + 1}/{self.params['epochs']}", flush=True)
+            print_msg(f"Epoch {epoch + 1}/{self.params['epochs']}")
             self._bar = Progbar(self.params.get("steps"), verbose=verbose)
 
     def on_train_batch_end(self, batch, logs=None):

@@ -11,6 +11,7 @@ import numpy as np
 
 from densitron.callbacks.callback import Callback
 from densitron.callbacks.training import _Monitor
+from densitron.utils.io_utils import print_msg
 
 _WEIGHTS_SUFFIXES = (".weights.h5", ".weights.npz")
 
@@ -98,16 +99,16 @@ class ModelCheckpoint(_SaveFreq, _Monitor):
             elif not self._better(current, self.best):
                 if self.verbose > 0:
                     best = "None" if self.best is None else f"{self.best:.5f}"
-                    print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best}")
+                    print_msg(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best}")
                 return
             else:
                 if self.verbose > 0:
                     best = "None" if self.best is None else f"{self.best:.5f}"
-                    print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {best} to "
-                          f"{current:.5f}, saving model to {path}")
+                    print_msg(f"\nEpoch {epoch + 1}: {self.monitor} improved from {best} to "
+                              f"{current:.5f}, saving model to {path}")
                 self.best = current
         elif self.verbose > 0:
-            print(f"\nEpoch {epoch + 1}: saving model to {path}")
+            print_msg(f"\nEpoch {epoch + 1}: saving model to {path}")
         if os.path.isdir(path):
             raise IsADirectoryError("Please specify a non-directory filepath for "
                                     f"ModelCheckpoint. Received: filepath={path}")

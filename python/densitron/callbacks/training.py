@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 
 from densitron.callbacks.callback import Callback
+from densitron.utils.io_utils import print_msg
 
 
 def _resolve_mode(mode, monitor, name):
@@ -86,11 +87,11 @@ class EarlyStopping(_Monitor):
 
     def on_train_end(self, logs=None):
         if self.stopped_epoch > 0 and self.verbose > 0:
-            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+            print_msg(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
             if self.verbose > 0:
-                print("Restoring model weights from the end of the best epoch: "
-                      f"{self.best_epoch + 1}.")
+                print_msg("Restoring model weights from the end of the best epoch: "
+                          f"{self.best_epoch + 1}.")
             self.model.set_weights(self.best_weights)
 
 
@@ -131,8 +132,8 @@ class ReduceLROnPlateau(_Monitor):
                     new = max(old * self.factor, self.min_lr)
                     self.model.optimizer.learning_rate = new
                     if self.verbose > 0:
-                        print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate "
-                              f"to {new}.")
+                        print_msg(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate "
+                                  f"to {new}.")
                     self.cooldown_counter = self.cooldown
                     self.wait = 0
 
@@ -158,7 +159,7 @@ class LearningRateScheduler(Callback):
                              f"Received: {lr!r}")
         self.model.optimizer.learning_rate = float(lr)
         if self.verbose > 0:
-            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
+            print_msg(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
@@ -174,7 +175,7 @@ class TerminateOnNaN(Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss):
-            print(f"Batch {batch}: Invalid loss, terminating training")
+            print_msg(f"Batch {batch}: Invalid loss, terminating training")
             self.model.stop_training = True
 
 

@@ -19,6 +19,7 @@ from densitron.callbacks.callback import TRAIN_BATCH_HOOKS
 from densitron.trainers import data as data_mod
 from densitron.trainers import sources
 from densitron.utils.dataset import unpack
+from densitron.utils.io_utils import print_msg
 from densitron.utils.progbar import Progbar
 from densitron.utils.rng import global_generator
 
@@ -83,16 +84,16 @@ def _profile_report(engine, wall, steps, print_it):
     report["total"] = wall
     report["steps"] = steps
     if print_it:
-        print(f"Step profile: {steps} steps, {wall:.3f} s "
-              f"({wall / max(steps, 1) * 1e6:.1f} us/step)")
+        print_msg(f"Step profile: {steps} steps, {wall:.3f} s "
+                  f"({wall / max(steps, 1) * 1e6:.1f} us/step)")
         for key, label in _PROFILE_ROWS:
             sec = report[key]
-            print(f"  {label:<50} {sec:8.4f} s {100 * sec / max(wall, 1e-12):5.1f}% "
-                  f"{sec / max(steps, 1) * 1e6:8.1f} us/step")
+            print_msg(f"  {label:<50} {sec:8.4f} s {100 * sec / max(wall, 1e-12):5.1f}% "
+                      f"{sec / max(steps, 1) * 1e6:8.1f} us/step")
         if report["barrier_waits"]:
             waits = ", ".join(f"{w / max(steps, 1) * 1e6:.1f}" for w in report["barrier_waits"])
-            print(f"  (threads waiting for each other, us/step per thread: {waits}; thread 0's "
-                  "is the waiting row above)")
+            print_msg(f"  (threads waiting for each other, us/step per thread: {waits}; thread 0's "
+                      "is the waiting row above)")
     return report
 
 

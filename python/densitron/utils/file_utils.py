@@ -3,6 +3,8 @@ $KERAS_HOME), checked against a hash, and optionally extracted, with Keras's pat
 
 import os
 
+from densitron.utils.io_utils import print_msg
+
 # (hashlib, tarfile, tempfile, urllib and zipfile are imported where used: `import densitron`
 # stays quick)
 
@@ -108,12 +110,12 @@ def get_file(fname=None, origin=None, untar=False, md5_hash=None, file_hash=None
     algorithm = _algorithm(hash_algorithm, file_hash) if file_hash else None
     download = force_download or not os.path.exists(target)
     if not download and file_hash and _hash_file(target, algorithm) != file_hash:
-        print(f"A local file was found, but it seems to be incomplete or outdated because the "
-              f"{algorithm} file hash does not match the original value of {file_hash} so we "
-              "will re-download the data.")
+        print_msg(f"A local file was found, but it seems to be incomplete or outdated because the "
+                  f"{algorithm} file hash does not match the original value of {file_hash} so we "
+                  "will re-download the data.")
         download = True
     if download:
-        print(f"Downloading data from {origin}")
+        print_msg(f"Downloading data from {origin}")
         fd, part = tempfile.mkstemp(dir=datadir, prefix=f".{os.path.basename(target)}.")
         os.close(fd)
         try:

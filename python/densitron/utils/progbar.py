@@ -6,6 +6,8 @@ import time
 
 import numpy as np
 
+from densitron.utils import io_utils
+
 
 def format_value(v):
     if np.ndim(v) > 0:  # a per-class log (F1Score with average=None), as a list
@@ -47,7 +49,13 @@ class Progbar:
     def stream(self):
         return self._stream or sys.stdout
 
+    def _logged(self):
+        """Whether the lines go to the log (interactive logging off, no stream of its own)."""
+        return self._stream is None and not io_utils.is_interactive_logging_enabled()
+
     def _isatty(self):
+        if self._logged():
+            return False
         s = self.stream
         return hasattr(s, "isatty") and s.isatty()
 
@@ -67,11 +75,14 @@ class Progbar:
         self._last_update = now
         elapsed = now - self._start
         line = self._render(current, values or [], elapsed, finalize)
-        if self._dynamic:
+        if self._logged():
+            io_utils.print_msg(line)
+        elif self._dynamic:
             self.stream.write("\r" + line + "\x1b[K" + ("\n" if finalize else ""))
+            self.stream.flush()
         else:
             self.stream.write(line + "\n")
-        self.stream.flush()
+            self.stream.flush()
         self._finished = finalize
 
     def _render(self, current, values, elapsed, finalize):
