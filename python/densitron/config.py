@@ -36,7 +36,6 @@ def is_traceback_filtering_enabled():
 
 __all__ = ["backend", "disable_interactive_logging", "disable_traceback_filtering",
            "enable_interactive_logging", "enable_traceback_filtering",
-           "is_interactive_logging_enabled",
            "enable_unsafe_deserialization", "epsilon", "floatx", "image_data_format",
-           "is_traceback_filtering_enabled", "set_epsilon", "set_floatx",
-           "set_image_data_format"]
+           "is_interactive_logging_enabled", "is_traceback_filtering_enabled", "set_epsilon",
+           "set_floatx", "set_image_data_format"]

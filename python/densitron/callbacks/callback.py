@@ -3,7 +3,6 @@
 from densitron.utils.io_utils import print_msg
 from densitron.utils.progbar import Progbar
 
-
 # The hooks a training batch calls (the last two through the first two: see Callback).
 TRAIN_BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin",
                      "on_batch_end")
