@@ -4,6 +4,7 @@ C++ enum, the engine's activations (through a model) against the NumPy functions
 Keras is installed, against keras.activations under the NumPy backend."""
 
 import functools
+import inspect
 import math
 import os
 import pathlib
@@ -293,3 +294,26 @@ def test_activation_layers_and_ops_functions_as_activations():
         assert activations.engine_spec(dense.activation) == activations.engine_spec(twin.activation)
     with pytest.raises(ValueError, match="Received: activation=<PReLU"):
         layers.Dense(4, activation=layers.PReLU())
+
+
+def test_functions_on_symbolic_tensors_are_activation_layers():
+    # As Keras's, densitron.activations functions apply to a layer's symbolic output (a custom
+    # layer's call(), a functional model): an Activation layer with the arguments bound.
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(7, 5)).astype(np.float32)
+    for fn, args, kwargs in ((activations.tanh, (), {}), (activations.leaky_relu, (0.3,), {}),
+                             (activations.relu, (), {"max_value": 1.0, "threshold": 0.1}),
+                             (activations.elu, (), {"alpha": 0.5}),
+                             (activations.threshold, (0.2, -1.0), {})):
+        inp = layers.Input((5,))
+        out = fn(inp, *args, **kwargs)
+        assert out.shape == (None, 5)
+        model = Model(inp, out)
+        np.testing.assert_allclose(model.predict(x, verbose=0), fn(x, *args, **kwargs),
+                                   rtol=1e-6, atol=1e-6, err_msg=fn.__name__)
+    with pytest.raises(TypeError, match="Received: args="):
+        activations.elu(layers.Input((5,)), 1.0, 2.0)
+    # the functions keep their identities, names and signatures
+    assert activations.get("tanh") is activations.tanh and activations.swish is activations.silu
+    assert activations.tanh.__name__ == "tanh"
+    assert list(inspect.signature(activations.elu).parameters) == ["x", "alpha"]

@@ -23,6 +23,35 @@ _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 
 
+def as_layer_call(fn, x, args, kwargs):
+    """fn(x, *args, **kwargs) for a symbolic x (a layer's call() being traced, or densitron.ops
+    on a tensor): an Activation layer of fn with Keras's arguments bound by keyword."""
+    from densitron.layers import Activation
+
+    if args or kwargs:
+        try:
+            bound = inspect.signature(fn).bind(x, *args, **kwargs).arguments
+        except TypeError as e:
+            raise TypeError(f"{fn.__name__}: {e}. Received: args={args}, kwargs={kwargs}") \
+                from None
+        fn = functools.partial(fn, **{k: v for k, v in bound.items() if k != "x"})
+    return Activation(fn)(x)
+
+
+def _traceable(fn):
+    """fn on arrays as written; on a symbolic tensor, an Activation layer of it, so a custom
+    layer's call() may apply densitron.activations functions as Keras's calls keras's."""
+    @functools.wraps(fn)
+    def activation(x, *args, **kwargs):
+        from densitron.layers.layer import KerasTensor
+
+        if isinstance(x, KerasTensor):
+            return as_layer_call(activation, x, args, kwargs)
+        return fn(x, *args, **kwargs)
+
+    return activation
+
+
 def _in(x):
     """x as float64 for the math, and the dtype to return."""
     x = np.asarray(x)
@@ -34,6 +63,7 @@ def _out(y, dtype):
     return np.asarray(y).astype(dtype, copy=False)
 
 
+@_traceable
 def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
     """max(x, 0) by default; Keras's ReLU: x for x > threshold else 0, clipped to
     [0, max_value] when given, minus negative_slope·max(threshold - x, 0)."""
@@ -48,22 +78,26 @@ def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
     return _out(y, dtype)
 
 
+@_traceable
 def leaky_relu(x, negative_slope=0.2):
     x, dtype = _in(x)
     return _out(np.maximum(x, negative_slope * x), dtype)
 
 
+@_traceable
 def relu6(x):
     x, dtype = _in(x)
     return _out(np.minimum(np.maximum(x, 0.0), 6.0), dtype)
 
 
+@_traceable
 def elu(x, alpha=1.0):
     """x for x >= 0, alpha·(exp(x) - 1) below."""
     x, dtype = _in(x)
     return _out(np.where(x >= 0, x, alpha * np.expm1(np.minimum(x, 0.0))), dtype)
 
 
+@_traceable
 def selu(x):
     """scale·elu(x, alpha) with alpha = 1.67326324, scale = 1.05070098."""
     x, dtype = _in(x)
@@ -74,6 +108,7 @@ def selu(x):
 _erfc = np.vectorize(math.erfc, otypes=[np.float64])
 
 
+@_traceable
 def gelu(x, approximate=False):
     """x·Φ(x) = x·(1 + erf(x/√2))/2; approximate: x·(1 + tanh(√(2/π)(x + 0.044715x³)))/2."""
     x, dtype = _in(x)
@@ -88,6 +123,7 @@ def _sigmoid(x):
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+@_traceable
 def silu(x):
     """x·sigmoid(x)."""
     x, dtype = _in(x)
@@ -101,30 +137,35 @@ def _softplus(x):
     return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
 
 
+@_traceable
 def softplus(x):
     """log(exp(x) + 1)."""
     x, dtype = _in(x)
     return _out(_softplus(x), dtype)
 
 
+@_traceable
 def softsign(x):
     """x / (|x| + 1)."""
     x, dtype = _in(x)
     return _out(x / (np.abs(x) + 1.0), dtype)
 
 
+@_traceable
 def sigmoid(x):
     """1 / (1 + exp(-x))."""
     x, dtype = _in(x)
     return _out(_sigmoid(x), dtype)
 
 
+@_traceable
 def hard_sigmoid(x):
     """relu6(x + 3) / 6."""
     x, dtype = _in(x)
     return _out(np.minimum(np.maximum(x + 3.0, 0.0), 6.0) / 6.0, dtype)
 
 
+@_traceable
 def hard_silu(x):
     """x·hard_sigmoid(x)."""
     x, dtype = _in(x)
@@ -134,11 +175,13 @@ def hard_silu(x):
 hard_swish = hard_silu
 
 
+@_traceable
 def tanh(x):
     x, dtype = _in(x)
     return _out(np.tanh(x), dtype)
 
 
+@_traceable
 def softmax(x, axis=-1):
     """exp(x) / Σ exp(x) along axis, with the maximum subtracted first."""
     x, dtype = _in(x)
@@ -146,6 +189,7 @@ def softmax(x, axis=-1):
     return _out(e / np.sum(e, axis=axis, keepdims=True), dtype)
 
 
+@_traceable
 def log_softmax(x, axis=-1):
     """x - max - log Σ exp(x - max) along axis."""
     x, dtype = _in(x)
@@ -153,46 +197,54 @@ def log_softmax(x, axis=-1):
     return _out(s - np.log(np.sum(np.exp(s), axis=axis, keepdims=True)), dtype)
 
 
+@_traceable
 def exponential(x):
     x, dtype = _in(x)
     return _out(np.exp(x), dtype)
 
 
+@_traceable
 def mish(x):
     """x·tanh(softplus(x))."""
     x, dtype = _in(x)
     return _out(x * np.tanh(_softplus(x)), dtype)
 
 
+@_traceable
 def linear(x):
     """The identity."""
     return x
 
 
+@_traceable
 def celu(x, alpha=1.0):
     """max(x, 0) + alpha·expm1(min(x, 0)/alpha)."""
     x, dtype = _in(x)
     return _out(np.maximum(x, 0.0) + alpha * np.expm1(np.minimum(x, 0.0) / alpha), dtype)
 
 
+@_traceable
 def hard_shrink(x, threshold=0.5):
     """x where |x| > threshold, else 0."""
     x, dtype = _in(x)
     return _out(np.where(np.abs(x) > threshold, x, 0.0), dtype)
 
 
+@_traceable
 def hard_tanh(x):
     """x clipped to [-1, 1]."""
     x, dtype = _in(x)
     return _out(np.where(x > 1, 1.0, np.where(x < -1, -1.0, x)), dtype)
 
 
+@_traceable
 def log_sigmoid(x):
     """log(sigmoid(x)) = -softplus(-x)."""
     x, dtype = _in(x)
     return _out(-_softplus(-x), dtype)
 
 
+@_traceable
 def soft_shrink(x, threshold=0.5):
     """x - threshold above threshold, x + threshold below -threshold, else 0."""
     x, dtype = _in(x)
@@ -200,30 +252,35 @@ def soft_shrink(x, threshold=0.5):
                          np.where(x < -threshold, x + threshold, 0.0)), dtype)
 
 
+@_traceable
 def sparse_plus(x):
     """0 for x <= -1, x for x >= 1, (x + 1)²/4 between."""
     x, dtype = _in(x)
     return _out(np.where(x <= -1, 0.0, np.where(x >= 1, x, (x + 1) ** 2 / 4)), dtype)
 
 
+@_traceable
 def sparse_sigmoid(x):
     """0 for x <= -1, 1 for x >= 1, (x + 1)/2 between."""
     x, dtype = _in(x)
     return _out(np.where(x <= -1, 0.0, np.where(x >= 1, 1.0, 0.5 * (x + 1))), dtype)
 
 
+@_traceable
 def squareplus(x, b=4):
     """(x + sqrt(x² + b))/2."""
     x, dtype = _in(x)
     return _out((x + np.sqrt(x * x + b)) / 2, dtype)
 
 
+@_traceable
 def tanh_shrink(x):
     """x - tanh(x)."""
     x, dtype = _in(x)
     return _out(x - np.tanh(x), dtype)
 
 
+@_traceable
 def threshold(x, threshold, default_value):
     """x where x > threshold, else default_value."""
     x, dtype = _in(x)

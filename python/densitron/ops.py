@@ -2,8 +2,6 @@
 a traced call()), the layers that compute them (a layer's weight in `matmul(x, self.w)`)."""
 
 import builtins
-import functools
-import inspect
 
 import numpy as np
 
@@ -92,16 +90,9 @@ def _symbolic_matmul(a, b, transpose_a, transpose_b, out):
 def _activation(name):
     def op(x, *args, **kwargs):
         from densitron import activations
-        from densitron.layers import Activation
 
-        fn = activations.get(name)
-        if args or kwargs:  # Keras's arguments (alpha, threshold...) bound by keyword
-            try:
-                bound = inspect.signature(fn).bind(x, *args, **kwargs).arguments
-            except TypeError as e:
-                raise TypeError(f"ops.{name}: {e}. Received: args={args}, kwargs={kwargs}") from None
-            fn = functools.partial(fn, **{k: v for k, v in bound.items() if k != "x"})
-        return Activation(fn)(x)
+        # (Keras's arguments, alpha, threshold..., bound by keyword)
+        return activations.as_layer_call(activations.get(name), x, args, kwargs)
 
     op.__name__ = op._activation_name = name  # (an activation argument: that activation)
     op.__doc__ = (f"{name}(x, ...): on a symbolic tensor (in a traced call()), an "

@@ -18,6 +18,7 @@ import zipfile
 import numpy as np
 
 from densitron.utils import naming
+from densitron.utils.keras_objects import deserialize_keras_object, serialize_keras_object
 from densitron.utils.serialization import (CustomObjectScope, custom_object_scope,
                                            get_custom_objects, get_registered_name,
                                            get_registered_object, register_keras_serializable)

@@ -6,6 +6,7 @@ from densitron.utils.dataset import PyDataset, pack_x_y_sample_weight, unpack_x_
 from densitron.utils.file_utils import get_file
 from densitron.utils.io_utils import (disable_interactive_logging, enable_interactive_logging,
                                       is_interactive_logging_enabled)
+from densitron.utils.keras_objects import deserialize_keras_object, serialize_keras_object
 from densitron.utils.naming import clear_session
 from densitron.utils.plotting import model_to_dot, plot_model
 from densitron.utils.progbar import Progbar
@@ -80,5 +81,5 @@ def normalize(x, axis=-1, order=2):
 
 
 __all__ = ["timeseries_dataset_from_array", "CustomObjectScope", "get_custom_objects", "get_registered_name",
-           "get_registered_object", "Progbar", "PyDataset", "Sequence", "clear_session", "custom_object_scope", "disable_interactive_logging", "enable_interactive_logging", "get_file", "get_source_inputs", "is_interactive_logging_enabled", "is_keras_tensor", "model_to_dot", "normalize", "pack_x_y_sample_weight", "pad_sequences", "plot_model", "register_keras_serializable",
-           "set_random_seed", "to_categorical", "unpack_x_y_sample_weight"]
+           "get_registered_object", "Progbar", "PyDataset", "Sequence", "clear_session", "custom_object_scope", "deserialize_keras_object", "disable_interactive_logging", "enable_interactive_logging", "get_file", "get_source_inputs", "is_interactive_logging_enabled", "is_keras_tensor", "model_to_dot", "normalize", "pack_x_y_sample_weight", "pad_sequences", "plot_model", "register_keras_serializable",
+           "serialize_keras_object", "set_random_seed", "to_categorical", "unpack_x_y_sample_weight"]

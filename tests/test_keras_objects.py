@@ -1,0 +1,202 @@
+"""saving.serialize_keras_object / deserialize_keras_object (also in utils): plain values, arrays,
+built-in and registered classes and functions, both ways with Keras's own; and the use they
+exist for, a custom layer's get_config/from_config holding objects, through save and load."""
+
+import os
+import warnings
+
+import densitron
+import numpy as np
+import pytest
+from densitron import activations, constraints, initializers, layers, losses, regularizers
+from densitron.saving import deserialize_keras_object, serialize_keras_object
+
+
+def test_plain_values_arrays_and_containers_round_trip():
+    value = {"a": [1, 2.5, None, "s", True], "t": (1, 2), "b": b"xy",
+             "arr": np.arange(6, dtype=np.float32).reshape(2, 3), "scalar": np.float64(0.5)}
+    config = serialize_keras_object(value)
+    assert config["arr"] == {"class_name": "__numpy__",
+                             "config": {"value": [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]],
+                                        "dtype": "float32"}}
+    assert config["b"] == {"class_name": "__bytes__", "config": {"value": "xy"}}
+    assert config["scalar"] == 0.5  # (a float subclass, kept as Keras keeps it)
+    assert type(serialize_keras_object(np.int64(3))) is int
+    back = deserialize_keras_object(config)
+    np.testing.assert_array_equal(back["arr"], value["arr"])
+    assert back["arr"].dtype == np.float32
+    assert back["b"] == b"xy" and back["a"] == value["a"] and back["t"] == [1, 2]
+    assert densitron.utils.serialize_keras_object is serialize_keras_object
+    assert densitron.utils.deserialize_keras_object is deserialize_keras_object
+
+
+def test_builtin_objects_round_trip():
+    for obj in (initializers.HeNormal(seed=3), initializers.Constant(2.0), regularizers.L1L2(
+            l1=0.1, l2=0.2), constraints.MaxNorm(3.0), losses.Huber(delta=2.0),
+            densitron.optimizers.Adam(learning_rate=0.01), densitron.metrics.AUC(
+                num_thresholds=50)):
+        config = serialize_keras_object(obj)
+        assert config["module"].startswith("keras.") and config["registered_name"] is None
+        assert config["class_name"] == type(obj).__name__
+        back = deserialize_keras_object(config)
+        assert type(back) is type(obj) and back.get_config() == obj.get_config()
+    for fn in (activations.relu, activations.gelu, losses.mean_squared_error):
+        config = serialize_keras_object(fn)
+        assert config == {"module": "builtins", "class_name": "function",
+                          "config": fn.__name__, "registered_name": "function"}
+        assert deserialize_keras_object(config) is fn
+    dense = layers.Dense(3, activation="tanh", kernel_initializer=initializers.HeNormal(seed=1),
+                         kernel_regularizer="l2", name="ser_dense")
+    config = serialize_keras_object(dense)
+    assert config["config"]["kernel_initializer"]["module"] == "keras.initializers"
+    back = deserialize_keras_object(config)
+    assert isinstance(back, layers.Dense) and back.get_config() == dense.get_config()
+
+
+def test_registered_and_custom_objects(monkeypatch):
+    from densitron.utils import serialization
+
+    monkeypatch.setattr(serialization, "_registered", dict(serialization._registered))
+    @densitron.saving.register_keras_serializable(package="KOTest")
+    def scaled_tanh(x):
+        return densitron.ops.tanh(x) * 2.0
+
+    @densitron.saving.register_keras_serializable(package="KOTest")
+    class Halve(regularizers.Regularizer):
+        def __init__(self, factor=0.5):
+            self.factor = factor
+
+        def get_config(self):
+            return {"factor": self.factor}
+
+    config = serialize_keras_object(scaled_tanh)
+    assert config["class_name"] == "function" and config["registered_name"] == \
+        "KOTest>scaled_tanh"
+    assert deserialize_keras_object(config) is scaled_tanh
+    config = serialize_keras_object(Halve(0.25))
+    assert config["registered_name"] == "KOTest>Halve" and config["class_name"] == "Halve"
+    back = deserialize_keras_object(config)
+    assert type(back) is Halve and back.factor == 0.25
+
+    class Unregistered(initializers.Initializer):
+        def get_config(self):
+            return {}
+
+    config = serialize_keras_object(Unregistered())
+    with pytest.raises(TypeError, match="Could not locate class 'Unregistered'"):
+        deserialize_keras_object(config)
+    assert type(deserialize_keras_object(
+        config, custom_objects={"Unregistered": Unregistered})) is Unregistered
+    assert deserialize_keras_object("Unregistered",
+                                    custom_objects={"Unregistered": Unregistered}) is Unregistered
+    assert deserialize_keras_object("relu") == "relu"  # a plain string stays one, as in Keras
+
+
+def test_refusals():
+    with pytest.raises(ValueError, match="lambda"):
+        serialize_keras_object(lambda x: x)
+    with pytest.raises(ValueError, match="lambda"):
+        deserialize_keras_object({"class_name": "__lambda__", "config": {"value": "..."}})
+    with pytest.raises(TypeError, match="Received: "):
+        serialize_keras_object(object())
+    with pytest.raises(TypeError, match="Could not locate function 'no_such_fn'"):
+        deserialize_keras_object({"module": "builtins", "class_name": "function",
+                                  "config": "no_such_fn", "registered_name": "function"})
+    with pytest.raises(TypeError, match="Could not locate class 'NoSuchLayer'"):
+        deserialize_keras_object({"module": "keras.layers", "class_name": "NoSuchLayer",
+                                  "config": {}, "registered_name": None})
+    with pytest.raises(TypeError, match="Unrecognized keyword"):
+        deserialize_keras_object({}, bogus=1)
+
+
+class ScaledDense(layers.Layer):
+    """The Keras guide's pattern: objects held by a custom layer, serialized in get_config."""
+
+    def __init__(self, units, activation=None, initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.activation = activations.get(activation)
+        self.initializer = initializers.get(initializer)
+        self.inner = layers.Dense(units, kernel_initializer=self.initializer)
+
+    def call(self, x):
+        return self.activation(self.inner(x))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units,
+                "activation": serialize_keras_object(self.activation),
+                "initializer": serialize_keras_object(self.initializer)}
+
+    @classmethod
+    def from_config(cls, config):
+        config["activation"] = deserialize_keras_object(config["activation"])
+        config["initializer"] = deserialize_keras_object(config["initializer"])
+        return cls(**config)
+
+
+def test_a_custom_layer_holding_objects(tmp_path):
+    layer = ScaledDense(3, activation=activations.tanh,
+                        initializer=initializers.HeNormal(seed=2), name="scaled")
+    config = layer.get_config()
+    assert config["activation"]["config"] == "tanh"
+    assert config["initializer"]["class_name"] == "HeNormal"
+    again = ScaledDense.from_config(dict(config))
+    assert again.activation is activations.tanh and again.units == 3
+    assert again.initializer.get_config() == layer.initializer.get_config()
+    # its call() applies a densitron.activations function to a symbolic tensor, as Keras's do
+    inputs = densitron.Input((4,))
+    model = densitron.Model(inputs, layer(inputs))
+    x = np.random.default_rng(0).random((5, 4)).astype(np.float32)
+    kernel, bias = model.get_weights()
+    np.testing.assert_allclose(model.predict(x, verbose=0), np.tanh(x @ kernel + bias),
+                               rtol=1e-5, atol=1e-6)
+    path = os.path.join(tmp_path, "custom.keras")
+    model.save(path)
+    loaded = densitron.models.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@pytest.fixture
+def keras():
+    os.environ.setdefault("KERAS_BACKEND", "numpy")
+    pytest.importorskip("jax", reason="Keras's numpy backend imports jax at import time")
+    return pytest.importorskip("keras", reason="the `keras` package is not installed")
+
+
+def test_both_ways_with_keras(keras):
+    def quiet(fn):  # Keras's optimizers warn under NumPy 2 on its numpy backend
+        def call(*args):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return fn(*args)
+        return call
+
+    ks = quiet(keras.saving.serialize_keras_object)
+    kd = quiet(keras.saving.deserialize_keras_object)
+    pairs = [(initializers.HeNormal(seed=1), keras.initializers.HeNormal(seed=1)),
+             (regularizers.L2(0.01), keras.regularizers.L2(0.01)),
+             (constraints.MaxNorm(2.0), keras.constraints.MaxNorm(2.0)),
+             (losses.Huber(), keras.losses.Huber()),
+             (densitron.optimizers.SGD(momentum=0.5), keras.optimizers.SGD(momentum=0.5))]
+    for ours, theirs in pairs:
+        mine = deserialize_keras_object(ks(theirs))
+        # (Keras names its SGD "SGD" and stores the learning rate rounded to float32)
+        assert type(mine) is type(ours)
+        drop = {"name", "learning_rate"}
+        assert {k: v for k, v in mine.get_config().items() if k not in drop} == \
+            {k: v for k, v in ours.get_config().items() if k not in drop}
+        back = kd(serialize_keras_object(ours))
+        assert type(back).__name__ == type(theirs).__name__
+    for ours, theirs in ((activations.relu, keras.activations.relu),
+                         (losses.mean_squared_error, keras.losses.mean_squared_error)):
+        assert serialize_keras_object(ours) == ks(theirs)
+        assert deserialize_keras_object(ks(theirs)) is ours
+        assert kd(serialize_keras_object(ours)) is theirs
+    dense = keras.layers.Dense(3, activation="relu", name="kd")
+    mine = deserialize_keras_object(ks(dense))
+    assert isinstance(mine, layers.Dense) and mine.units == 3 and mine.name == "kd"
+    theirs = kd(serialize_keras_object(layers.Dense(2, activation="sigmoid", name="dk")))
+    assert theirs.units == 2 and theirs.name == "dk"
+    arr = np.arange(4.0)
+    np.testing.assert_array_equal(deserialize_keras_object(ks(arr)), arr)
+    np.testing.assert_array_equal(kd(serialize_keras_object(arr)), arr)
