@@ -2,30 +2,32 @@
 a traced call()), the layers that compute them (a layer's weight in `matmul(x, self.w)`)."""
 
 import builtins
+import math
 
 import numpy as np
 
 from densitron import _core
 from densitron._checks import is_number
 
-__all__ = ["abs", "absolute", "add", "all", "any", "arange", "argmax", "argmin",
-           "argsort", "broadcast_to", "cast", "ceil", "celu", "clip", "concatenate",
-           "convert_to_numpy", "convert_to_tensor", "cosh", "cumprod", "cumsum", "diag",
-           "divide", "dot", "einsum", "elu", "equal", "exp", "expand_dims", "eye",
-           "flip", "floor", "full", "full_like", "gelu", "glu", "greater",
-           "greater_equal", "hard_shrink", "hard_sigmoid", "hard_silu", "hard_swish",
-           "hard_tanh", "identity", "isfinite", "isinf", "isnan", "leaky_relu", "less",
-           "less_equal", "linspace", "log", "log1p", "log_sigmoid", "log_softmax",
-           "logical_and", "logical_not", "logical_or", "logsumexp", "matmul", "max",
-           "maximum", "mean", "min", "minimum", "multiply", "nan_to_num", "negative",
-           "norm", "not_equal", "one_hot", "ones", "ones_like", "outer", "power",
-           "prod", "relu", "relu6", "reshape", "round", "selu", "sigmoid", "sign",
-           "silu", "sinh", "soft_shrink", "softmax", "softplus", "softsign", "sort",
-           "sparse_plus", "sparse_sigmoid", "split", "sqrt", "square", "squareplus",
-           "squeeze", "stack", "std", "stop_gradient", "subtract", "sum", "swish",
-           "take", "take_along_axis", "tanh", "tanh_shrink", "tensordot", "threshold",
-           "tile", "trace", "transpose", "tril", "triu", "true_divide", "var", "where",
-           "zeros", "zeros_like"]
+__all__ = ["abs", "absolute", "add", "all", "amax", "amin", "any", "arange", "argmax", "argmin",
+           "argsort", "binary_crossentropy", "broadcast_to", "cast", "categorical_crossentropy",
+           "ceil", "celu", "clip", "concatenate", "convert_to_numpy", "convert_to_tensor", "cosh",
+           "cumprod", "cumsum", "deg2rad", "diag", "divide", "divide_no_nan", "dot", "einsum",
+           "elu", "equal", "exp", "exp2", "expand_dims", "expm1", "eye", "fabs", "flip", "floor",
+           "floor_divide", "full", "full_like", "gelu", "glu", "greater", "greater_equal",
+           "hard_shrink", "hard_sigmoid", "hard_silu", "hard_swish", "hard_tanh", "heaviside",
+           "hypot", "identity", "isfinite", "isinf", "isnan", "leaky_relu", "less", "less_equal",
+           "linspace", "log", "log10", "log1p", "log2", "log_sigmoid", "log_softmax", "logaddexp",
+           "logical_and", "logical_not", "logical_or", "logsumexp", "matmul", "max", "maximum",
+           "mean", "min", "minimum", "mod", "moments", "multiply", "nan_to_num", "negative",
+           "norm", "not_equal", "one_hot", "ones", "ones_like", "outer", "power", "prod",
+           "rad2deg", "reciprocal", "relu", "relu6", "reshape", "round", "selu", "sigmoid",
+           "sign", "silu", "sinh", "soft_shrink", "softmax", "softplus", "softsign", "sort",
+           "sparse_categorical_crossentropy", "sparse_plus", "sparse_sigmoid", "split", "sqrt",
+           "square", "squareplus", "squeeze", "stack", "std", "stop_gradient", "subtract", "sum",
+           "swish", "take", "take_along_axis", "tanh", "tanh_shrink", "tensordot", "threshold",
+           "tile", "trace", "transpose", "tril", "triu", "true_divide", "var", "where", "zeros",
+           "zeros_like"]
 
 _NUMERIC_KINDS = "biuf"
 _ndarray = np.ndarray
@@ -549,6 +551,112 @@ def stack(xs, axis=0):
 
 # NumPy's own for arrays (Keras's ops of the same names and meaning); on a symbolic tensor
 # each refuses (the engine has no node for it) with what it received.
+# --- ops composed of the ones above ---------------------------------------------------------
+# On arrays NumPy's own float32 function; on symbolic tensors (and a batch's mean or sum) the
+# composition, so each has the gradient of its parts.
+
+def _composite(name, numpy_fn, traced):
+    def op(*xs):
+        if builtins.any(isinstance(x, BatchReduction) for x in xs) or _symbolic(*xs):
+            return traced(*xs)
+        return numpy_fn(*(np.asarray(x, dtype=np.float32) for x in xs))
+
+    op.__name__ = name
+    op.__doc__ = (f"{name}: NumPy's np.{numpy_fn.__name__} on arrays; on symbolic tensors "
+                  "composed of the engine's ops (with their gradients).")
+    return op
+
+
+def _safe_quotient(x1, x2):
+    """x1 / x2 with 0 where x2 is 0, and no infinity in either branch (a symbolic where()
+    passes the gradient of both)."""
+    zero = equal(x2, 0.0)
+    return where(zero, 0.0, divide(x1, where(zero, 1.0, x2)))
+
+
+def _np_divide_no_nan(x1, x2):
+    zero = x2 == 0
+    return np.where(zero, np.float32(0), x1 / np.where(zero, np.float32(1), x2))
+
+
+reciprocal = _composite("reciprocal", np.reciprocal, lambda x: divide(1.0, x))
+log2 = _composite("log2", np.log2, lambda x: multiply(log(x), 1.0 / math.log(2.0)))
+log10 = _composite("log10", np.log10, lambda x: multiply(log(x), 1.0 / math.log(10.0)))
+exp2 = _composite("exp2", np.exp2, lambda x: exp(multiply(x, math.log(2.0))))
+expm1 = _composite("expm1", np.expm1, lambda x: subtract(exp(x), 1.0))
+deg2rad = _composite("deg2rad", np.deg2rad, lambda x: multiply(x, math.pi / 180.0))
+rad2deg = _composite("rad2deg", np.rad2deg, lambda x: multiply(x, 180.0 / math.pi))
+divide_no_nan = _composite("divide_no_nan", _np_divide_no_nan, _safe_quotient)
+floor_divide = _composite("floor_divide", np.floor_divide,
+                          lambda x1, x2: floor(divide(x1, x2)))
+# x1 - floor(x1 / x2)·x2: the sign of the divisor, as NumPy's (and Keras's) mod
+mod = _composite("mod", np.mod, lambda x1, x2: subtract(x1, multiply(floor(divide(x1, x2)), x2)))
+hypot = _composite("hypot", np.hypot, lambda x1, x2: sqrt(add(square(x1), square(x2))))
+# max + log(1 + e^-|x1 - x2|): no overflow for large inputs
+logaddexp = _composite("logaddexp", np.logaddexp, lambda x1, x2: add(
+    maximum(x1, x2), log1p(exp(negative(abs(subtract(x1, x2)))))))
+heaviside = _composite("heaviside", np.heaviside, lambda x1, x2: where(
+    greater(x1, 0.0), 1.0, where(less(x1, 0.0), 0.0, x2)))
+fabs = abs
+amax = max
+amin = min
+
+
+def moments(x, axes, keepdims=False, synchronized=False):
+    """(mean, variance) of x over `axes` (on a symbolic tensor, the last axis)."""
+    if synchronized:
+        raise ValueError("densitron runs on one device: there is nothing to synchronize. "
+                         f"Received: synchronized={synchronized!r}")
+    if isinstance(axes, (list, tuple)):  # (Keras takes a list of axes)
+        axes = axes[0] if len(axes) == 1 else tuple(axes)
+    return mean(x, axis=axes, keepdims=keepdims), var(x, axis=axes, keepdims=keepdims)
+
+
+def _epsilon():
+    from densitron.backend import epsilon
+
+    return epsilon()
+
+
+def binary_crossentropy(target, output, from_logits=False):
+    """Keras's ops.binary_crossentropy, elementwise (no reduction): -(t·log p + (1 - t)·log(1 -
+    p)), p = output (its sigmoid with from_logits) clipped to [eps, 1 - eps]."""
+    if from_logits:
+        output = sigmoid(output)
+    p = clip(output, _epsilon(), 1.0 - _epsilon())
+    return negative(add(multiply(target, log(p)),
+                        multiply(subtract(1.0, target), log(subtract(1.0, p)))))
+
+
+def _last_axis(name, axis):
+    if axis != -1:
+        raise ValueError(f"densitron's ops.{name} reduces over the last axis. "
+                         f"Received: axis={axis!r}")
+
+
+def categorical_crossentropy(target, output, from_logits=False, axis=-1):
+    """Keras's ops.categorical_crossentropy: -Σ t·log p over the last axis, p = output
+    normalised to sum 1 and clipped to [eps, 1 - eps] (log_softmax with from_logits)."""
+    _last_axis("categorical_crossentropy", axis)
+    if from_logits:
+        log_p = log_softmax(output)
+    else:
+        p = divide(output, sum(output, axis=-1, keepdims=True))
+        log_p = log(clip(p, _epsilon(), 1.0 - _epsilon()))
+    return negative(sum(multiply(target, log_p), axis=-1))
+
+
+def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
+    """categorical_crossentropy of the one-hot rows of the class ids `target`."""
+    _last_axis("sparse_categorical_crossentropy", axis)
+    if not _symbolic(target):
+        target = np.asarray(target)
+    rows = one_hot(target, output.shape[-1])
+    if len(rows.shape) == len(output.shape) + 1:  # ids in a last axis of 1
+        rows = reshape(rows, (-1, *output.shape[1:]))
+    return categorical_crossentropy(rows, output, from_logits)
+
+
 def _numpy_only(name):
     fn = getattr(np, name)
 
