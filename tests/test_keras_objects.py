@@ -200,3 +200,52 @@ def test_both_ways_with_keras(keras):
     arr = np.arange(4.0)
     np.testing.assert_array_equal(deserialize_keras_object(ks(arr)), arr)
     np.testing.assert_array_equal(kd(serialize_keras_object(arr)), arr)
+
+
+def test_module_serialize_and_deserialize(monkeypatch):
+    from densitron import metrics, optimizers
+
+    adam = optimizers.Adam(learning_rate=0.01, beta_1=0.8)
+    config = optimizers.serialize(adam)
+    assert config["module"] == "keras.optimizers" and config["class_name"] == "Adam"
+    again = optimizers.deserialize(config)
+    assert type(again) is optimizers.Adam and again.get_config() == adam.get_config()
+    assert optimizers.get({"class_name": "SGD", "config": {"momentum": 0.9}}).momentum == 0.9
+    assert isinstance(optimizers.deserialize("rmsprop"), optimizers.RMSprop)
+    with pytest.raises(ValueError, match="Received: use_legacy_format=True"):
+        optimizers.deserialize(config, use_legacy_format=True)
+    with pytest.raises(ValueError, match="Received: class_name='Nope'"):
+        optimizers.deserialize({"class_name": "Nope", "config": {}})
+    auc = metrics.deserialize(serialize_keras_object(metrics.AUC(num_thresholds=20)))
+    assert isinstance(auc, metrics.AUC) and auc.num_thresholds == 20
+    assert type(regularizers.deserialize({"class_name": "L2", "config": {"l2": 0.1}})) is \
+        regularizers.L2
+    assert type(constraints.deserialize("non_neg")) is constraints.NonNeg
+    assert activations.deserialize(serialize_keras_object(activations.relu)) is activations.relu
+    assert activations.deserialize("tanh") is activations.tanh
+
+    class MyAdam(optimizers.Adam):
+        pass
+
+    config = {"class_name": "MyAdam", "config": adam.get_config()}
+    with pytest.raises(ValueError, match="MyAdam"):
+        optimizers.deserialize(config)
+    assert type(optimizers.deserialize(config, custom_objects={"MyAdam": MyAdam})) is MyAdam
+
+
+def test_module_deserialize_reads_keras(keras):
+    import warnings
+
+    from densitron import metrics, optimizers
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        opt = keras.saving.serialize_keras_object(keras.optimizers.Adam(beta_2=0.9))
+    assert optimizers.deserialize(opt).beta_2 == 0.9
+    auc = metrics.deserialize(keras.saving.serialize_keras_object(keras.metrics.AUC(
+        num_thresholds=30)))
+    assert auc.num_thresholds == 30
+    assert activations.deserialize(keras.saving.serialize_keras_object(
+        keras.activations.gelu)) is activations.gelu
+    assert regularizers.deserialize(keras.saving.serialize_keras_object(
+        keras.regularizers.L1(0.2))).l1 == pytest.approx(0.2)

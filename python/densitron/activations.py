@@ -374,6 +374,14 @@ def serialize(activation):
     return {"class_name": "function", "config": name, "kwargs": kwargs}
 
 
+def deserialize(config, custom_objects=None):
+    """The activation of a name or a serialized function (Keras's {"class_name": "function",
+    ...} included), functions of `custom_objects` found too."""
+    from densitron.utils import serialization
+
+    return serialization.deserialize_with(get, config, custom_objects)
+
+
 def _param(kwargs, key, default):
     value = kwargs.get(key, default)
     try:

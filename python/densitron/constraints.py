@@ -86,6 +86,10 @@ def serialize(constraint):
     return serialization.serialize(constraint)
 
 
+def deserialize(config, custom_objects=None):
+    return serialization.deserialize_with(get, config, custom_objects)
+
+
 def get(identifier):
     con = serialization.get(
         identifier, Constraint, _BY_NAME, "constraint",

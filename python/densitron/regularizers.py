@@ -69,6 +69,10 @@ def serialize(regularizer):
     return serialization.serialize(regularizer)
 
 
+def deserialize(config, custom_objects=None):
+    return serialization.deserialize_with(get, config, custom_objects)
+
+
 def get(identifier):
     reg = serialization.get(identifier, Regularizer, _BY_NAME, "regularizer",
                             "l1, l2 and l1_l2 (names or densitron.regularizers objects)")

@@ -1410,6 +1410,11 @@ def serialize(metric):
     return serialization.serialize(metric)
 
 
+def deserialize(config, custom_objects=None):
+    """The metric of a serialized form (see get), the classes of `custom_objects` found too."""
+    return serialization.deserialize_with(get, config, custom_objects)
+
+
 def display_name(metric):
     """The log name of a metric: its name, or the object's `name`."""
     metric = get(metric)

@@ -2,7 +2,8 @@
 
 from densitron.optimizers import schedules
 from densitron.optimizers.optimizer import (SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Ftrl,
-                                            Lamb, Lion, Nadam, Optimizer, RMSprop, get)
+                                            Lamb, Lion, Nadam, Optimizer, RMSprop, deserialize,
+                                            get, serialize)
 
 __all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "Adamax", "AdamW", "Ftrl", "Lamb", "Lion", "Nadam",
-           "Optimizer", "RMSprop", "get", "schedules"]
+           "Optimizer", "RMSprop", "deserialize", "get", "schedules", "serialize"]

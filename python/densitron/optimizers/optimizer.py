@@ -586,9 +586,31 @@ _BY_NAME = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "adama
 CLASSES = {cls.__name__: cls for cls in _BY_NAME.values()}
 
 
+def serialize(optimizer):
+    """Keras's {"module", "class_name", "config", "registered_name"} form of an optimizer."""
+    from densitron.utils.keras_objects import serialize_keras_object
+
+    return serialize_keras_object(get(optimizer))
+
+
+def deserialize(config, custom_objects=None, use_legacy_format=False):
+    """The optimizer of a serialized form (a name, or a {"class_name", "config"} dict, Keras's
+    included); classes of `custom_objects` found too."""
+    from densitron.utils import serialization
+
+    if use_legacy_format:
+        raise ValueError("densitron reads Keras 3's optimizer configs only. "
+                         f"Received: use_legacy_format={use_legacy_format!r}")
+    return serialization.deserialize_with(get, config, custom_objects)
+
+
 def get(identifier):
     if isinstance(identifier, Optimizer):
         return identifier
+    if isinstance(identifier, dict):
+        from densitron.utils import serialization
+
+        return serialization.deserialize(identifier, CLASSES, "optimizer")
     if isinstance(identifier, str):
         cls = _BY_NAME.get(identifier.lower())
         if cls is None:

@@ -81,6 +81,13 @@ class FunctionWrapper:
         return {"fn": get_registered_name(self.fn), **self._fn_kwargs}
 
 
+def deserialize_with(get, config, custom_objects=None):
+    """A module's deserialize: its `get` of a serialized form (a name, or a {"class_name",
+    "config"} dict, Keras's included), the classes of `custom_objects` found too."""
+    with custom_object_scope(custom_objects):
+        return get(config)
+
+
 def _custom(name):
     return _custom_objects[-1].get(name) or _registered.get(name)
 
