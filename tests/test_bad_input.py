@@ -532,3 +532,29 @@ def test_a_regularizer_or_constraint_written_in_python_is_refused_not_ignored():
     x = np.zeros((4, 3), np.float32)
     np.testing.assert_allclose(model.evaluate(x, np.zeros((4, 2)), verbose=0),
                                0.05 * np.sum(w ** 2), rtol=1e-5)
+
+
+def test_layer_arguments_of_the_wrong_kind_are_named():
+    # found by fuzzing the layers' constructors: each used to fail deep inside with a bare
+    # TypeError ('float' object is not iterable, '<' not supported, unhashable type)
+    from densitron import layers
+
+    for bad in (1.5, 3, True, "x", [1.5]):
+        with pytest.raises(ValueError, match="Received: input_shape="):
+            layers.Dense(2, input_shape=bad)
+    with pytest.raises(ValueError, match="Received: input_dim=0"):
+        layers.Dense(2, input_dim=0)
+    assert layers.Dense(2, input_shape=[4])._input_shape_arg == (4,)
+    for arg in ("max_value", "negative_slope", "threshold"):
+        with pytest.raises(ValueError, match=f"Received: {arg}="):
+            layers.ReLU(**{arg: {}})
+    with pytest.raises(ValueError, match="Received: negative_slope=\\[\\]"):
+        layers.LeakyReLU(negative_slope=[])
+    with pytest.raises(ValueError, match="Received: output_mode=\\{\\}"):
+        layers.CategoryEncoding(num_tokens=3, output_mode={})
+    from densitron.layers.math_ops import Slice
+
+    with pytest.raises(TypeError, match="Received: start=-0.5"):
+        Slice(start=-0.5)
+    with pytest.raises(ValueError, match="Received: step=0"):
+        Slice(step=0)

@@ -6,6 +6,7 @@ import functools
 import numpy as np
 
 from densitron import activations, constraints, initializers, regularizers
+from densitron._checks import is_number
 from densitron.layers.layer import Layer, engine_node
 
 
@@ -138,10 +139,15 @@ class _ActivationLayer(Layer):
 class ReLU(_ActivationLayer):
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
         super().__init__(**kwargs)
+        for arg, value in (("max_value", max_value), ("negative_slope", negative_slope),
+                           ("threshold", threshold)):
+            if not (is_number(value) or (arg == "max_value" and value is None)):
+                raise ValueError(f"`{arg}` of a ReLU layer must be a number. "
+                                 f"Received: {arg}={value!r}")
         if max_value is not None and max_value < 0:
             raise ValueError("max_value of a ReLU layer cannot be a negative value. "
                              f"Received: max_value={max_value}")
-        if negative_slope is None or negative_slope < 0:
+        if negative_slope < 0:
             raise ValueError("negative_slope of a ReLU layer cannot be a negative value. "
                              f"Received: negative_slope={negative_slope}")
         self.max_value, self.negative_slope, self.threshold = max_value, negative_slope, threshold
@@ -156,7 +162,7 @@ class ReLU(_ActivationLayer):
 class LeakyReLU(_ActivationLayer):
     def __init__(self, negative_slope=0.3, **kwargs):
         super().__init__(**kwargs)
-        if negative_slope is None or negative_slope < 0:
+        if not is_number(negative_slope) or negative_slope < 0:
             raise ValueError("The negative_slope value of a Leaky ReLU layer cannot be None or "
                              f"negative. Received: negative_slope={negative_slope}")
         self.negative_slope = negative_slope

@@ -329,7 +329,17 @@ class Layer:
         self._inbound_nodes = []
         self._eager_models = {}
         if input_dim is not None and input_shape is None:
+            if isinstance(input_dim, bool) or not isinstance(input_dim, (int, np.integer)) or \
+                    input_dim < 1:
+                raise ValueError(f"`input_dim` must be a positive integer. "
+                                 f"Received: input_dim={input_dim!r}")
             input_shape = (input_dim,)
+        if input_shape is not None and (
+                not isinstance(input_shape, (list, tuple)) or not all(
+                    d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool)
+                                  and d >= 0) for d in input_shape)):
+            raise ValueError("`input_shape` must be a tuple of dimensions (integers or None), "
+                             f"without the batch axis. Received: input_shape={input_shape!r}")
         self._input_shape_arg = tuple(input_shape) if input_shape is not None else None
 
     # --- the tensors of the layer's call --------------------------------------------------

@@ -189,6 +189,12 @@ class Slice(_IndexMap):
 
     def __init__(self, start=None, stop=None, step=None, index=None, **kwargs):
         super().__init__(**kwargs)
+        for arg, value in (("start", start), ("stop", stop), ("step", step), ("index", index)):
+            if value is not None and (isinstance(value, bool) or
+                                      not isinstance(value, (int, np.integer))):
+                raise TypeError(f"`{arg}` must be an integer or None. Received: {arg}={value!r}")
+        if step == 0:
+            raise ValueError("`step` cannot be zero. Received: step=0")
         self.start, self.stop, self.step, self.index = start, stop, step, index
 
     def _picked(self, last):

@@ -290,7 +290,7 @@ class CategoryEncoding(Layer):
         super().__init__(**kwargs)
         if output_mode == "binary":
             output_mode = "multi_hot"
-        if output_mode not in _ENCODINGS:
+        if not isinstance(output_mode, str) or output_mode not in _ENCODINGS:
             raise ValueError(f"Unknown arg for output_mode: {output_mode}. "
                              f"Received: output_mode={output_mode!r}")
         if num_tokens is None or isinstance(num_tokens, bool) or not isinstance(
