@@ -558,3 +558,52 @@ def test_layer_arguments_of_the_wrong_kind_are_named():
         Slice(start=-0.5)
     with pytest.raises(ValueError, match="Received: step=0"):
         Slice(step=0)
+
+
+def test_arguments_of_the_wrong_kind_named_across_the_api():
+    # found by fuzzing the constructors of initializers, constraints, losses, metrics,
+    # schedules and callbacks: each failed with a bare TypeError, a NumPy error or a pybind11
+    # cast error
+    from densitron import (callbacks, constraints, initializers, losses, metrics,
+                           optimizers)
+
+    cases = [
+        (lambda: initializers.RandomUniform(minval="x"), TypeError, "Received: minval='x'"),
+        (lambda: initializers.RandomUniform(1.0, 0.0), ValueError, "Received: minval=1.0"),
+        (lambda: initializers.RandomNormal(stddev=[]), TypeError, "Received: stddev=\\[\\]"),
+        (lambda: initializers.GlorotUniform(seed="a"), ValueError, "Received: seed='a'"),
+        (lambda: initializers.HeNormal(seed=-1), ValueError, "Received: seed=-1"),
+        (lambda: initializers.Orthogonal(seed=0.5), ValueError, "Received: seed=0.5"),
+        (lambda: initializers.VarianceScaling(scale={}), TypeError, "Received: scale=\\{\\}"),
+        (lambda: initializers.VarianceScaling(mode=[]), ValueError, "Received: mode=\\[\\]"),
+        (lambda: initializers.Constant("x"), TypeError, "Received: value='x'"),
+        (lambda: initializers.Initializer()((2, 2)), NotImplementedError, "Received: shape="),
+        (lambda: constraints.UnitNorm(axis=0.0), ValueError, "Received: axis=0.0"),
+        (lambda: constraints.MaxNorm("auto"), TypeError, "Received: max_value='auto'"),
+        (lambda: constraints.MinMaxNorm(max_value=None), TypeError, "Received: max_value"),
+        (lambda: losses.Poisson(reduction=[1]), ValueError, "Received: reduction=\\[1\\]"),
+        (lambda: losses.get(losses.Loss()), NotImplementedError, "Received: loss=Loss"),
+        (lambda: optimizers.schedules.PiecewiseConstantDecay(1.5, [1, 2]), TypeError,
+         "Received: boundaries=1.5"),
+        (lambda: metrics.OneHotIoU(3, target_class_ids=1.5), ValueError,
+         "Received: target_class_ids=1.5"),
+        (lambda: callbacks.ReduceLROnPlateau(patience=1.5), TypeError, "Received: patience"),
+        (lambda: callbacks.ReduceLROnPlateau(min_delta=[]), TypeError, "Received: min_delta"),
+        (lambda: callbacks.ReduceLROnPlateau(factor=(2,)), TypeError, "Received: factor"),
+        (lambda: callbacks.EarlyStopping(monitor=1.5), TypeError, "Received: monitor=1.5"),
+        (lambda: callbacks.EarlyStopping(patience="x"), TypeError, "Received: patience='x'"),
+        (lambda: callbacks.EarlyStopping(patience=np.inf), TypeError, "Received: patience=inf"),
+        (lambda: metrics.AUC(label_weights="relu"), ValueError,
+         "Received: label_weights='relu'"),
+        (lambda: callbacks.TensorBoard(log_dir=3), TypeError, "Received: log_dir=3"),
+        (lambda: callbacks.CSVLogger(3), TypeError, "Received: filename=3"),
+        (lambda: callbacks.ModelCheckpoint(None), TypeError, "Received: filepath=None"),
+        (lambda: callbacks.LambdaCallback(on_train_begin=1), TypeError,
+         "Received: on_train_begin=1"),
+    ]
+    for make, error, match in cases:
+        with pytest.raises(error, match=match):
+            make()
+    assert metrics.Metric().name == "metric"  # Keras's default name, not None
+    assert callbacks.EarlyStopping(patience=np.int64(3)).patience == 3
+    assert constraints.UnitNorm(axis=np.int64(0)).axis == 0

@@ -1,6 +1,9 @@
 """Weight constraints (Keras's names, arguments and formulas), applied by the engine to a
 weight after every optimizer update."""
 
+import numbers
+
+from densitron._checks import is_number
 from densitron.utils import serialization
 
 # Engine ids: must match densitron::ConstraintKind in cpp/include/densitron/graph.h.
@@ -23,16 +26,22 @@ class Constraint:
 
 
 def _axis(axis):
-    if axis in (0, 1, -1):
-        return 1 if axis == -1 else axis
+    if isinstance(axis, numbers.Integral) and not isinstance(axis, bool) and axis in (0, 1, -1):
+        return 1 if axis == -1 else int(axis)
     raise ValueError(f"densitron's norm constraints take axis 0 or 1 (-1). Received: axis={axis!r}")
+
+
+def _float(name, value):
+    if not is_number(value):
+        raise TypeError(f"`{name}` must be a number. Received: {name}={value!r}")
+    return float(value)
 
 
 class MaxNorm(Constraint):
     _engine_id = _MAX_NORM
 
     def __init__(self, max_value=2, axis=0):
-        self.max_value, self.axis = float(max_value), _axis(axis)
+        self.max_value, self.axis = _float("max_value", max_value), _axis(axis)
 
     def engine_spec(self):
         return (self._engine_id, 0.0, self.max_value, 1.0, self.axis)
@@ -45,8 +54,9 @@ class MinMaxNorm(Constraint):
     _engine_id = _MIN_MAX_NORM
 
     def __init__(self, min_value=0.0, max_value=1.0, rate=1.0, axis=0):
-        self.min_value, self.max_value = float(min_value), float(max_value)
-        self.rate, self.axis = float(rate), _axis(axis)
+        self.min_value = _float("min_value", min_value)
+        self.max_value = _float("max_value", max_value)
+        self.rate, self.axis = _float("rate", rate), _axis(axis)
 
     def engine_spec(self):
         return (self._engine_id, self.min_value, self.max_value, self.rate, self.axis)

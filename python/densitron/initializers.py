@@ -4,12 +4,28 @@ import math
 
 import numpy as np
 
+from densitron._checks import is_number
 from densitron.utils.rng import make_generator
+
+
+def _seed(seed):
+    if seed is None or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)
+                        and seed >= 0):
+        return seed
+    raise ValueError(f"`seed` must be None or a non-negative integer. Received: seed={seed!r}")
+
+
+def _number(name, value):
+    if not is_number(value):
+        raise TypeError(f"`{name}` must be a number. Received: {name}={value!r}")
+    return value
 
 
 class Initializer:
     def __call__(self, shape, dtype=None):
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement `__call__(self, shape, dtype=None)`, "
+            f"returning the initial values. Received: shape={shape!r}")
 
     def get_config(self):
         return {}
@@ -31,7 +47,7 @@ class Ones(Initializer):
 
 class Constant(Initializer):
     def __init__(self, value=0.0):
-        self.value = value
+        self.value = _number("value", value)
 
     def __call__(self, shape, dtype=None):
         return np.full(shape, self.value, dtype=np.float32)
@@ -42,7 +58,11 @@ class Constant(Initializer):
 
 class RandomUniform(Initializer):
     def __init__(self, minval=-0.05, maxval=0.05, seed=None):
-        self.minval, self.maxval, self.seed = minval, maxval, seed
+        self.minval, self.maxval = _number("minval", minval), _number("maxval", maxval)
+        if minval > maxval:
+            raise ValueError("`minval` must not exceed `maxval`. "
+                             f"Received: minval={minval!r}, maxval={maxval!r}")
+        self.seed = _seed(seed)
 
     def __call__(self, shape, dtype=None):
         rng = make_generator(self.seed)
@@ -54,7 +74,10 @@ class RandomUniform(Initializer):
 
 class RandomNormal(Initializer):
     def __init__(self, mean=0.0, stddev=0.05, seed=None):
-        self.mean, self.stddev, self.seed = mean, stddev, seed
+        self.mean, self.stddev = _number("mean", mean), _number("stddev", stddev)
+        if stddev < 0:
+            raise ValueError(f"`stddev` must be >= 0. Received: stddev={stddev!r}")
+        self.seed = _seed(seed)
 
     def __call__(self, shape, dtype=None):
         rng = make_generator(self.seed)
@@ -76,7 +99,10 @@ def _truncated_normal(rng, shape, mean, stddev):
 
 class TruncatedNormal(Initializer):
     def __init__(self, mean=0.0, stddev=0.05, seed=None):
-        self.mean, self.stddev, self.seed = mean, stddev, seed
+        self.mean, self.stddev = _number("mean", mean), _number("stddev", stddev)
+        if stddev < 0:
+            raise ValueError(f"`stddev` must be >= 0. Received: stddev={stddev!r}")
+        self.seed = _seed(seed)
 
     def __call__(self, shape, dtype=None):
         return _truncated_normal(make_generator(self.seed), shape, self.mean, self.stddev)
@@ -98,19 +124,21 @@ def _fans(shape):
 
 class VarianceScaling(Initializer):
     def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
-        if scale <= 0.0:
+        if _number("scale", scale) <= 0.0:
             raise ValueError(f"Argument `scale` must be positive float. Received: scale={scale}")
-        if mode not in ("fan_in", "fan_out", "fan_avg"):
+        if not isinstance(mode, str) or mode not in ("fan_in", "fan_out", "fan_avg"):
             raise ValueError(
                 "Invalid `mode` argument: expected one of {'fan_in', 'fan_out', 'fan_avg'}. "
                 f"Received: mode={mode}"
             )
-        if distribution not in ("uniform", "truncated_normal", "untruncated_normal"):
+        if not isinstance(distribution, str) or distribution not in (
+                "uniform", "truncated_normal", "untruncated_normal"):
             raise ValueError(
                 "Invalid `distribution` argument: expected one of {'uniform', "
                 f"'truncated_normal', 'untruncated_normal'}}. Received: distribution={distribution}"
             )
-        self.scale, self.mode, self.distribution, self.seed = scale, mode, distribution, seed
+        self.scale, self.mode, self.distribution = scale, mode, distribution
+        self.seed = _seed(seed)
 
     def __call__(self, shape, dtype=None):
         fan_in, fan_out = _fans(tuple(shape))
@@ -139,7 +167,7 @@ class Orthogonal(Initializer):
     above 2 are flattened to (prod(shape[:-1]), shape[-1])."""
 
     def __init__(self, gain=1.0, seed=None):
-        self.gain, self.seed = gain, seed
+        self.gain, self.seed = _number("gain", gain), _seed(seed)
 
     def __call__(self, shape, dtype=None):
         shape = tuple(shape)
@@ -162,7 +190,7 @@ class Identity(Initializer):
     """`gain` times the identity matrix (2-D shapes only)."""
 
     def __init__(self, gain=1.0):
-        self.gain = gain
+        self.gain = _number("gain", gain)
 
     def __call__(self, shape, dtype=None):
         if len(shape) != 2:

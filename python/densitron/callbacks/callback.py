@@ -3,6 +3,28 @@
 from densitron.utils.io_utils import print_msg
 from densitron.utils.progbar import Progbar
 
+
+def check_number(arg, value, whole=False):
+    """value as a float (an int with `whole`); TypeError naming `arg` for anything else."""
+    from densitron._checks import is_number
+
+    if not is_number(value) or (whole and not float(value).is_integer()):
+        raise TypeError(f"`{arg}` must be {'an integer' if whole else 'a number'}. "
+                        f"Received: {arg}={value!r}")
+    return int(value) if whole else float(value)
+
+
+def check_path(arg, value):
+    """value as a path string; TypeError naming `arg` for anything else."""
+    import os
+
+    try:
+        return os.fspath(value)
+    except TypeError:
+        raise TypeError(f"`{arg}` must be a path (a str or os.PathLike). "
+                        f"Received: {arg}={value!r}") from None
+
+
 # The hooks a training batch calls (the last two through the first two: see Callback).
 TRAIN_BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin",
                      "on_batch_end")

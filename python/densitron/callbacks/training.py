@@ -6,12 +6,12 @@ import warnings
 
 import numpy as np
 
-from densitron.callbacks.callback import Callback
+from densitron.callbacks.callback import Callback, check_number
 from densitron.utils.io_utils import print_msg
 
 
 def _resolve_mode(mode, monitor, name):
-    if mode not in ("auto", "min", "max"):
+    if not isinstance(mode, str) or mode not in ("auto", "min", "max"):
         raise ValueError(f"{name} mode must be one of 'auto', 'min', 'max'. "
                          f"Received: mode={mode!r}")
     if mode == "auto":
@@ -25,9 +25,12 @@ class _Monitor(Callback):
 
     def __init__(self, monitor, mode, min_delta, name):
         super().__init__()
+        if not isinstance(monitor, str):
+            raise TypeError(f"`monitor` must be the name of a logged value. "
+                            f"Received: monitor={monitor!r}")
         self.monitor = monitor
         self.mode = _resolve_mode(mode, monitor, name)
-        self.min_delta = abs(float(min_delta))
+        self.min_delta = abs(check_number("min_delta", min_delta))
 
     def _current(self, logs):
         value = (logs or {}).get(self.monitor)
@@ -53,11 +56,11 @@ class EarlyStopping(_Monitor):
     def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto",
                  baseline=None, restore_best_weights=False, start_from_epoch=0):
         super().__init__(monitor, mode, min_delta, "EarlyStopping")
-        self.patience = int(patience)
+        self.patience = check_number("patience", patience, whole=True)
         self.verbose = verbose
-        self.baseline = baseline
+        self.baseline = None if baseline is None else check_number("baseline", baseline)
         self.restore_best_weights = restore_best_weights
-        self.start_from_epoch = int(start_from_epoch)
+        self.start_from_epoch = check_number("start_from_epoch", start_from_epoch, whole=True)
 
     def on_train_begin(self, logs=None):
         self.wait = 0
@@ -101,11 +104,13 @@ class ReduceLROnPlateau(_Monitor):
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
                  min_delta=1e-4, cooldown=0, min_lr=0.0, **kwargs):
         super().__init__(monitor, mode, min_delta, "ReduceLROnPlateau")
-        if factor >= 1.0:
+        if check_number("factor", factor) >= 1.0:
             raise ValueError("ReduceLROnPlateau does not support a factor >= 1.0. "
                              f"Received: factor={factor}")
-        self.factor, self.patience, self.verbose = float(factor), int(patience), verbose
-        self.cooldown, self.min_lr = int(cooldown), float(min_lr)
+        self.factor, self.verbose = float(factor), verbose
+        self.patience = check_number("patience", patience, whole=True)
+        self.cooldown = check_number("cooldown", cooldown, whole=True)
+        self.min_lr = check_number("min_lr", min_lr)
 
     def on_train_begin(self, logs=None):
         self.wait = 0
@@ -193,6 +198,8 @@ class LambdaCallback(Callback):
                  "on_train_batch_end": on_train_batch_end, **kwargs}
         for name, fn in hooks.items():
             if fn is not None:
+                if not callable(fn):
+                    raise TypeError(f"`{name}` must be a function. Received: {name}={fn!r}")
                 setattr(self, name, fn)
 
 

@@ -93,7 +93,8 @@ class Loss:
     _extra = _FOCAL_DEFAULTS  # the focal losses' (gamma, alpha, class balancing)
 
     def __init__(self, name=None, reduction="sum_over_batch_size"):
-        if reduction not in _REDUCTIONS:
+        if not (reduction is None or isinstance(reduction, str)) or \
+                reduction not in _REDUCTIONS:
             raise ValueError(
                 "Invalid value for argument `reduction`. Expected one of "
                 f"{sorted(_REDUCTIONS, key=str)}. Received: reduction={reduction!r}")
@@ -135,6 +136,7 @@ class Loss:
     def call(self, y_true, y_pred):
         """Keras's per-sample losses: over the last axis of `y_pred`, shape y_pred.shape[:-1]
         (float32, computed by the engine)."""
+        self._check_implemented()
         y_pred = _float_array(y_pred, "y_pred")
         if y_pred.ndim == 0 or y_pred.size == 0:
             raise ValueError(f"`y_pred` must hold at least one value. "
@@ -144,6 +146,14 @@ class Loss:
         values = _core._loss_rows(self._engine_id, y_true, y_pred.reshape(-1, width),
                                   self._param, self._extra, self._ignored())
         return values.reshape(lead)
+
+    def _check_implemented(self):
+        """NotImplementedError for a Loss with neither an engine loss nor a call() of its own
+        (the base class, or a subclass that did not write call)."""
+        if self._engine_id is None and traced_function(self) is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} must implement `call(y_true, y_pred)`, returning the "
+                f"per-sample losses. Received: loss={type(self).__name__}(name={self.name!r})")
 
     def _targets(self, y_true, shape):
         return engine_targets(y_true, shape, False, self.name)
@@ -666,6 +676,7 @@ def deserialize(config):
 
 def get(identifier):
     if isinstance(identifier, Loss):
+        identifier._check_implemented()
         return identifier
     if isinstance(identifier, dict):
         return deserialize(identifier)

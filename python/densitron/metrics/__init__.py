@@ -82,7 +82,7 @@ class Metric:
     def __init__(self, name=None, dtype=None):
         if name is not None and not isinstance(name, str):
             raise TypeError(f"Argument `name` must be a string. Received: name={name!r}")
-        self.name = name or self._default_name
+        self.name = name or self._default_name or to_snake_case(type(self).__name__)
 
     def _spec(self):
         """The engine spec (is_accuracy, kind, threshold, loss_id)."""
@@ -501,7 +501,10 @@ class AUC(Metric):
             raise ValueError("`num_labels` is needed only when `multi_label` is True. "
                              f"Received: num_labels={num_labels!r}")
         if label_weights is not None:
-            lw = np.asarray(label_weights, np.float64)
+            try:
+                lw = np.asarray(label_weights, np.float64)
+            except (TypeError, ValueError):
+                lw = np.zeros(0)
             if lw.ndim != 1 or lw.size == 0 or not np.all(np.isfinite(lw)) or np.any(lw < 0):
                 raise ValueError("`label_weights` must be a list of non-negative numbers, one "
                                  f"per label. Received: label_weights={label_weights!r}")
@@ -946,7 +949,8 @@ class _IoUBase(Metric):
                 num_classes < 1:
             raise ValueError(f"`num_classes` must be an integer >= 1. Received: "
                              f"num_classes={num_classes!r}")
-        ids = list(target_class_ids)
+        ids = list(target_class_ids) if isinstance(target_class_ids, (list, tuple, range,
+                                                                     np.ndarray)) else []
         if not ids or any(isinstance(i, bool) or not isinstance(i, (int, np.integer))
                           for i in ids) or min(ids) < 0:
             raise ValueError(f"`target_class_ids` must be non-negative integers. Received: "

@@ -134,6 +134,9 @@ class PiecewiseConstantDecay(LearningRateSchedule):
     _kind = _PIECEWISE
 
     def __init__(self, boundaries, values, name="PiecewiseConstant"):
+        for arg, value in (("boundaries", boundaries), ("values", values)):
+            if not isinstance(value, (list, tuple, np.ndarray)):
+                raise TypeError(f"`{arg}` must be a list of numbers. Received: {arg}={value!r}")
         boundaries, values = list(boundaries), list(values)
         if len(boundaries) != len(values) - 1:
             raise ValueError("The length of boundaries should be 1 less than the length of "
