@@ -564,8 +564,7 @@ def test_arguments_of_the_wrong_kind_named_across_the_api():
     # found by fuzzing the constructors of initializers, constraints, losses, metrics,
     # schedules and callbacks: each failed with a bare TypeError, a NumPy error or a pybind11
     # cast error
-    from densitron import (callbacks, constraints, initializers, losses, metrics,
-                           optimizers)
+    from densitron import callbacks, constraints, initializers, losses, metrics, optimizers
 
     cases = [
         (lambda: initializers.RandomUniform(minval="x"), TypeError, "Received: minval='x'"),
