@@ -606,3 +606,46 @@ def test_arguments_of_the_wrong_kind_named_across_the_api():
     assert metrics.Metric().name == "metric"  # Keras's default name, not None
     assert callbacks.EarlyStopping(patience=np.int64(3)).patience == 3
     assert constraints.UnitNorm(axis=np.int64(0)).axis == 0
+
+
+def test_model_methods_with_arguments_of_the_wrong_kind(tmp_path):
+    # found by fuzzing the model's methods
+    from densitron import Input, layers
+    from densitron.models import Model
+
+    inp = Input((4,))
+    model = Model(inp, layers.Dense(1, name="only")(inp))
+    model.compile("sgd", "mse")
+    x, y = np.ones((8, 4), np.float32), np.ones((8, 1), np.float32)
+    for bad in (1.5, True, None, "abc"):
+        with pytest.raises(TypeError, match="Received: weights="):
+            model.set_weights(bad)
+        with pytest.raises(TypeError, match="Received: weights="):
+            model.layers[1].set_weights(bad)
+    for call in (model.save, model.save_weights, model.load_weights):
+        with pytest.raises(TypeError, match="Received: filepath=1.5"):
+            call(1.5)
+    with pytest.raises(TypeError, match="Received: filepath=None"):
+        densitron.models.load_model(None)
+    with pytest.raises(TypeError, match="Received: print_fn=3"):
+        model.summary(print_fn=3)
+    with pytest.raises(TypeError, match="Received: index=\\(2,\\)"):
+        model.get_layer(index=(2,))
+    for bad in (np.ones(3), None, 3.5):
+        with pytest.raises(ValueError, match="Received: name="):
+            model.get_layer(bad)
+    assert model.get_layer("only") is model.layers[1]
+    with pytest.raises(TypeError, match="Received: validation_batch_size=array"):
+        model.fit(x, y, validation_split=0.5, validation_batch_size=np.ones(3), verbose=0)
+    with pytest.raises(ValueError, match="Received: class_weight key 'a'"):
+        model.train_on_batch(x, y, class_weight={"a": 1})
+    with pytest.raises(ValueError, match="Received: class_weight\\[0\\]='x'"):
+        model.fit(x, y, class_weight={0: "x"}, verbose=0)
+    for call in (lambda **k: model.fit(x, y, **k), lambda **k: model.evaluate(x, y, **k),
+                 lambda **k: model.predict(x, **k)):
+        for bad in (3, np.nan, True, np.ones(3), densitron.callbacks.History()):
+            with pytest.raises(TypeError, match="Received: callbacks="):
+                call(callbacks=bad, verbose=0)
+        for bad in (np.ones(3), {}, "loud", 1.5, None):
+            with pytest.raises(ValueError, match="Received: verbose="):
+                call(verbose=bad)

@@ -9,3 +9,22 @@ def is_number(value):
     float, not a bool."""
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value,
                                                                                      bool)
+
+
+def path_arg(arg, value):
+    """value as a path string (os.fspath); TypeError naming `arg` for anything else."""
+    import os
+
+    try:
+        return os.fspath(value)
+    except TypeError:
+        raise TypeError(f"`{arg}` must be a path (a str or os.PathLike). "
+                        f"Received: {arg}={value!r}") from None
+
+
+def weight_list(weights, owner):
+    """weights as a list (set_weights' argument); TypeError for anything but a sequence."""
+    if isinstance(weights, (str, bytes, dict)) or not hasattr(weights, "__len__"):
+        raise TypeError(f"`weights` must be a list of arrays, one per weight of {owner}. "
+                        f"Received: weights={weights!r}")
+    return list(weights)

@@ -17,6 +17,7 @@ import zipfile
 
 import numpy as np
 
+from densitron._checks import path_arg
 from densitron.utils import naming
 from densitron.utils.keras_objects import deserialize_keras_object, serialize_keras_object
 from densitron.utils.serialization import (CustomObjectScope, custom_object_scope,
@@ -28,7 +29,7 @@ KERAS_FORMAT_VERSION = "3.15.1"
 
 
 def _atomic_write(filepath, write, overwrite):
-    filepath = os.fspath(filepath)
+    filepath = path_arg("filepath", filepath)
     if not overwrite and os.path.exists(filepath):
         raise FileExistsError(f"{filepath} exists and overwrite=False. "
                               f"Received: filepath={filepath!r}")
@@ -103,7 +104,7 @@ def _compile_config(model):
 
 
 def save_model(model, filepath, overwrite=True):
-    filepath = os.fspath(filepath)
+    filepath = path_arg("filepath", filepath)
     if filepath.endswith(".h5") and not filepath.endswith(".weights.h5"):
         _save_legacy_h5(model, filepath, overwrite)
         return
@@ -184,7 +185,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
 def _load_model(filepath, compile):
     from densitron import keras_format, layers
 
-    filepath = os.fspath(filepath)
+    filepath = path_arg("filepath", filepath)
     if not os.path.exists(filepath):
         raise ValueError(f"File not found: filepath={filepath}. Please ensure the file is an "
                          f"accessible `.keras` zip file. Received: filepath={filepath!r}")
@@ -279,7 +280,7 @@ def _compile_saved(model, cc, compile, filepath):
 
 
 def save_weights(model, filepath, overwrite=True):
-    filepath = os.fspath(filepath)
+    filepath = path_arg("filepath", filepath)
     weights = model.get_weights()
     if filepath.endswith(".weights.npz"):
         _atomic_write(filepath, lambda f: f.write(_npz_bytes(weights)), overwrite)
@@ -298,7 +299,7 @@ def save_weights(model, filepath, overwrite=True):
 
 
 def load_weights(model, filepath):
-    filepath = os.fspath(filepath)
+    filepath = path_arg("filepath", filepath)
     if not os.path.exists(filepath):
         raise ValueError(f"File not found. Received: filepath={filepath!r}")
     if filepath.endswith(".weights.npz"):

@@ -14,17 +14,6 @@ def check_number(arg, value, whole=False):
     return int(value) if whole else float(value)
 
 
-def check_path(arg, value):
-    """value as a path string; TypeError naming `arg` for anything else."""
-    import os
-
-    try:
-        return os.fspath(value)
-    except TypeError:
-        raise TypeError(f"`{arg}` must be a path (a str or os.PathLike). "
-                        f"Received: {arg}={value!r}") from None
-
-
 # The hooks a training batch calls (the last two through the first two: see Callback).
 TRAIN_BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin",
                      "on_batch_end")

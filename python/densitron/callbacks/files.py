@@ -9,7 +9,8 @@ import warnings
 
 import numpy as np
 
-from densitron.callbacks.callback import Callback, check_path
+from densitron._checks import path_arg
+from densitron.callbacks.callback import Callback
 from densitron.callbacks.training import _Monitor
 from densitron.utils.io_utils import print_msg
 
@@ -50,7 +51,7 @@ class ModelCheckpoint(_SaveFreq, _Monitor):
                  save_weights_only=False, mode="auto", save_freq="epoch",
                  initial_value_threshold=None):
         super().__init__(monitor, mode, 0, "ModelCheckpoint")
-        self.filepath = check_path("filepath", filepath)
+        self.filepath = path_arg("filepath", filepath)
         self.verbose = verbose
         self.save_best_only = bool(save_best_only)
         self.save_weights_only = bool(save_weights_only)
@@ -127,7 +128,7 @@ class CSVLogger(Callback):
 
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
-        self.filename = check_path("filename", filename)
+        self.filename = path_arg("filename", filename)
         if not isinstance(separator, str) or len(separator) != 1:
             raise ValueError("`separator` must be a single character. "
                              f"Received: separator={separator!r}")
@@ -195,7 +196,7 @@ class BackupAndRestore(_SaveFreq, Callback):
                              f"backup_dir={backup_dir!r}")
         self._set_save_freq(save_freq, "Invalid value for argument `save_freq`. Expected "
                                        "either 'epoch' or a positive integer.")
-        self.backup_dir = check_path("backup_dir", backup_dir)
+        self.backup_dir = path_arg("backup_dir", backup_dir)
         self.double_checkpoint = bool(double_checkpoint)
         self.delete_checkpoint = bool(delete_checkpoint)
         self._weights_path = os.path.join(self.backup_dir, "latest.weights.h5")

@@ -8,7 +8,8 @@ import time
 
 import numpy as np
 
-from densitron.callbacks.callback import Callback, check_path
+from densitron._checks import path_arg
+from densitron.callbacks.callback import Callback
 
 # --- CRC-32C (Castagnoli), as TFRecord frames each record ------------------------------------
 
@@ -222,7 +223,7 @@ class TensorBoard(Callback):
                 update_freq, int) or update_freq < 1):
             raise ValueError("`update_freq` must be 'epoch', 'batch' or a positive integer. "
                              f"Received: update_freq={update_freq!r}")
-        self.log_dir = check_path("log_dir", log_dir)
+        self.log_dir = path_arg("log_dir", log_dir)
         self.write_graph = write_graph
         self.write_steps_per_second = bool(write_steps_per_second)
         self.update_freq = update_freq

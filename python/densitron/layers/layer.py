@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from densitron._checks import is_number
+from densitron._checks import is_number, weight_list
 from densitron.utils.naming import to_snake_case, uniquify
 from densitron.variables import Variable
 
@@ -453,7 +453,7 @@ class Layer:
         return [w.numpy() for w in self._all_weights()]
 
     def set_weights(self, weights):
-        weights = list(weights)
+        weights = weight_list(weights, f"layer '{self.name}'")
         targets = self._all_weights()
         if len(weights) != len(targets):
             raise ValueError(

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from densitron import _core
+from densitron._checks import weight_list
 from densitron.layers.embedding import Embedding
 from densitron.layers.input_layer import InputLayer
 from densitron.layers.layer import KerasTensor, Layer, Node, defines_call, traced_call
@@ -405,7 +406,7 @@ class Functional(Trainer, Layer):
         return [w.numpy() for w in self.weights]
 
     def set_weights(self, weights):
-        weights = list(weights)
+        weights = weight_list(weights, f"model '{self.name}'")
         own = self.weights
         if len(weights) != len(own):
             raise ValueError(
@@ -431,10 +432,15 @@ class Functional(Trainer, Layer):
             raise ValueError("Provide only a layer name or a layer index. "
                              f"Received: index={index}, name={name}")
         if index is not None:
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+                raise TypeError(f"`index` must be an integer. Received: index={index!r}")
             if not -len(self.layers) <= index < len(self.layers):
                 raise ValueError(f"Was asked to retrieve layer at index {index} but model only "
                                  f"has {len(self.layers)} layers. Received: index={index}")
             return self.layers[index]
+        if not isinstance(name, str):
+            raise ValueError(f"Provide either a layer name (a str) or a layer index. "
+                             f"Received: name={name!r}, index={index!r}")
         for layer in self.layers:
             if layer.name == name:
                 return layer
@@ -518,6 +524,9 @@ class Functional(Trainer, Layer):
     def summary(self, line_length=None, positions=None, print_fn=None, **kwargs):
         from densitron.utils.summary import print_summary
 
+        if print_fn is not None and not callable(print_fn):
+            raise TypeError(f"`print_fn` must be a function of a line, or None (print). "
+                            f"Received: print_fn={print_fn!r}")
         self._ensure_built()
         print_summary(self, print_fn=print_fn)
 

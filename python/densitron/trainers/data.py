@@ -10,6 +10,7 @@ import numpy as np
 
 from densitron import _core
 from densitron import losses as losses_mod
+from densitron._checks import is_number
 
 
 def is_sparse(value):
@@ -400,11 +401,15 @@ def class_weights_to_sample_weights(model, class_weight, ys):
     else:
         classes = np.round(y[:, 0])
     classes = classes.astype(np.int64)
-    table = np.ones(max(int(classes.max()), max(class_weight, default=0)) + 1, np.float32)
     for c, w in class_weight.items():
         if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0:
             raise ValueError("`class_weight` keys must be non-negative class indices. "
                              f"Received: class_weight key {c!r}")
+        if not is_number(w):
+            raise ValueError("`class_weight` values must be numbers. "
+                             f"Received: class_weight[{c!r}]={w!r}")
+    table = np.ones(max(int(classes.max()), max(class_weight, default=0)) + 1, np.float32)
+    for c, w in class_weight.items():
         table[int(c)] = float(w)
     return [np.ascontiguousarray(table[classes])]
 
@@ -469,8 +474,8 @@ def warn_ran_out():
 
 
 def check_verbose(verbose):
-    if verbose == "auto":
+    if isinstance(verbose, str) and verbose == "auto":
         return 1
-    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
+    if not is_number(verbose) or verbose not in (0, 1, 2):
         raise ValueError(f"`verbose` must be 'auto', 0, 1 or 2. Received: verbose={verbose!r}")
     return int(verbose)

@@ -99,6 +99,9 @@ def _profile_report(engine, wall, steps, print_it):
 
 def _user_callbacks(callbacks):
     """The `callbacks` argument as a new list, each checked to be a Callback."""
+    if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+        raise TypeError("`callbacks` must be a list of densitron.callbacks.Callback instances. "
+                        f"Received: callbacks={callbacks!r}")
     cbs = list(callbacks or [])
     for c in cbs:
         if not isinstance(c, Callback):
@@ -469,7 +472,8 @@ class Trainer:
         _check_one_weighting(class_weight, sample_weight)
         self._check_fit_args(epochs, initial_epoch, validation_freq)
         data_mod.check_batch_size(batch_size)
-        data_mod.check_batch_size(validation_batch_size or batch_size, "validation_batch_size")
+        data_mod.check_batch_size(batch_size if validation_batch_size is None
+                                  else validation_batch_size, "validation_batch_size")
         steps_per_epoch = data_mod.check_steps(steps_per_epoch, "steps_per_epoch")
         validation_steps = data_mod.check_steps(validation_steps, "validation_steps")
         verbose = data_mod.check_verbose(verbose)
@@ -512,7 +516,8 @@ class Trainer:
         if val is not None and not isinstance(val, sources.BatchSource):
             # Keras validates on the first `validation_steps` batches only, the same each time
             vrows = val[0][0].shape[0]
-            val_batch = data_mod.batch_for_steps(validation_batch_size or batch_size,
+            val_batch = data_mod.batch_for_steps(batch_size if validation_batch_size is None
+                                                 else validation_batch_size,
                                                  validation_steps, vrows,
                                                  "validation_batch_size")
             val, _ = data_mod.head_for_steps(list(val), vrows, val_batch, validation_steps)
@@ -895,7 +900,8 @@ class Trainer:
     # --- predict -------------------------------------------------------------------------
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         self._refuse_custom_steps(("predict_step",))
-        if not callbacks:  # (the common case, kept quick: predict on one row takes ~5 us)
+        if callbacks is None or (isinstance(callbacks, list) and not callbacks):
+            # (the common case, kept quick: predict on one row takes ~5 us)
             return self._predict(x, batch_size, verbose, steps, None)
         cb = self._inference_callbacks(callbacks)
         cb.on_predict_begin()
