@@ -40,6 +40,13 @@ def test_on_arrays_as_numpy():
     np.testing.assert_allclose(var, A.var(-1), rtol=1e-5)
     with pytest.raises(ValueError, match="Received: synchronized=True"):
         ops.moments(A, axes=-1, synchronized=True)
+    # each takes its own arguments, named in Python's errors
+    with pytest.raises(TypeError, match="log10\\(\\) takes 1 positional argument"):
+        ops.log10(A, B)
+    with pytest.raises(TypeError, match="mod\\(\\) missing 1 required positional"):
+        ops.mod(A)
+    with pytest.raises(ValueError, match="Received: num_classes="):
+        ops.one_hot(np.array([1]), np.ones(2))
 
 
 @pytest.fixture

@@ -556,12 +556,19 @@ def stack(xs, axis=0):
 # composition, so each has the gradient of its parts.
 
 def _composite(name, numpy_fn, traced):
-    def op(*xs):
+    def run(*xs):
         if builtins.any(isinstance(x, BatchReduction) for x in xs) or _symbolic(*xs):
             return traced(*xs)
         return numpy_fn(*(np.asarray(x, dtype=np.float32) for x in xs))
 
-    op.__name__ = name
+    if traced.__code__.co_argcount == 1:
+        def op(x):
+            return run(x)
+    else:
+        def op(x1, x2):
+            return run(x1, x2)
+
+    op.__name__ = op.__qualname__ = name
     op.__doc__ = (f"{name}: NumPy's np.{numpy_fn.__name__} on arrays; on symbolic tensors "
                   "composed of the engine's ops (with their gradients).")
     return op
@@ -823,6 +830,14 @@ def one_hot(x, num_classes):
     """Each value of x (a class id; truncated, as cast to int) as a row of num_classes with 1
     at it (none for an id outside [0, num_classes)): shape x.shape + (num_classes,). No
     gradient."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or \
+            num_classes < 1:
+        raise ValueError(f"`num_classes` must be a positive integer. "
+                         f"Received: num_classes={num_classes!r}")
+    return _one_hot(x, int(num_classes))
+
+
+def _one_hot(x, num_classes):
     if not _symbolic(x):
         ids = np.asarray(x).astype(np.int64)
         out = np.zeros(ids.shape + (num_classes,), np.float32)
