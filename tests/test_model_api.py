@@ -732,3 +732,47 @@ def test_keras_top_level_names_and_registry_helpers():
     model = densitron.Model(inp, Twice()(inp))
     np.testing.assert_array_equal(model.predict(np.ones((2, 3), np.float32), verbose=0),
                                   np.full((2, 3), 2.0))
+
+
+def test_input_spec_of_a_custom_layer():
+    # Keras's InputSpec: a custom layer states what it accepts, checked at every call
+    from densitron.layers import InputSpec
+
+    class Pairwise(layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.input_spec = InputSpec(ndim=2, axes={-1: 4})
+            self.inner = Dense(2)
+
+        def call(self, x):
+            return self.inner(x)
+
+    out = Pairwise()(Input((4,)))
+    assert out.shape == (None, 2)
+    with pytest.raises(ValueError, match="expected ndim=2, found ndim=3"):
+        Pairwise()(Input((3, 4)))
+    with pytest.raises(ValueError, match="expected axis -1 of input shape to have value 4"):
+        Pairwise()(Input((5,)))
+    layer = Pairwise()
+    assert layer(np.ones((3, 4), np.float32)).shape == (3, 2)  # eager calls are checked too
+    with pytest.raises(ValueError, match="expected axis -1"):
+        layer(np.ones((3, 5), np.float32))
+    spec = InputSpec(shape=(None, 3))
+    assert spec.ndim == 2 and InputSpec.from_config(spec.get_config()).shape == (None, 3)
+    from densitron.layers.input_spec import assert_input_compatibility
+
+    assert_input_compatibility(spec, Input((3,)), "ok")
+    with pytest.raises(ValueError, match="expected shape=\\(None, 3\\), found shape=\\(None, 2\\)"):
+        assert_input_compatibility(spec, Input((2,)), "shape")
+    with pytest.raises(ValueError, match="expected min_ndim=3"):
+        assert_input_compatibility(InputSpec(min_ndim=3), Input((2,)), "min")
+    with pytest.raises(ValueError, match="expected max_ndim=2"):
+        assert_input_compatibility(InputSpec(max_ndim=2), Input((2, 2)), "max")
+    with pytest.raises(ValueError, match="expects 2 input\\(s\\), but it received 1"):
+        assert_input_compatibility([spec, spec], Input((3,)), "two")
+    for bad, match in (({"ndim": -1}, "Received: ndim=-1"), ({"axes": "x"}, "Received: axes"),
+                       ({"shape": "x"}, "Received: shape='x'"),
+                       ({"ndim": 2, "axes": {3: 1}}, "Axis 3 is greater"),
+                       ({"dtype": "nope"}, "Received: dtype='nope'")):
+        with pytest.raises(ValueError, match=match):
+            InputSpec(**bad)

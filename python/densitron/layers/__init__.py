@@ -4,6 +4,7 @@ from densitron.layers.core import (ELU, PReLU, Activation, Dense, Identity, Lamb
                                    ReLU, Softmax, TimeDistributed)
 from densitron.layers.embedding import Embedding
 from densitron.layers.input_layer import Input, InputLayer
+from densitron.layers.input_spec import InputSpec
 from densitron.layers.layer import KerasTensor, Layer
 from densitron.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum,
                                       Multiply, Subtract, add, average, concatenate, dot,
@@ -56,7 +57,7 @@ __all__ = ["AddedLoss", "ArgReduce", "BatchReduce", "Masking", "add", "average",
            "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalAvgPool1D", "GlobalAvgPool2D",
            "GlobalAvgPool3D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D",
            "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", "Identity", "Input",
-           "InputLayer",
+           "InputLayer", "InputSpec",
            "KerasTensor", "Lambda", "Layer", "LayerNormalization", "LeakyReLU", "Maximum", "Minimum",
            "Multiply", "Normalization", "PReLU", "ReLU", "Reshape", "Rescaling", "Softmax", "SpatialDropout1D",
            "SpatialDropout2D", "SpatialDropout3D", "Subtract", "TimeDistributed",

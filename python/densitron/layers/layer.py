@@ -513,6 +513,10 @@ class Layer:
                 f"Received: args={args}, kwargs={kwargs}"
             )
         flat = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if getattr(self, "input_spec", None) is not None:  # a custom layer's (Keras's InputSpec)
+            from densitron.layers.input_spec import assert_input_compatibility
+
+            assert_input_compatibility(self.input_spec, inputs, self.name)
         symbolic = bool(flat) and all(isinstance(t, KerasTensor) for t in flat)
         if training is not None and symbolic:
             if not _TRACING[-1]:
