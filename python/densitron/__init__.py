@@ -7,7 +7,6 @@ from densitron import (
     backend,
     callbacks,
     config,
-    datasets,
     initializers,
     layers,
     losses,
@@ -27,6 +26,16 @@ from densitron.regularizers import Regularizer
 from densitron.variables import Variable
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # Loaded on first use, to keep `import densitron` quick: the downloaded datasets and
+    # densitron.random.
+    if name in ("datasets", "random"):
+        import importlib
+
+        return importlib.import_module(f"densitron.{name}")
+    raise AttributeError(f"module 'densitron' has no attribute {name!r}")
 
 
 def version():
@@ -71,6 +80,7 @@ __all__ = [
     "models",
     "ops",
     "optimizers",
+    "random",
     "set_num_threads",
     "utils",
 ]

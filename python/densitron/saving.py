@@ -19,7 +19,7 @@ import numpy as np
 
 from densitron._checks import path_arg
 from densitron.utils import naming
-from densitron.utils.keras_objects import deserialize_keras_object, serialize_keras_object
+from densitron.utils import deserialize_keras_object, serialize_keras_object
 from densitron.utils.serialization import (CustomObjectScope, custom_object_scope,
                                            get_custom_objects, get_registered_name,
                                            get_registered_object, register_keras_serializable)

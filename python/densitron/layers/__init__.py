@@ -4,7 +4,6 @@ from densitron.layers.core import (ELU, PReLU, Activation, Dense, Identity, Lamb
                                    ReLU, Softmax, TimeDistributed)
 from densitron.layers.embedding import Embedding
 from densitron.layers.input_layer import Input, InputLayer
-from densitron.layers.input_spec import InputSpec
 from densitron.layers.layer import KerasTensor, Layer
 from densitron.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum,
                                       Multiply, Subtract, add, average, concatenate, dot,
@@ -31,12 +30,21 @@ from densitron.layers.reshaping import (Cropping1D, Cropping2D, Flatten, Permute
 
 
 
+def __getattr__(name):
+    if name == "InputSpec":  # (loaded on first use)
+        from densitron.layers.input_spec import InputSpec
+
+        return InputSpec
+    raise AttributeError(f"module 'densitron.layers' has no attribute {name!r}")
+
+
 def deserialize(config):
     """A layer (or model) from {"class_name": ..., "config": {...}}."""
     from densitron import models
 
     registry = {name: globals()[name] for name in __all__
-                if name not in ("Input", "KerasTensor") and isinstance(globals()[name], type)}
+                if name not in ("Input", "KerasTensor", "InputSpec")
+                and isinstance(globals()[name], type)}
     registry.update({"Functional": models.Functional, "Model": models.Functional,
                      "Sequential": models.Sequential})
     cls = registry.get(config.get("class_name"))

@@ -6,7 +6,6 @@ from densitron.utils.dataset import PyDataset, pack_x_y_sample_weight, unpack_x_
 from densitron.utils.file_utils import get_file
 from densitron.utils.io_utils import (disable_interactive_logging, enable_interactive_logging,
                                       is_interactive_logging_enabled)
-from densitron.utils.keras_objects import deserialize_keras_object, serialize_keras_object
 from densitron.utils.naming import clear_session
 from densitron.utils.plotting import model_to_dot, plot_model
 from densitron.utils.progbar import Progbar
@@ -37,6 +36,20 @@ def to_categorical(x, num_classes=None):
         raise ValueError(f"Class ids must be < num_classes={num_classes}. "
                          f"Received: a class id of {x.max()}")
     return np.eye(num_classes, dtype=np.float32)[x]
+
+
+def serialize_keras_object(obj):
+    """Keras's config form of obj (see densitron.utils.keras_objects)."""
+    from densitron.utils.keras_objects import serialize_keras_object as serialize
+
+    return serialize(obj)
+
+
+def deserialize_keras_object(config, custom_objects=None, safe_mode=True, **kwargs):
+    """The object of a Keras config (see densitron.utils.keras_objects)."""
+    from densitron.utils.keras_objects import deserialize_keras_object as deserialize
+
+    return deserialize(config, custom_objects, safe_mode, **kwargs)
 
 
 def is_keras_tensor(x):

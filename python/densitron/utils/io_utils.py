@@ -2,11 +2,9 @@
 on (the default), else Python's logging (the "densitron" logger, at INFO), as Keras's
 config.disable_interactive_logging() sends them to its log instead of the terminal."""
 
-import logging
 import sys
 
 _interactive = [True]
-_logger = logging.getLogger("densitron")
 
 
 def enable_interactive_logging():
@@ -29,4 +27,6 @@ def print_msg(message, line_break=True):
         sys.stdout.write(message + "\n" if line_break else message)
         sys.stdout.flush()
     else:
-        _logger.info(message)
+        import logging
+
+        logging.getLogger("densitron").info(message)
