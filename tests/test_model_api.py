@@ -776,3 +776,28 @@ def test_input_spec_of_a_custom_layer():
                        ({"dtype": "nope"}, "Received: dtype='nope'")):
         with pytest.raises(ValueError, match=match):
             InputSpec(**bad)
+
+
+def test_dtype_policies_are_float32():
+    # densitron computes in float32: that policy is accepted everywhere Keras takes one, any
+    # other is refused naming it (a layer's dtype was ignored before, silently)
+    assert densitron.mixed_precision.global_policy() == densitron.DTypePolicy("float32")
+    densitron.mixed_precision.set_global_policy("float32")
+    densitron.config.set_dtype_policy(densitron.dtype_policies.DTypePolicy())
+    assert densitron.config.dtype_policy().compute_dtype == "float32"
+    for bad in ("mixed_float16", "mixed_bfloat16", "float64"):
+        with pytest.raises(ValueError, match=f"Received: name='{bad}'"):
+            densitron.mixed_precision.set_global_policy(bad)
+        with pytest.raises(ValueError, match=f"Received: dtype='{bad}'"):
+            Dense(2, dtype=bad)
+    for ok in ("float32", None, np.float32, densitron.DTypePolicy("float32"),
+               {"class_name": "DTypePolicy", "config": {"name": "float32"}}):
+        Dense(2, dtype=ok)
+    assert densitron.InputSpec is densitron.layers.InputSpec
+    # a Keras file of a mixed-precision model loads and runs in float32
+    from densitron import keras_format
+
+    entry = keras_format._densitron_layer_config(
+        "Dense", {"units": 2, "dtype": {"module": "keras", "class_name": "DTypePolicy",
+                                        "config": {"name": "mixed_float16"}}})
+    assert Dense.from_config(entry).units == 2

@@ -29,12 +29,18 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name):
-    # Loaded on first use, to keep `import densitron` quick: the downloaded datasets and
-    # densitron.random.
-    if name in ("datasets", "random"):
-        import importlib
+    # Loaded on first use, to keep `import densitron` quick: the downloaded datasets,
+    # densitron.random, the dtype policies and InputSpec.
+    import importlib
 
+    if name in ("datasets", "random", "mixed_precision"):
         return importlib.import_module(f"densitron.{name}")
+    if name == "dtype_policies":  # (Keras's other name for the policies' module)
+        return importlib.import_module("densitron.mixed_precision")
+    if name in ("DTypePolicy", "FloatDTypePolicy"):
+        return getattr(importlib.import_module("densitron.mixed_precision"), name)
+    if name == "InputSpec":
+        return importlib.import_module("densitron.layers.input_spec").InputSpec
     raise AttributeError(f"module 'densitron' has no attribute {name!r}")
 
 

@@ -192,8 +192,10 @@ def _densitron_layer_config(class_name, config):
     if own is not None:
         table = {k: v for k, v in _KERAS_ONLY.items() if k != own}
     for key, value in _without_keras_only(config, table, f"a {class_name} layer").items():
-        if key == "dtype" and isinstance(value, dict):
-            value = value.get("config", {}).get("name", "float32")
+        if key == "dtype":
+            # a Keras file's policy (a dict, or a name): densitron runs the layer in float32,
+            # mixed precision models included (they keep float32 weights)
+            value = "float32"
         elif isinstance(value, dict) and "class_name" in value and _kind_of(key) is not None:
             value = _plain(value)
         elif key == "layer" and isinstance(value, dict) and "class_name" in value:

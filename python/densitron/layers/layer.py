@@ -300,6 +300,19 @@ def _carry_losses(layer, out, added):
     return out
 
 
+def _check_float32(dtype):
+    """A layer's `dtype`: None or float32 (a name, a DTypePolicy, or its config), as the engine
+    computes; ValueError for any other, which it would not honour."""
+    name = getattr(dtype, "name", dtype)
+    if isinstance(dtype, dict):
+        name = dtype.get("config", {}).get("name", dtype.get("name"))
+    elif isinstance(dtype, np.dtype) or dtype is np.float32:
+        name = np.dtype(dtype).name
+    if name not in (None, "float32"):
+        raise ValueError("densitron's layers compute in float32 (its engine has no other "
+                         f"precision). Received: dtype={dtype!r}")
+
+
 class Layer:
     """Base of every layer: naming, weights, building on first call, symbolic and eager calls."""
 
@@ -318,6 +331,7 @@ class Layer:
             )
         if name is not None and not isinstance(name, str):
             raise TypeError(f"Argument `name` must be a string. Received: name={name!r}")
+        _check_float32(dtype)
         self.name = name or uniquify(to_snake_case(type(self).__name__))
         # Keras's activity regularization, on any layer: reg(output) / batch size joins the loss
         from densitron import regularizers
