@@ -15,3 +15,11 @@ def _fresh_session():
     densitron.utils.set_random_seed(1234)
     yield
     densitron.set_num_threads(threads)  # tests set their own thread counts freely
+
+
+@pytest.fixture
+def keras():
+    """Keras itself on its numpy backend (which imports jax), or the test is skipped."""
+    os.environ.setdefault("KERAS_BACKEND", "numpy")
+    pytest.importorskip("jax", reason="Keras's numpy backend imports jax at import time")
+    return pytest.importorskip("keras", reason="the `keras` package is not installed")

@@ -174,11 +174,8 @@ def test_reuters_sequences_by_hand(remote):
 
 
 @pytest.fixture
-def keras_datasets(remote, monkeypatch):
+def keras_datasets(remote, monkeypatch, keras):
     """Keras's own loaders, reading the stand-in files through a patched get_file."""
-    os.environ.setdefault("KERAS_BACKEND", "numpy")
-    pytest.importorskip("jax", reason="Keras's numpy backend imports jax at import time")
-    pytest.importorskip("keras", reason="the `keras` package is not installed")
     import importlib
 
     mods = {}

@@ -156,13 +156,6 @@ def test_a_custom_layer_holding_objects(tmp_path):
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
-@pytest.fixture
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "numpy")
-    pytest.importorskip("jax", reason="Keras's numpy backend imports jax at import time")
-    return pytest.importorskip("keras", reason="the `keras` package is not installed")
-
-
 def test_both_ways_with_keras(keras):
     def quiet(fn):  # Keras's optimizers warn under NumPy 2 on its numpy backend
         def call(*args):

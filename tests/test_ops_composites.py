@@ -3,7 +3,6 @@ rad2deg, divide_no_nan, floor_divide, mod, hypot, logaddexp, heaviside, moments,
 cross-entropies of keras.ops): on arrays against NumPy and Keras's own ops, and in a traced loss
 against a float64 reference of the loss and finite differences of its gradient."""
 
-import os
 
 import numpy as np
 import pytest
@@ -47,13 +46,6 @@ def test_on_arrays_as_numpy():
         ops.mod(A)
     with pytest.raises(ValueError, match="Received: num_classes="):
         ops.one_hot(np.array([1]), np.ones(2))
-
-
-@pytest.fixture
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "numpy")
-    pytest.importorskip("jax", reason="Keras's numpy backend imports jax at import time")
-    return pytest.importorskip("keras", reason="the `keras` package is not installed")
 
 
 def test_on_arrays_as_keras(keras):
