@@ -35,10 +35,9 @@ def _public(obj):
 
 
 def _registered_name(obj):
-    for key, value in serialization.get_custom_objects().items():
-        if value is obj and ">" in key:
-            return key
-    return None
+    """obj's "package>name" when registered, else None."""
+    name = serialization.get_registered_name(obj)
+    return name if ">" in name else None
 
 
 def serialize_keras_object(obj):
