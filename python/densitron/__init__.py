@@ -33,7 +33,7 @@ def __getattr__(name):
     # densitron.random, the dtype policies and InputSpec.
     import importlib
 
-    if name in ("datasets", "random", "mixed_precision"):
+    if name in ("datasets", "random", "mixed_precision", "wrappers"):
         return importlib.import_module(f"densitron.{name}")
     if name == "dtype_policies":  # (Keras's other name for the policies' module)
         return importlib.import_module("densitron.mixed_precision")
