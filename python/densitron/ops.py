@@ -664,8 +664,8 @@ def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
     return categorical_crossentropy(rows, output, from_logits)
 
 
-def _numpy_only(name):
-    fn = getattr(np, name)
+def _numpy_only(name, fn=None):
+    fn = fn if fn is not None else getattr(np, name)
 
     def op(*args, **kwargs):
         from densitron.layers.layer import KerasTensor
@@ -687,7 +687,153 @@ _NUMPY_ONLY = ["all", "any", "arange", "argsort", "broadcast_to", "cumprod", "cu
                "tril", "triu", "zeros"]
 for _name in _NUMPY_ONLY:
     globals()[_name] = _numpy_only(_name)
-del _name
+
+# More of Keras's NumPy-like ops, on arrays only: NumPy's functions of the same name (those
+# this NumPy has), and Keras's linear algebra as np.linalg's.
+_MORE_NUMPY = ["allclose", "angle", "append", "arccos", "arccosh", "arcsin", "arcsinh",
+               "arctan", "arctan2", "arctanh", "argpartition", "array", "array_split",
+               "average", "bartlett", "bincount", "bitwise_and", "bitwise_invert",
+               "bitwise_left_shift", "bitwise_not", "bitwise_or", "bitwise_right_shift",
+               "bitwise_xor", "blackman", "cbrt", "conj", "conjugate", "copy", "corrcoef",
+               "correlate", "cos", "count_nonzero", "cross", "diagflat", "diagonal", "diff",
+               "digitize", "dsplit", "dstack", "empty", "empty_like", "fliplr", "flipud", "fmax",
+               "fmin", "fmod", "gcd", "geomspace", "hamming", "hanning", "histogram", "hsplit",
+               "hstack", "i0", "imag", "inner", "isclose", "isin", "isneginf", "isposinf",
+               "isreal", "kaiser", "kron", "lcm", "ldexp", "left_shift", "logaddexp2",
+               "logical_xor", "logspace", "median", "meshgrid", "moveaxis", "nanargmax",
+               "nanargmin", "nancumprod", "nancumsum", "nanmax", "nanmean", "nanmedian",
+               "nanmin", "nanpercentile", "nanprod", "nanquantile", "nanstd", "nansum", "nanvar",
+               "ndim", "nextafter", "nonzero", "pad", "percentile", "ptp", "quantile", "ravel",
+               "real", "repeat", "right_shift", "roll", "rot90", "searchsorted", "select",
+               "shape", "signbit", "sin", "sinc", "size", "swapaxes", "tan", "trapezoid", "tri",
+               "trunc", "unique", "unravel_index", "unstack", "vander", "vdot", "vectorize",
+               "vsplit", "vstack"]
+_LINALG = {"cholesky": "cholesky", "det": "det", "eig": "eig", "eigh": "eigh", "inv": "inv",
+           "lstsq": "lstsq", "pinv": "pinv", "qr": "qr", "slogdet": "slogdet",
+           "solve": "solve", "svd": "svd", "matrix_rank": "matrix_rank"}
+_MORE = [n for n in _MORE_NUMPY if hasattr(np, n)]
+for _name in _MORE:
+    globals()[_name] = _numpy_only(_name)
+for _name, _linalg_name in _LINALG.items():
+    globals()[_name] = _numpy_only(_name, getattr(np.linalg, _linalg_name))
+del _name, _linalg_name
+
+
+def _arrays_only(fn):
+    """fn on arrays; a TypeError naming the op for a symbolic tensor."""
+    op = _numpy_only(fn.__name__, fn)
+    op.__doc__ = fn.__doc__
+    return op
+
+
+@_arrays_only
+def logdet(x):
+    """log(det(x)) of a positive-definite matrix (Keras's ops.logdet)."""
+    return np.linalg.slogdet(x)[1]
+
+
+@_arrays_only
+def is_tensor(x):
+    """Whether x is an array (densitron's tensors are NumPy arrays)."""
+    return isinstance(x, np.ndarray)
+
+
+@_arrays_only
+def get_item(x, key):
+    return np.asarray(x)[key]
+
+
+@_arrays_only
+def slice(inputs, start_indices, shape):  # noqa: A001 (Keras's name)
+    """inputs[start:start + shape] along every axis."""
+    return np.asarray(inputs)[tuple(builtins.slice(b, b + n) for b, n in zip(start_indices,
+                                                                             shape))]
+
+
+@_arrays_only
+def top_k(x, k, sorted=True):  # (Keras's argument name)
+    """(values, indices) of the k largest entries of each row of the last axis, largest first
+    (ties by index)."""
+    x = np.asarray(x)
+    idx = np.argsort(-x, axis=-1, kind="stable")[..., :k]
+    return np.take_along_axis(x, idx, axis=-1), idx.astype(np.int32)
+
+
+@_arrays_only
+def in_top_k(targets, predictions, k):
+    """Whether each row's target class is among its k largest predictions (ties count)."""
+    predictions = np.asarray(predictions)
+    targets = np.asarray(targets).astype(np.int64)
+    target_values = np.take_along_axis(predictions, targets[:, None], axis=-1)
+    return (predictions > target_values).sum(axis=-1) < k
+
+
+def _erf_fn(name):
+    import math
+
+    f = np.vectorize(getattr(math, name), otypes=[np.float64])
+    return lambda x: f(np.asarray(x, dtype=np.float64)).astype(np.float32)
+
+
+erf = _numpy_only("erf", _erf_fn("erf"))
+erfc = _numpy_only("erfc", _erf_fn("erfc"))
+rsqrt = _composite("rsqrt", lambda v: 1.0 / np.sqrt(v), lambda x: divide(1.0, sqrt(x)))
+
+
+@_arrays_only
+def cond(pred, true_fn, false_fn):
+    return true_fn() if pred else false_fn()
+
+
+@_arrays_only
+def switch(index, branches, *operands):
+    return branches[builtins.max(0, builtins.min(int(index), len(branches) - 1))](*operands)
+
+
+@_arrays_only
+def while_loop(cond, body, loop_vars, maximum_iterations=None):
+    single = not isinstance(loop_vars, (list, tuple))
+    state = (loop_vars,) if single else tuple(loop_vars)
+    steps = 0
+    while cond(*state) and (maximum_iterations is None or steps < maximum_iterations):
+        out = body(*state)
+        state = (out,) if single else tuple(out)
+        steps += 1
+    return state[0] if single else type(loop_vars)(state)
+
+
+@_arrays_only
+def fori_loop(lower, upper, body_fun, init_val):
+    value = init_val
+    for i in range(lower, upper):
+        value = body_fun(i, value)
+    return value
+
+
+@_arrays_only
+def scan(f, init, xs=None, length=None, reverse=False, unroll=1):
+    """Keras's scan: carry, y = f(carry, x) over xs (or `length` times with x None); returns
+    the last carry and the stacked ys."""
+    n = len(xs) if xs is not None else length
+    order = range(n - 1, -1, -1) if reverse else range(n)
+    carry, ys = init, []
+    for i in order:
+        carry, y = f(carry, None if xs is None else xs[i])
+        ys.append(y)
+    if reverse:
+        ys.reverse()
+    return carry, (np.stack(ys) if ys and ys[0] is not None else None)
+
+
+@_arrays_only
+def map(f, xs):  # noqa: A001 (Keras's name)
+    return np.stack([f(x) for x in xs])
+
+
+_MORE += ["cholesky", "cond", "det", "eig", "eigh", "erf", "erfc", "fori_loop", "get_item",
+          "in_top_k", "inv", "is_tensor", "logdet", "lstsq", "map", "matrix_rank", "pinv", "qr",
+          "rsqrt", "scan", "slice", "slogdet", "solve", "svd", "switch", "top_k", "while_loop"]
+__all__ += [n for n in _MORE if n not in __all__]  # (the names this NumPy has)
 
 
 def glu(x, axis=-1):
