@@ -11,6 +11,21 @@ def is_number(value):
                                                                                      bool)
 
 
+def number_arg(arg, value):
+    """value when it is a real number (not a bool); TypeError naming `arg` otherwise."""
+    if not is_number(value):
+        raise TypeError(f"`{arg}` must be a number. Received: {arg}={value!r}")
+    return value
+
+
+def seed_arg(seed):
+    """seed when it is None or a non-negative integer; ValueError otherwise."""
+    if seed is None or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)
+                        and seed >= 0):
+        return seed
+    raise ValueError(f"`seed` must be None or a non-negative integer. Received: seed={seed!r}")
+
+
 def path_arg(arg, value):
     """value as a path string (os.fspath); TypeError naming `arg` for anything else."""
     import os

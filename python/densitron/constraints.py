@@ -3,7 +3,7 @@ weight after every optimizer update."""
 
 import numbers
 
-from densitron._checks import is_number
+from densitron._checks import number_arg
 from densitron.utils import serialization
 
 # Engine ids: must match densitron::ConstraintKind in cpp/include/densitron/graph.h.
@@ -32,9 +32,7 @@ def _axis(axis):
 
 
 def _float(name, value):
-    if not is_number(value):
-        raise TypeError(f"`{name}` must be a number. Received: {name}={value!r}")
-    return float(value)
+    return float(number_arg(name, value))
 
 
 class MaxNorm(Constraint):

@@ -4,21 +4,8 @@ import math
 
 import numpy as np
 
-from densitron._checks import is_number
+from densitron._checks import number_arg, seed_arg
 from densitron.utils.rng import make_generator
-
-
-def _seed(seed):
-    if seed is None or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)
-                        and seed >= 0):
-        return seed
-    raise ValueError(f"`seed` must be None or a non-negative integer. Received: seed={seed!r}")
-
-
-def _number(name, value):
-    if not is_number(value):
-        raise TypeError(f"`{name}` must be a number. Received: {name}={value!r}")
-    return value
 
 
 class Initializer:
@@ -47,7 +34,7 @@ class Ones(Initializer):
 
 class Constant(Initializer):
     def __init__(self, value=0.0):
-        self.value = _number("value", value)
+        self.value = number_arg("value", value)
 
     def __call__(self, shape, dtype=None):
         return np.full(shape, self.value, dtype=np.float32)
@@ -58,11 +45,11 @@ class Constant(Initializer):
 
 class RandomUniform(Initializer):
     def __init__(self, minval=-0.05, maxval=0.05, seed=None):
-        self.minval, self.maxval = _number("minval", minval), _number("maxval", maxval)
+        self.minval, self.maxval = number_arg("minval", minval), number_arg("maxval", maxval)
         if minval > maxval:
             raise ValueError("`minval` must not exceed `maxval`. "
                              f"Received: minval={minval!r}, maxval={maxval!r}")
-        self.seed = _seed(seed)
+        self.seed = seed_arg(seed)
 
     def __call__(self, shape, dtype=None):
         rng = make_generator(self.seed)
@@ -74,10 +61,10 @@ class RandomUniform(Initializer):
 
 class RandomNormal(Initializer):
     def __init__(self, mean=0.0, stddev=0.05, seed=None):
-        self.mean, self.stddev = _number("mean", mean), _number("stddev", stddev)
+        self.mean, self.stddev = number_arg("mean", mean), number_arg("stddev", stddev)
         if stddev < 0:
             raise ValueError(f"`stddev` must be >= 0. Received: stddev={stddev!r}")
-        self.seed = _seed(seed)
+        self.seed = seed_arg(seed)
 
     def __call__(self, shape, dtype=None):
         rng = make_generator(self.seed)
@@ -99,10 +86,10 @@ def _truncated_normal(rng, shape, mean, stddev):
 
 class TruncatedNormal(Initializer):
     def __init__(self, mean=0.0, stddev=0.05, seed=None):
-        self.mean, self.stddev = _number("mean", mean), _number("stddev", stddev)
+        self.mean, self.stddev = number_arg("mean", mean), number_arg("stddev", stddev)
         if stddev < 0:
             raise ValueError(f"`stddev` must be >= 0. Received: stddev={stddev!r}")
-        self.seed = _seed(seed)
+        self.seed = seed_arg(seed)
 
     def __call__(self, shape, dtype=None):
         return _truncated_normal(make_generator(self.seed), shape, self.mean, self.stddev)
@@ -124,7 +111,7 @@ def _fans(shape):
 
 class VarianceScaling(Initializer):
     def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
-        if _number("scale", scale) <= 0.0:
+        if number_arg("scale", scale) <= 0.0:
             raise ValueError(f"Argument `scale` must be positive float. Received: scale={scale}")
         if not isinstance(mode, str) or mode not in ("fan_in", "fan_out", "fan_avg"):
             raise ValueError(
@@ -138,7 +125,7 @@ class VarianceScaling(Initializer):
                 f"'truncated_normal', 'untruncated_normal'}}. Received: distribution={distribution}"
             )
         self.scale, self.mode, self.distribution = scale, mode, distribution
-        self.seed = _seed(seed)
+        self.seed = seed_arg(seed)
 
     def __call__(self, shape, dtype=None):
         fan_in, fan_out = _fans(tuple(shape))
@@ -167,7 +154,7 @@ class Orthogonal(Initializer):
     above 2 are flattened to (prod(shape[:-1]), shape[-1])."""
 
     def __init__(self, gain=1.0, seed=None):
-        self.gain, self.seed = _number("gain", gain), _seed(seed)
+        self.gain, self.seed = number_arg("gain", gain), seed_arg(seed)
 
     def __call__(self, shape, dtype=None):
         shape = tuple(shape)
@@ -190,7 +177,7 @@ class Identity(Initializer):
     """`gain` times the identity matrix (2-D shapes only)."""
 
     def __init__(self, gain=1.0):
-        self.gain = _number("gain", gain)
+        self.gain = number_arg("gain", gain)
 
     def __call__(self, shape, dtype=None):
         if len(shape) != 2:

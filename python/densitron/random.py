@@ -7,7 +7,7 @@ Keras's backends. In a model, noise comes from the engine's layers (Dropout, Gau
 
 import numpy as np
 
-from densitron._checks import is_number
+from densitron._checks import number_arg, seed_arg
 from densitron.utils.rng import make_generator
 
 
@@ -16,11 +16,7 @@ class SeedGenerator:
     or from the global generator when None."""
 
     def __init__(self, seed=None, name=None, **kwargs):
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
-                                 or seed < 0):
-            raise ValueError("`seed` must be None or a non-negative integer. "
-                             f"Received: seed={seed!r}")
-        self.seed = seed
+        self.seed = seed_arg(seed)
         self.name = name
         start = seed if seed is not None else int(make_generator(None).integers(2 ** 63))
         self.generator = np.random.default_rng(start)
@@ -58,9 +54,7 @@ def _dtype(dtype, default="float32"):
 
 
 def _number(name, value):
-    if not is_number(value):
-        raise TypeError(f"`{name}` must be a number. Received: {name}={value!r}")
-    return float(value)
+    return float(number_arg(name, value))
 
 
 def _array(name, x):

@@ -6,12 +6,13 @@ from densitron.utils.progbar import Progbar
 
 def check_number(arg, value, whole=False):
     """value as a float (an int with `whole`); TypeError naming `arg` for anything else."""
-    from densitron._checks import is_number
+    from densitron._checks import is_number, number_arg
 
-    if not is_number(value) or (whole and not float(value).is_integer()):
-        raise TypeError(f"`{arg}` must be {'an integer' if whole else 'a number'}. "
-                        f"Received: {arg}={value!r}")
-    return int(value) if whole else float(value)
+    if not whole:
+        return float(number_arg(arg, value))
+    if not is_number(value) or not float(value).is_integer():
+        raise TypeError(f"`{arg}` must be an integer. Received: {arg}={value!r}")
+    return int(value)
 
 
 # The hooks a training batch calls (the last two through the first two: see Callback).
