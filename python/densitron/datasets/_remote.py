@@ -79,10 +79,11 @@ def check_test_split(test_split):
                          f"Received: test_split={test_split!r}")
 
 
-def shuffled(arrays, seed):
-    """The arrays in the order of NumPy's RandomState(seed) shuffle of their indices (Keras's)."""
+def shuffled(arrays, rng):
+    """The arrays in the order of rng's (a NumPy RandomState) shuffle of their indices, as
+    Keras's loaders draw it."""
     order = np.arange(len(arrays[0]))
-    np.random.RandomState(seed).shuffle(order)
+    rng.shuffle(order)
     return [a[order] for a in arrays]
 
 
@@ -95,7 +96,7 @@ def split_at(arrays, fraction):
 def shuffled_split(x, y, test_split, seed):
     """Keras's regression sets: shuffled with `seed`, the last `test_split` held out."""
     check_test_split(test_split)
-    return split_at(shuffled([x, y], seed), 1 - test_split)
+    return split_at(shuffled([x, y], np.random.RandomState(seed)), 1 - test_split)
 
 
 class Sequences:
@@ -134,9 +135,6 @@ class Sequences:
         owner = np.repeat(np.arange(len(self.lengths)), self.lengths)
         self.lengths = self.lengths - np.bincount(owner[outside], minlength=len(self.lengths))
         self.flat = self.flat[~outside]
-
-    def max_word(self):
-        return int(self.flat.max())
 
     def as_lists(self, lo=0, hi=None):
         """Sequences lo..hi as a 1-D object array of Python lists of ints."""
@@ -187,6 +185,6 @@ def word_sequences(parts, num_words, skip_top, maxlen, start_char, oov_char, ind
     whole.flat = np.concatenate([s.flat for s in seqs])
     whole.lengths = np.concatenate([s.lengths for s in seqs])
     if not num_words:
-        num_words = whole.max_word() if len(whole.flat) else 0
+        num_words = int(whole.flat.max()) if len(whole.flat) else 0
     whole.limit(num_words, skip_top, oov_char)
     return whole, labels, counts

@@ -23,11 +23,8 @@ def load_data(path="imdb.npz", num_words=None, skip_top=0, maxlen=None, seed=113
     _remote.check_sequence_args(num_words, skip_top, maxlen, start_char, oov_char, index_from)
     f = _remote.load_arrays(_remote.fetch("imdb.npz", path))
     rng = np.random.RandomState(seed)  # one generator for both parts, in Keras's order
-    parts = []
-    for x, y in ((f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])):
-        order = np.arange(len(x))
-        rng.shuffle(order)
-        parts.append((x[order], y[order]))
+    parts = [_remote.shuffled([f["x_train"], f["y_train"]], rng),
+             _remote.shuffled([f["x_test"], f["y_test"]], rng)]
     seqs, labels, counts = _remote.word_sequences(parts, num_words, skip_top, maxlen,
                                                   start_char, oov_char, index_from)
     if maxlen and not all(counts):

@@ -23,7 +23,7 @@ def load_data(path="reuters.npz", num_words=None, skip_top=0, maxlen=None, test_
     _remote.check_sequence_args(num_words, skip_top, maxlen, start_char, oov_char, index_from)
     _remote.check_test_split(test_split)
     f = _remote.load_arrays(_remote.fetch("reuters.npz", path))
-    xs, labels = _remote.shuffled([f["x"], f["y"]], seed)
+    xs, labels = _remote.shuffled([f["x"], f["y"]], np.random.RandomState(seed))
     seqs, (labels,), (count,) = _remote.word_sequences([(xs, labels)], num_words, skip_top,
                                                        maxlen, start_char, oov_char,
                                                        index_from)
