@@ -472,8 +472,9 @@ class Trainer:
         _check_one_weighting(class_weight, sample_weight)
         self._check_fit_args(epochs, initial_epoch, validation_freq)
         data_mod.check_batch_size(batch_size)
-        data_mod.check_batch_size(batch_size if validation_batch_size is None
-                                  else validation_batch_size, "validation_batch_size")
+        if validation_batch_size is None:  # (Keras's default: the training batch size)
+            validation_batch_size = batch_size
+        data_mod.check_batch_size(validation_batch_size, "validation_batch_size")
         steps_per_epoch = data_mod.check_steps(steps_per_epoch, "steps_per_epoch")
         validation_steps = data_mod.check_steps(validation_steps, "validation_steps")
         verbose = data_mod.check_verbose(verbose)
@@ -516,9 +517,7 @@ class Trainer:
         if val is not None and not isinstance(val, sources.BatchSource):
             # Keras validates on the first `validation_steps` batches only, the same each time
             vrows = val[0][0].shape[0]
-            val_batch = data_mod.batch_for_steps(batch_size if validation_batch_size is None
-                                                 else validation_batch_size,
-                                                 validation_steps, vrows,
+            val_batch = data_mod.batch_for_steps(validation_batch_size, validation_steps, vrows,
                                                  "validation_batch_size")
             val, _ = data_mod.head_for_steps(list(val), vrows, val_batch, validation_steps)
 
