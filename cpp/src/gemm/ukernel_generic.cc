@@ -1,6 +1,10 @@
-// Portable microkernel: a 4×16 register tile in plain C++ that the compiler vectorizes for the
-// baseline ISA. It is the reference twin of every SIMD kernel and the fallback on any CPU.
+// Portable microkernel: a 6×8 register tile in plain C++ (GCC/Clang vector extensions, plain
+// loops elsewhere) that the compiler maps onto the baseline ISA's 128-bit vectors: SSE on
+// x86-64, NEON on AArch64. It is the reference twin of every SIMD kernel and the fallback on any
+// CPU. 6×8 is the largest tile whose twelve accumulators, two B vectors, the broadcast A value
+// and the product stay in x86-64's sixteen vector registers (SSE has no fused multiply-add).
 #include <cmath>
+#include <cstring>
 
 #include "densitron/gemm.h"
 #include "gemm/kernel_info.h"
@@ -9,8 +13,8 @@ namespace densitron {
 namespace gemm {
 namespace {
 
-constexpr int kMr = 4;
-constexpr int kNr = 16;
+constexpr int kMr = 6;
+constexpr int kNr = 8;
 
 float activate(float x, int act) {
   switch (act) {
@@ -55,9 +59,75 @@ void write_back(const UkernelArgs& p, const float (&acc)[kMr][kNr]) {
   }
 }
 
+#if defined(__GNUC__)
+// Four floats; aligned(4) so that loads and stores through it may be unaligned.
+typedef float Vec4 __attribute__((vector_size(16), aligned(4)));
+typedef int32_t Vec4i __attribute__((vector_size(16), aligned(4)));
+constexpr int kNv = kNr / 4;
+
+Vec4 load4(const float* p) { return *reinterpret_cast<const Vec4*>(p); }
+// x where keep is true (all bits set), else +0.
+Vec4 select_or_zero(Vec4i keep, Vec4 x) { return (Vec4)(keep & (Vec4i)x); }
+
+// write_back of a full tile whose activation is none or relu, four columns at a time: the
+// same operations in the same order as the scalar write_back.
+void write_back_full(const UkernelArgs& p, const Vec4 (&acc)[kMr][kNv]) {
+  const bool last = p.last_k_block != 0;
+  const bool relu = last && p.act == static_cast<int>(EpilogueAct::kRelu);
+  const float* dy = last ? p.dact_y : nullptr;
+  const Vec4 zero = {};
+  for (int i = 0; i < kMr; ++i) {
+    float* c = p.c + i * p.ldc;
+    for (int v = 0; v < kNv; ++v) {
+      Vec4 x = p.alpha * acc[i][v];
+      if (p.beta != 0.0f) x = p.beta * load4(c + 4 * v) + x;
+      if (last && p.bias != nullptr) x += load4(p.bias + 4 * v);
+      if (relu) x = select_or_zero(~(x < zero), x);  // NaN stays NaN
+      if (dy != nullptr) {
+        const Vec4 y = load4(dy + i * p.ldy + 4 * v);
+        switch (p.dact) {
+          case static_cast<int>(EpilogueAct::kRelu): x = select_or_zero(y > zero, x); break;
+          case static_cast<int>(EpilogueAct::kSigmoid): x = x * (y * (1.0f - y)); break;
+          case static_cast<int>(EpilogueAct::kTanh): x = x * (1.0f - y * y); break;
+          default: break;
+        }
+      }
+      *reinterpret_cast<Vec4*>(c + 4 * v) = x;
+    }
+  }
+}
+
+// Full tile: the accumulators are whole vectors with fixed trip counts, so they stay in
+// registers; A's value is broadcast, B's row loaded as kNv vectors.
+template <bool kRowMajorA>
+void ukernel_full(const UkernelArgs& p) {
+  Vec4 c[kMr][kNv] = {};
+  const float* a = p.a;
+  const float* b = p.b;
+  for (int64_t q = 0; q < p.k; ++q) {
+    Vec4 bv[kNv];
+    for (int v = 0; v < kNv; ++v) bv[v] = load4(b + 4 * v);
+    for (int i = 0; i < kMr; ++i) {
+      const float ai = kRowMajorA ? a[i * p.a_rs + q] : a[q * p.a_cs + i];
+      const Vec4 av = {ai, ai, ai, ai};
+      for (int v = 0; v < kNv; ++v) c[i][v] += av * bv[v];
+    }
+    b += p.b_rs;
+  }
+  if (!p.last_k_block || p.act == static_cast<int>(EpilogueAct::kNone) ||
+      p.act == static_cast<int>(EpilogueAct::kRelu)) {
+    write_back_full(p, c);
+  } else {
+    float acc[kMr][kNr];
+    std::memcpy(acc, c, sizeof(c));
+    write_back(p, acc);
+  }
+}
+#else
 // Full tile: fixed trip counts so the compiler keeps acc in vector registers.
 template <bool kRowMajorA>
-void ukernel_full(const UkernelArgs& p, float (&acc)[kMr][kNr]) {
+void ukernel_full(const UkernelArgs& p) {
+  float acc[kMr][kNr] = {};
   const float* a = p.a;
   const float* b = p.b;
   for (int64_t q = 0; q < p.k; ++q) {
@@ -67,7 +137,9 @@ void ukernel_full(const UkernelArgs& p, float (&acc)[kMr][kNr]) {
     }
     b += p.b_rs;
   }
+  write_back(p, acc);
 }
+#endif
 
 template <bool kRowMajorA>
 void ukernel_tail(const UkernelArgs& p, float (&acc)[kMr][kNr]) {
@@ -83,24 +155,24 @@ void ukernel_tail(const UkernelArgs& p, float (&acc)[kMr][kNr]) {
 
 template <bool kRowMajorA>
 void ukernel(const UkernelArgs* p) {
-  float acc[kMr][kNr] = {};
   if (p->m == kMr && p->n == kNr) {
-    ukernel_full<kRowMajorA>(*p, acc);
+    ukernel_full<kRowMajorA>(*p);
   } else {
+    float acc[kMr][kNr] = {};
     ukernel_tail<kRowMajorA>(*p, acc);
+    write_back(*p, acc);
   }
-  write_back(*p, acc);
 }
 
 }  // namespace
 
-void sgemm_ukernel_4x16_generic(const UkernelArgs* p) { ukernel<false>(p); }
-void sgemm_ukernel_4x16_generic_rowa(const UkernelArgs* p) { ukernel<true>(p); }
+void sgemm_ukernel_6x8_generic(const UkernelArgs* p) { ukernel<false>(p); }
+void sgemm_ukernel_6x8_generic_rowa(const UkernelArgs* p) { ukernel<true>(p); }
 
-// kc·nr·4 = 16 KiB of B in L1; mc·kc·4 = 128 KiB of A in L2; nc·kc·4 = 4 MiB of B in L3.
+// kc·nr·4 = 8 KiB of B in L1; mc·kc·4 = 120 KiB of A in L2; nc·kc·4 = 4 MiB of B in L3.
 extern const KernelInfo kKernelInfoGeneric = {
-    "generic", kMr, kNr, /*kc=*/256, /*mc=*/128, /*nc=*/4096,
-    sgemm_ukernel_4x16_generic, sgemm_ukernel_4x16_generic_rowa, nullptr, nullptr,
+    "generic", kMr, kNr, /*kc=*/256, /*mc=*/120, /*nc=*/4096,
+    sgemm_ukernel_6x8_generic, sgemm_ukernel_6x8_generic_rowa, nullptr, nullptr,
     nullptr, /*store_trans=*/nullptr};
 
 }  // namespace gemm
