@@ -4,10 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! dpkg -s libgtest-dev libbenchmark-dev >/dev/null 2>&1; then
+# On x86-64 also a cross compiler and qemu-user, to build and run the C++ tests for AArch64.
+APT=(libgtest-dev libbenchmark-dev)
+[ "$(uname -m)" = x86_64 ] && APT+=(g++-aarch64-linux-gnu qemu-user)
+if ! dpkg -s "${APT[@]}" >/dev/null 2>&1; then
   SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libgtest-dev libbenchmark-dev
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${APT[@]}"
 fi
 
 python3 -m pip install -q ".[test]"
@@ -28,3 +31,17 @@ cmake -S . -B build/ci "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release -DDENSITRON_
   -DDENSITRON_BUILD_TESTS=ON -DDENSITRON_BUILD_BENCH=ON
 cmake --build build/ci -j2
 ctest --test-dir build/ci --output-on-failure
+
+# The same C++ tests built for AArch64 and run under qemu-user: the portable kernels (the GEMM's
+# vector-extension tile, the elementwise loops) and the FPCR flush-to-zero as ARM machines
+# compile them, GoogleTest built from Debian's sources for that target.
+if [ "$(uname -m)" = x86_64 ]; then
+  cmake -S . -B build/ci-aarch64 "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64 \
+    -DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc -DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++ \
+    "-DCMAKE_CROSSCOMPILING_EMULATOR=qemu-aarch64;-L;/usr/aarch64-linux-gnu" \
+    -DDENSITRON_BUILD_PYTHON=OFF -DDENSITRON_BUILD_TESTS=ON \
+    -DDENSITRON_GTEST_SOURCE=/usr/src/googletest -Wno-dev -Wno-deprecated
+  cmake --build build/ci-aarch64 -j2
+  ctest --test-dir build/ci-aarch64 --output-on-failure
+fi

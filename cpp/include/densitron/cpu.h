@@ -25,7 +25,7 @@ int get_num_threads();
 void set_num_threads(int n);  // n >= 1
 
 // While in scope, the calling thread treats subnormal float inputs and results as zero (x86's
-// MXCSR DAZ and FTZ bits; nothing elsewhere), then restores its previous mode.
+// MXCSR DAZ and FTZ bits, AArch64's FPCR FZ; nothing elsewhere), then restores its previous mode.
 class FlushDenormals {
  public:
   FlushDenormals();
@@ -34,7 +34,7 @@ class FlushDenormals {
   FlushDenormals& operator=(const FlushDenormals&) = delete;
 
  private:
-  unsigned saved_ = 0;
+  unsigned long long saved_ = 0;  // the MXCSR or FPCR it restores
 };
 
 }  // namespace densitron

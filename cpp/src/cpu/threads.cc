@@ -56,6 +56,17 @@ FlushDenormals::FlushDenormals() : saved_(_mm_getcsr()) {
   _mm_setcsr(saved_ | kFlushToZero | kDenormalsAreZero);
 }
 FlushDenormals::~FlushDenormals() { _mm_setcsr(saved_); }
+#elif defined(__aarch64__)
+// FPCR's FZ bit: subnormal inputs and results of float operations are zero.
+constexpr unsigned long long kFpcrFlushToZero = 1ull << 24;
+unsigned long long read_fpcr() {
+  unsigned long long r;
+  __asm__ __volatile__("mrs %0, fpcr" : "=r"(r));
+  return r;
+}
+void write_fpcr(unsigned long long r) { __asm__ __volatile__("msr fpcr, %0" : : "r"(r)); }
+FlushDenormals::FlushDenormals() : saved_(read_fpcr()) { write_fpcr(saved_ | kFpcrFlushToZero); }
+FlushDenormals::~FlushDenormals() { write_fpcr(saved_); }
 #else
 FlushDenormals::FlushDenormals() = default;
 FlushDenormals::~FlushDenormals() = default;
