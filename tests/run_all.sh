@@ -32,6 +32,12 @@ cmake -S . -B build/ci "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release -DDENSITRON_
 cmake --build build/ci -j2
 ctest --test-dir build/ci --output-on-failure
 
+# The engine as a compiler without OpenMP builds it (one thread), and its C++ tests.
+cmake -S . -B build/ci-no-openmp "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release \
+  -DDENSITRON_BUILD_PYTHON=OFF -DDENSITRON_BUILD_TESTS=ON -DCMAKE_DISABLE_FIND_PACKAGE_OpenMP=ON
+cmake --build build/ci-no-openmp -j2
+ctest --test-dir build/ci-no-openmp --output-on-failure
+
 # The same C++ tests built for AArch64 and run under qemu-user: the portable kernels (the GEMM's
 # vector-extension tile, the elementwise loops) and the FPCR flush-to-zero as ARM machines
 # compile them, GoogleTest built from Debian's sources for that target.

@@ -8,6 +8,10 @@ import densitron
 from densitron import layers
 from densitron.models import Model
 
+# Tests that look for the step split across threads (an engine built without OpenMP has one).
+ONE_THREAD_ONLY = "densitron was built without OpenMP: one thread only"
+needs_threads = pytest.mark.skipif(not densitron.cpu_info()["openmp"], reason=ONE_THREAD_ONLY)
+
 
 def big_dag():
     # Wide enough that the executor splits the step across threads (~1M multiply-adds a step).
@@ -34,6 +38,8 @@ def big_dag():
 def assert_trains_alike_on_one_and_two_threads(build, x, y, **fit_kwargs):
     """Fits `build()`'s compiled model, built alike after the same seed, on one thread and on
     two; the second must split its steps (profile) and both must end bitwise equal."""
+    if not densitron.cpu_info()["openmp"]:
+        pytest.skip(ONE_THREAD_ONLY)
     results = []
     for threads in (1, 2):
         densitron.set_num_threads(threads)
@@ -152,6 +158,7 @@ def narrow_run(threads, hidden, batch, x, y, profile=False):
     return model, hist
 
 
+@needs_threads
 def test_steps_of_half_a_million_multiply_adds_take_two_threads():
     # Two threads from ~0.5M multiply-adds a step (forward and backward); the profile lists the
     # barrier waits of each thread only when the step was split.
@@ -223,6 +230,7 @@ def test_narrow_models_small_batches_bitwise_equal():
         assert h1.history["loss"][1] < h1.history["loss"][0]
 
 
+@needs_threads
 def test_column_split_gather_bitwise_equal():
     # Without a solo op (batch 100) each thread gathers the feature columns of the first
     # kernel's row blocks it owns, requesting rows ahead of the copy; a short last batch too.
@@ -250,6 +258,7 @@ def cut_run(threads, width, x, y):
     return model, hist
 
 
+@needs_threads
 def test_cut_kernel_partial_sums_bitwise_equal():
     # The partial products of a cut kernel add up in a fixed tree: a thread owning both blocks
     # of a pair adds them in its GEMM, other pairs are added in the final pass, so 1 to 4

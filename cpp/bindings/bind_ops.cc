@@ -204,9 +204,11 @@ void bind_ops(py::module_& m) {
         }
         info["supported_isas"] = supported;
         info["num_threads"] = densitron::get_num_threads();
+        info["openmp"] = densitron::built_with_openmp();
         return info;
       },
-      "The SIMD instruction set in use, the ones this CPU supports, and the thread count.");
+      "The SIMD instruction set in use, the ones this CPU supports, the thread count and "
+      "whether the engine was built with OpenMP's threads.");
   m.def(
       "set_num_threads",
       [](int n) {

@@ -20,12 +20,15 @@ Isa active_isa();
 // Forces a path for tests; throws std::invalid_argument if this CPU lacks it.
 void set_active_isa(Isa isa);
 
-// Threads used by the kernels: defaults to OpenMP's (honouring OMP_NUM_THREADS).
+// Threads used by the kernels: defaults to OpenMP's (honouring OMP_NUM_THREADS); always 1 in a
+// build without OpenMP.
 int get_num_threads();
 void set_num_threads(int n);  // n >= 1
+bool built_with_openmp();    // false: everything runs on one thread
 
 // While in scope, the calling thread treats subnormal float inputs and results as zero (x86's
-// MXCSR DAZ and FTZ bits, AArch64's FPCR FZ; nothing elsewhere), then restores its previous mode.
+// MXCSR DAZ and FTZ bits, AArch64's FPCR FZ; nothing elsewhere), then restores its previous
+// mode.
 class FlushDenormals {
  public:
   FlushDenormals();

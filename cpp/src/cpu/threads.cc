@@ -3,13 +3,13 @@
 // GNU OpenMP's thread pool does not survive fork(): a child process that entered a parallel
 // region would hang. So a forked child runs everything on its one thread (every parallel region
 // here is entered only with more than one thread).
-#include <omp.h>
 #include <pthread.h>
 
 #include <atomic>
 #include <stdexcept>
 #include <string>
 
+#include "cpu/openmp.h"
 #include "densitron/cpu.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -30,7 +30,18 @@ void on_fork_child() {
 const int g_atfork_registered = pthread_atfork(nullptr, nullptr, on_fork_child);
 }  // namespace
 
+bool built_with_openmp() {
+#if defined(_OPENMP)
+  return true;
+#else
+  return false;
+#endif
+}
+
 int get_num_threads() {
+#if !defined(_OPENMP)
+  return 1;  // built without OpenMP: one thread, whatever was asked
+#endif
   int n = g_num_threads.load(std::memory_order_relaxed);
   if (n > 0) return n;
   n = omp_get_max_threads();

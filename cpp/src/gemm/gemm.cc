@@ -3,13 +3,13 @@
 // MR × NR tiles. Operands already in a layout the kernels read (small ones) are not packed.
 // Threads split C into disjoint row or column ranges; K is never split, so every element is
 // summed in the same order whatever the thread count.
-#include <omp.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
 
+#include "cpu/openmp.h"
 #include "cpu/prefetch.h"
 #include "densitron/cpu.h"
 #include "densitron/gemm.h"

@@ -16,8 +16,7 @@
 #include <string>
 #include <thread>
 
-#include <omp.h>
-
+#include "cpu/openmp.h"
 #include "densitron/cpu.h"
 #include "densitron/gemm.h"
 #include "graph/graph_util.h"

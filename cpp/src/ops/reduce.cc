@@ -22,7 +22,7 @@ int64_t first_nan(const float* x, int64_t n) {
   // chunks; the exact index is looked up only in a chunk that holds a NaN.
   constexpr int64_t kChunks = 64;
   int64_t first = n;
-  const int nt = n >= (int64_t{1} << 20) ? get_num_threads() : 1;
+  [[maybe_unused]] const int nt = n >= (int64_t{1} << 20) ? get_num_threads() : 1;
 #pragma omp parallel for num_threads(nt) schedule(static) reduction(min : first) if (nt > 1)
   for (int64_t c = 0; c < kChunks; ++c) {
     const int64_t lo = n * c / kChunks, hi = n * (c + 1) / kChunks;

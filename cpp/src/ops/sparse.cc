@@ -5,8 +5,7 @@
 #include <cstring>
 #include <vector>
 
-#include <omp.h>
-
+#include "cpu/openmp.h"
 #include "densitron/cpu.h"
 #include "densitron/ops.h"
 #include "ops/elementwise_kernels.h"
