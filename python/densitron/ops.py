@@ -287,7 +287,8 @@ def divide(x1, x2):
         from densitron.layers.layer import _match_batch_values, _row_broadcast
 
         x1, x2 = _match_batch_values(x1, x2)
-        return _row_broadcast(x1, x2, "div") or Divide()([x1, x2])
+        broadcast = _row_broadcast(x1, x2, "div")
+        return broadcast if broadcast is not None else Divide()([x1, x2])
     if isinstance(x1, KerasTensor):
         return _math("divide_by", x1, _number(x2, "x2"))
     return _math("divide_into", x2, _number(x1, "x1"))
@@ -871,10 +872,22 @@ def std(x, axis=None, keepdims=False):
 
 
 def cast(x, dtype):
-    """x as `dtype`: a symbolic tensor is float32 already, and stays as it is."""
-    if _symbolic(x):
-        return x
-    return np.asarray(x).astype(dtype)
+    """x as `dtype`. A symbolic tensor stays float32 and takes the cast's values: to a float
+    dtype as it is, to bool 1.0 where nonzero, to an integer dtype truncated toward zero."""
+    if not _symbolic(x):
+        return np.asarray(x).astype(dtype)
+    try:
+        kind = np.dtype(dtype).kind
+    except TypeError:
+        raise ValueError(f"Invalid dtype: {dtype!r}. Received: dtype={dtype!r}") from None
+    if kind == "b":
+        return not_equal(x, 0.0)
+    if kind in "iu":
+        return sign(x) * floor(abs(x))
+    if kind != "f":
+        raise ValueError(f"A symbolic tensor casts to float, int or bool dtypes. "
+                         f"Received: dtype={dtype!r}")
+    return x
 
 
 # --- comparisons, selection and shapes ----------------------------------------------------------
@@ -884,6 +897,8 @@ def _comparison(name, numpy_fn):
         from densitron.layers.layer import KerasTensor
 
         x1, x2 = _lift(x1, x2, alone=True)
+        # (a bool against a symbolic tensor, whose masks are 1.0/0.0: ops.equal(mask, True))
+        x1, x2 = (float(v) if isinstance(v, (bool, np.bool_)) else v for v in (x1, x2))
         if not _symbolic(x1, x2):
             return numpy_fn(np.asarray(x1, dtype=np.float32), np.asarray(x2, dtype=np.float32))
         if isinstance(x1, KerasTensor) and isinstance(x2, KerasTensor):

@@ -69,3 +69,35 @@ class Variable:
 
     def __repr__(self):
         return f"<Variable path={self.path}, shape={self.shape}, dtype=float32>"
+
+
+# Arithmetic on a variable's value, as on Keras's variables (a metric's result(), say: `self.tp
+# / (self.tp + self.fp)`), giving NumPy values. With a symbolic tensor the tensor's own
+# operator answers (NotImplemented here): a layer's weight in its traced call().
+_VALUES = (Variable, np.ndarray, np.generic, int, float, bool)
+
+
+def _binary(ufunc):
+    def op(self, other):
+        return ufunc(self._value, np.asarray(other)) if isinstance(other, _VALUES) else \
+            NotImplemented
+
+    def rop(self, other):
+        return ufunc(np.asarray(other), self._value) if isinstance(other, _VALUES) else \
+            NotImplemented
+
+    return op, rop
+
+
+for _name, _ufunc in [("add", np.add), ("sub", np.subtract), ("mul", np.multiply),
+                      ("truediv", np.true_divide), ("floordiv", np.floor_divide),
+                      ("mod", np.mod), ("pow", np.power), ("matmul", np.matmul)]:
+    _op, _rop = _binary(_ufunc)
+    setattr(Variable, f"__{_name}__", _op)
+    setattr(Variable, f"__r{_name}__", _rop)
+for _name, _ufunc in [("lt", np.less), ("le", np.less_equal), ("gt", np.greater),
+                      ("ge", np.greater_equal)]:
+    setattr(Variable, f"__{_name}__", _binary(_ufunc)[0])
+Variable.__neg__ = lambda self: np.negative(self._value)
+Variable.__pos__ = lambda self: self._value.copy()
+Variable.__abs__ = lambda self: np.abs(self._value)

@@ -122,7 +122,25 @@ class KerasTensor:
     def __abs__(self):
         return _ops().abs(self)
 
-    # Comparisons give 1.0/0.0 masks (ops.greater...; == and != stay Python's identity).
+    # Comparisons give 1.0/0.0 masks (ops.greater, ops.equal...), == and != too, as Keras's
+    # symbolic tensors do; a tensor stays hashable by identity and has no truth value.
+    def __eq__(self, other):
+        if isinstance(other, KerasTensor) or is_number(other) or isinstance(other, bool):
+            return _ops().equal(self, other)
+        return NotImplemented
+
+    def __ne__(self, other):
+        if isinstance(other, KerasTensor) or is_number(other) or isinstance(other, bool):
+            return _ops().not_equal(self, other)
+        return NotImplemented
+
+    __hash__ = object.__hash__
+
+    def __bool__(self):
+        raise TypeError("A symbolic KerasTensor has no truth value until a model runs: compare "
+                        "with densitron.ops and use ops.where for a choice. Received: "
+                        f"{self!r}")
+
     def __gt__(self, other):
         return _ops().greater(self, other)
 

@@ -87,11 +87,10 @@ class Metric:
     def _spec(self):
         """The engine spec (is_accuracy, kind, threshold, loss_id)."""
         raise ValueError(
-            f"densitron computes compile's metrics in its engine, so a Metric subclass with its "
-            f"own update_state works on its own (update_state, result) but not in compile: "
-            f"write it as a metric function fn(y_true, y_pred) of densitron.ops (traced into "
-            f"the engine), or use a built-in metric. Received: metric {type(self).__name__}"
-            f"(name={self.name!r})")
+            f"densitron computes compile's metrics in its engine: a Metric subclass of your own "
+            f"needs its own update_state (traced into the engine, its variables growing by "
+            f"assign_add), or write a metric function fn(y_true, y_pred) of densitron.ops. "
+            f"Received: metric {type(self).__name__}(name={self.name!r})")
 
     # --- state of a metric of the user's (Keras's add_variable), for standalone use -------
     @property
@@ -1441,11 +1440,133 @@ def reads_dense_targets(spec):
                            losses.SparseCategoricalCrossentropy(from_logits=True)._engine_id)
 
 
+def has_own_update_state(metric):
+    """Whether `metric` is a Metric subclass of the user's with its own update_state (Keras's
+    way to write a stateful metric), rather than one of this module's."""
+    owner = next(c for c in type(metric).__mro__ if "update_state" in c.__dict__)
+    return owner.__module__ != __name__
+
+
+class StatefulTrace:
+    """A Metric subclass's own update_state, traced into the engine: each `assign_add(value)`
+    (or assign_sub) of one of its scalar variables, value a batch's ops.sum or ops.mean of
+    densitron.ops on y_true and y_pred (or a number), becomes an engine output summed over the
+    batches (`parts`, each a metric function for the trainer to trace). A log is the metric's
+    own result() with each variable reset, then given its sums."""
+
+    def __init__(self, metric, y_true_shape, y_pred_shape):
+        from densitron.layers import Input
+
+        self.metric = metric
+        self.variables = metric.variables
+        # (a trial on tensors of their own: the trainer traces each part on the model's)
+        recorded = self.record(Input(y_true_shape[1:], name="y_true"),
+                               Input(y_pred_shape[1:], name="y_pred"))
+        self.symbolic, self.constants = [], []  # (variable, sign) / (variable, value a batch)
+        for var, value, sign in recorded:
+            if is_number(value) or (isinstance(value, np.ndarray) and value.size == 1):
+                self.constants.append((var, sign * float(value)))
+            else:
+                self.symbolic.append((var, sign))
+        if not self.symbolic:
+            raise ValueError(
+                f"Metric {metric.name!r}: its update_state must add to a variable a value "
+                "computed from y_true and y_pred with densitron.ops (assign_add(ops.sum(...))) "
+                "for the engine to compute. Received: "
+                f"{'only numbers added' if recorded else 'no assign_add of its variables'}")
+        self.parts = [_StatePart(self, j) for j in range(len(self.symbolic))]
+
+    def record(self, y_true, y_pred):
+        """Runs update_state on symbolic tensors, its variables' assign_add and assign_sub
+        recording (variable index, value, sign) instead of adding; returns the records."""
+        from densitron.layers.layer import KerasTensor
+        from densitron.layers.math_ops import batch_constant
+        from densitron.ops import BatchReduction
+
+        name = self.metric.name
+        recorded = []
+
+        def recorder(i, sign):
+            def add(value):
+                var = self.variables[i]
+                if var.value.size != 1:
+                    raise ValueError(
+                        f"Metric {name!r}: densitron traces assign_add into scalar variables "
+                        f"only. Received: assign_add on variable {var.name!r} of shape "
+                        f"{var.shape}")
+                if isinstance(value, KerasTensor) and not batch_constant(value):
+                    raise ValueError(
+                        f"Metric {name!r}: a scalar variable adds one value a batch, such as "
+                        f"ops.sum(values) or ops.mean(values). Received: assign_add of a "
+                        f"tensor of shape {value.shape}")
+                if not isinstance(value, (KerasTensor, BatchReduction)) and not (
+                        is_number(value) or np.size(value) == 1):
+                    raise ValueError(f"Metric {name!r}: assign_add takes a tensor computed "
+                                     f"with densitron.ops or a number. Received: {value!r}")
+                recorded.append((i, value, sign))
+            return add
+
+        def assign(value):
+            raise ValueError(
+                f"Metric {name!r}: densitron traces update_state into its engine, where a "
+                "variable can only grow by a batch's value: assign_add(value) or "
+                "assign_sub(value), not assign. Received: assign")
+
+        for i, var in enumerate(self.variables):
+            var.assign_add, var.assign_sub = recorder(i, 1.0), recorder(i, -1.0)
+            var.assign = assign
+        try:
+            self.metric.update_state(y_true, y_pred)
+        except (TypeError, ValueError) as e:
+            raise ValueError(
+                f"densitron runs the metric {name!r} in its engine by tracing its "
+                "update_state on symbolic tensors once: write it with densitron.ops, each "
+                "variable growing by assign_add(ops.sum(...)). Tracing it failed: "
+                f"{e} Received: metric {type(self.metric).__name__}") from e
+        finally:
+            for var in self.variables:
+                for attr in ("assign_add", "assign_sub", "assign"):
+                    var.__dict__.pop(attr, None)
+        return recorded
+
+    def log(self, sums, batches):
+        """The metric's result() after a run whose parts summed to `sums` over `batches`."""
+        self.metric.reset_state()
+        totals = [var.value.astype(np.float64) for var in self.variables]
+        for (i, sign), total in zip(self.symbolic, sums):
+            totals[i] = totals[i] + sign * total
+        for i, value in self.constants:
+            totals[i] = totals[i] + value * batches
+        for var, total in zip(self.variables, totals):
+            var.assign(total)
+        result = np.asarray(self.metric.result(), dtype=np.float64)
+        if result.size != 1:
+            raise ValueError(f"Metric {self.metric.name!r}: result() must give one value for "
+                             f"the logs. Received: a result of shape {result.shape}")
+        return float(result.reshape(()))
+
+
+class _StatePart:
+    """One traced assign_add of a StatefulTrace: a metric function of (y_true, y_pred) giving
+    that batch's value, for the trainer to trace as it traces MeanMetricWrapper's."""
+
+    def __init__(self, trace, j):
+        self.trace, self.j = trace, j
+        self.name = trace.metric.name
+
+    def call(self, y_true, y_pred):
+        records = [r for r in self.trace.record(y_true, y_pred)
+                   if not (is_number(r[1]) or isinstance(r[1], np.ndarray))]
+        return records[self.j][1]
+
+
 def resolve(name, loss, y_true_ndim, y_true_last, y_pred_ndim, y_pred_last):
     """Returns (display name, engine spec tuples (is_accuracy, kind, threshold, loss_id), how
     the log follows from their sums: Metric._post, or a function of the sums from there)."""
     name = get(name)
     if isinstance(name, MeanMetricWrapper):  # traced into nodes: the engine's values
+        return name.name, [], name
+    if isinstance(name, Metric) and has_own_update_state(name):  # traced by the trainer
         return name.name, [], name
     if isinstance(name, Metric):  # (an AUC, R2Score compute their logs from their sums)
         post = name._post

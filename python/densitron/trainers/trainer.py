@@ -262,6 +262,16 @@ class Trainer:
                     if isinstance(post, metrics_mod.MeanMetricWrapper):
                         self._traced_metrics.append((k, is_weighted, post))
                         post = ("traced", len(self._traced_metrics) - 1)
+                    elif isinstance(post, metrics_mod.Metric):  # its own update_state
+                        if is_weighted:
+                            raise ValueError(
+                                f"Metric {display!r} updates its own state, which densitron "
+                                "traces without sample weights: list it in `metrics`. "
+                                "Received: it among weighted_metrics")
+                        trace = metrics_mod.StatefulTrace(
+                            post, (None, *shape[1:]), (None, *self._output_shapes[k]))
+                        post = ("state", trace, len(self._traced_metrics))
+                        self._traced_metrics.extend((k, False, part) for part in trace.parts)
                     self._metric_logs.append((name, k, is_weighted, engine_index, post))
                     full = [metrics_mod.engine_spec(spec, is_weighted) for spec in engine_specs]
                     engine_index += sum(_core._metric_sums(s, self._output_last[k])
@@ -405,6 +415,12 @@ class Trainer:
         for name, k, weighted, i, post in self._metric_logs:
             if callable(post):  # Precision, AUC, R2Score...: from their own sums
                 logs[name] = post(metric_sums[i:], rows)
+                continue
+            if isinstance(post, tuple) and post[0] == "state":  # a Metric's own update_state:
+                # its result() from each traced assign_add's sum over the batches
+                trace, first = post[1], post[2]
+                sums = [self._metric_sum_index[first + j] for j in range(len(trace.parts))]
+                logs[name] = trace.log([output_loss_sums[j] for j in sums], weight_sums[sums[0]])
                 continue
             if isinstance(post, tuple):  # a metric function's values, summed by the engine over
                 # the samples (or their weights), or over the batches for a batch's scalar
