@@ -79,10 +79,33 @@ def metric_classes(M, ops):
         def result(self):
             return self.total / self.batches
 
-    return CategoricalTruePositives, BinaryTruePositives, F1, MeanOfBatchMaxima
+    class MacroF1(M.Metric):  # per-class counts in variables of shape (classes,)
+        def __init__(self, classes, name="macro_f1", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.tp = self.add_variable(shape=(classes,), initializer="zeros", name="tp")
+            self.fp = self.add_variable(shape=(classes,), initializer="zeros", name="fp")
+            self.fn = self.add_variable(shape=(classes,), initializer="zeros", name="fn")
+            self.seen = self.add_variable(shape=(), initializer="zeros", name="seen")
+            self.both = self.add_variable(shape=(), initializer="zeros", name="both")
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            hit = ops.cast(y_pred >= ops.max(y_pred, axis=-1, keepdims=True), "float32")
+            self.tp.assign_add(ops.sum(hit * y_true, axis=0))
+            self.fp.assign_add(ops.sum(hit, axis=0) - ops.sum(hit * y_true, axis=0))
+            self.fn.assign_add(ops.sum((1.0 - hit) * y_true, axis=0) * 2.0 / 2.0)
+            total = ops.sum(y_true)  # one tensor added to two variables, and its mean too
+            self.seen.assign_add(total)
+            self.both.assign_add(total)
+            self.both.assign_sub(ops.mean(y_true) * 0.5)
+
+        def result(self):
+            f1 = 2.0 * self.tp / (2.0 * self.tp + self.fp + self.fn + 1e-7)
+            return ops.mean(f1) + 0.0 * (self.seen - self.both)
+
+    return CategoricalTruePositives, BinaryTruePositives, F1, MeanOfBatchMaxima, MacroF1
 
 
-D_CTP, D_BTP, D_F1, D_MAXIMA = metric_classes(densitron.metrics, ops)
+D_CTP, D_BTP, D_F1, D_MAXIMA, D_MACRO = metric_classes(densitron.metrics, ops)
 
 
 def _models(keras, units, activation):
@@ -139,6 +162,25 @@ def test_binary_counts_f1_and_batch_values_evaluate_as_in_keras(keras, which):
         _evaluate_alike(kmodel, dmodel, x, y, batch_size)
 
 
+def test_per_class_counts_in_vector_variables_evaluate_as_in_keras(keras):
+    # sum(x, axis=0): one engine sum a class; combined with another such sum and numbers; the
+    # same tensor added to two variables. result() reads every variable (as Keras's does).
+    K_MACRO = metric_classes(keras.metrics, keras.ops)[4]
+    kmodel, dmodel = _models(keras, 4, "softmax")
+    x = _x(90, 7)
+    y = np.eye(4, dtype=np.float32)[np.random.default_rng(8).integers(0, 4, 90)]
+    metric = D_MACRO(4)
+    kmodel.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=[K_MACRO(4)])
+    dmodel.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=[metric])
+    for batch_size in (16, 90):
+        logs = _evaluate_alike(kmodel, dmodel, x, y, batch_size)
+    pred = dmodel.predict(x, verbose=0)
+    hit = (pred >= pred.max(axis=1, keepdims=True)).astype(np.float32)
+    np.testing.assert_array_equal(metric.tp.numpy(), (hit * y).sum(axis=0))  # its state
+    np.testing.assert_array_equal(metric.fp.numpy(), (hit * (1 - y)).sum(axis=0))
+    assert logs["macro_f1"] > 0
+
+
 def test_fit_logs_and_validation_logs_are_the_metric_over_the_epoch():
     # With a learning rate of 0 the epoch's predictions are evaluate's: the same counts; the
     # metric object holds the last log's state afterwards (its result()).
@@ -192,6 +234,8 @@ class _Misused(densitron.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         if self.mode == "assign":
             self.v.assign(ops.sum(y_pred))
+        elif self.mode == "columns":
+            self.v.assign_add(ops.sum(y_pred, axis=0))
         elif self.mode in ("vector", "number"):
             self.v.assign_add(ops.sum(y_pred) if self.mode == "vector" else 1.0)
         elif self.mode == "per_sample":
@@ -206,7 +250,8 @@ class _Misused(densitron.metrics.Metric):
 
 @pytest.mark.parametrize("mode, match", [
     ("assign", "assign_add.*not assign"),
-    ("vector", "scalar variables only.*shape \\(3,\\)"),
+    ("vector", "shape \\(3,\\) grows by ops.sum\\(x, axis=0\\).*variable 'v'"),
+    ("columns", "of 1 columns adds to a variable of shape \\(1,\\).*shape \\(\\)"),
     ("number", "only numbers added"),
     ("per_sample", "one value a batch.*shape \\(None, 1\\)"),
     ("branch", "no truth value"),
@@ -241,6 +286,15 @@ def test_symbolic_casts_comparisons_and_truth_values():
     assert len({inputs, outs[0]}) == 2  # hashable by identity
     with pytest.raises(ValueError, match="float, int or bool.*complex64"):
         ops.cast(inputs, "complex64")
+
+
+@pytest.mark.parametrize("use", [lambda x: x - ops.mean(x, axis=0),
+                                 lambda x: ops.sqrt(ops.sum(x, axis=0)),
+                                 lambda x: ops.sum(x, axis=0) + ops.mean(x, axis=0)])
+def test_column_sums_only_add_to_metric_variables(use):
+    inputs = layers.Input((3,))
+    with pytest.raises(ValueError, match="a value a column.*last axis only.*Received: axis=0"):
+        use(inputs)
 
 
 def test_variable_arithmetic_gives_values():

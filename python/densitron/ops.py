@@ -305,8 +305,71 @@ def _reduce(mode, x, axis, keepdims):
         return fn(np.asarray(x, dtype=np.float32), axis=axis, keepdims=keepdims)
     if axis is None and mode != "max":  # (the batch too: what a loss function may end with)
         return BatchReduction(x, mode)
+    if axis in (0, (0,), [0]) and mode != "max" and len(x.shape) == 2:  # a column's, a batch
+        return BatchColumns(x, mode)
     _last_axis_only(mode, x, axis)
     return Reduce(mode, keepdims)(x)
+
+
+class BatchColumns:
+    """mean(x, axis=0) or sum(x, axis=0) of a symbolic (batch, n) tensor: n values a batch,
+    one a column, for a Metric's update_state to add to a variable of shape (n,) (a per-class
+    count). Sums and differences of them, and multiples by numbers, are again such values."""
+
+    def __init__(self, tensor, mode):
+        self.tensor, self.mode = tensor, mode
+        self.shape = (tensor.shape[-1],)
+
+    def columns(self):
+        """Each column's reduction over the batch (BatchReduction of x[..., c])."""
+        return [BatchReduction(self.tensor[..., c], self.mode) for c in range(self.shape[0])]
+
+    def _same(self, other, op):
+        if not isinstance(other, BatchColumns) or other.mode != self.mode or \
+                other.shape != self.shape:
+            raise ValueError(
+                f"On a symbolic tensor, {self.mode}(x, axis=0) gives a value a column, for a "
+                f"Metric's update_state to add to a variable of that shape (with another "
+                f"{self.mode}(y, axis=0) of as many columns, or times a number); elsewhere "
+                f"{self.mode}() reduces the last axis only (axis=-1). Received: axis=0, then "
+                f"{op}" + ("" if other is None else f" with {other!r}"))
+        return other.tensor
+
+    def __add__(self, other):
+        return BatchColumns(self.tensor + self._same(other, "+"), self.mode)
+
+    def __sub__(self, other):
+        return BatchColumns(self.tensor - self._same(other, "-"), self.mode)
+
+    def __radd__(self, other):
+        return BatchColumns(self._same(other, "+") + self.tensor, self.mode)
+
+    def __rsub__(self, other):
+        return BatchColumns(self._same(other, "-") - self.tensor, self.mode)
+
+    def __mul__(self, other):
+        if not is_number(other):
+            self._same(other, "*")
+        return BatchColumns(self.tensor * other, self.mode)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other):
+        if not is_number(other):
+            self._same(other, "/")
+        return BatchColumns(self.tensor / other, self.mode)
+
+    def __rtruediv__(self, other):
+        self._same(other, "/")
+
+    def __array__(self, *args, **kwargs):  # (NumPy's path of an op on it: ops.sqrt(...))
+        self._same(None, "an op of densitron.ops")
+
+    def __neg__(self):
+        return self * -1.0
+
+    def __repr__(self):
+        return f"<BatchColumns {self.mode}(axis=0) of {self.tensor!r}>"
 
 
 class BatchReduction:

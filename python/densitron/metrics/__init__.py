@@ -1449,25 +1449,26 @@ def has_own_update_state(metric):
 
 class StatefulTrace:
     """A Metric subclass's own update_state, traced into the engine: each `assign_add(value)`
-    (or assign_sub) of one of its scalar variables, value a batch's ops.sum or ops.mean of
-    densitron.ops on y_true and y_pred (or a number), becomes an engine output summed over the
-    batches (`parts`, each a metric function for the trainer to trace). A log is the metric's
-    own result() with each variable reset, then given its sums."""
+    (or assign_sub) of one of its variables becomes engine outputs summed over the batches
+    (`parts`): for a scalar variable, value a batch's ops.sum or ops.mean of densitron.ops on
+    y_true and y_pred; for a variable of shape (n,), ops.sum(x, axis=0) (or mean) of a (batch,
+    n) tensor, one output a column; a number adds to every batch. A log is the metric's own
+    result() with its variables reset, then given their sums."""
 
     def __init__(self, metric, y_true_shape, y_pred_shape):
         from densitron.layers import Input
 
         self.metric = metric
+        self.name = metric.name
         self.variables = metric.variables
-        # (a trial on tensors of their own: the trainer traces each part on the model's)
+        # (a trial on tensors of their own: the trainer traces the values on the model's)
         recorded = self.record(Input(y_true_shape[1:], name="y_true"),
                                Input(y_pred_shape[1:], name="y_pred"))
-        self.symbolic, self.constants = [], []  # (variable, sign) / (variable, value a batch)
-        for var, value, sign in recorded:
-            if is_number(value) or (isinstance(value, np.ndarray) and value.size == 1):
-                self.constants.append((var, sign * float(value)))
-            else:
-                self.symbolic.append((var, sign))
+        # (variable, element or None, sign) of each symbolic value; (variable, number a batch)
+        self.symbolic = [(i, c, sign) for i, value, sign, c in recorded
+                         if not _is_constant(value)]
+        self.constants = [(i, sign * np.asarray(value, np.float64))
+                          for i, value, sign, _ in recorded if _is_constant(value)]
         if not self.symbolic:
             raise ValueError(
                 f"Metric {metric.name!r}: its update_state must add to a variable a value "
@@ -1476,12 +1477,19 @@ class StatefulTrace:
                 f"{'only numbers added' if recorded else 'no assign_add of its variables'}")
         self.parts = [_StatePart(self, j) for j in range(len(self.symbolic))]
 
+    def call(self, y_true, y_pred):
+        """The symbolic values update_state adds, in order: traced once by the trainer, each
+        an engine output of its own (`parts`)."""
+        return [value for _, value, _, _ in self.record(y_true, y_pred)
+                if not _is_constant(value)]
+
     def record(self, y_true, y_pred):
         """Runs update_state on symbolic tensors, its variables' assign_add and assign_sub
-        recording (variable index, value, sign) instead of adding; returns the records."""
+        recording (variable index, value, sign, element) instead of adding (a BatchColumns
+        value as one record a column); returns the records."""
         from densitron.layers.layer import KerasTensor
         from densitron.layers.math_ops import batch_constant
-        from densitron.ops import BatchReduction
+        from densitron.ops import BatchColumns, BatchReduction
 
         name = self.metric.name
         recorded = []
@@ -1489,21 +1497,32 @@ class StatefulTrace:
         def recorder(i, sign):
             def add(value):
                 var = self.variables[i]
+                if isinstance(value, BatchColumns):
+                    if var.shape != value.shape:
+                        raise ValueError(
+                            f"Metric {name!r}: {value.mode}(x, axis=0) of {value.shape[0]} "
+                            f"columns adds to a variable of shape {value.shape}. Received: "
+                            f"assign_add on variable {var.name!r} of shape {var.shape}")
+                    recorded.extend((i, col, sign, c) for c, col in enumerate(value.columns()))
+                    return
+                if _is_constant(value):
+                    recorded.append((i, value, sign, None))
+                    return
+                if not isinstance(value, (KerasTensor, BatchReduction)):
+                    raise TypeError(f"Metric {name!r}: assign_add takes a tensor computed "
+                                    f"with densitron.ops or a number. Received: {value!r}")
                 if var.value.size != 1:
                     raise ValueError(
-                        f"Metric {name!r}: densitron traces assign_add into scalar variables "
-                        f"only. Received: assign_add on variable {var.name!r} of shape "
-                        f"{var.shape}")
+                        f"Metric {name!r}: a variable of shape {var.shape} grows by "
+                        f"ops.sum(x, axis=0) (or mean) of a (batch, n) tensor, one value a "
+                        f"column. Received: assign_add of one value a batch on variable "
+                        f"{var.name!r}")
                 if isinstance(value, KerasTensor) and not batch_constant(value):
                     raise ValueError(
                         f"Metric {name!r}: a scalar variable adds one value a batch, such as "
                         f"ops.sum(values) or ops.mean(values). Received: assign_add of a "
                         f"tensor of shape {value.shape}")
-                if not isinstance(value, (KerasTensor, BatchReduction)) and not (
-                        is_number(value) or np.size(value) == 1):
-                    raise ValueError(f"Metric {name!r}: assign_add takes a tensor computed "
-                                     f"with densitron.ops or a number. Received: {value!r}")
-                recorded.append((i, value, sign))
+                recorded.append((i, value, sign, None))
             return add
 
         def assign(value):
@@ -1533,8 +1552,11 @@ class StatefulTrace:
         """The metric's result() after a run whose parts summed to `sums` over `batches`."""
         self.metric.reset_state()
         totals = [var.value.astype(np.float64) for var in self.variables]
-        for (i, sign), total in zip(self.symbolic, sums):
-            totals[i] = totals[i] + sign * total
+        for (i, c, sign), total in zip(self.symbolic, sums):
+            if c is None:
+                totals[i] = totals[i] + sign * total
+            else:
+                totals[i].flat[c] += sign * total
         for i, value in self.constants:
             totals[i] = totals[i] + value * batches
         for var, total in zip(self.variables, totals):
@@ -1546,18 +1568,19 @@ class StatefulTrace:
         return float(result.reshape(()))
 
 
+def _is_constant(value):
+    """A number (or a one-value array) that update_state adds every batch."""
+    return is_number(value) or (isinstance(value, (np.ndarray, np.generic)) and
+                                np.size(value) == 1)
+
+
 class _StatePart:
-    """One traced assign_add of a StatefulTrace: a metric function of (y_true, y_pred) giving
-    that batch's value, for the trainer to trace as it traces MeanMetricWrapper's."""
+    """Value j of a StatefulTrace (its `group`), an engine output of the trainer's traced
+    metrics; the group's values are traced once, together."""
 
-    def __init__(self, trace, j):
-        self.trace, self.j = trace, j
-        self.name = trace.metric.name
-
-    def call(self, y_true, y_pred):
-        records = [r for r in self.trace.record(y_true, y_pred)
-                   if not (is_number(r[1]) or isinstance(r[1], np.ndarray))]
-        return records[self.j][1]
+    def __init__(self, group, j):
+        self.group, self.j = group, j
+        self.name = group.name
 
 
 def resolve(name, loss, y_true_ndim, y_true_last, y_pred_ndim, y_pred_last):

@@ -308,9 +308,17 @@ class Functional(Trainer, Layer):
         for k, loss in (traced_losses or {}).items():
             self._loss_nodes[k] = loss_node_specs(self, k, loss, target_shapes[k], specs,
                                                   param_index)
-        self._metric_nodes = [loss_node_specs(self, k, metric, target_shapes[k], specs,
-                                              param_index)
-                              for k, metric in traced_metrics]
+        self._metric_nodes, groups = [], {}
+        for k, metric in traced_metrics:
+            group = getattr(metric, "group", None)  # one of several values of one trace
+            if group is None:
+                self._metric_nodes.append(loss_node_specs(self, k, metric, target_shapes[k],
+                                                          specs, param_index))
+                continue
+            if id(group) not in groups:  # traced once, its values' nodes shared
+                groups[id(group)] = loss_node_specs(self, k, group, target_shapes[k], specs,
+                                                    param_index)
+            self._metric_nodes.append(groups[id(group)][metric.j])
         self._batch_values = batch_values(specs)  # (the loss and metric functions' too)
         self._params = params
         self._graph = _core.Graph(specs, [v.engine_spec() for v in params],

@@ -29,6 +29,13 @@ def _traced(fn, y_true, y_pred, name):
             "tensors once: write it with densitron.ops (arithmetic, square, abs, sqrt, log, "
             f"exp, clip, maximum, mean(axis=-1), ...). Tracing it failed: {e} Received: "
             f"loss={name!r}") from e
+    if isinstance(out, list):  # several values of one trace (a Metric's update_state)
+        return [_output(o, name) for o in out]
+    return _output(out, name)
+
+
+def _output(out, name):
+    """(tensor, 0 per sample or 1, 2 for the batch's mean or sum, tail) of a traced value."""
     from densitron.layers.math_ops import batch_constant
     from densitron.ops import BatchReduction
 
@@ -47,8 +54,9 @@ def loss_node_specs(model, k, loss, target_shape, specs, param_index):
     """Appends to `specs` (the model's engine node specs) the nodes of `loss` (a loss or metric
     object written in Python) on model output k with targets of `target_shape`; returns the
     index of the node holding its values, how the function reduced them (0: per sample; 1, 2:
-    the batch's mean, sum) and the MathOps it applied to that scalar after. A ValueError when
-    the function reads anything but y_true and y_pred, or makes a layer with weights."""
+    the batch's mean, sum) and the MathOps it applied to that scalar after; a list of those
+    when the function returns a list of values. A ValueError when the function reads anything
+    but y_true and y_pred, or makes a layer with weights."""
     from densitron.losses import Loss, traced_function
 
     # (a loss function's, a Loss subclass's call or __call__, a metric's)
@@ -59,11 +67,18 @@ def loss_node_specs(model, k, loss, target_shape, specs, param_index):
     y_true = KerasTensor((None, *target_shape[1:]), name="y_true", node=target_node)
     target_node.outputs = [y_true]
     y_pred = model.outputs[k]
-    out, mode, tail = _traced(fn, y_true, y_pred, name)
-    if out is y_true or out is y_pred:  # (as it is, or reduced: its values need a node of
-        from densitron.layers.math_ops import MathOp  # their own, the output's has its metrics)
+    traced = _traced(fn, y_true, y_pred, name)
+    outputs = traced if isinstance(traced, list) else [traced]
+    seen_outs = set()
+    for j, (out, mode, tail) in enumerate(outputs):
+        # y_true or y_pred as they are, or reduced, or a tensor another value of the trace
+        # has: its values need a node of their own (a node carries one output)
+        key = (id(out._node), out._index)
+        if out is y_true or out is y_pred or key in seen_outs:
+            from densitron.layers.math_ops import MathOp
 
-        out = MathOp("multiply_by", 1.0)(out)
+            outputs[j] = (MathOp("multiply_by", 1.0)(out), mode, tail)
+        seen_outs.add((id(outputs[j][0]._node), outputs[j][0]._index))
     local = {(id(y_pred._node), y_pred._index): model._engine_outputs[k]}
     order, seen = [], set()
 
@@ -81,7 +96,8 @@ def loss_node_specs(model, k, loss, target_shape, specs, param_index):
         seen.add(id(node))
         order.append(node)
 
-    visit(out)
+    for out, _, _ in outputs:
+        visit(out)
     spec = target_layer._engine_node(target_node, param_index)
     specs.append((spec[0], [], *spec[1:]))
     local[(id(target_node), 0)] = len(specs) - 1
@@ -95,7 +111,8 @@ def loss_node_specs(model, k, loss, target_shape, specs, param_index):
         specs.append((spec[0], ins, *spec[1:]))
         for j in range(len(node.outputs)):
             local[(id(node), j)] = len(specs) - 1
-    return local[(id(out._node), out._index)], mode, tail
+    nodes = [(local[(id(out._node), out._index)], mode, tail) for out, mode, tail in outputs]
+    return nodes if isinstance(traced, list) else nodes[0]
 
 
 def added_loss_specs(index, layer, specs, taken):
