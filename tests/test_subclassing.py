@@ -649,3 +649,134 @@ def test_a_python_branch_on_training_in_call_is_refused_passing_it_on_works():
     np.testing.assert_array_equal(model.predict(x, verbose=0), x)  # inference: no dropout
     trained = model(x, training=True)
     assert (np.asarray(trained) == 0).mean() > 0.3  # training: half dropped (the rest x2)
+
+
+def recommender_net(keras_mod, layers_mod, ops_mod, num_users=50, num_movies=40, size=8):
+    """keras.io's collaborative-filtering example, as written there: columns of one integer
+    input into Embeddings, tensordot(axes=2) (the batch's sum, one value a batch), ops.nn."""
+
+    class RecommenderNet(keras_mod.Model):
+        def __init__(self, num_users, num_movies, embedding_size, **kwargs):
+            super().__init__(**kwargs)
+            self.user_embedding = layers_mod.Embedding(
+                num_users, embedding_size, embeddings_initializer="he_normal",
+                embeddings_regularizer=keras_mod.regularizers.l2(1e-6))
+            self.user_bias = layers_mod.Embedding(num_users, 1)
+            self.movie_embedding = layers_mod.Embedding(
+                num_movies, embedding_size, embeddings_initializer="he_normal",
+                embeddings_regularizer=keras_mod.regularizers.l2(1e-6))
+            self.movie_bias = layers_mod.Embedding(num_movies, 1)
+
+        def call(self, inputs):
+            user_vector = self.user_embedding(inputs[:, 0])
+            user_bias = self.user_bias(inputs[:, 0])
+            movie_vector = self.movie_embedding(inputs[:, 1])
+            movie_bias = self.movie_bias(inputs[:, 1])
+            dot_user_movie = ops_mod.tensordot(user_vector, movie_vector, 2)
+            x = dot_user_movie + user_bias + movie_bias
+            return ops_mod.nn.sigmoid(x)
+
+    return RecommenderNet(num_users, num_movies, size)
+
+
+def test_keras_io_collaborative_filtering_example_predicts_and_trains():
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "numpy":
+        pytest.skip("parity tests run Keras on its numpy backend")
+    rng = np.random.default_rng(0)
+    x = np.stack([rng.integers(0, 50, 200), rng.integers(0, 40, 200)], 1)
+    y = rng.random(200).astype(np.float32)
+    ours = recommender_net(densitron, L, densitron.ops)
+    theirs = recommender_net(keras, keras.layers, keras.ops)
+    ours.compile(loss=densitron.losses.BinaryCrossentropy(), optimizer="adam")
+    ours.predict(x[:2], verbose=0)
+    theirs(x[:2])
+    # the same weights in the same order (Keras's: the attributes' order, not the trace's)
+    assert [w.shape for w in ours.get_weights()] == [tuple(w.shape) for w in theirs.weights]
+    weights = [rng.normal(size=tuple(w.shape)).astype(np.float32) * 0.1 for w in theirs.weights]
+    ours.set_weights(weights)
+    theirs.set_weights(weights)
+    for batch_size in (64, 200):  # the batch's sum differs with the grouping, as in Keras
+        np.testing.assert_allclose(ours.predict(x, batch_size=batch_size, verbose=0),
+                                   theirs.predict(x, batch_size=batch_size, verbose=0),
+                                   rtol=1e-5, atol=1e-6)
+    p = np.clip(theirs.predict(x, batch_size=200, verbose=0)[:, 0].astype(np.float64), 1e-7,
+                1 - 1e-7)
+    loss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)) + 1e-6 * sum(
+        np.sum(weights[i].astype(np.float64) ** 2) for i in (0, 2))
+    np.testing.assert_allclose(ours.evaluate(x, y, batch_size=200, verbose=0), loss, rtol=1e-5)
+    history = ours.fit(x, y, batch_size=64, epochs=3, verbose=0, validation_split=0.2).history
+    assert history["loss"][-1] < history["loss"][0]
+
+
+def test_embedding_ids_from_columns_of_an_input_are_checked_there_only():
+    # Column 0 holds ids below 5, column 1 anything (a float feature): only the column an
+    # Embedding reads must hold its ids.
+    inputs = densitron.Input((2,))
+    emb = L.Flatten()(L.Embedding(5, 3)(inputs[:, 0:1]))
+    model = Model(inputs, L.Dense(1)(L.Concatenate()([emb, inputs[:, 1:2]])))
+    model.compile(optimizer="sgd", loss="mse")
+    rng = np.random.default_rng(1)
+    x = np.stack([rng.integers(0, 5, 32).astype(np.float32), rng.normal(size=32) * 100], 1)
+    model.fit(x, np.zeros((32, 1)), verbose=0)
+    x[3, 0] = 5
+    with pytest.raises(ValueError, match=r"ids must be integers in \[0, input_dim=5\)\. "
+                                         r"Received: 5"):
+        model.fit(x, np.zeros((32, 1)), verbose=0)
+    x[3, 0] = 1.5
+    with pytest.raises(ValueError, match="Received: 1.5"):
+        model.predict(x, verbose=0)
+
+
+def test_subclassed_weights_follow_keras_attribute_order():
+    # Own weights first, then sublayers in the order set (a composite's own order inside),
+    # whatever order call() uses them in.
+    class Net(Model):
+        def __init__(self):
+            super().__init__()
+            self.late = L.Dense(2)
+            self.block = Residual(4)
+            self.early = L.Dense(4)
+            self.scale = self.add_weight(shape=(2,), initializer="ones", name="scale")
+
+        def call(self, x):
+            return self.late(self.block(self.early(x))) * self.scale
+
+    net = Net()
+    net.build((None, 3))
+    shapes = [w.shape for w in net.weights]
+    assert shapes == [(2,), (4, 2), (2,), (4, 4), (4,), (4, 4), (4,), (3, 4), (4,)]
+    assert [w.shape for w in net.trainable_weights] == shapes
+    x, _ = data(rows=16, width=3)
+    net.compile(optimizer="adam", loss="mse")
+    net.fit(x, np.zeros((16, 2)), verbose=0)
+
+
+def test_symbolic_tensordot_and_ops_namespaces():
+    a, b = densitron.Input((4,)), densitron.Input((4,))
+    with pytest.raises(TypeError, match="tensordot contracts every axis.*axes=1"):
+        densitron.ops.tensordot(a, b, 1)
+    assert densitron.ops.nn.sigmoid is densitron.ops.sigmoid
+    assert densitron.ops.numpy.sum is densitron.ops.sum
+    assert densitron.ops.linalg.inv is densitron.ops.inv
+    with pytest.raises(AttributeError, match="densitron.ops.nn' has no attribute 'nope'"):
+        densitron.ops.nn.nope  # noqa: B018
+    model = Model([a, b], densitron.ops.tensordot(a, b, [[0, 1], [0, 1]]) + a[:, 0:1] * 0.0)
+    xa, xb = np.ones((3, 4), np.float32), np.full((3, 4), 2.0, np.float32)
+    np.testing.assert_allclose(model.predict([xa, xb], batch_size=3, verbose=0),
+                               np.full((3, 1), 24.0))
+    np.testing.assert_allclose(densitron.ops.tensordot(xa, xb, 2), 24.0)
+
+
+def test_tensordot_of_a_tensor_and_a_layer_weight_is_matmul():
+    class Proj(L.Layer):
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1], 3), initializer="ones")
+
+        def call(self, x):
+            return densitron.ops.tensordot(x, self.w, axes=1)
+
+    inputs = densitron.Input((4,))
+    model = Model(inputs, Proj()(inputs))
+    x, _ = data(rows=5, width=4)
+    np.testing.assert_allclose(model.predict(x, verbose=0), x @ np.ones((4, 3)), rtol=1e-6)

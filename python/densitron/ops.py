@@ -3,6 +3,7 @@ a traced call()), the layers that compute them (a layer's weight in `matmul(x, s
 
 import builtins
 import math
+import types
 
 import numpy as np
 
@@ -747,10 +748,48 @@ def _numpy_only(name, fn=None):
 _NUMPY_ONLY = ["all", "any", "arange", "argsort", "broadcast_to", "cumprod", "cumsum", "diag",
                "dot", "einsum", "eye", "flip", "full", "full_like", "identity", "isfinite",
                "isinf", "isnan", "linspace", "nan_to_num", "ones", "outer", "prod", "sort",
-               "split", "take", "take_along_axis", "tensordot", "tile", "trace", "transpose",
+               "split", "take", "take_along_axis", "tile", "trace", "transpose",
                "tril", "triu", "zeros"]
 for _name in _NUMPY_ONLY:
     globals()[_name] = _numpy_only(_name)
+
+def tensordot(x1, x2, axes=2):
+    """NumPy's tensordot on arrays. On symbolic tensors: every axis of two tensors of the same
+    shape contracted (axes=2 at rank 2, the batch's axis included) is the batch's sum of
+    x1·x2, one value a batch (as Keras's collaborative-filtering example uses it); x1's last
+    axis against a layer weight's first (axes=1) is matmul(x1, weight)."""
+    from densitron.layers.layer import KerasTensor
+    from densitron.variables import Variable
+
+    if not _symbolic(x1, x2):
+        return np.tensordot(x1, x2, axes)
+    rank = len(x1.shape) if isinstance(x1, KerasTensor) else None
+
+    def pairs(n):
+        return [list(range(n)), list(range(n))]
+
+    if (isinstance(x1, KerasTensor) and isinstance(x2, KerasTensor) and x1.shape == x2.shape
+            and (axes == rank or _as_axes(axes) == pairs(rank))):
+        return sum(x1 * x2)
+    if (isinstance(x1, KerasTensor) and isinstance(x2, Variable) and len(x2.shape) == 2
+            and (axes == 1 or _as_axes(axes) == [[rank - 1], [0]] or
+                 _as_axes(axes) == [[-1], [0]])):
+        return matmul(x1, x2)
+    raise TypeError(
+        "On symbolic tensors, tensordot contracts every axis of two tensors of the same shape "
+        "(the batch's sum of their product), or a tensor's last axis with a layer weight's "
+        f"first (axes=1). Received: x1={x1!r}, x2={x2!r}, axes={axes!r}")
+
+
+def _as_axes(axes):
+    """tensordot's axes as two lists (None when it is a number)."""
+    if is_number(axes):
+        return None
+    try:
+        return [[int(a) for a in np.atleast_1d(side)] for side in axes]
+    except (TypeError, ValueError):
+        return None
+
 
 # More of Keras's NumPy-like ops, on arrays only: NumPy's functions of the same name (those
 # this NumPy has), and Keras's linear algebra as np.linalg's.
@@ -1075,3 +1114,18 @@ def _one_hot(x, num_classes):
     column = _reshaped(x, (int(np.prod(shape)) if shape else 1, 1))
     return _reshaped(CategoryEncoding(int(num_classes), output_mode="one_hot")(column),
                      (*shape, int(num_classes)))
+
+
+class _Namespace(types.ModuleType):
+    """Keras's sub-namespaces of ops (ops.nn.sigmoid, ops.numpy.sum, ops.linalg.inv, ...):
+    each name the same function as densitron.ops's."""
+
+    def __getattr__(self, name):
+        value = globals().get(name)
+        if value is None or name.startswith("_") or isinstance(value, types.ModuleType):
+            raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
+        return value
+
+
+nn, numpy, linalg, core, image = (
+    _Namespace(f"densitron.ops.{_sub}") for _sub in ("nn", "numpy", "linalg", "core", "image"))

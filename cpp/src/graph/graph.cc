@@ -251,7 +251,9 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
         if (param_size(node.params[0]) != node.iattrs[0] * node.last_dim)
           bad("Embedding table size");
         if (in0->width * node.last_dim != node.width) bad("Embedding output width");
-        if (in0->op != OpType::kInput) bad("Embedding must read a model Input directly");
+        if (in0->op != OpType::kInput &&
+            !(in0->op == OpType::kIndexMap && nodes_[in0->inputs[0]].op == OpType::kInput))
+          bad("Embedding must read a model Input directly, or columns of one");
         break;
     }
   }
@@ -652,7 +654,10 @@ void Graph::check_embedding_ids(const DataRefs& data) const {
   const int64_t rows = data.rows;
   for (const NodeSpec& node : nodes_) {
     if (node.op != OpType::kEmbedding) continue;
-    const int in = node.inputs[0];
+    // The ids: a model Input's values, or some of its columns (an IndexMap of it: x[:, 0]).
+    const NodeSpec& ids_node = nodes_[node.inputs[0]];
+    const bool columns = ids_node.op == OpType::kIndexMap;
+    const int in = columns ? ids_node.inputs[0] : node.inputs[0];
     size_t k = 0;
     while (k < inputs_.size() && inputs_[k] != in) ++k;
     if (data.is_sparse(k))
@@ -660,14 +665,34 @@ void Graph::check_embedding_ids(const DataRefs& data) const {
           "An Embedding layer's ids cannot come from a sparse matrix; pass them as a dense "
           "integer array. Received: a sparse matrix as input " + std::to_string(k));
     const int64_t n = rows * nodes_[in].width;
-    auto check_each = [&](const auto* ids) {  // (ids of any type)
-      for (int64_t j = 0; j < n; ++j) {
-        const double v = ids[j];
-        if (!(v >= 0.0 && v < static_cast<double>(node.iattrs[0])) || v != std::floor(v))
-          bad("Embedding ids must be integers in [0, input_dim=" +
-              std::to_string(node.iattrs[0]) + "). Received: " + std::to_string(v));
-      }
+    auto check_value = [&](double v) {
+      if (!(v >= 0.0 && v < static_cast<double>(node.iattrs[0])) || v != std::floor(v))
+        bad("Embedding ids must be integers in [0, input_dim=" +
+            std::to_string(node.iattrs[0]) + "). Received: " + std::to_string(v));
     };
+    auto check_each = [&](const auto* ids) {  // (ids of any type)
+      if (!columns) {
+        for (int64_t j = 0; j < n; ++j) check_value(static_cast<double>(ids[j]));
+        return;
+      }
+      const int64_t width = nodes_[in].width;
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c : ids_node.iattrs) check_value(static_cast<double>(ids[r * width + c]));
+    };
+    if (columns) {  // (the other columns may hold anything: each picked value is checked)
+      if (!data.is_raw(k)) {
+        check_each(data.x[k]);
+        continue;
+      }
+      const void* raw = data.raw[k].data;
+      switch (data.raw[k].type) {
+        case RawType::kFloat64: check_each(static_cast<const double*>(raw)); break;
+        case RawType::kInt32: check_each(static_cast<const int32_t*>(raw)); break;
+        case RawType::kInt64: check_each(static_cast<const int64_t*>(raw)); break;
+        case RawType::kUint8: check_each(static_cast<const uint8_t*>(raw)); break;
+      }
+      continue;
+    }
     if (!data.is_raw(k)) {
       if (any_bad_id(data.x[k], n, static_cast<float>(node.iattrs[0]))) check_each(data.x[k]);
       continue;

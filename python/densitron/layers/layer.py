@@ -607,9 +607,12 @@ class Layer:
         return out
 
     def _sublayers(self):
-        """The layers a composite layer holds in its attributes (directly or in lists)."""
+        """The layers a composite layer (or a subclassed model) holds in its attributes
+        (directly or in lists), in the order they were set."""
         found = []
-        for value in vars(self).values():
+        for key, value in vars(self).items():
+            if key == "_all_layers":  # (a model's own list of its trace's layers)
+                continue
             items = value if isinstance(value, (list, tuple)) else [value]
             for v in items:
                 if isinstance(v, Layer) and v is not self and all(v is not f for f in found):

@@ -253,11 +253,10 @@ class Functional(Trainer, Layer):
                     f"\"{layer.name}\" of type {type(layer).__name__}. "
                     f"Received: a model containing {type(layer).__name__}"
                 )
-            if isinstance(layer, Embedding) and not isinstance(node.inputs[0]._node.layer,
-                                                               InputLayer):
+            if isinstance(layer, Embedding) and not _reads_an_input(node.inputs[0]):
                 raise ValueError(
                     f"Layer \"{layer.name}\" (Embedding) must read integer ids straight from an "
-                    f"`Input`. Received: input from layer "
+                    f"`Input`, or columns of one (x[:, 0]). Received: input from layer "
                     f"\"{node.inputs[0]._node.layer.name}\""
                 )
             if hasattr(layer, "_engine_subgraph"):  # several engine nodes, some outputs
@@ -388,27 +387,39 @@ class Functional(Trainer, Layer):
     def layers(self):
         return list(self._all_layers)
 
+    def _weights_by_layer(self, kind):
+        """The weights (`kind`: "weights", "trainable_weights", "non_trainable_weights") in
+        Keras's order, each once: a functional model's by its layers; a subclassed model's
+        own first, then its layers in the order its attributes were set (Keras's tracking
+        order), then any other layer of its trace."""
+        layers = self.layers
+        first = []
+        if getattr(self, "_subclassed", False):
+            trainable = kind != "non_trainable_weights"
+            first = [w for w in self._weights if kind == "weights" or w.trainable == trainable]
+            first += [w for layer in self._sublayers() for w in getattr(layer, kind)]
+        seen, out = set(), []
+        for w in first + [w for layer in layers for w in getattr(layer, kind)]:
+            if id(w) not in seen:
+                seen.add(id(w))
+                out.append(w)
+        return out
+
     @property
     def weights(self):
-        seen, out = set(), []
-        for layer in self.layers:
-            for w in layer.weights:
-                if id(w) not in seen:
-                    seen.add(id(w))
-                    out.append(w)
-        return out
+        return self._weights_by_layer("weights")
 
     @property
     def trainable_weights(self):
         if not self.trainable:
             return []
-        return [w for layer in self.layers for w in layer.trainable_weights]
+        return self._weights_by_layer("trainable_weights")
 
     @property
     def non_trainable_weights(self):
         if not self.trainable:
             return self.weights
-        return [w for layer in self.layers for w in layer.non_trainable_weights]
+        return self._weights_by_layer("non_trainable_weights")
 
     def get_weights(self):
         return [w.numpy() for w in self.weights]
@@ -657,6 +668,17 @@ class Functional(Trainer, Layer):
                                                            name=config.get("name"))
         model.trainable = config.get("trainable", True)
         return model
+
+
+def _reads_an_input(t):
+    """Whether tensor t is a model Input, or columns of one (x[:, 0], x[..., 1:3]): where an
+    Embedding reads its ids."""
+    from densitron.layers.math_ops import Slice
+
+    layer = t._node.layer
+    if isinstance(layer, Slice):
+        layer = t._node.inputs[0]._node.layer
+    return isinstance(layer, InputLayer)
 
 
 def _is_shape(value):
