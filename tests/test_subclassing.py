@@ -780,3 +780,122 @@ def test_tensordot_of_a_tensor_and_a_layer_weight_is_matmul():
     model = Model(inputs, Proj()(inputs))
     x, _ = data(rows=5, width=4)
     np.testing.assert_allclose(model.predict(x, verbose=0), x @ np.ones((4, 3)), rtol=1e-6)
+
+
+def vae_classes(keras_mod, layers_mod, ops_mod, stddev=1.0):
+    """The variational autoencoder of Keras's subclassing guide, as written there (Sampling
+    draws keras.random.normal of shape (ops.shape(z_mean)[0], dim) with a SeedGenerator; the
+    KL term goes to add_loss); `stddev` 0 makes the sampling deterministic for a comparison."""
+
+    class Sampling(layers_mod.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.seed_generator = keras_mod.random.SeedGenerator(1337)
+
+        def call(self, inputs):
+            z_mean, z_log_var = inputs
+            batch = ops_mod.shape(z_mean)[0]
+            dim = ops_mod.shape(z_mean)[1]
+            epsilon = keras_mod.random.normal(shape=(batch, dim), stddev=stddev,
+                                              seed=self.seed_generator)
+            return z_mean + ops_mod.exp(0.5 * z_log_var) * epsilon
+
+    class Encoder(layers_mod.Layer):
+        def __init__(self, latent_dim=32, intermediate_dim=64, name="encoder", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.dense_proj = layers_mod.Dense(intermediate_dim, activation="relu")
+            self.dense_mean = layers_mod.Dense(latent_dim)
+            self.dense_log_var = layers_mod.Dense(latent_dim)
+            self.sampling = Sampling()
+
+        def call(self, inputs):
+            x = self.dense_proj(inputs)
+            z_mean = self.dense_mean(x)
+            z_log_var = self.dense_log_var(x)
+            z = self.sampling((z_mean, z_log_var))
+            return z_mean, z_log_var, z
+
+    class Decoder(layers_mod.Layer):
+        def __init__(self, original_dim, intermediate_dim=64, name="decoder", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.dense_proj = layers_mod.Dense(intermediate_dim, activation="relu")
+            self.dense_output = layers_mod.Dense(original_dim, activation="sigmoid")
+
+        def call(self, inputs):
+            return self.dense_output(self.dense_proj(inputs))
+
+    class VariationalAutoEncoder(keras_mod.Model):
+        def __init__(self, original_dim, intermediate_dim=64, latent_dim=32,
+                     name="autoencoder", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.original_dim = original_dim
+            self.encoder = Encoder(latent_dim=latent_dim, intermediate_dim=intermediate_dim)
+            self.decoder = Decoder(original_dim, intermediate_dim=intermediate_dim)
+
+        def call(self, inputs):
+            z_mean, z_log_var, z = self.encoder(inputs)
+            reconstructed = self.decoder(z)
+            kl_loss = -0.5 * ops_mod.mean(
+                z_log_var - ops_mod.square(z_mean) - ops_mod.exp(z_log_var) + 1)
+            self.add_loss(kl_loss)
+            return reconstructed
+
+    return Sampling, VariationalAutoEncoder
+
+
+def test_keras_guide_vae_trains_and_samples_anew_at_every_call():
+    _, VAE = vae_classes(densitron, L, densitron.ops)
+    x = np.random.default_rng(3).random((640, 40)).astype(np.float32)
+    losses = []
+    for _ in range(2):  # built alike after the same seed: the same draws
+        densitron.utils.set_random_seed(4)
+        vae = VAE(40, 16, 4)
+        vae.compile(densitron.optimizers.Adam(learning_rate=1e-3),
+                    loss=densitron.losses.MeanSquaredError())
+        losses.append(vae.fit(x, x, epochs=3, batch_size=64, verbose=0).history["loss"])
+        first, second = vae.predict(x[:8], verbose=0), vae.predict(x[:8], verbose=0)
+        assert np.abs(first - second).max() > 1e-3  # sampled in predict too, afresh
+    assert losses[0] == losses[1] and losses[0][-1] < losses[0][0]
+
+
+def test_random_normal_of_a_batch_shape_draws_standard_normals():
+    Sampling, _ = vae_classes(densitron, L, densitron.ops)
+    z = densitron.Input((50,))
+    model = Model(z, Sampling()((z, z * 0.0)))  # z + exp(0)·ε
+    zeros = np.zeros((400, 50), np.float32)
+    a, b = model.predict(zeros, batch_size=64, verbose=0), model.predict(zeros, verbose=0)
+    for eps in (a, b):
+        assert abs(eps.mean()) < 0.02 and abs(eps.std() - 1.0) < 0.02
+        assert abs(np.mean(eps ** 4) - 3.0) < 0.15  # a normal's fourth moment
+    assert np.abs(a - b).min() >= 0.0 and not np.allclose(a, b)
+    assert abs(np.corrcoef(a[:, 0], a[:, 1])[0, 1]) < 0.15  # columns drawn apart
+    inputs = densitron.Input((3,))
+    with pytest.raises(TypeError, match="normal draws values of shape.*take numbers only"):
+        densitron.random.uniform(densitron.ops.shape(inputs))
+    with pytest.raises(TypeError, match="batch size of a symbolic tensor is known only"):
+        np.zeros(densitron.ops.shape(inputs))
+
+
+def test_keras_guide_vae_computes_as_keras_without_noise():
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "numpy":
+        pytest.skip("parity tests run Keras on its numpy backend")
+    x = np.random.default_rng(5).random((96, 40)).astype(np.float32)
+    _, ours_cls = vae_classes(densitron, L, densitron.ops, stddev=0.0)
+    _, theirs_cls = vae_classes(keras, keras.layers, keras.ops, stddev=0.0)
+    ours, theirs = ours_cls(40, 16, 4), theirs_cls(40, 16, 4)
+    ours.compile("adam", loss=densitron.losses.MeanSquaredError())
+    ours.predict(x[:2], verbose=0)
+    theirs(x[:2])
+    weights = [np.random.default_rng(6).normal(size=tuple(w.shape)).astype(np.float32) * 0.3
+               for w in theirs.weights]
+    ours.set_weights(weights)
+    theirs.set_weights(weights)
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    h = np.maximum(x @ weights[0] + weights[1], 0)  # the loss: MSE + the batch's KL mean
+    z_mean, z_log_var = h @ weights[2] + weights[3], h @ weights[4] + weights[5]
+    kl = -0.5 * np.mean(z_log_var - z_mean ** 2 - np.exp(z_log_var) + 1)
+    mse = np.mean((theirs.predict(x, verbose=0) - x) ** 2)
+    np.testing.assert_allclose(ours.evaluate(x, x, batch_size=96, verbose=0), mse + kl,
+                               rtol=1e-5)

@@ -822,6 +822,34 @@ for _name, _linalg_name in _LINALG.items():
 del _name, _linalg_name
 
 
+class BatchSize:
+    """The batch axis of a symbolic tensor's ops.shape (its size is known only when a model
+    runs): a shape with it, given to densitron.random.normal, draws values for every sample of
+    that tensor's batch."""
+
+    def __init__(self, tensor):
+        self.tensor = tensor
+
+    def __index__(self):
+        raise TypeError("The batch size of a symbolic tensor is known only when the model runs: "
+                        "ops.shape(x)[0] can be given to densitron.random.normal's shape. "
+                        f"Received: it used as a number, of {self.tensor!r}")
+
+    __int__ = __index__
+
+    def __repr__(self):
+        return "None"
+
+
+def shape(x):
+    """The shape of x as a tuple; of a symbolic tensor, its batch axis a BatchSize."""
+    from densitron.layers.layer import KerasTensor
+
+    if isinstance(x, KerasTensor):
+        return (BatchSize(x), *x.shape[1:])
+    return np.shape(x)
+
+
 def _arrays_only(fn):
     """fn on arrays; a TypeError naming the op for a symbolic tensor."""
     op = _numpy_only(fn.__name__, fn)

@@ -3,7 +3,8 @@ arguments and seeds. `seed=None` draws from the global generator (densitron.util
 set_random_seed fixes it); an integer seed gives the same values on every call; a
 SeedGenerator advances with each draw. The values are NumPy's draws, not the same numbers as
 Keras's backends. In a model, noise comes from the engine's layers (Dropout, GaussianNoise,
-...): these functions refuse symbolic tensors."""
+...), and `normal` of a shape (ops.shape(x)[0], ...) in a traced call() from the engine's
+draws for each sample; otherwise these functions refuse symbolic tensors."""
 
 import numpy as np
 
@@ -37,6 +38,12 @@ def _generator(seed):
 
 
 def _shape(shape):
+    from densitron.ops import BatchSize
+
+    if isinstance(shape, (list, tuple)) and any(isinstance(d, BatchSize) for d in shape):
+        raise TypeError("In a model, densitron.random.normal draws values of shape "
+                        "(ops.shape(x)[0], ...) for each sample; the other random functions "
+                        f"take numbers only. Received: shape={tuple(shape)!r}")
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (shape,)
     if not isinstance(shape, (list, tuple)) or not all(
@@ -67,8 +74,31 @@ def _array(name, x):
     return np.asarray(x)
 
 
+def _symbolic_batch(shape):
+    """The symbolic tensor whose batch a shape's first entry is (ops.shape(x)[0]), or None."""
+    from densitron.ops import BatchSize
+
+    if isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], BatchSize):
+        return shape[0].tensor
+    return None
+
+
 def normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
+    """Values ~ N(mean, stddev) of `shape`. In a traced call(), with a shape whose first entry
+    is a symbolic tensor's batch (ops.shape(x)[0]), the engine's draws for each sample, anew
+    at every step and call (Keras's VAE sampling); a SeedGenerator or integer seed gives its
+    sequence of draws a fixed start."""
     mean, stddev = _number("mean", mean), _number("stddev", stddev)
+    source = _symbolic_batch(shape)
+    if source is not None:
+        from densitron.layers.regularization import RandomNormalSample
+
+        rest = _shape(tuple(shape[1:]))
+        if isinstance(seed, SeedGenerator):
+            seed = int(seed.generator.integers(2 ** 62))
+        else:
+            _generator(seed)  # (its checks)
+        return RandomNormalSample(rest, mean, stddev, seed=seed)(source)
     return _generator(seed).normal(mean, stddev, _shape(shape)).astype(_dtype(dtype))
 
 

@@ -34,8 +34,9 @@ enum class OpType : int {
   kMinimum = 9,
   kDropout = 10,        // f {rate[, a, b, alpha']}, i {seed, ...}; identity outside training;
                         // x/(1 - rate) or 0, or with a, b (AlphaDropout) a·(x or alpha') + b
-  kGaussianNoise = 11,  // f {stddev}, i {seed[, multiplicative]}; identity outside training:
-                        // x + stddev·n, or x·(1 + stddev·n) (GaussianDropout), n ~ N(0, 1)
+  kGaussianNoise = 11,  // f {stddev}, i {seed[, multiplicative[, always]]}; identity outside
+                        // training (unless always): x + stddev·n, or x·(1 + stddev·n)
+                        // (GaussianDropout), n ~ N(0, 1)
   kBatchNorm = 12,      // params {gamma|-1, beta|-1, moving_mean, moving_var}, f {momentum, eps}
   kLayerNorm = 13,      // params {gamma|-1, beta|-1}, f {eps}, i {} or {rms}: with rms 1,
                         // RMSNormalization's x·gamma/sqrt(mean(x²) + eps) (beta -1)
@@ -571,6 +572,9 @@ class Graph {
   // predict with the noise layers active (training_forward) and the calls so far that did.
   bool training_forward_ = false;
   int64_t noisy_predicts_ = 0;
+  // A noise node drawing in every run, training or not (densitron.random.normal in a call()):
+  // runs outside training then take fresh keys as a noisy predict does.
+  bool always_noise_ = false;
   int64_t noise_key(const Step& st) const { return st.noise >= 0 ? st.noise : iterations_; }
   std::vector<int> sparse_input_;  // per node, this run: the sparse input k it reads in place, or -1
   const DataRefs* run_data_ = nullptr;

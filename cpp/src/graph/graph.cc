@@ -84,7 +84,7 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
         if ((node.op == OpType::kDropout || node.op == OpType::kGaussianNoise) &&
             (node.fattrs.empty() || node.iattrs.empty() ||
              (node.op == OpType::kGaussianNoise &&
-              (node.iattrs.size() > 2 || node.fattrs.size() != 1)) ||
+              (node.iattrs.size() > 3 || node.fattrs.size() != 1)) ||
              (node.op == OpType::kDropout && node.fattrs.size() != 1 &&
               node.fattrs.size() != 4)))
           bad("Dropout/GaussianNoise attributes");
@@ -261,6 +261,7 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
     if (i < 0 || i >= n || nodes_[i].op != OpType::kInput) bad("graph inputs must be inputs");
   for (int o : outputs_)
     if (o < 0 || o >= n) bad("graph output out of range");
+  for (const NodeSpec& node : nodes_) always_noise_ = always_noise_ || always_random(node);
   out_buf_.resize(n);
   stage_x_.resize(inputs_.size());
   grad_buf_.resize(n);
@@ -750,7 +751,7 @@ void Graph::begin_batch(const Step& st, const DataRefs& data, bool targets,
         continue;
       }
       const bool noop_random = (node.op == OpType::kDropout || node.op == OpType::kGaussianNoise) &&
-                               (!st.training || node.fattrs[0] == 0.0);
+                               ((!st.training && !always_random(node)) || node.fattrs[0] == 0.0);
       out_[i] = (node.op == OpType::kReshape || noop_random) ? out_[node.inputs[0]]
                                                               : out_buf_[i].data();
     }
@@ -995,7 +996,8 @@ void Graph::plan_step(int64_t batch, int nth, bool training, bool targets) {
     const bool random = node.op == OpType::kDropout || node.op == OpType::kGaussianNoise;
     if (node.op == OpType::kInput || node.op == OpType::kReshape ||
         node.op == OpType::kTarget || (needs_targets_[i] && !targets) ||
-        (random && (!(training || training_forward_) || node.fattrs[0] == 0.0)))
+        (random && ((!(training || training_forward_) && !always_random(node)) ||
+                    node.fattrs[0] == 0.0)))
       continue;
     fwd_order_.push_back(static_cast<int>(i));
   }
@@ -1806,7 +1808,8 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
       st.training = training || training_forward_;  // (the noise layers' mode)
       // a noisy predict: keys no training step uses (negative iterations) and no other
       // call's or pass's
-      if (training_forward_) st.noise = (int64_t{1} << 62) + (noisy_predicts_ << 31) + start;
+      if (training_forward_ || (always_noise_ && !training))
+        st.noise = (int64_t{1} << 62) + (noisy_predicts_ << 31) + start;
       st.data = &data;
       // Batches alternate between the two gather buffers only when the next one is gathered
       // ahead; otherwise every batch uses the nodes' own.
@@ -1909,6 +1912,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
     t.nan_input = static_cast<int>(stop_code % inputs);
     t.nan_row = stop_code / inputs;
   }
+  if (always_noise_ && !training && !training_forward_) ++noisy_predicts_;  // (fresh keys)
   return t;
 }
 

@@ -19,6 +19,11 @@
 namespace densitron {
 namespace graph_detail {
 
+// A noise node that draws in every run, training or not (kGaussianNoise's `always`).
+inline bool always_random(const NodeSpec& node) {
+  return node.op == OpType::kGaussianNoise && node.iattrs.size() > 2 && node.iattrs[2] != 0;
+}
+
 // The GEMM epilogue that computes activation `act` exactly, when there is one.
 inline bool epilogue_for(Activation act, const ActivationParams& p, EpilogueAct* out) {
   switch (act) {

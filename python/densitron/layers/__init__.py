@@ -18,8 +18,8 @@ from densitron.layers.pooling import (GlobalAveragePooling1D, GlobalAveragePooli
                                       GlobalMaxPool3D, GlobalMaxPooling1D, GlobalMaxPooling2D,
                                       GlobalMaxPooling3D)
 from densitron.layers.regularization import (ActivityRegularization, AlphaDropout, Dropout,
-                                             GaussianDropout, GaussianNoise, SpatialDropout1D,
-                                             SpatialDropout2D, SpatialDropout3D)
+                                             GaussianDropout, GaussianNoise, RandomNormalSample,
+                                             SpatialDropout1D, SpatialDropout2D, SpatialDropout3D)
 from densitron.layers.math_ops import (AddedLoss, ArgReduce, BatchReduce, Divide, Masking, MathOp,
                                        Reduce,
                                        RowBroadcast, Slice)
@@ -70,4 +70,4 @@ __all__ = ["AddedLoss", "ArgReduce", "BatchReduce", "Masking", "add", "average",
            "Multiply", "Normalization", "PReLU", "ReLU", "Reshape", "Rescaling", "Softmax", "SpatialDropout1D",
            "SpatialDropout2D", "SpatialDropout3D", "Subtract", "TimeDistributed",
            "RMSNormalization", "UnitNormalization", "WeightAdd", "WeightMatMul", "WeightMultiply", "MathOp", "Divide",
-           "Reduce", "RowBroadcast", "Slice"]
+           "Reduce", "RowBroadcast", "Slice", "RandomNormalSample"]

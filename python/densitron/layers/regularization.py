@@ -63,6 +63,39 @@ class Dropout(Layer):
                 "noise_shape": None if self.noise_shape is None else list(self.noise_shape)}
 
 
+class RandomNormalSample(Layer):
+    """densitron's own layer, made by densitron.random.normal(shape=(ops.shape(x)[0], ...))
+    in a traced call(): values ~ N(mean, stddev) of `shape` for each sample of its input's
+    batch, drawn anew at every step and every call, training or not (as keras.random.normal
+    in a layer's call); its input gives only the batch size."""
+
+    def __init__(self, shape, mean=0.0, stddev=1.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.shape = tuple(int(d) for d in shape)
+        self.mean, self.stddev, self.seed = float(mean), float(stddev), seed
+        self._engine_seed = _seed(seed)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.shape)
+
+    def _engine_subgraph(self, node, param_index):
+        from densitron.layers.layer import node_spec
+        from densitron.layers.math_ops import _MATH, MATH_OPS
+
+        width = int(np.prod(self.shape))
+        last = self.shape[-1] if self.shape else 1
+        zeros = node_spec(20, width, last, iattrs=[-1] * width)  # kIndexMap: all zeros
+        noise = node_spec(11, width, last, fattrs=[self.stddev],
+                          iattrs=[self._engine_seed, 0, 1])  # kGaussianNoise, always
+        shift = node_spec(_MATH, width, last, fattrs=[self.mean, 0.0],
+                          iattrs=[MATH_OPS["add"]])
+        return [([("in", 0)], zeros), ([("node", 0)], noise), ([("node", 1)], shift)], [2]
+
+    def get_config(self):
+        return {**super().get_config(), "shape": list(self.shape), "mean": self.mean,
+                "stddev": self.stddev, "seed": self.seed}
+
+
 class GaussianNoise(Layer):
     """Adds zero-centered Gaussian noise of standard deviation `stddev` in training."""
     _identity_outside_training = True  # training=False in a call: the input as is
