@@ -163,3 +163,83 @@ def test_add_loss_of_the_output_itself():
     want = (np.mean((pred - y) ** 2) + 0.2 * np.mean(pred ** 2) + 0.05 * np.sum(pred) +
             np.sum(pred ** 2) / (np.sum(np.abs(pred)) + 1.0))
     np.testing.assert_allclose(model.evaluate(x, y, batch_size=7, verbose=0), want, rtol=1e-5)
+
+
+class LogisticEndpoint(layers.Layer):
+    """The endpoint layer of Keras's training guide, as written there: called with two
+    tensors, it adds the loss of a Loss object on them and returns the softmax."""
+
+    def __init__(self, name=None):
+        super().__init__(name=name)
+        self.loss_fn = densitron.losses.BinaryCrossentropy(from_logits=True)
+
+    def call(self, targets, logits, sample_weights=None):
+        loss = self.loss_fn(targets, logits, sample_weights)
+        self.add_loss(loss)
+        return ops.softmax(logits)
+
+
+def test_keras_guide_endpoint_layer_trains_without_a_compiled_loss():
+    inputs = layers.Input(shape=(3,), name="inputs")
+    targets = layers.Input(shape=(10,), name="targets")
+    logits = layers.Dense(10)(inputs)
+    predictions = LogisticEndpoint(name="predictions")(targets, logits)
+    model = Model(inputs=[inputs, targets], outputs=predictions)
+    model.compile(optimizer="adam")  # no loss: add_loss gives it
+    rng = np.random.default_rng(3)
+    data = {"inputs": rng.random((40, 3)), "targets": rng.random((40, 10))}
+    w, b = model.get_weights()
+    z = data["inputs"] @ w.astype(np.float64) + b
+    t = data["targets"]
+    want = np.mean(np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z))))
+    np.testing.assert_allclose(model.evaluate(data, batch_size=40, verbose=0), want, rtol=1e-5)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(model.predict(data, verbose=0), e / e.sum(axis=1, keepdims=True),
+                               rtol=1e-5, atol=1e-7)
+    history = model.fit(data, epochs=5, batch_size=8, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0]
+    plain = densitron.Sequential([layers.Input((3,)), layers.Dense(2)])
+    plain.compile(optimizer="adam")
+    with pytest.raises(ValueError, match="No loss to compute.*Received: loss=None"):
+        plain.fit(data["inputs"], verbose=0)
+
+
+@pytest.mark.parametrize("loss", [
+    densitron.losses.MeanSquaredError(), densitron.losses.MeanAbsoluteError(),
+    densitron.losses.BinaryCrossentropy(label_smoothing=0.1),
+    densitron.losses.BinaryCrossentropy(from_logits=True, reduction="sum"),
+    densitron.losses.CategoricalCrossentropy(label_smoothing=0.2),
+    densitron.losses.CategoricalCrossentropy(from_logits=True),
+    densitron.losses.SparseCategoricalCrossentropy(from_logits=True),
+])
+def test_loss_objects_on_symbolic_tensors_compute_as_on_arrays(loss):
+    # A Loss object (or a loss function) called in a layer's call() gives the batch's mean
+    # (or sum) of the same per-sample values it gives on arrays, weighted by sample weights.
+    sparse = isinstance(loss, densitron.losses.SparseCategoricalCrossentropy)
+    rng = np.random.default_rng(4)
+    x = rng.random((24, 4)).astype(np.float32)
+    t = (rng.integers(0, 4, (24, 1)) if sparse else rng.random((24, 4))).astype(np.float32)
+    sw = rng.random((24, 1)).astype(np.float32)
+    logits = "logits" in type(loss).__name__ or getattr(loss, "from_logits", False)
+    activation = None if logits else "softmax" if "Categorical" in type(loss).__name__ else \
+        "sigmoid"
+
+    class Endpoint(layers.Layer):
+        def call(self, targets, outputs, weights):
+            self.add_loss(loss(targets, outputs, weights))
+            return outputs
+
+    xi, ti, wi = layers.Input((4,)), layers.Input(t.shape[1:]), layers.Input((1,))
+    dense = layers.Dense(4, activation=activation)
+    model = Model([xi, ti, wi], Endpoint()(ti, dense(xi), wi))
+    model.compile(optimizer="sgd")
+    p = model.predict([x, t, sw], verbose=0)
+    want = loss(t, p, sample_weight=sw[:, 0])
+    np.testing.assert_allclose(model.evaluate([x, t, sw], batch_size=24, verbose=0), want,
+                               rtol=2e-5, atol=1e-6)
+
+
+def test_symbolic_losses_without_a_form_are_refused():
+    a, b = layers.Input((3,)), layers.Input((3,))
+    with pytest.raises(TypeError, match="mean_squared_error.*Received: Huber"):
+        densitron.losses.Huber()(a, b)

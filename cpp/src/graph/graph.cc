@@ -400,9 +400,11 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
     if (o.node != outputs_[k] || o.loss == Loss::kMeanOfValues) bad("output spec order");
     const bool sparse = o.loss == Loss::kSparseCategoricalCrossentropy ||
                         o.loss == Loss::kSparseCategoricalCrossentropyLogits;
-    // (without a loss, the targets are the metrics' and the loss function's, either form)
+    // (without a loss, the targets are the metrics' and the loss function's, either form;
+    // none at all when there are no metrics: every loss from add_loss)
     if (o.target_width != (sparse ? sub_rows : node.width) &&
-        !(o.loss == Loss::kNone && (o.target_width == sub_rows || o.target_width == node.width)))
+        !(o.loss == Loss::kNone && (o.target_width == sub_rows || o.target_width == node.width ||
+                                    (o.target_width == 0 && o.metrics.empty()))))
       bad("target width");
     for (const MetricSpec& m : o.metrics) {
       if (m.buckets() && !m.bucket_count_valid()) bad("an AUC takes 2 to 1e6 thresholds");

@@ -264,10 +264,11 @@ class _TracedTraining:
         return "None"
 
 
-def traced_call(layer, inputs):
+def traced_call(layer, inputs, positional=False):
     """A subclassed model's or a composite layer's call() run on symbolic inputs (with
     `training=None` when it takes a `training` argument: Keras passes it, and densitron's
-    engine decides it, fit training, evaluate and predict inferring)."""
+    engine decides it, fit training, evaluate and predict inferring); with `positional`, the
+    inputs as call's positional arguments."""
     try:
         params = inspect.signature(layer.call).parameters
     except (TypeError, ValueError):
@@ -276,7 +277,8 @@ def traced_call(layer, inputs):
     _TRACING.append(True)
     _ADDED_LOSSES.append([])
     try:
-        out = layer.call(inputs, **({"training": _TracedTraining(layer)} if takes else {}))
+        kwargs = {"training": _TracedTraining(layer)} if takes else {}
+        out = layer.call(*inputs, **kwargs) if positional else layer.call(inputs, **kwargs)
     finally:
         _TRACING.pop()
         added = _ADDED_LOSSES.pop()
@@ -539,6 +541,12 @@ class Layer:
         training = kwargs.pop("training", None)
         if isinstance(training, _TracedTraining):  # (passed on in a traced call(): the run's)
             training = None
+        positional = False
+        if args and _composite(self) and isinstance(inputs, KerasTensor) and all(
+                isinstance(a, KerasTensor) for a in args):
+            # call(self, a, b): a layer of one's own given several tensors (Keras's
+            # LogisticEndpoint(targets, logits)), traced as call(*tensors)
+            inputs, args, positional = [inputs, *args], (), True
         if args or kwargs:
             raise TypeError(
                 f"Layer {self.name} takes only its inputs (and `training`) when called. "
@@ -568,7 +576,7 @@ class Layer:
                 f"noise layers). Received: training={training!r}")
         if symbolic:
             if _composite(self):
-                return self._composite_call(inputs, flat)
+                return self._composite_call(inputs, flat, positional)
             return self._symbolic_call(inputs, flat)
         if any(isinstance(t, KerasTensor) for t in flat):
             raise TypeError(
@@ -583,16 +591,17 @@ class Layer:
             f"{type(inputs).__name__})"
         )
 
-    def _composite_call(self, inputs, flat):
+    def _composite_call(self, inputs, flat, positional=False):
         """A layer subclass that defines `call` out of other layers: its call runs on the
-        symbolic tensors, so its sublayers' calls join the graph in its place."""
+        symbolic tensors (as call(*inputs) when it was given several), so its sublayers'
+        calls join the graph in its place."""
         shapes = [t.shape for t in flat]
         if not self.built:
             self.build(shapes if isinstance(inputs, (list, tuple)) else shapes[0])
             self.built = True
 
         try:
-            out = traced_call(self, inputs)
+            out = traced_call(self, inputs, positional)
         except (TypeError, AttributeError) as e:
             raise TypeError(
                 f"Layer {self.name} ({type(self).__name__}): densitron runs call() on symbolic "

@@ -125,7 +125,10 @@ class Loss:
         """The loss of predictions `y_pred` for targets `y_true`, as Keras's loss objects
         compute it: the per-sample losses over the last axis (`call`), times `sample_weight`
         (one value per sample, or a scalar) when given, summed and divided by the number of
-        samples. A float32 scalar."""
+        samples. A float32 scalar; on symbolic tensors (in a layer's call(), for add_loss),
+        the batch's reduction of the symbolic per-sample losses."""
+        if _symbolic_args(y_true, y_pred, sample_weight):
+            return _reduce_symbolic(self.call(y_true, y_pred), sample_weight, self.reduction)
         if traced_function(self) is not None:  # written in Python: run on the arrays
             return _reduce(self.call(np.asarray(y_true, np.float32),
                                      np.asarray(y_pred, np.float32)),
@@ -135,8 +138,10 @@ class Loss:
 
     def call(self, y_true, y_pred):
         """Keras's per-sample losses: over the last axis of `y_pred`, shape y_pred.shape[:-1]
-        (float32, computed by the engine)."""
+        (float32, computed by the engine; on symbolic tensors, densitron.ops's)."""
         self._check_implemented()
+        if _symbolic_args(y_true, y_pred):
+            return self._symbolic_call(y_true, y_pred)
         y_pred = _float_array(y_pred, "y_pred")
         if y_pred.ndim == 0 or y_pred.size == 0:
             raise ValueError(f"`y_pred` must hold at least one value. "
@@ -146,6 +151,15 @@ class Loss:
         values = _core._loss_rows(self._engine_id, y_true, y_pred.reshape(-1, width),
                                   self._param, self._extra, self._ignored())
         return values.reshape(lead)
+
+    def _symbolic_call(self, y_true, y_pred):
+        """The per-sample losses on symbolic tensors, of densitron.ops (the losses that have
+        them: mean squared and absolute error, the three cross-entropies)."""
+        raise TypeError(
+            f"On symbolic tensors (in a layer's call()), densitron computes the losses "
+            f"mean_squared_error, mean_absolute_error, binary_crossentropy, "
+            f"categorical_crossentropy and sparse_categorical_crossentropy; compile takes "
+            f"every loss. Received: {type(self).__name__} on {y_pred!r}")
 
     def _check_implemented(self):
         """NotImplementedError for a Loss with neither an engine loss nor a call() of its own
@@ -198,6 +212,30 @@ def traced_function(loss):
 # Keras's reductions: the engine's code for each (None: per-sample values, not for training)
 _REDUCTIONS = {"sum_over_batch_size": 0, "mean": 0, "sum": 1, "mean_with_sample_weight": 2,
                None: None, "none": None}
+
+
+def _symbolic_args(*args):
+    from densitron.layers.layer import KerasTensor
+
+    return any(isinstance(a, KerasTensor) for a in args)
+
+
+def _reduce_symbolic(values, sample_weight, reduction):
+    """_reduce on symbolic per-sample losses: weighted, then the batch's mean or sum."""
+    from densitron import ops
+
+    if sample_weight is not None:
+        if _symbolic_args(sample_weight) and len(sample_weight.shape) == len(values.shape) + 1:
+            sample_weight = ops.mean(sample_weight, axis=-1)  # (a weight a sample, (None, 1))
+        values = values * sample_weight
+    mode = _REDUCTIONS[reduction]
+    if mode is None:
+        return values
+    if reduction == "mean_with_sample_weight" and sample_weight is not None:
+        raise ValueError("On symbolic tensors, a loss's reduction is the batch's mean or sum "
+                         "(or none). Received: reduction='mean_with_sample_weight' with "
+                         "sample weights")
+    return ops.sum(values) if reduction == "sum" else ops.mean(values)
 
 
 def _reduce(values, sample_weight, reduction):
@@ -271,6 +309,14 @@ class CategoricalCrossentropy(_SmoothedLoss):
     _engine_id = _CCE
     _default_name = "categorical_crossentropy"
 
+    def _symbolic_call(self, y_true, y_pred):
+        from densitron import ops
+
+        if self.label_smoothing:
+            s = self.label_smoothing
+            y_true = y_true * (1.0 - s) + s / y_pred.shape[-1]
+        return ops.categorical_crossentropy(y_true, y_pred, from_logits=self.from_logits)
+
 
 class SparseCategoricalCrossentropy(_ProbabilisticLoss):
     """Keras's SparseCategoricalCrossentropy. With `ignore_class`, the targets of that id
@@ -307,6 +353,14 @@ class SparseCategoricalCrossentropy(_ProbabilisticLoss):
         check_class_ids(ids, shape[-1], "y_true", self.ignore_class)
         return ids
 
+    def _symbolic_call(self, y_true, y_pred):
+        from densitron import ops
+
+        if self.ignore_class is not None:
+            raise TypeError("On symbolic tensors, sparse_categorical_crossentropy takes no "
+                            f"ignore_class. Received: ignore_class={self.ignore_class}")
+        return ops.sparse_categorical_crossentropy(y_true, y_pred, from_logits=self.from_logits)
+
     def _ignored(self):
         return self.ignore_class
 
@@ -314,6 +368,14 @@ class SparseCategoricalCrossentropy(_ProbabilisticLoss):
 class BinaryCrossentropy(_SmoothedLoss):
     _engine_id = _BCE
     _default_name = "binary_crossentropy"
+
+    def _symbolic_call(self, y_true, y_pred):
+        from densitron import ops
+
+        if self.label_smoothing:
+            y_true = y_true * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+        return ops.mean(ops.binary_crossentropy(y_true, y_pred, from_logits=self.from_logits),
+                        axis=-1)
 
 
 class _FocalLoss(_SmoothedLoss):
@@ -364,14 +426,32 @@ class CategoricalFocalCrossentropy(_FocalLoss):
                          name=name, reduction=reduction, axis=axis, **kwargs)
 
 
+class _NoLoss(Loss):
+    """compile(loss=None) for a model whose layers give every loss by add_loss (Keras's
+    endpoint layers): its outputs take none, and fit and evaluate need no targets."""
+
+    _engine_id = _NO_LOSS
+    _default_name = "no_loss"
+
+
 class MeanSquaredError(Loss):
     _engine_id = _MSE
     _default_name = "mean_squared_error"
+
+    def _symbolic_call(self, y_true, y_pred):
+        from densitron import ops
+
+        return ops.mean(ops.square(y_true - y_pred), axis=-1)
 
 
 class MeanAbsoluteError(Loss):
     _engine_id = _MAE
     _default_name = "mean_absolute_error"
+
+    def _symbolic_call(self, y_true, y_pred):
+        from densitron import ops
+
+        return ops.mean(ops.abs(y_true - y_pred), axis=-1)
 
 
 class MeanAbsolutePercentageError(Loss):

@@ -152,11 +152,6 @@ class Trainer:
                 jit_compile="auto", auto_scale_loss=True):
         self._refuse_custom_steps(("train_step", "test_step", "predict_step", "compute_loss",
                                    "compute_metrics"))
-        if loss is None:
-            raise ValueError(
-                "densitron needs a loss to train: pass e.g. loss='categorical_crossentropy'. "
-                "Received: loss=None"
-            )
         for arg, value in (("metrics", metrics), ("weighted_metrics", weighted_metrics)):
             if value is not None and not isinstance(value, (list, tuple, dict)):
                 raise ValueError(f"Expected `{arg}` argument to be a list, tuple, or dict. "
@@ -181,7 +176,10 @@ class Trainer:
 
     def _resolve_losses(self):
         names = self._output_names
-        losses = _losses_per_output(self.loss, names)
+        if self.loss is None:  # every loss from add_loss (checked when the engine compiles)
+            losses = [losses_mod._NoLoss() for _ in names]
+        else:
+            losses = _losses_per_output(self.loss, names)
         weights = self._pending_loss_weights
         if weights is None:
             weights = [1.0] * len(names)
@@ -313,7 +311,8 @@ class Trainer:
                     loss_node, losses_mod._MEAN_OF_VALUES, self._loss_weights[k], 0, [],
                     float(batch_reduced), loss._extra, None, k, True, tail,
                     loss._engine_reduction()))
-            elif any(m[0] == k for m in self._traced_metrics):  # targets of any shape
+            elif any(m[0] == k for m in self._traced_metrics) or \
+                    isinstance(loss, losses_mod._NoLoss):  # targets of any shape, or none
                 width = math.prod(shapes[k][1:])
             outputs.append(_EngineOutput(node, engine_id, self._loss_weights[k], width,
                                          metric_specs[k], loss._param, loss._extra,
@@ -350,6 +349,11 @@ class Trainer:
             (o.loss == losses_mod._MEAN_OF_VALUES and o.param != 0.0) or
             any(not spec[0] and losses_mod.depends_on_batch(spec[3]) for spec in o.metrics)
             for o in outputs)
+        if self.loss is None and not getattr(self, "_added_loss_nodes", None):
+            raise ValueError(
+                "No loss to compute: pass a `loss` to compile() (e.g. "
+                "loss='categorical_crossentropy'), or give the losses with add_loss in a "
+                "layer's call(). Received: loss=None and no add_loss")
         trainable = self._param_trainable_flags()
         self._graph.compile(outputs, self.optimizer._engine_config(self._params), trainable)
         self.optimizer._attach(self._graph, self._params, owner=self)
@@ -822,9 +826,15 @@ class Trainer:
         xs = data_mod.standardize_x(self, x, reject_nan=reject_x_nan)
         if not hasattr(self, "_compiled_losses"):
             self._resolve_losses()
-        y_parts = data_mod._split_structure(y, self._output_names, "y") if y is not None else []
-        ys = data_mod.standardize_y(self, y)
-        rows = data_mod.check_cardinality(xs, ys)
+        if y is None and self.loss is None:  # (add_loss's losses only: no targets to read)
+            rows = data_mod.check_cardinality(xs, [])
+            ys = [np.zeros((rows, 0), np.float32) for _ in self._output_names]
+            y_parts = list(ys)
+        else:
+            y_parts = (data_mod._split_structure(y, self._output_names, "y")
+                       if y is not None else [])
+            ys = data_mod.standardize_y(self, y)
+            rows = data_mod.check_cardinality(xs, ys)
         self._ensure_engine(y_parts)
         return xs, ys, rows
 
