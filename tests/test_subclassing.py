@@ -622,10 +622,9 @@ def test_a_model_subclass_with_its_own_step_methods_is_refused_not_ignored():
         CustomPredict().predict(np.ones((2, 4), np.float32), verbose=0)
 
 
-def test_a_python_branch_on_training_in_call_is_refused_passing_it_on_works():
-    # Traced once for both modes: `if training:` would fix one mode silently (Keras's guide's
-    # custom dropout would never drop), so it is refused; passing `training` on to layers
-    # keeps each run's mode.
+def test_a_python_branch_on_training_in_call_and_passing_it_on_both_follow_the_run():
+    # `if training:` is traced once per mode (the engine picks the branch at each run);
+    # passing `training` on to layers keeps each run's mode too.
     class Branching(densitron.layers.Layer):
         def call(self, x, training=None):
             if training:
@@ -641,11 +640,11 @@ def test_a_python_branch_on_training_in_call_is_refused_passing_it_on_works():
             return self.drop(x, training=training)
 
     inp = densitron.Input((4,))
-    with pytest.raises(ValueError, match=r"not branch on it in Python. Received: a Python "
-                                         r"test of `training`$"):
-        Branching()(inp)
-    model = densitron.Model(inp, PassesOn()(inp))
     x = np.ones((64, 4), np.float32)
+    branching = densitron.Model(inp, Branching()(inp))
+    np.testing.assert_array_equal(branching.predict(x, verbose=0), x)
+    np.testing.assert_array_equal(np.asarray(branching(x, training=True)), 0.0 * x)
+    model = densitron.Model(inp, PassesOn()(inp))
     np.testing.assert_array_equal(model.predict(x, verbose=0), x)  # inference: no dropout
     trained = model(x, training=True)
     assert (np.asarray(trained) == 0).mean() > 0.3  # training: half dropped (the rest x2)
@@ -899,3 +898,88 @@ def test_keras_guide_vae_computes_as_keras_without_noise():
     mse = np.mean((theirs.predict(x, verbose=0) - x) ** 2)
     np.testing.assert_allclose(ours.evaluate(x, x, batch_size=96, verbose=0), mse + kl,
                                rtol=1e-5)
+
+
+class CustomDropout(L.Layer):
+    """Keras's subclassing guide's CustomDropout, as written there: a Python test of
+    `training` and keras.random.dropout in the training branch."""
+
+    def __init__(self, rate, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = rate
+        self.seed_generator = densitron.random.SeedGenerator(1337)
+
+    def call(self, inputs, training=None):
+        if training:
+            return densitron.random.dropout(inputs, rate=self.rate, seed=self.seed_generator)
+        return inputs
+
+
+def test_a_call_that_branches_on_training_is_traced_once_per_mode():
+    # CustomDropout trains exactly as Dropout with the seed its SeedGenerator gives, leaves
+    # its input as is in predict and evaluate, and drops in a noisy predict.
+    x, y = data(rows=96)
+    seed = int(np.random.default_rng(1337).integers(2 ** 62))
+    results = []
+    for make in (lambda: CustomDropout(0.5), lambda: L.Dropout(0.5, seed=seed)):
+        densitron.utils.set_random_seed(2)
+        inputs = densitron.Input((8,))
+        h = make()(L.Dense(16, activation="relu")(inputs))
+        model = Model(inputs, L.Dense(3, activation="softmax")(h))
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        history = model.fit(x, y, batch_size=16, epochs=2, verbose=0).history
+        results.append((history["loss"], model.get_weights(), model.predict(x, verbose=0)))
+    assert results[0][0] == results[1][0]
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(results[0][2], results[1][2])
+    ones = np.ones((64, 8), np.float32)
+    inputs = densitron.Input((8,))
+    model = Model(inputs, CustomDropout(0.5)(inputs * 1.0))
+    np.testing.assert_array_equal(model.predict(ones, verbose=0), ones)
+    noisy = np.asarray(model(ones, training=True))
+    assert set(np.unique(noisy)) == {0.0, 2.0}
+
+
+def test_per_mode_branches_in_a_subclassed_model():
+    # `x = ... if training else ...` in a Model subclass: the training branch's extra layers
+    # act in fit only; outputs must agree in structure; add_loss is refused there.
+    class Net(Model):
+        def __init__(self, penalty=False):
+            super().__init__()
+            self.hidden = L.Dense(8, activation="relu")
+            self.noise = L.GaussianNoise(5.0)
+            self.out = L.Dense(3)
+            self.penalty = penalty
+
+        def call(self, x, training=None):
+            h = self.hidden(x)
+            if training:
+                h = self.noise(h, training=True)
+                if self.penalty:
+                    self.add_loss(ops.mean(h))
+            return self.out(h)
+
+    from densitron import ops
+
+    x, y = data(rows=64)
+    net = Net()
+    net.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+                metrics=["accuracy"])
+    net.fit(x, y, batch_size=16, verbose=0)
+    twin = Model(net.inputs, net.out(net.hidden(net.inputs[0])))
+    np.testing.assert_allclose(net.predict(x, verbose=0), twin.predict(x, verbose=0),
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="branches on `training` cannot also add_loss"):
+        Net(penalty=True).build((None, 8))
+
+    class Mismatch(Model):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = L.Dense(2), L.Dense(3)
+
+        def call(self, x, training=None):
+            return self.a(x) if training else self.b(x)
+
+    with pytest.raises(ValueError, match="same structure and shapes with training=True"):
+        Mismatch().build((None, 8))

@@ -156,7 +156,17 @@ def categorical(logits, num_samples, dtype="int32", seed=None):
 
 def dropout(inputs, rate, noise_shape=None, seed=None):
     """inputs with each value zeroed with probability `rate` and the others scaled by
-    1 / (1 - rate); the zeros broadcast along the axes where noise_shape is 1."""
+    1 / (1 - rate); the zeros broadcast along the axes where noise_shape is 1. On a symbolic
+    tensor in the training branch of a call() that tests `training` (Keras's CustomDropout:
+    `if training: return random.dropout(...)`), the engine's Dropout."""
+    from densitron.layers.layer import KerasTensor, in_training_trace
+
+    if isinstance(inputs, KerasTensor) and in_training_trace():
+        from densitron.layers.regularization import Dropout
+
+        if isinstance(seed, SeedGenerator):
+            seed = int(seed.generator.integers(2 ** 62))
+        return Dropout(_number("rate", rate), noise_shape=noise_shape, seed=seed)(inputs)
     x = _array("inputs", inputs)
     rate = _number("rate", rate)
     if not 0.0 <= rate < 1.0:

@@ -80,6 +80,9 @@ enum class OpType : int {
   kArgReduce = 30,      // i {min}: the index of each row's first maximum (min 1: minimum) over
                         // its input's last axis, as a float (a NaN counts as the extreme, as
                         // NumPy's); no gradient (ops.argmax, ops.argmin)
+  kModeSelect = 31,     // two inputs of its width: the first in training (and in a noisy
+                        // predict), the second outside it; the gradient goes to the first
+                        // (a call() that branches on `training`, traced once per mode)
   kBatchReduce = 29,    // i {mode}: the mean (mode 0) or sum (1) of every value of the batch,
                         // one value a sample (the same in every row: a batch's scalar combined
                         // with tensors, ops.mean(y_true) in y_true - ops.mean(y_true)); always

@@ -227,6 +227,12 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
             node.iattrs[0] > 1)
           bad("a batch reduction gives one value a sample, mode 0 (mean) or 1 (sum)");
         break;
+      case OpType::kModeSelect:
+        need_inputs(2);
+        if (node.inputs.size() != 2 || in0->width != node.width ||
+            nodes_[node.inputs[1]].width != node.width)
+          bad("a mode selection takes two inputs of its width");
+        break;
       case OpType::kDivide:
         need_inputs(2);
         if (node.inputs.size() != 2 || in0->width != node.width ||

@@ -538,6 +538,11 @@ void Graph::forward_node(const Step& st, int i) {
       for (int64_t j = el.lo; j < el.hi; ++j) y[j] = x[j] / b[j];
       return;
     }
+    case OpType::kModeSelect: {
+      const float* src = st.training ? x : out_[node.inputs[1]];
+      if (el.lo < el.hi) std::memcpy(y + el.lo, src + el.lo, (el.hi - el.lo) * sizeof(float));
+      return;
+    }
     case OpType::kArgReduce: {
       const int64_t len = nodes_[node.inputs[0]].last_dim;
       const bool lowest = node.iattrs[0] != 0;
@@ -1339,6 +1344,13 @@ void Graph::backward_node(const Step& st, int i) {
         }
         put(gx + rw.lo, sums, rw.hi - rw.lo, acc);
       }
+      return;
+    }
+    case OpType::kModeSelect: {  // (backward runs in training: the first input was chosen)
+      if (el.lo >= el.hi) return;
+      if (float* gx = target(0, &acc)) put(gx + el.lo, dy + el.lo, el.hi - el.lo, acc);
+      if (float* gx = target(1, &acc); gx != nullptr && !acc)
+        std::fill(gx + el.lo, gx + el.hi, 0.0f);
       return;
     }
     case OpType::kDivide: {

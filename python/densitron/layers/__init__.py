@@ -21,7 +21,7 @@ from densitron.layers.regularization import (ActivityRegularization, AlphaDropou
                                              GaussianDropout, GaussianNoise, RandomNormalSample,
                                              SpatialDropout1D, SpatialDropout2D, SpatialDropout3D)
 from densitron.layers.math_ops import (AddedLoss, ArgReduce, BatchReduce, Divide, Masking, MathOp,
-                                       Reduce,
+                                       ModeSelect, Reduce,
                                        RowBroadcast, Slice)
 from densitron.layers.weight_ops import WeightAdd, WeightMatMul, WeightMultiply
 from densitron.layers.reshaping import (Cropping1D, Cropping2D, Flatten, Permute, RepeatVector,
@@ -70,4 +70,4 @@ __all__ = ["AddedLoss", "ArgReduce", "BatchReduce", "Masking", "add", "average",
            "Multiply", "Normalization", "PReLU", "ReLU", "Reshape", "Rescaling", "Softmax", "SpatialDropout1D",
            "SpatialDropout2D", "SpatialDropout3D", "Subtract", "TimeDistributed",
            "RMSNormalization", "UnitNormalization", "WeightAdd", "WeightMatMul", "WeightMultiply", "MathOp", "Divide",
-           "Reduce", "RowBroadcast", "Slice", "RandomNormalSample"]
+           "Reduce", "RowBroadcast", "Slice", "RandomNormalSample", "ModeSelect"]

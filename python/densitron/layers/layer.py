@@ -245,6 +245,20 @@ _TRACING = [False]
 _ADDED_LOSSES = []
 
 
+class _BranchesOnTraining(ValueError):
+    """A traced call() tested `training` in Python: traced again once per mode."""
+
+
+# The modes of the calls being traced once per mode (innermost last).
+_MODE_TRACES = []
+
+
+def in_training_trace():
+    """Whether the innermost call traced once per mode is its training trace: what it makes
+    is used in training runs only."""
+    return bool(_MODE_TRACES) and _MODE_TRACES[-1] is True
+
+
 class _TracedTraining:
     """The `training` a traced call() receives: the engine decides the mode at each run (fit
     trains, evaluate and predict infer), so it is passed on to the layers inside (which follow
@@ -254,11 +268,10 @@ class _TracedTraining:
         self._layer = layer
 
     def __bool__(self):
-        raise ValueError(
+        raise _BranchesOnTraining(
             f"Layer {self._layer.name} ({type(self._layer).__name__}): densitron traces call() "
-            "once for both modes and its engine decides the mode at each run, so call() may "
-            "pass `training` on to its layers (Dropout and the noise layers follow the run's "
-            "mode) but not branch on it in Python. Received: a Python test of `training`")
+            "and its engine decides the mode at each run; call() branched on `training` where "
+            "it cannot be traced once for each mode. Received: a Python test of `training`")
 
     def __repr__(self):
         return "None"
@@ -278,13 +291,60 @@ def traced_call(layer, inputs, positional=False):
     _ADDED_LOSSES.append([])
     try:
         kwargs = {"training": _TracedTraining(layer)} if takes else {}
-        out = layer.call(*inputs, **kwargs) if positional else layer.call(inputs, **kwargs)
+        try:
+            out = layer.call(*inputs, **kwargs) if positional else layer.call(inputs, **kwargs)
+        except _BranchesOnTraining:
+            # `if training:` in call(): traced once per mode, the two joined by ModeSelect
+            del _ADDED_LOSSES[-1][:]
+            out = _traced_per_mode(layer, inputs, positional)
     finally:
         _TRACING.pop()
         added = _ADDED_LOSSES.pop()
     if added:
         out = _carry_losses(layer, out, added)
     return out
+
+
+def _traced_per_mode(layer, inputs, positional):
+    """call() traced with training=True and with training=False, each output the first's in
+    training runs and the second's outside them (ModeSelect; the same tensor where the modes
+    agree). Inner layers given training=True follow the run's mode, which is training
+    wherever that trace's outputs are used."""
+    from densitron.layers.math_ops import ModeSelect
+
+    outs = []
+    for mode in (True, False):
+        _MODE_TRACES.append(mode)
+        try:
+            outs.append(layer.call(*inputs, training=mode) if positional
+                        else layer.call(inputs, training=mode))
+        except _BranchesOnTraining as e:  # (a nested call branching on its own object)
+            raise ValueError(str(e)) from None
+        finally:
+            _MODE_TRACES.pop()
+        if _ADDED_LOSSES[-1]:
+            raise ValueError(
+                f"Layer {layer.name} ({type(layer).__name__}): a call() that branches on "
+                "`training` cannot also add_loss in densitron (it is traced once per mode). "
+                "Received: add_loss in such a call()")
+    in_training, outside = outs
+
+    def join(a, b):
+        if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+            return {k: join(a[k], b[k]) for k in a}
+        if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and \
+                len(a) == len(b):
+            return type(a)(join(p, q) for p, q in zip(a, b))
+        if a is b:
+            return a
+        if isinstance(a, KerasTensor) and isinstance(b, KerasTensor) and a.shape == b.shape:
+            return ModeSelect()([a, b])
+        raise ValueError(
+            f"Layer {layer.name} ({type(layer).__name__}): call() must give outputs of the "
+            "same structure and shapes with training=True and training=False. Received: "
+            f"{a!r} and {b!r}")
+
+    return join(in_training, outside)
 
 
 def _carry_losses(layer, out, added):
@@ -568,6 +628,10 @@ class Layer:
                 # In a subclassed model's call() (which Keras runs as written each step): a
                 # noise or dropout layer called with training=False leaves its input as is.
                 return inputs
+            elif training is True and in_training_trace():
+                # (in a call() traced once per mode, the training trace: the run's mode,
+                # which is training wherever its outputs are used)
+                training = None
         if training is not None:
             raise ValueError(
                 f"densitron's engine decides the training mode of layer {self.name}: fit "

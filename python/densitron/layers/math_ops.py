@@ -11,6 +11,7 @@ from densitron.layers.reshaping import _IndexMap
 
 # densitron::OpType
 _MATH, _DIVIDE, _POOL, _ROW_BROADCAST, _BATCH_REDUCE, _ARG_REDUCE = 25, 26, 16, 28, 29, 30
+_MODE_SELECT = 31
 _REDUCE_MODES = {"mean": 0, "max": 1, "sum": 2}  # kPool's
 # densitron::MathOp
 MATH_OPS = {"square": 0, "abs": 1, "sqrt": 2, "log": 3, "exp": 4, "log1p": 5, "clip": 6,
@@ -48,6 +49,16 @@ class Divide(_Merge):
 
     _op = _DIVIDE
     _arity = 2
+
+
+class ModeSelect(_Merge):
+    """[in_training, outside_training] of one shape: the first in a training run, the second
+    in evaluate and predict (densitron's own layer, made where a traced call() branches on
+    `training`: call() is traced once per mode)."""
+
+    _op = _MODE_SELECT
+    _arity = 2
+    _mask_rule = "pass"
 
 
 class RowBroadcast(Layer):
