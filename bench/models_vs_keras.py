@@ -17,12 +17,16 @@ model and prints seconds and Keras ÷ densitron.
 """
 import argparse
 import importlib.util
+import os
 import statistics
 import subprocess
 import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+from keras_guides import metric_classes, recommender_net, vae_classes
 
 MODELS = {
     "tab": "20 features, 64-64-1 sigmoid, Adam, binary cross-entropy, batch 32, 100k rows",
@@ -46,90 +50,12 @@ MODELS = {
                 "three quantiles (broadcasting, a constant array, ops.maximum, ops.mean), "
                 "Adam, batch 64, 100k rows",
     "vae": "the VAE of Keras's subclassing guide as written: 784-64-(32, 32) sampled-64-784, "
-           "KL by add_loss, Adam, MSE, batch 64, 60k rows",
+           "an Encoder and a Decoder layer, KL by add_loss, Adam, MSE, batch 64, 60k rows",
     "cf": "keras.io's collaborative-filtering RecommenderNet as written (a Model subclass, "
           "two id columns, four Embeddings, tensordot), Adam, batch 64, 90k rows",
     "f1": "a Metric subclass of one's own in compile (precision, recall, F1 from three "
           "assign_add counts): 20 features, 64-64-1 sigmoid, Adam, batch 32, 100k rows",
 }
-
-
-def _subclassed(fw, name):
-    """The Keras guides' subclassed models and metric, written once for either framework."""
-    layers, ops = fw.layers, fw.ops
-    if name == "vae":
-        class Sampling(layers.Layer):
-            def __init__(self, **kwargs):
-                super().__init__(**kwargs)
-                self.seed_generator = fw.random.SeedGenerator(1337)
-
-            def call(self, inputs):
-                z_mean, z_log_var = inputs
-                batch, dim = ops.shape(z_mean)[0], ops.shape(z_mean)[1]
-                epsilon = fw.random.normal(shape=(batch, dim), seed=self.seed_generator)
-                return z_mean + ops.exp(0.5 * z_log_var) * epsilon
-
-        class VAE(fw.Model):
-            def __init__(self, original_dim, intermediate_dim=64, latent_dim=32, **kwargs):
-                super().__init__(**kwargs)
-                self.dense_proj = layers.Dense(intermediate_dim, activation="relu")
-                self.dense_mean = layers.Dense(latent_dim)
-                self.dense_log_var = layers.Dense(latent_dim)
-                self.sampling = Sampling()
-                self.dense_up = layers.Dense(intermediate_dim, activation="relu")
-                self.dense_output = layers.Dense(original_dim, activation="sigmoid")
-
-            def call(self, inputs):
-                x = self.dense_proj(inputs)
-                z_mean, z_log_var = self.dense_mean(x), self.dense_log_var(x)
-                z = self.sampling((z_mean, z_log_var))
-                kl_loss = -0.5 * ops.mean(z_log_var - ops.square(z_mean) - ops.exp(z_log_var) + 1)
-                self.add_loss(kl_loss)
-                return self.dense_output(self.dense_up(z))
-
-        return VAE
-    if name == "cf":
-        class RecommenderNet(fw.Model):
-            def __init__(self, num_users, num_movies, embedding_size, **kwargs):
-                super().__init__(**kwargs)
-                self.user_embedding = layers.Embedding(
-                    num_users, embedding_size, embeddings_initializer="he_normal",
-                    embeddings_regularizer=fw.regularizers.l2(1e-6))
-                self.user_bias = layers.Embedding(num_users, 1)
-                self.movie_embedding = layers.Embedding(
-                    num_movies, embedding_size, embeddings_initializer="he_normal",
-                    embeddings_regularizer=fw.regularizers.l2(1e-6))
-                self.movie_bias = layers.Embedding(num_movies, 1)
-
-            def call(self, inputs):
-                user_vector = self.user_embedding(inputs[:, 0])
-                user_bias = self.user_bias(inputs[:, 0])
-                movie_vector = self.movie_embedding(inputs[:, 1])
-                movie_bias = self.movie_bias(inputs[:, 1])
-                x = ops.tensordot(user_vector, movie_vector, 2) + user_bias + movie_bias
-                return ops.nn.sigmoid(x)
-
-        return RecommenderNet
-
-    class F1(fw.metrics.Metric):
-        def __init__(self, name="f1", **kwargs):
-            super().__init__(name=name, **kwargs)
-            self.tp = self.add_variable(shape=(), initializer="zeros", name="tp")
-            self.fp = self.add_variable(shape=(), initializer="zeros", name="fp")
-            self.fn = self.add_variable(shape=(), initializer="zeros", name="fn")
-
-        def update_state(self, y_true, y_pred, sample_weight=None):
-            p = ops.cast(ops.greater(y_pred, 0.5), "float32")
-            self.tp.assign_add(ops.sum(p * y_true))
-            self.fp.assign_add(ops.sum(p * (1.0 - y_true)))
-            self.fn.assign_add(ops.sum((1.0 - p) * y_true))
-
-        def result(self):
-            precision = self.tp / (self.tp + self.fp + 1e-7)
-            recall = self.tp / (self.tp + self.fn + 1e-7)
-            return 2.0 * precision * recall / (precision + recall + 1e-7)
-
-    return F1
 
 
 def build(fw, name, rng):
@@ -274,13 +200,13 @@ def build(fw, name, rng):
         return m, x, y.astype("float32"), 64, kw
     if name == "vae":
         x = rng.random((60000, 784), dtype=np.float32)
-        m = _subclassed(fw, "vae")(784, 64, 32)
+        m = vae_classes(fw, fw.layers, fw.ops)[1](784, 64, 32)
         m.compile(fw.optimizers.Adam(learning_rate=1e-3), loss=fw.losses.MeanSquaredError())
         return m, x, x, 64, kw
     if name == "cf":
         x = np.stack([rng.integers(0, 610, 90000), rng.integers(0, 9724, 90000)], 1)
         y = rng.random(90000).astype("float32")
-        m = _subclassed(fw, "cf")(610, 9724, 50)
+        m = recommender_net(fw, fw.layers, fw.ops, 610, 9724, 50)
         m.compile(loss=fw.losses.BinaryCrossentropy(),
                   optimizer=fw.optimizers.Adam(learning_rate=0.001))
         return m, x, y, 64, kw
@@ -289,7 +215,7 @@ def build(fw, name, rng):
         y = (x[:, :1] + x[:, 1:2] > 0).astype("float32")
         m = Sequential([Input((20,)), layers.Dense(64, activation="relu"),
                         layers.Dense(64, activation="relu"), layers.Dense(1, activation="sigmoid")])
-        m.compile(optimizer="adam", loss="binary_crossentropy", metrics=[_subclassed(fw, "f1")()])
+        m.compile(optimizer="adam", loss="binary_crossentropy", metrics=[metric_classes(fw.metrics, fw.ops)[2]()])
         return m, x, y, 32, kw
     raise ValueError(f"unknown model {name!r}")
 

@@ -12,6 +12,7 @@ import pytest
 import densitron
 from densitron import layers as L
 from densitron.models import Model
+from keras_guides import custom_dropout_class, recommender_net, vae_classes
 
 
 def data(rows=120, width=8, seed=0):
@@ -650,34 +651,6 @@ def test_a_python_branch_on_training_in_call_and_passing_it_on_both_follow_the_r
     assert (np.asarray(trained) == 0).mean() > 0.3  # training: half dropped (the rest x2)
 
 
-def recommender_net(keras_mod, layers_mod, ops_mod, num_users=50, num_movies=40, size=8):
-    """keras.io's collaborative-filtering example, as written there: columns of one integer
-    input into Embeddings, tensordot(axes=2) (the batch's sum, one value a batch), ops.nn."""
-
-    class RecommenderNet(keras_mod.Model):
-        def __init__(self, num_users, num_movies, embedding_size, **kwargs):
-            super().__init__(**kwargs)
-            self.user_embedding = layers_mod.Embedding(
-                num_users, embedding_size, embeddings_initializer="he_normal",
-                embeddings_regularizer=keras_mod.regularizers.l2(1e-6))
-            self.user_bias = layers_mod.Embedding(num_users, 1)
-            self.movie_embedding = layers_mod.Embedding(
-                num_movies, embedding_size, embeddings_initializer="he_normal",
-                embeddings_regularizer=keras_mod.regularizers.l2(1e-6))
-            self.movie_bias = layers_mod.Embedding(num_movies, 1)
-
-        def call(self, inputs):
-            user_vector = self.user_embedding(inputs[:, 0])
-            user_bias = self.user_bias(inputs[:, 0])
-            movie_vector = self.movie_embedding(inputs[:, 1])
-            movie_bias = self.movie_bias(inputs[:, 1])
-            dot_user_movie = ops_mod.tensordot(user_vector, movie_vector, 2)
-            x = dot_user_movie + user_bias + movie_bias
-            return ops_mod.nn.sigmoid(x)
-
-    return RecommenderNet(num_users, num_movies, size)
-
-
 def test_keras_io_collaborative_filtering_example_predicts_and_trains():
     keras = pytest.importorskip("keras")
     if keras.backend.backend() != "numpy":
@@ -781,67 +754,6 @@ def test_tensordot_of_a_tensor_and_a_layer_weight_is_matmul():
     np.testing.assert_allclose(model.predict(x, verbose=0), x @ np.ones((4, 3)), rtol=1e-6)
 
 
-def vae_classes(keras_mod, layers_mod, ops_mod, stddev=1.0):
-    """The variational autoencoder of Keras's subclassing guide, as written there (Sampling
-    draws keras.random.normal of shape (ops.shape(z_mean)[0], dim) with a SeedGenerator; the
-    KL term goes to add_loss); `stddev` 0 makes the sampling deterministic for a comparison."""
-
-    class Sampling(layers_mod.Layer):
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.seed_generator = keras_mod.random.SeedGenerator(1337)
-
-        def call(self, inputs):
-            z_mean, z_log_var = inputs
-            batch = ops_mod.shape(z_mean)[0]
-            dim = ops_mod.shape(z_mean)[1]
-            epsilon = keras_mod.random.normal(shape=(batch, dim), stddev=stddev,
-                                              seed=self.seed_generator)
-            return z_mean + ops_mod.exp(0.5 * z_log_var) * epsilon
-
-    class Encoder(layers_mod.Layer):
-        def __init__(self, latent_dim=32, intermediate_dim=64, name="encoder", **kwargs):
-            super().__init__(name=name, **kwargs)
-            self.dense_proj = layers_mod.Dense(intermediate_dim, activation="relu")
-            self.dense_mean = layers_mod.Dense(latent_dim)
-            self.dense_log_var = layers_mod.Dense(latent_dim)
-            self.sampling = Sampling()
-
-        def call(self, inputs):
-            x = self.dense_proj(inputs)
-            z_mean = self.dense_mean(x)
-            z_log_var = self.dense_log_var(x)
-            z = self.sampling((z_mean, z_log_var))
-            return z_mean, z_log_var, z
-
-    class Decoder(layers_mod.Layer):
-        def __init__(self, original_dim, intermediate_dim=64, name="decoder", **kwargs):
-            super().__init__(name=name, **kwargs)
-            self.dense_proj = layers_mod.Dense(intermediate_dim, activation="relu")
-            self.dense_output = layers_mod.Dense(original_dim, activation="sigmoid")
-
-        def call(self, inputs):
-            return self.dense_output(self.dense_proj(inputs))
-
-    class VariationalAutoEncoder(keras_mod.Model):
-        def __init__(self, original_dim, intermediate_dim=64, latent_dim=32,
-                     name="autoencoder", **kwargs):
-            super().__init__(name=name, **kwargs)
-            self.original_dim = original_dim
-            self.encoder = Encoder(latent_dim=latent_dim, intermediate_dim=intermediate_dim)
-            self.decoder = Decoder(original_dim, intermediate_dim=intermediate_dim)
-
-        def call(self, inputs):
-            z_mean, z_log_var, z = self.encoder(inputs)
-            reconstructed = self.decoder(z)
-            kl_loss = -0.5 * ops_mod.mean(
-                z_log_var - ops_mod.square(z_mean) - ops_mod.exp(z_log_var) + 1)
-            self.add_loss(kl_loss)
-            return reconstructed
-
-    return Sampling, VariationalAutoEncoder
-
-
 def test_keras_guide_vae_trains_and_samples_anew_at_every_call():
     _, VAE = vae_classes(densitron, L, densitron.ops)
     x = np.random.default_rng(3).random((640, 40)).astype(np.float32)
@@ -900,19 +812,7 @@ def test_keras_guide_vae_computes_as_keras_without_noise():
                                rtol=1e-5)
 
 
-class CustomDropout(L.Layer):
-    """Keras's subclassing guide's CustomDropout, as written there: a Python test of
-    `training` and keras.random.dropout in the training branch."""
-
-    def __init__(self, rate, **kwargs):
-        super().__init__(**kwargs)
-        self.rate = rate
-        self.seed_generator = densitron.random.SeedGenerator(1337)
-
-    def call(self, inputs, training=None):
-        if training:
-            return densitron.random.dropout(inputs, rate=self.rate, seed=self.seed_generator)
-        return inputs
+CustomDropout = custom_dropout_class(densitron)
 
 
 def test_a_call_that_branches_on_training_is_traced_once_per_mode():

@@ -228,16 +228,12 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
           bad("a batch reduction gives one value a sample, mode 0 (mean) or 1 (sum)");
         break;
       case OpType::kModeSelect:
-        need_inputs(2);
-        if (node.inputs.size() != 2 || in0->width != node.width ||
-            nodes_[node.inputs[1]].width != node.width)
-          bad("a mode selection takes two inputs of its width");
-        break;
       case OpType::kDivide:
         need_inputs(2);
         if (node.inputs.size() != 2 || in0->width != node.width ||
             nodes_[node.inputs[1]].width != node.width)
-          bad("Divide takes two inputs of its width");
+          bad(node.op == OpType::kDivide ? "Divide takes two inputs of its width"
+                                          : "a mode selection takes two inputs of its width");
         break;
       case OpType::kUnitNorm:
         need_inputs(1);
