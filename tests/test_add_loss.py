@@ -243,3 +243,12 @@ def test_symbolic_losses_without_a_form_are_refused():
     a, b = layers.Input((3,)), layers.Input((3,))
     with pytest.raises(TypeError, match="mean_squared_error.*Received: Huber"):
         densitron.losses.Huber()(a, b)
+
+
+def test_symbolic_loss_operands_must_be_tensors_or_numbers():
+    a = layers.Input((3,))
+    for arg, call in (("y_true", lambda: densitron.losses.MeanSquaredError()("x", a)),
+                      ("sample_weight",
+                       lambda: densitron.losses.MeanSquaredError()(a, a, [1.0, 2.0]))):
+        with pytest.raises(TypeError, match=f"as `{arg}`. Received: {arg}="):
+            call()

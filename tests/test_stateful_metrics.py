@@ -215,3 +215,19 @@ def test_variable_arithmetic_gives_values():
     np.testing.assert_array_equal(v @ w, 20.0)
     with pytest.raises(TypeError):
         v + "a"
+
+
+def test_a_result_that_is_not_a_number_is_refused_clearly():
+    class Words(densitron.metrics.Metric):
+        def __init__(self, **kwargs):
+            super().__init__(name="words", **kwargs)
+            self.v = self.add_variable(shape=(), name="v")
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            self.v.assign_add(ops.sum(y_pred))
+
+        def result(self):
+            return "many"
+
+    with pytest.raises(ValueError, match="result\\(\\) must give one number.*Received: 'many'"):
+        _compile_and_fit(Words())

@@ -728,6 +728,8 @@ def test_symbolic_tensordot_and_ops_namespaces():
     a, b = densitron.Input((4,)), densitron.Input((4,))
     with pytest.raises(TypeError, match="tensordot contracts every axis.*axes=1"):
         densitron.ops.tensordot(a, b, 1)
+    with pytest.raises(TypeError, match="tensordot contracts every axis.*axes=array"):
+        densitron.ops.tensordot(a, b, np.zeros(3))
     assert densitron.ops.nn.sigmoid is densitron.ops.sigmoid
     assert densitron.ops.numpy.sum is densitron.ops.sum
     assert densitron.ops.linalg.inv is densitron.ops.inv

@@ -768,11 +768,12 @@ def tensordot(x1, x2, axes=2):
     def pairs(n):
         return [list(range(n)), list(range(n))]
 
+    number = is_number(axes)
     if (isinstance(x1, KerasTensor) and isinstance(x2, KerasTensor) and x1.shape == x2.shape
-            and (axes == rank or _as_axes(axes) == pairs(rank))):
+            and ((number and axes == rank) or _as_axes(axes) == pairs(rank))):
         return sum(x1 * x2)
     if (isinstance(x1, KerasTensor) and isinstance(x2, Variable) and len(x2.shape) == 2
-            and (axes == 1 or _as_axes(axes) == [[rank - 1], [0]] or
+            and ((number and axes == 1) or _as_axes(axes) == [[rank - 1], [0]] or
                  _as_axes(axes) == [[-1], [0]])):
         return matmul(x1, x2)
     raise TypeError(
@@ -786,9 +787,10 @@ def _as_axes(axes):
     if is_number(axes):
         return None
     try:
-        return [[int(a) for a in np.atleast_1d(side)] for side in axes]
+        pairs = [[int(a) for a in np.atleast_1d(side)] for side in axes]
     except (TypeError, ValueError):
         return None
+    return pairs if len(pairs) == 2 else None
 
 
 # More of Keras's NumPy-like ops, on arrays only: NumPy's functions of the same name (those

@@ -3,6 +3,7 @@
 import numpy as np
 
 from densitron import _core
+from densitron._checks import is_number
 from densitron.utils import serialization
 
 
@@ -128,6 +129,7 @@ class Loss:
         samples. A float32 scalar; on symbolic tensors (in a layer's call(), for add_loss),
         the batch's reduction of the symbolic per-sample losses."""
         if _symbolic_args(y_true, y_pred, sample_weight):
+            _check_symbolic_operands(y_true=y_true, y_pred=y_pred, sample_weight=sample_weight)
             return _reduce_symbolic(self.call(y_true, y_pred), sample_weight, self.reduction)
         if traced_function(self) is not None:  # written in Python: run on the arrays
             return _reduce(self.call(np.asarray(y_true, np.float32),
@@ -218,6 +220,18 @@ def _symbolic_args(*args):
     from densitron.layers.layer import KerasTensor
 
     return any(isinstance(a, KerasTensor) for a in args)
+
+
+def _check_symbolic_operands(**operands):
+    """A TypeError unless each operand of a loss on symbolic tensors is a symbolic tensor or
+    a number (sample_weight may be None)."""
+    from densitron.layers.layer import KerasTensor
+
+    for arg, value in operands.items():
+        if not (isinstance(value, KerasTensor) or is_number(value) or
+                (value is None and arg == "sample_weight")):
+            raise TypeError(f"A loss on symbolic tensors takes symbolic tensors (or numbers) "
+                            f"as `{arg}`. Received: {arg}={value!r}")
 
 
 def _reduce_symbolic(values, sample_weight, reduction):

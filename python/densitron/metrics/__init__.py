@@ -1561,7 +1561,12 @@ class StatefulTrace:
             totals[i] = totals[i] + value * batches
         for var, total in zip(self.variables, totals):
             var.assign(total)
-        result = np.asarray(self.metric.result(), dtype=np.float64)
+        value = self.metric.result()
+        try:
+            result = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"Metric {self.metric.name!r}: result() must give one number for "
+                             f"the logs. Received: {value!r}") from None
         if result.size != 1:
             raise ValueError(f"Metric {self.metric.name!r}: result() must give one value for "
                              f"the logs. Received: a result of shape {result.shape}")
