@@ -80,3 +80,34 @@ def test_nested_and_sequential_config_round_trip():
     seq_clone.set_weights(seq.get_weights())
     data = np.random.rand(3, 5)
     np.testing.assert_array_equal(seq_clone.predict(data, verbose=0), seq.predict(data, verbose=0))
+
+
+def test_max_epochs_and_steps_cap_fit_evaluate_and_predict_as_keras():
+    # Keras's debugging caps: fit's epochs, and the steps of an epoch of fit, evaluate and
+    # predict (None: every batch, capped too), each with Keras's warning.
+    import warnings
+
+    import densitron
+
+    model = Sequential([layers.Input((4,)), layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x = np.random.default_rng(0).random((100, 4)).astype(np.float32)
+    try:
+        densitron.config.set_max_epochs(2)
+        densitron.config.set_max_steps_per_epoch(3)
+        assert densitron.config.max_epochs() == 2
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            history = model.fit(x, x[:, :1], epochs=5, batch_size=10, verbose=0)
+        assert len(history.history["loss"]) == 2
+        assert {str(w.message) for w in caught} == {"Limiting epochs to 2",
+                                                    "Limiting steps_per_epoch to 3"}
+        with pytest.warns(UserWarning, match="Limiting steps to 3"):
+            assert model.predict(x, batch_size=10, verbose=0).shape == (30, 1)
+        with pytest.raises(ValueError, match="Received: max_epochs=0"):
+            densitron.config.set_max_epochs(0)
+    finally:
+        densitron.config.set_max_epochs(None)
+        densitron.config.set_max_steps_per_epoch(None)
+    assert model.predict(x, batch_size=10, verbose=0).shape == (100, 1)
+    assert densitron.utils.standardize_dtype(np.float32) == "float32"

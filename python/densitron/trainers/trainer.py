@@ -11,6 +11,7 @@ import numpy as np
 from densitron import _core
 from densitron._checks import is_number
 from densitron import losses as losses_mod
+from densitron import config as config_mod
 from densitron import metrics as metrics_mod
 from densitron import optimizers as optimizers_mod
 from densitron.optimizers import schedules as schedules_mod
@@ -484,6 +485,8 @@ class Trainer:
         time goes — GEMM, elementwise ops and activations, loss and metrics, optimizer, data
         gathering, waiting between threads, engine scheduling, framework overhead — and stores
         it in `history.profile` (printed unless verbose=0)."""
+        epochs = config_mod.capped_epochs(epochs)
+        steps_per_epoch = config_mod.capped_steps(steps_per_epoch)
         if sources.is_batch_source(x):
             return self._fit_source(x, y, epochs, verbose, callbacks, validation_split,
                                     validation_data, class_weight, sample_weight, initial_epoch,
@@ -876,6 +879,7 @@ class Trainer:
             raise ValueError("You must call `compile()` before using the model for evaluation. "
                              "Received: evaluate() on a model that is not compiled")
         verbose = data_mod.check_verbose(verbose)
+        steps = config_mod.capped_steps(steps, "steps")
         cb = self._inference_callbacks(callbacks)
         cb.on_test_begin()
         if sources.is_batch_source(x):
@@ -925,6 +929,8 @@ class Trainer:
     # --- predict -------------------------------------------------------------------------
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         self._refuse_custom_steps(("predict_step",))
+        if config_mod._MAX_STEPS_PER_EPOCH:
+            steps = config_mod.capped_steps(steps, "steps")
         if callbacks is None or (isinstance(callbacks, list) and not callbacks):
             # (the common case, kept quick: predict on one row takes ~5 us)
             return self._predict(x, batch_size, verbose, steps, None)

@@ -96,3 +96,10 @@ def normalize(x, axis=-1, order=2):
 __all__ = ["timeseries_dataset_from_array", "CustomObjectScope", "get_custom_objects", "get_registered_name",
            "get_registered_object", "Progbar", "PyDataset", "Sequence", "clear_session", "custom_object_scope", "deserialize_keras_object", "disable_interactive_logging", "enable_interactive_logging", "get_file", "get_source_inputs", "is_interactive_logging_enabled", "is_keras_tensor", "model_to_dot", "normalize", "pack_x_y_sample_weight", "pad_sequences", "plot_model", "register_keras_serializable",
            "serialize_keras_object", "set_random_seed", "to_categorical", "unpack_x_y_sample_weight"]
+
+
+def standardize_dtype(dtype):
+    """Keras's dtype name of `dtype` (see densitron.backend.standardize_dtype)."""
+    from densitron.backend import standardize_dtype as standardize
+
+    return standardize(dtype)
