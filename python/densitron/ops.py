@@ -80,9 +80,12 @@ def matmul(a, b, transpose_a=False, transpose_b=False, out=None):
 
 
 def _symbolic_matmul(a, b, transpose_a, transpose_b, out):
-    from densitron.layers import WeightMatMul
+    from densitron.layers import BatchMatMul, WeightMatMul
+    from densitron.layers.layer import KerasTensor
     from densitron.variables import Variable
 
+    if isinstance(b, KerasTensor) and out is None:  # two tensors: a product per sample
+        return BatchMatMul(transpose_a, transpose_b)([a, b])
     if not isinstance(b, Variable) or transpose_a or transpose_b or out is not None:
         raise TypeError("On a symbolic tensor, matmul takes a layer's (features, units) weight "
                         "as `b` (matmul(x, self.w) in a traced call()). Received: "

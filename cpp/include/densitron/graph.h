@@ -80,6 +80,10 @@ enum class OpType : int {
   kArgReduce = 30,      // i {min}: the index of each row's first maximum (min 1: minimum) over
                         // its input's last axis, as a float (a NaN counts as the extreme, as
                         // NumPy's); no gradient (ops.argmax, ops.argmin)
+  kBatchMatMul = 32,    // i {groups, m, k, n, trans_a, trans_b}: per sample, groups products
+                        // C_g = op(A_g)·op(B_g) (m × k by k × n); inputs A (groups·m·k values
+                        // a sample, k × m each when trans_a) and B (groups·k·n, n × k each
+                        // when trans_b); width groups·m·n (attention's scores and mixing)
   kModeSelect = 31,     // two inputs of its width: the first in training (and in a noisy
                         // predict), the second outside it; the gradient goes to the first
                         // (a call() that branches on `training`, traced once per mode)

@@ -227,6 +227,16 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
             node.iattrs[0] > 1)
           bad("a batch reduction gives one value a sample, mode 0 (mean) or 1 (sum)");
         break;
+      case OpType::kBatchMatMul: {
+        need_inputs(2);
+        const auto& ia = node.iattrs;
+        if (node.inputs.size() != 2 || ia.size() != 6 || ia[0] < 1 || ia[1] < 1 || ia[2] < 1 ||
+            ia[3] < 1 || in0->width != ia[0] * ia[1] * ia[2] ||
+            nodes_[node.inputs[1]].width != ia[0] * ia[2] * ia[3] ||
+            node.width != ia[0] * ia[1] * ia[3])
+          bad("a batched matmul takes groups of m × k and k × n values a sample");
+        break;
+      }
       case OpType::kModeSelect:
       case OpType::kDivide:
         need_inputs(2);
@@ -1057,6 +1067,7 @@ void Graph::plan_step(int64_t batch, int nth, bool training, bool targets) {
       const double macs = values * nodes_[node.inputs[0]].last_dim;
       small = small && ksplit_[i] == 1 && macs < kMaxSoloDenseMacs;
     }
+    if (node.op == OpType::kBatchMatMul) small = batch_matmul_macs(node, batch) < kMaxSoloDenseMacs;
     if (node.op == OpType::kEmbedding || node.op == OpType::kBatchNorm) small = false;
     if (node.op == OpType::kBatchReduce) small = true;  // (its sums over every row)
     solo_fwd_[i] = small;
@@ -1620,9 +1631,11 @@ int Graph::threads_for(int64_t batch, bool training) const {
   // kUpdateMacs multiply-adds: an Embedding(10000, 32) text model under Adam, 0.2M
   // multiply-adds a step at batch 32 but 0.32M table values to step, ran on one thread.
   double macs = 0.0;
-  for (const NodeSpec& node : nodes_)
+  for (const NodeSpec& node : nodes_) {
     if (node.op == OpType::kDense)
       macs += 3.0 * static_cast<double>(batch) * nodes_[node.inputs[0]].width * node.last_dim;
+    if (node.op == OpType::kBatchMatMul) macs += 3.0 * batch_matmul_macs(node, batch);
+  }
   if (training)
     for (const ParamSpec& p : params_)
       if (p.trainable) macs += kUpdateMacs * static_cast<double>(p.size);

@@ -538,6 +538,18 @@ void Graph::forward_node(const Step& st, int i) {
       for (int64_t j = el.lo; j < el.hi; ++j) y[j] = x[j] / b[j];
       return;
     }
+    case OpType::kBatchMatMul: {
+      // Each thread a range of the batch's (sample, group) products, each on one thread.
+      const auto& ia = node.iattrs;
+      const int64_t g = ia[0], m = ia[1], k = ia[2], nn = ia[3];
+      const bool ta = ia[4] != 0, tb = ia[5] != 0;
+      const float* b = out_[node.inputs[1]];
+      const Share ps = share_of(st.batch * g, ith, nth, 1);
+      for (int64_t p = ps.lo; p < ps.hi; ++p)
+        sgemm_share(0, 1, ta, tb, m, nn, k, 1.0f, x + p * m * k, ta ? m : k, b + p * k * nn,
+                    tb ? k : nn, 0.0f, y + p * m * nn, nn);
+      return;
+    }
     case OpType::kModeSelect: {
       const float* src = st.training ? x : out_[node.inputs[1]];
       if (el.lo < el.hi) std::memcpy(y + el.lo, src + el.lo, (el.hi - el.lo) * sizeof(float));
@@ -1343,6 +1355,41 @@ void Graph::backward_node(const Step& st, int i) {
           sums[r - rw.lo] = mode == 1 ? -sum : mode == 4 ? -sum / b[r] : sum;
         }
         put(gx + rw.lo, sums, rw.hi - rw.lo, acc);
+      }
+      return;
+    }
+    case OpType::kBatchMatMul: {
+      // C = A'·B' (A' = op(A), B' = op(B)): dA' = dC·B'ᵀ, dB' = A'ᵀ·dC, each stored as its
+      // input is (transposed back where that input was).
+      const auto& ia = node.iattrs;
+      const int64_t g = ia[0], m = ia[1], k = ia[2], nn = ia[3];
+      const bool ta = ia[4] != 0, tb = ia[5] != 0;
+      const float* a = out_[node.inputs[0]];
+      const float* b = out_[node.inputs[1]];
+      const Share ps = share_of(st.batch * g, ith, nth, 1);
+      if (float* ga = target(0, &acc)) {
+        const float beta = acc ? 1.0f : 0.0f;
+        for (int64_t p = ps.lo; p < ps.hi; ++p) {
+          const float* dc = dy + p * m * nn;
+          const float* bp = b + p * k * nn;
+          float* gp = ga + p * m * k;
+          if (!ta)  // dA (m × k) = dC·B'ᵀ
+            sgemm_share(0, 1, false, !tb, m, k, nn, 1.0f, dc, nn, bp, tb ? k : nn, beta, gp, k);
+          else  // dA (k × m) = B'·dCᵀ
+            sgemm_share(0, 1, tb, true, k, m, nn, 1.0f, bp, tb ? k : nn, dc, nn, beta, gp, m);
+        }
+      }
+      if (float* gb = target(1, &acc)) {
+        const float beta = acc ? 1.0f : 0.0f;
+        for (int64_t p = ps.lo; p < ps.hi; ++p) {
+          const float* dc = dy + p * m * nn;
+          const float* ap = a + p * m * k;
+          float* gp = gb + p * k * nn;
+          if (!tb)  // dB (k × n) = A'ᵀ·dC
+            sgemm_share(0, 1, !ta, false, k, nn, m, 1.0f, ap, ta ? m : k, dc, nn, beta, gp, nn);
+          else  // dB (n × k) = dCᵀ·A'
+            sgemm_share(0, 1, true, ta, nn, k, m, 1.0f, dc, nn, ap, ta ? m : k, beta, gp, k);
+        }
       }
       return;
     }

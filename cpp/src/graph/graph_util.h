@@ -24,6 +24,12 @@ inline bool always_random(const NodeSpec& node) {
   return node.op == OpType::kGaussianNoise && node.iattrs.size() > 2 && node.iattrs[2] != 0;
 }
 
+// A kBatchMatMul node's multiply-adds over `batch` samples (groups · m · k · n each).
+inline double batch_matmul_macs(const NodeSpec& node, int64_t batch) {
+  const auto& ia = node.iattrs;
+  return static_cast<double>(batch) * ia[0] * ia[1] * ia[2] * ia[3];
+}
+
 // The GEMM epilogue that computes activation `act` exactly, when there is one.
 inline bool epilogue_for(Activation act, const ActivationParams& p, EpilogueAct* out) {
   switch (act) {

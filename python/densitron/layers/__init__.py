@@ -20,10 +20,11 @@ from densitron.layers.pooling import (GlobalAveragePooling1D, GlobalAveragePooli
 from densitron.layers.regularization import (ActivityRegularization, AlphaDropout, Dropout,
                                              GaussianDropout, GaussianNoise, RandomNormalSample,
                                              SpatialDropout1D, SpatialDropout2D, SpatialDropout3D)
-from densitron.layers.math_ops import (AddedLoss, ArgReduce, BatchReduce, Divide, Masking, MathOp,
-                                       ModeSelect, Reduce,
+from densitron.layers.math_ops import (AddedLoss, ArgReduce, BatchMatMul, BatchReduce, Divide,
+                                       Masking, MathOp, ModeSelect, Reduce,
                                        RowBroadcast, Slice)
 from densitron.layers.weight_ops import WeightAdd, WeightMatMul, WeightMultiply
+from densitron.layers.attention import MultiHeadAttention
 from densitron.layers.reshaping import (Cropping1D, Cropping2D, Flatten, Permute, RepeatVector,
                                         Reshape, UpSampling1D, UpSampling2D, ZeroPadding1D,
                                         ZeroPadding2D)
@@ -70,4 +71,5 @@ __all__ = ["AddedLoss", "ArgReduce", "BatchReduce", "Masking", "add", "average",
            "Multiply", "Normalization", "PReLU", "ReLU", "Reshape", "Rescaling", "Softmax", "SpatialDropout1D",
            "SpatialDropout2D", "SpatialDropout3D", "Subtract", "TimeDistributed",
            "RMSNormalization", "UnitNormalization", "WeightAdd", "WeightMatMul", "WeightMultiply", "MathOp", "Divide",
-           "Reduce", "RowBroadcast", "Slice", "RandomNormalSample", "ModeSelect"]
+           "Reduce", "RowBroadcast", "Slice", "RandomNormalSample", "ModeSelect", "BatchMatMul",
+           "MultiHeadAttention"]

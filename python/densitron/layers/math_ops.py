@@ -11,7 +11,7 @@ from densitron.layers.reshaping import _IndexMap
 
 # densitron::OpType
 _MATH, _DIVIDE, _POOL, _ROW_BROADCAST, _BATCH_REDUCE, _ARG_REDUCE = 25, 26, 16, 28, 29, 30
-_MODE_SELECT = 31
+_MODE_SELECT, _BATCH_MATMUL = 31, 32
 _REDUCE_MODES = {"mean": 0, "max": 1, "sum": 2}  # kPool's
 # densitron::MathOp
 MATH_OPS = {"square": 0, "abs": 1, "sqrt": 2, "log": 3, "exp": 4, "log1p": 5, "clip": 6,
@@ -49,6 +49,52 @@ class Divide(_Merge):
 
     _op = _DIVIDE
     _arity = 2
+
+
+class BatchMatMul(Layer):
+    """[a, b] → a @ b over their last two axes for each sample and leading index (Keras's
+    ops.matmul of two tensors of rank 3 or more with the same leading axes), a or b
+    transposed in those axes with transpose_a / transpose_b. densitron's own layer, made by
+    ops.matmul on symbolic tensors (attention's scores and mixing)."""
+
+    _mask_rule = "refuse"
+
+    def __init__(self, transpose_a=False, transpose_b=False, **kwargs):
+        super().__init__(**kwargs)
+        self.transpose_a, self.transpose_b = bool(transpose_a), bool(transpose_b)
+
+    def _dims(self, input_shape):
+        a, b = input_shape
+        m, k = (a[-1], a[-2]) if self.transpose_a else (a[-2], a[-1])
+        kb, n = (b[-1], b[-2]) if self.transpose_b else (b[-2], b[-1])
+        return m, k, kb, n
+
+    def _check_inputs(self, input_shape):
+        if not (isinstance(input_shape, list) and len(input_shape) == 2 and
+                len(input_shape[0]) == len(input_shape[1]) >= 3 and
+                tuple(input_shape[0][1:-2]) == tuple(input_shape[1][1:-2])):
+            raise ValueError(f"Layer \"{self.name}\" multiplies two tensors of rank 3 or more "
+                             "with the same leading axes. Received: input shapes "
+                             f"{input_shape}")
+        _, k, kb, _ = self._dims(input_shape)
+        if k != kb:
+            raise ValueError(f"Layer \"{self.name}\": the inner dimensions differ, {k} and "
+                             f"{kb}. Received: input shapes {input_shape}")
+
+    def compute_output_shape(self, input_shape):
+        m, _, _, n = self._dims(input_shape)
+        return (*input_shape[0][:-2], m, n)
+
+    def _engine_node(self, node, param_index):
+        shapes = [t.shape for t in node.inputs]
+        m, k, _, n = self._dims(shapes)
+        groups = int(np.prod(shapes[0][1:-2]))
+        return engine_node(_BATCH_MATMUL, node, iattrs=[groups, m, k, n, self.transpose_a,
+                                                        self.transpose_b])
+
+    def get_config(self):
+        return {**super().get_config(), "transpose_a": self.transpose_a,
+                "transpose_b": self.transpose_b}
 
 
 class ModeSelect(_Merge):

@@ -1,0 +1,204 @@
+"""Keras's MultiHeadAttention (Vaswani et al., 2017) on the engine: the query, key and value
+projections are Dense ops over the last axis with Keras's (features, heads, dim) kernels, the
+heads are separated by index maps, the scores and the mixing are batched matrix products per
+sample and head, and the softmax, dropout and output projection are the engine's ops."""
+
+import math
+
+import numpy as np
+
+from densitron import constraints, initializers, regularizers
+from densitron.layers.layer import Layer, node_spec
+
+
+def _number_of(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}")
+    return int(value)
+
+
+def _permutation(rows, groups, dim):
+    """The index map that turns (rows, groups, dim) values into (groups, rows, dim)."""
+    g, r, d = np.meshgrid(np.arange(groups), np.arange(rows), np.arange(dim), indexing="ij")
+    return ((r * groups + g) * dim + d).ravel().tolist()
+
+
+class MultiHeadAttention(Layer):
+    """Keras's MultiHeadAttention: `layer(query, value, key=None)` on (batch, T, features)
+    and (batch, S, features) tensors, each head's softmax(q·kᵀ/√key_dim)·v, projected back to
+    `output_shape` (the query's last axis by default). Keras's weights and their shapes: the
+    query, key and value kernels (features, num_heads, key_dim or value_dim) and biases
+    (num_heads, dim), the output kernel (num_heads, value_dim, output) and bias. Masks
+    (attention_mask, use_causal_mask, the inputs' masks), attention over other axes and
+    return_attention_scores are not supported (a ValueError says so)."""
+
+    _mask_rule = "refuse"
+
+    def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,
+                 output_shape=None, attention_axes=None, flash_attention=None,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, seed=None, **kwargs):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        self.num_heads = _number_of("num_heads", num_heads)
+        self.key_dim = _number_of("key_dim", key_dim)
+        self.value_dim = _number_of("value_dim", value_dim) if value_dim is not None \
+            else self.key_dim
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or \
+                not 0.0 <= dropout < 1.0:
+            raise ValueError(f"`dropout` must be a number in [0, 1). Received: "
+                             f"dropout={dropout!r}")
+        self.dropout = float(dropout)
+        self.use_bias = bool(use_bias)
+        if output_shape is not None:
+            dims = output_shape if isinstance(output_shape, (list, tuple)) else [output_shape]
+            if len(dims) != 1:
+                raise ValueError("densitron's MultiHeadAttention projects to one last axis. "
+                                 f"Received: output_shape={output_shape!r}")
+            output_shape = _number_of("output_shape", dims[0])
+        self._output_dim = output_shape
+        if attention_axes is not None:
+            raise ValueError("densitron's MultiHeadAttention attends over the sequence axis "
+                             "(attention_axes=None). Received: "
+                             f"attention_axes={attention_axes!r}")
+        self.flash_attention = flash_attention
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        self.seed = seed
+        from densitron.layers.regularization import _seed
+
+        self._engine_seed = _seed(seed)
+
+    def __call__(self, query, value=None, key=None, query_mask=None, value_mask=None,
+                 key_mask=None, attention_mask=None, return_attention_scores=False,
+                 training=None, use_causal_mask=False):
+        for arg, given in (("query_mask", query_mask), ("value_mask", value_mask),
+                           ("key_mask", key_mask), ("attention_mask", attention_mask)):
+            if given is not None:
+                raise ValueError(f"densitron's MultiHeadAttention takes no masks yet. "
+                                 f"Received: {arg}={given!r}")
+        if use_causal_mask or return_attention_scores:
+            raise ValueError("densitron's MultiHeadAttention has no causal mask and returns no "
+                             "attention scores yet. Received: "
+                             f"use_causal_mask={use_causal_mask!r}, "
+                             f"return_attention_scores={return_attention_scores!r}")
+        if value is None and isinstance(query, (list, tuple)) and len(query) in (2, 3):
+            query, value, key = (*query, None)[:3]  # (a saved model's call: one list)
+        if value is None:
+            raise ValueError("MultiHeadAttention is called as layer(query, value, key=None). "
+                             "Received: value=None")
+        inputs = [query, value] + ([key] if key is not None else [])
+        return super().__call__(inputs, training=training)
+
+    def _check_inputs(self, input_shape):
+        if not isinstance(input_shape, list) or len(input_shape) not in (2, 3) or \
+                any(len(s) != 3 for s in input_shape):
+            raise ValueError(f"Layer \"{self.name}\" attends over (batch, steps, features) "
+                             f"tensors: query, value and key. Received: input shapes "
+                             f"{input_shape}")
+        if len(input_shape) == 3 and input_shape[1][1] != input_shape[2][1]:
+            raise ValueError(f"Layer \"{self.name}\": the value and the key must have as many "
+                             f"steps. Received: input shapes {input_shape}")
+
+    def build(self, input_shape):
+        query, value = input_shape[0], input_shape[1]
+        key = input_shape[2] if len(input_shape) == 3 else value
+        h, dk, dv = self.num_heads, self.key_dim, self.value_dim
+        out = self._output_dim or int(query[-1])
+
+        def weight(shape, name, kernel):
+            return self.add_weight(
+                shape, self.kernel_initializer if kernel else self.bias_initializer, name=name,
+                regularizer=self.kernel_regularizer if kernel else self.bias_regularizer,
+                constraint=self.kernel_constraint if kernel else self.bias_constraint)
+
+        self._kernels = {}
+        for part, features, dim in (("query", query[-1], dk), ("key", key[-1], dk),
+                                    ("value", value[-1], dv)):
+            kernel = weight((int(features), h, dim), f"{part}/kernel", True)
+            bias = weight((h, dim), f"{part}/bias", False) if self.use_bias else None
+            self._kernels[part] = (kernel, bias)
+        kernel = weight((h, dv, out), "attention_output/kernel", True)
+        bias = weight((out,), "attention_output/bias", False) if self.use_bias else None
+        self._kernels["output"] = (kernel, bias)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[0][:-1], self._output_dim or int(input_shape[0][-1]))
+
+    def _engine_subgraph(self, node, param_index):
+        from densitron import activations
+        from densitron.layers.math_ops import _BATCH_MATMUL, _MATH, MATH_OPS
+
+        shapes = [t.shape for t in node.inputs]
+        t_len, s_len = int(shapes[0][1]), int(shapes[1][1])
+        h, dk, dv = self.num_heads, self.key_dim, self.value_dim
+        out = self._output_dim or int(shapes[0][-1])
+        key_in = 2 if len(shapes) == 3 else 1
+
+        def dense(part, rows, units):
+            kernel, bias = self._kernels[part]
+            return node_spec(1, rows * units, units, params=[
+                param_index[id(kernel)], param_index[id(bias)] if bias is not None else -1])
+
+        items = [
+            ([("in", 0)], dense("query", t_len, h * dk)),                         # 0 q
+            ([("in", key_in)], dense("key", s_len, h * dk)),                      # 1 k
+            ([("in", 1)], dense("value", s_len, h * dv)),                         # 2 v
+            ([("node", 0)], node_spec(_MATH, t_len * h * dk, h * dk,              # 3 q/√dk
+                                      fattrs=[1.0 / math.sqrt(float(dk)), 0.0],
+                                      iattrs=[MATH_OPS["multiply_by"]])),
+            ([("node", 3)], node_spec(20, h * t_len * dk, dk,                     # 4 heads
+                                      iattrs=_permutation(t_len, h, dk))),
+            ([("node", 1)], node_spec(20, h * s_len * dk, dk,                     # 5
+                                      iattrs=_permutation(s_len, h, dk))),
+            ([("node", 2)], node_spec(20, h * s_len * dv, dv,                     # 6
+                                      iattrs=_permutation(s_len, h, dv))),
+            ([("node", 4), ("node", 5)],                                          # 7 scores
+             node_spec(_BATCH_MATMUL, h * t_len * s_len, s_len,
+                       iattrs=[h, t_len, dk, s_len, 0, 1])),
+            ([("node", 7)], node_spec(2, h * t_len * s_len, s_len,                # 8 softmax
+                                      act=activations.engine_spec(activations.softmax))),
+        ]
+        probs = 8
+        if self.dropout > 0.0:
+            items.append(([("node", 8)], node_spec(10, h * t_len * s_len, s_len,
+                                                   fattrs=[self.dropout],
+                                                   iattrs=[self._engine_seed])))
+            probs = 9
+        mixed = len(items)
+        items.append(([("node", probs), ("node", 6)],                             # mixing
+                      node_spec(_BATCH_MATMUL, h * t_len * dv, dv,
+                                iattrs=[h, t_len, s_len, dv, 0, 0])))
+        items.append(([("node", mixed)], node_spec(20, t_len * h * dv, h * dv,    # heads back
+                                                   iattrs=_permutation(h, t_len, dv))))
+        reg = self.activity_regularizer
+        output = dense("output", t_len, out)
+        if reg is not None:
+            output = (*output[:-1], (reg.l1, reg.l2))
+        items.append(([("node", mixed + 1)], output))
+        return items, [len(items) - 1]
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_heads": self.num_heads,
+            "key_dim": self.key_dim,
+            "value_dim": self.value_dim,
+            "dropout": self.dropout,
+            "use_bias": self.use_bias,
+            "output_shape": self._output_dim,
+            "attention_axes": None,
+            "flash_attention": self.flash_attention,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
+            "seed": self.seed,
+        }

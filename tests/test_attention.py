@@ -1,0 +1,127 @@
+"""MultiHeadAttention and ops.matmul of two symbolic tensors (the engine's batched matrix
+product per sample and head): Keras's values and weights on the same weights, gradients
+against finite differences, training alike on one and two threads, saving, and the
+arguments densitron does not take yet refused clearly."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "numpy")  # as tests/test_keras_parity.py
+
+import numpy as np
+import pytest
+from test_gradients_fd import fd_check
+from test_threads import assert_trains_alike_on_one_and_two_threads
+
+import densitron
+from densitron import layers as L
+from densitron import ops
+from densitron.models import Model
+
+
+def _keras():
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "numpy":
+        pytest.skip("parity tests run Keras on its numpy backend")
+    return keras
+
+
+def _attention_model(ns_layers, Input, Model_, separate_key=False, **kwargs):
+    q, v = Input((5, 8)), Input((7, 6))
+    inputs = [q, v]
+    if separate_key:
+        k = Input((7, 3))
+        inputs.append(k)
+        out = ns_layers.MultiHeadAttention(num_heads=3, key_dim=4, **kwargs)(q, v, key=k)
+    else:
+        out = ns_layers.MultiHeadAttention(num_heads=3, key_dim=4, **kwargs)(q, v)
+    return Model_(inputs, out)
+
+
+@pytest.mark.parametrize("separate_key, kwargs", [
+    (False, {}), (True, {}), (False, {"value_dim": 2, "output_shape": 5}),
+    (False, {"use_bias": False}), (True, {"dropout": 0.3, "value_dim": 6}),
+])
+def test_multi_head_attention_computes_as_keras(separate_key, kwargs):
+    keras = _keras()
+    theirs = _attention_model(keras.layers, keras.Input, keras.Model, separate_key, **kwargs)
+    ours = _attention_model(L, densitron.Input, Model, separate_key, **kwargs)
+    assert [w.shape for w in ours.get_weights()] == [tuple(w.shape) for w in theirs.weights]
+    rng = np.random.default_rng(0)
+    weights = [rng.normal(size=tuple(w.shape)).astype(np.float32) * 0.5 for w in theirs.weights]
+    theirs.set_weights(weights)
+    ours.set_weights(weights)
+    x = [rng.normal(size=(4, 5, 8)), rng.normal(size=(4, 7, 6))]
+    if separate_key:
+        x.append(rng.normal(size=(4, 7, 3)))
+    x = [a.astype(np.float32) for a in x]
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                               rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"value_dim": 2, "output_shape": 3}])
+def test_multi_head_attention_gradients_against_finite_differences(kwargs):
+    q, v = L.Input((3, 4)), L.Input((5, 4))
+    out = L.MultiHeadAttention(num_heads=2, key_dim=3, **kwargs)(q, v, v)
+    model = Model([q, v], L.Dense(2)(L.Flatten()(out)))
+    rng = np.random.default_rng(2)
+    fd_check(model, [rng.normal(size=(4, 3, 4)), rng.normal(size=(4, 5, 4))],
+             rng.normal(size=(4, 2)), "mse")
+
+
+@pytest.mark.parametrize("ta, tb", [(False, False), (True, False), (False, True), (True, True)])
+def test_matmul_of_two_symbolic_tensors_values_and_gradients(ta, tb):
+    # Per sample and leading index, as NumPy's matmul; either operand transposed.
+    x = L.Input((3, 4))
+    a = L.Reshape((2, 3, 2))(L.Dense(4)(x))
+    b = L.Reshape((2, 2, 3))(L.Dense(4)(x))
+    c = ops.matmul(L.Permute((1, 3, 2))(a) if ta else a, L.Permute((1, 3, 2))(b) if tb else b,
+                   transpose_a=ta, transpose_b=tb)
+    model = Model(x, L.Dense(2)(L.Flatten()(c)))
+    rng = np.random.default_rng(1)
+    xs = rng.normal(size=(5, 3, 4)).astype(np.float32)
+    inner = Model(x, [a, b, c])
+    pa, pb, pc = inner.predict(xs, verbose=0)
+    np.testing.assert_allclose(pc, pa @ pb, rtol=1e-5, atol=1e-6)
+    fd_check(model, xs, rng.normal(size=(5, 2)), "mse")
+    with pytest.raises(ValueError, match="inner dimensions differ"):
+        ops.matmul(a, a)
+
+
+def _self_attention(dropout=0.1):
+    inputs = L.Input((10, 16))
+    attended = L.MultiHeadAttention(num_heads=2, key_dim=8, dropout=dropout)(inputs, inputs)
+    h = L.LayerNormalization()(inputs + attended)
+    model = Model(inputs, L.Dense(3, activation="softmax")(L.GlobalAveragePooling1D()(h)))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def test_self_attention_trains_alike_on_one_and_two_threads_and_saves(tmp_path):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(96, 10, 16)).astype(np.float32)
+    y = (x[:, :, 0].mean(axis=1) > 0).astype(np.int64) + (x[:, 0, 1] > 1)
+    assert_trains_alike_on_one_and_two_threads(_self_attention, x, y, batch_size=16,
+                                               epochs=3)
+    model = _self_attention()
+    history = model.fit(x, y, batch_size=16, epochs=8, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0]
+    path = str(tmp_path / "attention.keras")
+    model.save(path)
+    loaded = densitron.models.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda mha, q: mha(q, q, attention_mask=np.ones((1, 4, 4))), "no masks yet"),
+    (lambda mha, q: mha(q, q, use_causal_mask=True), "no causal mask"),
+    (lambda mha, q: mha(q, q, return_attention_scores=True), "returns no attention scores"),
+    (lambda mha, q: mha(q), "Received: value=None"),
+    (lambda mha, q: L.MultiHeadAttention(2, 4, attention_axes=(1,)), "attention_axes=\\(1,\\)"),
+    (lambda mha, q: L.MultiHeadAttention(0, 4), "num_heads=0"),
+    (lambda mha, q: L.MultiHeadAttention(2, 4, dropout=1.0), "dropout=1.0"),
+])
+def test_what_multi_head_attention_does_not_take_is_refused(call, match):
+    q = L.Input((4, 6))
+    with pytest.raises(ValueError, match=match):
+        call(L.MultiHeadAttention(num_heads=2, key_dim=4), q)
