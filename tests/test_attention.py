@@ -125,3 +125,52 @@ def test_what_multi_head_attention_does_not_take_is_refused(call, match):
     q = L.Input((4, 6))
     with pytest.raises(ValueError, match=match):
         call(L.MultiHeadAttention(num_heads=2, key_dim=4), q)
+
+
+def test_keras_io_text_transformer_runs_as_written():
+    # keras.io's "Text classification with Transformer" (examples/keras_guides.py): position
+    # embeddings as self.pos_emb(ops.arange(maxlen)) added to the token embeddings (the table
+    # a trainable weight added to every sample), a transformer block, pooling; it trains.
+    from keras_guides import text_transformer
+
+    model = text_transformer(densitron, vocab_size=100, maxlen=20)
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 100, (256, 20))
+    y = (np.isin(x, np.arange(10)).sum(axis=1) > 2).astype(np.int64)
+    tokens, positions = model.get_weights()[:2]  # (Keras's order: tokens, then positions)
+    assert tokens.shape == (100, 32) and positions.shape == (20, 32)
+    added = next(layer for layer in model.layers if isinstance(layer, L.WeightAdd))
+    inner = Model(model.inputs, added.output)
+    np.testing.assert_allclose(inner.predict(x[:8], verbose=0), tokens[x[:8]] + positions,
+                               rtol=1e-6)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    history = model.fit(x, y, batch_size=32, epochs=6, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0]
+    assert not np.array_equal(model.get_weights()[1], positions)  # trained too
+
+
+def test_position_table_gradient_and_constant_ids_refused():
+    class AddPositions(L.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.pos_emb = L.Embedding(input_dim=3, output_dim=2)
+
+        def call(self, x):
+            return x + self.pos_emb(np.arange(3))
+
+    inputs = densitron.Input((3, 2))
+    model = Model(inputs, L.Dense(1)(L.Flatten()(AddPositions()(inputs))))
+    rng = np.random.default_rng(5)
+    fd_check(model, rng.normal(size=(4, 3, 2)), rng.normal(size=(4, 1)), "mse")
+
+    class Some(L.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.emb = L.Embedding(input_dim=5, output_dim=2)
+
+        def call(self, x):
+            return x + self.emb(np.array([0, 2, 4]))
+
+    with pytest.raises(ValueError, match="takes all of them in order, ops.arange\\(5\\)"):
+        Some()(densitron.Input((3, 2)))

@@ -48,6 +48,25 @@ class Embedding(Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
 
+    def _eager_call(self, inputs):
+        """On ids given as an array. Inside a traced call(), the ids 0..input_dim-1 in order
+        (keras.io's position embedding: self.pos_emb(ops.arange(maxlen))) give the table
+        itself, a trainable weight that `x + positions` adds to every sample; other constant
+        ids there are refused (their rows would be frozen values)."""
+        from densitron.layers.layer import tracing
+
+        if not tracing():
+            return super()._eager_call(inputs)
+        ids = np.asarray(inputs)
+        if ids.shape != (self.input_dim,) or not np.array_equal(ids, np.arange(self.input_dim)):
+            raise ValueError(
+                f"Layer \"{self.name}\": in a traced call(), an Embedding of constant ids takes "
+                f"all of them in order, ops.arange({self.input_dim}), and gives its table (a "
+                f"position embedding). Received: ids of shape {ids.shape}")
+        if not self.built:
+            self.build(None)
+        return self.embeddings
+
     def _output_mask(self, node):
         return node.inputs[0] if self.mask_zero else None
 

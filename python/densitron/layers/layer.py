@@ -253,6 +253,11 @@ class _BranchesOnTraining(ValueError):
 _MODE_TRACES = []
 
 
+def tracing():
+    """Whether a call() is being traced on symbolic tensors now."""
+    return bool(_TRACING) and bool(_TRACING[-1])
+
+
 def in_training_trace():
     """Whether the innermost call traced once per mode is its training trace: what it makes
     is used in training runs only."""

@@ -3,8 +3,10 @@ a WeightMatMul (the engine's Dense op with that kernel, no bias), `x + self.b` a
 (the engine's bias-add op) and `x * self.s` a WeightMultiply. They hold the calling layer's Variables (shared, not copies), so
 training updates those; loaded from a file they make their own."""
 
+import numpy as np
+
 from densitron import initializers
-from densitron.layers.layer import Layer, engine_node
+from densitron.layers.layer import Layer, engine_node, node_spec
 from densitron.variables import Variable
 
 
@@ -72,11 +74,32 @@ class _VectorWeightOp(_WeightOp):
 
 
 class WeightAdd(_VectorWeightOp):
-    """x + b along x's last axis, b a (features,) weight of the calling layer."""
+    """x + b along x's last axis, b a (features,) weight of the calling layer, or b a weight
+    of a sample's whole shape (a position embedding's table, added to every sample)."""
 
     _weight_name = "bias"
     _op = 22  # densitron::OpType::kBiasAdd
     _verb = "Adding"
+
+    def _whole(self, input_shape):
+        shape = tuple(self.variable.shape)
+        return len(shape) >= 2 and shape == tuple(input_shape[1:])
+
+    def _check_inputs(self, input_shape):
+        if not (len(input_shape) >= 3 and self._whole(input_shape)):
+            super()._check_inputs(input_shape)
+
+    def _engine_subgraph(self, node, param_index):
+        """One bias-add over the last axis; for a whole-sample weight, over the sample's
+        values seen as one axis (reshapes around it, free in the engine)."""
+        shape = node.inputs[0].shape
+        if not self._whole(shape):
+            return [([("in", 0)], self._engine_node(node, param_index))], [0]
+        width = int(np.prod(shape[1:]))
+        flat = node_spec(14, width, width)  # kReshape
+        add = node_spec(self._op, width, width, params=[param_index[id(self.variable)]])
+        back = node_spec(14, width, int(shape[-1]))
+        return [([("in", 0)], flat), ([("node", 0)], add), ([("node", 1)], back)], [2]
 
 
 class WeightMultiply(_VectorWeightOp):
