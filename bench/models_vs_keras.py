@@ -7,7 +7,8 @@ Keras imbalanced-data tutorial (ten metrics, validation every epoch), a classic 
 MLP (weight penalty, max-norm constraint, Dropout, gradient clipping), Keras's IMDB example
 on multi-hot vectors (a fit of 20 epochs, timed per epoch), a quantile regression whose
 loss is a Python function, and, as written in Keras's guides, the subclassing guide's VAE,
-keras.io's collaborative-filtering RecommenderNet and a Metric subclass of one's own (F1).
+keras.io's collaborative-filtering RecommenderNet, a Metric subclass of one's own (F1) and
+keras.io's text classification with Transformer.
 
 Each run is its own process (this script with --worker FRAMEWORK MODEL), so the frameworks'
 thread pools never share a process; the parent alternates densitron's and Keras's runs model by
@@ -26,7 +27,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
-from keras_guides import metric_classes, recommender_net, vae_classes
+from keras_guides import metric_classes, recommender_net, text_transformer, vae_classes
 
 MODELS = {
     "tab": "20 features, 64-64-1 sigmoid, Adam, binary cross-entropy, batch 32, 100k rows",
@@ -55,6 +56,9 @@ MODELS = {
           "two id columns, four Embeddings, tensordot), Adam, batch 64, 90k rows",
     "f1": "a Metric subclass of one's own in compile (precision, recall, F1 from three "
           "assign_add counts): 20 features, 64-64-1 sigmoid, Adam, batch 32, 100k rows",
+    "transformer": "keras.io's text classification with Transformer as written: 200 ids "
+                   "(20000 words), token and position embeddings (32), MultiHeadAttention (2 "
+                   "heads), feed-forward 32, pooling, Adam, batch 32, 25k rows",
 }
 
 
@@ -216,6 +220,12 @@ def build(fw, name, rng):
         m = Sequential([Input((20,)), layers.Dense(64, activation="relu"),
                         layers.Dense(64, activation="relu"), layers.Dense(1, activation="sigmoid")])
         m.compile(optimizer="adam", loss="binary_crossentropy", metrics=[metric_classes(fw.metrics, fw.ops)[2]()])
+        return m, x, y, 32, kw
+    if name == "transformer":
+        x = rng.integers(0, 20000, (25000, 200))
+        y = rng.integers(0, 2, 25000)
+        m = text_transformer(fw)
+        m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         return m, x, y, 32, kw
     raise ValueError(f"unknown model {name!r}")
 
