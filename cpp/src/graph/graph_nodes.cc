@@ -1367,24 +1367,24 @@ void Graph::backward_node(const Step& st, int i) {
       const float* a = out_[node.inputs[0]];
       const float* b = out_[node.inputs[1]];
       const Share ps = share_of(st.batch * g, ith, nth, 1);
-      if (float* ga = target(0, &acc)) {
-        const float beta = acc ? 1.0f : 0.0f;
-        for (int64_t p = ps.lo; p < ps.hi; ++p) {
-          const float* dc = dy + p * m * nn;
-          const float* bp = b + p * k * nn;
+      bool acc_b = false;
+      float* ga = target(0, &acc);
+      float* gb = target(1, &acc_b);
+      for (int64_t p = ps.lo; p < ps.hi; ++p) {
+        const float* dc = dy + p * m * nn;
+        const float* ap = a + p * m * k;
+        const float* bp = b + p * k * nn;
+        if (ga != nullptr) {
           float* gp = ga + p * m * k;
+          const float beta = acc ? 1.0f : 0.0f;
           if (!ta)  // dA (m × k) = dC·B'ᵀ
             sgemm_share(0, 1, false, !tb, m, k, nn, 1.0f, dc, nn, bp, tb ? k : nn, beta, gp, k);
           else  // dA (k × m) = B'·dCᵀ
             sgemm_share(0, 1, tb, true, k, m, nn, 1.0f, bp, tb ? k : nn, dc, nn, beta, gp, m);
         }
-      }
-      if (float* gb = target(1, &acc)) {
-        const float beta = acc ? 1.0f : 0.0f;
-        for (int64_t p = ps.lo; p < ps.hi; ++p) {
-          const float* dc = dy + p * m * nn;
-          const float* ap = a + p * m * k;
+        if (gb != nullptr) {
           float* gp = gb + p * k * nn;
+          const float beta = acc_b ? 1.0f : 0.0f;
           if (!tb)  // dB (k × n) = A'ᵀ·dC
             sgemm_share(0, 1, !ta, false, k, nn, m, 1.0f, ap, ta ? m : k, dc, nn, beta, gp, nn);
           else  // dB (n × k) = dCᵀ·A'

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from densitron import constraints, initializers, regularizers
+from densitron.layers.core import kernel_bias_config, set_kernel_bias_args
 from densitron.layers.layer import Layer, node_spec
 
 
@@ -62,12 +62,8 @@ class MultiHeadAttention(Layer):
                              "(attention_axes=None). Received: "
                              f"attention_axes={attention_axes!r}")
         self.flash_attention = flash_attention
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
+        set_kernel_bias_args(self, kernel_initializer, bias_initializer, kernel_regularizer,
+                             bias_regularizer, kernel_constraint, bias_constraint)
         self.seed = seed
         from densitron.layers.regularization import _seed
 
@@ -194,11 +190,6 @@ class MultiHeadAttention(Layer):
             "output_shape": self._output_dim,
             "attention_axes": None,
             "flash_attention": self.flash_attention,
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-            "kernel_constraint": constraints.serialize(self.kernel_constraint),
-            "bias_constraint": constraints.serialize(self.bias_constraint),
+            **kernel_bias_config(self),
             "seed": self.seed,
         }
