@@ -58,6 +58,61 @@ def test_multi_head_attention_computes_as_keras(separate_key, kwargs):
                                rtol=1e-5, atol=2e-6)
 
 
+def _masked_model(ns_layers, Input, Model_, causal, with_mask, separate_key):
+    q, v = Input((5, 8)), Input((5, 6))
+    inputs, kwargs = [q, v], {"use_causal_mask": causal}
+    if separate_key:
+        kwargs["key"] = Input((5, 3))
+        inputs.append(kwargs["key"])
+    if with_mask:
+        kwargs["attention_mask"] = Input((5, 5))
+        inputs.append(kwargs["attention_mask"])
+    out = ns_layers.MultiHeadAttention(num_heads=2, key_dim=4)(q, v, **kwargs)
+    return Model_(inputs, out)
+
+
+@pytest.mark.parametrize("causal, with_mask, separate_key", [
+    (True, False, False), (False, True, False), (True, True, True)])
+def test_masked_attention_computes_as_keras(causal, with_mask, separate_key):
+    # Keras's where(mask, scores, -1e9) before the softmax: the causal mask, a (batch, T, S)
+    # attention_mask (some rows wholly masked: uniform weights, as Keras's), both.
+    keras = _keras()
+    theirs = _masked_model(keras.layers, keras.Input, keras.Model, causal, with_mask,
+                           separate_key)
+    ours = _masked_model(L, densitron.Input, Model, causal, with_mask, separate_key)
+    rng = np.random.default_rng(6)
+    weights = [rng.normal(size=tuple(w.shape)).astype(np.float32) * 0.5 for w in theirs.weights]
+    theirs.set_weights(weights)
+    ours.set_weights(weights)
+    x = [rng.normal(size=(4, 5, 8)), rng.normal(size=(4, 5, 6))]
+    if separate_key:
+        x.append(rng.normal(size=(4, 5, 3)))
+    if with_mask:
+        mask = (rng.random((4, 5, 5)) > 0.4).astype(np.float32)
+        mask[0, 2] = 0.0
+        x.append(mask)
+    x = [a.astype(np.float32) for a in x]
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                               rtol=1e-5, atol=2e-6)
+    if with_mask:  # saved and loaded, the call's mask and causality come back
+        path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"mha_{os.getpid()}.keras")
+        ours.save(path)
+        np.testing.assert_array_equal(densitron.models.load_model(path).predict(x, verbose=0),
+                                      ours.predict(x, verbose=0))
+        os.remove(path)
+
+
+def test_masked_attention_gradients_against_finite_differences():
+    q = L.Input((3, 4))
+    mask = L.Input((3, 3))
+    out = L.MultiHeadAttention(num_heads=2, key_dim=3)(q, q, attention_mask=mask,
+                                                         use_causal_mask=True)
+    model = Model([q, mask], L.Dense(2)(L.Flatten()(out)))
+    rng = np.random.default_rng(7)
+    m = (rng.random((4, 3, 3)) > 0.3).astype(np.float32)
+    fd_check(model, [rng.normal(size=(4, 3, 4)), m], rng.normal(size=(4, 2)), "mse")
+
+
 @pytest.mark.parametrize("kwargs", [{}, {"value_dim": 2, "output_shape": 3}])
 def test_multi_head_attention_gradients_against_finite_differences(kwargs):
     q, v = L.Input((3, 4)), L.Input((5, 4))
@@ -113,8 +168,9 @@ def test_self_attention_trains_alike_on_one_and_two_threads_and_saves(tmp_path):
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda mha, q: mha(q, q, attention_mask=np.ones((1, 4, 4))), "no masks yet"),
-    (lambda mha, q: mha(q, q, use_causal_mask=True), "no causal mask"),
+    (lambda mha, q: mha(q, q, query_mask=q), "not the inputs' masks yet"),
+    (lambda mha, q: mha(q, q, attention_mask=L.Input((4, 3))), "attention_mask must have"),
+    (lambda mha, q: (mha(q, q), mha(q, q, use_causal_mask=True)), "of its first call"),
     (lambda mha, q: mha(q, q, return_attention_scores=True), "returns no attention scores"),
     (lambda mha, q: mha(q), "Received: value=None"),
     (lambda mha, q: L.MultiHeadAttention(2, 4, attention_axes=(1,)), "attention_axes=\\(1,\\)"),

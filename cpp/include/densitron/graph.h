@@ -56,7 +56,8 @@ enum class OpType : int {
   kUnitNorm = 19,       // f {1/eps}: each row of the last axis times min(1/‖row‖, 1/eps)
   kIndexMap = 20,       // i {m_0, ..., m_width-1}: value j of each sample is its input's value
                         // m_j, or 0 where m_j = -1 (Permute, RepeatVector, Cropping1D,
-                        // ZeroPadding1D); the gradient adds each dy_j into m_j
+                        // ZeroPadding1D), or -1e9 where m_j = -2 (Keras's masked attention
+                        // score); the gradient adds each dy_j into m_j
   kCategorize = 21,     // i {depth, k, mode}, f {boundaries...}: each input value becomes an id
                         // (with boundaries, how many are <= it (NaN: all); else the value
                         // truncated); mode -1 writes the ids, 0 a one-hot row of depth per id,

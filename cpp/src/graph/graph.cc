@@ -170,7 +170,7 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
         need_inputs(1);
         if (static_cast<int64_t>(node.iattrs.size()) != node.width) bad("index map size");
         for (int64_t m : node.iattrs)
-          if (m < -1 || m >= in0->width) bad("index map entries must lie in [-1, input width)");
+          if (m < -2 || m >= in0->width) bad("index map entries must lie in [-2, input width)");
         break;
       }
       case OpType::kBiasAdd:

@@ -371,14 +371,16 @@ void Graph::forward_node(const Step& st, int i) {
       return;
     }
     case OpType::kIndexMap: {
-      // Each sample's values picked from its input's by the node's map (-1: a zero).
+      // Each sample's values picked from its input's by the node's map (-1: a zero; -2:
+      // Keras's masked attention score, -1e9).
       const int64_t win = nodes_[node.inputs[0]].width;
       const int64_t* map = node.iattrs.data();
       const Share bs = share_of(st.batch, ith, nth, std::max<int64_t>(1, kMinElementsPerThread / w));
       for (int64_t r = bs.lo; r < bs.hi; ++r) {
         const float* xr = x + r * win;
         float* yr = y + r * w;
-        for (int64_t j = 0; j < w; ++j) yr[j] = map[j] < 0 ? 0.0f : xr[map[j]];
+        for (int64_t j = 0; j < w; ++j)
+          yr[j] = map[j] >= 0 ? xr[map[j]] : map[j] == -1 ? 0.0f : kMaskedScore;
       }
       return;
     }

@@ -162,6 +162,8 @@ constexpr int64_t kMaxPrefetchBytesPerThread = 64 * 1024;
 // Inside a run the threads already meet between ops, so splitting costs no fork: elementwise
 // work is split from this many values per thread, GEMMs from this many multiply-adds.
 constexpr int64_t kMinElementsPerThread = 512;
+// The score Keras's softmax gives a masked position (its _large_negative_number for float32).
+constexpr float kMaskedScore = -1e9f;
 constexpr double kMinGemmWorkPerThread = 16384.0;
 
 // A Dense with fewer outputs than 2·kMinElementsPerThread runs solo (thread 0 alone, the others

@@ -28,8 +28,9 @@ class MultiHeadAttention(Layer):
     and (batch, S, features) tensors, each head's softmax(q·kᵀ/√key_dim)·v, projected back to
     `output_shape` (the query's last axis by default). Keras's weights and their shapes: the
     query, key and value kernels (features, num_heads, key_dim or value_dim) and biases
-    (num_heads, dim), the output kernel (num_heads, value_dim, output) and bias. Masks
-    (attention_mask, use_causal_mask, the inputs' masks), attention over other axes and
+    (num_heads, dim), the output kernel (num_heads, value_dim, output) and bias.
+    `attention_mask` (batch, T, S) and `use_causal_mask` set masked scores to -1e9 before the
+    softmax, as Keras does. The inputs' own masks, attention over other axes and
     return_attention_scores are not supported (a ValueError says so)."""
 
     _mask_rule = "refuse"
@@ -39,6 +40,9 @@ class MultiHeadAttention(Layer):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, seed=None, **kwargs):
+        kwargs_signature = kwargs.pop("call_signature", None)
+        if kwargs_signature is not None:
+            kwargs_signature = tuple(bool(v) for v in kwargs_signature)
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.num_heads = _number_of("num_heads", num_heads)
         self.key_dim = _number_of("key_dim", key_dim)
@@ -65,6 +69,8 @@ class MultiHeadAttention(Layer):
         set_kernel_bias_args(self, kernel_initializer, bias_initializer, kernel_regularizer,
                              bias_regularizer, kernel_constraint, bias_constraint)
         self.seed = seed
+        # (key given, attention_mask given, use_causal_mask) of its calls, fixed by the first
+        self._signature = kwargs_signature
         from densitron.layers.regularization import _seed
 
         self._engine_seed = _seed(seed)
@@ -73,36 +79,61 @@ class MultiHeadAttention(Layer):
                  key_mask=None, attention_mask=None, return_attention_scores=False,
                  training=None, use_causal_mask=False):
         for arg, given in (("query_mask", query_mask), ("value_mask", value_mask),
-                           ("key_mask", key_mask), ("attention_mask", attention_mask)):
+                           ("key_mask", key_mask)):
             if given is not None:
-                raise ValueError(f"densitron's MultiHeadAttention takes no masks yet. "
+                raise ValueError(f"densitron's MultiHeadAttention takes an attention_mask and "
+                                 f"use_causal_mask, not the inputs' masks yet. "
                                  f"Received: {arg}={given!r}")
-        if use_causal_mask or return_attention_scores:
-            raise ValueError("densitron's MultiHeadAttention has no causal mask and returns no "
-                             "attention scores yet. Received: "
-                             f"use_causal_mask={use_causal_mask!r}, "
-                             f"return_attention_scores={return_attention_scores!r}")
-        if value is None and isinstance(query, (list, tuple)) and len(query) in (2, 3):
-            query, value, key = (*query, None)[:3]  # (a saved model's call: one list)
+        if return_attention_scores:
+            raise ValueError("densitron's MultiHeadAttention returns no attention scores yet. "
+                             "Received: return_attention_scores=True")
+        if value is None and isinstance(query, (list, tuple)) and 2 <= len(query) <= 4:
+            # (a saved model's call: one list, read by the signature of the layer's call)
+            has_key, has_mask, use_causal_mask = self._signature or (len(query) == 3, False,
+                                                                      False)
+            parts = list(query)
+            query, value = parts[0], parts[1]
+            key = parts[2] if has_key else None
+            attention_mask = parts[-1] if has_mask else None
         if value is None:
             raise ValueError("MultiHeadAttention is called as layer(query, value, key=None). "
                              "Received: value=None")
-        inputs = [query, value] + ([key] if key is not None else [])
+        signature = (key is not None, attention_mask is not None, bool(use_causal_mask))
+        if self._signature is not None and signature != self._signature:
+            raise ValueError(
+                f"Layer \"{self.name}\" is called with the key, attention_mask and "
+                f"use_causal_mask of its first call (densitron's engine fixes them). Received: "
+                f"(key, attention_mask, use_causal_mask) given {signature}, first "
+                f"{self._signature}")
+        self._signature = signature
+        inputs = [query, value] + ([key] if key is not None else []) + (
+            [attention_mask] if attention_mask is not None else [])
         return super().__call__(inputs, training=training)
 
+    def _parts(self, inputs):
+        """query, value, key (value when not given), attention_mask (or None) of a call's
+        inputs (shapes or tensors)."""
+        has_key, has_mask, _ = self._signature or (len(inputs) == 3, False, False)
+        return (inputs[0], inputs[1], inputs[2] if has_key else inputs[1],
+                inputs[-1] if has_mask else None)
+
     def _check_inputs(self, input_shape):
-        if not isinstance(input_shape, list) or len(input_shape) not in (2, 3) or \
+        if not isinstance(input_shape, list) or not 2 <= len(input_shape) <= 4 or \
                 any(len(s) != 3 for s in input_shape):
             raise ValueError(f"Layer \"{self.name}\" attends over (batch, steps, features) "
                              f"tensors: query, value and key. Received: input shapes "
                              f"{input_shape}")
-        if len(input_shape) == 3 and input_shape[1][1] != input_shape[2][1]:
+        query, value, key, mask = self._parts(input_shape)
+        if key[1] != value[1]:
             raise ValueError(f"Layer \"{self.name}\": the value and the key must have as many "
                              f"steps. Received: input shapes {input_shape}")
+        if mask is not None and tuple(mask[1:]) != (query[1], value[1]):
+            raise ValueError(f"Layer \"{self.name}\": attention_mask must have the shape "
+                             f"(batch, {query[1]}, {value[1]}) (query steps, value steps). "
+                             f"Received: attention_mask of shape {tuple(mask)}")
 
     def build(self, input_shape):
-        query, value = input_shape[0], input_shape[1]
-        key = input_shape[2] if len(input_shape) == 3 else value
+        query, value, key, _ = self._parts(input_shape)
         h, dk, dv = self.num_heads, self.key_dim, self.value_dim
         out = self._output_dim or int(query[-1])
 
@@ -134,7 +165,9 @@ class MultiHeadAttention(Layer):
         t_len, s_len = int(shapes[0][1]), int(shapes[1][1])
         h, dk, dv = self.num_heads, self.key_dim, self.value_dim
         out = self._output_dim or int(shapes[0][-1])
-        key_in = 2 if len(shapes) == 3 else 1
+        has_key, has_mask, causal = self._signature or (len(shapes) == 3, False, False)
+        key_in = 2 if has_key else 1
+        mask_in = len(shapes) - 1
 
         def dense(part, rows, units):
             kernel, bias = self._kernels[part]
@@ -157,15 +190,44 @@ class MultiHeadAttention(Layer):
             ([("node", 4), ("node", 5)],                                          # 7 scores
              node_spec(_BATCH_MATMUL, h * t_len * s_len, s_len,
                        iattrs=[h, t_len, dk, s_len, 0, 1])),
-            ([("node", 7)], node_spec(2, h * t_len * s_len, s_len,                # 8 softmax
-                                      act=activations.engine_spec(activations.softmax))),
         ]
-        probs = 8
+        scores = 7
+        width = h * t_len * s_len
+        if causal:  # Keras's where(mask, scores, -1e9): -1e9 where a value step follows
+            t_i, s_i = np.meshgrid(np.arange(t_len), np.arange(s_len), indexing="ij")
+            keep = (s_i <= t_i).ravel()
+            picks = np.where(np.tile(keep, h), np.arange(width), -2)
+            items.append(([("node", scores)], node_spec(20, width, s_len,
+                                                        iattrs=picks.tolist())))
+            scores = len(items) - 1
+        if has_mask:  # scores·m + (m·1e9 - 1e9), m = mask > 0.5 for each head: where(...)
+            plane = t_len * s_len
+            items += [
+                ([("in", mask_in)], node_spec(_MATH, plane, s_len, fattrs=[0.5, 0.0],
+                                              iattrs=[MATH_OPS["greater"]])),
+                ([("node", len(items))], node_spec(20, width, s_len,
+                                                   iattrs=(np.arange(width) % plane).tolist())),
+            ]
+            m = len(items) - 1
+            items += [
+                ([("node", scores), ("node", m)], node_spec(6, width, s_len)),   # kMultiply
+                ([("node", m)], node_spec(_MATH, width, s_len, fattrs=[1e9, 0.0],
+                                          iattrs=[MATH_OPS["multiply_by"]])),
+            ]
+            items.append(([("node", len(items) - 1)], node_spec(
+                _MATH, width, s_len, fattrs=[-1e9, 0.0], iattrs=[MATH_OPS["add"]])))
+            items.append(([("node", len(items) - 3), ("node", len(items) - 1)],
+                          node_spec(3, width, s_len)))                            # kAdd
+            scores = len(items) - 1
+        items.append(([("node", scores)], node_spec(2, width, s_len,              # softmax
+                                                    act=activations.engine_spec(
+                                                        activations.softmax))))
+        probs = len(items) - 1
         if self.dropout > 0.0:
-            items.append(([("node", 8)], node_spec(10, h * t_len * s_len, s_len,
-                                                   fattrs=[self.dropout],
-                                                   iattrs=[self._engine_seed])))
-            probs = 9
+            items.append(([("node", probs)], node_spec(10, width, s_len,
+                                                       fattrs=[self.dropout],
+                                                       iattrs=[self._engine_seed])))
+            probs = len(items) - 1
         mixed = len(items)
         items.append(([("node", probs), ("node", 6)],                             # mixing
                       node_spec(_BATCH_MATMUL, h * t_len * dv, dv,
@@ -192,4 +254,7 @@ class MultiHeadAttention(Layer):
             "flash_attention": self.flash_attention,
             **kernel_bias_config(self),
             "seed": self.seed,
+            # (densitron's: how its calls pass key and masks, so a saved model calls it alike)
+            **({"call_signature": list(self._signature)}
+               if self._signature is not None and any(self._signature[1:]) else {}),
         }
