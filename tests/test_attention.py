@@ -102,6 +102,32 @@ def test_masked_attention_computes_as_keras(causal, with_mask, separate_key):
         os.remove(path)
 
 
+def test_attention_scores_returned_as_keras(tmp_path):
+    # return_attention_scores: the softmax's weights (before dropout), (batch, heads, T, S),
+    # with a causal mask here; a second output of the model, saved and loaded.
+    keras = _keras()
+
+    def build(ns_layers, Input, Model_):
+        q, v = Input((4, 6)), Input((4, 5))
+        out, scores = ns_layers.MultiHeadAttention(num_heads=2, key_dim=3, dropout=0.2)(
+            q, v, return_attention_scores=True, use_causal_mask=True)
+        return Model_([q, v], [out, scores])
+
+    theirs, ours = build(keras.layers, keras.Input, keras.Model), build(L, densitron.Input, Model)
+    rng = np.random.default_rng(8)
+    weights = [rng.normal(size=tuple(w.shape)).astype(np.float32) for w in theirs.weights]
+    theirs.set_weights(weights)
+    ours.set_weights(weights)
+    x = [rng.normal(size=(3, 4, 6)).astype(np.float32), rng.normal(size=(3, 4, 5)).astype(np.float32)]
+    for a, b in zip(ours.predict(x, verbose=0), theirs.predict(x, verbose=0)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
+    path = str(tmp_path / "scores.keras")
+    ours.save(path)
+    for a, b in zip(densitron.models.load_model(path).predict(x, verbose=0),
+                    ours.predict(x, verbose=0)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_masked_attention_gradients_against_finite_differences():
     q = L.Input((3, 4))
     mask = L.Input((3, 3))
@@ -171,7 +197,6 @@ def test_self_attention_trains_alike_on_one_and_two_threads_and_saves(tmp_path):
     (lambda mha, q: mha(q, q, query_mask=q), "not the inputs' masks yet"),
     (lambda mha, q: mha(q, q, attention_mask=L.Input((4, 3))), "attention_mask must have"),
     (lambda mha, q: (mha(q, q), mha(q, q, use_causal_mask=True)), "of its first call"),
-    (lambda mha, q: mha(q, q, return_attention_scores=True), "returns no attention scores"),
     (lambda mha, q: mha(q), "Received: value=None"),
     (lambda mha, q: L.MultiHeadAttention(2, 4, attention_axes=(1,)), "attention_axes=\\(1,\\)"),
     (lambda mha, q: L.MultiHeadAttention(0, 4), "num_heads=0"),

@@ -30,8 +30,9 @@ class MultiHeadAttention(Layer):
     query, key and value kernels (features, num_heads, key_dim or value_dim) and biases
     (num_heads, dim), the output kernel (num_heads, value_dim, output) and bias.
     `attention_mask` (batch, T, S) and `use_causal_mask` set masked scores to -1e9 before the
-    softmax, as Keras does. The inputs' own masks, attention over other axes and
-    return_attention_scores are not supported (a ValueError says so)."""
+    softmax, as Keras does; `return_attention_scores=True` also gives the softmax's weights.
+    The inputs' own masks and attention over other axes are not supported (a ValueError says
+    so)."""
 
     _mask_rule = "refuse"
 
@@ -84,13 +85,10 @@ class MultiHeadAttention(Layer):
                 raise ValueError(f"densitron's MultiHeadAttention takes an attention_mask and "
                                  f"use_causal_mask, not the inputs' masks yet. "
                                  f"Received: {arg}={given!r}")
-        if return_attention_scores:
-            raise ValueError("densitron's MultiHeadAttention returns no attention scores yet. "
-                             "Received: return_attention_scores=True")
         if value is None and isinstance(query, (list, tuple)) and 2 <= len(query) <= 4:
             # (a saved model's call: one list, read by the signature of the layer's call)
-            has_key, has_mask, use_causal_mask = self._signature or (len(query) == 3, False,
-                                                                      False)
+            has_key, has_mask, use_causal_mask, return_attention_scores = (
+                self._signature or (len(query) == 3, False, False, False))
             parts = list(query)
             query, value = parts[0], parts[1]
             key = parts[2] if has_key else None
@@ -98,22 +96,35 @@ class MultiHeadAttention(Layer):
         if value is None:
             raise ValueError("MultiHeadAttention is called as layer(query, value, key=None). "
                              "Received: value=None")
-        signature = (key is not None, attention_mask is not None, bool(use_causal_mask))
+        signature = (key is not None, attention_mask is not None, bool(use_causal_mask),
+                     bool(return_attention_scores))
         if self._signature is not None and signature != self._signature:
             raise ValueError(
-                f"Layer \"{self.name}\" is called with the key, attention_mask and "
-                f"use_causal_mask of its first call (densitron's engine fixes them). Received: "
-                f"(key, attention_mask, use_causal_mask) given {signature}, first "
-                f"{self._signature}")
+                f"Layer \"{self.name}\" is called with the key, attention_mask, "
+                f"use_causal_mask and return_attention_scores of its first call (densitron's "
+                f"engine fixes them). Received: (key, attention_mask, use_causal_mask, "
+                f"return_attention_scores) given {signature}, first {self._signature}")
         self._signature = signature
         inputs = [query, value] + ([key] if key is not None else []) + (
             [attention_mask] if attention_mask is not None else [])
-        return super().__call__(inputs, training=training)
+        out = super().__call__(inputs, training=training)
+        if not return_attention_scores:
+            return out
+        from densitron.layers.layer import KerasTensor
+
+        node = out._node  # a second output: the softmax's weights (batch, heads, T, S)
+        t_len, s_len = out.shape[1], inputs[1].shape[1]
+        scores = KerasTensor((None, self.num_heads, t_len, s_len), name=f"{self.name}_scores",
+                             node=node, index=1)
+        scores._mask = None
+        node.outputs.append(scores)
+        return out, scores
 
     def _parts(self, inputs):
         """query, value, key (value when not given), attention_mask (or None) of a call's
         inputs (shapes or tensors)."""
-        has_key, has_mask, _ = self._signature or (len(inputs) == 3, False, False)
+        has_key, has_mask = self._signature[:2] if self._signature else (len(inputs) == 3,
+                                                                            False)
         return (inputs[0], inputs[1], inputs[2] if has_key else inputs[1],
                 inputs[-1] if has_mask else None)
 
@@ -165,7 +176,8 @@ class MultiHeadAttention(Layer):
         t_len, s_len = int(shapes[0][1]), int(shapes[1][1])
         h, dk, dv = self.num_heads, self.key_dim, self.value_dim
         out = self._output_dim or int(shapes[0][-1])
-        has_key, has_mask, causal = self._signature or (len(shapes) == 3, False, False)
+        has_key, has_mask, causal, scores_out = (self._signature or
+                                                  (len(shapes) == 3, False, False, False))
         key_in = 2 if has_key else 1
         mask_in = len(shapes) - 1
 
@@ -222,7 +234,7 @@ class MultiHeadAttention(Layer):
         items.append(([("node", scores)], node_spec(2, width, s_len,              # softmax
                                                     act=activations.engine_spec(
                                                         activations.softmax))))
-        probs = len(items) - 1
+        probs = softmax = len(items) - 1
         if self.dropout > 0.0:
             items.append(([("node", probs)], node_spec(10, width, s_len,
                                                        fattrs=[self.dropout],
@@ -239,7 +251,7 @@ class MultiHeadAttention(Layer):
         if reg is not None:
             output = (*output[:-1], (reg.l1, reg.l2))
         items.append(([("node", mixed + 1)], output))
-        return items, [len(items) - 1]
+        return items, [len(items) - 1] + ([softmax] if scores_out else [])
 
     def get_config(self):
         return {

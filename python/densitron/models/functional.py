@@ -649,7 +649,7 @@ class Functional(Trainer, Layer):
                     args = [tensors[k] for k in keys]
                     out = created[name](args if node["is_list"] else args[0])
                     outs = (list(out.values()) if isinstance(out, dict)
-                            else out if isinstance(out, list) else [out])
+                            else list(out) if isinstance(out, (list, tuple)) else [out])
                     for k, t in enumerate(outs):
                         tensors[(name, index, k)] = t
                     pending.remove(item)
