@@ -118,7 +118,8 @@ def test_attention_scores_returned_as_keras(tmp_path):
     weights = [rng.normal(size=tuple(w.shape)).astype(np.float32) for w in theirs.weights]
     theirs.set_weights(weights)
     ours.set_weights(weights)
-    x = [rng.normal(size=(3, 4, 6)).astype(np.float32), rng.normal(size=(3, 4, 5)).astype(np.float32)]
+    x = [rng.normal(size=(3, 4, 6)).astype(np.float32),
+         rng.normal(size=(3, 4, 5)).astype(np.float32)]
     for a, b in zip(ours.predict(x, verbose=0), theirs.predict(x, verbose=0)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
     path = str(tmp_path / "scores.keras")
