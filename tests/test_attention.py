@@ -25,6 +25,16 @@ def _keras():
     return keras
 
 
+def _same_weights(theirs, ours, seed, scale=0.5):
+    """Random weights of Keras's shapes set in both models; the generator, for the inputs."""
+    rng = np.random.default_rng(seed)
+    weights = [rng.normal(size=tuple(w.shape)).astype(np.float32) * scale
+               for w in theirs.weights]
+    theirs.set_weights(weights)
+    ours.set_weights(weights)
+    return rng
+
+
 def _attention_model(ns_layers, Input, Model_, separate_key=False, **kwargs):
     q, v = Input((5, 8)), Input((7, 6))
     inputs = [q, v]
@@ -46,10 +56,7 @@ def test_multi_head_attention_computes_as_keras(separate_key, kwargs):
     theirs = _attention_model(keras.layers, keras.Input, keras.Model, separate_key, **kwargs)
     ours = _attention_model(L, densitron.Input, Model, separate_key, **kwargs)
     assert [w.shape for w in ours.get_weights()] == [tuple(w.shape) for w in theirs.weights]
-    rng = np.random.default_rng(0)
-    weights = [rng.normal(size=tuple(w.shape)).astype(np.float32) * 0.5 for w in theirs.weights]
-    theirs.set_weights(weights)
-    ours.set_weights(weights)
+    rng = _same_weights(theirs, ours, 0)
     x = [rng.normal(size=(4, 5, 8)), rng.normal(size=(4, 7, 6))]
     if separate_key:
         x.append(rng.normal(size=(4, 7, 3)))
@@ -80,10 +87,7 @@ def test_masked_attention_computes_as_keras(causal, with_mask, separate_key):
     theirs = _masked_model(keras.layers, keras.Input, keras.Model, causal, with_mask,
                            separate_key)
     ours = _masked_model(L, densitron.Input, Model, causal, with_mask, separate_key)
-    rng = np.random.default_rng(6)
-    weights = [rng.normal(size=tuple(w.shape)).astype(np.float32) * 0.5 for w in theirs.weights]
-    theirs.set_weights(weights)
-    ours.set_weights(weights)
+    rng = _same_weights(theirs, ours, 6)
     x = [rng.normal(size=(4, 5, 8)), rng.normal(size=(4, 5, 6))]
     if separate_key:
         x.append(rng.normal(size=(4, 5, 3)))
@@ -114,10 +118,7 @@ def test_attention_scores_returned_as_keras(tmp_path):
         return Model_([q, v], [out, scores])
 
     theirs, ours = build(keras.layers, keras.Input, keras.Model), build(L, densitron.Input, Model)
-    rng = np.random.default_rng(8)
-    weights = [rng.normal(size=tuple(w.shape)).astype(np.float32) for w in theirs.weights]
-    theirs.set_weights(weights)
-    ours.set_weights(weights)
+    rng = _same_weights(theirs, ours, 8, scale=1.0)
     x = [rng.normal(size=(3, 4, 6)).astype(np.float32),
          rng.normal(size=(3, 4, 5)).astype(np.float32)]
     for a, b in zip(ours.predict(x, verbose=0), theirs.predict(x, verbose=0)):
