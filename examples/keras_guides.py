@@ -255,3 +255,34 @@ def text_transformer(keras_mod, vocab_size=20000, maxlen=200, embed_dim=32, num_
     x = layers.Dropout(0.1)(x)
     outputs = layers.Dense(2, activation="softmax")(x)
     return keras_mod.Model(inputs=inputs, outputs=outputs)
+
+
+def timeseries_transformer(keras_mod, input_shape=(500, 1), n_classes=2, head_size=256,
+                           num_heads=4, ff_dim=4, num_transformer_blocks=4, mlp_units=(128,),
+                           dropout=0.25, mlp_dropout=0.4):
+    """keras.io's "Timeseries classification with a Transformer model": encoder blocks of
+    MultiHeadAttention, Dropout, LayerNormalization and a pointwise Conv1D feed-forward."""
+    layers = keras_mod.layers
+
+    def transformer_encoder(inputs, head_size, num_heads, ff_dim, dropout=0):
+        x = layers.MultiHeadAttention(key_dim=head_size, num_heads=num_heads,
+                                      dropout=dropout)(inputs, inputs)
+        x = layers.Dropout(dropout)(x)
+        x = layers.LayerNormalization(epsilon=1e-6)(x)
+        res = x + inputs
+        x = layers.Conv1D(filters=ff_dim, kernel_size=1, activation="relu")(res)
+        x = layers.Dropout(dropout)(x)
+        x = layers.Conv1D(filters=inputs.shape[-1], kernel_size=1)(x)
+        x = layers.LayerNormalization(epsilon=1e-6)(x)
+        return x + res
+
+    inputs = keras_mod.Input(shape=input_shape)
+    x = inputs
+    for _ in range(num_transformer_blocks):
+        x = transformer_encoder(x, head_size, num_heads, ff_dim, dropout)
+    x = layers.GlobalAveragePooling1D(data_format="channels_last")(x)
+    for dim in mlp_units:
+        x = layers.Dense(dim, activation="relu")(x)
+        x = layers.Dropout(mlp_dropout)(x)
+    outputs = layers.Dense(n_classes, activation="softmax")(x)
+    return keras_mod.Model(inputs, outputs)

@@ -25,6 +25,15 @@ def _keras():
     return keras
 
 
+def _keras_predict(model, x):
+    """Keras's predict, its numpy backend's Conv1D warning of NumPy 2's __array__ let pass."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return model.predict(x, verbose=0)
+
+
 def _same_weights(theirs, ours, seed, scale=0.5):
     """Random weights of Keras's shapes set in both models; the generator, for the inputs."""
     rng = np.random.default_rng(seed)
@@ -257,3 +266,48 @@ def test_position_table_gradient_and_constant_ids_refused():
 
     with pytest.raises(ValueError, match="takes all of them in order, ops.arange\\(5\\)"):
         Some()(densitron.Input((3, 2)))
+
+
+def test_pointwise_conv1d_computes_as_keras_and_other_convolutions_are_refused():
+    keras = _keras()
+
+    def build(ns_layers, Input, Model_):
+        inputs = Input((6, 3))
+        return Model_(inputs, ns_layers.Conv1D(4, kernel_size=1, activation="relu")(inputs))
+
+    theirs, ours = build(keras.layers, keras.Input, keras.Model), build(L, densitron.Input, Model)
+    assert [w.shape for w in ours.get_weights()] == [(1, 3, 4), (4,)]
+    rng = _same_weights(theirs, ours, 9)
+    x = rng.normal(size=(5, 6, 3)).astype(np.float32)
+    np.testing.assert_allclose(ours.predict(x, verbose=0), _keras_predict(theirs, x),
+                               rtol=1e-6, atol=1e-7)
+    config = ours.layers[1].get_config()
+    assert config["filters"] == 4 and config["kernel_size"] == (1,) and "units" not in config
+    for kwargs in ({"kernel_size": 3}, {"kernel_size": 1, "strides": 2},
+                   {"kernel_size": 1, "data_format": "channels_first"}):
+        with pytest.raises(ValueError, match="pointwise"):
+            L.Conv1D(4, **kwargs)
+
+
+def test_keras_io_timeseries_transformer_computes_as_keras_and_trains():
+    # keras.io's "Timeseries classification with a Transformer model", smaller: encoder
+    # blocks of MultiHeadAttention and pointwise Conv1D feed-forwards (examples/keras_guides.py).
+    from keras_guides import timeseries_transformer
+
+    keras = _keras()
+    sizes = {"input_shape": (20, 1), "head_size": 8, "num_heads": 2, "ff_dim": 4,
+             "num_transformer_blocks": 2, "mlp_units": (16,)}
+    theirs, ours = timeseries_transformer(keras, **sizes), timeseries_transformer(densitron,
+                                                                                  **sizes)
+    rng = _same_weights(theirs, ours, 10, scale=0.3)
+    x = rng.normal(size=(64, 20, 1)).astype(np.float32)
+    np.testing.assert_allclose(ours.predict(x, verbose=0), _keras_predict(theirs, x),
+                               rtol=1e-5, atol=1e-6)
+    y = (x[:, :5, 0].mean(axis=1) > 0).astype(np.int64)
+    ours.compile(loss="sparse_categorical_crossentropy",
+                 optimizer=densitron.optimizers.Adam(learning_rate=1e-3),
+                 metrics=["sparse_categorical_accuracy"])
+    history = ours.fit(x, y, validation_split=0.25, epochs=10, batch_size=16, verbose=0,
+                       callbacks=[densitron.callbacks.EarlyStopping(
+                           patience=10, restore_best_weights=True)]).history
+    assert history["loss"][-1] < history["loss"][0]

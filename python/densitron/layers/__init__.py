@@ -1,7 +1,7 @@
 """Layers with Keras's names and arguments."""
 
-from densitron.layers.core import (ELU, PReLU, Activation, Dense, Identity, Lambda, LeakyReLU,
-                                   ReLU, Softmax, TimeDistributed)
+from densitron.layers.core import (ELU, PReLU, Activation, Conv1D, Dense, Identity, Lambda,
+                                   LeakyReLU, ReLU, Softmax, TimeDistributed)
 from densitron.layers.embedding import Embedding
 from densitron.layers.input_layer import Input, InputLayer
 from densitron.layers.layer import KerasTensor, Layer
@@ -72,4 +72,4 @@ __all__ = ["AddedLoss", "ArgReduce", "BatchReduce", "Masking", "add", "average",
            "SpatialDropout2D", "SpatialDropout3D", "Subtract", "TimeDistributed",
            "RMSNormalization", "UnitNormalization", "WeightAdd", "WeightMatMul", "WeightMultiply", "MathOp", "Divide",
            "Reduce", "RowBroadcast", "Slice", "RandomNormalSample", "ModeSelect", "BatchMatMul",
-           "MultiHeadAttention"]
+           "MultiHeadAttention", "Conv1D"]
