@@ -64,9 +64,12 @@ class Dense(Layer):
                 f"with shape {tuple(input_shape)}. Received: input_shape={tuple(input_shape)}"
             )
 
+    def _kernel_shape(self, in_features):
+        return (in_features, self.units)
+
     def build(self, input_shape):
         in_features = int(input_shape[-1])
-        self.kernel = self.add_weight((in_features, self.units), self.kernel_initializer,
+        self.kernel = self.add_weight(self._kernel_shape(in_features), self.kernel_initializer,
                                       name="kernel", regularizer=self.kernel_regularizer,
                                       constraint=self.kernel_constraint)
         if self.use_bias:
@@ -136,16 +139,8 @@ class Conv1D(Dense):
                              f"expected (batch, steps, {channels}). Received: "
                              f"input_shape={tuple(input_shape)}")
 
-    def build(self, input_shape):
-        self.kernel = self.add_weight((1, int(input_shape[-1]), self.units),
-                                      self.kernel_initializer, name="kernel",
-                                      regularizer=self.kernel_regularizer,
-                                      constraint=self.kernel_constraint)
-        if self.use_bias:
-            self.bias = self.add_weight((self.units,), self.bias_initializer, name="bias",
-                                        regularizer=self.bias_regularizer,
-                                        constraint=self.bias_constraint)
-        self.built = True
+    def _kernel_shape(self, in_features):
+        return (1, in_features, self.units)
 
     def get_config(self):
         config = super().get_config()
