@@ -134,8 +134,10 @@ def test_get_errors():
     with pytest.raises(ValueError, match=r"Received: activation='nope'$") as e:
         activations.get("nope")
     assert "'relu'" in str(e.value) and "'swish'" in str(e.value)
-    with pytest.raises(ValueError, match=r"Received: activation=.*lambda.*$"):
-        activations.get(lambda x: x)
+    def mine(x):  # a Python activation of one's own: traced after the layer (see below)
+        return x
+
+    assert activations.get(mine) is mine and activations.is_traced(mine)
     with pytest.raises(ValueError, match=r"Received: activation=3$"):
         activations.get(3)
     with pytest.raises(ValueError, match="keyword arguments only"):
@@ -317,3 +319,33 @@ def test_functions_on_symbolic_tensors_are_activation_layers():
     assert activations.get("tanh") is activations.tanh and activations.swish is activations.silu
     assert activations.tanh.__name__ == "tanh"
     assert list(inspect.signature(activations.elu).parameters) == ["x", "alpha"]
+
+
+def test_python_activations_of_ones_own_are_traced_after_the_layer(tmp_path):
+    # Keras takes any callable as an activation: densitron traces it on the layer's output
+    # (its densitron.ops become engine nodes), in Dense and Activation; saved as those nodes.
+    from densitron import ops
+
+    def my_act(t):
+        return ops.relu(t) * 2.0 - 0.5 * ops.sigmoid(t)
+
+    inp = layers.Input((4,))
+    h = layers.Dense(5, activation=my_act)(inp)
+    out = layers.Dense(1)(layers.Activation(lambda t: ops.tanh(t) + t)(h))
+    model = Model(inp, out)
+    x = np.random.default_rng(6).normal(size=(8, 4)).astype(np.float32)
+    (w1, b1), (w2, b2) = model.layers[1].get_weights(), model.layers[-1].get_weights()
+    z = x.astype(np.float64) @ w1 + b1
+    a = np.maximum(z, 0) * 2 - 0.5 / (1 + np.exp(-z))
+    np.testing.assert_allclose(model.predict(x, verbose=0), (np.tanh(a) + a) @ w2 + b2,
+                               rtol=1e-5, atol=1e-6)
+    path = str(tmp_path / "act.keras")
+    model.save(path)
+    from densitron.models import load_model
+
+    np.testing.assert_array_equal(load_model(path).predict(x, verbose=0),
+                                  model.predict(x, verbose=0))
+    with pytest.raises(ValueError, match="write it with densitron.ops.*Received: activation="):
+        layers.Dense(3, activation=lambda t: np.maximum(t, 0))(inp)
+    with pytest.raises(ValueError, match="of its input's shape"):
+        layers.Dense(3, activation=lambda t: ops.mean(t, axis=-1))(inp)

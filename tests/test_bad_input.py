@@ -386,7 +386,6 @@ def test_callbacks_must_be_callbacks():
     lambda: layers.Softmax(axis=0)(Input(shape=(3,))),
     lambda: layers.Softmax(axis=5)(Input(shape=(3,))),
     lambda: layers.ReLU(max_value=-1),
-    lambda: layers.Activation(lambda x: x),
     lambda: optimizers.SGD(momentum=2),
     lambda: optimizers.Adam(beta_1="x"),
     lambda: optimizers.RMSprop(clipnorm=-1.0),

@@ -329,9 +329,38 @@ def _base(fn):
     return name, kwargs
 
 
+def is_traced(fn):
+    """Whether activation fn is a Python function of the user's (not one the engine runs):
+    a layer then applies it as traced densitron.ops after its own output."""
+    from densitron.layers.layer import Layer
+
+    return (callable(fn) and not isinstance(fn, (type, functools.partial, Layer))
+            and id(fn) not in _FUNCTIONS and getattr(fn, "_activation_name", None) is None)
+
+
+def apply_traced(fn, x, layer_name):
+    """A Python activation fn of the user's on a layer's symbolic output: traced (its
+    densitron.ops become engine nodes after the layer's)."""
+    from densitron.layers.layer import KerasTensor
+
+    try:
+        out = fn(x)
+    except (TypeError, ValueError, AttributeError) as e:
+        raise ValueError(
+            f"Layer \"{layer_name}\": densitron traces an activation written in Python on "
+            f"symbolic tensors once: write it with densitron.ops (relu, sigmoid, tanh, "
+            f"arithmetic, ...). Tracing it failed: {e} Received: activation={fn!r}") from e
+    if not isinstance(out, KerasTensor) or out.shape != x.shape:
+        raise ValueError(
+            f"Layer \"{layer_name}\": an activation must give a tensor of its input's shape "
+            f"{x.shape}. Received: {out!r} from activation={fn!r}")
+    return out
+
+
 def get(identifier):
     """The activation for None (linear), a Keras name, one of this module's functions, a
-    functools.partial of one with keyword arguments, or a dict from `serialize`."""
+    functools.partial of one with keyword arguments, a dict from `serialize`, or a Python
+    function of the user's (traced after the layer: see is_traced)."""
     if identifier is None:
         return linear
     if isinstance(identifier, str):
@@ -356,7 +385,8 @@ def get(identifier):
         kwargs = identifier.get("kwargs") or {}
         return functools.partial(fn, **kwargs) if kwargs else fn
     if callable(identifier):
-        _base(identifier)  # raises for anything the engine cannot run
+        if not is_traced(identifier):
+            _base(identifier)  # raises for what the engine cannot run (a partial's arguments)
         return identifier
     raise ValueError(
         "Could not interpret activation function identifier. An activation must be None, a "

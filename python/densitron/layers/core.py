@@ -83,15 +83,24 @@ class Dense(Layer):
 
     def _engine_node(self, node, param_index):
         bias = param_index[id(self.bias)] if self.use_bias else -1
-        return engine_node(1, node, activation=self.activation,
+        traced = activations.is_traced(self.activation)
+        return engine_node(1, node, activation=None if traced else self.activation,
                            params=[param_index[id(self.kernel)], bias])
+
+    def _symbolic_call(self, inputs, flat):
+        out = super()._symbolic_call(inputs, flat)
+        if activations.is_traced(self.activation):  # a Python activation after the product
+            return activations.apply_traced(self.activation, out, self.name)
+        return out
 
     def get_config(self):
         config = super().get_config()
         config.update(
             {
                 "units": self.units,
-                "activation": activations.serialize(self.activation),
+                # (a Python activation is saved as the layers it traced into, after this one)
+                "activation": "linear" if activations.is_traced(self.activation)
+                else activations.serialize(self.activation),
                 "use_bias": self.use_bias,
                 **kernel_bias_config(self),
             }
@@ -161,6 +170,14 @@ class Activation(Layer):
 
     def _engine_node(self, node, param_index):
         return engine_node(2, node, activation=self.activation)
+
+    def __call__(self, inputs, *args, **kwargs):
+        from densitron.layers.layer import KerasTensor
+
+        if activations.is_traced(self.activation) and isinstance(inputs, KerasTensor):
+            # a Python activation: its traced densitron.ops in this layer's place
+            return activations.apply_traced(self.activation, inputs, self.name)
+        return super().__call__(inputs, *args, **kwargs)
 
     def get_config(self):
         config = super().get_config()
