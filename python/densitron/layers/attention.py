@@ -9,6 +9,7 @@ import numpy as np
 
 from densitron.layers.core import kernel_bias_config, set_kernel_bias_args
 from densitron.layers.layer import Layer, node_spec
+from densitron.layers.reshaping import _positions
 
 
 def _number_of(name, value, minimum=1):
@@ -18,9 +19,9 @@ def _number_of(name, value, minimum=1):
 
 
 def _permutation(rows, groups, dim):
-    """The index map that turns (rows, groups, dim) values into (groups, rows, dim)."""
-    g, r, d = np.meshgrid(np.arange(groups), np.arange(rows), np.arange(dim), indexing="ij")
-    return ((r * groups + g) * dim + d).ravel().tolist()
+    """The index map that turns (rows, groups, dim) values into (groups, rows, dim): the map
+    Permute((2, 1, 3)) takes."""
+    return _positions((rows, groups, dim)).transpose(1, 0, 2).ravel().tolist()
 
 
 class MultiHeadAttention(Layer):
@@ -186,72 +187,55 @@ class MultiHeadAttention(Layer):
             return node_spec(1, rows * units, units, params=[
                 param_index[id(kernel)], param_index[id(bias)] if bias is not None else -1])
 
-        items = [
-            ([("in", 0)], dense("query", t_len, h * dk)),                         # 0 q
-            ([("in", key_in)], dense("key", s_len, h * dk)),                      # 1 k
-            ([("in", 1)], dense("value", s_len, h * dv)),                         # 2 v
-            ([("node", 0)], node_spec(_MATH, t_len * h * dk, h * dk,              # 3 q/√dk
-                                      fattrs=[1.0 / math.sqrt(float(dk)), 0.0],
-                                      iattrs=[MATH_OPS["multiply_by"]])),
-            ([("node", 3)], node_spec(20, h * t_len * dk, dk,                     # 4 heads
-                                      iattrs=_permutation(t_len, h, dk))),
-            ([("node", 1)], node_spec(20, h * s_len * dk, dk,                     # 5
-                                      iattrs=_permutation(s_len, h, dk))),
-            ([("node", 2)], node_spec(20, h * s_len * dv, dv,                     # 6
-                                      iattrs=_permutation(s_len, h, dv))),
-            ([("node", 4), ("node", 5)],                                          # 7 scores
-             node_spec(_BATCH_MATMUL, h * t_len * s_len, s_len,
-                       iattrs=[h, t_len, dk, s_len, 0, 1])),
-        ]
-        scores = 7
-        width = h * t_len * s_len
+        items = []
+
+        def add(spec, *sources):
+            """Appends a node reading `sources` (("in", k): the layer's input k; an int: an
+            earlier node here); returns its index."""
+            items.append(([s if isinstance(s, tuple) else ("node", s) for s in sources], spec))
+            return len(items) - 1
+
+        width, plane = h * t_len * s_len, t_len * s_len
+        q = add(dense("query", t_len, h * dk), ("in", 0))
+        k = add(dense("key", s_len, h * dk), ("in", key_in))
+        v = add(dense("value", s_len, h * dv), ("in", 1))
+        q = add(node_spec(_MATH, t_len * h * dk, h * dk, fattrs=[1.0 / math.sqrt(float(dk)), 0.0],
+                          iattrs=[MATH_OPS["multiply_by"]]), q)                   # q / √dk
+        q = add(node_spec(20, h * t_len * dk, dk, iattrs=_permutation(t_len, h, dk)), q)
+        k = add(node_spec(20, h * s_len * dk, dk, iattrs=_permutation(s_len, h, dk)), k)
+        v = add(node_spec(20, h * s_len * dv, dv, iattrs=_permutation(s_len, h, dv)), v)
+        scores = add(node_spec(_BATCH_MATMUL, width, s_len, iattrs=[h, t_len, dk, s_len, 0, 1]),
+                     q, k)
         if causal:  # Keras's where(mask, scores, -1e9): -1e9 where a value step follows
             t_i, s_i = np.meshgrid(np.arange(t_len), np.arange(s_len), indexing="ij")
-            keep = (s_i <= t_i).ravel()
-            picks = np.where(np.tile(keep, h), np.arange(width), -2)
-            items.append(([("node", scores)], node_spec(20, width, s_len,
-                                                        iattrs=picks.tolist())))
-            scores = len(items) - 1
+            keep = np.tile((s_i <= t_i).ravel(), h)
+            scores = add(node_spec(20, width, s_len,
+                                   iattrs=np.where(keep, np.arange(width), -2).tolist()), scores)
         if has_mask:  # scores·m + (m·1e9 - 1e9), m = mask > 0.5 for each head: where(...)
-            plane = t_len * s_len
-            items += [
-                ([("in", mask_in)], node_spec(_MATH, plane, s_len, fattrs=[0.5, 0.0],
-                                              iattrs=[MATH_OPS["greater"]])),
-                ([("node", len(items))], node_spec(20, width, s_len,
-                                                   iattrs=(np.arange(width) % plane).tolist())),
-            ]
-            m = len(items) - 1
-            items += [
-                ([("node", scores), ("node", m)], node_spec(6, width, s_len)),   # kMultiply
-                ([("node", m)], node_spec(_MATH, width, s_len, fattrs=[1e9, 0.0],
-                                          iattrs=[MATH_OPS["multiply_by"]])),
-            ]
-            items.append(([("node", len(items) - 1)], node_spec(
-                _MATH, width, s_len, fattrs=[-1e9, 0.0], iattrs=[MATH_OPS["add"]])))
-            items.append(([("node", len(items) - 3), ("node", len(items) - 1)],
-                          node_spec(3, width, s_len)))                            # kAdd
-            scores = len(items) - 1
-        items.append(([("node", scores)], node_spec(2, width, s_len,              # softmax
-                                                    act=activations.engine_spec(
-                                                        activations.softmax))))
-        probs = softmax = len(items) - 1
+            m = add(node_spec(_MATH, plane, s_len, fattrs=[0.5, 0.0],
+                              iattrs=[MATH_OPS["greater"]]), ("in", mask_in))
+            m = add(node_spec(20, width, s_len, iattrs=(np.arange(width) % plane).tolist()), m)
+            kept = add(node_spec(6, width, s_len), scores, m)                     # kMultiply
+            low = add(node_spec(_MATH, width, s_len, fattrs=[1e9, 0.0],
+                                iattrs=[MATH_OPS["multiply_by"]]), m)
+            low = add(node_spec(_MATH, width, s_len, fattrs=[-1e9, 0.0],
+                                iattrs=[MATH_OPS["add"]]), low)
+            scores = add(node_spec(3, width, s_len), kept, low)                   # kAdd
+        probs = softmax = add(node_spec(2, width, s_len, act=activations.engine_spec(
+            activations.softmax)), scores)
         if self.dropout > 0.0:
-            items.append(([("node", probs)], node_spec(10, width, s_len,
-                                                       fattrs=[self.dropout],
-                                                       iattrs=[self._engine_seed])))
-            probs = len(items) - 1
-        mixed = len(items)
-        items.append(([("node", probs), ("node", 6)],                             # mixing
-                      node_spec(_BATCH_MATMUL, h * t_len * dv, dv,
-                                iattrs=[h, t_len, s_len, dv, 0, 0])))
-        items.append(([("node", mixed)], node_spec(20, t_len * h * dv, h * dv,    # heads back
-                                                   iattrs=_permutation(h, t_len, dv))))
-        reg = self.activity_regularizer
+            probs = add(node_spec(10, width, s_len, fattrs=[self.dropout],
+                                  iattrs=[self._engine_seed]), probs)
+        mixed = add(node_spec(_BATCH_MATMUL, h * t_len * dv, dv,
+                              iattrs=[h, t_len, s_len, dv, 0, 0]), probs, v)
+        mixed = add(node_spec(20, t_len * h * dv, h * dv, iattrs=_permutation(h, t_len, dv)),
+                    mixed)                                                        # heads back
         output = dense("output", t_len, out)
+        reg = self.activity_regularizer
         if reg is not None:
             output = (*output[:-1], (reg.l1, reg.l2))
-        items.append(([("node", mixed + 1)], output))
-        return items, [len(items) - 1] + ([softmax] if scores_out else [])
+        result = add(output, mixed)
+        return items, [result] + ([softmax] if scores_out else [])
 
     def get_config(self):
         return {
