@@ -694,30 +694,19 @@ void Graph::check_embedding_ids(const DataRefs& data) const {
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t c : ids_node.iattrs) check_value(static_cast<double>(ids[r * width + c]));
     };
-    if (columns) {  // (the other columns may hold anything: each picked value is checked)
-      if (!data.is_raw(k)) {
-        check_each(data.x[k]);
-        continue;
-      }
-      const void* raw = data.raw[k].data;
-      switch (data.raw[k].type) {
-        case RawType::kFloat64: check_each(static_cast<const double*>(raw)); break;
-        case RawType::kInt32: check_each(static_cast<const int32_t*>(raw)); break;
-        case RawType::kInt64: check_each(static_cast<const int64_t*>(raw)); break;
-        case RawType::kUint8: check_each(static_cast<const uint8_t*>(raw)); break;
-      }
-      continue;
-    }
+    // (columns: the other columns may hold anything, so each picked value is checked)
     if (!data.is_raw(k)) {
-      if (any_bad_id(data.x[k], n, static_cast<float>(node.iattrs[0]))) check_each(data.x[k]);
+      if (columns || any_bad_id(data.x[k], n, static_cast<float>(node.iattrs[0])))
+        check_each(data.x[k]);
       continue;
     }
     // Integer ids: a branch-free range check (a negative id is a huge unsigned one) first.
     const uint64_t limit = static_cast<uint64_t>(node.iattrs[0]);
     auto check_ints = [&](const auto* ids) {
-      bool out = false;
-      for (int64_t j = 0; j < n; ++j)
-        out |= static_cast<uint64_t>(static_cast<int64_t>(ids[j])) >= limit;
+      bool out = columns;  // (picked columns: every picked value checked)
+      if (!columns)
+        for (int64_t j = 0; j < n; ++j)
+          out |= static_cast<uint64_t>(static_cast<int64_t>(ids[j])) >= limit;
       if (out) check_each(ids);
     };
     const void* raw = data.raw[k].data;
