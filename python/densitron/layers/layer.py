@@ -267,7 +267,7 @@ def in_training_trace():
 class _TracedTraining:
     """The `training` a traced call() receives: the engine decides the mode at each run (fit
     trains, evaluate and predict infer), so it is passed on to the layers inside (which follow
-    the run's mode) and may not be branched on in Python, which would fix one mode for both."""
+    the run's mode); a Python test of it makes traced_call trace call() once per mode."""
 
     def __init__(self, layer):
         self._layer = layer
