@@ -74,6 +74,12 @@ def _array(name, x):
     return np.asarray(x)
 
 
+def _layer_seed(seed):
+    """The seed of an engine layer made by a random function in a traced call(): a
+    SeedGenerator's next draw (so each such layer draws its own stream), else seed as given."""
+    return int(seed.generator.integers(2 ** 62)) if isinstance(seed, SeedGenerator) else seed
+
+
 def _symbolic_batch(shape):
     """The symbolic tensor whose batch a shape's first entry is (ops.shape(x)[0]), or None."""
     from densitron.ops import BatchSize
@@ -94,11 +100,9 @@ def normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
         from densitron.layers.regularization import RandomNormalSample
 
         rest = _shape(tuple(shape[1:]))
-        if isinstance(seed, SeedGenerator):
-            seed = int(seed.generator.integers(2 ** 62))
-        else:
+        if not isinstance(seed, SeedGenerator):
             _generator(seed)  # (its checks)
-        return RandomNormalSample(rest, mean, stddev, seed=seed)(source)
+        return RandomNormalSample(rest, mean, stddev, seed=_layer_seed(seed))(source)
     return _generator(seed).normal(mean, stddev, _shape(shape)).astype(_dtype(dtype))
 
 
@@ -164,9 +168,8 @@ def dropout(inputs, rate, noise_shape=None, seed=None):
     if isinstance(inputs, KerasTensor) and in_training_trace():
         from densitron.layers.regularization import Dropout
 
-        if isinstance(seed, SeedGenerator):
-            seed = int(seed.generator.integers(2 ** 62))
-        return Dropout(_number("rate", rate), noise_shape=noise_shape, seed=seed)(inputs)
+        return Dropout(_number("rate", rate), noise_shape=noise_shape,
+                       seed=_layer_seed(seed))(inputs)
     x = _array("inputs", inputs)
     rate = _number("rate", rate)
     if not 0.0 <= rate < 1.0:
