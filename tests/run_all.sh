@@ -32,9 +32,11 @@ cmake -S . -B build/ci "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release -DDENSITRON_
 cmake --build build/ci -j2
 ctest --test-dir build/ci --output-on-failure
 
-# The engine as a compiler without OpenMP builds it (one thread), and its C++ tests.
+# The engine as a compiler without OpenMP builds it (one thread), and its C++ tests; built too
+# with the portable elementwise kernels' scalar form (compilers without vector extensions).
 cmake -S . -B build/ci-no-openmp "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release \
-  -DDENSITRON_BUILD_PYTHON=OFF -DDENSITRON_BUILD_TESTS=ON -DCMAKE_DISABLE_FIND_PACKAGE_OpenMP=ON
+  -DDENSITRON_BUILD_PYTHON=OFF -DDENSITRON_BUILD_TESTS=ON -DCMAKE_DISABLE_FIND_PACKAGE_OpenMP=ON \
+  -DCMAKE_CXX_FLAGS=-DDENSITRON_SCALAR_ELEMENTWISE
 cmake --build build/ci-no-openmp -j2
 ctest --test-dir build/ci-no-openmp --output-on-failure
 
