@@ -87,6 +87,8 @@ std::vector<Shape> shapes() {
                  false});
   out.push_back({"dW_block_128_392x128x128", 392, 128, 128, true, false, EpilogueAct::kNone,
                  false});
+  // One 1024-row inference pass (predict groups small batches so) of a 128-wide first layer.
+  out.push_back({"pred_1024x784x128", 1024, 784, 128, false, false, EpilogueAct::kRelu, true});
   return out;
 }
 
