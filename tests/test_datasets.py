@@ -1,5 +1,5 @@
 """The Keras datasets downloaded from Keras's storage (mnist, fashion_mnist, boston_housing,
-california_housing, imdb, reuters), without the network: small stand-in files of the same
+california_housing, imdb, reuters) and CIFAR's site (cifar10, cifar100), without the network: small stand-in files of the same
 layout are served from a file:// origin with their own hashes, into a KERAS_HOME of the test's.
 Each loader is checked against what its file holds, the sequence sets and the splits against
 Keras's own loaders reading the same files, and the loaders' refusals."""
@@ -17,6 +17,8 @@ from densitron.datasets import (
     _remote,
     boston_housing,
     california_housing,
+    cifar10,
+    cifar100,
     fashion_mnist,
     imdb,
     mnist,
@@ -252,3 +254,142 @@ def test_a_tampered_sequence_file_runs_no_code(remote, monkeypatch, tmp_path):
     assert arrays["x"].dtype == object and isinstance(arrays["x"][0], list)
     with zipfile.ZipFile(remote["src"] / "reuters.npz") as z:
         assert sorted(z.namelist()) == ["x.npy", "y.npy"]
+
+
+# ---- CIFAR-10/100: tar.gz archives of pickled batch dicts ---------------------------------------
+
+def cifar_batch(rng, n, label_keys):
+    """A batch dict as the CIFAR files hold it: bytes keys, (n, 3072) uint8 rows, label lists."""
+    batch = {b"batch_label": b"a stand-in batch",
+             b"data": rng.integers(0, 256, (n, 3 * 32 * 32), dtype=np.uint8),
+             b"filenames": [f"img_{i}.png".encode() for i in range(n)]}
+    for key, classes in label_keys.items():
+        batch[key.encode()] = rng.integers(0, classes, n).tolist()
+    return batch
+
+
+def cifar_archive(path, inner, batches):
+    """A tar.gz of `inner`/<name> pickle files (protocol 3: bytes as bytes, arrays rebuilt by
+    NumPy's reconstructor alone, as the real files need)."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, batch in batches.items():
+            raw = pickle.dumps(batch, protocol=3)
+            info = tarfile.TarInfo(f"{inner}/{name}")
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+
+
+@pytest.fixture
+def cifar_remote(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    src = tmp_path / "cifar-remote"
+    src.mkdir()
+    ten = {f"data_batch_{i}": cifar_batch(rng, 3 + i, {"labels": 10}) for i in range(1, 6)}
+    ten["test_batch"] = cifar_batch(rng, 4, {"labels": 10})
+    ten["batches.meta"] = {b"label_names": [b"airplane"]}
+    hundred = {name: cifar_batch(rng, n, {"fine_labels": 100, "coarse_labels": 20})
+               for name, n in (("train", 9), ("test", 5))}
+    cifar_archive(src / "cifar-10-python.tar.gz", "cifar-10-batches-py", ten)
+    cifar_archive(src / "cifar-100-python.tar.gz", "cifar-100-python", hundred)
+    monkeypatch.setattr(_remote, "CIFAR_ORIGIN", src.as_uri() + "/")
+    for name in list(_remote.CIFAR_HASHES):
+        monkeypatch.setitem(_remote.CIFAR_HASHES, name,
+                            hashlib.sha256((src / name).read_bytes()).hexdigest())
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
+    return {"10": ten, "100": hundred, "cache": tmp_path / "home" / "datasets", "src": src}
+
+
+def channels_last(batch):
+    return batch[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+
+
+def test_cifar10_reads_the_five_training_batches_and_the_test_batch(cifar_remote):
+    (x_train, y_train), (x_test, y_test) = cifar10.load_data()
+    ten = cifar_remote["10"]
+    want_x = np.concatenate([channels_last(ten[f"data_batch_{i}"]) for i in range(1, 6)])
+    want_y = np.concatenate([ten[f"data_batch_{i}"][b"labels"] for i in range(1, 6)])
+    assert x_train.dtype == np.uint8 and x_train.shape == (len(want_y), 32, 32, 3)
+    assert y_train.dtype == np.uint8 and y_train.shape == (len(want_y), 1)
+    np.testing.assert_array_equal(x_train, want_x)
+    np.testing.assert_array_equal(y_train[:, 0], want_y)
+    np.testing.assert_array_equal(x_test, channels_last(ten["test_batch"]))
+    np.testing.assert_array_equal(y_test[:, 0], ten["test_batch"][b"labels"])
+    assert x_train.flags.c_contiguous
+    # cached under Keras 3's names: the archive beside the folder it was extracted into
+    cache = cifar_remote["cache"]
+    assert (cache / "cifar-10-batches-py-target_archive").is_file()
+    assert (cache / "cifar-10-batches-py-target" / "cifar-10-batches-py" / "test_batch").is_file()
+    (cifar_remote["src"] / "cifar-10-python.tar.gz").unlink()  # a second load reads the cache
+    np.testing.assert_array_equal(cifar10.load_data()[1][0], x_test)
+
+
+def test_cifar100_labels_fine_or_coarse(cifar_remote):
+    hundred = cifar_remote["100"]
+    for mode in ("fine", "coarse"):
+        (x_train, y_train), (x_test, y_test) = cifar100.load_data(label_mode=mode)
+        np.testing.assert_array_equal(x_train, channels_last(hundred["train"]))
+        np.testing.assert_array_equal(x_test, channels_last(hundred["test"]))
+        np.testing.assert_array_equal(y_train[:, 0], hundred["train"][f"{mode}_labels".encode()])
+        np.testing.assert_array_equal(y_test[:, 0], hundred["test"][f"{mode}_labels".encode()])
+        assert y_test.shape == (5, 1) and y_test.dtype == np.uint8
+    with pytest.raises(ValueError, match="Received: label_mode='medium'"):
+        cifar100.load_data(label_mode="medium")
+
+
+def test_cifar_loaders_match_keras(cifar_remote, monkeypatch, keras):
+    import importlib
+
+    kcifar = importlib.import_module("keras.src.datasets.cifar")
+    k100 = importlib.import_module("keras.src.datasets.cifar100")
+    from densitron.datasets import cifar
+
+    cifar10.load_data()
+    ours100 = {mode: cifar100.load_data(mode) for mode in ("fine", "coarse")}
+    cache = cifar_remote["cache"]
+    # Keras's CIFAR-10 loader assumes batches of 10,000 images: its batch reader file by file
+    folder = cache / "cifar-10-batches-py-target" / "cifar-10-batches-py"
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        x, y = cifar.load_batch(str(folder / name))
+        kx, ky = kcifar.load_batch(str(folder / name))
+        np.testing.assert_array_equal(x, kx)
+        np.testing.assert_array_equal(y, ky)
+    # Keras's CIFAR-100 loader, handed the folder ours extracted (its get_file's too)
+    monkeypatch.setattr(k100, "get_file", lambda **kw: str(cache / "cifar-100-python"))
+    for mode in ("fine", "coarse"):
+        assert_same_split(ours100[mode], k100.load_data(label_mode=mode))
+
+
+def test_a_tampered_or_broken_cifar_batch_is_refused(cifar_remote, tmp_path):
+    from densitron.datasets import cifar
+
+    path = tmp_path / "batch"
+    path.write_bytes(pickle.dumps({b"data": _Gadget(), b"labels": [1]}))
+    with pytest.raises(pickle.UnpicklingError, match="posix.system|os.system|nt.system"):
+        cifar.load_batch(str(path))
+    path.write_bytes(pickle.dumps({b"data": np.zeros((2, 10), np.uint8), b"labels": [1, 2]}))
+    with pytest.raises(ValueError, match=r"Received: data of shape \(2, 10\)"):
+        cifar.load_batch(str(path))
+    path.write_bytes(pickle.dumps({b"data": np.zeros((1, 3072), np.uint8)}))
+    with pytest.raises(ValueError, match="holds 'data' and 'labels'"):
+        cifar.load_batch(str(path))
+    path.write_bytes(pickle.dumps([1, 2]))
+    with pytest.raises(ValueError, match="Received: list"):
+        cifar.load_batch(str(path))
+    with pytest.raises(FileNotFoundError, match="'test_batch' is missing"):
+        cifar.find(str(tmp_path), "cifar-10-batches-py", "test_batch")
+    # an archive whose member would land outside its folder is refused before extraction
+    import io
+    import tarfile
+
+    evil = cifar_remote["src"] / "cifar-10-python.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        info = tarfile.TarInfo("../outside")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    _remote.CIFAR_HASHES["cifar-10-python.tar.gz"] = hashlib.sha256(
+        evil.read_bytes()).hexdigest()
+    with pytest.raises(ValueError, match="outside its folder"):
+        cifar10.load_data()

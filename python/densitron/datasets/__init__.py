@@ -5,6 +5,8 @@ loaded as Keras loads them."""
 from densitron.datasets import (
     boston_housing,
     california_housing,
+    cifar10,
+    cifar100,
     digits,
     fashion_mnist,
     imdb,
@@ -12,5 +14,5 @@ from densitron.datasets import (
     reuters,
 )
 
-__all__ = ["boston_housing", "california_housing", "digits", "fashion_mnist", "imdb", "mnist",
-           "reuters"]
+__all__ = ["boston_housing", "california_housing", "cifar10", "cifar100", "digits",
+           "fashion_mnist", "imdb", "mnist", "reuters"]

@@ -24,6 +24,13 @@ HASHES = {
     "reuters_word_index.json": "4d44cc38712099c9e383dc6e5f11a921",
 }
 
+# The CIFAR archives, from their authors' site as Keras fetches them, with Keras's hashes.
+CIFAR_ORIGIN = "https://www.cs.toronto.edu/~kriz/"
+CIFAR_HASHES = {
+    "cifar-10-python.tar.gz": "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+    "cifar-100-python.tar.gz": "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7",
+}
+
 
 def fetch(remote, path=None, cache_subdir="datasets"):
     """The local path of `remote` (downloaded once, checked against its hash when it has one);
@@ -32,6 +39,15 @@ def fetch(remote, path=None, cache_subdir="datasets"):
 
     return get_file(fname=path if path is not None else remote, origin=ORIGIN + remote,
                     file_hash=HASHES.get(remote), cache_subdir=cache_subdir)
+
+
+def fetch_cifar(remote, dirname):
+    """The folder the CIFAR archive `remote` was extracted into (downloaded and extracted once,
+    under the names Keras 3 gives them: the archive as <dirname>_archive beside the folder)."""
+    from densitron.utils import get_file
+
+    return get_file(fname=dirname, origin=CIFAR_ORIGIN + remote,
+                    file_hash=CIFAR_HASHES.get(remote), extract=True)
 
 
 # What rebuilding a pickled NumPy object array needs, and nothing else: a tampered file cannot
