@@ -129,3 +129,23 @@ def test_embedding_ids_of_every_type(dtype):
             m.fit(b, np.ones(2), verbose=0)
         with pytest.raises(ValueError, match="integers in \\[0, input_dim=10\\)"):
             m.predict(b, verbose=0)
+
+
+def test_a_list_of_one_array_is_the_one_input_and_output():
+    """Keras takes [x] (and (x,), [y]) for a model of one input (output), a Functional built
+    on [input] included; a plain nested list of numbers stays one array."""
+    rng = np.random.default_rng(3)
+    x = rng.random((9, 5)).astype(np.float32)
+    y = rng.random((9, 2)).astype(np.float32)
+    for inputs in (Input((5,)), None):
+        i = inputs if inputs is not None else Input((5,))
+        model = Model([i] if inputs is None else i, Dense(2)(i))
+        want = model.predict(x, verbose=0)
+        np.testing.assert_array_equal(model.predict([x], verbose=0), want)
+        np.testing.assert_array_equal(model.predict((x,), verbose=0), want)
+        model.compile("sgd", "mse")
+        assert model.evaluate([x], [y], verbose=0) == model.evaluate(x, y, verbose=0)
+        model.fit([x], [y], epochs=1, verbose=0)
+        assert model.predict([[0.5] * 5], verbose=0).shape == (1, 2)
+    with pytest.raises(ValueError, match="expected shape"):
+        model.predict([x, x], verbose=0)

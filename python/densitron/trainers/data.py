@@ -178,6 +178,9 @@ def _split_structure(value, names, arg):
             f"The model has {n} {'inputs' if arg == 'x' else 'outputs'}, so `{arg}` must be a "
             f"list or dict of {n} arrays. Received: {arg} of type {type(value).__name__}"
         )
+    if isinstance(value, (list, tuple)) and len(value) == 1 and (
+            hasattr(value[0], "shape") or is_sparse(value[0])):
+        return [value[0]]  # [array] for the one input (output), as Keras takes it
     return [value]
 
 
