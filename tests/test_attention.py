@@ -205,7 +205,7 @@ def test_self_attention_trains_alike_on_one_and_two_threads_and_saves(tmp_path):
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda mha, q: mha(q, q, query_mask=q), "not the inputs' masks yet"),
+    (lambda mha, q: mha(q, q, query_mask=q), "not mask tensors passed as arguments"),
     (lambda mha, q: mha(q, q, attention_mask=L.Input((4, 3))), "attention_mask must have"),
     (lambda mha, q: (mha(q, q), mha(q, q, use_causal_mask=True)), "of its first call"),
     (lambda mha, q: mha(q), "Received: value=None"),
@@ -217,6 +217,91 @@ def test_what_multi_head_attention_does_not_take_is_refused(call, match):
     q = L.Input((4, 6))
     with pytest.raises(ValueError, match=match):
         call(L.MultiHeadAttention(num_heads=2, key_dim=4), q)
+
+
+def _embedded_attention(ns, Input, Model_, case):
+    """Models whose attention reads Embedding(mask_zero=True) outputs: the query's and value's
+    ids mask their steps (Keras's AND of query × value masks), the output keeps the query's
+    mask, which a residual Add, LayerNormalization and GlobalAveragePooling1D take on."""
+    L_ = ns.layers if hasattr(ns, "layers") else ns
+    ids = Input((6,), dtype="int32")
+    h = L_.Embedding(20, 8, mask_zero=True)(ids)
+    inputs, outputs = [ids], []
+    if case == "self":
+        a = L_.MultiHeadAttention(num_heads=2, key_dim=4)(h, h)
+    elif case == "block":  # a Transformer block: residual, normalization, causal mask
+        a = L_.MultiHeadAttention(num_heads=2, key_dim=4)(h, h, use_causal_mask=True)
+        a = L_.LayerNormalization()(L_.Add()([h, a]))
+    elif case == "cross":  # query and value from different id inputs, value unmasked key
+        other = Input((4,), dtype="int32")
+        inputs.append(other)
+        v = L_.Embedding(20, 8, mask_zero=True)(other)
+        a = L_.MultiHeadAttention(num_heads=2, key_dim=4, value_dim=3)(h, v)
+    else:  # "scores": dropout and returned weights: Keras's masked Softmax path
+        a, scores = L_.MultiHeadAttention(num_heads=2, key_dim=4, dropout=0.3)(
+            h, h, return_attention_scores=True)
+        outputs.append(scores)
+    pooled = L_.GlobalAveragePooling1D()(a)
+    return Model_(inputs, [L_.Dense(3)(pooled)] + outputs)
+
+
+def _padded_ids(rng, n, steps):
+    """Ids with trailing padding (0), at least one real step a sample."""
+    x = rng.integers(1, 20, (n, steps))
+    for i, keep in enumerate(rng.integers(1, steps + 1, n)):
+        x[i, keep:] = 0
+    return x
+
+
+@pytest.mark.parametrize("case", ["self", "block", "cross", "scores"])
+def test_attention_over_masked_embeddings_computes_as_keras(case, tmp_path):
+    keras = _keras()
+    theirs = _embedded_attention(keras, keras.Input, keras.Model, case)
+    ours = _embedded_attention(densitron, densitron.Input, Model, case)
+    assert [w.shape for w in ours.get_weights()] == [tuple(w.shape) for w in theirs.weights]
+    rng = _same_weights(theirs, ours, 11, scale=0.7)
+    x = [_padded_ids(rng, 7, 6)] + ([_padded_ids(rng, 7, 4)] if case == "cross" else [])
+    got, want = ours.predict(x, verbose=0), _keras_predict(theirs, x)
+    for a, b in zip(*(v if isinstance(v, list) else [v] for v in (got, want))):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    if case == "scores":  # padded query rows: every weight 0, as Keras's masked Softmax
+        pad = x[0] == 0
+        assert np.all(got[1].transpose(0, 2, 1, 3)[pad] == 0.0)
+    path = str(tmp_path / f"{case}.keras")
+    ours.save(path)
+    again = densitron.models.load_model(path).predict(x, verbose=0)
+    for a, b in zip(*(v if isinstance(v, list) else [v] for v in (again, got))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_masked_embedding_attention_gradients_and_training():
+    ids = L.Input((4,), dtype="int32")
+    h = L.Embedding(9, 3, mask_zero=True)(ids)
+    a = L.MultiHeadAttention(num_heads=2, key_dim=2)(h, h)
+    model = Model(ids, L.Dense(2)(L.GlobalAveragePooling1D()(L.Add()([h, a]))))
+    rng = np.random.default_rng(4)
+    x = _padded_ids(rng, 5, 4) % 9
+    x[:, 0] = rng.integers(1, 9, 5)
+    fd_check(model, [x], rng.normal(size=(5, 2)), "mse")
+    # padding changes nothing: a padded step's id, embedding and position are not read
+    model.compile("adam", "mse")
+    base = model.predict(x, verbose=0)
+    table = model.get_weights()
+    table[0] = table[0].copy()
+    table[0][0] += 5.0  # the padding id's row
+    model.set_weights(table)
+    np.testing.assert_allclose(model.predict(x, verbose=0), base, rtol=1e-5, atol=1e-6)
+    model.fit(x, rng.normal(size=(5, 2)), epochs=2, verbose=0)
+
+
+def test_masks_that_cannot_combine_are_refused():
+    a, b = L.Input((4,), dtype="int32"), L.Input((4,), dtype="int32")
+    ea = L.Embedding(9, 3, mask_zero=True)(a)
+    eb = L.Embedding(9, 3, mask_zero=True)(b)
+    with pytest.raises(ValueError, match="masks of different Embedding"):
+        L.Add()([ea, eb])
+    with pytest.raises(ValueError, match="not mask tensors passed as arguments"):
+        L.MultiHeadAttention(num_heads=1, key_dim=2)(ea, ea, value_mask=b)
 
 
 def test_keras_io_text_transformer_runs_as_written():

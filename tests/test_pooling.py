@@ -187,7 +187,8 @@ def test_masks_are_dropped_passed_or_refused_as_keras_does():
     with pytest.warns(UserWarning, match="destroy the mask"):
         layers.GlobalMaxPooling1D()(emb)
     assert layers.GlobalAveragePooling1D()(emb)._mask is None  # consumed
-    for call in (lambda: layers.Add()([emb, emb]), lambda: layers.BatchNormalization()(emb),
+    assert layers.Add()([emb, layers.Dense(3)(emb)])._mask is inp  # Keras's AND: one mask
+    for call in (lambda: layers.BatchNormalization()(emb),
                  lambda: layers.Softmax()(emb), lambda: Model(inp, emb)):
         with pytest.raises(ValueError, match="Received: "):
             call()

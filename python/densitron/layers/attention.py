@@ -30,12 +30,12 @@ class MultiHeadAttention(Layer):
     `output_shape` (the query's last axis by default). Keras's weights and their shapes: the
     query, key and value kernels (features, num_heads, key_dim or value_dim) and biases
     (num_heads, dim), the output kernel (num_heads, value_dim, output) and bias.
-    `attention_mask` (batch, T, S) and `use_causal_mask` set masked scores to -1e9 before the
-    softmax, as Keras does; `return_attention_scores=True` also gives the softmax's weights.
-    The inputs' own masks and attention over other axes are not supported (a ValueError says
-    so)."""
-
-    _mask_rule = "refuse"
+    `attention_mask` (batch, T, S), `use_causal_mask` and the inputs' own masks (from
+    Embedding(mask_zero=True): query steps × value and key steps) set masked scores to -1e9
+    before the softmax (and, with dropout or returned scores, its masked weights to 0 after
+    it), as Keras 3 does, and the output keeps the query's mask; `return_attention_scores=True` also gives the softmax's weights.
+    Masks passed as query_mask/value_mask/key_mask tensors and attention over other axes are
+    not supported (a ValueError says so)."""
 
     def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,
                  output_shape=None, attention_axes=None, flash_attention=None,
@@ -83,9 +83,10 @@ class MultiHeadAttention(Layer):
         for arg, given in (("query_mask", query_mask), ("value_mask", value_mask),
                            ("key_mask", key_mask)):
             if given is not None:
-                raise ValueError(f"densitron's MultiHeadAttention takes an attention_mask and "
-                                 f"use_causal_mask, not the inputs' masks yet. "
-                                 f"Received: {arg}={given!r}")
+                raise ValueError(f"densitron's MultiHeadAttention takes an attention_mask, "
+                                 f"use_causal_mask and the masks its inputs carry (from "
+                                 f"Embedding(mask_zero=True)), not mask tensors passed as "
+                                 f"arguments. Received: {arg}={given!r}")
         if value is None and isinstance(query, (list, tuple)) and 2 <= len(query) <= 4:
             # (a saved model's call: one list, read by the signature of the layer's call)
             has_key, has_mask, use_causal_mask, return_attention_scores = (
@@ -120,6 +121,26 @@ class MultiHeadAttention(Layer):
         scores._mask = None
         node.outputs.append(scores)
         return out, scores
+
+    def _output_mask(self, node):
+        """Keras's masks from the inputs' own: the query's ids mask the query steps (and stay on
+        the output), the value's and key's the value steps. They are ids tensors (zeros masked);
+        node.masks keeps (query's, value's, key's), each None when absent, for the engine."""
+        query, value, key, _ = self._parts(node.inputs)
+        masks = []
+        for role, tensor, steps in (("query", query, query.shape[1]),
+                                    ("value", value, value.shape[1]),
+                                    ("key", key, key.shape[1])):
+            mask = getattr(tensor, "_mask", None)
+            if role == "key" and tensor is value:
+                mask = None  # Keras: key defaults to value, whose mask is already in
+            if mask is not None and tuple(mask.shape[1:]) != (steps,):
+                raise ValueError(
+                    f"Layer \"{self.name}\": the {role}'s mask must have one entry a step "
+                    f"({steps}). Received: a mask of shape {tuple(mask.shape)}")
+            masks.append(mask)
+        node.masks = tuple(masks) if any(m is not None for m in masks) else None
+        return masks[0]
 
     def _parts(self, inputs):
         """query, value, key (value when not given), attention_mask (or None) of a call's
@@ -211,9 +232,27 @@ class MultiHeadAttention(Layer):
             keep = np.tile((s_i <= t_i).ravel(), h)
             scores = add(node_spec(20, width, s_len,
                                    iattrs=np.where(keep, np.arange(width), -2).tolist()), scores)
-        if has_mask:  # scores·m + (m·1e9 - 1e9), m = mask > 0.5 for each head: where(...)
-            m = add(node_spec(_MATH, plane, s_len, fattrs=[0.5, 0.0],
-                              iattrs=[MATH_OPS["greater"]]), ("in", mask_in))
+        # The (T, S) mask of a sample: attention_mask > 0.5, and the inputs' own masks (ids
+        # not 0) of the query steps by the value (and key) steps, multiplied: Keras's AND.
+        plane_masks = []
+        if has_mask:
+            plane_masks.append(add(node_spec(_MATH, plane, s_len, fattrs=[0.5, 0.0],
+                                             iattrs=[MATH_OPS["greater"]]), ("in", mask_in)))
+        t_i, s_i = np.meshgrid(np.arange(t_len), np.arange(s_len), indexing="ij")
+        extra = len(shapes)  # the ids of node.masks follow the layer's inputs
+        for j, ids in enumerate(getattr(node, "masks", None) or ()):
+            if ids is None:
+                continue
+            steps = t_len if j == 0 else s_len
+            kept = add(node_spec(_MATH, steps, steps, fattrs=[0.0, 0.0],
+                                 iattrs=[MATH_OPS["not_equal"]]), ("in", extra))
+            extra += 1
+            spread = (t_i if j == 0 else s_i).ravel().tolist()
+            plane_masks.append(add(node_spec(20, plane, s_len, iattrs=spread), kept))
+        m = plane_masks[0] if plane_masks else None
+        for other in plane_masks[1:]:
+            m = add(node_spec(6, plane, s_len), m, other)                          # kMultiply
+        if m is not None:  # scores·m + (m·1e9 - 1e9) for each head: where(m, scores, -1e9)
             m = add(node_spec(20, width, s_len, iattrs=(np.arange(width) % plane).tolist()), m)
             kept = add(node_spec(6, width, s_len), scores, m)                     # kMultiply
             low = add(node_spec(_MATH, width, s_len, fattrs=[1e9, 0.0],
@@ -223,6 +262,11 @@ class MultiHeadAttention(Layer):
             scores = add(node_spec(3, width, s_len), kept, low)                   # kAdd
         probs = softmax = add(node_spec(2, width, s_len, act=activations.engine_spec(
             activations.softmax)), scores)
+        if m is not None and (self.dropout > 0.0 or scores_out):
+            # Keras's Softmax(mask) path (taken with dropout or returned scores) sets masked
+            # weights to 0, a wholly masked row's too; its fused dot_product_attention (taken
+            # otherwise) leaves such a row uniform, as the -1e9 scores give.
+            probs = softmax = add(node_spec(6, width, s_len), softmax, m)
         if self.dropout > 0.0:
             probs = add(node_spec(10, width, s_len, fattrs=[self.dropout],
                                   iattrs=[self._engine_seed]), probs)

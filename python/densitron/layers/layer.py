@@ -13,6 +13,11 @@ from densitron.utils.naming import to_snake_case, uniquify
 from densitron.variables import Variable
 
 
+def _same_tensor(a, b):
+    """Whether two symbolic tensors are one (the same output of the same node)."""
+    return a is b or (a._node is b._node and a._index == b._index)
+
+
 class KerasTensor:
     """A symbolic tensor: a shape with a free batch dimension, and the node that made it."""
 
@@ -715,14 +720,22 @@ class Layer:
 
     # What a layer does with a mask on its input (from Embedding(mask_zero=True)), as Keras's
     # supports_masking and call(mask=) decide: "pass" it on unchanged, "drop" it (with Keras's
-    # warning), "consume" it (the layer applies it), or "refuse" (the layer would use it in a
-    # way densitron does not run yet).
+    # warning), "consume" it (the layer applies it), "same" (a merge: passes the mask when every
+    # masked input has the same one, else refuses), or "refuse" (the layer would use it in a way
+    # densitron does not run yet).
     _mask_rule = "drop"
 
     def _output_mask(self, node):
         masks = [t._mask for t in node.inputs if getattr(t, "_mask", None) is not None]
         if not masks:
             return None
+        if self._mask_rule == "same":  # Keras's AND of the inputs' masks
+            if all(_same_tensor(m, masks[0]) for m in masks):
+                return masks[0]
+            raise ValueError(
+                f"Layer \"{self.name}\" ({type(self).__name__}) would combine the masks of "
+                "different Embedding(mask_zero=True) inputs, which densitron does not support "
+                f"yet. Received: {len(masks)} inputs masked by different id inputs")
         if self._mask_rule == "pass" and len(node.inputs) == 1:
             return masks[0]
         if self._mask_rule == "consume" and len(node.inputs) == 1:

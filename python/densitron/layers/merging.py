@@ -18,7 +18,7 @@ def _check_list(layer, input_shape, exactly=None):
 
 
 class _Merge(Layer):
-    _mask_rule = "refuse"  # Keras combines the inputs' masks
+    _mask_rule = "same"  # Keras ANDs the inputs' masks: one mask passes, several are refused
     _op = None
     _arity = None
 

@@ -241,6 +241,9 @@ class Functional(Trainer, Layer):
             ins = [local[(id(t._node), t._index)] for t in node.inputs]
             if getattr(node, "mask", None) is not None:  # the ids whose zeros mask the steps
                 ins.append(local[(id(node.mask._node), node.mask._index)])
+            for mask in getattr(node, "masks", None) or ():  # several inputs' (attention)
+                if mask is not None:
+                    ins.append(local[(id(mask._node), mask._index)])
             layer = node.layer
             if isinstance(layer, Functional):
                 for k, out in enumerate(layer._emit_engine_nodes(specs, ins, param_index,
