@@ -274,6 +274,26 @@ def test_attention_over_masked_embeddings_computes_as_keras(case, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_attention_over_masking_computes_as_keras():
+    # Masking's mask (steps whose features all equal mask_value) masks the attention as
+    # Embedding's does.
+    keras = _keras()
+
+    def build(ns, Input, Model_):
+        x = Input((5, 4))
+        h = ns.layers.Masking(0.0)(x)
+        a = ns.layers.MultiHeadAttention(num_heads=2, key_dim=3)(h, h)
+        return Model_(x, ns.layers.Dense(2)(ns.layers.GlobalAveragePooling1D()(a)))
+
+    theirs, ours = build(keras, keras.Input, keras.Model), build(densitron, densitron.Input, Model)
+    rng = _same_weights(theirs, ours, 12)
+    x = rng.normal(size=(6, 5, 4)).astype(np.float32)
+    x[:, 3:] = 0.0
+    x[0, 1:] = 0.0
+    np.testing.assert_allclose(ours.predict(x, verbose=0), _keras_predict(theirs, x),
+                               rtol=2e-5, atol=2e-6)
+
+
 def test_masked_embedding_attention_gradients_and_training():
     ids = L.Input((4,), dtype="int32")
     h = L.Embedding(9, 3, mask_zero=True)(ids)
