@@ -370,3 +370,15 @@ def test_a_keras_file_with_time_distributed_loads_and_saves_again(tmp_path):
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(keras.models.load_model(tmp_path / "d.keras").predict(
         x, verbose=0), kmodel.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_export_is_refused_with_what_to_do_instead(tmp_path):
+    from densitron.layers import Dense, Input
+    from densitron.models import Model
+
+    i = Input((3,))
+    model = Model(i, Dense(2)(i))
+    for fmt in ("tf_saved_model", "onnx"):
+        with pytest.raises(NotImplementedError, match=f"model.save.*Received: export.*{fmt}"):
+            model.export(str(tmp_path / "exported"), format=fmt)
+    assert not (tmp_path / "exported").exists()

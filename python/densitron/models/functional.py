@@ -569,6 +569,16 @@ class Functional(Trainer, Layer):
 
         saving.save_model(self, filepath, overwrite=overwrite)
 
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None,
+               **kwargs):
+        """Keras's export writes a TensorFlow SavedModel, ONNX or OpenVINO artifact through
+        those frameworks, which densitron does not use: refused, pointing to what it saves."""
+        raise NotImplementedError(
+            "densitron does not export to TensorFlow SavedModel, ONNX or OpenVINO (Keras does "
+            "so through those frameworks). Save the model with model.save('model.keras'), which "
+            "Keras loads, and export it from Keras. Received: "
+            f"export({filepath!r}, format={format!r})")
+
     def save_weights(self, filepath, overwrite=True):
         from densitron import saving
 
