@@ -801,3 +801,33 @@ def test_dtype_policies_are_float32():
         "Dense", {"units": 2, "dtype": {"module": "keras", "class_name": "DTypePolicy",
                                         "config": {"name": "mixed_float16"}}})
     assert Dense.from_config(entry).units == 2
+
+
+def test_an_input_no_output_depends_on_is_kept_as_keras_keeps_it(tmp_path, keras):
+    """Keras builds a model with an unused input (a loss or metric may read it): its rows
+    are taken and not read; it sits at depth 0 of `layers`, before the output layers."""
+    def build(ns, Input_, Model_, order):
+        a, b = Input_((6,), name="a"), Input_((4,), name="unused")
+        h = ns.layers.Dense(5, name="h")(a)
+        return Model_([a, b] if order else [b, a], ns.layers.Dense(3, name="d")(h))
+
+    rng = np.random.default_rng(1)
+    for order in (True, False):
+        ours = build(densitron, Input, Model, order)
+        theirs = build(keras, keras.Input, keras.Model, order)
+        assert [layer.name for layer in ours.layers] == [layer.name for layer in theirs.layers]
+        assert ours.get_config()["input_layers"] == theirs.get_config()["input_layers"]
+        x = [rng.random((12, 6)).astype(np.float32), rng.random((12, 4)).astype(np.float32)]
+        if not order:
+            x = x[::-1]
+        ours.compile("adam", "mse")
+        ours.fit(x, rng.random((12, 3)), epochs=2, verbose=0)
+        path = str(tmp_path / f"unused_{order}.keras")
+        ours.save(path)
+        again = densitron.models.load_model(path)
+        np.testing.assert_array_equal(again.predict(x, verbose=0), ours.predict(x, verbose=0))
+        changed = [a if a.shape[1] == 6 else a + 1.0 for a in x]  # the unused input's values
+        np.testing.assert_array_equal(ours.predict(changed, verbose=0),
+                                      ours.predict(x, verbose=0))
+        with pytest.raises(ValueError, match="2 inputs"):
+            ours.predict(x[0], verbose=0)

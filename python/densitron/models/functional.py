@@ -64,10 +64,16 @@ def _topological_nodes(outputs):
     return order, first_visit
 
 
-def _layers_in_keras_order(nodes, first_visit):
+def _layers_in_keras_order(nodes, first_visit, unused=()):
     """Keras's `model.layers` order: by depth (calls between a layer and the outputs, the
-    largest over its calls), deepest first, ties by first visit from the outputs."""
+    largest over its calls), deepest first, ties by first visit from the outputs. `unused`:
+    the input nodes no output depends on, at depth 0 before the others there, in input order
+    (as Keras's _build_map places them)."""
     node_depth, layer_depth, layers = {}, {}, {}
+    for k, node in enumerate(unused):
+        layer_depth[id(node.layer)] = 0
+        layers[id(node.layer)] = node.layer
+        first_visit = {**first_visit, id(node.layer): k - len(unused)}
     for node in reversed(nodes):
         depth = max(node_depth.setdefault(id(node), 0), layer_depth.get(id(node.layer), 0))
         layer_depth[id(node.layer)] = depth
@@ -197,20 +203,17 @@ class Functional(Trainer, Layer):
                     f"layer \"{node.layer.name}\": it is an Input that is not among the model's "
                     f"inputs. Received: inputs={[t.name for t in in_list]}"
                 )
+        # Inputs no output depends on are kept, as Keras keeps them (a loss or metric may read
+        # them): their rows are gathered and not read.
         reached = {id(n) for n in nodes}
-        for t in in_list:
-            if id(t._node) not in reached:
-                raise ValueError(
-                    f"Input {t.name!r} is not connected to the outputs: no output depends on it. "
-                    f"Received: inputs={[x.name for x in in_list]}"
-                )
+        unused = [t._node for t in in_list if id(t._node) not in reached]
         # Engine order: the model inputs first, in the order given, then the layer calls.
         ordered = [t._node for t in in_list] + [n for n in nodes if id(n) not in input_ids]
         self._nodes = ordered
         self.inputs = in_list
         self.outputs = out_list
         self._input_keys, self._output_keys = in_keys, out_keys
-        layers = _layers_in_keras_order(nodes, first_visit)
+        layers = _layers_in_keras_order(nodes, first_visit, unused)
         self._all_layers = layers
         names = [layer.name for layer in layers]
         for name in set(names):
