@@ -831,3 +831,25 @@ def test_an_input_no_output_depends_on_is_kept_as_keras_keeps_it(tmp_path, keras
                                       ours.predict(x, verbose=0))
         with pytest.raises(ValueError, match="2 inputs"):
             ours.predict(x[0], verbose=0)
+
+
+def test_model_metrics_as_keras_lists_them():
+    """Keras 3's model.metrics: [] before compile, the loss tracker, and "compile_metrics"
+    (holding one per compiled metric once a run has logged them), with the latest results."""
+    model = Sequential([Input((3,)), Dense(1)])
+    assert model.metrics == []
+    model.compile("sgd", "mse")
+    assert [m.name for m in model.metrics] == ["loss"]
+    model.compile("sgd", "mse", metrics=["mae", densitron.metrics.RootMeanSquaredError()])
+    loss, compiled = model.metrics
+    assert (loss.name, compiled.name, compiled.metrics) == ("loss", "compile_metrics", [])
+    with pytest.raises(ValueError, match="not yet been built"):
+        compiled.result()
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 3)).astype(np.float32), rng.random((16, 1)).astype(np.float32)
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert [m.name for m in compiled.metrics] == ["mae", "root_mean_squared_error"]
+    assert loss.result() == np.float32(logs["loss"])
+    assert compiled.result() == {k: np.float32(v) for k, v in logs.items() if k != "loss"}
+    model.reset_metrics()
+    assert loss.result() == 0.0 and compiled.metrics == []

@@ -413,7 +413,7 @@ class Trainer:
 
     # --- logs ----------------------------------------------------------------------------
     def _logs_from_totals(self, rows, loss_sum, output_loss_sums, metric_sums, weight_sums):
-        logs = {"loss": float(loss_sum / rows)}
+        logs = self._latest_logs = {"loss": float(loss_sum / rows)}
         if len(self._output_names) > 1:
             for name, i in zip(self._output_names, self._loss_sum_index):
                 logs[f"{name}_loss"] = float(output_loss_sums[i] / rows)
@@ -455,9 +455,23 @@ class Trainer:
             names += [f"{name}_loss" for name in self._output_names]
         return names + [entry[0] for entry in logs]
 
+    @property
+    def metrics(self):
+        """Keras 3's model.metrics: [] before compile; then the loss tracker ("loss") and, when
+        compile was given metrics, "compile_metrics" holding one per log (its `metrics`, empty
+        until a run). Their results are the latest run's logs (a fit epoch's, its validation's,
+        an evaluate's): densitron's engine sums each run afresh and keeps no metric state."""
+        if not self.compiled:
+            return []
+        out = [LoggedMetric(self, "loss")]
+        if self._compile_metrics is not None or self._compile_weighted_metrics is not None:
+            out.append(CompileMetrics(self))
+        return out
+
     def reset_metrics(self):
         """Keras's reset_metrics: densitron's metrics start afresh with every fit, evaluate or
-        batch call, so there is nothing to reset between them."""
+        batch call; the latest logs that model.metrics report are cleared."""
+        self.__dict__.pop("_latest_logs", None)
 
     def get_compile_config(self):
         """The arguments of `compile` in serializable form (Keras's get_compile_config), or
@@ -1027,3 +1041,49 @@ class Trainer:
             return logs
         values = [logs["loss"]] + [logs[k] for k in logs if k != "loss"]
         return values[0] if len(values) == 1 else values
+
+
+class LoggedMetric:
+    """One log of a model's latest run (model.metrics): its name and value."""
+
+    def __init__(self, model, name):
+        self._model, self.name = model, name
+
+    def result(self):
+        logs = getattr(self._model, "_latest_logs", None) or {}
+        return np.float32(logs.get(self.name, 0.0))
+
+    def reset_state(self):
+        self._model.__dict__.pop("_latest_logs", None)
+
+    def __repr__(self):
+        return f"<LoggedMetric name={self.name}>"
+
+
+class CompileMetrics:
+    """Keras 3's "compile_metrics": the compiled metrics' logs of the model's latest run,
+    `metrics` one LoggedMetric each (empty before a run, as Keras's before it is built)."""
+
+    name = "compile_metrics"
+
+    def __init__(self, model):
+        self._model = model
+
+    @property
+    def metrics(self):
+        if getattr(self._model, "_latest_logs", None) is None:
+            return []
+        return [LoggedMetric(self._model, name) for name in self._model.metrics_names
+                if name != "loss" and not name.endswith("_loss")]
+
+    def result(self):
+        if not self.metrics:
+            raise ValueError("Cannot get result() since the metric has not yet been built "
+                             "(the model has not run fit or evaluate). Received: no logs")
+        return {m.name: m.result() for m in self.metrics}
+
+    def reset_state(self):
+        self._model.__dict__.pop("_latest_logs", None)
+
+    def __repr__(self):
+        return "<CompileMetrics name=compile_metrics>"
