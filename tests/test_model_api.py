@@ -853,3 +853,23 @@ def test_model_metrics_as_keras_lists_them():
     assert compiled.result() == {k: np.float32(v) for k, v in logs.items() if k != "loss"}
     model.reset_metrics()
     assert loss.result() == 0.0 and compiled.metrics == []
+
+
+def test_a_compile_that_raises_leaves_the_model_as_it_was():
+    model = Sequential([Input((5,)), Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    x, y = rng.random((20, 5)).astype(np.float32), rng.integers(0, 3, 20)
+    model.fit(x, y, verbose=0)
+    optimizer, steps = model.optimizer, int(model.optimizer.iterations)
+    config = model.get_compile_config()
+    for bad in ({"optimizer": "adam", "loss": "categorical_crossentropyy"},
+                {"optimizer": "adamm", "loss": "mse"},
+                {"optimizer": "sgd", "loss": "mse", "loss_weights": "x"},
+                {"optimizer": "sgd", "loss": "mse", "metrics": "accuracy"}):
+        with pytest.raises(ValueError, match="Received"):
+            model.compile(**bad)
+        assert model.optimizer is optimizer and int(optimizer.iterations) == steps
+        assert model.get_compile_config() == config
+    model.fit(x, y, verbose=0)  # trains on with its optimizer's state
+    assert int(optimizer.iterations) == 2 * steps

@@ -151,6 +151,17 @@ class Trainer:
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
                 weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
                 jit_compile="auto", auto_scale_loss=True):
+        """Keras's compile. One that raises (an unknown loss, optimizer or metric, bad loss
+        weights) leaves the model as it was: its previous compile, optimizer and state."""
+        before = dict(self.__dict__)
+        try:
+            self._compile(optimizer, loss, loss_weights, metrics, weighted_metrics)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    def _compile(self, optimizer, loss, loss_weights, metrics, weighted_metrics):
         self._refuse_custom_steps(("train_step", "test_step", "predict_step", "compute_loss",
                                    "compute_metrics"))
         for arg, value in (("metrics", metrics), ("weighted_metrics", weighted_metrics)):
