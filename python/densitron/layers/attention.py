@@ -31,11 +31,12 @@ class MultiHeadAttention(Layer):
     query, key and value kernels (features, num_heads, key_dim or value_dim) and biases
     (num_heads, dim), the output kernel (num_heads, value_dim, output) and bias.
     `attention_mask` (batch, T, S), `use_causal_mask` and the inputs' own masks (from
-    Embedding(mask_zero=True): query steps × value and key steps) set masked scores to -1e9
-    before the softmax (and, with dropout or returned scores, its masked weights to 0 after
-    it), as Keras 3 does, and the output keeps the query's mask; `return_attention_scores=True` also gives the softmax's weights.
-    Masks passed as query_mask/value_mask/key_mask tensors and attention over other axes are
-    not supported (a ValueError says so)."""
+    Embedding(mask_zero=True) or Masking: query steps × value and key steps) set masked
+    scores to -1e9 before the softmax (and, with dropout or returned scores, its masked
+    weights to 0 after it), as Keras 3 does, and the output keeps the query's mask;
+    `return_attention_scores=True` also gives the softmax's weights. Masks passed as
+    query_mask/value_mask/key_mask tensors and attention over other axes are not supported (a
+    ValueError says so)."""
 
     def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,
                  output_shape=None, attention_axes=None, flash_attention=None,
@@ -124,8 +125,9 @@ class MultiHeadAttention(Layer):
 
     def _output_mask(self, node):
         """Keras's masks from the inputs' own: the query's ids mask the query steps (and stay on
-        the output), the value's and key's the value steps. They are ids tensors (zeros masked);
-        node.masks keeps (query's, value's, key's), each None when absent, for the engine."""
+        the output), the value's and key's the value steps. A mask is an ids tensor (zeros
+        masked) or Masking's kept steps (1 or 0); node.masks keeps (query's, value's, key's),
+        each None when absent, for the engine."""
         query, value, key, _ = self._parts(node.inputs)
         masks = []
         for role, tensor, steps in (("query", query, query.shape[1]),
@@ -232,8 +234,8 @@ class MultiHeadAttention(Layer):
             keep = np.tile((s_i <= t_i).ravel(), h)
             scores = add(node_spec(20, width, s_len,
                                    iattrs=np.where(keep, np.arange(width), -2).tolist()), scores)
-        # The (T, S) mask of a sample: attention_mask > 0.5, and the inputs' own masks (ids
-        # not 0) of the query steps by the value (and key) steps, multiplied: Keras's AND.
+        # The (T, S) mask of a sample: attention_mask > 0.5, and the inputs' own masks (not
+        # 0) of the query steps by the value (and key) steps, multiplied: Keras's AND.
         plane_masks = []
         if has_mask:
             plane_masks.append(add(node_spec(_MATH, plane, s_len, fattrs=[0.5, 0.0],
