@@ -209,7 +209,7 @@ def test_self_attention_trains_alike_on_one_and_two_threads_and_saves(tmp_path):
     (lambda mha, q: mha(q, q, attention_mask=L.Input((4, 3))), "attention_mask must have"),
     (lambda mha, q: (mha(q, q), mha(q, q, use_causal_mask=True)), "of its first call"),
     (lambda mha, q: mha(q), "Received: value=None"),
-    (lambda mha, q: L.MultiHeadAttention(2, 4, attention_axes=(1,)), "attention_axes=\\(1,\\)"),
+    (lambda mha, q: L.MultiHeadAttention(2, 4, attention_axes=(2,)), "attention_axes=\\(2,\\)"),
     (lambda mha, q: L.MultiHeadAttention(0, 4), "num_heads=0"),
     (lambda mha, q: L.MultiHeadAttention(2, 4, dropout=1.0), "dropout=1.0"),
 ])
@@ -416,3 +416,96 @@ def test_keras_io_timeseries_transformer_computes_as_keras_and_trains():
                        callbacks=[densitron.callbacks.EarlyStopping(
                            patience=10, restore_best_weights=True)]).history
     assert history["loss"][-1] < history["loss"][0]
+
+
+def _attention_variants(ns, Input, Model_, case):
+    """Models whose MultiHeadAttention calls take each of Keras's call arguments."""
+    L_ = ns.layers
+    if case == "masked_ids":
+        ids = Input((6,), dtype="int32")
+        h = L_.Embedding(20, 8, mask_zero=True)(ids)
+        a = L_.MultiHeadAttention(num_heads=2, key_dim=4)(h, h)
+        return Model_(ids, L_.Dense(2)(L_.GlobalAveragePooling1D()(L_.Add()([h, a]))))
+    q, v = Input((5, 8)), Input((7, 6))
+    inputs, kwargs, outs = [q, v], {}, 1
+    if case in ("key", "all"):
+        kwargs["key"] = Input((7, 3))
+        inputs.append(kwargs["key"])
+    if case in ("mask", "all"):
+        kwargs["attention_mask"] = Input((5, 7))
+        inputs.append(kwargs["attention_mask"])
+    if case in ("causal", "all"):
+        kwargs["use_causal_mask"] = True
+    if case in ("scores", "all"):
+        kwargs["return_attention_scores"] = True
+        outs = 2
+    out = L_.MultiHeadAttention(num_heads=2, key_dim=4)(q, v, **kwargs)
+    return Model_(inputs, list(out) if outs == 2 else out)
+
+
+def _variant_inputs(case, rng):
+    if case == "masked_ids":
+        return [_padded_ids(rng, 4, 6)]
+    x = [rng.normal(size=(4, 5, 8)), rng.normal(size=(4, 7, 6))]
+    if case in ("key", "all"):
+        x.append(rng.normal(size=(4, 7, 3)))
+    if case in ("mask", "all"):
+        x.append((rng.random((4, 5, 7)) > 0.3).astype(np.float32))
+    return [a.astype(np.float32) if a.dtype != np.int64 else a for a in x]
+
+
+@pytest.mark.parametrize("case", ["plain", "key", "mask", "causal", "scores", "all",
+                                  "masked_ids"])
+def test_attention_models_load_in_keras_and_back(case, tmp_path):
+    # A .keras file densitron writes records each call as Keras does (query and value as
+    # arguments; key, attention_mask, use_causal_mask, return_attention_scores as keywords),
+    # so Keras loads it; and densitron loads Keras's.
+    keras = _keras()
+    ours = _attention_variants(densitron, densitron.Input, Model, case)
+    theirs = _attention_variants(keras, keras.Input, keras.Model, case)
+    rng = _same_weights(theirs, ours, 13)
+    x = _variant_inputs(case, rng)
+
+    x = x if len(x) > 1 else x[0]
+
+    def outputs(model, loader_keras):
+        got = _keras_predict(model, x) if loader_keras else model.predict(x, verbose=0)
+        return got if isinstance(got, list) else [got]
+
+    import warnings
+
+    path = str(tmp_path / "ours.keras")
+    ours.save(path)
+    with warnings.catch_warnings():  # (Keras's numpy-backend variables and NumPy 2's __array__)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        loaded = keras.models.load_model(path)
+    for a, b in zip(outputs(loaded, True), outputs(ours, False)):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    path = str(tmp_path / "theirs.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        theirs.save(path)
+    for a, b in zip(outputs(densitron.models.load_model(path), False), outputs(theirs, True)):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
+def test_attention_weights_files_in_keras_layout_and_the_earlier_flat_one(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    q, v = densitron.Input((4, 6)), densitron.Input((3, 5))
+    model = Model([q, v], L.MultiHeadAttention(num_heads=2, key_dim=3)(q, v))
+    path = str(tmp_path / "m.weights.h5")
+    model.save_weights(path)
+    with h5py.File(path, "r") as f:  # Keras's: each projection in its EinsumDense sublayer
+        assert sorted(f["layers/multi_head_attention"]) == [
+            "_dropout_layer", "_softmax", "key_dense", "output_dense", "query_dense",
+            "value_dense", "vars"]
+        assert f["layers/multi_head_attention/query_dense/vars/0"].shape == (6, 2, 3)
+    flat = str(tmp_path / "flat.weights.h5")  # densitron 0.1 kept the eight variables flat
+    with h5py.File(flat, "w") as f:
+        group = f.create_group("layers/multi_head_attention/vars")
+        for i, w in enumerate(model.get_weights()):
+            group.create_dataset(str(i), data=w + 1.0)
+    model.load_weights(flat)
+    np.testing.assert_array_equal(model.get_weights()[0], h5py.File(flat, "r")[
+        "layers/multi_head_attention/vars/0"][()])
+    model.load_weights(path)

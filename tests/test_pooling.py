@@ -187,7 +187,9 @@ def test_masks_are_dropped_passed_or_refused_as_keras_does():
     with pytest.warns(UserWarning, match="destroy the mask"):
         layers.GlobalMaxPooling1D()(emb)
     assert layers.GlobalAveragePooling1D()(emb)._mask is None  # consumed
-    assert layers.Add()([emb, layers.Dense(3)(emb)])._mask is inp  # Keras's AND: one mask
+    assert layers.Add()([emb, layers.Dense(3)(emb)])._mask is inp  # Keras's OR of one mask
+    unmasked = layers.Input(shape=(5, 3))
+    assert layers.Add()([emb, unmasked])._mask is None  # Keras: no mask when one has none
     for call in (lambda: layers.BatchNormalization()(emb),
                  lambda: layers.Softmax()(emb), lambda: Model(inp, emb)):
         with pytest.raises(ValueError, match="Received: "):

@@ -25,6 +25,8 @@ _KERAS_ONLY = {
     "optional": False,
     "lora_rank": None,
     "lora_alpha": None,
+    "use_gate": False,  # MultiHeadAttention's newer options, off
+    "sliding_window": None,
 }
 # Layers that take data_format themselves (both of Keras's values).
 _OWN_DATA_FORMAT = {f"Global{kind}Pooling{rank}D" for kind in ("Average", "Max")
@@ -85,16 +87,23 @@ def to_keras(model):
                 "config": {"name": config["name"], "trainable": config["trainable"],
                            "dtype": "float32", "layers": layers, "build_input_shape": shape},
                 "registered_name": None}
+    from densitron.layers.attention import MultiHeadAttention
+
     shapes = _output_shapes(model)
     layers = []
     for lc, layer in zip(config["layers"], model._all_layers):
         entry = _keras_entry(layer)
         entry["name"] = lc["name"]
-        entry["inbound_nodes"] = [
-            {"args": ([[_keras_tensor(a, shapes) for a in node["args"]]] if node["is_list"]
-                      else [_keras_tensor(a, shapes) for a in node["args"]]),
-             "kwargs": {}}
-            for node in lc["inbound_nodes"]]
+        if isinstance(layer, MultiHeadAttention):
+            entry["config"].pop("call_signature", None)
+            entry["inbound_nodes"] = [_attention_call_to_keras(layer, node, shapes)
+                                      for node in lc["inbound_nodes"]]
+        else:
+            entry["inbound_nodes"] = [
+                {"args": ([[_keras_tensor(a, shapes) for a in node["args"]]] if node["is_list"]
+                          else [_keras_tensor(a, shapes) for a in node["args"]]),
+                 "kwargs": {}}
+                for node in lc["inbound_nodes"]]
         layers.append(entry)
     return {"module": _FUNCTIONAL_MODULE, "class_name": "Functional",
             "config": {"name": config["name"], "trainable": config["trainable"],
@@ -103,6 +112,49 @@ def to_keras(model):
                        "output_layers": _structure(config["output_layers"],
                                                    config["output_keys"])},
             "registered_name": "Functional"}
+
+
+# MultiHeadAttention's call as Keras records it: query and value as arguments, key and
+# attention_mask as keyword tensors, use_causal_mask and return_attention_scores when set
+# (densitron's own config lists them as one list and a call_signature).
+_ATTENTION_FLAGS = ("use_causal_mask", "return_attention_scores")
+
+
+def _attention_call_to_keras(layer, node, shapes):
+    has_key, has_mask, *flags = layer._signature or (len(node["args"]) == 3, False, False,
+                                                     False)
+    tensors = [_keras_tensor(a, shapes) for a in node["args"]]
+    kwargs = {}
+    if has_key:
+        kwargs["key"] = tensors[2]
+    if has_mask:
+        kwargs["attention_mask"] = tensors[-1]
+    kwargs.update({name: True for name, on in zip(_ATTENTION_FLAGS, flags) if on})
+    return {"args": tensors[:2], "kwargs": kwargs}
+
+
+def _attention_call_from_keras(entry, node, mask_ops):
+    """(densitron's node, its call_signature) of a Keras MultiHeadAttention call."""
+    kwargs = dict(node.get("kwargs", {}))
+    for name in ("query_mask", "value_mask", "key_mask", "training"):
+        value = kwargs.pop(name, None)  # masks: derived again from the Embedding or Masking
+        if value is not None and name != "training" and not _is_mask_of(value, mask_ops):
+            raise ValueError(f"densitron cannot load the call of layer {entry['name']!r} with "
+                             f"a {name} tensor. Received: kwargs={node['kwargs']!r}")
+    args = list(node["args"])
+    if len(args) == 1 and isinstance(args[0], list):
+        args = args[0]
+    key, mask = kwargs.pop("key", None), kwargs.pop("attention_mask", None)
+    flags = [bool(kwargs.pop(name, False)) for name in _ATTENTION_FLAGS]
+    if kwargs or len(args) not in (2, 3):
+        raise ValueError(f"densitron cannot load the call of layer {entry['name']!r}. "
+                         f"Received: {len(args)} arguments and kwargs={node['kwargs']!r}")
+    if len(args) == 3:  # key given positionally
+        key = args.pop()
+    tensors = args + [t for t in (key, mask) if t is not None]
+    signature = [key is not None, mask is not None, *flags]
+    return ({"args": [_history(t, entry["name"]) for t in tensors], "is_list": True},
+            signature)
 
 
 def _keras_entry(layer):
@@ -226,6 +278,16 @@ def _is_mask_op(entry):
             args[0].get("config", {}).get("dtype") == "bool")
 
 
+def _combines_masks(entry, mask_ops):
+    """Whether a Keras functional layer entry is a LogicalOr or LogicalAnd of recorded masks
+    (a merge layer's mask)."""
+    nodes = entry.get("inbound_nodes", [])
+    if entry.get("class_name") not in ("LogicalOr", "LogicalAnd") or len(nodes) != 1:
+        return False
+    args = nodes[0].get("args", [])
+    return len(args) == 2 and all(_is_mask_of(a, mask_ops) for a in args)
+
+
 def _is_mask_of(value, mask_ops):
     return (isinstance(value, dict) and value.get("class_name") == "__keras_tensor__" and
             value["config"]["keras_history"][0] in mask_ops)
@@ -249,12 +311,27 @@ def from_keras(obj):
         # layers that take it (`mask=`), and Masking's as NotEqual(x, mask_value) and Any;
         # densitron derives masks from those layers itself.
         mask_ops = {e["name"] for e in config["layers"] if _is_mask_op(e)}
+        while True:  # and a merge's LogicalOr (or LogicalAnd) of recorded masks
+            more = {e["name"] for e in config["layers"]
+                    if e["name"] not in mask_ops and _combines_masks(e, mask_ops)}
+            if not more:
+                break
+            mask_ops |= more
         layers = []
         for entry in config["layers"]:
             if entry["name"] in mask_ops:
                 continue
             layer = from_keras(entry)
             nodes = []
+            if layer["class_name"] == "MultiHeadAttention":
+                for node in entry.get("inbound_nodes", []):
+                    converted, signature = _attention_call_from_keras(entry, node, mask_ops)
+                    nodes.append(converted)
+                    if any(signature[1:]) or signature[0]:
+                        layer["config"]["call_signature"] = signature
+                layers.append({"class_name": layer["class_name"], "name": entry["name"],
+                               "config": layer["config"], "inbound_nodes": nodes})
+                continue
             for node in entry.get("inbound_nodes", []):
                 # `training` recorded at graph construction is set again at each run (as in
                 # Keras); a mask recorded from an Embedding is derived again; other keyword

@@ -503,10 +503,24 @@ def _write_keras_h5(model, h):
     for path, layer in _keras_layer_paths(model):
         group = h.create_group(f"{path}/vars")
         group.attrs["name"] = layer.name
-        if not _is_model(layer):
+        parts = _keras_sublayers(layer)
+        if parts is not None:  # a layer whose variables Keras keeps in sublayers
+            for sub, name, variables in parts:
+                sub_group = h.create_group(f"{path}/{sub}/vars")
+                sub_group.attrs["name"] = name
+                for i, v in enumerate(variables):
+                    sub_group.create_dataset(str(i), data=np.asarray(v.value))
+        elif not _is_model(layer):
             for i, w in enumerate(layer.get_weights()):
                 group.create_dataset(str(i), data=w)
     h.create_group("vars").attrs["name"] = model.name
+
+
+def _keras_sublayers(layer):
+    """(subpath, name, variables) of the sublayers Keras keeps a layer's variables in
+    (MultiHeadAttention's query_dense, ...), or None for a layer that keeps its own."""
+    parts = getattr(layer, "_keras_sublayers", None)
+    return parts() if parts is not None else None
 
 
 def _h5_vars(group):
@@ -550,8 +564,19 @@ def _load_keras_h5(model, h, filepath):
         if _is_model(layer):
             continue
         want = layer.get_weights()
-        group = h.get(f"{path}/vars")
-        got = [] if group is None else _h5_vars(group)
+        parts = _keras_sublayers(layer)
+        if parts is not None:
+            got = []
+            for sub, _, variables in parts:
+                group = h.get(f"{path}/{sub}/vars")
+                got += ([] if group is None else _h5_vars(group))[:len(variables)] \
+                    if variables else []
+            own = h.get(f"{path}/vars")
+            if not got and own is not None and len(own):  # (densitron 0.1's files: flat)
+                got = _h5_vars(own)
+        else:
+            group = h.get(f"{path}/vars")
+            got = [] if group is None else _h5_vars(group)
         if len(got) != len(want):
             raise ValueError(f"Layer '{layer.name}' expected {len(want)} variables, but "
                              f"received {len(got)} variables during loading (at {path}). "

@@ -64,6 +64,9 @@ class MultiHeadAttention(Layer):
                                  f"Received: output_shape={output_shape!r}")
             output_shape = _number_of("output_shape", dims[0])
         self._output_dim = output_shape
+        if attention_axes in (1, (1,), [1], -2, (-2,), [-2]):
+            attention_axes = None  # the sequence axis of (batch, steps, features): Keras's
+            # default, which it writes out once built
         if attention_axes is not None:
             raise ValueError("densitron's MultiHeadAttention attends over the sequence axis "
                              "(attention_axes=None). Received: "
@@ -188,6 +191,14 @@ class MultiHeadAttention(Layer):
         bias = weight((out,), "attention_output/bias", False) if self.use_bias else None
         self._kernels["output"] = (kernel, bias)
         self.built = True
+
+    def _keras_sublayers(self):
+        """Where Keras's weight files keep the variables: its EinsumDense sublayers (and its
+        weightless dropout and softmax sublayers), as (subpath, name, variables)."""
+        parts = [(f"{part}_dense", name, [v for v in self._kernels[part] if v is not None])
+                 for part, name in (("query", "query"), ("key", "key"), ("value", "value"),
+                                    ("output", "attention_output"))]
+        return parts + [("_dropout_layer", "dropout", []), ("_softmax", "softmax", [])]
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[0][:-1], self._output_dim or int(input_shape[0][-1]))

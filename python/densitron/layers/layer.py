@@ -720,8 +720,9 @@ class Layer:
 
     # What a layer does with a mask on its input (from Embedding(mask_zero=True)), as Keras's
     # supports_masking and call(mask=) decide: "pass" it on unchanged, "drop" it (with Keras's
-    # warning), "consume" it (the layer applies it), "same" (a merge: passes the mask when every
-    # masked input has the same one, else refuses), or "refuse" (the layer would use it in a way
+    # warning), "consume" it (the layer applies it), "same" (a merge: Keras ORs its inputs'
+    # masks, and drops them when an input has none: the mask when every input has the same one,
+    # None when one has none, else refused), or "refuse" (the layer would use it in a way
     # densitron does not run yet).
     _mask_rule = "drop"
 
@@ -729,7 +730,9 @@ class Layer:
         masks = [t._mask for t in node.inputs if getattr(t, "_mask", None) is not None]
         if not masks:
             return None
-        if self._mask_rule == "same":  # Keras's AND of the inputs' masks
+        if self._mask_rule == "same":  # Keras's OR of the inputs' masks, none if one has none
+            if len(masks) < len(node.inputs):
+                return None
             if all(_same_tensor(m, masks[0]) for m in masks):
                 return masks[0]
             raise ValueError(

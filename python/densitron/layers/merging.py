@@ -18,7 +18,7 @@ def _check_list(layer, input_shape, exactly=None):
 
 
 class _Merge(Layer):
-    _mask_rule = "same"  # Keras ANDs the inputs' masks: one mask passes, several are refused
+    _mask_rule = "same"  # Keras ORs the inputs' masks: one shared mask passes (see Layer)
     _op = None
     _arity = None
 
