@@ -509,3 +509,21 @@ def test_attention_weights_files_in_keras_layout_and_the_earlier_flat_one(tmp_pa
     np.testing.assert_array_equal(model.get_weights()[0], h5py.File(flat, "r")[
         "layers/multi_head_attention/vars/0"][()])
     model.load_weights(path)
+
+
+def test_keras_attention_called_with_named_query_and_value_loads(tmp_path):
+    import warnings
+
+    keras = _keras()
+    q, v = keras.Input((5, 8)), keras.Input((7, 6))
+    theirs = keras.Model([q, v], keras.layers.MultiHeadAttention(2, 4)(
+        query=q, value=v, use_causal_mask=True))
+    path = str(tmp_path / "named.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        theirs.save(path)
+    rng = np.random.default_rng(14)
+    x = [rng.normal(size=(3, 5, 8)).astype(np.float32),
+         rng.normal(size=(3, 7, 6)).astype(np.float32)]
+    np.testing.assert_allclose(densitron.models.load_model(path).predict(x, verbose=0),
+                               _keras_predict(theirs, x), rtol=2e-5, atol=2e-6)

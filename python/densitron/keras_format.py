@@ -144,6 +144,9 @@ def _attention_call_from_keras(entry, node, mask_ops):
     args = list(node["args"])
     if len(args) == 1 and isinstance(args[0], list):
         args = args[0]
+    for name in ("query", "value"):  # (a call that named them)
+        if name in kwargs:
+            args.append(kwargs.pop(name))
     key, mask = kwargs.pop("key", None), kwargs.pop("attention_mask", None)
     flags = [bool(kwargs.pop(name, False)) for name in _ATTENTION_FLAGS]
     if kwargs or len(args) not in (2, 3):
