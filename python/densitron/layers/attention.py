@@ -240,8 +240,8 @@ class MultiHeadAttention(Layer):
         v = add(node_spec(20, h * s_len * dv, dv, iattrs=_permutation(s_len, h, dv)), v)
         scores = add(node_spec(_BATCH_MATMUL, width, s_len, iattrs=[h, t_len, dk, s_len, 0, 1]),
                      q, k)
+        t_i, s_i = np.meshgrid(np.arange(t_len), np.arange(s_len), indexing="ij")
         if causal:  # Keras's where(mask, scores, -1e9): -1e9 where a value step follows
-            t_i, s_i = np.meshgrid(np.arange(t_len), np.arange(s_len), indexing="ij")
             keep = np.tile((s_i <= t_i).ravel(), h)
             scores = add(node_spec(20, width, s_len,
                                    iattrs=np.where(keep, np.arange(width), -2).tolist()), scores)
@@ -251,7 +251,6 @@ class MultiHeadAttention(Layer):
         if has_mask:
             plane_masks.append(add(node_spec(_MATH, plane, s_len, fattrs=[0.5, 0.0],
                                              iattrs=[MATH_OPS["greater"]]), ("in", mask_in)))
-        t_i, s_i = np.meshgrid(np.arange(t_len), np.arange(s_len), indexing="ij")
         extra = len(shapes)  # the ids of node.masks follow the layer's inputs
         for j, ids in enumerate(getattr(node, "masks", None) or ()):
             if ids is None:

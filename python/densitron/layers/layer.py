@@ -742,7 +742,7 @@ class Layer:
         if self._mask_rule == "pass" and len(node.inputs) == 1:
             return masks[0]
         if self._mask_rule == "consume" and len(node.inputs) == 1:
-            node.mask = masks[0]
+            node.masks = (masks[0],)
             return None
         if self._mask_rule == "drop":
             warnings.warn(f"Layer '{self.name}' (of type {type(self).__name__}) was passed an "

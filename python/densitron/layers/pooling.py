@@ -48,7 +48,7 @@ class _GlobalPooling(Layer):
         # each sample as (outer, length, inner), reduced over length
         outer, inner = (1, channels) if self.data_format == "channels_last" else (channels, 1)
         iattrs = [outer, length, inner, int(self._max)]
-        if getattr(node, "mask", None) is not None:
+        if getattr(node, "masks", None):
             iattrs.append(1)  # masked: the ids input is appended to the node's inputs
         return engine_node(16, node, iattrs=iattrs)
 
@@ -64,7 +64,7 @@ class GlobalAveragePooling1D(_GlobalPooling):
 
     def _output_mask(self, node):
         mask = super()._output_mask(node)
-        kept = getattr(node, "mask", None)
+        kept = (getattr(node, "masks", None) or (None,))[0]
         if kept is not None:
             pooled = node.inputs[0].shape[1 if self.data_format == "channels_last" else 2]
             if kept.shape[1] != pooled:  # Keras's mask would not broadcast either

@@ -70,10 +70,11 @@ def _layers_in_keras_order(nodes, first_visit, unused=()):
     the input nodes no output depends on, at depth 0 before the others there, in input order
     (as Keras's _build_map places them)."""
     node_depth, layer_depth, layers = {}, {}, {}
+    first_visit = dict(first_visit)
     for k, node in enumerate(unused):
         layer_depth[id(node.layer)] = 0
         layers[id(node.layer)] = node.layer
-        first_visit = {**first_visit, id(node.layer): k - len(unused)}
+        first_visit[id(node.layer)] = k - len(unused)
     for node in reversed(nodes):
         depth = max(node_depth.setdefault(id(node), 0), layer_depth.get(id(node.layer), 0))
         layer_depth[id(node.layer)] = depth
@@ -242,9 +243,9 @@ class Functional(Trainer, Layer):
             if (id(node), 0) in local:
                 continue
             ins = [local[(id(t._node), t._index)] for t in node.inputs]
-            if getattr(node, "mask", None) is not None:  # the ids whose zeros mask the steps
-                ins.append(local[(id(node.mask._node), node.mask._index)])
-            for mask in getattr(node, "masks", None) or ():  # several inputs' (attention)
+            # the masks the call reads (ids whose zeros mask the steps, or Masking's kept
+            # steps): a consuming layer's one, attention's query's, value's and key's
+            for mask in getattr(node, "masks", None) or ():
                 if mask is not None:
                     ins.append(local[(id(mask._node), mask._index)])
             layer = node.layer

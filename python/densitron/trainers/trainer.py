@@ -1088,10 +1088,11 @@ class CompileMetrics:
                 if name != "loss" and not name.endswith("_loss")]
 
     def result(self):
-        if not self.metrics:
+        metrics = self.metrics
+        if not metrics:
             raise ValueError("Cannot get result() since the metric has not yet been built "
                              "(the model has not run fit or evaluate). Received: no logs")
-        return {m.name: m.result() for m in self.metrics}
+        return {m.name: m.result() for m in metrics}
 
     def reset_state(self):
         self._model.__dict__.pop("_latest_logs", None)
