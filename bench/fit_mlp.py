@@ -460,7 +460,8 @@ def parse_args():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rows", type=int, default=60000)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--peers", nargs="+", default=["numpy", "pytorch", "keras"])
+    parser.add_argument("--peers", nargs="+", default=["numpy", "pytorch", "keras"],
+                        choices=["numpy", "pytorch", "keras"])
     parser.add_argument("--peak-gflops", type=float, default=None)
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64],
