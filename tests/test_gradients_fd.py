@@ -352,6 +352,19 @@ def test_nested_model_with_two_outputs_backward():
              ["mse", "mse"])
 
 
+def test_frozen_batch_normalization_backward():
+    # trainable=False: inference mode in training too, normalized by the moving statistics
+    rng = np.random.default_rng(16)
+    inp = layers.Input(shape=(4,))
+    bn = layers.BatchNormalization()
+    out = layers.Dense(2)(bn(layers.Dense(3, bias_initializer="random_normal")(inp)))
+    model = Model(inp, out)
+    bn.set_weights([rng.uniform(0.5, 2.0, 3), rng.normal(size=3), rng.normal(size=3),
+                    rng.uniform(0.5, 3.0, 3)])
+    bn.trainable = False
+    fd_check(model, rng.normal(size=(6, 4)), rng.normal(size=(6, 2)), "mse")
+
+
 def test_frozen_layers_get_no_update():
     rng = np.random.default_rng(11)
     inp = layers.Input(shape=(3,))

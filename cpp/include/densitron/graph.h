@@ -37,7 +37,9 @@ enum class OpType : int {
   kGaussianNoise = 11,  // f {stddev}, i {seed[, multiplicative[, always]]}; identity outside
                         // training (unless always): x + stddev·n, or x·(1 + stddev·n)
                         // (GaussianDropout), n ~ N(0, 1)
-  kBatchNorm = 12,      // params {gamma|-1, beta|-1, moving_mean, moving_var}, f {momentum, eps}
+  kBatchNorm = 12,      // params {gamma|-1, beta|-1, moving_mean, moving_var}, f {momentum, eps},
+                        // i {} or {frozen}: 1 runs in inference mode when training (Keras's
+                        // BatchNormalization with trainable=False)
   kLayerNorm = 13,      // params {gamma|-1, beta|-1}, f {eps}, i {} or {rms}: with rms 1,
                         // RMSNormalization's x·gamma/sqrt(mean(x²) + eps) (beta -1)
   kReshape = 14,        // Flatten, Reshape, Identity: the same values, a new shape

@@ -111,6 +111,9 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
             (node.iattrs.size() != 1 || node.iattrs[0] < 0 || node.iattrs[0] > 1 ||
              (node.iattrs[0] == 1 && node.params[1] >= 0)))
           bad("LayerNormalization's rms flag (no beta then)");
+        if (bn && !node.iattrs.empty() &&
+            (node.iattrs.size() != 1 || node.iattrs[0] < 0 || node.iattrs[0] > 1))
+          bad("BatchNormalization's frozen flag");
         for (size_t s = 0; s < node.params.size(); ++s) {
           if (node.params[s] < 0 && s >= 2) bad("BatchNormalization needs moving statistics");
           if (node.params[s] >= 0 && param_size(node.params[s]) != node.last_dim)

@@ -628,7 +628,8 @@ void Graph::forward_node(const Step& st, int i) {
       float* mean = aux_buf_[i].data();
       float* inv = mean + last;
       const ElementwiseKernels* ek = elementwise_kernels();
-      if (st.training && st.noise < 0) {  // (a noisy predict keeps the moving statistics)
+      // (a noisy predict and a frozen layer's training keep the moving statistics)
+      if (st.training && st.noise < 0 && !batch_norm_frozen(node)) {
         // Each feature's mean and squared deviations over the rows in row order, in double.
         const int64_t w = cs.hi - cs.lo;
         double* mu = zeroed_doubles(2 * w);
@@ -1484,8 +1485,10 @@ void Graph::backward_node(const Step& st, int i) {
         const ElementwiseKernels* ek = elementwise_kernels();
         const float* mean = stats + cs.lo;
         const float* inv = stats + last + cs.lo;
-        double* sum_dy = gx ? zeroed_doubles(2 * w) : nullptr;
-        double* sum_dy_xhat = gx ? sum_dy + w : nullptr;
+        // (a frozen layer normalized by the moving statistics: its input gradient is dy·g)
+        const bool frozen = batch_norm_frozen(node);
+        double* sum_dy = gx && !frozen ? zeroed_doubles(2 * w) : nullptr;
+        double* sum_dy_xhat = sum_dy ? sum_dy + w : nullptr;
         if (gg || gb || gx)
           ek->col_norm_grad_sums(dy + cs.lo, x + cs.lo, rows, last, w, mean, inv,
                                  gg ? gg + cs.lo : nullptr, gb ? gb + cs.lo : nullptr, sum_dy,
@@ -1496,8 +1499,8 @@ void Graph::backward_node(const Step& st, int i) {
         float* b = a + w;
         for (int64_t j = 0; j < w; ++j) {
           g[j] = (gamma ? gamma[cs.lo + j] : 1.0f) * inv[j];
-          a[j] = static_cast<float>(sum_dy[j] / rows);
-          b[j] = static_cast<float>(sum_dy_xhat[j] / rows);
+          a[j] = frozen ? 0.0f : static_cast<float>(sum_dy[j] / rows);
+          b[j] = frozen ? 0.0f : static_cast<float>(sum_dy_xhat[j] / rows);
         }
         ek->col_norm_backward(dy + cs.lo, x + cs.lo, gx + cs.lo, rows, last, w, mean, inv, g, a,
                               b, acc);

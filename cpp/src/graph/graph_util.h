@@ -24,6 +24,11 @@ inline bool always_random(const NodeSpec& node) {
   return node.op == OpType::kGaussianNoise && node.iattrs.size() > 2 && node.iattrs[2] != 0;
 }
 
+// A BatchNormalization of trainable=False: inference mode in training too (Keras's).
+inline bool batch_norm_frozen(const NodeSpec& node) {
+  return node.op == OpType::kBatchNorm && !node.iattrs.empty() && node.iattrs[0] == 1;
+}
+
 // A kBatchMatMul node's multiply-adds over `batch` samples (groups · m · k · n each).
 inline double batch_matmul_macs(const NodeSpec& node, int64_t batch) {
   const auto& ia = node.iattrs;

@@ -430,6 +430,7 @@ class Layer:
         self._trainable = bool(trainable)
         self.built = False
         self._weights = []
+        self._trainable_store = []  # the weights it created trainable (Keras's store of them)
         self._inbound_nodes = []
         self._eager_models = {}
         if input_dim is not None and input_shape is None:
@@ -510,6 +511,10 @@ class Layer:
                        path=f"{self.name}/{name}", regularizer=regularizers.get(regularizer),
                        constraint=constraints.get(constraint))
         self._weights.append(var)
+        if trainable:
+            self._trainable_store.append(var)
+        if not self._trainable:  # (a frozen layer's weights are made frozen, as Keras's)
+            var.trainable = False
         return var
 
     @property
@@ -518,7 +523,20 @@ class Layer:
 
     @trainable.setter
     def trainable(self, value):
-        self._trainable = bool(value)
+        """Keras's: sets the layer's flag, the flag of each weight it created trainable, and
+        (recursively) its sublayers' (a model's layers, a composite layer's or a wrapper's).
+        A model's training takes the weights whose flags are set; a frozen
+        BatchNormalization runs in inference mode."""
+        value = bool(value)
+        self._trainable = value
+        for v in getattr(self, "_trainable_store", ()):
+            v.trainable = value
+        for layer in self._tracked_layers():
+            layer.trainable = value
+
+    def _tracked_layers(self):
+        """The layers Keras tracks as this one's sublayers."""
+        return self._sublayers()
 
     def _all_weights(self):
         """Own weights, then (for a composite layer) its sublayers'."""
@@ -534,11 +552,15 @@ class Layer:
 
     @property
     def trainable_weights(self):
-        return [w for w in self._all_weights() if w.trainable and self._trainable]
+        if not self.trainable:
+            return []
+        return [w for w in self.weights if w.trainable]
 
     @property
     def non_trainable_weights(self):
-        return [w for w in self._all_weights() if not (w.trainable and self._trainable)]
+        if not self.trainable:
+            return self.weights
+        return [w for w in self.weights if not w.trainable]
 
     # Keras 3's other names for them (on layers and models alike)
     @property

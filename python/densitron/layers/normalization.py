@@ -147,7 +147,9 @@ class BatchNormalization(_Normalization):
     def _engine_node(self, node, param_index):
         params = self._affine_params(param_index) + [param_index[id(self.moving_mean)],
                                                      param_index[id(self.moving_variance)]]
-        return engine_node(12, node, params=params, fattrs=[self.momentum, self.epsilon])
+        # frozen (trainable=False): inference mode in training too, as Keras's
+        return engine_node(12, node, params=params, fattrs=[self.momentum, self.epsilon],
+                           iattrs=[0 if self.trainable else 1])
 
     def get_config(self):
         return {

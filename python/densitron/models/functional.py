@@ -329,21 +329,26 @@ class Functional(Trainer, Layer):
         self._params = params
         self._graph = _core.Graph(specs, [v.engine_spec() for v in params],
                                   list(range(len(self.inputs))), self._engine_outputs)
+        self._graph_modes = self._engine_modes()
+
+    def _engine_modes(self):
+        """The layer flags the engine's graph is built from beside its shape: whether each
+        BatchNormalization is trainable (a frozen one runs in inference mode), checked again
+        when the engine compiles."""
+        from densitron.layers.normalization import BatchNormalization
+
+        modes = []
+        for layer in self.layers:
+            if isinstance(layer, Functional):
+                modes += layer._engine_modes()
+            elif isinstance(layer, BatchNormalization):
+                modes.append(layer.trainable)
+        return modes
 
     def _param_trainable_flags(self):
-        flags = {}
-
-        def walk(model, enclosing):
-            for layer in model.layers:
-                on = enclosing and layer.trainable
-                if isinstance(layer, Functional):
-                    walk(layer, on)
-                    continue
-                for v in layer.weights:
-                    flags[id(v)] = flags.get(id(v), False) or bool(v.trainable and on)
-
-        walk(self, self.trainable)
-        return [flags.get(id(v), False) for v in self._params]
+        """Keras's trainable_variables: the weights whose flags are set, none when the model
+        is frozen (a layer's trainable setter sets its weights' flags)."""
+        return [bool(self.trainable and v.trainable) for v in self._params]
 
     # --- used as a layer inside another model ---------------------------------------------
     def _check_inputs(self, input_shape):
@@ -394,39 +399,24 @@ class Functional(Trainer, Layer):
     def layers(self):
         return list(self._all_layers)
 
-    def _weights_by_layer(self, kind):
-        """The weights (`kind`: "weights", "trainable_weights", "non_trainable_weights") in
-        Keras's order, each once: a functional model's by its layers; a subclassed model's
+    def _tracked_layers(self):
+        """Keras's sublayers of a model: a subclassed model's attributes' layers, then its
+        layers (a subclassed model's trace, a functional model's calls)."""
+        found = self._sublayers() if getattr(self, "_subclassed", False) else []
+        return found + [layer for layer in self.layers if all(layer is not f for f in found)]
+
+    @property
+    def weights(self):
+        """Keras's order, each once: a functional model's by its layers; a subclassed model's
         own first, then its layers in the order its attributes were set (Keras's tracking
         order), then any other layer of its trace."""
-        layers = self.layers
-        first = []
-        if getattr(self, "_subclassed", False):
-            trainable = kind != "non_trainable_weights"
-            first = [w for w in self._weights if kind == "weights" or w.trainable == trainable]
-            first += [w for layer in self._sublayers() for w in getattr(layer, kind)]
+        own = self._weights if getattr(self, "_subclassed", False) else []
         seen, out = set(), []
-        for w in first + [w for layer in layers for w in getattr(layer, kind)]:
+        for w in own + [w for layer in self._tracked_layers() for w in layer.weights]:
             if id(w) not in seen:
                 seen.add(id(w))
                 out.append(w)
         return out
-
-    @property
-    def weights(self):
-        return self._weights_by_layer("weights")
-
-    @property
-    def trainable_weights(self):
-        if not self.trainable:
-            return []
-        return self._weights_by_layer("trainable_weights")
-
-    @property
-    def non_trainable_weights(self):
-        if not self.trainable:
-            return self.weights
-        return self._weights_by_layer("non_trainable_weights")
 
     def get_weights(self):
         return [w.numpy() for w in self.weights]
@@ -683,7 +673,7 @@ class Functional(Trainer, Layer):
         # (a subclassed model's config is its traced graph: it comes back as a functional one)
         model = (Functional if defines_call(cls) else cls)(inputs, outputs,
                                                            name=config.get("name"))
-        model.trainable = config.get("trainable", True)
+        model._trainable = bool(config.get("trainable", True))  # (Keras's: layers keep theirs)
         return model
 
 

@@ -175,7 +175,7 @@ class Sequential(Functional):
         if shape:
             stack.insert(0, InputLayer(shape=tuple(shape[1:])))
         model = cls(stack, name=config.get("name"))
-        model.trainable = config.get("trainable", True)
+        model._trainable = bool(config.get("trainable", True))  # (Keras's: layers keep theirs)
         return model
 
     def summary(self, *args, **kwargs):

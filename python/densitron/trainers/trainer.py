@@ -306,8 +306,9 @@ class Trainer:
         traced = {k: loss for k, loss in enumerate(self._compiled_losses)
                   if losses_mod.traced_function(loss) is not None}
         traced_metrics = [(k, m) for k, _, m in self._traced_metrics]
+        # (and when a BatchNormalization was frozen or unfrozen since the graph was built)
         if traced or traced_metrics or getattr(self, "_loss_nodes", None) or \
-                getattr(self, "_metric_nodes", None):
+                getattr(self, "_metric_nodes", None) or self._engine_modes() != self._graph_modes:
             self._make_engine_graph(traced, shapes, traced_metrics)
         outputs, loss_outputs = [], []
         for k, node in enumerate(self._engine_outputs):
