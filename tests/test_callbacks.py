@@ -82,6 +82,22 @@ def test_reduce_lr_on_plateau():
         callbacks.ReduceLROnPlateau(factor=2.0)
 
 
+def test_the_bar_follows_the_users_callbacks(capsys):
+    # Keras's order: the user's callbacks, then History, then the bar, so an epoch's line shows
+    # what they logged (ReduceLROnPlateau's learning_rate) and prints after their messages.
+    model, x, y = model_and_data(lr=1e-8)
+    cb = callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1, min_lr=0.0,
+                                     verbose=1)
+    model.fit(x, y, epochs=2, verbose=2, callbacks=[cb])
+    out = capsys.readouterr().out
+    assert "learning_rate: 1.0000e-08" in out.splitlines()[1]
+    message = out.index("Epoch 2: ReduceLROnPlateau reducing learning rate")
+    assert message < out.index("learning_rate: 1.0000e-08", out.index("Epoch 2/2"))
+    history = callbacks.History()  # a History of the user's is the one fit returns
+    assert model.fit(x, y, epochs=1, verbose=0, callbacks=[history]) is history
+    assert list(history.history) == list(model.history.history)
+
+
 def test_terminate_on_nan_stops_without_batch_by_batch_runs():
     model, x, y = model_and_data(lr=1e30)
     t = callbacks.TerminateOnNaN()

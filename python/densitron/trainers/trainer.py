@@ -576,8 +576,7 @@ class Trainer:
         batch_size = data_mod.batch_for_steps(batch_size, steps_per_epoch, rows)
         pass_batches = -(-rows // batch_size)
         steps = steps_per_epoch or pass_batches
-        history = History()
-        cb = self._callback_list(callbacks, history, verbose, epochs, steps)
+        cb, history = self._callback_list(callbacks, verbose, epochs, steps)
         per_batch = cb.wants_batches()
         if profile:
             self._graph.reset_profile()
@@ -707,13 +706,20 @@ class Trainer:
             raise ValueError(f"`validation_freq` must be >= 1. Received: "
                              f"validation_freq={validation_freq}")
 
-    def _callback_list(self, callbacks, history, verbose, epochs, steps):
+    def _callback_list(self, callbacks, verbose, epochs, steps):
+        """fit's callbacks in Keras's order, and its History: the user's callbacks, then a
+        History and (when verbose) a ProgbarLogger unless the list holds its own, so the bar
+        shows what the user's callbacks put in the logs (ReduceLROnPlateau's learning_rate)
+        and prints after their messages."""
         cbs = _user_callbacks(callbacks)
-        if verbose:
-            cbs.insert(0, ProgbarLogger())
-        cbs.append(history)
+        history = next((c for c in cbs if isinstance(c, History)), None)
+        if history is None:
+            history = History()
+            cbs.append(history)
+        if verbose and not any(isinstance(c, ProgbarLogger) for c in cbs):
+            cbs.append(ProgbarLogger())
         params = {"verbose": verbose, "epochs": epochs, "steps": steps}
-        return CallbackList(cbs, self, params)
+        return CallbackList(cbs, self, params), history
 
     def _validation_arrays(self, validation_data, validation_steps):
         """(x, y, sample_weight) arrays of `validation_data`, or a BatchSource of it."""
@@ -783,8 +789,7 @@ class Trainer:
         val = None if validation_data is None else self._validation_arrays(validation_data,
                                                                            validation_steps)
         val_batch = data_mod.check_batch_size(validation_batch_size, "validation_batch_size")
-        history = History()
-        cb = self._callback_list(callbacks, history, verbose, epochs, source.steps)
+        cb, history = self._callback_list(callbacks, verbose, epochs, source.steps)
         in_order = np.arange(0, dtype=np.int64)
 
         def train_epoch(epoch):
