@@ -84,6 +84,34 @@ def test_summary_matches_keras_layout(capsys):
     assert 'Model: "sequential"' in out and "Connected to" not in out
 
 
+def test_summary_of_a_sequential_model_not_built_yet():
+    # Keras 3.15's table, line for line: "?" shapes, "0 (unbuilt)" for a layer with weights
+    lines = []
+    Sequential([Dense(16, activation="relu", name="dense"), layers.Dropout(0.2, name="dropout"),
+                Dense(3, name="dense_1")], name="s").summary(print_fn=lines.append)
+    assert lines == [
+        'Model: "s"',
+        "┏━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━┓",
+        "┃ Layer (type)                    ┃ Output Shape           ┃       Param # ┃",
+        "┡━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━┩",
+        "│ dense (Dense)                   │ ?                      │   0 (unbuilt) │",
+        "├─────────────────────────────────┼────────────────────────┼───────────────┤",
+        "│ dropout (Dropout)               │ ?                      │             0 │",
+        "├─────────────────────────────────┼────────────────────────┼───────────────┤",
+        "│ dense_1 (Dense)                 │ ?                      │   0 (unbuilt) │",
+        "└─────────────────────────────────┴────────────────────────┴───────────────┘",
+        " Total params: 0 (0.00 B)",
+        " Trainable params: 0 (0.00 B)",
+        " Non-trainable params: 0 (0.00 B)"]
+    lines.clear()
+    Sequential(name="e").summary(print_fn=lines.append)
+    assert lines[3:5] == [
+        "┡━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━┩",
+        "└─────────────────────────────────┴────────────────────────┴───────────────┘"]
+    with pytest.raises(TypeError, match="Received: print_fn=3"):
+        Sequential([Dense(2)]).summary(print_fn=3)
+
+
 def test_fit_verbose_modes(capsys):
     x, y = toy()
     model = toy_model()

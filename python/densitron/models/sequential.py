@@ -178,6 +178,13 @@ class Sequential(Functional):
         model._trainable = bool(config.get("trainable", True))  # (Keras's: layers keep theirs)
         return model
 
-    def summary(self, *args, **kwargs):
-        self._ensure_built()
-        super().summary(*args, **kwargs)
+    def summary(self, line_length=None, positions=None, print_fn=None, **kwargs):
+        if self.built:
+            return super().summary(line_length, positions, print_fn, **kwargs)
+        from densitron.utils.summary import print_unbuilt_summary
+
+        # (no input shape yet: Keras's table of "?" shapes and unbuilt layers)
+        if print_fn is not None and not callable(print_fn):
+            raise TypeError(f"`print_fn` must be a function of a line, or None (print). "
+                            f"Received: print_fn={print_fn!r}")
+        print_unbuilt_summary(self, print_fn)

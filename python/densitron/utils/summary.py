@@ -33,11 +33,28 @@ def _rows(model):
 
 
 def print_summary(model, print_fn=None):
-    print_fn = print_fn or print
-    rows, functional = _rows(model)
+    _print_table(model, *_rows(model), model.count_params(),
+                 sum(math.prod(w.shape) for w in model.trainable_weights), print_fn or print)
+
+
+def print_unbuilt_summary(model, print_fn=None):
+    """A Sequential model with no input shape yet, as Keras shows it: each layer's output
+    shape "?", and "0 (unbuilt)" parameters for a layer whose weights are not made yet."""
+    from densitron.layers.layer import Layer
+
+    rows = []
+    for layer in model.layers:
+        unbuilt = not layer.built and type(layer).build is not Layer.build
+        rows.append((f"{layer.name} ({type(layer).__name__})", "?",
+                     "0 (unbuilt)" if unbuilt else f"{layer.count_params():,}"))
+    _print_table(model, rows, False, 0, 0, print_fn or print)
+
+
+def _print_table(model, rows, functional, total, trainable, print_fn):
     headers = ["Layer (type)", "Output Shape", "Param #"] + (["Connected to"] if functional else [])
     rows = [r if functional else r[:3] for r in rows]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) + 2 for i, h in enumerate(headers)]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) + 2 if rows else len(h) + 2
+              for i, h in enumerate(headers)]
     widths = [max(w, m) for w, m in zip(widths, [33, 24, 15, 20])]
 
     def line(left, mid, right, fill):
@@ -58,8 +75,6 @@ def print_summary(model, print_fn=None):
         if i < len(rows) - 1:
             print_fn(line("├", "┼", "┤", "─"))
     print_fn(line("└", "┴", "┘", "─"))
-    total = model.count_params()
-    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
     print_fn(f" Total params: {total:,} ({_size_str(total)})")
     print_fn(f" Trainable params: {trainable:,} ({_size_str(trainable)})")
     print_fn(f" Non-trainable params: {total - trainable:,} ({_size_str(total - trainable)})")
