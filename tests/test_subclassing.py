@@ -885,3 +885,16 @@ def test_per_mode_branches_in_a_subclassed_model():
 
     with pytest.raises(ValueError, match="same structure and shapes with training=True"):
         Mismatch().build((None, 8))
+
+
+def test_get_layer_finds_composite_layers_and_a_subclassed_models_attributes():
+    inputs = densitron.Input((8,))
+    block = Residual(8, name="res_block")
+    model = Model(inputs, L.Dense(2)(block(inputs)))
+    assert model.get_layer("res_block") is block
+    assert model.get_layer(block.a.name) is block.a
+    sub = Classifier()
+    sub.build((None, 8))
+    assert sub.get_layer(sub.block.name) is sub.block
+    with pytest.raises(ValueError, match="No such layer: nothing"):
+        model.get_layer("nothing")

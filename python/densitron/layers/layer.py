@@ -236,6 +236,13 @@ class Node:
         self.layer = layer
         self.inputs = list(inputs)
         self.outputs = list(outputs)
+        # the composite layers whose call() made this call (outermost first): Keras's layers
+        # that get_layer finds though the model runs their sublayers' calls
+        self.within = tuple(_COMPOSITE_CALLS)
+
+
+# The composite layers whose call() is being traced now (outermost first).
+_COMPOSITE_CALLS = []
 
 
 def _is_array_like(x):
@@ -696,6 +703,7 @@ class Layer:
             self.build(shapes if isinstance(inputs, (list, tuple)) else shapes[0])
             self.built = True
 
+        _COMPOSITE_CALLS.append(self)
         try:
             out = traced_call(self, inputs, positional)
         except (TypeError, AttributeError) as e:
@@ -704,6 +712,8 @@ class Layer:
                 "tensors, so it may only call densitron layers and densitron.ops on them (and "
                 "use arithmetic between tensors or with numbers). "
                 f"Received: {type(e).__name__}: {e}") from e
+        finally:
+            _COMPOSITE_CALLS.pop()
         outs = (list(out.values()) if isinstance(out, dict)
                 else list(out) if isinstance(out, (list, tuple)) else [out])
         if not outs or not all(isinstance(t, KerasTensor) for t in outs):

@@ -460,6 +460,13 @@ class Functional(Trainer, Layer):
         for layer in self.layers:
             if layer.name == name:
                 return layer
+        # a composite layer (Keras lists it; its sublayers' calls stand in its place here), or
+        # a subclassed model's attribute
+        nodes = getattr(self, "_nodes", [])
+        for layer in [c for node in nodes for c in node.within] + (
+                self._sublayers() if getattr(self, "_subclassed", False) else []):
+            if layer.name == name:
+                return layer
         raise ValueError(f"No such layer: {name}. Existing layers are: "
                          f"{[layer.name for layer in self.layers]}. Received: name={name!r}")
 
