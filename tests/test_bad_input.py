@@ -647,3 +647,15 @@ def test_model_methods_with_arguments_of_the_wrong_kind(tmp_path):
         for bad in (np.ones(3), {}, "loud", 1.5, None):
             with pytest.raises(ValueError, match="Received: verbose="):
                 call(verbose=bad)
+
+
+def test_keras_layers_densitron_does_not_provide_say_so():
+    for name, kind in (("LSTM", "recurrent layer LSTM"), ("Conv2D", "convolution Conv2D"),
+                       ("MaxPooling1D", "windowed pooling"), ("RandomFlip", "image or audio preprocessing"),
+                       ("StringLookup", "lookup layer"), ("TorchModuleWrapper", "wrapper")):
+        with pytest.raises(AttributeError, match=f"Keras's {kind}.*Received: densitron"):
+            getattr(densitron.layers, name)
+        assert not hasattr(densitron.layers, name)
+    with pytest.raises(AttributeError, match="^module 'densitron.layers' has no attribute "
+                                             "'Dens'$"):
+        densitron.layers.Dens  # noqa: B018

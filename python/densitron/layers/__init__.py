@@ -36,7 +36,37 @@ def __getattr__(name):
         from densitron.layers.input_spec import InputSpec
 
         return InputSpec
+    kind = _missing_keras_kind(name)
+    if kind:
+        raise AttributeError(
+            f"module 'densitron.layers' has no attribute {name!r}: densitron does not provide "
+            f"Keras's {kind} (its engine runs dense networks: Dense, Embedding, attention, "
+            "normalization, pointwise Conv1D and the layers in densitron.layers.__all__). "
+            f"Received: densitron.layers.{name}")
     raise AttributeError(f"module 'densitron.layers' has no attribute {name!r}")
+
+
+def _missing_keras_kind(name):
+    """What kind of Keras layer a name missing here is, or None."""
+    import re
+
+    if re.fullmatch(r"(Conv|Simple)?(LSTM|GRU|RNN)(Cell|Cells|[123]D)?|StackedRNNCells|"
+                    r"Bidirectional", name):
+        return f"recurrent layer {name}"
+    if re.fullmatch(r"(Separable|Depthwise)?Conv(olution)?[123]D(Transpose)?", name):
+        return f"convolution {name} (densitron's Conv1D is pointwise, kernel_size=1)"
+    if re.fullmatch(r"(Adaptive)?(Max|Average|Avg)Pool(ing)?[123]D", name):
+        return f"windowed pooling {name} (densitron has the global poolings)"
+    if re.fullmatch(r"Random[A-Z]\w*|Resizing|CenterCrop|AugMix|AutoContrast|CutMix|MixUp|"
+                    r"Equalization|Solarization|RandAugment|ContrastLimitedAdaptive\w*|"
+                    r"MaxNumBoundingBoxes|MelSpectrogram|STFTSpectrogram|Pipeline", name):
+        return f"image or audio preprocessing layer {name}"
+    if name in ("StringLookup", "IntegerLookup", "TextVectorization", "Hashing",
+                "HashedCrossing"):
+        return f"lookup layer {name} (TensorFlow's in Keras)"
+    if name in ("JaxLayer", "FlaxLayer", "TorchModuleWrapper", "TFSMLayer"):
+        return f"wrapper of another framework's model, {name}"
+    return None
 
 
 def deserialize(config):
