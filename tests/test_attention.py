@@ -336,7 +336,7 @@ def test_keras_io_text_transformer_runs_as_written():
     y = (np.isin(x, np.arange(10)).sum(axis=1) > 2).astype(np.int64)
     tokens, positions = model.get_weights()[:2]  # (Keras's order: tokens, then positions)
     assert tokens.shape == (100, 32) and positions.shape == (20, 32)
-    added = next(layer for layer in model.layers if isinstance(layer, L.WeightAdd))
+    added = next(layer for layer in model._graph_layers() if isinstance(layer, L.WeightAdd))
     inner = Model(model.inputs, added.output)
     np.testing.assert_allclose(inner.predict(x[:8], verbose=0), tokens[x[:8]] + positions,
                                rtol=1e-6)
@@ -527,3 +527,30 @@ def test_keras_attention_called_with_named_query_and_value_loads(tmp_path):
          rng.normal(size=(3, 7, 6)).astype(np.float32)]
     np.testing.assert_allclose(densitron.models.load_model(path).predict(x, verbose=0),
                                _keras_predict(theirs, x), rtol=2e-5, atol=2e-6)
+
+
+def test_composite_layers_are_listed_as_keras_lists_them():
+    # The keras.io Transformer's custom layers: model.layers, get_layer, the weights' order
+    # and the summary's rows are Keras's (one row a composite layer, no "Connected to" for a
+    # chain), so Keras's weights load by set_weights. Keras's numpy backend cannot build this
+    # model (it calls the Embedding on random floats), so Keras 3.15's lists (JAX backend, the
+    # same code) are written out here.
+    from keras_guides import text_transformer
+
+    ours = text_transformer(densitron, vocab_size=2000, maxlen=50)
+    kinds = [type(layer).__name__ for layer in ours.layers]
+    assert kinds == ["InputLayer", "TokenAndPositionEmbedding", "TransformerBlock",
+                     "GlobalAveragePooling1D", "Dropout", "Dense", "Dropout", "Dense"]
+    assert [w.shape for w in ours.get_weights()] == [
+        (2000, 32), (50, 32), (32, 2, 32), (2, 32), (32, 2, 32), (2, 32), (32, 2, 32), (2, 32),
+        (2, 32, 32), (32,), (32, 32), (32,), (32, 32), (32,), (32,), (32,), (32,), (32,),
+        (32, 20), (20,), (20, 2), (2,)]
+    block = ours.layers[2]
+    assert ours.get_layer(block.name) is block and block.count_params() == 10656
+    lines = []
+    ours.summary(print_fn=lines.append)
+    rows = [ln.split("│")[1].strip() for ln in lines if ln.startswith("│")]
+    assert rows == [f"{layer.name} ({kind})" for layer, kind in zip(ours.layers, kinds)]
+    assert "Connected to" not in lines[2]
+    assert [ln.split("│")[3].strip() for ln in lines if ln.startswith("│")][1:3] == [
+        "65,600", "10,656"]

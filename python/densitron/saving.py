@@ -411,10 +411,10 @@ def _save_legacy_h5(model, filepath, overwrite):
         h.attrs["keras_version"] = KERAS_FORMAT_VERSION
         h.attrs["model_config"] = json.dumps(model_config).encode("utf8")
         group = h.create_group("model_weights")
-        _set_names(group, "layer_names", [layer.name for layer in model.layers])
+        _set_names(group, "layer_names", [layer.name for layer in model._graph_layers()])
         group.attrs["backend"] = b"jax"
         group.attrs["keras_version"] = KERAS_FORMAT_VERSION.encode("utf8")
-        for layer in model.layers:
+        for layer in model._graph_layers():
             weights = _legacy_weights(layer)
             names = [w.path for w in weights]
             layer_group = group.create_group(layer.name)
@@ -471,7 +471,7 @@ def _load_legacy_h5(filepath, compile):
         group = h["model_weights"]
         saved = [n for n in _h5_names(group, "layer_names")
                  if _h5_names(group[n], "weight_names")]
-        layers_with_weights = [layer for layer in model.layers if _legacy_weights(layer)]
+        layers_with_weights = [layer for layer in model._graph_layers() if _legacy_weights(layer)]
         if len(saved) != len(layers_with_weights):
             raise ValueError(f"Layer count mismatch when loading weights from file. Model "
                              f"expected {len(layers_with_weights)} layers, found {len(saved)} "
@@ -541,7 +541,7 @@ def _keras_layer_paths(model, prefix="layers", wrapped=False):
     layer that came from a Keras TimeDistributed is found below the wrapper's path, as Keras
     keeps it (densitron's graph holds the layer itself, and writes it so)."""
     used = {}
-    for layer in model.layers:
+    for layer in model._graph_layers():
         wrapper = getattr(layer, "_keras_wrapper", None) if wrapped else None
         name = wrapper or naming.to_snake_case(type(layer).__name__)
         if name in used:

@@ -236,12 +236,22 @@ class Node:
         self.layer = layer
         self.inputs = list(inputs)
         self.outputs = list(outputs)
-        # the composite layers whose call() made this call (outermost first): Keras's layers
-        # that get_layer finds though the model runs their sublayers' calls
+        # the composite layers' calls (CompositeCall) whose call() made this call, outermost
+        # first: Keras's layers of the model, though the engine runs their sublayers' calls
         self.within = tuple(_COMPOSITE_CALLS)
 
 
-# The composite layers whose call() is being traced now (outermost first).
+class CompositeCall:
+    """One call of a composite layer: the layer, its input tensors and (once traced) its
+    output tensors."""
+
+    def __init__(self, layer, inputs):
+        self.layer = layer
+        self.inputs = list(inputs)
+        self.outputs = []
+
+
+# The composite layers' calls being traced now (outermost first).
 _COMPOSITE_CALLS = []
 
 
@@ -703,7 +713,8 @@ class Layer:
             self.build(shapes if isinstance(inputs, (list, tuple)) else shapes[0])
             self.built = True
 
-        _COMPOSITE_CALLS.append(self)
+        record = CompositeCall(self, flat)
+        _COMPOSITE_CALLS.append(record)
         try:
             out = traced_call(self, inputs, positional)
         except (TypeError, AttributeError) as e:
@@ -719,6 +730,7 @@ class Layer:
         if not outs or not all(isinstance(t, KerasTensor) for t in outs):
             raise TypeError(f"Layer {self.name} ({type(self).__name__}): call() must return "
                             f"tensors from densitron layers. Received: {out!r}")
+        record.outputs = outs
         return out
 
     def _sublayers(self):

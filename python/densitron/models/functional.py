@@ -86,6 +86,25 @@ def _layers_in_keras_order(nodes, first_visit, unused=()):
     return [layers[k] for k in keys]
 
 
+def keras_layer_list(graph_layers, nodes):
+    """The layers in the order of graph_layers with each call made inside a composite
+    layer's call() standing for the outermost composite layer."""
+    if not any(node.within for node in nodes):
+        return list(graph_layers)
+    direct = {id(node.layer) for node in nodes if not node.within}
+    outer = {}
+    for node in nodes:
+        if node.within:
+            outer.setdefault(id(node.layer), []).append(node.within[0].layer)
+    out, seen = [], set()
+    for layer in graph_layers:
+        for item in ([layer] if id(layer) in direct else []) + outer.get(id(layer), []):
+            if id(item) not in seen:
+                seen.add(id(item))
+                out.append(item)
+    return out
+
+
 class Functional(Trainer, Layer):
     """Keras's Model. `Model(inputs, outputs)` builds a functional model. A subclass that
     defines `call(inputs[, training])` out of densitron layers (created in its `__init__`) is
@@ -338,7 +357,7 @@ class Functional(Trainer, Layer):
         from densitron.layers.normalization import BatchNormalization
 
         modes = []
-        for layer in self.layers:
+        for layer in self._graph_layers():
             if isinstance(layer, Functional):
                 modes += layer._engine_modes()
             elif isinstance(layer, BatchNormalization):
@@ -397,6 +416,14 @@ class Functional(Trainer, Layer):
     # --- Keras model API -----------------------------------------------------------------
     @property
     def layers(self):
+        """Keras's list: a composite layer (a Layer subclass made of layers) once, where its
+        first sublayer call is, in place of the sublayers its call ran (a sublayer also called
+        outside it is listed too)."""
+        return keras_layer_list(self._all_layers, getattr(self, "_nodes", []))
+
+    def _graph_layers(self):
+        """The layers of the model's graph (a composite layer's sublayers in its place): what
+        its files hold."""
         return list(self._all_layers)
 
     def _tracked_layers(self):
@@ -460,11 +487,8 @@ class Functional(Trainer, Layer):
         for layer in self.layers:
             if layer.name == name:
                 return layer
-        # a composite layer (Keras lists it; its sublayers' calls stand in its place here), or
-        # a subclassed model's attribute
-        nodes = getattr(self, "_nodes", [])
-        for layer in [c for node in nodes for c in node.within] + (
-                self._sublayers() if getattr(self, "_subclassed", False) else []):
+        # a subclassed model's attribute its trace did not call
+        for layer in self._sublayers() if getattr(self, "_subclassed", False) else []:
             if layer.name == name:
                 return layer
         raise ValueError(f"No such layer: {name}. Existing layers are: "

@@ -140,6 +140,9 @@ class Sequential(Functional):
     def layers(self):
         return list(self._layers)
 
+    def _graph_layers(self):
+        return self.layers
+
     @property
     def inputs(self):
         return self.__dict__.get("inputs")

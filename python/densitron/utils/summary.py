@@ -11,22 +11,50 @@ def _size_str(n_params):
         size /= 1024
 
 
+def _units(model):
+    """The calls the table shows, in the model's order: each layer call, and a composite
+    layer's call (a CompositeCall) once, in place of the calls its call() made."""
+    units, seen = [], set()
+    for node in model._nodes:
+        unit = node.within[0] if node.within else node
+        if id(unit) not in seen:
+            seen.add(id(unit))
+            units.append(unit)
+    return units
+
+
+def _sequential_like(model, units):
+    """Keras's test for leaving out "Connected to": a chain from one input, each call reading
+    the one before it, no layer called twice."""
+    from densitron.models.sequential import Sequential
+
+    if isinstance(model, Sequential):
+        return True
+    if len({id(u.layer) for u in units}) < len(units) or units[0].inputs:
+        return False
+    return all(len(u.inputs) == 1 and len(prev.outputs) == 1 and u.inputs[0] is prev.outputs[0]
+               for prev, u in zip(units, units[1:]))
+
+
 def _rows(model):
     from densitron.layers.input_layer import InputLayer
     from densitron.models.sequential import Sequential
 
-    sequential = isinstance(model, Sequential)
+    units = _units(model)
+    sequential = _sequential_like(model, units)
+    producer, calls = {}, {}
+    for unit in units:
+        index = calls[id(unit.layer)] = calls.get(id(unit.layer), -1) + 1
+        for k, t in enumerate(unit.outputs):
+            producer[id(t)] = f"{unit.layer.name}[{index}][{k}]"
     rows = []
-    calls = model._call_refs()
-    for node in model._nodes:
-        layer = node.layer
-        if sequential and isinstance(layer, InputLayer):
+    for unit in units:
+        layer = unit.layer
+        if isinstance(model, Sequential) and isinstance(layer, InputLayer):
             continue
-        shape = str(tuple(node.outputs[0].shape))
-        connected = ", ".join(
-            "{}[{}][{}]".format(*calls[id(t._node)], t._index) for t in node.inputs
-            if id(t._node) in calls
-        ) or "-"
+        shapes = [tuple(t.shape) for t in unit.outputs]
+        shape = str(shapes[0]) if len(shapes) == 1 else str(shapes)
+        connected = ", ".join(producer[id(t)] for t in unit.inputs if id(t) in producer) or "-"
         rows.append((f"{layer.name} ({type(layer).__name__})", shape,
                      f"{layer.count_params():,}", connected))
     return rows, not sequential
