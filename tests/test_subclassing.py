@@ -901,3 +901,43 @@ def test_get_layer_finds_composite_layers_and_a_subclassed_models_attributes():
     assert sub.get_layer(sub.block.name) is sub.block
     with pytest.raises(ValueError, match="No such layer: nothing"):
         model.get_layer("nothing")
+
+
+class CalledOutOfOrder(L.Layer):
+    """Its sublayers set in one order and called in the other: Keras's weights order (by
+    attribute) is not its graph's (by call)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.second = L.Dense(8)
+        self.first = L.Dense(8, activation="tanh")
+
+    def call(self, x):
+        return self.second(self.first(x))
+
+
+def test_composite_model_files_resume_training_alike(tmp_path):
+    # Files list weights and optimizer slots in the graph's order, which the model and the
+    # model loaded from its file (whose composite layer is its sublayers) share: the loaded
+    # model resumes training exactly as the original, and .weights.npz files go both ways.
+    x, y = data(seed=5)
+    inputs = densitron.Input((8,))
+    h = L.Dense(8, activation="relu")(inputs)
+    block = CalledOutOfOrder()
+    model = compile_(Model(inputs, L.Dense(3, activation="softmax")(block(h))))
+    assert model.weights[2] is block.second.kernel  # (Keras's order)
+    model.fit(x, y, epochs=2, verbose=0, shuffle=False)
+    model.save(tmp_path / "m.keras")
+    loaded = densitron.models.load_model(tmp_path / "m.keras")
+    assert len(loaded.layers) > len(model.layers)  # (its sublayers, listed)
+    for m in (model, loaded):
+        m.fit(x, y, epochs=2, verbose=0, shuffle=False)
+    for a, b in zip(model._graph_weights(), loaded._graph_weights()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    model.save_weights(tmp_path / "w.weights.npz")
+    fresh = densitron.models.load_model(tmp_path / "m.keras")
+    fresh.load_weights(tmp_path / "w.weights.npz")
+    np.testing.assert_array_equal(fresh.predict(x, verbose=0), model.predict(x, verbose=0))
+    loaded.save_weights(tmp_path / "w2.weights.npz")
+    model.load_weights(tmp_path / "w2.weights.npz")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))

@@ -215,7 +215,7 @@ def _load_keras_zip(source, compile, filepath):
         cc = keras_format.compile_from_keras(cc)
     _compile_saved(model, cc, compile, filepath)
     if h5 is None:
-        model.set_weights(weights)
+        _set_graph_weights(model, weights)
         return model
     with _h5py().File(io.BytesIO(h5), "r") as h:
         _load_keras_h5(model, h, filepath)
@@ -281,7 +281,7 @@ def _compile_saved(model, cc, compile, filepath):
 
 def save_weights(model, filepath, overwrite=True):
     filepath = path_arg("filepath", filepath)
-    weights = model.get_weights()
+    weights = [w.numpy() for w in model._graph_weights()]  # (see _set_graph_weights)
     if filepath.endswith(".weights.npz"):
         _atomic_write(filepath, lambda f: f.write(_npz_bytes(weights)), overwrite)
         return
@@ -321,6 +321,17 @@ def load_weights(model, filepath):
     else:
         raise ValueError("The filename must end in `.weights.npz`, `.weights.h5` or `.keras`. "
                          f"Received: filepath={filepath!r}")
+    _set_graph_weights(model, weights)
+
+
+def _set_graph_weights(model, weights):
+    """set_weights of a list in the graph's order (model._graph_weights), the order of
+    densitron's .weights.npz files: the model that saved it and the model loaded from its
+    .keras file (whose composite layers are their sublayers) read it alike."""
+    graph = model._graph_weights()
+    if len(weights) == len(graph):
+        index = {id(w): i for i, w in enumerate(graph)}
+        weights = [weights[index[id(w)]] for w in model.weights]
     model.set_weights(weights)
 
 

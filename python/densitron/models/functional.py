@@ -426,6 +426,19 @@ class Functional(Trainer, Layer):
         its files hold."""
         return list(self._all_layers)
 
+    def _graph_weights(self, trainable=False):
+        """The weights (the trainable ones) by the graph's layers, each once: the order of
+        the optimizer's slots and of .weights.npz files, which a model shares with the model
+        loaded from its file (whose composite layers are their sublayers)."""
+        if trainable and not self.trainable:
+            return []
+        seen, out = set(), []
+        for w in (w for layer in self._graph_layers() for w in layer.weights):
+            if id(w) not in seen and (w.trainable or not trainable):
+                seen.add(id(w))
+                out.append(w)
+        return out
+
     def _tracked_layers(self):
         """Keras's sublayers of a model: a subclassed model's attributes' layers, then its
         layers (a subclassed model's trace, a functional model's calls)."""

@@ -381,7 +381,7 @@ class Trainer:
         self._ensure_built()
         index = {id(v): p for p, v in enumerate(self._params)}
         return [(s, index[id(v)], v) for block in self.optimizer._keras_slot_order()
-                for v in self.trainable_weights for s in block]
+                for v in self._graph_weights(trainable=True) for s in block]
 
     def _apply_optimizer_state(self, iterations, slots):
         self._graph.iterations = iterations
