@@ -907,3 +907,13 @@ def test_a_compile_that_raises_leaves_the_model_as_it_was():
         assert model.get_compile_config() == config
     model.fit(x, y, verbose=0)  # trains on with its optimizer's state
     assert int(optimizer.iterations) == 2 * steps
+
+
+def test_output_names_are_keras_s():
+    inputs = Input(shape=(4,))
+    h = Dense(3, name="h")(inputs)
+    model = Model(inputs, {"out": Dense(1, name="head")(h), "aux": Dense(2, name="side")(h)})
+    assert model.output_names == ["side", "head"]  # (a dict's outputs by sorted keys)
+    model.output_names = ["a", "b"]  # an attribute in Keras: assignable
+    assert model.output_names == ["a", "b"]
+    assert Sequential([Input(shape=(2,)), Dense(1, name="only")]).output_names == ["only"]

@@ -302,8 +302,6 @@ true_divide = divide
 
 
 def _reduce(mode, x, axis, keepdims):
-    from densitron.layers.math_ops import Reduce
-
     if not _symbolic(x):
         fn = {"mean": np.mean, "sum": np.sum, "max": np.max}[mode]
         return fn(np.asarray(x, dtype=np.float32), axis=axis, keepdims=keepdims)
@@ -311,8 +309,33 @@ def _reduce(mode, x, axis, keepdims):
         return BatchReduction(x, mode)
     if axis in (0, (0,), [0]) and mode != "max" and len(x.shape) == 2:  # a column's, a batch
         return BatchColumns(x, mode)
-    _last_axis_only(mode, x, axis)
-    return Reduce(mode, keepdims)(x)
+    return _reduce_axes(mode, x, axis, keepdims)
+
+
+def _reduce_axes(mode, x, axis, keepdims):
+    """A reduction of a symbolic tensor over axes beside the batch axis: each run of adjacent
+    axes by one Reduce, the last run first (a mean of equal groups' means is the mean)."""
+    from densitron.layers.math_ops import Reduce
+
+    rank = len(x.shape)
+    axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+    if not axes or builtins.any(isinstance(a, bool) or not isinstance(a, (int, np.integer))
+                                for a in axes):
+        raise ValueError(f"`axis` must be an int or a list of ints. Received: axis={axis!r}")
+    pos = sorted({int(a) + rank if a < 0 else int(a) for a in axes})
+    if pos[0] < 1 or pos[-1] >= rank:
+        raise ValueError(f"On a symbolic tensor, {mode}() reduces axes beside the batch axis "
+                         f"(1 to {rank - 1}, or -1 to {1 - rank}; axis=None: everything). "
+                         f"Received: axis={axis!r} for a tensor of shape {x.shape}")
+    runs = []
+    for a in pos:
+        if runs and a == runs[-1][-1] + 1:
+            runs[-1].append(a)
+        else:
+            runs.append([a])
+    for run in reversed(runs):
+        x = Reduce(mode, keepdims, axis=run if len(run) > 1 else run[0])(x)
+    return x
 
 
 class BatchColumns:

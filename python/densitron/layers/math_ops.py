@@ -139,36 +139,58 @@ class RowBroadcast(Layer):
 
 
 class Reduce(Layer):
-    """The mean, sum or maximum over the last axis (keepdims: a last axis of 1 stays; the
-    maximum's gradient shared between ties, as JAX's)."""
+    """The mean, sum or maximum over one axis or a run of adjacent axes beside the batch (the
+    last by default; keepdims: the reduced axes stay, of size 1; the maximum's gradient shared
+    between ties, as JAX's)."""
 
     _mask_rule = "refuse"
     _single_input = True
 
-    def __init__(self, mode="mean", keepdims=False, **kwargs):
+    def __init__(self, mode="mean", keepdims=False, axis=-1, **kwargs):
         super().__init__(**kwargs)
         if mode not in _REDUCE_MODES:
             raise ValueError(f"`mode` must be one of {sorted(_REDUCE_MODES)}. "
                              f"Received: mode={mode!r}")
         self.mode, self.keepdims = mode, bool(keepdims)
+        self.axis = list(axis) if isinstance(axis, (list, tuple)) else axis
+
+    def _axes(self, rank):
+        """The reduced axes as positive indices, adjacent and beside the batch axis."""
+        axes = self.axis if isinstance(self.axis, list) else [self.axis]
+        if not axes or any(isinstance(a, bool) or not isinstance(a, (int, np.integer))
+                           for a in axes):
+            raise ValueError(f"`axis` must be an axis or a list of axes. Received: "
+                             f"axis={self.axis!r}")
+        pos = sorted(int(a) + rank if a < 0 else int(a) for a in axes)
+        if pos[0] < 1 or pos[-1] >= rank or pos != list(range(pos[0], pos[0] + len(pos))):
+            raise ValueError(f"{self.mode} reduces adjacent axes beside the batch axis of its "
+                             f"input of rank {rank}. Received: axis={self.axis!r}")
+        return pos
 
     def _check_inputs(self, input_shape):
         self._check_single(input_shape)
         if len(input_shape) < 2:
             raise ValueError(f"{self.mode} over the last axis needs a tensor with one beside the "
                              f"batch axis. Received: input_shape={tuple(input_shape)}")
+        self._axes(len(input_shape))
 
     def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], 1) if self.keepdims else tuple(input_shape[:-1])
+        axes = self._axes(len(input_shape))
+        kept = [1 if a in axes else d for a, d in enumerate(input_shape)]
+        return tuple(kept if self.keepdims else
+                     [d for a, d in enumerate(input_shape) if a not in axes])
 
     def _engine_node(self, node, param_index):
         shape = node.inputs[0].shape
-        outer = int(np.prod(shape[1:-1])) if len(shape) > 2 else 1
-        return engine_node(_POOL, node, iattrs=[outer, int(shape[-1]), 1,
-                                                _REDUCE_MODES[self.mode]])
+        axes = self._axes(len(shape))
+        outer = int(np.prod(shape[1:axes[0]]))
+        length = int(np.prod(shape[axes[0]:axes[-1] + 1]))
+        inner = int(np.prod(shape[axes[-1] + 1:]))
+        return engine_node(_POOL, node, iattrs=[outer, length, inner, _REDUCE_MODES[self.mode]])
 
     def get_config(self):
-        return {**super().get_config(), "mode": self.mode, "keepdims": self.keepdims}
+        return {**super().get_config(), "mode": self.mode, "keepdims": self.keepdims,
+                "axis": self.axis}
 
 
 class ArgReduce(Layer):

@@ -508,6 +508,22 @@ class Functional(Trainer, Layer):
                          f"{[layer.name for layer in self.layers]}. Received: name={name!r}")
 
     @property
+    def output_names(self):
+        """Keras's: the names of the layers that make the outputs, in Keras's order of them
+        (a dict's by sorted keys); assignable, as Keras's attribute."""
+        if "_output_names_set" in self.__dict__:
+            return list(self._output_names_set)
+        self._ensure_built()
+        outs = self.outputs
+        if self._output_keys:
+            outs = [t for _, t in sorted(zip(self._output_keys, outs), key=lambda kt: kt[0])]
+        return [t._node.layer.name for t in outs]
+
+    @output_names.setter
+    def output_names(self, value):
+        self._output_names_set = list(value)
+
+    @property
     def input(self):
         """The model's input tensor(s), in its inputs' structure (Keras's `model.input`)."""
         self._ensure_built()
