@@ -917,3 +917,18 @@ def test_output_names_are_keras_s():
     model.output_names = ["a", "b"]  # an attribute in Keras: assignable
     assert model.output_names == ["a", "b"]
     assert Sequential([Input(shape=(2,)), Dense(1, name="only")]).output_names == ["only"]
+
+
+def test_summary_counts_the_optimizers_variables_once_it_has_run():
+    # Keras's lines: Adam's iterations (int64), learning rate and two slots a weight
+    model = Sequential([Input(shape=(3,)), Dense(4), Dense(1)])
+    model.compile("adam", "mse")
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert lines[-1] == " Non-trainable params: 0 (0.00 B)"
+    model.fit(np.ones((4, 3)), np.ones((4, 1)), verbose=0)
+    lines.clear()
+    model.summary(print_fn=lines.append)
+    assert lines[-4:] == [" Total params: 65 (264.00 B)", " Trainable params: 21 (84.00 B)",
+                          " Non-trainable params: 0 (0.00 B)",
+                          " Optimizer params: 44 (180.00 B)"]

@@ -50,3 +50,28 @@ def test_dict_of_frames_for_named_inputs_and_a_bad_column():
     single = model(width=5)
     with pytest.raises(TypeError, match="must hold numbers.*Received: x with dtype object"):
         single.fit(bad, np.zeros(40), verbose=0)
+
+
+def test_dummy_columns_through_np_array_adapt_and_train():
+    # Keras's regression tutorial: pd.get_dummies adds bool columns beside float ones;
+    # np.array of the frame is an object array of numbers, which Keras's adapt takes, and
+    # fit takes the frame (an object array it refuses, as Keras).
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame(rng.normal(size=(60, 2)), columns=["a", "b"])
+    df["origin"] = rng.integers(1, 4, 60)
+    df = pd.get_dummies(df, columns=["origin"])
+    arr = np.array(df)
+    assert arr.dtype == object
+    as_float = arr.astype(np.float64)
+    norm = densitron.layers.Normalization()
+    norm.adapt(arr)
+    np.testing.assert_allclose(norm.mean.numpy(), as_float.mean(axis=0), rtol=1e-6, atol=1e-7)
+    y = rng.integers(0, 3, 60)
+    a, b = model(5), model(5)
+    ha = a.fit(df, y, epochs=2, verbose=0, shuffle=False).history
+    hb = b.fit(as_float, y, epochs=2, verbose=0, shuffle=False).history
+    assert ha == hb
+    with pytest.raises(TypeError, match="must hold numbers.*dtype object"):
+        a.fit(arr, y, verbose=0)
+    with pytest.raises(TypeError, match="numeric data.*dtype object"):
+        densitron.layers.Normalization().adapt(np.array([["x", 1.0]], dtype=object))

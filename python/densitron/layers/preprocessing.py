@@ -188,6 +188,11 @@ class Normalization(Layer):
     def _moments(self, data):
         """The mean, variance and value count of one array of adapt's data, over every axis
         but the kept one (building the layer from the first)."""
+        if data.dtype.kind == "O":  # (mixed numbers: a DataFrame with bool columns)
+            try:
+                data = data.astype(np.float64)
+            except (TypeError, ValueError):
+                pass
         if data.dtype.kind not in "iufb":
             raise TypeError(f"`adapt` takes numeric data. Received: data of dtype {data.dtype}")
         self._ensure_adapt_build(data.shape)

@@ -93,12 +93,23 @@ def _as_numeric_array(value, arg):
     except Exception as e:  # ragged lists and the like
         raise ValueError(f"`{arg}` could not be read as an array ({e}). "
                          f"Received: {arg} of type {type(value).__name__}") from None
+    if a.dtype.kind == "O" and _numeric_frame(value):
+        # a DataFrame of bool columns beside numeric ones (pd.get_dummies'), as Keras takes it
+        a = value.to_numpy(dtype=np.float64)
     if a.dtype.kind not in "biuf":
         raise TypeError(
             f"`{arg}` must hold numbers (bool, integer or float). "
             f"Received: {arg} with dtype {a.dtype}"
         )
     return a
+
+
+def _numeric_frame(value):
+    """Whether value is a pandas DataFrame whose columns all hold numbers or bools."""
+    dtypes = getattr(value, "dtypes", None)
+    if dtypes is None or not hasattr(value, "to_numpy") or not hasattr(dtypes, "__iter__"):
+        return False
+    return all(getattr(d, "kind", "O") in "biuf" for d in dtypes)
 
 
 def _to_float32(a):

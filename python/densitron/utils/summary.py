@@ -2,9 +2,11 @@
 
 import math
 
+import numpy as np
 
-def _size_str(n_params):
-    size = n_params * 4.0
+
+def _size_str(n_bytes):
+    size = float(n_bytes)
     for unit in ("B", "KB", "MB", "GB"):
         if size < 1024 or unit == "GB":
             return f"{size:.2f} {unit}"
@@ -62,7 +64,20 @@ def _rows(model):
 
 def print_summary(model, print_fn=None):
     _print_table(model, *_rows(model), model.count_params(),
-                 sum(math.prod(w.shape) for w in model.trainable_weights), print_fn or print)
+                 sum(math.prod(w.shape) for w in model.trainable_weights), print_fn or print,
+                 _optimizer_params(model))
+
+
+def _optimizer_params(model):
+    """(count, bytes) of the optimizer's variables once it has run (Keras's built
+    optimizer), else None."""
+    from densitron.saving import _optimizer_values
+
+    if not (model.compiled and getattr(model, "_engine_compiled", False) and
+            getattr(model, "optimizer", None) is not None):
+        return None
+    values = [np.asarray(v) for v in _optimizer_values(model)]
+    return sum(v.size for v in values), sum(v.nbytes for v in values)
 
 
 def print_unbuilt_summary(model, print_fn=None):
@@ -78,7 +93,7 @@ def print_unbuilt_summary(model, print_fn=None):
     _print_table(model, rows, False, 0, 0, print_fn or print)
 
 
-def _print_table(model, rows, functional, total, trainable, print_fn):
+def _print_table(model, rows, functional, total, trainable, print_fn, optimizer=None):
     headers = ["Layer (type)", "Output Shape", "Param #"] + (["Connected to"] if functional else [])
     rows = [r if functional else r[:3] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) + 2 if rows else len(h) + 2
@@ -103,6 +118,10 @@ def _print_table(model, rows, functional, total, trainable, print_fn):
         if i < len(rows) - 1:
             print_fn(line("├", "┼", "┤", "─"))
     print_fn(line("└", "┴", "┘", "─"))
-    print_fn(f" Total params: {total:,} ({_size_str(total)})")
-    print_fn(f" Trainable params: {trainable:,} ({_size_str(trainable)})")
-    print_fn(f" Non-trainable params: {total - trainable:,} ({_size_str(total - trainable)})")
+    count, size = optimizer or (0, 0)
+    print_fn(f" Total params: {total + count:,} ({_size_str(total * 4 + size)})")
+    print_fn(f" Trainable params: {trainable:,} ({_size_str(trainable * 4)})")
+    print_fn(f" Non-trainable params: {total - trainable:,} "
+             f"({_size_str((total - trainable) * 4)})")
+    if optimizer:  # (as Keras, once the optimizer has run)
+        print_fn(f" Optimizer params: {count:,} ({_size_str(size)})")
