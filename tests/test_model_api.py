@@ -932,3 +932,19 @@ def test_summary_counts_the_optimizers_variables_once_it_has_run():
     assert lines[-4:] == [" Total params: 65 (264.00 B)", " Trainable params: 21 (84.00 B)",
                           " Non-trainable params: 0 (0.00 B)",
                           " Optimizer params: 44 (180.00 B)"]
+
+
+def test_get_metrics_result_is_keras_s():
+    model = Sequential([Input(shape=(5,)), Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    assert model.get_metrics_result() == {"loss": 0.0}
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    with pytest.raises(ValueError, match="not yet been built"):
+        model.get_metrics_result()
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(20, 5)), rng.integers(0, 2, 20)
+    h = model.fit(x, y, verbose=0, validation_data=(x[:4], y[:4])).history
+    got = model.get_metrics_result()  # the latest run's: the validation's
+    assert list(got) == ["loss", "accuracy"] and all(isinstance(v, float) for v in got.values())
+    assert got["loss"] == pytest.approx(h["val_loss"][0])
+    assert got["accuracy"] == pytest.approx(h["val_accuracy"][0])

@@ -120,6 +120,8 @@ class ModelCheckpoint(_SaveFreq, _Monitor):
             self.model.save_weights(path, overwrite=True)
         else:
             self.model.save(path, overwrite=True)
+        if self.verbose > 0:  # (Keras 3.15's second message)
+            print_msg(f"\nEpoch {epoch + 1}: finished saving model to {path}")
 
 
 class CSVLogger(Callback):

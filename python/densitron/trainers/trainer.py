@@ -480,6 +480,17 @@ class Trainer:
             out.append(CompileMetrics(self))
         return out
 
+    def get_metrics_result(self):
+        """Keras's: each of model.metrics' latest results as Python floats ({"loss": 0.0}
+        before a run; a ValueError then when compile was given metrics, as Keras's)."""
+        out = {}
+        for metric in self.metrics:
+            if isinstance(metric, CompileMetrics):
+                out.update({k: float(v) for k, v in metric.result().items()})
+            else:
+                out[metric.name] = float(metric.result())
+        return out
+
     def reset_metrics(self):
         """Keras's reset_metrics: densitron's metrics start afresh with every fit, evaluate or
         batch call; the latest logs that model.metrics report are cleared."""
