@@ -159,6 +159,7 @@ def test_model_checkpoint_best_only_saves_improvements(tmp_path, capsys):
     assert clone.evaluate(xv, yv, verbose=0)[0] == pytest.approx(losses[best], rel=1e-6)
     out = capsys.readouterr().out
     assert f"Epoch {best + 1}: val_loss improved from" in out
+    assert f"Epoch {best + 1}: finished saving model to {path}" in out
     assert "did not improve from" in out  # the diverged epochs
 
 
