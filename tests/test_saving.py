@@ -382,3 +382,66 @@ def test_export_is_refused_with_what_to_do_instead(tmp_path):
         with pytest.raises(NotImplementedError, match=f"model.save.*Received: export.*{fmt}"):
             model.export(str(tmp_path / "exported"), format=fmt)
     assert not (tmp_path / "exported").exists()
+
+
+def _composite_classes(mod, register):
+    """The same layers of the user's (made of layers) written against Keras or densitron:
+    sublayers as attributes and in a list, a weight of its own."""
+    L = mod.layers
+
+    @register(package="densitron_test")
+    class ScaledPair(L.Layer):
+        def __init__(self, units=4, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+            self.second = L.Dense(units)
+            self.rest = [L.Dense(units, activation="tanh"), L.Dense(units)]
+
+        def build(self, input_shape):
+            self.scale = self.add_weight(shape=(self.units,), initializer="ones", name="scale")
+
+        def call(self, x):
+            return self.second(self.rest[1](self.rest[0](x))) * self.scale + x
+
+        def get_config(self):
+            return {**super().get_config(), "units": self.units}
+
+    return ScaledPair
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # (Keras's numpy backend's own)
+def test_a_keras_file_with_layers_of_the_users_loads(tmp_path):
+    # A registered Layer subclass made of layers: densitron builds it from Keras's config
+    # (its own class, registered too), reads its weights from below its path (its own, its
+    # attributes', a list's by class), and its sublayers' names may repeat the model's.
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "numpy")  # (not TensorFlow, absent here)
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("h5py")
+    import densitron
+
+    theirs = _composite_classes(keras, keras.saving.register_keras_serializable)
+    ours = _composite_classes(densitron, densitron.saving.register_keras_serializable)
+    inp = keras.Input((4,))
+    kmodel = keras.Model(inp, keras.layers.Dense(2, name="dense")(theirs(4)(theirs(4)(inp))))
+    rng = np.random.default_rng(3)
+    kmodel.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in kmodel.weights])
+    kmodel.save(tmp_path / "k.keras")
+    x = rng.normal(size=(5, 4)).astype(np.float32)
+    model = load_model(tmp_path / "k.keras")
+    assert [type(layer).__name__ for layer in model.layers] == [
+        "InputLayer", "ScaledPair", "ScaledPair", "Dense"]
+    assert isinstance(model.layers[1], ours)
+    np.testing.assert_allclose(model.predict(x, verbose=0), kmodel.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    assert [w.shape for w in model.get_weights()] == [tuple(w.shape) for w in kmodel.weights]
+    model.save(tmp_path / "d.keras")  # densitron's file: the graph of sublayers
+    again = load_model(tmp_path / "d.keras")
+    np.testing.assert_allclose(again.predict(x, verbose=0), kmodel.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    fresh = densitron.models.Model(inputs := densitron.Input((4,)),
+                                   densitron.layers.Dense(2)(ours(4)(ours(4)(inputs))))
+    fresh.load_weights(tmp_path / "k.keras")  # Keras's weights by their paths
+    np.testing.assert_allclose(fresh.predict(x, verbose=0), kmodel.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)

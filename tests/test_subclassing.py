@@ -941,3 +941,28 @@ def test_composite_model_files_resume_training_alike(tmp_path):
     loaded.save_weights(tmp_path / "w2.weights.npz")
     model.load_weights(tmp_path / "w2.weights.npz")
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+class NamedInside(L.Layer):
+    """Its sublayer named as the user names it: two of them repeat the name, as in Keras."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = L.Dense(8, activation="relu", name="inner")
+
+    def call(self, x):
+        return self.inner(x) + x
+
+
+def test_two_composite_layers_with_sublayers_of_one_name_build_save_and_load(tmp_path):
+    x, y = data(seed=6)
+    inputs = densitron.Input((8,))
+    model = compile_(Model(inputs, L.Dense(3, activation="softmax", name="inner")(
+        NamedInside()(NamedInside()(inputs)))))
+    assert [layer.name for layer in model._graph_layers()].count("inner") == 3
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = densitron.models.load_model(tmp_path / "m.keras")
+    names = [layer.name for layer in loaded.layers]
+    assert len(set(names)) == len(names) and "inner" in names
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))

@@ -93,7 +93,9 @@ def to_keras(model):
     layers = []
     for lc, layer in zip(config["layers"], model._all_layers):
         entry = _keras_entry(layer)
-        entry["name"] = lc["name"]
+        entry["name"] = lc["name"]  # (a composite layer's sublayer's numbered if repeated)
+        if isinstance(entry.get("config"), dict) and "name" in entry["config"]:
+            entry["config"]["name"] = lc["name"]
         if isinstance(layer, MultiHeadAttention):
             entry["config"].pop("call_signature", None)
             entry["inbound_nodes"] = [_attention_call_to_keras(layer, node, shapes)
@@ -352,7 +354,8 @@ def from_keras(obj):
                     nodes.append({"args": [_history(t, entry["name"]) for t in args],
                                   "is_list": False})
             layers.append({"class_name": layer["class_name"], "name": entry["name"],
-                           "config": layer["config"], "inbound_nodes": nodes})
+                           "config": layer["config"], "inbound_nodes": nodes,
+                           "registered_name": entry.get("registered_name")})
         inputs, input_keys = _refs(config["input_layers"])
         outputs, output_keys = _refs(config["output_layers"])
         return {"class_name": "Functional",
@@ -368,7 +371,8 @@ def from_keras(obj):
                 "config": {"name": config["name"], "trainable": config.get("trainable", True),
                            "layers": [from_keras(e) for e in entries],
                            "build_input_shape": shape}}
-    return {"class_name": class_name, "config": _densitron_layer_config(class_name, config)}
+    return {"class_name": class_name, "config": _densitron_layer_config(class_name, config),
+            "registered_name": obj.get("registered_name")}
 
 
 def _plain_loss(loss):

@@ -545,14 +545,71 @@ def _is_model(layer):
     return isinstance(layer, Functional)
 
 
-def _keras_layer_paths(model, prefix="layers", wrapped=False):
+class _OwnWeights:
+    """A composite layer's own weights (add_weight's, not its sublayers'), as a layer for
+    the loader."""
+
+    def __init__(self, layer):
+        self.name, self._weights = layer.name, list(layer._weights)
+
+    def get_weights(self):
+        return [w.numpy() for w in self._weights]
+
+    def set_weights(self, weights):
+        for w, v in zip(self._weights, weights):
+            w.assign(v)
+
+
+_LAYER_ATTRIBUTES = None
+
+
+def _composite_paths(layer, path):
+    """(path, layer) as Keras's files keep a composite layer (a Layer subclass made of
+    layers): its own weights at its path, each layer attribute's below it by attribute name,
+    a list attribute's layers by class within it (dense, dense_1, ...)."""
+    from densitron.layers.layer import Layer, _composite
+
+    global _LAYER_ATTRIBUTES
+    if _LAYER_ATTRIBUTES is None:  # (a plain layer's own attributes: none of the user's)
+        _LAYER_ATTRIBUTES = set(vars(Layer()))
+    yield path, _OwnWeights(layer)
+    for attr, value in sorted(vars(layer).items()):
+        if attr in _LAYER_ATTRIBUTES:
+            continue
+        if isinstance(value, Layer):
+            entries = [(f"{path}/{attr}", value)]
+        elif isinstance(value, (list, tuple)) and value and all(
+                isinstance(v, Layer) for v in value):
+            used, entries = {}, []
+            for v in value:
+                name = naming.to_snake_case(type(v).__name__)
+                used[name] = used.get(name, -1) + 1
+                entries.append((f"{path}/{attr}/{name}" +
+                                (f"_{used[name]}" if used[name] else ""), v))
+        else:
+            continue
+        for sub_path, sub in entries:
+            if _composite(sub):
+                yield from _composite_paths(sub, sub_path)
+            else:
+                yield sub_path, sub
+                if _is_model(sub):
+                    yield from _keras_layer_paths(sub, f"{sub_path}/layers", composites=True)
+
+
+def _keras_layer_paths(model, prefix="layers", wrapped=False, composites=False):
     """(path, layer) of every layer as Keras's weight files address it: by its class within its
     model, numbered when repeated (dense, dense_1, ...; not by layer name), and a nested
     model's layers below the model's own path. With `wrapped` (reading a file Keras wrote), a
     layer that came from a Keras TimeDistributed is found below the wrapper's path, as Keras
-    keeps it (densitron's graph holds the layer itself, and writes it so)."""
+    keeps it (densitron's graph holds the layer itself, and writes it so). With `composites`
+    (reading a file Keras wrote of a model with layers of the user's made of layers), Keras's
+    layers, a composite layer's weights below its own path (_composite_paths); else the
+    graph's layers, which densitron writes."""
+    from densitron.layers.layer import _composite
+
     used = {}
-    for layer in model._graph_layers():
+    for layer in (model.layers if composites else model._graph_layers()):
         wrapper = getattr(layer, "_keras_wrapper", None) if wrapped else None
         name = wrapper or naming.to_snake_case(type(layer).__name__)
         if name in used:
@@ -561,9 +618,12 @@ def _keras_layer_paths(model, prefix="layers", wrapped=False):
         else:
             used[name] = 0
         path = f"{prefix}/{name}" + ("/layer" if wrapper else "")
+        if composites and _composite(layer):
+            yield from _composite_paths(layer, path)
+            continue
         yield path, layer
         if _is_model(layer):
-            yield from _keras_layer_paths(layer, f"{path}/layers", wrapped)
+            yield from _keras_layer_paths(layer, f"{path}/layers", wrapped, composites)
 
 
 def _load_keras_h5(model, h, filepath):
@@ -571,7 +631,10 @@ def _load_keras_h5(model, h, filepath):
     found = []
     # (a file Keras wrote with a TimeDistributed keeps its layer below the wrapper's path)
     wrapped = "layers" in h and any(k.startswith("time_distributed") for k in h["layers"])
-    for path, layer in _keras_layer_paths(model, wrapped=wrapped):
+    # (a file Keras wrote keeps a composite layer's weights below the layer's own path)
+    composites = any(path in h for path, layer in _keras_layer_paths(model, composites=True)
+                     if isinstance(layer, _OwnWeights))
+    for path, layer in _keras_layer_paths(model, wrapped=wrapped, composites=composites):
         if _is_model(layer):
             continue
         want = layer.get_weights()

@@ -79,6 +79,14 @@ def deserialize(config):
     registry.update({"Functional": models.Functional, "Model": models.Functional,
                      "Sequential": models.Sequential})
     cls = registry.get(config.get("class_name"))
+    if cls is None:  # a layer class of the user's: registered, or in custom_objects
+        from densitron.utils.serialization import get_registered_object
+
+        for key in (config.get("registered_name"), config.get("class_name")):
+            found = get_registered_object(key) if isinstance(key, str) else None
+            if isinstance(found, type) and issubclass(found, Layer):
+                cls = found
+                break
     if cls is None:
         raise ValueError(f"Unknown layer class: {config.get('class_name')!r}. "
                          f"Received: config={config!r}")

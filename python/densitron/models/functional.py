@@ -235,7 +235,9 @@ class Functional(Trainer, Layer):
         self._input_keys, self._output_keys = in_keys, out_keys
         layers = _layers_in_keras_order(nodes, first_visit, unused)
         self._all_layers = layers
-        names = [layer.name for layer in layers]
+        # (unique among Keras's layers; a composite layer's sublayers may share a name with
+        # another layer, as in Keras: files number theirs, see _graph_names)
+        names = [layer.name for layer in keras_layer_list(layers, ordered)]
         for name in set(names):
             if names.count(name) > 1:
                 raise ValueError(
@@ -650,11 +652,32 @@ class Functional(Trainer, Layer):
             nodes_of.setdefault(id(node.layer), []).append(node)
         return nodes_of
 
+    def _graph_names(self):
+        """{id(layer): name} of the graph's layers as files name them, each unique: the
+        layer's own name, but a composite layer's sublayer whose name another layer has
+        already (the sublayers of two blocks, a sublayer beside a layer of the user's) gets
+        it numbered."""
+        keras_level = self.layers
+        used = {layer.name for layer in keras_level}
+        direct = {id(layer) for layer in keras_level}
+        out = {}
+        for layer in self._all_layers:
+            name = layer.name
+            if id(layer) not in direct:
+                k = 0
+                while name in used:
+                    k += 1
+                    name = f"{layer.name}_{k}"
+                used.add(name)
+            out[id(layer)] = name
+        return out
+
     def _call_refs(self):
         """{id(node): [layer name, index of the call among its layer's calls]}, the first two
         items of Keras's keras_history."""
         nodes_of = self._nodes_by_layer()
-        return {id(node): [layer.name, index] for layer in self._all_layers
+        names = self._graph_names()
+        return {id(node): [names[id(layer)], index] for layer in self._all_layers
                 for index, node in enumerate(nodes_of.get(id(layer), []))}
 
     def get_config(self):
@@ -662,6 +685,7 @@ class Functional(Trainer, Layer):
         link them (Keras's layout: inbound_nodes as [layer_name, node_index, tensor_index])."""
         nodes_of = self._nodes_by_layer()
         call = self._call_refs()
+        names = self._graph_names()
 
         def ref(t):  # Keras's keras_history: [layer name, node index, tensor index]
             return [*call[id(t._node)], t._index]
@@ -676,8 +700,8 @@ class Functional(Trainer, Layer):
                 inbound.append({"args": args, "is_list": bool(getattr(node, "is_list", False))})
             layer_configs.append({
                 "class_name": type(layer).__name__,
-                "name": layer.name,
-                "config": layer.get_config(),
+                "name": names[id(layer)],
+                "config": {**layer.get_config(), "name": names[id(layer)]},
                 "inbound_nodes": inbound,
             })
         return {
