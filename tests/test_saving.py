@@ -436,10 +436,23 @@ def test_a_keras_file_with_layers_of_the_users_loads(tmp_path):
     np.testing.assert_allclose(model.predict(x, verbose=0), kmodel.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)
     assert [w.shape for w in model.get_weights()] == [tuple(w.shape) for w in kmodel.weights]
-    model.save(tmp_path / "d.keras")  # densitron's file: the graph of sublayers
+    model.save(tmp_path / "d.keras")  # (the registered class kept as itself, as Keras does)
     again = load_model(tmp_path / "d.keras")
+    assert isinstance(again.layers[1], ours)
     np.testing.assert_allclose(again.predict(x, verbose=0), kmodel.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)
+    back = keras.models.load_model(tmp_path / "d.keras")  # and Keras reads it
+    assert isinstance(back.layers[1], theirs)
+    np.testing.assert_allclose(back.predict(x, verbose=0), kmodel.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    y = rng.normal(size=(5, 2)).astype(np.float32)  # training resumes alike from the file
+    model.compile("adam", "mse")
+    model.fit(x, y, epochs=2, verbose=0, shuffle=False)
+    model.save(tmp_path / "t.keras")
+    resumed = load_model(tmp_path / "t.keras")
+    for m in (model, resumed):
+        m.fit(x, y, epochs=2, verbose=0, shuffle=False)
+    np.testing.assert_array_equal(resumed.predict(x, verbose=0), model.predict(x, verbose=0))
     fresh = densitron.models.Model(inputs := densitron.Input((4,)),
                                    densitron.layers.Dense(2)(ours(4)(ours(4)(inputs))))
     fresh.load_weights(tmp_path / "k.keras")  # Keras's weights by their paths

@@ -966,3 +966,38 @@ def test_two_composite_layers_with_sublayers_of_one_name_build_save_and_load(tmp
     names = [layer.name for layer in loaded.layers]
     assert len(set(names)) == len(names) and "inner" in names
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+class Mix(L.Layer):
+    """call(a, b): a layer of the user's given two tensors."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.d = L.Dense(3)
+
+    def call(self, a, b):
+        return self.d(a) * 0.5 + b
+
+
+def test_composite_layers_take_keras_s_place_and_files_keep_registered_ones(tmp_path):
+    # Keras lists a composite layer by its depth among the model's calls (both inputs before
+    # it); a registered class is kept as itself in files (two tensors as two arguments),
+    # an unregistered one as its sublayers' calls.
+    from densitron.saving import register_keras_serializable
+
+    a, b = densitron.Input((4,)), densitron.Input((3,))
+    plain = Model([a, b], Mix()(a, b))
+    assert [type(layer).__name__ for layer in plain.layers] == [
+        "InputLayer", "InputLayer", "Mix"]
+    x = [np.ones((2, 4), np.float32), np.full((2, 3), 2.0, np.float32)]
+    plain.save(tmp_path / "flat.keras")
+    flat = densitron.models.load_model(tmp_path / "flat.keras")
+    assert "Mix" not in [type(layer).__name__ for layer in flat.layers]
+    np.testing.assert_array_equal(flat.predict(x, verbose=0), plain.predict(x, verbose=0))
+    registered = register_keras_serializable(package="densitron_test")(
+        type("RegisteredMix", (Mix,), {}))
+    model = Model([a, b], registered()(a, b))
+    model.save(tmp_path / "kept.keras")
+    kept = densitron.models.load_model(tmp_path / "kept.keras")
+    assert isinstance(kept.layers[-1], registered)
+    np.testing.assert_array_equal(kept.predict(x, verbose=0), model.predict(x, verbose=0))

@@ -91,7 +91,7 @@ def to_keras(model):
 
     shapes = _output_shapes(model)
     layers = []
-    for lc, layer in zip(config["layers"], model._all_layers):
+    for lc, layer in zip(config["layers"], model._file_calls()[0]):
         entry = _keras_entry(layer)
         entry["name"] = lc["name"]  # (a composite layer's sublayer's numbered if repeated)
         if isinstance(entry.get("config"), dict) and "name" in entry["config"]:
@@ -163,19 +163,25 @@ def _attention_call_from_keras(entry, node, mask_ops):
 
 
 def _keras_entry(layer):
+    from densitron.layers.layer import _composite
     from densitron.models.functional import Functional
+    from densitron.utils.serialization import get_registered_name
 
     if isinstance(layer, Functional):
         return to_keras(layer)
+    if _composite(layer):  # a layer of the user's, by its registered name (as Keras writes)
+        return {"module": None, "class_name": type(layer).__name__,
+                "config": _keras_layer_config(layer.get_config()),
+                "registered_name": get_registered_name(type(layer))}
     return {"module": _LAYER_MODULE, "class_name": type(layer).__name__,
             "config": _keras_layer_config(layer.get_config()), "registered_name": None}
 
 
 def _output_shapes(model):
     """(layer name, node index, tensor index) -> the shape of that output, batch axis None."""
-    calls = model._call_refs()
-    return {(*calls[id(node)], k): [None, *out.shape[1:]]
-            for node in model._nodes if id(node) in calls for k, out in enumerate(node.outputs)}
+    _, calls, _ = model._file_calls()
+    refs = model._call_refs()
+    return {tuple(refs[id(out)]): [None, *out.shape[1:]] for call in calls for out in call.outputs}
 
 
 def compile_to_keras(cc):
@@ -350,9 +356,9 @@ def from_keras(obj):
                 if len(args) == 1 and isinstance(args[0], list):
                     nodes.append({"args": [_history(t, entry["name"]) for t in args[0]],
                                   "is_list": True})
-                else:
+                else:  # (several tensors as arguments: a layer of the user's, call(a, b))
                     nodes.append({"args": [_history(t, entry["name"]) for t in args],
-                                  "is_list": False})
+                                  "is_list": False, "positional": len(args) > 1})
             layers.append({"class_name": layer["class_name"], "name": entry["name"],
                            "config": layer["config"], "inbound_nodes": nodes,
                            "registered_name": entry.get("registered_name")})

@@ -18,11 +18,15 @@ import zipfile
 import numpy as np
 
 from densitron._checks import path_arg
-from densitron.utils import naming
-from densitron.utils import deserialize_keras_object, serialize_keras_object
-from densitron.utils.serialization import (CustomObjectScope, custom_object_scope,
-                                           get_custom_objects, get_registered_name,
-                                           get_registered_object, register_keras_serializable)
+from densitron.utils import deserialize_keras_object, naming, serialize_keras_object
+from densitron.utils.serialization import (
+    CustomObjectScope,
+    custom_object_scope,
+    get_custom_objects,
+    get_registered_name,
+    get_registered_object,
+    register_keras_serializable,
+)
 
 # The Keras release whose .keras layout model.save writes (KERAS_SEMANTICS.md: Keras 3.15).
 KERAS_FORMAT_VERSION = "3.15.1"
@@ -607,9 +611,14 @@ def _keras_layer_paths(model, prefix="layers", wrapped=False, composites=False):
     layers, a composite layer's weights below its own path (_composite_paths); else the
     graph's layers, which densitron writes."""
     from densitron.layers.layer import _composite
+    from densitron.models.sequential import Sequential
 
     used = {}
-    for layer in (model.layers if composites else model._graph_layers()):
+    # (Keras's layers; or the layers densitron's config names: composite layers of registered
+    # classes kept as themselves, others as their sublayers)
+    layers = (model.layers if composites or isinstance(model, Sequential)
+              else model._file_calls()[0])
+    for layer in layers:
         wrapper = getattr(layer, "_keras_wrapper", None) if wrapped else None
         name = wrapper or naming.to_snake_case(type(layer).__name__)
         if name in used:
@@ -618,7 +627,7 @@ def _keras_layer_paths(model, prefix="layers", wrapped=False, composites=False):
         else:
             used[name] = 0
         path = f"{prefix}/{name}" + ("/layer" if wrapper else "")
-        if composites and _composite(layer):
+        if _composite(layer):
             yield from _composite_paths(layer, path)
             continue
         yield path, layer

@@ -245,10 +245,11 @@ class CompositeCall:
     """One call of a composite layer: the layer, its input tensors and (once traced) its
     output tensors."""
 
-    def __init__(self, layer, inputs):
+    def __init__(self, layer, inputs, is_list=False, positional=False):
         self.layer = layer
         self.inputs = list(inputs)
         self.outputs = []
+        self.is_list, self.positional = is_list, positional  # (how it was called)
 
 
 # The composite layers' calls being traced now (outermost first).
@@ -713,7 +714,8 @@ class Layer:
             self.build(shapes if isinstance(inputs, (list, tuple)) else shapes[0])
             self.built = True
 
-        record = CompositeCall(self, flat)
+        record = CompositeCall(self, flat, isinstance(inputs, (list, tuple)) and not positional,
+                               positional)
         _COMPOSITE_CALLS.append(record)
         try:
             out = traced_call(self, inputs, positional)

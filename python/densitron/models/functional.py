@@ -10,7 +10,7 @@ from densitron import _core
 from densitron._checks import weight_list
 from densitron.layers.embedding import Embedding
 from densitron.layers.input_layer import InputLayer
-from densitron.layers.layer import KerasTensor, Layer, Node, defines_call, traced_call
+from densitron.layers.layer import KerasTensor, Layer, Node, _composite, defines_call, traced_call
 from densitron.layers.math_ops import _BATCH_REDUCE, AddedLoss
 from densitron.trainers import data as data_mod
 from densitron.trainers.trainer import Trainer
@@ -86,23 +86,63 @@ def _layers_in_keras_order(nodes, first_visit, unused=()):
     return [layers[k] for k in keys]
 
 
-def keras_layer_list(graph_layers, nodes):
-    """The layers in the order of graph_layers with each call made inside a composite
-    layer's call() standing for the outermost composite layer."""
+def outer_call(node, saved_only=False):
+    """The outermost composite layer's call (CompositeCall) that made this call, or None; with
+    `saved_only`, of those that files keep as themselves (registered classes)."""
+    for record in node.within:
+        if not saved_only or _saved_as_itself(record.layer):
+            return record
+    return None
+
+
+def _saved_as_itself(layer):
+    """Whether files keep a composite layer as itself, as Keras writes it: its class is
+    registered (register_keras_serializable), so a loader finds it again. Others are kept as
+    the calls of their sublayers, which load without the class."""
+    from densitron.utils.serialization import get_registered_name, get_registered_object
+
+    return get_registered_object(get_registered_name(type(layer))) is type(layer)
+
+
+def keras_layer_list(graph_layers, nodes, saved_only=False):
+    """The layers as Keras lists them when each call made inside a composite layer's call()
+    stands for the outermost composite layer's call (with `saved_only`, the outermost that
+    files keep as itself): by depth over those calls, deepest first, ties in the order of
+    graph_layers (Keras's order of the graph's layers; a composite layer at its first
+    sublayer's place)."""
     if not any(node.within for node in nodes):
         return list(graph_layers)
-    direct = {id(node.layer) for node in nodes if not node.within}
-    outer = {}
+    calls, seen = [], set()
     for node in nodes:
-        if node.within:
-            outer.setdefault(id(node.layer), []).append(node.within[0].layer)
-    out, seen = [], set()
-    for layer in graph_layers:
-        for item in ([layer] if id(layer) in direct else []) + outer.get(id(layer), []):
-            if id(item) not in seen:
-                seen.add(id(item))
-                out.append(item)
-    return out
+        call = outer_call(node, saved_only) or node
+        if id(call) not in seen:
+            seen.add(id(call))
+            calls.append(call)
+    producer = {id(t): call for call in calls for t in call.outputs}
+    depth = {id(call): 0 for call in calls}
+    changed = True
+    while changed:  # (a composite call may stand before one of its inputs' calls)
+        changed = False
+        for call in calls:
+            for t in call.inputs:
+                p = producer.get(id(t))
+                if p is not None and p is not call and depth[id(p)] < depth[id(call)] + 1:
+                    depth[id(p)] = depth[id(call)] + 1
+                    changed = True
+    rank = {}
+    for k, layer in enumerate(graph_layers):
+        rank.setdefault(id(layer), k)
+    for node in nodes:  # a composite layer at its first sublayer's place
+        call = outer_call(node, saved_only)
+        if call is not None:
+            here = rank.get(id(node.layer), len(graph_layers))
+            rank[id(call.layer)] = min(rank.get(id(call.layer), here), here)
+    layer_depth, layers = {}, {}
+    for call in calls:
+        key = id(call.layer)
+        layers[key] = call.layer
+        layer_depth[key] = max(layer_depth.get(key, 0), depth[id(call)])
+    return [layers[k] for k in sorted(layers, key=lambda k: (-layer_depth[k], rank[k]))]
 
 
 class Functional(Trainer, Layer):
@@ -236,7 +276,7 @@ class Functional(Trainer, Layer):
         layers = _layers_in_keras_order(nodes, first_visit, unused)
         self._all_layers = layers
         # (unique among Keras's layers; a composite layer's sublayers may share a name with
-        # another layer, as in Keras: files number theirs, see _graph_names)
+        # another layer, as in Keras: files number theirs, see _file_calls)
         names = [layer.name for layer in keras_layer_list(layers, ordered)]
         for name in set(names):
             if names.count(name) > 1:
@@ -652,16 +692,25 @@ class Functional(Trainer, Layer):
             nodes_of.setdefault(id(node.layer), []).append(node)
         return nodes_of
 
-    def _graph_names(self):
-        """{id(layer): name} of the graph's layers as files name them, each unique: the
-        layer's own name, but a composite layer's sublayer whose name another layer has
-        already (the sublayers of two blocks, a sublayer beside a layer of the user's) gets
-        it numbered."""
+    def _file_calls(self):
+        """densitron's files' view of the model: (layers, calls, names): its layers, where a
+        composite layer files keep as itself (_saved_as_itself) stands for its sublayers and
+        other composite layers are their sublayers; each call in order (a Node, or a
+        CompositeCall); each layer's name, unique: a composite layer's sublayer whose name
+        another layer has already (the sublayers of two blocks, a sublayer beside a layer of
+        the user's) gets it numbered."""
+        layers = keras_layer_list(self._all_layers, self._nodes, saved_only=True)
+        calls, seen = [], set()
+        for node in self._nodes:
+            call = outer_call(node, saved_only=True) or node
+            if id(call) not in seen:
+                seen.add(id(call))
+                calls.append(call)
         keras_level = self.layers
         used = {layer.name for layer in keras_level}
         direct = {id(layer) for layer in keras_level}
-        out = {}
-        for layer in self._all_layers:
+        names = {}
+        for layer in layers:
             name = layer.name
             if id(layer) not in direct:
                 k = 0
@@ -669,41 +718,54 @@ class Functional(Trainer, Layer):
                     k += 1
                     name = f"{layer.name}_{k}"
                 used.add(name)
-            out[id(layer)] = name
-        return out
+            names[id(layer)] = name
+        return layers, calls, names
 
     def _call_refs(self):
-        """{id(node): [layer name, index of the call among its layer's calls]}, the first two
-        items of Keras's keras_history."""
-        nodes_of = self._nodes_by_layer()
-        names = self._graph_names()
-        return {id(node): [names[id(layer)], index] for layer in self._all_layers
-                for index, node in enumerate(nodes_of.get(id(layer), []))}
+        """{id(tensor): [layer name, index of the call among its layer's calls, index of the
+        tensor among the call's outputs]} for the outputs of the calls files hold: Keras's
+        keras_history."""
+        _, calls, names = self._file_calls()
+        refs, counts = {}, {}
+        for call in calls:
+            index = counts[id(call.layer)] = counts.get(id(call.layer), -1) + 1
+            for k, t in enumerate(call.outputs):
+                refs[id(t)] = [names[id(call.layer)], index, k]
+        return refs
 
     def get_config(self):
         """Plain JSON-able description of the graph: each layer's config and the calls that
         link them (Keras's layout: inbound_nodes as [layer_name, node_index, tensor_index])."""
-        nodes_of = self._nodes_by_layer()
-        call = self._call_refs()
-        names = self._graph_names()
+        from densitron.utils.serialization import get_registered_name
+
+        layers, calls, names = self._file_calls()
+        refs = self._call_refs()
 
         def ref(t):  # Keras's keras_history: [layer name, node index, tensor index]
-            return [*call[id(t._node)], t._index]
+            return refs[id(t)]
 
+        calls_of = {}
+        for call in calls:
+            calls_of.setdefault(id(call.layer), []).append(call)
         layer_configs = []
-        for layer in self._all_layers:  # the graph's (a Sequential's too)
+        for layer in layers:  # the graph's (a Sequential's too)
             inbound = []
-            for node in nodes_of[id(layer)]:
-                if not node.inputs:
+            for call in calls_of.get(id(layer), []):
+                if not call.inputs:
                     continue
-                args = [ref(t) for t in node.inputs]
-                inbound.append({"args": args, "is_list": bool(getattr(node, "is_list", False))})
+                entry = {"args": [ref(t) for t in call.inputs],
+                         "is_list": bool(getattr(call, "is_list", False))}
+                if getattr(call, "positional", False):  # (call(self, a, b) of the user's)
+                    entry["positional"] = True
+                inbound.append(entry)
             layer_configs.append({
                 "class_name": type(layer).__name__,
                 "name": names[id(layer)],
                 "config": {**layer.get_config(), "name": names[id(layer)]},
                 "inbound_nodes": inbound,
             })
+            if _composite(layer):  # (kept as itself: its class found again by this name)
+                layer_configs[-1]["registered_name"] = get_registered_name(type(layer))
         return {
             "name": self.name,
             "trainable": self.trainable,
@@ -738,7 +800,8 @@ class Functional(Trainer, Layer):
                 keys = [key(a) for a in node["args"]]
                 if all(k in tensors for k in keys):
                     args = [tensors[k] for k in keys]
-                    out = created[name](args if node["is_list"] else args[0])
+                    out = (created[name](*args) if node.get("positional") else
+                           created[name](args if node["is_list"] else args[0]))
                     outs = (list(out.values()) if isinstance(out, dict)
                             else list(out) if isinstance(out, (list, tuple)) else [out])
                     for k, t in enumerate(outs):
