@@ -11,7 +11,7 @@ import pytest
 
 import densitron
 from densitron import layers as L
-from densitron.models import Model
+from densitron.models import Model, Sequential
 from keras_guides import custom_dropout_class, recommender_net, vae_classes
 
 
@@ -1001,3 +1001,48 @@ def test_composite_layers_take_keras_s_place_and_files_keep_registered_ones(tmp_
     kept = densitron.models.load_model(tmp_path / "kept.keras")
     assert isinstance(kept.layers[-1], registered)
     np.testing.assert_array_equal(kept.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+class TwoOutputs(L.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.a, self.b = L.Dense(8), L.Dense(2)
+
+    def call(self, x):
+        return {"p": self.a(x), "q": self.b(x)}
+
+
+class Outer(L.Layer):
+    """A composite layer holding another, called twice in a model."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.inner, self.d = TwoOutputs(), L.Dense(8)
+
+    def call(self, x):
+        return self.d(self.inner(x)["p"]) + x
+
+
+@pytest.mark.parametrize("kind", ["sequential", "shared", "two_outputs"])
+def test_composite_layers_save_and_load_in_every_placement(kind, tmp_path):
+    x, y = data(seed=7)
+    if kind == "sequential":
+        model = Sequential([densitron.Input((8,)), Outer(), L.Dense(3, activation="softmax")])
+    elif kind == "shared":
+        inputs, block = densitron.Input((8,)), Outer()
+        model = Model(inputs, L.Dense(3, activation="softmax")(block(block(inputs))))
+    else:
+        inputs = densitron.Input((8,))
+        out = TwoOutputs()(inputs)
+        model = Model(inputs, L.Dense(3, activation="softmax")(L.Concatenate()(
+            [out["p"], out["q"]])))
+    compile_(model).fit(x, y, epochs=1, verbose=0)
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert any("(Outer)" in ln or "(TwoOutputs)" in ln for ln in lines)
+    model.save(tmp_path / "m.keras")
+    loaded = densitron.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    loaded.fit(x, y, epochs=1, verbose=0, shuffle=False)  # (its optimizer's state too)
+    model.fit(x, y, epochs=1, verbose=0, shuffle=False)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))

@@ -616,7 +616,8 @@ def _keras_layer_paths(model, prefix="layers", wrapped=False, composites=False):
     used = {}
     # (Keras's layers; or the layers densitron's config names: composite layers of registered
     # classes kept as themselves, others as their sublayers)
-    layers = (model.layers if composites or isinstance(model, Sequential)
+    layers = (model.layers if composites or (isinstance(model, Sequential) and
+                                             not model._saved_as_graph())
               else model._file_calls()[0])
     for layer in layers:
         wrapper = getattr(layer, "_keras_wrapper", None) if wrapped else None

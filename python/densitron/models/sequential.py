@@ -140,7 +140,16 @@ class Sequential(Functional):
     def layers(self):
         return list(self._layers)
 
+    def _saved_as_graph(self):
+        """Whether files keep it as its traced graph (a functional model's config): when a
+        layer of it is made of layers (a Lambda, a Layer subclass)."""
+        from densitron.layers.layer import _composite
+
+        return self.built and any(_composite(layer) for layer in self._layers)
+
     def _graph_layers(self):
+        if self._saved_as_graph():  # (its graph's layers, as its file holds them)
+            return [layer for layer in self._all_layers if not isinstance(layer, InputLayer)]
         return self.layers
 
     @property
@@ -153,9 +162,8 @@ class Sequential(Functional):
 
     def get_config(self):
         from densitron.layers import serialize
-        from densitron.layers.layer import _composite
 
-        if self.built and any(_composite(layer) for layer in self._layers):
+        if self._saved_as_graph():
             # A layer made of layers (a Lambda, a Layer subclass) is stored as the layers it
             # made: the config is the traced graph's, and comes back as a functional model.
             return Functional.get_config(self)
