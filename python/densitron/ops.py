@@ -508,13 +508,13 @@ def _lift(*xs, alone=False):
 
 
 def max(x, axis=None, keepdims=False):  # noqa: A001 (Keras's name)
-    """The maximum over `axis` (on a symbolic tensor, the last axis; its gradient shared
-    between ties)."""
+    """The maximum over `axis` (on a symbolic tensor, axes beside the batch axis; its
+    gradient shared between ties)."""
     return _reduce("max", x, axis, keepdims)
 
 
 def min(x, axis=None, keepdims=False):  # noqa: A001 (Keras's name)
-    """The minimum over `axis` (on a symbolic tensor, the last axis): -max(-x)."""
+    """The minimum over `axis` (on a symbolic tensor, axes beside the batch axis): -max(-x)."""
     if not _symbolic(x):
         return np.min(np.asarray(x, dtype=np.float32), axis=axis, keepdims=keepdims)
     return -max(-x, axis=axis, keepdims=keepdims)
@@ -586,12 +586,12 @@ def _last_axis_only(name, x, axis):
 
 
 def mean(x, axis=None, keepdims=False):
-    """The mean over `axis` (on a symbolic tensor, the last axis: axis=-1)."""
+    """The mean over `axis` (on a symbolic tensor, axes beside the batch axis)."""
     return _reduce("mean", x, axis, keepdims)
 
 
 def sum(x, axis=None, keepdims=False):  # noqa: A001 (Keras's name)
-    """The sum over `axis` (on a symbolic tensor, the last axis: axis=-1)."""
+    """The sum over `axis` (on a symbolic tensor, axes beside the batch axis)."""
     return _reduce("sum", x, axis, keepdims)
 
 
