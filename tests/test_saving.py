@@ -458,3 +458,52 @@ def test_a_keras_file_with_layers_of_the_users_loads(tmp_path):
     fresh.load_weights(tmp_path / "k.keras")  # Keras's weights by their paths
     np.testing.assert_allclose(fresh.predict(x, verbose=0), kmodel.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_optimizer_variables_read_and_write_the_engines_state():
+    # Keras's optimizer.variables: iteration, learning_rate, then each trainable weight's
+    # slots in Keras's order and names; assigning them to another model's optimizer makes its
+    # training continue exactly as the first's.
+    from densitron import optimizers
+    from densitron.layers import Dense, Input
+    from densitron.models import Model
+    from densitron.saving import _optimizer_values
+
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(40, 4)), rng.normal(size=(40, 2))
+
+    def build(opt):
+        inputs = Input((4,))
+        m = Model(inputs, Dense(2)(Dense(3, activation="tanh")(inputs)))
+        m.compile(opt, "mse")
+        return m
+
+    a = build(optimizers.Adam(0.01))
+    assert [v.name for v in a.optimizer.variables] == ["iteration", "learning_rate"]
+    a.fit(x, y, epochs=2, batch_size=8, verbose=0, shuffle=False)
+    variables = a.optimizer.variables
+    assert [v.name.rsplit("_", 1)[-1] for v in variables[2:]] == ["momentum", "velocity"] * 4
+    assert variables[2].name == a.trainable_weights[0].path.replace("/", "_") + "_momentum"
+    for v, want in zip(variables, _optimizer_values(a), strict=True):
+        np.testing.assert_array_equal(v.numpy(), want)
+    b = build(optimizers.Adam(0.01))
+    b.set_weights(a.get_weights())
+    b.fit(x[:8], y[:8], epochs=1, batch_size=8, verbose=0)  # (its optimizer runs: slots exist)
+    b.set_weights(a.get_weights())
+    for theirs, mine in zip(a.optimizer.variables, b.optimizer.variables, strict=True):
+        mine.assign(theirs.numpy())
+    assert b.optimizer.iterations == a.optimizer.iterations
+    for m in (a, b):
+        m.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    with pytest.raises(ValueError, match="must match.*Received: value.shape=\\(2,\\)"):
+        b.optimizer.variables[2].assign(np.zeros(2))
+    rms = build(optimizers.RMSprop(momentum=0.9, centered=True))
+    rms.fit(x, y, verbose=0)
+    assert [v.name.endswith(f"{w}_velocity") for v, w in zip(
+        rms.optimizer.variables[2:6], ["kernel", "bias"] * 2)] == [True] * 4
+    assert rms.optimizer.variables[-1].name.endswith("_average_gradient")
+    nadam = build(optimizers.Nadam())
+    nadam.fit(x, y, verbose=0)
+    assert nadam.optimizer.variables[-1].name == "u_product"

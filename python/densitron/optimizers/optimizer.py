@@ -66,6 +66,39 @@ class _LearningRate(float):
         return float, (float(self),)
 
 
+class OptimizerVariable:
+    """One of optimizer.variables: a view of the optimizer's state in the engine, with
+    Keras's Variable idioms (name, path, shape, dtype, numpy(), value, assign)."""
+
+    def __init__(self, path, shape, dtype, read, write):
+        self.path, self.name = path, path.rsplit("/", 1)[-1]
+        self.shape, self.dtype = tuple(shape), dtype
+        self._read, self._write = read, write
+
+    def numpy(self):
+        return np.array(self._read())
+
+    @property
+    def value(self):
+        return self.numpy()
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.numpy()
+        return a if dtype is None else a.astype(dtype)
+
+    def assign(self, value):
+        value = np.asarray(value)
+        if value.shape != self.shape:
+            raise ValueError(f"The shape of the target variable and the shape of the target "
+                             f"value in `variable.assign(value)` must match. "
+                             f"variable.shape={self.shape}, Received: value.shape={value.shape}. "
+                             f"Target variable: {self.path}")
+        self._write(value)
+
+    def __repr__(self):
+        return f"<OptimizerVariable path={self.path}, shape={self.shape}, dtype={self.dtype}>"
+
+
 class Optimizer:
     _kind = None
 
@@ -232,10 +265,64 @@ class Optimizer:
         two interleaves them, as Keras's Adam does)."""
         return []
 
+    def _keras_slot_names(self):
+        """Keras's names of the variables of _keras_slot_blocks, block by block."""
+        return []
+
     def _keras_slot_order(self):
         """_keras_slot_blocks after use_ema's averages and gradient accumulation's sums, which
         Keras builds first (in that order) and the engine keeps in its last slots."""
         return [[s] for s in self._extra_slots() if s >= 0] + self._keras_slot_blocks()
+
+    def _keras_slot_order_names(self):
+        """The names of _keras_slot_order's variables, block by block."""
+        ema, accumulator = self._extra_slots()
+        return (([["average"]] if ema >= 0 else []) +
+                ([["gradient_accumulator"]] if accumulator >= 0 else []) +
+                self._keras_slot_names())
+
+    @property
+    def variables(self):
+        """Keras's optimizer.variables: `iteration`, the learning rate (unless a schedule
+        gives it) and, once the optimizer has run, each trainable weight's slots in Keras's
+        order and names ("<weight path>_momentum", ...), then any variable Keras keeps after
+        them (Nadam's u_product). Views of the engine's state: numpy() reads it, assign()
+        writes it (u_product, derived from `iteration`, is not written)."""
+        name = self.name
+        out = [OptimizerVariable(f"{name}/iteration", (), "int64",
+                                 lambda: np.asarray(self._steps_taken(), np.int64),
+                                 self._set_steps)]
+        if self._schedule is None:
+            out.append(OptimizerVariable(
+                f"{name}/learning_rate", (), "float32",
+                lambda: np.asarray(self._learning_rate, np.float32),
+                lambda v: setattr(self, "learning_rate", float(v))))
+        graph = self._graphs[-1] if self._graphs else None
+        owner = self._owner_of.get(id(graph)) if graph is not None else None
+        if owner is None or not getattr(owner, "_engine_compiled", False):
+            return out
+        order = owner._slot_order()  # (slot, parameter, weight), Keras's order
+        names = [n for block, block_names in zip(self._keras_slot_order(),
+                                                 self._keras_slot_order_names())
+                 for _ in owner._graph_weights(trainable=True) for n in block_names]
+        for (slot, p, v), slot_name in zip(order, names):
+            out.append(OptimizerVariable(
+                f"{name}/{v.path.replace('/', '_')}_{slot_name}", v.shape, "float32",
+                lambda s=slot, p=p, v=v: graph.get_slot(s, p).reshape(v.shape),
+                lambda value, s=slot, p=p, v=v: graph.set_slot(
+                    s, p, np.asarray(value, np.float32).reshape(v.shape).ravel())))
+        for k, value in enumerate(self._keras_trailing_variables(self._steps_taken())):
+            out.append(OptimizerVariable(
+                f"{name}/u_product" if k == 0 else f"{name}/variable_{k}", np.shape(value),
+                "float32", lambda k=k: self._keras_trailing_variables(self._steps_taken())[k],
+                lambda value: None))
+        return out
+
+    def _set_steps(self, value):
+        steps = int(np.asarray(value))
+        self._iterations = steps
+        for g in self._graphs:
+            g.iterations = steps
 
     def _extra_slots(self):
         """The engine slots of use_ema's averages and of gradient accumulation's sums, after
@@ -336,6 +423,9 @@ class SGD(Optimizer):
     def _keras_slot_blocks(self):
         return [[0]] if self.momentum else []
 
+    def _keras_slot_names(self):
+        return [["momentum"]] if self.momentum else []
+
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
@@ -364,6 +454,10 @@ class RMSprop(Optimizer):
         return ([[0]] + ([[momentum]] if self.momentum else [])
                 + ([[1]] if self.centered else []))
 
+    def _keras_slot_names(self):
+        return ([["velocity"]] + ([["momentum"]] if self.momentum else [])
+                + ([["average_gradient"]] if self.centered else []))
+
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
                 "epsilon": self.epsilon, "centered": self.centered}
@@ -385,6 +479,11 @@ class _Moments(Optimizer):
     def _keras_slot_blocks(self):
         return [[0, 1]]
 
+    _moment_names = ("momentum", "velocity")
+
+    def _keras_slot_names(self):
+        return [list(self._moment_names)]
+
     def get_config(self):
         return {**super().get_config(), **self._engine_extra()}
 
@@ -402,6 +501,9 @@ class Adam(_Moments):
 
     def _keras_slot_blocks(self):
         return [[0, 1]] + ([[2]] if self.amsgrad else [])
+
+    def _keras_slot_names(self):
+        return [["momentum", "velocity"]] + ([["velocity_hat"]] if self.amsgrad else [])
 
 
 class Lamb(_Moments):
@@ -429,6 +531,7 @@ class Adamax(_Moments):
     slots: momentum and norm."""
 
     _kind = _ADAMAX
+    _moment_names = ("momentum", "norm")
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  name="adamax", **kwargs):
@@ -453,6 +556,9 @@ class Adagrad(Optimizer):
 
     def _keras_slot_blocks(self):
         return [[0]]
+
+    def _keras_slot_names(self):
+        return [["accumulator"]]
 
     def _slot_initial_value(self, slot):
         return self.initial_accumulator_value if slot == 0 else 0.0  # (use_ema's average: 0)
@@ -480,6 +586,9 @@ class Lion(Optimizer):
     def _engine_extra(self):
         return {"beta_1": self.beta_1, "beta_2": self.beta_2}
 
+    def _keras_slot_names(self):
+        return [["momentum"]]
+
     def _keras_slot_blocks(self):
         return [[0]]
 
@@ -503,6 +612,9 @@ class Adadelta(Optimizer):
 
     def _keras_slot_blocks(self):
         return [[0, 1]]  # Keras: accumulated_grad and accumulated_delta_var, variable by variable
+
+    def _keras_slot_names(self):
+        return [["accumulated_grad", "accumulated_delta_var"]]
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
@@ -566,6 +678,9 @@ class Ftrl(Optimizer):
 
     def _keras_slot_blocks(self):
         return [[0, 1]]  # Keras: accumulator and linear, variable by variable
+
+    def _keras_slot_names(self):
+        return [["accumulator", "linear"]]
 
     def _slot_initial_value(self, slot):
         return self.initial_accumulator_value if slot == 0 else 0.0
