@@ -259,27 +259,19 @@ class Optimizer:
     def _engine_extra(self):
         return {}
 
-    def _keras_slot_blocks(self):
+    def _keras_slots(self):
         """Keras's order of the update's own variables after iterations and the learning rate:
-        blocks of the engine's slot indices, each block taken variable by variable (a block of
-        two interleaves them, as Keras's Adam does)."""
-        return []
-
-    def _keras_slot_names(self):
-        """Keras's names of the variables of _keras_slot_blocks, block by block."""
+        blocks of (engine slot index, Keras's name), each block taken variable by variable (a
+        block of two interleaves them, as Keras's Adam does)."""
         return []
 
     def _keras_slot_order(self):
-        """_keras_slot_blocks after use_ema's averages and gradient accumulation's sums, which
-        Keras builds first (in that order) and the engine keeps in its last slots."""
-        return [[s] for s in self._extra_slots() if s >= 0] + self._keras_slot_blocks()
-
-    def _keras_slot_order_names(self):
-        """The names of _keras_slot_order's variables, block by block."""
+        """_keras_slots after use_ema's averages and gradient accumulation's sums, which Keras
+        builds first (in that order) and the engine keeps in its last slots."""
         ema, accumulator = self._extra_slots()
-        return (([["average"]] if ema >= 0 else []) +
-                ([["gradient_accumulator"]] if accumulator >= 0 else []) +
-                self._keras_slot_names())
+        return (([[(ema, "average")]] if ema >= 0 else []) +
+                ([[(accumulator, "gradient_accumulator")]] if accumulator >= 0 else []) +
+                self._keras_slots())
 
     @property
     def variables(self):
@@ -301,11 +293,7 @@ class Optimizer:
         owner = self._owner_of.get(id(graph)) if graph is not None else None
         if owner is None or not getattr(owner, "_engine_compiled", False):
             return out
-        order = owner._slot_order()  # (slot, parameter, weight), Keras's order
-        names = [n for block, block_names in zip(self._keras_slot_order(),
-                                                 self._keras_slot_order_names())
-                 for _ in owner._graph_weights(trainable=True) for n in block_names]
-        for (slot, p, v), slot_name in zip(order, names):
+        for slot, p, v, slot_name in owner._slot_order():  # (Keras's order)
             out.append(OptimizerVariable(
                 f"{name}/{v.path.replace('/', '_')}_{slot_name}", v.shape, "float32",
                 lambda s=slot, p=p, v=v: graph.get_slot(s, p).reshape(v.shape),
@@ -420,11 +408,8 @@ class SGD(Optimizer):
     def _engine_extra(self):
         return {"momentum": self.momentum, "nesterov": self.nesterov}
 
-    def _keras_slot_blocks(self):
-        return [[0]] if self.momentum else []
-
-    def _keras_slot_names(self):
-        return [["momentum"]] if self.momentum else []
+    def _keras_slots(self):
+        return [[(0, "momentum")]] if self.momentum else []
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -447,16 +432,12 @@ class RMSprop(Optimizer):
         return {"rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
                 "centered": self.centered}
 
-    def _keras_slot_blocks(self):
+    def _keras_slots(self):
         # engine: velocity, then the centered average, then momentum; Keras: velocities,
         # momentums, average gradients
         momentum = 2 if self.centered else 1
-        return ([[0]] + ([[momentum]] if self.momentum else [])
-                + ([[1]] if self.centered else []))
-
-    def _keras_slot_names(self):
-        return ([["velocity"]] + ([["momentum"]] if self.momentum else [])
-                + ([["average_gradient"]] if self.centered else []))
+        return ([[(0, "velocity")]] + ([[(momentum, "momentum")]] if self.momentum else [])
+                + ([[(1, "average_gradient")]] if self.centered else []))
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
@@ -476,13 +457,10 @@ class _Moments(Optimizer):
     def _engine_extra(self):
         return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
 
-    def _keras_slot_blocks(self):
-        return [[0, 1]]
-
     _moment_names = ("momentum", "velocity")
 
-    def _keras_slot_names(self):
-        return [list(self._moment_names)]
+    def _keras_slots(self):
+        return [list(enumerate(self._moment_names))]
 
     def get_config(self):
         return {**super().get_config(), **self._engine_extra()}
@@ -499,11 +477,8 @@ class Adam(_Moments):
     def _engine_extra(self):
         return {**super()._engine_extra(), "amsgrad": self.amsgrad}
 
-    def _keras_slot_blocks(self):
-        return [[0, 1]] + ([[2]] if self.amsgrad else [])
-
-    def _keras_slot_names(self):
-        return [["momentum", "velocity"]] + ([["velocity_hat"]] if self.amsgrad else [])
+    def _keras_slots(self):
+        return super()._keras_slots() + ([[(2, "velocity_hat")]] if self.amsgrad else [])
 
 
 class Lamb(_Moments):
@@ -554,11 +529,8 @@ class Adagrad(Optimizer):
     def _engine_extra(self):
         return {"epsilon": self.epsilon, "initial_accumulator": self.initial_accumulator_value}
 
-    def _keras_slot_blocks(self):
-        return [[0]]
-
-    def _keras_slot_names(self):
-        return [["accumulator"]]
+    def _keras_slots(self):
+        return [[(0, "accumulator")]]
 
     def _slot_initial_value(self, slot):
         return self.initial_accumulator_value if slot == 0 else 0.0  # (use_ema's average: 0)
@@ -586,11 +558,8 @@ class Lion(Optimizer):
     def _engine_extra(self):
         return {"beta_1": self.beta_1, "beta_2": self.beta_2}
 
-    def _keras_slot_names(self):
-        return [["momentum"]]
-
-    def _keras_slot_blocks(self):
-        return [[0]]
+    def _keras_slots(self):
+        return [[(0, "momentum")]]
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2}
@@ -610,11 +579,8 @@ class Adadelta(Optimizer):
     def _engine_extra(self):
         return {"rho": self.rho, "epsilon": self.epsilon}
 
-    def _keras_slot_blocks(self):
-        return [[0, 1]]  # Keras: accumulated_grad and accumulated_delta_var, variable by variable
-
-    def _keras_slot_names(self):
-        return [["accumulated_grad", "accumulated_delta_var"]]
+    def _keras_slots(self):  # (Keras's two, variable by variable)
+        return [[(0, "accumulated_grad"), (1, "accumulated_delta_var")]]
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
@@ -676,11 +642,8 @@ class Ftrl(Optimizer):
                 "l2_shrinkage": self.l2_shrinkage_regularization_strength,
                 "ftrl_beta": self.beta}
 
-    def _keras_slot_blocks(self):
-        return [[0, 1]]  # Keras: accumulator and linear, variable by variable
-
-    def _keras_slot_names(self):
-        return [["accumulator", "linear"]]
+    def _keras_slots(self):  # (Keras's two, variable by variable)
+        return [[(0, "accumulator"), (1, "linear")]]
 
     def _slot_initial_value(self, slot):
         return self.initial_accumulator_value if slot == 0 else 0.0

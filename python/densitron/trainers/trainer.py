@@ -376,12 +376,13 @@ class Trainer:
             self._apply_optimizer_state(*state)
 
     def _slot_order(self):
-        """(engine slot, engine parameter, weight) of every optimizer slot array in Keras's
-        order of the optimizer's variables (after iterations and the learning rate)."""
+        """(engine slot, engine parameter, weight, Keras's slot name) of every optimizer slot
+        array in Keras's order of the optimizer's variables (after iterations and the learning
+        rate)."""
         self._ensure_built()
         index = {id(v): p for p, v in enumerate(self._params)}
-        return [(s, index[id(v)], v) for block in self.optimizer._keras_slot_order()
-                for v in self._graph_weights(trainable=True) for s in block]
+        return [(s, index[id(v)], v, name) for block in self.optimizer._keras_slot_order()
+                for v in self._graph_weights(trainable=True) for s, name in block]
 
     def _apply_optimizer_state(self, iterations, slots):
         self._graph.iterations = iterations
@@ -401,7 +402,7 @@ class Trainer:
                     if values is None else values.reshape(v.shape).copy())
 
         return (self.optimizer._steps_taken(),
-                [get(s, p, v) for s, p, v in self._slot_order()])
+                [get(s, p, v) for s, p, v, _ in self._slot_order()])
 
     def _set_optimizer_slots(self, iterations, arrays=None):
         """The inverse of _optimizer_slots (arrays None: every slot at its initial value),
@@ -410,13 +411,13 @@ class Trainer:
         order = self._slot_order()
         if arrays is None:
             arrays = [np.full(v.shape, self.optimizer._slot_initial_value(s), np.float32)
-                      for s, _, v in order]
+                      for s, _, v, _ in order]
         if len(arrays) != len(order) or any(
-                np.shape(a) != tuple(v.shape) for a, (_, _, v) in zip(arrays, order)):
+                np.shape(a) != tuple(v.shape) for a, (_, _, v, _) in zip(arrays, order)):
             raise ValueError(f"The saved optimizer state does not fit this model and optimizer: "
                              f"expected {len(order)} slot arrays. Received: {len(arrays)}")
         slots = {(s, p): np.ascontiguousarray(a, np.float32).ravel()
-                 for a, (s, p, _) in zip(arrays, order)}
+                 for a, (s, p, _, _) in zip(arrays, order)}
         self.optimizer._iterations = int(iterations)
         if self._engine_compiled:
             self._apply_optimizer_state(int(iterations), slots)
