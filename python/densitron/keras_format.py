@@ -89,9 +89,10 @@ def to_keras(model):
                 "registered_name": None}
     from densitron.layers.attention import MultiHeadAttention
 
-    shapes = _output_shapes(model)
+    file_layers, calls, names = model._file_calls()
+    shapes = _output_shapes(calls, names)
     layers = []
-    for lc, layer in zip(config["layers"], model._file_calls()[0]):
+    for lc, layer in zip(config["layers"], file_layers):
         entry = _keras_entry(layer)
         entry["name"] = lc["name"]  # (a composite layer's sublayer's numbered if repeated)
         if isinstance(entry.get("config"), dict) and "name" in entry["config"]:
@@ -177,10 +178,12 @@ def _keras_entry(layer):
             "config": _keras_layer_config(layer.get_config()), "registered_name": None}
 
 
-def _output_shapes(model):
-    """(layer name, node index, tensor index) -> the shape of that output, batch axis None."""
-    _, calls, _ = model._file_calls()
-    refs = model._call_refs()
+def _output_shapes(calls, names):
+    """(layer name, node index, tensor index) -> the shape of that output, batch axis None, of
+    a model's calls as its file names them (Functional._file_calls)."""
+    from densitron.models.functional import call_refs
+
+    refs = call_refs(calls, names)
     return {tuple(refs[id(out)]): [None, *out.shape[1:]] for call in calls for out in call.outputs}
 
 

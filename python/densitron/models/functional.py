@@ -104,6 +104,31 @@ def _saved_as_itself(layer):
     return get_registered_object(get_registered_name(type(layer))) is type(layer)
 
 
+def keras_calls(nodes, saved_only=False):
+    """The calls of `nodes` in their order, a call made inside a composite layer's call()
+    standing for the outermost composite layer's call (a CompositeCall, once; with
+    `saved_only`, the outermost that files keep as itself)."""
+    calls, seen = [], set()
+    for node in nodes:
+        call = outer_call(node, saved_only) or node
+        if id(call) not in seen:
+            seen.add(id(call))
+            calls.append(call)
+    return calls
+
+
+def call_refs(calls, names):
+    """{id(tensor): [layer name, index of the call among its layer's calls, index of the
+    tensor among the call's outputs]} of the calls' outputs (Keras's keras_history); names:
+    {id(layer): name}."""
+    refs, counts = {}, {}
+    for call in calls:
+        index = counts[id(call.layer)] = counts.get(id(call.layer), -1) + 1
+        for k, t in enumerate(call.outputs):
+            refs[id(t)] = [names[id(call.layer)], index, k]
+    return refs
+
+
 def keras_layer_list(graph_layers, nodes, saved_only=False):
     """The layers as Keras lists them when each call made inside a composite layer's call()
     stands for the outermost composite layer's call (with `saved_only`, the outermost that
@@ -112,12 +137,7 @@ def keras_layer_list(graph_layers, nodes, saved_only=False):
     sublayer's place)."""
     if not any(node.within for node in nodes):
         return list(graph_layers)
-    calls, seen = [], set()
-    for node in nodes:
-        call = outer_call(node, saved_only) or node
-        if id(call) not in seen:
-            seen.add(id(call))
-            calls.append(call)
+    calls = keras_calls(nodes, saved_only)
     producer = {id(t): call for call in calls for t in call.outputs}
     depth = {id(call): 0 for call in calls}
     changed = True
@@ -685,13 +705,6 @@ class Functional(Trainer, Layer):
 
         saving.load_weights(self, filepath)
 
-    def _nodes_by_layer(self):
-        """{id(layer): the layer's calls in this model, in order}."""
-        nodes_of = {}
-        for node in self._nodes:
-            nodes_of.setdefault(id(node.layer), []).append(node)
-        return nodes_of
-
     def _file_calls(self):
         """densitron's files' view of the model: (layers, calls, names): its layers, where a
         composite layer files keep as itself (_saved_as_itself) stands for its sublayers and
@@ -700,12 +713,7 @@ class Functional(Trainer, Layer):
         another layer has already (the sublayers of two blocks, a sublayer beside a layer of
         the user's) gets it numbered."""
         layers = keras_layer_list(self._all_layers, self._nodes, saved_only=True)
-        calls, seen = [], set()
-        for node in self._nodes:
-            call = outer_call(node, saved_only=True) or node
-            if id(call) not in seen:
-                seen.add(id(call))
-                calls.append(call)
+        calls = keras_calls(self._nodes, saved_only=True)
         keras_level = self.layers
         used = {layer.name for layer in keras_level}
         direct = {id(layer) for layer in keras_level}
@@ -721,25 +729,13 @@ class Functional(Trainer, Layer):
             names[id(layer)] = name
         return layers, calls, names
 
-    def _call_refs(self):
-        """{id(tensor): [layer name, index of the call among its layer's calls, index of the
-        tensor among the call's outputs]} for the outputs of the calls files hold: Keras's
-        keras_history."""
-        _, calls, names = self._file_calls()
-        refs, counts = {}, {}
-        for call in calls:
-            index = counts[id(call.layer)] = counts.get(id(call.layer), -1) + 1
-            for k, t in enumerate(call.outputs):
-                refs[id(t)] = [names[id(call.layer)], index, k]
-        return refs
-
     def get_config(self):
         """Plain JSON-able description of the graph: each layer's config and the calls that
         link them (Keras's layout: inbound_nodes as [layer_name, node_index, tensor_index])."""
         from densitron.utils.serialization import get_registered_name
 
         layers, calls, names = self._file_calls()
-        refs = self._call_refs()
+        refs = call_refs(calls, names)
 
         def ref(t):  # Keras's keras_history: [layer name, node index, tensor index]
             return refs[id(t)]

@@ -13,18 +13,6 @@ def _size_str(n_bytes):
         size /= 1024
 
 
-def _units(model):
-    """The calls the table shows, in the model's order: each layer call, and a composite
-    layer's call (a CompositeCall) once, in place of the calls its call() made."""
-    units, seen = [], set()
-    for node in model._nodes:
-        unit = node.within[0] if node.within else node
-        if id(unit) not in seen:
-            seen.add(id(unit))
-            units.append(unit)
-    return units
-
-
 def _sequential_like(model, units):
     """Keras's test for leaving out "Connected to": a chain from one input, each call reading
     the one before it, no layer called twice."""
@@ -40,15 +28,14 @@ def _sequential_like(model, units):
 
 def _rows(model):
     from densitron.layers.input_layer import InputLayer
+    from densitron.models.functional import call_refs, keras_calls
     from densitron.models.sequential import Sequential
 
-    units = _units(model)
+    # (each layer call; a composite layer's call once, in place of the calls it made)
+    units = keras_calls(model._nodes)
     sequential = _sequential_like(model, units)
-    producer, calls = {}, {}
-    for unit in units:
-        index = calls[id(unit.layer)] = calls.get(id(unit.layer), -1) + 1
-        for k, t in enumerate(unit.outputs):
-            producer[id(t)] = f"{unit.layer.name}[{index}][{k}]"
+    refs = call_refs(units, {id(u.layer): u.layer.name for u in units})
+    producer = {key: "{}[{}][{}]".format(*ref) for key, ref in refs.items()}
     rows = []
     for unit in units:
         layer = unit.layer
