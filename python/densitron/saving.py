@@ -564,7 +564,14 @@ class _OwnWeights:
             w.assign(v)
 
 
-_LAYER_ATTRIBUTES = None
+def _numbered(names):
+    """Keras's names of the layers of one container by class: the first of a class by its
+    name, the next ones numbered (dense, dense_1, ...)."""
+    used, out = {}, []
+    for name in names:
+        used[name] = used.get(name, -1) + 1
+        out.append(f"{name}_{used[name]}" if used[name] else name)
+    return out
 
 
 def _composite_paths(layer, path):
@@ -573,23 +580,15 @@ def _composite_paths(layer, path):
     a list attribute's layers by class within it (dense, dense_1, ...)."""
     from densitron.layers.layer import Layer, _composite
 
-    global _LAYER_ATTRIBUTES
-    if _LAYER_ATTRIBUTES is None:  # (a plain layer's own attributes: none of the user's)
-        _LAYER_ATTRIBUTES = set(vars(Layer()))
     yield path, _OwnWeights(layer)
+    # (a layer's own attributes hold no layers: any layer found is one of the user's)
     for attr, value in sorted(vars(layer).items()):
-        if attr in _LAYER_ATTRIBUTES:
-            continue
         if isinstance(value, Layer):
             entries = [(f"{path}/{attr}", value)]
         elif isinstance(value, (list, tuple)) and value and all(
                 isinstance(v, Layer) for v in value):
-            used, entries = {}, []
-            for v in value:
-                name = naming.to_snake_case(type(v).__name__)
-                used[name] = used.get(name, -1) + 1
-                entries.append((f"{path}/{attr}/{name}" +
-                                (f"_{used[name]}" if used[name] else ""), v))
+            names = _numbered(naming.to_snake_case(type(v).__name__) for v in value)
+            entries = [(f"{path}/{attr}/{name}", v) for name, v in zip(names, value)]
         else:
             continue
         for sub_path, sub in entries:
@@ -613,20 +612,15 @@ def _keras_layer_paths(model, prefix="layers", wrapped=False, composites=False):
     from densitron.layers.layer import _composite
     from densitron.models.sequential import Sequential
 
-    used = {}
     # (Keras's layers; or the layers densitron's config names: composite layers of registered
     # classes kept as themselves, others as their sublayers)
     layers = (model.layers if composites or (isinstance(model, Sequential) and
                                              not model._saved_as_graph())
               else model._file_calls()[0])
-    for layer in layers:
-        wrapper = getattr(layer, "_keras_wrapper", None) if wrapped else None
-        name = wrapper or naming.to_snake_case(type(layer).__name__)
-        if name in used:
-            used[name] += 1
-            name = f"{name}_{used[name]}"
-        else:
-            used[name] = 0
+    wrappers = [getattr(layer, "_keras_wrapper", None) if wrapped else None for layer in layers]
+    names = _numbered(wrapper or naming.to_snake_case(type(layer).__name__)
+                      for layer, wrapper in zip(layers, wrappers))
+    for layer, wrapper, name in zip(layers, wrappers, names):
         path = f"{prefix}/{name}" + ("/layer" if wrapper else "")
         if _composite(layer):
             yield from _composite_paths(layer, path)
