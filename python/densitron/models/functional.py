@@ -659,12 +659,19 @@ class Functional(Trainer, Layer):
                   if schedule is not None and schedule._in_python else None)
         return (saving.model_from_bytes, (saving.model_to_bytes(self), custom))
 
+    # Whether summary() of the model not built yet is Keras's table of its layers with "?"
+    # shapes (a Sequential's), rather than the error that it is not built.
+    _summary_when_unbuilt = False
+
     def summary(self, line_length=None, positions=None, print_fn=None, **kwargs):
-        from densitron.utils.summary import print_summary
+        from densitron.utils.summary import print_summary, print_unbuilt_summary
 
         if print_fn is not None and not callable(print_fn):
             raise TypeError(f"`print_fn` must be a function of a line, or None (print). "
                             f"Received: print_fn={print_fn!r}")
+        if not self.built and self._summary_when_unbuilt:
+            print_unbuilt_summary(self, print_fn)
+            return
         self._ensure_built()
         print_summary(self, print_fn=print_fn)
 

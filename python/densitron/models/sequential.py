@@ -136,6 +136,8 @@ class Sequential(Functional):
                              f"Received: x with shape {np.shape(a)}")
         self._maybe_build(a.shape[1:])
 
+    _summary_when_unbuilt = True  # (Keras's "?" table before an input shape is known)
+
     @property
     def layers(self):
         return list(self._layers)
@@ -188,14 +190,3 @@ class Sequential(Functional):
         model = cls(stack, name=config.get("name"))
         model._trainable = bool(config.get("trainable", True))  # (Keras's: layers keep theirs)
         return model
-
-    def summary(self, line_length=None, positions=None, print_fn=None, **kwargs):
-        if self.built:
-            return super().summary(line_length, positions, print_fn, **kwargs)
-        from densitron.utils.summary import print_unbuilt_summary
-
-        # (no input shape yet: Keras's table of "?" shapes and unbuilt layers)
-        if print_fn is not None and not callable(print_fn):
-            raise TypeError(f"`print_fn` must be a function of a line, or None (print). "
-                            f"Received: print_fn={print_fn!r}")
-        print_unbuilt_summary(self, print_fn)
