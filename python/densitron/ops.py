@@ -315,14 +315,10 @@ def _reduce(mode, x, axis, keepdims):
 def _reduce_axes(mode, x, axis, keepdims):
     """A reduction of a symbolic tensor over axes beside the batch axis: each run of adjacent
     axes by one Reduce, the last run first (a mean of equal groups' means is the mean)."""
-    from densitron.layers.math_ops import Reduce
+    from densitron.layers.math_ops import Reduce, axis_positions
 
     rank = len(x.shape)
-    axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
-    if not axes or builtins.any(isinstance(a, bool) or not isinstance(a, (int, np.integer))
-                                for a in axes):
-        raise ValueError(f"`axis` must be an int or a list of ints. Received: axis={axis!r}")
-    pos = sorted({int(a) + rank if a < 0 else int(a) for a in axes})
+    pos = axis_positions(axis, rank)
     if pos[0] < 1 or pos[-1] >= rank:
         raise ValueError(f"On a symbolic tensor, {mode}() reduces axes beside the batch axis "
                          f"(1 to {rank - 1}, or -1 to {1 - rank}; axis=None: everything). "

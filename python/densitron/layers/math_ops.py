@@ -138,6 +138,16 @@ class RowBroadcast(Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
+def axis_positions(axis, rank):
+    """The axes of `axis` (an int or a list of ints, negative from the end) of a tensor of
+    `rank` as sorted, distinct non-negative indices (not checked against the rank)."""
+    axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+    if not axes or any(isinstance(a, bool) or not isinstance(a, (int, np.integer))
+                       for a in axes):
+        raise ValueError(f"`axis` must be an int or a list of ints. Received: axis={axis!r}")
+    return sorted({int(a) + rank if a < 0 else int(a) for a in axes})
+
+
 class Reduce(Layer):
     """The mean, sum or maximum over one axis or a run of adjacent axes beside the batch (the
     last by default; keepdims: the reduced axes stay, of size 1; the maximum's gradient shared
@@ -156,12 +166,7 @@ class Reduce(Layer):
 
     def _axes(self, rank):
         """The reduced axes as positive indices, adjacent and beside the batch axis."""
-        axes = self.axis if isinstance(self.axis, list) else [self.axis]
-        if not axes or any(isinstance(a, bool) or not isinstance(a, (int, np.integer))
-                           for a in axes):
-            raise ValueError(f"`axis` must be an axis or a list of axes. Received: "
-                             f"axis={self.axis!r}")
-        pos = sorted(int(a) + rank if a < 0 else int(a) for a in axes)
+        pos = axis_positions(self.axis, rank)
         if pos[0] < 1 or pos[-1] >= rank or pos != list(range(pos[0], pos[0] + len(pos))):
             raise ValueError(f"{self.mode} reduces adjacent axes beside the batch axis of its "
                              f"input of rank {rank}. Received: axis={self.axis!r}")
