@@ -4,6 +4,19 @@ place. Its buffer never moves: assignment copies into it."""
 import numpy as np
 
 
+def assign_value(value, shape, path):
+    """`value` as an array for `variable.assign(value)` of a variable of `shape` (Keras's
+    ValueError when the shapes differ)."""
+    value = np.asarray(value)
+    if value.shape != tuple(shape):
+        raise ValueError(
+            f"The shape of the target variable and the shape of the target value in "
+            f"`variable.assign(value)` must match. variable.shape={tuple(shape)}, "
+            f"Received: value.shape={value.shape}. Target variable: {path}"
+        )
+    return value
+
+
 class Variable:
     def __init__(self, value, name, trainable=True, path=None, regularizer=None,
                  constraint=None):
@@ -41,13 +54,7 @@ class Variable:
         return self._value.copy()
 
     def assign(self, value):
-        value = np.asarray(value)
-        if value.shape != self._value.shape:
-            raise ValueError(
-                f"The shape of the target variable and the shape of the target value in "
-                f"`variable.assign(value)` must match. variable.shape={self._value.shape}, "
-                f"Received: value.shape={value.shape}. Target variable: {self.path}"
-            )
+        value = assign_value(value, self._value.shape, self.path)
         np.copyto(self._value, value, casting="unsafe")
 
     def assign_add(self, value):

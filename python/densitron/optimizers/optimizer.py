@@ -8,6 +8,7 @@ import numpy as np
 
 from densitron import _core
 from densitron.optimizers import schedules
+from densitron.variables import assign_value
 
 # densitron::OptimizerKind
 _SGD, _RMSPROP, _ADAM, _ADAMAX, _ADAGRAD, _LION, _ADADELTA, _NADAM, _FTRL, _LAMB = range(10)
@@ -87,13 +88,7 @@ class OptimizerVariable:
         return a if dtype is None else a.astype(dtype)
 
     def assign(self, value):
-        value = np.asarray(value)
-        if value.shape != self.shape:
-            raise ValueError(f"The shape of the target variable and the shape of the target "
-                             f"value in `variable.assign(value)` must match. "
-                             f"variable.shape={self.shape}, Received: value.shape={value.shape}. "
-                             f"Target variable: {self.path}")
-        self._write(value)
+        self._write(assign_value(value, self.shape, self.path))
 
     def __repr__(self):
         return f"<OptimizerVariable path={self.path}, shape={self.shape}, dtype={self.dtype}>"
