@@ -86,6 +86,16 @@ def _layers_in_keras_order(nodes, first_visit, unused=()):
     return [layers[k] for k in keys]
 
 
+def _distinct(items):
+    """The items in order, each object once."""
+    seen, out = set(), []
+    for item in items:
+        if id(item) not in seen:
+            seen.add(id(item))
+            out.append(item)
+    return out
+
+
 def outer_call(node, saved_only=False):
     """The outermost composite layer's call (CompositeCall) that made this call, or None; with
     `saved_only`, of those that files keep as themselves (registered classes)."""
@@ -108,13 +118,7 @@ def keras_calls(nodes, saved_only=False):
     """The calls of `nodes` in their order, a call made inside a composite layer's call()
     standing for the outermost composite layer's call (a CompositeCall, once; with
     `saved_only`, the outermost that files keep as itself)."""
-    calls, seen = [], set()
-    for node in nodes:
-        call = outer_call(node, saved_only) or node
-        if id(call) not in seen:
-            seen.add(id(call))
-            calls.append(call)
-    return calls
+    return _distinct(outer_call(node, saved_only) or node for node in nodes)
 
 
 def call_refs(calls, names):
@@ -494,12 +498,8 @@ class Functional(Trainer, Layer):
         loaded from its file (whose composite layers are their sublayers)."""
         if trainable and not self.trainable:
             return []
-        seen, out = set(), []
-        for w in (w for layer in self._graph_layers() for w in layer.weights):
-            if id(w) not in seen and (w.trainable or not trainable):
-                seen.add(id(w))
-                out.append(w)
-        return out
+        weights = _distinct(w for layer in self._graph_layers() for w in layer.weights)
+        return [w for w in weights if w.trainable] if trainable else weights
 
     def _tracked_layers(self):
         """Keras's sublayers of a model: a subclassed model's attributes' layers, then its
@@ -513,12 +513,7 @@ class Functional(Trainer, Layer):
         own first, then its layers in the order its attributes were set (Keras's tracking
         order), then any other layer of its trace."""
         own = self._weights if getattr(self, "_subclassed", False) else []
-        seen, out = set(), []
-        for w in own + [w for layer in self._tracked_layers() for w in layer.weights]:
-            if id(w) not in seen:
-                seen.add(id(w))
-                out.append(w)
-        return out
+        return _distinct(own + [w for layer in self._tracked_layers() for w in layer.weights])
 
     def get_weights(self):
         return [w.numpy() for w in self.weights]
