@@ -252,3 +252,21 @@ def test_symbolic_loss_operands_must_be_tensors_or_numbers():
                        lambda: densitron.losses.MeanSquaredError()(a, a, [1.0, 2.0]))):
         with pytest.raises(TypeError, match=f"as `{arg}`. Received: {arg}="):
             call()
+
+
+def test_losses_with_no_trainable_weight_behind_them():
+    # The subclassing guide's first add_loss model: the penalty of the model's input itself
+    # and an output that is that input (no weight anywhere). It crashed the process writing a
+    # gradient for the input; now the loss is computed, as Keras's, and nothing trains.
+    class InputPenalty(layers.Layer):
+        def call(self, x):
+            self.add_loss(0.01 * ops.mean(x))
+            return x
+
+    inp = layers.Input((3,))
+    model = Model(inp, InputPenalty()(inp))
+    model.compile(optimizer="adam", loss="mse")
+    x, y = np.ones((37, 3), np.float32), np.zeros((37, 3), np.float32)
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    np.testing.assert_allclose(history.history["loss"], [1.01, 1.01], rtol=1e-6)
+    np.testing.assert_allclose(model.evaluate(x, y, verbose=0), 1.01, rtol=1e-6)

@@ -464,10 +464,13 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
   // each gradient first (later writers accumulate).
   has_grad_.assign(n, false);
   first_writer_.assign(n, {-2, 0});  // {-1, 0}: the loss writes first
-  std::vector<bool> loss_grad(n, false);  // a loss writes the node's gradient
+  // A loss writes the node's gradient; none for a node no trainable weight lies behind (a
+  // model input itself has no gradient buffer: add_loss(ops.mean(inputs))).
+  std::vector<bool> loss_grad(n, false);
   for (size_t k = 0; k < output_specs_.size(); ++k)
     loss_grad[output_specs_[k].node] =
-        loss_grad[output_specs_[k].node] || takes_gradient(k);
+        loss_grad[output_specs_[k].node] ||
+        (takes_gradient(k) && requires_grad_[output_specs_[k].node]);
   for (int i = n - 1; i >= 0; --i) {
     if (loss_grad[i]) {
       has_grad_[i] = true;
@@ -1163,8 +1166,9 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
       const int64_t tw = o.target_width / sub_rows;  // target values per loss row
       const float* y = target_[k] + r0 * tw;
       const float* w = weight_[k] ? weight_[k] + sb.lo : nullptr;
-      float* g = with_grad && takes_gradient(k) ? grad_buf_[o.node].data() + r0 * cols
-                                                 : nullptr;
+      float* g = with_grad && takes_gradient(k) && requires_grad_[o.node]
+                     ? grad_buf_[o.node].data() + r0 * cols
+                     : nullptr;
       // Keras's hinge losses look at the whole batch's targets (each block reads them all,
       // once, for the loss and any hinge metric of this output).
       float hinge = -1.0f;
