@@ -448,3 +448,21 @@ def test_swap_ema_weights_after_the_graph_is_rebuilt_for_a_loss_function():
     np.testing.assert_allclose(runs[1][0]["val_loss"], runs[0][0]["val_loss"], rtol=1e-5)
     for a, b in zip(runs[0][1], runs[1][1]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_callback_list_as_keras_builds_it_and_model_history_is_set_from_the_start():
+    # Keras's CallbackList(callbacks, add_history, add_progbar, model, **params), and fit's
+    # History is the model's `history` already in the first epoch's callbacks.
+    seen = []
+
+    class Peek(densitron.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(self.model.history)
+
+    model, x, y = model_and_data()
+    cbs = densitron.callbacks.CallbackList([Peek()], add_history=True, model=model, epochs=3)
+    assert isinstance(model.history, densitron.callbacks.History)
+    assert [type(c).__name__ for c in cbs.callbacks] == ["Peek", "History"]
+    assert cbs.callbacks[0].params == {"epochs": 3} and cbs.callbacks[0].model is model
+    history = model.fit(x, y, epochs=2, verbose=0, callbacks=[Peek()])
+    assert seen == [history, history]

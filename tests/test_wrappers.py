@@ -57,6 +57,9 @@ def test_regressor_and_transformer():
     assert reg.predict(X).shape == (240,) and reg.score(X, TARGET) > 0.95
     two = np.stack([TARGET, -TARGET], axis=1)
     assert SKLearnRegressor(regressor, fit_kwargs=FIT).fit(X, two).predict(X).shape == (240, 2)
+    # a column target predicts 1-D, as in Keras (scikit-learn's validation ravels it there)
+    column = SKLearnRegressor(regressor, fit_kwargs=FIT).fit(X, TARGET[:, None])
+    assert column.predict(X).shape == (240,)
     tr = SKLearnTransformer(regressor, fit_kwargs=FIT).fit(X, TARGET)
     assert tr.transform(X).shape == (240, 1)
 

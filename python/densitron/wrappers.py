@@ -100,8 +100,8 @@ class _SKLBase(BaseEstimator):
         return self._decode_target(self._raw_predict(X))
 
     def _encode_target(self, y, reset):
-        if reset:
-            self._target_ndim = np.ndim(y)
+        if reset:  # (a column y predicts 1-D, as scikit-learn's validation ravels it in Keras)
+            self._target_ndim = 1 if np.ndim(y) == 2 and np.shape(y)[1] == 1 else np.ndim(y)
         return y.reshape(-1, 1) if np.ndim(y) == 1 else y
 
     def _decode_target(self, y):

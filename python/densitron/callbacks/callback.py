@@ -100,7 +100,8 @@ class ProgbarLogger(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         verbose = self.params.get("verbose", 1)
         if verbose:
-            print_msg(f"Epoch {epoch + 1}/{self.params['epochs']}")
+            if self.params["epochs"] > 1:  # (as Keras: no "Epoch 1/1")
+                print_msg(f"Epoch {epoch + 1}/{self.params['epochs']}")
             self._bar = Progbar(self.params.get("steps"), verbose=verbose)
 
     def on_train_batch_end(self, batch, logs=None):
@@ -118,12 +119,41 @@ def _display(logs):
 
 
 class CallbackList:
-    def __init__(self, callbacks, model, params):
+    """Keras's CallbackList: calls each hook on every callback of the list in order; with
+    `add_history`/`add_progbar`, appends a History and a ProgbarLogger unless the list holds
+    its own; `model` becomes each callback's model (and its History the model's `history`);
+    `**params` each callback's params."""
+
+    def __init__(self, callbacks=None, add_history=False, add_progbar=False, model=None,
+                 **params):
+        self.callbacks = list(callbacks or [])
+        self._history = next((c for c in self.callbacks if isinstance(c, History)), None)
+        if self._history is None and add_history:
+            self._history = History()
+            self.callbacks.append(self._history)
+        if add_progbar and not any(isinstance(c, ProgbarLogger) for c in self.callbacks):
+            self.callbacks.append(ProgbarLogger())
+        self.model = None
         self.params = params  # shared with every callback
-        self.callbacks = list(callbacks)
+        self.set_model(model)
+        self.set_params(params)
+
+    def set_model(self, model):
+        if model is None:
+            return
+        self.model = model
+        if self._history is not None:
+            model.history = self._history
         for c in self.callbacks:
             c.set_model(model)
+
+    def set_params(self, params):
+        self.params = params
+        for c in self.callbacks:
             c.set_params(params)
+
+    def append(self, callback):
+        self.callbacks.append(callback)
 
     def wants_batches(self):
         return any(c._wants_batches() for c in self.callbacks

@@ -47,12 +47,35 @@ def _schedule_of(learning_rate):
     return None
 
 
-class _LearningRate(float):
-    """An optimizer's learning rate as a float, with Keras 3's variable methods: `assign`
-    sets the optimizer's rate (as `optimizer.learning_rate = value` does)."""
+class _ScalarVariable:
+    """Keras 3's scalar optimizer variables (learning_rate, iterations) as Python numbers with
+    the Variable attributes code reads off them: name, path, shape, dtype, value, numpy()."""
+
+    shape = ()
+
+    @property
+    def path(self):
+        return f"{self._optimizer.name}/{self.name}"
+
+    def numpy(self):
+        return np.asarray(self, dtype=self.dtype)[()]
+
+    @property
+    def value(self):
+        return self.numpy()
+
+    def __reduce__(self):  # (pickled and deep-copied as the plain number)
+        return self._number, (self._number(self),)
+
+
+class _LearningRate(_ScalarVariable, float):
+    """An optimizer's learning rate as a float; `assign` sets the optimizer's rate (as
+    `optimizer.learning_rate = value` does)."""
+
+    name, dtype, _number = "learning_rate", "float32", float
 
     def __new__(cls, value, optimizer):
-        obj = super().__new__(cls, value)
+        obj = float.__new__(cls, value)
         obj._optimizer = optimizer
         return obj
 
@@ -60,11 +83,16 @@ class _LearningRate(float):
         self._optimizer.learning_rate = value
         return _LearningRate(self._optimizer._learning_rate, self._optimizer)
 
-    def numpy(self):
-        return np.float32(self)
 
-    def __reduce__(self):
-        return float, (float(self),)
+class _Iterations(_ScalarVariable, int):
+    """An optimizer's update count as an int (Keras's `iteration` variable)."""
+
+    name, dtype, _number = "iteration", "int32", int
+
+    def __new__(cls, value, optimizer):
+        obj = int.__new__(cls, value)
+        obj._optimizer = optimizer
+        return obj
 
 
 class OptimizerVariable:
@@ -184,7 +212,8 @@ class Optimizer:
     @property
     def iterations(self):
         """The updates made (Keras's: steps / gradient_accumulation_steps)."""
-        return self._steps_taken() // (self.gradient_accumulation_steps or 1)
+        return _Iterations(self._steps_taken() // (self.gradient_accumulation_steps or 1),
+                           self)
 
     def _steps_taken(self):
         """The steps taken, accumulating ones included (Keras's saved `iteration`)."""

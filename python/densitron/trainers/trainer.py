@@ -15,7 +15,7 @@ from densitron import config as config_mod
 from densitron import metrics as metrics_mod
 from densitron import optimizers as optimizers_mod
 from densitron.optimizers import schedules as schedules_mod
-from densitron.callbacks import Callback, CallbackList, History, ProgbarLogger
+from densitron.callbacks import Callback, CallbackList
 from densitron.callbacks.callback import TRAIN_BATCH_HOOKS
 from densitron.trainers import data as data_mod
 from densitron.trainers import sources
@@ -723,15 +723,10 @@ class Trainer:
         History and (when verbose) a ProgbarLogger unless the list holds its own, so the bar
         shows what the user's callbacks put in the logs (ReduceLROnPlateau's learning_rate)
         and prints after their messages."""
-        cbs = _user_callbacks(callbacks)
-        history = next((c for c in cbs if isinstance(c, History)), None)
-        if history is None:
-            history = History()
-            cbs.append(history)
-        if verbose and not any(isinstance(c, ProgbarLogger) for c in cbs):
-            cbs.append(ProgbarLogger())
-        params = {"verbose": verbose, "epochs": epochs, "steps": steps}
-        return CallbackList(cbs, self, params), history
+        cbs = CallbackList(_user_callbacks(callbacks), add_history=True,
+                           add_progbar=bool(verbose), model=self, verbose=verbose,
+                           epochs=epochs, steps=steps)
+        return cbs, cbs._history
 
     def _validation_arrays(self, validation_data, validation_steps):
         """(x, y, sample_weight) arrays of `validation_data`, or a BatchSource of it."""
@@ -949,8 +944,8 @@ class Trainer:
     def _inference_callbacks(self, callbacks):
         """evaluate's and predict's callbacks (Keras calls their on_test_* and on_predict_*
         hooks), as a CallbackList."""
-        return CallbackList(_user_callbacks(callbacks), self,
-                            {"verbose": 0, "epochs": 1, "steps": None})
+        return CallbackList(_user_callbacks(callbacks), model=self, verbose=0, epochs=1,
+                            steps=None)
 
     def _evaluate_by_batch(self, xs, ys, sws, batch_size, batches, cb):
         """evaluate one engine call a batch, for callbacks with per-batch hooks: the running
