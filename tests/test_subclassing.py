@@ -1046,3 +1046,47 @@ def test_composite_layers_save_and_load_in_every_placement(kind, tmp_path):
     loaded.fit(x, y, epochs=1, verbose=0, shuffle=False)  # (its optimizer's state too)
     model.fit(x, y, epochs=1, verbose=0, shuffle=False)
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_a_layer_built_by_hand_stays_built_with_its_build_config():
+    # The subclassing guide's Linear: build() without super().build(), called by hand; its
+    # first call must not build it again (it made a second kernel and dropped the first).
+    class Linear(L.Layer):
+        def __init__(self, units=4):
+            super().__init__()
+            self.units = units
+
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1], self.units),
+                                     initializer="random_normal")
+
+        def call(self, inputs):
+            return densitron.ops.matmul(inputs, self.w)
+
+    layer = Linear()
+    assert not layer.built and layer.get_build_config() is None
+    layer.build((None, 3))
+    assert layer.built and len(layer.weights) == 1
+    assert layer.get_build_config() == {"input_shape": (None, 3)}
+    kernel = layer.w.numpy().copy()
+    inp = L.Input((3,))
+    model = Model(inp, layer(inp))
+    assert len(model.weights) == 1
+    x = np.ones((2, 3), np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0), x @ kernel, rtol=1e-6)
+    other = Linear()
+    other.build_from_config(layer.get_build_config())
+    assert other.built and other.w.shape == (3, 4)
+
+    class TwoArgs(L.Layer):  # the saving guide's build(input_shape, layer_init)
+        def build(self, input_shape, layer_init):
+            self.w = self.add_weight(shape=(input_shape[-1], 2), initializer=layer_init)
+
+        def call(self, inputs):
+            return densitron.ops.matmul(inputs, self.w)
+
+    two = TwoArgs()
+    two.build(input_shape=(None, 5), layer_init="ones")
+    assert two.get_build_config() == {
+        "shapes_dict": {"input_shape": (None, 5), "layer_init": "ones"}}
+    np.testing.assert_allclose(two(np.ones((1, 5), np.float32)), [[5.0, 5.0]])

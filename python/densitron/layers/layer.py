@@ -3,6 +3,7 @@
 Calling a layer on KerasTensors records a Node (layer, input tensors, output tensors); a Model
 walks these nodes back from its outputs. Calling a layer on arrays runs it through the engine."""
 
+import functools
 import inspect
 import warnings
 
@@ -424,6 +425,32 @@ def _check_float32(dtype):
 class Layer:
     """Base of every layer: naming, weights, building on first call, symbolic and eager calls."""
 
+    _builds_itself = False  # (models: their build traces call(), see Functional)
+
+    def __init_subclass__(cls, **kwargs):
+        """A subclass's own `build` marks the layer built when it returns (Keras's build
+        wrapper), whether or not it calls `super().build`: a layer built by hand is not built
+        again (with new weights) by its first call. Its input shape is kept for
+        get_build_config."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("build")
+        if own is None or getattr(own, "_marks_built", False) or cls._builds_itself:
+            return
+
+        @functools.wraps(own)
+        def build(self, *args, **kwargs):
+            own(self, *args, **kwargs)
+            if not self.built:
+                try:
+                    bound = inspect.signature(own).bind(self, *args, **kwargs).arguments
+                    self._build_shapes = {k: v for k, v in bound.items() if k != "self"}
+                except TypeError:
+                    pass
+            self.built = True
+
+        build._marks_built = True
+        cls.build = build
+
     def __init__(self, name=None, trainable=True, dtype=None, input_shape=None, input_dim=None,
                  activity_regularizer=None, **kwargs):
         # Keras's arguments at the values that change nothing in float32 without LoRA or
@@ -621,6 +648,24 @@ class Layer:
     # --- building and calling ------------------------------------------------------------
     def build(self, input_shape):
         self.built = True
+
+    def get_build_config(self):
+        """Keras's: the arguments the layer was built with ({"input_shape": ...}, or
+        {"shapes_dict": ...} for a build of several), None before it is built."""
+        shapes = self.__dict__.get("_build_shapes")
+        if not shapes:
+            return None
+        if len(shapes) == 1:
+            return {"input_shape": next(iter(shapes.values()))}
+        return {"shapes_dict": dict(shapes)}
+
+    def build_from_config(self, config):
+        """Keras's: builds the layer from what get_build_config returned."""
+        if config:
+            if "input_shape" in config:
+                self.build(config["input_shape"])
+            elif "shapes_dict" in config:
+                self.build(**config["shapes_dict"])
 
     def compute_output_shape(self, input_shape):
         return input_shape

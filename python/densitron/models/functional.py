@@ -198,6 +198,8 @@ class Functional(Trainer, Layer):
         self._build_graph(inputs, outputs)
 
     # --- subclassed models ---------------------------------------------------------------
+    _builds_itself = True
+
     def __init_subclass__(cls, **kwargs):
         """A subclass's own `build` (Keras's place to create sublayers) is wrapped so that the
         trace of `call` follows it, whether or not it calls `super().build`."""
