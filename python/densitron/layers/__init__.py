@@ -69,8 +69,16 @@ def _missing_keras_kind(name):
     return None
 
 
-def deserialize(config):
-    """A layer (or model) from {"class_name": ..., "config": {...}}."""
+def deserialize(config, custom_objects=None):
+    """A layer (or model) from {"class_name": ..., "config": {...}}; `custom_objects`
+    ({name: class}) holds classes of the user's that are not registered."""
+    from densitron.utils.serialization import custom_object_scope
+
+    with custom_object_scope(custom_objects):
+        return _deserialize(config)
+
+
+def _deserialize(config):
     from densitron import models
 
     registry = {name: globals()[name] for name in __all__

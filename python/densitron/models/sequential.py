@@ -142,6 +142,9 @@ class Sequential(Functional):
     def layers(self):
         return list(self._layers)
 
+    def _keras_layers(self):
+        return self.layers
+
     def _saved_as_graph(self):
         """Whether files keep it as its traced graph (a functional model's config): when a
         layer of it is made of layers (a Lambda, a Layer subclass)."""
@@ -178,7 +181,16 @@ class Sequential(Functional):
         }
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config, custom_objects=None):
+        """The model of get_config's config; `custom_objects` ({name: class}) holds the
+        classes of the user's it names that are not registered."""
+        from densitron.utils.serialization import custom_object_scope
+
+        with custom_object_scope(custom_objects):
+            return cls._from_config(config)
+
+    @classmethod
+    def _from_config(cls, config):
         from densitron.layers import deserialize
 
         if "input_layers" in config:  # the traced graph of one with composite layers
