@@ -956,3 +956,20 @@ def test_get_metrics_result_is_keras_s():
     assert list(got) == ["loss", "accuracy"] and all(isinstance(v, float) for v in got.values())
     assert got["loss"] == pytest.approx(h["val_loss"][0])
     assert got["accuracy"] == pytest.approx(h["val_accuracy"][0])
+
+
+def test_layers_leave_out_the_layers_of_ops_as_keras_lists_only_layers():
+    # keras.io's Deep & Cross style arithmetic and densitron.ops between layers: Keras's
+    # operations, not among model.layers (nor do they shift model.layers[i] or get_layer(index))
+    inp = Input((4,), name="x")
+    h = Dense(4, name="d1")(inp)
+    y = densitron.ops.sigmoid(inp * h + inp) * 2.0
+    model = Model(inp, Dense(1, name="out")(y[:, :3]))
+    assert [layer.name for layer in model.layers] == ["x", "d1", "out"]
+    assert model.get_layer(index=2) is model.layers[-1]
+    assert len(model.weights) == 4 and model.count_params() == 4 * 4 + 4 + 3 + 1
+    model.compile("sgd", "mse")
+    x = np.ones((2, 4), np.float32)
+    model.fit(x, np.ones((2, 1)), verbose=0)
+    assert model.predict(x, verbose=0).shape == (2, 1)
+    assert model.count_params() == 24

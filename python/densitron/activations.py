@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+from densitron._op_marks import makes_op_layers as _op_layers
+
 # Engine ids: must match densitron::Activation in cpp/include/densitron/ops.h.
 _ENGINE_IDS = {
     "linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4, "leaky_relu": 5, "relu6": 6,
@@ -23,6 +25,7 @@ _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 
 
+@_op_layers
 def as_layer_call(fn, x, args, kwargs):
     """fn(x, *args, **kwargs) for a symbolic x (a layer's call() being traced, or densitron.ops
     on a tensor): an Activation layer of fn with Keras's arguments bound by keyword."""
@@ -338,6 +341,7 @@ def is_traced(fn):
             and id(fn) not in _FUNCTIONS and getattr(fn, "_activation_name", None) is None)
 
 
+@_op_layers
 def apply_traced(fn, x, layer_name):
     """A Python activation fn of the user's on a layer's symbolic output: traced (its
     densitron.ops become engine nodes after the layer's)."""

@@ -1168,6 +1168,25 @@ def _one_hot(x, num_classes):
                      (*shape, int(num_classes)))
 
 
+def _mark_op_layers():
+    """Every function and reduction method of ops marks the layers it makes on symbolic
+    tensors as ops' (Keras's operations, which a model's `layers` leaves out)."""
+    from densitron._op_marks import makes_op_layers, mark_op_methods
+
+    names, marked = globals(), {}
+    for name in __all__:
+        fn = names.get(name)
+        if isinstance(fn, types.FunctionType) and fn.__module__ == __name__:
+            if id(fn) not in marked:  # (an alias stays the same function: ops.amax, ops.max)
+                marked[id(fn)] = makes_op_layers(fn)
+            names[name] = marked[id(fn)]
+    for cls in (BatchColumns, BatchReduction):
+        mark_op_methods(cls)
+
+
+_mark_op_layers()
+
+
 class _Namespace(types.ModuleType):
     """Keras's sub-namespaces of ops (ops.nn.sigmoid, ops.numpy.sum, ops.linalg.inv, ...):
     each name the same function as densitron.ops's."""

@@ -9,6 +9,7 @@ draws for each sample; otherwise these functions refuse symbolic tensors."""
 import numpy as np
 
 from densitron._checks import number_arg, seed_arg
+from densitron._op_marks import makes_op_layers
 from densitron.utils.rng import make_generator
 
 
@@ -158,6 +159,7 @@ def categorical(logits, num_samples, dtype="int32", seed=None):
     return np.minimum(ids, logits.shape[1] - 1).astype(_dtype(dtype))
 
 
+@makes_op_layers
 def dropout(inputs, rate, noise_shape=None, seed=None):
     """inputs with each value zeroed with probability `rate` and the others scaled by
     1 / (1 - rate); the zeros broadcast along the axes where noise_shape is 1. On a symbolic

@@ -614,9 +614,9 @@ def _keras_layer_paths(model, prefix="layers", wrapped=False, composites=False):
 
     # (Keras's layers; or the layers densitron's config names: composite layers of registered
     # classes kept as themselves, others as their sublayers)
-    layers = (model.layers if composites or (isinstance(model, Sequential) and
-                                             not model._saved_as_graph())
-              else model._file_calls()[0])
+    sequential = isinstance(model, Sequential)
+    layers = (model.layers if sequential and (composites or not model._saved_as_graph())
+              else model._keras_layers() if composites else model._file_calls()[0])
     wrappers = [getattr(layer, "_keras_wrapper", None) if wrapped else None for layer in layers]
     names = _numbered(wrapper or naming.to_snake_case(type(layer).__name__)
                       for layer, wrapper in zip(layers, wrappers))

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 
 from densitron._checks import is_number, weight_list
+from densitron._op_marks import OP_DEPTH, mark_op_methods
 from densitron.utils.naming import to_snake_case, uniquify
 from densitron.variables import Variable
 
@@ -188,6 +189,9 @@ class KerasTensor:
             "A symbolic KerasTensor cannot be converted to a NumPy array: it has no value until "
             f"a model runs. Received: {self!r}"
         )
+
+
+mark_op_methods(KerasTensor)
 
 
 def _match_batch_values(a, b):
@@ -426,6 +430,7 @@ class Layer:
     """Base of every layer: naming, weights, building on first call, symbolic and eager calls."""
 
     _builds_itself = False  # (models: their build traces call(), see Functional)
+    _op_class = False  # (densitron's own ops' layers, never a Keras layer)
 
     def __init_subclass__(cls, **kwargs):
         """A subclass's own `build` marks the layer built when it returns (Keras's build
@@ -474,6 +479,7 @@ class Layer:
         self.activity_regularizer = regularizers.get(activity_regularizer)
         self._trainable = bool(trainable)
         self.built = False
+        self._op_layer = self._op_class or OP_DEPTH[0] > 0  # (see densitron._op_marks)
         self._weights = []
         self._trainable_store = []  # the weights it created trainable (Keras's store of them)
         self._inbound_nodes = []

@@ -24,6 +24,8 @@ class MathOp(Layer):
     """One elementwise op of MATH_OPS on every value, with its numbers a and b (clip's bounds,
     power's exponent, the divisor or dividend)."""
 
+    _op_class = True
+
     _mask_rule = "pass"
     _single_input = True
 
@@ -47,6 +49,8 @@ class MathOp(Layer):
 class Divide(_Merge):
     """x0 / x1 of two tensors of one shape (a divisor per row: RowBroadcast's "div")."""
 
+    _op_class = True
+
     _op = _DIVIDE
     _arity = 2
 
@@ -56,6 +60,8 @@ class BatchMatMul(Layer):
     ops.matmul of two tensors of rank 3 or more with the same leading axes), a or b
     transposed in those axes with transpose_a / transpose_b. densitron's own layer, made by
     ops.matmul on symbolic tensors (attention's scores and mixing)."""
+
+    _op_class = True
 
     _mask_rule = "refuse"
 
@@ -102,6 +108,8 @@ class ModeSelect(_Merge):
     in evaluate and predict (densitron's own layer, made where a traced call() branches on
     `training`: call() is traced once per mode)."""
 
+    _op_class = True
+
     _op = _MODE_SELECT
     _arity = 2
     _mask_rule = "pass"
@@ -111,6 +119,8 @@ class RowBroadcast(Layer):
     """A tensor combined with one of a last axis of 1 (a value per row), broadcast as NumPy
     does: inputs [full, per_row], mode "add" (full + row), "sub" (full - row), "rsub" (row -
     full), "mul" or "div" (full / row)."""
+
+    _op_class = True
 
     _mask_rule = "refuse"
     MODES = ("add", "sub", "rsub", "mul", "div")
@@ -152,6 +162,8 @@ class Reduce(Layer):
     """The mean, sum or maximum over one axis or a run of adjacent axes beside the batch (the
     last by default; keepdims: the reduced axes stay, of size 1; the maximum's gradient shared
     between ties, as JAX's)."""
+
+    _op_class = True
 
     _mask_rule = "refuse"
     _single_input = True
@@ -203,6 +215,8 @@ class ArgReduce(Layer):
     axis, as a float (NaN counts as the extreme, as NumPy's); keepdims keeps a last axis of 1.
     No gradient (ops.argmax, ops.argmin)."""
 
+    _op_class = True
+
     _mask_rule = "refuse"
     _single_input = True
 
@@ -226,6 +240,8 @@ class BatchReduce(Layer):
     """The mean or sum of every value of the batch, as one value a sample (each row the
     same): ops.mean(x) or ops.sum(x) combined with tensors (y_true - ops.mean(y_true), an R²
     written as 1 - sum(...) / sum(...)); its gradient reaches every value."""
+
+    _op_class = True
 
     _mask_rule = "refuse"
     _single_input = True
@@ -270,6 +286,8 @@ def batch_constant(tensor):
 
 class Slice(_IndexMap):
     """x[..., start:stop:step] along the last axis, or x[..., index] (that axis dropped)."""
+
+    _op_class = True
 
     def __init__(self, start=None, stop=None, step=None, index=None, **kwargs):
         super().__init__(**kwargs)
@@ -318,6 +336,8 @@ class AddedLoss(Layer):
     and reads the second, the loss's values, which the model adds to its loss reduced over the
     batch (`reduction` "mean" or "sum", as Keras's sum of a tensor) with the MathOps of `tail`
     ([op id, a, b] each) applied to that scalar. (densitron's own layer, made by add_loss.)"""
+
+    _op_class = True
 
     _mask_rule = "pass"
 

@@ -36,6 +36,8 @@ class _WeightOp(Layer):
 class WeightMatMul(_WeightOp):
     """x @ w along x's last axis, w a (features, units) weight of the calling layer."""
 
+    _op_class = True
+
     _weight_name = "kernel"
 
     def _check_inputs(self, input_shape):

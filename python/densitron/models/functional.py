@@ -484,9 +484,18 @@ class Functional(Trainer, Layer):
     # --- Keras model API -----------------------------------------------------------------
     @property
     def layers(self):
-        """Keras's list: a composite layer (a Layer subclass made of layers) once, where its
-        first sublayer call is, in place of the sublayers its call ran (a sublayer also called
-        outside it is listed too)."""
+        """Keras's list: a subclassed model's, the layers it holds in its attributes, in the
+        order they were set; a functional model's, its graph's layers without those of ops
+        (arithmetic, densitron.ops: Keras's operations), a composite layer (a Layer subclass
+        made of layers) once, where its first sublayer call is, in place of the sublayers its
+        call ran (a sublayer also called outside it is listed too)."""
+        if getattr(self, "_subclassed", False):
+            return self._sublayers()
+        return [layer for layer in self._keras_layers() if not layer._op_layer]
+
+    def _keras_layers(self):
+        """The layers of the graph's calls, a composite layer's calls standing for it; ops'
+        layers included (Keras's operations, as its summary and files list them)."""
         return keras_layer_list(self._all_layers, getattr(self, "_nodes", []))
 
     def _graph_layers(self):
@@ -507,7 +516,8 @@ class Functional(Trainer, Layer):
         """Keras's sublayers of a model: a subclassed model's attributes' layers, then its
         layers (a subclassed model's trace, a functional model's calls)."""
         found = self._sublayers() if getattr(self, "_subclassed", False) else []
-        return found + [layer for layer in self.layers if all(layer is not f for f in found)]
+        return found + [layer for layer in self._keras_layers()
+                        if all(layer is not f for f in found)]
 
     @property
     def weights(self):
@@ -556,11 +566,7 @@ class Functional(Trainer, Layer):
         if not isinstance(name, str):
             raise ValueError(f"Provide either a layer name (a str) or a layer index. "
                              f"Received: name={name!r}, index={index!r}")
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        # a subclassed model's attribute its trace did not call
-        for layer in self._sublayers() if getattr(self, "_subclassed", False) else []:
+        for layer in (*self.layers, *self._keras_layers()):  # (an op's layer too, by name)
             if layer.name == name:
                 return layer
         raise ValueError(f"No such layer: {name}. Existing layers are: "
@@ -718,7 +724,7 @@ class Functional(Trainer, Layer):
         the user's) gets it numbered."""
         layers = keras_layer_list(self._all_layers, self._nodes, saved_only=True)
         calls = keras_calls(self._nodes, saved_only=True)
-        keras_level = self.layers
+        keras_level = self._keras_layers()
         used = {layer.name for layer in keras_level}
         direct = {id(layer) for layer in keras_level}
         names = {}
