@@ -4,6 +4,7 @@ layers.serialize / deserialize, save_assets / load_assets, and save's and load_w
 keyword arguments."""
 
 import densitron
+import numpy as np
 import pytest
 from densitron import layers, ops
 
@@ -39,3 +40,40 @@ def test_sequential_from_config_takes_custom_objects():
     assert [type(layer) for layer in again.layers] == [WiderDense, layers.Dense]
     assert type(layers.deserialize(layers.serialize(WiderDense(2)),
                                    custom_objects={"WiderDense": WiderDense})) is WiderDense
+
+
+def test_a_layer_without_a_name_argument_clones_and_comes_from_config(tmp_path, monkeypatch):
+    from densitron.utils import serialization
+
+    monkeypatch.setattr(serialization, "_registered", dict(serialization._registered))
+
+    @densitron.saving.register_keras_serializable(package="MyLayers")
+    class CustomLayer(layers.Layer):  # the saving guide's: get_config without name
+        def __init__(self, factor):
+            super().__init__()
+            self.factor = factor
+
+        def call(self, x):
+            return x * self.factor
+
+        def get_config(self):
+            return {"factor": self.factor}
+
+    inputs = layers.Input((4,))
+    model = densitron.Model(inputs, layers.Dense(1)(CustomLayer(0.5)(inputs)))
+    x = np.random.default_rng(0).random((3, 4)).astype(np.float32)
+    path = str(tmp_path / "custom.keras")
+    model.save(path)
+    clone = densitron.models.clone_model(model)
+    rebuilt = densitron.Model.from_config(model.get_config())
+    # (as in Keras, a layer built without a name gets a new one)
+    assert clone.layers[1].name == "custom_layer_1" and rebuilt.layers[1].name == \
+        "custom_layer_2"
+    for again in (clone, rebuilt, densitron.models.load_model(path)):
+        assert [type(layer) for layer in again.layers[1:]] == [CustomLayer, layers.Dense]
+        assert again.layers[1].factor == 0.5
+        again.set_weights(model.get_weights())
+        np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0))
+    with pytest.raises(TypeError, match="name"):  # a layer of its own: the name is its config's
+        layers.deserialize({"class_name": "CustomLayer",
+                            "config": {"factor": 0.5, "name": "c"}})

@@ -98,7 +98,20 @@ def _deserialize(config):
     if cls is None:
         raise ValueError(f"Unknown layer class: {config.get('class_name')!r}. "
                          f"Received: config={config!r}")
-    return cls.from_config(config["config"])
+    inner = config["config"]
+    if "inbound_nodes" in config and "name" in inner and not _takes_name(cls):
+        # A functional model's entry names its layer beside the config; a class that takes
+        # no name (its get_config leaves it out) is built without it, as Keras builds it.
+        inner = {k: v for k, v in inner.items() if k != "name"}
+    return cls.from_config(inner)
+
+
+def _takes_name(cls):
+    """Whether cls(..., name=...) is accepted: a `name` parameter, or **kwargs."""
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters.values()
+    return any(p.name == "name" or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def serialize(layer):
