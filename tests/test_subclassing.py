@@ -1096,3 +1096,37 @@ def test_a_layer_built_by_hand_stays_built_with_its_build_config():
     assert two.get_build_config() == {
         "shapes_dict": {"input_shape": (None, 5), "layer_init": "ones"}}
     np.testing.assert_allclose(two(np.ones((1, 5), np.float32)), [[5.0, 5.0]])
+
+
+def test_automatic_config_of_a_layer_class_without_get_config(tmp_path):
+    # Keras 3's: a custom layer that defines no get_config has its constructor's plain
+    # arguments in its config, so from_config, clone_model and files rebuild it.
+    @densitron.saving.register_keras_serializable(package="tests_auto")
+    class Scale(L.Layer):
+        def __init__(self, factor, offsets=(1.0, 2.0), note=None, **kwargs):
+            super().__init__(**kwargs)
+            self.factor, self.offsets, self.note = factor, offsets, note
+
+        def call(self, x):
+            return x * self.factor + self.offsets[0]
+
+    layer = Scale(3.0, note="n", name="s")
+    # (the arguments given, as Keras keeps them; defaults come back as defaults)
+    assert layer.get_config() == {"name": "s", "factor": 3.0, "note": "n", "trainable": True,
+                                  "dtype": "float32"}
+    again = Scale.from_config(layer.get_config())
+    assert (again.factor, again.note, again.name) == (3.0, "n", "s")
+
+    class Holder(L.Layer):  # an argument that is no plain value: no automatic config
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+    assert set(Holder(L.Dense(2)).get_config()) == {"trainable", "dtype"}
+    inp = L.Input((2,))
+    model = Model(inp, Scale(2.0)(inp))
+    path = str(tmp_path / "auto.keras")
+    model.save(path)
+    back = densitron.models.load_model(path)
+    assert type(back.layers[1]) is Scale and back.layers[1].factor == 2.0
+    np.testing.assert_allclose(back.predict(np.ones((1, 2)), verbose=0), [[3.0, 3.0]])

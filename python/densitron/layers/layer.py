@@ -875,8 +875,24 @@ class Layer:
         return model.predict(arrays if len(arrays) > 1 else arrays[0], verbose=0)
 
     # --- config --------------------------------------------------------------------------
+    def __new__(cls, *args, **kwargs):
+        obj = super().__new__(cls)
+        obj._init_args = (args, kwargs)  # (for Keras's automatic config: see get_config)
+        return obj
+
     def get_config(self):
-        config = {"name": self.name, "trainable": self.trainable, "dtype": "float32"}
+        """name, trainable, dtype; for a user's layer class that defines no get_config,
+        Keras's automatic config too: the arguments its constructor was given, when they are
+        all numbers, strings, booleans, None or lists and dicts of those."""
+        config = {"name": self.name}
+        if type(self).get_config is Layer.get_config and \
+                not type(self).__module__.startswith("densitron."):
+            params = inspect.signature(type(self).__init__).parameters
+            if "name" not in params and all(p.kind is not p.VAR_KEYWORD
+                                            for p in params.values()):
+                del config["name"]  # (as Keras: a constructor that takes no name gets none)
+            config.update(_auto_config(type(self), *self.__dict__.get("_init_args", ((), {}))))
+        config.update(trainable=self.trainable, dtype="float32")
         if self.activity_regularizer is not None:  # as Keras: the key only when set
             from densitron import regularizers
 
@@ -891,6 +907,30 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def _auto_config(cls, args, kwargs):
+    """Keras's automatic config of a layer: its constructor's arguments by name, {} unless
+    every value (lists and dicts walked) is a number, a string, a boolean or None."""
+    try:
+        bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
+    except TypeError:
+        return {}
+    values = dict(list(bound.arguments.items())[1:])
+    for name, p in inspect.signature(cls.__init__).parameters.items():
+        if p.kind is p.VAR_KEYWORD:
+            values.update(values.pop(name, {}))
+        elif p.kind is p.VAR_POSITIONAL and name in values:
+            return {}
+
+    def plain(v):
+        if isinstance(v, (list, tuple)):
+            return all(plain(x) for x in v)
+        if isinstance(v, dict):
+            return all(isinstance(k, str) and plain(x) for k, x in v.items())
+        return v is None or isinstance(v, (str, bool, int, float))
+
+    return values if plain(values) else {}
 
 
 def defines_call(cls):
