@@ -86,3 +86,18 @@ def test_class_weight_matches_the_equivalent_sample_weight():
         model.fit(x, labels, class_weight={0: 1.0}, sample_weight=np.ones(64), verbose=0)
     with pytest.raises(ValueError, match="Received: class_weight="):
         model.fit(x, labels, class_weight=[1.0, 2.0], verbose=0)
+
+
+def test_class_weight_leaves_the_validation_split_unweighted():
+    # Keras weighs the training samples by class; val_loss of a validation_split is the plain
+    # loss of the held-out rows (it was weighted by class too, so EarlyStopping watched another
+    # number than evaluate gives)
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    labels = rng.integers(0, 3, 40)
+    model = linear_model(4, 3, "softmax")
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    h = model.fit(x, labels, epochs=1, batch_size=8, shuffle=False, verbose=0,
+                  class_weight={0: 0.2, 1: 5.0, 2: 1.0}, validation_split=0.25)
+    assert h.history["val_loss"][0] == pytest.approx(
+        model.evaluate(x[30:], labels[30:], verbose=0), rel=1e-6)

@@ -569,7 +569,12 @@ class Trainer:
                 return None if arrays is None else [
                     a if a is None else a[lo:hi] for a in arrays]
 
-            val = (cut(xs, split_at, rows), cut(ys, split_at, rows), cut(sws, split_at, rows))
+            # (Keras's class weights weigh the training samples only; the held-out ones keep
+            # their sample weights)
+            split_sws = sws if class_weight is None else self._training_weights(
+                None, sample_weight, ys, rows)
+            val = (cut(xs, split_at, rows), cut(ys, split_at, rows),
+                   cut(split_sws, split_at, rows))
             for k, a in enumerate(val[0]):
                 data_mod._check_finite(a, data_mod.input_name(k, len(val[0])), split_at)
             xs, ys, sws = cut(xs, 0, split_at), cut(ys, 0, split_at), cut(sws, 0, split_at)
