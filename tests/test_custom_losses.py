@@ -488,3 +488,27 @@ def test_a_loss_subclass_overriding_dunder_call_traces_it():
     assert runs[0][0] == runs[1][0]
     for a, b in zip(runs[0][1], runs[1][1]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_targets_of_another_rank_meet_the_output_as_keras_gives_them():
+    # Keras's squeeze_or_expand_to_same_rank before a loss function: regression targets of
+    # shape (n,) for an output of (n, 1) come as (n, 1) (the tracer refused them, the shapes
+    # not matching), and (n, 1) targets for an output of (n,) as (n,)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(32, 4)).astype(np.float32)
+    y = x.sum(axis=1)
+
+    def run(head, target, loss):
+        inp = Input((4,))
+        model = Model(inp, head(inp))
+        model.set_weights([np.full((4, 1), 0.3, np.float32), np.zeros(1, np.float32)])
+        model.compile(optimizer=optimizers.SGD(0.01), loss=loss, metrics=[my_mse])
+        return model.fit(x, target, epochs=2, batch_size=8, shuffle=False, verbose=0).history
+
+    column = lambda t: layers.Dense(1)(t)  # noqa: E731
+    flat = lambda t: layers.Reshape(())(layers.Dense(1)(t))  # noqa: E731
+    reference = run(column, y[:, None], "mse")["loss"]
+    for head, target in ((column, y), (flat, y[:, None])):
+        history = run(head, target, my_mse)
+        np.testing.assert_allclose(history["loss"], reference, rtol=1e-6)
+        np.testing.assert_allclose(history["my_mse"], reference, rtol=1e-6)

@@ -50,6 +50,25 @@ def _output(out, name):
     return out, mode, tail
 
 
+def _same_rank(true_shape, y_pred):
+    """Keras's squeeze_or_expand_to_same_rank of a loss function's arguments: y_true's shape
+    and y_pred, one given or rid of a last axis of 1 to meet the other's rank (targets of
+    shape (n,) for an output of (n, 1) come as (n, 1)). The targets' values are the same
+    either way; y_pred gets a reshape."""
+    from densitron import ops
+
+    pred_shape = tuple(y_pred.shape)
+    if len(pred_shape) == len(true_shape) + 1 and pred_shape[-1] == 1:
+        if len(true_shape) == 1:
+            return (*true_shape, 1), y_pred
+        return true_shape, ops.squeeze(y_pred, axis=-1)
+    if len(true_shape) == len(pred_shape) + 1 and true_shape[-1] == 1:
+        if len(pred_shape) == 1:
+            return true_shape, ops.expand_dims(y_pred, axis=-1)
+        return true_shape[:-1], y_pred
+    return true_shape, y_pred
+
+
 def loss_node_specs(model, k, loss, target_shape, specs, param_index):
     """Appends to `specs` (the model's engine node specs) the nodes of `loss` (a loss or metric
     object written in Python) on model output k with targets of `target_shape`; returns the
@@ -64,9 +83,10 @@ def loss_node_specs(model, k, loss, target_shape, specs, param_index):
     name = loss.name or type(loss).__name__
     target_layer = _Targets(k, name=f"y_true_{k}")
     target_node = Node(target_layer, [], [])
-    y_true = KerasTensor((None, *target_shape[1:]), name="y_true", node=target_node)
-    target_node.outputs = [y_true]
     y_pred = model.outputs[k]
+    true_shape, y_pred = _same_rank((None, *target_shape[1:]), y_pred)
+    y_true = KerasTensor(true_shape, name="y_true", node=target_node)
+    target_node.outputs = [y_true]
     traced = _traced(fn, y_true, y_pred, name)
     outputs = traced if isinstance(traced, list) else [traced]
     seen_outs = set()
