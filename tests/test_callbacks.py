@@ -45,13 +45,25 @@ def test_early_stopping_patience_and_restore_best_weights(capsys):
 
 
 def test_early_stopping_mode_and_missing_metric():
-    assert callbacks.EarlyStopping(monitor="val_accuracy").mode == "max"
-    assert callbacks.EarlyStopping(monitor="val_loss").mode == "min"
     with pytest.raises(ValueError, match="Received: mode='best'"):
         callbacks.EarlyStopping(mode="best")
     model, x, y = model_and_data()
     with pytest.warns(UserWarning, match="val_loss"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.EarlyStopping()])
+    # mode="auto" as Keras 3 decides it: by the compiled metric's direction (R² grows as it
+    # gets better: it was taken as a loss), and a name it cannot tell of is refused
+    model.compile(optimizer="sgd", loss="categorical_crossentropy",
+                  metrics=["acc", "mae", densitron.metrics.R2Score()])
+    for monitor, mode in (("val_acc", "max"), ("val_mae", "min"), ("r2_score", "max"),
+                          ("val_loss", "min")):
+        es = callbacks.EarlyStopping(monitor=monitor)
+        assert es.mode == "auto"
+        model.fit(x, y, epochs=1, verbose=0, validation_split=0.25, callbacks=[es])
+        assert es.mode == mode
+    for monitor in ("val_los", "learning_rate"):
+        with pytest.raises(ValueError, match=f"monitor={monitor}, but.*mode='max'"):
+            model.fit(x, y, epochs=1, verbose=0, validation_split=0.25,
+                      callbacks=[callbacks.EarlyStopping(monitor=monitor)])
 
 
 def test_learning_rate_scheduler_sets_the_engines_rate():

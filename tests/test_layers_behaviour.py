@@ -473,3 +473,17 @@ def test_prelu_refuses_alpha_shared_over_a_trailing_axis():
     assert m.layers[1].alpha.shape == (1, 1)
     x = np.random.default_rng(0).normal(size=(5, 3, 4)).astype(np.float32)
     np.testing.assert_array_equal(m.predict(x, verbose=0), x)  # alpha 1: the identity
+
+
+def test_keras_2_spellings_keras_3_still_takes():
+    # LeakyReLU(alpha=...) (with Keras's deprecation warning) and keras.preprocessing.sequence
+    import densitron.preprocessing.sequence as sequence
+    from densitron.layers import LeakyReLU
+
+    with pytest.warns(UserWarning, match="`alpha` is deprecated"):
+        layer = LeakyReLU(alpha=0.2)
+    assert layer.negative_slope == 0.2 and layer.get_config()["negative_slope"] == 0.2
+    np.testing.assert_allclose(layer(np.array([[-1.0, 2.0]], np.float32)), [[-0.2, 2.0]])
+    np.testing.assert_array_equal(sequence.pad_sequences([[1, 2], [3]]), [[1, 2], [0, 3]])
+    assert densitron.preprocessing.timeseries_dataset_from_array is \
+        densitron.utils.timeseries_dataset_from_array

@@ -33,7 +33,7 @@ def __getattr__(name):
     # densitron.random, the dtype policies and InputSpec.
     import importlib
 
-    if name in ("datasets", "random", "mixed_precision", "wrappers"):
+    if name in ("datasets", "random", "mixed_precision", "wrappers", "preprocessing"):
         return importlib.import_module(f"densitron.{name}")
     if name == "dtype_policies":  # (Keras's other name for the policies' module)
         return importlib.import_module("densitron.mixed_precision")
@@ -86,6 +86,7 @@ __all__ = [
     "models",
     "ops",
     "optimizers",
+    "preprocessing",
     "random",
     "set_num_threads",
     "utils",

@@ -10,29 +10,40 @@ from densitron.callbacks.callback import Callback, check_number
 from densitron.utils.io_utils import print_msg
 
 
-def _resolve_mode(mode, monitor, name):
-    if not isinstance(mode, str) or mode not in ("auto", "min", "max"):
-        raise ValueError(f"{name} mode must be one of 'auto', 'min', 'max'. "
-                         f"Received: mode={mode!r}")
-    if mode == "auto":
-        maximize = any(k in monitor for k in ("acc", "auc", "precision", "recall"))
-        return "max" if maximize else "min"
-    return mode
-
-
 class _Monitor(Callback):
-    """Shared by the plateau callbacks: reads a monitored value and judges improvement."""
+    """Shared by the plateau callbacks: reads a monitored value and judges improvement. With
+    mode="auto", as Keras 3 decides at the first epoch's end: the losses are minimized, a
+    compiled metric by whether its larger or smaller values are better, and a name it cannot
+    tell of (a misspelt one, a Mean of the user's) is refused."""
 
     def __init__(self, monitor, mode, min_delta, name):
         super().__init__()
         if not isinstance(monitor, str):
             raise TypeError(f"`monitor` must be the name of a logged value. "
                             f"Received: monitor={monitor!r}")
-        self.monitor = monitor
-        self.mode = _resolve_mode(mode, monitor, name)
+        if not isinstance(mode, str) or mode not in ("auto", "min", "max"):
+            raise ValueError(f"{name} mode must be one of 'auto', 'min', 'max'. "
+                             f"Received: mode={mode!r}")
+        self.monitor, self.mode = monitor, mode
         self.min_delta = abs(check_number("min_delta", min_delta))
 
+    def _resolve_mode(self):
+        name = self.monitor.removeprefix("val_")
+        found = getattr(self.model, "_metric_directions", {}).get(name)
+        if name == "loss" or name.endswith("_loss"):
+            self.mode = "min"
+        elif found is not None:
+            self.mode = "max" if found == "up" else "min"
+        else:
+            raise ValueError(
+                f"{type(self).__name__} callback received monitor={self.monitor}, but densitron "
+                "isn't able to automatically determine whether that metric should be maximized "
+                "or minimized. Pass `mode='max'` in order to monitor based on the highest "
+                "metric value, or pass `mode='min'` in order to use the lowest value.")
+
     def _current(self, logs):
+        if self.mode == "auto":
+            self._resolve_mode()
         value = (logs or {}).get(self.monitor)
         if value is None:
             warnings.warn(
@@ -43,6 +54,8 @@ class _Monitor(Callback):
         return value
 
     def _better(self, current, reference):
+        if self.mode == "auto":
+            self._resolve_mode()
         if reference is None:
             return True
         if self.mode == "min":

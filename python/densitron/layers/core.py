@@ -2,6 +2,7 @@
 bias and activation fused into the write-back."""
 
 import functools
+import warnings
 
 import numpy as np
 
@@ -246,6 +247,10 @@ class ReLU(_ActivationLayer):
 
 class LeakyReLU(_ActivationLayer):
     def __init__(self, negative_slope=0.3, **kwargs):
+        if "alpha" in kwargs:  # (Keras 2's name, which Keras 3 still takes)
+            negative_slope = kwargs.pop("alpha")
+            warnings.warn("Argument `alpha` is deprecated. Use `negative_slope` instead.",
+                          stacklevel=2)
         super().__init__(**kwargs)
         if not is_number(negative_slope) or negative_slope < 0:
             raise ValueError("The negative_slope value of a Leaky ReLU layer cannot be None or "

@@ -1418,6 +1418,45 @@ def deserialize(config, custom_objects=None):
     return serialization.deserialize_with(get, config, custom_objects)
 
 
+# Keras's metrics whose larger values are better (its `_direction` "up") and smaller ("down"),
+# by class (snake case), function or string name: EarlyStopping's and the other monitors'
+# mode="auto" reads them.
+_UP = frozenset({
+    "accuracy", "acc", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
+    "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy", "auc", "precision",
+    "recall", "f1_score", "fbeta_score", "r2_score", "io_u", "mean_io_u", "binary_io_u",
+    "one_hot_io_u", "one_hot_mean_io_u", "precision_at_recall", "recall_at_precision",
+    "sensitivity_at_specificity", "specificity_at_sensitivity", "pearson_correlation",
+    "concordance_correlation", "cosine_similarity"})
+_DOWN = frozenset({
+    "mean_squared_error", "mse", "mean_absolute_error", "mae", "mean_absolute_percentage_error",
+    "mape", "mean_squared_logarithmic_error", "msle", "root_mean_squared_error",
+    "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
+    "binary_focal_crossentropy", "categorical_focal_crossentropy", "hinge", "squared_hinge",
+    "categorical_hinge", "kl_divergence", "kld", "kullback_leibler_divergence", "logcosh",
+    "log_cosh", "poisson", "huber", "dice", "tversky"})
+
+
+def direction(metric):
+    """"up" when larger values of the metric are better, "down" when smaller are, None when
+    Keras cannot tell (a Mean, a sum, a count, a metric of the user's without `_direction`)."""
+    metric = get(metric)
+    own = getattr(metric, "_direction", None)
+    if own in ("up", "down"):
+        return own
+    if isinstance(metric, Metric):
+        names = [to_snake_case(type(metric).__name__),
+                 getattr(getattr(metric, "fn", None), "__name__", None)]
+    else:
+        names = [metric if isinstance(metric, str) else getattr(metric, "__name__", None)]
+    for name in names:
+        if name in _UP:
+            return "up"
+        if name in _DOWN:
+            return "down"
+    return None
+
+
 def display_name(metric):
     """The log name of a metric: its name, or the object's `name`."""
     metric = get(metric)

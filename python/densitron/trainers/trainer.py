@@ -233,6 +233,7 @@ class Trainer:
                  for k in range(len(names)) for m in plain[k]}
         # per logged metric: (name, output, weighted, its first engine sum, Metric._post)
         self._metric_logs = []
+        self._metric_directions = {}  # (the monitors' mode="auto": see metrics.direction)
         self._traced_metrics = []  # (output, weighted, MeanMetricWrapper): traced into nodes
         specs = []
         engine_index = 0  # the engine's metric sums run over every output's specs in order
@@ -283,6 +284,7 @@ class Trainer:
                         post = ("state", trace, len(self._traced_metrics))
                         self._traced_metrics.extend((k, False, part) for part in trace.parts)
                     self._metric_logs.append((name, k, is_weighted, engine_index, post))
+                    self._metric_directions[name] = metrics_mod.direction(m)
                     full = [metrics_mod.engine_spec(spec, is_weighted) for spec in engine_specs]
                     engine_index += sum(_core._metric_sums(s, self._output_last[k])
                                         for s in full)
