@@ -3,6 +3,8 @@ guides: layers of the user's through from_config (custom_objects), clone_model,
 layers.serialize / deserialize, save_assets / load_assets, and save's and load_weights'
 keyword arguments."""
 
+import json
+
 import densitron
 import numpy as np
 import pytest
@@ -77,3 +79,64 @@ def test_a_layer_without_a_name_argument_clones_and_comes_from_config(tmp_path, 
     with pytest.raises(TypeError, match="name"):  # a layer of its own: the name is its config's
         layers.deserialize({"class_name": "CustomLayer",
                             "config": {"factor": 0.5, "name": "c"}})
+
+
+def test_serialize_writes_nested_objects_and_the_registered_name(monkeypatch):
+    from densitron.utils import serialization
+
+    monkeypatch.setattr(serialization, "_registered", dict(serialization._registered))
+
+    @densitron.saving.register_keras_serializable(package="MyLayers", name="KernelMult")
+    class MyDense(layers.Layer):  # the saving guide's appendix
+        def __init__(self, units, *, kernel_regularizer=None, kernel_initializer=None,
+                     nested_model=None, **kwargs):
+            super().__init__(**kwargs)
+            self.hidden_units = units
+            self.kernel_regularizer = kernel_regularizer
+            self.kernel_initializer = kernel_initializer
+            self.nested_model = nested_model
+
+        def get_config(self):
+            return {**super().get_config(), "units": self.hidden_units,
+                    "kernel_regularizer": self.kernel_regularizer,
+                    "kernel_initializer": self.kernel_initializer,
+                    "nested_model": self.nested_model}
+
+        def build(self, input_shape):
+            self.kernel = self.add_weight(name="kernel",
+                                          shape=(input_shape[-1], self.hidden_units),
+                                          regularizer=self.kernel_regularizer,
+                                          initializer=self.kernel_initializer)
+
+        def call(self, inputs):
+            return ops.matmul(inputs, self.kernel)
+
+    inner = MyDense(16, kernel_regularizer=densitron.regularizers.L1L2(l1=1e-5, l2=1e-4),
+                    kernel_initializer="ones", name="inner")
+    config = layers.serialize(inner)
+    # (Keras's serialize_keras_object: the class's module, None for __main__'s)
+    assert config["module"] == __name__ and config["class_name"] == "MyDense"
+    assert config["registered_name"] == "MyLayers>KernelMult"
+    assert config["config"]["kernel_regularizer"] == {
+        "module": "keras.regularizers", "class_name": "L1L2",
+        "config": {"l1": pytest.approx(1e-5), "l2": pytest.approx(1e-4)},
+        "registered_name": None}
+    assert "build_config" not in config
+    outer = layers.serialize(MyDense(64, nested_model=inner, name="outer"))
+    assert outer["config"]["nested_model"] == config
+    outer = json.loads(json.dumps(outer))
+    again = layers.deserialize(outer)
+    # (as Keras, the nested objects reach from_config serialized: its own from_config would
+    # deserialize them)
+    assert type(again) is MyDense and again.name == "outer" and again.hidden_units == 64
+    assert again.nested_model == json.loads(json.dumps(config))
+    assert densitron.saving.deserialize_keras_object(outer).name == "outer"
+    # a built layer keeps its input shape, and comes back built (Keras's build_config)
+    inner.build((None, 4))
+    config = json.loads(json.dumps(layers.serialize(inner)))
+    assert config["build_config"] == {"input_shape": [None, 4]}
+    again = layers.deserialize(config)
+    assert again.built and tuple(again.kernel.shape) == (4, 16)
+    np.testing.assert_array_equal(again.kernel.numpy(), np.ones((4, 16)))
+    with pytest.raises(ValueError, match="Received: config=3"):
+        layers.deserialize(3)

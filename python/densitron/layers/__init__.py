@@ -79,22 +79,34 @@ def deserialize(config, custom_objects=None):
 
 
 def _deserialize(config):
-    from densitron import models
+    from densitron import keras_format, models
+
+    if not isinstance(config, dict) or "class_name" not in config or "config" not in config:
+        raise ValueError("A serialized layer is a dict with 'class_name' and 'config'. "
+                         f"Received: config={config!r}")
+    build_config = config.get("build_config")
+    if "module" in config:  # Keras's form (serialize's, a .keras file's)
+        config = keras_format.from_keras(config)
 
     registry = {name: globals()[name] for name in __all__
                 if name not in ("Input", "KerasTensor", "InputSpec")
                 and isinstance(globals()[name], type)}
     registry.update({"Functional": models.Functional, "Model": models.Functional,
                      "Sequential": models.Sequential})
-    cls = registry.get(config.get("class_name"))
-    if cls is None:  # a layer class of the user's: registered, or in custom_objects
-        from densitron.utils.serialization import get_registered_object
+    from densitron.utils.serialization import get_registered_object
 
-        for key in (config.get("registered_name"), config.get("class_name")):
-            found = get_registered_object(key) if isinstance(key, str) else None
-            if isinstance(found, type) and issubclass(found, Layer):
-                cls = found
-                break
+    registered = config.get("registered_name")
+    cls = None
+    # a layer class of the user's: registered ("package>name"), or in custom_objects
+    keys = [registered] if isinstance(registered, str) and ">" in registered else []
+    keys += [config["class_name"]] if config["class_name"] not in registry else []
+    keys += [registered] if isinstance(registered, str) and ">" not in registered else []
+    for key in keys:
+        found = get_registered_object(key)
+        if isinstance(found, type) and issubclass(found, Layer):
+            cls = found
+            break
+    cls = cls or registry.get(config["class_name"])
     if cls is None:
         raise ValueError(f"Unknown layer class: {config.get('class_name')!r}. "
                          f"Received: config={config!r}")
@@ -103,7 +115,10 @@ def _deserialize(config):
         # A functional model's entry names its layer beside the config; a class that takes
         # no name (its get_config leaves it out) is built without it, as Keras builds it.
         inner = {k: v for k, v in inner.items() if k != "name"}
-    return cls.from_config(inner)
+    layer = cls.from_config(inner)
+    if build_config and not layer.built:  # (Keras's: built as it was when serialized)
+        layer.build_from_config(build_config)
+    return layer
 
 
 def _takes_name(cls):
@@ -115,7 +130,12 @@ def _takes_name(cls):
 
 
 def serialize(layer):
-    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+    """The layer in Keras's serialized form: {"module", "class_name", "config",
+    "registered_name"}, the objects its config holds serialized too (see
+    densitron.utils.keras_objects)."""
+    from densitron.utils.keras_objects import serialize_keras_object
+
+    return serialize_keras_object(layer)
 
 
 __all__ = ["AddedLoss", "ArgReduce", "BatchReduce", "Masking", "add", "average", "concatenate", "dot", "maximum", "minimum", "multiply",

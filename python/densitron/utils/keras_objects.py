@@ -40,6 +40,11 @@ def _registered_name(obj):
     return name if ">" in name else None
 
 
+def _module_of(obj):
+    """The module Keras writes for a class or function of the user's: None for __main__'s."""
+    return None if obj.__module__ == "__main__" else obj.__module__
+
+
 def serialize_keras_object(obj):
     """obj as Keras's config format holds it (see the module's docstring)."""
     from densitron import keras_format
@@ -73,22 +78,32 @@ def serialize_keras_object(obj):
             return {"module": "builtins", "class_name": "function", "config": obj.__name__,
                     "registered_name": "function"}
         registered = _registered_name(obj)
-        return {"module": obj.__module__, "class_name": "function",
+        return {"module": _module_of(obj), "class_name": "function",
                 "config": registered or obj.__name__, "registered_name": registered}
     if not hasattr(obj, "get_config"):
         raise TypeError(f"Cannot serialize {type(obj).__name__} objects: Keras's format holds "
                         "plain values, arrays and objects with get_config. "
                         f"Received: {obj!r}")
     config = obj.get_config()
+    if not isinstance(config, dict):
+        raise TypeError(f"The `get_config()` method of {obj!r} should return a dict. "
+                        f"Received: {config!r}")
+    # (the objects it holds, a regularizer or a layer, serialized too)
+    config = {key: serialize_keras_object(value) for key, value in config.items()}
     cls = type(obj)
     module = _public(cls)
     if isinstance(obj, Layer):
         config = keras_format._keras_layer_config(config)
     if module is not None:
-        return {"module": module, "class_name": cls.__name__, "config": config,
-                "registered_name": None}
-    return {"module": cls.__module__, "class_name": cls.__name__, "config": config,
-            "registered_name": _registered_name(cls) or cls.__name__}
+        out = {"module": module, "class_name": cls.__name__, "config": config,
+               "registered_name": None}
+    else:
+        out = {"module": _module_of(cls), "class_name": cls.__name__, "config": config,
+               "registered_name": _registered_name(cls) or cls.__name__}
+    build_config = obj.get_build_config() if hasattr(obj, "get_build_config") else None
+    if build_config is not None:  # (a built layer's input shape, built again on loading)
+        out["build_config"] = serialize_keras_object(build_config)
+    return out
 
 
 def _lookup(name, registered_name, module, custom_objects):
@@ -150,7 +165,10 @@ def deserialize_keras_object(config, custom_objects=None, safe_mode=True, **kwar
                          "define the function, register it with register_keras_serializable "
                          "and save again. Received: a __lambda__ entry")
     if class_name in ("Functional", "Sequential", "Model"):
-        return keras_format.from_keras(config)
+        from densitron import layers
+
+        with serialization.custom_object_scope(custom_objects):
+            return layers.deserialize(config)
     module = config.get("module")
     if class_name == "function":
         if not isinstance(inner, str):
@@ -172,8 +190,11 @@ def deserialize_keras_object(config, custom_objects=None, safe_mode=True, **kwar
     if not isinstance(inner, dict):
         raise TypeError(f"Expected 'config' to be a dict for {class_name}. "
                         f"Received: config={inner!r}")
-    if issubclass(cls, Layer):
-        inner = keras_format._densitron_layer_config(class_name, inner)
-    elif issubclass(cls, (Initializer, Regularizer, Constraint)):  # less Keras-only keys
+    if issubclass(cls, (Initializer, Regularizer, Constraint)):  # less Keras-only keys
         inner = keras_format._plain({"class_name": class_name, "config": inner})["config"]
-    return cls.from_config(inner)
+    with serialization.custom_object_scope(custom_objects):
+        if issubclass(cls, Layer):
+            from densitron import layers
+
+            return layers.deserialize(config)
+        return cls.from_config(inner)
