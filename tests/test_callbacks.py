@@ -198,7 +198,7 @@ def test_model_checkpoint_save_freq_in_batches(tmp_path):
 
 
 @pytest.mark.parametrize("make", [
-    lambda p: callbacks.ModelCheckpoint(p / "m.h5"),
+    lambda p: callbacks.ModelCheckpoint(p / "m.txt"),
     lambda p: callbacks.ModelCheckpoint(p / "m.keras", save_weights_only=True),
     lambda p: callbacks.ModelCheckpoint(p / "m.keras", save_freq="batch"),
     lambda p: callbacks.ModelCheckpoint(p / "m.keras", mode="best"),
@@ -207,6 +207,17 @@ def test_model_checkpoint_save_freq_in_batches(tmp_path):
 def test_file_callbacks_reject_bad_arguments(tmp_path, make):
     with pytest.raises(ValueError, match="Received"):
         make(tmp_path)
+
+
+def test_model_checkpoint_to_a_legacy_h5_file(tmp_path):
+    # Keras 3 still writes whole models to .h5 files (the older tutorials' 'best_model.h5')
+    model, x, y = model_and_data()
+    path = tmp_path / "best_model.h5"
+    h = model.fit(x, y, epochs=3, verbose=0, validation_split=0.25,
+                  callbacks=[callbacks.ModelCheckpoint(path, save_best_only=True)])
+    back = densitron.models.load_model(path)
+    assert back.evaluate(x[96:], y[96:], verbose=0)[0] == pytest.approx(
+        min(h.history["val_loss"]), rel=1e-6)
 
 
 def test_model_checkpoint_unknown_format_field(tmp_path):

@@ -61,7 +61,7 @@ class ModelCheckpoint(_SaveFreq, _Monitor):
             raise ValueError("When using `save_weights_only=True` in `ModelCheckpoint`, the "
                              "filepath must end in `.weights.h5` (Keras weights format) or "
                              f"`.weights.npz`. Received: filepath={self.filepath}")
-        if not self.save_weights_only and not self.filepath.endswith(".keras"):
+        if not self.save_weights_only and not self.filepath.endswith((".keras", ".h5")):
             raise ValueError("The filepath provided must end in `.keras` (Keras model format). "
                              f"Received: filepath={self.filepath}")
         self.best = initial_value_threshold
