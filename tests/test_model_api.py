@@ -973,3 +973,23 @@ def test_layers_leave_out_the_layers_of_ops_as_keras_lists_only_layers():
     model.fit(x, np.ones((2, 1)), verbose=0)
     assert model.predict(x, verbose=0).shape == (2, 1)
     assert model.count_params() == 24
+
+
+def test_a_model_of_named_inputs_called_on_a_dict():
+    # The structured-data examples' preprocessing model of dict inputs, called on arrays and
+    # inside the end-to-end model on the dict of its Inputs; a dict with other keys too is
+    # taken with Keras's warning (missing keys are refused)
+    a, b = Input((1,), name="a"), Input((2,), name="b")
+    inner = Model({"a": a, "b": b}, densitron.layers.Concatenate()([a, b]))
+    A, B = np.ones((3, 1), np.float32), np.full((3, 2), 2.0, np.float32)
+    np.testing.assert_array_equal(inner({"a": A, "b": B}), [[1, 2, 2]] * 3)
+    listed = Model([a, b], densitron.layers.Concatenate()([a, b]))
+    np.testing.assert_array_equal(listed({"b": B, "a": A}), [[1, 2, 2]] * 3)
+    feats = {"a": Input((1,), name="a"), "b": Input((2,), name="b")}
+    outer = Model(feats, Dense(1, kernel_initializer="ones")(inner(feats)))
+    np.testing.assert_allclose(outer.predict({"a": A, "b": B}, verbose=0), [[5.0]] * 3)
+    with pytest.warns(UserWarning, match=r"keys \['c'\].*left out"):
+        np.testing.assert_allclose(outer.predict({"a": A, "b": B, "c": A}, verbose=0),
+                                   [[5.0]] * 3)
+    with pytest.raises(ValueError, match="Received: keys"):
+        outer.predict({"a": A}, verbose=0)

@@ -619,7 +619,15 @@ class Functional(Trainer, Layer):
         return shapes[0] if len(shapes) == 1 else shapes
 
     def __call__(self, inputs, *args, **kwargs):
-        flat = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if isinstance(inputs, dict) and any(isinstance(t, KerasTensor)
+                                            for t in inputs.values()):
+            # (a model of dict inputs inside another: its inputs by name, as Keras's)
+            self._ensure_built()
+            parts = data_mod._split_structure(inputs, self._input_names, "inputs",
+                                              extra_ok=True)
+            inputs = parts[0] if len(parts) == 1 else parts
+        flat = (list(inputs.values()) if isinstance(inputs, dict)
+                else list(inputs) if isinstance(inputs, (list, tuple)) else [inputs])
         if any(isinstance(t, KerasTensor) for t in flat):
             return Layer.__call__(self, inputs, *args, **kwargs)
         rows = data_mod.rows_of(flat[0]) if flat else 0

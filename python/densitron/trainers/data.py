@@ -165,17 +165,23 @@ def engine_nan_error(xs, nan):
     return nan_error(input_name(nan[0], len(xs)), nan[1])
 
 
-def _split_structure(value, names, arg):
-    """Splits x (or y) into one entry per model input (output): array, list/tuple or dict."""
+def _split_structure(value, names, arg, extra_ok=False):
+    """Splits x (or y) into one entry per model input (output): array, list/tuple or dict
+    (with `extra_ok`, a dict of inputs may hold other keys too, left out with Keras's
+    warning)."""
     n = len(names)
     if isinstance(value, dict) and not is_sparse(value):  # (SciPy's dok_matrix is a dict)
         missing = [k for k in names if k not in value]
         extra = [k for k in value if k not in names]
-        if missing or extra:
+        if missing or (extra and not extra_ok):
             raise ValueError(
-                f"`{arg}` as a dict must have exactly the keys {names}. "
-                f"Received: keys {sorted(value)}"
+                f"`{arg}` as a dict must have {'the' if extra_ok else 'exactly the'} keys "
+                f"{names}. Received: keys {sorted(value)}"
             )
+        if extra:
+            warnings.warn(f"The structure of `{arg}` doesn't match the expected structure: "
+                          f"the keys {extra} are not the model's inputs and are left out. "
+                          f"Expected: {names}", stacklevel=4)
         return [value[k] for k in names]
     if isinstance(value, (list, tuple)) and n > 1:
         if len(value) != n:
@@ -223,7 +229,7 @@ def standardize_x(model, x, arg="x", reject_nan=True, predicting=False):
             if reject_nan:
                 _check_finite(a, arg)
             return [a]
-    parts = _split_structure(x, model._input_names, arg)
+    parts = _split_structure(x, model._input_names, arg, extra_ok=True)
     out = []
     for k, (part, shape) in enumerate(zip(parts, model._input_shapes)):
         name = input_name(k, len(parts), arg)
