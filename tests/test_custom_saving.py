@@ -4,6 +4,7 @@ layers.serialize / deserialize, save_assets / load_assets, and save's and load_w
 keyword arguments."""
 
 import json
+import zipfile
 
 import densitron
 import numpy as np
@@ -140,3 +141,52 @@ def test_serialize_writes_nested_objects_and_the_registered_name(monkeypatch):
     np.testing.assert_array_equal(again.kernel.numpy(), np.ones((4, 16)))
     with pytest.raises(ValueError, match="Received: config=3"):
         layers.deserialize(3)
+
+
+def test_a_layer_given_layers_comes_from_config_and_through_save(tmp_path, monkeypatch):
+    from densitron.utils import serialization
+
+    monkeypatch.setattr(serialization, "_registered", dict(serialization._registered))
+
+    @densitron.saving.register_keras_serializable(package="ComplexModels")
+    class CustomModel(layers.Layer):  # the saving guide's: get_config returns the layers
+        def __init__(self, first_layer, second_layer=None, **kwargs):
+            super().__init__(**kwargs)
+            self.first_layer = first_layer
+            self.second_layer = second_layer if second_layer is not None else \
+                layers.Dense(8)
+
+        def get_config(self):
+            return {**super().get_config(), "first_layer": self.first_layer,
+                    "second_layer": self.second_layer}
+
+        @classmethod
+        def from_config(cls, config):
+            config["first_layer"] = layers.deserialize(config["first_layer"])
+            config["second_layer"] = densitron.saving.deserialize_keras_object(
+                config["second_layer"])
+            return cls(**config)
+
+        def call(self, inputs):
+            return self.first_layer(self.second_layer(inputs))
+
+    inputs = layers.Input((32,))
+    block = CustomModel(first_layer=layers.Dense(16))
+    model = densitron.Model(inputs, block(inputs))
+    x = np.random.default_rng(0).random((3, 32)).astype(np.float32)
+    rebuilt = densitron.Model.from_config(model.get_config())
+    again = rebuilt.layers[1]
+    assert type(again) is CustomModel and again.first_layer is not block.first_layer
+    assert again.first_layer.units == 16 and again.second_layer.units == 8
+    rebuilt.set_weights(model.get_weights())
+    np.testing.assert_allclose(rebuilt.predict(x, verbose=0), model.predict(x, verbose=0))
+    path = tmp_path / "block.keras"
+    model.save(path)
+    with zipfile.ZipFile(path) as z:
+        entry = json.loads(z.read("config.json"))["config"]["layers"][1]
+    assert entry["registered_name"] == "ComplexModels>CustomModel"
+    assert {k: entry["config"]["first_layer"][k] for k in ("module", "class_name")} == {
+        "module": "keras.layers", "class_name": "Dense"}
+    loaded = densitron.models.load_model(path)
+    assert type(loaded.layers[1]) is CustomModel
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))

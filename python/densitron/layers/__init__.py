@@ -111,10 +111,15 @@ def _deserialize(config):
         raise ValueError(f"Unknown layer class: {config.get('class_name')!r}. "
                          f"Received: config={config!r}")
     inner = config["config"]
-    if "inbound_nodes" in config and "name" in inner and not _takes_name(cls):
-        # A functional model's entry names its layer beside the config; a class that takes
-        # no name (its get_config leaves it out) is built without it, as Keras builds it.
-        inner = {k: v for k, v in inner.items() if k != "name"}
+    if "inbound_nodes" in config:  # a functional model's entry: its config as Keras's holds it
+        from densitron.utils.keras_objects import serialize_config
+
+        # the objects get_config gave (a layer given to a layer of the user's) serialized,
+        # and no name for a class that takes none (its get_config leaves it out: the entry
+        # names the layer beside the config)
+        inner = serialize_config(inner)
+        if "name" in inner and not _takes_name(cls):
+            del inner["name"]
     layer = cls.from_config(inner)
     if build_config and not layer.built:  # (Keras's: built as it was when serialized)
         layer.build_from_config(build_config)

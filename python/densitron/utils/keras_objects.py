@@ -40,6 +40,12 @@ def _registered_name(obj):
     return name if ">" in name else None
 
 
+def serialize_config(config):
+    """A get_config() dict with the objects it holds (a regularizer, a layer) serialized, as
+    Keras keeps an object's config."""
+    return {key: serialize_keras_object(value) for key, value in config.items()}
+
+
 def _module_of(obj):
     """The module Keras writes for a class or function of the user's: None for __main__'s."""
     return None if obj.__module__ == "__main__" else obj.__module__
@@ -88,8 +94,7 @@ def serialize_keras_object(obj):
     if not isinstance(config, dict):
         raise TypeError(f"The `get_config()` method of {obj!r} should return a dict. "
                         f"Received: {config!r}")
-    # (the objects it holds, a regularizer or a layer, serialized too)
-    config = {key: serialize_keras_object(value) for key, value in config.items()}
+    config = serialize_config(config)
     cls = type(obj)
     module = _public(cls)
     if isinstance(obj, Layer):
