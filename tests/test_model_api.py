@@ -993,3 +993,38 @@ def test_a_model_of_named_inputs_called_on_a_dict():
                                    [[5.0]] * 3)
     with pytest.raises(ValueError, match="Received: keys"):
         outer.predict({"a": A}, verbose=0)
+
+
+def test_an_activation_set_anew_after_building_takes_effect():
+    # The "get the logits" idiom (Grad-CAM): model.layers[-1].activation = None, then predict;
+    # it was silently ignored. The optimizer's state goes on through the rebuilt graph.
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 64)]
+
+    def trained():
+        densitron.utils.set_random_seed(3)
+        inputs = Input((4,))
+        model = Model(inputs, Dense(3, activation="softmax")(Dense(5, activation="relu")(inputs)))
+        model.compile(optimizer="adam", loss="categorical_crossentropy")
+        model.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+        return model
+
+    model, twin = trained(), trained()
+    probs = model.predict(x, verbose=0)
+    head = model.layers[-1]
+    head.activation = None
+    logits = model.predict(x, verbose=0)
+    expected = np.maximum(x @ model.get_weights()[0] + model.get_weights()[1], 0) @ \
+        model.get_weights()[2] + model.get_weights()[3]
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model(x[:2]), logits[:2], rtol=1e-6)
+    head.activation = densitron.activations.softmax
+    np.testing.assert_allclose(model.predict(x, verbose=0), probs, rtol=1e-6)
+    for m in (model, twin):
+        m.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+    for a, b in zip(model.get_weights(), twin.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    head.activation = lambda t: densitron.ops.relu(t) * 2.0
+    with pytest.raises(ValueError, match="activation written in Python.*Received"):
+        model.predict(x, verbose=0)

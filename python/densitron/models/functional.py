@@ -421,7 +421,8 @@ class Functional(Trainer, Layer):
     def _engine_modes(self):
         """The layer flags the engine's graph is built from beside its shape: whether each
         BatchNormalization is trainable (a frozen one runs in inference mode), checked again
-        when the engine compiles."""
+        when the engine compiles; each layer's activation function, which may be set anew
+        (`model.layers[-1].activation = None` for the logits), checked on each run."""
         from densitron.layers.normalization import BatchNormalization
 
         modes = []
@@ -430,7 +431,31 @@ class Functional(Trainer, Layer):
                 modes += layer._engine_modes()
             elif isinstance(layer, BatchNormalization):
                 modes.append(layer.trainable)
+            if "activation" in layer.__dict__:
+                modes.append((layer, layer.__dict__["activation"]))
         return modes
+
+    def _refresh_engine_graph(self):
+        """Rebuilds the engine's graph when a layer's activation was set anew since it was
+        built (the next fit or evaluate compiles it again, with the optimizer's state)."""
+        from densitron import activations
+
+        modes = self._engine_modes()
+        if modes == getattr(self, "_graph_modes", modes):
+            return
+        for old, new in zip(self._graph_modes, modes):
+            if isinstance(new, tuple) and old[1] is not new[1] and \
+                    activations.is_traced(new[1]):
+                raise ValueError(
+                    f"Layer {new[0].name!r} was given an activation written in Python after the "
+                    "model was built; densitron traces such activations when the layer is "
+                    "called: call the layer again (build the model anew). Received: "
+                    f"activation={new[1]!r}")
+        if getattr(self, "_engine_compiled", False):  # (kept for the graph compiled next)
+            self._pending_optimizer_state = (self._graph.iterations, {
+                (s, p): self._graph.get_slot(s, p).copy() for s, p, _, _ in self._slot_order()})
+            self._engine_compiled = False
+        self._make_engine_graph()
 
     def _param_trainable_flags(self):
         """Keras's trainable_variables: the weights whose flags are set, none when the model
@@ -476,6 +501,7 @@ class Functional(Trainer, Layer):
 
     def _ensure_built_from(self, x):
         if self.built:
+            self._refresh_engine_graph()
             return
         if x is None:
             raise ValueError("`x` is required. Received: x=None")

@@ -125,6 +125,7 @@ class Sequential(Functional):
 
     def _ensure_built_from(self, x):
         if self.built:
+            self._refresh_engine_graph()
             return
         if not self._layers:
             raise ValueError("A Sequential model needs at least one layer. Received: no layers")
