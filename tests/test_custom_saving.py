@@ -3,7 +3,9 @@ guides: layers of the user's through from_config (custom_objects), clone_model,
 layers.serialize / deserialize, save_assets / load_assets, and save's and load_weights'
 keyword arguments."""
 
+import copy
 import json
+import os
 import zipfile
 
 import densitron
@@ -190,3 +192,76 @@ def test_a_layer_given_layers_comes_from_config_and_through_save(tmp_path, monke
     loaded = densitron.models.load_model(path)
     assert type(loaded.layers[1]) is CustomModel
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def _assets_layer(base, register):
+    @register(package="my_custom_package", name="LayerWithCustomAssets")
+    class LayerWithCustomAssets(base):  # the customizing-saving guide's
+        def __init__(self, vocab=None, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.vocab = vocab
+
+        def save_assets(self, inner_path):
+            with open(os.path.join(inner_path, "vocabulary.txt"), "w") as f:
+                f.write(self.vocab)
+
+        def load_assets(self, inner_path):
+            with open(os.path.join(inner_path, "vocabulary.txt")) as f:
+                self.vocab = f.read().replace("<unk>", "little")
+
+    return LayerWithCustomAssets
+
+
+def test_save_assets_and_load_assets_go_through_keras_files(tmp_path, monkeypatch):
+    from densitron.utils import serialization
+
+    monkeypatch.setattr(serialization, "_registered", dict(serialization._registered))
+    with_assets = _assets_layer(layers.Dense, densitron.saving.register_keras_serializable)
+    seen = []
+
+    @densitron.saving.register_keras_serializable(package="my_custom_package")
+    class Block(layers.Layer):  # a layer of layers, asked for assets it did not write
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.inner = layers.Dense(2)
+
+        def call(self, x):
+            return self.inner(x)
+
+        def save_assets(self, inner_path):
+            seen.append(("save", inner_path.replace(os.sep, "/").split("/")[-2:]))
+
+        def load_assets(self, inner_path):
+            seen.append(("load", inner_path))
+
+    model = densitron.Sequential([layers.Input((10,)),
+                                  with_assets(vocab="Mary had a <unk> lamb.", units=5)])
+    path = str(tmp_path / "assets.keras")
+    model.save(path)
+    with zipfile.ZipFile(path) as z:
+        assert "assets/layers/layer_with_custom_assets/vocabulary.txt" in z.namelist()
+    restored = densitron.models.load_model(path)
+    assert restored.layers[0].vocab == "Mary had a little lamb."
+    assert copy.deepcopy(model).layers[0].vocab == "Mary had a little lamb."
+    inputs = layers.Input((10,))
+    model = densitron.Model(inputs, Block()(with_assets(vocab="a <unk>", units=5)(inputs)))
+    model.save(path)
+    assert seen == [("save", ["layers", "block"])]
+    restored = densitron.models.load_model(path)
+    assert restored.layers[1].vocab == "a little" and seen[1:] == [("load", None)]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # (Keras's numpy backend's own)
+def test_assets_files_cross_with_keras(tmp_path, keras, monkeypatch):
+    from densitron.utils import serialization
+
+    monkeypatch.setattr(serialization, "_registered", dict(serialization._registered))
+    ours = _assets_layer(layers.Dense, densitron.saving.register_keras_serializable)
+    theirs = _assets_layer(keras.layers.Dense, keras.saving.register_keras_serializable)
+    path = str(tmp_path / "keras.keras")
+    keras.Sequential([keras.Input((10,)), theirs(vocab="a <unk> lamb", units=5)]).save(path)
+    assert type(densitron.models.load_model(path).layers[0]) is ours
+    assert densitron.models.load_model(path).layers[0].vocab == "a little lamb"
+    path = str(tmp_path / "densitron.keras")
+    densitron.Sequential([layers.Input((10,)), ours(vocab="the <unk> lamb", units=5)]).save(path)
+    assert keras.models.load_model(path).layers[0].vocab == "the little lamb"

@@ -164,19 +164,21 @@ def _attention_call_from_keras(entry, node, mask_ops):
 
 
 def _keras_entry(layer):
-    from densitron.layers.layer import _composite
     from densitron.models.functional import Functional
-    from densitron.utils.keras_objects import serialize_config
+    from densitron.utils import keras_objects
     from densitron.utils.serialization import get_registered_name
 
     if isinstance(layer, Functional):
         return to_keras(layer)
     # (the objects its config holds, a layer given to a layer of the user's, serialized)
-    config = _keras_layer_config(serialize_config(layer.get_config()))
-    if _composite(layer):  # a layer of the user's, by its registered name (as Keras writes)
-        return {"module": None, "class_name": type(layer).__name__, "config": config,
-                "registered_name": get_registered_name(type(layer))}
-    return {"module": _LAYER_MODULE, "class_name": type(layer).__name__, "config": config,
+    config = _keras_layer_config(keras_objects.serialize_config(layer.get_config()))
+    cls = type(layer)
+    if keras_objects._public(cls) is None and not cls.__module__.startswith("densitron."):
+        # a layer class of the user's (a Dense subclass too), by its module and registered
+        # name, which Keras looks it up by
+        return {"module": keras_objects._module_of(cls), "class_name": cls.__name__,
+                "config": config, "registered_name": get_registered_name(cls)}
+    return {"module": _LAYER_MODULE, "class_name": cls.__name__, "config": config,
             "registered_name": None}
 
 

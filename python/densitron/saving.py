@@ -132,14 +132,76 @@ def _keras_zip_writer(model):
     weights = _keras_h5_bytes(model)
     meta = json.dumps({"keras_version": KERAS_FORMAT_VERSION, "densitron_version": __version__,
                        "date_saved": time.strftime("%Y-%m-%d@%H:%M:%S")})
+    assets = _saved_assets(model)
 
     def write(f):
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
             z.writestr("metadata.json", meta)
             z.writestr("config.json", payload)
             z.writestr("model.weights.h5", weights)
+            for name, data in assets.items():
+                z.writestr(name, data)
 
     return write
+
+
+# --- assets: the files layers write with save_assets(dir_path) ------------------------------
+# Keras keeps them in the archive under assets/<the layer's path>/ (the path of its weights:
+# layers/dense, ...; the model's own directly under assets/), and gives load_assets that
+# directory (None when the layer wrote nothing) after the weights are loaded.
+
+def _asset_owners(model):
+    """(path, object) of the model and its layers, at the paths their assets are kept."""
+    yield "", model
+    for path, layer in _keras_layer_paths(model):
+        yield path, layer.layer if isinstance(layer, _OwnWeights) else layer
+
+
+def _saved_assets(model):
+    """{archive name: bytes} of the files the model's layers write with save_assets."""
+    owners = [(path, obj) for path, obj in _asset_owners(model) if hasattr(obj, "save_assets")]
+    if not owners:
+        return {}
+    files = {}
+    with tempfile.TemporaryDirectory(prefix="densitron-assets-") as root:
+        for path, obj in owners:
+            directory = os.path.join(root, path)
+            os.makedirs(directory, exist_ok=True)
+            obj.save_assets(directory)
+        for here, _, names in os.walk(root):
+            for name in sorted(names):
+                full = os.path.join(here, name)
+                with open(full, "rb") as f:
+                    files["assets/" + os.path.relpath(full, root).replace(os.sep, "/")] = \
+                        f.read()
+    return files
+
+
+def _load_assets(model, root):
+    """Each load_assets of the model and its layers, given its directory below `root` (the
+    assets directory), or None when it has none."""
+    for path, obj in _asset_owners(model):
+        if hasattr(obj, "load_assets"):
+            directory = os.path.join(root, path) if path else root
+            obj.load_assets(directory if os.path.isdir(directory) else None)
+
+
+def _load_archived_assets(model, assets, filepath):
+    """load_assets of the assets of a `.keras` archive ({archive name: bytes})."""
+    with tempfile.TemporaryDirectory(prefix="densitron-assets-") as root:
+        for name, data in assets.items():
+            parts = name.split("/")[1:]
+            if not parts or any(p in ("", ".", "..") for p in parts[:-1]) or \
+                    parts[-1] in (".", ".."):
+                raise ValueError(f"Invalid asset path in {filepath}: {name!r} escapes the "
+                                 f"assets directory. Received: filepath={filepath!r}")
+            if not parts[-1]:  # (a directory's own entry)
+                continue
+            target = os.path.join(root, *parts)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "wb") as f:
+                f.write(data)
+        _load_assets(model, root)
 
 
 def model_to_bytes(model):
@@ -209,6 +271,7 @@ def _load_keras_zip(source, compile, filepath):
             # Keras's layout (Keras's files, and densitron's from 0.1) or densitron's first
             h5 = z.read("model.weights.h5") if "model.weights.h5" in names else None
             weights = None if h5 is not None else _npz_weights(z.read("model.weights.npz"))
+            assets = {name: z.read(name) for name in names if name.startswith("assets/")}
     except (zipfile.BadZipFile, KeyError, ValueError) as e:
         raise ValueError(f"{filepath} is not a Keras or densitron model file ({e}). "
                          f"Received: filepath={filepath!r}") from None
@@ -220,11 +283,13 @@ def _load_keras_zip(source, compile, filepath):
     _compile_saved(model, cc, compile, filepath)
     if h5 is None:
         _set_graph_weights(model, weights)
-        return model
-    with _h5py().File(io.BytesIO(h5), "r") as h:
-        _load_keras_h5(model, h, filepath)
-        if compile and cc:
-            _load_keras_optimizer(model, h, filepath)
+    else:
+        with _h5py().File(io.BytesIO(h5), "r") as h:
+            _load_keras_h5(model, h, filepath)
+            if compile and cc:
+                _load_keras_optimizer(model, h, filepath)
+    if assets:
+        _load_archived_assets(model, assets, filepath)
     return model
 
 
@@ -555,6 +620,7 @@ class _OwnWeights:
 
     def __init__(self, layer):
         self.name, self._weights = layer.name, list(layer._weights)
+        self.layer = layer
 
     def get_weights(self):
         return [w.numpy() for w in self._weights]
