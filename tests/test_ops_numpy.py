@@ -81,3 +81,21 @@ def test_refused_on_symbolic_tensors():
     with pytest.raises(TypeError, match="symbolic KerasTensor cannot be converted.*Received"):
         ops.hstack([x, x])  # (tensors inside a list: NumPy's conversion refuses them)
     assert ops.rsqrt(x).shape == (None, 5)  # composed of engine ops: it traces
+
+
+def test_activation_ops_on_values_of_any_shape_and_keras_ops_defaults():
+    # keras.ops activations on a scalar, a list or a 1-D array (they went through a layer,
+    # which wants a batch axis), ops.gelu's approximate=True default (activations.gelu's is
+    # the exact form) and ops.normalize
+    from densitron import activations
+
+    x = np.array([1.0, -2.0, 0.5])
+    np.testing.assert_allclose(ops.relu(x), [1.0, 0.0, 0.5])
+    assert ops.sigmoid(0.0) == np.float32(0.5) and ops.sigmoid([0.0, 1.0]).dtype == np.float32
+    e = np.exp(x - x.max())
+    np.testing.assert_allclose(ops.softmax(x), e / e.sum(), rtol=1e-6)
+    np.testing.assert_allclose(ops.gelu(x), activations.gelu(x, approximate=True), rtol=1e-6)
+    np.testing.assert_allclose(ops.gelu(x, approximate=False), activations.gelu(x), rtol=1e-6)
+    np.testing.assert_allclose(ops.normalize(np.array([[3.0, 4.0], [0.0, 0.0]])),
+                               [[0.6, 0.8], [0.0, 0.0]])
+    np.testing.assert_allclose(ops.normalize([[3.0, 1.0]], order=1), [[0.75, 0.25]])

@@ -21,7 +21,7 @@ __all__ = ["abs", "absolute", "add", "all", "amax", "amin", "any", "arange", "ar
            "linspace", "log", "log10", "log1p", "log2", "log_sigmoid", "log_softmax", "logaddexp",
            "logical_and", "logical_not", "logical_or", "logsumexp", "matmul", "max", "maximum",
            "mean", "min", "minimum", "mod", "moments", "multiply", "nan_to_num", "negative",
-           "norm", "not_equal", "one_hot", "ones", "ones_like", "outer", "power", "prod",
+           "norm", "normalize", "not_equal", "one_hot", "ones", "ones_like", "outer", "power", "prod",
            "rad2deg", "reciprocal", "relu", "relu6", "reshape", "round", "selu", "sigmoid",
            "sign", "silu", "sinh", "soft_shrink", "softmax", "softplus", "softsign", "sort",
            "sparse_categorical_crossentropy", "sparse_plus", "sparse_sigmoid", "split", "sqrt",
@@ -93,17 +93,24 @@ def _symbolic_matmul(a, b, transpose_a, transpose_b, out):
     return WeightMatMul(b)(a)
 
 
-def _activation(name):
+def _activation(name, **defaults):
     def op(x, *args, **kwargs):
         from densitron import activations
+        from densitron.layers.layer import KerasTensor
 
-        # (Keras's arguments, alpha, threshold..., bound by keyword)
-        return activations.as_layer_call(activations.get(name), x, args, kwargs)
+        fn = activations.get(name)
+        if defaults and not args:  # (keras.ops's own defaults: ops.gelu's approximate=True)
+            kwargs = {**defaults, **kwargs}
+        if isinstance(x, KerasTensor):
+            # (Keras's arguments, alpha, threshold..., bound by keyword)
+            return activations.as_layer_call(fn, x, args, kwargs)
+        # on values of any shape (a scalar, a list, a 1-D array): its NumPy formula
+        return fn(np.asarray(x, dtype=np.float32), *args, **kwargs)
 
     op.__name__ = op._activation_name = name  # (an activation argument: that activation)
     op.__doc__ = (f"{name}(x, ...): on a symbolic tensor (in a traced call()), an "
-                  f"Activation('{name}') layer (Keras's arguments bound); on a 2-D array, its "
-                  "values.")
+                  f"Activation('{name}') layer (Keras's arguments bound); on values, its "
+                  "values in float32.")
     return op
 
 
@@ -111,7 +118,7 @@ relu = _activation("relu")
 sigmoid = _activation("sigmoid")
 tanh = _activation("tanh")
 softmax = _activation("softmax")
-gelu = _activation("gelu")
+gelu = _activation("gelu", approximate=True)  # (keras.ops.gelu's default)
 silu = _activation("silu")
 swish = _activation("swish")
 elu = _activation("elu")
@@ -538,6 +545,25 @@ def norm(x, ord=None, axis=None, keepdims=False):
         raise ValueError("On a symbolic tensor, norm() is the Euclidean one. "
                          f"Received: ord={ord!r}")
     return sqrt(sum(square(x), axis=axis, keepdims=keepdims))
+
+
+def normalize(x, axis=-1, order=2, epsilon=None):
+    """Keras's ops.normalize: x divided by its `order`-norm over `axis` (at least epsilon,
+    1e-7 by default). On a symbolic tensor, the Euclidean norm over the last axis."""
+    epsilon = 1e-7 if epsilon is None else float(epsilon)
+    if _symbolic(x):
+        if order != 2 or axis not in (-1, len(x.shape) - 1):
+            raise ValueError("On a symbolic tensor, normalize() divides by the Euclidean norm "
+                             f"over the last axis. Received: axis={axis!r}, order={order!r}")
+        return x / maximum(norm(x, axis=-1, keepdims=True), epsilon)
+    a = np.asarray(x, dtype=np.float32)
+    if order == 2:  # (Keras's: x * min(rsqrt(sum(x²)), 1 / epsilon))
+        with np.errstate(divide="ignore"):
+            inv = np.minimum(1.0 / np.sqrt(np.sum(np.square(a), axis=axis, keepdims=True)),
+                             1.0 / epsilon)
+        return (a * inv).astype(np.float32)
+    return (a / np.maximum(np.linalg.norm(a, ord=order, axis=axis, keepdims=True), epsilon)
+            ).astype(np.float32)
 
 
 def ones_like(x, dtype=None):
