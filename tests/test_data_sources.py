@@ -52,7 +52,7 @@ def test_pydataset_trains_exactly_as_the_same_arrays_unshuffled():
     a, b = model(), model()
     ha = a.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0, validation_data=(xv, yv))
     ds = Batches(x, y, 32)
-    hb = b.fit(ds, epochs=3, verbose=0, validation_data=Batches(xv, yv, 40))
+    hb = b.fit(ds, epochs=3, shuffle=False, verbose=0, validation_data=Batches(xv, yv, 40))
     for p, q in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(p, q)
     assert sorted(ha.history) == sorted(hb.history)
@@ -99,13 +99,13 @@ def test_sample_weights_and_class_weight_in_batches():
     w = np.linspace(0.0, 2.0, 100).astype(np.float32)
     a, b = model(), model()
     a.fit(x, y, sample_weight=w, batch_size=50, shuffle=False, epochs=2, verbose=0)
-    b.fit(Batches(x, y, 50, w), epochs=2, verbose=0)
+    b.fit(Batches(x, y, 50, w), epochs=2, shuffle=False, verbose=0)
     for p, q in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(p, q)
     c, d = model(), model()
     cw = {0: 2.0, 1: 0.5}
     c.fit(x, y, class_weight=cw, batch_size=50, shuffle=False, verbose=0)
-    d.fit(Batches(x, y, 50), class_weight=cw, verbose=0)
+    d.fit(Batches(x, y, 50), class_weight=cw, shuffle=False, verbose=0)
     for p, q in zip(c.get_weights(), d.get_weights()):
         np.testing.assert_array_equal(p, q)
 
@@ -121,7 +121,6 @@ def test_progress_bar_and_callbacks_see_the_batches(capsys):
 
 @pytest.mark.parametrize("call", [
     lambda m, x, y: m.fit(Batches(x, y, 10), y, verbose=0),
-    lambda m, x, y: m.fit(Batches(x, y, 10), batch_size=10, verbose=0),
     lambda m, x, y: m.fit(Batches(x, y, 10), validation_split=0.2, verbose=0),
     lambda m, x, y: m.fit(iter([x[:10]]), verbose=0),  # no targets
     lambda m, x, y: m.fit(iter([(x[:10], y[:10], None, None)]), verbose=0),
@@ -146,8 +145,8 @@ def test_nan_in_a_batch_stops_fit_and_evaluate_before_that_batch():
     bad[45, 2] = np.nan  # batch 2 (rows 40-59), its row 5
     m, ref = model(), model()
     with pytest.raises(ValueError, match=r"`x` contains NaN.*Received: x with NaN at row 5"):
-        m.fit(Batches(bad, y, 20), epochs=1, verbose=0)
-    ref.fit(Batches(x[:40], y[:40], 20), epochs=1, verbose=0)
+        m.fit(Batches(bad, y, 20), epochs=1, shuffle=False, verbose=0)
+    ref.fit(Batches(x[:40], y[:40], 20), epochs=1, shuffle=False, verbose=0)
     for p, q in zip(m.get_weights(), ref.get_weights()):
         np.testing.assert_array_equal(p, q)
     with pytest.raises(ValueError, match=r"`x` contains NaN.*at row 5"):
@@ -155,7 +154,7 @@ def test_nan_in_a_batch_stops_fit_and_evaluate_before_that_batch():
     bad_y = y.copy()
     bad_y[3, 1] = np.nan
     with pytest.raises(ValueError, match=r"`y` contains NaN.*at row 3"):
-        m.fit(Batches(x, bad_y, 20), epochs=1, verbose=0)
+        m.fit(Batches(x, bad_y, 20), epochs=1, shuffle=False, verbose=0)
 
 
 def test_batches_needing_conversion_train_as_float32_batches():
@@ -164,7 +163,7 @@ def test_batches_needing_conversion_train_as_float32_batches():
     # those; the others are converted first).
     x, y = data()
     a, b = model(), model()
-    a.fit(Batches(x, y, 25), epochs=2, verbose=0)
+    a.fit(Batches(x, y, 25), epochs=2, shuffle=False, verbose=0)
 
     class Odd(PyDataset):
         def __len__(self):
@@ -184,7 +183,7 @@ def test_batches_needing_conversion_train_as_float32_batches():
             ro.flags.writeable = False
             return ro, yb
 
-    b.fit(Odd(), epochs=2, verbose=0)
+    b.fit(Odd(), epochs=2, shuffle=False, verbose=0)
     for p, q in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(p, q)
     with pytest.raises(ValueError, match=r"expected shape \(None, 6\).*Received: x with shape"):
@@ -231,3 +230,26 @@ def test_timeseries_dataset_from_array():
                       (dict(sequence_length=60), "No window fits")):
         with pytest.raises(ValueError, match=match + ".*Received"):
             densitron.utils.timeseries_dataset_from_array(steps, None, **kw)
+
+
+def test_a_pydatasets_batches_come_in_a_new_order_each_epoch_with_shuffle():
+    # Keras's PyDataset adapter under fit's shuffle=True (the default): every batch once an
+    # epoch, in a new order (they came in order); batch_size, which the batches hold, is left
+    # unused as Keras leaves it
+    x, y = data()
+    seen = []
+
+    class Logged(Batches):
+        def __getitem__(self, i):
+            seen.append(i)
+            return super().__getitem__(i)
+
+    densitron.utils.set_random_seed(0)
+    model().fit(Logged(x, y, 20), epochs=3, batch_size=7, verbose=0)
+    n = -(-len(x) // 20)
+    epochs = [seen[k * n:(k + 1) * n] for k in range(3)]
+    assert all(sorted(e) == list(range(n)) for e in epochs)
+    assert any(e != list(range(n)) for e in epochs) and epochs[0] != epochs[1]
+    seen.clear()
+    model().fit(Logged(x, y, 20), epochs=1, shuffle=False, verbose=0)
+    assert seen == list(range(n))

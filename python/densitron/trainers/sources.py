@@ -36,9 +36,10 @@ class BatchSource:
     """One epoch's batches at a time: `steps` of them (all of a sequence's when None; an
     iterator's until it ends when None)."""
 
-    def __init__(self, data, steps, arg, steps_arg):
+    def __init__(self, data, steps, arg, steps_arg, shuffle=False):
         steps = data_mod.check_steps(steps, steps_arg)
         self.data, self.arg, self.steps_arg = data, arg, steps_arg
+        self.shuffle = bool(shuffle)  # (a sequence's batches in a new order each epoch)
         self.iterator = data if hasattr(data, "__next__") else None
         self.steps = steps
         if self.iterator is None:
@@ -53,8 +54,13 @@ class BatchSource:
             if hasattr(self.data, "on_epoch_begin"):
                 self.data.on_epoch_begin()
             n = len(self.data)
+            order = np.arange(n)
+            if self.shuffle:  # (as Keras's PyDataset adapter, from fit's shuffle=True)
+                from densitron.utils.rng import global_generator
+
+                order = global_generator().permutation(n)
             for i in range(self.steps):
-                yield self.data[i % n]
+                yield self.data[int(order[i % n])]
             return
         done = 0
         while self.steps is None or done < self.steps:

@@ -531,7 +531,7 @@ class Trainer:
             return self._fit_source(x, y, epochs, verbose, callbacks, validation_split,
                                     validation_data, class_weight, sample_weight, initial_epoch,
                                     steps_per_epoch, validation_steps, validation_batch_size,
-                                    validation_freq, profile, batch_size)
+                                    validation_freq, profile, shuffle)
         _check_one_weighting(class_weight, sample_weight)
         self._check_fit_args(epochs, initial_epoch, validation_freq)
         data_mod.check_batch_size(batch_size)
@@ -787,9 +787,11 @@ class Trainer:
     def _fit_source(self, x, y, epochs, verbose, callbacks, validation_split, validation_data,
                     class_weight, sample_weight, initial_epoch, steps_per_epoch,
                     validation_steps, validation_batch_size, validation_freq, profile,
-                    batch_size):
-        """fit on batches from a PyDataset or a generator: one engine call per batch."""
-        sources.reject_beside(y=y, sample_weight=sample_weight, batch_size=batch_size)
+                    shuffle):
+        """fit on batches from a PyDataset or a generator: one engine call per batch (a
+        PyDataset's in a new order each epoch with `shuffle`, as Keras; batch_size, which
+        its batches hold, is left unused, as Keras leaves it)."""
+        sources.reject_beside(y=y, sample_weight=sample_weight)
         if validation_split:
             raise ValueError("`validation_split` is only supported for arrays, not for a "
                              "PyDataset or a generator. Received: "
@@ -799,7 +801,8 @@ class Trainer:
             raise ValueError("`profile=True` is supported for arrays only. Received: "
                              "profile=True with a PyDataset or a generator")
         verbose = data_mod.check_verbose(verbose)
-        source = sources.BatchSource(x, steps_per_epoch, "x", "steps_per_epoch")
+        source = sources.BatchSource(x, steps_per_epoch, "x", "steps_per_epoch",
+                                     shuffle=shuffle)
         val = None if validation_data is None else self._validation_arrays(validation_data,
                                                                            validation_steps)
         val_batch = data_mod.check_batch_size(validation_batch_size, "validation_batch_size")
