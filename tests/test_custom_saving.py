@@ -265,3 +265,71 @@ def test_assets_files_cross_with_keras(tmp_path, keras, monkeypatch):
     path = str(tmp_path / "densitron.keras")
     densitron.Sequential([layers.Input((10,)), ours(vocab="the <unk> lamb", units=5)]).save(path)
     assert keras.models.load_model(path).layers[0].vocab == "the little lamb"
+
+
+def test_save_model_unzipped_writes_a_directory_load_model_reads(tmp_path, monkeypatch):
+    from densitron.utils import serialization
+
+    monkeypatch.setattr(serialization, "_registered", dict(serialization._registered))
+    with_assets = _assets_layer(layers.Dense, densitron.saving.register_keras_serializable)
+    model = densitron.Sequential([layers.Input((10,)), with_assets(vocab="a <unk>", units=4),
+                                  layers.Dense(2)])
+    model.compile("adam", "mse")
+    x, y = np.random.default_rng(0).random((8, 10)), np.zeros((8, 2))
+    model.fit(x, y, verbose=0)
+    path = str(tmp_path / "unzipped")
+    densitron.saving.save_model(model, path, zipped=False)
+    assert sorted(os.listdir(path)) == ["assets", "config.json", "metadata.json",
+                                        "model.weights.h5"]
+    assert os.path.exists(os.path.join(path, "assets/layers/layer_with_custom_assets/"
+                                             "vocabulary.txt"))
+    loaded = densitron.models.load_model(path)
+    assert loaded.layers[0].vocab == "a little"
+    assert int(np.asarray(loaded.optimizer.iterations)) == 1
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    densitron.saving.save_model(model, path, zipped=False)  # (overwrite=True: replaced)
+    with pytest.raises(FileExistsError, match="Received: filepath="):
+        densitron.saving.save_model(model, path, overwrite=False, zipped=False)
+    with pytest.raises(ValueError, match="should not end in `.keras`. Received: filepath="):
+        densitron.saving.save_model(model, str(tmp_path / "m.keras"), zipped=False)
+    with pytest.raises(ValueError, match="Received: zipped='no'"):
+        densitron.saving.save_model(model, path, zipped="no")
+    densitron.saving.save_model(model, str(tmp_path / "m.keras"), zipped=True)
+    assert zipfile.is_zipfile(tmp_path / "m.keras")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # (Keras's numpy backend's own)
+def test_unzipped_model_directories_cross_with_keras(tmp_path, keras):
+    x = np.random.default_rng(0).random((3, 4)).astype(np.float32)
+    theirs = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="tanh")])
+    theirs.save(str(tmp_path / "k"), zipped=False)
+    np.testing.assert_allclose(densitron.models.load_model(str(tmp_path / "k")).predict(
+        x, verbose=0), theirs.predict(x, verbose=0), rtol=1e-6)
+    ours = densitron.Sequential([layers.Input((4,)), layers.Dense(3, activation="tanh")])
+    densitron.saving.save_model(ours, str(tmp_path / "d"), zipped=False)
+    np.testing.assert_allclose(keras.models.load_model(str(tmp_path / "d")).predict(
+        x, verbose=0), ours.predict(x, verbose=0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("ext", [".weights.h5", ".weights.npz", ".keras"])
+def test_load_weights_skip_mismatch(tmp_path, ext):
+    saved = densitron.Sequential([layers.Input((4,)), layers.Dense(3), layers.Dense(2)])
+    path = str(tmp_path / f"m{ext}")
+    if ext == ".keras":
+        saved.save(path)
+    else:
+        saved.save_weights(path)
+    model = densitron.Sequential([layers.Input((4,)), layers.Dense(3), layers.Dense(5)])
+    before = model.get_weights()
+    with pytest.raises(ValueError, match="Received: "):
+        densitron.saving.load_weights(model, path)
+    for got, want in zip(model.get_weights(), before):  # (nothing loaded)
+        np.testing.assert_array_equal(got, want)
+    with pytest.warns(UserWarning, match="could not be loaded"):
+        densitron.saving.load_weights(model, path, skip_mismatch=True)
+    after = model.get_weights()
+    for k in (0, 1):  # the first Dense loaded, the second keeps its own
+        np.testing.assert_array_equal(after[k], saved.get_weights()[k])
+        np.testing.assert_array_equal(after[k + 2], before[k + 2])
+    with pytest.raises(ValueError, match="Received: "):
+        densitron.saving.load_weights(model, path, by_name=True)

@@ -107,8 +107,19 @@ def _compile_config(model):
     }
 
 
-def save_model(model, filepath, overwrite=True):
+def save_model(model, filepath, overwrite=True, zipped=None):
+    """Keras's save_model: a `.keras` zip, Keras's legacy `.h5`, or with `zipped=False` the
+    `.keras` file's contents as a directory (not ending in `.keras`), which load_model
+    reads as well."""
     filepath = path_arg("filepath", filepath)
+    if zipped is not None and not isinstance(zipped, bool):
+        raise ValueError(f"`zipped` must be True, False or None. Received: zipped={zipped!r}")
+    if zipped is False:
+        if filepath.endswith(".keras"):
+            raise ValueError("When using `zipped=False`, the `filepath` argument should not "
+                             f"end in `.keras`. Received: filepath={filepath!r}")
+        _save_keras_dir(model, filepath, overwrite)
+        return
     if filepath.endswith(".h5") and not filepath.endswith(".weights.h5"):
         _save_legacy_h5(model, filepath, overwrite)
         return
@@ -119,30 +130,51 @@ def save_model(model, filepath, overwrite=True):
     _atomic_write(filepath, _keras_zip_writer(model), overwrite)
 
 
-def _keras_zip_writer(model):
-    """A function writing the model as a `.keras` zip into a binary file object: Keras's layout,
-    which Keras's load_model reads (config.json in Keras's serialized form, the weights in its
-    model.weights.h5 layout). Everything is serialized before it returns, so a failure leaves
-    the target untouched."""
+def _keras_files(model):
+    """{name: bytes} of a `.keras` file, in Keras's layout, which Keras's load_model reads:
+    metadata.json, config.json (Keras's serialized form), model.weights.h5 (its weights
+    layout) and the layers' assets."""
     from densitron import __version__, keras_format
 
     config = keras_format.to_keras(model)
     config["compile_config"] = keras_format.compile_to_keras(_compile_config(model))
-    payload = json.dumps(config).encode()
-    weights = _keras_h5_bytes(model)
     meta = json.dumps({"keras_version": KERAS_FORMAT_VERSION, "densitron_version": __version__,
                        "date_saved": time.strftime("%Y-%m-%d@%H:%M:%S")})
-    assets = _saved_assets(model)
+    return {"metadata.json": meta.encode(), "config.json": json.dumps(config).encode(),
+            "model.weights.h5": _keras_h5_bytes(model), **_saved_assets(model)}
+
+
+def _keras_zip_writer(model):
+    """A function writing the model as a `.keras` zip into a binary file object. Everything is
+    serialized before it returns, so a failure leaves the target untouched."""
+    files = _keras_files(model)
 
     def write(f):
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
-            z.writestr("metadata.json", meta)
-            z.writestr("config.json", payload)
-            z.writestr("model.weights.h5", weights)
-            for name, data in assets.items():
+            for name, data in files.items():
                 z.writestr(name, data)
 
     return write
+
+
+def _save_keras_dir(model, dirpath, overwrite):
+    """save(..., zipped=False): the `.keras` file's contents in the directory `dirpath`, each
+    file replaced whole; the assets directory replaced by the model's."""
+    import shutil
+
+    files = _keras_files(model)
+    if os.path.exists(dirpath) and not overwrite:
+        raise FileExistsError(f"{dirpath} exists and overwrite=False. "
+                              f"Received: filepath={dirpath!r}")
+    if os.path.exists(dirpath) and not os.path.isdir(dirpath):
+        raise ValueError("With `zipped=False` the model is saved as a directory; a file has "
+                         f"that name. Received: filepath={dirpath!r}")
+    os.makedirs(dirpath, exist_ok=True)
+    shutil.rmtree(os.path.join(dirpath, "assets"), ignore_errors=True)
+    for name, data in files.items():
+        target = os.path.join(dirpath, *name.split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        _atomic_write(target, lambda f, data=data: f.write(data), True)
 
 
 # --- assets: the files layers write with save_assets(dir_path) ------------------------------
@@ -255,15 +287,35 @@ def _load_model(filepath, compile):
     if not os.path.exists(filepath):
         raise ValueError(f"File not found: filepath={filepath}. Please ensure the file is an "
                          f"accessible `.keras` zip file. Received: filepath={filepath!r}")
+    if os.path.isdir(filepath) and os.path.exists(os.path.join(filepath, "config.json")):
+        return _load_keras_dir(filepath, compile)  # (save(..., zipped=False)'s)
     if filepath.endswith(".h5") and not filepath.endswith(".weights.h5"):
         return _load_legacy_h5(filepath, compile)
     return _load_keras_zip(filepath, compile, filepath)
 
 
+def _load_keras_dir(dirpath, compile):
+    """load_model of a `.keras` file's contents in a directory (save(..., zipped=False))."""
+    def read(name):
+        with open(os.path.join(dirpath, name), "rb") as f:
+            return f.read()
+
+    try:
+        config = json.loads(read("config.json"))
+        has_h5 = os.path.exists(os.path.join(dirpath, "model.weights.h5"))
+        h5 = read("model.weights.h5") if has_h5 else None
+        weights = None if has_h5 else _npz_weights(read("model.weights.npz"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{dirpath} is not a Keras or densitron model directory ({e}). "
+                         f"Received: filepath={dirpath!r}") from None
+    model = _model_of_files(config, h5, weights, compile, dirpath)
+    if os.path.isdir(os.path.join(dirpath, "assets")):
+        _load_assets(model, os.path.join(dirpath, "assets"))
+    return model
+
+
 def _load_keras_zip(source, compile, filepath):
     """load_model of a `.keras` zip: a path or a binary file object (`filepath` names it)."""
-    from densitron import keras_format, layers
-
     try:
         with zipfile.ZipFile(source) as z:
             config = json.loads(z.read("config.json"))
@@ -275,6 +327,17 @@ def _load_keras_zip(source, compile, filepath):
     except (zipfile.BadZipFile, KeyError, ValueError) as e:
         raise ValueError(f"{filepath} is not a Keras or densitron model file ({e}). "
                          f"Received: filepath={filepath!r}") from None
+    model = _model_of_files(config, h5, weights, compile, filepath)
+    if assets:
+        _load_archived_assets(model, assets, filepath)
+    return model
+
+
+def _model_of_files(config, h5, weights, compile, filepath):
+    """The model of a `.keras` file's config.json (parsed) and its weights: model.weights.h5's
+    bytes, or else densitron's first layout's list of arrays; compiled when it was."""
+    from densitron import keras_format, layers
+
     keras_layout = "module" in config
     model = layers.deserialize(keras_format.from_keras(config) if keras_layout else config)
     cc = config.get("compile_config")
@@ -288,8 +351,6 @@ def _load_keras_zip(source, compile, filepath):
             _load_keras_h5(model, h, filepath)
             if compile and cc:
                 _load_keras_optimizer(model, h, filepath)
-    if assets:
-        _load_archived_assets(model, assets, filepath)
     return model
 
 
@@ -367,7 +428,14 @@ def save_weights(model, filepath, overwrite=True):
                      f"installed). Received: filepath={filepath!r}")
 
 
-def load_weights(model, filepath):
+def load_weights(model, filepath, skip_mismatch=False, **kwargs):
+    """Keras's load_weights: from ".weights.h5" (or ".weights.npz"), or a whole model's
+    ".keras" file. With `skip_mismatch`, a layer whose saved variables do not fit (their count
+    or a shape) keeps its own, with a warning naming it; else nothing is loaded and
+    ValueError names it."""
+    if kwargs:
+        raise ValueError(f"Invalid keyword arguments: {sorted(kwargs)}. "
+                         f"Received: {kwargs!r}")
     filepath = path_arg("filepath", filepath)
     if not os.path.exists(filepath):
         raise ValueError(f"File not found. Received: filepath={filepath!r}")
@@ -378,30 +446,57 @@ def load_weights(model, filepath):
         h5py = _h5py()
         with h5py.File(filepath, "r") as h:
             if "layers" in h:  # Keras's layout (Keras's files and densitron's since 0.1)
-                _load_keras_h5(model, h, filepath)
+                _load_keras_h5(model, h, filepath, skip_mismatch)
                 return
             weights = [h[k][()] for k in sorted(h.keys())]  # densitron's first layout
     elif filepath.endswith(".keras"):  # a whole model's file: its weights, as Keras reads it
         h5py = _h5py()
         with zipfile.ZipFile(filepath) as z, h5py.File(
                 io.BytesIO(z.read("model.weights.h5")), "r") as h:
-            _load_keras_h5(model, h, filepath)
+            _load_keras_h5(model, h, filepath, skip_mismatch)
         return
     else:
         raise ValueError("The filename must end in `.weights.npz`, `.weights.h5` or `.keras`. "
                          f"Received: filepath={filepath!r}")
-    _set_graph_weights(model, weights)
+    _set_graph_weights(model, weights, skip_mismatch, filepath)
 
 
-def _set_graph_weights(model, weights):
+def _set_graph_weights(model, weights, skip_mismatch=False, filepath=None):
     """set_weights of a list in the graph's order (model._graph_weights), the order of
     densitron's .weights.npz files: the model that saved it and the model loaded from its
-    .keras file (whose composite layers are their sublayers) read it alike."""
+    .keras file (whose composite layers are their sublayers) read it alike. With
+    `skip_mismatch`, a weight whose shape differs keeps its value (all do when the count
+    differs), with a warning."""
     graph = model._graph_weights()
     if len(weights) == len(graph):
         index = {id(w): i for i, w in enumerate(graph)}
         weights = [weights[index[id(w)]] for w in model.weights]
-    model.set_weights(weights)
+    if not skip_mismatch:
+        model.set_weights(weights)
+        return
+    own = model.weights
+    if len(weights) != len(own):
+        why = f"the model has {len(own)} weights, the file {len(weights)}"
+        _warn_skipped(filepath, [(model.name, why)])
+        return
+    skipped = []
+    for var, value in zip(own, weights):
+        if np.shape(value) == tuple(var.shape):
+            var.assign(value)
+        else:
+            why = f"shape {tuple(var.shape)}, in the file {np.shape(value)}"
+            skipped.append((var.path, why))
+    if skipped:
+        _warn_skipped(filepath, skipped)
+
+
+def _warn_skipped(filepath, skipped):
+    """load_weights(skip_mismatch=True)'s warning: what kept its own values, and why."""
+    import warnings
+
+    warnings.warn(f"{len(skipped)} objects could not be loaded from {filepath} and keep their "
+                  "values (skip_mismatch=True): " +
+                  "; ".join(f"{name}: {why}" for name, why in skipped), stacklevel=3)
 
 
 def _keras_h5_bytes(model):
@@ -696,9 +791,10 @@ def _keras_layer_paths(model, prefix="layers", wrapped=False, composites=False):
             yield from _keras_layer_paths(layer, f"{path}/layers", wrapped, composites)
 
 
-def _load_keras_h5(model, h, filepath):
-    """Every layer's weights from a Keras-layout file, checked before any is set."""
-    found = []
+def _load_keras_h5(model, h, filepath, skip_mismatch=False):
+    """Every layer's weights from a Keras-layout file, checked before any is set; with
+    `skip_mismatch`, a layer whose variables do not fit keeps its own, with a warning."""
+    found, skipped = [], []
     # (a file Keras wrote with a TimeDistributed keeps its layer below the wrapper's path)
     wrapped = "layers" in h and any(k.startswith("time_distributed") for k in h["layers"])
     # (a file Keras wrote keeps a composite layer's weights below the layer's own path)
@@ -721,19 +817,26 @@ def _load_keras_h5(model, h, filepath):
         else:
             group = h.get(f"{path}/vars")
             got = [] if group is None else _h5_vars(group)
+        error = None
         if len(got) != len(want):
-            raise ValueError(f"Layer '{layer.name}' expected {len(want)} variables, but "
-                             f"received {len(got)} variables during loading (at {path}). "
-                             f"Received: filepath={filepath!r}")
-        for w, g in zip(want, got):
-            if w.shape != g.shape:
-                raise ValueError(f"Layer '{layer.name}' expected a variable of shape {w.shape}"
-                                 f", but received one of shape {g.shape} (at {path}). "
-                                 f"Received: filepath={filepath!r}")
-        found.append((layer, got))
+            error = (f"Layer '{layer.name}' expected {len(want)} variables, but received "
+                     f"{len(got)} variables during loading (at {path}).")
+        else:
+            bad = [(w.shape, g.shape) for w, g in zip(want, got) if w.shape != g.shape]
+            if bad:
+                error = (f"Layer '{layer.name}' expected a variable of shape {bad[0][0]}, but "
+                         f"received one of shape {bad[0][1]} (at {path}).")
+        if error is None:
+            found.append((layer, got))
+        elif skip_mismatch:
+            skipped.append((layer.name, error))
+        else:
+            raise ValueError(f"{error} Received: filepath={filepath!r}")
     for layer, got in found:
         if got:
             layer.set_weights(got)
+    if skipped:
+        _warn_skipped(filepath, skipped)
 
 
 def _h5py():
