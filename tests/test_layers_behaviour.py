@@ -487,3 +487,20 @@ def test_keras_2_spellings_keras_3_still_takes():
     np.testing.assert_array_equal(sequence.pad_sequences([[1, 2], [3]]), [[1, 2], [0, 3]])
     assert densitron.preprocessing.timeseries_dataset_from_array is \
         densitron.utils.timeseries_dataset_from_array
+
+
+def test_keras_layer_and_model_attributes():
+    # the dtype, masking and bookkeeping attributes Keras code reads off layers and models
+    dense, embed = layers.Dense(2), layers.Embedding(5, 3, mask_zero=True)
+    assert (dense.dtype, dense.compute_dtype, dense.variable_dtype) == ("float32",) * 3
+    assert dense.dtype_policy.name == "float32" and dense.input_spec is None
+    assert dense.supports_masking and not layers.Flatten().supports_masking
+    custom = layers.Layer()
+    custom.supports_masking = True
+    assert custom.supports_masking and custom.compute_mask(None, "m") == "m"
+    assert layers.Flatten().compute_mask(None, "m") is None
+    assert dense.metrics == [] and dense.path == dense.name and embed.dtype == "float32"
+    model = Sequential([layers.Input((3,)), dense])
+    assert (model.run_eagerly, model.jit_compile) == (False, True)
+    model.compile("sgd", "mse", run_eagerly=True, jit_compile=False)
+    assert (model.run_eagerly, model.jit_compile) == (True, False)

@@ -648,6 +648,46 @@ class Layer:
         for var, value in zip(targets, weights):
             var.assign(value)
 
+    # --- Keras's dtype, masking and bookkeeping attributes ------------------------------
+    input_spec = None  # (a custom layer's InputSpec, checked at each call)
+
+    @property
+    def dtype(self):
+        """The dtype of the layer's weights: float32 (densitron's one dtype policy)."""
+        return "float32"
+
+    compute_dtype = variable_dtype = dtype
+
+    @property
+    def dtype_policy(self):
+        from densitron.mixed_precision import DTypePolicy
+
+        return DTypePolicy("float32")
+
+    @property
+    def path(self):
+        return self.name
+
+    @property
+    def supports_masking(self):
+        """Whether the layer passes on (or applies) the mask of an Embedding(mask_zero=True)
+        input, as Keras's attribute tells; a custom layer may set it."""
+        return self.__dict__.get("_supports_masking",
+                                 self._mask_rule in ("pass", "consume", "same"))
+
+    @supports_masking.setter
+    def supports_masking(self, value):
+        self._supports_masking = bool(value)
+
+    def compute_mask(self, inputs, previous_mask=None):
+        """Keras's default: the input's mask when the layer supports masking, else None."""
+        return previous_mask if self.supports_masking else None
+
+    @property
+    def metrics(self):
+        """The metrics the layer tracks: none (a model's are its logs)."""
+        return []
+
     def count_params(self):
         return int(sum(int(np.prod(w.shape)) for w in self._all_weights()))
 

@@ -122,6 +122,7 @@ class Trainer:
 
     def _init_trainer(self):
         self.compiled = False
+        self.run_eagerly, self.jit_compile, self.steps_per_execution = False, True, 1
         self.optimizer = None
         self.loss = None
         self.history = None
@@ -156,6 +157,10 @@ class Trainer:
         before = dict(self.__dict__)
         try:
             self._compile(optimizer, loss, loss_weights, metrics, weighted_metrics)
+            # (recorded as Keras does; densitron's engine runs every step either way)
+            self.run_eagerly = bool(run_eagerly)
+            self.jit_compile = True if jit_compile == "auto" else bool(jit_compile)
+            self.steps_per_execution = steps_per_execution
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(before)
