@@ -504,3 +504,13 @@ def test_keras_layer_and_model_attributes():
     assert (model.run_eagerly, model.jit_compile) == (False, True)
     model.compile("sgd", "mse", run_eagerly=True, jit_compile=False)
     assert (model.run_eagerly, model.jit_compile) == (True, False)
+
+
+def test_a_noise_layer_called_on_arrays_with_training():
+    # Keras's Dropout docstring: layer(data, training=True) drops and rescales, False passes
+    data = np.ones((200, 10), np.float32)
+    dropped = layers.Dropout(0.5, seed=1)(data, training=True)
+    assert set(np.unique(dropped)) == {0.0, 2.0} and 0.4 < np.mean(dropped == 0) < 0.6
+    np.testing.assert_array_equal(layers.Dropout(0.5)(data, training=False), data)
+    noisy = layers.GaussianNoise(1.0, seed=2)(data, training=True)
+    assert noisy.shape == data.shape and 0.8 < np.std(noisy) < 1.2

@@ -773,6 +773,11 @@ class Layer:
                 # (in a call() traced once per mode, the training trace: the run's mode,
                 # which is training wherever its outputs are used)
                 training = None
+        if training is not None and not symbolic and flat and all(
+                _is_array_like(t) and not isinstance(t, Layer) for t in flat):
+            # on arrays (Dropout's docstring: layer(data, training=True)): the noise layers
+            # active or not, as in model(x, training=...)
+            return self._eager_call(inputs, training=bool(training))
         if training is not None:
             raise ValueError(
                 f"densitron's engine decides the training mode of layer {self.name}: fit "
@@ -893,7 +898,7 @@ class Layer:
             "yet (masks go through per-step layers to GlobalAveragePooling1D). "
             f"Received: a masked input to {type(self).__name__}")
 
-    def _eager_call(self, inputs):
+    def _eager_call(self, inputs, training=False):
         from densitron.layers.input_layer import Input
         from densitron.models.functional import Functional
 
@@ -912,7 +917,10 @@ class Layer:
             out = self(tensors if isinstance(inputs, (list, tuple)) else tensors[0])
             model = Functional(tensors, out, name=f"{self.name}_eager", _is_eager_wrapper=True)
             self._eager_models[key] = model
-        return model.predict(arrays if len(arrays) > 1 else arrays[0], verbose=0)
+        data = arrays if len(arrays) > 1 else arrays[0]
+        if training:
+            return model._noisy_call(data, max(1, min(len(arrays[0]), 1024)))
+        return model.predict(data, verbose=0)
 
     # --- config --------------------------------------------------------------------------
     def __new__(cls, *args, **kwargs):
