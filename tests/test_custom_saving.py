@@ -45,6 +45,13 @@ def test_sequential_from_config_takes_custom_objects():
     assert [type(layer) for layer in again.layers] == [WiderDense, layers.Dense]
     assert type(layers.deserialize(layers.serialize(WiderDense(2)),
                                    custom_objects={"WiderDense": WiderDense})) is WiderDense
+    inputs = layers.Input((4,))  # a functional model's from_config too
+    functional = densitron.Model(inputs, layers.Dense(2)(WiderDense(3)(inputs)))
+    with pytest.raises(ValueError, match="WiderDense"):
+        densitron.Model.from_config(functional.get_config())
+    again = densitron.Model.from_config(functional.get_config(),
+                                        custom_objects={"WiderDense": WiderDense})
+    assert [type(layer) for layer in again.layers[1:]] == [WiderDense, layers.Dense]
 
 
 def test_a_layer_without_a_name_argument_clones_and_comes_from_config(tmp_path, monkeypatch):
@@ -287,7 +294,7 @@ def test_save_model_unzipped_writes_a_directory_load_model_reads(tmp_path, monke
     assert loaded.layers[0].vocab == "a little"
     assert int(np.asarray(loaded.optimizer.iterations)) == 1
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
-    densitron.saving.save_model(model, path, zipped=False)  # (overwrite=True: replaced)
+    model.save(path, zipped=False)  # (overwrite=True: replaced; the model's method too)
     with pytest.raises(FileExistsError, match="Received: filepath="):
         densitron.saving.save_model(model, path, overwrite=False, zipped=False)
     with pytest.raises(ValueError, match="should not end in `.keras`. Received: filepath="):
@@ -326,7 +333,7 @@ def test_load_weights_skip_mismatch(tmp_path, ext):
     for got, want in zip(model.get_weights(), before):  # (nothing loaded)
         np.testing.assert_array_equal(got, want)
     with pytest.warns(UserWarning, match="could not be loaded"):
-        densitron.saving.load_weights(model, path, skip_mismatch=True)
+        model.load_weights(path, skip_mismatch=True)  # (the model's method passes it on)
     after = model.get_weights()
     for k in (0, 1):  # the first Dense loaded, the second keeps its own
         np.testing.assert_array_equal(after[k], saved.get_weights()[k])

@@ -12,6 +12,7 @@ from densitron.variables import Variable
 
 class _WeightOp(Layer):
     _weight_name = None
+    _op_class = True  # (made by arithmetic with a layer's own weight in a traced call())
 
     def __init__(self, variable=None, shape=None, **kwargs):
         super().__init__(**kwargs)
@@ -35,8 +36,6 @@ class _WeightOp(Layer):
 
 class WeightMatMul(_WeightOp):
     """x @ w along x's last axis, w a (features, units) weight of the calling layer."""
-
-    _op_class = True
 
     _weight_name = "kernel"
 

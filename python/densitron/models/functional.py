@@ -722,12 +722,13 @@ class Functional(Trainer, Layer):
 
         return json.dumps(keras_format.to_keras(self), **kwargs)
 
-    def save(self, filepath, overwrite=True):
+    def save(self, filepath, overwrite=True, zipped=None):
         """Saves config, compile arguments, weights and the optimizer's state to a `.keras`
-        file in Keras's own format; a failed save leaves an existing file intact."""
+        file in Keras's own format (with zipped=False, a directory of its parts); a failed save
+        leaves an existing file intact."""
         from densitron import saving
 
-        saving.save_model(self, filepath, overwrite=overwrite)
+        saving.save_model(self, filepath, overwrite=overwrite, zipped=zipped)
 
     def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None,
                **kwargs):
@@ -744,10 +745,10 @@ class Functional(Trainer, Layer):
 
         saving.save_weights(self, filepath, overwrite=overwrite)
 
-    def load_weights(self, filepath):
+    def load_weights(self, filepath, skip_mismatch=False, **kwargs):
         from densitron import saving
 
-        saving.load_weights(self, filepath)
+        saving.load_weights(self, filepath, skip_mismatch=skip_mismatch, **kwargs)
 
     def _file_calls(self):
         """densitron's files' view of the model: (layers, calls, names): its layers, where a
@@ -776,6 +777,7 @@ class Functional(Trainer, Layer):
     def get_config(self):
         """Plain JSON-able description of the graph: each layer's config and the calls that
         link them (Keras's layout: inbound_nodes as [layer_name, node_index, tensor_index])."""
+        from densitron.utils.keras_objects import serialize_config
         from densitron.utils.serialization import get_registered_name
 
         layers, calls, names = self._file_calls()
@@ -798,10 +800,14 @@ class Functional(Trainer, Layer):
                 if getattr(call, "positional", False):  # (call(self, a, b) of the user's)
                     entry["positional"] = True
                 inbound.append(entry)
+            # (as Keras's: the objects it holds serialized, the name only where it has one)
+            layer_config = serialize_config(layer.get_config())
+            if "name" in layer_config:
+                layer_config["name"] = names[id(layer)]
             layer_configs.append({
                 "class_name": type(layer).__name__,
                 "name": names[id(layer)],
-                "config": {**layer.get_config(), "name": names[id(layer)]},
+                "config": layer_config,
                 "inbound_nodes": inbound,
             })
             if _composite(layer):  # (kept as itself: its class found again by this name)
@@ -817,12 +823,12 @@ class Functional(Trainer, Layer):
         }
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config, custom_objects=None):
         from densitron.layers import deserialize
 
         created = {}
         for lc in config["layers"]:
-            created[lc["name"]] = deserialize(lc)
+            created[lc["name"]] = deserialize(lc, custom_objects)
         tensors = {}  # (layer name, node index, tensor index) -> tensor
 
         def key(a):  # a keras_history; densitron's first configs wrote the tensor index as 0
