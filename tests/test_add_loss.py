@@ -270,3 +270,35 @@ def test_losses_with_no_trainable_weight_behind_them():
     history = model.fit(x, y, batch_size=8, epochs=2, verbose=0)
     np.testing.assert_allclose(history.history["loss"], [1.01, 1.01], rtol=1e-6)
     np.testing.assert_allclose(model.evaluate(x, y, verbose=0), 1.01, rtol=1e-6)
+
+
+def test_losses_of_a_call_on_arrays_and_of_the_weights_regularizers():
+    # Keras's layer.losses / model.losses (the subclassing guide): add_loss's values of the
+    # latest call on arrays (each, in order; reset by every call), the activity penalty, then
+    # the weights' regularization at their current values
+    class Two(layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.inner = Penalty(0.5, "mean")
+
+        def call(self, x):
+            self.add_loss(ops.sum(ops.square(x)))
+            return self.inner(x)
+
+    layer = Two()
+    assert layer.losses == []
+    x = np.full((4, 3), 2.0, np.float32)
+    layer(x)
+    np.testing.assert_allclose(layer.losses, [48.0, 0.5 * 4.0], rtol=1e-6)
+    layer(np.zeros((2, 3), np.float32))
+    np.testing.assert_allclose(layer.losses, [0.0, 0.0])
+    dense = layers.Dense(2, kernel_regularizer=densitron.regularizers.L2(0.1),
+                         activity_regularizer=densitron.regularizers.L1(0.5))
+    out = dense(x)
+    kernel = dense.kernel.numpy()
+    np.testing.assert_allclose(dense.losses, [0.5 * np.abs(out).sum() / 4,
+                                              0.1 * np.square(kernel).sum()], rtol=1e-5)
+    inp = layers.Input((3,))
+    model = Model(inp, layers.Dense(1, kernel_regularizer="l2")(inp))
+    np.testing.assert_allclose(model.losses,
+                               [0.01 * np.square(model.get_weights()[0]).sum()], rtol=1e-6)

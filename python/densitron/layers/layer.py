@@ -403,6 +403,7 @@ def _carry_losses(layer, out, added):
         carrier = AddedLoss(mode,
                             [list(t) for t in loss.tail] if reduced else [],
                             name=uniquify(f"{layer.name}_added_loss"))
+        carrier._owner = layer  # (whose layer.losses the value of a call on arrays joins)
         first = carrier([first, tensor])
     if at is None:
         return first
@@ -688,6 +689,24 @@ class Layer:
         """The metrics the layer tracks: none (a model's are its logs)."""
         return []
 
+    @property
+    def losses(self):
+        """Keras's list of scalar losses: those of the layer's (and its sublayers') latest call
+        on arrays (add_loss's and the activity regularizer's; reset by each call), then the
+        penalties of its trainable weights' regularizers at their current values."""
+        values, seen, stack = [], set(), [self]
+        while stack:  # (the layer, then its sublayers, depth first)
+            layer = stack.pop(0)
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
+            values += layer.__dict__.get("_eager_losses", [])
+            stack = [sub for sub in layer._sublayers() if id(sub) not in seen] + stack
+        for w in self.trainable_weights:
+            if getattr(w, "regularizer", None) is not None:
+                values.append(np.float32(w.regularizer(np.asarray(w))))
+        return values
+
     def count_params(self):
         return int(sum(int(np.prod(w.shape)) for w in self._all_weights()))
 
@@ -919,8 +938,21 @@ class Layer:
             self._eager_models[key] = model
         data = arrays if len(arrays) > 1 else arrays[0]
         if training:
-            return model._noisy_call(data, max(1, min(len(arrays[0]), 1024)))
-        return model.predict(data, verbose=0)
+            out = model._noisy_call(data, max(1, min(len(arrays[0]), 1024)))
+        else:
+            out = model.predict(data, verbose=0)
+        # Keras's losses of this call (layer.losses): add_loss's, each kept by the layer that
+        # added it, then this layer's activity penalty
+        values = model._added_loss_values(data)
+        owners = model.__dict__.get("_added_loss_owners", [])
+        for owner in {id(o): o for o in [self, *owners] if o is not None}.values():
+            owner._eager_losses = []
+        for owner, value in zip(owners, values):
+            (owner or self)._eager_losses.append(np.float32(value))
+        if self.activity_regularizer is not None and not isinstance(out, (list, dict)):
+            self._eager_losses.append(
+                np.float32(self.activity_regularizer(out) / max(len(out), 1)))
+        return out
 
     # --- config --------------------------------------------------------------------------
     def __new__(cls, *args, **kwargs):

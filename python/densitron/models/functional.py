@@ -397,6 +397,7 @@ class Functional(Trainer, Layer):
         taken = set(self._engine_outputs)
         self._added_loss_nodes = [added_loss_specs(index, layer, specs, taken)
                                   for index, layer in added]
+        self._added_loss_owners = [getattr(layer, "_owner", None) for _, layer in added]
         self._loss_nodes = {}
         for k, loss in (traced_losses or {}).items():
             self._loss_nodes[k] = loss_node_specs(self, k, loss, target_shapes[k], specs,

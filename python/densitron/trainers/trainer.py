@@ -345,7 +345,9 @@ class Trainer:
             self._loss_sum_index[spec.loss_of] = len(outputs) + j
         outputs += loss_outputs
         # the losses layers gave to add_loss: added to the total loss, not weighted by samples
+        self._added_loss_sum_index = []
         for node, batch_reduced, tail in getattr(self, "_added_loss_nodes", ()):
+            self._added_loss_sum_index.append(len(outputs))
             outputs.append(_EngineOutput(node, losses_mod._MEAN_OF_VALUES, 1.0, 0, [],
                                          float(batch_reduced), losses_mod._FOCAL_DEFAULTS,
                                          None, 0, False, tail))
@@ -893,6 +895,19 @@ class Trainer:
             rows = data_mod.check_cardinality(xs, ys)
         self._ensure_engine(y_parts)
         return xs, ys, rows
+
+    def _added_loss_values(self, x):
+        """Each loss the model's layers gave to add_loss, its value on x as one batch, in the
+        order the layers added them (Keras's layer.losses after a call on arrays); the model
+        is compiled for it (loss=None) if it was not."""
+        if not getattr(self, "_added_loss_nodes", None):
+            return []
+        if not self.compiled:
+            self.compile(optimizer="sgd", loss=None)
+        xs, ys, rows = self._prepare_xy(x, None, reject_x_nan=False)
+        rows, _, output_loss_sums, _, _, _ = self._graph.evaluate(xs, ys, max(rows, 1), None,
+                                                                  False)
+        return [float(output_loss_sums[i] / max(rows, 1)) for i in self._added_loss_sum_index]
 
     def _compute_gradients(self, x, y, return_loss=False):
         """The gradient of the training-mode loss on (x, y) as one batch, per weight; no
