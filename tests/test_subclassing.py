@@ -1130,3 +1130,42 @@ def test_automatic_config_of_a_layer_class_without_get_config(tmp_path):
     back = densitron.models.load_model(path)
     assert type(back.layers[1]) is Scale and back.layers[1].factor == 2.0
     np.testing.assert_allclose(back.predict(np.ones((1, 2)), verbose=0), [[3.0, 3.0]])
+
+
+def test_a_layer_of_ones_own_called_with_several_tensors():
+    # keras.io's Deep & Cross layer call(self, x0, x): build(input_shape) gets the first
+    # argument's shape, as in Keras (it got the list of both); build(x0_shape, x_shape) gets
+    # each by name; a tensor given by keyword; the same layer on arrays
+    class Cross(L.Layer):
+        def build(self, input_shape):
+            self.dense = L.Dense(input_shape[-1], kernel_initializer="ones")
+
+        def call(self, x0, x):
+            return x0 * self.dense(x) + x
+
+    class Named(L.Layer):
+        def build(self, x0_shape, x_shape):
+            self.shapes = (x0_shape, x_shape)
+
+        def call(self, x0, x):
+            return x0 + x
+
+    class Gate(L.Layer):
+        def call(self, inputs, context):
+            return inputs * densitron.ops.sigmoid(context)
+
+    a, b = L.Input((3,)), L.Input((3,))
+    cross = Cross()
+    model = Model([a, b], cross(a, b))
+    x0, x = np.full((2, 3), 2.0, np.float32), np.ones((2, 3), np.float32)
+    expected = x0 * x.sum(axis=1, keepdims=True) + x  # (a ones kernel: each unit sums x)
+    np.testing.assert_allclose(model.predict([x0, x], verbose=0), expected, rtol=1e-6)
+    np.testing.assert_allclose(cross(x0, x), expected, rtol=1e-6)
+    named = Named()
+    named(a, b)
+    assert named.shapes == ((None, 3), (None, 3))
+    gated = Model([a, b], Gate()(a, context=b))
+    np.testing.assert_allclose(gated.predict([x0, x], verbose=0),
+                               x0 / (1.0 + np.exp(-x)), rtol=1e-6)
+    with pytest.raises(TypeError, match="Received"):
+        Gate()(a, context=b, other=3)

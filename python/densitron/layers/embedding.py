@@ -48,7 +48,7 @@ class Embedding(Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
 
-    def _eager_call(self, inputs):
+    def _eager_call(self, inputs, training=False):  # (no noise: training changes nothing)
         """On ids given as an array. Inside a traced call(), the ids 0..input_dim-1 in order
         (keras.io's position embedding: self.pos_emb(ops.arange(maxlen))) give the table
         itself, a trainable weight that `x + positions` adds to every sample; other constant

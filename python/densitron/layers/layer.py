@@ -762,11 +762,13 @@ class Layer:
         if isinstance(training, _TracedTraining):  # (passed on in a traced call(): the run's)
             training = None
         positional = False
-        if args and _composite(self) and isinstance(inputs, KerasTensor) and all(
-                isinstance(a, KerasTensor) for a in args):
-            # call(self, a, b): a layer of one's own given several tensors (Keras's
-            # LogisticEndpoint(targets, logits)), traced as call(*tensors)
-            inputs, args, positional = [inputs, *args], (), True
+        if (args or kwargs) and _composite(self):
+            # call(self, a, b): a layer of one's own given several tensors or arrays (Keras's
+            # LogisticEndpoint(targets, logits), Deep & Cross's cross(x0, x), a tensor by
+            # keyword: Gate()(x, context=c)), traced as call(*tensors)
+            tensors = _positional_tensors(self, inputs, args, kwargs)
+            if tensors is not None:
+                inputs, args, kwargs, positional = tensors, (), {}, True
         if args or kwargs:
             raise TypeError(
                 f"Layer {self.name} takes only its inputs (and `training`) when called. "
@@ -796,7 +798,8 @@ class Layer:
                 _is_array_like(t) and not isinstance(t, Layer) for t in flat):
             # on arrays (Dropout's docstring: layer(data, training=True)): the noise layers
             # active or not, as in model(x, training=...)
-            return self._eager_call(inputs, training=bool(training))
+            return (self._eager_call(inputs, training=bool(training), positional=True)
+                    if positional else self._eager_call(inputs, training=bool(training)))
         if training is not None:
             raise ValueError(
                 f"densitron's engine decides the training mode of layer {self.name}: fit "
@@ -813,7 +816,8 @@ class Layer:
                 f"Received: inputs={inputs!r}"
             )
         if flat and all(_is_array_like(t) and not isinstance(t, Layer) for t in flat):
-            return self._eager_call(inputs)
+            return (self._eager_call(inputs, positional=True) if positional
+                    else self._eager_call(inputs))
         raise TypeError(
             f"Layer {self.name} must be called on a KerasTensor (from `Input()` or another "
             f"layer) or on an array. Received: inputs={inputs!r} (of type "
@@ -826,7 +830,10 @@ class Layer:
         calls join the graph in its place."""
         shapes = [t.shape for t in flat]
         if not self.built:
-            self.build(shapes if isinstance(inputs, (list, tuple)) else shapes[0])
+            if positional:
+                _build_for_call(self, shapes)
+            else:
+                self.build(shapes if isinstance(inputs, (list, tuple)) else shapes[0])
             self.built = True
 
         record = CompositeCall(self, flat, isinstance(inputs, (list, tuple)) and not positional,
@@ -917,7 +924,7 @@ class Layer:
             "yet (masks go through per-step layers to GlobalAveragePooling1D). "
             f"Received: a masked input to {type(self).__name__}")
 
-    def _eager_call(self, inputs, training=False):
+    def _eager_call(self, inputs, training=False, positional=False):
         from densitron.layers.input_layer import Input
         from densitron.models.functional import Functional
 
@@ -929,11 +936,12 @@ class Layer:
                     f"Layer {self.name} expects inputs with a batch axis (batch, features, ...) "
                     f"when called on arrays. Received: input with shape {a.shape}"
                 )
-        key = tuple(a.shape[1:] for a in arrays)
+        key = (positional, *(a.shape[1:] for a in arrays))
         model = self._eager_models.get(key)
         if model is None:
             tensors = [Input(shape=a.shape[1:]) for a in arrays]
-            out = self(tensors if isinstance(inputs, (list, tuple)) else tensors[0])
+            out = (self(*tensors) if positional else
+                   self(tensors if isinstance(inputs, (list, tuple)) else tensors[0]))
             model = Functional(tensors, out, name=f"{self.name}_eager", _is_eager_wrapper=True)
             self._eager_models[key] = model
         data = arrays if len(arrays) > 1 else arrays[0]
@@ -987,6 +995,61 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def _call_params(layer):
+    """The names of a layer's call() arguments that may take tensors, in order (`training`
+    and `mask` left out)."""
+    try:
+        params = inspect.signature(layer.call).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            and p.name not in ("training", "mask")]
+
+
+def _positional_tensors(layer, inputs, args, kwargs):
+    """call(inputs, *args, **kwargs) of a layer of one's own as its positional arguments in
+    order, when they are all tensors (or all arrays) and fill call's first parameters (a
+    tensor given by keyword included); None otherwise (the call is refused after)."""
+    names = _call_params(layer)
+    given = [inputs, *args]
+    if len(given) > len(names):
+        return None
+    for name in names[len(given):]:
+        if name not in kwargs:
+            break
+        given.append(kwargs[name])
+    if len(given) - 1 - len(args) != len(kwargs):  # (a keyword beyond that prefix)
+        return None
+    kinds = {isinstance(t, KerasTensor) for t in given}
+    if kinds == {True} or (kinds == {False} and all(_is_array_like(t) for t in given)):
+        return given
+    return None
+
+
+def _build_for_call(layer, shapes):
+    """Keras's build of a layer called with several tensors: build(input_shape) gets the first
+    one's shape; a build of several arguments, each `<call argument>_shape` by name."""
+    names = _call_params(layer)
+    try:
+        params = [p for p in inspect.signature(layer.build).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    if len(params) <= 1:
+        layer.build(shapes[0])
+        return
+    by_name = {f"{name}_shape": shape for name, shape in zip(names, shapes)}
+    missing = [p.name for p in params if p.name not in by_name and p.default is p.empty]
+    if missing:
+        raise ValueError(
+            f"For a `build()` method with more than one argument, all arguments should have "
+            f"a `_shape` suffix and match an argument from `call()`. E.g. `build(self, "
+            f"foo_shape, bar_shape)`. Received: build arguments {missing} for layer "
+            f"{layer.name} with call arguments {names}")
+    layer.build(**{p.name: by_name[p.name] for p in params if p.name in by_name})
 
 
 def _auto_config(cls, args, kwargs):
