@@ -264,3 +264,133 @@ def test_a_metric_subclass_of_the_users_standalone_and_in_compile():
     x = np.random.default_rng(0).random((40, 4)).astype(np.float32)
     history = model.fit(x, x[:, :1] > 0.5, batch_size=16, verbose=0).history
     assert history["binary_true_positives"] == [np.sum(x[:, 0] > 0.5)] > [0]
+
+
+# --- sample weights as Keras's metrics take them, and Keras's variables --------------------
+_RNG = np.random.default_rng(7)
+_Y = _RNG.integers(0, 2, (5, 3)).astype(np.float32)
+_P = _RNG.random((5, 3)).astype(np.float32)
+_W_ROWS = np.array([1.0, 2.0, 0.0, 0.5, 3.0], np.float32)
+_W_VALUES = _RNG.random((5, 3)).astype(np.float32)
+
+
+def _weighted_mean(values, w):
+    return np.sum(values * w) / np.sum(w)
+
+
+def test_binary_accuracy_takes_a_weight_per_value():
+    # Keras's binary_accuracy is a value per prediction: a vector is weighed value by value
+    acc = metrics.BinaryAccuracy()
+    acc.update_state([1, 0, 1], [0.9, 0.2, 0.4], sample_weight=[1, 1, 0])
+    assert acc.result() == np.float32(1.0)
+    hits = (_Y == (_P > 0.5)).astype(np.float64)
+    for w, full in ((_W_ROWS, np.broadcast_to(_W_ROWS[:, None], _Y.shape)),
+                    (_W_ROWS[:, None], np.broadcast_to(_W_ROWS[:, None], _Y.shape)),
+                    (_W_VALUES, _W_VALUES), (2.0, np.ones(_Y.shape))):
+        acc = metrics.BinaryAccuracy()
+        acc.update_state(_Y, _P, sample_weight=w)
+        np.testing.assert_allclose(acc.result(), _weighted_mean(hits, full), rtol=1e-6)
+    # a weighted and an unweighted update: Keras's total and count (each sample's mean)
+    acc = metrics.BinaryAccuracy()
+    acc.update_state(_Y, _P, sample_weight=_W_VALUES)
+    acc.update_state(_Y[:2], _P[:2])
+    total = np.sum(np.mean(hits * _W_VALUES, axis=1)) + np.sum(np.mean(hits[:2], axis=1))
+    np.testing.assert_allclose(acc.result(), total / (np.sum(np.mean(_W_VALUES, 1)) + 2),
+                               rtol=1e-6)
+
+
+def test_mean_metrics_weigh_their_values_as_keras_mean():
+    sq = (_Y.astype(np.float64) - _P) ** 2
+    rmse = metrics.RootMeanSquaredError()  # Keras's: the squared error of each value
+    rmse.update_state(_Y, _P, sample_weight=_W_VALUES)
+    np.testing.assert_allclose(rmse.result(), np.sqrt(_weighted_mean(sq, _W_VALUES)), rtol=1e-6)
+    rmse = metrics.RootMeanSquaredError()
+    rmse.update_state([1, 0, 1, 1], [0.9, 0.2, 0.4, 0.7], sample_weight=[1, 1, 0, 0.5])
+    np.testing.assert_allclose(
+        rmse.result(), np.sqrt((0.01 + 0.04 + 0.5 * 0.09) / 2.5), rtol=1e-6)
+    mse = metrics.MeanSquaredError()  # a value per sample: one weight per sample
+    mse.update_state(_Y, _P, sample_weight=_W_ROWS[:, None])
+    np.testing.assert_allclose(mse.result(), _weighted_mean(sq.mean(1), _W_ROWS), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"one value per sample.*Received: sample_weight with "
+                                         r"shape \(5, 3\)"):
+        mse.update_state(_Y, _P, sample_weight=_W_VALUES)
+    exact = metrics.Accuracy()  # (a function's values, per value)
+    exact.update_state([[1, 2], [3, 4]], [[1, 0], [3, 4]], sample_weight=[[1, 3], [0, 2]])
+    assert exact.result() == np.float32(3 / 6)
+
+
+@pytest.mark.parametrize("make", [
+    metrics.Precision, metrics.Recall, metrics.AUC, lambda: metrics.AUC(curve="PR"),
+    metrics.TrueNegatives, lambda: metrics.Precision(thresholds=[0.3, 0.6]),
+    lambda: metrics.SensitivityAtSpecificity(0.5)])
+def test_count_metrics_take_a_weight_per_value(make):
+    # Keras broadcasts the weights to y_pred: the same counts as every value a sample
+    by_value, flat = make(), make()
+    by_value.update_state(_Y, _P, sample_weight=_W_VALUES)
+    flat.update_state(_Y.ravel(), _P.ravel(), sample_weight=_W_VALUES.ravel())
+    np.testing.assert_array_equal(by_value.result(), flat.result())
+    by_row, flat = make(), make()
+    by_row.update_state(_Y, _P, sample_weight=_W_ROWS)
+    flat.update_state(_Y.ravel(), _P.ravel(), sample_weight=np.repeat(_W_ROWS, 3))
+    np.testing.assert_array_equal(by_row.result(), flat.result())
+
+
+def test_precision_and_recall_weights_per_value_against_their_counts():
+    positive, actual = _P > 0.5, _Y != 0
+    tp = np.sum(_W_VALUES * (positive & actual))
+    prec, rec = metrics.Precision(), metrics.Recall()
+    prec.update_state(_Y, _P, sample_weight=_W_VALUES)
+    rec.update_state(_Y.tolist(), _P.tolist(), sample_weight=_W_VALUES.tolist())
+    np.testing.assert_allclose(prec.result(), tp / np.sum(_W_VALUES * positive), rtol=1e-6)
+    np.testing.assert_allclose(rec.result(), tp / np.sum(_W_VALUES * actual), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"Received: sample_weight with shape \(2,\)"):
+        metrics.Precision().update_state(_Y, _P, sample_weight=[1.0, 2.0])
+    # by rows (class_id, top_k): one weight per sample, as before
+    with pytest.raises(ValueError, match="one value per sample"):
+        metrics.Precision(class_id=1).update_state(_Y, _P, sample_weight=_W_VALUES)
+
+
+def test_metric_variables_are_kerass_state():
+    def state(metric):
+        return [(v.name, v.shape) for v in metric.variables]
+
+    auc = metrics.AUC()
+    assert state(auc) == [(name, (200,)) for name in (
+        "true_positives", "false_positives", "true_negatives", "false_negatives")]
+    assert all(not v.numpy().any() for v in auc.variables)
+    assert state(metrics.Precision(thresholds=[0.2, 0.7])) == [
+        ("true_positives", (2,)), ("false_positives", (2,))]
+    assert state(metrics.Recall()) == [("true_positives", (1,)), ("false_negatives", (1,))]
+    assert state(metrics.TruePositives()) == [("accumulator", (1,))]
+    assert state(metrics.MeanSquaredError()) == [("total", ()), ("count", ())]
+    assert state(metrics.Sum()) == [("total", ())]
+    assert state(metrics.AUC(multi_label=True)) == []  # made by the first update, as Keras's
+
+    auc = metrics.AUC(num_thresholds=5)
+    auc.update_state(_Y, _P, sample_weight=_W_ROWS)
+    w = np.broadcast_to(_W_ROWS[:, None], _Y.shape)
+    thresholds = np.array([-1e-7, 0.25, 0.5, 0.75, 1 + 1e-7])
+    above = _P[None] > thresholds[:, None, None]  # (thresholds, rows, cols)
+    actual = _Y != 0
+    want = [np.sum(w * (above & actual), axis=(1, 2)), np.sum(w * (above & ~actual), axis=(1, 2)),
+            np.sum(w * (~above & ~actual), axis=(1, 2)), np.sum(w * (~above & actual), axis=(1, 2))]
+    for v, expected in zip(auc.variables, want):
+        np.testing.assert_allclose(v.numpy(), expected, rtol=1e-5, atol=1e-6)
+    multi = metrics.AUC(num_thresholds=5, multi_label=True)
+    multi.update_state(_Y, _P)
+    np.testing.assert_allclose(multi.variables[0].numpy(),
+                               np.sum(above & actual, axis=1), rtol=1e-6)
+
+    prec = metrics.Precision()
+    prec.update_state(_Y, _P, sample_weight=_W_VALUES)
+    tp, fp = (v.numpy() for v in prec.variables)
+    np.testing.assert_allclose(tp, [np.sum(_W_VALUES * ((_P > 0.5) & actual))], rtol=1e-6)
+    np.testing.assert_allclose(fp, [np.sum(_W_VALUES * ((_P > 0.5) & ~actual))], rtol=1e-6)
+    mse = metrics.MeanSquaredError()
+    mse.update_state(_Y, _P, sample_weight=_W_ROWS)
+    total, count = (float(v.numpy()) for v in mse.variables)
+    np.testing.assert_allclose(total, np.sum(((_Y - _P) ** 2).mean(1) * _W_ROWS), rtol=1e-5)
+    assert count == pytest.approx(float(np.sum(_W_ROWS)))
+    assert mse.variables[0].path == "mean_squared_error/total"
+    mse.reset_state()
+    assert [float(v.numpy()) for v in mse.variables] == [0.0, 0.0]

@@ -107,15 +107,37 @@ class Metric:
             () if shape is None else (int(shape),))
         init = initializers.get(initializer)
         value = init(shape) if shape else np.asarray(init((1,))).reshape(())
-        variable = Variable(value, name or f"variable_{len(self.variables)}", trainable=False)
-        self.__dict__.setdefault("_metric_variables", []).append(variable)
+        own = self.__dict__.setdefault("_metric_variables", [])
+        name = name or f"variable_{len(own)}"
+        variable = Variable(value, name=name, trainable=False, path=f"{self.name}/{name}")
+        own.append(variable)
         return variable
 
     add_weight = add_variable
 
     @property
     def variables(self):
-        return list(self.__dict__.get("_metric_variables", []))
+        """Keras's variables of the metric: for densitron's own metrics, copies of their state
+        as Keras keeps it (a mean's total and count, Precision's true and false positives,
+        AUC's four confusion counts at each threshold...), read when asked for; then the
+        variables added with add_variable."""
+        from densitron.variables import Variable
+
+        own = list(self.__dict__.get("_metric_variables", []))
+        if has_own_update_state(self):
+            return own
+        return [Variable(np.asarray(value, np.float32), name=name, trainable=False,
+                         path=f"{self.name}/{name}")
+                for name, value in self._keras_state()] + own
+
+    def _keras_state(self):
+        """[(name, value)] of Keras's variables of the metric, from its state (zeros before
+        any update): a mean's total and count."""
+        if self._post not in ("mean", "sqrt", "neg", "traced"):
+            return []
+        state = getattr(self, "_state", None)
+        total, count = (0.0, 0.0) if state is None else (float(state[0][0]), float(state[1]))
+        return [("total", -total if self._post == "neg" else total), ("count", count)]
 
     def _specs(self):
         return [self._spec()]
@@ -135,49 +157,98 @@ class Metric:
         return f"<{type(self).__name__} name={self.name}>"
 
     # --- Keras's standalone use: update_state, result, reset_state ------------------------
+    # A mean metric whose values are one per predicted value (Keras's binary_accuracy, the
+    # squared errors of RootMeanSquaredError) rather than one per row of y_pred's last axis.
+    _per_value = False
+
     def update_state(self, y_true, y_pred, sample_weight=None):
         """Adds a batch of predictions and targets to the metric's state, as Keras's metric
-        objects do (the engine computes the sums): over the last axis of `y_pred`, every other
-        axis a sample. `sample_weight` (one value per sample, or a scalar) makes a mean a
-        weighted mean."""
+        objects do (the engine computes the values): over the last axis of `y_pred`, every
+        other axis a sample. A mean metric reduces its values as Keras's Mean does:
+        `sample_weight` a scalar, one value per sample or per value (of a metric of values);
+        a count over every value (Precision, AUC...) takes a weight per value, lower ranks
+        broadcast from the batch axis."""
         y_pred = _predictions(y_pred)
-        if y_pred.ndim == 1 and self._post == "result":
-            # counts over every value (confusion counts, AUC, R2Score): a vector is a batch of
-            # one-value samples, each with its sample weight, as Keras reads it
+        y_true = _float_array(y_true, "y_true")
+        if self._post == "result":
+            self._update_counts(y_true, y_pred, sample_weight)
+            return
+        width = y_pred.shape[-1]
+        state = getattr(self, "_state", None)
+        if state is not None and state[2] != width:
+            raise ValueError(f"`y_pred` must keep the last axis of the earlier updates, "
+                             f"{state[2]}. Received: y_pred with shape {y_pred.shape}")
+        values = np.concatenate([self._row_values(spec, y_true, y_pred)
+                                 for spec in self._specs_for(y_pred.ndim, width)])
+        shape = y_pred.shape if self._per_value else y_pred.shape[:-1]
+        total, count = _samplewise_sums(values.reshape(shape), sample_weight, np.mean)
+        if state is None:
+            self._state = [np.array([total]), count, width]
+        else:
+            state[0] = state[0] + total
+            state[1] += count
+
+    def _row_values(self, spec, y_true, y_pred):
+        """The engine's (unweighted) value of each row of y_pred's last axis, or of each value
+        for a metric of values (`_per_value`), flattened."""
+        if not spec[0]:  # a loss's value alone (no class left out: NaN its ignored id)
+            spec = (*spec[:2], np.nan, *spec[3:])
+        spec = engine_spec(spec, False)
+        width = y_pred.shape[-1]
+        targets = _engine_targets(spec, y_true, y_pred, self.name)
+        preds = y_pred.reshape(-1, width)
+        if self._per_value:
+            targets, preds = targets.reshape(-1, 1), preds.reshape(-1, 1)
+        return _core._metric_sums_on(spec, targets, preds, None, per_row=True)
+
+    def _values_apart(self):
+        """Whether the metric counts every predicted value on its own (not by rows): the
+        confusion counts and AUC without class_id, top_k or per-label counts."""
+        return False
+
+    def _update_counts(self, y_true, y_pred, sample_weight):
+        """update_state of a metric whose result follows from engine sums (counts, AUC's
+        buckets, R2Score's sums): a vector is a batch of one-value samples, each with its
+        sample weight, as Keras reads it; a metric counting values apart takes their weights
+        too (Keras broadcasts sample_weight to y_pred's shape)."""
+        if y_pred.ndim == 1:
             y_pred = y_pred.reshape(-1, 1)
+        w = None
+        if self._values_apart():
+            y_true = losses.engine_targets(y_true, y_pred.shape, False, self.name)
+            if sample_weight is not None:
+                w = _value_weights(sample_weight, y_pred.shape)
+            y_true, y_pred = y_true.reshape(-1, 1), y_pred.reshape(-1, 1)
         lead, width = y_pred.shape[:-1], y_pred.shape[-1]
         steps = int(np.prod(lead[1:], dtype=np.int64))  # rows per sample
         state = getattr(self, "_state", None)
         if state is not None and state[2] != width:
             raise ValueError(f"`y_pred` must keep the last axis of the earlier updates, "
                              f"{state[2]}. Received: y_pred with shape {y_pred.shape}")
-        y_true = _float_array(y_true, "y_true")
-        w = None if sample_weight is None else _per_sample_weights(sample_weight, lead)
+        if sample_weight is not None and w is None:
+            w = _per_sample_weights(sample_weight, lead)
         specs = [engine_spec(spec, w is not None)
                  for spec in self._specs_for(y_pred.ndim, width)]
-        sums = []
-        for spec in specs:
-            part = _core._metric_sums_on(spec, _engine_targets(spec, y_true, y_pred, self.name),
-                                         y_pred.reshape(-1, width), w)
-            # A sample spanning several rows (the axes between the batch's and the last) is
-            # their mean, as Keras reduces it (and the engine's fit): a mean's sum over rows
-            # counts each sample once (counts, an AUC's or R2Score's sums count every value).
-            sums.append(part if self._post == "result" else part / steps)
-        sums = np.concatenate(sums)
+        # (counts, an AUC's or R2Score's sums count every value)
+        sums = np.concatenate([
+            _core._metric_sums_on(spec, _engine_targets(spec, y_true, y_pred, self.name),
+                                  y_pred.reshape(-1, width), w) for spec in specs])
         count = (float(np.sum(w, dtype=np.float64)) if w is not None else
                  y_pred.size // width) / steps
+        rows = y_pred.size // width  # (unweighted: R2Score's num_samples)
         if state is None:
-            self._state = [sums, count, width]
+            self._state = [sums, count, width, rows]
         else:
             state[0] = state[0] + sums
             state[1] += count
+            state[3] += rows
 
     def result(self):
         """The metric's value over every update since the last reset (0 before any)."""
         state = getattr(self, "_state", None)
         if state is None:
             return np.float32(0.0)
-        sums, count, width = state
+        sums, count, width = state[:3]
         if self._post == "result":
             value = self._result(sums, count, columns=width)
             return value if isinstance(value, np.ndarray) else np.float32(value)
@@ -189,13 +260,62 @@ class Metric:
         """Forgets every update (a metric of the user's: its variables back to zeros, as
         Keras's)."""
         self._state = None
-        for v in self.variables:
+        for v in self.__dict__.get("_metric_variables", []):
             v.assign(np.zeros(v.shape, np.float32))
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         """update_state, then result(), as Keras's metric objects do."""
         self.update_state(y_true, y_pred, sample_weight=sample_weight)
         return self.result()
+
+
+def _samplewise_sums(values, sample_weight, reduce):
+    """Keras's Mean over `values` (an array whose first axis is the batch's, or a scalar):
+    (the sum of the samples' weighted values, the count or the weights' sum). A weight of
+    lower rank than the values stands for every value after its axes (those values reduced
+    first, mean or sum); weights of the values' own shape weigh each value; a trailing axis
+    of 1 on either side is dropped."""
+    values = np.asarray(values, np.float64)
+    w = None
+    if sample_weight is not None:
+        w = _float_array(sample_weight, "sample_weight").astype(np.float64)
+        if values.ndim == w.ndim + 1 and values.shape[-1] == 1:
+            values = values[..., 0]
+        elif w.ndim == values.ndim + 1 and w.shape[-1] == 1:
+            w = w[..., 0]
+        if values.ndim > w.ndim:
+            values = reduce(values, axis=tuple(range(w.ndim, values.ndim)))
+        try:
+            w = np.broadcast_to(w, values.shape)
+        except ValueError:
+            raise ValueError(f"`sample_weight` must hold one value per sample or broadcast to "
+                             f"the values' shape {values.shape}. Received: sample_weight "
+                             f"with shape {np.shape(sample_weight)}") from None
+        values = values * w
+        if w.ndim > 1:
+            w = reduce(w, axis=tuple(range(1, w.ndim)))
+    if values.ndim > 1:
+        values = reduce(values, axis=tuple(range(1, values.ndim)))
+    count = (float(np.sum(w)) if w is not None else
+             values.shape[0] if values.ndim >= 1 else 1)
+    return float(np.sum(values)), float(count)
+
+
+def _value_weights(sample_weight, shape):
+    """`sample_weight` as one float32 weight per value of a prediction of `shape` (flat): a
+    scalar, that shape (or with a trailing axis of 1), or a leading part of it broadcast
+    over the later axes (one weight a sample)."""
+    w = _float_array(sample_weight, "sample_weight")
+    if w.ndim == len(shape) + 1 and w.shape[-1] == 1:
+        w = w[..., 0]
+    try:
+        if w.ndim > len(shape):
+            raise ValueError
+        w = np.broadcast_to(w.reshape(w.shape + (1,) * (len(shape) - w.ndim)), shape)
+    except ValueError:
+        raise ValueError(f"`sample_weight` must broadcast to y_pred's shape {shape} (from its "
+                         f"first axis). Received: sample_weight with shape {w.shape}") from None
+    return np.ascontiguousarray(w, np.float32).reshape(-1)
 
 
 def _predictions(y_pred):
@@ -227,7 +347,7 @@ class SparseCategoricalAccuracy(_AccuracyMetric):
 
 
 class BinaryAccuracy(_AccuracyMetric):
-    _default_name, _kind = "binary_accuracy", _BINARY
+    _default_name, _kind, _per_value = "binary_accuracy", _BINARY, True
 
     def __init__(self, name=None, dtype=None, threshold=0.5):
         super().__init__(name=name, dtype=dtype)
@@ -291,7 +411,10 @@ class MeanAbsoluteError(_LossMetric):
 
 
 class RootMeanSquaredError(_LossMetric):
+    """The square root of the mean squared error of every value (weights per value too)."""
+
     _default_name, _loss, _post = "root_mean_squared_error", losses.MeanSquaredError, "sqrt"
+    _per_value = True
 
 
 class MeanAbsolutePercentageError(_LossMetric):
@@ -387,6 +510,9 @@ class _ConfusionRatio(Metric):
                              f"Received: class_id={self.class_id}")
         return self._specs()
 
+    def _values_apart(self):
+        return self.class_id is None and self.top_k is None
+
     def _result(self, sums, rows, columns):
         """The ratio (a float), or one per threshold (an array) when there are several; 0 over
         0 as 0, as Keras's divide_no_nan."""
@@ -394,6 +520,16 @@ class _ConfusionRatio(Metric):
         out = np.divide(pairs[:, 0], pairs[:, 1], out=np.zeros(len(pairs)),
                         where=pairs[:, 1] != 0)
         return float(out[0]) if len(out) == 1 else out.astype(np.float32)
+
+    def _keras_state(self):
+        """Keras's true_positives, then false_positives (Precision) or false_negatives
+        (Recall), one value per threshold."""
+        state = getattr(self, "_state", None)
+        pairs = (np.zeros((len(self._thresholds), 2)) if state is None else
+                 np.asarray(state[0][:2 * len(self._thresholds)], np.float64).reshape(-1, 2))
+        other = "false_positives" if self._denominator == _PREDICTED_POSITIVES else \
+            "false_negatives"
+        return [("true_positives", pairs[:, 0]), (other, pairs[:, 1] - pairs[:, 0])]
 
     def get_config(self):
         return {**super().get_config(), "thresholds": self.thresholds, "top_k": self.top_k,
@@ -422,6 +558,9 @@ class _ConfusionCount(Metric):
         self.thresholds = thresholds
         self._thresholds = _threshold_list(self, thresholds, 0.5)
 
+    def _values_apart(self):
+        return True
+
     def _specs(self):
         return [spec for t in self._thresholds
                 for spec in ((True, _TRUE_POSITIVES, t, 0), (True, _PREDICTED_POSITIVES, t, 0),
@@ -429,10 +568,18 @@ class _ConfusionCount(Metric):
                              (True, _PREDICTED_POSITIVES, -np.inf, 0))]
 
     def _result(self, sums, rows, columns):
+        out = self._counts(sums)
+        return float(out[0]) if len(out) == 1 else out.astype(np.float32)
+
+    def _counts(self, sums):
         tp, pp, ap, every = np.asarray(sums[:4 * len(self._thresholds)],
                                        np.float64).reshape(-1, 4).T
-        out = self._count(tp, pp, ap, every)
-        return float(out[0]) if len(out) == 1 else out.astype(np.float32)
+        return self._count(tp, pp, ap, every)
+
+    def _keras_state(self):
+        state = getattr(self, "_state", None)
+        return [("accumulator", np.zeros(len(self._thresholds)) if state is None else
+                 self._counts(state[0]))]
 
     def get_config(self):
         return {**super().get_config(), "thresholds": self.thresholds}
@@ -531,6 +678,9 @@ class AUC(Metric):
     def _per_label(self):
         return self.multi_label or self.label_weights is not None
 
+    def _values_apart(self):
+        return not self._per_label()
+
     def _specs(self):
         if self._per_label():
             kind = _AUC_COLUMN_BUCKETS_LOGITS if self.from_logits else _AUC_COLUMN_BUCKETS
@@ -554,8 +704,9 @@ class AUC(Metric):
                                  f"Received: {arg}={getattr(self, arg)!r}")
         return self._specs()
 
-    def _result(self, sums, rows, columns):
-        """Keras's AUC.result() from the bucket counts (float64)."""
+    def _buckets(self, sums, columns):
+        """The weighted counts of positive and negative targets in each bucket: (n,) arrays,
+        or (n, labels) with multi_label."""
         n = self.num_thresholds
         if self._per_label():  # (labels, n) positives, then negatives
             counts = np.asarray(sums[:2 * n * columns], np.float64).reshape(2, columns, n)
@@ -563,8 +714,38 @@ class AUC(Metric):
             if not self.multi_label:  # label-weighted counts over all labels together
                 lw = np.asarray(self.label_weights)
                 pos, neg = pos @ lw, neg @ lw
+            return pos, neg
+        return np.asarray(sums[:n], np.float64), np.asarray(sums[n:2 * n], np.float64)
+
+    @staticmethod
+    def _confusion(pos, neg):
+        """(tp, fp, tn, fn) at each threshold from the bucket counts (a value in bucket b is
+        above thresholds 0 to b)."""
+
+        def above(counts):  # reverse cumulative sums
+            return np.cumsum(counts[::-1], axis=0)[::-1]
+
+        tp, fp = above(pos), above(neg)
+        return tp, fp, fp[0] - fp, tp[0] - tp
+
+    def _keras_state(self):
+        """Keras's true_positives, false_positives, true_negatives and false_negatives at
+        each threshold ((n, labels) with multi_label, made by the first update unless
+        num_labels is given)."""
+        state = getattr(self, "_state", None)
+        if state is None:
+            if self.multi_label and self.num_labels is None:
+                return []
+            shape = (self.num_thresholds,) + ((self.num_labels,) if self.multi_label else ())
+            counts = [np.zeros(shape)] * 4
         else:
-            pos, neg = np.asarray(sums[:n], np.float64), np.asarray(sums[n:2 * n], np.float64)
+            counts = self._confusion(*self._buckets(state[0], state[2]))
+        return list(zip(("true_positives", "false_positives", "true_negatives",
+                         "false_negatives"), counts))
+
+    def _result(self, sums, rows, columns):
+        """Keras's AUC.result() from the bucket counts (float64)."""
+        pos, neg = self._buckets(sums, columns)
         scores = self._curve_area(pos, neg)
         if not self.multi_label:
             return float(scores)
@@ -576,12 +757,7 @@ class AUC(Metric):
 
     def _curve_area(self, pos, neg):
         """The area for bucket counts along axis 0 (one column a label, or one vector)."""
-
-        def above(counts):  # the count of values above each threshold: reverse cumulative sums
-            return np.cumsum(counts[::-1], axis=0)[::-1]
-
-        tp, fp = above(pos), above(neg)
-        fn, tn = tp[0] - tp, fp[0] - fp
+        tp, fp, tn, fn = self._confusion(pos, neg)
 
         def div(a, b):  # divide_no_nan
             return np.divide(a, b, out=np.zeros_like(a), where=b != 0)
@@ -662,6 +838,9 @@ class _SensitivitySpecificity(Metric):
                              f"Received: class_id={self.class_id}")
         return self._specs()
 
+    def _values_apart(self):
+        return self.class_id is None
+
     def _confusion(self, sums):
         """(tp, fp, tn, fn), one of each per threshold (float32), from the bucket counts: a
         value in bucket b is above thresholds 0 to b - 1."""
@@ -673,6 +852,13 @@ class _SensitivitySpecificity(Metric):
         tp, fp = tp_fp.astype(np.float32)
         pos, neg = above[:, 0].astype(np.float32)
         return tp, fp, neg - fp, pos - tp
+
+    def _keras_state(self):
+        state = getattr(self, "_state", None)
+        counts = ([np.zeros(self.num_thresholds)] * 4 if state is None else
+                  self._confusion(state[0]))
+        return list(zip(("true_positives", "false_positives", "true_negatives",
+                         "false_negatives"), counts))
 
     @staticmethod
     def _ratio(a, b):  # divide_no_nan
@@ -748,20 +934,14 @@ class MeanMetricWrapper(serialization.FunctionWrapper, Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         values = np.asarray(self.call(np.asarray(y_true, np.float32),
                                       np.asarray(y_pred, np.float32)), np.float64)
+        if values.ndim == 0 and sample_weight is not None:
+            # one value for the whole batch (an R² over it): Keras's Mean counts it once
+            raise ValueError(f"Metric {self.name!r} gives one value for the whole batch, "
+                             "which sample weights cannot weigh. Received: sample_weight")
+        total, count = _samplewise_sums(values, sample_weight, np.mean)
         state = getattr(self, "_state", None) or [np.zeros(1), 0.0, 1]
-        if values.ndim == 0:  # one value a batch (an R² over it): Keras's Mean counts it once
-            if sample_weight is not None:
-                raise ValueError(f"Metric {self.name!r} gives one value for the whole batch, "
-                                 "which sample weights cannot weigh. Received: sample_weight")
-            state[0] = state[0] + float(values)
-            state[1] += 1.0
-            self._state = state
-            return
-        per = values.reshape(len(values), -1).mean(axis=1)
-        w = (np.ones(len(per)) if sample_weight is None else
-             _per_sample_weights(sample_weight, per.shape).astype(np.float64))
-        state[0] = state[0] + np.sum(per * w)
-        state[1] += float(np.sum(w))
+        state[0] = state[0] + total
+        state[1] += count
         self._state = state
 
     def result(self):
@@ -874,33 +1054,15 @@ class _Reduction(Metric):
     def update_state(self, values, sample_weight=None):
         """Keras's reduce_to_samplewise_values: each sample's values reduced (mean or sum)
         to one, weighted by its weight (weights over trailing axes reduced the same way)."""
-        values = _float_array(values, "values").astype(np.float64)
-        reduce = np.mean if self._mean else np.sum
-        w = None
-        if sample_weight is not None:
-            w = _float_array(sample_weight, "sample_weight").astype(np.float64)
-            if values.ndim == w.ndim + 1 and values.shape[-1] == 1:
-                values = values[..., 0]
-            elif w.ndim == values.ndim + 1 and w.shape[-1] == 1:
-                w = w[..., 0]
-            if values.ndim > w.ndim:
-                values = reduce(values, axis=tuple(range(w.ndim, values.ndim)))
-            try:
-                w = np.broadcast_to(w, values.shape)
-            except ValueError:
-                raise ValueError(f"`sample_weight` must broadcast to the values' shape "
-                                 f"{values.shape}. Received: sample_weight with shape "
-                                 f"{np.shape(sample_weight)}") from None
-            values = values * w
-            if w.ndim > 1:
-                w = reduce(w, axis=tuple(range(1, w.ndim)))
-        if values.ndim > 1:
-            values = reduce(values, axis=tuple(range(1, values.ndim)))
+        values = _float_array(values, "values")
+        total, count = _samplewise_sums(values, sample_weight,
+                                        np.mean if self._mean else np.sum)
+        old_total, old_count = getattr(self, "_state", None) or (0.0, 0.0)
+        self._state = (old_total + total, old_count + count)
+
+    def _keras_state(self):
         total, count = getattr(self, "_state", None) or (0.0, 0.0)
-        total += float(np.sum(values))
-        count += (float(np.sum(w)) if w is not None else
-                  values.shape[0] if values.ndim >= 1 else 1)
-        self._state = (total, count)
+        return [("total", total), ("count", count)] if self._mean else [("total", total)]
 
     def result(self):
         total, count = getattr(self, "_state", None) or (0.0, 0.0)
@@ -1112,6 +1274,17 @@ class R2Score(Metric):
                              f"Received: an output of rank {y_pred_ndim}")
         return [(True, _R2_SUMS, 0.0, 0)]
 
+    def _keras_state(self):
+        """Keras's num_samples (every value), then, made by the first update, each column's
+        squared_sum, sum, residual and count."""
+        state = getattr(self, "_state", None)
+        if state is None:
+            return [("num_samples", 0.0)]
+        sums, _, c, rows = state
+        total_y, squares, residual, count = np.asarray(sums[:4 * c], np.float64).reshape(4, c)
+        return [("num_samples", rows * c), ("squared_sum", squares), ("sum", total_y),
+                ("residual", residual), ("count", count)]
+
     def _result(self, sums, rows, columns):
         """Keras's R2Score.result() from each column's sums (float64)."""
         c = columns
@@ -1170,6 +1343,17 @@ class FBetaScore(Metric):
             raise ValueError(f"{type(self).__name__} expects 2D inputs with shape (batch_size, "
                              f"output_dim). Received: an output of rank {y_pred_ndim}")
         return [(True, _F_SCORE_SUMS, self.threshold or 0.0, 0)]
+
+    def _keras_state(self):
+        """Keras's true_positives, false_positives, false_negatives and intermediate_weights
+        (the weighted count of each class's targets), made by the first update."""
+        state = getattr(self, "_state", None)
+        if state is None:
+            return []
+        c = state[2]
+        return list(zip(("true_positives", "false_positives", "false_negatives",
+                         "intermediate_weights"),
+                        np.asarray(state[0][:4 * c], np.float64).reshape(4, c)))
 
     def _result(self, sums, rows, columns):
         """Keras's FBetaScore.result() from each class's counts (float64)."""
@@ -1255,6 +1439,13 @@ class SparseCategoricalCrossentropy(_CrossentropyMetric):
     def _result(self, sums, rows, columns):
         total, count = float(sums[0]), float(sums[1])
         return total / count if count != 0 else 0.0
+
+    def _keras_state(self):
+        if self.ignore_class is None:
+            return super()._keras_state()
+        state = getattr(self, "_state", None)
+        return [("total", 0.0 if state is None else float(state[0][0])),
+                ("count", 0.0 if state is None else float(state[0][1]))]
 
     def get_config(self):
         return {**super().get_config(), "ignore_class": self.ignore_class}
