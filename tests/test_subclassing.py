@@ -1169,3 +1169,27 @@ def test_a_layer_of_ones_own_called_with_several_tensors():
                                x0 / (1.0 + np.exp(-x)), rtol=1e-6)
     with pytest.raises(TypeError, match="Received"):
         Gate()(a, context=b, other=3)
+
+
+def test_a_layer_of_ones_own_called_on_a_dict_of_tensors(tmp_path):
+    # The structured-data example's Classifier(features): call() reads its inputs by name;
+    # build gets the dict of their shapes; a registered one is saved as its sublayers' calls
+    @densitron.saving.register_keras_serializable(package="tests_dict")
+    class Classifier(L.Layer):
+        def build(self, input_shape):
+            self.shapes = input_shape
+            self.dense = L.Dense(1, kernel_initializer="ones")
+
+        def call(self, inputs):
+            return self.dense(L.Concatenate()([inputs["a"], inputs["b"]]))
+
+    feats = {"a": L.Input((1,), name="a"), "b": L.Input((2,), name="b")}
+    layer = Classifier()
+    model = Model(feats, layer(feats))
+    assert layer.shapes == {"a": (None, 1), "b": (None, 2)}
+    data = {"a": np.ones((2, 1), np.float32), "b": np.full((2, 2), 2.0, np.float32)}
+    np.testing.assert_allclose(model.predict(data, verbose=0), [[5.0], [5.0]])
+    path = str(tmp_path / "dict.keras")
+    model.save(path)
+    np.testing.assert_allclose(densitron.models.load_model(path).predict(data, verbose=0),
+                               [[5.0], [5.0]])

@@ -255,6 +255,7 @@ class CompositeCall:
         self.inputs = list(inputs)
         self.outputs = []
         self.is_list, self.positional = is_list, positional  # (how it was called)
+        self.keys = None  # (the keys of a dict it was called on)
 
 
 # The composite layers' calls being traced now (outermost first).
@@ -775,6 +776,11 @@ class Layer:
                 f"Received: args={args}, kwargs={kwargs}"
             )
         flat = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if isinstance(inputs, dict) and _composite(self) and inputs and all(
+                isinstance(t, KerasTensor) for t in inputs.values()):
+            # (a layer of one's own given a dict of tensors: the structured-data example's
+            # Classifier(features), its call() reading them by name)
+            flat = list(inputs.values())
         if getattr(self, "input_spec", None) is not None:  # a custom layer's (Keras's InputSpec)
             from densitron.layers.input_spec import assert_input_compatibility
 
@@ -832,12 +838,15 @@ class Layer:
         if not self.built:
             if positional:
                 _build_for_call(self, shapes)
+            elif isinstance(inputs, dict):  # (Keras's build: the dict of their shapes)
+                self.build({k: t.shape for k, t in inputs.items()})
             else:
                 self.build(shapes if isinstance(inputs, (list, tuple)) else shapes[0])
             self.built = True
 
         record = CompositeCall(self, flat, isinstance(inputs, (list, tuple)) and not positional,
                                positional)
+        record.keys = list(inputs) if isinstance(inputs, dict) else None
         _COMPOSITE_CALLS.append(record)
         try:
             out = traced_call(self, inputs, positional)

@@ -100,7 +100,9 @@ def outer_call(node, saved_only=False):
     """The outermost composite layer's call (CompositeCall) that made this call, or None; with
     `saved_only`, of those that files keep as themselves (registered classes)."""
     for record in node.within:
-        if not saved_only or _saved_as_itself(record.layer):
+        # (a call on a dict of tensors is kept as its sublayers' calls: files name a call's
+        # inputs as a list)
+        if not saved_only or (_saved_as_itself(record.layer) and record.keys is None):
             return record
     return None
 
