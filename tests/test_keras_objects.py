@@ -242,3 +242,64 @@ def test_module_deserialize_reads_keras(keras):
         keras.activations.gelu)) is activations.gelu
     assert regularizers.deserialize(keras.saving.serialize_keras_object(
         keras.regularizers.L1(0.2))).l1 == pytest.approx(0.2)
+
+
+_W = np.array([[3.0, -4.0, 0.5], [0.0, 1.0, -2.0]], np.float32)
+
+
+def _col_norms(w, axis):
+    return np.sqrt(np.sum(np.asarray(w, np.float64) ** 2, axis=axis, keepdims=True))
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_constraints_called_on_arrays_give_kerass_values(axis):
+    eps = 1e-7  # Keras's backend.epsilon()
+    norms = _col_norms(_W, axis)
+    cases = [
+        (constraints.MaxNorm(1.0, axis=axis), _W * np.clip(norms, 0, 1.0) / (eps + norms)),
+        (constraints.MinMaxNorm(1.0, 2.0, rate=0.5, axis=axis),
+         _W * (0.5 * np.clip(norms, 1.0, 2.0) + 0.5 * norms) / (eps + norms)),
+        (constraints.UnitNorm(axis=axis), _W / (eps + norms)),
+        (constraints.NonNeg(), np.maximum(_W, 0.0)),
+    ]
+    for constraint, want in cases:
+        out = constraint(_W)
+        assert isinstance(out, np.ndarray) and out.dtype == np.float32
+        np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(constraint(_W.tolist()), want, rtol=1e-6, atol=1e-7)
+    assert constraints.MaxNorm(2.0, axis=axis).get_config()["axis"] == axis
+    np.testing.assert_allclose(constraints.get("max_norm")(np.array([3.0, 4.0])), [1.2, 1.6],
+                               rtol=1e-6)
+
+
+def test_constraint_call_refuses_an_axis_the_array_lacks():
+    with pytest.raises(ValueError, match=r"out of bounds.*Received: w with shape \(2,\)"):
+        constraints.UnitNorm(axis=1)(np.array([3.0, 4.0]))
+    w = np.arange(24, dtype=np.float32).reshape(2, 3, 4) - 10  # Keras's axis: the array's own
+    np.testing.assert_allclose(constraints.UnitNorm(axis=-1)(w),
+                               w / (1e-7 + _col_norms(w, -1)), rtol=1e-6)
+
+
+def test_a_constrained_kernel_is_its_constraint_applied():
+    model = densitron.Sequential([layers.Input((3,)), layers.Dense(
+        2, kernel_initializer="ones", kernel_constraint=constraints.MaxNorm(0.5))])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(np.ones((4, 3), np.float32), np.ones((4, 2), np.float32), verbose=0)
+    kernel = model.get_weights()[0]
+    np.testing.assert_allclose(constraints.MaxNorm(0.5)(kernel), kernel, rtol=1e-5)
+    np.testing.assert_allclose(_col_norms(kernel, 0), 0.5, rtol=1e-5)
+
+
+def test_regularizers_called_on_arrays_and_kerass_names():
+    penalty = regularizers.L1L2(l1=0.01, l2=0.02)(_W)
+    assert isinstance(penalty, np.float32)
+    assert penalty == pytest.approx(0.01 * np.abs(_W).sum() + 0.02 * np.square(_W).sum())
+    assert regularizers.L2(0.01)(_W.tolist()) == pytest.approx(0.01 * np.square(_W).sum())
+    # Keras 3's strings: class names and their snake case ('l1l2'); no 'l1_l2'
+    reg = regularizers.get("l1l2")
+    assert type(reg) is regularizers.L1L2 and (reg.l1, reg.l2) == (0.0, 0.0)
+    assert type(layers.Dense(2, kernel_regularizer="L1L2").kernel_regularizer) is \
+        regularizers.L1L2
+    with pytest.raises(ValueError, match=r"no 'l1_l2' name.*Received: regularizer='l1_l2'"):
+        layers.Dense(2, kernel_regularizer="l1_l2")
+    assert regularizers.l1_l2 is regularizers.L1L2

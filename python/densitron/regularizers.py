@@ -11,8 +11,13 @@ class Regularizer:
     l2 = 0.0
 
     def __call__(self, x):
-        x = np.asarray(x, dtype=np.float64)
-        return self.l1 * np.abs(x).sum() + self.l2 * np.square(x).sum()
+        """The penalty of the weights `x` (a float32 scalar): l1·Σ|x| + l2·Σx²."""
+        try:
+            x = np.asarray(x, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"A regularizer is called on an array of numbers. Received: "
+                            f"x={x!r}") from None
+        return np.float32(self.l1 * np.abs(x).sum() + self.l2 * np.square(x).sum())
 
     def get_config(self):
         return {}
@@ -62,7 +67,9 @@ class L1L2(Regularizer):
 l1 = L1
 l2 = L2
 l1_l2 = L1L2
-_BY_NAME = {"l1": L1, "l2": L2, "l1_l2": L1L2, "L1": L1, "L2": L2, "L1L2": L1L2}
+# Keras 3's names: the class names and their snake case ('l1l2', L1L2 with zeros: Keras 3
+# has no 'l1_l2' string, Keras 2's L1L2(l1=0.01, l2=0.01))
+_BY_NAME = {"l1": L1, "l2": L2, "l1l2": L1L2, "L1": L1, "L2": L2, "L1L2": L1L2}
 
 
 def serialize(regularizer):
@@ -74,8 +81,13 @@ def deserialize(config, custom_objects=None):
 
 
 def get(identifier):
+    if identifier == "l1_l2":
+        raise ValueError(
+            "Could not interpret regularizer identifier: Keras 3 has no 'l1_l2' name (Keras "
+            "2's L1L2(l1=0.01, l2=0.01)); pass densitron.regularizers.L1L2(l1=0.01, l2=0.01), "
+            "or 'l1l2' for L1L2 with zeros. Received: regularizer='l1_l2'")
     reg = serialization.get(identifier, Regularizer, _BY_NAME, "regularizer",
-                            "l1, l2 and l1_l2 (names or densitron.regularizers objects)")
+                            "'l1', 'l2' and 'l1l2' (names or densitron.regularizers objects)")
     if reg is not None and type(reg).__call__ is not Regularizer.__call__:
         # a subclass of the user's computing its own penalty: the engine has only l1 and l2
         raise ValueError(
