@@ -17,15 +17,106 @@ def assign_value(value, shape, path):
     return value
 
 
+_AGGREGATIONS = (None, "none", "mean", "sum", "only_first_replica")
+_SYNCHRONIZATIONS = (None, "none", "on_read", "on_write", "auto")
+
+
+def _float_dtype(dtype):
+    """Checks Keras's `dtype` argument: None or a float dtype (the variable is float32 all the
+    same, its values converted); a ValueError for any other."""
+    if dtype is None:
+        return
+    name = getattr(dtype, "name", dtype)
+    try:
+        kind = "f" if name == "bfloat16" else np.dtype(name).kind
+    except (TypeError, ValueError):
+        kind = None
+    if kind != "f":
+        raise ValueError("densitron's variables hold float32 values (other float dtypes are "
+                         "converted): `dtype` must be a float dtype. "
+                         f"Received: dtype={dtype!r}")
+
+
+def _shape_arg(shape):
+    """Keras's `shape` argument as a tuple of non-negative integers, or a ValueError."""
+    try:
+        dims = tuple(shape)
+        if all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0
+               for d in dims):
+            return tuple(int(d) for d in dims)
+    except TypeError:
+        pass
+    raise ValueError("`shape` must be a tuple of non-negative integers. "
+                     f"Received: shape={shape!r}")
+
+
 class Variable:
-    def __init__(self, value, name, trainable=True, path=None, regularizer=None,
-                 constraint=None):
-        self._value = np.array(value, dtype=np.float32, order="C", copy=True)
+    """Keras's Variable(initializer, shape=None, dtype=None, trainable=True, autocast=True,
+    aggregation="none", synchronization="auto", name=None): its initial value is an array (or
+    number, or list), or an initializer (a name, an object or a function of (shape, dtype))
+    called with `shape`. Its values are float32: a float `dtype` is taken (and its values
+    converted), another refused; integer or boolean arrays are converted too (Keras would keep
+    their dtype). path, regularizer and constraint (keywords) are densitron's: a layer's
+    weight's. (The old form Variable(value, name, trainable) still works.)"""
+
+    def __init__(self, initializer, shape=None, dtype=None, trainable=True, autocast=True,
+                 aggregation="none", synchronization="auto", name=None, *, path=None,
+                 regularizer=None, constraint=None):
+        if isinstance(shape, str) and name is None:  # Variable(value, name[, trainable])
+            shape, name = None, shape
+            if isinstance(dtype, bool):
+                dtype, trainable = None, dtype
+        if name is None:
+            from densitron.utils.naming import uniquify
+
+            name = uniquify("variable")
+        # (a layer's weights give their path apart: MultiHeadAttention's "query/kernel")
+        if not isinstance(name, str) or ("/" in name and path is None):
+            raise ValueError("Argument `name` must be a string and cannot contain character "
+                             f"`/`. Received: name={name!r}")
+        if aggregation not in _AGGREGATIONS:
+            raise ValueError("Invalid value for argument `aggregation`. Expected one of "
+                             f"{list(_AGGREGATIONS)}. Received: aggregation={aggregation!r}")
+        if synchronization not in _SYNCHRONIZATIONS:
+            raise ValueError("Invalid value for argument `synchronization`. Expected one of "
+                             f"{list(_SYNCHRONIZATIONS)}. "
+                             f"Received: synchronization={synchronization!r}")
+        _float_dtype(dtype)
+        self._value = self._initial_value(initializer, shape)
         self.name = name
         self.path = path or name
-        self.trainable = trainable
+        self.trainable = bool(trainable)
+        self.aggregation = aggregation or "none"
+        self.synchronization = synchronization or "none"
+        self._autocast = bool(autocast)
         self.regularizer = regularizer
         self.constraint = constraint
+
+    @staticmethod
+    def _initial_value(initializer, shape):
+        """The variable's float32 buffer (C order, its own) from `initializer` and `shape`."""
+        if isinstance(initializer, str):
+            from densitron import initializers
+
+            initializer = initializers.get(initializer)
+        if callable(initializer):
+            if shape is None:
+                raise ValueError("When creating a Variable from an initializer, the `shape` "
+                                 f"argument should be specified. Received: "
+                                 f"initializer={initializer!r} and shape=None")
+            shape = _shape_arg(shape)
+            value = initializer(shape, dtype="float32")
+        else:
+            value = initializer
+        try:
+            value = np.array(value, dtype=np.float32, order="C", copy=True)
+        except (TypeError, ValueError):
+            raise TypeError("A Variable's initial value must be an array of numbers or an "
+                            f"initializer. Received: initializer={initializer!r}") from None
+        if shape is not None and value.shape != _shape_arg(shape):
+            raise ValueError(f"`shape` must be the initial value's shape {value.shape}. "
+                             f"Received: shape={shape!r}")
+        return value
 
     def engine_spec(self):
         """(array, rows, cols, l1, l2, constraint kind, min, max, rate, axis) for the engine."""
