@@ -149,3 +149,28 @@ def test_a_list_of_one_array_is_the_one_input_and_output():
         assert model.predict([[0.5] * 5], verbose=0).shape == (1, 2)
     with pytest.raises(ValueError, match="expected shape"):
         model.predict([x, x], verbose=0)
+
+
+def test_scalar_features_of_input_shape_empty():
+    # keras.io's Wide & Deep / structured-data inputs: Input(shape=()) is one value a sample
+    # (ids for an Embedding or CategoryEncoding, a number reshaped to a column), fed 1-D data
+    ids = np.array([0, 3, 1, 4, 2, 3], np.int64)
+    num = np.linspace(-1.0, 1.0, 6).astype(np.float32)
+    cat = densitron.Input(shape=(), name="cat", dtype="int32")
+    val = densitron.Input(shape=(), name="num")
+    assert cat.shape == (None,) and cat.dtype == "int32" and val.dtype == "float32"
+    onehot = densitron.layers.CategoryEncoding(5, output_mode="one_hot")(cat)
+    column = densitron.layers.Reshape((1,))(val)
+    assert onehot.shape == (None, 5)
+    model = densitron.Model({"cat": cat, "num": val},
+                            densitron.layers.Concatenate()([onehot, column]))
+    out = model.predict({"cat": ids, "num": num}, verbose=0)
+    np.testing.assert_array_equal(out[:, :5], np.eye(5)[ids])
+    np.testing.assert_allclose(out[:, 5], num)
+    norm = densitron.layers.Normalization(axis=None)
+    norm.adapt(num)
+    np.testing.assert_allclose(norm(num), (num - num.mean()) / num.std(), rtol=1e-5)
+    emb = densitron.layers.Embedding(5, 2)
+    assert emb(ids).shape == (6, 2)
+    with pytest.raises(ValueError, match="min_ndim=2.*Received"):
+        densitron.layers.Dense(2)(val)

@@ -77,10 +77,7 @@ def _check_shape(shape):
                 "Argument `shape` must be a tuple of positive integers (densitron needs every "
                 f"feature dimension known). Received: shape={shape!r}"
             )
-    if len(shape) < 1:
-        raise ValueError("`shape` must have at least one dimension besides the batch, e.g. "
-                         f"shape=(784,). Received: shape={shape!r}")
-    return shape
+    return shape  # (shape=(): one value a sample, Keras's scalar feature)
 
 
 def Input(shape=None, batch_size=None, dtype=None, sparse=None, ragged=None, name=None,
@@ -95,4 +92,6 @@ def Input(shape=None, batch_size=None, dtype=None, sparse=None, ragged=None, nam
                          f"Received: dtype={dtype!r}")
     layer = InputLayer(shape=shape, batch_size=batch_size, sparse=sparse, ragged=ragged,
                        name=name, **kwargs)
+    if dtype is not None:  # (the data's dtype, as Keras's tensor tells it; the engine reads
+        layer.output.dtype = str(dtype)  # every input as float32)
     return layer.output

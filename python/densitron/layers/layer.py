@@ -939,11 +939,11 @@ class Layer:
 
         flat = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         arrays = [np.asarray(t, dtype=np.float32) for t in flat]
-        for a in arrays:
-            if a.ndim < 2:
+        for a in arrays:  # ((batch,): one value a sample, as Input(shape=()))
+            if a.ndim < 1:
                 raise ValueError(
-                    f"Layer {self.name} expects inputs with a batch axis (batch, features, ...) "
-                    f"when called on arrays. Received: input with shape {a.shape}"
+                    f"Layer {self.name} expects inputs with a batch axis (batch, ...) when "
+                    f"called on arrays. Received: input with shape {a.shape}"
                 )
         key = (positional, *(a.shape[1:] for a in arrays))
         model = self._eager_models.get(key)

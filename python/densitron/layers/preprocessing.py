@@ -17,10 +17,10 @@ def _feature_axis(layer, axis, input_shape):
     """The number of features the layer keeps statistics for: the last axis's size (axis -1 or
     the last index), or 1 (axis None: one mean and variance for every value)."""
     rank = len(input_shape)
-    if rank < 2:
-        raise ValueError(f"Layer \"{layer.name}\" expects inputs of rank >= 2 (a batch axis "
-                         f"first). Received: input_shape={tuple(input_shape)}")
-    if axis == ():
+    if rank < 1 or (rank < 2 and axis not in ((), (-1,), (0,))):
+        raise ValueError(f"Layer \"{layer.name}\" expects inputs with a batch axis first. "
+                         f"Received: input_shape={tuple(input_shape)}")
+    if axis == () or rank == 1:  # (a scalar feature: one mean and variance)
         return 1
     if len(axis) != 1 or not -rank < axis[0] < rank or axis[0] % rank == 0:
         raise ValueError(f"densitron's {type(layer).__name__} keeps statistics for one axis "
@@ -269,6 +269,8 @@ _ENCODINGS = {"one_hot": 0, "multi_hot": 1, "count": 2}
 
 def _encoded_shape(input_shape, mode, depth):
     """Keras's CategoryEncoding output shape for a batched input."""
+    if len(input_shape) == 1:  # (a scalar feature: one id a sample)
+        return (input_shape[0], depth)
     if mode == "one_hot":
         if input_shape[-1] == 1 and len(input_shape) > 2:
             return (*input_shape[:-1], depth)
@@ -308,8 +310,12 @@ class CategoryEncoding(Layer):
     def compute_output_shape(self, input_shape):
         return _encoded_shape(tuple(input_shape), self.output_mode, self.num_tokens)
 
+    def _check_inputs(self, input_shape):
+        self._check_single(input_shape, min_rank=1)  # (Input(shape=()): one id a sample)
+
     def _engine_node(self, node, param_index):
-        k = int(node.inputs[0].shape[-1])
+        shape = node.inputs[0].shape
+        k = int(shape[-1]) if len(shape) > 1 else 1
         return engine_node(_CATEGORIZE, node,
                            iattrs=[self.num_tokens, k, _ENCODINGS[self.output_mode]])
 
