@@ -110,12 +110,44 @@ def test_the_bar_follows_the_users_callbacks(capsys):
     assert list(history.history) == list(model.history.history)
 
 
-def test_terminate_on_nan_stops_without_batch_by_batch_runs():
-    model, x, y = model_and_data(lr=1e30)
+def _diverging_regression():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    model = densitron.Sequential([Input((4,)), Dense(1, kernel_initializer="ones")])
+    model.compile(optimizer=optimizers.SGD(10.0), loss="mse")
+    return model, x, x.sum(1, keepdims=True) * 100
+
+
+def test_terminate_on_nan_stops_after_the_first_nan_batch(capsys):
+    # Keras's: training ends after the batch whose loss is NaN or inf, not later in the epoch
+    seen = []
+
+    def stop_at_nan(batch, logs):  # the same rule, written out
+        seen.append(batch)
+        if not math.isfinite(logs["loss"]):
+            reference.stop_training = True
+
+    reference, x, y = _diverging_regression()
+    want = reference.fit(x, y, epochs=10, batch_size=16, shuffle=False, verbose=0,
+                         callbacks=[callbacks.LambdaCallback(on_train_batch_end=stop_at_nan)])
+    assert len(want.history["loss"]) < 10 and seen[-1] < 3  # (stopped inside an epoch)
+    capsys.readouterr()
+
+    model, x, y = _diverging_regression()
     t = callbacks.TerminateOnNaN()
-    assert not t._wants_batches()
-    h = model.fit(x, y, epochs=5, batch_size=8, verbose=0, callbacks=[t])
-    assert len(h.history["loss"]) == 1 and not math.isfinite(h.history["loss"][0])
+    assert t._wants_batches()
+    h = model.fit(x, y, epochs=10, batch_size=16, shuffle=False, verbose=0, callbacks=[t])
+    assert len(h.history["loss"]) == len(want.history["loss"])
+    np.testing.assert_array_equal(model.get_weights()[0], reference.get_weights()[0])
+    assert capsys.readouterr().out == f"Batch {seen[-1]}: Invalid loss, terminating training\n"
+
+    model, x, y = _diverging_regression()
+    with pytest.raises(RuntimeError, match=f"NaN or Inf loss encountered at batch {seen[-1]}"):
+        model.fit(x, y, epochs=10, batch_size=16, shuffle=False, verbose=0,
+                  callbacks=[callbacks.TerminateOnNaN(raise_error=True)])
+    np.testing.assert_array_equal(model.get_weights()[0], reference.get_weights()[0])
+    with pytest.raises(TypeError, match="Received: raise_error='yes'"):
+        callbacks.TerminateOnNaN(raise_error="yes")
 
 
 def test_lambda_callback_batch_hooks_run_per_batch():
