@@ -95,7 +95,7 @@ def test_metric_functions_give_per_sample_values_and_compile_as_their_metric():
                   metrics=[metrics.categorical_accuracy, metrics.mean_squared_error])
     y = np.eye(3, dtype=np.float32)[[1, 0]]
     logs = model.evaluate(p, y, verbose=0, return_dict=True)
-    assert list(logs) == ["loss", "categorical_accuracy", "mean_squared_error"]
+    assert list(logs) == ["categorical_accuracy", "loss", "mean_squared_error"]  # (sorted)
     np.testing.assert_allclose(logs["mean_squared_error"],
                                ((model.predict(p, verbose=0) - y) ** 2).mean(), rtol=1e-5)
     with pytest.raises(ValueError, match="Received"):  # NumPy math on a tensor: refused

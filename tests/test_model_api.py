@@ -164,13 +164,32 @@ def test_epoch_metrics_are_sample_weighted_means():
     assert h.history["loss"][0] == pytest.approx(np.dot(losses, sizes) / 50, rel=1e-6)
 
 
+def test_logs_in_keras_order():
+    # Keras 3: logs (history, evaluate's dict) sorted by name, the validation ones after; the
+    # evaluate list of a model of several outputs: loss, the outputs' losses, then the metrics
+    # sorted by name (their unpacking order)
+    x, y = toy()
+    h = toy_model().fit(x, y, epochs=1, verbose=0, validation_split=0.25)
+    assert list(h.history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
+    inp = Input((x.shape[1],))
+    hidden = Dense(4, activation="tanh")(inp)
+    model = Model(inp, [Dense(1, name="price")(hidden),
+                        Dense(3, activation="softmax", name="category")(hidden)])
+    model.compile("sgd", ["mse", "categorical_crossentropy"], metrics=[["mae"], ["accuracy"]])
+    logs = model.evaluate(x, [x[:, :1], y], verbose=0, return_dict=True)
+    names = ["loss", "price_loss", "category_loss", "category_accuracy", "price_mae"]
+    assert model.metrics_names == names and list(logs) == sorted(names)
+    assert model.evaluate(x, [x[:, :1], y], verbose=0) == [logs[k] for k in names]
+
+
 def test_evaluate_and_predict_return_shapes():
     x, y = toy()
     model = toy_model()
     loss, acc = model.evaluate(x, y, verbose=0)
     assert 0 <= acc <= 1 and loss > 0
     d = model.evaluate(x, y, verbose=0, return_dict=True)
-    assert list(d) == ["loss", "accuracy"] and d["loss"] == pytest.approx(loss)
+    # (Keras 3's logs come sorted by name; the list is loss first, then the metrics)
+    assert list(d) == ["accuracy", "loss"] and d["loss"] == pytest.approx(loss)
     p = model.predict(x, batch_size=7, verbose=0)
     assert p.shape == (64, 3) and p.dtype == np.float32
     np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)

@@ -461,6 +461,8 @@ class Trainer:
             mean = float(s / total) if total != 0 else 0.0
             logs[name] = (math.sqrt(mean) if post == "sqrt" else 0.0 - mean if post == "neg"
                           else mean)  # (0.0 - mean: no -0.0 for a mean of 0)
+        # (Keras 3's logs come sorted by name: history.history's keys too)
+        logs = self._latest_logs = dict(sorted(logs.items()))
         return logs
 
     @property
@@ -473,9 +475,11 @@ class Trainer:
         if logs is None:
             return ["loss"] if self.compiled else []
         names = ["loss"]
-        if len(self._output_names) > 1:
-            names += [f"{name}_loss" for name in self._output_names]
-        return names + [entry[0] for entry in logs]
+        metrics = [entry[0] for entry in logs]
+        if len(self._output_names) > 1:  # (Keras's order: the outputs' losses, then the
+            names += [f"{name}_loss" for name in self._output_names]  # metrics by name)
+            metrics.sort()
+        return names + metrics
 
     @property
     def metrics(self):
@@ -1089,11 +1093,13 @@ class Trainer:
                              f"{type(x).__name__}")
         return self.predict(x, verbose=0)
 
-    @staticmethod
-    def _batch_result(logs, return_dict):
+    def _batch_result(self, logs, return_dict):
+        """evaluate's (train_on_batch's...) result: the logs as Keras 3 gives them, a dict by
+        name in sorted order, or a list in metrics_names's order (loss first)."""
         if return_dict:
-            return logs
-        values = [logs["loss"]] + [logs[k] for k in logs if k != "loss"]
+            return dict(sorted(logs.items()))
+        names = [k for k in self.metrics_names if k in logs]
+        values = [logs[k] for k in names] + [logs[k] for k in sorted(logs) if k not in names]
         return values[0] if len(values) == 1 else values
 
 
