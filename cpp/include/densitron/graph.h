@@ -334,6 +334,10 @@ class Graph {
     optimizer_.schedule.values = std::move(values);
   }
   float learning_rate() const { return optimizer_.learning_rate; }
+  // Training stops after the first batch whose loss is not finite (Keras's TerminateOnNaN),
+  // the batches a call ran then telling where.
+  void set_stop_on_nonfinite_loss(bool stop) { stop_on_nonfinite_ = stop; }
+  int64_t last_batches_run() const { return last_batches_run_; }
   int64_t iterations() const { return iterations_; }  // steps taken (accumulating ones too)
   void set_iterations(int64_t it) { iterations_ = it; }
   // The optimizer's state: slot s (optimizer_slot_count of them, in the kernels' order) of
@@ -581,6 +585,8 @@ class Graph {
   std::vector<bool> sparse_direct_;
   // predict with the noise layers active (training_forward) and the calls so far that did.
   bool training_forward_ = false;
+  bool stop_on_nonfinite_ = false;
+  int64_t last_batches_run_ = 0;
   int64_t noisy_predicts_ = 0;
   // A noise node drawing in every run, training or not (densitron.random.normal in a call()):
   // runs outside training then take fresh keys as a noisy predict does.

@@ -1810,6 +1810,9 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   window_end_.store(0);
 
   int64_t stop_code = -1;
+  int64_t batches_run = 0;
+  std::atomic<bool> nonfinite{false};  // (set by thread 0 after a batch, read after a barrier)
+  const bool stop_nonfinite = stop_on_nonfinite_ && mode == Mode::kTrain;
   auto body = [&](int ith, int nth) {
     int64_t windows = 0;
     int sense = 0;
@@ -1852,6 +1855,8 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
         if (ith == 0) stop_code = nan_code;
         break;
       }
+      // the batch before made the loss NaN or infinite (written before begin_batch's barrier)
+      if (stop_nonfinite && nonfinite.load(std::memory_order_relaxed)) break;
       // The loss runs on thread 0: with a solo last node before it and a solo first backward
       // node after it, no barrier separates them.
       forward(st, mode != Mode::kPredict && loss_solo_);
@@ -1904,6 +1909,9 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
         double reg = 0.0;
         for (int k = 0; k < nth; ++k) reg += reg_share[k];
         t.loss_sum += reg * static_cast<double>(st.batch);
+        ++batches_run;
+        if (stop_nonfinite && !std::isfinite(t.loss_sum))
+          nonfinite.store(true, std::memory_order_relaxed);
       }
     }
   };
@@ -1920,6 +1928,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
       body(omp_get_thread_num(), omp_get_num_threads());
     }
   }
+  if (mode == Mode::kTrain) last_batches_run_ = batches_run;
   if (stop_code >= 0) {
     const int64_t inputs = static_cast<int64_t>(inputs_.size());
     t.nan_input = static_cast<int>(stop_code % inputs);

@@ -185,10 +185,13 @@ class LearningRateScheduler(Callback):
 
 
 class TerminateOnNaN(Callback):
-    """Stops training after the first batch whose loss is NaN or infinite, as Keras's: fit runs
-    batch by batch for it (the engine's groups of batches would train on past that batch);
-    with `raise_error=True` a RuntimeError ends training at once instead, without the other
-    callbacks' on_train_end."""
+    """Stops training after the first batch whose loss is NaN or infinite, as Keras's: the
+    engine's runs of batches stop after that batch for it (_stops_on_nan), so fit need not
+    run batch by batch; with `raise_error=True` a RuntimeError ends training at once instead,
+    without the other callbacks' on_train_end."""
+
+    _chunked_batches_ok = True
+    _stops_on_nan = True
 
     def __init__(self, raise_error=False):
         super().__init__()

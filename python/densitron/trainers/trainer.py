@@ -608,6 +608,8 @@ class Trainer:
         steps = steps_per_epoch or pass_batches
         cb, history = self._callback_list(callbacks, verbose, epochs, steps)
         per_batch = cb.wants_batches()
+        # (TerminateOnNaN: each run of batches ends after one whose loss is not finite)
+        stops_on_nan = any(getattr(c, "_stops_on_nan", False) for c in cb.callbacks)
         if profile:
             self._graph.reset_profile()
             self._graph.set_profiling(True)
@@ -632,6 +634,7 @@ class Trainer:
                     perm = _core._permutation(rows, int(global_generator().integers(2**63)))
             limit = min(steps, pass_batches - pass_done)
             done, logs = 0, {}
+            self._graph.stop_on_nonfinite_loss = stops_on_nan
             while done < limit:
                 n = 1 if per_batch else min(chunk, limit - done)
                 if per_batch:
@@ -643,6 +646,8 @@ class Trainer:
                 elapsed = time.perf_counter() - t0
                 if nan is not None:
                     raise data_mod.engine_nan_error(xs, nan)
+                if stops_on_nan:  # (the run stopped after a batch of NaN or infinite loss)
+                    n = self._graph.last_batches_run
                 done += n
                 logs = self._logs_from_totals(*totals)  # the epoch's running totals
                 cb.on_train_batch_end(done - 1, logs)
