@@ -428,7 +428,10 @@ def test_clone_model_rebuilds_with_fresh_weights():
     seq = Sequential([layers.Input(shape=(3,)), layers.Dense(2)])
     assert isinstance(densitron.models.clone_model(seq), Sequential)
     with pytest.raises(ValueError, match="Received: clone_function="):
-        densitron.models.clone_model(model, clone_function=lambda layer: layer)
+        densitron.models.clone_model(model, clone_function="copy")
+    # (a clone_function giving the layers themselves: a model sharing their weights)
+    shared = densitron.models.clone_model(model, clone_function=lambda layer: layer)
+    assert shared.layers[1] is model.layers[1]
     with pytest.raises(ValueError, match="Received: model="):
         densitron.models.clone_model("model")
 

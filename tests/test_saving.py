@@ -507,3 +507,41 @@ def test_optimizer_variables_read_and_write_the_engines_state():
     nadam = build(optimizers.Nadam())
     nadam.fit(x, y, verbose=0)
     assert nadam.optimizer.variables[-1].name == "u_product"
+
+
+def test_clone_model_with_a_clone_function_and_input_tensors():
+    # Keras's clone_model(model, clone_function=..., input_tensors=...): each layer replaced by
+    # the function's (once, a shared layer shared again), called as the model called it
+    from densitron.layers import Concatenate, Dense, Dropout, Identity, Input
+
+    seq = Sequential([Input((4,)), Dense(3), Dropout(0.5), Dense(1)])
+
+    def no_dropout(layer):
+        if isinstance(layer, Dropout):
+            return Identity()
+        return type(layer).from_config(layer.get_config())
+
+    clone = densitron.models.clone_model(seq, clone_function=no_dropout)
+    assert [type(layer).__name__ for layer in clone.layers] == ["Dense", "Identity", "Dense"]
+    assert clone.count_params() == seq.count_params() == 19
+    a, b = Input((4,), name="a"), Input((4,), name="b")
+    shared = Dense(2, name="shared")
+    out = Dense(1, name="dense")(Concatenate()([shared(a), shared(b) * 2.0]))
+    model = Model([a, b], out)
+    seen = []
+
+    def copy(layer):
+        seen.append(layer.name)
+        return type(layer).from_config(layer.get_config())
+
+    new_a, new_b = Input((4,)), Input((4,))
+    again = densitron.models.clone_model(model, clone_function=copy,
+                                         input_tensors=[new_a, new_b])
+    assert seen.count("shared") == 1 and again.inputs == [new_a, new_b]
+    assert [layer.name for layer in again.layers[2:]] == ["shared", "concatenate", "dense"]
+    again.set_weights(model.get_weights())
+    x = [np.ones((2, 4), np.float32), np.full((2, 4), 2.0, np.float32)]
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="input_tensors.*Received"):
+        densitron.models.clone_model(model, input_tensors=[Input((3,)), Input((4,))])

@@ -378,17 +378,84 @@ def clone_model(model, input_tensors=None, clone_function=None, call_function=No
     weights (use `set_weights(model.get_weights())` to copy them); not compiled."""
     from densitron import layers
 
-    for name, value in (("input_tensors", input_tensors), ("clone_function", clone_function),
-                        ("call_function", call_function)):
-        if value is not None:
-            raise ValueError(f"densitron's clone_model rebuilds the model from its config "
-                             f"(no `{name}` yet). Received: {name}={value!r}")
+    if call_function is not None:
+        raise ValueError("densitron's clone_model calls each layer as the model did (no "
+                         f"`call_function` yet). Received: call_function={call_function!r}")
     if kwargs:
         raise TypeError(f"Unrecognized keyword arguments. Received: kwargs={kwargs}")
     if not hasattr(model, "get_config") or not hasattr(model, "_nodes"):
         raise ValueError(f"Expected `model` to be a densitron Model. Received: model={model!r}")
-    return layers.deserialize({"class_name": "Sequential" if type(model).__name__ ==
-                               "Sequential" else "Functional", "config": model.get_config()})
+    if clone_function is not None and not callable(clone_function):
+        raise ValueError("`clone_function` must be a function of a layer. Received: "
+                         f"clone_function={clone_function!r}")
+    if clone_function is None and input_tensors is None:
+        return layers.deserialize({"class_name": "Sequential" if type(model).__name__ ==
+                                   "Sequential" else "Functional", "config": model.get_config()})
+    return _clone_by_calls(model, input_tensors, clone_function or _fresh_layer)
+
+
+def _fresh_layer(layer):
+    """clone_model's default clone_function: a new layer of the same config."""
+    return type(layer).from_config(layer.get_config())
+
+
+def _clone_by_calls(model, input_tensors, clone_function):
+    """clone_model with a clone_function or input_tensors, as Keras's: each of the model's
+    Keras-level layers replaced by clone_function(layer) (once, however often it is called)
+    and called as the model called it, on the model's new inputs (new Inputs of the same
+    shapes, or `input_tensors`); the layers of ops are made again as they were."""
+    from densitron.layers import Input, InputLayer, KerasTensor
+    from densitron.models import Model, Sequential
+    from densitron.models.functional import _structured, keras_calls
+
+    model._ensure_built()
+    inputs = list(model.inputs)
+    if input_tensors is None:
+        new_inputs = [Input(shape=t.shape[1:], name=t._node.layer.name) for t in inputs]
+    else:
+        new_inputs = (list(input_tensors.values()) if isinstance(input_tensors, dict) else
+                      list(input_tensors) if isinstance(input_tensors, (list, tuple))
+                      else [input_tensors])
+        if len(new_inputs) != len(inputs) or not all(
+                isinstance(t, KerasTensor) and tuple(t.shape) == tuple(o.shape)
+                for t, o in zip(new_inputs, inputs)):
+            raise ValueError(
+                "`input_tensors` must be symbolic tensors (Input()) of the model's input "
+                f"shapes {[tuple(t.shape) for t in inputs]}. Received: "
+                f"input_tensors={input_tensors!r}")
+    if isinstance(model, Sequential) and model._layers and not any(
+            len(layer._inbound_nodes) > 1 for layer in model._layers):
+        clones = [clone_function(layer) for layer in model._layers]
+        return Sequential([new_inputs[0]._node.layer, *clones], name=model.name)
+    tensors = {id(old): new for old, new in zip(inputs, new_inputs)}
+    clones = {}
+    for call in keras_calls(model._nodes):
+        layer = call.layer
+        if isinstance(layer, InputLayer):
+            continue
+        if id(layer) not in clones:
+            if layer._op_layer:  # (an op's layer: made again as an op's)
+                clones[id(layer)] = _fresh_layer(layer)
+                clones[id(layer)]._op_layer = True
+            else:
+                clones[id(layer)] = clone_function(layer)
+        args = [tensors[id(t)] for t in call.inputs]
+        keys = getattr(call, "keys", None)
+        if keys is not None:
+            out = clones[id(layer)](dict(zip(keys, args)))
+        elif getattr(call, "positional", False):
+            out = clones[id(layer)](*args)
+        elif getattr(call, "is_list", False):
+            out = clones[id(layer)](args)
+        else:
+            out = clones[id(layer)](args[0])
+        outs = (list(out.values()) if isinstance(out, dict)
+                else list(out) if isinstance(out, (list, tuple)) else [out])
+        for old, new in zip(call.outputs, outs):
+            tensors[id(old)] = new
+    outputs = [tensors[id(t)] for t in model.outputs]
+    return Model(_structured(model._input_keys, new_inputs),
+                 _structured(model._output_keys, outputs), name=model.name)
 
 
 def _compile_saved(model, cc, compile, filepath):
