@@ -1193,3 +1193,32 @@ def test_a_layer_of_ones_own_called_on_a_dict_of_tensors(tmp_path):
     model.save(path)
     np.testing.assert_allclose(densitron.models.load_model(path).predict(data, verbose=0),
                                [[5.0], [5.0]])
+
+
+def test_a_built_in_layers_subclass_calls_super_call(tmp_path):
+    # The saving guide's LayerWithCustomVariables: class MyDense(Dense) whose call() wraps
+    # super().call(inputs) (Dense had no call)
+    @densitron.saving.register_keras_serializable(package="tests_super")
+    class ScaledDense(L.Dense):
+        def call(self, inputs):
+            return super().call(inputs) * 2.0
+
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    inp = L.Input((4,))
+    layer = ScaledDense(3, activation="relu")
+    model = Model(inp, layer(inp))
+    assert [type(m).__name__ for m in model.layers] == ["InputLayer", "ScaledDense"]
+    kernel, bias = layer.get_weights()
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               2.0 * np.maximum(x @ kernel + bias, 0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(layer(x), 2.0 * np.maximum(x @ kernel + bias, 0), rtol=1e-5,
+                               atol=1e-6)
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, np.ones((6, 3)), epochs=2, verbose=0)
+    assert not np.allclose(layer.get_weights()[0], kernel)  # it trains
+    path = str(tmp_path / "scaled.keras")
+    model.save(path)
+    back = densitron.models.load_model(path)
+    assert type(back.layers[1]) is ScaledDense
+    np.testing.assert_allclose(back.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-6)

@@ -830,6 +830,20 @@ class Layer:
             f"{type(inputs).__name__})"
         )
 
+    def call(self, inputs, *args, **kwargs):
+        """A built-in layer's computation: its engine node on the symbolic inputs (what a
+        subclass's own call() gets from `super().call(inputs)`, as Keras's Dense.call)."""
+        if args or kwargs.get("mask") is not None:
+            raise TypeError(f"Layer {self.name}'s own computation takes its inputs only. "
+                            f"Received: args={args}, kwargs={kwargs}")
+        flat = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if not flat or not all(isinstance(t, KerasTensor) for t in flat):
+            raise TypeError(f"Layer {self.name}: call() runs on symbolic tensors inside a "
+                            f"traced call(). Received: inputs={inputs!r}")
+        return self._symbolic_call(inputs, flat)
+
+    call._engine_call = True
+
     def _composite_call(self, inputs, flat, positional=False):
         """A layer subclass that defines `call` out of other layers: its call runs on the
         symbolic tensors (as call(*inputs) when it was given several), so its sublayers'
@@ -1087,8 +1101,9 @@ def _auto_config(cls, args, kwargs):
 
 def defines_call(cls):
     """Whether a Layer or Model subclass defines its own `call` (a subclassed model, or a layer
-    made of other layers)."""
-    return getattr(cls, "call", None) is not None
+    made of other layers), not the engine's node of a built-in layer (Layer.call)."""
+    call = getattr(cls, "call", None)
+    return call is not None and not getattr(call, "_engine_call", False)
 
 
 def _composite(layer):
