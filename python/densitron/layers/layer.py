@@ -446,8 +446,9 @@ class Layer:
 
         @functools.wraps(own)
         def build(self, *args, **kwargs):
+            was_built = self.built
             own(self, *args, **kwargs)
-            if not self.built:
+            if not was_built:  # (a built-in build sets `built` itself)
                 try:
                     bound = inspect.signature(own).bind(self, *args, **kwargs).arguments
                     self._build_shapes = {k: v for k, v in bound.items() if k != "self"}
