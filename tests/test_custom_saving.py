@@ -340,3 +340,50 @@ def test_load_weights_skip_mismatch(tmp_path, ext):
         np.testing.assert_array_equal(after[k + 2], before[k + 2])
     with pytest.raises(ValueError, match="Received: "):
         densitron.saving.load_weights(model, path, by_name=True)
+
+
+def test_build_from_config_of_a_layer_built_with_more_than_its_input_shape(tmp_path,
+                                                                          monkeypatch):
+    # The saving guide's LayerWithCustomBuild: build(input_shape, layer_init) called by hand,
+    # get_build_config/build_from_config overridden; files keep its build_config and loading
+    # builds it through build_from_config (its first call would build it without layer_init);
+    # a Sequential model of registered layers of the user's stays a Sequential model
+    from densitron.utils import serialization
+
+    monkeypatch.setattr(serialization, "_registered", dict(serialization._registered))
+
+    @densitron.saving.register_keras_serializable(package="tests_build")
+    class LayerWithCustomBuild(layers.Layer):
+        def __init__(self, units=4, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+
+        def build(self, input_shape, layer_init):
+            self.w = self.add_weight(shape=(input_shape[-1], self.units),
+                                     initializer=layer_init)
+            self.layer_init, self._shape = layer_init, list(input_shape)
+
+        def call(self, inputs):
+            return ops.matmul(inputs, self.w)
+
+        def get_config(self):
+            return {**super().get_config(), "units": self.units}
+
+        def get_build_config(self):
+            return {"input_shape": self._shape, "layer_init": self.layer_init}
+
+        def build_from_config(self, config):
+            self.build(config["input_shape"], config["layer_init"])
+
+    custom = LayerWithCustomBuild()
+    custom.build(input_shape=(None, 3), layer_init="random_normal")
+    model = densitron.Sequential([layers.Input((3,)), custom, layers.Dense(1)])
+    path = str(tmp_path / "build.keras")
+    model.save(path)
+    back = densitron.models.load_model(path)
+    assert isinstance(back, densitron.Sequential)
+    assert type(back.layers[0]) is LayerWithCustomBuild
+    assert back.layers[0].layer_init == "random_normal"
+    x = np.random.default_rng(1).random((4, 3)).astype(np.float32)
+    np.testing.assert_allclose(back.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-6)

@@ -176,8 +176,12 @@ def _keras_entry(layer):
     if keras_objects._public(cls) is None and not cls.__module__.startswith("densitron."):
         # a layer class of the user's (a Dense subclass too), by its module and registered
         # name, which Keras looks it up by
-        return {"module": keras_objects._module_of(cls), "class_name": cls.__name__,
-                "config": config, "registered_name": get_registered_name(cls)}
+        entry = {"module": keras_objects._module_of(cls), "class_name": cls.__name__,
+                 "config": config, "registered_name": get_registered_name(cls)}
+        build_config = layer.get_build_config()
+        if build_config is not None:  # (loading gives it to its build_from_config)
+            entry["build_config"] = keras_objects.serialize_keras_object(build_config)
+        return entry
     return {"module": _LAYER_MODULE, "class_name": cls.__name__, "config": config,
             "registered_name": None}
 
@@ -369,6 +373,7 @@ def from_keras(obj):
             layers.append({"class_name": layer["class_name"], "name": entry["name"],
                            "config": layer["config"], "inbound_nodes": nodes,
                            "registered_name": entry.get("registered_name")})
+            _keep_build_config(layers[-1], entry)
         inputs, input_keys = _refs(config["input_layers"])
         outputs, output_keys = _refs(config["output_layers"])
         return {"class_name": "Functional",
@@ -384,8 +389,19 @@ def from_keras(obj):
                 "config": {"name": config["name"], "trainable": config.get("trainable", True),
                            "layers": [from_keras(e) for e in entries],
                            "build_input_shape": shape}}
-    return {"class_name": class_name, "config": _densitron_layer_config(class_name, config),
-            "registered_name": obj.get("registered_name")}
+    return _keep_build_config(
+        {"class_name": class_name, "config": _densitron_layer_config(class_name, config),
+         "registered_name": obj.get("registered_name")}, obj)
+
+
+def _keep_build_config(layer, entry):
+    """A layer of the user's keeps its Keras build_config, which loading passes to its
+    build_from_config (a build of more than the input shape: build(input_shape, layer_init));
+    densitron's own layers are built by their first call."""
+    if entry.get("build_config") and isinstance(entry.get("registered_name"), str) and \
+            ">" in entry["registered_name"]:
+        layer["build_config"] = entry["build_config"]
+    return layer
 
 
 def _plain_loss(loss):

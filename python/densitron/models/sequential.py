@@ -148,10 +148,13 @@ class Sequential(Functional):
 
     def _saved_as_graph(self):
         """Whether files keep it as its traced graph (a functional model's config): when a
-        layer of it is made of layers (a Lambda, a Layer subclass)."""
+        layer of it is made of layers (a Lambda, a Layer subclass) that files do not keep as
+        itself (its class not registered)."""
         from densitron.layers.layer import _composite
+        from densitron.models.functional import _saved_as_itself
 
-        return self.built and any(_composite(layer) for layer in self._layers)
+        return self.built and any(_composite(layer) and not _saved_as_itself(layer)
+                                  for layer in self._layers)
 
     def _graph_layers(self):
         if self._saved_as_graph():  # (its graph's layers, as its file holds them)
