@@ -168,3 +168,29 @@ def test_a_frozen_base_model_keeps_its_batch_statistics(nested):
     before = [w.copy() for w in base.get_weights()]
     model.fit(rng.normal(2, 3, (64, 6)), rng.integers(0, 3, 64), batch_size=16, verbose=0)
     assert all(np.array_equal(a, b) for a, b in zip(before, base.get_weights()))
+
+
+def test_freezing_after_fit_takes_effect_without_a_new_compile():
+    # Keras asks for compile() after changing `trainable`; densitron's engine ignored a layer
+    # frozen or unfrozen after its first fit. Now it compiles again itself, the optimizer's
+    # state of the weights that go on training carried over (Adam's steps go on counting).
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    y = rng.normal(size=(64, 1)).astype(np.float32)
+    inp = L.Input((4,))
+    first, second = L.Dense(8, activation="tanh"), L.Dense(1)
+    model = Model(inp, second(first(inp)))
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    steps = int(model.optimizer.iterations)
+    first.trainable = False
+    frozen = first.get_weights()
+    before = second.get_weights()
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    for a, b in zip(first.get_weights(), frozen):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(second.get_weights()[0], before[0])
+    assert int(model.optimizer.iterations) == steps + 4
+    first.trainable = True
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    assert not np.allclose(first.get_weights()[0], frozen[0])

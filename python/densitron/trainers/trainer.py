@@ -302,6 +302,15 @@ class Trainer:
             raise ValueError("You must call `compile()` before using the model for training or "
                              "evaluation. Received: a model that is not compiled")
         self._ensure_built()
+        if self._engine_compiled and self._param_trainable_flags() != self._compiled_trainable:
+            # A layer frozen or unfrozen since the engine compiled (Keras asks for compile()
+            # again; densitron compiles its engine again itself): the optimizer's state of the
+            # weights that train before and after goes on; a weight that starts training
+            # starts from zero slots, as Keras's would.
+            self._pending_optimizer_state = (self._graph.iterations, {
+                (s, p): self._graph.get_slot(s, p).copy() for s, p, _, _ in self._slot_order()
+                if self._compiled_trainable[p]})
+            self._engine_compiled = False
         if self._engine_compiled:
             return
         if not hasattr(self, "_compiled_losses"):
@@ -376,7 +385,7 @@ class Trainer:
                 "No loss to compute: pass a `loss` to compile() (e.g. "
                 "loss='categorical_crossentropy'), or give the losses with add_loss in a "
                 "layer's call(). Received: loss=None and no add_loss")
-        trainable = self._param_trainable_flags()
+        trainable = self._compiled_trainable = self._param_trainable_flags()
         self._graph.compile(outputs, self.optimizer._engine_config(self._params), trainable)
         self.optimizer._attach(self._graph, self._params, owner=self)
         self._engine_compiled = True
