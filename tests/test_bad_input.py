@@ -308,7 +308,7 @@ def test_sparse_labels_validated():
 
 def test_sequential_bad_add():
     model = Sequential()
-    with raises(TypeError, "layer="):
+    with raises(ValueError, "layer="):  # (as Keras)
         model.add("dense")
     model.add(Dense(2, name="d"))
     with raises(ValueError, "unique names"):

@@ -1,6 +1,8 @@
 """The Keras model API around the engine: layers, weights, summary, calls, fit options,
 History, progress output, callbacks."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -723,8 +725,12 @@ def test_plot_model_writes_dot_and_renders_with_graphviz(tmp_path, monkeypatch):
         with open(png, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.delitem(sys.modules, "IPython.core.magics.namespace", raising=False)
     with pytest.raises(ImportError, match="Graphviz.*Received"):
         densitron.utils.plot_model(m, to_file=str(tmp_path / "m.png"))
+    # (in a notebook, as Keras: the message, and the cell runs on)
+    monkeypatch.setitem(sys.modules, "IPython.core.magics.namespace", object())
+    assert densitron.utils.plot_model(m, to_file=str(tmp_path / "m.png")) is None
     with pytest.raises(ValueError, match="rankdir.*Received"):
         densitron.utils.model_to_dot(m, rankdir="BT")
 
@@ -1050,3 +1056,15 @@ def test_an_activation_set_anew_after_building_takes_effect():
     head.activation = lambda t: densitron.ops.relu(t) * 2.0
     with pytest.raises(ValueError, match="activation written in Python.*Received"):
         model.predict(x, verbose=0)
+
+
+def test_small_keras_signatures():
+    # Sequential.pop(rebuild=False), clear_session(free_memory=True), count_params of a layer
+    # not built (Keras's ValueError)
+    seq = Sequential([Input((3,)), Dense(2), Dense(1)])
+    seq.pop(rebuild=False)
+    assert len(seq.layers) == 1
+    densitron.backend.clear_session(free_memory=True)
+    with pytest.raises(ValueError, match="isn't built.*Received"):
+        Dense(2).count_params()
+    assert densitron.layers.Flatten().count_params() == 0

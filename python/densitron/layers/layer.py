@@ -710,6 +710,11 @@ class Layer:
         return values
 
     def count_params(self):
+        if not self.built and type(self).build is not Layer.build:
+            raise ValueError(
+                f"You tried to call `count_params` on layer '{self.name}', but the layer isn't "
+                "built. You can build it manually via: `layer.build(input_shape)`. Received: "
+                "count_params() on a layer not built")
         return int(sum(int(np.prod(w.shape)) for w in self._all_weights()))
 
     # --- building and calling ------------------------------------------------------------

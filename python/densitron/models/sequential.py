@@ -42,7 +42,7 @@ class Sequential(Functional):
                 )
             self._layers.append(layer)
         else:
-            raise TypeError(
+            raise ValueError(  # (Keras's type of error here)
                 "The added layer must be an instance of class Layer. "
                 f"Received: layer={layer!r} of type {type(layer)}."
             )
@@ -52,14 +52,15 @@ class Sequential(Functional):
         if rebuild:
             self._maybe_build()
 
-    def pop(self):
+    def pop(self, rebuild=True):
         if not self._layers:
             raise IndexError("There are no layers in the model. Received: pop() on an empty model")
         layer = self._layers.pop()
         self.built = False
         self._engine_compiled = False
         self.__dict__.pop("_compiled_losses", None)
-        self._maybe_build()
+        if rebuild:
+            self._maybe_build()
         return layer
 
     def _input_shape_known(self):

@@ -26,6 +26,7 @@ def get_uid(prefix=""):
     return _counts[prefix]
 
 
-def clear_session():
-    """Resets the name counters, as `keras.backend.clear_session()` does."""
+def clear_session(free_memory=True):
+    """Resets the name counters, as `keras.backend.clear_session()` does (`free_memory`:
+    Keras's collection of garbage, which Python's own does here)."""
     _counts.clear()

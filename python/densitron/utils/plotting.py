@@ -60,8 +60,13 @@ def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False,
         return to_file
     import shutil
     import subprocess
+    import sys
 
     program = shutil.which("dot")
+    if program is None and "IPython.core.magics.namespace" in sys.modules:
+        # (as Keras: in a notebook, the message instead of an error that stops the cell's run)
+        print("You must install Graphviz (its `dot` program) for `plot_model` to work.")
+        return None
     if program is None:
         raise ImportError("You must install Graphviz (its `dot` program, e.g. `apt install "
                           "graphviz`) for `plot_model` to render images; a `.dot` file needs "
