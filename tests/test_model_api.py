@@ -1068,3 +1068,29 @@ def test_small_keras_signatures():
     with pytest.raises(ValueError, match="isn't built.*Received"):
         Dense(2).count_params()
     assert densitron.layers.Flatten().count_params() == 0
+
+
+def test_summary_show_trainable_expand_nested_and_layer_range():
+    inner = Sequential([Input((3,)), Dense(4, name="f1")], name="inner")
+    inputs = Input((3,))
+    frozen = Dense(2, name="b")
+    frozen.trainable = False
+    model = Model(inputs, Dense(1, name="c")(frozen(inner(inputs))))
+    lines = []
+    model.summary(print_fn=lines.append, show_trainable=True, expand_nested=True)
+    table = "\n".join(lines)
+    assert "Trainable" in lines[2]
+    rows = [line for line in lines if line.startswith("│")]
+    assert [row.split("│")[1].strip() for row in rows] == [
+        f"{model.inputs[0]._node.layer.name} (InputLayer)", "inner (Sequential)",
+        "└ f1 (Dense)", "b (Dense)", "c (Dense)"]
+    assert [row.split("│")[-2].strip() for row in rows] == ["-", "Y", "Y", "N", "Y"]
+    assert "Trainable params: 19" in table
+    lines.clear()
+    model.summary(print_fn=lines.append, layer_range=["b", "c"])
+    assert [line.split("│")[1].strip() for line in lines if line.startswith("│")] == [
+        "b (Dense)", "c (Dense)"]
+    with pytest.raises(ValueError, match="layer_range.*Received"):
+        model.summary(layer_range=["x", "y"])
+    with pytest.raises(TypeError):
+        model.summary(bogus=1)

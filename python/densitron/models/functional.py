@@ -703,7 +703,12 @@ class Functional(Trainer, Layer):
     # shapes (a Sequential's), rather than the error that it is not built.
     _summary_when_unbuilt = False
 
-    def summary(self, line_length=None, positions=None, print_fn=None, **kwargs):
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False, layer_range=None):
+        """Keras's table of the model's layers (`line_length` and `positions`: the columns
+        are as wide as their contents need); `show_trainable` adds Keras's Trainable column,
+        `expand_nested` a nested model's layers after its row, `layer_range` (two layer names
+        or patterns) the rows between them."""
         from densitron.utils.summary import print_summary, print_unbuilt_summary
 
         if print_fn is not None and not callable(print_fn):
@@ -713,7 +718,8 @@ class Functional(Trainer, Layer):
             print_unbuilt_summary(self, print_fn)
             return
         self._ensure_built()
-        print_summary(self, print_fn=print_fn)
+        print_summary(self, print_fn=print_fn, expand_nested=expand_nested,
+                      show_trainable=show_trainable, layer_range=layer_range)
 
     def to_json(self, **kwargs):
         """The model's architecture as Keras's JSON (its serialized config, as in a `.keras`

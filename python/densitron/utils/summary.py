@@ -44,15 +44,55 @@ def _rows(model):
         shapes = [tuple(t.shape) for t in unit.outputs]
         shape = str(shapes[0]) if len(shapes) == 1 else str(shapes)
         connected = ", ".join(producer[id(t)] for t in unit.inputs if id(t) in producer) or "-"
+        mark = "-" if not layer.weights else "Y" if layer.trainable else "N"
         rows.append((f"{layer.name} ({type(layer).__name__})", shape,
-                     f"{layer.count_params():,}", connected))
+                     f"{layer.count_params():,}", connected, mark, layer))
     return rows, not sequential
 
 
-def print_summary(model, print_fn=None):
-    _print_table(model, *_rows(model), model.count_params(),
+def _expanded(rows, depth=1):
+    """expand_nested: each nested model's own rows after its row, marked "└ " by depth."""
+    from densitron.models.functional import Functional
+
+    out = []
+    for row in rows:
+        out.append(row)
+        layer = row[5]
+        if isinstance(layer, Functional) and layer.built:
+            inner, _ = _rows(layer)
+            for r in _expanded(inner, depth + 1):
+                out.append(("  " * (depth - 1) + "└ " + r[0], *r[1:]))
+    return out
+
+
+def _in_range(rows, layer_range):
+    """layer_range: the rows from the first layer whose name matches its first pattern to the
+    last whose name matches its second (Keras's: names or regular expressions)."""
+    import re
+
+    if (not isinstance(layer_range, (list, tuple)) or len(layer_range) != 2
+            or not all(isinstance(p, str) for p in layer_range)):
+        raise ValueError("layer_range must be a list or tuple of two layer names (or "
+                         f"patterns). Received: layer_range={layer_range!r}")
+    names = [row[5].name for row in rows]
+    starts = [i for i, n in enumerate(names) if re.match(layer_range[0], n)]
+    ends = [i for i, n in enumerate(names) if re.match(layer_range[1], n)]
+    if not starts or not ends or starts[0] > ends[-1]:
+        raise ValueError("Passed layer_range does not match any model layer names. "
+                         f"Received: layer_range={layer_range!r} for layers {names}")
+    return rows[starts[0]:ends[-1] + 1]
+
+
+def print_summary(model, print_fn=None, expand_nested=False, show_trainable=False,
+                  layer_range=None):
+    rows, functional = _rows(model)
+    if layer_range is not None:
+        rows = _in_range(rows, layer_range)
+    if expand_nested:
+        rows = _expanded(rows)
+    _print_table(model, rows, functional, model.count_params(),
                  sum(math.prod(w.shape) for w in model.trainable_weights), print_fn or print,
-                 _optimizer_params(model))
+                 _optimizer_params(model), show_trainable)
 
 
 def _optimizer_params(model):
@@ -76,16 +116,19 @@ def print_unbuilt_summary(model, print_fn=None):
     for layer in model.layers:
         unbuilt = not layer.built and type(layer).build is not Layer.build
         rows.append((f"{layer.name} ({type(layer).__name__})", "?",
-                     "0 (unbuilt)" if unbuilt else f"{layer.count_params():,}"))
+                     "0 (unbuilt)" if unbuilt else f"{layer.count_params():,}", "", "", layer))
     _print_table(model, rows, False, 0, 0, print_fn or print)
 
 
-def _print_table(model, rows, functional, total, trainable, print_fn, optimizer=None):
-    headers = ["Layer (type)", "Output Shape", "Param #"] + (["Connected to"] if functional else [])
-    rows = [r if functional else r[:3] for r in rows]
+def _print_table(model, rows, functional, total, trainable, print_fn, optimizer=None,
+                 show_trainable=False):
+    columns = [0, 1, 2] + ([3] if functional else []) + ([4] if show_trainable else [])
+    headers = [["Layer (type)", "Output Shape", "Param #", "Connected to", "Trainable"][c]
+               for c in columns]
+    rows = [[r[c] for c in columns] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) + 2 if rows else len(h) + 2
               for i, h in enumerate(headers)]
-    widths = [max(w, m) for w, m in zip(widths, [33, 24, 15, 20])]
+    widths = [max(w, {0: 33, 1: 24, 2: 15, 3: 20, 4: 11}[c]) for w, c in zip(widths, columns)]
 
     def line(left, mid, right, fill):
         return left + mid.join(fill * w for w in widths) + right
@@ -93,7 +136,9 @@ def _print_table(model, rows, functional, total, trainable, print_fn, optimizer=
     def cells(values, border):
         parts = []
         for i, (v, w) in enumerate(zip(values, widths)):
-            parts.append(" " + (v.rjust(w - 2) if i == 2 else v.ljust(w - 2)) + " ")
+            cell = (v.rjust(w - 2) if columns[i] == 2 else v.center(w - 2) if columns[i] == 4
+                    else v.ljust(w - 2))
+            parts.append(" " + cell + " ")
         return border + border.join(parts) + border
 
     print_fn(f'Model: "{model.name}"')
