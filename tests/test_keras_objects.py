@@ -303,3 +303,28 @@ def test_regularizers_called_on_arrays_and_kerass_names():
     with pytest.raises(ValueError, match=r"no 'l1_l2' name.*Received: regularizer='l1_l2'"):
         layers.Dense(2, kernel_regularizer="l1_l2")
     assert regularizers.l1_l2 is regularizers.L1L2
+
+
+def test_keras_2_optimizer_decay_and_float_class_weight_keys_and_auc_thresholds():
+    # SGD(..., decay=1e-6) of older tutorials: Keras 3's warning, then ignored; class_weight
+    # keys that are whole floats (sklearn's compute_class_weight over float labels);
+    # AUC.thresholds as Keras lists them
+    import numpy as np
+
+    with pytest.warns(UserWarning, match="`decay` is no longer supported"):
+        sgd = densitron.optimizers.SGD(learning_rate=0.01, decay=1e-6, momentum=0.9)
+    assert sgd.momentum == 0.9
+    inp = densitron.Input((3,))
+    model = densitron.Model(inp, densitron.layers.Dense(2, activation="softmax")(inp))
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x = np.ones((4, 3), np.float32)
+    y = np.array([0.0, 1.0, 1.0, 0.0])
+    weights = model.get_weights()
+    a = model.fit(x, y, class_weight={0.0: 1.0, 1.0: 3.0}, shuffle=False, verbose=0)
+    model.set_weights(weights)
+    b = model.fit(x, y, class_weight={0: 1.0, 1: 3.0}, shuffle=False, verbose=0)
+    assert a.history == b.history
+    auc = densitron.metrics.AUC(num_thresholds=5)
+    np.testing.assert_allclose(auc.thresholds, [-1e-7, 0.25, 0.5, 0.75, 1 + 1e-7])
+    given = densitron.metrics.AUC(thresholds=[0.3, 0.6])
+    assert given.num_thresholds == 4 and given.get_config()["thresholds"] == [0.3, 0.6]

@@ -630,7 +630,7 @@ class AUC(Metric):
                  name=None, dtype=None, thresholds=None, multi_label=False, num_labels=None,
                  label_weights=None, from_logits=False):
         super().__init__(name=name or uniquify("auc"), dtype=dtype)
-        self.thresholds = None
+        self._given_thresholds = None
         if thresholds is not None:
             try:
                 given = [float(t) for t in thresholds]
@@ -641,7 +641,7 @@ class AUC(Metric):
                 raise ValueError("Threshold values must be in [0, 1], in increasing order. "
                                  f"Received: thresholds={thresholds!r}")
             # Keras's list: the given thresholds between 0 - epsilon and 1 + epsilon
-            self.thresholds = given
+            self._given_thresholds = given
             num_thresholds = len(given) + 2
         if num_labels is not None and not multi_label:
             raise ValueError("`num_labels` is needed only when `multi_label` is True. "
@@ -681,15 +681,24 @@ class AUC(Metric):
     def _values_apart(self):
         return not self._per_label()
 
+    @property
+    def thresholds(self):
+        """Keras's list of the thresholds the curve is taken at: 0 - epsilon, the given ones
+        (or num_thresholds - 2 evenly spaced), 1 + epsilon."""
+        eps = 1e-7  # Keras's backend.epsilon()
+        inner = self._given_thresholds
+        if inner is None:
+            n = self.num_thresholds
+            inner = [(i + 1) * 1.0 / (n - 1) for i in range(n - 2)]
+        return [0.0 - eps, *inner, 1.0 + eps]
+
     def _specs(self):
         if self._per_label():
             kind = _AUC_COLUMN_BUCKETS_LOGITS if self.from_logits else _AUC_COLUMN_BUCKETS
         else:
             kind = _AUC_BUCKETS_LOGITS if self.from_logits else _AUC_BUCKETS
-        if self.thresholds is not None:  # the engine's buckets at these thresholds
-            eps = 1e-7  # Keras's backend.epsilon()
-            return [(True, kind, float(self.num_thresholds), 0, -1, 0,
-                     [0.0 - eps, *self.thresholds, 1.0 + eps])]
+        if self._given_thresholds is not None:  # the engine's buckets at these thresholds
+            return [(True, kind, float(self.num_thresholds), 0, -1, 0, self.thresholds)]
         return [(True, kind, float(self.num_thresholds), 0)]
 
     def _specs_for(self, y_pred_ndim, y_pred_last):
@@ -791,7 +800,7 @@ class AUC(Metric):
 
     def get_config(self):
         return {**super().get_config(), "num_thresholds": self.num_thresholds,
-                "thresholds": self.thresholds,
+                "thresholds": self._given_thresholds,
                 "curve": self.curve, "summation_method": self.summation_method,
                 "multi_label": self.multi_label, "num_labels": self.num_labels,
                 "label_weights": self.label_weights, "from_logits": self.from_logits}

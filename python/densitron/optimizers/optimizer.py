@@ -3,6 +3,7 @@ the parameters in place, as the formulas in Keras 3 define it."""
 
 import numbers
 import re
+import warnings
 
 import numpy as np
 
@@ -157,6 +158,10 @@ class Optimizer:
         # (a loss scale factor multiplies the loss and divides the gradients: no change in
         # float32)
         kwargs.pop("loss_scale_factor", None)
+        if "decay" in kwargs:  # (Keras 2's argument, which Keras 3 takes and ignores)
+            kwargs.pop("decay")
+            warnings.warn("Argument `decay` is no longer supported and will be ignored.",
+                          stacklevel=3)
         if kwargs:
             raise TypeError(f"Unrecognized keyword arguments passed to {type(self).__name__}. "
                             f"Received: kwargs={kwargs}")

@@ -421,6 +421,9 @@ def class_weights_to_sample_weights(model, class_weight, ys):
     else:
         classes = np.round(y[:, 0])
     classes = classes.astype(np.int64)
+    # (whole-number float keys as ints: sklearn's compute_class_weight over float labels)
+    class_weight = {int(c) if isinstance(c, (float, np.floating)) and float(c).is_integer()
+                    else c: w for c, w in class_weight.items()}
     for c, w in class_weight.items():
         if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0:
             raise ValueError("`class_weight` keys must be non-negative class indices. "
