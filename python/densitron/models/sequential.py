@@ -42,7 +42,7 @@ class Sequential(Functional):
                 )
             self._layers.append(layer)
         else:
-            raise ValueError(  # (Keras's type of error here)
+            raise ValueError(  # noqa: TRY004  (Keras's type of error here)
                 "The added layer must be an instance of class Layer. "
                 f"Received: layer={layer!r} of type {type(layer)}."
             )
