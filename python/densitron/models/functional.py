@@ -454,10 +454,7 @@ class Functional(Trainer, Layer):
                     "model was built; densitron traces such activations when the layer is "
                     "called: call the layer again (build the model anew). Received: "
                     f"activation={new[1]!r}")
-        if getattr(self, "_engine_compiled", False):  # (kept for the graph compiled next)
-            self._pending_optimizer_state = (self._graph.iterations, {
-                (s, p): self._graph.get_slot(s, p).copy() for s, p, _, _ in self._slot_order()})
-            self._engine_compiled = False
+        self._compile_engine_again()
         self._make_engine_graph()
 
     def _param_trainable_flags(self):

@@ -304,13 +304,8 @@ class Trainer:
         self._ensure_built()
         if self._engine_compiled and self._param_trainable_flags() != self._compiled_trainable:
             # A layer frozen or unfrozen since the engine compiled (Keras asks for compile()
-            # again; densitron compiles its engine again itself): the optimizer's state of the
-            # weights that train before and after goes on; a weight that starts training
-            # starts from zero slots, as Keras's would.
-            self._pending_optimizer_state = (self._graph.iterations, {
-                (s, p): self._graph.get_slot(s, p).copy() for s, p, _, _ in self._slot_order()
-                if self._compiled_trainable[p]})
-            self._engine_compiled = False
+            # again; densitron compiles its engine again itself)
+            self._compile_engine_again()
         if self._engine_compiled:
             return
         if not hasattr(self, "_compiled_losses"):
@@ -393,6 +388,18 @@ class Trainer:
         if state is not None:  # from a model file (saving.py)
             self._apply_optimizer_state(*state)
 
+    def _compile_engine_again(self):
+        """The engine compiles again at the next fit or evaluate (a layer frozen, unfrozen or
+        given a new activation): the optimizer's state of the weights that trained goes on
+        (_pending_optimizer_state, applied after that compile); a weight that starts training
+        starts from zero slots, as Keras's would."""
+        if not self._engine_compiled:
+            return
+        self._pending_optimizer_state = (self._graph.iterations, {
+            (s, p): self._graph.get_slot(s, p).copy() for s, p, _, _ in self._slot_order()
+            if self._compiled_trainable[p]})
+        self._engine_compiled = False
+
     def _slot_order(self):
         """(engine slot, engine parameter, weight, Keras's slot name) of every optimizer slot
         array in Keras's order of the optimizer's variables (after iterations and the learning
@@ -444,7 +451,7 @@ class Trainer:
 
     # --- logs ----------------------------------------------------------------------------
     def _logs_from_totals(self, rows, loss_sum, output_loss_sums, metric_sums, weight_sums):
-        logs = self._latest_logs = {"loss": float(loss_sum / rows)}
+        logs = {"loss": float(loss_sum / rows)}
         if len(self._output_names) > 1:
             for name, i in zip(self._output_names, self._loss_sum_index):
                 logs[f"{name}_loss"] = float(output_loss_sums[i] / rows)
