@@ -166,22 +166,17 @@ def _attention_call_from_keras(entry, node, mask_ops):
 def _keras_entry(layer):
     from densitron.models.functional import Functional
     from densitron.utils import keras_objects
-    from densitron.utils.serialization import get_registered_name
 
     if isinstance(layer, Functional):
         return to_keras(layer)
-    # (the objects its config holds, a layer given to a layer of the user's, serialized)
-    config = _keras_layer_config(keras_objects.serialize_config(layer.get_config()))
     cls = type(layer)
     if keras_objects._public(cls) is None and not cls.__module__.startswith("densitron."):
-        # a layer class of the user's (a Dense subclass too), by its module and registered
-        # name, which Keras looks it up by
-        entry = {"module": keras_objects._module_of(cls), "class_name": cls.__name__,
-                 "config": config, "registered_name": get_registered_name(cls)}
-        build_config = layer.get_build_config()
-        if build_config is not None:  # (loading gives it to its build_from_config)
-            entry["build_config"] = keras_objects.serialize_keras_object(build_config)
-        return entry
+        # a layer class of the user's (a Dense subclass too): Keras's serialized form, by its
+        # module and registered name, which Keras looks it up by, with its build_config,
+        # which loading gives to its build_from_config
+        return keras_objects.serialize_keras_object(layer)
+    # (the objects its config holds, a layer given to a layer of the user's, serialized)
+    config = _keras_layer_config(keras_objects.serialize_config(layer.get_config()))
     return {"module": _LAYER_MODULE, "class_name": cls.__name__, "config": config,
             "registered_name": None}
 
