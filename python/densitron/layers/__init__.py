@@ -4,7 +4,7 @@ from densitron.layers.core import (ELU, PReLU, Activation, Conv1D, Dense, Identi
                                    LeakyReLU, ReLU, Softmax, TimeDistributed)
 from densitron.layers.embedding import Embedding
 from densitron.layers.input_layer import Input, InputLayer
-from densitron.layers.layer import KerasTensor, Layer
+from densitron.layers.layer import KerasTensor, Layer, takes_name
 from densitron.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum,
                                       Multiply, Subtract, add, average, concatenate, dot,
                                       maximum, minimum, multiply, subtract)
@@ -118,20 +118,12 @@ def _deserialize(config):
         # and no name for a class that takes none (its get_config leaves it out: the entry
         # names the layer beside the config)
         inner = serialize_config(inner)
-        if "name" in inner and not _takes_name(cls):
+        if "name" in inner and not takes_name(cls):
             del inner["name"]
     layer = cls.from_config(inner)
     if build_config and not layer.built:  # (Keras's: built as it was when serialized)
         layer.build_from_config(build_config)
     return layer
-
-
-def _takes_name(cls):
-    """Whether cls(..., name=...) is accepted: a `name` parameter, or **kwargs."""
-    import inspect
-
-    params = inspect.signature(cls.__init__).parameters.values()
-    return any(p.name == "name" or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def serialize(layer):

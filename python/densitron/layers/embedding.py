@@ -48,7 +48,7 @@ class Embedding(Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
 
-    def _eager_call(self, inputs, training=False):  # (no noise: training changes nothing)
+    def _eager_call(self, inputs, training=False, positional=False):
         """On ids given as an array. Inside a traced call(), the ids 0..input_dim-1 in order
         (keras.io's position embedding: self.pos_emb(ops.arange(maxlen))) give the table
         itself, a trainable weight that `x + positions` adds to every sample; other constant
@@ -56,7 +56,7 @@ class Embedding(Layer):
         from densitron.layers.layer import tracing
 
         if not tracing():
-            return super()._eager_call(inputs)
+            return super()._eager_call(inputs, training, positional)
         ids = np.asarray(inputs)
         if ids.shape != (self.input_dim,) or not np.array_equal(ids, np.arange(self.input_dim)):
             raise ValueError(

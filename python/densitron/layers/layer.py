@@ -810,8 +810,7 @@ class Layer:
                 _is_array_like(t) and not isinstance(t, Layer) for t in flat):
             # on arrays (Dropout's docstring: layer(data, training=True)): the noise layers
             # active or not, as in model(x, training=...)
-            return (self._eager_call(inputs, training=bool(training), positional=True)
-                    if positional else self._eager_call(inputs, training=bool(training)))
+            return self._eager_call(inputs, training=bool(training), positional=positional)
         if training is not None:
             raise ValueError(
                 f"densitron's engine decides the training mode of layer {self.name}: fit "
@@ -828,8 +827,7 @@ class Layer:
                 f"Received: inputs={inputs!r}"
             )
         if flat and all(_is_array_like(t) and not isinstance(t, Layer) for t in flat):
-            return (self._eager_call(inputs, positional=True) if positional
-                    else self._eager_call(inputs))
+            return self._eager_call(inputs, positional=positional)
         raise TypeError(
             f"Layer {self.name} must be called on a KerasTensor (from `Input()` or another "
             f"layer) or on an array. Received: inputs={inputs!r} (of type "
@@ -1004,9 +1002,7 @@ class Layer:
         config = {"name": self.name}
         if type(self).get_config is Layer.get_config and \
                 not type(self).__module__.startswith("densitron."):
-            params = inspect.signature(type(self).__init__).parameters
-            if "name" not in params and all(p.kind is not p.VAR_KEYWORD
-                                            for p in params.values()):
+            if not takes_name(type(self)):
                 del config["name"]  # (as Keras: a constructor that takes no name gets none)
             config.update(_auto_config(type(self), *self.__dict__.get("_init_args", ((), {}))))
         config.update(trainable=self.trainable, dtype="float32")
@@ -1024,6 +1020,12 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def takes_name(cls):
+    """Whether cls(..., name=...) is accepted: a `name` parameter, or **kwargs."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    return any(p.name == "name" or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def _call_params(layer):
