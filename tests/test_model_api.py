@@ -12,6 +12,11 @@ from densitron.layers import Dense, Input
 from densitron.models import Model, Sequential
 
 
+def lines_of(lines):
+    """A summary print_fn that appends the lines of the text it is handed to `lines`."""
+    return lambda text: lines.extend(text.splitlines())
+
+
 def seed_model():
     inputs = Input(shape=(784,))
     x = Dense(64, activation="relu")(inputs)
@@ -94,9 +99,11 @@ def test_summary_matches_keras_layout(capsys):
 
 def test_summary_of_a_sequential_model_not_built_yet():
     # Keras 3.15's table, line for line: "?" shapes, "0 (unbuilt)" for a layer with weights
-    lines = []
+    calls = []
     Sequential([Dense(16, activation="relu", name="dense"), layers.Dropout(0.2, name="dropout"),
-                Dense(3, name="dense_1")], name="s").summary(print_fn=lines.append)
+                Dense(3, name="dense_1")], name="s").summary(print_fn=calls.append)
+    assert len(calls) == 1 and calls[0].endswith("\n")  # Keras 3: the whole text at once
+    lines = calls[0].splitlines()
     assert lines == [
         'Model: "s"',
         "┏━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━┓",
@@ -112,7 +119,7 @@ def test_summary_of_a_sequential_model_not_built_yet():
         " Trainable params: 0 (0.00 B)",
         " Non-trainable params: 0 (0.00 B)"]
     lines.clear()
-    Sequential(name="e").summary(print_fn=lines.append)
+    Sequential(name="e").summary(print_fn=lines_of(lines))
     assert lines[3:5] == [
         "┡━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━┩",
         "└─────────────────────────────────┴────────────────────────┴───────────────┘"]
@@ -697,7 +704,7 @@ def test_sequential_build_with_an_input_shape():
     assert s.built and s.count_params() == 8 * 4 + 4 + 4 * 2 + 2
     assert s.predict(np.ones((3, 8)), verbose=0).shape == (3, 2)
     lines = []
-    s.summary(print_fn=lines.append)
+    s.summary(print_fn=lines_of(lines))
     assert any("Total params: 46" in line for line in lines)
     for bad in (784, (None,)):
         with pytest.raises(ValueError, match="input_shape.*Received"):
@@ -960,11 +967,11 @@ def test_summary_counts_the_optimizers_variables_once_it_has_run():
     model = Sequential([Input(shape=(3,)), Dense(4), Dense(1)])
     model.compile("adam", "mse")
     lines = []
-    model.summary(print_fn=lines.append)
+    model.summary(print_fn=lines_of(lines))
     assert lines[-1] == " Non-trainable params: 0 (0.00 B)"
     model.fit(np.ones((4, 3)), np.ones((4, 1)), verbose=0)
     lines.clear()
-    model.summary(print_fn=lines.append)
+    model.summary(print_fn=lines_of(lines))
     assert lines[-4:] == [" Total params: 65 (264.00 B)", " Trainable params: 21 (84.00 B)",
                           " Non-trainable params: 0 (0.00 B)",
                           " Optimizer params: 44 (180.00 B)"]
@@ -1077,7 +1084,7 @@ def test_summary_show_trainable_expand_nested_and_layer_range():
     frozen.trainable = False
     model = Model(inputs, Dense(1, name="c")(frozen(inner(inputs))))
     lines = []
-    model.summary(print_fn=lines.append, show_trainable=True, expand_nested=True)
+    model.summary(print_fn=lines_of(lines), show_trainable=True, expand_nested=True)
     table = "\n".join(lines)
     assert "Trainable" in lines[2]
     rows = [line for line in lines if line.startswith("│")]
@@ -1087,7 +1094,7 @@ def test_summary_show_trainable_expand_nested_and_layer_range():
     assert [row.split("│")[-2].strip() for row in rows] == ["-", "Y", "Y", "N", "Y"]
     assert "Trainable params: 19" in table
     lines.clear()
-    model.summary(print_fn=lines.append, layer_range=["b", "c"])
+    model.summary(print_fn=lines_of(lines), layer_range=["b", "c"])
     assert [line.split("│")[1].strip() for line in lines if line.startswith("│")] == [
         "b (Dense)", "c (Dense)"]
     with pytest.raises(ValueError, match="layer_range.*Received"):

@@ -15,6 +15,11 @@ from densitron.models import Model, Sequential
 from keras_guides import custom_dropout_class, recommender_net, vae_classes
 
 
+def lines_of(lines):
+    """A summary print_fn that appends the lines of the text it is handed to `lines`."""
+    return lambda text: lines.extend(text.splitlines())
+
+
 def data(rows=120, width=8, seed=0):
     rng = np.random.default_rng(seed)
     return rng.normal(size=(rows, width)).astype(np.float32), rng.integers(0, 3, rows)
@@ -93,7 +98,7 @@ def test_built_on_first_data_and_by_build():
     p = Classifier()
     p.build((None, 8))
     lines = []
-    p.summary(print_fn=lines.append)
+    p.summary(print_fn=lines_of(lines))
     # the composite layer one row, as Keras shows it
     assert any("(Residual)" in ln for ln in lines) and not any("(Add)" in ln for ln in lines)
     p2 = Classifier()
@@ -1044,7 +1049,7 @@ def test_composite_layers_save_and_load_in_every_placement(kind, tmp_path):
             [out["p"], out["q"]])))
     compile_(model).fit(x, y, epochs=1, verbose=0)
     lines = []
-    model.summary(print_fn=lines.append)
+    model.summary(print_fn=lines_of(lines))
     assert any("(Outer)" in ln or "(TwoOutputs)" in ln for ln in lines)
     model.save(tmp_path / "m.keras")
     loaded = densitron.models.load_model(tmp_path / "m.keras")

@@ -141,19 +141,24 @@ def _print_table(model, rows, functional, total, trainable, print_fn, optimizer=
             parts.append(" " + cell + " ")
         return border + border.join(parts) + border
 
-    print_fn(f'Model: "{model.name}"')
-    print_fn(line("┏", "┳", "┓", "━"))
-    print_fn(cells(headers, "┃"))
-    print_fn(line("┡", "╇", "┩", "━"))
+    out = [f'Model: "{model.name}"', line("┏", "┳", "┓", "━"), cells(headers, "┃"),
+           line("┡", "╇", "┩", "━")]
     for i, r in enumerate(rows):
-        print_fn(cells(r, "│"))
+        out.append(cells(r, "│"))
         if i < len(rows) - 1:
-            print_fn(line("├", "┼", "┤", "─"))
-    print_fn(line("└", "┴", "┘", "─"))
+            out.append(line("├", "┼", "┤", "─"))
+    out.append(line("└", "┴", "┘", "─"))
     count, size = optimizer or (0, 0)
-    print_fn(f" Total params: {total + count:,} ({_size_str(total * 4 + size)})")
-    print_fn(f" Trainable params: {trainable:,} ({_size_str(trainable * 4)})")
-    print_fn(f" Non-trainable params: {total - trainable:,} "
-             f"({_size_str((total - trainable) * 4)})")
+    out.append(f" Total params: {total + count:,} ({_size_str(total * 4 + size)})")
+    out.append(f" Trainable params: {trainable:,} ({_size_str(trainable * 4)})")
+    out.append(f" Non-trainable params: {total - trainable:,} "
+               f"({_size_str((total - trainable) * 4)})")
     if optimizer:  # (as Keras, once the optimizer has run)
-        print_fn(f" Optimizer params: {count:,} ({_size_str(size)})")
+        out.append(f" Optimizer params: {count:,} ({_size_str(size)})")
+    # Keras 3 hands a print_fn the whole summary at once (its captured console text, a line
+    # break after each line); with none, it prints it.
+    text = "\n".join(out)
+    if print_fn is print:
+        print(text)
+    else:
+        print_fn(text + "\n")
