@@ -39,11 +39,15 @@ def _structured(keys, values):
     return values[0] if len(values) == 1 else list(values)
 
 
-def _topological_nodes(outputs):
+def _topological_nodes(outputs, stop=(), masks=False):
     """Nodes reachable from the outputs, each after the nodes it reads (iterative DFS), and
-    each layer's index in the DFS's first-visit order (the order Keras breaks ties by)."""
+    each layer's index in the DFS's first-visit order (the order Keras breaks ties by); the
+    walk does not go past the tensors whose ids are in `stop`; with `masks`, a node reads the
+    masks it applies too (node.masks: Keras's mask argument of the call)."""
     order, state, first_visit = [], {}, {}
     for out in outputs:
+        if id(out) in stop:
+            continue
         stack = [(out._node, False)]
         while stack:
             node, expanded = stack.pop()
@@ -58,10 +62,90 @@ def _topological_nodes(outputs):
             state[key] = "open"
             first_visit.setdefault(id(node.layer), len(first_visit))
             stack.append((node, True))
-            for t in reversed(node.inputs):
-                if id(t._node) not in state:
+            for t in reversed(_reads(node) if masks else node.inputs):
+                if id(t._node) not in state and id(t) not in stop:
                     stack.append((t._node, False))
     return order, first_visit
+
+
+def _reads(node):
+    """The tensors a call reads: its inputs, then the masks it applies (Keras's mask argument,
+    which Keras's graph records among the call's arguments)."""
+    return [*node.inputs, *(m for m in getattr(node, "masks", None) or () if m is not None)]
+
+
+def _clone_graph_nodes(in_list, out_list, out_paths):
+    """Keras's clone_graph_nodes, for a model whose inputs include tensors made by layers:
+    each such tensor is replaced by a new Input of its shape (named after it, "CLONE" added),
+    and the calls between the inputs and the outputs are made again on the new tensors (the
+    same layers, so the same weights; each layer's call list grows, as Keras's). Returns the
+    new inputs and outputs. As in Keras, a call that applies a mask reads the tensor the mask
+    comes from (Embedding's ids, Masking's kept steps), and a cut tensor carries no mask.
+    out_paths: each output's path in the outputs' structure, for the error of an output the
+    inputs do not reach."""
+    from densitron.layers.input_layer import Input
+    from densitron.layers.layer import CompositeCall
+
+    mapping, names, new_inputs = {}, set(), []
+    for t in in_list:
+        if isinstance(t._node.layer, InputLayer):
+            mapping[id(t)] = t
+            new_inputs.append(t)
+            names.add(t._node.layer.name)
+            continue
+        name = base = f"{t.name}CLONE"
+        k = 0
+        while name in names:  # (two calls of one layer make tensors of one name)
+            k += 1
+            name = f"{base}_{k}"
+        names.add(name)
+        mapping[id(t)] = Input(batch_shape=t.shape, dtype=t.dtype, name=name)
+        new_inputs.append(mapping[id(t)])
+    nodes, _ = _topological_nodes(out_list, stop=mapping, masks=True)
+    reached = set(mapping)
+    for node in nodes:
+        if not isinstance(node.layer, InputLayer) and all(id(t) in reached
+                                                          for t in _reads(node)):
+            reached.update(id(t) for t in node.outputs)
+    for t, path in zip(out_list, out_paths):
+        if id(t) not in reached or id(t) in mapping:
+            raise ValueError(
+                f"Output with path `{path}` is not connected to `inputs`. Received: "
+                f"inputs={[t.name for t in in_list]}, an output {t!r}")
+
+    calls, clones = {}, []
+    for node in nodes:
+        if isinstance(node.layer, InputLayer):
+            continue
+        ins = [mapping[id(t)] for t in node.inputs]
+        new = Node(node.layer, ins, [])
+        new.__dict__.update({k: v for k, v in node.__dict__.items()
+                             if k not in ("layer", "inputs", "outputs", "within", "masks")})
+        for t in node.outputs:
+            mapping[id(t)] = KerasTensor(t.shape, name=t.name, node=new, index=t._index)
+            mapping[id(t)].dtype = t.dtype
+            new.outputs.append(mapping[id(t)])
+        for old, t in zip(node.outputs, new.outputs):  # (the masks on the tensors)
+            t._mask = None if old._mask is None else mapping.get(id(old._mask))
+        if getattr(node, "masks", None) is not None:
+            new.masks = tuple(m if m is None else mapping[id(m)] for m in node.masks)
+        node.layer._inbound_nodes.append(new)
+        for record in node.within:
+            calls.setdefault(id(record), record)
+        clones.append((node, new))
+    # The composite layers' calls (CompositeCall) the calls were made in, made again where
+    # the new graph holds the whole call (a cut inside one leaves its sublayers' calls).
+    new_calls = {}
+    for key, record in calls.items():
+        if all(id(t) in mapping for t in (*record.inputs, *record.outputs)):
+            call = CompositeCall(record.layer, [mapping[id(t)] for t in record.inputs],
+                                 record.is_list, record.positional)
+            call.keys = record.keys
+            call.outputs = [mapping[id(t)] for t in record.outputs]
+            new_calls[key] = call
+    for node, new in clones:
+        new.within = tuple(new_calls[id(r)] for r in node.within if id(r) in new_calls)
+    return new_inputs, [mapping[id(t)] for t in out_list]
 
 
 def _layers_in_keras_order(nodes, first_visit, unused=()):
@@ -260,14 +344,13 @@ class Functional(Trainer, Layer):
                         f"All `{arg}` of a Model must be KerasTensors (from `Input()` or a layer "
                         f"call). Received: {arg} containing {t!r} (of type {type(t).__name__})"
                     )
-        for t in in_list:
-            if not isinstance(t._node.layer, InputLayer):
-                raise ValueError(
-                    "Model inputs must come from `Input()`, not from a layer output. "
-                    f"Received: inputs containing {t!r}"
-                )
         if len({id(t) for t in in_list}) != len(in_list):
             raise ValueError(f"The same input tensor appears twice. Received: inputs={inputs!r}")
+        if not all(isinstance(t._node.layer, InputLayer) for t in in_list):
+            # (tensors made by layers: Keras's model of the graph between them and the outputs)
+            paths = (out_keys if out_keys else [""] if isinstance(outputs, KerasTensor)
+                     else [str(k) for k in range(len(out_list))])
+            in_list, out_list = _clone_graph_nodes(in_list, out_list, paths)
         if len({id(t) for t in out_list}) != len(out_list):
             raise ValueError(f"The same output tensor appears twice. Received: outputs={outputs!r}")
         for t in out_list:
