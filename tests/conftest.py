@@ -15,8 +15,13 @@ def _fresh_session():
     threads = densitron.get_num_threads()
     densitron.utils.clear_session()
     densitron.utils.set_random_seed(1234)
+    # Runs keep the threads they ask for even on a busy machine, so that the tests of how
+    # steps are split do not depend on what else runs (test_oversubscription.py turns the
+    # adaptation on; results are the same either way).
+    densitron.set_adaptive_threads(False)
     yield
     densitron.set_num_threads(threads)  # tests set their own thread counts freely
+    densitron.set_adaptive_threads(True)
 
 
 @pytest.fixture

@@ -360,6 +360,7 @@ class PyGraph {
 
   void set_stop_on_nonfinite_loss(bool stop) { graph_->set_stop_on_nonfinite_loss(stop); }
   int64_t last_batches_run() const { return graph_->last_batches_run(); }
+  int last_run_threads() const { return graph_->last_run_threads(); }
 
   py::tuple train_batches(const py::list& xs, const py::list& ys, const py::object& perm,
                           int64_t batch_size, int64_t first_batch, int64_t num_batches,
@@ -664,6 +665,7 @@ void bind_graph(py::module_& m) {
            py::arg("trainable"))
       .def_property("stop_on_nonfinite_loss", nullptr, &PyGraph::set_stop_on_nonfinite_loss)
       .def_property_readonly("last_batches_run", &PyGraph::last_batches_run)
+      .def_property_readonly("last_run_threads", &PyGraph::last_run_threads)
       .def("train_batches", &PyGraph::train_batches, py::arg("xs"), py::arg("ys"),
            py::arg("perm"), py::arg("batch_size"), py::arg("first_batch"),
            py::arg("num_batches"), py::arg("sample_weights") = py::none(),

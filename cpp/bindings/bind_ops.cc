@@ -205,6 +205,8 @@ void bind_ops(py::module_& m) {
         info["supported_isas"] = supported;
         info["num_threads"] = densitron::get_num_threads();
         info["openmp"] = densitron::built_with_openmp();
+        info["adaptive_threads"] = densitron::adaptive_threads();
+        info["oversubscribed"] = densitron::machine_oversubscribed();
         return info;
       },
       "The SIMD instruction set in use, the ones this CPU supports, the thread count and "
@@ -218,6 +220,12 @@ void bind_ops(py::module_& m) {
         densitron::set_num_threads(n);
       },
       py::arg("n"), "Sets the number of threads the kernels use.");
+  m.def("set_adaptive_threads", &densitron::set_adaptive_threads, py::arg("on"),
+        "Whether runs go to one thread while the machine is oversubscribed (default on).");
+  m.def("get_adaptive_threads", &densitron::adaptive_threads);
+  m.def("machine_oversubscribed", &densitron::machine_oversubscribed,
+        "Whether the last runs found other processes keeping the engine's threads off their "
+        "cores (runs then take one thread).");
   m.def("_loss_rows", &loss_rows, py::arg("loss"), py::arg("y_true"), py::arg("y_pred"),
         py::arg("param"), py::arg("extra") = std::array<float, 3>{2.0f, 0.25f, 0.0f},
         py::arg("ignore_class") = py::none(),

@@ -59,6 +59,15 @@ def set_num_threads(n):
         raise ValueError(f"`n` must be a positive integer. Received: n={n}")
     _core.set_num_threads(int(n))
 
+
+def set_adaptive_threads(enabled):
+    """Whether the engine runs on one thread while other processes keep its threads off their
+    cores (on by default; results are the same on any number of threads). The environment
+    variable DENSITRON_ADAPTIVE_THREADS=0 turns it off from the start."""
+    if not isinstance(enabled, bool):
+        raise TypeError(f"`enabled` must be True or False. Received: enabled={enabled!r}")
+    _core.set_adaptive_threads(bool(enabled))
+
 __all__ = [
     "Initializer",
     "Input",
@@ -88,6 +97,7 @@ __all__ = [
     "optimizers",
     "preprocessing",
     "random",
+    "set_adaptive_threads",
     "set_num_threads",
     "utils",
 ]

@@ -26,6 +26,23 @@ int get_num_threads();
 void set_num_threads(int n);  // n >= 1
 bool built_with_openmp();    // false: everything runs on one thread
 
+// Oversubscription. When other processes keep a run's threads off their cores (more runnable
+// threads than cores), a run split across threads waits at every barrier for a thread that
+// is not running, and two threads take longer than one. The graph executor notes how long
+// each run's threads were kept off their cores while runnable (note_run), and while the
+// machine is found oversubscribed it runs on one thread; a run on one thread that keeps its
+// core (almost) throughout ends that. Results do not change: the engine's are bitwise the
+// same on any number of threads. On by default; DENSITRON_ADAPTIVE_THREADS=0 or
+// set_adaptive_threads(false) turns it off.
+bool adaptive_threads();
+void set_adaptive_threads(bool on);
+bool machine_oversubscribed();  // the current verdict (false while adaptation is off)
+// A run of `wall` seconds, of which its most delayed thread spent `off_core` runnable but not
+// running, on `threads` threads (runs are pooled for a verdict: see threads.cc).
+void note_run(double wall, double off_core, int threads);
+// The calling thread's CPU time in seconds (CLOCK_THREAD_CPUTIME_ID; 0 where there is none).
+double thread_cpu_seconds();
+
 // While in scope, the calling thread treats subnormal float inputs and results as zero (x86's
 // MXCSR DAZ and FTZ bits, AArch64's FPCR FZ; nothing elsewhere), then restores its previous
 // mode.

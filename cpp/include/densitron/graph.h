@@ -338,6 +338,8 @@ class Graph {
   // the batches a call ran then telling where.
   void set_stop_on_nonfinite_loss(bool stop) { stop_on_nonfinite_ = stop; }
   int64_t last_batches_run() const { return last_batches_run_; }
+  // Threads the last run used (1 while the machine is oversubscribed: see cpu.h).
+  int last_run_threads() const { return last_run_threads_; }
   int64_t iterations() const { return iterations_; }  // steps taken (accumulating ones too)
   void set_iterations(int64_t it) { iterations_ = it; }
   // The optimizer's state: slot s (optimizer_slot_count of them, in the kernels' order) of
@@ -408,6 +410,7 @@ class Graph {
     mutable int pf_done = 0;
     int64_t* windows = nullptr;  // this thread's count of solo windows passed in the run
     int* sense = nullptr;        // this thread's phase of the run's barrier (see barrier)
+    double* slept = nullptr;     // this thread's seconds asleep in the barrier, in the run
     mutable double fused_reg = 0.0;  // regularization of the updates done in the backward
     // A Dense node whose kernel gradient and update wait for the barrier after its input
     // gradient product (see deferred_kernel_update), or -1.
@@ -587,6 +590,7 @@ class Graph {
   bool training_forward_ = false;
   bool stop_on_nonfinite_ = false;
   int64_t last_batches_run_ = 0;
+  int last_run_threads_ = 0;
   int64_t noisy_predicts_ = 0;
   // A noise node drawing in every run, training or not (densitron.random.normal in a call()):
   // runs outside training then take fresh keys as a noisy predict does.
@@ -619,10 +623,12 @@ class Graph {
   std::atomic<int64_t> claimed_[2] = {};
   std::atomic<int64_t> window_end_{0};
   // The run's barrier, sense-reversing: the threads count in, the last flips the sense the
-  // others spin on. About 30 ns on this machine where an OpenMP barrier takes 250-400 ns.
+  // others spin on (then sleep on). About 30 ns on this machine where an OpenMP barrier takes
+  // 250-400 ns.
   struct alignas(64) SpinBarrier {
     std::atomic<int> arrived{0};
     alignas(64) std::atomic<int> sense{0};
+    std::atomic<int> sleepers{0};  // waiters asleep on sense (see Graph::barrier)
   };
   SpinBarrier spin_;
   // Per parity: the first NaN met while gathering that batch's inputs, as row·inputs + input

@@ -4,8 +4,13 @@
 // region would hang. So a forked child runs everything on its one thread (every parallel region
 // here is entered only with more than one thread).
 #include <pthread.h>
+#include <time.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -59,6 +64,90 @@ void set_num_threads(int n) {
   if (g_forked.load(std::memory_order_relaxed)) return;  // a forked child stays on one thread
   g_num_threads.store(n, std::memory_order_relaxed);
   omp_set_num_threads(n);
+}
+
+namespace {
+// Split runs are judged once kJudgedSeconds of them are pooled: a thread off its core while
+// runnable for more than kSplitOffCore of the time (on a quiet machine well under 1%; beside
+// two busy processes on two cores 40-70%) finds the machine oversubscribed. One-thread runs
+// then follow; once `solo_seconds` of them are pooled with their thread off its core less
+// than kSoloOffCore of the time, split runs are tried again. A retry that finds the machine
+// still oversubscribed doubles the one-thread time before the next (up to kMaxSoloSeconds),
+// so a machine with one core to spare does not alternate between the two every 20 ms.
+constexpr double kJudgedSeconds = 0.02;
+constexpr double kSplitOffCore = 0.2;
+constexpr double kSoloOffCore = 0.1;
+constexpr double kFirstSoloSeconds = 0.25;
+constexpr double kMaxSoloSeconds = 8.0;
+
+struct Contention {
+  std::mutex mutex;
+  bool split = true;  // the kind of runs pooled
+  double wall = 0.0, off_core = 0.0;
+  double solo_seconds = kFirstSoloSeconds;
+};
+Contention g_contention;
+std::atomic<int> g_adaptive{-1};  // -1: DENSITRON_ADAPTIVE_THREADS not read yet
+std::atomic<bool> g_oversubscribed{false};
+}  // namespace
+
+bool adaptive_threads() {
+  int on = g_adaptive.load(std::memory_order_relaxed);
+  if (on < 0) {
+    const char* env = std::getenv("DENSITRON_ADAPTIVE_THREADS");
+    const bool off = env != nullptr && (std::strcmp(env, "0") == 0 ||
+                                        std::strcmp(env, "false") == 0);
+    int expected = -1;
+    g_adaptive.compare_exchange_strong(expected, off ? 0 : 1, std::memory_order_relaxed);
+    on = g_adaptive.load(std::memory_order_relaxed);
+  }
+  return on == 1;
+}
+
+void set_adaptive_threads(bool on) {
+  g_adaptive.store(on ? 1 : 0, std::memory_order_relaxed);
+  std::lock_guard<std::mutex> lock(g_contention.mutex);
+  g_oversubscribed.store(false, std::memory_order_relaxed);
+  g_contention.split = true;
+  g_contention.wall = g_contention.off_core = 0.0;
+  g_contention.solo_seconds = kFirstSoloSeconds;
+}
+
+bool machine_oversubscribed() {
+  return g_oversubscribed.load(std::memory_order_relaxed) && adaptive_threads();
+}
+
+void note_run(double wall, double off_core, int threads) {
+  if (!adaptive_threads() || !(wall > 0.0)) return;
+  Contention& c = g_contention;
+  std::lock_guard<std::mutex> lock(c.mutex);
+  const bool split = threads > 1;
+  if (split != c.split) {  // runs of the other kind start a new pool
+    c.split = split;
+    c.wall = c.off_core = 0.0;
+  }
+  c.wall += wall;
+  c.off_core += off_core;
+  if (c.wall < (split ? kJudgedSeconds : c.solo_seconds)) return;
+  const double share = c.off_core / c.wall;
+  c.wall = c.off_core = 0.0;
+  if (split && share > kSplitOffCore) {
+    g_oversubscribed.store(true, std::memory_order_relaxed);
+  } else if (split) {
+    c.solo_seconds = kFirstSoloSeconds;
+  } else if (share < kSoloOffCore) {
+    g_oversubscribed.store(false, std::memory_order_relaxed);
+    c.solo_seconds = std::min(2.0 * c.solo_seconds, kMaxSoloSeconds);
+  }
+}
+
+double thread_cpu_seconds() {
+#if defined(CLOCK_THREAD_CPUTIME_ID)
+  timespec ts;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
+    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+#endif
+  return 0.0;
 }
 
 #ifdef DENSITRON_HAS_MXCSR

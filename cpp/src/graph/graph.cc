@@ -16,6 +16,7 @@
 #include <string>
 #include <thread>
 
+#include "cpu/futex.h"
 #include "cpu/openmp.h"
 #include "densitron/cpu.h"
 #include "densitron/gemm.h"
@@ -597,7 +598,12 @@ void Graph::reset_profile() {
 }
 
 // All threads of the run meet here between ops (each calls it the same number of times). A
-// waiter spins, then yields its core once the wait grows long (an oversubscribed machine).
+// waiter spins, then yields its core a few times, then sleeps on the sense word (a futex) once
+// the wait grows long: on an oversubscribed machine (other processes busy on every core) the
+// thread it waits for may be descheduled for a whole time slice, which spinning or yielding
+// would only prolong (the seed model's batch-32 epoch took 0.6-0.8 s on two threads, 1.7x one
+// thread's time, beside two busy processes). The last to arrive flips the sense, and wakes
+// sleepers only when some have gone to sleep, so a quick barrier costs no system call.
 // When profiling, each thread's time waiting for the others is recorded: the step's load
 // imbalance (thread 0's also as kProfWait, out of the category it interrupted).
 void Graph::barrier(const Step& st) {
@@ -607,14 +613,27 @@ void Graph::barrier(const Step& st) {
   const int phase = (*st.sense ^= 1);
   if (spin_.arrived.fetch_add(1, std::memory_order_acq_rel) == st.nth - 1) {
     spin_.arrived.store(0, std::memory_order_relaxed);
-    spin_.sense.store(phase, std::memory_order_release);
+    spin_.sense.store(phase, std::memory_order_seq_cst);
+    if (spin_.sleepers.load(std::memory_order_seq_cst) > 0) futex_wake_all(&spin_.sense);
   } else {
     constexpr int kSpinsBeforeYield = 512;  // ~10 µs of pauses
+    constexpr int kYieldsBeforeSleep = 16;
     for (int spins = 0; spin_.sense.load(std::memory_order_acquire) != phase; ++spins) {
       if (spins < kSpinsBeforeYield) {
         cpu_relax();
-      } else {
+      } else if (spins < kSpinsBeforeYield + kYieldsBeforeSleep) {
         std::this_thread::yield();
+      } else {
+        // Counted in before the sense is read again (both sequentially consistent, as the
+        // flip and the count's read above): either the flipper sees a sleeper and wakes it,
+        // or this thread sees the flip and does not sleep.
+        const double asleep = now_seconds();
+        spin_.sleepers.fetch_add(1, std::memory_order_seq_cst);
+        while (spin_.sense.load(std::memory_order_seq_cst) != phase)
+          futex_wait(&spin_.sense, phase ^ 1);
+        spin_.sleepers.fetch_sub(1, std::memory_order_relaxed);
+        *st.slept += now_seconds() - asleep;
+        break;
       }
     }
   }
@@ -1688,7 +1707,10 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   update_stats_ = mode == Mode::kTrain;
   const double reg_eval = mode == Mode::kEvaluate ? regularization_value() : 0.0;
   std::vector<double> reg_share(64, 0.0);
-  const int nt = std::min(threads_for(std::min(batch_size, end - begin), training), 64);
+  const int wanted_threads =
+      std::min(threads_for(std::min(batch_size, end - begin), training), 64);
+  const int nt = machine_oversubscribed() ? 1 : wanted_threads;
+  last_run_threads_ = nt;
   plan_step(std::min(batch_size, end - begin), nt, training, mode != Mode::kPredict);
   int64_t loss_values = 0;
   for (const OutputSpec& o : output_specs_) loss_values += nodes_[o.node].width;
@@ -1813,9 +1835,19 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   int64_t batches_run = 0;
   std::atomic<bool> nonfinite{false};  // (set by thread 0 after a batch, read after a barrier)
   const bool stop_nonfinite = stop_on_nonfinite_ && mode == Mode::kTrain;
+  // Runs that want several threads note how long their threads were kept off their cores
+  // while runnable (wall time less CPU time and sleep in barriers) for the oversubscription
+  // verdict (cpu.h). Only runs of kJudgedBatches or more: the clocks take a system call each.
+  const bool judge = wanted_threads > 1 && adaptive_threads() &&
+                     end - begin >= kJudgedBatches * batch_size;
+  const double run_start = judge ? now_seconds() : 0.0;
+  double off_core[64] = {};  // per thread, seconds
   auto body = [&](int ith, int nth) {
+    const double wall0 = judge ? now_seconds() : 0.0;
+    const double cpu0 = judge ? thread_cpu_seconds() : 0.0;
     int64_t windows = 0;
     int sense = 0;
+    double slept = 0.0;
     for (int64_t start = begin; start < end; start += batch_size) {
       Step st;
       st.ith = ith;
@@ -1832,6 +1864,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
       st.parity = has_window_ ? static_cast<int>(((start - begin) / batch_size) & 1) : 0;
       st.windows = &windows;
       st.sense = &sense;
+      st.slept = &slept;
       st.rows = perm != nullptr ? perm + start : nullptr;
       const int64_t next = std::min(batch_size, end - (start + st.batch));
       if (perm != nullptr && next > 0) {
@@ -1914,6 +1947,10 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
           nonfinite.store(true, std::memory_order_relaxed);
       }
     }
+    if (judge) {
+      const double wall = now_seconds() - wall0, cpu = thread_cpu_seconds() - cpu0;
+      off_core[ith] = std::max(0.0, wall - cpu - slept);
+    }
   };
   loss_part_.assign(static_cast<size_t>(kLossBlocks) * output_specs_.size(), 0.0);
   metric_part_.assign(static_cast<size_t>(kLossBlocks) * num_metrics(), 0.0);
@@ -1928,6 +1965,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
       body(omp_get_thread_num(), omp_get_num_threads());
     }
   }
+  if (judge) note_run(now_seconds() - run_start, *std::max_element(off_core, off_core + nt), nt);
   if (mode == Mode::kTrain) last_batches_run_ = batches_run;
   if (stop_code >= 0) {
     const int64_t inputs = static_cast<int64_t>(inputs_.size());

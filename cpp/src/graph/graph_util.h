@@ -154,6 +154,9 @@ inline Share owned_columns(int64_t w, int parts, int ith, int nth) {
 // any at batch 32, 128 and 512).
 constexpr int64_t kGatherAhead = 4;
 
+// Runs of at least this many batches are timed for the oversubscription verdict (cpu.h).
+constexpr int64_t kJudgedBatches = 16;
+
 // Bytes of dense input rows per thread up to which the next batch's rows are requested ahead
 // during a step (prefetch_next). Beyond, they no longer wait in L2 beside the step's own data:
 // the seed model was 4-7% faster an epoch without the requests at batch 512 (1.6 MB of rows a

@@ -1,0 +1,85 @@
+"""On an oversubscribed machine (other processes busy on every core) the engine's runs go to
+one thread, whose results are bitwise those of two, and back to two once a core is free."""
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import densitron
+from densitron import layers
+
+needs_threads = pytest.mark.skipif(not densitron.cpu_info()["openmp"],
+                                   reason="built without OpenMP: always one thread")
+
+
+def cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def seed_model():
+    densitron.utils.set_random_seed(3)
+    inputs = densitron.Input((784,))
+    x = layers.Dense(64, activation="relu")(inputs)
+    x = layers.Dense(64, activation="relu")(x)
+    model = densitron.Model(inputs, layers.Dense(10, activation="softmax")(x))
+    model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def data(rows=16000):
+    rng = np.random.default_rng(5)
+    return (rng.standard_normal((rows, 784), dtype=np.float32),
+            np.eye(10, dtype=np.float32)[rng.integers(0, 10, rows)])
+
+
+def test_set_adaptive_threads_checks_its_argument():
+    with pytest.raises(TypeError, match="Received: enabled=1"):
+        densitron.set_adaptive_threads(1)
+    densitron.set_adaptive_threads(True)
+    assert densitron.cpu_info()["adaptive_threads"] is True
+    densitron.set_adaptive_threads(False)
+    info = densitron.cpu_info()
+    assert info["adaptive_threads"] is False and info["oversubscribed"] is False
+
+
+@needs_threads
+@pytest.mark.skipif(cores() > 16, reason="a burner process per thread of the machine: too many")
+def test_busy_machine_runs_on_one_thread_with_the_same_results():
+    x, y = data()
+    densitron.set_num_threads(2)
+    quiet = seed_model()
+    quiet.fit(x, y, batch_size=32, epochs=2, verbose=0, shuffle=False)
+
+    densitron.set_adaptive_threads(True)
+    busy = seed_model()
+    # two busy processes a core: each of the run's two threads runs a third of the time
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+               for _ in range(2 * cores())]
+    try:
+        time.sleep(0.3)
+        seen = set()
+        for _ in range(2):
+            busy.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
+            seen.add(busy._graph.last_run_threads)
+        assert densitron.cpu_info()["oversubscribed"]
+        assert 1 in seen
+    finally:
+        for p in burners:
+            p.kill()
+        for p in burners:
+            p.wait()
+    for a, b in zip(quiet.get_weights(), busy.get_weights()):
+        np.testing.assert_array_equal(a, b)  # threads switched between runs: same numbers
+
+    # With the cores free again, the one-thread runs keep their core and two threads return
+    # (after 0.25 s of them, 0.5 s after a retry that found the machine busy).
+    deadline = time.perf_counter() + 20.0
+    while time.perf_counter() < deadline:
+        busy.fit(x, y, batch_size=32, epochs=1, verbose=0)
+        if busy._graph.last_run_threads == 2:
+            break
+    assert busy._graph.last_run_threads == 2 and not densitron.cpu_info()["oversubscribed"]
