@@ -227,3 +227,152 @@ def test_files_of_a_head_load_in_both(keras, tmp_path):
     config = again.get_config()
     assert config["input_layers"] == [["d2CLONE", 0, 0]]
     assert Model.from_config(config).layers[0].name == "d2CLONE"
+
+
+# --- subclassed models saved and loaded as their class ---------------------------------------
+
+@densitron.saving.register_keras_serializable(package="tmm")
+class TwoLayers(Model):
+    """A registered subclassed model with a constructor argument and a method of its own."""
+
+    def __init__(self, units=4, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.hidden = layers.Dense(units, activation="relu")
+        self.out = layers.Dense(2)
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+    def doubled(self, x):
+        return 2.0 * self.predict(x, verbose=0)
+
+
+class Unregistered(Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.a = layers.Dense(3)
+        self.b = layers.Dense(1)
+
+    def call(self, x):
+        return self.b(self.a(x))
+
+
+def keras_two_layers(keras):
+    """TwoLayers in Keras, registered under the same name."""
+
+    @keras.saving.register_keras_serializable(package="tmm", name="TwoLayers")
+    class KerasTwoLayers(keras.Model):
+        def __init__(self, units=4, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+            self.hidden = keras.layers.Dense(units, activation="relu")
+            self.out = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.out(self.hidden(x))
+
+        def get_config(self):
+            return {**super().get_config(), "units": self.units}
+
+    return KerasTwoLayers
+
+
+def test_a_subclassed_model_comes_back_as_its_class(tmp_path):
+    x, y = data((32, 5)), data((32, 2), 1)
+    model = TwoLayers(units=6, name="mine")
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    assert model.get_config() == {"name": "mine", "trainable": True, "dtype": "float32",
+                                  "units": 6}
+    model.save(tmp_path / "m.keras")
+    back = load_model(tmp_path / "m.keras")
+    assert type(back) is TwoLayers and back.units == 6 and back.name == "mine"
+    np.testing.assert_array_equal(back.doubled(x), 2.0 * model.predict(x, verbose=0))
+    # the optimizer's state too: both go on training alike
+    assert back.optimizer.iterations == model.optimizer.iterations == 8
+    model.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+    back.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+    np.testing.assert_allclose(back.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-6, atol=1e-6)
+    clone = densitron.models.clone_model(model)  # (Keras's: the class again, new weights)
+    assert type(clone) is TwoLayers and clone.units == 6 and clone.built
+    assert clone.count_params() == model.count_params()
+
+
+def test_an_unregistered_class_by_custom_objects_or_its_trace(tmp_path):
+    x = data((6, 4))
+    model = Unregistered()
+    model.build((None, 4))
+    model.save(tmp_path / "u.keras")
+    back = load_model(tmp_path / "u.keras", custom_objects={"Unregistered": Unregistered})
+    assert type(back) is Unregistered
+    np.testing.assert_array_equal(back.predict(x, verbose=0), model.predict(x, verbose=0))
+    # without the class: its traced graph, with the weights, as densitron loaded it before
+    traced = load_model(tmp_path / "u.keras")
+    assert type(traced) is Model and [layer.name for layer in traced.layers][1:] == \
+        [layer.name for layer in model.layers]
+    np.testing.assert_array_equal(traced.predict(x, verbose=0), model.predict(x, verbose=0))
+    # weights files: Keras's layout of a subclassed model, by attribute
+    model.save_weights(tmp_path / "u.weights.h5")
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "u.weights.h5") as h:
+        assert sorted(h) == ["a", "b", "vars"]
+    fresh = Unregistered()
+    fresh.build((None, 4))
+    fresh.load_weights(tmp_path / "u.weights.h5")
+    np.testing.assert_array_equal(fresh.predict(x, verbose=0), model.predict(x, verbose=0))
+    # the layout densitron wrote before (the trace's layers) still loads
+    twin = Model.from_config(model._graph_config())
+    twin.set_weights(model.get_weights())
+    twin.save_weights(tmp_path / "old.weights.h5")
+    older = Unregistered()
+    older.build((None, 4))
+    older.load_weights(tmp_path / "old.weights.h5")
+    np.testing.assert_array_equal(older.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_subclassed_model_files_load_in_keras_and_back(keras, tmp_path):
+    x = data((7, 5))
+    KerasTwoLayers = keras_two_layers(keras)
+    ours = TwoLayers(units=3)
+    ours.build((None, 5))
+    ours.save(tmp_path / "ours.keras")
+    in_keras = keras.saving.load_model(tmp_path / "ours.keras")
+    assert type(in_keras) is KerasTwoLayers and in_keras.units == 3
+    np.testing.assert_allclose(np.asarray(in_keras.predict(x, verbose=0)),
+                               ours.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    theirs = KerasTwoLayers(units=5)
+    theirs(x)
+    theirs.save(tmp_path / "theirs.keras")
+    back = load_model(tmp_path / "theirs.keras")
+    assert type(back) is TwoLayers and back.units == 5
+    np.testing.assert_allclose(back.predict(x, verbose=0),
+                               np.asarray(theirs.predict(x, verbose=0)), rtol=1e-5, atol=1e-6)
+    theirs.save_weights(tmp_path / "theirs.weights.h5")
+    fresh = TwoLayers(units=5)
+    fresh.build((None, 5))
+    fresh.load_weights(tmp_path / "theirs.weights.h5")
+    np.testing.assert_allclose(fresh.predict(x, verbose=0), back.predict(x, verbose=0),
+                               rtol=1e-6, atol=1e-7)
+
+
+def test_a_keras_file_of_a_class_not_at_hand_is_keras_s_error(keras, tmp_path):
+    class Elsewhere(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.d = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.d(x)
+
+    model = Elsewhere()
+    model(np.zeros((1, 3), "float32"))
+    model.save(tmp_path / "e.keras")
+    with pytest.raises(TypeError, match="Could not locate class 'Elsewhere'"):
+        load_model(tmp_path / "e.keras")
+    with pytest.raises(TypeError, match="Could not locate class 'Elsewhere'"):
+        keras.saving.load_model(tmp_path / "e.keras")

@@ -49,10 +49,34 @@ def _keras_layer_config(config):
     for key, value in config.items():
         kind = _kind_of(key)
         if kind is not None and isinstance(value, dict) and "class_name" in value:
-            value = {"module": _OBJECT_MODULE[kind], "class_name": value["class_name"],
-                     "config": value.get("config", {}), "registered_name": None}
+            value = _keras_object(kind, value)
         out[key] = value
     return out
+
+
+def _keras_object(kind, value):
+    """An initializer, regularizer or constraint's {"class_name", "config"} as Keras writes it:
+    densitron's own under Keras's module, a function of the user's by name, a class of the
+    user's by its name (Keras finds it among the custom objects)."""
+    name = value["class_name"]
+    if name == "function":
+        return {"module": "builtins", "class_name": "function", "config": value.get("config"),
+                "registered_name": "function"}
+    if not _is_ours(kind, name):
+        return {"module": None, "class_name": name, "config": value.get("config", {}),
+                "registered_name": name}
+    return {"module": _OBJECT_MODULE[kind], "class_name": name,
+            "config": value.get("config", {}), "registered_name": None}
+
+
+def _is_ours(kind, class_name):
+    import inspect
+
+    from densitron import constraints, initializers, regularizers
+
+    module = {"initializer": initializers, "regularizer": regularizers,
+              "constraint": constraints}[kind]
+    return inspect.isclass(getattr(module, class_name, None))
 
 
 def _keras_tensor(history, shapes):
@@ -74,7 +98,8 @@ def to_keras(model):
     """Keras's serialized form of a densitron model (without compile_config)."""
     from densitron.models import Sequential
 
-    config = model.get_config()
+    # (a subclassed model's graph: its trace's)
+    config = model.get_config() if isinstance(model, Sequential) else model._graph_config()
     if isinstance(model, Sequential) and "input_layers" not in config:
         shape = config.get("build_input_shape")
         layers = [_keras_entry(layer) for layer in model.layers]
@@ -115,6 +140,39 @@ def to_keras(model):
                        "output_layers": _structure(config["output_layers"],
                                                    config["output_keys"])},
             "registered_name": "Functional"}
+
+
+# The key of a subclassed model's file entry that holds its traced graph (densitron's; Keras
+# reads past it): what loads when the class is not at hand.
+TRACED_KEY = "densitron_traced"
+
+
+def to_keras_file(model, weight_paths=None):
+    """The model's entry in a `.keras` file's config.json: Keras's serialized form; for a
+    subclassed model, as Keras writes it, its class (module, registered name), its get_config
+    and its build_config, which Keras's load_model and densitron's give back to the class's
+    from_config and build_from_config, with densitron's traced graph beside them under
+    TRACED_KEY ({"config": the graph's entry, "weight_paths": `weight_paths`, where the file
+    keeps each of the graph's weights, in its _graph_weights order})."""
+    from densitron.utils import keras_objects
+
+    if not getattr(model, "_subclassed", False):
+        return to_keras(model)
+    cls = type(model)
+    config = model.get_config()
+    if not isinstance(config, dict):
+        raise TypeError(f"The `get_config()` method of {model!r} should return a dict. "
+                        f"Received: {config!r}")
+    entry = {"module": keras_objects._module_of(cls), "class_name": cls.__name__,
+             "config": _keras_layer_config(keras_objects.serialize_config(config)),
+             "registered_name": keras_objects._registered_name(cls) or cls.__name__}
+    if model.built:
+        shapes = [[None, *t.shape[1:]] for t in model.inputs]
+        keys = model._input_keys
+        entry["build_config"] = {"input_shape": dict(zip(keys, shapes)) if keys else
+                                 shapes[0] if len(shapes) == 1 else shapes}
+        entry[TRACED_KEY] = {"config": to_keras(model), "weight_paths": weight_paths}
+    return entry
 
 
 # MultiHeadAttention's call as Keras records it: query and value as arguments, key and
@@ -245,7 +303,9 @@ def _without_keras_only(config, table, what):
 
 def _plain(obj):
     """A Keras serialized object ({"module", "class_name", "config", ...}) as densitron's
-    {"class_name", "config"}."""
+    {"class_name", "config"} (a function's by name, as Keras writes it)."""
+    if obj.get("class_name") == "function":
+        return {"class_name": "function", "config": obj.get("config")}
     return {"class_name": obj["class_name"],
             "config": _without_keras_only(obj.get("config", {}), _OBJECT_KERAS_ONLY,
                                           f"a {obj['class_name']}")}

@@ -136,7 +136,7 @@ def _keras_files(model):
     layout) and the layers' assets."""
     from densitron import __version__, keras_format
 
-    config = keras_format.to_keras(model)
+    config = keras_format.to_keras_file(model, _graph_weight_paths(model))
     config["compile_config"] = keras_format.compile_to_keras(_compile_config(model))
     meta = json.dumps({"keras_version": KERAS_FORMAT_VERSION, "densitron_version": __version__,
                        "date_saved": time.strftime("%Y-%m-%d@%H:%M:%S")})
@@ -186,7 +186,8 @@ def _asset_owners(model):
     """(path, object) of the model and its layers, at the paths their assets are kept."""
     yield "", model
     for path, layer in _keras_layer_paths(model):
-        yield path, layer.layer if isinstance(layer, _OwnWeights) else layer
+        if path:  # (a subclassed model's own weights: the model's, at "")
+            yield path, layer.layer if isinstance(layer, _OwnWeights) else layer
 
 
 def _saved_assets(model):
@@ -339,7 +340,7 @@ def _model_of_files(config, h5, weights, compile, filepath):
     from densitron import keras_format, layers
 
     keras_layout = "module" in config
-    model = layers.deserialize(keras_format.from_keras(config) if keras_layout else config)
+    model, weight_paths = _model_of_config(config, keras_layout)
     cc = config.get("compile_config")
     if cc and keras_layout:
         cc = keras_format.compile_from_keras(cc)
@@ -348,10 +349,49 @@ def _model_of_files(config, h5, weights, compile, filepath):
         _set_graph_weights(model, weights)
     else:
         with _h5py().File(io.BytesIO(h5), "r") as h:
-            _load_keras_h5(model, h, filepath)
+            if weight_paths is not None:  # (a subclassed model's trace, by where they are)
+                _set_graph_weights(model, [h[path][()] for path in weight_paths])
+            else:
+                _load_keras_h5(model, h, filepath)
             if compile and cc:
                 _load_keras_optimizer(model, h, filepath)
     return model
+
+
+def _model_of_config(config, keras_layout):
+    """(model, weight_paths) of a model file's config: the model, built as it was saved, and
+    where the file keeps its graph's weights when that is not where its layers say (None).
+    A subclassed model comes back as its class, as Keras's load_model rebuilds it: the
+    class's from_config of its config, then build_from_config of its build_config, when the
+    class is at hand (registered, in custom_objects or in a custom_object_scope); else the
+    traced graph densitron's files keep beside it, as a functional model; else (Keras's
+    files) Keras's error."""
+    from densitron import keras_format, layers
+    from densitron.models.functional import Functional
+    from densitron.utils.keras_objects import _lookup
+
+    if not keras_layout:
+        return layers.deserialize(config), None
+    if config.get("class_name") not in ("Functional", "Sequential", "Model"):
+        cls = _lookup(config.get("class_name"), config.get("registered_name"),
+                      config.get("module"), None)
+        traced = config.get(keras_format.TRACED_KEY)
+        if not (isinstance(cls, type) and issubclass(cls, Functional)):
+            if traced is None:
+                raise TypeError(
+                    f"Could not locate class '{config.get('class_name')}'. Make sure custom "
+                    "classes and functions are decorated with "
+                    "`@keras.saving.register_keras_serializable()`. If they are already "
+                    "decorated, make sure they are all imported so that the decorator is run "
+                    "before trying to load them. Received: config with class_name="
+                    f"{config.get('class_name')!r}, registered_name="
+                    f"{config.get('registered_name')!r}")
+            model = layers.deserialize(traced["config"])
+            return model, traced.get("weight_paths")
+    model = layers.deserialize(keras_format.from_keras(config))
+    if not model.built and config.get("build_config"):
+        model.build_from_config(config["build_config"])
+    return model, None
 
 
 def model_from_json(json_string, custom_objects=None):
@@ -389,6 +429,12 @@ def clone_model(model, input_tensors=None, clone_function=None, call_function=No
         raise ValueError("`clone_function` must be a function of a layer. Received: "
                          f"clone_function={clone_function!r}")
     if clone_function is None and input_tensors is None:
+        if getattr(model, "_subclassed", False):  # (Keras's: its class again, from its entry)
+            from densitron import keras_format
+            from densitron.utils.serialization import custom_object_scope
+
+            with custom_object_scope({type(model).__name__: type(model)}):
+                return layers.deserialize(keras_format.to_keras_file(model))
         return layers.deserialize({"class_name": "Sequential" if type(model).__name__ ==
                                    "Sequential" else "Functional", "config": model.get_config()})
     return _clone_by_calls(model, input_tensors, clone_function or _fresh_layer)
@@ -512,7 +558,7 @@ def load_weights(model, filepath, skip_mismatch=False, **kwargs):
     elif filepath.endswith(".weights.h5"):
         h5py = _h5py()
         with h5py.File(filepath, "r") as h:
-            if "layers" in h:  # Keras's layout (Keras's files and densitron's since 0.1)
+            if "layers" in h or "vars" in h:  # Keras's layout (Keras's, densitron's since 0.1)
                 _load_keras_h5(model, h, filepath, skip_mismatch)
                 return
             weights = [h[k][()] for k in sorted(h.keys())]  # densitron's first layout
@@ -755,7 +801,30 @@ def _write_keras_h5(model, h):
         elif not _is_model(layer):
             for i, w in enumerate(layer.get_weights()):
                 group.create_dataset(str(i), data=w)
-    h.create_group("vars").attrs["name"] = model.name
+    h.require_group("vars").attrs["name"] = model.name  # (a subclassed model's own: there)
+
+
+def _graph_weight_paths(model):
+    """Where a subclassed model's file keeps each of its graph's weights ("d1/vars/0"), in
+    _graph_weights order (a model loaded from its trace reads them there), or None for other
+    models (or a weight no layer attribute holds)."""
+    if not getattr(model, "_subclassed", False) or not model.built:
+        return None
+    where = {}
+    for path, layer in _keras_layer_paths(model):
+        parts = _keras_sublayers(layer)
+        if parts is not None:
+            for sub, _, variables in parts:
+                for i, v in enumerate(variables):
+                    where.setdefault(id(v), f"{path}/{sub}/vars/{i}")
+        elif not _is_model(layer):
+            own = layer._weights if isinstance(layer, _OwnWeights) else layer.weights
+            for i, v in enumerate(own):
+                where.setdefault(id(v), f"{path}/vars/{i}".lstrip("/"))
+    weights = model._graph_weights()
+    if not all(id(v) in where for v in weights):
+        return None
+    return [where[id(v)] for v in weights]
 
 
 def _keras_sublayers(layer):
@@ -802,33 +871,51 @@ def _numbered(names):
     return out
 
 
-def _composite_paths(layer, path):
+def _composite_paths(layer, path, seen=None):
     """(path, layer) as Keras's files keep a composite layer (a Layer subclass made of
-    layers): its own weights at its path, each layer attribute's below it by attribute name,
-    a list attribute's layers by class within it (dense, dense_1, ...)."""
+    layers) or a subclassed model (at path ""): its own weights at its path, each layer
+    attribute's below it by attribute name, a list attribute's layers by class within it
+    (dense, dense_1, ...); attributes by name, private ones last, each layer once (Keras's
+    walk of a saveable's attributes)."""
     from densitron.layers.layer import Layer, _composite
 
+    seen = set() if seen is None else seen
+    seen.add(id(layer))
     yield path, _OwnWeights(layer)
-    # (a layer's own attributes hold no layers: any layer found is one of the user's)
-    for attr, value in sorted(vars(layer).items()):
+
+    def below(name):
+        return f"{path}/{name}" if path else name
+
+    # (a layer's own attributes hold no layers: any layer found is one of the user's; a
+    # model's list of its trace's layers is not one of them, its `layers` property is, as
+    # Keras's walk meets it: a layer of an attribute named after "layers" is kept there)
+    items = [(k, v) for k, v in vars(layer).items() if k != "_all_layers"]
+    if _is_model(layer) and getattr(layer, "_subclassed", False):
+        items.append(("layers", layer.layers))
+    for attr, value in sorted(items, key=lambda kv: "~" + kv[0] if kv[0].startswith("_")
+                              else kv[0]):
         if isinstance(value, Layer):
-            entries = [(f"{path}/{attr}", value)]
+            entries = [(below(attr), value)]
         elif isinstance(value, (list, tuple)) and value and all(
                 isinstance(v, Layer) for v in value):
             names = _numbered(naming.to_snake_case(type(v).__name__) for v in value)
-            entries = [(f"{path}/{attr}/{name}", v) for name, v in zip(names, value)]
+            entries = [(below(f"{attr}/{name}"), v) for name, v in zip(names, value)]
         else:
             continue
         for sub_path, sub in entries:
+            if id(sub) in seen:
+                continue
+            seen.add(id(sub))
             if _composite(sub):
-                yield from _composite_paths(sub, sub_path)
+                yield from _composite_paths(sub, sub_path, seen)
             else:
                 yield sub_path, sub
                 if _is_model(sub):
                     yield from _keras_layer_paths(sub, f"{sub_path}/layers", composites=True)
 
 
-def _keras_layer_paths(model, prefix="layers", wrapped=False, composites=False):
+def _keras_layer_paths(model, prefix="layers", wrapped=False, composites=False,
+                       by_attributes=True):
     """(path, layer) of every layer as Keras's weight files address it: by its class within its
     model, numbered when repeated (dense, dense_1, ...; not by layer name), and a nested
     model's layers below the model's own path. With `wrapped` (reading a file Keras wrote), a
@@ -836,10 +923,17 @@ def _keras_layer_paths(model, prefix="layers", wrapped=False, composites=False):
     keeps it (densitron's graph holds the layer itself, and writes it so). With `composites`
     (reading a file Keras wrote of a model with layers of the user's made of layers), Keras's
     layers, a composite layer's weights below its own path (_composite_paths); else the
-    graph's layers, which densitron writes."""
+    graph's layers, which densitron writes. A subclassed model's layers are at their
+    attributes' paths (as a composite layer's), unless `by_attributes` is False (the layout
+    densitron wrote before it saved such a model as its class: its trace's layers)."""
     from densitron.layers.layer import _composite
     from densitron.models.sequential import Sequential
 
+    if prefix == "layers" and getattr(model, "_subclassed", False) and by_attributes:
+        # a subclassed model's file (Keras's and densitron's since it is saved as its class):
+        # its layers at their attributes' names
+        yield from _composite_paths(model, "")
+        return
     # (Keras's layers; or the layers densitron's config names: composite layers of registered
     # classes kept as themselves, others as their sublayers)
     sequential = isinstance(model, Sequential)
@@ -866,8 +960,14 @@ def _load_keras_h5(model, h, filepath, skip_mismatch=False):
     wrapped = "layers" in h and any(k.startswith("time_distributed") for k in h["layers"])
     # (a file Keras wrote keeps a composite layer's weights below the layer's own path)
     composites = any(path in h for path, layer in _keras_layer_paths(model, composites=True)
-                     if isinstance(layer, _OwnWeights))
-    for path, layer in _keras_layer_paths(model, wrapped=wrapped, composites=composites):
+                     if isinstance(layer, _OwnWeights) and path)
+    # (a subclassed model's weights by its attributes; densitron's files before it saved one
+    # as its class kept them by its trace's layers)
+    by_attributes = not getattr(model, "_subclassed", False) or "layers" not in h or any(
+        path in h for path, layer in _keras_layer_paths(model)
+        if path and not _is_model(layer))
+    for path, layer in _keras_layer_paths(model, wrapped=wrapped, composites=composites,
+                                          by_attributes=by_attributes):
         if _is_model(layer):
             continue
         want = layer.get_weights()

@@ -864,8 +864,26 @@ class Functional(Trainer, Layer):
         return layers, calls, names
 
     def get_config(self):
+        """A functional model's: its graph (see _graph_config). A subclassed model's, as
+        Keras's Model: name, trainable and dtype, with Keras's automatic config (the arguments
+        its constructor was given, when all are plain values) for a class that defines no
+        get_config; from_config gives them back to the constructor."""
+        if not getattr(self, "_subclassed", False):
+            return self._graph_config()
+        from densitron.layers.layer import _auto_config, takes_name
+
+        config = {"name": self.name}
+        if type(self).get_config is Functional.get_config:
+            if not takes_name(type(self)):
+                del config["name"]
+            config.update(_auto_config(type(self), *self.__dict__.get("_init_args", ((), {}))))
+        config.update(trainable=self.trainable, dtype="float32")
+        return config
+
+    def _graph_config(self):
         """Plain JSON-able description of the graph: each layer's config and the calls that
-        link them (Keras's layout: inbound_nodes as [layer_name, node_index, tensor_index])."""
+        link them (Keras's layout: inbound_nodes as [layer_name, node_index, tensor_index]);
+        a subclassed model's, that of its trace."""
         from densitron.utils.keras_objects import serialize_config
         from densitron.utils.serialization import get_registered_name
 
@@ -913,6 +931,12 @@ class Functional(Trainer, Layer):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
+        """The model of get_config's config: a graph's (a subclass's traced graph, of
+        densitron's first files, comes back as a functional model); else, as Keras's, a
+        subclass made by its constructor, cls(**config)."""
+        if not all(key in config for key in ("name", "layers", "input_layers",
+                                             "output_layers")):
+            return cls._from_constructor(config, custom_objects)
         from densitron.layers import deserialize
 
         created = {}
@@ -957,6 +981,28 @@ class Functional(Trainer, Layer):
                                                            name=config.get("name"))
         model._trainable = bool(config.get("trainable", True))  # (Keras's: layers keep theirs)
         return model
+
+
+    @classmethod
+    def _from_constructor(cls, config, custom_objects):
+        """Keras's Model.from_config of a config that is not a graph's: cls(**config)."""
+        from densitron.utils.serialization import custom_object_scope
+
+        if not defines_call(cls):
+            raise ValueError("A functional model's config lists its layers, input_layers and "
+                             f"output_layers. Received: config with keys {sorted(config)}")
+        try:
+            with custom_object_scope(custom_objects):
+                return cls(**config)
+        except TypeError as e:
+            raise TypeError(
+                "Unable to revive model from config. When overriding the `get_config()` "
+                "method, make sure that the returned config contains all items used as "
+                f"arguments in the  constructor to {cls}, which is the default behavior. You "
+                "can override this default behavior by defining a `from_config(cls, config)` "
+                f"class method to specify how to create an instance of {cls.__name__} from "
+                f"its config.\n\nReceived config={config}\n\nError encountered during "
+                f"deserialization: {e}") from e
 
 
 def _reads_an_input(t):
