@@ -237,6 +237,11 @@ _CLASS_NAMES.update(OrthogonalInitializer=Orthogonal, IdentityInitializer=Identi
 
 
 def serialize(initializer):
+    if not hasattr(initializer, "get_config") and callable(initializer):
+        # a function (an array's initializer from get): by name, as Keras serializes it
+        return {"module": "builtins", "class_name": "function",
+                "config": getattr(initializer, "__name__", type(initializer).__name__),
+                "registered_name": "function"}
     return {"class_name": type(initializer).__name__, "config": initializer.get_config()}
 
 
@@ -264,6 +269,20 @@ def get(identifier):
         return deserialize(identifier)
     if isinstance(identifier, type) and issubclass(identifier, Initializer):
         return identifier()
+    if isinstance(identifier, (np.ndarray, np.generic)):
+        return _tensor_initializer(identifier)
     if callable(identifier):
         return identifier
     raise ValueError(f"Could not interpret initializer identifier. Received: {identifier!r}")
+
+
+def _tensor_initializer(tensor):
+    """Keras's initializer of an array: a function of (shape, dtype) giving the array (cast
+    to dtype, float32 by default), for that shape only."""
+    def initialize_fn(shape, dtype=None):
+        if tuple(int(d) for d in shape) != tensor.shape:
+            raise ValueError(f"Expected `shape` to be {tensor.shape} for direct tensor as "
+                             f"initializer. Received shape={shape}")
+        return np.array(tensor, dtype=dtype or "float32")
+
+    return initialize_fn

@@ -3,6 +3,7 @@
 import math
 
 from densitron.layers.layer import Layer, engine_node
+from densitron.layers.reshaping import KeepsIntegerDtype
 
 
 def _check_list(layer, input_shape, exactly=None):
@@ -62,7 +63,7 @@ class Minimum(_Merge):
     _op = 9
 
 
-class Concatenate(Layer):
+class Concatenate(KeepsIntegerDtype, Layer):
     """Joins its inputs along `axis` (all other dimensions equal)."""
     _mask_rule = "refuse"  # Keras combines the inputs' masks
 

@@ -280,6 +280,16 @@ def _encoded_shape(input_shape, mode, depth):
     return (*input_shape[:-1], depth)
 
 
+def _ids_array(inputs):
+    """A call's inputs, a list or tuple of numbers (not of tensors) as one array."""
+    from densitron.layers.layer import KerasTensor
+
+    if isinstance(inputs, (list, tuple)) and not any(
+            isinstance(t, (KerasTensor, np.ndarray)) for t in inputs):
+        return np.asarray(inputs)
+    return inputs
+
+
 def _check_sparse_output(layer, sparse):
     if sparse:
         raise ValueError(f"densitron's {type(layer).__name__} gives dense outputs. "
@@ -306,6 +316,38 @@ class CategoryEncoding(Layer):
         _check_sparse_output(self, sparse)
         self.num_tokens = int(num_tokens)
         self.output_mode = output_mode
+
+    def __call__(self, inputs, *args, count_weights=None, **kwargs):
+        """Keras's call: a list of ids is one array; on arrays, 1-D ids are one sample for
+        "multi_hot" and "count" (as Keras encodes them), and `count_weights` (of the ids'
+        shape, "count" only) weigh each id in its count."""
+        inputs = _ids_array(inputs)
+        if count_weights is not None:
+            if self.output_mode != "count":
+                raise ValueError("`count_weights` is not used when `output_mode` is not "
+                                 f"`'count'`. Received `count_weights={count_weights}`.")
+            return self._weighted_counts(inputs, count_weights)
+        if (isinstance(inputs, np.ndarray) and inputs.ndim == 1 and
+                self.output_mode != "one_hot" and not args and not kwargs):
+            return super().__call__(inputs[None, :])[0]
+        return super().__call__(inputs, *args, **kwargs)
+
+    def _weighted_counts(self, inputs, count_weights):
+        """Keras's "count" with weights: each id's one-hot row times its weight, summed over
+        the sample's ids (the last axis of the ids)."""
+        from densitron import ops
+
+        if not isinstance(inputs, np.ndarray) or inputs.ndim < 1:
+            raise ValueError("densitron's CategoryEncoding takes `count_weights` with an array "
+                             "of ids (its engine counts ids unweighted in a model). Received: "
+                             f"inputs={inputs!r}")
+        weights = np.asarray(count_weights, np.float32)
+        if weights.shape != inputs.shape:
+            raise ValueError(f"`count_weights` must have the shape of the inputs, "
+                             f"{inputs.shape}. Received: count_weights with shape "
+                             f"{weights.shape}")
+        encoded = ops.one_hot(inputs, self.num_tokens) * weights[..., None]
+        return np.sum(encoded, axis=-2, dtype=np.float32)
 
     def compute_output_shape(self, input_shape):
         return _encoded_shape(tuple(input_shape), self.output_mode, self.num_tokens)
@@ -435,6 +477,14 @@ class Discretization(Layer):
 
     def _depth(self):
         return len(self.bin_boundaries) + 1 if self.bin_boundaries is not None else self.num_bins
+
+    def __call__(self, inputs, *args, **kwargs):
+        """On arrays (a list of numbers too), "int" ids come as int32, as Keras's output dtype;
+        a model's outputs stay float32, as the engine computes."""
+        out = super().__call__(_ids_array(inputs), *args, **kwargs)
+        if self.output_mode == "int" and isinstance(out, np.ndarray):
+            return out.astype(np.int32)
+        return out
 
     def compute_output_shape(self, input_shape):
         if self.output_mode == "int":

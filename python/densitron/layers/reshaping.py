@@ -8,7 +8,20 @@ import numpy as np
 from densitron.layers.layer import Layer, engine_node
 
 
-class Flatten(Layer):
+class KeepsIntegerDtype:
+    """A layer that only moves values: called on integer or bool arrays, its output has their
+    dtype, as Keras's (the engine moves them as float32, exact below 2**24)."""
+
+    def __call__(self, inputs, *args, **kwargs):
+        out = super().__call__(inputs, *args, **kwargs)
+        flat = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if isinstance(out, np.ndarray) and flat and all(
+                isinstance(a, np.ndarray) and a.dtype.kind in "iub" for a in flat):
+            return out.astype(np.result_type(*flat))
+        return out
+
+
+class Flatten(KeepsIntegerDtype, Layer):
     def __init__(self, data_format=None, **kwargs):
         super().__init__(**kwargs)
 
@@ -24,7 +37,7 @@ class Flatten(Layer):
         return engine_node(14, node)
 
 
-class Reshape(Layer):
+class Reshape(KeepsIntegerDtype, Layer):
     def __init__(self, target_shape, **kwargs):
         super().__init__(**kwargs)
         try:
@@ -89,7 +102,7 @@ def _positions(in_shape):
     return np.arange(math.prod(in_shape)).reshape(in_shape)
 
 
-class _IndexMap(Layer):
+class _IndexMap(KeepsIntegerDtype, Layer):
     """A layer whose output values are input values picked by a map (or zeros)."""
 
     def _check_inputs(self, input_shape):

@@ -550,12 +550,23 @@ class Poisson(Loss):
 
 # Keras's losses written with its ops: here with densitron.ops, traced into the engine as a
 # loss function of the user's is (on arrays they run on NumPy).
+def _values_of(y_true, y_pred):
+    """(y_true, y_pred) as float32 arrays when neither is symbolic (lists, integer arrays),
+    as Keras's functions convert them; traced tensors as they are."""
+    from densitron import ops
+
+    if ops._symbolic(y_true, y_pred):
+        return y_true, y_pred
+    return _float_array(y_true, "y_true"), _float_array(y_pred, "y_pred")
+
+
 def dice(y_true, y_pred, axis=None):
     """1 - 2·Σ y_true·y_pred / (Σ y_true + Σ y_pred + epsilon), the sums over `axis` (None:
     the whole batch, one value a batch; -1: one a sample)."""
     from densitron import ops
     from densitron.backend import epsilon
 
+    y_true, y_pred = _values_of(y_true, y_pred)
     intersection = ops.sum(y_true * y_pred, axis=axis)
     score = ops.divide(2.0 * intersection, ops.sum(y_true, axis=axis) +
                        ops.sum(y_pred, axis=axis) + epsilon())
@@ -568,6 +579,7 @@ def tversky(y_true, y_pred, alpha=0.5, beta=0.5, axis=None):
     from densitron import ops
     from densitron.backend import epsilon
 
+    y_true, y_pred = _values_of(y_true, y_pred)
     intersection = ops.sum(y_true * y_pred, axis=axis)
     fp = ops.sum((1 - y_pred) * y_true, axis=axis)
     fn = ops.sum(y_pred * (1 - y_true), axis=axis)
@@ -578,6 +590,7 @@ def categorical_generalized_cross_entropy(y_true, y_pred, q):
     """(1 - p^q)/q of each sample, p the predicted probability of its class id y_true."""
     from densitron import ops
 
+    y_true, y_pred = _values_of(y_true, y_pred)
     classes = y_pred.shape[-1]
     p = ops.sum(y_pred * ops.one_hot(ops.cast(y_true, "int32"), classes), axis=-1)
     return (1 - ops.power(p, q)) / q

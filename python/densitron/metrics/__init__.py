@@ -249,8 +249,8 @@ class Metric:
         if state is None:
             return np.float32(0.0)
         sums, count, width = state[:3]
-        if self._post == "result":
-            value = self._result(sums, count, columns=width)
+        if self._post == "result":  # (the rows counted unweighted, as the fit loop's)
+            value = self._result(sums, state[3], columns=width)
             return value if isinstance(value, np.ndarray) else np.float32(value)
         mean = sums[0] / count if count != 0 else 0.0
         return np.float32(np.sqrt(mean) if self._post == "sqrt" else
@@ -456,9 +456,34 @@ class CosineSimilarity(_LossMetric):
 
     def __init__(self, name=None, dtype=None, axis=-1):
         super().__init__(name=name, dtype=dtype)
-        if axis != -1:
-            raise ValueError("densitron's CosineSimilarity reduces over the last axis. "
-                             f"Received: axis={axis!r}")
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise TypeError(f"`axis` must be an integer. Received: axis={axis!r}")
+        self.axis = int(axis)
+        self._axis_moved = False
+
+    def _specs_for(self, y_pred_ndim, y_pred_last):
+        if not self._axis_moved and self.axis not in (-1, y_pred_ndim - 1):
+            raise ValueError(f"densitron computes CosineSimilarity over the last axis of a "
+                             f"model's output (of rank {y_pred_ndim}). Received: "
+                             f"axis={self.axis}")
+        return self._specs()
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        """Keras's update_state: the cosines over `axis` (moved last for the engine)."""
+        y_pred = _predictions(y_pred)
+        if not -y_pred.ndim <= self.axis < y_pred.ndim:
+            raise ValueError(f"`axis` must be an axis of y_pred, of shape {y_pred.shape}. "
+                             f"Received: axis={self.axis}")
+        if self.axis % y_pred.ndim == y_pred.ndim - 1:
+            return super().update_state(y_true, y_pred, sample_weight=sample_weight)
+        y_true = np.broadcast_to(_float_array(y_true, "y_true"), y_pred.shape)
+        self._axis_moved = True
+        try:
+            return super().update_state(np.moveaxis(y_true, self.axis, -1),
+                                        np.moveaxis(y_pred, self.axis, -1),
+                                        sample_weight=sample_weight)
+        finally:
+            self._axis_moved = False
 
 
 def _threshold_list(metric, thresholds, default):
@@ -1258,18 +1283,18 @@ class BinaryIoU(_IoUBase):
 
 class R2Score(Metric):
     """Keras's R2Score of a (batch, columns) output: 1 - residual / total sum of squares per
-    column, averaged uniformly or by variance; adjusted for num_regressors."""
+    column, averaged uniformly or by variance (class_aggregation None: each column's score, an
+    array); adjusted for num_regressors."""
 
     _post = "result"
 
     def __init__(self, class_aggregation="uniform_average", num_regressors=0, name="r2_score",
                  dtype=None):
         super().__init__(name=name, dtype=dtype)
-        if class_aggregation not in ("uniform_average", "variance_weighted_average"):
-            raise ValueError("Invalid value for argument `class_aggregation`: densitron's "
-                             "R2Score averages the columns ('uniform_average' or "
-                             "'variance_weighted_average'). Received: "
-                             f"class_aggregation={class_aggregation!r}")
+        if class_aggregation not in (None, "uniform_average", "variance_weighted_average"):
+            raise ValueError("Invalid value for argument `class_aggregation`. Expected one of "
+                             "{None, 'uniform_average', 'variance_weighted_average'}. "
+                             f"Received: class_aggregation={class_aggregation!r}")
         if (isinstance(num_regressors, bool) or not isinstance(num_regressors, (int, np.integer))
                 or num_regressors < 0):
             raise ValueError("Invalid value for argument `num_regressors`. Expected a value "
@@ -1303,7 +1328,9 @@ class R2Score(Metric):
             total = squares - total_y * mean
             raw = 1.0 - residual / total
         raw = np.where(np.isinf(raw), 0.0, raw)
-        if self.class_aggregation == "uniform_average":
+        if self.class_aggregation is None:  # one score per column
+            score = raw
+        elif self.class_aggregation == "uniform_average":
             score = float(np.mean(raw))
         else:
             score = float(np.sum(total * raw) / np.sum(total))
@@ -1317,7 +1344,7 @@ class R2Score(Metric):
                               "standard R2 score.", stacklevel=2)
             else:
                 score = 1.0 - (1.0 - score) * (n - 1.0) / (n - p - 1.0)
-        return score
+        return score.astype(np.float32) if isinstance(score, np.ndarray) else score
 
     def get_config(self):
         return {**super().get_config(), "class_aggregation": self.class_aggregation,

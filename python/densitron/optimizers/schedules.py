@@ -21,6 +21,22 @@ def _number(name, value, positive=False):
     return float(value)
 
 
+def _whole_steps(step):
+    """`step` as an int64 array of steps >= 0, or Keras's ValueError."""
+    values = None
+    if not isinstance(step, (bool, np.bool_, str)):
+        try:
+            values = np.asarray(step)
+        except (TypeError, ValueError):
+            values = None
+    if values is None or values.dtype.kind not in "iuf" or not np.all(np.isfinite(values)) \
+            or np.any(values < 0) or np.any(values != np.floor(values)):
+        raise ValueError("`step` must be an integer >= 0 (or a whole number, or an array of "
+                         f"them: the engine evaluates schedules at whole steps). Received: "
+                         f"step={step!r}")
+    return values.astype(np.int64)
+
+
 class LearningRateSchedule:
     """Base of the schedules. densitron's own are computed by the engine at every step; a
     subclass with its own `__call__(step)` (Keras's way to write a schedule) is evaluated in
@@ -34,9 +50,12 @@ class LearningRateSchedule:
         return type(self).__call__ is not LearningRateSchedule.__call__
 
     def __call__(self, step):
-        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
-            raise ValueError(f"`step` must be an integer >= 0. Received: step={step!r}")
-        return _core._scheduled_learning_rate(self._engine_config(), int(step))
+        """The rate at `step` as Keras's schedules give it, float32: an int, or a whole
+        number or an array of them (Keras's step tensor; an array gives one rate each)."""
+        steps = _whole_steps(step)
+        config = self._engine_config()
+        rates = [_core._scheduled_learning_rate(config, int(s)) for s in steps.ravel()]
+        return np.asarray(rates, np.float32).reshape(steps.shape)[()]
 
     def _engine_config(self):
         if self._in_python:  # LrSchedule::kTable, filled before each run (python_rates)
