@@ -507,9 +507,9 @@ def test_a_regularizer_or_constraint_written_in_python_is_refused_not_ignored():
     # __call__ would otherwise be silently skipped in training.
     from densitron import constraints, ops, regularizers
 
-    class Penalty(regularizers.Regularizer):
+    class Penalty(regularizers.Regularizer):  # (an L2 norm, not squared: no l1/l2 form)
         def __call__(self, x):
-            return 0.01 * ops.sum(ops.abs(x))
+            return 0.01 * ops.sqrt(ops.sum(ops.square(x)))
 
     class Clip(constraints.Constraint):
         def __call__(self, w):
@@ -518,8 +518,8 @@ def test_a_regularizer_or_constraint_written_in_python_is_refused_not_ignored():
     class SetsL2(regularizers.Regularizer):  # (one that sets l1/l2 runs in the engine)
         l2 = 0.05
 
-    with pytest.raises(ValueError, match=r"not a penalty written in __call__. Received: "
-                                         r"regularizer Penalty$"):
+    with pytest.raises(ValueError, match=r"l1·sum\(\|x\|\) \+ l2·sum\(x²\).*Received: "
+                                         r"regularizer 'Penalty'$"):
         Dense(2, kernel_regularizer=Penalty())
     with pytest.raises(ValueError, match=r"Received: constraint Clip$"):
         Dense(2, kernel_constraint=Clip())

@@ -123,8 +123,9 @@ class Variable:
         shape = self._value.shape
         rows, cols = (shape[0], int(np.prod(shape[1:]))) if len(shape) >= 2 else (
             int(np.prod(shape)), 1)
-        reg = self.regularizer
-        l1, l2 = (reg.l1, reg.l2) if reg is not None else (0.0, 0.0)
+        from densitron import regularizers
+
+        l1, l2 = regularizers.coefficients(self.regularizer, shape)
         con = self.constraint.engine_spec() if self.constraint is not None else (0, 0.0, 0.0,
                                                                                   1.0, 0)
         return (self._value, rows, cols, float(l1), float(l2), *con)

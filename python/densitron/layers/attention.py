@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from densitron import regularizers
 from densitron.layers.core import kernel_bias_config, set_kernel_bias_args
 from densitron.layers.layer import Layer, node_spec
 from densitron.layers.reshaping import _positions
@@ -289,7 +290,7 @@ class MultiHeadAttention(Layer):
         output = dense("output", t_len, out)
         reg = self.activity_regularizer
         if reg is not None:
-            output = (*output[:-1], (reg.l1, reg.l2))
+            output = (*output[:-1], regularizers.coefficients(reg))
         result = add(output, mixed)
         return items, [result] + ([softmax] if scores_out else [])
 

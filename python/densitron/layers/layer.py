@@ -1156,7 +1156,8 @@ def engine_node(op, node, activation=None, params=(), fattrs=(), iattrs=()):
                              f"cannot be normalised over). Received: axis={axis}")
         if axis != rank - 1:  # the engine normalises over a middle axis as (outer, len, inner)
             iattrs = [int(np.prod(out[1:axis])), int(out[axis]), int(np.prod(out[axis + 1:]))]
-    reg = getattr(node.layer, "activity_regularizer", None)
-    activity = (reg.l1, reg.l2) if reg is not None else (0.0, 0.0)
+    from densitron import regularizers
+
+    activity = regularizers.coefficients(getattr(node.layer, "activity_regularizer", None))
     return node_spec(op, shape_width(out), int(out[-1]) if len(out) > 1 else 1, act, params,
                      fattrs, iattrs, activity)

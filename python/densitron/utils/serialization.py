@@ -104,8 +104,11 @@ def get(identifier, base, by_name, kind, supported):
         return identifier
     if isinstance(identifier, str) and identifier in by_name:
         return by_name[identifier]()
-    if isinstance(identifier, dict) and identifier.get("class_name") in by_name:
-        return by_name[identifier["class_name"]].from_config(identifier.get("config", {}))
+    if isinstance(identifier, dict):  # one of ours, or a class of the user's custom objects
+        name = identifier.get("class_name")
+        cls = by_name.get(name) or (_custom(name) if isinstance(name, str) else None)
+        if isinstance(cls, type) and issubclass(cls, base):
+            return cls.from_config(identifier.get("config", {}))
     raise ValueError(
         f"Could not interpret {kind} identifier: densitron's engine runs {supported}. "
         f"Received: {kind}={identifier!r}"
