@@ -376,3 +376,60 @@ def test_a_keras_file_of_a_class_not_at_hand_is_keras_s_error(keras, tmp_path):
         load_model(tmp_path / "e.keras")
     with pytest.raises(TypeError, match="Could not locate class 'Elsewhere'"):
         keras.saving.load_model(tmp_path / "e.keras")
+
+
+# --- weight paths ----------------------------------------------------------------------------
+
+def weight_paths(ns):
+    """Each model's weight paths: Keras names a weight by the name scopes it was built in (a
+    Sequential's and a subclassed model's layers in the model's, a functional model's layers
+    outside any)."""
+    L = ns.layers
+    seq = ns.Sequential([ns.Input((3,)), L.Dense(2, name="a"), L.BatchNormalization(name="bn")],
+                        name="seq")
+    late = ns.Sequential([L.Dense(2, name="b")], name="late")
+    late.build((None, 3))
+    built = L.Dense(2, name="c")
+    built.build((None, 3))
+    early = ns.Sequential([built], name="early")
+    early.build((None, 3))
+    i = ns.Input((3,))
+    inner = ns.Sequential([ns.Input((3,)), L.Dense(2, name="d")], name="inner")
+    func = ns.Model(i, L.Dense(1, name="e")(inner(i)), name="func")
+    nested = ns.Sequential([ns.Input((3,)), ns.Sequential([L.Dense(2, name="f")], name="in2")],
+                           name="outer")
+    return {name: [w.path for w in model.weights] for name, model in
+            [("seq", seq), ("late", late), ("early", early), ("func", func),
+             ("nested", nested)]}
+
+
+def test_weight_paths_are_keras_s(keras):
+    ours = weight_paths(densitron)
+    assert ours == weight_paths(keras)
+    assert ours["seq"][:2] == ["seq/a/kernel", "seq/a/bias"]
+    assert ours["func"] == ["inner/d/kernel", "inner/d/bias", "e/kernel", "e/bias"]
+    model = TwoLayers(name="two")
+    model.build((None, 3))
+    assert [w.path for w in model.weights] == ["two/dense/kernel", "two/dense/bias",
+                                               "two/dense_1/kernel", "two/dense_1/bias"]
+
+
+def test_sequential_files_with_the_model_s_paths_load_both_ways(keras, tmp_path):
+    x = data((4, 3))
+    ours = Sequential([layers.Input((3,)), layers.Dense(2, name="a")], name="seq")
+    ours.compile(optimizer="adam", loss="mse")
+    ours.fit(x, data((4, 2), 1), verbose=0)
+    ours.save(tmp_path / "ours.keras")
+    ours.save_weights(tmp_path / "ours.weights.h5")
+    theirs = keras.saving.load_model(tmp_path / "ours.keras")
+    assert [w.path for w in theirs.weights] == [w.path for w in ours.weights]
+    np.testing.assert_allclose(np.asarray(theirs.predict(x, verbose=0)),
+                               ours.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    theirs.save(tmp_path / "theirs.keras")
+    back = load_model(tmp_path / "theirs.keras")
+    assert [w.path for w in back.weights] == ["seq/a/kernel", "seq/a/bias"]
+    np.testing.assert_allclose(back.predict(x, verbose=0), ours.predict(x, verbose=0),
+                               rtol=1e-6, atol=1e-7)
+    fresh = Sequential([layers.Input((3,)), layers.Dense(2, name="a")], name="seq")
+    fresh.load_weights(tmp_path / "ours.weights.h5")
+    np.testing.assert_array_equal(fresh.predict(x, verbose=0), ours.predict(x, verbose=0))

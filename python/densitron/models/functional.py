@@ -299,13 +299,14 @@ class Functional(Trainer, Layer):
         def build(self, input_shape):
             if getattr(self, "_in_user_build", False):  # a subclass's super().build
                 return user_build(self, input_shape)
+            before = _variable_ids(self)
             self._in_user_build = True
             try:
                 user_build(self, input_shape)
             finally:
                 self._in_user_build = False
             if getattr(self, "_subclassed", False) and not self.built:
-                self._trace(_symbolic_inputs(input_shape))
+                self._trace(_symbolic_inputs(input_shape), before)
 
         build._traces_after = True
         cls.build = build
@@ -321,8 +322,13 @@ class Functional(Trainer, Layer):
             return
         self._trace(_symbolic_inputs(input_shape))
 
-    def _trace(self, inputs):
+    def _trace(self, inputs, before=None):
+        """Builds the graph of `call` on `inputs`; the weights made since `before` (ids; by
+        default, the weights there are now) get the model's name before their paths, as
+        Keras builds a subclassed model's layers in its name scope ("my_model/dense/kernel")."""
+        before = _variable_ids(self) if before is None else before
         self._build_graph(inputs, traced_call(self, inputs))
+        _scope_new_weights(self, before)
 
     def _build_subclassed(self, input_shape):
         """Builds a subclassed model for inputs of `input_shape`: its `build` (a subclass's own
@@ -1003,6 +1009,24 @@ class Functional(Trainer, Layer):
                 f"class method to specify how to create an instance of {cls.__name__} from "
                 f"its config.\n\nReceived config={config}\n\nError encountered during "
                 f"deserialization: {e}") from e
+
+
+def _variable_ids(model):
+    """The ids of the weights a model (built or not) holds now: its own, its attributes'
+    layers', its graph's layers'."""
+    layers = [*model._sublayers(), *model.__dict__.get("_all_layers", ()),
+              *model.__dict__.get("_layers", ())]
+    return {id(v) for v in [*model._weights, *(w for layer in layers for w in layer.weights)]}
+
+
+def _scope_new_weights(model, before):
+    """Puts the model's name before the paths of its weights whose ids are not in `before`
+    (those its build made): Keras's name scope of a model that builds its layers itself (a
+    Sequential's "sequential/dense/kernel"; a functional model's layers are built by their
+    calls, outside any)."""
+    for v in _distinct(model.weights):
+        if id(v) not in before:
+            v.path = f"{model.name}/{v.path}"
 
 
 def _reads_an_input(t):

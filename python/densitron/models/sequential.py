@@ -5,7 +5,7 @@ import numpy as np
 
 from densitron.layers.input_layer import Input, InputLayer
 from densitron.layers.layer import KerasTensor, Layer
-from densitron.models.functional import Functional
+from densitron.models.functional import Functional, _scope_new_weights, _variable_ids
 from densitron.trainers import data as data_mod
 from densitron.utils.naming import uniquify
 
@@ -86,10 +86,12 @@ class Sequential(Functional):
         stale = {id(n) for n in getattr(self, "_nodes", ())}
         for layer in self._layers:
             layer._inbound_nodes = [n for n in layer._inbound_nodes if id(n) not in stale]
+        before = _variable_ids(self)
         x = self._input_tensor
         for layer in self._layers:
             x = layer(x)
         self._build_graph(self._input_tensor, x)
+        _scope_new_weights(self, before)  # (Keras's "sequential/dense/kernel")
 
     def build(self, input_shape=None):
         """Keras's `Sequential.build((None, features, ...))`: builds the stack for inputs of
