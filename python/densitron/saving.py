@@ -337,7 +337,7 @@ def _load_keras_zip(source, compile, filepath):
 def _model_of_files(config, h5, weights, compile, filepath):
     """The model of a `.keras` file's config.json (parsed) and its weights: model.weights.h5's
     bytes, or else densitron's first layout's list of arrays; compiled when it was."""
-    from densitron import keras_format, layers
+    from densitron import keras_format
 
     keras_layout = "module" in config
     model, weight_paths = _model_of_config(config, keras_layout)
