@@ -234,3 +234,20 @@ def test_initializers_get_of_a_tensor():
     model = densitron.Sequential([densitron.layers.Input((3,)), layer])
     np.testing.assert_allclose(model.predict(np.ones((1, 3)), verbose=0), [[6.0, 9.0]])
     assert layer.get_config()["kernel_initializer"]["class_name"] == "function"
+
+
+def test_activation_layers_on_a_vector(keras):
+    # Keras's Softmax, Activation, ReLU... examples call the layer on a 1-D array: the
+    # vector's own values (a softmax over it), not a batch of one value a sample
+    x = np.array([1.0, -2.0, 3.0, 0.5], np.float32)
+    for ours, theirs in [(densitron.layers.Softmax(), keras.layers.Softmax()),
+                         (densitron.layers.Activation("softmax"),
+                          keras.layers.Activation("softmax")),
+                         (densitron.layers.ReLU(max_value=2.0), keras.layers.ReLU(max_value=2.0)),
+                         (densitron.layers.LeakyReLU(), keras.layers.LeakyReLU()),
+                         (densitron.layers.ELU(), keras.layers.ELU())]:
+        got = ours(x)
+        assert got.shape == (4,)
+        np.testing.assert_allclose(got, np.asarray(theirs(x)), rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="min_ndim=2"):  # (as Keras: Dense needs features)
+        densitron.layers.Dense(2)(x)

@@ -164,6 +164,7 @@ class Activation(Layer):
     """Applies an activation function to its input."""
     _mask_rule = "pass"
     _single_input = True
+    _vector_is_one_sample = True
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
@@ -189,6 +190,7 @@ class Activation(Layer):
 class Softmax(Layer):
     """Softmax over `axis` (any axis but the batch's)."""
     _mask_rule = "refuse"
+    _vector_is_one_sample = True
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
@@ -217,6 +219,7 @@ class _ActivationLayer(Layer):
     """A layer that applies one parameterised activation (Keras's ReLU, LeakyReLU, ELU)."""
     _mask_rule = "pass"
     _single_input = True
+    _vector_is_one_sample = True
 
     def _engine_node(self, node, param_index):
         return engine_node(2, node, activation=self.activation)
@@ -351,6 +354,7 @@ class Identity(Layer):
     """Returns its input unchanged."""
     _mask_rule = "pass"
     _single_input = True
+    _vector_is_one_sample = True
 
     def _engine_node(self, node, param_index):
         return engine_node(14, node)

@@ -744,6 +744,9 @@ class Layer:
 
     # Whether the layer takes one tensor of rank >= 2 (its _check_inputs then checks that).
     _single_input = False
+    # Whether a 1-D array it is called on is one sample's values (activation layers), not a
+    # batch of one value a sample.
+    _vector_is_one_sample = False
 
     def _check_inputs(self, input_shape):
         """Validates the symbolic input shapes; raises ValueError naming the layer."""
@@ -957,6 +960,9 @@ class Layer:
 
         flat = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         arrays = [np.asarray(t, dtype=np.float32) for t in flat]
+        if self._vector_is_one_sample and len(arrays) == 1 and arrays[0].ndim == 1:
+            # an activation of a vector: Keras's values of that vector (a softmax over it)
+            return self._eager_call(arrays[0][None], training, positional)[0]
         for a in arrays:  # ((batch,): one value a sample, as Input(shape=()))
             if a.ndim < 1:
                 raise ValueError(
