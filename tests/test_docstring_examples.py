@@ -251,3 +251,23 @@ def test_activation_layers_on_a_vector(keras):
         np.testing.assert_allclose(got, np.asarray(theirs(x)), rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match="min_ndim=2"):  # (as Keras: Dense needs features)
         densitron.layers.Dense(2)(x)
+
+
+def test_precision_and_recall_top_k_on_vectors():
+    # Keras's Precision(top_k=2) example: a 1-D y_pred is one row of classes for top_k (the
+    # first two of four tied scores are the top 2), not four one-value samples. The values
+    # after a second update are Keras 3.15's on JAX (its numpy backend breaks top_k's ties
+    # otherwise).
+    m = densitron.metrics.Precision(top_k=2)
+    m.update_state([0, 0, 1, 1], [1, 1, 1, 1])
+    assert float(m.result()) == 0.0
+    keras_jax = {("Precision", 2): 0.5, ("Recall", 2): 0.5, ("Precision", 1): 0.5,
+                 ("Recall", 1): 0.25, ("Precision", None): 0.5, ("Recall", None): 2 / 3}
+    for (name, k), want in keras_jax.items():
+        metric = getattr(densitron.metrics, name)(top_k=k)
+        metric.update_state([0, 0, 1, 1], [1, 1, 1, 1])
+        metric.update_state([0, 1, 1, 0], [0.2, 0.9, 0.4, 0.1],
+                            sample_weight=None if k else [1, 0, 1, 1])
+        assert float(metric.result()) == pytest.approx(want), (name, k)
+    with pytest.raises(ValueError, match=r"When class_id is provided, y_pred must be a 2D"):
+        densitron.metrics.Precision(class_id=1).update_state([0, 1], [0.3, 0.6])

@@ -206,13 +206,20 @@ class Metric:
         confusion counts and AUC without class_id, top_k or per-label counts."""
         return False
 
+    def _vector_is_a_row(self):
+        """Whether a 1-D y_pred is one row of classes (Keras's top_k and class_id pick among
+        the last axis), not a batch of one-value samples."""
+        return False
+
     def _update_counts(self, y_true, y_pred, sample_weight):
         """update_state of a metric whose result follows from engine sums (counts, AUC's
         buckets, R2Score's sums): a vector is a batch of one-value samples, each with its
         sample weight, as Keras reads it; a metric counting values apart takes their weights
         too (Keras broadcasts sample_weight to y_pred's shape)."""
-        if y_pred.ndim == 1:
-            y_pred = y_pred.reshape(-1, 1)
+        if y_pred.ndim == 1:  # (with top_k or class_id, Keras reads a vector as one row)
+            y_pred = y_pred.reshape((1, -1) if self._vector_is_a_row() else (-1, 1))
+            if self._vector_is_a_row():
+                y_true = np.reshape(y_true, (1, -1))
         w = None
         if self._values_apart():
             y_true = losses.engine_targets(y_true, y_pred.shape, False, self.name)
@@ -537,6 +544,16 @@ class _ConfusionRatio(Metric):
 
     def _values_apart(self):
         return self.class_id is None and self.top_k is None
+
+    def _vector_is_a_row(self):
+        return self.top_k is not None
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if self.class_id is not None and np.ndim(y_pred) < 2:
+            raise ValueError("When class_id is provided, y_pred must be a 2D array with shape "
+                             "(num_samples, num_classes), found shape: "
+                             f"{np.shape(y_pred)}. Received: y_pred={y_pred!r}")
+        super().update_state(y_true, y_pred, sample_weight)
 
     def _result(self, sums, rows, columns):
         """The ratio (a float), or one per threshold (an array) when there are several; 0 over
