@@ -1906,6 +1906,21 @@ TEST(Oversubscription, SplitRunsKeptOffTheirCoresTurnOneThreadOnUntilACoreIsFree
   set_adaptive_threads(true);
 }
 
+TEST(Oversubscription, ThreadClocksCountUp) {
+  const double cpu0 = thread_cpu_seconds(), wait0 = thread_wait_seconds();
+  volatile double sink = 0.0;
+  for (int i = 0; i < 2000000; ++i) sink = sink + 1e-9 * i;
+  EXPECT_GT(thread_cpu_seconds(), cpu0);
+#if defined(__linux__) && defined(__x86_64__)
+  EXPECT_GE(wait0, 0.0);  // the kernel's schedstat (maybe not under an emulator's /proc)
+#endif
+  if (wait0 >= 0.0) {
+    EXPECT_GE(thread_wait_seconds(), wait0);
+  } else {
+    EXPECT_EQ(wait0, -1.0);  // not known: the verdict falls back on wall and CPU time
+  }
+}
+
 }  // namespace
 }  // namespace densitron
 

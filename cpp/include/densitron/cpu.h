@@ -42,6 +42,10 @@ bool machine_oversubscribed();  // the current verdict (false while adaptation i
 void note_run(double wall, double off_core, int threads);
 // The calling thread's CPU time in seconds (CLOCK_THREAD_CPUTIME_ID; 0 where there is none).
 double thread_cpu_seconds();
+// Seconds the calling thread has spent runnable but waiting for a core (Linux's schedstat
+// run_delay: unlike wall less CPU time, not counting time a hypervisor took from the virtual
+// CPU), or -1 where the kernel does not say.
+double thread_wait_seconds();
 
 // While in scope, the calling thread treats subnormal float inputs and results as zero (x86's
 // MXCSR DAZ and FTZ bits, AArch64's FPCR FZ; nothing elsewhere), then restores its previous

@@ -3,8 +3,10 @@
 // GNU OpenMP's thread pool does not survive fork(): a child process that entered a parallel
 // region would hang. So a forked child runs everything on its one thread (every parallel region
 // here is entered only with more than one thread).
+#include <fcntl.h>
 #include <pthread.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -139,6 +141,37 @@ void note_run(double wall, double off_core, int threads) {
     g_oversubscribed.store(false, std::memory_order_relaxed);
     c.solo_seconds = std::min(2.0 * c.solo_seconds, kMaxSoloSeconds);
   }
+}
+
+namespace {
+#if defined(__linux__)
+// The calling thread's /proc/thread-self/schedstat, opened once (pread at 0 reads it anew).
+struct SchedStat {
+  int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+  ~SchedStat() {
+    if (fd >= 0) close(fd);
+  }
+};
+#endif
+}  // namespace
+
+double thread_wait_seconds() {
+#if defined(__linux__)
+  thread_local SchedStat stat;
+  if (stat.fd < 0) return -1.0;
+  char buf[128];
+  const ssize_t n = pread(stat.fd, buf, sizeof(buf) - 1, 0);
+  if (n <= 0) return -1.0;
+  buf[n] = '\0';
+  char* end = nullptr;
+  std::strtoull(buf, &end, 10);  // time on a CPU, then time runnable on a run queue (ns)
+  char* after = nullptr;
+  const unsigned long long wait = std::strtoull(end, &after, 10);
+  if (after == end) return -1.0;
+  return 1e-9 * static_cast<double>(wait);
+#else
+  return -1.0;
+#endif
 }
 
 double thread_cpu_seconds() {

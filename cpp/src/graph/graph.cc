@@ -1836,8 +1836,9 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   std::atomic<bool> nonfinite{false};  // (set by thread 0 after a batch, read after a barrier)
   const bool stop_nonfinite = stop_on_nonfinite_ && mode == Mode::kTrain;
   // Runs that want several threads note how long their threads were kept off their cores
-  // while runnable (wall time less CPU time and sleep in barriers) for the oversubscription
-  // verdict (cpu.h). Only runs of kJudgedBatches or more: the clocks take a system call each.
+  // while runnable (the kernel's count, or else wall time less CPU time and sleep in
+  // barriers) for the oversubscription verdict (cpu.h). Only runs of kJudgedBatches or more:
+  // the clocks take a system call each.
   const bool judge = wanted_threads > 1 && adaptive_threads() &&
                      end - begin >= kJudgedBatches * batch_size;
   const double run_start = judge ? now_seconds() : 0.0;
@@ -1845,6 +1846,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   auto body = [&](int ith, int nth) {
     const double wall0 = judge ? now_seconds() : 0.0;
     const double cpu0 = judge ? thread_cpu_seconds() : 0.0;
+    const double wait0 = judge ? thread_wait_seconds() : -1.0;
     int64_t windows = 0;
     int sense = 0;
     double slept = 0.0;
@@ -1948,8 +1950,9 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
       }
     }
     if (judge) {
+      const double wait1 = wait0 >= 0.0 ? thread_wait_seconds() : -1.0;
       const double wall = now_seconds() - wall0, cpu = thread_cpu_seconds() - cpu0;
-      off_core[ith] = std::max(0.0, wall - cpu - slept);
+      off_core[ith] = wait1 >= 0.0 ? wait1 - wait0 : std::max(0.0, wall - cpu - slept);
     }
   };
   loss_part_.assign(static_cast<size_t>(kLossBlocks) * output_specs_.size(), 0.0);
