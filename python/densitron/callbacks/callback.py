@@ -1,5 +1,10 @@
 """Callback base class, the list that dispatches to callbacks, History and ProgbarLogger."""
 
+import functools
+import inspect
+
+import numpy as np
+
 from densitron.utils.io_utils import print_msg
 from densitron.utils.progbar import Progbar
 
@@ -79,8 +84,8 @@ class History(Callback):
         self.epoch = []
 
     def on_train_begin(self, logs=None):
+        # (as Keras's: a History passed to several fits keeps adding to `history`)
         self.epoch = []
-        self.history = {}
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.append(epoch)
@@ -115,7 +120,7 @@ class ProgbarLogger(Callback):
 
 
 def _display(logs):
-    return sorted((logs or {}).items())
+    return list((logs or {}).items())
 
 
 class CallbackList:
@@ -167,14 +172,57 @@ class CallbackList:
         if not hook.startswith("on_"):
             raise AttributeError(hook)
 
-        # Every hook gets a logs dict, {} when there are none, as Keras's list passes them (a
-        # LambdaCallback's `lambda epoch, logs: ...` needs the argument).
-        takes_index = hook.endswith(("_epoch_begin", "_epoch_end", "_batch_begin", "_batch_end"))
+        # As Keras's list: every hook gets a logs dict ({} when there are none: a
+        # LambdaCallback's `lambda epoch, logs: ...` needs the argument), one new dict a call,
+        # shared by the callbacks, its keys sorted and its numbers Python floats (what a callback
+        # adds, ReduceLROnPlateau's learning_rate, follows them for the later callbacks but not
+        # for the caller); the batch hooks get it as the keyword `logs` when they take it so
+        # (`def on_train_batch_end(self, batch, **kwargs)`), else by position (`lambda *_: ...`,
+        # which Keras's refuses).
+        batch_hook = hook.endswith(("_batch_begin", "_batch_end"))
+        takes_index = batch_hook or hook.endswith(("_epoch_begin", "_epoch_end"))
 
         def call(*args):
             index, logs = (args[:1], args[1:]) if takes_index else ((), args)
-            logs = logs[0] if logs and logs[0] is not None else {}
+            logs = _pythonified(logs[0] if logs else None)
             for c in self.callbacks:
-                getattr(c, hook)(*index, logs)
+                fn = getattr(c, hook)
+                if batch_hook and _takes_logs_keyword(getattr(fn, "__func__", fn)):
+                    fn(*index, logs=logs)
+                else:
+                    fn(*index, logs)
 
         return call
+
+
+def _takes_logs_keyword(fn):
+    """Whether a hook's function can take `logs` as a keyword (a parameter of that name, or
+    **kwargs); remembered per function."""
+    try:
+        return _logs_keyword_of(fn)
+    except TypeError:  # (an unhashable callable object)
+        return _logs_keyword_of.__wrapped__(fn)
+
+
+@functools.lru_cache(maxsize=1024)
+def _logs_keyword_of(fn):
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # (a builtin without a signature)
+        return False
+    return any(p.kind is p.VAR_KEYWORD or p.name == "logs" and p.kind in (
+        p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params)
+
+
+def _pythonified(logs):
+    """Keras's pythonify_logs: a new dict of the logs in sorted key order, nested dicts
+    flattened into it, NumPy scalars as Python floats."""
+    out = {}
+    for k, v in sorted((logs or {}).items()):
+        if isinstance(v, dict):
+            out.update(_pythonified(v))
+        elif isinstance(v, (np.floating, np.integer)) or isinstance(v, np.ndarray) and v.ndim == 0:
+            out[k] = float(v)
+        else:
+            out[k] = v
+    return out

@@ -1,6 +1,7 @@
 """Callbacks that write files, with Keras's names, arguments and rules: ModelCheckpoint,
 CSVLogger and BackupAndRestore."""
 
+import collections.abc
 import csv
 import json
 import os
@@ -75,6 +76,8 @@ class ModelCheckpoint(_SaveFreq, _Monitor):
             self._save(self._epoch, batch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.mode == "auto":  # (Keras's decides here, saving the best only or not)
+            self._resolve_mode()
         if self.save_freq == "epoch":
             self._save(epoch, None, logs)
 
@@ -175,10 +178,12 @@ class CSVLogger(Callback):
 
 
 def _csv_value(v):
-    if isinstance(v, str):
+    """Keras's cell of a log value: a list's or an array's items in brackets inside quotes of
+    their own (which the CSV writer doubles: three quotes each side), else the value."""
+    if isinstance(v, str) or isinstance(v, np.ndarray) and v.ndim == 0:
         return v
-    if isinstance(v, np.ndarray) and v.ndim > 0 or isinstance(v, (list, tuple)):
-        return "[" + ", ".join(map(str, np.ravel(v))) + "]"
+    if isinstance(v, collections.abc.Iterable):
+        return f'"[{", ".join(map(str, v))}]"'
     return v
 
 

@@ -16,6 +16,9 @@ class _Monitor(Callback):
     compiled metric by whether its larger or smaller values are better, and a name it cannot
     tell of (a misspelt one, a Mean of the user's) is refused."""
 
+    # the start and end of the warning for a monitor missing from the logs (Keras's, per class)
+    _conditioned, _conditioned_end = "Monitoring is", "."
+
     def __init__(self, monitor, mode, min_delta, name):
         super().__init__()
         if not isinstance(monitor, str):
@@ -46,11 +49,9 @@ class _Monitor(Callback):
             self._resolve_mode()
         value = (logs or {}).get(self.monitor)
         if value is None:
-            warnings.warn(
-                f"{type(self).__name__} is conditioned on metric `{self.monitor}` which is not "
-                f"available. Available metrics are: {','.join(sorted(logs or {}))}.",
-                stacklevel=3,
-            )
+            warnings.warn(f"{self._conditioned} conditioned on metric `{self.monitor}` which is "
+                          f"not available. Available metrics are: {','.join(logs or {})}"
+                          f"{self._conditioned_end}", stacklevel=3)
         return value
 
     def _better(self, current, reference):
@@ -65,6 +66,8 @@ class _Monitor(Callback):
 
 class EarlyStopping(_Monitor):
     """Stops training when `monitor` has stopped improving for `patience` epochs."""
+
+    _conditioned, _conditioned_end = "Early stopping", ""  # (Keras's warning, no period)
 
     def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto",
                  baseline=None, restore_best_weights=False, start_from_epoch=0):
@@ -114,6 +117,8 @@ class EarlyStopping(_Monitor):
 class ReduceLROnPlateau(_Monitor):
     """Multiplies the learning rate by `factor` when `monitor` has stopped improving."""
 
+    _conditioned, _conditioned_end = "Learning rate reduction is", "."
+
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
                  min_delta=1e-4, cooldown=0, min_lr=0.0, **kwargs):
         super().__init__(monitor, mode, min_delta, "ReduceLROnPlateau")
@@ -146,7 +151,8 @@ class ReduceLROnPlateau(_Monitor):
             self.wait += 1
             if self.wait >= self.patience:
                 old = float(self.model.optimizer.learning_rate)
-                if old > self.min_lr:
+                # (as Keras's, in float32: a rate already at min_lr is not reduced again)
+                if np.float32(old) > np.float32(self.min_lr):
                     new = max(old * self.factor, self.min_lr)
                     self.model.optimizer.learning_rate = new
                     if self.verbose > 0:
@@ -172,7 +178,7 @@ class LearningRateScheduler(Callback):
             lr = self.schedule(epoch, lr)
         except TypeError:  # a schedule of the epoch alone
             lr = self.schedule(epoch)
-        if isinstance(lr, bool) or not isinstance(lr, (float, int, np.floating, np.integer)):
+        if not isinstance(lr, (float, np.float32, np.float64)):  # (Keras's: not an int)
             raise ValueError("The output of the `schedule` function should be a float. "
                              f"Received: {lr!r}")
         self.model.optimizer.learning_rate = float(lr)
@@ -224,7 +230,9 @@ class LambdaCallback(Callback):
                  "on_train_batch_begin": on_train_batch_begin,
                  "on_train_batch_end": on_train_batch_end, **kwargs}
         for name, fn in hooks.items():
-            if fn is not None:
+            if not name.startswith("on_"):  # (as Keras's: any other argument, an attribute)
+                setattr(self, name, fn)
+            elif fn is not None:
                 if not callable(fn):
                     raise TypeError(f"`{name}` must be a function. Received: {name}={fn!r}")
                 setattr(self, name, fn)
