@@ -303,3 +303,53 @@ def test_csv_logger_output_is_readable_back(tmp_path):
     logger.on_train_end({})
     rows = list(csv.reader(io.StringIO((tmp_path / "log.csv").read_text())))
     assert rows[1] == ["0", '"[0.5, 0.25]"', "1.0", "NA", "NA"]
+
+
+def _small_model():
+    densitron.utils.set_random_seed(4)
+    model = densitron.Sequential([densitron.Input((3,)), densitron.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+def test_evaluate_and_predict_callbacks_get_keras_params():
+    # Keras's params for evaluate and predict: the call's verbose, one epoch, its batches
+    seen = {}
+
+    class Params(callbacks.Callback):
+        def on_test_begin(self, logs=None):
+            seen["test"] = dict(self.params)
+
+        def on_predict_begin(self, logs=None):
+            seen["predict"] = dict(self.params)
+
+    model = _small_model()
+    x, y = np.zeros((70, 3), np.float32), np.zeros((70, 2), np.float32)
+    model.evaluate(x, y, batch_size=32, verbose=0, callbacks=[Params()])
+    model.predict(x, batch_size=10, verbose=0, callbacks=[Params()])
+    assert seen == {"test": {"verbose": 0, "epochs": 1, "steps": 3},
+                    "predict": {"verbose": 0, "epochs": 1, "steps": 7}}
+
+
+@pytest.mark.parametrize("hook", ["on_train_begin", "on_epoch_begin"])
+def test_a_stop_asked_before_the_first_batch_trains_one_batch(hook):
+    # Keras trains the epoch's first batch, then stops (its loop checks after each batch)
+    class Stop(callbacks.Callback):
+        pass
+
+    setattr(Stop, hook, lambda self, *args, **kwargs: setattr(self.model, "stop_training",
+                                                              True))
+    model = _small_model()
+    x, y = np.ones((320, 3), np.float32), np.ones((320, 2), np.float32)
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[Stop()])
+    assert int(model.optimizer.iterations) == 1
+
+
+def test_the_bar_formats_small_and_negative_values_as_keras():
+    from densitron.utils.progbar import format_value
+
+    assert format_value(0.0) == "0.0000e+00"  # Keras: 4 decimals only above 1e-3
+    assert format_value(1e-3) == "1.0000e-03"
+    assert format_value(-0.5) == "-0.5000"
+    assert format_value(-0.5, signed=True) == "-5.0000e-01"  # verbose=2's test has no abs()
+    assert format_value(np.array([0.2, 0.4])) == "0.3000"  # an array by its mean

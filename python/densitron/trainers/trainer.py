@@ -652,7 +652,8 @@ class Trainer:
             done, logs = 0, {}
             self._graph.stop_on_nonfinite_loss = stops_on_nan
             while done < limit:
-                n = 1 if per_batch else min(chunk, limit - done)
+                # (a stop asked before the epoch's first batch: Keras trains that one batch)
+                n = 1 if per_batch or self.stop_training else min(chunk, limit - done)
                 if per_batch:
                     cb.on_train_batch_begin(done)
                 t0 = time.perf_counter()
@@ -973,12 +974,13 @@ class Trainer:
                              "Received: evaluate() on a model that is not compiled")
         verbose = data_mod.check_verbose(verbose)
         steps = config_mod.capped_steps(steps, "steps")
-        cb = self._inference_callbacks(callbacks)
-        cb.on_test_begin()
         if sources.is_batch_source(x):
             sources.reject_beside(y=y, sample_weight=sample_weight, batch_size=batch_size)
+            source = sources.BatchSource(x, steps, "x", "steps")
+            cb = self._inference_callbacks(callbacks, verbose, source.steps)
+            cb.on_test_begin()
             bar = Progbar(None, verbose=verbose)
-            logs = self._evaluate_source(sources.BatchSource(x, steps, "x", "steps"), cb)
+            logs = self._evaluate_source(source, cb)
         else:
             data_mod.check_batch_size(batch_size)
             steps = data_mod.check_steps(steps, "steps")
@@ -987,6 +989,8 @@ class Trainer:
             batch_size = data_mod.batch_for_steps(batch_size, steps, rows)
             (xs, ys, sws), batches = data_mod.head_for_steps([xs, ys, sws], rows, batch_size,
                                                              steps)
+            cb = self._inference_callbacks(callbacks, verbose, batches)
+            cb.on_test_begin()
             bar = Progbar(batches, verbose=verbose)
             if cb.overrides("on_test_batch_begin", "on_test_batch_end"):
                 logs = self._evaluate_by_batch(xs, ys, sws, batch_size, batches, cb)
@@ -996,11 +1000,12 @@ class Trainer:
         bar.update(bar.target or 1, sorted(logs.items()), finalize=True)
         return self._batch_result(logs, return_dict)
 
-    def _inference_callbacks(self, callbacks):
+    def _inference_callbacks(self, callbacks, verbose, steps):
         """evaluate's and predict's callbacks (Keras calls their on_test_* and on_predict_*
-        hooks), as a CallbackList."""
-        return CallbackList(_user_callbacks(callbacks), model=self, verbose=0, epochs=1,
-                            steps=None)
+        hooks), as a CallbackList with Keras's params: the call's verbose, one epoch of
+        `steps` batches (None: a source of unknown length)."""
+        return CallbackList(_user_callbacks(callbacks), model=self, verbose=verbose, epochs=1,
+                            steps=steps)
 
     def _evaluate_by_batch(self, xs, ys, sws, batch_size, batches, cb):
         """evaluate one engine call a batch, for callbacks with per-batch hooks: the running
@@ -1027,9 +1032,8 @@ class Trainer:
         if callbacks is None or (isinstance(callbacks, list) and not callbacks):
             # (the common case, kept quick: predict on one row takes ~5 us)
             return self._predict(x, batch_size, verbose, steps, None)
-        cb = self._inference_callbacks(callbacks)
-        cb.on_predict_begin()
-        outs = self._predict(x, batch_size, verbose, steps, cb)
+        cb = self._inference_callbacks(callbacks, data_mod.check_verbose(verbose), None)
+        outs = self._predict(x, batch_size, verbose, steps, cb)  # (calls on_predict_begin)
         cb.on_predict_end()
         return outs
 
@@ -1039,6 +1043,9 @@ class Trainer:
         if sources.is_batch_source(x):
             sources.reject_beside(batch_size=batch_size)
             source = sources.BatchSource(x, steps, "x", "steps")
+            if cb is not None:
+                cb.set_params({**cb.params, "steps": source.steps})
+                cb.on_predict_begin()
             parts = []
             for b, batch in enumerate(source.batches()):
                 if cb is not None:
@@ -1064,6 +1071,9 @@ class Trainer:
         rows = xs[0].shape[0]
         batch_size = data_mod.batch_for_steps(batch_size, steps, rows)
         (xs,), batches = data_mod.head_for_steps([xs], rows, batch_size, steps)
+        if cb is not None:
+            cb.set_params({**cb.params, "steps": batches})
+            cb.on_predict_begin()
         bar = Progbar(batches, verbose=verbose)
         if batch_hooks:  # one engine call a batch, each batch's outputs to the hooks
             pieces = []

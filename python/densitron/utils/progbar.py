@@ -9,10 +9,13 @@ import numpy as np
 from densitron.utils import io_utils
 
 
-def format_value(v):
-    if np.ndim(v) > 0:  # a per-class log (F1Score with average=None), as a list
-        return "[" + " ".join(format_value(float(e)) for e in np.ravel(v)) + "]"
-    return f"{v:.4e}" if abs(v) < 1e-3 and v != 0 else f"{v:.4f}"
+def format_value(v, signed=False):
+    """A log's value as Keras's bar shows it: a per-class array (F1Score with average=None)
+    by its mean, to 4 decimals above 1e-3 in magnitude (verbose=2's line: above 1e-3, so
+    negative values too) and in exponent form otherwise, 0 included."""
+    if np.ndim(v) > 0:
+        v = float(np.mean(v))
+    return f"{v:.4f}" if (v if signed else abs(v)) > 1e-3 else f"{v:.4e}"
 
 
 def _format_time(seconds):
@@ -91,7 +94,8 @@ class Progbar:
             per_step = elapsed / max(current, 1)
             line = f"{current}/{self.target or current} - {_format_time(elapsed)} - "
             line += _format_step(per_step)
-            return line + "".join(f" - {name}: {format_value(v)}" for name, v in values)
+            return line + "".join(f" - {name}: {format_value(v, signed=True)}"
+                                  for name, v in values)
         if self.verbose == 1:
             target = self.target or current
             digits = len(str(target))
