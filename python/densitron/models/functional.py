@@ -798,8 +798,8 @@ class Functional(Trainer, Layer):
         from densitron.utils.summary import print_summary, print_unbuilt_summary
 
         if print_fn is not None and not callable(print_fn):
-            raise TypeError(f"`print_fn` must be a function of a line, or None (print). "
-                            f"Received: print_fn={print_fn!r}")
+            raise TypeError("`print_fn` must be a function of the summary's text, or None "
+                            f"(print). Received: print_fn={print_fn!r}")
         if not self.built and self._summary_when_unbuilt:
             print_unbuilt_summary(self, print_fn)
             return
