@@ -89,3 +89,52 @@ def test_snake_case_names_are_the_classes():
     b = initializers.HeNormal(seed=3)((5, 4))
     np.testing.assert_array_equal(a, b)
     assert initializers.constant(2.5).get_config() == {"value": 2.5}
+
+
+def test_weights_drawn_a_chunk_at_a_time_are_the_one_draw_values(monkeypatch):
+    # Initializers fill float32 weights a chunk of draws at a time (no float64 array of the
+    # whole shape): the values are those of one float64 draw of the whole shape, cast.
+    import densitron.initializers as init
+
+    monkeypatch.setattr(init, "_CHUNK", 1000)
+    shape = (1500, 7)
+    for name, reference in [
+        ("RandomUniform", lambda rng: rng.uniform(-0.05, 0.05, size=shape)),
+        ("RandomNormal", lambda rng: rng.normal(0.0, 0.05, size=shape)),
+        ("GlorotUniform", lambda rng: rng.uniform(-(6 / 1507) ** 0.5, (6 / 1507) ** 0.5,
+                                                  size=shape)),
+    ]:
+        got = getattr(init, name)(seed=8)(shape)
+        want = reference(np.random.default_rng(8)).astype(np.float32)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    # truncated: values beyond 2 standard deviations redrawn, round after round, in order
+    rng = np.random.default_rng(8)
+    z = rng.normal(0.0, 1.0, size=shape)
+    bad = np.abs(z) > 2.0
+    while bad.any():
+        z[bad] = rng.normal(0.0, 1.0, size=int(bad.sum()))
+        bad = np.abs(z) > 2.0
+    np.testing.assert_array_equal(init.TruncatedNormal(stddev=0.3, seed=8)(shape),
+                                  (0.3 * z).astype(np.float32))
+
+
+def test_a_large_layer_is_built_and_used_holding_its_weights_once():
+    # Dense(4000) on 4000 features: 64 MB of weights. Building the layer and the model and
+    # predicting add them once to the process's peak memory (the initializer's float64 draw,
+    # a copy of it and the gradient buffer made them three to four times as much).
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, numpy as np, densitron as K\n"
+        "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
+        "m = K.Sequential([K.Input((4000,)), K.layers.Dense(4000, use_bias=False)])\n"
+        "m.predict(np.zeros((1, 4000), np.float32), verbose=0)\n"
+        "base = peak()\n"
+        "m2 = K.Sequential([K.Input((4000,)), K.layers.Dense(4000, use_bias=False)])\n"
+        "m2.predict(np.zeros((1, 4000), np.float32), verbose=0)\n"
+        "print((peak() - base) / 64e6)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert float(out.stdout) < 1.3, out.stdout

@@ -106,10 +106,14 @@ class Variable:
                                  f"initializer={initializer!r} and shape=None")
             shape = _shape_arg(shape)
             value = initializer(shape, dtype="float32")
+            # (an initializer's new array is the variable's own: not copied again, which would
+            # double the peak memory of a large layer)
+            copy = not (isinstance(value, np.ndarray) and value.base is None and
+                        value.flags.owndata)
         else:
-            value = initializer
+            value, copy = initializer, True
         try:
-            value = np.array(value, dtype=np.float32, order="C", copy=True)
+            value = np.array(value, dtype=np.float32, order="C", copy=copy or None)
         except (TypeError, ValueError):
             raise TypeError("A Variable's initial value must be an array of numbers or an "
                             f"initializer. Received: initializer={initializer!r}") from None

@@ -351,7 +351,7 @@ class Graph {
   // kernel written by no other node when training) rather than written out densely row by row.
   bool reads_sparse_in_place(size_t k, bool training) const;
   int64_t param_size(int p) const { return params_[p].size; }
-  float* slot(int s, int p) { return slots_.data() + s * grads_.size() + grad_offset_[p]; }
+  float* slot(int s, int p) { return slots_.data() + s * param_total_ + grad_offset_[p]; }
 
   // Trains on batches first_batch .. first_batch+num_batches-1 of the epoch whose sample order
   // is perm (nullptr: natural order); the last batch may be partial. Returns the epoch's
@@ -424,6 +424,7 @@ class Graph {
                 int64_t first_batch, int64_t num_batches, const std::vector<float*>* out,
                 const RunTotals* carry = nullptr);
   int threads_for(int64_t batch, bool training) const;
+  void ensure_grads();
   void ensure_capacity(int64_t rows);
   void check_embedding_ids(const DataRefs& data) const;
   void begin_batch(const Step& st, const DataRefs& data, bool targets, const int64_t* perm,
@@ -640,7 +641,8 @@ class Graph {
   std::vector<NadamProduct> nadam_products_;     // per thread: Nadam's product, step by step
 
   std::vector<int64_t> grad_offset_;  // per parameter, into grads_
-  std::vector<float> grads_;
+  int64_t param_total_ = 0;           // values of all parameters
+  std::vector<float> grads_;          // param_total_ of them once a run takes gradients
   std::vector<float> slots_;
   int slot_count_ = 0;
   bool profiling_ = false;

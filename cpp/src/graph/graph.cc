@@ -334,7 +334,16 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
     grad_offset_[p] = total;
     total += params_[p].size;
   }
-  grads_.assign(total, 0.0f);
+  param_total_ = total;
+  grads_.clear();  // (made by the first run that takes gradients: see ensure_grads)
+  grads_.shrink_to_fit();
+}
+
+// The gradient buffer, one value per parameter value, is made when a run first needs it, so
+// that a model built or used for inference only holds its weights once (a 10 GB Dense layer
+// took 20 GB to build).
+void Graph::ensure_grads() {
+  if (static_cast<int64_t>(grads_.size()) != param_total_) grads_.assign(param_total_, 0.0f);
 }
 
 void metric_sums(const MetricSpec& spec, const float* p, const float* y, int64_t rows,
@@ -536,9 +545,9 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
   for (int i = 0; i < n; ++i)
     if (nodes_[i].has_activity()) activity_nodes_.push_back(i);
   slot_count_ = optimizer_slot_count(optimizer_);
-  slots_.resize(static_cast<size_t>(slot_count_) * grads_.size());
+  slots_.resize(static_cast<size_t>(slot_count_ * param_total_));
   for (int s = 0; s < slot_count_; ++s)
-    std::fill(slots_.begin() + s * grads_.size(), slots_.begin() + (s + 1) * grads_.size(),
+    std::fill(slots_.begin() + s * param_total_, slots_.begin() + (s + 1) * param_total_,
               optimizer_slot_initial_value(optimizer_, s));
   iterations_ = 0;
   target_buf_.assign(output_specs_.size(), {});
@@ -1687,6 +1696,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   if (begin >= end) return t;
   ProfileScope whole(profiling_, &prof_[kProfRun], nullptr);  // not open: barriers leave it
   const bool training = mode == Mode::kTrain || mode == Mode::kGradients;
+  if (training) ensure_grads();
   check_embedding_ids(data);
   // Sparse inputs read in place by Dense consumers (sparse_direct_) need no gather buffer.
   run_data_ = &data;
@@ -2020,7 +2030,7 @@ RunTotals Graph::gradients(const DataRefs& data, std::vector<float>* grads) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!compiled_) throw std::logic_error("the graph is not compiled");
   RunTotals t = run(Mode::kGradients, data, nullptr, data.rows, 0, 1, nullptr);
-  grads->assign(grads_.size(), 0.0f);
+  grads->assign(param_total_, 0.0f);
   for (size_t p = 0; p < params_.size(); ++p) {
     if (!param_has_grad(p)) continue;
     const ParamSpec& ps = params_[p];

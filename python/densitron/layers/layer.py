@@ -561,7 +561,7 @@ class Layer:
         shape = () if shape is None else tuple(int(d) for d in shape)
         initializer = initializers.get("glorot_uniform" if initializer is None else initializer)
         name = name or f"variable_{len(self._weights)}"
-        var = Variable(initializer(shape), name=name, trainable=trainable,
+        var = Variable(initializer, shape, name=name, trainable=trainable,
                        path=f"{self.name}/{name}", regularizer=regularizers.get(regularizer),
                        constraint=constraints.get(constraint))
         self._weights.append(var)
