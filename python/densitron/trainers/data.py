@@ -160,9 +160,14 @@ def input_name(k, count, arg="x"):
     return arg if count == 1 else f"{arg}[{k}]"
 
 
+class EngineNaNError(ValueError):
+    """A NaN the engine met in the inputs while gathering a batch's rows (fit restores the
+    model's state from before its first step: see Trainer._train_epochs_or_restore)."""
+
+
 def engine_nan_error(xs, nan):
     """The error for the engine's report of a NaN met while gathering rows: (input, row)."""
-    return nan_error(input_name(nan[0], len(xs)), nan[1])
+    return EngineNaNError(*nan_error(input_name(nan[0], len(xs)), nan[1]).args)
 
 
 def _split_structure(value, names, arg, extra_ok=False):

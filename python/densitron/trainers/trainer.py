@@ -28,6 +28,9 @@ from densitron.utils.rng import global_generator
 # every 0.05 s; silent runs use longer calls, still short enough for Ctrl-C to stop promptly.
 _CALL_SECONDS_VERBOSE = 0.05
 _CALL_SECONDS_SILENT = 0.25
+# Weights and optimizer slots up to this many values are copied before fit's first step, to
+# be restored if the engine meets a NaN in the inputs partway (64 MB).
+_SNAPSHOT_FLOATS = 16 << 20
 
 
 # One output spec of the engine, in the order the binding's compile reads it (bind_graph.cc):
@@ -681,7 +684,7 @@ class Trainer:
                 pass_done = 0
             return logs, False
 
-        self._train_epochs(cb, initial_epoch, epochs, train_epoch, val, val_batch,
+        self._train_epochs_or_restore(cb, initial_epoch, epochs, train_epoch, val, val_batch,
                            validation_freq, profile)
         if profile:
             self._graph.set_profiling(False)
@@ -689,6 +692,34 @@ class Trainer:
                                               print_it=verbose != 0)
         self.history = history
         return history
+
+    def _train_epochs_or_restore(self, cb, initial_epoch, epochs, train_epoch, val, val_batch,
+                                 validation_freq, profile=False):
+        """_train_epochs; when the engine meets a NaN in the inputs partway (it checks each
+        batch's rows as it gathers them, not the whole of x first), the weights and the
+        optimizer's state go back to what they were before the first step, so a refused fit
+        leaves the model as it found it. Kept only for models up to _SNAPSHOT_FLOATS values
+        of weights and slots; a larger one keeps its training and the error says so."""
+        snapshot = None
+        if self._fit_state_floats() <= _SNAPSHOT_FLOATS:
+            snapshot = (self.get_weights(), self._optimizer_slots())
+        try:
+            self._train_epochs(cb, initial_epoch, epochs, train_epoch, val, val_batch,
+                               validation_freq, profile)
+        except data_mod.EngineNaNError as e:
+            if snapshot is None:
+                raise data_mod.EngineNaNError(
+                    f"{e.args[0]} (the model kept the training of the batches before it)"
+                ) from None
+            weights, (iterations, slots) = snapshot
+            self.set_weights(weights)
+            self._set_optimizer_slots(iterations, slots)
+            raise
+
+    def _fit_state_floats(self):
+        """Values of the weights and of the optimizer's slots (of every weight, at most)."""
+        size = sum(int(np.prod(w.shape)) for w in self.weights)
+        return size * (1 + _core._optimizer_slot_count(self.optimizer._engine_config()))
 
     def _train_epochs(self, cb, initial_epoch, epochs, train_epoch, val, val_batch,
                       validation_freq, profile=False):
@@ -876,7 +907,7 @@ class Trainer:
                 source.warn_ran_out()
             return logs, source.ran_out
 
-        self._train_epochs(cb, initial_epoch, epochs, train_epoch, val, val_batch,
+        self._train_epochs_or_restore(cb, initial_epoch, epochs, train_epoch, val, val_batch,
                            validation_freq)
         self.history = history
         return history
