@@ -2,6 +2,7 @@
 values against their definitions, state across calls, and bad arguments. (Parity with Keras's
 own objects: tests/test_keras_parity.py.)"""
 
+import densitron
 import numpy as np
 import pytest
 from densitron import metrics
@@ -394,3 +395,27 @@ def test_metric_variables_are_kerass_state():
     assert mse.variables[0].path == "mean_squared_error/total"
     mse.reset_state()
     assert [float(v.numpy()) for v in mse.variables] == [0.0, 0.0]
+
+
+def test_compiled_loss_metrics_on_sequence_outputs_average_every_value():
+    # Keras's mae/mse/... metrics on a (batch, steps, features) output: the mean over every
+    # sample and step (they came out times the steps: each step's values summed per sample)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 3, 2)).astype(np.float32)
+    y = rng.normal(size=(8, 3, 4)).astype(np.float32)
+    model = densitron.Sequential([densitron.Input((3, 2)), densitron.layers.Dense(4)])
+    model.compile(optimizer="sgd", loss="mse",
+                  metrics=["mae", "mse", densitron.metrics.RootMeanSquaredError(),
+                           densitron.metrics.MeanAbsoluteError(name="mae_obj")],
+                  weighted_metrics=["mae"])
+    p = model.predict(x, verbose=0).astype(np.float64)
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    mae, mse = np.abs(p - y).mean(), ((p - y) ** 2).mean()
+    assert logs["mae"] == pytest.approx(mae, rel=1e-5)
+    assert logs["mae_obj"] == pytest.approx(mae, rel=1e-5)
+    assert logs["mse"] == pytest.approx(mse, rel=1e-5) == pytest.approx(logs["loss"])
+    assert logs["root_mean_squared_error"] == pytest.approx(np.sqrt(mse), rel=1e-5)
+    w = rng.random(8)
+    logs = model.evaluate(x, y, sample_weight=w, verbose=0, return_dict=True)
+    per_sample = np.abs(p - y).mean(axis=(1, 2))
+    assert logs["weighted_mae"] == pytest.approx((per_sample * w).sum() / w.sum(), rel=1e-5)

@@ -402,8 +402,8 @@ class SparseTopKCategoricalAccuracy(TopKCategoricalAccuracy):
 class _LossMetric(Metric):
     _loss = None
 
-    def _spec(self):
-        return (False, 0, 0.5, self._loss_object()._engine_id)
+    def _spec(self):  # (the third field of a loss's spec: the class it ignores, NaN for none)
+        return (False, 0, np.nan, self._loss_object()._engine_id)
 
     def _loss_object(self):
         return self._loss()
@@ -1890,7 +1890,7 @@ def resolve(name, loss, y_true_ndim, y_true_last, y_pred_ndim, y_pred_last):
     if name in _ACCURACIES:
         return name, [(True, _ACCURACIES[name], 0.5, 0)], "mean"
     if name in _LOSS_METRICS:
-        return name, [(False, 0, 0.5, losses.get(_LOSS_METRICS[name])._engine_id)], "mean"
+        return name, [(False, 0, np.nan, losses.get(_LOSS_METRICS[name])._engine_id)], "mean"
     raise ValueError(
         "Unknown metric name. Expected one of "
         f"{sorted({*_NAMES, *_SNAKE})} or a metric class "
