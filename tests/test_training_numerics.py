@@ -862,3 +862,28 @@ def test_lamb_alike_on_one_and_two_threads():
         return model
 
     assert_trains_alike_on_one_and_two_threads(build, x, y, epochs=2, batch_size=128)
+
+
+def test_recompiling_with_the_same_optimizer_keeps_its_state():
+    # Keras 3.15 (JAX), this script: the optimizer object given again (or model.optimizer)
+    # keeps its step count and Adam's moments; a new one starts afresh.
+    rng_x, rng_y = np.random.RandomState(0), np.random.RandomState(1)
+    x, y = rng_x.randn(20, 4).astype("float32"), rng_y.randn(20, 1).astype("float32")
+
+    def run(second):
+        model = densitron.Sequential([densitron.Input((4,)),
+                                      densitron.layers.Dense(1, kernel_initializer="ones")])
+        opt = densitron.optimizers.Adam(0.1)
+        model.compile(optimizer=opt, loss="mse")
+        model.fit(x, y, batch_size=5, epochs=1, shuffle=False, verbose=0)
+        model.compile(optimizer=second(opt, model), loss="mse")
+        model.fit(x, y, batch_size=5, epochs=1, shuffle=False, verbose=0)
+        return int(model.optimizer.iterations), model.get_weights()[0].ravel()
+
+    keras_kernel = [0.333498, 0.39938185, 0.301213, 0.6523014]
+    for second in (lambda opt, m: opt, lambda opt, m: m.optimizer):
+        steps, kernel = run(second)
+        assert steps == 8
+        np.testing.assert_allclose(kernel, keras_kernel, rtol=2e-5)
+    steps, kernel = run(lambda opt, m: densitron.optimizers.Adam(0.1))
+    assert steps == 4 and not np.allclose(kernel, keras_kernel, rtol=1e-3)

@@ -176,7 +176,16 @@ class Trainer:
             if value is not None and not isinstance(value, (list, tuple, dict)):
                 raise ValueError(f"Expected `{arg}` argument to be a list, tuple, or dict. "
                                  f"Received instead: {arg}={value!r} of type {type(value)}")
-        self.optimizer = optimizers_mod.get(optimizer)
+        optimizer = optimizers_mod.get(optimizer)
+        # The same optimizer object again (compile(optimizer=model.optimizer), or the instance
+        # given before) keeps its state, as Keras's variables do: its step count and slots go
+        # on in the new compile. Another one starts afresh.
+        same = optimizer is self.optimizer and self.optimizer is not None
+        if same:
+            self._compile_engine_again()  # (stashes the state for the next engine compile)
+        else:
+            self.__dict__.pop("_pending_optimizer_state", None)
+        self.optimizer = optimizer
         self.loss = loss
         self._pending_loss_weights = loss_weights
         # a Metric class is instantiated here, once: the logs and a saved config then name the
@@ -190,7 +199,6 @@ class Trainer:
         self.compiled = True
         self._engine_compiled = False
         self.__dict__.pop("_compiled_losses", None)
-        self.__dict__.pop("_pending_optimizer_state", None)  # a new optimizer starts afresh
         if self.built:
             self._resolve_losses()
 
