@@ -76,7 +76,7 @@ def test_busy_machine_runs_on_one_thread_with_the_same_results():
         np.testing.assert_array_equal(a, b)  # threads switched between runs: same numbers
 
     # With the cores free again, the one-thread runs keep their core and two threads return
-    # (after 0.25 s of them, 0.5 s after a retry that found the machine busy).
+    # (after 50 ms of them, twice that after each retry that found the machine busy).
     deadline = time.perf_counter() + 20.0
     while time.perf_counter() < deadline:
         busy.fit(x, y, batch_size=32, epochs=1, verbose=0)

@@ -1872,36 +1872,43 @@ TEST(Activations, AppliedInChunksEqualWholeOnEveryIsa) {
   set_active_isa(saved);
 }
 
-// The oversubscription verdict (cpu.h): split runs pooled to 20 ms with a thread off its core
-// over 20% of the time turn one-thread runs on; 0.25 s of one-thread runs that keep their core
-// turn them off, and each retry that finds the machine still busy doubles that wait.
+// The oversubscription verdict (cpu.h): split runs judged 50 ms at a time; two windows in a
+// row with a thread off its core over 20% of the time turn one-thread runs on (one is taken
+// for a passing burst); 50 ms of one-thread runs that keep their core turn them off, and
+// each retry that finds the machine still busy doubles that wait.
 TEST(Oversubscription, SplitRunsKeptOffTheirCoresTurnOneThreadOnUntilACoreIsFree) {
   set_adaptive_threads(true);  // (also resets the verdict and the pools)
   EXPECT_FALSE(machine_oversubscribed());
-  note_run(0.010, 0.009, 2);  // 10 ms: not yet judged
+  note_run(0.030, 0.027, 2);  // 30 ms: not yet a window
+  note_run(0.030, 0.000, 2);  // a window, 45% off core: busy, but the first
   EXPECT_FALSE(machine_oversubscribed());
-  note_run(0.010, 0.000, 2);  // 20 ms pooled, 45% off core
+  note_run(0.050, 0.025, 2);  // the second busy window in a row
   EXPECT_TRUE(machine_oversubscribed());
-  note_run(0.200, 0.000, 1);  // one thread keeping its core, but not 0.25 s of it yet
+  note_run(0.040, 0.000, 1);  // one thread keeping its core, but not 50 ms of it yet
   EXPECT_TRUE(machine_oversubscribed());
-  note_run(0.100, 0.050, 1);  // 0.3 s, 17% off core: still busy
+  note_run(0.020, 0.010, 1);  // 60 ms, 17% off core: still busy
   EXPECT_TRUE(machine_oversubscribed());
-  note_run(0.300, 0.010, 1);  // 3%: a core is free
+  note_run(0.060, 0.001, 1);  // 2%: a core is free
   EXPECT_FALSE(machine_oversubscribed());
-  note_run(0.030, 0.015, 2);  // the retry finds the machine busy again
+  note_run(0.050, 0.025, 2);  // the retry finds the machine busy again, twice
+  note_run(0.050, 0.025, 2);
   EXPECT_TRUE(machine_oversubscribed());
-  note_run(0.300, 0.000, 1);  // now 0.5 s of one-thread runs are needed
+  note_run(0.060, 0.000, 1);  // now 100 ms of one-thread runs are needed
   EXPECT_TRUE(machine_oversubscribed());
-  note_run(0.300, 0.000, 1);
+  note_run(0.050, 0.000, 1);
   EXPECT_FALSE(machine_oversubscribed());
-  note_run(0.030, 0.001, 2);  // split runs on a quiet machine: the wait is back to 0.25 s
+  note_run(0.050, 0.001, 2);  // split runs on a quiet machine: the wait is back to 50 ms
+  note_run(0.050, 0.030, 2);  // a busy window between quiet ones: a burst, not a verdict
+  note_run(0.050, 0.000, 2);
+  note_run(0.050, 0.030, 2);
   EXPECT_FALSE(machine_oversubscribed());
-  note_run(0.030, 0.015, 2);
+  note_run(0.050, 0.030, 2);
   EXPECT_TRUE(machine_oversubscribed());
-  note_run(0.300, 0.000, 1);
+  note_run(0.050, 0.000, 1);
   EXPECT_FALSE(machine_oversubscribed());
   set_adaptive_threads(false);  // off: no verdict, runs not noted
-  note_run(0.030, 0.030, 2);
+  note_run(0.050, 0.050, 2);
+  note_run(0.050, 0.050, 2);
   EXPECT_FALSE(machine_oversubscribed());
   set_adaptive_threads(true);
 }

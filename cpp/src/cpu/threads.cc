@@ -69,23 +69,27 @@ void set_num_threads(int n) {
 }
 
 namespace {
-// Split runs are judged once kJudgedSeconds of them are pooled: a thread off its core while
-// runnable for more than kSplitOffCore of the time (on a quiet machine well under 1%; beside
-// two busy processes on two cores 40-70%) finds the machine oversubscribed. One-thread runs
+// Split runs are judged a window of kJudgedSeconds of them at a time: a thread off its core
+// while runnable for more than kSplitOffCore of the window (on a quiet machine well under 1%;
+// beside two busy processes on two cores 40-70%) marks it busy, and two busy windows in a row
+// find the machine oversubscribed (one is often a passing burst: another library's threads
+// spinning down after its last call, as OpenBLAS's do for up to ~0.1 s). One-thread runs
 // then follow; once `solo_seconds` of them are pooled with their thread off its core less
 // than kSoloOffCore of the time, split runs are tried again. A retry that finds the machine
 // still oversubscribed doubles the one-thread time before the next (up to kMaxSoloSeconds),
-// so a machine with one core to spare does not alternate between the two every 20 ms.
-constexpr double kJudgedSeconds = 0.02;
+// so a machine with one core to spare does not alternate between the two every window.
+constexpr double kJudgedSeconds = 0.05;
+constexpr int kBusyWindows = 2;
 constexpr double kSplitOffCore = 0.2;
 constexpr double kSoloOffCore = 0.1;
-constexpr double kFirstSoloSeconds = 0.25;
+constexpr double kFirstSoloSeconds = 0.05;
 constexpr double kMaxSoloSeconds = 8.0;
 
 struct Contention {
   std::mutex mutex;
   bool split = true;  // the kind of runs pooled
   double wall = 0.0, off_core = 0.0;
+  int busy_windows = 0;  // split windows in a row found busy
   double solo_seconds = kFirstSoloSeconds;
 };
 Contention g_contention;
@@ -112,6 +116,7 @@ void set_adaptive_threads(bool on) {
   g_oversubscribed.store(false, std::memory_order_relaxed);
   g_contention.split = true;
   g_contention.wall = g_contention.off_core = 0.0;
+  g_contention.busy_windows = 0;
   g_contention.solo_seconds = kFirstSoloSeconds;
 }
 
@@ -127,6 +132,7 @@ void note_run(double wall, double off_core, int threads) {
   if (split != c.split) {  // runs of the other kind start a new pool
     c.split = split;
     c.wall = c.off_core = 0.0;
+    c.busy_windows = 0;
   }
   c.wall += wall;
   c.off_core += off_core;
@@ -134,8 +140,12 @@ void note_run(double wall, double off_core, int threads) {
   const double share = c.off_core / c.wall;
   c.wall = c.off_core = 0.0;
   if (split && share > kSplitOffCore) {
-    g_oversubscribed.store(true, std::memory_order_relaxed);
+    if (++c.busy_windows >= kBusyWindows) {
+      g_oversubscribed.store(true, std::memory_order_relaxed);
+      c.busy_windows = 0;
+    }
   } else if (split) {
+    c.busy_windows = 0;
     c.solo_seconds = kFirstSoloSeconds;
   } else if (share < kSoloOffCore) {
     g_oversubscribed.store(false, std::memory_order_relaxed);
