@@ -1101,3 +1101,33 @@ def test_summary_show_trainable_expand_nested_and_layer_range():
         model.summary(layer_range=["x", "y"])
     with pytest.raises(TypeError):
         model.summary(bogus=1)
+
+
+def test_compile_metrics_of_a_multi_output_model_as_keras_reads_them():
+    # Keras 3.15: a list of one entry per output maps by position; a dict by output name may
+    # leave outputs out but names no other; a list of another length is an error; for one
+    # output every metric applies, whatever a dict's keys.
+    inp = densitron.Input((4,))
+    model = Model(inp, [layers.Dense(1, name="a")(inp), layers.Dense(1, name="b")(inp)])
+    x, y = np.ones((8, 4), np.float32), np.ones((8, 1), np.float32)
+
+    def keys(**kwargs):
+        model.compile("sgd", "mse", **kwargs)
+        return sorted(model.evaluate(x, [y, y], verbose=0, return_dict=True))
+
+    assert keys(metrics=["mae", "mse"]) == ["a_loss", "a_mae", "b_loss", "b_mse", "loss"]
+    assert keys(metrics=[["mae"], ["mse", "mae"]]) == ["a_loss", "a_mae", "b_loss", "b_mae",
+                                                       "b_mse", "loss"]
+    assert keys(metrics={"a": "mae"}) == ["a_loss", "a_mae", "b_loss", "loss"]
+    for bad in (["mae"], ["mae", "mse", "mape"]):
+        with pytest.raises(ValueError, match=r"one entry per output.*Received: metrics="):
+            keys(metrics=bad)
+    with pytest.raises(ValueError, match=r"dictionary key mismatch.*extra key\(s\): \['zz'\]"):
+        keys(metrics={"a": "mae", "zz": "mse"})
+    with pytest.raises(ValueError, match=r"extra key\(s\): \['typo'\]. Received: weighted_m"):
+        keys(weighted_metrics={"typo": ["mae"]})
+    with pytest.raises(ValueError, match=r"extra key\(s\): \['typo'\]. Received: loss_weig"):
+        keys(loss_weights={"a": 1.0, "typo": 2.0})
+    single = Sequential([densitron.Input((4,)), layers.Dense(1)])
+    single.compile("sgd", "mse", metrics={"typo": ["mae"]})
+    assert sorted(single.evaluate(x, y, verbose=0, return_dict=True)) == ["loss", "mae"]

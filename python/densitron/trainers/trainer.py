@@ -101,6 +101,16 @@ def _profile_report(engine, wall, steps, print_it):
     return report
 
 
+def _check_output_keys(value, names, arg):
+    """Keras's error for a dict by output name holding a key no output has."""
+    extra = [k for k in value if k not in names]
+    if extra:
+        missing = [k for k in names if k not in value]
+        raise ValueError(f"dictionary key mismatch; expected key(s): {sorted(names)}, got "
+                         f"key(s): {sorted(map(str, value))}, missing key(s): {missing}, "
+                         f"extra key(s): {extra}. Received: {arg}={value!r}")
+
+
 def _user_callbacks(callbacks):
     """The `callbacks` argument as a new list, each checked to be a Callback."""
     if callbacks is not None and not isinstance(callbacks, (list, tuple)):
@@ -212,6 +222,7 @@ class Trainer:
         if weights is None:
             weights = [1.0] * len(names)
         elif isinstance(weights, dict):
+            _check_output_keys(weights, names, "loss_weights")
             weights = [weights.get(k, 1.0) for k in names]
         else:
             weights = list(weights) if isinstance(weights, (list, tuple)) else [weights]
@@ -225,16 +236,34 @@ class Trainer:
         self._compiled_losses = losses
         self._loss_weights = [float(w) for w in weights]
 
-    def _metrics_per_output(self, metrics):
+    def _metrics_per_output(self, metrics, arg="metrics"):
+        """Keras 3's reading of compile's metrics: for one output, every metric given (a
+        dict's values whatever their keys); for several, a dict by output name (some may be
+        left out) or a list or tuple of one entry per output (a metric or a list of them)."""
         names = self._output_names
-        metrics = metrics or []
+        if not metrics:
+            return [[] for _ in names]
+        if len(names) == 1:
+            def flat(m):  # (Keras's tree.flatten: nested lists and dicts' values)
+                if metrics_mod.is_one(m):
+                    return [m]
+                if isinstance(m, dict):
+                    return [x for v in m.values() for x in flat(v)]
+                if isinstance(m, (list, tuple)):
+                    return [x for v in m for x in flat(v)]
+                return [] if m is None else [m]
+
+            return [flat(metrics)]
         if isinstance(metrics, dict):
+            _check_output_keys(metrics, names, arg)
             per_output = [metrics.get(k) or [] for k in names]
-        elif (isinstance(metrics, (list, tuple)) and len(metrics) == len(names)
-              and all(isinstance(m, (list, tuple)) for m in metrics)):  # a list per output
-            per_output = [list(m) for m in metrics]
+        elif isinstance(metrics, (list, tuple)) and len(metrics) == len(names):
+            per_output = [m or [] for m in metrics]
         else:
-            per_output = [list(metrics) for _ in names]
+            raise ValueError(
+                f"For a model of {len(names)} outputs, `{arg}` is a dict by output name "
+                f"({names}) or a list with one entry per output (a metric or a list of "
+                f"metrics), as Keras reads it. Received: {arg}={metrics!r}")
         return [[m] if metrics_mod.is_one(m) else list(m) for m in per_output]
 
     def _resolve_metrics(self, ys_raw_shapes):
@@ -243,7 +272,8 @@ class Trainer:
         metric has it, then "weighted_" before it, as Keras names them."""
         names = self._output_names
         plain = self._metrics_per_output(self._compile_metrics)
-        weighted = self._metrics_per_output(getattr(self, "_compile_weighted_metrics", None))
+        weighted = self._metrics_per_output(getattr(self, "_compile_weighted_metrics", None),
+                                             "weighted_metrics")
         prefix = [f"{n}_" if len(names) > 1 else "" for n in names]
         taken = {prefix[k] + metrics_mod.display_name(m)
                  for k in range(len(names)) for m in plain[k]}
