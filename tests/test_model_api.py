@@ -1131,3 +1131,28 @@ def test_compile_metrics_of_a_multi_output_model_as_keras_reads_them():
     single = Sequential([densitron.Input((4,)), layers.Dense(1)])
     single.compile("sgd", "mse", metrics={"typo": ["mae"]})
     assert sorted(single.evaluate(x, y, verbose=0, return_dict=True)) == ["loss", "mae"]
+
+
+def test_dict_outputs_and_inputs_in_keras_order_of_sorted_keys():
+    # Keras flattens a dict of outputs (or inputs) by its sorted keys: a list of targets or
+    # losses, the layers' and weights' order and predict's dict follow that order, whatever
+    # the order the dict was written in.
+    inp = densitron.Input((4,))
+    h = layers.Dense(3, name="h")(inp)
+    model = Model(inp, {"z": layers.Dense(1, kernel_initializer="zeros", name="z")(h),
+                        "a": layers.Dense(1, kernel_initializer="zeros", name="a")(h)})
+    assert [layer.name for layer in model.layers][1:] == ["h", "a", "z"]
+    assert list(model.predict(np.ones((2, 4)), verbose=0)) == ["a", "z"]
+    x = np.ones((4, 4), np.float32)
+    model.compile("sgd", "mse")
+    logs = model.evaluate(x, [np.full((4, 1), 100.0), np.zeros((4, 1))], verbose=0,
+                          return_dict=True)
+    assert logs["a_loss"] == pytest.approx(10000.0) and logs["z_loss"] == 0.0
+    model.compile("sgd", ["mse", "mae"])
+    logs = model.evaluate(x, {"z": np.full((4, 1), 10.0), "a": np.full((4, 1), 10.0)},
+                          verbose=0, return_dict=True)
+    assert logs["a_loss"] == pytest.approx(100.0) and logs["z_loss"] == pytest.approx(10.0)
+    b, a = densitron.Input((2,), name="b"), densitron.Input((3,), name="a")
+    two = Model({"b": b, "a": a}, layers.Dense(1)(layers.Concatenate()([b, a])))
+    assert [t.shape[1] for t in two.inputs] == [3, 2]  # a, then b
+    assert two.predict([np.ones((1, 3)), np.ones((1, 2))], verbose=0).shape == (1, 1)

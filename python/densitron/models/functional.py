@@ -20,8 +20,8 @@ from densitron.utils.naming import uniquify
 def _flatten_structure(value, arg):
     if isinstance(value, KerasTensor):
         return [value], None
-    if isinstance(value, dict):
-        keys = list(value)
+    if isinstance(value, dict):  # (in Keras's order: tree.flatten sorts a dict's keys)
+        keys = sorted(value)
         return [value[k] for k in keys], keys
     if isinstance(value, (list, tuple)):
         return list(value), None
