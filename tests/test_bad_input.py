@@ -663,3 +663,18 @@ def test_keras_layers_densitron_does_not_provide_say_so():
     with pytest.raises(AttributeError, match="^module 'densitron.layers' has no attribute "
                                              "'Dens'$"):
         densitron.layers.Dens  # noqa: B018
+
+
+def test_arguments_keras_refuses_at_construction():
+    # found by fuzzing: each was accepted, to fail late (a NaN loss, a (-1, 3) shape, an .h5
+    # file that cannot be written, a .keras file Keras cannot read)
+    with raises(ValueError, "Invalid value for argument l2", "Received: l2=nan"):
+        densitron.regularizers.L2(float("nan"))
+    with raises(ValueError, "negative dimensions", "Received: batch_size=-1"):
+        Input((3,), batch_size=-1)
+    with raises(ValueError, "cannot contain character `/`", "Received: name=a/b"):
+        Dense(2, name="a/b")
+    with raises(ValueError, "cannot contain character `/`", "Received: name=s/x"):
+        Sequential(name="s/x")
+    with raises(ValueError, "should be a positive integer", "Received: n=0"):
+        layers.RepeatVector(0)

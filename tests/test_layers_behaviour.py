@@ -372,7 +372,7 @@ def test_an_mlp_mixer_trains_alike_on_one_and_two_threads():
 def test_index_map_layers_refuse_bad_arguments():
     for make, exc in ((lambda: layers.Permute((1, 3)), ValueError),
                       (lambda: layers.Permute("ab"), TypeError),
-                      (lambda: layers.RepeatVector(0), TypeError),
+                      (lambda: layers.RepeatVector(0), ValueError),  # (as Keras)
                       (lambda: layers.Cropping1D((-1, 0)), ValueError),
                       (lambda: layers.ZeroPadding1D("x"), TypeError),
                       (lambda: layers.ZeroPadding1D(1, data_format="channels_first"),

@@ -192,8 +192,8 @@ def _check(name, value):
     except (TypeError, ValueError):
         raise ValueError(f"Value for argument `{name}` should be a number. "
                          f"Received: {name}={value!r}") from None
-    if value < 0:
-        raise ValueError(f"Value for argument `{name}` should be non-negative. "
+    if not value >= 0:  # (NaN too)
+        raise ValueError(f"Invalid value for argument {name}: expected a non-negative float. "
                          f"Received: {name}={value}")
     return value
 

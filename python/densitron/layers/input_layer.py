@@ -2,6 +2,8 @@
 
 import warnings
 
+import numpy as np
+
 from densitron.layers.layer import KerasTensor, Layer, Node
 
 
@@ -21,8 +23,14 @@ class InputLayer(Layer):
             raise ValueError("densitron does not support ragged inputs. Received: ragged=True")
         if sparse not in (None, True, False):
             raise TypeError(f"`sparse` must be a bool. Received: sparse={sparse!r}")
+        if batch_size is not None and (isinstance(batch_size, bool) or
+                                       not isinstance(batch_size, (int, np.integer)) or
+                                       batch_size < 0):
+            raise ValueError(f"Cannot convert '{(batch_size, *shape)}' to a shape. `batch_size` "
+                             "is a non-negative integer or None (negative dimensions are not "
+                             f"allowed). Received: batch_size={batch_size!r}")
         self.shape = shape
-        self.batch_size = batch_size
+        self.batch_size = batch_size if batch_size is None else int(batch_size)
         # Informational, as in Keras: SciPy sparse matrices work as any input of shape
         # (features,), and so do dense arrays where sparse=True.
         self.sparse = bool(sparse)

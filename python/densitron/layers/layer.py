@@ -474,6 +474,9 @@ class Layer:
             )
         if name is not None and not isinstance(name, str):
             raise TypeError(f"Argument `name` must be a string. Received: name={name!r}")
+        if name is not None and "/" in name:  # (Keras's: '/' separates the weights' paths)
+            raise ValueError("Argument `name` must be a string and cannot contain character "
+                             f"`/`. Received: name={name} (of type {type(name)})")
         _check_float32(dtype)
         self.name = name or uniquify(to_snake_case(type(self).__name__))
         # Keras's activity regularization, on any layer: reg(output) / batch size joins the loss

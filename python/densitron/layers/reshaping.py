@@ -151,8 +151,10 @@ class RepeatVector(_IndexMap):
 
     def __init__(self, n, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
             raise TypeError(f"Expected an integer value for `n`. Received: n={n!r}")
+        if n < 1:
+            raise ValueError(f"Argument `n` should be a positive integer. Received: n={n}")
         self.n = int(n)
 
     def compute_output_shape(self, input_shape):
