@@ -928,8 +928,11 @@ def test_model_metrics_as_keras_lists_them():
     assert [m.name for m in compiled.metrics] == ["mae", "root_mean_squared_error"]
     assert loss.result() == np.float32(logs["loss"])
     assert compiled.result() == {k: np.float32(v) for k, v in logs.items() if k != "loss"}
-    model.reset_metrics()
-    assert loss.result() == 0.0 and compiled.metrics == []
+    model.reset_metrics()  # (Keras's metrics stay, their results at 0)
+    assert loss.result() == 0.0 and compiled.result() == {"mae": 0.0,
+                                                           "root_mean_squared_error": 0.0}
+    assert model.get_metrics_result() == {"loss": 0.0, "mae": 0.0,
+                                          "root_mean_squared_error": 0.0}
 
 
 def test_a_compile_that_raises_leaves_the_model_as_it_was():
@@ -1156,3 +1159,19 @@ def test_dict_outputs_and_inputs_in_keras_order_of_sorted_keys():
     two = Model({"b": b, "a": a}, layers.Dense(1)(layers.Concatenate()([b, a])))
     assert [t.shape[1] for t in two.inputs] == [3, 2]  # a, then b
     assert two.predict([np.ones((1, 3)), np.ones((1, 2))], verbose=0).shape == (1, 1)
+
+
+def test_validation_freq_lists_and_upper_case_metric_names():
+    # Keras: validation_freq=[1, 3] validates after epochs 1 and 3 only; "MSE", "MAE",
+    # "MAPE" and "MSLE" are metric names, logged under those names
+    model = Sequential([Input((4,)), Dense(1, kernel_initializer="zeros")])
+    model.compile("sgd", "mse", metrics=["MSE", "MAE", "MAPE", "MSLE"])
+    x, y = np.ones((8, 4), np.float32), np.ones((8, 1), np.float32)
+    history = model.fit(x, y, verbose=0, validation_split=0.5, validation_freq=[1, 3],
+                        epochs=3).history
+    assert {k: len(v) for k, v in history.items()} == {
+        "MAE": 3, "MAPE": 3, "MSE": 3, "MSLE": 3, "loss": 3, "val_MAE": 2, "val_MAPE": 2,
+        "val_MSE": 2, "val_MSLE": 2, "val_loss": 2}
+    assert history["MSE"] == history["loss"]
+    with pytest.raises(ValueError, match="Expected `validation_freq` to be a list or int"):
+        model.fit(x, y, verbose=0, validation_split=0.5, validation_freq=0)

@@ -46,8 +46,10 @@ _ACCURACIES = {
 }
 _LOSS_METRICS = {
     "mse": "mean_squared_error",
+    "MSE": "mean_squared_error",
     "mean_squared_error": "mean_squared_error",
     "mae": "mean_absolute_error",
+    "MAE": "mean_absolute_error",
     "mean_absolute_error": "mean_absolute_error",
     "categorical_crossentropy": "categorical_crossentropy",
     "sparse_categorical_crossentropy": "sparse_categorical_crossentropy",

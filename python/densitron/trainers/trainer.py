@@ -101,6 +101,14 @@ def _profile_report(engine, wall, steps, print_it):
     return report
 
 
+def _validates(epoch, validation_freq):
+    """Whether fit validates after `epoch` (0-based): every validation_freq epochs, or after
+    the epochs a list names (1-based), as Keras's _should_eval."""
+    if isinstance(validation_freq, (list, tuple)):
+        return epoch + 1 in validation_freq
+    return (epoch + 1) % validation_freq == 0
+
+
 def _check_output_keys(value, names, arg):
     """Keras's error for a dict by output name holding a key no output has."""
     extra = [k for k in value if k not in names]
@@ -564,8 +572,9 @@ class Trainer:
 
     def reset_metrics(self):
         """Keras's reset_metrics: densitron's metrics start afresh with every fit, evaluate or
-        batch call; the latest logs that model.metrics report are cleared."""
-        self.__dict__.pop("_latest_logs", None)
+        batch call; the latest logs that model.metrics report go to zero (as Keras's reset
+        metrics' results; before any run there are none)."""
+        _zero_logs(self)
 
     def get_compile_config(self):
         """The arguments of `compile` in serializable form (Keras's get_compile_config), or
@@ -775,7 +784,7 @@ class Trainer:
                 if epoch_logs is None:
                     break
                 logs = epoch_logs
-                if val is not None and (epoch + 1) % validation_freq == 0:
+                if val is not None and _validates(epoch, validation_freq):
                     if profile:  # the profile covers the training steps only
                         self._graph.set_profiling(False)
                     val_logs = self._validate(val, val_batch, cb)
@@ -818,14 +827,20 @@ class Trainer:
         if not self.compiled:
             raise ValueError("You must call `compile()` before using the model for training. "
                              "Received: fit() on a model that is not compiled")
-        for arg, value in (("epochs", epochs), ("initial_epoch", initial_epoch),
-                           ("validation_freq", validation_freq)):
+        for arg, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
                 raise ValueError(f"`{arg}` must be a non-negative integer. "
                                  f"Received: {arg}={value!r}")
-        if validation_freq < 1:
-            raise ValueError(f"`validation_freq` must be >= 1. Received: "
-                             f"validation_freq={validation_freq}")
+        # Keras's validation_freq: validate every n epochs, or after the epochs listed
+        # (1-based), a list or tuple of them
+        freq = validation_freq
+        every = not isinstance(freq, bool) and isinstance(freq, (int, np.integer))
+        listed = isinstance(freq, (list, tuple)) and all(
+            not isinstance(e, bool) and isinstance(e, (int, np.integer)) for e in freq)
+        if not (every and freq >= 1 or listed):
+            raise ValueError("Expected `validation_freq` to be a list or int >= 1. Received: "
+                             f"validation_freq={validation_freq!r} of the type "
+                             f"{type(validation_freq)}.")
 
     def _callback_list(self, callbacks, verbose, epochs, steps):
         """fit's callbacks in Keras's order, and its History: the user's callbacks, then a
@@ -1244,7 +1259,14 @@ class CompileMetrics:
         return {m.name: m.result() for m in metrics}
 
     def reset_state(self):
-        self._model.__dict__.pop("_latest_logs", None)
+        _zero_logs(self._model)
 
     def __repr__(self):
         return "<CompileMetrics name=compile_metrics>"
+
+
+def _zero_logs(model):
+    logs = getattr(model, "_latest_logs", None)
+    if logs is not None:
+        model._latest_logs = {k: (np.zeros_like(v) if np.ndim(v) else 0.0)
+                              for k, v in logs.items()}
