@@ -1175,3 +1175,29 @@ def test_validation_freq_lists_and_upper_case_metric_names():
     assert history["MSE"] == history["loss"]
     with pytest.raises(ValueError, match="Expected `validation_freq` to be a list or int"):
         model.fit(x, y, verbose=0, validation_split=0.5, validation_freq=0)
+
+
+def test_an_output_without_a_loss():
+    # Keras: loss=[..., None] or {"b": None} trains the other outputs; that output's targets
+    # may be None (or anything); the outputs' losses are logged apart when two have one
+    inp = densitron.Input((4,))
+    outs = [layers.Dense(1, name="a")(inp), layers.Dense(2, name="b")(inp),
+            layers.Dense(1, name="c")(inp)]
+    x, y = np.ones((8, 4), np.float32), np.ones((8, 1), np.float32)
+    model = Model(inp, outs[:2])
+    model.compile("sgd", {"a": "mse", "b": None})
+    b_kernel = model.get_layer("b").get_weights()[0].copy()
+    history = model.fit(x, [y, None], epochs=2, verbose=0).history
+    assert sorted(history) == ["loss"]
+    np.testing.assert_array_equal(model.get_layer("b").get_weights()[0], b_kernel)
+    a = model.predict(x, verbose=0)[0].astype(np.float64)
+    assert model.evaluate(x, [y, None], verbose=0) == pytest.approx(((a - 1) ** 2).mean())
+    assert model.evaluate(x, [y, np.zeros((8, 2))], verbose=0) == pytest.approx(
+        ((a - 1) ** 2).mean())
+    three = Model(inp, outs)
+    three.compile("sgd", ["mse", None, "mae"])
+    logs = three.evaluate(x, [y, None, y], verbose=0, return_dict=True)
+    assert sorted(logs) == ["a_loss", "c_loss", "loss"]
+    assert three.metrics_names == ["loss", "a_loss", "c_loss"]
+    with pytest.raises(ValueError, match="At least one output needs a loss"):
+        three.compile("sgd", [None, None, None])

@@ -344,6 +344,9 @@ def standardize_y(model, y, arg="y"):
         name = input_name(k, len(parts), arg)
         loss = model._compiled_losses[k]
         shape = model._output_shapes[k]
+        if part is None and isinstance(loss, losses_mod._NoLoss):
+            out.append(None)  # (an output without a loss: no targets, as Keras allows)
+            continue
         a = _as_numeric_array(part, name)
         if a.ndim == 0 or a.shape[0] == 0:
             raise ValueError(f"Expected `{name}` to hold at least one sample. "
@@ -377,7 +380,13 @@ def standardize_y(model, y, arg="y"):
         a = _to_float32(a.reshape(a.shape[0], -1))
         _check_finite(a, name)
         out.append(a)
-    return out
+    rows = next((a.shape[0] for a in out if a is not None), None)
+    if rows is None:
+        raise ValueError(f"`{arg}` must hold the targets of an output that has a loss. "
+                         f"Received: {arg}={y!r}")
+    # (an output without a loss reads no targets: zeros of its shape stand in)
+    return [np.zeros((rows, int(np.prod(model._output_shapes[k]))), np.float32) if a is None
+            else a for k, a in enumerate(out)]
 
 
 def standardize_sample_weight(model, sample_weight, rows, arg="sample_weight"):

@@ -48,20 +48,29 @@ _CUSTOM_STEPS = {}
 
 
 def _losses_per_output(loss, names):
-    """One loss object per output from a single loss, a list (one per output) or a dict."""
+    """One loss object per output from a single loss, a list (one per output) or a dict; an
+    entry None is an output that takes no loss (Keras's: its targets may be None)."""
+    def get(v):
+        return losses_mod._NoLoss() if v is None else losses_mod.get(v)
+
     if isinstance(loss, dict):
         unknown = [k for k in loss if k not in names]
         missing = [k for k in names if k not in loss]
         if unknown or missing:
             raise ValueError(f"`loss` as a dict needs exactly one entry per output {names}. "
                              f"Received: loss={loss!r}")
-        return [losses_mod.get(loss[k]) for k in names]
-    if isinstance(loss, (list, tuple)):
+        out = [get(loss[k]) for k in names]
+    elif isinstance(loss, (list, tuple)):
         if len(loss) != len(names):
             raise ValueError(f"`loss` as a list must have one entry per output ({len(names)}). "
                              f"Received: loss={loss!r}")
-        return [losses_mod.get(v) for v in loss]
-    return [losses_mod.get(loss) for _ in names]
+        out = [get(v) for v in loss]
+    else:
+        return [losses_mod.get(loss) for _ in names]
+    if all(isinstance(v, losses_mod._NoLoss) for v in out):
+        raise ValueError("At least one output needs a loss (or give the losses by add_loss "
+                         f"with compile(loss=None)). Received: loss={loss!r}")
+    return out
 
 
 _PROFILE_ROWS = [
@@ -501,8 +510,8 @@ class Trainer:
     # --- logs ----------------------------------------------------------------------------
     def _logs_from_totals(self, rows, loss_sum, output_loss_sums, metric_sums, weight_sums):
         logs = {"loss": float(loss_sum / rows)}
-        if len(self._output_names) > 1:
-            for name, i in zip(self._output_names, self._loss_sum_index):
+        for name, i in zip(self._logged_loss_names(), self._loss_sum_index):
+            if name is not None:
                 logs[f"{name}_loss"] = float(output_loss_sums[i] / rows)
         for name, k, weighted, i, post in self._metric_logs:
             if callable(post):  # Precision, AUC, R2Score...: from their own sums
@@ -542,9 +551,21 @@ class Trainer:
         names = ["loss"]
         metrics = [entry[0] for entry in logs]
         if len(self._output_names) > 1:  # (Keras's order: the outputs' losses, then the
-            names += [f"{name}_loss" for name in self._output_names]  # metrics by name)
+            names += [f"{name}_loss" for name in self._logged_loss_names()  # metrics by
+                      if name is not None]                                 # name)
             metrics.sort()
         return names + metrics
+
+    def _logged_loss_names(self):
+        """Per output, the name its loss is logged under (`{name}_loss`), or None: Keras logs
+        the outputs' losses apart when two or more outputs have one (a loss None for an
+        output gives it none)."""
+        names = self._output_names
+        losses = getattr(self, "_compiled_losses", None) or []
+        has = [not isinstance(v, losses_mod._NoLoss) for v in losses] or [True] * len(names)
+        if len(names) < 2 or (self.loss is not None and sum(has) < 2):
+            return [None] * len(names)
+        return [n if h or self.loss is None else None for n, h in zip(names, has)]
 
     @property
     def metrics(self):
@@ -1003,6 +1024,8 @@ class Trainer:
                        if y is not None else [])
             ys = data_mod.standardize_y(self, y)
             rows = data_mod.check_cardinality(xs, ys)
+            # (the targets of an output without a loss, left out: zeros of its shape)
+            y_parts = [ys[k] if p is None else p for k, p in enumerate(y_parts)]
         self._ensure_engine(y_parts)
         return xs, ys, rows
 
