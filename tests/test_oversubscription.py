@@ -6,10 +6,9 @@ import subprocess
 import sys
 import time
 
+import densitron
 import numpy as np
 import pytest
-
-import densitron
 from densitron import layers
 
 needs_threads = pytest.mark.skipif(not densitron.cpu_info()["openmp"],
