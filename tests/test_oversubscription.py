@@ -51,7 +51,7 @@ def test_busy_machine_runs_on_one_thread_with_the_same_results():
     x, y = data()
     densitron.set_num_threads(2)
     quiet = seed_model()
-    quiet.fit(x, y, batch_size=32, epochs=2, verbose=0, shuffle=False)
+    quiet.fit(x, y, batch_size=32, epochs=3, verbose=0, shuffle=False)
 
     densitron.set_adaptive_threads(True)
     busy = seed_model()
@@ -61,7 +61,7 @@ def test_busy_machine_runs_on_one_thread_with_the_same_results():
     try:
         time.sleep(0.3)
         seen = set()
-        for _ in range(2):
+        for _ in range(3):
             busy.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
             seen.add(busy._graph.last_run_threads)
         assert densitron.cpu_info()["oversubscribed"]

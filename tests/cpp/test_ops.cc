@@ -1906,6 +1906,8 @@ TEST(Oversubscription, SplitRunsKeptOffTheirCoresTurnOneThreadOnUntilACoreIsFree
   EXPECT_TRUE(machine_oversubscribed());
   note_run(0.050, 0.000, 1);
   EXPECT_FALSE(machine_oversubscribed());
+  note_run(0.120, 0.060, 2);  // one long busy run: two windows' worth
+  EXPECT_TRUE(machine_oversubscribed());
   set_adaptive_threads(false);  // off: no verdict, runs not noted
   note_run(0.050, 0.050, 2);
   note_run(0.050, 0.050, 2);

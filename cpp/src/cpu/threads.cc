@@ -138,9 +138,11 @@ void note_run(double wall, double off_core, int threads) {
   c.off_core += off_core;
   if (c.wall < (split ? kJudgedSeconds : c.solo_seconds)) return;
   const double share = c.off_core / c.wall;
+  const int windows = static_cast<int>(c.wall / kJudgedSeconds);  // (a long run: several)
   c.wall = c.off_core = 0.0;
   if (split && share > kSplitOffCore) {
-    if (++c.busy_windows >= kBusyWindows) {
+    c.busy_windows += windows;
+    if (c.busy_windows >= kBusyWindows) {
       g_oversubscribed.store(true, std::memory_order_relaxed);
       c.busy_windows = 0;
     }
