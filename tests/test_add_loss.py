@@ -302,3 +302,32 @@ def test_losses_of_a_call_on_arrays_and_of_the_weights_regularizers():
     model = Model(inp, layers.Dense(1, kernel_regularizer="l2")(inp))
     np.testing.assert_allclose(model.losses,
                                [0.01 * np.square(model.get_weights()[0]).sum()], rtol=1e-6)
+
+
+def test_targets_given_to_a_model_of_add_loss_only_are_left_unread():
+    # Keras: compiled without a loss (and no metrics), fit(x, y) trains on add_loss's losses
+    # and does not read y (it was checked against the outputs' shape and refused)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(23, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 23)  # (class ids: no output has their shape)
+
+    class Penalized(densitron.layers.Layer):
+        def call(self, h):
+            self.add_loss(0.01 * ops.sum(ops.square(h)))
+            return h
+
+    def build():
+        densitron.utils.set_random_seed(2)
+        inp = densitron.Input((4,))
+        h = Penalized()(layers.Dense(5, activation="tanh")(inp))
+        model = Model(inp, layers.Dense(3, activation="softmax")(h))
+        model.compile(optimizer=densitron.optimizers.SGD(0.1))
+        return model
+
+    with_y, without = build(), build()
+    h1 = with_y.fit(x, y, batch_size=5, epochs=2, shuffle=False, verbose=0).history
+    h2 = without.fit(x, batch_size=5, epochs=2, shuffle=False, verbose=0).history
+    assert h1 == h2
+    for a, b in zip(with_y.get_weights(), without.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert with_y.evaluate(x, y, verbose=0) == without.evaluate(x, verbose=0)

@@ -1015,7 +1015,10 @@ class Trainer:
         xs = data_mod.standardize_x(self, x, reject_nan=reject_x_nan)
         if not hasattr(self, "_compiled_losses"):
             self._resolve_losses()
-        if y is None and self.loss is None:  # (add_loss's losses only: no targets to read)
+        if self.loss is None and not getattr(self, "_compile_metrics", None) and \
+                not getattr(self, "_compile_weighted_metrics", None):
+            # add_loss's losses only: no targets to read (given ones are left unread, as
+            # Keras leaves them when nothing compiled reads them)
             rows = data_mod.check_cardinality(xs, [])
             ys = [np.zeros((rows, 0), np.float32) for _ in self._output_names]
             y_parts = list(ys)
