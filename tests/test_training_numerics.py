@@ -561,12 +561,6 @@ def test_optimizer_arguments_checked_as_keras():
                                              f">= 2. Received: gradient_accumulation_steps="):
             optimizers.SGD(gradient_accumulation_steps=bad)
 
-    class Halving(optimizers.schedules.LearningRateSchedule):
-        def __call__(self, step):
-            return 0.1 / (1 + step)
-
-    with pytest.raises(ValueError, match="gradient_accumulation_steps=2"):
-        optimizers.SGD(Halving(), gradient_accumulation_steps=2)
     # their "off" values (and a loss scale, which changes nothing in float32) are taken
     optimizers.AdamW(use_ema=False, ema_momentum=0.9, ema_overwrite_frequency=None,
                      gradient_accumulation_steps=None, loss_scale_factor=128.0)
@@ -887,3 +881,30 @@ def test_recompiling_with_the_same_optimizer_keeps_its_state():
         np.testing.assert_allclose(kernel, keras_kernel, rtol=2e-5)
     steps, kernel = run(lambda opt, m: densitron.optimizers.Adam(0.1))
     assert steps == 4 and not np.allclose(kernel, keras_kernel, rtol=1e-3)
+
+
+def test_gradient_accumulation_reads_the_schedule_at_the_micro_batch_count():
+    # Keras 3.15 (JAX), this script: with gradient_accumulation_steps=2 the schedule is read
+    # at the count of micro-batches (12 batches: the rate after is the last boundary's), and a
+    # schedule written in Python gives the same as the engine's own
+    x = np.random.RandomState(0).randn(20, 4).astype("float32")
+    y = np.random.RandomState(1).randn(20, 1).astype("float32")
+
+    class Steps(optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            return 0.1 if step <= 3 else 0.01 if step <= 8 else 0.001
+
+    kernels = []
+    for schedule in (optimizers.schedules.PiecewiseConstantDecay([3, 8], [0.1, 0.01, 0.001]),
+                     Steps()):
+        model = densitron.Sequential([densitron.Input((4,)),
+                                      layers.Dense(1, kernel_initializer="ones")])
+        opt = optimizers.SGD(schedule, gradient_accumulation_steps=2)
+        model.compile(optimizer=opt, loss="mse")
+        model.fit(x, y, batch_size=5, epochs=3, shuffle=False, verbose=0)
+        assert int(opt.iterations) == 6
+        assert float(opt.learning_rate) == pytest.approx(0.001)
+        kernels.append(model.get_weights()[0].ravel())
+    np.testing.assert_allclose(kernels[0], [0.42974046, 0.45050463, 0.5660601, 0.7853784],
+                               rtol=1e-5)
+    np.testing.assert_array_equal(kernels[0], kernels[1])

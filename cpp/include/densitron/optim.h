@@ -129,9 +129,11 @@ struct OptimizerStep {
   int slot[3];          // which of the caller's slot arrays each kernel slot reads, or -1
 };
 // step: 1-based (the update's own number). Nadam's product continues from `nadam` (see
-// nadam_u_product) when given.
+// nadam_u_product) when given. The learning-rate schedule is read at schedule_step when it is
+// given (>= 0), else at step - 1: with gradient accumulation Keras reads it at the count of
+// micro-batches before this one, not of updates.
 OptimizerStep prepare_optimizer_step(const OptimizerConfig& config, int64_t step,
-                                     NadamProduct* nadam = nullptr);
+                                     NadamProduct* nadam = nullptr, int64_t schedule_step = -1);
 // As optimizer_update with the prepared step, on the calling thread only.
 void apply_optimizer_step(const OptimizerStep& s, float* w, const float* g, float* const* slots,
                           int64_t n);

@@ -1887,7 +1887,8 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
       begin_batch(st, data, mode != Mode::kPredict, perm, start, st.batch);
       // (after begin_batch's barrier: thread 0 counted the previous step before it)
       if (mode == Mode::kTrain)
-        st.opt = prepare_optimizer_step(optimizer_, updates() + 1, &nadam_products_[ith]);
+        st.opt = prepare_optimizer_step(optimizer_, updates() + 1, &nadam_products_[ith],
+                                        iterations_);
       if (mode == Mode::kTrain && !optimizer_.no_decay.empty()) {
         st.opt_no_decay = st.opt;
         st.opt_no_decay.args.decay = 0.0f;

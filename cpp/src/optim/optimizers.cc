@@ -236,9 +236,10 @@ float nadam_u_product(float beta_1, int64_t steps, NadamProduct* cache) {
 }
 
 OptimizerStep prepare_optimizer_step(const OptimizerConfig& c, int64_t step,
-                                     NadamProduct* nadam) {
+                                     NadamProduct* nadam, int64_t schedule_step) {
   const float lr = c.schedule.kind != LrSchedule::kConstant
-                       ? scheduled_learning_rate(c.schedule, step - 1)
+                       ? scheduled_learning_rate(c.schedule,
+                                                 schedule_step >= 0 ? schedule_step : step - 1)
                        : c.learning_rate;
   OptimizerStep s{};
   s.slot[0] = s.slot[1] = s.slot[2] = -1;

@@ -184,13 +184,6 @@ class Optimizer:
                                    else _check_number("learning_rate", learning_rate))
         self.weight_decay = None if weight_decay is None else _check_number("weight_decay",
                                                                             weight_decay)
-        if self.gradient_accumulation_steps and self._schedule is not None \
-                and self._schedule._in_python:
-            raise ValueError("densitron evaluates a learning-rate schedule written in Python "
-                             "ahead of each run, step by step, which gradient accumulation's "
-                             "update count does not follow: use one of "
-                             "densitron.optimizers.schedules' classes. Received: "
-                             f"gradient_accumulation_steps={self.gradient_accumulation_steps}")
         self._graphs = []  # compiled engine graphs that use this optimizer
         self._owner_of = {}  # id(graph): the model that attached it
         self._params_of = {}  # id(graph): its parameters (see _attach)
@@ -198,10 +191,11 @@ class Optimizer:
 
     @property
     def learning_rate(self):
-        """The rate of the next step (with a schedule: its value at `iterations`): a float
-        that also takes Keras's variable idioms, `.assign(value)` and `.numpy()`."""
+        """The rate of the next step (with a schedule: its value at the steps taken, which
+        with gradient accumulation count its micro-batches, as Keras's): a float that also
+        takes Keras's variable idioms, `.assign(value)` and `.numpy()`."""
         if self._schedule is not None:
-            return _LearningRate(self._schedule(self.iterations), self)
+            return _LearningRate(self._schedule(self._steps_taken()), self)
         return _LearningRate(self._learning_rate, self)
 
     @learning_rate.setter
