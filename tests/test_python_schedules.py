@@ -114,7 +114,7 @@ def test_bad_python_schedules():
     with pytest.raises(TypeError, match="must return a number.*Received"):
         linear_model(densitron.optimizers.SGD(Text()))
     with pytest.raises(ValueError, match="LearningRateSchedule.*Received"):
-        densitron.optimizers.SGD(lambda: 0.1)
+        densitron.optimizers.SGD(lambda step: 0.1)  # (a function: of no arguments, as Keras)
     with pytest.raises(TypeError, match="custom_objects.*Received"):
         densitron.models.load_model(__file__, custom_objects=[Warmup])
 

@@ -427,7 +427,7 @@ def test_schedules_refuse_bad_arguments():
     with pytest.raises(ValueError, match="Received: learning_rate="):
         optimizers.SGD(learning_rate=NoCall())
     with pytest.raises(ValueError, match="Received: learning_rate="):
-        optimizers.SGD(learning_rate=lambda: 0.1)
+        optimizers.SGD(learning_rate=lambda step, other: 0.1)  # (Keras's: of no arguments)
     with pytest.raises(ValueError, match="decay_steps"):
         optimizers.schedules.ExponentialDecay(0.1, decay_steps=0, decay_rate=0.5)
     with pytest.raises(ValueError, match="Received: boundaries"):
@@ -908,3 +908,26 @@ def test_gradient_accumulation_reads_the_schedule_at_the_micro_batch_count():
     np.testing.assert_allclose(kernels[0], [0.42974046, 0.45050463, 0.5660601, 0.7853784],
                                rtol=1e-5)
     np.testing.assert_array_equal(kernels[0], kernels[1])
+
+
+def test_a_learning_rate_given_as_a_function_of_no_arguments():
+    # Keras 3.15 (JAX), this script: SGD(learning_rate=lambda: 0.1) trains as SGD(0.1); the
+    # function is called for every step, so a rate it reads can change between fits
+    x = np.random.RandomState(0).randn(20, 4).astype("float32")
+    y = np.random.RandomState(1).randn(20, 1).astype("float32")
+    rate = [0.1]
+    model = densitron.Sequential([densitron.Input((4,)),
+                                  layers.Dense(1, kernel_initializer="ones")])
+    opt = optimizers.SGD(learning_rate=lambda: rate[0])
+    model.compile(opt, "mse")
+    model.fit(x, y, batch_size=5, verbose=0, shuffle=False)
+    np.testing.assert_allclose(model.get_weights()[0].ravel(),
+                               [0.31172392, 0.07959073, 0.2780746, 0.6460632], rtol=1e-5)
+    assert float(opt.learning_rate) == pytest.approx(0.1)
+    assert opt.get_config()["learning_rate"] == pytest.approx(0.1)
+    rate[0] = 0.0
+    kernel = model.get_weights()[0].copy()
+    model.fit(x, y, batch_size=5, verbose=0)
+    np.testing.assert_array_equal(model.get_weights()[0], kernel)
+    with pytest.raises(ValueError, match="a function of no arguments"):
+        optimizers.SGD(learning_rate=lambda step: 0.1)

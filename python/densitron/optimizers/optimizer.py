@@ -1,6 +1,7 @@
 """Optimizer objects: hyperparameters and the step count. The update itself runs in C++ over
 the parameters in place, as the formulas in Keras 3 define it."""
 
+import inspect
 import numbers
 import re
 import warnings
@@ -42,10 +43,27 @@ def _schedule_of(learning_rate):
                              f"learning_rate={learning_rate!r}")
         return learning_rate
     if callable(learning_rate):
-        raise ValueError("A learning rate must be a number or a "
-                         "densitron.optimizers.schedules.LearningRateSchedule (subclass it to "
-                         f"write your own). Received: learning_rate={learning_rate!r}")
+        try:
+            inspect.signature(learning_rate).bind()
+        except (TypeError, ValueError):
+            raise ValueError("A learning rate must be a number, a "
+                             "densitron.optimizers.schedules.LearningRateSchedule (subclass it "
+                             "to write your own) or a function of no arguments. Received: "
+                             f"learning_rate={learning_rate!r}") from None
+        return _CallableRate(learning_rate)
     return None
+
+
+class _CallableRate(schedules.LearningRateSchedule):
+    """Keras's callable learning rate (`learning_rate=lambda: 0.01`, say one reading a
+    variable a callback sets): called for every step, as a schedule written in Python is,
+    ahead of each engine run. A config holds its value at the time."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, step):
+        return self.fn()
 
 
 class _ScalarVariable:
@@ -404,7 +422,8 @@ class Optimizer:
         self._owner_of[id(graph)] = owner
 
     def get_config(self):
-        lr = (schedules.serialize(self._schedule) if self._schedule is not None
+        lr = (float(self.learning_rate) if isinstance(self._schedule, _CallableRate)
+              else schedules.serialize(self._schedule) if self._schedule is not None
               else self._learning_rate)
         return {"name": self.name, "learning_rate": lr,
                 "weight_decay": self.weight_decay, "clipnorm": self.clipnorm,
