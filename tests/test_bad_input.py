@@ -678,3 +678,11 @@ def test_arguments_keras_refuses_at_construction():
         Sequential(name="s/x")
     with raises(ValueError, "should be a positive integer", "Received: n=0"):
         layers.RepeatVector(0)
+
+
+def test_a_metric_that_cannot_be_traced_is_named_a_metric():
+    # (the message called it a loss and ended "Received: loss=...")
+    model = Sequential([Input((4,)), Dense(1)])
+    model.compile("sgd", "mse", metrics=[lambda a, b: np.asarray(a).sum()])
+    with raises(ValueError, "densitron runs the metric", "Received: metric='<lambda>'"):
+        model.fit(np.ones((4, 4)), np.ones((4, 1)), verbose=0)

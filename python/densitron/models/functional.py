@@ -498,11 +498,11 @@ class Functional(Trainer, Layer):
             group = getattr(metric, "group", None)  # one of several values of one trace
             if group is None:
                 self._metric_nodes.append(loss_node_specs(self, k, metric, target_shapes[k],
-                                                          specs, param_index))
+                                                          specs, param_index, "metric"))
                 continue
             if id(group) not in groups:  # traced once, its values' nodes shared
                 groups[id(group)] = loss_node_specs(self, k, group, target_shapes[k], specs,
-                                                    param_index)
+                                                    param_index, "metric")
             self._metric_nodes.append(groups[id(group)][metric.j])
         self._batch_values = batch_values(specs)  # (the loss and metric functions' too)
         self._params = params

@@ -20,21 +20,21 @@ class _Targets(Layer):
         return engine_node(_TARGET, node, iattrs=[self.k])
 
 
-def _traced(fn, y_true, y_pred, name):
+def _traced(fn, y_true, y_pred, name, kind="loss"):
     try:
         out = fn(y_true, y_pred)
     except (TypeError, ValueError) as e:
         raise ValueError(
-            f"densitron runs the loss {name!r} in its engine by tracing it on symbolic "
+            f"densitron runs the {kind} {name!r} in its engine by tracing it on symbolic "
             "tensors once: write it with densitron.ops (arithmetic, square, abs, sqrt, log, "
             f"exp, clip, maximum, mean(axis=-1), ...). Tracing it failed: {e} Received: "
-            f"loss={name!r}") from e
+            f"{kind}={name!r}") from e
     if isinstance(out, list):  # several values of one trace (a Metric's update_state)
-        return [_output(o, name) for o in out]
-    return _output(out, name)
+        return [_output(o, name, kind) for o in out]
+    return _output(out, name, kind)
 
 
-def _output(out, name):
+def _output(out, name, kind="loss"):
     """(tensor, 0 per sample or 1, 2 for the batch's mean or sum, tail) of a traced value."""
     from densitron.layers.math_ops import batch_constant
     from densitron.ops import BatchReduction
@@ -45,7 +45,7 @@ def _output(out, name):
     if isinstance(out, BatchReduction):  # mean or sum over the batch too: Keras's scalar
         out, mode, tail = out.tensor, {"mean": 1, "sum": 2}[out.mode], out.tail
     if not isinstance(out, KerasTensor):
-        raise ValueError(f"The loss {name!r} must return a tensor computed from y_true and "
+        raise ValueError(f"The {kind} {name!r} must return a tensor computed from y_true and "
                          f"y_pred with densitron.ops. Received: {out!r}")
     return out, mode, tail
 
@@ -69,7 +69,7 @@ def _same_rank(true_shape, y_pred):
     return true_shape, y_pred
 
 
-def loss_node_specs(model, k, loss, target_shape, specs, param_index):
+def loss_node_specs(model, k, loss, target_shape, specs, param_index, kind="loss"):
     """Appends to `specs` (the model's engine node specs) the nodes of `loss` (a loss or metric
     object written in Python) on model output k with targets of `target_shape`; returns the
     index of the node holding its values, how the function reduced them (0: per sample; 1, 2:
@@ -87,7 +87,7 @@ def loss_node_specs(model, k, loss, target_shape, specs, param_index):
     true_shape, y_pred = _same_rank((None, *target_shape[1:]), y_pred)
     y_true = KerasTensor(true_shape, name="y_true", node=target_node)
     target_node.outputs = [y_true]
-    traced = _traced(fn, y_true, y_pred, name)
+    traced = _traced(fn, y_true, y_pred, name, kind)
     outputs = traced if isinstance(traced, list) else [traced]
     seen_outs = set()
     for j, (out, mode, tail) in enumerate(outputs):
@@ -109,7 +109,7 @@ def loss_node_specs(model, k, loss, target_shape, specs, param_index):
         if node is target_node:
             return
         if not node.inputs:
-            raise ValueError(f"The loss {name!r} may compute on its y_true and y_pred only. "
+            raise ValueError(f"The {kind} {name!r} may compute on its y_true and y_pred only. "
                              f"Received: a tensor of layer {node.layer.name!r}")
         for t_in in node.inputs:
             visit(t_in)
@@ -123,7 +123,7 @@ def loss_node_specs(model, k, loss, target_shape, specs, param_index):
     local[(id(target_node), 0)] = len(specs) - 1
     for node in order:
         if node.layer.weights or not hasattr(node.layer, "_engine_node"):
-            raise ValueError(f"The loss {name!r} may use densitron.ops and arithmetic only, "
+            raise ValueError(f"The {kind} {name!r} may use densitron.ops and arithmetic only, "
                              f"not layers. Received: layer {node.layer.name!r} of type "
                              f"{type(node.layer).__name__}")
         ins = [local[(id(t._node), t._index)] for t in node.inputs]
