@@ -57,7 +57,7 @@ class _Traced:
         if name in ("abs", "absolute"):
             self._need("x", "abs", "square")
             return self._elementwise("abs" if self.kind != "square" else "square",
-                                     builtins_abs(self.scale))
+                                     abs(self.scale))
         if name in ("sum", "mean"):
             self._need("abs", "square")
             if axis is not None and not _all_axes(axis, self.size):
@@ -142,8 +142,6 @@ class _Traced:
 class _Untraceable(Exception):
     pass
 
-
-builtins_abs = abs
 
 
 def _is_number(c):

@@ -1854,9 +1854,10 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   const double run_start = judge ? now_seconds() : 0.0;
   double off_core[64] = {};  // per thread, seconds
   auto body = [&](int ith, int nth) {
-    const double wall0 = judge ? now_seconds() : 0.0;
-    const double cpu0 = judge ? thread_cpu_seconds() : 0.0;
     const double wait0 = judge ? thread_wait_seconds() : -1.0;
+    const bool clocks = judge && wait0 < 0.0;  // (the fallback: wall and CPU time)
+    const double wall0 = clocks ? now_seconds() : 0.0;
+    const double cpu0 = clocks ? thread_cpu_seconds() : 0.0;
     int64_t windows = 0;
     int sense = 0;
     double slept = 0.0;
@@ -1961,9 +1962,9 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
       }
     }
     if (judge) {
-      const double wait1 = wait0 >= 0.0 ? thread_wait_seconds() : -1.0;
-      const double wall = now_seconds() - wall0, cpu = thread_cpu_seconds() - cpu0;
-      off_core[ith] = wait1 >= 0.0 ? wait1 - wait0 : std::max(0.0, wall - cpu - slept);
+      const double off = clocks ? (now_seconds() - wall0) - (thread_cpu_seconds() - cpu0) - slept
+                                : thread_wait_seconds() - wait0;
+      off_core[ith] = std::max(0.0, off);
     }
   };
   loss_part_.assign(static_cast<size_t>(kLossBlocks) * output_specs_.size(), 0.0);

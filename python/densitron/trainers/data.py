@@ -148,8 +148,8 @@ def _check_finite(a, arg, first_row=0):
         raise nan_error(arg, first_row + index // max(1, a.size // a.shape[0]))
 
 
-def nan_error(arg, row):
-    return ValueError(
+def nan_error(arg, row, cls=ValueError):
+    return cls(
         f"`{arg}` contains NaN values; densitron refuses to train or evaluate on them "
         f"(the loss would become NaN). Received: {arg} with NaN at row {row}"
     )
@@ -167,7 +167,7 @@ class EngineNaNError(ValueError):
 
 def engine_nan_error(xs, nan):
     """The error for the engine's report of a NaN met while gathering rows: (input, row)."""
-    return EngineNaNError(*nan_error(input_name(nan[0], len(xs)), nan[1]).args)
+    return nan_error(input_name(nan[0], len(xs)), nan[1], EngineNaNError)
 
 
 def _split_structure(value, names, arg, extra_ok=False):

@@ -1150,12 +1150,15 @@ class Trainer:
     def _predict(self, x, batch_size, verbose, steps, cb, training=False):
         batch_hooks = cb is not None and cb.overrides("on_predict_batch_begin",
                                                         "on_predict_batch_end")
+
+        def begin(batches):  # (Keras's params, the batches known, before on_predict_begin)
+            if cb is not None:
+                cb.set_params({**cb.params, "steps": batches})
+                cb.on_predict_begin()
         if sources.is_batch_source(x):
             sources.reject_beside(batch_size=batch_size)
             source = sources.BatchSource(x, steps, "x", "steps")
-            if cb is not None:
-                cb.set_params({**cb.params, "steps": source.steps})
-                cb.on_predict_begin()
+            begin(source.steps)
             parts = []
             for b, batch in enumerate(source.batches()):
                 if cb is not None:
@@ -1181,9 +1184,7 @@ class Trainer:
         rows = xs[0].shape[0]
         batch_size = data_mod.batch_for_steps(batch_size, steps, rows)
         (xs,), batches = data_mod.head_for_steps([xs], rows, batch_size, steps)
-        if cb is not None:
-            cb.set_params({**cb.params, "steps": batches})
-            cb.on_predict_begin()
+        begin(batches)
         bar = Progbar(batches, verbose=verbose)
         if batch_hooks:  # one engine call a batch, each batch's outputs to the hooks
             pieces = []
