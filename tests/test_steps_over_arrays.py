@@ -111,6 +111,82 @@ def test_more_steps_than_a_pass_stop_each_epoch_at_the_pass_end():
     assert_same_weights(a, b)
 
 
+class Counted(Listed):
+    """Listed, recording the batches read and the epoch hooks called."""
+
+    def __init__(self, batches):
+        super().__init__(batches)
+        self.read, self.hooks = [], []
+
+    def __getitem__(self, i):
+        self.read.append(i)
+        return super().__getitem__(i)
+
+    def on_epoch_begin(self):
+        self.hooks.append("begin")
+
+    def on_epoch_end(self):
+        self.hooks.append("end")
+
+
+def test_a_pydatasets_pass_runs_on_across_epochs_with_steps_per_epoch():
+    # Keras's epoch iterator keeps a PyDataset's iterator between epochs when steps_per_epoch
+    # is given: 4 batches at 3 steps an epoch read 0-2, 3 (warning), 0-2, 3 (warning), 0-2;
+    # each epoch calls the epoch hooks. (Densitron read 0-2 every epoch, and cycled past the
+    # end when steps_per_epoch exceeded len.)
+    x, y = data(40)
+    src = Counted(batches_of(x, y, 10, range(4)))
+    a = model()
+    _, per_epoch, warned = fit_counting(a, src, None, steps_per_epoch=3, epochs=5,
+                                        shuffle=False)
+    assert src.read == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2]
+    assert per_epoch == [3, 1, 3, 1, 3] and warned == 2
+    assert src.hooks == ["begin", "end"] * 5
+    b = model()
+    fit_counting(b, x, y, batch_size=10, steps_per_epoch=3, epochs=5, shuffle=False)
+    assert_same_weights(a, b)
+    # More steps than batches: every epoch stops at the end of its pass, with the warning.
+    src = Counted(batches_of(x, y, 10, range(4)))
+    _, per_epoch, warned = fit_counting(model(), src, None, steps_per_epoch=6, epochs=2,
+                                        shuffle=False)
+    assert src.read == [0, 1, 2, 3] * 2 and per_epoch == [4, 4] and warned == 2
+    # Steps that divide the pass: no warning; without steps_per_epoch, a pass each epoch.
+    src = Counted(batches_of(x, y, 10, range(4)))
+    _, per_epoch, warned = fit_counting(model(), src, None, steps_per_epoch=2, epochs=3,
+                                        shuffle=False)
+    assert src.read == [0, 1, 2, 3, 0, 1] and warned == 0
+    src = Counted(batches_of(x, y, 10, range(4)))
+    fit_counting(model(), src, None, epochs=2, shuffle=False)
+    assert src.read == [0, 1, 2, 3] * 2
+
+
+def test_a_shuffled_pydataset_pass_is_one_permutation_over_the_epochs():
+    x, y = data(40)
+    src = Counted(batches_of(x, y, 5, range(8)))
+    densitron.utils.set_random_seed(4)
+    fit_counting(model(), src, None, steps_per_epoch=3, epochs=4)
+    first, second = src.read[:8], src.read[8:]
+    assert sorted(first) == list(range(8)) and len(second) == 3  # 3 + 3 + 2, then 3
+    assert first != list(range(8))
+
+
+def test_pydataset_steps_beyond_its_length_warn_in_evaluate_and_predict():
+    x, y = data(30)
+    m = model()
+    src = Counted(batches_of(x, y, 10, range(3)))
+    with pytest.warns(UserWarning, match="ran out of data"):
+        loss = m.evaluate(src, steps=5, verbose=0)[0]
+    assert src.read == [0, 1, 2]
+    assert loss == pytest.approx(m.evaluate(x, y, batch_size=10, verbose=0)[0], rel=1e-6)
+    src = Counted(batches_of(x, y, 10, range(3)))
+    with pytest.warns(UserWarning, match="ran out of data"):
+        assert m.predict(src, steps=4, verbose=0).shape == (30, 3)
+    src = Counted(batches_of(x, y, 10, range(3)))
+    m.evaluate(src, steps=2, verbose=0)
+    m.evaluate(src, steps=2, verbose=0)
+    assert src.read == [0, 1, 0, 1]  # each call starts at the first batch
+
+
 def test_validation_steps_validate_on_the_first_batches():
     x, y = data(40)
     xv, yv = data(30, seed=3)

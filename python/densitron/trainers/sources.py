@@ -34,33 +34,47 @@ def reject_beside(**arguments):
 
 class BatchSource:
     """One epoch's batches at a time: `steps` of them (all of a sequence's when None; an
-    iterator's until it ends when None)."""
+    iterator's until it ends when None). With `stream` and `steps` (fit's steps_per_epoch), a
+    sequence's pass over its batches runs on over the epochs, as Keras's epoch iterator does:
+    each epoch takes the next `steps` batches and ends early, with Keras's warning, where the
+    pass runs out; the next epoch starts a new pass (in a new order with `shuffle`)."""
 
-    def __init__(self, data, steps, arg, steps_arg, shuffle=False):
+    def __init__(self, data, steps, arg, steps_arg, shuffle=False, stream=False):
         steps = data_mod.check_steps(steps, steps_arg)
         self.data, self.arg, self.steps_arg = data, arg, steps_arg
-        self.shuffle = bool(shuffle)  # (a sequence's batches in a new order each epoch)
+        self.shuffle = bool(shuffle)  # (a sequence's batches in a new order each pass)
         self.iterator = data if hasattr(data, "__next__") else None
         self.steps = steps
+        self.stream = stream and steps is not None
+        self.order, self.pass_done = None, 0  # a sequence's pass: its order, batches taken
         if self.iterator is None:
             n = len(data)
             if n < 1:
                 raise ValueError(f"`{arg}` holds no batches. Received: len({arg}) = {n}")
             self.steps = n if steps is None else steps
-        self.ran_out = False
+        self.ran_out = False  # an iterator ended: no batches for another epoch
+        self.short = False  # the last epoch had fewer than `steps` batches
 
     def batches(self):
+        self.short = False
         if self.iterator is None:
             if hasattr(self.data, "on_epoch_begin"):
                 self.data.on_epoch_begin()
-            n = len(self.data)
-            order = np.arange(n)
-            if self.shuffle:  # (as Keras's PyDataset adapter, from fit's shuffle=True)
-                from densitron.utils.rng import global_generator
+            if self.order is None:
+                n = len(self.data)
+                self.order = np.arange(n)
+                if self.shuffle:  # (as Keras's PyDataset adapter, from fit's shuffle=True)
+                    from densitron.utils.rng import global_generator
 
-                order = global_generator().permutation(n)
-            for i in range(self.steps):
-                yield self.data[int(order[i % n])]
+                    self.order = global_generator().permutation(n)
+            n = self.order.shape[0]
+            take = min(self.steps, n - self.pass_done)
+            self.short = take < self.steps
+            for i in range(self.pass_done, self.pass_done + take):
+                self.pass_done += 1
+                yield self.data[int(self.order[i])]
+            if not self.stream or self.pass_done >= n:
+                self.order, self.pass_done = None, 0
             return
         done = 0
         while self.steps is None or done < self.steps:
@@ -69,6 +83,7 @@ class BatchSource:
             except StopIteration:
                 # short of `steps`, or empty: a generator used up by the epochs before
                 self.ran_out = self.steps is not None or done == 0
+                self.short = self.ran_out
                 return
             done += 1
             yield batch

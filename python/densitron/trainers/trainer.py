@@ -940,7 +940,7 @@ class Trainer:
                              "profile=True with a PyDataset or a generator")
         verbose = data_mod.check_verbose(verbose)
         source = sources.BatchSource(x, steps_per_epoch, "x", "steps_per_epoch",
-                                     shuffle=shuffle)
+                                     shuffle=shuffle, stream=True)
         val = None if validation_data is None else self._validation_arrays(validation_data,
                                                                            validation_steps)
         val_batch = data_mod.check_batch_size(validation_batch_size, "validation_batch_size")
@@ -977,7 +977,7 @@ class Trainer:
             logs = self._logs_from_totals(*totals)
             cb.params["steps"] = cb.params["steps"] or done
             source.end_epoch()
-            if source.ran_out:  # (warned before the epoch's validation, as the arrays' fit)
+            if source.short:  # (warned before the epoch's validation, as the arrays' fit)
                 source.warn_ran_out()
             return logs, source.ran_out
 
@@ -1001,6 +1001,8 @@ class Trainer:
             if cb is not None:
                 cb.on_test_batch_end(b, self._logs_from_totals(*totals))
         source.end_epoch()
+        if source.short and totals is not None:
+            source.warn_ran_out()
         if totals is None:
             raise ValueError(f"`{source.arg}` gave no batches to evaluate. Received: an "
                              "exhausted generator")
@@ -1168,6 +1170,8 @@ class Trainer:
                 if cb is not None:
                     cb.on_predict_batch_end(b, {"outputs": parts[-1]})
             source.end_epoch()
+            if source.short and parts:
+                source.warn_ran_out()
             if not parts:
                 raise ValueError("`x` gave no batches to predict. Received: an exhausted "
                                  "generator")
