@@ -35,6 +35,36 @@ def data(rows=16000):
             np.eye(10, dtype=np.float32)[rng.integers(0, 10, rows)])
 
 
+SPIN_AND_TELL_WAIT = """
+import time
+with open("/proc/thread-self/schedstat") as f:
+    before = int(f.read().split()[1])
+end = time.perf_counter() + 0.5
+while time.perf_counter() < end:
+    pass
+with open("/proc/thread-self/schedstat") as f:
+    print((int(f.read().split()[1]) - before) / 0.5e9)
+"""
+
+
+def others_keep_the_cores_busy():
+    """Whether other processes (not this test's) are busy enough that a process of ours waits
+    for a core: a spinning process a core, each's time runnable but off its core (the kernel's
+    schedstat run_delay) over 20% of 0.5 s for one of them. False where the kernel does not
+    tell."""
+    spinners = [subprocess.Popen([sys.executable, "-c", SPIN_AND_TELL_WAIT],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                for _ in range(cores())]
+    waits = []
+    for p in spinners:
+        out, _ = p.communicate()
+        try:
+            waits.append(float(out))
+        except ValueError:
+            pass
+    return bool(waits) and max(waits) > 0.2
+
+
 def test_set_adaptive_threads_checks_its_argument():
     with pytest.raises(TypeError, match="Received: enabled=1"):
         densitron.set_adaptive_threads(1)
@@ -81,6 +111,10 @@ def test_busy_machine_runs_on_one_thread_with_the_same_results():
     deadline = time.perf_counter() + 20.0
     while time.perf_counter() < deadline:
         busy.fit(x, y, batch_size=32, epochs=1, verbose=0)
-        if busy._graph.last_run_threads == 2:
+        back = busy._graph.last_run_threads == 2 and not densitron.cpu_info()["oversubscribed"]
+        if back:
             break
+    if not back and others_keep_the_cores_busy():
+        pytest.skip("other processes keep this machine's cores busy: the runs rightly stay on "
+                    "one thread (the first half of the test passed)")
     assert busy._graph.last_run_threads == 2 and not densitron.cpu_info()["oversubscribed"]

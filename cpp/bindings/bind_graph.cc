@@ -337,10 +337,20 @@ class PyGraph {
       const py::list wl = ws.cast<py::list>();
       if (wl.size() != model_outputs)
         throw py::value_error("one sample-weight entry (or None) per output is required");
-      for (const py::handle& h : wl)
-        d.w.push_back(h.is_none() ? nullptr : checked_rows(h, 1, d.rows, "sample_weight"));
-      for (size_t k = model_outputs; k < loss_of_.size(); ++k)
+      // (a row's weights: one, or one per loss row of the output, which the engine checks)
+      for (const py::handle& h : wl) {
+        int64_t width = 1;
+        if (!h.is_none() && d.rows > 0 && py::isinstance<py::array>(h)) {
+          const int64_t size = static_cast<int64_t>(py::reinterpret_borrow<py::array>(h).size());
+          if (size > 0 && size % d.rows == 0) width = size / d.rows;
+        }
+        d.w.push_back(h.is_none() ? nullptr : checked_rows(h, width, d.rows, "sample_weight"));
+        d.w_width.push_back(width);
+      }
+      for (size_t k = model_outputs; k < loss_of_.size(); ++k) {
         d.w.push_back(weighted_[k] ? d.w[loss_of_[k]] : nullptr);
+        d.w_width.push_back(weighted_[k] ? d.w_width[loss_of_[k]] : 1);
+      }
     }
     return d;
   }

@@ -284,7 +284,10 @@ struct DataRefs {
   std::vector<RawInput> raw;       // per input, or empty: x in another type (x[k] nullptr)
   std::vector<SparseRows> sparse;  // per input, or empty
   std::vector<const float*> y;
-  std::vector<const float*> w;  // per output: one sample weight per row, or nullptr (or empty)
+  std::vector<const float*> w;  // per output: the sample weights of each row, or nullptr (or empty)
+  // per output (or empty: 1 each): how many weights a row holds, 1 or one per loss row of the
+  // output (Keras's temporal weights: shape (rows, T) for an output (rows, T, C))
+  std::vector<int64_t> w_width;
   int64_t rows = 0;
   bool is_sparse(size_t k) const { return k < sparse.size() && sparse[k].indptr != nullptr; }
   bool any_sparse() const {
@@ -452,6 +455,7 @@ class Graph {
   bool takes_gradient(size_t k) const;
   bool counts_batches(size_t k) const;
   static double batch_scalar(const OutputSpec& o, const float* v, int64_t n, double* slope);
+  double batch_weight_sum(size_t k, int64_t batch) const;
   template <typename Fn>
   void run_nodes(const Step& st, const std::vector<int>& order, const std::vector<bool>& solo,
                  bool then_solo, Fn&& fn);
@@ -616,6 +620,7 @@ class Graph {
   std::vector<const float*> target_;
   std::vector<std::vector<float>> weight_buf_;  // per output: gathered sample weights
   std::vector<const float*> weight_;
+  std::vector<int64_t> weight_width_;  // per output: weights a row holds in this run (w_width)
   // Shuffled runs gather each batch into one of two buffer sets by parity: the nodes' own
   // (out_buf_, target_buf_, weight_buf_) or these, per input and per output. While thread 0
   // runs a chain of solo ops the other threads copy rows of the next batch ahead of time,

@@ -777,7 +777,9 @@ void Graph::begin_batch(const Step& st, const DataRefs& data, bool targets,
         target_[k] = perm ? gathered_target(par, k)
                           : data.y[k] + start * output_specs_[k].target_width;
         const float* sw = k < data.w.size() ? data.w[k] : nullptr;
-        weight_[k] = sw == nullptr ? nullptr : (perm ? gathered_weight(par, k) : sw + start);
+        weight_[k] = sw == nullptr ? nullptr
+                                   : (perm ? gathered_weight(par, k)
+                                           : sw + start * weight_width_[k]);
       }
     }
     for (size_t i = 0; i < nodes_.size(); ++i) {  // (in order: a reshape takes its input's)
@@ -954,8 +956,13 @@ void Graph::copy_targets(const DataRefs& data, int parity, const int64_t* src, i
       std::memcpy(ty + r * w, data.y[k] + src[r] * w, w * sizeof(float));
     const float* sw = k < data.w.size() ? data.w[k] : nullptr;
     float* tw = gathered_weight(parity, k);
-    if (sw != nullptr)
+    const int64_t ww = weight_width_[k];
+    if (sw != nullptr && ww == 1) {
       for (int64_t r = lo; r < hi; ++r) tw[r] = sw[src[r]];
+    } else if (sw != nullptr) {
+      for (int64_t r = lo; r < hi; ++r)
+        std::memcpy(tw + r * ww, sw + src[r] * ww, ww * sizeof(float));
+    }
   }
 }
 
@@ -1176,6 +1183,15 @@ int64_t rows_not_labelled(const float* y, int64_t n, float id) {
 
 }  // namespace
 
+// The sum of output k's sample weights over the batch's `batch` rows, per sample: a row's
+// weights (one, or one per loss row) count as their mean.
+double Graph::batch_weight_sum(size_t k, int64_t batch) const {
+  const int64_t ww = weight_width_[k];
+  double sum = 0.0;
+  for (int64_t i = 0; i < batch * ww; ++i) sum += weight_[k][i];
+  return sum / static_cast<double>(ww);
+}
+
 // The loss and metrics of blocks [b0, b1) of the batch's samples, each block's sums kept apart
 // (loss_part_, metric_part_) so that they add up in block order whatever thread did which.
 void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
@@ -1193,7 +1209,10 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
       const float* p = out_[o.node] + r0 * cols;
       const int64_t tw = o.target_width / sub_rows;  // target values per loss row
       const float* y = target_[k] + r0 * tw;
-      const float* w = weight_[k] ? weight_[k] + sb.lo : nullptr;
+      // Weights per sample (each of its loss rows weighs the sample's), or per loss row.
+      const int64_t ww = weight_width_[k], per_weight = ww == 1 ? sub_rows : 1;
+      const float* w = weight_[k] ? weight_[k] + sb.lo * ww : nullptr;
+      const double weight_sum = weight_[k] ? batch_weight_sum(k, st.batch) : 0.0;
       float* g = with_grad && takes_gradient(k) && requires_grad_[o.node]
                      ? grad_buf_[o.node].data() + r0 * cols
                      : nullptr;
@@ -1219,8 +1238,7 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
       if (o.reduction == OutputSpec::kSum) {
         over = 1.0;
       } else if (o.reduction == OutputSpec::kOverWeights && w != nullptr) {
-        over = 0.0;
-        for (int64_t r = 0; r < st.batch; ++r) over += weight_[k][r];
+        over = weight_sum * static_cast<double>(ww);  // (Keras: over every weight given)
       }
       if (o.reduction != OutputSpec::kOverBatch) divisor = over / o.loss_weight;
       // A loss function that reduced the batch itself (its mean, param 1, or sum, param 2,
@@ -1233,9 +1251,7 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
         double slope;
         batch_value = batch_scalar(o, out_[o.node], all_rows * cols, &slope);
         if (w != nullptr) {
-          batch_w = 0.0;
-          for (int64_t r = 0; r < st.batch; ++r) batch_w += weight_[k][r];
-          batch_w /= static_cast<double>(st.batch);
+          batch_w = weight_sum / static_cast<double>(st.batch);
         }
         // d(value)/d(each value): slope/values for a mean, slope for a sum
         const double scale = slope * o.loss_weight * batch_w;
@@ -1258,7 +1274,7 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
             rows == 0 ? 0.0
                       : loss_forward_backward(o.loss, p, y, rows, cols, g,
                                               nothing ? 1.0 : divisor, fused_[o.node], w,
-                                              sub_rows, param(o.loss, o.loss_param),
+                                              per_weight, param(o.loss, o.loss_param),
                                               o.loss_extra.data(), o.ignore_class);
         if (nothing && g != nullptr) std::fill(g, g + rows * cols, 0.0f);
         // (a share of the batch's loss times the batch size)
@@ -1274,7 +1290,7 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
         if (rows == 0) {
           std::fill(out, out + sums, 0.0);
         } else {
-          metric_sums(spec, p, y, rows, cols, spec.weighted ? w : nullptr, sub_rows,
+          metric_sums(spec, p, y, rows, cols, spec.weighted ? w : nullptr, per_weight,
                       param(spec.loss, 0.0f), out);
         }
         if (sums == 1) out[0] /= static_cast<double>(sub_rows);  // per sample
@@ -1706,6 +1722,18 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
     sparse_direct_[k] = reads_sparse_in_place(k, training);
   }
   ensure_capacity(std::min(batch_size, end - begin));
+  weight_width_.assign(output_specs_.size(), 1);
+  for (size_t k = 0; k < output_specs_.size() && k < data.w_width.size(); ++k) {
+    const NodeSpec& out = nodes_[output_specs_[k].node];
+    if (data.w_width[k] != 1 && data.w_width[k] != out.width / out.last_dim)
+      throw std::invalid_argument(
+          "sample weights: one a row or one per loss row (" +
+          std::to_string(out.width / out.last_dim) + ") of output " + std::to_string(k) +
+          ". Received: " + std::to_string(data.w_width[k]) + " a row");
+    weight_width_[k] = data.w_width[k];
+    const int64_t n = std::min(batch_size, end - begin) * weight_width_[k];
+    if (static_cast<int64_t>(weight_buf_[k].size()) < n) weight_buf_[k].resize(n);
+  }
   // Sparse inputs and inputs of other types than float32 always run with a row order
   // (gathered, or read through it): in order when not shuffled.
   std::vector<int64_t> in_order;
@@ -1751,9 +1779,9 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
           static_cast<int64_t>(stage_x_[k].size()) < rows * nodes_[inputs_[k]].width)
         stage_x_[k].resize(rows * nodes_[inputs_[k]].width);
     for (size_t k = 0; k < output_specs_.size(); ++k)
-      if (static_cast<int64_t>(stage_weight_[k].size()) < rows) {
+      if (static_cast<int64_t>(stage_weight_[k].size()) < rows * weight_width_[k]) {
         stage_target_[k].resize(rows * output_specs_[k].target_width);
-        stage_weight_[k].resize(rows);
+        stage_weight_[k].resize(rows * weight_width_[k]);
       }
   }
   // Cut kernels updated block by block in the backward: the gradient GEMM hands each few rows
@@ -1935,10 +1963,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
             t.weight_sums[k] += 1.0;
             continue;
           }
-          if (weight_[k] != nullptr) {
-            sw = 0.0;
-            for (int64_t r = 0; r < st.batch; ++r) sw += weight_[k][r];
-          }
+          if (weight_[k] != nullptr) sw = batch_weight_sum(k, st.batch);
           t.weight_sums[k] += sw;
         }
       }

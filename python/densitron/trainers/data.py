@@ -390,8 +390,10 @@ def standardize_y(model, y, arg="y"):
 
 
 def standardize_sample_weight(model, sample_weight, rows, arg="sample_weight"):
-    """None, or one float32 (rows,) array (or None) per output: a single array applies to
-    every output; a list or dict gives one per output."""
+    """None, or one float32 array (or None) per output: a single array applies to every
+    output; a list or dict gives one per output. Each is (rows,), one weight per sample, or,
+    for an output of shape (rows, T, ..., C), Keras's temporal weights (rows, T, ...): one per
+    loss row, returned as (rows, T·...)."""
     if sample_weight is None:
         return None
     names = model._output_names
@@ -408,11 +410,15 @@ def standardize_sample_weight(model, sample_weight, rows, arg="sample_weight"):
             continue
         name = input_name(k, len(parts), arg)
         a = _as_numeric_array(part, name)
-        if a.ndim == 2 and a.shape[1] == 1:
-            a = a[:, 0]
-        if a.shape != (rows,):
-            raise ValueError(f"`{name}` must hold one weight per sample: shape ({rows},). "
-                             f"Received: {name} with shape {a.shape}")
+        inner = tuple(model._output_shapes[k][:-1])  # an output's loss rows per sample
+        if a.ndim >= 2 and a.shape[-1] == 1 and a.shape[1:-1] in ((), inner):
+            a = a[..., 0]
+        if inner and a.shape == (rows, *inner):
+            a = a.reshape(rows, -1)
+        elif a.shape != (rows,):
+            temporal = f" or, one per loss row, {(rows, *inner)}" if inner else ""
+            raise ValueError(f"`{name}` must hold one weight per sample: shape ({rows},)"
+                             f"{temporal}. Received: {name} with shape {a.shape}")
         a = _to_float32(a)
         _check_finite(a, name)
         out.append(a)
