@@ -1,5 +1,7 @@
 """fit, evaluate and predict on batches from a PyDataset or a generator, as Keras takes them."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -81,17 +83,41 @@ def test_generator_with_steps_per_epoch_and_validation_steps():
     h = m.fit(endless(16), steps_per_epoch=5, epochs=2, verbose=0,
               validation_data=endless(8), validation_steps=3)
     assert len(h.history["loss"]) == 2 and "val_accuracy" in h.history
-    assert len(drawn) == 2 * 5 + 2 * 3  # nothing drawn beyond the steps asked for
+    # Nothing drawn beyond the steps asked for; as Keras's generator adapter, the first two
+    # batches of each generator are drawn once and replayed at the start of each new pass:
+    # training runs on over the epochs (2 + 3, then 5 new), each validation replays its two
+    # and draws one more (Keras 3.15 draws the same 14 batches).
+    assert len(drawn) == 10 + 2 + 2
     assert m.optimizer.iterations == 10
 
 
-def test_generator_without_steps_runs_until_exhausted_then_stops():
+def test_a_finite_generator_replays_its_first_batches_as_keras():
+    # Keras's fit on a generator of 4 batches without steps_per_epoch: the first epoch trains
+    # all 4, each later one the 2 batches its adapter peeked (warning that it ran out).
     x, y = data()
     gen = ((x[i:i + 25], y[i:i + 25]) for i in range(0, 100, 25))
-    m = model()
-    with pytest.warns(UserWarning, match="ran out of data"):
-        h = m.fit(gen, epochs=3, verbose=0)
-    assert len(h.history["loss"]) == 1 and m.optimizer.iterations == 4
+    a = model()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        h = a.fit(gen, epochs=3, verbose=0, shuffle=False)
+    assert len(h.history["loss"]) == 3 and a.optimizer.iterations == 8
+    assert sum("ran out of data" in str(w.message) for w in caught) == 3
+    b = model()
+    b.fit(x, y, batch_size=25, epochs=1, shuffle=False, verbose=0)
+    b.fit(x[:50], y[:50], batch_size=25, epochs=2, shuffle=False, verbose=0)
+    for p, q in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(p, q, rtol=1e-6, atol=1e-7)
+    # A finite validation generator validates on its first two batches after its first pass
+    # (it raised "an exhausted generator" at the second epoch).
+    val = ((x[i:i + 10], y[i:i + 10]) for i in range(0, 40, 10))
+    c = model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        h = c.fit(x, y, epochs=2, verbose=0, validation_data=val)
+    assert h.history["val_loss"][1] == pytest.approx(
+        c.evaluate(x[:20], y[:20], verbose=0)[0], rel=1e-6)
+    with pytest.raises(ValueError, match="at least one batch. Received: an empty generator"):
+        model().fit(iter([]), verbose=0)
 
 
 def test_sample_weights_and_class_weight_in_batches():

@@ -5,10 +5,9 @@ sum (mean_with_sample_weight); a weighted metric gives Σ v·w / Σ w. A Dense a
 (rows, T, F) works row by row, so training on temporal weights is training on the (rows·T, F)
 rows with one weight each: the tests compare the two, and the losses with NumPy's."""
 
+import densitron
 import numpy as np
 import pytest
-
-import densitron
 from densitron import layers, losses
 
 B, T, F, C = 12, 5, 4, 3

@@ -2,6 +2,7 @@
 or an iterator such as a generator, each batch an (x, y) or (x, y, sample_weight) tuple (x
 alone for predict), as Keras takes them. The engine runs each batch in its own call."""
 
+import itertools
 import warnings
 
 import numpy as np
@@ -37,7 +38,17 @@ class BatchSource:
     iterator's until it ends when None). With `stream` and `steps` (fit's steps_per_epoch), a
     sequence's pass over its batches runs on over the epochs, as Keras's epoch iterator does:
     each epoch takes the next `steps` batches and ends early, with Keras's warning, where the
-    pass runs out; the next epoch starts a new pass (in a new order with `shuffle`)."""
+    pass runs out; the next epoch starts a new pass (in a new order with `shuffle`).
+
+    An iterator's first PEEKED batches are drawn when the source is made and come first in
+    each pass over it, as Keras's generator adapter replays them: a pass is those batches, then
+    the iterator's next ones until `steps` or its end. Each epoch (each evaluation, for
+    validation data) is a new pass, except with `stream` and `steps`, where the pass runs on
+    until the iterator ends. So a finite generator trains its first epoch on every batch and
+    the next ones on the peeked batches (Keras warns that it ran out each time), and
+    validation with validation_steps up to PEEKED evaluates the same batches every epoch."""
+
+    PEEKED = 2  # Keras's NUM_BATCHES_FOR_TENSOR_SPEC
 
     def __init__(self, data, steps, arg, steps_arg, shuffle=False, stream=False):
         steps = data_mod.check_steps(steps, steps_arg)
@@ -52,8 +63,14 @@ class BatchSource:
             if n < 1:
                 raise ValueError(f"`{arg}` holds no batches. Received: len({arg}) = {n}")
             self.steps = n if steps is None else steps
-        self.ran_out = False  # an iterator ended: no batches for another epoch
-        self.short = False  # the last epoch had fewer than `steps` batches
+        self.short = False  # the last epoch had fewer than `steps` batches (or an iterator's
+        # pass ended)
+        self.peeked, self.current = [], None  # an iterator's first batches; its current pass
+        if self.iterator is not None:
+            self.peeked = list(itertools.islice(self.iterator, self.PEEKED))
+            if not self.peeked:
+                raise ValueError(f"`{arg}` must yield at least one batch. Received: an empty "
+                                 "generator")
 
     def batches(self):
         self.short = False
@@ -76,14 +93,14 @@ class BatchSource:
             if not self.stream or self.pass_done >= n:
                 self.order, self.pass_done = None, 0
             return
+        if self.current is None or not self.stream:
+            self.current = itertools.chain(self.peeked, self.iterator)
         done = 0
         while self.steps is None or done < self.steps:
             try:
-                batch = next(self.iterator)
-            except StopIteration:
-                # short of `steps`, or empty: a generator used up by the epochs before
-                self.ran_out = self.steps is not None or done == 0
-                self.short = self.ran_out
+                batch = next(self.current)
+            except StopIteration:  # (Keras warns at every pass's end, steps or none)
+                self.short, self.current = True, None
                 return
             done += 1
             yield batch

@@ -971,7 +971,7 @@ class Trainer:
                 done += 1
                 if self.stop_training:
                     break
-            if totals is None:  # the generator had nothing left
+            if totals is None:  # (a sequence whose length fell to 0)
                 source.warn_ran_out()
                 return None, True
             logs = self._logs_from_totals(*totals)
@@ -979,7 +979,7 @@ class Trainer:
             source.end_epoch()
             if source.short:  # (warned before the epoch's validation, as the arrays' fit)
                 source.warn_ran_out()
-            return logs, source.ran_out
+            return logs, False
 
         self._train_epochs_or_restore(cb, initial_epoch, epochs, train_epoch, val, val_batch,
                            validation_freq)
