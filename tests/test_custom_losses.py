@@ -436,8 +436,17 @@ def test_loss_reductions_refused():
     x, y, _ = _data(16)
     model = _model()
     model.compile(optimizer="sgd", loss=losses.MeanSquaredError(reduction=None))
+    before = model.get_weights()
     with pytest.raises(ValueError, match=r"per-sample values.*Received: reduction=None$"):
         model.fit(x, y, verbose=0)
+    with pytest.raises(ValueError, match=r"per-sample values.*Received: reduction=None$"):
+        model.train_on_batch(x, y)
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    # evaluate reports the per-sample values' mean, as Keras's (the batch's mean loss)
+    mean = losses.MeanSquaredError()(y, model.predict(x, verbose=0))
+    assert model.evaluate(x, y, batch_size=5, verbose=0) == pytest.approx(float(mean), rel=1e-6)
+    assert model.test_on_batch(x, y) == pytest.approx(float(mean), rel=1e-6)
     clf = densitron.Sequential([Input((6,)), layers.Dense(3, activation="softmax")])
     clf.compile(optimizer="sgd", loss=losses.SparseCategoricalCrossentropy(
         ignore_class=0, reduction="sum"))

@@ -103,17 +103,24 @@ class Loss:
         self.reduction = reduction
 
     def _engine_reduction(self):
-        """The engine's reduction of the batch (OutputSpec::Reduction); ValueError for
-        per-sample values, which training cannot reduce to a loss."""
+        """The engine's reduction of the batch (OutputSpec::Reduction). Per-sample values
+        (reduction None) are averaged over the batch, as Keras's evaluate reports them;
+        training refuses them (_check_trainable)."""
         code = _REDUCTIONS[self.reduction]
         if code is None:
-            raise ValueError(f"The loss {self.name!r} gives per-sample values "
-                             "(reduction=None); training needs one value a batch. Received: "
-                             f"reduction={self.reduction!r}")
+            return 0
         if code != 0 and self._ignored() is not None:
             raise ValueError(f"densitron reduces a loss with ignore_class over the batch only. "
                              f"Received: reduction={self.reduction!r}")
         return code
+
+    def _check_trainable(self):
+        """ValueError for per-sample values (reduction None): training needs one a batch (Keras
+        fails to take their gradient)."""
+        if _REDUCTIONS[self.reduction] is None:
+            raise ValueError(f"The loss {self.name!r} gives per-sample values "
+                             "(reduction=None); training needs one value a batch. Received: "
+                             f"reduction={self.reduction!r}")
 
     def get_config(self):
         return {"name": self.name, "reduction": self.reduction}

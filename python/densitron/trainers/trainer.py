@@ -844,10 +844,17 @@ class Trainer:
         restored = self.__dict__.pop("_initial_epoch", None)
         return restored if restored else initial_epoch
 
+    def _check_losses_train(self):
+        """ValueError for a compiled loss that training cannot take (per-sample values)."""
+        for loss in self._compiled_losses:
+            if hasattr(loss, "_check_trainable"):
+                loss._check_trainable()
+
     def _check_fit_args(self, epochs, initial_epoch, validation_freq):
         if not self.compiled:
             raise ValueError("You must call `compile()` before using the model for training. "
                              "Received: fit() on a model that is not compiled")
+        self._check_losses_train()
         for arg, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
                 raise ValueError(f"`{arg}` must be a non-negative integer. "
@@ -1215,6 +1222,8 @@ class Trainer:
         """One training step on the given batch; returns the loss (and metrics), or their
         dict with `return_dict`."""
         _check_one_weighting(class_weight, sample_weight)
+        if self.compiled:
+            self._check_losses_train()
         xs, ys, rows = self._prepare_xy(x, y)
         sws = self._training_weights(class_weight, sample_weight, ys, rows)
         self._schedule_ahead(1)
