@@ -845,8 +845,12 @@ class Trainer:
         return restored if restored else initial_epoch
 
     def _check_losses_train(self):
-        """ValueError for a compiled loss that training cannot take (per-sample values)."""
-        for loss in self._compiled_losses:
+        """ValueError for a compiled loss that training cannot take (per-sample values);
+        compile's losses as given (a model built on its first data has not resolved them)."""
+        given = self.loss
+        parts = (list(given.values()) if isinstance(given, dict)
+                 else list(given) if isinstance(given, (list, tuple)) else [given])
+        for loss in parts:
             if hasattr(loss, "_check_trainable"):
                 loss._check_trainable()
 
