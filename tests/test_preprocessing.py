@@ -227,3 +227,21 @@ def test_discretization_adapt_learns_kerass_quantile_boundaries(tmp_path):
         Model(inp, layers.Discretization(num_bins=3)(inp))
     with pytest.raises(TypeError, match="adapt\\(\\) takes numbers"):
         layers.Discretization(num_bins=3).adapt([["a", "b"]])
+
+
+def test_discretization_on_one_dimensional_values_as_keras():
+    # Keras 3.15's eager results on [-1, .5, 2] with boundaries [0, 1]: one_hot a row per
+    # value, multi_hot and count the values as one sample; a single value, one value.
+    values = np.array([-1.0, 0.5, 2.0])
+    layer = lambda mode: layers.Discretization(bin_boundaries=[0.0, 1.0], output_mode=mode)
+    assert layer("int")(values).tolist() == [0, 1, 2]
+    np.testing.assert_array_equal(layer("one_hot")(values), np.eye(3, dtype=np.float32))
+    np.testing.assert_array_equal(layer("multi_hot")(values), [1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(layer("count")([0.5, 0.7, 2.0]), [0.0, 2.0, 1.0])
+    np.testing.assert_array_equal(layer("one_hot")(np.array(0.5)), [[0.0, 1.0, 0.0]])
+    np.testing.assert_array_equal(layer("multi_hot")(np.array(0.5)), [0.0, 1.0, 0.0])
+    assert layer("int")(np.array(0.5)) == 1
+    # in a model, an Input of shape () is one value a sample
+    inp = densitron.Input(())
+    m = densitron.Model(inp, layer("one_hot")(inp))
+    np.testing.assert_array_equal(m.predict(values, verbose=0), np.eye(3, dtype=np.float32))

@@ -480,8 +480,17 @@ class Discretization(Layer):
 
     def __call__(self, inputs, *args, **kwargs):
         """On arrays (a list of numbers too), "int" ids come as int32, as Keras's output dtype;
-        a model's outputs stay float32, as the engine computes."""
-        out = super().__call__(_ids_array(inputs), *args, **kwargs)
+        a model's outputs stay float32, as the engine computes. As Keras's, 1-D values are one
+        sample for "multi_hot" and "count" (one id a value for "one_hot"), a single value one
+        value of one sample."""
+        inputs = _ids_array(inputs)
+        if isinstance(inputs, np.ndarray) and inputs.ndim <= 1 and not args and not kwargs:
+            if inputs.ndim == 0:
+                out = self(inputs[None])
+                return out[0] if self.output_mode == "int" else out
+            if self.output_mode in ("multi_hot", "count"):
+                return self(inputs[None, :])[0]
+        out = super().__call__(inputs, *args, **kwargs)
         if self.output_mode == "int" and isinstance(out, np.ndarray):
             return out.astype(np.int32)
         return out
@@ -491,12 +500,16 @@ class Discretization(Layer):
             return tuple(input_shape)
         return _encoded_shape(tuple(input_shape), self.output_mode, self._depth())
 
+    def _check_inputs(self, input_shape):
+        self._check_single(input_shape, min_rank=1)  # (Input(shape=()): one value a sample)
+
     def _engine_node(self, node, param_index):
         if self.bin_boundaries is None:
             raise ValueError(f"Discretization layer {self.name!r} has no bin boundaries: call "
                              "adapt() on it before building the model. Received: num_bins="
                              f"{self.num_bins} and no adapt()")
-        k = int(node.inputs[0].shape[-1])
+        shape = node.inputs[0].shape
+        k = int(shape[-1]) if len(shape) > 1 else 1
         mode = -1 if self.output_mode == "int" else _ENCODINGS[self.output_mode]
         return engine_node(_CATEGORIZE, node, iattrs=[len(self.bin_boundaries) + 1, k, mode],
                            fattrs=self.bin_boundaries)
