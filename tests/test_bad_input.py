@@ -657,7 +657,9 @@ def test_model_methods_with_arguments_of_the_wrong_kind(tmp_path):
 def test_keras_layers_densitron_does_not_provide_say_so():
     for name, kind in (("LSTM", "recurrent layer LSTM"), ("Conv2D", "convolution Conv2D"),
                        ("MaxPooling1D", "windowed pooling"), ("RandomFlip", "image or audio preprocessing"),
-                       ("StringLookup", "lookup layer"), ("TorchModuleWrapper", "wrapper")):
+                       ("StringLookup", "lookup layer"), ("TorchModuleWrapper", "wrapper"),
+                       ("Attention", "layer Attention"), ("Cropping3D", "volumetric"),
+                       ("GroupNormalization", "layer GroupNormalization")):
         with pytest.raises(AttributeError, match=f"Keras's {kind}.*Received: densitron"):
             getattr(densitron.layers, name)
         assert not hasattr(densitron.layers, name)

@@ -66,6 +66,11 @@ def _missing_keras_kind(name):
         return f"lookup layer {name} (TensorFlow's in Keras)"
     if name in ("JaxLayer", "FlaxLayer", "TorchModuleWrapper", "TFSMLayer"):
         return f"wrapper of another framework's model, {name}"
+    if name in ("Cropping3D", "UpSampling3D", "ZeroPadding3D"):
+        return f"volumetric layer {name}"
+    if name in ("Attention", "AdditiveAttention", "GroupQueryAttention", "EinsumDense",
+                "GroupNormalization", "ReversibleEmbedding", "SpectralNormalization", "Wrapper"):
+        return f"layer {name} (not implemented yet)"
     return None
 
 
