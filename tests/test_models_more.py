@@ -433,3 +433,24 @@ def test_sequential_files_with_the_model_s_paths_load_both_ways(keras, tmp_path)
     fresh = Sequential([layers.Input((3,)), layers.Dense(2, name="a")], name="seq")
     fresh.load_weights(tmp_path / "ours.weights.h5")
     np.testing.assert_array_equal(fresh.predict(x, verbose=0), ours.predict(x, verbose=0))
+
+
+def test_a_called_sequentials_input_and_output_are_its_first_calls_as_keras():
+    # Keras 3's Sequential keeps Layer's input/output (its first call's tensors): the
+    # autoencoder's encoder comes out as Model(ae.input, ae.get_layer("encoder").output)
+    # (densitron gave the Sequential's own graph: "Graph disconnected").
+    enc = densitron.Sequential([densitron.Input((20,)), layers.Dense(8),
+                                layers.Dense(3, name="code")], name="encoder")
+    assert enc.input is enc.inputs[0]  # never called: its own graph's (Keras 3 raises)
+    inp = densitron.Input((20,))
+    ae = densitron.Model(inp, layers.Dense(20)(enc(inp)))
+    assert enc.input is inp and enc.inputs[0] is not inp
+    encoder = densitron.Model(ae.input, ae.get_layer("encoder").output)
+    x = np.random.default_rng(0).standard_normal((4, 20)).astype(np.float32)
+    np.testing.assert_allclose(encoder.predict(x, verbose=0), enc.predict(x, verbose=0),
+                               rtol=1e-6)
+    # its own graph stays reachable through inputs/outputs; input/output now cross graphs
+    inner = densitron.Model(enc.inputs, enc.get_layer("code").output)
+    assert inner.predict(x, verbose=0).shape == (4, 3)
+    with pytest.raises(ValueError, match="Graph disconnected"):
+        densitron.Model(enc.input, enc.get_layer("code").output)

@@ -168,6 +168,26 @@ class Sequential(Functional):
     def inputs(self):
         return self.__dict__.get("inputs")
 
+    # Keras 3's Sequential keeps Layer's `input` and `output`: those of its first call on
+    # tensors inside another model (so that Model(outer.input, outer.get_layer(seq).output)
+    # takes the encoder out of an autoencoder), `inputs`/`outputs` its own graph's. Never
+    # called, they are its own graph's (where Keras 3 raises; Keras 2 gave these).
+    @property
+    def input(self):
+        if self._inbound_nodes:
+            return Layer.input.fget(self)
+        return Functional.input.fget(self)
+
+    @property
+    def output(self):
+        if self._inbound_nodes and "_output" not in self.__dict__:
+            return Layer.output.fget(self)
+        return Functional.output.fget(self)
+
+    @output.setter
+    def output(self, value):
+        Functional.output.fset(self, value)
+
     @inputs.setter
     def inputs(self, value):
         self.__dict__["inputs"] = value
