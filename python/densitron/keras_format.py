@@ -113,11 +113,31 @@ def to_keras(model):
                            "dtype": "float32", "layers": layers, "build_input_shape": shape},
                 "registered_name": None}
     from densitron.layers.attention import MultiHeadAttention
+    from densitron.models.functional import call_refs
 
     file_layers, calls, names = model._file_calls()
+    ops, inside = _op_bodies(calls, model.outputs)
+    op_of = {id(call.layer): record for call in calls if id(call) in ops
+             for record in [ops[id(call)]]}
+    skipped = {id(call.layer) for call in calls if id(call) in inside}
+    renamed = _op_names(file_layers, names, op_of)
+    names = {k: renamed.get(v, v) for k, v in names.items()}
     shapes = _output_shapes(calls, names)
+    refs = call_refs(calls, names)
+
+    def ref(history):  # (densitron's config names the op's layer: its node's name)
+        return [renamed.get(history[0], history[0]), *history[1:]]
+
     layers = []
     for lc, layer in zip(config["layers"], file_layers):
+        if id(layer) in skipped:
+            continue
+        if id(layer) in op_of:
+            layers.append(_op_entry(op_of[id(layer)], names[id(layer)],
+                                    lambda t: _keras_tensor(refs[id(t)], shapes)))
+            continue
+        lc = {**lc, "inbound_nodes": [{**node, "args": [ref(a) for a in node["args"]]}
+                                      for node in lc["inbound_nodes"]]}
         entry = _keras_entry(layer)
         entry["name"] = lc["name"]  # (a composite layer's sublayer's numbered if repeated)
         if isinstance(entry.get("config"), dict) and "name" in entry["config"]:
@@ -136,8 +156,9 @@ def to_keras(model):
     return {"module": _FUNCTIONAL_MODULE, "class_name": "Functional",
             "config": {"name": config["name"], "trainable": config["trainable"],
                        "layers": layers,
-                       "input_layers": _structure(config["input_layers"], config["input_keys"]),
-                       "output_layers": _structure(config["output_layers"],
+                       "input_layers": _structure([ref(r) for r in config["input_layers"]],
+                                                  config["input_keys"]),
+                       "output_layers": _structure([ref(r) for r in config["output_layers"]],
                                                    config["output_keys"])},
             "registered_name": "Functional"}
 
@@ -398,6 +419,9 @@ def from_keras(obj):
         for entry in config["layers"]:
             if entry["name"] in mask_ops:
                 continue
+            if is_op_entry(entry):
+                layers.append(_op_from_keras(entry))
+                continue
             layer = from_keras(entry)
             nodes = []
             if layer["class_name"] == "MultiHeadAttention":
@@ -494,3 +518,517 @@ def _map_metric_objects(structure, fn):
     from densitron import metrics
 
     return metrics.map_structure(structure, lambda m: fn(m) if isinstance(m, dict) else m)
+
+
+# --- Keras's op nodes ----------------------------------------------------------------------
+# Keras 3 writes each op called on symbolic tensors (ops.relu(h), h * 2.0, h[:, :2]) as a node
+# of its own: {"module": "keras.src.ops.numpy", "class_name": "Multiply", "config": {"name":
+# ..., <its constructor's arguments>}, "inbound_nodes": [{"args": [<tensor>, 2.0], ...}]},
+# built again as Multiply(**config)(*args). densitron makes layers of such calls (MathOp,
+# Rescaling, Slice, ...); each call records what Keras would write of it (OpCall, on its output
+# tensor), and files write that node in place of the layers, which load as densitron.ops calls.
+
+# densitron.ops function -> (its module below keras.src.ops, Keras's Operation class, the
+# function's parameters as Keras's takes them, with its defaults, and those of them the class's
+# constructor takes: the node's config; the others are the call's arguments, in order). The
+# first function of a class is the one that builds it again.
+_OPS = {
+    "relu": ("nn", "Relu", "x", ""),
+    "relu6": ("nn", "Relu6", "x", ""),
+    "sigmoid": ("nn", "Sigmoid", "x", ""),
+    "softmax": ("nn", "Softmax", "x, axis=-1", "axis"),
+    "log_softmax": ("nn", "LogSoftmax", "x, axis=-1", "axis"),
+    "gelu": ("nn", "Gelu", "x, approximate=True", "approximate"),
+    "silu": ("nn", "Silu", "x", ""),
+    "swish": ("nn", "Silu", "x", ""),
+    "elu": ("nn", "Elu", "x, alpha=1.0", "alpha"),
+    "selu": ("nn", "Selu", "x", ""),
+    "softplus": ("nn", "Softplus", "x", ""),
+    "leaky_relu": ("nn", "LeakyRelu", "x, negative_slope=0.2", "negative_slope"),
+    "hard_sigmoid": ("nn", "HardSigmoid", "x", ""),
+    "hard_silu": ("nn", "HardSilu", "x", ""),
+    "hard_swish": ("nn", "HardSilu", "x", ""),
+    "softsign": ("nn", "Softsign", "x", ""),
+    "celu": ("nn", "Celu", "x, alpha=1.0", "alpha"),
+    "hard_shrink": ("nn", "HardShrink", "x, threshold=0.5", "threshold"),
+    "hard_tanh": ("nn", "HardTanh", "x", ""),
+    "log_sigmoid": ("nn", "LogSigmoid", "x", ""),
+    "soft_shrink": ("nn", "SoftShrink", "x, threshold=0.5", "threshold"),
+    "sparse_plus": ("nn", "SparsePlus", "x", ""),
+    "sparse_sigmoid": ("nn", "SparseSigmoid", "x", ""),
+    "squareplus": ("nn", "Squareplus", "x, b=4", "b"),
+    "tanh_shrink": ("nn", "TanhShrink", "x", ""),
+    "threshold": ("nn", "Threshold", "x, threshold, default_value",
+                  "threshold default_value"),
+    "glu": ("nn", "Glu", "x, axis=-1", "axis"),
+    "normalize": ("nn", "Normalize", "x, axis=-1, order=2, epsilon=None",
+                  "axis order epsilon"),
+    "one_hot": ("nn", "OneHot", "x, num_classes, axis=-1, dtype=None, sparse=False",
+                "num_classes axis dtype sparse"),
+    "binary_crossentropy": ("nn", "BinaryCrossentropy", "target, output, from_logits=False",
+                            "from_logits"),
+    "categorical_crossentropy": ("nn", "CategoricalCrossentropy",
+                                 "target, output, from_logits=False, axis=-1",
+                                 "from_logits axis"),
+    "sparse_categorical_crossentropy": ("nn", "SparseCategoricalCrossentropy",
+                                        "target, output, from_logits=False, axis=-1",
+                                        "from_logits axis"),
+    "tanh": ("numpy", "Tanh", "x", ""),
+    "add": ("numpy", "Add", "x1, x2", ""),
+    "subtract": ("numpy", "Subtract", "x1, x2", ""),
+    "multiply": ("numpy", "Multiply", "x1, x2", ""),
+    "divide": ("numpy", "Divide", "x1, x2", ""),
+    "true_divide": ("numpy", "TrueDivide", "x1, x2", ""),
+    "power": ("numpy", "Power", "x1, x2", ""),
+    "maximum": ("numpy", "Maximum", "x1, x2", ""),
+    "minimum": ("numpy", "Minimum", "x1, x2", ""),
+    "matmul": ("numpy", "Matmul", "x1, x2", ""),
+    "equal": ("numpy", "Equal", "x1, x2", ""),
+    "not_equal": ("numpy", "NotEqual", "x1, x2", ""),
+    "greater": ("numpy", "Greater", "x1, x2", ""),
+    "greater_equal": ("numpy", "GreaterEqual", "x1, x2", ""),
+    "less": ("numpy", "Less", "x1, x2", ""),
+    "less_equal": ("numpy", "LessEqual", "x1, x2", ""),
+    "logical_and": ("numpy", "LogicalAnd", "x1, x2", ""),
+    "logical_or": ("numpy", "LogicalOr", "x1, x2", ""),
+    "divide_no_nan": ("numpy", "DivideNoNan", "x1, x2", ""),
+    "floor_divide": ("numpy", "FloorDivide", "x1, x2", ""),
+    "mod": ("numpy", "Mod", "x1, x2", ""),
+    "hypot": ("numpy", "Hypot", "x1, x2", ""),
+    "logaddexp": ("numpy", "Logaddexp", "x1, x2", ""),
+    "heaviside": ("numpy", "Heaviside", "x1, x2", ""),
+    "square": ("numpy", "Square", "x", ""),
+    "sqrt": ("numpy", "Sqrt", "x", ""),
+    "log": ("numpy", "Log", "x", ""),
+    "exp": ("numpy", "Exp", "x", ""),
+    "log1p": ("numpy", "Log1p", "x", ""),
+    "absolute": ("numpy", "Absolute", "x", ""),
+    "abs": ("numpy", "Absolute", "x", ""),
+    "fabs": ("numpy", "Fabs", "x", ""),
+    "sign": ("numpy", "Sign", "x", ""),
+    "floor": ("numpy", "Floor", "x", ""),
+    "ceil": ("numpy", "Ceil", "x", ""),
+    "round": ("numpy", "Round", "x, decimals=0", "decimals"),
+    "negative": ("numpy", "Negative", "x", ""),
+    "cosh": ("numpy", "Cosh", "x", ""),
+    "sinh": ("numpy", "Sinh", "x", ""),
+    "logical_not": ("numpy", "LogicalNot", "x", ""),
+    "reciprocal": ("numpy", "Reciprocal", "x", ""),
+    "log2": ("numpy", "Log2", "x", ""),
+    "log10": ("numpy", "Log10", "x", ""),
+    "exp2": ("numpy", "Exp2", "x", ""),
+    "expm1": ("numpy", "Expm1", "x", ""),
+    "deg2rad": ("numpy", "Deg2rad", "x", ""),
+    "rad2deg": ("numpy", "Rad2deg", "x", ""),
+    "clip": ("numpy", "Clip", "x, x_min, x_max", "x_min x_max"),
+    "sum": ("numpy", "Sum", "x, axis=None, keepdims=False", "axis keepdims"),
+    "mean": ("numpy", "Mean", "x, axis=None, keepdims=False", "axis keepdims"),
+    "max": ("numpy", "Max", "x, axis=None, keepdims=False, initial=None",
+            "axis keepdims initial"),
+    "min": ("numpy", "Min", "x, axis=None, keepdims=False, initial=None",
+            "axis keepdims initial"),
+    "amax": ("numpy", "Amax", "x, axis=None, keepdims=False", "axis keepdims"),
+    "amin": ("numpy", "Amin", "x, axis=None, keepdims=False", "axis keepdims"),
+    "var": ("numpy", "Var", "x, axis=None, keepdims=False", "axis keepdims"),
+    "std": ("numpy", "Std", "x, axis=None, keepdims=False", "axis keepdims"),
+    "argmax": ("numpy", "Argmax", "x, axis=None, keepdims=False", "axis keepdims"),
+    "argmin": ("numpy", "Argmin", "x, axis=None, keepdims=False", "axis keepdims"),
+    "concatenate": ("numpy", "Concatenate", "xs, axis=0", "axis"),
+    "stack": ("numpy", "Stack", "x, axis=0", "axis"),
+    "where": ("numpy", "Where", "condition, x1=None, x2=None", ""),
+    "reshape": ("numpy", "Reshape", "x, newshape", "newshape"),
+    "squeeze": ("numpy", "Squeeze", "x, axis=None", "axis"),
+    "expand_dims": ("numpy", "ExpandDims", "x, axis", "axis"),
+    "ones_like": ("numpy", "OnesLike", "x, dtype=None", "dtype"),
+    "zeros_like": ("numpy", "ZerosLike", "x, dtype=None", "dtype"),
+    "tensordot": ("numpy", "Tensordot", "x1, x2, axes=2", "axes"),
+    "get_item": ("numpy", "GetItem", "x, key", ""),
+    "stop_gradient": ("core", "StopGradient", "variable", ""),
+    "cast": ("core", "Cast", "x, dtype", "dtype"),
+    "logsumexp": ("math", "Logsumexp", "x, axis=None, keepdims=False", "axis keepdims"),
+    "rsqrt": ("math", "Rsqrt", "x", ""),
+    "norm": ("linalg", "Norm", "x, ord=None, axis=None, keepdims=False", "ord axis keepdims"),
+}
+OP_FUNCTIONS = frozenset(_OPS)
+# Python's operators on a symbolic tensor, as Keras's KerasTensor writes them: (the function
+# of _OPS, whether the tensor is the second argument); None: the tensor alone.
+_OPERATORS = {
+    "__add__": ("add", False), "__radd__": ("add", True),
+    "__sub__": ("subtract", False), "__rsub__": ("subtract", True),
+    "__mul__": ("multiply", False), "__rmul__": ("multiply", True),
+    "__truediv__": ("true_divide", False), "__rtruediv__": ("true_divide", True),
+    "__pow__": ("power", False), "__getitem__": ("get_item", False),
+    "__eq__": ("equal", False), "__ne__": ("not_equal", False),
+    "__gt__": ("greater", False), "__ge__": ("greater_equal", False),
+    "__lt__": ("less", False), "__le__": ("less_equal", False),
+    "__neg__": ("negative", None), "__abs__": ("absolute", None),
+}
+_REQUIRED = object()
+# A Keras op node's entry in densitron's config: built again by OpNode.
+OPERATION = "__operation__"
+
+
+def _params(text):
+    """[(name, default or _REQUIRED)] of a parameter list "x, axis=None, keepdims=False"."""
+    import ast
+
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, default = part.partition("=")
+        out.append((name, ast.literal_eval(default) if default else _REQUIRED))
+    return out
+
+
+def _op_spec(name):
+    module, class_name, params, init = _OPS[name]
+    return module, class_name, _params(params), init.split()
+
+
+class OpCall:
+    """An op call on symbolic tensors as Keras writes it: its module and class, its
+    constructor's arguments (config) and its call's arguments (args), tensors as they are."""
+
+    __slots__ = ("module", "class_name", "config", "args")
+
+    def __init__(self, module, class_name, config, args):
+        self.module, self.class_name, self.config, self.args = module, class_name, config, args
+
+    def tensors(self):
+        """The symbolic tensors among the arguments, in order."""
+        return [v for v in _leaves(self.args) if _is_tensor(v)]
+
+
+def _is_tensor(value):
+    from densitron.layers.layer import KerasTensor
+
+    return isinstance(value, KerasTensor)
+
+
+def _leaves(value):
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _leaves(v)
+    else:
+        yield value
+
+
+def _constant(value):
+    """Whether a file can hold `value` as an op's argument (Keras's serialize_keras_object of
+    it): a number, a string, None, a slice, Ellipsis, a numeric array, lists of them."""
+    import numpy as np
+
+    if value is None or value is Ellipsis or isinstance(value, (bool, int, float, str,
+                                                                np.number, np.bool_)):
+        return True
+    if isinstance(value, slice):
+        return all(_constant(v) for v in (value.start, value.stop, value.step))
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "biuf"
+    return isinstance(value, (list, tuple)) and all(_is_tensor(v) or _constant(v)
+                                                     for v in value)
+
+
+def record_op(name, out, args, kwargs, reverse=None):
+    """Records on `out`, made by densitron.ops.<name>(*args, **kwargs) (an operator of a
+    tensor: `reverse` as in _OPERATORS), the call as Keras writes it (an OpCall), when out is
+    a tensor an op layer made and every argument is a tensor or a constant a file holds."""
+    if not _is_tensor(out) or not getattr(out._node.layer, "_op_layer", False):
+        return
+    module, class_name, params, init = _op_spec(name)
+    if reverse is not None:  # (an operator: self, other)
+        args = args[::-1] if reverse else args
+    try:
+        bound = {}
+        for k, (param, default) in enumerate(params):
+            if k < len(args):
+                if param in kwargs:
+                    return
+                bound[param] = args[k]
+            elif param in kwargs:
+                bound[param] = kwargs[param]
+            elif default is not _REQUIRED:
+                bound[param] = default
+            else:
+                return
+        if len(args) > len(params) or set(kwargs) - set(bound):
+            return
+    except TypeError:
+        return
+    config = {p: bound[p] for p in init}
+    call = [bound[p] for p, _ in params if p not in init]
+    if any(t is out for t in _leaves(call)):
+        return  # (an op that gave its input back: nothing to write)
+    if not all(_is_tensor(v) or _constant(v) for v in _leaves([call, *config.values()])):
+        return
+    if not any(_is_tensor(v) for v in _leaves(call)):
+        return
+    out._keras_op = OpCall(module, class_name, config, call)
+
+
+def recording(name, fn, reverse=None, marks=True):
+    """fn (densitron.ops.<name>, or an operator of KerasTensor), recording its calls as Keras's
+    op nodes (record_op); an op called by another records nothing (the outer one does). With
+    `marks`, it marks the layers it makes as ops' too (densitron._op_marks's makes_op_layers,
+    in the same call: ops.matmul's fast path on arrays pays for one wrapper only)."""
+    import functools
+
+    from densitron._op_marks import OP_DEPTH
+
+    @functools.wraps(fn)
+    def op(*args, **kwargs):
+        outer = not OP_DEPTH[0]
+        if marks:
+            OP_DEPTH[0] += 1
+            try:
+                out = fn(*args, **kwargs)
+            finally:
+                OP_DEPTH[0] -= 1
+        else:
+            out = fn(*args, **kwargs)
+        if outer and out.__class__.__name__ == "KerasTensor":
+            record_op(name, out, args, kwargs, reverse)
+        return out
+
+    return op
+
+
+def record_operators(cls):
+    """cls (KerasTensor) with its operators recording their calls as Keras's op nodes."""
+    for method, (name, reverse) in _OPERATORS.items():
+        setattr(cls, method, recording(name, getattr(cls, method),
+                                       False if reverse is None else reverse, marks=False))
+    return cls
+
+
+def _keras_value(value, tensor):
+    """An op's argument as Keras's serialize_keras_object writes it, each symbolic tensor by
+    tensor(t)."""
+    import numpy as np
+
+    if _is_tensor(value):
+        return tensor(value)
+    if isinstance(value, (list, tuple)):
+        return [_keras_value(v, tensor) for v in value]
+    if isinstance(value, slice):
+        return {"class_name": "__slice__",
+                "config": {k: _keras_value(getattr(value, k), tensor)
+                           for k in ("start", "stop", "step")}}
+    if value is Ellipsis:
+        return {"class_name": "__ellipsis__", "config": {}}
+    if isinstance(value, np.ndarray):
+        return {"class_name": "__numpy__",
+                "config": {"value": value.tolist(), "dtype": str(value.dtype)}}
+    if isinstance(value, (np.number, np.bool_)):
+        return value.item()
+    return value
+
+
+def _op_bodies(calls, outputs):
+    """({id(call): OpCall} of the calls that end an op call files write as Keras's node, ids of
+    the calls inside those op calls (the op's other layers, which the node stands for))."""
+    from densitron.layers.core import Lambda
+
+    producer = {id(t): call for call in calls for t in call.outputs}
+    ends, inside = {}, {}
+    for call in calls:
+        outs = getattr(call, "outputs", [])
+        record = getattr(outs[0], "_keras_op", None) if len(outs) == 1 else None
+        if record is None or not hasattr(call, "within") or \
+                any(isinstance(r.layer, Lambda) for r in call.within):
+            continue  # (a Lambda's function is kept as the layers it made, as it was)
+        bounds = {id(t) for t in record.tensors()}
+        body, stack = set(), [call]
+        while stack and body is not None:
+            for t in stack.pop().inputs:
+                p = producer.get(id(t))
+                if id(t) in bounds or (p is not None and id(p) in body):
+                    continue
+                if p is None or not hasattr(p, "within") or not p.inputs or \
+                        not p.layer._op_layer or id(p) in ends:
+                    body = None  # (it reads more than its arguments: kept as its layers)
+                    break
+                body.add(id(p))
+                stack.append(p)
+        if body is not None and not body & set(inside):
+            ends[id(call)] = record
+            inside.update(dict.fromkeys(body, id(call)))
+    # an op's inner tensor read by anything but its op: that op is kept as its layers
+    for _ in range(len(ends) + 1):
+        leaked = {inside[id(producer[id(t)])] for t in outputs
+                  if id(t) in producer and id(producer[id(t)]) in inside}
+        for call in calls:
+            owner = inside.get(id(call), id(call))
+            leaked |= {inside[id(producer[id(t)])] for t in call.inputs
+                       if id(t) in producer and id(producer[id(t)]) in inside and
+                       inside[id(producer[id(t)])] != owner}
+        if not leaked:
+            break
+        for end in leaked:
+            ends.pop(end, None)
+        inside = {k: v for k, v in inside.items() if v not in leaked}
+    return ends, set(inside)
+
+
+def _op_names(file_layers, names, op_of):
+    """{densitron's name of an op's layer: its node's name}, Keras's: the class's in snake case,
+    numbered after the first (multiply, multiply_1), beside the file's other names."""
+    from densitron.utils.naming import to_snake_case
+
+    used = {names[id(layer)] for layer in file_layers if id(layer) not in op_of}
+    out = {}
+    for layer in file_layers:
+        record = op_of.get(id(layer))
+        if record is None:
+            continue
+        base = to_snake_case(record.class_name)
+        name, k = base, 0
+        while name in used:
+            k += 1
+            name = f"{base}_{k}"
+        used.add(name)
+        out[names[id(layer)]] = name
+    return out
+
+
+def _op_entry(record, name, tensor):
+    """An op call's entry in a functional config, as Keras 3 writes it."""
+    config = {"name": name, **{k: _keras_value(v, tensor) for k, v in record.config.items()}}
+    return {"module": f"keras.src.ops.{record.module}", "class_name": record.class_name,
+            "config": config, "registered_name": record.class_name, "name": name,
+            "inbound_nodes": [{"args": _keras_value(record.args, tensor), "kwargs": {}}]}
+
+
+# --- Keras's op nodes, read --------------------------------------------------------------
+
+# Keras's op class -> the densitron.ops function that builds it (the first of _OPS's).
+_FUNCTION_OF = {}
+for _name, (_module, _class_name, _, _) in _OPS.items():
+    _FUNCTION_OF.setdefault((_module, _class_name), _name)
+del _name, _module, _class_name
+
+
+def is_op_entry(entry):
+    """Whether a functional config's entry is an op's node (Keras's keras.src.ops.* classes,
+    or its public keras.ops path)."""
+    module = entry.get("module")
+    return isinstance(module, str) and (module.startswith("keras.src.ops.") or
+                                        module == "keras.ops" or
+                                        module.startswith("keras.ops."))
+
+
+def _op_key(entry):
+    module = entry["module"].rsplit(".", 1)[-1]
+    return ("numpy" if module == "ops" else module), entry["class_name"]
+
+
+def _op_from_keras(entry):
+    """densitron's config entry of a Keras op node: OPERATION, with the op's class and
+    config, each call's tensors (keras_history) in the order its args and kwargs hold them and
+    the call itself (Keras's args and kwargs), which OpNode builds again."""
+    key = _op_key(entry)
+    if key not in _FUNCTION_OF and entry["class_name"] not in {c for _, c in _FUNCTION_OF}:
+        raise ValueError(f"densitron cannot build Keras's op {entry['class_name']!r} "
+                         f"({entry['module']}) on symbolic tensors. Received: node "
+                         f"{entry['name']!r} with config {entry.get('config')!r}")
+    nodes = []
+    for node in entry.get("inbound_nodes", []):
+        call = {"args": node.get("args", []), "kwargs": node.get("kwargs", {})}
+        tensors = [v for v in _keras_leaves(call) if _is_keras_tensor(v)]
+        nodes.append({"args": [_history(t, entry["name"]) for t in tensors], "is_list": False,
+                      "positional": True, "call": call})
+    config = {k: v for k, v in entry.get("config", {}).items() if k != "name"}
+    return {"class_name": OPERATION, "name": entry["name"],
+            "config": {"module": entry["module"], "class_name": entry["class_name"],
+                       "config": config},
+            "inbound_nodes": nodes}
+
+
+def _is_keras_tensor(value):
+    return isinstance(value, dict) and value.get("class_name") == "__keras_tensor__"
+
+
+def _keras_leaves(value):
+    """The values of a serialized structure (lists, dicts of kwargs; a serialized object is
+    one value), in order."""
+    if isinstance(value, list):
+        for v in value:
+            yield from _keras_leaves(v)
+    elif isinstance(value, dict) and "class_name" not in value:
+        for v in value.values():
+            yield from _keras_leaves(v)
+    else:
+        yield value
+
+
+class OpNode:
+    """A Keras op node of a loaded config (an OPERATION entry): each call builds the op again
+    as densitron.ops' function of its class on the call's tensors."""
+
+    def __init__(self, entry):
+        self.name = entry["name"]
+        self.module = entry["config"]["module"]
+        self.class_name = entry["config"]["class_name"]
+        self.config = entry["config"]["config"]
+
+    def __call__(self, *tensors, call):
+        from densitron import ops
+
+        found = iter(tensors)
+        args = _from_keras_value(call["args"], found)
+        kwargs = _from_keras_value(call["kwargs"], found)
+        key = _op_key({"module": self.module, "class_name": self.class_name})
+        name = _FUNCTION_OF.get(key) or next(n for (_, c), n in _FUNCTION_OF.items()
+                                             if c == self.class_name)
+        try:
+            config = self._arguments(name)
+            if name == "get_item":  # (Keras's GetItem: x[key], a list key as a tuple)
+                x, key = args
+                return x[tuple(key) if isinstance(key, list) else key]
+            return getattr(ops, name)(*args, **kwargs, **config)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"densitron cannot build Keras's op {self.class_name} (node "
+                             f"{self.name!r}) on symbolic tensors: {e} Received: args={args!r}, "
+                             f"config={self.config!r}") from None
+
+    def _arguments(self, name):
+        """The op's config as the arguments of densitron.ops.<name>: Keras's arguments it does
+        not take are dropped at Keras's defaults (refused at any other value)."""
+        import inspect
+
+        from densitron import ops
+
+        params = inspect.signature(getattr(ops, name)).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return dict(self.config)
+        defaults = dict(_params(_OPS[name][2]))
+        out = {}
+        for key, value in self.config.items():
+            if key in params:
+                out[key] = _from_keras_value(value, iter(()))
+            elif value is not None and value != defaults.get(key):
+                raise ValueError(f"densitron's ops.{name} takes no `{key}`.")
+        return out
+
+
+def _from_keras_value(value, tensors):
+    """A serialized op argument as a value (Keras's deserialize_keras_object: slices, Ellipsis,
+    arrays), each serialized symbolic tensor the next of `tensors`."""
+    import numpy as np
+
+    if isinstance(value, list):
+        return [_from_keras_value(v, tensors) for v in value]
+    if not isinstance(value, dict):
+        return value
+    kind = value.get("class_name")
+    if kind == "__keras_tensor__":
+        return next(tensors)
+    if kind == "__slice__":
+        c = value["config"]
+        return slice(*(_from_keras_value(c.get(k), tensors) for k in ("start", "stop", "step")))
+    if kind == "__ellipsis__":
+        return Ellipsis
+    if kind in ("__numpy__", "__tensor__"):
+        return np.asarray(value["config"]["value"], dtype=value["config"].get("dtype"))
+    if kind is None:  # (a call's kwargs)
+        return {k: _from_keras_value(v, tensors) for k, v in value.items()}
+    raise ValueError(f"densitron cannot read an op's argument {value!r}. Received: {value!r}")

@@ -1202,13 +1202,16 @@ def _mark_op_layers():
     """Every function and reduction method of ops marks the layers it makes on symbolic
     tensors as ops' (Keras's operations, which a model's `layers` leaves out)."""
     from densitron._op_marks import makes_op_layers, mark_op_methods
+    from densitron.keras_format import OP_FUNCTIONS, recording
 
     names, marked = globals(), {}
     for name in __all__:
         fn = names.get(name)
         if isinstance(fn, types.FunctionType) and fn.__module__ == __name__:
             if id(fn) not in marked:  # (an alias stays the same function: ops.amax, ops.max)
-                marked[id(fn)] = makes_op_layers(fn)
+                # (files write Keras's op of the function's own name: ops.amax's as Max)
+                marked[id(fn)] = (recording(fn.__name__, fn) if fn.__name__ in OP_FUNCTIONS
+                                  else makes_op_layers(fn))
             names[name] = marked[id(fn)]
     for cls in (BatchColumns, BatchReduction):
         mark_op_methods(cls)

@@ -11,6 +11,7 @@ import numpy as np
 
 from densitron._checks import is_number, weight_list
 from densitron._op_marks import OP_DEPTH, mark_op_methods
+from densitron.keras_format import record_operators
 from densitron.utils.naming import to_snake_case, uniquify
 from densitron.variables import Variable
 
@@ -192,6 +193,7 @@ class KerasTensor:
 
 
 mark_op_methods(KerasTensor)
+record_operators(KerasTensor)  # (files write them as Keras's op nodes)
 
 
 def _match_batch_values(a, b):

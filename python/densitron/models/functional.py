@@ -943,11 +943,14 @@ class Functional(Trainer, Layer):
         if not all(key in config for key in ("name", "layers", "input_layers",
                                              "output_layers")):
             return cls._from_constructor(config, custom_objects)
+        from densitron import keras_format
         from densitron.layers import deserialize
 
         created = {}
         for lc in config["layers"]:
-            created[lc["name"]] = deserialize(lc, custom_objects)
+            # (a Keras op's node: its densitron.ops function, called again on its tensors)
+            created[lc["name"]] = (keras_format.OpNode(lc) if lc["class_name"] ==
+                                   keras_format.OPERATION else deserialize(lc, custom_objects))
         tensors = {}  # (layer name, node index, tensor index) -> tensor
 
         def key(a):  # a keras_history; densitron's first configs wrote the tensor index as 0
@@ -965,7 +968,8 @@ class Functional(Trainer, Layer):
                 keys = [key(a) for a in node["args"]]
                 if all(k in tensors for k in keys):
                     args = [tensors[k] for k in keys]
-                    out = (created[name](*args) if node.get("positional") else
+                    out = (created[name](*args, call=node["call"]) if "call" in node else
+                           created[name](*args) if node.get("positional") else
                            created[name](args if node["is_list"] else args[0]))
                     outs = (list(out.values()) if isinstance(out, dict)
                             else list(out) if isinstance(out, (list, tuple)) else [out])
