@@ -688,7 +688,7 @@ class OpCall:
     """An op call on symbolic tensors as Keras writes it: its module and class, its
     constructor's arguments (config) and its call's arguments (args), tensors as they are."""
 
-    __slots__ = ("module", "class_name", "config", "args")
+    __slots__ = ("args", "class_name", "config", "module")
 
     def __init__(self, module, class_name, config, args):
         self.module, self.class_name, self.config, self.args = module, class_name, config, args
@@ -911,9 +911,8 @@ def is_op_entry(entry):
     """Whether a functional config's entry is an op's node (Keras's keras.src.ops.* classes,
     or its public keras.ops path)."""
     module = entry.get("module")
-    return isinstance(module, str) and (module.startswith("keras.src.ops.") or
-                                        module == "keras.ops" or
-                                        module.startswith("keras.ops."))
+    return isinstance(module, str) and (module == "keras.ops" or
+                                        module.startswith(("keras.src.ops.", "keras.ops.")))
 
 
 def _op_key(entry):
@@ -982,13 +981,20 @@ class OpNode:
         try:
             config = self._arguments(name)
             if name == "get_item":  # (Keras's GetItem: x[key], a list key as a tuple)
-                x, key = args
-                return x[tuple(key) if isinstance(key, list) else key]
-            return getattr(ops, name)(*args, **kwargs, **config)
+                x, index = args
+                out = x[tuple(index) if isinstance(index, list) else index]
+            else:
+                out = getattr(ops, name)(*args, **kwargs, **config)
         except (TypeError, ValueError) as e:
             raise ValueError(f"densitron cannot build Keras's op {self.class_name} (node "
                              f"{self.name!r}) on symbolic tensors: {e} Received: args={args!r}, "
                              f"config={self.config!r}") from None
+        if getattr(out, "_keras_op", None) is not None and not kwargs:
+            # (written again as the file has it: ops.divide also builds TrueDivide, Amax...)
+            out._keras_op = OpCall(key[0], self.class_name,
+                                   {k: _from_keras_value(v, iter(()))
+                                    for k, v in self.config.items()}, args)
+        return out
 
     def _arguments(self, name):
         """The op's config as the arguments of densitron.ops.<name>: Keras's arguments it does
