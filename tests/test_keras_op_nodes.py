@@ -76,6 +76,14 @@ def build_models(L, O, Input, Model):
     parts = [O.mean(h, axis=1), O.max(h, axis=-1), O.expand_dims(O.sum(h, axis=(1, 2)), -1),
              O.reshape(O.mean(h, axis=-1, keepdims=True), (-1, 3))]
     models["rank3"] = (Model(inp, O.concatenate(parts, axis=-1)), (3, 4))
+    # (densitron's comparisons are 1.0/0.0: files cast Keras's bools to float32 after them)
+    inp = Input((5,), name="x")
+    h = L.Dense(4, name="d")(inp)
+    parts = [O.cast(O.not_equal(h, 0.0), "float32") * h,
+             O.where(O.cast(h > 0.1, "float32"), h, 0.5 * h),
+             O.cast(O.greater_equal(h, 0.0), "float32") + O.cast(h < 0.2, "float32"),
+             O.stop_gradient(h), O.logsumexp(h, axis=-1, keepdims=True)]
+    models["comparisons"] = (Model(inp, O.concatenate(parts, axis=-1)), (5,))
     return models
 
 
@@ -250,3 +258,17 @@ def test_an_op_densitron_cannot_build_is_refused():
     entry["inbound_nodes"][0]["args"][1] = [0]  # (the batch axis)
     with pytest.raises(ValueError, match="GetItem.*Received"):
         densitron.saving.model_from_json(json.dumps(config))
+
+
+@pytest.mark.parametrize("clone_function", [None, lambda layer: layer.__class__.from_config(
+    layer.get_config())])
+def test_a_clone_saves_its_ops_as_keras_nodes(tmp_path, clone_function):
+    model, shape = _densitron_models()["comparisons"]
+    clone = densitron.models.clone_model(model, clone_function=clone_function)
+    clone.set_weights(model.get_weights())
+    x = _inputs(shape)
+    np.testing.assert_array_equal(clone.predict(x, verbose=0), model.predict(x, verbose=0))
+    model.save(str(tmp_path / "model.keras"))
+    clone.save(str(tmp_path / "clone.keras"))
+    assert _canonical(_config(tmp_path / "clone.keras")) == \
+        _canonical(_config(tmp_path / "model.keras"))

@@ -120,7 +120,8 @@ def to_keras(model):
     op_of = {id(call.layer): record for call in calls if id(call) in ops
              for record in [ops[id(call)]]}
     skipped = {id(call.layer) for call in calls if id(call) in inside}
-    renamed = _op_names(file_layers, names, op_of)
+    renamed, node_names = _op_names(file_layers, names, op_of)
+    old_names = dict(names)
     names = {k: renamed.get(v, v) for k, v in names.items()}
     shapes = _output_shapes(calls, names)
     refs = call_refs(calls, names)
@@ -133,8 +134,16 @@ def to_keras(model):
         if id(layer) in skipped:
             continue
         if id(layer) in op_of:
-            layers.append(_op_entry(op_of[id(layer)], names[id(layer)],
+            node = node_names.get(old_names[id(layer)], names[id(layer)])
+            layers.append(_op_entry(op_of[id(layer)], node,
                                     lambda t: _keras_tensor(refs[id(t)], shapes)))
+            if node != names[id(layer)]:  # (a comparison's bools as densitron's 1.0/0.0)
+                cast = names[id(layer)]
+                entry = _op_entry(OpCall("core", "Cast", {"dtype": "float32"}, []), cast, None)
+                tensor = _keras_tensor([node, 0, 0], {(node, 0, 0): shapes[(cast, 0, 0)]})
+                entry["inbound_nodes"][0]["args"] = [{**tensor, "config": {
+                    **tensor["config"], "dtype": "bool"}}]
+                layers.append(entry)
             continue
         lc = {**lc, "inbound_nodes": [{**node, "args": [ref(a) for a in node["args"]]}
                                       for node in lc["inbound_nodes"]]}
@@ -386,6 +395,26 @@ def _combines_masks(entry, mask_ops):
     return len(args) == 2 and all(_is_mask_of(a, mask_ops) for a in args)
 
 
+def _masks_only(config, mask_ops):
+    """The ops of mask_ops that are masks: read only by other such ops and as a layer's mask
+    keyword, and not an output (a user's ops.not_equal(h, 0.0) computes, as Keras's op)."""
+    outputs = {r[0] for r in _refs(config["output_layers"])[0]}
+    while True:
+        read = set(outputs)
+        for entry in config["layers"]:
+            if entry["name"] in mask_ops:
+                continue
+            for node in entry.get("inbound_nodes", []):
+                if isinstance(node, dict):
+                    read |= {v["config"]["keras_history"][0]
+                             for v in _keras_leaves(node.get("args", []))
+                             if _is_keras_tensor(v)}
+        kept = mask_ops - read
+        if kept == mask_ops:
+            return kept
+        mask_ops = kept
+
+
 def _is_mask_of(value, mask_ops):
     return (isinstance(value, dict) and value.get("class_name") == "__keras_tensor__" and
             value["config"]["keras_history"][0] in mask_ops)
@@ -415,6 +444,7 @@ def from_keras(obj):
             if not more:
                 break
             mask_ops |= more
+        mask_ops = _masks_only(config, mask_ops)
         layers = []
         for entry in config["layers"]:
             if entry["name"] in mask_ops:
@@ -869,25 +899,40 @@ def _op_bodies(calls, outputs):
     return ends, set(inside)
 
 
+# Keras's ops of bool results: densitron's are 1.0/0.0, so files cast them to float32 after
+# the op, as Keras then computes with them as densitron does (bool + bool is a logical or).
+_BOOL_OPS = {"Equal", "NotEqual", "Greater", "GreaterEqual", "Less", "LessEqual", "LogicalAnd",
+             "LogicalOr", "LogicalNot"}
+
+
 def _op_names(file_layers, names, op_of):
-    """{densitron's name of an op's layer: its node's name}, Keras's: the class's in snake case,
-    numbered after the first (multiply, multiply_1), beside the file's other names."""
+    """({densitron's name of an op's layer: the name its output is read by}, {that name: the op
+    node's own name, for an op of _BOOL_OPS, whose output a Cast node after it gives}), as
+    Keras names ops: the class's in snake case, numbered after the first (multiply,
+    multiply_1), beside the file's other names."""
     from densitron.utils.naming import to_snake_case
 
     used = {names[id(layer)] for layer in file_layers if id(layer) not in op_of}
-    out = {}
-    for layer in file_layers:
-        record = op_of.get(id(layer))
-        if record is None:
-            continue
-        base = to_snake_case(record.class_name)
+
+    def fresh(class_name):
+        base = to_snake_case(class_name)
         name, k = base, 0
         while name in used:
             k += 1
             name = f"{base}_{k}"
         used.add(name)
-        out[names[id(layer)]] = name
-    return out
+        return name
+
+    out, nodes = {}, {}
+    for layer in file_layers:
+        record = op_of.get(id(layer))
+        if record is None:
+            continue
+        node = out[names[id(layer)]] = fresh(record.class_name)
+        if record.class_name in _BOOL_OPS:
+            nodes[names[id(layer)]] = node
+            out[names[id(layer)]] = fresh("Cast")
+    return out, nodes
 
 
 def _op_entry(record, name, tensor):
@@ -989,7 +1034,8 @@ class OpNode:
             raise ValueError(f"densitron cannot build Keras's op {self.class_name} (node "
                              f"{self.name!r}) on symbolic tensors: {e} Received: args={args!r}, "
                              f"config={self.config!r}") from None
-        if getattr(out, "_keras_op", None) is not None and not kwargs:
+        if getattr(out, "_keras_op", None) is not None and not kwargs and \
+                not any(t is out for t in tensors):  # (an op that gave its input back)
             # (written again as the file has it: ops.divide also builds TrueDivide, Amax...)
             out._keras_op = OpCall(key[0], self.class_name,
                                    {k: _from_keras_value(v, iter(()))

@@ -428,7 +428,9 @@ def clone_model(model, input_tensors=None, clone_function=None, call_function=No
     if clone_function is not None and not callable(clone_function):
         raise ValueError("`clone_function` must be a function of a layer. Received: "
                          f"clone_function={clone_function!r}")
-    if clone_function is None and input_tensors is None:
+    # (a model of op calls is cloned call by call, as Keras's clone_model: the clone's op
+    # calls are recorded as Keras's op nodes, as the model's, which its config does not hold)
+    if clone_function is None and input_tensors is None and not _records_ops(model):
         if getattr(model, "_subclassed", False):  # (Keras's: its class again, from its entry)
             from densitron import keras_format
             from densitron.utils.serialization import custom_object_scope
@@ -450,6 +452,7 @@ def _clone_by_calls(model, input_tensors, clone_function):
     Keras-level layers replaced by clone_function(layer) (once, however often it is called)
     and called as the model called it, on the model's new inputs (new Inputs of the same
     shapes, or `input_tensors`); the layers of ops are made again as they were."""
+    from densitron import keras_format
     from densitron.layers import Input, InputLayer, KerasTensor
     from densitron.models import Model, Sequential
     from densitron.models.functional import _structured, keras_calls
@@ -499,9 +502,31 @@ def _clone_by_calls(model, input_tensors, clone_function):
                 else list(out) if isinstance(out, (list, tuple)) else [out])
         for old, new in zip(call.outputs, outs):
             tensors[id(old)] = new
+            record = getattr(old, "_keras_op", None)
+            if record is not None:  # (the op, on the clone's tensors)
+                new._keras_op = keras_format.OpCall(
+                    record.module, record.class_name, record.config,
+                    _mapped(record.args, lambda t: tensors.get(id(t), t)))
     outputs = [tensors[id(t)] for t in model.outputs]
     return Model(_structured(model._input_keys, new_inputs),
                  _structured(model._output_keys, outputs), name=model.name)
+
+
+def _records_ops(model):
+    """Whether a functional model's graph holds op calls recorded as Keras's op nodes (a
+    Lambda's are saved as its layers)."""
+    from densitron.layers.core import Lambda
+
+    return any(getattr(t, "_keras_op", None) is not None and
+               not any(isinstance(r.layer, Lambda) for r in node.within)
+               for node in getattr(model, "_nodes", ()) for t in node.outputs)
+
+
+def _mapped(value, fn):
+    """An op's arguments with fn applied to each value in its lists and tuples."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(_mapped(v, fn) for v in value)
+    return fn(value)
 
 
 def _compile_saved(model, cc, compile, filepath):
