@@ -457,7 +457,10 @@ class BatchReduction:
             other = other.as_tensor()
         if not isinstance(other, KerasTensor):
             return None
-        return getattr(self.as_tensor(like=other), method)(other)
+        mine = self.as_tensor(like=other)
+        if method == "__rtruediv__":  # (a tensor's own __rtruediv__ takes numbers only)
+            return divide(other, mine)
+        return getattr(mine, method)(other)
 
     def __mul__(self, other):
         t = self._with(other, "__mul__")
@@ -805,6 +808,31 @@ _NUMPY_ONLY = ["all", "any", "arange", "argsort", "broadcast_to", "cumprod", "cu
 for _name in _NUMPY_ONLY:
     globals()[_name] = _numpy_only(_name)
 
+
+def _filled(name, value_of):
+    numpy_op = globals()[name]
+
+    def op(shape, *args, **kwargs):
+        batch = _batch_shape(shape, f"ops.{name}")
+        if batch is None:
+            return numpy_op(shape, *args, **kwargs)
+        # (the engine's values are float32: a dtype given is taken as float32's)
+        return _batch_fill(batch[0], batch[1], value_of(*args, **kwargs))
+
+    op.__name__ = name
+    op.__doc__ = (f"{name}(shape, ...): NumPy's on a shape of numbers; with a symbolic batch "
+                  "size first (ops.shape(x)[0]), a tensor of that batch (float32 values).")
+    return op
+
+
+def _fill_value(fill_value, dtype=None):
+    return _number(fill_value, "fill_value")
+
+
+zeros = _filled("zeros", lambda dtype=None: 0.0)
+ones = _filled("ones", lambda dtype=None: 1.0)
+full = _filled("full", _fill_value)
+
 def tensordot(x1, x2, axes=2):
     """NumPy's tensordot on arrays. On symbolic tensors: every axis of two tensors of the same
     shape contracted (axes=2 at rank 2, the batch's axis included) is the batch's sum of
@@ -876,32 +904,88 @@ for _name, _linalg_name in _LINALG.items():
 del _name, _linalg_name
 
 
-class BatchSize:
-    """The batch axis of a symbolic tensor's ops.shape (its size is known only when a model
-    runs): a shape with it, given to densitron.random.normal, draws values for every sample of
-    that tensor's batch."""
+class BatchSize(BatchReduction):
+    """The batch axis of a symbolic tensor's ops.shape (`source`'s row count, known only when
+    the model runs): as a value, the batch's sum of a one a row (a BatchReduction: a loss
+    divided by it, a Metric's count growing by it, ops.size's rows × the static size); in a
+    shape, the batch axis (ops.reshape, ops.zeros/ones/full, densitron.random.normal)."""
 
-    def __init__(self, tensor):
-        self.tensor = tensor
+    def __init__(self, source):
+        self.source, self.mode, self.tail = source, "sum", ()
+        self._ones = None
+
+    @property
+    def tensor(self):
+        """A one for each sample of `source` (made when the size is first used as a value)."""
+        if self._ones is None:
+            self._ones = _batch_fill(self.source, (), 1.0)
+        return self._ones
 
     def __index__(self):
         raise TypeError("The batch size of a symbolic tensor is known only when the model runs: "
-                        "ops.shape(x)[0] can be given to densitron.random.normal's shape. "
-                        f"Received: it used as a number, of {self.tensor!r}")
+                        "ops.shape(x)[0] computes as a tensor (arithmetic, ops.cast) or stands "
+                        "for the batch axis in ops.reshape, ops.zeros, ops.ones, ops.full and "
+                        "densitron.random.normal's shape. Received: it used as a number, of "
+                        f"{self.source!r}")
 
-    __int__ = __index__
+    __int__ = __float__ = __index__
 
     def __repr__(self):
         return "None"
 
 
+def _batch_fill(source, rest, value):
+    """`value` in a tensor of shape (batch, *rest) of source's batch (no gradient)."""
+    from densitron._op_marks import makes_op_layers
+    from densitron.layers.math_ops import BatchFill
+
+    def fill():
+        t = BatchFill(rest)(source)
+        return t if value == 0.0 else _math("add", t, value)
+
+    return makes_op_layers(fill)()
+
+
+def _batch_shape(shape, name):
+    """(source, rest) of a shape whose first entry is a symbolic batch size (ops.shape(x)[0]),
+    None for a shape without one; a ValueError for one elsewhere."""
+    if not isinstance(shape, (list, tuple)):
+        return None
+    if builtins.any(isinstance(d, BatchSize) for d in shape[1:]) or \
+            builtins.any(isinstance(d, BatchReduction) and not isinstance(d, BatchSize)
+                         for d in shape):
+        raise ValueError(f"A symbolic batch size (ops.shape(x)[0]) stands for the batch axis, "
+                         f"the first of {name}'s shape, as it is. Received: shape={shape!r}")
+    if not shape or not isinstance(shape[0], BatchSize):
+        return None
+    rest = tuple(shape[1:])
+    if not builtins.all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0
+                        for d in rest):
+        raise ValueError(f"The dimensions after the batch size in {name}'s shape must be "
+                         f"non-negative integers. Received: shape={shape!r}")
+    return shape[0].source, rest
+
+
 def shape(x):
-    """The shape of x as a tuple; of a symbolic tensor, its batch axis a BatchSize."""
+    """The shape of x as a tuple; of a symbolic tensor, its batch axis a BatchSize (a symbolic
+    scalar of the batch's row count), its other axes ints."""
     from densitron.layers.layer import KerasTensor
 
     if isinstance(x, KerasTensor):
         return (BatchSize(x), *x.shape[1:])
     return np.shape(x)
+
+
+def size(x):
+    """The number of values of x; of a symbolic tensor, a symbolic scalar: its batch's rows ×
+    the size of a sample."""
+    from densitron.layers.layer import KerasTensor
+
+    if isinstance(x, KerasTensor):
+        per_sample = int(np.prod(x.shape[1:]))
+        rows = BatchSize(x)
+        return rows if per_sample == 1 else rows * float(per_sample)
+    return np.asarray(np.size(x), dtype=np.int32)
 
 
 def _arrays_only(fn):
@@ -1058,12 +1142,16 @@ def std(x, axis=None, keepdims=False):
 def cast(x, dtype):
     """x as `dtype`. A symbolic tensor stays float32 and takes the cast's values: to a float
     dtype as it is, to bool 1.0 where nonzero, to an integer dtype truncated toward zero."""
-    if not _symbolic(x):
+    if not isinstance(x, BatchReduction) and not _symbolic(x):
         return np.asarray(x).astype(dtype)
     try:
         kind = np.dtype(dtype).kind
     except TypeError:
         raise ValueError(f"Invalid dtype: {dtype!r}. Received: dtype={dtype!r}") from None
+    if isinstance(x, BatchReduction):  # (a batch's value: a batch size is a whole number)
+        if kind == "f" or (kind in "iu" and isinstance(x, BatchSize)):
+            return x
+        x = x.as_tensor()
     if kind == "b":
         return not_equal(x, 0.0)
     if kind in "iu":
@@ -1134,9 +1222,13 @@ def reshape(x, newshape):
     if not _symbolic(x):
         return np.reshape(np.asarray(x), newshape)
     shape = tuple(newshape)
-    if not shape or shape[0] not in (-1, None):
-        raise ValueError("On a symbolic tensor, reshape() keeps the batch axis first (-1 or "
-                         f"None). Received: newshape={newshape!r}")
+    # (ops.shape(x)[0], Keras's common way to name the batch axis, stands for it as -1)
+    batch = shape and isinstance(shape[0], BatchSize)
+    if builtins.any(isinstance(d, BatchReduction) for d in shape[1:]) or \
+            not shape or not (batch or shape[0] in (-1, None)):
+        raise ValueError("On a symbolic tensor, reshape() keeps the batch axis first (-1, None "
+                         "or ops.shape(x)[0]); the other dimensions are integers. "
+                         f"Received: newshape={newshape!r}")
     return _reshaped(x, shape[1:])
 
 

@@ -86,7 +86,7 @@ def _symbolic_batch(shape):
     from densitron.ops import BatchSize
 
     if isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], BatchSize):
-        return shape[0].tensor
+        return shape[0].source
     return None
 
 

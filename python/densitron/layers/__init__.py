@@ -20,8 +20,8 @@ from densitron.layers.pooling import (GlobalAveragePooling1D, GlobalAveragePooli
 from densitron.layers.regularization import (ActivityRegularization, AlphaDropout, Dropout,
                                              GaussianDropout, GaussianNoise, RandomNormalSample,
                                              SpatialDropout1D, SpatialDropout2D, SpatialDropout3D)
-from densitron.layers.math_ops import (AddedLoss, ArgReduce, BatchMatMul, BatchReduce, Divide,
-                                       Masking, MathOp, ModeSelect, Reduce,
+from densitron.layers.math_ops import (AddedLoss, ArgReduce, BatchFill, BatchMatMul, BatchReduce,
+                                       Divide, Masking, MathOp, ModeSelect, Reduce,
                                        RowBroadcast, Slice)
 from densitron.layers.weight_ops import WeightAdd, WeightMatMul, WeightMultiply
 from densitron.layers.attention import MultiHeadAttention
@@ -153,4 +153,4 @@ __all__ = ["AddedLoss", "ArgReduce", "BatchReduce", "Masking", "add", "average",
            "SpatialDropout2D", "SpatialDropout3D", "Subtract", "TimeDistributed",
            "RMSNormalization", "UnitNormalization", "WeightAdd", "WeightMatMul", "WeightMultiply", "MathOp", "Divide",
            "Reduce", "RowBroadcast", "Slice", "RandomNormalSample", "ModeSelect", "BatchMatMul",
-           "MultiHeadAttention", "Conv1D"]
+           "MultiHeadAttention", "Conv1D", "BatchFill"]

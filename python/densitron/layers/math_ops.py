@@ -265,6 +265,30 @@ class BatchReduce(Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
+class BatchFill(_IndexMap):
+    """Zeros of `shape` for each sample of its input's batch (an index map of no input value;
+    no gradient): ops.zeros((ops.shape(x)[0], ...)) in a traced call(), ones and full() as
+    a MathOp "add" after it, and the ones a batch size sums (densitron's own layer)."""
+
+    _op_class = True
+
+    def __init__(self, shape=(), **kwargs):
+        super().__init__(**kwargs)
+        self.shape = tuple(int(d) for d in shape)
+
+    def _check_inputs(self, input_shape):
+        self._check_single(input_shape, min_rank=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.shape)
+
+    def _index_map(self, in_shape):
+        return np.full(int(np.prod(self.shape)), -1, np.int64)
+
+    def get_config(self):
+        return {**super().get_config(), "shape": list(self.shape)}
+
+
 def batch_constant(tensor):
     """Whether a symbolic tensor holds one value a batch: every path back from it meets a
     BatchReduce before any input or target."""
