@@ -548,7 +548,7 @@ def test_composite_layers_are_listed_as_keras_lists_them():
     block = ours.layers[2]
     assert ours.get_layer(block.name) is block and block.count_params() == 10656
     lines = []
-    ours.summary(print_fn=lambda text: lines.extend(text.splitlines()))
+    ours.summary(print_fn=lambda text: lines.extend(text.splitlines()), line_length=150)
     rows = [ln.split("│")[1].strip() for ln in lines if ln.startswith("│")]
     assert rows == [f"{layer.name} ({kind})" for layer, kind in zip(ours.layers, kinds)]
     assert "Connected to" not in lines[2]

@@ -1087,13 +1087,14 @@ def test_summary_show_trainable_expand_nested_and_layer_range():
     frozen.trainable = False
     model = Model(inputs, Dense(1, name="c")(frozen(inner(inputs))))
     lines = []
-    model.summary(print_fn=lines_of(lines), show_trainable=True, expand_nested=True)
+    model.summary(print_fn=lines_of(lines), show_trainable=True, expand_nested=True,
+                  line_length=130)
     table = "\n".join(lines)
     assert "Trainable" in lines[2]
     rows = [line for line in lines if line.startswith("│")]
     assert [row.split("│")[1].strip() for row in rows] == [
         f"{model.inputs[0]._node.layer.name} (InputLayer)", "inner (Sequential)",
-        "└ f1 (Dense)", "b (Dense)", "c (Dense)"]
+        "└ f1 (Dense)", "b (Dense)", "c (Dense)"]  # (Keras: three spaces a level first)
     assert [row.split("│")[-2].strip() for row in rows] == ["-", "Y", "Y", "N", "Y"]
     assert "Trainable params: 19" in table
     lines.clear()

@@ -805,7 +805,8 @@ class Functional(Trainer, Layer):
             return
         self._ensure_built()
         print_summary(self, print_fn=print_fn, expand_nested=expand_nested,
-                      show_trainable=show_trainable, layer_range=layer_range)
+                      show_trainable=show_trainable, layer_range=layer_range,
+                      line_length=line_length, positions=positions)
 
     def to_json(self, **kwargs):
         """The model's architecture as Keras's JSON (its serialized config, as in a `.keras`

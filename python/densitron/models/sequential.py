@@ -91,6 +91,10 @@ class Sequential(Functional):
         for layer in self._layers:
             x = layer(x)
         self._build_graph(self._input_tensor, x)
+        # Keras's Sequential builds an inner Functional each time, which takes the next
+        # default model name: a Model made after it is "functional_1" (its summary's title,
+        # its name in files), as in Keras.
+        uniquify("functional")
         _scope_new_weights(self, before)  # (Keras's "sequential/dense/kernel")
 
     def build(self, input_shape=None):

@@ -50,8 +50,9 @@ def _rows(model):
     return rows, not sequential
 
 
-def _expanded(rows, depth=1):
-    """expand_nested: each nested model's own rows after its row, marked "└ " by depth."""
+def _expanded(rows, level=0):
+    """expand_nested: each nested model's own rows after its row, marked "└ " after three
+    spaces a level, as Keras."""
     from densitron.models.functional import Functional
 
     out = []
@@ -60,8 +61,8 @@ def _expanded(rows, depth=1):
         layer = row[5]
         if isinstance(layer, Functional) and layer.built:
             inner, _ = _rows(layer)
-            for r in _expanded(inner, depth + 1):
-                out.append(("  " * (depth - 1) + "└ " + r[0], *r[1:]))
+            prefix = "   " * (level + 1) + "└ "
+            out.extend(_expanded([(prefix + r[0], *r[1:]) for r in inner], level + 1))
     return out
 
 
@@ -84,7 +85,7 @@ def _in_range(rows, layer_range):
 
 
 def print_summary(model, print_fn=None, expand_nested=False, show_trainable=False,
-                  layer_range=None):
+                  layer_range=None, line_length=None, positions=None):
     rows, functional = _rows(model)
     if layer_range is not None:
         rows = _in_range(rows, layer_range)
@@ -92,7 +93,7 @@ def print_summary(model, print_fn=None, expand_nested=False, show_trainable=Fals
         rows = _expanded(rows)
     _print_table(model, rows, functional, model.count_params(),
                  sum(math.prod(w.shape) for w in model.trainable_weights), print_fn or print,
-                 _optimizer_params(model), show_trainable)
+                 _optimizer_params(model), show_trainable, line_length, positions)
 
 
 def _optimizer_params(model):
@@ -120,31 +121,103 @@ def print_unbuilt_summary(model, print_fn=None):
     _print_table(model, rows, False, 0, 0, print_fn or print)
 
 
+def _column_widths(functional, show_trainable, line_length, positions, count):
+    """Keras 3's columns: a line of line_length (by default 88, or 108 with "Connected to",
+    12 more with "Trainable", at most the terminal's width less 4) cut at `positions`, the
+    first `count` pieces laid out as rich lays its table out: each column its width and a
+    space of padding a side, reduced evenly (rich's ratio_reduce) until the columns and their
+    borders fit the line, or widened in proportion (rich's ratio_distribute) to fill it.
+    Returns each column's width inside its borders."""
+    import math
+    import shutil
+
+    if functional:
+        default, default_positions = 108, [0.3, 0.56, 0.74, 1.0]
+    else:
+        default, default_positions = 88, [0.45, 0.80, 1.0]
+    positions = list(positions or default_positions)
+    if show_trainable:  # (given positions too, as Keras)
+        default += 12
+        positions = [p * 0.90 for p in positions] + [1.0]
+    line_length = line_length or min(default, shutil.get_terminal_size().columns - 4)
+    widths, current = [], 0
+    for pos in positions:
+        width = int(pos * line_length) - current
+        if width < 4:
+            raise ValueError("Insufficient console width to print summary. Received: "
+                             f"line_length={line_length}, positions={positions}")
+        widths.append(width + 2)
+        current += width
+    widths = widths[:count]
+    excess = sum(widths) - (line_length - len(widths) - 1)
+    if excess > 0:  # (rich's ratio_reduce over equal ratios)
+        remaining, ratio = excess, len(widths)
+        for i, w in enumerate(widths):
+            cut = min(w, round(remaining / ratio))
+            widths[i] = w - cut
+            remaining -= cut
+            ratio -= 1
+    elif excess < 0:  # (rich's ratio_distribute, in proportion to the widths)
+        remaining, total = -excess, sum(widths)
+        for i, w in enumerate(widths):
+            extra = math.ceil(w * remaining / total) if total > 0 else remaining
+            widths[i] = w + extra
+            remaining -= extra
+            total -= w
+    return widths
+
+
+def _wrapped(text, width, justify):
+    """A cell's text in lines of `width`, as rich wraps it: greedily at spaces, a word longer
+    than the line alone on its own, each line cut to width with "…" (rich's ellipsis
+    overflow), then justified."""
+    import re
+
+    lines = []
+    for para in text.split("\n"):
+        breaks, offset = [], 0
+        for m in re.finditer(r"\s*\S+\s*", para):
+            word_length = len(m.group().rstrip())
+            if width - offset >= word_length:
+                offset += len(m.group())
+                continue
+            if m.start():  # (a word too long for any line stays whole on its own)
+                breaks.append(m.start())
+            offset = len(m.group())
+        for a, b in zip([0, *breaks], [*breaks, len(para)]):
+            line = para[a:b].rstrip()
+            if len(line) > width:
+                line = line[:width - 1] + "…"
+            lines.append(line.rjust(width) if justify == "right" else
+                         line.center(width) if justify == "center" else line.ljust(width))
+    return lines
+
+
 def _print_table(model, rows, functional, total, trainable, print_fn, optimizer=None,
-                 show_trainable=False):
+                 show_trainable=False, line_length=None, positions=None):
     columns = [0, 1, 2] + ([3] if functional else []) + ([4] if show_trainable else [])
     headers = [["Layer (type)", "Output Shape", "Param #", "Connected to", "Trainable"][c]
                for c in columns]
     rows = [[r[c] for c in columns] for r in rows]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) + 2 if rows else len(h) + 2
-              for i, h in enumerate(headers)]
-    widths = [max(w, {0: 33, 1: 24, 2: 15, 3: 20, 4: 11}[c]) for w, c in zip(widths, columns)]
+    widths = _column_widths(functional, show_trainable, line_length, positions, len(columns))
+    justify = [{2: "right", 4: "center"}.get(c, "left") for c in columns]
 
     def line(left, mid, right, fill):
         return left + mid.join(fill * w for w in widths) + right
 
-    def cells(values, border):
-        parts = []
-        for i, (v, w) in enumerate(zip(values, widths)):
-            cell = (v.rjust(w - 2) if columns[i] == 2 else v.center(w - 2) if columns[i] == 4
-                    else v.ljust(w - 2))
-            parts.append(" " + cell + " ")
-        return border + border.join(parts) + border
+    def cells(values, border, bottom=False):
+        """A row's lines (the header's cells aligned to its last line, as rich's)."""
+        wrapped = [_wrapped(v, w - 2, j) for v, w, j in zip(values, widths, justify)]
+        height = max(len(c) for c in wrapped)
+        wrapped = [[" " * (w - 2)] * (height - len(c)) + c if bottom else
+                   c + [" " * (w - 2)] * (height - len(c)) for c, w in zip(wrapped, widths)]
+        return [border + border.join(" " + c[k] + " " for c in wrapped) + border
+                for k in range(height)]
 
-    out = [f'Model: "{model.name}"', line("┏", "┳", "┓", "━"), cells(headers, "┃"),
+    out = [f'Model: "{model.name}"', line("┏", "┳", "┓", "━"), *cells(headers, "┃", bottom=True),
            line("┡", "╇", "┩", "━")]
     for i, r in enumerate(rows):
-        out.append(cells(r, "│"))
+        out.extend(cells(r, "│"))
         if i < len(rows) - 1:
             out.append(line("├", "┼", "┤", "─"))
     out.append(line("└", "┴", "┘", "─"))
