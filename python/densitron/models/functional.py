@@ -791,8 +791,9 @@ class Functional(Trainer, Layer):
 
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
                 show_trainable=False, layer_range=None):
-        """Keras's table of the model's layers (`line_length` and `positions`: the columns
-        are as wide as their contents need); `show_trainable` adds Keras's Trainable column,
+        """Keras's table of the model's layers, laid out as Keras's (`line_length`, by default
+        the terminal's width less 4 up to 88 or 108, cut at `positions`; long cells wrapped
+        and cut with "…"); `show_trainable` adds Keras's Trainable column,
         `expand_nested` a nested model's layers after its row, `layer_range` (two layer names
         or patterns) the rows between them."""
         from densitron.utils.summary import print_summary, print_unbuilt_summary
