@@ -108,13 +108,19 @@ def test_busy_machine_runs_on_one_thread_with_the_same_results():
 
     # With the cores free again, the one-thread runs keep their core and two threads return
     # (after 50 ms of them, twice that after each retry that found the machine busy).
-    deadline = time.perf_counter() + 20.0
-    while time.perf_counter() < deadline:
-        busy.fit(x, y, batch_size=32, epochs=1, verbose=0)
-        back = busy._graph.last_run_threads == 2 and not densitron.cpu_info()["oversubscribed"]
+    # (Other processes' load may come and go meanwhile: a second try after a check that the
+    # cores are not measurably busy, a skip if they are.)
+    for _ in range(2):
+        deadline = time.perf_counter() + 20.0
+        while time.perf_counter() < deadline:
+            busy.fit(x, y, batch_size=32, epochs=1, verbose=0)
+            back = (busy._graph.last_run_threads == 2
+                    and not densitron.cpu_info()["oversubscribed"])
+            if back:
+                break
         if back:
             break
-    if not back and others_keep_the_cores_busy():
-        pytest.skip("other processes keep this machine's cores busy: the runs rightly stay on "
-                    "one thread (the first half of the test passed)")
+        if others_keep_the_cores_busy():
+            pytest.skip("other processes keep this machine's cores busy: the runs rightly stay "
+                        "on one thread (the first half of the test passed)")
     assert busy._graph.last_run_threads == 2 and not densitron.cpu_info()["oversubscribed"]
