@@ -186,6 +186,20 @@ def _number(value, name):
     return float(value)
 
 
+def _keras_ints(x, other=None, bools=False):
+    """x for NumPy to compute an op as Keras does on values: an integer array as it is, a bool
+    one too (`bools`) or as int32 (Keras's ints for a bool's arithmetic), a Python number as it
+    is (weakly typed, as in Keras's result_type), others as `other` (float32) or as they are."""
+    if is_number(x) and not isinstance(x, np.generic):
+        return x
+    a = np.asarray(x)
+    if a.dtype.kind in "iu" or (bools and a.dtype.kind == "b"):
+        return a
+    if a.dtype.kind == "b":
+        return a.astype(np.int32)
+    return a if other is None else a.astype(other)
+
+
 def _math(name, x, a=0.0, b=0.0):
     from densitron.layers.math_ops import MathOp
 
@@ -200,6 +214,11 @@ def _unary(name, numpy_fn):
             return _math(name, x)
         if hasattr(x, "_trace_op"):  # a regularizer's stand-in for the weights
             return x._trace_op(name)
+        if name in _KEEPS_INTS:
+            a = np.asarray(x)
+            if a.dtype.kind in "iub":  # (Keras's integer results: abs(int32) is int32)
+                return numpy_fn(a.astype(np.int32) if a.dtype == bool and name != "abs" and
+                                name != "stop_gradient" else a)
         return numpy_fn(np.asarray(x, dtype=np.float32))
 
     op.__name__ = name
@@ -208,6 +227,8 @@ def _unary(name, numpy_fn):
     return op
 
 
+# the ops whose values on integers (and bools) are Keras's of their dtype, not float32
+_KEEPS_INTS = frozenset(["square", "abs", "sign", "round", "stop_gradient"])
 square = _unary("square", np.square)
 sqrt = _unary("sqrt", np.sqrt)
 log = _unary("log", np.log)
@@ -226,7 +247,7 @@ round = _unary("round", np.round)  # noqa: A001 (Keras's name; ties to even, as 
 def negative(x):
     if isinstance(x, BatchReduction) or _symbolic(x):
         return -x
-    return np.negative(np.asarray(x, dtype=np.float32))
+    return np.negative(_keras_ints(x, np.float32))
 
 
 def clip(x, x_min, x_max):
@@ -236,7 +257,7 @@ def clip(x, x_min, x_max):
         return x.then("clip", _number(x_min, "x_min"), _number(x_max, "x_max"))
     if _symbolic(x):
         return _math("clip", x, _number(x_min, "x_min"), _number(x_max, "x_max"))
-    return np.clip(np.asarray(x, dtype=np.float32), x_min, x_max)
+    return np.clip(_keras_ints(x, np.float32), x_min, x_max)
 
 
 def _min_max(x1, x2, maximum_):
@@ -250,8 +271,8 @@ def _min_max(x1, x2, maximum_):
         return reduced[0].then("clip", v, np.inf) if maximum_ else \
             reduced[0].then("clip", -np.inf, v)
     if not _symbolic(x1, x2):
-        return (np.maximum if maximum_ else np.minimum)(np.asarray(x1, dtype=np.float32),
-                                                        np.asarray(x2, dtype=np.float32))
+        return (np.maximum if maximum_ else np.minimum)(_keras_ints(x1, bools=True),
+                                                        _keras_ints(x2, bools=True))
     if isinstance(x1, KerasTensor) and isinstance(x2, KerasTensor):
         from densitron.layers.layer import _match_batch_values
 
@@ -276,7 +297,7 @@ def power(x1, x2):
     if isinstance(x1, BatchReduction) or hasattr(x1, "_trace_op"):
         return x1 ** x2
     if not _symbolic(x1, x2):
-        return np.power(np.asarray(x1, dtype=np.float32), np.asarray(x2, dtype=np.float32))
+        return np.power(_keras_ints(x1), _keras_ints(x2))
     if _symbolic(x2):
         raise TypeError("On a symbolic tensor, power() takes a number as the exponent. "
                         f"Received: x2={x2!r}")
@@ -315,7 +336,7 @@ def _reduce(mode, x, axis, keepdims):
         return x._trace_op(mode, axis, keepdims)
     if not _symbolic(x):
         fn = {"mean": np.mean, "sum": np.sum, "max": np.max}[mode]
-        return fn(np.asarray(x, dtype=np.float32), axis=axis, keepdims=keepdims)
+        return fn(_keras_ints(x, np.float32, bools=True), axis=axis, keepdims=keepdims)
     if axis is None and mode != "max":  # (the batch too: what a loss function may end with)
         return BatchReduction(x, mode)
     if axis in (0, (0,), [0]) and mode != "max" and len(x.shape) == 2:  # a column's, a batch
@@ -526,7 +547,7 @@ def max(x, axis=None, keepdims=False):  # noqa: A001 (Keras's name)
 def min(x, axis=None, keepdims=False):  # noqa: A001 (Keras's name)
     """The minimum over `axis` (on a symbolic tensor, axes beside the batch axis): -max(-x)."""
     if not _symbolic(x):
-        return np.min(np.asarray(x, dtype=np.float32), axis=axis, keepdims=keepdims)
+        return np.min(_keras_ints(x, np.float32, bools=True), axis=axis, keepdims=keepdims)
     return -max(-x, axis=axis, keepdims=keepdims)
 
 
@@ -675,10 +696,12 @@ def stack(xs, axis=0):
 # On arrays NumPy's own float32 function; on symbolic tensors (and a batch's mean or sum) the
 # composition, so each has the gradient of its parts.
 
-def _composite(name, numpy_fn, traced):
+def _composite(name, numpy_fn, traced, keeps_ints=False):
     def run(*xs):
         if builtins.any(isinstance(x, BatchReduction) for x in xs) or _symbolic(*xs):
             return traced(*xs)
+        if keeps_ints:
+            return numpy_fn(*(_keras_ints(x) for x in xs))
         return numpy_fn(*(np.asarray(x, dtype=np.float32) for x in xs))
 
     if traced.__code__.co_argcount == 1:
@@ -715,17 +738,25 @@ deg2rad = _composite("deg2rad", np.deg2rad, lambda x: multiply(x, math.pi / 180.
 rad2deg = _composite("rad2deg", np.rad2deg, lambda x: multiply(x, 180.0 / math.pi))
 divide_no_nan = _composite("divide_no_nan", _np_divide_no_nan, _safe_quotient)
 floor_divide = _composite("floor_divide", np.floor_divide,
-                          lambda x1, x2: floor(divide(x1, x2)))
+                          lambda x1, x2: floor(divide(x1, x2)), keeps_ints=True)
 # x1 - floor(x1 / x2)·x2: the sign of the divisor, as NumPy's (and Keras's) mod
-mod = _composite("mod", np.mod, lambda x1, x2: subtract(x1, multiply(floor(divide(x1, x2)), x2)))
+mod = _composite("mod", np.mod, lambda x1, x2: subtract(x1, multiply(floor(divide(x1, x2)), x2)),
+                 keeps_ints=True)
 hypot = _composite("hypot", np.hypot, lambda x1, x2: sqrt(add(square(x1), square(x2))))
 # max + log(1 + e^-|x1 - x2|): no overflow for large inputs
 logaddexp = _composite("logaddexp", np.logaddexp, lambda x1, x2: add(
     maximum(x1, x2), log1p(exp(negative(abs(subtract(x1, x2)))))))
 heaviside = _composite("heaviside", np.heaviside, lambda x1, x2: where(
     greater(x1, 0.0), 1.0, where(less(x1, 0.0), 0.0, x2)))
-fabs = abs
 amax = max
+
+
+def fabs(x):
+    """|x| as a float (Keras's float32 for integers too)."""
+    return abs(x) if isinstance(x, BatchReduction) or _symbolic(x) else \
+        np.fabs(np.asarray(x, dtype=np.float32))
+
+
 amin = min
 
 
@@ -827,6 +858,13 @@ def _filled(name, value_of):
 
 def _fill_value(fill_value, dtype=None):
     return _number(fill_value, "fill_value")
+
+
+_numpy_full = full
+
+
+def full(shape, fill_value, dtype=None):  # noqa: F811 (Keras's float32 by default)
+    return _numpy_full(shape, fill_value, dtype="float32" if dtype is None else dtype)
 
 
 zeros = _filled("zeros", lambda dtype=None: 0.0)
@@ -985,7 +1023,7 @@ def size(x):
         per_sample = int(np.prod(x.shape[1:]))
         rows = BatchSize(x)
         return rows if per_sample == 1 else rows * float(per_sample)
-    return np.asarray(np.size(x), dtype=np.int32)
+    return int(np.size(x))
 
 
 def _arrays_only(fn):
@@ -1201,8 +1239,8 @@ def where(condition, x1, x2):
     it is chosen; a NaN or infinity in the other branch still shows through)."""
     condition, x1, x2 = _lift(condition, x1, x2)
     if not _symbolic(condition, x1, x2):
-        return np.where(np.asarray(condition), np.asarray(x1, dtype=np.float32),
-                        np.asarray(x2, dtype=np.float32))
+        return np.where(np.asarray(condition), _keras_ints(x1, np.float32),
+                        _keras_ints(x2, np.float32))
     from densitron.layers.layer import KerasTensor
 
     if not isinstance(condition, KerasTensor):
@@ -1290,6 +1328,53 @@ def _one_hot(x, num_classes):
                      (*shape, int(num_classes)))
 
 
+@_arrays_only
+def segment_sum(data, segment_ids, num_segments=None, sorted=False):  # (Keras's names)
+    """The sum of data's rows of each segment id (num_segments: the largest id + 1 when None;
+    rows of an id outside [0, num_segments) are dropped), in data's dtype."""
+    data, ids = np.asarray(data), np.asarray(segment_ids).astype(np.int64)
+    if ids.ndim != 1 or len(ids) != len(data):
+        raise ValueError("`segment_ids` must be a 1-D array of an id a row of `data`. Received: "
+                         f"segment_ids.shape={ids.shape}, data.shape={data.shape}")
+    n = int(ids.max()) + 1 if num_segments is None and len(ids) else int(num_segments or 0)
+    out = np.zeros((n, *data.shape[1:]), data.dtype if data.dtype != bool else np.int32)
+    kept = (ids >= 0) & (ids < n)
+    np.add.at(out, ids[kept], data[kept])
+    return out
+
+
+_MORE.append("segment_sum")
+__all__.append("segment_sum")
+# JAX's dtypes, as Keras 3 (JAX backend, 64-bit types off) returns them for NumPy arrays
+_KERAS_DTYPES = {np.dtype(np.int64): np.int32, np.dtype(np.uint64): np.uint32,
+                 np.dtype(np.float64): np.float32}
+# (matmul: float32 already, its fast path kept; the others give back what the user's gave)
+_OWN_DTYPES = frozenset(["matmul", "shape", "size", "ndim", "is_tensor", "cond", "switch",
+                         "while_loop", "fori_loop", "scan", "map", "vectorize"])
+
+
+def _keras_dtype(out):
+    """out (an op's value) with 64-bit arrays as Keras's 32-bit ones (a tuple's and list's)."""
+    cls = out.__class__
+    if cls is _ndarray or isinstance(out, np.generic):
+        to = _KERAS_DTYPES.get(out.dtype)
+        return out if to is None else out.astype(to)
+    if cls is tuple or cls is list:
+        return cls(_keras_dtype(o) for o in out)
+    return out
+
+
+def _keras_dtypes(fn):
+    def op(*args, **kwargs):
+        return _keras_dtype(fn(*args, **kwargs))
+
+    for attr in ("__name__", "__qualname__", "__doc__", "__module__", "__wrapped__"):
+        if hasattr(fn, attr):
+            setattr(op, attr, getattr(fn, attr))
+    op.__dict__.update(fn.__dict__)
+    return op
+
+
 def _mark_op_layers():
     """Every function and reduction method of ops marks the layers it makes on symbolic
     tensors as ops' (Keras's operations, which a model's `layers` leaves out)."""
@@ -1304,6 +1389,8 @@ def _mark_op_layers():
                 # (files write Keras's op of the function's own name: ops.amax's as Max)
                 marked[id(fn)] = (recording(fn.__name__, fn) if fn.__name__ in OP_FUNCTIONS
                                   else makes_op_layers(fn))
+                if fn.__name__ not in _OWN_DTYPES:
+                    marked[id(fn)] = _keras_dtypes(marked[id(fn)])
             names[name] = marked[id(fn)]
     for cls in (BatchColumns, BatchReduction):
         mark_op_methods(cls)
