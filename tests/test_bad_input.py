@@ -689,3 +689,24 @@ def test_a_metric_that_cannot_be_traced_is_named_a_metric():
     model.compile("sgd", "mse", metrics=[lambda a, b: np.asarray(a).sum()])
     with raises(ValueError, "densitron runs the metric", "Received: metric='<lambda>'"):
         model.fit(np.ones((4, 4)), np.ones((4, 1)), verbose=0)
+
+
+def test_batch_sizes_beyond_the_rows_are_one_batch():
+    # found by fuzzing: a batch size near 2**63 overflowed the engine's row arithmetic:
+    # predict returned its output unwritten, evaluate divided by zero, fit's 2**63 was refused
+    # with pybind's message. Keras runs them as one batch.
+    inp = Input((4,))
+    m = Model(inp, Dense(3, kernel_initializer="zeros", bias_initializer="ones")(inp))
+    m.compile(optimizer="sgd", loss="mse")
+    x, y = np.ones((1000, 4), np.float32), np.full((1000, 3), 2.0, np.float32)
+    for bs in (2**63 - 1, 2**63, 2**62 + 5, 10**30):
+        np.testing.assert_array_equal(m.predict(x, batch_size=bs, verbose=0), 1.0)
+        assert m.evaluate(x, y, batch_size=bs, verbose=0) == pytest.approx(1.0)
+    before = [w.copy() for w in m.get_weights()]
+    m.fit(x, y, batch_size=2**63, epochs=1, verbose=0, shuffle=False)
+    one = Model.from_config(m.get_config())
+    one.set_weights(before)
+    one.compile(optimizer="sgd", loss="mse")
+    one.fit(x, y, batch_size=1000, epochs=1, verbose=0, shuffle=False)
+    for a, b in zip(m.get_weights(), one.get_weights()):
+        np.testing.assert_array_equal(a, b)

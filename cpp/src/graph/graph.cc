@@ -1696,9 +1696,26 @@ bool Graph::reads_sparse_in_place(size_t k, bool training) const {
   return true;
 }
 
+namespace {
+
+// A batch size beyond the rows is their count (one batch), so that no row arithmetic below
+// overflows (a batch_size near 2^63 wrapped to negative counts: predict left its output
+// unwritten).
+int64_t clamped_batch(int64_t batch_size, int64_t rows) {
+  return std::min(batch_size, std::max<int64_t>(rows, 1));
+}
+
+// The first row of batch `batch` of `size` rows, at most `rows`, without overflow.
+int64_t batch_row(int64_t batch, int64_t size, int64_t rows) {
+  return batch > rows / size ? rows : std::min(batch * size, rows);
+}
+
+}  // namespace
+
 RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64_t batch_size,
                      int64_t first_batch, int64_t num_batches, const std::vector<float*>* out,
                      const RunTotals* carry) {
+  batch_size = clamped_batch(batch_size, data.rows);
   RunTotals t;
   if (carry != nullptr) {
     t = *carry;
@@ -1707,8 +1724,9 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
     t.metric_sums.assign(num_metrics(), 0.0);
     t.weight_sums.assign(output_specs_.size(), 0.0);
   }
-  const int64_t begin = std::min(first_batch * batch_size, data.rows);
-  const int64_t end = std::min((first_batch + num_batches) * batch_size, data.rows);
+  const int64_t begin = batch_row(first_batch, batch_size, data.rows);
+  const int64_t end = batch_row(first_batch + std::min(num_batches, data.rows + 1), batch_size,
+                                data.rows);
   if (begin >= end) return t;
   ProfileScope whole(profiling_, &prof_[kProfRun], nullptr);  // not open: barriers leave it
   const bool training = mode == Mode::kTrain || mode == Mode::kGradients;
@@ -2049,6 +2067,7 @@ RunTotals Graph::evaluate(const DataRefs& data, int64_t batch_size, bool check_n
     in_order.resize(data.rows);
     for (int64_t r = 0; r < data.rows; ++r) in_order[r] = r;
   }
+  batch_size = clamped_batch(batch_size, data.rows);
   return run(Mode::kEvaluate, data, check_nan ? in_order.data() : nullptr, batch_size, 0,
              (data.rows + batch_size - 1) / batch_size, nullptr);
 }
@@ -2071,6 +2090,7 @@ void Graph::predict(const DataRefs& data, int64_t batch_size, const std::vector<
                     bool training_forward) {
   std::lock_guard<std::mutex> lock(mutex_);
   training_forward_ = training_forward;
+  batch_size = clamped_batch(batch_size, data.rows);
   try {
     run(Mode::kPredict, data, nullptr, batch_size, 0, (data.rows + batch_size - 1) / batch_size,
         &out);

@@ -476,7 +476,7 @@ def check_batch_size(batch_size, arg="batch_size"):
         raise TypeError(f"`{arg}` must be a positive integer. Received: {arg}={batch_size!r}")
     if batch_size < 1:
         raise ValueError(f"`{arg}` must be a positive integer. Received: {arg}={batch_size}")
-    return int(batch_size)
+    return int(min(batch_size, 2**62))  # (beyond any row count: one batch; fits the engine)
 
 
 def check_steps(steps, arg):
