@@ -115,6 +115,31 @@ def test_masked_attention_computes_as_keras(causal, with_mask, separate_key):
         os.remove(path)
 
 
+@pytest.mark.parametrize("scores", [False, True])
+def test_attention_mask_values_other_than_0_and_1_attend_as_keras(scores):
+    # Keras casts attention_mask to bool: any value not 0 (0.5, -1, 2, NaN) attends, 0 and
+    # -0.0 do not (densitron took > 0.5: 0.5 and -1 masked). Found by fuzzing.
+    keras = _keras()
+
+    def build(ns_layers, Input, Model_):
+        q, mask = Input((3, 4)), Input((3, 3))
+        out = ns_layers.MultiHeadAttention(num_heads=2, key_dim=2)(
+            q, q, attention_mask=mask, return_attention_scores=scores)
+        return Model_([q, mask], list(out) if scores else out)
+
+    theirs, ours = build(keras.layers, keras.Input, keras.Model), build(L, densitron.Input, Model)
+    rng = _same_weights(theirs, ours, 3, scale=1.0)
+    q = rng.normal(size=(5, 3, 4)).astype(np.float32)
+    mask = np.array([[[0.5] * 3] * 3, [[-1.0] * 3] * 3, [[1.0, 0.0, 2.0]] * 3,
+                     [[0.3, -0.0, -2.0]] * 3, [[np.nan, 0.0, 1e-30]] * 3], np.float32)
+    got = ours.predict([q, mask], verbose=0)
+    as_bool = ours.predict([q, (mask != 0).astype(np.float32)], verbose=0)
+    for a, b, c in zip(*(x if scores else [x] for x in
+                         (got, as_bool, theirs.predict([q, mask], verbose=0)))):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, c, rtol=1e-5, atol=2e-6)
+
+
 def test_attention_scores_returned_as_keras(tmp_path):
     # return_attention_scores: the softmax's weights (before dropout), (batch, heads, T, S),
     # with a causal mask here; a second output of the model, saved and loaded.

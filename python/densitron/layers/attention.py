@@ -31,7 +31,8 @@ class MultiHeadAttention(Layer):
     `output_shape` (the query's last axis by default). Keras's weights and their shapes: the
     query, key and value kernels (features, num_heads, key_dim or value_dim) and biases
     (num_heads, dim), the output kernel (num_heads, value_dim, output) and bias.
-    `attention_mask` (batch, T, S), `use_causal_mask` and the inputs' own masks (from
+    `attention_mask` (batch, T, S: a value not 0 attends, as Keras's cast to bool),
+    `use_causal_mask` and the inputs' own masks (from
     Embedding(mask_zero=True) or Masking: query steps × value and key steps) set masked
     scores to -1e9 before the softmax (and, with dropout or returned scores, its masked
     weights to 0 after it), as Keras 3 does, and the output keeps the query's mask;
@@ -246,12 +247,13 @@ class MultiHeadAttention(Layer):
             keep = np.tile((s_i <= t_i).ravel(), h)
             scores = add(node_spec(20, width, s_len,
                                    iattrs=np.where(keep, np.arange(width), -2).tolist()), scores)
-        # The (T, S) mask of a sample: attention_mask > 0.5, and the inputs' own masks (not
-        # 0) of the query steps by the value (and key) steps, multiplied: Keras's AND.
+        # The (T, S) mask of a sample: attention_mask not 0 (Keras casts it to bool, so 0.5,
+        # -1 and NaN attend), and the inputs' own masks (not 0) of the query steps by the
+        # value (and key) steps, multiplied: Keras's AND.
         plane_masks = []
         if has_mask:
-            plane_masks.append(add(node_spec(_MATH, plane, s_len, fattrs=[0.5, 0.0],
-                                             iattrs=[MATH_OPS["greater"]]), ("in", mask_in)))
+            plane_masks.append(add(node_spec(_MATH, plane, s_len, fattrs=[0.0, 0.0],
+                                             iattrs=[MATH_OPS["not_equal"]]), ("in", mask_in)))
         extra = len(shapes)  # the ids of node.masks follow the layer's inputs
         for j, ids in enumerate(getattr(node, "masks", None) or ()):
             if ids is None:
