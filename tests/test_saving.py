@@ -545,3 +545,34 @@ def test_clone_model_with_a_clone_function_and_input_tensors():
                                rtol=1e-6)
     with pytest.raises(ValueError, match="input_tensors.*Received"):
         densitron.models.clone_model(model, input_tensors=[Input((3,)), Input((4,))])
+
+
+def test_saves_write_through_links_with_the_modes_a_plain_write_gives(tmp_path):
+    # found by fuzzing: the atomic rename replaced a symbolic link with a plain file (the
+    # link's target kept the old model) and left mkstemp's mode 0600 on every saved file.
+    m = densitron.Sequential([densitron.Input((3,)), densitron.layers.Dense(2)])
+    real = tmp_path / "run42.keras"
+    m.save(real)
+    link = tmp_path / "latest.keras"
+    link.symlink_to(real)
+    m.layers[0].set_weights([np.ones((3, 2), np.float32), np.zeros(2, np.float32)])
+    m.save(link)
+    assert link.is_symlink()
+    np.testing.assert_array_equal(densitron.saving.load_model(real).get_weights()[0], 1.0)
+    old = os.umask(0o022)
+    try:
+        fresh = tmp_path / "fresh.weights.h5"
+        m.save_weights(fresh)
+        assert fresh.stat().st_mode & 0o777 == 0o644
+        os.chmod(real, 0o640)
+        m.save(real)
+        assert real.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
+    # a directory save leaves the directory's other files alone, as Keras
+    (tmp_path / "proj" / "assets").mkdir(parents=True)
+    (tmp_path / "proj" / "assets" / "logo.png").write_text("x")
+    m.save(tmp_path / "proj", zipped=False)
+    assert (tmp_path / "proj" / "assets" / "logo.png").read_text() == "x"
+    np.testing.assert_array_equal(
+        densitron.saving.load_model(tmp_path / "proj").get_weights()[0], 1.0)

@@ -32,19 +32,44 @@ from densitron.utils.serialization import (
 KERAS_FORMAT_VERSION = "3.15.1"
 
 
+def _umask():
+    """The process's umask (read from /proc where it can be, which leaves it unchanged for
+    other threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(filepath, write, overwrite):
+    """Writes through write(f) into a temporary file beside the target, then renames it into
+    place, so that a failed write leaves the old file whole. A symbolic link is written
+    through (its target replaced, as a plain write would), and the file gets the mode a plain
+    write would give: the old file's, or 0666 less the umask (mkstemp's is 0600)."""
     filepath = path_arg("filepath", filepath)
     if not overwrite and os.path.exists(filepath):
         raise FileExistsError(f"{filepath} exists and overwrite=False. "
                               f"Received: filepath={filepath!r}")
-    directory = os.path.dirname(os.path.abspath(filepath))
+    target = os.path.realpath(filepath)
+    try:
+        mode = os.stat(target).st_mode & 0o7777
+    except OSError:
+        mode = 0o666 & ~_umask()
+    directory = os.path.dirname(target)
     fd, tmp = tempfile.mkstemp(prefix=".densitron-", suffix=".tmp", dir=directory)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, filepath)
+        os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -159,9 +184,8 @@ def _keras_zip_writer(model):
 
 def _save_keras_dir(model, dirpath, overwrite):
     """save(..., zipped=False): the `.keras` file's contents in the directory `dirpath`, each
-    file replaced whole; the assets directory replaced by the model's."""
-    import shutil
-
+    file replaced whole; other files there are left alone, as Keras leaves them (an assets/
+    directory of the user's was deleted)."""
     files = _keras_files(model)
     if os.path.exists(dirpath) and not overwrite:
         raise FileExistsError(f"{dirpath} exists and overwrite=False. "
@@ -170,7 +194,6 @@ def _save_keras_dir(model, dirpath, overwrite):
         raise ValueError("With `zipped=False` the model is saved as a directory; a file has "
                          f"that name. Received: filepath={dirpath!r}")
     os.makedirs(dirpath, exist_ok=True)
-    shutil.rmtree(os.path.join(dirpath, "assets"), ignore_errors=True)
     for name, data in files.items():
         target = os.path.join(dirpath, *name.split("/"))
         os.makedirs(os.path.dirname(target), exist_ok=True)
