@@ -245,3 +245,16 @@ def test_discretization_on_one_dimensional_values_as_keras():
     inp = densitron.Input(())
     m = densitron.Model(inp, layer("one_hot")(inp))
     np.testing.assert_array_equal(m.predict(values, verbose=0), np.eye(3, dtype=np.float32))
+
+
+def test_discretization_without_boundaries_is_one_bin():
+    # found by fuzzing: no boundaries (given, or adapted with num_bins=1) gave -1 for values
+    # other than 0 (the engine took the values as ids); Keras's single bin is id 0.
+    x = np.array([[-5.0, 0.0, 1.5, 100.0]])
+    assert layers.Discretization(bin_boundaries=[])(x).tolist() == [[0, 0, 0, 0]]
+    np.testing.assert_array_equal(
+        layers.Discretization(bin_boundaries=[], output_mode="one_hot")(x[:, :3]),
+        np.ones((1, 3, 1), np.float32))
+    adapted = layers.Discretization(num_bins=1)
+    adapted.adapt(np.arange(10.0))
+    assert adapted.bin_boundaries == [] and adapted(x).tolist() == [[0, 0, 0, 0]]

@@ -60,9 +60,9 @@ enum class OpType : int {
                         // m_j, or 0 where m_j = -1 (Permute, RepeatVector, Cropping1D,
                         // ZeroPadding1D), or -1e9 where m_j = -2 (Keras's masked attention
                         // score); the gradient adds each dy_j into m_j
-  kCategorize = 21,     // i {depth, k, mode}, f {boundaries...}: each input value becomes an id
-                        // (with boundaries, how many are <= it (NaN: all); else the value
-                        // truncated); mode -1 writes the ids, 0 a one-hot row of depth per id,
+  kCategorize = 21,     // i {depth, k, mode[, digitize]}, f {boundaries...}: each input value
+                        // becomes an id (digitizing, by default with boundaries: how many are
+                        // <= it (NaN: all); else the value truncated); mode -1 writes the ids, 0 a one-hot row of depth per id,
                         // 1 (multi-hot) and 2 (counts) one row of depth per k ids; an id outside
                         // [0, depth) sets nothing (CategoryEncoding, Discretization). No gradient
   kBiasAdd = 22,        // params {b (last_dim)}: x + b along the last axis (a layer's own

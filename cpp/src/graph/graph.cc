@@ -194,9 +194,9 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
         break;
       case OpType::kCategorize: {
         need_inputs(1);
-        if (node.iattrs.size() != 3 || node.iattrs[0] < 1 || node.iattrs[1] < 1 ||
-            node.iattrs[2] < -1 || node.iattrs[2] > 2)
-          bad("categorize attributes {depth, k, mode}");
+        if (node.iattrs.size() < 3 || node.iattrs.size() > 4 || node.iattrs[0] < 1 ||
+            node.iattrs[1] < 1 || node.iattrs[2] < -1 || node.iattrs[2] > 2)
+          bad("categorize attributes {depth, k, mode[, digitize]}");
         const int64_t depth = node.iattrs[0], k = node.iattrs[1], mode = node.iattrs[2];
         const int64_t want = mode < 0 ? in0->width
                                       : (mode == 0 ? in0->width * depth

@@ -412,8 +412,10 @@ void Graph::forward_node(const Step& st, int i) {
       const int64_t depth = node.iattrs[0], k = node.iattrs[1], mode = node.iattrs[2];
       const int64_t win = nodes_[node.inputs[0]].width;
       const std::vector<double>& bounds = node.fattrs;
+      // (a Discretization without boundaries has one bin: every value's id is 0)
+      const bool digitize = node.iattrs.size() > 3 ? node.iattrs[3] != 0 : !bounds.empty();
       auto id_of = [&](float v) -> int64_t {
-        if (!bounds.empty()) {
+        if (digitize) {
           if (std::isnan(v)) return static_cast<int64_t>(bounds.size());
           return std::upper_bound(bounds.begin(), bounds.end(), static_cast<double>(v)) -
                  bounds.begin();

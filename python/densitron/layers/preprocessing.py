@@ -511,7 +511,7 @@ class Discretization(Layer):
         shape = node.inputs[0].shape
         k = int(shape[-1]) if len(shape) > 1 else 1
         mode = -1 if self.output_mode == "int" else _ENCODINGS[self.output_mode]
-        return engine_node(_CATEGORIZE, node, iattrs=[len(self.bin_boundaries) + 1, k, mode],
+        return engine_node(_CATEGORIZE, node, iattrs=[len(self.bin_boundaries) + 1, k, mode, 1],
                            fattrs=self.bin_boundaries)
 
     def get_config(self):
