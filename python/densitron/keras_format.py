@@ -113,6 +113,7 @@ def to_keras(model):
                            "dtype": "float32", "layers": layers, "build_input_shape": shape},
                 "registered_name": None}
     from densitron.layers.attention import MultiHeadAttention
+    from densitron.layers.dot_attention import Attention
     from densitron.models.functional import call_refs
 
     file_layers, calls, names = model._file_calls()
@@ -155,6 +156,12 @@ def to_keras(model):
             entry["config"].pop("call_signature", None)
             entry["inbound_nodes"] = [_attention_call_to_keras(layer, node, shapes)
                                       for node in lc["inbound_nodes"]]
+        elif isinstance(layer, Attention):  # (its call's flags as Keras's keyword arguments)
+            entry["config"].pop("call_signature", None)
+            flags = {name: True for name, on in zip(_ATTENTION_FLAGS, layer._signature or ())
+                     if on}
+            entry["inbound_nodes"] = [{"args": [[_keras_tensor(a, shapes) for a in node["args"]]],
+                                       "kwargs": dict(flags)} for node in lc["inbound_nodes"]]
         else:
             entry["inbound_nodes"] = [
                 {"args": ([[_keras_tensor(a, shapes) for a in node["args"]]] if node["is_list"]
@@ -249,6 +256,29 @@ def _attention_call_from_keras(entry, node, mask_ops):
     signature = [key is not None, mask is not None, *flags]
     return ({"args": [_history(t, entry["name"]) for t in tensors], "is_list": True},
             signature)
+
+
+def _dot_attention_from_keras(entry, layer, mask_ops):
+    """A Keras Attention layer's entry with its calls: the inputs' list, the flags as its
+    call_signature (the masks are derived again from the Embedding or Masking)."""
+    nodes = []
+    for node in entry.get("inbound_nodes", []):
+        kwargs = dict(node.get("kwargs", {}))
+        kwargs.pop("training", None)
+        mask = kwargs.pop("mask", None)
+        if mask is not None and not _is_mask_of(mask, mask_ops):
+            raise ValueError(f"densitron cannot load the call of layer {entry['name']!r} with "
+                             f"a mask argument. Received: kwargs={node['kwargs']!r}")
+        flags = [bool(kwargs.pop(name, False)) for name in _ATTENTION_FLAGS]
+        args = node["args"][0] if len(node["args"]) == 1 else node["args"]
+        if kwargs or not 2 <= len(args) <= 3:
+            raise ValueError(f"densitron cannot load the call of layer {entry['name']!r}. "
+                             f"Received: args={node['args']!r}, kwargs={node['kwargs']!r}")
+        if any(flags):
+            layer["config"]["call_signature"] = flags
+        nodes.append({"args": [_history(t, entry["name"]) for t in args], "is_list": True})
+    return {"class_name": layer["class_name"], "name": entry["name"],
+            "config": layer["config"], "inbound_nodes": nodes}
 
 
 def _keras_entry(layer):
@@ -454,6 +484,9 @@ def from_keras(obj):
                 continue
             layer = from_keras(entry)
             nodes = []
+            if layer["class_name"] == "Attention":
+                layers.append(_dot_attention_from_keras(entry, layer, mask_ops))
+                continue
             if layer["class_name"] == "MultiHeadAttention":
                 for node in entry.get("inbound_nodes", []):
                     converted, signature = _attention_call_from_keras(entry, node, mask_ops)
