@@ -56,7 +56,8 @@ class Attention(Layer):
                              "Embedding(mask_zero=True) or Masking), not masks passed as "
                              f"arguments. Received: mask={mask!r}")
         if not isinstance(inputs, (list, tuple)):
-            raise ValueError(f"{type(self).__name__} layer must be called on a list of inputs, "
+            raise ValueError(  # noqa: TRY004  (Keras's type of error here)
+                             f"{type(self).__name__} layer must be called on a list of inputs, "
                              "namely [query, value] or [query, value, key]. "
                              f"Received: inputs={inputs}.")
         if not 2 <= len(inputs) <= 3:
