@@ -658,7 +658,7 @@ def test_keras_layers_densitron_does_not_provide_say_so():
     for name, kind in (("LSTM", "recurrent layer LSTM"), ("Conv2D", "convolution Conv2D"),
                        ("MaxPooling1D", "windowed pooling"), ("RandomFlip", "image or audio preprocessing"),
                        ("StringLookup", "lookup layer"), ("TorchModuleWrapper", "wrapper"),
-                       ("AdditiveAttention", "layer AdditiveAttention"),
+                       ("GroupQueryAttention", "layer GroupQueryAttention"),
                        ("Cropping3D", "volumetric"),
                        ("GroupNormalization", "layer GroupNormalization")):
         with pytest.raises(AttributeError, match=f"Keras's {kind}.*Received: densitron"):

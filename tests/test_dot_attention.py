@@ -1,7 +1,8 @@
-"""Keras's Attention layer (dot-product scores): outputs and weights against a float64 NumPy
-reference of Keras 3.15's formula (use_scale, key apart from value, causal and input masks, a
-fully masked sample), gradients against finite differences, saving both ways (Keras 3.15's
-file of the masked causal model is checked in with its predictions), refusals."""
+"""Keras's Attention (dot-product and concat scores) and AdditiveAttention layers: outputs and
+weights against a float64 NumPy reference of Keras 3.15's formulas (use_scale, key apart from
+value, causal and input masks, a fully masked sample), gradients against finite differences,
+saving both ways (Keras 3.15's file of the masked causal model is checked in with its
+predictions), refusals."""
 
 import os
 
@@ -14,11 +15,20 @@ from test_gradients_fd import fd_check
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
 
-def reference(q, v, k=None, scale=1.0, causal=False, q_mask=None, v_mask=None):
-    """Keras's Attention.call in float64: softmax(scale·q·kᵀ, masked scores lowered by 1e9)·v,
-    the query's masked steps zeroed; (output, weights)."""
+def reference(q, v, k=None, scale=1.0, causal=False, q_mask=None, v_mask=None, mode="dot",
+              weight=1.0):
+    """Keras's Attention.call in float64: softmax(scores, masked ones lowered by 1e9)·v, the
+    query's masked steps zeroed; (output, weights). Scores: scale·q·kᵀ ("dot"),
+    weight·Σ tanh(scale·(q + k)) ("concat"), Σ scale·tanh(q + k) ("additive", scale a
+    vector)."""
     k = v if k is None else k
-    scores = scale * np.einsum("btd,bsd->bts", q, k)
+    pairs = q[:, :, None, :] + k[:, None, :, :]
+    if mode == "dot":
+        scores = scale * np.einsum("btd,bsd->bts", q, k)
+    elif mode == "concat":
+        scores = weight * np.tanh(scale * pairs).sum(-1)
+    else:
+        scores = (scale * np.tanh(pairs)).sum(-1)
     keep = np.ones(scores.shape, bool)
     if v_mask is not None:
         keep &= v_mask[:, None, :]
@@ -139,9 +149,57 @@ def test_saved_both_ways_with_keras(tmp_path):
     assert node["config"]["use_scale"] is True
 
 
+@pytest.mark.parametrize("kind", ["concat", "concat_scaled", "additive", "additive_plain"])
+def test_additive_scores_are_kerass(kind):
+    # Attention(score_mode="concat"): weight·Σ tanh(scale·(q + k)), two trained scalars
+    # (scale with use_scale), initially 1; AdditiveAttention: Σ scale·tanh(q + k), scale a
+    # vector of the features (glorot_uniform) with use_scale, its default. Keras 3.15 gives the
+    # same to 3e-7 and the same weights in the same order.
+    q, v, k = arrays(5)
+    ins = [densitron.Input(q.shape[1:]), densitron.Input(v.shape[1:]),
+           densitron.Input(k.shape[1:])]
+    layer = {"concat": lambda: layers.Attention(score_mode="concat"),
+             "concat_scaled": lambda: layers.Attention(score_mode="concat", use_scale=True),
+             "additive": lambda: layers.AdditiveAttention(),
+             "additive_plain": lambda: layers.AdditiveAttention(use_scale=False)}[kind]()
+    out, w = layer(ins, use_causal_mask=kind.endswith("scaled"), return_attention_scores=True)
+    model = densitron.Model(ins, [out, w])
+    shapes = {"concat": [()], "concat_scaled": [(), ()], "additive": [(8,)],
+              "additive_plain": []}[kind]
+    assert [x.shape for x in layer.weights] == shapes
+    values = [np.random.default_rng(i).standard_normal(s).astype(np.float32)
+              for i, s in enumerate(shapes)]
+    layer.set_weights(values)
+    mode = "additive" if kind.startswith("additive") else "concat"
+    if kind == "concat":
+        scale, weight = 1.0, values[0]
+    elif kind == "concat_scaled":
+        scale, weight = values
+    else:
+        scale, weight = (values[0] if values else 1.0), 1.0
+    got_out, got_w = model.predict([q, v, k], verbose=0)
+    ref_out, ref_w = reference(*(a.astype(np.float64) for a in (q, v, k)), scale=scale,
+                               causal=kind.endswith("scaled"), mode=mode, weight=weight)
+    np.testing.assert_allclose(got_out, ref_out, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_w, ref_w, rtol=1e-5, atol=1e-7)
+    config = layer.get_config()
+    assert ("score_mode" in config) == (mode == "concat")
+    assert type(layer).from_config(config).get_config() == config
+
+
+@pytest.mark.parametrize("make", [lambda: layers.Attention(score_mode="concat", use_scale=True),
+                                  lambda: layers.AdditiveAttention()])
+def test_additive_gradients_against_finite_differences(make):
+    rng = np.random.default_rng(6)
+    inp = densitron.Input((3, 4))
+    h = layers.Dense(4, bias_initializer="random_normal")(inp)
+    att = make()([h, inp])
+    out = layers.Dense(2)(layers.Flatten()(att))
+    fd_check(densitron.Model(inp, out), rng.normal(size=(5, 3, 4)), rng.normal(size=(5, 2)),
+             "mse")
+
+
 def test_refusals():
-    with pytest.raises(ValueError, match="additive scores are not supported.*Received"):
-        layers.Attention(score_mode="concat")
     with pytest.raises(ValueError, match="Expected one of.*Received: score_mode=bad"):
         layers.Attention(score_mode="bad")
     with pytest.raises(ValueError, match="dropout.*Received: dropout=1.0"):

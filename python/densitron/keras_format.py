@@ -484,7 +484,7 @@ def from_keras(obj):
                 continue
             layer = from_keras(entry)
             nodes = []
-            if layer["class_name"] == "Attention":
+            if layer["class_name"] in ("Attention", "AdditiveAttention"):
                 layers.append(_dot_attention_from_keras(entry, layer, mask_ops))
                 continue
             if layer["class_name"] == "MultiHeadAttention":

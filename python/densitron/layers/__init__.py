@@ -25,7 +25,7 @@ from densitron.layers.math_ops import (AddedLoss, ArgReduce, BatchFill, BatchMat
                                        RowBroadcast, Slice)
 from densitron.layers.weight_ops import WeightAdd, WeightMatMul, WeightMultiply
 from densitron.layers.attention import MultiHeadAttention
-from densitron.layers.dot_attention import Attention
+from densitron.layers.dot_attention import AdditiveAttention, Attention
 from densitron.layers.reshaping import (Cropping1D, Cropping2D, Flatten, Permute, RepeatVector,
                                         Reshape, UpSampling1D, UpSampling2D, ZeroPadding1D,
                                         ZeroPadding2D)
@@ -69,7 +69,7 @@ def _missing_keras_kind(name):
         return f"wrapper of another framework's model, {name}"
     if name in ("Cropping3D", "UpSampling3D", "ZeroPadding3D"):
         return f"volumetric layer {name}"
-    if name in ("AdditiveAttention", "GroupQueryAttention", "EinsumDense",
+    if name in ("GroupQueryAttention", "EinsumDense",
                 "GroupNormalization", "ReversibleEmbedding", "SpectralNormalization", "Wrapper"):
         return f"layer {name} (not implemented yet)"
     return None
@@ -154,4 +154,4 @@ __all__ = ["AddedLoss", "ArgReduce", "BatchReduce", "Masking", "add", "average",
            "SpatialDropout2D", "SpatialDropout3D", "Subtract", "TimeDistributed",
            "RMSNormalization", "UnitNormalization", "WeightAdd", "WeightMatMul", "WeightMultiply", "MathOp", "Divide",
            "Reduce", "RowBroadcast", "Slice", "RandomNormalSample", "ModeSelect", "BatchMatMul",
-           "MultiHeadAttention", "Conv1D", "BatchFill", "Attention"]
+           "MultiHeadAttention", "Conv1D", "BatchFill", "Attention", "AdditiveAttention"]

@@ -1,8 +1,9 @@
-"""Keras's Attention (Luong-style dot-product attention) on the engine: the scores are a
-batched matrix product per sample (query · keyᵀ), scaled by a trained scalar with use_scale,
-masked as Keras masks them, and the softmax's weights mix the value steps in a second product.
-No weights but the optional scale; Keras's `score_mode="concat"` (Bahdanau's additive scores)
-is not supported."""
+"""Keras's Attention (Luong-style dot-product attention, or with score_mode="concat"
+Bahdanau's additive scores) and AdditiveAttention on the engine: dot-product scores are a
+batched matrix product per sample (query · keyᵀ); additive scores sum tanh(query + key) over
+the features of each (query step, key step) pair, index maps spreading the two over the pairs.
+The scores are masked as Keras masks them, and the softmax's weights mix the value steps in a
+second batched product."""
 
 import numpy as np
 
@@ -13,16 +14,42 @@ _INDEX_MAP = 20  # kIndexMap
 _MASKED = -2  # an index map's entry for Keras's masked score (-1e9)
 
 
+def _pairs_summed(add, t_len, s_len, dim, key_in):
+    """q + k for each (query step, key step) pair: index maps spread the query and the key
+    over the pairs (Tq·Tv·dim values a sample), then one add."""
+    t_i, s_i, d_i = (a.ravel() for a in np.meshgrid(np.arange(t_len), np.arange(s_len),
+                                                      np.arange(dim), indexing="ij"))
+    pairs = t_len * s_len * dim
+    q = add(node_spec(_INDEX_MAP, pairs, dim, iattrs=(t_i * dim + d_i).tolist()), ("in", 0))
+    k = add(node_spec(_INDEX_MAP, pairs, dim, iattrs=(s_i * dim + d_i).tolist()),
+            ("in", key_in))
+    return add(node_spec(3, pairs, dim), q, k)                                     # kAdd
+
+
+def _tanh(add, source, width, last):
+    from densitron import activations
+
+    return add(node_spec(2, width, last, act=activations.engine_spec(activations.tanh)), source)
+
+
+def _feature_sums(add, source, t_len, s_len, dim):
+    """Σ over each pair's features: the (Tq, Tv) scores (the engine's pooling by sum)."""
+    plane = t_len * s_len
+    return add(node_spec(16, plane, s_len, iattrs=[plane, dim, 1, 2]), source)
+
+
 class Attention(Layer):
     """Keras's Attention: `layer([query, value])` or `layer([query, value, key])` on (batch,
     Tq, dim), (batch, Tv, dim_v) and (batch, Tv, dim) tensors gives softmax(query·keyᵀ)·value
     of shape (batch, Tq, dim_v); `use_scale` multiplies the scores by a trained scalar
-    ("scale", initially 1), `dropout` drops attention weights in training. As Keras: the
+    ("scale", initially 1), `dropout` drops attention weights in training. score_mode="concat"
+    scores each pair as concat_score_weight·Σ tanh(scale·(query + key)) (two trained scalars,
+    initially 1; scale with use_scale). As Keras: the
     value's mask (from Embedding(mask_zero=True) or Masking) lowers the masked scores by 1e9,
     `use_causal_mask=True` masks the value steps after each query step, the query's mask
     zeroes the output's masked steps and stays on the output, and
     `return_attention_scores=True` also gives the (batch, Tq, Tv) weights. Masks passed as
-    the `mask` argument and score_mode="concat" are refused (a ValueError says so)."""
+    the `mask` argument are refused (a ValueError says so)."""
 
     def __init__(self, use_scale=False, score_mode="dot", dropout=0.0, seed=None, **kwargs):
         signature = kwargs.pop("call_signature", None)
@@ -30,10 +57,6 @@ class Attention(Layer):
         if score_mode not in ("dot", "concat"):
             raise ValueError("Invalid value for argument score_mode. Expected one of "
                              f"{{'dot', 'concat'}}. Received: score_mode={score_mode}")
-        if score_mode == "concat":
-            raise ValueError("densitron's Attention computes dot-product scores; Keras's "
-                             "additive scores are not supported. Received: "
-                             "score_mode='concat'")
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or \
                 not 0.0 <= dropout < 1.0:
             raise ValueError(f"`dropout` must be a number in [0, 1). Received: "
@@ -96,14 +119,16 @@ class Attention(Layer):
             raise ValueError(f"Layer \"{self.name}\": the value and the key must have as many "
                              f"steps. Received: input shapes {input_shape}")
         if query[-1] != key[-1]:
-            raise ValueError(f"Layer \"{self.name}\": dot-product scores need the query and "
-                             f"the key of one last axis. Received: input shapes {input_shape}")
+            raise ValueError(f"Layer \"{self.name}\": the scores need the query and the key "
+                             f"of one last axis. Received: input shapes {input_shape}")
 
     def build(self, input_shape):
         self.scale = None
         if self.use_scale:
             self.scale = self.add_weight((), "ones", name="scale")
         self.concat_score_weight = None
+        if self.score_mode == "concat":
+            self.concat_score_weight = self.add_weight((), "ones", name="concat_score_weight")
         self.built = True
 
     def compute_output_shape(self, input_shape):
@@ -141,12 +166,21 @@ class Attention(Layer):
             items.append(([s if isinstance(s, tuple) else ("node", s) for s in sources], spec))
             return len(items) - 1
 
-        scores = add(node_spec(_BATCH_MATMUL, plane, s_len, iattrs=[1, t_len, dim, s_len, 0, 1]),
-                     ("in", 0), ("in", key_in))                                   # q·kᵀ
-        if self.scale is not None:  # scores · scale: the scalar over a last axis of one
-            flat = add(node_spec(14, plane, 1), scores)
-            flat = add(node_spec(23, plane, 1, params=[param_index[id(self.scale)]]), flat)
-            scores = add(node_spec(14, plane, s_len), flat)
+        def times_scalar(source, width, last, weight):
+            """source · a trained scalar: the engine's scale-by over a last axis of one."""
+            flat = add(node_spec(14, width, 1), source)
+            flat = add(node_spec(23, width, 1, params=[param_index[id(weight)]]), flat)
+            return add(node_spec(14, width, last), flat)
+
+        if self.score_mode == "dot":
+            scores = add(node_spec(_BATCH_MATMUL, plane, s_len,
+                                   iattrs=[1, t_len, dim, s_len, 0, 1]),
+                         ("in", 0), ("in", key_in))                               # q·kᵀ
+            if self.scale is not None:
+                scores = times_scalar(scores, plane, s_len, self.scale)
+        else:
+            scores = self._additive_scores(add, times_scalar, param_index, t_len, s_len, dim,
+                                           key_in)
         masks = getattr(node, "masks", None) or (None, None)
         extra = len(shapes)  # (the masks' ids follow the layer's inputs)
         kept = {}
@@ -184,9 +218,51 @@ class Attention(Layer):
             mixed = add(node_spec(6, t_len * dv, dv), mixed, m)                    # kMultiply
         return items, [mixed] + ([weights] if scores_out else [])
 
+    def _additive_scores(self, add, times_scalar, param_index, t_len, s_len, dim, key_in):
+        """Keras's concat scores: Σ_d tanh(scale·(q + k)) for each (query step, key step)
+        pair, times concat_score_weight."""
+        summed = _pairs_summed(add, t_len, s_len, dim, key_in)
+        if self.scale is not None:
+            summed = times_scalar(summed, t_len * s_len * dim, dim, self.scale)
+        scores = _feature_sums(add, _tanh(add, summed, t_len * s_len * dim, dim), t_len, s_len,
+                               dim)
+        return times_scalar(scores, t_len * s_len, s_len, self.concat_score_weight)
+
     def get_config(self):
         config = {**super().get_config(), "use_scale": self.use_scale,
                   "score_mode": self.score_mode, "dropout": self.dropout, "seed": self.seed}
         if self._signature is not None and any(self._signature):
             config["call_signature"] = list(self._signature)
+        return config
+
+
+class AdditiveAttention(Attention):
+    """Keras's AdditiveAttention (Bahdanau-style): `layer([query, value])` or `layer([query,
+    value, key])`, each (query step, key step) pair scored Σ_d scale_d·tanh(q_d + k_d), with
+    `scale` a trained vector of the features (glorot_uniform, as Keras) when use_scale (the
+    default); the masks, causal mask, dropout and returned weights as Attention's."""
+
+    def __init__(self, use_scale=True, dropout=0.0, **kwargs):
+        kwargs.pop("score_mode", None)
+        super().__init__(use_scale=use_scale, score_mode="concat", dropout=dropout, **kwargs)
+
+    def build(self, input_shape):
+        self.scale = None
+        if self.use_scale:
+            self.scale = self.add_weight((int(input_shape[0][-1]),), "glorot_uniform",
+                                         name="scale")
+        self.concat_score_weight = None
+        self.built = True
+
+    def _additive_scores(self, add, times_scalar, param_index, t_len, s_len, dim, key_in):
+        """Σ_d scale_d·tanh(q_d + k_d) for each pair (the scale vector over the features)."""
+        pairs = t_len * s_len * dim
+        summed = _tanh(add, _pairs_summed(add, t_len, s_len, dim, key_in), pairs, dim)
+        if self.scale is not None:
+            summed = add(node_spec(23, pairs, dim, params=[param_index[id(self.scale)]]), summed)
+        return _feature_sums(add, summed, t_len, s_len, dim)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["score_mode"]
         return config
