@@ -19,6 +19,23 @@ def _number_of(name, value, minimum=1):
     return int(value)
 
 
+def step_masks(layer, node, roles):
+    """The masks the inputs carry (from Embedding(mask_zero=True) or Masking), one per
+    (role, tensor) of `roles` (None where a tensor has none), each checked to have one entry a
+    step of its tensor; node.masks keeps them for the engine (None when there are none)."""
+    masks = []
+    for role, tensor in roles:
+        mask = getattr(tensor, "_mask", None) if tensor is not None else None
+        steps = tensor.shape[1] if tensor is not None else None
+        if mask is not None and tuple(mask.shape[1:]) != (steps,):
+            raise ValueError(
+                f"Layer \"{layer.name}\": the {role}'s mask must have one entry a step "
+                f"({steps}). Received: a mask of shape {tuple(mask.shape)}")
+        masks.append(mask)
+    node.masks = tuple(masks) if any(m is not None for m in masks) else None
+    return masks
+
+
 def _permutation(rows, groups, dim):
     """The index map that turns (rows, groups, dim) values into (groups, rows, dim): the map
     Permute((2, 1, 3)) takes."""
@@ -134,20 +151,9 @@ class MultiHeadAttention(Layer):
         masked) or Masking's kept steps (1 or 0); node.masks keeps (query's, value's, key's),
         each None when absent, for the engine."""
         query, value, key, _ = self._parts(node.inputs)
-        masks = []
-        for role, tensor, steps in (("query", query, query.shape[1]),
-                                    ("value", value, value.shape[1]),
-                                    ("key", key, key.shape[1])):
-            mask = getattr(tensor, "_mask", None)
-            if role == "key" and tensor is value:
-                mask = None  # Keras: key defaults to value, whose mask is already in
-            if mask is not None and tuple(mask.shape[1:]) != (steps,):
-                raise ValueError(
-                    f"Layer \"{self.name}\": the {role}'s mask must have one entry a step "
-                    f"({steps}). Received: a mask of shape {tuple(mask.shape)}")
-            masks.append(mask)
-        node.masks = tuple(masks) if any(m is not None for m in masks) else None
-        return masks[0]
+        # (Keras: key defaults to value, whose mask is already in)
+        return step_masks(self, node, [("query", query), ("value", value),
+                                       ("key", None if key is value else key)])[0]
 
     def _parts(self, inputs):
         """query, value, key (value when not given), attention_mask (or None) of a call's

@@ -137,16 +137,9 @@ class Attention(Layer):
     def _output_mask(self, node):
         """Keras's: the query's mask stays on the output; the engine reads the query's and
         the value's (node.masks; a key's own mask is not read, as Keras's call ignores it)."""
-        masks = []
-        for tensor, what in ((node.inputs[0], "query"), (node.inputs[1], "value")):
-            mask = getattr(tensor, "_mask", None)
-            if mask is not None and tuple(mask.shape[1:]) != (tensor.shape[1],):
-                raise ValueError(
-                    f"Layer \"{self.name}\": the {what}'s mask must have one entry a step "
-                    f"({tensor.shape[1]}). Received: a mask of shape {tuple(mask.shape)}")
-            masks.append(mask)
-        node.masks = tuple(masks) if any(m is not None for m in masks) else None
-        return masks[0]
+        from densitron.layers.attention import step_masks
+
+        return step_masks(self, node, [("query", node.inputs[0]), ("value", node.inputs[1])])[0]
 
     def _engine_subgraph(self, node, param_index):
         from densitron import activations
