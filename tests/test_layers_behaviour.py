@@ -109,6 +109,34 @@ def test_spatial_dropout_drops_whole_channels(threads):
         layers.SpatialDropout1D(0.5)(layers.Input(shape=(4,)))
 
 
+@pytest.mark.parametrize("make", [lambda: layers.Dropout(1.0),
+                                  lambda: layers.Dropout(1, noise_shape=(None, 1, None)),
+                                  lambda: layers.SpatialDropout1D(1.0)])
+def test_dropout_of_rate_1_drops_every_value_as_keras(make):
+    # Keras takes rate 1.0 (refused before): zeros in training, a NaN or infinity too (no
+    # value is scaled by 1/0), the input as is in inference; no gradient reaches the layers
+    # before it, and the model trains its last bias alone, as Keras's (found by fuzzing).
+    # AlphaDropout's and GaussianDropout's 1 stay refused (Keras's call fails on them).
+    x = np.arange(24, dtype=np.float32).reshape(2, 4, 3) - 5
+    x[0, 0, :2] = np.nan, np.inf
+    layer = make()
+    np.testing.assert_array_equal(np.asarray(layer(x, training=True)), np.zeros_like(x))
+    np.testing.assert_array_equal(np.asarray(layer(x)), x)
+    inp = layers.Input((4, 3))
+    m = Model(inp, layers.Dense(1)(make()(layers.Dense(5)(inp))))
+    m.compile(optimizer="sgd", loss="mse")
+    before = m.get_weights()
+    history = m.fit(np.ones((8, 4, 3)), np.ones((8, 4, 1)), verbose=0)
+    assert history.history["loss"] == [pytest.approx(1.0)]
+    after = m.get_weights()
+    for a, b in zip(before[:3], after[:3]):
+        np.testing.assert_array_equal(a, b)
+    assert after[3][0] == pytest.approx(0.02)  # (SGD 0.01 of the bias's gradient -2)
+    for bad in (lambda: layers.AlphaDropout(1.0), lambda: layers.GaussianDropout(1.0)):
+        with pytest.raises(ValueError, match="1 excluded.*Received: rate=1.0"):
+            bad()
+
+
 def test_alpha_dropout_keeps_mean_and_variance_in_training_only():
     # Keras's AlphaDropout on x = 0: kept values give b, dropped ones a·alpha' + b; the mean
     # of y² over many values matches that mixture, and inference passes x unchanged.

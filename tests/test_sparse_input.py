@@ -271,7 +271,9 @@ def test_bad_sparse_input():
                                          r"\(20, 49\)"):
         m.fit(x[:, :49], y, verbose=0)
     with pytest.raises(ValueError, match=r"Received: x with shape \(0, 50\)"):
-        m.predict(sp.csr_matrix((0, 50), dtype=np.float32), verbose=0)
+        m.fit(sp.csr_matrix((0, 50), dtype=np.float32), y[:0], verbose=0)
+    # (predict of no rows: outputs of no rows, as Keras's model(x))
+    assert m.predict(sp.csr_matrix((0, 50), dtype=np.float32), verbose=0).shape == (0, 3)
     with pytest.raises(TypeError, match=r"Received: x with dtype complex"):
         m.predict(x.astype(np.complex64), verbose=0)
     with pytest.raises(ValueError, match="Data cardinality is ambiguous"):

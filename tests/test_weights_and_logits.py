@@ -88,6 +88,32 @@ def test_class_weight_matches_the_equivalent_sample_weight():
         model.fit(x, labels, class_weight=[1.0, 2.0], verbose=0)
 
 
+def test_class_weight_keys_are_matched_as_keras_matches_them():
+    # Keras weighs a sample by class_weight.get(int(class id), 1.0): string keys ("0", as
+    # json gives them) match no class and weigh nothing (densitron refused them; it now
+    # trains as Keras, with a warning), 0.0 and np.int64(2) match 0 and 2, a negative key
+    # a hinge loss's -1 labels (found by fuzzing).
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    labels = rng.integers(0, 3, 64)
+
+    def fit(labels, loss="sparse_categorical_crossentropy", units=3, act="softmax", **kwargs):
+        model = linear_model(4, units, act)
+        model.set_weights([np.full((4, units), 0.1, np.float32), np.zeros(units, np.float32)])
+        model.compile(optimizer="sgd", loss=loss)
+        return model.fit(x, labels, epochs=2, shuffle=False, verbose=0, **kwargs).history
+
+    plain = fit(labels)
+    with pytest.warns(UserWarning, match=r"\['0', '1', 2.5\] match none.*Received: "
+                                         r"class_weight="):
+        assert fit(labels, class_weight={"0": 3.0, "1": 2.0, 2.5: 4.0}) == plain
+    weighted = fit(labels, sample_weight=np.array([3.0, 1.0, 0.5])[labels])
+    assert fit(labels, class_weight={0.0: 3.0, np.int64(2): 0.5, 9: 7.0}) == weighted
+    signs = np.where(x[:, 0] > 0, 1.0, -1.0).astype(np.float32)
+    assert fit(signs, "hinge", 1, "tanh", class_weight={-1: 3.0, 1: 0.5}) == fit(
+        signs, "hinge", 1, "tanh", sample_weight=np.where(signs < 0, 3.0, 0.5))
+
+
 def test_class_weight_leaves_the_validation_split_unweighted():
     # Keras weighs the training samples by class; val_loss of a validation_split is the plain
     # loss of the held-out rows (it was weighted by class too, so EarlyStopping watched another

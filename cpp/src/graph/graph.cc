@@ -97,8 +97,12 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
           if (node.iattrs.size() % 2 != 0 || node.iattrs.size() < 4 || width != node.width)
             bad("Dropout's noise_shape attributes");
         }
-        if (node.op == OpType::kDropout && !(node.fattrs[0] >= 0.0 && node.fattrs[0] < 1.0))
-          bad("Dropout rate must be in [0, 1)");
+        // (rate 1 drops every value, Keras's zeros: the kernels select 0 over x·(1/0);
+        // AlphaDropout's a·x + b has no value there)
+        if (node.op == OpType::kDropout &&
+            !(node.fattrs[0] >= 0.0 &&
+              (node.fattrs.size() == 4 ? node.fattrs[0] < 1.0 : node.fattrs[0] <= 1.0)))
+          bad("Dropout rate must be in [0, 1] ([0, 1) for AlphaDropout)");
         break;
       case OpType::kBatchNorm:
       case OpType::kLayerNorm: {

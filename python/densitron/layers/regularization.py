@@ -19,12 +19,17 @@ class Dropout(Layer):
     """Sets a fraction `rate` of inputs to 0 in training and scales the rest by 1/(1-rate)."""
     _identity_outside_training = True  # training=False in a call: the input as is
     _mask_rule = "pass"
+    # Keras takes rate 1: every value dropped, zeros in training (no value is scaled by 1/0).
+    # AlphaDropout's a·x + b has no value at 1 (Keras's call fails).
+    _rate_one = True
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (
+                0 <= rate <= 1 if self._rate_one else 0 <= rate < 1):
             raise ValueError("Invalid value received for argument `rate`. Expected a float value "
-                             f"between 0 and 1. Received: rate={rate!r}")
+                             f"between 0 and 1{'' if self._rate_one else ' (1 excluded)'}. "
+                             f"Received: rate={rate!r}")
         if noise_shape is not None:
             if not isinstance(noise_shape, (list, tuple)) or not all(
                     d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool)
@@ -218,6 +223,7 @@ class AlphaDropout(Dropout):
     alpha' = -alpha·scale, then a·x + b keeps the mean and variance; identity outside
     training."""
     _ALPHA_P = -1.6732632423543772848170429916717 * 1.0507009873554804934193349852946
+    _rate_one = False
 
     def _engine_fattrs(self):
         rate, alpha_p = self.rate, self._ALPHA_P

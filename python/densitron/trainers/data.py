@@ -3,6 +3,7 @@ int32, int64 and uint8 inputs as they are), one per model input and per output t
 with the same number of rows. Every check raises a ValueError or TypeError that names the
 argument and what was received."""
 
+import math
 import sys
 import warnings
 
@@ -240,7 +241,8 @@ def standardize_x(model, x, arg="x", reject_nan=True, predicting=False):
         name = input_name(k, len(parts), arg)
         if is_sparse(part):
             a = SparseInput.from_scipy(part, name)
-            if len(shape) != 1 or a.shape[1] != shape[0] or a.shape[0] == 0:
+            if len(shape) != 1 or a.shape[1] != shape[0] or (a.shape[0] == 0
+                                                             and not predicting):
                 raise ValueError(
                     f"Input {k} of model \"{model.name}\" is incompatible: expected shape "
                     f"{(None, *shape)}, but received a sparse input with shape {a.shape}. "
@@ -259,12 +261,12 @@ def standardize_x(model, x, arg="x", reject_nan=True, predicting=False):
                 f"{(None, *shape)}, but received input with shape {a.shape}. "
                 f"Received: {name} with shape {a.shape}"
             )
-        if a.shape[0] == 0:
+        if a.shape[0] == 0 and not predicting:  # (predict gives Keras's (0, ...) outputs)
             raise ValueError(
                 f"Expected `{name}` to hold at least one sample. Received: {name} with shape "
                 f"{a.shape}"
             )
-        a = _input_array(a.reshape(a.shape[0], -1))
+        a = _input_array(a.reshape(a.shape[0], math.prod(shape)))  # (-1 fails on no rows)
         if reject_nan:
             _check_finite(a, name)
         out.append(a)
@@ -323,6 +325,16 @@ def _class_ids_ready(y, classes):
     return None
 
 
+def unread_targets(model):
+    """The indices of the outputs whose targets nothing reads: no loss (compile's None), no
+    metric. Keras ignores the targets given for them (any shape, NaN), counting their rows."""
+    plain = model._metrics_per_output(getattr(model, "_compile_metrics", None))
+    weighted = model._metrics_per_output(getattr(model, "_compile_weighted_metrics", None),
+                                         "weighted_metrics")
+    return {k for k, loss in enumerate(model._compiled_losses)
+            if isinstance(loss, losses_mod._NoLoss) and not plain[k] and not weighted[k]}
+
+
 def standardize_y(model, y, arg="y"):
     """Returns a list of float32 target arrays, one per output, shaped for the engine."""
     if y is None:
@@ -339,7 +351,8 @@ def standardize_y(model, y, arg="y"):
             if a is not None:
                 return [a]
     parts = _split_structure(y, model._output_names, arg)
-    out = []
+    unread = unread_targets(model)
+    out, unread_rows = [], {}
     for k, part in enumerate(parts):
         name = input_name(k, len(parts), arg)
         loss = model._compiled_losses[k]
@@ -351,6 +364,10 @@ def standardize_y(model, y, arg="y"):
         if a.ndim == 0 or a.shape[0] == 0:
             raise ValueError(f"Expected `{name}` to hold at least one sample. "
                              f"Received: {name} with shape {a.shape}")
+        if k in unread:  # (read for its rows only: stand-in zeros of as many rows follow)
+            unread_rows[k] = a.shape[0]
+            out.append(None)
+            continue
         if isinstance(loss, losses_mod.SparseCategoricalCrossentropy):
             lead = shape[:-1]
             if tuple(a.shape[1:]) not in (lead, lead + (1,)):
@@ -385,8 +402,8 @@ def standardize_y(model, y, arg="y"):
         raise ValueError(f"`{arg}` must hold the targets of an output that has a loss. "
                          f"Received: {arg}={y!r}")
     # (an output without a loss reads no targets: zeros of its shape stand in)
-    return [np.zeros((rows, int(np.prod(model._output_shapes[k]))), np.float32) if a is None
-            else a for k, a in enumerate(out)]
+    return [np.zeros((unread_rows.get(k, rows), int(np.prod(model._output_shapes[k]))),
+                     np.float32) if a is None else a for k, a in enumerate(out)]
 
 
 def standardize_sample_weight(model, sample_weight, rows, arg="sample_weight"):
@@ -441,20 +458,23 @@ def class_weights_to_sample_weights(model, class_weight, ys):
     else:
         classes = np.round(y[:, 0])
     classes = classes.astype(np.int64)
-    # (whole-number float keys as ints: sklearn's compute_class_weight over float labels)
-    class_weight = {int(c) if isinstance(c, (float, np.floating)) and float(c).is_integer()
-                    else c: w for c, w in class_weight.items()}
     for c, w in class_weight.items():
-        if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0:
-            raise ValueError("`class_weight` keys must be non-negative class indices. "
-                             f"Received: class_weight key {c!r}")
         if not is_number(w):
             raise ValueError("`class_weight` values must be numbers. "
                              f"Received: class_weight[{c!r}]={w!r}")
-    table = np.ones(max(int(classes.max()), max(class_weight, default=0)) + 1, np.float32)
-    for c, w in class_weight.items():
-        table[int(c)] = float(w)
-    return [np.ascontiguousarray(table[classes])]
+    # Keras's class_weight.get(int(class_id), 1.0): a key weighs the class id it equals as a
+    # dict key (0.0 and np.int64(0) weigh class 0, a negative key a hinge loss's -1 labels);
+    # one no integer equals ("0", 2.5) weighs nothing, as in Keras, and is warned of here.
+    unmatched = [c for c in class_weight
+                 if not (isinstance(c, (int, np.integer, np.bool_))
+                         or (is_number(c) and float(c).is_integer()))]
+    if unmatched:
+        warnings.warn(f"`class_weight` keys are matched to integer class ids, as Keras matches "
+                      f"them: {unmatched} match none and weigh no samples. Received: "
+                      f"class_weight={class_weight!r}", stacklevel=4)
+    ids, inverse = np.unique(classes, return_inverse=True)
+    table = np.array([float(class_weight.get(int(c), 1.0)) for c in ids], np.float32)
+    return [np.ascontiguousarray(table[inverse.reshape(-1)])]
 
 
 def check_cardinality(xs, ys):
@@ -467,6 +487,14 @@ def check_cardinality(xs, ys):
             f"samples. Received: 'x' sizes: {xs_sizes}, 'y' sizes: {ys_sizes}"
         )
     return rows.pop()
+
+
+def bools_as_ints(*values, false=True):
+    """values with a bool (Python's or NumPy's) as the integer it is, as Keras takes them
+    where it takes an integer: fit(verbose=True, epochs=True, batch_size=True) are 1. With
+    `false` False, a False stays as given (refused by name where 0 would be: batch_size)."""
+    return [int(v) if isinstance(v, (bool, np.bool_)) and (v or false) else v
+            for v in values]
 
 
 def check_batch_size(batch_size, arg="batch_size"):

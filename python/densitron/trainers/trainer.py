@@ -129,7 +129,10 @@ def _check_output_keys(value, names, arg):
 
 
 def _user_callbacks(callbacks):
-    """The `callbacks` argument as a new list, each checked to be a Callback."""
+    """The `callbacks` argument as a new list, each checked to be a Callback (a single
+    Callback is a list of it, as Keras's CallbackList flattens it)."""
+    if isinstance(callbacks, Callback):
+        return [callbacks]
     if callbacks is not None and not isinstance(callbacks, (list, tuple)):
         raise TypeError("`callbacks` must be a list of densitron.callbacks.Callback instances. "
                         f"Received: callbacks={callbacks!r}")
@@ -623,6 +626,11 @@ class Trainer:
         time goes — GEMM, elementwise ops and activations, loss and metrics, optimizer, data
         gathering, waiting between threads, engine scheduling, framework overhead — and stores
         it in `history.profile` (printed unless verbose=0)."""
+        epochs, verbose, initial_epoch = data_mod.bools_as_ints(epochs, verbose, initial_epoch)
+        (batch_size, steps_per_epoch, validation_steps, validation_batch_size,
+         validation_freq) = data_mod.bools_as_ints(batch_size, steps_per_epoch, validation_steps,
+                                                   validation_batch_size, validation_freq,
+                                                   false=False)
         epochs = config_mod.capped_epochs(epochs)
         steps_per_epoch = config_mod.capped_steps(steps_per_epoch)
         if sources.is_batch_source(x):
@@ -1047,8 +1055,10 @@ class Trainer:
                        if y is not None else [])
             ys = data_mod.standardize_y(self, y)
             rows = data_mod.check_cardinality(xs, ys)
-            # (the targets of an output without a loss, left out: zeros of its shape)
-            y_parts = [ys[k] if p is None else p for k, p in enumerate(y_parts)]
+            # (the targets of an output without a loss, left out or unread: zeros of its
+            # shape)
+            unread = data_mod.unread_targets(self)
+            y_parts = [ys[k] if p is None or k in unread else p for k, p in enumerate(y_parts)]
         if not engine_ready:
             self._ensure_engine(y_parts)
         return xs, ys, rows
@@ -1103,6 +1113,8 @@ class Trainer:
         if not self.compiled:
             raise ValueError("You must call `compile()` before using the model for evaluation. "
                              "Received: evaluate() on a model that is not compiled")
+        (verbose,) = data_mod.bools_as_ints(verbose)
+        batch_size, steps = data_mod.bools_as_ints(batch_size, steps, false=False)
         verbose = data_mod.check_verbose(verbose)
         steps = config_mod.capped_steps(steps, "steps")
         if sources.is_batch_source(x):
@@ -1158,6 +1170,8 @@ class Trainer:
     # --- predict -------------------------------------------------------------------------
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         self._refuse_custom_steps(("predict_step",))
+        (verbose,) = data_mod.bools_as_ints(verbose)
+        batch_size, steps = data_mod.bools_as_ints(batch_size, steps, false=False)
         if config_mod._MAX_STEPS_PER_EPOCH:
             steps = config_mod.capped_steps(steps, "steps")
         if callbacks is None or (isinstance(callbacks, list) and not callbacks):
@@ -1205,6 +1219,12 @@ class Trainer:
         self._ensure_built_from(x)
         xs = data_mod.standardize_x(self, x, reject_nan=False, predicting=True)  # NaN → NaN
         rows = xs[0].shape[0]
+        if any(a.shape[0] == 0 for a in xs):
+            # Keras's model(x) and predict_on_batch of no rows: outputs of no rows
+            data_mod.check_cardinality(xs, [])
+            begin(0)
+            return self._structured([np.zeros((0, math.prod(shape)), np.float32)
+                                     for shape in self._output_shapes])
         batch_size = data_mod.batch_for_steps(batch_size, steps, rows)
         (xs,), batches = data_mod.head_for_steps([xs], rows, batch_size, steps)
         begin(batches)
