@@ -814,3 +814,18 @@ def test_targets_of_an_output_without_a_loss_are_not_read():
     with raises(ValueError, "same shape", "(16, 7)"):
         two_outputs([None, ["mae"]]).evaluate(x, [y, np.zeros((16, 7))], verbose=0)
 
+
+def test_arguments_keras_refuses_or_fails_on_are_refused_clearly():
+    # found by fuzzing: Keras refuses trainable="x" (ValueError); Adam(loss_scale_factor=0)
+    # trains Keras's weights to NaN (the loss times 0, the gradients divided by 0)
+    for bad in ("x", 1, None, np.True_):
+        with raises(ValueError, "Expected `trainable` to be a boolean", f"trainable={bad}"):
+            Dense(3, trainable=bad)
+    for bad in (0, 0.0, float("inf"), float("nan"), False):
+        with raises(ValueError, "loss_scale_factor", f"loss_scale_factor={bad!r}"):
+            optimizers.Adam(loss_scale_factor=bad)
+    with raises(TypeError, "loss_scale_factor='x'"):
+        optimizers.SGD(loss_scale_factor="x")
+    for fine in (None, 8.0, -2, True):
+        optimizers.Adam(loss_scale_factor=fine)
+

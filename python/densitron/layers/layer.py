@@ -485,7 +485,10 @@ class Layer:
         from densitron import regularizers
 
         self.activity_regularizer = regularizers.get(activity_regularizer)
-        self._trainable = bool(trainable)
+        if not isinstance(trainable, bool):  # (Keras's check; its setter takes any truth value)
+            raise ValueError("Expected `trainable` to be a boolean. Received: "
+                             f"trainable={trainable} (of type {type(trainable)})")
+        self._trainable = trainable
         self.built = False
         self._op_layer = self._op_class or OP_DEPTH[0] > 0  # (see densitron._op_marks)
         self._weights = []

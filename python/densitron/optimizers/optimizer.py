@@ -2,6 +2,7 @@
 the parameters in place, as the formulas in Keras 3 define it."""
 
 import inspect
+import math
 import numbers
 import re
 import warnings
@@ -174,8 +175,16 @@ class Optimizer:
                              f"Received: gradient_accumulation_steps={steps!r}")
         self.gradient_accumulation_steps = int(steps) if steps else None
         # (a loss scale factor multiplies the loss and divides the gradients: no change in
-        # float32)
-        kwargs.pop("loss_scale_factor", None)
+        # float32). Keras trains to NaN with 0, an infinity or NaN (0/0, inf/inf): refused.
+        scale = kwargs.pop("loss_scale_factor", None)
+        if scale is not None:
+            if not isinstance(scale, numbers.Real):  # (True is 1, as Keras multiplies by it)
+                raise TypeError("Argument `loss_scale_factor` must be a number or None. "
+                                f"Received: loss_scale_factor={scale!r}")
+            if scale == 0 or not math.isfinite(scale):
+                raise ValueError("Argument `loss_scale_factor` must be a finite number other "
+                                 "than 0 (the loss times it, the gradients divided by it: Keras's "
+                                 f"weights become NaN). Received: loss_scale_factor={scale!r}")
         if "decay" in kwargs:  # (Keras 2's argument, which Keras 3 takes and ignores)
             kwargs.pop("decay")
             warnings.warn("Argument `decay` is no longer supported and will be ignored.",
