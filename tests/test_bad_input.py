@@ -829,3 +829,15 @@ def test_arguments_keras_refuses_or_fails_on_are_refused_clearly():
     for fine in (None, 8.0, -2, True):
         optimizers.Adam(loss_scale_factor=fine)
 
+
+def test_numbers_too_large_are_refused_by_name():
+    # found by fuzzing: pybind's "incompatible function arguments" and NumPy's "Maximum
+    # allowed dimension exceeded" named no argument
+    for n in (2**31, 2**40):
+        with raises(ValueError, f"`n` must be a positive integer below 2**31", f"n={n}"):
+            densitron.set_num_threads(n)
+    for units in (2**61, 10**30):
+        with raises(ValueError, "`units`", f"units={units}"):
+            Dense(units)
+    with raises(ValueError, "weight `kernel` of shape (4, 576460752303423488)"):
+        Dense(2**59)(Input((4,)))

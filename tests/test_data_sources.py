@@ -1,5 +1,6 @@
 """fit, evaluate and predict on batches from a PyDataset or a generator, as Keras takes them."""
 
+import re
 import warnings
 
 import numpy as np
@@ -171,17 +172,43 @@ def test_nan_in_a_batch_stops_fit_and_evaluate_before_that_batch():
     bad = x.copy()
     bad[45, 2] = np.nan  # batch 2 (rows 40-59), its row 5
     m, ref = model(), model()
-    with pytest.raises(ValueError, match=r"`x` contains NaN.*Received: x with NaN at row 5"):
+    # (the batch is named too, counted from 0: "row 5" alone was found by fuzzing)
+    with pytest.raises(ValueError, match=r"`x` contains NaN.*Received: x with NaN at row 5 of "
+                                         r"batch 2$"):
         m.fit(Batches(bad, y, 20), epochs=1, shuffle=False, verbose=0)
     assert int(m.optimizer.iterations) == 0
     for p, q in zip(m.get_weights(), ref.get_weights()):
         np.testing.assert_array_equal(p, q)
-    with pytest.raises(ValueError, match=r"`x` contains NaN.*at row 5"):
+    with pytest.raises(ValueError, match=r"`x` contains NaN.*at row 5 of batch 2$"):
         m.evaluate(Batches(bad, y, 20), verbose=0)
+    # a NaN in a later batch's targets or weights: named alike, and fit restores the model too
     bad_y = y.copy()
-    bad_y[3, 1] = np.nan
-    with pytest.raises(ValueError, match=r"`y` contains NaN.*at row 3"):
+    bad_y[23, 1] = np.nan
+    with pytest.raises(ValueError, match=r"`y` contains NaN.*at row 3 of batch 1$"):
         m.fit(Batches(x, bad_y, 20), epochs=1, shuffle=False, verbose=0)
+    bad_w = np.ones(len(x))
+    bad_w[61] = np.nan
+    with pytest.raises(ValueError, match=r"`sample_weight` contains NaN.*at row 1 of batch 3$"):
+        m.fit(Batches(x, y, 20, bad_w), epochs=1, shuffle=False, verbose=0)
+    assert int(m.optimizer.iterations) == 0
+    for p, q in zip(m.get_weights(), ref.get_weights()):
+        np.testing.assert_array_equal(p, q)
+    with pytest.raises(ValueError, match=r"`y` contains NaN.*at row 3 of batch 1$"):
+        m.evaluate(Batches(x, bad_y, 20), verbose=0)
+
+
+def test_arrays_beside_a_source_are_named_by_type_and_shape():
+    # (the message printed the whole array: found by fuzzing)
+    x, y = data()
+    for value, received in ((y, "y of type ndarray with shape (100, 3)"),
+                            (y.tolist(), "y of type list of length 100"), (3, "y=3")):
+        with pytest.raises(ValueError, match=r"`y` is not supported when `x` is a PyDataset "
+                                             r"or a generator.*Received: " + re.escape(received)
+                                             + "$"):
+            model().fit(Batches(x, y, 10), value, verbose=0)
+    with pytest.raises(ValueError, match=r"Received: sample_weight of type ndarray with shape "
+                                         r"\(100,\)$"):
+        model().evaluate(iter([(x, y)]), sample_weight=np.ones(100), verbose=0)
 
 
 def test_batches_needing_conversion_train_as_float32_batches():

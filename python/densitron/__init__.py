@@ -55,8 +55,8 @@ def set_num_threads(n):
 
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise TypeError(f"`n` must be a positive integer. Received: n={n!r}")
-    if n < 1:
-        raise ValueError(f"`n` must be a positive integer. Received: n={n}")
+    if not 1 <= n < 2**31:  # (the engine's thread count is a C int)
+        raise ValueError(f"`n` must be a positive integer below 2**31. Received: n={n}")
     _core.set_num_threads(int(n))
 
 

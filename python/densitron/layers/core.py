@@ -48,6 +48,9 @@ class Dense(Layer):
                 "Received an invalid value for `units`, expected a positive integer. "
                 f"Received: units={units!r}"
             )
+        if units >= 2**61:  # (NumPy's "Maximum allowed dimension exceeded" otherwise)
+            raise ValueError("Received an invalid value for `units`: its bias of float32 values "
+                             f"would exceed an array's 2**63 bytes. Received: units={units}")
         self.units = int(units)
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)

@@ -5,6 +5,7 @@ walks these nodes back from its outputs. Calling a layer on arrays runs it throu
 
 import functools
 import inspect
+import math
 import warnings
 
 import numpy as np
@@ -569,6 +570,10 @@ class Layer:
         shape = () if shape is None else tuple(int(d) for d in shape)
         initializer = initializers.get("glorot_uniform" if initializer is None else initializer)
         name = name or f"variable_{len(self._weights)}"
+        if math.prod(shape) >= 2**61:  # (NumPy's "array is too big" otherwise)
+            raise ValueError(f"Layer \"{self.name}\": weight `{name}` of shape {shape} would "
+                             f"exceed an array's 2**63 bytes of float32 values. Received: "
+                             f"shape={shape}")
         var = Variable(initializer, shape, name=name, trainable=trainable,
                        path=f"{self.name}/{name}", regularizer=regularizers.get(regularizer),
                        constraint=constraints.get(constraint))

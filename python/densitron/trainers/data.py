@@ -149,11 +149,17 @@ def _check_finite(a, arg, first_row=0):
         raise nan_error(arg, first_row + index // max(1, a.size // a.shape[0]))
 
 
-def nan_error(arg, row, cls=ValueError):
-    return cls(
+def nan_error(arg, row, cls=ValueError, batch=None):
+    """The error for a NaN at `row` of `arg`; of a source's batch `batch` (counted from 0)
+    when given. It keeps (arg, row) as `nan_at`, for the batch to be named where it is
+    known."""
+    where = f"row {row}" if batch is None else f"row {row} of batch {batch}"
+    error = cls(
         f"`{arg}` contains NaN values; densitron refuses to train or evaluate on them "
-        f"(the loss would become NaN). Received: {arg} with NaN at row {row}"
+        f"(the loss would become NaN). Received: {arg} with NaN at {where}"
     )
+    error.nan_at = (arg, row)
+    return error
 
 
 def input_name(k, count, arg="x"):
@@ -166,9 +172,10 @@ class EngineNaNError(ValueError):
     model's state from before its first step: see Trainer._train_epochs_or_restore)."""
 
 
-def engine_nan_error(xs, nan):
-    """The error for the engine's report of a NaN met while gathering rows: (input, row)."""
-    return nan_error(input_name(nan[0], len(xs)), nan[1], EngineNaNError)
+def engine_nan_error(xs, nan, batch=None):
+    """The error for the engine's report of a NaN met while gathering rows: (input, row), of
+    a source's batch `batch` when given."""
+    return nan_error(input_name(nan[0], len(xs)), nan[1], EngineNaNError, batch)
 
 
 def _split_structure(value, names, arg, extra_ok=False):

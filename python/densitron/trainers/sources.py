@@ -29,8 +29,14 @@ def reject_beside(**arguments):
     generator, the batches hold them."""
     for arg, value in arguments.items():
         if value is not None:
+            # (an array by its type and shape: its values could fill pages)
+            shape = getattr(value, "shape", None)
+            received = (f"{arg} of type {type(value).__name__} with shape {tuple(shape)}"
+                        if isinstance(shape, tuple) else
+                        f"{arg} of type {type(value).__name__} of length {len(value)}"
+                        if isinstance(value, (list, tuple, dict)) else f"{arg}={value!r}")
             raise ValueError(f"`{arg}` is not supported when `x` is a PyDataset or a generator: "
-                             f"its batches hold it. Received: {arg}={value!r}")
+                             f"its batches hold it. Received: {received}")
 
 
 class BatchSource:

@@ -924,24 +924,32 @@ class Trainer:
         cb.on_test_end(logs)
         return logs
 
-    def _batch_arrays(self, batch, arg, class_weight=None, engine_ready=False):
-        """One batch of a source as the engine's arrays: xs, ys, sample weights, rows. x is
-        not checked for NaN here: the engine checks its rows as it reads them. With
-        `engine_ready` (an epoch's batches after its first), the model's build and engine are
-        not checked again (a layer frozen or given another activation by a batch callback
-        takes effect from the next epoch): 15-20 µs less a batch."""
+    def _batch_arrays(self, batch, arg, index, class_weight=None, engine_ready=False):
+        """One batch of a source, batch `index` of its epoch, as the engine's arrays: xs, ys,
+        sample weights, rows. x is not checked for NaN here: the engine checks its rows as it
+        reads them. With `engine_ready` (an epoch's batches after its first), the model's
+        build and engine are not checked again (a layer frozen or given another activation by
+        a batch callback takes effect from the next epoch): 15-20 µs less a batch."""
         bx, by, bw = unpack(batch, arg)
         if by is None:
             raise ValueError(f"Each batch of `{arg}` must hold targets: (x, y) or (x, y, "
                              f"sample_weight). Received: a batch of x alone")
-        xs, ys, rows = self._prepare_xy(bx, by, reject_x_nan=False, engine_ready=engine_ready)
-        if class_weight is not None:
-            if bw is not None:
-                raise ValueError("You cannot use `class_weight` with batches that hold sample "
-                                 "weights. Received: both")
-            sws = data_mod.class_weights_to_sample_weights(self, class_weight, ys)
-        else:
-            sws = data_mod.standardize_sample_weight(self, bw, rows)
+        try:
+            xs, ys, rows = self._prepare_xy(bx, by, reject_x_nan=False,
+                                            engine_ready=engine_ready)
+            if class_weight is not None:
+                if bw is not None:
+                    raise ValueError("You cannot use `class_weight` with batches that hold "
+                                     "sample weights. Received: both")
+                sws = data_mod.class_weights_to_sample_weights(self, class_weight, ys)
+            else:
+                sws = data_mod.standardize_sample_weight(self, bw, rows)
+        except ValueError as e:
+            if not hasattr(e, "nan_at"):
+                raise
+            # A NaN in the targets or weights: named with its batch, and an EngineNaNError as
+            # the engine's for x, so fit restores the model's state from before its first step
+            raise data_mod.nan_error(*e.nan_at, data_mod.EngineNaNError, index) from None
         return xs, ys, sws, rows
 
     def _fit_source(self, x, y, epochs, verbose, callbacks, validation_split, validation_data,
@@ -975,7 +983,7 @@ class Trainer:
             # (the per-batch hooks and their logs only when a callback has them)
             hooks = cb.overrides(*TRAIN_BATCH_HOOKS)
             for batch in source.batches():
-                xs, ys, sws, rows = self._batch_arrays(batch, "x", class_weight,
+                xs, ys, sws, rows = self._batch_arrays(batch, "x", done, class_weight,
                                                        engine_ready=done > 0)
                 if hooks:
                     cb.on_train_batch_begin(done)
@@ -989,7 +997,7 @@ class Trainer:
                 *totals, nan = self._graph.train_batches(xs, ys, in_order, rows, 0, 1, sws,
                                                          done > 0)
                 if nan is not None:
-                    raise data_mod.engine_nan_error(xs, nan)
+                    raise data_mod.engine_nan_error(xs, nan, done)
                 if hooks:
                     cb.on_train_batch_end(done, self._logs_from_totals(*totals))
                 done += 1
@@ -1015,12 +1023,12 @@ class Trainer:
         when given)."""
         totals = None
         for b, batch in enumerate(source.batches()):
-            xs, ys, sws, rows = self._batch_arrays(batch, source.arg)
+            xs, ys, sws, rows = self._batch_arrays(batch, source.arg, b)
             if cb is not None:
                 cb.on_test_batch_begin(b)
             *step, nan = self._graph.evaluate(xs, ys, self._inference_batch(rows), sws, True)
             if nan is not None:
-                raise data_mod.engine_nan_error(xs, nan)
+                raise data_mod.engine_nan_error(xs, nan, b)
             totals = sources.add_totals(totals, step)
             if cb is not None:
                 cb.on_test_batch_end(b, self._logs_from_totals(*totals))
