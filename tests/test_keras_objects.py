@@ -328,3 +328,14 @@ def test_keras_2_optimizer_decay_and_float_class_weight_keys_and_auc_thresholds(
     np.testing.assert_allclose(auc.thresholds, [-1e-7, 0.25, 0.5, 0.75, 1 + 1e-7])
     given = densitron.metrics.AUC(thresholds=[0.3, 0.6])
     assert given.num_thresholds == 4 and given.get_config()["thresholds"] == [0.3, 0.6]
+
+
+def test_optimizer_config_keeps_loss_scale_factor_as_keras():
+    # Keras 3.15's optimizer config lists loss_scale_factor (None by default); a Keras file's
+    # optimizer with one loads and keeps it.
+    config = densitron.optimizers.Adam().get_config()
+    assert "loss_scale_factor" in config and config["loss_scale_factor"] is None
+    scaled = densitron.optimizers.Adam(loss_scale_factor=128.0)
+    again = densitron.optimizers.Adam.from_config(scaled.get_config())
+    assert again.get_config() == scaled.get_config()
+    assert again.loss_scale_factor == 128.0

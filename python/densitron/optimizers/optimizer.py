@@ -185,6 +185,7 @@ class Optimizer:
                 raise ValueError("Argument `loss_scale_factor` must be a finite number other "
                                  "than 0 (the loss times it, the gradients divided by it: Keras's "
                                  f"weights become NaN). Received: loss_scale_factor={scale!r}")
+        self.loss_scale_factor = scale  # (kept for the config, as Keras's)
         if "decay" in kwargs:  # (Keras 2's argument, which Keras 3 takes and ignores)
             kwargs.pop("decay")
             warnings.warn("Argument `decay` is no longer supported and will be ignored.",
@@ -439,6 +440,7 @@ class Optimizer:
                 "clipvalue": self.clipvalue, "global_clipnorm": self.global_clipnorm,
                 "use_ema": self.use_ema, "ema_momentum": self.ema_momentum,
                 "ema_overwrite_frequency": self.ema_overwrite_frequency,
+                "loss_scale_factor": self.loss_scale_factor,
                 "gradient_accumulation_steps": self.gradient_accumulation_steps}
 
     @classmethod
