@@ -335,6 +335,8 @@ def _class_ids_ready(y, classes):
 def unread_targets(model):
     """The indices of the outputs whose targets nothing reads: no loss (compile's None), no
     metric. Keras ignores the targets given for them (any shape, NaN), counting their rows."""
+    if not any(isinstance(loss, losses_mod._NoLoss) for loss in model._compiled_losses):
+        return set()  # (the common case, checked first: a fit on batches asks every batch)
     plain = model._metrics_per_output(getattr(model, "_compile_metrics", None))
     weighted = model._metrics_per_output(getattr(model, "_compile_weighted_metrics", None),
                                          "weighted_metrics")
