@@ -65,7 +65,8 @@ def test_dummy_columns_through_np_array_adapt_and_train():
     as_float = arr.astype(np.float64)
     norm = densitron.layers.Normalization()
     norm.adapt(arr)
-    np.testing.assert_allclose(norm.mean.numpy(), as_float.mean(axis=0), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(norm.adapt_mean.numpy(), as_float.mean(axis=0), rtol=1e-6,
+                               atol=1e-7)
     y = rng.integers(0, 3, 60)
     a, b = model(5), model(5)
     ha = a.fit(df, y, epochs=2, verbose=0, shuffle=False).history

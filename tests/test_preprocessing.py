@@ -26,15 +26,18 @@ def test_adapt_on_an_array_gives_numpy_moments_and_outputs():
     x = _data()
     norm = layers.Normalization()
     norm.adapt(x)
-    np.testing.assert_array_equal(norm.mean.numpy(), np.mean(x, axis=0))
-    np.testing.assert_array_equal(norm.variance.numpy(), np.var(x, axis=0))
+    # Keras's mean and variance in the inputs' broadcast shape, its weights per feature
+    np.testing.assert_array_equal(norm.mean, np.mean(x, axis=0)[None, :])
+    np.testing.assert_array_equal(norm.variance, np.var(x, axis=0)[None, :])
+    np.testing.assert_array_equal(norm.adapt_mean.numpy(), np.mean(x, axis=0))
     assert [w.name for w in norm.weights] == ["mean", "variance", "count"]
+    assert [w.shape for w in norm.weights] == [(x.shape[1],), (x.shape[1],), ()]
     assert not norm.trainable_weights
     np.testing.assert_array_equal(norm(x), _standardized(x, np.mean(x, 0), np.var(x, 0)))
     # one mean and variance for every value
     scalar = layers.Normalization(axis=None)
     scalar.adapt(x)
-    assert scalar.mean.shape == ()
+    assert scalar.mean.shape == (1, 1) and scalar.adapt_mean.shape == ()
     np.testing.assert_allclose(scalar(x), (x - x.mean()) / x.std(), rtol=1e-5, atol=1e-6)
 
 
@@ -60,8 +63,8 @@ def test_adapt_over_batches_combines_their_moments(kind):
     norm = layers.Normalization()
     norm.adapt(data)
     x64 = x.astype(np.float64)
-    np.testing.assert_allclose(norm.mean.numpy(), x64.mean(axis=0), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(norm.variance.numpy(), x64.var(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(norm.mean[0], x64.mean(axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(norm.variance[0], x64.var(axis=0), rtol=1e-5)
 
 
 def test_rank3_inputs_keep_statistics_for_the_last_axis():
@@ -69,7 +72,7 @@ def test_rank3_inputs_keep_statistics_for_the_last_axis():
     x = (rng.normal(size=(50, 6, 3)) * [1, 2, 3] + [4, 5, 6]).astype(np.float32)
     norm = layers.Normalization()
     norm.adapt(x)
-    np.testing.assert_array_equal(norm.mean.numpy(), np.mean(x, axis=(0, 1)))
+    np.testing.assert_array_equal(norm.mean, np.mean(x, axis=(0, 1))[None, None, :])
     inp = layers.Input(shape=(6, 3))
     model = Model(inp, norm(inp))
     np.testing.assert_array_equal(model.predict(x, verbose=0),

@@ -109,7 +109,7 @@ class Normalization(Layer):
         self.input_mean = mean
         self.input_variance = variance
         self.invert = bool(invert)
-        self.mean = self.variance = self.count = None
+        self.adapt_mean = self.adapt_variance = self.count = None  # (Keras's weights' names)
         self._features = None
 
     def build(self, input_shape):
@@ -118,10 +118,10 @@ class Normalization(Layer):
         self._build_shape = tuple(input_shape)
         if self.input_mean is None:
             shape = (features,) if self.axis != () else ()
-            self.mean = self.add_weight(shape, initializers.get("zeros"), name="mean",
-                                        trainable=False)
-            self.variance = self.add_weight(shape, initializers.get("ones"), name="variance",
-                                            trainable=False)
+            self.adapt_mean = self.add_weight(shape, initializers.get("zeros"), name="mean",
+                                              trainable=False)
+            self.adapt_variance = self.add_weight(shape, initializers.get("ones"),
+                                                  name="variance", trainable=False)
             self.count = self.add_weight((), initializers.get("zeros"), name="count",
                                          trainable=False)
         else:
@@ -147,9 +147,9 @@ class Normalization(Layer):
     def _engine_node(self, node, param_index):
         iattrs = [int(self.invert), self._features]
         if self.input_mean is None:
-            return engine_node(_STANDARDIZE, node, params=[param_index[id(self.mean)],
-                                                            param_index[id(self.variance)]],
-                               iattrs=iattrs)
+            return engine_node(_STANDARDIZE, node,
+                               params=[param_index[id(self.adapt_mean)],
+                                       param_index[id(self.adapt_variance)]], iattrs=iattrs)
         a, b = self._constants()
         return engine_node(_STANDARDIZE, node, fattrs=[*a.tolist(), *b.tolist()], iattrs=iattrs)
 
@@ -182,8 +182,30 @@ class Normalization(Layer):
             if total_mean is None:
                 raise ValueError("adapt() received an empty iterable (no batches). Received: "
                                  "data with no batches")
-        self.mean.assign(np.asarray(total_mean, np.float32).reshape(self.mean.shape))
-        self.variance.assign(np.asarray(total_var, np.float32).reshape(self.variance.shape))
+        self.adapt_mean.assign(np.asarray(total_mean, np.float32).reshape(self.adapt_mean.shape))
+        self.adapt_variance.assign(
+            np.asarray(total_var, np.float32).reshape(self.adapt_variance.shape))
+
+    @property
+    def mean(self):
+        """Keras's `mean`: the statistics in the inputs' broadcast shape, e.g. (1, features)
+        for (batch, features) inputs and (1, 1) with axis=None (None before the layer is
+        built); its weights (`adapt_mean`) hold them per feature."""
+        return self._broadcast(self.input_mean, self.adapt_mean)
+
+    @property
+    def variance(self):
+        """Keras's `variance`, as `mean`."""
+        return self._broadcast(self.input_variance, self.adapt_variance)
+
+    def _broadcast(self, given, weight):
+        if not self.built:
+            return None
+        values = _per_feature(given, self._features) if given is not None else weight.numpy()
+        shape = [1] * len(self._build_shape)
+        for d in (self.axis or ()):
+            shape[d] = self._build_shape[d]
+        return np.asarray(values, np.float32).reshape(shape)
 
     def _moments(self, data):
         """The mean, variance and value count of one array of adapt's data, over every axis
