@@ -893,3 +893,18 @@ def test_segment_sum():
     np.testing.assert_array_equal(out, [[6, 8], [0, 0], [3, 4]])
     np.testing.assert_array_equal(ops.segment_sum(data, [0, 5, 1], num_segments=2),
                                   [[1, 2], [5, 6]])  # (an id beyond num_segments: dropped)
+
+
+def test_relu_and_matmul_of_integers_as_keras():
+    # Keras 3.15 (JAX): relu keeps integers (int32, bools too), relu6 does not; matmul of
+    # integers is int32, of two bools a logical product, of an integer and a float float32
+    relu = ops.relu(np.array([-1, 2], np.int64))
+    assert relu.dtype == np.int32 and relu.tolist() == [0, 2]
+    assert ops.relu(np.array([True, False])).dtype == np.int32
+    assert ops.relu6(np.array([-1, 8], np.int32)).dtype == np.float32
+    ints = ops.matmul(np.array([[1, 2], [3, 4]], np.int64), np.array([[5], [6]], np.int32))
+    assert ints.dtype == np.int32 and ints.tolist() == [[17], [39]]
+    bools = ops.matmul(np.eye(2, dtype=bool), np.array([[True, False], [False, False]]))
+    assert bools.dtype == np.bool_ and bools.tolist() == [[True, False], [False, False]]
+    assert ops.matmul(np.ones((2, 2), np.int64), np.ones((2, 2), np.float32)).dtype == np.float32
+    assert ops.matmul(np.array([[1, 2]]), np.array([[3, 4]]), transpose_b=True).tolist() == [[11]]

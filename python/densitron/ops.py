@@ -72,11 +72,29 @@ def matmul(a, b, transpose_a=False, transpose_b=False, out=None):
 
         if isinstance(a, KerasTensor):
             return _symbolic_matmul(a, b, transpose_a, transpose_b, out)
+        product = _integer_matmul(a, b, transpose_a, transpose_b, out)
+        if product is not None:
+            return product
         a = _as_float32_matrix(a, "a")
     if b.__class__ is not _ndarray or b.dtype is not _FLOAT32:
         b = _as_float32_matrix(b, "b")
     # Positional: pybind11's keyword matching costs more than a small product.
     return _core_matmul(a, b, transpose_a, transpose_b, out)
+
+
+def _integer_matmul(a, b, transpose_a, transpose_b, out):
+    """Keras's product of integer or bool arrays: int32 (bool for two bools, a logical
+    product), computed by NumPy; None for any other operands (the float32 GEMM's)."""
+    if out is not None or not isinstance(b, (_ndarray, list, tuple)):
+        return None
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype.kind not in "iub" or b.dtype.kind not in "iub":
+        return None
+    a = a.T if transpose_a else a
+    b = b.T if transpose_b else b
+    if a.dtype.kind == "b" and b.dtype.kind == "b":
+        return np.matmul(a.astype(np.int32), b.astype(np.int32)) > 0
+    return np.matmul(a.astype(np.int32), b.astype(np.int32))
 
 
 def _symbolic_matmul(a, b, transpose_a, transpose_b, out):
@@ -104,7 +122,12 @@ def _activation(name, **defaults):
         if isinstance(x, KerasTensor):
             # (Keras's arguments, alpha, threshold..., bound by keyword)
             return activations.as_layer_call(fn, x, args, kwargs)
-        # on values of any shape (a scalar, a list, a 1-D array): its NumPy formula
+        # on values of any shape (a scalar, a list, a 1-D array): its NumPy formula; relu
+        # of integers (or bools) stays integer, int32 as Keras's
+        if name == "relu" and not args and not kwargs:
+            ints = np.asarray(x)
+            if ints.dtype.kind in "iub":
+                return np.maximum(ints.astype(np.int32), 0)
         return fn(np.asarray(x, dtype=np.float32), *args, **kwargs)
 
     op.__name__ = op._activation_name = name  # (an activation argument: that activation)
