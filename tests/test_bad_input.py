@@ -679,7 +679,7 @@ def test_keras_layers_densitron_does_not_provide_say_so():
                        ("StringLookup", "lookup layer"), ("TorchModuleWrapper", "wrapper"),
                        ("GroupQueryAttention", "layer GroupQueryAttention"),
                        ("Cropping3D", "volumetric"),
-                       ("GroupNormalization", "layer GroupNormalization")):
+                       ("EinsumDense", "layer EinsumDense")):
         with pytest.raises(AttributeError, match=f"Keras's {kind}.*Received: densitron"):
             getattr(densitron.layers, name)
         assert not hasattr(densitron.layers, name)

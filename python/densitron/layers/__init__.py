@@ -8,7 +8,8 @@ from densitron.layers.layer import KerasTensor, Layer, takes_name
 from densitron.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum,
                                       Multiply, Subtract, add, average, concatenate, dot,
                                       maximum, minimum, multiply, subtract)
-from densitron.layers.normalization import (BatchNormalization, LayerNormalization,
+from densitron.layers.normalization import (BatchNormalization, GroupNormalization,
+                                            LayerNormalization,
                                             RMSNormalization, UnitNormalization)
 from densitron.layers.preprocessing import (CategoryEncoding, Discretization, Normalization,
                                            Rescaling)
@@ -70,7 +71,7 @@ def _missing_keras_kind(name):
     if name in ("Cropping3D", "UpSampling3D", "ZeroPadding3D"):
         return f"volumetric layer {name}"
     if name in ("GroupQueryAttention", "EinsumDense",
-                "GroupNormalization", "ReversibleEmbedding", "SpectralNormalization", "Wrapper"):
+                "ReversibleEmbedding", "SpectralNormalization", "Wrapper"):
         return f"layer {name} (not implemented yet)"
     return None
 
@@ -154,4 +155,5 @@ __all__ = ["AddedLoss", "ArgReduce", "BatchReduce", "Masking", "add", "average",
            "SpatialDropout2D", "SpatialDropout3D", "Subtract", "TimeDistributed",
            "RMSNormalization", "UnitNormalization", "WeightAdd", "WeightMatMul", "WeightMultiply", "MathOp", "Divide",
            "Reduce", "RowBroadcast", "Slice", "RandomNormalSample", "ModeSelect", "BatchMatMul",
-           "MultiHeadAttention", "Conv1D", "BatchFill", "Attention", "AdditiveAttention"]
+           "MultiHeadAttention", "Conv1D", "BatchFill", "Attention", "AdditiveAttention",
+           "GroupNormalization"]

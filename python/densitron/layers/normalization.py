@@ -184,6 +184,75 @@ class LayerNormalization(_Normalization):
                            fattrs=[self.epsilon])
 
 
+class GroupNormalization(_Normalization):
+    """Keras's GroupNormalization: the channels of `axis` (the last by default) in `groups`
+    groups (-1: one a channel, instance normalization), each sample's group normalized over
+    its channels and every other axis, then gamma and beta per channel. On the engine: index
+    maps put each group's values in one row, the layer-normalization op normalizes the rows,
+    the maps put them back, and the scale-by and bias-add ops apply gamma and beta."""
+    _mask_rule = "pass"
+
+    def __init__(self, groups=32, axis=-1, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
+                 gamma_regularizer=None, beta_constraint=None, gamma_constraint=None, **kwargs):
+        if isinstance(groups, bool) or not isinstance(groups, int) or (
+                groups <= 0 and groups != -1):
+            raise ValueError("Received an invalid value for argument `groups`, expected a "
+                             "positive integer (or `-1` for instance normalization). "
+                             f"Received: groups={groups}")
+        super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer,
+                         beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint,
+                         **kwargs)
+        self.groups = groups
+
+    def build(self, input_shape):
+        dim = self._axis_size(input_shape)
+        if self.groups == -1:
+            self.groups = dim
+        if dim < self.groups:
+            raise ValueError(f"Number of groups ({self.groups}) cannot be more than the number "
+                             f"of channels ({dim}). Received: input_shape={tuple(input_shape)}")
+        if dim % self.groups != 0:
+            raise ValueError(f"Number of groups ({self.groups}) must be a multiple of the number "
+                             f"of channels ({dim}). Received: input_shape={tuple(input_shape)}")
+        self._build_affine(dim)
+        self.built = True
+
+    def _engine_subgraph(self, node, param_index):
+        """The chain below, each node reading the one before it."""
+        chain = self._group_chain(node, param_index)
+        items = [([("in", 0)] if k == 0 else [("node", k - 1)], spec)
+                 for k, spec in enumerate(chain)]
+        return items, [len(items) - 1]
+
+    def _group_chain(self, node, param_index):
+        shape = tuple(int(d) for d in node.inputs[0].shape[1:])
+        rank = len(shape) + 1
+        axis = self.axis % rank - 1  # among the non-batch axes
+        channels = shape[axis]
+        width, per_group = int(np.prod(shape)), channels // self.groups
+        steps = width // channels
+        # (steps, groups, per_group) -> (groups, steps, per_group): a group's values a row
+        grid = _positions((steps, self.groups, per_group))
+        forward = grid.transpose(1, 0, 2).ravel()
+        row = steps * per_group
+        chain = [_index_map_spec(forward, row),
+                 node_spec(13, width, row, params=[-1, -1], fattrs=[self.epsilon]),
+                 _index_map_spec(np.argsort(forward), channels)]
+        if self.scale:
+            chain.append(node_spec(23, width, channels, params=[param_index[id(self.gamma)]]))
+        if self.center:
+            chain.append(node_spec(22, width, channels, params=[param_index[id(self.beta)]]))
+        if axis == len(shape) - 1:
+            return chain
+        # (another axis: moved last first, and back after)
+        moved = axis_last_chain(node_spec(14, width, channels), shape, self.axis)
+        return [moved[0], *chain, moved[2]]
+
+    def get_config(self):
+        return {**super().get_config(), "groups": self.groups}
+
+
 class UnitNormalization(Layer):
     """Scales each sample's vector along the last axis to unit l2 norm (Keras's
     ops.normalize with epsilon 1e-12: x·min(1/‖x‖, 1e12))."""
