@@ -388,10 +388,10 @@ class PyGraph {
         throw py::value_error("perm must be a C-contiguous int64 array with one entry per row");
       p = perm_arr.data();
       // (rows of the batches asked for, without overflow for any batch size)
-      const int64_t size = std::min(batch_size, std::max<int64_t>(d.rows, 1));
-      const int64_t lo = first_batch > d.rows / size ? d.rows : first_batch * size;
-      const int64_t last = first_batch + std::min(num_batches, d.rows + 1);
-      const int64_t hi = last > d.rows / size ? d.rows : std::min(last * size, d.rows);
+      const int64_t size = densitron::clamped_batch(batch_size, d.rows);
+      const int64_t lo = densitron::batch_row(first_batch, size, d.rows);
+      const int64_t hi = densitron::batch_row(first_batch + std::min(num_batches, d.rows + 1),
+                                              size, d.rows);
       for (int64_t i = lo; i < hi; ++i)
         if (p[i] < 0 || p[i] >= d.rows) throw py::value_error("perm entry out of range");
     }

@@ -7,6 +7,7 @@
 // optimizer slots live here.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cmath>
@@ -62,9 +63,10 @@ enum class OpType : int {
                         // score); the gradient adds each dy_j into m_j
   kCategorize = 21,     // i {depth, k, mode[, digitize]}, f {boundaries...}: each input value
                         // becomes an id (digitizing, by default with boundaries: how many are
-                        // <= it (NaN: all); else the value truncated); mode -1 writes the ids, 0 a one-hot row of depth per id,
-                        // 1 (multi-hot) and 2 (counts) one row of depth per k ids; an id outside
-                        // [0, depth) sets nothing (CategoryEncoding, Discretization). No gradient
+                        // <= it (NaN: all); else the value truncated); mode -1 writes the ids,
+                        // 0 a one-hot row of depth per id, 1 (multi-hot) and 2 (counts) one row
+                        // of depth per k ids; an id outside [0, depth) sets nothing
+                        // (CategoryEncoding, Discretization). No gradient
   kBiasAdd = 22,        // params {b (last_dim)}: x + b along the last axis (a layer's own
                         // weight added in its call(): `x + self.b`)
   kScaleBy = 23,        // params {s (last_dim)}: x · s along the last axis (`x * self.s`)
@@ -278,6 +280,19 @@ struct RawInput {
     }
   }
 };
+
+// A batch size beyond the rows is their count (one batch), so that no row arithmetic
+// overflows (a batch_size near 2^63 wrapped to negative counts: predict left its output
+// unwritten).
+inline int64_t clamped_batch(int64_t batch_size, int64_t rows) {
+  return std::min(batch_size, std::max<int64_t>(rows, 1));
+}
+
+// The first row of batch `batch` of `size` rows (size >= 1), at most `rows`, without
+// overflow.
+inline int64_t batch_row(int64_t batch, int64_t size, int64_t rows) {
+  return batch > rows / size ? rows : std::min(batch * size, rows);
+}
 
 struct DataRefs {
   std::vector<const float*> x;

@@ -598,11 +598,9 @@ void Graph::ensure_capacity(int64_t rows) {
       scratch = std::max(scratch, n);
   }
   scratch_.resize(scratch);
-  for (size_t k = 0; k < output_specs_.size(); ++k) {
+  for (size_t k = 0; k < output_specs_.size(); ++k)
     target_buf_[k].resize(rows * output_specs_[k].target_width);
-    weight_buf_[k].resize(rows);
-  }
-  capacity_ = rows;
+  capacity_ = rows;  // (weight_buf_ is sized by run, for the run's weights a row)
 }
 
 void Graph::reset_profile() {
@@ -1216,7 +1214,6 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
       // Weights per sample (each of its loss rows weighs the sample's), or per loss row.
       const int64_t ww = weight_width_[k], per_weight = ww == 1 ? sub_rows : 1;
       const float* w = weight_[k] ? weight_[k] + sb.lo * ww : nullptr;
-      const double weight_sum = weight_[k] ? batch_weight_sum(k, st.batch) : 0.0;
       float* g = with_grad && takes_gradient(k) && requires_grad_[o.node]
                      ? grad_buf_[o.node].data() + r0 * cols
                      : nullptr;
@@ -1242,7 +1239,7 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
       if (o.reduction == OutputSpec::kSum) {
         over = 1.0;
       } else if (o.reduction == OutputSpec::kOverWeights && w != nullptr) {
-        over = weight_sum * static_cast<double>(ww);  // (Keras: over every weight given)
+        over = batch_weight_sum(k, st.batch) * static_cast<double>(ww);  // (every weight given)
       }
       if (o.reduction != OutputSpec::kOverBatch) divisor = over / o.loss_weight;
       // A loss function that reduced the batch itself (its mean, param 1, or sum, param 2,
@@ -1255,7 +1252,7 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
         double slope;
         batch_value = batch_scalar(o, out_[o.node], all_rows * cols, &slope);
         if (w != nullptr) {
-          batch_w = weight_sum / static_cast<double>(st.batch);
+          batch_w = batch_weight_sum(k, st.batch) / static_cast<double>(st.batch);
         }
         // d(value)/d(each value): slope/values for a mean, slope for a sum
         const double scale = slope * o.loss_weight * batch_w;
@@ -1700,22 +1697,6 @@ bool Graph::reads_sparse_in_place(size_t k, bool training) const {
   return true;
 }
 
-namespace {
-
-// A batch size beyond the rows is their count (one batch), so that no row arithmetic below
-// overflows (a batch_size near 2^63 wrapped to negative counts: predict left its output
-// unwritten).
-int64_t clamped_batch(int64_t batch_size, int64_t rows) {
-  return std::min(batch_size, std::max<int64_t>(rows, 1));
-}
-
-// The first row of batch `batch` of `size` rows, at most `rows`, without overflow.
-int64_t batch_row(int64_t batch, int64_t size, int64_t rows) {
-  return batch > rows / size ? rows : std::min(batch * size, rows);
-}
-
-}  // namespace
-
 RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64_t batch_size,
                      int64_t first_batch, int64_t num_batches, const std::vector<float*>* out,
                      const RunTotals* carry) {
@@ -1745,15 +1726,16 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   }
   ensure_capacity(std::min(batch_size, end - begin));
   weight_width_.assign(output_specs_.size(), 1);
-  for (size_t k = 0; k < output_specs_.size() && k < data.w_width.size(); ++k) {
+  for (size_t k = 0; k < output_specs_.size(); ++k) {
     const NodeSpec& out = nodes_[output_specs_[k].node];
-    if (data.w_width[k] != 1 && data.w_width[k] != out.width / out.last_dim)
+    const int64_t ww = k < data.w_width.size() ? data.w_width[k] : 1;
+    if (ww != 1 && ww != out.width / out.last_dim)
       throw std::invalid_argument(
           "sample weights: one a row or one per loss row (" +
           std::to_string(out.width / out.last_dim) + ") of output " + std::to_string(k) +
-          ". Received: " + std::to_string(data.w_width[k]) + " a row");
-    weight_width_[k] = data.w_width[k];
-    const int64_t n = std::min(batch_size, end - begin) * weight_width_[k];
+          ". Received: " + std::to_string(ww) + " a row");
+    weight_width_[k] = ww;
+    const int64_t n = std::min(batch_size, end - begin) * ww;
     if (static_cast<int64_t>(weight_buf_[k].size()) < n) weight_buf_[k].resize(n);
   }
   // Sparse inputs and inputs of other types than float32 always run with a row order
