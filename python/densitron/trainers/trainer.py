@@ -1057,18 +1057,19 @@ class Trainer:
             # Keras leaves them when nothing compiled reads them)
             rows = data_mod.check_cardinality(xs, [])
             ys = [np.zeros((rows, 0), np.float32) for _ in self._output_names]
-            y_parts = list(ys)
-        else:
+            if not engine_ready:
+                self._ensure_engine(list(ys))
+            return xs, ys, rows
+        ys = data_mod.standardize_y(self, y)
+        rows = data_mod.check_cardinality(xs, ys)
+        if not engine_ready:  # (the engine compiles from the targets as given)
             y_parts = (data_mod._split_structure(y, self._output_names, "y")
                        if y is not None else [])
-            ys = data_mod.standardize_y(self, y)
-            rows = data_mod.check_cardinality(xs, ys)
             # (the targets of an output without a loss, left out or unread: zeros of its
             # shape)
             unread = data_mod.unread_targets(self)
-            y_parts = [ys[k] if p is None or k in unread else p for k, p in enumerate(y_parts)]
-        if not engine_ready:
-            self._ensure_engine(y_parts)
+            self._ensure_engine([ys[k] if p is None or k in unread else p
+                                 for k, p in enumerate(y_parts)])
         return xs, ys, rows
 
     def _added_loss_values(self, x):
