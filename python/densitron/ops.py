@@ -2,6 +2,7 @@
 a traced call()), the layers that compute them (a layer's weight in `matmul(x, self.w)`)."""
 
 import builtins
+import functools
 import math
 import types
 
@@ -863,8 +864,9 @@ for _name in _NUMPY_ONLY:
     globals()[_name] = _numpy_only(_name)
 
 
-def _filled(name, value_of):
-    numpy_op = globals()[name]
+def _filled(name, value_of, numpy_op):
+    """ops.<name>(shape, ...): numpy_op's on a shape of numbers; a tensor of `value_of`'s
+    value with a symbolic batch size first."""
 
     def op(shape, *args, **kwargs):
         batch = _batch_shape(shape, f"ops.{name}")
@@ -883,16 +885,18 @@ def _fill_value(fill_value, dtype=None):
     return _number(fill_value, "fill_value")
 
 
-_numpy_full = full
+def _numpy_full(numpy_op):
+    def full(shape, fill_value, dtype=None):  # (Keras's float32 by default)
+        return numpy_op(shape, fill_value, dtype="float32" if dtype is None else dtype)
+
+    return full
 
 
-def full(shape, fill_value, dtype=None):  # noqa: F811 (Keras's float32 by default)
-    return _numpy_full(shape, fill_value, dtype="float32" if dtype is None else dtype)
+# (zeros, ones and full on the right: _numpy_only's, made above)
+zeros = _filled("zeros", lambda dtype=None: 0.0, zeros)  # noqa: F821
+ones = _filled("ones", lambda dtype=None: 1.0, ones)  # noqa: F821
+full = _filled("full", _fill_value, _numpy_full(full))  # noqa: F821
 
-
-zeros = _filled("zeros", lambda dtype=None: 0.0)
-ones = _filled("ones", lambda dtype=None: 1.0)
-full = _filled("full", _fill_value)
 
 def tensordot(x1, x2, axes=2):
     """NumPy's tensordot on arrays. On symbolic tensors: every axis of two tensors of the same
@@ -1388,13 +1392,10 @@ def _keras_dtype(out):
 
 
 def _keras_dtypes(fn):
+    @functools.wraps(fn)
     def op(*args, **kwargs):
         return _keras_dtype(fn(*args, **kwargs))
 
-    for attr in ("__name__", "__qualname__", "__doc__", "__module__", "__wrapped__"):
-        if hasattr(fn, attr):
-            setattr(op, attr, getattr(fn, attr))
-    op.__dict__.update(fn.__dict__)
     return op
 
 
