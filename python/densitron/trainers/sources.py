@@ -69,8 +69,8 @@ class BatchSource:
             if n < 1:
                 raise ValueError(f"`{arg}` holds no batches. Received: len({arg}) = {n}")
             self.steps = n if steps is None else steps
-        self.short = False  # the last epoch had fewer than `steps` batches (or an iterator's
-        # pass ended)
+        # whether the last epoch had fewer than `steps` batches (or an iterator's pass ended)
+        self.short = False
         self.peeked, self.current = [], None  # an iterator's first batches; its current pass
         if self.iterator is not None:
             self.peeked = list(itertools.islice(self.iterator, self.PEEKED))
