@@ -90,6 +90,9 @@ def test_metric_functions_give_per_sample_values_and_compile_as_their_metric():
                                   [1, 1])
     np.testing.assert_array_equal(metrics.binary_accuracy([[0, 1, 0]], p[:1]), [[1, 1, 1]])
     assert metrics.mean_squared_error is __import__("densitron").losses.mean_squared_error
+    for name in ("huber", "binary_focal_crossentropy", "categorical_focal_crossentropy"):
+        # (keras.metrics exports these loss functions too)
+        assert getattr(metrics, name) is getattr(__import__("densitron").losses, name)
     inputs = layers.Input((3,))
     model = models.Model(inputs, layers.Dense(3, activation="softmax")(inputs))
     model.compile(loss="categorical_crossentropy",
