@@ -1202,3 +1202,23 @@ def test_an_output_without_a_loss():
     assert three.metrics_names == ["loss", "a_loss", "c_loss"]
     with pytest.raises(ValueError, match="At least one output needs a loss"):
         three.compile("sgd", [None, None, None])
+
+
+def test_logs_are_float32_results_as_python_floats():
+    # Keras's logs are its float32 metric results as Python floats: 23/48 shows as
+    # 0.4791666567325592, not 0.4791666666666667.
+    import densitron as dt
+
+    rng = np.random.default_rng(0)
+    x = rng.random((48, 5), dtype=np.float32)
+    y = (x.sum(1) > 2.5).astype(np.float32)
+    model = dt.Sequential([dt.Input((5,)), dt.layers.Dense(1, activation="sigmoid")])
+    model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
+    history = model.fit(x, y, epochs=2, verbose=0, validation_split=0.25)
+    values = [v for vs in history.history.values() for v in vs]
+    values += model.evaluate(x, y, verbose=0)
+    values += list(model.evaluate(x, y, verbose=0, return_dict=True).values())
+    assert values and all(type(v) is float and float(np.float32(v)) == v for v in values)
+    accuracy = model.evaluate(x, y, verbose=0, return_dict=True)["accuracy"]
+    hits = ((model.predict(x, verbose=0)[:, 0] > 0.5) == (y > 0.5)).sum()
+    assert accuracy == float(np.float32(hits / 48))

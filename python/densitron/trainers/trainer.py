@@ -538,8 +538,10 @@ class Trainer:
             mean = float(s / total) if total != 0 else 0.0
             logs[name] = (math.sqrt(mean) if post == "sqrt" else 0.0 - mean if post == "neg"
                           else mean)  # (0.0 - mean: no -0.0 for a mean of 0)
-        # (Keras 3's logs come sorted by name: history.history's keys too)
-        logs = self._latest_logs = dict(sorted(logs.items()))
+        # (Keras 3's logs come sorted by name: history.history's keys too; its values are
+        # float32 results as Python floats, 0.4791666567325592 where the sums give 23/48)
+        logs = self._latest_logs = {k: float(np.float32(v)) if isinstance(v, float) else v
+                                    for k, v in sorted(logs.items())}
         return logs
 
     @property
