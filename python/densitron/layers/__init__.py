@@ -1,7 +1,11 @@
 """Layers with Keras's names and arguments."""
 
-from densitron.layers.core import (ELU, PReLU, Activation, Conv1D, Dense, Identity, Lambda,
-                                   LeakyReLU, ReLU, Softmax, TimeDistributed)
+from densitron.layers.convolutional import (AveragePooling1D, AveragePooling2D, AvgPool1D,
+                                            AvgPool2D, Conv1D, Conv2D, Convolution1D,
+                                            Convolution2D, MaxPool1D, MaxPool2D, MaxPooling1D,
+                                            MaxPooling2D)
+from densitron.layers.core import (ELU, PReLU, Activation, Dense, Identity, Lambda, LeakyReLU,
+                                   ReLU, Softmax, TimeDistributed)
 from densitron.layers.embedding import Embedding
 from densitron.layers.input_layer import Input, InputLayer
 from densitron.layers.layer import KerasTensor, Layer, takes_name
@@ -42,8 +46,8 @@ def __getattr__(name):
     if kind:
         raise AttributeError(
             f"module 'densitron.layers' has no attribute {name!r}: densitron does not provide "
-            f"Keras's {kind} (its engine runs dense networks: Dense, Embedding, attention, "
-            "normalization, pointwise Conv1D and the layers in densitron.layers.__all__). "
+            f"Keras's {kind} (its engine runs Dense, Conv1D, Conv2D, their poolings, "
+            "Embedding, attention, normalization and the layers in densitron.layers.__all__). "
             f"Received: densitron.layers.{name}")
     raise AttributeError(f"module 'densitron.layers' has no attribute {name!r}")
 
@@ -56,9 +60,10 @@ def _missing_keras_kind(name):
                     r"Bidirectional", name):
         return f"recurrent layer {name}"
     if re.fullmatch(r"(Separable|Depthwise)?Conv(olution)?[123]D(Transpose)?", name):
-        return f"convolution {name} (densitron's Conv1D is pointwise, kernel_size=1)"
+        return f"convolution {name} (densitron has Conv1D and Conv2D, groups=1)"
     if re.fullmatch(r"(Adaptive)?(Max|Average|Avg)Pool(ing)?[123]D", name):
-        return f"windowed pooling {name} (densitron has the global poolings)"
+        return (f"windowed pooling {name} (densitron has MaxPooling1D/2D, "
+                "AveragePooling1D/2D and the global poolings)")
     if re.fullmatch(r"Random[A-Z]\w*|Resizing|CenterCrop|AugMix|AutoContrast|CutMix|MixUp|"
                     r"Equalization|Solarization|RandAugment|ContrastLimitedAdaptive\w*|"
                     r"MaxNumBoundingBoxes|MelSpectrogram|STFTSpectrogram|Pipeline", name):
@@ -156,4 +161,6 @@ __all__ = ["AddedLoss", "ArgReduce", "BatchReduce", "Masking", "add", "average",
            "RMSNormalization", "UnitNormalization", "WeightAdd", "WeightMatMul", "WeightMultiply", "MathOp", "Divide",
            "Reduce", "RowBroadcast", "Slice", "RandomNormalSample", "ModeSelect", "BatchMatMul",
            "MultiHeadAttention", "Conv1D", "BatchFill", "Attention", "AdditiveAttention",
-           "GroupNormalization"]
+           "GroupNormalization", "Conv2D", "Convolution1D", "Convolution2D", "MaxPooling1D",
+           "MaxPooling2D", "MaxPool1D", "MaxPool2D", "AveragePooling1D", "AveragePooling2D",
+           "AvgPool1D", "AvgPool2D"]

@@ -112,57 +112,6 @@ class Dense(Layer):
         return config
 
 
-class Conv1D(Dense):
-    """Keras's Conv1D with kernel_size 1, the pointwise convolution of Keras's examples (a
-    transformer's feed-forward): a Dense over the channels of each step, channels_last, its
-    kernel (1, channels, filters) as Keras's. Other kernel sizes, strides, dilations, groups
-    and channels_first are refused: densitron's engine has no convolutions."""
-
-    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
-                 dilation_rate=1, groups=1, activation=None, use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
-                 kernel_constraint=None, bias_constraint=None, **kwargs):
-        for arg, value in (("kernel_size", kernel_size), ("strides", strides),
-                           ("dilation_rate", dilation_rate)):
-            if (list(value) if isinstance(value, (list, tuple)) else [value]) != [1]:
-                raise ValueError(f"densitron's Conv1D is the pointwise one (kernel_size=1, "
-                                 f"strides=1, dilation_rate=1): it has no convolutions. "
-                                 f"Received: {arg}={value!r}")
-        if groups != 1 or data_format not in (None, "channels_last") or \
-                padding not in ("valid", "same", "causal"):
-            raise ValueError("densitron's Conv1D is the pointwise one over channels_last steps "
-                             f"(groups=1). Received: groups={groups!r}, "
-                             f"data_format={data_format!r}, padding={padding!r}")
-        super().__init__(filters, activation=activation, use_bias=use_bias,
-                         kernel_initializer=kernel_initializer,
-                         bias_initializer=bias_initializer,
-                         kernel_regularizer=kernel_regularizer,
-                         bias_regularizer=bias_regularizer,
-                         activity_regularizer=activity_regularizer,
-                         kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
-                         **kwargs)
-        self.filters, self.padding = self.units, padding
-
-    def _check_inputs(self, input_shape):
-        self._check_single(input_shape, min_rank=3)
-        channels = self.kernel.shape[1] if self.built else "channels"
-        if len(input_shape) != 3 or (self.built and input_shape[-1] != channels):
-            raise ValueError(f"Input 0 of layer \"{self.name}\" is incompatible with the layer: "
-                             f"expected (batch, steps, {channels}). Received: "
-                             f"input_shape={tuple(input_shape)}")
-
-    def _kernel_shape(self, in_features):
-        return (1, in_features, self.units)
-
-    def get_config(self):
-        config = super().get_config()
-        config.pop("units")
-        return {**config, "filters": self.filters, "kernel_size": (1,), "strides": (1,),
-                "padding": self.padding, "data_format": "channels_last",
-                "dilation_rate": (1,), "groups": 1}
-
-
 class Activation(Layer):
     """Applies an activation function to its input."""
     _mask_rule = "pass"
