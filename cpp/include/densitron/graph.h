@@ -66,7 +66,11 @@ enum class OpType : int {
                         // <= it (NaN: all); else the value truncated); mode -1 writes the ids,
                         // 0 a one-hot row of depth per id, 1 (multi-hot) and 2 (counts) one row
                         // of depth per k ids; an id outside [0, depth) sets nothing
-                        // (CategoryEncoding, Discretization). No gradient
+                        // (CategoryEncoding, Discretization). i {depth, k, mode, 2, n_oov,
+                        // oov_start}, f {n increasing keys, their n ids, default}: a lookup,
+                        // the value truncated to an integer, its key's id, else oov_start +
+                        // floormod(value, n_oov) when n_oov > 1, else the default (NaN too)
+                        // (IntegerLookup). No gradient
   kBiasAdd = 22,        // params {b (last_dim)}: x + b along the last axis (a layer's own
                         // weight added in its call(): `x + self.b`)
   kScaleBy = 23,        // params {s (last_dim)}: x · s along the last axis (`x * self.s`)

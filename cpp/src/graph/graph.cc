@@ -25,6 +25,20 @@
 
 namespace densitron {
 
+// Whether every id a lookup node (kCategorize, mode -1, a table) writes is in [0, limit): its
+// table's ids, its default and its OOV ids.
+static bool lookup_ids_within(const NodeSpec& node, int64_t limit) {
+  if (node.iattrs.size() != 6 || node.iattrs[2] != -1 || node.iattrs[3] != 2) return false;
+  const size_t n = node.fattrs.size() / 2;
+  auto within = [&](double v) {
+    return v >= 0.0 && v < static_cast<double>(limit) && v == std::floor(v);
+  };
+  for (size_t j = n; j < node.fattrs.size(); ++j)
+    if (!within(node.fattrs[j])) return false;
+  const int64_t n_oov = node.iattrs[4], oov_start = node.iattrs[5];
+  return n_oov <= 1 || (oov_start >= 0 && oov_start + n_oov <= limit);
+}
+
 using namespace graph_detail;  // NOLINT: the graph sources' private helpers
 
 Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::vector<int> inputs,
@@ -198,16 +212,26 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
         break;
       case OpType::kCategorize: {
         need_inputs(1);
-        if (node.iattrs.size() < 3 || node.iattrs.size() > 4 || node.iattrs[0] < 1 ||
-            node.iattrs[1] < 1 || node.iattrs[2] < -1 || node.iattrs[2] > 2)
+        const bool lookup = node.iattrs.size() == 6 && node.iattrs[3] == 2;
+        if (node.iattrs.size() < 3 || (node.iattrs.size() > 4 && !lookup) ||
+            node.iattrs[0] < 1 || node.iattrs[1] < 1 || node.iattrs[2] < -1 ||
+            node.iattrs[2] > 2 || (node.iattrs.size() == 4 && node.iattrs[3] != 0 &&
+                                   node.iattrs[3] != 1))
           bad("categorize attributes {depth, k, mode[, digitize]}");
         const int64_t depth = node.iattrs[0], k = node.iattrs[1], mode = node.iattrs[2];
         const int64_t want = mode < 0 ? in0->width
                                       : (mode == 0 ? in0->width * depth
                                                    : (in0->width % k ? -1 : in0->width / k * depth));
         if (node.width != want) bad("categorize output width");
-        for (size_t b = 1; b < node.fattrs.size(); ++b)
-          if (!(node.fattrs[b - 1] <= node.fattrs[b])) bad("boundaries must not decrease");
+        if (lookup) {  // {keys (increasing), their values, the default}, n_oov >= 0
+          const size_t n = node.fattrs.size() / 2;
+          if (node.fattrs.size() % 2 != 1 || node.iattrs[4] < 0) bad("lookup table");
+          for (size_t b = 1; b < n; ++b)
+            if (!(node.fattrs[b - 1] < node.fattrs[b])) bad("lookup keys must increase");
+        } else {
+          for (size_t b = 1; b < node.fattrs.size(); ++b)
+            if (!(node.fattrs[b - 1] <= node.fattrs[b])) bad("boundaries must not decrease");
+        }
         break;
       }
       case OpType::kMath:
@@ -271,9 +295,13 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
         if (param_size(node.params[0]) != node.iattrs[0] * node.last_dim)
           bad("Embedding table size");
         if (in0->width * node.last_dim != node.width) bad("Embedding output width");
-        if (in0->op != OpType::kInput &&
-            !(in0->op == OpType::kIndexMap && nodes_[in0->inputs[0]].op == OpType::kInput))
+        if (in0->op == OpType::kCategorize) {  // IntegerLookup's ids: each one in range
+          if (!lookup_ids_within(*in0, node.iattrs[0]))
+            bad("Embedding reads lookup ids outside [0, input_dim)");
+        } else if (in0->op != OpType::kInput &&
+                   !(in0->op == OpType::kIndexMap && nodes_[in0->inputs[0]].op == OpType::kInput)) {
           bad("Embedding must read a model Input directly, or columns of one");
+        }
         break;
     }
   }
@@ -705,8 +733,10 @@ void Graph::check_embedding_ids(const DataRefs& data) const {
   const int64_t rows = data.rows;
   for (const NodeSpec& node : nodes_) {
     if (node.op != OpType::kEmbedding) continue;
-    // The ids: a model Input's values, or some of its columns (an IndexMap of it: x[:, 0]).
+    // The ids: a model Input's values, or some of its columns (an IndexMap of it: x[:, 0]),
+    // or a lookup's (checked when the graph was made).
     const NodeSpec& ids_node = nodes_[node.inputs[0]];
+    if (ids_node.op == OpType::kCategorize) continue;
     const bool columns = ids_node.op == OpType::kIndexMap;
     const int in = columns ? ids_node.inputs[0] : node.inputs[0];
     size_t k = 0;

@@ -413,7 +413,40 @@ void Graph::forward_node(const Step& st, int i) {
       const int64_t win = nodes_[node.inputs[0]].width;
       const std::vector<double>& bounds = node.fattrs;
       // (a Discretization without boundaries has one bin: every value's id is 0)
-      const bool digitize = node.iattrs.size() > 3 ? node.iattrs[3] != 0 : !bounds.empty();
+      const int64_t how = node.iattrs.size() > 3 ? node.iattrs[3] : (bounds.empty() ? 0 : 1);
+      const bool digitize = how == 1;
+      if (how == 2) {  // IntegerLookup: a table of sorted keys, their values, a default
+        const int64_t n = static_cast<int64_t>(bounds.size() / 2);
+        const int64_t n_oov = node.iattrs[4], oov_start = node.iattrs[5];
+        auto look = [&](float x) -> double {
+          if (std::isnan(x)) return bounds[2 * n];
+          const double v = std::trunc(static_cast<double>(x));  // (Keras casts to int64)
+          const auto at = std::lower_bound(bounds.begin(), bounds.begin() + n, v);
+          if (at != bounds.begin() + n && *at == v) return bounds[n + (at - bounds.begin())];
+          if (n_oov > 1)
+            return static_cast<double>(oov_start) + (v - n_oov * std::floor(v / n_oov));
+          return bounds[2 * n];
+        };
+        const Share ls =
+            share_of(st.batch, ith, nth, std::max<int64_t>(1, kMinElementsPerThread / w));
+        for (int64_t r = ls.lo; r < ls.hi; ++r) {
+          const float* xr = x + r * win;
+          float* yr = y + r * w;
+          if (mode < 0) {
+            for (int64_t j = 0; j < win; ++j) yr[j] = static_cast<float>(look(xr[j]));
+            continue;
+          }
+          std::fill(yr, yr + w, 0.0f);
+          for (int64_t j = 0; j < win; ++j) {
+            const double id = look(xr[j]);
+            if (!(id >= 0.0 && id < static_cast<double>(depth))) continue;
+            float* row = yr + (mode == 0 ? j : j / k) * depth;
+            const int64_t c = static_cast<int64_t>(id);
+            row[c] = mode == 2 ? row[c] + 1.0f : 1.0f;
+          }
+        }
+        return;
+      }
       auto id_of = [&](float v) -> int64_t {
         if (digitize) {
           if (std::isnan(v)) return static_cast<int64_t>(bounds.size());

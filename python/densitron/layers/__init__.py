@@ -17,6 +17,8 @@ from densitron.layers.normalization import (BatchNormalization, GroupNormalizati
                                             RMSNormalization, UnitNormalization)
 from densitron.layers.preprocessing import (CategoryEncoding, Discretization, Normalization,
                                            Rescaling)
+from densitron.layers.hashing import Hashing
+from densitron.layers.lookup import IntegerLookup, StringLookup
 from densitron.layers.pooling import (GlobalAveragePooling1D, GlobalAveragePooling2D,
                                       GlobalAveragePooling3D, GlobalAvgPool1D, GlobalAvgPool2D,
                                       GlobalAvgPool3D, GlobalMaxPool1D, GlobalMaxPool2D,
@@ -68,8 +70,7 @@ def _missing_keras_kind(name):
                     r"Equalization|Solarization|RandAugment|ContrastLimitedAdaptive\w*|"
                     r"MaxNumBoundingBoxes|MelSpectrogram|STFTSpectrogram|Pipeline", name):
         return f"image or audio preprocessing layer {name}"
-    if name in ("StringLookup", "IntegerLookup", "TextVectorization", "Hashing",
-                "HashedCrossing"):
+    if name in ("TextVectorization", "HashedCrossing"):
         return f"lookup layer {name} (TensorFlow's in Keras)"
     if name in ("JaxLayer", "FlaxLayer", "TorchModuleWrapper", "TFSMLayer"):
         return f"wrapper of another framework's model, {name}"
@@ -160,6 +161,7 @@ __all__ = ["AddedLoss", "ArgReduce", "BatchReduce", "Masking", "add", "average",
            "SpatialDropout2D", "SpatialDropout3D", "Subtract", "TimeDistributed",
            "RMSNormalization", "UnitNormalization", "WeightAdd", "WeightMatMul", "WeightMultiply", "MathOp", "Divide",
            "Reduce", "RowBroadcast", "Slice", "RandomNormalSample", "ModeSelect", "BatchMatMul",
+           "Hashing", "IntegerLookup", "StringLookup",
            "MultiHeadAttention", "Conv1D", "BatchFill", "Attention", "AdditiveAttention",
            "GroupNormalization", "Conv2D", "Convolution1D", "Convolution2D", "MaxPooling1D",
            "MaxPooling2D", "MaxPool1D", "MaxPool2D", "AveragePooling1D", "AveragePooling2D",

@@ -1041,6 +1041,8 @@ def _reads_an_input(t):
     from densitron.layers.math_ops import Slice
 
     layer = t._node.layer
+    if getattr(layer, "_gives_ids", False):  # (IntegerLookup's: the engine checks its table)
+        return True
     if isinstance(layer, Slice):
         layer = t._node.inputs[0]._node.layer
     return isinstance(layer, InputLayer)
