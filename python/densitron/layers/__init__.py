@@ -33,6 +33,7 @@ from densitron.layers.math_ops import (AddedLoss, ArgReduce, BatchFill, BatchMat
 from densitron.layers.weight_ops import WeightAdd, WeightMatMul, WeightMultiply
 from densitron.layers.attention import MultiHeadAttention
 from densitron.layers.dot_attention import AdditiveAttention, Attention
+from densitron.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from densitron.layers.reshaping import (Cropping1D, Cropping2D, Flatten, Permute, RepeatVector,
                                         Reshape, UpSampling1D, UpSampling2D, ZeroPadding1D,
                                         ZeroPadding2D)
@@ -58,9 +59,10 @@ def _missing_keras_kind(name):
     """What kind of Keras layer a name missing here is, or None."""
     import re
 
-    if re.fullmatch(r"(Conv|Simple)?(LSTM|GRU|RNN)(Cell|Cells|[123]D)?|StackedRNNCells|"
-                    r"Bidirectional", name):
-        return f"recurrent layer {name}"
+    if re.fullmatch(r"RNN|(Simple)?(LSTM|GRU|RNN)Cells?|StackedRNNCells|ConvLSTM([123]D)?",
+                    name):
+        return (f"recurrent layer {name} (densitron has SimpleRNN, LSTM, GRU and "
+                "Bidirectional)")
     if re.fullmatch(r"(Separable|Depthwise)?Conv(olution)?[123]D(Transpose)?", name):
         return f"convolution {name} (densitron has Conv1D and Conv2D, groups=1)"
     if re.fullmatch(r"(Adaptive)?(Max|Average|Avg)Pool(ing)?[123]D", name):
@@ -163,6 +165,7 @@ __all__ = ["AddedLoss", "ArgReduce", "BatchReduce", "Masking", "add", "average",
            "Reduce", "RowBroadcast", "Slice", "RandomNormalSample", "ModeSelect", "BatchMatMul",
            "Hashing", "IntegerLookup", "StringLookup",
            "MultiHeadAttention", "Conv1D", "BatchFill", "Attention", "AdditiveAttention",
+           "GRU", "LSTM", "SimpleRNN", "Bidirectional",
            "GroupNormalization", "Conv2D", "Convolution1D", "Convolution2D", "MaxPooling1D",
            "MaxPooling2D", "MaxPool1D", "MaxPool2D", "AveragePooling1D", "AveragePooling2D",
            "AvgPool1D", "AvgPool2D"]

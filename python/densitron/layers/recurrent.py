@@ -1,0 +1,753 @@
+"""Keras's recurrent layers SimpleRNN, LSTM and GRU, and the Bidirectional wrapper, unrolled
+over the steps onto the engine's nodes: one Dense node projects every step's input at once
+((steps, features) -> (steps, gates·units): x·kernel + bias), then each step adds h·recurrent
+kernel (a Dense node without bias, the one recurrent kernel read by every step), picks its
+gates with index maps and combines them with activations, products and sums. Keras's weights
+(kernel (features, gates·units), recurrent_kernel (units, gates·units), bias; gate order
+i, f, c, o for LSTM and z, r, h for GRU, whose reset_after bias is (2, 3·units)), masks
+(a masked step keeps the previous state), go_backwards, initial states, return_sequences and
+return_state as Keras 3's JAX backend computes them."""
+
+import numpy as np
+
+from densitron import activations, constraints, initializers, regularizers
+from densitron.layers.layer import KerasTensor, Layer, node_spec
+
+# densitron::OpType
+_DENSE, _ACT, _ADD, _CONCAT, _SUB, _MUL, _AVERAGE, _DROPOUT = 1, 2, 3, 4, 5, 6, 7, 10
+_RESHAPE = 14
+_MATH, _INDEX_MAP, _BIAS_ADD = 25, 20, 22
+_NOT_EQUAL = 15  # MathOp::kNotEqual
+
+
+class _Builder:
+    """The engine nodes of one layer call: (sources, spec) items, a source ("in", k) the
+    call's input k or ("node", j) the j-th item."""
+
+    def __init__(self, param_index, items=None):
+        self.items = [] if items is None else items
+        self.param_index = param_index
+
+    def add(self, spec, *sources):
+        self.items.append(([s if isinstance(s, tuple) else ("node", s) for s in sources], spec))
+        return len(self.items) - 1
+
+    def param(self, var):
+        return self.param_index[id(var)]
+
+    def pick(self, src, index, last=None):
+        """The values of src at `index` (an index map; -1 gives 0)."""
+        index = [int(i) for i in index]
+        return self.add(node_spec(_INDEX_MAP, len(index), last or len(index), iattrs=index),
+                        src)
+
+    def act(self, src, fn, width):
+        return self.add(node_spec(_ACT, width, width, act=activations.engine_spec(fn)), src)
+
+    def dense(self, src, kernel, width, bias=None, last=None):
+        return self.add(node_spec(_DENSE, width, last or width, params=[
+            self.param(kernel), -1 if bias is None else self.param(bias)]), src)
+
+    def merge(self, op, a, b, width):
+        return self.add(node_spec(op, width, width), a, b)
+
+    def blend(self, m, new, old, width):
+        """old + m·(new - old): new where the step is kept (m 1), old where masked (m 0);
+        old None: zeros."""
+        if old is None:
+            return self.merge(_MUL, m, new, width)
+        step = self.merge(_MUL, m, self.merge(_SUB, new, old, width), width)
+        return self.merge(_ADD, old, step, width)
+
+
+def _with_activity(layer, b, outputs):
+    """The outputs, each through an identity node carrying the layer's activity regularizer
+    (Keras's: on each output of the call)."""
+    if layer.activity_regularizer is None:
+        return outputs
+    coefficients = regularizers.coefficients(layer.activity_regularizer)
+    shaped = []
+    for j in outputs:
+        width, last = b.items[j][1][1], b.items[j][1][2]
+        shaped.append(b.add(node_spec(_RESHAPE, width, last, activity=coefficients), j))
+    return shaped
+
+
+def _number(name, value, minimum=0.0):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`{name}` must be a number between 0 and 1. "
+                        f"Received: {name}={value!r}")
+    return min(1.0, max(float(minimum), float(value)))
+
+
+class _RNN(Layer):
+    """What SimpleRNN, LSTM and GRU share: their arguments, weights, calls (initial_state,
+    masks, return_state) and the unrolled graph around each cell's step."""
+
+    _gates = 1
+    _states = 1
+    _cell_name = "rnn_cell"
+    _mask_rule = "consume"
+
+    def __init__(self, units, activation="tanh", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None, dropout=0.0,
+                 recurrent_dropout=0.0, seed=None, return_sequences=False, return_state=False,
+                 go_backwards=False, stateful=False, unroll=False, zero_output_for_mask=False,
+                 **kwargs):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+            raise ValueError("Received an invalid value for argument `units`, expected a "
+                             f"positive integer. Received: units={units!r}")
+        if stateful:
+            raise ValueError("densitron's recurrent layers are not stateful (its engine keeps "
+                             "no state between batches). Received: stateful=True")
+        self.units = int(units)
+        self.activation = self._activation("activation", activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.recurrent_constraint = constraints.get(recurrent_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        # (Keras clips the rates to [0, 1] and drops only for 0 < rate < 1)
+        self.dropout = _number("dropout", dropout)
+        self.recurrent_dropout = _number("recurrent_dropout", recurrent_dropout)
+        self.seed = seed
+        from densitron.layers.regularization import _seed
+
+        self._engine_seed = _seed(seed)
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        self.stateful = False
+        self.unroll = bool(unroll)  # (the engine's graph is always unrolled)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
+        self.kernel = self.recurrent_kernel = self.bias = None
+
+    @staticmethod
+    def _activation(name, value):
+        fn = activations.get(value)
+        if activations.is_traced(fn):
+            raise ValueError(f"densitron's recurrent layers take the engine's activations (by "
+                             f"name or from densitron.activations). Received: {name}={value!r}")
+        activations.engine_spec(fn)  # (raises for one the engine cannot run)
+        return fn
+
+    # --- calls -----------------------------------------------------------------------------
+    def __call__(self, inputs, initial_state=None, mask=None, training=None, **kwargs):
+        if mask is not None:
+            raise ValueError(f"densitron's {type(self).__name__} takes the mask its input "
+                             "carries (from Embedding(mask_zero=True) or Masking), not a mask "
+                             f"passed as an argument. Received: mask={mask!r}")
+        if kwargs:
+            raise TypeError(f"Layer {self.name} takes its inputs, initial_state and training "
+                            f"when called. Received: kwargs={kwargs}")
+        if initial_state is None and isinstance(inputs, (list, tuple)):
+            # (densitron's own config of a call with initial states: [sequences, *states])
+            inputs, initial_state = inputs[0], list(inputs[1:]) or None
+        if initial_state is not None:
+            states = list(initial_state) if isinstance(initial_state, (list, tuple)) \
+                else [initial_state]
+            if len(states) != self._states:
+                raise ValueError(
+                    f"Layer \"{self.name}\" ({type(self).__name__}) takes {self._states} "
+                    f"initial state tensor(s) of shape (batch, {self.units}). Received: "
+                    f"initial_state with {len(states)} tensor(s)")
+            out = super().__call__([inputs, *states], training=training)
+        else:
+            out = super().__call__(inputs, training=training)
+        if isinstance(out, KerasTensor) and self.return_state:
+            node = out._node
+            for k in range(self._states):
+                state = KerasTensor((None, self.units), name=f"{self.name}_state_{k}",
+                                    node=node, index=k + 1)
+                node.outputs.append(state)
+            return (out, *node.outputs[1:])
+        return out
+
+    def _check_inputs(self, input_shape):
+        shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+        seq = tuple(shapes[0])
+        if len(seq) != 3:
+            raise ValueError(f"Input 0 of layer \"{self.name}\" is incompatible with the layer: "
+                             f"expected ndim=3, found ndim={len(seq)}. Full shape received: "
+                             f"{seq}")
+        if seq[1] is None or seq[2] is None:
+            raise ValueError(f"densitron's {type(self).__name__} unrolls the steps on its "
+                             "engine, so it needs the number of steps and features (Input(("
+                             f"steps, features)))). Received: input shape {seq}")
+        for k, state in enumerate(shapes[1:]):
+            if tuple(state)[1:] != (self.units,):
+                raise ValueError(f"Layer \"{self.name}\": initial state {k} must have shape "
+                                 f"(batch, {self.units}). Received: shape {tuple(state)}")
+        if self.built and int(seq[2]) != self.kernel.shape[0]:
+            raise ValueError(f"Input 0 of layer \"{self.name}\" is incompatible with the layer: "
+                             f"expected axis -1 of input shape to have value "
+                             f"{self.kernel.shape[0]}. Received: input shape {seq}")
+
+    def compute_output_shape(self, input_shape):
+        seq = input_shape[0] if isinstance(input_shape, list) else input_shape
+        if self.return_sequences:
+            return (seq[0], seq[1], self.units)
+        return (seq[0], self.units)
+
+    def _output_mask(self, node):
+        """Keras's: the input's mask is applied (a masked step keeps the previous state) when
+        the call has no initial state (Keras fills `mask` for a call of one tensor argument
+        only), and stays on the output when it returns sequences."""
+        mask = getattr(node.inputs[0], "_mask", None)
+        if mask is None:
+            return None
+        steps = node.inputs[0].shape[1]
+        if tuple(mask.shape[1:]) != (steps,):
+            raise ValueError(f"Layer \"{self.name}\": the input's mask must have one entry a "
+                             f"step ({steps}). Received: a mask of shape {tuple(mask.shape)}")
+        if len(node.inputs) == 1:
+            node.masks = (mask,)
+        return mask if self.return_sequences else None
+
+    # --- weights ---------------------------------------------------------------------------
+    def build(self, input_shape):
+        seq = input_shape[0] if isinstance(input_shape, list) else input_shape
+        features, width = int(seq[-1]), self._gates * self.units
+        path = f"{self.name}/{self._cell_name}"
+        self.kernel = self.add_weight((features, width), self.kernel_initializer,
+                                      name="kernel", regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
+        self.recurrent_kernel = self.add_weight(
+            (self.units, width), self.recurrent_initializer, name="recurrent_kernel",
+            regularizer=self.recurrent_regularizer, constraint=self.recurrent_constraint)
+        weights = [self.kernel, self.recurrent_kernel]
+        if self.use_bias:
+            self.bias = self.add_weight(self._bias_shape(), self.bias_initializer, name="bias",
+                                        regularizer=self.bias_regularizer,
+                                        constraint=self.bias_constraint)
+            self._init_bias()
+            weights.append(self.bias)
+        for w in weights:  # (Keras's paths: the cell's)
+            w.path = f"{path}/{w.name}"
+        self.built = True
+
+    def _bias_shape(self):
+        return (self._gates * self.units,)
+
+    def _init_bias(self):
+        pass
+
+    def _keras_sublayers(self):
+        """Keras keeps the weights in the layer's cell (layers/<name>/cell/vars)."""
+        return [("cell", self._cell_name, [w for w in (self.kernel, self.recurrent_kernel,
+                                                       self.bias) if w is not None])]
+
+    # --- the engine's graph ----------------------------------------------------------------
+    def _engine_subgraph(self, node, param_index):
+        b = _Builder(param_index)
+        outputs = self._emit(b, node, ("in", 0), [("in", 1 + k)
+                                                  for k in range(len(node.inputs) - 1)],
+                             ("in", len(node.inputs)) if getattr(node, "masks", None) else None)
+        return b.items, self._with_activity(b, outputs)
+
+    def _with_activity(self, b, outputs):
+        return _with_activity(self, b, outputs)
+
+    def _emit(self, b, node, x, states, mask):
+        """The call's nodes in `b`: x the (steps, features) input, states the initial states'
+        sources (or none: zeros), mask the source of the ids (or Masking's kept steps), None
+        without one. Returns the sources of the output and (with return_state) the states."""
+        steps, features = int(node.inputs[0].shape[1]), int(node.inputs[0].shape[2])
+        u = self.units
+        training_drop = 0.0 < self.dropout < 1.0
+        if training_drop and not self._per_gate_dropout():
+            # Keras's one mask a sample for every step: a noise shape (batch, 1, features)
+            x = b.add(node_spec(_DROPOUT, steps * features, features, fattrs=[self.dropout],
+                                iattrs=[self._engine_seed, 0, 1, 0, steps, features]), x)
+        ctx = self._prepare(b, x, steps, features)
+        kept = None
+        if mask is not None:
+            kept = b.add(node_spec(_MATH, steps, steps, fattrs=[0.0, 0.0],
+                                   iattrs=[_NOT_EQUAL]), mask)
+        state = list(states) if states else [None] * self._states
+        outs, out = [], None
+        order = range(steps - 1, -1, -1) if self.go_backwards else range(steps)
+        for k, t in enumerate(order):
+            new = self._step(b, ctx, t, state)
+            if kept is None:
+                state = new
+                out = new[0]
+            else:
+                m = b.pick(kept, [t] * u)
+                if self.unroll and states:
+                    # (Keras's unrolled loop: a masked step's output is the previous output,
+                    # zeros before the first; the state from zeros gives the same values)
+                    out = b.blend(m, new[0], out if k else None, u)
+                elif self.zero_output_for_mask and not self.unroll:
+                    out = b.merge(_MUL, m, new[0], u)
+                state = [b.blend(m, n, s, u) for n, s in zip(new, state)]
+                if not (self.unroll and states) and (self.unroll or
+                                                     not self.zero_output_for_mask):
+                    out = state[0]
+            outs.append(out)
+        if self.return_sequences:
+            out = b.add(node_spec(_CONCAT, steps * u, u, iattrs=[1]), *outs)
+        results = [out]
+        if self.return_state:
+            results += state
+        return results
+
+    def _per_gate_dropout(self):
+        """Whether the input dropout takes one mask a gate (Keras's implementation 1, which a
+        recurrent dropout selects in LSTM and GRU)."""
+        return False
+
+    def _rec_dropout(self, b, h, copies=1):
+        """h with Keras's recurrent dropout in training (one mask a sample for every step:
+        every step's Dropout node draws the same values with one seed), `copies` masks of it
+        side by side; h as is without one."""
+        u = self.units
+        if not 0.0 < self.recurrent_dropout < 1.0:
+            return h
+        if copies > 1:
+            h = b.pick(h, list(range(u)) * copies)
+        return b.add(node_spec(_DROPOUT, copies * u, copies * u,
+                               fattrs=[self.recurrent_dropout],
+                               iattrs=[(self._engine_seed + 1) % 2**62]), h)
+
+    def _projection(self, b, x, steps, features, bias=True):
+        """x·kernel (+ bias) for every step: (steps, gates·units); with per-gate input dropout
+        each gate's columns from its own dropped copy of x."""
+        width = self._gates * self.units
+        use = self.bias if (bias and self.use_bias) else None
+        if not (self._per_gate_dropout() and 0.0 < self.dropout < 1.0):
+            return b.dense(x, self.kernel, steps * width, use, last=width)
+        g, u = self._gates, self.units
+        copies = b.pick(x, [t * features + f for t in range(steps) for _ in range(g)
+                            for f in range(features)], last=g * features)
+        copies = b.add(node_spec(_DROPOUT, steps * g * features, g * features,
+                                 fattrs=[self.dropout],
+                                 iattrs=[self._engine_seed, 0, 1, 0, steps, g * features]),
+                       copies)
+        parts = []
+        for q in range(g):
+            xq = b.pick(copies, [t * g * features + q * features + f for t in range(steps)
+                                 for f in range(features)], last=features)
+            full = b.dense(xq, self.kernel, steps * width, use, last=width)
+            parts.append(b.pick(full, [t * width + q * u + j for t in range(steps)
+                                       for j in range(u)], last=u))
+        return b.add(node_spec(_CONCAT, steps * width, width, iattrs=[steps]), *parts)
+
+    def _recurrent(self, b, h, gates=None):
+        """h·recurrent_kernel (gates·units values); with per-gate recurrent dropout each gate's
+        columns from its own dropped copy of h. `gates`: the gates wanted (all by default)."""
+        g, u = self._gates, self.units
+        width = g * u
+        if not (self._per_gate_dropout() and 0.0 < self.recurrent_dropout < 1.0):
+            return b.dense(self._rec_dropout(b, h), self.recurrent_kernel, width)
+        copies = self._rec_dropout(b, h, g)
+        parts = []
+        for q in range(g):
+            if gates is not None and q not in gates:
+                parts.append(b.pick(h, [-1] * u))
+                continue
+            full = b.dense(b.pick(copies, range(q * u, (q + 1) * u)), self.recurrent_kernel,
+                           width)
+            parts.append(b.pick(full, range(q * u, (q + 1) * u)))
+        return b.add(node_spec(_CONCAT, width, width, iattrs=[1]), *parts)
+
+    def _prepare(self, b, x, steps, features):
+        return {"x": self._projection(b, x, steps, features)}
+
+    def _step(self, b, ctx, t, state):
+        raise NotImplementedError
+
+    # --- config ----------------------------------------------------------------------------
+    def get_config(self):
+        config = {**super().get_config(), "return_sequences": self.return_sequences,
+                  "return_state": self.return_state, "go_backwards": self.go_backwards,
+                  "stateful": self.stateful, "unroll": self.unroll,
+                  "zero_output_for_mask": self.zero_output_for_mask, "units": self.units,
+                  "activation": activations.serialize(self.activation)}
+        config.update(self._own_config())
+        config.update({
+            "use_bias": self.use_bias,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "activity_regularizer": regularizers.serialize(self.activity_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "recurrent_constraint": constraints.serialize(self.recurrent_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
+            "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout})
+        return config
+
+    def _own_config(self):
+        return {}
+
+
+class SimpleRNN(_RNN):
+    """Keras's SimpleRNN: h_t = activation(x_t·kernel + bias + h_{t-1}·recurrent_kernel)."""
+
+    _cell_name = "simple_rnn_cell"
+
+    def _step(self, b, ctx, t, state):
+        u = self.units
+        z = b.pick(ctx["x"], range(t * u, (t + 1) * u))
+        if state[0] is not None:
+            z = b.merge(_ADD, z, self._recurrent(b, state[0]), u)
+        return [b.act(z, self.activation, u)]
+
+
+class _Gated(_RNN):
+    """LSTM's and GRU's recurrent_activation, use_cudnn and implementation."""
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", *args,
+                 use_cudnn="auto", **kwargs):
+        kwargs.pop("implementation", None)  # (Keras's: chosen by recurrent_dropout)
+        super().__init__(units, activation, *args, **kwargs)
+        self.recurrent_activation = self._activation("recurrent_activation",
+                                                     recurrent_activation)
+        if use_cudnn not in ("auto", True, False):
+            raise ValueError("Invalid valid received for argument `use_cudnn`. Expected one of "
+                             f"{{'auto', True, False}}. Received: use_cudnn={use_cudnn}")
+        self.use_cudnn = use_cudnn
+
+    def _check_inputs(self, input_shape):
+        super()._check_inputs(input_shape)
+        if self.use_cudnn is True:
+            raise ValueError("use_cudnn=True was specified, but cuDNN is not supported for this "
+                             "layer configuration with this backend. Pass use_cudnn='auto' to "
+                             "fallback to a non-cuDNN implementation. Received: use_cudnn=True")
+
+    def _per_gate_dropout(self):
+        return self.recurrent_dropout != 0.0
+
+    def _own_config(self):
+        return {"recurrent_activation": activations.serialize(self.recurrent_activation)}
+
+
+class LSTM(_Gated):
+    """Keras's LSTM: gates i, f, c, o (the kernels' and bias's column blocks in that order);
+    c_t = f·c_{t-1} + i·activation(c̃), h_t = o·activation(c_t). unit_forget_bias sets the
+    forget gate's initial bias to 1."""
+
+    _gates = 4
+    _states = 2
+    _cell_name = "lstm_cell"
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", unit_forget_bias=True, **kwargs):
+        super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
+                         recurrent_initializer, bias_initializer, **kwargs)
+        self.unit_forget_bias = bool(unit_forget_bias)
+
+    def _init_bias(self):
+        if self.unit_forget_bias:  # (Keras's: the initializer's values, ones for f)
+            u = self.units
+            init = self.bias_initializer
+            self.bias.assign(np.concatenate([
+                np.asarray(init((u,), dtype="float32")), np.ones(u, np.float32),
+                np.asarray(init((2 * u,), dtype="float32"))]))
+
+    def _step(self, b, ctx, t, state):
+        u = self.units
+        h, c = state
+        z = b.pick(ctx["x"], range(4 * t * u, 4 * (t + 1) * u))
+        if h is not None:
+            z = b.merge(_ADD, z, self._recurrent(b, h), 4 * u)
+        gates = b.act(z, self.recurrent_activation, 4 * u)
+        i = b.pick(gates, range(u))
+        o = b.pick(gates, range(3 * u, 4 * u))
+        g = b.act(b.pick(z, range(2 * u, 3 * u)), self.activation, u)
+        c_new = b.merge(_MUL, i, g, u)
+        if c is not None:
+            f = b.pick(gates, range(u, 2 * u))
+            c_new = b.merge(_ADD, b.merge(_MUL, f, c, u), c_new, u)
+        h_new = b.merge(_MUL, o, b.act(c_new, self.activation, u), u)
+        return [h_new, c_new]
+
+    def _own_config(self):
+        return {**super()._own_config(), "unit_forget_bias": self.unit_forget_bias,
+                "seed": self.seed}
+
+
+class GRU(_Gated):
+    """Keras's GRU: gates z, r, h; h_t = z·h_{t-1} + (1 - z)·activation(x_h + r·(h_{t-1}·R_h
+    + b_rh)) with reset_after (the default; bias (2, 3·units): the input's and the
+    recurrent's), or activation(x_h + (r·h_{t-1})·R_h) without (bias (3·units,))."""
+
+    _gates = 3
+    _cell_name = "gru_cell"
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None, dropout=0.0,
+                 recurrent_dropout=0.0, seed=None, return_sequences=False, return_state=False,
+                 go_backwards=False, stateful=False, unroll=False, reset_after=True, **kwargs):
+        super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
+                         recurrent_initializer, bias_initializer, kernel_regularizer,
+                         recurrent_regularizer, bias_regularizer, activity_regularizer,
+                         kernel_constraint, recurrent_constraint, bias_constraint, dropout,
+                         recurrent_dropout, seed, return_sequences, return_state,
+                         go_backwards, stateful, unroll, **kwargs)
+        self.reset_after = bool(reset_after)
+
+    def _bias_shape(self):
+        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
+
+    def _prepare(self, b, x, steps, features):
+        u = self.units
+        if not (self.reset_after and self.use_bias):
+            return {"x": self._projection(b, x, steps, features)}
+        # The (2, 3u) bias as one vector of 6u added to [x·kernel, 0] a step: [x·W + b_i,
+        # b_r]; the steps' inputs then take b_rz and b_rh's z and r parts, and b_rh is kept
+        # for r·(h·R_h + b_rh).
+        p = self._projection(b, x, steps, features, bias=False)
+        wide = b.pick(p, [t * 3 * u + j if j < 3 * u else -1 for t in range(steps)
+                          for j in range(6 * u)], last=6 * u)
+        wide = b.add(node_spec(_BIAS_ADD, steps * 6 * u, 6 * u,
+                               params=[b.param(self.bias)]), wide)
+        own = b.pick(wide, [t * 6 * u + j for t in range(steps) for j in range(3 * u)],
+                     last=3 * u)
+        rec = b.pick(wide, [t * 6 * u + 3 * u + j if j < 2 * u else -1 for t in range(steps)
+                            for j in range(3 * u)], last=3 * u)
+        return {"x": b.merge(_ADD, own, rec, steps * 3 * u),
+                "b_rh": b.pick(wide, range(5 * u, 6 * u))}
+
+    def _step(self, b, ctx, t, state):
+        u = self.units
+        h = state[0]
+        x = b.pick(ctx["x"], range(3 * t * u, 3 * (t + 1) * u))
+        x_h = b.pick(x, range(2 * u, 3 * u))
+        b_rh = ctx.get("b_rh")
+        if h is None:
+            gates = b.act(b.pick(x, range(2 * u)), self.recurrent_activation, 2 * u)
+            rec_h = b_rh if self.reset_after else None
+        else:
+            rec = self._recurrent(b, h, gates=(0, 1) if not self.reset_after else None)
+            s = b.merge(_ADD, b.pick(x, range(2 * u)), b.pick(rec, range(2 * u)), 2 * u)
+            gates = b.act(s, self.recurrent_activation, 2 * u)
+            if self.reset_after:
+                rec_h = b.pick(rec, range(2 * u, 3 * u))
+                if b_rh is not None:
+                    rec_h = b.merge(_ADD, rec_h, b_rh, u)
+        z = b.pick(gates, range(u))
+        r = b.pick(gates, range(u, 2 * u))
+        if self.reset_after:
+            pre = x_h if rec_h is None else b.merge(_ADD, x_h, b.merge(_MUL, r, rec_h, u), u)
+        elif h is None:
+            pre = x_h
+        else:
+            rh = self._recurrent_h(b, b.merge(_MUL, r, self._h_dropped(b, h), u))
+            pre = b.merge(_ADD, x_h, rh, u)
+        hh = b.act(pre, self.activation, u)
+        # z·h + (1 - z)·hh = hh + z·(h - hh)
+        if h is None:
+            return [b.merge(_SUB, hh, b.merge(_MUL, z, hh, u), u)]
+        return [b.merge(_ADD, hh, b.merge(_MUL, z, b.merge(_SUB, h, hh, u), u), u)]
+
+    def _h_dropped(self, b, h):
+        """(reset_after=False) the h that r multiplies: its own recurrent dropout mask (the
+        third of Keras's per-gate masks) in training."""
+        if not 0.0 < self.recurrent_dropout < 1.0:
+            return h
+        copies = self._rec_dropout(b, h, 3)
+        return b.pick(copies, range(2 * self.units, 3 * self.units))
+
+    def _recurrent_h(self, b, rh):
+        """(r·h)·R_h: the h columns of (r·h)·recurrent_kernel."""
+        u = self.units
+        return b.pick(b.dense(rh, self.recurrent_kernel, 3 * u), range(2 * u, 3 * u))
+
+    def _own_config(self):
+        return {**super()._own_config(), "reset_after": self.reset_after, "seed": self.seed}
+
+
+class Bidirectional(Layer):
+    """Keras's Bidirectional(layer, merge_mode="concat", backward_layer=None): the layer (a
+    copy named forward_<name>) over the steps and a copy with go_backwards=True (or
+    `backward_layer`) over them in reverse, its sequence flipped back to the input's order,
+    the two merged by "concat", "sum", "mul", "ave" or None (both returned). With
+    return_state, the forward layer's states then the backward layer's follow."""
+
+    _mask_rule = "consume"
+
+    def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None,
+                 **kwargs):
+        if not isinstance(layer, Layer):
+            raise ValueError(  # noqa: TRY004  (Keras's type of error here)
+                "Please initialize `Bidirectional` layer with a `keras.layers.Layer` "
+                f"instance. Received: {layer}")
+        if backward_layer is not None and not isinstance(backward_layer, Layer):
+            raise ValueError("`backward_layer` need to be a `keras.layers.Layer` instance. "
+                             f"Received: {backward_layer}")
+        if merge_mode not in ["sum", "mul", "ave", "concat", None]:
+            raise ValueError(f"Invalid merge mode. Received: {merge_mode}. Merge mode should "
+                             'be one of {"sum", "mul", "ave", "concat", None}')
+        if weights is not None:
+            raise ValueError("densitron's Bidirectional takes its weights by set_weights once "
+                             f"built. Received: weights of length {len(weights)}")
+        for role, given in (("layer", layer), ("backward_layer", backward_layer)):
+            if given is not None and not isinstance(given, _RNN):
+                raise ValueError("densitron's Bidirectional wraps SimpleRNN, LSTM and GRU. "
+                                 f"Received: {role}={given!r}")
+        super().__init__(**kwargs)
+        config = layer.get_config()
+        self.forward_layer = type(layer).from_config(
+            {**config, "name": "forward_" + layer.name.removeprefix("forward_")})
+        if backward_layer is None:
+            backward_layer = type(layer).from_config(
+                {**config, "go_backwards": True,
+                 "name": "backward_" + layer.name.removeprefix("backward_")})
+        self.backward_layer = backward_layer
+        if self.forward_layer.go_backwards == self.backward_layer.go_backwards:
+            raise ValueError(
+                "Forward layer and backward layer should have different `go_backwards` value. "
+                f"Received: forward_layer.go_backwards {self.forward_layer.go_backwards}, "
+                f"backward_layer.go_backwards={self.backward_layer.go_backwards}")
+        for a in ("stateful", "return_sequences", "return_state"):
+            forward_value = getattr(self.forward_layer, a)
+            backward_value = getattr(self.backward_layer, a)
+            if forward_value != backward_value:
+                raise ValueError(
+                    "Forward layer and backward layer are expected to have the same value for "
+                    f'attribute "{a}", got "{forward_value}" for forward layer and '
+                    f'"{backward_value}" for backward layer')
+        for sub in (self.forward_layer, self.backward_layer):  # (Keras's: zeros when masked)
+            sub.zero_output_for_mask = sub.return_sequences
+        self.merge_mode = merge_mode
+        self.stateful = False
+        self.return_sequences = self.forward_layer.return_sequences
+        self.return_state = self.forward_layer.return_state
+
+    def _all_weights(self):
+        return self.forward_layer.weights + self.backward_layer.weights
+
+    def _keras_sublayers(self):
+        return [(f"{role}/cell", sub._cell_name, sub._keras_sublayers()[0][2])
+                for role, sub in (("forward_layer", self.forward_layer),
+                                  ("backward_layer", self.backward_layer))]
+
+    def __call__(self, inputs, initial_state=None, mask=None, training=None, **kwargs):
+        if mask is not None:
+            raise ValueError("densitron's Bidirectional takes the mask its input carries "
+                             "(from Embedding(mask_zero=True) or Masking), not a mask passed "
+                             f"as an argument. Received: mask={mask!r}")
+        if kwargs:
+            raise TypeError(f"Layer {self.name} takes its inputs, initial_state and training "
+                            f"when called. Received: kwargs={kwargs}")
+        if initial_state is None and isinstance(inputs, (list, tuple)):
+            inputs, initial_state = inputs[0], list(inputs[1:]) or None
+        count = self.forward_layer._states + self.backward_layer._states
+        if initial_state is not None:
+            states = list(initial_state) if isinstance(initial_state, (list, tuple)) \
+                else [initial_state]
+            if len(states) != count:
+                raise ValueError(f"Layer \"{self.name}\" (Bidirectional) takes {count} initial "
+                                 "state tensors, the forward layer's then the backward "
+                                 f"layer's. Received: initial_state with {len(states)}")
+            out = super().__call__([inputs, *states], training=training)
+        else:
+            out = super().__call__(inputs, training=training)
+        if not isinstance(out, KerasTensor):
+            return out
+        node = out._node
+        if self.merge_mode is None:
+            second = KerasTensor(out.shape, name=f"{self.name}_backward", node=node, index=1)
+            second._mask = out._mask
+            node.outputs.append(second)
+        if self.return_state:
+            for sub in (self.forward_layer, self.backward_layer):
+                for _ in range(sub._states):
+                    node.outputs.append(KerasTensor((None, sub.units),
+                                                    name=f"{self.name}_state", node=node,
+                                                    index=len(node.outputs)))
+        return out if len(node.outputs) == 1 else tuple(node.outputs)
+
+    def _check_inputs(self, input_shape):
+        shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+        n = self.forward_layer._states
+        self.forward_layer._check_inputs([shapes[0], *shapes[1:1 + n]])
+        self.backward_layer._check_inputs([shapes[0], *shapes[1 + n:]])
+
+    def build(self, input_shape):
+        seq = input_shape[0] if isinstance(input_shape, list) else input_shape
+        for sub in (self.forward_layer, self.backward_layer):
+            if not sub.built:
+                sub.build(seq)
+            for w in sub.weights:  # (Keras's paths: below the wrapper's)
+                if not w.path.startswith(f"{self.name}/"):
+                    w.path = f"{self.name}/{w.path}"
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        shape = self.forward_layer.compute_output_shape(input_shape)
+        if self.merge_mode == "concat":
+            shape = (*shape[:-1], shape[-1] + self.backward_layer.units)
+        return shape
+
+    def _output_mask(self, node):
+        mask = self.forward_layer._output_mask(node)
+        return mask
+
+    def _engine_subgraph(self, node, param_index):
+        b = _Builder(param_index)
+        n = self.forward_layer._states
+        states = [("in", 1 + k) for k in range(len(node.inputs) - 1)]
+        mask = ("in", len(node.inputs)) if getattr(node, "masks", None) else None
+        fwd = self.forward_layer
+        bwd = self.backward_layer
+        y = _with_activity(fwd, b, fwd._emit(b, node, ("in", 0), states[:n], mask))
+        y_rev = _with_activity(bwd, b, bwd._emit(b, node, ("in", 0), states[n:], mask))
+        states_out = y[1:] + y_rev[1:]
+        y, y_rev = y[0], y_rev[0]
+        steps = int(node.inputs[0].shape[1])
+        u, ub = fwd.units, bwd.units
+        if self.return_sequences:  # (the backward layer's sequence back in the input's order)
+            y_rev = b.pick(y_rev, [(steps - 1 - t) * ub + j for t in range(steps)
+                                   for j in range(ub)], last=ub)
+        blocks = steps if self.return_sequences else 1
+        width = blocks * u
+        if self.merge_mode == "concat":
+            outs = [b.add(node_spec(_CONCAT, blocks * (u + ub), u + ub, iattrs=[blocks]),
+                          y, y_rev)]
+        elif self.merge_mode is None:
+            outs = [y, y_rev]
+        else:
+            if u != ub:
+                raise ValueError(f"Layer \"{self.name}\": merge_mode={self.merge_mode!r} "
+                                 "needs the forward and backward layers of one size. "
+                                 f"Received: units {u} and {ub}")
+            op = {"sum": _ADD, "mul": _MUL, "ave": _AVERAGE}[self.merge_mode]
+            outs = [b.add(node_spec(op, width, u), y, y_rev)]
+        return b.items, _with_activity(self, b, outs + states_out)
+
+    def get_config(self):
+        from densitron.layers import serialize
+
+        return {**super().get_config(), "merge_mode": self.merge_mode,
+                "layer": serialize(self.forward_layer),
+                "backward_layer": serialize(self.backward_layer)}
+
+    @classmethod
+    def from_config(cls, config):
+        from densitron.layers import deserialize
+
+        config = dict(config)
+        config.pop("dtype", None)
+        layer = deserialize(config.pop("layer"))
+        backward = config.pop("backward_layer", None)
+        if backward is not None:
+            backward = deserialize(backward)
+        return cls(layer, backward_layer=backward, **config)
