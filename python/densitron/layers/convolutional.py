@@ -274,6 +274,7 @@ class BaseConv(Layer):
             "use_bias": self.use_bias,
             **kernel_bias_config(self),
         })
+        config.setdefault("activity_regularizer", None)  # (Keras's convolutions write it)
         return config
 
 

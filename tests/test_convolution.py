@@ -1,0 +1,416 @@
+"""Conv1D, Conv2D and the windowed poolings (MaxPooling1D/2D, AveragePooling1D/2D): outputs
+against float64 NumPy references written with loops (XLA's 'same' padding, Keras's causal
+padding, the average over a 'same' window's inputs only), gradients against finite
+differences, Keras 3.15's predictions on the same weights, training alike with Keras on JAX
+(in a subprocess), .keras files both ways, configs and refusals."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "numpy")  # (as tests/test_keras_parity.py)
+
+import subprocess
+import sys
+import textwrap
+
+import densitron
+import numpy as np
+import pytest
+from densitron import layers
+from test_gradients_fd import fd_check
+
+# --- float64 references ------------------------------------------------------------------
+
+
+def _pads(size, window, stride, dilation, padding):
+    """(output size, zeros before) of one spatial axis."""
+    span = dilation * (window - 1) + 1
+    if padding == "valid":
+        return (size - span) // stride + 1, 0
+    if padding == "causal":
+        return -(-size // stride), span - 1
+    out = -(-size // stride)
+    return out, max((out - 1) * stride + span - size, 0) // 2
+
+
+def _windows(x, window, strides, dilation, padding):
+    """Each output position's window of a channels_last sample x (spatial..., channels):
+    {position: [(offset, value or None where the window leaves x)]}."""
+    spatial = x.shape[:-1]
+    axes = [_pads(n, k, s, d, padding)
+            for n, k, s, d in zip(spatial, window, strides, dilation)]
+    found = {}
+    for pos in np.ndindex(*(n for n, _ in axes)):
+        cells = []
+        for off in np.ndindex(*window):
+            at = tuple(p * s + o * d - lo for p, o, s, d, (_, lo)
+                       in zip(pos, off, strides, dilation, axes))
+            inside = all(0 <= a < n for a, n in zip(at, spatial))
+            cells.append((off, x[at] if inside else None))
+        found[pos] = cells
+    return found, tuple(n for n, _ in axes)
+
+
+def conv_reference(x, kernel, bias=None, strides=1, padding="valid", dilation=1,
+                   data_format="channels_last"):
+    """Keras's convolution in float64: Σ over the window and channels of x·kernel (+ bias)."""
+    rank = kernel.ndim - 2
+    strides = (strides,) * rank if isinstance(strides, int) else strides
+    dilation = (dilation,) * rank if isinstance(dilation, int) else dilation
+    x = x.astype(np.float64)
+    if data_format == "channels_first":
+        x = np.moveaxis(x, 1, -1)
+    outs = []
+    for sample in x:
+        found, sizes = _windows(sample, kernel.shape[:rank], strides, dilation, padding)
+        out = np.zeros((*sizes, kernel.shape[-1]))
+        for pos, cells in found.items():
+            for off, value in cells:
+                if value is not None:
+                    out[pos] += value @ kernel[off].astype(np.float64)
+        outs.append(out + (0.0 if bias is None else bias))
+    out = np.array(outs)
+    return np.moveaxis(out, -1, 1) if data_format == "channels_first" else out
+
+
+def pool_reference(x, pool, strides=None, padding="valid", mode="max",
+                   data_format="channels_last"):
+    """Keras's pooling in float64: the maximum or the mean of each window's inputs."""
+    strides = pool if strides is None else strides
+    x = x.astype(np.float64)
+    if data_format == "channels_first":
+        x = np.moveaxis(x, 1, -1)
+    outs = []
+    for sample in x:
+        found, sizes = _windows(sample, pool, strides, (1,) * len(pool), padding)
+        out = np.zeros((*sizes, x.shape[-1]))
+        for pos, cells in found.items():
+            values = np.array([v for _, v in cells if v is not None])
+            out[pos] = values.max(axis=0) if mode == "max" else values.mean(axis=0)
+        outs.append(out)
+    out = np.array(outs)
+    return np.moveaxis(out, -1, 1) if data_format == "channels_first" else out
+
+
+CONV_CASES = [
+    ("Conv1D", (9, 3), {"filters": 4, "kernel_size": 3}),
+    ("Conv1D", (9, 3), {"filters": 4, "kernel_size": 1}),
+    ("Conv1D", (10, 3), {"filters": 4, "kernel_size": 3, "strides": 2, "padding": "same"}),
+    ("Conv1D", (9, 3), {"filters": 2, "kernel_size": 3, "padding": "causal",
+                        "dilation_rate": 2}),
+    ("Conv1D", (11, 2), {"filters": 3, "kernel_size": 4, "padding": "same",
+                         "dilation_rate": 2, "activation": "relu"}),
+    ("Conv1D", (3, 9), {"filters": 4, "kernel_size": 3, "padding": "same",
+                        "data_format": "channels_first", "activation": "tanh"}),
+    ("Conv1D", (3, 8), {"filters": 2, "kernel_size": 2, "strides": 3, "padding": "causal",
+                        "data_format": "channels_first"}),
+    ("Conv1D", (9, 3), {"filters": 4, "kernel_size": 2, "padding": "same", "strides": 3,
+                        "activation": "softmax"}),
+    ("Conv2D", (7, 8, 3), {"filters": 5, "kernel_size": 3}),
+    ("Conv2D", (7, 8, 3), {"filters": 5, "kernel_size": (2, 3), "strides": 2,
+                           "padding": "same", "activation": "relu"}),
+    ("Conv2D", (7, 8, 3), {"filters": 5, "kernel_size": (3, 2), "dilation_rate": (2, 1),
+                           "padding": "same"}),
+    ("Conv2D", (3, 7, 8), {"filters": 5, "kernel_size": 3, "strides": (1, 2),
+                           "data_format": "channels_first", "activation": "sigmoid"}),
+    ("Conv2D", (3, 7, 8), {"filters": 5, "kernel_size": 4, "padding": "same",
+                           "data_format": "channels_first", "use_bias": False}),
+    ("Conv2D", (3, 5, 6), {"filters": 3, "kernel_size": 2, "data_format": "channels_first",
+                           "activation": "softmax"}),
+    ("Conv2D", (6, 5, 2), {"filters": 3, "kernel_size": 1}),
+    ("Convolution2D", (5, 5, 1), {"filters": 2, "kernel_size": 5}),
+]
+
+POOL_CASES = [
+    ("MaxPooling1D", (9, 3), {}),
+    ("MaxPooling1D", (9, 3), {"pool_size": 3, "strides": 2, "padding": "same"}),
+    ("MaxPool1D", (3, 10), {"pool_size": 4, "strides": 3, "padding": "same",
+                            "data_format": "channels_first"}),
+    ("AveragePooling1D", (9, 3), {"pool_size": 2}),
+    ("AveragePooling1D", (10, 3), {"pool_size": 4, "strides": 3, "padding": "same"}),
+    ("AvgPool1D", (3, 10), {"pool_size": 4, "strides": 1, "padding": "same",
+                            "data_format": "channels_first"}),
+    ("MaxPooling2D", (7, 8, 3), {}),
+    ("MaxPooling2D", (7, 8, 3), {"pool_size": (3, 2), "strides": (2, 1), "padding": "same"}),
+    ("MaxPool2D", (3, 7, 9), {"pool_size": (2, 3), "padding": "same",
+                              "data_format": "channels_first"}),
+    ("AveragePooling2D", (7, 8, 3), {"pool_size": 2}),
+    ("AveragePooling2D", (7, 9, 3), {"pool_size": 3, "strides": 2, "padding": "same"}),
+    ("AvgPool2D", (3, 7, 9), {"pool_size": (2, 3), "data_format": "channels_first"}),
+    ("AvgPool2D", (3, 7, 9), {"pool_size": (3, 3), "strides": 2, "padding": "same",
+                              "data_format": "channels_first"}),
+]
+
+
+def _model(ns, cls, shape, kwargs):
+    inp = ns.Input(shape)
+    return ns.Model(inp, getattr(ns.layers, cls)(**kwargs)(inp))
+
+
+def _activation(name, y, axis):
+    if name in (None, "linear"):
+        return y
+    if name == "softmax":
+        e = np.exp(y - y.max(axis=axis, keepdims=True))
+        return e / e.sum(axis=axis, keepdims=True)
+    return {"relu": lambda v: np.maximum(v, 0), "tanh": np.tanh,
+            "sigmoid": lambda v: 1 / (1 + np.exp(-v))}[name](y)
+
+
+@pytest.mark.parametrize("cls, shape, kwargs", CONV_CASES)
+def test_convolutions_against_the_reference(cls, shape, kwargs):
+    rng = np.random.default_rng(0)
+    model = _model(densitron, cls, shape, kwargs)
+    weights = [rng.normal(size=w.shape).astype(np.float32) for w in model.weights]
+    model.set_weights(weights)
+    x = rng.normal(size=(3, *shape)).astype(np.float32)
+    expected = conv_reference(x, weights[0], weights[1] if len(weights) > 1 else None,
+                              kwargs.get("strides", 1), kwargs.get("padding", "valid"),
+                              kwargs.get("dilation_rate", 1),
+                              kwargs.get("data_format", "channels_last"))
+    expected = _activation(kwargs.get("activation"), expected, -1)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
+    layer = model.layers[1]
+    rank = len(shape) - 1
+    assert [w.name for w in layer.weights] == ["kernel", "bias"][:len(weights)]
+    assert layer.kernel.shape == (*layer.kernel_size, shape[-1 if kwargs.get(
+        "data_format") != "channels_first" else 0], kwargs["filters"])
+    assert len(layer.kernel_size) == rank
+
+
+@pytest.mark.parametrize("cls, shape, kwargs", POOL_CASES)
+def test_poolings_against_the_reference(cls, shape, kwargs):
+    rng = np.random.default_rng(1)
+    model = _model(densitron, cls, shape, kwargs)
+    rank = len(shape) - 1
+    pool = kwargs.get("pool_size", 2)
+    pool = (pool,) * rank if isinstance(pool, int) else pool
+    strides = kwargs.get("strides", pool)
+    strides = (strides,) * rank if isinstance(strides, int) else strides
+    x = rng.normal(size=(4, *shape)).astype(np.float32)
+    expected = pool_reference(x, pool, strides, kwargs.get("padding", "valid"),
+                              "max" if "Max" in cls else "average",
+                              kwargs.get("data_format", "channels_last"))
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_max_pooling_ignores_the_padding_of_negative_inputs():
+    x = -np.arange(1, 7, dtype=np.float32).reshape(1, 3, 2) - 100
+    out = layers.MaxPooling1D(2, padding="same")(x)
+    np.testing.assert_array_equal(out, [[[-101, -102], [-105, -106]]])
+    avg = layers.AveragePooling1D(2, padding="same")(x)
+    np.testing.assert_array_equal(avg, [[[-102, -103], [-105, -106]]])
+
+
+# --- gradients ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls, shape, kwargs", [
+    ("Conv1D", (7, 2), {"filters": 2, "kernel_size": 3, "padding": "causal",
+                        "dilation_rate": 2, "activation": "tanh"}),
+    ("Conv2D", (2, 5, 4), {"filters": 2, "kernel_size": (2, 3), "strides": 2,
+                           "padding": "same", "data_format": "channels_first"}),
+    ("Conv2D", (5, 5, 2), {"filters": 2, "kernel_size": 2, "activation": "softmax"}),
+])
+def test_convolution_gradients_against_finite_differences(cls, shape, kwargs):
+    rng = np.random.default_rng(2)
+    inp = densitron.Input(shape)
+    h = getattr(layers, cls)(bias_initializer="random_normal", **kwargs)(inp)
+    out = layers.Dense(2)(layers.Flatten()(h))
+    fd_check(densitron.Model(inp, out), rng.normal(size=(4, *shape)),
+             rng.normal(size=(4, 2)), "mse")
+
+
+@pytest.mark.parametrize("cls, kwargs", [
+    ("MaxPooling2D", {"pool_size": (2, 3), "strides": 2, "padding": "same"}),
+    ("AveragePooling2D", {"pool_size": 3, "strides": 2, "padding": "same"}),
+    ("AveragePooling1D", {"pool_size": 2, "data_format": "channels_first"}),
+])
+def test_pooling_gradients_against_finite_differences(cls, kwargs):
+    # (a convolution before the pooling: its kernel's gradient passes through the pooling)
+    rng = np.random.default_rng(3)
+    rank = int(cls[-2])
+    shape = (5, 6, 2) if rank == 2 else (2, 7)
+    inp = densitron.Input(shape)
+    conv = getattr(layers, f"Conv{rank}D")(2, 2, padding="same",
+                                           data_format=kwargs.get("data_format"),
+                                           bias_initializer="random_normal")(inp)
+    out = layers.Dense(2)(layers.Flatten()(getattr(layers, cls)(**kwargs)(conv)))
+    fd_check(densitron.Model(inp, out), rng.normal(size=(4, *shape)),
+             rng.normal(size=(4, 2)), "mse")
+
+
+# --- Keras --------------------------------------------------------------------------------
+
+
+def _keras():
+    return pytest.importorskip("keras")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # (Keras's numpy backend's own)
+@pytest.mark.parametrize("cls, shape, kwargs", CONV_CASES + POOL_CASES)
+def test_predictions_are_kerass_on_the_same_weights(cls, shape, kwargs):
+    keras = _keras()
+    theirs, ours = _model(keras, cls, shape, kwargs), _model(densitron, cls, shape, kwargs)
+    rng = np.random.default_rng(4)
+    weights = [rng.normal(size=tuple(w.shape)).astype(np.float32) for w in theirs.weights]
+    theirs.set_weights(weights)
+    ours.set_weights(weights)
+    x = rng.normal(size=(3, *shape)).astype(np.float32)
+    expected = np.asarray(theirs.predict(x, verbose=0))
+    np.testing.assert_allclose(ours.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
+    theirs_config = theirs.layers[1].get_config()
+    ours_config = ours.layers[1].get_config()
+    assert sorted(ours_config) == sorted(theirs_config)
+    for key, value in theirs_config.items():
+        if key not in ("name", "dtype") and not key.endswith("initializer"):
+            assert ours_config[key] == value, key
+
+
+_TRAIN_SCRIPT = """
+import os
+os.environ["KERAS_BACKEND"] = "jax"
+import numpy as np, keras, densitron
+
+def cnn(ns, opt):
+    L = ns.layers
+    i = ns.Input((16, 16, 3))
+    x = L.Conv2D(6, 3, activation="relu", padding="same")(i)
+    x = L.MaxPooling2D()(x)
+    x = L.Conv2D(8, (3, 2), strides=2, activation="relu")(x)
+    x = L.AveragePooling2D(2, padding="same")(x)
+    x = L.Conv2D(4, 1, data_format="channels_first")(x)
+    o = L.Dense(5, activation="softmax")(L.Flatten()(x))
+    m = ns.Model(i, o)
+    m.compile(optimizer=opt(ns), loss="sparse_categorical_crossentropy")
+    return m
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(48, 16, 16, 3)).astype(np.float32)
+y = rng.integers(0, 5, size=48)
+for opt in (lambda ns: ns.optimizers.SGD(0.05), lambda ns: ns.optimizers.Adam(1e-3)):
+    theirs, ours = cnn(keras, opt), cnn(densitron, opt)
+    ours.set_weights(theirs.get_weights())
+    a = theirs.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0).history["loss"]
+    b = ours.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0).history["loss"]
+    np.testing.assert_allclose(b, a, rtol=1e-5)
+    for u, v in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-5)
+print("same")
+"""
+
+
+def test_a_small_cnn_trains_as_keras_on_jax():
+    # (Keras's numpy backend, this session's, does not train: Keras runs on JAX in a child)
+    _keras()
+    pytest.importorskip("jax")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(_TRAIN_SCRIPT)], env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0 and done.stdout.strip().endswith("same"), done.stderr[-3000:]
+
+
+def _file_models(ns):
+    L = ns.layers
+    i2 = ns.Input((3, 11, 10))
+    x = L.Conv2D(4, (3, 2), strides=(2, 1), padding="same", data_format="channels_first",
+                 activation="relu")(i2)
+    x = L.MaxPool2D(2, padding="same", data_format="channels_first")(x)
+    x = L.Convolution2D(5, 2, dilation_rate=2, use_bias=False)(x)
+    x = L.AvgPool2D((2, 1), strides=1)(x)
+    two = ns.Model(i2, L.Dense(2)(L.Flatten()(x)))
+    i1 = ns.Input((12, 3))
+    x = L.Conv1D(4, 3, padding="causal", dilation_rate=2, activation="tanh")(i1)
+    x = L.Conv1D(4, 1)(x)
+    x = L.AveragePooling1D(3, strides=2, padding="same")(x)
+    x = L.MaxPooling1D()(x)
+    one = ns.Model(i1, L.Conv1D(2, 2, strides=2, padding="same",
+                                data_format="channels_first")(x))
+    return [two, one]
+
+
+def test_saved_and_loaded(tmp_path):
+    rng = np.random.default_rng(5)
+    for k, model in enumerate(_file_models(densitron)):
+        x = rng.normal(size=(4, *model.inputs[0].shape[1:])).astype(np.float32)
+        model.save(tmp_path / f"{k}.keras")
+        again = densitron.saving.load_model(tmp_path / f"{k}.keras")
+        np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_keras_files_load_here_and_ours_in_keras(tmp_path):
+    keras = _keras()
+    pytest.importorskip("h5py")
+    rng = np.random.default_rng(6)
+    for k, (theirs, ours) in enumerate(zip(_file_models(keras), _file_models(densitron))):
+        x = rng.normal(size=(4, *ours.inputs[0].shape[1:])).astype(np.float32)
+        theirs.save(tmp_path / f"k{k}.keras")
+        loaded = densitron.saving.load_model(tmp_path / f"k{k}.keras")
+        np.testing.assert_allclose(loaded.predict(x, verbose=0),
+                                   theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+        ours.save(tmp_path / f"d{k}.keras")
+        in_keras = keras.models.load_model(tmp_path / f"d{k}.keras")
+        np.testing.assert_allclose(in_keras.predict(x, verbose=0),
+                                   ours.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+        assert [type(a).__name__ for a in in_keras.layers] == \
+            [type(a).__name__ for a in ours.layers]
+
+
+# --- configs and refusals -----------------------------------------------------------------
+
+
+def test_configs_round_trip_and_aliases():
+    assert layers.Convolution1D is layers.Conv1D and layers.MaxPool2D is layers.MaxPooling2D
+    assert layers.AvgPool1D is layers.AveragePooling1D
+    conv = layers.Conv2D(3, (2, 3), strides=(1, 2), padding="SAME", data_format=
+                         "channels_first", activation="relu")
+    config = conv.get_config()
+    assert config["kernel_size"] == (2, 3) and config["padding"] == "same"
+    assert layers.Conv2D.from_config(config).get_config() == config
+    pool = layers.MaxPooling2D((3, 2))
+    assert pool.get_config()["strides"] == (3, 2)
+    assert layers.MaxPooling2D.from_config(pool.get_config()).get_config() == pool.get_config()
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: layers.Conv2D(2, 3, padding="full"), "Received: padding='full'"),
+    (lambda: layers.Conv2D(2, 3, padding="causal"), "Received: padding='causal'"),
+    (lambda: layers.MaxPooling2D(padding="causal"), "Received: padding='causal'"),
+    (lambda: layers.Conv1D(0, 3), "Received: filters=0"),
+    (lambda: layers.Conv2D(2, (3, 0)), "Received: kernel_size=\\(3, 0\\)"),
+    (lambda: layers.Conv2D(2, (3, 3, 3)), "Received: kernel_size=\\(3, 3, 3\\)"),
+    (lambda: layers.Conv2D(2, 3, strides=2, dilation_rate=2), "Received: strides="),
+    (lambda: layers.Conv2D(4, 3, groups=2), "Received: groups=2"),
+    (lambda: layers.Conv2D(3, 3, groups=2), "Received: groups=2, filters=3"),
+    (lambda: layers.Conv1D(2, 3, data_format="channels_middle"), "Received: data_format="),
+    (lambda: layers.AveragePooling1D(0), "Received: pool_size=0"),
+    (lambda: layers.MaxPooling1D(2, strides=0), "Received: strides=0"),
+])
+def test_bad_arguments_are_refused_by_name(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_bad_inputs_are_refused():
+    with pytest.raises(ValueError, match="Computed output size would be zero or negative"):
+        layers.Conv2D(2, 4)(densitron.Input((3, 5, 1)))
+    with pytest.raises(ValueError, match="Computed output size would be zero or negative"):
+        layers.MaxPooling1D(4)(densitron.Input((3, 2)))
+    layers.Conv2D(2, 4, padding="same")(densitron.Input((3, 5, 1)))  # (same: any size)
+    with pytest.raises(ValueError, match="expected ndim=4, found ndim=3"):
+        layers.Conv2D(2, 3)(densitron.Input((6, 5)))
+    with pytest.raises(ValueError, match="expected ndim=3, found ndim=4"):
+        layers.AveragePooling1D(2)(densitron.Input((6, 5, 2)))
+    conv = layers.Conv1D(2, 3)
+    conv(densitron.Input((6, 4)))
+    with pytest.raises(ValueError, match="expected axis -1 of input shape to have value 4"):
+        conv(densitron.Input((6, 5)))
+
+
+def test_on_arrays_and_shapes():
+    x = np.random.default_rng(7).normal(size=(2, 9, 8, 3)).astype(np.float32)
+    assert layers.Conv2D(4, 3, strides=2)(x).shape == (2, 4, 3, 4)
+    assert layers.Conv2D(4, 3, strides=2, padding="same")(x).shape == (2, 5, 4, 4)
+    assert layers.MaxPooling2D(data_format="channels_first")(x).shape == (2, 9, 4, 1)
+    assert layers.AveragePooling2D(3, padding="same")(x).shape == (2, 3, 3, 3)
+    assert layers.Conv1D(2, 3, padding="causal", dilation_rate=3)(x[:, 0]).shape == (2, 8, 2)
