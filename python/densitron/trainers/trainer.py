@@ -128,6 +128,24 @@ def _check_output_keys(value, names, arg):
                          f"extra key(s): {extra}. Received: {arg}={value!r}")
 
 
+def _check_steps_per_execution(value):
+    """compile's steps_per_execution: an int >= 1 (a bool as its int, as Keras's range()
+    takes it)."""
+    if isinstance(value, (int, np.integer)) and value >= 1:
+        return int(value)
+    raise ValueError("`steps_per_execution` must be a positive integer. "
+                     f"Received: steps_per_execution={value!r}")
+
+
+def _joined(parts):
+    """predict's outputs of several batches (arrays, lists or dicts of them) joined by rows."""
+    if isinstance(parts[0], dict):
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    if isinstance(parts[0], list):
+        return [np.concatenate(o) for o in zip(*parts)]
+    return np.concatenate(parts)
+
+
 def _user_callbacks(callbacks):
     """The `callbacks` argument as a new list, each checked to be a Callback (a single
     Callback is a list of it, as Keras's CallbackList flattens it)."""
@@ -193,7 +211,7 @@ class Trainer:
             # (recorded as Keras does; densitron's engine runs every step either way)
             self.run_eagerly = bool(run_eagerly)
             self.jit_compile = True if jit_compile == "auto" else bool(jit_compile)
-            self.steps_per_execution = steps_per_execution
+            self.steps_per_execution = _check_steps_per_execution(steps_per_execution)
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(before)
@@ -713,6 +731,7 @@ class Trainer:
         train_seconds = 0.0
         total_steps = 0
         chunk = 8  # batches per engine call, adapted to the measured step time below
+        spe = self.steps_per_execution
         in_order = None if shuffle else np.arange(rows, dtype=np.int64)
         pass_done = 0  # batches of the current pass trained
         perm = in_order
@@ -729,12 +748,15 @@ class Trainer:
                         np.int64, copy=False)
                 elif shuffle:  # by the engine (NumPy's permutation took 0.5 ms of 60,000)
                     perm = _core._permutation(rows, int(global_generator().integers(2**63)))
-            limit = min(steps, pass_batches - pass_done)
+            # (Keras runs whole executions of steps_per_execution batches: an epoch of
+            # steps_per_epoch=5 at 3 a run trains 6, the pass permitting)
+            limit = min(-(-steps // spe) * spe, pass_batches - pass_done)
             done, logs = 0, {}
             self._graph.stop_on_nonfinite_loss = stops_on_nan
             while done < limit:
-                # (a stop asked before the epoch's first batch: Keras trains that one batch)
-                n = 1 if per_batch or self.stop_training else min(chunk, limit - done)
+                # (a stop asked before the epoch's first batch: Keras trains that one run)
+                n = min(spe if per_batch or self.stop_training else chunk, limit - done)
+                first = done
                 if per_batch:
                     cb.on_train_batch_begin(done)
                 t0 = time.perf_counter()
@@ -748,7 +770,9 @@ class Trainer:
                     n = self._graph.last_batches_run
                 done += n
                 logs = self._logs_from_totals(*totals)  # the epoch's running totals
-                cb.on_train_batch_end(done - 1, logs)
+                # (a run's last batch as Keras numbers it, first + steps_per_execution - 1
+                # also where the epoch ends sooner)
+                cb.on_train_batch_end(first + spe - 1 if per_batch else done - 1, logs)
                 target = _CALL_SECONDS_VERBOSE if verbose == 1 else _CALL_SECONDS_SILENT
                 chunk = max(1, int(target / max(elapsed / n, 1e-7)))
                 if self.stop_training:
@@ -973,10 +997,14 @@ class Trainer:
         verbose = data_mod.check_verbose(verbose)
         source = sources.BatchSource(x, steps_per_epoch, "x", "steps_per_epoch",
                                      shuffle=shuffle, stream=True)
+        spe = self.steps_per_execution
+        steps = source.steps
+        if source.stream:  # (whole runs of steps_per_execution batches an epoch, as Keras)
+            source.steps = -(-steps // spe) * spe
         val = None if validation_data is None else self._validation_arrays(validation_data,
                                                                            validation_steps)
         val_batch = data_mod.check_batch_size(validation_batch_size, "validation_batch_size")
-        cb, history = self._callback_list(callbacks, verbose, epochs, source.steps)
+        cb, history = self._callback_list(callbacks, verbose, epochs, steps)
         in_order = np.arange(0, dtype=np.int64)
 
         def train_epoch(epoch):
@@ -987,7 +1015,7 @@ class Trainer:
             for batch in source.batches():
                 xs, ys, sws, rows = self._batch_arrays(batch, "x", done, class_weight,
                                                        engine_ready=done > 0)
-                if hooks:
+                if hooks and done % spe == 0:  # (hooks a run of steps_per_execution batches)
                     cb.on_train_batch_begin(done)
                 self._schedule_ahead(1)
                 # Given a row order, the engine copies the batch's rows, checking them for
@@ -1000,15 +1028,18 @@ class Trainer:
                                                          done > 0)
                 if nan is not None:
                     raise data_mod.engine_nan_error(xs, nan, done)
-                if hooks:
-                    cb.on_train_batch_end(done, self._logs_from_totals(*totals))
                 done += 1
-                if self.stop_training:
-                    break
+                if done % spe == 0:  # (Keras stops between runs)
+                    if hooks:
+                        cb.on_train_batch_end(done - 1, self._logs_from_totals(*totals))
+                    if self.stop_training:
+                        break
             if totals is None:  # (a sequence whose length fell to 0)
                 source.warn_ran_out()
                 return None, True
             logs = self._logs_from_totals(*totals)
+            if hooks and done % spe:  # (a last run cut short, numbered as a whole one)
+                cb.on_train_batch_end(done - done % spe + spe - 1, logs)
             cb.params["steps"] = cb.params["steps"] or done
             source.end_epoch()
             if source.short:  # (warned before the epoch's validation, as the arrays' fit)
@@ -1023,17 +1054,19 @@ class Trainer:
     def _evaluate_source(self, source, cb=None):
         """Logs of evaluate over a BatchSource's batches (with the callbacks' per-batch hooks
         when given)."""
-        totals = None
+        totals, spe, b = None, self.steps_per_execution, -1
         for b, batch in enumerate(source.batches()):
             xs, ys, sws, rows = self._batch_arrays(batch, source.arg, b)
-            if cb is not None:
+            if cb is not None and b % spe == 0:  # (hooks a run of steps_per_execution)
                 cb.on_test_batch_begin(b)
             *step, nan = self._graph.evaluate(xs, ys, self._inference_batch(rows), sws, True)
             if nan is not None:
                 raise data_mod.engine_nan_error(xs, nan, b)
             totals = sources.add_totals(totals, step)
-            if cb is not None:
+            if cb is not None and (b + 1) % spe == 0:
                 cb.on_test_batch_end(b, self._logs_from_totals(*totals))
+        if cb is not None and totals is not None and (b + 1) % spe:  # (a run cut short)
+            cb.on_test_batch_end(b - b % spe + spe - 1, self._logs_from_totals(*totals))
         source.end_epoch()
         if source.short and totals is not None:
             source.warn_ran_out()
@@ -1162,11 +1195,13 @@ class Trainer:
                             steps=steps)
 
     def _evaluate_by_batch(self, xs, ys, sws, batch_size, batches, cb):
-        """evaluate one engine call a batch, for callbacks with per-batch hooks: the running
-        logs after each batch, as Keras passes them."""
+        """evaluate one engine call a run of steps_per_execution batches, for callbacks with
+        per-batch hooks: the running logs after each run, as Keras passes them (the run's last
+        batch numbered first + steps_per_execution - 1)."""
         totals, logs = None, {}
-        for b in range(batches):
-            lo, hi = b * batch_size, (b + 1) * batch_size
+        spe = self.steps_per_execution
+        for b in range(0, batches, spe):
+            lo, hi = b * batch_size, min(b + spe, batches) * batch_size
             cut = [a[lo:hi] for a in xs], [a[lo:hi] for a in ys]
             w = None if sws is None else [None if a is None else a[lo:hi] for a in sws]
             cb.on_test_batch_begin(b)
@@ -1175,7 +1210,7 @@ class Trainer:
                 raise data_mod.engine_nan_error(xs, (nan[0], lo + nan[1]))
             totals = sources.add_totals(totals, step)
             logs = self._logs_from_totals(*totals)
-            cb.on_test_batch_end(b, logs)
+            cb.on_test_batch_end(b + spe - 1, logs)
         return logs
 
     # --- predict -------------------------------------------------------------------------
@@ -1205,25 +1240,26 @@ class Trainer:
             sources.reject_beside(batch_size=batch_size)
             source = sources.BatchSource(x, steps, "x", "steps")
             begin(source.steps)
-            parts = []
+            parts, spe, run = [], self.steps_per_execution, 0  # (run: the current run's parts)
             for b, batch in enumerate(source.batches()):
-                if cb is not None:
+                if cb is not None and b % spe == 0:  # (hooks a run of steps_per_execution)
                     cb.on_predict_batch_begin(b)
                 parts.append(self.predict(unpack(batch, "x")[0], batch_size=None,
                                           verbose=0))
-                if cb is not None:
-                    cb.on_predict_batch_end(b, {"outputs": parts[-1]})
+                run += 1
+                if cb is not None and (run == spe or b + 1 == source.steps):
+                    cb.on_predict_batch_end(b - b % spe + spe - 1,
+                                            {"outputs": _joined(parts[-run:])})
+                    run = 0
+            if cb is not None and run:  # (an iterator's last run, cut short)
+                cb.on_predict_batch_end(b - b % spe + spe - 1, {"outputs": _joined(parts[-run:])})
             source.end_epoch()
             if source.short and parts:
                 source.warn_ran_out()
             if not parts:
                 raise ValueError("`x` gave no batches to predict. Received: an exhausted "
                                  "generator")
-            if isinstance(parts[0], dict):
-                return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-            if isinstance(parts[0], list):
-                return [np.concatenate(o) for o in zip(*parts)]
-            return np.concatenate(parts)
+            return _joined(parts)
         data_mod.check_batch_size(batch_size)
         steps = data_mod.check_steps(steps, "steps")
         verbose = data_mod.check_verbose(verbose)
@@ -1240,13 +1276,14 @@ class Trainer:
         (xs,), batches = data_mod.head_for_steps([xs], rows, batch_size, steps)
         begin(batches)
         bar = Progbar(batches, verbose=verbose)
-        if batch_hooks:  # one engine call a batch, each batch's outputs to the hooks
-            pieces = []
-            for b in range(batches):
-                lo, hi = b * batch_size, (b + 1) * batch_size
+        if batch_hooks:  # one engine call a run of steps_per_execution batches, its outputs
+            pieces = []  # to the hooks (numbered as Keras, see _evaluate_by_batch)
+            spe = self.steps_per_execution
+            for b in range(0, batches, spe):
+                lo, hi = b * batch_size, min(b + spe, batches) * batch_size
                 cb.on_predict_batch_begin(b)
                 pieces.append(self._graph.predict([a[lo:hi] for a in xs], batch_size))
-                cb.on_predict_batch_end(b, {"outputs": self._structured(pieces[-1])})
+                cb.on_predict_batch_end(b + spe - 1, {"outputs": self._structured(pieces[-1])})
             outs = [np.concatenate(parts) for parts in zip(*pieces)]
         else:
             outs = self._graph.predict(xs, self._inference_batch(batch_size, targets=False),
