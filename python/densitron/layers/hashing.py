@@ -227,26 +227,20 @@ def as_value_array(inputs, what):
 
 def encode_ids(ids, output_mode, depth, dtype):
     """Keras's encode_categorical_inputs of int64 ids (an id outside [0, depth) sets nothing):
-    "one_hot" a row per id (a last axis of 1 squeezed first), "multi_hot" and "count" a row
-    per sample's last axis (a scalar is one sample of one id)."""
+    "one_hot" a row per id (a last axis of 1 squeezed first); "multi_hot" and "count" reduce
+    the one-hot rows over axis 1 as Keras does (the sample's ids for (batch, ids) inputs; the
+    second axis of higher ranks; a scalar is one sample of one id)."""
     if ids.ndim == 0:
         ids = ids[None]
+    if output_mode == "one_hot" and ids.ndim > 1 and ids.shape[-1] == 1:
+        ids = ids[..., 0]
+    hot = (ids[..., None] == np.arange(depth)) & ((ids >= 0) & (ids < depth))[..., None]
     if output_mode == "one_hot":
-        if ids.ndim > 1 and ids.shape[-1] == 1:
-            ids = ids[..., 0]
-        valid = (ids >= 0) & (ids < depth)
-        out = (ids[..., None] == np.arange(depth)) & valid[..., None]
-        return out.astype(dtype)
-    lead = ids.shape[:-1]
-    flat = ids.reshape(-1, ids.shape[-1])
-    out = np.zeros((flat.shape[0], depth), np.int64)
-    rows = np.repeat(np.arange(flat.shape[0]), flat.shape[1])
-    cols = flat.reshape(-1)
-    keep = (cols >= 0) & (cols < depth)
-    np.add.at(out, (rows[keep], cols[keep]), 1)
+        return hot.astype(dtype)
+    axis = 1 if ids.ndim > 1 else 0
     if output_mode == "multi_hot":
-        out = np.minimum(out, 1)
-    return out.reshape(*lead, depth).astype(dtype)
+        return np.any(hot, axis=axis).astype(dtype)
+    return np.sum(hot, axis=axis, dtype=np.int64).astype(dtype)
 
 
 def refuse_in_model(layer, inputs):

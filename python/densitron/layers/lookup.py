@@ -264,6 +264,7 @@ class _IndexLookup(Layer):
             raise
 
     def _record_vocabulary_size(self):
+        self._vocabulary_version = getattr(self, "_vocabulary_version", 0) + 1
         size = self.vocabulary_size()
         if (self.output_mode != "int" and not self.pad_to_max_tokens and
                 self._frozen_vocab_size is not None and size != self._frozen_vocab_size):
@@ -509,15 +510,6 @@ class _IndexLookup(Layer):
         else:
             self.set_vocabulary(values)
 
-    def save_own_variables(self, store):
-        """Keras's: "tf_idf" keeps its idf weights as the variable "idf_weights"."""
-        if self.output_mode == "tf_idf":
-            store["idf_weights"] = np.asarray(self.idf_weights, np.float32)
-
-    def load_own_variables(self, store):
-        if self.output_mode == "tf_idf":
-            self.idf_weights = np.asarray(store["idf_weights"], np.float32)
-
 
 class IntegerLookup(_IndexLookup):
     """Keras's IntegerLookup: integer tokens to indices (see the module's description). In a
@@ -587,6 +579,12 @@ class IntegerLookup(_IndexLookup):
 
     def _check_inputs(self, input_shape):
         self._check_single(input_shape, min_rank=1)
+        if self.output_mode in ("multi_hot", "count") and len(input_shape) > 2:
+            raise ValueError(
+                f"densitron's IntegerLookup encodes one sample's ids (batch, ids) in a model; "
+                f"Keras's \"{self.output_mode}\" of inputs of rank 3 or more reduces over their "
+                f"second axis (apply {self.name} to the data before fit). Received: "
+                f"input_shape={tuple(input_shape)}")
 
     @property
     def _gives_ids(self):
@@ -610,8 +608,8 @@ class IntegerLookup(_IndexLookup):
             at = int(np.searchsorted(np.asarray(keys, np.int64), self.mask_token))
             keys.insert(at, self.mask_token)
             values.insert(at, 0 if self.output_mode == "int" else -1)
-        default = self._oov_start_index() if self.num_oov_indices == 1 else -1
-        return keys, values, default, self.num_oov_indices
+        # (NaN: the first OOV index; a model refuses num_oov_indices=0)
+        return keys, values, self._oov_start_index(), self.num_oov_indices
 
     def _engine_node(self, node, param_index):
         keys, values, default, n_oov = self._engine_table()

@@ -525,6 +525,8 @@ class Functional(Trainer, Layer):
                 modes.append(layer.trainable)
             if "activation" in layer.__dict__:
                 modes.append((layer, layer.__dict__["activation"]))
+            if hasattr(layer, "_vocabulary_version"):  # (a lookup's table, set anew)
+                modes.append(layer._vocabulary_version)
         return modes
 
     def _refresh_engine_graph(self):
