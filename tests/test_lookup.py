@@ -347,3 +347,20 @@ def test_module_lists_them():
         assert name in layers.__all__
     with pytest.raises(AttributeError, match="TextVectorization"):
         layers.TextVectorization  # noqa: B018
+
+
+def test_hashing_from_keras_serialized_form_keeps_its_dtype():
+    policy = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "int64"},
+              "registered_name": None}
+    config = {"module": "keras.layers", "class_name": "Hashing", "registered_name": None,
+              "config": {"name": "h", "trainable": True, "dtype": policy, "num_bins": 3,
+                         "salt": None, "mask_value": None, "output_mode": "int",
+                         "sparse": False}}
+    layer = layers.deserialize(config)
+    assert layer.get_config()["dtype"] == "int64"
+    # (Keras 3.15 with TensorFlow: "omar", "stringer", "marlo" into 3 bins)
+    np.testing.assert_array_equal(layer(np.array([["omar"], ["stringer"], ["marlo"]])),
+                                  [[2], [2], [0]])
+    # booleans hash as TensorFlow's as_string writes them (Keras's: [[3, 0]])
+    np.testing.assert_array_equal(layers.Hashing(num_bins=7)(np.array([[True, False]])),
+                                  [[3, 0]])

@@ -384,8 +384,10 @@ def _densitron_layer_config(class_name, config):
     for key, value in _without_keras_only(config, table, f"a {class_name} layer").items():
         if key == "dtype":
             # a Keras file's policy (a dict, or a name): densitron runs the layer in float32,
-            # mixed precision models included (they keep float32 weights)
-            value = "float32"
+            # mixed precision models included (they keep float32 weights); Hashing's names
+            # its outputs' dtype (int64 ids)
+            value = (value.get("config", {}).get("name") if isinstance(value, dict) else value) \
+                if class_name == "Hashing" else "float32"
         elif isinstance(value, dict) and "class_name" in value and _kind_of(key) is not None:
             value = _plain(value)
         elif key == "layer" and isinstance(value, dict) and "class_name" in value:

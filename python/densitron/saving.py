@@ -988,7 +988,8 @@ def _keras_layer_paths(model, prefix="layers", wrapped=False, composites=False,
     layers = (model.layers if sequential and (composites or not model._saved_as_graph())
               else model._keras_layers() if composites else model._file_calls()[0])
     wrappers = [getattr(layer, "_keras_wrapper", None) if wrapped else None for layer in layers]
-    names = _numbered(wrapper or naming.to_snake_case(type(layer).__name__)
+    names = _numbered(wrapper or getattr(layer, "_keras_path_name", None)
+                      or naming.to_snake_case(type(layer).__name__)
                       for layer, wrapper in zip(layers, wrappers))
     for layer, wrapper, name in zip(layers, wrappers, names):
         path = f"{prefix}/{name}" + ("/layer" if wrapper else "")

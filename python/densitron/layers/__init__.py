@@ -31,7 +31,8 @@ from densitron.layers.math_ops import (AddedLoss, ArgReduce, BatchFill, BatchMat
                                        Divide, Masking, MathOp, ModeSelect, Reduce,
                                        RowBroadcast, Slice)
 from densitron.layers.weight_ops import WeightAdd, WeightMatMul, WeightMultiply
-from densitron.layers.attention import MultiHeadAttention
+from densitron.layers.attention import GroupQueryAttention, MultiHeadAttention
+from densitron.layers.einsum_dense import EinsumDense
 from densitron.layers.dot_attention import AdditiveAttention, Attention
 from densitron.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from densitron.layers.reshaping import (Cropping1D, Cropping2D, Flatten, Permute, RepeatVector,
@@ -78,8 +79,7 @@ def _missing_keras_kind(name):
         return f"wrapper of another framework's model, {name}"
     if name in ("Cropping3D", "UpSampling3D", "ZeroPadding3D"):
         return f"volumetric layer {name}"
-    if name in ("GroupQueryAttention", "EinsumDense",
-                "ReversibleEmbedding", "SpectralNormalization", "Wrapper"):
+    if name in ("ReversibleEmbedding", "SpectralNormalization", "Wrapper"):
         return f"layer {name} (not implemented yet)"
     return None
 
@@ -165,6 +165,7 @@ __all__ = ["AddedLoss", "ArgReduce", "BatchReduce", "Masking", "add", "average",
            "Reduce", "RowBroadcast", "Slice", "RandomNormalSample", "ModeSelect", "BatchMatMul",
            "Hashing", "IntegerLookup", "StringLookup",
            "MultiHeadAttention", "Conv1D", "BatchFill", "Attention", "AdditiveAttention",
+           "GroupQueryAttention", "EinsumDense",
            "GRU", "LSTM", "SimpleRNN", "Bidirectional",
            "GroupNormalization", "Conv2D", "Convolution1D", "Convolution2D", "MaxPooling1D",
            "MaxPooling2D", "MaxPool1D", "MaxPool2D", "AveragePooling1D", "AveragePooling2D",

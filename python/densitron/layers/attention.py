@@ -36,10 +36,12 @@ def step_masks(layer, node, roles):
     return masks
 
 
-def _permutation(rows, groups, dim):
+def _permutation(rows, groups, dim, repeats=1):
     """The index map that turns (rows, groups, dim) values into (groups, rows, dim): the map
-    Permute((2, 1, 3)) takes."""
-    return _positions((rows, groups, dim)).transpose(1, 0, 2).ravel().tolist()
+    Permute((2, 1, 3)) takes; with `repeats`, each group `repeats` times in a row (Keras's
+    ops.repeat of grouped-query attention's key and value heads)."""
+    grid = _positions((rows, groups, dim)).transpose(1, 0, 2)
+    return np.repeat(grid, repeats, axis=0).ravel().tolist()
 
 
 class MultiHeadAttention(Layer):
@@ -192,8 +194,9 @@ class MultiHeadAttention(Layer):
         self._kernels = {}
         for part, features, dim in (("query", query[-1], dk), ("key", key[-1], dk),
                                     ("value", value[-1], dv)):
-            kernel = weight((int(features), h, dim), f"{part}/kernel", True)
-            bias = weight((h, dim), f"{part}/bias", False) if self.use_bias else None
+            heads = h if part == "query" else self._kv_heads()
+            kernel = weight((int(features), heads, dim), f"{part}/kernel", True)
+            bias = weight((heads, dim), f"{part}/bias", False) if self.use_bias else None
             self._kernels[part] = (kernel, bias)
         kernel = weight((h, dv, out), "attention_output/kernel", True)
         bias = weight((out,), "attention_output/bias", False) if self.use_bias else None
@@ -218,7 +221,9 @@ class MultiHeadAttention(Layer):
         shapes = [t.shape for t in node.inputs]
         t_len, s_len = int(shapes[0][1]), int(shapes[1][1])
         h, dk, dv = self.num_heads, self.key_dim, self.value_dim
+        hk = self._kv_heads()  # (grouped-query attention's key and value heads)
         out = self._output_dim or int(shapes[0][-1])
+        activity = self._activities()
         has_key, has_mask, causal, scores_out = (self._signature or
                                                   (len(shapes) == 3, False, False, False))
         key_in = 2 if has_key else 1
@@ -227,7 +232,8 @@ class MultiHeadAttention(Layer):
         def dense(part, rows, units):
             kernel, bias = self._kernels[part]
             return node_spec(1, rows * units, units, params=[
-                param_index[id(kernel)], param_index[id(bias)] if bias is not None else -1])
+                param_index[id(kernel)], param_index[id(bias)] if bias is not None else -1],
+                activity=activity.get(part, (0.0, 0.0)))
 
         items = []
 
@@ -239,13 +245,15 @@ class MultiHeadAttention(Layer):
 
         width, plane = h * t_len * s_len, t_len * s_len
         q = add(dense("query", t_len, h * dk), ("in", 0))
-        k = add(dense("key", s_len, h * dk), ("in", key_in))
-        v = add(dense("value", s_len, h * dv), ("in", 1))
+        k = add(dense("key", s_len, hk * dk), ("in", key_in))
+        v = add(dense("value", s_len, hk * dv), ("in", 1))
         q = add(node_spec(_MATH, t_len * h * dk, h * dk, fattrs=[1.0 / math.sqrt(float(dk)), 0.0],
                           iattrs=[MATH_OPS["multiply_by"]]), q)                   # q / √dk
         q = add(node_spec(20, h * t_len * dk, dk, iattrs=_permutation(t_len, h, dk)), q)
-        k = add(node_spec(20, h * s_len * dk, dk, iattrs=_permutation(s_len, h, dk)), k)
-        v = add(node_spec(20, h * s_len * dv, dv, iattrs=_permutation(s_len, h, dv)), v)
+        k = add(node_spec(20, h * s_len * dk, dk,
+                          iattrs=_permutation(s_len, hk, dk, h // hk)), k)
+        v = add(node_spec(20, h * s_len * dv, dv,
+                          iattrs=_permutation(s_len, hk, dv, h // hk)), v)
         scores = add(node_spec(_BATCH_MATMUL, width, s_len, iattrs=[h, t_len, dk, s_len, 0, 1]),
                      q, k)
         t_i, s_i = np.meshgrid(np.arange(t_len), np.arange(s_len), indexing="ij")
@@ -288,6 +296,9 @@ class MultiHeadAttention(Layer):
             # weights to 0, a wholly masked row's too; its fused dot_product_attention (taken
             # otherwise) leaves such a row uniform, as the -1e9 scores give.
             probs = softmax = add(node_spec(6, width, s_len), softmax, m)
+            if causal:  # (and the causal mask's, which Keras ANDs with the others)
+                probs = softmax = add(node_spec(20, width, s_len, iattrs=np.where(
+                    keep, np.arange(width), -1).tolist()), softmax)
         if self.dropout > 0.0:
             probs = add(node_spec(10, width, s_len, fattrs=[self.dropout],
                                   iattrs=[self._engine_seed]), probs)
@@ -295,12 +306,19 @@ class MultiHeadAttention(Layer):
                               iattrs=[h, t_len, s_len, dv, 0, 0]), probs, v)
         mixed = add(node_spec(20, t_len * h * dv, h * dv, iattrs=_permutation(h, t_len, dv)),
                     mixed)                                                        # heads back
-        output = dense("output", t_len, out)
-        reg = self.activity_regularizer
-        if reg is not None:
-            output = (*output[:-1], regularizers.coefficients(reg))
-        result = add(output, mixed)
+        result = add(dense("output", t_len, out), mixed)
+        if scores_out and "scores" in activity:
+            items[softmax] = (items[softmax][0], (*items[softmax][1][:-1], activity["scores"]))
         return items, [result] + ([softmax] if scores_out else [])
+
+    def _kv_heads(self):
+        return self.num_heads
+
+    def _activities(self):
+        """The activity penalty's (l1, l2) on each projection's output, as Keras's: each of
+        its EinsumDense sublayers takes the layer's activity_regularizer."""
+        coefficients = regularizers.coefficients(self.activity_regularizer)
+        return {part: coefficients for part in ("query", "key", "value", "output")}
 
     def get_config(self):
         return {
@@ -319,3 +337,110 @@ class MultiHeadAttention(Layer):
             **({"call_signature": list(self._signature)}
                if self._signature is not None and any(self._signature[1:]) else {}),
         }
+
+
+class GroupQueryAttention(MultiHeadAttention):
+    """Keras's GroupQueryAttention (Ainslie et al., 2023): MultiHeadAttention's computation
+    with `num_query_heads` query heads of `head_dim` and `num_key_value_heads` key and value
+    heads, each key and value head repeated over its group of query heads; the output has the
+    query's features. Keras's weights: query (features, num_query_heads, head_dim), key and
+    value (features, num_key_value_heads, head_dim), their biases, the output projection
+    (num_query_heads, head_dim, features) and bias. The call, masks and scores are
+    MultiHeadAttention's. flash_attention=True is refused (Keras's needs a GPU's cuDNN), as
+    are use_gate and sliding_window (not run yet)."""
+
+    _keras_path_name = "grouped_query_attention"  # (Keras's class's, in weight files)
+
+    def __init__(self, head_dim, num_query_heads, num_key_value_heads, dropout=0.0,
+                 use_bias=True, sliding_window=None, flash_attention=None,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, use_gate=False, seed=None,
+                 **kwargs):
+        num_query_heads = _number_of("num_query_heads", num_query_heads)
+        num_key_value_heads = _number_of("num_key_value_heads", num_key_value_heads)
+        if num_query_heads % num_key_value_heads != 0:
+            raise ValueError("`num_query_heads` must be divisible by `num_key_value_heads`. "
+                             f"Received: num_query_heads={num_query_heads}, "
+                             f"num_key_value_heads={num_key_value_heads}")
+        if sliding_window is not None and (
+                isinstance(sliding_window, bool) or not isinstance(sliding_window, int)
+                or sliding_window <= 0):
+            raise ValueError("`sliding_window` must be `None` or a positive integer. "
+                             f"Received: sliding_window={sliding_window}")
+        for arg, value, off in (("sliding_window", sliding_window, None),
+                                ("use_gate", use_gate, False)):
+            if value != off:
+                raise ValueError(f"densitron's GroupQueryAttention does not run `{arg}` yet. "
+                                 f"Received: {arg}={value!r}")
+        if flash_attention and dropout > 0.0:
+            raise ValueError("Dropout is not supported when flash attention is enabled. "
+                             "Please set dropout to 0.0 to use flash attention. Received: "
+                             f"flash_attention={flash_attention!r}, dropout={dropout!r}")
+        if flash_attention:  # (Keras's on a CPU: "cuDNN is not detected" when called)
+            raise ValueError("Flash attention needs a GPU (Keras's needs cuDNN); densitron "
+                             "runs attention on the CPU. Received: "
+                             f"flash_attention={flash_attention!r}")
+        if kwargs.get("name") is None:  # (Keras's class is GroupedQueryAttention)
+            from densitron.utils.naming import uniquify
+
+            kwargs["name"] = uniquify("grouped_query_attention")
+        super().__init__(num_query_heads, head_dim, dropout=dropout, use_bias=use_bias,
+                         flash_attention=flash_attention,
+                         kernel_initializer=kernel_initializer,
+                         bias_initializer=bias_initializer,
+                         kernel_regularizer=kernel_regularizer,
+                         bias_regularizer=bias_regularizer,
+                         activity_regularizer=activity_regularizer,
+                         kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
+                         seed=seed, **kwargs)
+        self.head_dim, self.num_query_heads = self.key_dim, self.num_heads
+        self.num_key_value_heads = num_key_value_heads
+        self.num_repeats = num_query_heads // num_key_value_heads
+        self.use_gate, self.sliding_window = False, None
+
+    def _kv_heads(self):
+        return self.num_key_value_heads
+
+    def _check_inputs(self, input_shape):
+        super()._check_inputs(input_shape)
+        query, value, _, _ = self._parts(input_shape)
+        if query[-1] != value[-1]:
+            raise ValueError("The last dimension of `query_shape` and `value_shape` must be "
+                             f"equal, but are {query[-1]}, {value[-1]}. Received: "
+                             f"query_shape={tuple(query)}, value_shape={tuple(value)}")
+
+    def _activities(self):
+        """As Keras's: the penalty on each projection's output (its EinsumDense sublayers'),
+        and on the layer's outputs (the output projection's again, the scores returned)."""
+        activities = super()._activities()
+        l1, l2 = activities["output"]
+        return {**activities, "output": (2 * l1, 2 * l2), "scores": (l1, l2)}
+
+    def _keras_sublayers(self):
+        """Where Keras's weight files keep the variables: its EinsumDense sublayers (and its
+        weightless dropout and softmax sublayers), as (subpath, name, variables)."""
+        return [(f"_{path}", name, variables)
+                for path, name, variables in super()._keras_sublayers()
+                if not path.startswith("_")] + [("_dropout_layer", "dropout", []),
+                                                ("_softmax", "softmax", [])]
+
+    def get_config(self):
+        config = super().get_config()
+        keras_keys = ("kernel_initializer", "bias_initializer", "kernel_regularizer",
+                      "bias_regularizer")
+        return {**{k: config[k] for k in ("name", "trainable", "dtype")},
+                "head_dim": self.head_dim,
+                "num_query_heads": self.num_query_heads,
+                "num_key_value_heads": self.num_key_value_heads,
+                "use_bias": self.use_bias,
+                "use_gate": False,
+                "sliding_window": None,
+                "dropout": self.dropout,
+                **{k: config[k] for k in keras_keys},
+                "activity_regularizer": regularizers.serialize(self.activity_regularizer),
+                "kernel_constraint": config["kernel_constraint"],
+                "bias_constraint": config["bias_constraint"],
+                "seed": self.seed,
+                **({"call_signature": config["call_signature"]}
+                   if "call_signature" in config else {})}

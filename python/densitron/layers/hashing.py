@@ -332,8 +332,8 @@ class Hashing(Layer):
             mask = values == self.mask_value
         if values.dtype.kind == "f":
             values = values.astype(np.int64)  # (Keras casts floats to int64 before hashing)
-        elif values.dtype.kind == "b":
-            values = values.astype(np.int64)
+        elif values.dtype.kind == "b":  # (TensorFlow's as_string of booleans)
+            values = np.where(values, "true", "false")
         bins = hash_buckets(values, hash_bins, self.salt)
         if mask is not None:
             bins = np.where(mask, 0, bins + 1)
