@@ -329,7 +329,7 @@ def test_graph_build_errors_name_layers_and_shapes():
     with pytest.raises(ValueError, match="Received: axis=3"):
         layers.LayerNormalization(axis=3)(a)
     with pytest.raises(ValueError, match="one axis.*Received"):
-        layers.LayerNormalization(axis=[1, 2])
+        layers.BatchNormalization(axis=[1, 2])  # (LayerNormalization takes several)
 
 
 def test_sequential_with_new_layers_trains():

@@ -1,5 +1,6 @@
-"""BatchNormalization and LayerNormalization over one axis: the last natively; another by
-the engine's index-map op moving that axis last before the normalization and back after."""
+"""BatchNormalization and LayerNormalization over one axis (LayerNormalization over several
+too): the last natively; others by the engine's index-map op moving them last before the
+normalization and back after."""
 
 import numpy as np
 
@@ -80,12 +81,13 @@ class _Normalization(Layer):
         _check_axis(self, self.axis, input_shape)
 
     def _build_affine(self, dim):
+        shape = tuple(dim) if isinstance(dim, tuple) else (dim,)
         if self.scale:
-            self.gamma = self.add_weight((dim,), self.gamma_initializer, name="gamma",
+            self.gamma = self.add_weight(shape, self.gamma_initializer, name="gamma",
                                          regularizer=self.gamma_regularizer,
                                          constraint=self.gamma_constraint)
         if self.center:
-            self.beta = self.add_weight((dim,), self.beta_initializer, name="beta",
+            self.beta = self.add_weight(shape, self.beta_initializer, name="beta",
                                         regularizer=self.beta_regularizer,
                                         constraint=self.beta_constraint)
 
@@ -162,7 +164,8 @@ class BatchNormalization(_Normalization):
 
 
 class LayerNormalization(_Normalization):
-    """Normalizes each sample over its last axis; weights gamma, beta."""
+    """Normalizes each sample over its last axis, or over several (axis a list, as Keras's:
+    gamma and beta then of those axes' shape); weights gamma, beta."""
     _mask_rule = "pass"
 
     def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, rms_scaling=False,
@@ -171,13 +174,61 @@ class LayerNormalization(_Normalization):
         if rms_scaling:
             raise ValueError("`rms_scaling` is not supported by densitron yet. "
                              f"Received: rms_scaling={rms_scaling!r}")
+        axes = None
+        if isinstance(axis, (list, tuple)) and len(axis) > 1:
+            axes = list(axis)
+            if any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) for a in axes):
+                raise TypeError("Expected an int or a list/tuple of ints for the argument "
+                                f"'axis'. Received: axis={axis!r}")
+            axis = int(axes[0])  # (the base class's checks of one axis; all checked in build)
         super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer,
                          beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint,
                          **kwargs)
+        if axes is not None:
+            self.axis = [int(a) for a in axes]
+
+    def _check_inputs(self, input_shape):
+        if not isinstance(self.axis, list):
+            return super()._check_inputs(input_shape)
+        axis = self.axis
+        try:  # (the base class's checks: a single input of rank >= 2, the first axis)
+            self.axis = axis[0]
+            super()._check_inputs(input_shape)
+        finally:
+            self.axis = axis
+        rank = len(input_shape)
+        for a in self.axis:
+            _check_axis(self, a, input_shape)
+        if len({a % rank for a in self.axis}) != len(self.axis):
+            raise ValueError(f"Duplicate axis for {type(self).__name__}. "
+                             f"Received: axis={self.axis}")
 
     def build(self, input_shape):
-        self._build_affine(self._axis_size(input_shape))
+        if isinstance(self.axis, list):  # (sorted, as Keras's build leaves them)
+            self.axis = sorted(self.axis)
+            self._build_affine(tuple(int(input_shape[a]) for a in self.axis))
+        else:
+            self._build_affine(self._axis_size(input_shape))
         self.built = True
+
+    def _engine_chain(self, node, param_index):
+        if not isinstance(self.axis, list):
+            return super()._engine_chain(node, param_index)
+        # Several axes: moved last in their order (gamma's layout), normalized as one row of
+        # their values, and moved back.
+        shape = tuple(int(d) for d in node.inputs[0].shape[1:])
+        rank = len(shape) + 1
+        axes = sorted(a % rank - 1 for a in self.axis)  # among the non-batch axes
+        row = int(np.prod([shape[a] for a in axes]))
+        order = [a for a in range(len(shape)) if a not in axes] + axes
+        grid = _positions(shape)
+        spec = list(self._engine_node(node, param_index))
+        spec[1:3] = [int(grid.size), row]
+        if order == list(range(len(shape))):
+            return [tuple(spec)]
+        forward = grid.transpose(order).ravel()
+        return [_index_map_spec(forward, row), tuple(spec),
+                _index_map_spec(np.argsort(forward), shape[-1])]
 
     def _engine_node(self, node, param_index):
         return engine_node(13, node, params=self._affine_params(param_index),
