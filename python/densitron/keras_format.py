@@ -115,6 +115,7 @@ def to_keras(model):
                 "registered_name": None}
     from densitron.layers.attention import MultiHeadAttention
     from densitron.layers.dot_attention import Attention
+    from densitron.layers.recurrent import _RNN, Bidirectional
     from densitron.models.functional import call_refs
 
     file_layers, calls, names = model._file_calls()
@@ -156,6 +157,9 @@ def to_keras(model):
         if isinstance(layer, MultiHeadAttention):
             entry["config"].pop("call_signature", None)
             entry["inbound_nodes"] = [_attention_call_to_keras(layer, node, shapes)
+                                      for node in lc["inbound_nodes"]]
+        elif isinstance(layer, (_RNN, Bidirectional)):  # (initial states by keyword)
+            entry["inbound_nodes"] = [_rnn_call_to_keras(node, shapes)
                                       for node in lc["inbound_nodes"]]
         elif isinstance(layer, Attention):  # (its call's flags as Keras's keyword arguments)
             entry["config"].pop("call_signature", None)
@@ -257,6 +261,37 @@ def _attention_call_from_keras(entry, node, mask_ops):
     signature = [key is not None, mask is not None, *flags]
     return ({"args": [_history(t, entry["name"]) for t in tensors], "is_list": True},
             signature)
+
+
+# Keras's recurrent layers, whose calls take initial states as a keyword argument (densitron's
+# own config lists them after the sequences).
+_RNN_CLASSES = ("SimpleRNN", "LSTM", "GRU", "Bidirectional")
+
+
+def _rnn_call_to_keras(node, shapes):
+    tensors = [_keras_tensor(a, shapes) for a in node["args"]]
+    return {"args": tensors[:1],
+            "kwargs": {"initial_state": tensors[1:]} if len(tensors) > 1 else {}}
+
+
+def _rnn_call_from_keras(entry, node, mask_ops):
+    """densitron's node of a Keras recurrent layer's call: [sequences, *initial states]."""
+    kwargs = dict(node.get("kwargs", {}))
+    kwargs.pop("training", None)
+    mask = kwargs.pop("mask", None)
+    if mask is not None and not _is_mask_of(mask, mask_ops):
+        raise ValueError(f"densitron cannot load the call of layer {entry['name']!r} with "
+                         f"a mask argument. Received: kwargs={node['kwargs']!r}")
+    args = list(node["args"])
+    states = kwargs.pop("initial_state", None)
+    if states is None and len(args) == 2:
+        states = args.pop()
+    if any(v is not None for v in kwargs.values()) or len(args) != 1:
+        raise ValueError(f"densitron cannot load the call of layer {entry['name']!r}. "
+                         f"Received: args={node['args']!r}, kwargs={node['kwargs']!r}")
+    states = [] if states is None else states if isinstance(states, list) else [states]
+    tensors = [args[0], *states]
+    return {"args": [_history(t, entry["name"]) for t in tensors], "is_list": len(tensors) > 1}
 
 
 def _dot_attention_from_keras(entry, layer, mask_ops):
@@ -390,7 +425,8 @@ def _densitron_layer_config(class_name, config):
                 if class_name == "Hashing" else "float32"
         elif isinstance(value, dict) and "class_name" in value and _kind_of(key) is not None:
             value = _plain(value)
-        elif key == "layer" and isinstance(value, dict) and "class_name" in value:
+        elif key in ("layer", "backward_layer") and isinstance(value, dict) and \
+                "class_name" in value:
             value = from_keras(value)  # a wrapper's layer (TimeDistributed), converted too
         out[key] = value
     return out
@@ -489,6 +525,13 @@ def from_keras(obj):
             nodes = []
             if layer["class_name"] in ("Attention", "AdditiveAttention"):
                 layers.append(_dot_attention_from_keras(entry, layer, mask_ops))
+                continue
+            if layer["class_name"] in _RNN_CLASSES:
+                layers.append({"class_name": layer["class_name"], "name": entry["name"],
+                               "config": layer["config"],
+                               "inbound_nodes": [_rnn_call_from_keras(entry, node, mask_ops)
+                                                 for node in entry.get("inbound_nodes", [])],
+                               "registered_name": entry.get("registered_name")})
                 continue
             if layer["class_name"] == "MultiHeadAttention":
                 for node in entry.get("inbound_nodes", []):
