@@ -398,7 +398,7 @@ def test_position_table_gradient_and_constant_ids_refused():
         Some()(densitron.Input((3, 2)))
 
 
-def test_pointwise_conv1d_computes_as_keras_and_grouped_ones_are_refused():
+def test_pointwise_conv1d_computes_as_keras():  # (the others: test_convolution.py)
     keras = _keras()
 
     def build(ns_layers, Input, Model_):
@@ -413,8 +413,6 @@ def test_pointwise_conv1d_computes_as_keras_and_grouped_ones_are_refused():
                                rtol=1e-6, atol=1e-7)
     config = ours.layers[1].get_config()
     assert config["filters"] == 4 and config["kernel_size"] == (1,) and "units" not in config
-    with pytest.raises(ValueError, match="groups=1"):  # (other convolutions: test_convolution)
-        L.Conv1D(4, kernel_size=1, groups=2)
 
 
 def test_keras_io_timeseries_transformer_computes_as_keras_and_trains():

@@ -1,9 +1,13 @@
 """Layers with Keras's names and arguments."""
 
-from densitron.layers.convolutional import (AveragePooling1D, AveragePooling2D, AvgPool1D,
-                                            AvgPool2D, Conv1D, Conv2D, Convolution1D,
-                                            Convolution2D, MaxPool1D, MaxPool2D, MaxPooling1D,
-                                            MaxPooling2D)
+from densitron.layers.convolutional import (AveragePooling1D, AveragePooling2D,
+                                            AveragePooling3D, AvgPool1D, AvgPool2D, AvgPool3D,
+                                            Conv1D, Conv2D, Conv3D, Convolution1D,
+                                            Convolution2D, Convolution3D, DepthwiseConv1D,
+                                            DepthwiseConv2D, MaxPool1D, MaxPool2D, MaxPool3D,
+                                            MaxPooling1D, MaxPooling2D, MaxPooling3D,
+                                            SeparableConv1D, SeparableConv2D,
+                                            SeparableConvolution1D, SeparableConvolution2D)
 from densitron.layers.core import (ELU, PReLU, Activation, Dense, Identity, Lambda, LeakyReLU,
                                    ReLU, Softmax, TimeDistributed)
 from densitron.layers.embedding import Embedding
@@ -17,7 +21,7 @@ from densitron.layers.normalization import (BatchNormalization, GroupNormalizati
                                             RMSNormalization, UnitNormalization)
 from densitron.layers.preprocessing import (CategoryEncoding, Discretization, Normalization,
                                            Rescaling)
-from densitron.layers.hashing import Hashing
+from densitron.layers.hashing import HashedCrossing, Hashing
 from densitron.layers.lookup import IntegerLookup, StringLookup
 from densitron.layers.pooling import (GlobalAveragePooling1D, GlobalAveragePooling2D,
                                       GlobalAveragePooling3D, GlobalAvgPool1D, GlobalAvgPool2D,
@@ -50,7 +54,7 @@ def __getattr__(name):
     if kind:
         raise AttributeError(
             f"module 'densitron.layers' has no attribute {name!r}: densitron does not provide "
-            f"Keras's {kind} (its engine runs Dense, Conv1D, Conv2D, their poolings, "
+            f"Keras's {kind} (its engine runs Dense, convolutions and their poolings, "
             "Embedding, attention, normalization and the layers in densitron.layers.__all__). "
             f"Received: densitron.layers.{name}")
     raise AttributeError(f"module 'densitron.layers' has no attribute {name!r}")
@@ -65,15 +69,16 @@ def _missing_keras_kind(name):
         return (f"recurrent layer {name} (densitron has SimpleRNN, LSTM, GRU and "
                 "Bidirectional)")
     if re.fullmatch(r"(Separable|Depthwise)?Conv(olution)?[123]D(Transpose)?", name):
-        return f"convolution {name} (densitron has Conv1D and Conv2D, groups=1)"
+        return (f"convolution {name} (densitron has Conv1D/2D/3D, DepthwiseConv1D/2D and "
+                "SeparableConv1D/2D)")
     if re.fullmatch(r"(Adaptive)?(Max|Average|Avg)Pool(ing)?[123]D", name):
-        return (f"windowed pooling {name} (densitron has MaxPooling1D/2D, "
-                "AveragePooling1D/2D and the global poolings)")
+        return (f"windowed pooling {name} (densitron has MaxPooling1D/2D/3D, "
+                "AveragePooling1D/2D/3D and the global poolings)")
     if re.fullmatch(r"Random[A-Z]\w*|Resizing|CenterCrop|AugMix|AutoContrast|CutMix|MixUp|"
                     r"Equalization|Solarization|RandAugment|ContrastLimitedAdaptive\w*|"
                     r"MaxNumBoundingBoxes|MelSpectrogram|STFTSpectrogram|Pipeline", name):
         return f"image or audio preprocessing layer {name}"
-    if name in ("TextVectorization", "HashedCrossing"):
+    if name == "TextVectorization":
         return f"lookup layer {name} (TensorFlow's in Keras)"
     if name in ("JaxLayer", "FlaxLayer", "TorchModuleWrapper", "TFSMLayer"):
         return f"wrapper of another framework's model, {name}"
@@ -163,10 +168,13 @@ __all__ = ["AddedLoss", "ArgReduce", "BatchReduce", "Masking", "add", "average",
            "SpatialDropout2D", "SpatialDropout3D", "Subtract", "TimeDistributed",
            "RMSNormalization", "UnitNormalization", "WeightAdd", "WeightMatMul", "WeightMultiply", "MathOp", "Divide",
            "Reduce", "RowBroadcast", "Slice", "RandomNormalSample", "ModeSelect", "BatchMatMul",
-           "Hashing", "IntegerLookup", "StringLookup",
+           "HashedCrossing", "Hashing", "IntegerLookup", "StringLookup",
            "MultiHeadAttention", "Conv1D", "BatchFill", "Attention", "AdditiveAttention",
            "GroupQueryAttention", "EinsumDense",
            "GRU", "LSTM", "SimpleRNN", "Bidirectional",
            "GroupNormalization", "Conv2D", "Convolution1D", "Convolution2D", "MaxPooling1D",
            "MaxPooling2D", "MaxPool1D", "MaxPool2D", "AveragePooling1D", "AveragePooling2D",
-           "AvgPool1D", "AvgPool2D"]
+           "AvgPool1D", "AvgPool2D", "Conv3D", "Convolution3D", "MaxPooling3D", "MaxPool3D",
+           "AveragePooling3D", "AvgPool3D", "DepthwiseConv1D", "DepthwiseConv2D",
+           "SeparableConv1D", "SeparableConv2D", "SeparableConvolution1D",
+           "SeparableConvolution2D"]

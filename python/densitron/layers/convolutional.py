@@ -10,12 +10,13 @@ import math
 
 import numpy as np
 
-from densitron import activations
+from densitron import activations, constraints, initializers, regularizers
 from densitron.layers.core import kernel_bias_config, set_kernel_bias_args
 from densitron.layers.layer import Layer, engine_node, node_spec
 
 # densitron::OpType
-_DENSE, _ACTIVATION, _RESHAPE, _POOL, _STANDARDIZE, _INDEX_MAP = 1, 2, 14, 16, 17, 20
+_DENSE, _ACTIVATION, _RESHAPE, _POOL, _STANDARDIZE, _INDEX_MAP, _BIAS_ADD, _SCALE_BY = (
+    1, 2, 14, 16, 17, 20, 22, 23)
 _ZERO, _MASKED = -1, -2  # an index map's entries for 0 and -1e9
 
 
@@ -121,84 +122,65 @@ def _check_fixed(layer, input_shape, rank):
                          f"its windows out once). Received: input_shape={tuple(input_shape)}")
 
 
-class BaseConv(Layer):
-    """Keras's convolution of `rank` spatial axes: activation(conv(x, kernel) + bias), kernel
-    (*kernel_size, channels, filters), bias (filters,)."""
+def _positive_int(value, message):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{message} Received: {value!r}")
+    return int(value)
+
+
+class _WindowedConv(Layer):
+    """What Keras's convolutions share: windows of kernel_size moved by strides over the
+    spatial axes, dilated, padded (valid, same; Conv1D's causal), channels first or last, an
+    activation; the engine's nodes for them (see _engine_subgraph)."""
 
     rank = None
+    _causal = False  # (Conv1D's 'causal' padding)
 
-    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
-                 dilation_rate=1, groups=1, activation=None, use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
-                 kernel_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+    def _window_args(self, kernel_size, strides, padding, data_format, dilation_rate,
+                     activation, use_bias):
         rank = self.rank
-        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or \
-                filters <= 0:
-            raise ValueError("Invalid value for argument `filters`. Expected a strictly "
-                             f"positive value. Received: filters={filters!r}")
-        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups <= 0:
-            raise ValueError("The number of groups must be a positive integer. "
-                             f"Received: groups={groups!r}")
-        if filters % groups:
-            raise ValueError("The number of filters must be evenly divisible by the number "
-                             f"of groups. Received: groups={groups}, filters={filters}")
-        if groups != 1:
-            raise ValueError("densitron's convolutions take groups=1 (one kernel over all the "
-                             f"input channels). Received: groups={groups}")
-        self.filters, self.groups = int(filters), int(groups)
         self.kernel_size = standardize_tuple(kernel_size, rank, "kernel_size")
         self.strides = standardize_tuple(strides, rank, "strides")
         self.dilation_rate = standardize_tuple(dilation_rate, rank, "dilation_rate")
-        allowed = ("valid", "same", "causal") if rank == 1 else ("valid", "same")
+        allowed = ("valid", "same", "causal") if self._causal else ("valid", "same")
         if not isinstance(padding, str) or padding.lower() not in allowed:
             raise ValueError(f"The `padding` argument must be one of {set(allowed)}. "
                              f"Received: padding={padding!r}")
         self.padding = padding.lower()
         self.data_format = standardize_data_format(data_format)
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError("`strides > 1` not supported in conjunction with "
-                             f"`dilation_rate > 1`. Received: strides={self.strides} and "
-                             f"dilation_rate={self.dilation_rate}")
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
-        set_kernel_bias_args(self, kernel_initializer, bias_initializer, kernel_regularizer,
-                             bias_regularizer, kernel_constraint, bias_constraint)
-        self.kernel = None
-        self.bias = None
+
+    # the subclass's: its output channels for `channels` input ones, its groups (input and
+    # output channels split alike, each output group reading its input group only), its
+    # window kernel and bias, and its pointwise kernel (a separable convolution's) or None
+    def _out_channels(self, channels):
+        raise NotImplementedError
+
+    def _groups(self, channels):
+        return 1
+
+    def _pointwise_kernel(self):
+        return None
 
     def _check_inputs(self, input_shape):
         _check_fixed(self, input_shape, self.rank)
         _, channels = _split(input_shape[1:], self.data_format)
-        if self.built and channels != self.kernel.shape[-2]:
+        if self.built and channels != self._in_channels:
             axis = -1 if self.data_format == "channels_last" else 1
             raise ValueError(
                 f"Input 0 of layer \"{self.name}\" is incompatible with the layer: expected "
-                f"axis {axis} of input shape to have value {self.kernel.shape[-2]}, but "
+                f"axis {axis} of input shape to have value {self._in_channels}, but "
                 f"received input with shape {tuple(input_shape)}. "
                 f"Received: input_shape={tuple(input_shape)}")
         self.compute_output_shape(input_shape)
-
-    def build(self, input_shape):
-        _, channels = _split(tuple(input_shape[1:]), self.data_format)
-        self.compute_output_shape(input_shape)
-        self.kernel = self.add_weight((*self.kernel_size, int(channels), self.filters),
-                                      self.kernel_initializer, name="kernel",
-                                      regularizer=self.kernel_regularizer,
-                                      constraint=self.kernel_constraint)
-        if self.use_bias:
-            self.bias = self.add_weight((self.filters,), self.bias_initializer, name="bias",
-                                        regularizer=self.bias_regularizer,
-                                        constraint=self.bias_constraint)
-        self.built = True
 
     def _sizes(self, spatial):
         return output_sizes(spatial, self.kernel_size, self.strides, self.dilation_rate,
                             self.padding)
 
     def compute_output_shape(self, input_shape):
-        spatial, _ = _split(tuple(input_shape[1:]), self.data_format)
+        spatial, channels = _split(tuple(input_shape[1:]), self.data_format)
         sizes = self._sizes(spatial)
         if any(n <= 0 for n, _ in sizes):
             raise ValueError(
@@ -206,52 +188,80 @@ class BaseConv(Layer):
                 f"inputs shape={tuple(input_shape)}, kernel_size={self.kernel_size}, "
                 f"dilation_rate={self.dilation_rate}, strides={self.strides}, "
                 f"padding={self.padding}")
-        return _join(input_shape[0], [n for n, _ in sizes], self.filters, self.data_format)
-
-    def _pointwise(self):
-        """Whether the convolution is a Dense over each position's channels."""
-        return (set(self.kernel_size) | set(self.strides) | set(self.dilation_rate)) == {1} \
-            and self.data_format == "channels_last"
+        return _join(input_shape[0], [n for n, _ in sizes], self._out_channels(channels),
+                     self.data_format)
 
     def _engine_subgraph(self, node, param_index):
-        """The windows (an index map), the Dense over them, for channels_first the (positions,
-        filters) moved to (filters, positions), and the activation where the Dense cannot fuse
-        it (a softmax over another axis than the last, any activation after that move)."""
+        """Each sample's windows as rows (positions, window·channels) by an index map, then
+        the engine's Dense with the kernel; with groups, the map spreads each window value
+        over its group's outputs, a scale-by multiplies them by the kernel and the engine's
+        pooling sums each output's products, a bias-add adding the bias. A separable
+        convolution's pointwise Dense follows; channels_first moves (positions, filters) to
+        (filters, positions); the activation is fused into a last Dense of channels_last
+        outputs (a softmax over their last axis too), else a node of its own."""
         shape = tuple(int(d) for d in node.inputs[0].shape[1:])
-        out = node.outputs[0].shape
-        params = [param_index[id(self.kernel)],
-                  param_index[id(self.bias)] if self.use_bias else -1]
+        spatial, channels = _split(shape, self.data_format)
+        filters = self._out_channels(channels)
+        positions = math.prod(node.outputs[0].shape[1:]) // filters
+        groups = self._groups(channels)
+        kernel = param_index[id(self.kernel)]
+        bias = param_index[id(self.bias)] if self.use_bias else -1
+        pointwise = self._pointwise_kernel()
+        # the windows' outputs a position (a separable convolution's depthwise ones)
+        first = filters if pointwise is None else channels * self.depth_multiplier
+        chain = []
+        pointwise_1x1 = (set(self.kernel_size) | set(self.strides) |
+                         set(self.dilation_rate)) == {1}
+        if not (pointwise_1x1 and groups == 1 and self.data_format == "channels_last"):
+            rows = window_map(shape, self.data_format, self.kernel_size, self.strides,
+                              self.dilation_rate, self._sizes(spatial), _ZERO)
+            if self.data_format == "channels_first":
+                rows = rows.transpose(1, 2, 0)  # (positions, window, channels)
+            if groups == 1:
+                row = rows.shape[1] * rows.shape[2]
+                chain.append(node_spec(_INDEX_MAP, rows.size, row,
+                                       iattrs=rows.ravel().tolist()))
+            else:
+                chain += self._grouped(rows, groups, first, kernel)
+        if groups == 1:
+            chain.append(node_spec(_DENSE, positions * first, first,
+                                   params=[kernel, -1 if pointwise is not None else bias]))
+        elif pointwise is None and bias >= 0:
+            chain.append(node_spec(_BIAS_ADD, positions * filters, filters, params=[bias]))
+        if pointwise is not None:
+            chain.append(node_spec(_DENSE, positions * filters, filters,
+                                   params=[param_index[id(pointwise)], bias]))
+        if self.data_format == "channels_first":
+            moved = np.arange(positions * filters).reshape(positions, filters).T
+            chain.append(node_spec(_INDEX_MAP, moved.size, node.outputs[0].shape[-1],
+                                   iattrs=moved.ravel().tolist()))
         act = None if activations.is_traced(self.activation) else self.activation
         axis = activations.softmax_axis(act) if act is not None else None
-        fused = self.data_format == "channels_last" and (axis is None or
-                                                         axis % len(out) == len(out) - 1)
-        last = engine_node(_ACTIVATION, node, activation=act) if act is not None and not fused else None
-        dense = engine_node(_DENSE, node, activation=act if fused else None, params=params)
-        positions = math.prod(out[1:]) // self.filters
-        if last is not None or self.data_format == "channels_first":
-            # (the activity penalty on the layer's last node only)
-            dense = node_spec(_DENSE, positions * self.filters, self.filters, dense[3:5],
-                              params)
-        if self._pointwise():
-            chain = [dense]
-        else:
-            sizes = self._sizes(_split(shape, self.data_format)[0])
-            rows = window_map(shape, self.data_format, self.kernel_size, self.strides,
-                              self.dilation_rate, sizes, _ZERO)
-            if self.data_format == "channels_first":
-                rows = rows.transpose(1, 2, 0)
-            row = rows.shape[1] * rows.shape[2]
-            chain = [node_spec(_INDEX_MAP, positions * row, row, iattrs=rows.ravel().tolist()),
-                     dense]
-        if self.data_format == "channels_first":
-            moved = np.arange(positions * self.filters).reshape(positions, self.filters).T
-            spec = engine_node(_INDEX_MAP, node, iattrs=moved.ravel().tolist())
-            if last is not None:
-                spec = node_spec(_INDEX_MAP, spec[1], spec[2], iattrs=spec[7])
-            chain.append(spec)
-        if last is not None:
-            chain.append(last)
+        out_rank = len(node.outputs[0].shape)
+        if act is not None and chain[-1][0] == _DENSE and self.data_format == \
+                "channels_last" and (axis is None or axis % out_rank == out_rank - 1):
+            op, width, last, _, _, params, *_ = chain[-1]
+            chain[-1] = node_spec(op, width, last, activations.engine_spec(act), params)
+        elif act is not None and act is not activations.linear:
+            chain.append(engine_node(_ACTIVATION, node, activation=act))
+        activity = regularizers.coefficients(self.activity_regularizer)
+        chain[-1] = (*chain[-1][:8], tuple(float(a) for a in activity))
         return _chained(chain)
+
+    @staticmethod
+    def _grouped(rows, groups, width, kernel):
+        """Grouped products: each window value spread over the outputs of its group (the
+        kernel's (window, channels / groups, width) order), times the kernel, summed per
+        output over the window and the group's channels."""
+        positions, window, channels = rows.shape
+        per_group = channels // groups
+        spread = rows.reshape(positions, window, groups, per_group).transpose(0, 1, 3, 2)
+        spread = np.repeat(spread, width // groups, axis=-1)  # (p, window, c, outputs)
+        row = window * per_group * width
+        return [node_spec(_INDEX_MAP, spread.size, row, iattrs=spread.ravel().tolist()),
+                node_spec(_SCALE_BY, spread.size, row, params=[kernel]),
+                node_spec(_POOL, positions * width, width,
+                          iattrs=[positions, window * per_group, width, 2])]
 
     def _symbolic_call(self, inputs, flat):
         out = super()._symbolic_call(inputs, flat)
@@ -259,22 +269,95 @@ class BaseConv(Layer):
             return activations.apply_traced(self.activation, out, self.name)
         return out
 
-    def get_config(self):
+    def _window_config(self):
         config = super().get_config()
         config.update({
-            "filters": self.filters,
             "kernel_size": self.kernel_size,
             "strides": self.strides,
             "padding": self.padding,
             "data_format": self.data_format,
             "dilation_rate": self.dilation_rate,
-            "groups": self.groups,
             "activation": "linear" if activations.is_traced(self.activation)
             else activations.serialize(self.activation),
             "use_bias": self.use_bias,
-            **kernel_bias_config(self),
         })
         config.setdefault("activity_regularizer", None)  # (Keras's convolutions write it)
+        return config
+
+
+def _weight_args(layer, prefix, initializer, regularizer, constraint):
+    setattr(layer, f"{prefix}_initializer", initializers.get(initializer))
+    setattr(layer, f"{prefix}_regularizer", regularizers.get(regularizer))
+    setattr(layer, f"{prefix}_constraint", constraints.get(constraint))
+
+
+def _weight_config(layer, *prefixes):
+    config = {}
+    for kind, module in (("initializer", initializers), ("regularizer", regularizers),
+                         ("constraint", constraints)):
+        for prefix in prefixes:
+            config[f"{prefix}_{kind}"] = module.serialize(getattr(layer, f"{prefix}_{kind}"))
+    return config
+
+
+class BaseConv(_WindowedConv):
+    """Keras's convolution of `rank` spatial axes: activation(conv(x, kernel) + bias), kernel
+    (*kernel_size, channels / groups, filters), bias (filters,)."""
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
+                 dilation_rate=1, groups=1, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        self.filters = _positive_int(filters, "Invalid value for argument `filters`. "
+                                     "Expected a strictly positive value.")
+        self.groups = _positive_int(groups, "The number of groups must be a positive "
+                                    "integer.")
+        if self.filters % self.groups:
+            raise ValueError("The number of filters must be evenly divisible by the number "
+                             f"of groups. Received: groups={groups}, filters={filters}")
+        self._window_args(kernel_size, strides, padding, data_format, dilation_rate,
+                          activation, use_bias)
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError("`strides > 1` not supported in conjunction with "
+                             f"`dilation_rate > 1`. Received: strides={self.strides} and "
+                             f"dilation_rate={self.dilation_rate}")
+        set_kernel_bias_args(self, kernel_initializer, bias_initializer, kernel_regularizer,
+                             bias_regularizer, kernel_constraint, bias_constraint)
+        self.kernel = None
+        self.bias = None
+
+    def _out_channels(self, channels):
+        return self.filters
+
+    def _groups(self, channels):
+        return self.groups
+
+    def build(self, input_shape):
+        _, channels = _split(tuple(input_shape[1:]), self.data_format)
+        if channels % self.groups:
+            raise ValueError(
+                "The number of input channels must be evenly divisible by the number of "
+                f"groups. Received groups={self.groups}, but the input has {channels} "
+                f"channels (full input shape is {tuple(input_shape)}). "
+                f"Received: input_shape={tuple(input_shape)}")
+        self.compute_output_shape(input_shape)
+        self._in_channels = int(channels)
+        self.kernel = self.add_weight(
+            (*self.kernel_size, int(channels) // self.groups, self.filters),
+            self.kernel_initializer, name="kernel", regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint)
+        if self.use_bias:
+            self.bias = self.add_weight((self.filters,), self.bias_initializer, name="bias",
+                                        regularizer=self.bias_regularizer,
+                                        constraint=self.bias_constraint)
+        self.built = True
+
+    def get_config(self):
+        config = self._window_config()
+        config.update({"filters": self.filters, "groups": self.groups,
+                       **kernel_bias_config(self)})
         return config
 
 
@@ -283,13 +366,148 @@ class Conv1D(BaseConv):
     steps)); padding 'causal' pads dilation_rate·(kernel_size - 1) zeros before the steps.
     kernel_size=1 (strides 1, channels_last), the pointwise convolution, is one Dense."""
 
-    rank = 1
+    rank, _causal = 1, True
 
 
 class Conv2D(BaseConv):
     """Keras's Conv2D over (batch, rows, cols, channels) (channels_first: (batch, channels,
     rows, cols))."""
 
+    rank = 2
+
+
+class Conv3D(BaseConv):
+    """Keras's Conv3D over (batch, depth, rows, cols, channels) (channels_first: channels
+    second)."""
+
+    rank = 3
+
+
+class BaseDepthwiseConv(_WindowedConv):
+    """Keras's depthwise convolution: each input channel convolved with its own
+    depth_multiplier kernels, kernel (*kernel_size, channels, depth_multiplier), output
+    channel c·depth_multiplier + m; bias (channels·depth_multiplier,)."""
+
+    def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1,
+                 data_format=None, dilation_rate=1, activation=None, use_bias=True,
+                 depthwise_initializer="glorot_uniform", bias_initializer="zeros",
+                 depthwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 depthwise_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        self.depth_multiplier = _positive_int(
+            depth_multiplier, "Invalid value for argument `depth_multiplier`. Expected a "
+            "strictly positive value.")
+        self._window_args(kernel_size, strides, padding, data_format, dilation_rate,
+                          activation, use_bias)
+        _weight_args(self, "depthwise", depthwise_initializer, depthwise_regularizer,
+                     depthwise_constraint)
+        _weight_args(self, "bias", bias_initializer, bias_regularizer, bias_constraint)
+        self.kernel = None
+        self.bias = None
+
+    def _out_channels(self, channels):
+        return channels * self.depth_multiplier
+
+    def _groups(self, channels):
+        return channels
+
+    def build(self, input_shape):
+        _, channels = _split(tuple(input_shape[1:]), self.data_format)
+        self.compute_output_shape(input_shape)
+        self._in_channels = int(channels)
+        self.kernel = self.add_weight((*self.kernel_size, int(channels), self.depth_multiplier),
+                                      self.depthwise_initializer, name="kernel",
+                                      regularizer=self.depthwise_regularizer,
+                                      constraint=self.depthwise_constraint)
+        if self.use_bias:
+            self.bias = self.add_weight((int(channels) * self.depth_multiplier,),
+                                        self.bias_initializer, name="bias",
+                                        regularizer=self.bias_regularizer,
+                                        constraint=self.bias_constraint)
+        self.built = True
+
+    def get_config(self):
+        config = self._window_config()
+        config.update({"depth_multiplier": self.depth_multiplier,
+                       **_weight_config(self, "depthwise", "bias")})
+        return config
+
+
+class DepthwiseConv1D(BaseDepthwiseConv):
+    rank = 1
+
+
+class DepthwiseConv2D(BaseDepthwiseConv):
+    rank = 2
+
+
+class BaseSeparableConv(_WindowedConv):
+    """Keras's separable convolution: a depthwise convolution (depthwise_kernel, no bias)
+    then a pointwise one (pointwise_kernel (1..., channels·depth_multiplier, filters)), bias
+    (filters,)."""
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
+                 dilation_rate=1, depth_multiplier=1, activation=None, use_bias=True,
+                 depthwise_initializer="glorot_uniform", pointwise_initializer="glorot_uniform",
+                 bias_initializer="zeros", depthwise_regularizer=None,
+                 pointwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 depthwise_constraint=None, pointwise_constraint=None, bias_constraint=None,
+                 **kwargs):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        self.filters = _positive_int(filters, "Invalid value for argument `filters`. "
+                                     "Expected a strictly positive value.")
+        self.depth_multiplier = _positive_int(
+            depth_multiplier, "Invalid value for argument `depth_multiplier`. Expected a "
+            "strictly positive value.")
+        self._window_args(kernel_size, strides, padding, data_format, dilation_rate,
+                          activation, use_bias)
+        _weight_args(self, "depthwise", depthwise_initializer, depthwise_regularizer,
+                     depthwise_constraint)
+        _weight_args(self, "pointwise", pointwise_initializer, pointwise_regularizer,
+                     pointwise_constraint)
+        _weight_args(self, "bias", bias_initializer, bias_regularizer, bias_constraint)
+        self.kernel = self.depthwise_kernel = self.pointwise_kernel = self.bias = None
+
+    def _out_channels(self, channels):
+        return self.filters
+
+    def _groups(self, channels):
+        return channels
+
+    def _pointwise_kernel(self):
+        return self.pointwise_kernel
+
+    def build(self, input_shape):
+        _, channels = _split(tuple(input_shape[1:]), self.data_format)
+        self.compute_output_shape(input_shape)
+        self._in_channels = channels = int(channels)
+        self.depthwise_kernel = self.add_weight(
+            (*self.kernel_size, channels, self.depth_multiplier), self.depthwise_initializer,
+            name="depthwise_kernel", regularizer=self.depthwise_regularizer,
+            constraint=self.depthwise_constraint)
+        self.kernel = self.depthwise_kernel  # (the windows' kernel, see _engine_subgraph)
+        self.pointwise_kernel = self.add_weight(
+            (1,) * self.rank + (channels * self.depth_multiplier, self.filters),
+            self.pointwise_initializer, name="pointwise_kernel",
+            regularizer=self.pointwise_regularizer, constraint=self.pointwise_constraint)
+        if self.use_bias:
+            self.bias = self.add_weight((self.filters,), self.bias_initializer, name="bias",
+                                        regularizer=self.bias_regularizer,
+                                        constraint=self.bias_constraint)
+        self.built = True
+
+    def get_config(self):
+        config = self._window_config()
+        config.update({"depth_multiplier": self.depth_multiplier, "filters": self.filters,
+                       **_weight_config(self, "depthwise", "pointwise", "bias")})
+        return config
+
+
+class SeparableConv1D(BaseSeparableConv):
+    rank = 1
+
+
+class SeparableConv2D(BaseSeparableConv):
     rank = 2
 
 
@@ -398,10 +616,31 @@ class AveragePooling2D(BasePooling):
         super().__init__(pool_size, strides, padding, data_format, name, **kwargs)
 
 
+class MaxPooling3D(BasePooling):
+    rank, pool_mode = 3, "max"
+
+    def __init__(self, pool_size=(2, 2, 2), strides=None, padding="valid", data_format=None,
+                 name=None, **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, name, **kwargs)
+
+
+class AveragePooling3D(BasePooling):
+    rank, pool_mode = 3, "average"
+
+    def __init__(self, pool_size, strides=None, padding="valid", data_format=None, name=None,
+                 **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, name, **kwargs)
+
+
 # Keras's aliases
 Convolution1D = Conv1D
 Convolution2D = Conv2D
+Convolution3D = Conv3D
+SeparableConvolution1D = SeparableConv1D
+SeparableConvolution2D = SeparableConv2D
 MaxPool1D = MaxPooling1D
 MaxPool2D = MaxPooling2D
+MaxPool3D = MaxPooling3D
 AvgPool1D = AveragePooling1D
 AvgPool2D = AveragePooling2D
+AvgPool3D = AveragePooling3D
