@@ -111,6 +111,18 @@ case("Hashing", {"num_bins": 0}, WORDS)
 case("Hashing", {"num_bins": 3, "output_mode": "binary"}, WORDS)
 case("Hashing", {"num_bins": 3, "salt": "pepper"}, WORDS)
 case("Hashing", {"num_bins": 3, "dtype": "float32"}, WORDS)
+FEATURES = [["A", "B", "A", "B", "A", "omar", ""], [101, 101, 101, 102, 102, -5, 1 << 40]]
+for kwargs in ({"num_bins": 5}, {"num_bins": 5, "output_mode": "one_hot"},
+               {"num_bins": 1000003}, {"num_bins": 7, "dtype": "int32"}):
+    case("HashedCrossing", kwargs, FEATURES)
+    case("HashedCrossing", kwargs, [[[v] for v in f] for f in FEATURES + FEATURES[:1]])
+case("HashedCrossing", {"num_bins": 97}, [["x"], [3]])
+case("HashedCrossing", {"num_bins": 97}, ["x", 3])
+case("HashedCrossing", {"num_bins": 97, "output_mode": "multi_hot"}, FEATURES)
+case("HashedCrossing", {"num_bins": 97}, FEATURES[:1])
+case("HashedCrossing", {"num_bins": 97}, [[[1, 2]], [[3, 4]]])
+case("HashedCrossing", {"num_bins": 97}, [[1, 2], [3]])
+case("HashedCrossing", {"num_bins": 97}, [[1.5], [3.0]])
 
 
 def plain(value):
@@ -133,7 +145,10 @@ def run(c):
             layer.adapt(np.array(c["adapt"]))
         if c["set_vocabulary"] is not None:
             layer.set_vocabulary(c["set_vocabulary"])
-        out = layer(np.array(c["inputs"]))
+        if c["layer"] == "HashedCrossing":  # (a tuple of features)
+            out = layer(tuple(np.array(x) for x in c["inputs"]))
+        else:
+            out = layer(np.array(c["inputs"]))
         out = out.numpy() if hasattr(out, "numpy") else np.asarray(out)
         result = {"output": plain(out), "dtype": str(out.dtype) if out.dtype.kind != "O"
                   else "string"}
@@ -144,7 +159,7 @@ def run(c):
                 result["idf_weights"] = plain(layer.idf_weights.numpy())
         config = layer.get_config()
         config.pop("name")
-        config.pop("dtype") if c["layer"] != "Hashing" else None
+        config.pop("dtype") if c["layer"] not in ("Hashing", "HashedCrossing") else None
         result["config"] = plain(config)
         return result
     except (ValueError, TypeError, RuntimeError, tf.errors.OpError) as e:  # (Keras's refusal)

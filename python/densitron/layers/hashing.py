@@ -210,7 +210,11 @@ def hash_buckets(values, num_buckets, salt=None):
 def as_value_array(inputs, what):
     """A call's inputs (array, list, number or string) as a NumPy array of numbers or
     strings (bytes decoded as UTF-8)."""
-    array = np.asarray(inputs)
+    try:
+        array = np.asarray(inputs)
+    except ValueError:
+        raise ValueError(f"{what} takes an array: rows of one length. Received: inputs of type "
+                         f"{type(inputs).__name__}") from None
     if array.dtype.kind == "S":
         array = np.char.decode(array, "utf-8")
     elif array.dtype.kind == "O":
@@ -330,8 +334,9 @@ class Hashing(Layer):
         if self.mask_value is not None and hash_bins > 1:
             hash_bins -= 1
             mask = values == self.mask_value
-        if values.dtype.kind == "f":
-            values = values.astype(np.int64)  # (Keras casts floats to int64 before hashing)
+        if values.dtype.kind == "f":  # (Keras casts floats to int64 before hashing)
+            with np.errstate(invalid="ignore"):
+                values = values.astype(np.int64)
         elif values.dtype.kind == "b":  # (TensorFlow's as_string of booleans)
             values = np.where(values, "true", "false")
         bins = hash_buckets(values, hash_bins, self.salt)
@@ -352,6 +357,111 @@ class Hashing(Layer):
         config.update(num_bins=self.num_bins, salt=self.salt, mask_value=self.mask_value,
                       output_mode=self.output_mode, sparse=False)
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+_CROSS_KEY = 0xDECAFCAFFE  # (tf.sparse.cross_hashed's default hash key)
+_CAT_MUL = 0xC6A4A7935BD1E995
+
+
+def fingerprint_cat64(fp1, fp2):
+    """TensorFlow's FingerprintCat64: two fingerprints combined, in order."""
+    result = fp1 ^ _CAT_MUL
+    result ^= (_shift_mix((fp2 * _CAT_MUL) & _M) * _CAT_MUL) & _M
+    result = (result * _CAT_MUL) & _M
+    result = (_shift_mix(result) * _CAT_MUL) & _M
+    return _shift_mix(result)
+
+
+class HashedCrossing(Layer):
+    """Keras's HashedCrossing: the features of two or more inputs (strings or integers, one a
+    sample: shapes (), (batch,) or (batch, 1)) crossed into one of `num_bins` bins, as
+    TensorFlow's sparse.cross_hashed (each feature's Fingerprint64, an integer's own bits,
+    folded with FingerprintCat64 from its key); output as ids ("int", int64) or "one_hot" (float32). Runs
+    on arrays (strings cannot enter the engine)."""
+
+    def __init__(self, num_bins, output_mode="int", sparse=False, name=None, dtype=None,
+                 **kwargs):
+        if isinstance(dtype, dict):  # (Keras's serialized policy)
+            dtype = dtype.get("config", {}).get("name")
+        if output_mode == "int" and dtype is None:
+            dtype = "int64"
+        super().__init__(name=name, **kwargs)
+        if sparse:
+            raise ValueError("`sparse=True` can only be used with the TensorFlow backend. "
+                             f"Received: sparse={sparse}")
+        if output_mode not in ("int", "one_hot"):
+            raise ValueError(f"Unknown value for `output_mode` argument of HashedCrossing. "
+                             f"Allowed values are: ('int', 'one_hot'). Received: "
+                             f"output_mode={output_mode}")
+        if isinstance(num_bins, bool) or not isinstance(num_bins, numbers.Integral) or \
+                num_bins < 1:
+            raise ValueError(f"`num_bins` must be a positive integer. "
+                             f"Received: num_bins={num_bins!r}")
+        dtype = dtype or "float32"
+        if dtype not in ("int32", "int64", "float32", "float64"):
+            raise ValueError(f"densitron's HashedCrossing outputs int32, int64, float32 or "
+                             f"float64. Received: dtype={dtype!r}")
+        self.num_bins = int(num_bins)
+        self.output_mode = output_mode
+        self.sparse = False
+        self._output_dtype = dtype
+
+    @property
+    def dtype(self):
+        return self._output_dtype
+
+    def __call__(self, inputs, *args, **kwargs):
+        refuse_in_model(self, inputs)
+        if args or kwargs:
+            raise TypeError(f"Layer {self.name} takes only its inputs when called. "
+                            f"Received: args={args}, kwargs={kwargs}")
+        if not isinstance(inputs, (list, tuple)):
+            raise ValueError("`HashedCrossing` should be called on a list or tuple of inputs. "
+                             f"Received: inputs={inputs}")
+        if len(inputs) < 2:
+            raise ValueError("`HashedCrossing` should be called on at least two inputs. "
+                             f"Received: inputs={inputs}")
+        arrays = [as_value_array(x, f"Layer {self.name}") for x in inputs]
+        shape = arrays[0].shape
+        if len(shape) > 2 or (len(shape) == 2 and shape[-1] != 1):
+            raise ValueError("All `HashedCrossing` inputs should have shape `()`, "
+                             f"`(batch_size)` or `(batch_size, 1)`. Received: inputs={inputs}")
+        if any(a.shape != shape for a in arrays[1:]):
+            raise ValueError("All `HashedCrossing` inputs should have equal shape. "
+                             f"Received: inputs={inputs}")
+        if any(a.dtype.kind not in "iuU" for a in arrays):
+            raise ValueError("All `HashedCrossing` inputs should have an integer or string "
+                             f"dtype. Received: inputs={inputs}")
+        columns = [a.reshape(-1) for a in arrays]
+        # (a string's Fingerprint64; an integer is its own 64 bits, as TensorFlow's crosser)
+        fingerprints = [[fingerprint64(_token_bytes(v)) if isinstance(v, str) else int(v) & _M
+                         for v in c.tolist()] for c in columns]
+        bins = []
+        for row in zip(*fingerprints):
+            crossed = _CROSS_KEY
+            for fp in row:
+                crossed = fingerprint_cat64(crossed, fp)
+            bins.append(crossed % self.num_bins)
+        ids = np.asarray(bins, np.int64).reshape(shape)
+        if self.output_mode == "int":
+            return ids.astype(self._output_dtype)
+        return encode_ids(ids, "one_hot", self.num_bins, self._output_dtype)
+
+    def compute_output_shape(self, input_shape):
+        first = tuple(input_shape[0])
+        if self.output_mode == "int":
+            return first
+        if first and first[-1] != 1:
+            return first + (self.num_bins,)
+        return first[:-1] + (self.num_bins,)
+
+    def get_config(self):
+        return {"num_bins": self.num_bins, "output_mode": self.output_mode, "sparse": False,
+                "name": self.name, "dtype": self._output_dtype}
 
     @classmethod
     def from_config(cls, config):

@@ -39,6 +39,10 @@ class _IndexLookup(Layer):
                  sparse=False, pad_to_max_tokens=False, oov_method="floormod", name=None,
                  salt=None, **kwargs):
         caller = type(self).__name__
+        if max_tokens is not None and (isinstance(max_tokens, bool) or
+                                       not isinstance(max_tokens, numbers.Integral)):
+            raise TypeError(f"`max_tokens` must be an integer or None. "
+                            f"Received: max_tokens={max_tokens!r}")
         if max_tokens is not None and max_tokens <= 1:
             raise ValueError("If set, `max_tokens` must be greater than 1. "
                              f"Received: max_tokens={max_tokens}")
@@ -137,8 +141,12 @@ class _IndexLookup(Layer):
         return vocab
 
     def _as_tokens(self, values, what):
-        """Tokens of the vocabulary's type, as a 1-D array."""
-        array = np.asarray(values)
+        """Tokens of the vocabulary's type, as an array."""
+        try:
+            array = np.asarray(values)
+        except ValueError:
+            raise ValueError(f"A lookup's {what} is an array: rows of one length. Received: "
+                             f"{what} of type {type(values).__name__}") from None
         if self._string:
             if array.dtype.kind == "S":
                 array = np.char.decode(array, "utf-8")
@@ -396,7 +404,8 @@ class _IndexLookup(Layer):
             if values.dtype.kind not in "biuf":
                 raise TypeError(f"Layer {self.name} looks up integers. Received: inputs of "
                                 f"dtype {values.dtype}")
-            return values.astype(np.int64)
+            with np.errstate(invalid="ignore"):  # (NaN: int64's minimum, as TensorFlow's cast)
+                return values.astype(np.int64)
         if values.dtype.kind != "U":
             raise TypeError(f"Layer {self.name} looks up strings. Received: inputs of dtype "
                             f"{values.dtype}")
@@ -521,7 +530,7 @@ class IntegerLookup(_IndexLookup):
                  vocabulary=None, vocabulary_dtype="int64", idf_weights=None, invert=False,
                  output_mode="int", sparse=False, pad_to_max_tokens=False,
                  oov_method="floormod", salt=None, name=None, **kwargs):
-        if max_tokens is not None and max_tokens <= 1:
+        if isinstance(max_tokens, numbers.Integral) and max_tokens <= 1:
             raise ValueError("If `max_tokens` is set for `IntegerLookup`, it must be greater "
                              f"than 1. Received: max_tokens={max_tokens}")
         if isinstance(num_oov_indices, numbers.Integral) and num_oov_indices < 0:
@@ -641,6 +650,10 @@ class StringLookup(_IndexLookup):
         if encoding not in ("utf-8", "utf8", "UTF-8"):
             raise ValueError(f"densitron's StringLookup reads UTF-8 text. "
                              f"Received: encoding={encoding!r}")
+        for arg, value in (("mask_token", mask_token), ("oov_token", oov_token)):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"`{arg}` of a StringLookup is a string or None. "
+                                f"Received: {arg}={value!r}")
         self.encoding = encoding
         kwargs.pop("vocabulary_dtype", None)
         super().__init__(max_tokens=max_tokens, num_oov_indices=num_oov_indices,
