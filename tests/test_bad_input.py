@@ -677,7 +677,7 @@ def test_keras_layers_densitron_does_not_provide_say_so():
     for name, kind in (("LSTM", "recurrent layer LSTM"),
                        ("Conv2DTranspose", "convolution Conv2DTranspose"),
                        ("AdaptiveMaxPooling2D", "windowed pooling"), ("RandomFlip", "image or audio preprocessing"),
-                       ("StringLookup", "lookup layer"), ("TorchModuleWrapper", "wrapper"),
+                       ("TextVectorization", "lookup layer"), ("TorchModuleWrapper", "wrapper"),
                        ("GroupQueryAttention", "layer GroupQueryAttention"),
                        ("Cropping3D", "volumetric"),
                        ("EinsumDense", "layer EinsumDense")):
