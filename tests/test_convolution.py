@@ -1,6 +1,7 @@
-"""Conv1D, Conv2D and the windowed poolings (MaxPooling1D/2D, AveragePooling1D/2D): outputs
-against float64 NumPy references written with loops (XLA's 'same' padding, Keras's causal
-padding, the average over a 'same' window's inputs only), gradients against finite
+"""Keras's convolutions (Conv1D/2D/3D, grouped too, DepthwiseConv1D/2D, SeparableConv1D/2D)
+and windowed poolings (MaxPooling1D/2D/3D, AveragePooling1D/2D/3D): outputs against float64
+NumPy references written with loops (XLA's 'same' padding, Keras's causal padding, the
+average over a 'same' window's inputs only), gradients against finite
 differences, Keras 3.15's predictions on the same weights, training alike with Keras on JAX
 (in a subprocess), .keras files both ways, configs and refusals."""
 
@@ -72,6 +73,46 @@ def conv_reference(x, kernel, bias=None, strides=1, padding="valid", dilation=1,
     return np.moveaxis(out, -1, 1) if data_format == "channels_first" else out
 
 
+def grouped_reference(x, kernel, bias=None, groups=1, data_format="channels_last", **kw):
+    """A grouped convolution: group g's outputs from group g's input channels only."""
+    axis = -1 if data_format == "channels_last" else 1
+    per_group, width = kernel.shape[-2], kernel.shape[-1] // groups
+    outs = [conv_reference(np.take(x, range(g * per_group, (g + 1) * per_group), axis=axis),
+                           kernel[..., g * width:(g + 1) * width], data_format=data_format,
+                           **kw) for g in range(groups)]
+    out = np.concatenate(outs, axis=axis)
+    if bias is not None:
+        out = out + (bias if axis == -1 else bias.reshape(-1, *([1] * (x.ndim - 2))))
+    return out
+
+
+def layer_reference(layer, x, weights, kwargs):
+    """The float64 output of a convolution layer of any kind, before its activation."""
+    kw = {"strides": kwargs.get("strides", 1), "padding": kwargs.get("padding", "valid"),
+          "dilation": kwargs.get("dilation_rate", 1),
+          "data_format": kwargs.get("data_format", "channels_last")}
+    if isinstance(layer, (layers.DepthwiseConv2D, layers.DepthwiseConv1D,
+                          layers.SeparableConv1D, layers.SeparableConv2D)):
+        depthwise = weights[0]
+        channels, multiplier = depthwise.shape[-2:]
+        # (channel c's kernels give outputs c·multiplier + m: groups of one channel)
+        kernel = depthwise.reshape(*depthwise.shape[:-2], 1, channels * multiplier)
+        separable = isinstance(layer, (layers.SeparableConv1D, layers.SeparableConv2D))
+        bias = None if separable or not layer.use_bias else weights[1]
+        out = grouped_reference(x, kernel, bias, channels, **kw)
+        if not separable:
+            return out
+        pointwise = weights[1].reshape(channels * multiplier, -1).astype(np.float64)
+        axis = -1 if kw["data_format"] == "channels_last" else 1
+        out = np.moveaxis(np.moveaxis(out, axis, -1) @ pointwise, -1, axis)
+        if layer.use_bias:
+            out = out + (weights[2] if axis == -1 else
+                         weights[2].reshape(-1, *([1] * (x.ndim - 2))))
+        return out
+    return grouped_reference(x, weights[0], weights[1] if layer.use_bias else None,
+                             kwargs.get("groups", 1), **kw)
+
+
 def pool_reference(x, pool, strides=None, padding="valid", mode="max",
                    data_format="channels_last"):
     """Keras's pooling in float64: the maximum or the mean of each window's inputs."""
@@ -118,6 +159,32 @@ CONV_CASES = [
                            "activation": "softmax"}),
     ("Conv2D", (6, 5, 2), {"filters": 3, "kernel_size": 1}),
     ("Convolution2D", (5, 5, 1), {"filters": 2, "kernel_size": 5}),
+    ("Conv2D", (7, 8, 4), {"filters": 6, "kernel_size": 3, "groups": 2}),
+    ("Conv2D", (4, 7, 8), {"filters": 6, "kernel_size": 3, "groups": 2, "padding": "same",
+                           "data_format": "channels_first", "activation": "relu"}),
+    ("Conv1D", (9, 6), {"filters": 3, "kernel_size": 2, "groups": 3, "padding": "causal",
+                        "strides": 2}),
+    ("Conv1D", (9, 6), {"filters": 4, "kernel_size": 1, "groups": 2}),
+    ("Conv3D", (5, 6, 4, 2), {"filters": 3, "kernel_size": (2, 3, 2), "padding": "same",
+                              "strides": (1, 2, 1)}),
+    ("Convolution3D", (2, 5, 6, 4), {"filters": 3, "kernel_size": 2,
+                                     "data_format": "channels_first", "activation": "tanh"}),
+    ("DepthwiseConv2D", (7, 8, 3), {"kernel_size": 3}),
+    ("DepthwiseConv2D", (7, 8, 3), {"kernel_size": (2, 3), "depth_multiplier": 2,
+                                    "strides": 2, "padding": "same", "activation": "relu"}),
+    ("DepthwiseConv2D", (3, 7, 8), {"kernel_size": 3, "depth_multiplier": 2,
+                                    "data_format": "channels_first", "dilation_rate": 2,
+                                    "use_bias": False}),
+    ("DepthwiseConv2D", (7, 8, 1), {"kernel_size": 3, "depth_multiplier": 2}),
+    ("DepthwiseConv1D", (9, 3), {"kernel_size": 3, "depth_multiplier": 3, "padding": "same"}),
+    ("SeparableConv2D", (7, 8, 3), {"filters": 4, "kernel_size": 3}),
+    ("SeparableConv2D", (7, 8, 3), {"filters": 4, "kernel_size": 3, "depth_multiplier": 2,
+                                    "padding": "same", "strides": 2, "activation": "relu"}),
+    ("SeparableConv2D", (3, 7, 8), {"filters": 4, "kernel_size": (3, 2),
+                                    "data_format": "channels_first", "activation": "softmax"}),
+    ("SeparableConv2D", (7, 8, 1), {"filters": 4, "kernel_size": 3, "depth_multiplier": 2}),
+    ("SeparableConvolution1D", (9, 3), {"filters": 4, "kernel_size": 3, "dilation_rate": 2,
+                                        "padding": "same", "use_bias": False}),
 ]
 
 POOL_CASES = [
@@ -138,6 +205,11 @@ POOL_CASES = [
     ("AvgPool2D", (3, 7, 9), {"pool_size": (2, 3), "data_format": "channels_first"}),
     ("AvgPool2D", (3, 7, 9), {"pool_size": (3, 3), "strides": 2, "padding": "same",
                               "data_format": "channels_first"}),
+    ("MaxPooling3D", (5, 6, 7, 2), {"pool_size": 2, "padding": "same"}),
+    ("MaxPool3D", (2, 5, 4, 3), {"pool_size": (2, 1, 3), "data_format": "channels_first"}),
+    ("AveragePooling3D", (5, 6, 7, 2), {"pool_size": (2, 3, 2), "strides": 2,
+                                        "padding": "same"}),
+    ("AvgPool3D", (2, 5, 6, 7), {"pool_size": 2, "data_format": "channels_first"}),
 ]
 
 
@@ -163,18 +235,11 @@ def test_convolutions_against_the_reference(cls, shape, kwargs):
     weights = [rng.normal(size=w.shape).astype(np.float32) for w in model.weights]
     model.set_weights(weights)
     x = rng.normal(size=(3, *shape)).astype(np.float32)
-    expected = conv_reference(x, weights[0], weights[1] if len(weights) > 1 else None,
-                              kwargs.get("strides", 1), kwargs.get("padding", "valid"),
-                              kwargs.get("dilation_rate", 1),
-                              kwargs.get("data_format", "channels_last"))
-    expected = _activation(kwargs.get("activation"), expected, -1)
-    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
     layer = model.layers[1]
-    rank = len(shape) - 1
-    assert [w.name for w in layer.weights] == ["kernel", "bias"][:len(weights)]
-    assert layer.kernel.shape == (*layer.kernel_size, shape[-1 if kwargs.get(
-        "data_format") != "channels_first" else 0], kwargs["filters"])
-    assert len(layer.kernel_size) == rank
+    expected = _activation(kwargs.get("activation"), layer_reference(layer, x, weights, kwargs),
+                           -1)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
+    assert len(layer.kernel_size) == len(shape) - 1
 
 
 @pytest.mark.parametrize("cls, shape, kwargs", POOL_CASES)
@@ -210,11 +275,17 @@ def test_max_pooling_ignores_the_padding_of_negative_inputs():
     ("Conv2D", (2, 5, 4), {"filters": 2, "kernel_size": (2, 3), "strides": 2,
                            "padding": "same", "data_format": "channels_first"}),
     ("Conv2D", (5, 5, 2), {"filters": 2, "kernel_size": 2, "activation": "softmax"}),
+    ("Conv2D", (4, 4, 4), {"filters": 2, "kernel_size": 2, "groups": 2, "padding": "same"}),
+    ("DepthwiseConv2D", (2, 5, 4), {"kernel_size": 2, "depth_multiplier": 2,
+                                    "data_format": "channels_first"}),
+    ("SeparableConv1D", (6, 2), {"filters": 2, "kernel_size": 3, "padding": "same",
+                                 "activation": "relu"}),
 ])
 def test_convolution_gradients_against_finite_differences(cls, shape, kwargs):
     rng = np.random.default_rng(2)
     inp = densitron.Input(shape)
     h = getattr(layers, cls)(bias_initializer="random_normal", **kwargs)(inp)
+    assert all(w.shape for w in h._node.layer.weights)
     out = layers.Dense(2)(layers.Flatten()(h))
     fd_check(densitron.Model(inp, out), rng.normal(size=(4, *shape)),
              rng.normal(size=(4, 2)), "mse")
@@ -278,7 +349,9 @@ def cnn(ns, opt):
     x = L.MaxPooling2D()(x)
     x = L.Conv2D(8, (3, 2), strides=2, activation="relu")(x)
     x = L.AveragePooling2D(2, padding="same")(x)
-    x = L.Conv2D(4, 1, data_format="channels_first")(x)
+    x = L.DepthwiseConv2D(2, depth_multiplier=2, padding="same", activation="tanh")(x)
+    x = L.SeparableConv2D(6, 2, padding="same")(x)
+    x = L.Conv2D(4, 1, groups=2, data_format="channels_first")(x)
     o = L.Dense(5, activation="softmax")(L.Flatten()(x))
     m = ns.Model(i, o)
     m.compile(optimizer=opt(ns), loss="sparse_categorical_crossentropy")
@@ -380,7 +453,10 @@ def test_configs_round_trip_and_aliases():
     (lambda: layers.Conv2D(2, (3, 0)), "Received: kernel_size=\\(3, 0\\)"),
     (lambda: layers.Conv2D(2, (3, 3, 3)), "Received: kernel_size=\\(3, 3, 3\\)"),
     (lambda: layers.Conv2D(2, 3, strides=2, dilation_rate=2), "Received: strides="),
-    (lambda: layers.Conv2D(4, 3, groups=2), "Received: groups=2"),
+    (lambda: layers.Conv2D(4, 3, groups=0), "Received: groups=0"),
+    (lambda: layers.DepthwiseConv2D(3, depth_multiplier=0), "Received: depth_multiplier=0"),
+    (lambda: layers.SeparableConv2D(0, 3), "Received: filters=0"),
+    (lambda: layers.DepthwiseConv2D(3, padding="causal"), "Received: padding='causal'"),
     (lambda: layers.Conv2D(3, 3, groups=2), "Received: groups=2, filters=3"),
     (lambda: layers.Conv1D(2, 3, data_format="channels_middle"), "Received: data_format="),
     (lambda: layers.AveragePooling1D(0), "Received: pool_size=0"),
@@ -401,6 +477,8 @@ def test_bad_inputs_are_refused():
         layers.Conv2D(2, 3)(densitron.Input((6, 5)))
     with pytest.raises(ValueError, match="expected ndim=3, found ndim=4"):
         layers.AveragePooling1D(2)(densitron.Input((6, 5, 2)))
+    with pytest.raises(ValueError, match="evenly divisible by the number of groups"):
+        layers.Conv2D(4, 3, groups=2)(densitron.Input((6, 5, 3)))
     conv = layers.Conv1D(2, 3)
     conv(densitron.Input((6, 4)))
     with pytest.raises(ValueError, match="expected axis -1 of input shape to have value 4"):

@@ -122,9 +122,9 @@ def _check_fixed(layer, input_shape, rank):
                          f"its windows out once). Received: input_shape={tuple(input_shape)}")
 
 
-def _positive_int(value, message):
+def _positive_int(value, name, message):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{message} Received: {value!r}")
+        raise ValueError(f"{message} Received: {name}={value!r}")
     return int(value)
 
 
@@ -310,9 +310,9 @@ class BaseConv(_WindowedConv):
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        self.filters = _positive_int(filters, "Invalid value for argument `filters`. "
+        self.filters = _positive_int(filters, "filters", "Invalid value for argument `filters`. "
                                      "Expected a strictly positive value.")
-        self.groups = _positive_int(groups, "The number of groups must be a positive "
+        self.groups = _positive_int(groups, "groups", "The number of groups must be a positive "
                                     "integer.")
         if self.filters % self.groups:
             raise ValueError("The number of filters must be evenly divisible by the number "
@@ -395,7 +395,7 @@ class BaseDepthwiseConv(_WindowedConv):
                  depthwise_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.depth_multiplier = _positive_int(
-            depth_multiplier, "Invalid value for argument `depth_multiplier`. Expected a "
+            depth_multiplier, "depth_multiplier", "Invalid value for argument `depth_multiplier`. Expected a "
             "strictly positive value.")
         self._window_args(kernel_size, strides, padding, data_format, dilation_rate,
                           activation, use_bias)
@@ -454,10 +454,10 @@ class BaseSeparableConv(_WindowedConv):
                  depthwise_constraint=None, pointwise_constraint=None, bias_constraint=None,
                  **kwargs):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        self.filters = _positive_int(filters, "Invalid value for argument `filters`. "
+        self.filters = _positive_int(filters, "filters", "Invalid value for argument `filters`. "
                                      "Expected a strictly positive value.")
         self.depth_multiplier = _positive_int(
-            depth_multiplier, "Invalid value for argument `depth_multiplier`. Expected a "
+            depth_multiplier, "depth_multiplier", "Invalid value for argument `depth_multiplier`. Expected a "
             "strictly positive value.")
         self._window_args(kernel_size, strides, padding, data_format, dilation_rate,
                           activation, use_bias)
