@@ -122,9 +122,10 @@ def _check_fixed(layer, input_shape, rank):
                          f"its windows out once). Received: input_shape={tuple(input_shape)}")
 
 
-def _positive_int(value, name, message):
+def _positive_int(value, name):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{message} Received: {name}={value!r}")
+        raise ValueError(f"Invalid value for argument `{name}`. Expected a strictly positive "
+                         f"integer. Received: {name}={value!r}")
     return int(value)
 
 
@@ -310,10 +311,8 @@ class BaseConv(_WindowedConv):
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        self.filters = _positive_int(filters, "filters", "Invalid value for argument `filters`. "
-                                     "Expected a strictly positive value.")
-        self.groups = _positive_int(groups, "groups", "The number of groups must be a positive "
-                                    "integer.")
+        self.filters = _positive_int(filters, "filters")
+        self.groups = _positive_int(groups, "groups")
         if self.filters % self.groups:
             raise ValueError("The number of filters must be evenly divisible by the number "
                              f"of groups. Received: groups={groups}, filters={filters}")
@@ -394,9 +393,7 @@ class BaseDepthwiseConv(_WindowedConv):
                  depthwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  depthwise_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        self.depth_multiplier = _positive_int(
-            depth_multiplier, "depth_multiplier", "Invalid value for argument `depth_multiplier`. Expected a "
-            "strictly positive value.")
+        self.depth_multiplier = _positive_int(depth_multiplier, "depth_multiplier")
         self._window_args(kernel_size, strides, padding, data_format, dilation_rate,
                           activation, use_bias)
         _weight_args(self, "depthwise", depthwise_initializer, depthwise_regularizer,
@@ -454,11 +451,8 @@ class BaseSeparableConv(_WindowedConv):
                  depthwise_constraint=None, pointwise_constraint=None, bias_constraint=None,
                  **kwargs):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        self.filters = _positive_int(filters, "filters", "Invalid value for argument `filters`. "
-                                     "Expected a strictly positive value.")
-        self.depth_multiplier = _positive_int(
-            depth_multiplier, "depth_multiplier", "Invalid value for argument `depth_multiplier`. Expected a "
-            "strictly positive value.")
+        self.filters = _positive_int(filters, "filters")
+        self.depth_multiplier = _positive_int(depth_multiplier, "depth_multiplier")
         self._window_args(kernel_size, strides, padding, data_format, dilation_rate,
                           activation, use_bias)
         _weight_args(self, "depthwise", depthwise_initializer, depthwise_regularizer,
