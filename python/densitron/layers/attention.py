@@ -357,6 +357,7 @@ class GroupQueryAttention(MultiHeadAttention):
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, use_gate=False, seed=None,
                  **kwargs):
+        head_dim = _number_of("head_dim", head_dim)
         num_query_heads = _number_of("num_query_heads", num_query_heads)
         num_key_value_heads = _number_of("num_key_value_heads", num_key_value_heads)
         if num_query_heads % num_key_value_heads != 0:
