@@ -2,8 +2,12 @@
 
 from densitron.layers.convolutional import (AveragePooling1D, AveragePooling2D,
                                             AveragePooling3D, AvgPool1D, AvgPool2D, AvgPool3D,
-                                            Conv1D, Conv2D, Conv3D, Convolution1D,
-                                            Convolution2D, Convolution3D, DepthwiseConv1D,
+                                            Conv1D, Conv1DTranspose, Conv2D,
+                                            Conv2DTranspose, Conv3D, Conv3DTranspose,
+                                            Convolution1D, Convolution1DTranspose,
+                                            Convolution2D, Convolution2DTranspose,
+                                            Convolution3D, Convolution3DTranspose,
+                                            DepthwiseConv1D,
                                             DepthwiseConv2D, MaxPool1D, MaxPool2D, MaxPool3D,
                                             MaxPooling1D, MaxPooling2D, MaxPooling3D,
                                             SeparableConv1D, SeparableConv2D,
@@ -69,8 +73,8 @@ def _missing_keras_kind(name):
         return (f"recurrent layer {name} (densitron has SimpleRNN, LSTM, GRU and "
                 "Bidirectional)")
     if re.fullmatch(r"(Separable|Depthwise)?Conv(olution)?[123]D(Transpose)?", name):
-        return (f"convolution {name} (densitron has Conv1D/2D/3D, DepthwiseConv1D/2D and "
-                "SeparableConv1D/2D)")
+        return (f"convolution {name} (densitron has Conv1D/2D/3D, their transposes, "
+                "DepthwiseConv1D/2D and SeparableConv1D/2D)")
     if re.fullmatch(r"(Adaptive)?(Max|Average|Avg)Pool(ing)?[123]D", name):
         return (f"windowed pooling {name} (densitron has MaxPooling1D/2D/3D, "
                 "AveragePooling1D/2D/3D and the global poolings)")
@@ -177,4 +181,5 @@ __all__ = ["AddedLoss", "ArgReduce", "BatchReduce", "Masking", "add", "average",
            "AvgPool1D", "AvgPool2D", "Conv3D", "Convolution3D", "MaxPooling3D", "MaxPool3D",
            "AveragePooling3D", "AvgPool3D", "DepthwiseConv1D", "DepthwiseConv2D",
            "SeparableConv1D", "SeparableConv2D", "SeparableConvolution1D",
-           "SeparableConvolution2D"]
+           "SeparableConvolution2D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
+           "Convolution1DTranspose", "Convolution2DTranspose", "Convolution3DTranspose"]

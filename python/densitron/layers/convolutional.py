@@ -17,6 +17,7 @@ from densitron.layers.layer import Layer, engine_node, node_spec
 # densitron::OpType
 _DENSE, _ACTIVATION, _RESHAPE, _POOL, _STANDARDIZE, _INDEX_MAP, _BIAS_ADD, _SCALE_BY = (
     1, 2, 14, 16, 17, 20, 22, 23)
+_BATCH_MATMUL = 32
 _ZERO, _MASKED = -1, -2  # an index map's entries for 0 and -1e9
 
 
@@ -84,22 +85,39 @@ def window_map(shape, data_format, window, strides, dilation, sizes, fill):
     """A sample's windows as flat indices into it, (positions, window offsets, channels) for
     channels_last, (channels, positions, window offsets) for channels_first; `fill` where a
     window leaves the input."""
+    axes = [np.arange(n)[:, None] * s + np.arange(k)[None, :] * d - lo
+            for k, s, d, (n, lo) in zip(window, strides, dilation, sizes)]
+    return gather_map(shape, data_format, axes, fill)
+
+
+def transposed_map(shape, data_format, window, strides, dilation, sizes, fill):
+    """window_map's for a transposed convolution (XLA's: the input dilated by the strides,
+    padded, then convolved with the flipped kernel): output o and kernel offset k read input
+    i = (o + (window - 1 - k)·dilation - pad) / stride where that is a whole index."""
+    axes = []
+    for k, s, d, (n, lo) in zip(window, strides, dilation, sizes):
+        j = np.arange(n)[:, None] + (k - 1 - np.arange(k)[None, :]) * d - lo
+        axes.append(np.where(j % s == 0, j // s, -1))
+    return gather_map(shape, data_format, axes, fill)
+
+
+def gather_map(shape, data_format, axes, fill):
+    """The input's flat indices at positions axes[a][output position, window offset] of each
+    spatial axis a, laid out as window_map's; `fill` where one lies outside the input."""
     spatial, channels = _split(shape, data_format)
     rank = len(spatial)
     flat = np.arange(math.prod(shape)).reshape(shape)
     if data_format == "channels_first":
         flat = np.moveaxis(flat, 0, -1)
     index, valid = [], np.ones((1,) * (2 * rank), dtype=bool)
-    for a, (size, k, s, d, (n, lo)) in enumerate(zip(spatial, window, strides, dilation,
-                                                     sizes)):
-        pos = np.arange(n)[:, None] * s + np.arange(k)[None, :] * d - lo
+    for a, (size, pos) in enumerate(zip(spatial, axes)):
         view = [1] * (2 * rank)
-        view[a], view[rank + a] = n, k
+        view[a], view[rank + a] = pos.shape
         pos = pos.reshape(view)
         valid = valid & (pos >= 0) & (pos < size)
         index.append(np.clip(pos, 0, size - 1))
     picked = np.where(valid[..., None], flat[tuple(index)], fill)
-    positions, offsets = math.prod(n for n, _ in sizes), math.prod(window)
+    positions, offsets = math.prod(p.shape[0] for p in axes), math.prod(p.shape[1] for p in axes)
     picked = picked.reshape(positions, offsets, channels)
     return picked if data_format == "channels_last" else picked.transpose(2, 0, 1)
 
@@ -232,6 +250,12 @@ class _WindowedConv(Layer):
         if pointwise is not None:
             chain.append(node_spec(_DENSE, positions * filters, filters,
                                    params=[param_index[id(pointwise)], bias]))
+        return _chained(self._tail(node, chain, positions, filters))
+
+    def _tail(self, node, chain, positions, filters):
+        """The chain's end: channels_first's move of (positions, filters) to (filters,
+        positions), the activation (fused into a last Dense where it can be) and the activity
+        penalty on the last node."""
         if self.data_format == "channels_first":
             moved = np.arange(positions * filters).reshape(positions, filters).T
             chain.append(node_spec(_INDEX_MAP, moved.size, node.outputs[0].shape[-1],
@@ -239,7 +263,7 @@ class _WindowedConv(Layer):
         act = None if activations.is_traced(self.activation) else self.activation
         axis = activations.softmax_axis(act) if act is not None else None
         out_rank = len(node.outputs[0].shape)
-        if act is not None and chain[-1][0] == _DENSE and self.data_format == \
+        if act is not None and chain and chain[-1][0] == _DENSE and self.data_format == \
                 "channels_last" and (axis is None or axis % out_rank == out_rank - 1):
             op, width, last, _, _, params, *_ = chain[-1]
             chain[-1] = node_spec(op, width, last, activations.engine_spec(act), params)
@@ -247,7 +271,7 @@ class _WindowedConv(Layer):
             chain.append(engine_node(_ACTIVATION, node, activation=act))
         activity = regularizers.coefficients(self.activity_regularizer)
         chain[-1] = (*chain[-1][:8], tuple(float(a) for a in activity))
-        return _chained(chain)
+        return chain
 
     @staticmethod
     def _grouped(rows, groups, width, kernel):
@@ -505,6 +529,135 @@ class SeparableConv2D(BaseSeparableConv):
     rank = 2
 
 
+class BaseConvTranspose(_WindowedConv):
+    """Keras's transposed convolution: the gradient of a convolution with respect to its
+    input, kernel (*kernel_size, filters, channels), bias (filters,); output sizes as Keras's
+    JAX backend (output_padding, when given, adds that many positions at the end). The
+    engine gathers each output's (window, channels) inputs by an index map and multiplies
+    them by the kernel reordered to (window, channels, filters) (the kernel as a node: a
+    bias-add of it to zeros) in one batched product per sample."""
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", output_padding=None,
+                 data_format=None, dilation_rate=1, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        self.filters = _positive_int(filters, "filters")
+        self._window_args(kernel_size, strides, padding, data_format, dilation_rate,
+                          activation, use_bias)
+        self.output_padding = None if output_padding is None else standardize_tuple(
+            output_padding, self.rank, "output_padding", allow_zero=True)
+        for i, (extra, s) in enumerate(zip(self.output_padding or (), self.strides)):
+            if extra >= s:
+                raise ValueError(
+                    "`output_padding` must be strictly less than `strides` for all "
+                    f"dimensions. At dimension {i}, `output_padding` is {extra} but `strides` "
+                    f"is {s}. Received: output_padding={self.output_padding}, "
+                    f"strides={self.strides}")
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError("`strides > 1` not supported in conjunction with "
+                             f"`dilation_rate > 1`. Received: strides={self.strides} and "
+                             f"dilation_rate={self.dilation_rate}")
+        set_kernel_bias_args(self, kernel_initializer, bias_initializer, kernel_regularizer,
+                             bias_regularizer, kernel_constraint, bias_constraint)
+        self.kernel = None
+        self.bias = None
+
+    def _out_channels(self, channels):
+        return self.filters
+
+    def _sizes(self, spatial):
+        """Each axis's (output size, padding before the dilated input), as Keras's JAX
+        backend pads it."""
+        sizes = []
+        extras = self.output_padding or (None,) * self.rank
+        for n, k, s, d, extra in zip(spatial, self.kernel_size, self.strides,
+                                     self.dilation_rate, extras):
+            span = (k - 1) * d + 1
+            if self.padding == "valid":
+                left = span - 1
+                right = span - 1 + (max(span, s) - span if extra is None else extra)
+            else:
+                total = s + span - 2 if extra is None else span + span % 2 - 2 + extra
+                left = min(total // 2 + total % 2, span - 1)
+                right = total - left
+            sizes.append(((n - 1) * s + 1 + left + right - span + 1, left))
+        return sizes
+
+    def build(self, input_shape):
+        _, channels = _split(tuple(input_shape[1:]), self.data_format)
+        self.compute_output_shape(input_shape)
+        self._in_channels = int(channels)
+        self.kernel = self.add_weight((*self.kernel_size, self.filters, int(channels)),
+                                      self.kernel_initializer, name="kernel",
+                                      regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
+        if self.use_bias:
+            self.bias = self.add_weight((self.filters,), self.bias_initializer, name="bias",
+                                        regularizer=self.bias_regularizer,
+                                        constraint=self.bias_constraint)
+        self.built = True
+
+    def _engine_subgraph(self, node, param_index):
+        shape = tuple(int(d) for d in node.inputs[0].shape[1:])
+        spatial, channels = _split(shape, self.data_format)
+        filters = self.filters
+        rows = transposed_map(shape, self.data_format, self.kernel_size, self.strides,
+                              self.dilation_rate, self._sizes(spatial), _ZERO)
+        if self.data_format == "channels_first":
+            rows = rows.transpose(1, 2, 0)  # (positions, window, channels)
+        positions, window, _ = rows.shape
+        row = window * channels
+        size = row * filters
+        # the kernel (window, filters, channels) as each sample's values, then reordered
+        reorder = np.arange(size).reshape(window, filters, channels).transpose(0, 2, 1)
+        head = [([("in", 0)], node_spec(_INDEX_MAP, rows.size, row,
+                                        iattrs=rows.ravel().tolist())),
+                ([("in", 0)], node_spec(_INDEX_MAP, size, size, iattrs=[_ZERO] * size)),
+                ([("node", 1)], node_spec(_BIAS_ADD, size, size,
+                                          params=[param_index[id(self.kernel)]])),
+                ([("node", 2)], node_spec(_INDEX_MAP, size, filters,
+                                          iattrs=reorder.ravel().tolist())),
+                ([("node", 0), ("node", 3)],
+                 node_spec(_BATCH_MATMUL, positions * filters, filters,
+                           iattrs=[1, positions, row, filters, 0, 0]))]
+        chain = []
+        if self.use_bias:
+            chain.append(node_spec(_BIAS_ADD, positions * filters, filters,
+                                   params=[param_index[id(self.bias)]]))
+        chain = self._tail(node, chain, positions, filters) if chain or \
+            self.data_format == "channels_first" or self._has_activation() else []
+        if not chain:  # (the product is the output: the activity penalty on it)
+            activity = regularizers.coefficients(self.activity_regularizer)
+            refs, spec = head[-1]
+            head[-1] = (refs, (*spec[:8], tuple(float(a) for a in activity)))
+        items = head + [([("node", len(head) - 1 + k)], spec) for k, spec in enumerate(chain)]
+        return items, [len(items) - 1]
+
+    def _has_activation(self):
+        return not activations.is_traced(self.activation) and \
+            self.activation is not activations.linear
+
+    def get_config(self):
+        config = self._window_config()
+        config.update({"filters": self.filters, "output_padding": self.output_padding,
+                       **kernel_bias_config(self)})
+        return config
+
+
+class Conv1DTranspose(BaseConvTranspose):
+    rank = 1
+
+
+class Conv2DTranspose(BaseConvTranspose):
+    rank = 2
+
+
+class Conv3DTranspose(BaseConvTranspose):
+    rank = 3
+
+
 class BasePooling(Layer):
     """Keras's windowed pooling: the maximum or the mean of each window of `pool_size`, moved
     by `strides` (pool_size when None); with 'same' padding the maximum ignores the padding
@@ -630,6 +783,9 @@ class AveragePooling3D(BasePooling):
 Convolution1D = Conv1D
 Convolution2D = Conv2D
 Convolution3D = Conv3D
+Convolution1DTranspose = Conv1DTranspose
+Convolution2DTranspose = Conv2DTranspose
+Convolution3DTranspose = Conv3DTranspose
 SeparableConvolution1D = SeparableConv1D
 SeparableConvolution2D = SeparableConv2D
 MaxPool1D = MaxPooling1D
