@@ -32,7 +32,8 @@ _KERAS_ONLY = {
 _OWN_DATA_FORMAT = {f"Global{kind}Pooling{rank}D" for kind in ("Average", "Max")
                     for rank in (1, 2, 3)} | {
     f"{kind}{rank}D{end}" for kind in ("Conv", "MaxPooling", "AveragePooling",
-                                       "DepthwiseConv", "SeparableConv")
+                                       "DepthwiseConv", "SeparableConv", "AdaptiveMaxPooling",
+                                       "AdaptiveAveragePooling")
     for rank in (1, 2, 3) for end in ("", "Transpose")}
 # (a loss scale factor, Keras's only optimizer argument densitron has no use for, changes
 # nothing in float32: the optimizers take and drop it)

@@ -1,6 +1,9 @@
 """Layers with Keras's names and arguments."""
 
-from densitron.layers.convolutional import (AveragePooling1D, AveragePooling2D,
+from densitron.layers.convolutional import (AdaptiveAveragePooling1D, AdaptiveAveragePooling2D,
+                                            AdaptiveAveragePooling3D, AdaptiveMaxPooling1D,
+                                            AdaptiveMaxPooling2D, AdaptiveMaxPooling3D,
+                                            AveragePooling1D, AveragePooling2D,
                                             AveragePooling3D, AvgPool1D, AvgPool2D, AvgPool3D,
                                             Conv1D, Conv1DTranspose, Conv2D,
                                             Conv2DTranspose, Conv3D, Conv3DTranspose,
@@ -72,12 +75,6 @@ def _missing_keras_kind(name):
                     name):
         return (f"recurrent layer {name} (densitron has SimpleRNN, LSTM, GRU and "
                 "Bidirectional)")
-    if re.fullmatch(r"(Separable|Depthwise)?Conv(olution)?[123]D(Transpose)?", name):
-        return (f"convolution {name} (densitron has Conv1D/2D/3D, their transposes, "
-                "DepthwiseConv1D/2D and SeparableConv1D/2D)")
-    if re.fullmatch(r"(Adaptive)?(Max|Average|Avg)Pool(ing)?[123]D", name):
-        return (f"windowed pooling {name} (densitron has MaxPooling1D/2D/3D, "
-                "AveragePooling1D/2D/3D and the global poolings)")
     if re.fullmatch(r"Random[A-Z]\w*|Resizing|CenterCrop|AugMix|AutoContrast|CutMix|MixUp|"
                     r"Equalization|Solarization|RandAugment|ContrastLimitedAdaptive\w*|"
                     r"MaxNumBoundingBoxes|MelSpectrogram|STFTSpectrogram|Pipeline", name):
@@ -182,4 +179,6 @@ __all__ = ["AddedLoss", "ArgReduce", "BatchReduce", "Masking", "add", "average",
            "AveragePooling3D", "AvgPool3D", "DepthwiseConv1D", "DepthwiseConv2D",
            "SeparableConv1D", "SeparableConv2D", "SeparableConvolution1D",
            "SeparableConvolution2D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
-           "Convolution1DTranspose", "Convolution2DTranspose", "Convolution3DTranspose"]
+           "Convolution1DTranspose", "Convolution2DTranspose", "Convolution3DTranspose",
+           "AdaptiveAveragePooling1D", "AdaptiveAveragePooling2D", "AdaptiveAveragePooling3D",
+           "AdaptiveMaxPooling1D", "AdaptiveMaxPooling2D", "AdaptiveMaxPooling3D"]

@@ -700,10 +700,8 @@ class BasePooling(Layer):
         engine's pooling over the window axis, and for the mean of 'same' windows each sum
         divided by its window's count (a standardize node of constant divisors)."""
         shape = tuple(int(d) for d in node.inputs[0].shape[1:])
-        sizes = self._sizes(_split(shape, self.data_format)[0])
         is_max = self.pool_mode == "max"
-        windows = window_map(shape, self.data_format, self.pool_size, self.strides,
-                             (1,) * self.rank, sizes, _MASKED if is_max else _ZERO)
+        windows = self._windows(shape, _MASKED if is_max else _ZERO)
         if self.data_format == "channels_last":  # (positions, window, channels)
             outer, length, inner = windows.shape
         else:  # (channels, positions, window)
@@ -712,7 +710,7 @@ class BasePooling(Layer):
         chain = [node_spec(_INDEX_MAP, windows.size, last * length if inner == 1 else inner,
                            iattrs=windows.ravel().tolist())]
         counts = (windows >= 0).sum(axis=1 if self.data_format == "channels_last" else 2)
-        if is_max or self.padding == "valid" or counts.min() == length:
+        if is_max or counts.min() == length:  # (every window whole: the mean)
             mode = 1 if is_max else 0  # (the mean: the sum divided by the window's size)
             chain.append(engine_node(_POOL, node, iattrs=[outer, length, inner, mode]))
             return _chained(chain)
@@ -723,6 +721,11 @@ class BasePooling(Layer):
                             fattrs=[0.0] * width + counts.ravel().tolist()),
                   engine_node(_RESHAPE, node)]
         return _chained(chain)
+
+    def _windows(self, shape, fill):
+        sizes = self._sizes(_split(shape, self.data_format)[0])
+        return window_map(shape, self.data_format, self.pool_size, self.strides,
+                          (1,) * self.rank, sizes, fill)
 
     def get_config(self):
         config = super().get_config()
@@ -777,6 +780,78 @@ class AveragePooling3D(BasePooling):
     def __init__(self, pool_size, strides=None, padding="valid", data_format=None, name=None,
                  **kwargs):
         super().__init__(pool_size, strides, padding, data_format, name, **kwargs)
+
+
+class BaseAdaptivePooling(BasePooling):
+    """Keras's adaptive pooling: the maximum or the mean of output_size windows an axis,
+    window i of an axis of n values [floor(i·n / out), ceil((i + 1)·n / out))."""
+
+    def __init__(self, output_size, data_format=None, **kwargs):
+        Layer.__init__(self, **kwargs)
+        rank = self.rank
+        if isinstance(output_size, (int, np.integer)) and not isinstance(output_size, bool):
+            output_size = (int(output_size),) * rank
+        elif isinstance(output_size, (tuple, list)):
+            if len(output_size) != rank:
+                raise ValueError(f"For {rank}D input, `output_size` tuple must have length "
+                                 f"{rank}. Received: output_size={output_size!r}")
+            output_size = tuple(output_size)
+        else:
+            raise TypeError(f"`output_size` must be an integer or tuple of {rank} integers. "
+                            f"Received: output_size={output_size!r}")
+        if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0
+                   for n in output_size):
+            raise ValueError("`output_size` holds positive integers. "
+                             f"Received: output_size={output_size!r}")
+        self.output_size = tuple(int(n) for n in output_size)
+        data_format = data_format or "channels_last"
+        if data_format not in ("channels_first", "channels_last"):
+            raise ValueError(f"Invalid data_format: {data_format}. Expected 'channels_first' "
+                             f"or 'channels_last'. Received: data_format={data_format!r}")
+        self.data_format = data_format
+
+    def compute_output_shape(self, input_shape):
+        _, channels = _split(tuple(input_shape[1:]), self.data_format)
+        return _join(input_shape[0], self.output_size, channels, self.data_format)
+
+    def _windows(self, shape, fill):
+        axes = []
+        for n, out in zip(_split(shape, self.data_format)[0], self.output_size):
+            start = np.arange(out) * n // out
+            end = -(-np.arange(1, out + 1) * n // out)
+            offsets = np.arange(int((end - start).max()))[None, :]
+            axes.append(np.where(offsets < (end - start)[:, None], start[:, None] + offsets,
+                                 -1))
+        return gather_map(shape, self.data_format, axes, fill)
+
+    def get_config(self):
+        config = Layer.get_config(self)
+        config.update({"output_size": self.output_size, "data_format": self.data_format})
+        return config
+
+
+class AdaptiveMaxPooling1D(BaseAdaptivePooling):
+    rank, pool_mode = 1, "max"
+
+
+class AdaptiveMaxPooling2D(BaseAdaptivePooling):
+    rank, pool_mode = 2, "max"
+
+
+class AdaptiveMaxPooling3D(BaseAdaptivePooling):
+    rank, pool_mode = 3, "max"
+
+
+class AdaptiveAveragePooling1D(BaseAdaptivePooling):
+    rank, pool_mode = 1, "average"
+
+
+class AdaptiveAveragePooling2D(BaseAdaptivePooling):
+    rank, pool_mode = 2, "average"
+
+
+class AdaptiveAveragePooling3D(BaseAdaptivePooling):
+    rank, pool_mode = 3, "average"
 
 
 # Keras's aliases
