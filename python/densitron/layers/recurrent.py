@@ -276,23 +276,18 @@ class _RNN(Layer):
         state = list(states) if states else [None] * self._states
         outs, out = [], None
         order = range(steps - 1, -1, -1) if self.go_backwards else range(steps)
-        for k, t in enumerate(order):
+        for t in order:
             new = self._step(b, ctx, t, state)
             if kept is None:
                 state = new
                 out = new[0]
-            else:
+            else:  # (a call with initial states takes no mask: the state starts at zeros)
                 m = b.pick(kept, [t] * u)
-                if self.unroll and states:
-                    # (Keras's unrolled loop: a masked step's output is the previous output,
-                    # zeros before the first; the state from zeros gives the same values)
-                    out = b.blend(m, new[0], out if k else None, u)
-                elif self.zero_output_for_mask and not self.unroll:
-                    out = b.merge(_MUL, m, new[0], u)
                 state = [b.blend(m, n, s, u) for n, s in zip(new, state)]
-                if not (self.unroll and states) and (self.unroll or
-                                                     not self.zero_output_for_mask):
-                    out = state[0]
+                # a masked step's output: the state kept, or zeros with zero_output_for_mask
+                # (which Keras's unrolled loop ignores: its previous output, the state here)
+                out = b.merge(_MUL, m, new[0], u) if (
+                    self.zero_output_for_mask and not self.unroll) else state[0]
             outs.append(out)
         if self.return_sequences:
             out = b.add(node_spec(_CONCAT, steps * u, u, iattrs=[1]), *outs)
