@@ -676,7 +676,7 @@ def test_model_methods_with_arguments_of_the_wrong_kind(tmp_path):
 def test_keras_layers_densitron_does_not_provide_say_so():
     for name, kind in (("LSTM", "recurrent layer LSTM"),
                        ("RandomFlip", "image or audio preprocessing"),
-                       ("TextVectorization", "lookup layer"), ("TorchModuleWrapper", "wrapper"),
+                       ("TorchModuleWrapper", "wrapper"),
                        ("GroupQueryAttention", "layer GroupQueryAttention"),
                        ("Cropping3D", "volumetric"),
                        ("EinsumDense", "layer EinsumDense")):

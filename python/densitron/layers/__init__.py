@@ -29,7 +29,7 @@ from densitron.layers.normalization import (BatchNormalization, GroupNormalizati
 from densitron.layers.preprocessing import (CategoryEncoding, Discretization, Normalization,
                                            Rescaling)
 from densitron.layers.hashing import HashedCrossing, Hashing
-from densitron.layers.lookup import IntegerLookup, StringLookup
+from densitron.layers.lookup import IntegerLookup, StringLookup, TextVectorization
 from densitron.layers.pooling import (GlobalAveragePooling1D, GlobalAveragePooling2D,
                                       GlobalAveragePooling3D, GlobalAvgPool1D, GlobalAvgPool2D,
                                       GlobalAvgPool3D, GlobalMaxPool1D, GlobalMaxPool2D,
@@ -79,8 +79,6 @@ def _missing_keras_kind(name):
                     r"Equalization|Solarization|RandAugment|ContrastLimitedAdaptive\w*|"
                     r"MaxNumBoundingBoxes|MelSpectrogram|STFTSpectrogram|Pipeline", name):
         return f"image or audio preprocessing layer {name}"
-    if name == "TextVectorization":
-        return f"lookup layer {name} (TensorFlow's in Keras)"
     if name in ("JaxLayer", "FlaxLayer", "TorchModuleWrapper", "TFSMLayer"):
         return f"wrapper of another framework's model, {name}"
     if name in ("Cropping3D", "UpSampling3D", "ZeroPadding3D"):
@@ -169,7 +167,7 @@ __all__ = ["AddedLoss", "ArgReduce", "BatchReduce", "Masking", "add", "average",
            "SpatialDropout2D", "SpatialDropout3D", "Subtract", "TimeDistributed",
            "RMSNormalization", "UnitNormalization", "WeightAdd", "WeightMatMul", "WeightMultiply", "MathOp", "Divide",
            "Reduce", "RowBroadcast", "Slice", "RandomNormalSample", "ModeSelect", "BatchMatMul",
-           "HashedCrossing", "Hashing", "IntegerLookup", "StringLookup",
+           "HashedCrossing", "Hashing", "IntegerLookup", "StringLookup", "TextVectorization",
            "MultiHeadAttention", "Conv1D", "BatchFill", "Attention", "AdditiveAttention",
            "GroupQueryAttention", "EinsumDense",
            "GRU", "LSTM", "SimpleRNN", "Bidirectional",

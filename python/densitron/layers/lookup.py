@@ -8,6 +8,7 @@ table (ids as float32, as every engine tensor); StringLookup runs on arrays only
 import collections
 import numbers
 import os
+import re
 
 import numpy as np
 
@@ -666,3 +667,265 @@ class StringLookup(_IndexLookup):
         config = super().get_config()
         del config["vocabulary_dtype"]
         return {**config, "encoding": self.encoding}
+
+
+_PUNCTUATION = re.compile(r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']')
+_ASCII_UPPER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
+_ASCII_SPACE = re.compile(r"[ \t\n\v\f\r]+")
+
+
+class TextVectorization(Layer):
+    """Keras's TextVectorization on arrays of strings: each string standardized (ASCII
+    lowercasing and punctuation stripped, as TensorFlow's strings.lower and regex_replace;
+    or a function of a NumPy array of strings, as Keras's on other backends), split (on ASCII
+    whitespace, or into characters), made into n-grams (joined by a space), then looked up
+    as a StringLookup with mask token "" does; "int" pads (or cuts) each row to
+    `output_sequence_length` (by default the longest) with 0, the other modes encode each
+    string's tokens. Refused in a model (strings cannot enter the engine)."""
+
+    def __init__(self, max_tokens=None, standardize="lower_and_strip_punctuation",
+                 split="whitespace", ngrams=None, output_mode="int",
+                 output_sequence_length=None, pad_to_max_tokens=False, vocabulary=None,
+                 idf_weights=None, sparse=False, ragged=False, encoding="utf-8", name=None,
+                 **kwargs):
+        if sparse:
+            raise ValueError("`sparse=True` can only be used with the TensorFlow backend. "
+                             f"Received: sparse={sparse}")
+        if ragged:
+            raise ValueError("`ragged=True` can only be used with the TensorFlow backend. "
+                             f"Received: ragged={ragged}")
+        if not (standardize is None or callable(standardize)):
+            _check_choice(standardize, ("lower_and_strip_punctuation", "lower",
+                                        "strip_punctuation"), "TextVectorization",
+                          "standardize")
+        if not (split is None or callable(split)):
+            _check_choice(split, ("whitespace", "character"), "TextVectorization", "split")
+        if callable(split):
+            raise TypeError("densitron's TextVectorization splits on whitespace or into "
+                             "characters (Keras gives a `split` function TensorFlow's "
+                             f"tensors). Received: split={split!r}")
+        if output_mode == "binary":
+            output_mode = "multi_hot"
+        if output_mode == "tf-idf":
+            output_mode = "tf_idf"
+        _check_choice(output_mode, _MODES, "TextVectorization", "output_mode")
+        if not (ngrams is None or isinstance(ngrams, int) or isinstance(ngrams, tuple) and
+                all(isinstance(item, int) for item in ngrams)):
+            raise ValueError("`ngrams` must be None, an integer, or a tuple of integers. "
+                             f"Received: ngrams={ngrams}")
+        if output_mode == "int" and not (isinstance(output_sequence_length, int) or
+                                         output_sequence_length is None):
+            raise ValueError("`output_sequence_length` must be either None or an integer when "
+                             "`output_mode` is 'int'. Received: "
+                             f"output_sequence_length={output_sequence_length}")
+        if output_mode != "int" and output_sequence_length is not None:
+            raise ValueError("`output_sequence_length` must not be set if `output_mode` is not "
+                             f"'int'. Received output_sequence_length={output_sequence_length}.")
+        has_input = kwargs.pop("has_input_vocabulary", vocabulary is not None)
+        vocabulary_size = kwargs.pop("vocabulary_size", None)
+        kwargs.pop("dtype", None)
+        super().__init__(name=name, **kwargs)
+        self._standardize = standardize
+        self._split = split
+        self._ngrams_arg = ngrams
+        self._ngrams = tuple(range(1, ngrams + 1)) if isinstance(ngrams, int) else ngrams
+        self._output_mode = output_mode
+        self._output_sequence_length = output_sequence_length
+        self._encoding = encoding
+        self._lookup_layer = StringLookup(
+            max_tokens=max_tokens, vocabulary=vocabulary, idf_weights=idf_weights,
+            pad_to_max_tokens=pad_to_max_tokens, mask_token="", output_mode=output_mode,
+            has_input_vocabulary=has_input, encoding=encoding,
+            vocabulary_size=vocabulary_size)
+
+    # --- the vocabulary, as its StringLookup's ----------------------------------------------
+    def get_vocabulary(self, include_special_tokens=True):
+        return self._lookup_layer.get_vocabulary(include_special_tokens)
+
+    def vocabulary_size(self):
+        return self._lookup_layer.vocabulary_size()
+
+    def set_vocabulary(self, vocabulary, idf_weights=None):
+        self._lookup_layer.set_vocabulary(vocabulary, idf_weights=idf_weights)
+
+    def reset_state(self):
+        self._lookup_layer.reset_state()
+
+    def finalize_state(self):
+        self._lookup_layer.finalize_state()
+
+    def update_state(self, data):
+        rows = self._preprocess(data)
+        lookup = self._lookup_layer
+        if lookup._has_input_vocabulary:
+            lookup.update_state(np.array([""]))  # (Keras's error)
+        for row in rows:
+            lookup._token_counts.update(row)
+            if lookup.output_mode == "tf_idf":
+                lookup._document_counts.update(set(row))
+        if lookup.output_mode == "tf_idf":
+            lookup._num_documents += len(rows)
+
+    def adapt(self, data, batch_size=None, steps=None):
+        """Keras's adapt: the vocabulary of the tokens of `data` (an array or list of strings,
+        or an iterable of batches, at most `steps`), as StringLookup's adapt orders it."""
+        self.reset_state()
+        if hasattr(data, "__iter__") and not isinstance(data, (list, tuple, np.ndarray, str)):
+            for i, batch in enumerate(data):
+                if steps is not None and i >= steps:
+                    break
+                self.update_state(batch[0] if isinstance(batch, tuple) else batch)
+        else:
+            array = as_value_array(data, f"Layer {self.name}'s adapt")
+            if array.ndim == 1:
+                array = array[:, None]
+            self.update_state(array)
+        self.finalize_state()
+
+    # --- the strings' tokens --------------------------------------------------------------
+    def _standardized(self, inputs):
+        """The inputs' strings standardized (a NumPy array of str of the inputs' shape)."""
+        values = as_value_array(inputs, f"Layer {self.name}")
+        if values.dtype.kind != "U" and values.size:
+            raise TypeError(f"Layer {self.name} takes strings. Received: inputs of dtype "
+                            f"{values.dtype}")
+        values = values.astype(str)
+        if callable(self._standardize):  # (Keras's on other backends: a NumPy array)
+            return np.asarray(self._standardize(values)).astype(str)
+        if self._standardize is None:
+            return values
+        flat = values.reshape(-1).tolist()
+        if self._standardize in ("lower", "lower_and_strip_punctuation"):
+            flat = [s.translate(_ASCII_UPPER) for s in flat]
+        if self._standardize in ("strip_punctuation", "lower_and_strip_punctuation"):
+            flat = [_PUNCTUATION.sub("", s) for s in flat]
+        return np.array(flat, dtype=str).reshape(values.shape)
+
+    def _preprocess(self, inputs):
+        """The tokens of each string of the inputs, a list each (without a split, the
+        standardized strings of each row of the inputs' last axis)."""
+        values = self._standardized(inputs)
+        if values.ndim == 0:
+            values = values[None]
+        if self._split is None:
+            rows = [list(r) for r in values.reshape(-1, values.shape[-1]).tolist()] \
+                if values.ndim > 1 else [[s] for s in values.tolist()]
+        else:
+            if values.ndim > 1:
+                if values.shape[-1] != 1:
+                    raise ValueError(
+                        "When using `TextVectorization` to tokenize strings, the input rank "
+                        "must be 1 or the last shape dimension must be 1. Received: "
+                        f"inputs.shape={values.shape} with rank={values.ndim}")
+                values = values[..., 0]
+            if self._split == "whitespace":
+                rows = [[t for t in _ASCII_SPACE.split(s) if t] for s in values.tolist()]
+            else:
+                rows = [list(s) for s in values.tolist()]
+        if self._ngrams is not None:
+            rows = [[" ".join(row[i:i + n]) for n in self._ngrams
+                     for i in range(len(row) - n + 1)] for row in rows]
+        return rows
+
+    def __call__(self, inputs, *args, **kwargs):
+        refuse_in_model(self, inputs)
+        if args or kwargs:
+            raise TypeError(f"Layer {self.name} takes only its inputs when called. "
+                            f"Received: args={args}, kwargs={kwargs}")
+        lookup = self._lookup_layer
+        lookup._ensure_known_vocab_size()
+        if self._split is None and self._ngrams is None:  # (each string one token)
+            out = lookup(self._standardized(inputs))
+            length = self._output_sequence_length
+            if self._output_mode != "int" or length is None or out.ndim == 0:
+                return out
+            padded = np.zeros((*out.shape[:-1], length), np.int64)
+            padded[..., :min(length, out.shape[-1])] = out[..., :length]
+            return padded
+        if self._output_mode == "one_hot":
+            raise ValueError(
+                "Keras's TextVectorization gives ragged rows (a one-hot row per token of "
+                "each string) for output_mode='one_hot' with a `split`, which densitron's "
+                "arrays cannot hold: use 'int' with Embedding, or 'multi_hot'. Received: "
+                f"output_mode='one_hot' and split={self._split!r}")
+        scalar = np.ndim(inputs) == 0
+        out = self._vectorized(self._preprocess(inputs))
+        return out[0] if scalar else out
+
+    def _vectorized(self, rows):
+        lookup = self._lookup_layer
+        width = max((len(r) for r in rows), default=0)
+        tokens = np.full((len(rows), width), "", dtype=object)
+        for i, row in enumerate(rows):
+            tokens[i, :len(row)] = row
+        tokens = tokens.astype(str) if tokens.size else np.zeros((len(rows), width), str)
+        ids = lookup._lookup(tokens) if tokens.size else np.zeros(tokens.shape, np.int64)
+        if self._output_mode == "int":
+            length = self._output_sequence_length
+            if length is None:
+                return ids
+            out = np.zeros((len(rows), length), np.int64)
+            out[:, :min(length, width)] = ids[:, :length]
+            return out
+        # (a row's padding is the mask token: dropped from the encodings)
+        ids = np.where(np.arange(width) < np.array([len(r) for r in rows])[:, None], ids, -1)
+        depth = lookup._depth()
+        if self._output_mode != "tf_idf":
+            return encode_ids(ids, self._output_mode, depth, np.int64)
+        counts = encode_ids(ids, "count", depth, np.float32)
+        return counts * lookup.idf_weights.astype(np.float32)
+
+    def compute_output_shape(self, input_shape):
+        if self._output_mode == "int":
+            return (input_shape[0], self._output_sequence_length)
+        if self._split is None:
+            if len(input_shape) <= 1:
+                input_shape = tuple(input_shape) + (1,)
+        else:
+            input_shape = tuple(input_shape) + (None,)
+        return self._lookup_layer.compute_output_shape(input_shape)
+
+    # --- config ---------------------------------------------------------------------------
+    def get_config(self):
+        from densitron.utils.keras_objects import serialize_keras_object
+
+        def plain(value):
+            return serialize_keras_object(value) if callable(value) else value
+
+        lookup = self._lookup_layer
+        config = super().get_config()
+        config.pop("activity_regularizer", None)
+        config.update({
+            "max_tokens": lookup.max_tokens,
+            "standardize": plain(self._standardize),
+            "split": plain(self._split),
+            "ngrams": self._ngrams_arg,
+            "output_mode": self._output_mode,
+            "output_sequence_length": self._output_sequence_length,
+            "pad_to_max_tokens": lookup.pad_to_max_tokens,
+            "sparse": False,
+            "ragged": False,
+            "vocabulary": _listify(lookup.input_vocabulary),
+            "idf_weights": _listify(lookup.input_idf_weights),
+            "encoding": self._encoding,
+            "vocabulary_size": self.vocabulary_size(),
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        from densitron.utils.keras_objects import deserialize_keras_object
+
+        config = dict(config)
+        for key in ("standardize", "split"):
+            if config.get(key) is not None and not isinstance(config[key], str):
+                config[key] = deserialize_keras_object(config[key])
+        if isinstance(config.get("ngrams"), list):
+            config["ngrams"] = tuple(config["ngrams"])
+        return cls(**config)
+
+    def save_assets(self, dir_path):
+        self._lookup_layer.save_assets(dir_path)
+
+    def load_assets(self, dir_path):
+        self._lookup_layer.load_assets(dir_path)
