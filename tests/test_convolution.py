@@ -1,7 +1,8 @@
-"""Keras's convolutions (Conv1D/2D/3D, grouped too, DepthwiseConv1D/2D, SeparableConv1D/2D)
-and windowed poolings (MaxPooling1D/2D/3D, AveragePooling1D/2D/3D): outputs against float64
-NumPy references written with loops (XLA's 'same' padding, Keras's causal padding, the
-average over a 'same' window's inputs only), gradients against finite
+"""Keras's convolutions (Conv1D/2D/3D, grouped too, their transposes, DepthwiseConv1D/2D,
+SeparableConv1D/2D) and windowed poolings (MaxPooling1D/2D/3D, AveragePooling1D/2D/3D, the
+adaptive ones): outputs against float64 NumPy references written with loops (XLA's 'same'
+padding, Keras's causal padding, the average over a 'same' window's inputs only, transposes
+as scatters), gradients against finite
 differences, Keras 3.15's predictions on the same weights, training alike with Keras on JAX
 (in a subprocess), .keras files both ways, configs and refusals."""
 
@@ -17,6 +18,7 @@ import densitron
 import numpy as np
 import pytest
 from densitron import layers
+from densitron.layers.convolutional import BaseConvTranspose
 from test_gradients_fd import fd_check
 
 # --- float64 references ------------------------------------------------------------------
@@ -86,11 +88,66 @@ def grouped_reference(x, kernel, bias=None, groups=1, data_format="channels_last
     return out
 
 
+def transpose_reference(x, kernel, bias=None, strides=1, padding="valid", dilation=1,
+                        output_padding=None, data_format="channels_last"):
+    """Keras's transposed convolution in float64, as the convolution's gradient scatters:
+    input i adds x[i]·kernel[k]ᵀ at output i·stride + k·dilation - crop, Keras's JAX backend's
+    output size and crop."""
+    rank = kernel.ndim - 2
+    strides, dilation, output_padding = ((v,) * rank if isinstance(v, int) or v is None
+                                         else tuple(v)
+                                         for v in (strides, dilation, output_padding))
+    x = x.astype(np.float64)
+    if data_format == "channels_first":
+        x = np.moveaxis(x, 1, -1)
+    sizes, crops = [], []
+    for n, k, s, d, extra in zip(x.shape[1:-1], kernel.shape[:rank], strides, dilation,
+                                 output_padding):
+        span = (k - 1) * d + 1
+        if padding == "valid":
+            sizes.append(n * s + max(span - s, 0) if extra is None else
+                         (n - 1) * s + span + extra)
+            crops.append(0)
+        else:
+            sizes.append(n * s if extra is None else (n - 1) * s + span - 2 * (span // 2)
+                         + extra)
+            total = s + span - 2 if extra is None else span + span % 2 - 2 + extra
+            crops.append(span - 1 - min(total // 2 + total % 2, span - 1))
+    out = np.zeros((len(x), *sizes, kernel.shape[-2]))
+    for i in np.ndindex(*x.shape[1:-1]):
+        for k in np.ndindex(*kernel.shape[:rank]):
+            at = tuple(a * s + b * d - c for a, b, s, d, c in zip(i, k, strides, dilation,
+                                                                    crops))
+            if all(0 <= a < n for a, n in zip(at, sizes)):
+                out[(slice(None), *at)] += x[(slice(None), *i)] @ kernel[k].T
+    out = out + (0.0 if bias is None else bias)
+    return np.moveaxis(out, -1, 1) if data_format == "channels_first" else out
+
+
+def adaptive_reference(x, output_size, mode, data_format="channels_last"):
+    """Keras's adaptive pooling in float64: window i of n values [floor(i·n/out),
+    ceil((i+1)·n/out)) along each axis."""
+    x = x.astype(np.float64)
+    if data_format == "channels_first":
+        x = np.moveaxis(x, 1, -1)
+    spatial = x.shape[1:-1]
+    out = np.zeros((len(x), *output_size, x.shape[-1]))
+    for pos in np.ndindex(*output_size):
+        window = tuple(slice(i * n // o, -(-(i + 1) * n // o))
+                       for i, n, o in zip(pos, spatial, output_size))
+        values = x[(slice(None), *window)].reshape(len(x), -1, x.shape[-1])
+        out[(slice(None), *pos)] = values.max(axis=1) if mode == "max" else values.mean(1)
+    return np.moveaxis(out, -1, 1) if data_format == "channels_first" else out
+
+
 def layer_reference(layer, x, weights, kwargs):
     """The float64 output of a convolution layer of any kind, before its activation."""
     kw = {"strides": kwargs.get("strides", 1), "padding": kwargs.get("padding", "valid"),
           "dilation": kwargs.get("dilation_rate", 1),
           "data_format": kwargs.get("data_format", "channels_last")}
+    if isinstance(layer, BaseConvTranspose):
+        return transpose_reference(x, weights[0], weights[1] if layer.use_bias else None,
+                                   output_padding=kwargs.get("output_padding"), **kw)
     if isinstance(layer, (layers.DepthwiseConv2D, layers.DepthwiseConv1D,
                           layers.SeparableConv1D, layers.SeparableConv2D)):
         depthwise = weights[0]
@@ -185,6 +242,29 @@ CONV_CASES = [
     ("SeparableConv2D", (7, 8, 1), {"filters": 4, "kernel_size": 3, "depth_multiplier": 2}),
     ("SeparableConvolution1D", (9, 3), {"filters": 4, "kernel_size": 3, "dilation_rate": 2,
                                         "padding": "same", "use_bias": False}),
+    ("Conv2DTranspose", (4, 5, 3), {"filters": 2, "kernel_size": 3}),
+    ("Conv2DTranspose", (4, 5, 3), {"filters": 2, "kernel_size": 3, "strides": 2,
+                                    "padding": "same", "activation": "relu"}),
+    ("Conv2DTranspose", (4, 5, 3), {"filters": 2, "kernel_size": (2, 3), "strides": (2, 3),
+                                    "padding": "same"}),
+    ("Conv2DTranspose", (4, 5, 3), {"filters": 2, "kernel_size": 4, "strides": 2,
+                                    "padding": "same", "output_padding": 1}),
+    ("Conv2DTranspose", (4, 5, 3), {"filters": 2, "kernel_size": 3, "strides": 3,
+                                    "output_padding": (1, 2)}),
+    ("Conv2DTranspose", (4, 5, 3), {"filters": 2, "kernel_size": 3, "dilation_rate": 2,
+                                    "padding": "same"}),
+    ("Convolution2DTranspose", (3, 4, 5), {"filters": 2, "kernel_size": 3, "strides": 2,
+                                           "data_format": "channels_first",
+                                           "use_bias": False}),
+    ("Conv2DTranspose", (3, 4, 5), {"filters": 2, "kernel_size": 2, "strides": 2,
+                                    "padding": "same", "data_format": "channels_first",
+                                    "activation": "tanh"}),
+    ("Conv1DTranspose", (6, 3), {"filters": 4, "kernel_size": 5, "strides": 3,
+                                 "padding": "same"}),
+    ("Conv1DTranspose", (6, 3), {"filters": 4, "kernel_size": 1, "strides": 2,
+                                 "padding": "same", "use_bias": False}),
+    ("Conv3DTranspose", (3, 4, 2, 2), {"filters": 2, "kernel_size": 2, "strides": (2, 1, 2),
+                                       "padding": "same"}),
 ]
 
 POOL_CASES = [
@@ -210,6 +290,13 @@ POOL_CASES = [
     ("AveragePooling3D", (5, 6, 7, 2), {"pool_size": (2, 3, 2), "strides": 2,
                                         "padding": "same"}),
     ("AvgPool3D", (2, 5, 6, 7), {"pool_size": 2, "data_format": "channels_first"}),
+    ("AdaptiveMaxPooling1D", (7, 3), {"output_size": 5}),
+    ("AdaptiveAveragePooling1D", (3, 10), {"output_size": 4, "data_format": "channels_first"}),
+    ("AdaptiveMaxPooling2D", (2, 5, 4), {"output_size": (7, 3),
+                                         "data_format": "channels_first"}),
+    ("AdaptiveAveragePooling2D", (7, 10, 2), {"output_size": (3, 4)}),
+    ("AdaptiveMaxPooling3D", (5, 6, 7, 2), {"output_size": (2, 4, 3)}),
+    ("AdaptiveAveragePooling3D", (5, 6, 7, 2), {"output_size": 3}),
 ]
 
 
@@ -252,9 +339,15 @@ def test_poolings_against_the_reference(cls, shape, kwargs):
     strides = kwargs.get("strides", pool)
     strides = (strides,) * rank if isinstance(strides, int) else strides
     x = rng.normal(size=(4, *shape)).astype(np.float32)
-    expected = pool_reference(x, pool, strides, kwargs.get("padding", "valid"),
-                              "max" if "Max" in cls else "average",
-                              kwargs.get("data_format", "channels_last"))
+    mode = "max" if "Max" in cls else "average"
+    data_format = kwargs.get("data_format", "channels_last")
+    if cls.startswith("Adaptive"):
+        size = kwargs["output_size"]
+        expected = adaptive_reference(x, (size,) * rank if isinstance(size, int) else size,
+                                      mode, data_format)
+    else:
+        expected = pool_reference(x, pool, strides, kwargs.get("padding", "valid"), mode,
+                                  data_format)
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-6, atol=1e-6)
 
 
@@ -280,6 +373,10 @@ def test_max_pooling_ignores_the_padding_of_negative_inputs():
                                     "data_format": "channels_first"}),
     ("SeparableConv1D", (6, 2), {"filters": 2, "kernel_size": 3, "padding": "same",
                                  "activation": "relu"}),
+    ("Conv2DTranspose", (3, 2, 2), {"filters": 2, "kernel_size": 3, "strides": 2,
+                                    "padding": "same", "output_padding": 1}),
+    ("Conv1DTranspose", (2, 4), {"filters": 2, "kernel_size": 2, "strides": 2,
+                                 "data_format": "channels_first", "activation": "tanh"}),
 ])
 def test_convolution_gradients_against_finite_differences(cls, shape, kwargs):
     rng = np.random.default_rng(2)
@@ -295,6 +392,8 @@ def test_convolution_gradients_against_finite_differences(cls, shape, kwargs):
     ("MaxPooling2D", {"pool_size": (2, 3), "strides": 2, "padding": "same"}),
     ("AveragePooling2D", {"pool_size": 3, "strides": 2, "padding": "same"}),
     ("AveragePooling1D", {"pool_size": 2, "data_format": "channels_first"}),
+    ("AdaptiveAveragePooling2D", {"output_size": (2, 4)}),
+    ("AdaptiveMaxPooling1D", {"output_size": 3, "data_format": "channels_first"}),
 ])
 def test_pooling_gradients_against_finite_differences(cls, kwargs):
     # (a convolution before the pooling: its kernel's gradient passes through the pooling)
@@ -352,6 +451,8 @@ def cnn(ns, opt):
     x = L.DepthwiseConv2D(2, depth_multiplier=2, padding="same", activation="tanh")(x)
     x = L.SeparableConv2D(6, 2, padding="same")(x)
     x = L.Conv2D(4, 1, groups=2, data_format="channels_first")(x)
+    x = L.Conv2DTranspose(3, 3, strides=2, padding="same", output_padding=1)(x)
+    x = L.AdaptiveAveragePooling2D((3, 5))(x)
     o = L.Dense(5, activation="softmax")(L.Flatten()(x))
     m = ns.Model(i, o)
     m.compile(optimizer=opt(ns), loss="sparse_categorical_crossentropy")
@@ -390,6 +491,8 @@ def _file_models(ns):
     x = L.MaxPool2D(2, padding="same", data_format="channels_first")(x)
     x = L.Convolution2D(5, 2, dilation_rate=2, use_bias=False)(x)
     x = L.AvgPool2D((2, 1), strides=1)(x)
+    x = L.Conv2DTranspose(3, 2, strides=2, padding="same", activation="relu")(x)
+    x = L.AdaptiveMaxPooling2D((3, 2))(x)
     two = ns.Model(i2, L.Dense(2)(L.Flatten()(x)))
     i1 = ns.Input((12, 3))
     x = L.Conv1D(4, 3, padding="causal", dilation_rate=2, activation="tanh")(i1)
@@ -457,6 +560,10 @@ def test_configs_round_trip_and_aliases():
     (lambda: layers.DepthwiseConv2D(3, depth_multiplier=0), "Received: depth_multiplier=0"),
     (lambda: layers.SeparableConv2D(0, 3), "Received: filters=0"),
     (lambda: layers.DepthwiseConv2D(3, padding="causal"), "Received: padding='causal'"),
+    (lambda: layers.Conv2DTranspose(2, 3, strides=2, output_padding=2),
+     "output_padding.*strictly less than.*Received: output_padding=\\(2, 2\\)"),
+    (lambda: layers.AdaptiveMaxPooling2D((2, 3, 4)), "Received: output_size=\\(2, 3, 4\\)"),
+    (lambda: layers.AdaptiveAveragePooling1D(0), "Received: output_size=\\(0,\\)"),
     (lambda: layers.Conv2D(3, 3, groups=2), "Received: groups=2, filters=3"),
     (lambda: layers.Conv1D(2, 3, data_format="channels_middle"), "Received: data_format="),
     (lambda: layers.AveragePooling1D(0), "Received: pool_size=0"),
