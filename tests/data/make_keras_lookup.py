@@ -123,6 +123,31 @@ case("HashedCrossing", {"num_bins": 97}, FEATURES[:1])
 case("HashedCrossing", {"num_bins": 97}, [[[1, 2]], [[3, 4]]])
 case("HashedCrossing", {"num_bins": 97}, [[1, 2], [3]])
 case("HashedCrossing", {"num_bins": 97}, [[1.5], [3.0]])
+TEXT = ["The quick, brown FOX!", "jumped over\tthe  lazy dog.", "", "ÉCOLE école  the\u00a0end",
+        "fox fox fox", "a-b c_d (e) [f] {g} it's", "x\ny\r\nz\u2003w"]
+for kwargs in ({}, {"output_sequence_length": 4}, {"output_sequence_length": 9, "ngrams": 2},
+               {"ngrams": (1, 3), "max_tokens": 12}, {"output_mode": "multi_hot"},
+               {"output_mode": "count", "max_tokens": 8, "pad_to_max_tokens": True},
+               {"output_mode": "tf_idf"}, {"output_mode": "one_hot", "split": None},
+               {"split": "character", "standardize": "lower"},
+               {"split": None, "standardize": None}, {"standardize": "strip_punctuation"},
+               {"standardize": None, "ngrams": 3, "output_mode": "count"},
+               {"split": None, "output_sequence_length": 3}, {"max_tokens": 6}):
+    case("TextVectorization", kwargs, TEXT, adapt=TEXT)
+    case("TextVectorization", kwargs, [[t] for t in TEXT[:4]], adapt=TEXT)
+case("TextVectorization", {"vocabulary": ["fox", "the", "dog"]}, TEXT)
+case("TextVectorization", {"vocabulary": ["", "[UNK]", "fox", "dog"],
+                           "output_sequence_length": 2}, TEXT)
+case("TextVectorization", {"output_mode": "multi_hot", "vocabulary": ["fox", "dog"]},
+     "the fox")
+case("TextVectorization", {}, "big fox", adapt=["fox", "big dog"])
+case("TextVectorization", {}, [["a b", "c"]], adapt=TEXT)
+case("TextVectorization", {"standardize": "upper"}, TEXT)
+case("TextVectorization", {"split": "comma"}, TEXT)
+case("TextVectorization", {"ngrams": 1.5}, TEXT)
+case("TextVectorization", {"output_mode": "count", "output_sequence_length": 3}, TEXT)
+case("TextVectorization", {"output_sequence_length": 2.0}, TEXT)
+case("TextVectorization", {"vocabulary": ["a"]}, TEXT, adapt=TEXT)
 
 
 def plain(value):
@@ -145,6 +170,10 @@ def run(c):
             layer.adapt(np.array(c["adapt"]))
         if c["set_vocabulary"] is not None:
             layer.set_vocabulary(c["set_vocabulary"])
+        if c["layer"] == "TextVectorization" and c["kwargs"].get("output_mode") == "tf_idf":
+            result_idf = layer._lookup_layer.idf_weights.numpy()
+        else:
+            result_idf = None
         if c["layer"] == "HashedCrossing":  # (a tuple of features)
             out = layer(tuple(np.array(x) for x in c["inputs"]))
         else:
@@ -152,6 +181,8 @@ def run(c):
         out = out.numpy() if hasattr(out, "numpy") else np.asarray(out)
         result = {"output": plain(out), "dtype": str(out.dtype) if out.dtype.kind != "O"
                   else "string"}
+        if result_idf is not None:
+            result["idf_weights"] = plain(result_idf)
         if hasattr(layer, "get_vocabulary"):
             result["vocabulary"] = plain(layer.get_vocabulary())
             result["vocabulary_size"] = int(layer.vocabulary_size())
