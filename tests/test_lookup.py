@@ -269,6 +269,10 @@ def test_refused_in_a_model():
                                                oov_method="farmhash"), "farmhash")):
         with pytest.raises(ValueError, match=match):
             layer(inp)
+    with pytest.raises(ValueError, match="2\\*\\*24"):
+        layers.IntegerLookup(vocabulary=[5, 1 << 24])(inp)
+    with pytest.raises(ValueError, match="2\\*\\*24"):
+        layers.IntegerLookup(vocabulary=[5, -(1 << 30)], invert=True)(inp)
     used = layers.IntegerLookup()
     used.adapt(np.array([1, 2]))
     used(inp)

@@ -524,8 +524,8 @@ class _IndexLookup(Layer):
 class IntegerLookup(_IndexLookup):
     """Keras's IntegerLookup: integer tokens to indices (see the module's description). In a
     model, on an integer Input, the lookup runs on the engine ("int", "one_hot", "multi_hot",
-    "count", and `invert`), its vocabulary fixed when the model is built; an Embedding may
-    read its ids."""
+    "count", and `invert`; float32 values, so tokens below 2**24 in magnitude), a vocabulary
+    set anew rebuilding the engine's graph; an Embedding may read its ids."""
 
     def __init__(self, max_tokens=None, num_oov_indices=1, mask_token=None, oov_token=-1,
                  vocabulary=None, vocabulary_dtype="int64", idf_weights=None, invert=False,
@@ -585,7 +585,19 @@ class IntegerLookup(_IndexLookup):
                              f"apply {self.name} to the data before fit. Received: "
                              "oov_method='farmhash' in a model")
         self._ensure_known_vocab_size()
+        self._check_float32_keys()
         return Layer.__call__(self, inputs, *args, **kwargs)
+
+    def _check_float32_keys(self):
+        """The engine's tensors are float32: integers beyond 2**24 would be rounded."""
+        keys, values, default, _ = self._engine_table()
+        tokens = [abs(int(t)) for t in (*keys, *values, default) if t is not None]
+        if tokens and max(tokens) >= 1 << 24:
+            raise ValueError(
+                f"densitron's engine holds a model's values as float32, which rounds integers "
+                f"of 2**24 or more: apply {self.name} to the data before fit (its lookup on "
+                "arrays is exact). Received: a vocabulary with tokens of magnitude up to "
+                f"{max(tokens)}")
 
     def _check_inputs(self, input_shape):
         self._check_single(input_shape, min_rank=1)
@@ -622,6 +634,7 @@ class IntegerLookup(_IndexLookup):
         return keys, values, self._oov_start_index(), self.num_oov_indices
 
     def _engine_node(self, node, param_index):
+        self._check_float32_keys()  # (a vocabulary set after the call)
         keys, values, default, n_oov = self._engine_table()
         shape = node.inputs[0].shape
         k = int(shape[-1]) if len(shape) > 1 else 1
