@@ -102,6 +102,7 @@ def test_lists_bytes_and_scalars():
     np.testing.assert_array_equal(lookup(["b", "q", "a"]), [2, 0, 1])
     np.testing.assert_array_equal(lookup(np.array([b"b", b"a"])), [2, 1])
     assert lookup("b") == 2 and lookup(np.array("b")).dtype == np.int64
+    assert lookup("b", training=True) == 2  # (Keras's call takes no `training`: ignored)
     ints = layers.IntegerLookup(vocabulary=[7, 9])
     assert ints([9, 7, 1]).tolist() == [2, 1, 0]
     with pytest.raises(TypeError, match="looks up strings"):

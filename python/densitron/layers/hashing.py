@@ -317,6 +317,7 @@ class Hashing(Layer):
 
     def __call__(self, inputs, *args, **kwargs):
         refuse_in_model(self, inputs)
+        kwargs.pop("training", None)  # (Keras's call takes none: the lookup is the same)
         if args or kwargs:
             raise TypeError(f"Layer {self.name} takes only its inputs when called. "
                             f"Received: args={args}, kwargs={kwargs}")
@@ -416,6 +417,7 @@ class HashedCrossing(Layer):
 
     def __call__(self, inputs, *args, **kwargs):
         refuse_in_model(self, inputs)
+        kwargs.pop("training", None)  # (Keras's call takes none: the lookup is the same)
         if args or kwargs:
             raise TypeError(f"Layer {self.name} takes only its inputs when called. "
                             f"Received: args={args}, kwargs={kwargs}")

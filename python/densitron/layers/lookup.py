@@ -3,7 +3,8 @@ a file, or learned by adapt), the mask token at 0 and OOV tokens at the next num
 indices, output as indices ("int") or encoded over the vocabulary; `invert` maps indices back.
 Called on arrays, computed in NumPy as Keras's with TensorFlow (int64 ids, int64 encodings,
 float32 tf_idf). In a model, IntegerLookup runs as the engine's categorize op over a sorted
-table (ids as float32, as every engine tensor); StringLookup runs on arrays only."""
+table (ids as float32, as every engine tensor); StringLookup runs on arrays only, as does
+TextVectorization (strings standardized, split and looked up by a StringLookup)."""
 
 import collections
 import numbers
@@ -375,6 +376,7 @@ class _IndexLookup(Layer):
         flat = inputs if isinstance(inputs, (list, tuple)) else [inputs]
         if any(isinstance(t, KerasTensor) for t in flat):
             return self._symbolic(inputs, *args, **kwargs)
+        kwargs.pop("training", None)  # (Keras's call takes none: the lookup is the same)
         if args or kwargs:
             raise TypeError(f"Layer {self.name} takes only its inputs when called. "
                             f"Received: args={args}, kwargs={kwargs}")
@@ -842,6 +844,7 @@ class TextVectorization(Layer):
 
     def __call__(self, inputs, *args, **kwargs):
         refuse_in_model(self, inputs)
+        kwargs.pop("training", None)  # (Keras's call takes none: the lookup is the same)
         if args or kwargs:
             raise TypeError(f"Layer {self.name} takes only its inputs when called. "
                             f"Received: args={args}, kwargs={kwargs}")
