@@ -1,19 +1,11 @@
 """Layers with Keras's names and arguments."""
 
-from densitron.layers.convolutional import (AdaptiveAveragePooling1D, AdaptiveAveragePooling2D,
-                                            AdaptiveAveragePooling3D, AdaptiveMaxPooling1D,
-                                            AdaptiveMaxPooling2D, AdaptiveMaxPooling3D,
-                                            AveragePooling1D, AveragePooling2D,
-                                            AveragePooling3D, AvgPool1D, AvgPool2D, AvgPool3D,
-                                            Conv1D, Conv1DTranspose, Conv2D,
-                                            Conv2DTranspose, Conv3D, Conv3DTranspose,
-                                            Convolution1D, Convolution1DTranspose,
-                                            Convolution2D, Convolution2DTranspose,
-                                            Convolution3D, Convolution3DTranspose,
-                                            DepthwiseConv1D,
-                                            DepthwiseConv2D, MaxPool1D, MaxPool2D, MaxPool3D,
-                                            MaxPooling1D, MaxPooling2D, MaxPooling3D,
-                                            SeparableConv1D, SeparableConv2D,
+from densitron.layers.convolutional import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose,
+                                            Conv3D, Conv3DTranspose, Convolution1D,
+                                            Convolution1DTranspose, Convolution2D,
+                                            Convolution2DTranspose, Convolution3D,
+                                            Convolution3DTranspose, DepthwiseConv1D,
+                                            DepthwiseConv2D, SeparableConv1D, SeparableConv2D,
                                             SeparableConvolution1D, SeparableConvolution2D)
 from densitron.layers.core import (ELU, PReLU, Activation, Dense, Identity, Lambda, LeakyReLU,
                                    ReLU, Softmax, TimeDistributed)
@@ -30,11 +22,17 @@ from densitron.layers.preprocessing import (CategoryEncoding, Discretization, No
                                            Rescaling)
 from densitron.layers.hashing import HashedCrossing, Hashing
 from densitron.layers.lookup import IntegerLookup, StringLookup, TextVectorization
-from densitron.layers.pooling import (GlobalAveragePooling1D, GlobalAveragePooling2D,
-                                      GlobalAveragePooling3D, GlobalAvgPool1D, GlobalAvgPool2D,
-                                      GlobalAvgPool3D, GlobalMaxPool1D, GlobalMaxPool2D,
-                                      GlobalMaxPool3D, GlobalMaxPooling1D, GlobalMaxPooling2D,
-                                      GlobalMaxPooling3D)
+from densitron.layers.pooling import (AdaptiveAveragePooling1D, AdaptiveAveragePooling2D,
+                                      AdaptiveAveragePooling3D, AdaptiveMaxPooling1D,
+                                      AdaptiveMaxPooling2D, AdaptiveMaxPooling3D,
+                                      AveragePooling1D, AveragePooling2D, AveragePooling3D,
+                                      AvgPool1D, AvgPool2D, AvgPool3D, GlobalAveragePooling1D,
+                                      GlobalAveragePooling2D, GlobalAveragePooling3D,
+                                      GlobalAvgPool1D, GlobalAvgPool2D, GlobalAvgPool3D,
+                                      GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPool3D,
+                                      GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D,
+                                      MaxPool1D, MaxPool2D, MaxPool3D, MaxPooling1D,
+                                      MaxPooling2D, MaxPooling3D)
 from densitron.layers.regularization import (ActivityRegularization, AlphaDropout, Dropout,
                                              GaussianDropout, GaussianNoise, RandomNormalSample,
                                              SpatialDropout1D, SpatialDropout2D, SpatialDropout3D)

@@ -1,9 +1,31 @@
-"""Keras's global pooling layers: the mean or the maximum over every spatial axis (the steps of
-a sequence, the pixels of an image), one value per channel."""
+"""Keras's pooling layers: the global ones (the mean or the maximum over every spatial axis, one
+value per channel), the windowed ones (MaxPooling1D/2D/3D, AveragePooling1D/2D/3D) and the
+adaptive ones. A windowed pooling lays each sample's windows out by an index map as (positions,
+window, channels) (-1e9 where a window leaves the input for the maximum, zeros for the mean) and
+reduces the window axis with the engine's pooling; a mean over windows of unequal counts (Keras's
+'same' padding, the adaptive windows) divides each sum by its count (a standardize node of
+constant divisors), as Keras's JAX backend."""
 
 import math
 
-from densitron.layers.layer import Layer, engine_node
+import numpy as np
+
+from densitron.layers.convolutional import (
+    _MASKED,
+    _ZERO,
+    _chained,
+    _check_fixed,
+    _join,
+    _split,
+    gather_map,
+    output_sizes,
+    standardize_data_format,
+    standardize_tuple,
+    window_map,
+)
+from densitron.layers.layer import Layer, engine_node, node_spec
+
+_RESHAPE, _POOL, _STANDARDIZE, _INDEX_MAP = 14, 16, 17, 20  # densitron::OpType
 
 
 class _GlobalPooling(Layer):
@@ -95,7 +117,209 @@ class GlobalMaxPooling3D(_GlobalPooling):
     _rank, _max = 3, True
 
 
+class BasePooling(Layer):
+    """Keras's windowed pooling: the maximum or the mean of each window of `pool_size`, moved
+    by `strides` (pool_size when None); with 'same' padding the maximum ignores the padding
+    and the mean divides by the window's count of inputs."""
+
+    rank = None
+    pool_mode = "max"
+
+    def __init__(self, pool_size, strides=None, padding="valid", data_format=None, name=None,
+                 **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.pool_size = standardize_tuple(pool_size, self.rank, "pool_size")
+        self.strides = standardize_tuple(pool_size if strides is None else strides, self.rank,
+                                         "strides")
+        if padding not in ("valid", "same"):
+            raise ValueError("Argument `padding` must be either 'valid' or 'same'. "
+                             f"Received: padding={padding!r}")
+        self.padding = padding
+        self.data_format = standardize_data_format(data_format)
+
+    def _check_inputs(self, input_shape):
+        _check_fixed(self, input_shape, self.rank)
+        self.compute_output_shape(input_shape)
+
+    def _sizes(self, spatial):
+        return output_sizes(spatial, self.pool_size, self.strides, (1,) * self.rank,
+                            self.padding)
+
+    def compute_output_shape(self, input_shape):
+        spatial, channels = _split(tuple(input_shape[1:]), self.data_format)
+        sizes = self._sizes(spatial)
+        if any(n <= 0 for n, _ in sizes):
+            raise ValueError("Computed output size would be zero or negative. Received: "
+                             f"inputs.shape={tuple(input_shape)}, pool_size={self.pool_size}, "
+                             f"strides={self.strides}, padding={self.padding}")
+        return _join(input_shape[0], [n for n, _ in sizes], channels, self.data_format)
+
+    def _engine_subgraph(self, node, param_index):
+        """The windows (an index map; channels_first as (channels, positions, window)), the
+        engine's pooling over the window axis, and for the mean of 'same' windows each sum
+        divided by its window's count (a standardize node of constant divisors)."""
+        shape = tuple(int(d) for d in node.inputs[0].shape[1:])
+        is_max = self.pool_mode == "max"
+        windows = self._windows(shape, _MASKED if is_max else _ZERO)
+        if self.data_format == "channels_last":  # (positions, window, channels)
+            outer, length, inner = windows.shape
+        else:  # (channels, positions, window)
+            outer, length, inner = windows.shape[0] * windows.shape[1], windows.shape[2], 1
+        last = int(node.outputs[0].shape[-1])
+        chain = [node_spec(_INDEX_MAP, windows.size, last * length if inner == 1 else inner,
+                           iattrs=windows.ravel().tolist())]
+        counts = (windows >= 0).sum(axis=1 if self.data_format == "channels_last" else 2)
+        if is_max or counts.min() == length:  # (every window whole: the mean)
+            mode = 1 if is_max else 0  # (the mean: the sum divided by the window's size)
+            chain.append(engine_node(_POOL, node, iattrs=[outer, length, inner, mode]))
+            return _chained(chain)
+        # the sums, each divided by its count (one divisor a value: the width as last axis)
+        width = counts.size
+        chain += [node_spec(_POOL, width, last, iattrs=[outer, length, inner, 2]),
+                  node_spec(_STANDARDIZE, width, width, iattrs=[0, width],
+                            fattrs=[0.0] * width + counts.ravel().tolist()),
+                  engine_node(_RESHAPE, node)]
+        return _chained(chain)
+
+    def _windows(self, shape, fill):
+        sizes = self._sizes(_split(shape, self.data_format)[0])
+        return window_map(shape, self.data_format, self.pool_size, self.strides,
+                          (1,) * self.rank, sizes, fill)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"pool_size": self.pool_size, "padding": self.padding,
+                       "strides": self.strides, "data_format": self.data_format})
+        return config
+
+
+class MaxPooling1D(BasePooling):
+    rank, pool_mode = 1, "max"
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, name=None,
+                 **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, name, **kwargs)
+
+
+class MaxPooling2D(BasePooling):
+    rank, pool_mode = 2, "max"
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None,
+                 name=None, **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, name, **kwargs)
+
+
+class AveragePooling1D(BasePooling):
+    rank, pool_mode = 1, "average"
+
+    def __init__(self, pool_size, strides=None, padding="valid", data_format=None, name=None,
+                 **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, name, **kwargs)
+
+
+class AveragePooling2D(BasePooling):
+    rank, pool_mode = 2, "average"
+
+    def __init__(self, pool_size, strides=None, padding="valid", data_format=None, name=None,
+                 **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, name, **kwargs)
+
+
+class MaxPooling3D(BasePooling):
+    rank, pool_mode = 3, "max"
+
+    def __init__(self, pool_size=(2, 2, 2), strides=None, padding="valid", data_format=None,
+                 name=None, **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, name, **kwargs)
+
+
+class AveragePooling3D(BasePooling):
+    rank, pool_mode = 3, "average"
+
+    def __init__(self, pool_size, strides=None, padding="valid", data_format=None, name=None,
+                 **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, name, **kwargs)
+
+
+class BaseAdaptivePooling(BasePooling):
+    """Keras's adaptive pooling: the maximum or the mean of output_size windows an axis,
+    window i of an axis of n values [floor(i·n / out), ceil((i + 1)·n / out))."""
+
+    def __init__(self, output_size, data_format=None, **kwargs):
+        Layer.__init__(self, **kwargs)
+        rank = self.rank
+        if isinstance(output_size, (int, np.integer)) and not isinstance(output_size, bool):
+            output_size = (int(output_size),) * rank
+        elif isinstance(output_size, (tuple, list)):
+            if len(output_size) != rank:
+                raise ValueError(f"For {rank}D input, `output_size` tuple must have length "
+                                 f"{rank}. Received: output_size={output_size!r}")
+            output_size = tuple(output_size)
+        else:
+            raise TypeError(f"`output_size` must be an integer or tuple of {rank} integers. "
+                            f"Received: output_size={output_size!r}")
+        if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0
+                   for n in output_size):
+            raise ValueError("`output_size` holds positive integers. "
+                             f"Received: output_size={output_size!r}")
+        self.output_size = tuple(int(n) for n in output_size)
+        data_format = data_format or "channels_last"
+        if data_format not in ("channels_first", "channels_last"):
+            raise ValueError(f"Invalid data_format: {data_format}. Expected 'channels_first' "
+                             f"or 'channels_last'. Received: data_format={data_format!r}")
+        self.data_format = data_format
+
+    def compute_output_shape(self, input_shape):
+        _, channels = _split(tuple(input_shape[1:]), self.data_format)
+        return _join(input_shape[0], self.output_size, channels, self.data_format)
+
+    def _windows(self, shape, fill):
+        axes = []
+        for n, out in zip(_split(shape, self.data_format)[0], self.output_size):
+            start = np.arange(out) * n // out
+            end = -(-np.arange(1, out + 1) * n // out)
+            offsets = np.arange(int((end - start).max()))[None, :]
+            axes.append(np.where(offsets < (end - start)[:, None], start[:, None] + offsets,
+                                 -1))
+        return gather_map(shape, self.data_format, axes, fill)
+
+    def get_config(self):
+        config = Layer.get_config(self)
+        config.update({"output_size": self.output_size, "data_format": self.data_format})
+        return config
+
+
+class AdaptiveMaxPooling1D(BaseAdaptivePooling):
+    rank, pool_mode = 1, "max"
+
+
+class AdaptiveMaxPooling2D(BaseAdaptivePooling):
+    rank, pool_mode = 2, "max"
+
+
+class AdaptiveMaxPooling3D(BaseAdaptivePooling):
+    rank, pool_mode = 3, "max"
+
+
+class AdaptiveAveragePooling1D(BaseAdaptivePooling):
+    rank, pool_mode = 1, "average"
+
+
+class AdaptiveAveragePooling2D(BaseAdaptivePooling):
+    rank, pool_mode = 2, "average"
+
+
+class AdaptiveAveragePooling3D(BaseAdaptivePooling):
+    rank, pool_mode = 3, "average"
+
+
 # Keras's aliases
+MaxPool1D = MaxPooling1D
+MaxPool2D = MaxPooling2D
+MaxPool3D = MaxPooling3D
+AvgPool1D = AveragePooling1D
+AvgPool2D = AveragePooling2D
+AvgPool3D = AveragePooling3D
 GlobalAvgPool1D = GlobalAveragePooling1D
 GlobalAvgPool2D = GlobalAveragePooling2D
 GlobalAvgPool3D = GlobalAveragePooling3D
