@@ -381,8 +381,8 @@ class HashedCrossing(Layer):
     """Keras's HashedCrossing: the features of two or more inputs (strings or integers, one a
     sample: shapes (), (batch,) or (batch, 1)) crossed into one of `num_bins` bins, as
     TensorFlow's sparse.cross_hashed (each feature's Fingerprint64, an integer's own bits,
-    folded with FingerprintCat64 from its key); output as ids ("int", int64) or "one_hot" (float32). Runs
-    on arrays (strings cannot enter the engine)."""
+    folded with FingerprintCat64 from its key); output as ids ("int", int64) or "one_hot"
+    (float32). Runs on arrays (strings cannot enter the engine)."""
 
     def __init__(self, num_bins, output_mode="int", sparse=False, name=None, dtype=None,
                  **kwargs):
@@ -421,9 +421,10 @@ class HashedCrossing(Layer):
         if args or kwargs:
             raise TypeError(f"Layer {self.name} takes only its inputs when called. "
                             f"Received: args={args}, kwargs={kwargs}")
-        if not isinstance(inputs, (list, tuple)):
-            raise ValueError("`HashedCrossing` should be called on a list or tuple of inputs. "
-                             f"Received: inputs={inputs}")
+        if not isinstance(inputs, (list, tuple)):  # (Keras's ValueError)
+            raise ValueError(  # noqa: TRY004
+                "`HashedCrossing` should be called on a list or tuple of inputs. "
+                f"Received: inputs={inputs}")
         if len(inputs) < 2:
             raise ValueError("`HashedCrossing` should be called on at least two inputs. "
                              f"Received: inputs={inputs}")
