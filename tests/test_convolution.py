@@ -20,6 +20,7 @@ import pytest
 from densitron import layers
 from densitron.layers.convolutional import BaseConvTranspose
 from test_gradients_fd import fd_check
+from test_threads import assert_trains_alike_on_one_and_two_threads
 
 # --- float64 references ------------------------------------------------------------------
 
@@ -407,6 +408,23 @@ def test_pooling_gradients_against_finite_differences(cls, kwargs):
     out = layers.Dense(2)(layers.Flatten()(getattr(layers, cls)(**kwargs)(conv)))
     fd_check(densitron.Model(inp, out), rng.normal(size=(4, *shape)),
              rng.normal(size=(4, 2)), "mse")
+
+
+def test_a_cnn_trains_alike_on_one_and_two_threads():
+    def build():
+        L = layers
+        inp = densitron.Input((17, 17, 3))
+        h = L.MaxPooling2D(padding="same")(L.Conv2D(16, 3, activation="relu")(inp))
+        h = L.SeparableConv2D(8, 2, padding="same", data_format="channels_first")(h)
+        h = L.AveragePooling2D(2, padding="same")(L.Conv2DTranspose(3, 2, strides=2)(h))
+        model = densitron.Model(inp, L.Dense(3, activation="softmax")(L.Flatten()(h)))
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        return model
+
+    rng = np.random.default_rng(8)
+    assert_trains_alike_on_one_and_two_threads(
+        build, rng.normal(size=(128, 17, 17, 3)).astype(np.float32), rng.integers(0, 3, 128),
+        batch_size=64, epochs=2)
 
 
 # --- Keras --------------------------------------------------------------------------------
