@@ -262,8 +262,6 @@ def test_refused_in_a_model():
                          (layers.TextVectorization(), "runs on NumPy data"),
                          (layers.HashedCrossing(num_bins=2), "runs on NumPy data"),
                          (layers.Hashing(num_bins=3), "runs on NumPy data"),
-                         (layers.IntegerLookup(vocabulary=[1], output_mode="tf_idf",
-                                               idf_weights=[1.0]), "tf_idf"),
                          (layers.IntegerLookup(vocabulary=[1], num_oov_indices=0),
                           "num_oov_indices=0"),
                          (layers.IntegerLookup(vocabulary=[1], num_oov_indices=2,
@@ -392,3 +390,26 @@ def test_text_vectorization_config_and_one_hot_refusal():
     assert layer(text).shape == (3, 5) and layer("the fox").shape == (5,)
     with pytest.raises(ValueError, match="ragged rows"):
         layers.TextVectorization(output_mode="one_hot", vocabulary=["a"])(text)
+
+
+def test_tf_idf_in_a_model_and_its_file(tmp_path):
+    lookup = layers.IntegerLookup(output_mode="tf_idf", max_tokens=6, pad_to_max_tokens=True)
+    lookup.adapt(np.array([[3, 3, 1], [2, 2, 1], [7, 9, 9], [4, 4, 4]]))
+    model = _int_model(lookup, width=3)
+    x = np.array([[3, 1, 2], [9, 9, 100], [4, 4, 4]])
+    counts = lookup(x)
+    assert counts.dtype == np.float32
+    np.testing.assert_allclose(model.layers[1](x), counts)
+    want = counts @ model.layers[2].get_weights()[0] + model.layers[2].get_weights()[1]
+    np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=1e-5, atol=1e-6)
+    path = str(tmp_path / "idf.keras")
+    model.save(path)
+    again = densitron.saving.load_model(path)
+    np.testing.assert_allclose(again.layers[1].idf_weights, lookup.idf_weights)
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0))
+    import h5py
+
+    with zipfile.ZipFile(path) as z, h5py.File(__import__("io").BytesIO(
+            z.read("model.weights.h5")), "r") as h:  # (where Keras keeps them)
+        np.testing.assert_allclose(h["layers/integer_lookup/vars/idf_weights"][()],
+                                   lookup.idf_weights)

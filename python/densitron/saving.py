@@ -846,6 +846,11 @@ def _write_keras_h5(model, h):
                 sub_group.attrs["name"] = name
                 for i, v in enumerate(variables):
                     sub_group.create_dataset(str(i), data=np.asarray(v.value))
+        elif getattr(layer, "_own_variables_by_name", False):  # (a lookup's "idf_weights")
+            own = {}
+            layer.save_own_variables(own)
+            for key, value in own.items():
+                group.create_dataset(key, data=value)
         elif not _is_model(layer):
             for i, w in enumerate(layer.get_weights()):
                 group.create_dataset(str(i), data=w)
@@ -1019,6 +1024,10 @@ def _load_keras_h5(model, h, filepath, skip_mismatch=False):
                                           by_attributes=by_attributes):
         if _is_model(layer):
             continue
+        if getattr(layer, "_own_variables_by_name", False):  # (a lookup's, by name)
+            group = h.get(f"{path}/vars")
+            found.append((layer, {k: group[k][()] for k in group} if group else {}))
+            continue
         want = layer.get_weights()
         parts = _keras_sublayers(layer)
         if parts is not None:
@@ -1049,7 +1058,9 @@ def _load_keras_h5(model, h, filepath, skip_mismatch=False):
         else:
             raise ValueError(f"{error} Received: filepath={filepath!r}")
     for layer, got in found:
-        if got:
+        if isinstance(got, dict):
+            layer.load_own_variables(got)
+        elif got:
             layer.set_weights(got)
     if skipped:
         _warn_skipped(filepath, skipped)

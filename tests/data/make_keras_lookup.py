@@ -212,7 +212,7 @@ with open(os.path.join(HERE, "keras_lookup.json"), "w") as f:
     f.write("\n")
 
 # A model: an adapted IntegerLookup's ids into an Embedding, beside a given vocabulary's
-# multi-hot encoding, into a Dense
+# multi-hot encoding and an adapted tf_idf, into a Dense
 rng = np.random.default_rng(0)
 x = rng.integers(-3, 30, (64, 5))
 inp = keras.Input((5,), dtype="int64")
@@ -220,8 +220,11 @@ ids = layers.IntegerLookup(max_tokens=12, name="ids")
 ids.adapt(x)
 tags = layers.IntegerLookup(vocabulary=[3, 5, 7, 11, 13], mask_token=0, num_oov_indices=2,
                             output_mode="multi_hot", name="tags")
+idf = layers.IntegerLookup(output_mode="tf_idf", max_tokens=9, pad_to_max_tokens=True,
+                           name="idf")
+idf.adapt(x)
 h = layers.Flatten()(layers.Embedding(ids.vocabulary_size(), 3, name="emb")(ids(inp)))
-out = layers.Dense(2, name="out")(layers.Concatenate()([h, tags(inp)]))
+out = layers.Dense(2, name="out")(layers.Concatenate()([h, tags(inp), idf(inp)]))
 model = keras.Model(inp, out)
 model.set_weights([np.random.default_rng(i).standard_normal(v.shape).astype(np.float32) * 0.5
                    for i, v in enumerate(model.get_weights())])

@@ -17,6 +17,7 @@ from densitron.layers.hashing import as_value_array, encode_ids, hash_buckets, r
 from densitron.layers.layer import KerasTensor, Layer, engine_node
 
 _CATEGORIZE = 21  # densitron::OpType::kCategorize
+_STANDARDIZE = 17  # densitron::OpType::kStandardize
 _ENGINE_MODES = {"int": -1, "one_hot": 0, "multi_hot": 1, "count": 2}
 _MODES = ("int", "one_hot", "multi_hot", "count", "tf_idf")
 
@@ -35,6 +36,7 @@ class _IndexLookup(Layer):
     """Keras's IndexLookup: the vocabulary, its special tokens, adapt, the lookup on arrays."""
 
     _string = False
+    _own_variables_by_name = True  # (saving.py: Keras's save_own_variables' names)
 
     def __init__(self, max_tokens, num_oov_indices, mask_token, oov_token, vocabulary_dtype,
                  vocabulary=None, idf_weights=None, invert=False, output_mode="int",
@@ -505,6 +507,16 @@ class _IndexLookup(Layer):
         with open(os.path.join(dir_path, "vocabulary.txt"), "w", encoding="utf-8") as f:
             f.write("\n".join(str(w) for w in self.get_vocabulary(include_special_tokens=True)))
 
+    def save_own_variables(self, store):
+        """Keras's: "tf_idf" keeps its idf weights as the variable "idf_weights"."""
+        if self.output_mode == "tf_idf" and self.idf_weights is not None:
+            store["idf_weights"] = np.asarray(self.idf_weights, np.float32)
+
+    def load_own_variables(self, store):
+        if self.output_mode == "tf_idf" and "idf_weights" in store:
+            self.idf_weights = np.asarray(store["idf_weights"], np.float32)
+            self._vocabulary_version = getattr(self, "_vocabulary_version", 0) + 1
+
     def load_assets(self, dir_path):
         """Keras's: the vocabulary save_assets wrote."""
         if self.input_vocabulary is not None or dir_path is None:
@@ -573,10 +585,6 @@ class IntegerLookup(_IndexLookup):
     _single_input = True
 
     def _symbolic(self, inputs, *args, **kwargs):
-        if self.output_mode == "tf_idf":
-            raise ValueError(f"densitron's IntegerLookup runs \"tf_idf\" on arrays only: apply "
-                             f"{self.name} to the data before fit. Received: "
-                             "output_mode='tf_idf' in a model")
         if self.num_oov_indices == 0 and not self.invert:
             raise ValueError("densitron's engine cannot stop on an OOV value as Keras does "
                              "with `num_oov_indices=0`: use num_oov_indices=1 in a model, or "
@@ -636,16 +644,33 @@ class IntegerLookup(_IndexLookup):
         return keys, values, self._oov_start_index(), self.num_oov_indices
 
     def _engine_node(self, node, param_index):
+        return self._engine_chain(node, param_index)[0]
+
+    def _engine_chain(self, node, param_index):
+        """The lookup; for "tf_idf", its counts then scaled by the idf weights (the engine's
+        standardize op as Rescaling runs it: x·idf + 0 per column)."""
         self._check_float32_keys()  # (a vocabulary set after the call)
         keys, values, default, n_oov = self._engine_table()
         shape = node.inputs[0].shape
         k = int(shape[-1]) if len(shape) > 1 else 1
         depth = 1 if self.output_mode == "int" else self._depth()
         default = float("nan") if default is None else default
-        return engine_node(_CATEGORIZE, node,
-                           iattrs=[depth, k, _ENGINE_MODES[self.output_mode], 2, n_oov,
-                                   self._oov_start_index()],
-                           fattrs=[float(v) for v in (*keys, *values, default)])
+        mode = _ENGINE_MODES["count" if self.output_mode == "tf_idf" else self.output_mode]
+        lookup = engine_node(_CATEGORIZE, node,
+                             iattrs=[depth, k, mode, 2, n_oov, self._oov_start_index()],
+                             fattrs=[float(v) for v in (*keys, *values, default)])
+        if self.output_mode != "tf_idf":
+            return [lookup]
+        # (no idf weights yet, as while a file loads: NaN columns until they are set, when
+        # the graph is made again)
+        idf = np.full(depth, np.nan) if self.idf_weights is None else \
+            np.asarray(self.idf_weights, np.float32)
+        if idf.shape != (depth,):
+            raise ValueError(f"IntegerLookup {self.name!r} has {depth} columns and "
+                             f"{idf.size} idf weights. Received: idf_weights={idf.tolist()}")
+        scale = engine_node(_STANDARDIZE, node, fattrs=[0.0] * depth + idf.tolist(),
+                            iattrs=[1, depth])
+        return [lookup, scale]
 
 
 class StringLookup(_IndexLookup):
