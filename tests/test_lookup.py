@@ -272,6 +272,10 @@ def test_refused_in_a_model():
         layers.IntegerLookup(vocabulary=[5, 1 << 24])(inp)
     with pytest.raises(ValueError, match="2\\*\\*24"):
         layers.IntegerLookup(vocabulary=[5, -(1 << 30)], invert=True)(inp)
+    with pytest.raises(ValueError, match="one id a sample"):
+        layers.IntegerLookup(vocabulary=[1], output_mode="count")(layers.Input(shape=()))
+    with pytest.raises(ValueError, match="rank 3 or more"):
+        layers.IntegerLookup(vocabulary=[1], output_mode="multi_hot")(layers.Input((2, 2)))
     used = layers.IntegerLookup()
     used.adapt(np.array([1, 2]))
     used(inp)

@@ -611,7 +611,13 @@ class IntegerLookup(_IndexLookup):
 
     def _check_inputs(self, input_shape):
         self._check_single(input_shape, min_rank=1)
-        if self.output_mode in ("multi_hot", "count") and len(input_shape) > 2:
+        if self.output_mode in ("multi_hot", "count", "tf_idf") and len(input_shape) < 2:
+            raise ValueError(
+                f"densitron's IntegerLookup encodes each sample's ids, (batch, ids), in a "
+                f"model; Keras's \"{self.output_mode}\" of one id a sample (batch,) encodes "
+                "the whole batch as one sample (give the Input a last axis: shape=(1,)). "
+                f"Received: input_shape={tuple(input_shape)}")
+        if self.output_mode in ("multi_hot", "count", "tf_idf") and len(input_shape) > 2:
             raise ValueError(
                 f"densitron's IntegerLookup encodes one sample's ids (batch, ids) in a model; "
                 f"Keras's \"{self.output_mode}\" of inputs of rank 3 or more reduces over their "
