@@ -123,6 +123,14 @@ def gather_map(shape, data_format, axes, fill):
     return picked if data_format == "channels_last" else picked.transpose(2, 0, 1)
 
 
+def index_map_spec(entries, last_dim):
+    """The engine's index map node of `entries` (an array of the input's flat indices, -1 or
+    -2), its list made once (node_spec's conversion of each value took most of a large
+    convolution's graph building)."""
+    spec = node_spec(_INDEX_MAP, entries.size, last_dim)
+    return (*spec[:7], np.asarray(entries, dtype=np.int64).ravel().tolist(), spec[8])
+
+
 def _chained(chain):
     """_engine_subgraph's items of a chain of nodes, each reading the one before it."""
     items = [([("in", 0)] if k == 0 else [("node", k - 1)], spec)
@@ -239,8 +247,7 @@ class _WindowedConv(Layer):
                 rows = rows.transpose(1, 2, 0)  # (positions, window, channels)
             if groups == 1:
                 row = rows.shape[1] * rows.shape[2]
-                chain.append(node_spec(_INDEX_MAP, rows.size, row,
-                                       iattrs=rows.ravel().tolist()))
+                chain.append(index_map_spec(rows, row))
             else:
                 chain += self._grouped(rows, groups, first, kernel)
         if groups == 1:
@@ -259,8 +266,7 @@ class _WindowedConv(Layer):
         penalty on the last node."""
         if self.data_format == "channels_first":
             moved = np.arange(positions * filters).reshape(positions, filters).T
-            chain.append(node_spec(_INDEX_MAP, moved.size, node.outputs[0].shape[-1],
-                                   iattrs=moved.ravel().tolist()))
+            chain.append(index_map_spec(moved, node.outputs[0].shape[-1]))
         act = None if activations.is_traced(self.activation) else self.activation
         axis = activations.softmax_axis(act) if act is not None else None
         out_rank = len(node.outputs[0].shape)
@@ -284,7 +290,7 @@ class _WindowedConv(Layer):
         spread = rows.reshape(positions, window, groups, per_group).transpose(0, 1, 3, 2)
         spread = np.repeat(spread, width // groups, axis=-1)  # (p, window, c, outputs)
         row = window * per_group * width
-        return [node_spec(_INDEX_MAP, spread.size, row, iattrs=spread.ravel().tolist()),
+        return [index_map_spec(spread, row),
                 node_spec(_SCALE_BY, spread.size, row, params=[kernel]),
                 node_spec(_POOL, positions * width, width,
                           iattrs=[positions, window * per_group, width, 2])]
@@ -613,13 +619,11 @@ class BaseConvTranspose(_WindowedConv):
         size = row * filters
         # the kernel (window, filters, channels) as each sample's values, then reordered
         reorder = np.arange(size).reshape(window, filters, channels).transpose(0, 2, 1)
-        head = [([("in", 0)], node_spec(_INDEX_MAP, rows.size, row,
-                                        iattrs=rows.ravel().tolist())),
-                ([("in", 0)], node_spec(_INDEX_MAP, size, size, iattrs=[_ZERO] * size)),
+        head = [([("in", 0)], index_map_spec(rows, row)),
+                ([("in", 0)], index_map_spec(np.full(size, _ZERO), size)),
                 ([("node", 1)], node_spec(_BIAS_ADD, size, size,
                                           params=[param_index[id(self.kernel)]])),
-                ([("node", 2)], node_spec(_INDEX_MAP, size, filters,
-                                          iattrs=reorder.ravel().tolist())),
+                ([("node", 2)], index_map_spec(reorder, filters)),
                 ([("node", 0), ("node", 3)],
                  node_spec(_BATCH_MATMUL, positions * filters, filters,
                            iattrs=[1, positions, row, filters, 0, 0]))]

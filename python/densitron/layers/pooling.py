@@ -18,6 +18,7 @@ from densitron.layers.convolutional import (
     _join,
     _split,
     gather_map,
+    index_map_spec,
     output_sizes,
     standardize_data_format,
     standardize_tuple,
@@ -25,7 +26,7 @@ from densitron.layers.convolutional import (
 )
 from densitron.layers.layer import Layer, engine_node, node_spec
 
-_RESHAPE, _POOL, _STANDARDIZE, _INDEX_MAP = 14, 16, 17, 20  # densitron::OpType
+_RESHAPE, _POOL, _STANDARDIZE = 14, 16, 17  # densitron::OpType
 
 
 class _GlobalPooling(Layer):
@@ -166,8 +167,7 @@ class BasePooling(Layer):
         else:  # (channels, positions, window)
             outer, length, inner = windows.shape[0] * windows.shape[1], windows.shape[2], 1
         last = int(node.outputs[0].shape[-1])
-        chain = [node_spec(_INDEX_MAP, windows.size, last * length if inner == 1 else inner,
-                           iattrs=windows.ravel().tolist())]
+        chain = [index_map_spec(windows, last * length if inner == 1 else inner)]
         counts = (windows >= 0).sum(axis=1 if self.data_format == "channels_last" else 2)
         if is_max or counts.min() == length:  # (every window whole: the mean)
             mode = 1 if is_max else 0  # (the mean: the sum divided by the window's size)
