@@ -356,7 +356,21 @@ class _RNN(Layer):
         return b.add(node_spec(_CONCAT, width, width, iattrs=[1]), *parts)
 
     def _prepare(self, b, x, steps, features):
-        return {"x": self._projection(b, x, steps, features)}
+        if self._per_gate_dropout() and 0.0 < self.dropout < 1.0:
+            return {"x": self._projection(b, x, steps, features)}
+        # each step's x_t·kernel + bias by its own Dense node (on the step's features, fewer
+        # values to pick than its gates)
+        width = self._gates * self.units
+        return {"steps": [b.dense(b.pick(x, range(t * features, (t + 1) * features)),
+                                  self.kernel, width, self.bias if self.use_bias else None)
+                          for t in range(steps)]}
+
+    def _x_at(self, b, ctx, t):
+        """Step t's x_t·kernel + bias."""
+        if "steps" in ctx:
+            return ctx["steps"][t]
+        width = self._gates * self.units
+        return b.pick(ctx["x"], range(t * width, (t + 1) * width))
 
     def _step(self, b, ctx, t, state):
         raise NotImplementedError
@@ -395,7 +409,7 @@ class SimpleRNN(_RNN):
 
     def _step(self, b, ctx, t, state):
         u = self.units
-        z = b.pick(ctx["x"], range(t * u, (t + 1) * u))
+        z = self._x_at(b, ctx, t)
         if state[0] is not None:
             z = b.merge(_ADD, z, self._recurrent(b, state[0]), u)
         return [b.act(z, self.activation, u)]
@@ -456,7 +470,7 @@ class LSTM(_Gated):
     def _step(self, b, ctx, t, state):
         u = self.units
         h, c = state
-        z = b.pick(ctx["x"], range(4 * t * u, 4 * (t + 1) * u))
+        z = self._x_at(b, ctx, t)
         if h is not None:
             z = b.merge(_ADD, z, self._recurrent(b, h), 4 * u)
         gates = b.act(z, self.recurrent_activation, 4 * u)
@@ -504,7 +518,7 @@ class GRU(_Gated):
     def _prepare(self, b, x, steps, features):
         u = self.units
         if not (self.reset_after and self.use_bias):
-            return {"x": self._projection(b, x, steps, features)}
+            return super()._prepare(b, x, steps, features)
         # The (2, 3u) bias as one vector of 6u added to [x·kernel, 0] a step: [x·W + b_i,
         # b_r]; the steps' inputs then take b_rz and b_rh's z and r parts, and b_rh is kept
         # for r·(h·R_h + b_rh).
@@ -523,7 +537,7 @@ class GRU(_Gated):
     def _step(self, b, ctx, t, state):
         u = self.units
         h = state[0]
-        x = b.pick(ctx["x"], range(3 * t * u, 3 * (t + 1) * u))
+        x = self._x_at(b, ctx, t)
         x_h = b.pick(x, range(2 * u, 3 * u))
         b_rh = ctx.get("b_rh")
         if h is None:
