@@ -677,9 +677,9 @@ def test_keras_layers_densitron_does_not_provide_say_so():
     for name, kind in (("LSTM", "recurrent layer LSTM"),
                        ("RandomFlip", "image or audio preprocessing"),
                        ("TorchModuleWrapper", "wrapper"),
-                       ("GroupQueryAttention", "layer GroupQueryAttention"),
+                       ("ReversibleEmbedding", "layer ReversibleEmbedding"),
                        ("Cropping3D", "volumetric"),
-                       ("EinsumDense", "layer EinsumDense")):
+                       ("SpectralNormalization", "layer SpectralNormalization")):
         with pytest.raises(AttributeError, match=f"Keras's {kind}.*Received: densitron"):
             getattr(densitron.layers, name)
         assert not hasattr(densitron.layers, name)

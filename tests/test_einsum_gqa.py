@@ -224,10 +224,15 @@ def test_einsum_models_load_in_keras_and_back(tmp_path):
 
 # --- GroupQueryAttention ------------------------------------------------------------------
 
-def gqa_reference(q, v, k, weights, hq, hk, attention_mask=None, causal=False, zero=False):
+def gqa_reference(q, v, k, weights, hq, hk, attention_mask=None, causal=False, zero=False,
+                  window=None, gate=False):
     """Keras's GroupQueryAttention.call in float64: (output, scores). With `zero`, masked
     weights are 0 (Keras's Softmax(mask) path, taken with returned scores or dropout)."""
-    wq, bq, wk, bk, wv, bv, wo, bo = [w.astype(np.float64) for w in weights]
+    weights = [w.astype(np.float64) for w in weights]
+    if gate:
+        wq, bq, wk, bk, wg, bg, wv, bv, wo, bo = weights
+    else:
+        wq, bq, wk, bk, wv, bv, wo, bo = weights
     head_dim = wq.shape[-1]
     query = np.einsum("btm,muh->btuh", q, wq) + bq
     key = np.repeat(np.einsum("bsm,mvh->bsvh", k, wk) + bk, hq // hk, axis=2)
@@ -236,15 +241,19 @@ def gqa_reference(q, v, k, weights, hq, hk, attention_mask=None, causal=False, z
     keep = np.ones(scores.shape, bool)
     if attention_mask is not None:
         keep &= attention_mask[:, None] != 0
+    t, s = scores.shape[-2:]
     if causal:
-        t, s = scores.shape[-2:]
         keep &= np.arange(s)[None, :] <= np.arange(t)[:, None]
+    if window is not None:
+        keep &= np.abs(np.arange(s)[None, :] - np.arange(t)[:, None]) < window
     scores = np.where(keep, scores, -1e9)
     w = np.exp(scores - scores.max(-1, keepdims=True))
     w /= w.sum(-1, keepdims=True)
     if zero:
         w = np.where(keep, w, 0.0)
     mixed = np.einsum("buts,bsuh->btuh", w, value)
+    if gate:
+        mixed *= 1.0 / (1.0 + np.exp(-(np.einsum("btm,muh->btuh", q, wg) + bg)))
     return np.einsum("btuh,uhm->btm", mixed, wo) + bo, w
 
 
@@ -261,6 +270,10 @@ def _gqa_model(ns, case, hq=4, hk=2, head_dim=3, **kwargs):
         call["use_causal_mask"] = True
     if "scores" in case:
         call["return_attention_scores"] = True
+    if "window" in case:
+        kwargs["sliding_window"] = 2
+    if "gate" in case:
+        kwargs["use_gate"] = True
     layer = ns.layers.GroupQueryAttention(head_dim, hq, hk, **kwargs)
     out = layer(q, v, **call)
     return ns.Model(inputs, list(out) if "scores" in case else out), layer
@@ -278,7 +291,8 @@ def _gqa_inputs(case, rng, n=3):
     return [a.astype(np.float32) for a in x]
 
 
-CASES = ["plain", "key", "mask", "causal", "scores", "key mask causal scores", "mask scores"]
+CASES = ["plain", "key", "mask", "causal", "scores", "key mask causal scores", "mask scores",
+         "window", "window causal scores", "gate key", "gate window mask scores"]
 HEADS = [(4, 2, 3), (3, 1, 2), (2, 2, 5), (6, 3, 1)]
 
 
@@ -292,7 +306,8 @@ def test_group_query_attention_computes_its_formula(case, heads):
     key = x[2] if "key" in case else x[1]
     mask = x[-1] if "mask" in case else None
     want, scores = gqa_reference(*[a.astype(np.float64) for a in (x[0], x[1], key)], weights,
-                                 hq, hk, mask, "causal" in case, zero="scores" in case)
+                                 hq, hk, mask, "causal" in case, zero="scores" in case,
+                                 window=2 if "window" in case else None, gate="gate" in case)
     got = model.predict(x, verbose=0)
     if "scores" in case:
         got, got_scores = got
@@ -318,6 +333,34 @@ def test_group_query_attention_as_keras(case):
     weights, rng = _random_weights(theirs, 7)
     ours.set_weights(weights)
     x = _gqa_inputs(case, rng)
+    got, want = ours.predict(x, verbose=0), _keras_predict(theirs, x)
+    for a, b in zip(got if isinstance(got, list) else [got],
+                    want if isinstance(want, list) else [want]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("kwargs, call", [
+    ({"use_gate": True, "value_dim": 2}, {}),
+    ({"sliding_window": 2}, {"return_attention_scores": True}),
+    ({"sliding_window": 3, "use_gate": True}, {"use_causal_mask": True}),
+])
+def test_multi_head_attention_gate_and_window_as_keras(kwargs, call):
+    keras = _keras()
+
+    def build(ns):
+        q, v = ns.Input((5, 6)), ns.Input((7, 4))
+        layer = ns.layers.MultiHeadAttention(3, 2, **kwargs)
+        out = layer(q, v, **call)
+        return ns.Model([q, v], list(out) if isinstance(out, tuple) else out), layer
+
+    (ours, mine), (theirs, keras_layer) = build(densitron), build(keras)
+    assert [tuple(w.shape) for w in mine.weights] == [tuple(w.shape) for w in keras_layer.weights]
+    for key in ("use_gate", "sliding_window"):
+        assert mine.get_config()[key] == keras_layer.get_config()[key]
+    weights, rng = _random_weights(theirs, 12)
+    ours.set_weights(weights)
+    x = [rng.normal(size=(3, 5, 6)).astype(np.float32), rng.normal(size=(3, 7, 4)).astype(
+        np.float32)]
     got, want = ours.predict(x, verbose=0), _keras_predict(theirs, x)
     for a, b in zip(got if isinstance(got, list) else [got],
                     want if isinstance(want, list) else [want]):
@@ -366,7 +409,10 @@ def test_group_query_attention_models_load_in_keras_and_back(tmp_path):
         out, scores = ns.layers.GroupQueryAttention(3, 4, 2)(
             q, v, key=k, attention_mask=mask, use_causal_mask=True,
             return_attention_scores=True)
-        out = ns.layers.GroupQueryAttention(2, 2, 1, use_bias=False)(out, out)
+        out = ns.layers.GroupQueryAttention(2, 2, 1, use_bias=False, use_gate=True,
+                                            sliding_window=2)(out, out)
+        out = ns.layers.MultiHeadAttention(2, 3, value_dim=2, use_gate=True,
+                                           sliding_window=3)(out, v, use_causal_mask=True)
         return ns.Model([q, v, k, mask], [out, scores])
 
     ours, theirs = build(densitron), build(keras)
@@ -390,14 +436,20 @@ def test_group_query_attention_models_load_in_keras_and_back(tmp_path):
 def test_group_query_attention_weights_file_in_keras_layout(tmp_path):
     h5py = pytest.importorskip("h5py")
     q, v = densitron.Input((4, 6)), densitron.Input((3, 6))
-    model = densitron.Model([q, v], layers.GroupQueryAttention(2, 4, 2)(q, v))
+    out = layers.GroupQueryAttention(2, 4, 2, use_gate=True)(q, v)
+    model = densitron.Model([q, v], layers.MultiHeadAttention(2, 3, use_gate=True)(out, v))
     path = str(tmp_path / "m.weights.h5")
     model.save_weights(path)
     with h5py.File(path, "r") as f:  # Keras's: each projection in its EinsumDense sublayer
         group = f["layers/grouped_query_attention"]
-        assert sorted(group) == ["_dropout_layer", "_key_dense", "_output_dense",
-                                 "_query_dense", "_softmax", "_value_dense", "vars"]
+        assert sorted(group) == ["_dropout_layer", "_gate_dense", "_key_dense",
+                                 "_output_dense", "_query_dense", "_softmax", "_value_dense",
+                                 "vars"]
         assert group["_key_dense/vars/0"].shape == (6, 2, 2)
+        assert group["_gate_dense/vars/0"].shape == (6, 4, 2)
+        assert sorted(f["layers/multi_head_attention"]) == [
+            "_dropout_layer", "_gate_dense", "_softmax", "key_dense", "output_dense",
+            "query_dense", "value_dense", "vars"]
     before = model.get_weights()
     model.set_weights([w + 1.0 for w in before])
     model.load_weights(path)
@@ -409,8 +461,6 @@ def test_group_query_attention_weights_file_in_keras_layout(tmp_path):
     ({"num_key_value_heads": 3}, "`num_query_heads` must be divisible by"),
     ({"flash_attention": True}, "flash_attention=True"),
     ({"flash_attention": True, "dropout": 0.1}, "Dropout is not supported when flash"),
-    ({"use_gate": True}, "use_gate"),
-    ({"sliding_window": 2}, "sliding_window"),
     ({"sliding_window": 0}, "`sliding_window` must be `None` or a positive integer"),
     ({"head_dim": 0}, "head_dim"),
 ])
@@ -444,7 +494,8 @@ def _training_model(ns, case):
         inputs, out = x, ns.layers.GlobalAveragePooling1D()(h)
     else:
         q, v = ns.Input((5, 6)), ns.Input((4, 6))
-        attention = (ns.layers.GroupQueryAttention(3, 4, 2, activity_regularizer=ns.regularizers
+        attention = (ns.layers.GroupQueryAttention(3, 4, 2, use_gate=True, sliding_window=3,
+                                                   activity_regularizer=ns.regularizers
                                                    .L2(0.01)) if case == "gqa" else
                      ns.layers.MultiHeadAttention(2, 3, activity_regularizer=ns.regularizers
                                                   .L1(0.01)))

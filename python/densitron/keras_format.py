@@ -25,8 +25,6 @@ _KERAS_ONLY = {
     "optional": False,
     "lora_rank": None,
     "lora_alpha": None,
-    "use_gate": False,  # MultiHeadAttention's newer options, off
-    "sliding_window": None,
 }
 # Layers that take data_format themselves (both of Keras's values).
 _OWN_DATA_FORMAT = {f"Global{kind}Pooling{rank}D" for kind in ("Average", "Max")
@@ -536,7 +534,7 @@ def from_keras(obj):
                                                  for node in entry.get("inbound_nodes", [])],
                                "registered_name": entry.get("registered_name")})
                 continue
-            if layer["class_name"] == "MultiHeadAttention":
+            if layer["class_name"] in ("MultiHeadAttention", "GroupQueryAttention"):
                 for node in entry.get("inbound_nodes", []):
                     converted, signature = _attention_call_from_keras(entry, node, mask_ops)
                     nodes.append(converted)

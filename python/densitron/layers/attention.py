@@ -55,15 +55,18 @@ class MultiHeadAttention(Layer):
     Embedding(mask_zero=True) or Masking: query steps × value and key steps) set masked
     scores to -1e9 before the softmax (and, with dropout or returned scores, its masked
     weights to 0 after it), as Keras 3 does, and the output keeps the query's mask;
-    `return_attention_scores=True` also gives the softmax's weights. Masks passed as
+    `return_attention_scores=True` also gives the softmax's weights; `sliding_window` masks
+    the value steps that far or farther from the query step, `use_gate` multiplies the heads'
+    mix by sigmoid of a gate projection of the query (Keras's "gate" weights). Masks passed as
     query_mask/value_mask/key_mask tensors and attention over other axes are not supported (a
     ValueError says so)."""
 
     def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,
-                 output_shape=None, attention_axes=None, flash_attention=None,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
-                 kernel_constraint=None, bias_constraint=None, seed=None, **kwargs):
+                 output_shape=None, attention_axes=None, sliding_window=None,
+                 flash_attention=None, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 use_gate=False, seed=None, **kwargs):
         kwargs_signature = kwargs.pop("call_signature", None)
         if kwargs_signature is not None:
             kwargs_signature = tuple(bool(v) for v in kwargs_signature)
@@ -93,6 +96,12 @@ class MultiHeadAttention(Layer):
                              "(attention_axes=None). Received: "
                              f"attention_axes={attention_axes!r}")
         self.flash_attention = flash_attention
+        if sliding_window is not None and (
+                isinstance(sliding_window, bool) or not isinstance(sliding_window, int)
+                or sliding_window <= 0):
+            raise ValueError("`sliding_window` must be `None` or a positive integer. "
+                             f"Received: sliding_window={sliding_window}")
+        self.sliding_window, self.use_gate = sliding_window, bool(use_gate)
         set_kernel_bias_args(self, kernel_initializer, bias_initializer, kernel_regularizer,
                              bias_regularizer, kernel_constraint, bias_constraint)
         self.seed = seed
@@ -192,9 +201,10 @@ class MultiHeadAttention(Layer):
                 constraint=self.kernel_constraint if kernel else self.bias_constraint)
 
         self._kernels = {}
-        for part, features, dim in (("query", query[-1], dk), ("key", key[-1], dk),
-                                    ("value", value[-1], dv)):
-            heads = h if part == "query" else self._kv_heads()
+        parts = [("query", query[-1], dk), ("key", key[-1], dk)]
+        parts += [("gate", query[-1], dv)] if self.use_gate else []
+        for part, features, dim in [*parts, ("value", value[-1], dv)]:
+            heads = self._kv_heads() if part in ("key", "value") else h
             kernel = weight((int(features), heads, dim), f"{part}/kernel", True)
             bias = weight((heads, dim), f"{part}/bias", False) if self.use_bias else None
             self._kernels[part] = (kernel, bias)
@@ -206,10 +216,16 @@ class MultiHeadAttention(Layer):
     def _keras_sublayers(self):
         """Where Keras's weight files keep the variables: its EinsumDense sublayers (and its
         weightless dropout and softmax sublayers), as (subpath, name, variables)."""
-        parts = [(f"{part}_dense", name, [v for v in self._kernels[part] if v is not None])
-                 for part, name in (("query", "query"), ("key", "key"), ("value", "value"),
-                                    ("output", "attention_output"))]
-        return parts + [("_dropout_layer", "dropout", []), ("_softmax", "softmax", [])]
+        names = [("query", "query"), ("key", "key")] + (
+            [("gate", "gate")] if self.use_gate else []) + [
+            ("value", "value"), ("output", "attention_output")]  # (the weights' order)
+        # (Keras's MultiHeadAttention names them by its properties, query_dense, ...: the
+        # gate, which has none, and grouped-query attention's by their attributes)
+        return [(f"{self._sublayer_prefix if part != 'gate' else '_'}{part}_dense", name,
+                 [v for v in self._kernels[part] if v is not None]) for part, name in names] + [
+            ("_dropout_layer", "dropout", []), ("_softmax", "softmax", [])]
+
+    _sublayer_prefix = ""
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[0][:-1], self._output_dim or int(input_shape[0][-1]))
@@ -229,9 +245,9 @@ class MultiHeadAttention(Layer):
         key_in = 2 if has_key else 1
         mask_in = len(shapes) - 1
 
-        def dense(part, rows, units):
+        def dense(part, rows, units, act=None):
             kernel, bias = self._kernels[part]
-            return node_spec(1, rows * units, units, params=[
+            return node_spec(1, rows * units, units, act=act, params=[
                 param_index[id(kernel)], param_index[id(bias)] if bias is not None else -1],
                 activity=activity.get(part, (0.0, 0.0)))
 
@@ -257,8 +273,14 @@ class MultiHeadAttention(Layer):
         scores = add(node_spec(_BATCH_MATMUL, width, s_len, iattrs=[h, t_len, dk, s_len, 0, 1]),
                      q, k)
         t_i, s_i = np.meshgrid(np.arange(t_len), np.arange(s_len), indexing="ij")
-        if causal:  # Keras's where(mask, scores, -1e9): -1e9 where a value step follows
-            keep = np.tile((s_i <= t_i).ravel(), h)
+        keep = None  # the causal mask (a value step that follows masked) and the sliding
+        if causal:   # window's (a value step `sliding_window` or more away masked)
+            keep = s_i <= t_i
+        if self.sliding_window is not None:
+            band = np.abs(t_i - s_i) < self.sliding_window
+            keep = band if keep is None else keep & band
+        if keep is not None:  # Keras's where(mask, scores, -1e9)
+            keep = np.tile(keep.ravel(), h)
             scores = add(node_spec(20, width, s_len,
                                    iattrs=np.where(keep, np.arange(width), -2).tolist()), scores)
         # The (T, S) mask of a sample: attention_mask not 0 (Keras casts it to bool, so 0.5,
@@ -291,12 +313,14 @@ class MultiHeadAttention(Layer):
             scores = add(node_spec(3, width, s_len), kept, low)                   # kAdd
         probs = softmax = add(node_spec(2, width, s_len, act=activations.engine_spec(
             activations.softmax)), scores)
-        if m is not None and (self.dropout > 0.0 or scores_out):
+        if (m is not None or self.sliding_window is not None) and (
+                self.dropout > 0.0 or scores_out):
             # Keras's Softmax(mask) path (taken with dropout or returned scores) sets masked
             # weights to 0, a wholly masked row's too; its fused dot_product_attention (taken
             # otherwise) leaves such a row uniform, as the -1e9 scores give.
-            probs = softmax = add(node_spec(6, width, s_len), softmax, m)
-            if causal:  # (and the causal mask's, which Keras ANDs with the others)
+            if m is not None:
+                probs = softmax = add(node_spec(6, width, s_len), softmax, m)
+            if keep is not None:  # (and the causal and window masks, which Keras ANDs in)
                 probs = softmax = add(node_spec(20, width, s_len, iattrs=np.where(
                     keep, np.arange(width), -1).tolist()), softmax)
         if self.dropout > 0.0:
@@ -306,6 +330,10 @@ class MultiHeadAttention(Layer):
                               iattrs=[h, t_len, s_len, dv, 0, 0]), probs, v)
         mixed = add(node_spec(20, t_len * h * dv, h * dv, iattrs=_permutation(h, t_len, dv)),
                     mixed)                                                        # heads back
+        if self.use_gate:  # Keras's gated attention: the mix times sigmoid(a query projection)
+            gate = add(dense("gate", t_len, h * dv, act=activations.engine_spec(
+                activations.sigmoid)), ("in", 0))
+            mixed = add(node_spec(6, t_len * h * dv, h * dv), mixed, gate)       # kMultiply
         result = add(dense("output", t_len, out), mixed)
         if scores_out and "scores" in activity:
             items[softmax] = (items[softmax][0], (*items[softmax][1][:-1], activity["scores"]))
@@ -318,7 +346,7 @@ class MultiHeadAttention(Layer):
         """The activity penalty's (l1, l2) on each projection's output, as Keras's: each of
         its EinsumDense sublayers takes the layer's activity_regularizer."""
         coefficients = regularizers.coefficients(self.activity_regularizer)
-        return {part: coefficients for part in ("query", "key", "value", "output")}
+        return {part: coefficients for part in ("query", "key", "value", "gate", "output")}
 
     def get_config(self):
         return {
@@ -328,8 +356,10 @@ class MultiHeadAttention(Layer):
             "value_dim": self.value_dim,
             "dropout": self.dropout,
             "use_bias": self.use_bias,
+            "use_gate": self.use_gate,
             "output_shape": self._output_dim,
             "attention_axes": None,
+            "sliding_window": self.sliding_window,
             "flash_attention": self.flash_attention,
             **kernel_bias_config(self),
             "seed": self.seed,
@@ -346,10 +376,11 @@ class GroupQueryAttention(MultiHeadAttention):
     query's features. Keras's weights: query (features, num_query_heads, head_dim), key and
     value (features, num_key_value_heads, head_dim), their biases, the output projection
     (num_query_heads, head_dim, features) and bias. The call, masks and scores are
-    MultiHeadAttention's. flash_attention=True is refused (Keras's needs a GPU's cuDNN), as
-    are use_gate and sliding_window (not run yet)."""
+    MultiHeadAttention's, `use_gate` and `sliding_window` too. flash_attention=True is refused
+    (Keras's needs a GPU's cuDNN)."""
 
     _keras_path_name = "grouped_query_attention"  # (Keras's class's, in weight files)
+    _sublayer_prefix = "_"
 
     def __init__(self, head_dim, num_query_heads, num_key_value_heads, dropout=0.0,
                  use_bias=True, sliding_window=None, flash_attention=None,
@@ -364,16 +395,6 @@ class GroupQueryAttention(MultiHeadAttention):
             raise ValueError("`num_query_heads` must be divisible by `num_key_value_heads`. "
                              f"Received: num_query_heads={num_query_heads}, "
                              f"num_key_value_heads={num_key_value_heads}")
-        if sliding_window is not None and (
-                isinstance(sliding_window, bool) or not isinstance(sliding_window, int)
-                or sliding_window <= 0):
-            raise ValueError("`sliding_window` must be `None` or a positive integer. "
-                             f"Received: sliding_window={sliding_window}")
-        for arg, value, off in (("sliding_window", sliding_window, None),
-                                ("use_gate", use_gate, False)):
-            if value != off:
-                raise ValueError(f"densitron's GroupQueryAttention does not run `{arg}` yet. "
-                                 f"Received: {arg}={value!r}")
         if flash_attention and dropout > 0.0:
             raise ValueError("Dropout is not supported when flash attention is enabled. "
                              "Please set dropout to 0.0 to use flash attention. Received: "
@@ -387,18 +408,17 @@ class GroupQueryAttention(MultiHeadAttention):
 
             kwargs["name"] = uniquify("grouped_query_attention")
         super().__init__(num_query_heads, head_dim, dropout=dropout, use_bias=use_bias,
-                         flash_attention=flash_attention,
+                         sliding_window=sliding_window, flash_attention=flash_attention,
                          kernel_initializer=kernel_initializer,
                          bias_initializer=bias_initializer,
                          kernel_regularizer=kernel_regularizer,
                          bias_regularizer=bias_regularizer,
                          activity_regularizer=activity_regularizer,
                          kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
-                         seed=seed, **kwargs)
+                         use_gate=use_gate, seed=seed, **kwargs)
         self.head_dim, self.num_query_heads = self.key_dim, self.num_heads
         self.num_key_value_heads = num_key_value_heads
         self.num_repeats = num_query_heads // num_key_value_heads
-        self.use_gate, self.sliding_window = False, None
 
     def _kv_heads(self):
         return self.num_key_value_heads
@@ -418,14 +438,6 @@ class GroupQueryAttention(MultiHeadAttention):
         l1, l2 = activities["output"]
         return {**activities, "output": (2 * l1, 2 * l2), "scores": (l1, l2)}
 
-    def _keras_sublayers(self):
-        """Where Keras's weight files keep the variables: its EinsumDense sublayers (and its
-        weightless dropout and softmax sublayers), as (subpath, name, variables)."""
-        return [(f"_{path}", name, variables)
-                for path, name, variables in super()._keras_sublayers()
-                if not path.startswith("_")] + [("_dropout_layer", "dropout", []),
-                                                ("_softmax", "softmax", [])]
-
     def get_config(self):
         config = super().get_config()
         keras_keys = ("kernel_initializer", "bias_initializer", "kernel_regularizer",
@@ -435,8 +447,8 @@ class GroupQueryAttention(MultiHeadAttention):
                 "num_query_heads": self.num_query_heads,
                 "num_key_value_heads": self.num_key_value_heads,
                 "use_bias": self.use_bias,
-                "use_gate": False,
-                "sliding_window": None,
+                "use_gate": self.use_gate,
+                "sliding_window": self.sliding_window,
                 "dropout": self.dropout,
                 **{k: config[k] for k in keras_keys},
                 "activity_regularizer": regularizers.serialize(self.activity_regularizer),
