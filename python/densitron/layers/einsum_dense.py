@@ -101,18 +101,22 @@ def _fans_initializer(initializer, ins, outs):
 
 def _gather(source, target, sizes):
     """The index map that turns a sample laid out as the axes `source` into `target` (each a
-    string of axis letters, `sizes` their sizes)."""
+    string of axis letters, `sizes` their sizes); an axis of `target` not in `source` repeats
+    the values along it."""
     grid = _positions(tuple(sizes[c] for c in source))
-    return grid.transpose([source.index(c) for c in target]).ravel().tolist()
+    new = "".join(c for c in target if c not in source)
+    grid = np.broadcast_to(grid.reshape(grid.shape + (1,) * len(new)),
+                           tuple(sizes[c] for c in source + new))
+    return grid.transpose([(source + new).index(c) for c in target]).ravel().tolist()
 
 
 class EinsumDense(Layer):
     """Keras's EinsumDense(equation, output_shape, activation=None, bias_axes=None, ...):
     `einsum(equation, inputs, kernel)` plus a bias over `bias_axes`, then the activation.
     The equation's first input axis is the batch's (or in the leading ellipsis) and stays
-    the output's first; each other input axis goes to the output or is contracted with the
-    kernel; the kernel's other axes go to the output, or also to the input (a kernel per
-    position). Equations that sum an input axis away, repeat an axis or move the batch
+    the output's first; each other input axis goes to the output, is contracted with the
+    kernel or is summed away; the kernel's other axes go to the output, or also to the input
+    (a kernel per position). Equations that repeat an axis (a diagonal) or move the batch
     axis are refused by name, as is LoRA."""
 
     def __init__(self, equation, output_shape, activation=None, bias_axes=None,
@@ -167,8 +171,6 @@ class EinsumDense(Layer):
             why = "an axis repeated in one operand (a diagonal)"
         elif ys[0] != xs[0] or xs[0] in w_spec:
             why = f"the batch axis '{xs[0]}' not the output's first axis, or in the kernel"
-        elif any(c not in w_spec and c not in ys for c in xs):
-            why = "an input axis summed away (in neither the kernel nor the output)"
         if why is not None:
             raise ValueError(f"densitron lowers EinsumDense to a permutation, a matrix product "
                              f"and a permutation; it cannot run the equation '{self.equation}' "
@@ -266,7 +268,9 @@ def einsum_nodes(layer, input_shape, param_index, activity=(0.0, 0.0), items=Non
         now = int(input_shape[-1]) if at == source else items[at][1][2]
         return at if now == last else add(node_spec(_RESHAPE, size(target), last), at)
 
-    contracted = "".join(c for c in ws if c in xs and c not in ys)
+    # (an input axis summed away: contracted with the kernel repeated along it)
+    contracted = "".join(c for c in ws if c in xs and c not in ys) + \
+        "".join(c for c in xs if c not in ws and c not in ys)
     shared = "".join(c for c in ys if c in xs and c in ws)    # a kernel per position
     kept = "".join(c for c in ys if c in xs and c not in ws)
     new = "".join(c for c in ws if c not in xs)                # the kernel's output axes
