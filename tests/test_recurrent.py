@@ -173,6 +173,8 @@ def test_weights_are_kerass():
     lstm = layers.LSTM(4)
     lstm.build((None, 2, 3))
     np.testing.assert_array_equal(lstm.bias.numpy(), np.repeat([0.0, 1.0, 0.0, 0.0], 4))
+    assert lstm.cell.kernel is lstm.kernel and lstm.cell.state_size == [4, 4]
+    assert lstm.states is None
 
 
 def _keras_pair(keras, build):

@@ -213,6 +213,29 @@ class _RNN(Layer):
             node.masks = (mask,)
         return mask if self.return_sequences else None
 
+    # --- Keras's state API (the layers are not stateful: there is no state to keep) -----
+    states = None
+
+    def reset_state(self):
+        """Keras's: sets a stateful layer's states to zeros; nothing to reset here."""
+
+    reset_states = reset_state
+
+    @property
+    def cell(self):
+        """Keras's cell (lstm_cell, ...) as a view of this layer's attributes: its units,
+        state_size, activations, weights."""
+        import types
+
+        names = ("units", "activation", "recurrent_activation", "use_bias", "kernel",
+                 "recurrent_kernel", "bias", "dropout", "recurrent_dropout", "seed",
+                 "reset_after", "unit_forget_bias")
+        view = types.SimpleNamespace(**{n: getattr(self, n) for n in names if hasattr(self, n)})
+        view.name = self._cell_name
+        view.state_size = [self.units] * self._states if self._states > 1 else self.units
+        view.output_size = self.units
+        return view
+
     # --- weights ---------------------------------------------------------------------------
     def build(self, input_shape):
         seq = input_shape[0] if isinstance(input_shape, list) else input_shape
