@@ -279,6 +279,20 @@ class PyGraph {
     if (opt.contains("schedule")) c.schedule = lr_schedule(opt["schedule"].cast<py::dict>());
     if (opt.contains("accumulation_steps"))
       c.accumulation_steps = opt["accumulation_steps"].cast<int64_t>();
+    if (opt.contains("beta_2_decay")) {  // Adafactor
+      c.beta_2_decay = opt["beta_2_decay"].cast<float>();
+      c.epsilon_1 = opt["epsilon_1"].cast<float>();
+      c.epsilon_2 = opt["epsilon_2"].cast<float>();
+      c.clip_threshold = opt["clip_threshold"].cast<float>();
+      c.relative_step = opt["relative_step"].cast<bool>();
+      if (opt.contains("factor_dims"))
+        c.factor_dims = opt["factor_dims"].cast<std::vector<int64_t>>();
+    }
+    if (opt.contains("loss_scale")) {  // LossScaleOptimizer
+      c.loss_scale = opt["loss_scale"].cast<bool>();
+      c.initial_scale = opt["initial_scale"].cast<float>();
+      c.growth_steps = opt["growth_steps"].cast<int64_t>();
+    }
     if (opt.contains("use_ema")) {
       c.use_ema = opt["use_ema"].cast<bool>();
       c.ema_momentum = opt["ema_momentum"].cast<float>();
@@ -746,5 +760,11 @@ void bind_graph(py::module_& m) {
           py::arg("first"), py::arg("values"))
       .def_property(
           "iterations", [](PyGraph& g) { return g.graph().iterations(); },
-          [](PyGraph& g, int64_t it) { g.graph().set_iterations(it); });
+          [](PyGraph& g, int64_t it) { g.graph().set_iterations(it); })
+      .def_property(
+          "loss_scale", [](PyGraph& g) { return g.graph().loss_scale(); },
+          [](PyGraph& g, float s) { g.graph().set_loss_scale(s); })
+      .def_property(
+          "scale_counter", [](PyGraph& g) { return g.graph().scale_counter(); },
+          [](PyGraph& g, int64_t c) { g.graph().set_scale_counter(c); });
 }

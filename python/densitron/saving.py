@@ -687,7 +687,7 @@ def _optimizer_values(model):
     product)."""
     opt = model.optimizer
     iterations, slots = model._optimizer_slots()
-    values = [np.asarray(iterations, np.int64)]
+    values = opt._keras_leading_values() + [np.asarray(iterations, np.int64)]
     if opt._schedule is None:
         values.append(np.asarray(opt.learning_rate, np.float32))
     return values + slots + (opt._keras_trailing_variables(iterations) if slots else [])
@@ -699,6 +699,14 @@ def _restore_optimizer_values(model, values, filepath):
     their initial values."""
     if not values:
         return
+    lead = len(model.optimizer._keras_leading_values())  # (a LossScaleOptimizer's own)
+    if lead:
+        if len(values) < lead + 1:
+            raise ValueError(f"The saved optimizer state does not fit this model and "
+                             f"optimizer (optimizer {model.optimizer.name!r} in {filepath}). "
+                             f"Received: filepath={filepath!r}")
+        model.optimizer._set_keras_leading_values(values[:lead])
+        values = values[lead:]
     head = 1 if model.optimizer._schedule is not None else 2  # iterations (, learning rate)
     # (the variables after the slots, Nadam's product, follow from the step count)
     tail = len(model.optimizer._keras_trailing_variables(0))

@@ -363,6 +363,12 @@ class Graph {
   // Threads the last run used (1 while the machine is oversubscribed: see cpu.h).
   int last_run_threads() const { return last_run_threads_; }
   int64_t iterations() const { return iterations_; }  // steps taken (accumulating ones too)
+  // LossScaleOptimizer's state (OptimizerConfig::loss_scale): the scale and the finite steps
+  // since it last changed (Keras's dynamic_scale and step_counter).
+  float loss_scale() const { return loss_scale_; }
+  void set_loss_scale(float s) { loss_scale_ = s; }
+  int64_t scale_counter() const { return scale_counter_; }
+  void set_scale_counter(int64_t c) { scale_counter_ = c; }
   void set_iterations(int64_t it) { iterations_ = it; }
   // The optimizer's state: slot s (optimizer_slot_count of them, in the kernels' order) of
   // parameter p, size(p) floats, zero after compile.
@@ -440,6 +446,8 @@ class Graph {
     OptimizerStep opt{};             // this step's optimizer update, prepared once
     OptimizerStep opt_no_decay{};    // the same without weight decay (exclude_from_weight_decay)
     int64_t noise = -1;  // the noise layers' step key: iterations_ when -1 (see noise_key)
+    // LossScaleOptimizer: this step's gradients were not all finite, so it takes no update
+    mutable bool skipped = false;
   };
 
   RunTotals run(Mode mode, const DataRefs& data, const int64_t* perm, int64_t batch_size,
@@ -498,6 +506,8 @@ class Graph {
   bool clips_by_norm() const;
   bool needs_norms() const;
   void lamb_step(const Step& st);
+  void adafactor_step(const Step& st);
+  bool gradients_finite(const Step& st);
   void clip_and_update(const Step& st);
   void finish_update(const Step& st);
   double regularization_value() const;
@@ -602,6 +612,9 @@ class Graph {
   std::vector<OutputSpec> output_specs_;
   OptimizerConfig optimizer_;
   int64_t iterations_ = 0;
+  float loss_scale_ = 0.0f;
+  int64_t scale_counter_ = 0;
+  std::vector<char> finite_flags_;  // per thread: its shares' gradients all finite
   RunTotals epoch_totals_;
   bool update_stats_ = true;  // training forwards move BatchNormalization's statistics
 

@@ -22,6 +22,11 @@ enum class OptimizerKind : int {
   // lamb_moments, lamb_apply): the norms need the whole variable, so the graph updates it in
   // two passes.
   kLamb = 9,
+  // Keras's Adafactor: a second moment factored into row and column averages for variables of
+  // rank >= 2, the step scaled by the variable's RMS and clipped by the update's (see
+  // adafactor_update): whole-variable reductions, so the graph updates it after the backward,
+  // each variable whole on one thread.
+  kAdafactor = 10,
 };
 
 // Keras's learning-rate schedules (keras.optimizers.schedules), by their arguments' names.
@@ -95,6 +100,19 @@ struct OptimizerConfig {
   // accumulator slot (see accumulator_slot); every Nth steps with (g + sum)/N and resets it.
   // The update count (schedules, bias corrections) is then the step count / N.
   int64_t accumulation_steps = 0;
+  // Adafactor: Keras's beta_2_decay, epsilon_1, epsilon_2, clip_threshold, relative_step;
+  // factor_dims holds, per graph parameter, Keras's last two axes (d2, d1) of its shape
+  // (d2 = 0 for a variable of rank < 2, which keeps its own second moment).
+  float beta_2_decay = -0.8f, epsilon_1 = 1e-30f, epsilon_2 = 1e-3f, clip_threshold = 1.0f;
+  bool relative_step = true;
+  std::vector<int64_t> factor_dims;
+  // Keras's LossScaleOptimizer around this optimizer (float32 training: scaling the loss by a
+  // power of two and the gradients back is exact, so only its decisions are kept): a step
+  // whose gradients times the scale are not all finite is skipped (no update, no count) and
+  // the scale halved; after growth_steps finite steps in a row it doubles.
+  bool loss_scale = false;
+  float initial_scale = 32768.0f;
+  int64_t growth_steps = 2000;
 };
 
 // Optimizer constants for one update; decay = learning_rate·weight_decay (0 for none).
@@ -105,6 +123,10 @@ struct OptimArgs {
   float m_scale, g_scale, v_scale;
   float power, l1, l2, shrinkage;
   int nesterov, centered, amsgrad;
+  // Adafactor: beta_2_t = 1 - t^beta_2_decay, rho_t = min(lr, 1/sqrt(t)) (the learning rate
+  // first capped by 1/sqrt(t) when relative_step with a constant rate: the same), epsilon_1,
+  // epsilon_2, clip_threshold.
+  float beta_2_t, rho_t, epsilon_1, epsilon_2, clip_threshold;
 };
 
 // Keras's Nadam keeps the product of its momentum schedule as a variable of its own:
@@ -147,6 +169,16 @@ void apply_optimizer_step(const OptimizerStep& s, float* w, const float* g, floa
 void lamb_moments(const OptimArgs& a, float* w, float* g, float* m, float* v, int64_t n);
 float lamb_ratio(double w_squares, double r_squares);
 void lamb_apply(float* w, const float* r, int64_t n, float scale);
+
+// Keras's Adafactor for one whole variable of n values, its shape (..., d2, d1) (d2 = 0: rank
+// < 2). w decays (w -= decay·w); q = g² + epsilon_1; rank >= 2: r (n/d1 values, the shape
+// without its last axis) = beta_2_t·r + (1 - beta_2_t)·mean(q, last axis), c (n/d2 values,
+// the shape without its axis -2) likewise over axis -2, v = (r / mean(r, last axis))·c;
+// rank < 2: v = beta_2_t·v + (1 - beta_2_t)·q. Then u = g / sqrt(v) and
+// w -= max(epsilon_2, rms(w))·rho_t · u / max(1, rms(u) / clip_threshold), rms(w) taken
+// after the decay. Means and RMS are summed in double, in index order.
+void adafactor_update(const OptimArgs& a, int64_t d2, int64_t d1, float* w, const float* g,
+                      float* v, float* r, float* c, int64_t n);
 
 // Number of float slots per parameter element the optimizer needs (the moving average's
 // included).

@@ -582,6 +582,8 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
     std::fill(slots_.begin() + s * param_total_, slots_.begin() + (s + 1) * param_total_,
               optimizer_slot_initial_value(optimizer_, s));
   iterations_ = 0;
+  loss_scale_ = optimizer_.initial_scale;
+  scale_counter_ = 0;
   target_buf_.assign(output_specs_.size(), {});
   target_.assign(output_specs_.size(), nullptr);
   weight_buf_.assign(output_specs_.size(), {});
@@ -1424,6 +1426,8 @@ double Graph::regularize_and_update(const Step& st, bool apply) {
   });
   if (!by_norm) return reg;
   barrier(st);  // every gradient complete, regularization included
+  st.skipped = optimizer_.loss_scale && !gradients_finite(st);
+  if (st.skipped) return reg;
   if (accumulator_slot(optimizer_) >= 0) {  // the norms are the averaged gradients'
     bool update = true;
     for_each_update_share(st, apply, [&](size_t p, Share sh, bool, bool step) {
@@ -1461,6 +1465,23 @@ bool Graph::param_has_grad(size_t p) const {
   return params_[p].trainable && (param_first_writer_[p] >= 0 || params_[p].regularized());
 }
 
+// LossScaleOptimizer's test, Keras's on the scaled gradients: whether every gradient times the
+// scale is finite (each thread its update shares, then every thread reads all the answers).
+bool Graph::gradients_finite(const Step& st) {
+  const float scale = loss_scale_;
+  bool finite = true;
+  for_each_update_share(st, true, [&](size_t p, Share sh, bool, bool step) {
+    if (!step || !finite) return;
+    const float* g = grads_.data() + grad_offset_[p];
+    for (int64_t j = sh.lo; j < sh.hi && finite; ++j) finite = std::isfinite(g[j] * scale);
+  });
+  finite_flags_[st.ith] = finite ? 1 : 0;
+  barrier(st);
+  for (int t = 0; t < st.nth; ++t) finite = finite && finite_flags_[t] != 0;
+  barrier(st);  // (read before any thread's next step writes its flag)
+  return finite;
+}
+
 bool Graph::clips_by_norm() const {
   return optimizer_.clipnorm > 0.0f || optimizer_.global_clipnorm > 0.0f;
 }
@@ -1468,7 +1489,8 @@ bool Graph::clips_by_norm() const {
 // Whether the update needs norms of whole gradients or weights (clipping by norm, Lamb's
 // trust ratios): every gradient complete first, so no update inside the backward.
 bool Graph::needs_norms() const {
-  return clips_by_norm() || optimizer_.kind == OptimizerKind::kLamb;
+  return clips_by_norm() || optimizer_.kind == OptimizerKind::kLamb ||
+         optimizer_.kind == OptimizerKind::kAdafactor || optimizer_.loss_scale;
 }
 
 // Scales the gradients as Keras's clipnorm (each parameter's: g·c / max(‖g‖, c)) or
@@ -1519,6 +1541,28 @@ void Graph::clip_and_update(const Step& st) {
     }
   });
   if (optimizer_.kind == OptimizerKind::kLamb) lamb_step(st);
+  if (optimizer_.kind == OptimizerKind::kAdafactor) adafactor_step(st);
+}
+
+// Adafactor's update, after every share's gradient is final (clipped): each variable whole on
+// one thread (the stepped variables dealt out in turn), so the same for any thread count.
+void Graph::adafactor_step(const Step& st) {
+  barrier(st);  // every gradient clipped
+  int k = 0;
+  for (size_t p = 0; p < params_.size(); ++p) {
+    if (!param_has_grad(p) || update_in_backward_[p]) continue;
+    if (k++ % st.nth != st.ith) continue;
+    const ParamSpec& ps = params_[p];
+    const size_t f = 2 * p;
+    const int64_t d2 = f + 1 < optimizer_.factor_dims.size() ? optimizer_.factor_dims[f] : 0;
+    const int64_t d1 =
+        f + 1 < optimizer_.factor_dims.size() ? optimizer_.factor_dims[f + 1] : ps.size;
+    const OptimizerStep& step = no_decay_[p] ? st.opt_no_decay : st.opt;
+    const int q = static_cast<int>(p);
+    adafactor_update(step.args, d2, d1, ps.data, grads_.data() + grad_offset_[p], slot(0, q),
+                     slot(1, q), slot(2, q), ps.size);
+    ema_share(p, Share{0, ps.size});
+  }
 }
 
 // Lamb's second pass, after every share's moments (its update r in the gradient buffer): the
@@ -1606,7 +1650,8 @@ double Graph::update_share(const Step& st, size_t p, Share sh, bool regularized,
   }
   if (const float v = optimizer_.clipvalue; v > 0.0f)
     elementwise_kernels()->clamp(g, sh.hi - sh.lo, -v, v);
-  float* slot_ptrs[4];
+  if (optimizer_.kind == OptimizerKind::kAdafactor) return reg;  // (adafactor_step)
+  float* slot_ptrs[8];
   for (int s = 0; s < slot_count_; ++s)
     slot_ptrs[s] = slot(s, static_cast<int>(p)) + sh.lo;
   const OptimizerStep& step = no_decay_[p] ? st.opt_no_decay : st.opt;
@@ -1637,6 +1682,18 @@ void Graph::ema_share(size_t p, Share sh) {
 // rows. (The next step reads the weights after begin_batch's barrier.)
 void Graph::finish_update(const Step& st) {
   barrier(st);  // every share of every parameter is updated
+  if (optimizer_.loss_scale && st.ith == 0) {  // Keras's LossScaleOptimizer's scale
+    if (st.skipped) {
+      scale_counter_ = 0;
+      loss_scale_ *= 0.5f;
+    } else if (scale_counter_ == optimizer_.growth_steps - 1) {
+      scale_counter_ = 0;
+      loss_scale_ *= 2.0f;
+    } else {
+      ++scale_counter_;
+    }
+  }
+  if (st.skipped) return;  // (no update, no count: the next step reads after a barrier)
   if (const int es = ema_slot(optimizer_); es >= 0) {
     // Keras's use_ema: the averages of the weights the step updated were taken with their
     // update (ema_share); here those of trainable weights without a gradient, as Keras
@@ -1892,6 +1949,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   }
   if (static_cast<int>(block_grad_.size()) < nt) block_grad_.resize(nt);
   if (static_cast<int>(nadam_products_.size()) < nt) nadam_products_.resize(nt);
+  if (static_cast<int>(finite_flags_.size()) < nt) finite_flags_.resize(nt);
   for (int t = 0; t < nt; ++t)
     if (static_cast<int64_t>(block_grad_[t].size()) < block_grad)
       block_grad_[t].resize(block_grad);

@@ -32,6 +32,8 @@ int step_slot_count(const OptimizerConfig& c) {
       return 1;
     case OptimizerKind::kLamb:
       return 2;
+    case OptimizerKind::kAdafactor:  // v, then r and c in the first n/d1 and n/d2 values
+      return 3;
   }
   return 0;
 }
@@ -115,6 +117,8 @@ void update_chunk(void* ctx, int64_t b, int64_t e) {
       return;
     case OptimizerKind::kLamb:  // (its norms need the whole variable: see optimizer_update)
       throw std::logic_error("Lamb updates a whole variable in two passes");
+    case OptimizerKind::kAdafactor:  // (see adafactor_update)
+      throw std::logic_error("Adafactor updates a whole variable at once");
     case OptimizerKind::kFtrl:
       if (a->power == 0.5f) {
         k->ftrl(a, u.w + b, u.g + b, at[0], at[1], e - b);
@@ -142,6 +146,58 @@ void lamb_moments(const OptimArgs& a, float* w, float* g, float* m, float* v, in
     v[i] = vi;
     g[i] = (mi / a.alpha) / (std::sqrt(vi / a.m_scale) + a.epsilon);
   }
+}
+
+void adafactor_update(const OptimArgs& a, int64_t d2, int64_t d1, float* w, const float* g,
+                      float* v, float* r, float* c, int64_t n) {
+  if (n <= 0) return;
+  const float b = a.beta_2_t, b1 = 1.0f - a.beta_2_t, e1 = a.epsilon_1;
+  double ws = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (a.decay != 0.0f) w[i] -= w[i] * a.decay;
+    ws += static_cast<double>(w[i]) * w[i];
+  }
+  const float rms_w = static_cast<float>(std::sqrt(ws / static_cast<double>(n)));
+  const float alpha = std::max(a.epsilon_2, rms_w) * a.rho_t;
+  if (d2 > 0) {
+    const int64_t outer = n / (d2 * d1);
+    std::vector<double> col(static_cast<size_t>(d1));
+    for (int64_t o = 0; o < outer; ++o) {
+      const float* go = g + o * d2 * d1;
+      float* ro = r + o * d2;
+      float* co = c + o * d1;
+      std::fill(col.begin(), col.end(), 0.0);
+      double rsum = 0.0;
+      for (int64_t i = 0; i < d2; ++i) {
+        double row = 0.0;
+        for (int64_t j = 0; j < d1; ++j) {
+          const float q = go[i * d1 + j] * go[i * d1 + j] + e1;
+          row += q;
+          col[j] += q;
+        }
+        ro[i] = b * ro[i] + b1 * static_cast<float>(row / static_cast<double>(d1));
+        rsum += ro[i];
+      }
+      for (int64_t j = 0; j < d1; ++j)
+        co[j] = b * co[j] + b1 * static_cast<float>(col[j] / static_cast<double>(d2));
+      const float rmean = static_cast<float>(rsum / static_cast<double>(d2));
+      float* vo = v + o * d2 * d1;
+      for (int64_t i = 0; i < d2; ++i) {
+        const float ri = ro[i] / rmean;
+        for (int64_t j = 0; j < d1; ++j) vo[i * d1 + j] = ri * co[j];
+      }
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) v[i] = b * v[i] + b1 * (g[i] * g[i] + e1);
+  }
+  double us = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float u = g[i] / std::sqrt(v[i]);
+    us += static_cast<double>(u) * u;
+  }
+  const float rms_u = static_cast<float>(std::sqrt(us / static_cast<double>(n)));
+  const float denom = std::max(1.0f, rms_u / a.clip_threshold);
+  for (int64_t i = 0; i < n; ++i) w[i] -= alpha * ((g[i] / std::sqrt(v[i])) / denom);
 }
 
 float lamb_ratio(double w_squares, double r_squares) {
@@ -303,6 +359,19 @@ OptimizerStep prepare_optimizer_step(const OptimizerConfig& c, int64_t step,
       s.slot[0] = 0;
       s.slot[1] = 1;
       break;
+    case OptimizerKind::kAdafactor: {  // Keras's scalars in float32
+      const float t = static_cast<float>(step), cap = 1.0f / std::sqrt(t);
+      const bool constant = c.schedule.kind == LrSchedule::kConstant;
+      a.rho_t = std::min(constant && c.relative_step ? std::min(lr, cap) : lr, cap);
+      a.beta_2_t = 1.0f - std::pow(t, c.beta_2_decay);
+      a.epsilon_1 = c.epsilon_1;
+      a.epsilon_2 = c.epsilon_2;
+      a.clip_threshold = c.clip_threshold;
+      s.slot[0] = 0;
+      s.slot[1] = 1;
+      s.slot[2] = 2;
+      break;
+    }
     case OptimizerKind::kFtrl:  // slots: the accumulator, the linear term
       a.power = -c.lr_power;
       a.l1 = c.l1_strength;
@@ -329,6 +398,12 @@ void optimizer_update(const OptimizerConfig& c, int64_t step, float* w, const fl
     lamb_moments(s.args, w, r.data(), slots[0], slots[1], n);
     const float ratio = lamb_ratio(sum_of_squares(w, n), sum_of_squares(r.data(), n));
     lamb_apply(w, r.data(), n, ratio * s.args.learning_rate);
+    return;
+  }
+  if (c.kind == OptimizerKind::kAdafactor) {  // one variable, its axes factor_dims[0..1]
+    const int64_t d2 = c.factor_dims.size() >= 2 ? c.factor_dims[0] : 0;
+    const int64_t d1 = c.factor_dims.size() >= 2 ? c.factor_dims[1] : n;
+    adafactor_update(s.args, d2, d1, w, g, slots[0], slots[1], slots[2], n);
     return;
   }
   Update u{&s, w, g, slots};

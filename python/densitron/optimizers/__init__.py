@@ -1,9 +1,10 @@
 """Optimizers with Keras's names, arguments and update formulas (run by the C++ engine)."""
 
 from densitron.optimizers import schedules
-from densitron.optimizers.optimizer import (SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Ftrl,
-                                            Lamb, Lion, Nadam, Optimizer, RMSprop, deserialize,
-                                            get, serialize)
+from densitron.optimizers.optimizer import (SGD, Adadelta, Adafactor, Adagrad, Adam, Adamax,
+                                            AdamW, Ftrl, Lamb, Lion, LossScaleOptimizer, Nadam,
+                                            Optimizer, RMSprop, deserialize, get, serialize)
 
-__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "Adamax", "AdamW", "Ftrl", "Lamb", "Lion", "Nadam",
-           "Optimizer", "RMSprop", "deserialize", "get", "schedules", "serialize"]
+__all__ = ["SGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "Adamax", "AdamW", "Ftrl", "Lamb",
+           "Lion", "LossScaleOptimizer", "Nadam", "Optimizer", "RMSprop", "deserialize", "get",
+           "schedules", "serialize"]

@@ -14,7 +14,8 @@ from densitron.optimizers import schedules
 from densitron.variables import assign_value
 
 # densitron::OptimizerKind
-_SGD, _RMSPROP, _ADAM, _ADAMAX, _ADAGRAD, _LION, _ADADELTA, _NADAM, _FTRL, _LAMB = range(10)
+(_SGD, _RMSPROP, _ADAM, _ADAMAX, _ADAGRAD, _LION, _ADADELTA, _NADAM, _FTRL, _LAMB,
+ _ADAFACTOR) = range(11)
 
 
 def _check_number(name, value, lo=0.0, lo_inclusive=True, hi=None):
@@ -140,6 +141,19 @@ class OptimizerVariable:
 
     def __repr__(self):
         return f"<OptimizerVariable path={self.path}, shape={self.shape}, dtype={self.dtype}>"
+
+
+def read_slot(graph, s, p, shape):
+    """Engine slot s of parameter p as Keras's variable of `shape` (its first values)."""
+    return graph.get_slot(s, p)[:int(np.prod(shape))].reshape(shape)
+
+
+def write_slot(graph, s, p, v, value, shape):
+    """The inverse of read_slot (the slot's values past the shape's unchanged)."""
+    full = graph.get_slot(s, p)
+    flat = np.asarray(value, np.float32).reshape(shape).ravel()
+    full[:flat.size] = flat
+    graph.set_slot(s, p, full)
 
 
 class Optimizer:
@@ -275,7 +289,8 @@ class Optimizer:
             raise ValueError(
                 "densitron runs the optimizer's update inside its engine, so it takes its own "
                 "optimizers (SGD, RMSprop, Adam, AdamW, Adamax, Adagrad, Adadelta, Lion, Nadam, "
-                "Ftrl, Lamb, with their arguments and schedules), not an Optimizer subclass with "
+                "Ftrl, Lamb, Adafactor, LossScaleOptimizer, with their arguments and "
+                "schedules), not an Optimizer subclass with "
                 f"an update_step in Python. Received: optimizer {type(self).__name__}"
                 f"(name={self.name!r})")
         config = {
@@ -316,6 +331,23 @@ class Optimizer:
         block of two interleaves them, as Keras's Adam does)."""
         return []
 
+    def _slot_shape(self, slot, shape):
+        """The shape Keras gives engine slot `slot` of a weight of `shape` (the engine's slot
+        holds as many values or more: its first ones), or None where Keras keeps a scalar
+        int32 0 that no update uses (Adafactor's factors of a vector)."""
+        return tuple(shape)
+
+    def _slot_kept(self, slot, shape):
+        """Whether Keras lists slot `slot` of a weight of `shape` among its variables."""
+        return True
+
+    def _keras_leading_values(self):
+        """Keras's variables before `iteration` (a LossScaleOptimizer's own), as saved."""
+        return []
+
+    def _set_keras_leading_values(self, values):
+        """The inverse of _keras_leading_values, from a file."""
+
     def _keras_slot_order(self):
         """_keras_slots after use_ema's averages and gradient accumulation's sums, which Keras
         builds first (in that order) and the engine keeps in its last slots."""
@@ -345,11 +377,16 @@ class Optimizer:
         if owner is None or not getattr(owner, "_engine_compiled", False):
             return out
         for slot, p, v, slot_name in owner._slot_order():  # (Keras's order)
+            shape = self._slot_shape(slot, v.shape)
+            if shape is None:  # (Keras's unused int32 0)
+                out.append(OptimizerVariable(v.name, (), "int32",
+                                             lambda: np.asarray(0, np.int32), lambda value: None))
+                continue
             out.append(OptimizerVariable(
-                f"{name}/{v.path.replace('/', '_')}_{slot_name}", v.shape, "float32",
-                lambda s=slot, p=p, v=v: graph.get_slot(s, p).reshape(v.shape),
-                lambda value, s=slot, p=p, v=v: graph.set_slot(
-                    s, p, np.asarray(value, np.float32).reshape(v.shape).ravel())))
+                f"{name}/{v.path.replace('/', '_')}_{slot_name}", shape, "float32",
+                lambda s=slot, p=p, v=v, shape=shape: read_slot(graph, s, p, shape),
+                lambda value, s=slot, p=p, v=v, shape=shape: write_slot(graph, s, p, v, value,
+                                                                       shape)))
         for k, value in enumerate(self._keras_trailing_variables(self._steps_taken())):
             out.append(OptimizerVariable(
                 f"{name}/u_product" if k == 0 else f"{name}/variable_{k}", np.shape(value),
@@ -711,10 +748,265 @@ class Ftrl(Optimizer):
                 "beta": self.beta}
 
 
+class Adafactor(Optimizer):
+    """Keras's Adafactor: the second moment of a variable of rank >= 2 kept as its row and
+    column averages (r: the shape without its last axis, c: without its axis -2), of a vector
+    whole (v); the step is u = g / sqrt(v) clipped by rms(u) / clip_threshold and scaled by
+    max(epsilon_2, rms(w))·min(lr, 1/sqrt(t)). Run by the engine after the backward, each
+    variable whole on one thread."""
+
+    _kind = _ADAFACTOR
+
+    def __init__(self, learning_rate=0.001, beta_2_decay=-0.8, epsilon_1=1e-30, epsilon_2=1e-3,
+                 clip_threshold=1.0, relative_step=True, name="adafactor", **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        for arg, value in (("beta_2_decay", beta_2_decay), ("epsilon_1", epsilon_1),
+                           ("epsilon_2", epsilon_2), ("clip_threshold", clip_threshold)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+                    or not math.isfinite(value):
+                raise TypeError(f"Argument `{arg}` must be a finite number. "
+                                f"Received: {arg}={value!r}")
+        self.epsilon_1 = _check_number("epsilon_1", epsilon_1)
+        self.epsilon_2 = _check_number("epsilon_2", epsilon_2)
+        self.clip_threshold = _check_number("clip_threshold", clip_threshold, 0.0, False)
+        self.beta_2_decay = float(beta_2_decay)
+        self.relative_step = bool(relative_step)
+
+    def _engine_config(self, params=()):
+        config = super()._engine_config(params)
+        dims = []
+        for v in params:  # Keras's last two axes, d2 = 0 below rank 2
+            shape = tuple(v.shape)
+            dims += [shape[-2], shape[-1]] if len(shape) >= 2 else [0, int(np.prod(shape))]
+        return {**config, "factor_dims": dims}
+
+    def _engine_extra(self):
+        return {"beta_2_decay": self.beta_2_decay, "epsilon_1": self.epsilon_1,
+                "epsilon_2": self.epsilon_2, "clip_threshold": self.clip_threshold,
+                "relative_step": self.relative_step}
+
+    def _keras_slots(self):  # engine: v, r, c; Keras: r, c, then v, variable by variable
+        return [[(1, "r"), (2, "c"), (0, "velocity")]]
+
+    def _slot_shape(self, slot, shape):
+        shape = tuple(shape)
+        if slot in (1, 2) and len(shape) < 2:
+            return None
+        if slot == 1:
+            return shape[:-1]
+        if slot == 2:
+            return shape[:-2] + shape[-1:]
+        return shape
+
+    def get_config(self):
+        return {**super().get_config(), **self._engine_extra()}
+
+
+# Keras's base-optimizer arguments a LossScaleOptimizer takes only at their defaults (as older
+# configs hold them).
+_LSO_BASE_DEFAULTS = {"weight_decay": None, "clipnorm": None, "global_clipnorm": None,
+                      "clipvalue": None, "use_ema": False, "ema_momentum": 0.99,
+                      "ema_overwrite_frequency": None, "loss_scale_factor": None,
+                      "gradient_accumulation_steps": None}
+
+
+class LossScaleOptimizer(Optimizer):
+    """Keras's LossScaleOptimizer(inner_optimizer, initial_scale=2**15,
+    dynamic_growth_steps=2000). The engine trains in float32, where multiplying the loss by a
+    power of two and dividing the gradients by it changes nothing: it keeps Keras's decisions.
+    A step whose gradients times the scale are not all finite is skipped (no update, the
+    inner optimizer's `iterations` unchanged) and the scale halved; after
+    dynamic_growth_steps finite steps in a row the scale doubles. Its variables, as Keras's:
+    its own iteration and learning rate (0, unused), step_counter, dynamic_scale, then the
+    inner optimizer's."""
+
+    def __init__(self, inner_optimizer, initial_scale=2.0**15, dynamic_growth_steps=2000,
+                 name="loss_scale_optimizer", **kwargs):
+        if not kwargs.pop("dynamic", True):
+            raise ValueError("LossScaleOptimizer no longer supports `dynamic=False`. Instead, "
+                             "simply set `loss_scale_factor` directly on the `inner_optimizer`.")
+        for arg, default in _LSO_BASE_DEFAULTS.items():
+            if arg not in kwargs:
+                continue
+            value = kwargs.pop(arg)
+            if (default is None and value is not None) or value != default:
+                raise ValueError(f"LossScaleOptimizer does not support `{arg}`. Instead, set "
+                                 f"`{arg}` on the `inner_optimizer`.")
+        if kwargs:
+            raise ValueError("LossScaleOptimizer does not support arguments: "
+                             f"`{'`, `'.join(kwargs.keys())}`.")
+        if not isinstance(inner_optimizer, Optimizer) or \
+                isinstance(inner_optimizer, LossScaleOptimizer):
+            raise TypeError("Argument `inner_optimizer` must be a densitron optimizer instance "
+                            "(not a LossScaleOptimizer). "
+                            f"Received: inner_optimizer={inner_optimizer!r}")
+        if inner_optimizer.gradient_accumulation_steps:
+            raise ValueError("densitron's LossScaleOptimizer takes no inner optimizer with "
+                             "gradient accumulation. Received: inner_optimizer with "
+                             "gradient_accumulation_steps="
+                             f"{inner_optimizer.gradient_accumulation_steps}")
+        if isinstance(initial_scale, bool) or not isinstance(initial_scale, numbers.Real) \
+                or not math.isfinite(initial_scale) or initial_scale <= 0:
+            raise ValueError("Argument `initial_scale` must be a finite number > 0. "
+                             f"Received: initial_scale={initial_scale!r}")
+        if isinstance(dynamic_growth_steps, bool) or \
+                not isinstance(dynamic_growth_steps, numbers.Integral) or dynamic_growth_steps < 1:
+            raise ValueError("Argument `dynamic_growth_steps` must be an integer >= 1. "
+                             f"Received: dynamic_growth_steps={dynamic_growth_steps!r}")
+        self.inner_optimizer = inner_optimizer
+        super().__init__(0.0, name)
+        self._built = True  # (now _iterations is the inner optimizer's)
+        self.initial_scale = initial_scale
+        self.dynamic_growth_steps = dynamic_growth_steps
+        inner_optimizer.loss_scale_factor = None  # (Keras's: not scaled twice)
+        self._scale_state = (float(initial_scale), 0)  # before the engine runs
+
+    @property
+    def _kind(self):
+        return self.inner_optimizer._kind
+
+    @property
+    def _schedule(self):
+        return self.inner_optimizer._schedule
+
+    @_schedule.setter
+    def _schedule(self, value):  # (the base class's __init__: the inner's is used)
+        pass
+
+    @property
+    def learning_rate(self):
+        return self.inner_optimizer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        self.inner_optimizer.learning_rate = value
+
+    @property
+    def iterations(self):
+        return self.inner_optimizer.iterations
+
+    def _steps_taken(self):
+        return self.inner_optimizer._steps_taken()
+
+    @property
+    def _iterations(self):
+        return self.inner_optimizer._iterations
+
+    @_iterations.setter
+    def _iterations(self, value):
+        if getattr(self, "_built", False):
+            self.inner_optimizer._iterations = value
+
+    def _set_steps(self, value):
+        self.inner_optimizer._set_steps(value)
+
+    @property
+    def dynamic_scale(self):
+        """The loss scale (Keras's variable's value)."""
+        if self._graphs:
+            return float(self._graphs[-1].loss_scale)
+        return self._scale_state[0]
+
+    @property
+    def step_counter(self):
+        """The finite steps since the scale last changed."""
+        if self._graphs:
+            return int(self._graphs[-1].scale_counter)
+        return self._scale_state[1]
+
+    def scale_loss(self, loss):
+        """Keras's: the loss times the scale."""
+        return loss * self.dynamic_scale
+
+    def _engine_config(self, params=()):
+        return {**self.inner_optimizer._engine_config(params), "loss_scale": True,
+                "initial_scale": float(self.initial_scale),
+                "growth_steps": int(self.dynamic_growth_steps)}
+
+    def _attach(self, graph, params=(), owner=None):
+        fresh = not any(g is graph for g in self._graphs)
+        super()._attach(graph, params, owner)
+        self.inner_optimizer._attach(graph, params, owner)
+        if fresh:  # (a graph compiled again takes the state it had)
+            graph.loss_scale, graph.scale_counter = self._scale_state
+
+    def _detach_state(self):
+        if self._graphs:
+            self._scale_state = (self.dynamic_scale, self.step_counter)
+
+    def _keras_slots(self):
+        return self.inner_optimizer._keras_slots()
+
+    def _keras_slot_order(self):
+        return self.inner_optimizer._keras_slot_order()
+
+    def _extra_slots(self):
+        return self.inner_optimizer._extra_slots()
+
+    def _slot_shape(self, slot, shape):
+        return self.inner_optimizer._slot_shape(slot, shape)
+
+    def _slot_initial_value(self, slot):
+        return self.inner_optimizer._slot_initial_value(slot)
+
+    def _slot_kept(self, slot, shape):
+        # (Keras builds the inner optimizer untracked: Adafactor's unused scalars of a
+        # vector are not among its variables then)
+        return self.inner_optimizer._slot_shape(slot, shape) is not None
+
+    def _keras_trailing_variables(self, iterations):
+        return self.inner_optimizer._keras_trailing_variables(iterations)
+
+    def _keras_leading_values(self):
+        return [np.asarray(0, np.int64), np.asarray(0.0, np.float32),
+                np.asarray(self.step_counter, np.int64),
+                np.asarray(self.dynamic_scale, np.float32)]
+
+    def _set_keras_leading_values(self, values):
+        counter, scale = int(np.asarray(values[2])), float(np.asarray(values[3]))
+        self._scale_state = (scale, counter)
+        for g in self._graphs:
+            g.loss_scale, g.scale_counter = scale, counter
+
+    @property
+    def variables(self):
+        own = [("iteration", "int64", lambda: np.asarray(0, np.int64), lambda v: None),
+               ("learning_rate", "float32", lambda: np.asarray(0.0, np.float32),
+                lambda v: None),
+               ("step_counter", "int64", lambda: np.asarray(self.step_counter, np.int64),
+                lambda v: self._set_keras_leading_values(
+                    [0, 0, v, self.dynamic_scale])),
+               ("dynamic_scale", "float32", lambda: np.asarray(self.dynamic_scale, np.float32),
+                lambda v: self._set_keras_leading_values(
+                    [0, 0, self.step_counter, v]))]
+        return [OptimizerVariable(f"{self.name}/{n}", (), d, r, w) for n, d, r, w in own] + \
+            self.inner_optimizer.variables
+
+    def finalize_variable_values(self, var_list):
+        self.inner_optimizer.finalize_variable_values(var_list)
+
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        self.inner_optimizer.exclude_from_weight_decay(var_list, var_names)
+
+    def get_config(self):
+        from densitron.utils.keras_objects import serialize_keras_object
+
+        return {"name": self.name, "inner_optimizer": serialize_keras_object(self.inner_optimizer),
+                "initial_scale": self.initial_scale,
+                "dynamic_growth_steps": self.dynamic_growth_steps}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        inner = deserialize(config.pop("inner_optimizer"), custom_objects=custom_objects)
+        return cls(inner, **config)
+
+
 _BY_NAME = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "adamax": Adamax,
             "adagrad": Adagrad, "lion": Lion, "adadelta": Adadelta, "nadam": Nadam,
-            "ftrl": Ftrl, "lamb": Lamb}
+            "ftrl": Ftrl, "lamb": Lamb, "adafactor": Adafactor}
 CLASSES = {cls.__name__: cls for cls in _BY_NAME.values()}
+CLASSES["LossScaleOptimizer"] = LossScaleOptimizer
 
 
 def serialize(optimizer):

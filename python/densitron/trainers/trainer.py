@@ -486,7 +486,8 @@ class Trainer:
         self._ensure_built()
         index = {id(v): p for p, v in enumerate(self._params)}
         return [(s, index[id(v)], v, name) for block in self.optimizer._keras_slot_order()
-                for v in self._graph_weights(trainable=True) for s, name in block]
+                for v in self._graph_weights(trainable=True) for s, name in block
+                if self.optimizer._slot_kept(s, v.shape)]
 
     def _apply_optimizer_state(self, iterations, slots):
         self._graph.iterations = iterations
@@ -499,11 +500,15 @@ class Trainer:
         pending = getattr(self, "_pending_optimizer_state", (0, {}))[1]
 
         def get(s, p, v):
+            shape = self.optimizer._slot_shape(s, v.shape)  # (None: Keras's unused int32 0)
+            if shape is None:
+                return np.asarray(0, np.int32)
+            size = int(np.prod(shape))
             if self._engine_compiled:
-                return self._graph.get_slot(s, p).reshape(v.shape)
+                return self._graph.get_slot(s, p)[:size].reshape(shape)
             values = pending.get((s, p))
-            return (np.full(v.shape, self.optimizer._slot_initial_value(s), np.float32)
-                    if values is None else values.reshape(v.shape).copy())
+            return (np.full(shape, self.optimizer._slot_initial_value(s), np.float32)
+                    if values is None else values[:size].reshape(shape).copy())
 
         return (self.optimizer._steps_taken(),
                 [get(s, p, v) for s, p, v, _ in self._slot_order()])
@@ -513,15 +518,27 @@ class Trainer:
         applied when the engine is compiled (now, if it is). Raises ValueError when the arrays
         do not fit this model and optimizer."""
         order = self._slot_order()
+        # Keras's shape of each (an optimizer's factored slots are smaller than their weight;
+        # None: a scalar Keras keeps and no update reads)
+        shapes = [self.optimizer._slot_shape(s, v.shape) for s, _, v, _ in order]
         if arrays is None:
-            arrays = [np.full(v.shape, self.optimizer._slot_initial_value(s), np.float32)
-                      for s, _, v, _ in order]
+            arrays = [np.full(() if shape is None else shape,
+                              self.optimizer._slot_initial_value(s), np.float32)
+                      for shape, (s, _, _, _) in zip(shapes, order)]
         if len(arrays) != len(order) or any(
-                np.shape(a) != tuple(v.shape) for a, (_, _, v, _) in zip(arrays, order)):
+                np.shape(a) != (() if shape is None else tuple(shape))
+                for a, shape in zip(arrays, shapes)):
             raise ValueError(f"The saved optimizer state does not fit this model and optimizer: "
                              f"expected {len(order)} slot arrays. Received: {len(arrays)}")
-        slots = {(s, p): np.ascontiguousarray(a, np.float32).ravel()
-                 for a, (s, p, _, _) in zip(arrays, order)}
+        slots = {}
+        for a, shape, (s, p, v, _) in zip(arrays, shapes, order):
+            if shape is None:
+                continue
+            full = np.full(int(np.prod(v.shape)), self.optimizer._slot_initial_value(s),
+                           np.float32)
+            flat = np.asarray(a, np.float32).ravel()
+            full[:flat.size] = flat
+            slots[(s, p)] = full
         self.optimizer._iterations = int(iterations)
         if self._engine_compiled:
             self._apply_optimizer_state(int(iterations), slots)

@@ -1,0 +1,218 @@
+"""Keras 3.15's Adafactor and LossScaleOptimizer on the engine: each update against a float64
+NumPy reference of Keras's formula over variables of rank 1, 2 and 3 with odd sizes, training
+runs against Keras itself (JAX, in a process of its own), 1 and 2 threads bitwise alike, the
+optimizer's variables in `.keras` files both ways, configs and refusals."""
+
+import json
+import os
+import subprocess
+import sys
+
+import densitron as dt
+import numpy as np
+import pytest
+from densitron import _core
+
+# --- float64 references of Keras's formulas ------------------------------------------------
+
+def adafactor_ref(w, g, state, t, learning_rate=0.001, beta_2_decay=-0.8, epsilon_1=1e-30,
+                  epsilon_2=1e-3, clip_threshold=1.0, relative_step=True, weight_decay=0.0):
+    """One Keras Adafactor step in float64; state: {"r", "c", "v"} (updated in place)."""
+    lr = learning_rate
+    w = w.astype(np.float64) * (1.0 - lr * weight_decay)
+    g = g.astype(np.float64)
+    if relative_step:
+        lr = min(lr, 1 / np.sqrt(t))
+    rho = min(lr, 1 / np.sqrt(t))
+    alpha = max(epsilon_2, np.sqrt(np.mean(w * w))) * rho
+    q = g * g + epsilon_1
+    beta = 1 - t ** beta_2_decay
+    if w.ndim >= 2:
+        state["r"] = beta * state["r"] + (1 - beta) * q.mean(-1)
+        state["c"] = beta * state["c"] + (1 - beta) * q.mean(-2)
+        state["v"] = (state["r"] / state["r"].mean(-1, keepdims=True))[..., None] * \
+            state["c"][..., None, :]
+    else:
+        state["v"] = beta * state["v"] + (1 - beta) * q
+    u = g / np.sqrt(state["v"])
+    u = u / max(1.0, np.sqrt(np.mean(u * u)) / clip_threshold)
+    return w - alpha * u
+
+
+def new_state(shape):
+    shape = tuple(shape)
+    return {"r": np.zeros(shape[:-1]), "c": np.zeros(shape[:-2] + shape[-1:]),
+            "v": np.zeros(shape)}
+
+
+@pytest.mark.parametrize("shape", [(7,), (5, 3), (3, 5, 7), (1, 9), (9, 1), (1,)])
+@pytest.mark.parametrize("kwargs", [{}, {"learning_rate": 0.5, "clip_threshold": 0.3},
+                                    {"relative_step": False, "learning_rate": 0.05,
+                                     "beta_2_decay": -0.5, "epsilon_2": 0.2},
+                                    {"weight_decay": 0.1, "learning_rate": 0.02}])
+def test_adafactor_update_matches_float64_reference(shape, kwargs):
+    rng = np.random.default_rng(sum(shape))
+    opt = dt.optimizers.Adafactor(**kwargs)
+    config = opt._engine_config()
+    config["factor_dims"] = [shape[-2], shape[-1]] if len(shape) >= 2 else [0, shape[0]]
+    n = int(np.prod(shape))
+    w = rng.normal(size=shape).astype(np.float32)
+    ref_w, state = w.astype(np.float64), new_state(shape)
+    slots = [np.zeros(n, np.float32) for _ in range(3)]
+    flat = w.ravel().copy()
+    for t in range(1, 6):
+        g = (rng.normal(size=shape) * (3.0 if t == 2 else 0.1)).astype(np.float32)
+        _core._optimizer_update(config, t, flat, g.ravel(), slots)
+        ref_w = adafactor_ref(ref_w, g, state, t, **kwargs)
+        np.testing.assert_allclose(flat.reshape(shape), ref_w, rtol=2e-5, atol=2e-6)
+        np.testing.assert_allclose(slots[0].reshape(shape), state["v"], rtol=2e-5, atol=1e-30)
+        if len(shape) >= 2:
+            np.testing.assert_allclose(slots[1][:state["r"].size], state["r"].ravel(),
+                                       rtol=2e-5)
+            np.testing.assert_allclose(slots[2][:state["c"].size], state["c"].ravel(),
+                                       rtol=2e-5)
+
+
+# --- models trained on densitron and on Keras ----------------------------------------------
+
+def _build(lib):
+    inp = lib.Input((6,))
+    h = lib.layers.Dense(5, activation="tanh", name="d1")(inp)
+    h = lib.layers.Reshape((5, 1))(h)
+    h = lib.layers.Conv1D(3, 2, name="c1")(h)
+    h = lib.layers.Flatten()(h)
+    out = lib.layers.Dense(2, name="d2")(h)
+    model = lib.Model(inp, out)
+    rng = np.random.default_rng(3)
+    model.set_weights([rng.normal(size=w.shape).astype(np.float32) * 0.5
+                       for w in model.get_weights()])
+    return model
+
+
+def _data():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(21, 6)).astype(np.float32)
+    y = rng.normal(size=(21, 2)).astype(np.float32)
+    return x, y
+
+
+OPTIMIZERS = {
+    "adafactor": lambda o: o.Adafactor(),
+    "adafactor_lr": lambda o: o.Adafactor(learning_rate=0.3, clip_threshold=0.5,
+                                          beta_2_decay=-0.6),
+    "adafactor_fixed": lambda o: o.Adafactor(learning_rate=0.05, relative_step=False,
+                                             weight_decay=0.01, epsilon_2=0.01),
+    "lso_adam": lambda o: o.LossScaleOptimizer(o.Adam(0.01), dynamic_growth_steps=2),
+    # 2**127: the scaled gradients overflow, steps are skipped while the scale halves
+    "lso_overflow": lambda o: o.LossScaleOptimizer(o.SGD(0.05, momentum=0.5, name="sgd"),
+                                                   initial_scale=2.0 ** 127,
+                                                   dynamic_growth_steps=3),
+    "lso_adafactor": lambda o: o.LossScaleOptimizer(o.Adafactor(learning_rate=0.1)),
+}
+
+
+def _train(lib, key, save_to=None):
+    model = _build(lib)
+    model.compile(OPTIMIZERS[key](lib.optimizers), "mse")
+    x, y = _data()
+    hist = model.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0)
+    if save_to:
+        model.save(save_to)
+    opt = model.optimizer
+    return (hist.history["loss"], [w.tolist() for w in model.get_weights()],
+            [np.asarray(v.numpy(), np.float64).tolist() for v in opt.variables],
+            int(opt.iterations.numpy() if hasattr(opt.iterations, "numpy")
+                else opt.iterations))
+
+
+def _keras_main(key, save_to, load_from):
+    import keras
+
+    out = list(_train(keras, key, save_to))
+    if load_from:  # densitron's file: its optimizer variables as Keras reads them
+        m = keras.saving.load_model(load_from)
+        out.append([np.asarray(v.numpy(), np.float64).tolist() for v in m.optimizer.variables])
+        out.append(m.optimizer.get_config())
+    print(json.dumps(out, default=float))
+
+
+def _keras(key, save_to="", load_from=""):
+    import importlib.util
+
+    if not all(importlib.util.find_spec(m) for m in ("jax", "keras")):
+        pytest.skip("Keras on JAX is not installed")
+    code = ("import sys, warnings; warnings.simplefilter('ignore'); sys.path.insert(0, "
+            f"{os.path.dirname(__file__)!r}); import test_optimizers_more as t; "
+            f"t._keras_main({key!r}, {save_to!r}, {load_from!r})")
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _assert_variables_close(a, b):
+    assert len(a) == len(b)
+    for u, v in zip(a, b):
+        np.testing.assert_allclose(np.asarray(u, np.float64), np.asarray(v, np.float64),
+                                   rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("key", sorted(OPTIMIZERS))
+def test_training_matches_keras_and_files_load_both_ways(key, tmp_path):
+    theirs = str(tmp_path / "keras.keras")
+    ours = str(tmp_path / "densitron.keras")
+    losses, weights, variables, iterations = _train(dt, key, ours)
+    k = _keras(key, theirs, ours)
+    k_losses, k_weights, k_variables, k_iterations = k[:4]
+    np.testing.assert_allclose(losses, k_losses, rtol=1e-5, atol=1e-6)
+    for a, b in zip(weights, k_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
+    assert iterations == k_iterations
+    _assert_variables_close(variables, k_variables)
+    # densitron's file read by Keras: the same optimizer variables and config
+    _assert_variables_close(k[4], variables)
+    assert _same_config(k[5], _train_config(key))
+    assert _same_config(k[5], dt.saving.load_model(ours).optimizer.get_config())
+    # Keras's file read by densitron: its variables, and training goes on as Keras's would
+    m = dt.saving.load_model(theirs)
+    from densitron import saving
+
+    _assert_variables_close(saving._optimizer_values(m), k_variables)
+    assert _same_config(m.optimizer.get_config(), k[5])
+
+
+def _train_config(key):
+    return OPTIMIZERS[key](dt.optimizers).get_config()
+
+
+def _same_config(a, b):
+    """Configs equal, floats to float32 rounding (Keras's learning rate is a float32's)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_config(a[k], b[k]) for k in a)
+    if isinstance(a, float) or isinstance(b, float):
+        return np.isclose(a, b, rtol=1e-7, atol=0)
+    return a == b
+
+
+def _threads_run(threads, key):
+    dt.set_num_threads(threads)
+    dt.utils.set_random_seed(5)
+    # (wide enough that a step is split across two threads)
+    model = dt.Sequential([dt.Input((64,)), dt.layers.Dense(256, activation="relu"),
+                           dt.layers.Dense(256), dt.layers.Reshape((16, 16)),
+                           dt.layers.Dense(3)])
+    model.compile(OPTIMIZERS[key](dt.optimizers), "mse")
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(256, 64)).astype(np.float32)
+    y = rng.normal(size=(256, 16, 3)).astype(np.float32)
+    hist = model.fit(x, y, batch_size=64, epochs=2, shuffle=False, verbose=0)
+    assert model._graph.last_run_threads == threads
+    return hist.history["loss"], [w.tolist() for w in model.get_weights()], \
+        [np.asarray(v.numpy()).tolist() for v in model.optimizer.variables]
+
+
+@pytest.mark.parametrize("key", ["adafactor_lr", "lso_overflow"])
+def test_one_and_two_threads_bitwise_equal(key):
+    a, b = _threads_run(1, key), _threads_run(2, key)
+    assert a == b
