@@ -216,3 +216,60 @@ def _threads_run(threads, key):
 def test_one_and_two_threads_bitwise_equal(key):
     a, b = _threads_run(1, key), _threads_run(2, key)
     assert a == b
+
+
+def test_configs_and_names():
+    opt = dt.optimizers.get("adafactor")
+    assert isinstance(opt, dt.optimizers.Adafactor)
+    assert _same_config(opt.get_config(), {
+        "name": "adafactor", "learning_rate": 0.001, "weight_decay": None, "clipnorm": None,
+        "global_clipnorm": None, "clipvalue": None, "use_ema": False, "ema_momentum": 0.99,
+        "ema_overwrite_frequency": None, "loss_scale_factor": None,
+        "gradient_accumulation_steps": None, "beta_2_decay": -0.8, "epsilon_1": 1e-30,
+        "epsilon_2": 0.001, "clip_threshold": 1.0, "relative_step": True})
+    lso = dt.optimizers.LossScaleOptimizer(dt.optimizers.Adam())
+    config = lso.get_config()
+    assert list(config) == ["name", "inner_optimizer", "initial_scale", "dynamic_growth_steps"]
+    assert config["initial_scale"] == 32768.0 and config["dynamic_growth_steps"] == 2000
+    back = dt.optimizers.deserialize(dt.optimizers.serialize(lso))
+    assert isinstance(back, dt.optimizers.LossScaleOptimizer)
+    assert isinstance(back.inner_optimizer, dt.optimizers.Adam)
+    assert back.get_config() == config
+    assert lso.scale_loss(2.0) == 65536.0
+    assert "Adafactor" in dt.optimizers.__all__ and "LossScaleOptimizer" in dt.optimizers.__all__
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"clipnorm": 1.0}, ValueError,
+     "LossScaleOptimizer does not support `clipnorm`. Instead, set `clipnorm` on the "
+     "`inner_optimizer`."),
+    ({"use_ema": True}, ValueError, "LossScaleOptimizer does not support `use_ema`."),
+    ({"foo": 1, "bar": 2}, ValueError,
+     "LossScaleOptimizer does not support arguments: `foo`, `bar`."),
+    ({"dynamic": False}, ValueError, "LossScaleOptimizer no longer supports `dynamic=False`."),
+    ({"initial_scale": 0}, ValueError, "Received: initial_scale=0"),
+    ({"dynamic_growth_steps": 0}, ValueError, "Received: dynamic_growth_steps=0"),
+])
+def test_loss_scale_optimizer_refusals(kwargs, error, message):
+    with pytest.raises(error) as info:
+        dt.optimizers.LossScaleOptimizer(dt.optimizers.SGD(), **kwargs)
+    assert message in str(info.value)
+
+
+def test_loss_scale_optimizer_refuses_bad_inner():
+    with pytest.raises(TypeError, match="Received: inner_optimizer='adam'"):
+        dt.optimizers.LossScaleOptimizer("adam")
+    with pytest.raises(ValueError, match="gradient_accumulation_steps=2"):
+        dt.optimizers.LossScaleOptimizer(dt.optimizers.SGD(gradient_accumulation_steps=2))
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"clip_threshold": 0.0}, ValueError, "Received: clip_threshold=0.0"),
+    ({"epsilon_1": "x"}, TypeError, "Received: epsilon_1='x'"),
+    ({"beta_2_decay": float("nan")}, TypeError, "Received: beta_2_decay=nan"),
+    ({"foo": 1}, TypeError, "Unrecognized keyword arguments passed to Adafactor"),
+])
+def test_adafactor_refusals(kwargs, error, message):
+    with pytest.raises(error) as info:
+        dt.optimizers.Adafactor(**kwargs)
+    assert message in str(info.value)
