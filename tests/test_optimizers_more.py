@@ -241,8 +241,8 @@ def test_configs_and_names():
 
 @pytest.mark.parametrize("kwargs, error, message", [
     ({"clipnorm": 1.0}, ValueError,
-     "LossScaleOptimizer does not support `clipnorm`. Instead, set `clipnorm` on the "
-     "`inner_optimizer`."),
+     ("LossScaleOptimizer does not support `clipnorm`. Instead, set `clipnorm` on the "
+      "`inner_optimizer`.")),
     ({"use_ema": True}, ValueError, "LossScaleOptimizer does not support `use_ema`."),
     ({"foo": 1, "bar": 2}, ValueError,
      "LossScaleOptimizer does not support arguments: `foo`, `bar`."),
