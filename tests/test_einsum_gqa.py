@@ -458,6 +458,35 @@ def test_group_query_attention_weights_file_in_keras_layout(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_group_query_attention_with_dropout_trains_alike_on_one_and_two_threads():
+    from test_threads import assert_trains_alike_on_one_and_two_threads
+
+    def build():
+        x = densitron.Input((10, 16))
+        h = layers.GroupQueryAttention(8, 4, 2, dropout=0.2, seed=3, use_gate=True)(x, x)
+        model = densitron.Model(x, layers.Dense(1)(layers.GlobalAveragePooling1D()(h)))
+        model.compile(optimizer="adam", loss="mse")
+        return model
+
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(96, 10, 16)).astype(np.float32)
+    y = x[:, :, 0].mean(axis=1, keepdims=True)
+    assert_trains_alike_on_one_and_two_threads(build, x, y, batch_size=16, epochs=2)
+    model = build()
+    history = model.fit(x, y, batch_size=16, epochs=6, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0]
+
+
+def test_group_query_attention_on_arrays_as_keras_s_layer_call():
+    rng = np.random.default_rng(14)
+    q, v = rng.normal(size=(2, 5, 6)), rng.normal(size=(2, 4, 6))
+    layer = layers.GroupQueryAttention(3, 4, 2)
+    out, scores = layer(q, v, return_attention_scores=True)
+    want, want_scores = gqa_reference(q, v, v, layer.get_weights(), 4, 2, zero=True)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=2e-6)
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"num_key_value_heads": 3}, "`num_query_heads` must be divisible by"),
     ({"flash_attention": True}, "flash_attention=True"),
@@ -523,8 +552,13 @@ def _training_losses(ns, case):
     return [first, *[float(v) for v in history["loss"]]]
 
 
-@pytest.mark.parametrize("case", ["einsum", "gqa", "mha"])
-def test_training_steps_match_keras_on_jax(case):
+TRAINING_CASES = ["einsum", "gqa", "mha"]
+
+
+@pytest.fixture(scope="module")
+def keras_training_losses():
+    """_training_losses of each case on Keras on JAX (which trains), in one process of its
+    own, by case."""
     import subprocess
     import sys
 
@@ -532,12 +566,16 @@ def test_training_steps_match_keras_on_jax(case):
         pytest.skip("Keras on JAX is not installed")
     code = ("import sys, warnings; warnings.simplefilter('ignore'); sys.path.insert(0, "
             f"{os.path.dirname(__file__)!r}); import json, keras, test_einsum_gqa as t; "
-            f"print(json.dumps(t._training_losses(keras, {case!r})))")
+            "print(json.dumps({c: t._training_losses(keras, c) for c in t.TRAINING_CASES}))")
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("case", TRAINING_CASES)
+def test_training_steps_match_keras_on_jax(case, keras_training_losses):
     ours = _training_losses(densitron, case)
     assert ours[-1] < ours[0]
-    np.testing.assert_allclose(ours, theirs, rtol=2e-4)
+    np.testing.assert_allclose(ours, keras_training_losses[case], rtol=2e-4)

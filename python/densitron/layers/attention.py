@@ -146,6 +146,8 @@ class MultiHeadAttention(Layer):
         out = super().__call__(inputs, training=training)
         if not return_attention_scores:
             return out
+        if isinstance(out, list):  # (called on arrays: its model's two outputs)
+            return tuple(out)
         from densitron.layers.layer import KerasTensor
 
         node = out._node  # a second output: the softmax's weights (batch, heads, T, S)
