@@ -295,7 +295,7 @@ class Resizing(_ImageLayer):
                              f"be `True`. Received: pad_to_aspect_ratio={pad_to_aspect_ratio}, "
                              f"crop_to_aspect_ratio={crop_to_aspect_ratio}")
         if isinstance(fill_value, bool) or not isinstance(fill_value, (int, float, np.number)):
-            raise ValueError(f"`fill_value` must be a number. Received: fill_value={fill_value!r}")
+            raise TypeError(f"`fill_value` must be a number. Received: fill_value={fill_value!r}")
         self.interpolation = interpolation
         self.crop_to_aspect_ratio = bool(crop_to_aspect_ratio)
         self.pad_to_aspect_ratio = bool(pad_to_aspect_ratio)
@@ -387,6 +387,452 @@ class CenterCrop(_ImageLayer):
         return {h_axis: mh, w_axis: mw}, None
 
     _engine_subgraph = Resizing._engine_subgraph
+
+    def get_config(self):
+        return {**super().get_config(), "height": self.height, "width": self.width}
+
+
+# --- random layers -----------------------------------------------------------------------
+
+def _factor_pair(factor, name, bounds, number_lower=None):
+    """Keras's factor: a number f (the range (max(-f, low), f), or (number_lower, f)) or a pair
+    (sorted), within bounds."""
+    message = (f"The `{name}` argument should be a number (or a list of two numbers) in the "
+               f"range [{bounds[0]}, {bounds[1]}]. Received: {name}={factor}")
+    if isinstance(factor, (tuple, list)):
+        if len(factor) != 2 or not all(isinstance(f, (int, float)) and not isinstance(f, bool)
+                                       for f in factor):
+            raise ValueError(message)
+        if factor[0] > bounds[1] or factor[1] < bounds[0]:
+            raise ValueError(message)
+        lower, upper = sorted(factor)
+        return lower, upper
+    if isinstance(factor, (int, float)) and not isinstance(factor, bool):
+        if factor < bounds[0] or factor > bounds[1]:
+            raise ValueError(message)
+        factor = abs(factor)
+        return (max(-factor, bounds[0]) if number_lower is None else number_lower), factor
+    raise ValueError(message)
+
+
+class _RandomImageLayer(_ImageLayer):
+    """A random augmentation: active on arrays unless called with training=False (Keras's call
+    defaults to training=True), in a model only in fit; the identity outside training."""
+
+    _identity_outside_training = True  # training=False in a call: the input as is
+
+    def __init__(self, seed=None, data_format=None, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        self._engine_seed = _seed(seed)
+        self.seed = seed
+
+    def __call__(self, inputs, *args, **kwargs):
+        arrays = not hasattr(inputs, "_node") and (isinstance(inputs, np.ndarray) or
+                                                   hasattr(inputs, "__array__"))
+        if arrays and kwargs.get("training", True) is not None:
+            kwargs["training"] = bool(kwargs.get("training", True))
+        return super().__call__(inputs, *args, **kwargs)
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+
+class RandomFlip(_RandomImageLayer):
+    """Keras's RandomFlip: in training, each sample flipped with probability 1/2 (one draw a
+    sample for both axes in "horizontal_and_vertical": flipped both ways or not at all)."""
+
+    _MODES = ("horizontal", "vertical", "horizontal_and_vertical")
+
+    def __init__(self, mode="horizontal_and_vertical", seed=None, data_format=None, **kwargs):
+        super().__init__(seed=seed, data_format=data_format, **kwargs)
+        if mode not in self._MODES:
+            raise ValueError(f"RandomFlip layer {self.name} received an unknown mode argument "
+                             f"{mode!r}. Expected one of {self._MODES}. Received: mode={mode!r}")
+        self.mode = mode
+
+    def _flip_map(self, sample_shape):
+        positions = np.arange(math.prod(sample_shape)).reshape(sample_shape)
+        h, w = self._hw_axes()
+        if self.mode != "vertical":
+            positions = np.flip(positions, axis=w)
+        if self.mode != "horizontal":
+            positions = np.flip(positions, axis=h)
+        return positions
+
+    def _engine_subgraph(self, node, param_index):
+        sample = tuple(node.inputs[0].shape[1:])
+        width, last = math.prod(sample), sample[-1]
+        sub = _Subgraph()
+        flip = sub.per_sample_bernoulli(self._engine_seed)
+        keep = sub.math(sub.math(flip, 1, _MULTIPLY_BY, -1.0), 1, _PLUS, 1.0)
+        flipped = sub.add(index_map_spec(self._flip_map(sample), last), "in")
+        # b·flip(x) + (1 - b)·x, b in {0, 1}: each value exactly one of the two
+        terms = [sub.scaled(flipped, flip, width, 3), sub.scaled("in", keep, width, 3)]
+        mixed = sub.add(node_spec(_ADD, width, last), *terms)
+        return sub.items, [sub.in_training(mixed, width, last)]
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+def _value_range(value_range):
+    if not isinstance(value_range, (tuple, list)) or len(value_range) != 2:
+        raise ValueError("The `value_range` argument should be a list of two numbers. "
+                         f"Received: value_range={value_range}")
+    return sorted(value_range)
+
+
+class RandomBrightness(_RandomImageLayer):
+    """Keras's RandomBrightness: in training, each sample plus delta·(high - low) of its
+    value_range, delta uniform in the factor's range, then clipped to value_range."""
+
+    def __init__(self, factor, value_range=(0, 255), seed=None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        self.factor = _factor_pair(factor, "factor", (-1, 1))
+        self.value_range = _value_range(value_range)
+
+    def _engine_subgraph(self, node, param_index):
+        sample = tuple(node.inputs[0].shape[1:])
+        width, last = math.prod(sample), sample[-1]
+        (lo, hi), (v0, v1) = self.factor, self.value_range
+        sub = _Subgraph()
+        u = sub.per_sample_uniform(self._engine_seed)
+        delta = sub.math(sub.math(u, 1, _MULTIPLY_BY, hi - lo), 1, _PLUS, lo)
+        delta = sub.math(delta, 1, _MULTIPLY_BY, v1 - v0)
+        shifted = sub.scaled("in", delta, width, 0)
+        clipped = sub.add(node_spec(_MATH, width, last, fattrs=[v0, v1], iattrs=[_CLIP]),
+                          shifted)
+        return sub.items, [sub.in_training(clipped, width, last)]
+
+    def get_config(self):
+        return {**super().get_config(), "factor": list(self.factor),
+                "value_range": list(self.value_range)}
+
+
+class RandomContrast(_RandomImageLayer):
+    """Keras's RandomContrast: in training, each sample's channels (x - mean)·f + mean, the
+    mean over the image's height and width, f uniform in [1 - lower, 1 + upper] (Keras's
+    factor f gives (0, f)), then clipped to value_range."""
+
+    def __init__(self, factor, value_range=(0, 255), seed=None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        self.factor = _factor_pair(factor, "factor", (0, 1))
+        if not isinstance(value_range, (tuple, list)) or len(value_range) != 2:
+            raise ValueError("The `value_range` argument should be a list of two numbers. "
+                             f"Received: value_range={value_range}")
+        self.value_range = tuple(value_range)
+
+    def _engine_subgraph(self, node, param_index):
+        sample = tuple(node.inputs[0].shape[1:])
+        width, last = math.prod(sample), sample[-1]
+        height_width = self._hw(node.inputs[0].shape)
+        pixels = height_width[0] * height_width[1]
+        channels = width // pixels
+        lower, upper = self.factor
+        sub = _Subgraph()
+        u = sub.per_sample_uniform(self._engine_seed)
+        factor = sub.math(sub.math(u, 1, _MULTIPLY_BY, lower + upper), 1, _PLUS, 1.0 - lower)
+        if self.data_format == "channels_last":
+            pool = [1, pixels, channels, 0]
+            channel_of = np.tile(np.arange(channels), pixels)
+        else:
+            pool = [channels, pixels, 1, 0]
+            channel_of = np.repeat(np.arange(channels), pixels)
+        mean = sub.add(node_spec(_POOL, channels, channels, iattrs=pool), "in")
+        means = sub.add(index_map_spec(channel_of, last), mean)
+        centred = sub.add(node_spec(_SUBTRACT, width, last), "in", means)
+        scaled = sub.scaled(centred, factor, width, 3)
+        moved = sub.add(node_spec(_ADD, width, last), scaled, means)
+        clipped = sub.add(node_spec(_MATH, width, last, fattrs=list(self.value_range),
+                                    iattrs=[_CLIP]), moved)
+        return sub.items, [sub.in_training(clipped, width, last)]
+
+    def get_config(self):
+        return {**super().get_config(), "factor": list(self.factor),
+                "value_range": list(self.value_range)}
+
+
+# --- geometric random layers: NumPy on arrays ----------------------------------------------
+
+_FILL_MODES = ("reflect", "wrap", "constant", "nearest")
+_AFFINE_INTERPOLATIONS = ("nearest", "bilinear")
+
+
+def _fixed_index(index, size, fill_mode):
+    """jax.scipy.ndimage.map_coordinates's index of each position out of [0, size)."""
+    if fill_mode == "nearest":
+        return np.clip(index, 0, size - 1)
+    if fill_mode == "wrap":
+        return np.mod(index, size)
+    if fill_mode == "reflect":  # (d c b a | a b c d | d c b a)
+        period = 2 * size
+        folded = np.mod(index, period)
+        return np.where(folded < size, folded, period - 1 - folded)
+    return index
+
+
+def affine_transform(images, transforms, interpolation, fill_mode, fill_value, data_format):
+    """Keras's image.affine_transform on a batch (its JAX map_coordinates in NumPy): output
+    pixel (y, x) of sample b reads the input at column a0·x + a1·y + a2, row b0·x + b1·y + b2
+    (transforms (batch, 8): a0 a1 a2 b0 b1 b2 c0 c1, c0 = c1 = 0), bilinearly or at the
+    nearest pixel (halves away from zero), out-of-image positions per fill_mode."""
+    images = np.asarray(images, np.float32)
+    if data_format == "channels_first":
+        images = images.transpose(0, 2, 3, 1)
+    batch, height, width, _ = images.shape
+    t = np.asarray(transforms, np.float32)
+    ys, xs = np.meshgrid(np.arange(height, dtype=np.float32),
+                         np.arange(width, dtype=np.float32), indexing="ij")
+    cols = t[:, 0, None, None] * xs + t[:, 1, None, None] * ys + t[:, 2, None, None]
+    rows = t[:, 3, None, None] * xs + t[:, 4, None, None] * ys + t[:, 5, None, None]
+    if interpolation == "nearest":
+        row_taps = [(np.trunc(rows + np.copysign(np.float32(0.5), rows)), np.float32(1))]
+        col_taps = [(np.trunc(cols + np.copysign(np.float32(0.5), cols)), np.float32(1))]
+    else:
+        r0, c0 = np.floor(rows), np.floor(cols)
+        row_taps = [(r0, 1 - (rows - r0)), (r0 + 1, rows - r0)]
+        col_taps = [(c0, 1 - (cols - c0)), (c0 + 1, cols - c0)]
+    out = np.zeros(images.shape, np.float32)
+    samples = np.arange(batch)[:, None, None]
+    for r, wr in row_taps:
+        for c, wc in col_taps:
+            r, c = r.astype(np.int64), c.astype(np.int64)
+            value = images[samples, _fixed_index(r, height, fill_mode).clip(0, height - 1),
+                           _fixed_index(c, width, fill_mode).clip(0, width - 1)]
+            if fill_mode == "constant":
+                valid = (r >= 0) & (r < height) & (c >= 0) & (c < width)
+                value = np.where(valid[..., None], value, np.float32(fill_value))
+            out += (wr * wc)[..., None] * value
+    if data_format == "channels_first":
+        out = out.transpose(0, 3, 1, 2)
+    return out
+
+
+class _EagerRandomLayer(_RandomImageLayer):
+    """A random layer computed in NumPy on arrays. In a model it is the identity (as it is at
+    inference), and fit refuses it: the engine has no per-sample resampling node."""
+
+    _trains_in_engine = False
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        self._generator = np.random.default_rng(self._engine_seed)
+
+    def _eager_call(self, inputs, training=False, positional=False):
+        images = np.asarray(inputs)
+        if images.ndim != 4:
+            raise ValueError("Expected image tensor to have rank 3 (single image) or 4 (batch "
+                             f"of images). Received: data.shape={images.shape}")
+        if not training:
+            return images.astype(np.float32)
+        return self._augment(images.astype(np.float32)).astype(np.float32)
+
+    def _engine_subgraph(self, node, param_index):
+        width = shape_width(node.inputs[0].shape)
+        sub = _Subgraph()
+        out = sub.add(node_spec(_RESHAPE, width, node.inputs[0].shape[-1]), "in")
+        return sub.items, [out]
+
+    def _uniform(self, low, high, size):
+        return self._generator.uniform(low, high, size).astype(np.float32)
+
+
+def refuse_training(model):
+    """ValueError when the model holds a random layer that the engine cannot train with (fit,
+    train_on_batch, model(x, training=True)): they are the identity in predict and evaluate."""
+    from densitron.models.functional import Functional
+
+    def walk(m):
+        for layer in getattr(m, "_all_layers", None) or getattr(m, "layers", []):
+            yield layer
+            if isinstance(layer, Functional):
+                yield from walk(layer)
+
+    for layer in walk(model):
+        if isinstance(layer, _EagerRandomLayer):
+            raise ValueError(  # noqa: TRY004 (a layer the engine cannot train with)
+                f"densitron's engine cannot train with {type(layer).__name__} (layer "
+                f"\"{layer.name}\") in the model: it resamples each image at random, which the "
+                "engine has no node for. Augment the data instead, calling the layer on each "
+                "batch of images (layer(images, training=True), e.g. in a PyDataset's "
+                "__getitem__) and fit on those; in a model it is the identity for predict and "
+                f"evaluate. Received: a model containing {type(layer).__name__}")
+
+
+class _AffineLayer(_EagerRandomLayer):
+    def __init__(self, fill_mode="reflect", interpolation="bilinear", seed=None, fill_value=0.0,
+                 data_format=None, **kwargs):
+        super().__init__(seed=seed, data_format=data_format, **kwargs)
+        if fill_mode not in _FILL_MODES:
+            raise NotImplementedError(f"Unknown `fill_mode` {fill_mode}. Expected of one "
+                                      f"{_FILL_MODES}. Received: fill_mode={fill_mode!r}")
+        if interpolation not in _AFFINE_INTERPOLATIONS:
+            raise NotImplementedError(f"Unknown `interpolation` {interpolation}. Expected of one "
+                                      f"{_AFFINE_INTERPOLATIONS}. "
+                                      f"Received: interpolation={interpolation!r}")
+        self.fill_mode, self.interpolation = fill_mode, interpolation
+        self.fill_value = fill_value
+
+    def _augment(self, images):
+        return affine_transform(images, self._transforms(images), self.interpolation,
+                                self.fill_mode, self.fill_value, self.data_format)
+
+    def get_config(self):
+        return {**super().get_config(), "fill_mode": self.fill_mode,
+                "interpolation": self.interpolation, "fill_value": self.fill_value}
+
+
+class RandomRotation(_AffineLayer):
+    """Keras's RandomRotation: each sample rotated about its centre by an angle uniform in
+    factor·360 degrees."""
+
+    def __init__(self, factor, fill_mode="reflect", interpolation="bilinear", seed=None,
+                 fill_value=0.0, data_format=None, **kwargs):
+        super().__init__(fill_mode, interpolation, seed, fill_value, data_format, **kwargs)
+        self.factor = _factor_pair(factor, "factor", (-1, 1))
+
+    def _transforms(self, images):
+        batch = len(images)
+        height, width = self._hw(images.shape)
+        angle = self._uniform(self.factor[0] * 360.0, self.factor[1] * 360.0, batch)
+        angle = angle * np.float32(math.pi / 180.0)
+        cx, cy = np.float32(0.5 * (width - 1)), np.float32(0.5 * (height - 1))
+        cos, sin = np.cos(angle), np.sin(angle)
+        a0, a1, b0, b1 = cos, -sin, sin, cos
+        a2 = cx - cx * a0 - cy * a1
+        b2 = cy - cx * b0 - cy * b1
+        zeros = np.zeros(batch, np.float32)
+        return np.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": list(self.factor)}
+
+
+def _signed_pair(factor, name, error, low_open=False):
+    """RandomZoom's and RandomTranslation's factors: a number f (-f, f) or a sorted pair, each
+    in [-1, 1] ((-1, 1] for zoom)."""
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value > 1 or \
+                (value <= -1 if low_open else value < -1):
+            raise ValueError(error + f"Received: {name}={factor}")
+
+    if isinstance(factor, (tuple, list)):
+        if len(factor) != 2:
+            raise ValueError(error + f"Received: {name}={factor}")
+        check(factor[0])
+        check(factor[1])
+        return tuple(sorted(factor))
+    check(factor)
+    return -abs(factor), abs(factor)
+
+
+class RandomTranslation(_AffineLayer):
+    """Keras's RandomTranslation: each sample shifted by height_factor·height rows and
+    width_factor·width columns, each uniform in its factor's range."""
+
+    _ERROR = ("The `factor` argument should be a number (or a list of two numbers) in the "
+              "range [-1.0, 1.0]. ")
+
+    def __init__(self, height_factor, width_factor, fill_mode="reflect",
+                 interpolation="bilinear", seed=None, fill_value=0.0, data_format=None,
+                 **kwargs):
+        super().__init__(fill_mode, interpolation, seed, fill_value, data_format, **kwargs)
+        self.height_factor, self.width_factor = height_factor, width_factor
+        self._height = _signed_pair(height_factor, "height_factor", self._ERROR)
+        self._width = _signed_pair(width_factor, "width_factor", self._ERROR)
+
+    def _transforms(self, images):
+        batch = len(images)
+        height, width = self._hw(images.shape)
+        dy = self._uniform(*self._height, batch) * np.float32(height)
+        dx = self._uniform(*self._width, batch) * np.float32(width)
+        ones, zeros = np.ones(batch, np.float32), np.zeros(batch, np.float32)
+        return np.stack([ones, zeros, -dx, zeros, ones, -dy, zeros, zeros], axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), "height_factor": _plain(self.height_factor),
+                "width_factor": _plain(self.width_factor)}
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+class RandomZoom(_AffineLayer):
+    """Keras's RandomZoom: each sample zoomed about its centre by 1 + a value uniform in
+    height_factor's range (width_factor's, or the same value when it is None); a positive
+    factor zooms out."""
+
+    _ERROR = ("The `height_factor` and `width_factor` arguments should be a number (or a list "
+              "of two numbers) in the range (-1.0, 1.0]. ")
+
+    def __init__(self, height_factor, width_factor=None, fill_mode="reflect",
+                 interpolation="bilinear", seed=None, fill_value=0.0, data_format=None,
+                 **kwargs):
+        super().__init__(fill_mode, interpolation, seed, fill_value, data_format, **kwargs)
+        self.height_factor, self.width_factor = height_factor, width_factor
+        self._height = _signed_pair(height_factor, "height_factor", self._ERROR, True)
+        self._width = None if width_factor is None else _signed_pair(
+            width_factor, "width_factor", self._ERROR, True)
+
+    def _transforms(self, images):
+        batch = len(images)
+        height, width = self._hw(images.shape)
+        zy = self._uniform(1.0 + self._height[0], 1.0 + self._height[1], batch)
+        zx = zy if self._width is None else self._uniform(1.0 + self._width[0],
+                                                          1.0 + self._width[1], batch)
+        x_offset = (np.float32(width) - 1) / 2 * (1 - zx)
+        y_offset = (np.float32(height) - 1) / 2 * (1 - zy)
+        zeros = np.zeros(batch, np.float32)
+        return np.stack([zx, zeros, x_offset, zeros, zy, y_offset, zeros, zeros], axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), "height_factor": _plain(self.height_factor),
+                "width_factor": _plain(self.width_factor)}
+
+
+class RandomCrop(_EagerRandomLayer):
+    """Keras's RandomCrop on arrays: in training, one (height, width) window of the batch at a
+    random offset (an image not larger than the target on both axes: cropped to its aspect
+    ratio and resized instead); outside training the images as they are (Keras's too, whose
+    output then has the input's size). A model cannot hold it: its output's size would depend
+    on the mode."""
+
+    def __init__(self, height, width, seed=None, data_format=None, name=None, **kwargs):
+        if seed is None:
+            seed = int(np.random.default_rng().integers(0, 2**31 - 1))  # (Keras's: one chosen)
+        super().__init__(seed=seed, data_format=data_format, name=name, **kwargs)
+        self.height = _positive_int(height, "height")
+        self.width = _positive_int(width, "width")
+
+    compute_output_shape = Resizing.compute_output_shape
+
+    def _check_inputs(self, input_shape):
+        raise ValueError(
+            f"densitron's RandomCrop (layer \"{self.name}\") crops arrays only: in a Keras "
+            "model its output has the target size in training and the input's size outside "
+            "it. Crop the data instead, calling the layer on each batch of images "
+            "(layer(images, training=True), e.g. in a PyDataset's __getitem__), or use "
+            "CenterCrop in the model. Received: a symbolic input of shape "
+            f"{tuple(input_shape)}")
+
+    def _augment(self, images):
+        height, width = self._hw(images.shape)
+        h_axis, w_axis = (1 + a for a in self._hw_axes())
+        if height > self.height and width > self.width:
+            top = int(self._generator.uniform(0, float(height - self.height + 1)))
+            left = int(self._generator.uniform(0, float(width - self.width + 1)))
+        else:  # (Keras's: the target's size at the aspect crop's start, then resized)
+            top, _, left, _ = _aspect_crop(height, width, self.height, self.width)
+        images = np.take(images, np.arange(top, min(top + self.height, height)), axis=h_axis)
+        images = np.take(images, np.arange(left, min(left + self.width, width)), axis=w_axis)
+        height, width = images.shape[h_axis], images.shape[w_axis]
+        if (height, width) == (self.height, self.width):
+            return images
+        mh = resize_matrix(height, self.height, "bilinear", False)
+        mw = resize_matrix(width, self.width, "bilinear", False)
+        out = np.moveaxis(np.tensordot(images, mh, axes=([h_axis], [0])), -1, h_axis)
+        return np.moveaxis(np.tensordot(out, mw, axes=([w_axis], [0])), -1, w_axis)
 
     def get_config(self):
         return {**super().get_config(), "height": self.height, "width": self.width}
