@@ -32,7 +32,9 @@ _OWN_DATA_FORMAT = {f"Global{kind}Pooling{rank}D" for kind in ("Average", "Max")
     f"{kind}{rank}D{end}" for kind in ("Conv", "MaxPooling", "AveragePooling",
                                        "DepthwiseConv", "SeparableConv", "AdaptiveMaxPooling",
                                        "AdaptiveAveragePooling")
-    for rank in (1, 2, 3) for end in ("", "Transpose")}
+    for rank in (1, 2, 3) for end in ("", "Transpose")} | {
+    "Resizing", "CenterCrop", "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
+    "RandomContrast", "RandomBrightness", "RandomCrop"}
 # (a loss scale factor, Keras's only optimizer argument densitron has no use for, changes
 # nothing in float32: the optimizers take and drop it)
 

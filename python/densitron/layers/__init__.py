@@ -21,6 +21,9 @@ from densitron.layers.normalization import (BatchNormalization, GroupNormalizati
 from densitron.layers.preprocessing import (CategoryEncoding, Discretization, Normalization,
                                            Rescaling)
 from densitron.layers.hashing import HashedCrossing, Hashing
+from densitron.layers.image_preprocessing import (CenterCrop, RandomBrightness, RandomContrast,
+                                                  RandomCrop, RandomFlip, RandomRotation,
+                                                  RandomTranslation, RandomZoom, Resizing)
 from densitron.layers.lookup import IntegerLookup, StringLookup, TextVectorization
 from densitron.layers.pooling import (AdaptiveAveragePooling1D, AdaptiveAveragePooling2D,
                                       AdaptiveAveragePooling3D, AdaptiveMaxPooling1D,
@@ -73,7 +76,8 @@ def _missing_keras_kind(name):
                     name):
         return (f"recurrent layer {name} (densitron has SimpleRNN, LSTM, GRU and "
                 "Bidirectional)")
-    if re.fullmatch(r"Random[A-Z]\w*|Resizing|CenterCrop|AugMix|AutoContrast|CutMix|MixUp|"
+    if re.fullmatch(r"Random(?!(Flip|Rotation|Zoom|Translation|Contrast|Brightness|Crop)$)"
+                    r"[A-Z]\w*|AugMix|AutoContrast|CutMix|MixUp|"
                     r"Equalization|Solarization|RandAugment|ContrastLimitedAdaptive\w*|"
                     r"MaxNumBoundingBoxes|MelSpectrogram|STFTSpectrogram|Pipeline", name):
         return f"image or audio preprocessing layer {name}"
@@ -177,4 +181,6 @@ __all__ = ["AddedLoss", "ArgReduce", "BatchReduce", "Masking", "add", "average",
            "SeparableConvolution2D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
            "Convolution1DTranspose", "Convolution2DTranspose", "Convolution3DTranspose",
            "AdaptiveAveragePooling1D", "AdaptiveAveragePooling2D", "AdaptiveAveragePooling3D",
-           "AdaptiveMaxPooling1D", "AdaptiveMaxPooling2D", "AdaptiveMaxPooling3D"]
+           "AdaptiveMaxPooling1D", "AdaptiveMaxPooling2D", "AdaptiveMaxPooling3D",
+           "Resizing", "CenterCrop", "RandomFlip", "RandomRotation", "RandomZoom",
+           "RandomTranslation", "RandomContrast", "RandomBrightness", "RandomCrop"]

@@ -643,7 +643,7 @@ def refuse_training(model):
     from densitron.models.functional import Functional
 
     def walk(m):
-        for layer in getattr(m, "_all_layers", None) or getattr(m, "layers", []):
+        for layer in [*(getattr(m, "_all_layers", None) or []), *getattr(m, "layers", [])]:
             yield layer
             if isinstance(layer, Functional):
                 yield from walk(layer)

@@ -771,6 +771,9 @@ class Functional(Trainer, Layer):
                 "BatchNormalization's training mode (batch statistics, moving ones updated) "
                 "runs only in fit. Received: training=True on a model with "
                 "BatchNormalization")
+        from densitron.layers.image_preprocessing import refuse_training
+
+        refuse_training(self)
         return self._predict(inputs, batch, 0, None, None, training=True)
 
     def __reduce_ex__(self, protocol):

@@ -898,6 +898,9 @@ class Trainer:
     def _check_losses_train(self):
         """ValueError for a compiled loss that training cannot take (per-sample values);
         compile's losses as given (a model built on its first data has not resolved them)."""
+        from densitron.layers.image_preprocessing import refuse_training
+
+        refuse_training(self)  # (a random layer the engine cannot train with)
         given = self.loss
         parts = (list(given.values()) if isinstance(given, dict)
                  else list(given) if isinstance(given, (list, tuple)) else [given])
