@@ -330,6 +330,56 @@ def test_random_translation_and_zoom_draws():
     np.testing.assert_array_equal(out, np.full_like(x, 7))
 
 
+TRANSLATIONS = [
+    {"height_factor": (0.2, 0.2), "width_factor": (-0.3, -0.3)},
+    {"height_factor": (-0.15, -0.15), "width_factor": (0.37, 0.37), "fill_mode": "constant",
+     "fill_value": 0.5},
+    {"height_factor": (0.3, 0.3), "width_factor": (0.11, 0.11), "fill_mode": "wrap"},
+    {"height_factor": (0.3, 0.3), "width_factor": (-0.11, -0.11), "fill_mode": "nearest",
+     "interpolation": "nearest"},
+    {"height_factor": (0.22, 0.22), "width_factor": (0.1, 0.1),
+     "data_format": "channels_first"},
+]
+
+
+@pytest.mark.parametrize("kwargs", TRANSLATIONS)
+def test_random_translation_in_a_model_is_kerass(keras, kwargs):
+    x = images(3, 7, 9, 2)
+    if kwargs.get("data_format") == "channels_first":
+        x = x.transpose(0, 3, 1, 2)
+    inputs = layers.Input(x.shape[1:])
+    model = densitron.models.Model(inputs, layers.RandomTranslation(**kwargs)(inputs))
+    theirs = np.asarray(keras.layers.RandomTranslation(**kwargs)(x))
+    np.testing.assert_allclose(model(x, training=True), theirs, atol=1e-6)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), x)
+
+
+def test_random_translation_in_a_model_draws_uniform_shifts_and_trains():
+    # channel 0 holds each pixel's row, channel 1 its column: bilinear sampling of a linear
+    # ramp is exact, so the centre pixel tells the sample's shifts
+    rows, cols = np.meshgrid(np.arange(33.0), np.arange(33.0), indexing="ij")
+    x = np.broadcast_to(np.stack([rows, cols], -1), (3000, 33, 33, 2)).astype(np.float32)
+    inputs = layers.Input((33, 33, 2))
+    model = densitron.models.Model(
+        inputs, layers.RandomTranslation((-0.2, 0.3), (0.1, 0.25), seed=4)(inputs))
+    out = model(x, training=True)
+    dy, dx = 16 - out[:, 16, 16, 0], 16 - out[:, 16, 16, 1]
+    ramp = 16 - dy[:, None, None] + np.arange(-6, 6)[None, :, None]
+    np.testing.assert_allclose(out[:, 10:22, 10:22, 0],
+                               np.broadcast_to(ramp, (3000, 12, 12)), atol=2e-5)
+    _uniform_like(dy, -0.2 * 33, 0.3 * 33)
+    _uniform_like(dx, 0.1 * 33, 0.25 * 33)
+    assert abs(np.corrcoef(dx, dy)[0, 1]) < 0.06
+    # trained through, the gradient reaching a convolution before it
+    inputs = layers.Input((6, 7, 1))
+    h = layers.Conv2D(2, 3, padding="same")(inputs)
+    h = layers.RandomTranslation(0.2, 0.3, fill_mode="constant", fill_value=0.5, seed=1)(h)
+    model = densitron.models.Model(inputs, layers.Dense(1)(layers.Flatten()(h)))
+    model.compile(optimizer="adam", loss="mse")
+    history = model.fit(images(32, 6, 7, 1), images(32, 1), epochs=3, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+
+
 def test_random_crop_windows():
     x = images(5, 9, 11, 2)
     layer = layers.RandomCrop(4, 6, seed=2)
@@ -346,8 +396,7 @@ def test_random_crop_windows():
 
 def test_geometric_layers_in_a_model_predict_as_the_identity_and_refuse_fit():
     x = images(16, 6, 6, 1)
-    for layer in (layers.RandomRotation(0.2), layers.RandomZoom(0.2),
-                  layers.RandomTranslation(0.1, 0.1)):
+    for layer in (layers.RandomRotation(0.2), layers.RandomZoom(0.2)):
         inputs = layers.Input((6, 6, 1))
         h = layer(layers.RandomFlip()(inputs))
         model = densitron.models.Model(inputs, layers.Dense(1)(layers.Flatten()(h)))

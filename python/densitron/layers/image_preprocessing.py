@@ -2,9 +2,11 @@
 image, run as sums of index maps each scaled by a constant per position (Keras's JAX resize:
 per axis, a matrix of kernel weights at half-pixel centres). RandomFlip, RandomBrightness and
 RandomContrast draw one value a sample from the engine's noise nodes in training and are the
-identity outside it. RandomRotation, RandomZoom, RandomTranslation and RandomCrop compute
-Keras's formulas on arrays (layer(images, training=True)); in a model they are the identity
-for predict and evaluate, and fit refuses them."""
+identity outside it, as is RandomTranslation (a sum over the whole shifts its range reaches,
+each weighted by a function of the sample's drawn shift). RandomRotation, RandomZoom,
+RandomTranslation and RandomCrop compute Keras's formulas in NumPy on arrays (layer(images,
+training=True)); in a model RandomRotation and RandomZoom are the identity for predict and
+evaluate, and fit refuses them; RandomCrop cannot be in a model."""
 
 import math
 
@@ -16,7 +18,7 @@ from densitron.layers.regularization import _seed
 
 _ADD, _SUBTRACT, _DROPOUT, _NOISE, _RESHAPE, _POOL = 3, 5, 10, 11, 14, 16
 _STANDARDIZE, _INDEX_MAP, _MATH, _ROW_BROADCAST, _MODE_SELECT = 17, 20, 25, 28, 31
-_SQUARE, _EXP, _CLIP, _MULTIPLY_BY, _PLUS = 0, 4, 6, 21, 22  # (MathOp)
+_SQUARE, _ABS, _EXP, _CLIP, _LESS, _MULTIPLY_BY, _PLUS = 0, 1, 4, 6, 12, 21, 22  # (MathOp)
 RESIZE_INTERPOLATIONS = ("bilinear", "nearest", "lanczos3", "lanczos5", "bicubic")
 
 
@@ -649,8 +651,8 @@ def refuse_training(model):
                 yield from walk(layer)
 
     for layer in walk(model):
-        if isinstance(layer, _EagerRandomLayer):
-            raise ValueError(  # noqa: TRY004 (a layer the engine cannot train with)
+        if isinstance(layer, _EagerRandomLayer) and not layer._trains_in_engine:
+            raise ValueError(
                 f"densitron's engine cannot train with {type(layer).__name__} (layer "
                 f"\"{layer.name}\") in the model: it resamples each image at random, which the "
                 "engine has no node for. Augment the data instead, calling the layer on each "
@@ -740,6 +742,47 @@ class RandomTranslation(_AffineLayer):
         self.height_factor, self.width_factor = height_factor, width_factor
         self._height = _signed_pair(height_factor, "height_factor", self._ERROR)
         self._width = _signed_pair(width_factor, "width_factor", self._ERROR)
+
+    _trains_in_engine = True
+
+    def _shift_map(self, sample_shape, axis, shift):
+        """Each value's source when `axis` moves by `shift` (fill_mode's index, -1 outside
+        the image for "constant")."""
+        positions = np.arange(math.prod(sample_shape)).reshape(sample_shape)
+        n = sample_shape[axis]
+        source = np.arange(n) - shift
+        index = _fixed_index(source, n, self.fill_mode)
+        index = np.where((index < 0) | (index >= n), -1, index)
+        return _take(positions, index, axis)
+
+    def _engine_subgraph(self, node, param_index):
+        """Per axis, shift d = uniform(lower, upper)·size a sample: Σ_k w_k(d)·x shifted by k
+        for every whole k the range reaches, w_k the bilinear weight max(0, 1 - |d - k|) (the
+        nearest pixel's: |d - k| < 1/2); a constant fill as T(x - fill) + fill."""
+        sample = tuple(node.inputs[0].shape[1:])
+        width, last = math.prod(sample), sample[-1]
+        fill = float(self.fill_value) if self.fill_mode == "constant" else 0.0
+        sub = _Subgraph()
+        source = sub.math("in", width, _PLUS, -fill) if fill else "in"
+        for k, (axis, (lo, hi)) in enumerate(zip(self._hw_axes(), (self._height, self._width))):
+            n = sample[axis]
+            u = sub.per_sample_uniform(_derived_seed(self._engine_seed, 10 + k))
+            shift = sub.math(sub.math(u, 1, _MULTIPLY_BY, (hi - lo) * n), 1, _PLUS, lo * n)
+            terms = []
+            for t in range(math.floor(lo * n), math.ceil(hi * n) + 1):
+                moved = sub.add(index_map_spec(self._shift_map(sample, axis, t), last), source)
+                distance = sub.math(sub.math(shift, 1, _PLUS, -float(t)), 1, _ABS)
+                if self.interpolation == "bilinear":
+                    weight = sub.math(sub.math(distance, 1, _MULTIPLY_BY, -1.0), 1, _PLUS, 1.0)
+                    weight = sub.math(weight, 1, _CLIP, 0.0, 1.0)
+                else:
+                    weight = sub.math(distance, 1, _LESS, 0.5)
+                terms.append(sub.scaled(moved, weight, width, 3))
+            source = terms[0] if len(terms) == 1 else sub.add(node_spec(_ADD, width, last),
+                                                              *terms)
+        if fill:
+            source = sub.math(source, width, _PLUS, fill)
+        return sub.items, [sub.in_training(source, width, last)]
 
     def _transforms(self, images):
         batch = len(images)
