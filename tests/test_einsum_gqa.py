@@ -368,6 +368,48 @@ def test_multi_head_attention_gate_and_window_as_keras(kwargs, call):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
 
 
+def _mask_argument_model(ns, kind, which, scores):
+    q, v, k = ns.Input((5, 6)), ns.Input((7, 6)), ns.Input((7, 6))
+    masks = {"query_mask": ns.Input((5,)), "value_mask": ns.Input((7,)),
+             "key_mask": ns.Input((7,)), "attention_mask": ns.Input((5, 7))}
+    call = {name: t for name, t in masks.items() if name[0] in which}
+    layer = (ns.layers.GroupQueryAttention(3, 4, 2) if kind == "gqa" else
+             ns.layers.MultiHeadAttention(2, 3))
+    out = layer(q, v, key=k, return_attention_scores=scores, **call)
+    return ns.Model([q, v, k, *masks.values()], list(out) if scores else out)
+
+
+@pytest.mark.parametrize("kind, which, scores", [
+    ("gqa", "q", False), ("gqa", "qvka", True), ("gqa", "k", False),
+    ("mha", "q", True), ("mha", "vk", True), ("mha", "qa", False),
+])
+def test_mask_arguments_as_keras(kind, which, scores, tmp_path):
+    # query_mask (GroupQueryAttention's; Keras's MultiHeadAttention reads its query's own
+    # mask instead), value_mask, key_mask passed to the call, ANDed with attention_mask
+    keras = _keras()
+    ours = _mask_argument_model(densitron, kind, which, scores)
+    theirs = _mask_argument_model(keras, kind, which, scores)
+    weights, rng = _random_weights(theirs, 15)
+    ours.set_weights(weights)
+    x = [rng.normal(size=(3, 5, 6)), rng.normal(size=(3, 7, 6)), rng.normal(size=(3, 7, 6)),
+         rng.random((3, 5)) > 0.3, rng.random((3, 7)) > 0.3, rng.random((3, 7)) > 0.3,
+         rng.random((3, 5, 7)) > 0.3]
+    x = [a.astype(np.float32) for a in x]
+    x[3][0] = 0.0  # a wholly masked sample
+    want = _keras_predict(theirs, x)
+    want = want if isinstance(want, list) else [want]
+    got = ours.predict(x, verbose=0)
+    for a, b in zip(got if isinstance(got, list) else [got], want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
+    path = str(tmp_path / "masks.keras")  # (the masks' product: layers of the file's graph)
+    ours.save(path)
+    with _quiet():
+        loaded = keras.models.load_model(path)
+    again = _keras_predict(loaded, x)
+    for a, b in zip(again if isinstance(again, list) else [again], want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
+
+
 def test_group_query_attention_over_masked_embeddings_as_keras():
     keras = _keras()
 
@@ -504,7 +546,7 @@ def test_group_query_attention_call_errors():
     q, v = densitron.Input((5, 6)), densitron.Input((7, 4))
     with pytest.raises(ValueError, match="last dimension of `query_shape` and `value_shape`"):
         layers.GroupQueryAttention(2, 2, 1)(q, v)
-    with pytest.raises(ValueError, match="query_mask"):
+    with pytest.raises(ValueError, match="query_mask must have the shape"):
         layers.GroupQueryAttention(2, 2, 1)(q, q, query_mask=q)
     assert layers.GroupQueryAttention(2, 2, 1, flash_attention=False).get_config()[
         "num_key_value_heads"] == 1

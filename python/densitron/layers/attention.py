@@ -36,6 +36,42 @@ def step_masks(layer, node, roles):
     return masks
 
 
+def _merged_mask(layer, query, value, attention_mask, given):
+    """Keras's attention mask of a call given mask tensors (query_mask (batch, T), value_mask
+    and key_mask (batch, S)): attention_mask AND each mask spread over the (T, S) plane, as a
+    product of layers (RepeatVector, Permute, Multiply) on symbolic tensors, or of arrays."""
+    from densitron.layers.layer import KerasTensor
+
+    t_len, s_len = query.shape[1], value.shape[1]
+    for role, mask in given.items():
+        steps = t_len if role == "query" else s_len
+        if len(mask.shape) != 2 or mask.shape[1] != steps:
+            raise ValueError(f"Layer \"{layer.name}\": {role}_mask must have the shape "
+                             f"(batch, {steps}). Received: {role}_mask of shape "
+                             f"{tuple(mask.shape)}")
+    symbolic = [isinstance(t, KerasTensor) for t in (query, value, *given.values())]
+    if not any(symbolic):  # arrays: Keras's AND of the masks, in 1.0 and 0.0
+        keep = np.ones((len(query), t_len, s_len), bool)
+        if attention_mask is not None:
+            keep &= np.asarray(attention_mask) != 0
+        for role, mask in given.items():
+            mask = np.asarray(mask) != 0
+            keep &= mask[:, :, None] if role == "query" else mask[:, None, :]
+        return keep.astype(np.float32)
+    if not all(symbolic) or not isinstance(attention_mask, (KerasTensor, type(None))):
+        raise TypeError(f"Layer \"{layer.name}\" takes mask tensors of the same kind as its "
+                        f"inputs (symbolic tensors or arrays). Received: masks "
+                        f"{sorted(given)}")
+    from densitron.layers.merging import Multiply
+    from densitron.layers.reshaping import Permute, RepeatVector
+
+    parts = [] if attention_mask is None else [attention_mask]
+    for role, mask in given.items():
+        spread = RepeatVector(s_len if role == "query" else t_len)(mask)
+        parts.append(Permute((2, 1))(spread) if role == "query" else spread)
+    return parts[0] if len(parts) == 1 else Multiply()(parts)
+
+
 def _permutation(rows, groups, dim, repeats=1):
     """The index map that turns (rows, groups, dim) values into (groups, rows, dim): the map
     Permute((2, 1, 3)) takes; with `repeats`, each group `repeats` times in a row (Keras's
@@ -55,11 +91,14 @@ class MultiHeadAttention(Layer):
     Embedding(mask_zero=True) or Masking: query steps × value and key steps) set masked
     scores to -1e9 before the softmax (and, with dropout or returned scores, its masked
     weights to 0 after it), as Keras 3 does, and the output keeps the query's mask;
-    `return_attention_scores=True` also gives the softmax's weights; `sliding_window` masks
+    `return_attention_scores=True` also gives the softmax's weights; value_mask and key_mask
+    (batch, S) tensors passed to the call join attention_mask (its product with them spread
+    over (T, S), layers of the model); a query_mask passed is ignored, as Keras's
+    MultiHeadAttention reads its query's own mask (GroupQueryAttention applies it);
+    `sliding_window` masks
     the value steps that far or farther from the query step, `use_gate` multiplies the heads'
-    mix by sigmoid of a gate projection of the query (Keras's "gate" weights). Masks passed as
-    query_mask/value_mask/key_mask tensors and attention over other axes are not supported (a
-    ValueError says so)."""
+    mix by sigmoid of a gate projection of the query (Keras's "gate" weights). Attention
+    over other axes is not supported (a ValueError says so)."""
 
     def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,
                  output_shape=None, attention_axes=None, sliding_window=None,
@@ -114,13 +153,13 @@ class MultiHeadAttention(Layer):
     def __call__(self, query, value=None, key=None, query_mask=None, value_mask=None,
                  key_mask=None, attention_mask=None, return_attention_scores=False,
                  training=None, use_causal_mask=False):
-        for arg, given in (("query_mask", query_mask), ("value_mask", value_mask),
-                           ("key_mask", key_mask)):
-            if given is not None:
-                raise ValueError(f"densitron's MultiHeadAttention takes an attention_mask, "
-                                 f"use_causal_mask and the masks its inputs carry (from "
-                                 f"Embedding(mask_zero=True)), not mask tensors passed as "
-                                 f"arguments. Received: {arg}={given!r}")
+        given = {role: m for role, m in (("query", query_mask), ("value", value_mask),
+                                         ("key", key_mask)) if m is not None}
+        if not self._takes_query_mask:  # (Keras's MultiHeadAttention reads its query's own)
+            given.pop("query", None)
+        if given and value is not None:
+            attention_mask = _merged_mask(self, query, value, attention_mask, given)
+        self._explicit_masks = set(given)
         if value is None and isinstance(query, (list, tuple)) and 2 <= len(query) <= 4:
             # (a saved model's call: one list, read by the signature of the layer's call)
             has_key, has_mask, use_causal_mask, return_attention_scores = (
@@ -130,8 +169,8 @@ class MultiHeadAttention(Layer):
             key = parts[2] if has_key else None
             attention_mask = parts[-1] if has_mask else None
         if value is None:
-            raise ValueError("MultiHeadAttention is called as layer(query, value, key=None). "
-                             "Received: value=None")
+            raise ValueError(f"{type(self).__name__} is called as layer(query, value, "
+                             "key=None). Received: value=None")
         signature = (key is not None, attention_mask is not None, bool(use_causal_mask),
                      bool(return_attention_scores))
         if self._signature is not None and signature != self._signature:
@@ -164,9 +203,12 @@ class MultiHeadAttention(Layer):
         masked) or Masking's kept steps (1 or 0); node.masks keeps (query's, value's, key's),
         each None when absent, for the engine."""
         query, value, key, _ = self._parts(node.inputs)
-        # (Keras: key defaults to value, whose mask is already in)
-        return step_masks(self, node, [("query", query), ("value", value),
-                                       ("key", None if key is value else key)])[0]
+        # (Keras: key defaults to value, whose mask is already in; a mask passed to the call
+        # takes the place of its input's own)
+        explicit = getattr(self, "_explicit_masks", ())
+        roles = [("query", query), ("value", value), ("key", None if key is value else key)]
+        return step_masks(self, node, [(role, None if role in explicit else tensor)
+                                       for role, tensor in roles])[0]
 
     def _parts(self, inputs):
         """query, value, key (value when not given), attention_mask (or None) of a call's
@@ -344,6 +386,8 @@ class MultiHeadAttention(Layer):
     def _kv_heads(self):
         return self.num_heads
 
+    _takes_query_mask = False
+
     def _activities(self):
         """The activity penalty's (l1, l2) on each projection's output, as Keras's: each of
         its EinsumDense sublayers takes the layer's activity_regularizer."""
@@ -382,6 +426,7 @@ class GroupQueryAttention(MultiHeadAttention):
     (Keras's needs a GPU's cuDNN)."""
 
     _keras_path_name = "grouped_query_attention"  # (Keras's class's, in weight files)
+    _takes_query_mask = True
     _sublayer_prefix = "_"
 
     def __init__(self, head_dim, num_query_heads, num_key_value_heads, dropout=0.0,
