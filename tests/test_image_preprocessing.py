@@ -380,6 +380,57 @@ def test_random_translation_in_a_model_draws_uniform_shifts_and_trains():
     assert np.all(np.isfinite(history.history["loss"]))
 
 
+ZOOMS = [
+    {"height_factor": (0.3, 0.3)},
+    {"height_factor": (-0.5, -0.5)},
+    {"height_factor": (-0.3, -0.3), "width_factor": (0.2, 0.2), "fill_mode": "constant",
+     "fill_value": 0.5},
+    {"height_factor": (0.45, 0.45), "width_factor": (-0.11, -0.11), "fill_mode": "wrap"},
+    {"height_factor": (0.3, 0.3), "width_factor": (-0.21, -0.21), "fill_mode": "nearest",
+     "interpolation": "nearest"},
+    {"height_factor": (0.22, 0.22), "width_factor": (0.7, 0.7),
+     "data_format": "channels_first"},
+]
+
+
+@pytest.mark.parametrize("kwargs", ZOOMS)
+def test_random_zoom_in_a_model_is_kerass(keras, kwargs):
+    x = images(3, 7, 9, 2)
+    if kwargs.get("data_format") == "channels_first":
+        x = x.transpose(0, 3, 1, 2)
+    inputs = layers.Input(x.shape[1:])
+    model = densitron.models.Model(inputs, layers.RandomZoom(**kwargs)(inputs))
+    theirs = np.asarray(keras.layers.RandomZoom(**kwargs)(x))
+    np.testing.assert_allclose(model(x, training=True), theirs, atol=1e-6)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), x)
+
+
+def test_random_zoom_in_a_model_draws_uniform_zooms_and_trains():
+    # rows and columns as channels: the zoom scales each one's distance from the centre
+    rows, cols = np.meshgrid(np.arange(21.0), np.arange(21.0), indexing="ij")
+    x = np.broadcast_to(np.stack([rows, cols], -1), (3000, 21, 21, 2)).astype(np.float32)
+    for width_factor in (None, (-0.1, 0.3)):
+        inputs = layers.Input((21, 21, 2))
+        model = densitron.models.Model(
+            inputs, layers.RandomZoom((-0.4, 0.2), width_factor, seed=2)(inputs))
+        out = model(x, training=True)
+        zy, zx = (out[:, 13, 13, 0] - 10) / 3, (out[:, 13, 13, 1] - 10) / 3
+        np.testing.assert_allclose(out[:, 12, 11, 0], 10 + 2 * zy, atol=2e-5)
+        _uniform_like(zy, 0.6, 1.2)
+        if width_factor is None:
+            np.testing.assert_allclose(zx, zy, atol=1e-5)
+        else:
+            _uniform_like(zx, 0.9, 1.3)
+            assert abs(np.corrcoef(zx, zy)[0, 1]) < 0.06
+    inputs = layers.Input((6, 7, 1))
+    h = layers.Conv2D(2, 3, padding="same")(inputs)
+    h = layers.RandomZoom(0.3, fill_mode="constant", seed=1)(h)
+    model = densitron.models.Model(inputs, layers.Dense(1)(layers.Flatten()(h)))
+    model.compile(optimizer="adam", loss="mse")
+    history = model.fit(images(32, 6, 7, 1), images(32, 1), epochs=3, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+
+
 def test_random_crop_windows():
     x = images(5, 9, 11, 2)
     layer = layers.RandomCrop(4, 6, seed=2)
@@ -396,7 +447,7 @@ def test_random_crop_windows():
 
 def test_geometric_layers_in_a_model_predict_as_the_identity_and_refuse_fit():
     x = images(16, 6, 6, 1)
-    for layer in (layers.RandomRotation(0.2), layers.RandomZoom(0.2)):
+    for layer in (layers.RandomRotation(0.2),):
         inputs = layers.Input((6, 6, 1))
         h = layer(layers.RandomFlip()(inputs))
         model = densitron.models.Model(inputs, layers.Dense(1)(layers.Flatten()(h)))

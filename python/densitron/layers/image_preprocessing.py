@@ -2,11 +2,12 @@
 image, run as sums of index maps each scaled by a constant per position (Keras's JAX resize:
 per axis, a matrix of kernel weights at half-pixel centres). RandomFlip, RandomBrightness and
 RandomContrast draw one value a sample from the engine's noise nodes in training and are the
-identity outside it, as is RandomTranslation (a sum over the whole shifts its range reaches,
-each weighted by a function of the sample's drawn shift). RandomRotation, RandomZoom,
-RandomTranslation and RandomCrop compute Keras's formulas in NumPy on arrays (layer(images,
-training=True)); in a model RandomRotation and RandomZoom are the identity for predict and
-evaluate, and fit refuses them; RandomCrop cannot be in a model."""
+identity outside it, as are RandomTranslation and RandomZoom (per axis, a sum over the whole
+positions the range reaches, each weighted by a function of the sample's drawn shift or zoom).
+RandomRotation, RandomZoom, RandomTranslation and RandomCrop compute Keras's formulas in NumPy
+on arrays (layer(images, training=True)); in a model RandomRotation is the identity for predict
+and evaluate, and fit refuses it (its source pixels move along arcs: no separable sum); a
+model cannot hold RandomCrop."""
 
 import math
 
@@ -16,7 +17,7 @@ from densitron.layers.convolutional import index_map_spec, standardize_data_form
 from densitron.layers.layer import Layer, node_spec, shape_width
 from densitron.layers.regularization import _seed
 
-_ADD, _SUBTRACT, _DROPOUT, _NOISE, _RESHAPE, _POOL = 3, 5, 10, 11, 14, 16
+_ADD, _SUBTRACT, _MULTIPLY, _DROPOUT, _NOISE, _RESHAPE, _POOL = 3, 5, 6, 10, 11, 14, 16
 _STANDARDIZE, _INDEX_MAP, _MATH, _ROW_BROADCAST, _MODE_SELECT = 17, 20, 25, 28, 31
 _SQUARE, _ABS, _EXP, _CLIP, _LESS, _MULTIPLY_BY, _PLUS = 0, 1, 4, 6, 12, 21, 22  # (MathOp)
 RESIZE_INTERPOLATIONS = ("bilinear", "nearest", "lanczos3", "lanczos5", "bicubic")
@@ -611,8 +612,9 @@ def affine_transform(images, transforms, interpolation, fill_mode, fill_value, d
 
 
 class _EagerRandomLayer(_RandomImageLayer):
-    """A random layer computed in NumPy on arrays. In a model it is the identity (as it is at
-    inference), and fit refuses it: the engine has no per-sample resampling node."""
+    """A random layer computed in NumPy on arrays. In a model it is the identity outside
+    training; it trains on the engine when it defines its subgraph (_trains_in_engine), else
+    fit refuses it."""
 
     _trains_in_engine = False
 
@@ -817,6 +819,62 @@ class RandomZoom(_AffineLayer):
         self._height = _signed_pair(height_factor, "height_factor", self._ERROR, True)
         self._width = None if width_factor is None else _signed_pair(
             width_factor, "width_factor", self._ERROR, True)
+
+    _trains_in_engine = True
+
+    def _engine_subgraph(self, node, param_index):
+        """Per axis, zoom z = 1 + uniform(lower, upper) a sample: output i reads position
+        r = c + z·(i - c), c = (size - 1)/2, so Σ_t w_t·x[q_t(i)] over the whole positions
+        q_t(i) its range of r reaches, w_t = max(0, 1 - |c - q_t(i) + z·(i - c)|) (nearest:
+        |...| < 1/2), each weight computed per output index from z (the engine's standardize
+        op: b_i + z·a_i), each q_t an index map with fill_mode's index; a constant fill as
+        T(x - fill) + fill."""
+        sample = tuple(node.inputs[0].shape[1:])
+        width, last = math.prod(sample), sample[-1]
+        fill = float(self.fill_value) if self.fill_mode == "constant" else 0.0
+        sub = _Subgraph()
+        source = sub.math("in", width, _PLUS, -fill) if fill else "in"
+        zooms = {}
+        ranges = (self._height, self._height if self._width is None else self._width)
+        for k, (axis, (lo, hi)) in enumerate(zip(self._hw_axes(), ranges)):
+            if self._width is None and k == 1:
+                zoom = zooms[0]
+            else:
+                u = sub.per_sample_uniform(_derived_seed(self._engine_seed, 20 + k))
+                zoom = sub.math(sub.math(u, 1, _MULTIPLY_BY, hi - lo), 1, _PLUS, 1.0 + lo)
+            zooms[k] = zoom
+            n = sample[axis]
+            centre = (n - 1) / 2
+            offset = np.arange(n) - centre
+            ends = centre + np.stack([(1 + lo) * offset, (1 + hi) * offset])
+            first = np.floor(ends.min(axis=0)).astype(np.int64)
+            taps = int((np.ceil(ends.max(axis=0)).astype(np.int64) - first).max()) + 2
+            zeros = sub.add(index_map_spec(np.full(n, -1), n), "in")
+            spread = sub.scaled(zeros, zoom, n, 0)  # z at every output index
+            positions = np.arange(width).reshape(sample)
+            terms = []
+            for t in range(taps):
+                q = first + t
+                index = _fixed_index(q, n, self.fill_mode)
+                index = np.where((index < 0) | (index >= n), -1, index)
+                moved = sub.add(index_map_spec(_take(positions, index, axis), last), source)
+                distance = sub.add(node_spec(_STANDARDIZE, n, n, fattrs=[
+                    *(centre - q).astype(float).tolist(), *offset.astype(float).tolist()],
+                    iattrs=[1, n]), spread)
+                distance = sub.math(distance, n, _ABS)
+                if self.interpolation == "bilinear":
+                    weight = sub.math(sub.math(distance, n, _MULTIPLY_BY, -1.0), n, _PLUS, 1.0)
+                    weight = sub.math(weight, n, _CLIP, 0.0, 1.0)
+                else:
+                    weight = sub.math(distance, n, _LESS, 0.5)
+                along = np.broadcast_to(np.arange(n).reshape(
+                    [n if a == axis else 1 for a in range(len(sample))]), sample)
+                weights = sub.add(index_map_spec(along, last), weight)
+                terms.append(sub.add(node_spec(_MULTIPLY, width, last), moved, weights))
+            source = sub.add(node_spec(_ADD, width, last), *terms)
+        if fill:
+            source = sub.math(source, width, _PLUS, fill)
+        return sub.items, [sub.in_training(source, width, last)]
 
     def _transforms(self, images):
         batch = len(images)
