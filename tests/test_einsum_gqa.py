@@ -408,6 +408,12 @@ def test_mask_arguments_as_keras(kind, which, scores, tmp_path):
     again = _keras_predict(loaded, x)
     for a, b in zip(again if isinstance(again, list) else [again], want):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
+    path = str(tmp_path / "theirs.keras")  # (Keras's call with the mask tensors as keywords)
+    with _quiet():
+        theirs.save(path)
+    again = densitron.models.load_model(path).predict(x, verbose=0)
+    for a, b in zip(again if isinstance(again, list) else [again], want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
 
 
 def test_group_query_attention_over_masked_embeddings_as_keras():

@@ -239,14 +239,20 @@ def _attention_call_to_keras(layer, node, shapes):
     return {"args": tensors[:2], "kwargs": kwargs}
 
 
-def _attention_call_from_keras(entry, node, mask_ops):
-    """(densitron's node, its call_signature) of a Keras MultiHeadAttention call."""
+def _attention_call_from_keras(entry, node, mask_ops, helpers):
+    """(densitron's node, its call_signature) of a Keras MultiHeadAttention (or
+    GroupQueryAttention) call; the layers that spread the mask tensors passed to it over the
+    (T, S) plane and multiply them into its attention_mask join `helpers`."""
     kwargs = dict(node.get("kwargs", {}))
-    for name in ("query_mask", "value_mask", "key_mask", "training"):
+    kwargs.pop("training", None)
+    given = {}
+    for name in ("query_mask", "value_mask", "key_mask"):
         value = kwargs.pop(name, None)  # masks: derived again from the Embedding or Masking
-        if value is not None and name != "training" and not _is_mask_of(value, mask_ops):
-            raise ValueError(f"densitron cannot load the call of layer {entry['name']!r} with "
-                             f"a {name} tensor. Received: kwargs={node['kwargs']!r}")
+        # (a query_mask passed: read by GroupQueryAttention; Keras's MultiHeadAttention reads
+        # its query's own mask instead)
+        if value is not None and not _is_mask_of(value, mask_ops) and (
+                name != "query_mask" or entry["class_name"] != "MultiHeadAttention"):
+            given[name[:-len("_mask")]] = value
     args = list(node["args"])
     if len(args) == 1 and isinstance(args[0], list):
         args = args[0]
@@ -260,6 +266,10 @@ def _attention_call_from_keras(entry, node, mask_ops):
                          f"Received: {len(args)} arguments and kwargs={node['kwargs']!r}")
     if len(args) == 3:  # key given positionally
         key = args.pop()
+    if given:  # (named after the layer, numbered apart)
+        calls = sum(h["name"].startswith(f"{entry['name']}_") and h["name"].endswith("_spread")
+                    for h in helpers)
+        mask = _mask_product(f"{entry['name']}_{calls}", args, mask, given, helpers)
     tensors = args + [t for t in (key, mask) if t is not None]
     signature = [key is not None, mask is not None, *flags]
     return ({"args": [_history(t, entry["name"]) for t in tensors], "is_list": True},
@@ -295,6 +305,36 @@ def _rnn_call_from_keras(entry, node, mask_ops):
     states = [] if states is None else states if isinstance(states, list) else [states]
     tensors = [args[0], *states]
     return {"args": [_history(t, entry["name"]) for t in tensors], "is_list": len(tensors) > 1}
+
+
+def _mask_product(name, args, attention_mask, given, helpers):
+    """The tensor of attention_mask AND the masks `given` ({"query": (batch, T), "value" or
+    "key": (batch, S) Keras tensors}), each spread over (T, S) by RepeatVector (and Permute)
+    layers, multiplied by a Multiply layer; those layers' entries join `helpers`."""
+    steps = [_keras_shape(t)[1] for t in args[:2]]
+
+    def layer(class_name, suffix, config, sources):
+        full = f"{name}_{suffix}"
+        helpers.append({"class_name": class_name, "name": full,
+                        "config": {"name": full, "trainable": True, "dtype": "float32",
+                                   **config},
+                        "inbound_nodes": [{"args": [_history(t, name) for t in sources],
+                                           "is_list": len(sources) > 1}],
+                        "registered_name": None})
+        return {"class_name": "__keras_tensor__", "config": {"keras_history": [full, 0, 0]}}
+
+    parts = [attention_mask] if attention_mask is not None else []
+    for role, mask in given.items():
+        spread = layer("RepeatVector", f"{role}_mask_spread",
+                       {"n": steps[1] if role == "query" else steps[0]}, [mask])
+        parts.append(layer("Permute", f"{role}_mask_plane", {"dims": [2, 1]}, [spread])
+                     if role == "query" else spread)
+    return parts[0] if len(parts) == 1 else layer("Multiply", "mask", {}, parts)
+
+
+def _keras_shape(tensor):
+    _history(tensor, "attention")
+    return tensor["config"]["shape"]
 
 
 def _dot_attention_from_keras(entry, layer, mask_ops):
@@ -538,7 +578,8 @@ def from_keras(obj):
                 continue
             if layer["class_name"] in ("MultiHeadAttention", "GroupQueryAttention"):
                 for node in entry.get("inbound_nodes", []):
-                    converted, signature = _attention_call_from_keras(entry, node, mask_ops)
+                    converted, signature = _attention_call_from_keras(entry, node, mask_ops,
+                                                                      layers)
                     nodes.append(converted)
                     if any(signature[1:]) or signature[0]:
                         layer["config"]["call_signature"] = signature
