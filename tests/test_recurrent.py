@@ -239,6 +239,11 @@ def test_same_outputs_as_keras(keras, name, merge):
 
 @keras_array_warning
 def test_config_is_kerass(keras):
+    import inspect
+
+    for name in ("SimpleRNN", "LSTM", "GRU", "Bidirectional"):  # (positional order too)
+        assert list(inspect.signature(getattr(layers, name)).parameters) == \
+            list(inspect.signature(getattr(keras.layers, name)).parameters)
     for name, kwargs in [("SimpleRNN", {}), ("LSTM", {"unit_forget_bias": False}),
                          ("GRU", {"reset_after": False, "go_backwards": True})]:
         ours = getattr(layers, name)(5, dropout=0.25, **kwargs).get_config()
