@@ -1685,10 +1685,9 @@ def test_keras_files_with_loss_functions_and_foreign_optimizers(tmp_path):
     x, y = _x(20, 6, seed=9), _labels("categorical_crossentropy", 20, 4, seed=10)
     np.testing.assert_allclose(dclone.evaluate(x, y, verbose=0),
                                kmodel.evaluate(x, y, verbose=0), rtol=1e-5)
-    kmodel.compile(optimizer=keras.optimizers.Adafactor(), loss="mse")
-    kmodel.save(tmp_path / "n.keras")
-    with pytest.raises(ValueError, match="Received: optimizer 'Adafactor'"):
-        densitron.models.load_model(tmp_path / "n.keras")
+    kmodel.compile(optimizer=keras.optimizers.Adafactor(clip_threshold=0.5), loss="mse")
+    kmodel.save(tmp_path / "n.keras")  # (Keras's newer optimizers load too)
+    assert densitron.models.load_model(tmp_path / "n.keras").optimizer.clip_threshold == 0.5
     densitron.models.load_model(tmp_path / "n.keras", compile=False)  # the model itself loads
 
 

@@ -73,6 +73,100 @@ def test_adafactor_update_matches_float64_reference(shape, kwargs):
                                        rtol=2e-5)
 
 
+def newton_schulz_ref(G, steps, a=3.4445, b=-4.7750, c=2.0315):
+    X = G.T if G.shape[0] > G.shape[1] else G
+    X = X / (np.linalg.norm(X) + 1e-7)
+    for _ in range(steps):
+        A = X @ X.T
+        X = a * X + (b * A + (c * A) @ A) @ X
+    return X.T if G.shape[0] > G.shape[1] else X
+
+
+def muon_ref(w, g, m, v, t, matrix, learning_rate=0.001, momentum=0.95, nesterov=True,
+             ns_steps=5, rms_rate=0.2, weight_decay=0.004, adam_weight_decay=0.004,
+             adam_lr_ratio=1, adam_beta_1=0.9, adam_beta_2=0.999, epsilon=1e-7):
+    """One Keras Muon step in float64 (m, v updated in place); matrix: Muon's, else AdamW."""
+    lr, g = learning_rate, g.astype(np.float64)
+    if not matrix:
+        w = w * (1 - lr * adam_weight_decay)
+        m += (g - m) * (1 - adam_beta_1)
+        v += (g * g - v) * (1 - adam_beta_2)
+        alpha = lr * adam_lr_ratio * np.sqrt(1 - adam_beta_2 ** t) / (1 - adam_beta_1 ** t)
+        return w - m * alpha / (np.sqrt(v) + epsilon)
+    w = w * (1 - lr * weight_decay)
+    m += g + m * (momentum - 1)
+    update = lr * newton_schulz_ref(g + momentum * m if nesterov else m.copy(), ns_steps)
+    if rms_rate is not None:
+        update = update * np.sqrt(max(w.shape)) * rms_rate
+    return w - update
+
+
+@pytest.mark.parametrize("shape, matrix", [((7,), False), ((5, 3), True), ((3, 5), True),
+                                           ((1, 9), True), ((3, 5, 7), False),
+                                           ((5, 3), False)])
+@pytest.mark.parametrize("kwargs", [{}, {"learning_rate": 0.05, "nesterov": False,
+                                         "rms_rate": None, "ns_steps": 3, "momentum": 0.8},
+                                    {"learning_rate": 0.02, "weight_decay": 0.1,
+                                     "adam_weight_decay": 0.3, "adam_lr_ratio": 0.5}])
+def test_muon_update_matches_float64_reference(shape, matrix, kwargs):
+    rng = np.random.default_rng(sum(shape) + matrix)
+    config = dt.optimizers.Muon(**kwargs)._engine_config()
+    n = int(np.prod(shape))
+    config["factor_dims"] = list(shape) if matrix else [0, n]
+    w = rng.normal(size=shape).astype(np.float32)
+    ref_w, m, v = w.astype(np.float64), np.zeros(shape), np.zeros(shape)
+    slots = [np.zeros(n, np.float32) for _ in range(2)]
+    flat = w.ravel().copy()
+    for t in range(1, 5):
+        g = (rng.normal(size=shape) * 0.3).astype(np.float32)
+        _core._optimizer_update(config, t, flat, g.ravel(), slots)
+        ref_w = muon_ref(ref_w, g, m, v, t, matrix, **kwargs)
+        np.testing.assert_allclose(flat.reshape(shape), ref_w, rtol=1e-4, atol=2e-6)
+        np.testing.assert_allclose(slots[0].reshape(shape), m, rtol=1e-5, atol=1e-6)
+        if not matrix:
+            np.testing.assert_allclose(slots[1].reshape(shape), v, rtol=1e-5, atol=1e-9)
+
+
+def schedule_free_ref(y, g, z, v, t, learning_rate=0.0025, beta_1=0.9, beta_2=0.999,
+                      epsilon=1e-8, warmup_steps=0, weight_decay=0.0):
+    """One Keras ScheduleFreeAdamW step in float64 (z, v updated in place), but for the
+    betas' complements and 1 - beta_2^t, which Keras computes in float32 (the latter loses
+    digits to cancellation: the update follows it)."""
+    lr, g = learning_rate, g.astype(np.float64)
+    c1 = float(np.float32(1) - np.float32(beta_1))
+    c2 = float(np.float32(1) - np.float32(beta_2))
+    y = y * (1 - lr * weight_decay)
+    if warmup_steps > 0:
+        lr = lr * min(t / warmup_steps, 1.0)
+    v += (g * g - v) * c2
+    z_old = z.copy()
+    bc2 = float(np.float32(1) - np.float32(beta_2) ** np.float32(t))  # (as Keras's, float32)
+    z -= lr * g / (np.sqrt(v / bc2) + epsilon)
+    x = (y - c1 * z_old) / float(np.float32(beta_1))
+    x = (1 - 1 / t) * x + z / t
+    return c1 * z + float(np.float32(beta_1)) * x
+
+
+@pytest.mark.parametrize("shape", [(7,), (5, 3), (3, 5, 7)])
+@pytest.mark.parametrize("kwargs", [{}, {"learning_rate": 0.1, "warmup_steps": 3,
+                                         "beta_1": 0.8, "weight_decay": 0.05}])
+def test_schedule_free_update_matches_float64_reference(shape, kwargs):
+    rng = np.random.default_rng(sum(shape))
+    config = dt.optimizers.ScheduleFreeAdamW(**kwargs)._engine_config()
+    n = int(np.prod(shape))
+    w = rng.normal(size=shape).astype(np.float32)
+    ref_w, z, v = w.astype(np.float64), w.astype(np.float64), np.zeros(shape)
+    slots = [w.ravel().copy(), np.zeros(n, np.float32)]  # (z starts as the weight)
+    flat = w.ravel().copy()
+    for t in range(1, 6):
+        g = (rng.normal(size=shape) * 0.3).astype(np.float32)
+        _core._optimizer_update(config, t, flat, g.ravel(), slots)
+        ref_w = schedule_free_ref(ref_w, g, z, v, t, **kwargs)
+        # (float32's cancellation in x = (y - (1 - beta_1)·z) / beta_1: Keras's too)
+        np.testing.assert_allclose(flat.reshape(shape), ref_w, rtol=1e-5, atol=5e-6)
+        np.testing.assert_allclose(slots[0].reshape(shape), z, rtol=1e-5, atol=1e-6)
+
+
 # --- models trained on densitron and on Keras ----------------------------------------------
 
 def _build(lib):
@@ -107,6 +201,14 @@ OPTIMIZERS = {
     "lso_overflow": lambda o: o.LossScaleOptimizer(o.SGD(0.05, momentum=0.5, name="sgd"),
                                                    initial_scale=2.0 ** 127,
                                                    dynamic_growth_steps=3),
+    "muon": lambda o: o.Muon(),
+    "muon_opts": lambda o: o.Muon(learning_rate=0.02, nesterov=False, rms_rate=None,
+                                  exclude_layers=["d2"], adam_lr_ratio=0.5, weight_decay=0.05,
+                                  adam_weight_decay=None, ns_steps=3, momentum=0.9),
+    "schedule_free": lambda o: o.ScheduleFreeAdamW(),
+    "schedule_free_opts": lambda o: o.ScheduleFreeAdamW(learning_rate=0.02, beta_1=0.8,
+                                                        warmup_steps=4, weight_decay=0.01),
+    "lso_muon": lambda o: o.LossScaleOptimizer(o.Muon(learning_rate=0.01)),
     "lso_adafactor": lambda o: o.LossScaleOptimizer(o.Adafactor(learning_rate=0.1)),
 }
 
@@ -212,7 +314,8 @@ def _threads_run(threads, key):
         [np.asarray(v.numpy()).tolist() for v in model.optimizer.variables]
 
 
-@pytest.mark.parametrize("key", ["adafactor_lr", "lso_overflow"])
+@pytest.mark.parametrize("key", ["adafactor_lr", "lso_overflow", "muon",
+                                 "schedule_free_opts"])
 def test_one_and_two_threads_bitwise_equal(key):
     a, b = _threads_run(1, key), _threads_run(2, key)
     assert a == b
@@ -273,3 +376,52 @@ def test_adafactor_refusals(kwargs, error, message):
     with pytest.raises(error) as info:
         dt.optimizers.Adafactor(**kwargs)
     assert message in str(info.value)
+
+
+def test_muon_config_and_choice_of_variables():
+    opt = dt.optimizers.get("muon")
+    assert isinstance(opt, dt.optimizers.Muon)
+    config = opt.get_config()
+    assert _same_config(config, {
+        "name": "muon", "learning_rate": 0.001, "weight_decay": 0.004, "clipnorm": None,
+        "global_clipnorm": None, "clipvalue": None, "use_ema": False, "ema_momentum": 0.99,
+        "ema_overwrite_frequency": None, "loss_scale_factor": None,
+        "gradient_accumulation_steps": None, "adam_beta_1": 0.9, "adam_beta_2": 0.999,
+        "epsilon": 1e-07, "exclude_layers": [], "muon_a": 3.4445, "muon_b": -4.775,
+        "muon_c": 2.0315, "adam_lr_ratio": 1, "momentum": 0.95, "ns_steps": 5,
+        "nesterov": True, "exclude_embeddings": True, "adam_weight_decay": 0.004,
+        "rms_rate": 0.2})
+    assert _same_config(dt.optimizers.Muon.from_config(config).get_config(), config)
+    model = dt.Sequential([dt.Input((4,), dtype="int32"), dt.layers.Embedding(10, 6),
+                           dt.layers.Flatten(), dt.layers.Dense(5, name="keep"),
+                           dt.layers.Dense(2, name="skip_me")])
+    opt = dt.optimizers.Muon(exclude_layers=["skip"])
+    uses_adamw = {w.path: opt._should_use_adamw(w) for w in model.trainable_weights}
+    assert [k for k, v in uses_adamw.items() if not v] == ["sequential/keep/kernel"]
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"ns_steps": 1.5}, ValueError, "Received: ns_steps=1.5"),
+    ({"momentum": 2}, ValueError, "Received: momentum=2"),
+    ({"exclude_layers": "dense"}, ValueError, "Received: exclude_layers='dense'"),
+    ({"muon_a": "x"}, TypeError, "Received: muon_a='x'"),
+    ({"foo": 1}, TypeError, "Unrecognized keyword arguments passed to Muon"),
+])
+def test_muon_refusals(kwargs, error, message):
+    with pytest.raises(error) as info:
+        dt.optimizers.Muon(**kwargs)
+    assert message in str(info.value)
+
+
+def test_schedule_free_config_and_refusals():
+    opt = dt.optimizers.get("schedulefreeadamw")
+    assert _same_config(opt.get_config(), {
+        "name": "schedule_free_adam_w", "learning_rate": 0.0025, "weight_decay": None,
+        "clipnorm": None, "global_clipnorm": None, "clipvalue": None, "use_ema": False,
+        "ema_momentum": 0.99, "ema_overwrite_frequency": None, "loss_scale_factor": None,
+        "gradient_accumulation_steps": None, "beta_1": 0.9, "beta_2": 0.999,
+        "epsilon": 1e-08, "warmup_steps": 0})
+    with pytest.raises(ValueError, match="Received: warmup_steps=-1"):
+        dt.optimizers.ScheduleFreeAdamW(warmup_steps=-1)
+    with pytest.raises(ValueError, match="Received: beta_1=0"):
+        dt.optimizers.ScheduleFreeAdamW(beta_1=0)

@@ -288,6 +288,21 @@ class PyGraph {
       if (opt.contains("factor_dims"))
         c.factor_dims = opt["factor_dims"].cast<std::vector<int64_t>>();
     }
+    if (opt.contains("muon_a")) {  // Muon
+      c.muon_a = opt["muon_a"].cast<float>();
+      c.muon_b = opt["muon_b"].cast<float>();
+      c.muon_c = opt["muon_c"].cast<float>();
+      c.ns_steps = opt["ns_steps"].cast<int>();
+      c.rms_rate = opt["rms_rate"].cast<float>();
+      c.adam_lr_ratio = opt["adam_lr_ratio"].cast<float>();
+      c.adam_weight_decay = opt["adam_weight_decay"].cast<float>();
+      c.factor_dims = opt["factor_dims"].cast<std::vector<int64_t>>();
+      c.adam_c1 = opt["adam_c1"].cast<float>();
+      c.adam_c2 = opt["adam_c2"].cast<float>();
+      c.momentum_m1 = opt["momentum_m1"].cast<float>();
+    }
+    if (opt.contains("warmup_steps"))  // ScheduleFreeAdamW
+      c.warmup_steps = opt["warmup_steps"].cast<int64_t>();
     if (opt.contains("loss_scale")) {  // LossScaleOptimizer
       c.loss_scale = opt["loss_scale"].cast<bool>();
       c.initial_scale = opt["initial_scale"].cast<float>();

@@ -3,6 +3,7 @@
 // the caller; step counts start at 1.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -27,6 +28,13 @@ enum class OptimizerKind : int {
   // adafactor_update): whole-variable reductions, so the graph updates it after the backward,
   // each variable whole on one thread.
   kAdafactor = 10,
+  // Keras's Muon: the momentum of each 2-D kernel orthogonalized by Newton-Schulz iterations
+  // (matrix products on the engine's sgemm), AdamW for the other variables (see muon_update);
+  // whole variables, as Adafactor's.
+  kMuon = 11,
+  // Keras's ScheduleFreeAdamW (see schedule_free_update): elementwise; its z slot (Keras's
+  // `momentum`) starts as a copy of the weight, which the graph makes when it compiles.
+  kScheduleFree = 12,
 };
 
 // Keras's learning-rate schedules (keras.optimizers.schedules), by their arguments' names.
@@ -106,6 +114,16 @@ struct OptimizerConfig {
   float beta_2_decay = -0.8f, epsilon_1 = 1e-30f, epsilon_2 = 1e-3f, clip_threshold = 1.0f;
   bool relative_step = true;
   std::vector<int64_t> factor_dims;
+  // Muon: factor_dims (rows, cols) for its matrices, (0, size) for AdamW's variables; Keras's
+  // muon_a/b/c, ns_steps, rms_rate (< 0: None), adam_lr_ratio, adam_weight_decay (momentum,
+  // nesterov, beta_1/2 as adam_beta_1/2, epsilon above).
+  float muon_a = 3.4445f, muon_b = -4.775f, muon_c = 2.0315f;
+  int ns_steps = 5;
+  float rms_rate = 0.2f, adam_lr_ratio = 1.0f, adam_weight_decay = 0.0f;
+  int64_t warmup_steps = 0;  // ScheduleFreeAdamW: the rate times min(t / warmup_steps, 1)
+  // Muon's AdamW takes 1 - adam_beta_1, 1 - adam_beta_2 and momentum - 1 as Keras does, in
+  // double before float32 (NaN: from the float32 betas)
+  float adam_c1 = NAN, adam_c2 = NAN, momentum_m1 = NAN;
   // Keras's LossScaleOptimizer around this optimizer (float32 training: scaling the loss by a
   // power of two and the gradients back is exact, so only its decisions are kept): a step
   // whose gradients times the scale are not all finite is skipped (no update, no count) and
@@ -127,6 +145,10 @@ struct OptimArgs {
   // first capped by 1/sqrt(t) when relative_step with a constant rate: the same), epsilon_1,
   // epsilon_2, clip_threshold.
   float beta_2_t, rho_t, epsilon_1, epsilon_2, clip_threshold;
+  // Muon: its coefficients, steps and rms_rate; adam_decay = learning_rate·adam_weight_decay
+  // (AdamW's variables' decay; decay is the matrices'); alpha: AdamW's step size.
+  float muon_a, muon_b, muon_c, rms_rate, adam_decay;
+  int ns_steps;
 };
 
 // Keras's Nadam keeps the product of its momentum schedule as a variable of its own:
@@ -179,6 +201,22 @@ void lamb_apply(float* w, const float* r, int64_t n, float scale);
 // after the decay. Means and RMS are summed in double, in index order.
 void adafactor_update(const OptimArgs& a, int64_t d2, int64_t d1, float* w, const float* g,
                       float* v, float* r, float* c, int64_t n);
+
+// Keras's Muon for one whole variable of n values: a rows×cols matrix when rows > 0, else
+// AdamW. Matrix: w -= decay·w; m += g + m·(momentum - 1); G = nesterov ? g + momentum·m : m;
+// X = G (transposed when rows > cols) / (‖G‖ + 1e-7), then ns_steps times A = X·Xᵀ,
+// X = muon_a·X + (muon_b·A + (muon_c·A)·A)·X; w -= lr·X·sqrt(max(rows, cols))·rms_rate (rms_rate
+// < 0: unscaled). AdamW: w -= adam_decay·w; Keras's Adam step of size alpha on m and v.
+// Single-threaded (sgemm's share 0 of 1), so it may run inside a parallel region.
+void muon_update(const OptimArgs& a, int64_t rows, int64_t cols, float* w, const float* g,
+                 float* m, float* v, int64_t n);
+
+// Keras's ScheduleFreeAdamW over n values (a.learning_rate warmed up, a.alpha = 1 - beta_2^t,
+// a.m_scale = 1/t): w -= decay·w; v += (g² - v)(1 - beta_2); z_old = z;
+// z -= lr·g / (sqrt(v / alpha) + epsilon); x = (w - (1 - beta_1)·z_old) / beta_1;
+// x = (1 - 1/t)·x + z/t; w = (1 - beta_1)·z + beta_1·x, in Keras's float32 order.
+void schedule_free_update(const OptimArgs& a, float* w, const float* g, float* z, float* v,
+                          int64_t n);
 
 // Number of float slots per parameter element the optimizer needs (the moving average's
 // included).

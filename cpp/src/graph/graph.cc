@@ -581,6 +581,9 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
   for (int s = 0; s < slot_count_; ++s)
     std::fill(slots_.begin() + s * param_total_, slots_.begin() + (s + 1) * param_total_,
               optimizer_slot_initial_value(optimizer_, s));
+  if (optimizer_.kind == OptimizerKind::kScheduleFree)  // Keras's z starts at the weight
+    for (size_t p = 0; p < params_.size(); ++p)
+      std::copy(params_[p].data, params_[p].data + params_[p].size, slot(0, static_cast<int>(p)));
   iterations_ = 0;
   loss_scale_ = optimizer_.initial_scale;
   scale_counter_ = 0;
@@ -1490,7 +1493,8 @@ bool Graph::clips_by_norm() const {
 // trust ratios): every gradient complete first, so no update inside the backward.
 bool Graph::needs_norms() const {
   return clips_by_norm() || optimizer_.kind == OptimizerKind::kLamb ||
-         optimizer_.kind == OptimizerKind::kAdafactor || optimizer_.loss_scale;
+         optimizer_.kind == OptimizerKind::kAdafactor ||
+         optimizer_.kind == OptimizerKind::kMuon || optimizer_.loss_scale;
 }
 
 // Scales the gradients as Keras's clipnorm (each parameter's: g·c / max(‖g‖, c)) or
@@ -1541,11 +1545,13 @@ void Graph::clip_and_update(const Step& st) {
     }
   });
   if (optimizer_.kind == OptimizerKind::kLamb) lamb_step(st);
-  if (optimizer_.kind == OptimizerKind::kAdafactor) adafactor_step(st);
+  if (optimizer_.kind == OptimizerKind::kAdafactor || optimizer_.kind == OptimizerKind::kMuon)
+    adafactor_step(st);
 }
 
-// Adafactor's update, after every share's gradient is final (clipped): each variable whole on
-// one thread (the stepped variables dealt out in turn), so the same for any thread count.
+// Adafactor's and Muon's updates, after every share's gradient is final (clipped): each
+// variable whole on one thread (the stepped variables dealt out in turn), so the same for any
+// thread count.
 void Graph::adafactor_step(const Step& st) {
   barrier(st);  // every gradient clipped
   int k = 0;
@@ -1559,8 +1565,13 @@ void Graph::adafactor_step(const Step& st) {
         f + 1 < optimizer_.factor_dims.size() ? optimizer_.factor_dims[f + 1] : ps.size;
     const OptimizerStep& step = no_decay_[p] ? st.opt_no_decay : st.opt;
     const int q = static_cast<int>(p);
-    adafactor_update(step.args, d2, d1, ps.data, grads_.data() + grad_offset_[p], slot(0, q),
-                     slot(1, q), slot(2, q), ps.size);
+    if (optimizer_.kind == OptimizerKind::kMuon) {
+      muon_update(step.args, d2, d1, ps.data, grads_.data() + grad_offset_[p], slot(0, q),
+                  slot(1, q), ps.size);
+    } else {
+      adafactor_update(step.args, d2, d1, ps.data, grads_.data() + grad_offset_[p], slot(0, q),
+                       slot(1, q), slot(2, q), ps.size);
+    }
     ema_share(p, Share{0, ps.size});
   }
 }
@@ -1650,7 +1661,8 @@ double Graph::update_share(const Step& st, size_t p, Share sh, bool regularized,
   }
   if (const float v = optimizer_.clipvalue; v > 0.0f)
     elementwise_kernels()->clamp(g, sh.hi - sh.lo, -v, v);
-  if (optimizer_.kind == OptimizerKind::kAdafactor) return reg;  // (adafactor_step)
+  if (optimizer_.kind == OptimizerKind::kAdafactor || optimizer_.kind == OptimizerKind::kMuon)
+    return reg;  // (adafactor_step)
   float* slot_ptrs[8];
   for (int s = 0; s < slot_count_; ++s)
     slot_ptrs[s] = slot(s, static_cast<int>(p)) + sh.lo;
@@ -2013,6 +2025,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
       if (mode == Mode::kTrain && !optimizer_.no_decay.empty()) {
         st.opt_no_decay = st.opt;
         st.opt_no_decay.args.decay = 0.0f;
+        st.opt_no_decay.args.adam_decay = 0.0f;
       }
       // A NaN among the gathered inputs stops the run before this batch trains (every
       // thread reads the same code: it was written before begin_batch's barrier).

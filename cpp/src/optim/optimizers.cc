@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "densitron/gemm.h"
 #include "densitron/optim.h"
 #include "ops/elementwise_kernels.h"
 
@@ -34,6 +35,10 @@ int step_slot_count(const OptimizerConfig& c) {
       return 2;
     case OptimizerKind::kAdafactor:  // v, then r and c in the first n/d1 and n/d2 values
       return 3;
+    case OptimizerKind::kMuon:  // momentum, AdamW's velocity (unused by the matrices)
+      return 2;
+    case OptimizerKind::kScheduleFree:  // z (Keras's momentum), velocity
+      return 2;
   }
   return 0;
 }
@@ -119,6 +124,11 @@ void update_chunk(void* ctx, int64_t b, int64_t e) {
       throw std::logic_error("Lamb updates a whole variable in two passes");
     case OptimizerKind::kAdafactor:  // (see adafactor_update)
       throw std::logic_error("Adafactor updates a whole variable at once");
+    case OptimizerKind::kMuon:  // (see muon_update)
+      throw std::logic_error("Muon updates a whole variable at once");
+    case OptimizerKind::kScheduleFree:
+      schedule_free_update(*a, u.w + b, u.g + b, at[0], at[1], e - b);
+      return;
     case OptimizerKind::kFtrl:
       if (a->power == 0.5f) {
         k->ftrl(a, u.w + b, u.g + b, at[0], at[1], e - b);
@@ -198,6 +208,77 @@ void adafactor_update(const OptimArgs& a, int64_t d2, int64_t d1, float* w, cons
   const float rms_u = static_cast<float>(std::sqrt(us / static_cast<double>(n)));
   const float denom = std::max(1.0f, rms_u / a.clip_threshold);
   for (int64_t i = 0; i < n; ++i) w[i] -= alpha * ((g[i] / std::sqrt(v[i])) / denom);
+}
+
+void muon_update(const OptimArgs& a, int64_t rows, int64_t cols, float* w, const float* g,
+                 float* m, float* v, int64_t n) {
+  if (n <= 0) return;
+  if (rows <= 0) {  // Keras's _adamw_update_step, in its order of float32 operations
+    const float c1 = a.g_scale, c2 = a.v_scale;  // (1 - beta_1, 1 - beta_2)
+    for (int64_t i = 0; i < n; ++i) {
+      if (a.adam_decay != 0.0f) w[i] -= w[i] * a.adam_decay;
+      const float gi = g[i];
+      m[i] += (gi - m[i]) * c1;
+      v[i] += (gi * gi - v[i]) * c2;
+      w[i] -= (m[i] * a.alpha) / (std::sqrt(v[i]) + a.epsilon);
+    }
+    return;
+  }
+  const float mom = a.momentum;
+  std::vector<float> x(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    if (a.decay != 0.0f) w[i] -= w[i] * a.decay;
+    m[i] += g[i] + m[i] * a.m_scale;  // (m_scale: momentum - 1)
+  }
+  // X: r×c with r <= c (the matrix transposed when it has more rows than columns)
+  const bool tr = rows > cols;
+  const int64_t r = tr ? cols : rows, c = tr ? rows : cols;
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) {
+      const int64_t k = i * cols + j;
+      const float gk = a.nesterov ? g[k] + mom * m[k] : m[k];
+      x[tr ? j * rows + i : k] = gk;
+    }
+  double sq = 0.0;
+  for (float e : x) sq += static_cast<double>(e) * e;
+  const float denom = static_cast<float>(std::sqrt(sq)) + 1e-7f;
+  for (float& e : x) e /= denom;
+  std::vector<float> A(static_cast<size_t>(r * r)), B(static_cast<size_t>(r * r)),
+      t(static_cast<size_t>(n));
+  for (int s = 0; s < a.ns_steps; ++s) {
+    sgemm_share(0, 1, false, true, r, r, c, 1.0f, x.data(), c, x.data(), c, 0.0f, A.data(), r);
+    std::vector<float> ca(A);
+    for (float& e : ca) e *= a.muon_c;
+    sgemm_share(0, 1, false, false, r, r, r, 1.0f, ca.data(), r, A.data(), r, 0.0f, B.data(), r);
+    for (int64_t i = 0; i < r * r; ++i) B[i] = a.muon_b * A[i] + B[i];
+    sgemm_share(0, 1, false, false, r, c, r, 1.0f, B.data(), r, x.data(), c, 0.0f, t.data(), c);
+    for (int64_t i = 0; i < n; ++i) x[i] = a.muon_a * x[i] + t[i];
+  }
+  const float adjust = std::sqrt(static_cast<float>(std::max(rows, cols)));
+  const float lr = a.learning_rate;
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) {
+      const float u = lr * x[tr ? j * rows + i : i * cols + j];
+      w[i * cols + j] -= a.rms_rate < 0.0f ? u : (u * adjust) * a.rms_rate;
+    }
+}
+
+void schedule_free_update(const OptimArgs& a, float* w, const float* g, float* z, float* v,
+                          int64_t n) {
+  const float b1 = a.beta_1, c1 = 1.0f - a.beta_1, c2 = 1.0f - a.beta_2;
+  const float lr = a.learning_rate, bc2 = a.alpha, wt = a.m_scale, wt1 = 1.0f - a.m_scale;
+  for (int64_t i = 0; i < n; ++i) {
+    float y = w[i];
+    if (a.decay != 0.0f) y -= y * a.decay;
+    const float gi = g[i];
+    const float vi = v[i] + (gi * gi - v[i]) * c2;
+    v[i] = vi;
+    const float z_old = z[i];
+    const float zi = z_old - (lr * gi) / (std::sqrt(vi / bc2) + a.epsilon);
+    z[i] = zi;
+    const float x = wt1 * ((y - c1 * z_old) / b1) + wt * zi;
+    w[i] = c1 * zi + b1 * x;
+  }
 }
 
 float lamb_ratio(double w_squares, double r_squares) {
@@ -372,6 +453,33 @@ OptimizerStep prepare_optimizer_step(const OptimizerConfig& c, int64_t step,
       s.slot[2] = 2;
       break;
     }
+    case OptimizerKind::kMuon: {  // Keras's scalars in float32
+      const float t = static_cast<float>(step);
+      const float lr_a = lr * c.adam_lr_ratio;
+      a.alpha = lr_a * std::sqrt(1.0f - std::pow(c.beta_2, t)) / (1.0f - std::pow(c.beta_1, t));
+      a.muon_a = c.muon_a;
+      a.muon_b = c.muon_b;
+      a.muon_c = c.muon_c;
+      a.ns_steps = c.ns_steps;
+      a.rms_rate = c.rms_rate;
+      a.adam_decay = c.adam_weight_decay != 0.0f ? lr * c.adam_weight_decay : 0.0f;
+      a.g_scale = std::isnan(c.adam_c1) ? 1.0f - c.beta_1 : c.adam_c1;
+      a.v_scale = std::isnan(c.adam_c2) ? 1.0f - c.beta_2 : c.adam_c2;
+      a.m_scale = std::isnan(c.momentum_m1) ? c.momentum - 1.0f : c.momentum_m1;
+      s.slot[0] = 0;
+      s.slot[1] = 1;
+      break;
+    }
+    case OptimizerKind::kScheduleFree: {  // slots: z, v; Keras's scalars in float32
+      const float t = static_cast<float>(step);
+      if (c.warmup_steps > 0)
+        a.learning_rate = lr * std::min(t / static_cast<float>(c.warmup_steps), 1.0f);
+      a.alpha = 1.0f - std::pow(c.beta_2, t);
+      a.m_scale = 1.0f / t;
+      s.slot[0] = 0;
+      s.slot[1] = 1;
+      break;
+    }
     case OptimizerKind::kFtrl:  // slots: the accumulator, the linear term
       a.power = -c.lr_power;
       a.l1 = c.l1_strength;
@@ -404,6 +512,12 @@ void optimizer_update(const OptimizerConfig& c, int64_t step, float* w, const fl
     const int64_t d2 = c.factor_dims.size() >= 2 ? c.factor_dims[0] : 0;
     const int64_t d1 = c.factor_dims.size() >= 2 ? c.factor_dims[1] : n;
     adafactor_update(s.args, d2, d1, w, g, slots[0], slots[1], slots[2], n);
+    return;
+  }
+  if (c.kind == OptimizerKind::kMuon) {  // one variable, a matrix when factor_dims[0] > 0
+    const int64_t rows = c.factor_dims.size() >= 2 ? c.factor_dims[0] : 0;
+    const int64_t cols = c.factor_dims.size() >= 2 ? c.factor_dims[1] : n;
+    muon_update(s.args, rows, cols, w, g, slots[0], slots[1], n);
     return;
   }
   Update u{&s, w, g, slots};

@@ -2,9 +2,10 @@
 
 from densitron.optimizers import schedules
 from densitron.optimizers.optimizer import (SGD, Adadelta, Adafactor, Adagrad, Adam, Adamax,
-                                            AdamW, Ftrl, Lamb, Lion, LossScaleOptimizer, Nadam,
-                                            Optimizer, RMSprop, deserialize, get, serialize)
+                                            AdamW, Ftrl, Lamb, Lion, LossScaleOptimizer, Muon,
+                                            Nadam, Optimizer, RMSprop, ScheduleFreeAdamW,
+                                            deserialize, get, serialize)
 
 __all__ = ["SGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "Adamax", "AdamW", "Ftrl", "Lamb",
-           "Lion", "LossScaleOptimizer", "Nadam", "Optimizer", "RMSprop", "deserialize", "get",
-           "schedules", "serialize"]
+           "Lion", "LossScaleOptimizer", "Muon", "Nadam", "Optimizer", "RMSprop",
+           "ScheduleFreeAdamW", "deserialize", "get", "schedules", "serialize"]

@@ -15,7 +15,7 @@ from densitron.variables import assign_value
 
 # densitron::OptimizerKind
 (_SGD, _RMSPROP, _ADAM, _ADAMAX, _ADAGRAD, _LION, _ADADELTA, _NADAM, _FTRL, _LAMB,
- _ADAFACTOR) = range(11)
+ _ADAFACTOR, _MUON, _SCHEDULE_FREE) = range(13)
 
 
 def _check_number(name, value, lo=0.0, lo_inclusive=True, hi=None):
@@ -289,8 +289,8 @@ class Optimizer:
             raise ValueError(
                 "densitron runs the optimizer's update inside its engine, so it takes its own "
                 "optimizers (SGD, RMSprop, Adam, AdamW, Adamax, Adagrad, Adadelta, Lion, Nadam, "
-                "Ftrl, Lamb, Adafactor, LossScaleOptimizer, with their arguments and "
-                "schedules), not an Optimizer subclass with "
+                "Ftrl, Lamb, Adafactor, Muon, ScheduleFreeAdamW, LossScaleOptimizer, with their "
+                "arguments and schedules), not an Optimizer subclass with "
                 f"an update_step in Python. Received: optimizer {type(self).__name__}"
                 f"(name={self.name!r})")
         config = {
@@ -337,8 +337,8 @@ class Optimizer:
         int32 0 that no update uses (Adafactor's factors of a vector)."""
         return tuple(shape)
 
-    def _slot_kept(self, slot, shape):
-        """Whether Keras lists slot `slot` of a weight of `shape` among its variables."""
+    def _slot_kept(self, slot, variable):
+        """Whether Keras lists slot `slot` of `variable` among its variables."""
         return True
 
     def _keras_leading_values(self):
@@ -802,6 +802,126 @@ class Adafactor(Optimizer):
         return {**super().get_config(), **self._engine_extra()}
 
 
+class Muon(Optimizer):
+    """Keras's Muon: each 2-D kernel (not an embedding's when exclude_embeddings, nor one whose
+    path matches a regex of exclude_layers) steps by its momentum orthogonalized with ns_steps
+    Newton-Schulz iterations (coefficients muon_a, muon_b, muon_c; matrix products on the
+    engine's sgemm), scaled by sqrt(max(rows, cols))·rms_rate, and decays by weight_decay;
+    the other variables take AdamW (adam_beta_1, adam_beta_2, epsilon, the rate times
+    adam_lr_ratio, adam_weight_decay). Keras's slots: momentum for every variable, velocity
+    for AdamW's."""
+
+    _kind = _MUON
+
+    def __init__(self, learning_rate=0.001, adam_beta_1=0.9, adam_beta_2=0.999,
+                 adam_weight_decay=0.004, epsilon=1e-7, weight_decay=0.004, name="muon",
+                 exclude_layers=None, exclude_embeddings=True, muon_a=3.4445, muon_b=-4.7750,
+                 muon_c=2.0315, adam_lr_ratio=1, momentum=0.95, ns_steps=5, nesterov=True,
+                 rms_rate=0.2, **kwargs):
+        super().__init__(learning_rate, name, weight_decay=weight_decay, **kwargs)
+        self.adam_beta_1 = _check_number("adam_beta_1", adam_beta_1, 0.0, True, 1.0)
+        self.adam_beta_2 = _check_number("adam_beta_2", adam_beta_2, 0.0, True, 1.0)
+        self.epsilon = _check_number("epsilon", epsilon)
+        for arg, value in (("muon_a", muon_a), ("muon_b", muon_b), ("muon_c", muon_c),
+                           ("adam_lr_ratio", adam_lr_ratio)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+                    or not math.isfinite(value):
+                raise TypeError(f"Argument `{arg}` must be a finite number. "
+                                f"Received: {arg}={value!r}")
+        self.muon_a, self.muon_b, self.muon_c = muon_a, muon_b, muon_c
+        self.adam_lr_ratio = adam_lr_ratio
+        self.momentum = _check_number("momentum", momentum, 0.0, True, 1.0)
+        if isinstance(ns_steps, bool) or not isinstance(ns_steps, numbers.Integral) \
+                or ns_steps < 0:
+            raise ValueError("Argument `ns_steps` must be an integer >= 0. "
+                             f"Received: ns_steps={ns_steps!r}")
+        self.ns_steps = int(ns_steps)
+        self.nesterov = bool(nesterov)
+        self.exclude_embeddings = bool(exclude_embeddings)
+        if isinstance(exclude_layers, str) or not all(
+                isinstance(k, str) for k in exclude_layers or ()):
+            raise ValueError("Argument `exclude_layers` must be a list of strings (regular "
+                             f"expressions). Received: exclude_layers={exclude_layers!r}")
+        self.exclude_layers = list(exclude_layers or [])
+        self.adam_weight_decay = (None if adam_weight_decay is None else
+                                  _check_number("adam_weight_decay", adam_weight_decay))
+        self.rms_rate = None if rms_rate is None else _check_number("rms_rate", rms_rate)
+
+    def _should_use_adamw(self, variable):
+        """Keras's choice: AdamW for a variable not of rank 2, an embedding's (when
+        exclude_embeddings) or one whose path matches an exclude_layers regex."""
+        if len(variable.shape) != 2:
+            return True
+        path = getattr(variable, "path", variable.name)
+        if self.exclude_embeddings and "embedding" in path.lower():
+            return True
+        return any(re.search(k, path) for k in self.exclude_layers)
+
+    def _engine_config(self, params=()):
+        config = super()._engine_config(params)
+        dims = []
+        for v in params:
+            dims += [0, int(np.prod(v.shape))] if self._should_use_adamw(v) else list(v.shape)
+        config.update(factor_dims=dims, no_decay=[i for i, v in enumerate(params)
+                                                  if not self._use_weight_decay(v)])
+        return config
+
+    def _engine_extra(self):
+        return {"beta_1": self.adam_beta_1, "beta_2": self.adam_beta_2, "epsilon": self.epsilon,
+                "momentum": self.momentum, "nesterov": self.nesterov,
+                "muon_a": float(self.muon_a), "muon_b": float(self.muon_b),
+                "muon_c": float(self.muon_c), "ns_steps": self.ns_steps,
+                "rms_rate": -1.0 if self.rms_rate is None else self.rms_rate,
+                "adam_lr_ratio": float(self.adam_lr_ratio),
+                "adam_weight_decay": self.adam_weight_decay or 0.0,
+                # (as Keras computes them, in double)
+                "adam_c1": 1 - self.adam_beta_1, "adam_c2": 1 - self.adam_beta_2,
+                "momentum_m1": self.momentum - 1}
+
+    def _keras_slots(self):
+        return [[(0, "momentum"), (1, "velocity")]]
+
+    def _slot_kept(self, slot, variable):
+        return slot != 1 or self._should_use_adamw(variable)
+
+    def get_config(self):
+        return {**super().get_config(), "adam_beta_1": self.adam_beta_1,
+                "adam_beta_2": self.adam_beta_2, "epsilon": self.epsilon,
+                "exclude_layers": self.exclude_layers, "muon_a": self.muon_a,
+                "muon_b": self.muon_b, "muon_c": self.muon_c,
+                "adam_lr_ratio": self.adam_lr_ratio, "momentum": self.momentum,
+                "ns_steps": self.ns_steps, "nesterov": self.nesterov,
+                "exclude_embeddings": self.exclude_embeddings,
+                "adam_weight_decay": self.adam_weight_decay, "rms_rate": self.rms_rate}
+
+
+class ScheduleFreeAdamW(_Moments):
+    """Keras's ScheduleFreeAdamW: Adam's second moment with its bias correction, the
+    gradient steps taken on z (Keras's `momentum`, which starts as a copy of the weight), the
+    weight y the interpolation (1 - beta_1)·z + beta_1·x of z and the running average x of
+    the z's (weight 1/t); the rate ramps up linearly over warmup_steps."""
+
+    _kind = _SCHEDULE_FREE
+
+    def __init__(self, learning_rate=0.0025, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 warmup_steps=0, name="schedule_free_adam_w", **kwargs):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, name, **kwargs)
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, numbers.Integral) \
+                or warmup_steps < 0:
+            raise ValueError("Argument `warmup_steps` must be an integer >= 0. "
+                             f"Received: warmup_steps={warmup_steps!r}")
+        if self.beta_1 == 0:
+            raise ValueError("Argument `beta_1` must be > 0 (the weight is divided by it). "
+                             f"Received: beta_1={beta_1!r}")
+        self.warmup_steps = int(warmup_steps)
+
+    def _engine_extra(self):
+        return {**super()._engine_extra(), "warmup_steps": self.warmup_steps}
+
+    def get_config(self):
+        return {**super().get_config(), "warmup_steps": self.warmup_steps}
+
+
 # Keras's base-optimizer arguments a LossScaleOptimizer takes only at their defaults (as older
 # configs hold them).
 _LSO_BASE_DEFAULTS = {"weight_decay": None, "clipnorm": None, "global_clipnorm": None,
@@ -949,10 +1069,11 @@ class LossScaleOptimizer(Optimizer):
     def _slot_initial_value(self, slot):
         return self.inner_optimizer._slot_initial_value(slot)
 
-    def _slot_kept(self, slot, shape):
+    def _slot_kept(self, slot, variable):
         # (Keras builds the inner optimizer untracked: Adafactor's unused scalars of a
         # vector are not among its variables then)
-        return self.inner_optimizer._slot_shape(slot, shape) is not None
+        return self.inner_optimizer._slot_kept(slot, variable) and \
+            self.inner_optimizer._slot_shape(slot, variable.shape) is not None
 
     def _keras_trailing_variables(self, iterations):
         return self.inner_optimizer._keras_trailing_variables(iterations)
@@ -1004,7 +1125,8 @@ class LossScaleOptimizer(Optimizer):
 
 _BY_NAME = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "adamax": Adamax,
             "adagrad": Adagrad, "lion": Lion, "adadelta": Adadelta, "nadam": Nadam,
-            "ftrl": Ftrl, "lamb": Lamb, "adafactor": Adafactor}
+            "ftrl": Ftrl, "lamb": Lamb, "adafactor": Adafactor, "muon": Muon,
+            "schedulefreeadamw": ScheduleFreeAdamW}
 CLASSES = {cls.__name__: cls for cls in _BY_NAME.values()}
 CLASSES["LossScaleOptimizer"] = LossScaleOptimizer
 

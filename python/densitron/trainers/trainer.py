@@ -487,7 +487,7 @@ class Trainer:
         index = {id(v): p for p, v in enumerate(self._params)}
         return [(s, index[id(v)], v, name) for block in self.optimizer._keras_slot_order()
                 for v in self._graph_weights(trainable=True) for s, name in block
-                if self.optimizer._slot_kept(s, v.shape)]
+                if self.optimizer._slot_kept(s, v)]
 
     def _apply_optimizer_state(self, iterations, slots):
         self._graph.iterations = iterations
