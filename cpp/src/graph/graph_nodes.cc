@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <functional>
 #include <vector>
@@ -419,12 +420,20 @@ void Graph::forward_node(const Step& st, int i) {
         const int64_t n = static_cast<int64_t>(bounds.size() / 2);
         const int64_t n_oov = node.iattrs[4], oov_start = node.iattrs[5];
         auto look = [&](float x) -> double {
-          if (std::isnan(x)) return bounds[2 * n];
-          const double v = std::trunc(static_cast<double>(x));  // (Keras casts to int64)
-          const auto at = std::lower_bound(bounds.begin(), bounds.begin() + n, v);
-          if (at != bounds.begin() + n && *at == v) return bounds[n + (at - bounds.begin())];
-          if (n_oov > 1)
-            return static_cast<double>(oov_start) + (v - n_oov * std::floor(v / n_oov));
+          // The value cast to int64 as Keras casts it (truncated; NaN and values beyond
+          // int64's range its minimum, as x86's conversion in TensorFlow and NumPy), its
+          // key's id, else oov_start + floormod(value, n_oov) in integers (a double's
+          // floormod of a large value fell outside [0, n_oov): an Embedding read before
+          // its table), else the default.
+          const double d = static_cast<double>(x);
+          const int64_t v = d >= -0x1p63 && d < 0x1p63 ? static_cast<int64_t>(d) : INT64_MIN;
+          const double key = static_cast<double>(v);
+          const auto at = std::lower_bound(bounds.begin(), bounds.begin() + n, key);
+          if (at != bounds.begin() + n && *at == key) return bounds[n + (at - bounds.begin())];
+          if (n_oov > 1) {
+            const int64_t r = v % n_oov;
+            return static_cast<double>(oov_start + (r < 0 ? r + n_oov : r));
+          }
           return bounds[2 * n];
         };
         const Share ls =
