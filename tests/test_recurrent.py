@@ -405,6 +405,13 @@ def test_dropout_one_mask_for_every_step():
         np.testing.assert_allclose(b.predict(x, verbose=0), a.predict(x, verbose=0),
                                    rtol=1e-6, atol=1e-7)
         assert np.abs(np.asarray(b(x, training=True)) - a.predict(x, verbose=0)).max() > 1e-2
+    # rate 1, as Keras's cells test it: SimpleRNN's drops every input, LSTM's none
+    simple = layers.SimpleRNN(3, dropout=1.0, use_bias=False)
+    assert not np.any(np.asarray(densitron.Model(inp, simple(inp))(x, training=True)))
+    lstm = layers.LSTM(3, dropout=1.0)
+    model = densitron.Model(inp, lstm(inp))
+    np.testing.assert_array_equal(np.asarray(model(x, training=True)),
+                                  model.predict(x, verbose=0))
 
 
 def test_refusals():

@@ -286,7 +286,7 @@ class _RNN(Layer):
         without one. Returns the sources of the output and (with return_state) the states."""
         steps, features = int(node.inputs[0].shape[1]), int(node.inputs[0].shape[2])
         u = self.units
-        training_drop = 0.0 < self.dropout < 1.0
+        training_drop = self._drops(self.dropout)
         if training_drop and not self._per_gate_dropout():
             # Keras's one mask a sample for every step: a noise shape (batch, 1, features)
             x = b.add(node_spec(_DROPOUT, steps * features, features, fattrs=[self.dropout],
@@ -319,6 +319,12 @@ class _RNN(Layer):
             results += state
         return results
 
+    @staticmethod
+    def _drops(rate):
+        """Whether a dropout rate drops values in training (LSTM's and GRU's: 0 < rate < 1,
+        as their cells test; SimpleRNN's cell drops for any rate above 0, every value at 1)."""
+        return 0.0 < rate < 1.0
+
     def _per_gate_dropout(self):
         """Whether the input dropout takes one mask a gate (Keras's implementation 1, which a
         recurrent dropout selects in LSTM and GRU)."""
@@ -329,7 +335,7 @@ class _RNN(Layer):
         every step's Dropout node draws the same values with one seed), `copies` masks of it
         side by side; h as is without one."""
         u = self.units
-        if not 0.0 < self.recurrent_dropout < 1.0:
+        if not self._drops(self.recurrent_dropout):
             return h
         if copies > 1:
             h = b.pick(h, list(range(u)) * copies)
@@ -444,6 +450,10 @@ class SimpleRNN(_RNN):
                          kernel_constraint, recurrent_constraint, bias_constraint, dropout,
                          recurrent_dropout, seed, return_sequences, return_state, go_backwards,
                          stateful, unroll, **kwargs)
+
+    @staticmethod
+    def _drops(rate):
+        return rate > 0.0
 
     def _step(self, b, ctx, t, state):
         u = self.units
