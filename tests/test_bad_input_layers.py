@@ -69,3 +69,63 @@ def test_lookup_nan_in_a_model_is_the_oov_id_of_int64_minimum():
     # (-2**63 floormod 3 is 1; the mask token 0 is id 0; OOV ids start at 1)
     np.testing.assert_array_equal(out, [[1 + 1, 0]])
     np.testing.assert_array_equal(lookup(np.array([[np.nan, 0.0]])), [[2, 0]])
+
+
+# --- convolutions and poolings: absurd sizes refused early, bools as Keras takes them --------
+
+@pytest.mark.parametrize("make, shape, fragments", [
+    (lambda: layers.Conv2D(2, 3), (100000, 100000, 1),
+     ["windows' layout", "input_shape=(None, 100000, 100000, 1)", "kernel_size=(3, 3)"]),
+    (lambda: layers.DepthwiseConv2D(3), (100000, 100000, 1), ["windows' layout"]),
+    (lambda: layers.Conv2DTranspose(2, 3), (60000, 60000, 1), ["windows' layout"]),
+    (lambda: layers.MaxPooling2D(2), (100000, 100000, 1),
+     ["windows' layout", "pool_size=(2, 2)"]),
+    (lambda: layers.AveragePooling3D(2), (4000, 4000, 4000, 1), ["windows' layout"]),
+    (lambda: layers.AdaptiveAveragePooling2D(100000), (5, 5, 3),
+     ["windows' layout", "output_size=(100000, 100000)"]),
+    (lambda: layers.Conv1D(2**40, 2), (5, 3), ["weights", "filters=1099511627776"]),
+    (lambda: layers.SeparableConv1D(2, 2, depth_multiplier=2**40), (5, 3),
+     ["weights", "depth_multiplier=1099511627776"]),
+    (lambda: layers.Conv1D(2, 2**40, padding="same"), (5, 3),
+     ["kernel_size=(1099511627776,)"]),
+    (lambda: layers.Conv1DTranspose(2, 2, strides=2**40), (5, 3),
+     ["strides=(1099511627776,)"]),
+])
+def test_absurd_sizes_are_refused_before_anything_is_allocated(make, shape, fragments):
+    # found by fuzzing: NumPy's MemoryError (or gigabytes allocated) while building the
+    # windows' index map or the weights; Keras's JAX backend died on Conv2D(2**40, 2)
+    with raises(ValueError, "more than half of this machine's", *fragments):
+        make()(Input(shape=shape))
+    if np.prod(shape) < 100:  # (on arrays too)
+        with raises(ValueError, "more than half of this machine's", *fragments):
+            make()(np.ones((2, *shape), np.float32))
+
+
+def test_large_but_possible_layouts_are_not_refused():
+    out = layers.Conv2D(4, 3, padding="same")(Input(shape=(224, 224, 64)))
+    assert out.shape == (None, 224, 224, 4)
+
+
+def test_bools_where_keras_takes_integers_are_the_integers_in_convolutions():
+    # Keras's standardize_tuple and `filters <= 0` take Python's bools as the ints they are
+    x = np.random.default_rng(0).normal(size=(2, 5, 5, 3)).astype(np.float32)
+    for make_bool, make_int in [
+            (lambda: layers.Conv2D(True, (True, 2), strides=True, dilation_rate=(1, True),
+                                   groups=True),
+             lambda: layers.Conv2D(1, (1, 2), strides=1, dilation_rate=1, groups=1)),
+            (lambda: layers.DepthwiseConv2D(2, depth_multiplier=True),
+             lambda: layers.DepthwiseConv2D(2, depth_multiplier=1)),
+            (lambda: layers.MaxPooling2D(pool_size=(2, True), strides=True),
+             lambda: layers.MaxPooling2D(pool_size=(2, 1), strides=1))]:
+        a, b = make_bool(), make_int()
+        ya = a(x)
+        b.build(x.shape)
+        if a.get_weights():
+            b.set_weights(a.get_weights())
+        np.testing.assert_array_equal(ya, b(x))
+        assert a.get_config() == {**b.get_config(), "name": a.name}
+    for arg in ("kernel_size", "strides", "dilation_rate"):
+        with raises(ValueError, f"`{arg}`", f"{arg}=False"):
+            layers.Conv2D(2, **{"kernel_size": 2, arg: False})
+    with raises(ValueError, "`filters`", "filters=False"):
+        layers.Conv1D(False, 2)

@@ -9,6 +9,7 @@ and padding are XLA's, as Keras's JAX backend: 'same' pads (total // 2) before, 
 The windowed poolings (pooling.py) use the same maps."""
 
 import math
+import os
 
 import numpy as np
 
@@ -20,20 +21,43 @@ from densitron.layers.layer import Layer, engine_node, node_spec
 _DENSE, _ACTIVATION, _POOL, _INDEX_MAP, _BIAS_ADD, _SCALE_BY, _BATCH_MATMUL = (
     1, 2, 16, 20, 22, 23, 32)
 _ZERO, _MASKED = -1, -2  # an index map's entries for 0 and -1e9
+# An index map's bytes an entry: its int64 array, the list the engine's node is made from, the
+# engine's copy and the gathered float32 value
+_MAP_ENTRY_BYTES = 48
+# A weight's bytes a value: the value, its gradient and two optimizer slots
+_WEIGHT_BYTES = 16
+
+
+def memory_bytes():
+    """This machine's physical memory (16 GiB when the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 16 << 30
+
+
+def refuse_oversized(layer, what, nbytes, received):
+    """Refuses, before it is made, a layout or weight of `nbytes` that would take more than
+    half this machine's memory (NumPy's MemoryError, or swapping, otherwise)."""
+    limit = memory_bytes() // 2
+    if nbytes > limit:
+        raise ValueError(
+            f"Layer \"{layer.name}\": {what} would take {nbytes / 2**30:.4g} GiB, more than "
+            f"half of this machine's {2 * limit / 2**30:.3g} GiB of memory. Received: "
+            f"{received}")
 
 
 def standardize_tuple(value, n, name, allow_zero=False):
     """Keras's: an int or n ints as a tuple of n positive (or, allow_zero, >= 0) ints."""
     error = f"The `{name}` argument must be a tuple of {n} integers. Received: {name}={value!r}"
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+    if isinstance(value, (int, np.integer)):  # (a bool too, as Keras takes it)
         values = (int(value),) * n
     else:
         try:
             values = tuple(value)
         except TypeError:
             raise ValueError(error) from None
-        if len(values) != n or not all(isinstance(v, (int, np.integer)) and
-                                       not isinstance(v, bool) for v in values):
+        if len(values) != n or not all(isinstance(v, (int, np.integer)) for v in values):
             raise ValueError(error)
         values = tuple(int(v) for v in values)
     if any(v < 0 or (v == 0 and not allow_zero) for v in values):
@@ -150,7 +174,8 @@ def _check_fixed(layer, input_shape, rank):
 
 
 def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+    """A positive int (True is 1, as Keras takes it)."""
+    if not isinstance(value, (int, np.integer)) or value <= 0:
         raise ValueError(f"Invalid value for argument `{name}`. Expected a strictly positive "
                          f"integer. Received: {name}={value!r}")
     return int(value)
@@ -202,6 +227,35 @@ class _WindowedConv(Layer):
                 f"received input with shape {tuple(input_shape)}. "
                 f"Received: input_shape={tuple(input_shape)}")
         self.compute_output_shape(input_shape)
+        self._check_sizes(input_shape)
+
+    def _window_outputs(self, channels):
+        """The outputs of each position's window product (a separable convolution's
+        depthwise ones)."""
+        return self._out_channels(channels)
+
+    def _check_sizes(self, input_shape):
+        """Refuses windows or weights too large for the machine before they are made."""
+        spatial, channels = _split(tuple(input_shape[1:]), self.data_format)
+        channels = int(channels)
+        positions = math.prod(n for n, _ in self._sizes(spatial))
+        window = math.prod(self.kernel_size)
+        groups = self._groups(channels)
+        first = self._window_outputs(channels)
+        entries = positions * window * channels * (first // groups if groups > 1 else 1)
+        if isinstance(self, BaseConvTranspose):
+            entries += 3 * window * channels * first
+        weights = window * (channels // groups) * first
+        if isinstance(self, BaseSeparableConv):  # (its pointwise kernel)
+            weights += first * self.filters
+        received = (f"input_shape={tuple(input_shape)}, kernel_size={self.kernel_size}, "
+                    f"strides={self.strides}, padding={self.padding!r}" + "".join(
+                        f", {arg}={getattr(self, arg)}" for arg in ("filters", "depth_multiplier")
+                        if hasattr(self, arg)))
+        refuse_oversized(self, f"its weights ({weights} values)", weights * _WEIGHT_BYTES,
+                         received)
+        refuse_oversized(self, f"its windows' layout ({entries} entries a sample)",
+                         entries * _MAP_ENTRY_BYTES, received)
 
     def _sizes(self, spatial):
         return output_sizes(spatial, self.kernel_size, self.strides, self.dilation_rate,
@@ -373,6 +427,7 @@ class BaseConv(_WindowedConv):
                 f"channels (full input shape is {tuple(input_shape)}). "
                 f"Received: input_shape={tuple(input_shape)}")
         self.compute_output_shape(input_shape)
+        self._check_sizes(input_shape)
         self._in_channels = int(channels)
         self.kernel = self.add_weight(
             (*self.kernel_size, int(channels) // self.groups, self.filters),
@@ -442,6 +497,7 @@ class BaseDepthwiseConv(_WindowedConv):
     def build(self, input_shape):
         _, channels = _split(tuple(input_shape[1:]), self.data_format)
         self.compute_output_shape(input_shape)
+        self._check_sizes(input_shape)
         self._in_channels = int(channels)
         self.kernel = self.add_weight((*self.kernel_size, int(channels), self.depth_multiplier),
                                       self.depthwise_initializer, name="kernel",
@@ -496,6 +552,9 @@ class BaseSeparableConv(_WindowedConv):
     def _out_channels(self, channels):
         return self.filters
 
+    def _window_outputs(self, channels):
+        return channels * self.depth_multiplier
+
     def _groups(self, channels):
         return channels
 
@@ -505,6 +564,7 @@ class BaseSeparableConv(_WindowedConv):
     def build(self, input_shape):
         _, channels = _split(tuple(input_shape[1:]), self.data_format)
         self.compute_output_shape(input_shape)
+        self._check_sizes(input_shape)
         self._in_channels = channels = int(channels)
         self.depthwise_kernel = self.add_weight(
             (*self.kernel_size, channels, self.depth_multiplier), self.depthwise_initializer,
@@ -595,6 +655,7 @@ class BaseConvTranspose(_WindowedConv):
     def build(self, input_shape):
         _, channels = _split(tuple(input_shape[1:]), self.data_format)
         self.compute_output_shape(input_shape)
+        self._check_sizes(input_shape)
         self._in_channels = int(channels)
         self.kernel = self.add_weight((*self.kernel_size, self.filters, int(channels)),
                                       self.kernel_initializer, name="kernel",

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from densitron.layers.convolutional import (
+    _MAP_ENTRY_BYTES,
     _MASKED,
     _ZERO,
     _chained,
@@ -20,6 +21,7 @@ from densitron.layers.convolutional import (
     gather_map,
     index_map_spec,
     output_sizes,
+    refuse_oversized,
     standardize_data_format,
     standardize_tuple,
     window_map,
@@ -141,6 +143,19 @@ class BasePooling(Layer):
     def _check_inputs(self, input_shape):
         _check_fixed(self, input_shape, self.rank)
         self.compute_output_shape(input_shape)
+        # (the windows' layout refused before it is made when too large for the machine)
+        spatial, channels = _split(tuple(input_shape[1:]), self.data_format)
+        positions, window = self._layout(spatial)
+        refuse_oversized(self, f"its windows' layout ({positions * window * channels} entries "
+                         "a sample)", positions * window * channels * _MAP_ENTRY_BYTES,
+                         f"input_shape={tuple(input_shape)}, {self._size_config()}")
+
+    def _layout(self, spatial):
+        """(output positions, window size) of a sample's windows."""
+        return math.prod(n for n, _ in self._sizes(spatial)), math.prod(self.pool_size)
+
+    def _size_config(self):
+        return f"pool_size={self.pool_size}, strides={self.strides}, padding={self.padding!r}"
 
     def _sizes(self, spatial):
         return output_sizes(spatial, self.pool_size, self.strides, (1,) * self.rank,
@@ -272,6 +287,14 @@ class BaseAdaptivePooling(BasePooling):
     def compute_output_shape(self, input_shape):
         _, channels = _split(tuple(input_shape[1:]), self.data_format)
         return _join(input_shape[0], self.output_size, channels, self.data_format)
+
+    def _layout(self, spatial):
+        # (an axis's longest window: at most ceil(n / out) + 1 values, and n)
+        return math.prod(self.output_size), math.prod(
+            min(n, -(-n // out) + 1) for n, out in zip(spatial, self.output_size))
+
+    def _size_config(self):
+        return f"output_size={self.output_size}"
 
     def _windows(self, shape, fill):
         axes = []
