@@ -432,8 +432,9 @@ class _RandomImageLayer(_ImageLayer):
     def __call__(self, inputs, *args, **kwargs):
         arrays = not hasattr(inputs, "_node") and (isinstance(inputs, np.ndarray) or
                                                    hasattr(inputs, "__array__"))
-        if arrays and kwargs.get("training", True) is not None:
-            kwargs["training"] = bool(kwargs.get("training", True))
+        if arrays:  # (Keras's call defaults to training=True, None included)
+            training = kwargs.get("training")
+            kwargs["training"] = True if training is None else bool(training)
         return super().__call__(inputs, *args, **kwargs)
 
     def get_config(self):
