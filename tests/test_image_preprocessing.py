@@ -195,6 +195,26 @@ def test_gradients_through_resizing_and_cropping(layer):
     fd_check(model, x, images(4, 1), "mse")
 
 
+@pytest.mark.parametrize("layer", [
+    lambda: layers.RandomTranslation((0.2, 0.2), (-0.3, -0.3)),
+    lambda: layers.RandomTranslation((-0.3, -0.3), (0.15, 0.15), fill_mode="constant",
+                                     fill_value=0.5),
+    lambda: layers.RandomZoom((0.3, 0.3), (-0.2, -0.2)),
+    lambda: layers.RandomZoom((-0.25, -0.25), fill_mode="wrap"),
+    lambda: layers.RandomBrightness((0.1, 0.1), value_range=(-10, 10)),
+    lambda: layers.RandomContrast((0.0, 0.0), value_range=(-10, 10)),
+])
+def test_gradients_through_random_layers_with_fixed_draws(layer):
+    # a factor range of one value fixes the draw: the training-mode loss is a function
+    x = images(4, 5, 7, 2)
+    inputs = layers.Input((5, 7, 2))
+    h = layers.Conv2D(2, 3, padding="same")(inputs)
+    h = layer()(h)
+    outputs = layers.Dense(1)(layers.Flatten()(h))
+    model = densitron.models.Model(inputs, outputs)
+    fd_check(model, x, images(4, 1), "mse")
+
+
 # --- RandomFlip, RandomBrightness, RandomContrast -----------------------------------------
 
 @pytest.mark.parametrize("mode", ["horizontal", "vertical", "horizontal_and_vertical"])
@@ -537,6 +557,18 @@ def _model(lib):
 @pytest.mark.filterwarnings(  # (Keras's numpy backend's own, saving a Dense)
     "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 def test_files_both_ways_with_keras(keras, tmp_path):
+    x = images(4, 3, 7, 9)
+    for lib in (keras, densitron):  # (channels_first layers)
+        inputs = lib.layers.Input((3, 7, 9))
+        h = lib.layers.Resizing(4, 5, data_format="channels_first")(inputs)
+        h = lib.layers.RandomZoom(0.2, data_format="channels_first")(h)
+        outputs = lib.layers.Dense(2)(lib.layers.Flatten()(h))
+        lib.Model(inputs, outputs).save(tmp_path / f"{lib.__name__}_first.keras")
+    for path in ("keras_first.keras", "densitron_first.keras"):
+        ours = densitron.saving.load_model(tmp_path / path)
+        theirs = keras.saving.load_model(tmp_path / path)
+        np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                                   rtol=1e-5, atol=1e-5)
     x = images(4, 7, 9, 3, high=255)
     theirs = _model(keras)
     theirs.save(tmp_path / "keras.keras")
