@@ -1,5 +1,5 @@
-// Keras's Adafactor (adafactor_update through optimizer_update) against a scalar double
-// reference of its formula over variables of rank 1, 2 and 3 with odd sizes.
+// Keras's Adafactor, Muon and ScheduleFreeAdamW (through optimizer_update) against scalar double
+// references of their formulas over odd sizes (Adafactor: variables of rank 1, 2 and 3).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -81,6 +81,106 @@ TEST(Adafactor, MatchesScalarReferenceOverRanks) {
         EXPECT_NEAR(w[i], wr[i], 2e-5 * std::abs(wr[i]) + 2e-6) << "n " << n << " step " << t;
         EXPECT_NEAR(v[i], vr[i], 2e-5 * vr[i]) << "n " << n << " step " << t;
       }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace densitron
+
+namespace densitron {
+namespace {
+
+// Keras's Newton-Schulz orthogonalization in double, of a rows×cols matrix.
+std::vector<double> newton_schulz(std::vector<double> g, int64_t rows, int64_t cols, int steps) {
+  const bool tr = rows > cols;
+  const int64_t r = tr ? cols : rows, c = tr ? rows : cols;
+  std::vector<double> x(g.size());
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) x[tr ? j * rows + i : i * cols + j] = g[i * cols + j];
+  double sq = 0.0;
+  for (double e : x) sq += e * e;
+  for (double& e : x) e /= std::sqrt(sq) + 1e-7;
+  for (int s = 0; s < steps; ++s) {
+    std::vector<double> A(r * r, 0.0), B(r * r, 0.0), t(r * c, 0.0);
+    for (int64_t i = 0; i < r; ++i)
+      for (int64_t j = 0; j < r; ++j)
+        for (int64_t k = 0; k < c; ++k) A[i * r + j] += x[i * c + k] * x[j * c + k];
+    for (int64_t i = 0; i < r; ++i)
+      for (int64_t j = 0; j < r; ++j) {
+        double s2 = 0.0;
+        for (int64_t k = 0; k < r; ++k) s2 += A[i * r + k] * A[k * r + j];
+        B[i * r + j] = -4.775 * A[i * r + j] + 2.0315 * s2;
+      }
+    for (int64_t i = 0; i < r; ++i)
+      for (int64_t j = 0; j < c; ++j)
+        for (int64_t k = 0; k < r; ++k) t[i * c + j] += B[i * r + k] * x[k * c + j];
+    for (size_t i = 0; i < x.size(); ++i) x[i] = 3.4445 * x[i] + t[i];
+  }
+  std::vector<double> out(g.size());
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) out[i * cols + j] = x[tr ? j * rows + i : i * cols + j];
+  return out;
+}
+
+TEST(Muon, MatricesMatchScalarNewtonSchulz) {
+  for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{5, 3}, {3, 5}, {7, 7}, {1, 9},
+                                   {33, 17}}) {
+    const int64_t n = rows * cols;
+    OptimizerConfig c;
+    c.kind = OptimizerKind::kMuon;
+    c.learning_rate = 0.05f;
+    c.momentum = 0.95f;
+    c.nesterov = true;
+    c.weight_decay = 0.0f;
+    c.factor_dims = {rows, cols};
+    std::vector<float> w = normal_vec(n, 3, 1.0f), m(n, 0.0f), v(n, 0.0f);
+    std::vector<double> wr(w.begin(), w.end()), mr(n, 0.0);
+    float* slots[] = {m.data(), v.data()};
+    for (int64_t t = 1; t <= 3; ++t) {
+      const std::vector<float> g = normal_vec(n, 50 + t, 0.3f);
+      optimizer_update(c, t, w.data(), g.data(), slots, n);
+      std::vector<double> G(n);
+      for (int64_t i = 0; i < n; ++i) {
+        mr[i] += g[i] + mr[i] * (0.95 - 1.0);
+        G[i] = g[i] + 0.95 * mr[i];
+      }
+      const std::vector<double> u = newton_schulz(G, rows, cols, 5);
+      const double adjust = std::sqrt(double(std::max(rows, cols))) * 0.2;
+      for (int64_t i = 0; i < n; ++i) {
+        wr[i] -= 0.05 * u[i] * adjust;
+        EXPECT_NEAR(w[i], wr[i], 1e-4 * std::abs(wr[i]) + 3e-6) << rows << "x" << cols;
+      }
+    }
+  }
+}
+
+TEST(ScheduleFree, MatchesScalarReference) {
+  const int64_t n = 37;
+  OptimizerConfig c;
+  c.kind = OptimizerKind::kScheduleFree;
+  c.learning_rate = 0.05f;
+  c.beta_1 = 0.9f;
+  c.beta_2 = 0.999f;
+  c.epsilon = 1e-8f;
+  c.warmup_steps = 2;
+  std::vector<float> w = normal_vec(n, 9, 1.0f), z(w), v(n, 0.0f);
+  std::vector<double> wr(w.begin(), w.end()), zr(wr), vr(n, 0.0);
+  float* slots[] = {z.data(), v.data()};
+  const double c1 = 1.0 - double(0.9f), c2 = double(1.0f - 0.999f);
+  for (int64_t t = 1; t <= 5; ++t) {
+    const std::vector<float> g = normal_vec(n, 70 + t, 0.3f);
+    optimizer_update(c, t, w.data(), g.data(), slots, n);
+    const double lr = 0.05 * std::min(double(t) / 2.0, 1.0);
+    const double bc2 = double(1.0f - std::pow(0.999f, float(t)));
+    for (int64_t i = 0; i < n; ++i) {
+      vr[i] += (double(g[i]) * g[i] - vr[i]) * c2;
+      const double z_old = zr[i];
+      zr[i] -= lr * g[i] / (std::sqrt(vr[i] / bc2) + 1e-8);
+      const double x = (1.0 - 1.0 / t) * ((wr[i] - c1 * z_old) / double(0.9f)) + zr[i] / t;
+      wr[i] = c1 * zr[i] + double(0.9f) * x;
+      EXPECT_NEAR(w[i], wr[i], 1e-5 * std::abs(wr[i]) + 5e-6) << "step " << t;
+      EXPECT_NEAR(z[i], zr[i], 1e-5 * std::abs(zr[i]) + 2e-6) << "step " << t;
     }
   }
 }
