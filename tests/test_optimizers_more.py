@@ -425,3 +425,16 @@ def test_schedule_free_config_and_refusals():
         dt.optimizers.ScheduleFreeAdamW(warmup_steps=-1)
     with pytest.raises(ValueError, match="Received: beta_1=0"):
         dt.optimizers.ScheduleFreeAdamW(beta_1=0)
+
+
+def test_schedule_free_z_starts_as_the_weights():
+    model = dt.Sequential([dt.Input((3,)), dt.layers.Dense(2)])
+    model.compile(dt.optimizers.ScheduleFreeAdamW(), "mse")
+    _, slots = model._optimizer_slots()  # (before the engine runs: as Keras builds them)
+    np.testing.assert_array_equal(slots[0], model.get_weights()[0])
+    np.testing.assert_array_equal(slots[1], 0)
+    np.testing.assert_array_equal(slots[2], model.get_weights()[1])
+    x, y = np.ones((4, 3), np.float32), np.ones((4, 2), np.float32)
+    model.fit(x, y, verbose=0, epochs=0)
+    model._set_optimizer_slots(0, None)  # (a file holding the step count alone)
+    np.testing.assert_array_equal(model.optimizer.variables[2].numpy(), model.get_weights()[0])

@@ -341,6 +341,10 @@ class Optimizer:
         """Whether Keras lists slot `slot` of `variable` among its variables."""
         return True
 
+    def _slot_start(self, slot, variable, shape):
+        """Slot `slot` of `variable` (Keras's `shape`) as the optimizer builds it."""
+        return np.full(shape, self._slot_initial_value(slot), np.float32)
+
     def _keras_leading_values(self):
         """Keras's variables before `iteration` (a LossScaleOptimizer's own), as saved."""
         return []
@@ -918,6 +922,11 @@ class ScheduleFreeAdamW(_Moments):
     def _engine_extra(self):
         return {**super()._engine_extra(), "warmup_steps": self.warmup_steps}
 
+    def _slot_start(self, slot, variable, shape):  # (z: Keras's copy of the weight)
+        if slot == 0:
+            return np.array(variable.numpy(), np.float32).reshape(shape)
+        return super()._slot_start(slot, variable, shape)
+
     def get_config(self):
         return {**super().get_config(), "warmup_steps": self.warmup_steps}
 
@@ -1068,6 +1077,9 @@ class LossScaleOptimizer(Optimizer):
 
     def _slot_initial_value(self, slot):
         return self.inner_optimizer._slot_initial_value(slot)
+
+    def _slot_start(self, slot, variable, shape):
+        return self.inner_optimizer._slot_start(slot, variable, shape)
 
     def _slot_kept(self, slot, variable):
         # (Keras builds the inner optimizer untracked: Adafactor's unused scalars of a

@@ -507,7 +507,7 @@ class Trainer:
             if self._engine_compiled:
                 return self._graph.get_slot(s, p)[:size].reshape(shape)
             values = pending.get((s, p))
-            return (np.full(shape, self.optimizer._slot_initial_value(s), np.float32)
+            return (self.optimizer._slot_start(s, v, shape)
                     if values is None else values[:size].reshape(shape).copy())
 
         return (self.optimizer._steps_taken(),
@@ -522,9 +522,8 @@ class Trainer:
         # None: a scalar Keras keeps and no update reads)
         shapes = [self.optimizer._slot_shape(s, v.shape) for s, _, v, _ in order]
         if arrays is None:
-            arrays = [np.full(() if shape is None else shape,
-                              self.optimizer._slot_initial_value(s), np.float32)
-                      for shape, (s, _, _, _) in zip(shapes, order)]
+            arrays = [self.optimizer._slot_start(s, v, () if shape is None else shape)
+                      for shape, (s, _, v, _) in zip(shapes, order)]
         if len(arrays) != len(order) or any(
                 np.shape(a) != (() if shape is None else tuple(shape))
                 for a, shape in zip(arrays, shapes)):
