@@ -5,7 +5,8 @@ names, JAX by default) and PyTorch's nn.LSTM (an idiomatic eager loop with
 torch.optim.RMSprop(lr=1e-3, alpha=0.9, eps=1e-7)) when importable.
 
 Each framework runs in its own worker process (this script with --worker NAME), so their thread
-pools share no process. A first epoch (compilation, JIT tracing) is run untimed; then the
+pools share no process (with --threads 1, XLA's Eigen pool is turned off for Keras on JAX;
+otherwise it takes the cores it finds). A first epoch (compilation, JIT tracing) is run untimed; then the
 parent interleaves the timed epochs (one of each framework in turn, `--repeats` times) and
 prints each framework's median and its ratio to densitron's.
 
@@ -48,6 +49,10 @@ class DensitronPeer:
 
 class KerasPeer:
     def __init__(self, x, y, units, threads):
+        if threads == 1:  # (XLA's CPU pool otherwise takes every core)
+            os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                       " --xla_cpu_multi_thread_eigen=false"
+                                       " intra_op_parallelism_threads=1").strip()
         import keras
 
         inp = keras.Input((STEPS, FEATURES))
