@@ -129,3 +129,131 @@ def test_bools_where_keras_takes_integers_are_the_integers_in_convolutions():
             layers.Conv2D(2, **{"kernel_size": 2, arg: False})
     with raises(ValueError, "`filters`", "filters=False"):
         layers.Conv1D(False, 2)
+
+
+# --- lookups and hashing ----------------------------------------------------------------
+
+def dense_encoding(ids, mode, depth):
+    """Keras's encode_categorical_inputs, written as its one-hot rows reduced."""
+    ids = np.asarray(ids)
+    if ids.ndim == 0:
+        ids = ids[None]
+    if mode == "one_hot" and ids.ndim > 1 and ids.shape[-1] == 1:
+        ids = ids[..., 0]
+    hot = (ids[..., None] == np.arange(depth)) & ((ids >= 0) & (ids < depth))[..., None]
+    if mode == "one_hot":
+        return hot.astype(np.int64)
+    axis = 1 if ids.ndim > 1 else 0
+    return (hot.any(axis=axis) if mode == "multi_hot" else hot.sum(axis=axis)).astype(np.int64)
+
+
+@pytest.mark.parametrize("shape", [(), (7,), (5, 1), (4, 3), (2, 3, 5), (0, 3)])
+@pytest.mark.parametrize("mode", ["one_hot", "multi_hot", "count"])
+def test_encodings_allocate_only_their_output_and_match_keras_formula(shape, mode):
+    from densitron.layers.hashing import encode_ids
+
+    ids = np.random.default_rng(1).integers(-2, 9, size=shape)
+    out = encode_ids(ids, mode, 7, np.int64)
+    np.testing.assert_array_equal(out, dense_encoding(ids, mode, 7))
+    assert out.dtype == np.int64
+
+
+def test_encodings_too_large_for_the_machine_are_refused_by_the_argument_that_sets_them():
+    # found by fuzzing: NumPy's MemoryError (np.arange of the depth, then ids x depth bools)
+    x = np.array([[12, 36, 7]])
+    with raises(ValueError, "one_hot output of shape (1, 3, 1099511627776)",
+                "max_tokens=1099511627776"):
+        layers.IntegerLookup(vocabulary=[12, 36], output_mode="one_hot", max_tokens=2**40,
+                             pad_to_max_tokens=True)(x)
+    for mode in ("one_hot", "multi_hot", "count"):
+        with raises(ValueError, f"{mode} output", "num_bins=1099511627776"):
+            layers.Hashing(num_bins=2**40, output_mode=mode)(np.array([["a"], ["b"]]))
+    with raises(ValueError, "one_hot output", "num_bins=1099511627776"):
+        layers.HashedCrossing(num_bins=2**40, output_mode="one_hot")(
+            (np.array([1, 2]), np.array(["a", "b"])))
+    with raises(ValueError, "outputs (3298534883328 values a sample", "max_tokens=2**40"
+                .replace("2**40", "1099511627776")):
+        layers.IntegerLookup(vocabulary=[12, 36], output_mode="one_hot", max_tokens=2**40,
+                             pad_to_max_tokens=True)(Input(shape=(3,), dtype="int64"))
+    with raises(ValueError, "output of shape (2, 1099511627776)",
+                "output_sequence_length=1099511627776"):
+        layers.TextVectorization(vocabulary=["a"], output_sequence_length=2**40)(
+            np.array(["a b", "b"]))
+    # the ids themselves are fine: only encodings are as wide as the depth
+    ids = layers.Hashing(num_bins=2**40)(np.array(["a", "b"]))
+    assert ids.dtype == np.int64 and ids.max() < 2**40
+
+
+def test_numbers_beyond_int64_are_refused_by_name():
+    # found by fuzzing: OverflowError "Python int too large to convert to C long"
+    with raises(ValueError, "`num_bins`", f"num_bins={2**64}"):
+        layers.Hashing(num_bins=2**64)
+    with raises(ValueError, "`num_bins`", f"num_bins={2**64}"):
+        layers.HashedCrossing(num_bins=2**64)
+    for arg in ("mask_token", "oov_token"):
+        with raises(ValueError, f"`{arg}`", f"{arg}={2**70}"):
+            layers.IntegerLookup(vocabulary=[1, 2], **{arg: 2**70})
+
+
+def test_many_oov_indices_do_not_build_a_list_of_them():
+    # found by fuzzing: num_oov_indices=2**40 built a list of 2**40 special tokens
+    lookup = layers.IntegerLookup(vocabulary=[12, 36], num_oov_indices=2**40)
+    np.testing.assert_array_equal(lookup(np.array([12, 36, 5])),
+                                  [2**40, 2**40 + 1, 5])
+
+
+def test_bytes_that_are_not_utf8_hash_and_look_up_as_raw_bytes():
+    # found by fuzzing: UnicodeDecodeError; TensorFlow hashes and looks up the raw bytes
+    from densitron.layers.hashing import fingerprint64, siphash
+
+    raw = [b"\xff", b"a\xfe\xfd", "é".encode()]
+    out = layers.Hashing(num_bins=1000)(np.array(raw))
+    np.testing.assert_array_equal(out, [fingerprint64(b) % 1000 for b in raw])
+    out = layers.Hashing(num_bins=1000, salt=[3, 4])(np.array(raw, dtype=object))
+    np.testing.assert_array_equal(out, [siphash([3, 4], b) % 1000 for b in raw])
+    lookup = layers.StringLookup(vocabulary=[b"\xff", b"ok"])
+    np.testing.assert_array_equal(lookup(np.array([b"\xff", b"ok", b"\xfe"])), [1, 2, 0])
+    adapted = layers.StringLookup()
+    adapted.adapt(np.array([b"\xff", b"\xff", b"a"]))
+    np.testing.assert_array_equal(adapted(np.array([b"\xff", b"a"])), [1, 2])
+
+
+def test_vocabulary_files_never_lose_a_token(tmp_path):
+    # found by fuzzing: an adapted token "a\nb" was saved and read back (as Keras reads
+    # vocabulary.txt, by its lines) as the tokens "a" and "b"
+    for data, bad in [(["a\nb", "c", "c"], "'a\\nb'"), (["x\u2028y", "c"], "'x\\u2028y'"),
+                      (["", "c", "c"], "''")]:
+        lookup = layers.StringLookup()
+        lookup.adapt(np.array(data))
+        with raises(ValueError, "cannot save its vocabulary", bad):
+            lookup.save_assets(str(tmp_path))
+    # what the file can hold reads back as itself, bytes that are not UTF-8 too
+    lookup = layers.StringLookup()
+    lookup.adapt(np.array([b"b", b"", b"", b"b", b"c", b"c", b"c", b"\xff", b"\xc3\xa9"]))
+    assert "" in lookup.get_vocabulary()[:-1]
+    lookup.save_assets(str(tmp_path))
+    loaded = layers.StringLookup()
+    loaded.load_assets(str(tmp_path))
+    assert loaded.get_vocabulary() == lookup.get_vocabulary()
+
+
+def test_text_vectorization_ngrams_and_lengths():
+    with raises(ValueError, "`ngrams`", "ngrams=0"):
+        layers.TextVectorization(ngrams=0)
+    with raises(ValueError, "`ngrams`", "ngrams=(2, 0)"):
+        layers.TextVectorization(ngrams=(2, 0))
+    with raises(ValueError, "`output_sequence_length`", "output_sequence_length=-1"):
+        layers.TextVectorization(output_sequence_length=-1)
+    # ngrams beyond every string's length are the n-grams up to it (2**40 built a tuple of
+    # 2**40 widths before)
+    vocab = ["a", "b", "a b", "b a", "a b a"]
+    huge = layers.TextVectorization(vocabulary=vocab, ngrams=2**40)
+    three = layers.TextVectorization(vocabulary=vocab, ngrams=3)
+    x = np.array(["a b a", "b", ""])
+    np.testing.assert_array_equal(huge(x), three(x))
+    assert huge.get_config()["ngrams"] == 2**40
+
+
+def test_ragged_ids_are_refused_by_name():
+    with raises(ValueError, "rows of one length", "Received: inputs of type list"):
+        layers.IntegerLookup(vocabulary=[1, 2])([[1, 2], [3]])

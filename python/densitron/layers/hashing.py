@@ -3,10 +3,12 @@ Fingerprint64 (tf.strings.to_hash_bucket_fast) and SipHash-2-4 with a 128-bit ke
 (tf.strings.to_hash_bucket_strong), of a value's bytes (an integer's decimal digits), reduced
 modulo a number of bins. Computed on NumPy arrays, outside the engine (strings cannot enter it)."""
 
+import math
 import numbers
 
 import numpy as np
 
+from densitron.layers.convolutional import refuse_oversized
 from densitron.layers.layer import KerasTensor, Layer
 
 _M = (1 << 64) - 1
@@ -188,8 +190,8 @@ def _token_bytes(value, encoding="utf-8"):
     """A value's bytes as TensorFlow hashes them: a string's encoding, an integer's digits."""
     if isinstance(value, bytes):
         return value
-    if isinstance(value, str):
-        return value.encode(encoding)
+    if isinstance(value, str):  # (bytes that were not UTF-8: as they were, see as_value_array)
+        return value.encode(encoding, "surrogateescape")
     return str(int(value)).encode()
 
 
@@ -209,16 +211,18 @@ def hash_buckets(values, num_buckets, salt=None):
 
 def as_value_array(inputs, what):
     """A call's inputs (array, list, number or string) as a NumPy array of numbers or
-    strings (bytes decoded as UTF-8)."""
+    strings (bytes decoded as UTF-8; bytes that are not UTF-8 kept as they are, as
+    surrogates, so that they hash and look up as TensorFlow's raw bytes do)."""
     try:
         array = np.asarray(inputs)
     except ValueError:
         raise ValueError(f"{what} takes an array: rows of one length. Received: inputs of type "
                          f"{type(inputs).__name__}") from None
     if array.dtype.kind == "S":
-        array = np.char.decode(array, "utf-8")
+        array = np.char.decode(array, "utf-8", "surrogateescape")
     elif array.dtype.kind == "O":
-        flat = [v.decode("utf-8") if isinstance(v, bytes) else v for v in array.reshape(-1)]
+        flat = [v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v
+                for v in array.reshape(-1)]
         if flat and all(isinstance(v, str) for v in flat):
             array = np.array(flat, dtype=str).reshape(array.shape)
         elif flat and all(isinstance(v, numbers.Number) for v in flat):
@@ -229,22 +233,32 @@ def as_value_array(inputs, what):
     return array
 
 
-def encode_ids(ids, output_mode, depth, dtype):
+def encode_ids(ids, output_mode, depth, dtype, layer=None, depth_arg=None):
     """Keras's encode_categorical_inputs of int64 ids (an id outside [0, depth) sets nothing):
     "one_hot" a row per id (a last axis of 1 squeezed first); "multi_hot" and "count" reduce
     the one-hot rows over axis 1 as Keras does (the sample's ids for (batch, ids) inputs; the
-    second axis of higher ranks; a scalar is one sample of one id)."""
+    second axis of higher ranks; a scalar is one sample of one id). Only the output is
+    allocated, refused (naming `depth_arg`) when it would not fit the machine's memory."""
     if ids.ndim == 0:
         ids = ids[None]
     if output_mode == "one_hot" and ids.ndim > 1 and ids.shape[-1] == 1:
         ids = ids[..., 0]
-    hot = (ids[..., None] == np.arange(depth)) & ((ids >= 0) & (ids < depth))[..., None]
+    if output_mode != "one_hot":  # (the reduced axis last)
+        ids = np.moveaxis(ids, 1 if ids.ndim > 1 else 0, -1)
+    shape = (*ids.shape, depth) if output_mode == "one_hot" else (*ids.shape[:-1], depth)
+    if layer is not None:
+        refuse_oversized(layer, f"its {output_mode} output of shape {shape}",
+                         math.prod(shape) * np.dtype(dtype).itemsize,
+                         f"inputs with {ids.size} ids and {depth_arg}")
+    counts = np.zeros(shape, np.int64 if output_mode == "count" else dtype)
+    at = np.nonzero((ids >= 0) & (ids < depth))
     if output_mode == "one_hot":
-        return hot.astype(dtype)
-    axis = 1 if ids.ndim > 1 else 0
+        counts[(*at, ids[at])] = 1
+        return counts
+    np.add.at(counts, (*at[:-1], ids[at]), 1)
     if output_mode == "multi_hot":
-        return np.any(hot, axis=axis).astype(dtype)
-    return np.sum(hot, axis=axis, dtype=np.int64).astype(dtype)
+        return (counts > 0).astype(dtype)
+    return counts.astype(dtype)
 
 
 def refuse_in_model(layer, inputs):
@@ -277,6 +291,9 @@ class Hashing(Layer):
                 num_bins, numbers.Integral) or num_bins <= 0:
             raise ValueError("The `num_bins` for `Hashing` cannot be `None` or non-positive "
                              f"values. Received: num_bins={num_bins}.")
+        if num_bins >= 2**63:  # (the bins are int64)
+            raise ValueError("The `num_bins` for `Hashing` must be below 2**63 (its bins are "
+                             f"int64). Received: num_bins={num_bins}.")
         if output_mode == "int" and dtype not in ("int32", "int64"):
             raise ValueError("When `output_mode=\"int\"`, `dtype` should be an integer type, "
                              f"'int32' or 'in64'. Received: dtype={dtype}")
@@ -327,7 +344,8 @@ class Hashing(Layer):
         bins = self._hash_values_to_bins(values)
         if self.output_mode == "int":
             return bins.astype(self._output_dtype)
-        return encode_ids(bins, self.output_mode, self.num_bins, self._output_dtype)
+        return encode_ids(bins, self.output_mode, self.num_bins, self._output_dtype, self,
+                          f"num_bins={self.num_bins}")
 
     def _hash_values_to_bins(self, values):
         hash_bins = self.num_bins
@@ -402,6 +420,9 @@ class HashedCrossing(Layer):
                 num_bins < 1:
             raise ValueError(f"`num_bins` must be a positive integer. "
                              f"Received: num_bins={num_bins!r}")
+        if num_bins >= 2**63:  # (the bins are int64)
+            raise ValueError("`num_bins` must be below 2**63 (the bins are int64). "
+                             f"Received: num_bins={num_bins!r}")
         dtype = dtype or "float32"
         if dtype not in ("int32", "int64", "float32", "float64"):
             raise ValueError(f"densitron's HashedCrossing outputs int32, int64, float32 or "
@@ -452,7 +473,8 @@ class HashedCrossing(Layer):
         ids = np.asarray(bins, np.int64).reshape(shape)
         if self.output_mode == "int":
             return ids.astype(self._output_dtype)
-        return encode_ids(ids, "one_hot", self.num_bins, self._output_dtype)
+        return encode_ids(ids, "one_hot", self.num_bins, self._output_dtype, self,
+                          f"num_bins={self.num_bins}")
 
     def compute_output_shape(self, input_shape):
         first = tuple(input_shape[0])

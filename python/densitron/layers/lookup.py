@@ -7,12 +7,14 @@ table (ids as float32, as every engine tensor); StringLookup runs on arrays only
 TextVectorization (strings standardized, split and looked up by a StringLookup)."""
 
 import collections
+import math
 import numbers
 import os
 import re
 
 import numpy as np
 
+from densitron.layers.convolutional import refuse_oversized
 from densitron.layers.hashing import as_value_array, encode_ids, hash_buckets, refuse_in_model
 from densitron.layers.layer import KerasTensor, Layer, engine_node
 
@@ -152,11 +154,12 @@ class _IndexLookup(Layer):
             raise ValueError(f"A lookup's {what} is an array: rows of one length. Received: "
                              f"{what} of type {type(values).__name__}") from None
         if self._string:
-            if array.dtype.kind == "S":
-                array = np.char.decode(array, "utf-8")
+            if array.dtype.kind == "S":  # (bytes not UTF-8 kept, as as_value_array does)
+                array = np.char.decode(array, "utf-8", "surrogateescape")
             elif array.dtype.kind == "O" and all(isinstance(v, (str, bytes)) for v in
                                                  array.reshape(-1)):
-                array = np.array([v.decode("utf-8") if isinstance(v, bytes) else v
+                array = np.array([v.decode("utf-8", "surrogateescape") if isinstance(v, bytes)
+                                  else v
                                   for v in array.reshape(-1)], dtype=str).reshape(array.shape)
             if array.dtype.kind != "U" and array.size:
                 raise TypeError(f"A StringLookup's {what} holds strings. Received: {what} of "
@@ -210,10 +213,13 @@ class _IndexLookup(Layer):
             raise ValueError(f"Cannot set an empty vocabulary. Received: vocabulary="
                              f"{vocabulary}")
         token_start = self._token_start_index()
+        # (the special tokens' list made only when the vocabulary may begin with them)
         special = [self.mask_token] * self._oov_start_index() + \
-            [self.oov_token] * self.num_oov_indices
+            [self.oov_token] * self.num_oov_indices if len(vocabulary) >= token_start else \
+            f"[{self.mask_token!r}] * {self._oov_start_index()} + [{self.oov_token!r}] * " \
+            f"{self.num_oov_indices}"
         found_special = len(vocabulary) >= token_start and \
-            [v for v in vocabulary[:token_start].tolist()] == special
+            vocabulary[:token_start].tolist() == special
         tokens = vocabulary[token_start:] if found_special else vocabulary
         self._check_repeated(tokens)
         listed = tokens.tolist()
@@ -343,7 +349,8 @@ class _IndexLookup(Layer):
         items = list(self._token_counts.items())
         # (Keras's order: by count, then by the token, both from high to low; strings as
         # their UTF-8 bytes)
-        key = (lambda kv: (kv[1], kv[0].encode("utf-8"))) if self._string else \
+        key = (lambda kv: (kv[1], kv[0].encode("utf-8", "surrogateescape"))) \
+            if self._string else \
             (lambda kv: (kv[1], kv[0]))
         items.sort(key=key, reverse=True)
         token_start = self._token_start_index()
@@ -364,6 +371,12 @@ class _IndexLookup(Layer):
     # --- the lookup ---------------------------------------------------------------------
     def _depth(self):
         return self.max_tokens if self.pad_to_max_tokens else self._frozen_vocab_size
+
+    def _depth_arg(self):
+        """What sets the encodings' depth, for a refusal's "Received:"."""
+        if self.pad_to_max_tokens:
+            return f"max_tokens={self.max_tokens} with pad_to_max_tokens=True"
+        return f"a vocabulary of {self._frozen_vocab_size} indices"
 
     def _ensure_known_vocab_size(self):
         if self.output_mode == "int" or self.pad_to_max_tokens:
@@ -392,11 +405,11 @@ class _IndexLookup(Layer):
             return ids[0] if scalar else ids
         depth = self._depth()
         if self.output_mode != "tf_idf":
-            return encode_ids(ids, self.output_mode, depth, np.int64)
+            return encode_ids(ids, self.output_mode, depth, np.int64, self, self._depth_arg())
         if self.idf_weights is None:
             raise ValueError("When `output_mode` is `'tf_idf'`, `idf_weights` must be "
                              "provided.")
-        counts = encode_ids(ids, "count", depth, np.float32)
+        counts = encode_ids(ids, "count", depth, np.float32, self, self._depth_arg())
         return counts * self.idf_weights.astype(np.float32)
 
     def _symbolic(self, inputs, *args, **kwargs):
@@ -504,8 +517,20 @@ class _IndexLookup(Layer):
         token a line, special tokens first (a given one is in the config)."""
         if self.input_vocabulary is not None:
             return
-        with open(os.path.join(dir_path, "vocabulary.txt"), "w", encoding="utf-8") as f:
-            f.write("\n".join(str(w) for w in self.get_vocabulary(include_special_tokens=True)))
+        vocab = [str(w) for w in self.get_vocabulary(include_special_tokens=True)]
+        # (Keras reads the file back by splitlines(), trailing empty lines dropped: a token
+        # holding a line break, or an empty last token, would come back as other tokens)
+        for i, token in enumerate(vocab):
+            if (token.splitlines() != [token] and token != "") or \
+                    (token == "" and i == len(vocab) - 1):
+                raise ValueError(
+                    f"Layer {self.name!r} cannot save its vocabulary: vocabulary.txt holds one "
+                    "token a line (as Keras writes and reads it), and token "
+                    f"{token!r} at index {i} would not read back as itself. Received: a "
+                    f"vocabulary with the token {token!r}")
+        with open(os.path.join(dir_path, "vocabulary.txt"), "w", encoding="utf-8",
+                  errors="surrogateescape", newline="") as f:
+            f.write("\n".join(vocab))
 
     def save_own_variables(self, store):
         """Keras's: "tf_idf" keeps its idf weights as the variable "idf_weights"."""
@@ -524,7 +549,7 @@ class _IndexLookup(Layer):
         path = os.path.join(dir_path, "vocabulary.txt")
         if not os.path.exists(path):
             return
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
             lines = f.read().splitlines()
         while lines and lines[-1] == "":
             lines.pop()
@@ -562,6 +587,9 @@ class IntegerLookup(_IndexLookup):
                                       not isinstance(value, numbers.Integral)):
                 raise ValueError(f"`{arg}` of an IntegerLookup is an integer or None. "
                                  f"Received: {arg}={value!r}")
+            if value is not None and not -2**63 <= value < 2**63:  # (Keras's int64 tokens)
+                raise ValueError(f"`{arg}` of an IntegerLookup is an int64 integer. "
+                                 f"Received: {arg}={value!r}")
         super().__init__(max_tokens=max_tokens, num_oov_indices=num_oov_indices,
                          mask_token=None if mask_token is None else int(mask_token),
                          oov_token=None if oov_token is None else int(oov_token),
@@ -573,6 +601,9 @@ class IntegerLookup(_IndexLookup):
     def __call__(self, inputs, *args, **kwargs):
         from densitron.layers.preprocessing import _ids_array
 
+        if isinstance(inputs, (list, tuple)) and not any(
+                isinstance(t, KerasTensor) for t in inputs):
+            as_value_array(inputs, f"Layer {self.name}")  # (ragged rows refused by name)
         return super().__call__(_ids_array(inputs), *args, **kwargs)
 
     def get_config(self):
@@ -611,6 +642,11 @@ class IntegerLookup(_IndexLookup):
 
     def _check_inputs(self, input_shape):
         self._check_single(input_shape, min_rank=1)
+        if self.output_mode != "int" and all(d is not None for d in input_shape[1:]):
+            width = math.prod(input_shape[1:]) * self._depth()
+            refuse_oversized(self, f"its outputs ({width} values a sample, in batches of 32)",
+                             width * 4 * 32, f"input_shape={tuple(input_shape)} and "
+                             f"{self._depth_arg()}")
         if self.output_mode in ("multi_hot", "count", "tf_idf") and len(input_shape) < 2:
             raise ValueError(
                 f"densitron's IntegerLookup encodes each sample's ids, (batch, ids), in a "
@@ -759,10 +795,18 @@ class TextVectorization(Layer):
                 all(isinstance(item, int) for item in ngrams)):
             raise ValueError("`ngrams` must be None, an integer, or a tuple of integers. "
                              f"Received: ngrams={ngrams}")
+        if ngrams is not None and min(ngrams if isinstance(ngrams, tuple) else (ngrams,),
+                                      default=1) < 1:  # (Keras's gives no tokens at all)
+            raise ValueError("`ngrams` are the widths of the n-grams made, each >= 1. "
+                             f"Received: ngrams={ngrams}")
         if output_mode == "int" and not (isinstance(output_sequence_length, int) or
                                          output_sequence_length is None):
             raise ValueError("`output_sequence_length` must be either None or an integer when "
                              "`output_mode` is 'int'. Received: "
+                             f"output_sequence_length={output_sequence_length}")
+        if isinstance(output_sequence_length, int) and output_sequence_length < 0:
+            raise ValueError("`output_sequence_length` must be >= 0 (the length each output "
+                             f"row is padded or cut to). Received: "
                              f"output_sequence_length={output_sequence_length}")
         if output_mode != "int" and output_sequence_length is not None:
             raise ValueError("`output_sequence_length` must not be set if `output_mode` is not "
@@ -774,7 +818,8 @@ class TextVectorization(Layer):
         self._standardize = standardize
         self._split = split
         self._ngrams_arg = ngrams
-        self._ngrams = tuple(range(1, ngrams + 1)) if isinstance(ngrams, int) else ngrams
+        # (the widths 1..ngrams as a range: only those up to a row's length are made)
+        self._ngrams = range(1, ngrams + 1) if isinstance(ngrams, int) else ngrams
         self._output_mode = output_mode
         self._output_sequence_length = output_sequence_length
         self._encoding = encoding
@@ -869,7 +914,8 @@ class TextVectorization(Layer):
             else:
                 rows = [list(s) for s in values.tolist()]
         if self._ngrams is not None:
-            rows = [[" ".join(row[i:i + n]) for n in self._ngrams
+            rows = [[" ".join(row[i:i + n]) for n in (
+                self._ngrams[:len(row)] if isinstance(self._ngrams, range) else self._ngrams)
                      for i in range(len(row) - n + 1)] for row in rows]
         return rows
 
@@ -886,6 +932,7 @@ class TextVectorization(Layer):
             length = self._output_sequence_length
             if self._output_mode != "int" or length is None or out.ndim == 0:
                 return out
+            self._check_padded(math.prod(out.shape[:-1]))
             padded = np.zeros((*out.shape[:-1], length), np.int64)
             padded[..., :min(length, out.shape[-1])] = out[..., :length]
             return padded
@@ -911,6 +958,7 @@ class TextVectorization(Layer):
             length = self._output_sequence_length
             if length is None:
                 return ids
+            self._check_padded(len(rows))
             out = np.zeros((len(rows), length), np.int64)
             out[:, :min(length, width)] = ids[:, :length]
             return out
@@ -918,9 +966,15 @@ class TextVectorization(Layer):
         ids = np.where(np.arange(width) < np.array([len(r) for r in rows])[:, None], ids, -1)
         depth = lookup._depth()
         if self._output_mode != "tf_idf":
-            return encode_ids(ids, self._output_mode, depth, np.int64)
-        counts = encode_ids(ids, "count", depth, np.float32)
+            return encode_ids(ids, self._output_mode, depth, np.int64, self,
+                              lookup._depth_arg())
+        counts = encode_ids(ids, "count", depth, np.float32, self, lookup._depth_arg())
         return counts * lookup.idf_weights.astype(np.float32)
+
+    def _check_padded(self, rows):
+        length = self._output_sequence_length
+        refuse_oversized(self, f"its output of shape ({rows}, {length})", rows * length * 8,
+                         f"output_sequence_length={length}")
 
     def compute_output_shape(self, input_shape):
         if self._output_mode == "int":
