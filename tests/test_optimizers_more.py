@@ -208,6 +208,12 @@ OPTIMIZERS = {
     "schedule_free": lambda o: o.ScheduleFreeAdamW(),
     "schedule_free_opts": lambda o: o.ScheduleFreeAdamW(learning_rate=0.02, beta_1=0.8,
                                                         warmup_steps=4, weight_decay=0.01),
+    # with clipping, moving averages and gradient accumulation around the update
+    "adafactor_extras": lambda o: o.Adafactor(learning_rate=0.2, clipnorm=0.5, use_ema=True,
+                                              ema_overwrite_frequency=3),
+    "muon_accumulated": lambda o: o.Muon(learning_rate=0.02, gradient_accumulation_steps=2,
+                                         clipvalue=0.2),
+    "schedule_free_clipped": lambda o: o.ScheduleFreeAdamW(0.01, global_clipnorm=0.3),
     "lso_muon": lambda o: o.LossScaleOptimizer(o.Muon(learning_rate=0.01)),
     "lso_adafactor": lambda o: o.LossScaleOptimizer(o.Adafactor(learning_rate=0.1)),
 }
