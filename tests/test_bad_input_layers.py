@@ -257,3 +257,14 @@ def test_text_vectorization_ngrams_and_lengths():
 def test_ragged_ids_are_refused_by_name():
     with raises(ValueError, "rows of one length", "Received: inputs of type list"):
         layers.IntegerLookup(vocabulary=[1, 2])([[1, 2], [3]])
+
+
+def test_global_pooling_data_format_is_lowercased_as_keras_does():
+    # found by fuzzing: Keras's standardize_data_format takes "CHANNELS_FIRST"
+    x = np.random.default_rng(2).normal(size=(2, 3, 4, 5)).astype(np.float32)
+    for cls in (layers.GlobalAveragePooling2D, layers.GlobalMaxPooling2D):
+        upper = cls(data_format="CHANNELS_FIRST")
+        assert upper.get_config()["data_format"] == "channels_first"
+        np.testing.assert_allclose(upper(x), cls(data_format="channels_first")(x))
+    with raises(ValueError, "`data_format`", "data_format='NCHW'"):
+        layers.GlobalAveragePooling1D(data_format="NCHW")

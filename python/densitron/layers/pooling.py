@@ -37,11 +37,7 @@ class _GlobalPooling(Layer):
 
     def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(**kwargs)
-        data_format = "channels_last" if data_format is None else data_format
-        if data_format not in ("channels_last", "channels_first"):
-            raise ValueError("The `data_format` argument must be one of 'channels_first', "
-                             f"'channels_last'. Received: data_format={data_format!r}")
-        self.data_format = data_format
+        self.data_format = standardize_data_format(data_format)  # (Keras's: lowercased)
         self.keepdims = bool(keepdims)
 
     def _check_inputs(self, input_shape):
