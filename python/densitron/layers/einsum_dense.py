@@ -153,8 +153,8 @@ class EinsumDense(Layer):
     def _plan(self, input_shape):
         """The einsum's axes per sample: (input axes, kernel axes, output axes, bias axes in
         the output's order) as strings of letters (the ellipsis's axes as other characters),
-        and each
-        axis's size. Refuses what is not a permutation, a matrix product and a permutation."""
+        and each axis's size. Refuses what is not a permutation, a product and a
+        permutation."""
         x_spec, w_spec, y_spec, side = _split(self.equation)
         kernel = analyze(self.equation, self.bias_axes, input_shape,
                          self.partial_output_shape)[0]
@@ -245,13 +245,12 @@ class EinsumDense(Layer):
                 "bias_constraint": kernel_bias["bias_constraint"]}
 
 
-def einsum_nodes(layer, input_shape, param_index, activity=(0.0, 0.0), items=None, source=None):
+def einsum_nodes(layer, input_shape, param_index, activity=(0.0, 0.0)):
     """The engine nodes of `layer` (an EinsumDense, built) on inputs of `input_shape`: a list
-    of (sources, spec) as _engine_subgraph gives them, appended to `items` when given (the
-    input then `source`, a source of items), and the index of the last node in a list."""
+    of (sources, spec) as _engine_subgraph gives them, and the index of the last node in a
+    list. `activity`: the activity penalty's (l1, l2) on the output."""
     xs, ws, ys, bs, sizes = layer._plan(input_shape)
-    items = [] if items is None else items
-    source = ("in", 0) if source is None else source
+    items, source = [], ("in", 0)
 
     def add(spec, *sources):
         items.append(([s if isinstance(s, tuple) else ("node", s) for s in sources], spec))
