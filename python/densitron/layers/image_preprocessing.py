@@ -2,8 +2,9 @@
 image, run as sums of index maps each scaled by a constant per position (Keras's JAX resize:
 per axis, a matrix of kernel weights at half-pixel centres). RandomFlip, RandomBrightness and
 RandomContrast draw one value a sample from the engine's noise nodes in training and are the
-identity outside it, as are RandomTranslation and RandomZoom (per axis, a sum over the whole
-positions the range reaches, each weighted by a function of the sample's drawn shift or zoom).
+identity outside it, as are RandomTranslation and RandomZoom (per axis, a batched matmul of
+the image's rows at every whole position the range reaches by bilinear weights computed from
+the sample's drawn shift or zoom).
 RandomRotation, RandomZoom, RandomTranslation and RandomCrop compute Keras's formulas in NumPy
 on arrays (layer(images, training=True)); in a model RandomRotation is the identity for predict
 and evaluate, and fit refuses it (its source pixels move along arcs: no separable sum); a
@@ -17,8 +18,9 @@ from densitron.layers.convolutional import index_map_spec, standardize_data_form
 from densitron.layers.layer import Layer, node_spec, shape_width
 from densitron.layers.regularization import _seed
 
-_ADD, _SUBTRACT, _MULTIPLY, _DROPOUT, _NOISE, _RESHAPE, _POOL = 3, 5, 6, 10, 11, 14, 16
+_ADD, _SUBTRACT, _DROPOUT, _NOISE, _RESHAPE, _POOL = 3, 5, 10, 11, 14, 16
 _STANDARDIZE, _INDEX_MAP, _MATH, _ROW_BROADCAST, _MODE_SELECT = 17, 20, 25, 28, 31
+_BATCH_MATMUL = 32
 _SQUARE, _ABS, _EXP, _CLIP, _LESS, _MULTIPLY_BY, _PLUS = 0, 1, 4, 6, 12, 21, 22  # (MathOp)
 RESIZE_INTERPOLATIONS = ("bilinear", "nearest", "lanczos3", "lanczos5", "bicubic")
 
@@ -664,6 +666,45 @@ def refuse_training(model):
                 f"evaluate. Received: a model containing {type(layer).__name__}")
 
 
+def _resample_axis(sub, source, sample, axis, value, a, b, value_range, fill_mode,
+                   interpolation):
+    """The engine's nodes of one axis of Keras's affine sampling, one per-sample value v (node
+    `value`, in value_range) deciding it: output index i reads position r_i = a_i·v + b_i, so
+    out = A·X_ext per sample (a batched matmul), X_ext the input's rows at every whole
+    position q the range of r reaches (fill_mode's index, 0 outside the image for
+    "constant"), A[i, q] = max(0, 1 - |r_i - q|) (nearest: |r_i - q| < 1/2), computed from v
+    by the standardize op (b_i - q + v·a_i)."""
+    n = sample[axis]
+    ends = np.stack([a * value_range[0] + b, a * value_range[1] + b])
+    q = np.arange(math.floor(ends.min()), math.floor(ends.max()) + 2)
+    taps = len(q)
+    rest = math.prod(sample) // n
+    zeros = sub.add(index_map_spec(np.full(n * taps, -1), taps), "in")
+    spread = sub.scaled(zeros, value, n * taps, 0)  # v at every (i, q)
+    offsets = (b[:, None] - q[None, :]).astype(float).ravel()
+    slopes = np.repeat(a.astype(float), taps)
+    distance = sub.add(node_spec(_STANDARDIZE, n * taps, n * taps,
+                                 fattrs=[*offsets.tolist(), *slopes.tolist()],
+                                 iattrs=[1, n * taps]), spread)
+    distance = sub.math(distance, n * taps, _ABS)
+    if interpolation == "bilinear":
+        weight = sub.math(sub.math(distance, n * taps, _MULTIPLY_BY, -1.0), n * taps, _PLUS,
+                          1.0)
+        weight = sub.math(weight, n * taps, _CLIP, 0.0, 1.0)
+    else:
+        weight = sub.math(distance, n * taps, _LESS, 0.5)
+    index = _fixed_index(q, n, fill_mode)
+    index = np.where((index < 0) | (index >= n), -1, index)
+    moved = np.moveaxis(np.arange(math.prod(sample)).reshape(sample), axis, 0)
+    rows = sub.add(index_map_spec(_take(moved, index, 0), rest), source)
+    out = sub.add(node_spec(_BATCH_MATMUL, n * rest, rest, iattrs=[1, n, taps, rest, 0, 0]),
+                  weight, rows)
+    if axis != 0:  # (back to the sample's layout)
+        back = np.moveaxis(np.arange(n * rest).reshape(moved.shape), 0, axis)
+        out = sub.add(index_map_spec(back, sample[-1]), out)
+    return out
+
+
 class _AffineLayer(_EagerRandomLayer):
     def __init__(self, fill_mode="reflect", interpolation="bilinear", seed=None, fill_value=0.0,
                  data_format=None, **kwargs):
@@ -759,9 +800,8 @@ class RandomTranslation(_AffineLayer):
         return _take(positions, index, axis)
 
     def _engine_subgraph(self, node, param_index):
-        """Per axis, shift d = uniform(lower, upper)·size a sample: Σ_k w_k(d)·x shifted by k
-        for every whole k the range reaches, w_k the bilinear weight max(0, 1 - |d - k|) (the
-        nearest pixel's: |d - k| < 1/2); a constant fill as T(x - fill) + fill."""
+        """Per axis, shift d = uniform(lower, upper)·size a sample: output i reads position
+        i - d (see _resample_axis); a constant fill as T(x - fill) + fill."""
         sample = tuple(node.inputs[0].shape[1:])
         width, last = math.prod(sample), sample[-1]
         fill = float(self.fill_value) if self.fill_mode == "constant" else 0.0
@@ -771,18 +811,9 @@ class RandomTranslation(_AffineLayer):
             n = sample[axis]
             u = sub.per_sample_uniform(_derived_seed(self._engine_seed, 10 + k))
             shift = sub.math(sub.math(u, 1, _MULTIPLY_BY, (hi - lo) * n), 1, _PLUS, lo * n)
-            terms = []
-            for t in range(math.floor(lo * n), math.ceil(hi * n) + 1):
-                moved = sub.add(index_map_spec(self._shift_map(sample, axis, t), last), source)
-                distance = sub.math(sub.math(shift, 1, _PLUS, -float(t)), 1, _ABS)
-                if self.interpolation == "bilinear":
-                    weight = sub.math(sub.math(distance, 1, _MULTIPLY_BY, -1.0), 1, _PLUS, 1.0)
-                    weight = sub.math(weight, 1, _CLIP, 0.0, 1.0)
-                else:
-                    weight = sub.math(distance, 1, _LESS, 0.5)
-                terms.append(sub.scaled(moved, weight, width, 3))
-            source = terms[0] if len(terms) == 1 else sub.add(node_spec(_ADD, width, last),
-                                                              *terms)
+            source = _resample_axis(sub, source, sample, axis, shift, -np.ones(n),
+                                    np.arange(n, dtype=float), (lo * n, hi * n),
+                                    self.fill_mode, self.interpolation)
         if fill:
             source = sub.math(source, width, _PLUS, fill)
         return sub.items, [sub.in_training(source, width, last)]
@@ -824,12 +855,9 @@ class RandomZoom(_AffineLayer):
     _trains_in_engine = True
 
     def _engine_subgraph(self, node, param_index):
-        """Per axis, zoom z = 1 + uniform(lower, upper) a sample: output i reads position
-        r = c + z·(i - c), c = (size - 1)/2, so Σ_t w_t·x[q_t(i)] over the whole positions
-        q_t(i) its range of r reaches, w_t = max(0, 1 - |c - q_t(i) + z·(i - c)|) (nearest:
-        |...| < 1/2), each weight computed per output index from z (the engine's standardize
-        op: b_i + z·a_i), each q_t an index map with fill_mode's index; a constant fill as
-        T(x - fill) + fill."""
+        """Per axis, zoom z = 1 + uniform(lower, upper) a sample (one for both axes when
+        width_factor is None): output i reads position c + z·(i - c), c = (size - 1)/2 (see
+        _resample_axis); a constant fill as T(x - fill) + fill."""
         sample = tuple(node.inputs[0].shape[1:])
         width, last = math.prod(sample), sample[-1]
         fill = float(self.fill_value) if self.fill_mode == "constant" else 0.0
@@ -846,33 +874,9 @@ class RandomZoom(_AffineLayer):
             zooms[k] = zoom
             n = sample[axis]
             centre = (n - 1) / 2
-            offset = np.arange(n) - centre
-            ends = centre + np.stack([(1 + lo) * offset, (1 + hi) * offset])
-            first = np.floor(ends.min(axis=0)).astype(np.int64)
-            taps = int((np.ceil(ends.max(axis=0)).astype(np.int64) - first).max()) + 2
-            zeros = sub.add(index_map_spec(np.full(n, -1), n), "in")
-            spread = sub.scaled(zeros, zoom, n, 0)  # z at every output index
-            positions = np.arange(width).reshape(sample)
-            terms = []
-            for t in range(taps):
-                q = first + t
-                index = _fixed_index(q, n, self.fill_mode)
-                index = np.where((index < 0) | (index >= n), -1, index)
-                moved = sub.add(index_map_spec(_take(positions, index, axis), last), source)
-                distance = sub.add(node_spec(_STANDARDIZE, n, n, fattrs=[
-                    *(centre - q).astype(float).tolist(), *offset.astype(float).tolist()],
-                    iattrs=[1, n]), spread)
-                distance = sub.math(distance, n, _ABS)
-                if self.interpolation == "bilinear":
-                    weight = sub.math(sub.math(distance, n, _MULTIPLY_BY, -1.0), n, _PLUS, 1.0)
-                    weight = sub.math(weight, n, _CLIP, 0.0, 1.0)
-                else:
-                    weight = sub.math(distance, n, _LESS, 0.5)
-                along = np.broadcast_to(np.arange(n).reshape(
-                    [n if a == axis else 1 for a in range(len(sample))]), sample)
-                weights = sub.add(index_map_spec(along, last), weight)
-                terms.append(sub.add(node_spec(_MULTIPLY, width, last), moved, weights))
-            source = sub.add(node_spec(_ADD, width, last), *terms)
+            source = _resample_axis(sub, source, sample, axis, zoom, np.arange(n) - centre,
+                                    np.full(n, centre), (1.0 + lo, 1.0 + hi),
+                                    self.fill_mode, self.interpolation)
         if fill:
             source = sub.math(source, width, _PLUS, fill)
         return sub.items, [sub.in_training(source, width, last)]
