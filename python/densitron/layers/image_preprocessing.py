@@ -673,7 +673,8 @@ def _resample_axis(sub, source, sample, axis, value, a, b, value_range, fill_mod
     out = A·X_ext per sample (a batched matmul), X_ext the input's rows at every whole
     position q the range of r reaches (fill_mode's index, 0 outside the image for
     "constant"), A[i, q] = max(0, 1 - |r_i - q|) (nearest: |r_i - q| < 1/2), computed from v
-    by the standardize op (b_i - q + v·a_i)."""
+    by the standardize op (b_i - q + v·a_i). (A NaN or inf in an image spreads along its
+    line through the products with 0; Keras's sampling keeps it to its neighbours.)"""
     n = sample[axis]
     ends = np.stack([a * value_range[0] + b, a * value_range[1] + b])
     q = np.arange(math.floor(ends.min()), math.floor(ends.max()) + 2)
