@@ -268,3 +268,19 @@ def test_global_pooling_data_format_is_lowercased_as_keras_does():
         np.testing.assert_allclose(upper(x), cls(data_format="channels_first")(x))
     with raises(ValueError, "`data_format`", "data_format='NCHW'"):
         layers.GlobalAveragePooling1D(data_format="NCHW")
+
+
+def test_lookup_messages_say_what_was_received():
+    with raises(ValueError, "repeated term", "[1]"):
+        layers.IntegerLookup(vocabulary=[1, 2, 1])
+    with raises(ValueError, "does not exist", "vocabulary='/nonexistent/v.txt'"):
+        layers.StringLookup(vocabulary="/nonexistent/v.txt")
+    with raises(ValueError, "found OOV values [7]", "num_oov_indices=0"):
+        layers.IntegerLookup(vocabulary=[1, 2], num_oov_indices=0)(np.array([1, 7]))
+    # tf_idf's weights padded to an absurd max_tokens: refused, not an 8 TiB np.pad
+    with raises(ValueError, "idf weights", "max_tokens=1099511627776"):
+        layers.IntegerLookup(vocabulary=[1, 2], idf_weights=[0.5, 0.25], output_mode="tf_idf",
+                             max_tokens=2**40, pad_to_max_tokens=True)
+    lookup = layers.StringLookup(output_mode="tf_idf", max_tokens=2**40, pad_to_max_tokens=True)
+    with raises(ValueError, "idf weights", "max_tokens=1099511627776"):
+        lookup.adapt(np.array(["a", "b"]))

@@ -186,7 +186,8 @@ class _IndexLookup(Layer):
                              f"idf_weights={idf_weights}")
         if isinstance(vocabulary, str):
             if not os.path.exists(vocabulary):
-                raise ValueError(f"Vocabulary file {vocabulary} does not exist.")
+                raise ValueError(f"Vocabulary file {vocabulary} does not exist. "
+                                 f"Received: vocabulary={vocabulary!r}")
             if self.output_mode == "tf_idf":
                 raise ValueError("output_mode `'tf_idf'` does not support loading a vocabulary "
                                  "from file.")
@@ -257,11 +258,16 @@ class _IndexLookup(Layer):
                                                                 np.average(weights))
             back = (self.max_tokens - front - len(weights)
                     if self.pad_to_max_tokens and self.max_tokens is not None else 0)
+            self._check_idf_size(front + len(weights) + back)
             self._set_tokens(tokens)
             self.idf_weights = np.pad(weights, (front, back), "constant",
                                       constant_values=(front_value, 0)).astype(np.float32)
             return
         self._set_tokens(tokens)
+
+    def _check_idf_size(self, size):
+        refuse_oversized(self, f"its {size} idf weights", size * 12,
+                         f"max_tokens={self.max_tokens} with pad_to_max_tokens=True")
 
     @staticmethod
     def _check_repeated(tokens):
@@ -270,7 +276,7 @@ class _IndexLookup(Layer):
             repeated = [t for t, c in collections.Counter(listed).items() if c > 1]
             raise ValueError("The passed vocabulary has at least one repeated term. Please "
                              "uniquify your dataset. The repeated terms are: "
-                             f"{repeated}")
+                             f"{repeated}. Received: a vocabulary of {len(listed)} tokens")
 
     def _set_tokens(self, tokens):
         old = self._tokens
@@ -363,6 +369,7 @@ class _IndexLookup(Layer):
             idf = np.log(1 + self._num_documents / (1 + counts)).astype(np.float32)
             idf = np.pad(idf, (token_start, 0), constant_values=np.mean(idf, dtype=np.float32))
             if self.pad_to_max_tokens and self.max_tokens is not None:
+                self._check_idf_size(self.max_tokens)
                 idf = np.pad(idf, (0, self.max_tokens - idf.size))
             self.idf_weights = idf.astype(np.float32)
         self.reset_state()
@@ -460,7 +467,7 @@ class _IndexLookup(Layer):
             if np.any(oov):
                 raise ValueError("When `num_oov_indices=0` all inputs should be in vocabulary, "
                                  f"found OOV values {keys[oov].tolist()}, consider setting "
-                                 "`num_oov_indices=1`.")
+                                 "`num_oov_indices=1`. Received: num_oov_indices=0")
         elif n_oov > 1 and np.any(oov):
             if not self._string and self.oov_method != "farmhash":
                 buckets = np.mod(keys, n_oov)
