@@ -284,3 +284,14 @@ def test_lookup_messages_say_what_was_received():
     lookup = layers.StringLookup(output_mode="tf_idf", max_tokens=2**40, pad_to_max_tokens=True)
     with raises(ValueError, "idf weights", "max_tokens=1099511627776"):
         lookup.adapt(np.array(["a", "b"]))
+
+
+def test_pooling_padding_in_any_case_as_keras_jax_takes_it():
+    # found by fuzzing: Keras's MaxPooling1D(padding="SAME") pools as "same" on JAX
+    x = np.random.default_rng(3).normal(size=(2, 5, 3)).astype(np.float32)
+    for cls in (layers.MaxPooling1D, layers.AveragePooling1D):
+        np.testing.assert_array_equal(cls(3, padding="SAME")(x), cls(3, padding="same")(x))
+        assert cls(3, padding="Valid").get_config()["padding"] == "valid"
+        for bad in ("full", None, 1):
+            with raises(ValueError, "`padding`", f"padding={bad!r}"):
+                cls(3, padding=bad)

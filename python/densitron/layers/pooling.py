@@ -130,10 +130,10 @@ class BasePooling(Layer):
         self.pool_size = standardize_tuple(pool_size, self.rank, "pool_size")
         self.strides = standardize_tuple(pool_size if strides is None else strides, self.rank,
                                          "strides")
-        if padding not in ("valid", "same"):
+        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
             raise ValueError("Argument `padding` must be either 'valid' or 'same'. "
                              f"Received: padding={padding!r}")
-        self.padding = padding
+        self.padding = padding.lower()  # (Keras's JAX pooling lowercases it: 'SAME' is 'same')
         self.data_format = standardize_data_format(data_format)
 
     def _check_inputs(self, input_shape):
