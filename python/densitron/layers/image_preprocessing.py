@@ -4,11 +4,10 @@ per axis, a matrix of kernel weights at half-pixel centres). RandomFlip, RandomB
 RandomContrast draw one value a sample from the engine's noise nodes in training and are the
 identity outside it, as are RandomTranslation and RandomZoom (per axis, a batched matmul of
 the image's rows at every whole position the range reaches by bilinear weights computed from
-the sample's drawn shift or zoom).
-RandomRotation, RandomZoom, RandomTranslation and RandomCrop compute Keras's formulas in NumPy
-on arrays (layer(images, training=True)); in a model RandomRotation is the identity for predict
-and evaluate, and fit refuses it (its source pixels move along arcs: no separable sum); a
-model cannot hold RandomCrop."""
+the sample's drawn shift or zoom). RandomRotation, RandomZoom, RandomTranslation and
+RandomCrop compute Keras's formulas in NumPy on arrays (layer(images, training=True)); in a
+model RandomRotation is the identity for predict and evaluate, and fit refuses it (its source
+pixels move along arcs: no separable sum); a model cannot hold RandomCrop."""
 
 import math
 
@@ -399,9 +398,9 @@ class CenterCrop(_ImageLayer):
 
 # --- random layers -----------------------------------------------------------------------
 
-def _factor_pair(factor, name, bounds, number_lower=None):
-    """Keras's factor: a number f (the range (max(-f, low), f), or (number_lower, f)) or a pair
-    (sorted), within bounds."""
+def _factor_pair(factor, name, bounds):
+    """Keras's factor: a number f (the range (max(-f, low), f)) or a pair (sorted), within
+    bounds."""
     message = (f"The `{name}` argument should be a number (or a list of two numbers) in the "
                f"range [{bounds[0]}, {bounds[1]}]. Received: {name}={factor}")
     if isinstance(factor, (tuple, list)):
@@ -416,7 +415,7 @@ def _factor_pair(factor, name, bounds, number_lower=None):
         if factor < bounds[0] or factor > bounds[1]:
             raise ValueError(message)
         factor = abs(factor)
-        return (max(-factor, bounds[0]) if number_lower is None else number_lower), factor
+        return max(-factor, bounds[0]), factor
     raise ValueError(message)
 
 
