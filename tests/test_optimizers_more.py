@@ -291,6 +291,9 @@ def test_training_matches_keras_and_files_load_both_ways(key, tmp_path):
 
 
 def _train_config(key):
+    # (a new session's first optimizer of its kind, as Keras's run made it: automatic names
+    # count up within a session, sgd then sgd_1)
+    dt.utils.clear_session()
     return OPTIMIZERS[key](dt.optimizers).get_config()
 
 
@@ -444,3 +447,19 @@ def test_schedule_free_z_starts_as_the_weights():
     model.fit(x, y, verbose=0, epochs=0)
     model._set_optimizer_slots(0, None)  # (a file holding the step count alone)
     np.testing.assert_array_equal(model.optimizer.variables[2].numpy(), model.get_weights()[0])
+
+
+def test_automatic_names_are_kerass():
+    # Keras 3.15 names an optimizer after its class in snake case, made unique in the session
+    # (keras.optimizers.RMSprop().name is 'rm_sprop', then 'rm_sprop_1').
+    dt.utils.clear_session()
+    names = [dt.optimizers.SGD().name, dt.optimizers.SGD().name, dt.optimizers.RMSprop().name,
+             dt.optimizers.AdamW().name, dt.optimizers.get("adam").name,
+             dt.optimizers.ScheduleFreeAdamW().name,
+             dt.optimizers.LossScaleOptimizer(dt.optimizers.Lion()).name,
+             dt.optimizers.Adam(name="mine").name]
+    assert names == ["sgd", "sgd_1", "rm_sprop", "adam_w", "adam", "schedule_free_adam_w",
+                     "loss_scale_optimizer", "mine"]
+    assert dt.optimizers.Nadam().get_config()["name"] == "nadam"
+    dt.utils.clear_session()
+    assert dt.optimizers.SGD().name == "sgd"

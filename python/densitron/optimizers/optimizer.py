@@ -11,6 +11,7 @@ import numpy as np
 
 from densitron import _core
 from densitron.optimizers import schedules
+from densitron.utils.naming import to_snake_case, uniquify
 from densitron.variables import assign_value
 
 # densitron::OptimizerKind
@@ -217,7 +218,9 @@ class Optimizer:
         self.clipvalue = None if clipvalue is None else _check_number("clipvalue", clipvalue)
         self.global_clipnorm = (None if global_clipnorm is None
                                 else _check_number("global_clipnorm", global_clipnorm))
-        self.name = name
+        # (None: Keras's automatic name, the class's in snake case made unique: sgd, sgd_1,
+        # rm_sprop, adam_w)
+        self.name = uniquify(to_snake_case(type(self).__name__)) if name is None else name
         self._schedule = _schedule_of(learning_rate)
         if self._schedule is not None and self._schedule._in_python:
             self._learning_rate = schedules.python_rate(self._schedule, 0)  # checks it
@@ -494,7 +497,7 @@ class SGD(Optimizer):
 
     _kind = _SGD
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name="SGD", **kwargs):
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name=None, **kwargs):
         super().__init__(learning_rate, name, **kwargs)
         self.momentum = _check_number("momentum", momentum, 0.0, True, 1.0)
         self.nesterov = bool(nesterov)
@@ -515,7 +518,7 @@ class RMSprop(Optimizer):
     _kind = _RMSPROP
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
-                 name="rmsprop", **kwargs):
+                 name=None, **kwargs):
         super().__init__(learning_rate, name, **kwargs)
         self.rho = _check_number("rho", rho, 0.0, True, 1.0)
         self.momentum = _check_number("momentum", momentum, 0.0, True, 1.0)
@@ -564,7 +567,7 @@ class Adam(_Moments):
     _kind = _ADAM
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 amsgrad=False, name="adam", **kwargs):
+                 amsgrad=False, name=None, **kwargs):
         super().__init__(learning_rate, beta_1, beta_2, epsilon, name, **kwargs)
         self.amsgrad = bool(amsgrad)
 
@@ -584,13 +587,13 @@ class Lamb(_Moments):
     _kind = _LAMB
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 name="lamb", **kwargs):
+                 name=None, **kwargs):
         super().__init__(learning_rate, beta_1, beta_2, epsilon, name, **kwargs)
 
 
 class AdamW(Adam):
     def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-7, amsgrad=False, name="adamw", **kwargs):
+                 epsilon=1e-7, amsgrad=False, name=None, **kwargs):
         super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, name,
                          weight_decay=weight_decay, **kwargs)
 
@@ -603,7 +606,7 @@ class Adamax(_Moments):
     _moment_names = ("momentum", "norm")
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 name="adamax", **kwargs):
+                 name=None, **kwargs):
         super().__init__(learning_rate, beta_1, beta_2, epsilon, name, **kwargs)
 
 
@@ -614,7 +617,7 @@ class Adagrad(Optimizer):
     _kind = _ADAGRAD
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
-                 name="adagrad", **kwargs):
+                 name=None, **kwargs):
         super().__init__(learning_rate, name, **kwargs)
         self.initial_accumulator_value = _check_number("initial_accumulator_value",
                                                        initial_accumulator_value)
@@ -641,7 +644,7 @@ class Lion(Optimizer):
 
     _kind = _LION
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, name="lion", **kwargs):
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, name=None, **kwargs):
         super().__init__(learning_rate, name, **kwargs)
         if isinstance(beta_1, bool) or not isinstance(beta_1, (int, float)) or not 0 < beta_1 <= 1:
             raise ValueError("Argument `beta_1` must be in the [0, 1] range. Otherwise, the "
@@ -665,7 +668,7 @@ class Adadelta(Optimizer):
 
     _kind = _ADADELTA
 
-    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, name="adadelta", **kwargs):
+    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, name=None, **kwargs):
         super().__init__(learning_rate, name, **kwargs)
         self.rho = _check_number("rho", rho, 0.0, True, 1.0)
         self.epsilon = _check_number("epsilon", epsilon)
@@ -688,7 +691,7 @@ class Nadam(_Moments):
     _kind = _NADAM
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 name="nadam", **kwargs):
+                 name=None, **kwargs):
         super().__init__(learning_rate, beta_1, beta_2, epsilon, name, **kwargs)
 
     def _keras_trailing_variables(self, iterations):
@@ -705,7 +708,7 @@ class Ftrl(Optimizer):
     def __init__(self, learning_rate=0.001, learning_rate_power=-0.5,
                  initial_accumulator_value=0.1, l1_regularization_strength=0.0,
                  l2_regularization_strength=0.0, l2_shrinkage_regularization_strength=0.0,
-                 beta=0.0, name="ftrl", **kwargs):
+                 beta=0.0, name=None, **kwargs):
         super().__init__(learning_rate, name, **kwargs)
         for arg, value, sign in (
                 ("initial_accumulator_value", initial_accumulator_value, "positive or zero"),
@@ -762,7 +765,7 @@ class Adafactor(Optimizer):
     _kind = _ADAFACTOR
 
     def __init__(self, learning_rate=0.001, beta_2_decay=-0.8, epsilon_1=1e-30, epsilon_2=1e-3,
-                 clip_threshold=1.0, relative_step=True, name="adafactor", **kwargs):
+                 clip_threshold=1.0, relative_step=True, name=None, **kwargs):
         super().__init__(learning_rate, name, **kwargs)
         for arg, value in (("beta_2_decay", beta_2_decay), ("epsilon_1", epsilon_1),
                            ("epsilon_2", epsilon_2), ("clip_threshold", clip_threshold)):
@@ -818,7 +821,7 @@ class Muon(Optimizer):
     _kind = _MUON
 
     def __init__(self, learning_rate=0.001, adam_beta_1=0.9, adam_beta_2=0.999,
-                 adam_weight_decay=0.004, epsilon=1e-7, weight_decay=0.004, name="muon",
+                 adam_weight_decay=0.004, epsilon=1e-7, weight_decay=0.004, name=None,
                  exclude_layers=None, exclude_embeddings=True, muon_a=3.4445, muon_b=-4.7750,
                  muon_c=2.0315, adam_lr_ratio=1, momentum=0.95, ns_steps=5, nesterov=True,
                  rms_rate=0.2, **kwargs):
@@ -908,7 +911,7 @@ class ScheduleFreeAdamW(_Moments):
     _kind = _SCHEDULE_FREE
 
     def __init__(self, learning_rate=0.0025, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 warmup_steps=0, name="schedule_free_adam_w", **kwargs):
+                 warmup_steps=0, name=None, **kwargs):
         super().__init__(learning_rate, beta_1, beta_2, epsilon, name, **kwargs)
         if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, numbers.Integral) \
                 or warmup_steps < 0:
@@ -950,7 +953,7 @@ class LossScaleOptimizer(Optimizer):
     inner optimizer's."""
 
     def __init__(self, inner_optimizer, initial_scale=2.0**15, dynamic_growth_steps=2000,
-                 name="loss_scale_optimizer", **kwargs):
+                 name=None, **kwargs):
         if not kwargs.pop("dynamic", True):
             raise ValueError("LossScaleOptimizer no longer supports `dynamic=False`. Instead, "
                              "simply set `loss_scale_factor` directly on the `inner_optimizer`.")
