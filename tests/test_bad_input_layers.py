@@ -295,3 +295,16 @@ def test_pooling_padding_in_any_case_as_keras_jax_takes_it():
         for bad in ("full", None, 1):
             with raises(ValueError, "`padding`", f"padding={bad!r}"):
                 cls(3, padding=bad)
+
+
+def test_an_embedding_too_small_for_the_lookup_ids_says_what_was_received():
+    # (the engine's refusal named neither the ids nor input_dim)
+    lookup = layers.IntegerLookup(vocabulary=[12, 36], num_oov_indices=4, mask_token=0)
+    inp = Input(shape=(3,), dtype="int64")
+    with raises(ValueError, "vocabulary_size()", "ids up to 6 for input_dim=6"):
+        # (ids 0..6: input_dim 7 needed)
+        Model(inp, layers.Embedding(6, 2)(lookup(inp))).predict(np.array([[12, 5, 0]]),
+                                                               verbose=0)
+    assert lookup.vocabulary_size() == 7
+    ok = Model(inp, layers.Embedding(7, 2)(lookup(inp)))
+    assert ok.predict(np.array([[12, 5, 0]]), verbose=0).shape == (1, 3, 2)

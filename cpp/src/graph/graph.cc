@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -25,18 +26,24 @@
 
 namespace densitron {
 
-// Whether every id a lookup node (kCategorize, mode -1, a table) writes is in [0, limit): its
-// table's ids, its default and its OOV ids.
-static bool lookup_ids_within(const NodeSpec& node, int64_t limit) {
-  if (node.iattrs.size() != 6 || node.iattrs[2] != -1 || node.iattrs[3] != 2) return false;
+// The largest id a lookup node (kCategorize, mode -1, a table) writes: its table's ids, its
+// default and its OOV ids; NaN when one is not a whole number >= 0 (or not such a lookup).
+static double lookup_max_id(const NodeSpec& node) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  if (node.iattrs.size() != 6 || node.iattrs[2] != -1 || node.iattrs[3] != 2) return nan;
   const size_t n = node.fattrs.size() / 2;
-  auto within = [&](double v) {
-    return v >= 0.0 && v < static_cast<double>(limit) && v == std::floor(v);
-  };
-  for (size_t j = n; j < node.fattrs.size(); ++j)
-    if (!within(node.fattrs[j])) return false;
+  double top = 0.0;
+  for (size_t j = n; j < node.fattrs.size(); ++j) {
+    const double v = node.fattrs[j];
+    if (!(v >= 0.0 && v == std::floor(v))) return nan;
+    top = std::max(top, v);
+  }
   const int64_t n_oov = node.iattrs[4], oov_start = node.iattrs[5];
-  return n_oov <= 1 || (oov_start >= 0 && oov_start + n_oov <= limit);
+  if (n_oov > 1) {
+    if (oov_start < 0) return nan;
+    top = std::max(top, static_cast<double>(oov_start + n_oov - 1));
+  }
+  return top;
 }
 
 using namespace graph_detail;  // NOLINT: the graph sources' private helpers
@@ -296,8 +303,14 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
           bad("Embedding table size");
         if (in0->width * node.last_dim != node.width) bad("Embedding output width");
         if (in0->op == OpType::kCategorize) {  // IntegerLookup's ids: each one in range
-          if (!lookup_ids_within(*in0, node.iattrs[0]))
-            bad("Embedding reads lookup ids outside [0, input_dim)");
+          const double top = lookup_max_id(*in0);
+          if (!(top < static_cast<double>(node.iattrs[0])))
+            bad("An Embedding reads an IntegerLookup's ids, each of which must be in [0, "
+                "input_dim): the lookup's vocabulary_size() may be at most the Embedding's "
+                "input_dim. Received: ids up to " +
+                (std::isnan(top) ? std::string("a value that is not an index")
+                                 : std::to_string(static_cast<int64_t>(top))) +
+                " for input_dim=" + std::to_string(node.iattrs[0]));
         } else if (in0->op != OpType::kInput &&
                    !(in0->op == OpType::kIndexMap && nodes_[in0->inputs[0]].op == OpType::kInput)) {
           bad("Embedding must read a model Input directly, or columns of one");
