@@ -552,12 +552,12 @@ def test_learning_rate_variable_idioms_and_normalize():
     lr = m.optimizer.learning_rate
     assert lr == pytest.approx(0.1) and lr.numpy().dtype == np.float32
     # the Variable attributes callbacks read (Keras 3's learning_rate and iteration variables)
-    assert (lr.name, lr.path, lr.shape, lr.dtype) == ("learning_rate", "SGD/learning_rate", (),
+    assert (lr.name, lr.path, lr.shape, lr.dtype) == ("learning_rate", "sgd/learning_rate", (),
                                                       "float32")
     assert lr.value == np.float32(0.1)
     it = m.optimizer.iterations
     assert it == 1 and it.numpy() == 1 and it.numpy().dtype == np.int32
-    assert (it.name, it.path, it.shape, it.dtype) == ("iteration", "SGD/iteration", (), "int32")
+    assert (it.name, it.path, it.shape, it.dtype) == ("iteration", "sgd/iteration", (), "int32")
     assert type(pickle.loads(pickle.dumps(it))) is int
     m.optimizer.learning_rate.assign(0.05)  # Keras 3's variable idiom
     assert m.optimizer.learning_rate == pytest.approx(0.05)
