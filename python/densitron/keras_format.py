@@ -287,14 +287,21 @@ def _rnn_call_to_keras(node, shapes):
             "kwargs": {"initial_state": tensors[1:]} if len(tensors) > 1 else {}}
 
 
-def _rnn_call_from_keras(entry, node, mask_ops):
-    """densitron's node of a Keras recurrent layer's call: [sequences, *initial states]."""
+def _call_kwargs(entry, node, mask_ops):
+    """A Keras call's kwargs without training and a mask derived from an Embedding or Masking
+    (densitron derives it again); another mask argument is refused."""
     kwargs = dict(node.get("kwargs", {}))
     kwargs.pop("training", None)
     mask = kwargs.pop("mask", None)
     if mask is not None and not _is_mask_of(mask, mask_ops):
         raise ValueError(f"densitron cannot load the call of layer {entry['name']!r} with "
                          f"a mask argument. Received: kwargs={node['kwargs']!r}")
+    return kwargs
+
+
+def _rnn_call_from_keras(entry, node, mask_ops):
+    """densitron's node of a Keras recurrent layer's call: [sequences, *initial states]."""
+    kwargs = _call_kwargs(entry, node, mask_ops)
     args = list(node["args"])
     states = kwargs.pop("initial_state", None)
     if states is None and len(args) == 2:
@@ -342,12 +349,7 @@ def _dot_attention_from_keras(entry, layer, mask_ops):
     call_signature (the masks are derived again from the Embedding or Masking)."""
     nodes = []
     for node in entry.get("inbound_nodes", []):
-        kwargs = dict(node.get("kwargs", {}))
-        kwargs.pop("training", None)
-        mask = kwargs.pop("mask", None)
-        if mask is not None and not _is_mask_of(mask, mask_ops):
-            raise ValueError(f"densitron cannot load the call of layer {entry['name']!r} with "
-                             f"a mask argument. Received: kwargs={node['kwargs']!r}")
+        kwargs = _call_kwargs(entry, node, mask_ops)
         flags = [bool(kwargs.pop(name, False)) for name in _ATTENTION_FLAGS]
         args = node["args"][0] if len(node["args"]) == 1 else node["args"]
         if kwargs or not 2 <= len(args) <= 3:
