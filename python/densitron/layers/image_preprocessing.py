@@ -719,6 +719,19 @@ class _AffineLayer(_EagerRandomLayer):
         self.fill_mode, self.interpolation = fill_mode, interpolation
         self.fill_value = fill_value
 
+    def _resampled_subgraph(self, node, resample):
+        """The engine's subgraph of resample(sub, source, sample) -> the resampled source (the
+        per-axis work); a constant fill as T(x - fill) + fill, applied in training only."""
+        sample = tuple(node.inputs[0].shape[1:])
+        width, last = math.prod(sample), sample[-1]
+        fill = float(self.fill_value) if self.fill_mode == "constant" else 0.0
+        sub = _Subgraph()
+        source = sub.math("in", width, _PLUS, -fill) if fill else "in"
+        source = resample(sub, source, sample)
+        if fill:
+            source = sub.math(source, width, _PLUS, fill)
+        return sub.items, [sub.in_training(source, width, last)]
+
     def _augment(self, images):
         return affine_transform(images, self._transforms(images), self.interpolation,
                                 self.fill_mode, self.fill_value, self.data_format)
@@ -802,21 +815,18 @@ class RandomTranslation(_AffineLayer):
     def _engine_subgraph(self, node, param_index):
         """Per axis, shift d = uniform(lower, upper)·size a sample: output i reads position
         i - d (see _resample_axis); a constant fill as T(x - fill) + fill."""
-        sample = tuple(node.inputs[0].shape[1:])
-        width, last = math.prod(sample), sample[-1]
-        fill = float(self.fill_value) if self.fill_mode == "constant" else 0.0
-        sub = _Subgraph()
-        source = sub.math("in", width, _PLUS, -fill) if fill else "in"
-        for k, (axis, (lo, hi)) in enumerate(zip(self._hw_axes(), (self._height, self._width))):
-            n = sample[axis]
-            u = sub.per_sample_uniform(_derived_seed(self._engine_seed, 10 + k))
-            shift = sub.math(sub.math(u, 1, _MULTIPLY_BY, (hi - lo) * n), 1, _PLUS, lo * n)
-            source = _resample_axis(sub, source, sample, axis, shift, -np.ones(n),
-                                    np.arange(n, dtype=float), (lo * n, hi * n),
-                                    self.fill_mode, self.interpolation)
-        if fill:
-            source = sub.math(source, width, _PLUS, fill)
-        return sub.items, [sub.in_training(source, width, last)]
+        def shifted(sub, source, sample):
+            for k, (axis, (lo, hi)) in enumerate(zip(self._hw_axes(),
+                                                     (self._height, self._width))):
+                n = sample[axis]
+                u = sub.per_sample_uniform(_derived_seed(self._engine_seed, 10 + k))
+                shift = sub.math(sub.math(u, 1, _MULTIPLY_BY, (hi - lo) * n), 1, _PLUS, lo * n)
+                source = _resample_axis(sub, source, sample, axis, shift, -np.ones(n),
+                                        np.arange(n, dtype=float), (lo * n, hi * n),
+                                        self.fill_mode, self.interpolation)
+            return source
+
+        return self._resampled_subgraph(node, shifted)
 
     def _transforms(self, images):
         batch = len(images)
@@ -858,28 +868,24 @@ class RandomZoom(_AffineLayer):
         """Per axis, zoom z = 1 + uniform(lower, upper) a sample (one for both axes when
         width_factor is None): output i reads position c + z·(i - c), c = (size - 1)/2 (see
         _resample_axis); a constant fill as T(x - fill) + fill."""
-        sample = tuple(node.inputs[0].shape[1:])
-        width, last = math.prod(sample), sample[-1]
-        fill = float(self.fill_value) if self.fill_mode == "constant" else 0.0
-        sub = _Subgraph()
-        source = sub.math("in", width, _PLUS, -fill) if fill else "in"
-        zooms = {}
-        ranges = (self._height, self._height if self._width is None else self._width)
-        for k, (axis, (lo, hi)) in enumerate(zip(self._hw_axes(), ranges)):
-            if self._width is None and k == 1:
-                zoom = zooms[0]
-            else:
-                u = sub.per_sample_uniform(_derived_seed(self._engine_seed, 20 + k))
-                zoom = sub.math(sub.math(u, 1, _MULTIPLY_BY, hi - lo), 1, _PLUS, 1.0 + lo)
-            zooms[k] = zoom
-            n = sample[axis]
-            centre = (n - 1) / 2
-            source = _resample_axis(sub, source, sample, axis, zoom, np.arange(n) - centre,
-                                    np.full(n, centre), (1.0 + lo, 1.0 + hi),
-                                    self.fill_mode, self.interpolation)
-        if fill:
-            source = sub.math(source, width, _PLUS, fill)
-        return sub.items, [sub.in_training(source, width, last)]
+        def zoomed(sub, source, sample):
+            zooms = {}
+            ranges = (self._height, self._height if self._width is None else self._width)
+            for k, (axis, (lo, hi)) in enumerate(zip(self._hw_axes(), ranges)):
+                if self._width is None and k == 1:
+                    zoom = zooms[0]
+                else:
+                    u = sub.per_sample_uniform(_derived_seed(self._engine_seed, 20 + k))
+                    zoom = sub.math(sub.math(u, 1, _MULTIPLY_BY, hi - lo), 1, _PLUS, 1.0 + lo)
+                zooms[k] = zoom
+                n = sample[axis]
+                centre = (n - 1) / 2
+                source = _resample_axis(sub, source, sample, axis, zoom, np.arange(n) - centre,
+                                        np.full(n, centre), (1.0 + lo, 1.0 + hi),
+                                        self.fill_mode, self.interpolation)
+            return source
+
+        return self._resampled_subgraph(node, zoomed)
 
     def _transforms(self, images):
         batch = len(images)
