@@ -10,8 +10,6 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "numpy")  # (as tests/test_keras_parity.py)
 
-import subprocess
-import sys
 import textwrap
 
 import densitron
@@ -19,6 +17,7 @@ import numpy as np
 import pytest
 from densitron import layers
 from densitron.layers.convolutional import BaseConvTranspose
+from keras_subprocess import run_keras_on_jax
 from test_gradients_fd import fd_check
 from test_threads import assert_trains_alike_on_one_and_two_threads
 
@@ -493,12 +492,8 @@ print("same")
 
 def test_a_small_cnn_trains_as_keras_on_jax():
     # (Keras's numpy backend, this session's, does not train: Keras runs on JAX in a child)
-    _keras()
-    pytest.importorskip("jax")
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(_TRAIN_SCRIPT)], env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0 and done.stdout.strip().endswith("same"), done.stderr[-3000:]
+    out = run_keras_on_jax(textwrap.dedent(_TRAIN_SCRIPT))
+    assert out.strip().endswith("same"), out[-3000:]
 
 
 def _file_models(ns):

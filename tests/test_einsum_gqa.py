@@ -9,14 +9,13 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "numpy")  # as tests/test_keras_parity.py
 
 import contextlib
-import importlib.util
-import json
 import warnings
 
 import densitron
 import numpy as np
 import pytest
 from densitron import layers
+from keras_subprocess import keras_on_jax_json
 from test_gradients_fd import fd_check
 
 # (equation, output_shape, input shape without the batch, bias_axes): the docs' and keras_hub's
@@ -607,19 +606,9 @@ TRAINING_CASES = ["einsum", "gqa", "mha"]
 def keras_training_losses():
     """_training_losses of each case on Keras on JAX (which trains), in one process of its
     own, by case."""
-    import subprocess
-    import sys
-
-    if not all(importlib.util.find_spec(m) for m in ("jax", "keras")):
-        pytest.skip("Keras on JAX is not installed")
-    code = ("import sys, warnings; warnings.simplefilter('ignore'); sys.path.insert(0, "
-            f"{os.path.dirname(__file__)!r}); import json, keras, test_einsum_gqa as t; "
-            "print(json.dumps({c: t._training_losses(keras, c) for c in t.TRAINING_CASES}))")
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return keras_on_jax_json(
+        "import json, keras, test_einsum_gqa as t; "
+        "print(json.dumps({c: t._training_losses(keras, c) for c in t.TRAINING_CASES}))")
 
 
 @pytest.mark.parametrize("case", TRAINING_CASES)

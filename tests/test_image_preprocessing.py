@@ -8,14 +8,12 @@ the identity in a model's predict and refused by fit; configs and `.keras` files
 refusals."""
 
 import json
-import os
-import subprocess
-import sys
 
 import densitron
 import numpy as np
 import pytest
 from densitron import layers
+from keras_subprocess import run_keras_on_jax
 from test_gradients_fd import fd_check
 
 RNG = np.random.default_rng(7)
@@ -157,8 +155,6 @@ def test_outputs_are_kerass(keras, name, kwargs):
 
 
 def test_resizing_is_kerass_on_jax(tmp_path):
-    pytest.importorskip("jax")
-    pytest.importorskip("keras")
     x = images(2, 7, 9, 3)
     np.save(tmp_path / "x.npy", x)
     cases = [c for c in CASES if c[0] in ("Resizing", "CenterCrop")]
@@ -169,9 +165,7 @@ def test_resizing_is_kerass_on_jax(tmp_path):
               "for k, (name, kw) in enumerate(cases):\n"
               "    np.save(f'{sys.argv[1]}/out{k}.npy',\n"
               "            np.asarray(getattr(keras.layers, name)(**kw)(x)))\n")
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, env=env,
-                   capture_output=True, timeout=300)
+    run_keras_on_jax(script, str(tmp_path), timeout=300)
     for k, (name, kwargs) in enumerate(cases):
         theirs = np.load(tmp_path / f"out{k}.npy")
         np.testing.assert_allclose(getattr(layers, name)(**kwargs)(x), theirs, atol=3e-6,

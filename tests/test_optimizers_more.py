@@ -4,14 +4,12 @@ runs against Keras itself (JAX, in a process of its own), 1 and 2 threads bitwis
 optimizer's variables in `.keras` files both ways, configs and refusals."""
 
 import json
-import os
-import subprocess
-import sys
 
 import densitron as dt
 import numpy as np
 import pytest
 from densitron import _core
+from keras_subprocess import keras_on_jax_json
 
 # --- float64 references of Keras's formulas ------------------------------------------------
 
@@ -245,18 +243,8 @@ def _keras_main(key, save_to, load_from):
 
 
 def _keras(key, save_to="", load_from=""):
-    import importlib.util
-
-    if not all(importlib.util.find_spec(m) for m in ("jax", "keras")):
-        pytest.skip("Keras on JAX is not installed")
-    code = ("import sys, warnings; warnings.simplefilter('ignore'); sys.path.insert(0, "
-            f"{os.path.dirname(__file__)!r}); import test_optimizers_more as t; "
-            f"t._keras_main({key!r}, {save_to!r}, {load_from!r})")
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return keras_on_jax_json("import test_optimizers_more as t; "
+                             f"t._keras_main({key!r}, {save_to!r}, {load_from!r})")
 
 
 def _assert_variables_close(a, b):

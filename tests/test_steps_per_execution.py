@@ -167,22 +167,10 @@ def _keras_run():
 
 
 def test_matches_keras():
-    import importlib.util
-    import json
-    import os
-    import subprocess
-    import sys
+    from keras_subprocess import keras_on_jax_json
 
-    if not all(importlib.util.find_spec(m) for m in ("jax", "keras")):
-        pytest.skip("Keras on JAX is not installed")
-    code = ("import sys, warnings; warnings.simplefilter('ignore'); sys.path.insert(0, "
-            f"{os.path.dirname(__file__)!r}); import test_steps_per_execution as t; "
-            "t._keras_run()")
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    calls, outs, weights = json.loads(done.stdout.strip().splitlines()[-1])
+    calls, outs, weights = keras_on_jax_json("import test_steps_per_execution as t; "
+                                             "t._keras_run()")
     calls = [tuple(c) for c in calls]
     # (less Keras's on_train_batch_begin of the run that finds the generator empty)
     assert ("b", 9) in calls
