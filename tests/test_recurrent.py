@@ -327,9 +327,12 @@ def test_gradients_with_states_and_bidirectional():
 
 def test_training_matches_keras_losses():
     """Keras 3.15 (JAX) trained these models from the same weights (golden numbers)."""
-    def setup(model):
+    def fits_as_keras(model, x, y, losses, layer, weight_sum):
         model.set_weights([(rng.standard_normal(w.shape) * 0.3).astype(np.float32)
                            for w in model.get_weights()])
+        history = model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
+        np.testing.assert_allclose(history.history["loss"], losses, rtol=2e-6)
+        assert abs(np.abs(model.layers[layer].get_weights()[1]).sum() - weight_sum) < 1e-3
 
     rng = np.random.default_rng(7)
     n, steps = 48, 7
@@ -342,12 +345,9 @@ def test_training_matches_keras_losses():
     model = densitron.Model(i, layers.Dense(3, activation="softmax")(h))
     model.compile(optimizer=densitron.optimizers.Adam(0.01),
                   loss="sparse_categorical_crossentropy")
-    setup(model)
-    history = model.fit(ids, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
-    np.testing.assert_allclose(history.history["loss"],
-                               [1.2093247175216675, 1.1307475566864014, 1.0840364694595337],
-                               rtol=2e-6)
-    assert abs(np.abs(model.layers[2].get_weights()[1]).sum() - 256.4593505859375) < 1e-3
+    fits_as_keras(model, ids, y,
+                  [1.2093247175216675, 1.1307475566864014, 1.0840364694595337],
+                  2, 256.4593505859375)
 
     x = rng.standard_normal((n, steps, 4)).astype(np.float32)
     yr = rng.standard_normal((n, 2)).astype(np.float32)
@@ -356,12 +356,9 @@ def test_training_matches_keras_losses():
     h = layers.GRU(6, go_backwards=True, reset_after=False)(h)
     model = densitron.Model(i, layers.Dense(2)(h))
     model.compile(optimizer="rmsprop", loss="mse")
-    setup(model)
-    history = model.fit(x, yr, batch_size=16, epochs=3, shuffle=False, verbose=0)
-    np.testing.assert_allclose(history.history["loss"],
-                               [1.0333263874053955, 1.0243254899978638, 1.0198273658752441],
-                               rtol=2e-6)
-    assert abs(np.abs(model.layers[1].get_weights()[1]).sum() - 106.7427749633789) < 1e-3
+    fits_as_keras(model, x, yr,
+                  [1.0333263874053955, 1.0243254899978638, 1.0198273658752441],
+                  1, 106.7427749633789)
 
 
 def test_dropout_one_mask_for_every_step():
