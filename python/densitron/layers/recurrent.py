@@ -431,6 +431,13 @@ class _RNN(Layer):
         return {}
 
 
+def _base_arguments(values, *own):
+    """A recurrent layer's constructor's arguments, from its locals(), for its base class's
+    constructor (by name): all but `own` (the ones it keeps itself), its **kwargs spread."""
+    skip = ("self", "__class__", "kwargs", *own)
+    return {**{k: v for k, v in values.items() if k not in skip}, **values["kwargs"]}
+
+
 class SimpleRNN(_RNN):
     """Keras's SimpleRNN: h_t = activation(x_t·kernel + bias + h_{t-1}·recurrent_kernel)."""
 
@@ -444,12 +451,7 @@ class SimpleRNN(_RNN):
                  recurrent_dropout=0.0, return_sequences=False, return_state=False,
                  go_backwards=False, stateful=False, unroll=False, seed=None, **kwargs):
         # (Keras's order of the arguments: seed last)
-        super().__init__(units, activation, use_bias, kernel_initializer,
-                         recurrent_initializer, bias_initializer, kernel_regularizer,
-                         recurrent_regularizer, bias_regularizer, activity_regularizer,
-                         kernel_constraint, recurrent_constraint, bias_constraint, dropout,
-                         recurrent_dropout, seed, return_sequences, return_state, go_backwards,
-                         stateful, unroll, **kwargs)
+        super().__init__(**_base_arguments(locals()))
 
     @staticmethod
     def _drops(rate):
@@ -466,10 +468,9 @@ class SimpleRNN(_RNN):
 class _Gated(_RNN):
     """LSTM's and GRU's recurrent_activation, use_cudnn and implementation."""
 
-    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", *args,
-                 use_cudnn="auto", **kwargs):
+    def __init__(self, recurrent_activation="sigmoid", use_cudnn="auto", **kwargs):
         kwargs.pop("implementation", None)  # (Keras's: chosen by recurrent_dropout)
-        super().__init__(units, activation, *args, **kwargs)
+        super().__init__(**kwargs)
         self.recurrent_activation = self._activation("recurrent_activation",
                                                      recurrent_activation)
         if use_cudnn not in ("auto", True, False):
@@ -508,12 +509,7 @@ class LSTM(_Gated):
                  dropout=0.0, recurrent_dropout=0.0, seed=None, return_sequences=False,
                  return_state=False, go_backwards=False, stateful=False, unroll=False,
                  use_cudnn="auto", **kwargs):
-        super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
-                         recurrent_initializer, bias_initializer, kernel_regularizer,
-                         recurrent_regularizer, bias_regularizer, activity_regularizer,
-                         kernel_constraint, recurrent_constraint, bias_constraint, dropout,
-                         recurrent_dropout, seed, return_sequences, return_state,
-                         go_backwards, stateful, unroll, use_cudnn=use_cudnn, **kwargs)
+        super().__init__(**_base_arguments(locals(), "unit_forget_bias"))
         self.unit_forget_bias = bool(unit_forget_bias)
 
     def _init_bias(self):
@@ -562,12 +558,7 @@ class GRU(_Gated):
                  recurrent_dropout=0.0, seed=None, return_sequences=False, return_state=False,
                  go_backwards=False, stateful=False, unroll=False, reset_after=True,
                  use_cudnn="auto", **kwargs):
-        super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
-                         recurrent_initializer, bias_initializer, kernel_regularizer,
-                         recurrent_regularizer, bias_regularizer, activity_regularizer,
-                         kernel_constraint, recurrent_constraint, bias_constraint, dropout,
-                         recurrent_dropout, seed, return_sequences, return_state,
-                         go_backwards, stateful, unroll, use_cudnn=use_cudnn, **kwargs)
+        super().__init__(**_base_arguments(locals(), "reset_after"))
         self.reset_after = bool(reset_after)
 
     def _bias_shape(self):
