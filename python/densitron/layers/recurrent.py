@@ -142,16 +142,7 @@ class _RNN(Layer):
 
     # --- calls -----------------------------------------------------------------------------
     def __call__(self, inputs, initial_state=None, mask=None, training=None, **kwargs):
-        if mask is not None:
-            raise ValueError(f"densitron's {type(self).__name__} takes the mask its input "
-                             "carries (from Embedding(mask_zero=True) or Masking), not a mask "
-                             f"passed as an argument. Received: mask={mask!r}")
-        if kwargs:
-            raise TypeError(f"Layer {self.name} takes its inputs, initial_state and training "
-                            f"when called. Received: kwargs={kwargs}")
-        if initial_state is None and isinstance(inputs, (list, tuple)):
-            # (densitron's own config of a call with initial states: [sequences, *states])
-            inputs, initial_state = inputs[0], list(inputs[1:]) or None
+        inputs, initial_state = _call_arguments(self, inputs, initial_state, mask, kwargs)
         if initial_state is not None:
             states = list(initial_state) if isinstance(initial_state, (list, tuple)) \
                 else [initial_state]
@@ -431,6 +422,22 @@ class _RNN(Layer):
         return {}
 
 
+def _call_arguments(layer, inputs, initial_state, mask, kwargs):
+    """A recurrent layer's (or Bidirectional's) call's sequences and initial states: a mask
+    argument and other keywords refused; [sequences, *states] (densitron's own config of a
+    call with initial states) taken apart."""
+    if mask is not None:
+        raise ValueError(f"densitron's {type(layer).__name__} takes the mask its input "
+                         "carries (from Embedding(mask_zero=True) or Masking), not a mask "
+                         f"passed as an argument. Received: mask={mask!r}")
+    if kwargs:
+        raise TypeError(f"Layer {layer.name} takes its inputs, initial_state and training "
+                        f"when called. Received: kwargs={kwargs}")
+    if initial_state is None and isinstance(inputs, (list, tuple)):
+        inputs, initial_state = inputs[0], list(inputs[1:]) or None
+    return inputs, initial_state
+
+
 def _base_arguments(values, *own):
     """A recurrent layer's constructor's arguments, from its locals(), for its base class's
     constructor (by name): all but `own` (the ones it keeps itself), its **kwargs spread."""
@@ -698,15 +705,7 @@ class Bidirectional(Layer):
                                   ("backward_layer", self.backward_layer))]
 
     def __call__(self, inputs, initial_state=None, mask=None, training=None, **kwargs):
-        if mask is not None:
-            raise ValueError("densitron's Bidirectional takes the mask its input carries "
-                             "(from Embedding(mask_zero=True) or Masking), not a mask passed "
-                             f"as an argument. Received: mask={mask!r}")
-        if kwargs:
-            raise TypeError(f"Layer {self.name} takes its inputs, initial_state and training "
-                            f"when called. Received: kwargs={kwargs}")
-        if initial_state is None and isinstance(inputs, (list, tuple)):
-            inputs, initial_state = inputs[0], list(inputs[1:]) or None
+        inputs, initial_state = _call_arguments(self, inputs, initial_state, mask, kwargs)
         count = self.forward_layer._states + self.backward_layer._states
         if initial_state is not None:
             states = list(initial_state) if isinstance(initial_state, (list, tuple)) \
