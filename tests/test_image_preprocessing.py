@@ -180,13 +180,15 @@ def test_resizing_is_kerass_on_jax(tmp_path):
                                    lambda: layers.CenterCrop(3, 5),
                                    lambda: layers.CenterCrop(6, 9)])
 def test_gradients_through_resizing_and_cropping(layer):
-    x = images(4, 5, 7, 2)
+    _gradients_behind_a_convolution(layer())
+
+
+def _gradients_behind_a_convolution(layer):
+    """The gradients of a model Conv2D -> layer -> Dense against finite differences."""
     inputs = layers.Input((5, 7, 2))
-    h = layers.Conv2D(2, 3, padding="same")(inputs)
-    h = layer()(h)
-    outputs = layers.Dense(1)(layers.Flatten()(h))
-    model = densitron.models.Model(inputs, outputs)
-    fd_check(model, x, images(4, 1), "mse")
+    h = layer(layers.Conv2D(2, 3, padding="same")(inputs))
+    model = densitron.models.Model(inputs, layers.Dense(1)(layers.Flatten()(h)))
+    fd_check(model, images(4, 5, 7, 2), images(4, 1), "mse")
 
 
 @pytest.mark.parametrize("layer", [
@@ -200,13 +202,7 @@ def test_gradients_through_resizing_and_cropping(layer):
 ])
 def test_gradients_through_random_layers_with_fixed_draws(layer):
     # a factor range of one value fixes the draw: the training-mode loss is a function
-    x = images(4, 5, 7, 2)
-    inputs = layers.Input((5, 7, 2))
-    h = layers.Conv2D(2, 3, padding="same")(inputs)
-    h = layer()(h)
-    outputs = layers.Dense(1)(layers.Flatten()(h))
-    model = densitron.models.Model(inputs, outputs)
-    fd_check(model, x, images(4, 1), "mse")
+    _gradients_behind_a_convolution(layer())
 
 
 # --- RandomFlip, RandomBrightness, RandomContrast -----------------------------------------
