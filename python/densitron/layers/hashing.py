@@ -272,6 +272,16 @@ def refuse_in_model(layer, inputs):
             f"input to layer {layer.name!r}")
 
 
+def check_array_call(layer, inputs, args, kwargs):
+    """A call of a layer that runs on arrays only: its inputs not symbolic, `training` taken
+    and ignored (Keras's call takes none: the lookup is the same), nothing else."""
+    refuse_in_model(layer, inputs)
+    kwargs.pop("training", None)
+    if args or kwargs:
+        raise TypeError(f"Layer {layer.name} takes only its inputs when called. "
+                        f"Received: args={args}, kwargs={kwargs}")
+
+
 class Hashing(Layer):
     """Keras's Hashing: each value (a string, or an integer: floats truncated) to a bin in
     [0, num_bins), FarmHash Fingerprint64 of its bytes modulo the bins (SipHash-2-4 with
@@ -333,11 +343,7 @@ class Hashing(Layer):
         return self._output_dtype
 
     def __call__(self, inputs, *args, **kwargs):
-        refuse_in_model(self, inputs)
-        kwargs.pop("training", None)  # (Keras's call takes none: the lookup is the same)
-        if args or kwargs:
-            raise TypeError(f"Layer {self.name} takes only its inputs when called. "
-                            f"Received: args={args}, kwargs={kwargs}")
+        check_array_call(self, inputs, args, kwargs)
         values = as_value_array(inputs, f"Layer {self.name}")
         if self.output_mode == "one_hot" and values.ndim > 0 and values.shape[-1] == 1:
             values = values[..., 0]
@@ -437,11 +443,7 @@ class HashedCrossing(Layer):
         return self._output_dtype
 
     def __call__(self, inputs, *args, **kwargs):
-        refuse_in_model(self, inputs)
-        kwargs.pop("training", None)  # (Keras's call takes none: the lookup is the same)
-        if args or kwargs:
-            raise TypeError(f"Layer {self.name} takes only its inputs when called. "
-                            f"Received: args={args}, kwargs={kwargs}")
+        check_array_call(self, inputs, args, kwargs)
         if not isinstance(inputs, (list, tuple)):  # (Keras's ValueError)
             raise ValueError(  # noqa: TRY004
                 "`HashedCrossing` should be called on a list or tuple of inputs. "

@@ -15,7 +15,13 @@ import re
 import numpy as np
 
 from densitron.layers.convolutional import refuse_oversized
-from densitron.layers.hashing import as_value_array, encode_ids, hash_buckets, refuse_in_model
+from densitron.layers.hashing import (
+    as_value_array,
+    check_array_call,
+    encode_ids,
+    hash_buckets,
+    refuse_in_model,
+)
 from densitron.layers.layer import KerasTensor, Layer, engine_node
 
 _CATEGORIZE = 21  # densitron::OpType::kCategorize
@@ -33,6 +39,22 @@ def _check_choice(value, allowed, caller, arg):
 def _listify(value):
     return value.tolist() if isinstance(value, np.ndarray) else value
 
+
+
+def _adapt_from(layer, data, steps, as_array):
+    """Keras's adapt of a lookup: its state reset, then updated with each batch of an
+    iterable (at most `steps`; a batch's x when it is a tuple) or with the array
+    `as_array()` makes of data (a column of tokens for 1-D data), then finalized."""
+    layer.reset_state()
+    if hasattr(data, "__iter__") and not isinstance(data, (list, tuple, np.ndarray, str)):
+        for i, batch in enumerate(data):
+            if steps is not None and i >= steps:
+                break
+            layer.update_state(batch[0] if isinstance(batch, tuple) else batch)
+    else:
+        array = as_array()
+        layer.update_state(array[:, None] if array.ndim == 1 else array)
+    layer.finalize_state()
 
 class _IndexLookup(Layer):
     """Keras's IndexLookup: the vocabulary, its special tokens, adapt, the lookup on arrays."""
@@ -316,18 +338,7 @@ class _IndexLookup(Layer):
             raise ValueError(f"densitron builds a model's engine graph with the layer's "
                              f"vocabulary: adapt {self.name} before calling it on tensors. "
                              "Received: a call to adapt() after the layer was used")
-        self.reset_state()
-        if hasattr(data, "__iter__") and not isinstance(data, (list, tuple, np.ndarray, str)):
-            for i, batch in enumerate(data):
-                if steps is not None and i >= steps:
-                    break
-                self.update_state(batch[0] if isinstance(batch, tuple) else batch)
-        else:
-            array = self._as_tokens(data, "data")
-            if array.ndim == 1:
-                array = array[:, None]
-            self.update_state(array)
-        self.finalize_state()
+        _adapt_from(self, data, steps, lambda: self._as_tokens(data, "data"))
 
     def update_state(self, data):
         if self._has_input_vocabulary:
@@ -867,18 +878,8 @@ class TextVectorization(Layer):
     def adapt(self, data, batch_size=None, steps=None):
         """Keras's adapt: the vocabulary of the tokens of `data` (an array or list of strings,
         or an iterable of batches, at most `steps`), as StringLookup's adapt orders it."""
-        self.reset_state()
-        if hasattr(data, "__iter__") and not isinstance(data, (list, tuple, np.ndarray, str)):
-            for i, batch in enumerate(data):
-                if steps is not None and i >= steps:
-                    break
-                self.update_state(batch[0] if isinstance(batch, tuple) else batch)
-        else:
-            array = as_value_array(data, f"Layer {self.name}'s adapt")
-            if array.ndim == 1:
-                array = array[:, None]
-            self.update_state(array)
-        self.finalize_state()
+        _adapt_from(self, data, steps,
+                    lambda: as_value_array(data, f"Layer {self.name}'s adapt"))
 
     # --- the strings' tokens --------------------------------------------------------------
     def _standardized(self, inputs):
@@ -927,11 +928,7 @@ class TextVectorization(Layer):
         return rows
 
     def __call__(self, inputs, *args, **kwargs):
-        refuse_in_model(self, inputs)
-        kwargs.pop("training", None)  # (Keras's call takes none: the lookup is the same)
-        if args or kwargs:
-            raise TypeError(f"Layer {self.name} takes only its inputs when called. "
-                            f"Received: args={args}, kwargs={kwargs}")
+        check_array_call(self, inputs, args, kwargs)
         lookup = self._lookup_layer
         lookup._ensure_known_vocab_size()
         if self._split is None and self._ngrams is None:  # (each string one token)
