@@ -246,22 +246,18 @@ class _IndexLookup(Layer):
         tokens = vocabulary[token_start:] if found_special else vocabulary
         self._check_repeated(tokens)
         listed = tokens.tolist()
-        if self.mask_token is not None and self.mask_token in listed:
-            mask_index = np.argwhere(vocabulary == self.mask_token)[-1]
-            raise ValueError(
-                "Found reserved mask token at unexpected location in `vocabulary`. Note that "
-                "passed `vocabulary` does not need to include the OOV and mask tokens. Either "
-                "remove all mask and OOV tokens, or include them only at the start of the "
-                f"vocabulary in precisely this order: {special}. Received: "
-                f"mask_token={self.mask_token} at vocabulary index {mask_index}")
-        if self.oov_token is not None and self.invert and self.oov_token in listed:
-            oov_index = np.argwhere(vocabulary == self.oov_token)[-1]
-            raise ValueError(
-                "Found reserved OOV token at unexpected location in `vocabulary`. Note that "
-                "passed `vocabulary` does not need to include the OOV and mask tokens. Either "
-                "remove all mask and OOV tokens, or include them only at the start of the "
-                f"vocabulary in precisely this order: {special}. Received: "
-                f"oov_token={self.oov_token} at vocabulary index {oov_index}")
+        # (Keras's errors for a special token among the others: the mask token, and the OOV
+        # token when inverting)
+        for kind, arg, token, checked in (("mask", "mask_token", self.mask_token, True),
+                                          ("OOV", "oov_token", self.oov_token, self.invert)):
+            if token is not None and checked and token in listed:
+                index = np.argwhere(vocabulary == token)[-1]
+                raise ValueError(
+                    f"Found reserved {kind} token at unexpected location in `vocabulary`. "
+                    "Note that passed `vocabulary` does not need to include the OOV and mask "
+                    "tokens. Either remove all mask and OOV tokens, or include them only at "
+                    f"the start of the vocabulary in precisely this order: {special}. "
+                    f"Received: {arg}={token} at vocabulary index {index}")
         size = token_start + len(tokens)
         if self.max_tokens is not None and size > self.max_tokens:
             raise ValueError("Attempted to set a vocabulary larger than the maximum vocab "
