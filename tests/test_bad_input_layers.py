@@ -7,25 +7,7 @@ import pytest
 from densitron import layers
 from densitron.layers import Input
 from densitron.models import Model
-
-
-def raises(exc, *fragments):
-    """pytest.raises that also checks the message says what was received and names it."""
-    class _Ctx:
-        def __enter__(self):
-            self.ctx = pytest.raises(exc)
-            self.info = self.ctx.__enter__()
-            return self.info
-
-        def __exit__(self, *a):
-            handled = self.ctx.__exit__(*a)
-            msg = str(self.info.value)
-            assert "Received" in msg, msg
-            for f in fragments:
-                assert f in msg, (f, msg)
-            return handled
-
-    return _Ctx()
+from test_bad_input import raises  # (checks the message names what was received)
 
 
 # --- IntegerLookup's engine lookup: OOV ids of any value stay in range ----------------------
