@@ -176,7 +176,7 @@ def test_epoch_metrics_are_sample_weighted_means():
 def test_logs_in_keras_order():
     # Keras 3: logs (history, evaluate's dict) sorted by name, the validation ones after; the
     # evaluate list of a model of several outputs: loss, the outputs' losses, then the metrics
-    # sorted by name (their unpacking order)
+    # sorted by name (their unpacking order); metrics_names are model.metrics' names
     x, y = toy()
     h = toy_model().fit(x, y, epochs=1, verbose=0, validation_split=0.25)
     assert list(h.history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
@@ -187,7 +187,8 @@ def test_logs_in_keras_order():
     model.compile("sgd", ["mse", "categorical_crossentropy"], metrics=[["mae"], ["accuracy"]])
     logs = model.evaluate(x, [x[:, :1], y], verbose=0, return_dict=True)
     names = ["loss", "price_loss", "category_loss", "category_accuracy", "price_mae"]
-    assert model.metrics_names == names and list(logs) == sorted(names)
+    assert model.metrics_names == ["loss", "compile_metrics", "price_loss", "category_loss"]
+    assert list(logs) == sorted(names)
     assert model.evaluate(x, [x[:, :1], y], verbose=0) == [logs[k] for k in names]
 
 
@@ -755,11 +756,12 @@ def test_metrics_names_reset_metrics_and_compile_config():
     m = Model(i, [Dense(2, name="a")(i), Dense(1, name="b")(i)])
     assert m.metrics_names == [] and m.get_compile_config() is None
     m.compile("sgd", ["mse", "mae"], metrics=[["mae"], ["mse"]])
-    assert m.metrics_names == ["loss"]
+    assert m.metrics_names == ["loss", "compile_metrics"]
     x, ys = np.ones((4, 3)), [np.zeros((4, 2)), np.zeros((4, 1))]
     values = m.evaluate(x, ys, verbose=0)
-    assert m.metrics_names == ["loss", "a_loss", "b_loss", "a_mae", "b_mse"]
-    assert dict(zip(m.metrics_names, values)) == m.evaluate(x, ys, verbose=0, return_dict=True)
+    assert m.metrics_names == ["loss", "compile_metrics", "a_loss", "b_loss"]
+    names = ["loss", "a_loss", "b_loss", "a_mae", "b_mse"]
+    assert dict(zip(names, values)) == m.evaluate(x, ys, verbose=0, return_dict=True)
     m.reset_metrics()
     other = densitron.models.clone_model(m)
     other.set_weights(m.get_weights())

@@ -247,6 +247,7 @@ class Trainer:
         self.compiled = True
         self._engine_compiled = False
         self.__dict__.pop("_compiled_losses", None)
+        self.__dict__.pop("_metric_logs", None)  # (Keras's compiled loss and metrics: unbuilt)
         if self.built:
             self._resolve_losses()
 
@@ -317,6 +318,7 @@ class Trainer:
                  for k in range(len(names)) for m in plain[k]}
         # per logged metric: (name, output, weighted, its first engine sum, Metric._post)
         self._metric_logs = []
+        self._metric_object_names = []  # (per log, its metric's own name, as Keras's objects)
         self._metric_directions = {}  # (the monitors' mode="auto": see metrics.direction)
         self._traced_metrics = []  # (output, weighted, MeanMetricWrapper): traced into nodes
         specs = []
@@ -368,6 +370,7 @@ class Trainer:
                         post = ("state", trace, len(self._traced_metrics))
                         self._traced_metrics.extend((k, False, part) for part in trace.parts)
                     self._metric_logs.append((name, k, is_weighted, engine_index, post))
+                    self._metric_object_names.append(display)
                     self._metric_directions[name] = metrics_mod.direction(m)
                     full = [metrics_mod.engine_spec(spec, is_weighted) for spec in engine_specs]
                     engine_index += sum(_core._metric_sums(s, self._output_last[k])
@@ -580,20 +583,17 @@ class Trainer:
 
     @property
     def metrics_names(self):
-        """The names of the logs `evaluate` returns, in its order (loss first), once the
-        model has met targets (metrics resolve against them, as in Keras); ["loss"] or []
-        before. (Keras 3 lists its compiled metrics under one name, "compile_metrics"; this
-        gives the names that `zip(model.metrics_names, model.evaluate(...))` expects.)"""
-        logs = getattr(self, "_metric_logs", None)
-        if logs is None:
-            return ["loss"] if self.compiled else []
+        """Keras 3's: the names of model.metrics, [] before compile; "loss", then
+        "compile_metrics" when compile was given metrics or weighted_metrics, then, once a run
+        has met targets, the outputs' losses logged apart ("{name}_loss")."""
+        if not self.compiled:
+            return []
         names = ["loss"]
-        metrics = [entry[0] for entry in logs]
-        if len(self._output_names) > 1:  # (Keras's order: the outputs' losses, then the
-            names += [f"{name}_loss" for name in self._logged_loss_names()  # metrics by
-                      if name is not None]                                 # name)
-            metrics.sort()
-        return names + metrics
+        if self._compile_metrics is not None or self._compile_weighted_metrics is not None:
+            names.append("compile_metrics")
+        if getattr(self, "_metric_logs", None) is not None:
+            names += [f"{name}_loss" for name in self._logged_loss_names() if name is not None]
+        return names
 
     def _logged_loss_names(self):
         """Per output, the name its loss is logged under (`{name}_loss`), or None: Keras logs
@@ -610,14 +610,12 @@ class Trainer:
     def metrics(self):
         """Keras 3's model.metrics: [] before compile; then the loss tracker ("loss") and, when
         compile was given metrics, "compile_metrics" holding one per log (its `metrics`, empty
-        until a run). Their results are the latest run's logs (a fit epoch's, its validation's,
+        until a run), then the outputs' losses logged apart (after a run). Their results are the latest run's logs (a fit epoch's, its validation's,
         an evaluate's): densitron's engine sums each run afresh and keeps no metric state."""
         if not self.compiled:
             return []
-        out = [LoggedMetric(self, "loss")]
-        if self._compile_metrics is not None or self._compile_weighted_metrics is not None:
-            out.append(CompileMetrics(self))
-        return out
+        return [CompileMetrics(self) if name == "compile_metrics" else LoggedMetric(self, name)
+                for name in self.metrics_names]
 
     def get_metrics_result(self):
         """Keras's: each of model.metrics' latest results as Python floats ({"loss": 0.0}
@@ -1349,13 +1347,18 @@ class Trainer:
 
     def _batch_result(self, logs, return_dict):
         """evaluate's (train_on_batch's...) result: the logs as Keras 3 gives them, a dict by
-        name in sorted order, or a list in metrics_names's order (loss first)."""
+        name in sorted order, or a list in Keras's order (its _flatten_metrics_in_order): the
+        loss, then a log per compiled metric's own name (unprefixed, so that those of a model
+        of several outputs match none, and a weighted metric renamed "weighted_..." gives its
+        plain namesake's value again), the outputs' losses, then the logs not yet given, by
+        name."""
         if return_dict:
             return dict(sorted(logs.items()))
-        names = [k for k in self.metrics_names if k in logs]
-        values = [logs[k] for k in names] + [logs[k] for k in sorted(logs) if k not in names]
+        names = ["loss", *getattr(self, "_metric_object_names", ()), *[
+            name for name in self.metrics_names[1:] if name != "compile_metrics"]]
+        values = [logs[k] for k in names if k in logs]
+        values += [logs[k] for k in sorted(logs) if k not in names]
         return values[0] if len(values) == 1 else values
-
 
 class LoggedMetric:
     """One log of a model's latest run (model.metrics): its name and value."""
@@ -1385,10 +1388,10 @@ class CompileMetrics:
 
     @property
     def metrics(self):
-        if getattr(self._model, "_latest_logs", None) is None:
+        logs = getattr(self._model, "_metric_logs", None)
+        if getattr(self._model, "_latest_logs", None) is None or logs is None:
             return []
-        return [LoggedMetric(self._model, name) for name in self._model.metrics_names
-                if name != "loss" and not name.endswith("_loss")]
+        return [LoggedMetric(self._model, entry[0]) for entry in logs]
 
     def result(self):
         metrics = self.metrics

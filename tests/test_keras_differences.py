@@ -1,0 +1,113 @@
+"""Behaviour that once differed from Keras 3.15, checked against Keras itself: metrics_names
+and the order of evaluate's list, ... (Keras runs in this process on its numpy backend through
+the `keras` fixture, or on JAX in a child process where it must train)."""
+import json
+
+import densitron
+import numpy as np
+import pytest
+from keras_subprocess import keras_on_jax_json
+
+
+def _data():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(11, 3)).astype("float32")
+    y = (rng.random((11, 1)) > 0.5).astype("float32")
+    z = rng.normal(size=(11, 2)).astype("float32")
+    sw = np.linspace(0.1, 1.0, 11).astype("float32")
+    return x, y, z, sw
+
+
+def _with_weights(model):
+    """The model with deterministic weights, the same in Keras and densitron."""
+    shapes = [tuple(v.shape) for v in model.weights]
+    model.set_weights([np.linspace(-0.7, 0.9, int(np.prod(s))).reshape(s).astype("float32")
+                       for s in shapes])
+    return model
+
+
+# compile's arguments for a model of one output (sigmoid, binary_crossentropy) or of two
+# ("a": sigmoid, binary_crossentropy; "b": linear of 2, mse)
+_NAMES_CASES = {
+    "single_plain": (1, {}),
+    "single_metrics": (1, {"metrics": ["accuracy", "mae"]}),
+    "single_weighted_only": (1, {"weighted_metrics": ["mae"]}),
+    "single_both": (1, {"metrics": ["accuracy"], "weighted_metrics": ["accuracy"]}),
+    "single_both_many": (1, {"metrics": ["mae", "accuracy"],
+                             "weighted_metrics": ["accuracy", "mae", "mse"]}),
+    "multi_plain": (2, {}),
+    "multi_metrics": (2, {"metrics": [["accuracy"], ["mae"]]}),
+    "multi_both": (2, {"metrics": {"a": ["accuracy"], "b": ["mae"]},
+                       "weighted_metrics": {"a": ["accuracy"], "b": ["mae", "mse"]}}),
+}
+
+
+def names_scenario(k, case):
+    """metrics_names after compile, after evaluate, after compile again; evaluate's list and
+    dict (with and without sample weights) for one case, from `k` (keras or densitron)."""
+    outputs, kwargs = _NAMES_CASES[case]
+    x, y, z, sw = _data()
+    inp = k.Input((3,))
+    a = k.layers.Dense(1, activation="sigmoid", name="a")(inp)
+    if outputs == 1:
+        model, ys = k.Model(inp, a), y
+        loss = "binary_crossentropy"
+    else:
+        model, ys = k.Model(inp, [a, k.layers.Dense(2, name="b")(inp)]), [y, z]
+        loss = ["binary_crossentropy", "mse"]
+    _with_weights(model)
+    out = {"before_compile": model.metrics_names}
+    model.compile("sgd", loss, **kwargs)
+    out["compiled"] = model.metrics_names
+
+    def floats(v):
+        return np.asarray(v, dtype=np.float64).round(5).tolist()
+
+    out["list"] = floats(model.evaluate(x, ys, verbose=0))
+    out["weighted_list"] = floats(model.evaluate(x, ys, sample_weight=sw, verbose=0))
+    logs = model.evaluate(x, ys, sample_weight=sw, verbose=0, return_dict=True)
+    out["dict"] = {key: floats(v) for key, v in logs.items()}
+    out["evaluated"] = model.metrics_names
+    out["metrics"] = [m.name for m in model.metrics]
+    model.compile("sgd", loss, **kwargs)
+    out["compiled_again"] = model.metrics_names
+    return out
+
+
+@pytest.mark.parametrize("case", sorted(_NAMES_CASES))
+def test_metrics_names_and_evaluate_order_as_keras(keras, case):
+    # Keras 3: metrics_names are model.metrics' names ("loss", "compile_metrics" when compile
+    # had metrics, the outputs' losses once built); evaluate's list takes the loss, then each
+    # compiled metric's own name (a weighted namesake gives the plain one's value again), the
+    # outputs' losses, then the other logs by name
+    ours = json.loads(json.dumps(names_scenario(densitron, case)))
+    theirs = json.loads(json.dumps(names_scenario(keras, case)))
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        if key in ("list", "weighted_list", "dict"):
+            np.testing.assert_allclose(np.asarray(ours[key] if key != "dict" else
+                                                  list(ours[key].values()), dtype=float),
+                                       np.asarray(theirs[key] if key != "dict" else
+                                                  list(theirs[key].values()), dtype=float),
+                                       rtol=2e-4, atol=2e-5, err_msg=key)
+            if key == "dict":
+                assert list(ours[key]) == list(theirs[key])
+        else:
+            assert ours[key] == theirs[key], key
+
+
+def test_metrics_names_after_fit_as_keras_on_jax():
+    code = ("import json, keras, test_keras_differences as t\n"
+            "m = t.fit_names_scenario(keras)\nprint(json.dumps(m))")
+    theirs = keras_on_jax_json(code)
+    assert fit_names_scenario(densitron) == theirs
+
+
+def fit_names_scenario(k):
+    x, y, z, _ = _data()
+    inp = k.Input((3,))
+    model = k.Model(inp, [k.layers.Dense(1, activation="sigmoid", name="a")(inp),
+                          k.layers.Dense(2, name="b")(inp)])
+    model.compile("sgd", ["binary_crossentropy", "mse"], metrics=[["accuracy"], ["mae"]])
+    history = model.fit(x, [y, z], epochs=1, verbose=0, validation_split=0.3)
+    return {"names": model.metrics_names, "history": list(history.history)}
