@@ -111,3 +111,39 @@ def fit_names_scenario(k):
     model.compile("sgd", ["binary_crossentropy", "mse"], metrics=[["accuracy"], ["mae"]])
     history = model.fit(x, [y, z], epochs=1, verbose=0, validation_split=0.3)
     return {"names": model.metrics_names, "history": list(history.history)}
+
+
+_CATEGORICAL_CASES = [([0, 2, 1], None), ([[1], [0], [3]], None), ([[0, 1], [2, 0]], 4),
+                      (np.array([1.0, 2.0]), None), (np.array(2), 0), ([4, 0, 4, 1, 3], 7)]
+
+
+def categorical_scenario(k):
+    return [[str(r.dtype), list(r.shape), r.tolist()]
+            for r in (k.utils.to_categorical(np.asarray(x), n) for x, n in _CATEGORICAL_CASES)]
+
+
+def test_to_categorical_is_float64_as_keras_on_jax():
+    # Keras 3.15 builds the one-hot rows of an array or list in NumPy: float64 (its numpy
+    # backend, whose tensors are arrays, gives float32; the backends that train give float64)
+    code = ("import json, keras, test_keras_differences as t\n"
+            "print(json.dumps(t.categorical_scenario(keras)))")
+    theirs = keras_on_jax_json(code)
+    ours = categorical_scenario(densitron)
+    assert ours == theirs and ours[0][0] == "float64"
+
+
+def test_training_takes_float64_one_hot_targets_as_float32_ones():
+    x, _, _, _ = _data()
+    ids = np.arange(11) % 3
+    y64 = densitron.utils.to_categorical(ids)
+    results = []
+    for y in (y64, y64.astype("float32")):
+        densitron.utils.set_random_seed(5)
+        inp = densitron.Input((3,))
+        model = densitron.Model(inp, densitron.layers.Dense(3, activation="softmax")(inp))
+        model.compile("sgd", "categorical_crossentropy", metrics=["accuracy"])
+        history = model.fit(x, y, epochs=2, batch_size=4, verbose=0).history
+        results.append((history, model.evaluate(x, y, verbose=0), model.get_weights()))
+    assert results[0][0] == results[1][0] and results[0][1] == results[1][1]
+    for a, b in zip(results[0][2], results[1][2]):
+        np.testing.assert_array_equal(a, b)

@@ -21,7 +21,8 @@ Sequence = PyDataset  # Keras's older name
 
 
 def to_categorical(x, num_classes=None):
-    """Class ids (any shape of integers) to one-hot float32 rows, as keras.utils does."""
+    """Class ids (any shape of integers) to one-hot float64 rows, as keras.utils does for
+    arrays and lists (num_classes None or 0: the largest id + 1). Training takes them as is."""
     x = np.asarray(x)
     if x.dtype.kind not in "biu" and not (x.dtype.kind == "f" and np.all(x == np.round(x))):
         raise ValueError(f"`x` must hold integer class ids. Received: x with dtype {x.dtype}")
@@ -30,12 +31,12 @@ def to_categorical(x, num_classes=None):
         x = x[..., 0]
     if x.size and x.min() < 0:
         raise ValueError(f"Class ids must be >= 0. Received: a class id of {x.min()}")
-    if num_classes is None:
+    if not num_classes:
         num_classes = int(x.max()) + 1 if x.size else 0
     elif x.size and x.max() >= num_classes:
         raise ValueError(f"Class ids must be < num_classes={num_classes}. "
                          f"Received: a class id of {x.max()}")
-    return np.eye(num_classes, dtype=np.float32)[x]
+    return np.eye(num_classes, dtype=np.float64)[x]
 
 
 def serialize_keras_object(obj):
