@@ -674,7 +674,7 @@ def test_model_methods_with_arguments_of_the_wrong_kind(tmp_path):
 
 
 def test_keras_layers_densitron_does_not_provide_say_so():
-    for name, kind in (("LSTMCell", "recurrent layer LSTMCell"),
+    for name, kind in (("ConvLSTM2D", "recurrent layer ConvLSTM2D"),
                        ("RandomHue", "image or audio preprocessing"),
                        ("TorchModuleWrapper", "wrapper"),
                        ("ReversibleEmbedding", "layer ReversibleEmbedding"),

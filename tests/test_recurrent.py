@@ -439,13 +439,13 @@ def test_refusals():
         layers.SimpleRNN(2, activation=lambda t: t * 2)
     with pytest.raises(ValueError, match="go_backwards"):
         layers.Bidirectional(layers.LSTM(2, go_backwards=True))
-    with pytest.raises(ValueError, match="wraps SimpleRNN, LSTM and GRU"):
+    with pytest.raises(ValueError, match="wraps SimpleRNN, LSTM, GRU and RNN"):
         layers.Bidirectional(layers.Dense(2))
     with pytest.raises(ValueError, match="Invalid merge mode"):
         layers.Bidirectional(layers.LSTM(2), merge_mode="max")
     with pytest.raises(ValueError, match="return_sequences"):
         layers.Bidirectional(layers.LSTM(2), backward_layer=layers.LSTM(
             2, go_backwards=True, return_sequences=True))
-    for name in ("RNN", "LSTMCell", "StackedRNNCells", "ConvLSTM2D"):
+    for name in ("ConvLSTM1D", "ConvLSTM2D"):
         with pytest.raises(AttributeError, match=f"recurrent layer {name}"):
             getattr(layers, name)

@@ -278,7 +278,7 @@ def _attention_call_from_keras(entry, node, mask_ops, helpers):
 
 # Keras's recurrent layers, whose calls take initial states as a keyword argument (densitron's
 # own config lists them after the sequences).
-_RNN_CLASSES = ("SimpleRNN", "LSTM", "GRU", "Bidirectional")
+_RNN_CLASSES = ("SimpleRNN", "LSTM", "GRU", "Bidirectional", "RNN")
 
 
 def _rnn_call_to_keras(node, shapes):

@@ -46,7 +46,8 @@ from densitron.layers.weight_ops import WeightAdd, WeightMatMul, WeightMultiply
 from densitron.layers.attention import GroupQueryAttention, MultiHeadAttention
 from densitron.layers.einsum_dense import EinsumDense
 from densitron.layers.dot_attention import AdditiveAttention, Attention
-from densitron.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
+from densitron.layers.recurrent import (GRU, LSTM, RNN, Bidirectional, GRUCell, LSTMCell,
+                                        SimpleRNN, SimpleRNNCell, StackedRNNCells)
 from densitron.layers.reshaping import (Cropping1D, Cropping2D, Flatten, Permute, RepeatVector,
                                         Reshape, UpSampling1D, UpSampling2D, ZeroPadding1D,
                                         ZeroPadding2D)
@@ -72,10 +73,9 @@ def _missing_keras_kind(name):
     """What kind of Keras layer a name missing here is, or None."""
     import re
 
-    if re.fullmatch(r"RNN|(Simple)?(LSTM|GRU|RNN)Cells?|StackedRNNCells|ConvLSTM([123]D)?",
-                    name):
-        return (f"recurrent layer {name} (densitron has SimpleRNN, LSTM, GRU and "
-                "Bidirectional)")
+    if re.fullmatch(r"ConvLSTM([123]D)?", name):
+        return (f"recurrent layer {name} (densitron has SimpleRNN, LSTM, GRU, RNN with "
+                "their cells, and Bidirectional)")
     if re.fullmatch(r"Random(?!(Flip|Rotation|Zoom|Translation|Contrast|Brightness|Crop)$)"
                     r"[A-Z]\w*|AugMix|AutoContrast|CutMix|MixUp|"
                     r"Equalization|Solarization|RandAugment|ContrastLimitedAdaptive\w*|"
@@ -173,6 +173,7 @@ __all__ = ["AddedLoss", "ArgReduce", "BatchReduce", "Masking", "add", "average",
            "MultiHeadAttention", "Conv1D", "BatchFill", "Attention", "AdditiveAttention",
            "GroupQueryAttention", "EinsumDense",
            "GRU", "LSTM", "SimpleRNN", "Bidirectional",
+           "RNN", "SimpleRNNCell", "LSTMCell", "GRUCell", "StackedRNNCells",
            "GroupNormalization", "Conv2D", "Convolution1D", "Convolution2D", "MaxPooling1D",
            "MaxPooling2D", "MaxPool1D", "MaxPool2D", "AveragePooling1D", "AveragePooling2D",
            "AvgPool1D", "AvgPool2D", "Conv3D", "Convolution3D", "MaxPooling3D", "MaxPool3D",

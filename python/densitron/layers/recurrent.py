@@ -11,7 +11,8 @@ return_state as Keras 3's JAX backend computes them."""
 import numpy as np
 
 from densitron import activations, constraints, initializers, regularizers
-from densitron.layers.layer import KerasTensor, Layer, node_spec
+from densitron.layers.layer import KerasTensor, Layer, defines_call, node_spec
+from densitron.utils.naming import to_snake_case
 
 # densitron::OpType
 _DENSE, _ACT, _ADD, _CONCAT, _SUB, _MUL, _AVERAGE, _DROPOUT = 1, 2, 3, 4, 5, 6, 7, 10
@@ -80,6 +81,57 @@ def _number(name, value, minimum=0.0):
     return min(1.0, max(float(minimum), float(value)))
 
 
+def _cell_arguments(obj, units, activation, use_bias, kernel_initializer,
+                    recurrent_initializer, bias_initializer, kernel_regularizer,
+                    recurrent_regularizer, bias_regularizer, kernel_constraint,
+                    recurrent_constraint, bias_constraint, dropout, recurrent_dropout, seed):
+    """A cell's arguments (a recurrent layer's, or a cell's of RNN), checked, as obj's
+    attributes."""
+    if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+        raise ValueError("Received an invalid value for argument `units`, expected a "
+                         f"positive integer. Received: units={units!r}")
+    obj.units = int(units)
+    obj.activation = _RNN._activation("activation", activation)
+    obj.use_bias = bool(use_bias)
+    obj.kernel_initializer = initializers.get(kernel_initializer)
+    obj.recurrent_initializer = initializers.get(recurrent_initializer)
+    obj.bias_initializer = initializers.get(bias_initializer)
+    obj.kernel_regularizer = regularizers.get(kernel_regularizer)
+    obj.recurrent_regularizer = regularizers.get(recurrent_regularizer)
+    obj.bias_regularizer = regularizers.get(bias_regularizer)
+    obj.kernel_constraint = constraints.get(kernel_constraint)
+    obj.recurrent_constraint = constraints.get(recurrent_constraint)
+    obj.bias_constraint = constraints.get(bias_constraint)
+    # (Keras clips the rates to [0, 1] and drops only for 0 < rate < 1)
+    obj.dropout = _number("dropout", dropout)
+    obj.recurrent_dropout = _number("recurrent_dropout", recurrent_dropout)
+    obj.seed = seed
+    from densitron.layers.regularization import _seed
+
+    obj._engine_seed = _seed(seed)
+    obj.kernel = obj.recurrent_kernel = obj.bias = None
+
+
+def _build_weights(obj, features):
+    """A cell's kernel (features, gates·units), recurrent_kernel (units, gates·units) and bias
+    on obj (a recurrent layer or a cell): the list of them."""
+    width = obj._gates * obj.units
+    obj.kernel = obj.add_weight((features, width), obj.kernel_initializer, name="kernel",
+                                regularizer=obj.kernel_regularizer,
+                                constraint=obj.kernel_constraint)
+    obj.recurrent_kernel = obj.add_weight(
+        (obj.units, width), obj.recurrent_initializer, name="recurrent_kernel",
+        regularizer=obj.recurrent_regularizer, constraint=obj.recurrent_constraint)
+    weights = [obj.kernel, obj.recurrent_kernel]
+    if obj.use_bias:
+        obj.bias = obj.add_weight(obj._bias_shape(), obj.bias_initializer, name="bias",
+                                  regularizer=obj.bias_regularizer,
+                                  constraint=obj.bias_constraint)
+        obj._init_bias()
+        weights.append(obj.bias)
+    return weights
+
+
 class _RNN(Layer):
     """What SimpleRNN, LSTM and GRU share: their arguments, weights, calls (initial_state,
     masks, return_state) and the unrolled graph around each cell's step."""
@@ -98,38 +150,24 @@ class _RNN(Layer):
                  go_backwards=False, stateful=False, unroll=False, zero_output_for_mask=False,
                  **kwargs):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
-            raise ValueError("Received an invalid value for argument `units`, expected a "
-                             f"positive integer. Received: units={units!r}")
+        _cell_arguments(self, units, activation, use_bias, kernel_initializer,
+                        recurrent_initializer, bias_initializer, kernel_regularizer,
+                        recurrent_regularizer, bias_regularizer, kernel_constraint,
+                        recurrent_constraint, bias_constraint, dropout, recurrent_dropout, seed)
+        self._loop_arguments(return_sequences, return_state, go_backwards, stateful, unroll,
+                             zero_output_for_mask)
+
+    def _loop_arguments(self, return_sequences, return_state, go_backwards, stateful, unroll,
+                        zero_output_for_mask):
         if stateful:
             raise ValueError("densitron's recurrent layers are not stateful (its engine keeps "
                              "no state between batches). Received: stateful=True")
-        self.units = int(units)
-        self.activation = self._activation("activation", activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.recurrent_initializer = initializers.get(recurrent_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.recurrent_constraint = constraints.get(recurrent_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
-        # (Keras clips the rates to [0, 1] and drops only for 0 < rate < 1)
-        self.dropout = _number("dropout", dropout)
-        self.recurrent_dropout = _number("recurrent_dropout", recurrent_dropout)
-        self.seed = seed
-        from densitron.layers.regularization import _seed
-
-        self._engine_seed = _seed(seed)
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
         self.stateful = False
         self.unroll = bool(unroll)  # (the engine's graph is always unrolled)
         self.zero_output_for_mask = bool(zero_output_for_mask)
-        self.kernel = self.recurrent_kernel = self.bias = None
 
     @staticmethod
     def _activation(name, value):
@@ -143,25 +181,39 @@ class _RNN(Layer):
     # --- calls -----------------------------------------------------------------------------
     def __call__(self, inputs, initial_state=None, mask=None, training=None, **kwargs):
         inputs, initial_state = _call_arguments(self, inputs, initial_state, mask, kwargs)
+        sizes = self._state_sizes()
         if initial_state is not None:
-            states = list(initial_state) if isinstance(initial_state, (list, tuple)) \
-                else [initial_state]
-            if len(states) != self._states:
+            states = _flat(initial_state)
+            if len(states) != len(sizes):
+                shapes = f"of shape (batch, {sizes[0]})" if len(set(sizes)) == 1 else \
+                    "of shapes " + ", ".join(f"(batch, {n})" for n in sizes)
                 raise ValueError(
-                    f"Layer \"{self.name}\" ({type(self).__name__}) takes {self._states} "
-                    f"initial state tensor(s) of shape (batch, {self.units}). Received: "
+                    f"Layer \"{self.name}\" ({type(self).__name__}) takes {len(sizes)} "
+                    f"initial state tensor(s) {shapes}. Received: "
                     f"initial_state with {len(states)} tensor(s)")
             out = super().__call__([inputs, *states], training=training)
         else:
             out = super().__call__(inputs, training=training)
         if isinstance(out, KerasTensor) and self.return_state:
             node = out._node
-            for k in range(self._states):
-                state = KerasTensor((None, self.units), name=f"{self.name}_state_{k}",
+            for k, size in enumerate(sizes):
+                state = KerasTensor((None, size), name=f"{self.name}_state_{k}",
                                     node=node, index=k + 1)
                 node.outputs.append(state)
-            return (out, *node.outputs[1:])
+            return (out, *self._nested_states(node.outputs[1:]))
         return out
+
+    def _state_sizes(self):
+        """The sizes of the states, in the order of initial_state and return_state."""
+        return [self.units] * self._states
+
+    def _nested_states(self, states):
+        """The states as the call returns them (Keras's structure of them)."""
+        return states
+
+    def _features(self):
+        """The features a step's input has (the layer built)."""
+        return self.kernel.shape[0]
 
     def _check_inputs(self, input_shape):
         shapes = input_shape if isinstance(input_shape, list) else [input_shape]
@@ -174,14 +226,14 @@ class _RNN(Layer):
             raise ValueError(f"densitron's {type(self).__name__} unrolls the steps on its "
                              "engine, so it needs the number of steps and features (Input(("
                              f"steps, features)))). Received: input shape {seq}")
-        for k, state in enumerate(shapes[1:]):
-            if tuple(state)[1:] != (self.units,):
+        for k, (state, size) in enumerate(zip(shapes[1:], self._state_sizes())):
+            if tuple(state)[1:] != (size,):
                 raise ValueError(f"Layer \"{self.name}\": initial state {k} must have shape "
-                                 f"(batch, {self.units}). Received: shape {tuple(state)}")
-        if self.built and int(seq[2]) != self.kernel.shape[0]:
+                                 f"(batch, {size}). Received: shape {tuple(state)}")
+        if self.built and int(seq[2]) != self._features():
             raise ValueError(f"Input 0 of layer \"{self.name}\" is incompatible with the layer: "
                              f"expected axis -1 of input shape to have value "
-                             f"{self.kernel.shape[0]}. Received: input shape {seq}")
+                             f"{self._features()}. Received: input shape {seq}")
 
     def compute_output_shape(self, input_shape):
         seq = input_shape[0] if isinstance(input_shape, list) else input_shape
@@ -230,23 +282,8 @@ class _RNN(Layer):
     # --- weights ---------------------------------------------------------------------------
     def build(self, input_shape):
         seq = input_shape[0] if isinstance(input_shape, list) else input_shape
-        features, width = int(seq[-1]), self._gates * self.units
-        path = f"{self.name}/{self._cell_name}"
-        self.kernel = self.add_weight((features, width), self.kernel_initializer,
-                                      name="kernel", regularizer=self.kernel_regularizer,
-                                      constraint=self.kernel_constraint)
-        self.recurrent_kernel = self.add_weight(
-            (self.units, width), self.recurrent_initializer, name="recurrent_kernel",
-            regularizer=self.recurrent_regularizer, constraint=self.recurrent_constraint)
-        weights = [self.kernel, self.recurrent_kernel]
-        if self.use_bias:
-            self.bias = self.add_weight(self._bias_shape(), self.bias_initializer, name="bias",
-                                        regularizer=self.bias_regularizer,
-                                        constraint=self.bias_constraint)
-            self._init_bias()
-            weights.append(self.bias)
-        for w in weights:  # (Keras's paths: the cell's)
-            w.path = f"{path}/{w.name}"
+        for w in _build_weights(self, int(seq[-1])):  # (Keras's paths: the cell's)
+            w.path = f"{self.name}/{self._cell_name}/{w.name}"
         self.built = True
 
     def _bias_shape(self):
@@ -275,7 +312,11 @@ class _RNN(Layer):
         """The call's nodes in `b`: x the (steps, features) input, states the initial states'
         sources (or none: zeros), mask the source of the ids (or Masking's kept steps), None
         without one. Returns the sources of the output and (with return_state) the states."""
-        steps, features = int(node.inputs[0].shape[1]), int(node.inputs[0].shape[2])
+        shape = node.inputs[0].shape
+        return self._unroll(b, int(shape[1]), int(shape[2]), x, states, mask)
+
+    def _unroll(self, b, steps, features, x, states, mask):
+        """_emit's nodes for an input of `steps` steps of `features` values."""
         u = self.units
         training_drop = self._drops(self.dropout)
         if training_drop and not self._per_gate_dropout():
@@ -436,6 +477,13 @@ def _call_arguments(layer, inputs, initial_state, mask, kwargs):
     if initial_state is None and isinstance(inputs, (list, tuple)):
         inputs, initial_state = inputs[0], list(inputs[1:]) or None
     return inputs, initial_state
+
+
+def _flat(states):
+    """Initial states given as a tensor or (nested, a stack of cells') lists: a flat list."""
+    if not isinstance(states, (list, tuple)):
+        return [states]
+    return [t for s in states for t in _flat(s)]
 
 
 def _base_arguments(values, *own):
@@ -665,7 +713,7 @@ class Bidirectional(Layer):
                              f"built. Received: weights of length {len(weights)}")
         for role, given in (("layer", layer), ("backward_layer", backward_layer)):
             if given is not None and not isinstance(given, _RNN):
-                raise ValueError("densitron's Bidirectional wraps SimpleRNN, LSTM and GRU. "
+                raise ValueError("densitron's Bidirectional wraps SimpleRNN, LSTM, GRU and RNN. "
                                  f"Received: {role}={given!r}")
         super().__init__(**kwargs)
         config = layer.get_config()
@@ -700,9 +748,10 @@ class Bidirectional(Layer):
         return self.forward_layer.weights + self.backward_layer.weights
 
     def _keras_sublayers(self):
-        return [(f"{role}/cell", sub._cell_name, sub._keras_sublayers()[0][2])
+        return [(f"{role}/{path}", name, variables)
                 for role, sub in (("forward_layer", self.forward_layer),
-                                  ("backward_layer", self.backward_layer))]
+                                  ("backward_layer", self.backward_layer))
+                for path, name, variables in sub._keras_sublayers()]
 
     def __call__(self, inputs, initial_state=None, mask=None, training=None, **kwargs):
         inputs, initial_state = _call_arguments(self, inputs, initial_state, mask, kwargs)
@@ -726,8 +775,8 @@ class Bidirectional(Layer):
             node.outputs.append(second)
         if self.return_state:
             for sub in (self.forward_layer, self.backward_layer):
-                for _ in range(sub._states):
-                    node.outputs.append(KerasTensor((None, sub.units),
+                for size in sub._state_sizes():
+                    node.outputs.append(KerasTensor((None, size),
                                                     name=f"{self.name}_state", node=node,
                                                     index=len(node.outputs)))
         return out if len(node.outputs) == 1 else tuple(node.outputs)
@@ -808,3 +857,317 @@ class Bidirectional(Layer):
         if backward is not None:
             backward = deserialize(backward)
         return cls(layer, backward_layer=backward, **config)
+
+
+# --- Keras's RNN(cell) and its cells ---------------------------------------------------------
+class _Cell(Layer):
+    """What SimpleRNNCell, LSTMCell and GRUCell share: a cell's arguments and weights (Keras's
+    names, shapes and order), unrolled by RNN with the per-step nodes of `_layer` (the
+    recurrent layer of the same cell). A cell runs inside RNN (or StackedRNNCells) only."""
+
+    _layer = None
+
+    def __init__(self, units, activation="tanh", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
+                 bias_constraint=None, dropout=0.0, recurrent_dropout=0.0, seed=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        _cell_arguments(self, units, activation, use_bias, kernel_initializer,
+                        recurrent_initializer, bias_initializer, kernel_regularizer,
+                        recurrent_regularizer, bias_regularizer, kernel_constraint,
+                        recurrent_constraint, bias_constraint, dropout, recurrent_dropout, seed)
+
+    @property
+    def _gates(self):
+        return self._layer._gates
+
+    @property
+    def _states(self):
+        return self._layer._states
+
+    @property
+    def state_size(self):
+        return [self.units] * self._states if self._states > 1 else self.units
+
+    @property
+    def output_size(self):
+        return self.units
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"densitron runs {type(self).__name__} {self.name!r} inside "
+                        "keras.layers.RNN (its steps unrolled on the engine), not called on "
+                        f"its own. Received: a call with {len(args)} argument(s)")
+
+    def build(self, input_shape):
+        _build_weights(self, int(input_shape[-1]))
+        self.built = True
+
+    def _bias_shape(self):
+        return self._layer._bias_shape(self)
+
+    def _init_bias(self):
+        self._layer._init_bias(self)
+
+    def _unrolled(self, **flags):
+        """The cell as its recurrent layer with the loop's `flags` (return_sequences, ...),
+        for that layer's _unroll: a view of the cell's attributes (its weights the cell's)."""
+        view = object.__new__(self._layer)
+        view.__dict__.update(vars(self), **flags)
+        return view
+
+    def get_config(self):
+        config = {**super().get_config(), "units": self.units,
+                  "activation": activations.serialize(self.activation)}
+        if hasattr(self, "recurrent_activation"):
+            config["recurrent_activation"] = activations.serialize(self.recurrent_activation)
+        config["use_bias"] = self.use_bias
+        if hasattr(self, "unit_forget_bias"):
+            config["unit_forget_bias"] = self.unit_forget_bias
+        config.update({
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "recurrent_constraint": constraints.serialize(self.recurrent_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
+            "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout})
+        if hasattr(self, "reset_after"):
+            config["reset_after"] = self.reset_after
+        config["seed"] = self.seed
+        return config
+
+
+class SimpleRNNCell(_Cell):
+    """Keras's SimpleRNNCell: SimpleRNN's step, h_t = activation(x_t·kernel + bias +
+    h_{t-1}·recurrent_kernel)."""
+
+    _layer = SimpleRNN
+
+
+class LSTMCell(_Cell):
+    """Keras's LSTMCell: LSTM's step (gates i, f, c, o; states h and c)."""
+
+    _layer = LSTM
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", unit_forget_bias=True, kernel_regularizer=None,
+                 recurrent_regularizer=None, bias_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None, dropout=0.0,
+                 recurrent_dropout=0.0, seed=None, **kwargs):
+        kwargs.pop("implementation", None)  # (Keras's: chosen by recurrent_dropout)
+        super().__init__(**_base_arguments(locals(), "recurrent_activation",
+                                           "unit_forget_bias"))
+        self.recurrent_activation = _RNN._activation("recurrent_activation",
+                                                     recurrent_activation)
+        self.unit_forget_bias = bool(unit_forget_bias)
+
+
+class GRUCell(_Cell):
+    """Keras's GRUCell: GRU's step (gates z, r, h; reset_after's bias (2, 3·units))."""
+
+    _layer = GRU
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
+                 bias_constraint=None, dropout=0.0, recurrent_dropout=0.0, reset_after=True,
+                 seed=None, **kwargs):
+        kwargs.pop("implementation", None)
+        super().__init__(**_base_arguments(locals(), "recurrent_activation", "reset_after"))
+        self.recurrent_activation = _RNN._activation("recurrent_activation",
+                                                     recurrent_activation)
+        self.reset_after = bool(reset_after)
+
+
+def _check_cell(cell, stacked=False):
+    """Keras's checks of a cell (a `call` method, a `state_size`), then densitron's: one of
+    Keras's cells (or, given to RNN, a StackedRNNCells of them)."""
+    where = "All cells must have" if stacked else "Argument `cell` should have"
+    if "call" not in dir(cell):
+        raise ValueError(f"{where} a `call` method. Received: cell={cell}")
+    if "state_size" not in dir(cell):
+        raise ValueError("The RNN cell should have a `state_size` attribute (single integer "
+                         "or list of integers, one integer per RNN state). "
+                         f"Received: cell={cell}")
+    if isinstance(cell, _Cell) and not defines_call(type(cell)):
+        return
+    if isinstance(cell, StackedRNNCells) and not stacked:
+        return
+    raise ValueError(
+        "densitron's RNN unrolls Keras's SimpleRNNCell, LSTMCell and GRUCell (and "
+        f"StackedRNNCells of them) on its engine; a cell's own Python `call` (class "
+        f"{type(cell).__name__}) is not traced step by step. Received: cell={cell!r}")
+
+
+class StackedRNNCells(Layer):
+    """Keras's StackedRNNCells(cells): the cells one after the other within each step (a
+    cell's output the next one's input); its states the cells', in order."""
+
+    def __init__(self, cells, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(cells, (list, tuple)) or not cells:
+            raise ValueError("StackedRNNCells takes a non-empty list of cells. "
+                             f"Received: cells={cells!r}")
+        for cell in cells:
+            _check_cell(cell, stacked=True)
+        self.cells = list(cells)
+
+    @property
+    def state_size(self):
+        return [c.state_size for c in self.cells]
+
+    @property
+    def output_size(self):
+        return self.cells[-1].output_size
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"densitron runs StackedRNNCells {self.name!r} inside "
+                        "keras.layers.RNN, not called on its own. Received: a call with "
+                        f"{len(args)} argument(s)")
+
+    def build(self, input_shape):
+        features = int(input_shape[-1])
+        for cell in self.cells:
+            if not cell.built:
+                cell.build((None, features))
+            features = cell.units
+        self.built = True
+
+    def _all_weights(self):
+        return [w for cell in self.cells for w in cell.weights]
+
+    def get_config(self):
+        from densitron.layers import serialize
+
+        return {**super().get_config(), "cells": [serialize(c) for c in self.cells]}
+
+    @classmethod
+    def from_config(cls, config):
+        from densitron.layers import deserialize
+
+        config = dict(config)
+        config.pop("dtype", None)
+        return cls([deserialize(c) for c in config.pop("cells")], **config)
+
+
+class RNN(_RNN):
+    """Keras's RNN(cell, return_sequences=False, return_state=False, go_backwards=False,
+    stateful=False, unroll=False, zero_output_for_mask=False): the cell (Keras's SimpleRNNCell,
+    LSTMCell, GRUCell, or StackedRNNCells of them, a list of cells standing for one) over the
+    steps. A stack runs cell by cell over all the steps: the same values as Keras's step by
+    step loop, since a masked step keeps every cell's states."""
+
+    cell = None  # (the cell given; _RNN's `cell` is a view of a layer's own attributes)
+
+    def __init__(self, cell, return_sequences=False, return_state=False, go_backwards=False,
+                 stateful=False, unroll=False, zero_output_for_mask=False, **kwargs):
+        if isinstance(cell, (list, tuple)):
+            cell = StackedRNNCells(cell)
+        _check_cell(cell)
+        Layer.__init__(self, **kwargs)
+        self._loop_arguments(return_sequences, return_state, go_backwards, stateful, unroll,
+                             zero_output_for_mask)
+        self.cell = cell
+        self.state_size = [cell.state_size] if isinstance(cell.state_size, int) \
+            else list(cell.state_size)
+
+    def _cells(self):
+        return self.cell.cells if isinstance(self.cell, StackedRNNCells) else [self.cell]
+
+    @property
+    def units(self):
+        return self._cells()[-1].units
+
+    @property
+    def _states(self):
+        return sum(c._states for c in self._cells())
+
+    def _state_sizes(self):
+        return [c.units for c in self._cells() for _ in range(c._states)]
+
+    def _nested_states(self, states):
+        if not isinstance(self.cell, StackedRNNCells):
+            return states
+        nested = []
+        for c in self._cells():  # (Keras's: a list for a cell of several states)
+            nested.append(states[:c._states] if c._states > 1 else states[0])
+            states = states[c._states:]
+        return nested
+
+    def _features(self):
+        return self._cells()[0].kernel.shape[0]
+
+    def _all_weights(self):
+        return list(self.cell.weights)
+
+    def build(self, input_shape):
+        seq = input_shape[0] if isinstance(input_shape, list) else input_shape
+        if not self.cell.built:
+            self.cell.build((None, int(seq[-1])))
+        prefix = f"{self.name}/" + (f"{self.cell.name}/" if len(self._cells()) > 1 or
+                                    isinstance(self.cell, StackedRNNCells) else "")
+        for c in self._cells():  # (Keras's paths: rnn/[stacked_rnn_cells/]lstm_cell/kernel)
+            for w in c.weights:
+                w.path = f"{prefix}{c.name}/{w.name}"
+        self.built = True
+
+    def _keras_sublayers(self):
+        """Keras keeps the weights in the cell (layers/<name>/cell/vars), a stack's in its
+        cells (layers/<name>/cell/cells/lstm_cell/vars, lstm_cell_1, ...: by class, numbered
+        within the stack)."""
+        if not isinstance(self.cell, StackedRNNCells):
+            return [("cell", self.cell.name, self.cell.weights)]
+        parts, seen = [("cell", self.cell.name, [])], {}
+        for c in self.cell.cells:
+            kind = to_snake_case(type(c).__name__)
+            seen[kind] = seen.get(kind, -1) + 1
+            path = f"cell/cells/{kind}" + (f"_{seen[kind]}" if seen[kind] else "")
+            parts.append((path, c.name, c.weights))
+        return parts
+
+    def _emit(self, b, node, x, states, mask):
+        steps, features = int(node.inputs[0].shape[1]), int(node.inputs[0].shape[2])
+        if self.go_backwards:  # (every cell then runs forward over the reversed steps)
+            x = b.pick(x, [t * features + f for t in range(steps - 1, -1, -1)
+                           for f in range(features)], last=features)
+            if mask is not None:
+                mask = b.pick(mask, range(steps - 1, -1, -1))
+        cells = self._cells()
+        states = list(states)
+        finals = []
+        for k, cell in enumerate(cells):
+            last = k == len(cells) - 1
+            view = cell._unrolled(
+                return_sequences=self.return_sequences or not last, return_state=True,
+                go_backwards=False, unroll=self.unroll,
+                zero_output_for_mask=self.zero_output_for_mask and last)
+            own, states = states[:cell._states], states[cell._states:]
+            out = view._unroll(b, steps, features, x, own, mask)
+            x, features = out[0], cell.units
+            finals += out[1:]
+        return [x, *finals] if self.return_state else [x]
+
+    def get_config(self):
+        from densitron.layers import serialize
+
+        return {**Layer.get_config(self), "return_sequences": self.return_sequences,
+                "return_state": self.return_state, "go_backwards": self.go_backwards,
+                "stateful": self.stateful, "unroll": self.unroll,
+                "zero_output_for_mask": self.zero_output_for_mask,
+                "cell": serialize(self.cell)}
+
+    @classmethod
+    def from_config(cls, config):
+        from densitron.layers import deserialize
+
+        config = dict(config)
+        config.pop("dtype", None)
+        cell = config.pop("cell")
+        return cls(cell if isinstance(cell, Layer) else deserialize(cell), **config)

@@ -980,6 +980,8 @@ class Functional(Trainer, Layer):
                            created[name](args if node["is_list"] else args[0]))
                     outs = (list(out.values()) if isinstance(out, dict)
                             else list(out) if isinstance(out, (list, tuple)) else [out])
+                    # (RNN's states of a stack of cells: a list a cell, numbered flat)
+                    outs = [t for o in outs for t in (o if isinstance(o, list) else [o])]
                     for k, t in enumerate(outs):
                         tensors[(name, index, k)] = t
                     pending.remove(item)
