@@ -100,6 +100,15 @@ enum class OpType : int {
                         // one value a sample (the same in every row: a batch's scalar combined
                         // with tensors, ops.mean(y_true) in y_true - ops.mean(y_true)); always
                         // solo, so its sums run in one order
+  kConv = 33,           // params {kernel (K = prod(k)·cin, filters), bias or -1}, i {rank,
+                        // in[rank], cin, k[rank], strides[rank], dilation[rank],
+                        // pad_before[rank], out[rank], filters} (rank 1 to 3): a channels_last
+                        // convolution (batch, in..., cin) → (batch, out..., filters), output
+                        // position o's window reading input o·stride - pad_before + t·dilation
+                        // at kernel offset t (0 where that leaves the input: the padding after
+                        // is implied), times Keras's kernel (k..., cin, filters); bias and
+                        // activation fused as kDense's. Tiles of output rows are laid out
+                        // (im2col) in a per-thread buffer and multiplied by the kernel
 };
 
 // kMath's operations on each value x (a and b: the node's fattrs).
@@ -538,6 +547,10 @@ class Graph {
     return node.iattrs.size() == 5 && node.iattrs[4] != 0;
   }
   static void update_rows(void* ctx, int64_t row0, int64_t rows, float* g, int64_t ldg);
+  // kConv (graph_conv.cc): forward and backward of node i; per-thread im2col buffers
+  void forward_conv(const Step& st, int i);
+  void backward_conv(const Step& st, int i, Share rw);
+  float* conv_scratch(const Step& st) { return conv_scratch_.data() + st.ith * conv_per_thread_; }
   void forward_dense_split(const Step& st, int i);
   float* dense_pre(int i);
   void activate_dense_rows(int i, Share rw);
@@ -674,6 +687,10 @@ class Graph {
   std::atomic<int64_t> nan_code_[2] = {};
   bool has_window_ = false;  // per run: a solo chain leaves threads idle, and rows are shuffled
   std::vector<float> scratch_;
+  // kConv's per-thread im2col tiles: conv_per_thread_ floats a thread (the largest tile rows ×
+  // K of the conv nodes), sized by run for its thread count
+  std::vector<float> conv_scratch_;
+  int64_t conv_per_thread_ = 0;
   std::vector<std::vector<float>> block_grad_;  // per thread: a cut kernel block's gradient C
   std::vector<NadamProduct> nadam_products_;     // per thread: Nadam's product, step by step
 

@@ -276,6 +276,20 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
           bad("a batched matmul takes groups of m × k and k × n values a sample");
         break;
       }
+      case OpType::kConv: {
+        need_inputs(1);
+        ConvGeom g;
+        if (node.inputs.size() != 1 || !conv_geom(node.iattrs, &g) ||
+            in0->width != g.in_positions() * g.cin || node.width != g.positions() * g.filters ||
+            node.last_dim != g.filters || node.params.size() != 2 || node.params[0] < 0)
+          bad("a convolution takes {rank, in[rank], cin, k[rank], strides[rank], "
+              "dilation[rank], pad_before[rank], out[rank], filters} of its input's and "
+              "output's widths, a kernel and a bias slot");
+        if (param_size(node.params[0]) != g.depth() * g.filters) bad("convolution kernel size");
+        if (node.params[1] >= 0 && param_size(node.params[1]) != g.filters)
+          bad("convolution bias size");
+        break;
+      }
       case OpType::kModeSelect:
       case OpType::kDivide:
         need_inputs(2);
@@ -356,7 +370,7 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
   kernel_split_node_.assign(params_.size(), -1);
   for (int i = 0; i < n; ++i) {
     const NodeSpec& node = nodes_[i];
-    keeps_input_[i] = node.op == OpType::kDense &&
+    keeps_input_[i] = (node.op == OpType::kDense || node.op == OpType::kConv) &&
                       activation_needs_input(node.activation, node.act_params);
     if (node.op != OpType::kDense) continue;
     const NodeSpec& in = nodes_[node.inputs[0]];
@@ -1148,6 +1162,7 @@ void Graph::plan_step(int64_t batch, int nth, bool training, bool targets) {
       small = small && ksplit_[i] == 1 && macs < kMaxSoloDenseMacs;
     }
     if (node.op == OpType::kBatchMatMul) small = batch_matmul_macs(node, batch) < kMaxSoloDenseMacs;
+    if (node.op == OpType::kConv) small = conv_macs(node, batch) < kMaxSoloDenseMacs;
     if (node.op == OpType::kEmbedding || node.op == OpType::kBatchNorm) small = false;
     if (node.op == OpType::kBatchReduce) small = true;  // (its sums over every row)
     solo_fwd_[i] = small;
@@ -1788,6 +1803,7 @@ int Graph::threads_for(int64_t batch, bool training) const {
     if (node.op == OpType::kDense)
       macs += 3.0 * static_cast<double>(batch) * nodes_[node.inputs[0]].width * node.last_dim;
     if (node.op == OpType::kBatchMatMul) macs += 3.0 * batch_matmul_macs(node, batch);
+    if (node.op == OpType::kConv) macs += 3.0 * conv_macs(node, batch);
   }
   if (training)
     for (const ParamSpec& p : params_)
@@ -1866,6 +1882,14 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   const int nt = machine_oversubscribed() ? 1 : wanted_threads;
   last_run_threads_ = nt;
   plan_step(std::min(batch_size, end - begin), nt, training, mode != Mode::kPredict);
+  conv_per_thread_ = 0;  // kConv's im2col tiles, one a thread
+  for (const NodeSpec& node : nodes_) {
+    ConvGeom g;
+    if (node.op == OpType::kConv && conv_geom(node.iattrs, &g) && !g.direct())
+      conv_per_thread_ = std::max(conv_per_thread_, conv_tile_rows(g) * g.depth());
+  }
+  if (static_cast<int64_t>(conv_scratch_.size()) < nt * conv_per_thread_)
+    conv_scratch_.resize(nt * conv_per_thread_);
   int64_t loss_values = 0;
   for (const OutputSpec& o : output_specs_) loss_values += nodes_[o.node].width;
   loss_solo_ = nt <= 1 || std::min(batch_size, end - begin) * loss_values <

@@ -584,6 +584,9 @@ void Graph::forward_node(const Step& st, int i) {
       for (int64_t j = el.lo; j < el.hi; ++j) y[j] = x[j] / b[j];
       return;
     }
+    case OpType::kConv:
+      forward_conv(st, i);
+      return;
     case OpType::kBatchMatMul: {
       // Each thread a range of the batch's (sample, group) products, each on one thread.
       const auto& ia = node.iattrs;
@@ -1091,6 +1094,9 @@ void Graph::backward_node(const Step& st, int i) {
       }
       return;
     }
+    case OpType::kConv:
+      backward_conv(st, i, rw);
+      return;
     case OpType::kActivation: {
       float* gx = target(0, &acc);
       if (gx && !node.iattrs.empty()) {

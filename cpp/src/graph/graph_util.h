@@ -35,6 +35,75 @@ inline double batch_matmul_macs(const NodeSpec& node, int64_t batch) {
   return static_cast<double>(batch) * ia[0] * ia[1] * ia[2] * ia[3];
 }
 
+// A kConv node's geometry (see OpType::kConv), its spatial axes padded to three at the front
+// (size 1, kernel 1, stride 1, dilation 1, no padding) so that every rank runs one loop nest.
+struct ConvGeom {
+  int64_t in[3], k[3], stride[3], dil[3], pad[3], out[3];
+  int64_t cin = 0, filters = 0;
+  int64_t positions() const { return out[0] * out[1] * out[2]; }
+  int64_t in_positions() const { return in[0] * in[1] * in[2]; }
+  int64_t taps() const { return k[0] * k[1] * k[2]; }
+  int64_t depth() const { return taps() * cin; }  // K: a window's values, the kernel's rows
+  // A 1×1 window at stride 1 without padding: the input's rows are the windows themselves.
+  bool direct() const {
+    for (int a = 0; a < 3; ++a)
+      if (k[a] != 1 || stride[a] != 1 || pad[a] != 0 || out[a] != in[a]) return false;
+    return true;
+  }
+};
+
+// The geometry of kConv attributes, or false when they are malformed (counts, sizes < 1,
+// padding < 0, values beyond 2^24 a size or 2^40 a product).
+inline bool conv_geom(const std::vector<int64_t>& ia, ConvGeom* g) {
+  if (ia.empty() || ia[0] < 1 || ia[0] > 3 || static_cast<int64_t>(ia.size()) != 3 + 6 * ia[0])
+    return false;
+  const int r = static_cast<int>(ia[0]);
+  constexpr int64_t kMax = int64_t{1} << 24;
+  // layout: rank, in[r], cin, k[r], strides[r], dilation[r], pad[r], out[r], filters
+  const int64_t* in = ia.data() + 1;
+  g->cin = ia[1 + r];
+  const int64_t* k = ia.data() + 2 + r;
+  const int64_t* st = k + r;
+  const int64_t* dl = st + r;
+  const int64_t* pd = dl + r;
+  const int64_t* ou = pd + r;
+  g->filters = ou[r];
+  for (int a = 0; a < 3; ++a) {
+    const int s = a - (3 - r);  // the attribute axis, or < 0 for a padded one
+    g->in[a] = s < 0 ? 1 : in[s];
+    g->k[a] = s < 0 ? 1 : k[s];
+    g->stride[a] = s < 0 ? 1 : st[s];
+    g->dil[a] = s < 0 ? 1 : dl[s];
+    g->pad[a] = s < 0 ? 0 : pd[s];
+    g->out[a] = s < 0 ? 1 : ou[s];
+    if (g->in[a] < 1 || g->k[a] < 1 || g->stride[a] < 1 || g->dil[a] < 1 || g->pad[a] < 0 ||
+        g->out[a] < 1 || g->in[a] > kMax || g->k[a] > kMax || g->stride[a] > kMax ||
+        g->dil[a] > kMax || g->pad[a] > kMax || g->out[a] > kMax)
+      return false;
+  }
+  if (g->cin < 1 || g->filters < 1 || g->cin > kMax || g->filters > kMax) return false;
+  constexpr double kMaxProduct = static_cast<double>(int64_t{1} << 40);
+  const double in_values = static_cast<double>(g->in[0]) * g->in[1] * g->in[2] * g->cin;
+  const double out_values = static_cast<double>(g->out[0]) * g->out[1] * g->out[2] * g->filters;
+  const double kernel = static_cast<double>(g->k[0]) * g->k[1] * g->k[2] * g->cin * g->filters;
+  return in_values <= kMaxProduct && out_values <= kMaxProduct && kernel <= kMaxProduct;
+}
+
+// A kConv node's multiply-adds over `batch` samples (positions · K · filters each).
+inline double conv_macs(const NodeSpec& node, int64_t batch) {
+  ConvGeom g;
+  if (!conv_geom(node.iattrs, &g)) return 0.0;
+  return static_cast<double>(batch) * g.positions() * g.depth() * g.filters;
+}
+
+// Output rows a kConv tile lays out at once: about 128K floats of windows (512 KB), at least
+// 32 rows, at most the sample's positions. Fixed by the shapes, so a row's sums are the same
+// for any thread count.
+inline int64_t conv_tile_rows(const ConvGeom& g) {
+  constexpr int64_t kTileFloats = 128 * 1024;
+  return std::min(g.positions(), std::max<int64_t>(32, kTileFloats / g.depth()));
+}
+
 // The GEMM epilogue that computes activation `act` exactly, when there is one.
 inline bool epilogue_for(Activation act, const ActivationParams& p, EpilogueAct* out) {
   switch (act) {

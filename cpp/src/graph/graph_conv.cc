@@ -1,0 +1,201 @@
+// kConv, the native convolution (see OpType::kConv): each thread takes (sample, tile) items,
+// lays a tile of output positions' windows out as rows (im2col) in its own buffer, sized once
+// by run, and multiplies them by the kernel with the bias and activation in the GEMM's
+// epilogue. The backward sums the kernel gradient colᵀ·dy tile by tile, each thread owning a
+// range of the kernel's rows (it lays out only those columns), and scatters dy·Wᵀ back into
+// the input's gradient (col2im), each thread owning whole samples. Every sum runs in an order
+// fixed by the shapes: the results are the same for any thread count.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "densitron/graph.h"
+#include "graph/graph_util.h"
+
+namespace densitron {
+
+using namespace graph_detail;  // NOLINT: the graph sources' private helpers
+
+namespace {
+
+// fn(row, t, lo, src) for each output position p in [p0, p1) (row p - p0) and each kernel
+// tap t whose columns [t·cin, (t + 1)·cin) meet [c0, c1): lo, the first of those columns in
+// [c0, c1), and src, the input offset (of the sample) of the channel lo - t·cin at the tap,
+// or -1 where the tap leaves the input.
+template <class Fn>
+inline void for_each_window(const ConvGeom& g, int64_t p0, int64_t p1, int64_t c0, int64_t c1,
+                            Fn fn) {
+  const int64_t cin = g.cin;
+  const int64_t t0 = c0 / cin, t1 = (c1 + cin - 1) / cin;
+  int64_t o[3];
+  int64_t rest = p0;
+  o[2] = rest % g.out[2];
+  rest /= g.out[2];
+  o[1] = rest % g.out[1];
+  o[0] = rest / g.out[1];
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t b0 = o[0] * g.stride[0] - g.pad[0];
+    const int64_t b1 = o[1] * g.stride[1] - g.pad[1];
+    const int64_t b2 = o[2] * g.stride[2] - g.pad[2];
+    int64_t t = 0;
+    for (int64_t k0 = 0; k0 < g.k[0]; ++k0) {
+      const int64_t i0 = b0 + k0 * g.dil[0];
+      const bool in0 = i0 >= 0 && i0 < g.in[0];
+      for (int64_t k1 = 0; k1 < g.k[1]; ++k1) {
+        const int64_t i1 = b1 + k1 * g.dil[1];
+        const bool in1 = in0 && i1 >= 0 && i1 < g.in[1];
+        for (int64_t k2 = 0; k2 < g.k[2]; ++k2, ++t) {
+          if (t < t0 || t >= t1) continue;
+          const int64_t i2 = b2 + k2 * g.dil[2];
+          const int64_t lo = std::max(c0, t * cin);
+          const bool inside = in1 && i2 >= 0 && i2 < g.in[2];
+          fn(p - p0, t, lo,
+             inside ? ((i0 * g.in[1] + i1) * g.in[2] + i2) * cin + (lo - t * cin) : -1);
+        }
+      }
+    }
+    if (++o[2] == g.out[2]) {
+      o[2] = 0;
+      if (++o[1] == g.out[1]) {
+        o[1] = 0;
+        ++o[0];
+      }
+    }
+  }
+}
+
+// Columns [c0, c1) of the windows of output positions [p0, p1) of sample xs, as rows of
+// c1 - c0 values in col; 0 where a window leaves the input.
+void im2col(const ConvGeom& g, const float* xs, int64_t p0, int64_t p1, int64_t c0, int64_t c1,
+            float* col) {
+  const int64_t ld = c1 - c0, cin = g.cin;
+  for_each_window(g, p0, p1, c0, c1, [&](int64_t row, int64_t t, int64_t lo, int64_t src) {
+    const int64_t n = std::min(c1, (t + 1) * cin) - lo;
+    float* dst = col + row * ld + (lo - c0);
+    if (src < 0) {
+      std::fill(dst, dst + n, 0.0f);
+    } else if (n == 1) {
+      *dst = xs[src];
+    } else {
+      std::memcpy(dst, xs + src, n * sizeof(float));
+    }
+  });
+}
+
+// The windows' gradient col (rows of K values, output positions [p0, p1)) added into sample
+// gradient gxs, window by window in order.
+void col2im(const ConvGeom& g, const float* col, int64_t p0, int64_t p1, float* gxs) {
+  const int64_t depth = g.depth(), cin = g.cin;
+  for_each_window(g, p0, p1, 0, depth, [&](int64_t row, int64_t, int64_t lo, int64_t src) {
+    if (src < 0) return;
+    const float* from = col + row * depth + lo;
+    float* __restrict to = gxs + src;
+    for (int64_t c = 0; c < cin; ++c) to[c] += from[c];
+  });
+}
+
+}  // namespace
+
+void Graph::forward_conv(const Step& st, int i) {
+  const NodeSpec& node = nodes_[i];
+  ConvGeom g;
+  conv_geom(node.iattrs, &g);
+  const int64_t positions = g.positions(), depth = g.depth(), filters = g.filters;
+  const int64_t tile = conv_tile_rows(g), tiles = (positions + tile - 1) / tile;
+  const int64_t win = nodes_[node.inputs[0]].width;
+  const float* x = out_[node.inputs[0]];
+  const float* kernel = param(i, 0);
+  GemmEpilogue ep;
+  ep.bias = param(i, 1);
+  EpilogueAct fused_act;
+  const bool fuse = epilogue_for(node.activation, node.act_params, &fused_act) &&
+                    !keeps_input_[i];
+  if (fuse) ep.act = fused_act;
+  float* y = out_buf_[i].data();
+  float* z = fuse ? y : dense_pre(i);
+  const bool direct = g.direct();
+  float* col = direct ? nullptr : conv_scratch(st);
+  const Share items = share_of(st.batch * tiles, st.ith, st.nth);
+  for (int64_t it = items.lo; it < items.hi; ++it) {
+    const int64_t s = it / tiles, p0 = it % tiles * tile;
+    const int64_t p1 = std::min(positions, p0 + tile), r0 = s * positions + p0;
+    const float* xs = x + s * win;
+    if (!direct) im2col(g, xs, p0, p1, 0, depth, col);
+    local_gemm(st, false, false, p1 - p0, filters, depth, direct ? xs + p0 * depth : col, depth,
+               kernel, filters, 0.0f, z + r0 * filters, filters, &ep);
+    if (!fuse)
+      activation_forward(node.activation, node.act_params, z + r0 * filters, y + r0 * filters,
+                         p1 - p0, filters);
+  }
+}
+
+// As kDense's backward: the activation's gradient (rows rw of this thread), then the kernel's
+// gradient, the bias's and the input's (none when the input takes none: a model Input).
+void Graph::backward_conv(const Step& st, int i, Share rw) {
+  const NodeSpec& node = nodes_[i];
+  ConvGeom g;
+  conv_geom(node.iattrs, &g);
+  const int64_t positions = g.positions(), depth = g.depth(), filters = g.filters;
+  const int64_t tile = conv_tile_rows(g);
+  const int in = node.inputs[0];
+  const int64_t win = nodes_[in].width, rows = st.batch * positions;
+  const float* x = out_[in];
+  float* dy = grad_buf_[i].data();
+  const bool act_back = !fused_[i] && !dact_by_consumer_[i] &&
+                        node.activation != Activation::kLinear;
+  if (act_back) {
+    if (rw.lo < rw.hi)
+      activation_backward(node.activation, node.act_params,
+                          keeps_input_[i] ? pre_buf_[i].data() + rw.lo * filters : nullptr,
+                          out_[i] + rw.lo * filters, dy + rw.lo * filters, dy + rw.lo * filters,
+                          rw.hi - rw.lo, filters);
+    barrier(st);
+  }
+  const bool direct = g.direct();
+  float* col = direct ? nullptr : conv_scratch(st);
+  // dW[K_t, :] = Σ over samples and tiles of col[:, K_t]ᵀ·dy_tile, thread t's rows K_t
+  const int kp = node.params[0];
+  if (param_grad_wanted(kp)) {
+    const Share ks = share_of(depth, st.ith, st.nth, 16, 8);
+    const int64_t kw = ks.hi - ks.lo;
+    bool first = param_first_writer_[kp] == i;
+    float* gw = param_grad(kp) + ks.lo * filters;
+    for (int64_t s = 0; s < st.batch && kw > 0; ++s) {
+      const float* xs = x + s * win;
+      for (int64_t p0 = 0; p0 < positions; p0 += tile) {
+        const int64_t p1 = std::min(positions, p0 + tile);
+        const float* a = direct ? xs + p0 * depth + ks.lo : col;
+        if (!direct) im2col(g, xs, p0, p1, ks.lo, ks.hi, col);  // (elementwise in the profile)
+        local_gemm(st, true, false, kw, filters, p1 - p0, a, direct ? depth : kw,
+                   dy + (s * positions + p0) * filters, filters, first ? 0.0f : 1.0f, gw,
+                   filters);
+        first = false;
+      }
+    }
+  }
+  dense_bias_grad(st, i, dy, rows, 1);
+  if (!requires_grad_[in]) return;
+  // dx: each sample's tiles' dy·Wᵀ, scattered back into its windows (col2im)
+  const bool acc = accumulates(in, i, 0);
+  float* gx = grad_buf_[in].data();
+  const float* kernel = param(i, 0);
+  const Share bs = share_of(st.batch, st.ith, st.nth);
+  for (int64_t s = bs.lo; s < bs.hi; ++s) {
+    float* gxs = gx + s * win;
+    if (!direct && !acc) std::fill(gxs, gxs + win, 0.0f);
+    for (int64_t p0 = 0; p0 < positions; p0 += tile) {
+      const int64_t p1 = std::min(positions, p0 + tile);
+      const float* d = dy + (s * positions + p0) * filters;
+      if (direct) {
+        local_gemm(st, false, true, p1 - p0, depth, filters, d, filters, kernel, filters,
+                   acc ? 1.0f : 0.0f, gxs + p0 * depth, depth);
+        continue;
+      }
+      local_gemm(st, false, true, p1 - p0, depth, filters, d, filters, kernel, filters, 0.0f,
+                 col, depth);
+      col2im(g, col, p0, p1, gxs);
+    }
+  }
+}
+
+}  // namespace densitron
