@@ -162,7 +162,7 @@ def to_keras(model):
             entry["inbound_nodes"] = [_attention_call_to_keras(layer, node, shapes)
                                       for node in lc["inbound_nodes"]]
         elif isinstance(layer, (_RNN, Bidirectional)):  # (initial states by keyword)
-            entry["inbound_nodes"] = [_rnn_call_to_keras(node, shapes)
+            entry["inbound_nodes"] = [_rnn_call_to_keras(node, shapes, layer)
                                       for node in lc["inbound_nodes"]]
         elif isinstance(layer, Attention):  # (its call's flags as Keras's keyword arguments)
             entry["config"].pop("call_signature", None)
@@ -281,10 +281,11 @@ def _attention_call_from_keras(entry, node, mask_ops, helpers):
 _RNN_CLASSES = ("SimpleRNN", "LSTM", "GRU", "Bidirectional", "RNN")
 
 
-def _rnn_call_to_keras(node, shapes):
+def _rnn_call_to_keras(node, shapes, layer):
     tensors = [_keras_tensor(a, shapes) for a in node["args"]]
+    nested = getattr(layer, "_nested_states", list)  # (RNN's of a stack: a list a cell)
     return {"args": tensors[:1],
-            "kwargs": {"initial_state": tensors[1:]} if len(tensors) > 1 else {}}
+            "kwargs": {"initial_state": nested(tensors[1:])} if len(tensors) > 1 else {}}
 
 
 def _call_kwargs(entry, node, mask_ops):
@@ -310,6 +311,8 @@ def _rnn_call_from_keras(entry, node, mask_ops):
         raise ValueError(f"densitron cannot load the call of layer {entry['name']!r}. "
                          f"Received: args={node['args']!r}, kwargs={node['kwargs']!r}")
     states = [] if states is None else states if isinstance(states, list) else [states]
+    # (a stack of cells' states: a list a cell)
+    states = [t for s in states for t in (s if isinstance(s, list) else [s])]
     tensors = [args[0], *states]
     return {"args": [_history(t, entry["name"]) for t in tensors], "is_list": len(tensors) > 1}
 
