@@ -1,12 +1,16 @@
 """Keras's convolutions on the engine (Conv1D/2D/3D, grouped too, their transposes,
-DepthwiseConv1D/2D, SeparableConv1D/2D). An index map lays each sample's windows out as rows of
-(output position, window offset, channel), -1 (a zero) where a window leaves the input; a
-convolution is then the engine's Dense over those rows with Keras's kernel (k..., cin, filters)
-read as (k...·cin, filters). Grouped and depthwise products spread each window value over its
-group's outputs, multiply by the kernel (scale-by) and sum with the engine's pooling; a
-transpose multiplies the gathered rows by the kernel as a node, in a batched product. Windows
-and padding are XLA's, as Keras's JAX backend: 'same' pads (total // 2) before, the rest after.
-The windowed poolings (pooling.py) use the same maps."""
+DepthwiseConv1D/2D, SeparableConv1D/2D). Conv1D/2D/3D with groups=1 (and a depthwise
+convolution of one channel) are the engine's native convolution node (OpType::kConv): it lays
+tiles of each sample's windows out (im2col) in a small buffer of each thread's and multiplies
+them by Keras's kernel (k..., cin, filters) read as (k...·cin, filters), the bias and
+activation fused as Dense's; channels_first is moved to channels_last and back around it by
+index maps of one entry a value. The others lay each sample's windows out whole by an index map
+as rows of (output position, window offset, channel), -1 (a zero) where a window leaves the
+input: grouped and depthwise products spread each window value over its group's outputs,
+multiply by the kernel (scale-by) and sum with the engine's pooling; a separable convolution's
+pointwise product is a Dense after them; a transpose multiplies the gathered rows by the kernel
+as a node, in a batched product. Windows and padding are XLA's, as Keras's JAX backend: 'same'
+pads (total // 2) before, the rest after. The windowed poolings (pooling.py) use the maps."""
 
 import math
 import os
@@ -18,8 +22,8 @@ from densitron.layers.core import kernel_bias_config, set_kernel_bias_args
 from densitron.layers.layer import Layer, engine_node, node_spec
 
 # densitron::OpType
-_DENSE, _ACTIVATION, _POOL, _INDEX_MAP, _BIAS_ADD, _SCALE_BY, _BATCH_MATMUL = (
-    1, 2, 16, 20, 22, 23, 32)
+_DENSE, _ACTIVATION, _POOL, _INDEX_MAP, _BIAS_ADD, _SCALE_BY, _BATCH_MATMUL, _CONV = (
+    1, 2, 16, 20, 22, 23, 32, 33)
 _ZERO, _MASKED = -1, -2  # an index map's entries for 0 and -1e9
 # An index map's bytes an entry: its int64 array, the list the engine's node is made from, the
 # engine's copy and the gathered float32 value
@@ -243,6 +247,9 @@ class _WindowedConv(Layer):
         groups = self._groups(channels)
         first = self._window_outputs(channels)
         entries = positions * window * channels * (first // groups if groups > 1 else 1)
+        if self._native(channels):  # no windows' map: channels_first's moves only
+            entries = 0 if self.data_format == "channels_last" else \
+                math.prod(spatial) * channels + positions * first
         if isinstance(self, BaseConvTranspose):
             entries += 3 * window * channels * first
         weights = window * (channels // groups) * first
@@ -256,6 +263,32 @@ class _WindowedConv(Layer):
                          received)
         refuse_oversized(self, f"its windows' layout ({entries} entries a sample)",
                          entries * _MAP_ENTRY_BYTES, received)
+
+    def _native(self, channels):
+        """Whether the engine's convolution node computes the windows' product: one group,
+        no pointwise product after it, not a transpose, and not the pointwise convolution of
+        channels_last inputs (a Dense)."""
+        pointwise_1x1 = (set(self.kernel_size) | set(self.strides) |
+                         set(self.dilation_rate)) == {1}
+        return (self._groups(channels) == 1 and self._pointwise_kernel() is None and
+                not isinstance(self, BaseConvTranspose) and
+                not (pointwise_1x1 and self.data_format == "channels_last"))
+
+    def _native_chain(self, shape, kernel, bias):
+        """The engine's convolution node (channels_first's input moved to channels_last
+        before it: each sample's (channels, positions) to (positions, channels))."""
+        spatial, channels = _split(shape, self.data_format)
+        sizes = self._sizes(spatial)
+        filters = self._out_channels(channels)
+        chain = []
+        if self.data_format == "channels_first":
+            moved = np.arange(math.prod(shape)).reshape(channels, -1).T
+            chain.append(index_map_spec(moved, channels))
+        iattrs = [self.rank, *spatial, channels, *self.kernel_size, *self.strides,
+                  *self.dilation_rate, *(lo for _, lo in sizes), *(n for n, _ in sizes), filters]
+        chain.append(node_spec(_CONV, math.prod(n for n, _ in sizes) * filters, filters,
+                               params=[kernel, bias], iattrs=iattrs))
+        return chain
 
     def _sizes(self, spatial):
         return output_sizes(spatial, self.kernel_size, self.strides, self.dilation_rate,
@@ -289,6 +322,9 @@ class _WindowedConv(Layer):
         kernel = param_index[id(self.kernel)]
         bias = param_index[id(self.bias)] if self.use_bias else -1
         pointwise = self._pointwise_kernel()
+        if self._native(channels):
+            return _chained(self._tail(node, self._native_chain(shape, kernel, bias),
+                                       positions, filters))
         # the windows' outputs a position (a separable convolution's depthwise ones)
         first = filters if pointwise is None else channels * self.depth_multiplier
         chain = []
@@ -324,10 +360,12 @@ class _WindowedConv(Layer):
         act = None if activations.is_traced(self.activation) else self.activation
         axis = activations.softmax_axis(act) if act is not None else None
         out_rank = len(node.outputs[0].shape)
-        if act is not None and chain and chain[-1][0] == _DENSE and self.data_format == \
-                "channels_last" and (axis is None or axis % out_rank == out_rank - 1):
-            op, width, last, _, _, params, *_ = chain[-1]
-            chain[-1] = node_spec(op, width, last, activations.engine_spec(act), params)
+        if act is not None and chain and chain[-1][0] in (_DENSE, _CONV) and \
+                self.data_format == "channels_last" and \
+                (axis is None or axis % out_rank == out_rank - 1):
+            op, width, last, _, _, params, fattrs, iattrs, _ = chain[-1]
+            chain[-1] = node_spec(op, width, last, activations.engine_spec(act), params,
+                                  fattrs, iattrs)
         elif act is not None and act is not activations.linear:
             chain.append(engine_node(_ACTIVATION, node, activation=act))
         activity = regularizers.coefficients(self.activity_regularizer)
