@@ -52,11 +52,18 @@ class BatchSource:
     validation data) is a new pass, except with `stream` and `steps`, where the pass runs on
     until the iterator ends. So a finite generator trains its first epoch on every batch and
     the next ones on the peeked batches (Keras warns that it ran out each time), and
-    validation with validation_steps up to PEEKED evaluates the same batches every epoch."""
+    validation with validation_steps up to PEEKED evaluates the same batches every epoch.
+
+    Keras calls the batch-begin hook of the run (of steps_per_execution batches) that meets an
+    iterator's end, before it pulls from it (`stopped`: one was begun), then starts a new pass
+    the next epoch. When the end is met inside the epoch's last run, or after exactly `steps`
+    batches, there is no such run: the spent iterator stays for the next epoch, which begins
+    its first run, trains on nothing and starts the new pass after it."""
 
     PEEKED = 2  # Keras's NUM_BATCHES_FOR_TENSOR_SPEC
 
-    def __init__(self, data, steps, arg, steps_arg, shuffle=False, stream=False):
+    def __init__(self, data, steps, arg, steps_arg, shuffle=False, stream=False,
+                 steps_per_execution=1):
         steps = data_mod.check_steps(steps, steps_arg)
         self.data, self.arg, self.steps_arg = data, arg, steps_arg
         self.shuffle = bool(shuffle)  # (a sequence's batches in a new order each pass)
@@ -69,9 +76,11 @@ class BatchSource:
             if n < 1:
                 raise ValueError(f"`{arg}` holds no batches. Received: len({arg}) = {n}")
             self.steps = n if steps is None else steps
-        # whether the last epoch had fewer than `steps` batches (or an iterator's pass ended)
-        self.short = False
+        # whether the last epoch had fewer than `steps` batches (or an iterator's pass ended);
+        # stopped: an iterator's end met in the epoch (Keras had begun one more run for it)
+        self.short = self.stopped = False
         self.peeked, self.current = [], None  # an iterator's first batches; its current pass
+        self.steps_per_execution = steps_per_execution  # (the runs taking the batches)
         if self.iterator is not None:
             self.peeked = list(itertools.islice(self.iterator, self.PEEKED))
             if not self.peeked:
@@ -79,7 +88,7 @@ class BatchSource:
                                  "generator")
 
     def batches(self):
-        self.short = False
+        self.short = self.stopped = False
         if self.iterator is None:
             if hasattr(self.data, "on_epoch_begin"):
                 self.data.on_epoch_begin()
@@ -106,10 +115,21 @@ class BatchSource:
             try:
                 batch = next(self.current)
             except StopIteration:  # (Keras warns at every pass's end, steps or none)
-                self.short, self.current = True, None
+                spe = self.steps_per_execution
+                start = -(-done // spe) * spe  # (the next run's first batch)
+                self.short, self.stopped = True, self.steps is None or start < self.steps
+                self.current = None if self.stopped else iter(())
                 return
             done += 1
             yield batch
+
+    def run_that_found_the_end(self, done):
+        """The first batch's index of the run that met an iterator's end in the epoch, or None
+        (none did): Keras calls on_*_batch_begin for that run before it pulls the batches that
+        are not there (`done` batches given this epoch)."""
+        if not self.stopped:
+            return None
+        return -(-done // self.steps_per_execution) * self.steps_per_execution
 
     def warn_ran_out(self):
         warnings.warn("Your input ran out of data; interrupting training. Make sure that "

@@ -939,7 +939,8 @@ class Trainer:
         """(x, y, sample_weight) arrays of `validation_data`, or a BatchSource of it."""
         if sources.is_batch_source(validation_data):
             return sources.BatchSource(validation_data, validation_steps, "validation_data",
-                                       "validation_steps")
+                                       "validation_steps",
+                                       steps_per_execution=self.steps_per_execution)
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
             raise ValueError("`validation_data` must be a tuple (x_val, y_val) or (x_val, "
                              "y_val, sample_weight_val), a PyDataset or a generator. Received: "
@@ -1013,7 +1014,8 @@ class Trainer:
                              "profile=True with a PyDataset or a generator")
         verbose = data_mod.check_verbose(verbose)
         source = sources.BatchSource(x, steps_per_epoch, "x", "steps_per_epoch",
-                                     shuffle=shuffle, stream=True)
+                                     shuffle=shuffle, stream=True,
+                                     steps_per_execution=self.steps_per_execution)
         spe = self.steps_per_execution
         steps = source.steps
         if source.stream:  # (whole runs of steps_per_execution batches an epoch, as Keras)
@@ -1023,9 +1025,10 @@ class Trainer:
         val_batch = data_mod.check_batch_size(validation_batch_size, "validation_batch_size")
         cb, history = self._callback_list(callbacks, verbose, epochs, steps)
         in_order = np.arange(0, dtype=np.int64)
+        previous = None  # (the last epoch's training logs)
 
         def train_epoch(epoch):
-            nonlocal in_order
+            nonlocal in_order, previous
             totals, done = None, 0
             # (the per-batch hooks and their logs only when a callback has them)
             hooks = cb.overrides(*TRAIN_BATCH_HOOKS)
@@ -1051,12 +1054,21 @@ class Trainer:
                         cb.on_train_batch_end(done - 1, self._logs_from_totals(*totals))
                     if self.stop_training:
                         break
-            if totals is None:  # (a sequence whose length fell to 0)
+            last = source.run_that_found_the_end(done)
+            if totals is None:
                 source.warn_ran_out()
-                return None, True
-            logs = self._logs_from_totals(*totals)
+                if source.iterator is None or previous is None:  # (a sequence fell to 0)
+                    return None, True
+                # Keras's epoch on an iterator that the last one spent: its first run begun,
+                # nothing trained, the last epoch's logs again; the next epoch a new pass
+                if hooks:
+                    cb.on_train_batch_begin(last)
+                return dict(previous), False
+            logs = previous = self._logs_from_totals(*totals)
             if hooks and done % spe:  # (a last run cut short, numbered as a whole one)
                 cb.on_train_batch_end(done - done % spe + spe - 1, logs)
+            if hooks and last is not None:
+                cb.on_train_batch_begin(last)
             cb.params["steps"] = cb.params["steps"] or done
             source.end_epoch()
             if source.short:  # (warned before the epoch's validation, as the arrays' fit)
@@ -1084,6 +1096,9 @@ class Trainer:
                 cb.on_test_batch_end(b, self._logs_from_totals(*totals))
         if cb is not None and totals is not None and (b + 1) % spe:  # (a run cut short)
             cb.on_test_batch_end(b - b % spe + spe - 1, self._logs_from_totals(*totals))
+        last = source.run_that_found_the_end(b + 1)
+        if cb is not None and last is not None:
+            cb.on_test_batch_begin(last)
         source.end_epoch()
         if source.short and totals is not None:
             source.warn_ran_out()
@@ -1180,7 +1195,8 @@ class Trainer:
         steps = config_mod.capped_steps(steps, "steps")
         if sources.is_batch_source(x):
             sources.reject_beside(y=y, sample_weight=sample_weight, batch_size=batch_size)
-            source = sources.BatchSource(x, steps, "x", "steps")
+            source = sources.BatchSource(x, steps, "x", "steps",
+                                         steps_per_execution=self.steps_per_execution)
             cb = self._inference_callbacks(callbacks, verbose, source.steps)
             cb.on_test_begin()
             bar = Progbar(None, verbose=verbose)
@@ -1255,7 +1271,8 @@ class Trainer:
                 cb.on_predict_begin()
         if sources.is_batch_source(x):
             sources.reject_beside(batch_size=batch_size)
-            source = sources.BatchSource(x, steps, "x", "steps")
+            source = sources.BatchSource(x, steps, "x", "steps",
+                                         steps_per_execution=self.steps_per_execution)
             begin(source.steps)
             parts, spe, run = [], self.steps_per_execution, 0  # (run: the current run's parts)
             for b, batch in enumerate(source.batches()):
@@ -1270,6 +1287,9 @@ class Trainer:
                     run = 0
             if cb is not None and run:  # (an iterator's last run, cut short)
                 cb.on_predict_batch_end(b - b % spe + spe - 1, {"outputs": _joined(parts[-run:])})
+            last = source.run_that_found_the_end(len(parts))
+            if cb is not None and last is not None:
+                cb.on_predict_batch_begin(last)
             source.end_epoch()
             if source.short and parts:
                 source.warn_ran_out()
