@@ -175,11 +175,15 @@ def source_hooks_scenario(k):
             super().__init__()
             self.calls = []
 
+    def recording(name):
+        def hook(self, i, logs=None):
+            self.calls.append(f"{name}:{i}")
+        return hook
+
     for hook in ("on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin",
                  "on_test_batch_end", "on_predict_batch_begin", "on_predict_batch_end",
                  "on_epoch_begin", "on_epoch_end"):
-        setattr(Recorder, hook, (lambda name: lambda self, i, logs=None:
-                                 self.calls.append(f"{name}:{i}"))(hook[3:]))
+        setattr(Recorder, hook, recording(hook[3:]))
     out = []
     for spe in (1, 2, 3):
         for label, source, kwargs in (
