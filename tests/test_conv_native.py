@@ -150,6 +150,40 @@ def test_gradients_against_finite_differences(cls, shape, kwargs):
     fd_check(model, x, rng.normal(size=(3, 2)), "mse")
 
 
+@pytest.mark.parametrize("cin,filters,threads", [(5, 7, 1), (5, 7, 2), (260, 64, 1),
+                                                 (260, 64, 2)])
+def test_gradients_against_float64_reference(cin, filters, threads):
+    # mse on the convolution's output, behind a Dense(cin) without bias: the kernel's, the
+    # bias's and (through the Dense's) the input's gradients by NumPy in float64. A kernel of
+    # 2340 × 64 values takes its gradient by kernel rows, a small one by blocks of samples.
+    densitron.set_num_threads(threads)
+    rng = np.random.default_rng(8)
+    inp = layers.Input((6, 5, 3))
+    dense = layers.Dense(cin, use_bias=False)
+    conv = layers.Conv2D(filters, 3, strides=(2, 1), padding="same",
+                         bias_initializer="random_normal")
+    model = Model(inp, conv(dense(inp)))
+    model.compile(optimizer="sgd", loss="mse")
+    x = rng.normal(size=(9, 6, 5, 3)).astype(np.float32)
+    t = rng.normal(size=(9, 3, 5, filters)).astype(np.float32)
+    wd, kernel, bias = (w.astype(np.float64) for w in model.get_weights())
+    h = x.astype(np.float64) @ wd
+    y = conv_reference(h, kernel, bias, (2, 1), "same", (1, 1), "channels_last")
+    g = 2.0 * (y - t) / y.size
+    # h padded as 'same' pads it (rows: 0 before, 1 after; columns: 1 and 1), each tap's slice
+    hp = np.pad(h, [(0, 0), (0, 1), (1, 1), (0, 0)])
+    dhp = np.zeros_like(hp)
+    dk = np.zeros_like(kernel)
+    for a, b in np.ndindex(3, 3):
+        window = (slice(None), slice(a, a + 5, 2), slice(b, b + 5))
+        dk[a, b] = np.tensordot(hp[window], g, axes=([0, 1, 2], [0, 1, 2]))
+        dhp[window] += g @ kernel[a, b].T
+    dwd = np.tensordot(x, dhp[:, :-1, 1:-1], axes=([0, 1, 2], [0, 1, 2]))
+    got = model._compute_gradients(x, t)
+    for name, want, value in zip(("dense", "kernel", "bias"), (dwd, dk, g.sum((0, 1, 2))), got):
+        np.testing.assert_allclose(value, want, rtol=2e-4, atol=2e-6, err_msg=name)
+
+
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_input_gradient_added_to_another_branchs(data_format):
     # h feeds the convolution and the sum after it: the convolution's input gradient adds to

@@ -348,6 +348,10 @@ struct RunTotals {
   int64_t nan_row = -1;
 };
 
+namespace graph_detail {
+struct ConvGeom;  // a kConv node's geometry (graph_util.h)
+}
+
 class Graph {
  public:
   Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::vector<int> inputs,
@@ -550,6 +554,8 @@ class Graph {
   // kConv (graph_conv.cc): forward and backward of node i; per-thread im2col buffers
   void forward_conv(const Step& st, int i);
   void backward_conv(const Step& st, int i, Share rw);
+  void backward_conv_blocks(const Step& st, int i, const graph_detail::ConvGeom& g,
+                            float* col);
   float* conv_scratch(const Step& st) { return conv_scratch_.data() + st.ith * conv_per_thread_; }
   void forward_dense_split(const Step& st, int i);
   float* dense_pre(int i);

@@ -650,6 +650,9 @@ void Graph::ensure_capacity(int64_t rows) {
     if (node.op != OpType::kInput && node.op != OpType::kTarget) grad_buf_[i].resize(n);
     if (keeps_input_[i]) pre_buf_[i].resize(n);
     if (ksplit_[i] > 1) partial_buf_[i].resize(static_cast<size_t>(ksplit_[i]) * n);
+    ConvGeom g;
+    if (node.op == OpType::kConv && conv_geom(node.iattrs, &g) && conv_blocked(g))
+      partial_buf_[i].resize(kConvBlocks * (g.depth() + 1) * g.filters);
     if (node.op == OpType::kBatchNorm) aux_buf_[i].resize(2 * node.last_dim);
     if (node.op == OpType::kLayerNorm) aux_buf_[i].resize(2 * rows * node.width / node.last_dim);
     if (node.op == OpType::kMultiply || node.op == OpType::kMaximum ||

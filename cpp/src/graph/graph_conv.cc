@@ -1,10 +1,12 @@
 // kConv, the native convolution (see OpType::kConv): each thread takes (sample, tile) items,
 // lays a tile of output positions' windows out as rows (im2col) in its own buffer, sized once
 // by run, and multiplies them by the kernel with the bias and activation in the GEMM's
-// epilogue. The backward sums the kernel gradient colᵀ·dy tile by tile, each thread owning a
-// range of the kernel's rows (it lays out only those columns), and scatters dy·Wᵀ back into
-// the input's gradient (col2im), each thread owning whole samples. Every sum runs in an order
-// fixed by the shapes: the results are the same for any thread count.
+// epilogue. The backward sums the kernel gradient colᵀ·dy tile by tile: a small kernel's in
+// fixed blocks of samples, each block's partial on one thread, then added in block order; a
+// large one's with each thread owning a range of the kernel's rows (it lays out only those
+// columns). It scatters dy·Wᵀ back into the input's gradient (col2im), each thread owning
+// whole samples. Every sum runs in an order fixed by the shapes: the results are the same for
+// any thread count.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -153,8 +155,12 @@ void Graph::backward_conv(const Step& st, int i, Share rw) {
   }
   const bool direct = g.direct();
   float* col = direct ? nullptr : conv_scratch(st);
-  // dW[K_t, :] = Σ over samples and tiles of col[:, K_t]ᵀ·dy_tile, thread t's rows K_t
   const int kp = node.params[0];
+  if (param_grad_wanted(kp) && conv_blocked(g)) {
+    backward_conv_blocks(st, i, g, col);
+    return;
+  }
+  // dW[K_t, :] = Σ over samples and tiles of col[:, K_t]ᵀ·dy_tile, thread t's rows K_t
   if (param_grad_wanted(kp)) {
     const Share ks = share_of(depth, st.ith, st.nth, 16, 8);
     const int64_t kw = ks.hi - ks.lo;
@@ -195,6 +201,76 @@ void Graph::backward_conv(const Step& st, int i, Share rw) {
                  col, depth);
       col2im(g, col, p0, p1, gxs);
     }
+  }
+}
+
+// The gradients of a small kernel (conv_blocked): each of kConvBlocks fixed blocks of the
+// batch's samples, on the thread that owns it, sums its kernel gradient colᵀ·dy and bias
+// gradient (column sums of dy) into a partial of its own and scatters its samples' input
+// gradients; after a barrier the threads add the blocks' partials in block order, each a
+// share of the values.
+void Graph::backward_conv_blocks(const Step& st, int i, const ConvGeom& g, float* col) {
+  const NodeSpec& node = nodes_[i];
+  const int64_t positions = g.positions(), depth = g.depth(), filters = g.filters;
+  const int64_t tile = conv_tile_rows(g), kf = depth * filters, stride = kf + filters;
+  const int in = node.inputs[0];
+  const int64_t win = nodes_[in].width;
+  const float* x = out_[in];
+  const float* dy = grad_buf_[i].data();
+  const float* kernel = param(i, 0);
+  const bool direct = g.direct();
+  const int kp = node.params[0], bp = node.params[1];
+  const bool bias_grad = param_grad_wanted(bp);
+  float* gx = requires_grad_[in] ? grad_buf_[in].data() : nullptr;
+  const bool acc = gx != nullptr && accumulates(in, i, 0);
+  float* part = partial_buf_[i].data();
+  const Share mine = share_of(kConvBlocks, st.ith, st.nth);
+  for (int64_t b = mine.lo; b < mine.hi; ++b) {
+    const Share ss = share_of(st.batch, static_cast<int>(b), kConvBlocks);
+    float* pw = part + b * stride;
+    float* pb = pw + kf;
+    if (bias_grad) std::fill(pb, pb + filters, 0.0f);
+    bool first = true;
+    for (int64_t s = ss.lo; s < ss.hi; ++s) {
+      const float* xs = x + s * win;
+      float* gxs = gx != nullptr ? gx + s * win : nullptr;
+      if (gxs != nullptr && !direct && !acc) std::fill(gxs, gxs + win, 0.0f);
+      for (int64_t p0 = 0; p0 < positions; p0 += tile) {
+        const int64_t p1 = std::min(positions, p0 + tile), n = p1 - p0;
+        const float* d = dy + (s * positions + p0) * filters;
+        if (!direct) im2col(g, xs, p0, p1, 0, depth, col);
+        local_gemm(st, true, false, depth, filters, n, direct ? xs + p0 * depth : col, depth,
+                   d, filters, first ? 0.0f : 1.0f, pw, filters);
+        first = false;
+        if (bias_grad)
+          for (int64_t r = 0; r < n; ++r) add_into(pb, d + r * filters, filters);
+        if (gxs == nullptr) continue;
+        if (direct) {
+          local_gemm(st, false, true, n, depth, filters, d, filters, kernel, filters,
+                     acc ? 1.0f : 0.0f, gxs + p0 * depth, depth);
+          continue;
+        }
+        local_gemm(st, false, true, n, depth, filters, d, filters, kernel, filters, 0.0f, col,
+                   depth);
+        col2im(g, col, p0, p1, gxs);
+      }
+    }
+  }
+  barrier(st);
+  const Share es = share_of(bias_grad ? stride : kf, st.ith, st.nth, kMinElementsPerThread, 16);
+  float* gw = param_grad(kp);
+  float* gb = bias_grad ? param_grad(bp) : nullptr;
+  const bool first_w = param_first_writer_[kp] == i;
+  const bool first_b = bias_grad && param_first_writer_[bp] == i;
+  int blocks = 0;  // the non-empty ones: the first `blocks` (samples shared out in order)
+  while (blocks < kConvBlocks && share_of(st.batch, blocks, kConvBlocks).lo <
+                                     share_of(st.batch, blocks, kConvBlocks).hi)
+    ++blocks;
+  for (int64_t e = es.lo; e < es.hi; ++e) {
+    float sum = part[e];
+    for (int b = 1; b < blocks; ++b) sum += part[b * stride + e];
+    float* dst = e < kf ? gw + e : gb + (e - kf);
+    *dst = (e < kf ? first_w : first_b) ? sum : *dst + sum;
   }
 }
 

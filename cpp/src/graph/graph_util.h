@@ -89,6 +89,16 @@ inline bool conv_geom(const std::vector<int64_t>& ia, ConvGeom* g) {
   return in_values <= kMaxProduct && out_values <= kMaxProduct && kernel <= kMaxProduct;
 }
 
+// A kConv kernel of at most this many values (K · filters) takes its gradient in kConvBlocks
+// fixed blocks of the batch's samples, each block's partial sum (and the bias's) computed by
+// one thread with the whole kernel depth, then the blocks added in order; a larger one is
+// shared out by kernel rows instead. Both by the shapes alone: the same for any thread count.
+constexpr int64_t kConvBlockedKernel = 128 * 1024;
+constexpr int kConvBlocks = 8;
+inline bool conv_blocked(const ConvGeom& g) {
+  return g.depth() * g.filters <= kConvBlockedKernel;
+}
+
 // A kConv node's multiply-adds over `batch` samples (positions · K · filters each).
 inline double conv_macs(const NodeSpec& node, int64_t batch) {
   ConvGeom g;
