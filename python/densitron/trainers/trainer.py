@@ -74,7 +74,7 @@ def _losses_per_output(loss, names):
 
 
 _PROFILE_ROWS = [
-    ("gemm", "GEMM (Dense forward and backward)"),
+    ("gemm", "GEMM (Dense and convolutions, forward and backward)"),
     ("elementwise", "elementwise ops and activations"),
     ("loss", "loss and metrics"),
     ("optimizer", "optimizer and regularization"),
