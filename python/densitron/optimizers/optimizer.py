@@ -97,7 +97,8 @@ class _LearningRate(_ScalarVariable, float):
     name, dtype, _number = "learning_rate", "float32", float
 
     def __new__(cls, value, optimizer):
-        obj = float.__new__(cls, value)
+        # (Keras's rate is a float32 variable: float() of it reads 0.001 as 0.0010000000474...)
+        obj = float.__new__(cls, np.float32(value))
         obj._optimizer = optimizer
         return obj
 

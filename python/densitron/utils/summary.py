@@ -36,14 +36,26 @@ def _rows(model):
     sequential = _sequential_like(model, units)
     refs = call_refs(units, {id(u.layer): u.layer.name for u in units})
     producer = {key: "{}[{}][{}]".format(*ref) for key, ref in refs.items()}
-    rows = []
+    # (a functional model's rows: one a layer, in Keras's order of its operations, a layer
+    # called twice connected to both calls' inputs and showing its last call's shapes)
+    by_layer = {}
     for unit in units:
+        by_layer.setdefault(id(unit.layer), []).append(unit)
+    if getattr(model, "_subclassed", False) or isinstance(model, Sequential):
+        groups = [[unit] for unit in units]
+    else:
+        groups = [by_layer[id(layer)] for layer in model._keras_layers()
+                  if id(layer) in by_layer]
+    rows = []
+    for calls in groups:
+        unit = calls[-1]
         layer = unit.layer
         if isinstance(model, Sequential) and isinstance(layer, InputLayer):
             continue
         shapes = [tuple(t.shape) for t in unit.outputs]
         shape = str(shapes[0]) if len(shapes) == 1 else str(shapes)
-        connected = ", ".join(producer[id(t)] for t in unit.inputs if id(t) in producer) or "-"
+        connected = ", ".join(producer[id(t)] for call in calls for t in call.inputs
+                              if id(t) in producer) or "-"
         mark = "-" if not layer.weights else "Y" if layer.trainable else "N"
         rows.append((f"{layer.name} ({type(layer).__name__})", shape,
                      f"{layer.count_params():,}", connected, mark, layer))

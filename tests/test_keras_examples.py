@@ -1,0 +1,67 @@
+"""keras.io's guides and examples, condensed, run with densitron in place of Keras (only the
+imports changed): what they print and return (summary(), history keys, logged values) as Keras
+3.15 gives it for the same program. Each test writes the program once for either framework."""
+import re
+
+import densitron
+import numpy as np
+import pytest
+
+
+def _summary(model, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")
+    out = []
+    model.summary(print_fn=out.append)
+    return re.sub(r"\s+\n", "\n", out[0]).strip()
+
+
+def _shared_embedding_model(K):
+    """The functional API guide: one Embedding read by two inputs."""
+    shared = K.layers.Embedding(1000, 8, name="shared")
+    a = K.Input(shape=(7,), dtype="int32", name="a")
+    b = K.Input(shape=(7,), dtype="int32", name="b")
+    ea = K.layers.GlobalAveragePooling1D(name="pool_a")(shared(a))
+    eb = K.layers.GlobalAveragePooling1D(name="pool_b")(shared(b))
+    out = K.layers.Dense(1, name="out")(K.layers.concatenate([ea, eb], name="cat"))
+    return K.Model([a, b], out, name="shared")
+
+
+def _ticket_model(K):
+    """The functional API guide's ticket classifier: three inputs, two branches of different
+    depths, two named outputs."""
+    title = K.Input(shape=(10,), name="title")
+    body = K.Input(shape=(12,), name="body")
+    tags = K.Input(shape=(12,), name="tags")
+    t = K.layers.Dense(8, name="t2")(K.layers.Embedding(50, 4, name="t1")(title))
+    b = K.layers.Dense(4, name="b2")(K.layers.Embedding(50, 4, name="b1")(body))
+    x = K.layers.concatenate([K.layers.Flatten(name="tf")(t), K.layers.Flatten(name="bf")(b),
+                              tags], name="cat")
+    return K.Model([title, body, tags], {"priority": K.layers.Dense(1, name="priority")(x),
+                                         "department": K.layers.Dense(4, name="department")(x)},
+                   name="tickets")
+
+
+@pytest.mark.parametrize("build", [_shared_embedding_model, _ticket_model])
+def test_functional_summary_has_a_row_a_layer_in_keras_order(build, keras, monkeypatch):
+    # Keras: one row per layer (a shared layer's row lists every call's inputs), ordered by
+    # depth from the outputs, deepest first; densitron listed each call in graph order
+    mine = build(densitron)
+    theirs = build(keras)
+    assert [layer.name for layer in mine.layers] == [layer.name for layer in theirs.layers]
+    assert _summary(mine, monkeypatch) == _summary(theirs, monkeypatch)
+
+
+def test_reduce_lr_on_plateau_logs_keras_float32_rates(capsys):
+    # Keras's rate is a float32 variable: float() of it, the new rate ReduceLROnPlateau prints
+    # and the logged learning_rate are float32 values read as Python floats
+    model = densitron.Sequential([densitron.Input((3,)), densitron.layers.Dense(1)])
+    model.compile(densitron.optimizers.RMSprop(0.001), "mse")
+    x, y = np.ones((8, 3), np.float32), np.ones((8, 1), np.float32)
+    cb = densitron.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0,
+                                               min_delta=10.0, verbose=1)
+    h = model.fit(x, y, epochs=3, verbose=0, callbacks=[cb])
+    assert float(model.optimizer.learning_rate) == float(np.float32(0.00025))
+    # (Keras logs the rate of the epoch, then reduces it)
+    assert h.history["learning_rate"] == [float(np.float32(v)) for v in (0.001, 0.001, 0.0005)]
+    # (Keras: old_lr = float(variable) = 0.0010000000474974513; new_lr = old_lr * factor)
+    assert "reducing learning rate to 0.0005000000237487257." in capsys.readouterr().out
