@@ -228,3 +228,107 @@ def test_source_batch_hooks_as_keras_on_jax():
                                    np.asarray(b[-1] if not isinstance(b[-1], dict) else
                                               list(b[-1].values()), dtype=float),
                                    rtol=1e-4, atol=1e-5, err_msg=str(a[:2]))
+
+
+_AUGMENTATIONS = {
+    "RandomFlip": {},
+    "RandomBrightness": {"factor": 0.3, "value_range": (0, 1)},
+    "RandomContrast": {"factor": 0.5},
+    "RandomTranslation": {"height_factor": 0.3, "width_factor": 0.3},
+    "RandomZoom": {"height_factor": 0.3},
+}
+
+
+def augmentation_scenario(k, name):
+    """For a model of the augmentation layer (Functional, and Sequential with it inside another
+    model, beside a Dropout): the share of samples each call changes, and the mean and spread
+    of the samples' mean absolute change under model(x)."""
+    k.utils.set_random_seed(7)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.35, 0.65, size=(512, 7, 5, 3)).astype("float32")
+    inp = k.Input((7, 5, 3))
+    functional = k.Model(inp, getattr(k.layers, name)(**_AUGMENTATIONS[name])(inp))
+    block = k.Sequential([k.Input((7, 5, 3)), getattr(k.layers, name)(**_AUGMENTATIONS[name])])
+    outer_in = k.Input((7, 5, 3))
+    nested = k.Model(outer_in, k.layers.Dropout(0.5)(block(outer_in)))
+    out = {}
+    for label, model in (("functional", functional), ("nested", nested)):
+        model.compile("sgd", "mse")
+
+        def change(a):
+            return np.abs(np.asarray(a, dtype=np.float64) - x).mean(axis=(1, 2, 3))
+
+        calls = {"call": model(x), "call_training_none": model(x, training=None),
+                 "call_training_false": model(x, training=False),
+                 "call_training_true": model(x, training=True),
+                 "predict": model.predict(x, verbose=0), "predict_on_batch":
+                 model.predict_on_batch(x)}
+        if label == "nested":  # (Keras's Dropout takes training=True here: not compared)
+            del calls["call_training_true"]
+        out[label] = {key: float(np.mean(change(v) > 1e-6)) for key, v in calls.items()}
+        per_sample = change(calls["call"])
+        out[label]["mean_change"] = float(per_sample.mean())
+        out[label]["spread_change"] = float(per_sample.std())
+        out[label]["evaluate"] = float(model.evaluate(x, x, verbose=0))
+    return out
+
+
+def test_augmentation_in_a_model_call_as_keras_on_jax():
+    # Keras's augmentation layers default to training=True in their call: model(x) (and
+    # training=None) augments while its Dropout does not; training=False, predict,
+    # predict_on_batch and evaluate leave the images as they are. The changes' mean and spread
+    # over 512 samples follow Keras's (other random numbers)
+    code = ("import json, keras, test_keras_differences as t\n"
+            "print(json.dumps({name: t.augmentation_scenario(keras, name) "
+            "for name in t._AUGMENTATIONS}))")
+    every = keras_on_jax_json(code)
+    for name in _AUGMENTATIONS:
+        ours, theirs = augmentation_scenario(densitron, name), every[name]
+        for label in ours:
+            for key in ("call_training_false", "predict", "predict_on_batch", "evaluate"):
+                assert ours[label][key] == theirs[label][key] == 0.0, (name, label, key)
+            for key in ("call", "call_training_none", "call_training_true"):
+                if key in ours[label]:
+                    assert ours[label][key] == pytest.approx(theirs[label][key], abs=0.08)
+                    assert ours[label][key] > 0.4, (name, label, key)
+            for key in ("mean_change", "spread_change"):
+                assert ours[label][key] == pytest.approx(theirs[label][key], rel=0.2), (
+                    name, label, key)
+
+
+def test_augmenting_call_draws_anew_and_follows_the_weights():
+    # Each model(x) draws new augmentations (as Keras's seed generator moves on); the graph
+    # behind it reads the model's weights as they are after fit or set_weights
+    x = np.random.default_rng(2).uniform(0.3, 0.7, size=(40, 6, 4, 2)).astype("float32")
+    inp = densitron.Input((6, 4, 2))
+    hidden = densitron.layers.RandomBrightness(0.2, value_range=(0, 1))(inp)
+    model = densitron.Model(inp, densitron.layers.Dense(3)(densitron.layers.Flatten()(hidden)))
+    first, second = model(x), model(x)
+    assert not np.allclose(first, second)
+    kernel, bias = model.layers[-1].get_weights()
+    model.layers[-1].set_weights([kernel * 0, bias + 2.5])
+    np.testing.assert_allclose(model(x), np.full((40, 3), 2.5), rtol=1e-6)
+    model.compile("sgd", "mse")
+    model.fit(x, np.ones((40, 3)), epochs=2, verbose=0)
+    kernel, bias = model.layers[-1].get_weights()
+    assert not np.allclose(bias, 2.5)
+    # Dense's weights as fit left them: model(x) is the Dense of the brightened images, each
+    # sample shifted by one delta of at most 0.2 (the range's 0.2) and clipped to [0, 1]
+    out = model(x)
+    flat = x.reshape(40, -1).astype(np.float64)
+    delta = np.linalg.lstsq(kernel.sum(axis=0)[:, None].astype(np.float64),
+                            (out - flat @ kernel - bias).T, rcond=None)[0].ravel()
+    np.testing.assert_allclose(out, flat @ kernel + bias + delta[:, None] * kernel.sum(axis=0),
+                               rtol=1e-4, atol=1e-4)
+    assert np.all(np.abs(delta) <= 0.2 + 1e-5) and delta.std() > 0.05
+
+
+def test_augmenting_call_refuses_random_rotation_in_the_model():
+    inp = densitron.Input((6, 4, 2))
+    model = densitron.Model(inp, densitron.layers.RandomRotation(0.2)(inp))
+    x = np.zeros((3, 6, 4, 2), np.float32)
+    with pytest.raises(ValueError, match="without `training`.*Received: a model containing "
+                                         "RandomRotation"):
+        model(x)
+    np.testing.assert_array_equal(model(x, training=False), x)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), x)

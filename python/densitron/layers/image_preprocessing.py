@@ -2,9 +2,10 @@
 image, run as sums of index maps each scaled by a constant per position (Keras's JAX resize:
 per axis, a matrix of kernel weights at half-pixel centres). RandomFlip, RandomBrightness and
 RandomContrast draw one value a sample from the engine's noise nodes in training and are the
-identity outside it, as are RandomTranslation and RandomZoom (per axis, a batched matmul of
-the image's rows at every whole position the range reaches by bilinear weights computed from
-the sample's drawn shift or zoom). RandomRotation, RandomZoom, RandomTranslation and
+identity outside it (model(x) without `training` runs them as in training, Keras's default for
+them, on a graph of the model whose noise draws in every mode), as are RandomTranslation and
+RandomZoom (per axis, a batched matmul of the image's rows at every whole position the range
+reaches by bilinear weights computed from the sample's drawn shift or zoom). RandomRotation, RandomZoom, RandomTranslation and
 RandomCrop compute Keras's formulas in NumPy on arrays (layer(images, training=True)); in a
 model RandomRotation is the identity for predict and evaluate, and fit refuses it (its source
 pixels move along arcs: no separable sum); a model cannot hold RandomCrop."""
@@ -26,11 +27,28 @@ RESIZE_INTERPOLATIONS = ("bilinear", "nearest", "lanczos3", "lanczos5", "bicubic
 
 # --- engine subgraphs --------------------------------------------------------------------
 
+# While set, the random layers' subgraphs draw in every mode and have no identity outside
+# training: the engine graph of model(x) without `training`, where Keras's augmentation layers
+# run their call's default, training=True, and the model's other layers infer.
+_ALWAYS_AUGMENT = [False]
+
+
+class always_augmenting:
+    """A context in which the random layers' engine subgraphs augment in every mode."""
+
+    def __enter__(self):
+        _ALWAYS_AUGMENT.append(True)
+
+    def __exit__(self, *exc):
+        _ALWAYS_AUGMENT.pop()
+
+
 class _Subgraph:
     """_engine_subgraph's items: nodes reading the layer's input ("in") or earlier nodes."""
 
     def __init__(self):
         self.items = []
+        self.always = _ALWAYS_AUGMENT[-1]
 
     def add(self, spec, *sources):
         refs = [("in", 0) if s == "in" else ("node", s) for s in sources]
@@ -45,9 +63,10 @@ class _Subgraph:
         independent standard normal draws (n1² + n2² is exponential of mean 2)."""
         zeros = self.add(index_map_spec(np.array([-1]), 1), "in")
         squares = []
-        for k in range(2):
+        for k in range(2):  # (with `always`, the noise drawn in every mode)
             noise = self.add(node_spec(_NOISE, 1, 1, fattrs=[1.0],
-                                       iattrs=[_derived_seed(seed, k)]), zeros)
+                                       iattrs=[_derived_seed(seed, k), 0, 1] if self.always
+                                       else [_derived_seed(seed, k)]), zeros)
             squares.append(self.math(noise, 1, _SQUARE))
         total = self.add(node_spec(_ADD, 1, 1), *squares)
         return self.math(self.math(total, 1, _MULTIPLY_BY, -0.5), 1, _EXP)
@@ -56,6 +75,9 @@ class _Subgraph:
         """One value a sample in training: 1 with probability 1/2, else 0 (Dropout(0.5) of a
         one: 2 or 0, halved)."""
         zeros = self.add(index_map_spec(np.array([-1]), 1), "in")
+        if self.always:  # (a standard normal draw in every mode below 0: probability 1/2)
+            noise = self.add(node_spec(_NOISE, 1, 1, fattrs=[1.0], iattrs=[seed, 0, 1]), zeros)
+            return self.math(noise, 1, _LESS, 0.0)
         ones = self.math(zeros, 1, _PLUS, 1.0)
         kept = self.add(node_spec(_DROPOUT, 1, 1, fattrs=[0.5], iattrs=[seed]), ones)
         return self.math(kept, 1, _MULTIPLY_BY, 0.5)
@@ -66,7 +88,10 @@ class _Subgraph:
         return self.add(node_spec(_ROW_BROADCAST, width, width, iattrs=[op]), source, value)
 
     def in_training(self, trained, width, last):
-        """`trained` in training, the layer's input outside it."""
+        """`trained` in training, the layer's input outside it (`trained` always with
+        `always`)."""
+        if self.always:
+            return trained
         return self.add(node_spec(_MODE_SELECT, width, last), trained, "in")
 
 
@@ -421,7 +446,8 @@ def _factor_pair(factor, name, bounds):
 
 class _RandomImageLayer(_ImageLayer):
     """A random augmentation: active on arrays unless called with training=False (Keras's call
-    defaults to training=True), in a model only in fit; the identity outside training."""
+    defaults to training=True), in a model in fit and in model(x) without `training`; the
+    identity in predict, evaluate and model(x, training=False)."""
 
     _identity_outside_training = True  # training=False in a call: the input as is
 
@@ -643,26 +669,37 @@ class _EagerRandomLayer(_RandomImageLayer):
         return self._generator.uniform(low, high, size).astype(np.float32)
 
 
-def refuse_training(model):
-    """ValueError when the model holds a random layer that the engine cannot train with (fit,
-    train_on_batch, model(x, training=True)): they are the identity in predict and evaluate."""
+def _walk(model):
     from densitron.models.functional import Functional
 
-    def walk(m):
-        for layer in [*(getattr(m, "_all_layers", None) or []), *getattr(m, "layers", [])]:
-            yield layer
-            if isinstance(layer, Functional):
-                yield from walk(layer)
+    for layer in [*(getattr(model, "_all_layers", None) or []), *getattr(model, "layers", [])]:
+        yield layer
+        if isinstance(layer, Functional):
+            yield from _walk(layer)
 
-    for layer in walk(model):
+
+def augmenting_layers(model):
+    """The model's random augmentation layers (nested models' included): model(x) without
+    `training` runs them as in training, as Keras's, whose call defaults to training=True."""
+    return [layer for layer in _walk(model) if isinstance(layer, _RandomImageLayer)]
+
+
+def refuse_training(model, plain_call=False):
+    """ValueError when the model holds a random layer that the engine cannot train with (fit,
+    train_on_batch, model(x, training=True), and model(x) without `training` when
+    `plain_call`): they are the identity in predict and evaluate."""
+    for layer in _walk(model):
         if isinstance(layer, _EagerRandomLayer) and not layer._trains_in_engine:
+            also = (" model(x) without `training` runs it as in training, as Keras's (its call "
+                    "defaults to training=True); pass training=False, or use predict, for the "
+                    "model without augmentation." if plain_call else "")
             raise ValueError(
                 f"densitron's engine cannot train with {type(layer).__name__} (layer "
                 f"\"{layer.name}\") in the model: it resamples each image at random, which the "
                 "engine has no node for. Augment the data instead, calling the layer on each "
                 "batch of images (layer(images, training=True), e.g. in a PyDataset's "
                 "__getitem__) and fit on those; in a model it is the identity for predict and "
-                f"evaluate. Received: a model containing {type(layer).__name__}")
+                f"evaluate.{also} Received: a model containing {type(layer).__name__}")
 
 
 def _resample_axis(sub, source, sample, axis, value, a, b, value_range, fill_mode,

@@ -751,7 +751,44 @@ class Functional(Trainer, Layer):
         batch = max(1, min(rows, 1024))
         if kwargs.get("training"):
             return self._noisy_call(inputs, batch)
+        if kwargs.get("training") is None:
+            from densitron.layers.image_preprocessing import augmenting_layers
+
+            self._ensure_built_from(inputs)
+            if augmenting_layers(self):
+                return self._augmenting_call(inputs, batch)
         return self.predict(inputs, batch_size=batch, verbose=0)
+
+    def _augmenting_call(self, inputs, batch):
+        """Keras's model(x) without `training` on a model with random augmentation layers:
+        they augment (their call's default, training=True) and the other layers infer. It runs
+        a second engine graph of the model, on the same weights, whose augmentation layers
+        draw in every mode; rebuilt with the model's."""
+        from densitron.layers import image_preprocessing
+
+        image_preprocessing.refuse_training(self, plain_call=True)
+        main = self._graph
+        built = getattr(self, "_augmenting_graph", None)
+        if built is None or built[0] is not main:
+            with image_preprocessing.always_augmenting():
+                params, param_index = [], {}
+                for v in self.weights:
+                    if id(v) not in param_index:
+                        param_index[id(v)] = len(params)
+                        params.append(v)
+                specs = [t._node.layer._engine_node(t._node, param_index) for t in self.inputs]
+                specs = [(spec[0], [], *spec[1:]) for spec in specs]
+                outputs = self._emit_engine_nodes(specs, list(range(len(self.inputs))),
+                                                  param_index, [])
+            built = self._augmenting_graph = (main, _core.Graph(
+                specs, [v.engine_spec() for v in params], list(range(len(self.inputs))),
+                outputs))
+        self._graph = built[1]
+        try:
+            return self.predict(inputs, batch_size=batch, verbose=0)
+        finally:
+            if self._graph is built[1]:
+                self._graph = main
 
     def _noisy_call(self, inputs, batch):
         """Keras's model(x, training=True) on arrays, for Monte Carlo dropout: the dropout and
