@@ -446,6 +446,3 @@ def test_refusals():
     with pytest.raises(ValueError, match="return_sequences"):
         layers.Bidirectional(layers.LSTM(2), backward_layer=layers.LSTM(
             2, go_backwards=True, return_sequences=True))
-    for name in ("ConvLSTM1D", "ConvLSTM2D"):
-        with pytest.raises(AttributeError, match=f"recurrent layer {name}"):
-            getattr(layers, name)

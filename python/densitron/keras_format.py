@@ -34,7 +34,7 @@ _OWN_DATA_FORMAT = {f"Global{kind}Pooling{rank}D" for kind in ("Average", "Max")
                                        "AdaptiveAveragePooling")
     for rank in (1, 2, 3) for end in ("", "Transpose")} | {
     "Resizing", "CenterCrop", "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
-    "RandomContrast", "RandomBrightness", "RandomCrop"}
+    "RandomContrast", "RandomBrightness", "RandomCrop"} | {f"ConvLSTM{rank}D" for rank in (1, 2, 3)}
 # (a loss scale factor, Keras's only optimizer argument densitron has no use for, changes
 # nothing in float32: the optimizers take and drop it)
 
@@ -278,7 +278,8 @@ def _attention_call_from_keras(entry, node, mask_ops, helpers):
 
 # Keras's recurrent layers, whose calls take initial states as a keyword argument (densitron's
 # own config lists them after the sequences).
-_RNN_CLASSES = ("SimpleRNN", "LSTM", "GRU", "Bidirectional", "RNN")
+_RNN_CLASSES = ("SimpleRNN", "LSTM", "GRU", "Bidirectional", "RNN", "ConvLSTM1D",
+                "ConvLSTM2D", "ConvLSTM3D")
 
 
 def _rnn_call_to_keras(node, shapes, layer):

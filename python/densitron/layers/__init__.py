@@ -46,8 +46,9 @@ from densitron.layers.weight_ops import WeightAdd, WeightMatMul, WeightMultiply
 from densitron.layers.attention import GroupQueryAttention, MultiHeadAttention
 from densitron.layers.einsum_dense import EinsumDense
 from densitron.layers.dot_attention import AdditiveAttention, Attention
-from densitron.layers.recurrent import (GRU, LSTM, RNN, Bidirectional, GRUCell, LSTMCell,
-                                        SimpleRNN, SimpleRNNCell, StackedRNNCells)
+from densitron.layers.recurrent import (GRU, LSTM, RNN, Bidirectional, ConvLSTM1D, ConvLSTM2D,
+                                        ConvLSTM3D, GRUCell, LSTMCell, SimpleRNN,
+                                        SimpleRNNCell, StackedRNNCells)
 from densitron.layers.reshaping import (Cropping1D, Cropping2D, Flatten, Permute, RepeatVector,
                                         Reshape, UpSampling1D, UpSampling2D, ZeroPadding1D,
                                         ZeroPadding2D)
@@ -73,9 +74,6 @@ def _missing_keras_kind(name):
     """What kind of Keras layer a name missing here is, or None."""
     import re
 
-    if re.fullmatch(r"ConvLSTM([123]D)?", name):
-        return (f"recurrent layer {name} (densitron has SimpleRNN, LSTM, GRU, RNN with "
-                "their cells, and Bidirectional)")
     if re.fullmatch(r"Random(?!(Flip|Rotation|Zoom|Translation|Contrast|Brightness|Crop)$)"
                     r"[A-Z]\w*|AugMix|AutoContrast|CutMix|MixUp|"
                     r"Equalization|Solarization|RandAugment|ContrastLimitedAdaptive\w*|"
@@ -174,6 +172,7 @@ __all__ = ["AddedLoss", "ArgReduce", "BatchReduce", "Masking", "add", "average",
            "GroupQueryAttention", "EinsumDense",
            "GRU", "LSTM", "SimpleRNN", "Bidirectional",
            "RNN", "SimpleRNNCell", "LSTMCell", "GRUCell", "StackedRNNCells",
+           "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D",
            "GroupNormalization", "Conv2D", "Convolution1D", "Convolution2D", "MaxPooling1D",
            "MaxPooling2D", "MaxPool1D", "MaxPool2D", "AveragePooling1D", "AveragePooling2D",
            "AvgPool1D", "AvgPool2D", "Conv3D", "Convolution3D", "MaxPooling3D", "MaxPool3D",

@@ -196,8 +196,8 @@ class _RNN(Layer):
             out = super().__call__(inputs, training=training)
         if isinstance(out, KerasTensor) and self.return_state:
             node = out._node
-            for k, size in enumerate(sizes):
-                state = KerasTensor((None, size), name=f"{self.name}_state_{k}",
+            for k, size in enumerate(self._state_sizes()):  # (a ConvLSTM's: now known)
+                state = KerasTensor(_batched(size), name=f"{self.name}_state_{k}",
                                     node=node, index=k + 1)
                 node.outputs.append(state)
             return (out, *self._nested_states(node.outputs[1:]))
@@ -479,6 +479,11 @@ def _call_arguments(layer, inputs, initial_state, mask, kwargs):
     return inputs, initial_state
 
 
+def _batched(size):
+    """A state's shape with the batch axis: (None, size), or (None, *size) for a shape."""
+    return (None, *size) if isinstance(size, tuple) else (None, size)
+
+
 def _flat(states):
     """Initial states given as a tensor or (nested, a stack of cells') lists: a flat list."""
     if not isinstance(states, (list, tuple)):
@@ -712,7 +717,8 @@ class Bidirectional(Layer):
             raise ValueError("densitron's Bidirectional takes its weights by set_weights once "
                              f"built. Received: weights of length {len(weights)}")
         for role, given in (("layer", layer), ("backward_layer", backward_layer)):
-            if given is not None and not isinstance(given, _RNN):
+            if given is not None and (not isinstance(given, _RNN) or
+                                      isinstance(given, _ConvLSTM)):
                 raise ValueError("densitron's Bidirectional wraps SimpleRNN, LSTM, GRU and RNN. "
                                  f"Received: {role}={given!r}")
         super().__init__(**kwargs)
@@ -776,7 +782,7 @@ class Bidirectional(Layer):
         if self.return_state:
             for sub in (self.forward_layer, self.backward_layer):
                 for size in sub._state_sizes():
-                    node.outputs.append(KerasTensor((None, size),
+                    node.outputs.append(KerasTensor(_batched(size),
                                                     name=f"{self.name}_state", node=node,
                                                     index=len(node.outputs)))
         return out if len(node.outputs) == 1 else tuple(node.outputs)
@@ -1171,3 +1177,286 @@ class RNN(_RNN):
         config.pop("dtype", None)
         cell = config.pop("cell")
         return cls(cell if isinstance(cell, Layer) else deserialize(cell), **config)
+
+
+# --- Keras's ConvLSTM1D, ConvLSTM2D and ConvLSTM3D --------------------------------------------
+class _Spliced(_Builder):
+    """A _Builder that also takes another layer's _engine_subgraph items as a black box."""
+
+    def splice(self, subgraph, src):
+        """The items of (items, outputs) (an _engine_subgraph's, its input ("in", 0) read
+        from `src`) appended: the source of its output."""
+        items, outputs = subgraph
+        base = len(self.items)
+        for sources, spec in items:
+            self.items.append(([src if s == ("in", 0) else ("node", s[1] + base)
+                                for s in sources], spec))
+        return ("node", outputs[0] + base)
+
+
+class _ConvLSTM(_RNN):
+    """What ConvLSTM1D/2D/3D share: LSTM's step (gates i, f, c, o) with convolutions: each
+    step's input by kernel (kernel_size + (channels, 4·filters), with strides, padding and
+    dilation; plus bias), the state h by recurrent_kernel (kernel_size + (filters,
+    4·filters), strides 1, "same" padding), both run by the convolution layers' own engine
+    nodes (Conv1D/2D/3D's _engine_subgraph); states h and c of the convolution's output
+    shape. Masks and Bidirectional are refused."""
+
+    rank = None
+    _gates = 4
+    _states = 2
+    _cell_name = "conv_lstm_cell"
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
+                 dilation_rate=1, activation="tanh", recurrent_activation="sigmoid",
+                 use_bias=True, kernel_initializer="glorot_uniform",
+                 recurrent_initializer="orthogonal", bias_initializer="zeros",
+                 unit_forget_bias=True, kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None, dropout=0.0,
+                 recurrent_dropout=0.0, seed=None, return_sequences=False, return_state=False,
+                 go_backwards=False, stateful=False, **kwargs):
+        from densitron.layers import convolutional as conv
+
+        unroll = kwargs.pop("unroll", False)
+        zero_output_for_mask = kwargs.pop("zero_output_for_mask", False)
+        Layer.__init__(self, activity_regularizer=activity_regularizer, **kwargs)
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or \
+                filters <= 0:
+            raise ValueError("Invalid value for argument `filters`. Expected a strictly "
+                             f"positive value. Received: filters={filters!r}")
+        _cell_arguments(self, int(filters), activation, use_bias, kernel_initializer,
+                        recurrent_initializer, bias_initializer, kernel_regularizer,
+                        recurrent_regularizer, bias_regularizer, kernel_constraint,
+                        recurrent_constraint, bias_constraint, dropout, recurrent_dropout, seed)
+        self.filters = self.units
+        self.kernel_size = conv.standardize_tuple(kernel_size, self.rank, "kernel_size")
+        self.strides = conv.standardize_tuple(strides, self.rank, "strides")
+        self.dilation_rate = conv.standardize_tuple(dilation_rate, self.rank, "dilation_rate")
+        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+            raise ValueError("The `padding` argument must be one of {'valid', 'same'}. "
+                             f"Received: padding={padding!r}")
+        self.padding = padding.lower()
+        self.data_format = conv.standardize_data_format(data_format)
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError("Specifying `strides > 1` is not compatible with "
+                             "`dilation_rate > 1`. Please provide `strides=1` or "
+                             f"`dilation_rate=1`. Received: strides={self.strides} and "
+                             f"dilation_rate={self.dilation_rate}")
+        self.recurrent_activation = self._activation("recurrent_activation",
+                                                     recurrent_activation)
+        self.unit_forget_bias = bool(unit_forget_bias)
+        self._loop_arguments(return_sequences, return_state, go_backwards, stateful, unroll,
+                             zero_output_for_mask)
+
+    # --- shapes ------------------------------------------------------------------------------
+    def _step_conv(self, recurrent=False):
+        """The convolution layer (never built: its weights are this layer's) whose engine
+        nodes compute a step's input's (or, `recurrent`, the state's) product, 4·filters
+        channels."""
+        from densitron.layers import convolutional as conv
+
+        layer = getattr(conv, f"Conv{self.rank}D")(
+            4 * self.filters, self.kernel_size, strides=1 if recurrent else self.strides,
+            padding="same" if recurrent else self.padding, data_format=self.data_format,
+            dilation_rate=1 if recurrent else self.dilation_rate,
+            use_bias=self.use_bias and not recurrent, name=f"{self.name}_step")
+        layer.kernel = self.recurrent_kernel if recurrent else self.kernel
+        layer.bias = None if recurrent else self.bias
+        return layer
+
+    def _state_shape(self, step_shape):
+        """The states' shape (without the batch axis) for a step's input's shape."""
+        from densitron.layers import convolutional as conv
+
+        layer = getattr(conv, f"Conv{self.rank}D")(
+            self.filters, self.kernel_size, strides=self.strides, padding=self.padding,
+            data_format=self.data_format, dilation_rate=self.dilation_rate, name="shape")
+        return tuple(layer.compute_output_shape((None, *step_shape))[1:])
+
+    def _channels(self, step_shape):
+        return int(step_shape[-1] if self.data_format == "channels_last" else step_shape[0])
+
+    def _state_sizes(self):
+        return [self._shape_of_states] * 2 if getattr(self, "_shape_of_states", None) \
+            else [None] * 2
+
+    def _check_inputs(self, input_shape):
+        shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+        seq = tuple(shapes[0])
+        if len(seq) != self.rank + 3:
+            raise ValueError(f"Input 0 of layer \"{self.name}\" is incompatible with the layer: "
+                             f"expected ndim={self.rank + 3}, found ndim={len(seq)}. Full "
+                             f"shape received: {seq}")
+        if any(d is None for d in seq[1:]):
+            raise ValueError(f"densitron's {type(self).__name__} unrolls the steps on its "
+                             "engine, so it needs the number of steps and the steps' shape. "
+                             f"Received: input shape {seq}")
+        step = tuple(int(d) for d in seq[2:])
+        self._shape_of_states = self._state_shape(step)
+        if self.built and self._channels(step) != self.kernel.shape[-2]:
+            raise ValueError(f"Input 0 of layer \"{self.name}\" is incompatible with the layer: "
+                             f"expected {self.kernel.shape[-2]} channels. Received: input "
+                             f"shape {seq}")
+        for k, state in enumerate(shapes[1:]):
+            if tuple(state)[1:] != self._shape_of_states:
+                raise ValueError(f"Layer \"{self.name}\": initial state {k} must have shape "
+                                 f"{_batched(self._shape_of_states)}. Received: shape "
+                                 f"{tuple(state)}")
+
+    def compute_output_shape(self, input_shape):
+        seq = input_shape[0] if isinstance(input_shape, list) else input_shape
+        state = self._state_shape(tuple(int(d) for d in seq[2:]))
+        return (seq[0], seq[1], *state) if self.return_sequences else (seq[0], *state)
+
+    def _output_mask(self, node):
+        if any(getattr(t, "_mask", None) is not None for t in node.inputs):
+            raise ValueError(f"densitron's {type(self).__name__} takes no mask. Received: a "
+                             f"masked input to layer \"{self.name}\"")
+
+    # --- weights -----------------------------------------------------------------------------
+    def build(self, input_shape):
+        seq = input_shape[0] if isinstance(input_shape, list) else input_shape
+        channels, f = self._channels(tuple(seq[2:])), self.filters
+        self.kernel = self.add_weight((*self.kernel_size, channels, 4 * f),
+                                      self.kernel_initializer, name="kernel",
+                                      regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
+        self.recurrent_kernel = self.add_weight(
+            (*self.kernel_size, f, 4 * f), self.recurrent_initializer, name="recurrent_kernel",
+            regularizer=self.recurrent_regularizer, constraint=self.recurrent_constraint)
+        weights = [self.kernel, self.recurrent_kernel]
+        if self.use_bias:
+            self.bias = self.add_weight((4 * f,), self.bias_initializer, name="bias",
+                                        regularizer=self.bias_regularizer,
+                                        constraint=self.bias_constraint)
+            LSTM._init_bias(self)  # (unit_forget_bias: ones for f)
+            weights.append(self.bias)
+        for w in weights:  # (Keras's paths: the cell's)
+            w.path = f"{self.name}/{self._cell_name}/{w.name}"
+        self.built = True
+
+    # --- the engine's graph ------------------------------------------------------------------
+    def _engine_subgraph(self, node, param_index):
+        b = _Spliced(param_index)
+        outputs = self._emit(b, node, ("in", 0), [("in", 1 + k)
+                                                  for k in range(len(node.inputs) - 1)], None)
+        return b.items, self._with_activity(b, outputs)
+
+    def _emit(self, b, node, x, states, mask):
+        step_shape = tuple(int(d) for d in node.inputs[0].shape[2:])
+        steps, size = int(node.inputs[0].shape[1]), int(np.prod(step_shape))
+        state_shape = self._state_shape(step_shape)
+        width = int(np.prod(state_shape))
+        f = self.filters
+        # each gate's values in a (4·filters)-channel output, in the data format's layout
+        full = np.arange(4 * width).reshape(
+            (*state_shape[:-1], 4 * f) if self.data_format == "channels_last"
+            else (4 * f, *state_shape[1:]))
+        gate = [(full[..., q * f:(q + 1) * f] if self.data_format == "channels_last"
+                 else full[q * f:(q + 1) * f]).ravel() for q in range(4)]
+        x_conv, h_conv = self._step_conv(), self._step_conv(recurrent=True)
+        x_node = _conv_node(step_shape, x_conv)
+        h_node = _conv_node(state_shape, h_conv)
+        drop_x = 0.0 < self.dropout < 1.0
+        drop_h = 0.0 < self.recurrent_dropout < 1.0
+
+        def product(conv, conv_node, src, n, rate, seed):
+            """conv's 4·filters channels of src (n values); with dropout (one mask a gate
+            and a sample, the same every step), each gate's from its own dropped copy."""
+            if not 0.0 < rate < 1.0:
+                return b.splice(conv._engine_subgraph(conv_node, b.param_index), src)
+            copies = b.add(node_spec(_DROPOUT, 4 * n, 4 * n, fattrs=[rate], iattrs=[seed]),
+                           b.pick(src, list(range(n)) * 4))
+            parts = [b.splice(conv._engine_subgraph(conv_node, b.param_index),
+                              ("node", b.pick(copies, range(q * n, (q + 1) * n))))
+                     for q in range(4)]
+            order = np.empty(4 * width, np.int64)  # gate q's values from part q
+            for q in range(4):
+                order[gate[q]] = q * 4 * width + gate[q]
+            joined = b.add(node_spec(_CONCAT, 16 * width, 16 * width, iattrs=[1]), *parts)
+            return b.pick(joined, order, last=4 * width)
+
+        h, c = (list(states) if states else [None, None])
+        outs = []
+        order = range(steps - 1, -1, -1) if self.go_backwards else range(steps)
+        for t in order:
+            x_t = b.pick(x, range(t * size, (t + 1) * size))
+            z = product(x_conv, x_node, ("node", x_t), size, self.dropout if drop_x else 0.0,
+                        self._engine_seed)
+            if h is not None:
+                z = b.merge(_ADD, z, product(h_conv, h_node, _source(h), width,
+                                             self.recurrent_dropout if drop_h else 0.0,
+                                             (self._engine_seed + 1) % 2**62), 4 * width)
+            gates = b.act(z, self.recurrent_activation, 4 * width)
+            i, o = b.pick(gates, gate[0]), b.pick(gates, gate[3])
+            g = b.act(b.pick(z, gate[2]), self.activation, width)
+            c_new = b.merge(_MUL, i, g, width)
+            if c is not None:
+                c_new = b.merge(_ADD, b.merge(_MUL, b.pick(gates, gate[1]), c, width), c_new,
+                                width)
+            h = b.merge(_MUL, o, b.act(c_new, self.activation, width), width)
+            c = c_new
+            outs.append(h)
+        out = b.add(node_spec(_CONCAT, steps * width, width, iattrs=[1]), *outs) \
+            if self.return_sequences else h
+        return [out, h, c] if self.return_state else [out]
+
+    # --- config ------------------------------------------------------------------------------
+    def get_config(self):
+        return {**Layer.get_config(self), "return_sequences": self.return_sequences,
+                "return_state": self.return_state, "go_backwards": self.go_backwards,
+                "stateful": self.stateful, "unroll": self.unroll,
+                "zero_output_for_mask": self.zero_output_for_mask,
+                "filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides, "padding": self.padding,
+                "data_format": self.data_format, "dilation_rate": self.dilation_rate,
+                "activation": activations.serialize(self.activation),
+                "recurrent_activation": activations.serialize(self.recurrent_activation),
+                "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "unit_forget_bias": self.unit_forget_bias,
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+                "activity_regularizer": regularizers.serialize(self.activity_regularizer),
+                "kernel_constraint": constraints.serialize(self.kernel_constraint),
+                "recurrent_constraint": constraints.serialize(self.recurrent_constraint),
+                "bias_constraint": constraints.serialize(self.bias_constraint),
+                "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
+                "seed": self.seed}
+
+
+def _source(s):
+    return s if isinstance(s, tuple) else ("node", s)
+
+
+def _conv_node(in_shape, layer):
+    """The node a convolution layer's _engine_subgraph reads: its input's and output's
+    shapes (with the batch axis)."""
+    import types
+
+    shape = (None, *in_shape)
+    return types.SimpleNamespace(
+        inputs=[types.SimpleNamespace(shape=shape)],
+        outputs=[types.SimpleNamespace(shape=tuple(layer.compute_output_shape(shape)))])
+
+
+class ConvLSTM1D(_ConvLSTM):
+    """Keras's ConvLSTM1D: steps of (steps, channels) (channels_last)."""
+
+    rank = 1
+
+
+class ConvLSTM2D(_ConvLSTM):
+    """Keras's ConvLSTM2D: steps of (rows, cols, channels) (channels_last)."""
+
+    rank = 2
+
+
+class ConvLSTM3D(_ConvLSTM):
+    """Keras's ConvLSTM3D: steps of (dim1, dim2, dim3, channels) (channels_last)."""
+
+    rank = 3
