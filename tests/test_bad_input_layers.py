@@ -57,7 +57,7 @@ def test_lookup_nan_in_a_model_is_the_oov_id_of_int64_minimum():
 
 @pytest.mark.parametrize("make, shape, fragments", [
     (lambda: layers.Conv2D(2, 3), (100000, 100000, 1),
-     ["windows' layout", "input_shape=(None, 100000, 100000, 1)", "kernel_size=(3, 3)"]),
+     ["its output", "input_shape=(None, 100000, 100000, 1)", "kernel_size=(3, 3)"]),
     (lambda: layers.DepthwiseConv2D(3), (100000, 100000, 1), ["windows' layout"]),
     (lambda: layers.Conv2DTranspose(2, 3), (60000, 60000, 1), ["windows' layout"]),
     (lambda: layers.MaxPooling2D(2), (100000, 100000, 1),
@@ -75,7 +75,8 @@ def test_lookup_nan_in_a_model_is_the_oov_id_of_int64_minimum():
 ])
 def test_absurd_sizes_are_refused_before_anything_is_allocated(make, shape, fragments):
     # found by fuzzing: NumPy's MemoryError (or gigabytes allocated) while building the
-    # windows' index map or the weights; Keras's JAX backend died on Conv2D(2**40, 2)
+    # windows' index map, the weights or the engine's buffers; Keras's JAX backend died on
+    # Conv2D(2**40, 2)
     with raises(ValueError, "more than half of this machine's", *fragments):
         make()(Input(shape=shape))
     if np.prod(shape) < 100:  # (on arrays too)

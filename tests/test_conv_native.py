@@ -13,6 +13,7 @@ import densitron
 import numpy as np
 import pytest
 from densitron import layers
+from densitron.layers import convolutional
 from densitron.models import Model
 from test_gradients_fd import fd_check
 from test_threads import assert_trains_alike_on_one_and_two_threads
@@ -96,8 +97,6 @@ CASES = [  # (layer, input shape without the batch, arguments)
     (layers.Conv3D, (5, 6, 7, 2), {"filters": 5, "kernel_size": (2, 3, 3), "strides": (1, 2, 1),
                                    "padding": "same", "activation": "tanh"}),
     (layers.Conv3D, (6, 5, 4, 3), {"filters": 9, "kernel_size": 2, "dilation_rate": 2}),
-    (layers.DepthwiseConv2D, (7, 8, 1), {"kernel_size": 3, "depth_multiplier": 4,
-                                         "padding": "same"}),
 ]
 
 
@@ -199,6 +198,23 @@ def test_input_gradient_added_to_another_branchs(data_format):
     fd_check(Model(inp, out), rng.normal(size=(2, 6, 5, 3)), rng.normal(size=(2, 2)), "mse")
 
 
+def test_shared_frozen_regularized_and_softmax_convolutions():
+    # one Conv2D called twice (its gradients summed), a frozen one (the input's gradient
+    # only), an activity regularizer, and a softmax over the filters under a cross-entropy
+    rng = np.random.default_rng(9)
+    inp = layers.Input((6, 5, 2))
+    h = layers.Dense(3, activation="tanh")(inp)
+    shared = layers.Conv2D(3, 3, padding="same", activation="tanh",
+                           bias_initializer="random_normal", activity_regularizer="l2")
+    frozen = layers.Conv2D(3, 2, padding="same", bias_initializer="random_normal")
+    frozen.trainable = False
+    h = shared(frozen(shared(h)))
+    out = layers.Conv2D(4, (6, 5), activation="softmax")(h)  # (1, 1, 4) a sample
+    model = Model(inp, layers.Flatten()(out))
+    y = np.eye(4)[rng.integers(0, 4, 3)]
+    fd_check(model, rng.normal(size=(3, 6, 5, 2)), y, "categorical_crossentropy")
+
+
 def test_convolution_reading_the_model_input_alone():
     # no input gradient is made for a model Input; the kernel's and bias's are
     rng = np.random.default_rng(3)
@@ -292,22 +308,56 @@ def test_large_image_trains_a_step_in_bounded_memory():
 
 
 def test_oversize_estimate_without_the_windows_map():
-    # a 4096×4096×64 image: the windows' map would be 9.7G entries (refused before); the
-    # native convolution builds (its weights are small), a grouped one is still refused
-    inp = layers.Input((4096, 4096, 64))
-    conv = layers.Conv2D(8, 3, padding="same")
-    assert conv(inp).shape == (None, 4096, 4096, 8)
+    # an image whose windows' map (3×3×64 entries a position, 48 bytes each) would take more
+    # than half the machine's memory: the native convolution builds (its output of 8 values a
+    # position takes 288 times less), a grouped one and a depthwise one are still refused; an
+    # output too large for the machine is refused as such
+    limit = convolutional.memory_bytes() // 2
+    side = math.isqrt(limit // (9 * 64 * 48)) + 1
+    inp = layers.Input((side, side, 64))
+    assert layers.Conv2D(8, 3, padding="same")(inp).shape == (None, side, side, 8)
     with pytest.raises(ValueError, match="windows' layout"):
-        layers.Conv2D(8, 3, groups=2)(inp)
+        layers.Conv2D(8, 3, padding="same", groups=2)(inp)
     with pytest.raises(ValueError, match="windows' layout"):
-        layers.DepthwiseConv2D(3)(inp)
+        layers.DepthwiseConv2D(3, padding="same")(inp)
+    with pytest.raises(ValueError, match=r"its output \(.* values a sample\).*more than half"):
+        layers.Conv2D(64 * 288, 3, padding="same")(inp)
 
 
 def test_grouped_depthwise_separable_and_transposed_keep_their_maps():
     inp = layers.Input((9, 8, 4))
+    one = layers.Input((9, 8, 1))  # (a depthwise convolution of one channel too)
     convs = [layers.Conv2D(6, 3, groups=2), layers.DepthwiseConv2D(3),
              layers.SeparableConv2D(5, 3), layers.Conv2DTranspose(3, 3, strides=2)]
-    model = Model(inp, [c(inp) for c in convs])
-    for conv in convs:
+    single = layers.DepthwiseConv2D(3, depth_multiplier=2)
+    model = Model([inp, one], [c(inp) for c in convs] + [single(one)])
+    for conv in [*convs, single]:
         ops = engine_ops(model, conv)
         assert _CONV not in ops and _INDEX_MAP in ops, (conv.name, ops)
+
+
+def test_engine_refuses_malformed_convolution_attributes():
+    # the node's {rank, in, cin, k, strides, dilation, pad_before, out, filters}: a ValueError
+    # from the engine for each malformed value, never a crash
+    from densitron import _core
+
+    kernel, bias = np.zeros(9 * 3 * 4, np.float32), np.zeros(4, np.float32)
+    linear = (0.0, -1.0, 0.0, 1.0)
+
+    def graph(iattrs, width=288):
+        nodes = [(0, [], 216, 3, 0, linear, [], [], [], (0.0, 0.0)),
+                 (_CONV, [0], width, 4, 0, linear, [0, 1], [], iattrs, (0.0, 0.0))]
+        params = [(kernel, 27, 4, 0.0, 0.0, 0, 0.0, 0.0, 1.0, 0),
+                  (bias, 1, 4, 0.0, 0.0, 0, 0.0, 0.0, 1.0, 0)]
+        return _core.Graph(nodes, params, [0], [1])
+
+    good = [2, 9, 8, 3, 3, 3, 1, 1, 1, 1, 1, 1, 9, 8, 4]
+    graph(good)
+    bad = [[7] + good[1:], good[:-1], good + [1], [2, 1 << 40] + good[2:]]
+    for field, value in [(1, 0), (3, 0), (4, 0), (6, 0), (8, 0), (10, -1), (12, 0), (14, 5)]:
+        bad.append(good[:field] + [value] + good[field + 1:])
+    for iattrs in bad:
+        with pytest.raises(ValueError, match="a convolution takes"):
+            graph(iattrs)
+    with pytest.raises(ValueError, match="a convolution takes"):
+        graph(good, width=284)

@@ -1,10 +1,9 @@
 """Keras's convolutions on the engine (Conv1D/2D/3D, grouped too, their transposes,
-DepthwiseConv1D/2D, SeparableConv1D/2D). Conv1D/2D/3D with groups=1 (and a depthwise
-convolution of one channel) are the engine's native convolution node (OpType::kConv): it lays
-tiles of each sample's windows out (im2col) in a small buffer of each thread's and multiplies
-them by Keras's kernel (k..., cin, filters) read as (k...·cin, filters), the bias and
-activation fused as Dense's; channels_first is moved to channels_last and back around it by
-index maps of one entry a value. The others lay each sample's windows out whole by an index map
+DepthwiseConv1D/2D, SeparableConv1D/2D). Conv1D/2D/3D with groups=1 are the engine's
+native convolution node (OpType::kConv): it lays tiles of each sample's windows out (im2col)
+in a small buffer of each thread's and multiplies them by Keras's kernel (k..., cin, filters)
+read as (k...·cin, filters), the bias and activation fused as Dense's; channels_first is moved
+to channels_last and back around it by index maps of one entry a value. The others lay each sample's windows out whole by an index map
 as rows of (output position, window offset, channel), -1 (a zero) where a window leaves the
 input: grouped and depthwise products spread each window value over its group's outputs,
 multiply by the kernel (scale-by) and sum with the engine's pooling; a separable convolution's
@@ -30,6 +29,8 @@ _ZERO, _MASKED = -1, -2  # an index map's entries for 0 and -1e9
 _MAP_ENTRY_BYTES = 48
 # A weight's bytes a value: the value, its gradient and two optimizer slots
 _WEIGHT_BYTES = 16
+# An output's bytes a value on the engine: the value, its gradient and a pre-activation
+_OUTPUT_BYTES = 12
 
 
 def memory_bytes():
@@ -247,9 +248,6 @@ class _WindowedConv(Layer):
         groups = self._groups(channels)
         first = self._window_outputs(channels)
         entries = positions * window * channels * (first // groups if groups > 1 else 1)
-        if self._native(channels):  # no windows' map: channels_first's moves only
-            entries = 0 if self.data_format == "channels_last" else \
-                math.prod(spatial) * channels + positions * first
         if isinstance(self, BaseConvTranspose):
             entries += 3 * window * channels * first
         weights = window * (channels // groups) * first
@@ -261,17 +259,24 @@ class _WindowedConv(Layer):
                         if hasattr(self, arg)))
         refuse_oversized(self, f"its weights ({weights} values)", weights * _WEIGHT_BYTES,
                          received)
+        if self._native(channels):
+            # no windows' map: a sample's output, its gradient and pre-activation (float32),
+            # and channels_first's moves to channels_last and back (a map entry a value)
+            moves = 0 if self.data_format == "channels_last" else \
+                math.prod(spatial) * channels + positions * first
+            refuse_oversized(self, f"its output ({positions * first} values a sample)",
+                             positions * first * _OUTPUT_BYTES + moves * _MAP_ENTRY_BYTES,
+                             received)
+            return
         refuse_oversized(self, f"its windows' layout ({entries} entries a sample)",
                          entries * _MAP_ENTRY_BYTES, received)
 
     def _native(self, channels):
-        """Whether the engine's convolution node computes the windows' product: one group,
-        no pointwise product after it, not a transpose, and not the pointwise convolution of
-        channels_last inputs (a Dense)."""
+        """Whether the engine's convolution node computes the windows' product: Conv1D/2D/3D
+        of one group, but for the pointwise convolution of channels_last inputs (a Dense)."""
         pointwise_1x1 = (set(self.kernel_size) | set(self.strides) |
                          set(self.dilation_rate)) == {1}
-        return (self._groups(channels) == 1 and self._pointwise_kernel() is None and
-                not isinstance(self, BaseConvTranspose) and
+        return (isinstance(self, BaseConv) and self._groups(channels) == 1 and
                 not (pointwise_1x1 and self.data_format == "channels_last"))
 
     def _native_chain(self, shape, kernel, bias):
