@@ -65,3 +65,40 @@ def test_reduce_lr_on_plateau_logs_keras_float32_rates(capsys):
     assert h.history["learning_rate"] == [float(np.float32(v)) for v in (0.001, 0.001, 0.0005)]
     # (Keras: old_lr = float(variable) = 0.0010000000474974513; new_lr = old_lr * factor)
     assert "reducing learning rate to 0.0005000000237487257." in capsys.readouterr().out
+
+
+def _scaling_layer_class(K):
+    class CustomLayer(K.layers.Layer):  # the serialization guide's, not registered
+        def __init__(self, factor, **kwargs):
+            super().__init__(**kwargs)
+            self.factor = factor
+
+        def call(self, x):
+            return x * self.factor
+
+        def get_config(self):
+            return {**super().get_config(), "factor": self.factor}
+
+    return CustomLayer
+
+
+def test_model_from_json_takes_custom_objects(keras):
+    # the serialization guide: a model of an unregistered layer comes back from its JSON (its
+    # own or Keras's) given custom_objects; densitron refused any custom_objects
+    def build(K):
+        inputs = K.Input(shape=(3,))
+        outputs = K.layers.Dense(2)(_scaling_layer_class(K)(2.0, name="scale")(inputs))
+        return K.Model(inputs, outputs)
+
+    cls = _scaling_layer_class(densitron)
+    # (densitron's own JSON keeps an unregistered layer as the layers its call made)
+    for text in (build(keras).to_json(), build(densitron).to_json()):
+        model = densitron.models.model_from_json(text, custom_objects={"CustomLayer": cls})
+        x = np.arange(6, dtype=np.float32).reshape(2, 3)
+        kernel, bias = model.layers[-1].get_weights()
+        np.testing.assert_allclose(model.predict(x, verbose=0), 2 * x @ kernel + bias, rtol=1e-5)
+    scale = densitron.models.model_from_json(build(keras).to_json(), custom_objects={
+        "CustomLayer": cls}).get_layer("scale")
+    assert type(scale) is cls and scale.factor == 2.0
+    with pytest.raises(TypeError, match="custom_objects"):
+        densitron.models.model_from_json(text, custom_objects=[cls])

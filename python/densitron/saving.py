@@ -420,10 +420,11 @@ def _model_of_config(config, keras_layout):
 def model_from_json(json_string, custom_objects=None):
     """A new model (fresh weights) from `to_json`'s architecture, or Keras's."""
     from densitron import keras_format, layers
+    from densitron.utils import serialization
 
-    if custom_objects:
-        raise ValueError("densitron has no Python-written layers to look up. Received: "
-                         f"custom_objects={custom_objects!r}")
+    if custom_objects is not None and not isinstance(custom_objects, dict):
+        raise TypeError("`custom_objects` must be a dict of names to classes. Received: "
+                        f"custom_objects={custom_objects!r}")
     try:
         config = json.loads(json_string)
     except (TypeError, ValueError) as e:
@@ -432,7 +433,9 @@ def model_from_json(json_string, custom_objects=None):
     if not isinstance(config, dict) or "class_name" not in config:
         raise ValueError("`json_string` must hold a serialized model. Received: "
                          f"json_string={str(json_string)[:80]!r}")
-    return layers.deserialize(keras_format.from_keras(config) if "module" in config else config)
+    with serialization.custom_object_scope(custom_objects):
+        return layers.deserialize(keras_format.from_keras(config) if "module" in config
+                                  else config)
 
 
 def clone_model(model, input_tensors=None, clone_function=None, call_function=None,
