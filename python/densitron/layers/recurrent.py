@@ -1364,12 +1364,14 @@ class _ConvLSTM(_RNN):
         def product(conv, conv_node, src, n, rate, seed):
             """conv's 4·filters channels of src (n values); with dropout (one mask a gate
             and a sample, the same every step), each gate's from its own dropped copy."""
+            last = int(conv_node.inputs[0].shape[-1])  # (the layout the convolution reads)
             if not 0.0 < rate < 1.0:
-                return b.splice(conv._engine_subgraph(conv_node, b.param_index), src)
+                src = b.add(node_spec(_RESHAPE, n, last), src)
+                return b.splice(conv._engine_subgraph(conv_node, b.param_index), ("node", src))
             copies = b.add(node_spec(_DROPOUT, 4 * n, 4 * n, fattrs=[rate], iattrs=[seed]),
                            b.pick(src, list(range(n)) * 4))
             parts = [b.splice(conv._engine_subgraph(conv_node, b.param_index),
-                              ("node", b.pick(copies, range(q * n, (q + 1) * n))))
+                              ("node", b.pick(copies, range(q * n, (q + 1) * n), last=last)))
                      for q in range(4)]
             order = np.empty(4 * width, np.int64)  # gate q's values from part q
             for q in range(4):
