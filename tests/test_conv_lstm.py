@@ -293,6 +293,9 @@ def test_refusals():
     _raises(ValueError, r"initial state 0 must have shape \(None, 3, 3, 2\)",
             layers.ConvLSTM2D(2, 3), densitron.Input((3, 5, 5, 2)),
             initial_state=[densitron.Input((5, 5, 2)), densitron.Input((3, 3, 2))])
+    _raises(ValueError, r"takes 2 initial state tensor\(s\) of the convolution's output "
+            r"shape\. Received: initial_state with 1", layers.ConvLSTM2D(2, 3),
+            densitron.Input((3, 5, 5, 2)), initial_state=[densitron.Input((3, 3, 2))])
     masked = layers.Masking()(densitron.Input((3, 2, 2)))
     _raises(ValueError, r"takes no mask", layers.ConvLSTM1D(2, 1), masked)
     _raises(ValueError, r"wraps SimpleRNN, LSTM, GRU and RNN\. Received",

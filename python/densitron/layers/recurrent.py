@@ -185,7 +185,8 @@ class _RNN(Layer):
         if initial_state is not None:
             states = _flat(initial_state)
             if len(states) != len(sizes):
-                shapes = f"of shape (batch, {sizes[0]})" if len(set(sizes)) == 1 else \
+                shapes = "of the convolution's output shape" if sizes[0] is None else \
+                    f"of shape (batch, {sizes[0]})" if len(set(sizes)) == 1 else \
                     "of shapes " + ", ".join(f"(batch, {n})" for n in sizes)
                 raise ValueError(
                     f"Layer \"{self.name}\" ({type(self).__name__}) takes {len(sizes)} "
