@@ -332,3 +332,78 @@ def test_augmenting_call_refuses_random_rotation_in_the_model():
         model(x)
     np.testing.assert_array_equal(model(x, training=False), x)
     np.testing.assert_array_equal(model.predict(x, verbose=0), x)
+
+
+def _configured_layers(k):
+    L = k.layers
+    return [L.Dense(3, activation="relu", kernel_regularizer=k.regularizers.L1L2(0.01, 0.02),
+                    bias_constraint=k.constraints.MaxNorm(2.0), name="d"),
+            L.Dropout(0.3, name="dr"), L.BatchNormalization(name="bn"),
+            L.Embedding(10, 4, embeddings_initializer=k.initializers.HeNormal(seed=3),
+                        name="emb"),
+            L.LayerNormalization(name="ln"), L.Flatten(name="fl"), L.Activation("tanh"),
+            L.MaxPooling2D(name="mp"), L.Concatenate(name="cat"), L.Reshape((2, 3), name="rs"),
+            L.RandomFlip(name="rf"), L.Rescaling(0.5, name="resc"),
+            L.GlobalAveragePooling1D(name="gap"),
+            L.MultiHeadAttention(2, 4, kernel_initializer=k.initializers.VarianceScaling(
+                2.0, "fan_avg", "uniform", seed=1, input_axes=[0], output_axes=[1, 2]),
+                name="mha")]
+
+
+def test_layer_configs_write_keras_dtype_policies_and_objects(keras):
+    # Keras 3 serializes a layer's dtype as its DTypePolicy and its initializers, regularizers
+    # and constraints with their module and registered_name (VarianceScaling's fan axes too):
+    # every value densitron writes that is a dict (or the dtype) is Keras's
+    checked = 0
+    for ours, theirs in zip(_configured_layers(densitron), _configured_layers(keras)):
+        a, b = ours.get_config(), theirs.get_config()
+        for key, value in a.items():
+            if isinstance(value, dict) or key == "dtype":
+                assert value == b[key], (type(ours).__name__, key)
+                checked += 1
+    assert checked >= 20
+
+
+def test_layer_configs_of_the_older_form_still_load():
+    # densitron's configs before (dtype "float32", objects without module) load as they did;
+    # their layers write Keras's form
+    old = {"name": "d", "trainable": True, "dtype": "float32", "units": 2,
+           "activation": "linear", "use_bias": True,
+           "kernel_initializer": {"class_name": "GlorotUniform", "config": {"seed": 4}},
+           "bias_initializer": {"class_name": "Zeros", "config": {}},
+           "kernel_regularizer": {"class_name": "L2", "config": {"l2": 0.5}},
+           "bias_regularizer": None, "kernel_constraint": None,
+           "bias_constraint": {"class_name": "NonNeg", "config": {}}}
+    layer = densitron.layers.Dense.from_config(old)
+    config = layer.get_config()
+    assert config["dtype"]["config"] == {"name": "float32"}
+    assert config["kernel_initializer"] == {
+        "module": "keras.initializers", "class_name": "GlorotUniform",
+        "config": {"seed": 4, "input_axes": None, "output_axes": None},
+        "registered_name": None}
+    assert config["kernel_regularizer"]["module"] == "keras.regularizers"
+    assert config["bias_constraint"]["module"] == "keras.constraints"
+    again = densitron.layers.Dense.from_config(config)
+    assert again.get_config() == config
+
+
+def test_variance_scaling_fan_axes_as_keras(keras):
+    # input_axes and output_axes (both given) choose the fans' axes, as Keras's compute_fans;
+    # one alone is ignored, as Keras ignores it
+    shape = (6, 5, 40, 50)
+    for axes, fans in ((([0, 1], [2, 3]), (30, 2000)), (([3], [0]), (50, 6)),
+                       (([2], None), (6 * 5 * 40, 6 * 5 * 50))):
+        for distribution in ("uniform", "untruncated_normal"):
+            init = densitron.initializers.VarianceScaling(
+                1.5, "fan_avg", distribution, seed=2, input_axes=axes[0], output_axes=axes[1])
+            values = np.asarray(init(shape), dtype=np.float64)
+            variance = 1.5 / ((fans[0] + fans[1]) / 2)
+            np.testing.assert_allclose(values.var(), variance, rtol=0.02)
+            if distribution == "uniform":
+                assert np.abs(values).max() <= np.sqrt(3 * variance)
+            theirs = keras.initializers.VarianceScaling(
+                1.5, "fan_avg", distribution, seed=2, input_axes=axes[0],
+                output_axes=axes[1])
+            np.testing.assert_allclose(np.asarray(theirs(shape)).var(), variance, rtol=0.02)
+    with pytest.raises(ValueError, match="`output_axes`.*Received: output_axes=3"):
+        densitron.initializers.GlorotUniform(input_axes=[0], output_axes=3)

@@ -107,8 +107,10 @@ def test_config_round_trip_and_aliases():
     layer = layers.GlobalMaxPool1D(data_format="channels_first", keepdims=True, name="p")
     assert type(layer) is layers.GlobalMaxPooling1D
     config = layer.get_config()
-    assert config == {"name": "p", "trainable": True, "dtype": "float32",
-                      "data_format": "channels_first", "keepdims": True}
+    assert config == {"name": "p", "trainable": True, "data_format": "channels_first",
+                      "keepdims": True, "dtype": {"module": "keras", "class_name": "DTypePolicy",
+                                                  "config": {"name": "float32"},
+                                                  "registered_name": None}}
     clone = layers.deserialize(layers.serialize(layer))
     assert type(clone) is layers.GlobalMaxPooling1D and clone.get_config() == config
 

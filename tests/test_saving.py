@@ -283,9 +283,13 @@ def test_keras_configs_densitron_cannot_honour_are_refused():
     init = {"module": "keras.layers", "class_name": "Dense",
             "config": {"name": "d", "units": 2, "kernel_initializer": {
                 "module": "keras.initializers", "class_name": "GlorotUniform",
-                "config": {"seed": None, "input_axes": [0]}}}}
-    with pytest.raises(ValueError, match="`input_axes`"):
-        keras_format.from_keras(init)
+                "config": {"seed": None, "input_axes": [0], "output_axes": [1]}}}}
+    # (Keras's fan axes are honoured now: the initializer takes them)
+    config = keras_format.from_keras(init)["config"]["kernel_initializer"]["config"]
+    assert config["input_axes"] == [0] and config["output_axes"] == [1]
+    init["config"]["kernel_initializer"]["config"]["input_axes"] = "rows"
+    with pytest.raises(ValueError, match="`input_axes`.*Received: input_axes='rows'"):
+        densitron.layers.deserialize(keras_format.from_keras(init))
     # use_ema and gradient accumulation are honoured, a loss scale taken (no change in float32)
     opt = {"optimizer": {"class_name": "Adam", "config": {
         "use_ema": True, "ema_momentum": 0.9, "gradient_accumulation_steps": 4,

@@ -1119,7 +1119,9 @@ def test_automatic_config_of_a_layer_class_without_get_config(tmp_path):
     layer = Scale(3.0, note="n", name="s")
     # (the arguments given, as Keras keeps them; defaults come back as defaults)
     assert layer.get_config() == {"name": "s", "factor": 3.0, "note": "n", "trainable": True,
-                                  "dtype": "float32"}
+                                  "dtype": {"module": "keras", "class_name": "DTypePolicy",
+                                            "config": {"name": "float32"},
+                                            "registered_name": None}}
     again = Scale.from_config(layer.get_config())
     assert (again.factor, again.note, again.name) == (3.0, "n", "s")
 

@@ -152,7 +152,7 @@ _BY_NAME = {"max_norm": MaxNorm, "min_max_norm": MinMaxNorm, "non_neg": NonNeg,
 
 
 def serialize(constraint):
-    return serialization.serialize(constraint)
+    return serialization.serialize_in_keras_form(constraint, "keras.constraints")
 
 
 def deserialize(config, custom_objects=None):

@@ -128,7 +128,10 @@ class TruncatedNormal(Initializer):
         return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
 
 
-def _fans(shape):
+def _fans(shape, input_axes=None, output_axes=None):
+    if input_axes is not None and output_axes is not None:  # (Keras's: both, or neither)
+        return (math.prod(shape[a] for a in input_axes),
+                math.prod(shape[a] for a in output_axes))
     if len(shape) < 1:
         return 1, 1
     if len(shape) == 1:
@@ -139,8 +142,20 @@ def _fans(shape):
     return shape[-2] * receptive, shape[-1] * receptive
 
 
+def _axes_arg(name, axes):
+    """input_axes/output_axes: None or a list of axis indices (Keras's fan axes)."""
+    if axes is None:
+        return None
+    if not isinstance(axes, (list, tuple)) or not all(
+            isinstance(a, int) and not isinstance(a, bool) for a in axes):
+        raise ValueError(f"`{name}` is None or a list of integer axes. Received: "
+                         f"{name}={axes!r}")
+    return list(axes)
+
+
 class VarianceScaling(Initializer):
-    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None,
+                 input_axes=None, output_axes=None):
         if number_arg("scale", scale) <= 0.0:
             raise ValueError(f"Argument `scale` must be positive float. Received: scale={scale}")
         if not isinstance(mode, str) or mode not in ("fan_in", "fan_out", "fan_avg"):
@@ -156,9 +171,11 @@ class VarianceScaling(Initializer):
             )
         self.scale, self.mode, self.distribution = scale, mode, distribution
         self.seed = seed_arg(seed)
+        self.input_axes = _axes_arg("input_axes", input_axes)
+        self.output_axes = _axes_arg("output_axes", output_axes)
 
     def __call__(self, shape, dtype=None):
-        fan_in, fan_out = _fans(tuple(shape))
+        fan_in, fan_out = _fans(tuple(shape), self.input_axes, self.output_axes)
         denom = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}
         scale = self.scale / max(1.0, denom[self.mode])
         rng = make_generator(self.seed)
@@ -176,6 +193,8 @@ class VarianceScaling(Initializer):
             "mode": self.mode,
             "distribution": self.distribution,
             "seed": self.seed,
+            "input_axes": self.input_axes,
+            "output_axes": self.output_axes,
         }
 
 
@@ -221,11 +240,13 @@ class Identity(Initializer):
 
 def _variance_scaling(name, scale, mode, distribution):
     class _Init(VarianceScaling):
-        def __init__(self, seed=None):
-            super().__init__(scale=scale, mode=mode, distribution=distribution, seed=seed)
+        def __init__(self, seed=None, input_axes=None, output_axes=None):
+            super().__init__(scale=scale, mode=mode, distribution=distribution, seed=seed,
+                             input_axes=input_axes, output_axes=output_axes)
 
         def get_config(self):
-            return {"seed": self.seed}
+            return {"seed": self.seed, "input_axes": self.input_axes,
+                    "output_axes": self.output_axes}
 
     _Init.__name__ = _Init.__qualname__ = name
     return _Init
@@ -272,7 +293,9 @@ def serialize(initializer):
         return {"module": "builtins", "class_name": "function",
                 "config": getattr(initializer, "__name__", type(initializer).__name__),
                 "registered_name": "function"}
-    return {"class_name": type(initializer).__name__, "config": initializer.get_config()}
+    from densitron.utils import serialization
+
+    return serialization.serialize_in_keras_form(initializer, "keras.initializers")
 
 
 def deserialize(config):

@@ -429,7 +429,7 @@ def _map_losses(loss, fn):
 # --- Keras -> densitron ------------------------------------------------------------------
 
 # Keras initializer arguments densitron does not take, with their "off" values.
-_OBJECT_KERAS_ONLY = {"input_axes": None, "output_axes": None}
+_OBJECT_KERAS_ONLY = {}  # (none now: the initializers take Keras's input_axes, output_axes)
 
 
 def _without_keras_only(config, table, what):

@@ -235,7 +235,7 @@ def serialize(regularizer):
         return {"module": "builtins", "class_name": "function",
                 "config": getattr(regularizer, "__name__", type(regularizer).__name__),
                 "registered_name": "function"}
-    return serialization.serialize(regularizer)
+    return serialization.serialize_in_keras_form(regularizer, "keras.regularizers")
 
 
 def deserialize(config, custom_objects=None):

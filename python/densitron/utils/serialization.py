@@ -98,6 +98,18 @@ def serialize(obj):
     return {"class_name": type(obj).__name__, "config": obj.get_config()}
 
 
+def serialize_in_keras_form(obj, module):
+    """obj's config as Keras 3 serializes it inside a layer's config: densitron's own class
+    under Keras's `module` (keras.initializers...), registered_name None; a class of the
+    user's as {"class_name", "config"} (saving adds its registration)."""
+    if obj is None:
+        return None
+    if not type(obj).__module__.startswith("densitron."):
+        return serialize(obj)
+    return {"module": module, "class_name": type(obj).__name__, "config": obj.get_config(),
+            "registered_name": None}
+
+
 def get(identifier, base, by_name, kind, supported):
     """Returns an instance for `identifier`; ValueError naming `kind` for anything else."""
     if identifier is None or isinstance(identifier, base):
