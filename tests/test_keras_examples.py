@@ -91,14 +91,122 @@ def test_model_from_json_takes_custom_objects(keras):
         return K.Model(inputs, outputs)
 
     cls = _scaling_layer_class(densitron)
+    with np.errstate(all="ignore"):  # (Keras's NumPy backend traces call() on np.empty)
+        keras_json = build(keras).to_json()
     # (densitron's own JSON keeps an unregistered layer as the layers its call made)
-    for text in (build(keras).to_json(), build(densitron).to_json()):
+    for text in (keras_json, build(densitron).to_json()):
         model = densitron.models.model_from_json(text, custom_objects={"CustomLayer": cls})
         x = np.arange(6, dtype=np.float32).reshape(2, 3)
         kernel, bias = model.layers[-1].get_weights()
         np.testing.assert_allclose(model.predict(x, verbose=0), 2 * x @ kernel + bias, rtol=1e-5)
-    scale = densitron.models.model_from_json(build(keras).to_json(), custom_objects={
+    scale = densitron.models.model_from_json(keras_json, custom_objects={
         "CustomLayer": cls}).get_layer("scale")
     assert type(scale) is cls and scale.factor == 2.0
     with pytest.raises(TypeError, match="custom_objects"):
         densitron.models.model_from_json(text, custom_objects=[cls])
+
+
+def _eager_layer_classes(K):
+    """The subclassing guide's ComputeSum (a variable assigned in call()) and the functional
+    API guide's CustomRNN (a loop over the steps of its input, from a state of the batch's
+    size), which Keras runs eagerly on arrays."""
+    ops = K.ops
+
+    class ComputeSum(K.layers.Layer):
+        def __init__(self, input_dim):
+            super().__init__()
+            self.total = self.add_weight(initializer="zeros", shape=(input_dim,),
+                                         trainable=False)
+
+        def call(self, inputs):
+            self.total.assign_add(ops.sum(inputs, axis=0))
+            return self.total
+
+    class CustomRNN(K.layers.Layer):
+        def __init__(self, units, classifier):
+            super().__init__()
+            self.units = units
+            self.projection_1 = K.layers.Dense(units=units, activation="tanh")
+            self.projection_2 = K.layers.Dense(units=units, activation="tanh")
+            self.classifier = classifier
+
+        def call(self, inputs):
+            outputs = []
+            state = ops.zeros(shape=(inputs.shape[0], self.units))
+            for t in range(inputs.shape[1]):
+                x = inputs[:, t, :]
+                h = self.projection_1(x)
+                y = h + self.projection_2(state)
+                state = y
+                outputs.append(y)
+            features = ops.stack(outputs, axis=1)
+            return self.classifier(features)
+
+    return ComputeSum, CustomRNN
+
+
+def test_layers_that_do_not_trace_run_on_arrays_as_keras(keras):
+    # densitron traces a layer's call() on symbolic tensors; a call() that cannot be traced
+    # (the batch size read, a middle axis indexed, a variable assigned) failed on arrays,
+    # where Keras runs it eagerly: it runs on the arrays now, with Keras's values
+    ComputeSum, CustomRNN = _eager_layer_classes(densitron)
+    my_sum = ComputeSum(2)
+    np.testing.assert_array_equal(my_sum(np.ones((2, 2))), [2.0, 2.0])
+    np.testing.assert_array_equal(my_sum(np.ones((3, 2))), [5.0, 5.0])
+    assert my_sum.non_trainable_weights == [my_sum.total] and not my_sum.trainable_weights
+
+    def rnn(K, steps=5, units=4):
+        inputs = K.Input((steps, units))
+        x = K.layers.GlobalAveragePooling1D()(inputs)
+        return _eager_layer_classes(K)[1](units, K.Model(inputs, K.layers.Dense(1)(x)))
+
+    x = np.random.default_rng(3).normal(size=(3, 5, 2)).astype(np.float32)
+    mine, theirs = rnn(densitron), rnn(keras)
+    theirs(x)
+    mine(x)
+    mine.set_weights([np.asarray(w.value) for w in theirs.weights])
+    assert [w.shape for w in mine.weights] == [tuple(w.shape) for w in theirs.weights]
+    np.testing.assert_allclose(mine(x), np.asarray(theirs(x)), rtol=1e-5, atol=1e-6)
+    assert mine(x[:1]).shape == (1, 1)
+    # a layer that neither traces nor runs on arrays: the tracing's error, as before
+    class Broken(densitron.layers.Layer):
+        def call(self, inputs):
+            return densitron.ops.reshape(inputs, (7, 7))
+    with pytest.raises((TypeError, ValueError)) as err:
+        Broken()(np.ones((2, 3)))
+    assert "Received" in str(err.value)
+
+
+def test_subclassed_model_summary_lists_its_layers_as_keras(monkeypatch):
+    # Keras: a subclassed model's rows are the layers it holds, no Input row, no "Connected
+    # to" column; the optimizer's bytes count its int32 step as Keras on JAX does
+    L = densitron.layers
+
+    class Block(L.Layer):
+        def __init__(self):
+            super().__init__()
+            self.d = L.Dense(4)
+
+        def call(self, x):
+            return self.d(x) * 2.0
+
+    class M(densitron.Model):
+        def __init__(self):
+            super().__init__(name="m")
+            self.a = L.Dense(5, name="a")
+            self.b = Block()
+            self.c = L.Dense(1, name="c")
+
+        def call(self, x):
+            return self.c(self.b(self.a(x)))
+
+    model = M()
+    model.compile("adam", "mse")
+    model.fit(np.ones((4, 3)), np.ones((4, 1)), verbose=0)
+    text = _summary(model, monkeypatch)
+    names = re.findall(r"^│ (\S+ \(\w+\))", text, flags=re.M)
+    assert names == ["a (Dense)", "block (Block)", "c (Dense)"]
+    assert "Connected to" not in text and "InputLayer" not in text
+    # (Keras: 49 weights + 100 optimizer values, 4 bytes each)
+    assert " Total params: 149 (596.00 B)" in text
+    assert " Optimizer params: 100 (400.00 B)" in text

@@ -937,6 +937,36 @@ class Layer:
     # densitron does not run yet).
     _mask_rule = "drop"
 
+    def _call_on_arrays(self, inputs, arrays, training, positional):
+        """A composite layer's call() run on the arrays, as Keras runs a layer eagerly: its
+        sublayers' calls and densitron.ops on arrays compute with NumPy; arrays back."""
+        if not self.built:
+            shapes = [a.shape for a in arrays]
+            if positional:
+                _build_for_call(self, shapes)
+            else:
+                self.build(shapes if isinstance(inputs, (list, tuple)) else shapes[0])
+            self.built = True
+        try:
+            params = inspect.signature(self.call).parameters
+        except (TypeError, ValueError):
+            params = {}
+        kwargs = {"training": training} if "training" in params else {}
+        data = list(arrays) if isinstance(inputs, list) else tuple(arrays) if isinstance(
+            inputs, tuple) else arrays[0]
+        out = self.call(*arrays, **kwargs) if positional else self.call(data, **kwargs)
+
+        def array(v):
+            if isinstance(v, dict):
+                return {k: array(x) for k, x in v.items()}
+            if isinstance(v, (list, tuple)):
+                return type(v)(array(x) for x in v)
+            if isinstance(v, KerasTensor):
+                raise TypeError(f"call() returned a symbolic tensor on arrays. Received: {v!r}")
+            return np.asarray(v)
+
+        return array(out)
+
     def _output_mask(self, node):
         masks = [t._mask for t in node.inputs if getattr(t, "_mask", None) is not None]
         if not masks:
@@ -984,10 +1014,24 @@ class Layer:
                 )
         key = (positional, *(a.shape[1:] for a in arrays))
         model = self._eager_models.get(key)
+        if model is _ON_ARRAYS:
+            return self._call_on_arrays(inputs, arrays, training, positional)
         if model is None:
             tensors = [Input(shape=a.shape[1:]) for a in arrays]
-            out = (self(*tensors) if positional else
-                   self(tensors if isinstance(inputs, (list, tuple)) else tensors[0]))
+            try:
+                out = (self(*tensors) if positional else
+                       self(tensors if isinstance(inputs, (list, tuple)) else tensors[0]))
+            except (TypeError, ValueError) as e:
+                if not _composite(self):
+                    raise
+                # a call() that does not trace (it reads the batch size, indexes the steps,
+                # assigns to a variable: the guides' eager layers) runs on the arrays
+                try:
+                    out = self._call_on_arrays(inputs, arrays, training, positional)
+                except Exception:
+                    raise e from None
+                self._eager_models[key] = _ON_ARRAYS
+                return out
             model = Functional(tensors, out, name=f"{self.name}_eager", _is_eager_wrapper=True)
             self._eager_models[key] = model
         data = arrays if len(arrays) > 1 else arrays[0]
@@ -1137,6 +1181,9 @@ def defines_call(cls):
     made of other layers), not the engine's node of a built-in layer (Layer.call)."""
     call = getattr(cls, "call", None)
     return call is not None and not getattr(call, "_engine_call", False)
+
+
+_ON_ARRAYS = object()  # (an eager call whose call() runs on the arrays: _call_on_arrays)
 
 
 def _composite(layer):

@@ -41,7 +41,15 @@ def _rows(model):
     by_layer = {}
     for unit in units:
         by_layer.setdefault(id(unit.layer), []).append(unit)
-    if getattr(model, "_subclassed", False) or isinstance(model, Sequential):
+    if getattr(model, "_subclassed", False):
+        # (Keras's: the layers the model holds, no Input row, a layer's shape "?" until
+        # called; the calls of its layers connected to nothing shown)
+        return [(f"{layer.name} ({type(layer).__name__})",
+                 _shape_text(by_layer[id(layer)][-1].outputs) if id(layer) in by_layer
+                 else "?", f"{layer.count_params():,}", "-",
+                 "-" if not layer.weights else "Y" if layer.trainable else "N", layer)
+                for layer in model.layers], False
+    if isinstance(model, Sequential):
         groups = [[unit] for unit in units]
     else:
         groups = [by_layer[id(layer)] for layer in model._keras_layers()
@@ -52,14 +60,18 @@ def _rows(model):
         layer = unit.layer
         if isinstance(model, Sequential) and isinstance(layer, InputLayer):
             continue
-        shapes = [tuple(t.shape) for t in unit.outputs]
-        shape = str(shapes[0]) if len(shapes) == 1 else str(shapes)
+        shape = _shape_text(unit.outputs)
         connected = ", ".join(producer[id(t)] for call in calls for t in call.inputs
                               if id(t) in producer) or "-"
         mark = "-" if not layer.weights else "Y" if layer.trainable else "N"
         rows.append((f"{layer.name} ({type(layer).__name__})", shape,
                      f"{layer.count_params():,}", connected, mark, layer))
     return rows, not sequential
+
+
+def _shape_text(tensors):
+    shapes = [tuple(t.shape) for t in tensors]
+    return str(shapes[0]) if len(shapes) == 1 else str(shapes)
 
 
 def _expanded(rows, level=0):
@@ -117,7 +129,8 @@ def _optimizer_params(model):
             getattr(model, "optimizer", None) is not None):
         return None
     values = [np.asarray(v) for v in _optimizer_values(model)]
-    return sum(v.size for v in values), sum(v.nbytes for v in values)
+    # (4 bytes a value: Keras on JAX counts its steps in int32, the files' int64)
+    return sum(v.size for v in values), sum(v.size * 4 for v in values)
 
 
 def print_unbuilt_summary(model, print_fn=None):
