@@ -1028,7 +1028,7 @@ class Layer:
                 # assigns to a variable: the guides' eager layers) runs on the arrays
                 try:
                     out = self._call_on_arrays(inputs, arrays, training, positional)
-                except Exception:
+                except Exception:  # noqa: BLE001 (any failure: the tracing error)
                     raise e from None
                 self._eager_models[key] = _ON_ARRAYS
                 return out
