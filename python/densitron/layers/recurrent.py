@@ -764,8 +764,7 @@ class Bidirectional(Layer):
         inputs, initial_state = _call_arguments(self, inputs, initial_state, mask, kwargs)
         count = self.forward_layer._states + self.backward_layer._states
         if initial_state is not None:
-            states = list(initial_state) if isinstance(initial_state, (list, tuple)) \
-                else [initial_state]
+            states = _flat(initial_state)
             if len(states) != count:
                 raise ValueError(f"Layer \"{self.name}\" (Bidirectional) takes {count} initial "
                                  "state tensors, the forward layer's then the backward "
@@ -786,7 +785,17 @@ class Bidirectional(Layer):
                     node.outputs.append(KerasTensor(_batched(size),
                                                     name=f"{self.name}_state", node=node,
                                                     index=len(node.outputs)))
-        return out if len(node.outputs) == 1 else tuple(node.outputs)
+        if len(node.outputs) == 1:
+            return out
+        first = 2 if self.merge_mode is None else 1
+        return (*node.outputs[:first], *self._nested_states(node.outputs[first:]))
+
+    def _nested_states(self, states):
+        """The states as the call returns them: the forward layer's, then the backward's (a
+        stack of cells' a list a cell)."""
+        n = self.forward_layer._states
+        return [*self.forward_layer._nested_states(states[:n]),
+                *self.backward_layer._nested_states(states[n:])]
 
     def _check_inputs(self, input_shape):
         shapes = input_shape if isinstance(input_shape, list) else [input_shape]
