@@ -143,6 +143,20 @@ def test_return_state_and_initial_state_structures():
     nested = rnn(inp, initial_state=[[h1, c1], h2])
     assert nested.shape == (None, 4, 2)
     assert rnn(inp, initial_state=[h1, c1, h2]).shape == (None, 4, 2)
+    # called on arrays: the same structure, the values of a model of the call
+    x = np.random.default_rng(2).standard_normal((3, 4, 3)).astype(np.float32)
+    for layer in (layers.RNN([layers.LSTMCell(5), layers.GRUCell(2)], return_state=True),
+                  layers.Bidirectional(layers.RNN([layers.GRUCell(3), layers.LSTMCell(2)],
+                                                  return_state=True), merge_mode=None)):
+        eager = layer(x)
+        model = densitron.Model(inp, [t for o in layer(inp)
+                                      for t in (o if isinstance(o, list) else [o])])
+        assert [isinstance(o, list) for o in eager] == (
+            [False, True, False] if isinstance(layer, layers.RNN)
+            else [False, False, False, True, False, True])  # (GRUCell's h, LSTMCell's [h, c])
+        flat = [t for o in eager for t in (o if isinstance(o, list) else [o])]
+        for e, g in zip(flat, model.predict(x, verbose=0), strict=True):
+            np.testing.assert_allclose(e, g, rtol=1e-6)
 
 
 def _keras_pair(keras, build, scale=0.4):

@@ -201,8 +201,11 @@ class _RNN(Layer):
                 state = KerasTensor(_batched(size), name=f"{self.name}_state_{k}",
                                     node=node, index=k + 1)
                 node.outputs.append(state)
-            return (out, *self._nested_states(node.outputs[1:]))
+            return (out, *_nested_unless_eager(self, node.outputs[1:]))
         return out
+
+    def _eager_call(self, inputs, training=False, positional=False):
+        return _eager_nested(self, super()._eager_call, inputs, training, positional, 1)
 
     def _state_sizes(self):
         """The sizes of the states, in the order of initial_state and return_state."""
@@ -478,6 +481,25 @@ def _call_arguments(layer, inputs, initial_state, mask, kwargs):
     if initial_state is None and isinstance(inputs, (list, tuple)):
         inputs, initial_state = inputs[0], list(inputs[1:]) or None
     return inputs, initial_state
+
+
+def _nested_unless_eager(layer, states):
+    """The states as the call returns them, flat while _eager_nested builds the layer's
+    model (its outputs a flat list)."""
+    return states if getattr(layer, "_flat_states", False) else layer._nested_states(states)
+
+
+def _eager_nested(layer, eager_call, inputs, training, positional, first):
+    """The layer called on arrays (eager_call: Layer's, through a model of the layer whose
+    outputs are flat), its states then nested as its symbolic call returns them."""
+    layer._flat_states = True
+    try:
+        out = eager_call(inputs, training=training, positional=positional)
+    finally:
+        layer._flat_states = False
+    if not isinstance(out, (list, tuple)) or len(out) <= first:
+        return out
+    return [*out[:first], *layer._nested_states(list(out[first:]))]
 
 
 def _batched(size):
@@ -788,7 +810,11 @@ class Bidirectional(Layer):
         if len(node.outputs) == 1:
             return out
         first = 2 if self.merge_mode is None else 1
-        return (*node.outputs[:first], *self._nested_states(node.outputs[first:]))
+        return (*node.outputs[:first], *_nested_unless_eager(self, node.outputs[first:]))
+
+    def _eager_call(self, inputs, training=False, positional=False):
+        return _eager_nested(self, super()._eager_call, inputs, training, positional,
+                             2 if self.merge_mode is None else 1)
 
     def _nested_states(self, states):
         """The states as the call returns them: the forward layer's, then the backward's (a
