@@ -6,6 +6,7 @@ import re
 import densitron
 import numpy as np
 import pytest
+from test_gradients_fd import fd_check
 
 
 def _summary(model, monkeypatch):
@@ -210,3 +211,60 @@ def test_subclassed_model_summary_lists_its_layers_as_keras(monkeypatch):
     # (Keras: 49 weights + 100 optimizer values, 4 bytes each)
     assert " Total params: 149 (596.00 B)" in text
     assert " Optimizer params: 100 (400.00 B)" in text
+
+
+_ALL = slice(None)
+_KEYS = [(_ALL, 0), (_ALL, 1, _ALL, 2), (_ALL, slice(None, None, -1), slice(1, None)),
+         (Ellipsis, None, 0), (_ALL, None, 2, slice(None, None, 2)), (Ellipsis, 1, _ALL)]
+
+
+def _indexed_model(K):
+    inputs = K.Input((5, 4, 3))
+    return K.Model(inputs, [K.layers.Dense(2)(inputs[key]) for key in _KEYS] + [inputs[:, 3]])
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # (Keras's numpy backend's own)
+def test_symbolic_tensors_take_numpy_basic_indexing_past_the_batch_axis(keras, tmp_path):
+    # x[:, t, :] (the functional API guide's CustomRNN), x[:, 0] (a transformer's first
+    # token): densitron indexed the last axis only
+    x = np.random.default_rng(5).normal(size=(2, 5, 4, 3)).astype(np.float32)
+    inputs = densitron.Input((5, 4, 3))
+    model = densitron.Model(inputs, [inputs[key] for key in _KEYS])
+    for key, y in zip(_KEYS, model.predict(x, verbose=0)):
+        np.testing.assert_array_equal(y, x[key])
+    for bad in (0, (0, slice(None)), (0, Ellipsis)):  # (the batch axis indexed)
+        with pytest.raises(TypeError, match="batch axis.*Received: key="):
+            inputs[bad]
+    with pytest.raises(ValueError, match="does not fit.*Received"):
+        inputs[:, 7]
+    # Keras's values, a Dense after each pick
+    mine = _indexed_model(densitron)
+    theirs = _indexed_model(keras)
+    theirs.set_weights([np.asarray(w.value) for w in theirs.weights])
+    mine.set_weights([np.asarray(w.value) for w in theirs.weights])
+    with np.errstate(all="ignore"):
+        expected = [np.asarray(t) for t in theirs.predict(x, verbose=0)]
+    for a, b in zip(mine.predict(x, verbose=0), expected):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # files both ways: Keras's GetItem nodes
+    mine.save(tmp_path / "mine.keras")
+    with np.errstate(all="ignore"):
+        loaded = keras.models.load_model(tmp_path / "mine.keras")
+        for a, b in zip(loaded.predict(x, verbose=0), expected):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        theirs.save(tmp_path / "theirs.keras")
+    back = densitron.models.load_model(tmp_path / "theirs.keras")
+    for a, b in zip(back.predict(x, verbose=0), expected):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    again = densitron.Model.from_config(mine.get_config())
+    assert [tuple(t.shape) for t in again.outputs] == [tuple(t.shape) for t in mine.outputs]
+
+
+def test_gradients_through_an_index_past_the_batch_axis():
+    rng = np.random.default_rng(2)
+    inputs = densitron.Input((3, 5))
+    h = densitron.layers.Dense(4)(inputs)
+    picked = densitron.layers.Concatenate()([h[:, 1], h[:, ::-2, 1:3][:, 0]])
+    out = densitron.layers.Dense(2)(picked)
+    fd_check(densitron.Model(inputs, out), rng.normal(size=(6, 3, 5)), rng.normal(size=(6, 2)),
+             "mse")

@@ -180,8 +180,7 @@ class KerasTensor:
         if len(keys) == 1 and isinstance(keys[0], (int, np.integer)) and \
                 not isinstance(keys[0], bool):
             return Slice(index=int(keys[0]))(self)
-        raise TypeError("A symbolic tensor is indexed along its last axis only: x[..., a:b], "
-                        f"x[..., i], or x[:, a:b] for rank 2. Received: key={key!r}")
+        return Slice(key=_sample_axes_key(key, len(self.shape)))(self)
 
     def __neg__(self):
         return self._arith(-1.0, "mul")
@@ -195,6 +194,20 @@ class KerasTensor:
 
 mark_op_methods(KerasTensor)
 record_operators(KerasTensor)  # (files write them as Keras's op nodes)
+
+
+def _sample_axes_key(key, rank):
+    """x[key]'s index of a sample's axes: the key less its first entry, which must take the
+    whole batch axis (`:`, or an Ellipsis standing for it)."""
+    keys = list(key) if isinstance(key, tuple) else [key]
+    whole = slice(None)
+    if keys and isinstance(keys[0], slice) and keys[0] == whole:
+        return keys[1:]
+    indexing = [k for k in keys if k is not None and k is not Ellipsis]
+    if keys and keys[0] is Ellipsis and len(indexing) < rank:
+        return keys  # (the Ellipsis covers the batch axis and maybe more)
+    raise TypeError("A symbolic tensor is indexed past its batch axis, which it keeps whole: "
+                    f"x[:, ...] (or x[..., ...]). Received: key={key!r}")
 
 
 def _match_batch_values(a, b):

@@ -309,12 +309,21 @@ def batch_constant(tensor):
 
 
 class Slice(_IndexMap):
-    """x[..., start:stop:step] along the last axis, or x[..., index] (that axis dropped)."""
+    """x[..., start:stop:step] along the last axis, or x[..., index] (that axis dropped); with
+    `key`, NumPy's basic indexing of the axes after the batch axis (integers, slices, Ellipsis
+    and None: x[:, 0], x[:, t, :], x[:, ::-1, 1:]), as a list of its entries."""
 
     _op_class = True
 
-    def __init__(self, start=None, stop=None, step=None, index=None, **kwargs):
+    def __init__(self, start=None, stop=None, step=None, index=None, key=None, **kwargs):
         super().__init__(**kwargs)
+        self.key = None if key is None else _sample_key(key)
+        if key is not None:
+            if any(v is not None for v in (start, stop, step, index)):
+                raise ValueError("Slice takes a `key` or a slice of the last axis, not both. "
+                                 f"Received: key={key!r}, start={start}, stop={stop}, "
+                                 f"step={step}, index={index}")
+            return
         for arg, value in (("start", start), ("stop", stop), ("step", step), ("index", index)):
             if value is not None and (isinstance(value, bool) or
                                       not isinstance(value, (int, np.integer))):
@@ -340,19 +349,69 @@ class Slice(_IndexMap):
         self.compute_output_shape(input_shape)
 
     def compute_output_shape(self, input_shape):
+        if self.key is not None:
+            return (input_shape[0], *self._keyed(tuple(input_shape[1:])).shape)
         picked = self._picked(input_shape[-1])
         return tuple(input_shape[:-1]) if self.index is not None else \
             (*input_shape[:-1], len(picked))
 
+    def _keyed(self, in_shape):
+        """Each output value's flat index in a sample, in the output's shape."""
+        try:
+            picked = np.arange(int(np.prod(in_shape))).reshape(in_shape)[_numpy_key(self.key)]
+        except IndexError as e:
+            raise ValueError(f"The index {_numpy_key(self.key)} does not fit a sample of "
+                             f"shape {in_shape}: {e}. Received: key={self.key!r}") from None
+        if picked.size == 0:
+            raise ValueError(f"The index {_numpy_key(self.key)} of a sample of shape "
+                             f"{in_shape} is empty. Received: key={self.key!r}")
+        return picked
+
     def _index_map(self, in_shape):
+        if self.key is not None:
+            return self._keyed(tuple(in_shape)).ravel()
         last = in_shape[-1]
         rows = int(np.prod(in_shape[:-1])) if len(in_shape) > 1 else 1
         picked = np.asarray(self._picked(last))
         return (np.arange(rows)[:, None] * last + picked[None, :]).ravel()
 
     def get_config(self):
+        if self.key is not None:
+            return {**super().get_config(), "key": self.key}
         return {**super().get_config(), "start": self.start, "stop": self.stop,
                 "step": self.step, "index": self.index}
+
+
+def _sample_key(key):
+    """A NumPy basic index of a sample's axes as JSON-able entries: an int, "..." (Ellipsis),
+    "newaxis" (None), or [start, stop, step] (a slice); the entries of a config as they are."""
+    out = []
+    for k in key:
+        if k is Ellipsis or k == "...":
+            out.append("...")
+        elif k is None or k == "newaxis":
+            out.append("newaxis")
+        elif isinstance(k, slice) or (isinstance(k, list) and len(k) == 3):
+            parts = [k.start, k.stop, k.step] if isinstance(k, slice) else list(k)
+            for v in parts:
+                if v is not None and (isinstance(v, bool) or
+                                      not isinstance(v, (int, np.integer))):
+                    raise TypeError("A slice's start, stop and step must be integers or None. "
+                                    f"Received: key={key!r}")
+            if parts[2] == 0:
+                raise ValueError(f"A slice's step cannot be zero. Received: key={key!r}")
+            out.append([None if v is None else int(v) for v in parts])
+        elif isinstance(k, (int, np.integer)) and not isinstance(k, bool):
+            out.append(int(k))
+        else:
+            raise TypeError("A symbolic tensor takes integers, slices, Ellipsis and None as "
+                            f"indices (NumPy's basic indexing). Received: key={key!r}")
+    return out
+
+
+def _numpy_key(entries):
+    return tuple(Ellipsis if k == "..." else None if k == "newaxis" else
+                 slice(*k) if isinstance(k, list) else k for k in entries)
 
 
 class AddedLoss(Layer):
