@@ -268,3 +268,29 @@ def test_gradients_through_an_index_past_the_batch_axis():
     out = densitron.layers.Dense(2)(picked)
     fd_check(densitron.Model(inputs, out), rng.normal(size=(6, 3, 5)), rng.normal(size=(6, 2)),
              "mse")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # (Keras's numpy backend's own)
+def test_from_config_reads_keras_s_configs(keras):
+    # the functional API guide's `Model.from_config(model.get_config())`, given the config
+    # Keras's model wrote (its entries carry module and registered_name; its Sequential lists
+    # an InputLayer first)
+    x = [np.random.default_rng(1).integers(0, 50, size=(3, n)).astype(np.float32)
+         for n in (10, 12, 12)]
+    for theirs, cls in ((_ticket_model(keras), densitron.Model),
+                        (keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d"),
+                                           keras.layers.Dense(1, name="e")], name="s"),
+                         densitron.Sequential)):
+        mine = cls.from_config(theirs.get_config())
+        assert type(mine) is cls and mine.name == theirs.name
+        assert [layer.name for layer in mine.layers] == [layer.name for layer in theirs.layers]
+        mine.set_weights([np.asarray(w.value) for w in theirs.weights])
+        data = x if cls is densitron.Model else x[0][:, :4]
+        with np.errstate(all="ignore"):
+            expected = theirs.predict(data, verbose=0)
+        got = mine.predict(data, verbose=0)
+        if not isinstance(expected, dict):
+            got, expected = {"": got}, {"": expected}
+        assert sorted(got) == sorted(expected)
+        for k, v in got.items():
+            np.testing.assert_allclose(v, np.asarray(expected[k]), rtol=1e-5, atol=1e-6)

@@ -990,6 +990,12 @@ class Functional(Trainer, Layer):
         from densitron import keras_format
         from densitron.layers import deserialize
 
+        if any(isinstance(lc, dict) and "module" in lc for lc in config["layers"]):
+            # (Keras's get_config(), as its files hold it: read as densitron's)
+            config = keras_format.from_keras({
+                "module": "keras.src.models.functional", "class_name": "Functional",
+                "config": config, "registered_name": "Functional"})["config"]
+
         created = {}
         for lc in config["layers"]:
             # (a Keras op's node: its densitron.ops function, called again on its tensors)

@@ -222,8 +222,14 @@ class Sequential(Functional):
 
     @classmethod
     def _from_config(cls, config):
+        from densitron import keras_format
         from densitron.layers import deserialize
 
+        if any(isinstance(lc, dict) and "module" in lc for lc in config.get("layers", [])):
+            # (Keras's get_config(), its InputLayer first: read as densitron's)
+            config = keras_format.from_keras({
+                "module": "keras.src.models.sequential", "class_name": "Sequential",
+                "config": config, "registered_name": "Sequential"})["config"]
         if "input_layers" in config:  # the traced graph of one with composite layers
             return Functional.from_config(config)
         stack = [deserialize(c) for c in config["layers"]]
