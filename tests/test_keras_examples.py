@@ -294,3 +294,29 @@ def test_from_config_reads_keras_s_configs(keras):
         assert sorted(got) == sorted(expected)
         for k, v in got.items():
             np.testing.assert_allclose(v, np.asarray(expected[k]), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # (Keras's numpy backend's own)
+def test_a_keras_file_s_loss_function_loads_as_the_function(keras, tmp_path):
+    # the serialization guide: a model compiled with a loss function (Keras's or a registered
+    # one of the user's) comes back compiled with that function, as Keras's load_model gives
+    # it (densitron gave its name)
+    @densitron.saving.register_keras_serializable(package="ex", name="sq_loss")
+    def sq_loss(y_true, y_pred):
+        return densitron.ops.mean(densitron.ops.square(y_true - y_pred), axis=-1)
+
+    @keras.saving.register_keras_serializable(package="ex", name="sq_loss")
+    def keras_sq_loss(y_true, y_pred):
+        return keras.ops.mean(keras.ops.square(y_true - y_pred), axis=-1)
+
+    for loss, expected in ((keras.losses.mean_squared_error, densitron.losses.mean_squared_error),
+                           (keras_sq_loss, sq_loss)):
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        model.compile("adam", loss)
+        model.save(tmp_path / "m.keras")
+        loaded = densitron.models.load_model(tmp_path / "m.keras")
+        assert loaded.loss is expected
+        x, y = np.ones((4, 3), np.float32), np.zeros((4, 1), np.float32)
+        pred = loaded.predict(x, verbose=0)
+        np.testing.assert_allclose(loaded.evaluate(x, y, verbose=0), np.mean(pred ** 2),
+                                   rtol=1e-5)

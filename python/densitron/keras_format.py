@@ -646,7 +646,15 @@ def _plain_loss(loss):
     """A Keras serialized loss as densitron's: a loss function by its name, a loss object by
     class and config (less Keras's dtype)."""
     if loss.get("class_name") == "function":
-        return loss.get("config")
+        # (as Keras's loader: the function itself, a registered one or densitron.losses')
+        from densitron import losses
+        from densitron.utils.serialization import get_registered_object
+
+        name = loss.get("config")
+        found = get_registered_object(name) if isinstance(name, str) else None
+        if found is None and isinstance(name, str) and not name.startswith("_"):
+            found = getattr(losses, name, None)
+        return found if callable(found) and not isinstance(found, type) else name
     return {"class_name": loss["class_name"],
             "config": {k: v for k, v in loss.get("config", {}).items() if k != "dtype"}}
 
