@@ -320,3 +320,21 @@ def test_a_keras_file_s_loss_function_loads_as_the_function(keras, tmp_path):
         pred = loaded.predict(x, verbose=0)
         np.testing.assert_allclose(loaded.evaluate(x, y, verbose=0), np.mean(pred ** 2),
                                    rtol=1e-5)
+
+
+def test_keras_utils_without_tf_data_are_refused_by_name(keras):
+    # the examples' image_dataset_from_directory, text_dataset_from_directory, load_img, ...:
+    # named with what to do instead; img_to_array as Keras's on arrays
+    for name in ("image_dataset_from_directory", "text_dataset_from_directory", "split_dataset",
+                 "load_img", "FeatureSpace"):
+        with pytest.raises(AttributeError, match=f"has no {name}.*Received: utils.{name}"):
+            getattr(densitron.utils, name)
+    assert not hasattr(densitron.utils, "no_such_util")
+    gray = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    for img in (gray, np.stack([gray] * 3, -1)):
+        mine = densitron.utils.img_to_array(img)
+        theirs = keras.utils.img_to_array(img)
+        assert mine.dtype == theirs.dtype and mine.shape == theirs.shape
+        np.testing.assert_array_equal(mine, theirs)
+    with pytest.raises(ValueError, match="Received"):
+        densitron.utils.img_to_array(np.zeros((2, 3, 4, 5)))

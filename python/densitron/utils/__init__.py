@@ -95,7 +95,7 @@ def normalize(x, axis=-1, order=2):
 
 
 __all__ = ["timeseries_dataset_from_array", "CustomObjectScope", "get_custom_objects", "get_registered_name",
-           "get_registered_object", "Progbar", "PyDataset", "Sequence", "clear_session", "custom_object_scope", "deserialize_keras_object", "disable_interactive_logging", "enable_interactive_logging", "get_file", "get_source_inputs", "is_interactive_logging_enabled", "is_keras_tensor", "model_to_dot", "normalize", "pack_x_y_sample_weight", "pad_sequences", "plot_model", "register_keras_serializable",
+           "get_registered_object", "Progbar", "PyDataset", "Sequence", "clear_session", "custom_object_scope", "deserialize_keras_object", "disable_interactive_logging", "enable_interactive_logging", "get_file", "get_source_inputs", "img_to_array", "is_interactive_logging_enabled", "is_keras_tensor", "model_to_dot", "normalize", "pack_x_y_sample_weight", "pad_sequences", "plot_model", "register_keras_serializable",
            "serialize_keras_object", "set_random_seed", "to_categorical", "unpack_x_y_sample_weight"]
 
 
@@ -104,3 +104,43 @@ def standardize_dtype(dtype):
     from densitron.backend import standardize_dtype as standardize
 
     return standardize(dtype)
+
+
+def img_to_array(img, data_format=None, dtype=None):
+    """An image (an array, or a PIL image when PIL is installed) as a float32 array of
+    (height, width, channels), a grayscale image given its channel axis, as keras.utils does
+    (data_format "channels_last" only)."""
+    if data_format not in (None, "channels_last"):
+        raise ValueError("densitron's images are channels_last. "
+                         f"Received: data_format={data_format!r}")
+    x = np.asarray(img, dtype=dtype or np.float32)
+    if x.ndim == 2:
+        x = x[:, :, None]
+    elif x.ndim != 3:
+        raise ValueError(f"Unsupported image shape: {x.shape}. Received: an image of rank "
+                         f"{x.ndim} (an image is (height, width) or (height, width, channels))")
+    return x
+
+
+# Keras utilities that build tf.data datasets, PIL images or FeatureSpace's tf.data graph:
+# named, with what to do instead, rather than a bare AttributeError
+_NOT_SUPPORTED = {
+    "image_dataset_from_directory": "load the images into a NumPy array (or a PyDataset)",
+    "text_dataset_from_directory": "read the files into a NumPy array of strings",
+    "audio_dataset_from_directory": "load the audio into a NumPy array",
+    "split_dataset": "slice the arrays (or pass validation_split to fit)",
+    "load_img": "load the image into a NumPy array",
+    "save_img": "save the NumPy array with an image library",
+    "array_to_img": "use the NumPy array as it is",
+    "FeatureSpace": "preprocess with Normalization, StringLookup, IntegerLookup and "
+                    "CategoryEncoding layers in the model",
+}
+
+
+def __getattr__(name):
+    if name in _NOT_SUPPORTED:
+        raise AttributeError(
+            f"densitron.utils has no {name}: Keras's returns a tf.data pipeline or a PIL image, "
+            f"which densitron does not use; {_NOT_SUPPORTED[name]}. Received: utils.{name}")
+    raise AttributeError(f"module 'densitron.utils' has no attribute {name!r}")
+
