@@ -303,7 +303,8 @@ def test_activity_regularization_of_any_layer_is_keras_formula():
     want = ((a1 @ k2 + b2 - y) ** 2).mean() + 0.03 * np.abs(a1).sum() / 30
     assert model.evaluate(x, y, batch_size=8, verbose=0) == pytest.approx(want, rel=1e-5)
     config = model.layers[2].get_config()
-    assert config["activity_regularizer"] == {"class_name": "L1", "config": {"l1": 0.03}}
+    assert config["activity_regularizer"] == {"module": "keras.regularizers", "class_name": "L1",
+                                              "config": {"l1": 0.03}, "registered_name": None}
     clone = Model.from_config(model.get_config())
     clone.set_weights(model.get_weights())
     clone.compile(optimizer="sgd", loss="mse")
@@ -335,7 +336,8 @@ def test_activity_regularization_loss_is_keras_formula():
         assert model.evaluate(x, y, batch_size=batch_size, verbose=0) == pytest.approx(
             want, rel=1e-5)
     assert model.get_layer(model.layers[1].name).get_config()["activity_regularizer"] == {
-        "class_name": "L1", "config": {"l1": 0.01}}
+        "module": "keras.regularizers", "class_name": "L1", "config": {"l1": 0.01},
+        "registered_name": None}
 
 
 def test_nested_model_with_two_outputs_backward():

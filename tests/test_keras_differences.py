@@ -407,3 +407,51 @@ def test_variance_scaling_fan_axes_as_keras(keras):
             np.testing.assert_allclose(np.asarray(theirs(shape)).var(), variance, rtol=0.02)
     with pytest.raises(ValueError, match="`output_axes`.*Received: output_axes=3"):
         densitron.initializers.GlorotUniform(input_axes=[0], output_axes=3)
+
+
+def _config_models(k):
+    inp = k.Input((4,), name="inp")
+    hidden = k.layers.Dense(3, name="h")(inp)
+    other = k.Input((3,), name="other")
+    merged = k.layers.Concatenate(name="cat")([k.layers.Dropout(0.2, name="dr")(hidden), other])
+    functional = k.Model([inp, other], [k.layers.Dense(1, name="o")(merged),
+                                        k.layers.Dense(2, name="p")(merged)], name="m")
+    single = k.Model(inp, k.layers.Dense(1, name="q")(inp), name="one")
+    sequential = k.Sequential([k.Input((4,)), k.layers.Dense(3, name="s1"),
+                               k.layers.Dense(2, name="s2")], name="s")
+    return functional, single, sequential
+
+
+def _without_noise(config):
+    """A model config less what densitron does not write yet: the layers' build_config,
+    Keras-only arguments at their defaults, the training flag a call recorded."""
+    config = json.loads(json.dumps(config))
+    for entry in config["layers"]:
+        entry.pop("build_config", None)
+        for key in ("quantization_config", "optional", "ragged", "sparse"):
+            entry["config"].pop(key, None)
+        if entry["class_name"] == "InputLayer" and "input_layers" not in config:
+            entry["config"].pop("name")  # (a Sequential's input: named by each its own way)
+        for node in entry.get("inbound_nodes", []):
+            node.get("kwargs", {}).pop("training", None)
+    return config
+
+
+def test_model_configs_are_keras_form(keras):
+    # model.get_config() is Keras's: each layer's entry with module and registered_name, the
+    # calls' tensors as __keras_tensor__ with their shapes and keyword arguments, one input or
+    # output unlisted, a Sequential's dtype policy and InputLayer first; from_config reads it
+    x = [np.linspace(-1, 1, 20, dtype="float32").reshape(5, 4),
+         np.linspace(0, 1, 15, dtype="float32").reshape(5, 3)]
+    for ours, theirs in zip(_config_models(densitron), _config_models(keras)):
+        config = ours.get_config()
+        assert _without_noise(config) == _without_noise(theirs.get_config()), ours.name
+        _with_weights(ours)
+        again = type(ours).from_config(config)
+        again.set_weights(ours.get_weights())
+        data = x if len(ours.inputs) == 2 else x[0]
+        first, second = ours.predict(data, verbose=0), again.predict(data, verbose=0)
+        first, second = (first, second) if isinstance(first, list) else ([first], [second])
+        assert len(first) == len(second)
+        for a, b in zip(first, second):
+            np.testing.assert_array_equal(a, b)

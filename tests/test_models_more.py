@@ -225,7 +225,7 @@ def test_files_of_a_head_load_in_both(keras, tmp_path):
     np.testing.assert_allclose(ours.predict(x, verbose=0), np.asarray(khead.predict(x, verbose=0)),
                                rtol=1e-5, atol=1e-6)
     config = again.get_config()
-    assert config["input_layers"] == [["d2CLONE", 0, 0]]
+    assert config["input_layers"] == ["d2CLONE", 0, 0]  # (Keras's: one input unlisted)
     assert Model.from_config(config).layers[0].name == "d2CLONE"
 
 

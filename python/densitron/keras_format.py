@@ -100,10 +100,11 @@ def _structure(refs, keys):
 
 def to_keras(model):
     """Keras's serialized form of a densitron model (without compile_config)."""
+    from densitron.layers.layer import dtype_policy_config
     from densitron.models import Sequential
 
     # (a subclassed model's graph: its trace's)
-    config = model.get_config() if isinstance(model, Sequential) else model._graph_config()
+    config = model._own_config() if isinstance(model, Sequential) else model._graph_config()
     if isinstance(model, Sequential) and "input_layers" not in config:
         shape = config.get("build_input_shape")
         layers = [_keras_entry(layer) for layer in model.layers]
@@ -114,7 +115,8 @@ def to_keras(model):
                               "registered_name": None})
         return {"module": "keras", "class_name": "Sequential",
                 "config": {"name": config["name"], "trainable": config["trainable"],
-                           "dtype": "float32", "layers": layers, "build_input_shape": shape},
+                           "dtype": dtype_policy_config(), "layers": layers,
+                           "build_input_shape": shape},
                 "registered_name": None}
     from densitron.layers.attention import MultiHeadAttention
     from densitron.layers.dot_attention import Attention

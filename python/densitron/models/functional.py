@@ -914,12 +914,17 @@ class Functional(Trainer, Layer):
         return layers, calls, names
 
     def get_config(self):
-        """A functional model's: its graph (see _graph_config). A subclassed model's, as
-        Keras's Model: name, trainable and dtype, with Keras's automatic config (the arguments
-        its constructor was given, when all are plain values) for a class that defines no
-        get_config; from_config gives them back to the constructor."""
+        """A functional model's: its graph as Keras 3 writes it, as in a `.keras` file (its
+        layers' entries with module and registered_name, the calls' tensors as
+        __keras_tensor__ with their shapes; from_config reads it, and _graph_config's densitron
+        form). A subclassed model's, as Keras's Model: name, trainable and dtype, with Keras's
+        automatic config (the arguments its constructor was given, when all are plain values)
+        for a class that defines no get_config; from_config gives them back to the
+        constructor."""
         if not getattr(self, "_subclassed", False):
-            return self._graph_config()
+            from densitron import keras_format
+
+            return keras_format.to_keras(self)["config"]
         from densitron.layers.layer import _auto_config, takes_name
 
         config = {"name": self.name}

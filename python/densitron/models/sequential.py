@@ -197,12 +197,21 @@ class Sequential(Functional):
         self.__dict__["inputs"] = value
 
     def get_config(self):
+        """Keras 3's: name, trainable, dtype, the layers' entries after an InputLayer's (as in
+        a `.keras` file), which from_config reads, as _own_config's densitron form."""
+        if self._saved_as_graph():
+            return self._own_config()
+        from densitron import keras_format
+
+        return keras_format.to_keras(self)["config"]
+
+    def _own_config(self):
         from densitron.layers import serialize
 
         if self._saved_as_graph():
             # A layer made of layers (a Lambda, a Layer subclass) is stored as the layers it
             # made: the config is the traced graph's, and comes back as a functional model.
-            return Functional.get_config(self)
+            return self._graph_config()
         shape = self._input_shape_known()
         return {
             "name": self.name,
