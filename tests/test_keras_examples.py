@@ -338,3 +338,25 @@ def test_keras_utils_without_tf_data_are_refused_by_name(keras):
         np.testing.assert_array_equal(mine, theirs)
     with pytest.raises(ValueError, match="Received"):
         densitron.utils.img_to_array(np.zeros((2, 3, 4, 5)))
+
+
+def test_masks_of_eager_calls_and_compute_mask_as_keras(keras):
+    # the masking guide: Embedding(mask_zero=True) and Masking called on arrays give outputs
+    # that carry Keras's _keras_mask (the eager Embedding call failed: its mask reached the
+    # wrapper model's output), and compute_mask of arrays is Keras's boolean mask (was None)
+    padded = densitron.utils.pad_sequences([[711, 632, 71], [73, 8, 3215, 55, 927],
+                                            [83, 91, 1, 645, 1253, 927]], padding="post")
+    steps = np.repeat(padded[..., None], 5, axis=-1).astype(np.float32)
+    steps[1, 2] = 0.0
+    for make in (lambda K: K.layers.Embedding(5000, 4, mask_zero=True),
+                 lambda K: K.layers.Masking(mask_value=0.0)):
+        mine, theirs = make(densitron), make(keras)
+        data = padded if isinstance(mine, densitron.layers.Embedding) else steps
+        expected = np.asarray(theirs.compute_mask(data))
+        assert expected.dtype == bool
+        np.testing.assert_array_equal(mine.compute_mask(data), expected)
+        out = mine(data)
+        np.testing.assert_array_equal(out._keras_mask, expected)  # (Keras on JAX: the same)
+    assert densitron.layers.Embedding(10, 2).compute_mask(padded) is None
+    plain = densitron.layers.Dense(2)(np.ones((2, 3)))
+    assert not hasattr(plain, "_keras_mask")

@@ -48,6 +48,15 @@ class Embedding(Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
 
+    def compute_mask(self, inputs, mask=None):
+        """Keras's: the ids that are not 0 (mask_zero), of ids given as an array; None for
+        symbolic ids (the embedding's output carries its mask on to the layers after it)."""
+        from densitron.layers.layer import KerasTensor
+
+        if not self.mask_zero or isinstance(inputs, KerasTensor):
+            return None
+        return np.asarray(inputs) != 0
+
     def _eager_call(self, inputs, training=False, positional=False):
         """On ids given as an array. Inside a traced call(), the ids 0..input_dim-1 in order
         (keras.io's position embedding: self.pos_emb(ops.arange(maxlen))) give the table

@@ -1045,6 +1045,9 @@ class Layer:
                     raise e from None
                 self._eager_models[key] = _ON_ARRAYS
                 return out
+            for t in (out if isinstance(out, (list, tuple)) else [out]):
+                if isinstance(t, KerasTensor):  # (the values are asked for, not a loss)
+                    t._mask = None
             model = Functional(tensors, out, name=f"{self.name}_eager", _is_eager_wrapper=True)
             self._eager_models[key] = model
         data = arrays if len(arrays) > 1 else arrays[0]
@@ -1063,6 +1066,12 @@ class Layer:
         if self.activity_regularizer is not None and not isinstance(out, (list, dict)):
             self._eager_losses.append(
                 np.float32(self.activity_regularizer(out) / max(len(out), 1)))
+        if isinstance(out, np.ndarray) and type(self).compute_mask is not Layer.compute_mask \
+                and not _composite(self):
+            mask = self.compute_mask(data)  # (Keras's output of a masking layer carries it)
+            if mask is not None:
+                out = out.view(_MaskedArray)
+                out._keras_mask = mask
         return out
 
     # --- config --------------------------------------------------------------------------
@@ -1194,6 +1203,11 @@ def defines_call(cls):
     made of other layers), not the engine's node of a built-in layer (Layer.call)."""
     call = getattr(cls, "call", None)
     return call is not None and not getattr(call, "_engine_call", False)
+
+
+class _MaskedArray(np.ndarray):
+    """An eager call's output array with Keras's `_keras_mask` (Embedding(mask_zero=True),
+    Masking): the mask of the steps, True where kept."""
 
 
 _ON_ARRAYS = object()  # (an eager call whose call() runs on the arrays: _call_on_arrays)

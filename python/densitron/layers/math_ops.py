@@ -467,6 +467,15 @@ class Masking(Layer):
     def _check_inputs(self, input_shape):
         self._check_single(input_shape)
 
+    def compute_mask(self, inputs, mask=None):
+        """Keras's: the steps with a value other than mask_value, of an array; None for a
+        symbolic input (the layer's output carries its mask on)."""
+        from densitron.layers.layer import KerasTensor
+
+        if isinstance(inputs, KerasTensor):
+            return None
+        return np.any(np.asarray(inputs) != self.mask_value, axis=-1)
+
     def _symbolic_call(self, inputs, flat):
         from densitron.layers.layer import KerasTensor
 
