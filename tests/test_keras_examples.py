@@ -360,3 +360,61 @@ def test_masks_of_eager_calls_and_compute_mask_as_keras(keras):
     assert densitron.layers.Embedding(10, 2).compute_mask(padded) is None
     plain = densitron.layers.Dense(2)(np.ones((2, 3)))
     assert not hasattr(plain, "_keras_mask")
+
+
+def _custom_variable_layer(K):
+    """The custom saving guide's Dense with state of its own in save_own_variables."""
+
+    @K.saving.register_keras_serializable(package="examples_guide")
+    class LayerWithCustomVariable(K.layers.Dense):
+        def __init__(self, units, **kwargs):
+            super().__init__(units, **kwargs)
+            self.my_variable = K.Variable(np.zeros((units,)), name="my_variable",
+                                          dtype="float32")
+
+        def save_own_variables(self, store):
+            super().save_own_variables(store)
+            store["variables"] = self.my_variable.numpy()
+
+        def load_own_variables(self, store):
+            self.my_variable.assign(store["variables"])
+            super().load_own_variables(store)
+
+    return LayerWithCustomVariable
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # (Keras's numpy backend's own)
+def test_a_layer_s_own_save_and_load_of_its_variables(keras, tmp_path):
+    # the custom saving guide: model.save keeps what a layer's save_own_variables writes and
+    # load_model hands it to its load_own_variables (densitron wrote the weights alone), in
+    # files both ways with Keras
+    x = np.random.default_rng(4).normal(size=(5, 10)).astype(np.float32)
+    state = np.array([0.25, -2.0], np.float32)
+    mine = densitron.Sequential([densitron.Input((10,)), _custom_variable_layer(densitron)(2)])
+    mine.layers[0].my_variable.assign(state)
+    mine.save(tmp_path / "mine.keras")
+    back = densitron.models.load_model(tmp_path / "mine.keras")
+    np.testing.assert_array_equal(back.layers[0].my_variable.numpy(), state)
+    np.testing.assert_array_equal(back.predict(x, verbose=0), mine.predict(x, verbose=0))
+    _custom_variable_layer(keras)
+    with np.errstate(all="ignore"):
+        theirs = keras.models.load_model(tmp_path / "mine.keras")
+        np.testing.assert_array_equal(np.asarray(theirs.layers[0].my_variable.value), state)
+        np.testing.assert_allclose(theirs.predict(x, verbose=0), mine.predict(x, verbose=0),
+                                   rtol=1e-5, atol=1e-6)
+        theirs.layers[0].my_variable.assign(-state)
+        theirs.save(tmp_path / "theirs.keras")
+    back = densitron.models.load_model(tmp_path / "theirs.keras")
+    np.testing.assert_array_equal(back.layers[0].my_variable.numpy(), -state)
+    np.testing.assert_allclose(back.predict(x, verbose=0), mine.predict(x, verbose=0), rtol=1e-5,
+                               atol=1e-6)
+    # the default pair: the weights as "0", "1", ...; a wrong count refused as Keras does
+    dense = densitron.layers.Dense(3)
+    dense.build((None, 2))
+    store = {}
+    dense.save_own_variables(store)
+    assert sorted(store) == ["0", "1"]
+    dense.load_own_variables({"0": store["0"] * 2, "1": store["1"] + 1})
+    np.testing.assert_array_equal(dense.get_weights()[0], store["0"] * 2)
+    with pytest.raises(ValueError, match="expected 2 variables, but received 1"):
+        dense.load_own_variables({"0": store["0"]})

@@ -844,6 +844,16 @@ def _load_legacy_h5(filepath, compile):
     return model
 
 
+def _own_variables(layer, method):
+    """Whether the layer's file entry is its save_own_variables' store (load_own_variables'):
+    a lookup's, by name, or a layer class's own method (the custom saving guide's)."""
+    from densitron.layers.layer import Layer
+
+    own = getattr(type(layer), method, None)
+    return getattr(layer, "_own_variables_by_name", False) or (
+        own is not None and own is not getattr(Layer, method))
+
+
 def _write_keras_h5(model, h):
     """Keras's layout, which Keras's load_weights and load_model read: each layer's variables
     under layers/<path>/vars/<i>."""
@@ -857,7 +867,7 @@ def _write_keras_h5(model, h):
                 sub_group.attrs["name"] = name
                 for i, v in enumerate(variables):
                     sub_group.create_dataset(str(i), data=np.asarray(v.value))
-        elif getattr(layer, "_own_variables_by_name", False):  # (a lookup's "idf_weights")
+        elif _own_variables(layer, "save_own_variables"):  # (a lookup's "idf_weights")
             own = {}
             layer.save_own_variables(own)
             for key, value in own.items():
@@ -1035,7 +1045,7 @@ def _load_keras_h5(model, h, filepath, skip_mismatch=False):
                                           by_attributes=by_attributes):
         if _is_model(layer):
             continue
-        if getattr(layer, "_own_variables_by_name", False):  # (a lookup's, by name)
+        if _own_variables(layer, "load_own_variables"):  # (a lookup's, by name)
             group = h.get(f"{path}/vars")
             found.append((layer, {k: group[k][()] for k in group} if group else {}))
             continue

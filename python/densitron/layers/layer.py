@@ -708,6 +708,24 @@ class Layer:
     def supports_masking(self, value):
         self._supports_masking = bool(value)
 
+    def save_own_variables(self, store):
+        """Keras's: the layer's weights into `store` (a dict) as "0", "1", ... (a layer class
+        may write its own entries: model.save keeps what this writes)."""
+        for i, value in enumerate(self.get_weights()):
+            store[f"{i}"] = value
+
+    def load_own_variables(self, store):
+        """Keras's inverse of save_own_variables: the weights from the store's "0", "1", ...
+        (other entries are the layer class's own)."""
+        weights = self.weights
+        values = [store[f"{i}"] for i in range(len(weights)) if f"{i}" in store]
+        numbered = [k for k in store if str(k).isdigit()]
+        if len(numbered) != len(weights) or len(values) != len(weights):
+            raise ValueError(f"Layer '{self.name}' expected {len(weights)} variables, but "
+                             f"received {len(numbered)} variables during loading. "
+                             f"Expected: {[w.name for w in weights]}")
+        self.set_weights([np.asarray(v) for v in values])
+
     def compute_mask(self, inputs, previous_mask=None):
         """Keras's default: the input's mask when the layer supports masking, else None."""
         return previous_mask if self.supports_masking else None
