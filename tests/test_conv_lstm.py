@@ -169,7 +169,7 @@ def _trained(lib):
     L = lib.layers
     i = lib.Input((3, 5, 4, 2))
     h = L.ConvLSTM2D(3, 3, padding="same", return_sequences=True,
-                     kernel_regularizer="l2")(i)
+                     kernel_regularizer="l2", activity_regularizer="l2")(i)
     h = L.ConvLSTM2D(2, 2, go_backwards=True)(h)
     model = lib.Model(i, L.Dense(2)(L.Flatten()(h)))
     rng = np.random.default_rng(12)

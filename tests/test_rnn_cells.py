@@ -282,7 +282,7 @@ def _stacked_model(lib):
     i = lib.Input((steps, 4))
     L = lib.layers
     h = L.RNN([L.LSTMCell(8), L.GRUCell(6, reset_after=False), L.SimpleRNNCell(5)],
-              go_backwards=True)(L.Masking()(i))
+              go_backwards=True, activity_regularizer="l1")(L.Masking()(i))
     model = lib.Model(i, L.Dense(2)(h))
     return _compiled(lib, model, "rmsprop", "mse"), x, y
 
