@@ -109,6 +109,15 @@ enum class OpType : int {
                         // is implied), times Keras's kernel (k..., cin, filters); bias and
                         // activation fused as kDense's. Tiles of output rows are laid out
                         // (im2col) in a per-thread buffer and multiplied by the kernel
+  kWindowPool = 34,     // i {rank, in[rank], channels, k[rank], strides[rank], pad_before[rank],
+                        // out[rank], mode} (rank 1 to 3): Keras's windowed pooling of a
+                        // channels_last input (batch, in..., channels) → (batch, out...,
+                        // channels), output position o's window the inputs o·stride -
+                        // pad_before + t, 0 <= t < k, that lie inside the input (each window
+                        // must meet it): their maximum (mode 1; the gradient goes to the first
+                        // maximum in window order, as XLA's select-and-scatter) or their mean
+                        // (mode 0; divided by the count inside, as Keras's 'same' average).
+                        // Threads share (sample, position) items forward and samples backward
 };
 
 // kMath's operations on each value x (a and b: the node's fattrs).
@@ -557,6 +566,9 @@ class Graph {
   void backward_conv_blocks(const Step& st, int i, const graph_detail::ConvGeom& g,
                             float* col);
   float* conv_scratch(const Step& st) { return conv_scratch_.data() + st.ith * conv_per_thread_; }
+  // kWindowPool (graph_pool.cc): forward and backward of node i
+  void forward_window_pool(const Step& st, int i);
+  void backward_window_pool(const Step& st, int i);
   void forward_dense_split(const Step& st, int i);
   float* dense_pre(int i);
   void activate_dense_rows(int i, Share rw);

@@ -290,6 +290,18 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
           bad("convolution bias size");
         break;
       }
+      case OpType::kWindowPool: {
+        need_inputs(1);
+        ConvGeom g;
+        int64_t mode = 0;
+        if (node.inputs.size() != 1 || !pool_geom(node.iattrs, &g, &mode) ||
+            in0->width != g.in_positions() * g.cin || node.width != g.positions() * g.cin ||
+            node.last_dim != g.cin || !node.params.empty())
+          bad("a windowed pooling takes {rank, in[rank], channels, k[rank], strides[rank], "
+              "pad_before[rank], out[rank], mode 0 or 1} of its input's and output's widths, "
+              "each window meeting the input");
+        break;
+      }
       case OpType::kModeSelect:
       case OpType::kDivide:
         need_inputs(2);
@@ -1807,6 +1819,7 @@ int Graph::threads_for(int64_t batch, bool training) const {
       macs += 3.0 * static_cast<double>(batch) * nodes_[node.inputs[0]].width * node.last_dim;
     if (node.op == OpType::kBatchMatMul) macs += 3.0 * batch_matmul_macs(node, batch);
     if (node.op == OpType::kConv) macs += 3.0 * conv_macs(node, batch);
+    if (node.op == OpType::kWindowPool) macs += 2.0 * pool_reads(node, batch);
   }
   if (training)
     for (const ParamSpec& p : params_)

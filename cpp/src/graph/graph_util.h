@@ -54,15 +54,15 @@ struct ConvGeom {
 
 // The geometry of kConv attributes, or false when they are malformed (counts, sizes < 1,
 // padding < 0, values beyond 2^24 a size or 2^40 a product).
-inline bool conv_geom(const std::vector<int64_t>& ia, ConvGeom* g) {
-  if (ia.empty() || ia[0] < 1 || ia[0] > 3 || static_cast<int64_t>(ia.size()) != 3 + 6 * ia[0])
+inline bool conv_geom(const int64_t* ia, size_t n, ConvGeom* g) {
+  if (n == 0 || ia[0] < 1 || ia[0] > 3 || static_cast<int64_t>(n) != 3 + 6 * ia[0])
     return false;
   const int r = static_cast<int>(ia[0]);
   constexpr int64_t kMax = int64_t{1} << 24;
   // layout: rank, in[r], cin, k[r], strides[r], dilation[r], pad[r], out[r], filters
-  const int64_t* in = ia.data() + 1;
+  const int64_t* in = ia + 1;
   g->cin = ia[1 + r];
-  const int64_t* k = ia.data() + 2 + r;
+  const int64_t* k = ia + 2 + r;
   const int64_t* st = k + r;
   const int64_t* dl = st + r;
   const int64_t* pd = dl + r;
@@ -87,6 +87,41 @@ inline bool conv_geom(const std::vector<int64_t>& ia, ConvGeom* g) {
   const double out_values = static_cast<double>(g->out[0]) * g->out[1] * g->out[2] * g->filters;
   const double kernel = static_cast<double>(g->k[0]) * g->k[1] * g->k[2] * g->cin * g->filters;
   return in_values <= kMaxProduct && out_values <= kMaxProduct && kernel <= kMaxProduct;
+}
+inline bool conv_geom(const std::vector<int64_t>& ia, ConvGeom* g) {
+  return conv_geom(ia.data(), ia.size(), g);
+}
+
+// The geometry of kWindowPool attributes {rank, in[r], channels, k[r], strides[r], pad[r],
+// out[r], mode} as a convolution's of dilation 1 and `channels` filters, and its mode (0 the
+// mean, 1 the maximum); false when malformed (conv_geom's limits, a mode other than 0 or 1,
+// or a window that misses the input: padding before >= k, or a last window starting past it).
+inline bool pool_geom(const std::vector<int64_t>& ia, ConvGeom* g, int64_t* mode) {
+  if (ia.empty() || ia[0] < 1 || ia[0] > 3 || static_cast<int64_t>(ia.size()) != 3 + 5 * ia[0])
+    return false;
+  const int64_t r = ia[0];
+  // as kConv's attributes: the dilation (1s) after the strides, the channels as filters
+  int64_t conv[21];
+  int64_t n = 0;
+  for (int64_t j = 0; j < 2 + 3 * r; ++j) conv[n++] = ia[j];
+  for (int64_t j = 0; j < r; ++j) conv[n++] = 1;
+  for (int64_t j = 2 + 3 * r; j < 2 + 5 * r; ++j) conv[n++] = ia[j];
+  conv[n++] = ia[1 + r];
+  *mode = ia.back();
+  if (!conv_geom(conv, static_cast<size_t>(n), g) || (*mode != 0 && *mode != 1)) return false;
+  for (int a = 0; a < 3; ++a)
+    if (g->pad[a] >= g->k[a] || (g->out[a] - 1) * g->stride[a] - g->pad[a] >= g->in[a])
+      return false;
+  return true;
+}
+
+// The input values a kWindowPool node reads over `batch` samples (each window's taps, every
+// channel), counted as multiply-adds in the choice of threads.
+inline double pool_reads(const NodeSpec& node, int64_t batch) {
+  ConvGeom g;
+  int64_t mode = 0;
+  if (!pool_geom(node.iattrs, &g, &mode)) return 0.0;
+  return static_cast<double>(batch) * g.positions() * g.taps() * g.cin;
 }
 
 // A kConv kernel of at most this many values (K · filters) takes its gradient in kConvBlocks
