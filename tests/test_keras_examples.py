@@ -418,3 +418,58 @@ def test_a_layer_s_own_save_and_load_of_its_variables(keras, tmp_path):
     np.testing.assert_array_equal(dense.get_weights()[0], store["0"] * 2)
     with pytest.raises(ValueError, match="expected 2 variables, but received 1"):
         dense.load_own_variables({"0": store["0"]})
+
+
+def _complex_model_class(K):
+    """The custom saving guide's CustomModel: a subclassed model of two layers given to its
+    constructor, registered, used inside a functional model."""
+
+    @K.saving.register_keras_serializable(package="examples_guide")
+    class CustomModel(K.Model):
+        def __init__(self, first_layer, second_layer=None, **kwargs):
+            super().__init__(**kwargs)
+            self.first_layer = first_layer
+            self.second_layer = second_layer if second_layer is not None else \
+                K.layers.Dense(8)
+
+        def get_config(self):
+            config = super().get_config()
+            config.update({"first_layer": self.first_layer, "second_layer": self.second_layer})
+            return config
+
+        @classmethod
+        def from_config(cls, config):
+            config["first_layer"] = K.layers.deserialize(config["first_layer"])
+            config["second_layer"] = K.layers.deserialize(config["second_layer"])
+            return cls(**config)
+
+        def call(self, inputs):
+            return self.first_layer(self.second_layer(inputs))
+
+    return CustomModel
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # (Keras's numpy backend's own)
+def test_a_subclassed_model_inside_a_functional_one_saves_and_loads(keras, tmp_path):
+    # densitron wrote the inner model's weights at its class's name and read them at
+    # "functional" (its trace's model): its own files did not load; Keras's files keep the
+    # inner model by its attributes
+    x = np.random.default_rng(6).normal(size=(3, 6)).astype(np.float32)
+
+    def build(K):
+        inputs = K.Input((6,))
+        return K.Model(inputs, _complex_model_class(K)(first_layer=K.layers.Dense(4))(inputs))
+
+    mine = build(densitron)
+    mine.save(tmp_path / "mine.keras")
+    back = densitron.models.load_model(tmp_path / "mine.keras")
+    np.testing.assert_allclose(back.predict(x, verbose=0), mine.predict(x, verbose=0), rtol=1e-6)
+    with np.errstate(all="ignore"):
+        theirs = keras.models.load_model(tmp_path / "mine.keras")
+        np.testing.assert_allclose(theirs.predict(x, verbose=0), mine.predict(x, verbose=0),
+                                   rtol=1e-5, atol=1e-6)
+        original = build(keras)
+        expected = original.predict(x, verbose=0)
+        original.save(tmp_path / "theirs.keras")
+    loaded = densitron.models.load_model(tmp_path / "theirs.keras")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)

@@ -989,7 +989,7 @@ def _composite_paths(layer, path, seen=None):
 
 
 def _keras_layer_paths(model, prefix="layers", wrapped=False, composites=False,
-                       by_attributes=True):
+                       by_attributes=True, nested_as_class=False):
     """(path, layer) of every layer as Keras's weight files address it: by its class within its
     model, numbered when repeated (dense, dense_1, ...; not by layer name), and a nested
     model's layers below the model's own path. With `wrapped` (reading a file Keras wrote), a
@@ -999,7 +999,10 @@ def _keras_layer_paths(model, prefix="layers", wrapped=False, composites=False,
     layers, a composite layer's weights below its own path (_composite_paths); else the
     graph's layers, which densitron writes. A subclassed model's layers are at their
     attributes' paths (as a composite layer's), unless `by_attributes` is False (the layout
-    densitron wrote before it saved such a model as its class: its trace's layers)."""
+    densitron wrote before it saved such a model as its class: its trace's layers). A
+    subclassed model within a model is at "functional", as densitron writes it (the functional
+    model of its trace), or with `nested_as_class` (a file Keras wrote) at its class's name,
+    its layers by its attributes."""
     from densitron.layers.layer import _composite
     from densitron.models.sequential import Sequential
 
@@ -1015,6 +1018,7 @@ def _keras_layer_paths(model, prefix="layers", wrapped=False, composites=False,
               else model._keras_layers() if composites else model._file_calls()[0])
     wrappers = [getattr(layer, "_keras_wrapper", None) if wrapped else None for layer in layers]
     names = _numbered(wrapper or getattr(layer, "_keras_path_name", None)
+                      or _nested_model_path_name(layer, nested_as_class)
                       or naming.to_snake_case(type(layer).__name__)
                       for layer, wrapper in zip(layers, wrappers))
     for layer, wrapper, name in zip(layers, wrappers, names):
@@ -1023,8 +1027,20 @@ def _keras_layer_paths(model, prefix="layers", wrapped=False, composites=False,
             yield from _composite_paths(layer, path)
             continue
         yield path, layer
-        if _is_model(layer):
-            yield from _keras_layer_paths(layer, f"{path}/layers", wrapped, composites)
+        if _is_model(layer) and nested_as_class and getattr(layer, "_subclassed", False):
+            yield from _composite_paths(layer, path)
+        elif _is_model(layer):
+            yield from _keras_layer_paths(layer, f"{path}/layers", wrapped, composites,
+                                          nested_as_class=nested_as_class)
+
+
+def _nested_model_path_name(layer, nested_as_class):
+    """A subclassed model within a model: densitron's files write it as the functional model
+    of its trace, which Keras (and densitron) read back at "functional"; None for the rest and
+    for a file Keras wrote (`nested_as_class`), which keeps it at its class's name."""
+    if not nested_as_class and _is_model(layer) and getattr(layer, "_subclassed", False):
+        return "functional"
+    return None
 
 
 def _load_keras_h5(model, h, filepath, skip_mismatch=False):
@@ -1041,8 +1057,13 @@ def _load_keras_h5(model, h, filepath, skip_mismatch=False):
     by_attributes = not getattr(model, "_subclassed", False) or "layers" not in h or any(
         path in h for path, layer in _keras_layer_paths(model)
         if path and not _is_model(layer))
+    # (a file Keras wrote keeps a subclassed model within the model at its class's name)
+    nested_as_class = any(
+        path in h for path, layer in _keras_layer_paths(model, nested_as_class=True)
+        if _is_model(layer) and getattr(layer, "_subclassed", False) and path != "layers")
     for path, layer in _keras_layer_paths(model, wrapped=wrapped, composites=composites,
-                                          by_attributes=by_attributes):
+                                          by_attributes=by_attributes,
+                                          nested_as_class=nested_as_class):
         if _is_model(layer):
             continue
         if _own_variables(layer, "load_own_variables"):  # (a lookup's, by name)
