@@ -2,11 +2,11 @@
 over the steps onto the engine's nodes: each step's input is projected by a Dense node (x_t·
 kernel + bias; GRU's two-row bias and per-gate dropout project every step at once), adds
 h·recurrent_kernel (a Dense node without bias, the one recurrent kernel read by every step),
-picks its gates with index maps and combines them with activations, products and sums. Keras's weights
-(kernel (features, gates·units), recurrent_kernel (units, gates·units), bias; gate order
-i, f, c, o for LSTM and z, r, h for GRU, whose reset_after bias is (2, 3·units)), masks
-(a masked step keeps the previous state), go_backwards, initial states, return_sequences and
-return_state as Keras 3's JAX backend computes them. RNN(cell) runs Keras's SimpleRNNCell,
+picks its gates with index maps and combines them with activations, products and sums.
+Keras's weights (kernel (features, gates·units), recurrent_kernel (units, gates·units), bias;
+gate order i, f, c, o for LSTM and z, r, h for GRU, whose reset_after bias is (2, 3·units)),
+masks (a masked step keeps the previous state), go_backwards, initial states,
+return_sequences and return_state as Keras 3's JAX backend computes them. RNN(cell) runs Keras's SimpleRNNCell,
 LSTMCell and GRUCell (and StackedRNNCells of them) with those layers' own steps;
 ConvLSTM1D/2D/3D run LSTM's step with the convolution layers' engine nodes."""
 
