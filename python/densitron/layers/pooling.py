@@ -1,10 +1,14 @@
 """Keras's pooling layers: the global ones (the mean or the maximum over every spatial axis, one
 value per channel), the windowed ones (MaxPooling1D/2D/3D, AveragePooling1D/2D/3D) and the
-adaptive ones. A windowed pooling lays each sample's windows out by an index map as (positions,
-window, channels) (-1e9 where a window leaves the input for the maximum, zeros for the mean) and
-reduces the window axis with the engine's pooling; a mean over windows of unequal counts (Keras's
-'same' padding, the adaptive windows) divides each sum by its count (a standardize node of
-constant divisors), as Keras's JAX backend."""
+adaptive ones. A windowed pooling is the engine's windowed pooling node (OpType::kWindowPool):
+each window of a channels_last sample, clipped to the input (XLA's windows, as Keras's JAX
+backend), to its maximum (the gradient to the first maximum in window order) or to its mean
+over the values inside (Keras's 'same' average); channels_first is moved to channels_last and
+back around it by index maps of one entry a value, as the native convolution. An adaptive
+pooling lays each sample's windows out by an index map as (positions, window, channels) (-1e9
+where a window is shorter for the maximum, zeros for the mean) and reduces the window axis with
+the engine's pooling; a mean over windows of unequal counts divides each sum by its count (a
+standardize node of constant divisors)."""
 
 import math
 
@@ -28,7 +32,8 @@ from densitron.layers.convolutional import (
 )
 from densitron.layers.layer import Layer, engine_node, node_spec
 
-_RESHAPE, _POOL, _STANDARDIZE = 14, 16, 17  # densitron::OpType
+_RESHAPE, _POOL, _STANDARDIZE, _INDEX_MAP, _WINDOW_POOL = 14, 16, 17, 20, 34  # OpType
+_POOLED_BYTES = 8  # a windowed pooling's output bytes a value: the value and its gradient
 
 
 class _GlobalPooling(Layer):
@@ -123,6 +128,7 @@ class BasePooling(Layer):
 
     rank = None
     pool_mode = "max"
+    _native = True  # the engine's windowed pooling node (not the adaptive windows' maps)
 
     def __init__(self, pool_size, strides=None, padding="valid", data_format=None, name=None,
                  **kwargs):
@@ -142,6 +148,15 @@ class BasePooling(Layer):
         # (the windows' layout refused before it is made when too large for the machine)
         spatial, channels = _split(tuple(input_shape[1:]), self.data_format)
         positions, window = self._layout(spatial)
+        if self._native:
+            # no windows' map: a sample's output and its gradient (float32), and
+            # channels_first's moves to channels_last and back (a map entry a value)
+            moves = 0 if self.data_format == "channels_last" else \
+                (math.prod(spatial) + positions) * channels
+            refuse_oversized(self, f"its output ({positions * channels} values a sample)",
+                             positions * channels * _POOLED_BYTES + moves * _MAP_ENTRY_BYTES,
+                             f"input_shape={tuple(input_shape)}, {self._size_config()}")
+            return
         refuse_oversized(self, f"its windows' layout ({positions * window * channels} entries "
                          "a sample)", positions * window * channels * _MAP_ENTRY_BYTES,
                          f"input_shape={tuple(input_shape)}, {self._size_config()}")
@@ -172,6 +187,8 @@ class BasePooling(Layer):
         divided by its window's count (a standardize node of constant divisors)."""
         shape = tuple(int(d) for d in node.inputs[0].shape[1:])
         is_max = self.pool_mode == "max"
+        if self._native:
+            return _chained(self._native_chain(node, shape, is_max))
         windows = self._windows(shape, _MASKED if is_max else _ZERO)
         if self.data_format == "channels_last":  # (positions, window, channels)
             outer, length, inner = windows.shape
@@ -191,6 +208,24 @@ class BasePooling(Layer):
                             fattrs=[0.0] * width + counts.ravel().tolist()),
                   engine_node(_RESHAPE, node)]
         return _chained(chain)
+
+    def _native_chain(self, node, shape, is_max):
+        """The engine's windowed pooling node (channels_first's input moved to channels_last
+        before it and its output back after it: each sample's (channels, positions) to
+        (positions, channels) and back)."""
+        spatial, channels = _split(shape, self.data_format)
+        sizes = self._sizes(spatial)
+        positions = math.prod(n for n, _ in sizes)
+        iattrs = [self.rank, *spatial, channels, *self.pool_size, *self.strides,
+                  *(lo for _, lo in sizes), *(n for n, _ in sizes), int(is_max)]
+        if self.data_format == "channels_last":
+            return [engine_node(_WINDOW_POOL, node, iattrs=iattrs)]
+        moved = np.arange(math.prod(shape)).reshape(channels, -1).T
+        back = np.arange(positions * channels).reshape(positions, channels).T
+        last = engine_node(_INDEX_MAP, node)  # (the layer's activity penalty on the last)
+        return [index_map_spec(moved, channels),
+                node_spec(_WINDOW_POOL, positions * channels, channels, iattrs=iattrs),
+                (*last[:7], back.ravel().tolist(), last[8])]
 
     def _windows(self, shape, fill):
         sizes = self._sizes(_split(shape, self.data_format)[0])
@@ -255,6 +290,8 @@ class AveragePooling3D(BasePooling):
 class BaseAdaptivePooling(BasePooling):
     """Keras's adaptive pooling: the maximum or the mean of output_size windows an axis,
     window i of an axis of n values [floor(i·n / out), ceil((i + 1)·n / out))."""
+
+    _native = False  # (windows of unequal sizes: the index map and the engine's pooling)
 
     def __init__(self, output_size, data_format=None, **kwargs):
         Layer.__init__(self, **kwargs)
