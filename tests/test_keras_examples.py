@@ -316,6 +316,9 @@ def test_a_keras_file_s_loss_function_loads_as_the_function(keras, tmp_path):
         model.save(tmp_path / "m.keras")
         loaded = densitron.models.load_model(tmp_path / "m.keras")
         assert loaded.loss is expected
+        if expected is sq_loss:  # (densitron's own file: the registered function too)
+            loaded.save(tmp_path / "again.keras")
+            assert densitron.models.load_model(tmp_path / "again.keras").loss is sq_loss
         x, y = np.ones((4, 3), np.float32), np.zeros((4, 1), np.float32)
         pred = loaded.predict(x, verbose=0)
         np.testing.assert_allclose(loaded.evaluate(x, y, verbose=0), np.mean(pred ** 2),

@@ -282,6 +282,12 @@ def _saved_loss(loss):
     from densitron import losses
 
     def one(v):
+        if isinstance(v, str) and ">" in v:  # (a registered function of the user's, by name)
+            from densitron.utils.serialization import get_registered_object
+
+            found = get_registered_object(v)
+            if callable(found) and not isinstance(found, type):
+                return found
         return losses.deserialize(v) if isinstance(v, dict) else v
 
     if isinstance(loss, dict) and "class_name" not in loss:
