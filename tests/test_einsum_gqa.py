@@ -110,7 +110,7 @@ def test_einsum_dense_as_keras(case):
     if not case[0].startswith("...") or len(case[2]) == 1:  # (see the test below)
         assert mine.compute_output_shape(full) == tuple(keras_layer.compute_output_shape(full))
     config, keras_config = mine.get_config(), keras_layer.get_config()
-    assert set(config) == set(keras_config) - {"quantization_config"}
+    assert set(config) == set(keras_config)
     for key in ("output_shape", "equation", "activation", "bias_axes"):
         assert config[key] == keras_config[key]
     weights, rng = _random_weights(theirs, 2)

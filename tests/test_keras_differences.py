@@ -455,3 +455,20 @@ def test_model_configs_are_keras_form(keras):
         assert len(first) == len(second)
         for a, b in zip(first, second):
             np.testing.assert_array_equal(a, b)
+
+
+def test_configs_hold_keras_keys_at_their_defaults(keras):
+    # Dense's, EinsumDense's and Embedding's quantization_config (None), Embedding's and
+    # MultiHeadAttention's activity_regularizer (None when unset), LayerNormalization's
+    # rms_scaling (False): Keras's configs exactly; MultiHeadAttention writes no
+    # flash_attention, as Keras's
+    def configured(k):
+        L = k.layers
+        return [L.Dense(3, name="d"), L.EinsumDense("ab,bc->ac", 3, bias_axes="c", name="e"),
+                L.Embedding(10, 4, mask_zero=True, name="emb"), L.LayerNormalization(name="ln"),
+                L.MultiHeadAttention(2, 3, value_dim=5, name="mha")]
+
+    for ours, theirs in zip(configured(densitron), configured(keras)):
+        config = ours.get_config()
+        assert config == theirs.get_config(), type(ours).__name__
+        assert type(ours).from_config(config).get_config() == config

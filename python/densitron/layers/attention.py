@@ -406,8 +406,8 @@ class MultiHeadAttention(Layer):
             "output_shape": self._output_dim,
             "attention_axes": None,
             "sliding_window": self.sliding_window,
-            "flash_attention": self.flash_attention,
             **kernel_bias_config(self),
+            "activity_regularizer": regularizers.serialize(self.activity_regularizer),
             "seed": self.seed,
             # (densitron's: how its calls pass key and masks, so a saved model calls it alike)
             **({"call_signature": list(self._signature)}

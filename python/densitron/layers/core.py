@@ -107,6 +107,7 @@ class Dense(Layer):
                 else activations.serialize(self.activation),
                 "use_bias": self.use_bias,
                 **kernel_bias_config(self),
+                "quantization_config": None,  # (Keras's key: densitron does not quantize)
             }
         )
         return config

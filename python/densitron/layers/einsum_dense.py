@@ -242,7 +242,8 @@ class EinsumDense(Layer):
                                                "kernel_regularizer", "bias_regularizer")},
                 "activity_regularizer": regularizers.serialize(self.activity_regularizer),
                 "kernel_constraint": kernel_bias["kernel_constraint"],
-                "bias_constraint": kernel_bias["bias_constraint"]}
+                "bias_constraint": kernel_bias["bias_constraint"],
+                "quantization_config": None}  # (Keras's key: densitron does not quantize)
 
 
 def einsum_nodes(layer, input_shape, param_index, activity=(0.0, 0.0)):

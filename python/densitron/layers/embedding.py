@@ -92,4 +92,7 @@ class Embedding(Layer):
             "embeddings_regularizer": regularizers.serialize(self.embeddings_regularizer),
             "embeddings_constraint": constraints.serialize(self.embeddings_constraint),
             "mask_zero": self.mask_zero,
+            # (Keras's keys, set or not: densitron does not quantize)
+            "activity_regularizer": regularizers.serialize(self.activity_regularizer),
+            "quantization_config": None,
         }

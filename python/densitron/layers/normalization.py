@@ -187,6 +187,9 @@ class LayerNormalization(_Normalization):
         if axes is not None:
             self.axis = [int(a) for a in axes]
 
+    def get_config(self):
+        return {**super().get_config(), "rms_scaling": False}  # (Keras's key; refused if set)
+
     def _check_inputs(self, input_shape):
         if not isinstance(self.axis, list):
             return super()._check_inputs(input_shape)
