@@ -310,30 +310,31 @@ def test_large_image_trains_a_step_in_bounded_memory():
 def test_oversize_estimate_without_the_windows_map():
     # an image whose windows' map (3×3×64 entries a position, 48 bytes each) would take more
     # than half the machine's memory: the native convolution builds (its output of 8 values a
-    # position takes 288 times less), a grouped one and a depthwise one are still refused; an
-    # output too large for the machine is refused as such
+    # position takes 288 times less), grouped and depthwise ones too; an output too large for
+    # the machine is refused as such
     limit = convolutional.memory_bytes() // 2
     side = math.isqrt(limit // (9 * 64 * 48)) + 1
     inp = layers.Input((side, side, 64))
     assert layers.Conv2D(8, 3, padding="same")(inp).shape == (None, side, side, 8)
-    with pytest.raises(ValueError, match="windows' layout"):
-        layers.Conv2D(8, 3, padding="same", groups=2)(inp)
-    with pytest.raises(ValueError, match="windows' layout"):
-        layers.DepthwiseConv2D(3, padding="same")(inp)
+    assert layers.Conv2D(8, 3, padding="same", groups=2)(inp).shape == (None, side, side, 8)
+    assert layers.DepthwiseConv2D(3, padding="same")(inp).shape == (None, side, side, 64)
     with pytest.raises(ValueError, match=r"its output \(.* values a sample\).*more than half"):
         layers.Conv2D(64 * 288, 3, padding="same")(inp)
 
 
-def test_grouped_depthwise_separable_and_transposed_keep_their_maps():
+def test_only_transposed_and_pointwise_channels_last_ones_keep_other_nodes():
     inp = layers.Input((9, 8, 4))
     one = layers.Input((9, 8, 1))  # (a depthwise convolution of one channel too)
     convs = [layers.Conv2D(6, 3, groups=2), layers.DepthwiseConv2D(3),
-             layers.SeparableConv2D(5, 3), layers.Conv2DTranspose(3, 3, strides=2)]
+             layers.SeparableConv2D(5, 3), layers.DepthwiseConv2D(1)]
     single = layers.DepthwiseConv2D(3, depth_multiplier=2)
-    model = Model([inp, one], [c(inp) for c in convs] + [single(one)])
+    transpose, pointwise = layers.Conv2DTranspose(3, 3, strides=2), layers.Conv2D(3, 1)
+    model = Model([inp, one], [c(inp) for c in [*convs, transpose, pointwise]] + [single(one)])
     for conv in [*convs, single]:
         ops = engine_ops(model, conv)
-        assert _CONV not in ops and _INDEX_MAP in ops, (conv.name, ops)
+        assert _CONV in ops and _INDEX_MAP not in ops, (conv.name, ops)
+    assert _CONV not in engine_ops(model, transpose)
+    assert engine_ops(model, pointwise) == [1]  # (a Dense)
 
 
 def test_engine_refuses_malformed_convolution_attributes():
@@ -353,7 +354,9 @@ def test_engine_refuses_malformed_convolution_attributes():
 
     good = [2, 9, 8, 3, 3, 3, 1, 1, 1, 1, 1, 1, 9, 8, 4]
     graph(good)
-    bad = [[7] + good[1:], good[:-1], good + [1], [2, 1 << 40] + good[2:]]
+    graph(good + [1])  # (groups, optional)
+    bad = [[7] + good[1:], good[:-1], good + [1, 1], good + [2], good + [0],
+           [2, 1 << 40] + good[2:]]
     for field, value in [(1, 0), (3, 0), (4, 0), (6, 0), (8, 0), (10, -1), (12, 0), (14, 5)]:
         bad.append(good[:field] + [value] + good[field + 1:])
     for iattrs in bad:

@@ -19,6 +19,7 @@ namespace {
 struct ConvCase {
   std::vector<int64_t> in, k, stride, dil, pad;
   int64_t cin, filters;
+  int64_t groups = 1;  // (a last attribute when more than one)
   std::vector<int64_t> out() const {  // the windows that start inside the padded input
     std::vector<int64_t> o;
     for (size_t a = 0; a < in.size(); ++a) {
@@ -35,6 +36,7 @@ struct ConvCase {
     const std::vector<int64_t> o = out();
     ia.insert(ia.end(), o.begin(), o.end());
     ia.push_back(filters);
+    if (groups != 1) ia.push_back(groups);
     return ia;
   }
 };
@@ -79,12 +81,12 @@ std::vector<double> reference(const ConvCase& cc, const std::vector<float>& x,
           flat = flat * cc.in[a] + i;
         }
         if (!inside) continue;
-        for (int64_t c = 0; c < cc.cin; ++c) {
-          const double xv = x[(s * in_pos + flat) * cc.cin + c];
-          for (int64_t f = 0; f < cc.filters; ++f)
-            y[(s * positions + p) * cc.filters + f] +=
-                xv * w[(t * cc.cin + c) * cc.filters + f];
-        }
+        const int64_t cg = cc.cin / cc.groups, fg = cc.filters / cc.groups;
+        for (int64_t f = 0; f < cc.filters; ++f)
+          for (int64_t c = 0; c < cg; ++c) {  // output f's group's channels
+            const double xv = x[(s * in_pos + flat) * cc.cin + f / fg * cg + c];
+            y[(s * positions + p) * cc.filters + f] += xv * w[(t * cg + c) * cc.filters + f];
+          }
       }
   for (int64_t q = 0; q < batch * positions; ++q)
     for (int64_t f = 0; f < cc.filters; ++f) y[q * cc.filters + f] += b[f];
@@ -136,7 +138,7 @@ void check(const ConvCase& cc, Activation act, int threads, bool bias = true) {
   const int64_t batch = 5;
   const int64_t in_w = prod(cc.in) * cc.cin;
   std::vector<float> x = random_vec(batch * in_w, 1);
-  std::vector<float> w = random_vec(prod(cc.k) * cc.cin * cc.filters, 2);
+  std::vector<float> w = random_vec(prod(cc.k) * cc.cin / cc.groups * cc.filters, 2);
   std::vector<float> b = random_vec(cc.filters, 3);
   const int saved = get_num_threads();
   set_num_threads(threads);
@@ -167,6 +169,13 @@ const std::vector<ConvCase>& cases() {
       // 3-D
       {{5, 6, 7}, {2, 3, 3}, {1, 2, 1}, {1, 1, 1}, {0, 1, 1}, 3, 5},
       {{6, 5, 7}, {3, 2, 2}, {2, 1, 3}, {1, 2, 1}, {1, 1, 0}, 2, 9},
+      // groups: grouped, depthwise (a channel a group, multiplier 1 and 3), a 1×1 grouped one
+      {{17}, {3}, {2}, {1}, {1}, 6, 9, 3},
+      {{13, 11}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 10, 10, 10},
+      {{15, 9}, {3, 2}, {2, 1}, {2, 1}, {2, 0}, 5, 15, 5},
+      {{40, 37}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 12, 20, 4},
+      {{7, 8}, {1, 1}, {1, 1}, {1, 1}, {0, 0}, 8, 6, 2},
+      {{5, 6, 7}, {2, 3, 3}, {1, 2, 1}, {1, 1, 1}, {0, 1, 1}, 4, 8, 4},
   };
   return all;
 }
@@ -188,7 +197,7 @@ TEST(Conv, SameValuesOnOneAndTwoThreads) {
   for (const ConvCase& cc : cases()) {
     const int64_t batch = 7, in_w = prod(cc.in) * cc.cin;
     std::vector<float> x = random_vec(batch * in_w, 4);
-    std::vector<float> w = random_vec(prod(cc.k) * cc.cin * cc.filters, 5);
+    std::vector<float> w = random_vec(prod(cc.k) * cc.cin / cc.groups * cc.filters, 5);
     std::vector<float> b = random_vec(cc.filters, 6);
     const int saved = get_num_threads();
     set_num_threads(1);
@@ -234,6 +243,16 @@ TEST(Conv, MalformedAttributesRefused) {
   ia = cc.iattrs();
   ia[0] = 4;
   EXPECT_THROW(build(ia, 108), std::invalid_argument);  // rank
+  ia = cc.iattrs();
+  ia.push_back(1);
+  EXPECT_NO_THROW(build(ia, 108));  // groups 1, written
+  for (int64_t groups : {0, -1, 2, 3}) {  // (2 does not divide cin 3; 3 not filters 4)
+    ia.back() = groups;
+    EXPECT_THROW(build(ia, 108 / std::max<int64_t>(groups, 1)), std::invalid_argument)
+        << "groups " << groups;
+  }
+  ia.push_back(1);
+  EXPECT_THROW(build(ia, 108), std::invalid_argument);  // a field too many
 }
 
 }  // namespace

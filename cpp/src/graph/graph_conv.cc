@@ -96,6 +96,43 @@ void col2im(const ConvGeom& g, const float* col, int64_t p0, int64_t p1, float* 
   });
 }
 
+// Group grp's windows of output positions [p0, p1) of sample xs as rows of kdepth() values
+// (each tap's cin / groups channels of the group); im2col's whole windows for one group.
+void im2col_group(const ConvGeom& g, const float* xs, int64_t p0, int64_t p1, int64_t grp,
+                  float* col) {
+  if (g.groups == 1) {
+    im2col(g, xs, p0, p1, 0, g.depth(), col);
+    return;
+  }
+  const int64_t cg = g.cin / g.groups, ld = g.kdepth(), off = grp * cg;
+  for_each_window(g, p0, p1, 0, g.depth(), [&](int64_t row, int64_t t, int64_t, int64_t src) {
+    float* dst = col + row * ld + t * cg;
+    if (src < 0) {
+      std::fill(dst, dst + cg, 0.0f);
+    } else if (cg == 1) {
+      *dst = xs[src + off];
+    } else {
+      std::memcpy(dst, xs + src + off, cg * sizeof(float));
+    }
+  });
+}
+
+// Group grp's windows' gradient col (rows of kdepth() values) added into sample gradient gxs.
+void col2im_group(const ConvGeom& g, const float* col, int64_t p0, int64_t p1, int64_t grp,
+                  float* gxs) {
+  if (g.groups == 1) {
+    col2im(g, col, p0, p1, gxs);
+    return;
+  }
+  const int64_t cg = g.cin / g.groups, ld = g.kdepth(), off = grp * cg;
+  for_each_window(g, p0, p1, 0, g.depth(), [&](int64_t row, int64_t t, int64_t, int64_t src) {
+    if (src < 0) return;
+    const float* from = col + row * ld + t * cg;
+    float* __restrict to = gxs + src + off;
+    for (int64_t c = 0; c < cg; ++c) to[c] += from[c];
+  });
+}
+
 }  // namespace
 
 void Graph::forward_conv(const Step& st, int i) {
@@ -118,10 +155,24 @@ void Graph::forward_conv(const Step& st, int i) {
   const bool direct = g.direct();
   float* col = direct ? nullptr : conv_scratch(st);
   const Share items = share_of(st.batch * tiles, st.ith, st.nth);
+  const int64_t groups = g.groups, kd = g.kdepth(), fg = filters / groups;
   for (int64_t it = items.lo; it < items.hi; ++it) {
     const int64_t s = it / tiles, p0 = it % tiles * tile;
     const int64_t p1 = std::min(positions, p0 + tile), r0 = s * positions + p0;
     const float* xs = x + s * win;
+    if (groups > 1) {  // each group's windows times its columns of the kernel
+      for (int64_t grp = 0; grp < groups; ++grp) {
+        im2col_group(g, xs, p0, p1, grp, col);
+        GemmEpilogue eg = ep;
+        if (ep.bias != nullptr) eg.bias = ep.bias + grp * fg;
+        local_gemm(st, false, false, p1 - p0, fg, kd, col, kd, kernel + grp * fg, filters,
+                   0.0f, z + r0 * filters + grp * fg, filters, &eg);
+      }
+      if (!fuse)
+        activation_forward(node.activation, node.act_params, z + r0 * filters,
+                           y + r0 * filters, p1 - p0, filters);
+      continue;
+    }
     if (!direct) im2col(g, xs, p0, p1, 0, depth, col);
     local_gemm(st, false, false, p1 - p0, filters, depth, direct ? xs + p0 * depth : col, depth,
                kernel, filters, 0.0f, z + r0 * filters, filters, &ep);
@@ -156,7 +207,7 @@ void Graph::backward_conv(const Step& st, int i, Share rw) {
   const bool direct = g.direct();
   float* col = direct ? nullptr : conv_scratch(st);
   const int kp = node.params[0];
-  if (param_grad_wanted(kp) && conv_blocked(g)) {
+  if (g.groups > 1 || (param_grad_wanted(kp) && conv_blocked(g))) {
     backward_conv_blocks(st, i, g, col);
     return;
   }
@@ -212,7 +263,8 @@ void Graph::backward_conv(const Step& st, int i, Share rw) {
 void Graph::backward_conv_blocks(const Step& st, int i, const ConvGeom& g, float* col) {
   const NodeSpec& node = nodes_[i];
   const int64_t positions = g.positions(), depth = g.depth(), filters = g.filters;
-  const int64_t tile = conv_tile_rows(g), kf = depth * filters, stride = kf + filters;
+  const int64_t groups = g.groups, kd = g.kdepth(), fg = filters / groups;
+  const int64_t tile = conv_tile_rows(g), kf = kd * filters, stride = kf + filters;
   const int in = node.inputs[0];
   const int64_t win = nodes_[in].width;
   const float* x = out_[in];
@@ -221,6 +273,7 @@ void Graph::backward_conv_blocks(const Step& st, int i, const ConvGeom& g, float
   const bool direct = g.direct();
   const int kp = node.params[0], bp = node.params[1];
   const bool bias_grad = param_grad_wanted(bp);
+  const bool kernel_grad = param_grad_wanted(kp);  // (always, but with groups)
   float* gx = requires_grad_[in] ? grad_buf_[in].data() : nullptr;
   const bool acc = gx != nullptr && accumulates(in, i, 0);
   float* part = partial_buf_[i].data();
@@ -238,6 +291,23 @@ void Graph::backward_conv_blocks(const Step& st, int i, const ConvGeom& g, float
       for (int64_t p0 = 0; p0 < positions; p0 += tile) {
         const int64_t p1 = std::min(positions, p0 + tile), n = p1 - p0;
         const float* d = dy + (s * positions + p0) * filters;
+        if (groups > 1) {  // each group's windows and its columns of the kernel
+          for (int64_t grp = 0; grp < groups; ++grp) {
+            if (kernel_grad) {
+              im2col_group(g, xs, p0, p1, grp, col);
+              local_gemm(st, true, false, kd, fg, n, col, kd, d + grp * fg, filters,
+                         first ? 0.0f : 1.0f, pw + grp * fg, filters);
+            }
+            if (gxs == nullptr) continue;
+            local_gemm(st, false, true, n, kd, fg, d + grp * fg, filters, kernel + grp * fg,
+                       filters, 0.0f, col, kd);
+            col2im_group(g, col, p0, p1, grp, gxs);
+          }
+          first = false;
+          if (bias_grad)
+            for (int64_t r = 0; r < n; ++r) add_into(pb, d + r * filters, filters);
+          continue;
+        }
         if (!direct) im2col(g, xs, p0, p1, 0, depth, col);
         local_gemm(st, true, false, depth, filters, n, direct ? xs + p0 * depth : col, depth,
                    d, filters, first ? 0.0f : 1.0f, pw, filters);
@@ -257,8 +327,11 @@ void Graph::backward_conv_blocks(const Step& st, int i, const ConvGeom& g, float
     }
   }
   barrier(st);
-  const Share es = share_of(bias_grad ? stride : kf, st.ith, st.nth, kMinElementsPerThread, 16);
-  float* gw = param_grad(kp);
+  const int64_t e0 = kernel_grad ? 0 : kf, e1 = bias_grad ? stride : kf;
+  Share es = share_of(e1 - e0, st.ith, st.nth, kMinElementsPerThread, 16);
+  es.lo += e0;
+  es.hi += e0;
+  float* gw = kernel_grad ? param_grad(kp) : nullptr;
   float* gb = bias_grad ? param_grad(bp) : nullptr;
   const bool first_w = param_first_writer_[kp] == i;
   const bool first_b = bias_grad && param_first_writer_[bp] == i;

@@ -39,13 +39,17 @@ inline double batch_matmul_macs(const NodeSpec& node, int64_t batch) {
 // (size 1, kernel 1, stride 1, dilation 1, no padding) so that every rank runs one loop nest.
 struct ConvGeom {
   int64_t in[3], k[3], stride[3], dil[3], pad[3], out[3];
-  int64_t cin = 0, filters = 0;
+  int64_t cin = 0, filters = 0, groups = 1;
   int64_t positions() const { return out[0] * out[1] * out[2]; }
   int64_t in_positions() const { return in[0] * in[1] * in[2]; }
   int64_t taps() const { return k[0] * k[1] * k[2]; }
-  int64_t depth() const { return taps() * cin; }  // K: a window's values, the kernel's rows
+  int64_t depth() const { return taps() * cin; }  // a window's values
+  // A group's window values, the kernel's rows (K; depth() for one group): a group's
+  // channels cin / groups at each tap, its outputs filters / groups of the kernel's columns.
+  int64_t kdepth() const { return taps() * (cin / groups); }
   // A 1×1 window at stride 1 without padding: the input's rows are the windows themselves.
   bool direct() const {
+    if (groups != 1) return false;
     for (int a = 0; a < 3; ++a)
       if (k[a] != 1 || stride[a] != 1 || pad[a] != 0 || out[a] != in[a]) return false;
     return true;
@@ -55,7 +59,8 @@ struct ConvGeom {
 // The geometry of kConv attributes, or false when they are malformed (counts, sizes < 1,
 // padding < 0, values beyond 2^24 a size or 2^40 a product).
 inline bool conv_geom(const int64_t* ia, size_t n, ConvGeom* g) {
-  if (n == 0 || ia[0] < 1 || ia[0] > 3 || static_cast<int64_t>(n) != 3 + 6 * ia[0])
+  if (n == 0 || ia[0] < 1 || ia[0] > 3 ||
+      (static_cast<int64_t>(n) != 3 + 6 * ia[0] && static_cast<int64_t>(n) != 4 + 6 * ia[0]))
     return false;
   const int r = static_cast<int>(ia[0]);
   constexpr int64_t kMax = int64_t{1} << 24;
@@ -82,10 +87,13 @@ inline bool conv_geom(const int64_t* ia, size_t n, ConvGeom* g) {
       return false;
   }
   if (g->cin < 1 || g->filters < 1 || g->cin > kMax || g->filters > kMax) return false;
+  g->groups = static_cast<int64_t>(n) == 4 + 6 * r ? ia[n - 1] : 1;  // (an optional last field)
+  if (g->groups < 1 || g->cin % g->groups != 0 || g->filters % g->groups != 0) return false;
   constexpr double kMaxProduct = static_cast<double>(int64_t{1} << 40);
   const double in_values = static_cast<double>(g->in[0]) * g->in[1] * g->in[2] * g->cin;
   const double out_values = static_cast<double>(g->out[0]) * g->out[1] * g->out[2] * g->filters;
-  const double kernel = static_cast<double>(g->k[0]) * g->k[1] * g->k[2] * g->cin * g->filters;
+  const double kernel = static_cast<double>(g->k[0]) * g->k[1] * g->k[2] * g->cin * g->filters /
+                        g->groups;
   return in_values <= kMaxProduct && out_values <= kMaxProduct && kernel <= kMaxProduct;
 }
 inline bool conv_geom(const std::vector<int64_t>& ia, ConvGeom* g) {
@@ -131,14 +139,14 @@ inline double pool_reads(const NodeSpec& node, int64_t batch) {
 constexpr int64_t kConvBlockedKernel = 128 * 1024;
 constexpr int kConvBlocks = 8;
 inline bool conv_blocked(const ConvGeom& g) {
-  return g.depth() * g.filters <= kConvBlockedKernel;
+  return g.groups > 1 || g.kdepth() * g.filters <= kConvBlockedKernel;
 }
 
 // A kConv node's multiply-adds over `batch` samples (positions · K · filters each).
 inline double conv_macs(const NodeSpec& node, int64_t batch) {
   ConvGeom g;
   if (!conv_geom(node.iattrs, &g)) return 0.0;
-  return static_cast<double>(batch) * g.positions() * g.depth() * g.filters;
+  return static_cast<double>(batch) * g.positions() * g.kdepth() * g.filters;
 }
 
 // Output rows a kConv tile lays out at once: about 128K floats of windows (512 KB), at least

@@ -1,15 +1,17 @@
 """Keras's convolutions on the engine (Conv1D/2D/3D, grouped too, their transposes,
-DepthwiseConv1D/2D, SeparableConv1D/2D). Conv1D/2D/3D with groups=1 are the engine's
-native convolution node (OpType::kConv): it lays tiles of each sample's windows out (im2col)
-in a small buffer of each thread's and multiplies them by Keras's kernel (k..., cin, filters)
-read as (k...·cin, filters), the bias and activation fused as Dense's; channels_first is moved
-to channels_last and back around it by index maps of one entry a value. The others lay each sample's windows out whole by an index map
-as rows of (output position, window offset, channel), -1 (a zero) where a window leaves the
-input: grouped and depthwise products spread each window value over its group's outputs,
-multiply by the kernel (scale-by) and sum with the engine's pooling; a separable convolution's
-pointwise product is a Dense after them; a transpose multiplies the gathered rows by the kernel
-as a node, in a batched product. Windows and padding are XLA's, as Keras's JAX backend: 'same'
-pads (total // 2) before, the rest after. The windowed poolings (pooling.py) use the maps."""
+DepthwiseConv1D/2D, SeparableConv1D/2D). Conv1D/2D/3D, grouped ones, DepthwiseConv1D/2D
+and SeparableConv1D/2D's depthwise part are the engine's native convolution node
+(OpType::kConv): it lays tiles of each sample's windows out (im2col) in a small buffer of each
+thread's and multiplies them by Keras's kernel (k..., cin / groups, filters) read as
+(k...·cin / groups, filters), group by group (a depthwise kernel (k..., cin, multiplier) is the
+grouped kernel of cin groups), the bias and activation fused as Dense's; a separable
+convolution's pointwise product is a Dense after it; channels_first is moved to channels_last
+and back around it by index maps of one entry a value. A pointwise Conv of one group on
+channels_last inputs is a Dense. A transpose lays each sample's windows out whole by an index
+map as rows of (output position, window offset, channel), -1 (a zero) where a window leaves the
+input, and multiplies the gathered rows by the kernel as a node, in a batched product. Windows
+and padding are XLA's, as Keras's JAX backend: 'same' pads (total // 2) before, the rest after.
+The adaptive poolings (pooling.py) use the maps."""
 
 import math
 import os
@@ -262,37 +264,53 @@ class _WindowedConv(Layer):
         if self._native(channels):
             # no windows' map: a sample's output, its gradient and pre-activation (float32),
             # and channels_first's moves to channels_last and back (a map entry a value)
+            # (a separable convolution's pointwise outputs too)
+            outputs = positions * (first + (self.filters if isinstance(
+                self, BaseSeparableConv) else 0))
             moves = 0 if self.data_format == "channels_last" else \
-                math.prod(spatial) * channels + positions * first
-            refuse_oversized(self, f"its output ({positions * first} values a sample)",
-                             positions * first * _OUTPUT_BYTES + moves * _MAP_ENTRY_BYTES,
-                             received)
+                math.prod(spatial) * channels + positions * self._out_channels(channels)
+            refuse_oversized(self, f"its output ({outputs} values a sample)",
+                             outputs * _OUTPUT_BYTES + moves * _MAP_ENTRY_BYTES, received)
             return
         refuse_oversized(self, f"its windows' layout ({entries} entries a sample)",
                          entries * _MAP_ENTRY_BYTES, received)
 
     def _native(self, channels):
-        """Whether the engine's convolution node computes the windows' product: Conv1D/2D/3D
-        of one group, but for the pointwise convolution of channels_last inputs (a Dense)."""
+        """Whether the engine's convolution node computes the windows' product: every
+        convolution but the transposed ones and the pointwise Conv1D/2D/3D of one group on
+        channels_last inputs (a Dense). Grouped, depthwise and separable ones pass their
+        groups (a depthwise kernel (k..., channels, multiplier) is a grouped one's
+        (k..., 1, channels·multiplier): the same values in the same order)."""
         pointwise_1x1 = (set(self.kernel_size) | set(self.strides) |
                          set(self.dilation_rate)) == {1}
-        return (isinstance(self, BaseConv) and self._groups(channels) == 1 and
-                not (pointwise_1x1 and self.data_format == "channels_last"))
+        return not isinstance(self, BaseConvTranspose) and not (
+            pointwise_1x1 and self._groups(channels) == 1 and
+            self._pointwise_kernel() is None and self.data_format == "channels_last")
 
-    def _native_chain(self, shape, kernel, bias):
+    def _native_chain(self, shape, kernel, bias, pointwise=-1):
         """The engine's convolution node (channels_first's input moved to channels_last
-        before it: each sample's (channels, positions) to (positions, channels))."""
+        before it: each sample's (channels, positions) to (positions, channels)), its groups
+        as a last attribute when more than one; a separable convolution's pointwise Dense
+        (kernel `pointwise`) after it, with the bias."""
         spatial, channels = _split(shape, self.data_format)
         sizes = self._sizes(spatial)
-        filters = self._out_channels(channels)
+        positions = math.prod(n for n, _ in sizes)
+        first = self._window_outputs(channels)
+        groups = self._groups(channels)
         chain = []
         if self.data_format == "channels_first":
             moved = np.arange(math.prod(shape)).reshape(channels, -1).T
             chain.append(index_map_spec(moved, channels))
         iattrs = [self.rank, *spatial, channels, *self.kernel_size, *self.strides,
-                  *self.dilation_rate, *(lo for _, lo in sizes), *(n for n, _ in sizes), filters]
-        chain.append(node_spec(_CONV, math.prod(n for n, _ in sizes) * filters, filters,
-                               params=[kernel, bias], iattrs=iattrs))
+                  *self.dilation_rate, *(lo for _, lo in sizes), *(n for n, _ in sizes), first]
+        if groups > 1:
+            iattrs.append(groups)
+        chain.append(node_spec(_CONV, positions * first, first,
+                               params=[kernel, bias if pointwise < 0 else -1], iattrs=iattrs))
+        if pointwise >= 0:
+            filters = self._out_channels(channels)
+            chain.append(node_spec(_DENSE, positions * filters, filters,
+                                   params=[pointwise, bias]))
         return chain
 
     def _sizes(self, spatial):
@@ -328,8 +346,9 @@ class _WindowedConv(Layer):
         bias = param_index[id(self.bias)] if self.use_bias else -1
         pointwise = self._pointwise_kernel()
         if self._native(channels):
-            return _chained(self._tail(node, self._native_chain(shape, kernel, bias),
-                                       positions, filters))
+            chain = self._native_chain(shape, kernel, bias, -1 if pointwise is None else
+                                       param_index[id(pointwise)])
+            return _chained(self._tail(node, chain, positions, filters))
         # the windows' outputs a position (a separable convolution's depthwise ones)
         first = filters if pointwise is None else channels * self.depth_multiplier
         chain = []
