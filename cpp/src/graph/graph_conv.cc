@@ -133,6 +133,73 @@ void col2im_group(const ConvGeom& g, const float* col, int64_t p0, int64_t p1, i
   });
 }
 
+// A depthwise convolution's (one channel a group, multiplier m = filters / cin) rows z of
+// output positions [p0, p1) of sample xs, directly (a GEMM a channel would be 1 deep): the
+// bias (or 0), then each tap's x·w in window order.
+void depthwise_rows(const ConvGeom& g, const float* xs, const float* kernel, const float* bias,
+                    int64_t p0, int64_t p1, float* z) {
+  const int64_t f = g.filters, cin = g.cin, m = f / cin;
+  for (int64_t r = 0; r < p1 - p0; ++r) {
+    if (bias != nullptr) {
+      std::memcpy(z + r * f, bias, f * sizeof(float));
+    } else {
+      std::fill(z + r * f, z + (r + 1) * f, 0.0f);
+    }
+  }
+  for_each_window(g, p0, p1, 0, g.depth(), [&](int64_t row, int64_t t, int64_t, int64_t src) {
+    if (src < 0) return;
+    const float* xv = xs + src;
+    const float* w = kernel + t * f;
+    float* __restrict zr = z + row * f;
+    if (m == 1) {
+      for (int64_t c = 0; c < cin; ++c) zr[c] += xv[c] * w[c];
+      return;
+    }
+    for (int64_t c = 0; c < cin; ++c)
+      for (int64_t j = 0; j < m; ++j) zr[c * m + j] += xv[c] * w[c * m + j];
+  });
+}
+
+// A depthwise convolution's gradients of output positions [p0, p1) of sample xs (dy: their
+// rows), directly: the kernel's added into pw (taps × filters) unless null, the input's into
+// gxs unless null, tap by tap in window order.
+void depthwise_backward_rows(const ConvGeom& g, const float* xs, const float* kernel,
+                             const float* dy, int64_t p0, int64_t p1, float* pw, float* gxs) {
+  const int64_t f = g.filters, cin = g.cin, m = f / cin;
+  for_each_window(g, p0, p1, 0, g.depth(), [&](int64_t row, int64_t t, int64_t, int64_t src) {
+    if (src < 0) return;
+    const float* d = dy + row * f;
+    if (m == 1) {  // (one output a channel: vectorized over the channels)
+      if (pw != nullptr) {
+        const float* xv = xs + src;
+        float* __restrict gw = pw + t * f;
+        for (int64_t c = 0; c < cin; ++c) gw[c] += xv[c] * d[c];
+      }
+      if (gxs != nullptr) {
+        const float* w = kernel + t * f;
+        float* __restrict gv = gxs + src;
+        for (int64_t c = 0; c < cin; ++c) gv[c] += d[c] * w[c];
+      }
+      return;
+    }
+    if (pw != nullptr) {
+      const float* xv = xs + src;
+      float* __restrict gw = pw + t * f;
+      for (int64_t c = 0; c < cin; ++c)
+        for (int64_t j = 0; j < m; ++j) gw[c * m + j] += xv[c] * d[c * m + j];
+    }
+    if (gxs != nullptr) {
+      const float* w = kernel + t * f;
+      float* __restrict gv = gxs + src;
+      for (int64_t c = 0; c < cin; ++c) {
+        float sum = 0.0f;
+        for (int64_t j = 0; j < m; ++j) sum += d[c * m + j] * w[c * m + j];
+        gv[c] += sum;
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void Graph::forward_conv(const Step& st, int i) {
@@ -160,6 +227,13 @@ void Graph::forward_conv(const Step& st, int i) {
     const int64_t s = it / tiles, p0 = it % tiles * tile;
     const int64_t p1 = std::min(positions, p0 + tile), r0 = s * positions + p0;
     const float* xs = x + s * win;
+    if (groups > 1 && groups == g.cin) {  // depthwise: directly, then the activation
+      depthwise_rows(g, xs, kernel, ep.bias, p0, p1, z + r0 * filters);
+      if (node.activation != Activation::kLinear)
+        activation_forward(node.activation, node.act_params, z + r0 * filters,
+                           y + r0 * filters, p1 - p0, filters);
+      continue;
+    }
     if (groups > 1) {  // each group's windows times its columns of the kernel
       for (int64_t grp = 0; grp < groups; ++grp) {
         im2col_group(g, xs, p0, p1, grp, col);
@@ -291,6 +365,14 @@ void Graph::backward_conv_blocks(const Step& st, int i, const ConvGeom& g, float
       for (int64_t p0 = 0; p0 < positions; p0 += tile) {
         const int64_t p1 = std::min(positions, p0 + tile), n = p1 - p0;
         const float* d = dy + (s * positions + p0) * filters;
+        if (groups > 1 && groups == g.cin) {  // depthwise: directly
+          if (first && kernel_grad) std::fill(pw, pw + kf, 0.0f);
+          first = false;
+          depthwise_backward_rows(g, xs, kernel, d, p0, p1, kernel_grad ? pw : nullptr, gxs);
+          if (bias_grad)
+            for (int64_t r = 0; r < n; ++r) add_into(pb, d + r * filters, filters);
+          continue;
+        }
         if (groups > 1) {  // each group's windows and its columns of the kernel
           for (int64_t grp = 0; grp < groups; ++grp) {
             if (kernel_grad) {
