@@ -71,7 +71,7 @@ def test_learning_rate_scheduler_sets_the_engines_rate():
     sched = callbacks.LearningRateScheduler(lambda epoch, lr: lr * 0.5)
     h = model.fit(x, y, epochs=3, verbose=0, callbacks=[sched])
     assert h.history["learning_rate"] == [float(np.float32(v)) for v in (0.05, 0.025, 0.0125)]
-    assert model.optimizer.learning_rate == 0.0125
+    assert model.optimizer.learning_rate == float(np.float32(0.0125))  # (a float32, as Keras)
     # a rate of zero from the schedule freezes the weights: the engine uses the new rate
     model.fit(x, y, epochs=1, verbose=0,
               callbacks=[callbacks.LearningRateScheduler(lambda epoch: 0.0)])
