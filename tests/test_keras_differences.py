@@ -423,13 +423,11 @@ def _config_models(k):
 
 
 def _without_noise(config):
-    """A model config less what densitron does not write yet: the layers' build_config,
-    Keras-only arguments at their defaults, the training flag a call recorded."""
+    """A model config less what densitron does not write yet: the layers' build_config, the
+    training flag a call recorded."""
     config = json.loads(json.dumps(config))
     for entry in config["layers"]:
         entry.pop("build_config", None)
-        for key in ("quantization_config", "optional", "ragged", "sparse"):
-            entry["config"].pop(key, None)
         if entry["class_name"] == "InputLayer" and "input_layers" not in config:
             entry["config"].pop("name")  # (a Sequential's input: named by each its own way)
         for node in entry.get("inbound_nodes", []):
@@ -460,15 +458,20 @@ def test_model_configs_are_keras_form(keras):
 def test_configs_hold_keras_keys_at_their_defaults(keras):
     # Dense's, EinsumDense's and Embedding's quantization_config (None), Embedding's and
     # MultiHeadAttention's activity_regularizer (None when unset), LayerNormalization's
-    # rms_scaling (False): Keras's configs exactly; MultiHeadAttention writes no
+    # rms_scaling (False), BatchNormalization's synchronized and renorm arguments, InputLayer's
+    # ragged and optional (False): Keras's configs exactly; MultiHeadAttention writes no
     # flash_attention, as Keras's
     def configured(k):
         L = k.layers
         return [L.Dense(3, name="d"), L.EinsumDense("ab,bc->ac", 3, bias_axes="c", name="e"),
                 L.Embedding(10, 4, mask_zero=True, name="emb"), L.LayerNormalization(name="ln"),
-                L.MultiHeadAttention(2, 3, value_dim=5, name="mha")]
+                L.MultiHeadAttention(2, 3, value_dim=5, name="mha"),
+                L.BatchNormalization(renorm_momentum=0.9, name="bn"),
+                L.InputLayer(shape=(3, 2), name="inp")]
 
     for ours, theirs in zip(configured(densitron), configured(keras)):
         config = ours.get_config()
         assert config == theirs.get_config(), type(ours).__name__
         assert type(ours).from_config(config).get_config() == config
+    with pytest.raises(ValueError, match="Received: renorm=True"):
+        densitron.layers.BatchNormalization(renorm=True)

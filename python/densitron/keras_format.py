@@ -111,7 +111,8 @@ def to_keras(model):
         if shape:
             layers.insert(0, {"module": _LAYER_MODULE, "class_name": "InputLayer",
                               "config": {"batch_shape": shape, "dtype": "float32",
-                                         "name": model.name + "_input"},
+                                         "sparse": False, "ragged": False,
+                                         "name": model.name + "_input", "optional": False},
                               "registered_name": None})
         return {"module": "keras", "class_name": "Sequential",
                 "config": {"name": config["name"], "trainable": config["trainable"],

@@ -50,12 +50,17 @@ class InputLayer(Layer):
             "batch_shape": (self.batch_size,) + self.shape,
             "dtype": "float32",
             "sparse": self.sparse,
+            "ragged": False,  # (Keras's keys: densitron refuses ragged and optional inputs)
             "name": self.name,
+            "optional": False,
         }
 
     @classmethod
     def from_config(cls, config):
         shape = tuple(config["batch_shape"])[1:]
+        if config.get("optional"):
+            raise ValueError("densitron does not support optional inputs. Received: "
+                             f"optional={config['optional']!r}")
         return cls(shape=shape, batch_size=config["batch_shape"][0],
                    sparse=config.get("sparse"), ragged=config.get("ragged"),
                    name=config.get("name"))

@@ -127,10 +127,16 @@ class BatchNormalization(_Normalization):
                  beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones",
                  beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
-                 gamma_constraint=None, synchronized=False, **kwargs):
+                 gamma_constraint=None, synchronized=False, renorm=False, renorm_clipping=None,
+                 renorm_momentum=0.99, **kwargs):
         super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer,
                          beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint,
                          **kwargs)
+        if renorm:  # (its clipping and momentum change nothing without it, as in Keras)
+            raise ValueError("densitron's BatchNormalization has no batch renormalization. "
+                             f"Received: renorm={renorm!r}")
+        self.synchronized = bool(synchronized)  # (one device: nothing to synchronize)
+        self.renorm_clipping, self.renorm_momentum = renorm_clipping, renorm_momentum
         self.momentum = _positive_float("momentum", momentum, allow_zero=True)
         if self.momentum > 1.0:
             raise ValueError(f"`momentum` must be in [0, 1]. Received: momentum={momentum!r}")
@@ -160,6 +166,10 @@ class BatchNormalization(_Normalization):
             "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
             "moving_variance_initializer": initializers.serialize(
                 self.moving_variance_initializer),
+            "synchronized": self.synchronized,  # (Keras's keys)
+            "renorm": False,
+            "renorm_clipping": self.renorm_clipping,
+            "renorm_momentum": self.renorm_momentum,
         }
 
 
