@@ -23,8 +23,7 @@ from densitron.layers.core import kernel_bias_config, set_kernel_bias_args
 from densitron.layers.layer import Layer, engine_node, node_spec
 
 # densitron::OpType
-_DENSE, _ACTIVATION, _POOL, _INDEX_MAP, _BIAS_ADD, _SCALE_BY, _BATCH_MATMUL, _CONV = (
-    1, 2, 16, 20, 22, 23, 32, 33)
+_DENSE, _ACTIVATION, _INDEX_MAP, _BIAS_ADD, _BATCH_MATMUL, _CONV = 1, 2, 20, 22, 32, 33
 _ZERO, _MASKED = -1, -2  # an index map's entries for 0 and -1e9
 # An index map's bytes an entry: its int64 array, the list the engine's node is made from, the
 # engine's copy and the gathered float32 value
@@ -330,48 +329,24 @@ class _WindowedConv(Layer):
                      self.data_format)
 
     def _engine_subgraph(self, node, param_index):
-        """Each sample's windows as rows (positions, window·channels) by an index map, then
-        the engine's Dense with the kernel; with groups, the map spreads each window value
-        over its group's outputs, a scale-by multiplies them by the kernel and the engine's
-        pooling sums each output's products, a bias-add adding the bias. A separable
-        convolution's pointwise Dense follows; channels_first moves (positions, filters) to
-        (filters, positions); the activation is fused into a last Dense of channels_last
-        outputs (a softmax over their last axis too), else a node of its own."""
+        """The engine's convolution node (_native_chain), or for a pointwise Conv1D/2D/3D of
+        one group on channels_last inputs the engine's Dense over each position's channels; a
+        separable convolution's pointwise Dense follows; channels_first moves (positions,
+        filters) to (filters, positions); the activation is fused into a last Dense or
+        convolution of channels_last outputs (a softmax over their last axis too), else a node
+        of its own."""
         shape = tuple(int(d) for d in node.inputs[0].shape[1:])
-        spatial, channels = _split(shape, self.data_format)
+        _, channels = _split(shape, self.data_format)
         filters = self._out_channels(channels)
         positions = math.prod(node.outputs[0].shape[1:]) // filters
-        groups = self._groups(channels)
         kernel = param_index[id(self.kernel)]
         bias = param_index[id(self.bias)] if self.use_bias else -1
         pointwise = self._pointwise_kernel()
         if self._native(channels):
             chain = self._native_chain(shape, kernel, bias, -1 if pointwise is None else
                                        param_index[id(pointwise)])
-            return _chained(self._tail(node, chain, positions, filters))
-        # the windows' outputs a position (a separable convolution's depthwise ones)
-        first = filters if pointwise is None else channels * self.depth_multiplier
-        chain = []
-        pointwise_1x1 = (set(self.kernel_size) | set(self.strides) |
-                         set(self.dilation_rate)) == {1}
-        if not (pointwise_1x1 and groups == 1 and self.data_format == "channels_last"):
-            rows = window_map(shape, self.data_format, self.kernel_size, self.strides,
-                              self.dilation_rate, self._sizes(spatial), _ZERO)
-            if self.data_format == "channels_first":
-                rows = rows.transpose(1, 2, 0)  # (positions, window, channels)
-            if groups == 1:
-                row = rows.shape[1] * rows.shape[2]
-                chain.append(index_map_spec(rows, row))
-            else:
-                chain += self._grouped(rows, groups, first, kernel)
-        if groups == 1:
-            chain.append(node_spec(_DENSE, positions * first, first,
-                                   params=[kernel, -1 if pointwise is not None else bias]))
-        elif pointwise is None and bias >= 0:
-            chain.append(node_spec(_BIAS_ADD, positions * filters, filters, params=[bias]))
-        if pointwise is not None:
-            chain.append(node_spec(_DENSE, positions * filters, filters,
-                                   params=[param_index[id(pointwise)], bias]))
+        else:
+            chain = [node_spec(_DENSE, positions * filters, filters, params=[kernel, bias])]
         return _chained(self._tail(node, chain, positions, filters))
 
     def _tail(self, node, chain, positions, filters):
@@ -395,21 +370,6 @@ class _WindowedConv(Layer):
         activity = regularizers.coefficients(self.activity_regularizer)
         chain[-1] = (*chain[-1][:8], tuple(float(a) for a in activity))
         return chain
-
-    @staticmethod
-    def _grouped(rows, groups, width, kernel):
-        """Grouped products: each window value spread over the outputs of its group (the
-        kernel's (window, channels / groups, width) order), times the kernel, summed per
-        output over the window and the group's channels."""
-        positions, window, channels = rows.shape
-        per_group = channels // groups
-        spread = rows.reshape(positions, window, groups, per_group).transpose(0, 1, 3, 2)
-        spread = np.repeat(spread, width // groups, axis=-1)  # (p, window, c, outputs)
-        row = window * per_group * width
-        return [index_map_spec(spread, row),
-                node_spec(_SCALE_BY, spread.size, row, params=[kernel]),
-                node_spec(_POOL, positions * width, width,
-                          iattrs=[positions, window * per_group, width, 2])]
 
     def _symbolic_call(self, inputs, flat):
         out = super()._symbolic_call(inputs, flat)

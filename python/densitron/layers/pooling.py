@@ -182,9 +182,10 @@ class BasePooling(Layer):
         return _join(input_shape[0], [n for n, _ in sizes], channels, self.data_format)
 
     def _engine_subgraph(self, node, param_index):
-        """The windows (an index map; channels_first as (channels, positions, window)), the
-        engine's pooling over the window axis, and for the mean of 'same' windows each sum
-        divided by its window's count (a standardize node of constant divisors)."""
+        """The engine's windowed pooling node (_native_chain); the adaptive poolings' windows
+        of unequal sizes as an index map (channels_first as (channels, positions, window)),
+        the engine's pooling over the window axis, and for the mean of windows of unequal
+        counts each sum divided by its count (a standardize node of constant divisors)."""
         shape = tuple(int(d) for d in node.inputs[0].shape[1:])
         is_max = self.pool_mode == "max"
         if self._native:
