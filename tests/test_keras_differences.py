@@ -475,3 +475,19 @@ def test_configs_hold_keras_keys_at_their_defaults(keras):
         assert type(ours).from_config(config).get_config() == config
     with pytest.raises(ValueError, match="Received: renorm=True"):
         densitron.layers.BatchNormalization(renorm=True)
+
+
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+def test_flatten_data_format_as_keras(keras, data_format):
+    # Keras's Flatten moves a channels_first sample's channels last before flattening
+    x = np.random.default_rng(5).normal(size=(3, 2, 4, 5)).astype("float32")
+    want = np.asarray(keras.layers.Flatten(data_format=data_format)(x))
+    layer = densitron.layers.Flatten(data_format=data_format)
+    assert np.array_equal(layer(x), want)
+    model = densitron.Sequential([densitron.Input((2, 4, 5)), layer])
+    assert np.array_equal(model.predict(x, verbose=0), want)
+    assert layer.get_config()["data_format"] == data_format
+    clone = densitron.Sequential.from_config(model.get_config())
+    assert np.array_equal(clone.predict(x, verbose=0), want)
+    with pytest.raises(ValueError, match="Received: data_format='nchw'"):
+        densitron.layers.Flatten(data_format="nchw")

@@ -34,7 +34,8 @@ _OWN_DATA_FORMAT = {f"Global{kind}Pooling{rank}D" for kind in ("Average", "Max")
                                        "AdaptiveAveragePooling")
     for rank in (1, 2, 3) for end in ("", "Transpose")} | {
     "Resizing", "CenterCrop", "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
-    "RandomContrast", "RandomBrightness", "RandomCrop"} | {f"ConvLSTM{rank}D" for rank in (1, 2, 3)}
+    "RandomContrast", "RandomBrightness", "RandomCrop", "Flatten"} | {
+    f"ConvLSTM{rank}D" for rank in (1, 2, 3)}
 # (a loss scale factor, Keras's only optimizer argument densitron has no use for, changes
 # nothing in float32: the optimizers take and drop it)
 

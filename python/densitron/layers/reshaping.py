@@ -22,8 +22,14 @@ class KeepsIntegerDtype:
 
 
 class Flatten(KeepsIntegerDtype, Layer):
+    """Each sample's values as one axis; with data_format='channels_first' the channels axis
+    moved last first, as Keras's (a sample (c, h, w) flattened in (h, w, c) order)."""
+
     def __init__(self, data_format=None, **kwargs):
+        from densitron.layers.convolutional import standardize_data_format
+
         super().__init__(**kwargs)
+        self.data_format = standardize_data_format(data_format)
 
     def _check_inputs(self, input_shape):
         if isinstance(input_shape, list):
@@ -34,7 +40,14 @@ class Flatten(KeepsIntegerDtype, Layer):
         return (input_shape[0], math.prod(input_shape[1:]))
 
     def _engine_node(self, node, param_index):
+        in_shape = tuple(node.inputs[0].shape[1:])
+        if self.data_format == "channels_first" and len(in_shape) > 1:
+            moved = np.moveaxis(_positions(in_shape), 0, -1)
+            return engine_node(20, node, iattrs=moved.ravel().tolist())
         return engine_node(14, node)
+
+    def get_config(self):
+        return {**super().get_config(), "data_format": self.data_format}
 
 
 class Reshape(KeepsIntegerDtype, Layer):
