@@ -464,13 +464,10 @@ class Functional(Trainer, Layer):
             local[(id(node), 0)] = len(specs) - 1
         return [local[(id(t._node), t._index)] for t in self.outputs]
 
-    def _make_engine_graph(self, traced_losses=None, target_shapes=None, traced_metrics=()):
-        """The engine's graph of the model; with `traced_losses` ({output k: a loss written in
-        Python}) and `traced_metrics` ([(output k, a metric function)]), also each function's
-        nodes on that output and its targets (of target_shapes[k]), whose engine node indices
-        (with their batch reductions and tails) go to self._loss_nodes and self._metric_nodes."""
-        from densitron.trainers.loss_graph import added_loss_specs, loss_node_specs
-
+    def _engine_specs(self, added):
+        """The model's weights (each once), their indices by id, the engine's node specs of
+        the model (its inputs first) and its outputs' node indices; add_loss's (node, AddedLoss
+        layer) pairs go to `added`."""
         params, param_index = [], {}
         for v in self.weights:
             if id(v) not in param_index:
@@ -478,9 +475,19 @@ class Functional(Trainer, Layer):
                 params.append(v)
         specs = [t._node.layer._engine_node(t._node, param_index) for t in self.inputs]
         specs = [(s[0], [], *s[1:]) for s in specs]
+        outputs = self._emit_engine_nodes(specs, list(range(len(self.inputs))), param_index,
+                                          added)
+        return params, param_index, specs, outputs
+
+    def _make_engine_graph(self, traced_losses=None, target_shapes=None, traced_metrics=()):
+        """The engine's graph of the model; with `traced_losses` ({output k: a loss written in
+        Python}) and `traced_metrics` ([(output k, a metric function)]), also each function's
+        nodes on that output and its targets (of target_shapes[k]), whose engine node indices
+        (with their batch reductions and tails) go to self._loss_nodes and self._metric_nodes."""
+        from densitron.trainers.loss_graph import added_loss_specs, loss_node_specs
+
         added = []
-        self._engine_outputs = self._emit_engine_nodes(specs, list(range(len(self.inputs))),
-                                                       param_index, added)
+        params, param_index, specs, self._engine_outputs = self._engine_specs(added)
         def batch_values(nodes):  # a batch's mean or sum: values that depend on the grouping
             return any(spec[0] == _BATCH_REDUCE for spec in nodes)
 
@@ -771,15 +778,7 @@ class Functional(Trainer, Layer):
         built = getattr(self, "_augmenting_graph", None)
         if built is None or built[0] is not main:
             with image_preprocessing.always_augmenting():
-                params, param_index = [], {}
-                for v in self.weights:
-                    if id(v) not in param_index:
-                        param_index[id(v)] = len(params)
-                        params.append(v)
-                specs = [t._node.layer._engine_node(t._node, param_index) for t in self.inputs]
-                specs = [(spec[0], [], *spec[1:]) for spec in specs]
-                outputs = self._emit_engine_nodes(specs, list(range(len(self.inputs))),
-                                                  param_index, [])
+                params, _, specs, outputs = self._engine_specs([])
             built = self._augmenting_graph = (main, _core.Graph(
                 specs, [v.engine_spec() for v in params], list(range(len(self.inputs))),
                 outputs))
