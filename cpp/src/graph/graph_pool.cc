@@ -25,6 +25,13 @@ float* pool_scratch(int64_t n) {
   return scratch.data();
 }
 
+// The calling thread's n flags of the maximum's channels still to be met (grows only).
+uint32_t* pending_scratch(int64_t n) {
+  thread_local std::vector<uint32_t> scratch;
+  if (static_cast<int64_t>(scratch.size()) < n) scratch.resize(n);
+  return scratch.data();
+}
+
 // The window of output position p clipped to the input: per axis the first input index and
 // the count of the window's taps inside it.
 struct Window {
@@ -58,8 +65,26 @@ inline void for_each_tap(const ConvGeom& g, const Window& w, Fn fn) {
     }
 }
 
-// Whether x is the maximum m (NaN for NaN: the maximum propagates it).
-inline bool is_max(float x, float m) { return x == m || (x != x && m != m); }
+// The maximum's gradient at one tap: dp[ch] added into gv[ch] where the tap's value xv[ch]
+// is the maximum yp[ch] (NaN for NaN) and pending[ch] (all ones: not met at an earlier tap),
+// which it then clears. Masks as integers, with no branch on the data, so that the compiler
+// vectorizes it (a branch a value was mispredicted wherever a maximum lands).
+inline void route_max_grad(const float* __restrict xv, const float* __restrict yp,
+                           const float* __restrict dp, float* __restrict gv,
+                           uint32_t* __restrict pending, int64_t c) {
+  for (int64_t ch = 0; ch < c; ++ch) {
+    const float xc = xv[ch], m = yp[ch];
+    const uint32_t hit = pending[ch] & (-static_cast<uint32_t>(xc == m) |
+                                        -static_cast<uint32_t>((xc != xc) & (m != m)));
+    const float sum = gv[ch] + dp[ch];
+    uint32_t sum_bits, old_bits;
+    std::memcpy(&sum_bits, &sum, sizeof(float));
+    std::memcpy(&old_bits, gv + ch, sizeof(float));
+    const uint32_t out = (sum_bits & hit) | (old_bits & ~hit);
+    std::memcpy(gv + ch, &out, sizeof(float));
+    pending[ch] &= ~hit;
+  }
+}
 
 }  // namespace
 
@@ -117,7 +142,8 @@ void Graph::backward_window_pool(const Step& st, int i) {
   const float* dy = grad_buf_[i].data();
   const bool acc = accumulates(in, i, 0);
   float* gx = grad_buf_[in].data();
-  float* __restrict v = pool_scratch(c);  // the mean's dy / count, or the max's pending flags
+  float* __restrict v = pool_scratch(c);  // the mean's dy / count
+  uint32_t* __restrict pending = pending_scratch(c);  // the max's channels still to meet it
   const Share bs = share_of(st.batch, st.ith, st.nth);
   for (int64_t s = bs.lo; s < bs.hi; ++s) {
     const float* xs = x + s * win;
@@ -133,16 +159,9 @@ void Graph::backward_window_pool(const Step& st, int i) {
         continue;
       }
       const float* yp = y + (s * positions + p) * c;
-      std::fill(v, v + c, 1.0f);
+      std::fill(pending, pending + c, ~uint32_t{0});
       for_each_tap(g, w, [&](int64_t off) {
-        const float* xv = xs + off;
-        float* gv = gxs + off;
-        for (int64_t ch = 0; ch < c; ++ch) {
-          if (v[ch] != 0.0f && is_max(xv[ch], yp[ch])) {
-            gv[ch] += dp[ch];
-            v[ch] = 0.0f;
-          }
-        }
+        route_max_grad(xs + off, yp, dp, gxs + off, pending, c);
       });
     }
   }
