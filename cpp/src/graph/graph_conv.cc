@@ -68,8 +68,59 @@ inline void for_each_window(const ConvGeom& g, int64_t p0, int64_t p1, int64_t c
 
 // Columns [c0, c1) of the windows of output positions [p0, p1) of sample xs, as rows of
 // c1 - c0 values in col; 0 where a window leaves the input.
+// Whole windows' rows (im2col's columns [0, depth)) where the last axis is not dilated: each
+// (k0, k1) row of the window is one run of k[2]·cin input values, its part inside the input
+// copied at once and zeros beside it (the taps one by one cost a call each: a first layer's
+// cin of 1 or 3 made that most of its time).
+void im2col_runs(const ConvGeom& g, const float* xs, int64_t p0, int64_t p1, float* col) {
+  const int64_t cin = g.cin, depth = g.depth(), run = g.k[2] * cin;
+  int64_t o[3];
+  int64_t rest = p0;
+  o[2] = rest % g.out[2];
+  rest /= g.out[2];
+  o[1] = rest % g.out[1];
+  o[0] = rest / g.out[1];
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t b0 = o[0] * g.stride[0] - g.pad[0];
+    const int64_t b1 = o[1] * g.stride[1] - g.pad[1];
+    const int64_t b2 = o[2] * g.stride[2] - g.pad[2];
+    // the run's taps inside the input: [t_lo, t_hi) of k[2]
+    const int64_t t_lo = std::min(g.k[2], std::max<int64_t>(0, -b2));
+    const int64_t t_hi = std::max(t_lo, std::min(g.k[2], g.in[2] - b2));
+    float* __restrict dst = col + (p - p0) * depth;
+    for (int64_t k0 = 0; k0 < g.k[0]; ++k0) {
+      const int64_t i0 = b0 + k0 * g.dil[0];
+      const bool in0 = i0 >= 0 && i0 < g.in[0];
+      for (int64_t k1 = 0; k1 < g.k[1]; ++k1, dst += run) {
+        const int64_t i1 = b1 + k1 * g.dil[1];
+        if (!in0 || i1 < 0 || i1 >= g.in[1]) {
+          std::fill(dst, dst + run, 0.0f);
+          continue;
+        }
+        const float* src = xs + ((i0 * g.in[1] + i1) * g.in[2] + b2 + t_lo) * cin;
+        std::fill(dst, dst + t_lo * cin, 0.0f);
+        const int64_t n = (t_hi - t_lo) * cin;
+        float* __restrict d = dst + t_lo * cin;
+        for (int64_t j = 0; j < n; ++j) d[j] = src[j];
+        std::fill(dst + t_hi * cin, dst + run, 0.0f);
+      }
+    }
+    if (++o[2] == g.out[2]) {
+      o[2] = 0;
+      if (++o[1] == g.out[1]) {
+        o[1] = 0;
+        ++o[0];
+      }
+    }
+  }
+}
+
 void im2col(const ConvGeom& g, const float* xs, int64_t p0, int64_t p1, int64_t c0, int64_t c1,
             float* col) {
+  if (c0 == 0 && c1 == g.depth() && g.dil[2] == 1) {
+    im2col_runs(g, xs, p0, p1, col);
+    return;
+  }
   const int64_t ld = c1 - c0, cin = g.cin;
   for_each_window(g, p0, p1, c0, c1, [&](int64_t row, int64_t t, int64_t lo, int64_t src) {
     const int64_t n = std::min(c1, (t + 1) * cin) - lo;
