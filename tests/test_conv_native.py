@@ -293,16 +293,21 @@ _LARGE_IMAGE = textwrap.dedent("""
 """)
 
 
+def peak_growth_kb(program):
+    """The peak RSS growth (KB) `program` prints last, run in a fresh process."""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.split()[-1])
+
+
 def test_large_image_trains_a_step_in_bounded_memory():
     # 224×224×16 → 32 filters, 3×3 'same', batch 4. The old windows' map alone had 224·224·9·16
     # = 7.2M entries (48 bytes each as it was made: 347 MB, before the gathered values). The
     # native node's buffers: the output and its gradient (2 × 25.7 MB), the batch's gathered
     # input (12.8 MB) and a thread's 512 KB tile. The peak's growth over the building and the
     # step, in a fresh process, stays under half of the old map's bytes.
-    done = subprocess.run([sys.executable, "-c", _LARGE_IMAGE], capture_output=True, text=True,
-                          timeout=600, check=False)
-    assert done.returncode == 0, done.stderr
-    grown_kb = int(done.stdout.split()[-1])
+    grown_kb = peak_growth_kb(_LARGE_IMAGE)
     old_map_kb = 224 * 224 * 9 * 16 * 48 // 1024
     assert grown_kb < old_map_kb // 2, (grown_kb, old_map_kb)
 

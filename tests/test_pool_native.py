@@ -7,8 +7,6 @@ and two threads, a large image built and stepped in bounded memory, and the engi
 malformed attributes. Parity with Keras's layers themselves is in test_convolution.py."""
 
 import math
-import subprocess
-import sys
 import textwrap
 
 import densitron
@@ -16,6 +14,7 @@ import numpy as np
 import pytest
 from densitron import layers
 from densitron.models import Model
+from test_conv_native import peak_growth_kb
 from test_gradients_fd import fd_check
 from test_threads import assert_trains_alike_on_one_and_two_threads
 
@@ -211,10 +210,7 @@ def test_large_image_pools_a_step_in_bounded_memory():
     # the poolings' outputs and gradients (4 × 6.4 MB), the batch's input (25.7 MB). The
     # peak's growth over the building and the step, in a fresh process, stays under half of
     # the old maps' bytes.
-    done = subprocess.run([sys.executable, "-c", _LARGE_IMAGE], capture_output=True, text=True,
-                          timeout=600, check=False)
-    assert done.returncode == 0, done.stderr
-    grown_kb = int(done.stdout.split()[-1])
+    grown_kb = peak_growth_kb(_LARGE_IMAGE)
     old_maps_kb = 112 * 112 * (4 + 9) * 32 * 48 // 1024
     assert grown_kb < old_maps_kb // 2, (grown_kb, old_maps_kb)
 

@@ -177,11 +177,11 @@ def test_weights_are_kerass():
     assert lstm.states is None
 
 
-def _keras_pair(keras, build):
+def _keras_pair(keras, build, scale=0.4):
     """The same model in Keras and densitron, with the same (random) weights."""
     km, dm = build(keras), build(densitron)
     rng = np.random.default_rng(5)
-    weights = [(rng.standard_normal(w.shape) * 0.4).astype(np.float32)
+    weights = [(rng.standard_normal(w.shape) * scale).astype(np.float32)
                for w in km.get_weights()]
     km.set_weights(weights)
     dm.set_weights(weights)

@@ -14,6 +14,7 @@ import pytest
 from densitron import layers
 from keras_subprocess import keras_on_jax_json
 from test_gradients_fd import fd_check
+from test_recurrent import _keras_pair, _outputs
 from test_recurrent import cell as reference_cell
 
 # (Keras's numpy backend's own warnings: its variables' __array__, Flatten dropping a mask)
@@ -157,22 +158,6 @@ def test_return_state_and_initial_state_structures():
         flat = [t for o in eager for t in (o if isinstance(o, list) else [o])]
         for e, g in zip(flat, model.predict(x, verbose=0), strict=True):
             np.testing.assert_allclose(e, g, rtol=1e-6)
-
-
-def _keras_pair(keras, build, scale=0.4):
-    """The same model in Keras and densitron, with the same (random) weights."""
-    km, dm = build(keras), build(densitron)
-    rng = np.random.default_rng(5)
-    weights = [(rng.standard_normal(w.shape) * scale).astype(np.float32)
-               for w in km.get_weights()]
-    km.set_weights(weights)
-    dm.set_weights(weights)
-    return km, dm
-
-
-def _outputs(model, x):
-    out = model.predict(x, verbose=0)
-    return [np.asarray(o) for o in out] if isinstance(out, (list, tuple)) else [out]
 
 
 def _model_of_cells(lib):
