@@ -491,3 +491,42 @@ def test_flatten_data_format_as_keras(keras, data_format):
     assert np.array_equal(clone.predict(x, verbose=0), want)
     with pytest.raises(ValueError, match="Received: data_format='nchw'"):
         densitron.layers.Flatten(data_format="nchw")
+
+
+def _scale_layer(lib):
+    class Scale(lib.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.s = lib.Variable(np.full((3,), 2.0, "float32"), name="s")
+            self.frozen = [lib.Variable(np.ones((3,), "float32"), name="f", trainable=False)]
+
+        def call(self, x):
+            return x * self.s + self.frozen[0]
+
+    return Scale()
+
+
+def test_a_variable_set_as_an_attribute_is_a_weight_as_keras(keras, tmp_path):
+    # Keras tracks a Variable (or a list of them) set on a layer: in its weights, trained,
+    # saved (densitron's engine failed with a KeyError on it)
+    x = np.random.default_rng(6).normal(size=(16, 3)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+    names = []
+    for lib in (keras, densitron):
+        layer = _scale_layer(lib)
+        assert [w.name for w in layer.weights] == ["s", "f"]
+        assert [w.name for w in layer.trainable_weights] == ["s"]
+        inp = lib.Input((3,))
+        model = lib.Model(inp, lib.layers.Dense(1)(layer(inp)))
+        names.append([w.name for w in model.weights])
+    assert names[0] == names[1]
+    model.compile("sgd", "mse")
+    model.fit(x, y, epochs=2, verbose=0)
+    s = model.layers[1].s.numpy()
+    assert not np.allclose(s, 2.0) and np.array_equal(model.layers[1].frozen[0].numpy(),
+                                                       np.ones(3))
+    model.save(tmp_path / "m.keras")
+    again = densitron.saving.load_model(tmp_path / "m.keras", custom_objects={
+        "Scale": type(model.layers[1])})
+    assert any(np.array_equal(w, s) for w in again.get_weights())
+    assert np.array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))

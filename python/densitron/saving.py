@@ -852,12 +852,15 @@ def _load_legacy_h5(filepath, compile):
 
 def _own_variables(layer, method):
     """Whether the layer's file entry is its save_own_variables' store (load_own_variables'):
-    a lookup's, by name, or a layer class's own method (the custom saving guide's)."""
+    a lookup's, by name, or a layer class's own method (the custom saving guide's; Dense's,
+    Keras's kernel and bias, is the plain numbered entry)."""
+    from densitron.layers.core import Dense
     from densitron.layers.layer import Layer
 
     own = getattr(type(layer), method, None)
     return getattr(layer, "_own_variables_by_name", False) or (
-        own is not None and own is not getattr(Layer, method))
+        own is not None and own is not getattr(Layer, method) and
+        own is not getattr(Dense, method))
 
 
 def _write_keras_h5(model, h):

@@ -97,6 +97,25 @@ class Dense(Layer):
             return activations.apply_traced(self.activation, out, self.name)
         return out
 
+    def save_own_variables(self, store):
+        """Keras's Dense's: the kernel as "0" and the bias as "1" only (not another Variable a
+        subclass tracks: the custom saving guide's writes its own entry for it)."""
+        if self.built:
+            for i, v in enumerate(w for w in (self.kernel, self.bias) if w is not None):
+                store[f"{i}"] = v.numpy()
+
+    def load_own_variables(self, store):
+        """Keras's Dense's inverse: the store's entries counted against every weight the layer
+        tracks (a subclass's own entry included), then the kernel and bias from "0" and "1"."""
+        weights = self.weights
+        if len(store) != len(weights):
+            raise ValueError(f"Layer '{self.name}' expected {len(weights)} variables, but "
+                             f"received {len(store)} variables during loading. "
+                             f"Expected: {[w.name for w in weights]}")
+        if self.built:
+            for i, v in enumerate(w for w in (self.kernel, self.bias) if w is not None):
+                v.assign(np.asarray(store[f"{i}"]))
+
     def get_config(self):
         config = super().get_config()
         config.update(

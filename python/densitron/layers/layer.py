@@ -570,6 +570,21 @@ class Layer:
         _ADDED_LOSSES[-1].append(loss)
 
     # --- weights -------------------------------------------------------------------------
+    def __setattr__(self, name, value):
+        """Keras's tracking of a Variable (or a list or tuple of them) set as an attribute
+        (`self.s = keras.Variable(...)` in __init__ or build): it joins the layer's weights,
+        trained, saved and counted as add_weight's. (Private names are densitron's own lists,
+        a model's weights gathered for the engine among them.)"""
+        weights = self.__dict__.get("_weights")
+        if weights is not None and not name.startswith("_"):
+            values = value if isinstance(value, (list, tuple)) else (value,)
+            for v in values:
+                if isinstance(v, Variable) and all(v is not w for w in weights):
+                    weights.append(v)
+                    if v.trainable:
+                        self._trainable_store.append(v)
+        super().__setattr__(name, value)
+
     def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True,
                    autocast=True, regularizer=None, constraint=None, aggregation="none",
                    overwrite_with_gradient=False, name=None):
