@@ -20,6 +20,27 @@ using namespace graph_detail;  // NOLINT: the graph sources' private helpers
 
 namespace {
 
+// Output position p's coordinates along the three axes, stepped through positions in order.
+struct OutputCursor {
+  const ConvGeom& g;
+  int64_t at[3];
+  OutputCursor(const ConvGeom& geom, int64_t p) : g(geom) {
+    at[2] = p % g.out[2];
+    p /= g.out[2];
+    at[1] = p % g.out[1];
+    at[0] = p / g.out[1];
+  }
+  void next() {
+    if (++at[2] == g.out[2]) {
+      at[2] = 0;
+      if (++at[1] == g.out[1]) {
+        at[1] = 0;
+        ++at[0];
+      }
+    }
+  }
+};
+
 // fn(row, t, lo, src) for each output position p in [p0, p1) (row p - p0) and each kernel
 // tap t whose columns [t·cin, (t + 1)·cin) meet [c0, c1): lo, the first of those columns in
 // [c0, c1), and src, the input offset (of the sample) of the channel lo - t·cin at the tap,
@@ -29,16 +50,11 @@ inline void for_each_window(const ConvGeom& g, int64_t p0, int64_t p1, int64_t c
                             Fn fn) {
   const int64_t cin = g.cin;
   const int64_t t0 = c0 / cin, t1 = (c1 + cin - 1) / cin;
-  int64_t o[3];
-  int64_t rest = p0;
-  o[2] = rest % g.out[2];
-  rest /= g.out[2];
-  o[1] = rest % g.out[1];
-  o[0] = rest / g.out[1];
+  OutputCursor o(g, p0);
   for (int64_t p = p0; p < p1; ++p) {
-    const int64_t b0 = o[0] * g.stride[0] - g.pad[0];
-    const int64_t b1 = o[1] * g.stride[1] - g.pad[1];
-    const int64_t b2 = o[2] * g.stride[2] - g.pad[2];
+    const int64_t b0 = o.at[0] * g.stride[0] - g.pad[0];
+    const int64_t b1 = o.at[1] * g.stride[1] - g.pad[1];
+    const int64_t b2 = o.at[2] * g.stride[2] - g.pad[2];
     int64_t t = 0;
     for (int64_t k0 = 0; k0 < g.k[0]; ++k0) {
       const int64_t i0 = b0 + k0 * g.dil[0];
@@ -56,13 +72,7 @@ inline void for_each_window(const ConvGeom& g, int64_t p0, int64_t p1, int64_t c
         }
       }
     }
-    if (++o[2] == g.out[2]) {
-      o[2] = 0;
-      if (++o[1] == g.out[1]) {
-        o[1] = 0;
-        ++o[0];
-      }
-    }
+    o.next();
   }
 }
 
@@ -74,16 +84,11 @@ inline void for_each_window(const ConvGeom& g, int64_t p0, int64_t p1, int64_t c
 // cin of 1 or 3 made that most of its time).
 void im2col_runs(const ConvGeom& g, const float* xs, int64_t p0, int64_t p1, float* col) {
   const int64_t cin = g.cin, depth = g.depth(), run = g.k[2] * cin;
-  int64_t o[3];
-  int64_t rest = p0;
-  o[2] = rest % g.out[2];
-  rest /= g.out[2];
-  o[1] = rest % g.out[1];
-  o[0] = rest / g.out[1];
+  OutputCursor o(g, p0);
   for (int64_t p = p0; p < p1; ++p) {
-    const int64_t b0 = o[0] * g.stride[0] - g.pad[0];
-    const int64_t b1 = o[1] * g.stride[1] - g.pad[1];
-    const int64_t b2 = o[2] * g.stride[2] - g.pad[2];
+    const int64_t b0 = o.at[0] * g.stride[0] - g.pad[0];
+    const int64_t b1 = o.at[1] * g.stride[1] - g.pad[1];
+    const int64_t b2 = o.at[2] * g.stride[2] - g.pad[2];
     // the run's taps inside the input: [t_lo, t_hi) of k[2]
     const int64_t t_lo = std::min(g.k[2], std::max<int64_t>(0, -b2));
     const int64_t t_hi = std::max(t_lo, std::min(g.k[2], g.in[2] - b2));
@@ -105,13 +110,7 @@ void im2col_runs(const ConvGeom& g, const float* xs, int64_t p0, int64_t p1, flo
         std::fill(dst + t_hi * cin, dst + run, 0.0f);
       }
     }
-    if (++o[2] == g.out[2]) {
-      o[2] = 0;
-      if (++o[1] == g.out[1]) {
-        o[1] = 0;
-        ++o[0];
-      }
-    }
+    o.next();
   }
 }
 

@@ -33,12 +33,6 @@ int64_t* index_scratch(int64_t n) {
   return scratch.data();
 }
 
-// The calling thread's scratch of n floats (grows only).
-float* float_scratch(int64_t n) {
-  thread_local std::vector<float> scratch;
-  if (static_cast<int64_t>(scratch.size()) < n) scratch.resize(n);
-  return scratch.data();
-}
 
 // fn(j, n) for the values j in [lo, hi) of a GaussianNoise node's batch with their standard
 // normal values n, drawn by the ISA's kernel a chunk at a time (on the stack).

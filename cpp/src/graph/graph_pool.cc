@@ -18,13 +18,6 @@ using namespace graph_detail;  // NOLINT: the graph sources' private helpers
 
 namespace {
 
-// The calling thread's scratch of n floats (grows only: no allocation once warm).
-float* pool_scratch(int64_t n) {
-  thread_local std::vector<float> scratch;
-  if (static_cast<int64_t>(scratch.size()) < n) scratch.resize(n);
-  return scratch.data();
-}
-
 // The calling thread's n flags of the maximum's channels still to be met (grows only).
 uint32_t* pending_scratch(int64_t n) {
   thread_local std::vector<uint32_t> scratch;
@@ -142,7 +135,7 @@ void Graph::backward_window_pool(const Step& st, int i) {
   const float* dy = grad_buf_[i].data();
   const bool acc = accumulates(in, i, 0);
   float* gx = grad_buf_[in].data();
-  float* __restrict v = pool_scratch(c);  // the mean's dy / count
+  float* __restrict v = float_scratch(c);  // the mean's dy / count
   uint32_t* __restrict pending = pending_scratch(c);  // the max's channels still to meet it
   const Share bs = share_of(st.batch, st.ith, st.nth);
   for (int64_t s = bs.lo; s < bs.hi; ++s) {

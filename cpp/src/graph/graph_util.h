@@ -35,6 +35,13 @@ inline double batch_matmul_macs(const NodeSpec& node, int64_t batch) {
   return static_cast<double>(batch) * ia[0] * ia[1] * ia[2] * ia[3];
 }
 
+// The calling thread's scratch of n floats (grows only: no allocation once warm).
+inline float* float_scratch(int64_t n) {
+  thread_local std::vector<float> scratch;
+  if (static_cast<int64_t>(scratch.size()) < n) scratch.resize(n);
+  return scratch.data();
+}
+
 // A kConv node's geometry (see OpType::kConv), its spatial axes padded to three at the front
 // (size 1, kernel 1, stride 1, dilation 1, no padding) so that every rank runs one loop nest.
 struct ConvGeom {
