@@ -1,9 +1,10 @@
 """End-to-end training benchmark: one epoch of the seed model (784-64-64-10, relu, softmax,
 RMSprop, categorical cross-entropy, accuracy, verbose=0) on 60,000×784 float32 synthetic data,
-and `predict` on all rows, for densitron next to the same training step in plain NumPy (always),
-PyTorch (an idiomatic eager loop with torch.optim.RMSprop(lr=1e-3, alpha=0.9, eps=1e-7)) and
+and `predict` on all rows, for densitron next to the same training step in plain NumPy
+(always), PyTorch (an idiomatic eager loop with torch.optim.RMSprop(lr=1e-3, alpha=0.9, eps=1e-7)) and
 Keras 3 (on whichever backend is installed) when importable. Runs are interleaved and repeated;
-medians and ratios are printed. `--hidden` sets other widths and depths, `--optimizer adam`
+medians and ratios are printed, then each
+library's `import` time (in fresh interpreters) and densitron's peak RSS growth in fit. `--hidden` sets other widths and depths, `--optimizer adam`
 trains every framework with Adam instead (Keras's Adam; torch.optim.Adam with eps=1e-7).
 
 Each framework runs in its own worker process (this script with --worker NAME), so the thread
@@ -464,6 +465,7 @@ def parse_args():
                         choices=["numpy", "pytorch", "keras"])
     parser.add_argument("--peak-gflops", type=float, default=None)
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--no-import-time", action="store_true")
     parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64],
                         help="hidden layer widths (default: the seed model's 64 64)")
     parser.add_argument("--optimizer", choices=["rmsprop", "adam"], default="rmsprop",
@@ -561,11 +563,34 @@ def report(peers, args, peak):
         floors.append(("pred", fwd_flops * args.rows / 1e9 / peak, pred))
         for batch, floor, r in floors:
             print(f"{batch:>6} {floor:>12.4f} " + " ".join(f"{r[n] / floor:>18.2f}" for n in names[1:]))
+    if not args.no_import_time:
+        import_times(names)
     if not args.no_memory:
         for dtype in ("float32", "float64"):
             grow = memory_probe(args.rows, args.batch_sizes[0], dtype)
             print(f"peak RSS growth during 2 epochs of fit on {dtype} x "
                   f"({args.rows * 784 * np.dtype(dtype).itemsize / 1e6:.0f} MB): {grow:.1f} MB")
+
+
+IMPORTS = {"densitron": "densitron", "numpy": "numpy", "pytorch": "torch", "keras": "keras"}
+
+
+def import_times(names, runs=7):
+    """`import X` timed inside fresh interpreters (interleaved, median of `runs`): the import
+    statement alone, without the interpreter's own start-up and site hooks."""
+    code = ("import time; t = time.perf_counter(); import {}; "
+            "print(time.perf_counter() - t)")
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # (stale bytecode would be compiled each time)
+    times = {n: [] for n in names}
+    for _ in range(runs):
+        for n in names:
+            out = subprocess.run([sys.executable, "-c", code.format(IMPORTS[n])], env=env,
+                                 capture_output=True, text=True, check=False)
+            if out.returncode == 0:
+                times[n].append(float(out.stdout.strip().splitlines()[-1]))
+    print(f"\nimport time, median of {runs} fresh interpreters: " + ", ".join(
+        f"{IMPORTS[n]} {statistics.median(t):.3f} s" for n, t in times.items() if t))
 
 
 if __name__ == "__main__":
