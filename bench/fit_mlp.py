@@ -1,11 +1,12 @@
 """End-to-end training benchmark: one epoch of the seed model (784-64-64-10, relu, softmax,
 RMSprop, categorical cross-entropy, accuracy, verbose=0) on 60,000×784 float32 synthetic data,
 and `predict` on all rows, for densitron next to the same training step in plain NumPy
-(always), PyTorch (an idiomatic eager loop with torch.optim.RMSprop(lr=1e-3, alpha=0.9, eps=1e-7)) and
-Keras 3 (on whichever backend is installed) when importable. Runs are interleaved and repeated;
-medians and ratios are printed, then each
-library's `import` time (in fresh interpreters) and densitron's peak RSS growth in fit. `--hidden` sets other widths and depths, `--optimizer adam`
-trains every framework with Adam instead (Keras's Adam; torch.optim.Adam with eps=1e-7).
+(always), PyTorch (an idiomatic eager loop with torch.optim.RMSprop(lr=1e-3, alpha=0.9,
+eps=1e-7)) and Keras 3 (on whichever backend is installed) when importable. Runs are interleaved
+and repeated; medians and ratios are printed, then each library's `import` time (in fresh
+interpreters) and densitron's peak RSS growth in fit. `--hidden` sets other widths and depths,
+`--optimizer adam` trains every framework with Adam instead (Keras's Adam; torch.optim.Adam
+with eps=1e-7).
 
 Each framework runs in its own worker process (this script with --worker NAME), so the thread
 pools of one (OpenBLAS, torch's OpenMP, XLA's Eigen pool) share no process with densitron's
