@@ -277,6 +277,8 @@ _BY_NAME = {
     "identity": Identity,
 }
 _CLASS_NAMES = {cls.__name__: cls for cls in _BY_NAME.values()}
+# Keras's aliases (the RNN guide's MinimalRNNCell: initializer="uniform")
+_ALIASES = {"normal": RandomNormal, "one": Ones, "uniform": RandomUniform, "zero": Zeros}
 # Keras's other exported names for them: OrthogonalInitializer, IdentityInitializer, and each
 # class under its snake_case name (`initializers.he_normal(seed=1)` is a HeNormal, as in Keras)
 OrthogonalInitializer, IdentityInitializer = Orthogonal, Identity
@@ -311,7 +313,8 @@ def get(identifier):
     if isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, str):
-        cls = _BY_NAME.get(identifier) or _CLASS_NAMES.get(identifier)
+        cls = _BY_NAME.get(identifier) or _CLASS_NAMES.get(identifier) or \
+            _ALIASES.get(identifier)
         if cls is None:
             raise ValueError(
                 f"Could not interpret initializer identifier. Expected one of "

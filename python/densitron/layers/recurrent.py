@@ -228,10 +228,10 @@ class _RNN(Layer):
             raise ValueError(f"Input 0 of layer \"{self.name}\" is incompatible with the layer: "
                              f"expected ndim=3, found ndim={len(seq)}. Full shape received: "
                              f"{seq}")
-        if seq[1] is None or seq[2] is None:
+        if seq[2] is None:  # (steps of None: the data's, the engine unrolled at them)
             raise ValueError(f"densitron's {type(self).__name__} unrolls the steps on its "
-                             "engine, so it needs the number of steps and features (Input(("
-                             f"steps, features)))). Received: input shape {seq}")
+                             "engine, so it needs the number of features (Input((steps, "
+                             f"features)))). Received: input shape {seq}")
         for k, (state, size) in enumerate(zip(shapes[1:], self._state_sizes())):
             if tuple(state)[1:] != (size,):
                 raise ValueError(f"Layer \"{self.name}\": initial state {k} must have shape "
@@ -1032,7 +1032,8 @@ class GRUCell(_Cell):
 
 def _check_cell(cell, stacked=False):
     """Keras's checks of a cell (a `call` method, a `state_size`), then densitron's: one of
-    Keras's cells (or, given to RNN, a StackedRNNCells of them)."""
+    Keras's cells, a StackedRNNCells of them given to RNN, or (given to RNN) a cell of the
+    user's whose call() is traced step by step."""
     where = "All cells must have" if stacked else "Argument `cell` should have"
     if "call" not in dir(cell):
         raise ValueError(f"{where} a `call` method. Received: cell={cell}")
@@ -1044,10 +1045,27 @@ def _check_cell(cell, stacked=False):
         return
     if isinstance(cell, StackedRNNCells) and not stacked:
         return
+    if not stacked and isinstance(cell, Layer) and defines_call(type(cell)):
+        _custom_state_sizes(cell)
+        return
     raise ValueError(
         "densitron's RNN unrolls Keras's SimpleRNNCell, LSTMCell and GRUCell (and "
-        f"StackedRNNCells of them) on its engine; a cell's own Python `call` (class "
-        f"{type(cell).__name__}) is not traced step by step. Received: cell={cell!r}")
+        "StackedRNNCells of them), or a cell of one's own (a Layer with `state_size` and "
+        f"call(inputs, states)) given to RNN alone, not in a stack (class "
+        f"{type(cell).__name__}). Received: cell={cell!r}")
+
+
+def _custom_state_sizes(cell):
+    """A cell of the user's state_size as Keras's RNN reads it: an int (one state) or a list
+    or tuple of ints; the list of the sizes."""
+    size = cell.state_size
+    sizes = [size] if not isinstance(size, (list, tuple)) else list(size)
+    if not isinstance(size, (list, tuple, int, np.integer)) or isinstance(size, bool) or \
+            not sizes or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool)
+                                 and n > 0 for n in sizes):
+        raise ValueError("state_size must be an integer, or a list/tuple of integers (one "
+                         f"for each state tensor). Received: state_size={size!r}")
+    return [int(n) for n in sizes]
 
 
 class StackedRNNCells(Layer):
@@ -1119,21 +1137,40 @@ class RNN(_RNN):
         self._loop_arguments(return_sequences, return_state, go_backwards, stateful, unroll,
                              zero_output_for_mask)
         self.cell = cell
-        self.state_size = [cell.state_size] if isinstance(cell.state_size, int) \
-            else list(cell.state_size)
+        # a cell of the user's: its call() traced once on a step's symbolic input and states,
+        # the traced step's engine nodes repeated each step (see _CustomStep)
+        self._custom = not isinstance(cell, StackedRNNCells) and (
+            not isinstance(cell, _Cell) or defines_call(type(cell)))
+        if self._custom:
+            self.state_size = _custom_state_sizes(cell)
+            self._step = None
+        else:
+            self.state_size = [cell.state_size] if isinstance(cell.state_size, int) \
+                else list(cell.state_size)
 
     def _cells(self):
         return self.cell.cells if isinstance(self.cell, StackedRNNCells) else [self.cell]
 
     @property
     def units(self):
+        if self._custom:  # (Keras's: the cell's output_size, else its first state's size)
+            size = getattr(self.cell, "output_size", None)
+            size = self.state_size[0] if size is None else size
+            if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+                raise ValueError("output_size must be an integer. Received: "
+                                 f"output_size={size!r}")
+            return int(size)
         return self._cells()[-1].units
 
     @property
     def _states(self):
+        if self._custom:
+            return len(self.state_size)
         return sum(c._states for c in self._cells())
 
     def _state_sizes(self):
+        if self._custom:
+            return list(self.state_size)
         return [c.units for c in self._cells() for _ in range(c._states)]
 
     def _nested_states(self, states):
@@ -1146,13 +1183,55 @@ class RNN(_RNN):
         return nested
 
     def _features(self):
+        if self._custom:
+            return self._step_shape[-1]
         return self._cells()[0].kernel.shape[0]
 
     def _all_weights(self):
         return list(self.cell.weights)
 
+    def _check_inputs(self, input_shape):
+        if not self._custom:
+            super()._check_inputs(input_shape)
+            return
+        shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+        seq = tuple(shapes[0])
+        if len(seq) < 3 or any(d is None for d in seq[1:]):
+            raise ValueError(f"densitron's RNN unrolls the steps on its engine, so it needs a "
+                             f"sequence of a known number of steps and step shape (Input(("
+                             f"steps, features)))). Received: input shape {seq}")
+        for k, (state, size) in enumerate(zip(shapes[1:], self.state_size)):
+            if tuple(state)[1:] != (size,):
+                raise ValueError(f"Layer \"{self.name}\": initial state {k} must have shape "
+                                 f"(batch, {size}). Received: shape {tuple(state)}")
+        if self.built and tuple(seq[2:]) != self._step_shape:
+            raise ValueError(f"Input 0 of layer \"{self.name}\" is incompatible with the layer: "
+                             f"expected steps of shape {self._step_shape}. Received: input "
+                             f"shape {seq}")
+
+    def compute_output_shape(self, input_shape):
+        if self._custom:
+            self._step_graph()  # (the cell's call traced: its output checked now)
+        return super().compute_output_shape(input_shape)
+
+    def _step_graph(self):
+        """The cell's call traced on one step (built once)."""
+        if self._step is None:
+            self._step = _CustomStep(self)
+        return self._step
+
     def build(self, input_shape):
         seq = input_shape[0] if isinstance(input_shape, list) else input_shape
+        if self._custom:
+            self._step_shape = tuple(int(d) for d in seq[2:])
+            if not self.cell.built:  # (Keras's: the cell built on a step's shape)
+                self.cell.build((None, *self._step_shape))
+                self.cell.built = True
+            for w in self.cell.weights:  # (Keras's paths: rnn/<cell's name>/kernel)
+                if w.path is None or not w.path.startswith(f"{self.name}/"):
+                    w.path = f"{self.name}/{self.cell.name}/{w.name}"
+            self.built = True
+            return
         if not self.cell.built:
             self.cell.build((None, int(seq[-1])))
         prefix = f"{self.name}/" + (f"{self.cell.name}/" if len(self._cells()) > 1 or
@@ -1177,6 +1256,8 @@ class RNN(_RNN):
         return parts
 
     def _emit(self, b, node, x, states, mask):
+        if self._custom:
+            return self._step_graph().unroll(b, node, x, states, mask)
         steps, features = int(node.inputs[0].shape[1]), int(node.inputs[0].shape[2])
         if self.go_backwards:  # (every cell then runs forward over the reversed steps)
             x = b.pick(x, [t * features + f for t in range(steps - 1, -1, -1)
@@ -1215,6 +1296,188 @@ class RNN(_RNN):
         config.pop("dtype", None)
         cell = config.pop("cell")
         return cls(cell if isinstance(cell, Layer) else deserialize(cell), **config)
+
+
+class _CustomStep:
+    """A cell of the user's (a Layer with `state_size` and call(inputs, states) returning
+    (output, new_states), as Keras's RNN runs it): its call() traced once on a step's
+    symbolic input (batch, *step shape) and states (batch, size) into a model of one step,
+    whose engine nodes `unroll` repeats for every step (the same weights each step), with
+    Keras 3's JAX loop around them: a masked step keeps the states, and outputs the previous
+    first state (zeros with zero_output_for_mask; with unroll=True, the previous output,
+    zeros at the first step); initial states from initial_state, the cell's
+    get_initial_state(batch_size) when it defines one, else zeros."""
+
+    def __init__(self, rnn):
+        from densitron.layers.input_layer import Input
+
+        self.rnn = rnn
+        cell = rnn.cell
+        self.sizes = list(rnn.state_size)
+        x = Input(rnn._step_shape, name=f"{rnn.name}_step_input")
+        states = [Input((n,), name=f"{rnn.name}_step_state_{k}")
+                  for k, n in enumerate(self.sizes)]
+        out = self._traced(cell, [x, states])
+        if not isinstance(out, (list, tuple)) or len(out) != 2:
+            raise ValueError(f"The call() of RNN cell \"{cell.name}\" must return (output, "
+                             f"new_states). Received: {out!r}")
+        output, new = out
+        new = list(new) if isinstance(new, (list, tuple)) else [new]
+        shapes = [(None, n) for n in self.sizes]
+        if not isinstance(output, KerasTensor) or tuple(output.shape) != (None, rnn.units):
+            raise ValueError(f"The call() of RNN cell \"{cell.name}\" must return an output of "
+                             f"shape (batch, {rnn.units}) (its output_size). Received: "
+                             f"output={output!r}")
+        if len(new) != len(shapes) or not all(
+                isinstance(t, KerasTensor) and tuple(t.shape) == shape
+                for t, shape in zip(new, shapes)):
+            raise ValueError(f"The call() of RNN cell \"{cell.name}\" must return "
+                             f"{len(shapes)} new state(s) of shapes {shapes} (its state_size). "
+                             f"Received: new_states={new!r}")
+        self.model = self._model([x, *states], [output, *new], "step")
+        self.initial = None
+        if callable(getattr(cell, "get_initial_state", None)):
+            self.initial = self._initial_model(cell)
+
+    def _traced(self, cell, inputs, method=None):
+        """cell.call(*inputs) (or `method`) on symbolic tensors, as densitron traces a
+        layer's call() (training passed as the run's mode), outside any composite call."""
+        from densitron.layers import layer as base
+
+        saved = base._COMPOSITE_CALLS[:]
+        del base._COMPOSITE_CALLS[:]
+        try:
+            if method is not None:
+                base._TRACING.append(True)
+                try:
+                    return method()
+                finally:
+                    base._TRACING.pop()
+            return base.traced_call(cell, inputs, positional=True)
+        except (TypeError, AttributeError) as e:
+            raise TypeError(
+                f"RNN cell \"{cell.name}\" ({type(cell).__name__}): densitron runs the cell's "
+                "call() on a step's symbolic tensors, so it may only call densitron layers and "
+                "densitron.ops on them (and use arithmetic between tensors or with numbers). "
+                f"Received: {type(e).__name__}: {e}") from e
+        finally:
+            base._COMPOSITE_CALLS[:] = saved
+
+    def _model(self, inputs, outputs, what):
+        """A model of inputs to outputs, and where each output is: ("in", k) an input passed
+        through, ("out", k) the model's k-th output (each tensor once)."""
+        from densitron.layers.layer import _same_tensor
+        from densitron.models.functional import Functional
+
+        distinct, where = [], []
+        for t in outputs:
+            k = next((k for k, i in enumerate(inputs) if _same_tensor(i, t)), None)
+            if k is not None:
+                where.append(("in", k))
+                continue
+            k = next((k for k, d in enumerate(distinct) if _same_tensor(d, t)), None)
+            if k is None:
+                distinct.append(t)
+                k = len(distinct) - 1
+            where.append(("out", k))
+        model = Functional(inputs, distinct, name=f"{self.rnn.name}_{what}",
+                           _is_eager_wrapper=True) if distinct else None
+        model_weights = model.weights if model is not None else []
+        own = {id(w) for w in self.rnn.cell.weights}
+        stray = [w.name for w in model_weights if id(w) not in own]
+        if stray:
+            raise ValueError(f"RNN cell \"{self.rnn.cell.name}\": its call() reads weights "
+                             f"that are not the cell's own. Received: weights {stray}")
+        return model, where
+
+    def _initial_model(self, cell):
+        """The cell's get_initial_state(batch_size) (ops.shape(sequences)[0], as Keras calls
+        it) as a model of the sequences."""
+        from densitron import ops
+        from densitron.layers.input_layer import Input
+
+        seq = Input((1, *self.rnn._step_shape), name=f"{self.rnn.name}_sequences")
+        states = self._traced(cell, None, lambda: cell.get_initial_state(
+            batch_size=ops.shape(seq)[0]))
+        states = list(states) if isinstance(states, (list, tuple)) else [states]
+        shapes = [(None, n) for n in self.sizes]
+        if len(states) != len(shapes) or not all(
+                isinstance(t, KerasTensor) and tuple(t.shape) == shape
+                for t, shape in zip(states, shapes)):
+            raise ValueError(f"The get_initial_state(batch_size) of RNN cell \"{cell.name}\" "
+                             f"must return {len(shapes)} tensor(s) of shapes {shapes} made from "
+                             "batch_size (ops.zeros((batch_size, size)), ...). Received: "
+                             f"{states!r}")
+        return self._model([seq], states, "initial_state")
+
+    @staticmethod
+    def _splice(b, model_where, sources):
+        """The model's engine nodes appended to b, its inputs read from `sources`: the
+        sources of its outputs."""
+        model, where = model_where
+        sources = [_source(s) for s in sources]
+        if model is None:
+            return [sources[k] for _, k in where]
+        n = len(sources)
+        specs, added = [None] * n, []
+        outs = model._emit_engine_nodes(specs, list(range(n)), b.param_index, added)
+        if added:
+            raise ValueError(f"densitron's RNN takes no add_loss in a cell's call(). Received: "
+                             f"a loss added by the call of \"{model.name}\"")
+        base = len(b.items)
+
+        def source(i):
+            return sources[i] if i < n else ("node", base + i - n)
+
+        for op, ins, *rest in specs[n:]:
+            b.items.append(([source(i) for i in ins], (op, *rest)))
+        return [sources[k] if kind == "in" else source(outs[k]) for kind, k in where]
+
+    def unroll(self, b, node, x, states, mask):
+        rnn = self.rnn
+        shape = node.inputs[0].shape
+        steps, size, u = int(shape[1]), int(np.prod(shape[2:])), rnn.units
+        last = int(shape[-1])
+        if states:
+            state = list(states)
+        elif self.initial is not None:
+            state = self._splice(b, self.initial, [b.pick(x, range(size), last=last)])
+        else:
+            state = [b.pick(x, [-1] * n) for n in self.sizes]  # (zeros)
+        kept = None
+        if mask is not None:
+            kept = b.add(node_spec(_MATH, steps, steps, fattrs=[0.0, 0.0],
+                                   iattrs=[_NOT_EQUAL]), mask)
+            if not rnn.unroll and not rnn.zero_output_for_mask and self.sizes[0] != u:
+                raise ValueError(
+                    f"Layer \"{rnn.name}\": a masked step outputs the cell's previous first "
+                    f"state (Keras's loop), which needs a first state of the output's size "
+                    f"{u}. Received: state_size={rnn.cell.state_size!r}")
+        outs, prev = [], None
+        order = range(steps - 1, -1, -1) if rnn.go_backwards else range(steps)
+        for t in order:
+            x_t = b.pick(x, range(t * size, (t + 1) * size), last=last)
+            out, *new = self._splice(b, self.model, [x_t, *state])
+            if kept is not None:
+                if rnn.unroll:  # (Keras's unrolled loop: the previous output, zeros first)
+                    out = b.blend(b.pick(kept, [t] * u), out, prev, u)
+                elif rnn.zero_output_for_mask:
+                    out = b.merge(_MUL, b.pick(kept, [t] * u), out, u)
+                else:
+                    out = b.blend(b.pick(kept, [t] * u), out, state[0], u)
+                new = [b.blend(b.pick(kept, [t] * n), a, s, n)
+                       for a, s, n in zip(new, state, self.sizes)]
+            state, prev = new, out
+            outs.append(out)
+        out = outs[-1]
+        if rnn.return_sequences:
+            out = b.add(node_spec(_CONCAT, steps * u, u, iattrs=[1]), *outs)
+        results = [out, *state] if rnn.return_state else [out]
+        # (each an engine node of the call's own: an input passed through, copied)
+        return [s if isinstance(s, int) else s[1] if s[0] == "node" else
+                b.add(node_spec(_RESHAPE, w, w), s)
+                for s, w in zip(results, [steps * u if rnn.return_sequences else u,
+                                          *self.sizes])]
 
 
 # --- Keras's ConvLSTM1D, ConvLSTM2D and ConvLSTM3D --------------------------------------------
