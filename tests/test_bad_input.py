@@ -404,7 +404,7 @@ def test_callbacks_must_be_callbacks():
     lambda: layers.GaussianNoise(-1),
     lambda: layers.GaussianDropout(1.0),
     lambda: layers.ActivityRegularization(l1=-1.0),
-    lambda: Input(shape=(3, None)),
+    lambda: Input(shape=(3, 0)),
     lambda: Input(shape="3"),
     lambda: Input(shape=(3,), dtype="complex64"),
     lambda: layers.Add()([Input(shape=(2,)), "x"]),

@@ -102,7 +102,9 @@ def output_sizes(spatial, window, strides, dilation, padding):
     out = []
     for size, k, s, d in zip(spatial, window, strides, dilation):
         span = d * (k - 1) + 1
-        if padding == "valid":
+        if size is None:  # (a length the data gives: Input(shape=(None, 3)))
+            out.append((None, 0))
+        elif padding == "valid":
             out.append(((size - span) // s + 1, 0))
         elif padding == "causal":
             out.append(((size - 1) // s + 1, span - 1))
@@ -174,9 +176,11 @@ def _check_fixed(layer, input_shape, rank):
         raise ValueError(f"Input 0 of layer \"{layer.name}\" is incompatible with the layer: "
                          f"expected ndim={rank + 2}, found ndim={len(input_shape)}. "
                          f"Received: input_shape={tuple(input_shape)}")
-    if any(d is None for d in input_shape[1:]):
-        raise ValueError(f"Layer \"{layer.name}\" needs inputs of fixed sizes (densitron lays "
-                         f"its windows out once). Received: input_shape={tuple(input_shape)}")
+    spatial, channels = _split(tuple(input_shape[1:]), layer.data_format)
+    if channels is None:
+        raise ValueError(f"Layer \"{layer.name}\" needs the channels of its input known. "
+                         f"Received: input_shape={tuple(input_shape)}")
+    return None not in spatial  # (else the sizes the data gives: checked at those)
 
 
 def _positive_int(value, name):
@@ -243,6 +247,8 @@ class _WindowedConv(Layer):
     def _check_sizes(self, input_shape):
         """Refuses windows or weights too large for the machine before they are made."""
         spatial, channels = _split(tuple(input_shape[1:]), self.data_format)
+        if None in spatial:  # (the sizes the data gives: checked at those)
+            return
         channels = int(channels)
         positions = math.prod(n for n, _ in self._sizes(spatial))
         window = math.prod(self.kernel_size)
@@ -319,7 +325,7 @@ class _WindowedConv(Layer):
     def compute_output_shape(self, input_shape):
         spatial, channels = _split(tuple(input_shape[1:]), self.data_format)
         sizes = self._sizes(spatial)
-        if any(n <= 0 for n, _ in sizes):
+        if any(n is not None and n <= 0 for n, _ in sizes):
             raise ValueError(
                 "Computed output size would be zero or negative. Received: "
                 f"inputs shape={tuple(input_shape)}, kernel_size={self.kernel_size}, "

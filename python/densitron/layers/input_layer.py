@@ -85,12 +85,15 @@ def _check_shape(shape):
             f"Argument `shape` must be a tuple of integers. Received: shape={shape!r}"
         ) from None
     for d in shape:
-        if d is None or isinstance(d, bool) or not isinstance(d, int) or d < 1:
+        if d is not None and (isinstance(d, bool) or not isinstance(d, (int, np.integer))
+                              or d < 1):
             raise ValueError(
-                "Argument `shape` must be a tuple of positive integers (densitron needs every "
-                f"feature dimension known). Received: shape={shape!r}"
+                "Argument `shape` must be a tuple of positive integers or None (a length the "
+                f"data gives, as for variable-length sequences). Received: shape={shape!r}"
             )
-    return shape  # (shape=(): one value a sample, Keras's scalar feature)
+    # (shape=(): one value a sample, Keras's scalar feature; a None dimension takes the length
+    # of the arrays each fit, evaluate or predict call is given: see Functional._specialise)
+    return tuple(d if d is None else int(d) for d in shape)
 
 
 def Input(shape=None, batch_size=None, dtype=None, sparse=None, ragged=None, name=None,

@@ -595,9 +595,13 @@ class Layer:
 
         if dtype not in (None, "float32"):
             raise ValueError(f"densitron's weights are float32. Received: dtype={dtype!r}")
+        name = name or f"variable_{len(self._weights)}"
+        if shape is not None and any(d is None for d in shape):  # (an input's None length)
+            raise ValueError("Shapes used to initialize variables must be fully-defined (no "
+                             f"`None` dimensions). Received: shape={tuple(shape)} for variable "
+                             f"path='{self.name}/{name}'")
         shape = () if shape is None else tuple(int(d) for d in shape)
         initializer = initializers.get("glorot_uniform" if initializer is None else initializer)
-        name = name or f"variable_{len(self._weights)}"
         if math.prod(shape) >= 2**61:  # (NumPy's "array is too big" otherwise)
             raise ValueError(f"Layer \"{self.name}\": weight `{name}` of shape {shape} would "
                              f"exceed an array's 2**63 bytes of float32 values. Received: "

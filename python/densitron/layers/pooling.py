@@ -143,7 +143,9 @@ class BasePooling(Layer):
         self.data_format = standardize_data_format(data_format)
 
     def _check_inputs(self, input_shape):
-        _check_fixed(self, input_shape, self.rank)
+        if not _check_fixed(self, input_shape, self.rank):
+            self.compute_output_shape(input_shape)  # (the sizes the data gives: checked then)
+            return
         self.compute_output_shape(input_shape)
         # (the windows' layout refused before it is made when too large for the machine)
         spatial, channels = _split(tuple(input_shape[1:]), self.data_format)
@@ -175,7 +177,7 @@ class BasePooling(Layer):
     def compute_output_shape(self, input_shape):
         spatial, channels = _split(tuple(input_shape[1:]), self.data_format)
         sizes = self._sizes(spatial)
-        if any(n <= 0 for n, _ in sizes):
+        if any(n is not None and n <= 0 for n, _ in sizes):
             raise ValueError("Computed output size would be zero or negative. Received: "
                              f"inputs.shape={tuple(input_shape)}, pool_size={self.pool_size}, "
                              f"strides={self.strides}, padding={self.padding}")

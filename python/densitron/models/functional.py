@@ -3,6 +3,7 @@ C++ graph executor."""
 
 import functools
 import math
+import warnings
 
 import numpy as np
 
@@ -403,21 +404,172 @@ class Functional(Trainer, Layer):
                 )
         self._input_names = in_keys or [t._node.layer.name for t in in_list]
         self._output_names = out_keys or [t._node.layer.name for t in out_list]
-        self._input_shapes = [tuple(t.shape[1:]) for t in in_list]
-        self._output_shapes = [tuple(t.shape[1:]) for t in out_list]
-        self._input_widths = [math.prod(s) for s in self._input_shapes]
-        self._output_widths = [math.prod(s) for s in self._output_shapes]
-        self._output_last = [s[-1] if s else 1 for s in self._output_shapes]
-        self._make_engine_graph()
+        self._set_run_shapes(in_list, out_list)
+        # A None feature dimension (Input(shape=(None,)) for text, (None, None, 3) for images
+        # of any size): the engine's graph waits for data, whose lengths it is specialised to
+        # (_specialise); the fixed-shape model builds it now.
+        self._variable_shapes = list(self._input_shapes)
+        self._dynamic = any(d is None for shape in self._input_shapes for d in shape)
+        for key in ("_trace", "_shape_key", "_specialisations", "_traces"):
+            self.__dict__.pop(key, None)
+        if self._dynamic:
+            self._params = _distinct(self.weights)
+        else:
+            self._make_engine_graph()
         self.built = True
 
-    def _emit_engine_nodes(self, specs, input_indices, param_index, added):
+    def _set_run_shapes(self, in_list, out_list):
+        """The shapes (without the batch axis) the engine runs the inputs and outputs at, and
+        their values a sample (None while a dimension waits for data)."""
+        def width(shape):
+            return None if None in shape else math.prod(shape)
+
+        self._input_shapes = [tuple(t.shape[1:]) for t in in_list]
+        self._output_shapes = [tuple(t.shape[1:]) for t in out_list]
+        self._input_widths = [width(s) for s in self._input_shapes]
+        self._output_widths = [width(s) for s in self._output_shapes]
+        self._output_last = [s[-1] if s else 1 for s in self._output_shapes]
+
+    # --- variable-length inputs: one engine graph per shape of the data --------------------
+    # The attributes that belong to one shape of the data: its trace and engine graph, and
+    # what the trainer compiled that graph with.
+    _PER_SHAPE = ("_trace", "_input_shapes", "_output_shapes", "_input_widths",
+                  "_output_widths", "_output_last", "_engine_outputs", "_batch_values_in_model",
+                  "_added_loss_nodes", "_added_loss_owners", "_loss_nodes", "_metric_nodes",
+                  "_batch_values", "_graph", "_graph_modes", "_augmenting_graph",
+                  "_engine_compiled", "_loss_sum_index", "_added_loss_sum_index",
+                  "_metric_sum_index", "_batch_dependent", "_compiled_trainable",
+                  "_compiled_with")
+
+    def _trace_for(self, shapes):
+        """The model's graph again on inputs of `shapes` (each without the batch axis, every
+        dimension known): the same layers called on them, so the same weights, with the
+        shapes of that data. (nodes, inputs, outputs) as _nodes, inputs and outputs; cached by
+        shape. The layers' call lists and the model's own graph stay as they were."""
+        key = tuple(tuple(s) for s in shapes)
+        traces = self.__dict__.setdefault("_traces", {})
+        if key in traces:
+            return traces[key]
+        mapping, nodes, ins = {}, [], []
+        for t, shape in zip(self.inputs, key):
+            node = Node(t._node.layer, [], [])
+            new = KerasTensor((None, *shape), name=t.name, node=node, index=0)
+            new.dtype = t.dtype
+            node.outputs.append(new)
+            mapping[id(t)] = new
+            nodes.append(node)
+            ins.append(new)
+        input_nodes = {id(t._node) for t in self.inputs}
+        with warnings.catch_warnings():  # (a dropped mask warned of when the model was built)
+            warnings.simplefilter("ignore")
+            for node in self._nodes:
+                if id(node) in input_nodes:
+                    continue
+                layer, flat = node.layer, [mapping[id(t)] for t in node.inputs]
+                count = len(layer._inbound_nodes)
+                try:
+                    layer._symbolic_call(flat if getattr(node, "is_list", len(flat) > 1)
+                                         else flat[0], flat)
+                    new = layer._inbound_nodes[count]
+                finally:
+                    del layer._inbound_nodes[count:]
+                for old, t in zip(node.outputs, new.outputs):
+                    mapping[id(old)] = t
+                nodes.append(new)
+        traces[key] = (nodes, ins, [mapping[id(t)] for t in self.outputs])
+        return traces[key]
+
+    def _specialise_for(self, x):
+        """Specialises a model with None dimensions to the shapes of x's arrays (see
+        _specialise); x that does not fit the inputs is left to the data's checks, which
+        raise."""
+        try:
+            shapes = _data_shapes(x)
+        except (TypeError, ValueError):
+            return
+        if isinstance(shapes, dict):
+            shapes = [shapes.get(name) for name in self._input_names]
+        elif not isinstance(shapes, list):
+            shapes = [shapes]
+        if len(shapes) != len(self.inputs):
+            return
+        run = []
+        for k, (shape, expected) in enumerate(zip(shapes, self._variable_shapes)):
+            if shape is None or len(shape) != len(expected) + 1 or any(
+                    e is not None and d != e for d, e in zip(shape[1:], expected)):
+                return
+            if any(d == 0 for d, e in zip(shape[1:], expected) if e is None):
+                raise ValueError(
+                    f"Input {k} of model \"{self.name}\" has a dimension of length 0 where "
+                    f"its shape {(None, *expected)} takes the data's length. Received: x with "
+                    f"shape {tuple(shape)}")
+            run.append(tuple(int(d) for d in shape[1:]))
+        self._specialise(run)
+
+    def _specialise(self, shapes):
+        """Runs the model at inputs of `shapes` from now on: the engine graph of that trace
+        (built once a shape, kept for the next call of that shape). Every graph computes with
+        the same weights; the optimizer's step count and slots go on from the graph that ran
+        before."""
+        key = tuple(shapes)
+        if key == self.__dict__.get("_shape_key"):
+            return
+        carried = self._running_optimizer_state()
+        kept = self.__dict__.setdefault("_specialisations", {})
+        if self.__dict__.get("_shape_key") is not None:
+            if self.__dict__.get("_engine_compiled"):
+                self._compiled_with = self._compile_token()
+            kept[self._shape_key] = {k: self.__dict__.pop(k) for k in self._PER_SHAPE
+                                     if k in self.__dict__}
+        self._shape_key = key
+        state = kept.pop(key, None)
+        if state is None:
+            self._trace = self._trace_for(key)
+            self._set_run_shapes(self._trace[1], self._trace[2])
+            self._engine_compiled = False
+            self._make_engine_graph()
+        else:
+            self.__dict__.update(state)
+            if self._engine_compiled and any(
+                    a is not b for a, b in zip(self._compiled_with, self._compile_token())):
+                self._engine_compiled = False  # (compiled again since)
+        if not self._engine_compiled:
+            if carried is not None:
+                self._pending_optimizer_state = carried
+            return
+        carried = carried or self.__dict__.pop("_pending_optimizer_state", None)
+        if carried is not None:
+            self._apply_optimizer_state(*carried)
+        self.optimizer._attach(self._graph, self._params, owner=self)
+
+    def _compile_token(self):
+        """What a compiled engine graph was compiled with: compile() makes new ones."""
+        return (self.optimizer, self.__dict__.get("_compiled_losses"))
+
+    def _running_optimizer_state(self):
+        """The compiled engine graph's step count and optimizer slots, or None."""
+        if not self.__dict__.get("_engine_compiled"):
+            return None
+        return (self._graph.iterations, {
+            (s, p): self._graph.get_slot(s, p).copy() for s, p, _, _ in self._slot_order()
+            if self._compiled_trainable[p]})
+
+    def _run_nodes(self):
+        """The nodes the engine graph runs: the model's, or those of its trace at the data's
+        shapes."""
+        trace = self.__dict__.get("_trace")
+        return self._nodes if trace is None else trace[0]
+
+    def _emit_engine_nodes(self, specs, input_indices, param_index, added, trace=None):
         """Appends this model's layer calls to `specs` (nested models expanded in place) with
         its inputs bound to `input_indices`; returns the indices of its outputs. Appends to
-        `added` (engine node of the values, AddedLoss layer) for each loss add_loss gave."""
+        `added` (engine node of the values, AddedLoss layer) for each loss add_loss gave.
+        trace: (nodes, inputs, outputs) of the model at the data's shapes (_trace_for), for a
+        model with None dimensions."""
+        nodes, inputs, model_outputs = trace or (self._nodes, self.inputs, self.outputs)
         # engine node of each tensor: (its node, its index among the node's outputs)
-        local = {(id(t._node), t._index): i for t, i in zip(self.inputs, input_indices)}
-        for node in self._nodes:
+        local = {(id(t._node), t._index): i for t, i in zip(inputs, input_indices)}
+        for node in nodes:
             if (id(node), 0) in local:
                 continue
             ins = [local[(id(t._node), t._index)] for t in node.inputs]
@@ -428,8 +580,8 @@ class Functional(Trainer, Layer):
                     ins.append(local[(id(mask._node), mask._index)])
             layer = node.layer
             if isinstance(layer, Functional):
-                for k, out in enumerate(layer._emit_engine_nodes(specs, ins, param_index,
-                                                                 added)):
+                for k, out in enumerate(layer._emit_engine_nodes(
+                        specs, ins, param_index, added, getattr(node, "_trace", None))):
                     local[(id(node), k)] = out
                 continue
             if not hasattr(layer, "_engine_node") and not hasattr(layer, "_engine_subgraph"):
@@ -462,7 +614,7 @@ class Functional(Trainer, Layer):
                 specs.append((op, ins, *rest))
                 ins = [len(specs) - 1]
             local[(id(node), 0)] = len(specs) - 1
-        return [local[(id(t._node), t._index)] for t in self.outputs]
+        return [local[(id(t._node), t._index)] for t in model_outputs]
 
     def _engine_specs(self, added):
         """The model's weights (each once), their indices by id, the engine's node specs of
@@ -473,10 +625,12 @@ class Functional(Trainer, Layer):
             if id(v) not in param_index:
                 param_index[id(v)] = len(params)
                 params.append(v)
-        specs = [t._node.layer._engine_node(t._node, param_index) for t in self.inputs]
+        trace = self.__dict__.get("_trace")
+        inputs = self.inputs if trace is None else trace[1]
+        specs = [t._node.layer._engine_node(t._node, param_index) for t in inputs]
         specs = [(s[0], [], *s[1:]) for s in specs]
         outputs = self._emit_engine_nodes(specs, list(range(len(self.inputs))), param_index,
-                                          added)
+                                          added, trace)
         return params, param_index, specs, outputs
 
     def _make_engine_graph(self, traced_losses=None, target_shapes=None, traced_metrics=()):
@@ -599,6 +753,8 @@ class Functional(Trainer, Layer):
 
     def _ensure_built_from(self, x):
         if self.built:
+            if self._dynamic:
+                self._specialise_for(x)
             self._refresh_engine_graph()
             return
         if x is None:

@@ -132,6 +132,8 @@ class Sequential(Functional):
 
     def _ensure_built_from(self, x):
         if self.built:
+            if self._dynamic:  # (Input((None, 8)) first: the engine's graph at x's shapes)
+                self._specialise_for(x)
             self._refresh_engine_graph()
             return
         if not self._layers:
@@ -244,7 +246,7 @@ class Sequential(Functional):
         stack = [deserialize(c) for c in config["layers"]]
         shape = config.get("build_input_shape")
         if shape:
-            stack.insert(0, InputLayer(shape=tuple(shape[1:])))
+            stack.insert(0, InputLayer(shape=tuple(shape[1:]), name=config.get("input_name")))
         model = cls(stack, name=config.get("name"))
         model._trainable = bool(config.get("trainable", True))  # (Keras's: layers keep theirs)
         return model

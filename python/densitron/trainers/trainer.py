@@ -1172,7 +1172,7 @@ class Trainer:
         if (targets and getattr(self, "_batch_dependent", False)) or \
                 getattr(self, "_batch_values_in_model", False):
             return batch_size
-        values_per_row = sum(math.prod(n.outputs[0].shape[1:]) for n in self._nodes)
+        values_per_row = sum(math.prod(n.outputs[0].shape[1:]) for n in self._run_nodes())
         cap = max(1, (32 << 20) // (4 * max(values_per_row, 1)))
         return max(batch_size, min(1024, cap))
 
