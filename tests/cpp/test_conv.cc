@@ -251,7 +251,10 @@ TEST(Conv, MalformedAttributesRefused) {
     EXPECT_THROW(build(ia, 108 / std::max<int64_t>(groups, 1)), std::invalid_argument)
         << "groups " << groups;
   }
-  ia.push_back(1);
+  ia.back() = 1;
+  ia.push_back(0);
+  EXPECT_NO_THROW(build(ia, 108));  // transposed 0, written
+  ia.push_back(0);
   EXPECT_THROW(build(ia, 108), std::invalid_argument);  // a field too many
 }
 

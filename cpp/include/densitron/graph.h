@@ -108,7 +108,12 @@ enum class OpType : int {
                         // at kernel offset t (0 where that leaves the input: the padding after
                         // is implied), times Keras's kernel (k..., cin, filters); bias and
                         // activation fused as kDense's. Tiles of output rows are laid out
-                        // (im2col) in a per-thread buffer and multiplied by the kernel
+                        // (im2col) in a per-thread buffer and multiplied by the kernel.
+                        // With groups 1 and a last attribute transposed = 1: that
+                        // convolution's input gradient (Keras's ConvTranspose, kernel
+                        // (k..., cin, filters) as Keras's (k..., out channels, in
+                        // channels)), input (batch, out..., filters) → (batch, in..., cin),
+                        // bias (cin) and activation after: x·Wᵀ scattered back (col2im)
   kWindowPool = 34,     // i {rank, in[rank], channels, k[rank], strides[rank], pad_before[rank],
                         // out[rank], mode} (rank 1 to 3): Keras's windowed pooling of a
                         // channels_last input (batch, in..., channels) → (batch, out...,
@@ -565,6 +570,12 @@ class Graph {
   void backward_conv(const Step& st, int i, Share rw);
   void backward_conv_blocks(const Step& st, int i, const graph_detail::ConvGeom& g,
                             float* col);
+  // a transposed one's (graph_conv.cc): forward, backward, and the blocked kernel
+  // gradient's partials added in block order (both kinds)
+  void forward_conv_transpose(const Step& st, int i, const graph_detail::ConvGeom& g);
+  void backward_conv_transpose(const Step& st, int i, const graph_detail::ConvGeom& g,
+                               Share rw);
+  void add_conv_blocks(const Step& st, int i, int64_t kf, bool kernel_grad, bool bias_grad);
   float* conv_scratch(const Step& st) { return conv_scratch_.data() + st.ith * conv_per_thread_; }
   // kWindowPool (graph_pool.cc): forward and backward of node i
   void forward_window_pool(const Step& st, int i);

@@ -280,14 +280,16 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
         need_inputs(1);
         ConvGeom g;
         if (node.inputs.size() != 1 || !conv_geom(node.iattrs, &g) ||
-            in0->width != g.in_positions() * g.cin || node.width != g.positions() * g.filters ||
-            node.last_dim != g.filters || node.params.size() != 2 || node.params[0] < 0)
+            in0->width != g.node_in_width() || node.width != g.node_out_width() ||
+            node.last_dim != g.node_channels() || node.params.size() != 2 ||
+            node.params[0] < 0)
           bad("a convolution takes {rank, in[rank], cin, k[rank], strides[rank], "
-              "dilation[rank], pad_before[rank], out[rank], filters[, groups]} of its input's "
-              "and output's widths (groups dividing cin and filters), a kernel and a bias slot");
+              "dilation[rank], pad_before[rank], out[rank], filters[, groups[, transposed]]} "
+              "of its input's and output's widths (groups dividing cin and filters; 1 when "
+              "transposed), a kernel and a bias slot");
         if (param_size(node.params[0]) != g.kdepth() * g.filters)
           bad("convolution kernel size");
-        if (node.params[1] >= 0 && param_size(node.params[1]) != g.filters)
+        if (node.params[1] >= 0 && param_size(node.params[1]) != g.node_channels())
           bad("convolution bias size");
         break;
       }
@@ -665,7 +667,7 @@ void Graph::ensure_capacity(int64_t rows) {
     if (ksplit_[i] > 1) partial_buf_[i].resize(static_cast<size_t>(ksplit_[i]) * n);
     ConvGeom g;
     if (node.op == OpType::kConv && conv_geom(node.iattrs, &g) && conv_blocked(g))
-      partial_buf_[i].resize(kConvBlocks * (g.kdepth() + 1) * g.filters);
+      partial_buf_[i].resize(kConvBlocks * (g.kdepth() * g.filters + g.node_channels()));
     if (node.op == OpType::kBatchNorm) aux_buf_[i].resize(2 * node.last_dim);
     if (node.op == OpType::kLayerNorm) aux_buf_[i].resize(2 * rows * node.width / node.last_dim);
     if (node.op == OpType::kMultiply || node.op == OpType::kMaximum ||

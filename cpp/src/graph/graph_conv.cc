@@ -256,6 +256,10 @@ void Graph::forward_conv(const Step& st, int i) {
   const NodeSpec& node = nodes_[i];
   ConvGeom g;
   conv_geom(node.iattrs, &g);
+  if (g.transposed) {
+    forward_conv_transpose(st, i, g);
+    return;
+  }
   const int64_t positions = g.positions(), depth = g.depth(), filters = g.filters;
   const int64_t tile = conv_tile_rows(g), tiles = (positions + tile - 1) / tile;
   const int64_t win = nodes_[node.inputs[0]].width;
@@ -312,6 +316,10 @@ void Graph::backward_conv(const Step& st, int i, Share rw) {
   const NodeSpec& node = nodes_[i];
   ConvGeom g;
   conv_geom(node.iattrs, &g);
+  if (g.transposed) {
+    backward_conv_transpose(st, i, g, rw);
+    return;
+  }
   const int64_t positions = g.positions(), depth = g.depth(), filters = g.filters;
   const int64_t tile = conv_tile_rows(g);
   const int in = node.inputs[0];
@@ -459,13 +467,25 @@ void Graph::backward_conv_blocks(const Step& st, int i, const ConvGeom& g, float
     }
   }
   barrier(st);
+  add_conv_blocks(st, i, kf, kernel_grad, bias_grad);
+}
+
+// After the blocks' barrier: the kernel's (kf values) and bias's gradients, each thread a
+// share of the values, summed over the non-empty blocks' partials (kf + the bias's size
+// apart) in block order.
+void Graph::add_conv_blocks(const Step& st, int i, int64_t kf, bool kernel_grad,
+                            bool bias_grad) {
+  const NodeSpec& node = nodes_[i];
+  const int kp = node.params[0], bp = node.params[1];
+  const int64_t stride = kf + node.last_dim;
+  const float* part = partial_buf_[i].data();
   const int64_t e0 = kernel_grad ? 0 : kf, e1 = bias_grad ? stride : kf;
   Share es = share_of(e1 - e0, st.ith, st.nth, kMinElementsPerThread, 16);
   es.lo += e0;
   es.hi += e0;
   float* gw = kernel_grad ? param_grad(kp) : nullptr;
   float* gb = bias_grad ? param_grad(bp) : nullptr;
-  const bool first_w = param_first_writer_[kp] == i;
+  const bool first_w = kernel_grad && param_first_writer_[kp] == i;
   const bool first_b = bias_grad && param_first_writer_[bp] == i;
   int blocks = 0;  // the non-empty ones: the first `blocks` (samples shared out in order)
   while (blocks < kConvBlocks && share_of(st.batch, blocks, kConvBlocks).lo <
@@ -476,6 +496,127 @@ void Graph::backward_conv_blocks(const Step& st, int i, const ConvGeom& g, float
     for (int b = 1; b < blocks; ++b) sum += part[b * stride + e];
     float* dst = e < kf ? gw + e : gb + (e - kf);
     *dst = (e < kf ? first_w : first_b) ? sum : *dst + sum;
+  }
+}
+
+// A transposed convolution's forward (g: the convolution whose input gradient it is): each
+// sample on one thread, tile by tile of its input rows x·Wᵀ (the windows' values) scattered
+// into its output in window order (col2im), then the bias and the activation.
+void Graph::forward_conv_transpose(const Step& st, int i, const ConvGeom& g) {
+  const NodeSpec& node = nodes_[i];
+  const int64_t n = g.positions(), depth = g.depth(), c = g.filters, f = g.cin;
+  const int64_t m = g.in_positions(), tile = conv_tile_rows(g);
+  const int64_t win = n * c, wout = m * f;
+  const float* x = out_[node.inputs[0]];
+  const float* kernel = param(i, 0);
+  const float* bias = param(i, 1);
+  float* y = out_buf_[i].data();
+  float* z = dense_pre(i);
+  const bool direct = g.direct();
+  float* col = direct ? nullptr : conv_scratch(st);
+  const Share bs = share_of(st.batch, st.ith, st.nth);
+  for (int64_t s = bs.lo; s < bs.hi; ++s) {
+    const float* xs = x + s * win;
+    float* zs = z + s * wout;
+    if (!direct) std::fill(zs, zs + wout, 0.0f);
+    for (int64_t p0 = 0; p0 < n; p0 += tile) {
+      const int64_t p1 = std::min(n, p0 + tile);
+      local_gemm(st, false, true, p1 - p0, depth, c, xs + p0 * c, c, kernel, c, 0.0f,
+                 direct ? zs + p0 * depth : col, depth);
+      if (!direct) col2im(g, col, p0, p1, zs);
+    }
+    if (bias != nullptr)
+      for (int64_t r = 0; r < m; ++r) add_into(zs + r * f, bias, f);
+    if (node.activation != Activation::kLinear)
+      activation_forward(node.activation, node.act_params, zs, y + s * wout, m, f);
+  }
+}
+
+// A transposed convolution's backward: the activation's gradient (rows rw), the bias's (column
+// sums of dy), then g's forward and kernel gradient with dy as g's input: the input's
+// gradient im2col(dy)·W and the kernel's Σ im2col(dy)ᵀ·x. A small kernel's in kConvBlocks
+// fixed blocks of samples (each tile's layout serving both products), a large one's by rows
+// of the kernel, the input's gradient then by (sample, tile) items.
+void Graph::backward_conv_transpose(const Step& st, int i, const ConvGeom& g, Share rw) {
+  const NodeSpec& node = nodes_[i];
+  const int64_t n = g.positions(), depth = g.depth(), c = g.filters, f = g.cin;
+  const int64_t m = g.in_positions(), tile = conv_tile_rows(g), tiles = (n + tile - 1) / tile;
+  const int64_t win = n * c, wout = m * f;
+  const int in = node.inputs[0];
+  const float* x = out_[in];
+  float* dy = grad_buf_[i].data();
+  const bool act_back = !fused_[i] && !dact_by_consumer_[i] &&
+                        node.activation != Activation::kLinear;
+  if (act_back) {
+    if (rw.lo < rw.hi)
+      activation_backward(node.activation, node.act_params,
+                          keeps_input_[i] ? pre_buf_[i].data() + rw.lo * f : nullptr,
+                          out_[i] + rw.lo * f, dy + rw.lo * f, dy + rw.lo * f, rw.hi - rw.lo,
+                          f);
+    barrier(st);
+  }
+  dense_bias_grad(st, i, dy, st.batch * m, 1);
+  const bool direct = g.direct();
+  float* col = direct ? nullptr : conv_scratch(st);
+  const float* kernel = param(i, 0);
+  float* gx = requires_grad_[in] ? grad_buf_[in].data() : nullptr;
+  const bool acc = gx != nullptr && accumulates(in, i, 0);
+  const int kp = node.params[0];
+  const bool kernel_grad = param_grad_wanted(kp);
+  if (kernel_grad && conv_blocked(g)) {
+    const int64_t kf = depth * c, stride = kf + f;
+    float* part = partial_buf_[i].data();
+    const Share mine = share_of(kConvBlocks, st.ith, st.nth);
+    for (int64_t b = mine.lo; b < mine.hi; ++b) {
+      const Share ss = share_of(st.batch, static_cast<int>(b), kConvBlocks);
+      float* pw = part + b * stride;
+      bool first = true;
+      for (int64_t s = ss.lo; s < ss.hi; ++s) {
+        const float* dys = dy + s * wout;
+        for (int64_t p0 = 0; p0 < n; p0 += tile) {
+          const int64_t p1 = std::min(n, p0 + tile), rows = p1 - p0;
+          if (!direct) im2col(g, dys, p0, p1, 0, depth, col);
+          const float* a = direct ? dys + p0 * depth : col;
+          const float* xt = x + s * win + p0 * c;
+          local_gemm(st, true, false, depth, c, rows, a, depth, xt, c, first ? 0.0f : 1.0f, pw,
+                     c);
+          first = false;
+          if (gx != nullptr)
+            local_gemm(st, false, false, rows, c, depth, a, depth, kernel, c, acc ? 1.0f : 0.0f,
+                       gx + s * win + p0 * c, c);
+        }
+      }
+    }
+    barrier(st);
+    add_conv_blocks(st, i, kf, true, false);
+    return;
+  }
+  // dW[K_t, :] = Σ over samples and tiles of im2col(dy)[:, K_t]ᵀ·x_tile, thread t's rows K_t
+  if (kernel_grad) {
+    const Share ks = share_of(depth, st.ith, st.nth, 16, 8);
+    const int64_t kw = ks.hi - ks.lo;
+    bool first = param_first_writer_[kp] == i;
+    float* gw = param_grad(kp) + ks.lo * c;
+    for (int64_t s = 0; s < st.batch && kw > 0; ++s) {
+      const float* dys = dy + s * wout;
+      for (int64_t p0 = 0; p0 < n; p0 += tile) {
+        const int64_t p1 = std::min(n, p0 + tile);
+        if (!direct) im2col(g, dys, p0, p1, ks.lo, ks.hi, col);
+        local_gemm(st, true, false, kw, c, p1 - p0, direct ? dys + p0 * depth + ks.lo : col,
+                   direct ? depth : kw, x + s * win + p0 * c, c, first ? 0.0f : 1.0f, gw, c);
+        first = false;
+      }
+    }
+  }
+  if (gx == nullptr) return;
+  // dx: each (sample, tile) item's rows im2col(dy)·W, on one thread
+  const Share items = share_of(st.batch * tiles, st.ith, st.nth);
+  for (int64_t it = items.lo; it < items.hi; ++it) {
+    const int64_t s = it / tiles, p0 = it % tiles * tile, p1 = std::min(n, p0 + tile);
+    const float* dys = dy + s * wout;
+    if (!direct) im2col(g, dys, p0, p1, 0, depth, col);
+    local_gemm(st, false, false, p1 - p0, c, depth, direct ? dys + p0 * depth : col, depth,
+               kernel, c, acc ? 1.0f : 0.0f, gx + s * win + p0 * c, c);
   }
 }
 

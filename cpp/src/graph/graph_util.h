@@ -47,6 +47,9 @@ inline float* float_scratch(int64_t n) {
 struct ConvGeom {
   int64_t in[3], k[3], stride[3], dil[3], pad[3], out[3];
   int64_t cin = 0, filters = 0, groups = 1;
+  // A transposed convolution: this convolution's input gradient, its input (out positions
+  // of filters channels) scattered into its output (in positions of cin channels).
+  bool transposed = false;
   int64_t positions() const { return out[0] * out[1] * out[2]; }
   int64_t in_positions() const { return in[0] * in[1] * in[2]; }
   int64_t taps() const { return k[0] * k[1] * k[2]; }
@@ -54,6 +57,14 @@ struct ConvGeom {
   // A group's window values, the kernel's rows (K; depth() for one group): a group's
   // channels cin / groups at each tap, its outputs filters / groups of the kernel's columns.
   int64_t kdepth() const { return taps() * (cin / groups); }
+  // The node's input and output widths (a sample's values) and its output's channels.
+  int64_t node_in_width() const {
+    return transposed ? positions() * filters : in_positions() * cin;
+  }
+  int64_t node_out_width() const {
+    return transposed ? in_positions() * cin : positions() * filters;
+  }
+  int64_t node_channels() const { return transposed ? cin : filters; }
   // A 1×1 window at stride 1 without padding: the input's rows are the windows themselves.
   bool direct() const {
     if (groups != 1) return false;
@@ -64,10 +75,11 @@ struct ConvGeom {
 };
 
 // The geometry of kConv attributes, or false when they are malformed (counts, sizes < 1,
-// padding < 0, values beyond 2^24 a size or 2^40 a product).
+// padding < 0, values beyond 2^24 a size or 2^40 a product, a transposed flag other than 0
+// or 1, or a transposed one of groups).
 inline bool conv_geom(const int64_t* ia, size_t n, ConvGeom* g) {
-  if (n == 0 || ia[0] < 1 || ia[0] > 3 ||
-      (static_cast<int64_t>(n) != 3 + 6 * ia[0] && static_cast<int64_t>(n) != 4 + 6 * ia[0]))
+  if (n == 0 || ia[0] < 1 || ia[0] > 3 || static_cast<int64_t>(n) < 3 + 6 * ia[0] ||
+      static_cast<int64_t>(n) > 5 + 6 * ia[0])
     return false;
   const int r = static_cast<int>(ia[0]);
   constexpr int64_t kMax = int64_t{1} << 24;
@@ -94,8 +106,12 @@ inline bool conv_geom(const int64_t* ia, size_t n, ConvGeom* g) {
       return false;
   }
   if (g->cin < 1 || g->filters < 1 || g->cin > kMax || g->filters > kMax) return false;
-  g->groups = static_cast<int64_t>(n) == 4 + 6 * r ? ia[n - 1] : 1;  // (an optional last field)
+  // (optional last fields: groups, then transposed)
+  g->groups = static_cast<int64_t>(n) >= 4 + 6 * r ? ia[3 + 6 * r] : 1;
+  const int64_t transposed = static_cast<int64_t>(n) == 5 + 6 * r ? ia[4 + 6 * r] : 0;
   if (g->groups < 1 || g->cin % g->groups != 0 || g->filters % g->groups != 0) return false;
+  if ((transposed != 0 && transposed != 1) || (transposed == 1 && g->groups != 1)) return false;
+  g->transposed = transposed == 1;
   constexpr double kMaxProduct = static_cast<double>(int64_t{1} << 40);
   const double in_values = static_cast<double>(g->in[0]) * g->in[1] * g->in[2] * g->cin;
   const double out_values = static_cast<double>(g->out[0]) * g->out[1] * g->out[2] * g->filters;

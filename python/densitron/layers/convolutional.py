@@ -1,17 +1,17 @@
 """Keras's convolutions on the engine (Conv1D/2D/3D, grouped too, their transposes,
-DepthwiseConv1D/2D, SeparableConv1D/2D). Conv1D/2D/3D, grouped ones, DepthwiseConv1D/2D
-and SeparableConv1D/2D's depthwise part are the engine's native convolution node
-(OpType::kConv): it lays tiles of each sample's windows out (im2col) in a small buffer of each
-thread's and multiplies them by Keras's kernel (k..., cin / groups, filters) read as
-(k...·cin / groups, filters), group by group (a depthwise kernel (k..., cin, multiplier) is the
-grouped kernel of cin groups), the bias and activation fused as Dense's; a separable
-convolution's pointwise product is a Dense after it; channels_first is moved to channels_last
-and back around it by index maps of one entry a value. A pointwise Conv of one group on
-channels_last inputs is a Dense. A transpose lays each sample's windows out whole by an index
-map as rows of (output position, window offset, channel), -1 (a zero) where a window leaves the
-input, and multiplies the gathered rows by the kernel as a node, in a batched product. Windows
-and padding are XLA's, as Keras's JAX backend: 'same' pads (total // 2) before, the rest after.
-The adaptive poolings (pooling.py) use the maps."""
+DepthwiseConv1D/2D, SeparableConv1D/2D). Conv1D/2D/3D, grouped ones, their transposes,
+DepthwiseConv1D/2D and SeparableConv1D/2D's depthwise part are the engine's native
+convolution node (OpType::kConv): it lays tiles of each sample's windows out (im2col) in a
+small buffer of each thread's and multiplies them by Keras's kernel (k..., cin / groups,
+filters) read as (k...·cin / groups, filters), group by group (a depthwise kernel (k..., cin,
+multiplier) is the grouped kernel of cin groups), the bias and activation fused as Dense's; a
+separable convolution's pointwise product is a Dense after it; channels_first is moved to
+channels_last and back around it by index maps of one entry a value. A pointwise Conv of one
+group on channels_last inputs is a Dense. A transpose is the node's transposed form: the input
+gradient of the convolution from its output to its input (each input row times the kernel,
+scattered into the windows it reaches: col2im). Windows and padding are XLA's, as Keras's JAX
+backend: 'same' pads (total // 2) before, the rest after. The adaptive poolings (pooling.py)
+use the index maps (gather_map)."""
 
 import math
 import os
@@ -23,7 +23,7 @@ from densitron.layers.core import kernel_bias_config, set_kernel_bias_args
 from densitron.layers.layer import Layer, engine_node, node_spec
 
 # densitron::OpType
-_DENSE, _ACTIVATION, _INDEX_MAP, _BIAS_ADD, _BATCH_MATMUL, _CONV = 1, 2, 20, 22, 32, 33
+_DENSE, _ACTIVATION, _INDEX_MAP, _CONV = 1, 2, 20, 33
 _ZERO, _MASKED = -1, -2  # an index map's entries for 0 and -1e9
 # An index map's bytes an entry: its int64 array, the list the engine's node is made from, the
 # engine's copy and the gathered float32 value
@@ -120,17 +120,6 @@ def window_map(shape, data_format, window, strides, dilation, sizes, fill):
     window leaves the input."""
     axes = [np.arange(n)[:, None] * s + np.arange(k)[None, :] * d - lo
             for k, s, d, (n, lo) in zip(window, strides, dilation, sizes)]
-    return gather_map(shape, data_format, axes, fill)
-
-
-def transposed_map(shape, data_format, window, strides, dilation, sizes, fill):
-    """window_map's for a transposed convolution (XLA's: the input dilated by the strides,
-    padded, then convolved with the flipped kernel): output o and kernel offset k read input
-    i = (o + (window - 1 - k)·dilation - pad) / stride where that is a whole index."""
-    axes = []
-    for k, s, d, (n, lo) in zip(window, strides, dilation, sizes):
-        j = np.arange(n)[:, None] + (k - 1 - np.arange(k)[None, :]) * d - lo
-        axes.append(np.where(j % s == 0, j // s, -1))
     return gather_map(shape, data_format, axes, fill)
 
 
@@ -255,8 +244,6 @@ class _WindowedConv(Layer):
         groups = self._groups(channels)
         first = self._window_outputs(channels)
         entries = positions * window * channels * (first // groups if groups > 1 else 1)
-        if isinstance(self, BaseConvTranspose):
-            entries += 3 * window * channels * first
         weights = window * (channels // groups) * first
         if isinstance(self, BaseSeparableConv):  # (its pointwise kernel)
             weights += first * self.filters
@@ -282,13 +269,13 @@ class _WindowedConv(Layer):
 
     def _native(self, channels):
         """Whether the engine's convolution node computes the windows' product: every
-        convolution but the transposed ones and the pointwise Conv1D/2D/3D of one group on
-        channels_last inputs (a Dense). Grouped, depthwise and separable ones pass their
-        groups (a depthwise kernel (k..., channels, multiplier) is a grouped one's
-        (k..., 1, channels·multiplier): the same values in the same order)."""
+        convolution but the pointwise Conv1D/2D/3D of one group on channels_last inputs (a
+        Dense). Grouped, depthwise and separable ones pass their groups (a depthwise kernel
+        (k..., channels, multiplier) is a grouped one's (k..., 1, channels·multiplier): the
+        same values in the same order)."""
         pointwise_1x1 = (set(self.kernel_size) | set(self.strides) |
                          set(self.dilation_rate)) == {1}
-        return not isinstance(self, BaseConvTranspose) and not (
+        return not (
             pointwise_1x1 and self._groups(channels) == 1 and
             self._pointwise_kernel() is None and self.data_format == "channels_last")
 
@@ -628,9 +615,7 @@ class BaseConvTranspose(_WindowedConv):
     """Keras's transposed convolution: the gradient of a convolution with respect to its
     input, kernel (*kernel_size, filters, channels), bias (filters,); output sizes as Keras's
     JAX backend (output_padding, when given, adds that many positions at the end). The
-    engine gathers each output's (window, channels) inputs by an index map and multiplies
-    them by the kernel reordered to (window, channels, filters) (the kernel as a node: a
-    bias-add of it to zeros) in one batched product per sample."""
+    engine's convolution node, transposed (see _engine_subgraph)."""
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", output_padding=None,
                  data_format=None, dilation_rate=1, activation=None, use_bias=True,
@@ -695,43 +680,31 @@ class BaseConvTranspose(_WindowedConv):
                                         constraint=self.bias_constraint)
         self.built = True
 
+    def _native(self, channels):
+        return True
+
     def _engine_subgraph(self, node, param_index):
+        """The engine's convolution node, transposed: the convolution from the output
+        (filters channels) to the input (channels) whose input gradient this layer is, its
+        padding before (kernel span - 1) - this layer's, Keras's kernel (*kernel_size,
+        filters, channels) its (k..., cin, filters) as it is; channels_first moved to
+        channels_last and back, the activation fused (see _tail)."""
         shape = tuple(int(d) for d in node.inputs[0].shape[1:])
         spatial, channels = _split(shape, self.data_format)
-        filters = self.filters
-        rows = transposed_map(shape, self.data_format, self.kernel_size, self.strides,
-                              self.dilation_rate, self._sizes(spatial), _ZERO)
-        if self.data_format == "channels_first":
-            rows = rows.transpose(1, 2, 0)  # (positions, window, channels)
-        positions, window, _ = rows.shape
-        row = window * channels
-        size = row * filters
-        # the kernel (window, filters, channels) as each sample's values, then reordered
-        reorder = np.arange(size).reshape(window, filters, channels).transpose(0, 2, 1)
-        head = [([("in", 0)], index_map_spec(rows, row)),
-                ([("in", 0)], index_map_spec(np.full(size, _ZERO), size)),
-                ([("node", 1)], node_spec(_BIAS_ADD, size, size,
-                                          params=[param_index[id(self.kernel)]])),
-                ([("node", 2)], index_map_spec(reorder, filters)),
-                ([("node", 0), ("node", 3)],
-                 node_spec(_BATCH_MATMUL, positions * filters, filters,
-                           iattrs=[1, positions, row, filters, 0, 0]))]
+        sizes = self._sizes(spatial)
+        positions = math.prod(n for n, _ in sizes)
         chain = []
-        if self.use_bias:
-            chain.append(node_spec(_BIAS_ADD, positions * filters, filters,
-                                   params=[param_index[id(self.bias)]]))
-        chain = self._tail(node, chain, positions, filters) if chain or \
-            self.data_format == "channels_first" or self._has_activation() else []
-        if not chain:  # (the product is the output: the activity penalty on it)
-            activity = regularizers.coefficients(self.activity_regularizer)
-            refs, spec = head[-1]
-            head[-1] = (refs, (*spec[:8], tuple(float(a) for a in activity)))
-        items = head + [([("node", len(head) - 1 + k)], spec) for k, spec in enumerate(chain)]
-        return items, [len(items) - 1]
-
-    def _has_activation(self):
-        return not activations.is_traced(self.activation) and \
-            self.activation is not activations.linear
+        if self.data_format == "channels_first":
+            moved = np.arange(math.prod(shape)).reshape(channels, -1).T
+            chain.append(index_map_spec(moved, channels))
+        pads = [(k - 1) * d - lo for k, d, (_, lo) in zip(self.kernel_size, self.dilation_rate,
+                                                           sizes)]
+        iattrs = [self.rank, *(n for n, _ in sizes), self.filters, *self.kernel_size,
+                  *self.strides, *self.dilation_rate, *pads, *spatial, channels, 1, 1]
+        bias = param_index[id(self.bias)] if self.use_bias else -1
+        chain.append(node_spec(_CONV, positions * self.filters, self.filters,
+                               params=[param_index[id(self.kernel)], bias], iattrs=iattrs))
+        return _chained(self._tail(node, chain, positions, self.filters))
 
     def get_config(self):
         config = self._window_config()
