@@ -100,11 +100,30 @@ def _cell_classes(K):
         def get_initial_state(self, batch_size=None):
             return [ops.ones((batch_size, 3)) * 0.5]
 
-    return MinimalRNNCell, TwoStateCell, ProjectedCell
+    class DenseCell(K.layers.Layer):
+        def __init__(self, units, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+            self.state_size = units
+            self.inner = K.layers.Dense(units, activation="tanh")
+
+        def build(self, input_shape):
+            self.recurrent_kernel = self.add_weight(shape=(self.units, self.units),
+                                                    name="recurrent_kernel")
+            self.inner.build(input_shape)
+
+        def call(self, inputs, states):
+            h = self.inner(inputs) + ops.matmul(states[0], self.recurrent_kernel)
+            return h, [h]
+
+        def get_config(self):
+            return {**super().get_config(), "units": self.units}
+
+    return MinimalRNNCell, TwoStateCell, ProjectedCell, DenseCell
 
 
-MinimalRNNCell, TwoStateCell, ProjectedCell = cell_classes(densitron)
-CUSTOM = {c.__name__: c for c in (MinimalRNNCell, TwoStateCell, ProjectedCell)}
+MinimalRNNCell, TwoStateCell, ProjectedCell, DenseCell = cell_classes(densitron)
+CUSTOM = {c.__name__: c for c in cell_classes(densitron)}
 
 
 def reference_step(kind, x, states, w):
@@ -112,6 +131,9 @@ def reference_step(kind, x, states, w):
     w = [np.asarray(v, np.float64) for v in w]
     if kind == "MinimalRNNCell":
         out = x @ w[0] + states[0] @ w[1]
+        return out, [out]
+    if kind == "DenseCell":  # (recurrent_kernel, then its Dense's kernel and bias)
+        out = np.tanh(x @ w[1] + w[2]) + states[0] @ w[0]
         return out, [out]
     if kind == "TwoStateCell":
         h = np.tanh(x @ w[0] + states[0] @ w[1] + w[2])
@@ -150,7 +172,8 @@ def _make(kind):
 
 
 def _sizes(kind):
-    return {"MinimalRNNCell": [5], "TwoStateCell": [5, 5], "ProjectedCell": [3]}[kind]
+    return {"MinimalRNNCell": [5], "TwoStateCell": [5, 5], "ProjectedCell": [3],
+            "DenseCell": [5]}[kind]
 
 
 OPTIONS = {
@@ -276,7 +299,7 @@ def test_gradients_against_finite_differences():
 def _trained_model(lib):
     """A model of the three cells (a mask, go_backwards, Bidirectional) compiled from fixed
     weights, with its data."""
-    minimal, two, projected = cell_classes(lib)
+    minimal, two, projected, dense = cell_classes(lib)
     rng = np.random.default_rng(21)
     n, steps = 40, 6
     x = rng.standard_normal((n, steps, 3)).astype(np.float32)
@@ -287,7 +310,8 @@ def _trained_model(lib):
     a = L.RNN(two(4), return_sequences=True)(L.Masking()(i))
     a = L.RNN(minimal(3), go_backwards=True)(a)
     b = L.Bidirectional(L.RNN(projected()))(i)
-    model = lib.Model(i, L.Dense(3)(L.Concatenate()([a, b])))
+    c = L.RNN(dense(2), unroll=True)(L.Masking()(i))
+    model = lib.Model(i, L.Dense(3)(L.Concatenate()([a, b, c])))
     rng = np.random.default_rng(12)
     model.set_weights([(rng.standard_normal(w.shape) * 0.3).astype(np.float32)
                        for w in model.get_weights()])
@@ -377,8 +401,12 @@ def test_files_both_ways():
         again = densitron.saving.load_model(paths[1], custom_objects=CUSTOM)
         np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0),
                                    rtol=1e-6)
-        assert [type(layer.cell).__name__ for layer in again.layers
-                if isinstance(layer, layers.RNN)] == ["TwoStateCell", "MinimalRNNCell"]
+        assert sorted(type(layer.cell).__name__ for layer in again.layers
+                      if isinstance(layer, layers.RNN)) == \
+            ["DenseCell", "MinimalRNNCell", "TwoStateCell"]
+        # (the Dense inside DenseCell: its weights below its name, as Keras's paths)
+        assert [len(w.path.split("/")) for w in again.weights if "dense_cell" in w.path] == \
+            [3, 4, 4]
 
 
 class _NoStateSize(layers.Layer):

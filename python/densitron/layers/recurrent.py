@@ -1227,9 +1227,13 @@ class RNN(_RNN):
             if not self.cell.built:  # (Keras's: the cell built on a step's shape)
                 self.cell.build((None, *self._step_shape))
                 self.cell.built = True
-            for w in self.cell.weights:  # (Keras's paths: rnn/<cell's name>/kernel)
-                if w.path is None or not w.path.startswith(f"{self.name}/"):
-                    w.path = f"{self.name}/{self.cell.name}/{w.name}"
+            # (Keras's paths: rnn/<cell's name>/kernel, a sublayer's below its name)
+            prefix = f"{self.name}/{self.cell.name}"
+            for w in self.cell._weights:
+                w.path = f"{prefix}/{w.name}"
+            for sub in self.cell._sublayers():
+                for w in sub.weights:
+                    w.path = f"{prefix}/{sub.name}/{w.name}"
             self.built = True
             return
         if not self.cell.built:
@@ -1245,6 +1249,12 @@ class RNN(_RNN):
         """Keras keeps the weights in the cell (layers/<name>/cell/vars), a stack's in its
         cells (layers/<name>/cell/cells/lstm_cell/vars, lstm_cell_1, ...: by class, numbered
         within the stack)."""
+        if self._custom:  # (a cell of one's own: its layers' below it, as Keras saves them)
+            from densitron.saving import _composite_paths, _OwnWeights
+
+            return [(f"cell/{path}".rstrip("/"), part.name,
+                     part._weights if isinstance(part, _OwnWeights) else part.weights)
+                    for path, part in _composite_paths(self.cell, "")]
         if not isinstance(self.cell, StackedRNNCells):
             return [("cell", self.cell.name, self.cell.weights)]
         parts, seen = [("cell", self.cell.name, [])], {}
