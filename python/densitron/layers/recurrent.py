@@ -7,7 +7,8 @@ Keras's weights (kernel (features, gates·units), recurrent_kernel (units, gates
 gate order i, f, c, o for LSTM and z, r, h for GRU, whose reset_after bias is (2, 3·units)),
 masks (a masked step keeps the previous state), go_backwards, initial states,
 return_sequences and return_state as Keras 3's JAX backend computes them. RNN(cell) runs Keras's SimpleRNNCell,
-LSTMCell and GRUCell (and StackedRNNCells of them) with those layers' own steps;
+LSTMCell and GRUCell (and StackedRNNCells of them) with those layers' own steps, and a cell
+of the user's by its call() traced once on a step's symbolic tensors (_CustomStep);
 ConvLSTM1D/2D/3D run LSTM's step with the convolution layers' engine nodes."""
 
 import numpy as np
