@@ -123,6 +123,12 @@ enum class OpType : int {
                         // maximum in window order, as XLA's select-and-scatter) or their mean
                         // (mode 0; divided by the count inside, as Keras's 'same' average).
                         // Threads share (sample, position) items forward and samples backward
+  kLSTM = 36,           // params {kernel (features, 4·units), recurrent_kernel (units,
+                        // 4·units), bias (4·units) or -1}, i {steps, features, units,
+                        // sequences, backwards}: Keras's LSTM (gates i, f, g, o; sigmoid and
+                        // tanh) over each sample's steps (steps × features values), from zero
+                        // states, in reverse with backwards; width steps·units (sequences 1:
+                        // every step's h, in the order processed) or units (the last h)
 };
 
 // kMath's operations on each value x (a and b: the node's fattrs).
@@ -577,6 +583,9 @@ class Graph {
                                Share rw);
   void add_conv_blocks(const Step& st, int i, int64_t kf, bool kernel_grad, bool bias_grad);
   float* conv_scratch(const Step& st) { return conv_scratch_.data() + st.ith * conv_per_thread_; }
+  // kLSTM (graph_lstm.cc): forward and backward of node i
+  void forward_lstm(const Step& st, int i);
+  void backward_lstm(const Step& st, int i);
   // kWindowPool (graph_pool.cc): forward and backward of node i
   void forward_window_pool(const Step& st, int i);
   void backward_window_pool(const Step& st, int i);

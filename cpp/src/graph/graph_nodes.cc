@@ -584,6 +584,9 @@ void Graph::forward_node(const Step& st, int i) {
     case OpType::kWindowPool:
       forward_window_pool(st, i);
       return;
+    case OpType::kLSTM:
+      forward_lstm(st, i);
+      return;
     case OpType::kBatchMatMul: {
       // Each thread a range of the batch's (sample, group) products, each on one thread.
       const auto& ia = node.iattrs;
@@ -1096,6 +1099,9 @@ void Graph::backward_node(const Step& st, int i) {
       return;
     case OpType::kWindowPool:
       backward_window_pool(st, i);
+      return;
+    case OpType::kLSTM:
+      backward_lstm(st, i);
       return;
     case OpType::kActivation: {
       float* gx = target(0, &acc);

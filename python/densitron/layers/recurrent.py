@@ -22,6 +22,7 @@ _DENSE, _ACT, _ADD, _CONCAT, _SUB, _MUL, _AVERAGE, _DROPOUT = 1, 2, 3, 4, 5, 6, 
 _RESHAPE = 14
 _MATH, _INDEX_MAP, _BIAS_ADD = 25, 20, 22
 _NOT_EQUAL = 15  # MathOp::kNotEqual
+_LSTM = 36  # OpType::kLSTM
 
 
 class _Builder:
@@ -605,6 +606,26 @@ class LSTM(_Gated):
             self.bias.assign(np.concatenate([
                 np.asarray(init((u,), dtype="float32")), np.ones(u, np.float32),
                 np.asarray(init((2 * u,), dtype="float32"))]))
+
+    def _emit(self, b, node, x, states, mask):
+        """The engine's LSTM node for the plain case (Keras's default activations, no mask,
+        initial states, dropout or returned states): every step in one node, each thread
+        running its samples through the steps; otherwise the steps unrolled as nodes."""
+        if not self._native(states, mask):
+            return super()._emit(b, node, x, states, mask)
+        steps, features = (int(d) for d in node.inputs[0].shape[1:])
+        u = self.units
+        out = b.add(node_spec(_LSTM, (steps if self.return_sequences else 1) * u, u, params=[
+            b.param(self.kernel), b.param(self.recurrent_kernel),
+            b.param(self.bias) if self.use_bias else -1],
+            iattrs=[steps, features, u, int(self.return_sequences), int(self.go_backwards)]), x)
+        return [out]
+
+    def _native(self, states, mask):
+        return (type(self)._step is LSTM._step and self.activation is activations.tanh and
+                self.recurrent_activation is activations.sigmoid and not states and
+                mask is None and not self.return_state and self.dropout == 0.0 and
+                self.recurrent_dropout == 0.0)
 
     def _step(self, b, ctx, t, state):
         u = self.units
