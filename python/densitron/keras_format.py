@@ -109,17 +109,21 @@ def to_keras(model):
     if isinstance(model, Sequential) and "input_layers" not in config:
         shape = config.get("build_input_shape")
         layers = [_keras_entry(layer) for layer in model.layers]
-        if shape:
+        inner = {"name": config["name"], "trainable": config["trainable"],
+                 "dtype": dtype_policy_config(), "layers": layers}
+        if shape:  # (its InputLayer's name: Input()'s, or the one it made when built)
+            tensor = getattr(model, "_input_tensor", None)
+            node = getattr(tensor, "_node", None)
+            name = node.layer.name if node is not None else model.name + "_input"
             layers.insert(0, {"module": _LAYER_MODULE, "class_name": "InputLayer",
                               "config": {"batch_shape": shape, "dtype": "float32",
                                          "sparse": False, "ragged": False,
-                                         "name": model.name + "_input", "optional": False},
+                                         "name": name, "optional": False},
                               "registered_name": None})
-        return {"module": "keras", "class_name": "Sequential",
-                "config": {"name": config["name"], "trainable": config["trainable"],
-                           "dtype": dtype_policy_config(), "layers": layers,
-                           "build_input_shape": shape},
-                "registered_name": None}
+            inner["build_input_shape"] = shape
+        return _with_build_and_compile_config(
+            {"module": "keras", "class_name": "Sequential", "config": inner,
+             "registered_name": None}, model, {"input_shape": shape} if shape else None)
     from densitron.layers.attention import MultiHeadAttention
     from densitron.layers.dot_attention import Attention
     from densitron.layers.recurrent import _RNN, Bidirectional
@@ -181,14 +185,28 @@ def to_keras(model):
                  "kwargs": {}}
                 for node in lc["inbound_nodes"]]
         layers.append(entry)
-    return {"module": _FUNCTIONAL_MODULE, "class_name": "Functional",
-            "config": {"name": config["name"], "trainable": config["trainable"],
-                       "layers": layers,
-                       "input_layers": _structure([ref(r) for r in config["input_layers"]],
-                                                  config["input_keys"]),
-                       "output_layers": _structure([ref(r) for r in config["output_layers"]],
-                                                   config["output_keys"])},
-            "registered_name": "Functional"}
+    return _with_build_and_compile_config(
+        {"module": _FUNCTIONAL_MODULE, "class_name": "Functional",
+         "config": {"name": config["name"], "trainable": config["trainable"],
+                    "layers": layers,
+                    "input_layers": _structure([ref(r) for r in config["input_layers"]],
+                                               config["input_keys"]),
+                    "output_layers": _structure([ref(r) for r in config["output_layers"]],
+                                                config["output_keys"])},
+         "registered_name": "Functional"}, model, {"input_shape": None})
+
+
+def _with_build_and_compile_config(entry, model, build_config):
+    """A model's serialized form as Keras's serialize_keras_object gives it (in a `.keras`
+    file, to_json, a model nested in another's config): its build_config (a functional
+    model's {"input_shape": None}, a built Sequential's input shape) and its compile_config
+    ({} when not compiled)."""
+    from densitron import saving
+
+    if build_config is not None:
+        entry["build_config"] = build_config
+    entry["compile_config"] = compile_to_keras(saving._compile_config(model)) or {}
+    return entry
 
 
 # The key of a subclassed model's file entry that holds its traced graph (densitron's; Keras
@@ -384,8 +402,64 @@ def _keras_entry(layer):
         return keras_objects.serialize_keras_object(layer)
     # (the objects its config holds, a layer given to a layer of the user's, serialized)
     config = _keras_layer_config(keras_objects.serialize_config(layer.get_config()))
-    return {"module": _LAYER_MODULE, "class_name": cls.__name__, "config": config,
-            "registered_name": None}
+    entry = {"module": _LAYER_MODULE, "class_name": cls.__name__, "config": config,
+             "registered_name": None}
+    build_config = _build_config(layer)
+    if build_config is not None:
+        entry["build_config"] = build_config
+    return entry
+
+
+# Keras's layers built when made (their build is Layer's own; Dropout's _build_at_init):
+# their entries hold no build_config.
+_BUILT_WHEN_MADE = frozenset(
+    {"InputLayer", "Activation", "ActivityRegularization", "AlphaDropout", "Dropout", "ELU",
+     "GaussianDropout", "GaussianNoise", "Identity", "LeakyReLU", "Masking", "ReLU", "Reshape",
+     "Softmax", "UnitNormalization"}
+    | {f"SpatialDropout{rank}D" for rank in (1, 2, 3)}
+    | {f"{p}{kind}{pool}{rank}D" for p in ("", "Global") for kind in ("Max", "Average", "Avg")
+       for pool in ("Pool", "Pooling") for rank in (1, 2, 3)})
+# Keras's lookups build from their vocabulary: an empty build_config (IndexLookup's).
+_EMPTY_BUILD_CONFIG = frozenset({"StringLookup", "IntegerLookup"})
+
+
+def _shape_list(shape):
+    return None if shape is None else [None if d is None else int(d) for d in shape]
+
+
+def _build_config(layer):
+    """Keras's build_config of a built-in layer as its first call built it: {"input_shape":
+    its input's shape (a list of them for a list of inputs)}, or {"shapes_dict": ...} for a
+    build of several tensors (a recurrent layer given initial states: sequences_shape and
+    initial_state_shape; MultiHeadAttention's query_shape, value_shape, key_shape); None for
+    a layer Keras builds when made or one never called."""
+    name = type(layer).__name__
+    if name in _BUILT_WHEN_MADE:
+        return None
+    if name in _EMPTY_BUILD_CONFIG:
+        return {}
+    node = layer._inbound_nodes[0] if getattr(layer, "_inbound_nodes", None) else None
+    own = layer.__dict__.get("_build_shapes")
+    if node is None:
+        if own and len(own) == 1 and name not in _RNN_CLASSES and \
+                name not in ("MultiHeadAttention", "GroupQueryAttention"):
+            shape = next(iter(own.values()))  # (built by hand or on arrays)
+            nested = isinstance(shape, list) and shape and isinstance(shape[0], (list, tuple))
+            return {"input_shape": [_shape_list(s) for s in shape] if nested else
+                    _shape_list(shape)}
+        return None
+    shapes = [_shape_list(t.shape) for t in node.inputs]
+    if name in _RNN_CLASSES and len(shapes) > 1:
+        nested = getattr(layer, "_nested_states", list)
+        return {"shapes_dict": {"sequences_shape": shapes[0],
+                                "initial_state_shape": nested(shapes[1:])}}
+    if name in ("MultiHeadAttention", "GroupQueryAttention"):
+        has_key = layer._signature[0] if layer._signature else len(shapes) == 3
+        keys = ("query_shape", "value_shape") + (("key_shape",) if has_key else ())
+        return {"shapes_dict": dict(zip(keys, shapes))}
+    if getattr(node, "is_list", False):
+        return {"input_shape": shapes}
+    return {"input_shape": shapes[0]}
 
 
 def _output_shapes(calls, names):
@@ -625,12 +699,14 @@ def from_keras(obj):
     if class_name == "Sequential":
         entries = list(config["layers"])
         shape = config.get("build_input_shape")
+        out = {"name": config["name"], "trainable": config.get("trainable", True)}
         if entries and entries[0].get("class_name") == "InputLayer":
-            shape = entries.pop(0)["config"]["batch_shape"]
-        return {"class_name": "Sequential",
-                "config": {"name": config["name"], "trainable": config.get("trainable", True),
-                           "layers": [from_keras(e) for e in entries],
-                           "build_input_shape": shape}}
+            first = entries.pop(0)["config"]
+            shape = first["batch_shape"]
+            if first.get("name"):  # (its InputLayer keeps its name, as in Keras)
+                out["input_name"] = first["name"]
+        out.update({"layers": [from_keras(e) for e in entries], "build_input_shape": shape})
+        return {"class_name": "Sequential", "config": out}
     return _keep_build_config(
         {"class_name": class_name, "config": _densitron_layer_config(class_name, config),
          "registered_name": obj.get("registered_name")}, obj)

@@ -162,7 +162,7 @@ def _keras_files(model):
     from densitron import __version__, keras_format
 
     config = keras_format.to_keras_file(model, _graph_weight_paths(model))
-    config["compile_config"] = keras_format.compile_to_keras(_compile_config(model))
+    config["compile_config"] = keras_format.compile_to_keras(_compile_config(model)) or {}
     meta = json.dumps({"keras_version": KERAS_FORMAT_VERSION, "densitron_version": __version__,
                        "date_saved": time.strftime("%Y-%m-%d@%H:%M:%S")})
     return {"metadata.json": meta.encode(), "config.json": json.dumps(config).encode(),
@@ -758,6 +758,8 @@ def _save_legacy_h5(model, filepath, overwrite):
     for entry in model_config["config"].get("layers", []):
         entry.pop("module", None)
         entry.pop("registered_name", None)
+        entry.pop("build_config", None)  # (Keras's legacy entries hold neither)
+        entry.pop("compile_config", None)
     buf = io.BytesIO()
     with h5py.File(buf, "w") as h:
         h.attrs["backend"] = "jax"
