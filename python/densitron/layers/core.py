@@ -72,7 +72,8 @@ class Dense(Layer):
         return (in_features, self.units)
 
     def build(self, input_shape):
-        in_features = int(input_shape[-1])
+        in_features = input_shape[-1]  # (None: add_weight raises Keras's error)
+        in_features = None if in_features is None else int(in_features)
         self.kernel = self.add_weight(self._kernel_shape(in_features), self.kernel_initializer,
                                       name="kernel", regularizer=self.kernel_regularizer,
                                       constraint=self.kernel_constraint)

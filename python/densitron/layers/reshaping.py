@@ -37,6 +37,8 @@ class Flatten(KeepsIntegerDtype, Layer):
                              f"Received: input_shape={input_shape}")
 
     def compute_output_shape(self, input_shape):
+        if None in tuple(input_shape[1:]):  # (Keras's: a length the data gives)
+            return (input_shape[0], None)
         return (input_shape[0], math.prod(input_shape[1:]))
 
     def _engine_node(self, node, param_index):

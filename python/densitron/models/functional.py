@@ -495,9 +495,15 @@ class Functional(Trainer, Layer):
             return
         run = []
         for k, (shape, expected) in enumerate(zip(shapes, self._variable_shapes)):
-            if shape is None or len(shape) != len(expected) + 1 or any(
-                    e is not None and d != e for d, e in zip(shape[1:], expected)):
+            if shape is None:
                 return
+            if len(shape) != len(expected) + 1 or any(
+                    e is not None and d != e for d, e in zip(shape[1:], expected)):
+                name = data_mod.input_name(k, len(shapes), "x")
+                raise ValueError(
+                    f"Input {k} of model \"{self.name}\" is incompatible: expected shape "
+                    f"{(None, *expected)}, but received input with shape {tuple(shape)}. "
+                    f"Received: {name} with shape {tuple(shape)}")
             if any(d == 0 for d, e in zip(shape[1:], expected) if e is None):
                 raise ValueError(
                     f"Input {k} of model \"{self.name}\" has a dimension of length 0 where "
@@ -718,8 +724,9 @@ class Functional(Trainer, Layer):
     def _check_inputs(self, input_shape):
         shapes = input_shape if isinstance(input_shape, list) else [input_shape]
         expected = [t.shape for t in self.inputs]
-        if len(shapes) != len(expected) or any(
-                tuple(a[1:]) != tuple(b[1:]) for a, b in zip(shapes, expected)):
+        if len(shapes) != len(expected) or any(  # (None: any length, the data's)
+                len(a) != len(b) or any(e is not None and d != e for d, e in zip(a[1:], b[1:]))
+                for a, b in zip(shapes, expected)):
             raise ValueError(f"Model \"{self.name}\" expects inputs of shapes {expected}. "
                              f"Received: input shapes {shapes}")
 
@@ -740,8 +747,14 @@ class Functional(Trainer, Layer):
                 f"yet. Received: a masked input to model \"{self.name}\"")
         node = Node(self, flat, [])
         node.is_list = isinstance(inputs, (list, tuple))
+        outputs = self.outputs
+        if getattr(self, "_dynamic", False) and all(None not in t.shape[1:] for t in flat):
+            # (a model with None dimensions called on tensors of known shapes: its trace at
+            # those, which the engine runs in its place)
+            node._trace = self._trace_for([t.shape[1:] for t in flat])
+            outputs = node._trace[2]
         node.outputs = [KerasTensor(t.shape, name=self.name, node=node, index=k)
-                        for k, t in enumerate(self.outputs)]
+                        for k, t in enumerate(outputs)]
         self._inbound_nodes.append(node)
         return self._output_structure(node.outputs)
 
