@@ -326,3 +326,35 @@ def test_bad_data_raises_cleanly():
     with pytest.raises(ValueError, match="channels of its input"):
         layers.Conv1D(2, 2)(densitron.Input((5, None)))
     np.testing.assert_allclose(model.predict(x, verbose=0).shape, (4, 1))
+
+
+def test_several_inputs_and_masks():
+    """A None length beside a fixed input, by dict and by list (the fixed one checked); ids
+    padded with zeros under Embedding(mask_zero=True) into an LSTM give the outputs of the
+    unpadded ids (the mask at each length)."""
+    rng = np.random.default_rng(6)
+    ids, extra = densitron.Input((None,), dtype="int32", name="ids"), densitron.Input((3,))
+    pooled = layers.GlobalAveragePooling1D()(layers.Embedding(VOCAB, 4)(ids))
+    out = layers.Dense(1)(layers.Concatenate()([pooled, extra]))
+    by_dict = densitron.Model({"ids": ids, "extra": extra}, out)
+    by_list = densitron.Model([ids, extra], out)
+    e = rng.standard_normal((5, 3)).astype(np.float32)
+    for length in (6, 2):
+        x = rng.integers(0, VOCAB, (5, length))
+        expected = by_list.predict([x, e], verbose=0)
+        np.testing.assert_allclose(by_dict.predict({"ids": x, "extra": e}, verbose=0), expected)
+        table = next(layer for layer in by_list.layers
+                     if isinstance(layer, layers.Embedding)).get_weights()[0].astype(np.float64)
+        kernel, bias = by_list.layers[-1].get_weights()
+        reference = np.concatenate([table[x].mean(axis=1), e], axis=1) @ kernel + bias
+        np.testing.assert_allclose(expected, reference, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"expected shape \(None, 3\).*Received: x\[1\]"):
+        by_list.predict([x, rng.standard_normal((5, 4))], verbose=0)
+
+    inp = densitron.Input((None,), dtype="int32")
+    masked = layers.Embedding(VOCAB, 4, mask_zero=True)(inp)
+    model = densitron.Model(inp, layers.Dense(1)(layers.LSTM(3)(masked)))
+    x = rng.integers(1, VOCAB, (4, 7))
+    x[:, 4:] = 0
+    np.testing.assert_allclose(model.predict(x, verbose=0), model.predict(x[:, :4], verbose=0),
+                               rtol=1e-6, atol=1e-7)

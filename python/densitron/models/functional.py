@@ -536,9 +536,10 @@ class Functional(Trainer, Layer):
             self._make_engine_graph()
         else:
             self.__dict__.update(state)
-            if self._engine_compiled and any(
-                    a is not b for a, b in zip(self._compiled_with, self._compile_token())):
-                self._engine_compiled = False  # (compiled again since)
+            if self._engine_compiled and (any(
+                    a is not b for a, b in zip(self._compiled_with, self._compile_token()))
+                    or self._compiled_trainable != self._param_trainable_flags()):
+                self._engine_compiled = False  # (compiled again, or a layer frozen, since)
         if not self._engine_compiled:
             if carried is not None:
                 self._pending_optimizer_state = carried
@@ -766,7 +767,7 @@ class Functional(Trainer, Layer):
 
     def _ensure_built_from(self, x):
         if self.built:
-            if self._dynamic:
+            if self.__dict__.get("_dynamic"):
                 self._specialise_for(x)
             self._refresh_engine_graph()
             return
