@@ -132,7 +132,7 @@ class Sequential(Functional):
 
     def _ensure_built_from(self, x):
         if self.built:
-            if self.__dict__.get("_dynamic"):  # (Input((None, 8)) first: the engine's graph at x's shapes)
+            if self.__dict__.get("_dynamic"):  # (Input((None, 8)): the graph at x's shapes)
                 self._specialise_for(x)
             self._refresh_engine_graph()
             return
