@@ -9,6 +9,7 @@ import zipfile
 import densitron
 import numpy as np
 import pytest
+from keras_subprocess import keras_on_jax_json
 
 
 def _built_layers_model(k):
@@ -173,3 +174,145 @@ def test_sequential_config_keeps_its_input_layer_name(keras):
     assert again.get_config() == config
     theirs = keras.Sequential.from_config(config)
     assert theirs.get_config()["layers"][0]["config"]["name"] == "pixels"
+
+
+# (y_true shape, y_pred shape) pairs: Keras drops or adds a last axis of 1, then broadcasts
+_LOSS_SHAPES = {"y_n_p_n1": ((5,), (5, 1)), "y_n1_p_n": ((5, 1), (5,)),
+                "y_n1_p_n3": ((5, 1), (5, 3)), "y_n3_p_n1": ((5, 3), (5, 1)),
+                "y_n_p_n3": ((5,), (5, 3)), "y_n2_p_n21": ((5, 2), (5, 2, 1)),
+                "y_n21_p_n2": ((5, 2, 1), (5, 2)), "y_3_p_33": ((3,), (3, 3)),
+                "y_n4_p_n3": ((5, 4), (5, 3)), "y_13_p_n3": ((1, 3), (5, 3)),
+                "y_n_p_n": ((5,), (5,)), "y_n12_p_n32": ((5, 1, 2), (5, 3, 2))}
+_SHAPED_LOSSES = ["MeanSquaredError", "MeanAbsoluteError", "MeanAbsolutePercentageError",
+                  "MeanSquaredLogarithmicError", "BinaryCrossentropy", "Huber", "LogCosh",
+                  "Hinge", "SquaredHinge", "Poisson", "KLDivergence", "CosineSimilarity",
+                  "CategoricalCrossentropy", "BinaryFocalCrossentropy", "CategoricalHinge",
+                  "CategoricalFocalCrossentropy"]
+# Keras normalizes each over the last axis before it broadcasts: densitron refuses a target
+# whose last axis is broadcast
+_OWN_AXIS = {"CosineSimilarity", "CategoricalFocalCrossentropy"}
+
+
+def _shaped_losses(k, with_weights=False):
+    rng = np.random.default_rng(0)
+    out = {}
+    for pair, (ys, ps) in _LOSS_SHAPES.items():
+        y = rng.uniform(0.1, 0.9, ys).astype("float32")
+        p = rng.uniform(0.1, 0.9, ps).astype("float32")
+        if with_weights and len(ps) == 3:  # (Keras's loss objects weigh a sample's steps by
+            continue  # the weights' last axis: one a sample is refused but for 3 samples)
+        for name in _SHAPED_LOSSES:
+            try:
+                loss = getattr(k.losses, name)()
+                value = (loss(y, p, sample_weight=np.linspace(0.5, 1.5, ps[0]))
+                         if with_weights else loss(y, p))
+                out[f"{pair}/{name}"] = float(value)
+            except ValueError as e:
+                out[f"{pair}/{name}"] = "ValueError " + str(e)
+    return out
+
+
+@pytest.mark.parametrize("with_weights", [False, True])
+def test_losses_of_targets_of_another_shape_as_keras(keras, with_weights):
+    # Keras's losses squeeze or expand a last axis of 1 (y (N,) against (N, 1), either way)
+    # then broadcast (a value a sample against several outputs); the cross-entropies raise
+    # unless the shapes are then one; densitron computed only the first case
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")  # (Keras's warning of a categorical loss of 1 class)
+        theirs = _shaped_losses(keras, with_weights)
+    ours = _shaped_losses(densitron, with_weights)
+    computed = 0
+    for key, want in theirs.items():
+        got = ours[key]
+        name = key.split("/")[1]
+        if isinstance(want, float):
+            if name in _OWN_AXIS and isinstance(got, str):
+                assert "one last axis" in got and "Received: y_true.shape=" in got, key
+                continue
+            assert isinstance(got, float), (key, got)
+            np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6, err_msg=key)
+            computed += 1
+        else:
+            assert isinstance(got, str), (key, got)
+            if "must have the same shape" in want:
+                assert got.startswith("ValueError Arguments `target` and `output` must have "
+                                      "the same shape. Received: target.shape="), (key, got)
+    assert computed >= (110 if with_weights else 140)
+
+
+def test_loss_of_broadcast_targets_against_numpy():
+    # MSE and KLD of y (N, 1) against (N, 3) and of y (N, 1, 2) against (N, 3, 2): each value's
+    # term with y broadcast, the mean (or sum) over the last axis, the mean over the rest
+    rng = np.random.default_rng(4)
+    for ys, ps in (((7, 1), (7, 3)), ((7, 1, 2), (7, 3, 2)), ((7,), (7, 1))):
+        y = rng.uniform(0.1, 0.9, ys)
+        p = rng.uniform(0.1, 0.9, ps)
+        yb = np.broadcast_to(y if len(ys) == len(ps) else y[:, None], ps)
+        np.testing.assert_allclose(densitron.losses.MeanSquaredError()(y, p),
+                                   np.mean((yb - p) ** 2), rtol=1e-5)
+        kld = np.sum(yb * np.log(yb / p), axis=-1).mean()
+        np.testing.assert_allclose(densitron.losses.KLDivergence()(y, p), kld, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"broadcastable shapes.*Received: y_true.shape=\(7, 4\)"):
+        densitron.losses.mean_squared_error(np.zeros((7, 4)), np.zeros((7, 3)))
+
+
+_FIT_SHAPES = {"n1_to_n3_mse": ((13, 1), (3,), "mse"), "n1_to_n3_kld": ((13, 1), (3,),
+                                                                     "kl_divergence"),
+               "n2_to_n21_mse": ((13, 2), (2, 1), "mse"),
+               "n2_to_n21_bce": ((13, 2), (2, 1), "binary_crossentropy"),
+               "n2_to_n21_huber": ((13, 2), (2, 1), "huber"),
+               "n12_to_n32_mae": ((13, 1, 2), (3, 2), "mae"), "n_to_n1_mse": ((13,), (1,), "mse"),
+               "n1_to_n3_bce": ((13, 1), (3,), "binary_crossentropy"),
+               "n_to_n3_mse": ((13,), (3,), "mse")}
+
+
+def fit_shapes_scenario(k):
+    """fit's losses by epoch and evaluate's loss of targets of another shape than the
+    output's, or the error."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(13, 4)).astype("float32")
+    out = {}
+    for name, (ys, shape, loss) in _FIT_SHAPES.items():
+        y = rng.uniform(0.1, 0.9, ys).astype("float32")
+        inp = k.Input((4,))
+        hidden = k.layers.Dense(int(np.prod(shape)), activation="sigmoid")(inp)
+        model = k.Model(inp, k.layers.Reshape(shape)(hidden))
+        model.set_weights([np.linspace(-0.5, 0.5, w.size).reshape(w.shape).astype("float32")
+                           for w in model.get_weights()])
+        model.compile(k.optimizers.SGD(0.3), loss)
+        try:
+            history = model.fit(x, y, batch_size=5, epochs=2, verbose=0, shuffle=False)
+            out[name] = history.history["loss"] + [float(model.evaluate(x, y, verbose=0))]
+        except ValueError:
+            out[name] = "ValueError"
+    return out
+
+
+def test_fit_on_targets_of_another_shape_as_keras_on_jax():
+    # fit reads targets as Keras's losses do: broadcast to the output (a value a sample
+    # against three outputs), a last axis of 1 added or dropped; the cross-entropy's error
+    # for other shapes
+    code = ("import json, keras, test_keras_differences2 as t\n"
+            "print(json.dumps(t.fit_shapes_scenario(keras)))")
+    theirs = keras_on_jax_json(code)
+    ours = fit_shapes_scenario(densitron)
+    assert ours.keys() == theirs.keys()
+    for key, want in theirs.items():
+        if isinstance(want, str):
+            assert ours[key] == want, key
+        else:
+            np.testing.assert_allclose(ours[key], want, rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+@pytest.mark.parametrize("shapes", [((13, 3), (1,), "mse"), ((13, 2), (2, 1), "kl_divergence")])
+def test_fit_refuses_targets_keras_reads_against_a_broadcast_output(shapes):
+    # Keras broadcasts the output against a target of more values (its gradient summed
+    # back), or drops the output's last axis of 1 before a loss over the last axis: densitron's
+    # engine takes targets of the output's shape, and refuses these
+    ys, shape, loss = shapes
+    inp = densitron.Input((4,))
+    model = densitron.Model(inp, densitron.layers.Reshape(shape)(
+        densitron.layers.Dense(int(np.prod(shape)))(inp)))
+    model.compile("sgd", loss)
+    with pytest.raises(ValueError, match="must have the same shape.*Received"):
+        model.fit(np.zeros((13, 4)), np.zeros(ys), verbose=0)

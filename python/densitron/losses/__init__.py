@@ -51,6 +51,63 @@ def engine_targets(y_true, shape, sparse, name):
     return y_true.reshape(-1, shape[-1])
 
 
+def same_rank(y_true, y_pred):
+    """Keras's squeeze_or_expand_to_same_rank: when one has one axis more and its last axis
+    is 1, a rank-1 other gains that axis, or else it loses it; other ranks as they are."""
+    t, p = y_true.ndim, y_pred.ndim
+    if t == p + 1 and y_true.shape[-1] == 1:
+        if p == 1:
+            y_pred = y_pred[..., None]
+        else:
+            y_true = y_true[..., 0]
+    if p == t + 1 and y_pred.shape[-1] == 1:
+        if t == 1:
+            y_true = y_true[..., None]
+        else:
+            y_pred = y_pred[..., 0]
+    return y_true, y_pred
+
+
+def keras_shapes(y_true, y_pred):
+    """(y_true, y_pred) arrays as Keras's losses compute on them: their ranks made the same
+    (same_rank), then broadcast against each other as Keras's ops broadcast (a target of one
+    value a sample against several outputs, ...); a ValueError when they do not."""
+    y_true, y_pred = same_rank(y_true, y_pred)
+    try:
+        shape = np.broadcast_shapes(y_true.shape, y_pred.shape)
+    except ValueError:
+        raise ValueError(f"`y_true` and `y_pred` must have broadcastable shapes (after Keras "
+                         f"drops or adds a last axis of 1). Received: y_true.shape="
+                         f"{y_true.shape}, y_pred.shape={y_pred.shape}") from None
+    return np.broadcast_to(y_true, shape), np.ascontiguousarray(np.broadcast_to(y_pred, shape))
+
+
+def fit_targets(y, shape, loss):
+    """Targets `y` (samples first) for an output of per-sample `shape` as Keras's `loss` reads
+    them, made that shape where the engine's loss of them is Keras's: a last axis of 1 the
+    output has added (same_rank), broadcast (a value a sample against several outputs) when
+    the loss broadcasts; and, for a loss that averages each value's own term over the last
+    axis, targets missing the output's last axis of 1, against which Keras drops it. Other
+    shapes come back as they are (refused after)."""
+    full, kind = (y.shape[0], *shape), getattr(loss, "_shapes", "same")
+    if y.shape == full or kind == "sparse":
+        return y
+    if len(full) == y.ndim + 1 and full[-1] == 1 and (
+            y.ndim == 1 or getattr(loss, "_engine_id", None) in _ELEMENTWISE):
+        y = y[..., None]  # (Keras drops the output's last axis: the same mean)
+    elif y.ndim == len(full) + 1 and y.shape[-1] == 1 and len(full) > 1:
+        y = y[..., 0]
+    if y.shape == full or kind == "same" or y.ndim != len(full) or (
+            kind == "own" and y.shape[-1] != full[-1]):
+        return y
+    try:
+        if np.broadcast_shapes(y.shape[1:], shape) == tuple(shape):
+            return np.broadcast_to(y, full)
+    except ValueError:
+        pass
+    return y
+
+
 def check_class_ids(ids, classes, arg, ignore_class=None):
     """Raises a ValueError naming `arg` unless every value of `ids` is an integer in [0,
     classes) (NaN included) or `ignore_class` (the loss's ignored id, when not None)."""
@@ -84,6 +141,9 @@ _HINGE, _SQUARED_HINGE, _CATEGORICAL_HINGE, _KLD, _POISSON = 13, 14, 15, 16, 17
 _BINARY_FOCAL, _CATEGORICAL_FOCAL = 18, 20
 _NO_LOSS, _MEAN_OF_VALUES = 22, 23  # metrics only; a traced loss function's values
 _LOGITS.update({_BINARY_FOCAL: 19, _CATEGORICAL_FOCAL: 21})
+# The losses that average a term of each value over the last axis.
+_ELEMENTWISE = frozenset({_BCE, _MSE, _MAE, _MAPE, _MSLE, _HUBER, _LOG_COSH, _HINGE,
+                          _SQUARED_HINGE, _POISSON, _BINARY_FOCAL, _LOGITS[_BCE], 19})
 _FOCAL_DEFAULTS = (2.0, 0.25, 0.0)  # the engine's (gamma, alpha, class balancing)
 
 
@@ -91,6 +151,11 @@ class Loss:
     _engine_id = None
     _default_name = None
     _param = 0.0  # the engine's argument of the loss (label smoothing, Huber's delta)
+    # How a target of another shape than the prediction's is read, as Keras's losses read it:
+    # "broadcast" (keras_shapes), "same" (Keras's error unless same_rank makes the shapes
+    # one), "own" (Keras normalizes each over its last axis before broadcasting: densitron
+    # broadcasts the other axes only), "sparse" (class ids)
+    _shapes = "broadcast"
     _extra = _FOCAL_DEFAULTS  # the focal losses' (gamma, alpha, class balancing)
 
     def __init__(self, name=None, reduction="sum_over_batch_size"):
@@ -155,8 +220,25 @@ class Loss:
         if y_pred.ndim == 0 or y_pred.size == 0:
             raise ValueError(f"`y_pred` must hold at least one value. "
                              f"Received: y_pred with shape {y_pred.shape}")
+        y_true = _float_array(y_true, "y_true")
+        if self._shapes == "same":  # (Keras's cross-entropies: one shape, as its backend)
+            y_true, y_pred = same_rank(y_true, y_pred)
+            if y_true.shape != y_pred.shape:
+                raise ValueError(f"Arguments `target` and `output` must have the same shape. "
+                                 f"Received: target.shape={y_true.shape}, "
+                                 f"output.shape={y_pred.shape}")
+        elif self._shapes == "broadcast":
+            y_true, y_pred = keras_shapes(y_true, y_pred)
+        elif self._shapes == "own":  # (normalized over the last axis before Keras broadcasts)
+            y_true, y_pred = same_rank(y_true, y_pred)
+            if y_true.shape[-1:] != y_pred.shape[-1:]:
+                raise ValueError(f"densitron computes {self.name} on targets and predictions "
+                                 f"of one last axis (after Keras drops or adds a last axis of "
+                                 f"1). Received: y_true.shape={y_true.shape}, "
+                                 f"y_pred.shape={y_pred.shape}")
+            y_true, y_pred = keras_shapes(y_true, y_pred)
         lead, width = y_pred.shape[:-1], y_pred.shape[-1]
-        y_true = self._targets(_float_array(y_true, "y_true"), y_pred.shape)
+        y_true = self._targets(y_true, y_pred.shape)
         values = _core._loss_rows(self._engine_id, y_true, y_pred.reshape(-1, width),
                                   self._param, self._extra, self._ignored())
         return values.reshape(lead)
@@ -327,6 +409,7 @@ class _SmoothedLoss(_ProbabilisticLoss):
 
 
 class CategoricalCrossentropy(_SmoothedLoss):
+    _shapes = "same"
     _engine_id = _CCE
     _default_name = "categorical_crossentropy"
 
@@ -345,6 +428,7 @@ class SparseCategoricalCrossentropy(_ProbabilisticLoss):
     targets divided by their count (0 when there are none), as Keras's mask reduces it: the
     loss then depends on how the samples are batched, and `evaluate` keeps the given
     batches."""
+    _shapes = "sparse"
 
     _engine_id = _SCCE
     _default_name = "sparse_categorical_crossentropy"
@@ -387,6 +471,7 @@ class SparseCategoricalCrossentropy(_ProbabilisticLoss):
 
 
 class BinaryCrossentropy(_SmoothedLoss):
+    _shapes = "same"
     _engine_id = _BCE
     _default_name = "binary_crossentropy"
 
@@ -420,6 +505,7 @@ class BinaryFocalCrossentropy(_FocalLoss):
     value times (1 - p_t)^gamma, p_t = y·p + (1 - y)(1 - p), and, with
     `apply_class_balancing`, times alpha for positives and 1 - alpha for negatives; the mean
     over the last axis."""
+    _shapes = "same"
     _engine_id = _BINARY_FOCAL
     _default_name = "binary_focal_crossentropy"
 
@@ -438,6 +524,7 @@ class BinaryFocalCrossentropy(_FocalLoss):
 class CategoricalFocalCrossentropy(_FocalLoss):
     """Keras's categorical focal cross-entropy: over the last axis, the predictions normalized
     to sum to 1 and clipped to [1e-7, 1 - 1e-7], Σ -alpha·(1 - p)^gamma·y·log p."""
+    _shapes = "own"
     _engine_id = _CATEGORICAL_FOCAL
     _default_name = "categorical_focal_crossentropy"
 
@@ -489,6 +576,7 @@ class MeanSquaredLogarithmicError(Loss):
 
 class CosineSimilarity(Loss):
     """-Σ ŷ·p̂ over the last axis, each vector scaled by min(1/‖v‖, 1e7) as Keras normalizes."""
+    _shapes = "own"
     _engine_id = _COSINE
     _default_name = "cosine_similarity"
 

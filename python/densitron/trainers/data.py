@@ -398,6 +398,7 @@ def standardize_y(model, y, arg="y"):
             _check_finite(a, name)
             out.append(a)
             continue
+        a = losses_mod.fit_targets(a, shape, loss)  # (Keras's reading of other shapes)
         if tuple(a.shape[1:]) != shape:
             raise ValueError(
                 f"Arguments `target` and `output` must have the same shape. target.shape="
