@@ -238,6 +238,96 @@ def test_outputs_and_states_are_kerass_loop(kind, option):
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
 
 
+def stack_reference(kinds, x, weights, states, go_backwards=False, mask=None,
+                    unroll=False, zero_output_for_mask=False):
+    """Keras 3's JAX loop over StackedRNNCells of the cells (`weights` and `states` a list a
+    cell): each step runs the cells in order, a cell's output the next one's input; a masked
+    step keeps the states and outputs the previous states[0] of the loop's structure (the
+    first cell's state, or the last cell's first where the first cell has a list of them)."""
+    x = x.astype(np.float64)
+    states = [[np.asarray(s, np.float64) for s in per_cell] for per_cell in states]
+    outs, prev = [], None
+    for t in (range(x.shape[1] - 1, -1, -1) if go_backwards else range(x.shape[1])):
+        inp, new = x[:, t], []
+        for kind, w, s in zip(kinds, weights, states):
+            inp, n = reference_step(kind, inp, s, w)
+            new.append(n)
+        if mask is not None:
+            m = mask[:, t, None]
+            if unroll:
+                inp = np.where(m, inp, 0.0 if prev is None else prev)
+            elif zero_output_for_mask:
+                inp = np.where(m, inp, 0.0)
+            else:
+                first = states[-1][0] if len(states[0]) > 1 else states[0][0]
+                inp = np.where(m, inp, first)
+            new = [[np.where(m, a, b) for a, b in zip(n, s)] for n, s in zip(new, states)]
+        states, prev = new, inp
+        outs.append(inp)
+    return np.stack(outs, 1), states
+
+
+@pytest.mark.filterwarnings("ignore:.*does not support masking")
+@pytest.mark.parametrize("option", sorted(OPTIONS))
+@pytest.mark.parametrize("kinds", [("MinimalRNNCell", "TwoStateCell", "DenseCell"),
+                                   ("TwoStateCell", "ProjectedCell", "TwoStateCell")])
+def test_stacks_of_cells_are_kerass_loop(kinds, option):
+    """RNN([cells]) (Keras's StackedRNNCells): the states a list a cell (a cell's own list
+    where its state_size is one), as return_state gives them and initial_state takes them."""
+    options = OPTIONS[option]
+    masked = option.startswith("masked")
+    rng = np.random.default_rng(len(option) + len(kinds[0]))
+    steps, features, batch = 5, 3, 7
+    cells = [ProjectedCell() if k == "ProjectedCell" else CUSTOM[k](3) for k in kinds]
+    sizes = [[3] * len(_sizes(k)) for k in kinds]
+    rnn = layers.RNN(cells, **options)
+    assert rnn.state_size == [c.state_size for c in cells]
+    inp = densitron.Input((steps, features))
+    state_inputs = [[densitron.Input((n,)) for n in per_cell] for per_cell in sizes]
+    nested = [s if isinstance(c.state_size, list) else s[0]
+              for c, s in zip(cells, state_inputs)]
+    x = rng.standard_normal((batch, steps, features)).astype(np.float32)
+    if masked:
+        x[1, 3:] = 0.0
+        x[4] = 0.0
+        x[5, 1] = 0.0
+        out = rnn(layers.Masking()(inp))
+    elif option == "initial_states":
+        out = rnn(inp, initial_state=nested)
+    else:
+        out = rnn(inp)
+    flat_inputs = [t for s in state_inputs for t in s]
+    outs = list(out) if isinstance(out, tuple) else [out]
+    if options.get("return_state"):  # (a list for a cell of a list of states)
+        assert [isinstance(o, list) for o in outs[1:]] == \
+            [isinstance(c.state_size, list) for c in cells]
+    flat = [t for o in outs for t in (o if isinstance(o, list) else [o])]
+    flat = [layers.Flatten()(t) if len(t.shape) == 3 else t for t in flat]
+    model = densitron.Model([inp, *flat_inputs] if option == "initial_states" else inp, flat)
+    weights = [[(rng.standard_normal(w.shape) * 0.5).astype(np.float32) for w in c.weights]
+               for c in cells]
+    for c, w in zip(cells, weights):
+        c.set_weights(w)
+    states = [[rng.standard_normal((batch, n)).astype(np.float32) for n in per_cell]
+              for per_cell in sizes]
+    got = model.predict([x, *[s for p in states for s in p]] if option == "initial_states"
+                        else x, verbose=0)
+    got = got if isinstance(got, list) else [got]
+    if option != "initial_states":
+        states = [[np.full((batch, n), 0.5 if k == "ProjectedCell" else 0.0) for n in p]
+                  for k, p in zip(kinds, sizes)]
+    seq, final = stack_reference(kinds, x, weights, states, options.get("go_backwards", False),
+                                 np.any(x != 0, axis=-1) if masked else None,
+                                 options.get("unroll", False),
+                                 options.get("zero_output_for_mask", False))
+    expected = [seq.reshape(batch, -1) if options.get("return_sequences") else seq[:, -1]]
+    if options.get("return_state"):
+        expected += [s for p in final for s in p]
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+
+
 def test_the_same_weights_every_step_and_keras_structure():
     cell = TwoStateCell(4)
     rnn = layers.RNN(cell, return_state=True, name="loop")
@@ -311,7 +401,10 @@ def _trained_model(lib):
     a = L.RNN(minimal(3), go_backwards=True)(a)
     b = L.Bidirectional(L.RNN(projected()))(i)
     c = L.RNN(dense(2), unroll=True)(L.Masking()(i))
-    model = lib.Model(i, L.Dense(3)(L.Concatenate()([a, b, c])))
+    # stacks: a masked step outputs the first cell's state (Keras's loop's states[0])
+    d = L.RNN([minimal(3), two(3)])(L.Masking()(i))
+    e = L.RNN([two(2), dense(2)], go_backwards=True)(i)
+    model = lib.Model(i, L.Dense(3)(L.Concatenate()([a, b, c, d, e])))
     rng = np.random.default_rng(12)
     model.set_weights([(rng.standard_normal(w.shape) * 0.3).astype(np.float32)
                        for w in model.get_weights()])
@@ -403,10 +496,11 @@ def test_files_both_ways():
                                    rtol=1e-6)
         assert sorted(type(layer.cell).__name__ for layer in again.layers
                       if isinstance(layer, layers.RNN)) == \
-            ["DenseCell", "MinimalRNNCell", "TwoStateCell"]
+            ["DenseCell", "MinimalRNNCell", "StackedRNNCells", "StackedRNNCells",
+             "TwoStateCell"]
         # (the Dense inside DenseCell: its weights below its name, as Keras's paths)
         assert [len(w.path.split("/")) for w in again.weights if "dense_cell" in w.path] == \
-            [3, 4, 4]
+            [3, 4, 4, 4, 5, 5]
 
 
 class _NoStateSize(layers.Layer):
@@ -465,8 +559,8 @@ def test_refusals():
     with pytest.raises(TypeError, match=r"RNN cell .*Received: "):
         layers.RNN(_BadReturn("array"))(inp)
     # a mask where the first state is not the output's size
-    with pytest.raises(ValueError, match=r"first state of the output's size 2\. Received: "
-                                         r"state_size=3"):
+    with pytest.raises(ValueError, match=r"a state of the output's size 2 there\. Received: "
+                                         r"state_size=\[3\]"):
         densitron.Model(inp, layers.RNN(ProjectedCell())(layers.Masking()(inp)))
     # an input of another step shape than the layer was built for
     rnn = layers.RNN(MinimalRNNCell(2))
@@ -475,8 +569,14 @@ def test_refusals():
         rnn(densitron.Input((4, 5)))
     with pytest.raises(ValueError, match=r"Received: shape \(None, 3\)"):
         layers.RNN(MinimalRNNCell(2))(inp, initial_state=densitron.Input((3,)))
-    # still refused: stateful, a cell of one's own in a stack
+    # still refused: stateful, a stack of Keras's cells and cells of one's own
     with pytest.raises(ValueError, match=r"Received: stateful=True"):
         layers.RNN(MinimalRNNCell(2), stateful=True)
-    with pytest.raises(ValueError, match=r"MinimalRNNCell.*Received: cell="):
-        layers.RNN([MinimalRNNCell(2), MinimalRNNCell(2)])
+    with pytest.raises(ValueError, match=r"not both.*Received: cells=\['LSTMCell', "
+                                         r"'MinimalRNNCell'\]"):
+        layers.RNN([layers.LSTMCell(2), MinimalRNNCell(2)])
+    # a masked stack whose first cell has a list of states and last cell one state (Keras's
+    # loop would output a row of that state)
+    with pytest.raises(ValueError, match=r"last cell's first.*Received: state_size="):
+        densitron.Model(inp, layers.RNN([TwoStateCell(2), MinimalRNNCell(2)])(
+            layers.Masking()(inp)))

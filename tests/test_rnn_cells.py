@@ -439,8 +439,8 @@ def _raises(error, match, fn, *args, **kwargs):
 
 def test_refusals():
     inp = densitron.Input((4, 3))
-    # (a cell of one's own runs given alone: tests/test_custom_rnn_cells.py; not in a stack)
-    _raises(ValueError, r"_OwnCell.*Received: cell=", layers.RNN,
+    # (cells of one's own run: tests/test_custom_rnn_cells.py; not in a stack with Keras's)
+    _raises(ValueError, r"not both.*Received: cells=\['LSTMCell', '_OwnCell'\]", layers.RNN,
             [layers.LSTMCell(2), _OwnCell(3)])
     _raises(ValueError, r"should have a `call` method. Received: cell=", layers.RNN, 3)
     _raises(ValueError, r"All cells must have a `call` method. Received: cell=",

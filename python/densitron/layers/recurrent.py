@@ -1067,14 +1067,31 @@ def _check_cell(cell, stacked=False):
         return
     if isinstance(cell, StackedRNNCells) and not stacked:
         return
-    if not stacked and isinstance(cell, Layer) and defines_call(type(cell)):
+    if isinstance(cell, Layer) and defines_call(type(cell)):
         _custom_state_sizes(cell)
         return
     raise ValueError(
         "densitron's RNN unrolls Keras's SimpleRNNCell, LSTMCell and GRUCell (and "
-        "StackedRNNCells of them), or a cell of one's own (a Layer with `state_size` and "
-        f"call(inputs, states)) given to RNN alone, not in a stack (class "
-        f"{type(cell).__name__}). Received: cell={cell!r}")
+        "StackedRNNCells of them), or cells of one's own (Layers with `state_size` and "
+        f"call(inputs, states)), not class {type(cell).__name__}. Received: cell={cell!r}")
+
+
+def _own_cell(cell):
+    """Whether a cell is one of the user's (its call() traced), not one of Keras's cells."""
+    return not isinstance(cell, (_Cell, StackedRNNCells)) or (
+        isinstance(cell, _Cell) and defines_call(type(cell)))
+
+
+def _cell_output_size(cell):
+    """Keras's output size of a cell: its output_size, else its (first) state's size."""
+    size = getattr(cell, "output_size", None)
+    if size is None:
+        size = cell.state_size
+        size = size[0] if isinstance(size, (list, tuple)) else size
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise ValueError(  # noqa: TRY004  (Keras's type of error here)
+            f"output_size must be an integer. Received: output_size={size!r}")
+    return int(size)
 
 
 def _custom_state_sizes(cell):
@@ -1101,6 +1118,13 @@ class StackedRNNCells(Layer):
                              f"Received: cells={cells!r}")
         for cell in cells:
             _check_cell(cell, stacked=True)
+        own = [_own_cell(c) for c in cells]
+        if any(own) and not all(own):
+            raise ValueError(
+                "densitron's StackedRNNCells holds either Keras's cells (SimpleRNNCell, "
+                "LSTMCell, GRUCell) or cells of one's own, not both (its step runs either "
+                "the recurrent layers' nodes or the cells' traced calls). Received: cells="
+                f"{[type(c).__name__ for c in cells]}")
         self.cells = list(cells)
 
     @property
@@ -1109,7 +1133,7 @@ class StackedRNNCells(Layer):
 
     @property
     def output_size(self):
-        return self.cells[-1].output_size
+        return _cell_output_size(self.cells[-1])
 
     def __call__(self, *args, **kwargs):
         raise TypeError(f"densitron runs StackedRNNCells {self.name!r} inside "
@@ -1117,11 +1141,12 @@ class StackedRNNCells(Layer):
                         f"{len(args)} argument(s)")
 
     def build(self, input_shape):
-        features = int(input_shape[-1])
+        shape = tuple(input_shape[1:])
         for cell in self.cells:
             if not cell.built:
-                cell.build((None, features))
-            features = cell.units
+                cell.build((None, *shape))
+                cell.built = True
+            shape = (_cell_output_size(cell),)
         self.built = True
 
     def _all_weights(self):
@@ -1161,10 +1186,14 @@ class RNN(_RNN):
         self.cell = cell
         # a cell of the user's: its call() traced once on a step's symbolic input and states,
         # the traced step's engine nodes repeated each step (see _CustomStep)
-        self._custom = not isinstance(cell, StackedRNNCells) and (
-            not isinstance(cell, _Cell) or defines_call(type(cell)))
+        self._custom = _own_cell(cell) or (isinstance(cell, StackedRNNCells) and
+                                           _own_cell(cell.cells[0]))
         if self._custom:
-            self.state_size = _custom_state_sizes(cell)
+            # each cell's states' sizes, and all of them in order (a stack's states)
+            self._cell_sizes = [_custom_state_sizes(c) for c in self._cells()]
+            self._sizes = [n for sizes in self._cell_sizes for n in sizes]
+            self.state_size = _custom_state_sizes(cell) if _own_cell(cell) else \
+                list(cell.state_size)
             self._step = None
         else:
             self.state_size = [cell.state_size] if isinstance(cell.state_size, int) \
@@ -1176,28 +1205,29 @@ class RNN(_RNN):
     @property
     def units(self):
         if self._custom:  # (Keras's: the cell's output_size, else its first state's size)
-            size = getattr(self.cell, "output_size", None)
-            size = self.state_size[0] if size is None else size
-            if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
-                raise ValueError("output_size must be an integer. Received: "
-                                 f"output_size={size!r}")
-            return int(size)
+            return _cell_output_size(self.cell)
         return self._cells()[-1].units
 
     @property
     def _states(self):
         if self._custom:
-            return len(self.state_size)
+            return len(self._sizes)
         return sum(c._states for c in self._cells())
 
     def _state_sizes(self):
         if self._custom:
-            return list(self.state_size)
+            return list(self._sizes)
         return [c.units for c in self._cells() for _ in range(c._states)]
 
     def _nested_states(self, states):
         if not isinstance(self.cell, StackedRNNCells):
             return states
+        if self._custom:  # (Keras's: a list for a cell whose state_size is a list)
+            nested = []
+            for c, sizes in zip(self._cells(), self._cell_sizes):
+                part, states = states[:len(sizes)], states[len(sizes):]
+                nested.append(part if isinstance(c.state_size, (list, tuple)) else part[0])
+            return nested
         nested = []
         for c in self._cells():  # (Keras's: a list for a cell of several states)
             nested.append(states[:c._states] if c._states > 1 else states[0])
@@ -1222,7 +1252,7 @@ class RNN(_RNN):
             raise ValueError(f"densitron's RNN unrolls the steps on its engine, so it needs a "
                              f"sequence of a known number of steps and step shape (Input(("
                              f"steps, features)))). Received: input shape {seq}")
-        for k, (state, size) in enumerate(zip(shapes[1:], self.state_size)):
+        for k, (state, size) in enumerate(zip(shapes[1:], self._sizes)):
             if tuple(state)[1:] != (size,):
                 raise ValueError(f"Layer \"{self.name}\": initial state {k} must have shape "
                                  f"(batch, {size}). Received: shape {tuple(state)}")
@@ -1249,13 +1279,16 @@ class RNN(_RNN):
             if not self.cell.built:  # (Keras's: the cell built on a step's shape)
                 self.cell.build((None, *self._step_shape))
                 self.cell.built = True
-            # (Keras's paths: rnn/<cell's name>/kernel, a sublayer's below its name)
-            prefix = f"{self.name}/{self.cell.name}"
-            for w in self.cell._weights:
-                w.path = f"{prefix}/{w.name}"
-            for sub in self.cell._sublayers():
-                for w in sub.weights:
-                    w.path = f"{prefix}/{sub.name}/{w.name}"
+            # (Keras's paths: rnn/[stacked_rnn_cells/]<cell's name>/kernel, a sublayer's
+            # below its name)
+            stack = f"{self.cell.name}/" if isinstance(self.cell, StackedRNNCells) else ""
+            for c in self._cells():
+                prefix = f"{self.name}/{stack}{c.name}"
+                for w in c._weights:
+                    w.path = f"{prefix}/{w.name}"
+                for sub in c._sublayers():
+                    for w in sub.weights:
+                        w.path = f"{prefix}/{sub.name}/{w.name}"
             self.built = True
             return
         if not self.cell.built:
@@ -1271,21 +1304,26 @@ class RNN(_RNN):
         """Keras keeps the weights in the cell (layers/<name>/cell/vars), a stack's in its
         cells (layers/<name>/cell/cells/lstm_cell/vars, lstm_cell_1, ...: by class, numbered
         within the stack)."""
-        if self._custom:  # (a cell of one's own: its layers' below it, as Keras saves them)
-            from densitron.saving import _composite_paths, _OwnWeights
-
-            return [(f"cell/{path}".rstrip("/"), part.name,
-                     part._weights if isinstance(part, _OwnWeights) else part.weights)
-                    for path, part in _composite_paths(self.cell, "")]
         if not isinstance(self.cell, StackedRNNCells):
-            return [("cell", self.cell.name, self.cell.weights)]
+            return self._cell_parts("cell", self.cell)
         parts, seen = [("cell", self.cell.name, [])], {}
         for c in self.cell.cells:
             kind = to_snake_case(type(c).__name__)
             seen[kind] = seen.get(kind, -1) + 1
             path = f"cell/cells/{kind}" + (f"_{seen[kind]}" if seen[kind] else "")
-            parts.append((path, c.name, c.weights))
+            parts += self._cell_parts(path, c)
         return parts
+
+    def _cell_parts(self, path, cell):
+        """_keras_sublayers's parts of one cell at `path`: a cell of one's own keeps its own
+        weights there and its layers' below it (by attribute, as Keras saves them)."""
+        if not self._custom:
+            return [(path, cell.name, cell.weights)]
+        from densitron.saving import _composite_paths, _OwnWeights
+
+        return [(f"{path}/{sub}".rstrip("/"), part.name,
+                 part._weights if isinstance(part, _OwnWeights) else part.weights)
+                for sub, part in _composite_paths(cell, "")]
 
     def _emit(self, b, node, x, states, mask):
         if self._custom:
@@ -1344,32 +1382,49 @@ class _CustomStep:
         from densitron.layers.input_layer import Input
 
         self.rnn = rnn
-        cell = rnn.cell
-        self.sizes = list(rnn.state_size)
+        self.cells, self.cell_sizes = rnn._cells(), rnn._cell_sizes
+        self.sizes = list(rnn._sizes)
         x = Input(rnn._step_shape, name=f"{rnn.name}_step_input")
         states = [Input((n,), name=f"{rnn.name}_step_state_{k}")
                   for k, n in enumerate(self.sizes)]
-        out = self._traced(cell, [x, states])
+        inp, new_states, k = x, [], 0
+        for cell, sizes in zip(self.cells, self.cell_sizes):  # (a stack's: one by one)
+            own, k = states[k:k + len(sizes)], k + len(sizes)
+            inp, new = self._checked(cell, self._traced(cell, [inp, list(own)]), sizes)
+            new_states += new
+        self.model = self._model([x, *states], [inp, *new_states], "step")
+        self.initial = None
+        if any(callable(getattr(c, "get_initial_state", None)) for c in self.cells):
+            self.initial = self._initial_model()
+        # Keras's JAX loop outputs at a masked step the previous states[0]: the first state,
+        # or with a stack whose first cell has a list of states, the last cell's first
+        # (None: a tensor's first row there, which densitron refuses)
+        self.masked_output = 0
+        nested = [isinstance(c.state_size, (list, tuple)) for c in self.cells]
+        if isinstance(rnn.cell, StackedRNNCells) and nested[0]:
+            self.masked_output = len(self.sizes) - len(self.cell_sizes[-1]) \
+                if nested[-1] else None
+
+    def _checked(self, cell, out, sizes):
+        """A cell's call's (output, new_states), checked: output, [states]."""
         if not isinstance(out, (list, tuple)) or len(out) != 2:
             raise ValueError(f"The call() of RNN cell \"{cell.name}\" must return (output, "
                              f"new_states). Received: {out!r}")
         output, new = out
         new = list(new) if isinstance(new, (list, tuple)) else [new]
-        shapes = [(None, n) for n in self.sizes]
-        if not isinstance(output, KerasTensor) or tuple(output.shape) != (None, rnn.units):
+        width = _cell_output_size(cell)
+        if not isinstance(output, KerasTensor) or tuple(output.shape) != (None, width):
             raise ValueError(f"The call() of RNN cell \"{cell.name}\" must return an output of "
-                             f"shape (batch, {rnn.units}) (its output_size). Received: "
+                             f"shape (batch, {width}) (its output_size). Received: "
                              f"output={output!r}")
+        shapes = [(None, n) for n in sizes]
         if len(new) != len(shapes) or not all(
                 isinstance(t, KerasTensor) and tuple(t.shape) == shape
                 for t, shape in zip(new, shapes)):
             raise ValueError(f"The call() of RNN cell \"{cell.name}\" must return "
                              f"{len(shapes)} new state(s) of shapes {shapes} (its state_size). "
                              f"Received: new_states={new!r}")
-        self.model = self._model([x, *states], [output, *new], "step")
-        self.initial = None
-        if callable(getattr(cell, "get_initial_state", None)):
-            self.initial = self._initial_model(cell)
+        return output, new
 
     def _traced(self, cell, inputs, method=None):
         """cell.call(*inputs) (or `method`) on symbolic tensors, as densitron traces a
@@ -1422,25 +1477,30 @@ class _CustomStep:
                              f"that are not the cell's own. Received: weights {stray}")
         return model, where
 
-    def _initial_model(self, cell):
-        """The cell's get_initial_state(batch_size) (ops.shape(sequences)[0], as Keras calls
-        it) as a model of the sequences."""
+    def _initial_model(self):
+        """The get_initial_state(batch_size) (ops.shape(sequences)[0], as Keras calls it) of
+        the cells that define one, as a model of the sequences: their states in order."""
         from densitron import ops
         from densitron.layers.input_layer import Input
 
         seq = Input((1, *self.rnn._step_shape), name=f"{self.rnn.name}_sequences")
-        states = self._traced(cell, None, lambda: cell.get_initial_state(
-            batch_size=ops.shape(seq)[0]))
-        states = list(states) if isinstance(states, (list, tuple)) else [states]
-        shapes = [(None, n) for n in self.sizes]
-        if len(states) != len(shapes) or not all(
-                isinstance(t, KerasTensor) and tuple(t.shape) == shape
-                for t, shape in zip(states, shapes)):
-            raise ValueError(f"The get_initial_state(batch_size) of RNN cell \"{cell.name}\" "
-                             f"must return {len(shapes)} tensor(s) of shapes {shapes} made from "
-                             "batch_size (ops.zeros((batch_size, size)), ...). Received: "
-                             f"{states!r}")
-        return self._model([seq], states, "initial_state")
+        outputs = []
+        for cell, sizes in zip(self.cells, self.cell_sizes):
+            if not callable(getattr(cell, "get_initial_state", None)):
+                continue
+            states = self._traced(cell, None, lambda c=cell: c.get_initial_state(
+                batch_size=ops.shape(seq)[0]))
+            states = list(states) if isinstance(states, (list, tuple)) else [states]
+            shapes = [(None, n) for n in sizes]
+            if len(states) != len(shapes) or not all(
+                    isinstance(t, KerasTensor) and tuple(t.shape) == shape
+                    for t, shape in zip(states, shapes)):
+                raise ValueError(
+                    f"The get_initial_state(batch_size) of RNN cell \"{cell.name}\" must "
+                    f"return {len(shapes)} tensor(s) of shapes {shapes} made from batch_size "
+                    f"(ops.zeros((batch_size, size)), ...). Received: {states!r}")
+            outputs += states
+        return self._model([seq], outputs, "initial_state")
 
     @staticmethod
     def _splice(b, model_where, sources):
@@ -1472,19 +1532,27 @@ class _CustomStep:
         last = int(shape[-1])
         if states:
             state = list(states)
-        elif self.initial is not None:
-            state = self._splice(b, self.initial, [b.pick(x, range(size), last=last)])
-        else:
-            state = [b.pick(x, [-1] * n) for n in self.sizes]  # (zeros)
+        else:  # (the cells' get_initial_state, or zeros)
+            given = self._splice(b, self.initial, [b.pick(x, range(size), last=last)]) \
+                if self.initial is not None else []
+            state = []
+            for cell, sizes in zip(self.cells, self.cell_sizes):
+                if callable(getattr(cell, "get_initial_state", None)):
+                    state, given = state + given[:len(sizes)], given[len(sizes):]
+                else:
+                    state += [b.pick(x, [-1] * n) for n in sizes]
         kept = None
         if mask is not None:
             kept = b.add(node_spec(_MATH, steps, steps, fattrs=[0.0, 0.0],
                                    iattrs=[_NOT_EQUAL]), mask)
-            if not rnn.unroll and not rnn.zero_output_for_mask and self.sizes[0] != u:
+            at = self.masked_output
+            if not rnn.unroll and not rnn.zero_output_for_mask and (
+                    at is None or self.sizes[at] != u):
                 raise ValueError(
                     f"Layer \"{rnn.name}\": a masked step outputs the cell's previous first "
-                    f"state (Keras's loop), which needs a first state of the output's size "
-                    f"{u}. Received: state_size={rnn.cell.state_size!r}")
+                    f"state (Keras's loop; a stack's whose first cell has a list of states: its "
+                    f"last cell's first), which needs a state of the output's size {u} there. "
+                    f"Received: state_size={rnn.state_size!r}")
         outs, prev = [], None
         order = range(steps - 1, -1, -1) if rnn.go_backwards else range(steps)
         for t in order:
@@ -1496,7 +1564,7 @@ class _CustomStep:
                 elif rnn.zero_output_for_mask:
                     out = b.merge(_MUL, b.pick(kept, [t] * u), out, u)
                 else:
-                    out = b.blend(b.pick(kept, [t] * u), out, state[0], u)
+                    out = b.blend(b.pick(kept, [t] * u), out, state[self.masked_output], u)
                 new = [b.blend(b.pick(kept, [t] * n), a, s, n)
                        for a, s, n in zip(new, state, self.sizes)]
             state, prev = new, out
