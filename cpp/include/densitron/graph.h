@@ -125,10 +125,13 @@ enum class OpType : int {
                         // Threads share (sample, position) items forward and samples backward
   kLSTM = 36,           // params {kernel (features, 4·units), recurrent_kernel (units,
                         // 4·units), bias (4·units) or -1}, i {steps, features, units,
-                        // sequences, backwards}: Keras's LSTM (gates i, f, g, o; sigmoid and
-                        // tanh) over each sample's steps (steps × features values), from zero
-                        // states, in reverse with backwards; width steps·units (sequences 1:
-                        // every step's h, in the order processed) or units (the last h)
+                        // sequences, backwards[, zero_masked]}: Keras's LSTM (gates i, f, g,
+                        // o; sigmoid and tanh) over each sample's steps (steps × features
+                        // values), from zero states, in reverse with backwards; width
+                        // steps·units (sequences 1: every step's output, in the order
+                        // processed) or units (the last). An optional input 1 of steps values
+                        // masks the steps where it is 0: they keep the states, and output the
+                        // state h (zeros with zero_masked 1)
 };
 
 // kMath's operations on each value x (a and b: the node's fattrs).

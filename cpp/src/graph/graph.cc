@@ -296,12 +296,14 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
       case OpType::kLSTM: {
         need_inputs(1);
         const auto& ia = node.iattrs;
-        if (node.inputs.size() != 1 || !lstm_attrs_valid(ia) || in0->width != ia[0] * ia[1] ||
+        if (node.inputs.size() > 2 || !lstm_attrs_valid(ia) || in0->width != ia[0] * ia[1] ||
+            (node.inputs.size() == 2 && nodes_[node.inputs[1]].width != ia[0]) ||
             node.width != (ia[3] ? ia[0] : 1) * ia[2] || node.last_dim != ia[2] ||
             node.params.size() != 3 || node.params[0] < 0 || node.params[1] < 0 ||
             node.activation != Activation::kLinear)
-          bad("an LSTM takes {steps, features, units, sequences 0 or 1, backwards 0 or 1} of "
-              "its input's and output's widths, a kernel, a recurrent kernel and a bias slot");
+          bad("an LSTM takes {steps, features, units, sequences 0 or 1, backwards 0 or 1[, "
+              "zero masked outputs 0 or 1]} of its input's and output's widths, a mask of steps "
+              "values or none, a kernel, a recurrent kernel and a bias slot");
         if (param_size(node.params[0]) != ia[1] * 4 * ia[2] ||
             param_size(node.params[1]) != ia[2] * 4 * ia[2] ||
             (node.params[2] >= 0 && param_size(node.params[2]) != 4 * ia[2]))

@@ -2,7 +2,7 @@
 // activations. Each thread runs its own samples through every step: one product x·kernel + bias
 // for all their steps, then a step's h_{t-1}·recurrent_kernel added in place and its gates and
 // states in one pass per sample, no meeting between steps (the samples' recurrences are
-// independent). Each sample keeps a record of every step (the gates, c, tanh c and h) for the
+// independent); a step a mask drops keeps the states. Each sample keeps a record of every step (the gates, c, tanh c and h) for the
 // backward, which walks the steps back on the same samples, leaving each step's gate gradients
 // dz in the record; the kernels' and bias's gradients are summed over kLstmBlocks fixed blocks
 // of samples, each on one thread, then added in block order: the same for any thread count.
@@ -22,10 +22,11 @@ namespace {
 constexpr int kLstmBlocks = 8;
 
 struct LstmGeom {
-  int64_t steps, features, units, sequences, backwards;
+  int64_t steps, features, units, sequences, backwards, zero_masked;
   explicit LstmGeom(const NodeSpec& node)
       : steps(node.iattrs[0]), features(node.iattrs[1]), units(node.iattrs[2]),
-        sequences(node.iattrs[3]), backwards(node.iattrs[4]) {}
+        sequences(node.iattrs[3]), backwards(node.iattrs[4]),
+        zero_masked(node.iattrs.size() > 5 ? node.iattrs[5] : 0) {}
   int64_t slot() const { return 7 * units; }           // a step's record: z, c, tanh c, h
   int64_t record() const { return steps * slot(); }    // a sample's
   int64_t time(int64_t s) const { return backwards ? steps - 1 - s : s; }  // step s's input
@@ -36,8 +37,9 @@ struct LstmGeom {
 namespace graph_detail {
 
 bool lstm_attrs_valid(const std::vector<int64_t>& ia) {
-  return ia.size() == 5 && ia[0] >= 1 && ia[1] >= 1 && ia[2] >= 1 && (ia[3] == 0 || ia[3] == 1) &&
-         (ia[4] == 0 || ia[4] == 1);
+  return (ia.size() == 5 || ia.size() == 6) && ia[0] >= 1 && ia[1] >= 1 && ia[2] >= 1 &&
+         (ia[3] == 0 || ia[3] == 1) && (ia[4] == 0 || ia[4] == 1) &&
+         (ia.size() == 5 || ia[5] == 0 || ia[5] == 1);
 }
 
 int64_t lstm_record_floats(const NodeSpec& node, int64_t rows) {
@@ -65,6 +67,8 @@ void Graph::forward_lstm(const Step& st, int i) {
   const int64_t n = rs.hi - rs.lo;
   if (n <= 0) return;
   const float* x = out_[node.inputs[0]] + rs.lo * steps * f;
+  // with a mask (input 1: 1 a step kept, 0 masked), a masked step keeps the states
+  const float* kept = node.inputs.size() > 1 ? out_[node.inputs[1]] : nullptr;
   float* r = aux_buf_[i].data() + rs.lo * rec;
   float* y = out_buf_[i].data();
   GemmEpilogue ep;
@@ -94,10 +98,21 @@ void Graph::forward_lstm(const Step& st, int i) {
       }
       activation_forward(Activation::kTanh, none, c, tc, 1, u);
       for (int64_t j = 0; j < u; ++j) h[j] = z[3 * u + j] * tc[j];
-      if (g.sequences)
-        std::memcpy(y + ((rs.lo + k) * steps + s) * u, h, u * sizeof(float));
-      else if (s == steps - 1)
-        std::memcpy(y + (rs.lo + k) * u, h, u * sizeof(float));
+      bool zero_out = false;
+      if (kept != nullptr && kept[(rs.lo + k) * steps + t] == 0.0f) {
+        if (s == 0) {  // the states kept: zeros before the first step
+          std::fill(c, c + u, 0.0f);
+          std::fill(h, h + u, 0.0f);
+        } else {
+          std::memcpy(c, r + k * rec + tp * sl + 4 * u, u * sizeof(float));
+          std::memcpy(h, r + k * rec + tp * sl + 6 * u, u * sizeof(float));
+        }
+        zero_out = g.zero_masked != 0;
+      }
+      float* dst = g.sequences ? y + ((rs.lo + k) * steps + s) * u
+                               : (s == steps - 1 ? y + (rs.lo + k) * u : nullptr);
+      if (dst != nullptr && zero_out) std::fill(dst, dst + u, 0.0f);
+      else if (dst != nullptr) std::memcpy(dst, h, u * sizeof(float));
     }
   }
 }
@@ -112,6 +127,7 @@ void Graph::backward_lstm(const Step& st, int i) {
   float* records = aux_buf_[i].data();
   float* carry = records + st.batch * rec;  // each sample's dh, dc (2u values)
   const float* rk = param(i, 1);
+  const float* kept = node.inputs.size() > 1 ? out_[node.inputs[1]] : nullptr;
   const Share rs = share_of(st.batch, st.ith, st.nth, 1);
   const int64_t n = rs.hi - rs.lo;
   if (n > 0) {
@@ -129,6 +145,13 @@ void Graph::backward_lstm(const Step& st, int i) {
         const float* out_grad =
             g.sequences ? dy + ((rs.lo + k) * steps + s) * u
                         : (s == steps - 1 ? dy + (rs.lo + k) * u : nullptr);
+        if (kept != nullptr && kept[(rs.lo + k) * steps + t] == 0.0f) {
+          // a masked step: the states' gradients pass to the step before (its output's too,
+          // the state's copy, unless zeroed); no gate gradient
+          if (out_grad != nullptr && g.zero_masked == 0) add_into(dh, out_grad, u);
+          std::fill(z, z + 4 * u, 0.0f);
+          continue;
+        }
         for (int64_t j = 0; j < u; ++j) {
           const float gi = z[j], gf = z[u + j], gg = z[2 * u + j], go = z[3 * u + j];
           const float h_grad = dh[j] + (out_grad != nullptr ? out_grad[j] : 0.0f);
@@ -139,10 +162,11 @@ void Graph::backward_lstm(const Step& st, int i) {
           z[2 * u + j] = c_grad * gi * (1.0f - gg * gg);
           z[3 * u + j] = h_grad * tc[j] * go * (1.0f - go);
           dc[j] = c_grad * gf;
+          dh[j] = 0.0f;  // (the product below adds the step before's)
         }
       }
-      if (s > 0)  // dh_{t-1} = dz_t·recurrent_kernelᵀ
-        local_gemm(st, false, true, n, u, 4 * u, r + t * sl, rec, rk, 4 * u, 0.0f, cy, 2 * u);
+      if (s > 0)  // dh_{t-1} += dz_t·recurrent_kernelᵀ
+        local_gemm(st, false, true, n, u, 4 * u, r + t * sl, rec, rk, 4 * u, 1.0f, cy, 2 * u);
     }
     if (requires_grad_[in]) {  // dx = dz·kernelᵀ, every step of these samples at once
       const bool acc = accumulates(in, i, 0);

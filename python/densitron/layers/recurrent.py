@@ -608,23 +608,30 @@ class LSTM(_Gated):
                 np.asarray(init((2 * u,), dtype="float32"))]))
 
     def _emit(self, b, node, x, states, mask):
-        """The engine's LSTM node for the plain case (Keras's default activations, no mask,
-        initial states, dropout or returned states): every step in one node, each thread
-        running its samples through the steps; otherwise the steps unrolled as nodes."""
-        if not self._native(states, mask):
+        """The engine's LSTM node for the plain case (Keras's default activations, no initial
+        states, dropout or returned states; a mask is its second input): every step in one
+        node, each thread running its samples through the steps; otherwise the steps
+        unrolled as nodes."""
+        if not self._native(states):
             return super()._emit(b, node, x, states, mask)
         steps, features = (int(d) for d in node.inputs[0].shape[1:])
         u = self.units
+        sources = [x]
+        if mask is not None:  # (1 where the step is kept)
+            sources.append(b.add(node_spec(_MATH, steps, steps, fattrs=[0.0, 0.0],
+                                           iattrs=[_NOT_EQUAL]), mask))
+        zero = int(self.zero_output_for_mask and not self.unroll)
         out = b.add(node_spec(_LSTM, (steps if self.return_sequences else 1) * u, u, params=[
             b.param(self.kernel), b.param(self.recurrent_kernel),
             b.param(self.bias) if self.use_bias else -1],
-            iattrs=[steps, features, u, int(self.return_sequences), int(self.go_backwards)]), x)
+            iattrs=[steps, features, u, int(self.return_sequences), int(self.go_backwards),
+                    zero]), *sources)
         return [out]
 
-    def _native(self, states, mask):
+    def _native(self, states):
         return (type(self)._step is LSTM._step and self.activation is activations.tanh and
                 self.recurrent_activation is activations.sigmoid and not states and
-                mask is None and not self.return_state and self.dropout == 0.0 and
+                not self.return_state and self.dropout == 0.0 and
                 self.recurrent_dropout == 0.0)
 
     def _step(self, b, ctx, t, state):
