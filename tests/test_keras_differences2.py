@@ -316,3 +316,54 @@ def test_fit_refuses_targets_keras_reads_against_a_broadcast_output(shapes):
     model.compile("sgd", loss)
     with pytest.raises(ValueError, match="must have the same shape.*Received"):
         model.fit(np.zeros((13, 4)), np.zeros(ys), verbose=0)
+
+
+def unfreezing_summaries(k):
+    """summary()'s parameter lines through the transfer-learning guide's steps: trained with
+    its base frozen, unfrozen, compiled again, trained; another optimizer; frozen again."""
+    import warnings
+
+    warnings.simplefilter("ignore")
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+    y = np.ones((16, 1), "float32")
+    inp = k.Input((4,), name="inp")
+    base = k.layers.Dense(5, name="base")
+    model = k.Model(inp, k.layers.Dense(1, name="head")(
+        k.layers.BatchNormalization(name="bn")(base(inp))), name="m")
+    out = []
+
+    def show():
+        lines = []
+        model.summary(print_fn=lambda s, line_break=None: lines.append(s))
+        out.append([line for line in "\n".join(lines).splitlines() if "params" in line])
+
+    base.trainable = False
+    model.compile(k.optimizers.Adam(), "mse")
+    show()
+    model.fit(x, y, epochs=1, verbose=0)
+    show()
+    base.trainable = True
+    show()
+    model.compile(k.optimizers.Adam(1e-5), "mse")
+    show()
+    model.fit(x, y, epochs=1, verbose=0)
+    show()
+    model.compile(k.optimizers.SGD(momentum=0.9), "mse")
+    model.fit(x, y, epochs=1, verbose=0)
+    show()
+    base.trainable = False
+    show()
+    return out
+
+
+def test_summary_counts_the_optimizer_as_built_after_unfreezing_as_keras_on_jax():
+    # Keras's optimizer keeps the variables it was built with (the slots of the weights
+    # trainable when it first ran) until it runs after compile() again: summary's optimizer
+    # parameters after unfreezing (or freezing) a layer are the built ones; densitron counted
+    # the slots of the weights trainable now
+    code = ("import json, keras, test_keras_differences2 as t\n"
+            "print(json.dumps(t.unfreezing_summaries(keras)))")
+    theirs = keras_on_jax_json(code)
+    ours = unfreezing_summaries(densitron)
+    assert ours == theirs
+    assert ours[2][-1] == " Optimizer params: 34 (136.00 B)"

@@ -128,9 +128,27 @@ def _optimizer_params(model):
     if not (model.compiled and getattr(model, "_engine_compiled", False) and
             getattr(model, "optimizer", None) is not None):
         return None
-    values = [np.asarray(v) for v in _optimizer_values(model)]
+    count = sum(np.asarray(v).size for v in _optimizer_values(model))
+    built, now = model.__dict__.get("_compiled_trainable"), model._param_trainable_flags()
+    if built is not None and len(built) == len(now) and built != now:
+        # (a layer frozen or unfrozen since the optimizer ran: Keras's keeps the variables it
+        # was built with, of the weights trainable then, until it runs after compile() again)
+        count += _slot_values(model, built) - _slot_values(model, now)
     # (4 bytes a value: Keras on JAX counts its steps in int32, the files' int64)
-    return sum(v.size for v in values), sum(v.size * 4 for v in values)
+    return count, count * 4
+
+
+def _slot_values(model, flags):
+    """How many values the optimizer's slots of the weights `flags` marks hold."""
+    opt = model.optimizer
+    total = 0
+    for block in opt._keras_slot_order():
+        for p, v in enumerate(model._params):
+            for s, _ in block:
+                if flags[p] and opt._slot_kept(s, v):
+                    shape = opt._slot_shape(s, v.shape)
+                    total += 1 if shape is None else math.prod(shape)
+    return total
 
 
 def print_unbuilt_summary(model, print_fn=None):
