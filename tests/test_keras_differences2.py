@@ -367,3 +367,54 @@ def test_summary_counts_the_optimizer_as_built_after_unfreezing_as_keras_on_jax(
     ours = unfreezing_summaries(densitron)
     assert ours == theirs
     assert ours[2][-1] == " Optimizer params: 34 (136.00 B)"
+
+
+def _dense_with_a_variable(k):
+    class DenseWithExtra(k.layers.Dense):
+        def __init__(self, units, **kwargs):
+            super().__init__(units, **kwargs)
+            self.extra = k.Variable(np.full((2,), 3.0, "float32"), name="extra")
+
+    inp = k.Input((3,))
+    model = k.Model(inp, DenseWithExtra(2, name="md")(inp))
+    model.set_weights([np.arange(w.size, dtype="float32").reshape(w.shape) + 1
+                       for w in model.get_weights()])
+    return model
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # (Keras's numpy backend's files)
+@pytest.mark.filterwarnings("ignore::UserWarning")  # (Keras's of its own file of the model)
+def test_dense_subclass_with_a_variable_of_its_own_saves_keras_entries(keras, tmp_path):
+    # Keras's Dense writes only its kernel and bias ("0", "1") and, loading, counts the store
+    # against every variable it tracks, so that Keras cannot load its own file of a Dense
+    # subclass with a Variable of its own; densitron wrote the three in the layer's order
+    # (the Variable first: Keras failed on the shapes). Its file holds the kernel and bias as
+    # "0" and "1" and the Variable as "2": Keras loads the kernel and bias from it, densitron
+    # all three
+    import h5py
+
+    ours = _dense_with_a_variable(densitron)
+    ours.save_weights(tmp_path / "ours.weights.h5")
+    kernel, bias = ours.layers[1].kernel.numpy(), ours.layers[1].bias.numpy()
+    with h5py.File(tmp_path / "ours.weights.h5") as h:
+        group = h["layers/dense_with_extra/vars"]
+        assert sorted(group) == ["0", "1", "2"]
+        np.testing.assert_array_equal(group["0"][()], kernel)
+        np.testing.assert_array_equal(group["1"][()], bias)
+        np.testing.assert_array_equal(group["2"][()], [1.0, 2.0])
+    again = _dense_with_a_variable(densitron)
+    again.set_weights([w * 0 for w in again.get_weights()])
+    again.load_weights(tmp_path / "ours.weights.h5")
+    for a, b in zip(again.get_weights(), ours.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    theirs = _dense_with_a_variable(keras)
+    theirs.set_weights([w * 0 for w in theirs.get_weights()])
+    theirs.load_weights(tmp_path / "ours.weights.h5")
+    layer = theirs.layers[1]
+    np.testing.assert_array_equal(np.asarray(layer.kernel), kernel)
+    np.testing.assert_array_equal(np.asarray(layer.bias), bias)
+    np.testing.assert_array_equal(np.asarray(layer.extra), [0.0, 0.0])  # (not read by Keras)
+    theirs.save_weights(tmp_path / "theirs.weights.h5")
+    for lib in (keras, densitron):
+        with pytest.raises(ValueError, match="expected 3 variables, but received 2"):
+            _dense_with_a_variable(lib).load_weights(tmp_path / "theirs.weights.h5")

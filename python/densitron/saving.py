@@ -884,9 +884,26 @@ def _write_keras_h5(model, h):
             for key, value in own.items():
                 group.create_dataset(key, data=value)
         elif not _is_model(layer):
-            for i, w in enumerate(layer.get_weights()):
+            weights, order = layer.get_weights(), _stored_order(layer)
+            for i, w in enumerate(weights if order is None else [weights[k] for k in order]):
                 group.create_dataset(str(i), data=w)
     h.require_group("vars").attrs["name"] = model.name  # (a subclassed model's own: there)
+
+
+def _stored_order(layer):
+    """The order of a layer's weights in its file entry when it is not theirs (None): a Dense
+    subclass tracking a Variable of its own (without save_own_variables) keeps the kernel
+    and bias as "0" and "1", where Keras's Dense writes and reads them, then its own Variables
+    (Keras's loader counts them, and leaves them as they are)."""
+    from densitron.layers.core import Dense
+
+    if not isinstance(layer, Dense) or not layer.built:
+        return None
+    weights = layer.weights
+    first = [k for w in (layer.kernel, layer.bias) if w is not None
+             for k, v in enumerate(weights) if v is w]
+    order = first + [k for k in range(len(weights)) if k not in first]
+    return None if order == list(range(len(weights))) else order
 
 
 def _graph_weight_paths(model):
@@ -1095,6 +1112,12 @@ def _load_keras_h5(model, h, filepath, skip_mismatch=False):
         else:
             group = h.get(f"{path}/vars")
             got = [] if group is None else _h5_vars(group)
+            order = _stored_order(layer)
+            if order is not None and len(got) == len(order):  # (back in the layer's order)
+                back = [None] * len(order)
+                for k, g in zip(order, got):
+                    back[k] = g
+                got = back
         error = None
         if len(got) != len(want):
             error = (f"Layer '{layer.name}' expected {len(want)} variables, but received "
