@@ -510,3 +510,55 @@ def test_timeseries_examples_as_keras_on_jax(scenario):
         else:
             np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-2, atol=1e-3,
                                        err_msg=key)
+
+
+def addition_rnn_scenario(k):
+    """keras.io's "Sequence to sequence learning for performing number addition": questions
+    "a+b" one-hot encoded (reversed), an LSTM encoder, RepeatVector of the answer's length, an
+    LSTM decoder returning sequences, a softmax Dense over the characters at every step;
+    categorical_crossentropy and accuracy, validation_data; predict's argmax decoded."""
+    chars, digits = "0123456789+ ", 2
+    maxlen = digits + 1 + digits
+    rng = np.random.default_rng(3)
+    pairs = rng.integers(0, 10 ** digits, size=(96, 2))
+
+    def encode(text, rows):
+        x = np.zeros((rows, len(chars)), "float32")
+        for i, c in enumerate(text):
+            x[i, chars.index(c)] = 1
+        return x
+
+    questions = [f"{a}+{b}".ljust(maxlen)[::-1] for a, b in pairs]
+    answers = [str(a + b).ljust(digits + 1) for a, b in pairs]
+    x = np.stack([encode(q, maxlen) for q in questions])
+    y = np.stack([encode(a, digits + 1) for a in answers])
+    model = k.Sequential()
+    model.add(k.layers.Input((maxlen, len(chars))))
+    model.add(k.layers.LSTM(32))
+    model.add(k.layers.RepeatVector(digits + 1))
+    model.add(k.layers.LSTM(32, return_sequences=True))
+    model.add(k.layers.Dense(len(chars), activation="softmax"))
+    _fixed_weights(model)
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    history = model.fit(x[:80], y[:80], batch_size=16, epochs=3, verbose=0, shuffle=False,
+                        validation_data=(x[80:], y[80:]))
+    guesses = ["".join(chars[i] for i in row) for row in
+               model.predict(x[80:84], verbose=0).argmax(axis=-1)]
+    lines = []
+    model.summary(print_fn=lambda s, line_break=None: lines.append(s))
+    return {"history": _rounded(history.history), "guesses": guesses,
+            "summary": [line for line in "\n".join(lines).splitlines() if "(" in line]}
+
+
+def test_addition_rnn_example_as_keras_on_jax():
+    # its Sequential summary, training history (the accuracy of every step's characters) and
+    # decoded guesses are Keras's
+    code = ("import json, keras, test_keras_differences2 as t\n"
+            "print(json.dumps(t.addition_rnn_scenario(keras)))")
+    theirs = keras_on_jax_json(code)
+    ours = addition_rnn_scenario(densitron)
+    assert ours["summary"] == theirs["summary"] and ours["guesses"] == theirs["guesses"]
+    assert list(ours["history"]) == list(theirs["history"])
+    for name in ours["history"]:
+        np.testing.assert_allclose(ours["history"][name], theirs["history"][name], rtol=1e-3,
+                                   atol=1e-4, err_msg=name)
