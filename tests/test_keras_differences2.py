@@ -562,3 +562,61 @@ def test_addition_rnn_example_as_keras_on_jax():
     for name in ours["history"]:
         np.testing.assert_allclose(ours["history"][name], theirs["history"][name], rtol=1e-3,
                                    atol=1e-4, err_msg=name)
+
+
+def anomaly_scenario(k):
+    """keras.io's "Timeseries anomaly detection using an Autoencoder": a Conv1D encoder
+    (strides 2, "same") and a Conv1DTranspose decoder with Dropout(0.2) between, Adam(0.001)
+    and mse on windows of 288 steps of one feature (a daily sine here), EarlyStopping on
+    val_loss with validation_split 0.1; the threshold the largest training MAE, the windows of
+    a series with a spike flagged. What the dropout's draws do not change: the summary, the
+    predictions and loss before training, the history's keys after."""
+    steps = np.arange(288 * 3 + 60, dtype="float32")
+    series = np.sin(2 * np.pi * steps / 288)[:, None]
+    windows = np.stack([series[i:i + 288] for i in range(0, 600, 20)]).astype("float32")
+    model = k.Sequential([
+        k.layers.Input(shape=(288, 1)),
+        k.layers.Conv1D(filters=32, kernel_size=7, padding="same", strides=2,
+                        activation="relu"),
+        k.layers.Dropout(rate=0.2),
+        k.layers.Conv1D(filters=16, kernel_size=7, padding="same", strides=2,
+                        activation="relu"),
+        k.layers.Conv1DTranspose(filters=16, kernel_size=7, padding="same", strides=2,
+                                 activation="relu"),
+        k.layers.Dropout(rate=0.2),
+        k.layers.Conv1DTranspose(filters=32, kernel_size=7, padding="same", strides=2,
+                                 activation="relu"),
+        k.layers.Conv1DTranspose(filters=1, kernel_size=7, padding="same"),
+    ])
+    _fixed_weights(model, 0.1)
+    model.compile(optimizer=k.optimizers.Adam(learning_rate=0.001), loss="mse")
+    before = model.predict(windows, verbose=0)
+    train_mae = np.mean(np.abs(before - windows), axis=1).ravel()
+    threshold = float(np.max(train_mae))
+    spiky = windows.copy()
+    spiky[3, 100:110] += 3.0
+    flagged = (np.mean(np.abs(model.predict(spiky, verbose=0) - spiky), axis=1).ravel() >
+               threshold)
+    out = {"before": np.round(before[:2, ::16, 0], 5).tolist(),
+           "loss": round(float(model.evaluate(windows, windows, verbose=0)), 5),
+           "threshold": round(threshold, 5), "flagged": np.flatnonzero(flagged).tolist()}
+    history = model.fit(windows, windows, epochs=2, batch_size=8, validation_split=0.1,
+                        callbacks=[k.callbacks.EarlyStopping(monitor="val_loss", patience=5,
+                                                             mode="min")], verbose=0)
+    lines = []
+    model.summary(print_fn=lambda s, line_break=None: lines.append(s))
+    out["keys"] = list(history.history)
+    out["summary"] = [line for line in "\n".join(lines).splitlines() if "(" in line]
+    return out
+
+
+def test_anomaly_detection_example_as_keras_on_jax():
+    code = ("import json, keras, test_keras_differences2 as t\n"
+            "print(json.dumps(t.anomaly_scenario(keras)))")
+    theirs = keras_on_jax_json(code)
+    ours = anomaly_scenario(densitron)
+    for key in ("keys", "summary", "flagged"):
+        assert ours[key] == theirs[key], key
+    assert ours["flagged"] == [3]
+    for key in ("before", "loss", "threshold"):
+        np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-4, atol=1e-5, err_msg=key)
