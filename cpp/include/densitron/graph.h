@@ -132,6 +132,9 @@ enum class OpType : int {
                         // processed) or units (the last). An optional input 1 of steps values
                         // masks the steps where it is 0: they keep the states, and output the
                         // state h (zeros with zero_masked 1)
+  kGRU = 37,            // as kLSTM, Keras's GRU with reset_after (gates z, r, h): kernel
+                        // (features, 3·units), recurrent_kernel (units, 3·units), bias (2,
+                        // 3·units: the input's, the recurrent product's) or -1
 };
 
 // kMath's operations on each value x (a and b: the node's fattrs).
@@ -586,9 +589,9 @@ class Graph {
                                Share rw);
   void add_conv_blocks(const Step& st, int i, int64_t kf, bool kernel_grad, bool bias_grad);
   float* conv_scratch(const Step& st) { return conv_scratch_.data() + st.ith * conv_per_thread_; }
-  // kLSTM (graph_lstm.cc): forward and backward of node i
-  void forward_lstm(const Step& st, int i);
-  void backward_lstm(const Step& st, int i);
+  // kLSTM and kGRU (graph_rnn.cc): forward and backward of node i
+  void forward_rnn(const Step& st, int i);
+  void backward_rnn(const Step& st, int i);
   // kWindowPool (graph_pool.cc): forward and backward of node i
   void forward_window_pool(const Step& st, int i);
   void backward_window_pool(const Step& st, int i);

@@ -293,21 +293,24 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
           bad("convolution bias size");
         break;
       }
-      case OpType::kLSTM: {
+      case OpType::kLSTM:
+      case OpType::kGRU: {
         need_inputs(1);
         const auto& ia = node.iattrs;
-        if (node.inputs.size() > 2 || !lstm_attrs_valid(ia) || in0->width != ia[0] * ia[1] ||
+        const int64_t gates = node.op == OpType::kGRU ? 3 : 4;
+        if (node.inputs.size() > 2 || !rnn_attrs_valid(ia) || in0->width != ia[0] * ia[1] ||
             (node.inputs.size() == 2 && nodes_[node.inputs[1]].width != ia[0]) ||
             node.width != (ia[3] ? ia[0] : 1) * ia[2] || node.last_dim != ia[2] ||
             node.params.size() != 3 || node.params[0] < 0 || node.params[1] < 0 ||
             node.activation != Activation::kLinear)
-          bad("an LSTM takes {steps, features, units, sequences 0 or 1, backwards 0 or 1[, "
-              "zero masked outputs 0 or 1]} of its input's and output's widths, a mask of steps "
-              "values or none, a kernel, a recurrent kernel and a bias slot");
-        if (param_size(node.params[0]) != ia[1] * 4 * ia[2] ||
-            param_size(node.params[1]) != ia[2] * 4 * ia[2] ||
-            (node.params[2] >= 0 && param_size(node.params[2]) != 4 * ia[2]))
-          bad("LSTM weight sizes");
+          bad("a recurrent layer (LSTM, GRU) takes {steps, features, units, sequences 0 or 1, "
+              "backwards 0 or 1[, zero masked outputs 0 or 1]} of its input's and output's "
+              "widths, a mask of steps values or none, a kernel, a recurrent kernel and a bias "
+              "slot");
+        if (param_size(node.params[0]) != ia[1] * gates * ia[2] ||
+            param_size(node.params[1]) != ia[2] * gates * ia[2] ||
+            (node.params[2] >= 0 && param_size(node.params[2]) != rnn_bias_size(node)))
+          bad("recurrent layer weight sizes");
         break;
       }
       case OpType::kWindowPool: {
@@ -685,9 +688,9 @@ void Graph::ensure_capacity(int64_t rows) {
     ConvGeom g;
     if (node.op == OpType::kConv && conv_geom(node.iattrs, &g) && conv_blocked(g))
       partial_buf_[i].resize(kConvBlocks * (g.kdepth() * g.filters + g.node_channels()));
-    if (node.op == OpType::kLSTM) {
-      aux_buf_[i].resize(lstm_record_floats(node, rows));
-      partial_buf_[i].resize(lstm_partial_floats(node));
+    if (node.op == OpType::kLSTM || node.op == OpType::kGRU) {
+      aux_buf_[i].resize(rnn_record_floats(node, rows));
+      partial_buf_[i].resize(rnn_partial_floats(node));
     }
     if (node.op == OpType::kBatchNorm) aux_buf_[i].resize(2 * node.last_dim);
     if (node.op == OpType::kLayerNorm) aux_buf_[i].resize(2 * rows * node.width / node.last_dim);
@@ -1202,7 +1205,8 @@ void Graph::plan_step(int64_t batch, int nth, bool training, bool targets) {
     }
     if (node.op == OpType::kBatchMatMul) small = batch_matmul_macs(node, batch) < kMaxSoloDenseMacs;
     if (node.op == OpType::kConv) small = conv_macs(node, batch) < kMaxSoloDenseMacs;
-    if (node.op == OpType::kLSTM) small = lstm_macs(node, batch) < kMaxSoloDenseMacs;
+    if (node.op == OpType::kLSTM || node.op == OpType::kGRU)
+      small = rnn_macs(node, batch) < kMaxSoloDenseMacs;
     if (node.op == OpType::kEmbedding || node.op == OpType::kBatchNorm) small = false;
     if (node.op == OpType::kBatchReduce) small = true;  // (its sums over every row)
     solo_fwd_[i] = small;
@@ -1845,7 +1849,8 @@ int Graph::threads_for(int64_t batch, bool training) const {
     if (node.op == OpType::kBatchMatMul) macs += 3.0 * batch_matmul_macs(node, batch);
     if (node.op == OpType::kConv) macs += 3.0 * conv_macs(node, batch);
     if (node.op == OpType::kWindowPool) macs += 2.0 * pool_reads(node, batch);
-    if (node.op == OpType::kLSTM) macs += 3.0 * lstm_macs(node, batch);
+    if (node.op == OpType::kLSTM || node.op == OpType::kGRU)
+      macs += 3.0 * rnn_macs(node, batch);
   }
   if (training)
     for (const ParamSpec& p : params_)

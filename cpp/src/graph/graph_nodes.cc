@@ -585,7 +585,8 @@ void Graph::forward_node(const Step& st, int i) {
       forward_window_pool(st, i);
       return;
     case OpType::kLSTM:
-      forward_lstm(st, i);
+    case OpType::kGRU:
+      forward_rnn(st, i);
       return;
     case OpType::kBatchMatMul: {
       // Each thread a range of the batch's (sample, group) products, each on one thread.
@@ -1101,7 +1102,8 @@ void Graph::backward_node(const Step& st, int i) {
       backward_window_pool(st, i);
       return;
     case OpType::kLSTM:
-      backward_lstm(st, i);
+    case OpType::kGRU:
+      backward_rnn(st, i);
       return;
     case OpType::kActivation: {
       float* gx = target(0, &acc);

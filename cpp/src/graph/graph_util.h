@@ -386,13 +386,14 @@ void math_forward(MathOp op, float a, float b, const float* x, float* y, int64_t
 void math_backward(MathOp op, float a, float b, const float* x, const float* y,
                    const float* dy, float* g, int64_t n);
 
-// kLSTM's (graph_lstm.cc): attributes {steps, features, units, sequences, backwards} valid;
-// the floats of its records for `rows` samples, of its blocks' gradient partials; its
-// multiply-adds a forward of `batch` samples.
-bool lstm_attrs_valid(const std::vector<int64_t>& iattrs);
-int64_t lstm_record_floats(const NodeSpec& node, int64_t rows);
-int64_t lstm_partial_floats(const NodeSpec& node);
-double lstm_macs(const NodeSpec& node, int64_t batch);
+// kLSTM's and kGRU's (graph_rnn.cc): attributes {steps, features, units, sequences,
+// backwards[, zero_masked]} valid; the floats of its records for `rows` samples, of its
+// blocks' gradient partials, of its bias; its multiply-adds a forward of `batch` samples.
+bool rnn_attrs_valid(const std::vector<int64_t>& iattrs);
+int64_t rnn_record_floats(const NodeSpec& node, int64_t rows);
+int64_t rnn_partial_floats(const NodeSpec& node);
+int64_t rnn_bias_size(const NodeSpec& node);
+double rnn_macs(const NodeSpec& node, int64_t batch);
 
 }  // namespace graph_detail
 }  // namespace densitron

@@ -22,7 +22,7 @@ _DENSE, _ACT, _ADD, _CONCAT, _SUB, _MUL, _AVERAGE, _DROPOUT = 1, 2, 3, 4, 5, 6, 
 _RESHAPE = 14
 _MATH, _INDEX_MAP, _BIAS_ADD = 25, 20, 22
 _NOT_EQUAL = 15  # MathOp::kNotEqual
-_LSTM = 36  # OpType::kLSTM
+_LSTM, _GRU = 36, 37  # OpType::kLSTM, kGRU
 
 
 class _Builder:
@@ -578,6 +578,39 @@ class _Gated(_RNN):
     def _own_config(self):
         return {"recurrent_activation": activations.serialize(self.recurrent_activation)}
 
+    # --- the engine's LSTM and GRU nodes -------------------------------------------------------
+    _native_op = None
+
+    def _emit(self, b, node, x, states, mask):
+        """The engine's LSTM or GRU node in the plain case (Keras's default activations, no
+        initial states, dropout or returned states; a mask is its second input): every step
+        in one node, each thread running its samples through the steps; otherwise the steps
+        unrolled as nodes."""
+        if not self._native(states):
+            return super()._emit(b, node, x, states, mask)
+        steps, features = (int(d) for d in node.inputs[0].shape[1:])
+        u = self.units
+        sources = [x]
+        if mask is not None:  # (1 where the step is kept)
+            sources.append(b.add(node_spec(_MATH, steps, steps, fattrs=[0.0, 0.0],
+                                           iattrs=[_NOT_EQUAL]), mask))
+        zero = int(self.zero_output_for_mask and not self.unroll)
+        out = b.add(node_spec(self._native_op, (steps if self.return_sequences else 1) * u, u,
+                              params=[b.param(self.kernel), b.param(self.recurrent_kernel),
+                                      b.param(self.bias) if self.use_bias else -1],
+                              iattrs=[steps, features, u, int(self.return_sequences),
+                                      int(self.go_backwards), zero]), *sources)
+        return [out]
+
+    def _native(self, states):
+        return (self._native_cell() and self.activation is activations.tanh and
+                self.recurrent_activation is activations.sigmoid and not states and
+                not self.return_state and self.dropout == 0.0 and
+                self.recurrent_dropout == 0.0)
+
+    def _native_cell(self):
+        return False
+
 
 class LSTM(_Gated):
     """Keras's LSTM: gates i, f, c, o (the kernels' and bias's column blocks in that order);
@@ -607,33 +640,6 @@ class LSTM(_Gated):
                 np.asarray(init((u,), dtype="float32")), np.ones(u, np.float32),
                 np.asarray(init((2 * u,), dtype="float32"))]))
 
-    def _emit(self, b, node, x, states, mask):
-        """The engine's LSTM node for the plain case (Keras's default activations, no initial
-        states, dropout or returned states; a mask is its second input): every step in one
-        node, each thread running its samples through the steps; otherwise the steps
-        unrolled as nodes."""
-        if not self._native(states):
-            return super()._emit(b, node, x, states, mask)
-        steps, features = (int(d) for d in node.inputs[0].shape[1:])
-        u = self.units
-        sources = [x]
-        if mask is not None:  # (1 where the step is kept)
-            sources.append(b.add(node_spec(_MATH, steps, steps, fattrs=[0.0, 0.0],
-                                           iattrs=[_NOT_EQUAL]), mask))
-        zero = int(self.zero_output_for_mask and not self.unroll)
-        out = b.add(node_spec(_LSTM, (steps if self.return_sequences else 1) * u, u, params=[
-            b.param(self.kernel), b.param(self.recurrent_kernel),
-            b.param(self.bias) if self.use_bias else -1],
-            iattrs=[steps, features, u, int(self.return_sequences), int(self.go_backwards),
-                    zero]), *sources)
-        return [out]
-
-    def _native(self, states):
-        return (type(self)._step is LSTM._step and self.activation is activations.tanh and
-                self.recurrent_activation is activations.sigmoid and not states and
-                not self.return_state and self.dropout == 0.0 and
-                self.recurrent_dropout == 0.0)
-
     def _step(self, b, ctx, t, state):
         u = self.units
         h, c = state
@@ -650,6 +656,11 @@ class LSTM(_Gated):
             c_new = b.merge(_ADD, b.merge(_MUL, f, c, u), c_new, u)
         h_new = b.merge(_MUL, o, b.act(c_new, self.activation, u), u)
         return [h_new, c_new]
+
+    _native_op = _LSTM
+
+    def _native_cell(self):
+        return type(self)._step is LSTM._step
 
     def _own_config(self):
         return {**super()._own_config(), "unit_forget_bias": self.unit_forget_bias,
@@ -677,6 +688,11 @@ class GRU(_Gated):
 
     def _bias_shape(self):
         return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
+
+    _native_op = _GRU
+
+    def _native_cell(self):
+        return type(self)._step is GRU._step and self.reset_after
 
     def _prepare(self, b, x, steps, features):
         u = self.units

@@ -1,0 +1,301 @@
+// kLSTM and kGRU, Keras's LSTM and GRU (reset_after) over a whole sequence (see OpType::kLSTM
+// and kGRU): sigmoid gates, tanh activations. Each thread runs its own samples through every
+// step: one product x·kernel + bias for all their steps, then a step's h_{t-1}·recurrent_kernel
+// and its gates and states in one pass per sample, no meeting between steps (the samples'
+// recurrences are independent); a step a mask drops keeps the states. Each sample keeps a
+// record of every step for the backward, which walks the steps back on the same samples,
+// leaving each step's gate gradients in the record; the kernels' and bias's gradients are
+// summed over kRnnBlocks fixed blocks of samples, each on one thread, then added in block
+// order: the same for any thread count.
+//
+// A step's record (7·units values):
+//   LSTM: z = x·W + h·R + b (4u: i, f, g, o, activated in place), c, tanh c, h; the backward
+//         overwrites z with its gradient dz (for the kernels, the bias, dx and dh_{t-1}).
+//   GRU:  x·W + b_x (3u: z, r, h; then z, r, hh activated), h·R + b_h (3u; its third, the
+//         reset's r_h, kept), h; the backward overwrites both with their gradients.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "densitron/graph.h"
+#include "graph/graph_util.h"
+
+namespace densitron {
+
+using namespace graph_detail;  // NOLINT: the graph sources' private helpers
+
+namespace {
+
+constexpr int kRnnBlocks = 8;
+
+struct RnnGeom {
+  bool gru;
+  int64_t steps, features, units, sequences, backwards, zero_masked;
+  explicit RnnGeom(const NodeSpec& node)
+      : gru(node.op == OpType::kGRU), steps(node.iattrs[0]), features(node.iattrs[1]),
+        units(node.iattrs[2]), sequences(node.iattrs[3]), backwards(node.iattrs[4]),
+        zero_masked(node.iattrs.size() > 5 ? node.iattrs[5] : 0) {}
+  int64_t gates() const { return (gru ? 3 : 4) * units; }  // a product's columns
+  int64_t rec_at() const { return gru ? gates() : 0; }     // where h·R goes in a step's record
+  int64_t bias() const { return (gru ? 2 : 1) * gates(); }
+  int64_t h_at() const { return 6 * units; }
+  int64_t slot() const { return 7 * units; }
+  int64_t record() const { return steps * slot(); }  // a sample's
+  int64_t time(int64_t s) const { return backwards ? steps - 1 - s : s; }  // step s's input
+};
+
+// LSTM's step for one sample: z (its record) holds x·W + h·R + b; cp the previous c or null.
+inline void lstm_cell(float* z, const float* cp, int64_t u) {
+  const ActivationParams none{};
+  float* c = z + 4 * u;
+  float* tc = z + 5 * u;
+  float* h = z + 6 * u;
+  activation_forward(Activation::kSigmoid, none, z, z, 1, 2 * u);            // i, f
+  activation_forward(Activation::kTanh, none, z + 2 * u, z + 2 * u, 1, u);    // g
+  activation_forward(Activation::kSigmoid, none, z + 3 * u, z + 3 * u, 1, u);  // o
+  if (cp == nullptr) {
+    for (int64_t j = 0; j < u; ++j) c[j] = z[j] * z[2 * u + j];
+  } else {
+    for (int64_t j = 0; j < u; ++j) c[j] = z[u + j] * cp[j] + z[j] * z[2 * u + j];
+  }
+  activation_forward(Activation::kTanh, none, c, tc, 1, u);
+  for (int64_t j = 0; j < u; ++j) h[j] = z[3 * u + j] * tc[j];
+}
+
+// GRU's step (reset_after): z (the record) holds x·W + b_x, then h·R + b_h; hp the previous h
+// or null. As Keras: z, r = σ(x_z + r_z), σ(x_r + r_r); hh = tanh(x_h + r·r_h);
+// h = z·h_{t-1} + (1 - z)·hh.
+inline void gru_cell(float* z, const float* hp, int64_t u) {
+  const ActivationParams none{};
+  const float* rc = z + 3 * u;
+  float* h = z + 6 * u;
+  for (int64_t j = 0; j < 2 * u; ++j) z[j] += rc[j];
+  activation_forward(Activation::kSigmoid, none, z, z, 1, 2 * u);
+  for (int64_t j = 0; j < u; ++j) z[2 * u + j] += z[u + j] * rc[2 * u + j];
+  activation_forward(Activation::kTanh, none, z + 2 * u, z + 2 * u, 1, u);
+  for (int64_t j = 0; j < u; ++j)
+    h[j] = z[j] * (hp != nullptr ? hp[j] : 0.0f) + (1.0f - z[j]) * z[2 * u + j];
+}
+
+// LSTM's gradient at a step for one sample: dh (in: the carried h gradient, out: 0, the
+// product with Rᵀ adds the step before's) and dc (in: carried; out: the step before's), og the
+// output's gradient or null; the record's z becomes dz.
+inline void lstm_cell_backward(float* z, const float* cp, const float* og, float* dh, float* dc,
+                               int64_t u) {
+  const float* tc = z + 5 * u;
+  for (int64_t j = 0; j < u; ++j) {
+    const float gi = z[j], gf = z[u + j], gg = z[2 * u + j], go = z[3 * u + j];
+    const float h_grad = dh[j] + (og != nullptr ? og[j] : 0.0f);
+    const float c_grad = dc[j] + h_grad * go * (1.0f - tc[j] * tc[j]);
+    const float prev = cp != nullptr ? cp[j] : 0.0f;
+    z[j] = c_grad * gg * gi * (1.0f - gi);
+    z[u + j] = c_grad * prev * gf * (1.0f - gf);
+    z[2 * u + j] = c_grad * gi * (1.0f - gg * gg);
+    z[3 * u + j] = h_grad * tc[j] * go * (1.0f - go);
+    dc[j] = c_grad * gf;
+    dh[j] = 0.0f;
+  }
+}
+
+// GRU's: dh in: the carried h gradient, out: its part through z·h_{t-1} (the product with Rᵀ
+// adds the rest); the record's two products become their gradients.
+inline void gru_cell_backward(float* z, const float* hp, const float* og, float* dh, int64_t u) {
+  float* rg = z + 3 * u;
+  for (int64_t j = 0; j < u; ++j) {
+    const float gz = z[j], gr = z[u + j], hh = z[2 * u + j], rh = rg[2 * u + j];
+    const float h_grad = dh[j] + (og != nullptr ? og[j] : 0.0f);
+    const float prev = hp != nullptr ? hp[j] : 0.0f;
+    const float dz = h_grad * (prev - hh) * gz * (1.0f - gz);
+    const float dpre = h_grad * (1.0f - gz) * (1.0f - hh * hh);
+    const float dr = dpre * rh * gr * (1.0f - gr);
+    z[j] = dz;
+    z[u + j] = dr;
+    z[2 * u + j] = dpre;
+    rg[j] = dz;
+    rg[u + j] = dr;
+    rg[2 * u + j] = dpre * gr;
+    dh[j] = h_grad * gz;
+  }
+}
+
+}  // namespace
+
+namespace graph_detail {
+
+bool rnn_attrs_valid(const std::vector<int64_t>& ia) {
+  return (ia.size() == 5 || ia.size() == 6) && ia[0] >= 1 && ia[1] >= 1 && ia[2] >= 1 &&
+         (ia[3] == 0 || ia[3] == 1) && (ia[4] == 0 || ia[4] == 1) &&
+         (ia.size() == 5 || ia[5] == 0 || ia[5] == 1);
+}
+
+int64_t rnn_record_floats(const NodeSpec& node, int64_t rows) {
+  const RnnGeom g(node);
+  return rows * (g.record() + 2 * g.units);  // (then each sample's dh, dc carried back)
+}
+
+int64_t rnn_partial_floats(const NodeSpec& node) {
+  const RnnGeom g(node);
+  return kRnnBlocks * ((g.features + g.units) * g.gates() + g.bias());
+}
+
+int64_t rnn_bias_size(const NodeSpec& node) { return RnnGeom(node).bias(); }
+
+double rnn_macs(const NodeSpec& node, int64_t batch) {
+  const RnnGeom g(node);
+  return static_cast<double>(batch) * g.steps * (g.features + g.units) * g.gates();
+}
+
+}  // namespace graph_detail
+
+void Graph::forward_rnn(const Step& st, int i) {
+  const NodeSpec& node = nodes_[i];
+  const RnnGeom g(node);
+  const int64_t u = g.units, f = g.features, steps = g.steps, sl = g.slot(), rec = g.record();
+  const int64_t gw = g.gates(), ra = g.rec_at();
+  const Share rs = share_of(st.batch, st.ith, st.nth, 1);
+  const int64_t n = rs.hi - rs.lo;
+  if (n <= 0) return;
+  const float* x = out_[node.inputs[0]] + rs.lo * steps * f;
+  // with a mask (input 1: 1 a step kept, 0 masked), a masked step keeps the states
+  const float* kept = node.inputs.size() > 1 ? out_[node.inputs[1]] + rs.lo * steps : nullptr;
+  float* r = aux_buf_[i].data() + rs.lo * rec;
+  float* y = out_buf_[i].data();
+  const float* bias = param(i, 2);
+  GemmEpilogue ep;
+  ep.bias = bias;
+  // every step's x_t·kernel + bias (GRU: its input half), into the records
+  local_gemm(st, false, false, n * steps, gw, f, x, f, param(i, 0), gw, 0.0f, r, sl, &ep);
+  GemmEpilogue rec_ep;  // (GRU: the recurrent half of the bias, added to h·R)
+  rec_ep.bias = g.gru && bias != nullptr ? bias + gw : nullptr;
+  const float* rk = param(i, 1);
+  for (int64_t s = 0; s < steps; ++s) {
+    const int64_t t = g.time(s), tp = g.time(s - 1);
+    if (s > 0) {  // LSTM: z += h_{t-1}·R; GRU: its second product = h_{t-1}·R + b_h
+      local_gemm(st, false, false, n, gw, u, r + tp * sl + g.h_at(), rec, rk, gw,
+                 g.gru ? 0.0f : 1.0f, r + t * sl + ra, rec, &rec_ep);
+    } else if (g.gru) {  // (h_{-1} = 0: b_h alone)
+      for (int64_t k = 0; k < n; ++k) {
+        float* rc = r + k * rec + t * sl + ra;
+        if (rec_ep.bias != nullptr) std::memcpy(rc, rec_ep.bias, gw * sizeof(float));
+        else std::fill(rc, rc + gw, 0.0f);
+      }
+    }
+    for (int64_t k = 0; k < n; ++k) {
+      float* z = r + k * rec + t * sl;
+      const float* prev = s > 0 ? r + k * rec + tp * sl : nullptr;
+      if (g.gru) gru_cell(z, prev != nullptr ? prev + g.h_at() : nullptr, u);
+      else lstm_cell(z, prev != nullptr ? prev + 4 * u : nullptr, u);
+      float* h = z + g.h_at();
+      bool zero_out = false;
+      if (kept != nullptr && kept[k * steps + t] == 0.0f) {  // the states kept (zeros first)
+        if (prev == nullptr) {
+          std::fill(z + 4 * u, z + 7 * u, 0.0f);
+        } else {
+          std::memcpy(h, prev + g.h_at(), u * sizeof(float));
+          if (!g.gru) std::memcpy(z + 4 * u, prev + 4 * u, u * sizeof(float));
+        }
+        zero_out = g.zero_masked != 0;
+      }
+      float* dst = g.sequences ? y + ((rs.lo + k) * steps + s) * u
+                               : (s == steps - 1 ? y + (rs.lo + k) * u : nullptr);
+      if (dst != nullptr && zero_out) std::fill(dst, dst + u, 0.0f);
+      else if (dst != nullptr) std::memcpy(dst, h, u * sizeof(float));
+    }
+  }
+}
+
+void Graph::backward_rnn(const Step& st, int i) {
+  const NodeSpec& node = nodes_[i];
+  const RnnGeom g(node);
+  const int64_t u = g.units, f = g.features, steps = g.steps, sl = g.slot(), rec = g.record();
+  const int64_t gw = g.gates(), ra = g.rec_at();
+  const int in = node.inputs[0];
+  const float* x = out_[in];
+  const float* dy = grad_buf_[i].data();
+  float* records = aux_buf_[i].data();
+  float* carry = records + st.batch * rec;  // each sample's dh, dc (2u values)
+  const float* rk = param(i, 1);
+  const Share rs = share_of(st.batch, st.ith, st.nth, 1);
+  const int64_t n = rs.hi - rs.lo;
+  const float* kept = node.inputs.size() > 1 ? out_[node.inputs[1]] + rs.lo * steps : nullptr;
+  if (n > 0) {
+    float* r = records + rs.lo * rec;
+    float* cy = carry + rs.lo * 2 * u;
+    std::fill(cy, cy + n * 2 * u, 0.0f);
+    for (int64_t s = steps - 1; s >= 0; --s) {
+      const int64_t t = g.time(s), tp = g.time(s - 1);
+      for (int64_t k = 0; k < n; ++k) {
+        float* z = r + k * rec + t * sl;
+        const float* prev = s > 0 ? r + k * rec + tp * sl : nullptr;
+        float* dh = cy + k * 2 * u;
+        const float* og = g.sequences ? dy + ((rs.lo + k) * steps + s) * u
+                                      : (s == steps - 1 ? dy + (rs.lo + k) * u : nullptr);
+        if (kept != nullptr && kept[k * steps + t] == 0.0f) {
+          // a masked step: the states' gradients pass to the step before (its output's too,
+          // the state's copy, unless zeroed); no gate gradient
+          if (og != nullptr && g.zero_masked == 0) add_into(dh, og, u);
+          std::fill(z, z + ra + gw, 0.0f);
+          continue;
+        }
+        if (g.gru) gru_cell_backward(z, prev != nullptr ? prev + g.h_at() : nullptr, og, dh, u);
+        else lstm_cell_backward(z, prev != nullptr ? prev + 4 * u : nullptr, og, dh, dh + u, u);
+      }
+      if (s > 0)  // dh_{t-1} += d(h·R)·Rᵀ
+        local_gemm(st, false, true, n, u, gw, r + t * sl + ra, rec, rk, gw, 1.0f, cy, 2 * u);
+    }
+    if (requires_grad_[in]) {  // dx = d(x·W)·Wᵀ, every step of these samples at once
+      const bool acc = accumulates(in, i, 0);
+      local_gemm(st, false, true, n * steps, f, gw, r, sl, param(i, 0), gw, acc ? 1.0f : 0.0f,
+                 grad_buf_[in].data() + rs.lo * steps * f, f);
+    }
+  }
+  const int kp = node.params[0], rp = node.params[1], bp = node.params[2];
+  const bool want_k = param_grad_wanted(kp), want_r = param_grad_wanted(rp);
+  const bool want_b = bp >= 0 && param_grad_wanted(bp);
+  if (!want_k && !want_r && !want_b) return;
+  barrier(st);  // every sample's gradients in its records
+  const int64_t kf = f * gw, kr = u * gw, nb = g.bias(), stride = kf + kr + nb;
+  float* part = partial_buf_[i].data();
+  const Share mine = share_of(kRnnBlocks, st.ith, st.nth);
+  for (int64_t b = mine.lo; b < mine.hi; ++b) {
+    const Share ss = share_of(st.batch, static_cast<int>(b), kRnnBlocks);
+    const int64_t m = ss.hi - ss.lo;
+    if (m <= 0) continue;
+    float* pk = part + b * stride;
+    float* pr = pk + kf;
+    float* pb = pr + kr;
+    const float* r = records + ss.lo * rec;
+    if (want_k)
+      local_gemm(st, true, false, f, gw, m * steps, x + ss.lo * steps * f, f, r, sl, 0.0f, pk,
+                 gw);
+    if (want_r) {
+      if (steps == 1) std::fill(pr, pr + kr, 0.0f);
+      for (int64_t s = 1; s < steps; ++s)  // Σ h_{t-1}ᵀ·d(h·R)_t
+        local_gemm(st, true, false, u, gw, m, r + g.time(s - 1) * sl + g.h_at(), rec,
+                   r + g.time(s) * sl + ra, rec, s == 1 ? 0.0f : 1.0f, pr, gw);
+    }
+    if (want_b) {  // (GRU: both products' gradients, b_x's then b_h's, side by side)
+      std::fill(pb, pb + nb, 0.0f);
+      for (int64_t k = 0; k < m; ++k)
+        for (int64_t t = 0; t < steps; ++t) add_into(pb, r + k * rec + t * sl, nb);
+    }
+  }
+  barrier(st);
+  int blocks = 0;  // the non-empty ones: the first `blocks` (samples shared out in order)
+  while (blocks < kRnnBlocks && share_of(st.batch, blocks, kRnnBlocks).lo <
+                                    share_of(st.batch, blocks, kRnnBlocks).hi)
+    ++blocks;
+  const Share es = share_of(stride, st.ith, st.nth, kMinElementsPerThread, 16);
+  for (int64_t e = es.lo; e < es.hi; ++e) {
+    const int slot = e < kf ? 0 : e < kf + kr ? 1 : 2;
+    const int p = node.params[slot];
+    if (!(slot == 0 ? want_k : slot == 1 ? want_r : want_b)) continue;
+    const int64_t at = e - (slot == 0 ? 0 : slot == 1 ? kf : kf + kr);
+    float sum = part[e];
+    for (int b = 1; b < blocks; ++b) sum += part[b * stride + e];
+    float* dst = param_grad(p) + at;
+    *dst = param_first_writer_[p] == i ? sum : *dst + sum;
+  }
+}
+
+}  // namespace densitron

@@ -1,0 +1,291 @@
+"""The engine's LSTM and GRU nodes (OpType::kLSTM, kGRU): an LSTM or GRU (reset_after) with
+Keras's default activations and no initial states, dropout or returned states runs as one node
+over every step, a mask too. Checked against a float64 NumPy reference of Keras's cells and
+loop, against the steps unrolled as nodes (the path every other LSTM and GRU takes, itself
+checked against Keras in test_recurrent.py), against finite differences, and on one and two
+threads."""
+
+import densitron
+import numpy as np
+import pytest
+from densitron import layers
+from densitron.layers import recurrent
+from densitron.models import Model
+from test_gradients_fd import fd_check
+from test_threads import assert_trains_alike_on_one_and_two_threads
+
+_LSTM, _GRU, _MATH = 36, 37, 25  # OpType
+OPS = {"LSTM": _LSTM, "GRU": _GRU}
+CELLS = ["LSTM", "GRU"]
+
+
+def engine_ops(model, layer):
+    node = next(n for n in model._nodes if n.layer is layer)
+    param_index = {id(w): k for k, w in enumerate(model.weights)}
+    items, _ = layer._engine_subgraph(node, param_index)
+    return [spec[0] for _, spec in items]
+
+
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def reference(cell, x, weights, return_sequences=False, go_backwards=False, kept=None,
+              zero_output=False):
+    """Keras's LSTM or GRU (reset_after) in float64 from zero states: a masked step (kept
+    False) keeps the states and outputs the state h (zeros with zero_output_for_mask)."""
+    kernel, recurrent_kernel = (np.asarray(w, np.float64) for w in weights[:2])
+    bias = np.asarray(weights[2], np.float64) if len(weights) == 3 else None
+    x = np.asarray(x, np.float64)
+    kept = np.ones(x.shape[:2], bool) if kept is None else kept
+    if go_backwards:
+        x, kept = x[:, ::-1], kept[:, ::-1]
+    u = recurrent_kernel.shape[0]
+    h = np.zeros((x.shape[0], u))
+    c = np.zeros((x.shape[0], u))
+    outs = []
+    for t in range(x.shape[1]):
+        if cell == "LSTM":
+            z = x[:, t] @ kernel + h @ recurrent_kernel + (0.0 if bias is None else bias)
+            i, f, g, o = (z[:, k * u:(k + 1) * u] for k in range(4))
+            c_new = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+            h_new = sigmoid(o) * np.tanh(c_new)
+        else:
+            xz = x[:, t] @ kernel + (0.0 if bias is None else bias[0])
+            rz = h @ recurrent_kernel + (0.0 if bias is None else bias[1])
+            z = sigmoid(xz[:, :u] + rz[:, :u])
+            r = sigmoid(xz[:, u:2 * u] + rz[:, u:2 * u])
+            hh = np.tanh(xz[:, 2 * u:] + r * rz[:, 2 * u:])
+            c_new, h_new = c, z * h + (1.0 - z) * hh
+        m = kept[:, t:t + 1]
+        c = np.where(m, c_new, c)
+        h = np.where(m, h_new, h)
+        outs.append(np.where(m, h_new, 0.0) if zero_output else h)
+    return np.stack(outs, axis=1) if return_sequences else outs[-1]
+
+
+def drop_mask(t, shape):
+    with pytest.warns(UserWarning, match="destroy the mask"):
+        return layers.Reshape(shape)(t)
+
+
+CASES = [  # (steps, features, units, arguments)
+    (1, 3, 2, {}),
+    (5, 7, 13, {"return_sequences": True}),
+    (9, 4, 5, {"go_backwards": True}),
+    (6, 1, 8, {"return_sequences": True, "go_backwards": True, "use_bias": False}),
+    (28, 28, 64, {}),
+]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("steps,features,units,kwargs", CASES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_forward_against_float64_reference(cell, steps, features, units, kwargs, threads):
+    densitron.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    inp = layers.Input((steps, features))
+    rnn = getattr(layers, cell)(units, bias_initializer="random_normal", **kwargs)
+    model = Model(inp, rnn(inp))
+    assert engine_ops(model, rnn) == [OPS[cell]]
+    for rows in (1, 5, 37):  # (fewer samples than threads and than gradient blocks too)
+        x = rng.normal(size=(rows, steps, features)).astype(np.float32)
+        want = reference(cell, x, rnn.get_weights(), kwargs.get("return_sequences", False),
+                         kwargs.get("go_backwards", False))
+        np.testing.assert_allclose(model.predict(x, verbose=0, batch_size=16), want,
+                                   rtol=1e-5, atol=1e-5)
+
+
+FD_CASES = [(3, 2, 3, {}), (4, 3, 2, {"return_sequences": True, "go_backwards": True}),
+            (2, 2, 3, {"use_bias": False})]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("steps,features,units,kwargs", FD_CASES)
+def test_gradients_against_finite_differences(cell, steps, features, units, kwargs):
+    # a Dense before the layer takes the input's gradient; one after reads the output
+    rng = np.random.default_rng(1)
+    inp = layers.Input((steps, features))
+    rnn = getattr(layers, cell)(units, bias_initializer="random_normal", **kwargs)
+    h = rnn(layers.Dense(features)(inp))
+    out = layers.Dense(2)(layers.Flatten()(h) if kwargs.get("return_sequences") else h)
+    model = Model(inp, out)
+    assert engine_ops(model, rnn) == [OPS[cell]]
+    fd_check(model, rng.normal(size=(3, steps, features)), rng.normal(size=(3, 2)), "mse")
+
+
+def _unrolled(monkeypatch):
+    monkeypatch.setattr(recurrent._Gated, "_native", lambda self, states: False)
+
+
+def _model(cell, kwargs, frozen=False):
+    inp = layers.Input((7, 6))
+    h = layers.Dense(6, activation="tanh")(inp)
+    first = getattr(layers, cell)(9, return_sequences=True, **kwargs)
+    h = first(h)
+    if frozen:
+        first.trainable = False
+    h = layers.Bidirectional(getattr(layers, cell)(5))(h)
+    model = Model(inp, layers.Dense(3, activation="softmax")(h))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def _fit_native_and_unrolled(monkeypatch, build, x, y, layer_index):
+    results = []
+    for native in (True, False):
+        if not native:
+            _unrolled(monkeypatch)
+        densitron.utils.set_random_seed(3)
+        model = build()
+        assert (engine_ops(model, model.layers[layer_index])[-1] in (_LSTM, _GRU)) == native
+        loss = model.fit(x, y, batch_size=16, epochs=3, verbose=0).history["loss"]
+        results.append((loss, model.get_weights(), model.predict(x, verbose=0)))
+    (loss_n, w_n, p_n), (loss_u, w_u, p_u) = results
+    np.testing.assert_allclose(loss_n, loss_u, rtol=1e-5)
+    for a, b in zip(w_n + [p_n], w_u + [p_u]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("kwargs,frozen", [({}, False), ({"go_backwards": True}, False),
+                                           ({"use_bias": False}, True)])
+def test_trains_as_the_unrolled_steps(monkeypatch, cell, kwargs, frozen):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(45, 7, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 45)
+    _fit_native_and_unrolled(monkeypatch, lambda: _model(cell, kwargs, frozen), x, y, 2)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_trains_alike_on_one_and_two_threads(cell):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(140, 7, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 140)
+    assert_trains_alike_on_one_and_two_threads(lambda: _model(cell, {}), x, y, batch_size=64,
+                                               epochs=2)
+
+
+@pytest.mark.parametrize("cell,kwargs", [
+    ("LSTM", {"activation": "relu"}), ("LSTM", {"recurrent_activation": "tanh"}),
+    ("LSTM", {"dropout": 0.2}), ("LSTM", {"recurrent_dropout": 0.2}),
+    ("LSTM", {"return_state": True}), ("GRU", {"reset_after": False}),
+    ("GRU", {"activation": "relu"}), ("GRU", {"dropout": 0.2}), ("GRU", {"return_state": True})])
+def test_other_layers_keep_the_unrolled_steps(cell, kwargs):
+    inp = layers.Input((4, 3))
+    rnn = getattr(layers, cell)(5, **kwargs)
+    model = Model(inp, rnn(inp))
+    assert not {_LSTM, _GRU} & set(engine_ops(model, rnn))
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_initial_state_keeps_the_unrolled_steps(cell):
+    seq = layers.Input((4, 3))
+    states = [layers.Input((5,)) for _ in range(2 if cell == "LSTM" else 1)]
+    rnn = getattr(layers, cell)(5)
+    model = Model([seq, *states], rnn(seq, initial_state=states))
+    assert not {_LSTM, _GRU} & set(engine_ops(model, rnn))
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("kwargs", [{}, {"return_sequences": True},
+                                    {"go_backwards": True, "return_sequences": True},
+                                    {"zero_output_for_mask": True, "return_sequences": True},
+                                    {"zero_output_for_mask": True}])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_masked_forward_against_float64_reference(cell, kwargs, threads):
+    densitron.set_num_threads(threads)
+    rng = np.random.default_rng(5)
+    ids = rng.integers(0, 4, (23, 9))  # (0 masks the step: some first, some last)
+    ids[0, :] = 0
+    ids[1, -3:] = 0
+    inp = layers.Input((9,))
+    emb = layers.Embedding(4, 3, mask_zero=True)
+    rnn = getattr(layers, cell)(6, bias_initializer="random_normal", **kwargs)
+    out = rnn(emb(inp))
+    if kwargs.get("return_sequences"):  # (the mask may not reach an output)
+        out = drop_mask(out, (9, 6))
+    model = Model(inp, out)
+    assert engine_ops(model, rnn)[-2:] == [_MATH, OPS[cell]]
+    want = reference(cell, emb.get_weights()[0][ids], rnn.get_weights(),
+                     kwargs.get("return_sequences", False), kwargs.get("go_backwards", False),
+                     ids != 0, kwargs.get("zero_output_for_mask", False))
+    np.testing.assert_allclose(model.predict(ids, verbose=0, batch_size=8), want, rtol=1e-5,
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("kwargs", [{"return_sequences": True}, {"go_backwards": True},
+                                    {"zero_output_for_mask": True, "return_sequences": True}])
+def test_masked_gradients_against_finite_differences(cell, kwargs):
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(3, 5, 2))
+    x[0, 1] = 0.0  # (masked steps: inside, first and last)
+    x[1, 0] = 0.0
+    x[2, 4] = 0.0
+    inp = layers.Input((5, 2))
+    rnn = getattr(layers, cell)(3, bias_initializer="random_normal", **kwargs)
+    h = rnn(layers.Masking(0.0)(inp))
+    out = layers.Dense(2)(drop_mask(h, (15,)) if kwargs.get("return_sequences") else h)
+    model = Model(inp, out)
+    assert engine_ops(model, rnn)[-1] == OPS[cell]
+    fd_check(model, x, rng.normal(size=(3, 2)), "mse")
+
+
+def _masked_text_model(cell):
+    inp = layers.Input((8,))
+    h = layers.Embedding(6, 5, mask_zero=True)(inp)
+    h = getattr(layers, cell)(7, return_sequences=True)(h)
+    h = layers.Bidirectional(getattr(layers, cell)(4))(h)
+    model = Model(inp, layers.Dense(3, activation="softmax")(h))
+    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def _padded_ids(rng, rows):
+    x = rng.integers(0, 6, (rows, 8))
+    x[:, 5:] *= rng.integers(0, 2, (rows, 1))  # (padded tails)
+    return x
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_masked_model_trains_as_the_unrolled_steps(monkeypatch, cell):
+    rng = np.random.default_rng(7)
+    x = _padded_ids(rng, 40)
+    y = rng.integers(0, 3, 40)
+    _fit_native_and_unrolled(monkeypatch, lambda: _masked_text_model(cell), x, y, 2)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_masked_model_trains_alike_on_one_and_two_threads(cell):
+    rng = np.random.default_rng(9)
+    x = _padded_ids(rng, 140)
+    y = rng.integers(0, 3, 140)
+    assert_trains_alike_on_one_and_two_threads(lambda: _masked_text_model(cell), x, y,
+                                               batch_size=64, epochs=2)
+
+
+@pytest.mark.parametrize("op,gates,bias", [(_LSTM, 4, 8), (_GRU, 3, 12)])
+def test_engine_refuses_malformed_attributes(op, gates, bias):
+    from densitron import _core
+
+    linear = (0.0, -1.0, 0.0, 1.0)
+    weights = [np.zeros(3 * 2 * gates, np.float32), np.zeros(2 * 2 * gates, np.float32),
+               np.zeros(bias, np.float32)]
+
+    def graph(iattrs, width=2, in_width=12, bias_slot=2):
+        nodes = [(0, [], in_width, 1, 0, linear, [], [], [], (0.0, 0.0)),
+                 (op, [0], width, 2, 0, linear, [0, 1, bias_slot], [], iattrs, (0.0, 0.0))]
+        params = [(w, 1, w.size, 0.0, 0.0, 0, 0.0, 0.0, 1.0, 0) for w in weights]
+        return _core.Graph(nodes, params, [0], [1])
+
+    graph([4, 3, 2, 0, 0])
+    graph([4, 3, 2, 1, 1, 1], width=8)
+    graph([4, 3, 2, 0, 0], bias_slot=-1)
+    for iattrs, width in [([4, 3, 2, 0], 2), ([4, 3, 2, 0, 2], 2), ([4, 3, 2, 1, 0], 2),
+                          ([5, 3, 2, 0, 0], 2), ([4, 3, 2, 0, 0], 4), ([4, 3, 2, 1, 0], 6),
+                          ([4, 3, 2, 0, 0, 3], 2)]:
+        with pytest.raises(ValueError, match="a recurrent layer"):
+            graph(iattrs, width)
+    with pytest.raises(ValueError, match="recurrent layer weight sizes"):
+        graph([4, 4, 2, 0, 0], in_width=16)
