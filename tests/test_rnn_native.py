@@ -1,6 +1,6 @@
 """The engine's LSTM and GRU nodes (OpType::kLSTM, kGRU): an LSTM or GRU (reset_after) with
 Keras's default activations and no initial states, dropout or returned states runs as one node
-over every step, a mask too. Checked against a float64 NumPy reference of Keras's cells and
+over every step, a mask too (and the input's dropout, a node before it). Checked against a float64 NumPy reference of Keras's cells and
 loop, against the steps unrolled as nodes (the path every other LSTM and GRU takes, itself
 checked against Keras in test_recurrent.py), against finite differences, and on one and two
 threads."""
@@ -149,7 +149,8 @@ def _fit_native_and_unrolled(monkeypatch, build, x, y, layer_index):
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("kwargs,frozen", [({}, False), ({"go_backwards": True}, False),
-                                           ({"use_bias": False}, True)])
+                                           ({"use_bias": False}, True),
+                                           ({"dropout": 0.3}, False)])
 def test_trains_as_the_unrolled_steps(monkeypatch, cell, kwargs, frozen):
     rng = np.random.default_rng(2)
     x = rng.normal(size=(45, 7, 6)).astype(np.float32)
@@ -168,9 +169,10 @@ def test_trains_alike_on_one_and_two_threads(cell):
 
 @pytest.mark.parametrize("cell,kwargs", [
     ("LSTM", {"activation": "relu"}), ("LSTM", {"recurrent_activation": "tanh"}),
-    ("LSTM", {"dropout": 0.2}), ("LSTM", {"recurrent_dropout": 0.2}),
+    ("LSTM", {"recurrent_dropout": 0.2}),
     ("LSTM", {"return_state": True}), ("GRU", {"reset_after": False}),
-    ("GRU", {"activation": "relu"}), ("GRU", {"dropout": 0.2}), ("GRU", {"return_state": True})])
+    ("GRU", {"activation": "relu"}), ("GRU", {"recurrent_dropout": 0.2}),
+    ("GRU", {"return_state": True})])
 def test_other_layers_keep_the_unrolled_steps(cell, kwargs):
     inp = layers.Input((4, 3))
     rnn = getattr(layers, cell)(5, **kwargs)

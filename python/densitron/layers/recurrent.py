@@ -583,13 +583,16 @@ class _Gated(_RNN):
 
     def _emit(self, b, node, x, states, mask):
         """The engine's LSTM or GRU node in the plain case (Keras's default activations, no
-        initial states, dropout or returned states; a mask is its second input): every step
-        in one node, each thread running its samples through the steps; otherwise the steps
-        unrolled as nodes."""
+        initial states, recurrent dropout or returned states; a mask is its second input, the
+        input's dropout a node before it): every step in one node, each thread running its
+        samples through the steps; otherwise the steps unrolled as nodes."""
         if not self._native(states):
             return super()._emit(b, node, x, states, mask)
         steps, features = (int(d) for d in node.inputs[0].shape[1:])
         u = self.units
+        if self._drops(self.dropout):  # (Keras's one mask a sample for every step)
+            x = b.add(node_spec(_DROPOUT, steps * features, features, fattrs=[self.dropout],
+                                iattrs=[self._engine_seed, 0, 1, 0, steps, features]), x)
         sources = [x]
         if mask is not None:  # (1 where the step is kept)
             sources.append(b.add(node_spec(_MATH, steps, steps, fattrs=[0.0, 0.0],
@@ -605,8 +608,7 @@ class _Gated(_RNN):
     def _native(self, states):
         return (self._native_cell() and self.activation is activations.tanh and
                 self.recurrent_activation is activations.sigmoid and not states and
-                not self.return_state and self.dropout == 0.0 and
-                self.recurrent_dropout == 0.0)
+                not self.return_state and self.recurrent_dropout == 0.0)
 
     def _native_cell(self):
         return False
