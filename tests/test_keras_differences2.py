@@ -620,3 +620,75 @@ def test_anomaly_detection_example_as_keras_on_jax():
     assert ours["flagged"] == [3]
     for key in ("before", "loss", "threshold"):
         np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+def lstm_seq2seq_scenario(k):
+    """keras.io's "Character-level recurrent sequence-to-sequence model": an LSTM encoder
+    returning its states, an LSTM decoder started from them (teacher forcing) under a softmax
+    Dense; rmsprop, categorical_crossentropy, accuracy, validation_split 0.2; then the
+    example's inference models built from the trained layers (the encoder's states; the
+    decoder from state inputs, returning its states) and its greedy decoding loop."""
+    src, tgt = "abcdefg ", "\t\nABCDEFG "
+    rng = np.random.default_rng(5)
+    words = ["".join(rng.choice(list(src[:-1]), size=rng.integers(2, 5))) for _ in range(40)]
+    pairs = [(w, "\t" + w.upper()[::-1] + "\n") for w in words]
+    t_in, t_out = max(len(a) for a, _ in pairs), max(len(b) for _, b in pairs)
+    enc = np.zeros((40, t_in, len(src)), "float32")
+    dec = np.zeros((40, t_out, len(tgt)), "float32")
+    target = np.zeros((40, t_out, len(tgt)), "float32")
+    for i, (a, b) in enumerate(pairs):
+        enc[i, np.arange(t_in), [src.index(c) for c in a.ljust(t_in)]] = 1
+        dec[i, np.arange(t_out), [tgt.index(c) for c in b.ljust(t_out)]] = 1
+        target[i, np.arange(t_out - 1), [tgt.index(c) for c in b.ljust(t_out)[1:]]] = 1
+        target[i, t_out - 1, tgt.index(" ")] = 1
+    latent = 16
+    encoder_inputs = k.Input(shape=(None, len(src)))
+    encoder = k.layers.LSTM(latent, return_state=True)
+    _, state_h, state_c = encoder(encoder_inputs)
+    decoder_inputs = k.Input(shape=(None, len(tgt)))
+    decoder_lstm = k.layers.LSTM(latent, return_sequences=True, return_state=True)
+    decoder_outputs, _, _ = decoder_lstm(decoder_inputs, initial_state=[state_h, state_c])
+    decoder_dense = k.layers.Dense(len(tgt), activation="softmax")
+    model = k.Model([encoder_inputs, decoder_inputs], decoder_dense(decoder_outputs))
+    _fixed_weights(model)
+    model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit([enc, dec], target, batch_size=8, epochs=3, validation_split=0.2,
+                        verbose=0, shuffle=False)
+    encoder_model = k.Model(encoder_inputs, [state_h, state_c])
+    state_inputs = [k.Input(shape=(latent,)), k.Input(shape=(latent,))]
+    outputs, h, c = decoder_lstm(decoder_inputs, initial_state=state_inputs)
+    decoder_model = k.Model([decoder_inputs] + state_inputs, [decoder_dense(outputs), h, c])
+    decoded = []
+    for i in range(3):
+        states = encoder_model.predict(enc[i:i + 1], verbose=0)
+        step = np.zeros((1, 1, len(tgt)), "float32")
+        step[0, 0, tgt.index("\t")] = 1
+        text = ""
+        while len(text) < t_out:
+            probs, h_value, c_value = decoder_model.predict([step] + list(states), verbose=0)
+            char = tgt[int(np.argmax(probs[0, -1]))]
+            if char == "\n":
+                break
+            text += char
+            step = np.zeros((1, 1, len(tgt)), "float32")
+            step[0, 0, tgt.index(char)] = 1
+            states = [h_value, c_value]
+        decoded.append(text)
+    return {"history": _rounded(history.history), "decoded": decoded,
+            "states": np.round(np.concatenate(encoder_model.predict(enc[:2], verbose=0), -1),
+                               5).tolist()}
+
+
+def test_lstm_seq2seq_example_as_keras_on_jax():
+    # trained with teacher forcing, then decoded step by step by inference models made of its
+    # trained layers: the same history, encoder states and decoded strings as Keras
+    code = ("import json, keras, test_keras_differences2 as t\n"
+            "print(json.dumps(t.lstm_seq2seq_scenario(keras)))")
+    theirs = keras_on_jax_json(code)
+    ours = lstm_seq2seq_scenario(densitron)
+    assert ours["decoded"] == theirs["decoded"]
+    assert list(ours["history"]) == list(theirs["history"])
+    for name in ours["history"]:
+        np.testing.assert_allclose(ours["history"][name], theirs["history"][name], rtol=1e-3,
+                                   atol=1e-4, err_msg=name)
+    np.testing.assert_allclose(ours["states"], theirs["states"], rtol=1e-3, atol=1e-4)
