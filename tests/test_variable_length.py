@@ -55,6 +55,15 @@ def fully_convolutional(lib):
     return lib.Model(inp, out)
 
 
+def tagger(lib):
+    """A tag a step: per-step targets of the data's length."""
+    L = lib.layers
+    inp = lib.Input(shape=(None,), dtype="int32")
+    x = L.Embedding(VOCAB, 4)(inp)
+    x = L.LSTM(5, return_sequences=True)(x)
+    return lib.Model(inp, L.Dense(3, activation="softmax")(x))
+
+
 def sequential_lstm(lib):
     return lib.Sequential([lib.Input((None, 8)), lib.layers.LSTM(4), lib.layers.Dense(1)])
 
@@ -66,6 +75,7 @@ CASES = {
     "fully_convolutional": (fully_convolutional, "sparse_categorical_crossentropy", "adam",
                             (9, 11, 3), (12, 8, 3)),
     "sequential_lstm": (sequential_lstm, "mse", "rmsprop", (5, 8), (9, 8)),
+    "tagger": (tagger, "sparse_categorical_crossentropy", "adam", (6,), (4,)),
 }
 
 
@@ -75,6 +85,7 @@ def data(name, shape, seed):
     x = (rng.integers(0, VOCAB, (12, *shape)) if len(shape) == 1 else
          rng.standard_normal((12, *shape)).astype(np.float32))
     y = (rng.integers(0, 3, (12,)) if name == "fully_convolutional" else
+         rng.integers(0, 3, (12, *shape)) if name == "tagger" else
          rng.integers(0, 2, (12, 1)).astype(np.float32) if name != "sequential_lstm" else
          rng.standard_normal((12, 1)).astype(np.float32))
     return x, y
@@ -358,3 +369,16 @@ def test_several_inputs_and_masks():
     x[:, 4:] = 0
     np.testing.assert_allclose(model.predict(x, verbose=0), model.predict(x[:, :4], verbose=0),
                                rtol=1e-6, atol=1e-7)
+
+
+def test_engine_graphs_kept_for_recent_shapes():
+    """Many lengths keep a bounded number of engine graphs (the most recent ones); a length
+    dropped builds again, with the same weights and outputs."""
+    model = sequential_lstm(densitron)
+    x = np.random.default_rng(2).standard_normal((3, 30, 8)).astype(np.float32)
+    first = model.predict(x[:, :2], verbose=0)
+    for length in range(2, 26):
+        model.predict(x[:, :length], verbose=0)
+    assert len(model._specialisations) == model._KEPT_SHAPES
+    assert len(model._traces) == model._KEPT_SHAPES + 1
+    np.testing.assert_allclose(model.predict(x[:, :2], verbose=0), first)

@@ -441,6 +441,9 @@ class Functional(Trainer, Layer):
                   "_metric_sum_index", "_batch_dependent", "_compiled_trainable",
                   "_compiled_with")
 
+    # Engine graphs kept for shapes other than the running one (each holds its buffers).
+    _KEPT_SHAPES = 16
+
     def _trace_for(self, shapes):
         """The model's graph again on inputs of `shapes` (each without the batch axis, every
         dimension known): the same layers called on them, so the same weights, with the
@@ -531,6 +534,10 @@ class Functional(Trainer, Layer):
                 self._compiled_with = self._compile_token()
             kept[self._shape_key] = {k: self.__dict__.pop(k) for k in self._PER_SHAPE
                                      if k in self.__dict__}
+            if len(kept) > self._KEPT_SHAPES:  # (the one that ran longest ago goes)
+                gone = next(iter(kept))
+                del kept[gone]
+                self._traces.pop(gone, None)
         self._shape_key = key
         state = kept.pop(key, None)
         if state is None:
