@@ -692,3 +692,47 @@ def test_lstm_seq2seq_example_as_keras_on_jax():
         np.testing.assert_allclose(ours["history"][name], theirs["history"][name], rtol=1e-3,
                                    atol=1e-4, err_msg=name)
     np.testing.assert_allclose(ours["states"], theirs["states"], rtol=1e-3, atol=1e-4)
+
+
+def imbalanced_scenario(k):
+    """keras.io's "Imbalanced classification: credit card fraud detection", its Dropouts left
+    out so that training compares exactly: Dense(256, relu) layers under a sigmoid, Adam(1e-2),
+    binary_crossentropy with the confusion counts, precision and recall, class_weight of the
+    inverse class counts, validation_data; the counts of the validation samples after."""
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(200, 6)).astype("float32")
+    y = ((x[:, 0] + 0.5 * x[:, 1] > 1.6) | (rng.random(200) < 0.02)).astype("float32")[:, None]
+    mean, std = x[:160].mean(axis=0), x[:160].std(axis=0)
+    x = (x - mean) / std
+    counts = np.bincount(y[:160, 0].astype(int))
+    model = k.Sequential([k.Input((6,)), k.layers.Dense(32, activation="relu"),
+                          k.layers.Dense(32, activation="relu"),
+                          k.layers.Dense(1, activation="sigmoid")])
+    _fixed_weights(model)
+    metrics = [k.metrics.FalseNegatives(name="fn"), k.metrics.FalsePositives(name="fp"),
+               k.metrics.TrueNegatives(name="tn"), k.metrics.TruePositives(name="tp"),
+               k.metrics.Precision(name="precision"), k.metrics.Recall(name="recall")]
+    model.compile(optimizer=k.optimizers.Adam(1e-2), loss="binary_crossentropy",
+                  metrics=metrics)
+    history = model.fit(x[:160], y[:160], batch_size=64, epochs=4, verbose=0, shuffle=False,
+                        validation_data=(x[160:], y[160:]),
+                        class_weight={0: 1.0 / counts[0], 1: 1.0 / counts[1]})
+    logs = model.evaluate(x[160:], y[160:], verbose=0, return_dict=True)
+    return {"history": _rounded(history.history),
+            "evaluate": {key: round(float(v), 5) for key, v in logs.items()}}
+
+
+def test_imbalanced_classification_example_as_keras_on_jax():
+    # class_weight's weighted loss, the confusion counts and precision/recall of each epoch
+    # and of evaluate are Keras's
+    code = ("import json, keras, test_keras_differences2 as t\n"
+            "print(json.dumps(t.imbalanced_scenario(keras)))")
+    theirs = keras_on_jax_json(code)
+    ours = imbalanced_scenario(densitron)
+    assert list(ours["history"]) == list(theirs["history"])
+    assert list(ours["evaluate"]) == list(theirs["evaluate"])
+    for name in ours["history"]:
+        np.testing.assert_allclose(ours["history"][name], theirs["history"][name], rtol=1e-3,
+                                   atol=1e-4, err_msg=name)
+    np.testing.assert_allclose(list(ours["evaluate"].values()),
+                               list(theirs["evaluate"].values()), rtol=1e-3, atol=1e-4)
