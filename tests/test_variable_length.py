@@ -100,14 +100,18 @@ def same_weights(model, seed=5):
 
 def run_case(lib, name):
     """The outputs at both shapes on the same weights, then the losses of two epochs at the
-    first shape and two at the second (one optimizer all along), then the outputs again."""
+    first shape (validated on data of the second) and two at the second (one optimizer all
+    along), then the outputs again."""
     build, loss, optimizer, first, second = CASES[name]
     model = same_weights(build(lib))
     (x1, y1), (x2, y2) = data(name, first, 1), data(name, second, 2)
     before = [model.predict(x, verbose=0) for x in (x1, x2)]
     model.compile(optimizer=optimizer, loss=loss)
-    losses = [model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
-              .history["loss"] for x, y in ((x1, y1), (x2, y2))]
+    first_fit = model.fit(x1, y1, batch_size=4, epochs=2, shuffle=False, verbose=0,
+                          validation_data=(x2, y2)).history
+    losses = [first_fit["loss"], first_fit["val_loss"],
+              model.fit(x2, y2, batch_size=4, epochs=2, shuffle=False, verbose=0)
+              .history["loss"]]
     after = [model.predict(x, verbose=0) for x in (x1, x2)]
     return before, losses, after
 
@@ -132,8 +136,8 @@ def keras_results():
 @pytest.mark.parametrize("name", list(CASES))
 def test_outputs_and_training_match_keras_on_jax(name, keras_results):
     """The same outputs at two lengths (sizes) on the same weights, the same losses over
-    two epochs at one and two at the other, the optimizer's state going on between them,
-    and the same outputs after."""
+    two epochs at one (and validation losses at the other) and two at the other, the
+    optimizer's state going on between them, and the same outputs after."""
     before, losses, after = run_case(densitron, name)
     k_before, k_losses, k_after = keras_results[name]
     for got, expected in zip(before, k_before):
@@ -327,9 +331,8 @@ def test_bad_data_raises_cleanly():
             model.predict(bad, verbose=0)
         with pytest.raises(ValueError, match=message):
             model.fit(bad, y, verbose=0)
-    # one length a fit call (validation data of another is refused by name)
     with pytest.raises(ValueError, match=r"Received: validation_data\[0\] with shape"):
-        model.fit(x, y, validation_data=(rng.standard_normal((4, 6, 8)), y), verbose=0)
+        model.fit(x, y, validation_data=(rng.standard_normal((4, 6, 7)), y), verbose=0)
     with pytest.raises(ValueError, match=r"Received: shape=\(3, 0\)"):
         densitron.Input((3, 0))
     with pytest.raises(ValueError, match="number of features"):
@@ -382,3 +385,21 @@ def test_engine_graphs_kept_for_recent_shapes():
     assert len(model._specialisations) == model._KEPT_SHAPES
     assert len(model._traces) == model._KEPT_SHAPES + 1
     np.testing.assert_allclose(model.predict(x[:, :2], verbose=0), first)
+
+
+def test_validation_data_of_another_length():
+    """fit validates on data of another length than x's (its own engine graph): the last
+    epoch's val_loss is evaluate's on it; then a fit with validation_split validates at x's
+    length again."""
+    model = sequential_lstm(densitron)
+    model.compile("adam", "mse", metrics=["mae"])
+    (x, y), (vx, vy) = data("sequential_lstm", (5, 8), 1), data("sequential_lstm", (7, 8), 2)
+    history = model.fit(x, y, validation_data=(vx, vy), epochs=3, batch_size=4,
+                        verbose=0).history
+    np.testing.assert_allclose([history["val_loss"][-1], history["val_mae"][-1]],
+                               model.evaluate(vx, vy, verbose=0), rtol=1e-6)
+    assert int(model.optimizer.iterations) == 9
+    history = model.fit(x, y, validation_split=0.25, epochs=1, batch_size=3,
+                        verbose=0).history
+    np.testing.assert_allclose(history["val_loss"][-1],
+                               model.evaluate(x[9:], y[9:], verbose=0)[0], rtol=1e-6)

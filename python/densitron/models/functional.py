@@ -486,10 +486,9 @@ class Functional(Trainer, Layer):
         traces[key] = (nodes, ins, [mapping[id(t)] for t in self.outputs])
         return traces[key]
 
-    def _specialise_for(self, x):
+    def _specialise_for(self, x, arg="x"):
         """Specialises a model with None dimensions to the shapes of x's arrays (see
-        _specialise); x that does not fit the inputs is left to the data's checks, which
-        raise."""
+        _specialise); x that does not fit the inputs raises ValueError naming `arg`."""
         try:
             shapes = _data_shapes(x)
         except (TypeError, ValueError):
@@ -506,7 +505,7 @@ class Functional(Trainer, Layer):
                 return
             if len(shape) != len(expected) + 1 or any(
                     e is not None and d != e for d, e in zip(shape[1:], expected)):
-                name = data_mod.input_name(k, len(shapes), "x")
+                name = data_mod.input_name(k, len(shapes), arg)
                 raise ValueError(
                     f"Input {k} of model \"{self.name}\" is incompatible: expected shape "
                     f"{(None, *expected)}, but received input with shape {tuple(shape)}. "
@@ -514,8 +513,8 @@ class Functional(Trainer, Layer):
             if any(d == 0 for d, e in zip(shape[1:], expected) if e is None):
                 raise ValueError(
                     f"Input {k} of model \"{self.name}\" has a dimension of length 0 where "
-                    f"its shape {(None, *expected)} takes the data's length. Received: x with "
-                    f"shape {tuple(shape)}")
+                    f"its shape {(None, *expected)} takes the data's length. Received: "
+                    f"{data_mod.input_name(k, len(shapes), arg)} with shape {tuple(shape)}")
             run.append(tuple(int(d) for d in shape[1:]))
         self._specialise(run)
 
@@ -559,6 +558,48 @@ class Functional(Trainer, Layer):
         if carried is not None:
             self._apply_optimizer_state(*carried)
         self.optimizer._attach(self._graph, self._params, owner=self)
+
+    def _check_fit_args(self, epochs, initial_epoch, validation_freq):
+        self.__dict__.pop("_validation_key", None)  # (this fit's is set by its arrays)
+        super()._check_fit_args(epochs, initial_epoch, validation_freq)
+
+    def _validation_arrays(self, validation_data, validation_steps):
+        """fit's validation arrays; a model with None dimensions given validation_data of
+        other lengths than x's builds and compiles the engine graph of those (_validate runs
+        it)."""
+        train = self.__dict__.get("_shape_key")
+        if not self.__dict__.get("_dynamic") or not isinstance(validation_data, (
+                tuple, list)) or len(validation_data) not in (2, 3):
+            return super()._validation_arrays(validation_data, validation_steps)
+        try:
+            self._specialise_for(validation_data[0], "validation_data[0]")
+            val = super()._validation_arrays(validation_data, validation_steps)
+            self._validation_key = self.__dict__.get("_shape_key")
+            if self._validation_key != train:
+                vy, parts = val[1], ([] if validation_data[1] is None else
+                                     data_mod._split_structure(
+                                         validation_data[1], self._output_names,
+                                         "validation_data[1]"))
+                unread = data_mod.unread_targets(self)
+                self._ensure_engine([vy[k] if p is None or k in unread else p
+                                     for k, p in enumerate(parts)])
+        finally:
+            if train is not None:
+                self._specialise(train)
+        return val
+
+    def _validate(self, val, val_batch, cb):
+        """fit's validation: on the engine graph of the validation arrays' shapes when they
+        are not the training data's (see _validation_arrays)."""
+        train = self.__dict__.get("_shape_key")
+        key = self.__dict__.get("_validation_key")
+        if train is None or key is None or key == train:
+            return super()._validate(val, val_batch, cb)
+        self._specialise(key)
+        try:
+            return super()._validate(val, val_batch, cb)
+        finally:
+            self._specialise(train)
 
     def _compile_token(self):
         """What a compiled engine graph was compiled with: compile() makes new ones."""
