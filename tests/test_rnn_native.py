@@ -1,9 +1,9 @@
 """The engine's LSTM and GRU nodes (OpType::kLSTM, kGRU): an LSTM or GRU (reset_after) with
-Keras's default activations and no initial states, dropout or returned states runs as one node
-over every step, a mask too (and the input's dropout, a node before it). Checked against a float64 NumPy reference of Keras's cells and
-loop, against the steps unrolled as nodes (the path every other LSTM and GRU takes, itself
-checked against Keras in test_recurrent.py), against finite differences, and on one and two
-threads."""
+Keras's default activations and no recurrent dropout runs as one node over every step, with a
+mask, initial and returned states, and the input's dropout (a node before it). Checked against
+a float64 NumPy reference of Keras's cells and loop, against the steps unrolled as nodes (the
+path every other LSTM and GRU takes, itself checked against Keras in test_recurrent.py),
+against finite differences, and on one and two threads."""
 
 import densitron
 import numpy as np
@@ -31,9 +31,10 @@ def sigmoid(z):
 
 
 def reference(cell, x, weights, return_sequences=False, go_backwards=False, kept=None,
-              zero_output=False):
-    """Keras's LSTM or GRU (reset_after) in float64 from zero states: a masked step (kept
-    False) keeps the states and outputs the state h (zeros with zero_output_for_mask)."""
+              zero_output=False, initial=None, return_state=False):
+    """Keras's LSTM or GRU (reset_after) in float64 from zero states (or `initial`, [h, c]
+    or [h]): a masked step (kept False) keeps the states and outputs the state h (zeros with
+    zero_output_for_mask). With return_state, [output, h, (c)]."""
     kernel, recurrent_kernel = (np.asarray(w, np.float64) for w in weights[:2])
     bias = np.asarray(weights[2], np.float64) if len(weights) == 3 else None
     x = np.asarray(x, np.float64)
@@ -43,6 +44,9 @@ def reference(cell, x, weights, return_sequences=False, go_backwards=False, kept
     u = recurrent_kernel.shape[0]
     h = np.zeros((x.shape[0], u))
     c = np.zeros((x.shape[0], u))
+    if initial is not None:
+        h = np.asarray(initial[0], np.float64)
+        c = np.asarray(initial[1], np.float64) if cell == "LSTM" else c
     outs = []
     for t in range(x.shape[1]):
         if cell == "LSTM":
@@ -61,7 +65,10 @@ def reference(cell, x, weights, return_sequences=False, go_backwards=False, kept
         c = np.where(m, c_new, c)
         h = np.where(m, h_new, h)
         outs.append(np.where(m, h_new, 0.0) if zero_output else h)
-    return np.stack(outs, axis=1) if return_sequences else outs[-1]
+    out = np.stack(outs, axis=1) if return_sequences else outs[-1]
+    if return_state:
+        return [out, h, c] if cell == "LSTM" else [out, h]
+    return out
 
 
 def drop_mask(t, shape):
@@ -138,7 +145,8 @@ def _fit_native_and_unrolled(monkeypatch, build, x, y, layer_index):
             _unrolled(monkeypatch)
         densitron.utils.set_random_seed(3)
         model = build()
-        assert (engine_ops(model, model.layers[layer_index])[-1] in (_LSTM, _GRU)) == native
+        ops = engine_ops(model, model.layers[layer_index])
+        assert bool({_LSTM, _GRU} & set(ops)) == native
         loss = model.fit(x, y, batch_size=16, epochs=3, verbose=0).history["loss"]
         results.append((loss, model.get_weights(), model.predict(x, verbose=0)))
     (loss_n, w_n, p_n), (loss_u, w_u, p_u) = results
@@ -170,9 +178,8 @@ def test_trains_alike_on_one_and_two_threads(cell):
 @pytest.mark.parametrize("cell,kwargs", [
     ("LSTM", {"activation": "relu"}), ("LSTM", {"recurrent_activation": "tanh"}),
     ("LSTM", {"recurrent_dropout": 0.2}),
-    ("LSTM", {"return_state": True}), ("GRU", {"reset_after": False}),
-    ("GRU", {"activation": "relu"}), ("GRU", {"recurrent_dropout": 0.2}),
-    ("GRU", {"return_state": True})])
+    ("GRU", {"reset_after": False}),
+    ("GRU", {"activation": "relu"}), ("GRU", {"recurrent_dropout": 0.2})])
 def test_other_layers_keep_the_unrolled_steps(cell, kwargs):
     inp = layers.Input((4, 3))
     rnn = getattr(layers, cell)(5, **kwargs)
@@ -181,12 +188,66 @@ def test_other_layers_keep_the_unrolled_steps(cell, kwargs):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_initial_state_keeps_the_unrolled_steps(cell):
-    seq = layers.Input((4, 3))
-    states = [layers.Input((5,)) for _ in range(2 if cell == "LSTM" else 1)]
-    rnn = getattr(layers, cell)(5)
-    model = Model([seq, *states], rnn(seq, initial_state=states))
-    assert not {_LSTM, _GRU} & set(engine_ops(model, rnn))
+@pytest.mark.parametrize("kwargs", [{}, {"return_sequences": True, "go_backwards": True}])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_initial_and_returned_states_against_float64_reference(cell, kwargs, threads):
+    densitron.set_num_threads(threads)
+    rng = np.random.default_rng(11)
+    n_states = 2 if cell == "LSTM" else 1
+    seq = layers.Input((6, 4))
+    states = [layers.Input((5,)) for _ in range(n_states)]
+    rnn = getattr(layers, cell)(5, return_state=True, bias_initializer="random_normal",
+                                **kwargs)
+    outs = rnn(seq, initial_state=states)
+    model = Model([seq, *states], outs)
+    assert OPS[cell] in engine_ops(model, rnn)
+    x = rng.normal(size=(19, 6, 4)).astype(np.float32)
+    init = [rng.normal(size=(19, 5)).astype(np.float32) for _ in range(n_states)]
+    got = model.predict([x, *init], verbose=0, batch_size=8)
+    want = reference(cell, x, rnn.get_weights(), kwargs.get("return_sequences", False),
+                     kwargs.get("go_backwards", False), initial=init, return_state=True)
+    assert len(got) == len(want) == 1 + n_states
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_states_gradients_against_finite_differences(cell):
+    # the initial states from Dense layers of a second input (their gradients are the states'),
+    # the returned states read by the loss
+    rng = np.random.default_rng(12)
+    seq, side = layers.Input((3, 2)), layers.Input((2,))
+    n_states = 2 if cell == "LSTM" else 1
+    states = [layers.Dense(3)(side) for _ in range(n_states)]
+    rnn = getattr(layers, cell)(3, return_state=True, return_sequences=True,
+                                bias_initializer="random_normal")
+    outs = rnn(seq, initial_state=states)
+    joined = layers.Concatenate()([layers.Flatten()(outs[0]), *outs[1:]])
+    model = Model([seq, side], layers.Dense(2)(joined))
+    assert OPS[cell] in engine_ops(model, rnn)
+    fd_check(model, [rng.normal(size=(3, 3, 2)), rng.normal(size=(3, 2))],
+             rng.normal(size=(3, 2)), "mse")
+
+
+def _seq2seq(cell):
+    """keras.io's character-level sequence-to-sequence model, small: the encoder's states
+    start the decoder."""
+    enc_in, dec_in = layers.Input((6, 5)), layers.Input((4, 5))
+    _, *states = getattr(layers, cell)(8, return_state=True)(enc_in)
+    dec = getattr(layers, cell)(8, return_sequences=True, return_state=True)
+    out, *_ = dec(dec_in, initial_state=states)
+    model = Model([enc_in, dec_in], layers.Dense(5, activation="softmax")(out))
+    model.compile(optimizer="rmsprop", loss="categorical_crossentropy")
+    return model
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_seq2seq_trains_as_the_unrolled_steps(monkeypatch, cell):
+    rng = np.random.default_rng(13)
+    x = [rng.normal(size=(40, 6, 5)).astype(np.float32),
+         rng.normal(size=(40, 4, 5)).astype(np.float32)]
+    y = np.eye(5, dtype=np.float32)[rng.integers(0, 5, (40, 4))]
+    _fit_native_and_unrolled(monkeypatch, lambda: _seq2seq(cell), x, y, 2)
 
 
 @pytest.mark.parametrize("cell", CELLS)

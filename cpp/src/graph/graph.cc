@@ -298,15 +298,18 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
         need_inputs(1);
         const auto& ia = node.iattrs;
         const int64_t gates = node.op == OpType::kGRU ? 3 : 4;
-        if (node.inputs.size() > 2 || !rnn_attrs_valid(ia) || in0->width != ia[0] * ia[1] ||
-            (node.inputs.size() == 2 && nodes_[node.inputs[1]].width != ia[0]) ||
-            node.width != (ia[3] ? ia[0] : 1) * ia[2] || node.last_dim != ia[2] ||
-            node.params.size() != 3 || node.params[0] < 0 || node.params[1] < 0 ||
-            node.activation != Activation::kLinear)
+        bool ok = ia.size() >= 5 && rnn_attrs_valid(node) && in0->width == ia[0] * ia[1] &&
+                  node.params.size() == 3 && node.params[0] >= 0 && node.params[1] >= 0 &&
+                  node.activation == Activation::kLinear;
+        for (size_t k = 1; ok && k < node.inputs.size(); ++k)  // the mask, the states
+          ok = nodes_[node.inputs[k]].width ==
+               (k == 1 && (ia.size() > 6 ? ia[6] == 1 : true) ? ia[0] : ia[2]);
+        if (!ok)
           bad("a recurrent layer (LSTM, GRU) takes {steps, features, units, sequences 0 or 1, "
-              "backwards 0 or 1[, zero masked outputs 0 or 1]} of its input's and output's "
-              "widths, a mask of steps values or none, a kernel, a recurrent kernel and a bias "
-              "slot");
+              "backwards 0 or 1[, zero masked outputs 0 or 1[, masked, states in, states "
+              "out]]} of its input's and output's widths, a mask of steps values (or none) "
+              "and initial states of units values (or none), a kernel, a recurrent kernel and "
+              "a bias slot");
         if (param_size(node.params[0]) != ia[1] * gates * ia[2] ||
             param_size(node.params[1]) != ia[2] * gates * ia[2] ||
             (node.params[2] >= 0 && param_size(node.params[2]) != rnn_bias_size(node)))

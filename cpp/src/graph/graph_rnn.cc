@@ -30,11 +30,19 @@ constexpr int kRnnBlocks = 8;
 
 struct RnnGeom {
   bool gru;
-  int64_t steps, features, units, sequences, backwards, zero_masked;
+  int64_t steps, features, units, sequences, backwards, zero_masked, masked, states_in,
+      states_out;
   explicit RnnGeom(const NodeSpec& node)
       : gru(node.op == OpType::kGRU), steps(node.iattrs[0]), features(node.iattrs[1]),
         units(node.iattrs[2]), sequences(node.iattrs[3]), backwards(node.iattrs[4]),
-        zero_masked(node.iattrs.size() > 5 ? node.iattrs[5] : 0) {}
+        zero_masked(node.iattrs.size() > 5 ? node.iattrs[5] : 0),
+        masked(node.iattrs.size() > 6 ? node.iattrs[6] : node.inputs.size() > 1),
+        states_in(node.iattrs.size() > 6 ? node.iattrs[7] : 0),
+        states_out(node.iattrs.size() > 6 ? node.iattrs[8] : 0) {}
+  int64_t states() const { return gru ? 1 : 2; }  // h (and c)
+  int64_t main_width() const { return (sequences ? steps : 1) * units; }
+  int64_t width() const { return main_width() + states_out * states() * units; }
+  int64_t inputs() const { return 1 + masked + states_in * states(); }
   int64_t gates() const { return (gru ? 3 : 4) * units; }  // a product's columns
   int64_t rec_at() const { return gru ? gates() : 0; }     // where h·R goes in a step's record
   int64_t bias() const { return (gru ? 2 : 1) * gates(); }
@@ -122,10 +130,15 @@ inline void gru_cell_backward(float* z, const float* hp, const float* og, float*
 
 namespace graph_detail {
 
-bool rnn_attrs_valid(const std::vector<int64_t>& ia) {
-  return (ia.size() == 5 || ia.size() == 6) && ia[0] >= 1 && ia[1] >= 1 && ia[2] >= 1 &&
-         (ia[3] == 0 || ia[3] == 1) && (ia[4] == 0 || ia[4] == 1) &&
-         (ia.size() == 5 || ia[5] == 0 || ia[5] == 1);
+bool rnn_attrs_valid(const NodeSpec& node) {
+  const auto& ia = node.iattrs;
+  if (ia.size() != 5 && ia.size() != 6 && ia.size() != 9) return false;
+  if (ia[0] < 1 || ia[1] < 1 || ia[2] < 1) return false;
+  for (size_t k = 3; k < ia.size(); ++k)
+    if (ia[k] != 0 && ia[k] != 1) return false;
+  const RnnGeom g(node);
+  return static_cast<int64_t>(node.inputs.size()) == g.inputs() && node.width == g.width() &&
+         node.last_dim == g.units;
 }
 
 int64_t rnn_record_floats(const NodeSpec& node, int64_t rows) {
@@ -157,9 +170,14 @@ void Graph::forward_rnn(const Step& st, int i) {
   if (n <= 0) return;
   const float* x = out_[node.inputs[0]] + rs.lo * steps * f;
   // with a mask (input 1: 1 a step kept, 0 masked), a masked step keeps the states
-  const float* kept = node.inputs.size() > 1 ? out_[node.inputs[1]] + rs.lo * steps : nullptr;
+  const float* kept = g.masked ? out_[node.inputs[1]] + rs.lo * steps : nullptr;
+  // the initial states (h, then LSTM's c), or zeros
+  const int s0 = static_cast<int>(1 + g.masked);
+  const float* h0 = g.states_in ? out_[node.inputs[s0]] + rs.lo * u : nullptr;
+  const float* c0 = g.states_in && !g.gru ? out_[node.inputs[s0 + 1]] + rs.lo * u : nullptr;
   float* r = aux_buf_[i].data() + rs.lo * rec;
-  float* y = out_buf_[i].data();
+  const int64_t width = g.width();
+  float* y = out_buf_[i].data() + rs.lo * width;
   const float* bias = param(i, 2);
   GemmEpilogue ep;
   ep.bias = bias;
@@ -170,9 +188,9 @@ void Graph::forward_rnn(const Step& st, int i) {
   const float* rk = param(i, 1);
   for (int64_t s = 0; s < steps; ++s) {
     const int64_t t = g.time(s), tp = g.time(s - 1);
-    if (s > 0) {  // LSTM: z += h_{t-1}·R; GRU: its second product = h_{t-1}·R + b_h
-      local_gemm(st, false, false, n, gw, u, r + tp * sl + g.h_at(), rec, rk, gw,
-                 g.gru ? 0.0f : 1.0f, r + t * sl + ra, rec, &rec_ep);
+    if (s > 0 || h0 != nullptr) {  // LSTM: z += h_{t-1}·R; GRU: its second product h·R + b_h
+      local_gemm(st, false, false, n, gw, u, s > 0 ? r + tp * sl + g.h_at() : h0,
+                 s > 0 ? rec : u, rk, gw, g.gru ? 0.0f : 1.0f, r + t * sl + ra, rec, &rec_ep);
     } else if (g.gru) {  // (h_{-1} = 0: b_h alone)
       for (int64_t k = 0; k < n; ++k) {
         float* rc = r + k * rec + t * sl + ra;
@@ -183,24 +201,31 @@ void Graph::forward_rnn(const Step& st, int i) {
     for (int64_t k = 0; k < n; ++k) {
       float* z = r + k * rec + t * sl;
       const float* prev = s > 0 ? r + k * rec + tp * sl : nullptr;
-      if (g.gru) gru_cell(z, prev != nullptr ? prev + g.h_at() : nullptr, u);
-      else lstm_cell(z, prev != nullptr ? prev + 4 * u : nullptr, u);
+      const float* hp = prev != nullptr ? prev + g.h_at() : h0 != nullptr ? h0 + k * u : nullptr;
+      const float* cp = prev != nullptr ? prev + 4 * u : c0 != nullptr ? c0 + k * u : nullptr;
+      if (g.gru) gru_cell(z, hp, u);
+      else lstm_cell(z, cp, u);
       float* h = z + g.h_at();
       bool zero_out = false;
-      if (kept != nullptr && kept[k * steps + t] == 0.0f) {  // the states kept (zeros first)
-        if (prev == nullptr) {
-          std::fill(z + 4 * u, z + 7 * u, 0.0f);
-        } else {
-          std::memcpy(h, prev + g.h_at(), u * sizeof(float));
-          if (!g.gru) std::memcpy(z + 4 * u, prev + 4 * u, u * sizeof(float));
-        }
+      if (kept != nullptr && kept[k * steps + t] == 0.0f) {  // the states kept
+        if (hp != nullptr) std::memcpy(h, hp, u * sizeof(float));
+        else std::fill(h, h + u, 0.0f);
+        if (!g.gru && cp != nullptr) std::memcpy(z + 4 * u, cp, u * sizeof(float));
+        else if (!g.gru) std::fill(z + 4 * u, z + 5 * u, 0.0f);
         zero_out = g.zero_masked != 0;
       }
-      float* dst = g.sequences ? y + ((rs.lo + k) * steps + s) * u
-                               : (s == steps - 1 ? y + (rs.lo + k) * u : nullptr);
+      float* dst = g.sequences ? y + k * width + s * u
+                               : (s == steps - 1 ? y + k * width : nullptr);
       if (dst != nullptr && zero_out) std::fill(dst, dst + u, 0.0f);
       else if (dst != nullptr) std::memcpy(dst, h, u * sizeof(float));
     }
+  }
+  if (!g.states_out) return;
+  const float* last = r + g.time(steps - 1) * sl;  // the final states: h, then LSTM's c
+  for (int64_t k = 0; k < n; ++k) {
+    float* dst = y + k * width + g.main_width();
+    std::memcpy(dst, last + k * rec + g.h_at(), u * sizeof(float));
+    if (!g.gru) std::memcpy(dst + u, last + k * rec + 4 * u, u * sizeof(float));
   }
 }
 
@@ -217,19 +242,31 @@ void Graph::backward_rnn(const Step& st, int i) {
   const float* rk = param(i, 1);
   const Share rs = share_of(st.batch, st.ith, st.nth, 1);
   const int64_t n = rs.hi - rs.lo;
-  const float* kept = node.inputs.size() > 1 ? out_[node.inputs[1]] + rs.lo * steps : nullptr;
+  const float* kept = g.masked ? out_[node.inputs[1]] + rs.lo * steps : nullptr;
+  const int s0 = static_cast<int>(1 + g.masked);
+  const float* h0 = g.states_in ? out_[node.inputs[s0]] : nullptr;
+  const float* c0 = g.states_in && !g.gru ? out_[node.inputs[s0 + 1]] : nullptr;
+  const int64_t width = g.width();
   if (n > 0) {
     float* r = records + rs.lo * rec;
     float* cy = carry + rs.lo * 2 * u;
     std::fill(cy, cy + n * 2 * u, 0.0f);
+    for (int64_t k = 0; k < n && g.states_out; ++k) {  // the final states' gradients
+      const float* ds = dy + (rs.lo + k) * width + g.main_width();
+      std::memcpy(cy + k * 2 * u, ds, (g.gru ? 1 : 2) * u * sizeof(float));
+    }
     for (int64_t s = steps - 1; s >= 0; --s) {
       const int64_t t = g.time(s), tp = g.time(s - 1);
       for (int64_t k = 0; k < n; ++k) {
         float* z = r + k * rec + t * sl;
         const float* prev = s > 0 ? r + k * rec + tp * sl : nullptr;
+        const float* hp = prev != nullptr ? prev + g.h_at()
+                                          : h0 != nullptr ? h0 + (rs.lo + k) * u : nullptr;
+        const float* cp = prev != nullptr ? prev + 4 * u
+                                          : c0 != nullptr ? c0 + (rs.lo + k) * u : nullptr;
         float* dh = cy + k * 2 * u;
-        const float* og = g.sequences ? dy + ((rs.lo + k) * steps + s) * u
-                                      : (s == steps - 1 ? dy + (rs.lo + k) * u : nullptr);
+        const float* og = g.sequences ? dy + (rs.lo + k) * width + s * u
+                                      : (s == steps - 1 ? dy + (rs.lo + k) * width : nullptr);
         if (kept != nullptr && kept[k * steps + t] == 0.0f) {
           // a masked step: the states' gradients pass to the step before (its output's too,
           // the state's copy, unless zeroed); no gate gradient
@@ -237,11 +274,22 @@ void Graph::backward_rnn(const Step& st, int i) {
           std::fill(z, z + ra + gw, 0.0f);
           continue;
         }
-        if (g.gru) gru_cell_backward(z, prev != nullptr ? prev + g.h_at() : nullptr, og, dh, u);
-        else lstm_cell_backward(z, prev != nullptr ? prev + 4 * u : nullptr, og, dh, dh + u, u);
+        if (g.gru) gru_cell_backward(z, hp, og, dh, u);
+        else lstm_cell_backward(z, cp, og, dh, dh + u, u);
       }
-      if (s > 0)  // dh_{t-1} += d(h·R)·Rᵀ
+      if (s > 0 || h0 != nullptr)  // dh_{t-1} += d(h·R)·Rᵀ
         local_gemm(st, false, true, n, u, gw, r + t * sl + ra, rec, rk, gw, 1.0f, cy, 2 * u);
+    }
+    for (int k = 0; k < static_cast<int>(g.states_in * g.states()); ++k) {  // dh0 (and dc0)
+      const int in_k = node.inputs[s0 + k];
+      if (!requires_grad_[in_k]) continue;
+      const bool acc = accumulates(in_k, i, s0 + k);
+      float* gs = grad_buf_[in_k].data() + rs.lo * u;
+      for (int64_t j = 0; j < n; ++j) {
+        const float* src = cy + j * 2 * u + k * u;
+        if (acc) add_into(gs + j * u, src, u);
+        else std::memcpy(gs + j * u, src, u * sizeof(float));
+      }
     }
     if (requires_grad_[in]) {  // dx = d(x·W)·Wᵀ, every step of these samples at once
       const bool acc = accumulates(in, i, 0);
@@ -268,11 +316,15 @@ void Graph::backward_rnn(const Step& st, int i) {
     if (want_k)
       local_gemm(st, true, false, f, gw, m * steps, x + ss.lo * steps * f, f, r, sl, 0.0f, pk,
                  gw);
-    if (want_r) {
-      if (steps == 1) std::fill(pr, pr + kr, 0.0f);
-      for (int64_t s = 1; s < steps; ++s)  // Σ h_{t-1}ᵀ·d(h·R)_t
+    if (want_r) {  // Σ h_{t-1}ᵀ·d(h·R)_t (from the initial h when given)
+      if (h0 != nullptr)
+        local_gemm(st, true, false, u, gw, m, h0 + ss.lo * u, u, r + g.time(0) * sl + ra, rec,
+                   0.0f, pr, gw);
+      else if (steps == 1)
+        std::fill(pr, pr + kr, 0.0f);
+      for (int64_t s = 1; s < steps; ++s)
         local_gemm(st, true, false, u, gw, m, r + g.time(s - 1) * sl + g.h_at(), rec,
-                   r + g.time(s) * sl + ra, rec, s == 1 ? 0.0f : 1.0f, pr, gw);
+                   r + g.time(s) * sl + ra, rec, s == 1 && h0 == nullptr ? 0.0f : 1.0f, pr, gw);
     }
     if (want_b) {  // (GRU: both products' gradients, b_x's then b_h's, side by side)
       std::fill(pb, pb + nb, 0.0f);

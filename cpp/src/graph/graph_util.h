@@ -387,9 +387,9 @@ void math_backward(MathOp op, float a, float b, const float* x, const float* y,
                    const float* dy, float* g, int64_t n);
 
 // kLSTM's and kGRU's (graph_rnn.cc): attributes {steps, features, units, sequences,
-// backwards[, zero_masked]} valid; the floats of its records for `rows` samples, of its
+// backwards[, zero_masked[, masked, states_in, states_out]]} valid with its inputs and width; the floats of its records for `rows` samples, of its
 // blocks' gradient partials, of its bias; its multiply-adds a forward of `batch` samples.
-bool rnn_attrs_valid(const std::vector<int64_t>& iattrs);
+bool rnn_attrs_valid(const NodeSpec& node);
 int64_t rnn_record_floats(const NodeSpec& node, int64_t rows);
 int64_t rnn_partial_floats(const NodeSpec& node);
 int64_t rnn_bias_size(const NodeSpec& node);

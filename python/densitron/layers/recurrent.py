@@ -582,10 +582,11 @@ class _Gated(_RNN):
     _native_op = None
 
     def _emit(self, b, node, x, states, mask):
-        """The engine's LSTM or GRU node in the plain case (Keras's default activations, no
-        initial states, recurrent dropout or returned states; a mask is its second input, the
-        input's dropout a node before it): every step in one node, each thread running its
-        samples through the steps; otherwise the steps unrolled as nodes."""
+        """The engine's LSTM or GRU node with Keras's default activations and no recurrent
+        dropout (a mask and initial states are its further inputs, the returned states the
+        end of its row, the input's dropout a node before it): every step in one node, each
+        thread running its samples through the steps; otherwise the steps unrolled as
+        nodes."""
         if not self._native(states):
             return super()._emit(b, node, x, states, mask)
         steps, features = (int(d) for d in node.inputs[0].shape[1:])
@@ -597,18 +598,27 @@ class _Gated(_RNN):
         if mask is not None:  # (1 where the step is kept)
             sources.append(b.add(node_spec(_MATH, steps, steps, fattrs=[0.0, 0.0],
                                            iattrs=[_NOT_EQUAL]), mask))
+        sources += list(states or [])  # (h, and LSTM's c)
         zero = int(self.zero_output_for_mask and not self.unroll)
-        out = b.add(node_spec(self._native_op, (steps if self.return_sequences else 1) * u, u,
+        main = (steps if self.return_sequences else 1) * u
+        n_states = self._states if self.return_state else 0
+        out = b.add(node_spec(self._native_op, main + n_states * u, u,
                               params=[b.param(self.kernel), b.param(self.recurrent_kernel),
                                       b.param(self.bias) if self.use_bias else -1],
                               iattrs=[steps, features, u, int(self.return_sequences),
-                                      int(self.go_backwards), zero]), *sources)
-        return [out]
+                                      int(self.go_backwards), zero, int(mask is not None),
+                                      int(bool(states)), int(self.return_state)]), *sources)
+        if not self.return_state:
+            return [out]
+        # the output, then each state, picked out of the node's row
+        return [b.pick(out, range(main), last=u)] + [
+            b.pick(out, range(main + k * u, main + (k + 1) * u)) for k in range(n_states)]
 
     def _native(self, states):
         return (self._native_cell() and self.activation is activations.tanh and
-                self.recurrent_activation is activations.sigmoid and not states and
-                not self.return_state and self.recurrent_dropout == 0.0)
+                self.recurrent_activation is activations.sigmoid and
+                self.recurrent_dropout == 0.0 and
+                (not states or len(states) == self._states))
 
     def _native_cell(self):
         return False
