@@ -129,6 +129,8 @@ GRADIENT_CASES = [
     (layers.Conv2D, (2, 5, 6), {"filters": 3, "kernel_size": 3, "padding": "same",
                                 "data_format": "channels_first", "activation": "sigmoid"}),
     (layers.Conv2D, (5, 4, 3), {"filters": 2, "kernel_size": 1, "strides": 2}),
+    (layers.Conv2D, (5, 6, 1), {"filters": 20, "kernel_size": 3, "padding": "same",
+                                "activation": "tanh"}),  # (windows kept: 18 deep)
     (layers.Conv3D, (4, 5, 3, 2), {"filters": 2, "kernel_size": 2, "strides": (1, 2, 1),
                                    "use_bias": False}),
 ]
@@ -150,11 +152,14 @@ def test_gradients_against_finite_differences(cls, shape, kwargs):
 
 
 @pytest.mark.parametrize("cin,filters,threads", [(5, 7, 1), (5, 7, 2), (260, 64, 1),
-                                                 (260, 64, 2)])
+                                                 (260, 64, 2), (1, 12, 1), (1, 12, 2),
+                                                 (40, 400, 1), (40, 400, 2)])
 def test_gradients_against_float64_reference(cin, filters, threads):
     # mse on the convolution's output, behind a Dense(cin) without bias: the kernel's, the
     # bias's and (through the Dense's) the input's gradients by NumPy in float64. A kernel of
-    # 2340 × 64 values takes its gradient by kernel rows, a small one by blocks of samples.
+    # 2340 × 64 values takes its gradient by kernel rows, a small one by blocks of samples;
+    # windows no deeper than the filters (9 · 1 <= 12, 9 · 40 <= 400) are laid out once, by
+    # the forward, and read again by the kernel's gradient (by blocks, by rows).
     densitron.set_num_threads(threads)
     rng = np.random.default_rng(8)
     inp = layers.Input((6, 5, 3))
@@ -244,6 +249,21 @@ def test_trains_alike_on_one_and_two_threads(data_format):
     y = rng.integers(0, 4, 64)
     assert_trains_alike_on_one_and_two_threads(lambda: _cnn(data_format), x, y,
                                                batch_size=16, epochs=2)
+
+
+def test_first_layer_of_one_channel_trains_alike_on_one_and_two_threads():
+    # (its windows, 9 deep for 16 filters, kept by the forward for the kernel's gradient)
+    def build():
+        inp = layers.Input((11, 10, 1))
+        h = layers.Conv2D(16, 3, strides=(2, 1), padding="same", activation="relu")(inp)
+        model = Model(inp, layers.Dense(3, activation="softmax")(layers.Flatten()(h)))
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        return model
+
+    rng = np.random.default_rng(10)
+    assert_trains_alike_on_one_and_two_threads(
+        build, rng.normal(size=(50, 11, 10, 1)).astype(np.float32), rng.integers(0, 3, 50),
+        batch_size=16, epochs=2)
 
 
 @pytest.mark.parametrize("threads", [1, 2])

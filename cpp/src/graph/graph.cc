@@ -691,6 +691,8 @@ void Graph::ensure_capacity(int64_t rows) {
     ConvGeom g;
     if (node.op == OpType::kConv && conv_geom(node.iattrs, &g) && conv_blocked(g))
       partial_buf_[i].resize(kConvBlocks * (g.kdepth() * g.filters + g.node_channels()));
+    if (node.op == OpType::kConv && conv_geom(node.iattrs, &g) && conv_keeps_windows(g))
+      aux_buf_[i].resize(rows * g.positions() * g.depth());
     if (node.op == OpType::kLSTM || node.op == OpType::kGRU) {
       aux_buf_[i].resize(rnn_record_floats(node, rows));
       partial_buf_[i].resize(rnn_partial_floats(node));

@@ -5,8 +5,11 @@
 // fixed blocks of samples, each block's partial on one thread, then added in block order; a
 // large one's with each thread owning a range of the kernel's rows (it lays out only those
 // columns). It scatters dy·Wᵀ back into the input's gradient (col2im), each thread owning
-// whole samples. Every sum runs in an order fixed by the shapes: the results are the same for
-// any thread count.
+// whole samples. Windows no deeper than the filters (conv_keeps_windows: a first layer's) are
+// laid out once a step, by the forward, into aux_buf_, and read there again by the backward.
+// A transposed convolution (see forward_conv_transpose) runs the same pieces the other way
+// round. Every sum runs in an order fixed by the shapes: the results are the same for any
+// thread count.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -275,6 +278,7 @@ void Graph::forward_conv(const Step& st, int i) {
   float* z = fuse ? y : dense_pre(i);
   const bool direct = g.direct();
   float* col = direct ? nullptr : conv_scratch(st);
+  float* kept = conv_keeps_windows(g) ? aux_buf_[i].data() : nullptr;  // (for the backward)
   const Share items = share_of(st.batch * tiles, st.ith, st.nth);
   const int64_t groups = g.groups, kd = g.kdepth(), fg = filters / groups;
   for (int64_t it = items.lo; it < items.hi; ++it) {
@@ -301,8 +305,9 @@ void Graph::forward_conv(const Step& st, int i) {
                            y + r0 * filters, p1 - p0, filters);
       continue;
     }
-    if (!direct) im2col(g, xs, p0, p1, 0, depth, col);
-    local_gemm(st, false, false, p1 - p0, filters, depth, direct ? xs + p0 * depth : col, depth,
+    float* w = kept != nullptr ? kept + r0 * depth : col;
+    if (!direct) im2col(g, xs, p0, p1, 0, depth, w);
+    local_gemm(st, false, false, p1 - p0, filters, depth, direct ? xs + p0 * depth : w, depth,
                kernel, filters, 0.0f, z + r0 * filters, filters, &ep);
     if (!fuse)
       activation_forward(node.activation, node.act_params, z + r0 * filters, y + r0 * filters,
@@ -349,13 +354,17 @@ void Graph::backward_conv(const Step& st, int i, Share rw) {
     const int64_t kw = ks.hi - ks.lo;
     bool first = param_first_writer_[kp] == i;
     float* gw = param_grad(kp) + ks.lo * filters;
+    const float* kept = conv_keeps_windows(g) ? aux_buf_[i].data() : nullptr;  // (forward's)
     for (int64_t s = 0; s < st.batch && kw > 0; ++s) {
       const float* xs = x + s * win;
       for (int64_t p0 = 0; p0 < positions; p0 += tile) {
         const int64_t p1 = std::min(positions, p0 + tile);
-        const float* a = direct ? xs + p0 * depth + ks.lo : col;
-        if (!direct) im2col(g, xs, p0, p1, ks.lo, ks.hi, col);  // (elementwise in the profile)
-        local_gemm(st, true, false, kw, filters, p1 - p0, a, direct ? depth : kw,
+        const float* a = direct ? xs + p0 * depth + ks.lo
+                         : kept != nullptr ? kept + (s * positions + p0) * depth + ks.lo : col;
+        if (!direct && kept == nullptr)
+          im2col(g, xs, p0, p1, ks.lo, ks.hi, col);  // (elementwise in the profile)
+        local_gemm(st, true, false, kw, filters, p1 - p0, a,
+                   direct || kept != nullptr ? depth : kw,
                    dy + (s * positions + p0) * filters, filters, first ? 0.0f : 1.0f, gw,
                    filters);
         first = false;
@@ -409,6 +418,7 @@ void Graph::backward_conv_blocks(const Step& st, int i, const ConvGeom& g, float
   float* gx = requires_grad_[in] ? grad_buf_[in].data() : nullptr;
   const bool acc = gx != nullptr && accumulates(in, i, 0);
   float* part = partial_buf_[i].data();
+  const float* kept = conv_keeps_windows(g) ? aux_buf_[i].data() : nullptr;  // (forward's)
   const Share mine = share_of(kConvBlocks, st.ith, st.nth);
   for (int64_t b = mine.lo; b < mine.hi; ++b) {
     const Share ss = share_of(st.batch, static_cast<int>(b), kConvBlocks);
@@ -448,9 +458,11 @@ void Graph::backward_conv_blocks(const Step& st, int i, const ConvGeom& g, float
             for (int64_t r = 0; r < n; ++r) add_into(pb, d + r * filters, filters);
           continue;
         }
-        if (!direct) im2col(g, xs, p0, p1, 0, depth, col);
-        local_gemm(st, true, false, depth, filters, n, direct ? xs + p0 * depth : col, depth,
-                   d, filters, first ? 0.0f : 1.0f, pw, filters);
+        const float* a = direct ? xs + p0 * depth
+                         : kept != nullptr ? kept + (s * positions + p0) * depth : col;
+        if (!direct && kept == nullptr) im2col(g, xs, p0, p1, 0, depth, col);
+        local_gemm(st, true, false, depth, filters, n, a, depth, d, filters,
+                   first ? 0.0f : 1.0f, pw, filters);
         first = false;
         if (bias_grad)
           for (int64_t r = 0; r < n; ++r) add_into(pb, d + r * filters, filters);
