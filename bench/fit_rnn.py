@@ -2,7 +2,8 @@
 10,000 × 28 × 28 random float32 sequences (28 steps of 28 features), batch 128, RMSprop and
 sparse categorical cross-entropy, verbose=0, in densitron, Keras 3 (on the backend KERAS_BACKEND
 names, JAX by default) and PyTorch's nn.LSTM (an idiomatic eager loop with
-torch.optim.RMSprop(lr=1e-3, alpha=0.9, eps=1e-7)) when importable.
+torch.optim.RMSprop(lr=1e-3, alpha=0.9, eps=1e-7)) when importable. `--cell gru` runs GRU(64)
+instead (Keras's reset_after GRU, PyTorch's nn.GRU, the same formula).
 
 Each framework runs in its own worker process (this script with --worker NAME), so their thread
 pools share no process (with --threads 1, XLA's Eigen pool is turned off for Keras on JAX;
@@ -11,6 +12,7 @@ parent interleaves the timed epochs (one of each framework in turn, `--repeats` 
 prints each framework's median and its ratio to densitron's.
 
     python bench/fit_rnn.py [--repeats 3] [--rows 10000] [--units 64] [--threads 2]
+                            [--cell lstm|gru]
 """
 
 import argparse
@@ -23,6 +25,7 @@ import time
 import numpy as np
 
 STEPS, FEATURES, CLASSES, BATCH = 28, 28, 10, 128
+CELL = ["LSTM"]  # --cell: LSTM or GRU (Keras's reset_after, PyTorch's nn.GRU)
 
 
 def make_data(rows, seed=0):
@@ -38,7 +41,7 @@ class DensitronPeer:
         densitron.set_num_threads(threads)
         inp = densitron.Input((STEPS, FEATURES))
         out = densitron.layers.Dense(CLASSES, activation="softmax")(
-            densitron.layers.LSTM(units)(inp))
+            getattr(densitron.layers, CELL[0])(units)(inp))
         self.model = densitron.Model(inp, out)
         self.model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
         self.x, self.y = x, y
@@ -56,7 +59,8 @@ class KerasPeer:
         import keras
 
         inp = keras.Input((STEPS, FEATURES))
-        out = keras.layers.Dense(CLASSES, activation="softmax")(keras.layers.LSTM(units)(inp))
+        out = keras.layers.Dense(CLASSES, activation="softmax")(
+            getattr(keras.layers, CELL[0])(units)(inp))
         self.model = keras.Model(inp, out)
         self.model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
         self.x, self.y = x, y
@@ -75,11 +79,12 @@ class TorchPeer:
         class Net(torch.nn.Module):
             def __init__(self):
                 super().__init__()
-                self.lstm = torch.nn.LSTM(FEATURES, units, batch_first=True)
+                self.rnn = getattr(torch.nn, CELL[0])(FEATURES, units, batch_first=True)
                 self.dense = torch.nn.Linear(units, CLASSES)
 
             def forward(self, seq):
-                _, (h, _) = self.lstm(seq)
+                _, state = self.rnn(seq)
+                h = state[0] if isinstance(state, tuple) else state  # (LSTM's (h, c))
                 return self.dense(h[-1])
 
         self.net = Net()
@@ -124,9 +129,11 @@ def main():
     parser.add_argument("--rows", type=int, default=10000)
     parser.add_argument("--units", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cell", choices=["lstm", "gru"], default="lstm")
     parser.add_argument("--worker")
     args = parser.parse_args()
     os.environ.setdefault("KERAS_BACKEND", "jax")  # (the workers' and the import check's)
+    CELL[0] = args.cell.upper()
     if args.worker:
         worker(args.worker, args.rows, args.units, args.threads)
         return
@@ -135,7 +142,7 @@ def main():
     for name in names:
         procs[name] = subprocess.Popen(
             [sys.executable, __file__, "--worker", name, "--rows", str(args.rows), "--units",
-             str(args.units), "--threads", str(args.threads)],
+             str(args.units), "--threads", str(args.threads), "--cell", args.cell],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if procs[name].stdout.readline().strip() != "ready":
             raise RuntimeError(f"the {name} worker failed to start")
@@ -148,7 +155,7 @@ def main():
     for proc in procs.values():
         proc.stdin.close()
         proc.wait()
-    print(f"LSTM({args.units}) on {args.rows} x {STEPS} x {FEATURES}, batch {BATCH}, "
+    print(f"{CELL[0]}({args.units}) on {args.rows} x {STEPS} x {FEATURES}, batch {BATCH}, "
           f"{args.threads} threads; one epoch, median of {args.repeats}:")
     base = statistics.median(times["densitron"])
     for name in names:
