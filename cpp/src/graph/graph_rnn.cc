@@ -87,43 +87,55 @@ inline void gru_cell(float* z, const float* hp, int64_t u) {
 
 // LSTM's gradient at a step for one sample: dh (in: the carried h gradient, out: 0, the
 // product with Rᵀ adds the step before's) and dc (in: carried; out: the step before's), og the
-// output's gradient or null; the record's z becomes dz.
-inline void lstm_cell_backward(float* z, const float* cp, const float* og, float* dh, float* dc,
-                               int64_t u) {
-  const float* tc = z + 5 * u;
+// output's gradient and cp the previous c (zeros where there are none: the loop vectorizes);
+// the record's z becomes dz.
+inline void lstm_cell_backward(float* z, const float* __restrict cp,
+                               const float* __restrict og, float* __restrict dh,
+                               float* __restrict dc, int64_t u) {
+  float* __restrict zi = z;  // (the four gates' values, then their gradients: apart)
+  float* __restrict zf = z + u;
+  float* __restrict zg = z + 2 * u;
+  float* __restrict zo = z + 3 * u;
+  const float* __restrict tc = z + 5 * u;
   for (int64_t j = 0; j < u; ++j) {
-    const float gi = z[j], gf = z[u + j], gg = z[2 * u + j], go = z[3 * u + j];
-    const float h_grad = dh[j] + (og != nullptr ? og[j] : 0.0f);
+    const float gi = zi[j], gf = zf[j], gg = zg[j], go = zo[j];
+    const float h_grad = dh[j] + og[j];
     const float c_grad = dc[j] + h_grad * go * (1.0f - tc[j] * tc[j]);
-    const float prev = cp != nullptr ? cp[j] : 0.0f;
-    z[j] = c_grad * gg * gi * (1.0f - gi);
-    z[u + j] = c_grad * prev * gf * (1.0f - gf);
-    z[2 * u + j] = c_grad * gi * (1.0f - gg * gg);
-    z[3 * u + j] = h_grad * tc[j] * go * (1.0f - go);
+    zi[j] = c_grad * gg * gi * (1.0f - gi);
+    zf[j] = c_grad * cp[j] * gf * (1.0f - gf);
+    zg[j] = c_grad * gi * (1.0f - gg * gg);
+    zo[j] = h_grad * tc[j] * go * (1.0f - go);
     dc[j] = c_grad * gf;
     dh[j] = 0.0f;
   }
 }
 
 // GRU's: dh in: the carried h gradient, out: its part through z·h_{t-1} (the product with Rᵀ
-// adds the rest); the record's two products become their gradients.
-inline void gru_cell_backward(float* z, const float* hp, const float* og, float* dh, int64_t u) {
-  float* rg = z + 3 * u;
+// adds the rest); hp the previous h (zeros where none); the record's two products become their
+// gradients.
+inline void gru_parts_backward(float* __restrict xz, float* __restrict xr, float* __restrict xh,
+                               float* __restrict rz, float* __restrict rr, float* __restrict rh,
+                               const float* __restrict hp, const float* __restrict og,
+                               float* __restrict dh, int64_t u) {
   for (int64_t j = 0; j < u; ++j) {
-    const float gz = z[j], gr = z[u + j], hh = z[2 * u + j], rh = rg[2 * u + j];
-    const float h_grad = dh[j] + (og != nullptr ? og[j] : 0.0f);
-    const float prev = hp != nullptr ? hp[j] : 0.0f;
-    const float dz = h_grad * (prev - hh) * gz * (1.0f - gz);
+    const float gz = xz[j], gr = xr[j], hh = xh[j], reset_h = rh[j];
+    const float h_grad = dh[j] + og[j];
+    const float dz = h_grad * (hp[j] - hh) * gz * (1.0f - gz);
     const float dpre = h_grad * (1.0f - gz) * (1.0f - hh * hh);
-    const float dr = dpre * rh * gr * (1.0f - gr);
-    z[j] = dz;
-    z[u + j] = dr;
-    z[2 * u + j] = dpre;
-    rg[j] = dz;
-    rg[u + j] = dr;
-    rg[2 * u + j] = dpre * gr;
+    const float dr = dpre * reset_h * gr * (1.0f - gr);
+    xz[j] = dz;
+    xr[j] = dr;
+    xh[j] = dpre;
+    rz[j] = dz;
+    rr[j] = dr;
+    rh[j] = dpre * gr;
     dh[j] = h_grad * gz;
   }
+}
+
+// (each product's three parts as parameters of their own: GCC vectorizes it then)
+inline void gru_cell_backward(float* z, const float* hp, const float* og, float* dh, int64_t u) {
+  gru_parts_backward(z, z + u, z + 2 * u, z + 3 * u, z + 4 * u, z + 5 * u, hp, og, dh, u);
 }
 
 }  // namespace
@@ -143,7 +155,8 @@ bool rnn_attrs_valid(const NodeSpec& node) {
 
 int64_t rnn_record_floats(const NodeSpec& node, int64_t rows) {
   const RnnGeom g(node);
-  return rows * (g.record() + 2 * g.units);  // (then each sample's dh, dc carried back)
+  // (then each sample's dh, dc carried back, then u zeros)
+  return rows * (g.record() + 2 * g.units) + g.units;
 }
 
 int64_t rnn_partial_floats(const NodeSpec& node) {
@@ -239,6 +252,7 @@ void Graph::backward_rnn(const Step& st, int i) {
   const float* dy = grad_buf_[i].data();
   float* records = aux_buf_[i].data();
   float* carry = records + st.batch * rec;  // each sample's dh, dc (2u values)
+  const float* zeros = records + aux_buf_[i].size() - u;  // (never written)
   const float* rk = param(i, 1);
   const Share rs = share_of(st.batch, st.ith, st.nth, 1);
   const int64_t n = rs.hi - rs.lo;
@@ -266,16 +280,16 @@ void Graph::backward_rnn(const Step& st, int i) {
                                           : c0 != nullptr ? c0 + (rs.lo + k) * u : nullptr;
         float* dh = cy + k * 2 * u;
         const float* og = g.sequences ? dy + (rs.lo + k) * width + s * u
-                                      : (s == steps - 1 ? dy + (rs.lo + k) * width : nullptr);
+                                      : (s == steps - 1 ? dy + (rs.lo + k) * width : zeros);
         if (kept != nullptr && kept[k * steps + t] == 0.0f) {
           // a masked step: the states' gradients pass to the step before (its output's too,
           // the state's copy, unless zeroed); no gate gradient
-          if (og != nullptr && g.zero_masked == 0) add_into(dh, og, u);
+          if (g.zero_masked == 0) add_into(dh, og, u);
           std::fill(z, z + ra + gw, 0.0f);
           continue;
         }
-        if (g.gru) gru_cell_backward(z, hp, og, dh, u);
-        else lstm_cell_backward(z, cp, og, dh, dh + u, u);
+        if (g.gru) gru_cell_backward(z, hp != nullptr ? hp : zeros, og, dh, u);
+        else lstm_cell_backward(z, cp != nullptr ? cp : zeros, og, dh, dh + u, u);
       }
       if (s > 0 || h0 != nullptr)  // dh_{t-1} += d(h·R)·Rᵀ
         local_gemm(st, false, true, n, u, gw, r + t * sl + ra, rec, rk, gw, 1.0f, cy, 2 * u);
