@@ -19,6 +19,7 @@
 
 #include "densitron/graph.h"
 #include "graph/graph_util.h"
+#include "ops/elementwise_kernels.h"
 
 namespace densitron {
 
@@ -52,35 +53,46 @@ struct RnnGeom {
   int64_t time(int64_t s) const { return backwards ? steps - 1 - s : s; }  // step s's input
 };
 
+// The ISA's sigmoid and tanh on n values (the elementwise kernels' own, called directly: a
+// step calls them a few times a sample).
+struct Squash {
+  const ElementwiseKernels* k = elementwise_kernels();
+  const float prm[4] = {0.0f, -1.0f, 0.0f, 1.0f};  // (unused by these two)
+  void sigmoid(float* v, int64_t n) const {
+    k->act_forward(static_cast<int>(Activation::kSigmoid), prm, v, v, n);
+  }
+  void tanh(const float* x, float* y, int64_t n) const {
+    k->act_forward(static_cast<int>(Activation::kTanh), prm, x, y, n);
+  }
+};
+
 // LSTM's step for one sample: z (its record) holds x·W + h·R + b; cp the previous c or null.
-inline void lstm_cell(float* z, const float* cp, int64_t u) {
-  const ActivationParams none{};
+inline void lstm_cell(const Squash& sq, float* z, const float* cp, int64_t u) {
   float* c = z + 4 * u;
   float* tc = z + 5 * u;
   float* h = z + 6 * u;
-  activation_forward(Activation::kSigmoid, none, z, z, 1, 2 * u);            // i, f
-  activation_forward(Activation::kTanh, none, z + 2 * u, z + 2 * u, 1, u);    // g
-  activation_forward(Activation::kSigmoid, none, z + 3 * u, z + 3 * u, 1, u);  // o
+  sq.sigmoid(z, 2 * u);               // i, f
+  sq.tanh(z + 2 * u, z + 2 * u, u);   // g
+  sq.sigmoid(z + 3 * u, u);           // o
   if (cp == nullptr) {
     for (int64_t j = 0; j < u; ++j) c[j] = z[j] * z[2 * u + j];
   } else {
     for (int64_t j = 0; j < u; ++j) c[j] = z[u + j] * cp[j] + z[j] * z[2 * u + j];
   }
-  activation_forward(Activation::kTanh, none, c, tc, 1, u);
+  sq.tanh(c, tc, u);
   for (int64_t j = 0; j < u; ++j) h[j] = z[3 * u + j] * tc[j];
 }
 
 // GRU's step (reset_after): z (the record) holds x·W + b_x, then h·R + b_h; hp the previous h
 // or null. As Keras: z, r = σ(x_z + r_z), σ(x_r + r_r); hh = tanh(x_h + r·r_h);
 // h = z·h_{t-1} + (1 - z)·hh.
-inline void gru_cell(float* z, const float* hp, int64_t u) {
-  const ActivationParams none{};
+inline void gru_cell(const Squash& sq, float* z, const float* hp, int64_t u) {
   const float* rc = z + 3 * u;
   float* h = z + 6 * u;
   for (int64_t j = 0; j < 2 * u; ++j) z[j] += rc[j];
-  activation_forward(Activation::kSigmoid, none, z, z, 1, 2 * u);
+  sq.sigmoid(z, 2 * u);
   for (int64_t j = 0; j < u; ++j) z[2 * u + j] += z[u + j] * rc[2 * u + j];
-  activation_forward(Activation::kTanh, none, z + 2 * u, z + 2 * u, 1, u);
+  sq.tanh(z + 2 * u, z + 2 * u, u);
   for (int64_t j = 0; j < u; ++j)
     h[j] = z[j] * (hp != nullptr ? hp[j] : 0.0f) + (1.0f - z[j]) * z[2 * u + j];
 }
@@ -199,6 +211,7 @@ void Graph::forward_rnn(const Step& st, int i) {
   GemmEpilogue rec_ep;  // (GRU: the recurrent half of the bias, added to h·R)
   rec_ep.bias = g.gru && bias != nullptr ? bias + gw : nullptr;
   const float* rk = param(i, 1);
+  const Squash sq;
   for (int64_t s = 0; s < steps; ++s) {
     const int64_t t = g.time(s), tp = g.time(s - 1);
     if (s > 0 || h0 != nullptr) {  // LSTM: z += h_{t-1}·R; GRU: its second product h·R + b_h
@@ -216,8 +229,8 @@ void Graph::forward_rnn(const Step& st, int i) {
       const float* prev = s > 0 ? r + k * rec + tp * sl : nullptr;
       const float* hp = prev != nullptr ? prev + g.h_at() : h0 != nullptr ? h0 + k * u : nullptr;
       const float* cp = prev != nullptr ? prev + 4 * u : c0 != nullptr ? c0 + k * u : nullptr;
-      if (g.gru) gru_cell(z, hp, u);
-      else lstm_cell(z, cp, u);
+      if (g.gru) gru_cell(sq, z, hp, u);
+      else lstm_cell(sq, z, cp, u);
       float* h = z + g.h_at();
       bool zero_out = false;
       if (kept != nullptr && kept[k * steps + t] == 0.0f) {  // the states kept
