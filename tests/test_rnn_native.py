@@ -1,6 +1,7 @@
-"""The engine's LSTM and GRU nodes (OpType::kLSTM, kGRU): an LSTM or GRU (reset_after) with
-Keras's default activations and no recurrent dropout runs as one node over every step, with a
-mask, initial and returned states, and the input's dropout (a node before it). Checked against
+"""The engine's recurrent nodes (OpType::kLSTM, kGRU, kSimpleRNN): an LSTM, GRU (reset_after)
+or SimpleRNN (tanh or relu) with Keras's default activations and no recurrent dropout runs as
+one node over every step, with a mask, initial and returned states, and the input's dropout (a
+node before it). Checked against
 a float64 NumPy reference of Keras's cells and loop, against the steps unrolled as nodes (the
 path every other LSTM and GRU takes, itself checked against Keras in test_recurrent.py),
 against finite differences, and on one and two threads."""
@@ -14,9 +15,20 @@ from densitron.models import Model
 from test_gradients_fd import fd_check
 from test_threads import assert_trains_alike_on_one_and_two_threads
 
-_LSTM, _GRU, _MATH = 36, 37, 25  # OpType
-OPS = {"LSTM": _LSTM, "GRU": _GRU}
-CELLS = ["LSTM", "GRU"]
+_LSTM, _GRU, _SIMPLE, _MATH = 36, 37, 38, 25  # OpType
+OPS = {"LSTM": _LSTM, "GRU": _GRU, "SimpleRNN": _SIMPLE, "SimpleRNN-relu": _SIMPLE}
+CELLS = ["LSTM", "GRU", "SimpleRNN", "SimpleRNN-relu"]
+NATIVE = {_LSTM, _GRU, _SIMPLE}
+
+
+def make(cell, units, **kwargs):
+    """The layer a test names: SimpleRNN-relu is SimpleRNN(activation='relu')."""
+    if cell == "SimpleRNN-relu":
+        return layers.SimpleRNN(units, activation="relu", **kwargs)
+    return getattr(layers, cell)(units, **kwargs)
+
+
+
 
 
 def engine_ops(model, layer):
@@ -49,7 +61,10 @@ def reference(cell, x, weights, return_sequences=False, go_backwards=False, kept
         c = np.asarray(initial[1], np.float64) if cell == "LSTM" else c
     outs = []
     for t in range(x.shape[1]):
-        if cell == "LSTM":
+        if cell.startswith("SimpleRNN"):
+            z = x[:, t] @ kernel + h @ recurrent_kernel + (0.0 if bias is None else bias)
+            c_new, h_new = c, np.maximum(z, 0.0) if cell.endswith("relu") else np.tanh(z)
+        elif cell == "LSTM":
             z = x[:, t] @ kernel + h @ recurrent_kernel + (0.0 if bias is None else bias)
             i, f, g, o = (z[:, k * u:(k + 1) * u] for k in range(4))
             c_new = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
@@ -92,7 +107,7 @@ def test_forward_against_float64_reference(cell, steps, features, units, kwargs,
     densitron.set_num_threads(threads)
     rng = np.random.default_rng(0)
     inp = layers.Input((steps, features))
-    rnn = getattr(layers, cell)(units, bias_initializer="random_normal", **kwargs)
+    rnn = make(cell, units, bias_initializer="random_normal", **kwargs)
     model = Model(inp, rnn(inp))
     assert engine_ops(model, rnn) == [OPS[cell]]
     for rows in (1, 5, 37):  # (fewer samples than threads and than gradient blocks too)
@@ -113,7 +128,7 @@ def test_gradients_against_finite_differences(cell, steps, features, units, kwar
     # a Dense before the layer takes the input's gradient; one after reads the output
     rng = np.random.default_rng(1)
     inp = layers.Input((steps, features))
-    rnn = getattr(layers, cell)(units, bias_initializer="random_normal", **kwargs)
+    rnn = make(cell, units, bias_initializer="random_normal", **kwargs)
     h = rnn(layers.Dense(features)(inp))
     out = layers.Dense(2)(layers.Flatten()(h) if kwargs.get("return_sequences") else h)
     model = Model(inp, out)
@@ -122,17 +137,17 @@ def test_gradients_against_finite_differences(cell, steps, features, units, kwar
 
 
 def _unrolled(monkeypatch):
-    monkeypatch.setattr(recurrent._Gated, "_native", lambda self, states: False)
+    monkeypatch.setattr(recurrent._RNN, "_native", lambda self, states: False)
 
 
-def _model(cell, kwargs, frozen=False):
+def _model(cell, kwargs, frozen=False, units=(9, 5)):
     inp = layers.Input((7, 6))
     h = layers.Dense(6, activation="tanh")(inp)
-    first = getattr(layers, cell)(9, return_sequences=True, **kwargs)
+    first = make(cell, units[0], return_sequences=True, **kwargs)
     h = first(h)
     if frozen:
         first.trainable = False
-    h = layers.Bidirectional(getattr(layers, cell)(5))(h)
+    h = layers.Bidirectional(make(cell, units[1]))(h)
     model = Model(inp, layers.Dense(3, activation="softmax")(h))
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     return model
@@ -146,7 +161,7 @@ def _fit_native_and_unrolled(monkeypatch, build, x, y, layer_index):
         densitron.utils.set_random_seed(3)
         model = build()
         ops = engine_ops(model, model.layers[layer_index])
-        assert bool({_LSTM, _GRU} & set(ops)) == native
+        assert bool(NATIVE & set(ops)) == native
         loss = model.fit(x, y, batch_size=16, epochs=3, verbose=0).history["loss"]
         results.append((loss, model.get_weights(), model.predict(x, verbose=0)))
     (loss_n, w_n, p_n), (loss_u, w_u, p_u) = results
@@ -171,20 +186,21 @@ def test_trains_alike_on_one_and_two_threads(cell):
     rng = np.random.default_rng(4)
     x = rng.normal(size=(140, 7, 6)).astype(np.float32)
     y = rng.integers(0, 3, 140)
-    assert_trains_alike_on_one_and_two_threads(lambda: _model(cell, {}), x, y, batch_size=64,
-                                               epochs=2)
+    assert_trains_alike_on_one_and_two_threads(lambda: _model(cell, {}, units=(32, 32)), x, y,
+                                               batch_size=64, epochs=2)
 
 
 @pytest.mark.parametrize("cell,kwargs", [
     ("LSTM", {"activation": "relu"}), ("LSTM", {"recurrent_activation": "tanh"}),
     ("LSTM", {"recurrent_dropout": 0.2}),
     ("GRU", {"reset_after": False}),
-    ("GRU", {"activation": "relu"}), ("GRU", {"recurrent_dropout": 0.2})])
+    ("GRU", {"activation": "relu"}), ("GRU", {"recurrent_dropout": 0.2}),
+    ("SimpleRNN", {"activation": "sigmoid"}), ("SimpleRNN", {"recurrent_dropout": 0.2})])
 def test_other_layers_keep_the_unrolled_steps(cell, kwargs):
     inp = layers.Input((4, 3))
-    rnn = getattr(layers, cell)(5, **kwargs)
+    rnn = make(cell, 5, **kwargs)
     model = Model(inp, rnn(inp))
-    assert not {_LSTM, _GRU} & set(engine_ops(model, rnn))
+    assert not NATIVE & set(engine_ops(model, rnn))
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -196,7 +212,7 @@ def test_initial_and_returned_states_against_float64_reference(cell, kwargs, thr
     n_states = 2 if cell == "LSTM" else 1
     seq = layers.Input((6, 4))
     states = [layers.Input((5,)) for _ in range(n_states)]
-    rnn = getattr(layers, cell)(5, return_state=True, bias_initializer="random_normal",
+    rnn = make(cell, 5, return_state=True, bias_initializer="random_normal",
                                 **kwargs)
     outs = rnn(seq, initial_state=states)
     model = Model([seq, *states], outs)
@@ -219,7 +235,7 @@ def test_states_gradients_against_finite_differences(cell):
     seq, side = layers.Input((3, 2)), layers.Input((2,))
     n_states = 2 if cell == "LSTM" else 1
     states = [layers.Dense(3)(side) for _ in range(n_states)]
-    rnn = getattr(layers, cell)(3, return_state=True, return_sequences=True,
+    rnn = make(cell, 3, return_state=True, return_sequences=True,
                                 bias_initializer="random_normal")
     outs = rnn(seq, initial_state=states)
     joined = layers.Concatenate()([layers.Flatten()(outs[0]), *outs[1:]])
@@ -233,8 +249,8 @@ def _seq2seq(cell):
     """keras.io's character-level sequence-to-sequence model, small: the encoder's states
     start the decoder."""
     enc_in, dec_in = layers.Input((6, 5)), layers.Input((4, 5))
-    _, *states = getattr(layers, cell)(8, return_state=True)(enc_in)
-    dec = getattr(layers, cell)(8, return_sequences=True, return_state=True)
+    _, *states = make(cell, 8, return_state=True)(enc_in)
+    dec = make(cell, 8, return_sequences=True, return_state=True)
     out, *_ = dec(dec_in, initial_state=states)
     model = Model([enc_in, dec_in], layers.Dense(5, activation="softmax")(out))
     model.compile(optimizer="rmsprop", loss="categorical_crossentropy")
@@ -264,7 +280,7 @@ def test_masked_forward_against_float64_reference(cell, kwargs, threads):
     ids[1, -3:] = 0
     inp = layers.Input((9,))
     emb = layers.Embedding(4, 3, mask_zero=True)
-    rnn = getattr(layers, cell)(6, bias_initializer="random_normal", **kwargs)
+    rnn = make(cell, 6, bias_initializer="random_normal", **kwargs)
     out = rnn(emb(inp))
     if kwargs.get("return_sequences"):  # (the mask may not reach an output)
         out = drop_mask(out, (9, 6))
@@ -287,7 +303,7 @@ def test_masked_gradients_against_finite_differences(cell, kwargs):
     x[1, 0] = 0.0
     x[2, 4] = 0.0
     inp = layers.Input((5, 2))
-    rnn = getattr(layers, cell)(3, bias_initializer="random_normal", **kwargs)
+    rnn = make(cell, 3, bias_initializer="random_normal", **kwargs)
     h = rnn(layers.Masking(0.0)(inp))
     out = layers.Dense(2)(drop_mask(h, (15,)) if kwargs.get("return_sequences") else h)
     model = Model(inp, out)
@@ -295,11 +311,11 @@ def test_masked_gradients_against_finite_differences(cell, kwargs):
     fd_check(model, x, rng.normal(size=(3, 2)), "mse")
 
 
-def _masked_text_model(cell):
+def _masked_text_model(cell, units=(7, 4)):
     inp = layers.Input((8,))
     h = layers.Embedding(6, 5, mask_zero=True)(inp)
-    h = getattr(layers, cell)(7, return_sequences=True)(h)
-    h = layers.Bidirectional(getattr(layers, cell)(4))(h)
+    h = make(cell, units[0], return_sequences=True)(h)
+    h = layers.Bidirectional(make(cell, units[1]))(h)
     model = Model(inp, layers.Dense(3, activation="softmax")(h))
     model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
     return model
@@ -324,8 +340,8 @@ def test_masked_model_trains_alike_on_one_and_two_threads(cell):
     rng = np.random.default_rng(9)
     x = _padded_ids(rng, 140)
     y = rng.integers(0, 3, 140)
-    assert_trains_alike_on_one_and_two_threads(lambda: _masked_text_model(cell), x, y,
-                                               batch_size=64, epochs=2)
+    assert_trains_alike_on_one_and_two_threads(lambda: _masked_text_model(cell, (32, 32)), x,
+                                               y, batch_size=64, epochs=2)
 
 
 @pytest.mark.parametrize("op,gates,bias", [(_LSTM, 4, 8), (_GRU, 3, 12)])
@@ -352,3 +368,23 @@ def test_engine_refuses_malformed_attributes(op, gates, bias):
             graph(iattrs, width)
     with pytest.raises(ValueError, match="recurrent layer weight sizes"):
         graph([4, 4, 2, 0, 0], in_width=16)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_gradients_after_a_larger_predict(cell):
+    # a predict of more rows than the batch trained next leaves the node's buffers holding
+    # its values (shrunk, not cleared): the gradients must not read them
+    rng = np.random.default_rng(14)
+    x = rng.normal(size=(12, 7, 5)).astype(np.float32)
+    y = rng.normal(size=(12, 3)).astype(np.float32)
+    grads = []
+    for predict_rows in (0, 12):
+        densitron.utils.set_random_seed(15)
+        inp = layers.Input((7, 5))
+        model = Model(inp, make(cell, 3, bias_initializer="random_normal")(inp))
+        model.compile("sgd", "mse")
+        if predict_rows:
+            model.predict(x[:predict_rows], verbose=0)
+        grads.append(model._compute_gradients(x[:4], y[:4]))
+    for a, b in zip(*grads):
+        np.testing.assert_array_equal(a, b)

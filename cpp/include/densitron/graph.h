@@ -135,6 +135,9 @@ enum class OpType : int {
   kGRU = 37,            // as kLSTM, Keras's GRU with reset_after (gates z, r, h): kernel
                         // (features, 3·units), recurrent_kernel (units, 3·units), bias (2,
                         // 3·units: the input's, the recurrent product's) or -1
+  kSimpleRNN = 38,      // as kLSTM, Keras's SimpleRNN: h = tanh (or relu, with an iattr 10th
+                        // value 1) of x·W + h·R + b; kernel (features, units), recurrent
+                        // kernel (units, units), bias (units) or -1
 };
 
 // kMath's operations on each value x (a and b: the node's fattrs).
@@ -589,7 +592,7 @@ class Graph {
                                Share rw);
   void add_conv_blocks(const Step& st, int i, int64_t kf, bool kernel_grad, bool bias_grad);
   float* conv_scratch(const Step& st) { return conv_scratch_.data() + st.ith * conv_per_thread_; }
-  // kLSTM and kGRU (graph_rnn.cc): forward and backward of node i
+  // kLSTM, kGRU and kSimpleRNN (graph_rnn.cc): forward and backward of node i
   void forward_rnn(const Step& st, int i);
   void backward_rnn(const Step& st, int i);
   // kWindowPool (graph_pool.cc): forward and backward of node i

@@ -294,10 +294,11 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
         break;
       }
       case OpType::kLSTM:
-      case OpType::kGRU: {
+      case OpType::kGRU:
+      case OpType::kSimpleRNN: {
         need_inputs(1);
         const auto& ia = node.iattrs;
-        const int64_t gates = node.op == OpType::kGRU ? 3 : 4;
+        const int64_t gates = node.op == OpType::kGRU ? 3 : node.op == OpType::kLSTM ? 4 : 1;
         bool ok = ia.size() >= 5 && rnn_attrs_valid(node) && in0->width == ia[0] * ia[1] &&
                   node.params.size() == 3 && node.params[0] >= 0 && node.params[1] >= 0 &&
                   node.activation == Activation::kLinear;
@@ -305,9 +306,9 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
           ok = nodes_[node.inputs[k]].width ==
                (k == 1 && (ia.size() > 6 ? ia[6] == 1 : true) ? ia[0] : ia[2]);
         if (!ok)
-          bad("a recurrent layer (LSTM, GRU) takes {steps, features, units, sequences 0 or 1, "
-              "backwards 0 or 1[, zero masked outputs 0 or 1[, masked, states in, states "
-              "out]]} of its input's and output's widths, a mask of steps values (or none) "
+          bad("a recurrent layer (LSTM, GRU, SimpleRNN) takes {steps, features, units, "
+              "sequences 0 or 1, backwards 0 or 1[, zero masked outputs 0 or 1[, masked, "
+              "states in, states out[, SimpleRNN's relu]]]} of its input's and output's widths, a mask of steps values (or none) "
               "and initial states of units values (or none), a kernel, a recurrent kernel and "
               "a bias slot");
         if (param_size(node.params[0]) != ia[1] * gates * ia[2] ||
@@ -693,8 +694,10 @@ void Graph::ensure_capacity(int64_t rows) {
       partial_buf_[i].resize(kConvBlocks * (g.kdepth() * g.filters + g.node_channels()));
     if (node.op == OpType::kConv && conv_geom(node.iattrs, &g) && conv_keeps_windows(g))
       aux_buf_[i].resize(rows * g.positions() * g.depth());
-    if (node.op == OpType::kLSTM || node.op == OpType::kGRU) {
+    if (rnn_op(node.op)) {
       aux_buf_[i].resize(rnn_record_floats(node, rows));
+      // its last units values, read as zeros (a shrinking resize keeps what was there)
+      std::fill(aux_buf_[i].end() - node.last_dim, aux_buf_[i].end(), 0.0f);
       partial_buf_[i].resize(rnn_partial_floats(node));
     }
     if (node.op == OpType::kBatchNorm) aux_buf_[i].resize(2 * node.last_dim);
@@ -1210,8 +1213,7 @@ void Graph::plan_step(int64_t batch, int nth, bool training, bool targets) {
     }
     if (node.op == OpType::kBatchMatMul) small = batch_matmul_macs(node, batch) < kMaxSoloDenseMacs;
     if (node.op == OpType::kConv) small = conv_macs(node, batch) < kMaxSoloDenseMacs;
-    if (node.op == OpType::kLSTM || node.op == OpType::kGRU)
-      small = rnn_macs(node, batch) < kMaxSoloDenseMacs;
+    if (rnn_op(node.op)) small = rnn_macs(node, batch) < kMaxSoloDenseMacs;
     if (node.op == OpType::kEmbedding || node.op == OpType::kBatchNorm) small = false;
     if (node.op == OpType::kBatchReduce) small = true;  // (its sums over every row)
     solo_fwd_[i] = small;
@@ -1854,8 +1856,7 @@ int Graph::threads_for(int64_t batch, bool training) const {
     if (node.op == OpType::kBatchMatMul) macs += 3.0 * batch_matmul_macs(node, batch);
     if (node.op == OpType::kConv) macs += 3.0 * conv_macs(node, batch);
     if (node.op == OpType::kWindowPool) macs += 2.0 * pool_reads(node, batch);
-    if (node.op == OpType::kLSTM || node.op == OpType::kGRU)
-      macs += 3.0 * rnn_macs(node, batch);
+    if (rnn_op(node.op)) macs += 3.0 * rnn_macs(node, batch);
   }
   if (training)
     for (const ParamSpec& p : params_)

@@ -586,6 +586,7 @@ void Graph::forward_node(const Step& st, int i) {
       return;
     case OpType::kLSTM:
     case OpType::kGRU:
+    case OpType::kSimpleRNN:
       forward_rnn(st, i);
       return;
     case OpType::kBatchMatMul: {
@@ -1103,6 +1104,7 @@ void Graph::backward_node(const Step& st, int i) {
       return;
     case OpType::kLSTM:
     case OpType::kGRU:
+    case OpType::kSimpleRNN:
       backward_rnn(st, i);
       return;
     case OpType::kActivation: {

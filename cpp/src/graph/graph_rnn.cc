@@ -13,6 +13,7 @@
 //         overwrites z with its gradient dz (for the kernels, the bias, dx and dh_{t-1}).
 //   GRU:  x·W + b_x (3u: z, r, h; then z, r, hh activated), h·R + b_h (3u; its third, the
 //         reset's r_h, kept), h; the backward overwrites both with their gradients.
+//   SimpleRNN (2·units values): z = x·W + h·R + b (then its gradient), h = tanh or relu of z.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -30,25 +31,28 @@ namespace {
 constexpr int kRnnBlocks = 8;
 
 struct RnnGeom {
-  bool gru;
+  bool lstm, gru, simple, relu;
   int64_t steps, features, units, sequences, backwards, zero_masked, masked, states_in,
       states_out;
   explicit RnnGeom(const NodeSpec& node)
-      : gru(node.op == OpType::kGRU), steps(node.iattrs[0]), features(node.iattrs[1]),
+      : lstm(node.op == OpType::kLSTM), gru(node.op == OpType::kGRU),
+        simple(node.op == OpType::kSimpleRNN), relu(simple && node.iattrs.size() > 9 &&
+                                                     node.iattrs[9] == 1),
+        steps(node.iattrs[0]), features(node.iattrs[1]),
         units(node.iattrs[2]), sequences(node.iattrs[3]), backwards(node.iattrs[4]),
         zero_masked(node.iattrs.size() > 5 ? node.iattrs[5] : 0),
         masked(node.iattrs.size() > 6 ? node.iattrs[6] : node.inputs.size() > 1),
         states_in(node.iattrs.size() > 6 ? node.iattrs[7] : 0),
         states_out(node.iattrs.size() > 6 ? node.iattrs[8] : 0) {}
-  int64_t states() const { return gru ? 1 : 2; }  // h (and c)
+  int64_t states() const { return lstm ? 2 : 1; }  // h (and LSTM's c)
   int64_t main_width() const { return (sequences ? steps : 1) * units; }
   int64_t width() const { return main_width() + states_out * states() * units; }
   int64_t inputs() const { return 1 + masked + states_in * states(); }
-  int64_t gates() const { return (gru ? 3 : 4) * units; }  // a product's columns
-  int64_t rec_at() const { return gru ? gates() : 0; }     // where h·R goes in a step's record
+  int64_t gates() const { return (lstm ? 4 : gru ? 3 : 1) * units; }  // a product's columns
+  int64_t rec_at() const { return gru ? gates() : 0; }  // where h·R goes in a step's record
   int64_t bias() const { return (gru ? 2 : 1) * gates(); }
-  int64_t h_at() const { return 6 * units; }
-  int64_t slot() const { return 7 * units; }
+  int64_t h_at() const { return (simple ? 1 : 6) * units; }
+  int64_t slot() const { return (simple ? 2 : 7) * units; }
   int64_t record() const { return steps * slot(); }  // a sample's
   int64_t time(int64_t s) const { return backwards ? steps - 1 - s : s; }  // step s's input
 };
@@ -150,13 +154,42 @@ inline void gru_cell_backward(float* z, const float* hp, const float* og, float*
   gru_parts_backward(z, z + u, z + 2 * u, z + 3 * u, z + 4 * u, z + 5 * u, hp, og, dh, u);
 }
 
+// SimpleRNN's step: z = x·W + h·R + b (the record's first part), h = tanh z or relu z.
+inline void simple_cell(const Squash& sq, bool relu, float* z, int64_t u) {
+  float* h = z + u;
+  if (!relu) {
+    sq.tanh(z, h, u);
+    return;
+  }
+  for (int64_t j = 0; j < u; ++j) h[j] = std::max(z[j], 0.0f);
+}
+
+// SimpleRNN's gradient: z becomes dz = (dh + og)·act'(z), read from h; dh 0 (the product with
+// Rᵀ adds the step before's).
+inline void simple_cell_backward(bool relu, float* __restrict z, const float* __restrict h,
+                                 const float* __restrict og, float* __restrict dh, int64_t u) {
+  if (relu) {
+    for (int64_t j = 0; j < u; ++j) {
+      z[j] = (dh[j] + og[j]) * static_cast<float>(h[j] > 0.0f);
+      dh[j] = 0.0f;
+    }
+    return;
+  }
+  for (int64_t j = 0; j < u; ++j) {
+    z[j] = (dh[j] + og[j]) * (1.0f - h[j] * h[j]);
+    dh[j] = 0.0f;
+  }
+}
+
 }  // namespace
 
 namespace graph_detail {
 
 bool rnn_attrs_valid(const NodeSpec& node) {
   const auto& ia = node.iattrs;
-  if (ia.size() != 5 && ia.size() != 6 && ia.size() != 9) return false;
+  const bool simple = node.op == OpType::kSimpleRNN;  // (a 10th: relu 1, tanh 0)
+  if (ia.size() != 5 && ia.size() != 6 && ia.size() != 9 && !(simple && ia.size() == 10))
+    return false;
   if (ia[0] < 1 || ia[1] < 1 || ia[2] < 1) return false;
   for (size_t k = 3; k < ia.size(); ++k)
     if (ia[k] != 0 && ia[k] != 1) return false;
@@ -199,7 +232,7 @@ void Graph::forward_rnn(const Step& st, int i) {
   // the initial states (h, then LSTM's c), or zeros
   const int s0 = static_cast<int>(1 + g.masked);
   const float* h0 = g.states_in ? out_[node.inputs[s0]] + rs.lo * u : nullptr;
-  const float* c0 = g.states_in && !g.gru ? out_[node.inputs[s0 + 1]] + rs.lo * u : nullptr;
+  const float* c0 = g.states_in && g.lstm ? out_[node.inputs[s0 + 1]] + rs.lo * u : nullptr;
   float* r = aux_buf_[i].data() + rs.lo * rec;
   const int64_t width = g.width();
   float* y = out_buf_[i].data() + rs.lo * width;
@@ -230,14 +263,15 @@ void Graph::forward_rnn(const Step& st, int i) {
       const float* hp = prev != nullptr ? prev + g.h_at() : h0 != nullptr ? h0 + k * u : nullptr;
       const float* cp = prev != nullptr ? prev + 4 * u : c0 != nullptr ? c0 + k * u : nullptr;
       if (g.gru) gru_cell(sq, z, hp, u);
-      else lstm_cell(sq, z, cp, u);
+      else if (g.lstm) lstm_cell(sq, z, cp, u);
+      else simple_cell(sq, g.relu, z, u);
       float* h = z + g.h_at();
       bool zero_out = false;
       if (kept != nullptr && kept[k * steps + t] == 0.0f) {  // the states kept
         if (hp != nullptr) std::memcpy(h, hp, u * sizeof(float));
         else std::fill(h, h + u, 0.0f);
-        if (!g.gru && cp != nullptr) std::memcpy(z + 4 * u, cp, u * sizeof(float));
-        else if (!g.gru) std::fill(z + 4 * u, z + 5 * u, 0.0f);
+        if (g.lstm && cp != nullptr) std::memcpy(z + 4 * u, cp, u * sizeof(float));
+        else if (g.lstm) std::fill(z + 4 * u, z + 5 * u, 0.0f);
         zero_out = g.zero_masked != 0;
       }
       float* dst = g.sequences ? y + k * width + s * u
@@ -251,7 +285,7 @@ void Graph::forward_rnn(const Step& st, int i) {
   for (int64_t k = 0; k < n; ++k) {
     float* dst = y + k * width + g.main_width();
     std::memcpy(dst, last + k * rec + g.h_at(), u * sizeof(float));
-    if (!g.gru) std::memcpy(dst + u, last + k * rec + 4 * u, u * sizeof(float));
+    if (g.lstm) std::memcpy(dst + u, last + k * rec + 4 * u, u * sizeof(float));
   }
 }
 
@@ -265,14 +299,14 @@ void Graph::backward_rnn(const Step& st, int i) {
   const float* dy = grad_buf_[i].data();
   float* records = aux_buf_[i].data();
   float* carry = records + st.batch * rec;  // each sample's dh, dc (2u values)
-  const float* zeros = records + aux_buf_[i].size() - u;  // (never written)
+  const float* zeros = records + aux_buf_[i].size() - u;  // (zeroed by ensure_capacity)
   const float* rk = param(i, 1);
   const Share rs = share_of(st.batch, st.ith, st.nth, 1);
   const int64_t n = rs.hi - rs.lo;
   const float* kept = g.masked ? out_[node.inputs[1]] + rs.lo * steps : nullptr;
   const int s0 = static_cast<int>(1 + g.masked);
   const float* h0 = g.states_in ? out_[node.inputs[s0]] : nullptr;
-  const float* c0 = g.states_in && !g.gru ? out_[node.inputs[s0 + 1]] : nullptr;
+  const float* c0 = g.states_in && g.lstm ? out_[node.inputs[s0 + 1]] : nullptr;
   const int64_t width = g.width();
   if (n > 0) {
     float* r = records + rs.lo * rec;
@@ -280,7 +314,7 @@ void Graph::backward_rnn(const Step& st, int i) {
     std::fill(cy, cy + n * 2 * u, 0.0f);
     for (int64_t k = 0; k < n && g.states_out; ++k) {  // the final states' gradients
       const float* ds = dy + (rs.lo + k) * width + g.main_width();
-      std::memcpy(cy + k * 2 * u, ds, (g.gru ? 1 : 2) * u * sizeof(float));
+      std::memcpy(cy + k * 2 * u, ds, g.states() * u * sizeof(float));
     }
     for (int64_t s = steps - 1; s >= 0; --s) {
       const int64_t t = g.time(s), tp = g.time(s - 1);
@@ -302,7 +336,8 @@ void Graph::backward_rnn(const Step& st, int i) {
           continue;
         }
         if (g.gru) gru_cell_backward(z, hp != nullptr ? hp : zeros, og, dh, u);
-        else lstm_cell_backward(z, cp != nullptr ? cp : zeros, og, dh, dh + u, u);
+        else if (g.lstm) lstm_cell_backward(z, cp != nullptr ? cp : zeros, og, dh, dh + u, u);
+        else simple_cell_backward(g.relu, z, z + u, og, dh, u);
       }
       if (s > 0 || h0 != nullptr)  // dh_{t-1} += d(h·R)·Rᵀ
         local_gemm(st, false, true, n, u, gw, r + t * sl + ra, rec, rk, gw, 1.0f, cy, 2 * u);

@@ -394,9 +394,13 @@ void math_forward(MathOp op, float a, float b, const float* x, float* y, int64_t
 void math_backward(MathOp op, float a, float b, const float* x, const float* y,
                    const float* dy, float* g, int64_t n);
 
-// kLSTM's and kGRU's (graph_rnn.cc): attributes {steps, features, units, sequences,
-// backwards[, zero_masked[, masked, states_in, states_out]]} valid with its inputs and width; the floats of its records for `rows` samples, of its
-// blocks' gradient partials, of its bias; its multiply-adds a forward of `batch` samples.
+// kLSTM's, kGRU's and kSimpleRNN's (graph_rnn.cc): attributes {steps, features, units,
+// sequences, backwards[, zero_masked[, masked, states_in, states_out[, relu]]]} valid with its
+// inputs and width; the floats of its records for `rows` samples, of its blocks' gradient
+// partials, of its bias; its multiply-adds a forward of `batch` samples.
+inline bool rnn_op(OpType op) {
+  return op == OpType::kLSTM || op == OpType::kGRU || op == OpType::kSimpleRNN;
+}
 bool rnn_attrs_valid(const NodeSpec& node);
 int64_t rnn_record_floats(const NodeSpec& node, int64_t rows);
 int64_t rnn_partial_floats(const NodeSpec& node);

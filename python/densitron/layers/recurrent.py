@@ -22,7 +22,7 @@ _DENSE, _ACT, _ADD, _CONCAT, _SUB, _MUL, _AVERAGE, _DROPOUT = 1, 2, 3, 4, 5, 6, 
 _RESHAPE = 14
 _MATH, _INDEX_MAP, _BIAS_ADD = 25, 20, 22
 _NOT_EQUAL = 15  # MathOp::kNotEqual
-_LSTM, _GRU = 36, 37  # OpType::kLSTM, kGRU
+_LSTM, _GRU, _SIMPLE_RNN = 36, 37, 38  # OpType::kLSTM, kGRU, kSimpleRNN
 
 
 class _Builder:
@@ -319,7 +319,11 @@ class _RNN(Layer):
     def _emit(self, b, node, x, states, mask):
         """The call's nodes in `b`: x the (steps, features) input, states the initial states'
         sources (or none: zeros), mask the source of the ids (or Masking's kept steps), None
-        without one. Returns the sources of the output and (with return_state) the states."""
+        without one. Returns the sources of the output and (with return_state) the states.
+        The engine's LSTM, GRU or SimpleRNN node where it applies (see _native_emit), else
+        the steps unrolled as nodes."""
+        if self._native(states):
+            return self._native_emit(b, node, x, states, mask)
         shape = node.inputs[0].shape
         return self._unroll(b, int(shape[1]), int(shape[2]), x, states, mask)
 
@@ -444,6 +448,53 @@ class _RNN(Layer):
     def _step(self, b, ctx, t, state):
         raise NotImplementedError
 
+    # --- the engine's LSTM, GRU and SimpleRNN nodes ------------------------------------------
+    _native_op = None  # (a class's engine node, and the _step it stands for)
+    _native_step = None
+
+    def _native_emit(self, b, node, x, states, mask):
+        """The engine's LSTM, GRU or SimpleRNN node (Keras's default activations, relu too for
+        SimpleRNN, no recurrent dropout; see _native): every step in one node, each thread
+        running its samples through the steps; a mask and initial states are its further
+        inputs, the returned states the end of its row, the input's dropout a node before
+        it."""
+        steps, features = (int(d) for d in node.inputs[0].shape[1:])
+        u = self.units
+        if self._drops(self.dropout):  # (Keras's one mask a sample for every step)
+            x = b.add(node_spec(_DROPOUT, steps * features, features, fattrs=[self.dropout],
+                                iattrs=[self._engine_seed, 0, 1, 0, steps, features]), x)
+        sources = [x]
+        if mask is not None:  # (1 where the step is kept)
+            sources.append(b.add(node_spec(_MATH, steps, steps, fattrs=[0.0, 0.0],
+                                           iattrs=[_NOT_EQUAL]), mask))
+        sources += list(states or [])  # (h, and LSTM's c)
+        zero = int(self.zero_output_for_mask and not self.unroll)
+        main = (steps if self.return_sequences else 1) * u
+        n_states = self._states if self.return_state else 0
+        out = b.add(node_spec(self._native_op, main + n_states * u, u,
+                              params=[b.param(self.kernel), b.param(self.recurrent_kernel),
+                                      b.param(self.bias) if self.use_bias else -1],
+                              iattrs=[steps, features, u, int(self.return_sequences),
+                                      int(self.go_backwards), zero, int(mask is not None),
+                                      int(bool(states)), int(self.return_state),
+                                      *self._native_extra()]), *sources)
+        if not self.return_state:
+            return [out]
+        # the output, then each state, picked out of the node's row
+        return [b.pick(out, range(main), last=u)] + [
+            b.pick(out, range(main + k * u, main + (k + 1) * u)) for k in range(n_states)]
+
+    def _native(self, states):
+        return (self._native_op is not None and type(self)._step is type(self)._native_step and
+                self._native_cell() and self.recurrent_dropout == 0.0 and
+                (not states or len(states) == self._states))
+
+    def _native_cell(self):
+        return False
+
+    def _native_extra(self):
+        return []
+
     # --- config ----------------------------------------------------------------------------
     def get_config(self):
         config = {**super().get_config(), "return_sequences": self.return_sequences,
@@ -551,6 +602,15 @@ class SimpleRNN(_RNN):
             z = b.merge(_ADD, z, self._recurrent(b, state[0]), u)
         return [b.act(z, self.activation, u)]
 
+    _native_op = _SIMPLE_RNN
+    _native_step = _step
+
+    def _native_cell(self):
+        return self.activation in (activations.tanh, activations.relu)
+
+    def _native_extra(self):
+        return [int(self.activation is activations.relu)]
+
 
 class _Gated(_RNN):
     """LSTM's and GRU's recurrent_activation, use_cudnn and implementation."""
@@ -578,50 +638,9 @@ class _Gated(_RNN):
     def _own_config(self):
         return {"recurrent_activation": activations.serialize(self.recurrent_activation)}
 
-    # --- the engine's LSTM and GRU nodes -------------------------------------------------------
-    _native_op = None
-
-    def _emit(self, b, node, x, states, mask):
-        """The engine's LSTM or GRU node with Keras's default activations and no recurrent
-        dropout (a mask and initial states are its further inputs, the returned states the
-        end of its row, the input's dropout a node before it): every step in one node, each
-        thread running its samples through the steps; otherwise the steps unrolled as
-        nodes."""
-        if not self._native(states):
-            return super()._emit(b, node, x, states, mask)
-        steps, features = (int(d) for d in node.inputs[0].shape[1:])
-        u = self.units
-        if self._drops(self.dropout):  # (Keras's one mask a sample for every step)
-            x = b.add(node_spec(_DROPOUT, steps * features, features, fattrs=[self.dropout],
-                                iattrs=[self._engine_seed, 0, 1, 0, steps, features]), x)
-        sources = [x]
-        if mask is not None:  # (1 where the step is kept)
-            sources.append(b.add(node_spec(_MATH, steps, steps, fattrs=[0.0, 0.0],
-                                           iattrs=[_NOT_EQUAL]), mask))
-        sources += list(states or [])  # (h, and LSTM's c)
-        zero = int(self.zero_output_for_mask and not self.unroll)
-        main = (steps if self.return_sequences else 1) * u
-        n_states = self._states if self.return_state else 0
-        out = b.add(node_spec(self._native_op, main + n_states * u, u,
-                              params=[b.param(self.kernel), b.param(self.recurrent_kernel),
-                                      b.param(self.bias) if self.use_bias else -1],
-                              iattrs=[steps, features, u, int(self.return_sequences),
-                                      int(self.go_backwards), zero, int(mask is not None),
-                                      int(bool(states)), int(self.return_state)]), *sources)
-        if not self.return_state:
-            return [out]
-        # the output, then each state, picked out of the node's row
-        return [b.pick(out, range(main), last=u)] + [
-            b.pick(out, range(main + k * u, main + (k + 1) * u)) for k in range(n_states)]
-
-    def _native(self, states):
-        return (self._native_cell() and self.activation is activations.tanh and
-                self.recurrent_activation is activations.sigmoid and
-                self.recurrent_dropout == 0.0 and
-                (not states or len(states) == self._states))
-
     def _native_cell(self):
-        return False
+        return (self.activation is activations.tanh and
+                self.recurrent_activation is activations.sigmoid)
 
 
 class LSTM(_Gated):
@@ -670,9 +689,7 @@ class LSTM(_Gated):
         return [h_new, c_new]
 
     _native_op = _LSTM
-
-    def _native_cell(self):
-        return type(self)._step is LSTM._step
+    _native_step = _step
 
     def _own_config(self):
         return {**super()._own_config(), "unit_forget_bias": self.unit_forget_bias,
@@ -704,7 +721,7 @@ class GRU(_Gated):
     _native_op = _GRU
 
     def _native_cell(self):
-        return type(self)._step is GRU._step and self.reset_after
+        return self.reset_after and super()._native_cell()
 
     def _prepare(self, b, x, steps, features):
         u = self.units
@@ -756,6 +773,8 @@ class GRU(_Gated):
         if h is None:
             return [b.merge(_SUB, hh, b.merge(_MUL, z, hh, u), u)]
         return [b.merge(_ADD, hh, b.merge(_MUL, z, b.merge(_SUB, h, hh, u), u), u)]
+
+    _native_step = _step
 
     def _h_dropped(self, b, h):
         """(reset_after=False) the h that r multiplies: its own recurrent dropout mask (the
