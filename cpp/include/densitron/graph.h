@@ -583,6 +583,7 @@ class Graph {
   // kConv (graph_conv.cc): forward and backward of node i; per-thread im2col buffers
   void forward_conv(const Step& st, int i);
   void backward_conv(const Step& st, int i, Share rw);
+  void conv_activation_backward(const Step& st, int i, Share rw, int64_t last);
   void backward_conv_blocks(const Step& st, int i, const graph_detail::ConvGeom& g,
                             float* col);
   // a transposed one's (graph_conv.cc): forward, backward, and the blocked kernel

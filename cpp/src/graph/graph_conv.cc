@@ -315,6 +315,21 @@ void Graph::forward_conv(const Step& st, int i) {
   }
 }
 
+// The node's own activation's gradient, in place in dy (rows rw of this thread, `last` values
+// a row), then a barrier; nothing where the activation is linear, fused or applied by the
+// consumer.
+void Graph::conv_activation_backward(const Step& st, int i, Share rw, int64_t last) {
+  const NodeSpec& node = nodes_[i];
+  if (fused_[i] || dact_by_consumer_[i] || node.activation == Activation::kLinear) return;
+  float* dy = grad_buf_[i].data();
+  if (rw.lo < rw.hi)
+    activation_backward(node.activation, node.act_params,
+                        keeps_input_[i] ? pre_buf_[i].data() + rw.lo * last : nullptr,
+                        out_[i] + rw.lo * last, dy + rw.lo * last, dy + rw.lo * last,
+                        rw.hi - rw.lo, last);
+  barrier(st);
+}
+
 // As kDense's backward: the activation's gradient (rows rw of this thread), then the kernel's
 // gradient, the bias's and the input's (none when the input takes none: a model Input).
 void Graph::backward_conv(const Step& st, int i, Share rw) {
@@ -331,16 +346,7 @@ void Graph::backward_conv(const Step& st, int i, Share rw) {
   const int64_t win = nodes_[in].width, rows = st.batch * positions;
   const float* x = out_[in];
   float* dy = grad_buf_[i].data();
-  const bool act_back = !fused_[i] && !dact_by_consumer_[i] &&
-                        node.activation != Activation::kLinear;
-  if (act_back) {
-    if (rw.lo < rw.hi)
-      activation_backward(node.activation, node.act_params,
-                          keeps_input_[i] ? pre_buf_[i].data() + rw.lo * filters : nullptr,
-                          out_[i] + rw.lo * filters, dy + rw.lo * filters, dy + rw.lo * filters,
-                          rw.hi - rw.lo, filters);
-    barrier(st);
-  }
+  conv_activation_backward(st, i, rw, filters);
   const bool direct = g.direct();
   float* col = direct ? nullptr : conv_scratch(st);
   const int kp = node.params[0];
@@ -557,16 +563,7 @@ void Graph::backward_conv_transpose(const Step& st, int i, const ConvGeom& g, Sh
   const int in = node.inputs[0];
   const float* x = out_[in];
   float* dy = grad_buf_[i].data();
-  const bool act_back = !fused_[i] && !dact_by_consumer_[i] &&
-                        node.activation != Activation::kLinear;
-  if (act_back) {
-    if (rw.lo < rw.hi)
-      activation_backward(node.activation, node.act_params,
-                          keeps_input_[i] ? pre_buf_[i].data() + rw.lo * f : nullptr,
-                          out_[i] + rw.lo * f, dy + rw.lo * f, dy + rw.lo * f, rw.hi - rw.lo,
-                          f);
-    barrier(st);
-  }
+  conv_activation_backward(st, i, rw, f);
   dense_bias_grad(st, i, dy, st.batch * m, 1);
   const bool direct = g.direct();
   float* col = direct ? nullptr : conv_scratch(st);
