@@ -8,12 +8,12 @@
 // summed over kRnnBlocks fixed blocks of samples, each on one thread, then added in block
 // order: the same for any thread count.
 //
-// A step's record (7·units values):
+// A step's record (8·units values; SimpleRNN's 3·units), each ending with the step's h_{t-1}:
 //   LSTM: z = x·W + h·R + b (4u: i, f, g, o, activated in place), c, tanh c, h; the backward
 //         overwrites z with its gradient dz (for the kernels, the bias, dx and dh_{t-1}).
 //   GRU:  x·W + b_x (3u: z, r, h; then z, r, hh activated), h·R + b_h (3u; its third, the
 //         reset's r_h, kept), h; the backward overwrites both with their gradients.
-//   SimpleRNN (2·units values): z = x·W + h·R + b (then its gradient), h = tanh or relu of z.
+//   SimpleRNN: z = x·W + h·R + b (then its gradient), h = tanh or relu of z.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -52,7 +52,8 @@ struct RnnGeom {
   int64_t rec_at() const { return gru ? gates() : 0; }  // where h·R goes in a step's record
   int64_t bias() const { return (gru ? 2 : 1) * gates(); }
   int64_t h_at() const { return (simple ? 1 : 6) * units; }
-  int64_t slot() const { return (simple ? 2 : 7) * units; }
+  int64_t hp_at() const { return h_at() + units; }  // (h_{t-1}, the step's input state)
+  int64_t slot() const { return hp_at() + units; }
   int64_t record() const { return steps * slot(); }  // a sample's
   int64_t time(int64_t s) const { return backwards ? steps - 1 - s : s; }  // step s's input
 };
@@ -262,6 +263,8 @@ void Graph::forward_rnn(const Step& st, int i) {
       const float* prev = s > 0 ? r + k * rec + tp * sl : nullptr;
       const float* hp = prev != nullptr ? prev + g.h_at() : h0 != nullptr ? h0 + k * u : nullptr;
       const float* cp = prev != nullptr ? prev + 4 * u : c0 != nullptr ? c0 + k * u : nullptr;
+      if (hp != nullptr) std::memcpy(z + g.hp_at(), hp, u * sizeof(float));
+      else std::fill(z + g.hp_at(), z + g.hp_at() + u, 0.0f);
       if (g.gru) gru_cell(sq, z, hp, u);
       else if (g.lstm) lstm_cell(sq, z, cp, u);
       else simple_cell(sq, g.relu, z, u);
@@ -378,16 +381,10 @@ void Graph::backward_rnn(const Step& st, int i) {
     if (want_k)
       local_gemm(st, true, false, f, gw, m * steps, x + ss.lo * steps * f, f, r, sl, 0.0f, pk,
                  gw);
-    if (want_r) {  // Σ h_{t-1}ᵀ·d(h·R)_t (from the initial h when given)
-      if (h0 != nullptr)
-        local_gemm(st, true, false, u, gw, m, h0 + ss.lo * u, u, r + g.time(0) * sl + ra, rec,
-                   0.0f, pr, gw);
-      else if (steps == 1)
-        std::fill(pr, pr + kr, 0.0f);
-      for (int64_t s = 1; s < steps; ++s)
-        local_gemm(st, true, false, u, gw, m, r + g.time(s - 1) * sl + g.h_at(), rec,
-                   r + g.time(s) * sl + ra, rec, s == 1 && h0 == nullptr ? 0.0f : 1.0f, pr, gw);
-    }
+    if (want_r)  // Σ h_{t-1}ᵀ·d(h·R)_t over the block's steps in one product (each record
+                 // keeps its step's h_{t-1}: the initial h, or zeros, at the first)
+      local_gemm(st, true, false, u, gw, m * steps, r + g.hp_at(), sl, r + ra, sl, 0.0f, pr,
+                 gw);
     if (want_b) {  // (GRU: both products' gradients, b_x's then b_h's, side by side)
       std::fill(pb, pb + nb, 0.0f);
       for (int64_t k = 0; k < m; ++k)
