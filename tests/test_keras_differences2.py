@@ -499,14 +499,21 @@ def test_timeseries_examples_as_keras_on_jax(scenario):
     theirs = keras_on_jax_json(code)
     ours = json.loads(json.dumps(globals()[scenario](densitron)))
     assert ours.keys() == theirs.keys()
+    # An accuracy counts samples: one near the boundary may land on either side as float32
+    # rounding differs (the generic kernels' build flipped one of the 20 test samples), so
+    # accuracies may differ by one sample of the 12 validated (20 evaluated).
     for key in ours:
         if key == "history":
             assert list(ours[key]) == list(theirs[key])
             for name in ours[key]:  # (float32 rounding grows over 40 steps at rate 0.01)
+                atol = 1 / 12 + 1e-6 if "accuracy" in name else 1e-4
                 np.testing.assert_allclose(ours[key][name], theirs[key][name], rtol=1e-2,
-                                           atol=1e-4, err_msg=name)
+                                           atol=atol, err_msg=name)
         elif key in ("params", "epochs"):
             assert ours[key] == theirs[key]
+        elif key == "test":  # [loss, accuracy]
+            np.testing.assert_allclose(ours[key][0], theirs[key][0], rtol=1e-2, err_msg=key)
+            assert abs(ours[key][1] - theirs[key][1]) <= 1 / 20 + 1e-6, (ours[key], theirs[key])
         else:
             np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-2, atol=1e-3,
                                        err_msg=key)
