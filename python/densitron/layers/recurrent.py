@@ -46,6 +46,12 @@ class _Builder:
         return self.add(node_spec(_INDEX_MAP, len(index), last or len(index), iattrs=index),
                         src)
 
+    def kept_steps(self, mask, steps):
+        """1 where a step is kept, 0 where masked: the mask source's ids (or Masking's kept
+        steps) other than 0."""
+        return self.add(node_spec(_MATH, steps, steps, fattrs=[0.0, 0.0], iattrs=[_NOT_EQUAL]),
+                        mask)
+
     def act(self, src, fn, width):
         return self.add(node_spec(_ACT, width, width, act=activations.engine_spec(fn)), src)
 
@@ -330,16 +336,10 @@ class _RNN(Layer):
     def _unroll(self, b, steps, features, x, states, mask):
         """_emit's nodes for an input of `steps` steps of `features` values."""
         u = self.units
-        training_drop = self._drops(self.dropout)
-        if training_drop and not self._per_gate_dropout():
-            # Keras's one mask a sample for every step: a noise shape (batch, 1, features)
-            x = b.add(node_spec(_DROPOUT, steps * features, features, fattrs=[self.dropout],
-                                iattrs=[self._engine_seed, 0, 1, 0, steps, features]), x)
+        if not self._per_gate_dropout():
+            x = self._input_dropout(b, x, steps, features)
         ctx = self._prepare(b, x, steps, features)
-        kept = None
-        if mask is not None:
-            kept = b.add(node_spec(_MATH, steps, steps, fattrs=[0.0, 0.0],
-                                   iattrs=[_NOT_EQUAL]), mask)
+        kept = None if mask is None else b.kept_steps(mask, steps)
         state = list(states) if states else [None] * self._states
         outs, out = [], None
         order = range(steps - 1, -1, -1) if self.go_backwards else range(steps)
@@ -362,6 +362,14 @@ class _RNN(Layer):
         if self.return_state:
             results += state
         return results
+
+    def _input_dropout(self, b, x, steps, features):
+        """x with Keras's input dropout in training, one mask a sample for every step (a
+        noise shape (batch, 1, features)); x as is without one."""
+        if not self._drops(self.dropout):
+            return x
+        return b.add(node_spec(_DROPOUT, steps * features, features, fattrs=[self.dropout],
+                               iattrs=[self._engine_seed, 0, 1, 0, steps, features]), x)
 
     @staticmethod
     def _drops(rate):
@@ -460,13 +468,9 @@ class _RNN(Layer):
         it."""
         steps, features = (int(d) for d in node.inputs[0].shape[1:])
         u = self.units
-        if self._drops(self.dropout):  # (Keras's one mask a sample for every step)
-            x = b.add(node_spec(_DROPOUT, steps * features, features, fattrs=[self.dropout],
-                                iattrs=[self._engine_seed, 0, 1, 0, steps, features]), x)
-        sources = [x]
-        if mask is not None:  # (1 where the step is kept)
-            sources.append(b.add(node_spec(_MATH, steps, steps, fattrs=[0.0, 0.0],
-                                           iattrs=[_NOT_EQUAL]), mask))
+        sources = [self._input_dropout(b, x, steps, features)]
+        if mask is not None:
+            sources.append(b.kept_steps(mask, steps))
         sources += list(states or [])  # (h, and LSTM's c)
         zero = int(self.zero_output_for_mask and not self.unroll)
         main = (steps if self.return_sequences else 1) * u
@@ -1597,8 +1601,7 @@ class _CustomStep:
                     state += [b.pick(x, [-1] * n) for n in sizes]
         kept = None
         if mask is not None:
-            kept = b.add(node_spec(_MATH, steps, steps, fattrs=[0.0, 0.0],
-                                   iattrs=[_NOT_EQUAL]), mask)
+            kept = b.kept_steps(mask, steps)
             at = self.masked_output
             if not rnn.unroll and not rnn.zero_output_for_mask and (
                     at is None or self.sizes[at] != u):
