@@ -308,7 +308,6 @@ void Graph::backward_rnn(const Step& st, int i) {
   const int64_t n = rs.hi - rs.lo;
   const float* kept = g.masked ? out_[node.inputs[1]] + rs.lo * steps : nullptr;
   const int s0 = static_cast<int>(1 + g.masked);
-  const float* h0 = g.states_in ? out_[node.inputs[s0]] : nullptr;
   const float* c0 = g.states_in && g.lstm ? out_[node.inputs[s0 + 1]] : nullptr;
   const int64_t width = g.width();
   if (n > 0) {
@@ -323,11 +322,8 @@ void Graph::backward_rnn(const Step& st, int i) {
       const int64_t t = g.time(s), tp = g.time(s - 1);
       for (int64_t k = 0; k < n; ++k) {
         float* z = r + k * rec + t * sl;
-        const float* prev = s > 0 ? r + k * rec + tp * sl : nullptr;
-        const float* hp = prev != nullptr ? prev + g.h_at()
-                                          : h0 != nullptr ? h0 + (rs.lo + k) * u : nullptr;
-        const float* cp = prev != nullptr ? prev + 4 * u
-                                          : c0 != nullptr ? c0 + (rs.lo + k) * u : nullptr;
+        const float* cp = s > 0 ? r + k * rec + tp * sl + 4 * u
+                                : c0 != nullptr ? c0 + (rs.lo + k) * u : zeros;
         float* dh = cy + k * 2 * u;
         const float* og = g.sequences ? dy + (rs.lo + k) * width + s * u
                                       : (s == steps - 1 ? dy + (rs.lo + k) * width : zeros);
@@ -338,11 +334,11 @@ void Graph::backward_rnn(const Step& st, int i) {
           std::fill(z, z + ra + gw, 0.0f);
           continue;
         }
-        if (g.gru) gru_cell_backward(z, hp != nullptr ? hp : zeros, og, dh, u);
-        else if (g.lstm) lstm_cell_backward(z, cp != nullptr ? cp : zeros, og, dh, dh + u, u);
+        if (g.gru) gru_cell_backward(z, z + g.hp_at(), og, dh, u);  // (the record's h_{t-1})
+        else if (g.lstm) lstm_cell_backward(z, cp, og, dh, dh + u, u);
         else simple_cell_backward(g.relu, z, z + u, og, dh, u);
       }
-      if (s > 0 || h0 != nullptr)  // dh_{t-1} += d(h·R)·Rᵀ
+      if (s > 0 || g.states_in)  // dh_{t-1} += d(h·R)·Rᵀ
         local_gemm(st, false, true, n, u, gw, r + t * sl + ra, rec, rk, gw, 1.0f, cy, 2 * u);
     }
     for (int k = 0; k < static_cast<int>(g.states_in * g.states()); ++k) {  // dh0 (and dc0)
@@ -350,11 +346,7 @@ void Graph::backward_rnn(const Step& st, int i) {
       if (!requires_grad_[in_k]) continue;
       const bool acc = accumulates(in_k, i, s0 + k);
       float* gs = grad_buf_[in_k].data() + rs.lo * u;
-      for (int64_t j = 0; j < n; ++j) {
-        const float* src = cy + j * 2 * u + k * u;
-        if (acc) add_into(gs + j * u, src, u);
-        else std::memcpy(gs + j * u, src, u * sizeof(float));
-      }
+      for (int64_t j = 0; j < n; ++j) put(gs + j * u, cy + j * 2 * u + k * u, u, acc);
     }
     if (requires_grad_[in]) {  // dx = d(x·W)·Wᵀ, every step of these samples at once
       const bool acc = accumulates(in, i, 0);
