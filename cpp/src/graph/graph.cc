@@ -298,7 +298,6 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
       case OpType::kSimpleRNN: {
         need_inputs(1);
         const auto& ia = node.iattrs;
-        const int64_t gates = node.op == OpType::kGRU ? 3 : node.op == OpType::kLSTM ? 4 : 1;
         bool ok = ia.size() >= 5 && rnn_attrs_valid(node) && in0->width == ia[0] * ia[1] &&
                   node.params.size() == 3 && node.params[0] >= 0 && node.params[1] >= 0 &&
                   node.activation == Activation::kLinear;
@@ -311,8 +310,8 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
               "states in, states out[, SimpleRNN's relu]]]} of its input's and output's widths, a mask of steps values (or none) "
               "and initial states of units values (or none), a kernel, a recurrent kernel and "
               "a bias slot");
-        if (param_size(node.params[0]) != ia[1] * gates * ia[2] ||
-            param_size(node.params[1]) != ia[2] * gates * ia[2] ||
+        if (param_size(node.params[0]) != ia[1] * rnn_columns(node) ||
+            param_size(node.params[1]) != ia[2] * rnn_columns(node) ||
             (node.params[2] >= 0 && param_size(node.params[2]) != rnn_bias_size(node)))
           bad("recurrent layer weight sizes");
         break;

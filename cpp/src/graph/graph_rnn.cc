@@ -212,6 +212,8 @@ int64_t rnn_partial_floats(const NodeSpec& node) {
 
 int64_t rnn_bias_size(const NodeSpec& node) { return RnnGeom(node).bias(); }
 
+int64_t rnn_columns(const NodeSpec& node) { return RnnGeom(node).gates(); }
+
 double rnn_macs(const NodeSpec& node, int64_t batch) {
   const RnnGeom g(node);
   return static_cast<double>(batch) * g.steps * (g.features + g.units) * g.gates();

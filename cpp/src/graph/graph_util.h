@@ -405,6 +405,7 @@ bool rnn_attrs_valid(const NodeSpec& node);
 int64_t rnn_record_floats(const NodeSpec& node, int64_t rows);
 int64_t rnn_partial_floats(const NodeSpec& node);
 int64_t rnn_bias_size(const NodeSpec& node);
+int64_t rnn_columns(const NodeSpec& node);  // the kernels' columns: (4, 3 or 1)·units
 double rnn_macs(const NodeSpec& node, int64_t batch);
 
 }  // namespace graph_detail
