@@ -125,19 +125,26 @@ enum class OpType : int {
                         // Threads share (sample, position) items forward and samples backward
   kLSTM = 36,           // params {kernel (features, 4·units), recurrent_kernel (units,
                         // 4·units), bias (4·units) or -1}, i {steps, features, units,
-                        // sequences, backwards[, zero_masked]}: Keras's LSTM (gates i, f, g,
+                        // sequences, backwards[, zero_masked[, masked, states_in, states_out[,
+                        // variant[, gate_inputs, seed]]]]}: Keras's LSTM (gates i, f, g,
                         // o; sigmoid and tanh) over each sample's steps (steps × features
                         // values), from zero states, in reverse with backwards; width
                         // steps·units (sequences 1: every step's output, in the order
                         // processed) or units (the last). An optional input 1 of steps values
                         // masks the steps where it is 0: they keep the states, and output the
-                        // state h (zeros with zero_masked 1)
+                        // state h (zeros with zero_masked 1). With the 12 iattrs, f {rate}:
+                        // Keras's recurrent dropout in training (rate > 0), h_{t-1} times one
+                        // mask a gate (the seed's, as a Dropout node's of gates·units values)
+                        // before each gate's product; gate_inputs 1: the input holds one copy
+                        // of the features a gate (steps × gates·features), gate q's product
+                        // from copy q (Keras's per-gate input dropout, done before the node)
   kGRU = 37,            // as kLSTM, Keras's GRU with reset_after (gates z, r, h): kernel
                         // (features, 3·units), recurrent_kernel (units, 3·units), bias (2,
-                        // 3·units: the input's, the recurrent product's) or -1
-  kSimpleRNN = 38,      // as kLSTM, Keras's SimpleRNN: h = tanh (or relu, with an iattr 10th
-                        // value 1) of x·W + h·R + b; kernel (features, units), recurrent
-                        // kernel (units, units), bias (units) or -1
+                        // 3·units: the input's, the recurrent product's) or -1; variant 1:
+                        // reset_after=False, (r·h_{t-1})·R_h, bias (3·units)
+  kSimpleRNN = 38,      // as kLSTM, Keras's SimpleRNN: h = tanh (or relu, variant 1) of
+                        // x·W + h·R + b; kernel (features, units), recurrent kernel (units,
+                        // units), bias (units) or -1; gate_inputs 0
 };
 
 // kMath's operations on each value x (a and b: the node's fattrs).

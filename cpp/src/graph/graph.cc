@@ -298,8 +298,9 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
       case OpType::kSimpleRNN: {
         need_inputs(1);
         const auto& ia = node.iattrs;
-        bool ok = ia.size() >= 5 && rnn_attrs_valid(node) && in0->width == ia[0] * ia[1] &&
-                  node.params.size() == 3 && node.params[0] >= 0 && node.params[1] >= 0 &&
+        bool ok = ia.size() >= 5 && rnn_attrs_valid(node) &&
+                  in0->width == rnn_input_width(node) && node.params.size() == 3 &&
+                  node.params[0] >= 0 && node.params[1] >= 0 &&
                   node.activation == Activation::kLinear;
         for (size_t k = 1; ok && k < node.inputs.size(); ++k)  // the mask, the states
           ok = nodes_[node.inputs[k]].width ==
@@ -307,9 +308,11 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
         if (!ok)
           bad("a recurrent layer (LSTM, GRU, SimpleRNN) takes {steps, features, units, "
               "sequences 0 or 1, backwards 0 or 1[, zero masked outputs 0 or 1[, masked, "
-              "states in, states out[, SimpleRNN's relu]]]} of its input's and output's widths, a mask of steps values (or none) "
-              "and initial states of units values (or none), a kernel, a recurrent kernel and "
-              "a bias slot");
+              "states in, states out[, SimpleRNN's relu or GRU's reset_before[, a copy of the "
+              "input a gate, recurrent dropout seed]]]]} (fattrs {recurrent dropout rate} with "
+              "the last two) of its input's and output's widths, a mask of steps values (or "
+              "none) and initial states of units values (or none), a kernel, a recurrent "
+              "kernel and a bias slot");
         if (param_size(node.params[0]) != ia[1] * rnn_columns(node) ||
             param_size(node.params[1]) != ia[2] * rnn_columns(node) ||
             (node.params[2] >= 0 && param_size(node.params[2]) != rnn_bias_size(node)))

@@ -1,18 +1,25 @@
-// kLSTM and kGRU, Keras's LSTM and GRU (reset_after) over a whole sequence (see OpType::kLSTM
-// and kGRU): sigmoid gates, tanh activations. Each thread runs its own samples through every
-// step: one product x·kernel + bias for all their steps, then a step's h_{t-1}·recurrent_kernel
-// and its gates and states in one pass per sample, no meeting between steps (the samples'
-// recurrences are independent); a step a mask drops keeps the states. Each sample keeps a
-// record of every step for the backward, which walks the steps back on the same samples,
-// leaving each step's gate gradients in the record; the kernels' and bias's gradients are
-// summed over kRnnBlocks fixed blocks of samples, each on one thread, then added in block
-// order: the same for any thread count.
+// kLSTM, kGRU and kSimpleRNN, Keras's LSTM, GRU (reset_after, or reset before the product) and
+// SimpleRNN over a whole sequence (see OpType::kLSTM): sigmoid gates, tanh activations (or
+// SimpleRNN's relu). Each thread runs its own samples through every step: one product
+// x·kernel + bias for all their steps, then a step's h_{t-1}·recurrent_kernel and its gates and
+// states in one pass per sample, no meeting between steps (the samples' recurrences are
+// independent); a step a mask drops keeps the states. Each sample keeps a record of every step
+// for the backward, which walks the steps back on the same samples, leaving each step's gate
+// gradients in the record; the kernels' and bias's gradients are summed over kRnnBlocks fixed
+// blocks of samples, each on one thread, then added in block order: the same for any thread
+// count. Keras's recurrent dropout (in training): h_{t-1} times one mask a gate (SimpleRNN's
+// one), drawn once a run as a Dropout node of gates·units values with the node's seed draws
+// them, each gate's recurrent product from its own copy; with it LSTM's and GRU's input may
+// hold one (dropped) copy of the features a gate, each read by its gate's kernel columns.
 //
-// A step's record (8·units values; SimpleRNN's 3·units), each ending with the step's h_{t-1}:
+// A step's record (8·units values; SimpleRNN's 3·units), each ending with the step's h_{t-1}
+// (then GRU's reset before the product: r·h_{t-1} (u); a recurrent dropout: h_{t-1}'s
+// dropped copies (gates·units), the rows its gradient product reads):
 //   LSTM: z = x·W + h·R + b (4u: i, f, g, o, activated in place), c, tanh c, h; the backward
 //         overwrites z with its gradient dz (for the kernels, the bias, dx and dh_{t-1}).
 //   GRU:  x·W + b_x (3u: z, r, h; then z, r, hh activated), h·R + b_h (3u; its third, the
-//         reset's r_h, kept), h; the backward overwrites both with their gradients.
+//         reset's r_h, kept; reset before: (r·h)·R_h, one bias), h; the backward overwrites
+//         both with their gradients.
 //   SimpleRNN: z = x·W + h·R + b (then its gradient), h = tanh or relu of z.
 #include <algorithm>
 #include <cstdint>
@@ -31,31 +38,51 @@ namespace {
 constexpr int kRnnBlocks = 8;
 
 struct RnnGeom {
-  bool lstm, gru, simple, relu;
+  bool lstm, gru, simple, variant, relu, reset_before;
   int64_t steps, features, units, sequences, backwards, zero_masked, masked, states_in,
-      states_out;
+      states_out, gate_inputs, seed;
+  float rate;  // the recurrent dropout's (0: none)
+  bool rec_drop;
   explicit RnnGeom(const NodeSpec& node)
       : lstm(node.op == OpType::kLSTM), gru(node.op == OpType::kGRU),
-        simple(node.op == OpType::kSimpleRNN), relu(simple && node.iattrs.size() > 9 &&
-                                                     node.iattrs[9] == 1),
-        steps(node.iattrs[0]), features(node.iattrs[1]),
+        simple(node.op == OpType::kSimpleRNN),
+        variant(node.iattrs.size() > 9 && node.iattrs[9] == 1), relu(simple && variant),
+        reset_before(gru && variant), steps(node.iattrs[0]), features(node.iattrs[1]),
         units(node.iattrs[2]), sequences(node.iattrs[3]), backwards(node.iattrs[4]),
         zero_masked(node.iattrs.size() > 5 ? node.iattrs[5] : 0),
         masked(node.iattrs.size() > 6 ? node.iattrs[6] : node.inputs.size() > 1),
         states_in(node.iattrs.size() > 6 ? node.iattrs[7] : 0),
-        states_out(node.iattrs.size() > 6 ? node.iattrs[8] : 0) {}
+        states_out(node.iattrs.size() > 6 ? node.iattrs[8] : 0),
+        gate_inputs(node.iattrs.size() > 11 ? node.iattrs[10] : 0),
+        seed(node.iattrs.size() > 11 ? node.iattrs[11] : 0),
+        rate(node.iattrs.size() > 11 && !node.fattrs.empty()
+                 ? static_cast<float>(node.fattrs[0]) : 0.0f),
+        rec_drop(rate > 0.0f) {}
   int64_t states() const { return lstm ? 2 : 1; }  // h (and LSTM's c)
   int64_t main_width() const { return (sequences ? steps : 1) * units; }
   int64_t width() const { return main_width() + states_out * states() * units; }
   int64_t inputs() const { return 1 + masked + states_in * states(); }
-  int64_t gates() const { return (lstm ? 4 : gru ? 3 : 1) * units; }  // a product's columns
+  int64_t ngates() const { return lstm ? 4 : gru ? 3 : 1; }
+  int64_t gates() const { return ngates() * units; }  // a product's columns
+  // a step's input values (gate_inputs: one dropped copy of the features a gate)
+  int64_t in_features() const { return features * (gate_inputs ? ngates() : 1); }
   int64_t rec_at() const { return gru ? gates() : 0; }  // where h·R goes in a step's record
-  int64_t bias() const { return (gru ? 2 : 1) * gates(); }
+  int64_t bias() const { return (gru && !reset_before ? 2 : 1) * gates(); }
   int64_t h_at() const { return (simple ? 1 : 6) * units; }
   int64_t hp_at() const { return h_at() + units; }  // (h_{t-1}, the step's input state)
-  int64_t slot() const { return hp_at() + units; }
+  int64_t rh_at() const { return hp_at() + units; }  // (reset_before: r·h_{t-1})
+  int64_t hd_at() const { return rh_at() + (reset_before ? units : 0); }  // (dropped copies)
+  int64_t slot() const { return hd_at() + (rec_drop ? gates() : 0); }
   int64_t record() const { return steps * slot(); }  // a sample's
   int64_t time(int64_t s) const { return backwards ? steps - 1 - s : s; }  // step s's input
+  // Whether the recurrent product goes a gate at a time (dropped copies, or GRU's reset
+  // before its third), and where gate q's rows of it start in a record (`drop`: this run's)
+  bool split(bool drop) const { return drop || reset_before; }
+  int64_t a_at(int64_t q, bool drop) const {
+    return reset_before && q == 2 ? rh_at() : drop ? hd_at() + q * units : hp_at();
+  }
+  // per sample after the records and the carried dh, dc: the masks, a scratch row
+  int64_t extra() const { return (rec_drop ? gates() : 0) + (split(rec_drop) ? gates() : 0); }
 };
 
 // The ISA's sigmoid and tanh on n values (the elementwise kernels' own, called directly: a
@@ -88,18 +115,32 @@ inline void lstm_cell(const Squash& sq, float* z, const float* cp, int64_t u) {
   for (int64_t j = 0; j < u; ++j) h[j] = z[3 * u + j] * tc[j];
 }
 
-// GRU's step (reset_after): z (the record) holds x·W + b_x, then h·R + b_h; hp the previous h
-// or null. As Keras: z, r = σ(x_z + r_z), σ(x_r + r_r); hh = tanh(x_h + r·r_h);
-// h = z·h_{t-1} + (1 - z)·hh.
-inline void gru_cell(const Squash& sq, float* z, const float* hp, int64_t u) {
+// GRU's step: z (the record) holds x·W + b_x, then h·R + b_h; hp the previous h or null. As
+// Keras: z, r = σ(x_z + r_z), σ(x_r + r_r) (gru_gates); hh = tanh(x_h + r·r_h), or with
+// reset_before tanh(x_h + r_h) (r_h then (r·h_{t-1})·R_h); h = z·h_{t-1} + (1 - z)·hh.
+inline void gru_gates(const Squash& sq, float* z, int64_t u) {
   const float* rc = z + 3 * u;
-  float* h = z + 6 * u;
   for (int64_t j = 0; j < 2 * u; ++j) z[j] += rc[j];
   sq.sigmoid(z, 2 * u);
-  for (int64_t j = 0; j < u; ++j) z[2 * u + j] += z[u + j] * rc[2 * u + j];
+}
+
+inline void gru_finish(const Squash& sq, float* z, const float* hp, bool reset_before,
+                       int64_t u) {
+  const float* rc = z + 3 * u;
+  float* h = z + 6 * u;
+  if (reset_before) {
+    for (int64_t j = 0; j < u; ++j) z[2 * u + j] += rc[2 * u + j];
+  } else {
+    for (int64_t j = 0; j < u; ++j) z[2 * u + j] += z[u + j] * rc[2 * u + j];
+  }
   sq.tanh(z + 2 * u, z + 2 * u, u);
   for (int64_t j = 0; j < u; ++j)
     h[j] = z[j] * (hp != nullptr ? hp[j] : 0.0f) + (1.0f - z[j]) * z[2 * u + j];
+}
+
+inline void gru_cell(const Squash& sq, float* z, const float* hp, int64_t u) {
+  gru_gates(sq, z, u);
+  gru_finish(sq, z, hp, false, u);
 }
 
 // LSTM's gradient at a step for one sample: dh (in: the carried h gradient, out: 0, the
@@ -155,6 +196,39 @@ inline void gru_cell_backward(float* z, const float* hp, const float* og, float*
   gru_parts_backward(z, z + u, z + 2 * u, z + 3 * u, z + 4 * u, z + 5 * u, hp, og, dh, u);
 }
 
+// GRU's with reset_before, first part: as gru_parts_backward, but r_h's gradient is dpre
+// itself and r's waits for d(r·h_{t-1}) (gru_reset_backward); the record's r stays.
+inline void gru_before_backward(float* __restrict xz, float* __restrict xh,
+                                float* __restrict rz, float* __restrict rh,
+                                const float* __restrict hp, const float* __restrict og,
+                                float* __restrict dh, int64_t u) {
+  for (int64_t j = 0; j < u; ++j) {
+    const float gz = xz[j], hh = xh[j];
+    const float h_grad = dh[j] + og[j];
+    const float dz = h_grad * (hp[j] - hh) * gz * (1.0f - gz);
+    const float dpre = h_grad * (1.0f - gz) * (1.0f - hh * hh);
+    xz[j] = dz;
+    xh[j] = dpre;
+    rz[j] = dz;
+    rh[j] = dpre;
+    dh[j] = h_grad * gz;
+  }
+}
+
+// Its second: drh = d(r·h_h) (h_h the h_{t-1}, or its dropped copy, r multiplied): r's
+// gradient into both products' r parts, h_h's into dh (through the copy's mask m, or null).
+inline void gru_reset_backward(float* __restrict xr, float* __restrict rr,
+                               const float* __restrict hh, const float* __restrict drh,
+                               const float* __restrict m, float* __restrict dh, int64_t u) {
+  for (int64_t j = 0; j < u; ++j) {
+    const float gr = xr[j];
+    const float dr = drh[j] * hh[j] * gr * (1.0f - gr);
+    xr[j] = dr;
+    rr[j] = dr;
+    dh[j] += m != nullptr ? drh[j] * gr * m[j] : drh[j] * gr;
+  }
+}
+
 // SimpleRNN's step: z = x·W + h·R + b (the record's first part), h = tanh z or relu z.
 inline void simple_cell(const Squash& sq, bool relu, float* z, int64_t u) {
   float* h = z + u;
@@ -187,22 +261,34 @@ inline void simple_cell_backward(bool relu, float* __restrict z, const float* __
 namespace graph_detail {
 
 bool rnn_attrs_valid(const NodeSpec& node) {
+  // {steps, features, units, sequences, backwards[, zero_masked[, masked, states in, states
+  // out[, variant[, gate_inputs, recurrent dropout seed]]]]}, fattrs {recurrent dropout rate}
+  // with the 12: variant 1 SimpleRNN's relu or GRU's reset_before (LSTM has none),
+  // gate_inputs 1 an input of one copy of the features a gate (not SimpleRNN's)
   const auto& ia = node.iattrs;
-  const bool simple = node.op == OpType::kSimpleRNN;  // (a 10th: relu 1, tanh 0)
-  if (ia.size() != 5 && ia.size() != 6 && ia.size() != 9 && !(simple && ia.size() == 10))
-    return false;
+  const size_t n = ia.size();
+  if (n != 5 && n != 6 && n != 9 && n != 10 && n != 12) return false;
   if (ia[0] < 1 || ia[1] < 1 || ia[2] < 1) return false;
-  for (size_t k = 3; k < ia.size(); ++k)
+  for (size_t k = 3; k < std::min<size_t>(n, 11); ++k)
     if (ia[k] != 0 && ia[k] != 1) return false;
+  if (n >= 10 && ia[9] == 1 && node.op == OpType::kLSTM) return false;
+  if (n == 12 && (ia[11] < 0 || (node.op == OpType::kSimpleRNN && ia[10] != 0))) return false;
+  if (node.fattrs.size() != (n == 12 ? 1u : 0u)) return false;
+  if (n == 12 && !(node.fattrs[0] >= 0.0 && node.fattrs[0] <= 1.0)) return false;
   const RnnGeom g(node);
   return static_cast<int64_t>(node.inputs.size()) == g.inputs() && node.width == g.width() &&
          node.last_dim == g.units;
 }
 
+int64_t rnn_input_width(const NodeSpec& node) {
+  const RnnGeom g(node);
+  return g.steps * g.in_features();
+}
+
 int64_t rnn_record_floats(const NodeSpec& node, int64_t rows) {
   const RnnGeom g(node);
-  // (then each sample's dh, dc carried back, then u zeros)
-  return rows * (g.record() + 2 * g.units) + g.units;
+  // (then each sample's dh, dc carried back, its masks and scratch, then u zeros)
+  return rows * (g.record() + 2 * g.units + g.extra()) + g.units;
 }
 
 int64_t rnn_partial_floats(const NodeSpec& node) {
@@ -216,7 +302,7 @@ int64_t rnn_columns(const NodeSpec& node) { return RnnGeom(node).gates(); }
 
 double rnn_macs(const NodeSpec& node, int64_t batch) {
   const RnnGeom g(node);
-  return static_cast<double>(batch) * g.steps * (g.features + g.units) * g.gates();
+  return static_cast<double>(batch) * g.steps * (g.in_features() + g.units) * g.gates();
 }
 
 }  // namespace graph_detail
@@ -224,50 +310,115 @@ double rnn_macs(const NodeSpec& node, int64_t batch) {
 void Graph::forward_rnn(const Step& st, int i) {
   const NodeSpec& node = nodes_[i];
   const RnnGeom g(node);
-  const int64_t u = g.units, f = g.features, steps = g.steps, sl = g.slot(), rec = g.record();
-  const int64_t gw = g.gates(), ra = g.rec_at();
+  const int64_t u = g.units, fi = g.in_features(), steps = g.steps, sl = g.slot();
+  const int64_t rec = g.record(), gw = g.gates(), ra = g.rec_at();
   const Share rs = share_of(st.batch, st.ith, st.nth, 1);
   const int64_t n = rs.hi - rs.lo;
   if (n <= 0) return;
-  const float* x = out_[node.inputs[0]] + rs.lo * steps * f;
+  const float* x = out_[node.inputs[0]] + rs.lo * steps * fi;
   // with a mask (input 1: 1 a step kept, 0 masked), a masked step keeps the states
   const float* kept = g.masked ? out_[node.inputs[1]] + rs.lo * steps : nullptr;
   // the initial states (h, then LSTM's c), or zeros
   const int s0 = static_cast<int>(1 + g.masked);
   const float* h0 = g.states_in ? out_[node.inputs[s0]] + rs.lo * u : nullptr;
   const float* c0 = g.states_in && g.lstm ? out_[node.inputs[s0 + 1]] + rs.lo * u : nullptr;
-  float* r = aux_buf_[i].data() + rs.lo * rec;
+  float* records = aux_buf_[i].data();
+  float* r = records + rs.lo * rec;
   const int64_t width = g.width();
   float* y = out_buf_[i].data() + rs.lo * width;
   const float* bias = param(i, 2);
+  const float* kw = param(i, 0);
   GemmEpilogue ep;
   ep.bias = bias;
-  // every step's x_t·kernel + bias (GRU: its input half), into the records
-  local_gemm(st, false, false, n * steps, gw, f, x, f, param(i, 0), gw, 0.0f, r, sl, &ep);
+  // every step's x_t·kernel + bias (GRU: its input half), into the records; gate_inputs: each
+  // gate's columns from its own copy of the features
+  if (!g.gate_inputs) {
+    local_gemm(st, false, false, n * steps, gw, fi, x, fi, kw, gw, 0.0f, r, sl, &ep);
+  } else {
+    for (int64_t q = 0; q < g.ngates(); ++q) {
+      GemmEpilogue eq;
+      eq.bias = bias != nullptr ? bias + q * u : nullptr;
+      local_gemm(st, false, false, n * steps, u, g.features, x + q * g.features, fi,
+                 kw + q * u, gw, 0.0f, r + q * u, sl, &eq);
+    }
+  }
+  // the recurrent dropout in training: each sample's masks (one a gate: Keras's implementation
+  // 1), the values a Dropout node of gates·units values with the seed draws from ones (the
+  // unrolled steps' masks), each 1/(1 - rate) or 0
+  const bool drop = g.rec_drop && st.training, split = g.split(drop);
+  float* masks = records + st.batch * (rec + 2 * u);
+  if (drop) {
+    const float scale = 1.0f / (1.0f - g.rate);
+    for (int64_t k = 0; k < n; ++k) {
+      float* m = masks + (rs.lo + k) * gw;
+      std::fill(m, m + gw, 1.0f);
+      elementwise_kernels()->dropout(m, m, gw, static_cast<uint64_t>(g.seed),
+                                     static_cast<uint64_t>(noise_key(st)),
+                                     static_cast<uint64_t>((rs.lo + k) * gw), g.rate, scale,
+                                     false);
+    }
+  }
   GemmEpilogue rec_ep;  // (GRU: the recurrent half of the bias, added to h·R)
-  rec_ep.bias = g.gru && bias != nullptr ? bias + gw : nullptr;
+  rec_ep.bias = g.gru && !g.reset_before && bias != nullptr ? bias + gw : nullptr;
   const float* rk = param(i, 1);
   const Squash sq;
+  // the recurrent product of gate q's columns (split) from rows a_at(q) of step t's records
+  auto gate_product = [&](int64_t t, int64_t q) {
+    GemmEpilogue eq;
+    eq.bias = rec_ep.bias != nullptr ? rec_ep.bias + q * u : nullptr;
+    local_gemm(st, false, false, n, u, u, r + t * sl + g.a_at(q, drop), rec, rk + q * u, gw,
+               g.gru ? 0.0f : 1.0f, r + t * sl + ra + q * u, rec, &eq);
+  };
   for (int64_t s = 0; s < steps; ++s) {
     const int64_t t = g.time(s), tp = g.time(s - 1);
-    if (s > 0 || h0 != nullptr) {  // LSTM: z += h_{t-1}·R; GRU: its second product h·R + b_h
+    const bool has_h = s > 0 || h0 != nullptr;
+    auto prev_h = [&](int64_t k) -> const float* {
+      return s > 0 ? r + k * rec + tp * sl + g.h_at() : h0 != nullptr ? h0 + k * u : nullptr;
+    };
+    auto keep_prev = [&](int64_t k) {  // the record's h_{t-1} (and its dropped copies)
+      float* z = r + k * rec + t * sl;
+      const float* hp = prev_h(k);
+      if (hp != nullptr) std::memcpy(z + g.hp_at(), hp, u * sizeof(float));
+      else std::fill(z + g.hp_at(), z + g.hp_at() + u, 0.0f);
+      if (!drop) return;
+      const float* m = masks + (rs.lo + k) * gw;
+      for (int64_t q = 0; q < g.ngates(); ++q)
+        for (int64_t j = 0; j < u; ++j)
+          z[g.hd_at() + q * u + j] = z[g.hp_at() + j] * m[q * u + j];
+    };
+    if (split) {
+      for (int64_t k = 0; k < n; ++k) keep_prev(k);
+      // (reset_before: its third product waits for r)
+      for (int64_t q = 0; has_h && q < g.ngates() - (g.reset_before ? 1 : 0); ++q)
+        gate_product(t, q);
+    } else if (has_h) {  // LSTM: z += h_{t-1}·R; GRU: its second product h·R + b_h
       local_gemm(st, false, false, n, gw, u, s > 0 ? r + tp * sl + g.h_at() : h0,
                  s > 0 ? rec : u, rk, gw, g.gru ? 0.0f : 1.0f, r + t * sl + ra, rec, &rec_ep);
-    } else if (g.gru) {  // (h_{-1} = 0: b_h alone)
+    }
+    if (g.gru && !has_h) {  // (h_{-1} = 0: b_h alone)
       for (int64_t k = 0; k < n; ++k) {
         float* rc = r + k * rec + t * sl + ra;
         if (rec_ep.bias != nullptr) std::memcpy(rc, rec_ep.bias, gw * sizeof(float));
         else std::fill(rc, rc + gw, 0.0f);
       }
     }
+    if (g.reset_before) {  // z, r; then r·h_{t-1} (its dropped copy) and its product
+      for (int64_t k = 0; k < n; ++k) {
+        float* z = r + k * rec + t * sl;
+        gru_gates(sq, z, u);
+        const float* hh = z + (drop ? g.hd_at() + 2 * u : g.hp_at());
+        for (int64_t j = 0; j < u; ++j) z[g.rh_at() + j] = z[u + j] * hh[j];
+      }
+      if (has_h) gate_product(t, 2);
+    }
     for (int64_t k = 0; k < n; ++k) {
       float* z = r + k * rec + t * sl;
       const float* prev = s > 0 ? r + k * rec + tp * sl : nullptr;
-      const float* hp = prev != nullptr ? prev + g.h_at() : h0 != nullptr ? h0 + k * u : nullptr;
+      const float* hp = prev_h(k);
       const float* cp = prev != nullptr ? prev + 4 * u : c0 != nullptr ? c0 + k * u : nullptr;
-      if (hp != nullptr) std::memcpy(z + g.hp_at(), hp, u * sizeof(float));
-      else std::fill(z + g.hp_at(), z + g.hp_at() + u, 0.0f);
-      if (g.gru) gru_cell(sq, z, hp, u);
+      if (!split) keep_prev(k);
+      if (g.reset_before) gru_finish(sq, z, hp, true, u);
+      else if (g.gru) gru_cell(sq, z, hp, u);
       else if (g.lstm) lstm_cell(sq, z, cp, u);
       else simple_cell(sq, g.relu, z, u);
       float* h = z + g.h_at();
@@ -297,24 +448,31 @@ void Graph::forward_rnn(const Step& st, int i) {
 void Graph::backward_rnn(const Step& st, int i) {
   const NodeSpec& node = nodes_[i];
   const RnnGeom g(node);
-  const int64_t u = g.units, f = g.features, steps = g.steps, sl = g.slot(), rec = g.record();
-  const int64_t gw = g.gates(), ra = g.rec_at();
+  const int64_t u = g.units, f = g.features, fi = g.in_features(), steps = g.steps;
+  const int64_t sl = g.slot(), rec = g.record(), gw = g.gates(), ra = g.rec_at();
   const int in = node.inputs[0];
   const float* x = out_[in];
   const float* dy = grad_buf_[i].data();
   float* records = aux_buf_[i].data();
   float* carry = records + st.batch * rec;  // each sample's dh, dc (2u values)
+  const float* masks = carry + st.batch * 2 * u;  // (the forward's, with recurrent dropout)
+  float* scratch = records + st.batch * (rec + 2 * u) + (g.rec_drop ? st.batch * gw : 0);
   const float* zeros = records + aux_buf_[i].size() - u;  // (zeroed by ensure_capacity)
   const float* rk = param(i, 1);
+  const float* kw = param(i, 0);
   const Share rs = share_of(st.batch, st.ith, st.nth, 1);
   const int64_t n = rs.hi - rs.lo;
   const float* kept = g.masked ? out_[node.inputs[1]] + rs.lo * steps : nullptr;
   const int s0 = static_cast<int>(1 + g.masked);
   const float* c0 = g.states_in && g.lstm ? out_[node.inputs[s0 + 1]] : nullptr;
   const int64_t width = g.width();
+  const bool drop = g.rec_drop, split = g.split(drop);
+  // the gates whose recurrent product reads h_{t-1} (or its copies) directly
+  const int64_t direct = g.ngates() - (g.reset_before ? 1 : 0);
   if (n > 0) {
     float* r = records + rs.lo * rec;
     float* cy = carry + rs.lo * 2 * u;
+    float* sc = scratch + rs.lo * gw;
     std::fill(cy, cy + n * 2 * u, 0.0f);
     for (int64_t k = 0; k < n && g.states_out; ++k) {  // the final states' gradients
       const float* ds = dy + (rs.lo + k) * width + g.main_width();
@@ -322,6 +480,7 @@ void Graph::backward_rnn(const Step& st, int i) {
     }
     for (int64_t s = steps - 1; s >= 0; --s) {
       const int64_t t = g.time(s), tp = g.time(s - 1);
+      const bool has_h = s > 0 || g.states_in;
       for (int64_t k = 0; k < n; ++k) {
         float* z = r + k * rec + t * sl;
         const float* cp = s > 0 ? r + k * rec + tp * sl + 4 * u
@@ -336,12 +495,47 @@ void Graph::backward_rnn(const Step& st, int i) {
           std::fill(z, z + ra + gw, 0.0f);
           continue;
         }
-        if (g.gru) gru_cell_backward(z, z + g.hp_at(), og, dh, u);  // (the record's h_{t-1})
+        if (g.reset_before)
+          gru_before_backward(z, z + 2 * u, z + 3 * u, z + 5 * u, z + g.hp_at(), og, dh, u);
+        else if (g.gru) gru_cell_backward(z, z + g.hp_at(), og, dh, u);  // (the record's h_{t-1})
         else if (g.lstm) lstm_cell_backward(z, cp, og, dh, dh + u, u);
         else simple_cell_backward(g.relu, z, z + u, og, dh, u);
       }
-      if (s > 0 || g.states_in)  // dh_{t-1} += d(h·R)·Rᵀ
+      if (g.reset_before) {  // d(r·h_{t-1}) = d(r_h)·R_hᵀ: r's gradient, h_{t-1}'s through it
+        if (has_h)
+          local_gemm(st, false, true, n, u, u, r + t * sl + ra + 2 * u, rec, rk + 2 * u, gw,
+                     0.0f, sc + 2 * u, gw);
+        for (int64_t k = 0; k < n; ++k) {
+          float* z = r + k * rec + t * sl;
+          if (!has_h) {  // (r·0: no gradient)
+            std::fill(z + u, z + 2 * u, 0.0f);
+            std::fill(z + 4 * u, z + 5 * u, 0.0f);
+            continue;
+          }
+          gru_reset_backward(z + u, z + 4 * u, z + (drop ? g.hd_at() + 2 * u : g.hp_at()),
+                             sc + k * gw + 2 * u,
+                             drop ? masks + (rs.lo + k) * gw + 2 * u : nullptr,
+                             cy + k * 2 * u, u);
+        }
+      }
+      if (!has_h) continue;
+      if (!split) {  // dh_{t-1} += d(h·R)·Rᵀ
         local_gemm(st, false, true, n, u, gw, r + t * sl + ra, rec, rk, gw, 1.0f, cy, 2 * u);
+      } else if (!drop) {  // (reset_before: z's and r's columns)
+        local_gemm(st, false, true, n, u, direct * u, r + t * sl + ra, rec, rk, gw, 1.0f, cy,
+                   2 * u);
+      } else {  // each gate's d(h_q·R_q)·R_qᵀ through its mask
+        for (int64_t q = 0; q < direct; ++q)
+          local_gemm(st, false, true, n, u, u, r + t * sl + ra + q * u, rec, rk + q * u, gw,
+                     0.0f, sc + q * u, gw);
+        for (int64_t k = 0; k < n; ++k) {
+          float* dh = cy + k * 2 * u;
+          const float* m = masks + (rs.lo + k) * gw;
+          const float* d = sc + k * gw;
+          for (int64_t q = 0; q < direct; ++q)
+            for (int64_t j = 0; j < u; ++j) dh[j] += d[q * u + j] * m[q * u + j];
+        }
+      }
     }
     for (int k = 0; k < static_cast<int>(g.states_in * g.states()); ++k) {  // dh0 (and dc0)
       const int in_k = node.inputs[s0 + k];
@@ -352,8 +546,14 @@ void Graph::backward_rnn(const Step& st, int i) {
     }
     if (requires_grad_[in]) {  // dx = d(x·W)·Wᵀ, every step of these samples at once
       const bool acc = accumulates(in, i, 0);
-      local_gemm(st, false, true, n * steps, f, gw, r, sl, param(i, 0), gw, acc ? 1.0f : 0.0f,
-                 grad_buf_[in].data() + rs.lo * steps * f, f);
+      float* gx = grad_buf_[in].data() + rs.lo * steps * fi;
+      if (!g.gate_inputs) {
+        local_gemm(st, false, true, n * steps, f, gw, r, sl, kw, gw, acc ? 1.0f : 0.0f, gx, f);
+      } else {  // (each gate's copy of the features)
+        for (int64_t q = 0; q < g.ngates(); ++q)
+          local_gemm(st, false, true, n * steps, f, u, r + q * u, sl, kw + q * u, gw,
+                     acc ? 1.0f : 0.0f, gx + q * f, fi);
+      }
     }
   }
   const int kp = node.params[0], rp = node.params[1], bp = node.params[2];
@@ -372,13 +572,20 @@ void Graph::backward_rnn(const Step& st, int i) {
     float* pr = pk + kf;
     float* pb = pr + kr;
     const float* r = records + ss.lo * rec;
-    if (want_k)
-      local_gemm(st, true, false, f, gw, m * steps, x + ss.lo * steps * f, f, r, sl, 0.0f, pk,
-                 gw);
-    if (want_r)  // Σ h_{t-1}ᵀ·d(h·R)_t over the block's steps in one product (each record
-                 // keeps its step's h_{t-1}: the initial h, or zeros, at the first)
+    const float* xb = x + ss.lo * steps * fi;
+    if (want_k && !g.gate_inputs)
+      local_gemm(st, true, false, f, gw, m * steps, xb, f, r, sl, 0.0f, pk, gw);
+    for (int64_t q = 0; want_k && g.gate_inputs && q < g.ngates(); ++q)
+      local_gemm(st, true, false, f, u, m * steps, xb + q * f, fi, r + q * u, sl, 0.0f,
+                 pk + q * u, gw);
+    // Σ h_{t-1}ᵀ·d(h·R)_t over the block's steps in one product (each record keeps its step's
+    // h_{t-1}: the initial h, or zeros, at the first); split, a gate's from its own rows
+    if (want_r && !split)
       local_gemm(st, true, false, u, gw, m * steps, r + g.hp_at(), sl, r + ra, sl, 0.0f, pr,
                  gw);
+    for (int64_t q = 0; want_r && split && q < g.ngates(); ++q)
+      local_gemm(st, true, false, u, u, m * steps, r + g.a_at(q, drop), sl, r + ra + q * u, sl,
+                 0.0f, pr + q * u, gw);
     if (want_b) {  // (GRU: both products' gradients, b_x's then b_h's, side by side)
       std::fill(pb, pb + nb, 0.0f);
       for (int64_t k = 0; k < m; ++k)

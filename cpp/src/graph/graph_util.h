@@ -395,13 +395,14 @@ void math_backward(MathOp op, float a, float b, const float* x, const float* y,
                    const float* dy, float* g, int64_t n);
 
 // kLSTM's, kGRU's and kSimpleRNN's (graph_rnn.cc): attributes {steps, features, units,
-// sequences, backwards[, zero_masked[, masked, states_in, states_out[, relu]]]} valid with its
-// inputs and width; the floats of its records for `rows` samples, of its blocks' gradient
+// sequences, backwards[, zero_masked[, masked, states_in, states_out[, variant[, gate_inputs,
+// seed]]]]} (see rnn_attrs_valid) valid with its inputs and width; its input's width; the floats of its records for `rows` samples, of its blocks' gradient
 // partials, of its bias; its multiply-adds a forward of `batch` samples.
 inline bool rnn_op(OpType op) {
   return op == OpType::kLSTM || op == OpType::kGRU || op == OpType::kSimpleRNN;
 }
 bool rnn_attrs_valid(const NodeSpec& node);
+int64_t rnn_input_width(const NodeSpec& node);  // steps × (a step's input values)
 int64_t rnn_record_floats(const NodeSpec& node, int64_t rows);
 int64_t rnn_partial_floats(const NodeSpec& node);
 int64_t rnn_bias_size(const NodeSpec& node);

@@ -403,12 +403,7 @@ class _RNN(Layer):
         if not (self._per_gate_dropout() and 0.0 < self.dropout < 1.0):
             return b.dense(x, self.kernel, steps * width, use, last=width)
         g, u = self._gates, self.units
-        copies = b.pick(x, [t * features + f for t in range(steps) for _ in range(g)
-                            for f in range(features)], last=g * features)
-        copies = b.add(node_spec(_DROPOUT, steps * g * features, g * features,
-                                 fattrs=[self.dropout],
-                                 iattrs=[self._engine_seed, 0, 1, 0, steps, g * features]),
-                       copies)
+        copies = self._gate_copies(b, x, steps, features)
         parts = []
         for q in range(g):
             xq = b.pick(copies, [t * g * features + q * features + f for t in range(steps)
@@ -417,6 +412,17 @@ class _RNN(Layer):
             parts.append(b.pick(full, [t * width + q * u + j for t in range(steps)
                                        for j in range(u)], last=u))
         return b.add(node_spec(_CONCAT, steps * width, width, iattrs=[steps]), *parts)
+
+    def _gate_copies(self, b, x, steps, features):
+        """(per-gate input dropout) each step's features once a gate, (steps, gates·features),
+        each copy through its own mask (one a sample for every step)."""
+        g = self._gates
+        copies = b.pick(x, [t * features + f for t in range(steps) for _ in range(g)
+                            for f in range(features)], last=g * features)
+        return b.add(node_spec(_DROPOUT, steps * g * features, g * features,
+                               fattrs=[self.dropout],
+                               iattrs=[self._engine_seed, 0, 1, 0, steps, g * features]),
+                     copies)
 
     def _recurrent(self, b, h, gates=None):
         """h·recurrent_kernel (gates·units values); with per-gate recurrent dropout each gate's
@@ -462,26 +468,37 @@ class _RNN(Layer):
 
     def _native_emit(self, b, node, x, states, mask):
         """The engine's LSTM, GRU or SimpleRNN node (Keras's default activations, relu too for
-        SimpleRNN, no recurrent dropout; see _native): every step in one node, each thread
-        running its samples through the steps; a mask and initial states are its further
-        inputs, the returned states the end of its row, the input's dropout a node before
-        it."""
+        SimpleRNN; see _native): every step in one node, each thread running its samples
+        through the steps; a mask and initial states are its further inputs, the returned
+        states the end of its row, the input's dropout a node before it (with a recurrent
+        dropout, LSTM's and GRU's one copy of the features a gate, each with its own mask:
+        the node then reads gates·features a step). The recurrent dropout's masks the node
+        draws itself, in training, as the unrolled steps' Dropout node of the same seed
+        (_rec_dropout: one a gate, or SimpleRNN's one)."""
         steps, features = (int(d) for d in node.inputs[0].shape[1:])
         u = self.units
-        sources = [self._input_dropout(b, x, steps, features)]
+        gate_inputs = self._per_gate_dropout() and 0.0 < self.dropout < 1.0
+        sources = [self._gate_copies(b, x, steps, features) if gate_inputs
+                   else self._input_dropout(b, x, steps, features)]
         if mask is not None:
             sources.append(b.kept_steps(mask, steps))
         sources += list(states or [])  # (h, and LSTM's c)
         zero = int(self.zero_output_for_mask and not self.unroll)
         main = (steps if self.return_sequences else 1) * u
         n_states = self._states if self.return_state else 0
+        extra, fattrs = self._native_extra(), []
+        rate = self.recurrent_dropout if self._drops(self.recurrent_dropout) else 0.0
+        if gate_inputs or rate:  # (the variant, then the copies' flag and the masks' seed)
+            extra = [*(extra or [0]), int(gate_inputs), (self._engine_seed + 1) % 2**62]
+            fattrs = [rate]
         out = b.add(node_spec(self._native_op, main + n_states * u, u,
                               params=[b.param(self.kernel), b.param(self.recurrent_kernel),
                                       b.param(self.bias) if self.use_bias else -1],
+                              fattrs=fattrs,
                               iattrs=[steps, features, u, int(self.return_sequences),
                                       int(self.go_backwards), zero, int(mask is not None),
-                                      int(bool(states)), int(self.return_state),
-                                      *self._native_extra()]), *sources)
+                                      int(bool(states)), int(self.return_state), *extra]),
+                    *sources)
         if not self.return_state:
             return [out]
         # the output, then each state, picked out of the node's row
@@ -490,8 +507,7 @@ class _RNN(Layer):
 
     def _native(self, states):
         return (self._native_op is not None and type(self)._step is type(self)._native_step and
-                self._native_cell() and self.recurrent_dropout == 0.0 and
-                (not states or len(states) == self._states))
+                self._native_cell() and (not states or len(states) == self._states))
 
     def _native_cell(self):
         return False
@@ -724,8 +740,8 @@ class GRU(_Gated):
 
     _native_op = _GRU
 
-    def _native_cell(self):
-        return self.reset_after and super()._native_cell()
+    def _native_extra(self):
+        return [int(not self.reset_after)]  # (the node's variant: reset before the product)
 
     def _prepare(self, b, x, steps, features):
         u = self.units
