@@ -978,6 +978,12 @@ class Trainer:
         if by is None:
             raise ValueError(f"Each batch of `{arg}` must hold targets: (x, y) or (x, y, "
                              f"sample_weight). Received: a batch of x alone")
+        if engine_ready and self.__dict__.get("_dynamic"):
+            # (a model with None dimensions follows each batch's lengths: a batch of other
+            # lengths than the last runs the engine graph of those, compiled on first use)
+            key = self._shape_key
+            self._specialise_for(bx, arg)
+            engine_ready = self._shape_key == key
         try:
             xs, ys, rows = self._prepare_xy(bx, by, reject_x_nan=False,
                                             engine_ready=engine_ready)
@@ -1026,6 +1032,9 @@ class Trainer:
         cb, history = self._callback_list(callbacks, verbose, epochs, steps)
         in_order = np.arange(0, dtype=np.int64)
         previous = None  # (the last epoch's training logs)
+        # A model with None dimensions may run batches of several lengths, each on its own
+        # engine graph: the epoch's totals are summed here rather than continued by a graph.
+        summed = bool(self.__dict__.get("_dynamic"))
 
         def train_epoch(epoch):
             nonlocal in_order, previous
@@ -1044,10 +1053,11 @@ class Trainer:
                 if in_order.shape[0] != rows:
                     in_order = np.arange(rows, dtype=np.int64)
                 # (the engine sums the epoch's totals, continuing them after its first batch)
-                *totals, nan = self._graph.train_batches(xs, ys, in_order, rows, 0, 1, sws,
-                                                         done > 0)
+                *step, nan = self._graph.train_batches(xs, ys, in_order, rows, 0, 1, sws,
+                                                       done > 0 and not summed)
                 if nan is not None:
                     raise data_mod.engine_nan_error(xs, nan, done)
+                totals = sources.add_totals(totals if done else None, step) if summed else step
                 done += 1
                 if done % spe == 0:  # (Keras stops between runs)
                     if hooks:

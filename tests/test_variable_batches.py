@@ -1,0 +1,159 @@
+"""Batches of different lengths within one fit, evaluate or predict, as Keras users train
+text models (keras.io's examples pad each batch to its own longest sequence, from a
+generator or a keras.utils.PyDataset): a model with Input(shape=(None,)) runs each batch on
+the engine graph of its lengths (built once a length), the optimizer's state going on across
+them. Losses, metrics and weights against Keras 3.15 on JAX (which retraces per shape) over
+several epochs of a PyDataset and of a generator of three to four lengths, validation on
+mixed lengths, evaluate, predict, and the batch methods with a new length each call."""
+
+import densitron
+import numpy as np
+import pytest
+from keras_subprocess import keras_on_jax_json
+
+VOCAB = 19
+# each batch's (rows, length): four lengths, not in order, one met twice in a row
+PLAN = [(4, 5), (4, 8), (3, 3), (4, 8), (4, 6), (2, 5)]
+
+
+def lstm_model(lib):
+    """Embedding(mask_zero=True) into an LSTM (the mask of each batch's padding)."""
+    L = lib.layers
+    inp = lib.Input(shape=(None,), dtype="int32")
+    x = L.Embedding(VOCAB, 5, mask_zero=True)(inp)
+    x = L.LSTM(4)(x)
+    return lib.Model(inp, L.Dense(1, activation="sigmoid")(x))
+
+
+def gru_model(lib):
+    """A Sequential: Embedding(mask_zero=True), GRU over the steps, GlobalAveragePooling1D
+    (of the unmasked steps)."""
+    L = lib.layers
+    return lib.Sequential([lib.Input(shape=(None,), dtype="int32"),
+                           L.Embedding(VOCAB, 4, mask_zero=True),
+                           L.GRU(5, return_sequences=True), L.GlobalAveragePooling1D(),
+                           L.Dense(1, activation="sigmoid")])
+
+
+def conv_model(lib):
+    """keras.io's text classification from scratch, small: Embedding, Conv1D,
+    GlobalMaxPooling1D, Dense."""
+    L = lib.layers
+    inp = lib.Input(shape=(None,), dtype="int64")
+    x = L.Embedding(VOCAB, 6)(inp)
+    x = L.Conv1D(5, 3, padding="same", activation="relu")(x)
+    x = L.GlobalMaxPooling1D()(x)
+    return lib.Model(inp, L.Dense(1, activation="sigmoid")(L.Dense(4, activation="tanh")(x)))
+
+
+# name: (builder, optimizer)
+CASES = {"lstm": (lstm_model, "adam"), "gru": (gru_model, "rmsprop"),
+         "conv": (conv_model, "adam")}
+
+
+def batch(seed, rows, length):
+    """Ids padded with zeros after each row's own length (the batch padded to its longest
+    row), and binary targets."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(1, VOCAB, (rows, length))
+    for r in range(1, rows):
+        x[r, rng.integers(1, length + 1):] = 0
+    return x, rng.integers(0, 2, (rows, 1)).astype(np.float32)
+
+
+def batches(offset=0, plan=PLAN):
+    return [batch(offset + k, rows, length) for k, (rows, length) in enumerate(plan)]
+
+
+def same_weights(model, seed=5):
+    rng = np.random.default_rng(seed)
+    model.set_weights([(rng.standard_normal(w.shape) * 0.3).astype(np.float32)
+                       for w in model.get_weights()])
+    return model
+
+
+def dataset(lib, items):
+    """A PyDataset of the given batches, in order."""
+    class Batches(lib.utils.PyDataset):
+        def __len__(self):
+            return len(items)
+
+        def __getitem__(self, i):
+            return items[i]
+
+    return Batches()
+
+
+def repeating(items):
+    while True:
+        yield from items
+
+
+def run_case(lib, name):
+    """fit on a PyDataset of mixed lengths (validated on another), then on a generator with
+    steps_per_epoch, evaluate and predict on mixed lengths, then the batch methods with a
+    new length each call: every log, the weights after each phase, the outputs."""
+    build, optimizer = CASES[name]
+    model = same_weights(build(lib))
+    model.compile(optimizer=optimizer, loss="binary_crossentropy",
+                  metrics=["accuracy", "mae"])
+    train, val = batches(), batches(100, [(3, 7), (4, 4), (3, 7)])
+    out = {}
+    out["fit"] = model.fit(dataset(lib, train), epochs=3, shuffle=False, verbose=0,
+                           validation_data=dataset(lib, val)).history
+    out["weights_fit"] = [w.tolist() for w in model.get_weights()]
+    out["fit_gen"] = model.fit(repeating(train[::-1]), steps_per_epoch=len(train), epochs=2,
+                               verbose=0).history
+    out["weights_gen"] = [w.tolist() for w in model.get_weights()]
+    out["evaluate"] = model.evaluate(dataset(lib, val + train[:2]), verbose=0,
+                                     return_dict=True)
+    out["predict"] = np.asarray(model.predict(dataset(lib, [(x,) for x, _ in val]),
+                                              verbose=0)).tolist()
+    on_batch = []
+    for x, y in train[:4]:
+        on_batch.append(model.train_on_batch(x, y, return_dict=True))
+        on_batch.append(model.test_on_batch(x[:, :-1], y, return_dict=True))
+        on_batch.append(np.asarray(model.predict_on_batch(x[:, :2])).tolist())
+    out["on_batch"] = on_batch
+    out["weights_end"] = [w.tolist() for w in model.get_weights()]
+    out["iterations"] = int(model.optimizer.iterations)
+    return out
+
+
+_JAX_SIDE = """
+import json, keras
+import test_variable_batches as t
+print(json.dumps({name: t.run_case(keras, name) for name in t.CASES}))
+"""
+
+
+@pytest.fixture(scope="module")
+def keras_results():
+    return keras_on_jax_json(_JAX_SIDE)
+
+
+def _close(got, expected, rtol, atol, what):
+    if isinstance(expected, dict):
+        assert sorted(got) == sorted(expected), what
+        for k in expected:
+            _close(got[k], expected[k], rtol, atol, f"{what}[{k!r}]")
+    elif isinstance(expected, list) and expected and isinstance(expected[0], (dict, list)):
+        assert len(got) == len(expected), what
+        for k, (g, e) in enumerate(zip(got, expected)):
+            _close(g, e, rtol, atol, f"{what}[{k}]")
+    else:
+        np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(expected),
+                                   rtol=rtol, atol=atol, err_msg=what)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_mixed_lengths_match_keras_on_jax(name, keras_results):
+    """The same losses and metrics each epoch (validation on mixed lengths too), the same
+    weights after each phase, evaluate's and predict's results and the batch methods' at a
+    new length each call: one optimizer state all along, up to float32 rounding."""
+    got, expected = run_case(densitron, name), keras_results[name]
+    assert got["iterations"] == expected["iterations"] == 3 * 6 + 2 * 6 + 4
+    for key in ("fit", "fit_gen", "evaluate", "on_batch", "predict"):
+        _close(got[key], expected[key], 1e-5, 1e-6, key)
+    for key in ("weights_fit", "weights_gen", "weights_end"):
+        _close(got[key], expected[key], 1e-4, 2e-6, key)
