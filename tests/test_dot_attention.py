@@ -211,3 +211,18 @@ def test_refusals():
         layers.Attention()([q, densitron.Input((6, 3))])
     with pytest.raises(ValueError, match="not masks passed as arguments. Received"):
         layers.Attention()([q, q], mask=[None, None])
+
+
+def test_profile_counts_the_attention_products_as_gemm():
+    # No Dense in the model: its GEMM time is the attention's batched products (the scores
+    # q·kᵀ and their weighting of v, forward and backward), which the step profile once
+    # counted as elementwise work.
+    rng = np.random.default_rng(3)
+    q = densitron.Input((12, 16))
+    v = densitron.Input((12, 16))
+    out = layers.GlobalAveragePooling1D()(layers.Attention()([q, v]))
+    model = densitron.Model([q, v], out)
+    model.compile(optimizer="sgd", loss="mse")
+    x = [rng.normal(size=(64, 12, 16)), rng.normal(size=(64, 12, 16))]
+    h = model.fit(x, rng.normal(size=(64, 16)), batch_size=16, verbose=0, profile=True)
+    assert h.profile["gemm"] > 0.0

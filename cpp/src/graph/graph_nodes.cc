@@ -597,8 +597,8 @@ void Graph::forward_node(const Step& st, int i) {
       const float* b = out_[node.inputs[1]];
       const Share ps = share_of(st.batch * g, ith, nth, 1);
       for (int64_t p = ps.lo; p < ps.hi; ++p)
-        sgemm_share(0, 1, ta, tb, m, nn, k, 1.0f, x + p * m * k, ta ? m : k, b + p * k * nn,
-                    tb ? k : nn, 0.0f, y + p * m * nn, nn);
+        local_gemm(st, ta, tb, m, nn, k, x + p * m * k, ta ? m : k, b + p * k * nn,
+                   tb ? k : nn, 0.0f, y + p * m * nn, nn);
       return;
     }
     case OpType::kModeSelect: {
@@ -1441,17 +1441,17 @@ void Graph::backward_node(const Step& st, int i) {
           float* gp = ga + p * m * k;
           const float beta = acc ? 1.0f : 0.0f;
           if (!ta)  // dA (m × k) = dC·B'ᵀ
-            sgemm_share(0, 1, false, !tb, m, k, nn, 1.0f, dc, nn, bp, tb ? k : nn, beta, gp, k);
+            local_gemm(st, false, !tb, m, k, nn, dc, nn, bp, tb ? k : nn, beta, gp, k);
           else  // dA (k × m) = B'·dCᵀ
-            sgemm_share(0, 1, tb, true, k, m, nn, 1.0f, bp, tb ? k : nn, dc, nn, beta, gp, m);
+            local_gemm(st, tb, true, k, m, nn, bp, tb ? k : nn, dc, nn, beta, gp, m);
         }
         if (gb != nullptr) {
           float* gp = gb + p * k * nn;
           const float beta = acc_b ? 1.0f : 0.0f;
           if (!tb)  // dB (k × n) = A'ᵀ·dC
-            sgemm_share(0, 1, !ta, false, k, nn, m, 1.0f, ap, ta ? m : k, dc, nn, beta, gp, nn);
+            local_gemm(st, !ta, false, k, nn, m, ap, ta ? m : k, dc, nn, beta, gp, nn);
           else  // dB (n × k) = dCᵀ·A'
-            sgemm_share(0, 1, true, ta, nn, k, m, 1.0f, dc, nn, ap, ta ? m : k, beta, gp, k);
+            local_gemm(st, true, ta, nn, k, m, dc, nn, ap, ta ? m : k, beta, gp, k);
         }
       }
       return;
