@@ -46,23 +46,36 @@ def conv_model(lib):
     return lib.Model(inp, L.Dense(1, activation="sigmoid")(L.Dense(4, activation="tanh")(x)))
 
 
-# name: (builder, optimizer)
-CASES = {"lstm": (lstm_model, "adam"), "gru": (gru_model, "rmsprop"),
-         "conv": (conv_model, "adam")}
+def tagger(lib):
+    """A tag a step (targets of each batch's length): Embedding, LSTM over the steps, a
+    softmax Dense a step."""
+    L = lib.layers
+    inp = lib.Input(shape=(None,), dtype="int32")
+    x = L.LSTM(4, return_sequences=True)(L.Embedding(VOCAB, 3)(inp))
+    return lib.Model(inp, L.Dense(3, activation="softmax")(x))
 
 
-def batch(seed, rows, length):
+# name: (builder, optimizer, loss)
+CASES = {"lstm": (lstm_model, "adam", "binary_crossentropy"),
+         "gru": (gru_model, "rmsprop", "binary_crossentropy"),
+         "conv": (conv_model, "adam", "binary_crossentropy"),
+         "tagger": (tagger, "sgd", "sparse_categorical_crossentropy")}
+
+
+def batch(seed, rows, length, tags=False):
     """Ids padded with zeros after each row's own length (the batch padded to its longest
-    row), and binary targets."""
+    row), and binary targets (a class id a step with `tags`)."""
     rng = np.random.default_rng(seed)
     x = rng.integers(1, VOCAB, (rows, length))
     for r in range(1, rows):
         x[r, rng.integers(1, length + 1):] = 0
+    if tags:
+        return x, rng.integers(0, 3, (rows, length))
     return x, rng.integers(0, 2, (rows, 1)).astype(np.float32)
 
 
-def batches(offset=0, plan=PLAN):
-    return [batch(offset + k, rows, length) for k, (rows, length) in enumerate(plan)]
+def batches(offset=0, plan=PLAN, tags=False):
+    return [batch(offset + k, rows, length, tags) for k, (rows, length) in enumerate(plan)]
 
 
 def same_weights(model, seed=5):
@@ -90,29 +103,39 @@ def repeating(items):
 
 
 def run_case(lib, name):
-    """fit on a PyDataset of mixed lengths (validated on another), then on a generator with
-    steps_per_epoch, evaluate and predict on mixed lengths, then the batch methods with a
-    new length each call: every log, the weights after each phase, the outputs."""
-    build, optimizer = CASES[name]
+    """fit on a PyDataset of mixed lengths (validated on another; the logs each batch), then
+    on a generator with steps_per_epoch, evaluate and predict on mixed lengths (the tagger's
+    outputs, of each batch's length, on one length), then the batch methods with a new
+    length each call: every log, the weights after each phase, the outputs."""
+    build, optimizer, loss = CASES[name]
+    tags = name == "tagger"
     model = same_weights(build(lib))
-    model.compile(optimizer=optimizer, loss="binary_crossentropy",
-                  metrics=["accuracy", "mae"])
-    train, val = batches(), batches(100, [(3, 7), (4, 4), (3, 7)])
+    model.compile(optimizer=optimizer, loss=loss,
+                  metrics=["accuracy"] if tags else ["accuracy", "mae"])
+    train, val = batches(tags=tags), batches(100, [(3, 7), (4, 4), (3, 7)], tags)
+    batch_logs = []
+
+    class Record(lib.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            batch_logs.append(dict(logs))
+
     out = {}
     out["fit"] = model.fit(dataset(lib, train), epochs=3, shuffle=False, verbose=0,
-                           validation_data=dataset(lib, val)).history
+                           validation_data=dataset(lib, val), callbacks=[Record()]).history
+    out["batch_logs"] = batch_logs
     out["weights_fit"] = [w.tolist() for w in model.get_weights()]
     out["fit_gen"] = model.fit(repeating(train[::-1]), steps_per_epoch=len(train), epochs=2,
                                verbose=0).history
     out["weights_gen"] = [w.tolist() for w in model.get_weights()]
     out["evaluate"] = model.evaluate(dataset(lib, val + train[:2]), verbose=0,
                                      return_dict=True)
-    out["predict"] = np.asarray(model.predict(dataset(lib, [(x,) for x, _ in val]),
-                                              verbose=0)).tolist()
+    out["predict"] = np.asarray(model.predict(
+        dataset(lib, [(x,) for x, _ in (val[::2] if tags else val)]), verbose=0)).tolist()
     on_batch = []
     for x, y in train[:4]:
         on_batch.append(model.train_on_batch(x, y, return_dict=True))
-        on_batch.append(model.test_on_batch(x[:, :-1], y, return_dict=True))
+        on_batch.append(model.test_on_batch(x[:, :-1], y[:, :-1] if tags else y,
+                                            return_dict=True))
         on_batch.append(np.asarray(model.predict_on_batch(x[:, :2])).tolist())
     out["on_batch"] = on_batch
     out["weights_end"] = [w.tolist() for w in model.get_weights()]
@@ -153,7 +176,20 @@ def test_mixed_lengths_match_keras_on_jax(name, keras_results):
     new length each call: one optimizer state all along, up to float32 rounding."""
     got, expected = run_case(densitron, name), keras_results[name]
     assert got["iterations"] == expected["iterations"] == 3 * 6 + 2 * 6 + 4
-    for key in ("fit", "fit_gen", "evaluate", "on_batch", "predict"):
+    for key in ("fit", "batch_logs", "fit_gen", "evaluate", "on_batch", "predict"):
         _close(got[key], expected[key], 1e-5, 1e-6, key)
     for key in ("weights_fit", "weights_gen", "weights_end"):
         _close(got[key], expected[key], 1e-4, 2e-6, key)
+
+
+def test_predict_of_outputs_of_several_lengths_raises_as_keras(keras):
+    """predict over batches whose outputs differ in length (a tag a step) joins them as
+    Keras does, so it raises Keras's (NumPy's) error; each batch alone predicts."""
+    model = same_weights(tagger(densitron))
+    items = batches(7, [(2, 3), (2, 5)], True)
+    with pytest.raises(ValueError, match="dimensions except for the concatenation axis must "
+                       "match exactly, but along dimension 1, the array at index 0 has size 3 "
+                       "and the array at index 1 has size 5"):
+        model.predict(dataset(densitron, [(x,) for x, _ in items]), verbose=0)
+    for x, _ in items:
+        assert model.predict_on_batch(x).shape == (2, x.shape[1], 3)

@@ -609,9 +609,20 @@ class Functional(Trainer, Layer):
         """The compiled engine graph's step count and optimizer slots, or None."""
         if not self.__dict__.get("_engine_compiled"):
             return None
-        return (self._graph.iterations, {
-            (s, p): self._graph.get_slot(s, p).copy() for s, p, _, _ in self._slot_order()
-            if self._compiled_trainable[p]})
+        graph = self._graph  # (get_slot gives a copy)
+        return graph.iterations, {sp: graph.get_slot(*sp) for sp in self._carried_slots()}
+
+    def _carried_slots(self):
+        """(engine slot, engine parameter) of each optimizer slot of the weights that train:
+        what goes from one shape's engine graph to the next (every graph has the model's
+        weights in the same order). Kept for the optimizer and the trainable flags, as a fit
+        on batches of alternating lengths changes graphs every batch."""
+        key = (self.optimizer, self._compiled_trainable)
+        cached = self.__dict__.get("_carried_slot_pairs")
+        if cached is None or cached[0][0] is not key[0] or cached[0][1] != key[1]:
+            pairs = [(s, p) for s, p, _, _ in self._slot_order() if self._compiled_trainable[p]]
+            cached = self._carried_slot_pairs = (key, pairs)
+        return cached[1]
 
     def _run_nodes(self):
         """The nodes the engine graph runs: the model's, or those of its trace at the data's
