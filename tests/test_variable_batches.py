@@ -193,3 +193,70 @@ def test_predict_of_outputs_of_several_lengths_raises_as_keras(keras):
         model.predict(dataset(densitron, [(x,) for x, _ in items]), verbose=0)
     for x, _ in items:
         assert model.predict_on_batch(x).shape == (2, x.shape[1], 3)
+
+
+OPTIMIZERS = {
+    "accumulating": lambda lib: lib.optimizers.Adam(0.01, gradient_accumulation_steps=2),
+    "ema": lambda lib: lib.optimizers.SGD(0.1, momentum=0.9, use_ema=True,
+                                          ema_overwrite_frequency=3),
+    "loss_scale": lambda lib: lib.optimizers.LossScaleOptimizer(
+        lib.optimizers.Adam(0.01), initial_scale=2.0 ** 10, dynamic_growth_steps=2),
+    "clipped": lambda lib: lib.optimizers.AdamW(0.01, global_clipnorm=0.5),
+    "schedule": lambda lib: lib.optimizers.RMSprop(
+        lib.optimizers.schedules.ExponentialDecay(0.05, 3, 0.5)),
+}
+
+
+def run_optimizer(lib, name):
+    """Three epochs of the LSTM model over the mixed lengths: the losses, the weights, the
+    step count and (LossScaleOptimizer) the loss scale and its counter."""
+    model = same_weights(lstm_model(lib))
+    optimizer = OPTIMIZERS[name](lib)
+    model.compile(optimizer, "binary_crossentropy")
+    losses = model.fit(dataset(lib, batches()), epochs=3, shuffle=False,
+                       verbose=0).history["loss"]
+    state = [int(optimizer.iterations)]
+    if name == "loss_scale":
+        state += [float(np.asarray(optimizer.dynamic_scale)),
+                  int(np.asarray(optimizer.step_counter))]
+    return {"losses": losses, "weights": [w.tolist() for w in model.get_weights()],
+            "state": state}
+
+
+_JAX_OPTIMIZERS = """
+import json, keras
+import test_variable_batches as t
+print(json.dumps({name: t.run_optimizer(keras, name) for name in t.OPTIMIZERS}))
+"""
+
+
+def test_optimizer_state_goes_on_across_lengths_as_keras():
+    """Gradient accumulation, EMA with overwrites, a loss scale growing every two steps,
+    global clipping with decoupled decay and a schedule go on from one length's graph to
+    the next as Keras's one optimizer state does."""
+    expected = keras_on_jax_json(_JAX_OPTIMIZERS)
+    for name in OPTIMIZERS:
+        got = run_optimizer(densitron, name)
+        assert got["state"] == expected[name]["state"], name
+        _close(got["losses"], expected[name]["losses"], 1e-5, 1e-6, name)
+        _close(got["weights"], expected[name]["weights"], 1e-4, 5e-6, name)
+
+
+def test_more_lengths_than_graphs_kept():
+    """An epoch over 20 lengths keeps at most _KEPT_SHAPES engine graphs, and trains as the
+    same batches given one by one to train_on_batch (whose logs are each batch's alone):
+    the same weights and step count, the epoch's loss the batches' mean by rows."""
+    plan = [(3, 2 + k) for k in range(20)] + [(2, 4), (3, 21)]
+    items = batches(50, plan)
+    model = same_weights(lstm_model(densitron))
+    model.compile("adam", "binary_crossentropy")
+    history = model.fit(dataset(densitron, items), shuffle=False, verbose=0).history
+    assert len(model._specialisations) <= model._KEPT_SHAPES
+    again = same_weights(lstm_model(densitron))
+    again.compile("adam", "binary_crossentropy")
+    losses = [again.train_on_batch(x, y) for x, y in items]
+    rows = [r for r, _ in plan]
+    np.testing.assert_allclose(history["loss"][0], np.dot(losses, rows) / sum(rows), rtol=1e-6)
+    assert int(model.optimizer.iterations) == int(again.optimizer.iterations) == len(plan)
+    for a, b in zip(model.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -606,10 +606,14 @@ class Functional(Trainer, Layer):
         return (self.optimizer, self.__dict__.get("_compiled_losses"))
 
     def _running_optimizer_state(self):
-        """The compiled engine graph's step count and optimizer slots, or None."""
+        """The compiled engine graph's step count and optimizer slots, or None (a loss scale
+        goes to the optimizer)."""
         if not self.__dict__.get("_engine_compiled"):
             return None
         graph = self._graph  # (get_slot gives a copy)
+        if hasattr(self.optimizer, "_scale_state"):  # LossScaleOptimizer's scale, which it
+            # gives the graph it attaches next
+            self.optimizer._scale_state = (graph.loss_scale, graph.scale_counter)
         return graph.iterations, {sp: graph.get_slot(*sp) for sp in self._carried_slots()}
 
     def _carried_slots(self):
