@@ -49,6 +49,11 @@ CpuFeatures detect() {
   const bool avx512vl = ebx & (1u << 31);
   f.avx2 = os_ymm && avx2 && fma;
   f.avx512 = f.avx2 && os_zmm && avx512f && avx512dq && avx512bw && avx512vl;
+#if defined(DENSITRON_EMULATE_AVX512)
+  // A test build (CMake's DENSITRON_EMULATE_AVX512): the AVX-512 kernels are compiled for AVX2
+  // and FMA through SIMDe (cpu/avx512_emulation.h), so they run wherever the AVX2 ones do.
+  f.avx512 = f.avx2;
+#endif
   return f;
 }
 #endif
