@@ -260,3 +260,67 @@ def test_more_lengths_than_graphs_kept():
     assert int(model.optimizer.iterations) == int(again.optimizer.iterations) == len(plan)
     for a, b in zip(model.get_weights(), again.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def run_lazy(lib):
+    """A Sequential given no Input, built by predict on a first batch, then trained on a
+    PyDataset of mixed lengths and on arrays of another length, predicting at a new one."""
+    L = lib.layers
+    model = lib.Sequential([L.Embedding(VOCAB, 4, mask_zero=True), L.LSTM(3),
+                            L.Dense(1, activation="sigmoid")])
+    items = batches(30)
+    first = model.predict(items[0][0], verbose=0)
+    same_weights(model)
+    model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
+    history = model.fit(dataset(lib, items), epochs=2, shuffle=False, verbose=0).history
+    x, y = batch(40, 6, 9)
+    history_arrays = model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0).history
+    return {"first": np.asarray(first).shape, "fit": history, "fit_arrays": history_arrays,
+            "predict": np.asarray(model.predict(batch(41, 3, 11)[0], verbose=0)).tolist(),
+            "weights": [w.tolist() for w in model.get_weights()]}
+
+
+_JAX_LAZY = """
+import json, keras
+import test_variable_batches as t
+print(json.dumps(t.run_lazy(keras)))
+"""
+
+
+def test_sequential_built_from_data_follows_new_lengths_as_keras():
+    """A Sequential built from its first data (no Input) runs later data of other lengths
+    as Keras's does (it calls its layers again): the same logs, outputs and weights."""
+    expected = keras_on_jax_json(_JAX_LAZY)
+    got = run_lazy(densitron)
+    assert list(got.pop("first")) == expected.pop("first") == [4, 1]
+    _close(got, expected, 1e-4, 2e-6, "lazy")
+
+
+def test_refused_lengths_leave_the_model_as_it_was():
+    """Data whose shape a layer refuses (an image smaller than the kernel; features a built
+    Dense does not take) raises a ValueError naming it and leaves the model running its
+    shapes: it trains on as before."""
+    rng = np.random.default_rng(8)
+    inp = densitron.Input((None, None, 3))
+    x = densitron.layers.GlobalAveragePooling2D()(densitron.layers.Conv2D(2, 3)(inp))
+    model = densitron.Model(inp, densitron.layers.Dense(1)(x))
+    model.compile("adam", "mse")
+    images, y = rng.standard_normal((2, 6, 7, 3)), np.ones((2, 1))
+    model.fit(images, y, verbose=0)
+    with pytest.raises(ValueError, match=r"Computed output size would be zero or negative. "
+                       r"Received: inputs shape=\(None, 2, 2, 3\)"):
+        model.fit(rng.standard_normal((2, 2, 2, 3)), y, verbose=0)
+    model.fit(images, y, verbose=0)
+    assert int(model.optimizer.iterations) == 2
+
+    stack = densitron.Sequential([densitron.layers.Dense(2), densitron.layers.Dense(1)])
+    stack.compile("adam", "mse")
+    stack.fit(np.ones((3, 4)), np.ones((3, 1)), verbose=0)
+    for bad in (np.ones((3, 5)), np.ones((3, 4, 2))):
+        with pytest.raises(ValueError, match=r"expected shape \(None, 4\), but received input "
+                           r"with shape \(3, [45]"):
+            stack.predict(bad, verbose=0)
+        with pytest.raises(ValueError, match=r"expected shape \(None, 4\)"):
+            stack.fit(bad, np.ones((3, 1)), verbose=0)
+    stack.fit(np.ones((3, 4)), np.ones((3, 1)), verbose=0)
+    assert int(stack.optimizer.iterations) == 2 and not stack.__dict__.get("_dynamic")

@@ -486,6 +486,15 @@ class Functional(Trainer, Layer):
         traces[key] = (nodes, ins, [mapping[id(t)] for t in self.outputs])
         return traces[key]
 
+    def _follows_data(self):
+        """Whether the engine graph this model runs may depend on the data's shapes."""
+        return self.__dict__.get("_dynamic", False)
+
+    def _follow_data(self, x, arg="x"):
+        """A model with None dimensions runs the engine graph of x's shapes from now on."""
+        if self.__dict__.get("_dynamic"):
+            self._specialise_for(x, arg)
+
     def _specialise_for(self, x, arg="x"):
         """Specialises a model with None dimensions to the shapes of x's arrays (see
         _specialise); x that does not fit the inputs raises ValueError naming `arg`."""
@@ -526,8 +535,10 @@ class Functional(Trainer, Layer):
         key = tuple(shapes)
         if key == self.__dict__.get("_shape_key"):
             return
-        carried = self._running_optimizer_state()
         kept = self.__dict__.setdefault("_specialisations", {})
+        if key not in kept:  # (traced first: data its layers refuse leave the model as it was)
+            self._trace_for(key)
+        carried = self._running_optimizer_state()
         if self.__dict__.get("_shape_key") is not None:
             if self.__dict__.get("_engine_compiled"):
                 self._compiled_with = self._compile_token()
@@ -834,8 +845,7 @@ class Functional(Trainer, Layer):
 
     def _ensure_built_from(self, x):
         if self.built:
-            if self.__dict__.get("_dynamic"):
-                self._specialise_for(x)
+            self._follow_data(x)
             self._refresh_engine_graph()
             return
         if x is None:

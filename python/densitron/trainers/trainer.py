@@ -816,8 +816,8 @@ class Trainer:
         optimizer's state go back to what they were before the first step, so a refused fit
         leaves the model as it found it. Kept only for models up to _SNAPSHOT_FLOATS values
         of weights and slots; a larger one keeps its training and the error says so."""
-        snapshot = None
-        if self._fit_state_floats() <= _SNAPSHOT_FLOATS:
+        snapshot = None  # (none for a model its first batch builds: nothing to go back to)
+        if self.built and self._fit_state_floats() <= _SNAPSHOT_FLOATS:
             snapshot = (self.get_weights(), self._optimizer_slots())
         try:
             self._train_epochs(cb, initial_epoch, epochs, train_epoch, val, val_batch,
@@ -978,12 +978,12 @@ class Trainer:
         if by is None:
             raise ValueError(f"Each batch of `{arg}` must hold targets: (x, y) or (x, y, "
                              f"sample_weight). Received: a batch of x alone")
-        if engine_ready and self.__dict__.get("_dynamic"):
+        if engine_ready and self._follows_data():
             # (a model with None dimensions follows each batch's lengths: a batch of other
             # lengths than the last runs the engine graph of those, compiled on first use)
-            key = self._shape_key
-            self._specialise_for(bx, arg)
-            engine_ready = self._shape_key == key
+            key = self.__dict__.get("_shape_key")
+            self._follow_data(bx, arg)
+            engine_ready = self.__dict__.get("_shape_key") == key
         try:
             xs, ys, rows = self._prepare_xy(bx, by, reject_x_nan=False,
                                             engine_ready=engine_ready)
@@ -1032,13 +1032,10 @@ class Trainer:
         cb, history = self._callback_list(callbacks, verbose, epochs, steps)
         in_order = np.arange(0, dtype=np.int64)
         previous = None  # (the last epoch's training logs)
-        # A model with None dimensions may run batches of several lengths, each on its own
-        # engine graph: the epoch's totals are summed here rather than continued by a graph.
-        summed = bool(self.__dict__.get("_dynamic"))
 
         def train_epoch(epoch):
             nonlocal in_order, previous
-            totals, done = None, 0
+            totals, done, summing = None, 0, None
             # (the per-batch hooks and their logs only when a callback has them)
             hooks = cb.overrides(*TRAIN_BATCH_HOOKS)
             for batch in source.batches():
@@ -1047,6 +1044,10 @@ class Trainer:
                 if hooks and done % spe == 0:  # (hooks a run of steps_per_execution batches)
                     cb.on_train_batch_begin(done)
                 self._schedule_ahead(1)
+                # A model with None dimensions may run batches of several lengths, each on
+                # its own engine graph: the epoch's totals are summed here rather than
+                # continued by one graph.
+                summed = self.__dict__.get("_dynamic", False)
                 # Given a row order, the engine copies the batch's rows, checking them for
                 # NaN on the way: less than a NaN pass over the batch before the engine reads
                 # it in place (one read of x instead of two).
@@ -1057,7 +1058,12 @@ class Trainer:
                                                        done > 0 and not summed)
                 if nan is not None:
                     raise data_mod.engine_nan_error(xs, nan, done)
-                totals = sources.add_totals(totals if done else None, step) if summed else step
+                if summed:  # (from the totals one graph continued before, if any)
+                    if summing is None and totals is not None:
+                        summing = sources.add_totals(None, totals)
+                    totals = summing = sources.add_totals(summing, step)
+                else:
+                    totals = step
                 done += 1
                 if done % spe == 0:  # (Keras stops between runs)
                     if hooks:
