@@ -392,8 +392,12 @@ class _RNN(Layer):
         if copies > 1:
             h = b.pick(h, list(range(u)) * copies)
         return b.add(node_spec(_DROPOUT, copies * u, copies * u,
-                               fattrs=[self.recurrent_dropout],
-                               iattrs=[(self._engine_seed + 1) % 2**62]), h)
+                               fattrs=[self.recurrent_dropout], iattrs=[self._rec_seed()]), h)
+
+    def _rec_seed(self):
+        """The recurrent dropout masks' seed (the unrolled steps' Dropout nodes', the native
+        node's)."""
+        return (self._engine_seed + 1) % 2**62
 
     def _projection(self, b, x, steps, features, bias=True):
         """x·kernel (+ bias) for every step: (steps, gates·units); with per-gate input dropout
@@ -489,7 +493,7 @@ class _RNN(Layer):
         extra, fattrs = self._native_extra(), []
         rate = self.recurrent_dropout if self._drops(self.recurrent_dropout) else 0.0
         if gate_inputs or rate:  # (the variant, then the copies' flag and the masks' seed)
-            extra = [*(extra or [0]), int(gate_inputs), (self._engine_seed + 1) % 2**62]
+            extra = [*(extra or [0]), int(gate_inputs), self._rec_seed()]
             fattrs = [rate]
         out = b.add(node_spec(self._native_op, main + n_states * u, u,
                               params=[b.param(self.kernel), b.param(self.recurrent_kernel),
