@@ -262,12 +262,30 @@ def test_more_lengths_than_graphs_kept():
         np.testing.assert_array_equal(a, b)
 
 
-def run_lazy(lib):
-    """A Sequential given no Input, built by predict on a first batch, then trained on a
-    PyDataset of mixed lengths and on arrays of another length, predicting at a new one."""
+def subclassed(lib):
+    """A Model subclass of Embedding(mask_zero=True), LSTM and Dense (no input shape)."""
     L = lib.layers
-    model = lib.Sequential([L.Embedding(VOCAB, 4, mask_zero=True), L.LSTM(3),
-                            L.Dense(1, activation="sigmoid")])
+
+    class TextModel(lib.Model):
+        def __init__(self):
+            super().__init__()
+            self.embed = L.Embedding(VOCAB, 4, mask_zero=True)
+            self.rnn = L.LSTM(3)
+            self.head = L.Dense(1, activation="sigmoid")
+
+        def call(self, x):
+            return self.head(self.rnn(self.embed(x)))
+
+    return TextModel()
+
+
+def run_lazy(lib, kind="sequential"):
+    """A Sequential given no Input (or a Model subclass), built by predict on a first batch,
+    then trained on a PyDataset of mixed lengths and on arrays of another length,
+    predicting at a new one."""
+    L = lib.layers
+    model = subclassed(lib) if kind == "subclassed" else lib.Sequential([
+        L.Embedding(VOCAB, 4, mask_zero=True), L.LSTM(3), L.Dense(1, activation="sigmoid")])
     items = batches(30)
     first = model.predict(items[0][0], verbose=0)
     same_weights(model)
@@ -283,17 +301,19 @@ def run_lazy(lib):
 _JAX_LAZY = """
 import json, keras
 import test_variable_batches as t
-print(json.dumps(t.run_lazy(keras)))
+print(json.dumps({kind: t.run_lazy(keras, kind) for kind in ("sequential", "subclassed")}))
 """
 
 
-def test_sequential_built_from_data_follows_new_lengths_as_keras():
-    """A Sequential built from its first data (no Input) runs later data of other lengths
-    as Keras's does (it calls its layers again): the same logs, outputs and weights."""
-    expected = keras_on_jax_json(_JAX_LAZY)
-    got = run_lazy(densitron)
-    assert list(got.pop("first")) == expected.pop("first") == [4, 1]
-    _close(got, expected, 1e-4, 2e-6, "lazy")
+def test_models_built_from_data_follow_new_lengths_as_keras():
+    """A Sequential (no Input) or a Model subclass built from its first data runs later
+    data of other lengths as Keras's does (it calls its layers again): the same logs,
+    outputs and weights."""
+    results = keras_on_jax_json(_JAX_LAZY)
+    for kind, expected in results.items():
+        got = run_lazy(densitron, kind)
+        assert list(got.pop("first")) == expected.pop("first") == [4, 1]
+        _close(got, expected, 1e-4, 2e-6, kind)
 
 
 def test_refused_lengths_leave_the_model_as_it_was():

@@ -488,12 +488,48 @@ class Functional(Trainer, Layer):
 
     def _follows_data(self):
         """Whether the engine graph this model runs may depend on the data's shapes."""
-        return self.__dict__.get("_dynamic", False)
+        return self.__dict__.get("_dynamic", False) or self._built_from_data()
+
+    def _built_from_data(self):
+        """Whether the input shape is the one the first data had (a subclassed model of one
+        input that its first data built)."""
+        return self.__dict__.get("_data_built", False)
 
     def _follow_data(self, x, arg="x"):
-        """A model with None dimensions runs the engine graph of x's shapes from now on."""
+        """A model with None dimensions runs the engine graph of x's shapes from now on. One
+        built from its first data follows the lengths of later data as Keras's does (its
+        layers called again on them): a dimension that differs becomes None, the data's, from
+        then on (the graph run until then kept for its shape)."""
+        if self._built_from_data() and not data_mod.is_sparse(x):
+            one = x[0] if isinstance(x, (list, tuple)) and len(x) == 1 else x
+            shape = getattr(one, "shape", None)  # (arrays: others are checked as they were)
+            run = tuple(self._variable_shapes[0])
+            if isinstance(shape, tuple) and len(shape) == len(run) + 1 and any(
+                    e is not None and d != e and d > 0 for d, e in zip(shape[1:], run)):
+                self._widen(tuple(int(d) for d in shape[1:]))
         if self.__dict__.get("_dynamic"):
             self._specialise_for(x, arg)
+
+    def _widen(self, shape):
+        """Makes the dimensions in which `shape` differs from the run shapes None, when the
+        layers take inputs of `shape` (else the model is left as it was: the data's check
+        names the shape it expects)."""
+        dynamic = self.__dict__.get("_dynamic", False)
+        had_traces = "_traces" in self.__dict__
+        try:
+            self._trace_for([shape])
+        except (ValueError, TypeError):
+            if not had_traces:
+                self.__dict__.pop("_traces", None)
+            return
+        self._variable_shapes = [tuple(None if e is not None and d != e else e
+                                       for d, e in zip(shape, self._variable_shapes[0]))]
+        if not dynamic:  # (the graph built until now: that of the first data's shape, kept as
+            # the others are)
+            self._dynamic = True
+            self._trace = (self._nodes, self.inputs, self.outputs)
+            self._shape_key = (tuple(self._input_shapes[0]),)
+            self._traces[self._shape_key] = self._trace
 
     def _specialise_for(self, x, arg="x"):
         """Specialises a model with None dimensions to the shapes of x's arrays (see
@@ -851,6 +887,7 @@ class Functional(Trainer, Layer):
         if x is None:
             raise ValueError("`x` is required. Received: x=None")
         self._build_subclassed(_data_shapes(x))
+        self._data_built = self.built and len(self.inputs) == 1
 
     # --- Keras model API -----------------------------------------------------------------
     @property

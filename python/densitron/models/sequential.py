@@ -146,47 +146,10 @@ class Sequential(Functional):
         self._maybe_build(a.shape[1:])
         self._data_input = self._input_tensor
 
-    def _follows_data(self):
-        return super()._follows_data() or self._built_from_data()
-
     def _built_from_data(self):
         """Whether the input shape is the one the first data had (no Input given)."""
         return self._input_tensor is not None and \
             self._input_tensor is self.__dict__.get("_data_input")
-
-    def _follow_data(self, x, arg="x"):
-        """Built from its first data, the stack follows the lengths of later data as Keras's
-        does (its layers called again on them): a dimension that differs becomes None, the
-        data's, from then on (the graph run until then kept for its shape)."""
-        if self._built_from_data() and not data_mod.is_sparse(x):
-            one = x[0] if isinstance(x, (list, tuple)) and len(x) == 1 else x
-            shape = getattr(one, "shape", None)  # (arrays: others are checked as they were)
-            run = tuple(self._variable_shapes[0])
-            if isinstance(shape, tuple) and len(shape) == len(run) + 1 and any(
-                    e is not None and d != e and d > 0 for d, e in zip(shape[1:], run)):
-                self._widen(tuple(int(d) for d in shape[1:]))
-        super()._follow_data(x, arg)
-
-    def _widen(self, shape):
-        """Makes the dimensions in which `shape` differs from the run shapes None, when the
-        layers take inputs of `shape` (else the model is left as it was: the data's check
-        names the shape it expects)."""
-        dynamic = self.__dict__.get("_dynamic", False)
-        had_traces = "_traces" in self.__dict__
-        try:
-            self._trace_for([shape])
-        except (ValueError, TypeError):
-            if not had_traces:
-                self.__dict__.pop("_traces", None)
-            return
-        self._variable_shapes = [tuple(None if e is not None and d != e else e
-                                       for d, e in zip(shape, self._variable_shapes[0]))]
-        if not dynamic:  # (the graph built until now: that of the first data's shape, kept as
-            # the others are)
-            self._dynamic = True
-            self._trace = (self._nodes, self.inputs, self.outputs)
-            self._shape_key = (tuple(self._input_shapes[0]),)
-            self._traces[self._shape_key] = self._trace
 
     _summary_when_unbuilt = True  # (Keras's "?" table before an input shape is known)
 
