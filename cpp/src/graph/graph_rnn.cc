@@ -287,8 +287,9 @@ int64_t rnn_input_width(const NodeSpec& node) {
 
 int64_t rnn_record_floats(const NodeSpec& node, int64_t rows) {
   const RnnGeom g(node);
-  // (then each sample's dh, dc carried back, its masks and scratch, then u zeros)
-  return rows * (g.record() + 2 * g.units + g.extra()) + g.units;
+  // (then each sample's dh, dc carried back, its masks and scratch, then the backward's
+  // copy of Rᵀ, then u zeros)
+  return rows * (g.record() + 2 * g.units + g.extra()) + g.gates() * g.units + g.units;
 }
 
 int64_t rnn_partial_floats(const NodeSpec& node) {
@@ -458,7 +459,17 @@ void Graph::backward_rnn(const Step& st, int i) {
   const float* masks = carry + st.batch * 2 * u;  // (the forward's, with recurrent dropout)
   float* scratch = records + st.batch * (rec + 2 * u) + (g.rec_drop ? st.batch * gw : 0);
   const float* zeros = records + aux_buf_[i].size() - u;  // (zeroed by ensure_capacity)
-  const float* rk = param(i, 1);
+  // Rᵀ (gates·units rows of u), written once a batch by the threads together: the per-step
+  // products d(h·R)·Rᵀ read it row-major in place instead of packing R's columns every step
+  float* rkt = records + aux_buf_[i].size() - u - gw * u;
+  {
+    const float* rk0 = param(i, 1);
+    const Share ts = share_of(gw, st.ith, st.nth, 1);
+    for (int64_t c = ts.lo; c < ts.hi; ++c)
+      for (int64_t j = 0; j < u; ++j) rkt[c * u + j] = rk0[j * gw + c];
+    barrier(st);
+  }
+  const float* rk = rkt;
   const float* kw = param(i, 0);
   const Share rs = share_of(st.batch, st.ith, st.nth, 1);
   const int64_t n = rs.hi - rs.lo;
@@ -503,8 +514,8 @@ void Graph::backward_rnn(const Step& st, int i) {
       }
       if (g.reset_before) {  // d(r·h_{t-1}) = d(r_h)·R_hᵀ: r's gradient, h_{t-1}'s through it
         if (has_h)
-          local_gemm(st, false, true, n, u, u, r + t * sl + ra + 2 * u, rec, rk + 2 * u, gw,
-                     0.0f, sc + 2 * u, gw);
+          local_gemm(st, false, false, n, u, u, r + t * sl + ra + 2 * u, rec, rk + 2 * u * u,
+                     u, 0.0f, sc + 2 * u, gw);
         for (int64_t k = 0; k < n; ++k) {
           float* z = r + k * rec + t * sl;
           if (!has_h) {  // (r·0: no gradient)
@@ -520,14 +531,14 @@ void Graph::backward_rnn(const Step& st, int i) {
       }
       if (!has_h) continue;
       if (!split) {  // dh_{t-1} += d(h·R)·Rᵀ
-        local_gemm(st, false, true, n, u, gw, r + t * sl + ra, rec, rk, gw, 1.0f, cy, 2 * u);
+        local_gemm(st, false, false, n, u, gw, r + t * sl + ra, rec, rk, u, 1.0f, cy, 2 * u);
       } else if (!drop) {  // (reset_before: z's and r's columns)
-        local_gemm(st, false, true, n, u, direct * u, r + t * sl + ra, rec, rk, gw, 1.0f, cy,
+        local_gemm(st, false, false, n, u, direct * u, r + t * sl + ra, rec, rk, u, 1.0f, cy,
                    2 * u);
       } else {  // each gate's d(h_q·R_q)·R_qᵀ through its mask
         for (int64_t q = 0; q < direct; ++q)
-          local_gemm(st, false, true, n, u, u, r + t * sl + ra + q * u, rec, rk + q * u, gw,
-                     0.0f, sc + q * u, gw);
+          local_gemm(st, false, false, n, u, u, r + t * sl + ra + q * u, rec, rk + q * u * u,
+                     u, 0.0f, sc + q * u, gw);
         for (int64_t k = 0; k < n; ++k) {
           float* dh = cy + k * 2 * u;
           const float* m = masks + (rs.lo + k) * gw;
