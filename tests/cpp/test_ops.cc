@@ -1238,6 +1238,121 @@ TEST(MovingAverage, MatchesTheScalarFormulaOnEveryIsa) {
   });
 }
 
+// The recurrent cells' kernels (graph_rnn.cc's LSTM and GRU steps) on every ISA: bit for bit
+// the scalar formulas with the ISA's own sigmoid and tanh (act_forward), over unit counts with
+// tails, and, in double, LSTM's and GRU's steps of Keras's formulas within float rounding.
+TEST(RnnCells, MatchTheScalarFormulasOnEveryIsa) {
+  for_each_isa([&](Isa isa) {
+    const ElementwiseKernels* k = elementwise_kernels();
+    const float prm[4] = {0.0f, -1.0f, 0.0f, 1.0f};
+    auto sig = [&](float v) {
+      float y;
+      k->act_forward(2, prm, &v, &y, 1);
+      return y;
+    };
+    auto th = [&](float v) {
+      float y;
+      k->act_forward(3, prm, &v, &y, 1);
+      return y;
+    };
+    for (int64_t u : {1, 7, 8, 17, 33}) {
+      const std::string where = std::string(isa_name(isa)) + " u=" + std::to_string(u);
+      const std::vector<float> z0 = random_vec(8 * u, 300 + u, 3.0f);
+      const std::vector<float> cp = random_vec(u, 301 + u), og = random_vec(u, 302 + u);
+      const std::vector<float> dh0 = random_vec(2 * u, 303 + u);
+      for (bool has_c : {false, true}) {  // LSTM forward, then backward from its record
+        std::vector<float> z = z0, want = z0;
+        k->lstm_cell(z.data(), has_c ? cp.data() : nullptr, u);
+        for (int64_t j = 0; j < u; ++j) {
+          const float i = sig(z0[j]), f = sig(z0[u + j]), g = th(z0[2 * u + j]);
+          const float o = sig(z0[3 * u + j]);
+          const float c = has_c ? f * cp[j] + i * g : i * g;
+          want[j] = i, want[u + j] = f, want[2 * u + j] = g, want[3 * u + j] = o;
+          want[4 * u + j] = c, want[5 * u + j] = th(c), want[6 * u + j] = o * th(c);
+          // Keras's step in double
+          auto sd = [](double v) { return 1.0 / (1.0 + std::exp(-v)); };
+          const double cd = sd(z0[u + j]) * (has_c ? cp[j] : 0.0) +
+                            sd(z0[j]) * std::tanh(static_cast<double>(z0[2 * u + j]));
+          ASSERT_NEAR(z[6 * u + j], sd(z0[3 * u + j]) * std::tanh(cd), 2e-6) << where;
+        }
+        ASSERT_EQ(z, want) << where << " lstm forward";
+        std::vector<float> dh = dh0, wdh = dh0, zb = z;
+        k->lstm_cell_backward(zb.data(), cp.data(), og.data(), dh.data(), dh.data() + u, u);
+        for (int64_t j = 0; j < u; ++j) {
+          const float gi = z[j], gf = z[u + j], gg = z[2 * u + j], go = z[3 * u + j];
+          const float tc = z[5 * u + j];
+          const float h_grad = wdh[j] + og[j];
+          const float c_grad = wdh[u + j] + h_grad * go * (1.0f - tc * tc);
+          want[j] = c_grad * gg * gi * (1.0f - gi);
+          want[u + j] = c_grad * cp[j] * gf * (1.0f - gf);
+          want[2 * u + j] = c_grad * gi * (1.0f - gg * gg);
+          want[3 * u + j] = h_grad * tc * go * (1.0f - go);
+          wdh[u + j] = c_grad * gf;
+          wdh[j] = 0.0f;
+        }
+        ASSERT_EQ(zb, want) << where << " lstm backward";
+        ASSERT_EQ(dh, wdh) << where << " lstm backward dh, dc";
+      }
+      // GRU: part 0 (reset after), parts 1 then 2 (reset before); hp or none
+      for (int mode : {0, 1}) {
+        for (bool has_h : {false, true}) {
+          const float* hp = has_h ? cp.data() : nullptr;
+          std::vector<float> z = z0, want = z0;
+          if (mode == 0) {
+            k->gru_cell(z.data(), hp, 0, u);
+          } else {
+            k->gru_cell(z.data(), nullptr, 1, u);
+            k->gru_cell(z.data(), hp, 2, u);
+          }
+          for (int64_t j = 0; j < u; ++j) {
+            const float gz = sig(z0[j] + z0[3 * u + j]), gr = sig(z0[u + j] + z0[4 * u + j]);
+            const float rh = z0[5 * u + j];
+            const float hh = th(z0[2 * u + j] + (mode == 0 ? gr * rh : rh));
+            want[j] = gz, want[u + j] = gr, want[2 * u + j] = hh;
+            want[6 * u + j] = gz * (has_h ? cp[j] : 0.0f) + (1.0f - gz) * hh;
+          }
+          ASSERT_EQ(z, want) << where << " gru forward " << mode;
+        }
+        // backward from a record (h_{t-1} at 7u)
+        std::vector<float> z = z0, want = z0, dh = dh0, wdh = dh0;
+        k->gru_cell(z.data(), nullptr, 1, u);
+        k->gru_cell(z.data(), cp.data(), mode == 0 ? 0 : 2, u);
+        std::copy(cp.begin(), cp.end(), z.begin() + 7 * u);
+        want = z;
+        k->gru_cell_backward(z.data(), z.data() + 7 * u, og.data(), dh.data(), mode == 1, u);
+        for (int64_t j = 0; j < u; ++j) {
+          const float gz = want[j], gr = want[u + j], hh = want[2 * u + j];
+          const float h_grad = wdh[j] + og[j];
+          const float dz = h_grad * (cp[j] - hh) * gz * (1.0f - gz);
+          const float dpre = h_grad * (1.0f - gz) * (1.0f - hh * hh);
+          const float dr = dpre * want[5 * u + j] * gr * (1.0f - gr);
+          want[j] = dz, want[2 * u + j] = dpre, want[3 * u + j] = dz;
+          if (mode == 0) want[u + j] = dr, want[4 * u + j] = dr, want[5 * u + j] = dpre * gr;
+          else want[5 * u + j] = dpre;
+          wdh[j] = h_grad * gz;
+        }
+        ASSERT_EQ(z, want) << where << " gru backward " << mode;
+        ASSERT_EQ(dh, wdh) << where << " gru backward dh " << mode;
+      }
+      for (bool masked : {false, true}) {  // reset before: the gradient through r·h
+        std::vector<float> xr = random_vec(u, 310 + u, 0.5f), rr(u, 7.0f), dh = og;
+        for (float& v : xr) v = 0.5f + v;  // (an r in (0, 1))
+        std::vector<float> wxr = xr, wrr = rr, wdh = og;
+        const float* m = masked ? dh0.data() : nullptr;
+        k->gru_reset_backward(xr.data(), rr.data(), cp.data(), z0.data(), m, dh.data(), u);
+        for (int64_t j = 0; j < u; ++j) {
+          const float gr = wxr[j];
+          wxr[j] = wrr[j] = z0[j] * cp[j] * gr * (1.0f - gr);
+          wdh[j] += masked ? z0[j] * gr * dh0[j] : z0[j] * gr;
+        }
+        ASSERT_EQ(xr, wxr) << where;
+        ASSERT_EQ(rr, wrr) << where;
+        ASSERT_EQ(dh, wdh) << where;
+      }
+    }
+  });
+}
+
 // Softmax and log_softmax over a middle axis (each column of a len × inner block) on every
 // ISA against double formulas, with tails of columns, large values and a NaN column; the
 // backward from the output, written and accumulated.

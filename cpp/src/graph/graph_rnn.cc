@@ -98,136 +98,11 @@ struct Squash {
   }
 };
 
-// LSTM's step for one sample: z (its record) holds x·W + h·R + b; cp the previous c or null.
-inline void lstm_cell(const Squash& sq, float* z, const float* cp, int64_t u) {
-  float* c = z + 4 * u;
-  float* tc = z + 5 * u;
-  float* h = z + 6 * u;
-  sq.sigmoid(z, 2 * u);               // i, f
-  sq.tanh(z + 2 * u, z + 2 * u, u);   // g
-  sq.sigmoid(z + 3 * u, u);           // o
-  if (cp == nullptr) {
-    for (int64_t j = 0; j < u; ++j) c[j] = z[j] * z[2 * u + j];
-  } else {
-    for (int64_t j = 0; j < u; ++j) c[j] = z[u + j] * cp[j] + z[j] * z[2 * u + j];
-  }
-  sq.tanh(c, tc, u);
-  for (int64_t j = 0; j < u; ++j) h[j] = z[3 * u + j] * tc[j];
-}
-
-// GRU's step: z (the record) holds x·W + b_x, then h·R + b_h; hp the previous h or null. As
-// Keras: z, r = σ(x_z + r_z), σ(x_r + r_r) (gru_gates); hh = tanh(x_h + r·r_h), or with
-// reset_before tanh(x_h + r_h) (r_h then (r·h_{t-1})·R_h); h = z·h_{t-1} + (1 - z)·hh.
-inline void gru_gates(const Squash& sq, float* z, int64_t u) {
-  const float* rc = z + 3 * u;
-  for (int64_t j = 0; j < 2 * u; ++j) z[j] += rc[j];
-  sq.sigmoid(z, 2 * u);
-}
-
-inline void gru_finish(const Squash& sq, float* z, const float* hp, bool reset_before,
-                       int64_t u) {
-  const float* rc = z + 3 * u;
-  float* h = z + 6 * u;
-  if (reset_before) {
-    for (int64_t j = 0; j < u; ++j) z[2 * u + j] += rc[2 * u + j];
-  } else {
-    for (int64_t j = 0; j < u; ++j) z[2 * u + j] += z[u + j] * rc[2 * u + j];
-  }
-  sq.tanh(z + 2 * u, z + 2 * u, u);
-  for (int64_t j = 0; j < u; ++j)
-    h[j] = z[j] * (hp != nullptr ? hp[j] : 0.0f) + (1.0f - z[j]) * z[2 * u + j];
-}
-
-inline void gru_cell(const Squash& sq, float* z, const float* hp, int64_t u) {
-  gru_gates(sq, z, u);
-  gru_finish(sq, z, hp, false, u);
-}
-
-// LSTM's gradient at a step for one sample: dh (in: the carried h gradient, out: 0, the
-// product with Rᵀ adds the step before's) and dc (in: carried; out: the step before's), og the
-// output's gradient and cp the previous c (zeros where there are none: the loop vectorizes);
-// the record's z becomes dz.
-inline void lstm_cell_backward(float* z, const float* __restrict cp,
-                               const float* __restrict og, float* __restrict dh,
-                               float* __restrict dc, int64_t u) {
-  float* __restrict zi = z;  // (the four gates' values, then their gradients: apart)
-  float* __restrict zf = z + u;
-  float* __restrict zg = z + 2 * u;
-  float* __restrict zo = z + 3 * u;
-  const float* __restrict tc = z + 5 * u;
-  for (int64_t j = 0; j < u; ++j) {
-    const float gi = zi[j], gf = zf[j], gg = zg[j], go = zo[j];
-    const float h_grad = dh[j] + og[j];
-    const float c_grad = dc[j] + h_grad * go * (1.0f - tc[j] * tc[j]);
-    zi[j] = c_grad * gg * gi * (1.0f - gi);
-    zf[j] = c_grad * cp[j] * gf * (1.0f - gf);
-    zg[j] = c_grad * gi * (1.0f - gg * gg);
-    zo[j] = h_grad * tc[j] * go * (1.0f - go);
-    dc[j] = c_grad * gf;
-    dh[j] = 0.0f;
-  }
-}
-
-// GRU's: dh in: the carried h gradient, out: its part through z·h_{t-1} (the product with Rᵀ
-// adds the rest); hp the previous h (zeros where none); the record's two products become their
-// gradients.
-inline void gru_parts_backward(float* __restrict xz, float* __restrict xr, float* __restrict xh,
-                               float* __restrict rz, float* __restrict rr, float* __restrict rh,
-                               const float* __restrict hp, const float* __restrict og,
-                               float* __restrict dh, int64_t u) {
-  for (int64_t j = 0; j < u; ++j) {
-    const float gz = xz[j], gr = xr[j], hh = xh[j], reset_h = rh[j];
-    const float h_grad = dh[j] + og[j];
-    const float dz = h_grad * (hp[j] - hh) * gz * (1.0f - gz);
-    const float dpre = h_grad * (1.0f - gz) * (1.0f - hh * hh);
-    const float dr = dpre * reset_h * gr * (1.0f - gr);
-    xz[j] = dz;
-    xr[j] = dr;
-    xh[j] = dpre;
-    rz[j] = dz;
-    rr[j] = dr;
-    rh[j] = dpre * gr;
-    dh[j] = h_grad * gz;
-  }
-}
-
-// (each product's three parts as parameters of their own: GCC vectorizes it then)
-inline void gru_cell_backward(float* z, const float* hp, const float* og, float* dh, int64_t u) {
-  gru_parts_backward(z, z + u, z + 2 * u, z + 3 * u, z + 4 * u, z + 5 * u, hp, og, dh, u);
-}
-
-// GRU's with reset_before, first part: as gru_parts_backward, but r_h's gradient is dpre
-// itself and r's waits for d(r·h_{t-1}) (gru_reset_backward); the record's r stays.
-inline void gru_before_backward(float* __restrict xz, float* __restrict xh,
-                                float* __restrict rz, float* __restrict rh,
-                                const float* __restrict hp, const float* __restrict og,
-                                float* __restrict dh, int64_t u) {
-  for (int64_t j = 0; j < u; ++j) {
-    const float gz = xz[j], hh = xh[j];
-    const float h_grad = dh[j] + og[j];
-    const float dz = h_grad * (hp[j] - hh) * gz * (1.0f - gz);
-    const float dpre = h_grad * (1.0f - gz) * (1.0f - hh * hh);
-    xz[j] = dz;
-    xh[j] = dpre;
-    rz[j] = dz;
-    rh[j] = dpre;
-    dh[j] = h_grad * gz;
-  }
-}
-
-// Its second: drh = d(r·h_h) (h_h the h_{t-1}, or its dropped copy, r multiplied): r's
-// gradient into both products' r parts, h_h's into dh (through the copy's mask m, or null).
-inline void gru_reset_backward(float* __restrict xr, float* __restrict rr,
-                               const float* __restrict hh, const float* __restrict drh,
-                               const float* __restrict m, float* __restrict dh, int64_t u) {
-  for (int64_t j = 0; j < u; ++j) {
-    const float gr = xr[j];
-    const float dr = drh[j] * hh[j] * gr * (1.0f - gr);
-    xr[j] = dr;
-    rr[j] = dr;
-    dh[j] += m != nullptr ? drh[j] * gr * m[j] : drh[j] * gr;
-  }
-}
+// LSTM's and GRU's steps and their gradients, one sample's at a time: the ISA's kernels
+// (elementwise_kernels' lstm_cell, gru_cell, ...; their formulas in elementwise_body.inc), each
+// a single pass over the units. As Keras: LSTM's c = f·c_{t-1} + i·g, h = o·tanh c; GRU's
+// z, r = σ(x_z + r_z), σ(x_r + r_r), hh = tanh(x_h + r·r_h) (or with reset_before
+// tanh(x_h + r_h), r_h then (r·h_{t-1})·R_h), h = z·h_{t-1} + (1 - z)·hh.
 
 // SimpleRNN's step: z = x·W + h·R + b (the record's first part), h = tanh z or relu z.
 inline void simple_cell(const Squash& sq, bool relu, float* z, int64_t u) {
@@ -363,6 +238,7 @@ void Graph::forward_rnn(const Step& st, int i) {
   rec_ep.bias = g.gru && !g.reset_before && bias != nullptr ? bias + gw : nullptr;
   const float* rk = param(i, 1);
   const Squash sq;
+  const ElementwiseKernels* ek = sq.k;
   // the recurrent product of gate q's columns (split) from rows a_at(q) of step t's records
   auto gate_product = [&](int64_t t, int64_t q) {
     GemmEpilogue eq;
@@ -406,7 +282,7 @@ void Graph::forward_rnn(const Step& st, int i) {
     if (g.reset_before) {  // z, r; then r·h_{t-1} (its dropped copy) and its product
       for (int64_t k = 0; k < n; ++k) {
         float* z = r + k * rec + t * sl;
-        gru_gates(sq, z, u);
+        ek->gru_cell(z, nullptr, 1, u);  // (z, r)
         const float* hh = z + (drop ? g.hd_at() + 2 * u : g.hp_at());
         for (int64_t j = 0; j < u; ++j) z[g.rh_at() + j] = z[u + j] * hh[j];
       }
@@ -418,9 +294,8 @@ void Graph::forward_rnn(const Step& st, int i) {
       const float* hp = prev_h(k);
       const float* cp = prev != nullptr ? prev + 4 * u : c0 != nullptr ? c0 + k * u : nullptr;
       if (!split) keep_prev(k);
-      if (g.reset_before) gru_finish(sq, z, hp, true, u);
-      else if (g.gru) gru_cell(sq, z, hp, u);
-      else if (g.lstm) lstm_cell(sq, z, cp, u);
+      if (g.gru) ek->gru_cell(z, hp, g.reset_before ? 2 : 0, u);
+      else if (g.lstm) ek->lstm_cell(z, cp, u);
       else simple_cell(sq, g.relu, z, u);
       float* h = z + g.h_at();
       bool zero_out = false;
@@ -459,6 +334,7 @@ void Graph::backward_rnn(const Step& st, int i) {
   const float* masks = carry + st.batch * 2 * u;  // (the forward's, with recurrent dropout)
   float* scratch = records + st.batch * (rec + 2 * u) + (g.rec_drop ? st.batch * gw : 0);
   const float* zeros = records + aux_buf_[i].size() - u;  // (zeroed by ensure_capacity)
+  const ElementwiseKernels* ek = elementwise_kernels();
   // Rᵀ (gates·units rows of u), written once a batch by the threads together: the per-step
   // products d(h·R)·Rᵀ read it row-major in place instead of packing R's columns every step
   float* rkt = records + aux_buf_[i].size() - u - gw * u;
@@ -506,10 +382,9 @@ void Graph::backward_rnn(const Step& st, int i) {
           std::fill(z, z + ra + gw, 0.0f);
           continue;
         }
-        if (g.reset_before)
-          gru_before_backward(z, z + 2 * u, z + 3 * u, z + 5 * u, z + g.hp_at(), og, dh, u);
-        else if (g.gru) gru_cell_backward(z, z + g.hp_at(), og, dh, u);  // (the record's h_{t-1})
-        else if (g.lstm) lstm_cell_backward(z, cp, og, dh, dh + u, u);
+        if (g.gru)  // (from the record's h_{t-1})
+          ek->gru_cell_backward(z, z + g.hp_at(), og, dh, g.reset_before, u);
+        else if (g.lstm) ek->lstm_cell_backward(z, cp, og, dh, dh + u, u);
         else simple_cell_backward(g.relu, z, z + u, og, dh, u);
       }
       if (g.reset_before) {  // d(r·h_{t-1}) = d(r_h)·R_hᵀ: r's gradient, h_{t-1}'s through it
@@ -523,7 +398,7 @@ void Graph::backward_rnn(const Step& st, int i) {
             std::fill(z + 4 * u, z + 5 * u, 0.0f);
             continue;
           }
-          gru_reset_backward(z + u, z + 4 * u, z + (drop ? g.hd_at() + 2 * u : g.hp_at()),
+          ek->gru_reset_backward(z + u, z + 4 * u, z + (drop ? g.hd_at() + 2 * u : g.hp_at()),
                              sc + k * gw + 2 * u,
                              drop ? masks + (rs.lo + k) * gw + 2 * u : nullptr,
                              cy + k * 2 * u, u);

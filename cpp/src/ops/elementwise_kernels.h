@@ -176,6 +176,18 @@ struct ElementwiseKernels {
   int64_t (*compress_stored)(const float* x, int64_t n, int32_t base, int32_t* idx, float* val);
   // avg = a·avg + b·w (use_ema's moving average), products added in that order
   void (*moving_average)(float* avg, const float* w, int64_t n, float a, float b);
+  // The recurrent nodes' cells, one sample's step of u units (graph_rnn.cc; see
+  // elementwise_body.inc): LSTM's forward and backward; GRU's forward (part 0 the whole step,
+  // 1 its gates alone, 2 the rest after the reset-before product) and backward, and the
+  // reset-before form's gradient through r·h_{t-1}
+  void (*lstm_cell)(float* z, const float* cp, int64_t u);
+  void (*lstm_cell_backward)(float* z, const float* cp, const float* og, float* dh, float* dc,
+                             int64_t u);
+  void (*gru_cell)(float* z, const float* hp, int part, int64_t u);
+  void (*gru_cell_backward)(float* z, const float* hp, const float* og, float* dh,
+                            bool reset_before, int64_t u);
+  void (*gru_reset_backward)(float* xr, float* rr, const float* hh, const float* drh,
+                             const float* m, float* dh, int64_t u);
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();
