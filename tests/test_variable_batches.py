@@ -344,3 +344,63 @@ def test_refused_lengths_leave_the_model_as_it_was():
             stack.fit(bad, np.ones((3, 1)), verbose=0)
     stack.fit(np.ones((3, 4)), np.ones((3, 1)), verbose=0)
     assert int(stack.optimizer.iterations) == 2 and not stack.__dict__.get("_dynamic")
+
+
+def _compiled_graphs(model):
+    """The model's compiled engine graphs: the running one and those kept for other shapes."""
+    kept = [state["_graph"] for state in model._specialisations.values()
+            if state.get("_engine_compiled")]
+    return [model._graph] + kept
+
+
+def test_graphs_of_lengths_share_one_optimizer_state():
+    """The engine graphs of a model's lengths hold one optimizer slot buffer (a switch of
+    length copies no slot): after an epoch over 20 lengths every kept graph has the same
+    buffer, a slot written through one graph is read through another, switching lengths
+    keeps the buffer; compile with another optimizer gives the graphs a fresh one (shared
+    again), zero slots and a step count from zero."""
+    plan = [(3, 2 + k) for k in range(20)] + [(2, 4), (3, 21)]
+    model = same_weights(lstm_model(densitron))
+    model.compile("adam", "binary_crossentropy")
+    model.fit(dataset(densitron, batches(50, plan)), shuffle=False, verbose=0)
+    graphs = _compiled_graphs(model)
+    assert len(graphs) == model._KEPT_SHAPES
+    ids = {g.optimizer_state_id for g in graphs}
+    assert len(ids) == 1
+    assert np.any(model._graph.get_slot(0, 0) != 0)  # (trained: Adam's m)
+    values = np.arange(model._graph.get_slot(1, 2).size, dtype=np.float32)
+    graphs[3].set_slot(1, 2, values)
+    for g in graphs:
+        np.testing.assert_array_equal(g.get_slot(1, 2), values)
+    for rows, length in [(2, 20), (3, 21), (2, 20)]:  # (kept lengths: a switch a call)
+        model.train_on_batch(*batch(1, rows, length))
+        assert model._graph.optimizer_state_id in ids
+    old = ids.pop()
+    model.compile("adam", "binary_crossentropy")  # (a new optimizer: a new state)
+    model.train_on_batch(*batch(2, 2, 20))
+    first = model._graph
+    assert first.optimizer_state_id != old and first.iterations == 1
+    model.train_on_batch(*batch(3, 3, 21))
+    assert model._graph is not first and model._graph.iterations == 2
+    assert model._graph.optimizer_state_id == first.optimizer_state_id != old
+
+
+def test_share_optimizer_state_refuses_other_layouts():
+    """share_optimizer_state joins graphs of one parameter layout and optimizer only."""
+    def trained(units, optimizer):
+        L = densitron.layers
+        inp = densitron.Input(shape=(None,), dtype="int32")
+        x = L.LSTM(units)(L.Embedding(VOCAB, 5, mask_zero=True)(inp))
+        model = densitron.Model(inp, L.Dense(1)(x))
+        model.compile(optimizer, "mse")
+        model.train_on_batch(*batch(0, 3, 6))
+        return model._graph
+
+    graph = trained(4, "adam")
+    with pytest.raises(ValueError, match="parameter 1 of 80 values and of 100.*"):
+        graph.share_optimizer_state(trained(5, "adam"))
+    with pytest.raises(ValueError, match="optimizers differ. Received: 2 slots"):
+        graph.share_optimizer_state(trained(4, "adagrad"))
+    same = trained(4, "adam")
+    same.share_optimizer_state(graph)
+    assert same.optimizer_state_id == graph.optimizer_state_id

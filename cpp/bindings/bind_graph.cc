@@ -763,6 +763,20 @@ void bind_graph(py::module_& m) {
           },
           py::arg("slot"), py::arg("param"), py::arg("values"))
       .def_property_readonly("slot_count", [](PyGraph& g) { return g.graph().slot_count(); })
+      .def(
+          "share_optimizer_state",
+          [](PyGraph& g, PyGraph& other) {
+            const std::string why = g.graph().slots_mismatch(other.graph());
+            if (!why.empty()) throw py::value_error("share_optimizer_state: " + why);
+            g.graph().share_slots(other.graph());
+          },
+          py::arg("other"),
+          "Makes this graph's optimizer slots other's (no copy): the graphs of one model at "
+          "other data shapes, compiled with the same optimizer. A compile ends the sharing.")
+      .def_property_readonly(
+          "optimizer_state_id",
+          [](PyGraph& g) { return reinterpret_cast<uintptr_t>(g.graph().slots_buffer()); },
+          "Identifies the optimizer slot buffer: graphs sharing one have the same id.")
       .def_property(
           "learning_rate", [](PyGraph& g) { return g.graph().learning_rate(); },
           [](PyGraph& g, float lr) { g.graph().set_learning_rate(lr); })

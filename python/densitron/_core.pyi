@@ -66,3 +66,9 @@ class Graph:
     def profile(self) -> dict[str, float]: ...
     learning_rate: float
     iterations: int
+    # the graphs of one model at other data shapes share one optimizer slot buffer (no copy;
+    # ValueError unless both are compiled with the same optimizer and parameter sizes; a
+    # compile gives the graph a buffer of its own again)
+    def share_optimizer_state(self, other: Graph) -> None: ...
+    @property
+    def optimizer_state_id(self) -> int: ...  # equal for graphs sharing one slot buffer

@@ -12,7 +12,9 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <mutex>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -428,7 +430,14 @@ class Graph {
   // kernel written by no other node when training) rather than written out densely row by row.
   bool reads_sparse_in_place(size_t k, bool training) const;
   int64_t param_size(int p) const { return params_[p].size; }
-  float* slot(int s, int p) { return slots_.data() + s * param_total_ + grad_offset_[p]; }
+  float* slot(int s, int p) { return slots_->data() + s * param_total_ + grad_offset_[p]; }
+  // The graphs of one model at other data shapes (same parameters, same optimizer) can hold
+  // one optimizer state: share_slots makes this graph's slots other's buffer (a compile gives
+  // the graph a buffer of its own again). slots_mismatch says why two graphs cannot share
+  // ("" when they can).
+  std::string slots_mismatch(const Graph& other) const;
+  void share_slots(const Graph& other) { slots_ = other.slots_; }
+  const void* slots_buffer() const { return slots_.get(); }
 
   // Trains on batches first_batch .. first_batch+num_batches-1 of the epoch whose sample order
   // is perm (nullptr: natural order); the last batch may be partial. Returns the epoch's
@@ -752,7 +761,8 @@ class Graph {
   std::vector<int64_t> grad_offset_;  // per parameter, into grads_
   int64_t param_total_ = 0;           // values of all parameters
   std::vector<float> grads_;          // param_total_ of them once a run takes gradients
-  std::vector<float> slots_;
+  // (shared by the graphs of one model that share_slots joined)
+  std::shared_ptr<std::vector<float>> slots_ = std::make_shared<std::vector<float>>();
   int slot_count_ = 0;
   bool profiling_ = false;
   double prof_[kProfCount] = {};

@@ -645,9 +645,10 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
   for (int i = 0; i < n; ++i)
     if (nodes_[i].has_activity()) activity_nodes_.push_back(i);
   slot_count_ = optimizer_slot_count(optimizer_);
-  slots_.resize(static_cast<size_t>(slot_count_ * param_total_));
+  // (a buffer of its own: a graph that shared another's state starts afresh)
+  slots_ = std::make_shared<std::vector<float>>(static_cast<size_t>(slot_count_ * param_total_));
   for (int s = 0; s < slot_count_; ++s)
-    std::fill(slots_.begin() + s * param_total_, slots_.begin() + (s + 1) * param_total_,
+    std::fill(slots_->begin() + s * param_total_, slots_->begin() + (s + 1) * param_total_,
               optimizer_slot_initial_value(optimizer_, s));
   if (optimizer_.kind == OptimizerKind::kScheduleFree)  // Keras's z starts at the weight
     for (size_t p = 0; p < params_.size(); ++p)
@@ -1867,6 +1868,28 @@ int Graph::threads_for(int64_t batch, bool training) const {
                           ? 1
                           : std::max(2, static_cast<int>(macs / kMacsPerThread));
   return std::max(1, std::min(get_num_threads(), by_work));
+}
+
+std::string Graph::slots_mismatch(const Graph& other) const {
+  if (!compiled_ || !other.compiled_)
+    return std::string("both graphs must be compiled. Received: ") +
+           (compiled_ ? "" : "this graph not compiled") +
+           (!compiled_ && !other.compiled_ ? " and " : "") +
+           (other.compiled_ ? "" : "the other graph not compiled");
+  if (optimizer_.kind != other.optimizer_.kind || slot_count_ != other.slot_count_)
+    return "the graphs' optimizers differ. Received: " + std::to_string(slot_count_) +
+           " slots of optimizer kind " + std::to_string(static_cast<int>(optimizer_.kind)) +
+           " and " + std::to_string(other.slot_count_) + " slots of optimizer kind " +
+           std::to_string(static_cast<int>(other.optimizer_.kind));
+  if (params_.size() != other.params_.size())
+    return "the graphs' parameters differ. Received: " + std::to_string(params_.size()) +
+           " parameters and " + std::to_string(other.params_.size());
+  for (size_t p = 0; p < params_.size(); ++p)
+    if (params_[p].size != other.params_[p].size)
+      return "the graphs' parameters differ. Received: parameter " + std::to_string(p) +
+             " of " + std::to_string(params_[p].size) + " values and of " +
+             std::to_string(other.params_[p].size);
+  return "";
 }
 
 bool Graph::reads_sparse_in_place(size_t k, bool training) const {

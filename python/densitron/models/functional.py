@@ -566,8 +566,8 @@ class Functional(Trainer, Layer):
     def _specialise(self, shapes):
         """Runs the model at inputs of `shapes` from now on: the engine graph of that trace
         (built once a shape, kept for the next call of that shape). Every graph computes with
-        the same weights; the optimizer's step count and slots go on from the graph that ran
-        before."""
+        the same weights; the optimizer's step count goes on from the graph that ran before,
+        whose slots the next graph shares (one buffer, not copied: share_optimizer_state)."""
         key = tuple(shapes)
         if key == self.__dict__.get("_shape_key"):
             return
@@ -653,27 +653,16 @@ class Functional(Trainer, Layer):
         return (self.optimizer, self.__dict__.get("_compiled_losses"))
 
     def _running_optimizer_state(self):
-        """The compiled engine graph's step count and optimizer slots, or None (a loss scale
-        goes to the optimizer)."""
+        """The compiled engine graph's step count and the graph itself, whose optimizer slots
+        the next shape's graph shares (_apply_optimizer_state: every graph of the model has
+        its weights in the same order), or None (a loss scale goes to the optimizer)."""
         if not self.__dict__.get("_engine_compiled"):
             return None
-        graph = self._graph  # (get_slot gives a copy)
+        graph = self._graph
         if hasattr(self.optimizer, "_scale_state"):  # LossScaleOptimizer's scale, which it
             # gives the graph it attaches next
             self.optimizer._scale_state = (graph.loss_scale, graph.scale_counter)
-        return graph.iterations, {sp: graph.get_slot(*sp) for sp in self._carried_slots()}
-
-    def _carried_slots(self):
-        """(engine slot, engine parameter) of each optimizer slot of the weights that train:
-        what goes from one shape's engine graph to the next (every graph has the model's
-        weights in the same order). Kept for the optimizer and the trainable flags, as a fit
-        on batches of alternating lengths changes graphs every batch."""
-        key = (self.optimizer, self._compiled_trainable)
-        cached = self.__dict__.get("_carried_slot_pairs")
-        if cached is None or cached[0][0] is not key[0] or cached[0][1] != key[1]:
-            pairs = [(s, p) for s, p, _, _ in self._slot_order() if self._compiled_trainable[p]]
-            cached = self._carried_slot_pairs = (key, pairs)
-        return cached[1]
+        return graph.iterations, graph
 
     def _run_nodes(self):
         """The nodes the engine graph runs: the model's, or those of its trace at the data's

@@ -493,7 +493,12 @@ class Trainer:
                 if self.optimizer._slot_kept(s, v)]
 
     def _apply_optimizer_state(self, iterations, slots):
+        """slots: {(engine slot, parameter): values} copied in, or the engine graph of
+        another shape of this model, whose slot buffer this graph's becomes (no copy)."""
         self._graph.iterations = iterations
+        if not isinstance(slots, dict):
+            self._graph.share_optimizer_state(slots)
+            return
         for (s, p), values in slots.items():
             self._graph.set_slot(s, p, values)
 
@@ -509,7 +514,8 @@ class Trainer:
             size = int(np.prod(shape))
             if self._engine_compiled:
                 return self._graph.get_slot(s, p)[:size].reshape(shape)
-            values = pending.get((s, p))
+            values = (pending.get((s, p)) if isinstance(pending, dict)
+                      else pending.get_slot(s, p))  # (another shape's graph)
             return (self.optimizer._slot_start(s, v, shape)
                     if values is None else values[:size].reshape(shape).copy())
 
