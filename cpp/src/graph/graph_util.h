@@ -396,8 +396,9 @@ void math_backward(MathOp op, float a, float b, const float* x, const float* y,
 
 // kLSTM's, kGRU's and kSimpleRNN's (graph_rnn.cc): attributes {steps, features, units,
 // sequences, backwards[, zero_masked[, masked, states_in, states_out[, variant[, gate_inputs,
-// seed]]]]} (see rnn_attrs_valid) valid with its inputs and width; its input's width; the floats of its records for `rows` samples, of its blocks' gradient
-// partials, of its bias; its multiply-adds a forward of `batch` samples.
+// seed]]]]} (see rnn_attrs_valid) valid with its inputs and width; its input's width; the
+// floats of its records for `rows` samples, of its blocks' gradient partials, of its bias; its
+// multiply-adds a forward of `batch` samples.
 inline bool rnn_op(OpType op) {
   return op == OpType::kLSTM || op == OpType::kGRU || op == OpType::kSimpleRNN;
 }
