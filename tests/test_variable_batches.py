@@ -9,6 +9,7 @@ mixed lengths, evaluate, predict, and the batch methods with a new length each c
 import densitron
 import numpy as np
 import pytest
+import test_variable_length as variable_length
 from keras_subprocess import keras_on_jax_json
 
 VOCAB = 19
@@ -79,10 +80,8 @@ def batches(offset=0, plan=PLAN, tags=False):
 
 
 def same_weights(model, seed=5):
-    rng = np.random.default_rng(seed)
-    model.set_weights([(rng.standard_normal(w.shape) * 0.3).astype(np.float32)
-                       for w in model.get_weights()])
-    return model
+    """test_variable_length's seeded weights, at a scale of 0.3."""
+    return variable_length.same_weights(model, seed, scale=0.3)
 
 
 def dataset(lib, items):

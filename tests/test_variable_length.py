@@ -91,9 +91,9 @@ def data(name, shape, seed):
     return x, y
 
 
-def same_weights(model, seed=5):
+def same_weights(model, seed=5, scale=0.4):
     rng = np.random.default_rng(seed)
-    model.set_weights([(rng.standard_normal(w.shape) * 0.4).astype(np.float32)
+    model.set_weights([(rng.standard_normal(w.shape) * scale).astype(np.float32)
                        for w in model.get_weights()])
     return model
 
