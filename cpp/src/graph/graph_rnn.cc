@@ -85,30 +85,19 @@ struct RnnGeom {
   int64_t extra() const { return (rec_drop ? gates() : 0) + (split(rec_drop) ? gates() : 0); }
 };
 
-// The ISA's sigmoid and tanh on n values (the elementwise kernels' own, called directly: a
-// step calls them a few times a sample).
-struct Squash {
-  const ElementwiseKernels* k = elementwise_kernels();
-  const float prm[4] = {0.0f, -1.0f, 0.0f, 1.0f};  // (unused by these two)
-  void sigmoid(float* v, int64_t n) const {
-    k->act_forward(static_cast<int>(Activation::kSigmoid), prm, v, v, n);
-  }
-  void tanh(const float* x, float* y, int64_t n) const {
-    k->act_forward(static_cast<int>(Activation::kTanh), prm, x, y, n);
-  }
-};
-
 // LSTM's and GRU's steps and their gradients, one sample's at a time: the ISA's kernels
 // (elementwise_kernels' lstm_cell, gru_cell, ...; their formulas in elementwise_body.inc), each
 // a single pass over the units. As Keras: LSTM's c = f·c_{t-1} + i·g, h = o·tanh c; GRU's
 // z, r = σ(x_z + r_z), σ(x_r + r_r), hh = tanh(x_h + r·r_h) (or with reset_before
 // tanh(x_h + r_h), r_h then (r·h_{t-1})·R_h), h = z·h_{t-1} + (1 - z)·hh.
 
-// SimpleRNN's step: z = x·W + h·R + b (the record's first part), h = tanh z or relu z.
-inline void simple_cell(const Squash& sq, bool relu, float* z, int64_t u) {
+// SimpleRNN's step: z = x·W + h·R + b (the record's first part), h = tanh z (the ISA's
+// kernel) or relu z.
+inline void simple_cell(const ElementwiseKernels* ek, bool relu, float* z, int64_t u) {
   float* h = z + u;
   if (!relu) {
-    sq.tanh(z, h, u);
+    const float no_params[4] = {0.0f, -1.0f, 0.0f, 1.0f};  // (tanh reads none)
+    ek->act_forward(static_cast<int>(Activation::kTanh), no_params, z, h, u);
     return;
   }
   for (int64_t j = 0; j < u; ++j) h[j] = std::max(z[j], 0.0f);
@@ -237,8 +226,7 @@ void Graph::forward_rnn(const Step& st, int i) {
   GemmEpilogue rec_ep;  // (GRU: the recurrent half of the bias, added to h·R)
   rec_ep.bias = g.gru && !g.reset_before && bias != nullptr ? bias + gw : nullptr;
   const float* rk = param(i, 1);
-  const Squash sq;
-  const ElementwiseKernels* ek = sq.k;
+  const ElementwiseKernels* ek = elementwise_kernels();
   // the recurrent product of gate q's columns (split) from rows a_at(q) of step t's records
   auto gate_product = [&](int64_t t, int64_t q) {
     GemmEpilogue eq;
@@ -296,7 +284,7 @@ void Graph::forward_rnn(const Step& st, int i) {
       if (!split) keep_prev(k);
       if (g.gru) ek->gru_cell(z, hp, g.reset_before ? 2 : 0, u);
       else if (g.lstm) ek->lstm_cell(z, cp, u);
-      else simple_cell(sq, g.relu, z, u);
+      else simple_cell(ek, g.relu, z, u);
       float* h = z + g.h_at();
       bool zero_out = false;
       if (kept != nullptr && kept[k * steps + t] == 0.0f) {  // the states kept
