@@ -170,6 +170,14 @@ void tile(const UkernelArgs& p) {
     mask[v] = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(left > 8 ? 8 : left)), iota);
   }
   const bool full = n == 8 * kVecs;
+  // The tile's rows of C are needed only at the write-back, after the k loop: requested now,
+  // their misses overlap the loop instead of stalling the write-back (rows of a large C lie
+  // far apart, beyond the hardware prefetchers' reach).
+#pragma GCC unroll 8
+  for (int i = 0; i < kRows; ++i) {
+    __builtin_prefetch(p.c + i * p.ldc, 1, 3);
+    if (kVecs == 2) __builtin_prefetch(p.c + i * p.ldc + 15, 1, 3);
+  }
 
   const float* a = p.a;
   const float* b = p.b;
