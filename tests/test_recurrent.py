@@ -413,8 +413,8 @@ def test_dropout_one_mask_for_every_step():
 
 def test_refusals():
     inp = densitron.Input((4, 3))
-    with pytest.raises(ValueError, match="stateful"):
-        layers.LSTM(3, stateful=True)
+    with pytest.raises(ValueError, match="stateful"):  # (on a dynamic batch size)
+        layers.LSTM(3, stateful=True)(inp)
     with pytest.raises(ValueError, match="units"):
         layers.GRU(0)
     with pytest.raises(TypeError, match="time_major"):

@@ -147,6 +147,10 @@ enum class OpType : int {
   kSimpleRNN = 38,      // as kLSTM, Keras's SimpleRNN: h = tanh (or relu, variant 1) of
                         // x·W + h·R + b; kernel (features, units), recurrent kernel (units,
                         // units), bias (units) or -1; gate_inputs 0
+                        // Stateful (Keras's stateful=True), all three: params {..., h state,
+                        // LSTM's c state} (batch × units each, non-trainable), where the steps
+                        // start (unless states come in) and the forward leaves its final
+                        // states; every batch of a run must then have that batch size
 };
 
 // kMath's operations on each value x (a and b: the node's fattrs).
@@ -612,6 +616,8 @@ class Graph {
   // kLSTM, kGRU and kSimpleRNN (graph_rnn.cc): forward and backward of node i
   void forward_rnn(const Step& st, int i);
   void backward_rnn(const Step& st, int i);
+  // A stateful one's batches must all be of its states' batch size (invalid_argument).
+  void check_state_batches(int64_t begin, int64_t end, int64_t batch_size) const;
   // kWindowPool (graph_pool.cc): forward and backward of node i
   void forward_window_pool(const Step& st, int i);
   void backward_window_pool(const Step& st, int i);

@@ -299,7 +299,9 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
         need_inputs(1);
         const auto& ia = node.iattrs;
         bool ok = ia.size() >= 5 && rnn_attrs_valid(node) &&
-                  in0->width == rnn_input_width(node) && node.params.size() == 3 &&
+                  in0->width == rnn_input_width(node) &&
+                  (node.params.size() == 3 ||  // (then a stateful node's h and LSTM's c)
+                   node.params.size() == (node.op == OpType::kLSTM ? 5u : 4u)) &&
                   node.params[0] >= 0 && node.params[1] >= 0 &&
                   node.activation == Activation::kLinear;
         for (size_t k = 1; ok && k < node.inputs.size(); ++k)  // the mask, the states
@@ -317,6 +319,11 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
             param_size(node.params[1]) != ia[2] * rnn_columns(node) ||
             (node.params[2] >= 0 && param_size(node.params[2]) != rnn_bias_size(node)))
           bad("recurrent layer weight sizes");
+        for (size_t k = 3; k < node.params.size(); ++k)
+          if (node.params[k] < 0 || param_size(node.params[k]) < ia[2] ||
+              param_size(node.params[k]) % ia[2] != 0 ||
+              param_size(node.params[k]) != param_size(node.params[3]))
+            bad("a stateful recurrent layer's states: batch × units values each");
         break;
       }
       case OpType::kWindowPool: {
@@ -1930,6 +1937,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
     if (!data.is_sparse(k)) continue;
     sparse_direct_[k] = reads_sparse_in_place(k, training);
   }
+  check_state_batches(begin, end, batch_size);
   ensure_capacity(std::min(batch_size, end - begin));
   weight_width_.assign(output_specs_.size(), 1);
   for (size_t k = 0; k < output_specs_.size(); ++k) {

@@ -24,6 +24,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
 #include "densitron/graph.h"
 #include "graph/graph_util.h"
@@ -41,6 +43,7 @@ struct RnnGeom {
   bool lstm, gru, simple, variant, relu, reset_before;
   int64_t steps, features, units, sequences, backwards, zero_masked, masked, states_in,
       states_out, gate_inputs, seed;
+  bool stateful;  // params 3 (and LSTM's 4): the states kept from batch to batch
   float rate;  // the recurrent dropout's (0: none)
   bool rec_drop;
   explicit RnnGeom(const NodeSpec& node)
@@ -55,6 +58,7 @@ struct RnnGeom {
         states_out(node.iattrs.size() > 6 ? node.iattrs[8] : 0),
         gate_inputs(node.iattrs.size() > 11 ? node.iattrs[10] : 0),
         seed(node.iattrs.size() > 11 ? node.iattrs[11] : 0),
+        stateful(node.params.size() > 3),
         rate(node.iattrs.size() > 11 && !node.fattrs.empty()
                  ? static_cast<float>(node.fattrs[0]) : 0.0f),
         rec_drop(rate > 0.0f) {}
@@ -81,8 +85,15 @@ struct RnnGeom {
   int64_t a_at(int64_t q, bool drop) const {
     return reset_before && q == 2 ? rh_at() : drop ? hd_at() + q * units : hp_at();
   }
-  // per sample after the records and the carried dh, dc: the masks, a scratch row
-  int64_t extra() const { return (rec_drop ? gates() : 0) + (split(rec_drop) ? gates() : 0); }
+  // per sample after the records and the carried dh, dc: the masks, a scratch row, then
+  // (stateful LSTM) the step's c_{-1} read from the state buffer
+  int64_t extra() const {
+    return (rec_drop ? gates() : 0) + (split(rec_drop) ? gates() : 0) + (kept_c() ? units : 0);
+  }
+  bool kept_c() const { return stateful && lstm && !states_in; }
+  // where the c_{-1} copies start in a node's records, for a batch of `batch` samples
+  int64_t c0_at(int64_t batch) const { return batch * (record() + 2 * units + extra() -
+                                                       (kept_c() ? units : 0)); }
 };
 
 // LSTM's and GRU's steps and their gradients, one sample's at a time: the ISA's kernels
@@ -172,6 +183,22 @@ double rnn_macs(const NodeSpec& node, int64_t batch) {
 
 }  // namespace graph_detail
 
+void Graph::check_state_batches(int64_t begin, int64_t end, int64_t batch_size) const {
+  for (const NodeSpec& node : nodes_) {
+    if (!rnn_op(node.op) || node.params.size() <= 3) continue;
+    const int64_t expected = param_size(node.params[3]) / node.iattrs[2];
+    for (int64_t s = begin; s < end; s += batch_size) {
+      const int64_t batch = std::min(batch_size, end - s);  // (then no overflow below)
+      if (batch != expected)  // (Keras's message)
+        throw std::invalid_argument(
+            "If an RNN is stateful, the batch size of the input sequences must be the same as "
+            "the batch size of the initial state. \n- Expected batch size: " +
+            std::to_string(expected) + "\n- Received batch size: " + std::to_string(batch));
+      if (batch < batch_size) break;
+    }
+  }
+}
+
 void Graph::forward_rnn(const Step& st, int i) {
   const NodeSpec& node = nodes_[i];
   const RnnGeom g(node);
@@ -183,11 +210,18 @@ void Graph::forward_rnn(const Step& st, int i) {
   const float* x = out_[node.inputs[0]] + rs.lo * steps * fi;
   // with a mask (input 1: 1 a step kept, 0 masked), a masked step keeps the states
   const float* kept = g.masked ? out_[node.inputs[1]] + rs.lo * steps : nullptr;
-  // the initial states (h, then LSTM's c), or zeros
+  // the initial states (h, then LSTM's c): the call's, else a stateful node's, else zeros
   const int s0 = static_cast<int>(1 + g.masked);
-  const float* h0 = g.states_in ? out_[node.inputs[s0]] + rs.lo * u : nullptr;
-  const float* c0 = g.states_in && g.lstm ? out_[node.inputs[s0 + 1]] + rs.lo * u : nullptr;
+  float* state_h = g.stateful ? param(i, 3) + rs.lo * u : nullptr;
+  float* state_c = g.stateful && g.lstm ? param(i, 4) + rs.lo * u : nullptr;
+  const float* h0 = g.states_in ? out_[node.inputs[s0]] + rs.lo * u : state_h;
+  const float* c0 = g.states_in && g.lstm ? out_[node.inputs[s0 + 1]] + rs.lo * u : state_c;
   float* records = aux_buf_[i].data();
+  if (g.kept_c()) {  // (the backward's c_{-1}: the state buffer is written at the end)
+    float* copy = records + g.c0_at(st.batch) + rs.lo * u;
+    std::memcpy(copy, state_c, n * u * sizeof(float));
+    c0 = copy;
+  }
   float* r = records + rs.lo * rec;
   const int64_t width = g.width();
   float* y = out_buf_[i].data() + rs.lo * width;
@@ -300,8 +334,12 @@ void Graph::forward_rnn(const Step& st, int i) {
       else if (dst != nullptr) std::memcpy(dst, h, u * sizeof(float));
     }
   }
-  if (!g.states_out) return;
   const float* last = r + g.time(steps - 1) * sl;  // the final states: h, then LSTM's c
+  for (int64_t k = 0; k < n && g.stateful; ++k) {  // (these samples' states, read above)
+    std::memcpy(state_h + k * u, last + k * rec + g.h_at(), u * sizeof(float));
+    if (g.lstm) std::memcpy(state_c + k * u, last + k * rec + 4 * u, u * sizeof(float));
+  }
+  if (!g.states_out) return;
   for (int64_t k = 0; k < n; ++k) {
     float* dst = y + k * width + g.main_width();
     std::memcpy(dst, last + k * rec + g.h_at(), u * sizeof(float));
@@ -339,7 +377,8 @@ void Graph::backward_rnn(const Step& st, int i) {
   const int64_t n = rs.hi - rs.lo;
   const float* kept = g.masked ? out_[node.inputs[1]] + rs.lo * steps : nullptr;
   const int s0 = static_cast<int>(1 + g.masked);
-  const float* c0 = g.states_in && g.lstm ? out_[node.inputs[s0 + 1]] : nullptr;
+  const float* c0 = g.states_in && g.lstm ? out_[node.inputs[s0 + 1]]
+                    : g.kept_c() ? records + g.c0_at(st.batch) : nullptr;
   const int64_t width = g.width();
   const bool drop = g.rec_drop, split = g.split(drop);
   // the gates whose recurrent product reads h_{t-1} (or its copies) directly
@@ -355,7 +394,7 @@ void Graph::backward_rnn(const Step& st, int i) {
     }
     for (int64_t s = steps - 1; s >= 0; --s) {
       const int64_t t = g.time(s), tp = g.time(s - 1);
-      const bool has_h = s > 0 || g.states_in;
+      const bool has_h = s > 0 || g.states_in || g.stateful;
       for (int64_t k = 0; k < n; ++k) {
         float* z = r + k * rec + t * sl;
         const float* cp = s > 0 ? r + k * rec + tp * sl + 4 * u

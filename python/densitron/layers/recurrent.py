@@ -167,15 +167,20 @@ class _RNN(Layer):
         self._loop_arguments(return_sequences, return_state, go_backwards, stateful, unroll,
                              zero_output_for_mask)
 
+    # Whether the layer takes stateful=True (SimpleRNN's, LSTM's and GRU's engine node keeps
+    # the states; RNN(cell) and the ConvLSTMs unroll their steps as nodes, which do not)
+    _stateful_ok = False
+
     def _loop_arguments(self, return_sequences, return_state, go_backwards, stateful, unroll,
                         zero_output_for_mask):
-        if stateful:
-            raise ValueError("densitron's recurrent layers are not stateful (its engine keeps "
-                             "no state between batches). Received: stateful=True")
+        if stateful and not self._stateful_ok:
+            raise ValueError(f"densitron's {type(self).__name__} is not stateful (SimpleRNN, "
+                             "LSTM and GRU are). Received: stateful=True")
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
-        self.stateful = False
+        self.stateful = bool(stateful)
+        self._state_vars = None  # (stateful: the state variables, made by build)
         self.unroll = bool(unroll)  # (the engine's graph is always unrolled)
         self.zero_output_for_mask = bool(zero_output_for_mask)
 
@@ -214,9 +219,6 @@ class _RNN(Layer):
             return (out, *_nested_unless_eager(self, node.outputs[1:]))
         return out
 
-    def _eager_call(self, inputs, training=False, positional=False):
-        return _eager_nested(self, super()._eager_call, inputs, training, positional, 1)
-
     def _state_sizes(self):
         """The sizes of the states, in the order of initial_state and return_state."""
         return [self.units] * self._states
@@ -244,6 +246,12 @@ class _RNN(Layer):
             if tuple(state)[1:] != (size,):
                 raise ValueError(f"Layer \"{self.name}\": initial state {k} must have shape "
                                  f"(batch, {size}). Received: shape {tuple(state)}")
+        if self.stateful and self.states is not None and seq[0] is not None and \
+                seq[0] != self.states[0].shape[0]:  # (Keras's message)
+            raise ValueError(
+                "If an RNN is stateful, the batch size of the input sequences must be the same "
+                "as the batch size of the initial state. \n- Expected batch size: "
+                f"{self.states[0].shape[0]}\n- Received batch size: {seq[0]}")
         if self.built and int(seq[2]) != self._features():
             raise ValueError(f"Input 0 of layer \"{self.name}\" is incompatible with the layer: "
                              f"expected axis -1 of input shape to have value "
@@ -270,13 +278,74 @@ class _RNN(Layer):
             node.masks = (mask,)
         return mask if self.return_sequences else None
 
-    # --- Keras's state API (the layers are not stateful: there is no state to keep) -----
-    states = None
+    # --- Keras's stateful=True ---------------------------------------------------------------
+    # The states (batch × units each: h, and LSTM's c) are non-trainable variables that are not
+    # the layer's weights (Keras's, made outside its tracking: not in weights nor in files).
+    # The engine's node starts each batch from them and writes its final states back (every
+    # forward: fit's steps, evaluate, predict, direct calls), so row i of a batch continues row
+    # i of the one before; nothing resets them but reset_state(). As Keras on TensorFlow and
+    # torch: Keras 3.15 on JAX never updates them (its states stay zeros), a JAX limitation.
+    _state_vars = None
+
+    @property
+    def states(self):
+        """Keras's: a stateful layer's state variables once built (h, and LSTM's c), else
+        None."""
+        return self._state_vars
 
     def reset_state(self):
-        """Keras's: sets a stateful layer's states to zeros; nothing to reset here."""
+        """Keras's: sets a stateful layer's states to zeros (nothing to do otherwise)."""
+        for v in self.states or ():
+            v.assign(np.zeros(v.shape, np.float32))
 
-    reset_states = reset_state
+    def reset_states(self):
+        """Keras's alias of reset_state."""
+        self.reset_state()
+
+    def _create_state_variables(self, seq):
+        """(stateful) the states, zeros, for the batch size of the input shape `seq` (Keras's
+        build: a static one needed; a layer built again resets the states it has)."""
+        if self.states is not None:
+            self.reset_state()
+            return
+        if seq[0] is None:
+            raise ValueError("When using `stateful=True` in a RNN, the batch size must be "
+                             f"static. Found dynamic batch size: sequence.shape={tuple(seq)}")
+        from densitron.variables import Variable
+
+        self._state_vars = [  # (private: not tracked as weights)
+            Variable(np.zeros((int(seq[0]), size), np.float32), trainable=False,
+                     name="rnn_state") for size in self._state_sizes()]
+
+    def _engine_state_variables(self):
+        """The variables the engine's graph takes besides the weights (non-trainable)."""
+        return list(self.states or ()) if self.stateful else []
+
+    def _eager_call(self, inputs, training=False, positional=False):
+        if not self.stateful:
+            return _eager_nested(self, super()._eager_call, inputs, training, positional, 1)
+        return _eager_nested(self, self._stateful_eager_call, inputs, training, positional, 1)
+
+    def _stateful_eager_call(self, inputs, training=False, positional=False):
+        """A stateful layer called on arrays: through a model of the layer on Inputs of the
+        arrays' batch size, the whole batch in one pass (its states then written back)."""
+        from densitron.layers.input_layer import Input
+        from densitron.models.functional import Functional
+
+        flat = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        arrays = [np.asarray(t, dtype=np.float32) for t in flat]
+        key = ("stateful", positional, *(a.shape for a in arrays))
+        model = self._eager_models.get(key)
+        if model is None:
+            tensors = [Input(batch_shape=a.shape) for a in arrays]
+            out = (self(*tensors) if positional else
+                   self(tensors if isinstance(inputs, (list, tuple)) else tensors[0]))
+            model = Functional(tensors, out, name=f"{self.name}_eager", _is_eager_wrapper=True)
+            self._eager_models[key] = model
+        data = arrays if len(arrays) > 1 else arrays[0]
+        if training:
+            return model._noisy_call(data, len(arrays[0]))
+        return model.predict(data, batch_size=len(arrays[0]), verbose=0)
 
     @property
     def cell(self):
@@ -296,6 +365,8 @@ class _RNN(Layer):
     # --- weights ---------------------------------------------------------------------------
     def build(self, input_shape):
         seq = input_shape[0] if isinstance(input_shape, list) else input_shape
+        if self.stateful:
+            self._create_state_variables(seq)
         for w in _build_weights(self, int(seq[-1])):  # (Keras's paths: the cell's)
             w.path = f"{self.name}/{self._cell_name}/{w.name}"
         self.built = True
@@ -330,6 +401,15 @@ class _RNN(Layer):
         the steps unrolled as nodes."""
         if self._native(states):
             return self._native_emit(b, node, x, states, mask)
+        if self.stateful:
+            raise ValueError(
+                f"densitron's stateful {type(self).__name__} runs on the engine's recurrent "
+                "node, which takes Keras's default activations (tanh and sigmoid; SimpleRNN's "
+                f"relu too) and initial states of every state. Received: layer \"{self.name}\" "
+                f"with stateful=True and activation={activations.serialize(self.activation)!r}"
+                + (f", recurrent_activation="
+                   f"{activations.serialize(self.recurrent_activation)!r}"
+                   if hasattr(self, "recurrent_activation") else ""))
         shape = node.inputs[0].shape
         return self._unroll(b, int(shape[1]), int(shape[2]), x, states, mask)
 
@@ -497,7 +577,8 @@ class _RNN(Layer):
             fattrs = [rate]
         out = b.add(node_spec(self._native_op, main + n_states * u, u,
                               params=[b.param(self.kernel), b.param(self.recurrent_kernel),
-                                      b.param(self.bias) if self.use_bias else -1],
+                                      b.param(self.bias) if self.use_bias else -1,
+                                      *[b.param(v) for v in self._engine_state_variables()]],
                               fattrs=fattrs,
                               iattrs=[steps, features, u, int(self.return_sequences),
                                       int(self.go_backwards), zero, int(mask is not None),
@@ -604,6 +685,7 @@ class SimpleRNN(_RNN):
     """Keras's SimpleRNN: h_t = activation(x_t·kernel + bias + h_{t-1}·recurrent_kernel)."""
 
     _cell_name = "simple_rnn_cell"
+    _stateful_ok = True
 
     def __init__(self, units, activation="tanh", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
@@ -675,6 +757,7 @@ class LSTM(_Gated):
     _gates = 4
     _states = 2
     _cell_name = "lstm_cell"
+    _stateful_ok = True
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
@@ -727,6 +810,7 @@ class GRU(_Gated):
 
     _gates = 3
     _cell_name = "gru_cell"
+    _stateful_ok = True
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
@@ -846,6 +930,10 @@ class Bidirectional(Layer):
                                       isinstance(given, _ConvLSTM)):
                 raise ValueError("densitron's Bidirectional wraps SimpleRNN, LSTM, GRU and RNN. "
                                  f"Received: {role}={given!r}")
+        for role, given in (("layer", layer), ("backward_layer", backward_layer)):
+            if getattr(given, "stateful", False):
+                raise ValueError("densitron's Bidirectional does not take stateful layers. "
+                                 f"Received: {role} with stateful=True")
         super().__init__(**kwargs)
         config = layer.get_config()
         self.forward_layer = type(layer).from_config(

@@ -731,7 +731,7 @@ class Functional(Trainer, Layer):
         the model (its inputs first) and its outputs' node indices; add_loss's (node, AddedLoss
         layer) pairs go to `added`."""
         params, param_index = [], {}
-        for v in self.weights:
+        for v in self.weights + self._engine_state_variables():  # (a stateful RNN's states)
             if id(v) not in param_index:
                 param_index[id(v)] = len(params)
                 params.append(v)
@@ -755,7 +755,8 @@ class Functional(Trainer, Layer):
         def batch_values(nodes):  # a batch's mean or sum: values that depend on the grouping
             return any(spec[0] == _BATCH_REDUCE for spec in nodes)
 
-        self._batch_values_in_model = batch_values(specs)  # (the model's own nodes)
+        # (the model's own nodes; a stateful RNN's batches are the user's)
+        self._batch_values_in_model = batch_values(specs) or bool(self._engine_state_variables())
         taken = set(self._engine_outputs)
         self._added_loss_nodes = [added_loss_specs(index, layer, specs, taken)
                                   for index, layer in added]
@@ -780,6 +781,12 @@ class Functional(Trainer, Layer):
         self._graph = _core.Graph(specs, [v.engine_spec() for v in params],
                                   list(range(len(self.inputs))), self._engine_outputs)
         self._graph_modes = self._engine_modes()
+
+    def _engine_state_variables(self):
+        """The variables the engine's graph takes besides the weights: the states of the
+        stateful recurrent layers (non-trainable, not weights: Keras's are not saved)."""
+        return [v for layer in self._graph_layers()
+                for v in getattr(layer, "_engine_state_variables", list)()]
 
     def _engine_modes(self):
         """The layer flags the engine's graph is built from beside its shape: whether each
