@@ -306,3 +306,46 @@ def test_trains_alike_on_one_and_two_threads(name, kwargs):
 
     assert_trains_alike_on_one_and_two_threads(build, x, y, batch_size=rows, epochs=2,
                                                shuffle=False)
+
+
+def test_generation_one_step_a_call_and_masks():
+    # keras.io's character-level generation: Input(batch_shape=(1, None)), one id a call,
+    # each call continuing the sequence (the engine's graphs of each length share the states)
+    rng = np.random.default_rng(11)
+    inp = densitron.Input(batch_shape=(1, None))
+    rec = layers.LSTM(6, stateful=True, return_sequences=True)
+    model = densitron.Model(inp, layers.Dense(10)(rec(layers.Embedding(10, 4)(inp))))
+    ids = rng.integers(0, 10, (1, 7))
+    whole = model.predict(ids, verbose=0)
+    rec.reset_state()
+    steps = [model.predict(ids[:, k:k + 1], verbose=0) for k in range(7)]
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), whole, rtol=2e-5, atol=2e-6)
+    # a masked step keeps the states, across calls too
+    ids = rng.integers(1, 10, (2, 8))
+    ids[0, 2] = ids[1, 5] = ids[1, 6] = 0
+    outs = []
+    for steps, chunks in ((8, [ids]), (4, [ids[:, :4], ids[:, 4:]])):
+        inp = densitron.Input(batch_shape=(2, steps))
+        gru = layers.GRU(5, stateful=True)
+        embed = layers.Embedding(10, 3, mask_zero=True,
+                                 embeddings_initializer=densitron.initializers.RandomNormal(
+                                     seed=1))
+        model = densitron.Model(inp, layers.Dense(2)(gru(embed(inp))))
+        model.set_weights([np.random.default_rng(k).standard_normal(w.shape).astype(np.float32)
+                           for k, w in enumerate(model.weights)])
+        outs.append([model.predict(c, verbose=0) for c in chunks][-1])
+    np.testing.assert_allclose(outs[1], outs[0], rtol=2e-5, atol=2e-6)
+
+
+def test_sequential_built_with_a_batch_size():
+    model = densitron.Sequential([layers.LSTM(4, stateful=True, return_sequences=True),
+                                  layers.SimpleRNN(3, stateful=True)])
+    model.build((2, 5, 3))  # (Keras's InputLayer(batch_shape=input_shape))
+    assert [s.shape for s in model.layers[0].states] == [(2, 4), (2, 4)]
+    assert [s.shape for s in model.layers[1].states] == [(2, 3)]
+    x = np.random.default_rng(12).standard_normal((2, 5, 3)).astype(np.float32)
+    first = model.predict(x, verbose=0)
+    assert np.abs(model.predict(x, verbose=0) - first).max() > 1e-4
+    for layer in model.layers:
+        layer.reset_state()
+    np.testing.assert_array_equal(model.predict(x, verbose=0), first)

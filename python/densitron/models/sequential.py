@@ -75,12 +75,12 @@ class Sequential(Functional):
             return first.inputs[0].shape[1:]
         return None
 
-    def _maybe_build(self, shape=None):
+    def _maybe_build(self, shape=None, batch=None):
         shape = shape if shape is not None else self._input_shape_known()
         if shape is None or not self._layers:
             return
         if self._input_tensor is None:
-            self._input_tensor = Input(shape=tuple(shape))
+            self._input_tensor = Input(shape=tuple(shape), batch_size=batch)
         # A rebuild (after add or pop) drops the calls of the graph it replaces, so that a
         # layer's `output` is its call in this model's graph.
         stale = {id(n) for n in getattr(self, "_nodes", ())}
@@ -112,7 +112,10 @@ class Sequential(Functional):
         if not shape:
             raise ValueError("`input_shape` must be a shape with the batch axis, such as "
                              f"(None, 784). Received: input_shape={input_shape!r}")
-        self._maybe_build(shape)
+        # (a stateful recurrent layer's static batch size: Keras's InputLayer(batch_shape))
+        batch = next(iter(input_shape)) if any(getattr(layer, "stateful", False) is True
+                                             for layer in self._layers) else None
+        self._maybe_build(shape, batch)
 
     def _symbolic_call(self, inputs, flat):
         # called on a tensor before it has an input shape (a Sequential nested in another
