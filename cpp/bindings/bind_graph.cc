@@ -210,7 +210,7 @@ class PyGraph {
     for (const py::handle& h : outputs) {
       auto t = h.cast<std::tuple<int, int, float, int64_t, py::list, float,
                                  std::array<float, 3>, std::optional<float>, int, bool,
-                                 std::vector<std::array<float, 3>>, int>>();
+                                 std::vector<std::array<float, 3>>, int, int>>();
       densitron::OutputSpec o;
       o.node = std::get<0>(t);
       o.loss = static_cast<densitron::Loss>(std::get<1>(t));
@@ -220,6 +220,7 @@ class PyGraph {
       o.loss_extra = std::get<6>(t);
       o.tail = std::get<10>(t);
       o.reduction = std::get<11>(t);
+      o.mask_node = std::get<12>(t);  // (Keras's mask on the output, or -1)
       if (o.reduction < 0 || o.reduction > 2)
         throw py::value_error("reduction: 0 (over the batch), 1 (sum) or 2 (over the weights)");
       if (o.reduction != 0 && std::get<7>(t).has_value())

@@ -298,6 +298,13 @@ struct OutputSpec {
   // that is 0; without weights kOverBatch's).
   enum Reduction : int { kOverBatch = 0, kSum = 1, kOverWeights = 2 };
   int reduction = kOverBatch;
+  // Keras's mask on the output (Embedding(mask_zero=True)'s ids, Masking's kept steps): the
+  // node holding it, one value a loss row (a value other than 0 keeps the row), or -1. Its
+  // rows weigh each loss row, times any sample weight (apply_mask): kOverBatch divides the
+  // batch's weighted sum by the count of kept rows (0 when none is kept), kOverWeights by the
+  // sum of the masked weights; the simple metrics weigh their rows by the mask, the weighted
+  // ones by the masked weights (Keras's MeanMetricWrapper).
+  int mask_node = -1;
   // A loss or metric function that reduced the batch itself (kMeanOfValues with param 1, its
   // mean, or 2, its sum, over every value): the MathOps {op, a, b} it applied to that scalar
   // afterwards, in order (Keras's sqrt(mean(...)) of an RMSE), each batch's value through them.
@@ -383,7 +390,9 @@ struct RunTotals {
   double loss_sum = 0.0;                  // Σ_batches rows·(Σ_outputs weight·mean loss + reg)
   std::vector<double> output_loss_sums;   // Σ_rows loss, per output
   std::vector<double> metric_sums;        // Σ_rows metric, outputs' metrics in order
-  std::vector<double> weight_sums;        // Σ_rows sample weight per output (rows without)
+  // Σ_rows sample weight per output (rows without); then, per output, the Σ_rows of its mask's
+  // mean over the row's loss rows (0 for an output without a mask)
+  std::vector<double> weight_sums;
   // Shuffled training checks input rows for NaN as it gathers them and stops before the
   // first batch holding one: the input's index and the row, or -1.
   int nan_input = -1;
@@ -741,6 +750,8 @@ class Graph {
   // runs a chain of solo ops the other threads copy rows of the next batch ahead of time,
   // claimed one by one through claimed_[parity]; thread 0 counts the chains in window_end_.
   std::vector<std::vector<float>> stage_x_, stage_target_, stage_weight_;
+  // per output with a mask: each loss row's mask (1 kept, 0 not) and masked sample weight
+  std::vector<std::vector<float>> mask_keep_, mask_weight_;
   std::atomic<int64_t> claimed_[2] = {};
   std::atomic<int64_t> window_end_{0};
   // The run's barrier, sense-reversing: the threads count in, the last flips the sense the

@@ -523,6 +523,10 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
         bad("a tail op is a MathOp");
     if (!o.tail.empty() && !(o.loss == Loss::kMeanOfValues && o.loss_param != 0.0f))
       bad("a tail follows a loss function's batch reduction");
+    if (o.mask_node >= 0 &&
+        (k >= outputs_.size() || o.mask_node >= static_cast<int>(nodes_.size()) ||
+         nodes_[o.mask_node].width != sub_rows || o.ignores_a_class()))
+      bad("a mask node holds one value a loss row of a model output without ignore_class");
     if (k >= outputs_.size()) {
       if (o.loss != Loss::kMeanOfValues || o.target_width != 0 || !o.metrics.empty() ||
           !(o.loss_param == 0.0f || o.loss_param == 1.0f || o.loss_param == 2.0f))
@@ -558,6 +562,8 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
   for (int p : optimizer.no_decay)
     if (p < 0 || p >= static_cast<int>(params_.size())) bad("no_decay: a parameter index");
   output_specs_ = std::move(outputs);
+  mask_keep_.assign(output_specs_.size(), {});
+  mask_weight_.assign(output_specs_.size(), {});
   optimizer_ = optimizer;
   no_decay_.assign(params_.size(), false);
   for (int p : optimizer_.no_decay) no_decay_[p] = true;
@@ -1336,8 +1342,34 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
       const int64_t tw = o.target_width / sub_rows;  // target values per loss row
       const float* y = target_[k] + r0 * tw;
       // Weights per sample (each of its loss rows weighs the sample's), or per loss row.
-      const int64_t ww = weight_width_[k], per_weight = ww == 1 ? sub_rows : 1;
+      const int64_t ww = weight_width_[k];
+      int64_t per_weight = ww == 1 ? sub_rows : 1;
       const float* w = weight_[k] ? weight_[k] + sb.lo * ww : nullptr;
+      // Keras's mask: each loss row weighs its mask (1 kept, 0 not) times its sample weight
+      // (mask_weight_), and the kept rows of the whole batch are counted by every block.
+      const bool masked = o.mask_node >= 0;
+      const float* keep = nullptr;
+      const float* sample_w = w;  // (the sample weights as given: the batch metrics')
+      const int64_t sample_per_weight = per_weight;
+      int64_t kept_rows = 0;
+      double masked_weight_sum = 0.0;
+      if (masked) {
+        const float* mv = out_[o.mask_node];
+        for (int64_t r = 0; r < all_rows; ++r) {
+          const bool kept = mv[r] != 0.0f;
+          kept_rows += kept;
+          if (kept) masked_weight_sum += weight_[k] ? weight_[k][r / per_weight] : 1.0f;
+        }
+        float* mk = mask_keep_[k].data();
+        float* mw = mask_weight_[k].data();
+        for (int64_t r = r0; r < r0 + rows; ++r) {
+          mk[r] = mv[r] != 0.0f ? 1.0f : 0.0f;
+          mw[r] = weight_[k] ? mk[r] * weight_[k][r / per_weight] : mk[r];
+        }
+        keep = mk + r0;
+        w = mw + r0;
+        per_weight = 1;
+      }
       float* g = with_grad && takes_gradient(k) && requires_grad_[o.node]
                      ? grad_buf_[o.node].data() + r0 * cols
                      : nullptr;
@@ -1353,7 +1385,8 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
       // another class (each block counts them over the whole batch; with none, the loss and
       // gradient are 0). The part is a per-sample sum: the batch loss times the batch size.
       const int64_t counted =
-          o.ignores_a_class() && rows > 0
+          masked ? kept_rows
+          : o.ignores_a_class() && rows > 0
               ? rows_not_labelled(target_[k], all_rows, o.ignore_class) : all_rows;
       double divisor = static_cast<double>(std::max<int64_t>(counted, 1)) / o.loss_weight;
       // Keras's other reductions: the weighted sum (divided by nothing), or divided by the
@@ -1362,6 +1395,8 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
       double over = static_cast<double>(all_rows);  // what the loss sum is divided by
       if (o.reduction == OutputSpec::kSum) {
         over = 1.0;
+      } else if (o.reduction == OutputSpec::kOverWeights && masked) {
+        over = masked_weight_sum;
       } else if (o.reduction == OutputSpec::kOverWeights && w != nullptr) {
         over = batch_weight_sum(k, st.batch) * static_cast<double>(ww);  // (every weight given)
       }
@@ -1405,7 +1440,7 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
         // (a share of the batch's loss times the batch size)
         part = o.reduction == OutputSpec::kOverBatch ? sum / static_cast<double>(sub_rows)
                : nothing ? 0.0 : sum * static_cast<double>(st.batch) / over;
-        if (o.ignores_a_class())
+        if (o.ignores_a_class() || (masked && o.reduction == OutputSpec::kOverBatch))
           part = counted > 0 ? sum * static_cast<double>(st.batch) / counted : 0.0;
       }
       loss_part_[b * nout + k] = part;
@@ -1414,9 +1449,12 @@ void Graph::loss_blocks(const Step& st, int b0, int b1, bool with_grad) {
         double* out = &metric_part_[b * nmet + m];
         if (rows == 0) {
           std::fill(out, out + sums, 0.0);
-        } else {
-          metric_sums(spec, p, y, rows, cols, spec.weighted ? w : nullptr, per_weight,
+        } else if (masked && sums == 1 && !spec.ignores_a_class()) {  // (MeanMetricWrapper's)
+          metric_sums(spec, p, y, rows, cols, spec.weighted ? w : keep, 1,
                       param(spec.loss, 0.0f), out);
+        } else {
+          metric_sums(spec, p, y, rows, cols, spec.weighted ? sample_w : nullptr,
+                      sample_per_weight, param(spec.loss, 0.0f), out);
         }
         if (sums == 1) out[0] /= static_cast<double>(sub_rows);  // per sample
         m += static_cast<int>(sums);
@@ -1920,7 +1958,7 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
   } else {
     t.output_loss_sums.assign(output_specs_.size(), 0.0);
     t.metric_sums.assign(num_metrics(), 0.0);
-    t.weight_sums.assign(output_specs_.size(), 0.0);
+    t.weight_sums.assign(2 * output_specs_.size(), 0.0);
   }
   const int64_t begin = batch_row(first_batch, batch_size, data.rows);
   const int64_t end = batch_row(first_batch + std::min(num_batches, data.rows + 1), batch_size,
@@ -1951,6 +1989,13 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
     weight_width_[k] = ww;
     const int64_t n = std::min(batch_size, end - begin) * ww;
     if (static_cast<int64_t>(weight_buf_[k].size()) < n) weight_buf_[k].resize(n);
+    if (output_specs_[k].mask_node >= 0) {
+      const int64_t m = std::min(batch_size, end - begin) * (out.width / out.last_dim);
+      if (static_cast<int64_t>(mask_keep_[k].size()) < m) {
+        mask_keep_[k].resize(m);
+        mask_weight_[k].resize(m);
+      }
+    }
   }
   // Sparse inputs and inputs of other types than float32 always run with a row order
   // (gathered, or read through it): in order when not shuffled.
@@ -2192,6 +2237,18 @@ RunTotals Graph::run(Mode mode, const DataRefs& data, const int64_t* perm, int64
             continue;
           }
           if (weight_[k] != nullptr) sw = batch_weight_sum(k, st.batch);
+          const OutputSpec& o = output_specs_[k];
+          if (o.mask_node >= 0) {  // the masked weights' and the mask's means per sample
+            const NodeSpec& node = nodes_[o.node];
+            const int64_t sub_rows = node.width / node.last_dim, n = st.batch * sub_rows;
+            double kept = 0.0, weighted = 0.0;
+            for (int64_t r = 0; r < n; ++r) {
+              kept += mask_keep_[k][r];
+              weighted += mask_weight_[k][r];
+            }
+            sw = weighted / static_cast<double>(sub_rows);
+            t.weight_sums[output_specs_.size() + k] += kept / static_cast<double>(sub_rows);
+          }
           t.weight_sums[k] += sw;
         }
       }

@@ -360,12 +360,15 @@ class Functional(Trainer, Layer):
             in_list, out_list = _clone_graph_nodes(in_list, out_list, paths)
         if len({id(t) for t in out_list}) != len(out_list):
             raise ValueError(f"The same output tensor appears twice. Received: outputs={outputs!r}")
-        for t in out_list:
-            if t._mask is not None:  # Keras would weight the loss by it
+        for t in out_list:  # Keras weighs the loss and metrics of the output by its mask
+            steps, mask = t.shape[1:-1], t._mask
+            if mask is not None and None not in (*steps, *mask.shape[1:]) and \
+                    math.prod(mask.shape[1:]) != math.prod(steps):
                 raise ValueError(
-                    "A mask of Embedding(mask_zero=True) reaches a model output, where Keras "
-                    "applies it to the loss; densitron does not support that yet (pool the "
-                    f"steps with GlobalAveragePooling1D first). Received: output {t!r}")
+                    "A Keras mask weighs the loss values of a model output, one a row of its "
+                    f"last axis: the mask's shape must be the output's without it, "
+                    f"{(None, *steps)}. Received: output {t!r} with a mask of shape "
+                    f"{tuple(mask.shape)}")
         for t in out_list:
             if isinstance(t._node.layer, InputLayer):
                 raise ValueError(
@@ -439,7 +442,7 @@ class Functional(Trainer, Layer):
                   "_batch_values", "_graph", "_graph_modes", "_augmenting_graph",
                   "_engine_compiled", "_loss_sum_index", "_added_loss_sum_index",
                   "_metric_sum_index", "_batch_dependent", "_compiled_trainable",
-                  "_compiled_with")
+                  "_compiled_with", "_engine_output_masks")
 
     # Engine graphs kept for shapes other than the running one (each holds its buffers).
     _KEPT_SHAPES = 16
@@ -670,12 +673,14 @@ class Functional(Trainer, Layer):
         trace = self.__dict__.get("_trace")
         return self._nodes if trace is None else trace[0]
 
-    def _emit_engine_nodes(self, specs, input_indices, param_index, added, trace=None):
+    def _emit_engine_nodes(self, specs, input_indices, param_index, added, trace=None,
+                           masks=None):
         """Appends this model's layer calls to `specs` (nested models expanded in place) with
         its inputs bound to `input_indices`; returns the indices of its outputs. Appends to
         `added` (engine node of the values, AddedLoss layer) for each loss add_loss gave.
         trace: (nodes, inputs, outputs) of the model at the data's shapes (_trace_for), for a
-        model with None dimensions."""
+        model with None dimensions. `masks`: a list given the engine node of each output's
+        Keras mask (-1 for none)."""
         nodes, inputs, model_outputs = trace or (self._nodes, self.inputs, self.outputs)
         # engine node of each tensor: (its node, its index among the node's outputs)
         local = {(id(t._node), t._index): i for t, i in zip(inputs, input_indices)}
@@ -724,6 +729,14 @@ class Functional(Trainer, Layer):
                 specs.append((op, ins, *rest))
                 ins = [len(specs) - 1]
             local[(id(node), 0)] = len(specs) - 1
+        for t in model_outputs if masks is not None else ():
+            mask = t._mask
+            if mask is not None and (id(mask._node), mask._index) not in local:
+                raise ValueError(
+                    f"The mask on output {t.name!r} comes from inside a nested model; densitron "
+                    "weighs a loss by a mask of the model's own layers only. Received: a masked "
+                    "output of a nested model")
+            masks.append(-1 if mask is None else local[(id(mask._node), mask._index)])
         return [local[(id(t._node), t._index)] for t in model_outputs]
 
     def _engine_specs(self, added):
@@ -739,8 +752,9 @@ class Functional(Trainer, Layer):
         inputs = self.inputs if trace is None else trace[1]
         specs = [t._node.layer._engine_node(t._node, param_index) for t in inputs]
         specs = [(s[0], [], *s[1:]) for s in specs]
+        masks = self._engine_output_masks = []
         outputs = self._emit_engine_nodes(specs, list(range(len(self.inputs))), param_index,
-                                          added, trace)
+                                          added, trace, masks)
         return params, param_index, specs, outputs
 
     def _make_engine_graph(self, traced_losses=None, target_shapes=None, traced_metrics=()):

@@ -460,6 +460,12 @@ def class_weights_to_sample_weights(model, class_weight, ys):
     if len(ys) != 1:
         raise ValueError("`class_weight` is only supported for models with a single output. "
                          f"Received: a model with {len(ys)} outputs")
+    if any(getattr(t, "_mask", None) is not None for t in getattr(model, "outputs", ()) or ()):
+        # (Keras 3.15 takes one class a sample, the argmax of the steps' labels)
+        raise ValueError("`class_weight` weighs one class id a sample; the output carries a "
+                         "Keras mask over its steps: weigh the steps with a sample_weight of "
+                         "shape (samples, steps) instead. Received: class_weight="
+                         f"{class_weight!r} for a masked output")
     y = ys[0]
     if isinstance(model._compiled_losses[0], losses_mod.SparseCategoricalCrossentropy):
         classes = y[:, 0]

@@ -37,10 +37,11 @@ _SNAPSHOT_FLOATS = 16 << 20
 # the node, loss id, loss weight, target values a sample, metric specs, the loss's argument,
 # the focal losses' extra arguments, ignore_class, and for a loss or metric function's values
 # the model output they belong to (else -1), whether its sample weights apply, and the MathOps
-# applied to the batch's scalar of a function that reduced the batch itself.
+# applied to the batch's scalar of a function that reduced the batch itself, the loss's
+# reduction, and the engine node of Keras's mask on the output (or -1).
 _EngineOutput = collections.namedtuple(
     "_EngineOutput", "node loss weight target_width metrics param extra ignore_class loss_of "
-                     "weighted tail reduction", defaults=(0,))
+                     "weighted tail reduction mask", defaults=(0, -1))
 
 
 # (model class, Keras step hooks) -> the hooks the class's own code defines
@@ -379,6 +380,32 @@ class Trainer:
             specs.append(out_specs)
         return specs
 
+    def _output_mask_node(self, k, traced, loss):
+        """The engine node of Keras's mask on output k (-1 for none), which weighs its loss
+        and its metrics as Keras's Loss.__call__ and MeanMetricWrapper do; what Keras 3.15
+        computes otherwise is refused."""
+        masks = self.__dict__.get("_engine_output_masks") or ()
+        if k >= len(masks) or masks[k] < 0:
+            return -1
+        name = self._output_names[k]
+        if k in traced:
+            raise ValueError(
+                f"Output {name!r} carries a Keras mask, which weighs its loss; densitron "
+                "weighs the losses of keras.losses by it, not a loss function written in "
+                f"Python. Received: loss={loss!r}")
+        if loss._ignored() is not None:
+            raise ValueError(
+                f"Output {name!r} carries a Keras mask, which densitron does not combine "
+                f"with a loss's ignore_class yet. Received: ignore_class={loss._ignored()}")
+        for log_name, j, _, _, post in self._metric_logs:
+            if j == k and (callable(post) or isinstance(post, tuple) or post == "sqrt"):
+                raise ValueError(
+                    f"Output {name!r} carries a Keras mask, which Keras applies to the metrics "
+                    "built on MeanMetricWrapper (accuracies, the losses as metrics); densitron "
+                    "does not weigh other metrics by it yet. Received: metric "
+                    f"{log_name!r}")
+        return masks[k]
+
     def _ensure_engine(self, y_parts):
         if not self.compiled:
             raise ValueError("You must call `compile()` before using the model for training or "
@@ -420,10 +447,11 @@ class Trainer:
             elif any(m[0] == k for m in self._traced_metrics) or \
                     isinstance(loss, losses_mod._NoLoss):  # targets of any shape, or none
                 width = math.prod(shapes[k][1:])
+            mask = self._output_mask_node(k, traced, loss)
             outputs.append(_EngineOutput(node, engine_id, self._loss_weights[k], width,
                                          metric_specs[k], loss._param, loss._extra,
                                          loss._ignored(), -1, False, (),
-                                         0 if k in traced else loss._engine_reduction()))
+                                         0 if k in traced else loss._engine_reduction(), mask))
         # where each output's loss sum, and each metric function's sum, comes back among the
         # engine's outputs (a metric function's values: loss weight 0, no gradient)
         self._loss_sum_index = list(range(len(outputs)))
@@ -453,7 +481,7 @@ class Trainer:
         # itself look at each batch as a whole: evaluate keeps the user's batches.
         self._batch_dependent = getattr(self, "_batch_values", False) or any(
             losses_mod.depends_on_batch(o.loss) or o.ignore_class is not None or
-            o.reduction != 0 or
+            o.reduction != 0 or o.mask >= 0 or
             (o.loss == losses_mod._MEAN_OF_VALUES and o.param != 0.0) or
             any(not spec[0] and losses_mod.depends_on_batch(spec[3]) for spec in o.metrics)
             for o in outputs)
@@ -554,6 +582,11 @@ class Trainer:
             self._pending_optimizer_state = (int(iterations), slots)
 
     # --- logs ----------------------------------------------------------------------------
+    def _masked_output(self, k):
+        """Whether the compiled engine weighs output k by a Keras mask."""
+        masks = self.__dict__.get("_engine_output_masks") or ()
+        return k < len(masks) and masks[k] >= 0
+
     def _logs_from_totals(self, rows, loss_sum, output_loss_sums, metric_sums, weight_sums):
         logs = {"loss": float(loss_sum / rows)}
         for name, i in zip(self._logged_loss_names(), self._loss_sum_index):
@@ -576,8 +609,11 @@ class Trainer:
                 logs[name] = float(output_loss_sums[i] / total) if total != 0 else 0.0
                 continue
             s = metric_sums[i]
-            # A weighted metric is a weighted mean (0 when the weights sum to 0, as Keras).
+            # A weighted metric is a weighted mean (0 when the weights sum to 0, as Keras);
+            # on a masked output, weighted by the mask too (its sum after the outputs').
             total = weight_sums[k] if weighted else rows
+            if not weighted and self._masked_output(k):
+                total = weight_sums[len(weight_sums) // 2 + k]
             mean = float(s / total) if total != 0 else 0.0
             logs[name] = (math.sqrt(mean) if post == "sqrt" else 0.0 - mean if post == "neg"
                           else mean)  # (0.0 - mean: no -0.0 for a mean of 0)
