@@ -360,3 +360,26 @@ def test_masks_reach_the_outputs():
     x = layers.Input((T, F))
     masked = layers.Masking()(x)
     assert layers.SimpleRNN(2, return_sequences=True)(masked)._mask is masked._mask
+
+
+def test_sequential_on_any_length_as_the_fixed_model():
+    # Sequential with Input((None,)): one engine graph per length, each with its output's mask
+    ids, tags, _ = data("lstm")
+    fixed, args = build(densitron, "lstm")
+    seq = densitron.Sequential([layers.Input((None,)), layers.Embedding(V, 5, mask_zero=True),
+                                layers.LSTM(6, return_sequences=True),
+                                layers.Dense(C, activation="softmax")])
+    seq.set_weights(fixed.get_weights())
+    results = []
+    for model in (fixed, seq):
+        model.compile(**{**args, "optimizer": densitron.optimizers.Adam(0.02)})
+        results.append((model.evaluate(ids, tags, batch_size=BATCH, verbose=0),
+                        model.fit(ids, tags, batch_size=BATCH, epochs=2, shuffle=False,
+                                  verbose=0).history))
+    assert results[0] == results[1]
+    short = seq.evaluate(ids[:, :3], tags[:, :3], batch_size=BATCH, verbose=0,
+                         return_dict=True)
+    p = seq.predict(ids[:, :3], verbose=0).astype(np.float64)
+    mask = ids[:, :3] != 0
+    assert short["accuracy"] == pytest.approx((p.argmax(-1) == tags[:, :3])[mask].mean(),
+                                              rel=1e-6)
