@@ -383,3 +383,35 @@ def test_sequential_on_any_length_as_the_fixed_model():
     mask = ids[:, :3] != 0
     assert short["accuracy"] == pytest.approx((p.argmax(-1) == tags[:, :3])[mask].mean(),
                                               rel=1e-6)
+
+
+def test_each_output_its_own_mask():
+    # two outputs masked by two id inputs: each loss and metric is its single model's
+    ids, tags, sw = data("lstm")
+    other = np.roll(ids, 3, axis=0)
+    singles = []
+    for x in (ids, other):
+        model, _ = build(densitron, "lstm")
+        model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        singles.append((model, model.evaluate(x, tags, sample_weight=sw, batch_size=BATCH,
+                                              verbose=0, return_dict=True)))
+    inputs, outputs = [], []
+    for name, (single, _) in zip("ab", singles):
+        inp = layers.Input((T,), name=f"ids_{name}")
+        branch = [layers.Embedding(V, 5, mask_zero=True), layers.LSTM(6, return_sequences=True),
+                  layers.Dense(C, activation="softmax", name=f"tags_{name}")]
+        h = inp
+        for layer, own in zip(branch, single.layers[1:], strict=True):
+            h = layer(h)
+            layer.set_weights(own.get_weights())
+        inputs.append(inp)
+        outputs.append(h)
+    model = densitron.Model(inputs, outputs)
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy", "accuracy"])
+    logs = model.evaluate([ids, other], [tags, tags], sample_weight=[sw, sw],
+                          batch_size=BATCH, verbose=0, return_dict=True)
+    for name, (_, single) in zip("ab", singles):
+        assert logs[f"tags_{name}_loss"] == pytest.approx(single["loss"], rel=1e-6)
+        assert logs[f"tags_{name}_accuracy"] == pytest.approx(single["accuracy"], rel=1e-6)
+    assert logs["loss"] == pytest.approx(singles[0][1]["loss"] + singles[1][1]["loss"],
+                                         rel=1e-6)
