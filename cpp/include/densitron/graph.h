@@ -630,6 +630,9 @@ class Graph {
   // kWindowPool (graph_pool.cc): forward and backward of node i
   void forward_window_pool(const Step& st, int i);
   void backward_window_pool(const Step& st, int i);
+  void backward_disjoint_max(int i, const graph_detail::ConvGeom& g, Share bs);
+  // A max pooling (kWindowPool) whose windows tile its input without overlap or clipping.
+  static bool pool_is_disjoint_max(const NodeSpec& node);
   void forward_dense_split(const Step& st, int i);
   float* dense_pre(int i);
   void activate_dense_rows(int i, Share rw);

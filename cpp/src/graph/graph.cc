@@ -654,6 +654,21 @@ void Graph::compile(std::vector<OutputSpec> outputs, const OptimizerConfig& opti
                             epilogue_for(src.activation, src.act_params, &act) &&
                             act != EpilogueAct::kNone;
   }
+  // A relu convolution read only by a max pooling whose windows tile it (pool_is_disjoint_max):
+  // the pooling's backward, writing each of the convolution's output gradients once, applies
+  // the relu's derivative as it writes (the convolution's own pass over them was 3% of a
+  // convnet's step).
+  for (int i = 0; i < n; ++i) {
+    if (!pool_is_disjoint_max(nodes_[i])) continue;
+    const int in = nodes_[i].inputs[0];
+    const NodeSpec& src = nodes_[in];
+    EpilogueAct act;
+    dact_by_consumer_[in] = src.op == OpType::kConv && !fused_[in] && consumers_[in] == 1 &&
+                            !src.has_activity() && has_grad_[in] &&
+                            first_writer_[in] == std::make_pair(i, 0) && !keeps_input_[in] &&
+                            epilogue_for(src.activation, src.act_params, &act) &&
+                            act == EpilogueAct::kRelu;
+  }
   activity_nodes_.clear();
   for (int i = 0; i < n; ++i)
     if (nodes_[i].has_activity()) activity_nodes_.push_back(i);
