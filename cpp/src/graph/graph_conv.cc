@@ -84,8 +84,11 @@ inline void for_each_window(const ConvGeom& g, int64_t p0, int64_t p1, int64_t c
 // Whole windows' rows (im2col's columns [0, depth)) where the last axis is not dilated: each
 // (k0, k1) row of the window is one run of k[2]·cin input values, its part inside the input
 // copied at once and zeros beside it (the taps one by one cost a call each: a first layer's
-// cin of 1 or 3 made that most of its time).
-void im2col_runs(const ConvGeom& g, const float* xs, int64_t p0, int64_t p1, float* col) {
+// cin of 1 or 3 made that most of its time). kRun: the run's length when known at compile
+// time (a first layer's 3 or 9 values: copied unrolled, a loop's setup dearer than the copy),
+// else 0.
+template <int kRun>
+void im2col_runs_of(const ConvGeom& g, const float* xs, int64_t p0, int64_t p1, float* col) {
   const int64_t cin = g.cin, depth = g.depth(), run = g.k[2] * cin;
   OutputCursor o(g, p0);
   for (int64_t p = p0; p < p1; ++p) {
@@ -95,6 +98,7 @@ void im2col_runs(const ConvGeom& g, const float* xs, int64_t p0, int64_t p1, flo
     // the run's taps inside the input: [t_lo, t_hi) of k[2]
     const int64_t t_lo = std::min(g.k[2], std::max<int64_t>(0, -b2));
     const int64_t t_hi = std::max(t_lo, std::min(g.k[2], g.in[2] - b2));
+    const bool whole = t_lo == 0 && t_hi == g.k[2];
     float* __restrict dst = col + (p - p0) * depth;
     for (int64_t k0 = 0; k0 < g.k[0]; ++k0) {
       const int64_t i0 = b0 + k0 * g.dil[0];
@@ -105,7 +109,11 @@ void im2col_runs(const ConvGeom& g, const float* xs, int64_t p0, int64_t p1, flo
           std::fill(dst, dst + run, 0.0f);
           continue;
         }
-        const float* src = xs + ((i0 * g.in[1] + i1) * g.in[2] + b2 + t_lo) * cin;
+        const float* __restrict src = xs + ((i0 * g.in[1] + i1) * g.in[2] + b2 + t_lo) * cin;
+        if (kRun > 0 && whole) {
+          for (int j = 0; j < kRun; ++j) dst[j] = src[j];
+          continue;
+        }
         std::fill(dst, dst + t_lo * cin, 0.0f);
         const int64_t n = (t_hi - t_lo) * cin;
         float* __restrict d = dst + t_lo * cin;
@@ -114,6 +122,19 @@ void im2col_runs(const ConvGeom& g, const float* xs, int64_t p0, int64_t p1, flo
       }
     }
     o.next();
+  }
+}
+
+void im2col_runs(const ConvGeom& g, const float* xs, int64_t p0, int64_t p1, float* col) {
+  switch (g.k[2] * g.cin) {
+    case 3:
+      im2col_runs_of<3>(g, xs, p0, p1, col);
+      return;
+    case 9:
+      im2col_runs_of<9>(g, xs, p0, p1, col);
+      return;
+    default:
+      im2col_runs_of<0>(g, xs, p0, p1, col);
   }
 }
 
@@ -138,9 +159,38 @@ void im2col(const ConvGeom& g, const float* xs, int64_t p0, int64_t p1, int64_t 
 }
 
 // The windows' gradient col (rows of K values, output positions [p0, p1)) added into sample
-// gradient gxs, window by window in order.
+// gradient gxs, window by window in order. Where the last axis is not dilated each (k0, k1)
+// row of a window is one run of k[2]·cin values, its part inside the input added at once:
+// the same additions in the same order as tap by tap (a tap's cin values a call cost
+// Conv2D(64, 3) after 32 channels a tenth of its input gradient).
 void col2im(const ConvGeom& g, const float* col, int64_t p0, int64_t p1, float* gxs) {
   const int64_t depth = g.depth(), cin = g.cin;
+  if (g.dil[2] == 1) {
+    const int64_t run = g.k[2] * cin;
+    OutputCursor o(g, p0);
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t b0 = o.at[0] * g.stride[0] - g.pad[0];
+      const int64_t b1 = o.at[1] * g.stride[1] - g.pad[1];
+      const int64_t b2 = o.at[2] * g.stride[2] - g.pad[2];
+      const int64_t t_lo = std::min(g.k[2], std::max<int64_t>(0, -b2));
+      const int64_t t_hi = std::max(t_lo, std::min(g.k[2], g.in[2] - b2));
+      const float* from = col + (p - p0) * depth;
+      for (int64_t k0 = 0; k0 < g.k[0]; ++k0) {
+        const int64_t i0 = b0 + k0 * g.dil[0];
+        const bool in0 = i0 >= 0 && i0 < g.in[0];
+        for (int64_t k1 = 0; k1 < g.k[1]; ++k1, from += run) {
+          const int64_t i1 = b1 + k1 * g.dil[1];
+          if (!in0 || i1 < 0 || i1 >= g.in[1]) continue;
+          float* __restrict to = gxs + ((i0 * g.in[1] + i1) * g.in[2] + b2 + t_lo) * cin;
+          const float* __restrict f = from + t_lo * cin;
+          const int64_t n = (t_hi - t_lo) * cin;
+          for (int64_t j = 0; j < n; ++j) to[j] += f[j];
+        }
+      }
+      o.next();
+    }
+    return;
+  }
   for_each_window(g, p0, p1, 0, depth, [&](int64_t row, int64_t, int64_t lo, int64_t src) {
     if (src < 0) return;
     const float* from = col + row * depth + lo;
