@@ -731,6 +731,8 @@ void Graph::ensure_capacity(int64_t rows) {
       std::fill(aux_buf_[i].end() - node.last_dim, aux_buf_[i].end(), 0.0f);
       partial_buf_[i].resize(rnn_partial_floats(node));
     }
+    if (pool_is_disjoint_max(node))  // its windows' routed taps, a byte each (graph_pool.cc)
+      aux_buf_[i].resize((n + 3) / 4);
     if (node.op == OpType::kBatchNorm) aux_buf_[i].resize(2 * node.last_dim);
     if (node.op == OpType::kLayerNorm) aux_buf_[i].resize(2 * rows * node.width / node.last_dim);
     if (node.op == OpType::kMultiply || node.op == OpType::kMaximum ||

@@ -90,9 +90,11 @@ inline void route_max_grad(const float* __restrict xv, const float* __restrict y
 // pool size, no padding before, the windows inside the input: Keras's MaxPooling2D(2) over
 // 'valid' padding, or 'same' where the size divides): each input value is a tap of at most one
 // window, so the backward writes each input gradient once (the maximum's dy, or 0) instead of
-// zeroing the sample and routing into it.
+// zeroing the sample and routing into it, and finds the tap to route to in the byte a
+// window's channel the forward kept (aux_buf_) rather than in the input again. At most 255
+// taps a window.
 bool disjoint_max(const ConvGeom& g, int64_t mode) {
-  if (mode != 1) return false;
+  if (mode != 1 || g.taps() > 255) return false;
   for (int a = 0; a < 3; ++a)
     if (g.stride[a] != g.k[a] || g.pad[a] != 0 || g.out[a] * g.k[a] > g.in[a]) return false;
   return true;
@@ -111,9 +113,12 @@ inline void disjoint_taps(const ConvGeom& g, int64_t o0, int64_t o1, int64_t o2,
 
 // One disjoint window's maximum over its n taps (offsets off into xs), channel by channel in
 // window order, as the general forward: the first tap, then each later one where greater or
-// NaN. Four taps (a 2×2 window) unrolled, each channel's maximum held in a register.
+// NaN; and in ix[ch] the tap the backward routes the maximum's gradient to, the first that
+// holds the maximum (NaN: the first NaN), as the general backward finds it: a later tap only
+// where greater, or NaN after no NaN. Four taps (a 2×2 window) unrolled, each channel's
+// maximum and tap held in registers.
 inline void disjoint_max_forward(const float* xs, const int64_t* off, int64_t n, float* yp,
-                                 int64_t c) {
+                                 uint8_t* __restrict ix, int64_t c) {
   if (n == 4) {
     const float* __restrict a = xs + off[0];
     const float* __restrict b = xs + off[1];
@@ -121,85 +126,68 @@ inline void disjoint_max_forward(const float* xs, const int64_t* off, int64_t n,
     const float* __restrict e = xs + off[3];
     for (int64_t ch = 0; ch < c; ++ch) {
       float m = a[ch];
+      uint32_t t = 0;
       float v = b[ch];
+      t = v > m || (v != v && m == m) ? 1 : t;
       m = v > m || v != v ? v : m;
       v = d[ch];
+      t = v > m || (v != v && m == m) ? 2 : t;
       m = v > m || v != v ? v : m;
       v = e[ch];
+      t = v > m || (v != v && m == m) ? 3 : t;
       m = v > m || v != v ? v : m;
       yp[ch] = m;
+      ix[ch] = static_cast<uint8_t>(t);
     }
     return;
   }
   std::memcpy(yp, xs + off[0], c * sizeof(float));
+  std::fill(ix, ix + c, uint8_t{0});
   for (int64_t t = 1; t < n; ++t) {
     const float* __restrict xv = xs + off[t];
     for (int64_t ch = 0; ch < c; ++ch) {
-      const float v = xv[ch];
-      yp[ch] = v > yp[ch] || v != v ? v : yp[ch];
+      const float v = xv[ch], m = yp[ch];
+      ix[ch] = v > m || (v != v && m == m) ? static_cast<uint8_t>(t) : ix[ch];
+      yp[ch] = v > m || v != v ? v : m;
     }
   }
 }
 
-// The disjoint maximum's gradient written at one tap: 0 + dp[ch] where the tap's value xv[ch]
-// is the maximum yp[ch] (NaN for NaN) and pending[ch] (not met at an earlier tap; cleared
-// then), else 0: the general route's values into a zeroed gradient. With relu, also 0 where
-// xv[ch] (the producer's relu output) is not > 0: its derivative, applied here for the
-// producer (as its own backward would: dy where y > 0, else 0).
+// One disjoint window's gradient written at its n taps: 0 + dp[ch] at tap ix[ch] (the general
+// route's value into a zeroed gradient), 0 at the others. With relu, 0 also where the maximum
+// yp[ch] (the routed tap's value, the producer's relu output) is not > 0: the relu's
+// derivative, applied here for the producer as its own backward would (dy where y > 0, else
+// 0). Four taps unrolled.
 template <bool kRelu>
-inline void write_max_grad(const float* __restrict xv, const float* __restrict yp,
-                           const float* __restrict dp, float* __restrict gv,
-                           uint32_t* __restrict pending, int64_t c) {
-  for (int64_t ch = 0; ch < c; ++ch) {
-    const float xc = xv[ch], m = yp[ch];
-    const uint32_t hit = pending[ch] & (-static_cast<uint32_t>(xc == m) |
-                                        -static_cast<uint32_t>((xc != xc) & (m != m)));
-    const uint32_t on = kRelu ? hit & -static_cast<uint32_t>(xc > 0.0f) : hit;
-    const float sum = 0.0f + dp[ch];
-    uint32_t sum_bits;
-    std::memcpy(&sum_bits, &sum, sizeof(float));
-    const uint32_t out = sum_bits & on;
-    std::memcpy(gv + ch, &out, sizeof(float));
-    pending[ch] &= ~hit;
+inline void write_max_grad(const int64_t* off, int64_t n, const uint8_t* __restrict ix,
+                           const float* __restrict yp, const float* __restrict dp, float* gxs,
+                           int64_t c) {
+  if (n == 4) {
+    uint32_t* __restrict g0 = reinterpret_cast<uint32_t*>(gxs + off[0]);
+    uint32_t* __restrict g1 = reinterpret_cast<uint32_t*>(gxs + off[1]);
+    uint32_t* __restrict g2 = reinterpret_cast<uint32_t*>(gxs + off[2]);
+    uint32_t* __restrict g3 = reinterpret_cast<uint32_t*>(gxs + off[3]);
+    for (int64_t ch = 0; ch < c; ++ch) {
+      const float sum = 0.0f + dp[ch];
+      uint32_t bits;
+      std::memcpy(&bits, &sum, sizeof(float));
+      if (kRelu) bits &= -static_cast<uint32_t>(yp[ch] > 0.0f);
+      const uint32_t t = ix[ch];
+      g0[ch] = bits & -static_cast<uint32_t>(t == 0);
+      g1[ch] = bits & -static_cast<uint32_t>(t == 1);
+      g2[ch] = bits & -static_cast<uint32_t>(t == 2);
+      g3[ch] = bits & -static_cast<uint32_t>(t == 3);
+    }
+    return;
   }
-}
-
-// write_max_grad over a 2×2 window's four taps at once, each channel's pending flag in a
-// register.
-template <bool kRelu>
-inline void write_max_grad4(const float* xs, const int64_t* off, const float* __restrict yp,
-                            const float* __restrict dp, float* gxs, int64_t c) {
-  const float* __restrict x0 = xs + off[0];
-  const float* __restrict x1 = xs + off[1];
-  const float* __restrict x2 = xs + off[2];
-  const float* __restrict x3 = xs + off[3];
-  uint32_t* __restrict g0 = reinterpret_cast<uint32_t*>(gxs + off[0]);
-  uint32_t* __restrict g1 = reinterpret_cast<uint32_t*>(gxs + off[1]);
-  uint32_t* __restrict g2 = reinterpret_cast<uint32_t*>(gxs + off[2]);
-  uint32_t* __restrict g3 = reinterpret_cast<uint32_t*>(gxs + off[3]);
-  for (int64_t ch = 0; ch < c; ++ch) {
-    const float m = yp[ch];
-    const float sum = 0.0f + dp[ch];
-    uint32_t sum_bits;
-    std::memcpy(&sum_bits, &sum, sizeof(float));
-    const uint32_t mnan = -static_cast<uint32_t>(m != m);
-    const float a = x0[ch], b = x1[ch], d = x2[ch], e = x3[ch];
-    const uint32_t ha = -static_cast<uint32_t>(a == m) | (mnan & -static_cast<uint32_t>(a != a));
-    const uint32_t hb = -static_cast<uint32_t>(b == m) | (mnan & -static_cast<uint32_t>(b != b));
-    const uint32_t hd = -static_cast<uint32_t>(d == m) | (mnan & -static_cast<uint32_t>(d != d));
-    const uint32_t he = -static_cast<uint32_t>(e == m) | (mnan & -static_cast<uint32_t>(e != e));
-    // each tap's hit where no earlier tap hit
-    const uint32_t fb = hb & ~ha, fd = hd & ~(ha | hb), fe = he & ~(ha | hb | hd);
-    if (kRelu) {
-      g0[ch] = sum_bits & ha & -static_cast<uint32_t>(a > 0.0f);
-      g1[ch] = sum_bits & fb & -static_cast<uint32_t>(b > 0.0f);
-      g2[ch] = sum_bits & fd & -static_cast<uint32_t>(d > 0.0f);
-      g3[ch] = sum_bits & fe & -static_cast<uint32_t>(e > 0.0f);
-    } else {
-      g0[ch] = sum_bits & ha;
-      g1[ch] = sum_bits & fb;
-      g2[ch] = sum_bits & fd;
-      g3[ch] = sum_bits & fe;
+  for (int64_t t = 0; t < n; ++t) {
+    uint32_t* __restrict g = reinterpret_cast<uint32_t*>(gxs + off[t]);
+    for (int64_t ch = 0; ch < c; ++ch) {
+      const float sum = 0.0f + dp[ch];
+      uint32_t bits;
+      std::memcpy(&bits, &sum, sizeof(float));
+      if (kRelu) bits &= -static_cast<uint32_t>(yp[ch] > 0.0f);
+      g[ch] = bits & -static_cast<uint32_t>(ix[ch] == t);
     }
   }
 }
@@ -242,11 +230,12 @@ void Graph::forward_window_pool(const Step& st, int i) {
   if (disjoint_max(g, mode)) {
     const int64_t n = g.taps();
     int64_t* off = int_scratch(n);
+    uint8_t* taps = reinterpret_cast<uint8_t*>(aux_buf_[i].data());  // (for the backward)
     for (int64_t it = items.lo; it < items.hi; ++it) {
       const int64_t s = it / positions, p = it % positions;
       const int64_t o2 = p % g.out[2], o1 = p / g.out[2] % g.out[1];
       disjoint_taps(g, p / g.out[2] / g.out[1], o1, o2, off);
-      disjoint_max_forward(x + s * win, off, n, y + it * c, c);
+      disjoint_max_forward(x + s * win, off, n, y + it * c, taps + it * c, c);
     }
     return;
   }
@@ -323,45 +312,33 @@ void Graph::backward_window_pool(const Step& st, int i) {
 }
 
 // A disjoint max pooling's input gradient (the first writer's), samples bs: each window's taps
-// written once (write_max_grad), then the values outside every window zeroed; with the
+// written once from the routed taps its forward recorded in aux_buf_ (write_max_grad: the
+// input itself is not read again), then the values outside every window zeroed; with the
 // producer's relu derivative where it leaves that to this node (dact_by_consumer_).
 void Graph::backward_disjoint_max(int i, const ConvGeom& g, Share bs) {
   const NodeSpec& node = nodes_[i];
   const int in = node.inputs[0];
   const int64_t positions = g.positions(), c = g.cin, n = g.taps();
   const int64_t win = nodes_[in].width;
-  const float* x = out_[in];
   const float* y = out_[i];
   const float* dy = grad_buf_[i].data();
+  const uint8_t* taps = reinterpret_cast<const uint8_t*>(aux_buf_[i].data());
   float* gx = grad_buf_[in].data();
   const bool relu = dact_by_consumer_[in];
   int64_t* off = int_scratch(n);
-  uint32_t* __restrict pending = pending_scratch(c);
   for (int64_t s = bs.lo; s < bs.hi; ++s) {
-    const float* xs = x + s * win;
     float* gxs = gx + s * win;
     zero_uncovered(g, gxs);
     int64_t p = 0;
     for (int64_t o0 = 0; o0 < g.out[0]; ++o0)
       for (int64_t o1 = 0; o1 < g.out[1]; ++o1)
         for (int64_t o2 = 0; o2 < g.out[2]; ++o2, ++p) {
-          const float* yp = y + (s * positions + p) * c;
-          const float* dp = dy + (s * positions + p) * c;
+          const int64_t r = (s * positions + p) * c;
           disjoint_taps(g, o0, o1, o2, off);
-          if (n == 4) {
-            if (relu)
-              write_max_grad4<true>(xs, off, yp, dp, gxs, c);
-            else
-              write_max_grad4<false>(xs, off, yp, dp, gxs, c);
-            continue;
-          }
-          std::fill(pending, pending + c, ~uint32_t{0});
-          for (int64_t t = 0; t < n; ++t) {
-            if (relu)
-              write_max_grad<true>(xs + off[t], yp, dp, gxs + off[t], pending, c);
-            else
-              write_max_grad<false>(xs + off[t], yp, dp, gxs + off[t], pending, c);
-          }
+          if (relu)
+            write_max_grad<true>(off, n, taps + r, y + r, dy + r, gxs, c);
+          else
+            write_max_grad<false>(off, n, taps + r, y + r, dy + r, gxs, c);
         }
   }
 }
