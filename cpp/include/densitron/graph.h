@@ -631,6 +631,7 @@ class Graph {
   void forward_window_pool(const Step& st, int i);
   void backward_window_pool(const Step& st, int i);
   void backward_disjoint_max(int i, const graph_detail::ConvGeom& g, Share bs);
+  void pool_disjoint_sample(int i, int64_t s);  // pooling i's forward of sample s
   // A max pooling (kWindowPool) whose windows tile its input without overlap or clipping.
   static bool pool_is_disjoint_max(const NodeSpec& node);
   void forward_dense_split(const Step& st, int i);
@@ -664,6 +665,8 @@ class Graph {
   // per Dense node: its only consumer, a Dense, applies this node's activation derivative in
   // the epilogue of its input-gradient GEMM, so the gradient arrives w.r.t. pre-activation
   std::vector<bool> dact_by_consumer_;
+  // per node: the disjoint max pooling a kConv's forward runs sample by sample, or -1
+  std::vector<int> pooled_by_;
   std::vector<bool> requires_grad_;  // per node: a trainable parameter lies at or before it
   std::vector<bool> keeps_input_;    // per node: activation backward needs its input (pre_)
   // The backward plan (fixed at compile): nodes that receive a gradient; the (node, input

@@ -362,6 +362,7 @@ void Graph::forward_conv(const Step& st, int i) {
     if (!fuse)
       activation_forward(node.activation, node.act_params, z + r0 * filters, y + r0 * filters,
                          p1 - p0, filters);
+    if (pooled_by_[i] >= 0) pool_disjoint_sample(pooled_by_[i], s);  // (a whole sample)
   }
 }
 

@@ -228,6 +228,7 @@ void Graph::forward_window_pool(const Step& st, int i) {
   const Share items = share_of(st.batch * positions, st.ith, st.nth,
                                std::max<int64_t>(1, kMinElementsPerThread / c));
   if (disjoint_max(g, mode)) {
+    if (pooled_by_[node.inputs[0]] == i) return;  // (done by the convolution's forward)
     const int64_t n = g.taps();
     int64_t* off = int_scratch(n);
     uint8_t* taps = reinterpret_cast<uint8_t*>(aux_buf_[i].data());  // (for the backward)
@@ -264,6 +265,27 @@ void Graph::forward_window_pool(const Step& st, int i) {
       for (int64_t ch = 0; ch < c; ++ch) yp[ch] /= count;
     }
   }
+}
+
+// A disjoint max pooling's forward of sample s alone: its windows' maxima and routed taps, as
+// forward_window_pool's (called by the convolution it pools, pooled_by_, sample by sample).
+void Graph::pool_disjoint_sample(int i, int64_t s) {
+  const NodeSpec& node = nodes_[i];
+  ConvGeom g;
+  int64_t mode = 0;
+  pool_geom(node.iattrs, &g, &mode);
+  const int64_t positions = g.positions(), c = g.cin, n = g.taps();
+  const float* xs = out_buf_[node.inputs[0]].data() + s * nodes_[node.inputs[0]].width;
+  float* y = out_buf_[i].data() + s * positions * c;
+  uint8_t* taps = reinterpret_cast<uint8_t*>(aux_buf_[i].data()) + s * positions * c;
+  int64_t* off = int_scratch(n);
+  int64_t p = 0;
+  for (int64_t o0 = 0; o0 < g.out[0]; ++o0)
+    for (int64_t o1 = 0; o1 < g.out[1]; ++o1)
+      for (int64_t o2 = 0; o2 < g.out[2]; ++o2, ++p) {
+        disjoint_taps(g, o0, o1, o2, off);
+        disjoint_max_forward(xs, off, n, y + p * c, taps + p * c, c);
+      }
 }
 
 // The mean's gradient dy / count spread over each window's taps; the maximum's dy to the first
