@@ -44,6 +44,19 @@ struct OutputCursor {
   }
 };
 
+// The window of the output position at cursor o as im2col_runs and col2im walk it, a run of
+// k[2]·cin values for each (k0, k1): its first input coordinates b0, b1, b2 (before the taps'
+// dilations) and the taps [t_lo, t_hi) of the last axis that lie inside the input.
+struct WindowRuns {
+  int64_t b0, b1, b2, t_lo, t_hi;
+  WindowRuns(const ConvGeom& g, const OutputCursor& o)
+      : b0(o.at[0] * g.stride[0] - g.pad[0]),
+        b1(o.at[1] * g.stride[1] - g.pad[1]),
+        b2(o.at[2] * g.stride[2] - g.pad[2]),
+        t_lo(std::min(g.k[2], std::max<int64_t>(0, -b2))),
+        t_hi(std::max(t_lo, std::min(g.k[2], g.in[2] - b2))) {}
+};
+
 // fn(row, t, lo, src) for each output position p in [p0, p1) (row p - p0) and each kernel
 // tap t whose columns [t·cin, (t + 1)·cin) meet [c0, c1): lo, the first of those columns in
 // [c0, c1), and src, the input offset (of the sample) of the channel lo - t·cin at the tap,
@@ -92,12 +105,8 @@ void im2col_runs_of(const ConvGeom& g, const float* xs, int64_t p0, int64_t p1, 
   const int64_t cin = g.cin, depth = g.depth(), run = g.k[2] * cin;
   OutputCursor o(g, p0);
   for (int64_t p = p0; p < p1; ++p) {
-    const int64_t b0 = o.at[0] * g.stride[0] - g.pad[0];
-    const int64_t b1 = o.at[1] * g.stride[1] - g.pad[1];
-    const int64_t b2 = o.at[2] * g.stride[2] - g.pad[2];
-    // the run's taps inside the input: [t_lo, t_hi) of k[2]
-    const int64_t t_lo = std::min(g.k[2], std::max<int64_t>(0, -b2));
-    const int64_t t_hi = std::max(t_lo, std::min(g.k[2], g.in[2] - b2));
+    const WindowRuns w(g, o);
+    const int64_t b0 = w.b0, b1 = w.b1, b2 = w.b2, t_lo = w.t_lo, t_hi = w.t_hi;
     const bool whole = t_lo == 0 && t_hi == g.k[2];
     float* __restrict dst = col + (p - p0) * depth;
     for (int64_t k0 = 0; k0 < g.k[0]; ++k0) {
@@ -169,11 +178,8 @@ void col2im(const ConvGeom& g, const float* col, int64_t p0, int64_t p1, float* 
     const int64_t run = g.k[2] * cin;
     OutputCursor o(g, p0);
     for (int64_t p = p0; p < p1; ++p) {
-      const int64_t b0 = o.at[0] * g.stride[0] - g.pad[0];
-      const int64_t b1 = o.at[1] * g.stride[1] - g.pad[1];
-      const int64_t b2 = o.at[2] * g.stride[2] - g.pad[2];
-      const int64_t t_lo = std::min(g.k[2], std::max<int64_t>(0, -b2));
-      const int64_t t_hi = std::max(t_lo, std::min(g.k[2], g.in[2] - b2));
+      const WindowRuns w(g, o);
+      const int64_t b0 = w.b0, b1 = w.b1, b2 = w.b2, t_lo = w.t_lo, t_hi = w.t_hi;
       const float* from = col + (p - p0) * depth;
       for (int64_t k0 = 0; k0 < g.k[0]; ++k0) {
         const int64_t i0 = b0 + k0 * g.dil[0];
