@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -30,11 +31,8 @@ def keras_on_jax_json(code, timeout=600):
     return json.loads(run_keras_on_jax(code, timeout=timeout).strip().splitlines()[-1])
 
 
-# The end of a script run by run_keras_on_jax whose `build(ns, opt)` makes one model in
-# densitron's or Keras's namespace and whose x, y are its data: both trained 2 epochs from
-# Keras's initial weights under SGD and under Adam, the losses within 1e-5 and the weights
-# within 1e-4; prints "same".
-TRAINS_AS_KERAS = """
+# The end of the scripts of assert_trains_as_keras.
+_TRAINS_AS_KERAS = """
 for opt in (lambda ns: ns.optimizers.SGD(0.05), lambda ns: ns.optimizers.Adam(1e-3)):
     theirs, ours = build(keras, opt), build(densitron, opt)
     ours.set_weights(theirs.get_weights())
@@ -45,3 +43,11 @@ for opt in (lambda ns: ns.optimizers.SGD(0.05), lambda ns: ns.optimizers.Adam(1e
         np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-5)
 print("same")
 """
+
+
+def assert_trains_as_keras(script):
+    """Runs `script` (its `build(ns, opt)` makes one model in densitron's or Keras's namespace;
+    x, y its data) with Keras on JAX, then trains both models 2 epochs from Keras's initial
+    weights under SGD and under Adam: the losses within 1e-5, the weights within 1e-4."""
+    out = run_keras_on_jax(textwrap.dedent(script) + _TRAINS_AS_KERAS)
+    assert out.strip().endswith("same"), out[-3000:]

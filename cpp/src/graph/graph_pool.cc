@@ -153,6 +153,20 @@ inline void disjoint_max_forward(const float* xs, const int64_t* off, int64_t n,
   }
 }
 
+// Items [lo, hi) (sample · positions() + position) of a disjoint max pooling of x (win values
+// a sample): each window's maximum into y and its routed taps into taps (at item · cin).
+void disjoint_max_items(const ConvGeom& g, const float* x, int64_t win, int64_t lo, int64_t hi,
+                        float* y, uint8_t* taps) {
+  const int64_t positions = g.positions(), c = g.cin, n = g.taps();
+  int64_t* off = int_scratch(n);
+  for (int64_t it = lo; it < hi; ++it) {
+    const int64_t s = it / positions, p = it % positions;
+    const int64_t o2 = p % g.out[2], o1 = p / g.out[2] % g.out[1];
+    disjoint_taps(g, p / g.out[2] / g.out[1], o1, o2, off);
+    disjoint_max_forward(x + s * win, off, n, y + it * c, taps + it * c, c);
+  }
+}
+
 // One disjoint window's gradient written at its n taps: 0 + dp[ch] at tap ix[ch] (the general
 // route's value into a zeroed gradient), 0 at the others. With relu, 0 also where the maximum
 // yp[ch] (the routed tap's value, the producer's relu output) is not > 0: the relu's
@@ -229,15 +243,8 @@ void Graph::forward_window_pool(const Step& st, int i) {
                                std::max<int64_t>(1, kMinElementsPerThread / c));
   if (disjoint_max(g, mode)) {
     if (pooled_by_[node.inputs[0]] == i) return;  // (done by the convolution's forward)
-    const int64_t n = g.taps();
-    int64_t* off = int_scratch(n);
-    uint8_t* taps = reinterpret_cast<uint8_t*>(aux_buf_[i].data());  // (for the backward)
-    for (int64_t it = items.lo; it < items.hi; ++it) {
-      const int64_t s = it / positions, p = it % positions;
-      const int64_t o2 = p % g.out[2], o1 = p / g.out[2] % g.out[1];
-      disjoint_taps(g, p / g.out[2] / g.out[1], o1, o2, off);
-      disjoint_max_forward(x + s * win, off, n, y + it * c, taps + it * c, c);
-    }
+    disjoint_max_items(g, x, win, items.lo, items.hi, y,
+                       reinterpret_cast<uint8_t*>(aux_buf_[i].data()));  // (taps: the backward's)
     return;
   }
   for (int64_t it = items.lo; it < items.hi; ++it) {
@@ -274,18 +281,10 @@ void Graph::pool_disjoint_sample(int i, int64_t s) {
   ConvGeom g;
   int64_t mode = 0;
   pool_geom(node.iattrs, &g, &mode);
-  const int64_t positions = g.positions(), c = g.cin, n = g.taps();
-  const float* xs = out_buf_[node.inputs[0]].data() + s * nodes_[node.inputs[0]].width;
-  float* y = out_buf_[i].data() + s * positions * c;
-  uint8_t* taps = reinterpret_cast<uint8_t*>(aux_buf_[i].data()) + s * positions * c;
-  int64_t* off = int_scratch(n);
-  int64_t p = 0;
-  for (int64_t o0 = 0; o0 < g.out[0]; ++o0)
-    for (int64_t o1 = 0; o1 < g.out[1]; ++o1)
-      for (int64_t o2 = 0; o2 < g.out[2]; ++o2, ++p) {
-        disjoint_taps(g, o0, o1, o2, off);
-        disjoint_max_forward(xs, off, n, y + p * c, taps + p * c, c);
-      }
+  const int64_t positions = g.positions();
+  disjoint_max_items(g, out_buf_[node.inputs[0]].data(), nodes_[node.inputs[0]].width,
+                     s * positions, (s + 1) * positions, out_buf_[i].data(),
+                     reinterpret_cast<uint8_t*>(aux_buf_[i].data()));
 }
 
 // The mean's gradient dy / count spread over each window's taps; the maximum's dy to the first

@@ -384,8 +384,7 @@ class Trainer:
         """The engine node of Keras's mask on output k (-1 for none), which weighs its loss
         and its metrics as Keras's Loss.__call__ and MeanMetricWrapper do; what Keras 3.15
         computes otherwise is refused."""
-        masks = self.__dict__.get("_engine_output_masks") or ()
-        if k >= len(masks) or masks[k] < 0:
+        if not self._masked_output(k):
             return -1
         name = self._output_names[k]
         if k in traced:
@@ -404,7 +403,7 @@ class Trainer:
                     "built on MeanMetricWrapper (accuracies, the losses as metrics); densitron "
                     "does not weigh other metrics by it yet. Received: metric "
                     f"{log_name!r}")
-        return masks[k]
+        return self._engine_output_masks[k]
 
     def _ensure_engine(self, y_parts):
         if not self.compiled:
