@@ -11,6 +11,7 @@
 
 #include "densitron/graph.h"
 #include "graph/graph_util.h"
+#include "ops/elementwise_kernels.h"
 
 namespace densitron {
 
@@ -111,98 +112,18 @@ inline void disjoint_taps(const ConvGeom& g, int64_t o0, int64_t o1, int64_t o2,
     }
 }
 
-// One disjoint window's maximum over its n taps (offsets off into xs), channel by channel in
-// window order, as the general forward: the first tap, then each later one where greater or
-// NaN; and in ix[ch] the tap the backward routes the maximum's gradient to, the first that
-// holds the maximum (NaN: the first NaN), as the general backward finds it: a later tap only
-// where greater, or NaN after no NaN. Four taps (a 2×2 window) unrolled, each channel's
-// maximum and tap held in registers.
-inline void disjoint_max_forward(const float* xs, const int64_t* off, int64_t n, float* yp,
-                                 uint8_t* __restrict ix, int64_t c) {
-  if (n == 4) {
-    const float* __restrict a = xs + off[0];
-    const float* __restrict b = xs + off[1];
-    const float* __restrict d = xs + off[2];
-    const float* __restrict e = xs + off[3];
-    for (int64_t ch = 0; ch < c; ++ch) {
-      float m = a[ch];
-      uint32_t t = 0;
-      float v = b[ch];
-      t = v > m || (v != v && m == m) ? 1 : t;
-      m = v > m || v != v ? v : m;
-      v = d[ch];
-      t = v > m || (v != v && m == m) ? 2 : t;
-      m = v > m || v != v ? v : m;
-      v = e[ch];
-      t = v > m || (v != v && m == m) ? 3 : t;
-      m = v > m || v != v ? v : m;
-      yp[ch] = m;
-      ix[ch] = static_cast<uint8_t>(t);
-    }
-    return;
-  }
-  std::memcpy(yp, xs + off[0], c * sizeof(float));
-  std::fill(ix, ix + c, uint8_t{0});
-  for (int64_t t = 1; t < n; ++t) {
-    const float* __restrict xv = xs + off[t];
-    for (int64_t ch = 0; ch < c; ++ch) {
-      const float v = xv[ch], m = yp[ch];
-      ix[ch] = v > m || (v != v && m == m) ? static_cast<uint8_t>(t) : ix[ch];
-      yp[ch] = v > m || v != v ? v : m;
-    }
-  }
-}
-
 // Items [lo, hi) (sample · positions() + position) of a disjoint max pooling of x (win values
 // a sample): each window's maximum into y and its routed taps into taps (at item · cin).
 void disjoint_max_items(const ConvGeom& g, const float* x, int64_t win, int64_t lo, int64_t hi,
                         float* y, uint8_t* taps) {
   const int64_t positions = g.positions(), c = g.cin, n = g.taps();
   int64_t* off = int_scratch(n);
+  const auto window_max = elementwise_kernels()->pool_window_max;
   for (int64_t it = lo; it < hi; ++it) {
     const int64_t s = it / positions, p = it % positions;
     const int64_t o2 = p % g.out[2], o1 = p / g.out[2] % g.out[1];
     disjoint_taps(g, p / g.out[2] / g.out[1], o1, o2, off);
-    disjoint_max_forward(x + s * win, off, n, y + it * c, taps + it * c, c);
-  }
-}
-
-// One disjoint window's gradient written at its n taps: 0 + dp[ch] at tap ix[ch] (the general
-// route's value into a zeroed gradient), 0 at the others. With relu, 0 also where the maximum
-// yp[ch] (the routed tap's value, the producer's relu output) is not > 0: the relu's
-// derivative, applied here for the producer as its own backward would (dy where y > 0, else
-// 0). Four taps unrolled.
-template <bool kRelu>
-inline void write_max_grad(const int64_t* off, int64_t n, const uint8_t* __restrict ix,
-                           const float* __restrict yp, const float* __restrict dp, float* gxs,
-                           int64_t c) {
-  if (n == 4) {
-    uint32_t* __restrict g0 = reinterpret_cast<uint32_t*>(gxs + off[0]);
-    uint32_t* __restrict g1 = reinterpret_cast<uint32_t*>(gxs + off[1]);
-    uint32_t* __restrict g2 = reinterpret_cast<uint32_t*>(gxs + off[2]);
-    uint32_t* __restrict g3 = reinterpret_cast<uint32_t*>(gxs + off[3]);
-    for (int64_t ch = 0; ch < c; ++ch) {
-      const float sum = 0.0f + dp[ch];
-      uint32_t bits;
-      std::memcpy(&bits, &sum, sizeof(float));
-      if (kRelu) bits &= -static_cast<uint32_t>(yp[ch] > 0.0f);
-      const uint32_t t = ix[ch];
-      g0[ch] = bits & -static_cast<uint32_t>(t == 0);
-      g1[ch] = bits & -static_cast<uint32_t>(t == 1);
-      g2[ch] = bits & -static_cast<uint32_t>(t == 2);
-      g3[ch] = bits & -static_cast<uint32_t>(t == 3);
-    }
-    return;
-  }
-  for (int64_t t = 0; t < n; ++t) {
-    uint32_t* __restrict g = reinterpret_cast<uint32_t*>(gxs + off[t]);
-    for (int64_t ch = 0; ch < c; ++ch) {
-      const float sum = 0.0f + dp[ch];
-      uint32_t bits;
-      std::memcpy(&bits, &sum, sizeof(float));
-      if (kRelu) bits &= -static_cast<uint32_t>(yp[ch] > 0.0f);
-      g[ch] = bits & -static_cast<uint32_t>(ix[ch] == t);
-    }
+    window_max(x + s * win, off, n, y + it * c, taps + it * c, c);
   }
 }
 
@@ -333,7 +254,7 @@ void Graph::backward_window_pool(const Step& st, int i) {
 }
 
 // A disjoint max pooling's input gradient (the first writer's), samples bs: each window's taps
-// written once from the routed taps its forward recorded in aux_buf_ (write_max_grad: the
+// written once from the routed taps its forward recorded in aux_buf_ (pool_window_max_grad: the
 // input itself is not read again), then the values outside every window zeroed; with the
 // producer's relu derivative where it leaves that to this node (dact_by_consumer_).
 void Graph::backward_disjoint_max(int i, const ConvGeom& g, Share bs) {
@@ -347,6 +268,7 @@ void Graph::backward_disjoint_max(int i, const ConvGeom& g, Share bs) {
   float* gx = grad_buf_[in].data();
   const bool relu = dact_by_consumer_[in];
   int64_t* off = int_scratch(n);
+  const auto window_grad = elementwise_kernels()->pool_window_max_grad;
   for (int64_t s = bs.lo; s < bs.hi; ++s) {
     float* gxs = gx + s * win;
     zero_uncovered(g, gxs);
@@ -356,10 +278,7 @@ void Graph::backward_disjoint_max(int i, const ConvGeom& g, Share bs) {
         for (int64_t o2 = 0; o2 < g.out[2]; ++o2, ++p) {
           const int64_t r = (s * positions + p) * c;
           disjoint_taps(g, o0, o1, o2, off);
-          if (relu)
-            write_max_grad<true>(off, n, taps + r, y + r, dy + r, gxs, c);
-          else
-            write_max_grad<false>(off, n, taps + r, y + r, dy + r, gxs, c);
+          window_grad(off, n, taps + r, relu ? y + r : nullptr, dy + r, gxs, c);
         }
   }
 }

@@ -120,6 +120,19 @@ inline int64_t dropout_lanes(const float* x, float* y, int64_t n, uint64_t base,
   return i;
 }
 
+// Bytes as lanes and back (small integers held as floats: a pooling window's routed taps).
+inline V ld_u8(const uint8_t* p, int64_t l) {
+  int64_t b = 0;
+  __builtin_memcpy(&b, p, l == kW ? 8 : l);
+  return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(b)));
+}
+inline void st_u8(uint8_t* p, V v, int64_t l) {
+  const __m256i i = _mm256_cvtps_epi32(v);
+  const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+  const int64_t b = _mm_cvtsi128_si64(_mm_packus_epi16(w, w));
+  __builtin_memcpy(p, &b, l == kW ? 8 : l);
+}
+
 // Compressing stored values: the body's plain loop (see compress_stored there).
 inline int64_t compress_lanes(const float*, int64_t, int32_t, int32_t*, float*, int64_t*) {
   return 0;

@@ -59,6 +59,21 @@ inline V sel(M m, V t, V f) { return _mm512_mask_blend_ps(m, f, t); }
 inline float hsum(V a) { return _mm512_reduce_add_ps(a); }
 inline float hmax(V a) { return _mm512_reduce_max_ps(a); }
 
+// Bytes as lanes and back (small integers held as floats: a pooling window's routed taps).
+inline V ld_u8(const uint8_t* p, int64_t l) {
+  const __m128i b = l == kW ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p))
+                            : _mm_maskz_loadu_epi8(tail_mask(l), p);
+  return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b));
+}
+inline void st_u8(uint8_t* p, V v, int64_t l) {
+  const __m128i b = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v));
+  if (l == kW) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), b);
+  } else {
+    _mm_mask_storeu_epi8(p, tail_mask(l), b);
+  }
+}
+
 // Dropout: the body's plain loop, which this build vectorises (see dropout there).
 inline int64_t dropout_lanes(const float*, float*, int64_t, uint64_t, uint64_t, float, float,
                              bool) {

@@ -135,6 +135,24 @@ inline float hmax(V a) { return a; }
 
 #endif
 
+// Bytes as lanes and back (small integers held as floats: a pooling window's routed taps).
+inline V ld_u8(const uint8_t* p, int64_t l) {
+  V v = vset(0.0f);
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(DENSITRON_SCALAR_ELEMENTWISE)
+  for (int64_t i = 0; i < l && i < kW; ++i) v[i] = p[i];
+#else
+  if (l > 0) v = p[0];
+#endif
+  return v;
+}
+inline void st_u8(uint8_t* p, V v, int64_t l) {
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(DENSITRON_SCALAR_ELEMENTWISE)
+  for (int64_t i = 0; i < l && i < kW; ++i) p[i] = static_cast<uint8_t>(v[i]);
+#else
+  if (l > 0) p[0] = static_cast<uint8_t>(v);
+#endif
+}
+
 // Dropout: the body's plain loop (see dropout there).
 inline int64_t dropout_lanes(const float*, float*, int64_t, uint64_t, uint64_t, float, float,
                              bool) {

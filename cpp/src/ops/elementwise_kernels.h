@@ -188,6 +188,13 @@ struct ElementwiseKernels {
                             bool reset_before, int64_t u);
   void (*gru_reset_backward)(float* xr, float* rr, const float* hh, const float* drh,
                              const float* m, float* dh, int64_t u);
+  // A max pooling window whose windows do not overlap (n taps of c values at xs + off[t]): its
+  // maximum into y and the tap each channel's gradient goes to into ix; and that gradient
+  // written at the taps (times the producer's relu derivative where y is given)
+  void (*pool_window_max)(const float* xs, const int64_t* off, int64_t n, float* y, uint8_t* ix,
+                          int64_t c);
+  void (*pool_window_max_grad)(const int64_t* off, int64_t n, const uint8_t* ix, const float* y,
+                               const float* dy, float* gs, int64_t c);
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();
