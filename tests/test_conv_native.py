@@ -97,6 +97,15 @@ CASES = [  # (layer, input shape without the batch, arguments)
     (layers.Conv3D, (5, 6, 7, 2), {"filters": 5, "kernel_size": (2, 3, 3), "strides": (1, 2, 1),
                                    "padding": "same", "activation": "tanh"}),
     (layers.Conv3D, (6, 5, 4, 3), {"filters": 9, "kernel_size": 2, "dilation_rate": 2}),
+    # Windows of 3 or 9 values a (k0, k1) row (one channel, or three with 3 taps a row), copied
+    # from row offsets where wholly inside: rows apart by dilations, strides, 'same' edges
+    (layers.Conv2D, (12, 10, 1), {"filters": 4, "kernel_size": 3, "dilation_rate": (2, 1)}),
+    (layers.Conv2D, (11, 10, 3), {"filters": 5, "kernel_size": 3, "dilation_rate": (3, 1),
+                                  "padding": "same"}),
+    (layers.Conv2D, (11, 10, 1), {"filters": 5, "kernel_size": 3, "strides": 2,
+                                  "padding": "same"}),
+    (layers.Conv3D, (7, 6, 8, 1), {"filters": 3, "kernel_size": (2, 3, 3),
+                                   "dilation_rate": (2, 2, 1)}),
 ]
 
 

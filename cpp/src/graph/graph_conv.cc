@@ -16,6 +16,7 @@
 
 #include "densitron/graph.h"
 #include "graph/graph_util.h"
+#include "ops/elementwise_kernels.h"
 
 namespace densitron {
 
@@ -92,6 +93,10 @@ inline void for_each_window(const ConvGeom& g, int64_t p0, int64_t p1, int64_t c
   }
 }
 
+// Runs of at least this many values are copied or added by the ISA's elementwise kernels
+// (this file is built for the baseline x86-64: 4 lanes); shorter ones inline, a call dearer.
+constexpr int64_t kVectorRun = 16;
+
 // Columns [c0, c1) of the windows of output positions [p0, p1) of sample xs, as rows of
 // c1 - c0 values in col; 0 where a window leaves the input.
 // Whole windows' rows (im2col's columns [0, depth)) where the last axis is not dilated: each
@@ -103,12 +108,33 @@ inline void for_each_window(const ConvGeom& g, int64_t p0, int64_t p1, int64_t c
 template <int kRun>
 void im2col_runs_of(const ConvGeom& g, const float* xs, int64_t p0, int64_t p1, float* col) {
   const int64_t cin = g.cin, depth = g.depth(), run = g.k[2] * cin;
+  const auto copy = elementwise_kernels()->copy;
+  // With kRun known, a window wholly inside the input is copied from its (k0, k1) rows'
+  // offsets, computed once (a first layer's 26×26 windows were mostly index arithmetic).
+  constexpr int64_t kMaxRows = 64;
+  const int64_t rows = g.k[0] * g.k[1];
+  int64_t row_off[kMaxRows];
+  const bool by_rows = kRun > 0 && rows <= kMaxRows;
+  if (by_rows) {
+    for (int64_t k0 = 0, r = 0; k0 < g.k[0]; ++k0)
+      for (int64_t k1 = 0; k1 < g.k[1]; ++k1, ++r)
+        row_off[r] = (k0 * g.dil[0] * g.in[1] + k1 * g.dil[1]) * g.in[2] * cin;
+  }
+  const int64_t last0 = (g.k[0] - 1) * g.dil[0], last1 = (g.k[1] - 1) * g.dil[1];
   OutputCursor o(g, p0);
   for (int64_t p = p0; p < p1; ++p) {
     const WindowRuns w(g, o);
     const int64_t b0 = w.b0, b1 = w.b1, b2 = w.b2, t_lo = w.t_lo, t_hi = w.t_hi;
     const bool whole = t_lo == 0 && t_hi == g.k[2];
     float* __restrict dst = col + (p - p0) * depth;
+    if (by_rows && whole && b0 >= 0 && b0 + last0 < g.in[0] && b1 >= 0 &&
+        b1 + last1 < g.in[1]) {
+      const float* __restrict src = xs + ((b0 * g.in[1] + b1) * g.in[2] + b2) * cin;
+      for (int64_t r = 0; r < rows; ++r, dst += kRun)
+        for (int j = 0; j < kRun; ++j) dst[j] = src[row_off[r] + j];
+      o.next();
+      continue;
+    }
     for (int64_t k0 = 0; k0 < g.k[0]; ++k0) {
       const int64_t i0 = b0 + k0 * g.dil[0];
       const bool in0 = i0 >= 0 && i0 < g.in[0];
@@ -126,7 +152,11 @@ void im2col_runs_of(const ConvGeom& g, const float* xs, int64_t p0, int64_t p1, 
         std::fill(dst, dst + t_lo * cin, 0.0f);
         const int64_t n = (t_hi - t_lo) * cin;
         float* __restrict d = dst + t_lo * cin;
-        for (int64_t j = 0; j < n; ++j) d[j] = src[j];
+        if (n >= kVectorRun) {
+          copy(src, d, n);
+        } else {
+          for (int64_t j = 0; j < n; ++j) d[j] = src[j];
+        }
         std::fill(dst + t_hi * cin, dst + run, 0.0f);
       }
     }
@@ -174,6 +204,7 @@ void im2col(const ConvGeom& g, const float* xs, int64_t p0, int64_t p1, int64_t 
 // Conv2D(64, 3) after 32 channels a tenth of its input gradient).
 void col2im(const ConvGeom& g, const float* col, int64_t p0, int64_t p1, float* gxs) {
   const int64_t depth = g.depth(), cin = g.cin;
+  const auto add = elementwise_kernels()->axpy;
   if (g.dil[2] == 1) {
     const int64_t run = g.k[2] * cin;
     OutputCursor o(g, p0);
@@ -190,7 +221,11 @@ void col2im(const ConvGeom& g, const float* col, int64_t p0, int64_t p1, float* 
           float* __restrict to = gxs + ((i0 * g.in[1] + i1) * g.in[2] + b2 + t_lo) * cin;
           const float* __restrict f = from + t_lo * cin;
           const int64_t n = (t_hi - t_lo) * cin;
-          for (int64_t j = 0; j < n; ++j) to[j] += f[j];
+          if (n >= kVectorRun) {
+            add(1.0f, f, to, n);  // fma(1, f, to): the sum's one rounding, as to + f
+          } else {
+            for (int64_t j = 0; j < n; ++j) to[j] += f[j];
+          }
         }
       }
       o.next();
