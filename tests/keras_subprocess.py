@@ -17,9 +17,15 @@ def run_keras_on_jax(code, *args, timeout=600):
     """The standard output of Python `code` (given `args` as sys.argv[1:]) run with Keras on
     JAX on the CPU, warnings off and tests/ importable (`import test_x as t`); the test fails
     with the child's error when it does not exit 0, and is skipped without jax or keras."""
-    if not all(importlib.util.find_spec(m) for m in ("jax", "keras")):
-        pytest.skip("Keras on JAX is not installed")
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    return run_keras_on("jax", code, *args, timeout=timeout)
+
+
+def run_keras_on(backend, code, *args, timeout=600):
+    """run_keras_on_jax's on Keras's `backend` ("jax" or "torch": on torch, as on TensorFlow,
+    a stateful recurrent layer's states are updated by its calls; on JAX they are not)."""
+    if not all(importlib.util.find_spec(m) for m in (backend, "keras")):
+        pytest.skip(f"Keras on {backend} is not installed")
+    env = dict(os.environ, KERAS_BACKEND=backend, JAX_PLATFORMS="cpu")
     done = subprocess.run([sys.executable, "-c", _PRELUDE + code, *args], env=env,
                           capture_output=True, text=True, timeout=timeout, check=False)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -218,9 +218,6 @@ def test_refusals():
     with pytest.raises(ValueError, match="Received batch size: 2"):
         model.fit(batches(), epochs=1, verbose=0)
     inp = densitron.Input(batch_shape=(B, 4, F))
-    with pytest.raises(ValueError, match=r"Bidirectional does not take stateful layers. "
-                                         r"Received: layer with stateful=True"):
-        layers.Bidirectional(layers.LSTM(2, stateful=True))
     with pytest.raises(ValueError, match=r"Received: stateful=True"):
         layers.RNN(layers.LSTMCell(2), stateful=True)
     with pytest.raises(ValueError, match=r"Received: stateful=True"):

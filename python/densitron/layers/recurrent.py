@@ -11,6 +11,8 @@ LSTMCell and GRUCell (and StackedRNNCells of them) with those layers' own steps,
 of the user's by its call() traced once on a step's symbolic tensors (_CustomStep);
 ConvLSTM1D/2D/3D run LSTM's step with the convolution layers' engine nodes."""
 
+import functools
+
 import numpy as np
 
 from densitron import activations, constraints, initializers, regularizers
@@ -322,30 +324,9 @@ class _RNN(Layer):
         return list(self.states or ()) if self.stateful else []
 
     def _eager_call(self, inputs, training=False, positional=False):
-        if not self.stateful:
-            return _eager_nested(self, super()._eager_call, inputs, training, positional, 1)
-        return _eager_nested(self, self._stateful_eager_call, inputs, training, positional, 1)
-
-    def _stateful_eager_call(self, inputs, training=False, positional=False):
-        """A stateful layer called on arrays: through a model of the layer on Inputs of the
-        arrays' batch size, the whole batch in one pass (its states then written back)."""
-        from densitron.layers.input_layer import Input
-        from densitron.models.functional import Functional
-
-        flat = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-        arrays = [np.asarray(t, dtype=np.float32) for t in flat]
-        key = ("stateful", positional, *(a.shape for a in arrays))
-        model = self._eager_models.get(key)
-        if model is None:
-            tensors = [Input(batch_shape=a.shape) for a in arrays]
-            out = (self(*tensors) if positional else
-                   self(tensors if isinstance(inputs, (list, tuple)) else tensors[0]))
-            model = Functional(tensors, out, name=f"{self.name}_eager", _is_eager_wrapper=True)
-            self._eager_models[key] = model
-        data = arrays if len(arrays) > 1 else arrays[0]
-        if training:
-            return model._noisy_call(data, len(arrays[0]))
-        return model.predict(data, batch_size=len(arrays[0]), verbose=0)
+        call = (functools.partial(_stateful_eager_call, self) if self.stateful else
+                super()._eager_call)
+        return _eager_nested(self, call, inputs, training, positional, 1)
 
     @property
     def cell(self):
@@ -662,6 +643,29 @@ def _eager_nested(layer, eager_call, inputs, training, positional, first):
     return [*out[:first], *layer._nested_states(list(out[first:]))]
 
 
+def _stateful_eager_call(layer, inputs, training=False, positional=False):
+    """A stateful layer (a recurrent one, a Bidirectional of them) called on arrays: through a
+    model of the layer on Inputs of the arrays' batch size, the whole batch in one pass (its
+    states then written back)."""
+    from densitron.layers.input_layer import Input
+    from densitron.models.functional import Functional
+
+    flat = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    arrays = [np.asarray(t, dtype=np.float32) for t in flat]
+    key = ("stateful", positional, *(a.shape for a in arrays))
+    model = layer._eager_models.get(key)
+    if model is None:
+        tensors = [Input(batch_shape=a.shape) for a in arrays]
+        out = (layer(*tensors) if positional else
+               layer(tensors if isinstance(inputs, (list, tuple)) else tensors[0]))
+        model = Functional(tensors, out, name=f"{layer.name}_eager", _is_eager_wrapper=True)
+        layer._eager_models[key] = model
+    data = arrays if len(arrays) > 1 else arrays[0]
+    if training:
+        return model._noisy_call(data, len(arrays[0]))
+    return model.predict(data, batch_size=len(arrays[0]), verbose=0)
+
+
 def _batched(size):
     """A state's shape with the batch axis: (None, size), or (None, *size) for a shape."""
     return (None, *size) if isinstance(size, tuple) else (None, size)
@@ -906,7 +910,8 @@ class Bidirectional(Layer):
     copy named forward_<name>) over the steps and a copy with go_backwards=True (or
     `backward_layer`) over them in reverse, its sequence flipped back to the input's order,
     the two merged by "concat", "sum", "mul", "ave" or None (both returned). With
-    return_state, the forward layer's states then the backward layer's follow."""
+    return_state, the forward layer's states then the backward layer's follow. Of stateful
+    layers, each keeps its own states (the backward layer's: where its reversed pass ended)."""
 
     _mask_rule = "consume"
 
@@ -930,10 +935,6 @@ class Bidirectional(Layer):
                                       isinstance(given, _ConvLSTM)):
                 raise ValueError("densitron's Bidirectional wraps SimpleRNN, LSTM, GRU and RNN. "
                                  f"Received: {role}={given!r}")
-        for role, given in (("layer", layer), ("backward_layer", backward_layer)):
-            if getattr(given, "stateful", False):
-                raise ValueError("densitron's Bidirectional does not take stateful layers. "
-                                 f"Received: {role} with stateful=True")
         super().__init__(**kwargs)
         config = layer.get_config()
         self.forward_layer = type(layer).from_config(
@@ -959,7 +960,7 @@ class Bidirectional(Layer):
         for sub in (self.forward_layer, self.backward_layer):  # (Keras's: zeros when masked)
             sub.zero_output_for_mask = sub.return_sequences
         self.merge_mode = merge_mode
-        self.stateful = False
+        self.stateful = self.forward_layer.stateful
         self.return_sequences = self.forward_layer.return_sequences
         self.return_state = self.forward_layer.return_state
 
@@ -1002,8 +1003,35 @@ class Bidirectional(Layer):
         first = 2 if self.merge_mode is None else 1
         return (*node.outputs[:first], *_nested_unless_eager(self, node.outputs[first:]))
 
+    # --- Keras's stateful=True: each layer keeps its own states (the backward layer's: where
+    # its pass over the reversed steps ended, at the first step), both started from and
+    # written back by every forward, as Keras on TensorFlow and torch
+    @property
+    def states(self):
+        """Keras's: the forward layer's states then the backward layer's, when stateful."""
+        if self.forward_layer.states and self.backward_layer.states:
+            return tuple(self.forward_layer.states + self.backward_layer.states)
+        return None
+
+    def reset_state(self):
+        """Keras's: sets both layers' states to zeros (a stateful Bidirectional only)."""
+        if not self.stateful:
+            raise AttributeError("Layer must be stateful.")
+        self.forward_layer.reset_state()
+        self.backward_layer.reset_state()
+
+    def reset_states(self):
+        """Keras's alias of reset_state."""
+        self.reset_state()
+
+    def _engine_state_variables(self):
+        return (self.forward_layer._engine_state_variables() +
+                self.backward_layer._engine_state_variables())
+
     def _eager_call(self, inputs, training=False, positional=False):
-        return _eager_nested(self, super()._eager_call, inputs, training, positional,
+        call = (functools.partial(_stateful_eager_call, self) if self.stateful else
+                super()._eager_call)
+        return _eager_nested(self, call, inputs, training, positional,
                              2 if self.merge_mode is None else 1)
 
     def _nested_states(self, states):
