@@ -155,6 +155,36 @@ def test_the_backward_layer_continues_its_reversed_passes(name, kwargs):
                                   outs[:, :4])
 
 
+
+def test_initial_state_of_the_call_as_keras():
+    # As Keras's call: initial states given to a stateful wrapper (the forward layer's then
+    # the backward layer's) are the ones its layers start from, and their final states are
+    # still kept; the next call without them starts there.
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((B, 5, F)).astype(np.float32)
+    h = [rng.standard_normal((B, U)).astype(np.float32) for _ in range(4)]
+    ins = [densitron.Input(batch_shape=(B, 5, F))] + [densitron.Input(batch_shape=(B, U))
+                                                      for _ in range(4)]
+    bi = layers.Bidirectional(layers.LSTM(U, stateful=True, return_state=True),
+                              merge_mode=None)
+    given = densitron.Model(ins, bi(ins[0], initial_state=ins[1:]))
+    own = densitron.Model(ins[0], bi(ins[0]))
+    ref = layers.Bidirectional(layers.LSTM(U, return_state=True), merge_mode=None)
+    pin = [densitron.Input((5, F))] + [densitron.Input((U,)) for _ in range(4)]
+    reference = densitron.Model(pin, ref(pin[0], initial_state=pin[1:]))
+    _set_weights(given, 5)
+    ref.set_weights(bi.get_weights())
+    out = given.predict([x, *h], batch_size=B, verbose=0)
+    expected = reference.predict([x, *h], verbose=0)
+    assert len(out) == len(expected) == 6
+    for a, b in zip(out, expected):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(bi.states, expected[2:]):
+        np.testing.assert_array_equal(a.numpy(), b)
+    again = own.predict(x, batch_size=B, verbose=0)
+    for a, b in zip(again, reference.predict([x, *expected[2:]], verbose=0)):
+        np.testing.assert_array_equal(a, b)
+
 _KERAS_STEPS = r"""
 import sys
 import numpy as np
