@@ -349,6 +349,62 @@ def test_refusals():
             model.evaluate(x, y, verbose=0)
 
 
+
+def test_refuses_a_mask_from_inside_a_nested_model():
+    # Keras's mask comes out of a nested model (Keras 3.15 weighs the outer model's loss by
+    # it: its evaluate equals the inner model's own); densitron's engine weighs a loss by a
+    # mask of the model's own layers only, and refuses rather than leave it unweighted.
+    # predict reads no mask and runs.
+    ids, tags, _ = data("lstm")
+    inner_in = layers.Input((T,))
+    inner = densitron.Model(inner_in, layers.LSTM(6, return_sequences=True)(
+        layers.Embedding(V, 5, mask_zero=True)(inner_in)))
+    inp = layers.Input((T,))
+    model = densitron.Model(inp, layers.Dense(C, activation="softmax", name="tags")(inner(inp)))
+    assert model.predict(ids, verbose=0).shape == (N, T, C)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    refusal = (r"^The mask on output 'tags' comes from inside a nested model; densitron weighs "
+               r"a loss by a mask of the model's own layers only. Received: a masked output of "
+               r"a nested model$")
+    with pytest.raises(ValueError, match=refusal):
+        model.evaluate(ids, tags, verbose=0)
+    with pytest.raises(ValueError, match=refusal):
+        model.fit(ids, tags, epochs=1, verbose=0)
+    stacked = densitron.Sequential([layers.Input((T,)), inner, layers.Dense(C, name="tags")])
+    stacked.compile(loss="sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=refusal):
+        stacked.train_on_batch(ids, tags)
+    # an output without a loss or metrics: nothing the mask would weigh
+    score = layers.Dense(1, name="score")(layers.Flatten()(layers.Embedding(V, 2)(inp)))
+    two = densitron.Model(inp, {"tags": model.outputs[0], "score": score})
+    two.compile(optimizer="adam", loss={"score": "mse", "tags": None})
+    targets = {"score": np.ones((N, 1), np.float32), "tags": tags}
+    two.fit(ids, targets, epochs=1, verbose=0)
+    two.compile(optimizer="adam", loss={"score": "mse", "tags": None}, metrics={"tags": ["mae"]})
+    with pytest.raises(ValueError, match=refusal):
+        two.evaluate(ids, {**targets, "tags": np.zeros((N, T, C), np.float32)}, verbose=0)
+    # a layer after the nested model that would apply the mask (Keras's does)
+    with pytest.raises(ValueError, match=r"Layer \"late\" \(GRU\) would apply a Keras mask made "
+                                         r"inside a nested model.*Received: layer \"late\" "
+                                         r"called on a masked output of a nested model$"):
+        densitron.Model(inp, layers.GRU(2, name="late")(inner(inp)))
+
+
+def test_refuses_a_mask_whose_shape_is_not_the_outputs():
+    # A mask weighs the rows of an output's last axis: one entry a row. No layer of densitron
+    # hands an output another mask today (this guard is checked on a tensor given one by hand,
+    # as a layer of one's own setting a mask of other steps would).
+    inp = layers.Input((T, F))
+    out = layers.Dense(2)(layers.Masking(0.0)(inp))
+    other = layers.Masking(0.0)(layers.Input((T + 1, F)))
+    out._mask = other._mask
+    with pytest.raises(ValueError, match=r"^A Keras mask weighs the loss values of a model "
+                                         r"output, one a row of its last axis: the mask's shape "
+                                         r"must be the output's without it, \(None, 7\). "
+                                         r"Received: output .* with a mask of shape "
+                                         r"\(None, 8\)$"):
+        densitron.Model(inp, out)
+
 def test_masks_reach_the_outputs():
     inp = layers.Input((T,))
     emb = layers.Embedding(V, 4, mask_zero=True)(inp)

@@ -14,7 +14,7 @@ from densitron.layers.input_layer import InputLayer
 from densitron.layers.layer import KerasTensor, Layer, Node, _composite, defines_call, traced_call
 from densitron.layers.math_ops import _BATCH_REDUCE, AddedLoss
 from densitron.trainers import data as data_mod
-from densitron.trainers.trainer import Trainer
+from densitron.trainers.trainer import _NESTED_MASK, Trainer
 from densitron.utils.naming import uniquify
 
 
@@ -691,6 +691,12 @@ class Functional(Trainer, Layer):
             # the masks the call reads (ids whose zeros mask the steps, or Masking's kept
             # steps): a consuming layer's one, attention's query's, value's and key's
             for mask in getattr(node, "masks", None) or ():
+                if mask is not None and (id(mask._node), mask._index) not in local:
+                    raise ValueError(
+                        f"Layer \"{node.layer.name}\" ({type(node.layer).__name__}) would "
+                        "apply a Keras mask made inside a nested model, which densitron does "
+                        "not carry out of nested models yet. Received: layer "
+                        f"\"{node.layer.name}\" called on a masked output of a nested model")
                 if mask is not None:
                     ins.append(local[(id(mask._node), mask._index)])
             layer = node.layer
@@ -732,10 +738,8 @@ class Functional(Trainer, Layer):
         for t in model_outputs if masks is not None else ():
             mask = t._mask
             if mask is not None and (id(mask._node), mask._index) not in local:
-                raise ValueError(
-                    f"The mask on output {t.name!r} comes from inside a nested model; densitron "
-                    "weighs a loss by a mask of the model's own layers only. Received: a masked "
-                    "output of a nested model")
+                masks.append(_NESTED_MASK)  # (refused by a loss or metric it would weigh)
+                continue
             masks.append(-1 if mask is None else local[(id(mask._node), mask._index)])
         return [local[(id(t._node), t._index)] for t in model_outputs]
 
@@ -880,6 +884,8 @@ class Functional(Trainer, Layer):
             outputs = node._trace[2]
         node.outputs = [KerasTensor(t.shape, name=self.name, node=node, index=k)
                         for k, t in enumerate(outputs)]
+        for out, inner in zip(node.outputs, outputs):  # Keras's masks come out of the model:
+            out._mask = inner._mask  # (a tensor inside it, refused where it would be used)
         self._inbound_nodes.append(node)
         return self._output_structure(node.outputs)
 
