@@ -13,7 +13,8 @@ pools of one (OpenBLAS, torch's OpenMP, XLA's Eigen pool) share no process with 
 OpenMP threads. The parent still interleaves the runs in time (per batch size, per repeat, one
 timed epoch of each framework in turn, then `predict` the same way), sending one command a line
 on the worker's stdin; the worker times only the epoch or predict call and replies with the
-seconds. --same-process keeps everything in one process instead, for comparison. Every process
+seconds (of the second of two calls in a row: see timed). --same-process keeps everything in
+one process instead, for comparison. Every process
 fixes glibc's malloc thresholds first (steady_malloc), so a peer's speed does not depend on the
 order of runs.
 
@@ -86,8 +87,8 @@ class NumpyPeer:
         self.steps = 0
         self.rng = np.random.default_rng(1)
 
-    def epoch(self, batch, rows=None):
-        x, y = self.x[:rows], self.y[:rows]
+    def epoch(self, batch):
+        x, y = self.x, self.y
         ws, bs = self.params[0::2], self.params[1::2]
         perm = self.rng.permutation(len(x))
         lr, rho, eps = np.float32(1e-3), np.float32(0.9), np.float32(1e-7)
@@ -120,12 +121,11 @@ class NumpyPeer:
                 v += (1 - rho) * g * g
                 w -= lr * g / np.sqrt(v + eps)
 
-    def predict(self, rows=None):
+    def predict(self):
         ws, bs = self.params[0::2], self.params[1::2]
         out = []
-        x = self.x[:rows]
-        for s in range(0, len(x), 32):
-            h = x[s:s + 32]
+        for s in range(0, len(self.x), 32):
+            h = self.x[s:s + 32]
             for w, b in zip(ws[:-1], bs[:-1]):
                 h = np.maximum(h @ w + b, 0)
             z = h @ ws[-1] + bs[-1]
@@ -150,11 +150,11 @@ class DensitronPeer:
                            metrics=["accuracy"])
         self.x, self.y = x, y
 
-    def epoch(self, batch, rows=None):
-        self.model.fit(self.x[:rows], self.y[:rows], batch_size=batch, epochs=1, verbose=0)
+    def epoch(self, batch):
+        self.model.fit(self.x, self.y, batch_size=batch, epochs=1, verbose=0)
 
-    def predict(self, rows=None):
-        return self.model.predict(self.x[:rows], batch_size=32, verbose=0)
+    def predict(self):
+        return self.model.predict(self.x, batch_size=32, verbose=0)
 
 
 class TorchPeer:
@@ -181,12 +181,11 @@ class TorchPeer:
         self.x = torch.from_numpy(x)
         self.y = torch.from_numpy(y.argmax(1).astype(np.int64))
 
-    def epoch(self, batch, rows=None):
+    def epoch(self, batch):
         torch = self.torch
-        n = len(self.x) if rows is None else rows
-        perm = torch.randperm(n)
+        perm = torch.randperm(len(self.x))
         correct = 0
-        for s in range(0, n, batch):
+        for s in range(0, len(self.x), batch):
             idx = perm[s:s + batch]
             xb, yb = self.x[idx], self.y[idx]
             self.opt.zero_grad()
@@ -196,12 +195,11 @@ class TorchPeer:
             self.opt.step()
             correct += (logits.argmax(1) == yb).sum()  # the accuracy metric, as Keras tracks it
 
-    def predict(self, rows=None):
+    def predict(self):
         torch = self.torch
-        x = self.x[:rows]
         with torch.inference_mode():
-            return torch.cat([torch.softmax(self.model(x[s:s + 32]), 1)
-                              for s in range(0, len(x), 32)]).numpy()
+            return torch.cat([torch.softmax(self.model(self.x[s:s + 32]), 1)
+                              for s in range(0, len(self.x), 32)]).numpy()
 
 
 class KerasPeer:
@@ -221,11 +219,11 @@ class KerasPeer:
         self.x, self.y = x, y
         self.model.fit(x[:256], y[:256], batch_size=32, epochs=1, verbose=0)  # compile/trace
 
-    def epoch(self, batch, rows=None):
-        self.model.fit(self.x[:rows], self.y[:rows], batch_size=batch, epochs=1, verbose=0)
+    def epoch(self, batch):
+        self.model.fit(self.x, self.y, batch_size=batch, epochs=1, verbose=0)
 
-    def predict(self, rows=None):
-        return self.model.predict(self.x[:rows], batch_size=32, verbose=0)
+    def predict(self):
+        return self.model.predict(self.x, batch_size=32, verbose=0)
 
 
 def measure_peak(args):
@@ -311,22 +309,17 @@ def peer_info(peer):
     return {}
 
 
-# Rows of the untimed call that precedes each timed one (see timed).
-WARM_BATCHES = 16
-WARM_PREDICT_ROWS = 2048
-
-
 def timed(run, *args):
-    """Seconds of run(*args) over all rows, right after an untimed run over a few batches.
+    """Seconds of run(*args), the second of two calls in a row (the first untimed).
 
-    The parent sleeps before each run so that the previous peer's spinning threads go idle;
-    a core idle that long is handed back slowly on this VM (a second OpenMP thread woken
-    after 0.1 s idle starts 3.7 ms late, then stalls once more: a host scheduler tick), and
-    that one-off wake-up would land in the timed call of whichever peer runs next, as a
-    share of the run that grows the faster the peer is. The warm-up call wakes the peer's
-    threads; the timed call then measures the steady state, for every peer alike."""
-    batch = args[0] if args else None
-    run(*args, rows=WARM_BATCHES * batch if batch else WARM_PREDICT_ROWS)
+    The parent sleeps before each run so that the previous peer's spinning threads go idle,
+    and on this VM two cores idle that long come back slowly: for some 50 ms after 0.1-0.3 s
+    idle, a two-thread run goes at about one thread's speed (predict of 60,000 rows after
+    0.3 s idle: 0.022-0.046 s; after one untimed predict, 0.017-0.019 s; one thread is not
+    slowed). That ramp would land in the timed run of whichever peer runs next, as a share
+    that grows the faster the peer is; after one untimed call of the same kind every peer is
+    timed in the steady state."""
+    run(*args)
     t0 = time.perf_counter()
     run(*args)
     return time.perf_counter() - t0
