@@ -989,8 +989,18 @@ TEST(Pooling, RowKernelsSumAndSpreadKeptRowsOnEveryIsa) {
           count += 1.0f;
           for (int64_t c = 0; c < n; ++c) want[c] += x[j * n + c];
         }
-        ASSERT_EQ(k->add_rows(x.data(), rows, n, kp, y.data()), count) << where;
+        ASSERT_EQ(k->add_rows(x.data(), rows, n, n, kp, y.data()), count) << where;
         ASSERT_EQ(y, want) << where;
+        // rows ld apart (a bias gradient's columns of a wider matrix)
+        const int64_t ld = n + 3;
+        std::vector<float> xs(rows * ld, 1e30f), ys = random_vec(n + 1, 114), swant = ys;
+        for (int64_t j = 0; j < rows; ++j)
+          for (int64_t c = 0; c < n; ++c) {
+            xs[j * ld + c] = x[j * n + c];
+            if (!kp || kp[j] != 0.0f) swant[c] += x[j * n + c];
+          }
+        ASSERT_EQ(k->add_rows(xs.data(), rows, n, ld, kp, ys.data()), count) << where;
+        ASSERT_EQ(ys, swant) << where;
         for (bool acc : {false, true}) {
           std::vector<float> g = random_vec(rows * n + 1, 113), gwant = g;
           for (int64_t j = 0; j < rows; ++j)

@@ -535,8 +535,7 @@ void Graph::backward_conv_blocks(const Step& st, int i, const ConvGeom& g, float
           if (first && kernel_grad) std::fill(pw, pw + kf, 0.0f);
           first = false;
           depthwise_backward_rows(g, xs, kernel, d, p0, p1, kernel_grad ? pw : nullptr, gxs);
-          if (bias_grad)
-            for (int64_t r = 0; r < n; ++r) add_into(pb, d + r * filters, filters);
+          if (bias_grad) elementwise_kernels()->add_rows(d, n, filters, filters, nullptr, pb);
           continue;
         }
         if (groups > 1) {  // each group's windows and its columns of the kernel
@@ -552,8 +551,7 @@ void Graph::backward_conv_blocks(const Step& st, int i, const ConvGeom& g, float
             col2im_group(g, col, p0, p1, grp, gxs);
           }
           first = false;
-          if (bias_grad)
-            for (int64_t r = 0; r < n; ++r) add_into(pb, d + r * filters, filters);
+          if (bias_grad) elementwise_kernels()->add_rows(d, n, filters, filters, nullptr, pb);
           continue;
         }
         const float* a = direct ? xs + p0 * depth
@@ -562,8 +560,7 @@ void Graph::backward_conv_blocks(const Step& st, int i, const ConvGeom& g, float
         local_gemm(st, true, false, depth, filters, n, a, depth, d, filters,
                    first ? 0.0f : 1.0f, pw, filters);
         first = false;
-        if (bias_grad)
-          for (int64_t r = 0; r < n; ++r) add_into(pb, d + r * filters, filters);
+        if (bias_grad) elementwise_kernels()->add_rows(d, n, filters, filters, nullptr, pb);
         if (gxs == nullptr) continue;
         if (direct) {
           local_gemm(st, false, true, n, depth, filters, d, filters, kernel, filters,

@@ -643,7 +643,7 @@ void Graph::forward_node(const Step& st, int i) {
         float* yg = y + g * inner;
         if (!max) {
           std::fill(yg, yg + inner, 0.0f);
-          const float steps = elementwise_kernels()->add_rows(xg, len, inner, keep, yg);
+          const float steps = elementwise_kernels()->add_rows(xg, len, inner, inner, keep, yg);
           if (!sum)
             for (int64_t c = 0; c < inner; ++c) yg[c] /= steps;
           continue;
@@ -1003,8 +1003,7 @@ void Graph::dense_bias_grad(const Step& st, int i, const float* dy, int64_t rows
   if (cs.lo >= cs.hi) return;
   float* gb = param_grad(bp);
   if (param_first_writer_[bp] == i) std::fill(gb + cs.lo, gb + cs.hi, 0.0f);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = cs.lo; c < cs.hi; ++c) gb[c] += dy[r * units + c];
+  elementwise_kernels()->add_rows(dy + cs.lo, rows, cs.hi - cs.lo, units, nullptr, gb + cs.lo);
 }
 
 // Softmax or log_softmax over a middle axis: the output is (outer, len, inner) per sample and

@@ -502,7 +502,7 @@ void Graph::backward_rnn(const Step& st, int i) {
     if (want_b) {  // (GRU: both products' gradients, b_x's then b_h's, side by side)
       std::fill(pb, pb + nb, 0.0f);
       for (int64_t k = 0; k < m; ++k)
-        for (int64_t t = 0; t < steps; ++t) add_into(pb, r + k * rec + t * sl, nb);
+        elementwise_kernels()->add_rows(r + k * rec, steps, nb, sl, nullptr, pb);
     }
   }
   barrier(st);

@@ -127,10 +127,11 @@ struct ElementwiseKernels {
                            int64_t hi, float* table, int64_t* list);
   // Whether any of x[0..n) is not an integer in [0, limit) (NaN included; limit >= 1)
   bool (*any_bad_id)(const float* x, int64_t n, float limit);
-  // Mean pooling: y += the rows of x (n values each, in order) whose keep is not 0 (keep may
-  // be nullptr), returning how many; and its gradient, each row of y set to (or, when `acc`,
-  // added) v where kept, else 0
-  float (*add_rows)(const float* x, int64_t rows, int64_t n, const float* keep, float* y);
+  // Mean pooling and bias gradients: y += the rows of x (n values each, stride apart, in order)
+  // whose keep is not 0 (keep may be nullptr), returning how many; and mean pooling's gradient,
+  // each row of y set to (or, when `acc`, added) v where kept, else 0
+  float (*add_rows)(const float* x, int64_t rows, int64_t n, int64_t stride, const float* keep,
+                    float* y);
   void (*put_rows)(const float* v, int64_t rows, int64_t n, const float* keep, float* y,
                    bool acc);
   // y = x rounded to float32; whether x holds a NaN (a float64 input's gathered rows)
