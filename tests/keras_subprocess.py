@@ -57,3 +57,25 @@ def assert_trains_as_keras(script):
     weights under SGD and under Adam: the losses within 1e-5, the weights within 1e-4."""
     out = run_keras_on_jax(textwrap.dedent(script) + _TRAINS_AS_KERAS)
     assert out.strip().endswith("same"), out[-3000:]
+
+
+def stateful_files_both_ways(model, x, script, tmp_path):
+    """A stateful recurrent model's .keras files with Keras on JAX: `script` (run with tmp_path)
+    loads densitron.keras, predicts x into keras_on_densitron.npy, and writes keras.keras and
+    its predict's keras.npy. densitron's predict from fresh states must match Keras's of its
+    file (the states, moved on by a second predict first, are not saved); the model loaded from
+    Keras's file predicts as Keras and moves on from there. Returns it and its first predict."""
+    import densitron
+    import numpy as np
+
+    expected = model.predict(x, batch_size=len(x), verbose=0)
+    model.predict(x, batch_size=len(x), verbose=0)  # (states moved on: not saved)
+    model.save(tmp_path / "densitron.keras")
+    run_keras_on_jax(script, str(tmp_path))
+    np.testing.assert_allclose(np.load(tmp_path / "keras_on_densitron.npy"), expected,
+                               rtol=1e-5, atol=1e-6)
+    theirs = densitron.saving.load_model(tmp_path / "keras.keras")
+    first = theirs.predict(x, batch_size=len(x), verbose=0)
+    np.testing.assert_allclose(first, np.load(tmp_path / "keras.npy"), rtol=1e-5, atol=1e-5)
+    assert np.abs(theirs.predict(x, batch_size=len(x), verbose=0) - first).max() > 1e-4
+    return theirs, first
