@@ -61,9 +61,11 @@ def test_matmul_tail_sweep(isa, transpose_a, transpose_b):
 
 
 # Wide products with a transposed A read it in place (rows 100 or 255 floats apart) or pack it
-# (512 floats apart, where reading in place would crowd a few L1 sets).
+# (512 floats apart, where reading in place would crowd a few L1 sets); a row-major B whose rows
+# lie a multiple of 4 KiB apart (1024 or 2048 wide) is packed from 9 row tiles, in place below.
 @pytest.mark.parametrize("shape", [(255, 257, 300), (32, 64, 784), (784, 64, 32), (300, 10, 64),
-                                   (100, 300, 33), (512, 160, 40)])
+                                   (100, 300, 33), (512, 160, 40), (100, 1024, 300),
+                                   (75, 2048, 40), (40, 1024, 70)])
 def test_matmul_larger_shapes(isa, shape):
     m, n, k = shape
     rng = np.random.default_rng(1)

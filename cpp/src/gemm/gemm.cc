@@ -97,9 +97,16 @@ void gemm_block(const KernelInfo& ki, const Problem& pr, int64_t i0, int64_t i1,
   // one is still read in place for up to 16 row tiles: each tile re-reads its panel from L2,
   // which costs less than the copy (row-major B, 64 to 128 rows: 0-11% faster than packed on
   // AVX-512, even on AVX2; from 256 rows packing is even or ahead).
+  // Rows a multiple of 4 KiB apart all map to the same L1 sets, so such a panel read in
+  // place evicts itself: packed from 9 row tiles (a 1024-wide Dense layer's forward,
+  // 128×1024×1024 on AVX-512: one thread 188 -> 214 GFLOP/s, two 315-338 -> 396-406;
+  // 128×2048×2048 308 -> 362; AVX2, 64×1024×1024: 158 -> 200; 64 to 512 wide, or fewer
+  // rows, even or faster in place).
   const int64_t kc_max = std::min(ki.kc, pr.k);
   const bool b_fits_l1 = kc_max * pr.b_rs * static_cast<int64_t>(sizeof(float)) <= 32 * 1024;
-  const bool pack_b = shared != nullptr || pr.b_cs != 1 || (m > 16 * mr && !b_fits_l1);
+  const bool b_aliases = pr.b_rs % 1024 == 0;
+  const bool pack_b = shared != nullptr || pr.b_cs != 1 ||
+                      (!b_fits_l1 && (m > 16 * mr || (b_aliases && m > 8 * mr)));
   // op(A) stored transposed (a kernel gradient's Xᵀ) is read in place by the k-major kernel:
   // its tile's k rows are each a short contiguous run. Packing it cost more than it saved
   // (the Dense kernel-gradient products of batch 32 to 512 5-12% faster unpacked), except
