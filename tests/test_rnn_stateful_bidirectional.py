@@ -14,6 +14,11 @@ import numpy as np
 import pytest
 from densitron import layers
 from keras_subprocess import run_keras_on, run_keras_on_jax, stateful_files_both_ways
+from test_rnn_stateful import (
+    assert_last_partial_batch_refused,
+    assert_stateful_trains_alike,
+    assert_states_move_on_until_reset,
+)
 
 CASES = [("SimpleRNN", {}), ("LSTM", {}), ("GRU", {}), ("GRU", {"reset_after": False})]
 IDS = ["simple_rnn", "lstm", "gru", "gru_reset_before"]
@@ -272,11 +277,7 @@ def test_errors_as_keras():
     bi = layers.Bidirectional(layers.SimpleRNN(U, stateful=True))
     model = densitron.Model(inp, bi(inp))
     x = np.zeros((B + 1, 4, F), np.float32)
-    with pytest.raises(ValueError, match=r"If an RNN is stateful, the batch size of the input "
-                                         r"sequences must be the same as the batch size of the "
-                                         r"initial state. \n- Expected batch size: 3\n- "
-                                         r"Received batch size: 1"):
-        model.predict(x, batch_size=B, verbose=0)  # (a last partial batch)
+    assert_last_partial_batch_refused(model, x)
     with pytest.raises(ValueError, match="Expected batch size: 3\n- Received batch size: 2"):
         bi(densitron.Input(batch_shape=(2, 4, F)))
     with pytest.raises(ValueError, match="Expected batch size: 3\n- Received batch size: 4"):
@@ -343,32 +344,16 @@ def test_sequential_built_with_a_batch_size():
     model.build((2, 5, 3))  # (Keras's InputLayer(batch_shape=input_shape))
     assert [s.shape for s in model.layers[0].states] == [(2, 4)] * 2
     assert [s.shape for s in model.layers[1].states] == [(2, 3)] * 2
-    x = np.random.default_rng(12).standard_normal((2, 5, 3)).astype(np.float32)
-    first = model.predict(x, verbose=0)
-    assert np.abs(model.predict(x, verbose=0) - first).max() > 1e-4
-    for layer in model.layers:
-        layer.reset_state()
-    np.testing.assert_array_equal(model.predict(x, verbose=0), first)
+    assert_states_move_on_until_reset(model, (2, 5, 3))
 
 
 @pytest.mark.parametrize("merge_mode", ["concat", None], ids=["concat", "none"])
 def test_trains_alike_on_one_and_two_threads(merge_mode):
-    from test_threads import assert_trains_alike_on_one_and_two_threads
-
-    rows = 16
-    rng = np.random.default_rng(10)
-    x = rng.standard_normal((4 * rows, 7, 6)).astype(np.float32)
-    y = rng.standard_normal((4 * rows, 1)).astype(np.float32)
-
-    def build():
-        inp = densitron.Input(batch_shape=(rows, 7, 6))
+    def output(inp):
         h = layers.Bidirectional(layers.LSTM(32, stateful=True, return_sequences=True,
                                              recurrent_dropout=0.2), merge_mode=merge_mode)(inp)
         h = layers.Concatenate()(list(h)) if merge_mode is None else h
         h = layers.Bidirectional(layers.GRU(32, stateful=True), merge_mode="sum")(h)
-        model = densitron.Model(inp, layers.Dense(1)(h))
-        model.compile(optimizer="adam", loss="mse")
-        return model
+        return layers.Dense(1)(h)
 
-    assert_trains_alike_on_one_and_two_threads(build, x, y, batch_size=rows, epochs=2,
-                                               shuffle=False)
+    assert_stateful_trains_alike(output)
