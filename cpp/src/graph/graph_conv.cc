@@ -93,8 +93,8 @@ inline void for_each_window(const ConvGeom& g, int64_t p0, int64_t p1, int64_t c
   }
 }
 
-// Runs of at least this many values are copied or added by the ISA's elementwise kernels
-// (this file is built for the baseline x86-64: 4 lanes); shorter ones inline, a call dearer.
+// Runs of at least this many values are copied by memcpy, or added by the ISA's axpy (this
+// file is built for the baseline x86-64: 4 lanes); shorter ones inline, a call dearer.
 constexpr int64_t kVectorRun = 16;
 
 // Columns [c0, c1) of the windows of output positions [p0, p1) of sample xs, as rows of
@@ -108,7 +108,6 @@ constexpr int64_t kVectorRun = 16;
 template <int kRun>
 void im2col_runs_of(const ConvGeom& g, const float* xs, int64_t p0, int64_t p1, float* col) {
   const int64_t cin = g.cin, depth = g.depth(), run = g.k[2] * cin;
-  const auto copy = elementwise_kernels()->copy;
   // With kRun known, a window wholly inside the input is copied from its (k0, k1) rows'
   // offsets, computed once (a first layer's 26×26 windows were mostly index arithmetic).
   constexpr int64_t kMaxRows = 64;
@@ -153,7 +152,7 @@ void im2col_runs_of(const ConvGeom& g, const float* xs, int64_t p0, int64_t p1, 
         const int64_t n = (t_hi - t_lo) * cin;
         float* __restrict d = dst + t_lo * cin;
         if (n >= kVectorRun) {
-          copy(src, d, n);
+          std::memcpy(d, src, n * sizeof(float));
         } else {
           for (int64_t j = 0; j < n; ++j) d[j] = src[j];
         }

@@ -79,6 +79,15 @@ ALWAYS_INLINE float hmax(V a) {
   const V h = vmax(a, V{a[2], a[3], a[2], a[3]});
   return h[0] > h[1] ? h[0] : h[1];
 }
+// Bytes as lanes and back (small integers held as floats: a pooling window's routed taps).
+ALWAYS_INLINE V ld_u8(const uint8_t* p, int64_t l) {
+  V v = vset(0.0f);
+  for (int64_t i = 0; i < l && i < kW; ++i) v[i] = p[i];
+  return v;
+}
+ALWAYS_INLINE void st_u8(uint8_t* p, V v, int64_t l) {
+  for (int64_t i = 0; i < l && i < kW; ++i) p[i] = static_cast<uint8_t>(v[i]);
+}
 
 #else  // one float per "vector"
 
@@ -132,26 +141,12 @@ inline int64_t first_lane(M m) { return m ? 0 : kW; }  // kW when none
 inline V sel(M m, V t, V f) { return m ? t : f; }
 inline float hsum(V a) { return a; }
 inline float hmax(V a) { return a; }
-
-#endif
-
-// Bytes as lanes and back (small integers held as floats: a pooling window's routed taps).
-inline V ld_u8(const uint8_t* p, int64_t l) {
-  V v = vset(0.0f);
-#if (defined(__GNUC__) || defined(__clang__)) && !defined(DENSITRON_SCALAR_ELEMENTWISE)
-  for (int64_t i = 0; i < l && i < kW; ++i) v[i] = p[i];
-#else
-  if (l > 0) v = p[0];
-#endif
-  return v;
-}
+inline V ld_u8(const uint8_t* p, int64_t l) { return l > 0 ? p[0] : 0.0f; }
 inline void st_u8(uint8_t* p, V v, int64_t l) {
-#if (defined(__GNUC__) || defined(__clang__)) && !defined(DENSITRON_SCALAR_ELEMENTWISE)
-  for (int64_t i = 0; i < l && i < kW; ++i) p[i] = static_cast<uint8_t>(v[i]);
-#else
   if (l > 0) p[0] = static_cast<uint8_t>(v);
-#endif
 }
+
+#endif
 
 // Dropout: the body's plain loop (see dropout there).
 inline int64_t dropout_lanes(const float*, float*, int64_t, uint64_t, uint64_t, float, float,

@@ -196,7 +196,6 @@ struct ElementwiseKernels {
                           int64_t c);
   void (*pool_window_max_grad)(const int64_t* off, int64_t n, const uint8_t* ix, const float* y,
                                const float* dy, float* gs, int64_t c);
-  void (*copy)(const float* x, float* y, int64_t n);  // y = x (n values, not overlapping)
 };
 
 const ElementwiseKernels* elementwise_kernels_generic();
