@@ -20,7 +20,8 @@ V, T, C, F = 11, 7, 4, 3
 N, BATCH = 13, 4
 # rows 4-7 are a batch of padding only; rows of one step; a 0 id inside a sequence
 LENGTHS = np.array([T, 1, 3, 5, 0, 0, 0, 0, 2, 4, 6, 1, 3])
-CASES = ["lstm", "gru", "bidirectional", "masking", "multi", "sum", "over_weights"]
+CASES = ["lstm", "gru", "bidirectional", "masking", "multi", "sum", "over_weights",
+         "nested", "nested_outer"]
 
 
 def data(case):
@@ -53,6 +54,23 @@ def build(lib, case):
         out = ly.Dense(2)(h)
         args = {"optimizer": lib.optimizers.SGD(0.1), "loss": "mse", "metrics": ["mae"],
                 "weighted_metrics": ["mse"]}
+    elif case.startswith("nested"):
+        # Keras's mask comes out of a nested model: the loss on an output of it is weighed
+        # by it ("nested"); a layer after it applies it, through one that passes it on
+        # ("nested_outer", whose nested model holds a nested model of its own)
+        inner_in = ly.Input((T,))
+        h = ly.Embedding(V, 5, mask_zero=True)(inner_in)
+        if case == "nested":
+            inner = lib.Model(inner_in, ly.LSTM(6, return_sequences=True)(h))
+        else:
+            inner = lib.Model(inner_in, ly.Dropout(0.0)(h))
+            middle_in = ly.Input((T,))
+            inner = lib.Model(middle_in, inner(middle_in))
+        inp = ly.Input((T,))
+        h = inner(inp)
+        if case == "nested_outer":
+            h = ly.GRU(6, return_sequences=True)(ly.Dropout(0.0)(h))
+        out = ly.Dense(C, activation="softmax")(h)
     else:
         inp = ly.Input((T,))
         h = ly.Embedding(V, 5, mask_zero=True)(inp)
@@ -350,44 +368,69 @@ def test_refusals():
 
 
 
-def test_refuses_a_mask_from_inside_a_nested_model():
-    # Keras's mask comes out of a nested model (Keras 3.15 weighs the outer model's loss by
-    # it: its evaluate equals the inner model's own); densitron's engine weighs a loss by a
-    # mask of the model's own layers only, and refuses rather than leave it unweighted.
-    # predict reads no mask and runs.
-    ids, tags, _ = data("lstm")
-    inner_in = layers.Input((T,))
-    inner = densitron.Model(inner_in, layers.LSTM(6, return_sequences=True)(
-        layers.Embedding(V, 5, mask_zero=True)(inner_in)))
-    inp = layers.Input((T,))
-    model = densitron.Model(inp, layers.Dense(C, activation="softmax", name="tags")(inner(inp)))
-    assert model.predict(ids, verbose=0).shape == (N, T, C)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    refusal = (r"^The mask on output 'tags' comes from inside a nested model; densitron weighs "
-               r"a loss by a mask of the model's own layers only. Received: a masked output of "
-               r"a nested model$")
-    with pytest.raises(ValueError, match=refusal):
-        model.evaluate(ids, tags, verbose=0)
-    with pytest.raises(ValueError, match=refusal):
-        model.fit(ids, tags, epochs=1, verbose=0)
-    stacked = densitron.Sequential([layers.Input((T,)), inner, layers.Dense(C, name="tags")])
-    stacked.compile(loss="sparse_categorical_crossentropy")
-    with pytest.raises(ValueError, match=refusal):
-        stacked.train_on_batch(ids, tags)
-    # an output without a loss or metrics: nothing the mask would weigh
-    score = layers.Dense(1, name="score")(layers.Flatten()(layers.Embedding(V, 2)(inp)))
-    two = densitron.Model(inp, {"tags": model.outputs[0], "score": score})
-    two.compile(optimizer="adam", loss={"score": "mse", "tags": None})
-    targets = {"score": np.ones((N, 1), np.float32), "tags": tags}
-    two.fit(ids, targets, epochs=1, verbose=0)
-    two.compile(optimizer="adam", loss={"score": "mse", "tags": None}, metrics={"tags": ["mae"]})
-    with pytest.raises(ValueError, match=refusal):
-        two.evaluate(ids, {**targets, "tags": np.zeros((N, T, C), np.float32)}, verbose=0)
-    # a layer after the nested model that would apply the mask (Keras's does)
-    with pytest.raises(ValueError, match=r"Layer \"late\" \(GRU\) would apply a Keras mask made "
-                                         r"inside a nested model.*Received: layer \"late\" "
-                                         r"called on a masked output of a nested model$"):
-        densitron.Model(inp, layers.GRU(2, name="late")(inner(inp)))
+def _nested_and_flat(variant):
+    """Two models of the same layers (so the same weights): one applying Keras's mask made
+    inside a nested model after it, one without the nested model; their inputs' shape."""
+    emb = layers.Embedding(V, 5, mask_zero=True)
+    gru_a, gru_b = layers.GRU(4, return_sequences=True), layers.GRU(3)
+    dense, score = layers.Dense(C, activation="softmax", name="tags"), layers.Dense(1)
+    steps = None if variant == "any_length" else T
+
+    def head(h_a, h_b=None):  # the layers after the embedding, in both models
+        tags = dense(gru_a(layers.Dropout(0.0)(h_a)))
+        return tags if h_b is None else [tags, score(gru_b(h_b))]
+
+    inner_in = layers.Input((steps,))
+    inner = densitron.Model(inner_in, emb(inner_in))
+    if variant == "twice":  # one nested model called on two inputs, each its own mask
+        a, b = layers.Input((T,)), layers.Input((T,))
+        nested = densitron.Model([a, b], head(inner(a), inner(b)))
+        a2, b2 = layers.Input((T,)), layers.Input((T,))
+        return nested, densitron.Model([a2, b2], head(emb(a2), emb(b2)))
+    if variant == "sequential":
+        nested = densitron.Sequential([layers.Input((T,)), inner, gru_a, dense])
+        flat = densitron.Sequential([layers.Input((T,)), emb, gru_a, dense])
+        return nested, flat
+    inp = layers.Input((steps,))
+    if variant == "cut":  # the model's input made by a layer: Keras clones the calls after it
+        cut = layers.Reshape((T,))(inp)
+        return densitron.Model(cut, head(inner(cut))), densitron.Model(inp, head(emb(inp)))
+    flat_in = layers.Input((steps,))
+    return densitron.Model(inp, head(inner(inp))), densitron.Model(flat_in, head(emb(flat_in)))
+
+
+@pytest.mark.parametrize("variant", ["once", "twice", "sequential", "cut", "any_length"])
+def test_masks_come_out_of_nested_models(variant):
+    # Keras's mask made inside a nested model comes out on its outputs and is applied by the
+    # layers after it (through those that pass it on) and weighs the loss, as the same layers'
+    # mask does in a model without the nested one ("nested" and "nested_outer" above check
+    # both against Keras); a nested model called twice carries each call's own mask
+    ids, tags, sw = data("lstm")
+    x, y, loss, metrics = ids, tags, "sparse_categorical_crossentropy", ["accuracy"]
+    if variant == "twice":  # (the second input padded otherwise: a mask mixed up shows)
+        x = [ids, np.where(np.arange(T)[None, :] < 2, 0, ids[::-1])]
+        y = [tags, np.linspace(-1.0, 1.0, N, dtype=np.float32)[:, None]]
+        loss, metrics, sw = [loss, "mse"], [metrics, []], None
+    nested, flat = _nested_and_flat(variant)
+    rng = np.random.default_rng(3)
+    start = [(rng.standard_normal(w.shape) * 0.4).astype(np.float32) for w in flat.get_weights()]
+    results = []
+    for model in (nested, flat):
+        model.set_weights(start) if model is flat else flat.set_weights(start)
+        model.compile(optimizer=densitron.optimizers.Adam(0.02), loss=loss, metrics=metrics)
+        r = [model.predict(x, batch_size=BATCH, verbose=0),
+             model.evaluate(x, y, sample_weight=sw, batch_size=BATCH, verbose=0)]
+        r.append(model.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False,
+                           verbose=0).history["loss"])
+        results.append(r + [flat.get_weights()])
+    for got, expected in zip(*results):
+        for g, e in zip(got if isinstance(got, list) else [got],
+                        expected if isinstance(expected, list) else [expected]):
+            np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
+    # (the mask is applied: a sequence of one step keeps its state over the padding)
+    tags_out = results[0][0][0] if variant == "twice" else results[0][0]
+    one = int(np.argmax(LENGTHS == 1))
+    assert np.all(tags_out[one, 1:] == tags_out[one, :1])
 
 
 def test_refuses_a_mask_whose_shape_is_not_the_outputs():

@@ -40,11 +40,12 @@ def _structured(keys, values):
     return values[0] if len(values) == 1 else list(values)
 
 
-def _topological_nodes(outputs, stop=(), masks=False):
+def _topological_nodes(outputs, stop=(), masks=False, foreign=()):
     """Nodes reachable from the outputs, each after the nodes it reads (iterative DFS), and
     each layer's index in the DFS's first-visit order (the order Keras breaks ties by); the
     walk does not go past the tensors whose ids are in `stop`; with `masks`, a node reads the
-    masks it applies too (node.masks: Keras's mask argument of the call)."""
+    masks it applies too (node.masks: Keras's mask argument of the call), except those whose
+    ids are in `foreign` (made inside a nested model, whose call the node reads)."""
     order, state, first_visit = [], {}, {}
     for out in outputs:
         if id(out) in stop:
@@ -63,16 +64,17 @@ def _topological_nodes(outputs, stop=(), masks=False):
             state[key] = "open"
             first_visit.setdefault(id(node.layer), len(first_visit))
             stack.append((node, True))
-            for t in reversed(_reads(node) if masks else node.inputs):
+            for t in reversed(_reads(node, foreign) if masks else node.inputs):
                 if id(t._node) not in state and id(t) not in stop:
                     stack.append((t._node, False))
     return order, first_visit
 
 
-def _reads(node):
+def _reads(node, foreign=()):
     """The tensors a call reads: its inputs, then the masks it applies (Keras's mask argument,
-    which Keras's graph records among the call's arguments)."""
-    return [*node.inputs, *(m for m in getattr(node, "masks", None) or () if m is not None)]
+    which Keras's graph records among the call's arguments) but those with ids in `foreign`."""
+    return [*node.inputs, *(m for m in getattr(node, "masks", None) or ()
+                            if m is not None and id(m) not in foreign)]
 
 
 def _clone_graph_nodes(in_list, out_list, out_paths):
@@ -102,11 +104,16 @@ def _clone_graph_nodes(in_list, out_list, out_paths):
         names.add(name)
         mapping[id(t)] = Input(batch_shape=t.shape, dtype=t.dtype, name=name)
         new_inputs.append(mapping[id(t)])
-    nodes, _ = _topological_nodes(out_list, stop=mapping, masks=True)
+    # masks made inside nested models, which their calls' outputs carry out (and the calls
+    # made again carry as well)
+    plain, _ = _topological_nodes(out_list, stop=mapping)
+    foreign = {id(t._mask) for node in plain if isinstance(node.layer, Functional)
+               for t in node.outputs if t._mask is not None}
+    nodes, _ = _topological_nodes(out_list, stop=mapping, masks=True, foreign=foreign)
     reached = set(mapping)
     for node in nodes:
         if not isinstance(node.layer, InputLayer) and all(id(t) in reached
-                                                          for t in _reads(node)):
+                                                          for t in _reads(node, foreign)):
             reached.update(id(t) for t in node.outputs)
     for t, path in zip(out_list, out_paths):
         if id(t) not in reached or id(t) in mapping:
@@ -127,9 +134,11 @@ def _clone_graph_nodes(in_list, out_list, out_paths):
             mapping[id(t)].dtype = t.dtype
             new.outputs.append(mapping[id(t)])
         for old, t in zip(node.outputs, new.outputs):  # (the masks on the tensors)
-            t._mask = None if old._mask is None else mapping.get(id(old._mask))
+            mask = old._mask
+            t._mask = mask if mask is None or id(mask) in foreign else mapping.get(id(mask))
         if getattr(node, "masks", None) is not None:
-            new.masks = tuple(m if m is None else mapping[id(m)] for m in node.masks)
+            new.masks = tuple(m if m is None or id(m) in foreign else mapping[id(m)]
+                              for m in node.masks)
         node.layer._inbound_nodes.append(new)
         for record in node.within:
             calls.setdefault(id(record), record)
@@ -680,10 +689,34 @@ class Functional(Trainer, Layer):
         `added` (engine node of the values, AddedLoss layer) for each loss add_loss gave.
         trace: (nodes, inputs, outputs) of the model at the data's shapes (_trace_for), for a
         model with None dimensions. `masks`: a list given the engine node of each output's
-        Keras mask (-1 for none)."""
+        Keras mask (-1 for none). A mask made inside a nested model comes out on its outputs,
+        as Keras's does, and reaches the layers after it (through those that pass masks on):
+        `mask_at` holds the engine node of the mask each such tensor carries."""
         nodes, inputs, model_outputs = trace or (self._nodes, self.inputs, self.outputs)
         # engine node of each tensor: (its node, its index among the node's outputs)
         local = {(id(t._node), t._index): i for t, i in zip(inputs, input_indices)}
+        mask_at = {}
+
+        def mask_node(mask, carriers):
+            # the engine node of `mask`: its own, or where it was made inside a nested model,
+            # the one a tensor among `carriers` carrying it holds (None when neither)
+            own = local.get((id(mask._node), mask._index))
+            if own is not None:
+                return own
+            for t in carriers:
+                if t._mask is mask and (id(t._node), t._index) in mask_at:
+                    return mask_at[(id(t._node), t._index)]
+            return None
+
+        def pass_on(node):
+            # a mask made inside a nested model, which the call's outputs carry on
+            for t in node.outputs:
+                mask = t._mask
+                if mask is not None and (id(mask._node), mask._index) not in local:
+                    at = mask_node(mask, node.inputs)
+                    if at is not None:
+                        mask_at[(id(node), t._index)] = at
+
         for node in nodes:
             if (id(node), 0) in local:
                 continue
@@ -691,19 +724,24 @@ class Functional(Trainer, Layer):
             # the masks the call reads (ids whose zeros mask the steps, or Masking's kept
             # steps): a consuming layer's one, attention's query's, value's and key's
             for mask in getattr(node, "masks", None) or ():
-                if mask is not None and (id(mask._node), mask._index) not in local:
+                if mask is None:
+                    continue
+                at = mask_node(mask, node.inputs)
+                if at is None:  # (a mask no input of the call carries: not made by Keras)
                     raise ValueError(
                         f"Layer \"{node.layer.name}\" ({type(node.layer).__name__}) would "
-                        "apply a Keras mask made inside a nested model, which densitron does "
-                        "not carry out of nested models yet. Received: layer "
-                        f"\"{node.layer.name}\" called on a masked output of a nested model")
-                if mask is not None:
-                    ins.append(local[(id(mask._node), mask._index)])
+                        "apply a Keras mask that none of its inputs carries. Received: layer "
+                        f"\"{node.layer.name}\" called with a mask from elsewhere")
+                ins.append(at)
             layer = node.layer
             if isinstance(layer, Functional):
+                inner_masks = []
                 for k, out in enumerate(layer._emit_engine_nodes(
-                        specs, ins, param_index, added, getattr(node, "_trace", None))):
+                        specs, ins, param_index, added, getattr(node, "_trace", None),
+                        inner_masks)):
                     local[(id(node), k)] = out
+                    if inner_masks[k] >= 0:
+                        mask_at[(id(node), k)] = inner_masks[k]
                 continue
             if not hasattr(layer, "_engine_node") and not hasattr(layer, "_engine_subgraph"):
                 raise ValueError(
@@ -725,6 +763,7 @@ class Functional(Trainer, Layer):
                                             for kind, k in refs], *spec[1:]))
                 for k, j in enumerate(outputs):
                     local[(id(node), k)] = base + j
+                pass_on(node)
                 continue
             if isinstance(layer, AddedLoss):  # (the loss's values are read by its output)
                 added.append((ins[1], layer))
@@ -735,12 +774,13 @@ class Functional(Trainer, Layer):
                 specs.append((op, ins, *rest))
                 ins = [len(specs) - 1]
             local[(id(node), 0)] = len(specs) - 1
+            pass_on(node)
         for t in model_outputs if masks is not None else ():
-            mask = t._mask
-            if mask is not None and (id(mask._node), mask._index) not in local:
-                masks.append(_NESTED_MASK)  # (refused by a loss or metric it would weigh)
+            if t._mask is None:
+                masks.append(-1)
                 continue
-            masks.append(-1 if mask is None else local[(id(mask._node), mask._index)])
+            at = mask_node(t._mask, [t])
+            masks.append(_NESTED_MASK if at is None else at)  # (refused where it would weigh)
         return [local[(id(t._node), t._index)] for t in model_outputs]
 
     def _engine_specs(self, added):
@@ -885,7 +925,7 @@ class Functional(Trainer, Layer):
         node.outputs = [KerasTensor(t.shape, name=self.name, node=node, index=k)
                         for k, t in enumerate(outputs)]
         for out, inner in zip(node.outputs, outputs):  # Keras's masks come out of the model:
-            out._mask = inner._mask  # (a tensor inside it, refused where it would be used)
+            out._mask = inner._mask  # (a tensor inside it: see _emit_engine_nodes)
         self._inbound_nodes.append(node)
         return self._output_structure(node.outputs)
 
