@@ -21,7 +21,7 @@ N, BATCH = 13, 4
 # rows 4-7 are a batch of padding only; rows of one step; a 0 id inside a sequence
 LENGTHS = np.array([T, 1, 3, 5, 0, 0, 0, 0, 2, 4, 6, 1, 3])
 CASES = ["lstm", "gru", "bidirectional", "masking", "multi", "sum", "over_weights",
-         "nested", "nested_outer"]
+         "nested", "nested_outer", "nested_in"]
 
 
 def data(case):
@@ -57,11 +57,16 @@ def build(lib, case):
     elif case.startswith("nested"):
         # Keras's mask comes out of a nested model: the loss on an output of it is weighed
         # by it ("nested"); a layer after it applies it, through one that passes it on
-        # ("nested_outer", whose nested model holds a nested model of its own)
+        # ("nested_outer", whose nested model holds a nested model of its own); it goes into
+        # a nested model inside the nested one, whose LSTM applies it ("nested_in")
         inner_in = ly.Input((T,))
         h = ly.Embedding(V, 5, mask_zero=True)(inner_in)
         if case == "nested":
             inner = lib.Model(inner_in, ly.LSTM(6, return_sequences=True)(h))
+        elif case == "nested_in":  # made outside, applied by the nested model's LSTM
+            enc_in = ly.Input((T, 5))
+            enc = lib.Model(enc_in, ly.LSTM(6, return_sequences=True)(ly.Dropout(0.0)(enc_in)))
+            inner = lib.Model(inner_in, enc(h))
         else:
             inner = lib.Model(inner_in, ly.Dropout(0.0)(h))
             middle_in = ly.Input((T,))
@@ -369,17 +374,35 @@ def test_refusals():
 
 
 def _nested_and_flat(variant):
-    """Two models of the same layers (so the same weights): one applying Keras's mask made
-    inside a nested model after it, one without the nested model; their inputs' shape."""
+    """Two models of the same layers (so the same weights): one with a nested model that
+    Keras's mask comes out of (or, "into_...", goes into), one without the nested model."""
     emb = layers.Embedding(V, 5, mask_zero=True)
     gru_a, gru_b = layers.GRU(4, return_sequences=True), layers.GRU(3)
     dense, score = layers.Dense(C, activation="softmax", name="tags"), layers.Dense(1)
-    steps = None if variant == "any_length" else T
+    steps = None if variant.endswith("any_length") else T
 
     def head(h_a, h_b=None):  # the layers after the embedding, in both models
         tags = dense(gru_a(layers.Dropout(0.0)(h_a)))
         return tags if h_b is None else [tags, score(gru_b(h_b))]
 
+    if variant.startswith("into"):  # the mask made by `emb`, outside the nested model
+        enc_in, a, b = layers.Input((steps, 5)), layers.Input((steps,)), layers.Input((T,))
+        a2, b2 = layers.Input((steps,)), layers.Input((T,))
+        if variant == "into_through":  # a per-step layer inside passes it on
+            step = layers.Dense(5, activation="tanh")
+            enc = densitron.Model(enc_in, step(enc_in))
+            return densitron.Model(a, head(enc(emb(a)))), densitron.Model(a2, head(step(emb(a2))))
+        if variant == "into_twice":  # each call its own
+            enc = densitron.Model(enc_in, layers.Dropout(0.0)(enc_in))
+            return (densitron.Model([a, b], head(enc(emb(a)), enc(emb(b)))),
+                    densitron.Model([a2, b2], head(emb(a2), emb(b2))))
+        enc = densitron.Model(enc_in, gru_a(layers.Dropout(0.0)(enc_in)))  # applied inside
+        if variant == "into_sequential":
+            return (densitron.Sequential([layers.Input((T,)), emb, enc, dense]),
+                    densitron.Sequential([layers.Input((T,)), emb, gru_a, dense]))
+        src = layers.Reshape((T,))(a) if variant == "into_cut" else a
+        return (densitron.Model(src, dense(enc(emb(src)))),
+                densitron.Model(a2, dense(gru_a(emb(a2)))))
     inner_in = layers.Input((steps,))
     inner = densitron.Model(inner_in, emb(inner_in))
     if variant == "twice":  # one nested model called on two inputs, each its own mask
@@ -399,15 +422,18 @@ def _nested_and_flat(variant):
     return densitron.Model(inp, head(inner(inp))), densitron.Model(flat_in, head(emb(flat_in)))
 
 
-@pytest.mark.parametrize("variant", ["once", "twice", "sequential", "cut", "any_length"])
-def test_masks_come_out_of_nested_models(variant):
+@pytest.mark.parametrize("variant", ["once", "twice", "sequential", "cut", "any_length", "into",
+                                     "into_through", "into_twice", "into_cut",
+                                     "into_sequential", "into_any_length"])
+def test_masks_cross_nested_models(variant):
     # Keras's mask made inside a nested model comes out on its outputs and is applied by the
-    # layers after it (through those that pass it on) and weighs the loss, as the same layers'
-    # mask does in a model without the nested one ("nested" and "nested_outer" above check
-    # both against Keras); a nested model called twice carries each call's own mask
+    # layers after it (through those that pass it on) and weighs the loss; one made outside
+    # goes into the nested model's layers: as the same layers' mask does in a model without
+    # the nested one ("nested", "nested_outer" and "nested_in" above check against Keras); a
+    # nested model called twice carries each call's own mask
     ids, tags, sw = data("lstm")
     x, y, loss, metrics = ids, tags, "sparse_categorical_crossentropy", ["accuracy"]
-    if variant == "twice":  # (the second input padded otherwise: a mask mixed up shows)
+    if variant.endswith("twice"):  # (the second input padded otherwise: a mask mixed up shows)
         x = [ids, np.where(np.arange(T)[None, :] < 2, 0, ids[::-1])]
         y = [tags, np.linspace(-1.0, 1.0, N, dtype=np.float32)[:, None]]
         loss, metrics, sw = [loss, "mse"], [metrics, []], None
@@ -428,9 +454,29 @@ def test_masks_come_out_of_nested_models(variant):
                         expected if isinstance(expected, list) else [expected]):
             np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
     # (the mask is applied: a sequence of one step keeps its state over the padding)
-    tags_out = results[0][0][0] if variant == "twice" else results[0][0]
+    tags_out = results[0][0][0] if variant.endswith("twice") else results[0][0]
     one = int(np.argmax(LENGTHS == 1))
     assert np.all(tags_out[one, 1:] == tags_out[one, :1])
+
+
+def test_refuses_a_mask_from_elsewhere():
+    # a mask set by hand from another graph (Keras's own masks come from the model's layers,
+    # nested models' included): refused where it would be applied or weigh a loss
+    inp = layers.Input((T, F))
+    other = layers.Masking(0.0)(layers.Input((T, F)))
+    out = layers.Dense(2)(inp)
+    out._mask = other._mask
+    model = densitron.Model(inp, out)
+    model.compile(loss="mse")
+    x, y, _ = data("masking")
+    with pytest.raises(ValueError, match=r"^The mask on output 'dense.*' was made by no layer of "
+                                         r"the model, so densitron cannot weigh the loss by it. "
+                                         r"Received: an output with a mask from elsewhere$"):
+        model.evaluate(x, y, verbose=0)
+    with pytest.raises(ValueError, match=r"Layer \"late\" \(LSTM\) would apply a Keras mask "
+                                         r"that no layer of the model made. Received: layer "
+                                         r"\"late\" called with a mask from elsewhere$"):
+        densitron.Model(inp, layers.LSTM(2, name="late")(out)).predict(x, verbose=0)
 
 
 def test_refuses_a_mask_whose_shape_is_not_the_outputs():

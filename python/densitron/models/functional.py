@@ -14,7 +14,7 @@ from densitron.layers.input_layer import InputLayer
 from densitron.layers.layer import KerasTensor, Layer, Node, _composite, defines_call, traced_call
 from densitron.layers.math_ops import _BATCH_REDUCE, AddedLoss
 from densitron.trainers import data as data_mod
-from densitron.trainers.trainer import _NESTED_MASK, Trainer
+from densitron.trainers.trainer import _FOREIGN_MASK, Trainer
 from densitron.utils.naming import uniquify
 
 
@@ -422,7 +422,7 @@ class Functional(Trainer, Layer):
         # (_specialise); the fixed-shape model builds it now.
         self._variable_shapes = list(self._input_shapes)
         self._dynamic = any(d is None for shape in self._input_shapes for d in shape)
-        for key in ("_trace", "_shape_key", "_specialisations", "_traces"):
+        for key in ("_trace", "_shape_key", "_specialisations", "_traces", "_mask_traces"):
             self.__dict__.pop(key, None)
         if self._dynamic:
             self._params = _distinct(self.weights)
@@ -456,17 +456,23 @@ class Functional(Trainer, Layer):
     # Engine graphs kept for shapes other than the running one (each holds its buffers).
     _KEPT_SHAPES = 16
 
-    def _trace_for(self, shapes):
+    def _trace_for(self, shapes, masks=None):
         """The model's graph again on inputs of `shapes` (each without the batch axis, every
         dimension known): the same layers called on them, so the same weights, with the
         shapes of that data. (nodes, inputs, outputs) as _nodes, inputs and outputs; cached by
-        shape. The layers' call lists and the model's own graph stay as they were."""
+        shape. The layers' call lists and the model's own graph stay as they were. `masks`:
+        input index -> the Keras mask a caller's tensor carries there; the trace's input then
+        carries a placeholder of its shape, one more input of the trace after the model's."""
+        masks = masks or {}
         key = tuple(tuple(s) for s in shapes)
         traces = self.__dict__.setdefault("_traces", {})
+        if masks:  # (kept apart: _traces holds the shapes the model itself has run at)
+            traces = self.__dict__.setdefault("_mask_traces", {})
+            key = (key, tuple((k, tuple(m.shape), str(m.dtype)) for k, m in masks.items()))
         if key in traces:
             return traces[key]
-        mapping, nodes, ins = {}, [], []
-        for t, shape in zip(self.inputs, key):
+        mapping, nodes, ins, holders = {}, [], [], []
+        for k, (t, shape) in enumerate(zip(self.inputs, shapes)):
             node = Node(t._node.layer, [], [])
             new = KerasTensor((None, *shape), name=t.name, node=node, index=0)
             new.dtype = t.dtype
@@ -474,9 +480,18 @@ class Functional(Trainer, Layer):
             mapping[id(t)] = new
             nodes.append(node)
             ins.append(new)
+            if k in masks:
+                holder = KerasTensor(masks[k].shape, name=f"{t.name}_mask",
+                                     node=Node(t._node.layer, [], []), index=0)
+                holder.dtype = masks[k].dtype
+                holder._node.outputs.append(holder)
+                new._mask = holder
+                holders.append(holder)
+        ins += holders
         input_nodes = {id(t._node) for t in self.inputs}
-        with warnings.catch_warnings():  # (a dropped mask warned of when the model was built)
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings():  # (a dropped mask warned of when the model was built,
+            if not masks:  # one given to it now when it is called)
+                warnings.simplefilter("ignore")
             for node in self._nodes:
                 if id(node) in input_nodes:
                     continue
@@ -727,10 +742,10 @@ class Functional(Trainer, Layer):
                 if mask is None:
                     continue
                 at = mask_node(mask, node.inputs)
-                if at is None:  # (a mask no input of the call carries: not made by Keras)
+                if at is None:  # (a mask set by hand, from another graph)
                     raise ValueError(
                         f"Layer \"{node.layer.name}\" ({type(node.layer).__name__}) would "
-                        "apply a Keras mask that none of its inputs carries. Received: layer "
+                        "apply a Keras mask that no layer of the model made. Received: layer "
                         f"\"{node.layer.name}\" called with a mask from elsewhere")
                 ins.append(at)
             layer = node.layer
@@ -780,7 +795,7 @@ class Functional(Trainer, Layer):
                 masks.append(-1)
                 continue
             at = mask_node(t._mask, [t])
-            masks.append(_NESTED_MASK if at is None else at)  # (refused where it would weigh)
+            masks.append(_FOREIGN_MASK if at is None else at)  # (refused where it would weigh)
         return [local[(id(t._node), t._index)] for t in model_outputs]
 
     def _engine_specs(self, added):
@@ -909,15 +924,18 @@ class Functional(Trainer, Layer):
         if getattr(self, "_subclassed", False) and not self.built:
             self._build_subclassed(shapes)
         self._check_inputs(shapes)
-        if any(t._mask is not None for t in flat):
-            raise ValueError(
-                f"Model \"{self.name}\" is called on a tensor masked by "
-                "Embedding(mask_zero=True); densitron does not carry masks into nested models "
-                f"yet. Received: a masked input to model \"{self.name}\"")
         node = Node(self, flat, [])
         node.is_list = isinstance(inputs, (list, tuple))
         outputs = self.outputs
-        if getattr(self, "_dynamic", False) and all(None not in t.shape[1:] for t in flat):
+        masks = {k: t._mask for k, t in enumerate(flat) if t._mask is not None}
+        if masks:
+            # Keras's masks go into the model, to the layers that apply or pass them: its
+            # trace on inputs carrying them (placeholders the call's masks are bound to, read
+            # by the call as node.masks), which the engine runs in its place
+            node.masks = tuple(masks.values())
+            node._trace = self._trace_for([t.shape[1:] for t in flat], masks)
+            outputs = node._trace[2]
+        elif getattr(self, "_dynamic", False) and all(None not in t.shape[1:] for t in flat):
             # (a model with None dimensions called on tensors of known shapes: its trace at
             # those, which the engine runs in its place)
             node._trace = self._trace_for([t.shape[1:] for t in flat])

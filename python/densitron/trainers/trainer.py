@@ -31,9 +31,10 @@ _CALL_SECONDS_SILENT = 0.25
 # Weights and optimizer slots up to this many values are copied before fit's first step, to
 # be restored if the engine meets a NaN in the inputs partway (64 MB).
 _SNAPSHOT_FLOATS = 16 << 20
-# An output's Keras mask made inside a nested model, among Functional's engine output masks
-# (a node index, or -1 for none): refused by the loss and metrics it would weigh.
-_NESTED_MASK = -2
+# An output's Keras mask that no layer of the model (nor of a model nested in it) made (set by
+# hand), among Functional's engine output masks (a node index, or -1 for none): refused by the
+# loss and metrics it would weigh.
+_FOREIGN_MASK = -2
 
 
 # One output spec of the engine, in the order the binding's compile reads it (bind_graph.cc):
@@ -389,14 +390,13 @@ class Trainer:
         computes otherwise is refused."""
         name = self._output_names[k]
         masks = self.__dict__.get("_engine_output_masks") or ()
-        if k < len(masks) and masks[k] == _NESTED_MASK:
+        if k < len(masks) and masks[k] == _FOREIGN_MASK:
             if isinstance(loss, losses_mod._NoLoss) and \
                     all(j != k for _, j, *_ in self._metric_logs):
                 return -1  # (nothing the mask would weigh)
             raise ValueError(
-                f"The mask on output {name!r} comes from inside a nested model; densitron "
-                "weighs a loss by a mask of the model's own layers only. Received: a masked "
-                "output of a nested model")
+                f"The mask on output {name!r} was made by no layer of the model, so densitron "
+                "cannot weigh the loss by it. Received: an output with a mask from elsewhere")
         if not self._masked_output(k):
             return -1
         if k in traced:
