@@ -372,7 +372,6 @@ def test_refusals():
             model.evaluate(x, y, verbose=0)
 
 
-
 def _nested_and_flat(variant):
     """Two models of the same layers (so the same weights): one with a nested model that
     Keras's mask comes out of (or, "into_...", goes into), one without the nested model."""
@@ -442,7 +441,7 @@ def test_masks_cross_nested_models(variant):
     start = [(rng.standard_normal(w.shape) * 0.4).astype(np.float32) for w in flat.get_weights()]
     results = []
     for model in (nested, flat):
-        model.set_weights(start) if model is flat else flat.set_weights(start)
+        flat.set_weights(start)  # (the nested model's too: they share their layers)
         model.compile(optimizer=densitron.optimizers.Adam(0.02), loss=loss, metrics=metrics)
         r = [model.predict(x, batch_size=BATCH, verbose=0),
              model.evaluate(x, y, sample_weight=sw, batch_size=BATCH, verbose=0)]
