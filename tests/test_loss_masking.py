@@ -391,6 +391,16 @@ def _nested_and_flat(variant):
             step = layers.Dense(5, activation="tanh")
             enc = densitron.Model(enc_in, step(enc_in))
             return densitron.Model(a, head(enc(emb(a)))), densitron.Model(a2, head(step(emb(a2))))
+        if variant == "into_two":  # two masked inputs (query, value), into attention, and
+            # a nested Bidirectional after it
+            q_in, v_in, v = layers.Input((T, 5)), layers.Input((T - 2, 5)), layers.Input((T - 2,))
+            attention, bi = layers.Attention(), layers.Bidirectional(gru_a)
+            enc = densitron.Model([q_in, v_in], attention([q_in, v_in]))
+            bi_in = layers.Input((T, 5))
+            bi_model = densitron.Model(bi_in, bi(bi_in))
+            v2 = layers.Input((T - 2,))
+            return (densitron.Model([a, v], dense(bi_model(enc([emb(a), emb(v)])))),
+                    densitron.Model([a2, v2], dense(bi(attention([emb(a2), emb(v2)])))))
         if variant == "into_twice":  # each call its own
             enc = densitron.Model(enc_in, layers.Dropout(0.0)(enc_in))
             return (densitron.Model([a, b], head(enc(emb(a)), enc(emb(b)))),
@@ -422,7 +432,7 @@ def _nested_and_flat(variant):
 
 
 @pytest.mark.parametrize("variant", ["once", "twice", "sequential", "cut", "any_length", "into",
-                                     "into_through", "into_twice", "into_cut",
+                                     "into_through", "into_twice", "into_two", "into_cut",
                                      "into_sequential", "into_any_length"])
 def test_masks_cross_nested_models(variant):
     # Keras's mask made inside a nested model comes out on its outputs and is applied by the
@@ -436,6 +446,9 @@ def test_masks_cross_nested_models(variant):
         x = [ids, np.where(np.arange(T)[None, :] < 2, 0, ids[::-1])]
         y = [tags, np.linspace(-1.0, 1.0, N, dtype=np.float32)[:, None]]
         loss, metrics, sw = [loss, "mse"], [metrics, []], None
+    if variant == "into_two":  # values of T - 2 steps, padded otherwise
+        x = [ids, np.where(np.arange(T - 2)[None, :] >= 1 + np.arange(N)[:, None] % 4, 0,
+                           ids[::-1, :T - 2])]
     nested, flat = _nested_and_flat(variant)
     rng = np.random.default_rng(3)
     start = [(rng.standard_normal(w.shape) * 0.4).astype(np.float32) for w in flat.get_weights()]
@@ -452,10 +465,14 @@ def test_masks_cross_nested_models(variant):
         for g, e in zip(got if isinstance(got, list) else [got],
                         expected if isinstance(expected, list) else [expected]):
             np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
-    # (the mask is applied: a sequence of one step keeps its state over the padding)
+    # (the mask is applied: a sequence of one step keeps its state over the padding; in both
+    # directions of the Bidirectional, whose backward one has not started there)
     tags_out = results[0][0][0] if variant.endswith("twice") else results[0][0]
     one = int(np.argmax(LENGTHS == 1))
-    assert np.all(tags_out[one, 1:] == tags_out[one, :1])
+    if variant == "into_two":
+        assert np.all(tags_out[one, 2:] == tags_out[one, 1:2])
+    else:
+        assert np.all(tags_out[one, 1:] == tags_out[one, :1])
 
 
 def test_refuses_a_mask_from_elsewhere():
