@@ -471,22 +471,21 @@ class Functional(Trainer, Layer):
             key = (key, tuple((k, tuple(m.shape), str(m.dtype)) for k, m in masks.items()))
         if key in traces:
             return traces[key]
+        def source(t, shape, name, dtype):  # a tensor of a new call of t's input layer
+            out = KerasTensor(shape, name=name, node=Node(t._node.layer, [], []), index=0)
+            out.dtype = dtype
+            out._node.outputs.append(out)
+            return out
+
         mapping, nodes, ins, holders = {}, [], [], []
         for k, (t, shape) in enumerate(zip(self.inputs, shapes)):
-            node = Node(t._node.layer, [], [])
-            new = KerasTensor((None, *shape), name=t.name, node=node, index=0)
-            new.dtype = t.dtype
-            node.outputs.append(new)
+            new = source(t, (None, *shape), t.name, t.dtype)
             mapping[id(t)] = new
-            nodes.append(node)
+            nodes.append(new._node)
             ins.append(new)
             if k in masks:
-                holder = KerasTensor(masks[k].shape, name=f"{t.name}_mask",
-                                     node=Node(t._node.layer, [], []), index=0)
-                holder.dtype = masks[k].dtype
-                holder._node.outputs.append(holder)
-                new._mask = holder
-                holders.append(holder)
+                new._mask = source(t, masks[k].shape, f"{t.name}_mask", masks[k].dtype)
+                holders.append(new._mask)
         ins += holders
         input_nodes = {id(t._node) for t in self.inputs}
         with warnings.catch_warnings():  # (a dropped mask warned of when the model was built,
