@@ -264,9 +264,10 @@ def test_cut_kernel_partial_sums_bitwise_equal():
     # of a pair adds them in its GEMM, other pairs are added in the final pass, so 1 to 4
     # threads (more than this machine's cores, fine for a test) agree bit for bit. 200 inputs:
     # three blocks; 784: four; 2100: four longer than the GEMM's k block, never added in the
-    # GEMM. Two threads own a pair each of 784's blocks, three split its first pair.
+    # GEMM. Two threads own a pair each of 784's blocks, three split its first pair. 11000: a
+    # kernel too large to cut (over kMaxCutKernel values), whose products the threads share.
     rng = np.random.default_rng(11)
-    for width in (200, 784, 2100):
+    for width in (200, 784, 2100, 11000):
         x = rng.normal(size=(256 * 2 + 9, width)).astype(np.float32)
         y = np.eye(5, dtype=np.float32)[rng.integers(0, 5, len(x))]
         m1, h1 = cut_run(1, width, x, y)

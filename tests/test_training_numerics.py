@@ -60,8 +60,9 @@ def build_mlp(hidden_acts, out_act, widths):
 
 
 @pytest.mark.parametrize("loss", sorted(LOSS_SETUPS))
-# 600: the first kernel is cut into row blocks; 2100: into blocks longer than the GEMM's k block
-@pytest.mark.parametrize("in_width", [13, 600, 2100])
+# 600: the first kernel is cut into row blocks; 2100: into blocks longer than the GEMM's k block;
+# 8200: too large to cut (8200×64 values, over kMaxCutKernel)
+@pytest.mark.parametrize("in_width", [13, 600, 2100, 8200])
 def test_one_step_matches_numpy(loss, in_width):
     out_act, out_w = LOSS_SETUPS[loss]
     rng = np.random.default_rng(7)

@@ -698,10 +698,11 @@ class Graph {
   std::vector<double> loss_part_, metric_part_;  // per loss block and output / metric
   std::vector<int> activity_nodes_;              // nodes with an activity regularizer
   std::vector<double> activity_part_;            // per loss block and activity node
-  // Dense nodes whose kernel is tall (many input features) are cut into ksplit_ row blocks:
-  // block b's partial product, its kernel gradient and its optimizer update all belong to
-  // thread b mod nth, so the largest weights stay in one core's cache from step to step. The
-  // block count depends on the shapes only, so results are the same for any thread count.
+  // Dense nodes whose kernel is tall (many input features; at most kMaxCutKernel values) are
+  // cut into ksplit_ row blocks: block b's partial product, its kernel gradient and its
+  // optimizer update all belong to thread b mod nth, so the largest weights stay in one core's
+  // cache from step to step. The block count depends on the shapes only, so results are the
+  // same for any thread count.
   std::vector<int> ksplit_;            // per node (1: not cut)
   std::vector<int> gather_split_;      // per input node: column blocks its batch is copied in
   std::vector<int> kernel_split_node_; // per parameter: the cut Dense it is the kernel of, or -1

@@ -440,8 +440,8 @@ Graph::Graph(std::vector<NodeSpec> nodes, std::vector<ParamSpec> params, std::ve
     // A tall kernel is cut into row blocks over its input features; see ksplit_ in graph.h.
     const int64_t k = in.last_dim;
     // Blocks of at least 64 rows: a 128×128 kernel in two (4% off a 784-128-128-128-10 step
-    // at batch 32; neutral at 64 and 256 wide).
-    if (k >= 128 && k * node.last_dim >= 16384)
+    // at batch 32; neutral at 64 and 256 wide). Not a kernel of more than kMaxCutKernel values.
+    if (k >= 128 && k * node.last_dim >= 16384 && k * node.last_dim <= kMaxCutKernel)
       ksplit_[i] = static_cast<int>(std::min<int64_t>(kMaxSplit, k / 64));
     if (ksplit_[i] > 1) {
       kernel_split_node_[node.params[0]] = i;
