@@ -389,6 +389,24 @@ def test_inference_results_do_not_depend_on_batch_size():
                                      rel=1e-12)
 
 
+def test_inference_passes_of_a_wide_model_do_not_change_results():
+    # A kernel of more than 2^19 values (900×600) makes the passes longer: 4096 rows and a
+    # tail here, the reference in one pass of all 5000.
+    rng = np.random.default_rng(3)
+    inp = Input(shape=(900,))
+    model = Model(inp, Dense(3, activation="softmax")(Dense(600, activation="relu")(inp)))
+    model.compile(loss="categorical_crossentropy", metrics=["accuracy"])
+    assert model._inference_batch(32) == 4096
+    assert Model(inp, Dense(3)(Dense(500)(inp)))._inference_batch(32) == 1024
+    x = rng.normal(size=(5000, 900)).astype(np.float32)
+    y = np.eye(3)[rng.integers(0, 3, 5000)]
+    ref = model.predict(x, batch_size=5000, verbose=0)
+    for bs in (32, 999):
+        np.testing.assert_array_equal(model.predict(x, batch_size=bs, verbose=0), ref)
+        assert model.evaluate(x, y, batch_size=bs, verbose=0)[0] == pytest.approx(
+            model.evaluate(x, y, batch_size=5000, verbose=0)[0], rel=1e-12)
+
+
 def test_weighted_metrics_in_fit_with_class_weight_and_multi_output_names():
     # class_weight becomes sample weights: the weighted accuracy is the weighted mean of the
     # per-sample hits. Two outputs: names carry the output's prefix.
