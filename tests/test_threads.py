@@ -280,6 +280,29 @@ def test_cut_kernel_partial_sums_bitwise_equal():
             assert h1.history == h.history
 
 
+@needs_threads
+def test_cut_kernel_handing_off_to_solo_layers_bitwise_equal():
+    # A cut first kernel whose next layer runs solo: thread 0 adds up the partial products of
+    # every row itself and goes on, with no barrier after the layer, while the other threads
+    # gather ahead at the solo chain's end. 32×32 Dense layers at batch 32 (1024 outputs) run
+    # solo, so 784-32-32-10 meets at 5 barriers a step (8 before both): 1, 2 and 3 threads
+    # agree bit for bit, over a shuffled epoch with a short last batch.
+    rng = np.random.default_rng(14)
+    rows = 32 * 9 + 11
+    x = rng.random((rows, 784), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, rows)]
+    for hidden in ((32, 32), (32,), (32, 32, 32), (256,)):
+        m1, h1 = narrow_run(1, hidden, 32, x, y)
+        assert h1.history["loss"][1] < h1.history["loss"][0]
+        for threads in (2, 3):
+            m, h = narrow_run(threads, hidden, 32, x, y, profile=True)
+            for a, b in zip(m1.get_weights(), m.get_weights()):
+                np.testing.assert_array_equal(a, b)
+            assert h1.history == h.history
+            if threads == 2 and hidden != (256,):
+                assert h.profile["barriers"] == 5 * h.profile["steps"], hidden
+
+
 @pytest.mark.parametrize("clip", [{"clipnorm": 0.05}, {"global_clipnorm": 0.05}])
 def test_gradient_norm_clipping_bitwise_equal(clip):
     # The norms are summed in fixed blocks of the parameters, whatever the thread count.

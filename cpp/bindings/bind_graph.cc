@@ -741,6 +741,7 @@ void bind_graph(py::module_& m) {
              d["wait"] = p[Graph::kProfWait];
              d["run"] = p[Graph::kProfRun];
              d["barrier_waits"] = g.graph().barrier_waits();
+             d["barriers"] = g.graph().barrier_count();
              return d;
            })
       .def(

@@ -485,6 +485,8 @@ class Graph {
   std::vector<double> barrier_waits() const {
     return std::vector<double>(wait_, wait_ + kMaxProfiledThreads);
   }
+  // Barriers the threads met at (profiling only).
+  int64_t barrier_count() const { return barriers_; }
 
   int64_t node_width(int node) const { return nodes_[node].width; }
   const std::vector<int>& output_nodes() const { return outputs_; }
@@ -634,6 +636,8 @@ class Graph {
   void pool_disjoint_sample(int i, int64_t s);  // pooling i's forward of sample s
   // A max pooling (kWindowPool) whose windows tile its input without overlap or clipping.
   static bool pool_is_disjoint_max(const NodeSpec& node);
+  bool splits_forward(const Step& st, int i) const;
+  bool hands_off(const Step& st, int i) const;
   void forward_dense_split(const Step& st, int i);
   float* dense_pre(int i);
   void activate_dense_rows(int i, Share rw);
@@ -678,6 +682,9 @@ class Graph {
   bool has_constraints_ = false;
   // Per run (plan_step): nodes whose forward (backward) is done whole by thread 0.
   std::vector<bool> solo_fwd_, solo_bwd_;
+  // Per run (plan_step), training only: a cut Dense followed by a solo node, whose partial
+  // products thread 0 alone adds up, so that no barrier follows it (see hands_off).
+  std::vector<bool> handoff_;
   std::vector<int> update_owner_;  // per run and parameter: the thread updating it whole, or -1
   // per run and parameter: a kernel updated in the backward as its gradient is computed, a few
   // rows at a time, while they are in cache: a cut kernel with one gradient writer, each row
@@ -792,6 +799,7 @@ class Graph {
   double prof_[kProfCount] = {};
   double* prof_open_ = nullptr;  // thread 0's innermost open ProfileScope's slot, or nullptr
   double wait_[kMaxProfiledThreads] = {};
+  int64_t barriers_ = 0;
   std::mutex mutex_;
 };
 

@@ -285,7 +285,7 @@ void Graph::forward_node(const Step& st, int i) {
       }
       // Training keeps each block of a cut kernel on its owner's core; inference has no
       // update to keep local, and whole rows avoid summing the partial products.
-      if (ksplit_[i] > 1 && st.training && st.noise < 0) {  // (not in a noisy predict)
+      if (splits_forward(st, i)) {  // (not in a noisy predict)
         forward_dense_split(st, i);
         return;
       }
@@ -765,7 +765,9 @@ void Graph::forward_dense_split(const Step& st, int i) {
   barrier(st);
   const float* bias = param(i, 1);
   float* z = dense_pre(i);
-  const Share rw = share_of(rows, st.ith, st.nth, std::max<int64_t>(1, 256 / units));
+  const Share rw = hands_off(st, i)
+                       ? (st.ith == 0 ? Share{0, rows} : Share{0, 0})
+                       : share_of(rows, st.ith, st.nth, std::max<int64_t>(1, 256 / units));
   for (int64_t r = rw.lo; r < rw.hi; ++r) {
     float* zr = z + r * units;
     const float* p = partial + r * units;

@@ -95,10 +95,12 @@ def _profile_report(engine, wall, steps, print_it):
     engine's runs less their categories; overhead = wall time outside the engine's runs."""
     report = dict(engine)
     waits = report.pop("barrier_waits")
+    barriers = report.pop("barriers")
     run = report.pop("run")
     report["scheduling"] = max(0.0, run - sum(report.values()))
     report["overhead"] = max(0.0, wall - run)
     report["barrier_waits"] = [w for w in waits if w > 0.0]
+    report["barriers"] = barriers
     report["total"] = wall
     report["steps"] = steps
     if print_it:
@@ -111,7 +113,7 @@ def _profile_report(engine, wall, steps, print_it):
         if report["barrier_waits"]:
             waits = ", ".join(f"{w / max(steps, 1) * 1e6:.1f}" for w in report["barrier_waits"])
             print_msg(f"  (threads waiting for each other, us/step per thread: {waits}; thread 0's "
-                      "is the waiting row above)")
+                      f"is the waiting row above; {barriers / max(steps, 1):.1f} barriers a step)")
     return report
 
 
