@@ -87,6 +87,11 @@ std::vector<Shape> shapes() {
                  false});
   out.push_back({"dW_block_128_392x128x128", 392, 128, 128, true, false, EpilogueAct::kNone,
                  false});
+  // What each thread computes of 784-32-32-10's first layer at batch 32 (the kernel cut in
+  // four blocks, two a thread): fwd 32×392×32, dW 392×32×32.
+  out.push_back({"fwd_block_32x392x32", 32, 392, 32, false, false, EpilogueAct::kNone, false});
+  out.push_back({"dW_block_32_392x32x32", 392, 32, 32, true, false, EpilogueAct::kNone,
+                 false});
   // One 1024-row inference pass (predict groups small batches so) of a 128-wide first layer.
   out.push_back({"pred_1024x784x128", 1024, 784, 128, false, false, EpilogueAct::kRelu, true});
   return out;
