@@ -144,6 +144,13 @@ def test_shuffled_seed_model_gathers_ahead_bitwise_equal():
     assert h1["loss"][1] < h1["loss"][0]
 
 
+def pixels(seed, rows):
+    """rows × 784 uniform floats and one-hot labels of 10 classes."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((rows, 784), dtype=np.float32)
+    return x, np.eye(10, dtype=np.float32)[rng.integers(0, 10, rows)]
+
+
 def narrow_run(threads, hidden, batch, x, y, profile=False):
     densitron.set_num_threads(threads)
     densitron.utils.clear_session()
@@ -158,13 +165,18 @@ def narrow_run(threads, hidden, batch, x, y, profile=False):
     return model, hist
 
 
+def assert_same_training(m1, h1, m2, h2):
+    """Two runs' weights and logs agree bit for bit."""
+    for a, b in zip(m1.get_weights(), m2.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert h1.history == h2.history
+
+
 @needs_threads
 def test_steps_of_half_a_million_multiply_adds_take_two_threads():
     # Two threads from ~0.5M multiply-adds a step (forward and backward); the profile lists the
     # barrier waits of each thread only when the step was split.
-    rng = np.random.default_rng(8)
-    x = rng.random((200, 784), dtype=np.float32)
-    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 200)]
+    x, y = pixels(8, 200)
     split = {}
     for hidden, batch in [((16,), 16), ((32, 32), 32), ((64, 64), 4), ((16,), 8), ((32, 32), 2)]:
         _, hist = narrow_run(2, hidden, batch, x, y, profile=True)
@@ -217,16 +229,11 @@ def test_prelu_bitwise_equal():
 def test_narrow_models_small_batches_bitwise_equal():
     # Small steps that now split across two threads (first kernel cut or not, gather ahead
     # with a few rows a batch, a short last batch) give the one-thread results bit for bit.
-    rng = np.random.default_rng(9)
-    rows = 16 * 12 + 5
-    x = rng.random((rows, 784), dtype=np.float32)
-    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, rows)]
+    x, y = pixels(9, 16 * 12 + 5)
     for hidden, batch in [((16,), 16), ((32, 32), 8), ((64, 64), 4)]:
         m1, h1 = narrow_run(1, hidden, batch, x, y)
         m2, h2 = narrow_run(2, hidden, batch, x, y)
-        for a, b in zip(m1.get_weights(), m2.get_weights()):
-            np.testing.assert_array_equal(a, b)
-        assert h1.history == h2.history
+        assert_same_training(m1, h1, m2, h2)
         assert h1.history["loss"][1] < h1.history["loss"][0]
 
 
@@ -234,16 +241,11 @@ def test_narrow_models_small_batches_bitwise_equal():
 def test_column_split_gather_bitwise_equal():
     # Without a solo op (batch 100) each thread gathers the feature columns of the first
     # kernel's row blocks it owns, requesting rows ahead of the copy; a short last batch too.
-    rng = np.random.default_rng(10)
-    rows = 100 * 5 + 37
-    x = rng.random((rows, 784), dtype=np.float32)
-    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, rows)]
+    x, y = pixels(10, 100 * 5 + 37)
     m1, h1 = narrow_run(1, (64, 64), 100, x, y)
     m2, h2 = narrow_run(2, (64, 64), 100, x, y, profile=True)
     assert len(h2.profile["barrier_waits"]) == 2  # the step was split
-    for a, b in zip(m1.get_weights(), m2.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    assert h1.history == h2.history
+    assert_same_training(m1, h1, m2, h2)
 
 
 def cut_run(threads, width, x, y):
@@ -275,9 +277,7 @@ def test_cut_kernel_partial_sums_bitwise_equal():
         for threads in (2, 3, 4):
             m, h = cut_run(threads, width, x, y)
             assert len(h.profile["barrier_waits"]) > 1  # the step was split
-            for a, b in zip(m1.get_weights(), m.get_weights()):
-                np.testing.assert_array_equal(a, b)
-            assert h1.history == h.history
+            assert_same_training(m1, h1, m, h)
 
 
 @needs_threads
@@ -287,18 +287,13 @@ def test_cut_kernel_handing_off_to_solo_layers_bitwise_equal():
     # gather ahead at the solo chain's end. 32×32 Dense layers at batch 32 (1024 outputs) run
     # solo, so 784-32-32-10 meets at 5 barriers a step (8 before both): 1, 2 and 3 threads
     # agree bit for bit, over a shuffled epoch with a short last batch.
-    rng = np.random.default_rng(14)
-    rows = 32 * 9 + 11
-    x = rng.random((rows, 784), dtype=np.float32)
-    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, rows)]
+    x, y = pixels(14, 32 * 9 + 11)
     for hidden in ((32, 32), (32,), (32, 32, 32), (256,)):
         m1, h1 = narrow_run(1, hidden, 32, x, y)
         assert h1.history["loss"][1] < h1.history["loss"][0]
         for threads in (2, 3):
             m, h = narrow_run(threads, hidden, 32, x, y, profile=True)
-            for a, b in zip(m1.get_weights(), m.get_weights()):
-                np.testing.assert_array_equal(a, b)
-            assert h1.history == h.history
+            assert_same_training(m1, h1, m, h)
             if threads == 2 and hidden != (256,):
                 assert h.profile["barriers"] == 5 * h.profile["steps"], hidden
 
