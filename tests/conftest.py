@@ -26,7 +26,10 @@ def _fresh_session():
 
 @pytest.fixture
 def keras():
-    """Keras itself on its numpy backend (which imports jax), or the test is skipped."""
+    """Keras itself on its numpy backend (which imports jax), or the test is skipped. Its
+    initial weights are drawn from one seed, as keras_subprocess's are (why: see there)."""
     os.environ.setdefault("KERAS_BACKEND", "numpy")
     pytest.importorskip("jax", reason="Keras's numpy backend imports jax at import time")
-    return pytest.importorskip("keras", reason="the `keras` package is not installed")
+    module = pytest.importorskip("keras", reason="the `keras` package is not installed")
+    module.utils.set_random_seed(0)
+    return module
