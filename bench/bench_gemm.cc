@@ -92,6 +92,12 @@ std::vector<Shape> shapes() {
   out.push_back({"fwd_block_32x392x32", 32, 392, 32, false, false, EpilogueAct::kNone, false});
   out.push_back({"dW_block_32_392x32x32", 392, 32, 32, true, false, EpilogueAct::kNone,
                  false});
+  // 784-16-16-10's first layer at batch 32 (too small a kernel to cut): fwd 32×784×16,
+  // dW 784×32×16 (computed transposed, see computed_narrow in gemm.cc), and that product's
+  // transpose alone, dYᵀ·X, 16×32×784 (without the transposing write-back).
+  out.push_back({"fwd_32x784x16", 32, 784, 16, false, false, EpilogueAct::kNone, false});
+  out.push_back({"dW_32_784x32x16", 784, 32, 16, true, false, EpilogueAct::kNone, false});
+  out.push_back({"dWT_16_32x784", 16, 32, 784, true, false, EpilogueAct::kNone, false});
   // One 1024-row inference pass (predict groups small batches so) of a 128-wide first layer.
   out.push_back({"pred_1024x784x128", 1024, 784, 128, false, false, EpilogueAct::kRelu, true});
   return out;

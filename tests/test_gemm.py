@@ -48,6 +48,20 @@ def assert_close(got, a, b, transpose_a=False, transpose_b=False):
 DIMS = [1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 65, 130]
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_tall_narrow_transposed_a_products_bitwise_as_computed_untransposed(isa, threads):
+    # Xᵀ·dY with up to 16 columns is computed as its transpose on AVX-512 (the kernel gradient
+    # of a narrow Dense layer): the same sums in the same order as with X copied row-major.
+    rng = np.random.default_rng(3)
+    densitron.set_num_threads(threads)
+    for m, n, k in [(784, 16, 32), (784, 10, 32), (130, 1, 7), (1000, 16, 600), (257, 9, 33),
+                    (128, 15, 512), (784, 17, 32)]:
+        x, dy = operands(rng, m, n, k, True, False)
+        got = ops.matmul(x, dy, transpose_a=True)
+        assert_close(got, x, dy, transpose_a=True)
+        np.testing.assert_array_equal(got, ops.matmul(np.ascontiguousarray(x.T), dy))
+
+
 @pytest.mark.parametrize("transpose_a", [False, True])
 @pytest.mark.parametrize("transpose_b", [False, True])
 def test_matmul_tail_sweep(isa, transpose_a, transpose_b):

@@ -269,6 +269,8 @@ constexpr double kMinWorkPerThread = 64.0 * 64.0 * 64.0;
 // by the portable code): 32×512×512 24% faster, 32×256×256 23%, 16×256×256 35%, 32×128×128 21%.
 constexpr int64_t kMinTransposedRows = 16, kMaxTransposedRows = 32, kMinTransposedCols = 128,
                   kMinTransposedK = 64;
+// The narrow products computed transposed (computed_narrow): C of at least this many rows.
+constexpr int64_t kMinNarrowRows = 128;
 
 void check(bool ok, const char* what) {
   if (!ok) throw std::invalid_argument(std::string("sgemm: ") + what);
@@ -311,44 +313,61 @@ bool computed_transposed(const KernelInfo& ki, const Problem& pr) {
          (pr.beta == 0.0f || pr.k <= ki.kc);
 }
 
-// Columns [j0, j1) of C by the transposed product, on the calling thread.
-void gemm_transposed(const KernelInfo& ki, const Problem& pr, int64_t j0, int64_t j1) {
-  if (j0 >= j1) return;
-  Problem tp;  // T[j][i] = alpha·Σ_p op(B)(p, j0 + j)·op(A)(i, p)
+// A tall product of at most half a tile's columns whose op(A) is stored transposed (the kernel
+// gradient Xᵀ·dY of a Dense layer of up to 16 units on AVX-512) is computed transposed too:
+// T = dYᵀ·X fills whole tiles, where C's own tiles would use half their columns (and take a
+// load for every FMA instead of one for every two). 784×32×16 on AVX-512, one thread: 5.0 µs
+// as C, 3.6 µs as T, 4.3 µs with T's write-back. Both operands are then read in place. Threads
+// split it by C's rows (T's columns), so rows_done still gets whole rows. The same condition
+// on the k blocks as above. Measured on AVX-512 only (32-column tiles).
+bool computed_narrow(const KernelInfo& ki, const Problem& pr) {
+  return ki.store_trans != nullptr && ki.nr >= 32 && 2 * pr.n <= ki.nr && pr.a_rs == 1 &&
+         pr.a_cs != 1 && pr.b_cs == 1 && pr.m >= kMinNarrowRows &&
+         (pr.beta == 0.0f || pr.k <= ki.kc);
+}
+
+// Rows [i0, i1) and columns [j0, j1) of C by the transposed product, on the calling thread,
+// the rows then handed to rows_done if set (only with all columns: computed_narrow).
+void gemm_transposed(const KernelInfo& ki, const Problem& pr, int64_t i0, int64_t i1,
+                     int64_t j0, int64_t j1) {
+  if (j0 >= j1 || i0 >= i1) return;
+  Problem tp;  // T[j][i] = alpha·Σ_p op(B)(p, j0 + j)·op(A)(i0 + i, p)
   tp.m = j1 - j0;
-  tp.n = pr.m;
+  tp.n = i1 - i0;
   tp.k = pr.k;
   tp.alpha = pr.alpha;
   tp.beta = 0.0f;
   tp.a = pr.b + j0 * pr.b_cs;
   tp.a_rs = pr.b_cs;
   tp.a_cs = pr.b_rs;
-  tp.b = pr.a;
+  tp.b = pr.a + i0 * pr.a_rs;
   tp.b_rs = pr.a_cs;
   tp.b_cs = pr.a_rs;
-  tp.ldc = round_up(pr.m, 16);
+  tp.ldc = round_up(tp.n, 16);
   tp.c = t_trans.get(tp.m * tp.ldc);
   gemm_block(ki, tp, 0, tp.m, 0, tp.n);
   gemm::StoreTransArgs w;
-  w.m = pr.m;
+  w.m = i1 - i0;
   w.n = j1 - j0;
   w.t = tp.c;
   w.ldt = tp.ldc;
-  w.c = pr.c + j0;
+  w.c = pr.c + i0 * pr.ldc + j0;
   w.ldc = pr.ldc;
   w.beta = pr.beta;
   w.bias = pr.ep.bias != nullptr ? pr.ep.bias + j0 : nullptr;
   w.act = static_cast<int>(pr.ep.act);
-  w.dact_y = pr.ep.dact_y != nullptr ? pr.ep.dact_y + j0 : nullptr;
+  w.dact_y = pr.ep.dact_y != nullptr ? pr.ep.dact_y + i0 * pr.ep.ldy + j0 : nullptr;
   w.ldy = pr.ep.ldy;
   w.dact = static_cast<int>(pr.ep.dact);
   ki.store_trans(&w);
+  if (pr.ep.rows_done != nullptr)
+    pr.ep.rows_done(pr.ep.rows_ctx, i0, i1 - i0, pr.c + i0 * pr.ldc, pr.ldc);
 }
 
 // The whole product on the calling thread.
 void gemm_whole(const KernelInfo& ki, const Problem& pr) {
-  if (computed_transposed(ki, pr)) {
-    gemm_transposed(ki, pr, 0, pr.n);
+  if (computed_transposed(ki, pr) || computed_narrow(ki, pr)) {
+    gemm_transposed(ki, pr, 0, pr.m, 0, pr.n);
   } else {
     gemm_block(ki, pr, 0, pr.m, 0, pr.n);
   }
@@ -361,12 +380,16 @@ void run_share(const KernelInfo& ki, const Problem& pr, const Split& sp, int t,
   if (t >= sp.nt) return;
   if (computed_transposed(ki, pr)) {  // columns, in whole vectors of the write-back
     const int64_t vecs = (pr.n + 15) / 16;
-    gemm_transposed(ki, pr, std::min(vecs * t / sp.nt * 16, pr.n),
+    gemm_transposed(ki, pr, 0, pr.m, std::min(vecs * t / sp.nt * 16, pr.n),
                     std::min(vecs * (t + 1) / sp.nt * 16, pr.n));
     return;
   }
   const int64_t lo = std::min(sp.tiles * t / sp.nt * sp.step, sp.extent);
   const int64_t hi = std::min(sp.tiles * (t + 1) / sp.nt * sp.step, sp.extent);
+  if (computed_narrow(ki, pr)) {  // (split by rows: m_tiles >= n_tiles, as 2n <= nr)
+    gemm_transposed(ki, pr, lo, hi, 0, pr.n);
+    return;
+  }
   if (shared != nullptr) {
     gemm_block(ki, pr, lo, hi, 0, pr.n, shared);
     return;
@@ -433,8 +456,9 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
   }
   // Row shares of a product whose B is worth packing pack it once, jointly, instead of each
   // thread packing all of it.
-  const bool share_b = !computed_transposed(ki, pr) && sp.split_m && pr.n > 4 * ki.nr &&
-                       pr.k > ki.kc / 4 && (pr.b_cs != 1 || pr.m / sp.nt > 4 * ki.mr);
+  const bool share_b = !computed_transposed(ki, pr) && !computed_narrow(ki, pr) && sp.split_m &&
+                       pr.n > 4 * ki.nr && pr.k > ki.kc / 4 &&
+                       (pr.b_cs != 1 || pr.m / sp.nt > 4 * ki.mr);
   float* shared_buf = share_b ? t_pack_b.get(packed_b_floats(ki, pr, pr.n)) : nullptr;
 #pragma omp parallel num_threads(sp.nt)
   {
