@@ -235,6 +235,10 @@ def test_failed_save_leaves_the_old_file_intact(tmp_path, monkeypatch):
 
 def test_saving_errors(tmp_path):
     model, _, _ = trained_model()
+    for save, name in ((model.save, "m.keras"), (model.save_weights, "w.weights.h5")):
+        missing = tmp_path / "no_such_dir" / name  # named by its own path, not a temporary's
+        with pytest.raises(FileNotFoundError, match="Received: filepath=.*no_such_dir"):
+            save(missing)
     with pytest.raises(ValueError, match="`.keras` extension .* `.h5` extension. Received"):
         model.save(tmp_path / "model.pb")
     (tmp_path / "junk.h5").write_bytes(b"not hdf5")

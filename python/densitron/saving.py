@@ -62,7 +62,11 @@ def _atomic_write(filepath, write, overwrite):
     except OSError:
         mode = 0o666 & ~_umask()
     directory = os.path.dirname(target)
-    fd, tmp = tempfile.mkstemp(prefix=".densitron-", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".densitron-", suffix=".tmp", dir=directory)
+    except OSError as e:  # (named by the user's path, not the temporary's)
+        raise type(e)(e.errno, f"{e.strerror}: cannot write a file in {directory!r}. "
+                      f"Received: filepath={filepath!r}") from None
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
