@@ -22,6 +22,59 @@ def _same_tensor(a, b):
     return a is b or (a._node is b._node and a._index == b._index)
 
 
+class MaskOr:
+    """The maker of Keras's OR of several masks (a merge's, as Keras's Merge.compute_mask and
+    Concatenate's along the last axis): a step is kept where any of them keeps it. Not a layer
+    of the model (not in its layers, config or summary): a merge's call makes one, and the
+    engine runs it only where a layer applies the mask, as the elementwise maximum of the
+    masks (ids, whose zeros mask, and Masking's kept steps, 1 or 0, are never negative, so
+    the maximum is non-zero where any of them is)."""
+
+    name = "mask_or"
+
+    def __init__(self):
+        self._inbound_nodes = []
+
+    @staticmethod
+    def of(masks):
+        """The OR of `masks` (symbolic tensors of one shape): the one mask when all are the
+        same tensor, else a tensor made by a MaskOr call (the parts of ORs among them taken
+        in, each tensor once)."""
+        parts = []
+        for m in masks:
+            inner = m._node.inputs if isinstance(m._node.layer, MaskOr) else [m]
+            parts += [t for t in inner if not any(_same_tensor(t, u) for u in parts)]
+        if len(parts) == 1:
+            return parts[0]
+        maker = MaskOr()
+        node = Node(maker, parts, [])
+        out = KerasTensor(parts[0].shape, name=maker.name, node=node, index=0)
+        out.dtype = parts[0].dtype
+        node.outputs.append(out)
+        maker._inbound_nodes.append(node)
+        return out
+
+    def _engine_node(self, node, param_index):
+        return engine_node(8, node)  # (Maximum's)
+
+
+def _or_of_masks(layer, masks):
+    """Keras's OR of the masks of `layer`'s inputs (each input has one): MaskOr.of, for masks
+    of one shape. Keras's Maximum and Minimum take the other inputs' values where one input is
+    masked (_apply_merge_op_and_or_mask), its Multiply 1 for a masked input's: densitron does
+    not run those, so different masks there are refused."""
+    if all(_same_tensor(m, masks[0]) for m in masks):
+        return masks[0]
+    shapes = [tuple(m.shape) for m in masks]
+    if getattr(layer, "_takes_unmasked_values", False) or len(set(shapes)) != 1:
+        why = ("replaces the values where one input is masked, which densitron does not run "
+               "yet" if len(set(shapes)) == 1 else "needs masks of one shape")
+        raise ValueError(
+            f"Layer \"{layer.name}\" ({type(layer).__name__}) would combine the different masks "
+            f"of its inputs, but it {why}. Received: inputs with masks of shapes {shapes}")
+    return MaskOr.of(masks)
+
+
 class KerasTensor:
     """A symbolic tensor: a shape with a free batch dimension, and the node that made it."""
 
@@ -983,8 +1036,8 @@ class Layer:
     # supports_masking and call(mask=) decide: "pass" it on unchanged, "drop" it (with Keras's
     # warning), "consume" it (the layer applies it), "same" (a merge: Keras ORs its inputs'
     # masks, and drops them when an input has none: the mask when every input has the same one,
-    # None when one has none, else refused), or "refuse" (the layer would use it in a way
-    # densitron does not run yet).
+    # None when one has none, else their OR, see _or_of_masks), or "refuse" (the layer would
+    # use it in a way densitron does not run yet).
     _mask_rule = "drop"
 
     def _call_on_arrays(self, inputs, arrays, training, positional):
@@ -1024,12 +1077,7 @@ class Layer:
         if self._mask_rule == "same":  # Keras's OR of the inputs' masks, none if one has none
             if len(masks) < len(node.inputs):
                 return None
-            if all(_same_tensor(m, masks[0]) for m in masks):
-                return masks[0]
-            raise ValueError(
-                f"Layer \"{self.name}\" ({type(self).__name__}) would combine the masks of "
-                "different Embedding(mask_zero=True) inputs, which densitron does not support "
-                f"yet. Received: {len(masks)} inputs masked by different id inputs")
+            return _or_of_masks(self, masks)
         if self._mask_rule == "pass" and len(node.inputs) == 1:
             return masks[0]
         if self._mask_rule == "consume" and len(node.inputs) == 1:

@@ -2,7 +2,7 @@
 
 import math
 
-from densitron.layers.layer import Layer, engine_node
+from densitron.layers.layer import Layer, _or_of_masks, engine_node
 from densitron.layers.reshaping import KeepsIntegerDtype
 
 
@@ -19,7 +19,7 @@ def _check_list(layer, input_shape, exactly=None):
 
 
 class _Merge(Layer):
-    _mask_rule = "same"  # Keras ORs the inputs' masks: one shared mask passes (see Layer)
+    _mask_rule = "same"  # Keras ORs the inputs' masks (see Layer._output_mask)
     _op = None
     _arity = None
 
@@ -49,6 +49,7 @@ class Subtract(_Merge):
 
 class Multiply(_Merge):
     _op = 6
+    _takes_unmasked_values = True  # (a masked input's values taken as 1: see _or_of_masks)
 
 
 class Average(_Merge):
@@ -57,15 +58,17 @@ class Average(_Merge):
 
 class Maximum(_Merge):
     _op = 8
+    _takes_unmasked_values = True  # (see _or_of_masks)
 
 
 class Minimum(_Merge):
     _op = 9
+    _takes_unmasked_values = True
 
 
 class Concatenate(KeepsIntegerDtype, Layer):
     """Joins its inputs along `axis` (all other dimensions equal)."""
-    _mask_rule = "refuse"  # Keras combines the inputs' masks
+    _mask_rule = "same"  # along the last axis (see _output_mask)
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
@@ -100,6 +103,23 @@ class Concatenate(KeepsIntegerDtype, Layer):
         out = list(input_shape[0])
         out[axis] = sum(s[axis] for s in input_shape)
         return tuple(out)
+
+    def _output_mask(self, node):
+        """Keras's Concatenate.compute_mask along the last axis: each step kept where any
+        input keeps it, an input without a mask keeping every step (so then none is needed).
+        Along another axis the masks would be joined, which densitron does not run yet."""
+        masks = [t._mask for t in node.inputs]
+        if all(m is None for m in masks):
+            return None
+        shapes = [t.shape for t in node.inputs]
+        if self._norm_axis(shapes) != len(shapes[0]) - 1:
+            raise ValueError(
+                f"Layer \"{self.name}\" (Concatenate) would join the masks of its inputs along "
+                f"axis {self.axis}, which densitron does not run yet (it combines them along "
+                f"the last axis). Received: masked inputs of shapes {shapes}")
+        if any(m is None for m in masks):
+            return None
+        return _or_of_masks(self, masks)
 
     def _engine_node(self, node, param_index):
         shapes = [t.shape for t in node.inputs]
