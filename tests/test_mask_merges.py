@@ -164,6 +164,18 @@ def test_the_or_is_no_layer_of_the_model_and_saves(tmp_path):
     keep = kept(*x, False)[..., None]
     want = ((ta[x[0]] + tb[x[1]]) * keep).sum(axis=1) / keep.sum(axis=1)
     np.testing.assert_allclose(outer.predict(x, verbose=0), want, rtol=1e-5, atol=1e-6)
+    # made inside a nested model and carried out of it: applied by a layer and the loss
+    maker = densitron.Model([a, b], merged)
+    c, d = layers.Input((T,), dtype="int32"), layers.Input((T,), dtype="int32")
+    carried = maker([c, d])
+    pooled = densitron.Model([c, d], layers.GlobalAveragePooling1D()(carried))
+    np.testing.assert_allclose(pooled.predict(x, verbose=0), want, rtol=1e-5, atol=1e-6)
+    tagger = densitron.Model([c, d], carried)
+    tagger.compile(optimizer="sgd", loss="mse")
+    values = (ta[x[0]] + tb[x[1]]).astype(np.float64)
+    want_loss = ((values**2).mean(axis=-1) * keep[..., 0]).sum() / keep.sum()
+    np.testing.assert_allclose(tagger.evaluate(x, np.zeros((len(x[0]), T, U)), verbose=0),
+                               want_loss, rtol=1e-5)
 
 
 def test_merges_of_one_mask_or_an_unmasked_input_keep_kerass_rules():

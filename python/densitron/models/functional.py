@@ -719,18 +719,18 @@ class Functional(Trainer, Layer):
             own = local.get((id(mask._node), mask._index))
             if own is not None:
                 return own
-            if isinstance(mask._node.layer, MaskOr):
-                parts = [mask_node(m, carriers) for m in mask._node.inputs]
-                if None in parts:
-                    return None
-                op, *rest = mask._node.layer._engine_node(mask._node, param_index)
-                specs.append((op, parts, *rest))
-                local[(id(mask._node), 0)] = len(specs) - 1
-                return len(specs) - 1
             for t in carriers:
                 if t._mask is mask and (id(t._node), t._index) in mask_at:
                     return mask_at[(id(t._node), t._index)]
-            return None
+            if not isinstance(mask._node.layer, MaskOr):
+                return None
+            parts = [mask_node(m, carriers) for m in mask._node.inputs]
+            if None in parts:
+                return None
+            op, *rest = mask._node.layer._engine_node(mask._node, param_index)
+            specs.append((op, parts, *rest))
+            local[(id(mask._node), 0)] = len(specs) - 1
+            return len(specs) - 1
 
         def pass_on(node):
             # a mask made inside a nested model, which the call's outputs carry on
