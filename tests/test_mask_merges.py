@@ -1,9 +1,9 @@
-"""Merges of differently masked inputs, as Keras 3.15 combines their masks: Add, Subtract and
-Average (Merge.compute_mask) and Concatenate along the last axis (Concatenate.compute_mask)
-keep a step where any input keeps it. Against Keras on its numpy
-backend (predict, evaluate with the mask weighing a sequence output's loss), a float64 NumPy
-reference, finite differences of the masked loss, 1 vs 2 threads, saving, nested models and
-the refusals."""
+"""Merges of masked inputs as Keras 3.15 runs them: Add, Subtract and Average
+(Merge.compute_mask) and Concatenate along the last axis (Concatenate.compute_mask) keep a step
+where any input keeps it; Multiply, Maximum and Minimum besides change their values where an
+input is masked. Against Keras on its numpy backend (predict, evaluate with the mask weighing a
+sequence output's loss), a float64 NumPy reference, finite differences of the masked loss, 1 vs
+2 threads, saving, nested models and the refusals."""
 
 import densitron
 import numpy as np
@@ -191,13 +191,54 @@ def test_merges_of_one_mask_or_an_unmasked_input_keep_kerass_rules():
     assert layers.Add()([layers.Add()([ea, eb]), ea])._mask._node.inputs == [a, b]
 
 
+def masked_values_model(lib, merge, variant, head):
+    """Multiply, Maximum or Minimum of masked inputs: "two" differently masked ones, "shared"
+    (one mask), "partial" (the second unmasked) or "three" (two masks, the third unmasked
+    between them); then a per-step output ("seq") or GlobalAveragePooling1D ("pool")."""
+    ly = lib.layers
+    a, b = ly.Input((T,), dtype="int32"), ly.Input((T,), dtype="int32")
+    ea = ly.Embedding(V, U, mask_zero=True, embeddings_initializer="random_normal")(a)
+    eb = ly.Embedding(V, U, mask_zero=True, embeddings_initializer="random_normal")(b)
+    x = ly.Input((T, U))
+    unmasked = ly.Dense(U, bias_initializer="random_normal")(x)
+    shared = ly.Dense(U, activation="tanh", bias_initializer="random_normal")(ea)
+    parts = {"two": [ea, eb], "shared": [ea, shared], "partial": [ea, unmasked],
+             "three": [ea, unmasked, eb]}[variant]
+    h = getattr(ly, merge)()(parts)
+    out = ly.Dense(3)(h if head == "seq" else ly.GlobalAveragePooling1D()(h))
+    return lib.Model([a, b, x], out)
+
+
+@pytest.mark.parametrize("merge", ["Multiply", "Maximum", "Minimum"])
+@pytest.mark.parametrize("variant", ["two", "shared", "partial", "three"])
+def test_masked_values_as_keras(keras, merge, variant):
+    a, b = ids()
+    x = [a, b, np.random.default_rng(7).standard_normal((len(a), T, U)).astype(np.float32)]
+    y = np.random.default_rng(8).standard_normal((len(a), T, 3)).astype(np.float32)
+    for head in ("seq", "pool"):
+        ours = masked_values_model(densitron, merge, variant, head)
+        theirs = masked_values_model(keras, merge, variant, head)
+        theirs.set_weights(ours.get_weights())
+        np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                                   rtol=1e-5, atol=1e-6)
+        if head == "seq":  # (the loss weighed by the output's mask, if any)
+            ours.compile(optimizer="sgd", loss="mse")
+            theirs.compile(optimizer="sgd", loss="mse")
+            np.testing.assert_allclose(ours.evaluate(x, y, verbose=0),
+                                       theirs.evaluate(x, y, verbose=0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("merge", ["Multiply", "Maximum"])
+def test_masked_values_gradients_against_finite_differences(merge):
+    a, b = ids(rows=8)
+    x = [a, b, np.random.default_rng(7).standard_normal((8, T, U)).astype(np.float32)]
+    model = masked_values_model(densitron, merge, "three", "pool")
+    fd_check(model, x, np.random.default_rng(9).standard_normal((8, 3)), "mse")
+
+
 def test_refusals():
     a, b = layers.Input((T,), dtype="int32"), layers.Input((T,), dtype="int32")
     ea, eb = layers.Embedding(V, U, mask_zero=True)(a), layers.Embedding(V, U, mask_zero=True)(b)
-    # Keras's values where one is masked: the others' (Maximum, Minimum) or 1 (Multiply)
-    for merge in (layers.Maximum(), layers.Minimum(), layers.Multiply()):
-        with pytest.raises(ValueError, match="values where one input is masked.*Received: "):
-            merge([ea, eb])
     with pytest.raises(ValueError, match="along axis 1.*Received: "):
         layers.Concatenate(axis=1)([ea, eb])
     with pytest.raises(ValueError, match="along axis 1.*Received: "):

@@ -60,18 +60,14 @@ class MaskOr:
 
 def _or_of_masks(layer, masks):
     """Keras's OR of the masks of `layer`'s inputs (each input has one): MaskOr.of, for masks
-    of one shape. Keras's Maximum and Minimum take the other inputs' values where one input is
-    masked (_apply_merge_op_and_or_mask), its Multiply 1 for a masked input's: densitron does
-    not run those, so different masks there are refused."""
+    of one shape."""
     if all(_same_tensor(m, masks[0]) for m in masks):
         return masks[0]
     shapes = [tuple(m.shape) for m in masks]
-    if getattr(layer, "_takes_unmasked_values", False) or len(set(shapes)) != 1:
-        why = ("replaces the values where one input is masked, which densitron does not run "
-               "yet" if len(set(shapes)) == 1 else "needs masks of one shape")
+    if len(set(shapes)) != 1:
         raise ValueError(
-            f"Layer \"{layer.name}\" ({type(layer).__name__}) would combine the different masks "
-            f"of its inputs, but it {why}. Received: inputs with masks of shapes {shapes}")
+            f"Layer \"{layer.name}\" ({type(layer).__name__}) would combine the masks of its "
+            f"inputs, which must have one shape. Received: masks of shapes {shapes}")
     return MaskOr.of(masks)
 
 

@@ -2,7 +2,7 @@
 
 import math
 
-from densitron.layers.layer import Layer, _or_of_masks, engine_node
+from densitron.layers.layer import Layer, _or_of_masks, engine_node, node_spec
 from densitron.layers.reshaping import KeepsIntegerDtype
 
 
@@ -38,6 +38,90 @@ class _Merge(Layer):
         return engine_node(self._op, node)
 
 
+# densitron::OpType and MathOp numbers of the nodes below
+_MULTIPLY, _MAXIMUM, _MATH, _ROW_BROADCAST = 6, 8, 25, 28
+_EQUAL, _NOT_EQUAL = 14, 15
+_ADD_ROWS, _MUL_ROWS = 0, 3  # RowBroadcast's modes
+
+
+class _MaskedValues(_Merge):
+    """A merge whose values Keras changes where an input is masked (its Multiply takes a
+    masked input's values as 1 and outputs 0 where every input is masked; its Maximum and
+    Minimum, input by input, take the merged values so far where the new input is masked and
+    the new input's where they are), keeping a step where any input keeps it when every input
+    has a mask. The call reads the masks (node.masks, one a masked input) and runs as several
+    engine nodes: where(m, x, y) as x·[m ≠ 0] + y·[m = 0], a value per step."""
+
+    def _output_mask(self, node):
+        masks = [t._mask for t in node.inputs]
+        if all(m is None for m in masks):
+            return None
+        shapes = {tuple(m.shape) for m in masks if m is not None}
+        steps = math.prod(node.inputs[0].shape[1:-1])
+        if len(shapes) != 1 or math.prod(next(iter(shapes))[1:]) != steps:
+            raise ValueError(
+                f"Layer \"{self.name}\" ({type(self).__name__}) applies the masks of its inputs "
+                f"step by step: each must have one entry a step ({steps}). Received: masks of "
+                f"shapes {sorted(shapes)}")
+        node.masks = tuple(m for m in masks if m is not None)
+        if any(m is None for m in masks):
+            return None
+        return _or_of_masks(self, masks)
+
+    def _engine_subgraph(self, node, param_index):
+        masks = getattr(node, "masks", None) or ()
+        n = len(node.inputs)
+        if not masks:
+            return [([("in", k) for k in range(n)], engine_node(self._op, node))], [0]
+        shape = node.outputs[0].shape
+        width, last = math.prod(shape[1:]), shape[-1]
+        steps = width // last
+        items = []
+
+        def add(refs, spec):
+            items.append((refs, spec))
+            return ("node", len(items) - 1)
+
+        def values(op, refs, mode=None):
+            return add(refs, node_spec(op, width, last, iattrs=[] if mode is None else [mode]))
+
+        def indicator(mask, op):  # 1 where the mask keeps the step (not_equal) or not (equal)
+            return add([mask], node_spec(_MATH, steps, steps, fattrs=[0.0, 0.0], iattrs=[op]))
+
+        def where(mask, x, y):  # x where the mask keeps the step, else y
+            kept = values(_ROW_BROADCAST, [x, indicator(mask, _NOT_EQUAL)], _MUL_ROWS)
+            if y == "one":
+                return values(_ROW_BROADCAST, [kept, indicator(mask, _EQUAL)], _ADD_ROWS)
+            other = values(_ROW_BROADCAST, [y, indicator(mask, _EQUAL)], _MUL_ROWS)
+            return values(3, [kept, other])  # (Add's)
+
+        slots, j = [], n
+        for t in node.inputs:
+            slots.append(("in", j) if t._mask is not None else None)
+            j += t._mask is not None
+        xs = [("in", k) for k in range(n)]
+        if self._op == _MULTIPLY:
+            out = values(_MULTIPLY, [x if m is None else where(m, x, "one")
+                                     for x, m in zip(xs, slots)])
+            if all(m is not None for m in slots):  # 0 where every input is masked
+                either = add(slots, node_spec(_MAXIMUM, steps, steps))
+                out = values(_ROW_BROADCAST, [out, indicator(either, _NOT_EQUAL)], _MUL_ROWS)
+        else:  # Keras's _apply_merge_op_and_or_mask
+            out, kept = xs[0], slots[0]
+            for x, m in zip(xs[1:], slots[1:]):
+                if m is not None:
+                    x = where(m, x, out)
+                if kept is not None:
+                    out = where(kept, out, x)
+                kept = (add([kept, m], node_spec(_MAXIMUM, steps, steps))
+                        if kept is not None and m is not None else None)
+                out = values(self._op, [out, x])
+        last_spec = items[-1][1]
+        activity = engine_node(self._op, node)[-1]  # (the layer's activity regularizer)
+        items[-1] = (items[-1][0], (*last_spec[:-1], activity))
+        return items, [len(items) - 1]
+
+
 class Add(_Merge):
     _op = 3
 
@@ -47,23 +131,20 @@ class Subtract(_Merge):
     _arity = 2
 
 
-class Multiply(_Merge):
+class Multiply(_MaskedValues):
     _op = 6
-    _takes_unmasked_values = True  # (a masked input's values taken as 1: see _or_of_masks)
 
 
 class Average(_Merge):
     _op = 7
 
 
-class Maximum(_Merge):
+class Maximum(_MaskedValues):
     _op = 8
-    _takes_unmasked_values = True  # (see _or_of_masks)
 
 
-class Minimum(_Merge):
+class Minimum(_MaskedValues):
     _op = 9
-    _takes_unmasked_values = True
 
 
 class Concatenate(KeepsIntegerDtype, Layer):
