@@ -1,9 +1,10 @@
 """Merges of masked inputs as Keras 3.15 runs them: Add, Subtract and Average
 (Merge.compute_mask) and Concatenate along the last axis (Concatenate.compute_mask) keep a step
 where any input keeps it; Multiply, Maximum and Minimum besides change their values where an
-input is masked. Against Keras on its numpy backend (predict, evaluate with the mask weighing a
-sequence output's loss), a float64 NumPy reference, finite differences of the masked loss, 1 vs
-2 threads, saving, nested models and the refusals."""
+input is masked; Concatenate along the steps joins the masks. Against Keras on its numpy
+backend (predict, evaluate with the mask weighing a sequence output's loss), a float64 NumPy
+reference, finite differences of the masked loss, 1 vs 2 threads, saving, nested models and
+the refusals."""
 
 import densitron
 import numpy as np
@@ -236,10 +237,57 @@ def test_masked_values_gradients_against_finite_differences(merge):
     fd_check(model, x, np.random.default_rng(9).standard_normal((8, 3)), "mse")
 
 
+def steps_model(lib, variant, head):
+    """Concatenate(axis=1) of sequences of 6 and 4 steps ("two", both masked), or of a masked
+    one and 3 unmasked steps ("partial"), or of three ("three": the 4, the 3, the 6); then a
+    per-step output ("seq"), LSTM or GlobalAveragePooling1D ("pool")."""
+    ly = lib.layers
+    a, b = ly.Input((T,), dtype="int32"), ly.Input((T - 2,), dtype="int32")
+    x = ly.Input((3, U))
+    ea = ly.Embedding(V, U, mask_zero=True, embeddings_initializer="random_normal")(a)
+    eb = ly.Embedding(V, U, mask_zero=True, embeddings_initializer="random_normal")(b)
+    plain = ly.Dense(U, bias_initializer="random_normal")(x)
+    parts = {"two": [ea, eb], "partial": [ea, plain], "three": [eb, plain, ea]}[variant]
+    h = ly.Concatenate(axis=1)(parts)
+    if head == "lstm":
+        h = ly.LSTM(5)(h)
+    elif head == "pool":
+        h = ly.GlobalAveragePooling1D()(h)
+    return lib.Model([a, b, x], ly.Dense(3)(h))
+
+
+@pytest.mark.parametrize("case", [("two", "seq"), ("two", "lstm"), ("two", "pool"),
+                                  ("partial", "seq"), ("partial", "lstm"),
+                                  ("partial", "pool"), ("three", "seq")])
+def test_joined_along_the_steps_as_keras(keras, case):
+    variant, head = case
+    a, b = ids()
+    b = b[:, : T - 2].copy()
+    b[:, 0] = np.maximum(b[:, 0], 1)  # (no row all masked)
+    x = [a, b, np.random.default_rng(7).standard_normal((len(a), 3, U)).astype(np.float32)]
+    ours, theirs = steps_model(densitron, variant, head), steps_model(keras, variant, head)
+    theirs.set_weights(ours.get_weights())
+    got = ours.predict(x, verbose=0)
+    np.testing.assert_allclose(got, theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    if head == "seq":
+        y = np.random.default_rng(8).standard_normal(got.shape).astype(np.float32)
+        ours.compile(optimizer="sgd", loss="mse")
+        theirs.compile(optimizer="sgd", loss="mse")
+        np.testing.assert_allclose(ours.evaluate(x, y, verbose=0),
+                                   theirs.evaluate(x, y, verbose=0), rtol=1e-5)
+
+
+def test_joined_along_the_steps_gradients_against_finite_differences():
+    a, b = ids(rows=8)
+    b = b[:, : T - 2].copy()
+    b[:, 0] = np.maximum(b[:, 0], 1)
+    x = [a, b, np.random.default_rng(7).standard_normal((8, 3, U)).astype(np.float32)]
+    model = steps_model(densitron, "three", "pool")
+    fd_check(model, x, np.random.default_rng(9).standard_normal((8, 3)), "mse")
+
+
 def test_refusals():
-    a, b = layers.Input((T,), dtype="int32"), layers.Input((T,), dtype="int32")
-    ea, eb = layers.Embedding(V, U, mask_zero=True)(a), layers.Embedding(V, U, mask_zero=True)(b)
+    grid = layers.Input((2, T), dtype="int32")  # (ids on two axes: a mask of rank 3)
+    e = layers.Embedding(V, U, mask_zero=True)(grid)
     with pytest.raises(ValueError, match="along axis 1.*Received: "):
-        layers.Concatenate(axis=1)([ea, eb])
-    with pytest.raises(ValueError, match="along axis 1.*Received: "):
-        layers.Concatenate(axis=1)([ea, ea])
+        layers.Concatenate(axis=1)([e, e])

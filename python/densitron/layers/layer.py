@@ -22,18 +22,33 @@ def _same_tensor(a, b):
     return a is b or (a._node is b._node and a._index == b._index)
 
 
-class MaskOr:
-    """The maker of Keras's OR of several masks (a merge's, as Keras's Merge.compute_mask and
-    Concatenate's along the last axis): a step is kept where any of them keeps it. Not a layer
-    of the model (not in its layers, config or summary): a merge's call makes one, and the
-    engine runs it only where a layer applies the mask, as the elementwise maximum of the
-    masks (ids, whose zeros mask, and Masking's kept steps, 1 or 0, are never negative, so
-    the maximum is non-zero where any of them is)."""
+class MaskMaker:
+    """The maker of a mask that no layer of the model makes but Keras computes from its
+    inputs' masks (a merge's). Not a layer of the model (not in its layers, config or
+    summary): the layer's call makes one, and the engine runs it only where a layer or the
+    loss applies the mask (_mask_subgraph: the engine nodes reading the masks)."""
 
-    name = "mask_or"
+    name = "mask"
 
     def __init__(self):
         self._inbound_nodes = []
+
+    def _call(self, parts, shape, dtype):
+        node = Node(self, parts, [])
+        out = KerasTensor(shape, name=self.name, node=node, index=0)
+        out.dtype = dtype
+        node.outputs.append(out)
+        self._inbound_nodes.append(node)
+        return out
+
+
+class MaskOr(MaskMaker):
+    """Keras's OR of several masks (Merge.compute_mask, Concatenate's along the last axis): a
+    step is kept where any of them keeps it, as the elementwise maximum of the masks (ids,
+    whose zeros mask, and Masking's kept steps, 1 or 0, are never negative, so the maximum is
+    non-zero where any of them is)."""
+
+    name = "mask_or"
 
     @staticmethod
     def of(masks):
@@ -46,16 +61,44 @@ class MaskOr:
             parts += [t for t in inner if not any(_same_tensor(t, u) for u in parts)]
         if len(parts) == 1:
             return parts[0]
-        maker = MaskOr()
-        node = Node(maker, parts, [])
-        out = KerasTensor(parts[0].shape, name=maker.name, node=node, index=0)
-        out.dtype = parts[0].dtype
-        node.outputs.append(out)
-        maker._inbound_nodes.append(node)
-        return out
+        return MaskOr()._call(parts, parts[0].shape, parts[0].dtype)
 
-    def _engine_node(self, node, param_index):
-        return engine_node(8, node)  # (Maximum's)
+    def _mask_subgraph(self, node):
+        return [([("in", k) for k in range(len(node.inputs))], engine_node(8, node))]  # Maximum
+
+
+class MaskConcat(MaskMaker):
+    """Keras's mask of a Concatenate along the steps of rank-3 inputs (Concatenate.compute_mask
+    along axis 1): the inputs' masks joined, an unmasked input's steps all kept (ones: a value
+    of the first mask, compared with NaN, never equal, at each of its steps)."""
+
+    name = "mask_concat"
+
+    def __init__(self, steps):
+        super().__init__()
+        self.steps = tuple(steps)  # per input, its steps: > 0 masked (in order), < 0 not
+
+    @staticmethod
+    def of(inputs, masks):
+        steps = [t.shape[1] if m is not None else -t.shape[1] for t, m in zip(inputs, masks)]
+        parts = [m for m in masks if m is not None]
+        return MaskConcat(steps)._call(parts, (None, sum(abs(s) for s in steps)),
+                                       parts[0].dtype)
+
+    def _mask_subgraph(self, node):
+        items, refs, k = [], [], 0
+        for steps in self.steps:
+            if steps > 0:
+                refs.append(("in", k))
+                k += 1
+                continue
+            items.append(([("in", 0)], node_spec(20, -steps, -steps, iattrs=[0] * -steps)))
+            items.append(([("node", len(items) - 1)],
+                          node_spec(25, -steps, -steps, fattrs=[float("nan"), 0.0],
+                                    iattrs=[15])))  # (MathOp not_equal: 1)
+            refs.append(("node", len(items) - 1))
+        items.append((refs, engine_node(4, node, iattrs=[1])))  # Concatenate's, whole widths
+        return items
 
 
 def _or_of_masks(layer, masks):

@@ -2,7 +2,7 @@
 
 import math
 
-from densitron.layers.layer import Layer, _or_of_masks, engine_node, node_spec
+from densitron.layers.layer import Layer, MaskConcat, _or_of_masks, engine_node, node_spec
 from densitron.layers.reshaping import KeepsIntegerDtype
 
 
@@ -186,21 +186,28 @@ class Concatenate(KeepsIntegerDtype, Layer):
         return tuple(out)
 
     def _output_mask(self, node):
-        """Keras's Concatenate.compute_mask along the last axis: each step kept where any
-        input keeps it, an input without a mask keeping every step (so then none is needed).
-        Along another axis the masks would be joined, which densitron does not run yet."""
+        """Keras's Concatenate.compute_mask: along the last axis, each step kept where any
+        input keeps it, an input without a mask keeping every step (so then none is needed);
+        along the steps of rank-3 inputs, the masks joined (MaskConcat). Along other axes the
+        masks would be joined in ways densitron does not run yet."""
         masks = [t._mask for t in node.inputs]
         if all(m is None for m in masks):
             return None
         shapes = [t.shape for t in node.inputs]
-        if self._norm_axis(shapes) != len(shapes[0]) - 1:
+        axis = self._norm_axis(shapes)
+        if axis == len(shapes[0]) - 1:
+            if any(m is None for m in masks):
+                return None
+            return _or_of_masks(self, masks)
+        per_step = all(m is None or tuple(m.shape[1:]) == (s[1],) for m, s in zip(masks, shapes))
+        if axis != 1 or len(shapes[0]) != 3 or not per_step:
             raise ValueError(
                 f"Layer \"{self.name}\" (Concatenate) would join the masks of its inputs along "
-                f"axis {self.axis}, which densitron does not run yet (it combines them along "
-                f"the last axis). Received: masked inputs of shapes {shapes}")
-        if any(m is None for m in masks):
-            return None
-        return _or_of_masks(self, masks)
+                f"axis {self.axis}, which densitron runs for masks of one entry a step of "
+                f"inputs (batch, steps, features) joined along the steps (axis 1) or the last "
+                f"axis. Received: masked inputs of shapes {shapes}, masks of shapes "
+                f"{[None if m is None else tuple(m.shape) for m in masks]}")
+        return MaskConcat.of(node.inputs, masks)
 
     def _engine_node(self, node, param_index):
         shapes = [t.shape for t in node.inputs]

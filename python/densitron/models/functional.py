@@ -11,8 +11,8 @@ from densitron import _core
 from densitron._checks import weight_list
 from densitron.layers.embedding import Embedding
 from densitron.layers.input_layer import InputLayer
-from densitron.layers.layer import (KerasTensor, Layer, MaskOr, Node, _composite, defines_call,
-                                    traced_call)
+from densitron.layers.layer import (KerasTensor, Layer, MaskMaker, Node, _composite,
+                                    defines_call, traced_call)
 from densitron.layers.math_ops import _BATCH_REDUCE, AddedLoss
 from densitron.trainers import data as data_mod
 from densitron.trainers.trainer import _FOREIGN_MASK, Trainer
@@ -714,21 +714,24 @@ class Functional(Trainer, Layer):
 
         def mask_node(mask, carriers):
             # the engine node of `mask`: its own, or where it was made inside a nested model,
-            # the one a tensor among `carriers` carrying it holds (None when neither); an OR
-            # of masks (MaskOr) is made here, where a layer first applies it
+            # the one a tensor among `carriers` carrying it holds (None when neither); a mask
+            # a merge computes (MaskMaker) is made here, where a layer first applies it
             own = local.get((id(mask._node), mask._index))
             if own is not None:
                 return own
             for t in carriers:
                 if t._mask is mask and (id(t._node), t._index) in mask_at:
                     return mask_at[(id(t._node), t._index)]
-            if not isinstance(mask._node.layer, MaskOr):
+            maker = mask._node.layer
+            if not isinstance(maker, MaskMaker):
                 return None
             parts = [mask_node(m, carriers) for m in mask._node.inputs]
             if None in parts:
                 return None
-            op, *rest = mask._node.layer._engine_node(mask._node, param_index)
-            specs.append((op, parts, *rest))
+            base = len(specs)
+            for refs, spec in maker._mask_subgraph(mask._node):
+                specs.append((spec[0], [parts[k] if kind == "in" else base + k
+                                        for kind, k in refs], *spec[1:]))
             local[(id(mask._node), 0)] = len(specs) - 1
             return len(specs) - 1
 
