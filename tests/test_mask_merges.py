@@ -291,3 +291,35 @@ def test_refusals():
     e = layers.Embedding(V, U, mask_zero=True)(grid)
     with pytest.raises(ValueError, match="along axis 1.*Received: "):
         layers.Concatenate(axis=1)([e, e])
+
+
+@pytest.mark.parametrize("merge", ["Add", "Multiply", "Maximum", "Concatenate", "Concatenate1"])
+def test_variable_lengths_as_keras(keras, merge):
+    # ids of any length (Input((None,))): the masks are made for each length the data has
+
+    def model(lib):
+        ly = lib.layers
+        a, b = ly.Input((None,), dtype="int32"), ly.Input((None,), dtype="int32")
+        ea = ly.Embedding(V, U, mask_zero=True, embeddings_initializer="random_normal")(a)
+        eb = ly.Embedding(V, U, mask_zero=True, embeddings_initializer="random_normal")(b)
+        layer = ly.Concatenate(axis=1) if merge == "Concatenate1" else getattr(ly, merge)()
+        return lib.Model([a, b], ly.Dense(3)(ly.LSTM(5)(layer([ea, eb]))))
+
+    ours, theirs = model(densitron), model(keras)
+    theirs.set_weights(ours.get_weights())
+    for rows, steps in ((7, T), (5, T + 3)):
+        a, b = ids(rows, seed=steps)
+        if steps > T:
+            a = np.concatenate([a, a[:, :3]], axis=1)
+            b = np.concatenate([b, b[:, :3]], axis=1)
+        np.testing.assert_allclose(ours.predict([a, b], verbose=0),
+                                   theirs.predict([a, b], verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_concatenate_along_steps_of_any_length():
+    a, b = layers.Input((None, 3)), layers.Input((None, 3))
+    joined = layers.Concatenate(axis=1)([a, b])
+    assert joined.shape == (None, None, 3)  # (Keras's None, not a sum)
+    model = densitron.Model([a, b], joined)
+    x, y = np.ones((2, 4, 3), np.float32), np.full((2, 5, 3), 2.0, np.float32)
+    np.testing.assert_array_equal(model.predict([x, y], verbose=0), np.concatenate([x, y], 1))

@@ -74,27 +74,29 @@ class MaskConcat(MaskMaker):
 
     name = "mask_concat"
 
-    def __init__(self, steps):
+    def __init__(self, steps, masked):
         super().__init__()
-        self.steps = tuple(steps)  # per input, its steps: > 0 masked (in order), < 0 not
+        self.steps = tuple(steps)  # per input, its steps (None where not known yet)
+        self.masked = tuple(masked)  # per input, whether it has a mask (the node's inputs)
 
     @staticmethod
     def of(inputs, masks):
-        steps = [t.shape[1] if m is not None else -t.shape[1] for t, m in zip(inputs, masks)]
+        steps = [t.shape[1] for t in inputs]
         parts = [m for m in masks if m is not None]
-        return MaskConcat(steps)._call(parts, (None, sum(abs(s) for s in steps)),
-                                       parts[0].dtype)
+        total = None if None in steps else sum(steps)
+        return MaskConcat(steps, [m is not None for m in masks])._call(
+            parts, (None, total), parts[0].dtype)
 
-    def _mask_subgraph(self, node):
+    def _mask_subgraph(self, node):  # (on a model's trace at the data's shapes: steps known)
         items, refs, k = [], [], 0
-        for steps in self.steps:
-            if steps > 0:
+        for steps, masked in zip(self.steps, self.masked):
+            if masked:
                 refs.append(("in", k))
                 k += 1
                 continue
-            items.append(([("in", 0)], node_spec(20, -steps, -steps, iattrs=[0] * -steps)))
+            items.append(([("in", 0)], node_spec(20, steps, steps, iattrs=[0] * steps)))
             items.append(([("node", len(items) - 1)],
-                          node_spec(25, -steps, -steps, fattrs=[float("nan"), 0.0],
+                          node_spec(25, steps, steps, fattrs=[float("nan"), 0.0],
                                     iattrs=[15])))  # (MathOp not_equal: 1)
             refs.append(("node", len(items) - 1))
         items.append((refs, engine_node(4, node, iattrs=[1])))  # Concatenate's, whole widths

@@ -57,12 +57,12 @@ class _MaskedValues(_Merge):
         if all(m is None for m in masks):
             return None
         shapes = {tuple(m.shape) for m in masks if m is not None}
-        steps = math.prod(node.inputs[0].shape[1:-1])
-        if len(shapes) != 1 or math.prod(next(iter(shapes))[1:]) != steps:
+        steps = tuple(node.inputs[0].shape[1:-1])
+        if len(shapes) != 1 or next(iter(shapes))[1:] != steps:
             raise ValueError(
                 f"Layer \"{self.name}\" ({type(self).__name__}) applies the masks of its inputs "
-                f"step by step: each must have one entry a step ({steps}). Received: masks of "
-                f"shapes {sorted(shapes)}")
+                f"step by step: each must have one entry a step, shape {(None, *steps)}. "
+                f"Received: masks of shapes {sorted(shapes, key=str)}")
         node.masks = tuple(m for m in masks if m is not None)
         if any(m is None for m in masks):
             return None
@@ -182,7 +182,8 @@ class Concatenate(KeepsIntegerDtype, Layer):
     def compute_output_shape(self, input_shape):
         axis = self._norm_axis(input_shape)
         out = list(input_shape[0])
-        out[axis] = sum(s[axis] for s in input_shape)
+        sizes = [s[axis] for s in input_shape]
+        out[axis] = None if None in sizes else sum(sizes)  # (variable lengths: None, as Keras)
         return tuple(out)
 
     def _output_mask(self, node):
