@@ -64,7 +64,9 @@ class MaskOr(MaskMaker):
         return MaskOr()._call(parts, parts[0].shape, parts[0].dtype)
 
     def _mask_subgraph(self, node):
-        return [([("in", k) for k in range(len(node.inputs))], engine_node(8, node))]  # Maximum
+        from densitron.layers.merging import Maximum
+
+        return [([("in", k) for k in range(len(node.inputs))], engine_node(Maximum._op, node))]
 
 
 class MaskConcat(MaskMaker):
@@ -88,6 +90,8 @@ class MaskConcat(MaskMaker):
             parts, (None, total), parts[0].dtype)
 
     def _mask_subgraph(self, node):  # (on a model's trace at the data's shapes: steps known)
+        from densitron.layers.math_ops import _MATH, MATH_OPS
+
         items, refs, k = [], [], 0
         for steps, masked in zip(self.steps, self.masked):
             if masked:
@@ -96,8 +100,8 @@ class MaskConcat(MaskMaker):
                 continue
             items.append(([("in", 0)], node_spec(20, steps, steps, iattrs=[0] * steps)))
             items.append(([("node", len(items) - 1)],
-                          node_spec(25, steps, steps, fattrs=[float("nan"), 0.0],
-                                    iattrs=[15])))  # (MathOp not_equal: 1)
+                          node_spec(_MATH, steps, steps, fattrs=[float("nan"), 0.0],
+                                    iattrs=[MATH_OPS["not_equal"]])))  # (1 for any value)
             refs.append(("node", len(items) - 1))
         items.append((refs, engine_node(4, node, iattrs=[1])))  # Concatenate's, whole widths
         return items
@@ -105,7 +109,7 @@ class MaskConcat(MaskMaker):
 
 def _or_of_masks(layer, masks):
     """Keras's OR of the masks of `layer`'s inputs (each input has one): MaskOr.of, for masks
-    of one shape."""
+    of one shape (the one mask itself when all are the same tensor, an OR's too)."""
     if all(_same_tensor(m, masks[0]) for m in masks):
         return masks[0]
     shapes = [tuple(m.shape) for m in masks]

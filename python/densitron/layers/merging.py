@@ -38,12 +38,6 @@ class _Merge(Layer):
         return engine_node(self._op, node)
 
 
-# densitron::OpType and MathOp numbers of the nodes below
-_MULTIPLY, _MAXIMUM, _MATH, _ROW_BROADCAST = 6, 8, 25, 28
-_EQUAL, _NOT_EQUAL = 14, 15
-_ADD_ROWS, _MUL_ROWS = 0, 3  # RowBroadcast's modes
-
-
 class _MaskedValues(_Merge):
     """A merge whose values Keras changes where an input is masked (its Multiply takes a
     masked input's values as 1 and outputs 0 where every input is masked; its Maximum and
@@ -69,6 +63,8 @@ class _MaskedValues(_Merge):
         return _or_of_masks(self, masks)
 
     def _engine_subgraph(self, node, param_index):
+        from densitron.layers.math_ops import _MATH, _ROW_BROADCAST, MATH_OPS, RowBroadcast
+
         masks = getattr(node, "masks", None) or ()
         n = len(node.inputs)
         if not masks:
@@ -86,26 +82,29 @@ class _MaskedValues(_Merge):
             return add(refs, node_spec(op, width, last, iattrs=[] if mode is None else [mode]))
 
         def indicator(mask, op):  # 1 where the mask keeps the step (not_equal) or not (equal)
-            return add([mask], node_spec(_MATH, steps, steps, fattrs=[0.0, 0.0], iattrs=[op]))
+            return add([mask], node_spec(_MATH, steps, steps, fattrs=[0.0, 0.0],
+                                         iattrs=[MATH_OPS[op]]))
+
+        def rows(mode, x, per_row):  # x times or plus a value per step
+            return values(_ROW_BROADCAST, [x, per_row], RowBroadcast.MODES.index(mode))
 
         def where(mask, x, y):  # x where the mask keeps the step, else y
-            kept = values(_ROW_BROADCAST, [x, indicator(mask, _NOT_EQUAL)], _MUL_ROWS)
+            kept = rows("mul", x, indicator(mask, "not_equal"))
             if y == "one":
-                return values(_ROW_BROADCAST, [kept, indicator(mask, _EQUAL)], _ADD_ROWS)
-            other = values(_ROW_BROADCAST, [y, indicator(mask, _EQUAL)], _MUL_ROWS)
-            return values(3, [kept, other])  # (Add's)
+                return rows("add", kept, indicator(mask, "equal"))
+            return values(Add._op, [kept, rows("mul", y, indicator(mask, "equal"))])
 
         slots, j = [], n
         for t in node.inputs:
             slots.append(("in", j) if t._mask is not None else None)
             j += t._mask is not None
         xs = [("in", k) for k in range(n)]
-        if self._op == _MULTIPLY:
-            out = values(_MULTIPLY, [x if m is None else where(m, x, "one")
-                                     for x, m in zip(xs, slots)])
+        if self._op == Multiply._op:
+            out = values(self._op, [x if m is None else where(m, x, "one")
+                                    for x, m in zip(xs, slots)])
             if all(m is not None for m in slots):  # 0 where every input is masked
-                either = add(slots, node_spec(_MAXIMUM, steps, steps))
-                out = values(_ROW_BROADCAST, [out, indicator(either, _NOT_EQUAL)], _MUL_ROWS)
+                either = add(slots, node_spec(Maximum._op, steps, steps))
+                out = rows("mul", out, indicator(either, "not_equal"))
         else:  # Keras's _apply_merge_op_and_or_mask
             out, kept = xs[0], slots[0]
             for x, m in zip(xs[1:], slots[1:]):
@@ -113,7 +112,7 @@ class _MaskedValues(_Merge):
                     x = where(m, x, out)
                 if kept is not None:
                     out = where(kept, out, x)
-                kept = (add([kept, m], node_spec(_MAXIMUM, steps, steps))
+                kept = (add([kept, m], node_spec(Maximum._op, steps, steps))
                         if kept is not None and m is not None else None)
                 out = values(self._op, [out, x])
         last_spec = items[-1][1]

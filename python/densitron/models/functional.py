@@ -712,6 +712,15 @@ class Functional(Trainer, Layer):
         local = {(id(t._node), t._index): i for t, i in zip(inputs, input_indices)}
         mask_at = {}
 
+        def append_subgraph(items, ins):
+            # engine nodes (refs, spec) reading ins[k] ("in", k) or the k-th of themselves
+            # ("node", k); returns the index of the first
+            base = len(specs)
+            for refs, spec in items:
+                specs.append((spec[0], [ins[k] if kind == "in" else base + k
+                                        for kind, k in refs], *spec[1:]))
+            return base
+
         def mask_node(mask, carriers):
             # the engine node of `mask`: its own, or where it was made inside a nested model,
             # the one a tensor among `carriers` carrying it holds (None when neither); a mask
@@ -728,10 +737,7 @@ class Functional(Trainer, Layer):
             parts = [mask_node(m, carriers) for m in mask._node.inputs]
             if None in parts:
                 return None
-            base = len(specs)
-            for refs, spec in maker._mask_subgraph(mask._node):
-                specs.append((spec[0], [parts[k] if kind == "in" else base + k
-                                        for kind, k in refs], *spec[1:]))
+            append_subgraph(maker._mask_subgraph(mask._node), parts)
             local[(id(mask._node), 0)] = len(specs) - 1
             return len(specs) - 1
 
@@ -783,11 +789,8 @@ class Functional(Trainer, Layer):
                     f"\"{node.inputs[0]._node.layer.name}\""
                 )
             if hasattr(layer, "_engine_subgraph"):  # several engine nodes, some outputs
-                base = len(specs)
                 items, outputs = layer._engine_subgraph(node, param_index)
-                for refs, spec in items:
-                    specs.append((spec[0], [ins[k] if kind == "in" else base + k
-                                            for kind, k in refs], *spec[1:]))
+                base = append_subgraph(items, ins)
                 for k, j in enumerate(outputs):
                     local[(id(node), k)] = base + j
                 pass_on(node)
