@@ -12,6 +12,7 @@ namespace densitron {
 namespace {
 
 constexpr int64_t kW = 8;
+constexpr bool kFusedFma = true;
 using V = __m256;
 using M = __m256;
 

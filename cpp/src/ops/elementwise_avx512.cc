@@ -14,6 +14,7 @@ namespace densitron {
 namespace {
 
 constexpr int64_t kW = 16;
+constexpr bool kFusedFma = true;
 using V = __m512;
 using M = __mmask16;
 

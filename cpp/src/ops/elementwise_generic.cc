@@ -16,6 +16,7 @@ namespace {
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(DENSITRON_SCALAR_ELEMENTWISE)
 
 constexpr int64_t kW = 4;
+constexpr bool kFusedFma = false;  // vfma rounds the product
 typedef float V __attribute__((vector_size(16)));
 typedef int32_t M __attribute__((vector_size(16)));  // lane masks: -1 true, 0 false
 using VI = M;
@@ -92,6 +93,7 @@ ALWAYS_INLINE void st_u8(uint8_t* p, V v, int64_t l) {
 #else  // one float per "vector"
 
 constexpr int64_t kW = 1;
+constexpr bool kFusedFma = false;
 using V = float;
 using M = bool;
 
