@@ -209,8 +209,10 @@ def test_refusals():
         layers.Attention()(q)
     with pytest.raises(ValueError, match="one last axis. Received"):
         layers.Attention()([q, densitron.Input((6, 3))])
-    with pytest.raises(ValueError, match="not masks passed as arguments. Received"):
-        layers.Attention()([q, q], mask=[None, None])
+    with pytest.raises(ValueError, match=r"mask=\[query_mask, value_mask\]. Received"):
+        layers.Attention()([q, q], mask=densitron.Input((5,)))
+    with pytest.raises(ValueError, match=r"steps, \(None, 5\). Received: mask.shape=\(None, 6\)"):
+        layers.Attention()([q, q], mask=[None, densitron.Input((6,))])
 
 
 def test_profile_counts_the_attention_products_as_gemm():

@@ -431,8 +431,10 @@ def test_refusals():
         layers.LSTM(2)(inp, initial_state=[densitron.Input((2,))])
     with pytest.raises(ValueError, match=r"initial state 0 must have shape \(batch, 2\)"):
         layers.GRU(2)(inp, initial_state=densitron.Input((3,)))
-    with pytest.raises(ValueError, match="mask="):
-        layers.GRU(2)(inp, mask=densitron.Input((4,)))
+    with pytest.raises(ValueError, match=r"mask.shape=\(None, 5\)"):
+        layers.GRU(2)(inp, mask=densitron.Input((5,)))
+    with pytest.raises(TypeError, match="mask of a symbolic input must be a symbolic tensor"):
+        layers.GRU(2)(inp, mask=np.ones((1, 4), bool))
     with pytest.raises(ValueError, match="activation"):
         layers.SimpleRNN(2, activation=lambda t: t * 2)
     with pytest.raises(ValueError, match="go_backwards"):

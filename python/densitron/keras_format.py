@@ -159,8 +159,11 @@ def to_keras(model):
                     **tensor["config"], "dtype": "bool"}}]
                 layers.append(entry)
             continue
-        lc = {**lc, "inbound_nodes": [{**node, "args": [ref(a) for a in node["args"]]}
-                                      for node in lc["inbound_nodes"]]}
+        lc = {**lc, "inbound_nodes": [
+            {**node, "args": [ref(a) for a in node["args"]],
+             **({"mask": [ref(a) if a is not None else None for a in node["mask"]]}
+                if node.get("mask") else {})}
+            for node in lc["inbound_nodes"]]}
         entry = _keras_entry(layer)
         entry["name"] = lc["name"]  # (a composite layer's sublayer's numbered if repeated)
         if isinstance(entry.get("config"), dict) and "name" in entry["config"]:
@@ -177,12 +180,14 @@ def to_keras(model):
             flags = {name: True for name, on in zip(_ATTENTION_FLAGS, layer._signature or ())
                      if on}
             entry["inbound_nodes"] = [{"args": [[_keras_tensor(a, shapes) for a in node["args"]]],
-                                       "kwargs": dict(flags)} for node in lc["inbound_nodes"]]
+                                       "kwargs": {**flags, **_mask_kwarg(node, shapes, 2)}}
+                                      for node in lc["inbound_nodes"]]
         else:
             entry["inbound_nodes"] = [
                 {"args": ([[_keras_tensor(a, shapes) for a in node["args"]]] if node["is_list"]
                           else [_keras_tensor(a, shapes) for a in node["args"]]),
-                 "kwargs": {}}
+                 "kwargs": _mask_kwarg(node, shapes, len(node["args"]) if node["is_list"]
+                                       else 1)}
                 for node in lc["inbound_nodes"]]
         layers.append(entry)
     return _with_build_and_compile_config(
@@ -308,19 +313,40 @@ def _rnn_call_to_keras(node, shapes, layer):
     tensors = [_keras_tensor(a, shapes) for a in node["args"]]
     nested = getattr(layer, "_nested_states", list)  # (RNN's of a stack: a list a cell)
     return {"args": tensors[:1],
-            "kwargs": {"initial_state": nested(tensors[1:])} if len(tensors) > 1 else {}}
+            "kwargs": {**({"initial_state": nested(tensors[1:])} if len(tensors) > 1 else {}),
+                       **_mask_kwarg(node, shapes, 1)}}
+
+
+def _mask_kwarg(node, shapes, count):
+    """Keras's `mask` keyword of a call given masks (layer(x, mask=m)): the tensor, or for a
+    call on a list (Attention's [query, value]) a list of them, None where an input has
+    none."""
+    masks = node.get("mask")
+    if not masks:
+        return {}
+    tensors = [_keras_tensor(a, shapes) if a is not None else None for a in masks]
+    if count == 1:
+        return {"mask": tensors[0]}
+    return {"mask": tensors + [None] * (count - len(tensors))}
 
 
 def _call_kwargs(entry, node, mask_ops):
-    """A Keras call's kwargs without training and a mask derived from an Embedding or Masking
-    (densitron derives it again); another mask argument is refused."""
+    """A Keras call's kwargs without training and its mask (_explicit_mask reads it)."""
     kwargs = dict(node.get("kwargs", {}))
     kwargs.pop("training", None)
-    mask = kwargs.pop("mask", None)
-    if mask is not None and not _is_mask_of(mask, mask_ops):
-        raise ValueError(f"densitron cannot load the call of layer {entry['name']!r} with "
-                         f"a mask argument. Received: kwargs={node['kwargs']!r}")
+    kwargs.pop("mask", None)
     return kwargs
+
+
+def _explicit_mask(entry, node, mask_ops):
+    """densitron's "mask" of a Keras call given a `mask` keyword (a tensor, or a list of them
+    for a call on a list), each a keras_history, None where none is given or the mask is one
+    derived from an Embedding or Masking (densitron derives it again); {} without one."""
+    mask = node.get("kwargs", {}).get("mask")
+    masks = mask if isinstance(mask, list) else [mask]
+    kept = [None if m is None or _is_mask_of(m, mask_ops) else _history(m, entry["name"])
+            for m in masks]
+    return {"mask": kept} if any(m is not None for m in kept) else {}
 
 
 def _rnn_call_from_keras(entry, node, mask_ops):
@@ -337,7 +363,8 @@ def _rnn_call_from_keras(entry, node, mask_ops):
     # (a stack of cells' states: a list a cell)
     states = [t for s in states for t in (s if isinstance(s, list) else [s])]
     tensors = [args[0], *states]
-    return {"args": [_history(t, entry["name"]) for t in tensors], "is_list": len(tensors) > 1}
+    return {"args": [_history(t, entry["name"]) for t in tensors], "is_list": len(tensors) > 1,
+            **_explicit_mask(entry, node, mask_ops)}
 
 
 def _mask_product(name, args, attention_mask, given, helpers):
@@ -383,7 +410,8 @@ def _dot_attention_from_keras(entry, layer, mask_ops):
                              f"Received: args={node['args']!r}, kwargs={node['kwargs']!r}")
         if any(flags):
             layer["config"]["call_signature"] = flags
-        nodes.append({"args": [_history(t, entry["name"]) for t in args], "is_list": True})
+        nodes.append({"args": [_history(t, entry["name"]) for t in args], "is_list": True,
+                      **_explicit_mask(entry, node, mask_ops)})
     return {"class_name": layer["class_name"], "name": entry["name"],
             "config": layer["config"], "inbound_nodes": nodes}
 
@@ -581,6 +609,39 @@ def _is_mask_op(entry):
             args[0].get("config", {}).get("dtype") == "bool")
 
 
+def _derived(config, mask_ops):
+    """The mask ops that are the masks an Embedding(mask_zero=True) or a Masking layer gives
+    its output (Keras records them as ops): a NotEqual of the tensor such a layer reads with
+    its mask value (0 for ids), an Any of such a NotEqual. Others are the user's own (an
+    ops.not_equal passed as layer(x, mask=...)), loaded as ops."""
+    masking = set()
+    for entry in config["layers"]:
+        cfg = entry.get("config", {})
+        if entry.get("class_name") == "Embedding" and cfg.get("mask_zero"):
+            value = 0.0
+        elif entry.get("class_name") == "Masking":
+            value = float(cfg.get("mask_value", 0.0))
+        else:
+            continue
+        for node in entry.get("inbound_nodes", []):
+            args = node.get("args", []) if isinstance(node, dict) else []
+            if args and _is_keras_tensor(args[0]):
+                masking.add((tuple(args[0]["config"]["keras_history"]), value))
+    by_name = {e["name"]: e for e in config["layers"]}
+    kept = set()
+    for name in mask_ops:
+        args = by_name[name]["inbound_nodes"][0]["args"]
+        if by_name[name].get("class_name") == "NotEqual":
+            if _is_keras_tensor(args[0]) and (
+                    tuple(args[0]["config"]["keras_history"]), float(args[1])) in masking:
+                kept.add(name)
+    for name in mask_ops - kept:  # (Masking's: Any over the last axis of a kept NotEqual)
+        args = by_name[name]["inbound_nodes"][0]["args"]
+        if by_name[name].get("class_name") == "Any" and _is_mask_of(args[0], kept):
+            kept.add(name)
+    return kept
+
+
 def _combines_masks(entry, mask_ops):
     """Whether a Keras functional layer entry is a LogicalOr or LogicalAnd of recorded masks
     (a merge layer's mask)."""
@@ -633,7 +694,7 @@ def from_keras(obj):
         # Keras records Embedding(mask_zero=True)'s mask as a NotEqual(ids, 0) op passed to the
         # layers that take it (`mask=`), and Masking's as NotEqual(x, mask_value) and Any;
         # densitron derives masks from those layers itself.
-        mask_ops = {e["name"] for e in config["layers"] if _is_mask_op(e)}
+        mask_ops = _derived(config, {e["name"] for e in config["layers"] if _is_mask_op(e)})
         while True:  # and a merge's LogicalOr (or LogicalAnd) of recorded masks
             more = {e["name"] for e in config["layers"]
                     if e["name"] not in mask_ops and _combines_masks(e, mask_ops)}
@@ -675,17 +736,18 @@ def from_keras(obj):
                 # Keras); a mask recorded from an Embedding is derived again; other keyword
                 # arguments must be unset.
                 if any(v is not None for k, v in node.get("kwargs", {}).items()
-                       if k != "training" and not (k == "mask" and _is_mask_of(v, mask_ops))):
+                       if k not in ("training", "mask")):
                     raise ValueError(f"densitron cannot load the call of layer "
                                      f"{entry['name']!r} with keyword arguments. Received: "
                                      f"kwargs={node['kwargs']!r}")
                 args = node["args"]
+                mask = _explicit_mask(entry, node, mask_ops)  # (layer(x, mask=m))
                 if len(args) == 1 and isinstance(args[0], list):
                     nodes.append({"args": [_history(t, entry["name"]) for t in args[0]],
-                                  "is_list": True})
+                                  "is_list": True, **mask})
                 else:  # (several tensors as arguments: a layer of the user's, call(a, b))
                     nodes.append({"args": [_history(t, entry["name"]) for t in args],
-                                  "is_list": False, "positional": len(args) > 1})
+                                  "is_list": False, "positional": len(args) > 1, **mask})
             layers.append({"class_name": layer["class_name"], "name": entry["name"],
                            "config": layer["config"], "inbound_nodes": nodes,
                            "registered_name": entry.get("registered_name")})

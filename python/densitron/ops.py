@@ -1279,7 +1279,11 @@ def where(condition, x1, x2):
 def _reshaped(x, shape):
     from densitron.layers import Reshape
 
-    return Reshape(tuple(shape))(x) if tuple(shape) != tuple(x.shape[1:]) else x
+    if tuple(shape) == tuple(x.shape[1:]):
+        return x
+    if [d is None for d in shape].count(True) == 1:  # (steps of any length: its -1)
+        shape = [-1 if d is None else d for d in shape]
+    return Reshape(tuple(shape))(x)
 
 
 def reshape(x, newshape):

@@ -2,6 +2,7 @@
 bias and activation fused into the write-back."""
 
 import functools
+import inspect
 import warnings
 
 import numpy as np
@@ -163,6 +164,7 @@ class Activation(Layer):
 class Softmax(Layer):
     """Softmax over `axis` (any axis but the batch's)."""
     _mask_rule = "refuse"
+    _call_takes_mask = True
     _vector_is_one_sample = True
 
     def __init__(self, axis=-1, **kwargs):
@@ -352,8 +354,15 @@ class Lambda(Layer):
         self.arguments = dict(arguments or {})
         self.output_shape_arg = output_shape
 
-    def call(self, inputs):
-        return self.function(inputs, **self.arguments)
+    def call(self, inputs, mask=None):
+        kwargs = dict(self.arguments)
+        if mask is not None:  # (Keras's: to a function that takes a `mask`)
+            try:
+                if "mask" in inspect.signature(self.function).parameters:
+                    kwargs["mask"] = mask
+            except (TypeError, ValueError):
+                pass
+        return self.function(inputs, **kwargs)
 
     @classmethod
     def from_config(cls, config):
@@ -393,7 +402,8 @@ class TimeDistributed(Layer):
             raise ValueError("`TimeDistributed` Layer should be passed an `input_shape` with at "
                              f"least 3 dimensions. Received: input_shape={input_shape!r}")
 
-    def call(self, inputs):
+    def call(self, inputs, mask=None):
+        # (a mask, Keras's argument or the input's own, is carried by the input to the layer)
         self._check_inputs(getattr(inputs, "shape", None))
         return self.layer(inputs)
 

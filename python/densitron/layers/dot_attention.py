@@ -7,7 +7,7 @@ second batched product."""
 
 import numpy as np
 
-from densitron.layers.layer import KerasTensor, Layer, node_spec
+from densitron.layers.layer import KerasTensor, Layer, node_spec, with_mask
 
 _BATCH_MATMUL = 32  # densitron::OpType::kBatchMatMul
 _INDEX_MAP = 20  # kIndexMap
@@ -74,10 +74,6 @@ class Attention(Layer):
     def __call__(self, inputs, mask=None, training=None, return_attention_scores=None,
                  use_causal_mask=None):
         """(The flags not given: those of the layer's first call, or of its saved call.)"""
-        if mask is not None:
-            raise ValueError("densitron's Attention takes the masks its inputs carry (from "
-                             "Embedding(mask_zero=True) or Masking), not masks passed as "
-                             f"arguments. Received: mask={mask!r}")
         if not isinstance(inputs, (list, tuple)):
             raise ValueError(  # noqa: TRY004  (Keras's type of error here)
                              f"{type(self).__name__} layer must be called on a list of inputs, "
@@ -98,6 +94,11 @@ class Attention(Layer):
                 f"return_attention_scores of its first call (densitron's engine fixes them). "
                 f"Received: {signature}, first {self._signature}")
         self._signature = signature
+        if mask is not None:  # Keras's [query_mask, value_mask]: each carried by its input
+            if not isinstance(mask, (list, tuple)) or len(mask) != 2:
+                raise ValueError(f"{type(self).__name__} takes mask=[query_mask, value_mask]. "
+                                 f"Received: mask={mask!r}")
+            inputs = with_mask(self, list(inputs), list(mask))
         out = super().__call__(list(inputs), training=training)
         if not return_attention_scores or not isinstance(out, KerasTensor):
             return out

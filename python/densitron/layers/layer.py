@@ -132,10 +132,30 @@ class KerasTensor:
         # the ids tensor whose non-zero entries mark this tensor's kept steps (Keras's mask of
         # Embedding(mask_zero=True)), or None
         self._mask = None
+        # the tensor this one stands for in a call given a mask (with_mask), or None
+        self._carried = None
 
     @property
     def ndim(self):
         return len(self.shape)
+
+    @property
+    def _keras_mask(self):
+        """Keras's mask of this tensor's steps: a tensor of shape[:-1], 1 (True) where a step
+        is kept and 0 where masked, or None. (Read in place of a mask Keras would give: the
+        masking guide's `x._keras_mask`, a custom layer's `call(inputs, mask=None)`; the
+        tensor made once, from the ids or Masking's steps the tensor carries.)"""
+        mask = self._mask
+        if mask is None:
+            return None
+        view = self.__dict__.get("_keras_mask_view")
+        if view is None or view._mask_source is not mask:
+            from densitron import ops
+
+            view = ops.not_equal(mask, 0.0)
+            view._mask_source = mask
+            self._keras_mask_view = view
+        return view
 
     def __repr__(self):
         return f"<KerasTensor shape={self.shape}, dtype=float32, name={self.name}>"
@@ -425,11 +445,12 @@ class _TracedTraining:
         return "None"
 
 
-def traced_call(layer, inputs, positional=False):
+def traced_call(layer, inputs, positional=False, mask=None):
     """A subclassed model's or a composite layer's call() run on symbolic inputs (with
     `training=None` when it takes a `training` argument: Keras passes it, and densitron's
     engine decides it, fit training, evaluate and predict inferring); with `positional`, the
-    inputs as call's positional arguments."""
+    inputs as call's positional arguments; `mask` given as call's `mask` (a call() that takes
+    one, as Keras gives it)."""
     try:
         params = inspect.signature(layer.call).parameters
     except (TypeError, ValueError):
@@ -439,12 +460,15 @@ def traced_call(layer, inputs, positional=False):
     _ADDED_LOSSES.append([])
     try:
         kwargs = {"training": _TracedTraining(layer)} if takes else {}
+        if "mask" in params:
+            kwargs["mask"] = mask
         try:
             out = layer.call(*inputs, **kwargs) if positional else layer.call(inputs, **kwargs)
         except _BranchesOnTraining:
             # `if training:` in call(): traced once per mode, the two joined by ModeSelect
             del _ADDED_LOSSES[-1][:]
-            out = _traced_per_mode(layer, inputs, positional)
+            out = _traced_per_mode(layer, inputs, positional,
+                                   {"mask": mask} if "mask" in params else {})
     finally:
         _TRACING.pop()
         added = _ADDED_LOSSES.pop()
@@ -453,7 +477,7 @@ def traced_call(layer, inputs, positional=False):
     return out
 
 
-def _traced_per_mode(layer, inputs, positional):
+def _traced_per_mode(layer, inputs, positional, extra):
     """call() traced with training=True and with training=False, each output the first's in
     training runs and the second's outside them (ModeSelect; the same tensor where the modes
     agree). Inner layers given training=True follow the run's mode, which is training
@@ -464,8 +488,8 @@ def _traced_per_mode(layer, inputs, positional):
     for mode in (True, False):
         _MODE_TRACES.append(mode)
         try:
-            outs.append(layer.call(*inputs, training=mode) if positional
-                        else layer.call(inputs, training=mode))
+            outs.append(layer.call(*inputs, training=mode, **extra) if positional
+                        else layer.call(inputs, training=mode, **extra))
         except _BranchesOnTraining as e:  # (a nested call branching on its own object)
             raise ValueError(str(e)) from None
         finally:
@@ -819,7 +843,8 @@ class Layer:
         """Whether the layer passes on (or applies) the mask of an Embedding(mask_zero=True)
         input, as Keras's attribute tells; a custom layer may set it."""
         return self.__dict__.get("_supports_masking",
-                                 self._mask_rule in ("pass", "consume", "same"))
+                                 self._mask_rule in ("pass", "consume", "same") or (
+                                     _composite(self) and _own_compute_mask(self)))
 
     @supports_masking.setter
     def supports_masking(self, value):
@@ -928,10 +953,34 @@ class Layer:
                 f"Received: input_shape={tuple(input_shape)}"
             )
 
+    # Whether Keras's call of the layer takes a `mask` argument (its layers that read one:
+    # GlobalAveragePooling1D, Softmax, BatchNormalization, TimeDistributed, Lambda, the
+    # recurrent ones); a layer of one's own takes one when its call() has the parameter.
+    _call_takes_mask = False
+
+    def _mask_shape(self, input_shape):
+        """The shape of a mask of inputs of `input_shape`: its steps, all axes but the last."""
+        return tuple(input_shape[:-1])
+
+    def _takes_mask(self):
+        if not _composite(self):
+            return self._call_takes_mask
+        try:
+            return "mask" in inspect.signature(self.call).parameters
+        except (TypeError, ValueError):
+            return False
+
     def __call__(self, inputs, *args, **kwargs):
         training = kwargs.pop("training", None)
         if isinstance(training, _TracedTraining):  # (passed on in a traced call(): the run's)
             training = None
+        explicit = None
+        if "mask" in kwargs and self._takes_mask():
+            # Keras's layer(x, mask=m): the layer reads m as x's mask (and passes it on); a
+            # layer of one's own gets it as call()'s mask
+            explicit = kwargs.pop("mask")
+            if not (_composite(self) and isinstance(explicit, KerasTensor)):
+                inputs, explicit = with_mask(self, inputs, explicit), None
         positional = False
         if (args or kwargs) and _composite(self):
             # call(self, a, b): a layer of one's own given several tensors or arrays (Keras's
@@ -983,7 +1032,7 @@ class Layer:
                 f"noise layers). Received: training={training!r}")
         if symbolic:
             if _composite(self):
-                return self._composite_call(inputs, flat, positional)
+                return self._composite_call(inputs, flat, positional, explicit)
             return self._symbolic_call(inputs, flat)
         if any(isinstance(t, KerasTensor) for t in flat):
             raise TypeError(
@@ -1012,7 +1061,7 @@ class Layer:
 
     call._engine_call = True
 
-    def _composite_call(self, inputs, flat, positional=False):
+    def _composite_call(self, inputs, flat, positional=False, explicit=None):
         """A layer subclass that defines `call` out of other layers: its call runs on the
         symbolic tensors (as call(*inputs) when it was given several), so its sublayers'
         calls join the graph in its place."""
@@ -1029,9 +1078,18 @@ class Layer:
         record = CompositeCall(self, flat, isinstance(inputs, (list, tuple)) and not positional,
                                positional)
         record.keys = list(inputs) if isinstance(inputs, dict) else None
+        # Keras's mask argument: the mask of the one tensor (a list's: their masks), as
+        # tensors of 1 where a step is kept
+        first = flat[0] if positional else inputs
+        mask = ([t._keras_mask for t in first] if isinstance(first, (list, tuple))
+                else first._keras_mask if isinstance(first, KerasTensor) else None)
+        if explicit is not None:  # (layer(x, mask=m): the call's mask, saved as its argument)
+            with_mask(self, first, explicit)  # (checks its shape)
+            mask, record.explicit_masks = explicit, {0: getattr(explicit, "_mask_source",
+                                                                explicit)}
         _COMPOSITE_CALLS.append(record)
         try:
-            out = traced_call(self, inputs, positional)
+            out = traced_call(self, inputs, positional, mask=mask)
         except (TypeError, AttributeError) as e:
             raise TypeError(
                 f"Layer {self.name} ({type(self).__name__}): densitron runs call() on symbolic "
@@ -1046,7 +1104,29 @@ class Layer:
             raise TypeError(f"Layer {self.name} ({type(self).__name__}): call() must return "
                             f"tensors from densitron layers. Received: {out!r}")
         record.outputs = outs
+        self._set_output_masks(first, outs, mask)
         return out
+
+    def _set_output_masks(self, inputs, outs, mask):
+        """Keras's masks of a layer of one's own's outputs, those its call() left without one:
+        its compute_mask(inputs, mask) (a tensor each, 1 or True where a step is kept), or,
+        when it supports masking, the mask it was given."""
+        if all(t._mask is not None for t in outs) or not self.supports_masking:
+            return
+        if _own_compute_mask(self):
+            masks = self.compute_mask(inputs, mask)
+        else:
+            masks = mask
+        if masks is None:
+            return
+        masks = list(masks) if isinstance(masks, (list, tuple)) else [masks] * len(outs)
+        for t, m in zip(outs, masks):
+            if t._mask is None and m is not None:
+                if not isinstance(m, KerasTensor):
+                    raise TypeError(
+                        f"Layer \"{self.name}\" ({type(self).__name__}): compute_mask() of "
+                        f"symbolic inputs must return symbolic tensors (or None). Received: {m!r}")
+                t._mask = getattr(m, "_mask_source", m)
 
     def _sublayers(self):
         """The layers a composite layer (or a subclassed model) holds in its attributes
@@ -1073,6 +1153,12 @@ class Layer:
         node.is_list = isinstance(inputs, (list, tuple))
         out = KerasTensor(out_shape, name=self.name, node=node, index=0)
         out._mask = self._output_mask(node)
+        explicit = {k: t._mask for k, t in enumerate(flat)
+                    if getattr(t, "_carried", None) is not None}
+        if explicit:  # (masks given as the call's argument: the node reads the tensors
+            # themselves, and the masks as the call's own, which the graph walks too)
+            node.inputs = [t._carried if k in explicit else t for k, t in enumerate(flat)]
+            node.explicit_masks = explicit
         node.outputs.append(out)
         self._inbound_nodes.append(node)
         return out
@@ -1085,7 +1171,7 @@ class Layer:
     # use it in a way densitron does not run yet).
     _mask_rule = "drop"
 
-    def _call_on_arrays(self, inputs, arrays, training, positional):
+    def _call_on_arrays(self, inputs, arrays, training, positional, masks=()):
         """A composite layer's call() run on the arrays, as Keras runs a layer eagerly: its
         sublayers' calls and densitron.ops on arrays compute with NumPy; arrays back."""
         if not self.built:
@@ -1102,6 +1188,9 @@ class Layer:
         kwargs = {"training": training} if "training" in params else {}
         data = list(arrays) if isinstance(inputs, list) else tuple(arrays) if isinstance(
             inputs, tuple) else arrays[0]
+        if "mask" in params:  # (Keras's: the one input's mask, a list's masks)
+            kwargs["mask"] = (list(masks) if isinstance(inputs, (list, tuple))
+                              else masks[0] if masks else None)
         out = self.call(*arrays, **kwargs) if positional else self.call(data, **kwargs)
 
         def array(v):
@@ -1113,7 +1202,22 @@ class Layer:
                 raise TypeError(f"call() returned a symbolic tensor on arrays. Received: {v!r}")
             return np.asarray(v)
 
-        return array(out)
+        out = array(out)
+        if not self.supports_masking or isinstance(out, dict):
+            return out
+        # Keras's masks of the outputs: compute_mask(inputs, mask), or the mask given
+        previous = (list(masks) if isinstance(inputs, (list, tuple))
+                    else masks[0] if masks else None)
+        given = self.compute_mask(data, previous) if _own_compute_mask(self) else previous
+        if given is None:
+            return out
+        values = list(out) if isinstance(out, (list, tuple)) else [out]
+        given = list(given) if isinstance(given, (list, tuple)) else [given] * len(values)
+        for i, m in enumerate(given[:len(values)]):
+            if m is not None and np.shape(m) == values[i].shape[:-1]:
+                values[i] = values[i].view(_MaskedArray)
+                values[i]._keras_mask = np.asarray(m) != 0
+        return type(out)(values) if isinstance(out, (list, tuple)) else values[0]
 
     def _output_mask(self, node):
         masks = [t._mask for t in node.inputs if getattr(t, "_mask", None) is not None]
@@ -1155,12 +1259,19 @@ class Layer:
                     f"Layer {self.name} expects inputs with a batch axis (batch, ...) when "
                     f"called on arrays. Received: input with shape {a.shape}"
                 )
-        key = (positional, *(a.shape[1:] for a in arrays))
+        masks = [_array_mask(t, a) for t, a in zip(flat, arrays)]
+        present = tuple(m is not None for m in masks)
+        key = (positional, *(a.shape[1:] for a in arrays), *([present] if any(present) else []))
         model = self._eager_models.get(key)
         if model is _ON_ARRAYS:
-            return self._call_on_arrays(inputs, arrays, training, positional)
+            return self._call_on_arrays(inputs, arrays, training, positional, masks)
         if model is None:
             tensors = [Input(shape=a.shape[1:]) for a in arrays]
+            mask_inputs = []
+            for t, m in zip(tensors, masks):  # (an array's mask: the model's input after them)
+                if m is not None:
+                    t._mask = Input(shape=m.shape[1:])
+                    mask_inputs.append(t._mask)
             try:
                 out = (self(*tensors) if positional else
                        self(tensors if isinstance(inputs, (list, tuple)) else tensors[0]))
@@ -1170,21 +1281,25 @@ class Layer:
                 # a call() that does not trace (it reads the batch size, indexes the steps,
                 # assigns to a variable: the guides' eager layers) runs on the arrays
                 try:
-                    out = self._call_on_arrays(inputs, arrays, training, positional)
+                    out = self._call_on_arrays(inputs, arrays, training, positional, masks)
                 except Exception:  # noqa: BLE001 (any failure: the tracing error)
                     raise e from None
                 self._eager_models[key] = _ON_ARRAYS
                 return out
-            for t in (out if isinstance(out, (list, tuple)) else [out]):
-                if isinstance(t, KerasTensor):  # (the values are asked for, not a loss)
-                    t._mask = None
-            model = Functional(tensors, out, name=f"{self.name}_eager", _is_eager_wrapper=True)
+            routes, extra = _mask_routes(out, tensors + mask_inputs)
+            outputs = out if not extra else [*out, *extra] if isinstance(out, (list, tuple)) \
+                else [out, *extra]
+            model = Functional(tensors + mask_inputs, outputs, name=f"{self.name}_eager",
+                               _is_eager_wrapper=True)
+            model._eager_mask_routes = (routes, len(extra), isinstance(out, (list, tuple)))
             self._eager_models[key] = model
-        data = arrays if len(arrays) > 1 else arrays[0]
+        data = [*arrays, *(m.astype(np.float32) for m in masks if m is not None)]
+        data = data if len(data) > 1 else data[0]
         if training:
             out = model._noisy_call(data, max(1, min(len(arrays[0]), 1024)))
         else:
             out = model.predict(data, verbose=0)
+        out = _with_output_masks(model, out, data)
         # Keras's losses of this call (layer.losses): add_loss's, each kept by the layer that
         # added it, then this layer's activity penalty
         values = model._added_loss_values(data)
@@ -1196,12 +1311,6 @@ class Layer:
         if self.activity_regularizer is not None and not isinstance(out, (list, dict)):
             self._eager_losses.append(
                 np.float32(self.activity_regularizer(out) / max(len(out), 1)))
-        if isinstance(out, np.ndarray) and type(self).compute_mask is not Layer.compute_mask \
-                and not _composite(self):
-            mask = self.compute_mask(data)  # (Keras's output of a masking layer carries it)
-            if mask is not None:
-                out = out.view(_MaskedArray)
-                out._keras_mask = mask
         return out
 
     # --- config --------------------------------------------------------------------------
@@ -1333,6 +1442,131 @@ def defines_call(cls):
     made of other layers), not the engine's node of a built-in layer (Layer.call)."""
     call = getattr(cls, "call", None)
     return call is not None and not getattr(call, "_engine_call", False)
+
+
+def _array_mask(value, array):
+    """The mask an array given to a layer carries (Keras's `_keras_mask`: an Embedding's or
+    Masking's output, an array given with mask=), True where a step is kept; None without
+    one or when it is not of the array's shape without the last axis."""
+    mask = getattr(value, "_keras_mask", None)
+    if mask is None or isinstance(mask, KerasTensor):
+        return None
+    mask = np.asarray(mask)
+    return mask != 0 if mask.ndim == array.ndim - 1 else None
+
+
+def _mask_routes(out, sources):
+    """Where an eager call's outputs find their masks: for each output, ("in", k) the model's
+    k-th input (its values nonzero where kept), ("out", j) the j-th of `extra`, the masks
+    made inside the model, added to its outputs, or None (no mask; a merge's OR is not
+    returned). The outputs' masks are taken off after (their values are asked for, not a
+    loss)."""
+    outs = out if isinstance(out, (list, tuple)) else [out]
+    routes, extra = [], []
+    for t in outs:
+        mask = t._mask if isinstance(t, KerasTensor) else None
+        route = None
+        if mask is not None:
+            k = next((i for i, s in enumerate(sources) if _same_tensor(s, mask)), None)
+            if k is not None:
+                route = ("in", k)
+            elif not isinstance(mask._node.layer, MaskMaker):
+                route = ("out", len(extra))
+                extra.append(mask)
+        routes.append(route)
+        if isinstance(t, KerasTensor):
+            t._mask = None
+    return (routes if not isinstance(out, dict) else None), extra
+
+
+def _with_output_masks(model, out, data):
+    """An eager call's outputs with Keras's `_keras_mask` where the layer gives them a mask
+    (see _mask_routes), the masks' own outputs taken off."""
+    routes, n_extra, is_list = model.__dict__.get("_eager_mask_routes", (None, 0, False))
+    if routes is None:
+        return out
+    values = list(out) if isinstance(out, (list, tuple)) else [out]
+    if n_extra:
+        values, extra = values[:-n_extra], values[-n_extra:]
+    else:
+        extra = []
+    inputs = data if isinstance(data, list) else [data]
+    for i, route in enumerate(routes):
+        if route is None or not isinstance(values[i], np.ndarray):
+            continue
+        source = inputs[route[1]] if route[0] == "in" else extra[route[1]]
+        mask = np.asarray(source) != 0
+        if mask.shape == values[i].shape[:-1]:
+            values[i] = values[i].view(_MaskedArray)
+            values[i]._keras_mask = mask
+    return values if is_list else values[0]
+
+
+def _own_compute_mask(layer):
+    """Whether the layer's class defines its own compute_mask (Keras then takes it to support
+    masking)."""
+    return type(layer).compute_mask is not Layer.compute_mask
+
+
+def _shapes_agree(a, b):
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
+def carry(tensor, mask):
+    """A stand-in for `tensor` in a call given `mask` as its argument (the tensor's steps kept
+    where the mask is nonzero): the call's node reads the tensor itself, and keeps the mask as
+    its explicit_masks."""
+    carrier = KerasTensor(tensor.shape, name=tensor.name, node=tensor._node,
+                          index=tensor._index)
+    carrier.dtype = tensor.dtype
+    carrier._mask = getattr(mask, "_mask_source", mask)
+    carrier._carried = tensor._carried or tensor
+    return carrier
+
+
+def with_mask(layer, inputs, mask):
+    """`inputs` as Keras's call(inputs, mask=mask) reads them: the tensor (a list's first, a
+    recurrent layer's sequences) carrying `mask`, of its shape but the last axis, each step
+    kept where the mask is nonzero (True): a symbolic tensor's `_mask`, an array's
+    `_keras_mask`. A list of masks goes to the list's tensors in order (Attention's [query
+    mask, value mask]); mask=None leaves them as they are."""
+    if mask is None:
+        return inputs
+    if isinstance(inputs, (list, tuple)):
+        masks = list(mask) if isinstance(mask, (list, tuple)) else [mask]
+        if len(masks) > len(inputs):
+            raise ValueError(f"Layer \"{layer.name}\" takes a mask for each of its "
+                             f"{len(inputs)} inputs at most. Received: {len(masks)} masks")
+        carried = [with_mask(layer, t, m) for t, m in zip(inputs, masks)]
+        return type(inputs)(carried + list(inputs[len(carried):]))
+    if isinstance(mask, (list, tuple)):
+        if len(mask) != 1:
+            raise ValueError(f"Layer \"{layer.name}\" takes one mask for its one input. "
+                             f"Received: mask={mask!r}")
+        mask = mask[0]
+    if isinstance(inputs, KerasTensor):
+        if not isinstance(mask, KerasTensor):
+            raise TypeError(f"Layer \"{layer.name}\": the mask of a symbolic input must be a "
+                            f"symbolic tensor. Received: mask={mask!r}")
+        want = layer._mask_shape(tuple(inputs.shape))
+        if not _shapes_agree(tuple(mask.shape), want):
+            raise ValueError(
+                f"Layer \"{layer.name}\": a mask has the shape of the input's steps, {want}. "
+                f"Received: mask.shape={tuple(mask.shape)}")
+        return carry(inputs, mask)
+    if isinstance(mask, KerasTensor) or not _is_array_like(inputs):
+        raise TypeError(f"Layer \"{layer.name}\": the mask of an array input must be an "
+                        f"array. Received: inputs of type {type(inputs).__name__}, "
+                        f"mask={mask!r}")
+    values = np.asarray(inputs)
+    kept = np.asarray(mask)
+    if kept.shape != layer._mask_shape(values.shape):
+        raise ValueError(
+            f"Layer \"{layer.name}\": a mask has the shape of the input's steps, "
+            f"{layer._mask_shape(values.shape)}. Received: mask.shape={kept.shape}")
+    carrier = values.view(_MaskedArray)
+    carrier._keras_mask = kept != 0
+    return carrier
 
 
 class _MaskedArray(np.ndarray):

@@ -122,6 +122,7 @@ class BatchNormalization(_Normalization):
     """Batch statistics in training (moving averages updated with `momentum`), the moving
     statistics in inference. Weights: gamma, beta, moving_mean, moving_variance."""
     _mask_rule = "refuse"  # Keras's masked moments
+    _call_takes_mask = True
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones",

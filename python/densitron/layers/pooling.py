@@ -87,6 +87,11 @@ class _GlobalPooling(Layer):
 class GlobalAveragePooling1D(_GlobalPooling):
     _rank = 1
     _mask_rule = "consume"  # the mean over the unmasked steps, as Keras
+    _call_takes_mask = True
+
+    def _mask_shape(self, input_shape):
+        return (tuple(input_shape[:1]) + tuple(input_shape[2:])
+                if self.data_format == "channels_first" else tuple(input_shape[:-1]))
 
     def _output_mask(self, node):
         mask = super()._output_mask(node)

@@ -16,7 +16,7 @@ import functools
 import numpy as np
 
 from densitron import activations, constraints, initializers, regularizers
-from densitron.layers.layer import KerasTensor, Layer, defines_call, node_spec
+from densitron.layers.layer import KerasTensor, Layer, defines_call, node_spec, with_mask
 from densitron.utils.naming import to_snake_case
 
 # densitron::OpType
@@ -609,19 +609,16 @@ class _RNN(Layer):
 
 
 def _call_arguments(layer, inputs, initial_state, mask, kwargs):
-    """A recurrent layer's (or Bidirectional's) call's sequences and initial states: a mask
-    argument and other keywords refused; [sequences, *states] (densitron's own config of a
-    call with initial states) taken apart."""
-    if mask is not None:
-        raise ValueError(f"densitron's {type(layer).__name__} takes the mask its input "
-                         "carries (from Embedding(mask_zero=True) or Masking), not a mask "
-                         f"passed as an argument. Received: mask={mask!r}")
+    """A recurrent layer's (or Bidirectional's) call's sequences and initial states, the
+    sequences carrying `mask` when one is given (Keras's call(sequences, mask=...), the
+    masking guide's self.lstm(x, mask=mask)); other keywords refused; [sequences, *states]
+    (densitron's own config of a call with initial states) taken apart."""
     if kwargs:
-        raise TypeError(f"Layer {layer.name} takes its inputs, initial_state and training "
-                        f"when called. Received: kwargs={kwargs}")
+        raise TypeError(f"Layer {layer.name} takes its inputs, initial_state, mask and "
+                        f"training when called. Received: kwargs={kwargs}")
     if initial_state is None and isinstance(inputs, (list, tuple)):
         inputs, initial_state = inputs[0], list(inputs[1:]) or None
-    return inputs, initial_state
+    return with_mask(layer, inputs, mask), initial_state
 
 
 def _nested_unless_eager(layer, states):

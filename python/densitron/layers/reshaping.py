@@ -72,6 +72,12 @@ class Reshape(KeepsIntegerDtype, Layer):
         self.compute_output_shape(input_shape)
 
     def compute_output_shape(self, input_shape):
+        if any(d is None for d in input_shape[1:]):  # (steps of any length: -1 is theirs)
+            if -1 not in self.target_shape:
+                raise ValueError(f"Cannot reshape inputs of an unknown size into "
+                                 f"{self.target_shape} (a -1 takes the unknown size). "
+                                 f"Received: input_shape={tuple(input_shape)}")
+            return (input_shape[0], *(None if d == -1 else d for d in self.target_shape))
         total = math.prod(input_shape[1:])
         known = math.prod(d for d in self.target_shape if d != -1)
         shape = list(self.target_shape)

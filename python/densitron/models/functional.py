@@ -11,7 +11,7 @@ from densitron import _core
 from densitron._checks import weight_list
 from densitron.layers.embedding import Embedding
 from densitron.layers.input_layer import InputLayer
-from densitron.layers.layer import (KerasTensor, Layer, MaskMaker, Node, _composite,
+from densitron.layers.layer import (KerasTensor, Layer, MaskMaker, Node, _composite, carry,
                                     defines_call, traced_call)
 from densitron.layers.math_ops import _BATCH_REDUCE, AddedLoss
 from densitron.trainers import data as data_mod
@@ -65,7 +65,7 @@ def _topological_nodes(outputs, stop=(), masks=False, foreign=()):
             state[key] = "open"
             first_visit.setdefault(id(node.layer), len(first_visit))
             stack.append((node, True))
-            for t in reversed(_reads(node, foreign) if masks else node.inputs):
+            for t in reversed(_reads(node, foreign) if masks else _args(node)):
                 if id(t._node) not in state and id(t) not in stop:
                     stack.append((t._node, False))
     return order, first_visit
@@ -74,8 +74,15 @@ def _topological_nodes(outputs, stop=(), masks=False, foreign=()):
 def _reads(node, foreign=()):
     """The tensors a call reads: its inputs, then the masks it applies (Keras's mask argument,
     which Keras's graph records among the call's arguments) but those with ids in `foreign`."""
-    return [*node.inputs, *(m for m in getattr(node, "masks", None) or ()
+    return [*_args(node), *(m for m in getattr(node, "masks", None) or ()
                             if m is not None and id(m) not in foreign)]
+
+
+def _args(node):
+    """A call's tensors as Keras's graph holds them: its inputs, then the masks given as its
+    `mask` argument (layer(x, mask=m))."""
+    explicit = getattr(node, "explicit_masks", None)
+    return [*node.inputs, *explicit.values()] if explicit else node.inputs
 
 
 def _clone_graph_nodes(in_list, out_list, out_paths):
@@ -130,6 +137,8 @@ def _clone_graph_nodes(in_list, out_list, out_paths):
         new = Node(node.layer, ins, [])
         new.__dict__.update({k: v for k, v in node.__dict__.items()
                              if k not in ("layer", "inputs", "outputs", "within", "masks")})
+        if getattr(node, "explicit_masks", None):
+            new.explicit_masks = {k: mapping[id(m)] for k, m in node.explicit_masks.items()}
         for t in node.outputs:
             mapping[id(t)] = KerasTensor(t.shape, name=t.name, node=new, index=t._index)
             mapping[id(t)].dtype = t.dtype
@@ -496,6 +505,8 @@ class Functional(Trainer, Layer):
                 if id(node) in input_nodes:
                     continue
                 layer, flat = node.layer, [mapping[id(t)] for t in node.inputs]
+                for k, m in getattr(node, "explicit_masks", {}).items():  # (layer(x, mask=m))
+                    flat[k] = carry(flat[k], mapping[id(m)])
                 count = len(layer._inbound_nodes)
                 try:
                     layer._symbolic_call(flat if getattr(node, "is_list", len(flat) > 1)
@@ -1331,6 +1342,10 @@ class Functional(Trainer, Layer):
                     continue
                 entry = {"args": [ref(t) for t in call.inputs],
                          "is_list": bool(getattr(call, "is_list", False))}
+                explicit = getattr(call, "explicit_masks", None)
+                if explicit:  # (layer(x, mask=m): the masks of its inputs, in order)
+                    entry["mask"] = [ref(explicit[k]) if k in explicit else None
+                                     for k in range(max(explicit) + 1)]
                 if getattr(call, "positional", False):  # (call(self, a, b) of the user's)
                     entry["positional"] = True
                 inbound.append(entry)
@@ -1393,11 +1408,14 @@ class Functional(Trainer, Layer):
             for item in list(pending):
                 name, index, node = item
                 keys = [key(a) for a in node["args"]]
-                if all(k in tensors for k in keys):
+                mask_keys = [key(a) if a is not None else None for a in node.get("mask", ())]
+                if all(k in tensors for k in keys + [k for k in mask_keys if k is not None]):
                     args = [tensors[k] for k in keys]
+                    kwargs = {"mask": [tensors[k] if k is not None else None
+                                       for k in mask_keys]} if mask_keys else {}
                     out = (created[name](*args, call=node["call"]) if "call" in node else
-                           created[name](*args) if node.get("positional") else
-                           created[name](args if node["is_list"] else args[0]))
+                           created[name](*args, **kwargs) if node.get("positional") else
+                           created[name](args if node["is_list"] else args[0], **kwargs))
                     outs = (list(out.values()) if isinstance(out, dict)
                             else list(out) if isinstance(out, (list, tuple)) else [out])
                     # (RNN's states of a stack of cells: a list a cell, numbered flat)
