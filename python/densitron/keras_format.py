@@ -631,10 +631,9 @@ def _derived(config, mask_ops):
     kept = set()
     for name in mask_ops:
         args = by_name[name]["inbound_nodes"][0]["args"]
-        if by_name[name].get("class_name") == "NotEqual":
-            if _is_keras_tensor(args[0]) and (
-                    tuple(args[0]["config"]["keras_history"]), float(args[1])) in masking:
-                kept.add(name)
+        if by_name[name].get("class_name") == "NotEqual" and _is_keras_tensor(args[0]) and (
+                tuple(args[0]["config"]["keras_history"]), float(args[1])) in masking:
+            kept.add(name)
     for name in mask_ops - kept:  # (Masking's: Any over the last axis of a kept NotEqual)
         args = by_name[name]["inbound_nodes"][0]["args"]
         if by_name[name].get("class_name") == "Any" and _is_mask_of(args[0], kept):

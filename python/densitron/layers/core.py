@@ -174,6 +174,20 @@ class Softmax(Layer):
         self.axis = int(axis)
         self.activation = functools.partial(activations.softmax, axis=self.axis)
 
+    def __call__(self, inputs, *args, **kwargs):
+        mask = kwargs.get("mask")
+        shape = getattr(inputs, "shape", None)
+        if mask is None or shape is None or tuple(getattr(mask, "shape", ())) != tuple(shape):
+            return super().__call__(inputs, *args, **kwargs)
+        # Keras's Softmax(inputs, mask=m), m of the inputs' shape: the masked values -1e9 (m
+        # above 0.5 keeps one), the softmax, then 0 where masked (a row masked whole too)
+        from densitron import ops
+
+        del kwargs["mask"]
+        keep = ops.cast(ops.greater(mask, 0.5), "float32")
+        logits = inputs * keep + (keep - 1.0) * 1e9
+        return super().__call__(logits, *args, **kwargs) * keep
+
     def _check_inputs(self, input_shape):
         self._check_single(input_shape)
         rank = len(input_shape)
@@ -377,6 +391,8 @@ class TimeDistributed(Layer):
     noise layers, LayerNormalization, BatchNormalization, UnitNormalization) already act on
     the last axis of inputs of any rank, so the wrapper calls the layer itself (the layer, not
     the wrapper, joins the graph and saved files). Other layers are refused."""
+
+    _mask_rule = "pass"  # (Keras's: the mask it is given passes on to its output)
 
     def __init__(self, layer, **kwargs):
         super().__init__(**kwargs)

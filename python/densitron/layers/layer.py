@@ -1081,8 +1081,13 @@ class Layer:
         # Keras's mask argument: the mask of the one tensor (a list's: their masks), as
         # tensors of 1 where a step is kept
         first = flat[0] if positional else inputs
-        mask = ([t._keras_mask for t in first] if isinstance(first, (list, tuple))
-                else first._keras_mask if isinstance(first, KerasTensor) else None)
+
+        def given(t):  # (as a tensor only for a call() or compute_mask that reads it)
+            reads = self._takes_mask() or _own_compute_mask(self)
+            return t._keras_mask if reads else t._mask
+
+        mask = ([given(t) for t in first] if isinstance(first, (list, tuple))
+                else given(first) if isinstance(first, KerasTensor) else None)
         if explicit is not None:  # (layer(x, mask=m): the call's mask, saved as its argument)
             with_mask(self, first, explicit)  # (checks its shape)
             mask, record.explicit_masks = explicit, {0: getattr(explicit, "_mask_source",

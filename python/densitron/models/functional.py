@@ -46,7 +46,8 @@ def _topological_nodes(outputs, stop=(), masks=False, foreign=()):
     each layer's index in the DFS's first-visit order (the order Keras breaks ties by); the
     walk does not go past the tensors whose ids are in `stop`; with `masks`, a node reads the
     masks it applies too (node.masks: Keras's mask argument of the call), except those whose
-    ids are in `foreign` (made inside a nested model, whose call the node reads)."""
+    ids are in `foreign` (made inside a nested model, whose call the node reads); with
+    masks="made", a merge's computed mask is read as the masks it combines (_made_reads)."""
     order, state, first_visit = [], {}, {}
     for out in outputs:
         if id(out) in stop:
@@ -65,7 +66,9 @@ def _topological_nodes(outputs, stop=(), masks=False, foreign=()):
             state[key] = "open"
             first_visit.setdefault(id(node.layer), len(first_visit))
             stack.append((node, True))
-            for t in reversed(_reads(node, foreign) if masks else _args(node)):
+            reads = (_reads(node, foreign) if masks is True else
+                     _made_reads(node, foreign) if masks == "made" else _args(node))
+            for t in reversed(reads):
                 if id(t._node) not in state and id(t) not in stop:
                     stack.append((t._node, False))
     return order, first_visit
@@ -76,6 +79,20 @@ def _reads(node, foreign=()):
     which Keras's graph records among the call's arguments) but those with ids in `foreign`."""
     return [*_args(node), *(m for m in getattr(node, "masks", None) or ()
                             if m is not None and id(m) not in foreign)]
+
+
+def _made_reads(node, foreign):
+    """_reads's tensors, a mask a merge computes (MaskMaker's, which the engine makes where it
+    is applied) in place of the masks it combines."""
+    reads, stack = list(_args(node)), [m for m in getattr(node, "masks", None) or ()
+                                       if m is not None and id(m) not in foreign]
+    while stack:
+        m = stack.pop(0)
+        if isinstance(m._node.layer, MaskMaker):
+            stack = [p for p in m._node.inputs if id(p) not in foreign] + stack
+        else:
+            reads.append(m)
+    return reads
 
 
 def _args(node):
@@ -394,7 +411,12 @@ class Functional(Trainer, Layer):
                     "Every model output must depend on the inputs through at least one layer. "
                     f"Received: an output that is the input tensor {t.name!r}"
                 )
-        nodes, first_visit = _topological_nodes(out_list)
+        # (with the calls that make the masks layers apply, a compute_mask's of a layer of
+        # one's own: as Keras's graph, which records them as the calls' mask arguments)
+        plain, _ = _topological_nodes(out_list)
+        foreign = {id(t._mask) for node in plain if isinstance(node.layer, Functional)
+                   for t in node.outputs if t._mask is not None}
+        nodes, first_visit = _topological_nodes(out_list, masks="made", foreign=foreign)
         input_ids = {id(t._node) for t in in_list}
         for node in nodes:
             if isinstance(node.layer, InputLayer) and id(node) not in input_ids:
