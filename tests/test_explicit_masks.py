@@ -57,6 +57,13 @@ HEADS = ["lstm_seq", "gru", "simple_rnn", "pool", "bidirectional", "attention"]
 @pytest.mark.parametrize("head", HEADS)
 def test_explicit_masks_as_keras(keras, head):
     ours, theirs = explicit_model(densitron, head), explicit_model(keras, head)
+    # (the mask's Input listed where Keras's graph, which holds it as the call's argument, has
+    # it)
+    def order(model):  # (the Inputs by name, the other layers by class)
+        return [layer.name if type(layer).__name__ == "InputLayer" else type(layer).__name__
+                for layer in model.layers]
+
+    assert order(ours) == order(theirs)
     theirs.set_weights(ours.get_weights())
     ids, mask = ids_and_mask()
     x = [ids, mask]

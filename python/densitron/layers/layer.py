@@ -157,6 +157,10 @@ class KerasTensor:
             self._keras_mask_view = view
         return view
 
+    @_keras_mask.setter
+    def _keras_mask(self, mask):
+        self._mask = getattr(mask, "_mask_source", mask)
+
     def __repr__(self):
         return f"<KerasTensor shape={self.shape}, dtype=float32, name={self.name}>"
 
@@ -979,6 +983,8 @@ class Layer:
             # Keras's layer(x, mask=m): the layer reads m as x's mask (and passes it on); a
             # layer of one's own gets it as call()'s mask
             explicit = kwargs.pop("mask")
+            if isinstance(explicit, (list, tuple)) and len(explicit) == 1:
+                explicit = explicit[0]  # (one input's, as a list: a loaded call's)
             if not (_composite(self) and isinstance(explicit, KerasTensor)):
                 inputs, explicit = with_mask(self, inputs, explicit), None
         positional = False
@@ -1466,7 +1472,13 @@ def _mask_routes(out, sources):
     made inside the model, added to its outputs, or None (no mask; a merge's OR is not
     returned). The outputs' masks are taken off after (their values are asked for, not a
     loss)."""
-    outs = out if isinstance(out, (list, tuple)) else [out]
+    outs = list(out.values()) if isinstance(out, dict) else out if isinstance(
+        out, (list, tuple)) else [out]
+    if isinstance(out, dict):  # (a dict of outputs: their values without masks)
+        for t in outs:
+            if isinstance(t, KerasTensor):
+                t._mask = None
+        return None, []
     routes, extra = [], []
     for t in outs:
         mask = t._mask if isinstance(t, KerasTensor) else None
@@ -1481,7 +1493,7 @@ def _mask_routes(out, sources):
         routes.append(route)
         if isinstance(t, KerasTensor):
             t._mask = None
-    return (routes if not isinstance(out, dict) else None), extra
+    return routes, extra
 
 
 def _with_output_masks(model, out, data):

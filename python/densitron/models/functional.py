@@ -96,8 +96,8 @@ def _made_reads(node, foreign):
 
 
 def _args(node):
-    """A call's tensors as Keras's graph holds them: its inputs, then the masks given as its
-    `mask` argument (layer(x, mask=m))."""
+    """A call's (a Node's or a CompositeCall's) tensors as Keras's graph holds them: its
+    inputs, then the masks given as its `mask` argument (layer(x, mask=m))."""
     explicit = getattr(node, "explicit_masks", None)
     return [*node.inputs, *explicit.values()] if explicit else node.inputs
 
@@ -201,7 +201,7 @@ def _layers_in_keras_order(nodes, first_visit, unused=()):
         layer_depth[id(node.layer)] = depth
         layers[id(node.layer)] = node.layer
         node_depth[id(node)] = depth
-        for t in node.inputs:
+        for t in _args(node):  # (a mask given as the call's argument too, as Keras's kwargs)
             node_depth[id(t._node)] = max(depth + 1, node_depth.get(id(t._node), 0))
     keys = sorted(layers, key=lambda k: (-layer_depth[k], first_visit[k]))
     return [layers[k] for k in keys]
@@ -271,7 +271,7 @@ def keras_layer_list(graph_layers, nodes, saved_only=False):
     while changed:  # (a composite call may stand before one of its inputs' calls)
         changed = False
         for call in calls:
-            for t in call.inputs:
+            for t in _args(call):
                 p = producer.get(id(t))
                 if p is not None and p is not call and depth[id(p)] < depth[id(call)] + 1:
                     depth[id(p)] = depth[id(call)] + 1
