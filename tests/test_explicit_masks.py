@@ -292,7 +292,9 @@ def test_a_custom_layer_given_a_mask_argument():
 
     x = layers.Input((T, U))
     m = layers.Input((T,))
-    model = densitron.Model([x, m], Pool()(x, mask=m))
+    with pytest.warns(UserWarning, match="will therefore destroy the mask"):  # (as Keras:
+        pooled = Pool()(x, mask=m)  # its output has none, as it does not support masking)
+    model = densitron.Model([x, m], pooled)
     values = np.random.default_rng(9).standard_normal((5, T, U)).astype(np.float32)
     _, mask = ids_and_mask(rows=5, seed=9)
     keep = mask[..., None]
@@ -300,8 +302,50 @@ def test_a_custom_layer_given_a_mask_argument():
                                (values * keep).sum(1) / keep.sum(1), rtol=1e-5)
     # a Lambda passes it to a function that takes one
     lam = layers.Lambda(lambda t, mask: t * ops.expand_dims(mask, -1))
-    model = densitron.Model([x, m], lam(x, mask=m))
+    with pytest.warns(UserWarning, match="will therefore destroy the mask"):
+        model = densitron.Model([x, m], lam(x, mask=m))
     np.testing.assert_allclose(model.predict([values, mask], verbose=0), values * keep)
+
+
+def test_ops_make_no_masks_and_layers_of_ones_own_give_keras_s():
+    # Keras's operations make tensors without masks, and a layer of one's own gives its
+    # outputs the masks its compute_mask or supports_masking says, not its sublayers'
+    ids = layers.Input((T,), dtype="int32")
+    e = layers.Embedding(V, U, mask_zero=True)(ids)
+    for t in (ops.exp(e), e * 2.0, e + e, ops.relu(e), e[:, :, :2]):
+        assert t._keras_mask is None
+
+    class Plain(layers.Layer):  # (its Dense passes the mask on; the layer does not)
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dense = layers.Dense(3)
+
+        def call(self, x):
+            return self.dense(x)
+
+    class Passing(Plain):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.supports_masking = True
+
+    with pytest.warns(UserWarning, match="will therefore destroy the mask"):
+        assert Plain()(e)._keras_mask is None
+    assert Passing()(e)._mask is ids
+    # an LSTM after an op reads no mask, as Keras's (the padded steps count): as after an
+    # unmasked Embedding, unlike after the Activation layer, which passes the mask on
+    def model(mask_zero, via_op):
+        i = layers.Input((T,), dtype="int32")
+        h = layers.Embedding(V, U, mask_zero=mask_zero)(i)
+        h = ops.exp(h) if via_op else layers.Activation("exponential")(h)
+        return densitron.Model(i, layers.LSTM(2)(h))
+
+    by_op, unmasked, masked = model(True, True), model(False, True), model(True, False)
+    for other in (unmasked, masked):
+        other.set_weights(by_op.get_weights())
+    padded, _ = ids_and_mask(seed=13)
+    got = by_op.predict(padded, verbose=0)
+    np.testing.assert_array_equal(got, unmasked.predict(padded, verbose=0))
+    assert not np.allclose(got, masked.predict(padded, verbose=0))
 
 
 def test_keras_mask_of_symbolic_tensors():

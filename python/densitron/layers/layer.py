@@ -1115,29 +1115,37 @@ class Layer:
             raise TypeError(f"Layer {self.name} ({type(self).__name__}): call() must return "
                             f"tensors from densitron layers. Received: {out!r}")
         record.outputs = outs
-        self._set_output_masks(first, outs, mask)
+        self._set_output_masks(first, flat, outs, mask)
         return out
 
-    def _set_output_masks(self, inputs, outs, mask):
-        """Keras's masks of a layer of one's own's outputs, those its call() left without one:
-        its compute_mask(inputs, mask) (a tensor each, 1 or True where a step is kept), or,
-        when it supports masking, the mask it was given."""
-        if all(t._mask is not None for t in outs) or not self.supports_masking:
+    def _set_output_masks(self, inputs, flat, outs, mask):
+        """Keras's masks of a layer of one's own's outputs (those its call made: an input
+        returned as it is keeps its own): its compute_mask(inputs, mask) (a tensor each, 1 or
+        True where a step is kept) or, when it supports masking, the mask it was given; none
+        else, whatever its sublayers gave them (Keras's call of a layer makes new tensors),
+        with Keras's warning when it was given a mask."""
+        made = [t for t in outs if not any(t is f for f in flat)]
+        given = any(m is not None for m in (mask if isinstance(mask, list) else [mask]))
+        if not self.supports_masking:
+            for t in made:
+                t._mask = None
+            if given:
+                warnings.warn(f"Layer '{self.name}' (of type {type(self).__name__}) was passed "
+                              "an input with a mask attached to it. However, this layer does "
+                              "not support masking and will therefore destroy the mask "
+                              "information. Downstream layers will not see the mask.",
+                              stacklevel=4)
             return
-        if _own_compute_mask(self):
-            masks = self.compute_mask(inputs, mask)
-        else:
-            masks = mask
-        if masks is None:
-            return
-        masks = list(masks) if isinstance(masks, (list, tuple)) else [masks] * len(outs)
-        for t, m in zip(outs, masks):
-            if t._mask is None and m is not None:
-                if not isinstance(m, KerasTensor):
-                    raise TypeError(
-                        f"Layer \"{self.name}\" ({type(self).__name__}): compute_mask() of "
-                        f"symbolic inputs must return symbolic tensors (or None). Received: {m!r}")
-                t._mask = getattr(m, "_mask_source", m)
+        masks = self.compute_mask(inputs, mask) if _own_compute_mask(self) else mask
+        masks = (list(masks) if isinstance(masks, (list, tuple)) else [masks] * len(outs))
+        for t, m in zip(outs, masks + [None] * (len(outs) - len(masks))):
+            if not any(t is u for u in made):
+                continue
+            if m is not None and not isinstance(m, KerasTensor):
+                raise TypeError(
+                    f"Layer \"{self.name}\" ({type(self).__name__}): compute_mask() of symbolic "
+                    f"inputs must return symbolic tensors (or None). Received: {m!r}")
+            t._mask = getattr(m, "_mask_source", m)
 
     def _sublayers(self):
         """The layers a composite layer (or a subclassed model) holds in its attributes
@@ -1163,7 +1171,8 @@ class Layer:
         node = Node(self, flat, [])
         node.is_list = isinstance(inputs, (list, tuple))
         out = KerasTensor(out_shape, name=self.name, node=node, index=0)
-        out._mask = self._output_mask(node)
+        # (an op's output carries no mask, as Keras's operations make none)
+        out._mask = None if self._op_layer else self._output_mask(node)
         explicit = {k: t._mask for k, t in enumerate(flat)
                     if getattr(t, "_carried", None) is not None}
         if explicit:  # (masks given as the call's argument: the node reads the tensors
