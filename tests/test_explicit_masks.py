@@ -417,3 +417,80 @@ def test_softmax_of_a_mask_gradients_against_finite_differences():
     x, m = softmax_data(rows=3)
     y = np.random.default_rng(12).random((3, 3, 5))
     fd_check(softmax_model(densitron), [x, m.astype(np.float32)], y, "mse")
+
+
+def translation_encoder(lib):
+    """keras.io's English-to-Spanish translation example's encoder as written (its
+    PositionalEmbedding's compute_mask, its TransformerEncoder's call reading the mask as a
+    (batch, 1, S) attention_mask), pooled into a classifier."""
+    ly, K = lib.layers, lib.ops
+
+    class TransformerEncoder(ly.Layer):
+        def __init__(self, embed_dim, dense_dim, num_heads, **kwargs):
+            super().__init__(**kwargs)
+            self.attention = ly.MultiHeadAttention(num_heads=num_heads, key_dim=embed_dim)
+            self.dense_proj = lib.Sequential([ly.Dense(dense_dim, activation="relu"),
+                                              ly.Dense(embed_dim)])
+            self.layernorm_1 = ly.LayerNormalization()
+            self.layernorm_2 = ly.LayerNormalization()
+            self.supports_masking = True
+
+        def call(self, inputs, mask=None):
+            padding_mask = None if mask is None else K.cast(mask[:, None, :], dtype="int32")
+            attention_output = self.attention(query=inputs, value=inputs, key=inputs,
+                                              attention_mask=padding_mask)
+            proj_input = self.layernorm_1(inputs + attention_output)
+            proj_output = self.dense_proj(proj_input)
+            return self.layernorm_2(proj_input + proj_output)
+
+    class PositionalEmbedding(ly.Layer):
+        def __init__(self, sequence_length, vocab_size, embed_dim, **kwargs):
+            super().__init__(**kwargs)
+            self.token_embeddings = ly.Embedding(input_dim=vocab_size, output_dim=embed_dim)
+            self.position_embeddings = ly.Embedding(input_dim=sequence_length,
+                                                    output_dim=embed_dim)
+
+        def call(self, inputs):
+            positions = K.arange(0, K.shape(inputs)[-1], 1)
+            return self.token_embeddings(inputs) + self.position_embeddings(positions)
+
+        def compute_mask(self, inputs, mask=None):
+            return K.not_equal(inputs, 0)
+
+    inp = lib.Input(shape=(T + 2,), dtype="int64")
+    x = TransformerEncoder(U, 16, 2)(PositionalEmbedding(T + 2, V, U)(inp))
+    return lib.Model(inp, ly.Dense(3, activation="softmax")(ly.GlobalAveragePooling1D()(x)))
+
+
+_TRANSLATION = """
+import sys, pickle, numpy as np, test_explicit_masks as t
+weights, ids, out = sys.argv[1:]
+theirs = t.translation_encoder(keras)
+theirs.set_weights(pickle.load(open(weights, "rb")))
+np.save(out, theirs.predict(np.load(ids), verbose=0))
+print([type(layer).__name__ for layer in theirs.layers])
+"""
+
+
+def test_the_translation_examples_encoder_as_keras(tmp_path):
+    import pickle
+
+    ours = translation_encoder(densitron)
+    ids = np.random.default_rng(14).integers(1, V, (6, T + 2))
+    ids[:, 5:] = 0
+    ids[0, 2:] = 0
+    with open(tmp_path / "w.pkl", "wb") as f:
+        pickle.dump(ours.get_weights(), f)
+    np.save(tmp_path / "ids.npy", ids)
+    printed = run_keras_on_jax(_TRANSLATION, str(tmp_path / "w.pkl"), str(tmp_path / "ids.npy"),
+                               str(tmp_path / "out.npy"))
+    assert printed.strip().splitlines()[-1] == str([type(layer).__name__
+                                                    for layer in ours.layers])
+    got = ours.predict(ids, verbose=0)
+    np.testing.assert_allclose(got, np.load(tmp_path / "out.npy"), rtol=1e-5, atol=1e-6)
+    # the padding's embedding changes nothing: the mask leaves the padded steps out
+    weights = ours.get_weights()
+    table = next(w for w in weights if w.shape == (V, U))
+    table[0] += 5.0
+    ours.set_weights(weights)
+    np.testing.assert_allclose(ours.predict(ids, verbose=0), got, rtol=1e-5, atol=1e-6)

@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from densitron import regularizers
+from densitron._op_marks import makes_op_layers
 from densitron.layers.core import kernel_bias_config, set_kernel_bias_args
 from densitron.layers.layer import Layer, node_spec
 from densitron.layers.reshaping import _positions
@@ -70,6 +71,27 @@ def _merged_mask(layer, query, value, attention_mask, given):
         spread = RepeatVector(s_len if role == "query" else t_len)(mask)
         parts.append(Permute((2, 1))(spread) if role == "query" else spread)
     return parts[0] if len(parts) == 1 else Multiply()(parts)
+
+
+@makes_op_layers
+def _spread_mask(query, value, attention_mask):
+    """An attention_mask of shape (batch, 1, S) or (batch, T, 1) spread over the (T, S) plane,
+    as Keras broadcasts it (the keras.io translation example's padding_mask,
+    mask[:, None, :]); others as they are."""
+    from densitron.layers.layer import KerasTensor
+
+    shape = tuple(getattr(attention_mask, "shape", ()))
+    t_len, s_len = query.shape[1], value.shape[1]
+    if len(shape) != 3 or shape[1:] == (t_len, s_len) or shape[1:] not in (
+            (1, s_len), (t_len, 1)):
+        return attention_mask
+    if not isinstance(attention_mask, KerasTensor):
+        return np.broadcast_to(np.asarray(attention_mask), (shape[0], t_len, s_len))
+    from densitron.layers.reshaping import Permute, RepeatVector, Reshape
+
+    if shape[1:] == (1, s_len):
+        return RepeatVector(t_len)(Reshape((s_len,))(attention_mask))
+    return Permute((2, 1))(RepeatVector(s_len)(Reshape((t_len,))(attention_mask)))
 
 
 def _permutation(rows, groups, dim, repeats=1):
@@ -171,6 +193,7 @@ class MultiHeadAttention(Layer):
         if value is None:
             raise ValueError(f"{type(self).__name__} is called as layer(query, value, "
                              "key=None). Received: value=None")
+        attention_mask = _spread_mask(query, value, attention_mask)
         signature = (key is not None, attention_mask is not None, bool(use_causal_mask),
                      bool(return_attention_scores))
         if self._signature is not None and signature != self._signature:
