@@ -331,6 +331,8 @@ def test_ops_make_no_masks_and_layers_of_ones_own_give_keras_s():
     with pytest.warns(UserWarning, match="will therefore destroy the mask"):
         assert Plain()(e)._keras_mask is None
     assert Passing()(e)._mask is ids
+    # a layer's activation written in Python (traced as ops): the layer passes the mask on
+    assert layers.Dense(3, activation=lambda t: ops.relu(t) * 2.0)(e)._mask is ids
     # an LSTM after an op reads no mask, as Keras's (the padded steps count): as after an
     # unmasked Embedding, unlike after the Activation layer, which passes the mask on
     def model(mask_zero, via_op):

@@ -358,6 +358,8 @@ def apply_traced(fn, x, layer_name):
         raise ValueError(
             f"Layer \"{layer_name}\": an activation must give a tensor of its input's shape "
             f"{x.shape}. Received: {out!r} from activation={fn!r}")
+    if out is not x:  # (the layer's output: the mask its values carry, not its ops' none)
+        out._mask = x._mask
     return out
 
 
