@@ -284,6 +284,29 @@ def test_custom_layers_read_and_give_masks():
     np.testing.assert_array_equal(second._keras_mask, [[1, 1, 1], [1, 0, 0], [1, 1, 1]])
 
 
+def test_split_along_the_steps_with_its_mask():
+    # the guide's TemporalSplit on symbolic tensors: ops.split's halves, each with its half of
+    # the mask, read by an LSTM apiece as the halves with Masking of their own
+    x = layers.Input((T, 2))
+    first, second = TemporalSplit()(layers.Masking()(x))
+    lstm = layers.LSTM(3)
+    model = densitron.Model(x, [lstm(first), lstm(second)])
+    half = layers.Input((T // 2, 2))
+    alone = densitron.Model(half, lstm(layers.Masking()(half)))
+    values = np.random.default_rng(15).standard_normal((5, T, 2)).astype(np.float32)
+    values[1, 4:] = 0
+    values[2, 1:3] = 0
+    got = model.predict(values, verbose=0)
+    np.testing.assert_allclose(got[0], alone.predict(values[:, :3], verbose=0), rtol=1e-6)
+    np.testing.assert_allclose(got[1], alone.predict(values[:, 3:], verbose=0), rtol=1e-6)
+    parts = ops.split(x, [1, 4], axis=1)
+    assert [p.shape for p in parts] == [(None, 1, 2), (None, 3, 2), (None, 2, 2)]
+    with pytest.raises(ValueError, match="equal division. Received: indices_or_sections=4"):
+        ops.split(x, 4, axis=1)
+    with pytest.raises(ValueError, match="not the batch's. Received: axis=0"):
+        ops.split(x, 2)
+
+
 def test_a_custom_layer_given_a_mask_argument():
     class Pool(layers.Layer):  # a masked mean by hand, given its mask
         def call(self, inputs, mask=None):

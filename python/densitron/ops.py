@@ -863,6 +863,38 @@ _NUMPY_ONLY = ["all", "any", "arange", "argsort", "broadcast_to", "cumprod", "cu
 for _name in _NUMPY_ONLY:
     globals()[_name] = _numpy_only(_name)
 
+_numpy_split = split  # noqa: F821  (the arrays' form, made above)
+
+
+def split(x, indices_or_sections, axis=0):
+    """Keras's ops.split: NumPy's on arrays; a symbolic tensor's pieces along one of a
+    sample's axes (the batch axis stays whole), each a slice of it (the masking guide's
+    TemporalSplit)."""
+    if not _symbolic(x):
+        return _numpy_split(x, indices_or_sections, axis=axis)
+    rank = len(x.shape)
+    a = axis + rank if isinstance(axis, (int, np.integer)) and axis < 0 else axis
+    if not isinstance(a, (int, np.integer)) or not 1 <= a < rank:
+        raise ValueError(f"A symbolic tensor is split along one of a sample's axes (1 to "
+                         f"{rank - 1}), not the batch's. Received: axis={axis!r} for a tensor "
+                         f"of shape {x.shape}")
+    size = x.shape[a]
+    if size is None:
+        raise ValueError(f"A symbolic tensor is split along an axis of known size. Received: "
+                         f"axis={axis} of a tensor of shape {x.shape}")
+    if isinstance(indices_or_sections, (int, np.integer)) and not isinstance(
+            indices_or_sections, bool):
+        sections = int(indices_or_sections)
+        if sections <= 0 or size % sections:
+            raise ValueError("array split does not result in an equal division. Received: "
+                             f"indices_or_sections={indices_or_sections} for an axis of "
+                             f"size {size}")
+        bounds = [size * k // sections for k in range(sections + 1)]
+    else:
+        bounds = [0, *(int(i) for i in indices_or_sections), size]
+    whole = (builtins.slice(None),) * a  # (the module's own `slice` is Keras's op)
+    return [x[(*whole, builtins.slice(lo, hi))] for lo, hi in zip(bounds, bounds[1:])]
+
 
 def _filled(name, value_of, numpy_op):
     """ops.<name>(shape, ...): numpy_op's on a shape of numbers; a tensor of `value_of`'s
