@@ -303,7 +303,7 @@ def test_split_along_the_steps_with_its_mask():
     assert [p.shape for p in parts] == [(None, 1, 2), (None, 3, 2), (None, 2, 2)]
     with pytest.raises(ValueError, match="equal division. Received: indices_or_sections=4"):
         ops.split(x, 4, axis=1)
-    with pytest.raises(ValueError, match="not the batch's. Received: axis=0"):
+    with pytest.raises(ValueError, match="an axis other than the batch's. Received: axis=0"):
         ops.split(x, 2)
 
 

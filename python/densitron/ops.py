@@ -872,12 +872,7 @@ def split(x, indices_or_sections, axis=0):
     TemporalSplit)."""
     if not _symbolic(x):
         return _numpy_split(x, indices_or_sections, axis=axis)
-    rank = len(x.shape)
-    a = axis + rank if isinstance(axis, (int, np.integer)) and axis < 0 else axis
-    if not isinstance(a, (int, np.integer)) or not 1 <= a < rank:
-        raise ValueError(f"A symbolic tensor is split along one of a sample's axes (1 to "
-                         f"{rank - 1}), not the batch's. Received: axis={axis!r} for a tensor "
-                         f"of shape {x.shape}")
+    a = _axis(x, axis)
     size = x.shape[a]
     if size is None:
         raise ValueError(f"A symbolic tensor is split along an axis of known size. Received: "

@@ -64,13 +64,20 @@ def _merged_mask(layer, query, value, attention_mask, given):
                         f"inputs (symbolic tensors or arrays). Received: masks "
                         f"{sorted(given)}")
     from densitron.layers.merging import Multiply
-    from densitron.layers.reshaping import Permute, RepeatVector
 
     parts = [] if attention_mask is None else [attention_mask]
-    for role, mask in given.items():
-        spread = RepeatVector(s_len if role == "query" else t_len)(mask)
-        parts.append(Permute((2, 1))(spread) if role == "query" else spread)
+    parts += [_over_plane(mask, role, t_len, s_len) for role, mask in given.items()]
     return parts[0] if len(parts) == 1 else Multiply()(parts)
+
+
+def _over_plane(mask, role, t_len, s_len):
+    """A symbolic mask of the query steps, (batch, T), or of the value steps, (batch, S),
+    spread over the (T, S) plane (RepeatVector, and Permute for the query's)."""
+    from densitron.layers.reshaping import Permute, RepeatVector
+
+    if role == "query":
+        return Permute((2, 1))(RepeatVector(s_len)(mask))
+    return RepeatVector(t_len)(mask)
 
 
 @makes_op_layers
@@ -87,11 +94,11 @@ def _spread_mask(query, value, attention_mask):
         return attention_mask
     if not isinstance(attention_mask, KerasTensor):
         return np.broadcast_to(np.asarray(attention_mask), (shape[0], t_len, s_len))
-    from densitron.layers.reshaping import Permute, RepeatVector, Reshape
+    from densitron.layers.reshaping import Reshape
 
     if shape[1:] == (1, s_len):
-        return RepeatVector(t_len)(Reshape((s_len,))(attention_mask))
-    return Permute((2, 1))(RepeatVector(s_len)(Reshape((t_len,))(attention_mask)))
+        return _over_plane(Reshape((s_len,))(attention_mask), "value", t_len, s_len)
+    return _over_plane(Reshape((t_len,))(attention_mask), "query", t_len, s_len)
 
 
 def _permutation(rows, groups, dim, repeats=1):

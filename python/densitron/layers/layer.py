@@ -462,17 +462,16 @@ def traced_call(layer, inputs, positional=False, mask=None):
     takes = "training" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
     _TRACING.append(True)
     _ADDED_LOSSES.append([])
+    extra = {"mask": mask} if "mask" in params else {}
     try:
         kwargs = {"training": _TracedTraining(layer)} if takes else {}
-        if "mask" in params:
-            kwargs["mask"] = mask
+        kwargs.update(extra)
         try:
             out = layer.call(*inputs, **kwargs) if positional else layer.call(inputs, **kwargs)
         except _BranchesOnTraining:
             # `if training:` in call(): traced once per mode, the two joined by ModeSelect
             del _ADDED_LOSSES[-1][:]
-            out = _traced_per_mode(layer, inputs, positional,
-                                   {"mask": mask} if "mask" in params else {})
+            out = _traced_per_mode(layer, inputs, positional, extra)
     finally:
         _TRACING.pop()
         added = _ADDED_LOSSES.pop()
@@ -1208,9 +1207,11 @@ class Layer:
         kwargs = {"training": training} if "training" in params else {}
         data = list(arrays) if isinstance(inputs, list) else tuple(arrays) if isinstance(
             inputs, tuple) else arrays[0]
-        if "mask" in params:  # (Keras's: the one input's mask, a list's masks)
-            kwargs["mask"] = (list(masks) if isinstance(inputs, (list, tuple))
-                              else masks[0] if masks else None)
+        # Keras's mask argument: the one input's mask, a list's masks
+        previous = (list(masks) if isinstance(inputs, (list, tuple))
+                    else masks[0] if masks else None)
+        if "mask" in params:
+            kwargs["mask"] = previous
         out = self.call(*arrays, **kwargs) if positional else self.call(data, **kwargs)
 
         def array(v):
@@ -1226,8 +1227,6 @@ class Layer:
         if not self.supports_masking or isinstance(out, dict):
             return out
         # Keras's masks of the outputs: compute_mask(inputs, mask), or the mask given
-        previous = (list(masks) if isinstance(inputs, (list, tuple))
-                    else masks[0] if masks else None)
         given = self.compute_mask(data, previous) if _own_compute_mask(self) else previous
         if given is None:
             return out
@@ -1235,8 +1234,7 @@ class Layer:
         given = list(given) if isinstance(given, (list, tuple)) else [given] * len(values)
         for i, m in enumerate(given[:len(values)]):
             if m is not None and np.shape(m) == values[i].shape[:-1]:
-                values[i] = values[i].view(_MaskedArray)
-                values[i]._keras_mask = np.asarray(m) != 0
+                values[i] = _masked_array(values[i], m)
         return type(out)(values) if isinstance(out, (list, tuple)) else values[0]
 
     def _output_mask(self, node):
@@ -1521,10 +1519,8 @@ def _with_output_masks(model, out, data):
         if route is None or not isinstance(values[i], np.ndarray):
             continue
         source = inputs[route[1]] if route[0] == "in" else extra[route[1]]
-        mask = np.asarray(source) != 0
-        if mask.shape == values[i].shape[:-1]:
-            values[i] = values[i].view(_MaskedArray)
-            values[i]._keras_mask = mask
+        if np.shape(source) == values[i].shape[:-1]:
+            values[i] = _masked_array(values[i], source)
     return values if is_list else values[0]
 
 
@@ -1590,14 +1586,19 @@ def with_mask(layer, inputs, mask):
         raise ValueError(
             f"Layer \"{layer.name}\": a mask has the shape of the input's steps, "
             f"{layer._mask_shape(values.shape)}. Received: mask.shape={kept.shape}")
-    carrier = values.view(_MaskedArray)
-    carrier._keras_mask = kept != 0
-    return carrier
+    return _masked_array(values, kept)
 
 
 class _MaskedArray(np.ndarray):
     """An eager call's output array with Keras's `_keras_mask` (Embedding(mask_zero=True),
     Masking): the mask of the steps, True where kept."""
+
+
+def _masked_array(values, mask):
+    """values (an array) carrying `mask` as Keras's `_keras_mask`: True where it is nonzero."""
+    out = np.asarray(values).view(_MaskedArray)
+    out._keras_mask = np.asarray(mask) != 0
+    return out
 
 
 _ON_ARRAYS = object()  # (an eager call whose call() runs on the arrays: _call_on_arrays)

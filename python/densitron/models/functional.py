@@ -95,6 +95,14 @@ def _made_reads(node, foreign):
     return reads
 
 
+def _nested_models_masks(outputs, stop=()):
+    """The ids of the masks made inside nested models, which their calls' outputs carry out
+    (a walk over the outputs' calls, past no tensor whose id is in `stop`)."""
+    plain, _ = _topological_nodes(outputs, stop=stop)
+    return {id(t._mask) for node in plain if isinstance(node.layer, Functional)
+            for t in node.outputs if t._mask is not None}
+
+
 def _args(node):
     """A call's (a Node's or a CompositeCall's) tensors as Keras's graph holds them: its
     inputs, then the masks given as its `mask` argument (layer(x, mask=m))."""
@@ -129,11 +137,8 @@ def _clone_graph_nodes(in_list, out_list, out_paths):
         names.add(name)
         mapping[id(t)] = Input(batch_shape=t.shape, dtype=t.dtype, name=name)
         new_inputs.append(mapping[id(t)])
-    # masks made inside nested models, which their calls' outputs carry out (and the calls
-    # made again carry as well)
-    plain, _ = _topological_nodes(out_list, stop=mapping)
-    foreign = {id(t._mask) for node in plain if isinstance(node.layer, Functional)
-               for t in node.outputs if t._mask is not None}
+    # (the calls made again carry the masks of nested models' outputs as well)
+    foreign = _nested_models_masks(out_list, stop=mapping)
     nodes, _ = _topological_nodes(out_list, stop=mapping, masks=True, foreign=foreign)
     reached = set(mapping)
     for node in nodes:
@@ -413,10 +418,8 @@ class Functional(Trainer, Layer):
                 )
         # (with the calls that make the masks layers apply, a compute_mask's of a layer of
         # one's own: as Keras's graph, which records them as the calls' mask arguments)
-        plain, _ = _topological_nodes(out_list)
-        foreign = {id(t._mask) for node in plain if isinstance(node.layer, Functional)
-                   for t in node.outputs if t._mask is not None}
-        nodes, first_visit = _topological_nodes(out_list, masks="made", foreign=foreign)
+        nodes, first_visit = _topological_nodes(out_list, masks="made",
+                                                foreign=_nested_models_masks(out_list))
         input_ids = {id(t._node) for t in in_list}
         for node in nodes:
             if isinstance(node.layer, InputLayer) and id(node) not in input_ids:
